@@ -1,0 +1,923 @@
+"""The p > 0.5 phase transition of verbatim recall, measured at token and cell level.
+
+Under teacher forcing, a correct token with probability p > 0.5 is the argmax, so greedy
+decoding with an intact prefix must reproduce it: ``p > 0.5`` is *sufficient* for
+recall, not necessary. :func:`phase_transition` estimates the empirical recall threshold
+p* with a logistic regression, checks sufficiency and necessity, measures how one
+sub-threshold token derails decoding (the cascade), and fits the cell-level transition
+of the order parameters (exact match, share of tokens above threshold) against
+capacity. See docs/analyses.md for definitions and choices.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import optimize, stats
+
+from lawfit._tokens import (
+    GROUP_DIMS,
+    TokenArrays,
+    fails_before,
+    load,
+    logit,
+    ok_mask,
+    sigmoid,
+    token_arrays,
+)
+from lawfit.errors import LawfitError
+
+__all__ = [
+    "Cascade",
+    "CellTransition",
+    "PhaseTransitionResult",
+    "SequenceCheck",
+    "SufficiencyCheck",
+    "ThresholdFit",
+    "bimodality_coefficient",
+    "phase_transition",
+]
+
+THRESHOLD = 0.5
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class ThresholdFit:
+    """Token-level logistic regression of greedy recall on ``logit(p_after)``.
+
+    The model is ``P(recall) = sigmoid(intercept + slope * logit(p_after))`` on tokens
+    whose prefix within their entry was reproduced (``condition_on_prefix``).
+
+    Attributes
+    ----------
+    threshold : float
+        p* = sigmoid(-intercept / slope): the ``p_after`` at which recall is 50 %.
+    ci : tuple of float
+        Confidence interval of p* (``ci_method``: ``"bootstrap-percentile"`` over runs,
+        or ``"delta"`` from the cluster-robust covariance when no bootstrap ran).
+    ci_delta : tuple of float
+        Delta-method interval from the run-clustered covariance (always reported).
+    level : float
+        Confidence level.
+    pvalue : float
+        Two-sided Wald test of H0: p* = 0.5 (intercept = 0), run-clustered SE.
+    pvalue_bootstrap : float or None
+        Bootstrap test of H0: p* = 0.5 (share of draws on the other side, doubled).
+    intercept, slope : float
+        Logistic coefficients; ``cov`` their run-clustered covariance (2 × 2).
+    n_tokens, n_runs : int
+        Tokens and runs (clusters) in the regression.
+    n_boot, n_boot_failed : int
+        Bootstrap replicates requested and those that failed (kept out of the CI,
+        reported here, never dropped silently).
+    draws : numpy.ndarray
+        Bootstrap draws of p* (NaN for failed replicates).
+    """
+
+    threshold: float
+    ci: tuple[float, float]
+    ci_method: str
+    ci_delta: tuple[float, float]
+    level: float
+    pvalue: float
+    pvalue_bootstrap: float | None
+    intercept: float
+    slope: float
+    cov: np.ndarray
+    n_tokens: int
+    n_runs: int
+    n_boot: int
+    n_boot_failed: int
+    draws: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SufficiencyCheck:
+    """Counts behind "p > 0.5 is sufficient, not necessary".
+
+    Attributes
+    ----------
+    n_eligible : int
+        Tokens with ``p_after > 0.5`` whose entry prefix was reproduced.
+    n_violations : int
+        Of those, tokens not reproduced with ``p_after > 0.5 + tie_tol``. Must be 0.
+    n_ties : int
+        Not reproduced with ``0.5 < p_after <= 0.5 + tie_tol`` (numerical ties).
+    violation_rate : float
+        ``n_violations / n_eligible``.
+    n_recalled : int
+        Tokens reproduced with an intact prefix.
+    n_recalled_below : int
+        Of those, tokens with ``p_after <= 0.5``.
+    necessity_rate : float
+        ``n_recalled_below / n_recalled``: recall that p > 0.5 does not explain.
+    tie_tol : float
+        Tolerance used for ties.
+    """
+
+    n_eligible: int
+    n_violations: int
+    n_ties: int
+    violation_rate: float
+    n_recalled: int
+    n_recalled_below: int
+    necessity_rate: float
+    tie_tol: float
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Earliest sub-threshold position against the first greedy error.
+
+    Attributes
+    ----------
+    rho : float
+        Spearman rank correlation over units (runs or entries).
+    ci : tuple of float
+        Interval for rho (``ci_method``: bootstrap percentile over units, or Fisher z
+        with the Bonett–Wright standard error).
+    pvalue : float
+        Test of rho = 0 (scipy.stats.spearmanr).
+    n_units : int
+        Units used; ``n_dropped`` units had neither event (nothing to compare) or were
+        censored and ``censored="drop"``; ``n_censored`` used the unit length in place
+        of a missing event.
+    n_error_before_subthreshold : int
+        Units whose first greedy error precedes the earliest sub-threshold token (ties
+        aside this contradicts sufficiency; must be 0).
+    share_equal : float
+        Share of units whose two positions coincide.
+    positions : pandas.DataFrame
+        One row per unit: coordinates, ``earliest_subthreshold``, ``first_error``,
+        ``unit_length``.
+    """
+
+    rho: float
+    ci: tuple[float, float]
+    ci_method: str
+    pvalue: float
+    unit: str
+    n_units: int
+    n_dropped: int
+    n_censored: int
+    n_error_before_subthreshold: int
+    share_equal: float
+    positions: pd.DataFrame = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SequenceCheck:
+    """Entry-level exact match against the entry's minimum ``p_after``.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        2 × 2 counts: rows ``min_p > 0.5`` true/false, columns exact match true/false.
+    p_exact_above, p_exact_below : float
+        Share of entries reproduced exactly when min p > 0.5 (must be 1) and otherwise.
+    auc : float
+        Probability that an exactly reproduced entry has a higher min p than one that
+        is not (Mann–Whitney AUC).
+    n_entries : int
+        Entries compared.
+    """
+
+    table: pd.DataFrame
+    p_exact_above: float
+    p_exact_below: float
+    auc: float
+    n_entries: int
+
+
+@dataclass(frozen=True)
+class CellTransition:
+    """Sigmoid transition of a cell-level order parameter against capacity.
+
+    ``order = sigmoid((x - x_c) / width)`` with ``x = log(capacity) - beta * log(length)``.
+
+    Attributes
+    ----------
+    order : str
+        Order parameter (``"exact_match"``, ``"frac_above"``, ``"token_accuracy"``).
+    capacity : str
+        ``"rank"`` or ``"n_params"``.
+    x_c, width, beta : float
+        Critical point, width (in log-capacity units) and length exponent.
+    ci : dict
+        ``{"x_c": (lo, hi), "width": ..., "beta": ...}`` (``ci_method``).
+    beta_fixed : bool
+        True when beta was given (or not identifiable: one length) rather than fitted.
+    critical : pandas.DataFrame
+        Per observed length: the critical capacity ``exp(x_c + beta log l)`` with CI.
+    data : pandas.DataFrame
+        The cells: coordinates, ``x``, ``y`` and the fitted ``y_hat``.
+    rmse : float
+        Root mean squared residual.
+    """
+
+    order: str
+    capacity: str
+    x_c: float
+    width: float
+    beta: float
+    beta_fixed: bool
+    ci: dict
+    ci_method: str
+    level: float
+    critical: pd.DataFrame
+    data: pd.DataFrame = field(repr=False)
+    rmse: float = math.nan
+    n_cells: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseTransitionResult:
+    """Everything :func:`phase_transition` measured; parts it could not measure are None.
+
+    Attributes
+    ----------
+    threshold : ThresholdFit or None
+        Token-level threshold p*.
+    sufficiency : SufficiencyCheck or None
+        Sufficiency / necessity counts.
+    cascade : Cascade or None
+        Earliest sub-threshold position vs first greedy error.
+    sequence : SequenceCheck or None
+        Entry exact match vs min p.
+    transitions : dict of str to CellTransition
+        Cell-level sigmoid fits, keyed by order parameter.
+    bimodality : pandas.DataFrame or None
+        Bimodality of token probabilities before/after, pooled and median over cells.
+    notes : tuple of str
+        Why a part was skipped, what was pooled, and diagnostic flags.
+    """
+
+    threshold: ThresholdFit | None
+    sufficiency: SufficiencyCheck | None
+    cascade: Cascade | None
+    sequence: SequenceCheck | None
+    transitions: dict
+    bimodality: pd.DataFrame | None
+    notes: tuple[str, ...]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Tidy table: one row per quantity with estimate, interval and count.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``quantity, estimate, low, high, n, note``.
+        """
+        rows = []
+        t = self.threshold
+        if t is not None:
+            rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
+            rows.append(("p_value_p_star_eq_0.5", t.pvalue, np.nan, np.nan, t.n_runs, "wald"))
+            rows.append(("logit_slope", t.slope, np.nan, np.nan, t.n_tokens, ""))
+        s = self.sufficiency
+        if s is not None:
+            rows.append(("sufficiency_violations", s.n_violations, np.nan, np.nan,
+                         s.n_eligible, f"ties={s.n_ties}"))
+            rows.append(("necessity_rate", s.necessity_rate, np.nan, np.nan, s.n_recalled, ""))
+        c = self.cascade
+        if c is not None:
+            rows.append(("cascade_spearman_rho", c.rho, *c.ci, c.n_units, c.ci_method))
+        q = self.sequence
+        if q is not None:
+            rows.append(("p_exact_given_minp_above", q.p_exact_above, np.nan, np.nan,
+                         q.n_entries, ""))
+            rows.append(("p_exact_given_minp_below", q.p_exact_below, np.nan, np.nan,
+                         q.n_entries, ""))
+        for name, tr in self.transitions.items():
+            for par in ("x_c", "width", "beta"):
+                lo, hi = tr.ci.get(par, (np.nan, np.nan))
+                rows.append((f"{name}_{par}", getattr(tr, par), lo, hi, tr.n_cells,
+                             tr.ci_method + (" (fixed)" if par == "beta" and tr.beta_fixed
+                                             else "")))
+        return pd.DataFrame(rows, columns=["quantity", "estimate", "low", "high", "n", "note"])
+
+    def summary(self) -> str:
+        """Plain-text summary for people.
+
+        Returns
+        -------
+        str
+            Multi-line text.
+        """
+        out = ["Phase transition of verbatim recall", "=" * 36]
+        t = self.threshold
+        if t is not None:
+            out.append(
+                f"threshold p* = {t.threshold:.4f}  [{t.ci[0]:.4f}, {t.ci[1]:.4f}] "
+                f"({t.level:.0%} {t.ci_method}); H0 p*=0.5: p = {t.pvalue:.3g}; "
+                f"slope {t.slope:.3g}; {t.n_tokens} tokens, {t.n_runs} runs"
+            )
+            if t.n_boot_failed:
+                out.append(f"  {t.n_boot_failed}/{t.n_boot} bootstrap replicates failed")
+        s = self.sufficiency
+        if s is not None:
+            out.append(
+                f"sufficiency: {s.n_violations} violations of {s.n_eligible} tokens with "
+                f"p>0.5 and intact prefix (ties within {s.tie_tol:g}: {s.n_ties}); "
+                f"necessity rate {s.necessity_rate:.4f} ({s.n_recalled_below}/{s.n_recalled})"
+            )
+        c = self.cascade
+        if c is not None:
+            out.append(
+                f"cascade: Spearman rho = {c.rho:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}] over "
+                f"{c.n_units} {c.unit}s ({c.n_censored} censored, {c.n_dropped} dropped); "
+                f"first error before first sub-threshold token: {c.n_error_before_subthreshold}"
+            )
+        q = self.sequence
+        if q is not None:
+            out.append(
+                f"sequences: P(exact | min p>0.5) = {q.p_exact_above:.3f}, "
+                f"P(exact | min p<=0.5) = {q.p_exact_below:.3f}, AUC(min p) = {q.auc:.3f}, "
+                f"{q.n_entries} entries"
+            )
+        for name, tr in self.transitions.items():
+            out.append(
+                f"cell transition of {name} vs log({tr.capacity}) - beta log(length): "
+                f"x_c = {tr.x_c:.3f} {_fmt_ci(tr.ci['x_c'])}, width = {tr.width:.3f} "
+                f"{_fmt_ci(tr.ci['width'])}, beta = {tr.beta:.3f}"
+                + (" (fixed)" if tr.beta_fixed else f" {_fmt_ci(tr.ci['beta'])}")
+                + f", {tr.n_cells} cells, rmse {tr.rmse:.3f}"
+            )
+        if self.bimodality is not None:
+            b = self.bimodality.set_index("when")
+            out.append(
+                "bimodality coefficient (pooled) before {:.3f} -> after {:.3f} "
+                "(> 5/9 suggests bimodality); tail mass (p<0.1 or p>0.9) {:.3f} -> {:.3f}".format(
+                    b.loc["before", "bc_pooled"], b.loc["after", "bc_pooled"],
+                    b.loc["before", "tail_mass_pooled"], b.loc["after", "tail_mass_pooled"],
+                )
+            )
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+# ----------------------------------------------------------------------- numerics
+def _logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10):
+    """Weighted 2-parameter logistic regression by Newton/IRLS; returns (a, b) or None."""
+    a, b = 0.0, 1.0
+    for _ in range(max_iter):
+        eta = np.clip(a + b * x, -35, 35)
+        mu = sigmoid(eta)
+        v = w * mu * (1 - mu)
+        r = w * (y - mu)
+        g0, g1 = r.sum(), (r * x).sum()
+        h00, h01, h11 = v.sum(), (v * x).sum(), (v * x * x).sum()
+        det = h00 * h11 - h01 * h01
+        if not np.isfinite(det) or det <= 1e-300:
+            return None
+        da = (h11 * g0 - h01 * g1) / det
+        db = (-h01 * g0 + h00 * g1) / det
+        a, b = a + da, b + db
+        if abs(da) + abs(db) < tol:
+            break
+        if abs(b) > 1e4:
+            return None
+    else:
+        return None
+    return a, b
+
+
+def bimodality_coefficient(x: np.ndarray) -> float:
+    """Sarle's sample bimodality coefficient.
+
+    ``BC = (g² + 1) / (k + 3 (n-1)² / ((n-2)(n-3)))`` with sample skewness g and excess
+    kurtosis k (both bias-corrected); BC > 5/9 suggests a bimodal distribution.
+
+    Parameters
+    ----------
+    x : array_like
+        Sample (NaN ignored).
+
+    Returns
+    -------
+    float
+        The coefficient, NaN for fewer than 4 finite values or constant data.
+    """
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n < 4 or np.ptp(x) == 0:
+        return math.nan
+    g = stats.skew(x, bias=False)
+    k = stats.kurtosis(x, bias=False)
+    return float((g * g + 1) / (k + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
+
+
+# ------------------------------------------------------------------ token level
+def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdFit:
+    import statsmodels.api as sm
+
+    use = ta.valid & (prefix_ok if prefix_ok is not None else True)
+    run_id = np.broadcast_to(np.arange(ta.valid.shape[0])[:, None], ta.valid.shape)[use]
+    x = logit(ta.p_after[use])
+    y = ta.greedy[use]
+    if y.min() == y.max():
+        raise LawfitError(
+            "the logistic regression of greedy recall needs both recalled and not recalled "
+            f"tokens; got {y.size} tokens that are all {'recalled' if y[0] else 'missed'}. "
+            "Include runs on both sides of the transition (smaller and larger ranks)."
+        )
+    X = np.column_stack([np.ones_like(x), x])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sm.Logit(y, X).fit(
+            disp=0, cov_type="cluster", cov_kwds={"groups": run_id}, maxiter=100
+        )
+    a, b = (float(v) for v in res.params)
+    cov = np.asarray(res.cov_params())
+    xs = -a / b
+    grad = np.array([-1.0 / b, a / b**2])
+    se = float(np.sqrt(grad @ cov @ grad))
+    z = stats.norm.ppf(0.5 + level / 2)
+    ci_delta = (float(sigmoid(xs - z * se)), float(sigmoid(xs + z * se)))
+    pval = float(2 * stats.norm.sf(abs(a) / math.sqrt(cov[0, 0])))
+    draws = np.full(n_boot, np.nan)
+    n_runs = ta.valid.shape[0]
+    for i in range(n_boot):
+        counts = np.bincount(gen.integers(0, n_runs, n_runs), minlength=n_runs)
+        w = counts[run_id].astype(float)
+        fit = _logistic_irls(x, y, w)
+        if fit is not None and fit[1] > 0:
+            draws[i] = sigmoid(-fit[0] / fit[1])
+    failed = int(np.isnan(draws).sum())
+    if n_boot and n_boot - failed >= 20:
+        ok = draws[np.isfinite(draws)]
+        ci = tuple(float(v) for v in np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2]))
+        ci_method = "bootstrap-percentile (runs)"
+        side = np.mean(ok >= 0.5) if sigmoid(xs) < 0.5 else np.mean(ok <= 0.5)
+        pboot = float(min(1.0, 2 * side))
+    else:
+        ci, ci_method, pboot = ci_delta, "delta (run-clustered)", None
+    return ThresholdFit(
+        threshold=float(sigmoid(xs)), ci=ci, ci_method=ci_method, ci_delta=ci_delta,
+        level=level, pvalue=pval, pvalue_bootstrap=pboot, intercept=a, slope=b, cov=cov,
+        n_tokens=int(y.size), n_runs=int(np.unique(run_id).size), n_boot=n_boot,
+        n_boot_failed=failed, draws=draws,
+    )
+
+
+def _sufficiency(ta: TokenArrays, prefix_ok, tie_tol) -> SufficiencyCheck:
+    use = ta.valid & prefix_ok
+    p, g = ta.p_after[use], ta.greedy[use]
+    above = p > THRESHOLD
+    miss = above & (g == 0)
+    ties = miss & (p <= THRESHOLD + tie_tol)
+    rec = g == 1
+    n_el, n_rec = int(above.sum()), int(rec.sum())
+    n_below = int((rec & (p <= THRESHOLD)).sum())
+    nv = int((miss & ~ties).sum())
+    return SufficiencyCheck(
+        n_eligible=n_el, n_violations=nv, n_ties=int(ties.sum()),
+        violation_rate=nv / n_el if n_el else math.nan, n_recalled=n_rec,
+        n_recalled_below=n_below, necessity_rate=n_below / n_rec if n_rec else math.nan,
+        tie_tol=tie_tol,
+    )
+
+
+def _units(ta: TokenArrays, unit: str):
+    """Yield (run_index, entry_id, token index array) for each unit."""
+    for i in range(ta.valid.shape[0]):
+        tok = np.flatnonzero(ta.valid[i])
+        if unit == "run":
+            yield i, -1, tok
+        else:
+            ent = ta.entry[i, tok]
+            for e in np.unique(ent):
+                yield i, int(e), tok[ent == e]
+
+
+def _cascade(ta, unit, censored, level, n_boot, gen) -> Cascade | None:
+    rows = []
+    for i, e, tok in _units(ta, unit):
+        p, g = ta.p_after[i, tok], ta.greedy[i, tok]
+        sub = np.flatnonzero(p < THRESHOLD)
+        err = np.flatnonzero(g == 0)
+        rows.append((i, e, sub[0] if sub.size else -1, err[0] if err.size else -1, tok.size))
+    pos = pd.DataFrame(rows, columns=["run", "entry", "earliest_subthreshold", "first_error",
+                                      "unit_length"])
+    both_missing = (pos.earliest_subthreshold < 0) & (pos.first_error < 0)
+    one_missing = (pos.earliest_subthreshold < 0) ^ (pos.first_error < 0)
+    pos = pos[~both_missing]
+    n_drop = int(both_missing.sum())
+    if censored == "drop":
+        n_drop += int(one_missing[~both_missing].sum())
+        pos = pos[~one_missing[~both_missing]]
+        n_cens = 0
+    else:
+        n_cens = int(one_missing[~both_missing].sum())
+        for col in ("earliest_subthreshold", "first_error"):
+            pos[col] = pos[col].where(pos[col] >= 0, pos["unit_length"])
+    pos = pos.reset_index(drop=True)
+    n = len(pos)
+    if n < 4:
+        return None
+    a = pos.earliest_subthreshold.to_numpy(float)
+    b = pos.first_error.to_numpy(float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    rho, pv = stats.spearmanr(a, b)
+    rho, pv = float(rho), float(pv)
+    if n_boot:
+        dr = np.full(n_boot, np.nan)
+        for k in range(n_boot):
+            ix = gen.integers(0, n, n)
+            if np.ptp(a[ix]) and np.ptp(b[ix]):
+                dr[k] = stats.spearmanr(a[ix], b[ix])[0]
+        ok = dr[np.isfinite(dr)]
+        ci = tuple(float(v) for v in np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2]))
+        method = "bootstrap-percentile (units)"
+    else:
+        zc = stats.norm.ppf(0.5 + level / 2)
+        se = math.sqrt((1 + rho * rho / 2) / max(n - 3, 1))
+        r = min(max(rho, -0.999999), 0.999999)
+        ci = (math.tanh(math.atanh(r) - zc * se), math.tanh(math.atanh(r) + zc * se))
+        method = "fisher-z (Bonett-Wright)"
+    coords = ta.runs.iloc[pos.run.to_numpy()].reset_index(drop=True)
+    positions = pd.concat([coords, pos.drop(columns="run")], axis=1)
+    return Cascade(
+        rho=rho, ci=ci, ci_method=method, pvalue=pv, unit=unit, n_units=n, n_dropped=n_drop,
+        n_censored=n_cens, n_error_before_subthreshold=int((b < a).sum()),
+        share_equal=float(np.mean(a == b)), positions=positions,
+    )
+
+
+def _sequence(ta: TokenArrays) -> SequenceCheck | None:
+    minp, exact = [], []
+    for i, _e, tok in _units(ta, "entry"):
+        minp.append(ta.p_after[i, tok].min())
+        exact.append(bool((ta.greedy[i, tok] == 1).all()))
+    minp, exact = np.asarray(minp), np.asarray(exact)
+    if minp.size == 0:
+        return None
+    above = minp > THRESHOLD
+    table = pd.DataFrame(
+        [[int((above & exact).sum()), int((above & ~exact).sum())],
+         [int((~above & exact).sum()), int((~above & ~exact).sum())]],
+        index=pd.Index(["min_p > 0.5", "min_p <= 0.5"], name="teacher forcing"),
+        columns=pd.Index(["exact", "not exact"], name="greedy"),
+    )
+    n1, n0 = int(exact.sum()), int((~exact).sum())
+    if n1 and n0:
+        auc = float(stats.mannwhitneyu(minp[exact], minp[~exact]).statistic / (n1 * n0))
+    else:
+        auc = math.nan
+    return SequenceCheck(
+        table=table,
+        p_exact_above=float(exact[above].mean()) if above.any() else math.nan,
+        p_exact_below=float(exact[~above].mean()) if (~above).any() else math.nan,
+        auc=auc, n_entries=int(minp.size),
+    )
+
+
+def _bimodality(ta: TokenArrays) -> pd.DataFrame | None:
+    rows = []
+    for when, arr in (("before", ta.p_before), ("after", ta.p_after)):
+        if arr is None:
+            continue
+        v = arr[ta.valid]
+        per_cell = [bimodality_coefficient(arr[i][ta.valid[i]]) for i in range(arr.shape[0])]
+        tails = (v < 0.1) | (v > 0.9)
+        rows.append({
+            "when": when,
+            "bc_pooled": bimodality_coefficient(v),
+            "bc_median_cell": float(np.nanmedian(per_cell)) if len(per_cell) else math.nan,
+            "tail_mass_pooled": float(tails.mean()),
+            "share_above_0.5": float((v > THRESHOLD).mean()),
+            "n_tokens": int(v.size),
+        })
+    return pd.DataFrame(rows) if rows else None
+
+
+# ------------------------------------------------------------------- cell level
+def _cell_orders(ds: xr.Dataset, ta: TokenArrays | None, capacity: str):
+    """DataFrame of ok cells with rank, length, capacity value and order parameters."""
+    if "rank" not in ds.dims or "length" not in ds.dims:
+        return None
+    base = None
+    for name in ("exact_match", "token_accuracy", "loss_reduction"):
+        if name in ds:
+            base = ds[name]
+            break
+    frames = []
+    if base is not None:
+        dims = tuple(d for d in base.dims if d not in ("token", "step"))
+        okm = ok_mask(ds, dims).reshape(-1)
+        idx = pd.MultiIndex.from_product([ds[d].values for d in dims], names=list(dims))
+        df = idx.to_frame(index=False)
+        for name in ("exact_match", "token_accuracy"):
+            if name in ds:
+                df[name] = np.asarray(ds[name].transpose(*dims).values, float).reshape(-1)
+        df = df[okm].reset_index(drop=True)
+        frames.append(df)
+    if ta is not None:
+        fa = ta.runs.copy()
+        fa["frac_above"] = [
+            float((ta.p_after[i][ta.valid[i]] > THRESHOLD).mean()) for i in range(len(fa))
+        ]
+        if frames:
+            keys = [c for c in ta.cell_dims if c in frames[0].columns]
+            frames[0] = frames[0].merge(fa, on=keys, how="outer")
+        else:
+            frames.append(fa)
+    if not frames:
+        return None
+    df = frames[0]
+    if capacity == "n_params":
+        if "n_params" not in ds:
+            raise LawfitError(
+                "capacity='n_params' needs the variable 'n_params' (dims model, modules, "
+                f"rank); the dataset has {sorted(ds.data_vars)}. Use capacity='rank'."
+            )
+        npar = ds["n_params"].to_dataframe().reset_index()
+        keys = [c for c in npar.columns if c in df.columns and c != "n_params"]
+        df = df.merge(npar[keys + ["n_params"]], on=keys, how="left")
+        df["capacity"] = df["n_params"].astype(float)
+    else:
+        df["capacity"] = df["rank"].astype(float)
+    return df
+
+
+def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransition | None:
+    d = df[np.isfinite(df[order])].reset_index(drop=True)
+    if len(d) < 4 or d[order].std() == 0:
+        return None
+    lc, ll = np.log(d["capacity"].to_numpy()), np.log(d["length"].to_numpy(float))
+    y = d[order].to_numpy(float)
+    fixed = beta is not None or np.ptp(ll) == 0
+    b_fixed = float(beta) if beta is not None else 0.0
+
+    def model(th, lc, ll):
+        xc, lw = th[0], th[1]
+        bb = b_fixed if fixed else th[2]
+        return sigmoid((lc - bb * ll - xc) / np.exp(lw))
+
+    def solve(lc, ll, y):
+        x0 = lc - (b_fixed if fixed else 0.5) * ll
+        mid = float(np.median(x0))
+        best = None
+        for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
+            th0 = [mid, lw0] + ([] if fixed else [0.5])
+            try:
+                r = optimize.least_squares(lambda th: model(th, lc, ll) - y, th0, method="lm")
+            except Exception:  # noqa: BLE001 - a failed start is just skipped
+                continue
+            if best is None or r.cost < best.cost:
+                best = r
+        return best
+
+    r = solve(lc, ll, y)
+    if r is None or not np.all(np.isfinite(r.x)):
+        return None
+    th = r.x
+    k = th.size
+    n = y.size
+    J = r.jac
+    e = r.fun
+    names = ["x_c", "width", "beta"][:k]
+    # HC1 sandwich covariance of (x_c, log width, beta)
+    try:
+        bread = np.linalg.inv(J.T @ J)
+        meat = J.T @ (J * (e * e)[:, None])
+        cov = bread @ meat @ bread * n / max(n - k, 1)
+    except np.linalg.LinAlgError:
+        cov = np.full((k, k), np.nan)
+    zc = stats.norm.ppf(0.5 + level / 2)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    ci = {
+        "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
+        "width": (math.exp(th[1] - zc * se[1]), math.exp(th[1] + zc * se[1])),
+        "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
+    }
+    method = "wald (HC1 sandwich)"
+    draws = None
+    if n_boot:
+        draws = np.full((n_boot, k), np.nan)
+        for i in range(n_boot):
+            ix = gen.integers(0, n, n)
+            if np.ptp(y[ix]) == 0:
+                continue
+            rb = solve(lc[ix], ll[ix], y[ix])
+            if rb is not None and np.all(np.isfinite(rb.x)):
+                draws[i] = rb.x
+        ok = draws[np.all(np.isfinite(draws), axis=1)]
+        if len(ok) >= 20:
+            q = np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+            ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
+                  "beta": tuple(q[:, 2]) if not fixed else (b_fixed, b_fixed)}
+            method = f"bootstrap-percentile (cells, {len(ok)}/{n_boot} ok)"
+    bb = b_fixed if fixed else th[2]
+    lens = np.unique(d["length"].to_numpy())
+    crit = []
+    for L in lens:
+        est = math.exp(th[0] + bb * math.log(L))
+        if draws is not None and method.startswith("bootstrap"):
+            okd = draws[np.all(np.isfinite(draws), axis=1)]
+            bd = b_fixed if fixed else okd[:, 2]
+            v = np.exp(okd[:, 0] + bd * math.log(L))
+            lo, hi = np.quantile(v, [0.5 - level / 2, 0.5 + level / 2])
+        else:
+            g = np.array([1.0, 0.0] + ([] if fixed else [math.log(L)]))
+            s = math.sqrt(max(float(g @ cov @ g), 0.0))
+            lo, hi = est * math.exp(-zc * s), est * math.exp(zc * s)
+        crit.append((int(L), est, float(lo), float(hi)))
+    critical = pd.DataFrame(crit, columns=["length", f"critical_{capacity}", "low", "high"])
+    out = d.copy()
+    out["x"] = lc - bb * ll
+    out["y_hat"] = model(th, lc, ll)
+    return CellTransition(
+        order=order, capacity=capacity, x_c=float(th[0]), width=float(math.exp(th[1])),
+        beta=float(bb), beta_fixed=fixed,
+        ci={kk: (float(v[0]), float(v[1])) for kk, v in ci.items()}, ci_method=method,
+        level=level, critical=critical, data=out,
+        rmse=float(np.sqrt(np.mean(e * e))), n_cells=n,
+    ) if names else None
+
+
+# ---------------------------------------------------------------------- front door
+def phase_transition(
+    ds,
+    *,
+    condition_on_prefix: bool = True,
+    tie_tol: float = 1e-3,
+    cascade_unit: Literal["run", "entry"] = "run",
+    censored: Literal["end", "drop"] = "end",
+    orders: tuple[str, ...] = ("exact_match", "frac_above"),
+    capacity: Literal["rank", "n_params"] = "rank",
+    beta: float | None = None,
+    bootstrap: int = 1000,
+    confidence_level: float = 0.95,
+    rng: int | np.random.Generator | None = None,
+) -> PhaseTransitionResult:
+    """Measure the p > 0.5 phase transition of greedy verbatim recall.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset. Token level needs ``p_after`` and ``greedy_correct`` over
+        ``token`` (``entry`` optional: without it every run is one entry); cell level
+        needs ``rank``, ``length`` and ``exact_match`` / ``token_accuracy`` or token
+        variables. Cells whose ``status`` is not ``"ok"`` are left out. Grouping dims
+        (model, task, method, ...) are pooled: select first to analyse one group.
+    condition_on_prefix : bool
+        Use only tokens whose earlier tokens in the same entry were reproduced for the
+        logistic regression and the sufficiency check. After the first error the decoder
+        runs off the teacher-forced path, where ``p_after`` says nothing about recall.
+    tie_tol : float
+        Non-recalled tokens with ``0.5 < p_after <= 0.5 + tie_tol`` count as numerical
+        ties, not sufficiency violations.
+    cascade_unit : {"run", "entry"}
+        Unit of the cascade correlation (the paper: runs of long-context memorization).
+    censored : {"end", "drop"}
+        Units with one event missing (no sub-threshold token, or no greedy error): place
+        it at the unit length ("end") or drop the unit. Units with neither are dropped.
+    orders : tuple of str
+        Cell-level order parameters to fit: ``"exact_match"``, ``"frac_above"``
+        (share of tokens with p_after > 0.5), ``"token_accuracy"``.
+    capacity : {"rank", "n_params"}
+        Capacity variable of the cell-level fit.
+    beta : float, optional
+        Fix the length exponent in ``x = log(capacity) - beta log(length)``; by default
+        it is fitted (fixed at 0 when only one length is present).
+    bootstrap : int
+        Replicates for the CIs (runs for p*, units for rho, cells for the sigmoid); 0
+        uses analytic intervals (delta method, Fisher z, HC1 sandwich).
+    confidence_level : float
+        Level of every interval.
+    rng : int, Generator or None
+        Seed for the bootstrap.
+
+    Returns
+    -------
+    PhaseTransitionResult
+        Frozen result; parts the dataset cannot support are None with a note.
+
+    Raises
+    ------
+    LawfitError
+        Bad input: not a dataset, no usable cells, probabilities outside [0, 1], an
+        unknown option.
+    """
+    ds = load(ds)
+    if not 0 < confidence_level < 1:
+        raise LawfitError(
+            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
+            "Pass e.g. 0.95."
+        )
+    if cascade_unit not in ("run", "entry"):
+        raise LawfitError(
+            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
+        )
+    if censored not in ("end", "drop"):
+        raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
+    bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
+    if bad:
+        raise LawfitError(
+            f"orders must be among 'exact_match', 'frac_above', 'token_accuracy'; got {bad}."
+        )
+    if capacity not in ("rank", "n_params"):
+        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+    if int(bootstrap) < 0:
+        raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
+    gen = np.random.default_rng(rng)
+    notes: list[str] = []
+    pooled = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1]
+    if pooled:
+        notes.append(
+            "pooled over " + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
+            + "; select one group (ds.sel(...)) to analyse it alone"
+        )
+    ta = None
+    thr = suff = casc = seq = bim = None
+    if "p_after" in ds and "greedy_correct" in ds:
+        ta = token_arrays(ds)
+        prefix_ok = fails_before(ta.greedy, ta.entry, ta.valid) == 0
+        if not condition_on_prefix:
+            prefix_ok = np.ones_like(ta.valid)
+        try:
+            thr = _threshold_fit(ta, prefix_ok, confidence_level, int(bootstrap), gen)
+        except LawfitError as exc:
+            notes.append(f"threshold not estimated: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
+            notes.append(f"threshold not estimated: logistic regression failed ({exc})")
+        suff = _sufficiency(ta, prefix_ok, tie_tol)
+        if suff.n_violations:
+            notes.append(
+                f"FLAG: {suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
+                "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
+                "(check that both used the same prompt, precision and tokenization)"
+            )
+        casc = _cascade(ta, cascade_unit, censored, confidence_level, int(bootstrap), gen)
+        if casc is None:
+            notes.append("cascade not computed: fewer than 4 units with a varying position")
+        seq = _sequence(ta)
+        if "entry" not in ds:
+            notes.append("no 'entry' variable: each run is treated as one entry")
+        bim = _bimodality(ta)
+    elif "p_after" in ds:
+        ta = token_arrays(ds, need_greedy=False)
+        bim = _bimodality(ta)
+        notes.append(
+            "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
+        )
+    else:
+        notes.append(
+            "no token variables (p_after, greedy_correct): token-level analysis skipped"
+        )
+    transitions = {}
+    cells = _cell_orders(ds, ta, capacity)
+    if cells is None:
+        notes.append("no rank/length cells: cell-level transition skipped")
+    else:
+        for order in orders:
+            if order not in cells.columns:
+                notes.append(f"cell transition of {order} skipped: not in the dataset")
+                continue
+            tr = _fit_sigmoid(cells, order, beta, confidence_level, int(bootstrap) // 5, gen,
+                              capacity)
+            if tr is None:
+                notes.append(
+                    f"cell transition of {order} not fitted: fewer than 4 cells or no "
+                    "variation (every cell on one side of the transition)"
+                )
+                continue
+            transitions[order] = tr
+            if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
+                notes.append(
+                    f"FLAG: critical point of {order} lies outside the observed capacity range "
+                    "(extrapolated)"
+                )
+    if bootstrap and transitions:
+        notes.append(
+            f"cell-level sigmoid bootstrap used {int(bootstrap) // 5} replicates "
+            "(bootstrap // 5: each replicate is a nonlinear fit)"
+        )
+    if thr is None and not transitions and bim is None:
+        raise LawfitError(
+            "phase_transition found nothing it can analyse: expected token variables "
+            "(p_after, greedy_correct over 'token') or cell order parameters (exact_match or "
+            f"token_accuracy over rank and length); got {sorted(ds.data_vars)} with dims "
+            f"{dict(ds.sizes)}. Collect these variables first."
+        )
+    return PhaseTransitionResult(
+        threshold=thr, sufficiency=suff, cascade=casc, sequence=seq,
+        transitions=transitions, bimodality=bim, notes=tuple(notes),
+    )
