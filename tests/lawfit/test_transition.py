@@ -1,0 +1,139 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lawfit.errors import LawfitError
+from lawfit.testing.tokens import synthetic_token_dataset
+from lawfit.transition import bimodality_coefficient, phase_transition
+
+GRID = dict(ranks=(1, 2, 4, 8, 16, 32, 64), lengths=(64, 128, 256), seeds=(0, 1, 2))
+
+
+@pytest.fixture(scope="module")
+def phonebook():
+    return synthetic_token_dataset(p_star=0.3, slope=3.0, entry_tokens=8, rng=1, **GRID)
+
+
+@pytest.fixture(scope="module")
+def pt_phonebook(phonebook):
+    return phase_transition(phonebook, bootstrap=200, rng=0)
+
+
+@pytest.mark.parametrize("p_star", [0.3, 0.5])
+def test_planted_threshold_recovered_within_ci(p_star):
+    # exactly logistic truth (sufficient=False): the regression is well specified
+    ds = synthetic_token_dataset(p_star=p_star, slope=3.0, entry_tokens=8, sufficient=False,
+                                 rng=7, **GRID)
+    res = phase_transition(ds, bootstrap=200, rng=0)
+    t = res.threshold
+    assert t.ci[0] <= p_star <= t.ci[1]
+    assert t.ci_delta[0] <= p_star <= t.ci_delta[1]
+    assert t.n_boot_failed == 0
+    assert json.loads(ds.attrs["planted"])["p_star"] == p_star
+
+
+def test_threshold_test_against_half(pt_phonebook):
+    t = pt_phonebook.threshold
+    assert t.threshold < 0.5 and t.ci[1] < 0.5
+    assert t.pvalue < 1e-6
+    assert t.slope > 0
+
+
+def test_sufficiency_and_necessity(pt_phonebook):
+    s = pt_phonebook.sufficiency
+    assert s.n_eligible > 100
+    assert s.n_violations == 0 and s.n_ties == 0
+    # planted p* = 0.3 < 0.5: some tokens are recalled below 0.5
+    assert 0 < s.necessity_rate < 0.5
+    q = pt_phonebook.sequence
+    assert q.p_exact_above == 1.0
+    assert q.table.to_numpy().sum() == q.n_entries
+
+
+def test_sufficiency_violations_are_flagged():
+    ds = synthetic_token_dataset(p_star=0.8, slope=2.0, entry_tokens=8, sufficient=False,
+                                 rng=3, **GRID)
+    res = phase_transition(ds, bootstrap=0)
+    assert res.sufficiency.n_violations > 0
+    assert any(n.startswith("FLAG") and "not recalled" in n for n in res.notes)
+
+
+def test_cascade_long_context():
+    ds = synthetic_token_dataset(p_star=0.3, slope=3.0, x0=-2.0, rng=2, **GRID)
+    res = phase_transition(ds, bootstrap=100, rng=0)
+    c = res.cascade
+    assert c.unit == "run" and c.n_units == 63
+    assert c.rho > 0.7 and c.ci[0] < c.rho < c.ci[1]
+    # sufficiency: decoding cannot fail before the first sub-threshold token
+    assert c.n_error_before_subthreshold == 0
+    assert set(c.positions.columns) >= {"rank", "length", "seed", "first_error"}
+    res0 = phase_transition(ds, bootstrap=0, censored="drop")
+    assert res0.cascade.ci_method.startswith("fisher")
+
+
+def test_cell_transition(pt_phonebook):
+    tr = pt_phonebook.transitions["frac_above"]
+    assert tr.ci["x_c"][0] < tr.x_c < tr.ci["x_c"][1]
+    assert 0.2 < tr.beta < 0.8  # planted capacity variable uses beta = 0.5
+    assert (tr.critical["low"] <= tr.critical["critical_rank"]).all()
+    assert tr.critical["critical_rank"].is_monotonic_increasing
+    assert "exact_match" in pt_phonebook.transitions
+    fixed = phase_transition(
+        synthetic_token_dataset(entry_tokens=8, rng=1, **GRID), beta=0.5, bootstrap=0
+    ).transitions["frac_above"]
+    assert fixed.beta_fixed and fixed.beta == 0.5
+
+
+def test_tidy_and_summary(pt_phonebook):
+    df = pt_phonebook.to_dataframe()
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["quantity", "estimate", "low", "high", "n", "note"]
+    assert "threshold_p_star" in set(df.quantity)
+    text = pt_phonebook.summary()
+    assert "threshold p*" in text and "sufficiency" in text
+    with pytest.raises(AttributeError):
+        pt_phonebook.threshold.threshold = 0.1  # frozen
+
+
+def test_bimodality_coefficient():
+    rng = np.random.default_rng(0)
+    bimodal = np.concatenate([rng.normal(0, 0.05, 500), rng.normal(1, 0.05, 500)])
+    assert bimodality_coefficient(bimodal) > 5 / 9
+    assert bimodality_coefficient(rng.normal(size=1000)) < 5 / 9
+    assert np.isnan(bimodality_coefficient([1.0, 1.0, 1.0, 1.0]))
+
+
+def test_degrades_without_token_vars(phonebook):
+    cells = phonebook.drop_vars(["p_before", "p_after", "greedy_correct", "entry"])
+    res = phase_transition(cells, bootstrap=0)
+    assert res.threshold is None and res.cascade is None
+    assert any("no token variables" in n for n in res.notes)
+    assert "exact_match" in res.transitions
+
+
+def test_status_not_ok_cells_are_left_out(phonebook):
+    ds = phonebook.copy(deep=True)
+    ds["status"][dict(rank=0)] = "not_run"
+    ds["p_after"][dict(rank=0)] = np.nan
+    res = phase_transition(ds, bootstrap=0)
+    assert res.threshold.n_runs == 6 * 3 * 3
+
+
+def test_errors_say_what_and_how(phonebook):
+    with pytest.raises(LawfitError, match="expected an xarray.Dataset"):
+        phase_transition([1, 2, 3])
+    with pytest.raises(LawfitError, match="does not exist"):
+        phase_transition("/nonexistent/file.nc")
+    with pytest.raises(LawfitError, match="confidence_level must lie strictly between"):
+        phase_transition(phonebook, confidence_level=95)
+    bad = phonebook.copy(deep=True)
+    bad["p_after"] = bad["p_after"] * 10
+    with pytest.raises(LawfitError, match="probabilities in \\[0, 1\\].*not logits"):
+        phase_transition(bad)
+    empty = phonebook[["status"]]
+    with pytest.raises(LawfitError, match="found nothing it can analyse"):
+        phase_transition(empty)
+    with pytest.raises(LawfitError, match="orders must be among"):
+        phase_transition(phonebook, orders=("accuracy",))
