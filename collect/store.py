@@ -1,0 +1,178 @@
+"""Cell files (one per finished cell, written atomically) and their merge into one dataset.
+
+A sweep directory holds ``sweep.json`` (the config) and ``cells/<slug>.nc``. A cell file is
+written to a temporary name and moved into place with :func:`os.replace`, so a killed sweep
+leaves either a complete cell file or none: resuming never redoes or loses a finished cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from collect.config import DIMS, CellKey, SweepConfig
+from collect.errors import CollectError
+from collect.probe import CellResult
+
+SCHEMA_VERSION = "1.0"
+SCALARS = ("loss_before", "loss_after", "exact_match", "token_accuracy", "steps", "wall_time",
+           "n_params")
+TOKEN_VARS = ("p_before", "p_after", "greedy_correct")
+CURVES = ("loss_curve", "frac_above_curve")
+
+
+def cell_path(out_dir: Path, key: CellKey) -> Path:
+    """Where a cell's file lives."""
+    return Path(out_dir) / "cells" / f"{key.slug()}.nc"
+
+
+def write_cell(out_dir: Path, key: CellKey, result: CellResult, fingerprint: str) -> Path:
+    """Write one cell atomically (temporary file, then :func:`os.replace`)."""
+    n_tok = len(result.token_entry)
+    data = {name: ((), float(getattr(result, name))) for name in SCALARS}
+    data["loss_reduction"] = ((), float(result.loss_reduction))
+    data["status"] = ((), result.status)
+    for name in TOKEN_VARS:
+        values = np.asarray(getattr(result, name), dtype=float)
+        data[name] = (("token",), values if len(values) == n_tok else np.full(n_tok, np.nan))
+    data["entry"] = (("token",), np.asarray(result.token_entry, dtype=np.int64))
+    for name in CURVES:
+        data[name] = (("step",), np.asarray(getattr(result, name), dtype=float))
+    ds = xr.Dataset(data, coords={"step": np.asarray(result.curve_steps, dtype=np.int64)})
+    ds.attrs = {
+        "key": json.dumps(dataclasses.asdict(key)),
+        "fingerprint": fingerprint,
+        "stop_reason": result.stop_reason,
+        "error": result.error,
+        "prefix_cached": int(result.prefix_cached),
+    }
+    path = cell_path(out_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | None:
+    """The finished cell's data, or None if absent. A cell from other settings is an error."""
+    path = cell_path(out_dir, key)
+    if not path.exists():
+        return None
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    if ds.attrs.get("fingerprint") != fingerprint:
+        raise CollectError(
+            f"{path} was collected with different training/data settings "
+            f"(fingerprint {ds.attrs.get('fingerprint')} != {fingerprint}); use a new output "
+            "directory, or restore the settings it was collected with."
+        )
+    return ds
+
+
+def provenance() -> dict[str, str]:
+    """Package versions and the git revision of the collecting code."""
+    versions = {"python": platform.python_version()}
+    for pkg in ("lawfit", "torch", "transformers", "peft", "gguf", "numpy", "xarray"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "absent"
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "collect"], cwd=here.parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = (rev + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown"
+    return {"versions": json.dumps(versions), "git_revision": rev}
+
+
+def _axis(values) -> list:
+    out = list(dict.fromkeys(values))
+    return sorted(out) if all(isinstance(v, int | float) for v in out) else out
+
+
+def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
+    """Merge every finished cell into one dataset in the contract's shape (DESIGN.md §3).
+
+    Cells of the grid that have no file yet carry ``status == "not_run"`` and NaN values; the
+    attribute ``complete`` says whether every cell is finished.
+    """
+    keys = config.cells()
+    coords = {d: _axis(getattr(k, d) for k in keys) for d in DIMS}
+    shape = tuple(len(coords[d]) for d in DIMS)
+    index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
+    cells = {k: read_cell(out_dir, k, config.fingerprint()) for k in keys}
+    done = {k: ds for k, ds in cells.items() if ds is not None}
+    n_tok = max(coords["length"])
+    steps = np.arange(0, config.train.max_steps + 1, config.train.log_every)
+    out = {name: np.full(shape, np.nan) for name in (*SCALARS, "loss_reduction")}
+    status = np.full(shape, "not_run", dtype=object)
+    tokens = {name: np.full((*shape, n_tok), np.nan) for name in TOKEN_VARS}
+    curves = {name: np.full((*shape, len(steps)), np.nan) for name in CURVES}
+    ent_dims = ("model", "task", "length")
+    entry = np.full((*(len(coords[d]) for d in ent_dims), n_tok), -1, dtype=np.int64)
+    n_params = np.full((len(coords["model"]), len(coords["modules"]), len(coords["rank"])), -1,
+                       dtype=np.int64)
+    for key, ds in done.items():
+        at = tuple(index[d][getattr(key, d)] for d in DIMS)
+        for name in (*SCALARS, "loss_reduction"):
+            out[name][at] = float(ds[name])
+        status[at] = str(ds["status"].values)
+        n = ds.sizes["token"]
+        for name in TOKEN_VARS:
+            tokens[name][at][:n] = ds[name].values
+        pos = np.searchsorted(steps, ds["step"].values)
+        for name in CURVES:
+            curves[name][at][pos] = ds[name].values
+        entry[tuple(index[d][getattr(key, d)] for d in ent_dims)][:n] = ds["entry"].values
+        n_params[index["model"][key.model], index["modules"][key.modules],
+                 index["rank"][key.rank]] = int(ds["n_params"])
+    cell_dims = DIMS
+    data = {name: (cell_dims, values) for name, values in out.items() if name != "n_params"}
+    data["steps"] = (cell_dims, out["steps"])
+    data["status"] = (cell_dims, status.astype(str))
+    data.update({name: ((*cell_dims, "token"), v) for name, v in tokens.items()})
+    data.update({name: ((*cell_dims, "step"), v) for name, v in curves.items()})
+    data["entry"] = ((*ent_dims, "token"), entry)
+    data["n_params"] = (("model", "modules", "rank"), n_params)
+    ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
+    units = {"loss_before": "nats/token", "loss_after": "nats/token",
+             "loss_reduction": "nats/token", "wall_time": "s"}
+    for name, unit in units.items():
+        ds[name].attrs["units"] = unit
+    ds.attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "config": json.dumps(config.to_dict()),
+        "fingerprint": config.fingerprint(),
+        **provenance(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "synthetic": "false",
+        "n_cells": len(keys),
+        "n_cells_done": len(done),
+        "complete": "true" if len(done) == len(keys) else "false",
+        "prefix_cached_cells": int(sum(int(c.attrs.get("prefix_cached", 0)) for c in done.values())),
+    }
+    return ds
+
+
+def save_dataset(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write the merged dataset as NetCDF-4, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    ds.to_netcdf(tmp, engine="netcdf4")
+    os.replace(tmp, path)
+    return path
