@@ -1,0 +1,337 @@
+"""Numpy-only numerical core: batched variable projection and Levenberg-Marquardt.
+
+Everything here works on *batches*: ``theta`` has shape ``(R, k)`` (R parameter
+vectors), responses ``Y`` and weights ``W`` have shape ``(R, n)`` (or broadcast from
+``(1, n)``). One point estimate is the batch R=1; a bootstrap is R replicates on the
+same design with multinomial weights (case/cluster) or new responses (residual).
+
+Objective per replicate (``z`` = y, or log y when ``space="log"``)::
+
+    S(theta) = sum_i W_i * rho(z_i - m_i(theta))
+
+with rho(r) = r**2 (l2) or the Huber function scaled to match r**2 inside
+|r| <= delta: rho(r) = 2*delta*|r| - delta**2 outside.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_TINY = 1e-300
+
+
+class Model:
+    """A form bound to a design (inputs of one data set)."""
+
+    def __init__(self, func, jac, X, names, lin, lower, upper):
+        self.func = func
+        self.jac = jac
+        self.X = tuple(np.asarray(x, float) for x in X)
+        self.n = self.X[0].shape[0]
+        self.names = tuple(names)
+        self.k = len(self.names)
+        self.lin = np.array([self.names.index(p) for p in lin], int)
+        self.nl = np.array([j for j in range(self.k) if j not in set(self.lin.tolist())], int)
+        self.lower = np.asarray(lower, float)
+        self.upper = np.asarray(upper, float)
+
+    def _kw(self, theta):
+        return {nm: theta[:, j:j + 1] for j, nm in enumerate(self.names)}
+
+    def f(self, theta):
+        theta = np.atleast_2d(theta)
+        with np.errstate(all="ignore"):
+            out = self.func(*self.X, **self._kw(theta))
+        return np.broadcast_to(np.asarray(out, float), (theta.shape[0], self.n))
+
+    def jacobian(self, theta, f0=None):
+        """d m / d theta, shape (R, n, k)."""
+        theta = np.atleast_2d(theta)
+        R = theta.shape[0]
+        J = np.empty((R, self.n, self.k))
+        if self.jac is not None:
+            with np.errstate(all="ignore"):
+                cols = self.jac(*self.X, **self._kw(theta))
+            for j, c in enumerate(cols):
+                J[:, :, j] = np.broadcast_to(np.asarray(c, float), (R, self.n))
+            return J
+        if f0 is None:
+            f0 = self.f(theta)
+        for j in range(self.k):
+            th = theta.copy()
+            if j in self.lin:
+                h = np.ones(R)
+            else:
+                h = 1.5e-8 * np.maximum(np.abs(theta[:, j]), 1.0)
+                flip = theta[:, j] + h > self.upper[j]
+                h = np.where(flip, -h, h)
+            th[:, j] += h
+            J[:, :, j] = (self.f(th) - f0) / h[:, None]
+        return J
+
+    def basis(self, theta):
+        """Offset g0 (R, n) and linear basis Phi (R, n, p) at theta's nonlinear part."""
+        theta = np.atleast_2d(theta)
+        R = theta.shape[0]
+        p = self.lin.size
+        if p == 0:
+            return self.f(theta), np.empty((R, self.n, 0))
+        th = theta.copy()
+        th[:, self.lin] = 0.0
+        if self.jac is not None:
+            g0 = np.array(self.f(th))
+            Phi = self.jacobian(th)[:, :, self.lin]
+            return g0, Phi
+        g0 = np.array(self.f(th))
+        Phi = np.empty((R, self.n, p))
+        for a, j in enumerate(self.lin):
+            t = th.copy()
+            t[:, j] = 1.0
+            Phi[:, :, a] = self.f(t) - g0
+        return g0, Phi
+
+
+def _solve_spd(A, b):
+    """Solve batched (R,p,p) x = (R,p) with diagonal scaling; NaN where singular."""
+    d = np.sqrt(np.abs(np.einsum("...ii->...i", A)))
+    d = np.where(d > 0, d, 1.0)
+    As = A / (d[..., :, None] * d[..., None, :])
+    bs = b / d
+    p = A.shape[-1]
+    As = As + 1e-13 * np.eye(p)
+    out = np.full(b.shape, np.nan)
+    try:
+        out = np.linalg.solve(As, bs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        for idx in np.ndindex(A.shape[:-2]):
+            try:
+                out[idx] = np.linalg.solve(As[idx], bs[idx])
+            except np.linalg.LinAlgError:
+                out[idx] = np.nan
+    return out / d
+
+
+def solve_linear(Phi, z, W):
+    """Weighted LS of z on the columns of Phi, batched. Returns c (R, p)."""
+    if Phi.shape[-1] == 0:
+        return np.empty(Phi.shape[:1] + (0,))
+    PW = Phi * W[..., None]
+    A = np.matmul(PW.transpose(0, 2, 1), Phi)
+    b = np.einsum("rnk,rn->rk", PW, z)
+    return _solve_spd(A, b)
+
+
+def rho(r, loss, delta):
+    if loss == "l2":
+        return r * r
+    a = np.abs(r)
+    return np.where(a <= delta, r * r, 2.0 * delta * a - delta * delta)
+
+
+def irls_weights(r, loss, delta):
+    if loss == "l2":
+        return np.ones_like(r)
+    a = np.abs(r)
+    return np.where(a <= delta, 1.0, delta / np.maximum(a, _TINY))
+
+
+def transform(f, space):
+    if space == "log":
+        with np.errstate(all="ignore"):
+            return np.where(f > 0, np.log(np.where(f > 0, f, 1.0)), np.nan)
+    return f
+
+
+def objective(model, theta, Z, W, space, loss, delta):
+    m = transform(model.f(theta), space)
+    r = Z - m
+    s = np.sum(W * rho(r, loss, delta), axis=1)
+    return np.where(np.isfinite(s), s, np.inf), r
+
+
+def grid_sse(model, nl_grid, Y, W, chunk=512):
+    """Weighted SSE of the variable-projection problem on a grid of nonlinear params.
+
+    Parameters
+    ----------
+    nl_grid : (G, knl) values of the nonlinear parameters.
+    Y : (R, n) or (1, n) responses; W : (R, n) weights.
+
+    Returns
+    -------
+    sse : (R, G); lin : (R, G, p) closed-form linear parameters.
+
+    For each (k, l) pair the normal-equation entries for all replicates and grid
+    points come from one matrix product ``W @ (Phi_k * Phi_l).T`` of shape
+    (R x n) @ (n x G).
+    """
+    G = nl_grid.shape[0]
+    R = W.shape[0]
+    Y = np.broadcast_to(Y, W.shape)
+    p = model.lin.size
+    sse = np.empty((R, G))
+    lin = np.empty((R, G, p))
+    WY = W * Y
+    WYY = np.sum(WY * Y, axis=1)
+    for s in range(0, G, chunk):
+        sl = slice(s, min(G, s + chunk))
+        th = np.zeros((sl.stop - s, model.k))
+        th[:, model.nl] = nl_grid[sl]
+        g0, Phi = model.basis(th)  # (g, n), (g, n, p)
+        zz = WYY[:, None] - 2.0 * (WY @ g0.T) + W @ (g0 * g0).T  # (R, g)
+        if p == 0:
+            sse[:, sl] = zz
+            continue
+        A = np.empty((R, sl.stop - s, p, p))
+        bvec = np.empty((R, sl.stop - s, p))
+        for a in range(p):
+            bvec[:, :, a] = WY @ Phi[:, :, a].T - W @ (g0 * Phi[:, :, a]).T
+            for c in range(a, p):
+                A[:, :, a, c] = W @ (Phi[:, :, a] * Phi[:, :, c]).T
+                A[:, :, c, a] = A[:, :, a, c]
+        cc = _solve_spd(A, bvec)
+        lin[:, sl] = cc
+        sse[:, sl] = zz - np.einsum("rgk,rgk->rg", cc, bvec)
+    sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+    return sse, lin
+
+
+def make_grid(ranges, n_per):
+    axes = [np.linspace(lo, hi, n_per) for lo, hi in ranges]
+    if not axes:
+        return np.empty((1, 0))
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full",
+       fixed=None, max_iter=200, ftol=1e-12, xtol=1e-10):
+    """Batched projected Levenberg-Marquardt (IRLS for Huber).
+
+    mode="varpro" (linear space only): iterate on the nonlinear parameters; the
+    linear ones are re-solved in closed form at every trial point; the Jacobian is
+    Kaufman's projected Jacobian -(I - P_W) dm/dphi.
+    mode="full": iterate on all free parameters (``fixed`` mask excluded).
+
+    Returns theta (R, k), objective (R,), converged (R,) bool, iterations (R,).
+    """
+    theta = np.array(theta0, float, copy=True)
+    R, k = theta.shape
+    W = np.broadcast_to(W, (R, model.n))
+    Y = np.broadcast_to(Y, (R, model.n))
+    with np.errstate(all="ignore"):
+        Z = np.log(Y) if space == "log" else Y
+    fixed = np.zeros(k, bool) if fixed is None else np.asarray(fixed, bool)
+    varpro = mode == "varpro" and model.lin.size > 0 and space == "linear" and not fixed.any()
+    if varpro:
+        opt = model.nl
+    else:
+        opt = np.array([j for j in range(k) if not fixed[j]], int)
+    lo, hi = model.lower[opt], model.upper[opt]
+    theta = np.clip(theta, model.lower, model.upper)
+
+    def relin(th, z, w):
+        g0, Phi = model.basis(th)
+        th = th.copy()
+        th[:, model.lin] = solve_linear(Phi, z - g0, w)
+        return th
+
+    if varpro:
+        theta = relin(theta, Z, W)
+    obj, r = objective(model, theta, Z, W, space, loss, delta)
+    lam = np.full(R, 1e-3)
+    done = ~np.isfinite(obj)
+    conv = np.zeros(R, bool)
+    nit = np.zeros(R, int)
+    for _ in range(max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        th = theta[act]
+        Wa, Za = W[act], Z[act]
+        f = np.array(model.f(th))
+        J = model.jacobian(th, f)
+        if space == "log":
+            m = transform(f, space)
+            J = J / np.where(f > 0, f, np.nan)[..., None]
+        else:
+            m = f
+        ra = Za - m
+        w = Wa * irls_weights(ra, loss, delta)
+        if varpro:
+            Phi = J[:, :, model.lin]
+            Jn = J[:, :, model.nl]
+            PW = Phi * w[..., None]
+            A_ = np.matmul(PW.transpose(0, 2, 1), Phi)
+            B_ = np.matmul(PW.transpose(0, 2, 1), Jn)
+            coef = np.stack([_solve_spd(A_, B_[:, :, j]) for j in range(Jn.shape[2])], axis=2)
+            Jo = Jn - np.matmul(Phi, coef)
+        else:
+            Jo = J[:, :, opt]
+        JW = Jo * w[..., None]
+        A = np.matmul(JW.transpose(0, 2, 1), Jo)
+        g = np.einsum("rnk,rn->rk", JW, ra)
+        diag = np.einsum("rii->ri", A)
+        diag = np.where(diag > 0, diag, 1e-12)
+        Ad = A + lam[act, None, None] * diag[:, :, None] * np.eye(opt.size)
+        step = _solve_spd(Ad, g)
+        new = th.copy()
+        new[:, opt] = np.clip(th[:, opt] + step, lo, hi)
+        if varpro:
+            new = relin(new, Za, w)
+        o_new, _ = objective(model, new, Za, Wa, space, loss, delta)
+        o_old = obj[act]
+        ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
+        real_step = np.linalg.norm(new[:, opt] - th[:, opt], axis=1)
+        scale = np.linalg.norm(th[:, opt], axis=1) + xtol
+        small_f = (o_old - o_new) <= ftol * np.maximum(o_old, _TINY)
+        small_x = real_step <= xtol * scale
+        nit[act] += 1
+        acc = act[ok]
+        theta[acc] = new[ok]
+        obj[acc] = o_new[ok]
+        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
+        rej = act[~ok]
+        lam[rej] = lam[rej] * 4.0
+        fin = ok & (small_f | small_x)
+        conv[act[fin]] = True
+        done[act[fin]] = True
+        stuck = (~ok) & (lam[act] > 1e12)
+        # LM cannot find a descent direction: a stationary point (gradient ~ 0).
+        conv[act[stuck]] = True
+        done[act[stuck]] = True
+        bad = ~np.all(np.isfinite(theta[act]), axis=1)
+        done[act[bad]] = True
+        conv[act[bad]] = False
+    conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
+    return theta, obj, conv, nit
+
+
+def covariance(model, theta, Y, W, space, loss, delta, dof):
+    """Asymptotic covariance at theta (1, k) and sigma^2 (fit space).
+
+    l2: s^2 (J' W J)^-1 with s^2 = S / dof. huber: sandwich A^-1 B A^-1 with
+    A = J' W psi'(r) J, B = J' W psi(r)^2 J, scaled by n / dof.
+    """
+    f = np.array(model.f(theta))
+    J = model.jacobian(theta, f)[0]
+    if space == "log":
+        J = J / f[0][:, None]
+    with np.errstate(all="ignore"):
+        Z = np.log(Y) if space == "log" else Y
+    r = (np.broadcast_to(Z, f.shape) - transform(f, space))[0]
+    w = np.broadcast_to(W, f.shape)[0]
+    if loss == "l2":
+        s2 = float(np.sum(w * r * r) / dof)
+        A = (J * w[:, None]).T @ J
+        cov = s2 * np.linalg.pinv(A)
+    else:
+        inside = np.abs(r) <= delta
+        psi = np.clip(r, -delta, delta)
+        A = (J * (w * inside)[:, None]).T @ J
+        B = (J * (w * psi * psi)[:, None]).T @ J
+        Ai = np.linalg.pinv(A)
+        n = float(np.sum(w))
+        cov = Ai @ B @ Ai * n / dof
+        s2 = float(np.sum(w * r * r) / dof)
+    return cov, s2, r

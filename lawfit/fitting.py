@@ -1,0 +1,399 @@
+"""``lawfit.fit``: fit a scaling law with honest uncertainty.
+
+Pipeline for one group of cells:
+
+1. :func:`lawfit.data.as_frame` validates the data (one place for the contract);
+   cells with ``status != "ok"`` and, by default, already-memorized cells
+   (``loss_after <= ln 2``, as the paper) are excluded and recorded.
+2. Global search by variable projection: for every point of a grid of the nonlinear
+   parameters (e.g. alpha, beta) the linear ones (C, b) are solved in closed form by
+   weighted least squares; the best 8 grid points start a batched
+   Levenberg-Marquardt polish of the reduced problem (Kaufman's projected Jacobian);
+   the best optimum is then polished on the full parameter vector (bounds, Huber,
+   log space). No user starting values are needed; ``p0`` only adds a start.
+3. Uncertainty: Wald (asymptotic covariance; sandwich for Huber), profile
+   likelihood (F-based cutoff), and optionally a batched bootstrap (case, cluster,
+   residual or wild) with percentile or BCa intervals.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from lawfit import _varpro as vp
+from lawfit.bootstrap import RESAMPLING_UNITS, bootstrap_weights, fit_batch
+from lawfit.data import as_frame, check_identifiable
+from lawfit.errors import LawfitError
+from lawfit.forms import Form, get_form, resolve_inputs
+from lawfit.profile import profile_curves
+from lawfit.result import FitResult, FitResults
+
+__all__ = ["fit", "LN2"]
+
+#: Threshold of loss_after below which a cell counts as memorized (p > 0.5 per token).
+LN2 = math.log(2.0)
+_GRID_BUDGET = 2500
+_N_STARTS = 8
+
+
+def _rng(rng):
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def fit(
+    data,
+    form: str | Form = "power_law",
+    *,
+    capacity: str = "rank",
+    by: str | Sequence[str] | None = None,
+    exclude: str | float | None = "memorized",
+    loss: str = "l2",
+    huber_delta: float | None = None,
+    space: str = "linear",
+    bootstrap: int = 0,
+    unit: str = "cell",
+    ci_method: str = "percentile",
+    confidence_level: float = 0.95,
+    profile: bool = True,
+    p0: Mapping[str, float] | None = None,
+    rng: int | np.random.Generator | None = None,
+) -> FitResult | FitResults:
+    """Fit a law such as ΔL = C·r^α·ℓ^(−β) + b to a sweep.
+
+    Parameters
+    ----------
+    data : xarray.Dataset or pandas.DataFrame
+        Contract dataset (``loss_reduction`` over ``rank`` and ``length``; other dims
+        optional) or a tidy frame with those columns. See :func:`lawfit.data.as_frame`.
+    form : str or Form
+        Registered form name (see :func:`lawfit.available_forms`) or a :class:`Form`.
+    capacity : {"rank", "n_params"}
+        Capacity input: LoRA rank or the adapter's trainable parameter count.
+    by : str or sequence of str, optional
+        Grouping dims (e.g. ``["model", "task"]``): one independent fit per group,
+        returned as :class:`FitResults`.
+    exclude : {"memorized"} or float or None
+        ``"memorized"`` drops cells with ``loss_after <= ln 2`` (already memorized:
+        ΔL saturates there; the paper's rule); a float uses that threshold; ``None``
+        keeps all usable cells. Dropped cells are in ``result.exclusions``.
+    loss : {"l2", "huber"}
+        Least squares or Huber M-estimation.
+    huber_delta : float, optional
+        Huber threshold in units of the fitted response (fit space). Default
+        ``1.345 * MAD-scale`` of the least-squares residuals (95 % efficiency under
+        Gaussian errors; Huber 1981), recorded in the result.
+    space : {"linear", "log"}
+        Fit ΔL or log ΔL (multiplicative errors; needs ΔL > 0 in every cell).
+    bootstrap : int
+        Number of bootstrap replicates (0: none).
+    unit : {"cell", "seed", "run", "residual", "wild"} or column name
+        Resampling unit: cells (case bootstrap), whole seeds/runs or any column
+        (cluster bootstrap; ``"run"`` uses a ``run`` column if present, else
+        ``seed``), model residuals, or wild (Rademacher) residuals.
+    ci_method : {"percentile", "bca"}
+        Bootstrap interval type; BCa runs a (batched) jackknife for the acceleration.
+    confidence_level : float
+        Default level of intervals.
+    profile : bool
+        Compute profile-likelihood curves (cheap; enables ``conf_int("profile")``).
+    p0 : mapping, optional
+        Extra starting values (added to the grid starts; the result does not depend
+        on them unless they find a better optimum).
+    rng : int or numpy.random.Generator, optional
+        Seed for the bootstrap.
+
+    Returns
+    -------
+    FitResult or FitResults
+        One frozen result, or a mapping group -> result when ``by`` is given.
+
+    Raises
+    ------
+    LawfitError
+        For any invalid input (messages say what was expected and how to fix it).
+
+    Examples
+    --------
+    >>> import lawfit
+    >>> from lawfit.testing import synthetic_dataset
+    >>> ds = synthetic_dataset(alpha=0.6, beta=0.5, rng=0)
+    >>> res = lawfit.fit(ds, exclude=None)
+    >>> round(res.params["alpha"], 1), round(res.params["beta"], 1)
+    (0.6, 0.5)
+    """
+    form_obj = get_form(form)
+    inputs = resolve_inputs(form_obj, capacity)
+    if loss not in ("l2", "huber"):
+        raise LawfitError(f"loss must be 'l2' or 'huber'; got {loss!r}.")
+    if space not in ("linear", "log"):
+        raise LawfitError(f"space must be 'linear' or 'log'; got {space!r}.")
+    if ci_method not in ("percentile", "bca"):
+        raise LawfitError(f"ci_method must be 'percentile' or 'bca'; got {ci_method!r}.")
+    if not (0 < confidence_level < 1):
+        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
+        raise LawfitError(f"bootstrap must be a non-negative int; got {bootstrap!r}.")
+    if huber_delta is not None and not huber_delta > 0:
+        raise LawfitError(f"huber_delta must be positive; got {huber_delta!r}.")
+    if not (exclude is None or exclude == "memorized" or isinstance(exclude, int | float)):
+        raise LawfitError(f"exclude must be 'memorized', a float threshold on loss_after, or "
+                          f"None; got {exclude!r}.")
+    if p0 is not None:
+        bad = [p for p in p0 if p not in form_obj.params]
+        if bad:
+            raise LawfitError(f"p0 names unknown parameter(s) {bad}; the form's parameters are "
+                              f"{form_obj.params}.")
+    if bootstrap and unit not in RESAMPLING_UNITS and not isinstance(unit, str):
+        raise LawfitError(f"unit must be one of {RESAMPLING_UNITS} or a column name; "
+                          f"got {unit!r}.")
+    response = form_obj.response
+    frame, excl = as_frame(data, variables=(response,), by=by, capacity=capacity, inputs=inputs)
+    if bootstrap and unit not in ("cell", "residual", "wild"):
+        col = unit
+        if unit == "run" and "run" not in frame.columns:
+            col = "seed"
+        if col not in frame.columns:
+            raise LawfitError(
+                f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "
+                f"{list(frame.columns)}. Use unit='cell' or add the column."
+            )
+    rng = _rng(rng)
+    opts = dict(form=form_obj, inputs=inputs, response=response, exclude=exclude, loss=loss,
+                huber_delta=huber_delta, space=space, bootstrap=int(bootstrap), unit=unit,
+                ci_method=ci_method, level=float(confidence_level), profile=profile, p0=p0,
+                capacity=capacity)
+    by_list = [by] if isinstance(by, str) else list(by or [])
+    if not by_list:
+        return _fit_one(frame, excl, rng=rng, group=None, **opts)
+    results = {}
+    for key, sub in frame.groupby(by_list, sort=True, dropna=False):
+        key = tuple(key) if isinstance(key, tuple) else (key,)
+        mask = np.ones(len(excl), bool)
+        for b, kv in zip(by_list, key, strict=True):
+            if b in excl.columns:
+                mask &= (excl[b] == kv).to_numpy()
+        group = dict(zip(by_list, key, strict=True))
+        where = f"group {group}: "
+        results[key] = _fit_one(sub.reset_index(drop=True), excl.loc[mask].reset_index(drop=True),
+                                rng=rng, group=group, where=where, **opts)
+    return FitResults(results, by=tuple(by_list))
+
+
+def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
+    """Grid + batched polish; returns best theta (k,), all starts' optima."""
+    knl = model.nl.size
+    n_per = max(3, int(round(_GRID_BUDGET ** (1.0 / knl)))) if knl else 1
+    n_per = min(n_per, 401)
+    ranges = [form.search_range(form.params[j]) for j in model.nl]
+    grid = vp.make_grid(ranges, n_per)
+    Wg = W / Y ** 2 if space == "log" else W
+    sse, lin = vp.grid_sse(model, grid, Y, Wg)
+    order = np.argsort(sse[0])
+    order = order[np.isfinite(sse[0, order])][:_N_STARTS]
+    if order.size == 0:
+        raise LawfitError("the law could not be evaluated on any grid point (non-finite "
+                          "values); check that the inputs are positive and the form's bounds.")
+    starts = np.zeros((order.size, model.k))
+    starts[:, model.nl] = grid[order]
+    starts[:, model.lin] = lin[0, order]
+    if p0_vec is not None:
+        starts = np.vstack([starts, p0_vec])
+    starts = np.clip(starts, model.lower, model.upper)
+    varpro = model.lin.size > 0 and space == "linear" and knl > 0
+    th, obj, conv, _ = vp.lm(model, starts, Y, W, space="linear" if varpro else space,
+                             loss="l2" if varpro else loss, delta=delta,
+                             mode="varpro" if varpro else "full")
+    if varpro and (space != "linear" or loss != "l2"):
+        th, obj, conv, _ = vp.lm(model, th, Y, W, space=space, loss=loss, delta=delta,
+                                 mode="full")
+    best = int(np.argmin(np.where(conv, obj, np.inf))) if conv.any() else int(np.argmin(obj))
+    # final full-parameter polish from the best optimum (bounds on every parameter)
+    thf, objf, convf, _ = vp.lm(model, th[best:best + 1], Y, W, space=space, loss=loss,
+                                delta=delta, mode="full")
+    return thf[0], float(objf[0]), bool(convf[0] or conv[best]), th, obj, conv
+
+
+def _exclude_memorized(frame, exclude, where):
+    if exclude is None:
+        return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
+    thr = LN2 if exclude == "memorized" else float(exclude)
+    if "loss_after" not in frame.columns:
+        warnings.warn(f"{where}exclude={exclude!r} needs 'loss_after', which the data lacks; "
+                      "no memorized cells were excluded. Pass exclude=None to silence this.",
+                      UserWarning, stacklevel=4)
+        return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
+    la = frame["loss_after"].to_numpy(float)
+    mem = la <= thr
+    dropped = frame.loc[mem].copy()
+    dropped["reason"] = f"memorized (loss_after <= {thr:.4g})"
+    kept = frame.loc[~mem].reset_index(drop=True)
+    if kept.shape[0] == 0:
+        raise LawfitError(f"{where}every cell is memorized (loss_after <= {thr:.4g}); nothing "
+                          "left to fit. Use exclude=None to fit all cells, or add harder cells.")
+    return kept, dropped
+
+
+def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, huber_delta,
+             space, bootstrap, unit, ci_method, level, profile, p0, capacity, where=""):
+    frame, mem = _exclude_memorized(frame, exclude, where)
+    exclusions = pd.concat([e for e in (excl, mem) if len(e)], ignore_index=True) \
+        if (len(excl) or len(mem)) else pd.DataFrame(columns=["reason"])
+    k = len(form.params)
+    check_identifiable(frame, inputs, k, where)
+    n = frame.shape[0]
+    y = frame[response].to_numpy(float)
+    if space == "log" and np.any(y <= 0):
+        bad = frame.loc[y <= 0, list(inputs) + [response]].head(3).to_dict("records")
+        raise LawfitError(
+            f"{where}space='log' needs {response} > 0 in every cell; {int(np.sum(y <= 0))} "
+            f"cell(s) are <= 0, e.g. {bad}. Use space='linear' or drop those cells."
+        )
+    X = [frame[c].to_numpy(float) for c in inputs]
+    lo, hi = form.lower_upper()
+    model = vp.Model(form.func, form.jac, X, form.params, form.linear, lo, hi)
+    Y = y[None, :]
+    W = np.ones((1, n))
+    p0_vec = None
+    if p0 is not None:
+        p0_vec = np.array([[p0.get(p, 0.0) for p in form.params]], float)
+    delta = 1.0
+    theta, obj, conv, starts_th, starts_obj, starts_conv = _global_fit(
+        model, Y, W, space, "l2", delta, p0_vec, form)
+    if loss == "huber":
+        if huber_delta is None:
+            m = vp.transform(np.array(model.f(theta[None]))[0], space)
+            z = np.log(y) if space == "log" else y
+            r = z - m
+            mad = 1.4826 * np.median(np.abs(r - np.median(r)))
+            delta = 1.345 * mad if mad > 0 else 1.345 * np.std(r) + 1e-300
+        else:
+            delta = float(huber_delta)
+        th, ob, cv, _ = vp.lm(model, theta[None], Y, W, space=space, loss="huber", delta=delta,
+                              mode="full")
+        theta, obj, conv = th[0], float(ob[0]), bool(cv[0])
+    dof = n - k
+    cov, s2, resid = vp.covariance(model, theta[None], Y, W, space, loss, delta, dof)
+    fitted = np.array(model.f(theta[None]))[0]
+    flags = []
+    if not conv:
+        flags.append("optimizer did not converge: estimates may be unreliable")
+    # distinct optima among the starts (start independence diagnostic)
+    good = starts_conv & np.isfinite(starts_obj)
+    if good.sum() > 1:
+        close = starts_obj[good] <= obj * (1 + 1e-6) + 1e-300
+        spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(k)
+        se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
+        if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
+            flags.append("multiple optima with equal objective: parameters not identified")
+    gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
+    # profile likelihood
+    prof = None
+    if profile:
+        prof = profile_curves(model, theta, cov, Y, W, space=space, loss=loss, delta=delta,
+                              dof=dof, s_hat=obj)
+        for name, c in prof.items():
+            if np.any(c["converged"] & (c["F"] < -1e-6)):
+                flags.append(f"profile of {name} found a lower objective: fit may be local")
+    boot = None
+    if bootstrap:
+        boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,
+                          bootstrap, ci_method, rng)
+    ranges = {c: (float(np.min(x)), float(np.max(x))) for c, x in zip(inputs, X, strict=True)}
+    keep_cols = [c for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
+                 if c in frame.columns]
+    points = frame[keep_cols].copy()
+    points["fitted"] = fitted
+    points["residual"] = resid
+    return FitResult(
+        form=form.name, form_latex=form.latex, param_names=tuple(form.params),
+        inputs=tuple(inputs), response=response, capacity=capacity, theta=theta,
+        cov_matrix=cov, sigma2=s2, space=space, loss=loss,
+        huber_delta=float(delta) if loss == "huber" else None, points=points,
+        exclusions=exclusions, gof=gof, flags_base=tuple(flags),
+        bounds={p: tuple(form.bounds[p]) for p in form.params}, boot=boot, profile_data=prof,
+        ci_method=ci_method, confidence_level=level, group=group,
+        meta={"created": datetime.now(UTC).isoformat(timespec="seconds"),
+              "exclude": exclude if exclude is None or isinstance(exclude, str)
+              else float(exclude), "converged": bool(conv), "lawfit_version": _version()},
+    )
+
+
+def _version():
+    try:
+        from importlib.metadata import version
+
+        return version("lawfit")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _goodness(y, fitted, resid_fit, obj, n, k, space, loss):
+    r_lin = y - fitted
+    sst = float(np.sum((y - y.mean()) ** 2))
+    sse_lin = float(np.sum(r_lin ** 2))
+    sse_fit = float(np.sum(resid_fit ** 2))
+    s2_ml = sse_fit / n
+    loglik = -0.5 * n * (math.log(2 * math.pi * s2_ml) + 1.0) if s2_ml > 0 else math.inf
+    if space == "log":
+        loglik -= float(np.sum(np.log(y)))  # Jacobian: likelihood of ΔL, comparable across spaces
+    kk = k + 1  # + error variance
+    aic = 2 * kk - 2 * loglik
+    aicc = aic + (2 * kk * (kk + 1) / (n - kk - 1) if n - kk - 1 > 0 else math.inf)
+    bic = kk * math.log(n) - 2 * loglik
+    with np.errstate(all="ignore"):
+        mape = float(np.mean(np.abs(r_lin / y))) * 100.0
+    return {"n_obs": int(n), "dof": int(n - k), "r2": 1 - sse_lin / sst if sst > 0 else math.nan,
+            "rmse": math.sqrt(sse_lin / n), "mape": mape, "loglik": loglik, "aic": aic,
+            "aicc": aicc, "bic": bic, "sse": sse_lin, "objective": float(obj)}
+
+
+def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit, R,
+               ci_method, rng):
+    n = y.size
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    z_hat = vp.transform(fitted, space)
+    dof = n - model.k
+    n_clusters = None
+    if unit in ("residual", "wild"):
+        W = np.ones((R, n))
+        if unit == "residual":
+            e = (resid - resid.mean()) * math.sqrt(n / dof)
+            Z = z_hat + e[rng.integers(0, n, size=(R, n))]
+        else:
+            v = rng.choice([-1.0, 1.0], size=(R, n))
+            Z = z_hat + resid * math.sqrt(n / dof) * v
+        Yb = np.exp(Z) if space == "log" else Z
+        clusters = np.arange(n)
+    else:
+        if unit == "cell":
+            clusters = np.arange(n)
+        else:
+            col = "seed" if unit == "run" and "run" not in frame.columns else unit
+            _, clusters = np.unique(frame[col].to_numpy(), return_inverse=True)
+            n_clusters = int(clusters.max()) + 1
+            if n_clusters < 2:
+                raise LawfitError(f"unit={unit!r}: only {n_clusters} cluster in the data; the "
+                                  "cluster bootstrap needs at least 2 (better 10+). Use "
+                                  "unit='cell' or 'residual'.")
+        W = bootstrap_weights(R, clusters, rng)
+        Yb = y[None, :]
+    draws, conv = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
+    jack = None
+    if ci_method == "bca":
+        G = int(clusters.max()) + 1
+        Wj = np.ones((G, n))
+        Wj[clusters[None, :] == np.arange(G)[:, None]] = 0.0
+        jack, jconv = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
+                                delta=delta, local_grid=False)
+        jack = np.where(jconv[:, None], jack, np.nan)
+    # residuals on the fit scale, for bootstrap prediction intervals
+    return {"draws": draws, "converged": conv, "unit": unit, "n_boot": int(R),
+            "n_failed": int(np.sum(~conv)), "jack": jack, "n_clusters": n_clusters,
+            "resid": np.asarray(resid, float)}
+

@@ -1,0 +1,783 @@
+"""Frozen fit results: parameters, uncertainty, diagnostics, prediction, rendering, JSON.
+
+:class:`FitResult` never refits itself; every method derives from stored numbers
+(estimates, covariance, bootstrap draws, jackknife values, profile curves, the
+fitted points). It round-trips through plain JSON (:meth:`FitResult.save`,
+:func:`load`): the form is stored by name and LaTeX and re-resolved from the
+registry on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lawfit.errors import LawfitError
+
+__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning"]
+
+_FORMAT = "lawfit.FitResult"
+_FORMAT_VERSION = 1
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction lies outside the ranges of the inputs the law was fitted on."""
+
+
+def _flt(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _arr_to_json(a):
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return a.tolist()
+    return np.where(np.isfinite(a), a, np.nan).astype(object).tolist() if a.size else []
+
+
+def _clean(obj):
+    """Recursively make an object JSON-safe (NaN/inf -> None, numpy -> python)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _flt(obj)
+    return obj
+
+
+def _unclean(a, dtype=float):
+    if a is None:
+        return None
+    return np.array([np.nan if v is None else v for v in np.ravel(a).tolist()], dtype=dtype) \
+        .reshape(np.shape(a)) if np.size(a) else np.array(a, dtype=dtype)
+
+
+def _frame_to_json(df: pd.DataFrame):
+    cols = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            cols[str(c)] = {"dtype": str(s.dtype), "values": _clean(s.to_numpy(float))}
+        else:
+            cols[str(c)] = {"dtype": "str", "values": [None if pd.isna(v) else str(v)
+                                                       for v in s.tolist()]}
+    return {"columns": cols, "n": int(len(df))}
+
+
+def _frame_from_json(d):
+    out = {}
+    for c, spec in d["columns"].items():
+        vals = spec["values"]
+        if spec["dtype"] == "str":
+            out[c] = pd.Series(vals, dtype=object)
+        else:
+            a = np.array([np.nan if v is None else v for v in vals], float)
+            if spec["dtype"].startswith("int") and np.all(np.isfinite(a)):
+                a = a.astype(spec["dtype"])
+            out[c] = a
+    return pd.DataFrame(out, index=pd.RangeIndex(d["n"]))
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """Result of :func:`lawfit.fit` for one group (immutable).
+
+    Attributes
+    ----------
+    form : str
+        Name of the form (re-resolved from the registry when needed).
+    params, stderr : dict
+        Estimates and Wald standard errors (sandwich for Huber).
+    cov : pandas.DataFrame
+        Asymptotic covariance.
+    r2, rmse, mape, loglik, aic, aicc, bic : float
+        Goodness of fit (R², RMSE, MAPE in % on ΔL; Gaussian log-likelihood of ΔL).
+    n_obs, n_excluded : int
+        Points fitted / cells excluded (see ``exclusions`` for why).
+    flags : tuple of str
+        Diagnostics (parameter at bound, poorly identified, too few points, ...).
+    """
+
+    form: str
+    form_latex: str
+    param_names: tuple[str, ...]
+    inputs: tuple[str, ...]
+    response: str
+    capacity: str
+    theta: np.ndarray
+    cov_matrix: np.ndarray
+    sigma2: float
+    space: str
+    loss: str
+    huber_delta: float | None
+    points: pd.DataFrame
+    exclusions: pd.DataFrame
+    gof: Mapping[str, float]
+    flags_base: tuple[str, ...]
+    bounds: Mapping[str, tuple[float, float]]
+    boot: Mapping[str, Any] | None = None
+    profile_data: Mapping[str, Mapping[str, np.ndarray]] | None = None
+    ci_method: str = "percentile"
+    confidence_level: float = 0.95
+    group: Mapping[str, Any] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- params
+    @property
+    def params(self) -> dict[str, float]:
+        """Point estimates, name -> value."""
+        return {p: float(v) for p, v in zip(self.param_names, self.theta, strict=True)}
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """Wald standard errors (sandwich for Huber), name -> value."""
+        se = np.sqrt(np.clip(np.diag(self.cov_matrix), 0, None))
+        return {p: float(v) for p, v in zip(self.param_names, se, strict=True)}
+
+    @property
+    def cov(self) -> pd.DataFrame:
+        """Asymptotic covariance matrix of the parameters."""
+        return pd.DataFrame(self.cov_matrix, index=list(self.param_names),
+                            columns=list(self.param_names))
+
+    @property
+    def corr(self) -> pd.DataFrame:
+        """Correlation matrix of the parameters."""
+        se = np.sqrt(np.clip(np.diag(self.cov_matrix), 1e-300, None))
+        return pd.DataFrame(self.cov_matrix / np.outer(se, se), index=list(self.param_names),
+                            columns=list(self.param_names))
+
+    # ---------------------------------------------------------- goodness of fit
+    r2 = property(lambda self: float(self.gof["r2"]), doc="R² on ΔL (linear scale).")
+    rmse = property(lambda self: float(self.gof["rmse"]), doc="Root mean squared error on ΔL.")
+    mape = property(lambda self: float(self.gof["mape"]),
+                    doc="Mean absolute percentage error on ΔL (in %).")
+    loglik = property(lambda self: float(self.gof["loglik"]),
+                      doc="Gaussian log-likelihood of ΔL (log space includes the Jacobian).")
+    aic = property(lambda self: float(self.gof["aic"]), doc="Akaike information criterion.")
+    aicc = property(lambda self: float(self.gof["aicc"]), doc="AIC with small-sample correction.")
+    bic = property(lambda self: float(self.gof["bic"]), doc="Bayesian information criterion.")
+    n_obs = property(lambda self: int(self.gof["n_obs"]), doc="Number of fitted points.")
+
+    @property
+    def n_excluded(self) -> int:
+        """Number of excluded cells (status != ok, memorized)."""
+        return int(len(self.exclusions))
+
+    @property
+    def residuals(self) -> pd.DataFrame:
+        """Fitted points: inputs, observed, ``fitted`` and ``residual`` (fit space)."""
+        return self.points.copy()
+
+    @property
+    def input_ranges(self) -> dict[str, tuple[float, float]]:
+        """Min and max of every input over the fitted points."""
+        return {c: (float(self.points[c].min()), float(self.points[c].max()))
+                for c in self.inputs}
+
+    # ------------------------------------------------------------- bootstrap
+    @property
+    def draws(self) -> pd.DataFrame | None:
+        """Bootstrap replicates (one row each) with a boolean ``converged`` column.
+
+        Failed replicates are kept (``converged == False``) and excluded from the
+        intervals; ``draws.attrs["n_failed"]`` counts them. ``None`` without bootstrap.
+        """
+        if self.boot is None:
+            return None
+        df = pd.DataFrame(np.asarray(self.boot["draws"]), columns=list(self.param_names))
+        df["converged"] = np.asarray(self.boot["converged"], bool)
+        df.attrs.update({"n_failed": int(self.boot["n_failed"]), "unit": self.boot["unit"]})
+        return df
+
+    def _good_draws(self):
+        d = np.asarray(self.boot["draws"], float)
+        return d[np.asarray(self.boot["converged"], bool)]
+
+    # ------------------------------------------------------------- intervals
+    def conf_int(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+        """Confidence intervals, one row per parameter, columns ``low`` and ``high``.
+
+        Parameters
+        ----------
+        method : {"bootstrap", "percentile", "bca", "profile", "wald"}, optional
+            ``"bootstrap"`` uses the fit's ``ci_method`` (percentile or BCa).
+            Default: bootstrap if the fit has draws, else profile, else wald.
+        level : float, optional
+            Confidence level (default: the fit's ``confidence_level``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index: parameter names; columns ``low``, ``high``. ``attrs["method"]``
+            names the method; profile intervals that stay open (flat profile) are NaN.
+        """
+        level = self.confidence_level if level is None else float(level)
+        if not 0 < level < 1:
+            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        if method is None:
+            method = ("bootstrap" if self.boot is not None
+                      else "profile" if self.profile_data is not None else "wald")
+        if method == "bootstrap":
+            if self.boot is None:
+                raise LawfitError("no bootstrap draws: refit with lawfit.fit(..., bootstrap=2000) "
+                                  "or use method='profile' / 'wald'.")
+            method = self.ci_method
+        if method in ("percentile", "bca"):
+            from lawfit.bootstrap import bca_interval, percentile_interval
+
+            if self.boot is None:
+                raise LawfitError(f"method={method!r} needs bootstrap draws; refit with "
+                                  "bootstrap=N.")
+            d = self._good_draws()
+            if method == "percentile":
+                lo, hi = percentile_interval(d, level)
+            else:
+                jack = self.boot.get("jack")
+                if jack is None:
+                    raise LawfitError("BCa needs jackknife values; refit with ci_method='bca'.")
+                lo, hi = bca_interval(d, self.theta, np.asarray(jack, float), level)
+        elif method == "profile":
+            from lawfit.profile import profile_interval
+
+            if self.profile_data is None:
+                raise LawfitError("no profile curves: refit with profile=True.")
+            lo, hi = np.full(len(self.param_names), np.nan), np.full(len(self.param_names), np.nan)
+            for j, p in enumerate(self.param_names):
+                b = self.bounds[p]
+                lo[j], hi[j], _, _ = profile_interval(self.profile_data[p], self.theta[j], level,
+                                                      self.gof["dof"], b[0], b[1])
+        elif method == "wald":
+            t = stats.t.ppf(0.5 + level / 2, self.gof["dof"])
+            se = np.array(list(self.stderr.values()))
+            lo, hi = self.theta - t * se, self.theta + t * se
+        else:
+            raise LawfitError(f"method must be 'bootstrap', 'percentile', 'bca', 'profile' or "
+                              f"'wald'; got {method!r}.")
+        out = pd.DataFrame({"low": lo, "high": hi}, index=pd.Index(self.param_names,
+                                                                   name="param"))
+        out.attrs.update({"method": method, "level": level})
+        return out
+
+    # ---------------------------------------------------------------- flags
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Diagnostic flags (empty tuple when nothing is suspicious)."""
+        out = list(self.flags_base)
+        k = len(self.param_names)
+        for j, p in enumerate(self.param_names):
+            lo, hi = self.bounds[p]
+            v = self.theta[j]
+            for bnd, side in ((lo, "lower"), (hi, "upper")):
+                if math.isfinite(bnd) and abs(v - bnd) <= 1e-6 * (1 + abs(bnd)):
+                    out.append(f"{p} at {side} bound ({bnd:g})")
+        se = self.stderr
+        for p, v in self.params.items():
+            if not math.isfinite(se[p]) or se[p] > abs(v) and se[p] > 1e-8:
+                out.append(f"{p} poorly identified (SE {se[p]:.3g} > |estimate| {abs(v):.3g})")
+        c = self.corr.to_numpy()
+        for i in range(k):
+            for j in range(i + 1, k):
+                if abs(c[i, j]) > 0.9999:
+                    out.append(f"{self.param_names[i]} and {self.param_names[j]} nearly collinear "
+                               f"(correlation {c[i, j]:+.5f}): poorly identified")
+        if self.profile_data is not None:
+            from lawfit.profile import profile_interval
+
+            for j, p in enumerate(self.param_names):
+                b = self.bounds[p]
+                lo, hi, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
+                                                  self.confidence_level, self.gof["dof"], *b)
+                if not (cl and ch):
+                    out.append(f"{p}: flat profile, the {self.confidence_level:.0%} profile "
+                               "interval is open (poorly identified)")
+        if self.n_obs <= k + 2:
+            out.append(f"too few points: n={self.n_obs} <= k+2={k + 2}")
+        if self.boot is not None:
+            nf = int(self.boot["n_failed"])
+            if nf:
+                out.append(f"{nf} of {self.boot['n_boot']} bootstrap replicates failed to "
+                           "converge (kept in draws, excluded from intervals)")
+            G = self.boot.get("n_clusters")
+            if G is not None and G < 10:
+                out.append(f"cluster bootstrap over only {G} {self.boot['unit']} clusters: "
+                           "intervals are too narrow (unreliable below ~10 clusters)")
+        return tuple(out)
+
+    # ------------------------------------------------------------ prediction
+    def _form_obj(self):
+        from lawfit.forms import get_form
+
+        f = get_form(self.form)
+        return f
+
+    def _eval(self, theta2d, X):
+        f = self._form_obj()
+        kw = {p: theta2d[:, j:j + 1] for j, p in enumerate(self.param_names)}
+        with np.errstate(all="ignore"):
+            out = f.func(*X, **kw)
+        return np.broadcast_to(np.asarray(out, float), (theta2d.shape[0], X[0].shape[0]))
+
+    def predict(self, data=None, *, interval: str = "confidence", level: float = 0.95,
+                warn: bool = True, **inputs) -> pd.DataFrame:
+        """Predict the response with a confidence or prediction interval.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame or xarray.Dataset, optional
+            Inputs as columns/coordinates (e.g. ``rank``, ``length``); a Dataset is
+            broadcast over its coordinates.
+        interval : {"confidence", "prediction"}
+            ``"confidence"``: uncertainty of the mean curve. ``"prediction"``: of a
+            new observation (adds the residual spread).
+        level : float
+            Interval level.
+        warn : bool
+            Emit :class:`ExtrapolationWarning` when any point lies outside the fitted
+            input ranges (always flagged in the ``extrapolated`` column).
+        **inputs
+            Scalars or arrays per input name (broadcast together), e.g.
+            ``rank=[8, 16], length=1024``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The inputs, ``mean``, ``low``, ``high`` and ``extrapolated`` (bool). With
+            bootstrap draws the interval is the percentile interval of the draws'
+            predictions (plus resampled residuals for ``"prediction"``); otherwise the
+            delta method with t quantiles.
+        """
+        if interval not in ("confidence", "prediction"):
+            raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
+        if not 0 < level < 1:
+            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        cols = self._collect_inputs(data, inputs)
+        X = [cols[c] for c in self.inputs]
+        theta = self.theta[None, :]
+        mean = self._eval(theta, X)[0]
+        dof = self.gof["dof"]
+        a = (1 - level) / 2
+        log = self.space == "log"
+        if self.boot is not None:
+            d = self._good_draws()
+            P = self._eval(d, X)  # (R, m)
+            if interval == "prediction":
+                rng = np.random.default_rng(0)
+                e = np.asarray(self.boot["resid"], float)
+                e = e[rng.integers(0, e.size, size=P.shape)]
+                with np.errstate(all="ignore"):
+                    P = np.exp(np.log(P) + e) if log else P + e
+            with np.errstate(all="ignore"):
+                lo, hi = np.nanquantile(P, a, axis=0), np.nanquantile(P, 1 - a, axis=0)
+        else:
+            eps = 1e-6
+            k = theta.shape[1]
+            G = np.empty((mean.size, k))
+            for j in range(k):
+                h = eps * max(1.0, abs(self.theta[j]))
+                t2 = theta.copy()
+                t2[0, j] += h
+                G[:, j] = (self._eval(t2, X)[0] - mean) / h
+            if log:
+                G = G / mean[:, None]
+            var = np.einsum("mi,ij,mj->m", G, self.cov_matrix, G)
+            if interval == "prediction":
+                var = var + self.sigma2
+            t = stats.t.ppf(1 - a, dof)
+            sd = np.sqrt(np.clip(var, 0, None))
+            if log:
+                with np.errstate(all="ignore"):
+                    lo, hi = mean * np.exp(-t * sd), mean * np.exp(t * sd)
+            else:
+                lo, hi = mean - t * sd, mean + t * sd
+        extra = np.zeros(mean.size, bool)
+        for c in self.inputs:
+            lo_r, hi_r = self.input_ranges[c]
+            extra |= (cols[c] < lo_r * (1 - 1e-12)) | (cols[c] > hi_r * (1 + 1e-12))
+        if warn and extra.any():
+            warnings.warn(
+                f"{int(extra.sum())} of {extra.size} prediction point(s) lie outside the fitted "
+                f"ranges {self.input_ranges}: extrapolating.", ExtrapolationWarning,
+                stacklevel=2)
+        out = pd.DataFrame({c: cols[c] for c in self.inputs})
+        out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
+        out.attrs.update({"interval": interval, "level": level,
+                          "method": "bootstrap" if self.boot is not None else "delta"})
+        return out
+
+    def _collect_inputs(self, data, inputs):
+        vals = {}
+        if data is not None:
+            if isinstance(data, pd.DataFrame):
+                src = {c: data[c].to_numpy() for c in data.columns}
+            else:
+                try:
+                    import xarray as xr
+                except ImportError:  # pragma: no cover
+                    xr = None
+                if xr is not None and isinstance(data, xr.Dataset | xr.DataArray):
+                    names = [c for c in self.inputs if c in data.coords or c in getattr(
+                        data, "data_vars", {})]
+                    arrs = xr.broadcast(*[data[c] for c in names])
+                    src = {c: a.values.ravel() for c, a in zip(names, arrs, strict=True)}
+                elif isinstance(data, Mapping):
+                    src = dict(data)
+                else:
+                    raise LawfitError(f"data must be a DataFrame, Dataset or mapping; got "
+                                      f"{type(data).__name__}.")
+            vals.update(src)
+        vals.update(inputs)
+        unknown = [k for k in inputs if k not in self.inputs]
+        if unknown:
+            raise LawfitError(f"unknown input(s) {unknown}; this law takes {list(self.inputs)}.")
+        missing = [c for c in self.inputs if c not in vals]
+        if missing:
+            raise LawfitError(f"predict needs input(s) {missing}; pass e.g. "
+                              f"{', '.join(f'{c}=...' for c in self.inputs)}.")
+        try:
+            arrs = np.broadcast_arrays(*[np.asarray(vals[c], float) for c in self.inputs])
+        except (ValueError, TypeError) as exc:
+            raise LawfitError(f"could not broadcast the inputs {list(self.inputs)} to a common "
+                              f"shape: {exc}.") from None
+        return {c: np.ravel(a) for c, a in zip(self.inputs, arrs, strict=True)}
+
+    # ------------------------------------------------------------- rendering
+    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+        """Tidy parameter table: estimate, stderr, low, high (one row per parameter)."""
+        ci = self.conf_int(method, level)
+        df = pd.DataFrame({"estimate": self.theta,
+                           "stderr": list(self.stderr.values())},
+                          index=pd.Index(self.param_names, name="param"))
+        df["low"], df["high"] = ci["low"], ci["high"]
+        df["ci_method"] = ci.attrs["method"]
+        df["level"] = ci.attrs["level"]
+        return df
+
+    def to_dataset(self):
+        """The result as an :class:`xarray.Dataset` (estimates, cov, draws; gof in attrs)."""
+        import xarray as xr
+
+        p = list(self.param_names)
+        ds = xr.Dataset(
+            {"estimate": ("param", self.theta),
+             "stderr": ("param", np.array(list(self.stderr.values()))),
+             "cov": (("param", "param_2"), self.cov_matrix)},
+            coords={"param": p, "param_2": p},
+            attrs={"form": self.form, "form_latex": self.form_latex,
+                   **{k: v for k, v in self.gof.items()},
+                   "flags": json.dumps(list(self.flags)), "space": self.space,
+                   "loss": self.loss},
+        )
+        if self.boot is not None:
+            ds["draws"] = (("draw", "param"), np.asarray(self.boot["draws"], float))
+            ds["converged"] = ("draw", np.asarray(self.boot["converged"], bool))
+        return ds
+
+    def summary(self, method: str | None = None, level: float | None = None) -> Summary:
+        """Statsmodels-like summary (``str()`` text, ``.as_html()``, ``.as_latex()``)."""
+        return Summary(self, method, level)
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
+        g = f" group={dict(self.group)}" if self.group else ""
+        return f"<FitResult {self.form}{g}: {ps}; R²={self.r2:.4f}, n={self.n_obs}>"
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        """Plain-JSON-serialisable dict (see :meth:`save`)."""
+        boot = None
+        if self.boot is not None:
+            boot = {k: (_arr_to_json(v) if isinstance(v, np.ndarray) else v)
+                    for k, v in self.boot.items()}
+        prof = None
+        if self.profile_data is not None:
+            prof = {p: {k: _arr_to_json(v) for k, v in c.items()}
+                    for p, c in self.profile_data.items()}
+        return _clean({
+            "format": _FORMAT, "format_version": _FORMAT_VERSION,
+            "form": self.form, "form_latex": self.form_latex,
+            "param_names": list(self.param_names), "inputs": list(self.inputs),
+            "response": self.response, "capacity": self.capacity,
+            "theta": _arr_to_json(self.theta), "cov_matrix": _arr_to_json(self.cov_matrix),
+            "sigma2": self.sigma2, "space": self.space, "loss": self.loss,
+            "huber_delta": self.huber_delta, "points": _frame_to_json(self.points),
+            "exclusions": _frame_to_json(self.exclusions), "gof": dict(self.gof),
+            "flags_base": list(self.flags_base),
+            "bounds": {p: list(b) for p, b in self.bounds.items()},
+            "boot": boot, "profile_data": prof, "ci_method": self.ci_method,
+            "confidence_level": self.confidence_level,
+            "group": None if self.group is None else {k: (v.item() if hasattr(v, "item") else v)
+                                                      for k, v in self.group.items()},
+            "meta": dict(self.meta),
+        })
+
+    def save(self, path) -> None:
+        """Write the result as plain JSON (no pickle). Read back with :func:`lawfit.load`."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitResult:
+        """Rebuild from :meth:`to_dict` output (the form must be registered)."""
+        from lawfit.forms import get_form
+
+        if d.get("format") != _FORMAT:
+            raise LawfitError(f"not a saved lawfit FitResult (format={d.get('format')!r}).")
+        try:
+            get_form(d["form"])
+        except LawfitError:
+            raise LawfitError(
+                f"the saved result uses the form {d['form']!r} (LaTeX: {d['form_latex']!r}), "
+                "which is not registered in this session. Register it first with "
+                f"lawfit.register_form({d['form']!r}, func, ...) and load again."
+            ) from None
+        boot = None
+        if d["boot"] is not None:
+            b = dict(d["boot"])
+            b["draws"] = _unclean(b["draws"])
+            b["converged"] = np.array(b["converged"], bool)
+            b["resid"] = _unclean(b["resid"])
+            b["jack"] = None if b.get("jack") is None else _unclean(b["jack"])
+            boot = b
+        prof = None
+        if d["profile_data"] is not None:
+            prof = {p: {"values": _unclean(c["values"]), "F": _unclean(c["F"]),
+                        "converged": np.array(c["converged"], bool)}
+                    for p, c in d["profile_data"].items()}
+        gof = {k: (math.nan if v is None else v) for k, v in d["gof"].items()}
+        return cls(
+            form=d["form"], form_latex=d["form_latex"], param_names=tuple(d["param_names"]),
+            inputs=tuple(d["inputs"]), response=d["response"], capacity=d["capacity"],
+            theta=_unclean(d["theta"]), cov_matrix=_unclean(d["cov_matrix"]),
+            sigma2=float(d["sigma2"]), space=d["space"], loss=d["loss"],
+            huber_delta=d["huber_delta"], points=_frame_from_json(d["points"]),
+            exclusions=_frame_from_json(d["exclusions"]), gof=gof,
+            flags_base=tuple(d["flags_base"]),
+            bounds={p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
+                             for i, v in enumerate(b)) for p, b in d["bounds"].items()},
+            boot=boot, profile_data=prof, ci_method=d["ci_method"],
+            confidence_level=d["confidence_level"], group=d["group"], meta=d["meta"],
+        )
+
+
+class FitResults(Mapping):
+    """One :class:`FitResult` per group of a ``by=`` fit (read-only mapping).
+
+    Keys are tuples of group values in ``by`` order; a single value also works for
+    one grouping dim (``res["llama"]``), and ``res.sel(model="llama")`` by name.
+    """
+
+    def __init__(self, results: Mapping[tuple, FitResult], by: tuple[str, ...]):
+        self._results = dict(results)
+        self.by = tuple(by)
+
+    def _key(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if key in self._results:
+            return key
+        for k in self._results:  # tolerate numpy vs python scalars
+            if len(k) == len(key) and all(str(a) == str(b) for a, b in zip(k, key, strict=True)):
+                return k
+        raise KeyError(f"no group {key} in by={self.by}; groups: {list(self._results)}")
+
+    def __getitem__(self, key) -> FitResult:
+        return self._results[self._key(key)]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def sel(self, **kw) -> FitResult:
+        """Select one group by name, e.g. ``res.sel(model="llama", task="phonebook")``."""
+        missing = [b for b in self.by if b not in kw]
+        if missing or set(kw) - set(self.by):
+            raise LawfitError(f"sel needs exactly the grouping names {self.by}; got {list(kw)}.")
+        return self[tuple(kw[b] for b in self.by)]
+
+    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+        """Tidy parameter table of every group (group columns + param rows)."""
+        frames = []
+        for key, r in self._results.items():
+            df = r.to_dataframe(method, level).reset_index()
+            for b, v in zip(self.by, key, strict=True):
+                df.insert(0, b, v)
+            df["r2"] = r.r2
+            df["n_obs"] = r.n_obs
+            frames.append(df)
+        out = pd.concat(frames, ignore_index=True)
+        cols = list(self.by) + [c for c in out.columns if c not in self.by]
+        return out[cols[:len(self.by)] + [c for c in cols[len(self.by):]]]
+
+    def summary(self) -> str:
+        """Summaries of every group, one after the other."""
+        return "\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n{r.summary()}"
+                           for k, r in self._results.items())
+
+    def save(self, path) -> None:
+        """Write every group's result to one JSON file."""
+        out = {"format": "lawfit.FitResults", "by": list(self.by),
+               "groups": [{"key": _clean(list(k)), "result": r.to_dict()}
+                          for k, r in self._results.items()]}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=1, allow_nan=False)
+
+    def __repr__(self) -> str:
+        return f"<FitResults by={self.by}: {len(self)} groups>"
+
+
+def load(path) -> FitResult | FitResults:
+    """Read a result written by :meth:`FitResult.save` / :meth:`FitResults.save`."""
+    if not os.path.exists(path):
+        raise LawfitError(f"no such file {os.fspath(path)!r}.")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            d = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise LawfitError(f"{os.fspath(path)!r} is not valid JSON: {exc}.") from None
+    if d.get("format") == "lawfit.FitResults":
+        return FitResults({tuple(g["key"]): FitResult.from_dict(g["result"])
+                           for g in d["groups"]}, by=tuple(d["by"]))
+    return FitResult.from_dict(d)
+
+
+# ------------------------------------------------------------------ summary
+class Summary:
+    """Rendered summary of a :class:`FitResult`; ``str()`` gives a text table."""
+
+    def __init__(self, result: FitResult, method=None, level=None):
+        self.result = result
+        self.ci = result.conf_int(method, level)
+
+    def _header(self):
+        r = self.result
+        g = r.gof
+        left = [("Form:", r.form), ("Inputs:", ", ".join(r.inputs)),
+                ("Loss / space:", f"{r.loss} / {r.space}"
+                 + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else "")),
+                ("No. points:", str(g["n_obs"])), ("No. excluded:", str(r.n_excluded))]
+        if r.group:
+            left.insert(0, ("Group:", ", ".join(f"{k}={v}" for k, v in r.group.items())))
+        right = [("R-squared:", f"{g['r2']:.4f}"), ("RMSE:", f"{g['rmse']:.4g}"),
+                 ("MAPE (%):", f"{g['mape']:.3g}"), ("Log-Likelihood:", f"{g['loglik']:.4g}"),
+                 ("AIC / AICc:", f"{g['aic']:.4g} / {g['aicc']:.4g}"),
+                 ("BIC:", f"{g['bic']:.4g}")]
+        if r.boot is not None:
+            right.append(("Bootstrap:", f"{r.boot['n_boot']} x {r.boot['unit']}, "
+                                        f"{r.boot['n_failed']} failed"))
+        return left, right
+
+    def _table(self):
+        r = self.result
+        lvl = self.ci.attrs["level"]
+        a = (1 - lvl) / 2
+        rows = []
+        for p in r.param_names:
+            rows.append((p, r.params[p], r.stderr[p], self.ci.loc[p, "low"],
+                         self.ci.loc[p, "high"]))
+        head = ("", "coef", "std err", f"[{a:.3g}", f"{1 - a:.3g}]")
+        return head, rows
+
+    def __str__(self) -> str:
+        left, right = self._header()
+        width = 78
+        lines = ["=" * width, "Parametric law fit (lawfit)".center(width),
+                 f"Law: {self.result.form_latex}".center(width), "=" * width]
+        for i in range(max(len(left), len(right))):
+            lt = f"{left[i][0]:<14}{left[i][1]:>24}" if i < len(left) else ""
+            rt = f"{right[i][0]:<16}{right[i][1]:>22}" if i < len(right) else ""
+            lines.append(f"{lt:<38}  {rt}".rstrip())
+        lines.append("=" * width)
+        head, rows = self._table()
+        lines.append(f"{head[0]:<10}{head[1]:>14}{head[2]:>14}{head[3]:>14}{head[4]:>14}")
+        lines.append("-" * width)
+        for p, v, s, lo, hi in rows:
+            lines.append(f"{p:<10}{v:>14.5g}{s:>14.4g}{lo:>14.5g}{hi:>14.5g}")
+        lines.append("=" * width)
+        lines.append(f"CI: {self.ci.attrs['method']} at {self.ci.attrs['level']:.0%}.")
+        flags = self.result.flags
+        if flags:
+            lines.append("Diagnostics:")
+            lines += [f"  [{i + 1}] {f}" for i, f in enumerate(flags)]
+        else:
+            lines.append("Diagnostics: none.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def as_text(self) -> str:
+        """Plain-text table (same as ``str()``)."""
+        return str(self)
+
+    def as_html(self) -> str:
+        """HTML tables (header, parameters, diagnostics)."""
+        import html
+
+        left, right = self._header()
+        head, rows = self._table()
+        e = html.escape
+        out = ['<table class="lawfit-summary"><caption>Parametric law fit (lawfit)</caption>']
+        for i in range(max(len(left), len(right))):
+            lt = left[i] if i < len(left) else ("", "")
+            rt = right[i] if i < len(right) else ("", "")
+            out.append(f"<tr><th>{e(lt[0])}</th><td>{e(str(lt[1]))}</td>"
+                       f"<th>{e(rt[0])}</th><td>{e(str(rt[1]))}</td></tr>")
+        out.append("</table><table class='lawfit-params'><tr>"
+                   + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+        for p, v, s, lo, hi in rows:
+            out.append(f"<tr><th>{e(p)}</th><td>{v:.5g}</td><td>{s:.4g}</td>"
+                       f"<td>{lo:.5g}</td><td>{hi:.5g}</td></tr>")
+        out.append("</table>")
+        out.append(f"<p>CI: {e(self.ci.attrs['method'])} at {self.ci.attrs['level']:.0%}.</p>")
+        flags = self.result.flags
+        if flags:
+            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(f)}</li>" for f in flags)
+                       + "</ul>")
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+    def as_latex(self) -> str:
+        """LaTeX ``tabular`` of the parameter table with the fit statistics as caption."""
+        r = self.result
+        head, rows = self._table()
+        g = r.gof
+        lines = [r"\begin{table}", r"\centering",
+                 rf"\caption{{${r.form_latex}$; $n={g['n_obs']}$, $R^2={g['r2']:.4f}$, "
+                 rf"RMSE ${g['rmse']:.3g}$; {self.ci.attrs['method']} "
+                 rf"{self.ci.attrs['level']:.0%} CI.}}",
+                 r"\begin{tabular}{lrrrr}", r"\hline",
+                 " & ".join(["", "coef", "std err", head[3].replace("[", "[\\,"), head[4]])
+                 + r" \\", r"\hline"]
+        names = {"alpha": r"$\alpha$", "beta": r"$\beta$", "C": "$C$", "b": "$b$"}
+        for p, v, s, lo, hi in rows:
+            lines.append(f"{names.get(p, p.replace('_', chr(92) + '_'))} & {v:.4g} & {s:.3g} & "
+                         f"{lo:.4g} & {hi:.4g} \\\\")
+        lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines)
