@@ -1,0 +1,70 @@
+"""Command-line interface: ``lawfit <command> ...``.
+
+Each subcommand lives in its own module under :mod:`lawfit.commands` and exposes
+``add_parser(subparsers)``; the parser it adds sets ``func`` (called with the parsed
+arguments, returns an exit code). Add a command by appending its module to
+``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lawfit.errors import LawfitError
+
+#: Modules (under lawfit.commands) that provide subcommands, in help order.
+COMMANDS = [
+    "fit",
+]
+
+_EPILOG = """\
+examples:
+  lawfit fit sweep.nc                                  fit the memory law, print the summary
+  lawfit fit sweep.nc --sel model=llama --bootstrap 2000 --unit seed
+  lawfit fit sweep.nc --by model task --json fits.json one law per (model, task)
+  lawfit fit sweep.nc --capacity n_params --space log --loss huber
+  lawfit <command> --help                              options of one command
+
+Data: a NetCDF file in the lawfit data contract (docs/CONVENTIONS.md), i.e. at least
+loss_reduction over the dims rank and length. Docs: docs/lawfit.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    from lawfit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lawfit",
+        description=("Fit and query the Parametric Memory Law of LoRA memorization, "
+                     "dL = C * r^alpha * length^(-beta) + b, with bootstrap and "
+                     "profile-likelihood uncertainty."),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lawfit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMANDS:
+        mod = importlib.import_module(f"lawfit.commands.{name}")
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lawfit`` script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LawfitError as exc:
+        print(f"lawfit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``lawfit`` CLI; each module exposes ``add_parser(subparsers)``."""

@@ -1,0 +1,103 @@
+"""``lawfit fit``: fit a law to a NetCDF sweep and print the summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from lawfit.errors import LawfitError
+
+_EPILOG = """\
+examples:
+  lawfit fit sweep.nc
+  lawfit fit sweep.nc --sel model=llama --sel task=phonebook --bootstrap 2000 --unit seed
+  lawfit fit sweep.nc --by model --json fits.json
+"""
+
+
+def parse_sel(items):
+    """Turn ``["dim=value", ...]`` into a dict, converting numbers where possible."""
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise LawfitError(f"--sel expects dim=value; got {it!r}.")
+        k, v = it.split("=", 1)
+        for cast in (int, float):
+            try:
+                v = cast(v)
+                break
+            except ValueError:
+                pass
+        out[k.strip()] = v
+    return out
+
+
+def apply_sel(ds, sel):
+    """Select coordinates of a Dataset with a clear error for unknown dims/values."""
+    for k, v in sel.items():
+        if k not in ds.dims:
+            raise LawfitError(f"--sel {k}=...: the dataset has no dim {k!r}; dims are "
+                              f"{sorted(ds.dims)}.")
+        if v not in ds[k].values.tolist():
+            raise LawfitError(f"--sel {k}={v!r}: value not found; {k} has "
+                              f"{ds[k].values.tolist()}.")
+        ds = ds.sel({k: v})
+    return ds
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``fit`` subcommand."""
+    p = subparsers.add_parser(
+        "fit", help="fit the memory law to a sweep (.nc) and print the summary",
+        description="Fit dL = C * r^alpha * length^(-beta) + b (or another registered form) "
+                    "to a NetCDF sweep in the lawfit data contract.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="NetCDF file (loss_reduction over rank and length)")
+    p.add_argument("--form", default="power_law", help="registered form (default: power_law)")
+    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
+                   help="capacity input: LoRA rank or trainable parameter count")
+    p.add_argument("--by", nargs="+", default=None, metavar="DIM",
+                   help="grouping dims: one fit per group")
+    p.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
+                   help="select a coordinate first (repeatable)")
+    p.add_argument("--exclude", default="memorized",
+                   help="'memorized' (loss_after <= ln 2, default), 'none', or a threshold")
+    p.add_argument("--loss", choices=["l2", "huber"], default="l2")
+    p.add_argument("--huber-delta", type=float, default=None)
+    p.add_argument("--space", choices=["linear", "log"], default="linear")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates")
+    p.add_argument("--unit", default="cell",
+                   help="resampling unit: cell, seed, run, residual, wild (default: cell)")
+    p.add_argument("--ci-method", choices=["percentile", "bca"], default="percentile")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit fit``."""
+    import lawfit
+    from lawfit.data import open_dataset
+
+    ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
+    exclude = args.exclude
+    if isinstance(exclude, str) and exclude.lower() == "none":
+        exclude = None
+    elif exclude != "memorized":
+        try:
+            exclude = float(exclude)
+        except ValueError:
+            raise LawfitError(f"--exclude expects 'memorized', 'none' or a number; got "
+                              f"{exclude!r}.") from None
+    res = lawfit.fit(ds, args.form, capacity=args.capacity, by=args.by, exclude=exclude,
+                     loss=args.loss, huber_delta=args.huber_delta, space=args.space,
+                     bootstrap=args.bootstrap, unit=args.unit, ci_method=args.ci_method,
+                     confidence_level=args.level, rng=args.seed)
+    print(res.summary())
+    if args.json:
+        res.save(args.json)
+        print(f"saved {args.json}")
+    return 0
+
+
