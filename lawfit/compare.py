@@ -1,0 +1,465 @@
+"""Model selection: fit alternative scaling forms on the same points and rank them.
+
+:func:`compare` fits every candidate form (see :mod:`lawfit.forms_extra`) on exactly the
+same cells, then ranks them by AICc (or BIC) with Akaike weights, tests nested pairs by
+likelihood ratio, non-nested pairs by Vuong's test on pointwise log-likelihoods, and
+measures held-out extrapolation error (fit on the smaller ranks / shorter lengths,
+predict the largest). All likelihoods are Gaussian on the fit scale (with the Jacobian
+of the log transform when ``space="log"``, so that both scales compare), counting the
+error variance as a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import lawfit.forms_extra as _fx
+from lawfit.data import as_frame
+from lawfit.errors import LawfitError
+from lawfit.fitting import fit
+from lawfit.forms import get_form
+
+__all__ = [
+    "ComparisonResult",
+    "akaike_weights",
+    "compare",
+    "likelihood_ratio_test",
+    "pointwise_loglik",
+    "vuong_test",
+]
+
+
+# --------------------------------------------------------------------- statistics
+def pointwise_loglik(residuals: np.ndarray, y: np.ndarray | None = None,
+                     space: str = "linear") -> np.ndarray:
+    """Gaussian log-likelihood of each point at the ML error variance.
+
+    Parameters
+    ----------
+    residuals : array_like
+        Residuals on the fit scale (ΔL, or log ΔL when ``space="log"``).
+    y : array_like, optional
+        Responses on the original scale; needed for ``space="log"`` (Jacobian −log y
+        makes the likelihood one of ΔL, comparable with linear-space fits).
+    space : {"linear", "log"}
+        Fit scale.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``log N(e_i; 0, σ̂²)`` with ``σ̂² = Σe²/n``; the sum is the model's log-likelihood.
+    """
+    e = np.asarray(residuals, float)
+    s2 = float(np.mean(e * e))
+    s2 = max(s2, 1e-300)
+    ll = -0.5 * (math.log(2 * math.pi * s2) + e * e / s2)
+    if space == "log":
+        if y is None:
+            raise LawfitError("space='log' needs y (the ΔL values) for the Jacobian term.")
+        ll = ll - np.log(np.asarray(y, float))
+    return ll
+
+
+def akaike_weights(values: Sequence[float]) -> np.ndarray:
+    """Akaike (or Schwarz) weights ``exp(−Δᵢ/2) / Σ exp(−Δⱼ/2)`` of criterion values.
+
+    Parameters
+    ----------
+    values : sequence of float
+        AIC, AICc or BIC values (non-finite values get weight 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        Weights summing to 1.
+    """
+    v = np.asarray(values, float)
+    ok = np.isfinite(v)
+    w = np.zeros_like(v)
+    if ok.any():
+        d = v[ok] - v[ok].min()
+        e = np.exp(-0.5 * d)
+        w[ok] = e / e.sum()
+    return w
+
+
+def likelihood_ratio_test(loglik_restricted: float, loglik_general: float,
+                          df: int) -> tuple[float, float]:
+    """Wilks likelihood-ratio test of a nested restriction.
+
+    Parameters
+    ----------
+    loglik_restricted, loglik_general : float
+        Maximised log-likelihoods of the restricted and general model.
+    df : int
+        Number of restrictions.
+
+    Returns
+    -------
+    statistic, pvalue : float
+        ``2 (ℓ_general − ℓ_restricted)`` (clipped at 0) and its χ²(df) upper tail.
+    """
+    stat = max(2.0 * (loglik_general - loglik_restricted), 0.0)
+    return stat, float(stats.chi2.sf(stat, df))
+
+
+def vuong_test(ll1: np.ndarray, ll2: np.ndarray, k1: int, k2: int,
+               clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """Vuong's (1989) test for non-nested models, with Schwarz correction.
+
+    Parameters
+    ----------
+    ll1, ll2 : array_like
+        Pointwise log-likelihoods of models 1 and 2 on the same points.
+    k1, k2 : int
+        Numbers of parameters (the correction is ``(k1 − k2) log(n) / 2``).
+    clusters : array_like, optional
+        Cluster labels (e.g. seeds): the log-likelihood differences are summed within
+        clusters before the variance is taken (robust to correlated points).
+
+    Returns
+    -------
+    z, pvalue : float
+        ``z > 0`` favours model 1; two-sided p-value of H0 "equally close to the truth".
+    """
+    m = np.asarray(ll1, float) - np.asarray(ll2, float)
+    n = m.size
+    corr = 0.5 * (k1 - k2) * math.log(n)
+    if clusters is not None:
+        _, inv = np.unique(np.asarray(clusters), return_inverse=True)
+        sums = np.bincount(inv, weights=m)
+        g = sums.size
+        var = g / max(g - 1, 1) * float(np.sum((sums - sums.mean()) ** 2))
+    else:
+        var = n * float(np.var(m))
+    if var <= 0:
+        return 0.0, 1.0
+    z = (m.sum() - corr) / math.sqrt(var)
+    return float(z), float(2 * stats.norm.sf(abs(z)))
+
+
+# ------------------------------------------------------------------------ result
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Ranked comparison of scaling forms fitted on the same points.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per form, best first: ``form, k`` (parameters incl. error variance),
+        ``n_obs, loglik, aicc, delta_aicc, weight_aicc, bic, delta_bic, weight_bic,
+        r2, rmse, extrap_rank_rmse, extrap_length_rmse`` (held-out RMSE of ΔL, nats),
+        ``converged, flags``.
+    fits : dict
+        Form name → :class:`lawfit.result.FitResult` on all points.
+    lr_tests : pandas.DataFrame
+        Nested pairs: ``restricted, general, restriction, df, statistic, pvalue,
+        valid`` (False where Wilks' theorem does not apply; then pvalue is NaN).
+    vuong : pandas.DataFrame
+        Non-nested pairs: ``form_1, form_2, z, pvalue, favours`` (None when p ≥ 0.05).
+    best : str
+        Form with the lowest ``criterion``.
+    criterion : str
+        ``"aicc"`` or ``"bic"``.
+    notes : tuple of str
+        Skipped forms and why, pooled dims, assumptions.
+    """
+
+    table: pd.DataFrame
+    fits: dict = field(repr=False)
+    lr_tests: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    vuong: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    best: str = ""
+    criterion: str = "aicc"
+    notes: tuple[str, ...] = ()
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Tidy ranking table (a copy of ``table``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per form, best first.
+        """
+        return self.table.copy()
+
+    def summary(self) -> str:
+        """Plain-text summary: ranking, tests, notes.
+
+        Returns
+        -------
+        str
+            Multi-line text.
+        """
+        cols = ["form", "k", "n_obs", "aicc", "delta_aicc", "weight_aicc", "delta_bic",
+                "weight_bic", "r2", "rmse", "extrap_rank_rmse", "extrap_length_rmse"]
+        out = [f"Model comparison ({self.criterion}); best: {self.best}", "=" * 40]
+        with pd.option_context("display.width", 160, "display.max_columns", 30,
+                               "display.float_format", "{:.4g}".format):
+            out.append(self.table[[c for c in cols if c in self.table]].to_string(index=False))
+            if len(self.lr_tests):
+                out += ["", "Likelihood-ratio tests (nested):",
+                        self.lr_tests.to_string(index=False)]
+            if len(self.vuong):
+                out += ["", "Vuong tests (non-nested; z > 0 favours form_1):",
+                        self.vuong.to_string(index=False)]
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+# ------------------------------------------------------------------------ compare
+def _frame(ds, forms, capacity, pool):
+    """Return the validated tidy frame with every column any candidate needs."""
+    need = ["loss_reduction"]
+    for f in forms:
+        for i in f.inputs:
+            if i not in ("rank", "length") and i not in need:
+                need.append(i)
+    if isinstance(ds, pd.DataFrame):
+        variables = [v for v in need if v in ds.columns]
+        frame, excl = as_frame(ds, variables=variables, by=list(pool) or None,
+                               inputs=("rank", "length"))
+    else:
+        import xarray as xr
+
+        if not isinstance(ds, xr.Dataset):
+            raise LawfitError(
+                f"expected an xarray.Dataset or a pandas.DataFrame; got {type(ds).__name__}. "
+                "Load the file first (xarray.load_dataset) or pass a tidy frame."
+            )
+        variables = [v for v in need if v in ds.data_vars]
+        frame, excl = as_frame(ds, variables=variables, by=list(pool) or None,
+                               inputs=("rank", "length"))
+        if "n_params" in ds.data_vars and "n_params" not in frame.columns:
+            npar = ds["n_params"].to_dataframe().reset_index()
+            keys = [c for c in npar.columns if c in frame.columns and c != "n_params"]
+            frame = frame.merge(npar[keys + ["n_params"]], on=keys, how="left")
+    if pool:
+        cols = [c for c in list(pool) + ["seed"] if c in frame.columns]
+        frame["run"] = pd.factorize(pd.MultiIndex.from_frame(frame[cols].astype(str)))[0]
+        frame = frame.drop(columns=list(pool))
+    return frame, excl
+
+
+def _predict(form, params, frame):
+    args = [frame[c].to_numpy(float) for c in form.inputs]
+    with np.errstate(all="ignore"):
+        out = form.func(*args, **{p: float(params[p]) for p in form.params})
+    return np.broadcast_to(np.asarray(out, float), (len(frame),))
+
+
+def _quiet_fit(data, form, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(data, form, **kw)
+
+
+def _holdout(frame, form, axis, kw, exclude):
+    """Fit on cells with axis < max, RMSE of ΔL on the held-out max (after exclusion)."""
+    top = frame[axis].max()
+    train, test = frame[frame[axis] < top], frame[frame[axis] == top]
+    if exclude is not None and "loss_after" in test.columns:
+        thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+        test = test[test["loss_after"] > thr]
+    if len(test) == 0 or train[axis].nunique() < 2:
+        return math.nan
+    try:
+        res = _quiet_fit(train.reset_index(drop=True), form, exclude=exclude, **kw)
+    except LawfitError:
+        return math.nan
+    pred = _predict(form, res.params, test)
+    return float(np.sqrt(np.mean((pred - test["loss_reduction"].to_numpy(float)) ** 2)))
+
+
+def compare(
+    ds,
+    forms: Sequence[str] | None = None,
+    *,
+    exclude: str | float | None = "memorized",
+    loss: Literal["l2"] = "l2",
+    space: Literal["linear", "log"] = "linear",
+    criterion: Literal["aicc", "bic"] = "aicc",
+    pool: Sequence[str] = (),
+    holdout: Sequence[str] = ("rank", "length"),
+    vuong_clusters: str | None = None,
+    alpha: float = 0.05,
+) -> ComparisonResult:
+    """Fit alternative scaling forms on the same points and rank them.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or pandas.DataFrame
+        One setting of the sweep (select or ``pool`` grouping dims first), with
+        ``loss_reduction`` over ``rank`` and ``length``; ``loss_before`` is needed by
+        ``saturating``, ``n_params`` by ``power_law_nparams``.
+    forms : sequence of str, optional
+        Registered form names; default
+        :data:`lawfit.forms_extra.BUILTIN_CANDIDATES`. Forms whose inputs the data
+        lacks are skipped with a note.
+    exclude : {"memorized"} or float or None
+        Passed to :func:`lawfit.fit`; the excluded cells depend on the data only, so
+        every form sees the same points.
+    loss : {"l2"}
+        Only least squares: the criteria need a likelihood.
+    space : {"linear", "log"}
+        Fit scale, the same for every form.
+    criterion : {"aicc", "bic"}
+        Ranking criterion.
+    pool : sequence of str
+        Grouping dims (e.g. ``("modules",)``) whose settings are pooled into one law:
+        then only a form in ``n_params`` can put adapters of different sizes on one
+        curve, and the comparison says whether it does.
+    holdout : sequence of {"rank", "length"}
+        Axes for the held-out extrapolation error (fit below the largest value,
+        predict the largest); empty to skip.
+    vuong_clusters : str, optional
+        Column (e.g. ``"seed"``) whose cells are correlated: Vuong's variance then
+        uses cluster sums.
+    alpha : float
+        Significance level used to name the favoured form of a Vuong test.
+
+    Returns
+    -------
+    ComparisonResult
+        Frozen ranking with fits and tests.
+
+    Raises
+    ------
+    LawfitError
+        Unknown forms or options, fewer than two forms that can be fitted, or bad
+        data (see :func:`lawfit.data.as_frame`).
+    """
+    if loss != "l2":
+        raise LawfitError(
+            f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
+            "lawfit.fit(..., loss='huber') for a robust fit of a single form."
+        )
+    if criterion not in ("aicc", "bic"):
+        raise LawfitError(f"criterion must be 'aicc' or 'bic'; got {criterion!r}.")
+    bad_h = [h for h in holdout if h not in ("rank", "length")]
+    if bad_h:
+        raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")
+    names = list(_fx.BUILTIN_CANDIDATES if forms is None else forms)
+    if len(set(names)) != len(names):
+        raise LawfitError(f"forms contains duplicates: {names}. List each form once.")
+    form_objs = [get_form(n) for n in names]
+    frame, _excl = _frame(ds, form_objs, "rank", tuple(pool))
+    notes = []
+    if pool:
+        notes.append(f"pooled over {list(pool)} into one law (cluster column 'run')")
+    usable = []
+    for f in form_objs:
+        missing = [c for c in f.inputs if c not in frame.columns]
+        if missing:
+            notes.append(f"{f.name} skipped: the data lacks {missing}")
+            continue
+        if f.name == "power_law_nparams" and "n_params" in frame and forms is None:
+            ratio = frame["n_params"].to_numpy(float) / frame["rank"].to_numpy(float)
+            if np.ptp(ratio) <= 1e-9 * ratio.max():
+                notes.append(
+                    "power_law_nparams skipped: n_params is proportional to rank here, so it "
+                    "is the same law as power_law (pass pool=('modules',) over several "
+                    "modules/models to compare them)"
+                )
+                continue
+        usable.append(f)
+    kw = dict(loss="l2", space=space, profile=False, bootstrap=0)
+    fits, rows, lls = {}, [], {}
+    n_ref = None
+    for f in usable:
+        try:
+            res = _quiet_fit(frame, f, exclude=exclude, **kw)
+        except LawfitError as exc:
+            notes.append(f"{f.name} not fitted: {exc}")
+            continue
+        pts = res.points
+        if n_ref is None:
+            n_ref = len(pts)
+        elif len(pts) != n_ref:  # pragma: no cover - exclusion depends on data only
+            notes.append(f"{f.name} fitted on {len(pts)} points, not {n_ref}: left out")
+            continue
+        y = pts["loss_reduction"].to_numpy(float)
+        ll = pointwise_loglik(pts["residual"].to_numpy(float), y, space)
+        lls[f.name] = (ll, pts)
+        fits[f.name] = res
+        n = len(pts)
+        k = len(f.params) + 1
+        loglik = float(ll.sum())
+        aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0
+                                      else math.inf)
+        bic = -2 * loglik + k * math.log(n)
+        row = {"form": f.name, "k": k, "n_obs": n, "loglik": loglik, "aicc": aicc, "bic": bic,
+               "r2": res.r2, "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
+               "converged": bool(res.meta.get("converged", True)),
+               "flags": "; ".join(res.flags)}
+        for axis in ("rank", "length"):
+            row[f"extrap_{axis}_rmse"] = (_holdout(frame, f, axis, kw, exclude)
+                                          if axis in holdout else math.nan)
+        rows.append(row)
+    if len(rows) < 2:
+        raise LawfitError(
+            f"compare needs at least two forms that can be fitted; got {len(rows)} "
+            f"({[r['form'] for r in rows]}). Notes: {notes}. Add forms or the variables they "
+            "need (loss_before, n_params)."
+        )
+    table = pd.DataFrame(rows)
+    for c in ("aicc", "bic"):
+        table[f"delta_{c}"] = table[c] - table[c].min()
+        table[f"weight_{c}"] = akaike_weights(table[c])
+    table = table.sort_values([criterion, "form"]).reset_index(drop=True)
+    order = ["form", "k", "n_obs", "loglik", "aicc", "delta_aicc", "weight_aicc", "bic",
+             "delta_bic", "weight_bic", "r2", "rmse", "extrap_rank_rmse", "extrap_length_rmse",
+             "converged", "flags"]
+    table = table[order]
+    # nested pairs
+    lr_rows = []
+    nested_pairs = set()
+    for restr, gen, what, valid in _fx.NESTED:
+        if restr in fits and gen in fits:
+            nested_pairs.add(frozenset((restr, gen)))
+            df = len(get_form(gen).params) - len(get_form(restr).params)
+            l0, l1 = float(lls[restr][0].sum()), float(lls[gen][0].sum())
+            stat, p = likelihood_ratio_test(l0, l1, df)
+            lr_rows.append({"restricted": restr, "general": gen, "restriction": what, "df": df,
+                            "statistic": stat, "pvalue": p if valid else math.nan,
+                            "valid": valid})
+            if l1 < l0 - 1e-6:
+                notes.append(f"FLAG: {gen} fits worse than its restriction {restr}: the "
+                             f"optimizer of {gen} stopped at a local optimum")
+    if any(not r["valid"] for r in lr_rows):
+        notes.append("LR test of broken_power_law vs power_law has no chi-square p-value: the "
+                     "break point is not identified under the null (Davies' problem); use the "
+                     "criteria")
+        notes.append("LR tests assume no parameter at a bound; see each fit's flags")
+    lr = pd.DataFrame(lr_rows)
+    # non-nested pairs: Vuong
+    v_rows = []
+    fitted_names = list(table["form"])
+    for i, a in enumerate(fitted_names):
+        for b in fitted_names[i + 1:]:
+            if frozenset((a, b)) in nested_pairs:
+                continue
+            la, pa = lls[a]
+            lb, _ = lls[b]
+            cl = pa[vuong_clusters].to_numpy() if vuong_clusters else None
+            z, p = vuong_test(la, lb, len(get_form(a).params), len(get_form(b).params), cl)
+            fav = (a if z > 0 else b) if p < alpha else None
+            v_rows.append({"form_1": a, "form_2": b, "z": z, "pvalue": p, "favours": fav})
+    vu = pd.DataFrame(v_rows)
+    if vuong_clusters is None and "seed" in frame.columns and frame["seed"].nunique() > 1:
+        notes.append("Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
+                     "replicates share a run effect")
+    return ComparisonResult(table=table, fits=fits, lr_tests=lr, vuong=vu,
+                            best=str(table["form"].iloc[0]), criterion=criterion,
+                            notes=tuple(notes))
