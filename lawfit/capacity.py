@@ -241,6 +241,282 @@ class CapacityPrediction:
         return "\n".join(out)
 
 
-def predict_capacity(*args, **kwargs):  # placeholder replaced below once fit lands
-    """Raise NotImplementedError (defined once lawfit.fit lands)."""
-    raise NotImplementedError
+def _loss_before_fn(loss_before, data):
+    """Return (callable length -> L0, description) or (None, reason)."""
+    if loss_before is not None:
+        if callable(loss_before):
+            return loss_before, "given (callable)"
+        v = float(loss_before)
+        if not v > 0:
+            raise LawfitError(
+                f"loss_before must be a positive loss in nats per token; got {loss_before!r}."
+            )
+        return (lambda ell: np.full(np.shape(ell), v)), f"given ({v:.4g} nats)"
+    if data is None:
+        return None, "no loss_before given and no data"
+    d = load(data) if not isinstance(data, pd.DataFrame) else data
+    if isinstance(d, pd.DataFrame):
+        if "loss_before" not in d.columns or "length" not in d.columns:
+            return None, "data lacks loss_before/length"
+        m = d.groupby("length")["loss_before"].mean()
+    else:
+        if "loss_before" not in d or "length" not in d.dims:
+            return None, "data lacks loss_before over length"
+        lb = d["loss_before"]
+        dims = tuple(x for x in lb.dims)
+        okm = ok_mask(d, dims)
+        lb = lb.where(okm)
+        m = lb.mean([x for x in lb.dims if x != "length"], skipna=True).to_series()
+    m = m[np.isfinite(m.to_numpy(float))]
+    if m.empty:
+        return None, "data has no finite loss_before"
+    x = np.log(m.index.to_numpy(float))
+    y = m.to_numpy(float)
+
+    def f(ell):
+        # linear interpolation in log length; constant beyond the observed lengths
+        return np.interp(np.log(np.asarray(ell, float)), x, y)
+
+    return f, (f"from data: mean loss_before per length, interpolated in log length over "
+               f"{int(m.index.min())}-{int(m.index.max())} (constant beyond)")
+
+
+def _bisect(g, lo, hi, n_iter=200):
+    """Vectorised bisection on log scale: g(x) (R, m) -> roots; NaN where no sign change."""
+    a, b = np.log(lo), np.log(hi)
+    ga, gb = g(np.exp(a)), g(np.exp(b))
+    ok = np.isfinite(ga) & np.isfinite(gb) & (np.sign(ga) != np.sign(gb))
+    a = np.broadcast_to(a, ga.shape).copy()
+    b = np.broadcast_to(b, ga.shape).copy()
+    for _ in range(n_iter):
+        mid = 0.5 * (a + b)
+        gm = g(np.exp(mid))
+        left = np.sign(gm) == np.sign(ga)
+        a = np.where(left, mid, a)
+        ga = np.where(left, gm, ga)
+        b = np.where(left, b, mid)
+        if np.all(np.abs(b - a)[ok] < 1e-12):
+            break
+    root = np.exp(0.5 * (a + b))
+    return np.where(ok, root, np.nan), ga, gb
+
+
+def predict_capacity(
+    fit,
+    *,
+    length=None,
+    rank=None,
+    target,
+    target_kind: str = "loss_reduction",
+    loss_before=None,
+    data=None,
+    confidence_level: float | None = None,
+    search: tuple[float, float] = (1e-3, 1e3),
+) -> CapacityPrediction:
+    """Invert a fitted law: capacity needed for a target, or the longest target held.
+
+    Pass ``length`` to get the capacity (rank, or parameters for a law in
+    ``n_params``) that reaches ``target`` at that length; pass ``rank`` (capacity)
+    to get the longest length at which ``target`` is still reached. The inversion is
+    done on the point estimate and on *every* bootstrap draw of ``fit``; draws on which
+    the target cannot be reached are counted (``n_unreachable``) and enter the
+    percentile interval as an infinite capacity (or a zero length), so the interval
+    stays honest instead of silently dropping them.
+
+    Parameters
+    ----------
+    fit : FitResult
+        A law whose inputs are a capacity (``rank`` or ``n_params``), ``length`` and
+        optionally ``loss_before``; bootstrap draws give the CI (else no CI).
+    length : float or array_like, optional
+        Target lengths (tokens) for the capacity needed.
+    rank : float or array_like, optional
+        Capacities (in the law's capacity unit) for the longest length held.
+    target : float or array_like
+        Target ΔL (``target_kind="loss_reduction"``) or target ``loss_after``
+        (``target_kind="loss_after"``; ln 2 ≈ 0.693 is the recall threshold).
+    target_kind : {"loss_reduction", "loss_after"}
+        Meaning of ``target``. ``"loss_after"`` needs ``loss_before`` at each length:
+        ΔL target = L₀(ℓ) − target.
+    loss_before : float or callable, optional
+        L₀ in nats per token (constant) or a function of length. Default: from ``data``.
+    data : xarray.Dataset or pandas.DataFrame, optional
+        Data to read ``loss_before`` from (mean per length, interpolated in log length).
+    confidence_level : float, optional
+        Level of the percentile interval (default: the fit's).
+    search : (float, float)
+        Search range of the root as multiples of the fitted range (below its minimum,
+        above its maximum); roots beyond count as unreachable.
+
+    Returns
+    -------
+    CapacityPrediction
+        One row per (query, target) with estimate, interval, unreachable counts and
+        the extrapolation flag.
+
+    Raises
+    ------
+    LawfitError
+        Neither or both of ``length`` and ``rank``; a loss_after target without
+        loss_before; a law without a capacity or length input; bad values.
+    """
+    if not hasattr(fit, "param_names") or not hasattr(fit, "inputs"):
+        raise LawfitError(
+            f"fit must be a FitResult from lawfit.fit; got {type(fit).__name__}. For grouped "
+            "fits (by=...), pass one group: fits[key] or fits.sel(...)."
+        )
+    if (length is None) == (rank is None):
+        raise LawfitError(
+            "pass exactly one of length= (capacity needed at that length) or rank= (longest "
+            f"length held at that capacity); got length={length!r}, rank={rank!r}."
+        )
+    if target_kind not in ("loss_reduction", "loss_after"):
+        raise LawfitError(
+            f"target_kind must be 'loss_reduction' or 'loss_after'; got {target_kind!r}."
+        )
+    inputs = tuple(fit.inputs)
+    cap = next((c for c in inputs if c in ("rank", "n_params")), None)
+    if cap is None or "length" not in inputs:
+        raise LawfitError(
+            f"predict_capacity needs a law in a capacity (rank or n_params) and length; this "
+            f"law takes {inputs}. Fit a form with those inputs."
+        )
+    level = float(fit.confidence_level if confidence_level is None else confidence_level)
+    if not 0 < level < 1:
+        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    targets = np.atleast_1d(np.asarray(target, float))
+    if not np.all(np.isfinite(targets)):
+        raise LawfitError(f"target must be finite numbers; got {target!r}.")
+    l0fn, l0desc = _loss_before_fn(loss_before, data)
+    need_l0 = target_kind == "loss_after" or "loss_before" in inputs
+    if need_l0 and l0fn is None:
+        raise LawfitError(
+            f"{'target_kind=' + repr(target_kind) if target_kind == 'loss_after' else 'this law'}"
+            f" needs loss_before at the queried lengths ({l0desc}). Pass loss_before=<nats> "
+            "or data=<the dataset> (its mean loss_before per length is used)."
+        )
+    from lawfit.forms import get_form
+
+    form = get_form(fit.form)
+    theta = np.asarray(fit.theta, float)[None, :]
+    draws = None
+    if getattr(fit, "boot", None) is not None:
+        d = np.asarray(fit.boot["draws"], float)
+        draws = d[np.asarray(fit.boot["converged"], bool)]
+    rng_cap = fit.input_ranges[cap]
+    rng_len = fit.input_ranges["length"]
+    notes = [f"loss_before: {l0desc}"] if need_l0 else []
+    mode = "capacity" if length is not None else "length"
+    queries = np.atleast_1d(np.asarray(length if mode == "capacity" else rank, float))
+    if np.any(~np.isfinite(queries)) or np.any(queries <= 0):
+        raise LawfitError(
+            f"{'length' if mode == 'capacity' else 'rank'} must be positive numbers; got "
+            f"{queries.tolist()}."
+        )
+
+    def law(th, x, ell):
+        kw = {p: th[:, j:j + 1] for j, p in enumerate(fit.param_names)}
+        args = []
+        for c in inputs:
+            if c == cap:
+                args.append(x)
+            elif c == "length":
+                args.append(ell)
+            elif c == "loss_before":
+                args.append(l0fn(ell))
+            else:  # pragma: no cover - guarded above
+                raise LawfitError(f"unsupported input {c!r}")
+        with np.errstate(all="ignore"):
+            return np.asarray(form.func(*args, **kw), float)
+
+    rows = []
+    a = (1 - level) / 2
+    for q in queries:
+        for t in targets:
+            def gap(th, x, q=q, t=t):
+                # law minus the ΔL target, shape (R, m); x or length varies on the grid
+                ell = np.full_like(x, q) if mode == "capacity" else x
+                xx = x if mode == "capacity" else np.full_like(x, q)
+                tgt = t if target_kind == "loss_reduction" else l0fn(ell) - t
+                return law(th, xx, ell) - tgt
+
+            if mode == "capacity":
+                lo, hi = rng_cap[0] * search[0], rng_cap[1] * search[1]
+            else:
+                lo, hi = rng_len[0] * search[0], rng_len[1] * search[1]
+
+            def solve(th, lo=lo, hi=hi, gap=gap):
+                g = lambda x: gap(th, x)  # noqa: E731
+                root, glo, ghi = _bisect(g, np.full((th.shape[0], 1), lo),
+                                         np.full((th.shape[0], 1), hi))
+                root, glo, ghi = root[:, 0], glo[:, 0], ghi[:, 0]
+                if mode == "capacity":
+                    # already reached at the smallest capacity searched: trivial target
+                    trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
+                    unreach = np.isnan(root) & ~trivial
+                    val = np.where(trivial, lo, np.where(unreach, np.inf, root))
+                else:
+                    # reached at every length searched: unbounded; at none: unreachable
+                    trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
+                    unreach = np.isnan(root) & ~trivial
+                    val = np.where(trivial, np.inf, np.where(unreach, 0.0, root))
+                return val, unreach, trivial
+
+            est, un0, tr0 = solve(theta)
+            est, un0, tr0 = float(est[0]), bool(un0[0]), bool(tr0[0])
+            row = {("length" if mode == "capacity" else cap): q, "target": t,
+                   "target_kind": target_kind}
+            tgt_dl = t if target_kind == "loss_reduction" else float(
+                l0fn(np.array([q if mode == "capacity" else (est if np.isfinite(est) and est > 0
+                                                              else rng_len[1])]))[0]) - t
+            row["target_dL"] = tgt_dl
+            row["estimate"] = est
+            if draws is not None and len(draws):
+                v, un, _tr = solve(draws)
+                # infinite/zero draws (unreachable) must not interpolate into NaN
+                meth = "linear" if np.all(np.isfinite(v)) else "inverted_cdf"
+                lo_q, hi_q = np.quantile(v, [a, 1 - a], method=meth)
+                row.update(low=float(lo_q), high=float(hi_q), n_draws=int(v.size),
+                           n_unreachable=int(un.sum()))
+            else:
+                row.update(low=math.nan, high=math.nan, n_draws=0, n_unreachable=0)
+            row["unreachable"] = un0
+            row["trivial"] = tr0
+            if mode == "capacity":
+                r_lo, r_hi = rng_cap
+                row["extrapolated"] = bool(
+                    not (rng_len[0] <= q <= rng_len[1])
+                    or not (np.isfinite(est) and r_lo <= est <= r_hi)
+                )
+            else:
+                row["extrapolated"] = bool(
+                    not (rng_cap[0] <= q <= rng_cap[1])
+                    or not (np.isfinite(est) and rng_len[0] <= est <= rng_len[1])
+                )
+            if need_l0 and mode == "capacity":
+                row["loss_before"] = float(l0fn(np.array([q]))[0])
+                if target_kind == "loss_reduction" and t >= row["loss_before"]:
+                    row["unreachable"] = True
+                    notes.append(
+                        f"target ΔL {t:g} >= loss_before {row['loss_before']:.4g} at length "
+                        f"{q:g}: a loss cannot fall below 0, unreachable whatever the law says"
+                    )
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    quantity = cap if mode == "capacity" else "length"
+    if draws is None:
+        notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
+    if table["unreachable"].any():
+        notes.append("FLAG: some targets are unreachable under the point estimate (estimate "
+                     "inf for capacity, 0 for length)")
+    if (table.get("n_unreachable", pd.Series([0])) > 0).any():
+        notes.append("FLAG: on some bootstrap draws the target is unreachable; those draws "
+                     "count as infinite capacity / zero length in the interval")
+    if table["trivial"].any():
+        notes.append("some targets are already met at the smallest capacity searched (or at "
+                     "every length): estimate set to the search bound / inf")
+    if table["extrapolated"].any():
+        notes.append("FLAG: extrapolating beyond the fitted ranges "
+                     f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated")
+    return CapacityPrediction(table=table, quantity=quantity, level=level,
+                              notes=tuple(dict.fromkeys(notes)))

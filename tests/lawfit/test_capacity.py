@@ -1,0 +1,105 @@
+import math
+
+import numpy as np
+import pytest
+
+import lawfit
+from lawfit.capacity import ANCHORS_BITS_PER_PARAM, bits_per_parameter, predict_capacity
+from lawfit.errors import LawfitError
+from lawfit.testing import synthetic_dataset
+from lawfit.testing.selection import synthetic_form_dataset
+from lawfit.testing.tokens import synthetic_token_dataset
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic_dataset(rng=0, seeds=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(ds):
+    return lawfit.fit(ds, bootstrap=200, rng=0)
+
+
+def test_rank_roundtrip(fitted):
+    pred = predict_capacity(fitted, length=[256, 1024], target=[0.3, 0.8])
+    t = pred.table
+    assert pred.quantity == "rank" and len(t) == 4
+    back = fitted.predict(rank=t["estimate"].to_numpy(), length=t["length"].to_numpy(), warn=False)
+    np.testing.assert_allclose(back["mean"].to_numpy(), t["target"].to_numpy(), rtol=1e-8)
+    assert (t["low"] <= t["estimate"]).all() and (t["estimate"] <= t["high"]).all()
+    assert (t["n_draws"] == 200).all() and (t["n_unreachable"] == 0).all()
+
+
+def test_length_roundtrip(fitted):
+    pred = predict_capacity(fitted, rank=[16, 64], target=0.5)
+    t = pred.table
+    back = fitted.predict(rank=t["rank"].to_numpy(), length=t["estimate"].to_numpy(), warn=False)
+    np.testing.assert_allclose(back["mean"].to_numpy(), 0.5, rtol=1e-8)
+    assert t["estimate"].is_monotonic_increasing  # more rank holds longer targets
+
+
+def test_loss_after_target_uses_loss_before(fitted, ds):
+    pred = predict_capacity(fitted, length=512, target=math.log(2), target_kind="loss_after",
+                            data=ds)
+    row = pred.table.iloc[0]
+    assert row["target_dL"] == pytest.approx(row["loss_before"] - math.log(2))
+    assert 3.9 < row["loss_before"] < 4.1
+    back = fitted.predict(rank=row["estimate"], length=512, warn=False)["mean"].iloc[0]
+    assert back == pytest.approx(row["target_dL"], rel=1e-8)
+    assert bool(row["extrapolated"])  # recall at 512 tokens needs more than rank 128
+    assert any("extrapolating" in n for n in pred.notes)
+
+
+def test_unreachable_targets_are_counted():
+    sat = synthetic_form_dataset("saturating", seeds=2, rng=0).isel(modules=0)
+    f = lawfit.fit(sat, "saturating", bootstrap=100, rng=0, space="log")
+    # the saturating law cannot exceed loss_before + b (about 4.05 nats)
+    pred = predict_capacity(f, length=256, target=[1.0, 6.0], data=sat)
+    ok, bad = pred.table.iloc[0], pred.table.iloc[1]
+    assert not ok["unreachable"] and ok["n_unreachable"] == 0
+    assert bad["unreachable"] and bad["n_unreachable"] == 100
+    assert math.isinf(bad["estimate"]) and math.isinf(bad["low"])
+    assert any("unreachable" in n for n in pred.notes)
+
+
+def test_no_bootstrap_no_interval(ds):
+    f = lawfit.fit(ds)
+    pred = predict_capacity(f, length=256, target=0.5)
+    assert math.isnan(pred.table["low"].iloc[0])
+    assert any("no bootstrap draws" in n for n in pred.notes)
+
+
+def test_errors(fitted):
+    with pytest.raises(LawfitError, match="exactly one of length= .* or rank="):
+        predict_capacity(fitted, target=0.5)
+    with pytest.raises(LawfitError, match="exactly one of"):
+        predict_capacity(fitted, length=64, rank=4, target=0.5)
+    with pytest.raises(LawfitError, match="needs loss_before.*Pass loss_before="):
+        predict_capacity(fitted, length=64, target=0.69, target_kind="loss_after")
+    with pytest.raises(LawfitError, match="must be a FitResult"):
+        predict_capacity({"C": 1}, length=64, target=0.5)
+    with pytest.raises(LawfitError, match="must be positive"):
+        predict_capacity(fitted, length=-5, target=0.5)
+    with pytest.raises(LawfitError, match="target_kind must be"):
+        predict_capacity(fitted, length=64, target=0.5, target_kind="loss")
+
+
+def test_bits_per_parameter_tokens_and_cells_agree():
+    tok = synthetic_token_dataset(entry_tokens=8, rng=0)
+    a = bits_per_parameter(tok)
+    assert (a.cells["source"] == "tokens").all()
+    # bits from tokens equal loss_reduction * length / ln 2 (same quantity)
+    b = bits_per_parameter(tok.drop_vars(["p_after", "p_before", "greedy_correct"]))
+    np.testing.assert_allclose(a.cells["bits"].to_numpy(), b.cells["bits"].to_numpy(), rtol=1e-9)
+    assert "bits_per_param" in a.cells and np.isfinite(a.max_bits_per_param)
+    assert set(ANCHORS_BITS_PER_PARAM.values()) == {2.0, 3.6}
+    assert "anchor" in a.summary()
+
+
+def test_bits_without_n_params_or_data(ds):
+    r = bits_per_parameter(ds.drop_vars("n_params"))
+    assert "bits_per_param" not in r.cells
+    assert any("no 'n_params'" in n for n in r.notes)
+    with pytest.raises(LawfitError, match="bits_per_parameter needs"):
+        bits_per_parameter(ds[["status"]])
