@@ -1,0 +1,90 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from lawfit.compare import (
+    akaike_weights,
+    compare,
+    likelihood_ratio_test,
+    pointwise_loglik,
+    vuong_test,
+)
+from lawfit.errors import LawfitError
+from lawfit.forms_extra import BUILTIN_CANDIDATES
+from lawfit.testing import synthetic_dataset
+from lawfit.testing.selection import TRUTHS, synthetic_form_dataset
+
+
+def _data(form, rng):
+    ds = synthetic_form_dataset(form, TRUTHS[form], rng=rng)
+    pool = ("modules",) if ds.sizes["modules"] > 1 else ()
+    return (ds if pool else ds.isel(modules=0)), pool
+
+
+@pytest.mark.parametrize("true", BUILTIN_CANDIDATES)
+def test_quick_confusion_recovers_true_form(true):
+    i = BUILTIN_CANDIDATES.index(true)
+    ds, pool = _data(true, 1000 * i)
+    res = compare(ds, pool=pool, holdout=(), space="log", criterion="bic")
+    assert res.best == true, res.summary()
+
+
+def test_table_and_tests_shape():
+    ds = synthetic_dataset(rng=0, seeds=2)
+    res = compare(ds)
+    t = res.table
+    assert t["n_obs"].nunique() == 1  # same points for every form
+    assert t["weight_aicc"].sum() == pytest.approx(1.0)
+    assert t["aicc"].is_monotonic_increasing
+    assert {"extrap_rank_rmse", "extrap_length_rmse"} <= set(t.columns)
+    assert np.isfinite(t["extrap_rank_rmse"]).all()
+    assert set(res.fits) == set(t["form"])
+    assert "power_law_nparams" not in res.fits  # n_params ∝ rank: same law, skipped
+    lr = res.lr_tests.set_index(["restricted", "general"])
+    assert lr.loc[("ratio", "power_law"), "pvalue"] < 1e-6
+    assert np.isnan(res.lr_tests.query("general == 'broken_power_law'")["pvalue"]).all()
+    assert not res.vuong.empty
+    assert "best" in res.summary() and isinstance(res.to_dataframe(), pd.DataFrame)
+    with pytest.raises(AttributeError):
+        res.best = "x"
+
+
+def test_missing_inputs_skip_forms():
+    ds = synthetic_dataset(rng=0, seeds=2).drop_vars(["loss_before", "n_params"])
+    res = compare(ds, holdout=())
+    assert "saturating" not in res.fits
+    assert any("saturating skipped" in n for n in res.notes)
+
+
+def test_statistics():
+    w = akaike_weights([10.0, 12.0, np.inf])
+    assert w[2] == 0 and w[0] / w[1] == pytest.approx(np.e)
+    stat, p = likelihood_ratio_test(-10.0, -8.0, 1)
+    assert stat == pytest.approx(4.0) and p == pytest.approx(0.0455, abs=1e-3)
+    e = np.random.default_rng(0).normal(size=200)
+    ll = pointwise_loglik(e)
+    s2 = np.mean(e**2)
+    assert ll.sum() == pytest.approx(-100 * (np.log(2 * np.pi * s2) + 1))
+    z, pv = vuong_test(ll, ll, 3, 3)
+    assert z == 0 and pv == 1
+    z, pv = vuong_test(ll + 0.1 + 0.01 * e, ll, 3, 3)
+    assert z > 0 and pv < 1e-6
+    zc, _ = vuong_test(ll + 0.1 + 0.01 * e, ll, 3, 3, clusters=np.arange(200) % 10)
+    assert zc > 0
+
+
+def test_errors():
+    ds = synthetic_dataset(rng=0, seeds=2)
+    with pytest.raises(LawfitError, match="loss must be 'l2'"):
+        compare(ds, loss="huber")
+    with pytest.raises(LawfitError, match="unknown form 'nope'"):
+        compare(ds, forms=["power_law", "nope"])
+    with pytest.raises(LawfitError, match="at least two forms"):
+        compare(ds, forms=["power_law"])
+    with pytest.raises(LawfitError, match="holdout axes"):
+        compare(ds, holdout=("seed",))
+    with pytest.raises(LawfitError, match="expected an xarray.Dataset or a pandas.DataFrame"):
+        compare([1, 2])
+    grouped = synthetic_dataset(rng=0, seeds=2, groups={"model": ["a", "b"]})
+    with pytest.raises(LawfitError, match="by="):
+        compare(grouped)
