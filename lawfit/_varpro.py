@@ -35,6 +35,11 @@ class Model:
         self.lower = np.asarray(lower, float)
         self.upper = np.asarray(upper, float)
 
+    def with_inputs(self, X):
+        """Same form and bounds on another design."""
+        return Model(self.func, self.jac, X, self.names, [self.names[j] for j in self.lin],
+                     self.lower, self.upper)
+
     def _kw(self, theta):
         return {nm: theta[:, j:j + 1] for j, nm in enumerate(self.names)}
 
@@ -91,8 +96,26 @@ class Model:
         return g0, Phi
 
 
+def _solve_small(A, b):
+    """Closed-form batched solve for p = 1 or 2 (Cramer's rule); NaN where singular."""
+    p = A.shape[-1]
+    with np.errstate(all="ignore"):
+        if p == 1:
+            x = b / A[..., 0]
+        else:
+            a, c, d, e = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+            det = a * e - c * d
+            scale = np.abs(a * e) + np.abs(c * d)
+            det = np.where(np.abs(det) > 1e-13 * scale, det, np.nan)
+            x = np.stack([(e * b[..., 0] - c * b[..., 1]) / det,
+                          (a * b[..., 1] - d * b[..., 0]) / det], axis=-1)
+    return x
+
+
 def _solve_spd(A, b):
     """Solve batched (R,p,p) x = (R,p) with diagonal scaling; NaN where singular."""
+    if A.shape[-1] <= 2:
+        return _solve_small(A, b)
     d = np.sqrt(np.abs(np.einsum("...ii->...i", A)))
     d = np.where(d > 0, d, 1.0)
     As = A / (d[..., :, None] * d[..., None, :])
@@ -171,23 +194,26 @@ def grid_sse(model, nl_grid, Y, W, chunk=512):
     p = model.lin.size
     sse = np.empty((R, G))
     lin = np.empty((R, G, p))
-    WY = W * Y
+    W = np.ascontiguousarray(W, dtype=float)
+    WY = np.ascontiguousarray(W * Y)
     WYY = np.sum(WY * Y, axis=1)
+    C = np.ascontiguousarray  # BLAS needs contiguous operands (else a slow generic loop)
     for s in range(0, G, chunk):
         sl = slice(s, min(G, s + chunk))
         th = np.zeros((sl.stop - s, model.k))
         th[:, model.nl] = nl_grid[sl]
         g0, Phi = model.basis(th)  # (g, n), (g, n, p)
-        zz = WYY[:, None] - 2.0 * (WY @ g0.T) + W @ (g0 * g0).T  # (R, g)
+        zz = WYY[:, None] - 2.0 * (WY @ C(g0.T)) + W @ C((g0 * g0).T)  # (R, g)
         if p == 0:
             sse[:, sl] = zz
             continue
         A = np.empty((R, sl.stop - s, p, p))
         bvec = np.empty((R, sl.stop - s, p))
         for a in range(p):
-            bvec[:, :, a] = WY @ Phi[:, :, a].T - W @ (g0 * Phi[:, :, a]).T
+            Pa = Phi[:, :, a]
+            bvec[:, :, a] = WY @ C(Pa.T) - W @ C((g0 * Pa).T)
             for c in range(a, p):
-                A[:, :, a, c] = W @ (Phi[:, :, a] * Phi[:, :, c]).T
+                A[:, :, a, c] = W @ C((Pa * Phi[:, :, c]).T)
                 A[:, :, c, a] = A[:, :, a, c]
         cc = _solve_spd(A, bvec)
         lin[:, sl] = cc
@@ -213,6 +239,11 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
     Kaufman's projected Jacobian -(I - P_W) dm/dphi.
     mode="full": iterate on all free parameters (``fixed`` mask excluded).
 
+    Per replicate: a step is accepted if it does not increase the objective (then
+    lambda /= 3), else lambda *= 4. Converged: an accepted step with relative
+    decrease <= ftol or relative step <= xtol, or lambda > 1e12 (no descent
+    direction left: stationary). Failed: non-finite values or max_iter reached.
+
     Returns theta (R, k), objective (R,), converged (R,) bool, iterations (R,).
     """
     theta = np.array(theta0, float, copy=True)
@@ -231,25 +262,35 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
     theta = np.clip(theta, model.lower, model.upper)
 
     def relin(th, z, w):
+        """Closed-form linear params at th's nonlinear part; returns (theta, f)."""
         g0, Phi = model.basis(th)
         th = th.copy()
-        th[:, model.lin] = solve_linear(Phi, z - g0, w)
-        return th
+        c = solve_linear(Phi, z - g0, w)
+        th[:, model.lin] = c
+        return th, g0 + np.einsum("rnk,rk->rn", Phi, c)
+
+    def obj_of(f, z, w):
+        r = z - transform(f, space)
+        s = np.sum(w * rho(r, loss, delta), axis=1)
+        return np.where(np.isfinite(s), s, np.inf)
 
     if varpro:
-        theta = relin(theta, Z, W)
-    obj, r = objective(model, theta, Z, W, space, loss, delta)
+        theta, fcur = relin(theta, Z, W)
+    else:
+        fcur = np.array(model.f(theta))
+    obj = obj_of(fcur, Z, W)
     lam = np.full(R, 1e-3)
     done = ~np.isfinite(obj)
     conv = np.zeros(R, bool)
     nit = np.zeros(R, int)
+    eye = np.eye(opt.size)
     for _ in range(max_iter):
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
         th = theta[act]
         Wa, Za = W[act], Z[act]
-        f = np.array(model.f(th))
+        f = fcur[act]
         J = model.jacobian(th, f)
         if space == "log":
             m = transform(f, space)
@@ -257,7 +298,7 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         else:
             m = f
         ra = Za - m
-        w = Wa * irls_weights(ra, loss, delta)
+        w = Wa * irls_weights(ra, loss, delta) if loss != "l2" else Wa
         if varpro:
             Phi = J[:, :, model.lin]
             Jn = J[:, :, model.nl]
@@ -273,13 +314,15 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         g = np.einsum("rnk,rn->rk", JW, ra)
         diag = np.einsum("rii->ri", A)
         diag = np.where(diag > 0, diag, 1e-12)
-        Ad = A + lam[act, None, None] * diag[:, :, None] * np.eye(opt.size)
+        Ad = A + lam[act, None, None] * diag[:, :, None] * eye
         step = _solve_spd(Ad, g)
         new = th.copy()
         new[:, opt] = np.clip(th[:, opt] + step, lo, hi)
         if varpro:
-            new = relin(new, Za, w)
-        o_new, _ = objective(model, new, Za, Wa, space, loss, delta)
+            new, f_new = relin(new, Za, w)
+        else:
+            f_new = np.array(model.f(new))
+        o_new = obj_of(f_new, Za, Wa)
         o_old = obj[act]
         ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
         real_step = np.linalg.norm(new[:, opt] - th[:, opt], axis=1)
@@ -289,6 +332,7 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         nit[act] += 1
         acc = act[ok]
         theta[acc] = new[ok]
+        fcur[acc] = f_new[ok]
         obj[acc] = o_new[ok]
         lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
         rej = act[~ok]
@@ -305,6 +349,34 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         conv[act[bad]] = False
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
+
+
+def collapse(X, Y, W):
+    """Merge points with identical inputs (exact for least squares).
+
+    sum_i W_i (y_i - f(x_i))^2 = sum_u W_u (ybar_u - f(x_u))^2 + const, with
+    W_u = sum_{i in u} W_i and ybar_u the W-weighted mean of y in u. The sums over
+    replicates are matrix products (R x n) @ (n x U).
+
+    Returns (X_u, Ybar (R, U), W_u (R, U)) or None if nothing merges.
+    """
+    keys = np.stack([np.asarray(x, float) for x in X], axis=1)
+    order = np.lexsort(keys.T[::-1])
+    ks = keys[order]
+    new = np.ones(ks.shape[0], bool)
+    new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    if starts.size == keys.shape[0]:
+        return None
+    uniq = ks[starts]
+    W = np.asarray(W, float)
+    Y = np.broadcast_to(Y, W.shape)
+    Wo = W[:, order]
+    Wu = np.add.reduceat(Wo, starts, axis=1)
+    WYu = np.add.reduceat(Wo * Y[:, order], starts, axis=1)
+    with np.errstate(all="ignore"):
+        Yu = np.where(Wu > 0, WYu / np.where(Wu > 0, Wu, 1.0), 0.0)
+    return tuple(uniq[:, j] for j in range(uniq.shape[1])), Yu, Wu
 
 
 def covariance(model, theta, Y, W, space, loss, delta, dof):

@@ -34,7 +34,9 @@ def bootstrap_weights(n_boot, clusters, rng):
         Random generator.
     """
     G = int(clusters.max()) + 1
-    counts = rng.multinomial(G, np.full(G, 1.0 / G), size=n_boot).astype(float)
+    draws = rng.integers(0, G, size=(n_boot, G))
+    flat = (draws + G * np.arange(n_boot)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_boot * G).reshape(n_boot, G).astype(float)
     return counts[:, clusters]
 
 
@@ -42,16 +44,25 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     """Fit R problems on the same design at once; returns theta (R, k), converged (R,).
 
     Starts: for variable projection, the best point per replicate of a local grid of
-    the nonlinear parameters (theta_hat +- 3 SE, 7 per dim up to 2 dims, 5 for 3),
+    the nonlinear parameters (theta_hat +- 3 SE; 9, 5x5 or 4x4x4 points),
     with the linear parameters in closed form; otherwise theta_hat.
     """
     R = W.shape[0]
-    k = model.k
+    if loss == "l2":
+        # exact: least squares only sees per-design-point weighted means
+        with np.errstate(all="ignore"):
+            Yt = np.log(Y) if space == "log" else Y
+        col = vp.collapse(model.X, Yt, W)
+        if col is not None:
+            Xu, Yu, W = col
+            Y = np.exp(Yu) if space == "log" else Yu
+            model = model.with_inputs(Xu)
     knl = model.nl.size
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
     start = np.tile(theta_hat, (R, 1))
+    k = model.k
     if varpro and local_grid and knl <= 3:
-        n_per = {1: 9, 2: 7, 3: 5}[knl]
+        n_per = {1: 9, 2: 5, 3: 4}[knl]
         ranges = []
         for j in model.nl:
             s = se[j] if np.isfinite(se[j]) and se[j] > 0 else 0.05 * max(abs(theta_hat[j]), 1)
@@ -67,7 +78,7 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
         bad = ~np.all(np.isfinite(start), axis=1)
         start[bad] = theta_hat
     theta, obj, conv, _ = vp.lm(model, start, Y, W, space=space, loss=loss, delta=delta,
-                                mode="varpro" if varpro else "full")
+                                mode="full", ftol=1e-10, xtol=1e-8)
     return theta, conv & np.all(np.isfinite(theta), axis=1)
 
 

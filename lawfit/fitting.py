@@ -187,6 +187,13 @@ def fit(
 
 def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
     """Grid + batched polish; returns best theta (k,), all starts' optima."""
+    # least squares only sees per-design-point means: merge replicated cells (exact)
+    with np.errstate(all="ignore"):
+        col = vp.collapse(model.X, np.log(Y) if space == "log" else Y, W)
+    if col is not None:
+        Xu, Yu, W = col
+        Y = np.exp(Yu) if space == "log" else Yu
+        model = model.with_inputs(Xu)
     knl = model.nl.size
     n_per = max(3, int(round(_GRID_BUDGET ** (1.0 / knl)))) if knl else 1
     n_per = min(n_per, 401)

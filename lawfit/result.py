@@ -771,7 +771,7 @@ class Summary:
         lines = [r"\begin{table}", r"\centering",
                  rf"\caption{{${r.form_latex}$; $n={g['n_obs']}$, $R^2={g['r2']:.4f}$, "
                  rf"RMSE ${g['rmse']:.3g}$; {self.ci.attrs['method']} "
-                 rf"{self.ci.attrs['level']:.0%} CI.}}",
+                 rf"{self.ci.attrs['level'] * 100:g}\% CI.}}",
                  r"\begin{tabular}{lrrrr}", r"\hline",
                  " & ".join(["", "coef", "std err", head[3].replace("[", "[\\,"), head[4]])
                  + r" \\", r"\hline"]
