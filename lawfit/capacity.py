@@ -209,12 +209,16 @@ class CapacityPrediction:
         Confidence level.
     notes : tuple of str
         Flags and assumptions.
+    draw_values : numpy.ndarray or None
+        The answer on every converged bootstrap draw, shape (rows of ``table``, R):
+        ``inf`` (capacity) or 0 (length) where unreachable.
     """
 
     table: pd.DataFrame
     quantity: str
     level: float
     notes: tuple[str, ...] = field(default=())
+    draw_values: np.ndarray | None = field(default=None, repr=False)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy table (a copy of ``table``).
@@ -430,6 +434,7 @@ def predict_capacity(
             return np.asarray(form.func(*args, **kw), float)
 
     rows = []
+    dvals = []
     a = (1 - level) / 2
     for q in queries:
         for t in targets:
@@ -478,6 +483,7 @@ def predict_capacity(
                 lo_q, hi_q = np.quantile(v, [a, 1 - a], method=meth)
                 row.update(low=float(lo_q), high=float(hi_q), n_draws=int(v.size),
                            n_unreachable=int(un.sum()))
+                dvals.append(v)
             else:
                 row.update(low=math.nan, high=math.nan, n_draws=0, n_unreachable=0)
             row["unreachable"] = un0
@@ -519,4 +525,5 @@ def predict_capacity(
         notes.append("FLAG: extrapolating beyond the fitted ranges "
                      f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated")
     return CapacityPrediction(table=table, quantity=quantity, level=level,
-                              notes=tuple(dict.fromkeys(notes)))
+                              notes=tuple(dict.fromkeys(notes)),
+                              draw_values=np.vstack(dvals) if dvals else None)

@@ -18,13 +18,13 @@ Two questions, answered separately:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
-from lawfit._tokens import CELL_DIMS, load, ok_mask, token_arrays
+from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
@@ -158,7 +158,7 @@ def gradient_budget(
                 f"method {method!r} is not in the dataset; its methods are "
                 f"{list(map(str, ds['method'].values))}. Pass method=one of them."
             )
-        ds = ds.sel(method=[method])
+        ds = ds.sel({"method": [method]})
     has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
     has_tok = "p_after" in ds and "token" in ds["p_after"].dims
     if not (has_traj or has_tok):
@@ -245,8 +245,10 @@ class MemftSavings:
         ratio ``rank_saving = 1 − r_memft / r_sft`` and the parameter saving, each
         with a CI from paired bootstrap draws, and unreachable counts.
     validation : pandas.DataFrame
-        Measured MemFT cells against the MemFT law's prediction and against the SFT
-        law (ΔL measured vs predicted, with prediction intervals where available).
+        Measured MemFT cells (seed means) against the MemFT law (in-sample, with a
+        prediction interval), against a MemFT law refitted without the longest MemFT
+        length (``dL_memft_law_heldout``, out-of-sample for that length) and against
+        the SFT law (``gain_over_sft_law``).
     fits : dict
         The fitted laws by method (``FitResult``).
     target : str
@@ -295,9 +297,272 @@ class MemftSavings:
         return "\n".join(out)
 
 
-def memft_savings(*args, **kwargs):  # defined below once lawfit.fit is available
-    """Raise NotImplementedError (defined once lawfit.fit lands)."""
-    raise NotImplementedError
+def _empirical_rank(ds_m, target, target_kind):
+    """Smallest measured rank whose seed-mean meets the target, per length (NaN: none)."""
+    var = "loss_after" if target_kind == "loss_after" else "loss_reduction"
+    if var not in ds_m or "rank" not in ds_m.dims or "length" not in ds_m.dims:
+        return {}
+    v = ds_m[var]
+    v = v.where(ok_mask(ds_m, v.dims))
+    other = [d for d in v.dims if d not in ("rank", "length")]
+    m = v.mean(other, skipna=True) if other else v
+    out = {}
+    for L in m["length"].values:
+        col = m.sel(length=L)
+        meets = (col <= target) if target_kind == "loss_after" else (col >= target)
+        meets = meets & col.notnull()
+        ranks = col["rank"].values[meets.values]
+        measured = col["rank"].values[col.notnull().values]
+        if measured.size == 0:
+            continue
+        out[int(L)] = float(ranks.min()) if ranks.size else math.inf
+    return out
 
 
-_ = (xr, CELL_DIMS)
+def memft_savings(
+    ds,
+    *,
+    target: float = math.log(2.0),
+    target_kind: str = "loss_after",
+    lengths=None,
+    form: str = "power_law",
+    capacity: str = "rank",
+    exclude: str | float | None = "memorized",
+    bootstrap: int = 500,
+    unit: str = "cell",
+    confidence_level: float = 0.95,
+    rng: int | np.random.Generator | None = None,
+) -> MemftSavings:
+    """Predicted and measured savings of MemFT over SFT.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        One setting (model, task, ...) of a sweep with a ``method`` dim holding
+        ``"sft"`` and at least one ``memft_*`` method (cells not collected carry
+        ``status="not_run"``). Trajectories/token probabilities feed the gradient
+        budget; cell losses feed the laws.
+    target : float
+        Fidelity target: ``loss_after`` (default ln 2, the recall threshold) or ΔL.
+    target_kind : {"loss_after", "loss_reduction"}
+        Meaning of ``target``.
+    lengths : array_like, optional
+        Lengths at which to predict; default the observed lengths and 2× and 4× the
+        longest (new lengths).
+    form : str
+        Law fitted per method (default the paper's power law).
+    capacity : {"rank", "n_params"}
+        Capacity variable of the laws.
+    exclude : {"memorized"} or float or None
+        Passed to :func:`lawfit.fit`.
+    bootstrap : int
+        Bootstrap replicates per law (the savings' CIs combine the draws of the two
+        independently fitted laws draw by draw).
+    unit : str
+        Bootstrap resampling unit (see :func:`lawfit.fit`).
+    confidence_level : float
+        Level of the intervals.
+    rng : int, Generator or None
+        Seed.
+
+    Returns
+    -------
+    MemftSavings
+        Gradient budget, predicted savings, validation against measured MemFT cells.
+        Parts the data cannot support are empty with a note.
+
+    Raises
+    ------
+    LawfitError
+        Not a dataset, grouping dims other than ``method`` of size > 1, bad options.
+    """
+    from lawfit.capacity import predict_capacity
+    from lawfit.fitting import fit
+
+    ds = load(ds)
+    if target_kind not in ("loss_after", "loss_reduction"):
+        raise LawfitError(
+            f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
+        )
+    if not 0 < confidence_level < 1:
+        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    multi = [d for d in ("model", "task", "random_ratio", "modules")
+             if d in ds.dims and ds.sizes[d] > 1]
+    if multi:
+        vals = {d: list(map(str, ds[d].values))[:4] for d in multi}
+        raise LawfitError(
+            f"memft_savings compares methods within one setting; the dataset has grouping "
+            f"dims of size > 1: {vals}. Select one first, e.g. ds.sel({multi[0]}="
+            f"{vals[multi[0]][0]!r})."
+        )
+    gen = np.random.default_rng(rng)
+    notes: list[str] = []
+    target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
+                  else f"ΔL >= {target:.4g} nats/token")
+    budget = None
+    methods = list(map(str, ds["method"].values)) if "method" in ds.dims else []
+    if "sft" in methods or not methods:
+        try:
+            budget = gradient_budget(ds, method="sft", bootstrap=bootstrap,
+                                     confidence_level=confidence_level, rng=gen)
+        except LawfitError as exc:
+            notes.append(f"gradient budget skipped: {exc}")
+    empty = pd.DataFrame()
+    if "sft" not in methods:
+        notes.append("no 'method' dim with 'sft': laws per method not compared "
+                     f"(methods: {methods or 'none'})")
+        return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
+    memfts = [m for m in methods if m.startswith("memft")]
+    if not memfts:
+        notes.append(f"no memft_* method in the dataset (methods: {methods}): savings skipped")
+        return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
+    fits, emp = {}, {}
+    for m in ["sft"] + memfts:
+        sub = ds.sel({"method": m})
+        n_ok = int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum()) if "status" in sub \
+            else int(sub["loss_reduction"].notnull().sum())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits[m] = fit(sub, form, capacity=capacity, exclude=exclude,
+                              bootstrap=int(bootstrap), unit=unit,
+                              confidence_level=confidence_level, rng=gen)
+        except LawfitError as exc:
+            notes.append(f"law for {m} not fitted ({n_ok} ok cells): {exc}")
+        emp[m] = _empirical_rank(sub, target, target_kind)
+    if "sft" not in fits:
+        notes.append("no SFT law: savings cannot be predicted")
+        return MemftSavings(budget, empty, empty, fits, target_txt, tuple(notes))
+    obs_len = np.unique(ds["length"].values).astype(float)
+    if lengths is None:
+        lengths = np.concatenate([obs_len, [2 * obs_len.max(), 4 * obs_len.max()]])
+    lengths = np.atleast_1d(np.asarray(lengths, float))
+    per_rank = None
+    if "n_params" in ds and capacity == "rank":
+        npar = ds["n_params"]
+        ratio = (npar / npar["rank"]).values
+        ratio = ratio[np.isfinite(ratio)]
+        if ratio.size and np.ptp(ratio) <= 1e-9 * ratio.max():
+            per_rank = float(ratio.max())
+    a = (1 - confidence_level) / 2
+    l0 = ds if target_kind == "loss_after" else None
+    pred_sft = predict_capacity(fits["sft"], length=lengths, target=target,
+                                target_kind=target_kind, data=l0)
+
+    rows = []
+    for m in memfts:
+        if m not in fits:
+            continue
+        pred_m = predict_capacity(fits[m], length=lengths, target=target,
+                                  target_kind=target_kind, data=l0)
+        rs = None if pred_sft.draw_values is None else pred_sft.draw_values.T  # (R, m)
+        rm = None if pred_m.draw_values is None else pred_m.draw_values.T
+        for j, L in enumerate(lengths):
+            ts, tm = pred_sft.table.iloc[j], pred_m.table.iloc[j]
+            est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
+            with np.errstate(all="ignore"):
+                saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
+            row = {"method": m, "length": L, f"{capacity}_sft": est_s,
+                   f"{capacity}_sft_low": ts["low"], f"{capacity}_sft_high": ts["high"],
+                   f"{capacity}_memft": est_m, f"{capacity}_memft_low": tm["low"],
+                   f"{capacity}_memft_high": tm["high"], "saving": saving,
+                   "saving_low": math.nan, "saving_high": math.nan,
+                   "n_unreachable_sft": int(ts["n_unreachable"]),
+                   "n_unreachable_memft": int(tm["n_unreachable"]),
+                   "extrapolated": bool(ts["extrapolated"] or tm["extrapolated"])}
+            if rs is not None and rm is not None:
+                k = min(rs.shape[0], rm.shape[0])
+                with np.errstate(all="ignore"):
+                    sv = 1 - rm[:k, j] / rs[:k, j]
+                sv = np.where(np.isinf(rs[:k, j]) & np.isfinite(rm[:k, j]), 1.0, sv)
+                sv = sv[np.isfinite(sv)]
+                if sv.size >= 20:
+                    row["saving_low"], row["saving_high"] = (float(v) for v in
+                                                             np.quantile(sv, [a, 1 - a]))
+            if per_rank is not None:
+                row["params_saved"] = (est_s - est_m) * per_rank
+            row["measured_rank_sft"] = emp.get("sft", {}).get(int(L), math.nan)
+            row["measured_rank_memft"] = emp.get(m, {}).get(int(L), math.nan)
+            rows.append(row)
+    preds = pd.DataFrame(rows)
+    if len(preds) and preds["extrapolated"].any():
+        notes.append("FLAG: some predictions extrapolate beyond the fitted ranks/lengths "
+                     "(column extrapolated)")
+    notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' bootstrap "
+                 "draws combined draw by draw (independent resamples of disjoint cells)")
+    notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
+                 "(inf: no measured rank does; NaN: length not measured)")
+    # validation: measured memft cells vs the laws
+    vrows = []
+    for m in memfts:
+        if m not in fits:
+            continue
+        sub = ds.sel({"method": m})
+        okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
+        dl = sub["loss_reduction"].where(okm)
+        other = [d for d in dl.dims if d not in ("rank", "length")]
+        mean = dl.mean(other, skipna=True) if other else dl
+        df = mean.to_dataframe(name="dL_measured").reset_index().dropna(subset=["dL_measured"])
+        if df.empty:
+            continue
+        df = df[[c for c in ("rank", "length", "dL_measured")]]
+        if "loss_after" in sub:
+            la = sub["loss_after"].where(okm)
+            la = la.mean(other, skipna=True) if other else la
+            lad = la.to_dataframe(name="loss_after").reset_index()
+            df = df.merge(lad[["rank", "length", "loss_after"]], on=["rank", "length"])
+        cap_vals = df["rank"].to_numpy(float)
+        if capacity == "n_params":
+            npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
+            df = df.merge(npar[["rank", "n_params"]].drop_duplicates("rank"), on="rank")
+            cap_vals = df["n_params"].to_numpy(float)
+        for name, f in (("memft_law", fits[m]), ("sft_law", fits["sft"])):
+            kw = {c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float))
+                  for c in f.inputs if c != "loss_before"}
+            if "loss_before" in f.inputs:
+                continue
+            p = f.predict(interval="prediction", level=confidence_level, warn=False, **kw)
+            df[f"dL_{name}"] = p["mean"].to_numpy()
+            df[f"dL_{name}_low"] = p["low"].to_numpy()
+            df[f"dL_{name}_high"] = p["high"].to_numpy()
+        if "dL_memft_law" in df:
+            df["inside_memft_pi"] = ((df["dL_measured"] >= df["dL_memft_law_low"])
+                                     & (df["dL_measured"] <= df["dL_memft_law_high"]))
+        # out-of-sample: refit the MemFT law without its longest length, predict that length
+        df["dL_memft_law_heldout"] = np.nan
+        lens_m = np.unique(df["length"])
+        if lens_m.size >= 3 and "loss_before" not in fits[m].inputs:
+            top = lens_m.max()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    f_ho = fit(sub.where(sub["length"] < top, drop=True), form, capacity=capacity,
+                               exclude=exclude)
+                sel = (df["length"] == top).to_numpy()
+                kw = {c: (cap_vals[sel] if c in ("rank", "n_params")
+                          else df.loc[sel, c].to_numpy(float)) for c in f_ho.inputs}
+                df.loc[sel, "dL_memft_law_heldout"] = f_ho.predict(warn=False, **kw)[
+                    "mean"].to_numpy()
+            except LawfitError as exc:
+                notes.append(f"held-out check of the {m} law skipped: {exc}")
+        if "dL_sft_law" in df:
+            df["gain_over_sft_law"] = df["dL_measured"] - df["dL_sft_law"]
+        if "loss_after" in df and exclude is not None:
+            thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+            df["memorized"] = df["loss_after"] <= thr
+        df.insert(0, "method", m)
+        vrows.append(df)
+    validation = pd.concat(vrows, ignore_index=True) if vrows else empty
+    if len(validation):
+        n = len(validation)
+        notes.append(
+            f"validation: {n} measured MemFT cell(s) (seed means); dL_memft_law is in-sample (the "
+            "law was fitted on them); dL_memft_law_heldout predicts the longest MemFT length "
+            "from a law fitted without it (out-of-sample)"
+            + (" — few cells, read with care" if n < 8 else "")
+        )
+        if "memorized" in validation and validation["memorized"].any():
+            notes.append("memorized MemFT cells (loss_after <= ln 2) were excluded from its law "
+                         "(ΔL saturates there); they are listed in validation with memorized=True")
+    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
+                        target=target_txt, notes=tuple(notes))

@@ -19,7 +19,7 @@ import lawfit.forms_extra  # noqa: F401  (registers the alternative forms)
 from lawfit.errors import LawfitError
 from lawfit.forms import get_form
 
-__all__ = ["TRUTHS", "synthetic_form_dataset"]
+__all__ = ["TRUTHS", "synthetic_form_dataset", "synthetic_memft_dataset"]
 
 LN2 = float(np.log(2.0))
 
@@ -124,4 +124,55 @@ def synthetic_form_dataset(
         attrs={"schema_version": "1", "synthetic": "true", "form": f.name,
                "truth": json.dumps(truth), "noise": float(noise)},
     )
+    return ds
+
+
+def synthetic_memft_dataset(
+    *,
+    C_sft: float = 1.0,
+    C_memft: float = 1.6,
+    memft_ranks: Sequence[int] = (1, 2, 4, 8, 16),
+    memft_min_length: int = 256,
+    ranks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    lengths: Sequence[int] = (64, 128, 256, 512, 1024, 2048),
+    seeds: int = 2,
+    noise: float = 0.05,
+    rng: int | None = 0,
+) -> xr.Dataset:
+    """Simulate SFT and MemFT-OT sweeps that follow power laws differing in C.
+
+    MemFT cells exist only for ``memft_ranks`` and lengths ``>= memft_min_length``
+    (``status="not_run"`` and NaN elsewhere, as the contract says). With the same
+    exponents the true rank saving at any length is ``1 − (C_sft/C_memft)^(1/alpha)``
+    (alpha = 0.6) when ``b`` is negligible.
+
+    Parameters
+    ----------
+    C_sft, C_memft : float
+        Prefactors of the two laws (alpha 0.6, beta 0.5, b 0.02).
+    memft_ranks, memft_min_length
+        The subset of the grid on which MemFT was "collected".
+    ranks, lengths, seeds, noise, rng
+        As in :func:`lawfit.testing.synthetic_dataset`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``method, rank, length, seed`` with ``method = ["sft", "memft_ot"]``.
+    """
+    from lawfit.testing.cells import synthetic_dataset
+
+    kw = dict(ranks=ranks, lengths=lengths, seeds=seeds, noise=noise)
+    a = synthetic_dataset(C=C_sft, rng=rng, **kw)
+    b = synthetic_dataset(C=C_memft, rng=None if rng is None else rng + 1, **kw)
+    ds = xr.concat([a.drop_vars("n_params"), b.drop_vars("n_params")], dim="method")
+    ds = ds.assign_coords(method=["sft", "memft_ot"])
+    on = ds["rank"].isin(list(memft_ranks)) & (ds["length"] >= memft_min_length)
+    keep = (ds["method"] == "sft") | on
+    for v in ("loss_before", "loss_after", "loss_reduction", "exact_match", "token_accuracy"):
+        ds[v] = ds[v].where(keep)
+    ds["status"] = xr.where(keep, ds["status"], "not_run")
+    ds["n_params"] = a["n_params"]
+    ds.attrs["truth_memft"] = json.dumps({"C_sft": C_sft, "C_memft": C_memft, "alpha": 0.6,
+                                          "beta": 0.5, "b": 0.02})
     return ds

@@ -1,0 +1,84 @@
+import math
+
+import numpy as np
+import pytest
+
+from lawfit.errors import LawfitError
+from lawfit.memft import gradient_budget, memft_savings
+from lawfit.testing.selection import synthetic_memft_dataset
+from lawfit.testing.tokens import synthetic_token_dataset
+
+
+@pytest.fixture(scope="module")
+def traj():
+    return synthetic_token_dataset(entry_tokens=8, n_steps=12, methods=("sft", "memft_ot"), rng=0)
+
+
+def test_gradient_budget_shares(traj):
+    gb = gradient_budget(traj, bootstrap=200, rng=0)
+    c = gb.cells
+    assert len(c) == 6 * 3 * 2  # sft runs only
+    for q in ("share_trajectory", "share_final", "grad_share_final"):
+        assert ((c[q] >= 0) & (c[q] <= 1)).all()
+    # the time average over training is below the end-of-training share
+    assert (c["share_trajectory"] <= c["share_final"] + 1e-9).all()
+    # the final share equals the share of tokens above 0.5
+    sft = traj.sel({"method": "sft"})
+    direct = ((sft["p_after"] > 0.5).sum("token") / sft["p_after"].notnull().sum("token"))
+    np.testing.assert_allclose(np.sort(c["share_final"]), np.sort(direct.values.ravel()))
+    t = gb.summary_table.set_index(["quantity", "rank"])
+    m = t.loc[("share_trajectory", "all")]
+    assert m["low"] < m["mean"] < m["high"]
+    by_rank = t.loc["share_trajectory"].drop(index="all")["mean"]
+    assert by_rank.is_monotonic_increasing  # more capacity, more budget wasted
+    assert "rank 1" in gb.summary()
+
+
+def test_gradient_budget_without_trajectories(traj):
+    gb = gradient_budget(traj.drop_vars(["loss_curve", "frac_above_curve"]), bootstrap=0)
+    assert "share_trajectory" not in gb.cells
+    assert any("no trajectories" in n for n in gb.notes)
+    with pytest.raises(LawfitError, match="needs 'frac_above_curve'"):
+        gradient_budget(traj[["loss_reduction", "status"]])
+    with pytest.raises(LawfitError, match="method 'memft_sw' is not in the dataset"):
+        gradient_budget(traj, method="memft_sw")
+
+
+def test_memft_savings_recovers_planted_saving():
+    ds = synthetic_memft_dataset(rng=0)
+    res = memft_savings(ds, bootstrap=200, rng=0, target=1.0, target_kind="loss_reduction")
+    p = res.predictions
+    true = 1 - (1.0 / 1.6) ** (1 / 0.6)
+    assert len(p) == 8
+    assert (p["saving_low"] <= true).all() and (true <= p["saving_high"]).all()
+    assert (p["rank_memft"] < p["rank_sft"]).all()
+    assert "params_saved" in p
+    v = res.validation
+    assert len(v) == 5 * 4 and v["inside_memft_pi"].mean() > 0.8
+    held = v.dropna(subset=["dL_memft_law_heldout"])
+    assert len(held) == 5
+    np.testing.assert_allclose(held["dL_memft_law_heldout"], held["dL_measured"], rtol=0.25)
+    assert (v["gain_over_sft_law"] > 0).mean() > 0.8
+    assert res.budget is None and any("gradient budget skipped" in n for n in res.notes)
+
+
+def test_memft_savings_degrades():
+    ds = synthetic_memft_dataset(rng=0)
+    only_sft = ds.sel({"method": ["sft"]})
+    res = memft_savings(only_sft, bootstrap=0)
+    assert res.predictions.empty and any("no memft_* method" in n for n in res.notes)
+    few = ds.copy(deep=True)
+    few["status"] = few["status"].where(
+        ~((few["method"] == "memft_ot") & (few["rank"] > 1)), "not_run")
+    res = memft_savings(few, bootstrap=0, target=math.log(2))
+    assert res.predictions.empty
+    assert any("law for memft_ot not fitted" in n for n in res.notes)
+
+
+def test_memft_savings_errors():
+    ds = synthetic_memft_dataset(rng=0)
+    with pytest.raises(LawfitError, match="target_kind must be"):
+        memft_savings(ds, target_kind="accuracy")
+    grouped = ds.expand_dims(task=["a", "b"])
+    with pytest.raises(LawfitError, match="Select one first"):
+        memft_savings(grouped)
