@@ -49,8 +49,9 @@ class BitsResult:
     by_rank : pandas.DataFrame
         Per capacity group (grouping dims + rank): the largest bits stored over lengths
         and its bits per parameter (the adapter's demonstrated capacity), with the
-        length at which it was reached and whether that cell was saturated (the
-        target fully memorized: then the capacity is only a lower bound).
+        length at which it was reached and whether that cell was saturated (mean
+        loss_after <= ln 2, the paper's memorized rule: then the capacity is only a
+        lower bound).
     anchors : dict
         The literature anchors (bits per parameter).
     notes : tuple of str
@@ -180,8 +181,8 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
             by_rank["bits_per_param"] = by_rank["bits"] / by_rank["n_params"]
         if by_rank["saturated"].any():
             notes.append(
-                "some ranks reached their largest bits on a fully memorized target "
-                "(loss_after <= ln 2): their capacity is a lower bound; collect longer targets"
+                "some ranks reached their largest bits on a memorized target (mean "
+                "loss_after <= ln 2): their capacity is a lower bound; collect longer targets"
             )
     else:
         by_rank = pd.DataFrame()

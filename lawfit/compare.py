@@ -156,7 +156,9 @@ class ComparisonResult:
     table : pandas.DataFrame
         One row per form, best first: ``form, k`` (parameters incl. error variance),
         ``n_obs, loglik, aicc, delta_aicc, weight_aicc, bic, delta_bic, weight_bic,
-        r2, rmse, extrap_rank_rmse, extrap_length_rmse`` (held-out RMSE of ΔL, nats),
+        r2, rmse, extrap_rank_rmse, extrap_length_rmse`` (held-out RMSE of ΔL, nats, at
+        the largest rank / length that has cells left after the memorized exclusion,
+        from a fit on the smaller values),
         ``converged, flags``.
     fits : dict
         Form name → :class:`lawfit.result.FitResult` on all points.
@@ -266,12 +268,16 @@ def _quiet_fit(data, form, **kw):
 
 
 def _holdout(frame, form, axis, kw, exclude):
-    """Fit on cells with axis < max, RMSE of ΔL on the held-out max (after exclusion)."""
-    top = frame[axis].max()
-    train, test = frame[frame[axis] < top], frame[frame[axis] == top]
-    if exclude is not None and "loss_after" in test.columns:
+    """Fit on cells with axis < top, RMSE of ΔL at top: the largest evaluable value."""
+    evaluable = frame
+    if exclude is not None and "loss_after" in frame.columns:
         thr = math.log(2.0) if exclude == "memorized" else float(exclude)
-        test = test[test["loss_after"] > thr]
+        evaluable = frame[frame["loss_after"] > thr]
+    if evaluable.empty:
+        return math.nan
+    # the largest value that still has cells that are not memorized
+    top = evaluable[axis].max()
+    train, test = frame[frame[axis] < top], evaluable[evaluable[axis] == top]
     if len(test) == 0 or train[axis].nunique() < 2:
         return math.nan
     try:
