@@ -10,6 +10,12 @@ from lawfit.errors import LawfitError
 from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.result import FitResult, FitResults, load
 from lawfit.fitting import fit  # noqa: I001  (after result: fitting imports it)
+from lawfit import forms_extra as _forms_extra  # noqa: F401,I001  (registers alternative forms)
+from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
+from lawfit.compare import compare  # noqa: I001
+from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
+from lawfit.report import build_report  # noqa: I001
+from lawfit.transition import phase_transition  # noqa: I001
 
 try:
     from importlib.metadata import version as _version
@@ -28,5 +34,12 @@ __all__ = [
     "FitResult",
     "FitResults",
     "LawfitError",
+    "compare",
+    "phase_transition",
+    "predict_capacity",
+    "bits_per_parameter",
+    "gradient_budget",
+    "memft_savings",
+    "build_report",
     "__version__",
 ]

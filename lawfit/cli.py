@@ -17,6 +17,11 @@ from lawfit.errors import LawfitError
 #: Modules (under lawfit.commands) that provide subcommands, in help order.
 COMMANDS = [
     "fit",
+    "compare",
+    "transition",
+    "predict",
+    "memft",
+    "report",
 ]
 
 _EPILOG = """\
@@ -25,6 +30,11 @@ examples:
   lawfit fit sweep.nc --sel model=llama --bootstrap 2000 --unit seed
   lawfit fit sweep.nc --by model task --json fits.json one law per (model, task)
   lawfit fit sweep.nc --capacity n_params --space log --loss huber
+  lawfit compare sweep.nc --sel task=phonebook         rank alternative forms
+  lawfit transition sweep.nc --sel task=long_context   recall threshold p*, cascade
+  lawfit predict sweep.nc --length 4096 --target 0.693 --target-kind loss_after
+  lawfit memft sweep.nc --sel task=phonebook           MemFT savings over SFT
+  lawfit report sweep.nc -o report.html                everything, one report
   lawfit <command> --help                              options of one command
 
 Data: a NetCDF file in the lawfit data contract (docs/CONVENTIONS.md), i.e. at least

@@ -1,5 +1,6 @@
 """Synthetic data for tests, examples and calibration studies."""
 
 from lawfit.testing.cells import synthetic_dataset
+from lawfit.testing.tokens import synthetic_token_dataset
 
-__all__ = ["synthetic_dataset"]
+__all__ = ["synthetic_dataset", "synthetic_token_dataset"]

@@ -1,0 +1,50 @@
+"""``lawfit memft``: what MemFT saves over SFT (gradient budget, rank and parameters)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from lawfit.commands._common import add_data_args, open_selected, write_csv
+
+_EPILOG = """\
+examples:
+  lawfit memft sweep.nc --sel task=phonebook
+  lawfit memft sweep.nc --sel task=long_context --target 1.0 --target-kind loss_reduction \\
+      --lengths 1024 4096 --bootstrap 1000 --csv savings.csv
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``memft`` subcommand."""
+    p = subparsers.add_parser(
+        "memft", help="MemFT savings over SFT: gradient budget, predicted rank/params",
+        description="Share of SFT's loss weight on tokens already above threshold, and the "
+                    "rank/parameter savings predicted by laws fitted per method.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    p.add_argument("--target", type=float, default=math.log(2.0),
+                   help="fidelity target (default ln 2 on loss_after)")
+    p.add_argument("--target-kind", choices=["loss_after", "loss_reduction"],
+                   default="loss_after")
+    p.add_argument("--lengths", nargs="+", type=float, default=None)
+    p.add_argument("--bootstrap", type=int, default=500, metavar="N")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", default=None, metavar="OUT", help="write the predictions table")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit memft``."""
+    from lawfit.memft import memft_savings
+
+    ds = open_selected(args)
+    res = memft_savings(ds, target=args.target, target_kind=args.target_kind,
+                        lengths=args.lengths, bootstrap=args.bootstrap,
+                        confidence_level=args.level, rng=args.seed)
+    print(res.summary())
+    if args.csv:
+        write_csv(res.predictions, args.csv)
+    return 0

@@ -1,0 +1,75 @@
+"""``lawfit predict``: rank needed for a target at a length, or longest length held."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.errors import LawfitError
+
+_EPILOG = """\
+examples:
+  lawfit predict sweep.nc --sel task=phonebook --length 1024 4096 --target 0.693 \\
+      --target-kind loss_after --bootstrap 1000     rank needed for recall
+  lawfit predict sweep.nc --rank 16 --target 0.5    longest length with dL >= 0.5
+  lawfit predict fit.json --length 2048 --target 1.0 --loss-before 4.1
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``predict`` subcommand."""
+    p = subparsers.add_parser(
+        "predict", help="capacity planning: rank needed for a target, longest length held",
+        description="Invert the fitted law on every bootstrap draw. DATA is a .nc sweep "
+                    "(fitted here) or a .json fit saved by `lawfit fit --json`.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--length", nargs="+", type=float, help="target length(s) in tokens")
+    g.add_argument("--rank", nargs="+", type=float,
+                   help="capacity(ies): rank, or n_params for a law in n_params")
+    p.add_argument("--target", nargs="+", type=float, required=True,
+                   help="target dL, or target loss_after (0.693 = ln 2 = recall)")
+    p.add_argument("--target-kind", choices=["loss_reduction", "loss_after"],
+                   default="loss_reduction")
+    p.add_argument("--loss-before", type=float, default=None,
+                   help="base-model loss (nats/token); default: from the data")
+    p.add_argument("--form", default="power_law")
+    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N")
+    p.add_argument("--unit", default="cell")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", default=None, metavar="OUT")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit predict``."""
+    from lawfit.capacity import predict_capacity
+
+    data = None
+    if str(args.data).lower().endswith(".json"):
+        import lawfit
+
+        res = lawfit.load(args.data)
+        if not hasattr(res, "theta"):
+            raise LawfitError(f"{args.data!r} holds several fits; predict needs one. Refit one "
+                              "setting (lawfit fit ... --sel ...) and save it.")
+    else:
+        from lawfit.fitting import fit
+
+        data = open_selected(args)
+        res = fit(data, args.form, capacity=args.capacity, bootstrap=args.bootstrap,
+                  unit=args.unit, confidence_level=args.level, rng=args.seed)
+    pred = predict_capacity(res, length=args.length, rank=args.rank, target=args.target,
+                            target_kind=args.target_kind, loss_before=args.loss_before,
+                            data=data, confidence_level=args.level)
+    print(pred.summary())
+    if args.target_kind == "loss_after" and any(t > math.log(2) + 1e-9 for t in args.target):
+        print("note: loss_after targets above ln 2 do not guarantee verbatim recall")
+    if args.csv:
+        write_csv(pred.table, args.csv)
+    return 0

@@ -1,0 +1,51 @@
+"""``lawfit report``: run every analysis and write one Markdown or HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lawfit.commands._common import add_data_args, open_selected
+
+_EPILOG = """\
+examples:
+  lawfit report sweep.nc -o report.md
+  lawfit report sweep.nc -o report.html --bootstrap 2000
+  lawfit report sweep.nc --format md > report.md
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``report`` subcommand."""
+    p = subparsers.add_parser(
+        "report", help="run every analysis and write one report (Markdown or HTML)",
+        description="Best form, exponents with CIs, p*, sufficiency, cascade, capacity "
+                    "predictions, bits/param and MemFT savings, per setting of the sweep. "
+                    "Sections the data cannot support say why they were skipped.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="output file (default: standard output)")
+    p.add_argument("--format", choices=["md", "html"], default=None,
+                   help="output format (default: from the suffix of -o, else md)")
+    p.add_argument("--bootstrap", type=int, default=500, metavar="N")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit report``."""
+    from lawfit.report import build_report
+
+    ds = open_selected(args)
+    rep = build_report(ds, bootstrap=args.bootstrap, confidence_level=args.level,
+                       rng=args.seed)
+    fmt = args.format
+    if args.output:
+        rep.save(args.output, format=fmt)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(rep.to_html() if fmt == "html" else rep.to_markdown())
+    return 0
