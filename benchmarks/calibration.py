@@ -8,8 +8,9 @@ sqrt(p (1 - p) / N) (about 1 point at N = 500).
 Scenarios
 ---------
 case-boot       independent log-normal noise, linear-space L2, case bootstrap (percentile)
-case-boot-bca   same, BCa intervals
-profile-log     independent log-normal noise, log-space fit, profile likelihood (F cutoff)
+case-boot-log   same noise, log-space fit, case bootstrap (percentile)
+case-bca-log    same, BCa intervals
+profile-log     same, profile likelihood (F cutoff)
 wald-log        same, Wald (t) intervals
 case-boot/run20     per-run correlated noise, 20 seeds, case bootstrap (ignores clustering)
 cluster/run20       per-run correlated noise, 20 seeds, cluster bootstrap over seeds
@@ -38,8 +39,10 @@ LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
 SCENARIOS = {
     # name: (synthetic kwargs, fit kwargs, conf_int method)
     "case-boot": ({"seeds": 3, "noise": 0.1}, {"unit": "cell", "space": "linear"}, "bootstrap"),
-    "case-boot-bca": ({"seeds": 3, "noise": 0.1},
-                      {"unit": "cell", "space": "linear", "ci_method": "bca"}, "bootstrap"),
+    "case-boot-log": ({"seeds": 3, "noise": 0.1}, {"unit": "cell", "space": "log"},
+                      "bootstrap"),
+    "case-bca-log": ({"seeds": 3, "noise": 0.1},
+                     {"unit": "cell", "space": "log", "ci_method": "bca"}, "bootstrap"),
     "profile-log": ({"seeds": 3, "noise": 0.1}, {"space": "log", "boot": False}, "profile"),
     "wald-log": ({"seeds": 3, "noise": 0.1}, {"space": "log", "boot": False}, "wald"),
     "case-boot/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},

@@ -6,15 +6,15 @@ forms live in a registry (:func:`register_form`, :func:`get_form`,
 Importing lawfit never imports torch or matplotlib.
 """
 
-from lawfit.errors import LawfitError
-from lawfit.forms import Form, available_forms, get_form, register_form
-from lawfit.result import FitResult, FitResults, load
-from lawfit.fitting import fit  # noqa: I001  (after result: fitting imports it)
 from lawfit import forms_extra as _forms_extra  # noqa: F401,I001  (registers alternative forms)
 from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
+from lawfit.errors import LawfitError
+from lawfit.fitting import fit
+from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
 from lawfit.report import build_report  # noqa: I001
+from lawfit.result import FitResult, FitResults, load
 from lawfit.transition import phase_transition  # noqa: I001
 
 try:

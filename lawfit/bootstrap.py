@@ -60,7 +60,6 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     knl = model.nl.size
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
     start = np.tile(theta_hat, (R, 1))
-    k = model.k
     if varpro and local_grid and knl <= 3:
         n_per = {1: 9, 2: 5, 3: 4}[knl]
         ranges = []

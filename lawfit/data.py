@@ -96,7 +96,8 @@ def _from_dataset(ds, variables, by, inputs):
         if b not in sub.dims and b not in sub.coords:
             raise LawfitError(f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
                               f"{sorted(sub.dims)}.")
-    inner_ok = set(coord_inputs) | {"seed", "run"} | set(by)
+    var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
+    inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", "seed", "run"} | set(by)
     multi = [d for d in sub.dims if d not in inner_ok and sub.sizes[d] > 1]
     if multi:
         vals = {d: sub[d].values.tolist()[:4] for d in multi}

@@ -187,6 +187,7 @@ def fit(
 
 def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
     """Grid + batched polish; returns best theta (k,), all starts' optima."""
+    full_model, Y0, W0 = model, Y, W
     # least squares only sees per-design-point means: merge replicated cells (exact)
     with np.errstate(all="ignore"):
         col = vp.collapse(model.X, np.log(Y) if space == "log" else Y, W)
@@ -223,7 +224,11 @@ def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
     # final full-parameter polish from the best optimum (bounds on every parameter)
     thf, objf, convf, _ = vp.lm(model, th[best:best + 1], Y, W, space=space, loss=loss,
                                 delta=delta, mode="full")
-    return thf[0], float(objf[0]), bool(convf[0] or conv[best]), th, obj, conv
+    # objectives on the full (uncollapsed) data: collapsing drops a constant
+    Z0 = np.log(Y0) if space == "log" else Y0
+    obj_full, _ = vp.objective(full_model, thf, Z0, W0, space, loss, delta)
+    shift = float(obj_full[0] - objf[0])
+    return thf[0], float(obj_full[0]), bool(convf[0] or conv[best]), th, obj + shift, conv
 
 
 def _exclude_memorized(frame, exclude, where):
@@ -311,7 +316,6 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     if bootstrap:
         boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,
                           bootstrap, ci_method, rng)
-    ranges = {c: (float(np.min(x)), float(np.max(x))) for c, x in zip(inputs, X, strict=True)}
     keep_cols = [c for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
                  if c in frame.columns]
     points = frame[keep_cols].copy()

@@ -29,7 +29,7 @@ __all__ = ["Form", "register_form", "get_form", "available_forms", "resolve_inpu
 
 @dataclass(frozen=True, eq=False)
 class Form:
-    """Frozen specification of a functional form.
+    r"""Frozen specification of a functional form.
 
     Parameters
     ----------
@@ -71,7 +71,7 @@ class Form:
     >>> form = lawfit.register_form(
     ...     "chinchilla_demo", chinchilla, inputs=("n_params", "length"),
     ...     linear=("E", "A", "B"), bounds={"a": (0, 2), "b": (0, 2)},
-    ...     latex=r"E + A N^{-a} + B \\ell^{-b}", overwrite=True)
+    ...     latex=r"E + A N^{-a} + B \ell^{-b}", overwrite=True)
     >>> form.params
     ('E', 'A', 'a', 'B', 'b')
     """

@@ -473,7 +473,7 @@ class FitResult:
         return df
 
     def to_dataset(self):
-        """The result as an :class:`xarray.Dataset` (estimates, cov, draws; gof in attrs)."""
+        """Return the result as an :class:`xarray.Dataset` (estimates, cov, draws; gof in attrs)."""
         import xarray as xr
 
         p = list(self.param_names)

@@ -95,7 +95,6 @@ def synthetic_dataset(
     seed = np.arange(int(seeds), dtype=np.int64)
     dims = list(groups) + ["rank", "length", "seed"]
     shape = [len(v) for v in groups.values()] + [ranks.size, lengths.size, seed.size]
-    n_params = ranks.astype(float) * params_per_rank
     if form is None:
         form_obj = get_form("power_law")
         truth = {"C": C, "alpha": alpha, "beta": beta, "b": b}
@@ -105,7 +104,6 @@ def synthetic_dataset(
         missing = [p for p in form_obj.params if p not in truth]
         if missing:
             raise LawfitError(f"params= lacks {missing} for form {form_obj.name!r}.")
-    inputs = {"rank": ranks.astype(float), "n_params": n_params, "length": lengths.astype(float)}
     R, L = np.meshgrid(ranks.astype(float), lengths.astype(float), indexing="ij")
     Np = R * params_per_rank
     grid = {"rank": R, "n_params": Np, "length": L}
@@ -153,7 +151,7 @@ def synthetic_dataset(
             "loss_reduction": (dims, dl),
             "exact_match": (dims, exact_match),
             "token_accuracy": (dims, token_accuracy),
-            "status": (dims, status.astype(str)),
+            "status": (dims, status.astype("<U8")),
             "n_params": (("rank",), (ranks * params_per_rank).astype(np.int64)),
         },
         coords=coords,

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from lawfit.cli import main
+from lawfit.testing import synthetic_dataset
+
+
+@pytest.fixture
+def nc(tmp_path):
+    path = tmp_path / "sweep.nc"
+    synthetic_dataset(groups={"model": ["a", "b"]}, rng=0).to_netcdf(path)
+    return path
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "Parametric Memory Law" in out and "examples:" in out and "lawfit fit" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage: lawfit" in capsys.readouterr().out
+
+
+def test_fit_sel_json(nc, tmp_path, capsys):
+    out = tmp_path / "fit.json"
+    rc = main(["fit", str(nc), "--sel", "model=a", "--bootstrap", "50", "--unit", "seed",
+               "--exclude", "none", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "R-squared" in text and "alpha" in text
+    assert json.loads(out.read_text())["form"] == "power_law"
+
+
+def test_fit_by(nc, capsys):
+    assert main(["fit", str(nc), "--by", "model", "--exclude", "none"]) == 0
+    assert capsys.readouterr().out.count("R-squared") == 2
+
+
+def test_fit_needs_by_error(nc, capsys):
+    assert main(["fit", str(nc)]) == 2
+    err = capsys.readouterr().err
+    assert "by=['model']" in err
+
+
+def test_bad_sel(nc, capsys):
+    assert main(["fit", str(nc), "--sel", "model=zzz"]) == 2
+    assert "value not found" in capsys.readouterr().err
+    assert main(["fit", str(nc), "--sel", "gpu=1"]) == 2
+    assert "no dim 'gpu'" in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope.nc")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,182 @@
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import lawfit
+from lawfit.data import as_frame
+from lawfit.errors import LawfitError
+from lawfit.testing import synthetic_dataset
+
+
+@pytest.fixture
+def ds():
+    return synthetic_dataset(rng=0, seeds=2)
+
+
+def test_dataset_to_frame(ds):
+    frame, excl = as_frame(ds)
+    assert len(frame) == ds.sizes["rank"] * ds.sizes["length"] * ds.sizes["seed"]
+    assert {"rank", "length", "seed", "loss_reduction", "loss_after"} <= set(frame.columns)
+    assert len(excl) == 0
+
+
+def test_dataframe_accepted(ds):
+    df = ds[["loss_reduction"]].to_dataframe().reset_index()
+    frame, _ = as_frame(df)
+    assert len(frame) == len(df)
+
+
+def test_status_excluded_with_reason():
+    ds = synthetic_dataset(rng=1, failed_fraction=0.1)
+    frame, excl = as_frame(ds)
+    n_bad = int((ds.status != "ok").sum())
+    assert n_bad > 0 and len(excl) == n_bad
+    assert set(excl["reason"]) == {"status=diverged"}
+
+
+def test_not_run_cells_excluded():
+    ds = synthetic_dataset(rng=1)
+    ds["status"][0, 0, 0] = "not_run"
+    ds["loss_reduction"][0, 0, 0] = np.nan
+    _, excl = as_frame(ds)
+    assert list(excl["reason"]) == ["status=not_run"]
+
+
+def test_empty_dataset():
+    with pytest.raises(LawfitError, match="empty"):
+        as_frame(xr.Dataset())
+
+
+def test_empty_dataframe():
+    with pytest.raises(LawfitError, match="empty"):
+        as_frame(pd.DataFrame(columns=["rank", "length", "loss_reduction"]))
+
+
+def test_nan_in_ok_cell(ds):
+    ds["loss_reduction"][1, 1, 0] = np.nan
+    with pytest.raises(LawfitError, match="NaN/inf in 'loss_reduction'"):
+        as_frame(ds)
+
+
+def test_inf_in_ok_cell(ds):
+    ds["loss_reduction"][1, 1, 0] = np.inf
+    with pytest.raises(LawfitError, match="status 'ok' have NaN/inf"):
+        as_frame(ds)
+
+
+def test_missing_dim(ds):
+    with pytest.raises(LawfitError, match=r"lacks the dim\(s\)/coordinate\(s\) \['length'\]"):
+        as_frame(ds.isel(length=0, drop=True))
+
+
+def test_missing_variable(ds):
+    with pytest.raises(LawfitError, match=r"lacks the variable\(s\) \['loss_reduction'\]"):
+        as_frame(ds.drop_vars("loss_reduction"))
+
+
+def test_missing_column():
+    df = pd.DataFrame({"rank": [1, 2], "loss_reduction": [0.1, 0.2]})
+    with pytest.raises(LawfitError, match=r"lacks column\(s\) \['length'\]"):
+        as_frame(df)
+
+
+def test_nonpositive_rank(ds):
+    ds = ds.assign_coords(rank=np.arange(ds.sizes["rank"]))
+    with pytest.raises(LawfitError, match="'rank' must be positive"):
+        as_frame(ds)
+
+
+def test_nonpositive_length():
+    df = pd.DataFrame({"rank": [1, 2, 4], "length": [0, 10, 20], "loss_reduction": [1.0] * 3})
+    with pytest.raises(LawfitError, match="'length' must be positive"):
+        as_frame(df)
+
+
+def test_single_length_cannot_identify_beta(ds):
+    with pytest.raises(LawfitError, match="only a single length .* cannot identify beta"):
+        lawfit.fit(ds.isel(length=[2]), exclude=None)
+
+
+def test_single_rank_cannot_identify_alpha(ds):
+    with pytest.raises(LawfitError, match="only a single rank .* cannot identify alpha"):
+        lawfit.fit(ds.isel(rank=[3]), exclude=None)
+
+
+def test_duplicated_coordinates(ds):
+    dup = xr.concat([ds.isel(rank=[0]), ds], dim="rank")
+    with pytest.raises(LawfitError, match="coordinate 'rank' has duplicated values"):
+        as_frame(dup)
+
+
+def test_duplicated_rows():
+    df = pd.DataFrame({"rank": [1, 1, 2], "length": [10, 10, 20], "loss_reduction": [1.0] * 3})
+    with pytest.raises(LawfitError, match="duplicated cells"):
+        as_frame(df)
+
+
+def test_string_ranks(ds):
+    ds = ds.assign_coords(rank=[str(r) for r in ds["rank"].values])
+    with pytest.raises(LawfitError, match="'rank' must be numeric"):
+        as_frame(ds)
+
+
+def test_every_point_excluded(ds):
+    ds["status"][:] = "failed"
+    with pytest.raises(LawfitError, match="every cell was excluded"):
+        as_frame(ds)
+
+
+def test_every_point_memorized():
+    ds = synthetic_dataset(rng=0, loss_before=0.5)
+    with pytest.raises(LawfitError, match="every cell is memorized"):
+        lawfit.fit(ds)
+
+
+def test_unknown_form(ds):
+    with pytest.raises(LawfitError, match="unknown form 'nope'; available forms"):
+        lawfit.fit(ds, "nope")
+
+
+def test_grouping_dim_needs_by():
+    ds = synthetic_dataset(rng=0, groups={"model": ["a", "b"]})
+    with pytest.raises(LawfitError, match=r"not named in by=.*pass by=\['model'\].*ds.sel"):
+        as_frame(ds)
+    frame, _ = as_frame(ds, by="model")
+    assert set(frame["model"]) == {"a", "b"}
+
+
+def test_size_one_grouping_dim_is_fine():
+    ds = synthetic_dataset(rng=0, groups={"model": ["a"]})
+    frame, _ = as_frame(ds)
+    assert "model" not in frame.columns
+
+
+def test_grouping_column_needs_by():
+    df = synthetic_dataset(rng=0, groups={"task": ["x", "y"]})[["loss_reduction"]]
+    df = df.to_dataframe().reset_index()
+    with pytest.raises(LawfitError, match="grouping column"):
+        as_frame(df)
+
+
+def test_token_dims_are_dropped(ds):
+    ds["p_after"] = ds["loss_reduction"].expand_dims(token=3).copy()
+    frame, _ = as_frame(ds)
+    assert "token" not in frame.columns
+
+
+def test_n_params_capacity(ds):
+    frame, _ = as_frame(ds, capacity="n_params")
+    assert "n_params" in frame.columns
+    assert np.all(frame["n_params"] > 0)
+
+
+def test_bad_capacity(ds):
+    with pytest.raises(LawfitError, match="capacity must be 'rank' or 'n_params'"):
+        as_frame(ds, capacity="params")
+
+
+def test_log_space_needs_positive(ds):
+    ds["loss_reduction"][0, 0, 0] = -0.01
+    with pytest.raises(LawfitError, match="space='log' needs loss_reduction > 0"):
+        lawfit.fit(ds, space="log", exclude=None)

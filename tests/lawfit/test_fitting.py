@@ -1,0 +1,190 @@
+import warnings
+
+import numpy as np
+import pytest
+
+import lawfit
+from lawfit.errors import LawfitError
+from lawfit.testing import synthetic_dataset
+
+TRUTH = {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.02}
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic_dataset(**TRUTH, seeds=3, noise=0.05, noise_model="additive", rng=11)
+
+
+@pytest.fixture(scope="module")
+def res(ds):
+    return lawfit.fit(ds, exclude=None, bootstrap=400, rng=0)
+
+
+def test_recovers_truth_within_cis(res):
+    for method in ("bootstrap", "profile", "wald"):
+        ci = res.conf_int(method)
+        for p, v in TRUTH.items():
+            assert ci.loc[p, "low"] <= v <= ci.loc[p, "high"], (method, p, ci)
+    assert abs(res.params["alpha"] - 0.6) < 0.03
+    assert abs(res.params["beta"] - 0.5) < 0.03
+    assert res.r2 > 0.99
+
+
+def test_result_attributes(res):
+    assert list(res.params) == ["C", "alpha", "beta", "b"]
+    assert set(res.stderr) == set(res.params)
+    assert res.cov.shape == (4, 4)
+    assert res.n_obs == 8 * 7 * 3
+    for attr in ("r2", "rmse", "mape", "loglik", "aic", "aicc", "bic"):
+        assert np.isfinite(getattr(res, attr))
+    assert res.aicc > res.aic
+    assert {"fitted", "residual"} <= set(res.residuals.columns)
+    assert res.input_ranges == {"rank": (1.0, 128.0), "length": (64.0, 4096.0)}
+    assert res.flags == ()
+    assert res.form == "power_law"
+
+
+def test_start_independence(ds):
+    base = lawfit.fit(ds, exclude=None, profile=False)
+    for p0 in ({"C": 50.0, "alpha": 3.5, "beta": -1.5, "b": 4.0},
+               {"C": 1e-3, "alpha": -1.0, "beta": 3.0, "b": -2.0},
+               {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.0}):
+        other = lawfit.fit(ds, exclude=None, profile=False, p0=p0)
+        for p in base.params:
+            assert other.params[p] == pytest.approx(base.params[p], rel=1e-6, abs=1e-9)
+
+
+def test_matches_scipy_least_squares(ds):
+    from scipy.optimize import least_squares
+
+    res = lawfit.fit(ds, exclude=None, profile=False)
+    pts = res.points
+    x, ell, y = pts["rank"].to_numpy(float), pts["length"].to_numpy(float), pts[
+        "loss_reduction"].to_numpy(float)
+
+    def resid(t):
+        return t[0] * x ** t[1] * ell ** (-t[2]) + t[3] - y
+
+    ref = least_squares(resid, x0=[1, 0.6, 0.5, 0.0], xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    assert np.allclose(list(res.params.values()), ref.x, rtol=1e-6, atol=1e-9)
+
+
+def test_memorized_excluded_and_recorded():
+    ds = synthetic_dataset(**TRUTH, loss_before=1.5, rng=3)
+    n_mem = int((ds.loss_after <= np.log(2)).sum())
+    assert n_mem > 0
+    res = lawfit.fit(ds, profile=False)
+    assert res.n_excluded == n_mem
+    assert all(r.startswith("memorized") for r in res.exclusions["reason"])
+    assert res.n_obs == ds.loss_after.size - n_mem
+    keep = lawfit.fit(ds, exclude=None, profile=False)
+    assert keep.n_excluded == 0 and keep.n_obs == ds.loss_after.size
+
+
+def test_failed_cells_in_exclusions():
+    ds = synthetic_dataset(**TRUTH, failed_fraction=0.1, rng=4)
+    res = lawfit.fit(ds, exclude=None, profile=False)
+    assert res.n_excluded == int((ds.status != "ok").sum())
+
+
+def test_log_space_and_huber(ds):
+    lg = lawfit.fit(ds, exclude=None, space="log")
+    assert abs(lg.params["alpha"] - 0.6) < 0.03
+    hb = lawfit.fit(ds, exclude=None, loss="huber")
+    assert hb.huber_delta > 0
+    assert abs(hb.params["alpha"] - 0.6) < 0.03
+    assert "huber" in str(hb.summary())
+
+
+def test_huber_resists_outliers():
+    ds = synthetic_dataset(**TRUTH, noise=0.02, noise_model="additive", rng=5)
+    bad = ds.copy(deep=True)
+    bad["loss_reduction"][-1, 0, :] = bad["loss_reduction"][-1, 0, :] * 3  # gross outliers
+    l2 = lawfit.fit(bad, exclude=None, profile=False)
+    hb = lawfit.fit(bad, exclude=None, loss="huber", profile=False)
+    assert abs(hb.params["alpha"] - 0.6) < abs(l2.params["alpha"] - 0.6)
+
+
+def test_explicit_huber_delta(ds):
+    hb = lawfit.fit(ds, exclude=None, loss="huber", huber_delta=0.01, profile=False)
+    assert hb.huber_delta == 0.01
+
+
+def test_n_params_capacity(ds):
+    res = lawfit.fit(ds, exclude=None, capacity="n_params", profile=False)
+    assert res.inputs == ("n_params", "length")
+    by_rank = lawfit.fit(ds, exclude=None, profile=False)
+    # n_params = rank * const: same exponents, C rescaled
+    assert res.params["alpha"] == pytest.approx(by_rank.params["alpha"], rel=1e-6)
+    assert res.params["beta"] == pytest.approx(by_rank.params["beta"], rel=1e-6)
+
+
+def test_by_groups():
+    ds = synthetic_dataset(**TRUTH, groups={"model": ["a", "b"], "task": ["x"]}, rng=6)
+    res = lawfit.fit(ds, by="model", exclude=None, profile=False)
+    assert isinstance(res, lawfit.FitResults)
+    assert len(res) == 2
+    assert res["a"].params["alpha"] == res[("a",)].params["alpha"]
+    assert res.sel(model="b").group == {"model": "b"}
+    df = res.to_dataframe()
+    assert list(df.columns[:2]) == ["model", "param"]
+    assert len(df) == 8
+
+
+def test_bound_flag():
+    ds = synthetic_dataset(C=1.0, alpha=0.6, beta=0.5, b=0.0, rng=7)
+    lawfit.register_form("pl_tight", lambda rank, length, *, C, alpha, beta, b:
+                         C * rank ** alpha * length ** (-beta) + b,
+                         linear=("C", "b"), bounds={"alpha": (0.0, 0.4), "beta": (0, 2)},
+                         overwrite=True)
+    res = lawfit.fit(ds, "pl_tight", exclude=None, profile=False)
+    assert res.params["alpha"] == pytest.approx(0.4)
+    assert any("alpha at upper bound" in f for f in res.flags)
+
+
+def test_too_few_points_flag():
+    ds = synthetic_dataset(**TRUTH, ranks=(1, 4, 16), lengths=(64, 1024), seeds=1, rng=8)
+    res = lawfit.fit(ds, exclude=None, profile=False)
+    assert any("too few points" in f for f in res.flags)
+
+
+def test_more_params_than_points():
+    ds = synthetic_dataset(**TRUTH, ranks=(1, 4), lengths=(64, 1024), seeds=1, rng=8)
+    with pytest.raises(LawfitError, match="usable point"):
+        lawfit.fit(ds, exclude=None)
+
+
+def test_poorly_identified_flag():
+    # beta and b are confounded when lengths barely vary and noise is large
+    ds = synthetic_dataset(**TRUTH, lengths=(1000, 1001), noise=0.3, rng=9)
+    res = lawfit.fit(ds, exclude=None)
+    assert any("poorly identified" in f or "collinear" in f for f in res.flags)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"loss": "l1"}, "loss must be"),
+    ({"space": "sqrt"}, "space must be"),
+    ({"ci_method": "basic"}, "ci_method must be"),
+    ({"confidence_level": 95}, "confidence_level must be"),
+    ({"bootstrap": -1}, "bootstrap must be"),
+    ({"exclude": "all"}, "exclude must be"),
+    ({"p0": {"gamma": 1}}, "p0 names unknown"),
+    ({"bootstrap": 10, "unit": "model"}, "needs a 'model' dim/column"),
+    ({"huber_delta": -1.0, "loss": "huber"}, "huber_delta must be positive"),
+])
+def test_bad_options(ds, kw, msg):
+    with pytest.raises(LawfitError, match=msg):
+        lawfit.fit(ds, **{"exclude": None, **kw})
+
+
+def test_no_loss_after_warns():
+    import pandas as pd
+
+    ds = synthetic_dataset(**TRUTH, rng=10)
+    df = ds[["loss_reduction"]].to_dataframe().reset_index()
+    assert isinstance(df, pd.DataFrame)
+    with pytest.warns(UserWarning, match="needs 'loss_after'"):
+        lawfit.fit(df, profile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lawfit.fit(df, exclude=None, profile=False)

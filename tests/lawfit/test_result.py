@@ -1,0 +1,187 @@
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lawfit
+from lawfit.errors import LawfitError
+from lawfit.result import ExtrapolationWarning
+from lawfit.testing import synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic_dataset(seeds=3, noise=0.05, rng=21)
+
+
+@pytest.fixture(scope="module")
+def res(ds):
+    return lawfit.fit(ds, exclude=None)
+
+
+@pytest.fixture(scope="module")
+def bres(ds):
+    return lawfit.fit(ds, exclude=None, bootstrap=300, ci_method="bca", rng=1)
+
+
+def test_frozen(res):
+    with pytest.raises(AttributeError):
+        res.theta = np.zeros(4)
+
+
+def test_conf_int_methods(res, bres):
+    for r, methods in ((res, ("profile", "wald")), (bres, ("bootstrap", "percentile", "bca",
+                                                            "profile", "wald"))):
+        for m in methods:
+            ci = r.conf_int(m)
+            assert list(ci.columns) == ["low", "high"]
+            assert list(ci.index) == ["C", "alpha", "beta", "b"]
+            assert (ci["low"] < r.theta).all() and (r.theta < ci["high"]).all()
+    assert res.conf_int().attrs["method"] == "profile"
+    assert bres.conf_int().attrs["method"] == "bca"
+    wide = res.conf_int("wald", level=0.99)
+    narrow = res.conf_int("wald", level=0.5)
+    assert (wide["high"] - wide["low"] > narrow["high"] - narrow["low"]).all()
+    with pytest.raises(LawfitError, match="no bootstrap draws"):
+        res.conf_int("bootstrap")
+    with pytest.raises(LawfitError, match="method must be"):
+        res.conf_int("jackknife")
+
+
+def test_profile_close_to_wald_for_near_linear_problem(res):
+    p, w = res.conf_int("profile"), res.conf_int("wald")
+    for name in ("alpha", "beta"):
+        assert p.loc[name, "low"] == pytest.approx(w.loc[name, "low"], abs=0.3 * res.stderr[name])
+        assert p.loc[name, "high"] == pytest.approx(w.loc[name, "high"],
+                                                    abs=0.3 * res.stderr[name])
+
+
+def test_draws(bres):
+    d = bres.draws
+    assert list(d.columns) == ["C", "alpha", "beta", "b", "converged"]
+    assert len(d) == 300
+    assert d.attrs["n_failed"] == int((~d["converged"]).sum())
+
+
+def test_predict_scalar_array_broadcast(res):
+    p = res.predict(rank=[1, 8, 64], length=256)
+    assert len(p) == 3
+    assert list(p.columns) == ["rank", "length", "mean", "low", "high", "extrapolated"]
+    assert (p["low"] < p["mean"]).all() and (p["mean"] < p["high"]).all()
+    expected = lawfit.get_form("power_law").func(np.array([1.0, 8, 64]), 256.0, **res.params)
+    assert np.allclose(p["mean"], expected)
+    grid = res.predict(rank=np.array([[1], [8]]), length=np.array([64, 256, 1024]))
+    assert len(grid) == 6
+
+
+def test_prediction_wider_than_confidence(res, bres):
+    for r in (res, bres):
+        c = r.predict(rank=8, length=512)
+        p = r.predict(rank=8, length=512, interval="prediction")
+        assert (p["high"] - p["low"]).iloc[0] > (c["high"] - c["low"]).iloc[0]
+    assert bres.predict(rank=8, length=512).attrs["method"] == "bootstrap"
+    assert res.predict(rank=8, length=512).attrs["method"] == "delta"
+
+
+def test_predict_extrapolation_flag(res):
+    with pytest.warns(ExtrapolationWarning, match="extrapolating"):
+        p = res.predict(rank=[4, 1024], length=512)
+    assert list(p["extrapolated"]) == [False, True]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res.predict(rank=4, length=512)
+
+
+def test_predict_from_frame_and_dataset(res, ds):
+    df = pd.DataFrame({"rank": [2, 4], "length": [128, 128]})
+    assert len(res.predict(df)) == 2
+    assert len(res.predict(ds[["rank", "length"]])) == ds.sizes["rank"] * ds.sizes["length"]
+
+
+def test_predict_errors(res):
+    with pytest.raises(LawfitError, match="predict needs input"):
+        res.predict(rank=4)
+    with pytest.raises(LawfitError, match="unknown input"):
+        res.predict(rank=4, length=4, seq=3)
+    with pytest.raises(LawfitError, match="interval must be"):
+        res.predict(rank=4, length=4, interval="credible")
+
+
+def test_summary_renders(bres):
+    s = bres.summary()
+    text = str(s)
+    for token in ("coef", "std err", "R-squared", "AICc", "alpha", "beta", "Bootstrap:"):
+        assert token in text
+    html = s.as_html()
+    assert html.startswith("<table") and "alpha" in html
+    assert bres._repr_html_() == html
+    tex = s.as_latex()
+    assert r"\begin{tabular}" in tex and r"$\alpha$" in tex and r"\%" in tex
+
+
+def test_to_dataframe_and_dataset(bres):
+    df = bres.to_dataframe()
+    assert list(df.columns) == ["estimate", "stderr", "low", "high", "ci_method", "level"]
+    xr_ds = bres.to_dataset()
+    assert xr_ds["draws"].shape == (300, 4)
+    assert xr_ds.attrs["r2"] == bres.r2
+
+
+def test_save_load_roundtrip(bres, tmp_path):
+    path = tmp_path / "fit.json"
+    bres.save(path)
+    json.loads(path.read_text())  # plain JSON
+    back = lawfit.load(path)
+    assert back.params == bres.params
+    assert np.allclose(back.cov_matrix, bres.cov_matrix)
+    for m in ("bootstrap", "profile", "wald"):
+        assert np.allclose(back.conf_int(m), bres.conf_int(m), equal_nan=True)
+    assert back.flags == bres.flags
+    assert str(back.summary()) == str(bres.summary())
+    assert back.exclusions.shape[0] == bres.exclusions.shape[0]
+    pd.testing.assert_frame_equal(back.predict(rank=4, length=256),
+                                  bres.predict(rank=4, length=256))
+
+
+def test_groups_save_load(tmp_path):
+    ds = synthetic_dataset(groups={"model": ["a", "b"]}, rng=3)
+    res = lawfit.fit(ds, by="model", exclude=None, profile=False)
+    res.save(tmp_path / "g.json")
+    back = lawfit.load(tmp_path / "g.json")
+    assert back["b"].params == res["b"].params
+
+
+def test_load_unregistered_form(tmp_path):
+    def law(rank, length, *, C, alpha, beta, b):
+        return C * rank ** alpha * length ** (-beta) + b
+
+    lawfit.register_form("tmp_custom", law, linear=("C", "b"),
+                         bounds={"alpha": (-1, 3), "beta": (-1, 3)}, overwrite=True)
+    res = lawfit.fit(synthetic_dataset(rng=4), "tmp_custom", exclude=None, profile=False)
+    res.save(tmp_path / "c.json")
+    from lawfit.forms import _REGISTRY
+
+    del _REGISTRY["tmp_custom"]
+    with pytest.raises(LawfitError, match="not registered in this session. Register it first"):
+        lawfit.load(tmp_path / "c.json")
+    lawfit.register_form("tmp_custom", law, linear=("C", "b"),
+                         bounds={"alpha": (-1, 3), "beta": (-1, 3)})
+    assert lawfit.load(tmp_path / "c.json").params == res.params
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(LawfitError, match="no such file"):
+        lawfit.load(tmp_path / "missing.json")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(LawfitError, match="not valid JSON"):
+        lawfit.load(tmp_path / "x.json")
+
+
+def test_gof_consistency(res):
+    n, k = res.n_obs, 4
+    assert res.bic - res.aic == pytest.approx((k + 1) * (math.log(n) - 2))
+    assert res.rmse == pytest.approx(np.sqrt(np.mean((res.points["loss_reduction"]
+                                                      - res.points["fitted"]) ** 2)))
