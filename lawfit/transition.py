@@ -79,6 +79,18 @@ class ThresholdFit:
         reported here, never dropped silently).
     draws : numpy.ndarray
         Bootstrap draws of p* (NaN for failed replicates).
+    threshold_isotonic : float
+        Model-free 50 % crossing of the isotonic (monotone) regression of recall on
+        ``logit(p_after)``, linearly interpolated between block centres. Unlike the
+        logistic p*, it is not biased by the jump of the recall curve to 1 at
+        p = 0.5 that sufficiency forces.
+    ci_isotonic : tuple of float
+        Bootstrap percentile interval of ``threshold_isotonic`` (runs resampled);
+        NaN without bootstrap.
+    ci_difference : tuple of float
+        Paired bootstrap interval of ``threshold − threshold_isotonic`` (both computed
+        on each resample). When it excludes 0 the logistic is misspecified and
+        :func:`phase_transition` flags it.
     """
 
     threshold: float
@@ -96,6 +108,9 @@ class ThresholdFit:
     n_boot: int
     n_boot_failed: int
     draws: np.ndarray = field(repr=False)
+    threshold_isotonic: float = math.nan
+    ci_isotonic: tuple[float, float] = (math.nan, math.nan)
+    ci_difference: tuple[float, float] = (math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -279,6 +294,8 @@ class PhaseTransitionResult:
         t = self.threshold
         if t is not None:
             rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
+            rows.append(("threshold_isotonic", t.threshold_isotonic, *t.ci_isotonic, t.n_tokens,
+                         "isotonic 50% crossing, bootstrap-percentile (runs)"))
             rows.append(("p_value_p_star_eq_0.5", t.pvalue, np.nan, np.nan, t.n_runs, "wald"))
             rows.append(("logit_slope", t.slope, np.nan, np.nan, t.n_tokens, ""))
         s = self.sufficiency
@@ -321,6 +338,10 @@ class PhaseTransitionResult:
             )
             if t.n_boot_failed:
                 out.append(f"  {t.n_boot_failed}/{t.n_boot} bootstrap replicates failed")
+            out.append(
+                f"model-free (isotonic) 50% crossing = {t.threshold_isotonic:.4f} "
+                f"[{t.ci_isotonic[0]:.4f}, {t.ci_isotonic[1]:.4f}]"
+            )
         s = self.sufficiency
         if s is not None:
             out.append(
@@ -396,6 +417,28 @@ def _logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10):
     return a, b
 
 
+def _isotonic_crossing(xs: np.ndarray, ys: np.ndarray, ws: np.ndarray) -> float:
+    """50 % crossing (in x) of the weighted isotonic regression of ys on sorted xs."""
+    keep = ws > 0
+    xs, ys, ws = xs[keep], ys[keep], ws[keep]
+    if xs.size < 2:
+        return math.nan
+    res = optimize.isotonic_regression(ys, weights=ws, increasing=True)
+    fit, blocks = res.x, res.blocks
+    starts, ends = blocks[:-1], blocks[1:]
+    wsum = np.add.reduceat(ws, starts)
+    xc = np.add.reduceat(ws * xs, starts) / wsum  # weighted centre of each block
+    val = fit[starts]
+    if val[0] >= 0.5:
+        return float(xc[0]) if val.size == 1 else math.nan
+    if val[-1] < 0.5:
+        return math.nan
+    j = int(np.argmax(val >= 0.5))
+    x0, x1, v0, v1 = xc[j - 1], xc[j], val[j - 1], val[j]
+    _ = ends
+    return float(x0 + (0.5 - v0) * (x1 - x0) / (v1 - v0))
+
+
 def bimodality_coefficient(x: np.ndarray) -> float:
     """Sarle's sample bimodality coefficient.
 
@@ -451,13 +494,18 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
     ci_delta = (float(sigmoid(xs - z * se)), float(sigmoid(xs + z * se)))
     pval = float(2 * stats.norm.sf(abs(a) / math.sqrt(cov[0, 0])))
     draws = np.full(n_boot, np.nan)
+    iso_draws = np.full(n_boot, np.nan)
     n_runs = ta.valid.shape[0]
+    order = np.argsort(x, kind="stable")
+    xs_, ys_, rid_ = x[order], y[order], run_id[order]
+    iso = _isotonic_crossing(xs_, ys_, np.ones_like(xs_))
     for i in range(n_boot):
         counts = np.bincount(gen.integers(0, n_runs, n_runs), minlength=n_runs)
         w = counts[run_id].astype(float)
         fit = _logistic_irls(x, y, w)
         if fit is not None and fit[1] > 0:
             draws[i] = sigmoid(-fit[0] / fit[1])
+        iso_draws[i] = _isotonic_crossing(xs_, ys_, counts[rid_].astype(float))
     failed = int(np.isnan(draws).sum())
     if n_boot and n_boot - failed >= 20:
         ok = draws[np.isfinite(draws)]
@@ -467,11 +515,20 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
         pboot = float(min(1.0, 2 * side))
     else:
         ci, ci_method, pboot = ci_delta, "delta (run-clustered)", None
+    ok_iso = sigmoid(iso_draws[np.isfinite(iso_draws)])
+    ci_iso = (tuple(float(v) for v in np.quantile(ok_iso, [0.5 - level / 2, 0.5 + level / 2]))
+              if ok_iso.size >= 20 else (math.nan, math.nan))
+    diff = draws - sigmoid(iso_draws)  # paired: same resample
+    diff = diff[np.isfinite(diff)]
+    ci_diff = (tuple(float(v) for v in np.quantile(diff, [0.5 - level / 2, 0.5 + level / 2]))
+               if diff.size >= 20 else (math.nan, math.nan))
     return ThresholdFit(
         threshold=float(sigmoid(xs)), ci=ci, ci_method=ci_method, ci_delta=ci_delta,
         level=level, pvalue=pval, pvalue_bootstrap=pboot, intercept=a, slope=b, cov=cov,
         n_tokens=int(y.size), n_runs=int(np.unique(run_id).size), n_boot=n_boot,
         n_boot_failed=failed, draws=draws,
+        threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
+        ci_isotonic=ci_iso, ci_difference=ci_diff,
     )
 
 
@@ -858,6 +915,16 @@ def phase_transition(
             notes.append(f"threshold not estimated: {exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
             notes.append(f"threshold not estimated: logistic regression failed ({exc})")
+        if thr is not None and np.isfinite(thr.ci_difference[0]) and not (
+            thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
+        ):
+            notes.append(
+                f"FLAG: the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
+                f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
+                f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
+                "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
+                "to 1 above p = 0.5); prefer threshold_isotonic"
+            )
         suff = _sufficiency(ta, prefix_ok, tie_tol)
         if suff.n_violations:
             notes.append(

@@ -34,6 +34,17 @@ def test_planted_threshold_recovered_within_ci(p_star):
     assert json.loads(ds.attrs["planted"])["p_star"] == p_star
 
 
+def test_isotonic_threshold_survives_the_sufficiency_jump():
+    # physical truth: recall is 1 above p = 0.5, logistic below; the 50% crossing is 0.45
+    ds = synthetic_token_dataset(p_star=0.45, slope=3.0, entry_tokens=8, rng=5, **GRID)
+    res = phase_transition(ds, bootstrap=200, rng=0, orders=())
+    t = res.threshold
+    assert t.ci_isotonic[0] <= 0.45 <= t.ci_isotonic[1]
+    assert t.ci[1] < 0.45  # the logistic is pulled down by the jump ...
+    assert t.ci_difference[1] < 0  # ... and the paired comparison says so
+    assert any("prefer threshold_isotonic" in n for n in res.notes)
+
+
 def test_threshold_test_against_half(pt_phonebook):
     t = pt_phonebook.threshold
     assert t.threshold < 0.5 and t.ci[1] < 0.5
