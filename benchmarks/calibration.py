@@ -14,7 +14,9 @@ profile-log     same, profile likelihood (F cutoff)
 wald-log        same, Wald (t) intervals
 case-boot/run20     per-run correlated noise, 20 seeds, case bootstrap (ignores clustering)
 cluster/run20       per-run correlated noise, 20 seeds, cluster bootstrap over seeds
-cluster/run3        per-run correlated noise, 3 seeds, cluster bootstrap over seeds
+cluster/run50       same with 50 seeds
+cluster/run10       same with 10 seeds
+cluster/run3        same with 3 seeds (too few clusters: intervals too narrow)
 
 Usage::
 
@@ -48,6 +50,10 @@ SCENARIOS = {
     "case-boot/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
                         {"unit": "cell", "space": "log"}, "bootstrap"),
     "cluster/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
+                      {"unit": "seed", "space": "log"}, "bootstrap"),
+    "cluster/run50": ({"seeds": 50, "noise": 0.05, "noise_kind": "run"},
+                      {"unit": "seed", "space": "log"}, "bootstrap"),
+    "cluster/run10": ({"seeds": 10, "noise": 0.05, "noise_kind": "run"},
                       {"unit": "seed", "space": "log"}, "bootstrap"),
     "cluster/run3": ({"seeds": 3, "noise": 0.05, "noise_kind": "run"},
                      {"unit": "seed", "space": "log"}, "bootstrap"),
