@@ -316,6 +316,11 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         diag = np.where(diag > 0, diag, 1e-12)
         Ad = A + lam[act, None, None] * diag[:, :, None] * eye
         step = _solve_spd(Ad, g)
+        singular = ~np.all(np.isfinite(step), axis=1)
+        if singular.any():  # no usable step: a failed fit, never a silent "convergence"
+            done[act[singular]] = True
+            conv[act[singular]] = False
+            step = np.where(np.isfinite(step), step, 0.0)
         new = th.copy()
         new[:, opt] = np.clip(th[:, opt] + step, lo, hi)
         if varpro:
@@ -337,10 +342,13 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
         rej = act[~ok]
         lam[rej] = lam[rej] * 4.0
-        fin = ok & (small_f | small_x)
+        fin = ok & (small_f | small_x) & ~singular
         conv[act[fin]] = True
         done[act[fin]] = True
-        stuck = (~ok) & (lam[act] > 1e12)
+        # a rejected step that changes the objective only at rounding level: flat
+        flat = (~ok) & np.isfinite(o_new) & (np.abs(o_new - o_old)
+                                             <= ftol * np.maximum(o_old, _TINY))
+        stuck = (((~ok) & (lam[act] > 1e12)) | flat) & ~singular
         # LM cannot find a descent direction: a stationary point (gradient ~ 0).
         conv[act[stuck]] = True
         done[act[stuck]] = True

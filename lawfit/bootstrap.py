@@ -48,6 +48,7 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     with the linear parameters in closed form; otherwise theta_hat.
     """
     R = W.shape[0]
+    identified = identifiable_rows(model.X, W, model.k)
     if loss == "l2":
         # exact: least squares only sees per-design-point weighted means
         with np.errstate(all="ignore"):
@@ -78,7 +79,30 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
         start[bad] = theta_hat
     theta, obj, conv, _ = vp.lm(model, start, Y, W, space=space, loss=loss, delta=delta,
                                 mode="full", ftol=1e-10, xtol=1e-8)
-    return theta, conv & np.all(np.isfinite(theta), axis=1)
+    return theta, conv & identified & np.all(np.isfinite(theta), axis=1)
+
+
+def identifiable_rows(X, W, k):
+    """Replicates whose resampled design can identify the law (else: failed).
+
+    Each input needs >= 2 distinct values among points with positive weight, and
+    there must be more distinct design points than parameters.
+    """
+    pos = np.asarray(W) > 0
+    ok = np.ones(pos.shape[0], bool)
+    keys = []
+    for x in X:
+        u, inv = np.unique(np.asarray(x), return_inverse=True)
+        keys.append(inv)
+        ind = np.zeros((u.size, len(inv)))
+        ind[inv, np.arange(len(inv))] = 1.0
+        ok &= ((pos @ ind.T) > 0).sum(axis=1) >= 2
+    _, pt = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+    pt = np.ravel(pt)
+    ind = np.zeros((pt.max() + 1, len(pt)))
+    ind[pt, np.arange(len(pt))] = 1.0
+    ok &= ((pos @ ind.T) > 0).sum(axis=1) > k
+    return ok
 
 
 def percentile_interval(draws, level):

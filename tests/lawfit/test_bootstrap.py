@@ -71,3 +71,23 @@ def test_interval_helpers():
     jack = rng.normal(size=(50, 2)) * 0.01
     blo, bhi = bca_interval(d, np.zeros(2), jack, 0.95)
     assert np.allclose(blo, lo, atol=0.15) and np.allclose(bhi, hi, atol=0.15)
+
+
+def test_unidentifiable_replicates_fail_loudly():
+    # cluster on length with only 2 lengths: ~half the replicates hold a single length,
+    # which cannot identify beta -> they must be reported as failed, not "converged"
+    ds = synthetic_dataset(lengths=(64, 4096), seeds=2, rng=9)
+    res = lawfit.fit(ds, exclude=None, bootstrap=200, unit="length", rng=0, profile=False)
+    n_failed = res.boot["n_failed"]
+    assert 60 < n_failed < 140
+    assert len(res.draws) == 200
+    assert any(f"{n_failed} of 200 bootstrap replicates failed" in f for f in res.flags)
+    assert f"{n_failed} failed" in str(res.summary())
+
+
+def test_single_seed_cluster_error():
+    from lawfit.errors import LawfitError
+
+    ds = synthetic_dataset(seeds=1, rng=1)
+    with pytest.raises(LawfitError, match="only 1 cluster"):
+        lawfit.fit(ds, exclude=None, bootstrap=20, unit="seed")
