@@ -248,7 +248,9 @@ class MemftSavings:
         Measured MemFT cells (seed means) against the MemFT law (in-sample, with a
         prediction interval), against a MemFT law refitted without the longest MemFT
         length (``dL_memft_law_heldout``, out-of-sample for that length) and against
-        the SFT law (``gain_over_sft_law``).
+        the SFT law (``gain_over_sft_law``), and the measured SFT cell at the same rank
+        and length (``gain_measured``). Rows exist even when the MemFT law could not be
+        fitted (then only the SFT comparisons are filled).
     fits : dict
         The fitted laws by method (``FitResult``).
     target : str
@@ -488,15 +490,26 @@ def memft_savings(
     if len(preds) and preds["extrapolated"].any():
         notes.append("FLAG: some predictions extrapolate beyond the fitted ranks/lengths "
                      "(column extrapolated)")
-    notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' bootstrap "
-                 "draws combined draw by draw (independent resamples of disjoint cells)")
-    notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
-                 "(inf: no measured rank does; NaN: length not measured)")
+    if len(preds):
+        notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
+                     "bootstrap draws combined draw by draw (independent resamples of disjoint "
+                     "cells)")
+        notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
+                     "(inf: no measured rank does; NaN: length not measured)")
     # validation: measured memft cells vs the laws
     vrows = []
+    sft_ds = ds.sel({"method": "sft"})
+    sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
+    sft_dl = sft_ds["loss_reduction"].where(sft_ok)
+    sft_other = [d for d in sft_dl.dims if d not in ("rank", "length")]
+    sft_mean = (sft_dl.mean(sft_other, skipna=True) if sft_other else sft_dl).to_dataframe(
+        name="dL_sft_measured").reset_index()[["rank", "length", "dL_sft_measured"]]
+    if "exact_match" in ds:
+        em = sft_ds["exact_match"].where(sft_ok)
+        em = (em.mean(sft_other, skipna=True) if sft_other else em).to_dataframe(
+            name="exact_match_sft").reset_index()[["rank", "length", "exact_match_sft"]]
+        sft_mean = sft_mean.merge(em, on=["rank", "length"], how="left")
     for m in memfts:
-        if m not in fits:
-            continue
         sub = ds.sel({"method": m})
         okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
         dl = sub["loss_reduction"].where(okm)
@@ -516,7 +529,17 @@ def memft_savings(
             npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
             df = df.merge(npar[["rank", "n_params"]].drop_duplicates("rank"), on="rank")
             cap_vals = df["n_params"].to_numpy(float)
-        for name, f in (("memft_law", fits[m]), ("sft_law", fits["sft"])):
+        if "exact_match" in sub:
+            em = sub["exact_match"].where(okm)
+            em = (em.mean(other, skipna=True) if other else em).to_dataframe(
+                name="exact_match").reset_index()[["rank", "length", "exact_match"]]
+            df = df.merge(em, on=["rank", "length"], how="left")
+        df = df.merge(sft_mean, on=["rank", "length"], how="left")
+        df["gain_measured"] = df["dL_measured"] - df["dL_sft_measured"]
+        laws = (("memft_law", fits.get(m)), ("sft_law", fits["sft"]))
+        for name, f in laws:
+            if f is None:
+                continue
             kw = {c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float))
                   for c in f.inputs if c != "loss_before"}
             if "loss_before" in f.inputs:
@@ -531,7 +554,7 @@ def memft_savings(
         # out-of-sample: refit the MemFT law without its longest length, predict that length
         df["dL_memft_law_heldout"] = np.nan
         lens_m = np.unique(df["length"])
-        if lens_m.size >= 3 and "loss_before" not in fits[m].inputs:
+        if m in fits and lens_m.size >= 3 and "loss_before" not in fits[m].inputs:
             top = lens_m.max()
             try:
                 with warnings.catch_warnings():
@@ -556,9 +579,10 @@ def memft_savings(
     if len(validation):
         n = len(validation)
         notes.append(
-            f"validation: {n} measured MemFT cell(s) (seed means); dL_memft_law is in-sample (the "
-            "law was fitted on them); dL_memft_law_heldout predicts the longest MemFT length "
-            "from a law fitted without it (out-of-sample)"
+            f"validation: {n} measured MemFT cell(s) (seed means); gain_measured = MemFT − SFT "
+            "measured ΔL at the same cell; dL_memft_law is in-sample (the law was fitted on "
+            "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
+            "without it (out-of-sample)"
             + (" — few cells, read with care" if n < 8 else "")
         )
         if "memorized" in validation and validation["memorized"].any():

@@ -374,7 +374,8 @@ def build_report(
                 B.append(("p", f"Predicted capacity for {ms.target}:"))
                 B.append(("table", ms.predictions[cols]))
             if len(ms.validation):
-                keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_memft_law",
+                keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_sft_measured",
+                                    "exact_match", "exact_match_sft", "dL_memft_law",
                                     "inside_memft_pi", "dL_memft_law_heldout", "dL_sft_law",
                                     "gain_over_sft_law") if c in ms.validation]
                 B.append(("p", "Measured MemFT cells against the laws:"))
