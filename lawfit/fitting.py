@@ -303,6 +303,14 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
         if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
             flags.append("multiple optima with equal objective: parameters not identified")
+    if n >= 12 and loss == "l2":
+        from scipy.stats import spearmanr
+
+        rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
+        if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
+            flags.append(f"residual spread grows with the fitted value (Spearman {rho_:.2f}): "
+                         "heteroscedastic; Wald/profile intervals assume constant variance, "
+                         "prefer space='log' or the bootstrap")
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
     # profile likelihood
     prof = None

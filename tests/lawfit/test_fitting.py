@@ -188,3 +188,10 @@ def test_no_loss_after_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lawfit.fit(df, exclude=None, profile=False)
+
+
+def test_heteroscedasticity_flag():
+    mult = synthetic_dataset(**TRUTH, noise=0.1, rng=12)
+    assert any("heteroscedastic" in f for f in lawfit.fit(mult, exclude=None).flags)
+    assert not any("heteroscedastic" in f
+                   for f in lawfit.fit(mult, exclude=None, space="log").flags)
