@@ -633,6 +633,16 @@ class FitResults(Mapping):
         cols = list(self.by) + [c for c in out.columns if c not in self.by]
         return out[cols[:len(self.by)] + [c for c in cols[len(self.by):]]]
 
+    def predict(self, data=None, **kwargs) -> pd.DataFrame:
+        """Predict with every group's law; group columns first (see FitResult.predict)."""
+        frames = []
+        for key, r in self._results.items():
+            df = r.predict(data, **kwargs)
+            for b, v in zip(self.by[::-1], key[::-1], strict=True):
+                df.insert(0, b, v)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+
     def summary(self) -> str:
         """Summaries of every group, one after the other."""
         return "\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n{r.summary()}"

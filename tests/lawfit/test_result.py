@@ -185,3 +185,11 @@ def test_gof_consistency(res):
     assert res.bic - res.aic == pytest.approx((k + 1) * (math.log(n) - 2))
     assert res.rmse == pytest.approx(np.sqrt(np.mean((res.points["loss_reduction"]
                                                       - res.points["fitted"]) ** 2)))
+
+
+def test_groups_predict():
+    ds = synthetic_dataset(groups={"model": ["a", "b"]}, rng=3)
+    res = lawfit.fit(ds, by="model", exclude=None, profile=False)
+    p = res.predict(rank=[2, 4], length=256)
+    assert list(p.columns[:3]) == ["model", "rank", "length"]
+    assert len(p) == 4 and list(p["model"]) == ["a", "a", "b", "b"]
