@@ -249,8 +249,12 @@ class MemftSavings:
         prediction interval), against a MemFT law refitted without the longest MemFT
         length (``dL_memft_law_heldout``, out-of-sample for that length) and against
         the SFT law (``gain_over_sft_law``), and the measured SFT cell at the same rank
-        and length (``gain_measured``). Rows exist even when the MemFT law could not be
-        fitted (then only the SFT comparisons are filled).
+        and length (``gain_measured``), and ``sft_equivalent_rank``: the rank SFT needs by
+        its law (CI over its draws) to reach the ΔL MemFT measured, so that
+        ``saving_measured = 1 − rank / sft_equivalent_rank`` is a rank saving read off
+        measured MemFT cells (a lower bound for memorized cells, where ΔL saturates).
+        Rows exist even when the MemFT law could not be fitted (then only the SFT
+        comparisons are filled).
     fits : dict
         The fitted laws by method (``FitResult``).
     target : str
@@ -431,6 +435,17 @@ def memft_savings(
                               confidence_level=confidence_level, rng=gen)
         except LawfitError as exc:
             notes.append(f"law for {m} not fitted ({n_ok} ok cells): {exc}")
+            continue
+        k = len(fits[m].param_names)
+        if fits[m].n_obs < k + 3:
+            notes.append(
+                f"law for {m} not used: only {fits[m].n_obs} cells left to fit {k} parameters "
+                f"(after excluding memorized cells); need at least {k + 3}. Collect more "
+                f"{m} cells (more ranks/lengths below the memorization boundary)"
+            )
+            del fits[m]
+        elif fits[m].flags:
+            notes.append(f"law for {m} flags: " + "; ".join(fits[m].flags))
         emp[m] = _empirical_rank(sub, target, target_kind)
     if "sft" not in fits:
         notes.append("no SFT law: savings cannot be predicted")
@@ -497,6 +512,33 @@ def memft_savings(
         notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
                      "(inf: no measured rank does; NaN: length not measured)")
     # validation: measured memft cells vs the laws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
+        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level,
+                               notes)
+    if len(validation):
+        n = len(validation)
+        notes.append(
+            f"validation: {n} measured MemFT cell(s) (seed means); gain_measured = MemFT − SFT "
+            "measured ΔL at the same cell; saving_measured = 1 − rank / sft_equivalent_rank "
+            "compares with the predicted saving; dL_memft_law is in-sample (the law was fitted on "
+            "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
+            "without it (out-of-sample)"
+            + (" — few cells, read with care" if n < 8 else "")
+        )
+        if "memorized" in validation and validation["memorized"].any():
+            notes.append("memorized MemFT cells (loss_after <= ln 2) are excluded from the laws "
+                         "(ΔL saturates there); they are listed in validation with "
+                         "memorized=True")
+    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
+                        target=target_txt, notes=tuple(notes))
+
+
+def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):
+    """Measured MemFT cells against measured SFT cells and the fitted laws."""
+    from lawfit.fitting import fit
+
+    empty = pd.DataFrame()
     vrows = []
     sft_ds = ds.sel({"method": "sft"})
     sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
@@ -570,23 +612,26 @@ def memft_savings(
                 notes.append(f"held-out check of the {m} law skipped: {exc}")
         if "dL_sft_law" in df:
             df["gain_over_sft_law"] = df["dL_measured"] - df["dL_sft_law"]
+        # SFT-equivalent rank: what SFT would need (by its law) to match the measured ΔL
+        if capacity == "rank" and "loss_before" not in fits["sft"].inputs:
+            from lawfit.capacity import predict_capacity
+
+            eq, lo, hi = [], [], []
+            for L, d in zip(df["length"].to_numpy(float), df["dL_measured"].to_numpy(float),
+                            strict=True):
+                t = predict_capacity(fits["sft"], length=L, target=d,
+                                     confidence_level=confidence_level).table.iloc[0]
+                eq.append(t["estimate"])
+                lo.append(t["low"])
+                hi.append(t["high"])
+            df["sft_equivalent_rank"] = eq
+            df["sft_equivalent_rank_low"] = lo
+            df["sft_equivalent_rank_high"] = hi
+            with np.errstate(all="ignore"):
+                df["saving_measured"] = 1 - df["rank"] / df["sft_equivalent_rank"]
         if "loss_after" in df and exclude is not None:
             thr = math.log(2.0) if exclude == "memorized" else float(exclude)
             df["memorized"] = df["loss_after"] <= thr
         df.insert(0, "method", m)
         vrows.append(df)
-    validation = pd.concat(vrows, ignore_index=True) if vrows else empty
-    if len(validation):
-        n = len(validation)
-        notes.append(
-            f"validation: {n} measured MemFT cell(s) (seed means); gain_measured = MemFT − SFT "
-            "measured ΔL at the same cell; dL_memft_law is in-sample (the law was fitted on "
-            "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
-            "without it (out-of-sample)"
-            + (" — few cells, read with care" if n < 8 else "")
-        )
-        if "memorized" in validation and validation["memorized"].any():
-            notes.append("memorized MemFT cells (loss_after <= ln 2) were excluded from its law "
-                         "(ΔL saturates there); they are listed in validation with memorized=True")
-    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
-                        target=target_txt, notes=tuple(notes))
+    return pd.concat(vrows, ignore_index=True) if vrows else empty

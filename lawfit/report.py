@@ -377,7 +377,8 @@ def build_report(
                 keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_sft_measured",
                                     "exact_match", "exact_match_sft", "dL_memft_law",
                                     "inside_memft_pi", "dL_memft_law_heldout", "dL_sft_law",
-                                    "gain_over_sft_law") if c in ms.validation]
+                                    "gain_over_sft_law", "sft_equivalent_rank",
+                                    "saving_measured") if c in ms.validation]
                 B.append(("p", "Measured MemFT cells against the laws:"))
                 B.append(("table", ms.validation[keep]))
             for n in ms.notes:
