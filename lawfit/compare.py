@@ -254,6 +254,20 @@ def _frame(ds, forms, capacity, pool):
     return frame, excl
 
 
+def _heteroscedasticity(points: pd.DataFrame) -> float | None:
+    """Breusch-Pagan p-value of the residuals against the fitted values (or None)."""
+    from statsmodels.stats.diagnostic import het_breuschpagan
+
+    e = points["residual"].to_numpy(float)
+    fv = points["fitted"].to_numpy(float)
+    if e.size < 8 or np.ptp(fv) == 0:
+        return None
+    try:
+        return float(het_breuschpagan(e, np.column_stack([np.ones_like(fv), fv]))[1])
+    except (ValueError, np.linalg.LinAlgError):  # pragma: no cover
+        return None
+
+
 def _predict(form, params, frame):
     args = [frame[c].to_numpy(float) for c in form.inputs]
     with np.errstate(all="ignore"):
@@ -463,6 +477,15 @@ def compare(
             fav = (a if z > 0 else b) if p < alpha else None
             v_rows.append({"form_1": a, "form_2": b, "z": z, "pvalue": p, "favours": fav})
     vu = pd.DataFrame(v_rows)
+    best_pts = lls[str(table["form"].iloc[0])][1]
+    het = _heteroscedasticity(best_pts)
+    if space == "linear" and het is not None and het < 0.01:
+        notes.append(
+            f"FLAG: the residual spread of {table['form'].iloc[0]} grows with the fitted ΔL "
+            f"(Breusch-Pagan p = {het:.2g}): the Gaussian likelihood behind AICc/BIC is "
+            "misspecified and selection in linear space over-rewards flexible forms "
+            "(docs/analyses.md); rerun with space='log'"
+        )
     if vuong_clusters is None and "seed" in frame.columns and frame["seed"].nunique() > 1:
         notes.append("Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
                      "replicates share a run effect")

@@ -88,3 +88,13 @@ def test_errors():
     grouped = synthetic_dataset(rng=0, seeds=2, groups={"model": ["a", "b"]})
     with pytest.raises(LawfitError, match="by="):
         compare(grouped)
+
+
+def test_heteroscedastic_linear_fit_is_flagged():
+    mult = synthetic_dataset(rng=0, seeds=2)  # multiplicative noise
+    assert any("Breusch-Pagan" in n for n in compare(mult, holdout=()).notes)
+    assert not any("Breusch-Pagan" in n for n in compare(mult, holdout=(), space="log").notes)
+    add = synthetic_dataset(rng=0, seeds=2, noise_model="additive")
+    res = compare(add, holdout=())
+    assert not any("Breusch-Pagan" in n for n in res.notes)
+    assert res.best == "power_law"
