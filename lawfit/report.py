@@ -259,6 +259,15 @@ def build_report(
                     B.append(("table", cmp.lr_tests))
                 for n in cmp.notes:
                     B.append(("note", n))
+                if any("Breusch-Pagan" in n for n in cmp.notes):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        cmp_log = compare(sft, space="log")
+                    res["compare_log"] = cmp_log
+                    B.append(("p", "Heteroscedastic residuals: the same comparison in log space "
+                                   f"(preferred here). Best form: **{cmp_log.best}** (Akaike "
+                                   f"weight {cmp_log.table['weight_aicc'].iloc[0]:.3f})."))
+                    B.append(("table", cmp_log.table[cols]))
             except LawfitError as exc:
                 B.append(("note", f"model selection skipped: {exc}"))
         else:
