@@ -277,6 +277,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     delta = 1.0
     theta, obj, conv, starts_th, starts_obj, starts_conv = _global_fit(
         model, Y, W, space, "l2", delta, p0_vec, form)
+    obj_l2 = obj
     if loss == "huber":
         if huber_delta is None:
             m = vp.transform(np.array(model.f(theta[None]))[0], space)
@@ -298,7 +299,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     # distinct optima among the starts (start independence diagnostic)
     good = starts_conv & np.isfinite(starts_obj)
     if good.sum() > 1:
-        close = starts_obj[good] <= obj * (1 + 1e-6) + 1e-300
+        close = starts_obj[good] <= obj_l2 * (1 + 1e-6) + 1e-300
         spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(k)
         se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
         if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
@@ -318,7 +319,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         prof = profile_curves(model, theta, cov, Y, W, space=space, loss=loss, delta=delta,
                               dof=dof, s_hat=obj)
         for name, c in prof.items():
-            if np.any(c["converged"] & (c["F"] < -1e-6)):
+            if np.any(c["converged"] & (c["F"] < -0.01)):
                 flags.append(f"profile of {name} found a lower objective: fit may be local")
     boot = None
     if bootstrap:
@@ -337,6 +338,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         exclusions=exclusions, gof=gof, flags_base=tuple(flags),
         bounds={p: tuple(form.bounds[p]) for p in form.params}, boot=boot, profile_data=prof,
         ci_method=ci_method, confidence_level=level, group=group,
+        linear_names=tuple(form.linear),
         meta={"created": datetime.now(UTC).isoformat(timespec="seconds"),
               "exclude": exclude if exclude is None or isinstance(exclude, str)
               else float(exclude), "converged": bool(conv), "lawfit_version": _version()},

@@ -56,7 +56,7 @@ def profile_curves(model, theta_hat, cov, Y, W, *, space, loss, delta, dof, s_ha
             if lo_ok and hi_ok:
                 break
             width *= 3.0
-        out[name] = {"values": np.asarray(vals_all), "F": np.maximum(np.asarray(F_all), 0.0),
+        out[name] = {"values": np.asarray(vals_all), "F": np.asarray(F_all, float),
                      "converged": np.asarray(conv_all)}
     return out
 
@@ -69,7 +69,7 @@ def profile_interval(curve, estimate, level, dof, lower=-np.inf, upper=np.inf):
     as not closed.
     """
     cut = stats.f.ppf(level, 1, dof)
-    v, F = curve["values"], curve["F"]
+    v, F = curve["values"], np.maximum(curve["F"], 0.0)  # < 0 only by rounding (or flagged)
     ok = curve["converged"] & np.isfinite(F)
     v, F = v[ok], F[ok]
     res = []

@@ -115,6 +115,8 @@ class FitResult:
         Points fitted / cells excluded (see ``exclusions`` for why).
     flags : tuple of str
         Diagnostics (parameter at bound, poorly identified, too few points, ...).
+        "Poorly identified": SE > |estimate| for a nonlinear parameter (exponent),
+        |correlation| > 0.9999, or an open profile interval.
     """
 
     form: str
@@ -140,6 +142,7 @@ class FitResult:
     confidence_level: float = 0.95
     group: Mapping[str, Any] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    linear_names: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- params
     @property
@@ -292,6 +295,8 @@ class FitResult:
                     out.append(f"{p} at {side} bound ({bnd:g})")
         se = self.stderr
         for p, v in self.params.items():
+            if p in self.linear_names and math.isfinite(se[p]):
+                continue  # an offset/scale near 0 is not a failure of identification
             if not math.isfinite(se[p]) or se[p] > abs(v) and se[p] > 1e-8:
                 out.append(f"{p} poorly identified (SE {se[p]:.3g} > |estimate| {abs(v):.3g})")
         c = self.corr.to_numpy()
@@ -530,7 +535,7 @@ class FitResult:
             "confidence_level": self.confidence_level,
             "group": None if self.group is None else {k: (v.item() if hasattr(v, "item") else v)
                                                       for k, v in self.group.items()},
-            "meta": dict(self.meta),
+            "meta": dict(self.meta), "linear_names": list(self.linear_names),
         })
 
     def save(self, path) -> None:
@@ -579,6 +584,7 @@ class FitResult:
                              for i, v in enumerate(b)) for p, b in d["bounds"].items()},
             boot=boot, profile_data=prof, ci_method=d["ci_method"],
             confidence_level=d["confidence_level"], group=d["group"], meta=d["meta"],
+            linear_names=tuple(d.get("linear_names", ())),
         )
 
 
