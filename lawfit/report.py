@@ -260,9 +260,14 @@ def build_report(
                 for n in cmp.notes:
                     B.append(("note", n))
                 if any("Breusch-Pagan" in n for n in cmp.notes):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        cmp_log = compare(sft, space="log")
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            cmp_log = compare(sft, space="log")
+                    except LawfitError as exc:
+                        B.append(("note", f"log-space comparison not possible: {exc}"))
+                        cmp_log = None
+                if any("Breusch-Pagan" in n for n in cmp.notes) and cmp_log is not None:
                     res["compare_log"] = cmp_log
                     B.append(("p", "Heteroscedastic residuals: the same comparison in log space "
                                    f"(preferred here). Best form: **{cmp_log.best}** (Akaike "
