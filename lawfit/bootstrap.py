@@ -48,7 +48,6 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     with the linear parameters in closed form; otherwise theta_hat.
     """
     R = W.shape[0]
-    identified = identifiable_rows(model.X, W, model.k)
     if loss == "l2":
         # exact: least squares only sees per-design-point weighted means
         with np.errstate(all="ignore"):
@@ -58,6 +57,7 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
             Xu, Yu, W = col
             Y = np.exp(Yu) if space == "log" else Yu
             model = model.with_inputs(Xu)
+    identified = identifiable_rows(model.X, W, model.k)
     knl = model.nl.size
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
     start = np.tile(theta_hat, (R, 1))
@@ -88,7 +88,7 @@ def identifiable_rows(X, W, k):
     Each input needs >= 2 distinct values among points with positive weight, and
     there must be more distinct design points than parameters.
     """
-    pos = np.asarray(W) > 0
+    pos = (np.asarray(W) > 0).astype(float)
     ok = np.ones(pos.shape[0], bool)
     keys = []
     for x in X:
