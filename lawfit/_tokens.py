@@ -97,8 +97,8 @@ def token_arrays(ds: xr.Dataset, *, need_greedy: bool = True) -> TokenArrays:
     p_before = _get("p_before")
     greedy = _get("greedy_correct")
     if "entry" in ds:
-        ent = ds["entry"].broadcast_like(pa).transpose(*order).values
-        ent = np.asarray(ent).reshape(-1, shape[-1]).astype(np.int64)
+        ent = np.asarray(ds["entry"].broadcast_like(pa).transpose(*order).values, dtype=float)
+        ent = np.where(np.isfinite(ent), ent, -1).reshape(-1, shape[-1]).astype(np.int64)
     else:
         ent = np.zeros_like(p_after, dtype=np.int64)
     valid = np.isfinite(p_after)
