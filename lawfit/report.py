@@ -236,6 +236,10 @@ def build_report(
         res: dict = {}
         results[label] = res
         B.append(("h2", f"Setting: {label}"))
+        if "status" in sub and not bool((sub["status"] == "ok").any()):
+            B.append(("note", "no cell of this setting has status 'ok' (nothing collected): "
+                              "skipped."))
+            continue
         sft = _sft(sub)
         law_ok = sft is not None and _has_ok_cells(sft) and "rank" in sub.dims \
             and "length" in sub.dims
