@@ -165,8 +165,8 @@ class Cascade:
         censored and ``censored="drop"``; ``n_censored`` used the unit length in place
         of a missing event.
     n_error_before_subthreshold : int
-        Units whose first greedy error precedes the earliest sub-threshold token (ties
-        aside this contradicts sufficiency; must be 0).
+        Units whose first greedy error precedes the earliest sub-threshold token
+        (p_after <= 0.5); ties aside this contradicts sufficiency: must be 0.
     share_equal : float
         Share of units whose two positions coincide.
     positions : pandas.DataFrame
@@ -566,7 +566,7 @@ def _cascade(ta, unit, censored, level, n_boot, gen) -> Cascade | None:
     rows = []
     for i, e, tok in _units(ta, unit):
         p, g = ta.p_after[i, tok], ta.greedy[i, tok]
-        sub = np.flatnonzero(p < THRESHOLD)
+        sub = np.flatnonzero(p <= THRESHOLD)  # not above: sufficiency does not apply
         err = np.flatnonzero(g == 0)
         rows.append((i, e, sub[0] if sub.size else -1, err[0] if err.size else -1, tok.size))
     pos = pd.DataFrame(rows, columns=["run", "entry", "earliest_subthreshold", "first_error",
@@ -906,9 +906,8 @@ def phase_transition(
     thr = suff = casc = seq = bim = None
     if "p_after" in ds and "greedy_correct" in ds:
         ta = token_arrays(ds)
-        prefix_ok = fails_before(ta.greedy, ta.entry, ta.valid) == 0
-        if not condition_on_prefix:
-            prefix_ok = np.ones_like(ta.valid)
+        intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
+        prefix_ok = intact if condition_on_prefix else np.ones_like(ta.valid)
         try:
             thr = _threshold_fit(ta, prefix_ok, confidence_level, int(bootstrap), gen)
         except LawfitError as exc:
@@ -925,7 +924,7 @@ def phase_transition(
                 "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
                 "to 1 above p = 0.5); prefer threshold_isotonic"
             )
-        suff = _sufficiency(ta, prefix_ok, tie_tol)
+        suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
         if suff.n_violations:
             notes.append(
                 f"FLAG: {suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
