@@ -34,7 +34,7 @@ def main(argv=None):
         for rep in range(a.reps):
             ds = synthetic_token_dataset(p_star=p_star, slope=3.0, entry_tokens=8,
                                          sufficient=sufficient, rng=10_000 + rep, **GRID)
-            t = phase_transition(ds, bootstrap=a.bootstrap, rng=rep, orders=()).threshold
+            t = phase_transition(ds, bootstrap=a.bootstrap, rng=rep, orders=()).token_fit
             est.append(t.threshold)
             cov_b.append(t.ci[0] <= p_star <= t.ci[1])
             cov_d.append(t.ci_delta[0] <= p_star <= t.ci_delta[1])

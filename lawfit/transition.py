@@ -258,8 +258,9 @@ class PhaseTransitionResult:
 
     Attributes
     ----------
-    threshold : ThresholdFit or None
-        Token-level threshold p*.
+    token_fit : ThresholdFit or None
+        Token-level logistic fit: p*, its CIs, the test against 0.5, the isotonic
+        crossing. ``threshold`` and ``threshold_ci`` are shortcuts.
     sufficiency : SufficiencyCheck or None
         Sufficiency / necessity counts.
     cascade : Cascade or None
@@ -274,13 +275,23 @@ class PhaseTransitionResult:
         Why a part was skipped, what was pooled, and diagnostic flags.
     """
 
-    threshold: ThresholdFit | None
+    token_fit: ThresholdFit | None
     sufficiency: SufficiencyCheck | None
     cascade: Cascade | None
     sequence: SequenceCheck | None
     transitions: dict
     bimodality: pd.DataFrame | None
     notes: tuple[str, ...]
+
+    @property
+    def threshold(self) -> float:
+        """Estimated threshold p* (logistic 50 % point); NaN when not estimated."""
+        return math.nan if self.token_fit is None else self.token_fit.threshold
+
+    @property
+    def threshold_ci(self) -> tuple[float, float]:
+        """Confidence interval of p* (see ``token_fit.ci_method``)."""
+        return (math.nan, math.nan) if self.token_fit is None else self.token_fit.ci
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy table: one row per quantity with estimate, interval and count.
@@ -291,7 +302,7 @@ class PhaseTransitionResult:
             Columns ``quantity, estimate, low, high, n, note``.
         """
         rows = []
-        t = self.threshold
+        t = self.token_fit
         if t is not None:
             rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
             rows.append(("threshold_isotonic", t.threshold_isotonic, *t.ci_isotonic, t.n_tokens,
@@ -329,7 +340,7 @@ class PhaseTransitionResult:
             Multi-line text.
         """
         out = ["Phase transition of verbatim recall", "=" * 36]
-        t = self.threshold
+        t = self.token_fit
         if t is not None:
             out.append(
                 f"threshold p* = {t.threshold:.4f}  [{t.ci[0]:.4f}, {t.ci[1]:.4f}] "
@@ -984,6 +995,6 @@ def phase_transition(
             f"{dict(ds.sizes)}. Collect these variables first."
         )
     return PhaseTransitionResult(
-        threshold=thr, sufficiency=suff, cascade=casc, sequence=seq,
+        token_fit=thr, sufficiency=suff, cascade=casc, sequence=seq,
         transitions=transitions, bimodality=bim, notes=tuple(notes),
     )

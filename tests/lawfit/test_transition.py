@@ -27,7 +27,7 @@ def test_planted_threshold_recovered_within_ci(p_star):
     ds = synthetic_token_dataset(p_star=p_star, slope=3.0, entry_tokens=8, sufficient=False,
                                  rng=7, **GRID)
     res = phase_transition(ds, bootstrap=200, rng=0)
-    t = res.threshold
+    t = res.token_fit
     assert t.ci[0] <= p_star <= t.ci[1]
     assert t.ci_delta[0] <= p_star <= t.ci_delta[1]
     assert t.n_boot_failed == 0
@@ -38,7 +38,7 @@ def test_isotonic_threshold_survives_the_sufficiency_jump():
     # physical truth: recall is 1 above p = 0.5, logistic below; the 50% crossing is 0.45
     ds = synthetic_token_dataset(p_star=0.45, slope=3.0, entry_tokens=8, rng=5, **GRID)
     res = phase_transition(ds, bootstrap=200, rng=0, orders=())
-    t = res.threshold
+    t = res.token_fit
     assert t.ci_isotonic[0] <= 0.45 <= t.ci_isotonic[1]
     assert t.ci[1] < 0.45  # the logistic is pulled down by the jump ...
     assert t.ci_difference[1] < 0  # ... and the paired comparison says so
@@ -46,8 +46,9 @@ def test_isotonic_threshold_survives_the_sufficiency_jump():
 
 
 def test_threshold_test_against_half(pt_phonebook):
-    t = pt_phonebook.threshold
+    t = pt_phonebook.token_fit
     assert t.threshold < 0.5 and t.ci[1] < 0.5
+    assert pt_phonebook.threshold == t.threshold and pt_phonebook.threshold_ci == t.ci
     assert t.pvalue < 1e-6
     assert t.slope > 0
 
@@ -105,7 +106,7 @@ def test_tidy_and_summary(pt_phonebook):
     text = pt_phonebook.summary()
     assert "threshold p*" in text and "sufficiency" in text
     with pytest.raises(AttributeError):
-        pt_phonebook.threshold.threshold = 0.1  # frozen
+        pt_phonebook.token_fit.threshold = 0.1  # frozen
 
 
 def test_bimodality_coefficient():
@@ -119,7 +120,8 @@ def test_bimodality_coefficient():
 def test_degrades_without_token_vars(phonebook):
     cells = phonebook.drop_vars(["p_before", "p_after", "greedy_correct", "entry"])
     res = phase_transition(cells, bootstrap=0)
-    assert res.threshold is None and res.cascade is None
+    assert res.token_fit is None and res.cascade is None
+    assert np.isnan(res.threshold)
     assert any("no token variables" in n for n in res.notes)
     assert "exact_match" in res.transitions
 
@@ -129,7 +131,7 @@ def test_status_not_ok_cells_are_left_out(phonebook):
     ds["status"][dict(rank=0)] = "not_run"
     ds["p_after"][dict(rank=0)] = np.nan
     res = phase_transition(ds, bootstrap=0)
-    assert res.threshold.n_runs == 6 * 3 * 3
+    assert res.token_fit.n_runs == 6 * 3 * 3
 
 
 def test_errors_say_what_and_how(phonebook):
