@@ -98,3 +98,16 @@ def test_heteroscedastic_linear_fit_is_flagged():
     res = compare(add, holdout=())
     assert not any("Breusch-Pagan" in n for n in res.notes)
     assert res.best == "power_law"
+
+
+@pytest.mark.slow
+def test_confusion_accuracy_log_space_bic():
+    # the benchmark at reduced size: benchmarks/model_selection_confusion.py
+    hits = total = 0
+    for i, true in enumerate(BUILTIN_CANDIDATES):
+        for rep in range(5):
+            ds, pool = _data(true, 1000 * i + rep)
+            res = compare(ds, pool=pool, holdout=(), space="log", criterion="bic")
+            hits += res.best == true
+            total += 1
+    assert hits / total >= 0.9
