@@ -321,9 +321,13 @@ def build_report(
                 pl = predict_capacity(law, rank=rmax, target=0.5)
                 res["capacity_length"] = pl
                 t = pl.table.iloc[0]
+                est = (f"{t['estimate']:.4g} tokens" if np.isfinite(t["estimate"])
+                       else "beyond the search range (the law never falls below the target)"
+                       if t["estimate"] > 0 else "none (unreachable even for short targets)")
                 B.append(("p", f"Longest target over which rank {rmax:g} still reduces the loss "
-                               f"by ΔL ≥ 0.5 nats/token: {t['estimate']:.4g} tokens "
-                               f"[{t['low']:.4g}, {t['high']:.4g}]."))
+                               f"by ΔL ≥ 0.5 nats/token: {est} "
+                               f"[{_fmt(float(t['low']))}, {_fmt(float(t['high']))}]"
+                               + (" (extrapolated)." if t["extrapolated"] else ".")))
                 for n in pc.notes:
                     B.append(("note", n))
             except LawfitError as exc:
