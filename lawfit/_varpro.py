@@ -288,9 +288,12 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
-        th = theta[act]
-        Wa, Za = W[act], Z[act]
-        f = fcur[act]
+        if act.size == R:  # views, no copies, while every replicate is active
+            th, Wa, Za, f = theta.copy(), W, Z, fcur
+        else:
+            th = theta[act]
+            Wa, Za = W[act], Z[act]
+            f = fcur[act]
         J = model.jacobian(th, f)
         if space == "log":
             m = transform(f, space)

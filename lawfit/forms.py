@@ -135,7 +135,7 @@ def _power_law_jac(x, length, *, C, alpha, beta, b):
     lx, ll = np.log(x), np.log(length)
     g = np.exp(alpha * lx - beta * ll)
     cg = C * g
-    return (g, cg * lx, -cg * ll, np.ones_like(g))
+    return (g, cg * lx, -cg * ll, 1.0)
 
 
 _REGISTRY: dict[str, Form] = {}

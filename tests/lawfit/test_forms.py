@@ -86,3 +86,19 @@ def test_form_object_can_be_passed_directly():
     f = lawfit.get_form("power_law")
     ds = synthetic_dataset(rng=2)
     assert lawfit.fit(ds, f, exclude=None, profile=False).form == "power_law"
+
+
+def with_base_loss(rank, length, loss_before, *, C, alpha, beta, d):
+    return C * rank ** alpha * length ** (-beta) + d * loss_before
+
+
+def test_form_input_from_a_data_variable():
+    lawfit.register_form("with_base_loss_t", with_base_loss, linear=("C", "d"),
+                         bounds={"alpha": (-1, 3), "beta": (-1, 3)}, overwrite=True)
+    ds = synthetic_dataset(b=0.0, noise=0.02, noise_model="additive", rng=3)
+    res = lawfit.fit(ds, "with_base_loss_t", exclude=None, bootstrap=50, rng=0)
+    assert res.inputs == ("rank", "length", "loss_before")
+    assert res.params["alpha"] == pytest.approx(0.6, abs=0.05)
+    assert abs(res.params["d"]) < 0.05
+    p = res.predict(rank=8, length=512, loss_before=4.0)
+    assert np.isfinite(p["mean"]).all()
