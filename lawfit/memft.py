@@ -241,9 +241,12 @@ class MemftSavings:
     budget : GradientBudget or None
         SFT gradient budget on already-above tokens (what MemFT-OT would save).
     predictions : pandas.DataFrame
-        Per (method, target length): rank needed by SFT and by the MemFT method, the
-        ratio ``rank_saving = 1 − r_memft / r_sft`` and the parameter saving, each
-        with a CI from paired bootstrap draws, and unreachable counts.
+        Per (method, model, target length): rank needed by SFT and by the MemFT method,
+        ``saving = 1 − r_memft / r_sft`` and the parameters saved, each with a CI from
+        the bootstrap draws, and unreachable counts. ``model`` is ``"separate laws"``
+        (one full law per method; needs k + 3 non-memorized MemFT cells) or
+        ``"shared exponents"`` (α, β, b from the SFT law on each draw, only C refitted
+        on the MemFT cells; works with 2+ cells, under that stated assumption).
     validation : pandas.DataFrame
         Measured MemFT cells (seed means) against the MemFT law (in-sample, with a
         prediction interval), against a MemFT law refitted without the longest MemFT
@@ -501,7 +504,21 @@ def memft_savings(
             row["measured_rank_sft"] = emp.get("sft", {}).get(int(L), math.nan)
             row["measured_rank_memft"] = emp.get(m, {}).get(int(L), math.nan)
             rows.append(row)
+    for r in rows:
+        r.setdefault("model", "separate laws")
+    shared_rows = []
+    for m in memfts:
+        try:
+            shared_rows += _shared_exponent_savings(
+                ds.sel({"method": m}), m, fits["sft"], lengths, target, target_kind, l0,
+                exclude, confidence_level, gen, per_rank, notes)
+        except LawfitError as exc:
+            notes.append(f"shared-exponent savings for {m} skipped: {exc}")
+    rows += shared_rows
     preds = pd.DataFrame(rows)
+    if len(preds):
+        lead = ["method", "model", "length"]
+        preds = preds[lead + [c for c in preds.columns if c not in lead]]
     if len(preds) and preds["extrapolated"].any():
         notes.append("FLAG: some predictions extrapolate beyond the fitted ranks/lengths "
                      "(column extrapolated)")
@@ -532,6 +549,95 @@ def memft_savings(
                          "memorized=True")
     return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
                         target=target_txt, notes=tuple(notes))
+
+
+def _rank_needed(C, alpha, beta, b, length, T):
+    """Closed-form inverse of C r^alpha l^-beta + b = T (inf where unreachable)."""
+    with np.errstate(all="ignore"):
+        base = (T - b) / C
+        r = np.exp((np.log(base) + beta * np.log(length)) / alpha)
+    ok = (base > 0) & (alpha > 0) & np.isfinite(r)
+    return np.where(ok, r, np.inf)
+
+
+def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, exclude,
+                             level, gen, per_rank, notes):
+    """Predict savings assuming MemFT changes only the prefactor C of the SFT law."""
+    from lawfit.capacity import _loss_before_fn
+
+    if tuple(fit_sft.param_names) != ("C", "alpha", "beta", "b") or fit_sft.boot is None:
+        raise LawfitError("needs the SFT power law (C, alpha, beta, b) with bootstrap draws")
+    okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
+    df = sub[["loss_reduction"] + (["loss_after"] if "loss_after" in sub else [])].where(
+        xr_mask(sub, okm)).to_dataframe().reset_index().dropna(subset=["loss_reduction"])
+    if exclude is not None and "loss_after" in df:
+        thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+        df = df[df["loss_after"] > thr]
+    if len(df) < 2:
+        raise LawfitError(f"{len(df)} non-memorized {m} cell(s); need at least 2 to fit C")
+    r = df["rank"].to_numpy(float)
+    ell = df["length"].to_numpy(float)
+    y = df["loss_reduction"].to_numpy(float)
+    th = np.asarray(fit_sft.theta, float)
+    D = np.asarray(fit_sft.boot["draws"], float)[np.asarray(fit_sft.boot["converged"], bool)]
+    allth = np.vstack([th, D])  # row 0: point estimate
+    Cs, al, be, bb = (allth[:, j:j + 1] for j in range(4))
+    G = np.exp(al * np.log(r) - be * np.log(ell))  # (R+1, n)
+    W = np.ones_like(G)
+    n = y.size
+    idx = gen.integers(0, n, size=(D.shape[0], n))
+    W[1:] = np.apply_along_axis(lambda i: np.bincount(i, minlength=n), 1, idx)
+    Cm = (W * G * (y - bb)).sum(1, keepdims=True) / (W * G * G).sum(1, keepdims=True)
+    fitted = Cm[0, 0] * G[0] + bb[0, 0]
+    rmse = float(np.sqrt(np.mean((y - fitted) ** 2)))
+    l0fn, _ = _loss_before_fn(None, l0) if target_kind == "loss_after" else (None, "")
+    a = (1 - level) / 2
+    rows = []
+    for L in lengths:
+        T = target if target_kind == "loss_reduction" else float(l0fn(np.array([L]))[0]) - target
+        rs = _rank_needed(Cs[:, 0], al[:, 0], be[:, 0], bb[:, 0], L, T)
+        rm = _rank_needed(Cm[:, 0], al[:, 0], be[:, 0], bb[:, 0], L, T)
+        with np.errstate(all="ignore"):
+            sv = 1 - rm / rs
+        sv = np.where(np.isinf(rs) & np.isfinite(rm), 1.0, sv)
+        meth = "linear" if np.all(np.isfinite(rm[1:])) else "inverted_cdf"
+        qm = np.quantile(rm[1:], [a, 1 - a], method=meth)
+        qs = np.quantile(rs[1:], [a, 1 - a],
+                         method="linear" if np.all(np.isfinite(rs[1:])) else "inverted_cdf")
+        svd = sv[1:][np.isfinite(sv[1:])]
+        q = np.quantile(svd, [a, 1 - a]) if svd.size >= 20 else (math.nan, math.nan)
+        row = {"method": m, "model": "shared exponents", "length": float(L),
+               "rank_sft": float(rs[0]), "rank_sft_low": float(qs[0]),
+               "rank_sft_high": float(qs[1]), "rank_memft": float(rm[0]),
+               "rank_memft_low": float(qm[0]), "rank_memft_high": float(qm[1]),
+               "saving": float(sv[0]), "saving_low": float(q[0]), "saving_high": float(q[1]),
+               "n_unreachable_sft": int(np.isinf(rs[1:]).sum()),
+               "n_unreachable_memft": int(np.isinf(rm[1:]).sum()),
+               "extrapolated": bool(not (fit_sft.input_ranges["length"][0] <= L
+                                         <= fit_sft.input_ranges["length"][1])
+                                     or not np.isfinite(rs[0])
+                                     or rs[0] > fit_sft.input_ranges[fit_sft.inputs[0]][1]),
+               "memft_cells": int(n), "memft_rmse": rmse,
+               "C_ratio": float(Cm[0, 0] / Cs[0, 0])}
+        if per_rank is not None:
+            row["params_saved"] = (float(rs[0]) - float(rm[0])) * per_rank
+        rows.append(row)
+    notes.append(
+        f"shared exponents ({m}): alpha, beta, b from the SFT law (each bootstrap draw), only C "
+        f"refitted on {n} non-memorized {m} cells (case bootstrap), C_memft/C_sft = "
+        f"{Cm[0, 0] / Cs[0, 0]:.3g}, RMSE on those cells {rmse:.3g} nats: an assumption that "
+        "MemFT scales the law without changing its exponents; check it against "
+        "saving_measured in the validation table"
+    )
+    return rows
+
+
+def xr_mask(sub, okm):
+    """Wrap a numpy mask over the loss_reduction dims as a DataArray."""
+    import xarray as xr
+
+    return xr.DataArray(okm, dims=sub["loss_reduction"].dims,
+                        coords={d: sub[d] for d in sub["loss_reduction"].dims if d in sub.coords})
 
 
 def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):

@@ -49,8 +49,10 @@ def test_memft_savings_recovers_planted_saving():
     res = memft_savings(ds, bootstrap=200, rng=0, target=1.0, target_kind="loss_reduction")
     p = res.predictions
     true = 1 - (1.0 / 1.6) ** (1 / 0.6)
-    assert len(p) == 8
+    assert len(p) == 16 and set(p["model"]) == {"separate laws", "shared exponents"}
     assert (p["saving_low"] <= true).all() and (true <= p["saving_high"]).all()
+    sh = p[p["model"] == "shared exponents"]
+    assert sh["C_ratio"].iloc[0] == pytest.approx(1.6, rel=0.1)
     assert (p["rank_memft"] < p["rank_sft"]).all()
     assert "params_saved" in p
     v = res.validation
@@ -73,8 +75,14 @@ def test_memft_savings_degrades():
     few["status"] = few["status"].where(
         ~((few["method"] == "memft_ot") & (few["rank"] > 1)), "not_run")
     res = memft_savings(few, bootstrap=0, target=math.log(2))
-    assert res.predictions.empty
     assert any("law for memft_ot not fitted" in n for n in res.notes)
+    assert set(res.predictions["model"]) == {"shared exponents"} if len(res.predictions) else True
+    assert any("shared-exponent savings for memft_ot skipped" in n for n in res.notes)  # no draws
+    res = memft_savings(few, bootstrap=100, rng=0, target=1.0, target_kind="loss_reduction")
+    assert set(res.predictions["model"]) == {"shared exponents"}
+    true = 1 - (1.0 / 1.6) ** (1 / 0.6)
+    p = res.predictions
+    assert (p["saving_low"] <= true).all() and (true <= p["saving_high"]).all()
 
 
 def test_memft_savings_errors():
