@@ -86,6 +86,16 @@ class GradientBudget:
         return "\n".join(out)
 
 
+def _check_common(bootstrap, confidence_level):
+    if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
+        raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
+    if not 0 < confidence_level < 1:
+        raise LawfitError(
+            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
+            "Pass e.g. 0.95."
+        )
+
+
 def _time_average(steps: np.ndarray, frac: np.ndarray, frac0: np.ndarray) -> np.ndarray:
     """Average of a step function sampled at checkpoints over [0, last finite step]."""
     out = np.full(frac.shape[0], np.nan)
@@ -152,6 +162,7 @@ def gradient_budget(
         requested method.
     """
     ds = load(ds)
+    _check_common(bootstrap, confidence_level)
     if "method" in ds.dims:
         if method not in ds["method"].values:
             raise LawfitError(
@@ -389,6 +400,7 @@ def memft_savings(
     from lawfit.fitting import fit
 
     ds = load(ds)
+    _check_common(bootstrap, confidence_level)
     if target_kind not in ("loss_after", "loss_reduction"):
         raise LawfitError(
             f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
