@@ -228,6 +228,21 @@ def _frame(ds, forms, capacity, pool):
         for i in f.inputs:
             if i not in ("rank", "length") and i not in need:
                 need.append(i)
+    from lawfit.data import GROUP_DIMS
+
+    if isinstance(ds, pd.DataFrame):
+        multi = [c for c in GROUP_DIMS if c in ds.columns and c not in pool
+                 and ds[c].nunique(dropna=False) > 1]
+    elif hasattr(ds, "dims"):
+        multi = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1 and d not in pool]
+    else:
+        multi = []
+    if multi:
+        raise LawfitError(
+            f"compare ranks forms within one setting, but the data has grouping dim(s) of size "
+            f"> 1: {multi}. Select one setting first, e.g. ds.sel({{{multi[0]!r}: ...}}) (or "
+            f"filter the frame), or pool them into one law with pool={tuple(multi)!r}."
+        )
     if isinstance(ds, pd.DataFrame):
         variables = [v for v in need if v in ds.columns]
         frame, excl = as_frame(ds, variables=variables, by=list(pool) or None,

@@ -86,8 +86,10 @@ def test_errors():
     with pytest.raises(LawfitError, match="expected an xarray.Dataset or a pandas.DataFrame"):
         compare([1, 2])
     grouped = synthetic_dataset(rng=0, seeds=2, groups={"model": ["a", "b"]})
-    with pytest.raises(LawfitError, match="by="):
+    with pytest.raises(LawfitError, match="within one setting.*'model'.*pool="):
         compare(grouped)
+    with pytest.raises(LawfitError, match="within one setting"):
+        compare(grouped.to_dataframe().reset_index())
 
 
 def test_heteroscedastic_linear_fit_is_flagged():
