@@ -91,3 +91,13 @@ def test_single_seed_cluster_error():
     ds = synthetic_dataset(seeds=1, rng=1)
     with pytest.raises(LawfitError, match="only 1 cluster"):
         lawfit.fit(ds, exclude=None, bootstrap=20, unit="seed")
+
+
+@pytest.mark.parametrize("unit", ["residual", "wild", "seed"])
+def test_units_in_log_space_with_huber(unit):
+    ds = synthetic_dataset(seeds=4, rng=10)
+    res = lawfit.fit(ds, exclude=None, bootstrap=60, unit=unit, space="log", loss="huber",
+                     rng=0, profile=False)
+    assert res.boot["n_failed"] == 0
+    ci = res.conf_int()
+    assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()

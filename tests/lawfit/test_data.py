@@ -180,3 +180,8 @@ def test_log_space_needs_positive(ds):
     ds["loss_reduction"][0, 0, 0] = -0.01
     with pytest.raises(LawfitError, match="space='log' needs loss_reduction > 0"):
         lawfit.fit(ds, space="log", exclude=None)
+
+
+def test_by_names_unknown_dim(ds):
+    with pytest.raises(LawfitError, match="not a dim of the dataset"):
+        as_frame(ds, by="model")
