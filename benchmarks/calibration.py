@@ -14,6 +14,7 @@ profile-log     same, profile likelihood (F cutoff)
 wald-log        same, Wald (t) intervals
 case-boot/run20     per-run correlated noise, 20 seeds, case bootstrap (ignores clustering)
 cluster/run20       per-run correlated noise, 20 seeds, cluster bootstrap over seeds
+cluster-bca/run20   same, BCa (jackknife over seeds)
 cluster/run50       same with 50 seeds
 cluster/run10       same with 10 seeds
 cluster/run3        same with 3 seeds (too few clusters: intervals too narrow)
@@ -51,6 +52,8 @@ SCENARIOS = {
                         {"unit": "cell", "space": "log"}, "bootstrap"),
     "cluster/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
                       {"unit": "seed", "space": "log"}, "bootstrap"),
+    "cluster-bca/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
+                          {"unit": "seed", "space": "log", "ci_method": "bca"}, "bootstrap"),
     "cluster/run50": ({"seeds": 50, "noise": 0.05, "noise_kind": "run"},
                       {"unit": "seed", "space": "log"}, "bootstrap"),
     "cluster/run10": ({"seeds": 10, "noise": 0.05, "noise_kind": "run"},
