@@ -411,12 +411,14 @@ def compare(
         usable.append(f)
     kw = dict(loss="l2", space=space, profile=False, bootstrap=0)
     fits, rows, lls = {}, [], {}
+    failures: dict[str, list[str]] = {}
     n_ref = None
     for f in usable:
         try:
             res = _quiet_fit(frame, f, exclude=exclude, **kw)
         except LawfitError as exc:
             notes.append(f"{f.name} not fitted: {exc}")
+            failures.setdefault(str(exc), []).append(f.name)
             continue
         pts = res.points
         if n_ref is None:
@@ -443,10 +445,11 @@ def compare(
                                           if axis in holdout else math.nan)
         rows.append(row)
     if len(rows) < 2:
+        why = "; ".join(f"{', '.join(names)}: {msg}" for msg, names in failures.items())
         raise LawfitError(
             f"compare needs at least two forms that can be fitted; got {len(rows)} "
-            f"({[r['form'] for r in rows]}). Notes: {notes}. Add forms or the variables they "
-            "need (loss_before, n_params)."
+            f"({[r['form'] for r in rows]}). {why or 'See the notes.'} Add cells, forms, or the "
+            "variables they need (loss_before, n_params)."
         )
     table = pd.DataFrame(rows)
     for c in ("aicc", "bic"):

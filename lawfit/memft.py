@@ -473,7 +473,7 @@ def memft_savings(
     if "n_params" in ds and capacity == "rank":
         npar = ds["n_params"]
         ratio = (npar / npar["rank"]).values
-        ratio = ratio[np.isfinite(ratio)]
+        ratio = ratio[np.isfinite(ratio) & (ratio > 0)]  # -1: rank not collected yet
         if ratio.size and np.ptp(ratio) <= 1e-9 * ratio.max():
             per_rank = float(ratio.max())
     a = (1 - confidence_level) / 2
