@@ -115,8 +115,9 @@ class FitResult:
         Points fitted / cells excluded (see ``exclusions`` for why).
     flags : tuple of str
         Diagnostics (parameter at bound, poorly identified, too few points, ...).
-        "Poorly identified": SE > |estimate| for a nonlinear parameter (exponent),
-        |correlation| > 0.9999, or an open profile interval.
+        "Poorly identified": for a nonlinear parameter (exponent) SE > |estimate|
+        (unless SE < 1 % of its bounds' width) or SE > 1/4 of that width;
+        |correlation| > 0.9999; or an open profile interval.
     """
 
     form: str
@@ -297,8 +298,16 @@ class FitResult:
         for p, v in self.params.items():
             if p in self.linear_names and math.isfinite(se[p]):
                 continue  # an offset/scale near 0 is not a failure of identification
-            if not math.isfinite(se[p]) or se[p] > abs(v) and se[p] > 1e-8:
+            lo, hi = self.bounds[p]
+            width = hi - lo if math.isfinite(hi - lo) else math.inf
+            if not math.isfinite(se[p]):
+                out.append(f"{p} poorly identified (SE not finite)")
+            elif se[p] > abs(v) and se[p] > max(1e-8, 0.01 * width if math.isfinite(width)
+                                                  else 1e-8):
                 out.append(f"{p} poorly identified (SE {se[p]:.3g} > |estimate| {abs(v):.3g})")
+            elif math.isfinite(width) and se[p] > 0.25 * width:
+                out.append(f"{p} poorly identified (SE {se[p]:.3g} > 1/4 of its bounds' "
+                           f"width {width:g})")
         c = self.corr.to_numpy()
         for i in range(k):
             for j in range(i + 1, k):
