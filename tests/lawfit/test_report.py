@@ -92,3 +92,14 @@ def test_report_save_format_error(tmp_path):
     rep.save(tmp_path / "x.md")
     assert (tmp_path / "x.md").read_text().startswith("# lawfit report")
     assert np.isfinite(rep.results["all cells"]["law"].params["alpha"])
+
+
+def test_report_skips_settings_with_nothing_collected(full):
+    ds, _ = full
+    two = xr.concat([ds.expand_dims(random_ratio=[1.0]),
+                     ds.expand_dims(random_ratio=[0.0]).assign(
+                         status=lambda d: xr.full_like(d["status"], "not_run"))],
+                    dim="random_ratio")
+    md = build_report(two, bootstrap=0).to_markdown()
+    assert "random_ratio=0.0" in md and "nothing collected" in md
+    assert md.count("Best form by AICc") == 1
