@@ -282,6 +282,24 @@ class FitResult:
         out.attrs.update({"method": method, "level": level})
         return out
 
+    def profile_curve(self, param: str) -> pd.DataFrame:
+        """Profile of one parameter (for plots): ``value``, ``F`` and ``converged``.
+
+        ``F = (S(value) - S_hat) / (S_hat / (n - k))``; the profile interval at
+        level L is where ``F <= scipy.stats.f.ppf(L, 1, n - k)`` (``attrs["cutoff"]``).
+        """
+        if self.profile_data is None:
+            raise LawfitError("no profile curves: refit with profile=True.")
+        if param not in self.profile_data:
+            raise LawfitError(f"unknown parameter {param!r}; parameters are "
+                              f"{list(self.param_names)}.")
+        c = self.profile_data[param]
+        df = pd.DataFrame({"value": c["values"], "F": c["F"],
+                           "converged": np.asarray(c["converged"], bool)})
+        df.attrs["cutoff"] = float(stats.f.ppf(self.confidence_level, 1, self.gof["dof"]))
+        df.attrs["estimate"] = self.params[param]
+        return df
+
     # ---------------------------------------------------------------- flags
     @property
     def flags(self) -> tuple[str, ...]:

@@ -193,3 +193,12 @@ def test_groups_predict():
     p = res.predict(rank=[2, 4], length=256)
     assert list(p.columns[:3]) == ["model", "rank", "length"]
     assert len(p) == 4 and list(p["model"]) == ["a", "a", "b", "b"]
+
+
+def test_profile_curve(res):
+    pc = res.profile_curve("alpha")
+    assert list(pc.columns) == ["value", "F", "converged"]
+    assert pc["F"].min() == pytest.approx(0.0, abs=1e-6)
+    assert pc["F"].max() > pc.attrs["cutoff"]
+    with pytest.raises(LawfitError, match="unknown parameter"):
+        res.profile_curve("gamma")
