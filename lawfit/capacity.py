@@ -286,6 +286,24 @@ def _loss_before_fn(loss_before, data):
                f"{int(m.index.min())}-{int(m.index.max())} (constant beyond)")
 
 
+def _params_per_rank(data) -> float | None:
+    """Trainable parameters per unit of rank when n_params ∝ rank in ``data`` (else None)."""
+    if data is None or isinstance(data, pd.DataFrame):
+        if isinstance(data, pd.DataFrame) and {"n_params", "rank"} <= set(data.columns):
+            ratio = (data["n_params"] / data["rank"]).to_numpy(float)
+        else:
+            return None
+    else:
+        d = load(data)
+        if "n_params" not in d or "rank" not in d["n_params"].dims:
+            return None
+        ratio = (d["n_params"] / d["rank"]).values.ravel().astype(float)
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if ratio.size == 0 or np.ptp(ratio) > 1e-9 * ratio.max():
+        return None
+    return float(ratio.max())
+
+
 def _bisect(g, lo, hi, n_iter=200):
     """Vectorised bisection on log scale: g(x) (R, m) -> roots; NaN where no sign change."""
     a, b = np.log(lo), np.log(hi)
@@ -346,7 +364,9 @@ def predict_capacity(
     loss_before : float or callable, optional
         L₀ in nats per token (constant) or a function of length. Default: from ``data``.
     data : xarray.Dataset or pandas.DataFrame, optional
-        Data to read ``loss_before`` from (mean per length, interpolated in log length).
+        Data to read ``loss_before`` from (mean per length, interpolated in log length)
+        and, for a law in rank, ``n_params``: when it is proportional to rank the
+        table gains ``n_params_estimate/low/high`` (the parameter count needed).
     confidence_level : float, optional
         Level of the percentile interval (default: the fit's).
     search : (float, float)
@@ -511,6 +531,12 @@ def predict_capacity(
             rows.append(row)
     table = pd.DataFrame(rows)
     quantity = cap if mode == "capacity" else "length"
+    per_rank = _params_per_rank(data) if (mode == "capacity" and cap == "rank") else None
+    if per_rank is not None:
+        for c in ("estimate", "low", "high"):
+            table[f"n_params_{c}"] = table[c] * per_rank
+        notes.append(f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
+                     "data's n_params)")
     if draws is None:
         notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
     if table["unreachable"].any():

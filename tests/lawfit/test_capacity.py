@@ -45,6 +45,7 @@ def test_loss_after_target_uses_loss_before(fitted, ds):
     row = pred.table.iloc[0]
     assert row["target_dL"] == pytest.approx(row["loss_before"] - math.log(2))
     assert 3.9 < row["loss_before"] < 4.1
+    assert row["n_params_estimate"] == pytest.approx(row["estimate"] * 2304)
     back = fitted.predict(rank=row["estimate"], length=512, warn=False)["mean"].iloc[0]
     assert back == pytest.approx(row["target_dL"], rel=1e-8)
     assert bool(row["extrapolated"])  # recall at 512 tokens needs more than rank 128
