@@ -185,3 +185,32 @@ def test_log_space_needs_positive(ds):
 def test_by_names_unknown_dim(ds):
     with pytest.raises(LawfitError, match="not a dim of the dataset"):
         as_frame(ds, by="model")
+
+
+def _contract_like():
+    """A dataset shaped like collect's merge: all dims, token/step variables, not_run."""
+    ds = synthetic_dataset(rng=5, seeds=2)
+    ds = ds.drop_vars("n_params").expand_dims(
+        model=["smollm2"], task=["long_context"], random_ratio=[1.0], method=["sft"],
+        modules=["mlp@20"]).transpose("model", "task", "random_ratio", "method", "modules",
+                                      "rank", "length", "seed")
+    ds["n_params"] = (("model", "modules", "rank"),
+                      (ds["rank"].values * 1000)[None, None, :].astype(np.int64))
+    ds["p_after"] = ds["loss_reduction"].expand_dims(token=np.arange(5), axis=-1) * 0 + 0.5
+    ds["loss_curve"] = ds["loss_after"].expand_dims(step=np.arange(3), axis=-1)
+    status = ds["status"].values.astype(object)
+    status[..., 0, 0, 1] = "not_run"
+    ds["status"] = (ds["status"].dims, status.astype(str))
+    for v in ("loss_reduction", "loss_after", "loss_before"):
+        ds[v] = ds[v].where(ds["status"] == "ok")
+    return ds
+
+
+def test_full_contract_shape_fits():
+    ds = _contract_like()
+    res = lawfit.fit(ds, capacity="n_params", exclude=None, profile=False)
+    assert res.inputs == ("n_params", "length")
+    assert res.n_excluded == 1  # the not_run cell
+    assert set(res.exclusions["reason"]) == {"status=not_run"}
+    res2 = lawfit.fit(ds, by=["model", "task"], exclude=None, profile=False)
+    assert list(res2) == [("smollm2", "long_context")]
