@@ -314,7 +314,8 @@ def build_report(
                                       data=sft)
                 res["capacity"] = pc
                 cols = [c for c in ("length", "loss_before", "target_dL", "estimate", "low",
-                                    "high", "n_unreachable", "extrapolated")
+                                    "high", "n_params_estimate", "n_unreachable",
+                                    "extrapolated")
                         if c in pc.table]
                 B.append(("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})))
                 rmax = float(sft["rank"].max())
