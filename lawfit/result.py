@@ -566,7 +566,14 @@ class FitResult:
         })
 
     def save(self, path) -> None:
-        """Write the result as plain JSON (no pickle). Read back with :func:`lawfit.load`."""
+        """Write the result as plain JSON (no pickle). Read back with :func:`lawfit.load`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output file. Arrays become lists, NaN/inf become ``null``; the form is
+            stored by name and LaTeX (functions are never serialised).
+        """
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh, indent=1, allow_nan=False)
 
@@ -694,7 +701,25 @@ class FitResults(Mapping):
 
 
 def load(path) -> FitResult | FitResults:
-    """Read a result written by :meth:`FitResult.save` / :meth:`FitResults.save`."""
+    """Read a result written by :meth:`FitResult.save` / :meth:`FitResults.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        JSON file written by ``save``.
+
+    Returns
+    -------
+    FitResult or FitResults
+        The frozen result(s); the form is re-resolved from the registry by name.
+
+    Raises
+    ------
+    LawfitError
+        Missing file, invalid JSON, not a lawfit result, or a form that is not
+        registered in this session (register it first with
+        :func:`lawfit.register_form`).
+    """
     if not os.path.exists(path):
         raise LawfitError(f"no such file {os.fspath(path)!r}.")
     with open(path, encoding="utf-8") as fh:
