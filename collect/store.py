@@ -24,8 +24,15 @@ from collect.errors import CollectError
 from collect.probe import CellResult
 
 SCHEMA_VERSION = "1.0"
-SCALARS = ("loss_before", "loss_after", "exact_match", "token_accuracy", "steps", "wall_time",
-           "n_params")
+SCALARS = (
+    "loss_before",
+    "loss_after",
+    "exact_match",
+    "token_accuracy",
+    "steps",
+    "wall_time",
+    "n_params",
+)
 TOKEN_VARS = ("p_before", "p_after", "greedy_correct")
 CURVES = ("loss_curve", "frac_above_curve")
 
@@ -64,7 +71,7 @@ def write_cell(out_dir: Path, key: CellKey, result: CellResult, fingerprint: str
 
 
 def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | None:
-    """The finished cell's data, or None if absent. A cell from other settings is an error."""
+    """Read a finished cell (None if absent); a cell from other settings is an error."""
     path = cell_path(out_dir, key)
     if not path.exists():
         return None
@@ -89,10 +96,16 @@ def provenance() -> dict[str, str]:
             versions[pkg] = "absent"
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "collect"], cwd=here.parent,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "collect"],
+            cwd=here.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         rev = (rev + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         rev = "unknown"
@@ -124,8 +137,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     curves = {name: np.full((*shape, len(steps)), np.nan) for name in CURVES}
     ent_dims = ("model", "task", "length")
     entry = np.full((*(len(coords[d]) for d in ent_dims), n_tok), -1, dtype=np.int64)
-    n_params = np.full((len(coords["model"]), len(coords["modules"]), len(coords["rank"])), -1,
-                       dtype=np.int64)
+    n_params = np.full(
+        (len(coords["model"]), len(coords["modules"]), len(coords["rank"])), -1, dtype=np.int64
+    )
     for key, ds in done.items():
         at = tuple(index[d][getattr(key, d)] for d in DIMS)
         for name in (*SCALARS, "loss_reduction"):
@@ -138,8 +152,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         for name in CURVES:
             curves[name][at][pos] = ds[name].values
         entry[tuple(index[d][getattr(key, d)] for d in ent_dims)][:n] = ds["entry"].values
-        n_params[index["model"][key.model], index["modules"][key.modules],
-                 index["rank"][key.rank]] = int(ds["n_params"])
+        n_params[
+            index["model"][key.model], index["modules"][key.modules], index["rank"][key.rank]
+        ] = int(ds["n_params"])
     cell_dims = DIMS
     data = {name: (cell_dims, values) for name, values in out.items() if name != "n_params"}
     data["steps"] = (cell_dims, out["steps"])
@@ -149,8 +164,12 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     data["entry"] = ((*ent_dims, "token"), entry)
     data["n_params"] = (("model", "modules", "rank"), n_params)
     ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
-    units = {"loss_before": "nats/token", "loss_after": "nats/token",
-             "loss_reduction": "nats/token", "wall_time": "s"}
+    units = {
+        "loss_before": "nats/token",
+        "loss_after": "nats/token",
+        "loss_reduction": "nats/token",
+        "wall_time": "s",
+    }
     for name, unit in units.items():
         ds[name].attrs["units"] = unit
     ds.attrs = {
@@ -163,7 +182,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "n_cells": len(keys),
         "n_cells_done": len(done),
         "complete": "true" if len(done) == len(keys) else "false",
-        "prefix_cached_cells": int(sum(int(c.attrs.get("prefix_cached", 0)) for c in done.values())),
+        "prefix_cached_cells": int(
+            sum(int(c.attrs.get("prefix_cached", 0)) for c in done.values())
+        ),
     }
     return ds
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from collect.adapters import parse_modules, resolve_layers, target_module_names, decoder_layers
+from collect.adapters import decoder_layers, parse_modules, resolve_layers, target_module_names
 from collect.config import CellKey, SweepConfig, config_from_dict
 from collect.errors import CollectError
 from collect.models import load_model
@@ -40,7 +40,7 @@ def prepare_dir(config: SweepConfig, out_dir: Path) -> None:
 
 
 def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> None:
-    """Checks that need the model (layer indices, module names, task sizes), before training."""
+    """Run the checks that need the model (layers, module names, task sizes) before training."""
     for spec_text in sorted({k.modules for k in keys}):
         spec = parse_modules(spec_text)
         if spec.is_block:
@@ -52,8 +52,13 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
         validate_task(task, loaded.tokenizer, length, random_ratio=ratio, source=config.source)
 
 
-def pending_cells(config: SweepConfig, out_dir: Path, *, retry_failed: bool = False,
-                  only: Iterable[CellKey] | None = None) -> list[CellKey]:
+def pending_cells(
+    config: SweepConfig,
+    out_dir: Path,
+    *,
+    retry_failed: bool = False,
+    only: Iterable[CellKey] | None = None,
+) -> list[CellKey]:
     """Cells of the sweep (or of ``only``) that have no finished file yet."""
     keys = list(only) if only is not None else config.cells()
     todo = [k for k in keys if not cell_path(out_dir, k).exists()]
@@ -69,8 +74,16 @@ def pending_cells(config: SweepConfig, out_dir: Path, *, retry_failed: bool = Fa
     return todo
 
 
-def run_sweep(config: SweepConfig, out_dir: str | Path, *, only: Iterable[CellKey] | None = None,
-              retry_failed: bool = False, progress: bool = True, merge_to: str | Path | None = None):
+def run_sweep(
+    config: SweepConfig,
+    out_dir: str | Path,
+    *,
+    only: Iterable[CellKey] | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    merge_to: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
+):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
     Parameters
@@ -87,6 +100,9 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, only: Iterable[CellKe
         Show a tqdm progress bar with ETA.
     merge_to : path, optional
         Write the merged NetCDF dataset there at the end.
+    shard : (int, int)
+        ``(i, n)``: run only the cells whose position in the sweep is ``i`` modulo ``n``, so
+        ``n`` workers (processes, GPUs) can share one sweep directory.
 
     Returns
     -------
@@ -95,7 +111,17 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, only: Iterable[CellKe
     """
     out_dir = Path(out_dir)
     prepare_dir(config, out_dir)
-    todo = sorted(pending_cells(config, out_dir, retry_failed=retry_failed, only=only), key=_group)
+    # Config order is priority order: blocks listed first run first (a partial sweep is useful).
+    index, n_shards = shard
+    if not 0 <= index < n_shards:
+        raise CollectError(f"shard must be i/n with 0 <= i < n, got {index}/{n_shards}.")
+    keys = list(only) if only is not None else config.cells()
+    mine = keys[index::n_shards]
+    todo = pending_cells(config, out_dir, retry_failed=retry_failed, only=mine)
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     bar = tqdm(total=len(todo), disable=not progress, desc=config.name, unit="cell")
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
@@ -104,13 +130,26 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, only: Iterable[CellKe
         validate_for_model(config, model_keys, loaded)
         model = loaded.model
         for (_, task, ratio, length), group in itertools.groupby(model_keys, key=_group):
-            entries = build_task(task, loaded.tokenizer, length, random_ratio=ratio,
-                                 data_seed=config.data_seed, source=config.source)
+            entries = build_task(
+                task,
+                loaded.tokenizer,
+                length,
+                random_ratio=ratio,
+                data_seed=config.data_seed,
+                source=config.source,
+            )
             for key in group:
                 bar.set_postfix_str(f"{task} {key.method} r={key.rank} l={length} s={key.seed}")
                 result, model = run_cell(
-                    model, loaded.tokenizer, entries, task=task, method=key.method,
-                    modules=key.modules, rank=key.rank, seed=key.seed, train=config.train,
+                    model,
+                    loaded.tokenizer,
+                    entries,
+                    task=task,
+                    method=key.method,
+                    modules=key.modules,
+                    rank=key.rank,
+                    seed=key.seed,
+                    train=config.train,
                     device=loaded.device,
                 )
                 write_cell(out_dir, key, result, config.fingerprint())

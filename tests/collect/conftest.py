@@ -7,47 +7,25 @@ from pathlib import Path
 
 import pytest
 
-EOS = "<|endoftext|>"
-
 #: The paper's benchmark files, outside the repo (never copied into it).
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 
 
 def make_byte_tokenizer():
-    """A byte-level BPE tokenizer with no merges: ids 0-255 are bytes, 256 is <|endoftext|>.
+    """The byte-level tokenizer of :mod:`collect.models` (ids 0-255 bytes, 256 eos/pad)."""
+    from collect.models import byte_level_tokenizer
 
-    Built entirely in code (no download). ``<|endoftext|>`` is bos, eos and pad.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    byte_to_char = sorted(alphabet, key=lambda c: _byte_of(c))
-    vocab = {ch: i for i, ch in enumerate(byte_to_char)}
-    vocab[EOS] = 256
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS
-    )
+    return byte_level_tokenizer()
 
 
-def _byte_of(ch: str) -> int:
-    """Invert GPT-2's bytes_to_unicode map for one character."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip((chr(c) for c in cs), printable, strict=True))[ch]
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread: small models run faster and results do not depend on the core count."""
+    try:
+        import torch
+    except ImportError:  # tasks tests need no torch
+        return
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +47,43 @@ def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
+
+
+@pytest.fixture()
+def tiny():
+    """A fresh tiny random Llama and its byte tokenizer (no download)."""
+    from collect.models import tiny_random_model
+
+    model, tokenizer = tiny_random_model()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model, tokenizer
+
+
+def make_tiny_sweep(**overrides) -> dict:
+    """A raw sweep config on the tiny model, small enough to run in seconds."""
+    raw = {
+        "name": "tiny",
+        "defaults": {
+            "models": ["tiny-random"],
+            "modules": ["mlp@2"],
+            "ranks": [1, 8],
+            "lengths": [20, 40],
+            "seeds": [0],
+        },
+        "train": {"max_steps": 40, "log_every": 5},
+        "data": {"threads": 1},
+        "grid": [
+            {"tasks": ["long_context"], "random_ratios": [1.0]},
+            {"tasks": ["phonebook"], "methods": ["sft", "memft_ot"]},
+        ],
+    }
+    for key, value in overrides.items():
+        raw[key] = value
+    return raw
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep():
+    """Factory of raw tiny-model sweep configs (keyword arguments override top-level keys)."""
+    return make_tiny_sweep

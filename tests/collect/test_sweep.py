@@ -1,0 +1,232 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from collect.cli import main as collect_main
+from collect.config import config_from_dict, load_config
+from collect.errors import CollectError
+from collect.launch import chunk, launch
+from collect.store import merge
+from collect.sweep import run_sweep
+
+CONTRACT_DIMS = {
+    "model",
+    "task",
+    "random_ratio",
+    "method",
+    "modules",
+    "rank",
+    "length",
+    "seed",
+    "token",
+    "step",
+}
+CELL_VARS = {
+    "loss_before",
+    "loss_after",
+    "loss_reduction",
+    "exact_match",
+    "token_accuracy",
+    "steps",
+    "wall_time",
+    "status",
+}
+TOKEN_VARS = {"p_before", "p_after", "greedy_correct"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_sweep):
+    out = tmp_path_factory.mktemp("sweep")
+    config = config_from_dict(tiny_sweep())
+    ds = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc")
+    return config, out, ds
+
+
+def test_dataset_follows_the_contract(finished):
+    _, out, ds = finished
+    ds = xr.open_dataset(out / "dataset.nc")
+    assert CONTRACT_DIMS <= set(ds.dims)
+    assert CELL_VARS | TOKEN_VARS | {"entry", "n_params", "loss_curve", "frac_above_curve"} <= set(
+        ds.data_vars
+    )
+    for name in CELL_VARS:
+        assert ds[name].dims == (
+            "model",
+            "task",
+            "random_ratio",
+            "method",
+            "modules",
+            "rank",
+            "length",
+            "seed",
+        )
+    assert ds["n_params"].dims == ("model", "modules", "rank")
+    for attr in ("schema_version", "config", "versions", "git_revision", "created", "synthetic"):
+        assert attr in ds.attrs
+    assert json.loads(ds.attrs["config"])["name"] == "tiny"
+    assert "torch" in json.loads(ds.attrs["versions"])
+    assert ds.attrs["complete"] == "true"
+
+
+def test_values_are_consistent(finished):
+    _, _, ds = finished
+    ok = ds["status"] == "ok"
+    assert int(ok.sum()) == 12  # 4 long-context cells + 8 phonebook (2 methods)
+    diff = ds["loss_before"] - ds["loss_after"] - ds["loss_reduction"]
+    assert float(abs(diff.where(ok)).max()) == 0.0
+    # cells outside the union of blocks are marked, not dropped
+    assert set(np.unique(ds["status"].values)) == {"ok", "not_run"}
+    assert np.isnan(ds["loss_reduction"].where(~ok)).all()
+    # padding beyond `length` is NaN for token variables
+    # `method` is also a keyword of .sel(): select that dimension with the dict form
+    cell = ds.sel(
+        {
+            "task": "long_context",
+            "random_ratio": 1.0,
+            "method": "sft",
+            "rank": 8,
+            "length": 20,
+            "seed": 0,
+        }
+    )
+    p = cell["p_after"].squeeze()
+    assert np.isfinite(p[:20]).all() and np.isnan(p[20:]).all()
+    assert (ds["entry"].sel(task="long_context", length=20).squeeze()[:20] == 0).all()
+
+
+def test_resume_skips_finished_cells(finished):
+    config, out, _ = finished
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.nc")}
+    run_sweep(config, out, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.nc")} == stamp
+
+
+def test_other_settings_cannot_mix_into_a_sweep(finished, tiny_sweep):
+    _, out, _ = finished
+    other = config_from_dict(tiny_sweep(train={"max_steps": 41, "log_every": 5}))
+    with pytest.raises(CollectError, match="other training/data settings"):
+        run_sweep(other, out, progress=False)
+
+
+def _strip(ds):
+    return ds.drop_vars(["wall_time"]).assign_attrs(created="", git_revision="")
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, finished, tiny_sweep):
+    """Start a sweep in a subprocess, kill it mid-way, resume: same dataset as one clean run."""
+    _, _, reference = finished
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "collect", "run", str(cfg), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "cells").glob("*.nc"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(list((out / "cells").glob("*.nc")))
+    assert 3 <= n_before < 12, "the kill must land mid-way"
+    partial = merge(load_config(cfg), out)
+    assert partial.attrs["complete"] == "false" and partial.attrs["n_cells_done"] == n_before
+    assert collect_main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    resumed = xr.open_dataset(out / "dataset.nc")
+    xr.testing.assert_identical(_strip(resumed.load()), _strip(reference))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {
+                "defaults": {
+                    "models": ["tiny-random"],
+                    "modules": ["mlp@2"],
+                    "ranks": [0],
+                    "lengths": [20],
+                    "seeds": [0],
+                }
+            },
+            "ranks must be positive integers, got 0",
+        ),
+        ({"grid": [{"tasks": ["poetry"]}]}, "unknown task 'poetry'"),
+        ({"grid": [{"tasks": ["phonebook"], "methods": ["dpo"]}]}, "unknown method 'dpo'"),
+        ({"grid": [{"tasks": ["phonebook"], "modules": ["mlp"]}]}, "PARTS@LAYERS"),
+        ({"train": {"max_steps": 10, "learning_rate": 1}}, "unknown \\[train\\] keys"),
+    ],
+)
+def test_bad_configs_fail_at_parse_time(override, message, tiny_sweep):
+    with pytest.raises(CollectError, match=message):
+        config_from_dict(tiny_sweep(**override))
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ([{"tasks": ["phonebook"], "modules": ["foo_proj@1"]}], "no module matches 'foo_proj'"),
+        ([{"tasks": ["phonebook"], "modules": ["mlp@7"]}], "names layer 7"),
+        ([{"tasks": ["long_context"], "random_ratios": [0.0], "lengths": [10**6]}], "tokens"),
+    ],
+)
+def test_bad_configs_fail_before_any_training(tmp_path, grid, message, tiny_sweep):
+    config = config_from_dict(tiny_sweep(grid=grid))
+    with pytest.raises(CollectError, match=message):
+        run_sweep(config, tmp_path, progress=False)
+    assert not list(tmp_path.glob("cells/*.nc"))
+
+
+def test_cli_reports_bad_config_cleanly(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[defaults]\nranks = [-1]\nlengths = [8]\n")
+    assert collect_main(["plan", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "ranks must be positive integers, got -1" in capsys.readouterr().err
+
+
+def test_chunking_covers_every_cell_once():
+    parts = chunk(list(range(10)), 3)
+    assert [len(p) for p in parts] == [4, 3, 3] and sum(parts, []) == list(range(10))
+    assert chunk([1, 2], 5) == [[1], [2]]
+
+
+def test_submitit_launcher_writes_the_same_cells(tmp_path, finished, tiny_sweep):
+    _, _, reference = finished
+    config = config_from_dict(tiny_sweep())
+    jobs = launch(config, tmp_path, cluster="debug", jobs=3, wait=True)
+    assert len(jobs) == 3
+    xr.testing.assert_identical(_strip(merge(config, tmp_path)), _strip(reference))
+
+
+def test_cli_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        collect_main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("run", "plan", "merge", "launch", "examples"):
+        assert word in text
+
+
+def test_merge_refuses_incomplete_when_asked(tmp_path, tiny_sweep):
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    code = collect_main(
+        [
+            "merge",
+            str(cfg),
+            "--out",
+            str(tmp_path / "empty"),
+            "-o",
+            str(tmp_path / "x.nc"),
+            "--require-complete",
+        ]
+    )
+    assert code == 2 and not Path(tmp_path / "x.nc").exists()
