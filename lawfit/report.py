@@ -223,6 +223,11 @@ def build_report(
     if str(ds.attrs.get("synthetic", "")).lower() == "true":
         B.append(("note", "this dataset is SYNTHETIC (attrs synthetic=true): numbers below "
                           "describe the simulator, not a model."))
+    if str(ds.attrs.get("complete", "true")).lower() == "false":
+        B.append(("note", f"this dataset is PARTIAL: {ds.attrs.get('n_cells_done', '?')} of "
+                          f"{ds.attrs.get('n_cells', '?')} cells of its sweep are collected "
+                          "(attrs complete=false); cells not yet run have status 'not_run' and "
+                          "every number below rests on the collected cells only."))
     if "status" in ds:
         st = pd.Series(np.asarray(ds["status"].values).ravel().astype(str)).value_counts()
         B.append(("table", st.rename_axis("status").reset_index(name="cells")))

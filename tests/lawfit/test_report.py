@@ -103,3 +103,12 @@ def test_report_skips_settings_with_nothing_collected(full):
     md = build_report(two, bootstrap=0).to_markdown()
     assert "random_ratio=0.0" in md and "nothing collected" in md
     assert md.count("Best form by AICc") == 1
+
+
+def test_report_says_when_a_dataset_is_partial():
+    ds = synthetic_dataset(rng=0, seeds=2).assign_attrs(complete="false", n_cells=200,
+                                                       n_cells_done=112)
+    md = build_report(ds, bootstrap=0).to_markdown()
+    assert "PARTIAL: 112 of 200 cells" in md
+    complete = synthetic_dataset(rng=0, seeds=2).assign_attrs(complete="true")
+    assert "PARTIAL" not in build_report(complete, bootstrap=0).to_markdown()
