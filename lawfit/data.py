@@ -104,7 +104,8 @@ def _from_dataset(ds, variables, by, inputs):
         raise LawfitError(
             f"the dataset has grouping dim(s) of size > 1 not named in by=: {vals}. One law "
             f"per setting: pass by={multi!r} to fit each group, or select one first, e.g. "
-            f"ds.sel({multi[0]}={vals[multi[0]][0]!r})."
+            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}}) (the dict form also works for "
+            "'method', a keyword of .sel)."
         )
     for d in list(sub.dims):
         if d not in inner_ok and sub.sizes[d] == 1:

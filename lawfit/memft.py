@@ -413,8 +413,8 @@ def memft_savings(
         vals = {d: list(map(str, ds[d].values))[:4] for d in multi}
         raise LawfitError(
             f"memft_savings compares methods within one setting; the dataset has grouping "
-            f"dims of size > 1: {vals}. Select one first, e.g. ds.sel({multi[0]}="
-            f"{vals[multi[0]][0]!r})."
+            f"dims of size > 1: {vals}. Select one first, e.g. "
+            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}})."
         )
     gen = np.random.default_rng(rng)
     notes: list[str] = []
