@@ -24,6 +24,17 @@ try:
 except Exception:  # noqa: BLE001
     __version__ = "0.0.0+unknown"
 
+
+
+def __getattr__(name: str):
+    """Import ``lawfit.plotting`` on first access (it needs matplotlib: optional)."""
+    if name == "plotting":
+        import importlib
+
+        return importlib.import_module("lawfit.plotting")
+    raise AttributeError(f"module 'lawfit' has no attribute {name!r}")
+
+
 __all__ = [
     "fit",
     "load",

@@ -1,0 +1,246 @@
+"""Figures of the law itself.
+
+ΔL vs rank (paper Fig. 2a), predicted vs measured (Fig. 2b), loss/recall decoupling
+(Fig. 2c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lawfit.plotting._common import LN2, cells_frame, fig_ax, log_ticks, plain_log, require
+from lawfit.plotting.style import DL_LABEL, length_colors, new_figure, styled
+
+__all__ = ["plot_law_curves", "plot_predicted_vs_measured", "plot_loss_recall"]
+
+
+def _capacity_name(fit) -> str:
+    return fit.inputs[0] if fit.inputs and fit.inputs[0] != "length" else "rank"
+
+
+def _param_text(fit, names=("alpha", "beta")) -> str:
+    sym = {"alpha": "α", "beta": "β", "C": "C", "b": "b"}
+    parts = []
+    ci = None
+    if fit.draws is not None and len(fit.draws):
+        try:
+            ci = fit.conf_int()
+        except Exception:  # noqa: BLE001 - fall back to the point estimate
+            ci = None
+    for n in names:
+        if n not in fit.params:
+            continue
+        s = f"{sym.get(n, n)} = {fit.params[n]:.2f}"
+        if ci is not None and n in ci.index:
+            s += f" [{ci.loc[n, 'low']:.2f}, {ci.loc[n, 'high']:.2f}]"
+        parts.append(s)
+    parts.append(f"R² = {fit.r2:.3f}")
+    return ", ".join(parts)
+
+
+@styled
+def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int = 80,
+                    show_memorized: bool = True, title: str | None = None):
+    """Plot ΔL against rank on log-log axes, one colour per target length (paper Fig. 2a).
+
+    Points are the measured cells (filled: fitted; hollow: memorized cells with
+    ``loss_after ≤ ln 2``, excluded from the fit), lines the fitted law, bands its
+    confidence interval (bootstrap draws when the fit has them, else the delta method).
+
+    Parameters
+    ----------
+    fit : FitResult
+        A fit of a law in (rank or n_params, length), e.g. ``lawfit.fit(ds)``.
+    data : xarray.Dataset, optional
+        Dataset the law was fitted on; only used to show memorized cells (the fit's
+        ``exclusions`` are used when it is omitted).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (a new single-column figure otherwise).
+    level : float
+        Level of the confidence band.
+    n_grid : int
+        Points per curve.
+    show_memorized : bool
+        Draw the excluded memorized cells as hollow markers.
+    title : str, optional
+        Axes title (default: the fitted exponents with CIs and R²).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = fig_ax(ax, 3.3, 2.6)
+    cap = _capacity_name(fit)
+    res = fit.residuals
+    memo = None
+    if show_memorized:
+        ex = fit.exclusions
+        if ex is not None and len(ex) and "reason" in ex:
+            memo = ex[ex["reason"].astype(str).str.startswith("memorized")]
+    lengths = sorted(set(res["length"]) | (set(memo["length"]) if memo is not None else set()))
+    colors = length_colors(lengths)
+    lo_c, hi_c = fit.input_ranges[cap]
+    grid = np.geomspace(lo_c, hi_c, n_grid)
+    fitted_lengths = set(res["length"])
+    for L in lengths:
+        c = colors[float(L)]
+        pts = res[res["length"] == L]
+        ax.plot(pts[cap], pts["loss_reduction"], "o", color=c, ms=3.2, alpha=0.85,
+                mec="white", mew=0.3, zorder=3)
+        if memo is not None and len(memo) and cap in memo:
+            m = memo[memo["length"] == L]
+            ax.plot(m[cap], m["loss_reduction"], "o", mfc="none", mec=c, ms=3.2, mew=0.7,
+                    zorder=3)
+        if L not in fitted_lengths:
+            continue
+        pr = fit.predict(**{cap: grid, "length": float(L)}, interval="confidence",
+                         level=level)
+        ok = pr["mean"].to_numpy() > 0
+        ax.plot(grid[ok], pr["mean"].to_numpy()[ok], "-", color=c, lw=1.1, zorder=2,
+                label=f"{int(L)}")
+        lo = np.clip(pr["low"].to_numpy(), 1e-12, None)
+        ax.fill_between(grid[ok], lo[ok], pr["high"].to_numpy()[ok], color=c, alpha=0.2,
+                        lw=0, zorder=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if cap == "rank":
+        log_ticks(ax, "x", sorted(set(res[cap]) | (set(memo[cap]) if memo is not None
+                                                   and len(memo) else set())))
+        ax.set_xlabel("LoRA rank $r$")
+    else:
+        ax.set_xlabel("trainable parameters $N$")
+    ax.set_ylabel(DL_LABEL)
+    plain_log(ax, "y")
+    handles, labels = ax.get_legend_handles_labels()
+    if memo is not None and len(memo):
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="0.3", ms=3.2))
+        labels.append("memorized\n(not fitted)")
+    ax.legend(handles, labels, title="length ℓ\n(tokens)", loc="center left",
+              bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(title if title is not None else _param_text(fit), fontsize=7)
+    return fig
+
+
+@styled
+def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
+                               title: str | None = None):
+    """Plot measured ΔL against the law's prediction, with the identity line and R² (Fig. 2b).
+
+    Parameters
+    ----------
+    fit : FitResult
+        Fitted law.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on.
+    log : bool, optional
+        Log-log axes (default: when every measured and fitted value is positive).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = fig_ax(ax, 3.3, 2.7)
+    res = fit.residuals
+    obs, fitted = res["loss_reduction"].to_numpy(), res["fitted"].to_numpy()
+    if log is None:
+        log = bool((obs > 0).all() and (fitted > 0).all())
+    colors = length_colors(res["length"])
+    for L, g in res.groupby("length"):
+        ax.plot(g["fitted"], g["loss_reduction"], "o", color=colors[float(L)], ms=3.2,
+                alpha=0.85, mec="white", mew=0.3, label=f"{int(L)}")
+    both = np.concatenate([obs, fitted])
+    lo, hi = (both[both > 0].min(), both.max()) if log else (both.min(), both.max())
+    pad = (hi / lo) ** 0.05 if log else 0.05 * (hi - lo)
+    lim = (lo / pad, hi * pad) if log else (lo - pad, hi + pad)
+    ax.plot(lim, lim, "--", color="0.4", lw=0.8, zorder=0, label="identity")
+    ax.set_xlim(lim)
+    ax.set_ylim(lim)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log(ax, "x")
+        plain_log(ax, "y")
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel(r"predicted $\Delta L$ (nats/token)")
+    ax.set_ylabel(r"measured $\Delta L$ (nats/token)")
+    ax.text(0.04, 0.96, f"$R^2$ = {fit.r2:.3f}\nRMSE = {fit.rmse:.3g} nats\n"
+            f"n = {fit.n_obs} cells", transform=ax.transAxes, va="top", ha="left",
+            fontsize=7)
+    ax.legend(title="length ℓ", loc="lower right", handletextpad=0.2, markerscale=1.0)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+@styled
+def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
+                     title: str | None = None):
+    """Plot loss after training and exact-match recall against rank, per length (Fig. 2c).
+
+    The top panel shows ``loss_after`` with the recall threshold ln 2 (p = 0.5 per
+    token); the bottom one ``exact_match`` (solid) and ``token_accuracy`` (dashed).
+    Mean loss keeps falling smoothly while recall switches on abruptly: the loss/recall
+    decoupling. Points are means over seeds; error bars their range.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting of a contract dataset (one method), with ``loss_after`` and
+        ``exact_match`` over ``rank`` and ``length``.
+    axes : sequence of two Axes, optional
+        Axes to draw on (top, bottom).
+    show_token_accuracy : bool
+        Also draw ``token_accuracy`` (dashed).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    require(ds, ["loss_after", "exact_match"], "plot_loss_recall")
+    df = cells_frame(ds, ["loss_after", "exact_match", "token_accuracy"])
+    if axes is None:
+        fig, axes = new_figure(3.3, 3.7, nrows=2, sharex=True)
+    else:
+        fig = axes[0].figure
+    top, bot = axes
+    colors = length_colors(df["length"])
+    agg = df.groupby(["length", "rank"]).agg(["mean", "min", "max"]).reset_index()
+    for L, g in agg.groupby("length"):
+        c = colors[float(L)]
+        r = g["rank"].to_numpy()
+        for axx, var, ls, lab in ((top, "loss_after", "-", f"{int(L)}"),
+                                  (bot, "exact_match", "-", None)):
+            m, lo, hi = (g[(var, k)].to_numpy() for k in ("mean", "min", "max"))
+            axx.errorbar(r, m, yerr=[m - lo, hi - m], fmt="o" + ls, color=c, ms=3, lw=1.0,
+                         elinewidth=0.6, capsize=0, label=lab)
+        if show_token_accuracy and ("token_accuracy", "mean") in g:
+            bot.plot(r, g[("token_accuracy", "mean")], "--", color=c, lw=0.8, alpha=0.9)
+    top.axhline(LN2, color="0.3", ls=":", lw=0.8)
+    top.annotate("ln 2 (p = 0.5)", xy=(0.0, LN2), xycoords=("axes fraction", "data"),
+                 xytext=(2, -2), textcoords="offset points", ha="left", va="top",
+                 fontsize=6.5, color="0.3")
+    top.set_yscale("log")
+    plain_log(top, "y")
+    top.set_ylabel("loss after training\n(nats/token)")
+    bot.set_ylabel("exact-match recall")
+    bot.set_ylim(-0.04, 1.04)
+    bot.set_xscale("log")
+    log_ticks(bot, "x", df["rank"].unique())
+    bot.set_xlabel("LoRA rank $r$")
+    top.legend(title="length ℓ (tokens)", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if show_token_accuracy:
+        from matplotlib.lines import Line2D
+
+        bot.legend([Line2D([], [], color="0.3", ls="-", marker="o", ms=3),
+                    Line2D([], [], color="0.3", ls="--")],
+                   ["exact match", "token accuracy\n(teacher forced)"], loc="center left",
+                   bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,177 @@
+"""Figures comparing SFT with MemFT-OT and MemFT-SW."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lawfit.errors import LawfitError
+from lawfit.plotting._common import LN2, cells_frame, log_ticks, plain_log, require
+from lawfit.plotting.style import DL_LABEL, METHOD_COLORS, METHOD_LABELS, new_figure, styled
+
+__all__ = ["plot_methods", "plot_trajectories"]
+
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _method_frame(ds, variables):
+    if "method" not in ds.dims:
+        raise LawfitError("MemFT figures need a 'method' dimension (sft, memft_ot, memft_sw); "
+                          f"the dataset has dims {dict(ds.sizes)}.")
+    df = cells_frame(ds, variables)
+    if "method" not in df or df["method"].nunique() < 2:
+        got = sorted(df["method"].unique()) if "method" in df else []
+        raise LawfitError(
+            "MemFT figures need ok cells of at least two methods; got ok cells for "
+            f"{got}. Collect the MemFT block of the sweep first."
+        )
+    return df
+
+
+def _order_methods(ms):
+    pref = ["sft", "memft_ot", "memft_sw"]
+    return [m for m in pref if m in ms] + sorted(m for m in ms if m not in pref)
+
+
+@styled
+def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
+    """Plot exact-match recall and ΔL against rank for SFT and MemFT, per length.
+
+    Only lengths at which a MemFT method has ok cells are drawn (SFT on the same
+    lengths, over all its ranks, for reference). Colour: method; line style and
+    marker: length. Points are means over seeds.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting with a ``method`` dim holding ``sft`` and at least one MemFT method.
+    axes : sequence of two Axes, optional
+        Axes for recall and ΔL.
+    lengths : sequence of int, optional
+        Lengths to draw (default: those with MemFT cells).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    require(ds, ["loss_reduction", "exact_match"], "plot_methods")
+    df = _method_frame(ds, ["loss_reduction", "exact_match"])
+    if lengths is None:
+        lengths = sorted(df.loc[df["method"] != "sft", "length"].unique())
+    df = df[df["length"].isin(lengths)]
+    if axes is None:
+        fig, axes = new_figure("double", 2.35, ncols=2)
+    else:
+        fig = axes[0].figure
+    a1, a2 = axes
+    methods = _order_methods(df["method"].unique())
+    agg = df.groupby(["method", "length", "rank"])[["loss_reduction", "exact_match"]].mean()
+    agg = agg.reset_index()
+    for m in methods:
+        for i, L in enumerate(lengths):
+            g = agg[(agg["method"] == m) & (agg["length"] == L)].sort_values("rank")
+            if not len(g):
+                continue
+            kw = dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[i % 4],
+                      marker=_MARKERS[i % 6], ms=3.2, lw=1.0,
+                      mfc="white" if m == "sft" else None)
+            a1.plot(g["rank"], g["exact_match"], **kw)
+            pos = g["loss_reduction"] > 0
+            a2.plot(g["rank"][pos], g["loss_reduction"][pos], **kw)
+    for a in axes:
+        a.set_xscale("log")
+        log_ticks(a, "x", df["rank"].unique())
+        a.set_xlabel("LoRA rank $r$")
+    a1.set_ylim(-0.04, 1.04)
+    a1.set_ylabel("exact-match recall")
+    a2.set_yscale("log")
+    plain_log(a2, "y")
+    a2.set_ylabel(DL_LABEL)
+    from matplotlib.lines import Line2D
+
+    h = [Line2D([], [], color=METHOD_COLORS.get(m, "0.5"), lw=1.4) for m in methods]
+    lab = [METHOD_LABELS.get(m, m) for m in methods]
+    h += [Line2D([], [], color="0.35", ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6], ms=3)
+          for i in range(len(lengths))]
+    lab += [f"ℓ = {int(L):,}" for L in lengths]
+    a2.legend(h, lab, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@styled
+def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | None = None):
+    """Training trajectories per method: mean target loss and share of tokens above p = 0.5.
+
+    Rows: ``loss_curve`` (log axis, with ln 2) and ``frac_above_curve``; columns: target
+    lengths with MemFT cells. Colour: method; line style: rank (at most 3 ranks, the
+    smallest, a middle and the largest with MemFT cells). Means over seeds.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting with ``loss_curve`` and ``frac_above_curve`` over ``step`` and a
+        ``method`` dim.
+    axes : 2-D array of Axes, optional
+        Axes grid (2 rows × number of lengths).
+    ranks, lengths : sequence of int, optional
+        Ranks and lengths to draw.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    require(ds, ["loss_curve", "frac_above_curve"], "plot_trajectories")
+    if "step" not in ds.dims:
+        raise LawfitError("plot_trajectories needs a 'step' dimension on the curves.")
+    base = _method_frame(ds, ["loss_reduction"])
+    memft = base[base["method"] != "sft"]
+    if lengths is None:
+        lengths = sorted(memft["length"].unique())[:3]
+    if ranks is None:
+        rr = sorted(memft["rank"].unique())
+        ranks = rr if len(rr) <= 3 else [rr[0], rr[len(rr) // 2], rr[-1]]
+    methods = _order_methods(base["method"].unique())
+    cur = ds[["loss_curve", "frac_above_curve"]]
+    if "status" in ds:
+        cur = cur.where(ds["status"] == "ok")
+    df = cur.to_dataframe().reset_index().dropna(subset=["loss_curve"])
+    if axes is None:
+        fig, axes = new_figure("double", 3.6, nrows=2, ncols=len(lengths), sharex="col",
+                               sharey="row", squeeze=False)
+    else:
+        fig = np.asarray(axes).ravel()[0].figure
+    axes = np.asarray(axes).reshape(2, -1)
+    for j, L in enumerate(lengths):
+        for m in methods:
+            for k, r in enumerate(ranks):
+                g = df[(df["method"] == m) & (df["length"] == L) & (df["rank"] == r)]
+                if not len(g):
+                    continue
+                g = g.groupby("step")[["loss_curve", "frac_above_curve"]].mean().reset_index()
+                kw = dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[k % 4], lw=1.0)
+                axes[0, j].plot(g["step"], g["loss_curve"], **kw)
+                axes[1, j].plot(g["step"], g["frac_above_curve"], **kw)
+        axes[0, j].set_title(f"ℓ = {int(L):,} tokens", fontsize=7.5)
+        axes[0, j].axhline(LN2, color="0.5", ls=":", lw=0.7)
+        axes[0, j].set_yscale("log")
+        plain_log(axes[0, j], "y")
+        axes[1, j].set_ylim(-0.03, 1.03)
+        axes[1, j].set_xlabel("optimizer step")
+    axes[0, 0].set_ylabel("mean target loss\n(nats/token)")
+    axes[1, 0].set_ylabel("share of tokens\nwith p > 0.5")
+    from matplotlib.lines import Line2D
+
+    h = [Line2D([], [], color=METHOD_COLORS.get(m, "0.5"), lw=1.4) for m in methods]
+    lab = [METHOD_LABELS.get(m, m) for m in methods]
+    h += [Line2D([], [], color="0.35", ls=_LINESTYLES[k % 4]) for k in range(len(ranks))]
+    lab += [f"r = {int(r)}" for r in ranks]
+    axes[0, -1].legend(h, lab, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+"""Draw every publication figure of lawfit from one dataset, in PDF and PNG.
+
+    python paper_figures/make_figures.py [DATA.nc] [--out figures/] [--bootstrap N]
+    python paper_figures/make_figures.py --synthetic --out figures/synthetic
+
+Default data: data/smollm2_cpu.nc. One set of figures per setting (model × task ×
+random_ratio × modules with collected cells); figure files are named
+``<figure>__<setting>.{pdf,png}``. A figure the data cannot support (no MemFT cells yet,
+no token variables, too few cells for a fit, ...) is skipped with its reason in the log
+and in ``<out>/INDEX.md``; nothing crashes the run. Partial datasets (cells with status
+``not_run``) and synthetic ones are marked in the corner of each figure and in the index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+
+import lawfit  # noqa: E402
+from lawfit.errors import LawfitError  # noqa: E402
+from lawfit.plotting import (  # noqa: E402
+    annotate_provenance,
+    plot_bits_per_parameter,
+    plot_capacity,
+    plot_cascade,
+    plot_law_curves,
+    plot_loss_recall,
+    plot_methods,
+    plot_model_comparison,
+    plot_phase_diagram,
+    plot_predicted_vs_measured,
+    plot_recall_curve,
+    plot_token_histograms,
+    plot_trajectories,
+    save_figure,
+)
+from lawfit.plotting._common import methods_present, select_method, settings  # noqa: E402
+from lawfit.plotting.style import data_status  # noqa: E402
+
+log = logging.getLogger("make_figures")
+DEFAULT_DATA = os.path.join("data", "smollm2_cpu.nc")
+
+
+class Skip(Exception):
+    """The data cannot support this figure (the message says why)."""
+
+
+@dataclass
+class Setting:
+    """One setting's data and its (cached) analyses."""
+
+    label: str
+    key: str
+    cells: object  # dataset for law-level figures (all methods)
+    tokens: object  # dataset for token-level figures (all methods)
+    bootstrap: int
+    notes: list = field(default_factory=list)
+
+    @cached_property
+    def sft_cells(self):
+        sub = select_method(self.cells, "sft")
+        if sub is None:
+            raise Skip("no ok SFT cells")
+        return sub
+
+    @cached_property
+    def sft_tokens(self):
+        sub = select_method(self.tokens, "sft")
+        if sub is None:
+            raise Skip("no ok SFT cells")
+        return sub
+
+    @cached_property
+    def fit(self):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
+        except LawfitError as exc:
+            raise Skip(f"law not fitted: {exc}") from exc
+
+    @cached_property
+    def compare(self):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return lawfit.compare(self.sft_cells)
+        except LawfitError as exc:
+            raise Skip(f"model comparison not possible: {exc}") from exc
+
+    @cached_property
+    def transition(self):
+        if "p_after" not in self.tokens or "greedy_correct" not in self.tokens:
+            raise Skip("no token variables (p_after, greedy_correct)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return lawfit.phase_transition(self.sft_tokens,
+                                               bootstrap=max(self.bootstrap, 20), rng=0)
+        except LawfitError as exc:
+            raise Skip(f"phase transition not analysable: {exc}") from exc
+
+    @cached_property
+    def bits(self):
+        try:
+            return lawfit.bits_per_parameter(self.sft_cells)
+        except LawfitError as exc:
+            raise Skip(f"bits per parameter not computable: {exc}") from exc
+
+    def needs_memft(self, ds, variables=()):
+        ms = methods_present(ds)
+        if len(ms) < 2 or "sft" not in ms:
+            raise Skip(f"needs ok SFT and MemFT cells; methods with ok cells: {ms}")
+        miss = [v for v in variables if v not in ds]
+        if miss:
+            raise Skip(f"missing variables {miss}")
+
+
+def _fig_law(s):
+    return plot_law_curves(s.fit, s.sft_cells), s.sft_cells
+
+
+def _fig_pred(s):
+    return plot_predicted_vs_measured(s.fit), s.sft_cells
+
+
+def _fig_loss_recall(s):
+    if "exact_match" not in s.sft_cells:
+        raise Skip("no exact_match")
+    return plot_loss_recall(s.sft_cells), s.sft_cells
+
+
+def _fig_hist(s):
+    if "p_before" not in s.tokens:
+        raise Skip("no p_before/p_after token variables")
+    pt = s.transition if "greedy_correct" in s.tokens else None
+    return plot_token_histograms(s.sft_tokens, result=pt), s.sft_tokens
+
+
+def _fig_recall(s):
+    if s.transition.token_fit is None:
+        raise Skip("no token-level logistic fit: " + "; ".join(s.transition.notes))
+    return plot_recall_curve(s.transition, s.sft_tokens), s.sft_tokens
+
+
+def _fig_phase(s):
+    try:
+        fit = s.fit
+    except Skip as exc:
+        s.notes.append(f"phase diagram drawn without the law's boundary ({exc})")
+        fit = None
+    return plot_phase_diagram(s.sft_cells, fit), s.sft_cells
+
+
+def _fig_cascade(s):
+    if s.transition.cascade is None:
+        raise Skip("cascade not computed: " + "; ".join(s.transition.notes))
+    return plot_cascade(s.transition), s.sft_tokens
+
+
+def _fig_methods(s):
+    s.needs_memft(s.tokens, ("loss_reduction", "exact_match"))
+    return plot_methods(s.tokens), s.tokens
+
+
+def _fig_traj(s):
+    s.needs_memft(s.tokens, ("loss_curve", "frac_above_curve"))
+    if "step" not in s.tokens.dims:
+        raise Skip("no step dimension")
+    return plot_trajectories(s.tokens), s.tokens
+
+
+def _fig_compare(s):
+    return plot_model_comparison(s.compare), s.sft_cells
+
+
+def _fig_capacity(s):
+    return plot_capacity(s.fit, s.sft_cells), s.sft_cells
+
+
+def _fig_bits(s):
+    b = s.bits
+    if not len(b.by_rank) or "bits_per_param" not in b.by_rank:
+        raise Skip("no bits per parameter (n_params missing?): " + "; ".join(b.notes))
+    return plot_bits_per_parameter(b), s.sft_cells
+
+
+#: (file name, what it shows, builder)
+FIGURES = [
+    ("fig2a_law_vs_rank", "ΔL vs rank per length, data + law + bootstrap band", _fig_law),
+    ("fig2b_predicted_vs_measured", "predicted vs measured ΔL, R²", _fig_pred),
+    ("fig2c_loss_recall", "loss after and exact match vs rank: decoupling", _fig_loss_recall),
+    ("token_histograms", "p of the correct token before/after training", _fig_hist),
+    ("recall_vs_p", "greedy recall vs p_after, logistic p* and CI", _fig_recall),
+    ("phase_diagram", "rank × length recall map with the law's ln 2 boundary", _fig_phase),
+    ("cascade", "earliest sub-threshold token vs first greedy error, ρ", _fig_cascade),
+    ("methods", "SFT vs MemFT: recall and ΔL vs rank", _fig_methods),
+    ("trajectories", "SFT vs MemFT: loss and share above 0.5 over steps", _fig_traj),
+    ("model_comparison", "ΔAICc/weights and held-out extrapolation error per form",
+     _fig_compare),
+    ("capacity", "rank needed for recall vs target length", _fig_capacity),
+    ("bits_per_parameter", "bits per adapter parameter vs rank, 2 and 3.6 anchors", _fig_bits),
+]
+
+
+def _settings_of(cells, tokens, bootstrap):
+    if tokens is cells:
+        for label, key, sub in settings(cells):
+            yield Setting(label, key, sub, sub, bootstrap)
+    else:  # synthetic: two datasets, one setting each
+        yield Setting("synthetic", "synthetic", cells, tokens, bootstrap)
+
+
+def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf", "png"),
+             only=None, dpi=300):
+    """Draw every figure; return a list of dicts (figure, setting, status, reason, files)."""
+    tokens = cells if tokens is None else tokens
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    synthetic = data_status(cells)["synthetic"]
+    for s in _settings_of(cells, tokens, bootstrap):
+        log.info("setting %s (%s)", s.label, s.key)
+        for name, what, build in FIGURES:
+            if only and name not in only:
+                continue
+            stem = os.path.join(out, f"{name}__{s.key}" + ("_SYNTHETIC" if synthetic and
+                                                             "synthetic" not in s.key else ""))
+            t0 = time.perf_counter()
+            try:
+                fig, src = build(s)
+                tag = s.label if s.label and s.label != "synthetic" else None
+                annotate_provenance(fig, src, text=tag)
+                files = save_figure(fig, stem, formats=formats, dpi=dpi)
+                rows.append(dict(figure=name, setting=s.label, status="drawn", reason=what,
+                                 files=files, seconds=round(time.perf_counter() - t0, 2)))
+                log.info("  drew    %-28s %.1fs", name, time.perf_counter() - t0)
+            except Skip as exc:
+                rows.append(dict(figure=name, setting=s.label, status="skipped",
+                                 reason=str(exc), files=[]))
+                log.warning("  skipped %-28s %s", name, exc)
+            except LawfitError as exc:
+                rows.append(dict(figure=name, setting=s.label, status="skipped",
+                                 reason=str(exc), files=[]))
+                log.warning("  skipped %-28s %s", name, exc)
+            except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the rest
+                rows.append(dict(figure=name, setting=s.label, status="error",
+                                 reason=f"{type(exc).__name__}: {exc}", files=[]))
+                log.error("  ERROR   %-28s %s\n%s", name, exc, traceback.format_exc())
+            finally:
+                import matplotlib.pyplot as plt
+
+                plt.close("all")
+        for n in s.notes:
+            log.info("  note: %s", n)
+    _write_index(rows, cells, out)
+    return rows
+
+
+def _write_index(rows, ds, out):
+    st = data_status(ds)
+    lines = ["# Figures", ""]
+    if st["synthetic"]:
+        lines.append("**SYNTHETIC data** (lawfit.testing): the figures describe the simulator.")
+    if st["partial"]:
+        lines.append(f"**Partial data**: {st['n_ok']} of {st['n_cells']} cells of the grid "
+                     f"have status ok ({st['n_not_run']} not run yet).")
+    for k in ("created", "git_revision"):
+        if k in getattr(ds, "attrs", {}):
+            lines.append(f"- {k}: {ds.attrs[k]}")
+    lines += ["", "| figure | setting | status | what / why skipped | files |",
+              "|---|---|---|---|---|"]
+    for r in rows:
+        files = ", ".join(os.path.basename(f) for f in r["files"])
+        reason = str(r["reason"]).replace("|", "/").replace("\n", " ")[:300]
+        lines.append(f"| {r['figure']} | {r['setting']} | {r['status']} | {reason} | {files} |")
+    with open(os.path.join(out, "INDEX.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?", default=DEFAULT_DATA, help="contract dataset (.nc)")
+    ap.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    ap.add_argument("--bootstrap", type=int, default=500,
+                    help="bootstrap replicates for bands and CIs (default 500)")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="draw everything from lawfit.testing synthetic data instead")
+    ap.add_argument("--only", nargs="*", help="figure names to draw (default: all)")
+    ap.add_argument("--formats", nargs="*", default=["pdf", "png"])
+    ap.add_argument("--dpi", type=int, default=300)
+    ap.add_argument("-q", "--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.WARNING if a.quiet else logging.INFO)
+    if a.synthetic:
+        from lawfit.plotting.demo import synthetic_figure_data
+
+        d = synthetic_figure_data()
+        cells, tokens = d["cells"], d["tokens"]
+        log.info("SYNTHETIC data from lawfit.testing")
+    else:
+        if not os.path.exists(a.data):
+            log.error("no dataset at %s: collect it or merge the cells first:\n  python -m "
+                      "collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o %s\n"
+                      "or draw the synthetic set with --synthetic", a.data, a.data)
+            return 2
+        import xarray as xr
+
+        cells = tokens = xr.load_dataset(a.data)
+        st = data_status(cells)
+        log.info("data %s: %d of %d cells ok%s", a.data, st["n_ok"], st["n_cells"],
+                 f" (PARTIAL: {st['n_not_run']} not run yet)" if st["partial"] else "")
+    rows = draw_all(cells, tokens, out=a.out, bootstrap=a.bootstrap, formats=a.formats,
+                    only=a.only, dpi=a.dpi)
+    n = {k: sum(r["status"] == k for r in rows) for k in ("drawn", "skipped", "error")}
+    log.info("%d figures drawn, %d skipped, %d errors -> %s (see INDEX.md)", n["drawn"],
+             n["skipped"], n["error"], a.out)
+    with open(os.path.join(a.out, "figures.json"), "w") as fh:
+        json.dump(rows, fh, indent=1, default=str)
+    return 1 if n["error"] else 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
