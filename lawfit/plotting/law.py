@@ -210,7 +210,8 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
         fig = axes[0].figure
     top, bot = axes
     colors = length_colors(df["length"])
-    agg = df.groupby(["length", "rank"]).agg(["mean", "min", "max"]).reset_index()
+    vars_ = [v for v in ("loss_after", "exact_match", "token_accuracy") if v in df]
+    agg = df.groupby(["length", "rank"])[vars_].agg(["mean", "min", "max"]).reset_index()
     for L, g in agg.groupby("length"):
         c = colors[float(L)]
         r = g["rank"].to_numpy()

@@ -248,9 +248,19 @@ def data_status(ds) -> dict:
         return {"n_cells": 0, "n_ok": 0, "n_not_run": 0, "synthetic": synthetic,
                 "partial": False}
     st = np.asarray(ds["status"].values).astype(str).ravel()
-    n_nr = int((st == "not_run").sum())
-    return {"n_cells": int(st.size), "n_ok": int((st == "ok").sum()), "n_not_run": n_nr,
-            "synthetic": synthetic, "partial": n_nr > 0}
+    n_ok = int((st == "ok").sum())
+    n_cells = int(st.size)
+    attrs = getattr(ds, "attrs", {})
+    if "n_cells" in attrs:  # collect's merge: the sweep's own cells, not the cartesian grid
+        try:
+            n_cells = int(attrs["n_cells"])
+        except (TypeError, ValueError):
+            pass
+    partial = n_ok < n_cells
+    if str(attrs.get("complete", "")).lower() in ("true", "1"):
+        partial = False
+    return {"n_cells": n_cells, "n_ok": n_ok, "n_not_run": max(n_cells - n_ok, 0),
+            "synthetic": synthetic, "partial": partial}
 
 
 def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
@@ -274,7 +284,7 @@ def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
         if s["synthetic"]:
             parts.append("SYNTHETIC data")
         if s["partial"]:
-            parts.append(f"partial data: {s['n_ok']} of {s['n_cells']} cells ok")
+            parts.append(f"PARTIAL data: {s['n_ok']} of {s['n_cells']} cells collected")
     if text:
         parts.append(text)
     if parts:

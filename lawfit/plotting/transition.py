@@ -58,11 +58,13 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None,
         ax.hist(v, bins=edges, histtype="step", color=col, lw=1.0, label=lab)
     ax.axvline(0.5, color="0.3", ls=":", lw=0.8)
     ax.set_yscale("log")
+    plain_log(ax, "y")
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability of the correct token $p$ (teacher forcing)")
     ax.set_ylabel("tokens")
     ax.legend(loc="upper center", ncols=1)
-    ax.set_title(title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} runs",
+    ax.set_title(title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} "
+                 + ("run" if len(ta.runs) == 1 else "runs"),
                  fontsize=7)
     return fig
 
@@ -142,8 +144,8 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
     ax.plot(grid, sigmoid(tf.intercept + tf.slope * logit(grid)), color="0.15", lw=1.1,
             label="logistic fit")
     if len(rows):
-        ax.errorbar(rows[:, 0], rows[:, 1], yerr=[rows[:, 1] - rows[:, 2],
-                                                  rows[:, 3] - rows[:, 1]],
+        yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
+        ax.errorbar(rows[:, 0], rows[:, 1], yerr=yerr,
                     fmt="o", color="0.15", mfc="white", ms=3.2, elinewidth=0.6, capsize=0,
                     label="binned tokens (95 % CI)")
     ax.set_xlim(pmin, pmax)

@@ -1,0 +1,164 @@
+"""Every figure renders from small synthetic data (Agg), and is not blank."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+mpl = pytest.importorskip("matplotlib")
+mpl.use("Agg")
+
+import lawfit  # noqa: E402
+from lawfit.plotting import (  # noqa: E402
+    plot_bits_per_parameter,
+    plot_capacity,
+    plot_cascade,
+    plot_law_curves,
+    plot_loss_recall,
+    plot_methods,
+    plot_model_comparison,
+    plot_phase_diagram,
+    plot_predicted_vs_measured,
+    plot_recall_curve,
+    plot_token_histograms,
+    plot_trajectories,
+    save_figure,
+)
+from lawfit.plotting.demo import synthetic_figure_data  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = synthetic_figure_data(small=True, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lawfit.fit(d["cells"], bootstrap=30, rng=0)
+        cmp = lawfit.compare(d["cells"])
+        sft = d["tokens"].sel({"method": ["sft"]})
+        pt = lawfit.phase_transition(sft, bootstrap=20, rng=0)
+        bits = lawfit.bits_per_parameter(d["cells"])
+    return dict(d, fit=fit, cmp=cmp, sft_tokens=sft, pt=pt, bits=bits)
+
+
+def _not_blank(path, min_colors=20, min_ink=0.02):
+    img = mpl.image.imread(path)
+    rgb = img[..., :3].reshape(-1, 3)
+    n_colors = len(np.unique((rgb * 255).astype(np.uint8), axis=0))
+    ink = float((rgb.min(axis=1) < 0.95).mean())
+    assert n_colors > min_colors, f"{path}: only {n_colors} distinct colours"
+    assert ink > min_ink, f"{path}: {ink:.3%} non-white pixels"
+
+
+FIGS = {
+    "law_curves": lambda d: plot_law_curves(d["fit"], d["cells"]),
+    "pred_vs_measured": lambda d: plot_predicted_vs_measured(d["fit"]),
+    "loss_recall": lambda d: plot_loss_recall(d["cells"]),
+    "token_histograms": lambda d: plot_token_histograms(d["sft_tokens"], result=d["pt"]),
+    "recall_curve": lambda d: plot_recall_curve(d["pt"], d["sft_tokens"]),
+    "phase_diagram": lambda d: plot_phase_diagram(d["cells"], d["fit"]),
+    "phase_diagram_frac": lambda d: plot_phase_diagram(d["sft_tokens"], order="frac_above"),
+    "cascade": lambda d: plot_cascade(d["pt"]),
+    "methods": lambda d: plot_methods(d["tokens"]),
+    "trajectories": lambda d: plot_trajectories(d["tokens"]),
+    "model_comparison": lambda d: plot_model_comparison(d["cmp"]),
+    "capacity": lambda d: plot_capacity(d["fit"], d["cells"]),
+    "bits": lambda d: plot_bits_per_parameter(d["bits"]),
+}
+
+
+@pytest.mark.parametrize("name", list(FIGS))
+def test_figure_renders_and_is_not_blank(name, data, tmp_path):
+    fig = FIGS[name](data)
+    assert isinstance(fig, mpl.figure.Figure)
+    files = save_figure(fig, tmp_path / name, formats=("png", "pdf"), dpi=80)
+    for f in files:
+        assert os.path.getsize(f) > 2000
+    _not_blank(files[0])
+
+
+def test_draws_on_given_axes(data):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert plot_law_curves(data["fit"], ax=ax) is fig
+    assert plot_cascade(data["pt"], ax=ax) is fig
+    plt.close(fig)
+
+
+def test_style_sizes_and_fonts(data):
+    from lawfit.plotting.style import DOUBLE, SINGLE, rc_params
+
+    assert SINGLE == 3.3 and DOUBLE == 7.0
+    rc = rc_params()
+    assert min(rc[k] for k in ("font.size", "xtick.labelsize", "legend.fontsize")) >= 7
+    fig = plot_law_curves(data["fit"])
+    assert fig.get_size_inches()[0] == pytest.approx(SINGLE)
+    fig = plot_methods(data["tokens"])
+    assert fig.get_size_inches()[0] == pytest.approx(DOUBLE)
+
+
+def test_memft_figure_without_memft_cells_says_why(data):
+    with pytest.raises(lawfit.LawfitError, match="at least two methods"):
+        plot_methods(data["tokens"].sel({"method": ["sft"]}))
+
+
+def test_import_lawfit_does_not_import_matplotlib():
+    code = ("import sys, lawfit; assert 'matplotlib' not in sys.modules; "
+            "import lawfit.plotting; assert 'matplotlib' not in sys.modules; "
+            "lawfit.plotting.plot_law_curves")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_missing_matplotlib_gives_install_hint(monkeypatch, data):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(lawfit.LawfitError, match=r"pip install 'lawfit\[plot\]'"):
+        plot_law_curves(data["fit"])
+
+
+def _make_figures():
+    spec = importlib.util.spec_from_file_location(
+        "make_figures", os.path.join(ROOT, "paper_figures", "make_figures.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["make_figures"] = mod  # dataclasses resolve annotations through it
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
+    mf = _make_figures()
+    rows = mf.draw_all(data["cells"], data["tokens"], out=str(tmp_path), bootstrap=20,
+                       formats=("png",), dpi=60)
+    status = {r["figure"]: r["status"] for r in rows}
+    assert set(status.values()) == {"drawn"}, rows
+    assert len(status) == len(mf.FIGURES)
+    index = (tmp_path / "INDEX.md").read_text()
+    assert "SYNTHETIC" in index
+    # a dataset without MemFT or token variables: those figures are skipped, not crashed
+    cells = data["cells"]
+    rows = mf.draw_all(cells, out=str(tmp_path / "cells_only"), bootstrap=10,
+                       formats=("png",), dpi=60)
+    st = {r["figure"]: (r["status"], r["reason"]) for r in rows}
+    assert st["methods"][0] == "skipped" and "MemFT" in st["methods"][1]
+    assert st["recall_vs_p"][0] == "skipped" and "token" in st["recall_vs_p"][1]
+    assert st["fig2a_law_vs_rank"][0] == "drawn"
+    assert not any(s == "error" for s, _ in st.values())
+
+
+def test_make_figures_marks_partial_data(data, tmp_path):
+    mf = _make_figures()
+    cells = data["cells"].copy()
+    st = cells["status"].values.copy()
+    st[0, :, :] = "not_run"
+    cells["status"] = (cells["status"].dims, st)
+    for v in ("loss_reduction", "loss_after"):
+        cells[v] = cells[v].where(cells["status"] == "ok")
+    mf.draw_all(cells, out=str(tmp_path), bootstrap=10, formats=("png",), dpi=60,
+                only=["fig2a_law_vs_rank"])
+    assert "Partial data" in (tmp_path / "INDEX.md").read_text()
