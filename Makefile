@@ -41,8 +41,9 @@ bench: install
 calibration: install
 	OPENBLAS_NUM_THREADS=1 $(PYTHON) benchmarks/calibration.py --n 500 --boot 400 --jobs 2
 
-# Resume the shipped collection (two single-threaded workers), then merge what is finished.
+# Resume the shipped collection with two single-threaded workers sharing one sweep directory
+# (each claims the next free cell), then merge what is finished.
 collect: install
-	$(PYTHON) -m collect run sweeps/smollm2_cpu.toml --out data/smollm2_cpu --shard 0/2 --no-progress & \
-	$(PYTHON) -m collect run sweeps/smollm2_cpu.toml --out data/smollm2_cpu --shard 1/2; wait
+	$(PYTHON) -m collect run sweeps/smollm2_cpu.toml --out data/smollm2_cpu --no-progress & \
+	$(PYTHON) -m collect run sweeps/smollm2_cpu.toml --out data/smollm2_cpu; wait
 	$(PYTHON) -m collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o $(DATA)

@@ -12,7 +12,9 @@ import datetime as dt
 import json
 import os
 import platform
+import socket
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -68,6 +70,61 @@ def write_cell(out_dir: Path, key: CellKey, result: CellResult, fingerprint: str
     ds.to_netcdf(tmp)
     os.replace(tmp, path)
     return path
+
+
+def claim_path(out_dir: Path, key: CellKey) -> Path:
+    """Where a worker's claim on a cell lives while it runs the cell."""
+    return cell_path(out_dir, key).with_suffix(".claim")
+
+
+def _claim_is_stale(path: Path, grace: float = 60.0) -> bool:
+    """Tell whether a claim is stale: its process on this host is gone (other hosts' count)."""
+    try:
+        text = path.read_text().split()
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False  # vanished meanwhile: not ours to judge
+    if len(text) != 2:
+        return age > grace  # a claim being written right now is not stale
+    host, pid = text
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def claim_cell(out_dir: Path, key: CellKey) -> bool:
+    """Atomically claim a cell for this process; False if a live worker holds it.
+
+    Several ``collect run`` processes on one sweep directory share the work this way: each
+    takes the next cell nobody holds. A claim left by a killed process on this host is taken
+    over. (Two workers reclaiming the same stale claim at the same instant may both run that
+    cell; both write the same deterministic result, atomically.)
+    """
+    path = claim_path(out_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _claim_is_stale(path):
+                path.unlink(missing_ok=True)
+                continue
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}")
+        return True
+    return False
+
+
+def release_cell(out_dir: Path, key: CellKey) -> None:
+    """Drop this process's claim on a cell."""
+    claim_path(out_dir, key).unlink(missing_ok=True)
 
 
 def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | None:

@@ -1,6 +1,8 @@
 """Run a sweep: every pending cell, grouped so each model and task is prepared once.
 
 Resume is the default: a cell whose file exists (with the same settings) is never rerun.
+Several processes started with the same arguments share the work: each claims the next cell
+nobody holds (:func:`collect.store.claim_cell`), so ``collect run`` twice uses two cores.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collect.config import CellKey, SweepConfig, config_from_dict
 from collect.errors import CollectError
 from collect.models import load_model
 from collect.probe import run_cell
-from collect.store import cell_path, merge, save_dataset, write_cell
+from collect.store import cell_path, claim_cell, merge, release_cell, save_dataset, write_cell
 from collect.tasks import build_task, validate_task
 
 
@@ -118,6 +120,7 @@ def run_sweep(
     keys = list(only) if only is not None else config.cells()
     mine = keys[index::n_shards]
     todo = pending_cells(config, out_dir, retry_failed=retry_failed, only=mine)
+    redo = {k for k in todo if cell_path(out_dir, k).exists()}  # failed cells to retry
     if config.threads:
         import torch
 
@@ -139,20 +142,28 @@ def run_sweep(
                 source=config.source,
             )
             for key in group:
+                # another worker on this directory may have finished or taken it meanwhile
+                done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
+                if done_elsewhere or not claim_cell(out_dir, key):
+                    bar.update(1)
+                    continue
                 bar.set_postfix_str(f"{task} {key.method} r={key.rank} l={length} s={key.seed}")
-                result, model = run_cell(
-                    model,
-                    loaded.tokenizer,
-                    entries,
-                    task=task,
-                    method=key.method,
-                    modules=key.modules,
-                    rank=key.rank,
-                    seed=key.seed,
-                    train=config.train,
-                    device=loaded.device,
-                )
-                write_cell(out_dir, key, result, config.fingerprint())
+                try:
+                    result, model = run_cell(
+                        model,
+                        loaded.tokenizer,
+                        entries,
+                        task=task,
+                        method=key.method,
+                        modules=key.modules,
+                        rank=key.rank,
+                        seed=key.seed,
+                        train=config.train,
+                        device=loaded.device,
+                    )
+                    write_cell(out_dir, key, result, config.fingerprint())
+                finally:
+                    release_cell(out_dir, key)
                 bar.update(1)
         del loaded, model
     bar.close()

@@ -230,3 +230,34 @@ def test_merge_refuses_incomplete_when_asked(tmp_path, tiny_sweep):
         ]
     )
     assert code == 2 and not Path(tmp_path / "x.nc").exists()
+
+
+def test_two_workers_share_one_sweep(tmp_path, tiny_sweep, finished):
+    """Two `collect run` processes on one directory split the cells and finish the sweep."""
+    _, _, reference = finished
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "collect", "run", str(cfg), "--out", str(out), "--no-progress"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert not list((out / "cells").glob("*.claim"))
+    assert len(list((out / "cells").glob("*.nc"))) == 12
+    xr.testing.assert_identical(_strip(merge(load_config(cfg), out)), _strip(reference))
+
+
+def test_claims_of_live_workers_are_honoured_and_stale_ones_taken_over(tmp_path, tiny_sweep):
+    from collect.store import claim_cell, claim_path, release_cell
+
+    key = config_from_dict(tiny_sweep()).cells()[0]
+    assert claim_cell(tmp_path, key)
+    assert not claim_cell(tmp_path, key)  # held by a live process (this one)
+    release_cell(tmp_path, key)
+    sleeper = subprocess.Popen([sys.executable, "-c", "pass"])
+    sleeper.wait()  # a process that is gone
+    claim_path(tmp_path, key).write_text(f"{__import__('socket').gethostname()} {sleeper.pid}")
+    assert claim_cell(tmp_path, key)  # stale claim of a dead process: taken over
+    claim_path(tmp_path, key).write_text(f"another-host {sleeper.pid}")
+    assert not claim_cell(tmp_path, key)  # other hosts' claims are honoured
