@@ -1,0 +1,89 @@
+"""Step 1 - collect: how data/smollm2_cpu.nc was produced, and what it holds.
+
+The collection (SmolLM2-135M-Instruct on 2 CPU cores, sweep sweeps/smollm2_cpu.toml) takes
+hours, so by default this script only prints the commands and the dataset's provenance
+(config, package versions, git revision, creation time, how many cells are collected per
+setting and method). Pass --run to start (or resume) the collection itself: finished cells
+are kept, a killed sweep resumes where it stopped.
+
+    python analysis/01_collect.py [DATA.nc]
+    python analysis/01_collect.py --run          # hours; resumes
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import MERGE_CMD, ROOT, header, parser  # noqa: E402
+
+SWEEP = "sweeps/smollm2_cpu.toml"
+COMMANDS = [
+    f"collect run {SWEEP} --out data/smollm2_cpu --shard 0/2 &",
+    f"collect run {SWEEP} --out data/smollm2_cpu --shard 1/2",
+    MERGE_CMD,
+]
+
+
+def main():
+    ap = parser(__doc__)
+    ap.add_argument("--run", action="store_true", help="run the collection (hours)")
+    args = ap.parse_args()
+    header("Collection commands (run from the repository root)")
+    print("OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one thread per worker on 2 cores")
+    for c in COMMANDS:
+        print("  " + c)
+    if args.run:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        shards = [subprocess.Popen([sys.executable, "-m", "collect", "run", SWEEP, "--out",
+                                    "data/smollm2_cpu", "--shard", f"{i}/2"], cwd=ROOT, env=env)
+                  for i in range(2)]
+        for p in shards:
+            p.wait()
+        subprocess.run(MERGE_CMD.split(), cwd=ROOT, check=True)
+    if args.synthetic:
+        print("\n(--synthetic: nothing to describe; synthetic data are generated in memory)")
+        return
+    if not os.path.exists(args.data):
+        cells = os.path.join(ROOT, "data", "smollm2_cpu", "cells")
+        n = len(os.listdir(cells)) if os.path.isdir(cells) else 0
+        print(f"\nno dataset at {args.data} yet ({n} finished cell files under {cells}); "
+              f"merge them with:\n  {MERGE_CMD}")
+        return
+    import xarray as xr
+
+    ds = xr.load_dataset(args.data)
+    header(f"Provenance of {args.data}")
+    for k in ("created", "git_revision", "schema_version", "fingerprint", "synthetic",
+              "n_cells", "n_cells_done", "complete"):
+        if k in ds.attrs:
+            print(f"{k:>16}: {ds.attrs[k]}")
+    for k in ("versions", "config"):
+        if k in ds.attrs:
+            try:
+                txt = json.dumps(json.loads(ds.attrs[k]), indent=1)
+            except ValueError:
+                txt = str(ds.attrs[k])
+            print(f"\n{k}:\n{txt[:3000]}")
+    header("Dimensions")
+    print(", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
+    header("Cells by setting, method and status (grid cells outside the sweep are not_run)")
+    st = ds["status"].to_dataframe().reset_index()
+    keys = [d for d in ("task", "random_ratio", "method") if d in st]
+    tab = st.groupby(keys)["status"].value_counts().unstack(fill_value=0)
+    tab = tab[(tab.drop(columns=["not_run"], errors="ignore").sum(axis=1) > 0)]
+    print(tab.to_string() if len(tab) else "(no collected cells yet)")
+    if "wall_time" in ds:
+        wt = ds["wall_time"].values
+        wt = wt[np.isfinite(wt)]
+        if wt.size:
+            print(f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
+                  f"total {wt.sum() / 3600:.2f} h over {wt.size} cells")
+    print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Helpers shared by the numbered analysis scripts (argument parsing, loading, settings).
+
+Kept small on purpose: the scripts themselves show the lawfit calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import xarray as xr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(ROOT, "data", "smollm2_cpu.nc")
+MERGE_CMD = ("python -m collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu "
+             "-o data/smollm2_cpu.nc")
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc.strip().split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=doc)
+    ap.add_argument("data", nargs="?", default=DEFAULT_DATA,
+                    help="contract dataset (default: data/smollm2_cpu.nc)")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="run on lawfit.testing synthetic data instead (a demo; no real numbers)")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    return ap
+
+
+def load(args, kind: str = "cells") -> xr.Dataset:
+    """Load the dataset (or the synthetic demo), print what it is, warn when partial."""
+    if args.synthetic:
+        from lawfit.plotting.demo import synthetic_figure_data
+
+        ds = synthetic_figure_data()[kind]
+        print(f"# SYNTHETIC {kind} data (lawfit.testing): numbers describe the simulator\n")
+        return ds
+    if not os.path.exists(args.data):
+        sys.exit(f"no dataset at {args.data}. Merge the collected cells first:\n  {MERGE_CMD}\n"
+                 "or run with --synthetic for a demo.")
+    ds = xr.load_dataset(args.data)
+    n_done, n = ds.attrs.get("n_cells_done"), ds.attrs.get("n_cells")
+    print(f"# data: {args.data}")
+    print(f"# created {ds.attrs.get('created', '?')}, git {ds.attrs.get('git_revision', '?')}")
+    if n is not None and str(ds.attrs.get("complete", "")).lower() not in ("true", "1"):
+        print(f"# PARTIAL dataset: {n_done} of {n} cells collected so far; every number below "
+              "is provisional.")
+    print()
+    return ds
+
+
+def settings(ds):
+    """(label, sub-dataset) for every setting with collected cells (lawfit.plotting helper)."""
+    from lawfit.plotting._common import settings as _settings
+
+    for label, _key, sub in _settings(ds):
+        yield label or "all cells", sub
+
+
+def sft(sub):
+    """The SFT cells of a setting, or None (``ds.sel(method=...)`` does not work: xarray's
+    ``sel`` has its own ``method`` keyword, so select with a dict)."""
+    from lawfit.plotting._common import select_method
+
+    return select_method(sub, "sft")
+
+
+def quiet():
+    warnings.simplefilter("ignore")
+
+
+def header(title: str) -> None:
+    print("=" * 78)
+    print(title)
+    print("=" * 78)
