@@ -92,7 +92,8 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
         if rows:
             a = np.array(rows, float)
             ax.plot(a[:, 0], a[:, 1], "o", color=OKABE_ITO[6], ms=4, mec="white", mew=0.4,
-                    label="smallest measured rank\nwith loss ≤ ln 2", zorder=4)
+                    label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
+                    zorder=4)
         if miss:
             a = np.array(miss, float)
             ax.plot(a[:, 0], a[:, 1] * 1.25, "^", color=OKABE_ITO[6], mfc="none", ms=4,

@@ -227,6 +227,10 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
                  xytext=(2, -2), textcoords="offset points", ha="left", va="top",
                  fontsize=6.5, color="0.3")
     top.set_yscale("log")
+    lo_mean = agg[("loss_after", "mean")].to_numpy(float)
+    lo_mean = lo_mean[lo_mean > 0]
+    if lo_mean.size:
+        top.set_ylim(bottom=max(lo_mean.min() / 2, 1e-3))
     plain_log(top, "y")
     top.set_ylabel("loss after training\n(nats/token)")
     bot.set_ylabel("exact-match recall")

@@ -328,7 +328,7 @@ def plot_cascade(result, *, ax=None, title: str | None = None):
         if len(g):
             ax.scatter(g["x"], g["y"], s=6 + 6 * g["n"], label=lab, zorder=3, **kw)
     hi = max(xs.max(), ys.max()) * 1.3
-    ax.plot([1, hi], [1, hi], "--", color="0.4", lw=0.8, label="identity")
+    ax.plot([1, hi], [1, hi], "--", color="0.4", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(0.8, hi)
@@ -338,8 +338,16 @@ def plot_cascade(result, *, ax=None, title: str | None = None):
     plain_log(ax, "y")
     ax.set_xlabel("earliest token with $p_{after}$ < 0.5\n(position + 1)")
     ax.set_ylabel("first greedy error (position + 1)")
-    ax.legend(loc="lower right", fontsize=6.3, title="marker area ∝ number of runs",
-              title_fontsize=6)
+    from matplotlib.lines import Line2D
+
+    h = [Line2D([], [], ls="none", marker="o", ms=4, color=OKABE_ITO[5], alpha=0.65)]
+    lab = ["run (area ∝ number of runs)"]
+    if cens.any():
+        h.append(Line2D([], [], ls="none", marker="o", ms=4, mfc="none", mec=OKABE_ITO[5]))
+        lab.append("censored (event at end)")
+    h.append(Line2D([], [], ls="--", color="0.4", lw=0.8))
+    lab.append("identity")
+    ax.legend(h, lab, loc="lower right", fontsize=6.3)
     ax.set_title(title or f"Spearman ρ = {c.rho:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}], "
                  f"{c.n_units} {c.unit}s", fontsize=7)
     return fig
