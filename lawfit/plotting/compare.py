@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lawfit.plotting.style import OKABE_ITO, new_figure, styled
+from lawfit.plotting.style import OKABE_ITO, new_figure, panel_labels, styled
 
 __all__ = ["plot_model_comparison"]
 
@@ -70,9 +70,10 @@ def plot_model_comparison(cmp, *, axes=None, criterion: str | None = None,
 
     plain_log(a2, "x")
     a2.set_xlabel("held-out RMSE of ΔL (nats/token)")
-    a2.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, fontsize=6.5)
+    a2.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, fontsize=6.5)
     a2.grid(axis="x", which="major", color="0.9", lw=0.5)
     a2.tick_params(axis="y", left=False)
+    panel_labels([a1, a2], x=-0.01, y=1.03)
     if title:
         fig.suptitle(title)
     return fig

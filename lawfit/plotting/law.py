@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lawfit.plotting._common import LN2, cells_frame, fig_ax, log_ticks, plain_log, require
-from lawfit.plotting.style import DL_LABEL, length_colors, new_figure, styled
+from lawfit.plotting.style import DL_LABEL, length_colors, new_figure, panel_labels, styled
 
 __all__ = ["plot_law_curves", "plot_predicted_vs_measured", "plot_loss_recall"]
 
@@ -246,6 +246,7 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
                     Line2D([], [], color="0.3", ls="--")],
                    ["exact match", "token accuracy\n(teacher forced)"], loc="center left",
                    bbox_to_anchor=(1.0, 0.5))
+    panel_labels([top, bot], x=-0.2)
     if title:
         fig.suptitle(title)
     return fig

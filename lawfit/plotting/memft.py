@@ -6,7 +6,14 @@ import numpy as np
 
 from lawfit.errors import LawfitError
 from lawfit.plotting._common import LN2, cells_frame, log_ticks, plain_log, require
-from lawfit.plotting.style import DL_LABEL, METHOD_COLORS, METHOD_LABELS, new_figure, styled
+from lawfit.plotting.style import (
+    DL_LABEL,
+    METHOD_COLORS,
+    METHOD_LABELS,
+    new_figure,
+    panel_labels,
+    styled,
+)
 
 __all__ = ["plot_methods", "plot_trajectories"]
 
@@ -97,6 +104,7 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
           for i in range(len(lengths))]
     lab += [f"ℓ = {int(L):,}" for L in lengths]
     a2.legend(h, lab, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    panel_labels(axes, x=-0.12)
     if title:
         fig.suptitle(title)
     return fig

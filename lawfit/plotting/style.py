@@ -31,6 +31,7 @@ __all__ = [
     "rc_params",
     "new_figure",
     "styled",
+    "panel_labels",
     "length_colors",
     "save_figure",
     "annotate_provenance",
@@ -325,3 +326,20 @@ def save_figure(fig, stem: str | os.PathLike, *, formats: Sequence[str] = ("pdf"
             out.append(path)
     plt.close(fig)
     return out
+
+
+def panel_labels(axes, *, start: str = "a", x: float = -0.02, y: float = 1.02) -> None:
+    """Write bold panel letters (a, b, ...) at the top-left corner of each axes.
+
+    Parameters
+    ----------
+    axes : sequence of Axes
+        Panels in reading order.
+    start : str
+        First letter.
+    x, y : float
+        Position in axes coordinates (right-aligned at ``x``, bottom at ``y``).
+    """
+    for i, ax in enumerate(np.asarray(axes).ravel()):
+        ax.text(x, y, chr(ord(start) + i), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8.5, fontweight="bold")
