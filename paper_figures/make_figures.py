@@ -90,9 +90,15 @@ class Setting:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
+                res = lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
         except LawfitError as exc:
             raise Skip(f"law not fitted: {exc}") from exc
+        self.notes.append(f"law: n = {res.n_obs} cells ({res.n_excluded} excluded), "
+                          + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
+                          + f", R² = {res.r2:.4f}")
+        for fl in res.flags:
+            self.notes.append(f"law fit flag: {fl}")
+        return res
 
     @cached_property
     def compare(self):
@@ -267,6 +273,8 @@ def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf"
                 plt.close("all")
         for n in s.notes:
             log.info("  note: %s", n)
+            rows.append(dict(figure="(note)", setting=s.label, status="note", reason=n,
+                             files=[]))
     _write_index(rows, cells, out)
     return rows
 

@@ -16,7 +16,7 @@ __all__ = ["plot_token_histograms", "plot_recall_curve", "plot_phase_diagram",
 
 
 @styled
-def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None,
+def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: str = "auto",
                           title: str | None = None):
     """Histogram of the correct token's probability before and after training.
 
@@ -30,9 +30,14 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None,
     ax : matplotlib.axes.Axes, optional
         Axes to draw on.
     bins : int
-        Bins on [0, 1].
+        Number of bins.
     result : PhaseTransitionResult, optional
         If given, its bimodality coefficients are written in the legend.
+    scale : {"auto", "linear", "logit"}
+        Axis of p: ``"linear"`` (equal bins on [0, 1], as in the paper) or ``"logit"``
+        (equal bins in log-odds: resolves p near 0 and 1, e.g. random-token targets whose
+        base-model p is ~1e-5). ``"auto"`` picks logit when more than half of the
+        tokens before training fall into the first linear bin.
     title : str, optional
         Axes title.
 
@@ -43,7 +48,18 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None,
     require(ds, ["p_before", "p_after"], "plot_token_histograms")
     ta = token_arrays(ds, need_greedy=False)
     fig, ax = fig_ax(ax, 3.3, 2.3)
-    edges = np.linspace(0, 1, bins + 1)
+    pb = ta.p_before[ta.valid] if ta.p_before is not None else np.array([])
+    pb = pb[np.isfinite(pb)]
+    if scale == "auto":
+        scale = "logit" if pb.size and np.mean(pb < 1.0 / bins) > 0.5 else "linear"
+    if scale == "logit":
+        allp = np.concatenate([pb, ta.p_after[ta.valid]])
+        z = logit(np.clip(allp[np.isfinite(allp)], 1e-12, 1 - 1e-12))
+        zlo, zhi = np.floor(min(z.min(), -1.0)), np.ceil(max(z.max(), 1.0))
+        edges = sigmoid(np.linspace(zlo, zhi, bins + 1))
+        ax.set_xscale("logit")
+    else:
+        edges = np.linspace(0, 1, bins + 1)
     bc = {}
     if result is not None and result.bimodality is not None:
         bc = dict(zip(result.bimodality["when"], result.bimodality["bc_pooled"], strict=False))
@@ -59,10 +75,28 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None,
     ax.axvline(0.5, color="0.3", ls=":", lw=0.8)
     ax.set_yscale("log")
     plain_log(ax, "y")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability of the correct token $p$ (teacher forcing)")
+    if scale == "logit":
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        lo_e, hi_e = float(edges[0]), float(edges[-1])
+        span = float(logit(np.array(hi_e)) - logit(np.array(lo_e)))
+        step = 2 if span < 25 else 4 if span < 50 else 6
+        ks = range(step, 17, step)
+        ticks = sorted([10.0**-k for k in ks] + [0.5] + [1 - 10.0**-k for k in ks])
+        ticks = [t for t in ticks if lo_e <= t <= hi_e and 0 < t < 1]
+        ax.set_xlim(lo_e, hi_e)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(
+            lambda v, _p: f"1−{1 - v:.0e}".replace("e-0", "e-") if v > 0.99 else f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        xlabel = "probability of the correct token $p$ (logit scale)"
+    else:
+        ax.set_xlim(0, 1)
+        xlabel = "probability of the correct token $p$ (teacher forcing)"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("tokens")
-    ax.legend(loc="upper center", ncols=1)
+    ax.set_ylim(0.6, ax.get_ylim()[1] * 8)  # head-room: the legend sits above the bars
+    ax.legend(loc="upper center", ncols=2, columnspacing=0.8, handlelength=1.2)
     ax.set_title(title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} "
                  + ("run" if len(ta.runs) == 1 else "runs"),
                  fontsize=7)
