@@ -191,6 +191,9 @@ def grid_sse(model, nl_grid, Y, W, chunk=512):
     G = nl_grid.shape[0]
     R = W.shape[0]
     Y = np.broadcast_to(Y, W.shape)
+    logs = power_law_logs(model)
+    if logs is not None:
+        return _grid_sse_power(logs, nl_grid, Y, W, chunk)
     p = model.lin.size
     sse = np.empty((R, G))
     lin = np.empty((R, G, p))
@@ -220,6 +223,256 @@ def grid_sse(model, nl_grid, Y, W, chunk=512):
         sse[:, sl] = zz - np.einsum("rgk,rgk->rg", cc, bvec)
     sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
     return sse, lin
+
+
+def power_law_logs(model):
+    """``(log r, log l)`` when ``model`` is the built-in power law on positive inputs.
+
+    The law C * exp(alpha log r - beta log l) + b then has the basis (g, 1) with
+    g = exp(alpha log r - beta log l): one ``exp`` per point and no offset, which the
+    fast paths (:func:`grid_sse`, :func:`lm_power`) use. Any other form (or inputs
+    <= 0) returns None and takes the generic path.
+    """
+    from lawfit import forms  # local: forms does not import this module, but stay lazy
+
+    if (model.func is not forms._power_law or model.names != ("C", "alpha", "beta", "b")
+            or model.lin.tolist() != [0, 3] or len(model.X) != 2):
+        return None
+    x, ell = model.X
+    if not (np.all(x > 0) and np.all(ell > 0) and np.all(np.isfinite(x))
+            and np.all(np.isfinite(ell))):
+        return None
+    return np.log(x), np.log(ell)
+
+
+def _grid_sse_power(logs, nl_grid, Y, W, chunk):
+    """:func:`grid_sse` for the power law: basis (g, 1), offset 0 (see power_law_logs)."""
+    lr, ll = logs
+    G = nl_grid.shape[0]
+    R = W.shape[0]
+    W = np.ascontiguousarray(W, dtype=float)
+    WY = np.ascontiguousarray(W * Y)
+    sw = W.sum(axis=1)[:, None]
+    swy = WY.sum(axis=1)[:, None]
+    swyy = np.einsum("rn,rn->r", WY, Y)[:, None]
+    L = np.stack([lr, -ll])  # (2, n)
+    sse = np.empty((R, G))
+    lin = np.empty((R, G, 2))
+    for s in range(0, G, chunk):
+        sl = slice(s, min(G, s + chunk))
+        with np.errstate(all="ignore"):
+            gT = np.exp(L.T @ np.ascontiguousarray(nl_grid[sl].T))  # (n, g)
+            sg = W @ gT
+            sgg = W @ (gT * gT)
+            syg = WY @ gT
+            # 2x2 normal equations [[sgg, sg], [sg, sw]] (C, b) = (syg, swy), Cramer
+            det = sgg * sw - sg * sg
+            scale = np.abs(sgg * sw) + sg * sg
+            det = np.where(np.abs(det) > 1e-13 * scale, det, np.nan)
+            c = (sw * syg - sg * swy) / det
+            b = (sgg * swy - sg * syg) / det
+            lin[:, sl, 0] = c
+            lin[:, sl, 1] = b
+            sse[:, sl] = swyy - (c * syg + b * swy)
+    sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+    return sse, lin
+
+
+def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol=1e-10,
+             lam0=1e-3):
+    """Batched Levenberg-Marquardt for the power law, least squares in linear space.
+
+    The same algorithm as :func:`lm` with ``mode="full"`` (all four parameters,
+    projection on the bounds, the same acceptance, damping and convergence rules),
+    written for the basis g = exp(alpha log r - beta log l): per iteration one ``exp``
+    and a few (R x n) passes; the 4 x 4 normal equations come from matrix products of
+    the weighted basis with the columns (1, log r, log l, ...). The Jacobian is only
+    recomputed after an accepted step.
+
+    Parameters
+    ----------
+    logs : tuple of ndarray
+        ``(log r, log l)``, each shape (n,), from :func:`power_law_logs`.
+    theta0 : ndarray, shape (R, 4)
+        Starts (C, alpha, beta, b).
+    Y, W : ndarray, shape (R, n) or broadcastable
+        Responses and weights.
+    lower, upper : ndarray, shape (4,)
+        Bounds.
+    max_iter : int
+        Iteration limit; replicates still active then are not converged.
+    ftol, xtol : float
+        Relative objective decrease / relative step that end an accepted step.
+    lam0 : float
+        Initial damping (relative to the diagonal); small for warm starts.
+
+    Returns
+    -------
+    theta : ndarray, shape (R, 4)
+    obj : ndarray, shape (R,)
+        Weighted sum of squares.
+    conv : ndarray of bool, shape (R,)
+    nit : ndarray of int, shape (R,)
+    """
+    lr, ll = (np.asarray(v, float) for v in logs)
+    theta = np.clip(np.array(theta0, float, copy=True), lower, upper)
+    R = theta.shape[0]
+    n = lr.size
+    W = np.ascontiguousarray(np.broadcast_to(W, (R, n)), dtype=float)
+    Y = np.ascontiguousarray(np.broadcast_to(Y, (R, n)), dtype=float)
+    consts = (np.stack([lr, -ll]),  # (2, n): exponent = (alpha, beta) @ L
+              np.stack([np.ones(n), lr, ll], axis=1),  # (n, 3)
+              np.stack([np.ones(n), lr, ll, lr * lr, ll * ll, lr * ll], axis=1))  # (n, 6)
+    sw = W.sum(axis=1)
+    obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts)
+    lam = np.full(R, float(lam0))
+    done = ~np.isfinite(obj)
+    conv = np.zeros(R, bool)
+    nit = np.zeros(R, int)
+    eye = np.eye(4)
+    for _ in range(max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        th = theta[act]
+        Aa = A[act]
+        diag = np.einsum("rii->ri", Aa)
+        diag = np.where(diag > 0, diag, 1e-12)
+        step = _solve_spd(Aa + lam[act, None, None] * diag[:, :, None] * eye, grad[act])
+        singular = ~np.all(np.isfinite(step), axis=1)
+        if singular.any():  # no usable step: a failed fit, never a silent "convergence"
+            done[act[singular]] = True
+            conv[act[singular]] = False
+            step = np.where(np.isfinite(step), step, 0.0)
+        new = np.clip(th + step, lower, upper)
+        # objective and normal equations at the trial points (kept where accepted)
+        o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts)
+        o_old = obj[act]
+        ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
+        real_step = np.linalg.norm(new - th, axis=1)
+        scale = np.linalg.norm(th, axis=1) + xtol
+        small_f = (o_old - o_new) <= ftol * np.maximum(o_old, _TINY)
+        small_x = real_step <= xtol * scale
+        nit[act] += 1
+        acc = act[ok]
+        A[acc] = A_new[ok]
+        grad[acc] = g_new[ok]
+        theta[acc] = new[ok]
+        obj[acc] = o_new[ok]
+        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
+        rej = act[~ok]
+        lam[rej] = lam[rej] * 4.0
+        fin = ok & (small_f | small_x) & ~singular
+        conv[act[fin]] = True
+        done[act[fin]] = True
+        flat = (~ok) & np.isfinite(o_new) & (np.abs(o_new - o_old)
+                                             <= ftol * np.maximum(o_old, _TINY))
+        stuck = (((~ok) & (lam[act] > 1e12)) | flat) & ~singular
+        conv[act[stuck]] = True
+        done[act[stuck]] = True
+        bad = ~np.all(np.isfinite(theta[act]), axis=1)
+        done[act[bad]] = True
+        conv[act[bad]] = False
+    conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
+    return theta, obj, conv, nit
+
+
+_IU = np.triu_indices(4, 1)
+
+
+def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
+    """Objective, J'WJ (m, 4, 4) and J'W r (m, 4) of the power law at th (m, 4).
+
+    ``th[i]`` belongs to replicate ``rows[i]`` (rows of W, Y). Works through blocks of
+    ``chunk`` replicates so that the (chunk x n) temporaries stay in cache.
+    """
+    L, H1, H2 = consts
+    m = th.shape[0]
+    obj = np.empty(m)
+    A = np.empty((m, 4, 4))
+    grad = np.empty((m, 4))
+    full = rows.size == W.shape[0]
+    with np.errstate(all="ignore"):
+        for s in range(0, m, chunk):
+            sl = slice(s, min(m, s + chunk))
+            t = th[sl]
+            Wc = W[sl] if full else W[rows[sl]]
+            Yc = Y[sl] if full else Y[rows[sl]]
+            g = np.exp(t[:, 1:3] @ L)
+            r = t[:, :1] * g
+            np.subtract(Yc, r, out=r)
+            r -= t[:, 3:4]  # r = y - (C g + b)
+            Wr = Wc * r
+            obj[sl] = np.einsum("rn,rn->r", Wr, r)
+            sr = Wr.sum(axis=1)
+            Wr *= g
+            t1 = Wr @ H1  # sum W r g {1, lr, ll}
+            Wg = Wc * g
+            s1 = Wg @ H1  # sum W g {1, lr, ll}
+            Wg *= g
+            s2 = Wg @ H2  # sum W g^2 {1, lr, ll, lr^2, ll^2, lr ll}
+            C = t[:, 0]
+            Ab = A[sl]
+            Ab[:, 0, 0] = s2[:, 0]
+            Ab[:, 0, 1] = C * s2[:, 1]
+            Ab[:, 0, 2] = -C * s2[:, 2]
+            Ab[:, 0, 3] = s1[:, 0]
+            Ab[:, 1, 1] = C * C * s2[:, 3]
+            Ab[:, 1, 2] = -C * C * s2[:, 5]
+            Ab[:, 1, 3] = C * s1[:, 1]
+            Ab[:, 2, 2] = C * C * s2[:, 4]
+            Ab[:, 2, 3] = -C * s1[:, 2]
+            Ab[:, 3, 3] = sw[rows[sl]]
+            Ab[:, _IU[1], _IU[0]] = Ab[:, _IU[0], _IU[1]]
+            gb = grad[sl]
+            gb[:, 0] = t1[:, 0]
+            gb[:, 1] = C * t1[:, 1]
+            gb[:, 2] = -C * t1[:, 2]
+            gb[:, 3] = sr
+    obj = np.where(np.isfinite(obj), obj, np.inf)
+    return obj, A, grad
+
+
+def power_one_step(logs, theta_hat, Y, W, max_move):
+    """Warm starts for :func:`lm_power`: one Gauss-Newton step from ``theta_hat``.
+
+    The Jacobian at the full-data estimate is shared by all replicates, so the
+    replicates' normal equations are one product ``W @ (J_k J_l)`` (R x n @ n x 10)
+    and their gradients ``(W * (Y - m_hat)) @ J``. Rows whose step is not finite or
+    moves a parameter by more than ``max_move`` (k,) keep ``theta_hat``.
+
+    Parameters
+    ----------
+    logs : tuple of ndarray
+        ``(log r, log l)`` from :func:`power_law_logs`.
+    theta_hat : ndarray, shape (4,)
+        Full-data estimate (C, alpha, beta, b).
+    Y, W : ndarray, shape (R, n)
+        Responses and weights.
+    max_move : ndarray, shape (4,)
+        Largest accepted step per parameter.
+
+    Returns
+    -------
+    ndarray, shape (R, 4)
+    """
+    lr, ll = logs
+    C, a, b_, b = theta_hat
+    R = W.shape[0]
+    with np.errstate(all="ignore"):
+        g = np.exp(a * lr - b_ * ll)
+        J = np.stack([g, C * g * lr, -C * g * ll, np.ones_like(g)], axis=1)  # (n, 4)
+        iu = np.triu_indices(4)
+        Avec = W @ (J[:, iu[0]] * J[:, iu[1]])
+        A = np.empty((R, 4, 4))
+        A[:, iu[0], iu[1]] = Avec
+        A[:, iu[1], iu[0]] = Avec
+        grad = (W * (Y - (C * g + b))) @ J
+        step = _solve_spd(A, grad)
+        ok = np.all(np.isfinite(step), axis=1) & np.all(np.abs(step) <= max_move, axis=1)
+    out = np.tile(np.asarray(theta_hat, float), (R, 1))
+    out[ok] += step[ok]
+    return out
 
 
 def make_grid(ranges, n_per):

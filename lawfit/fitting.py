@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit import _varpro as vp
-from lawfit.bootstrap import RESAMPLING_UNITS, bootstrap_weights, fit_batch
+from lawfit.bootstrap import RESAMPLING_UNITS, fit_batch, fit_resampled
 from lawfit.data import as_frame, check_identifiable
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
@@ -402,9 +402,11 @@ def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, u
                 raise LawfitError(f"unit={unit!r}: only {n_clusters} cluster in the data; the "
                                   "cluster bootstrap needs at least 2 (better 10+). Use "
                                   "unit='cell' or 'residual'.")
-        W = bootstrap_weights(R, clusters, rng)
-        Yb = y[None, :]
-    draws, conv = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
+    if unit in ("residual", "wild"):
+        draws, conv = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
+    else:  # multinomial weights, reduced to per-design-point sums (same draws)
+        draws, conv = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
+                                    loss=loss, delta=delta)
     jack = None
     if ci_method == "bca":
         G = int(clusters.max()) + 1
