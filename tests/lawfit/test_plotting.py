@@ -162,3 +162,18 @@ def test_make_figures_marks_partial_data(data, tmp_path):
     mf.draw_all(cells, out=str(tmp_path), bootstrap=10, formats=("png",), dpi=60,
                 only=["fig2a_law_vs_rank"])
     assert "Partial data" in (tmp_path / "INDEX.md").read_text()
+
+
+def test_docs_figures_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    doc = Path(ROOT, "docs", "figures.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for b in blocks:
+            exec(compile(b, "docs/figures.md", "exec"), {})
+    assert (tmp_path / "figures" / "law.pdf").exists()
