@@ -103,6 +103,14 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
                         lw=0, zorder=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # y range from the measured cells, so a law that dives towards 0 (b < 0) or a band
+    # reaching 0 cannot stretch the axis over decades nobody measured
+    yv = res["loss_reduction"].to_numpy(float)
+    if memo is not None and len(memo):
+        yv = np.concatenate([yv, memo["loss_reduction"].to_numpy(float)])
+    yv = yv[np.isfinite(yv) & (yv > 0)]
+    if yv.size:
+        ax.set_ylim(yv.min() / 2.5, yv.max() * 2.0)
     if cap == "rank":
         log_ticks(ax, "x", sorted(set(res[cap]) | (set(memo[cap]) if memo is not None
                                                    and len(memo) else set())))
