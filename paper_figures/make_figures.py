@@ -185,9 +185,13 @@ def _fig_methods(s):
 
 
 def _fig_traj(s):
-    s.needs_memft(s.tokens, ("loss_curve", "frac_above_curve"))
-    if "step" not in s.tokens.dims:
-        raise Skip("no step dimension")
+    miss = [v for v in ("loss_curve", "frac_above_curve") if v not in s.tokens]
+    if miss or "step" not in s.tokens.dims:
+        raise Skip(f"no training trajectories (missing {miss or 'the step dimension'})")
+    ms = methods_present(s.tokens)
+    if len(ms) < 2:
+        s.notes.append(f"trajectories: only {ms} collected so far, drawn without MemFT")
+        return plot_trajectories(select_method(s.tokens, ms[0])), s.tokens
     return plot_trajectories(s.tokens), s.tokens
 
 
@@ -216,7 +220,8 @@ FIGURES = [
     ("phase_diagram", "rank × length recall map with the law's ln 2 boundary", _fig_phase),
     ("cascade", "earliest sub-threshold token vs first greedy error, ρ", _fig_cascade),
     ("methods", "SFT vs MemFT: recall and ΔL vs rank", _fig_methods),
-    ("trajectories", "SFT vs MemFT: loss and share above 0.5 over steps", _fig_traj),
+    ("trajectories", "SFT vs MemFT (or SFT alone): loss and share above 0.5 over steps",
+     _fig_traj),
     ("model_comparison", "ΔAICc/weights and held-out extrapolation error per form",
      _fig_compare),
     ("capacity", "rank needed for recall vs target length", _fig_capacity),

@@ -10,6 +10,7 @@ from lawfit.plotting.style import (
     DL_LABEL,
     METHOD_COLORS,
     METHOD_LABELS,
+    length_colors,
     new_figure,
     panel_labels,
     styled,
@@ -116,7 +117,9 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
 
     Rows: ``loss_curve`` (log axis, with ln 2) and ``frac_above_curve``; columns: target
     lengths with MemFT cells. Colour: method; line style: rank (at most 3 ranks, the
-    smallest, a middle and the largest with MemFT cells). Means over seeds.
+    smallest, a middle and the largest with MemFT cells). Means over seeds. With a single
+    method (SFT only, e.g. before the MemFT block is collected) every rank is drawn,
+    coloured by rank, at up to 4 lengths.
 
     Parameters
     ----------
@@ -137,20 +140,29 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     require(ds, ["loss_curve", "frac_above_curve"], "plot_trajectories")
     if "step" not in ds.dims:
         raise LawfitError("plot_trajectories needs a 'step' dimension on the curves.")
-    base = _method_frame(ds, ["loss_reduction"])
-    memft = base[base["method"] != "sft"]
+    base = cells_frame(ds, ["loss_reduction"])
+    if not len(base):
+        raise LawfitError("plot_trajectories: no ok cell in the dataset.")
+    if "method" not in base:
+        base["method"] = "sft"
+    methods = _order_methods(base["method"].unique())
+    single = len(methods) == 1
+    memft = base if single else base[base["method"] != "sft"]
     if lengths is None:
-        lengths = sorted(memft["length"].unique())[:3]
+        lengths = sorted(memft["length"].unique())[:4 if single else 3]
     if ranks is None:
         rr = sorted(memft["rank"].unique())
-        ranks = rr if len(rr) <= 3 else [rr[0], rr[len(rr) // 2], rr[-1]]
-    methods = _order_methods(base["method"].unique())
+        ranks = rr if single or len(rr) <= 3 else [rr[0], rr[len(rr) // 2], rr[-1]]
+    rank_colors = length_colors(ranks) if single else {}
     cur = ds[["loss_curve", "frac_above_curve"]]
     if "status" in ds:
         cur = cur.where(ds["status"] == "ok")
     df = cur.to_dataframe().reset_index().dropna(subset=["loss_curve"])
+    if "method" not in df:
+        df["method"] = methods[0]
     if axes is None:
-        fig, axes = new_figure("double", 3.6, nrows=2, ncols=len(lengths), sharex="col",
+        width = "single" if len(lengths) == 1 else "double"
+        fig, axes = new_figure(width, 3.6, nrows=2, ncols=len(lengths), sharex="col",
                                sharey="row", squeeze=False)
     else:
         fig = np.asarray(axes).ravel()[0].figure
@@ -162,7 +174,8 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
                 if not len(g):
                     continue
                 g = g.groupby("step")[["loss_curve", "frac_above_curve"]].mean().reset_index()
-                kw = dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[k % 4], lw=1.0)
+                kw = (dict(color=rank_colors[float(r)], ls="-", lw=1.0) if single else
+                      dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[k % 4], lw=1.0))
                 axes[0, j].plot(g["step"], g["loss_curve"], **kw)
                 axes[1, j].plot(g["step"], g["frac_above_curve"], **kw)
         axes[0, j].set_title(f"ℓ = {int(L):,} tokens", fontsize=7.5)
@@ -171,15 +184,24 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
         plain_log(axes[0, j], "y")
         axes[1, j].set_ylim(-0.03, 1.03)
         axes[1, j].set_xlabel("optimizer step")
+    axes[0, 0].annotate("ln 2", xy=(1.0, LN2), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                        fontsize=6.5, color="0.4")
     axes[0, 0].set_ylabel("mean target loss\n(nats/token)")
     axes[1, 0].set_ylabel("share of tokens\nwith p > 0.5")
     from matplotlib.lines import Line2D
 
-    h = [Line2D([], [], color=METHOD_COLORS.get(m, "0.5"), lw=1.4) for m in methods]
-    lab = [METHOD_LABELS.get(m, m) for m in methods]
-    h += [Line2D([], [], color="0.35", ls=_LINESTYLES[k % 4]) for k in range(len(ranks))]
-    lab += [f"r = {int(r)}" for r in ranks]
-    axes[0, -1].legend(h, lab, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if single:
+        h = [Line2D([], [], color=rank_colors[float(r)], lw=1.4) for r in ranks]
+        lab = [f"r = {int(r)}" for r in ranks]
+        ltitle = METHOD_LABELS.get(methods[0], methods[0])
+    else:
+        h = [Line2D([], [], color=METHOD_COLORS.get(m, "0.5"), lw=1.4) for m in methods]
+        lab = [METHOD_LABELS.get(m, m) for m in methods]
+        h += [Line2D([], [], color="0.35", ls=_LINESTYLES[k % 4]) for k in range(len(ranks))]
+        lab += [f"r = {int(r)}" for r in ranks]
+        ltitle = None
+    axes[0, -1].legend(h, lab, loc="upper left", bbox_to_anchor=(1.0, 1.0), title=ltitle)
     if title:
         fig.suptitle(title)
     return fig
