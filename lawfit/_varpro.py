@@ -279,7 +279,7 @@ def _grid_sse_power(logs, nl_grid, Y, W, chunk):
 
 
 def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol=1e-10,
-             lam0=1e-3):
+             lam0=1e-3, init=None):
     """Batched Levenberg-Marquardt for the power law, least squares in linear space.
 
     The same algorithm as :func:`lm` with ``mode="full"`` (all four parameters,
@@ -305,6 +305,9 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
         Relative objective decrease / relative step that end an accepted step.
     lam0 : float
         Initial damping (relative to the diagonal); small for warm starts.
+    init : tuple, optional
+        ``(obj, A, grad)`` at ``theta0`` when already known (see
+        :func:`power_shared_pieces`); ``theta0`` must then lie within the bounds.
 
     Returns
     -------
@@ -324,7 +327,10 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
               np.stack([np.ones(n), lr, ll], axis=1),  # (n, 3)
               np.stack([np.ones(n), lr, ll, lr * lr, ll * ll, lr * ll], axis=1))  # (n, 6)
     sw = W.sum(axis=1)
-    obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts)
+    if init is None:
+        obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts)
+    else:
+        obj, A, grad = (np.array(v, float) for v in init)
     lam = np.full(R, float(lam0))
     done = ~np.isfinite(obj)
     conv = np.zeros(R, bool)
@@ -433,31 +439,32 @@ def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
     return obj, A, grad
 
 
-def power_one_step(logs, theta_hat, Y, W, max_move):
-    """Warm starts for :func:`lm_power`: one Gauss-Newton step from ``theta_hat``.
+def power_shared_pieces(logs, theta_hat, Y, W):
+    """Objective, J'WJ and J'W r of every replicate at the common point ``theta_hat``.
 
-    The Jacobian at the full-data estimate is shared by all replicates, so the
-    replicates' normal equations are one product ``W @ (J_k J_l)`` (R x n @ n x 10)
-    and their gradients ``(W * (Y - m_hat)) @ J``. Rows whose step is not finite or
-    moves a parameter by more than ``max_move`` (k,) keep ``theta_hat``.
+    At one parameter vector the model values m and the Jacobian J (n, 4) are shared
+    by all replicates, so these are products, not per-replicate evaluations:
+    ``J'WJ = W @ (J_k J_l)`` (R x n @ n x 10) and ``J'W r = (W * (Y - m)) @ J``. They
+    start :func:`lm_power` at ``theta_hat`` (argument ``init``); its first step is
+    then a Gauss-Newton step with the full-data Jacobian.
 
     Parameters
     ----------
     logs : tuple of ndarray
         ``(log r, log l)`` from :func:`power_law_logs`.
     theta_hat : ndarray, shape (4,)
-        Full-data estimate (C, alpha, beta, b).
+        The common point (C, alpha, beta, b).
     Y, W : ndarray, shape (R, n)
         Responses and weights.
-    max_move : ndarray, shape (4,)
-        Largest accepted step per parameter.
 
     Returns
     -------
-    ndarray, shape (R, 4)
+    obj : ndarray, shape (R,)
+    A : ndarray, shape (R, 4, 4)
+    grad : ndarray, shape (R, 4)
     """
     lr, ll = logs
-    C, a, b_, b = theta_hat
+    C, a, b_, b = (float(v) for v in theta_hat)
     R = W.shape[0]
     with np.errstate(all="ignore"):
         g = np.exp(a * lr - b_ * ll)
@@ -467,12 +474,11 @@ def power_one_step(logs, theta_hat, Y, W, max_move):
         A = np.empty((R, 4, 4))
         A[:, iu[0], iu[1]] = Avec
         A[:, iu[1], iu[0]] = Avec
-        grad = (W * (Y - (C * g + b))) @ J
-        step = _solve_spd(A, grad)
-        ok = np.all(np.isfinite(step), axis=1) & np.all(np.abs(step) <= max_move, axis=1)
-    out = np.tile(np.asarray(theta_hat, float), (R, 1))
-    out[ok] += step[ok]
-    return out
+        r = Y - (C * g + b)
+        Wr = W * r
+        grad = Wr @ J
+        obj = np.einsum("rn,rn->r", Wr, r)
+    return np.where(np.isfinite(obj), obj, np.inf), A, grad
 
 
 def make_grid(ranges, n_per):

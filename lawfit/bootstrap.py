@@ -21,7 +21,7 @@ __all__ = ["bootstrap_weights", "resample_collapsed", "fit_batch", "fit_resample
 # tolerances of the power-law fast path: tighter than the generic LM's (1e-10, 1e-8);
 # cheap there, and they make replicate estimates agree with a tightly converged
 # per-replicate least-squares fit to ~1e-8 relative instead of ~1e-5 on flat problems
-_FTOL, _XTOL = 1e-13, 1e-10
+_FTOL, _XTOL = 1e-12, 1e-10
 RESAMPLING_UNITS = ("cell", "seed", "run", "residual", "wild")
 
 
@@ -93,17 +93,17 @@ def resample_collapsed(n_boot, clusters, X, z, rng):
         shape=(G, 2 * U))
     S = np.asarray(counts @ M)  # (R, 2U); integer counts, exact in float
     Wu, WZu = S[:, :U], S[:, U:]
-    with np.errstate(all="ignore"):
-        Zu = np.where(Wu > 0, WZu / np.where(Wu > 0, Wu, 1.0), 0.0)
+    Zu = np.divide(WZu, Wu, out=np.zeros_like(WZu), where=Wu > 0)
     return tuple(uniq[:, j] for j in range(uniq.shape[1])), Zu, Wu
 
 
 def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True):
     """Fit R problems on the same design at once; returns theta (R, k), converged (R,).
 
-    Starts: for the built-in power law (least squares, linear space) one Gauss-Newton
-    step from theta_hat with the shared full-data Jacobian (steps over 3 SE are not
-    taken), then the dedicated LM :func:`lawfit._varpro.lm_power`; for other forms
+    Starts: for the built-in power law (least squares, linear space) theta_hat itself,
+    where all replicates share the model values and Jacobian (so the first LM step is
+    a Gauss-Newton step with the full-data Jacobian), then the dedicated LM
+    :func:`lawfit._varpro.lm_power`; for other forms
     with variable projection the best point per replicate of a local grid of the
     nonlinear parameters (theta_hat +- 3 SE; 9, 5x5 or 4x4x4 points), with the
     linear parameters in closed form; otherwise theta_hat. Replicates that
@@ -210,10 +210,10 @@ def _grid_starts(model, grid, fallback, Y, W, space):
     return start
 
 
-def _polish(model, start, Y, W, space, loss, delta, logs):
+def _polish(model, start, Y, W, space, loss, delta, logs, init=None):
     if logs is not None:
         return vp.lm_power(logs, start, Y, W, model.lower, model.upper, ftol=_FTOL, xtol=_XTOL,
-                           lam0=1e-6)
+                           lam0=1e-6, init=init)
     return vp.lm(model, start, Y, W, space=space, loss=loss, delta=delta, mode="full",
                  ftol=1e-10, xtol=1e-8)
 
@@ -227,14 +227,16 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
     half = np.array([se[j] if np.isfinite(se[j]) and se[j] > 0
                      else 0.05 * max(abs(theta_hat[j]), 1) for j in range(model.k)]) * 3
     start = np.tile(theta_hat, (R, 1))
-    if logs is not None and local_grid:
-        # warm start: one Gauss-Newton step from theta_hat with its (shared) Jacobian
-        start = vp.power_one_step(logs, theta_hat, np.broadcast_to(Y, W.shape), W, half)
+    init = None
+    if logs is not None and local_grid and np.all(start[0] == np.clip(start[0], model.lower,
+                                                                       model.upper)):
+        # warm start at theta_hat, whose model values and Jacobian all replicates share
+        init = vp.power_shared_pieces(logs, theta_hat, np.broadcast_to(Y, W.shape), W)
     elif varpro and local_grid and knl <= 3:
         n_per = {1: 9, 2: 5, 3: 4}[knl]
         start = _grid_starts(model, _nl_grid(model, theta_hat, half, n_per), theta_hat, Y, W,
                              space)
-    theta, obj, conv, _ = _polish(model, start, Y, W, space, loss, delta, logs)
+    theta, obj, conv, _ = _polish(model, start, Y, W, space, loss, delta, logs, init)
     if varpro and local_grid:
         far = _far(theta[:, model.nl], conv & identified, theta_hat[model.nl],
                    half[model.nl] / 3)
