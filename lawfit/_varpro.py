@@ -286,8 +286,9 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
     projection on the bounds, the same acceptance, damping and convergence rules),
     written for the basis g = exp(alpha log r - beta log l): per iteration one ``exp``
     and a few (R x n) passes; the 4 x 4 normal equations come from matrix products of
-    the weighted basis with the columns (1, log r, log l, ...). The Jacobian is only
-    recomputed after an accepted step.
+    the weighted basis with the columns (1, log r, log l, ...), computed together with
+    the objective at every trial point (kept when the step is accepted), in blocks of
+    replicates small enough to stay in cache.
 
     Parameters
     ----------

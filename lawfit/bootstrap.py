@@ -107,10 +107,11 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     with variable projection the best point per replicate of a local grid of the
     nonlinear parameters (theta_hat +- 3 SE; 9, 5x5 or 4x4x4 points), with the
     linear parameters in closed form; otherwise theta_hat. Replicates that
-    do not converge, or land outside that local box, are refitted from the best
-    point of a global grid over the bounds (see :func:`_rescue`); the lower
-    objective wins, so a replicate far from the full-data estimate is still fitted
-    independently of its start.
+    do not converge, or whose nonlinear parameters land more than 6 robust scales
+    from theta_hat (see :func:`_far`), are refitted from the best point of a global
+    grid over the bounds (see :func:`_rescue`); a clearly lower objective wins, so a
+    replicate far from the full-data estimate is still fitted independently of its
+    start. Replicates that still fail are returned with ``converged`` False.
 
     Parameters
     ----------
@@ -269,9 +270,10 @@ def _rows(Y, idx):
 def _rescue(model, rows, theta, obj, conv, Y, W, space, loss, delta, logs, n_budget=900):
     """Global refit of the given replicates (in place): grid over the bounds, then LM.
 
-    Used for replicates whose local fit did not converge or left the local box; the
-    refit replaces the local one only if it converged to a lower objective (or the
-    local one did not converge). Skipped when a nonlinear parameter has infinite
+    Used for replicates whose local fit did not converge or landed far away (see
+    :func:`_far`); the refit replaces the local one only if it converged to a clearly
+    lower objective, or if the local one did not converge and the refit is at least
+    as good as where it stopped. Skipped when a nonlinear parameter has infinite
     bounds (no finite global grid).
     """
     lo, hi = model.lower[model.nl], model.upper[model.nl]
