@@ -85,7 +85,7 @@ class SweepConfig:
     grids: tuple[dict[str, tuple], ...]
     train: TrainConfig = field(default_factory=TrainConfig)
     data_seed: int = 0
-    source: str | None = None
+    source: str | dict[str, str] | None = None
     device: str | None = None
     dtype: str | None = None
     threads: int | None = None
@@ -99,6 +99,12 @@ class SweepConfig:
                 ratio = TASK_DEFAULT_RATIO[task] if ratio is None else ratio
                 seen.setdefault(CellKey(model, task, ratio, *rest), None)
         return list(seen)
+
+    def source_for(self, task: str) -> str | None:
+        """Return the source file of ``task`` (``[data] source`` is a path or a table per task)."""
+        if isinstance(self.source, dict):
+            return self.source.get(task)
+        return self.source
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (recorded in the dataset's attributes)."""
@@ -166,6 +172,17 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
     return out
 
 
+def _check_source(source: Any) -> str | dict[str, str] | None:
+    if source is None or isinstance(source, str):
+        return source
+    if isinstance(source, dict) and set(source) <= set(TASK_NAMES):
+        return {task: str(path) for task, path in source.items()}
+    raise CollectError(
+        f"[data] source must be a path or a table {{task = path}} with tasks from "
+        f"{list(TASK_NAMES)}; got {source!r}."
+    )
+
+
 def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     """Validate a raw mapping (parsed TOML/YAML or built from CLI flags) into a config."""
     known = {"name", "defaults", "grid", "train", "data", *AXES}
@@ -204,7 +221,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         grids=tuple(grids),
         train=train,
         data_seed=int(data.get("data_seed", 0)),
-        source=data.get("source"),
+        source=_check_source(data.get("source")),
         device=data.get("device"),
         dtype=data.get("dtype"),
         threads=data.get("threads"),

@@ -51,7 +51,9 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
         else:
             target_module_names(loaded.model, spec)
     for task, ratio, length in sorted({(k.task, k.random_ratio, k.length) for k in keys}):
-        validate_task(task, loaded.tokenizer, length, random_ratio=ratio, source=config.source)
+        validate_task(
+            task, loaded.tokenizer, length, random_ratio=ratio, source=config.source_for(task)
+        )
 
 
 def pending_cells(
@@ -139,7 +141,7 @@ def run_sweep(
                 length,
                 random_ratio=ratio,
                 data_seed=config.data_seed,
-                source=config.source,
+                source=config.source_for(task),
             )
             for key in group:
                 # another worker on this directory may have finished or taken it meanwhile

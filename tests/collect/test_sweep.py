@@ -261,3 +261,30 @@ def test_claims_of_live_workers_are_honoured_and_stale_ones_taken_over(tmp_path,
     assert claim_cell(tmp_path, key)  # stale claim of a dead process: taken over
     claim_path(tmp_path, key).write_text(f"another-host {sleeper.pid}")
     assert not claim_cell(tmp_path, key)  # other hosts' claims are honoured
+
+
+PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / \
+    "parametric-memory-law" / "datasets"
+
+
+@pytest.mark.reference
+def test_sweep_on_the_papers_own_benchmark_files(tmp_path, tiny_sweep):
+    """The paper's PhoneBook and long-context files drive a sweep end to end (never copied)."""
+    phonebook = PAPER / "phonebook" / "pb_train_random" / "qwen" / "PB1000.jsonl"
+    text = PAPER / "long_context" / "sample_0_tok29709_noise_0.jsonl"
+    if not (phonebook.exists() and text.exists()):
+        pytest.skip("../shared/reference (the paper's benchmark files) is not available")
+    raw = tiny_sweep(data={"threads": 1, "source": {"phonebook": str(phonebook),
+                                                     "long_context": str(text)}},
+                     grid=[{"tasks": ["long_context"], "random_ratios": [0.0]},
+                           {"tasks": ["phonebook"]}])
+    raw["defaults"]["ranks"] = [4]
+    ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
+    assert ds.attrs["complete"] == "true"
+    assert (ds["status"].sel(task="phonebook", random_ratio=0.0) == "ok").all()
+    assert json.loads(ds.attrs["config"])["source"]["phonebook"] == str(phonebook)
+
+
+def test_source_table_must_name_known_tasks(tiny_sweep):
+    with pytest.raises(CollectError, match="table \\{task = path\\}"):
+        config_from_dict(tiny_sweep(data={"source": {"poems": "x.txt"}}))
