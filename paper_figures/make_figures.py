@@ -173,6 +173,16 @@ def _fig_phase(s):
     return plot_phase_diagram(s.sft_cells, fit), s.sft_cells
 
 
+def _fig_phase_frac(s):
+    if "p_after" not in s.tokens:
+        raise Skip("no p_after token variable (share of tokens above 0.5)")
+    try:
+        fit = s.fit
+    except Skip:
+        fit = None
+    return plot_phase_diagram(s.sft_tokens, fit, order="frac_above"), s.sft_tokens
+
+
 def _fig_cascade(s):
     if s.transition.cascade is None:
         raise Skip("cascade not computed: " + "; ".join(s.transition.notes))
@@ -218,6 +228,8 @@ FIGURES = [
     ("token_histograms", "p of the correct token before/after training", _fig_hist),
     ("recall_vs_p", "greedy recall vs p_after, logistic p* and CI", _fig_recall),
     ("phase_diagram", "rank × length recall map with the law's ln 2 boundary", _fig_phase),
+    ("phase_diagram_frac_above", "rank × length map of the share of tokens with p > 0.5, "
+     "with the law's boundary", _fig_phase_frac),
     ("cascade", "earliest sub-threshold token vs first greedy error, ρ", _fig_cascade),
     ("methods", "SFT vs MemFT: recall and ΔL vs rank", _fig_methods),
     ("trajectories", "SFT vs MemFT (or SFT alone): loss and share above 0.5 over steps",
