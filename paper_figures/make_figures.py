@@ -137,12 +137,21 @@ class Setting:
             raise Skip(f"missing variables {miss}")
 
 
+def _flag_text(fit):
+    """Short warning for the figure note when the law fit is flagged."""
+    if fit is None or not fit.flags:
+        return None
+    short = [str(f).split(":")[0].split("(")[0].strip() for f in fit.flags]
+    short = [f if len(f) <= 60 else f[:57] + "..." for f in short]
+    return "law fit flags: " + "; ".join(short)
+
+
 def _fig_law(s):
-    return plot_law_curves(s.fit, s.sft_cells), s.sft_cells
+    return plot_law_curves(s.fit, s.sft_cells), s.sft_cells, _flag_text(s.fit)
 
 
 def _fig_pred(s):
-    return plot_predicted_vs_measured(s.fit), s.sft_cells
+    return plot_predicted_vs_measured(s.fit), s.sft_cells, _flag_text(s.fit)
 
 
 def _fig_loss_recall(s):
@@ -210,7 +219,7 @@ def _fig_compare(s):
 
 
 def _fig_capacity(s):
-    return plot_capacity(s.fit, s.sft_cells), s.sft_cells
+    return plot_capacity(s.fit, s.sft_cells), s.sft_cells, _flag_text(s.fit)
 
 
 def _fig_bits(s):
@@ -265,9 +274,10 @@ def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf"
                                                              "synthetic" not in s.key else ""))
             t0 = time.perf_counter()
             try:
-                fig, src = build(s)
-                tag = s.label if s.label and s.label != "synthetic" else None
-                annotate_provenance(fig, src, text=tag)
+                fig, src, *extra = build(s)
+                tag = [s.label] if s.label and s.label != "synthetic" else []
+                tag += [t for t in extra if t]
+                annotate_provenance(fig, src, text="; ".join(tag) or None)
                 files = save_figure(fig, stem, formats=formats, dpi=dpi)
                 rows.append(dict(figure=name, setting=s.label, status="drawn", reason=what,
                                  files=files, seconds=round(time.perf_counter() - t0, 2)))

@@ -75,8 +75,9 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
         top = np.nanmax(est[fin]) * 50 if fin.any() else 1e3
         hi = np.where(np.isfinite(hi), hi, top)
         ok = np.isfinite(lo)
-        ax.fill_between(lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0,
-                        label=f"{pc.level:.0%} CI")
+        if ok.any():
+            ax.fill_between(lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0,
+                            label=f"{pc.level:.0%} CI")
     ax.set_xscale("log")
     ax.set_yscale("log")
     if data is not None and target_kind == "loss_after" and "loss_after" in data:

@@ -190,7 +190,8 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
     """Plot loss after training and exact-match recall against rank, per length (Fig. 2c).
 
     The top panel shows ``loss_after`` with the recall threshold ln 2 (p = 0.5 per
-    token); the bottom one ``exact_match`` (solid) and ``token_accuracy`` (dashed).
+    token); the bottom one ``exact_match`` (solid) and ``token_accuracy`` (dashed),
+    with lengths dodged sideways by a few percent so that coinciding values stay visible.
     Mean loss keeps falling smoothly while recall switches on abruptly: the loss/recall
     decoupling. Points are means over seeds; error bars their range.
 
@@ -220,20 +221,21 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
     colors = length_colors(df["length"])
     vars_ = [v for v in ("loss_after", "exact_match", "token_accuracy") if v in df]
     agg = df.groupby(["length", "rank"])[vars_].agg(["mean", "min", "max"]).reset_index()
-    for L, g in agg.groupby("length"):
+    n_len = agg["length"].nunique()
+    for i, (L, g) in enumerate(agg.groupby("length")):
         c = colors[float(L)]
-        r = g["rank"].to_numpy()
-        for axx, var, ls, lab in ((top, "loss_after", "-", f"{int(L)}"),
-                                  (bot, "exact_match", "-", None)):
+        r = g["rank"].to_numpy(float)
+        # recall values pile up at 0 and 1: dodge lengths sideways (log axis) so that
+        # no series hides another one
+        rd = r * np.exp(0.045 * (i - (n_len - 1) / 2))
+        for axx, var, x, lab in ((top, "loss_after", r, f"{int(L)}"),
+                                 (bot, "exact_match", rd, None)):
             m, lo, hi = (g[(var, k)].to_numpy() for k in ("mean", "min", "max"))
-            axx.errorbar(r, m, yerr=[m - lo, hi - m], fmt="o" + ls, color=c, ms=3, lw=1.0,
-                         elinewidth=0.6, capsize=0, label=lab)
+            axx.errorbar(x, m, yerr=np.clip([m - lo, hi - m], 0, None), fmt="o-", color=c,
+                         ms=3, lw=1.0, elinewidth=0.6, capsize=0, label=lab)
         if show_token_accuracy and ("token_accuracy", "mean") in g:
-            bot.plot(r, g[("token_accuracy", "mean")], "--", color=c, lw=0.8, alpha=0.9)
-    top.axhline(LN2, color="0.3", ls=":", lw=0.8)
-    top.annotate("ln 2 (p = 0.5)", xy=(0.0, LN2), xycoords=("axes fraction", "data"),
-                 xytext=(2, -2), textcoords="offset points", ha="left", va="top",
-                 fontsize=6.5, color="0.3")
+            bot.plot(rd, g[("token_accuracy", "mean")], "--", color=c, lw=0.8, alpha=0.9)
+    top.axhline(LN2, color="0.3", ls=":", lw=0.8, label="ln 2 (p = 0.5)")
     top.set_yscale("log")
     lo_mean = agg[("loss_after", "mean")].to_numpy(float)
     lo_mean = lo_mean[lo_mean > 0]
@@ -246,7 +248,11 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
     bot.set_xscale("log")
     log_ticks(bot, "x", df["rank"].unique())
     bot.set_xlabel("LoRA rank $r$")
-    top.legend(title="length ℓ (tokens)", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    h, lab = top.get_legend_handles_labels()
+    k = lab.index("ln 2 (p = 0.5)")
+    h.append(h.pop(k))
+    lab.append(lab.pop(k))
+    top.legend(h, lab, title="length ℓ (tokens)", loc="center left", bbox_to_anchor=(1.0, 0.5))
     if show_token_accuracy:
         from matplotlib.lines import Line2D
 

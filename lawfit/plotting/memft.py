@@ -184,9 +184,6 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
         plain_log(axes[0, j], "y")
         axes[1, j].set_ylim(-0.03, 1.03)
         axes[1, j].set_xlabel("optimizer step")
-    axes[0, 0].annotate("ln 2", xy=(1.0, LN2), xycoords=("axes fraction", "data"),
-                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
-                        fontsize=6.5, color="0.4")
     axes[0, 0].set_ylabel("mean target loss\n(nats/token)")
     axes[1, 0].set_ylabel("share of tokens\nwith p > 0.5")
     from matplotlib.lines import Line2D
@@ -201,6 +198,8 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
         h += [Line2D([], [], color="0.35", ls=_LINESTYLES[k % 4]) for k in range(len(ranks))]
         lab += [f"r = {int(r)}" for r in ranks]
         ltitle = None
+    h.append(Line2D([], [], color="0.5", ls=":", lw=0.7))
+    lab.append("ln 2 (p = 0.5)")
     axes[0, -1].legend(h, lab, loc="upper left", bbox_to_anchor=(1.0, 1.0), title=ltitle)
     if title:
         fig.suptitle(title)

@@ -289,10 +289,14 @@ def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
     if text:
         parts.append(text)
     if parts:
+        import textwrap
+
         # below the figure: savefig(bbox_inches="tight") grows the canvas to include it,
-        # so the note never sits on an axis label
-        fig.text(0.995, -0.005, "; ".join(parts), ha="right", va="top", fontsize=6,
-                 color="0.45", style="italic")
+        # so the note never sits on an axis label; wrapped to the figure's width
+        width = int(fig.get_size_inches()[0] * 72 / (6 * 0.56))
+        note = "\n".join(textwrap.wrap("; ".join(parts), width=max(width, 30)))
+        fig.text(0.995, -0.005, note, ha="right", va="top", fontsize=6, color="0.45",
+                 style="italic")
 
 
 def save_figure(fig, stem: str | os.PathLike, *, formats: Sequence[str] = ("pdf", "png"),
