@@ -95,11 +95,11 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: st
         xlabel = "probability of the correct token $p$ (teacher forcing)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("tokens")
-    ax.set_ylim(0.6, ax.get_ylim()[1] * 8)  # head-room: the legend sits above the bars
-    ax.legend(loc="upper center", ncols=2, columnspacing=0.8, handlelength=1.2)
-    ax.set_title(title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} "
-                 + ("run" if len(ta.runs) == 1 else "runs"),
-                 fontsize=7)
+    ax.set_ylim(0.6, ax.get_ylim()[1] * 1.5)
+    what = (title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} "
+            + ("run" if len(ta.runs) == 1 else "runs"))
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, columnspacing=0.8,
+              handlelength=1.2, title=what)
     return fig
 
 
@@ -266,7 +266,7 @@ def plot_phase_diagram(ds, fit=None, *, order: str = "exact_match", ax=None,
         for j, r in enumerate(ranks):
             if np.isfinite(Z[i, j]) and Z[i, j] >= 0.005:
                 txt = "1" if Z[i, j] >= 0.995 else f"{Z[i, j]:.2f}".lstrip("0")
-                ax.text(L, r, txt,
+                ax.text(L, r, txt, zorder=5,
                         ha="center", va="center", fontsize=5.5,
                         color="white" if Z[i, j] < 0.6 else "black")
     cb = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
