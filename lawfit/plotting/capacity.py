@@ -155,9 +155,9 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     for (name, val), ls in zip(bits.anchors.items(), styles, strict=False):
         short = name.split("(")[0].strip()
         ax.axhline(val, color="0.35", ls=ls, lw=0.8)
-        ax.annotate(f"{val:g} bits/param ({short})", xy=(0.0, val), xycoords=("axes fraction",
-                    "data"), xytext=(3, 2), textcoords="offset points", fontsize=6,
-                    color="0.3", va="bottom")
+        ax.annotate(f"{val:g} bits/param ({short})", xy=(1.0, val), xycoords=("axes fraction",
+                    "data"), xytext=(-2, 2), textcoords="offset points", fontsize=6,
+                    color="0.3", va="bottom", ha="right")
     ax.set_xscale("log")
     ax.set_yscale("log")
     log_ticks(ax, "x", r)
