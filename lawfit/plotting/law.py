@@ -175,7 +175,7 @@ def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(r"predicted $\Delta L$ (nats/token)")
     ax.set_ylabel(r"measured $\Delta L$ (nats/token)")
-    ax.text(0.04, 0.96, f"$R^2$ = {fit.r2:.3f}\nRMSE = {fit.rmse:.3g} nats\n"
+    ax.text(0.04, 0.96, f"$R^2$ = {fit.r2:.3f}\nRMSE = {fit.rmse:.3g} nats/token\n"
             f"n = {fit.n_obs} cells", transform=ax.transAxes, va="top", ha="left",
             fontsize=7)
     ax.legend(title="length ℓ", loc="lower right", handletextpad=0.2, markerscale=1.0)
