@@ -82,6 +82,7 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
     lo_c, hi_c = fit.input_ranges[cap]
     grid = np.geomspace(lo_c, hi_c, n_grid)
     fitted_lengths = set(res["length"])
+    curve_max = 0.0
     for L in lengths:
         c = colors[float(L)]
         pts = res[res["length"] == L]
@@ -96,6 +97,8 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
         pr = fit.predict(**{cap: grid, "length": float(L)}, interval="confidence",
                          level=level)
         ok = pr["mean"].to_numpy() > 0
+        if ok.any():
+            curve_max = max(curve_max, float(pr["mean"].to_numpy()[ok].max()))
         ax.plot(grid[ok], pr["mean"].to_numpy()[ok], "-", color=c, lw=1.1, zorder=2,
                 label=f"{int(L)}")
         lo = np.clip(pr["low"].to_numpy(), 1e-12, None)
@@ -110,7 +113,7 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
         yv = np.concatenate([yv, memo["loss_reduction"].to_numpy(float)])
     yv = yv[np.isfinite(yv) & (yv > 0)]
     if yv.size:
-        ax.set_ylim(yv.min() / 2.5, yv.max() * 2.0)
+        ax.set_ylim(yv.min() / 2.5, max(yv.max() * 2.0, curve_max * 1.3))
     if cap == "rank":
         log_ticks(ax, "x", sorted(set(res[cap]) | (set(memo[cap]) if memo is not None
                                                    and len(memo) else set())))

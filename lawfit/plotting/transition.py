@@ -126,7 +126,7 @@ def _binned_recall(ds, n_bins: int = 14):
         cen = (ph + zq**2 / (2 * n)) / den
         half = zq * np.sqrt(ph * (1 - ph) / n + zq**2 / (4 * n * n)) / den
         rows.append((float(sigmoid(np.median(z[s]))), ph, cen - half, cen + half, n))
-    return np.array(rows), int(m.sum())
+    return np.array(rows), int(m.sum()), p, y
 
 
 @styled
@@ -135,8 +135,9 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
 
     Points: share of tokens reproduced by greedy decoding in quantile bins of
     ``p_after`` (tokens with an intact prefix, as in the fit), with Wilson 95 %
-    intervals. Line: the fitted logistic in logit(p); vertical lines: the logistic
-    threshold p* (shaded CI) and the model-free isotonic 50 % crossing; dotted: 0.5.
+    intervals; rugs: every token (top: recalled, bottom: missed). Line: the fitted
+    logistic in logit(p); vertical lines: the logistic threshold p* (shaded CI) and the
+    model-free isotonic 50 % crossing; dotted: 0.5.
 
     Parameters
     ----------
@@ -162,12 +163,21 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
         raise LawfitError("plot_recall_curve needs result.token_fit (the token-level "
                           "logistic fit); this result has none: " + "; ".join(result.notes))
     fig, ax = fig_ax(ax, 3.3, 2.5)
-    rows, n_tok = _binned_recall(ds, n_bins)
+    rows, n_tok, p_tok, y_tok = _binned_recall(ds, n_bins)
     ax.set_xscale("logit")
     pmin = max(1e-4, float(rows[:, 0].min()) / 2) if len(rows) else 1e-3
     pmax = min(1 - 1e-4, 1 - (1 - float(rows[:, 0].max())) / 2) if len(rows) else 1 - 1e-3
+    if p_tok.size:  # the rug below shows every token: the axis covers them all
+        low = float(p_tok[y_tok == 0].min()) if (y_tok == 0).any() else 1.0
+        pmin = max(1e-6, min(pmin, float(np.quantile(p_tok, 0.005)), low / 1.5))
+        pmax = min(1 - 1e-6, max(pmax, float(np.quantile(p_tok, 0.995))))
     grid = sigmoid(np.linspace(logit(np.array(pmin)), logit(np.array(pmax)), 200))
     lo, hi = tf.ci
+    marks = [v for v in (lo, hi, tf.threshold, tf.threshold_isotonic) if np.isfinite(v)]
+    if marks:  # p* and its CI always inside the axis
+        pmin = max(1e-6, min(pmin, min(marks) / 2))
+        pmax = min(1 - 1e-6, max(pmax, 1 - (1 - max(marks)) / 2))
+    grid = sigmoid(np.linspace(logit(np.array(pmin)), logit(np.array(pmax)), 200))
     ax.axvspan(lo, hi, color=OKABE_ITO[2], alpha=0.3, lw=0)
     ax.axvline(tf.threshold, color=OKABE_ITO[5], lw=1.0,
                label=f"logistic p* = {tf.threshold:.3f} [{lo:.3f}, {hi:.3f}]")
@@ -181,16 +191,23 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
         yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
         ax.errorbar(rows[:, 0], rows[:, 1], yerr=yerr,
                     fmt="o", color="0.15", mfc="white", ms=3.2, elinewidth=0.6, capsize=0,
-                    label="binned tokens (95 % CI)")
+                    label="binned tokens (95 % CI); rugs: tokens")
+    if p_tok.size:  # rug: every token, recalled at the top, missed at the bottom
+        for val, yy in ((1, 1.045), (0, -0.045)):
+            sel = y_tok == val
+            ax.plot(p_tok[sel], np.full(sel.sum(), yy), "|", color="0.25", ms=4, mew=0.4,
+                    alpha=0.35 if sel.sum() > 50 else 0.7)
     ax.set_xlim(pmin, pmax)
-    ticks = [t for t in (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
-             if pmin <= t <= pmax]
+    wide = float(logit(np.array(pmax)) - logit(np.array(pmin))) > 12
+    cand = ((1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999) if wide else
+            (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999))
+    ticks = [t for t in cand if pmin <= t <= pmax]
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylim(-0.07, 1.07)
     ax.set_xlabel(r"$p_{\mathrm{after}}$ of the correct token (logit scale)")
     ax.set_ylabel("greedy recall")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=6.3)
