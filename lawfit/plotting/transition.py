@@ -191,12 +191,13 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
         yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
         ax.errorbar(rows[:, 0], rows[:, 1], yerr=yerr,
                     fmt="o", color="0.15", mfc="white", ms=3.2, elinewidth=0.6, capsize=0,
-                    label="binned tokens (95 % CI); rugs: tokens")
+                    label="binned tokens (95 % CI)")
     if p_tok.size:  # rug: every token, recalled at the top, missed at the bottom
         for val, yy in ((1, 1.045), (0, -0.045)):
             sel = y_tok == val
             ax.plot(p_tok[sel], np.full(sel.sum(), yy), "|", color="0.25", ms=4, mew=0.4,
-                    alpha=0.35 if sel.sum() > 50 else 0.7)
+                    alpha=0.35 if sel.sum() > 50 else 0.7,
+                    label="each token (top: recalled)" if val == 1 else None)
     ax.set_xlim(pmin, pmax)
     wide = float(logit(np.array(pmax)) - logit(np.array(pmin))) > 12
     cand = ((1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999) if wide else
