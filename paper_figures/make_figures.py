@@ -93,7 +93,8 @@ class Setting:
                 res = lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
         except LawfitError as exc:
             raise Skip(f"law not fitted: {exc}") from exc
-        self.notes.append(f"law: n = {res.n_obs} cells ({res.n_excluded} excluded), "
+        self.notes.append(f"law: n = {res.n_obs} cells ({res.n_excluded} excluded: not collected "
+                          f"or memorized), "
                           + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
                           + f", R² = {res.r2:.4f}")
         for fl in res.flags:
@@ -259,13 +260,15 @@ def _settings_of(cells, tokens, bootstrap):
 
 
 def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf", "png"),
-             only=None, dpi=300):
+             only=None, dpi=300, setting=None):
     """Draw every figure; return a list of dicts (figure, setting, status, reason, files)."""
     tokens = cells if tokens is None else tokens
     os.makedirs(out, exist_ok=True)
     rows = []
     synthetic = data_status(cells)["synthetic"]
     for s in _settings_of(cells, tokens, bootstrap):
+        if setting and s.key not in setting:
+            continue
         log.info("setting %s (%s)", s.label, s.key)
         for name, what, build in FIGURES:
             if only and name not in only:
@@ -338,6 +341,8 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic", action="store_true",
                     help="draw everything from lawfit.testing synthetic data instead")
     ap.add_argument("--only", nargs="*", help="figure names to draw (default: all)")
+    ap.add_argument("--setting", nargs="*",
+                    help="setting keys to draw, e.g. long_context_r100 (default: all)")
     ap.add_argument("--formats", nargs="*", default=["pdf", "png"])
     ap.add_argument("--dpi", type=int, default=300)
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -363,7 +368,7 @@ def main(argv=None) -> int:
         log.info("data %s: %d of %d cells ok%s", a.data, st["n_ok"], st["n_cells"],
                  f" (PARTIAL: {st['n_not_run']} not run yet)" if st["partial"] else "")
     rows = draw_all(cells, tokens, out=a.out, bootstrap=a.bootstrap, formats=a.formats,
-                    only=a.only, dpi=a.dpi)
+                    only=a.only, dpi=a.dpi, setting=a.setting)
     n = {k: sum(r["status"] == k for r in rows) for k in ("drawn", "skipped", "error")}
     log.info("%d figures drawn, %d skipped, %d errors -> %s (see INDEX.md)", n["drawn"],
              n["skipped"], n["error"], a.out)

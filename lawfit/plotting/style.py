@@ -253,8 +253,9 @@ def data_status(ds) -> dict:
     n_cells = int(st.size)
     attrs = getattr(ds, "attrs", {})
     if "n_cells" in attrs:  # collect's merge: the sweep's own cells, not the cartesian grid
-        try:
+        try:  # (a selection keeps the attrs: both counts are the whole sweep's)
             n_cells = int(attrs["n_cells"])
+            n_ok = int(attrs.get("n_cells_done", n_ok))
         except (TypeError, ValueError):
             pass
     partial = n_ok < n_cells
