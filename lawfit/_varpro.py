@@ -354,32 +354,10 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
         new = np.clip(th + step, lower, upper)
         # objective and normal equations at the trial points (kept where accepted)
         o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts)
-        o_old = obj[act]
-        ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
-        real_step = np.linalg.norm(new - th, axis=1)
-        scale = np.linalg.norm(th, axis=1) + xtol
-        small_f = (o_old - o_new) <= ftol * np.maximum(o_old, _TINY)
-        small_x = real_step <= xtol * scale
-        nit[act] += 1
-        acc = act[ok]
-        A[acc] = A_new[ok]
-        grad[acc] = g_new[ok]
-        theta[acc] = new[ok]
-        obj[acc] = o_new[ok]
-        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
-        rej = act[~ok]
-        lam[rej] = lam[rej] * 4.0
-        fin = ok & (small_f | small_x) & ~singular
-        conv[act[fin]] = True
-        done[act[fin]] = True
-        flat = (~ok) & np.isfinite(o_new) & (np.abs(o_new - o_old)
-                                             <= ftol * np.maximum(o_old, _TINY))
-        stuck = (((~ok) & (lam[act] > 1e12)) | flat) & ~singular
-        conv[act[stuck]] = True
-        done[act[stuck]] = True
-        bad = ~np.all(np.isfinite(theta[act]), axis=1)
-        done[act[bad]] = True
-        conv[act[bad]] = False
+        _lm_accept(act, new, o_new, np.linalg.norm(new - th, axis=1),
+                   np.linalg.norm(th, axis=1) + xtol, singular,
+                   state=(theta, obj, lam, conv, done, nit), ftol=ftol, xtol=xtol,
+                   carry=((A, A_new), (grad, g_new)))
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
 
@@ -591,33 +569,10 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         else:
             f_new = np.array(model.f(new))
         o_new = obj_of(f_new, Za, Wa)
-        o_old = obj[act]
-        ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
-        real_step = np.linalg.norm(new[:, opt] - th[:, opt], axis=1)
-        scale = np.linalg.norm(th[:, opt], axis=1) + xtol
-        small_f = (o_old - o_new) <= ftol * np.maximum(o_old, _TINY)
-        small_x = real_step <= xtol * scale
-        nit[act] += 1
-        acc = act[ok]
-        theta[acc] = new[ok]
-        fcur[acc] = f_new[ok]
-        obj[acc] = o_new[ok]
-        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
-        rej = act[~ok]
-        lam[rej] = lam[rej] * 4.0
-        fin = ok & (small_f | small_x) & ~singular
-        conv[act[fin]] = True
-        done[act[fin]] = True
-        # a rejected step that changes the objective only at rounding level: flat
-        flat = (~ok) & np.isfinite(o_new) & (np.abs(o_new - o_old)
-                                             <= ftol * np.maximum(o_old, _TINY))
-        stuck = (((~ok) & (lam[act] > 1e12)) | flat) & ~singular
-        # LM cannot find a descent direction: a stationary point (gradient ~ 0).
-        conv[act[stuck]] = True
-        done[act[stuck]] = True
-        bad = ~np.all(np.isfinite(theta[act]), axis=1)
-        done[act[bad]] = True
-        conv[act[bad]] = False
+        _lm_accept(act, new, o_new, np.linalg.norm(new[:, opt] - th[:, opt], axis=1),
+                   np.linalg.norm(th[:, opt], axis=1) + xtol, singular,
+                   state=(theta, obj, lam, conv, done, nit), ftol=ftol, xtol=xtol,
+                   carry=((fcur, f_new),))
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
 
@@ -678,3 +633,39 @@ def covariance(model, theta, Y, W, space, loss, delta, dof):
         cov = Ai @ B @ Ai * n / dof
         s2 = float(np.sum(w * r * r) / dof)
     return cov, s2, r
+
+
+def _lm_accept(act, new, o_new, step_norm, scale, singular, *, state, ftol, xtol, carry=()):
+    """Accept or reject one batched Levenberg-Marquardt trial step, in place.
+
+    ``state`` is ``(theta, obj, lam, conv, done, nit)`` over all replicates; ``act`` indexes
+    the active ones, whose trial parameters ``new`` have objective ``o_new``. ``carry`` pairs
+    (array, trial values) of extra per-replicate state kept where the step is accepted.
+    Damping falls by 3 on acceptance and rises by 4 on rejection; a replicate converges on a
+    small accepted step, or when no descent direction is left (the damping explodes or a
+    rejected step changes the objective only at rounding level); non-finite parameters fail.
+    """
+    theta, obj, lam, conv, done, nit = state
+    o_old = obj[act]
+    ok = np.isfinite(o_new) & (o_new <= o_old) & np.all(np.isfinite(new), axis=1)
+    small_f = (o_old - o_new) <= ftol * np.maximum(o_old, _TINY)
+    small_x = step_norm <= xtol * scale
+    nit[act] += 1
+    acc = act[ok]
+    theta[acc] = new[ok]
+    obj[acc] = o_new[ok]
+    for array, trial in carry:
+        array[acc] = trial[ok]
+    lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
+    rej = act[~ok]
+    lam[rej] = lam[rej] * 4.0
+    fin = ok & (small_f | small_x) & ~singular
+    conv[act[fin]] = True
+    done[act[fin]] = True
+    flat = (~ok) & np.isfinite(o_new) & (np.abs(o_new - o_old) <= ftol * np.maximum(o_old, _TINY))
+    stuck = (((~ok) & (lam[act] > 1e12)) | flat) & ~singular
+    conv[act[stuck]] = True
+    done[act[stuck]] = True
+    bad = ~np.all(np.isfinite(theta[act]), axis=1)
+    done[act[bad]] = True
+    conv[act[bad]] = False
