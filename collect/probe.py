@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from collect.adapters import attach, decoder_layers
-from collect.objectives import LN2, MemFTSWPhonebook, make_objective
+from collect.objectives import LN2, make_objective
 from collect.tasks import Entry
 
 
@@ -385,4 +385,4 @@ def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, s
     result.exact_match = float(np.mean(per_entry))
 
 
-__all__ = ["TrainConfig", "CellResult", "run_cell", "MemFTSWPhonebook"]
+__all__ = ["TrainConfig", "CellResult", "run_cell"]

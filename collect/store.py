@@ -188,7 +188,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     done = {k: ds for k, ds in cells.items() if ds is not None}
     n_tok = max(coords["length"])
     steps = np.arange(0, config.train.max_steps + 1, config.train.log_every)
-    out = {name: np.full(shape, np.nan) for name in (*SCALARS, "loss_reduction")}
+    # per-cell scalars; n_params is kept once per (model, modules, rank) below instead
+    cell_vars = (*(name for name in SCALARS if name != "n_params"), "loss_reduction")
+    out = {name: np.full(shape, np.nan) for name in cell_vars}
     status = np.full(shape, "not_run", dtype=object)
     tokens = {name: np.full((*shape, n_tok), np.nan) for name in TOKEN_VARS}
     curves = {name: np.full((*shape, len(steps)), np.nan) for name in CURVES}
@@ -199,7 +201,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     )
     for key, ds in done.items():
         at = tuple(index[d][getattr(key, d)] for d in DIMS)
-        for name in (*SCALARS, "loss_reduction"):
+        for name in cell_vars:
             out[name][at] = float(ds[name])
         status[at] = str(ds["status"].values)
         n = ds.sizes["token"]
@@ -212,12 +214,10 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         n_params[
             index["model"][key.model], index["modules"][key.modules], index["rank"][key.rank]
         ] = int(ds["n_params"])
-    cell_dims = DIMS
-    data = {name: (cell_dims, values) for name, values in out.items() if name != "n_params"}
-    data["steps"] = (cell_dims, out["steps"])
-    data["status"] = (cell_dims, status.astype(str))
-    data.update({name: ((*cell_dims, "token"), v) for name, v in tokens.items()})
-    data.update({name: ((*cell_dims, "step"), v) for name, v in curves.items()})
+    data = {name: (DIMS, values) for name, values in out.items()}
+    data["status"] = (DIMS, status.astype(str))
+    data.update({name: ((*DIMS, "token"), v) for name, v in tokens.items()})
+    data.update({name: ((*DIMS, "step"), v) for name, v in curves.items()})
     data["entry"] = ((*ent_dims, "token"), entry)
     data["n_params"] = (("model", "modules", "rank"), n_params)
     ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
