@@ -7,6 +7,7 @@ Importing lawfit never imports torch or matplotlib.
 """
 
 from lawfit import forms_extra as _forms_extra  # noqa: F401,I001  (registers alternative forms)
+from lawfit.budget import at_budget, budget_sensitivity, convergence  # noqa: I001
 from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
 from lawfit.errors import LawfitError
@@ -51,6 +52,9 @@ __all__ = [
     "bits_per_parameter",
     "gradient_budget",
     "memft_savings",
+    "at_budget",
+    "convergence",
+    "budget_sensitivity",
     "build_report",
     "__version__",
 ]

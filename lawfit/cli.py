@@ -21,6 +21,7 @@ COMMANDS = [
     "transition",
     "predict",
     "memft",
+    "budget",
     "report",
 ]
 
@@ -34,6 +35,7 @@ examples:
   lawfit transition sweep.nc --sel task=long_context   recall threshold p*, cascade
   lawfit predict sweep.nc --length 4096 --target 0.693 --target-kind loss_after
   lawfit memft sweep.nc --sel task=phonebook           MemFT savings over SFT
+  lawfit budget sweep.nc --sel task=phonebook          is dL converged at the step budget?
   lawfit report sweep.nc -o report.html                everything, one report
   lawfit <command> --help                              options of one command
 

@@ -2,7 +2,8 @@
 
 :func:`build_report` runs, for every setting of the sweep (model × task × random_ratio ×
 modules) on the SFT cells: model selection (:func:`lawfit.compare`), the paper's law with
-bootstrap CIs (:func:`lawfit.fit`), capacity predictions (:func:`lawfit.predict_capacity`),
+bootstrap CIs (:func:`lawfit.fit`), its sensitivity to the step budget
+(:func:`lawfit.budget_sensitivity`), capacity predictions (:func:`lawfit.predict_capacity`),
 bits per parameter, the phase transition (:func:`lawfit.phase_transition`) and the MemFT
 savings (:func:`lawfit.memft_savings`). The result renders as Markdown or HTML.
 """
@@ -203,6 +204,7 @@ def build_report(
     LawfitError
         If ``ds`` is not a dataset or a readable path.
     """
+    from lawfit.budget import budget_sensitivity
     from lawfit.capacity import bits_per_parameter, predict_capacity
     from lawfit.compare import compare
     from lawfit.fitting import fit
@@ -308,6 +310,32 @@ def build_report(
                 B.append(("note", f"law not fitted: {exc}"))
         else:
             B.append(("note", "skipped: no ok SFT cells."))
+        # 2b. training budget
+        B.append(("h3", "Training budget: had ΔL stopped moving?"))
+        if law is not None and "loss_curve" in sft:
+            try:
+                bs = budget_sensitivity(sft, bootstrap=int(bootstrap), rng=rng,
+                                        confidence_level=confidence_level)
+                res["budget"] = bs
+                conv = bs.convergence
+                counts = conv["stop_reason"].value_counts()
+                B.append(("p", f"Stop reasons of the {len(conv)} ok SFT cells: "
+                               + ", ".join(f"{k} {v}" for k, v in counts.items())
+                               + f". Still improving at the budget (ΔL grew by more than "
+                               f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} "
+                               f"steps): {int(conv['still_improving'].sum())}."))
+                B.append(("p", "The law refitted as if the sweep had stopped earlier (ΔL read "
+                               "from the recorded trajectories):"))
+                cols = [c for c in ("budget", "n_obs", "n_truncated", "r2", "alpha", "alpha_low",
+                                    "alpha_high", "beta", "beta_low", "beta_high")
+                        if c in bs.table]
+                B.append(("table", bs.table[cols]))
+                for n in bs.notes:
+                    B.append(("note", n))
+            except LawfitError as exc:
+                B.append(("note", f"budget analysis skipped: {exc}"))
+        else:
+            B.append(("note", "skipped: needs the fitted law and trajectories (loss_curve)."))
         # 3. capacity
         B.append(("h3", "Capacity: rank needed for verbatim recall (loss_after ≤ ln 2)"))
         if law is not None:

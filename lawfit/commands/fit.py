@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+from lawfit._tokens import GROUP_DIMS
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -41,6 +44,26 @@ def apply_sel(ds, sel):
             raise LawfitError(f"--sel {k}={v!r}: value not found; {k} has "
                               f"{ds[k].values.tolist()}.")
         ds = ds.sel({k: v})
+    return drop_uncollected(ds) if sel else ds
+
+
+def drop_uncollected(ds):
+    """Drop values of grouping dims that hold no collected cell after a selection.
+
+    Selecting ``task=long_context`` in a sweep that also holds PhoneBook leaves the
+    PhoneBook-only ``random_ratio`` value with nothing but ``not_run`` cells; such empty
+    slices are dropped so that one setting remains.
+    """
+    if "loss_reduction" not in ds:
+        return ds
+    collected = ds["loss_reduction"].notnull()
+    if "status" in ds:
+        collected = collected | (ds["status"] != "not_run")
+    for d in GROUP_DIMS:
+        if d in ds.dims and ds.sizes[d] > 1 and d in collected.dims:
+            keep = collected.any([x for x in collected.dims if x != d]).values
+            if keep.any() and not keep.all():
+                ds = ds.isel({d: np.flatnonzero(keep)})
     return ds
 
 

@@ -1,0 +1,382 @@
+"""Training budget diagnostics: is ΔL converged, and do the exponents drift with the budget.
+
+A memorization sweep trains every cell for at most ``max_steps`` optimizer steps. Cells
+that memorize (every target token above p = 0.5) or plateau stop early; the others stop
+at the budget, and if their loss was still falling there, their ΔL measures the budget as
+much as the adapter's capacity. The collection records each cell's training trajectory
+(``loss_curve`` over ``step``), so any smaller budget can be read back exactly
+(DESIGN.md §5). This module uses that to answer two questions:
+
+- :func:`convergence` — which cells stopped at the budget while still improving (their
+  ΔL gain over the last ``window`` steps, relative to ΔL);
+- :func:`budget_sensitivity` — the law refitted as if the sweep had been run with
+  smaller budgets (:func:`at_budget`): if the exponents still drift between the last
+  budgets, the reported exponents are budget-limited and a longer budget is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lawfit._tokens import CELL_DIMS, load
+from lawfit.data import as_frame
+from lawfit.errors import LawfitError
+
+__all__ = ["BudgetSensitivity", "at_budget", "budget_sensitivity", "convergence", "max_steps"]
+
+LN2 = math.log(2.0)
+#: Per-token variables that describe the end of training and cannot be read back from
+#: the trajectory at an earlier step: set to NaN where :func:`at_budget` truncates a cell.
+_END_ONLY = ("exact_match", "token_accuracy", "p_after", "greedy_correct")
+
+
+def _require_curves(ds: xr.Dataset) -> None:
+    missing = [v for v in ("loss_curve", "loss_before", "loss_after", "steps") if v not in ds]
+    if missing:
+        raise LawfitError(
+            f"the budget analysis needs the variables loss_before, loss_after, steps and the "
+            f"training trajectory loss_curve over 'step'; the dataset lacks {missing}. "
+            "Collect with trajectories (collect logs them every [train] log_every steps)."
+        )
+    if "step" not in ds["loss_curve"].dims:
+        raise LawfitError(
+            f"loss_curve must have a 'step' dim; it has dims {ds['loss_curve'].dims}."
+        )
+
+
+def max_steps(ds: xr.Dataset) -> int:
+    """Return the sweep's step budget.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset; the budget is read from ``attrs['config']`` (``train.max_steps``)
+        and otherwise taken as the largest logged step.
+
+    Returns
+    -------
+    int
+        The step budget.
+    """
+    cfg = ds.attrs.get("config")
+    if cfg:
+        try:
+            return int(json.loads(cfg)["train"]["max_steps"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    return int(np.nanmax(ds["step"].values))
+
+
+def _ok(ds: xr.Dataset) -> xr.DataArray:
+    ok = ds["loss_reduction"].notnull() if "loss_reduction" in ds else ds["loss_after"].notnull()
+    if "status" in ds:
+        ok = ok & (ds["status"] == "ok")
+    return ok
+
+
+def at_budget(ds, steps: int) -> xr.Dataset:
+    """Return the dataset as it would be had every cell been trained for at most ``steps``.
+
+    Cells that stopped at or before ``steps`` are unchanged. For cells trained longer,
+    ``loss_after`` is read from ``loss_curve`` at ``steps`` (the loss after ``steps``
+    updates), ``loss_reduction`` is recomputed as ``loss_before − loss_after``, ``steps``
+    is set to the budget, the trajectories are cut there, and the end-of-training
+    measurements that the trajectory does not record (``exact_match``,
+    ``token_accuracy``, ``p_after``, ``greedy_correct``) become NaN.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset with ``loss_curve`` over ``step``.
+    steps : int
+        The budget: one of the logged steps (``ds.step``).
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy with ``attrs['budget_steps'] = steps``.
+
+    Raises
+    ------
+    LawfitError
+        No trajectories; ``steps`` not a logged step; a truncated cell without a logged
+        loss at ``steps``.
+    """
+    ds = load(ds)
+    _require_curves(ds)
+    logged = np.asarray(ds["step"].values)
+    if int(steps) not in set(logged.tolist()):
+        shown = ", ".join(str(int(s)) for s in logged[:4])
+        raise LawfitError(
+            f"budget {steps!r} is not a logged step; the trajectory was logged at steps "
+            f"{shown}, ..., {int(logged[-1])}. Pick one of those (ds.step)."
+        )
+    steps = int(steps)
+    truncated = _ok(ds) & (ds["steps"] > steps)
+    at = ds["loss_curve"].sel(step=steps, drop=True)
+    if bool((truncated & at.isnull()).any()):
+        raise LawfitError(
+            f"some cells trained past {steps} steps have no logged loss at step {steps}; "
+            "their ΔL at this budget cannot be read back. Choose another budget."
+        )
+    out = ds.copy()
+    out["loss_after"] = xr.where(truncated, at, ds["loss_after"])
+    if "loss_reduction" in ds:
+        out["loss_reduction"] = xr.where(truncated, ds["loss_before"] - at, ds["loss_reduction"])
+    out["steps"] = xr.where(truncated, float(steps), ds["steps"])
+    for name in _END_ONLY:
+        if name in ds:
+            out[name] = ds[name].where(~truncated)
+    for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
+        out[name] = ds[name].where(ds["step"] <= steps)
+    for name in ds.data_vars:
+        out[name].attrs = dict(ds[name].attrs)
+    out.attrs = dict(ds.attrs)
+    out.attrs["budget_steps"] = steps
+    return out
+
+
+def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
+    """Infer why each ok cell stopped: 'budget', 'memorized' or 'plateau'."""
+    at_budget_ = ds["steps"] >= budget
+    if "p_after" in ds and "token" in ds["p_after"].dims:
+        p = ds["p_after"]
+        memorized = ((p > 0.5) | p.isnull()).all("token") & p.notnull().any("token")
+    else:
+        memorized = ds["loss_after"] <= LN2
+    reason = xr.where(at_budget_, "budget", xr.where(memorized, "memorized", "plateau"))
+    return reason.where(_ok(ds))
+
+
+def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
+    """Say, per cell, why training stopped and whether ΔL was still growing at the budget.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset with ``loss_curve`` over ``step``.
+    window : int
+        Look-back in optimizer steps (a multiple of the logging interval).
+    tol : float
+        A budget-stopped cell is *still improving* when its ΔL grew by more than
+        ``tol`` (relative) over the last ``window`` steps.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ok cell: its coordinates, ``steps``, ``stop_reason``
+        (``budget``/``memorized``/``plateau``), ``loss_reduction``, ``gain_last_window``
+        (nats), ``rel_gain_last_window`` and ``still_improving`` (NaN gains for cells
+        that stopped early). ``attrs`` holds ``max_steps``, ``window`` and ``tol``.
+
+    Raises
+    ------
+    LawfitError
+        No trajectories, or ``window`` not a positive multiple of the logging interval.
+    """
+    ds = load(ds)
+    _require_curves(ds)
+    budget = max_steps(ds)
+    logged = np.asarray(ds["step"].values)
+    every = int(np.min(np.diff(logged))) if logged.size > 1 else budget
+    if window <= 0 or window % every or window >= budget:
+        raise LawfitError(
+            f"window must be a positive multiple of the logging interval ({every} steps) "
+            f"and shorter than the budget ({budget}); got {window!r}."
+        )
+    if budget - window not in set(logged.tolist()):
+        raise LawfitError(f"step {budget - window} (budget − window) was not logged.")
+    reason = _stop_reasons(ds, budget)
+    gain = ds["loss_curve"].sel(step=budget - window, drop=True) - ds["loss_after"]
+    gain = gain.where(reason == "budget")
+    cells = xr.Dataset({
+        "steps": ds["steps"], "stop_reason": reason, "loss_reduction": ds["loss_before"]
+        - ds["loss_after"], "gain_last_window": gain,
+    })
+    dims = [d for d in CELL_DIMS if d in cells.dims]
+    frame = cells.to_dataframe().reset_index()
+    frame = frame[frame["stop_reason"].notna()].reset_index(drop=True)
+    frame = frame[dims + ["steps", "stop_reason", "loss_reduction", "gain_last_window"]]
+    frame["rel_gain_last_window"] = frame["gain_last_window"] / frame["loss_reduction"].abs()
+    frame["still_improving"] = frame["rel_gain_last_window"] > tol
+    frame.attrs.update(max_steps=budget, window=window, tol=tol)
+    return frame
+
+
+def _default_budgets(ds: xr.Dataset, n: int = 4) -> list[int]:
+    budget = max_steps(ds)
+    logged = np.asarray(ds["step"].values)
+    logged = logged[(logged > 0) & (logged <= budget)]
+    picks = {int(logged[np.argmin(np.abs(logged - budget * k / n))]) for k in range(1, n + 1)}
+    return sorted(picks)
+
+
+@dataclass(frozen=True)
+class BudgetSensitivity:
+    """The law refitted at several step budgets, plus the per-cell convergence table.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per budget: ``budget``, ``n_obs``, ``n_excluded``, ``n_truncated``
+        (cells trained past that budget), ``r2`` and, per parameter, the estimate and
+        its interval (``alpha``, ``alpha_low``, ``alpha_high``, ...).
+    convergence : pandas.DataFrame
+        :func:`convergence` at the full budget.
+    fits : dict
+        The :class:`~lawfit.FitResult` per budget.
+    drift : dict
+        Per parameter, the change between the last two budgets relative to the final
+        interval's half-width (> 1 means the estimate still moves by more than its
+        uncertainty).
+    notes : list of str
+        Plain-language findings.
+    """
+
+    table: pd.DataFrame
+    convergence: pd.DataFrame
+    fits: dict
+    drift: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return the findings as text.
+
+        Returns
+        -------
+        str
+            Convergence counts, the per-budget table and the notes.
+        """
+        conv = self.convergence
+        counts = conv["stop_reason"].value_counts().to_dict() if len(conv) else {}
+        lines = [
+            f"Stop reasons over {len(conv)} ok cells: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            f"Still improving at the budget (ΔL gain > {conv.attrs.get('tol', 0):.0%} over "
+            f"the last {conv.attrs.get('window', '?')} steps): "
+            f"{int(conv['still_improving'].sum())}",
+            "",
+            self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def budget_sensitivity(
+    ds,
+    budgets: Sequence[int] | None = None,
+    *,
+    form: str = "power_law",
+    bootstrap: int = 200,
+    confidence_level: float = 0.95,
+    window: int = 100,
+    tol: float = 0.01,
+    rng: int = 0,
+    **fit_kwargs,
+) -> BudgetSensitivity:
+    """Refit the law as if the sweep had been run with smaller step budgets.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        One setting of a contract dataset (what :func:`lawfit.fit` accepts without
+        ``by=``) with ``loss_curve`` over ``step``.
+    budgets : sequence of int, optional
+        Logged steps to refit at (default: about ¼, ½, ¾ and all of the budget).
+    form : str
+        Form to fit at every budget.
+    bootstrap : int
+        Bootstrap replicates per fit (0: profile-likelihood intervals).
+    confidence_level : float
+        Level of the intervals.
+    window, tol : int, float
+        Passed to :func:`convergence`.
+    rng : int
+        Seed (the same for every budget).
+    **fit_kwargs
+        Further arguments of :func:`lawfit.fit` (``space``, ``exclude``, ...).
+
+    Returns
+    -------
+    BudgetSensitivity
+        Per-budget table, convergence table, fits, drift and notes.
+
+    Raises
+    ------
+    LawfitError
+        As :func:`at_budget` and :func:`lawfit.fit`; also when no budget could be fitted.
+    """
+    from lawfit.fitting import fit
+
+    ds = load(ds)
+    _require_curves(ds)
+    as_frame(ds, capacity=fit_kwargs.get("capacity", "rank"))  # one setting, valid data
+    conv = convergence(ds, window=window, tol=tol)
+    budgets = _default_budgets(ds) if budgets is None else sorted({int(b) for b in budgets})
+    rows, fits, notes = [], {}, []
+    for b in budgets:
+        sub = at_budget(ds, b)
+        n_trunc = int((_ok(ds) & (ds["steps"] > b)).sum())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = fit(sub, form, bootstrap=int(bootstrap), confidence_level=confidence_level,
+                          rng=rng, **fit_kwargs)
+        except LawfitError as exc:
+            notes.append(f"budget {b}: not fitted ({exc})")
+            continue
+        fits[b] = res
+        row = {"budget": b, "n_obs": res.n_obs, "n_excluded": res.n_excluded,
+               "n_truncated": n_trunc, "r2": res.r2}
+        tab = res.to_dataframe()
+        for p in res.param_names:
+            row[p], row[f"{p}_low"], row[f"{p}_high"] = (
+                float(tab.loc[p, "estimate"]), float(tab.loc[p, "low"]), float(tab.loc[p, "high"]))
+        rows.append(row)
+    if not rows:
+        raise LawfitError("the law could not be fitted at any budget: " + "; ".join(notes))
+    table = pd.DataFrame(rows)
+    drift = {}
+    if len(table) >= 2:
+        last, prev = table.iloc[-1], table.iloc[-2]
+        for p in fits[int(last["budget"])].param_names:
+            half = (last[f"{p}_high"] - last[f"{p}_low"]) / 2
+            drift[p] = float(abs(last[p] - prev[p]) / half) if half > 0 else math.nan
+        moving = [p for p in ("alpha", "beta") if drift.get(p, 0) > 1]
+        if moving:
+            notes.append(
+                f"{' and '.join(moving)} still move by more than their interval's half-width "
+                f"between {int(prev['budget'])} and {int(last['budget'])} steps: the exponents "
+                "are budget-limited; a longer budget would change them."
+            )
+        else:
+            notes.append(
+                f"between {int(prev['budget'])} and {int(last['budget'])} steps the exponents move "
+                "by less than their interval's half-width."
+            )
+        for p in ("alpha", "beta"):
+            vals = table[p].to_numpy() if p in table else np.array([])
+            steps_ = np.sign(np.diff(vals))
+            if vals.size >= 3 and (np.all(steps_ > 0) or np.all(steps_ < 0)):
+                trend = " → ".join(f"{v:.3g}" for v in vals)
+                notes.append(
+                    f"{p} {'rises' if steps_[0] > 0 else 'falls'} at every budget ({trend} at "
+                    f"{', '.join(str(int(b)) for b in table['budget'])} steps): a systematic "
+                    "budget trend, even where it is within the intervals."
+                )
+    n_imp = int(conv["still_improving"].sum())
+    if n_imp:
+        notes.append(
+            f"{n_imp} of {len(conv)} ok cells were still improving at the budget "
+            f"(ΔL grew by more than {tol:.0%} over the last {window} steps): their ΔL is "
+            "partly a budget effect."
+        )
+    return BudgetSensitivity(table=table, convergence=conv, fits=fits, drift=drift, notes=notes)

@@ -1,0 +1,52 @@
+"""``lawfit budget``: cells still improving at the step budget, and exponents against budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from lawfit.commands._common import add_data_args, open_selected, write_csv
+
+_EPILOG = """\
+examples:
+  lawfit budget sweep.nc --sel task=long_context --sel method=sft
+  lawfit budget sweep.nc --sel task=phonebook --sel method=sft --budgets 200 400 600 \\
+      --window 50 --csv cells.csv
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``budget`` subcommand."""
+    p = subparsers.add_parser(
+        "budget", help="cells still improving at the step budget; exponents vs budget",
+        description="Read each cell's training trajectory: which cells stopped at the budget "
+                    "while their loss was still falling, and the law refitted as if the sweep "
+                    "had used smaller budgets.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    p.add_argument("--budgets", nargs="+", type=int, default=None, metavar="STEPS",
+                   help="logged steps to refit at (default: 1/4, 1/2, 3/4 and all of it)")
+    p.add_argument("--window", type=int, default=100, metavar="STEPS",
+                   help="look-back for 'still improving' (default 100)")
+    p.add_argument("--tol", type=float, default=0.01,
+                   help="relative ΔL gain over the window that counts as improving (0.01)")
+    p.add_argument("--space", choices=["linear", "log"], default="linear")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="N")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", default=None, metavar="OUT", help="write the per-cell table")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit budget``."""
+    from lawfit.budget import budget_sensitivity
+
+    ds = open_selected(args)
+    res = budget_sensitivity(ds, args.budgets, bootstrap=args.bootstrap, window=args.window,
+                             tol=args.tol, confidence_level=args.level, rng=args.seed,
+                             space=args.space)
+    print(res.summary())
+    if args.csv:
+        write_csv(res.convergence, args.csv)
+    return 0

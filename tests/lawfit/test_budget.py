@@ -1,0 +1,159 @@
+"""Training-budget diagnostics on sweeps whose trajectories are known in closed form."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import lawfit
+from lawfit.budget import at_budget, budget_sensitivity, convergence, max_steps
+from lawfit.errors import LawfitError
+
+RANKS = np.array([1, 2, 4, 8, 16])
+LENGTHS = np.array([64, 128, 256, 512])
+BUDGET, EVERY, L0 = 600, 10, 12.0
+C, ALPHA, BETA = 10.0, 0.6, 0.5
+
+
+def _sweep(tau, *, noise: float = 0.0, stop_early=None, rng: int = 0) -> xr.Dataset:
+    """Cells whose loss falls as L0 − ΔL∞·(1 − exp(−k/τ)), ΔL∞ = C·r^α·ℓ^−β.
+
+    ``tau(rank, length)`` sets the time scale; ``stop_early(rank, length)`` returns the
+    step at which a cell stopped (None: at the budget).
+    """
+    gen = np.random.default_rng(rng)
+    steps = np.arange(0, BUDGET + 1, EVERY)
+    shape = (len(RANKS), len(LENGTHS))
+    curve = np.full(shape + (steps.size,), np.nan)
+    after = np.empty(shape)
+    n_steps = np.empty(shape)
+    for i, r in enumerate(RANKS):
+        for j, ln in enumerate(LENGTHS):
+            dl_inf = C * r**ALPHA * ln**-BETA * math.exp(noise * gen.standard_normal())
+            stop = (stop_early(r, ln) if stop_early else None) or BUDGET
+            loss = L0 - dl_inf * (1 - np.exp(-np.arange(stop + 1) / tau(r, ln)))
+            logged = steps[steps <= stop]
+            curve[i, j, : logged.size] = loss[logged]
+            after[i, j], n_steps[i, j] = loss[stop], stop
+    cell = ("rank", "length")
+    ds = xr.Dataset(
+        {
+            "loss_before": (cell, np.full(shape, L0)),
+            "loss_after": (cell, after),
+            "loss_reduction": (cell, L0 - after),
+            "steps": (cell, n_steps),
+            "status": (cell, np.full(shape, "ok", dtype=object)),
+            "exact_match": (cell, np.zeros(shape)),
+            "loss_curve": (cell + ("step",), curve),
+        },
+        coords={"rank": RANKS, "length": LENGTHS, "step": steps},
+    )
+    ds.attrs["config"] = json.dumps({"train": {"max_steps": BUDGET}})
+    return ds
+
+
+def test_at_budget_reads_the_trajectory_back_exactly():
+    ds = _sweep(lambda r, ln: 300.0, stop_early=lambda r, ln: 200 if r == 16 else None)
+    sub = at_budget(ds, 300)
+    dl_inf = C * RANKS[:, None] ** ALPHA * LENGTHS[None, :] ** -BETA
+    expect = dl_inf * (1 - math.exp(-1.0))
+    got = sub["loss_reduction"].values
+    np.testing.assert_allclose(got[:-1], expect[:-1], rtol=1e-12)
+    # rank 16 stopped at step 200 < 300: unchanged, end-of-training variables kept
+    np.testing.assert_array_equal(got[-1], ds["loss_reduction"].values[-1])
+    assert np.all(sub["exact_match"].values[-1] == 0)
+    # truncated cells: steps = budget, end-only measurements unknown, curves cut
+    assert np.all(sub["steps"].values[:-1] == 300)
+    assert np.isnan(sub["exact_match"].values[:-1]).all()
+    assert np.isnan(sub["loss_curve"].sel(step=310).values).all()
+    assert sub.attrs["budget_steps"] == 300
+    np.testing.assert_allclose(sub["loss_reduction"], sub["loss_before"] - sub["loss_after"])
+
+
+def test_at_budget_full_budget_is_identity_on_the_law_variables():
+    ds = _sweep(lambda r, ln: 100.0)
+    sub = at_budget(ds, BUDGET)
+    xr.testing.assert_identical(sub["loss_reduction"], ds["loss_reduction"])
+
+
+def test_convergence_flags_exactly_the_cells_still_improving():
+    # slow cells (tau = 400) are still improving at 600 steps, fast ones (tau = 40) are not
+    slow = {(1, 512), (2, 512), (1, 256)}
+    ds = _sweep(lambda r, ln: 400.0 if (r, ln) in slow else 40.0,
+                stop_early=lambda r, ln: 150 if r == 16 else None)
+    conv = convergence(ds, window=100, tol=0.01)
+    flagged = {(int(r), int(ln)) for r, ln in
+               conv.loc[conv["still_improving"], ["rank", "length"]].to_numpy()}
+    assert flagged == slow
+    rel = conv.set_index(["rank", "length"])["rel_gain_last_window"]
+    truth = (math.exp(-500 / 400) - math.exp(-600 / 400)) / (1 - math.exp(-600 / 400))
+    assert rel[(1, 512)] == pytest.approx(truth, rel=1e-9)
+    reasons = conv.set_index(["rank", "length"])["stop_reason"]
+    assert set(reasons[reasons.index.get_level_values(0) == 16]) == {"plateau"}
+    assert set(reasons[reasons.index.get_level_values(0) < 16]) == {"budget"}
+    assert conv.attrs == {"max_steps": BUDGET, "window": 100, "tol": 0.01}
+
+
+def test_exponents_do_not_drift_when_every_cell_shares_one_time_scale():
+    # ΔL(k) = ΔL∞·f(k): only C depends on the budget; α and β must be the same at every budget
+    ds = _sweep(lambda r, ln: 250.0, noise=0.02)
+    res = budget_sensitivity(ds, [200, 400, 600], bootstrap=0, exclude=None)
+    tab = res.table.set_index("budget")
+    np.testing.assert_allclose(tab["alpha"], tab.loc[600, "alpha"], atol=1e-6)
+    np.testing.assert_allclose(tab["beta"], tab.loc[600, "beta"], atol=1e-6)
+    assert tab.loc[600, "alpha_low"] < ALPHA < tab.loc[600, "alpha_high"]
+    assert tab.loc[600, "C"] > tab.loc[200, "C"]
+    assert res.drift["alpha"] < 1e-3
+    assert not any("falls" in n or "rises" in n for n in res.notes)
+
+
+def test_rank_dependent_time_scale_is_reported_as_a_budget_trend():
+    # small ranks learn slowly: at short budgets ΔL grows faster with rank (α too high)
+    ds = _sweep(lambda r, ln: 600.0 / r, noise=0.0)
+    res = budget_sensitivity(ds, [100, 200, 400, 600], bootstrap=0, exclude=None)
+    alpha = res.table["alpha"].to_numpy()
+    assert np.all(np.diff(alpha) < 0)
+    assert any(n.startswith("alpha falls at every budget") for n in res.notes)
+    assert any("still improving at the budget" in n for n in res.notes)
+    assert "Stop reasons over 20 ok cells" in res.summary()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda ds: at_budget(ds, 305), "not a logged step"),
+        (lambda ds: at_budget(ds.drop_vars("loss_curve"), 300), "lacks \\['loss_curve'\\]"),
+        (lambda ds: convergence(ds, window=15), "multiple of the logging interval"),
+        (lambda ds: budget_sensitivity(ds.expand_dims(task=["a", "b"])), "by="),
+    ],
+)
+def test_bad_input_gets_a_clear_error(call, match):
+    with pytest.raises(LawfitError, match=match):
+        call(_sweep(lambda r, ln: 100.0))
+
+
+def test_max_steps_falls_back_to_the_last_logged_step():
+    ds = _sweep(lambda r, ln: 100.0)
+    assert max_steps(ds) == BUDGET
+    del ds.attrs["config"]
+    assert max_steps(ds) == BUDGET
+
+
+def test_cli_and_report_show_the_budget_analysis(tmp_path, capsys):
+    from lawfit.cli import main
+
+    ds = _sweep(lambda r, ln: 600.0 / r)
+    path = tmp_path / "sweep.nc"
+    ds.to_netcdf(path)
+    assert main(["budget", str(path), "--bootstrap", "0", "--csv",
+                 str(tmp_path / "cells.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Stop reasons over 20 ok cells: budget 20" in out
+    assert (tmp_path / "cells.csv").read_text().startswith("rank,length,steps,stop_reason")
+    md = lawfit.build_report(ds, bootstrap=50).to_markdown()
+    assert "### Training budget: had ΔL stopped moving?" in md
+    assert "Still improving at the budget" in md
