@@ -32,10 +32,12 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 import lawfit  # noqa: E402
+from lawfit.budget import budget_sensitivity  # noqa: E402
 from lawfit.errors import LawfitError  # noqa: E402
 from lawfit.plotting import (  # noqa: E402
     annotate_provenance,
     plot_bits_per_parameter,
+    plot_budget_sensitivity,
     plot_capacity,
     plot_cascade,
     plot_law_curves,
@@ -128,6 +130,24 @@ class Setting:
             return lawfit.bits_per_parameter(self.sft_cells)
         except LawfitError as exc:
             raise Skip(f"bits per parameter not computable: {exc}") from exc
+
+    @cached_property
+    def budget(self):
+        # the cells dataset carries the trajectories in a collected sweep; the synthetic set
+        # keeps them on its token dataset
+        ds = self.sft_cells if "loss_curve" in self.cells else self.sft_tokens
+        miss = [v for v in ("loss_curve", "steps", "loss_before", "loss_after") if v not in ds]
+        if miss or "step" not in ds.dims:
+            raise Skip("no training trajectories to refit at smaller budgets (missing "
+                       f"{miss or 'the step dimension'})")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = budget_sensitivity(ds, bootstrap=self.bootstrap, rng=0)
+        except LawfitError as exc:
+            raise Skip(f"budget sensitivity not computable: {exc}") from exc
+        self.notes += [f"budget: {n}" for n in res.notes]
+        return res, ds
 
     def needs_memft(self, ds, variables=()):
         ms = methods_present(ds)
@@ -230,6 +250,11 @@ def _fig_bits(s):
     return plot_bits_per_parameter(b), s.sft_cells
 
 
+def _fig_budget(s):
+    res, src = s.budget
+    return plot_budget_sensitivity(res), src
+
+
 #: (file name, what it shows, builder)
 FIGURES = [
     ("fig2a_law_vs_rank", "ΔL vs rank per length, data + law + bootstrap band", _fig_law),
@@ -248,6 +273,8 @@ FIGURES = [
      _fig_compare),
     ("capacity", "rank needed for recall vs target length", _fig_capacity),
     ("bits_per_parameter", "bits per adapter parameter vs rank, 2 and 3.6 anchors", _fig_bits),
+    ("budget_sensitivity", "α, β refitted at smaller step budgets; ΔL still growing at the "
+     "budget", _fig_budget),
 ]
 
 

@@ -1,14 +1,15 @@
 """Publication figures for lawfit results and contract datasets.
 
 Every function takes results (``FitResult``, ``ComparisonResult``,
-``PhaseTransitionResult``, ``BitsResult``) or a contract dataset, accepts an optional
-``ax=``/``axes=`` and returns the matplotlib Figure, drawn in one house style
-(:mod:`lawfit.plotting.style`: 3.3 in single column / 7 in double column, 7-8 pt
-fonts, Okabe-Ito palette). matplotlib is imported only when a function runs; without it
+``PhaseTransitionResult``, ``BitsResult``, ``BudgetSensitivity``) or a contract dataset,
+accepts an optional ``ax=``/``axes=`` and returns the matplotlib Figure, drawn in one
+house style (:mod:`lawfit.plotting.style`: 3.3 in single column / 7 in double column,
+7-8 pt fonts, Okabe-Ito palette). matplotlib is imported only when a function runs; without it
 they raise :class:`lawfit.LawfitError` with the install hint ``pip install
 'lawfit[plot]'``. The catalogue is in ``docs/figures.md``.
 """
 
+from lawfit.plotting.budget import plot_budget_sensitivity
 from lawfit.plotting.capacity import plot_bits_per_parameter, plot_capacity
 from lawfit.plotting.compare import plot_model_comparison
 from lawfit.plotting.law import plot_law_curves, plot_loss_recall, plot_predicted_vs_measured
@@ -41,6 +42,7 @@ __all__ = [
     "plot_model_comparison",
     "plot_capacity",
     "plot_bits_per_parameter",
+    "plot_budget_sensitivity",
     "paper_style",
     "new_figure",
     "save_figure",

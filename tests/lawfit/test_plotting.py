@@ -1,6 +1,7 @@
 """Every figure renders from small synthetic data (Agg), and is not blank."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -8,13 +9,16 @@ import warnings
 
 import numpy as np
 import pytest
+import xarray as xr
 
 mpl = pytest.importorskip("matplotlib")
 mpl.use("Agg")
 
 import lawfit  # noqa: E402
+from lawfit.budget import budget_sensitivity  # noqa: E402
 from lawfit.plotting import (  # noqa: E402
     plot_bits_per_parameter,
+    plot_budget_sensitivity,
     plot_capacity,
     plot_cascade,
     plot_law_curves,
@@ -31,6 +35,27 @@ from lawfit.plotting import (  # noqa: E402
 from lawfit.plotting.demo import synthetic_figure_data  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUDGET, LOG_EVERY, TAU = 600, 10, 200.0
+
+
+def _budget_dataset(*, all_memorized=False):
+    """Synthetic law cells with a known trajectory, logged every 10 steps up to 600.
+
+    ΔL(t) = ΔL · (1 − e^(−t/τ)) / (1 − e^(−T/τ)) with τ = 200: memorized cells
+    (loss_after ≤ ln 2) stop at T = 300, the others run to the budget T = 600, still
+    gaining (e^(−2.5) − e^(−3)) / (1 − e^(−3)) ≈ 3.4 % of ΔL over the last 100 steps.
+    """
+    ds = synthetic_figure_data(small=True, rng=0)["cells"].copy()
+    memorized = (ds["loss_after"] <= np.log(2.0)) | all_memorized
+    stop = xr.where(memorized, BUDGET // 2, BUDGET).where(ds["status"] == "ok")
+    t = xr.DataArray(np.arange(0, BUDGET + 1, LOG_EVERY), dims="step")
+    g = 1 - np.exp(-t / TAU)
+    curve = ds["loss_before"] - ds["loss_reduction"] * g / (1 - np.exp(-stop / TAU))
+    ds["loss_curve"] = curve.where(t <= stop).transpose(*ds["loss_after"].dims, "step")
+    ds["steps"] = stop
+    ds = ds.assign_coords(step=t.values)
+    ds.attrs["config"] = json.dumps({"train": {"max_steps": BUDGET, "log_every": LOG_EVERY}})
+    return ds
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +68,10 @@ def data():
         sft = d["tokens"].sel({"method": ["sft"]})
         pt = lawfit.phase_transition(sft, bootstrap=20, rng=0)
         bits = lawfit.bits_per_parameter(d["cells"])
-    return dict(d, fit=fit, cmp=cmp, sft_tokens=sft, pt=pt, bits=bits)
+        budget = budget_sensitivity(_budget_dataset(), bootstrap=20, rng=0)
+        budget_none = budget_sensitivity(_budget_dataset(all_memorized=True), bootstrap=0)
+    return dict(d, fit=fit, cmp=cmp, sft_tokens=sft, pt=pt, bits=bits, budget=budget,
+                budget_none=budget_none)
 
 
 def _not_blank(path, min_colors=20, min_ink=0.02):
@@ -69,6 +97,8 @@ FIGS = {
     "model_comparison": lambda d: plot_model_comparison(d["cmp"]),
     "capacity": lambda d: plot_capacity(d["fit"], d["cells"]),
     "bits": lambda d: plot_bits_per_parameter(d["bits"]),
+    "budget_sensitivity": lambda d: plot_budget_sensitivity(d["budget"]),
+    "budget_sensitivity_no_budget_stop": lambda d: plot_budget_sensitivity(d["budget_none"]),
 }
 
 
@@ -136,7 +166,11 @@ def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
     rows = mf.draw_all(data["cells"], data["tokens"], out=str(tmp_path), bootstrap=20,
                        formats=("png",), dpi=60)
     status = {r["figure"]: r["status"] for r in rows if r["status"] != "note"}
-    assert set(status.values()) == {"drawn"}, rows
+    # the synthetic token trajectories are logged on a geometric step grid without the
+    # per-cell 'steps': no budget can be read back from them
+    budget = [r for r in rows if r["figure"] == "budget_sensitivity"]
+    assert budget[0]["status"] == "skipped" and "steps" in budget[0]["reason"], budget
+    assert {v for k, v in status.items() if k != "budget_sensitivity"} == {"drawn"}, rows
     assert len(status) == len(mf.FIGURES)
     index = (tmp_path / "INDEX.md").read_text()
     assert "SYNTHETIC" in index
@@ -148,7 +182,36 @@ def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
     assert st["methods"][0] == "skipped" and "MemFT" in st["methods"][1]
     assert st["recall_vs_p"][0] == "skipped" and "token" in st["recall_vs_p"][1]
     assert st["fig2a_law_vs_rank"][0] == "drawn"
+    assert st["budget_sensitivity"][0] == "skipped" and "trajector" in st["budget_sensitivity"][1]
     assert not any(s == "error" for s, _ in st.values())
+
+
+def test_make_figures_draws_budget_sensitivity_from_trajectories(tmp_path):
+    mf = _make_figures()
+    rows = mf.draw_all(_budget_dataset(), out=str(tmp_path), bootstrap=10, formats=("png",),
+                       dpi=60, only=["budget_sensitivity"])
+    st = {r["figure"]: r for r in rows}
+    assert st["budget_sensitivity"]["status"] == "drawn", rows
+    _not_blank(st["budget_sensitivity"]["files"][0])
+    assert any("still improving" in r["reason"] for r in rows if r["status"] == "note")
+
+
+def test_budget_figure_shows_the_known_gain_and_tolerance(data):
+    fig = plot_budget_sensitivity(data["budget"])
+    a1, a2 = fig.axes[:2]
+    gain = (np.exp(-2.5) - np.exp(-3.0)) / (1 - np.exp(-3.0))  # τ = 200, last 100 of 600
+    ys = np.concatenate([ln.get_ydata() for ln in a2.lines if ln.get_marker() == "o"])
+    assert ys.size == int((data["budget"].convergence["stop_reason"] == "budget").sum())
+    np.testing.assert_allclose(ys, gain, rtol=1e-9)
+    assert any(np.allclose(ln.get_ydata(), 0.01) for ln in a2.lines)  # the tolerance
+    assert a2.get_xscale() == "log" and "last 100 steps" in a2.get_ylabel()
+    assert "optimizer steps" in a1.get_xlabel()
+    assert fig.get_size_inches()[0] == pytest.approx(7.0)
+    import matplotlib.pyplot as plt
+
+    own, axs = plt.subplots(1, 2)
+    assert plot_budget_sensitivity(data["budget_none"], axes=axs) is own
+    plt.close("all")
 
 
 def test_make_figures_marks_partial_data(data, tmp_path):
