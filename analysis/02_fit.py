@@ -2,8 +2,10 @@
 
 For every setting (task × random_ratio × ...): the paper's fit (linear space, memorized
 cells with loss_after ≤ ln 2 excluded) with a case bootstrap, its profile-likelihood
-intervals, and the same law in log space (multiplicative errors) as a check. With
---save DIR each fit is saved as JSON (reload it with lawfit.load).
+intervals, the same law in log space (multiplicative errors) as a check, and the
+training-budget check (cells still improving at the budget; the law refitted at smaller
+budgets read back from the trajectories). With --save DIR each fit is saved as JSON
+(reload it with lawfit.load).
 
     python analysis/02_fit.py [DATA.nc] [--bootstrap 1000] [--save runs/fits]
 """
@@ -49,6 +51,12 @@ def main():
                 for k, v in log_res.params.items()) + f"; R² = {log_res.r2:.4f}")
         except lawfit.LawfitError as exc:
             print(f"\nlog-space fit not possible: {exc}")
+        if "loss_curve" in cells:
+            try:
+                bs = lawfit.budget_sensitivity(cells, bootstrap=args.bootstrap, rng=0)
+                print("\nTraining budget:\n" + bs.summary())
+            except lawfit.LawfitError as exc:
+                print(f"\nbudget check not possible: {exc}")
         if args.save:
             os.makedirs(args.save, exist_ok=True)
             tag = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in label)
