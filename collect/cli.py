@@ -12,10 +12,18 @@ EPILOG = """examples:
   collect plan sweeps/smollm2_cpu.toml                 # validate, list cells, nothing trains
   collect run sweeps/smollm2_cpu.toml --out runs/cpu   # run/resume; Ctrl-C is safe
   collect merge sweeps/smollm2_cpu.toml --out runs/cpu -o data/smollm2_cpu.nc
+  collect run sweeps/smollm2_1200.toml --out runs/cpu1200 --extend-from runs/cpu
+                                                       # raise max_steps: pay only the extra steps
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
   collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
       --param slurm_partition=gpu --param gpus_per_node=1
 """
+
+
+EXTEND_HELP = (
+    "a finished sweep dir with the same settings but a smaller max_steps: copy its cells that "
+    "stopped early, continue its budget-stopped cells from their saved state, run the rest"
+)
 
 
 def _config(args):
@@ -79,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
+    run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
+    plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
     merge.add_argument("-o", "--output", type=Path, required=True)
@@ -94,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
     launch.add_argument("--jobs", type=int, default=8)
     launch.add_argument("--wait", action="store_true")
+    launch.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     launch.add_argument(
         "--param",
         action="append",
@@ -120,13 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         if args.command == "plan":
-            from collect.sweep import pending_cells
+            from collect.sweep import extension_plan, extension_source, pending_cells
 
             cells = config.cells()
             todo = pending_cells(config, args.out) if args.out.exists() else cells
             print(f"{config.name}: {len(cells)} cells, {len(todo)} pending")
+            plan = {}
+            if args.extend_from is not None:
+                source = extension_source(config, args.extend_from, args.out)
+                plan = extension_plan(source, todo)
+                counts = {a: sum(v == a for v in plan.values()) for a in ("copy", "resume")}
+                print(
+                    f"  from {args.extend_from} (max_steps {source.max_steps}): "
+                    f"{counts['copy']} copied, {counts['resume']} resumed, "
+                    f"{len(todo) - sum(counts.values())} from scratch"
+                )
             for key in todo:
-                print("  ", key.slug())
+                print("  ", key.slug(), plan.get(key, ""))
         elif args.command == "run":
             from collect.sweep import run_sweep
 
@@ -143,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 merge_to=output,
                 shard=shard,
+                extend_from=args.extend_from,
             )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
         elif args.command == "merge":
@@ -167,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=args.jobs,
                 wait=args.wait,
                 executor_params=dict(_parse_param(p) for p in args.param),
+                extend_from=args.extend_from,
             )
             print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
     except CollectError as err:

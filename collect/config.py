@@ -119,15 +119,56 @@ class SweepConfig:
             "threads": self.threads,
         }
 
-    def fingerprint(self) -> str:
-        """Hash of everything that changes a cell's result (training and data settings)."""
-        payload = {
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes a cell's result: the training and data settings."""
+        return {
             "train": dataclasses.asdict(self.train),
             "data_seed": self.data_seed,
             "source": self.source,
             "dtype": self.dtype,
         }
-        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes a cell's result (training and data settings)."""
+        return settings_hash(self.settings())
+
+    def fingerprint_without_budget(self) -> str:
+        """Hash of the settings except ``[train] max_steps`` (what budget extension compares)."""
+        return settings_hash(without_budget(self.settings()))
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """Hash a :meth:`SweepConfig.settings` mapping (12 hex digits)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def without_budget(settings: dict[str, Any]) -> dict[str, Any]:
+    """Copy a :meth:`SweepConfig.settings` mapping without ``train.max_steps``."""
+    train = {k: v for k, v in settings.get("train", {}).items() if k != "max_steps"}
+    return {**settings, "train": train}
+
+
+def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Describe where two :meth:`SweepConfig.settings` mappings differ, one line per setting."""
+    missing = object()
+
+    def flat(settings):
+        out = {}
+        for name, value in settings.items():
+            if name == "train" and isinstance(value, dict):
+                out.update({f"[train] {k}": v for k, v in value.items()})
+            else:
+                out[f"[data] {name}"] = value
+        return out
+
+    a, b = flat(old), flat(new)
+    lines = []
+    for name in sorted(set(a) | set(b)):
+        x, y = a.get(name, missing), b.get(name, missing)
+        if x != y:
+            show = [("(unset)" if v is missing else repr(v)) for v in (x, y)]
+            lines.append(f"{name}: {show[0]} before, {show[1]} now")
+    return lines
 
 
 def _as_list(name: str, value: Any) -> list:

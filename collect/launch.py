@@ -14,7 +14,7 @@ from typing import Any
 
 from collect.config import SweepConfig
 from collect.errors import CollectError
-from collect.sweep import pending_cells, prepare_dir, run_chunk
+from collect.sweep import extension_source, pending_cells, prepare_dir, run_chunk
 
 
 def chunk(items: list, n_chunks: int) -> list[list]:
@@ -37,6 +37,7 @@ def launch(
     jobs: int = 8,
     wait: bool = False,
     executor_params: dict[str, Any] | None = None,
+    extend_from: str | Path | None = None,
 ) -> list:
     """Submit the pending cells of ``config`` as ``jobs`` array jobs.
 
@@ -55,6 +56,9 @@ def launch(
     executor_params : dict, optional
         Passed to ``executor.update_parameters`` (e.g. ``slurm_partition``, ``gpus_per_node``,
         ``timeout_min``).
+    extend_from : path, optional
+        A finished sweep with a smaller budget to build on, as in
+        :func:`collect.sweep.run_sweep` (checked here, before anything is submitted).
 
     Returns
     -------
@@ -67,6 +71,9 @@ def launch(
     if cluster not in ("slurm", "local", "debug"):
         raise CollectError(f"cluster must be 'slurm', 'local' or 'debug', got {cluster!r}.")
     out_dir = Path(out_dir)
+    if extend_from is not None:
+        extension_source(config, extend_from, out_dir)
+        extend_from = str(extend_from)
     prepare_dir(config, out_dir)
     todo = pending_cells(config, out_dir)
     if not todo:
@@ -88,7 +95,11 @@ def launch(
         },
     }
     submitted = executor.map_array(
-        run_chunk, [raw] * len(chunks), [str(out_dir)] * len(chunks), chunks
+        run_chunk,
+        [raw] * len(chunks),
+        [str(out_dir)] * len(chunks),
+        chunks,
+        [extend_from] * len(chunks),
     )
     if wait:
         for job in submitted:

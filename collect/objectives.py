@@ -3,6 +3,8 @@
 Every objective turns the per-target-token losses ``L_t`` of one step into weights ``w_t``;
 the step's loss is ``sum(w * L) / sum(w)``. Objectives may keep state across steps
 (MemFT-SW's anchor and window), so make a fresh one per cell with :func:`make_objective`.
+That state is exposed by ``state_dict``/``load_state_dict`` so that training can be resumed
+(:func:`budget_dependent` says which objectives can be resumed under a larger step budget).
 """
 
 from __future__ import annotations
@@ -24,14 +26,25 @@ def threshold_mask(losses):
     return mask if bool(mask.any()) else losses.new_ones(losses.shape)
 
 
-class SFT:
+class _Stateless:
+    """Objectives without state across steps: nothing to save or restore."""
+
+    def state_dict(self) -> dict:
+        """Return the objective's state across steps (none)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state of :meth:`state_dict` (nothing to restore)."""
+
+
+class SFT(_Stateless):
     """Plain supervised finetuning: the mean loss over target tokens."""
 
     def weights(self, losses, correct, step):  # noqa: D102 - see module docstring
         return losses.new_ones(losses.shape)
 
 
-class MemFTOT:
+class MemFTOT(_Stateless):
     """MemFT-OT: spend the gradient only on tokens still below the p > 0.5 threshold."""
 
     def weights(self, losses, correct, step):  # noqa: D102
@@ -78,6 +91,16 @@ class MemFTSWLong:
         shape = torch.where(inside, torch.exp(-(pos - anchor) / self.decay), self.outside)
         return soft * shape
 
+    def state_dict(self) -> dict:
+        """Return the anchor, how long it has stayed put, and the window multiplier."""
+        return {"anchor": self._anchor, "stuck": self._stuck, "mult": self._mult}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state of :meth:`state_dict`."""
+        self._anchor = int(state["anchor"])
+        self._stuck = int(state["stuck"])
+        self._mult = float(state["mult"])
+
 
 @dataclass
 class MemFTSWPhonebook:
@@ -116,6 +139,27 @@ class MemFTSWPhonebook:
         exposed = torch.as_tensor(shown, device=losses.device, dtype=losses.dtype)
         mask = (losses > LN2).to(losses.dtype) * exposed
         return mask if bool(mask.any()) else exposed
+
+    def state_dict(self) -> dict:
+        """Return the state across steps (none: the shuffle and stages follow from the seed)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state of :meth:`state_dict` (nothing to restore)."""
+
+
+def budget_dependent(method: str, task: str) -> bool:
+    """Tell whether a cell's training path depends on the step budget ``max_steps``.
+
+    Only MemFT-SW on PhoneBook does: its curriculum stages last ``max_steps // 10`` steps and the
+    stop rules wait for the last stage. SFT and MemFT-OT ignore the budget, and MemFT-SW's window
+    variant (long context) depends only on the losses and its own state. For the others, the
+    first ``N`` steps of a run with a larger budget are those of a run with budget ``N``, so such a
+    cell can be continued from its saved state instead of being re-run (``--extend-from``).
+    """
+    if method not in METHODS:
+        raise CollectError(f"unknown method {method!r}; expected one of {list(METHODS)}.")
+    return method == "memft_sw" and task == "phonebook"
 
 
 def make_objective(method: str, *, task: str, token_entry: np.ndarray, max_steps: int, seed: int):

@@ -6,11 +6,17 @@ are computed once per cell and each step runs only layers ``k..L-1``; the langua
 is applied only at positions that predict a target token. Both shortcuts are verified against
 the full model once per cell (:func:`check_fast_path`) and fall back to the full forward if an
 architecture does not reproduce it.
+
+A cell stopped by the step budget can hand back a resumable training state (adapter tensors,
+AdamW moments, step, loss history, curves, objective state, RNG), and :func:`run_cell` can
+continue from it: running to ``N`` steps, saving, and resuming to ``M`` steps gives the cell of
+a direct run to ``M`` steps (DESIGN.md §5; ``collect run --extend-from``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import warnings
@@ -257,6 +263,8 @@ class CellResult:
     curve_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     loss_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
     frac_above_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: resumable training state of a cell stopped by the budget (``keep_state=True`` only)
+    state: dict | None = None
 
     @property
     def loss_reduction(self) -> float:
@@ -289,12 +297,36 @@ def run_cell(
     seed: int,
     train: TrainConfig,
     device,
+    keep_state: bool = False,
+    resume: dict | None = None,
 ) -> tuple[CellResult, Any]:
     """Train one adapter on ``entries`` and measure it.
 
     Returns the result and the base model (adapter removed), ready for the next cell. A cell
     whose loss turns NaN is ``diverged``; one that runs out of memory is ``oom``; any other
     exception is ``failed`` with its message. Failed cells still return a result.
+
+    Parameters
+    ----------
+    model, tokenizer
+        Frozen base model (the adapter is attached here and removed again) and its tokenizer.
+    entries : list of Entry
+        The task's targets.
+    task, method, modules : str
+        Task name, objective (``sft``/``memft_ot``/``memft_sw``) and adapter placement.
+    rank, seed : int
+        Adapter rank and the seed of its initialisation (and of MemFT-SW's curriculum).
+    train : TrainConfig
+        Optimisation settings and stop rules.
+    device : torch.device
+        Where the batch lives (the model's device).
+    keep_state : bool
+        When the cell stops because of the budget, put its resumable training state into
+        ``result.state`` (see :func:`training_state`).
+    resume : dict, optional
+        A state from ``result.state`` of the same cell (same entries, method, modules, rank,
+        seed and settings) with a budget of at most ``train.max_steps``: training continues from
+        it instead of from step 0. The measurements before training are taken as usual.
     """
     import torch
 
@@ -305,7 +337,18 @@ def run_cell(
     result.n_params = adapter.n_params
     try:
         _train_and_measure(
-            model, tokenizer, batch, adapter, result, task, method, seed, train, device
+            model,
+            tokenizer,
+            batch,
+            adapter,
+            result,
+            task,
+            method,
+            seed,
+            train,
+            device,
+            keep_state=keep_state,
+            resume=resume,
         )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
@@ -317,7 +360,99 @@ def run_cell(
     return result, model
 
 
-def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, seed, train, device):
+def _cpu(obj):
+    """Deep-copy ``obj``, moving every tensor to the CPU (for saving)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def training_state(step, adapter, optimizer, objective, history, curves) -> dict:
+    """Snapshot the training loop at the top of ``step``, before its forward pass.
+
+    Parameters
+    ----------
+    step : int
+        The step about to run (the budget the cell stopped at).
+    adapter : Adapter
+        Its trainable tensors are saved (never the base model's weights).
+    optimizer : torch.optim.Optimizer
+        Its ``state_dict`` (AdamW's step count and moments) is saved.
+    objective : object
+        Its ``state_dict()`` (MemFT-SW's anchor and window) is saved.
+    history : list of float
+        Mean losses of steps ``0 .. step-1`` (the plateau rule reads them).
+    curves : tuple of lists
+        ``(curve_steps, loss_curve, frac_curve)`` logged so far.
+
+    Returns
+    -------
+    dict
+        Plain tensors, lists and numbers, on the CPU (``torch.save``-able, loadable with
+        ``weights_only=True``).
+    """
+    import torch
+
+    curve_steps, loss_curve, frac_curve = curves
+    state = {
+        "step": int(step),
+        "params": [p.detach().to("cpu", copy=True) for p in adapter.parameters],
+        "optimizer": _cpu(optimizer.state_dict()),
+        "objective": copy.deepcopy(objective.state_dict()),
+        "history": [float(x) for x in history],
+        "curve_steps": [int(x) for x in curve_steps],
+        "loss_curve": [float(x) for x in loss_curve],
+        "frac_curve": [float(x) for x in frac_curve],
+        "rng": torch.get_rng_state(),
+    }
+    if adapter.parameters and adapter.parameters[0].is_cuda:
+        state["cuda_rng"] = torch.cuda.get_rng_state(adapter.parameters[0].device)
+    return state
+
+
+def restore_state(state: dict, adapter, optimizer, objective, max_steps: int) -> int:
+    """Load a :func:`training_state` snapshot into a freshly attached adapter; return its step."""
+    import torch
+
+    step = int(state["step"])
+    if step > max_steps:
+        raise ValueError(f"cannot resume from step {step} under a smaller budget {max_steps}")
+    params = state["params"]
+    shapes = [tuple(p.shape) for p in adapter.parameters]
+    if [tuple(t.shape) for t in params] != shapes:
+        raise ValueError(f"saved adapter tensors do not fit this adapter (shapes {shapes})")
+    with torch.no_grad():
+        for param, saved in zip(adapter.parameters, params, strict=True):
+            param.copy_(saved.to(param.device, param.dtype))
+    optimizer.load_state_dict(state["optimizer"])
+    objective.load_state_dict(state["objective"])
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and adapter.parameters[0].is_cuda:
+        torch.cuda.set_rng_state(state["cuda_rng"], adapter.parameters[0].device)
+    return step
+
+
+def _train_and_measure(
+    model,
+    tokenizer,
+    batch,
+    adapter,
+    result,
+    task,
+    method,
+    seed,
+    train,
+    device,
+    *,
+    keep_state=False,
+    resume=None,
+):
     import torch
 
     fwd = Forward(model, batch, adapter.first_layer if train.prefix_cache else 0)
@@ -339,9 +474,22 @@ def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, s
     optimizer = torch.optim.AdamW(adapter.parameters, lr=train.lr, weight_decay=train.weight_decay)
     history: list[float] = []
     curve_steps, loss_curve, frac_curve = [], [], []
+    first = 0
+    if resume is not None:
+        first = restore_state(resume, adapter, optimizer, objective, train.max_steps)
+        history = list(resume["history"])
+        curve_steps = list(resume["curve_steps"])
+        loss_curve = list(resume["loss_curve"])
+        frac_curve = list(resume["frac_curve"])
     earliest_stop = getattr(objective, "final_stage_start", 0)
-    step = 0
-    for step in range(train.max_steps + 1):
+    state = None
+    step = first
+    for step in range(first, train.max_steps + 1):
+        if keep_state and step == train.max_steps:
+            # the loop's state on entering the last step: resuming here under a larger budget
+            # replays this step exactly as a direct run would (its stop rules included)
+            curves = (curve_steps, loss_curve, frac_curve)
+            state = training_state(step, adapter, optimizer, objective, history, curves)
         losses, probs, correct = token_stats(fwd.logits(), batch.labels)
         mean_loss = float(losses.detach().mean())
         if not math.isfinite(mean_loss):
@@ -383,6 +531,8 @@ def _train_and_measure(model, tokenizer, batch, adapter, result, task, method, s
     result.greedy_correct = greedy
     per_entry = [greedy[batch.token_entry == e].all() for e in range(len(batch.targets))]
     result.exact_match = float(np.mean(per_entry))
+    if result.stop_reason == "budget":
+        result.state = state
 
 
-__all__ = ["TrainConfig", "CellResult", "run_cell"]
+__all__ = ["TrainConfig", "CellResult", "run_cell", "training_state", "restore_state"]

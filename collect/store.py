@@ -3,6 +3,10 @@
 A sweep directory holds ``sweep.json`` (the config) and ``cells/<slug>.nc``. A cell file is
 written to a temporary name and moved into place with :func:`os.replace`, so a killed sweep
 leaves either a complete cell file or none: resuming never redoes or loses a finished cell.
+
+A cell stopped by the step budget may also leave ``cells/<slug>.state.pt``: its resumable
+training state (adapter tensors and AdamW moments, never the base model), written the same
+atomic way, from which ``collect run --extend-from`` continues it under a larger budget.
 """
 
 from __future__ import annotations
@@ -44,8 +48,18 @@ def cell_path(out_dir: Path, key: CellKey) -> Path:
     return Path(out_dir) / "cells" / f"{key.slug()}.nc"
 
 
-def write_cell(out_dir: Path, key: CellKey, result: CellResult, fingerprint: str) -> Path:
-    """Write one cell atomically (temporary file, then :func:`os.replace`)."""
+def write_cell(
+    out_dir: Path,
+    key: CellKey,
+    result: CellResult,
+    fingerprint: str,
+    attrs: dict | None = None,
+) -> Path:
+    """Write one cell atomically (temporary file, then :func:`os.replace`).
+
+    ``attrs`` adds file attributes (e.g. ``extended_from``, the budget a cell was continued
+    from); they never reach the merged dataset.
+    """
     n_tok = len(result.token_entry)
     data = {name: ((), float(getattr(result, name))) for name in SCALARS}
     data["loss_reduction"] = ((), float(result.loss_reduction))
@@ -63,13 +77,70 @@ def write_cell(out_dir: Path, key: CellKey, result: CellResult, fingerprint: str
         "stop_reason": result.stop_reason,
         "error": result.error,
         "prefix_cached": int(result.prefix_cached),
+        **(attrs or {}),
     }
-    path = cell_path(out_dir, key)
+    return _write_atomic(ds, cell_path(out_dir, key))
+
+
+def _write_atomic(ds: xr.Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     ds.to_netcdf(tmp)
     os.replace(tmp, path)
     return path
+
+
+def copy_cell(
+    src_dir: Path, out_dir: Path, key: CellKey, src_fingerprint: str, fingerprint: str, attrs: dict
+) -> Path:
+    """Copy a finished cell into another sweep directory under that sweep's fingerprint.
+
+    The values are kept as they are; the ``fingerprint`` attribute becomes ``fingerprint`` and
+    ``attrs`` are added (budget extension records ``extended_from`` this way).
+    """
+    ds = read_cell(src_dir, key, src_fingerprint)
+    if ds is None:
+        raise CollectError(f"{cell_path(src_dir, key)} does not exist; nothing to copy.")
+    ds.attrs.update({"fingerprint": fingerprint, **attrs})
+    return _write_atomic(ds, cell_path(out_dir, key))
+
+
+def state_path(out_dir: Path, key: CellKey) -> Path:
+    """Where the resumable training state of a budget-stopped cell lives."""
+    return Path(out_dir) / "cells" / f"{key.slug()}.state.pt"
+
+
+def write_state(out_dir: Path, key: CellKey, state: dict, meta: dict) -> Path:
+    """Write a cell's training state (:func:`collect.probe.training_state`) atomically.
+
+    ``meta`` identifies what the state belongs to (the cell's key is added here); budget
+    extension checks it before resuming.
+    """
+    import torch
+
+    path = state_path(out_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = {"meta": {**meta, "key": json.dumps(dataclasses.asdict(key))}, "state": state}
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_state(out_dir: Path, key: CellKey) -> dict | None:
+    """Read a cell's state file as ``{"meta": ..., "state": ...}``; None if absent or unreadable."""
+    import torch
+
+    path = state_path(out_dir, key)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged state only means the cell runs from scratch
+        return None
+    if payload.get("meta", {}).get("key") != json.dumps(dataclasses.asdict(key)):
+        return None
+    return payload
 
 
 def claim_path(out_dir: Path, key: CellKey) -> Path:

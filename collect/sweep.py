@@ -3,23 +3,49 @@
 Resume is the default: a cell whose file exists (with the same settings) is never rerun.
 Several processes started with the same arguments share the work: each claims the next cell
 nobody holds (:func:`collect.store.claim_cell`), so ``collect run`` twice uses two cores.
+
+Budget extension (``extend_from``): a sweep that differs from a finished one only by a larger
+``[train] max_steps`` copies the old cells that stopped early (memorized, plateau), continues
+the ones that stopped at the old budget from their saved training state, and runs the rest
+from scratch. The result equals a direct run at the new budget; only the extra steps are paid.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from collect.adapters import decoder_layers, parse_modules, resolve_layers, target_module_names
-from collect.config import CellKey, SweepConfig, config_from_dict
+from collect.config import (
+    CellKey,
+    SweepConfig,
+    config_from_dict,
+    settings_differences,
+    without_budget,
+)
 from collect.errors import CollectError
 from collect.models import load_model
+from collect.objectives import budget_dependent
 from collect.probe import run_cell
-from collect.store import cell_path, claim_cell, merge, release_cell, save_dataset, write_cell
+from collect.store import (
+    cell_path,
+    claim_cell,
+    copy_cell,
+    merge,
+    read_cell,
+    read_state,
+    release_cell,
+    save_dataset,
+    state_path,
+    write_cell,
+    write_state,
+)
 from collect.tasks import build_task, validate_task
 
 
@@ -39,6 +65,105 @@ def prepare_dir(config: SweepConfig, out_dir: Path) -> None:
                 "resume only with the same [train]/[data] settings, or use another --out."
             )
     meta.write_text(json.dumps({"fingerprint": config.fingerprint(), **config.to_dict()}, indent=2))
+
+
+#: old cells that stopped before their budget: a larger budget would stop them the same way
+EARLY_STOPS = ("memorized", "plateau")
+
+
+@dataclass(frozen=True)
+class ExtensionSource:
+    """A sweep directory whose cells a sweep with a larger step budget builds on."""
+
+    out_dir: Path
+    fingerprint: str  # the old cells' fingerprint
+    max_steps: int  # the old budget
+
+
+def extension_source(
+    config: SweepConfig, old_dir: str | Path, out_dir: str | Path | None = None
+) -> ExtensionSource:
+    """Check that ``config`` may extend the sweep in ``old_dir`` (nothing trains or is written).
+
+    Every training and data setting must equal the old sweep's, except ``[train] max_steps``,
+    which may only grow. The grid may differ: cells the old sweep lacks run from scratch.
+
+    Raises
+    ------
+    CollectError
+        If ``old_dir`` holds no sweep, is ``out_dir`` itself, or its settings differ (the
+        message names each differing setting).
+    """
+    old_dir = Path(old_dir)
+    meta = old_dir / "sweep.json"
+    if not meta.exists():
+        raise CollectError(
+            f"--extend-from {old_dir}: no sweep.json there; give a directory that "
+            "`collect run` wrote."
+        )
+    if out_dir is not None and Path(out_dir).resolve() == old_dir.resolve():
+        raise CollectError(
+            f"--extend-from {old_dir} is the output directory itself; write the extended sweep "
+            "to a new --out directory (the old one stays as it is)."
+        )
+    old = json.loads(meta.read_text())
+    old_settings = {name: old.get(name) for name in config.settings()}
+    diffs = settings_differences(without_budget(old_settings), without_budget(config.settings()))
+    if diffs:
+        raise CollectError(
+            f"cannot extend {old_dir}: only [train] max_steps may change, but these settings "
+            "differ:\n  " + "\n  ".join(diffs) + "\nUse the old sweep's settings, or run "
+            "without --extend-from."
+        )
+    old_budget = int(old_settings["train"]["max_steps"])
+    if config.train.max_steps < old_budget:
+        raise CollectError(
+            f"cannot extend {old_dir}: [train] max_steps = {config.train.max_steps} is smaller "
+            f"than its budget {old_budget}; extension only raises the budget."
+        )
+    return ExtensionSource(old_dir, str(old["fingerprint"]), old_budget)
+
+
+def extension_plan(source: ExtensionSource, keys: Iterable[CellKey]) -> dict[CellKey, str]:
+    """Say how each cell is obtained from ``source``: ``copy``, ``resume`` or ``scratch``.
+
+    ``copy``: the old cell stopped before its budget (memorized, plateau) and its objective does
+    not depend on the budget, so a larger budget stops it the same way. ``resume``: it stopped
+    at the old budget and left a state file. ``scratch``: anything else (missing, not ``ok``,
+    MemFT-SW on PhoneBook, no state file).
+    """
+    plan = {}
+    for key in keys:
+        plan[key] = "scratch"
+        if budget_dependent(key.method, key.task):
+            continue
+        old = read_cell(source.out_dir, key, source.fingerprint)
+        if old is None or str(old["status"].values) != "ok":
+            continue
+        reason = old.attrs.get("stop_reason")
+        if reason in EARLY_STOPS:
+            plan[key] = "copy"
+        elif reason == "budget" and state_path(source.out_dir, key).exists():
+            plan[key] = "resume"
+    return plan
+
+
+def _resume_state(source: ExtensionSource, config: SweepConfig, key: CellKey) -> dict | None:
+    """Read the old cell's saved state if it fits this sweep; None (run from scratch) if not."""
+    payload = read_state(source.out_dir, key)
+    meta = payload["meta"] if payload else {}
+    if (
+        payload is None
+        or meta.get("fingerprint_without_budget") != config.fingerprint_without_budget()
+        or int(payload["state"].get("step", -1)) != source.max_steps
+    ):
+        warnings.warn(
+            f"{state_path(source.out_dir, key)} is unreadable or belongs to other settings; "
+            "running this cell from scratch",
+            stacklevel=2,
+        )
+        return None
+    return payload
 
 
 def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> None:
@@ -87,6 +212,7 @@ def run_sweep(
     progress: bool = True,
     merge_to: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
+    extend_from: str | Path | None = None,
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -107,6 +233,12 @@ def run_sweep(
     shard : (int, int)
         ``(i, n)``: run only the cells whose position in the sweep is ``i`` modulo ``n``, so
         ``n`` workers (processes, GPUs) can share one sweep directory.
+    extend_from : path, optional
+        A finished sweep directory with the same settings but a smaller or equal ``max_steps``
+        (checked before anything runs, :func:`extension_source`). Its early-stopped cells are
+        copied, its budget-stopped cells continue from their state files, and the rest run
+        from scratch (:func:`extension_plan`); the cells record ``extended_from`` (the old
+        budget) in their attributes.
 
     Returns
     -------
@@ -114,6 +246,7 @@ def run_sweep(
         The merged dataset when ``merge_to`` is given.
     """
     out_dir = Path(out_dir)
+    source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
     # Config order is priority order: blocks listed first run first (a partial sweep is useful).
     index, n_shards = shard
@@ -123,11 +256,26 @@ def run_sweep(
     mine = keys[index::n_shards]
     todo = pending_cells(config, out_dir, retry_failed=retry_failed, only=mine)
     redo = {k for k in todo if cell_path(out_dir, k).exists()}  # failed cells to retry
+    plan = extension_plan(source, todo) if source is not None else {}
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
     bar = tqdm(total=len(todo), disable=not progress, desc=config.name, unit="cell")
+    # copied cells need no model: take them first
+    for key in (k for k in todo if plan.get(k) == "copy"):
+        done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
+        if not done_elsewhere and claim_cell(out_dir, key):
+            try:
+                state_path(out_dir, key).unlink(missing_ok=True)
+                attrs = {"extended_from": source.max_steps, "extension": "copied"}
+                copy_cell(
+                    source.out_dir, out_dir, key, source.fingerprint, config.fingerprint(), attrs
+                )
+            finally:
+                release_cell(out_dir, key)
+        bar.update(1)
+    todo = [k for k in todo if plan.get(k) != "copy"]
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.set_postfix_str(f"loading {model_name}")
@@ -151,6 +299,9 @@ def run_sweep(
                     continue
                 bar.set_postfix_str(f"{task} {key.method} r={key.rank} l={length} s={key.seed}")
                 try:
+                    resume = None
+                    if plan.get(key) == "resume":
+                        resume = _resume_state(source, config, key)
                     result, model = run_cell(
                         model,
                         loaded.tokenizer,
@@ -162,8 +313,24 @@ def run_sweep(
                         seed=key.seed,
                         train=config.train,
                         device=loaded.device,
+                        keep_state=not budget_dependent(key.method, key.task),
+                        resume=None if resume is None else resume["state"],
                     )
-                    write_cell(out_dir, key, result, config.fingerprint())
+                    attrs = {}
+                    if resume is not None:
+                        # wall_time counts all the compute spent on the cell, both runs
+                        result.wall_time += float(resume["meta"].get("wall_time", 0.0))
+                        attrs = {"extended_from": source.max_steps, "extension": "resumed"}
+                    if result.state is not None:
+                        meta = {
+                            "fingerprint_without_budget": config.fingerprint_without_budget(),
+                            "max_steps": config.train.max_steps,
+                            "wall_time": result.wall_time,
+                        }
+                        write_state(out_dir, key, result.state, meta)
+                    else:
+                        state_path(out_dir, key).unlink(missing_ok=True)
+                    write_cell(out_dir, key, result, config.fingerprint(), attrs)
                 finally:
                     release_cell(out_dir, key)
                 bar.update(1)
@@ -176,9 +343,11 @@ def run_sweep(
     return None
 
 
-def run_chunk(config_dict: dict, out_dir: str, keys: list[dict]) -> int:
+def run_chunk(
+    config_dict: dict, out_dir: str, keys: list[dict], extend_from: str | None = None
+) -> int:
     """Entry point of one cluster job: run the given cells (plain data in, for pickling)."""
     config = config_from_dict(config_dict)
     cells = [CellKey(**k) for k in keys]
-    run_sweep(config, out_dir, only=cells, progress=False)
+    run_sweep(config, out_dir, only=cells, progress=False, extend_from=extend_from)
     return len(cells)
