@@ -263,7 +263,9 @@ class MemftSavings:
         prediction interval), against a MemFT law refitted without the longest MemFT
         length (``dL_memft_law_heldout``, out-of-sample for that length) and against
         the SFT law (``gain_over_sft_law``), and the measured SFT cell at the same rank
-        and length (``gain_measured``), and ``sft_equivalent_rank``: the rank SFT needs by
+        and length (``gain_measured``; optimizer steps ``steps`` against ``steps_sft`` and
+        ``steps_ratio``: for cells both methods memorize, the training time to recall), and
+        ``sft_equivalent_rank``: the rank SFT needs by
         its law (CI over its draws) to reach the ΔL MemFT measured, so that
         ``saving_measured = 1 − rank / sft_equivalent_rank`` is a rank saving read off
         measured MemFT cells (a lower bound for memorized cells, where ΔL saturates).
@@ -652,6 +654,13 @@ def xr_mask(sub, okm):
                         coords={d: sub[d] for d in sub["loss_reduction"].dims if d in sub.coords})
 
 
+def _cell_mean(sub, var, okm, other, name):
+    """Seed-mean of ``var`` over ok cells as a frame with columns rank, length, ``name``."""
+    v = sub[var].where(okm)
+    v = v.mean(other, skipna=True) if other else v
+    return v.to_dataframe(name=name).reset_index()[["rank", "length", name]]
+
+
 def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):
     """Measured MemFT cells against measured SFT cells and the fitted laws."""
     from lawfit.fitting import fit
@@ -664,11 +673,10 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
     sft_other = [d for d in sft_dl.dims if d not in ("rank", "length")]
     sft_mean = (sft_dl.mean(sft_other, skipna=True) if sft_other else sft_dl).to_dataframe(
         name="dL_sft_measured").reset_index()[["rank", "length", "dL_sft_measured"]]
-    if "exact_match" in ds:
-        em = sft_ds["exact_match"].where(sft_ok)
-        em = (em.mean(sft_other, skipna=True) if sft_other else em).to_dataframe(
-            name="exact_match_sft").reset_index()[["rank", "length", "exact_match_sft"]]
-        sft_mean = sft_mean.merge(em, on=["rank", "length"], how="left")
+    for var, name in (("exact_match", "exact_match_sft"), ("steps", "steps_sft")):
+        if var in ds:
+            sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
+                                      on=["rank", "length"], how="left")
     for m in memfts:
         sub = ds.sel({"method": m})
         okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
@@ -689,13 +697,14 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
             npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
             df = df.merge(npar[["rank", "n_params"]].drop_duplicates("rank"), on="rank")
             cap_vals = df["n_params"].to_numpy(float)
-        if "exact_match" in sub:
-            em = sub["exact_match"].where(okm)
-            em = (em.mean(other, skipna=True) if other else em).to_dataframe(
-                name="exact_match").reset_index()[["rank", "length", "exact_match"]]
-            df = df.merge(em, on=["rank", "length"], how="left")
+        for var in ("exact_match", "steps"):
+            if var in sub:
+                df = df.merge(_cell_mean(sub, var, okm, other, var), on=["rank", "length"],
+                              how="left")
         df = df.merge(sft_mean, on=["rank", "length"], how="left")
         df["gain_measured"] = df["dL_measured"] - df["dL_sft_measured"]
+        if "steps" in df and "steps_sft" in df:
+            df["steps_ratio"] = df["steps"] / df["steps_sft"]
         laws = (("memft_law", fits.get(m)), ("sft_law", fits["sft"]))
         for name, f in laws:
             if f is None:

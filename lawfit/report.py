@@ -431,7 +431,8 @@ def build_report(
                 B.append(("table", ms.predictions[cols]))
             if len(ms.validation):
                 keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_sft_measured",
-                                    "exact_match", "exact_match_sft", "dL_memft_law",
+                                    "exact_match", "exact_match_sft", "steps", "steps_sft",
+                                    "steps_ratio", "dL_memft_law",
                                     "inside_memft_pi", "dL_memft_law_heldout", "dL_sft_law",
                                     "gain_over_sft_law", "sft_equivalent_rank",
                                     "saving_measured") if c in ms.validation]

@@ -96,3 +96,13 @@ def test_memft_savings_errors():
     grouped = ds.expand_dims(task=["a", "b"])
     with pytest.raises(LawfitError, match="Select one first"):
         memft_savings(grouped)
+
+
+def test_memft_validation_compares_steps_to_recall():
+    # plant step counts: MemFT stops after 0.5x the SFT steps at every cell (seed means)
+    ds = synthetic_memft_dataset(rng=0)
+    base = 100.0 * ds["rank"] + ds["length"] + 0.0 * ds["seed"]
+    ds["steps"] = base * (1.0 - 0.5 * (ds["method"] == "memft_ot"))
+    v = memft_savings(ds, bootstrap=20, rng=0, target=1.0, target_kind="loss_reduction").validation
+    np.testing.assert_allclose(v["steps_ratio"], 0.5)
+    np.testing.assert_allclose(v["steps_sft"], 100.0 * v["rank"] + v["length"])
