@@ -285,6 +285,20 @@ def plateaued(history: list[float], patience: int, min_delta: float) -> bool:
     return before - recent < min_delta * max(before, 1e-8)
 
 
+def above_rising(curve_steps, frac_curve, step: int, patience: int, start: int = 0) -> bool:
+    """Tell whether more target tokens are above threshold than ever before ``patience`` steps ago.
+
+    Uses the logged share of tokens with p > 0.5 (``frac_curve`` at ``curve_steps``): True when
+    its maximum over the last ``patience`` steps exceeds its maximum from ``start`` up to then.
+    MemFT objectives move tokens across the threshold while the mean loss may stay flat, so a
+    loss plateau alone must not stop them.
+    """
+    logged = list(zip(curve_steps, frac_curve, strict=True))
+    recent = [f for s, f in logged if step - patience < s <= step]
+    before = [f for s, f in logged if start <= s <= step - patience]
+    return bool(recent and before and max(recent) > max(before))
+
+
 def run_cell(
     model,
     tokenizer,
@@ -507,7 +521,9 @@ def _train_and_measure(
             if train.stop_when_memorized and bool((losses.detach() < LN2).all()):
                 result.stop_reason = "memorized"
                 break
-            if plateaued(history[earliest_stop:], train.patience, train.min_delta):
+            if plateaued(history[earliest_stop:], train.patience, train.min_delta) and not (
+                above_rising(curve_steps, frac_curve, step, train.patience, earliest_stop)
+            ):
                 result.stop_reason = "plateau"
                 break
         weights = objective.weights(losses.detach(), correct.detach(), step)
