@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import header, load, parser, quiet, settings, sft  # noqa: E402
+from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
 
@@ -25,12 +25,7 @@ def main():
     args = ap.parse_args()
     quiet()
     ds = load(args)
-    for label, sub in settings(ds):
-        header(f"Setting: {label}")
-        cells = sft(sub)
-        if cells is None:
-            print("no ok SFT cells: skipped\n")
-            continue
+    for label, _sub, cells in sft_settings(ds):
         try:
             res = lawfit.fit(cells, "power_law", bootstrap=args.bootstrap, unit="cell", rng=0)
         except lawfit.LawfitError as exc:

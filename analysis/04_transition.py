@@ -13,7 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import header, load, parser, quiet, settings, sft  # noqa: E402
+from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
 
@@ -22,12 +22,7 @@ def main():
     args = parser(__doc__).parse_args()
     quiet()
     ds = load(args, kind="tokens")
-    for label, sub in settings(ds):
-        header(f"Setting: {label}")
-        runs = sft(sub)
-        if runs is None:
-            print("no ok SFT cells: skipped\n")
-            continue
+    for _label, _sub, runs in sft_settings(ds):
         try:
             pt = lawfit.phase_transition(runs, bootstrap=args.bootstrap, rng=0)
         except lawfit.LawfitError as exc:

@@ -68,6 +68,20 @@ def sft(sub):
     return select_method(sub, "sft")
 
 
+def sft_settings(ds):
+    """(label, sub-dataset, SFT cells) per setting, each under a printed header.
+
+    Settings without ok SFT cells are announced and skipped.
+    """
+    for label, sub in settings(ds):
+        header(f"Setting: {label}")
+        cells = sft(sub)
+        if cells is None:
+            print("no ok SFT cells: skipped\n")
+            continue
+        yield label, sub, cells
+
+
 def quiet():
     warnings.simplefilter("ignore")
 
