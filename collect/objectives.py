@@ -27,7 +27,11 @@ def threshold_mask(losses):
 
 
 class _Stateless:
-    """Objectives without state across steps: nothing to save or restore."""
+    """Objectives without state across steps: nothing to save or restore.
+
+    (MemFT-SW's PhoneBook curriculum counts as stateless: its shuffle and stages follow from
+    the seed and the step.)
+    """
 
     def state_dict(self) -> dict:
         """Return the objective's state across steps (none)."""
@@ -103,7 +107,7 @@ class MemFTSWLong:
 
 
 @dataclass
-class MemFTSWPhonebook:
+class MemFTSWPhonebook(_Stateless):
     """MemFT-SW for many short entries: the OT hard mask plus a curriculum over entries.
 
     The entry list is shuffled once (from the cell's seed); stage ``k`` of ``len(fractions)``
@@ -139,13 +143,6 @@ class MemFTSWPhonebook:
         exposed = torch.as_tensor(shown, device=losses.device, dtype=losses.dtype)
         mask = (losses > LN2).to(losses.dtype) * exposed
         return mask if bool(mask.any()) else exposed
-
-    def state_dict(self) -> dict:
-        """Return the state across steps (none: the shuffle and stages follow from the seed)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore the state of :meth:`state_dict` (nothing to restore)."""
 
 
 def budget_dependent(method: str, task: str) -> bool:

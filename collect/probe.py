@@ -416,7 +416,7 @@ def training_state(step, adapter, optimizer, objective, history, curves) -> dict
     curve_steps, loss_curve, frac_curve = curves
     state = {
         "step": int(step),
-        "params": [p.detach().to("cpu", copy=True) for p in adapter.parameters],
+        "params": _cpu(list(adapter.parameters)),
         "optimizer": _cpu(optimizer.state_dict()),
         "objective": copy.deepcopy(objective.state_dict()),
         "history": [float(x) for x in history],

@@ -19,6 +19,7 @@ import platform
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -79,13 +80,19 @@ def write_cell(
         "prefix_cached": int(result.prefix_cached),
         **(attrs or {}),
     }
-    return _write_atomic(ds, cell_path(out_dir, key))
+    return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
 
 
-def _write_atomic(ds: xr.Dataset, path: Path) -> Path:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then move it into place.
+
+    Every file of a sweep directory (cells, states, the merged dataset) is written this way,
+    so a killed process leaves either the complete file or none.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ds.to_netcdf(tmp)
+    write(tmp)
     os.replace(tmp, path)
     return path
 
@@ -102,7 +109,7 @@ def copy_cell(
     if ds is None:
         raise CollectError(f"{cell_path(src_dir, key)} does not exist; nothing to copy.")
     ds.attrs.update({"fingerprint": fingerprint, **attrs})
-    return _write_atomic(ds, cell_path(out_dir, key))
+    return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
 
 
 def state_path(out_dir: Path, key: CellKey) -> Path:
@@ -118,13 +125,8 @@ def write_state(out_dir: Path, key: CellKey, state: dict, meta: dict) -> Path:
     """
     import torch
 
-    path = state_path(out_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {"meta": {**meta, "key": json.dumps(dataclasses.asdict(key))}, "state": state}
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return _write_atomic(state_path(out_dir, key), lambda tmp: torch.save(payload, tmp))
 
 
 def read_state(out_dir: Path, key: CellKey) -> dict | None:
@@ -319,15 +321,12 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
 
 def save_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write the merged dataset as NetCDF-4, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # zlib on numeric variables: token arrays are mostly NaN padding and compress ~10x
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, var in ds.data_vars.items()
         if var.dtype.kind in "fiu"
     }
-    ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-    os.replace(tmp, path)
-    return path
+    return _write_atomic(
+        Path(path), lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    )
