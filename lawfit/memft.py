@@ -669,10 +669,8 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
     vrows = []
     sft_ds = ds.sel({"method": "sft"})
     sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
-    sft_dl = sft_ds["loss_reduction"].where(sft_ok)
-    sft_other = [d for d in sft_dl.dims if d not in ("rank", "length")]
-    sft_mean = (sft_dl.mean(sft_other, skipna=True) if sft_other else sft_dl).to_dataframe(
-        name="dL_sft_measured").reset_index()[["rank", "length", "dL_sft_measured"]]
+    sft_other = [d for d in sft_ds["loss_reduction"].dims if d not in ("rank", "length")]
+    sft_mean = _cell_mean(sft_ds, "loss_reduction", sft_ok, sft_other, "dL_sft_measured")
     for var, name in (("exact_match", "exact_match_sft"), ("steps", "steps_sft")):
         if var in ds:
             sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
@@ -680,18 +678,14 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
     for m in memfts:
         sub = ds.sel({"method": m})
         okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
-        dl = sub["loss_reduction"].where(okm)
-        other = [d for d in dl.dims if d not in ("rank", "length")]
-        mean = dl.mean(other, skipna=True) if other else dl
-        df = mean.to_dataframe(name="dL_measured").reset_index().dropna(subset=["dL_measured"])
+        other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
+        df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
+            subset=["dL_measured"])
         if df.empty:
             continue
-        df = df[[c for c in ("rank", "length", "dL_measured")]]
         if "loss_after" in sub:
-            la = sub["loss_after"].where(okm)
-            la = la.mean(other, skipna=True) if other else la
-            lad = la.to_dataframe(name="loss_after").reset_index()
-            df = df.merge(lad[["rank", "length", "loss_after"]], on=["rank", "length"])
+            df = df.merge(_cell_mean(sub, "loss_after", okm, other, "loss_after"),
+                          on=["rank", "length"])
         cap_vals = df["rank"].to_numpy(float)
         if capacity == "n_params":
             npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
