@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import MERGE_CMD, ROOT, header, parser  # noqa: E402
 
 SWEEP = "sweeps/smollm2_cpu.toml"
-COMMANDS = [
-    f"collect run {SWEEP} --out data/smollm2_cpu --shard 0/2 &",
-    f"collect run {SWEEP} --out data/smollm2_cpu --shard 1/2",
+COMMANDS = [  # = make collect: two workers share the directory by claiming cells
+    f"collect run {SWEEP} --out data/smollm2_cpu &",
+    f"collect run {SWEEP} --out data/smollm2_cpu",
     MERGE_CMD,
 ]
 
@@ -39,7 +39,7 @@ def main():
     if args.run:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         shards = [subprocess.Popen([sys.executable, "-m", "collect", "run", SWEEP, "--out",
-                                    "data/smollm2_cpu", "--shard", f"{i}/2"], cwd=ROOT, env=env)
+                                    "data/smollm2_cpu"], cwd=ROOT, env=env)
                   for i in range(2)]
         for p in shards:
             p.wait()
@@ -82,7 +82,40 @@ def main():
         if wt.size:
             print(f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
                   f"total {wt.sum() / 3600:.2f} h over {wt.size} cells")
+            step_costs(ds)
     print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
+
+
+def step_costs(ds):
+    """Median seconds per training step by task and length, and the cost of what is left.
+
+    What is left is the sweep's pending cells (:func:`collect.sweep.pending_cells` on the
+    shipped sweep directory). Each is costed at the budget times its task's step cost (a
+    line in the target length through the measured medians); cells that memorize stop
+    earlier, so the lower figure assumes they stop at 30 % of the budget.
+    """
+    from collect.config import load_config
+    from collect.sweep import pending_cells
+
+    cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
+    done = cells[cells["status"] == "ok"]
+    per_step = (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
+        [done["task"], done["length"]]).median()
+    header("Seconds per training step (median over collected cells, one thread)")
+    print(per_step.unstack("length").round(2).to_string())
+    out_dir = os.path.join(ROOT, "data", "smollm2_cpu")
+    if not os.path.isdir(out_dir):
+        return
+    config = load_config(os.path.join(ROOT, SWEEP))
+    budget = config.train.max_steps
+    todo = pending_cells(config, out_dir)
+    lines = {task: np.polyfit(per_step.loc[task].index.to_numpy(float),
+                              per_step.loc[task].to_numpy(), 1)
+             for task in per_step.index.get_level_values("task").unique()}
+    hours = sum(budget * np.polyval(lines[k.task], k.length) for k in todo) / 3600
+    print(f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
+          f"single-core hours (stopping at 30 % of the {budget}-step budget, or running all "
+          "of it)")
 
 
 if __name__ == "__main__":
