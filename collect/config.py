@@ -41,6 +41,7 @@ from collect.probe import TrainConfig
 AXES = ("models", "tasks", "random_ratios", "methods", "modules", "ranks", "lengths", "seeds")
 DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
 TASK_NAMES = ("phonebook", "long_context")
+DATA_KEYS = ("data_seed", "source", "device", "dtype", "threads", "pack_prompts")
 #: random_ratio of a cell whose block gives none: PhoneBook numbers are already random (0.0),
 #: long-context targets default to pure random tokens (1.0, the paper's r100).
 TASK_DEFAULT_RATIO = {"phonebook": 0.0, "long_context": 1.0}
@@ -89,6 +90,8 @@ class SweepConfig:
     device: str | None = None
     dtype: str | None = None
     threads: int | None = None
+    #: pack entries around their shared prompt prefix (speed only: not in :meth:`settings`)
+    pack_prompts: bool = True
 
     def cells(self) -> list[CellKey]:
         """Every cell of the sweep (union of the blocks, without duplicates, in order)."""
@@ -117,6 +120,7 @@ class SweepConfig:
             "device": self.device,
             "dtype": self.dtype,
             "threads": self.threads,
+            "pack_prompts": self.pack_prompts,
         }
 
     def settings(self) -> dict[str, Any]:
@@ -256,7 +260,14 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     train = TrainConfig(**train_raw)
     if train.max_steps <= 0 or train.lr <= 0 or train.log_every <= 0:
         raise CollectError(f"[train] needs max_steps, lr and log_every > 0; got {train}.")
-    data = raw.get("data", {})
+    data = dict(raw.get("data", {}))
+    bad = set(data) - set(DATA_KEYS)
+    if bad:
+        raise CollectError(f"unknown [data] keys {sorted(bad)}; known: {sorted(DATA_KEYS)}.")
+    if not isinstance(data.get("pack_prompts", True), bool):
+        raise CollectError(
+            f"[data] pack_prompts must be true or false, got {data['pack_prompts']!r}."
+        )
     return SweepConfig(
         name=str(raw.get("name", "sweep")),
         grids=tuple(grids),
@@ -266,6 +277,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         device=data.get("device"),
         dtype=data.get("dtype"),
         threads=data.get("threads"),
+        pack_prompts=data.get("pack_prompts", True),
     )
 
 

@@ -92,6 +92,7 @@ def launch(
             "device": config.device,
             "dtype": config.dtype,
             "threads": config.threads,
+            "pack_prompts": config.pack_prompts,
         },
     }
     submitted = executor.map_array(

@@ -3,8 +3,10 @@
 The lean path (DESIGN.md §5): with every adapted module at layer ``k`` or deeper, the hidden
 states entering layer ``k`` never change during training (frozen base, fixed inputs), so they
 are computed once per cell and each step runs only layers ``k..L-1``; the language-model head
-is applied only at positions that predict a target token. Both shortcuts are verified against
-the full model once per cell (:func:`check_fast_path`) and fall back to the full forward if an
+is applied only at positions that predict a target token; entries whose prompts share a prefix
+(a chat template's system prompt) are packed so that the prefix is computed once per row
+(:mod:`collect.packing`). Each shortcut is verified against the full model once per cell
+(:func:`check_fast_path`, :func:`lean_forward`), with a fall back to the slower path where an
 architecture does not reproduce it.
 
 A cell stopped by the step budget can hand back a resumable training state (adapter tensors,
@@ -27,6 +29,7 @@ import numpy as np
 
 from collect.adapters import attach, decoder_layers
 from collect.objectives import LN2, make_objective
+from collect.packing import pack_batch
 from collect.tasks import Entry
 
 
@@ -57,6 +60,8 @@ class Batch:
     token_entry: np.ndarray  # (N,) entry of each target token
     prompts: list[list[int]]  # prompt ids per entry (for greedy decoding)
     targets: list[list[int]]  # target ids per entry
+    #: (B, T) position ids where they are not 0..T-1 in every row (packed entries), else None
+    position_ids: Any = None
 
 
 def prompt_ids(tokenizer, key: str) -> list[int]:
@@ -132,6 +137,7 @@ class Forward:
                 self.decoder(
                     input_ids=self.batch.input_ids,
                     attention_mask=self.batch.attention_mask,
+                    position_ids=self.batch.position_ids,
                     use_cache=False,
                 )
         except _Stop:
@@ -159,6 +165,7 @@ class Forward:
             out = self.decoder(
                 input_ids=self.batch.input_ids,
                 attention_mask=self.batch.attention_mask,
+                position_ids=self.batch.position_ids,
                 use_cache=False,
             )
             return out.last_hidden_state
@@ -166,6 +173,7 @@ class Forward:
             out = self.decoder(
                 inputs_embeds=self._prefix,
                 attention_mask=self.batch.attention_mask,
+                position_ids=self.batch.position_ids,
                 use_cache=False,
             )
         return out.last_hidden_state
@@ -177,17 +185,56 @@ class Forward:
         return self.head(h).float()
 
 
-def check_fast_path(model, batch: Batch, fast: Forward) -> bool:
-    """Whether ``fast`` reproduces the model's own logits at the target positions."""
+def check_fast_path(model, reference: Batch, fast: Forward) -> bool:
+    """Whether ``fast`` reproduces the model's own logits on the plain batch ``reference``.
+
+    ``fast`` may run a cached prefix, a packed batch (:mod:`collect.packing`) or both; its
+    target tokens are in the same order as ``reference``'s.
+    """
     import torch
 
     with torch.no_grad():
-        ref = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-        ref = ref.logits.reshape(-1, ref.logits.shape[-1])[batch.pred_index].float()
+        ref = model(
+            input_ids=reference.input_ids, attention_mask=reference.attention_mask, use_cache=False
+        )
+        ref = ref.logits.reshape(-1, ref.logits.shape[-1])[reference.pred_index].float()
         got = fast.logits()
     tol = 1e-3 if got.dtype == torch.float32 and ref.dtype == torch.float32 else 5e-2
     scale = ref.abs().max().clamp_min(1.0)
     return bool(((got - ref).abs().max() / scale) < tol)
+
+
+def lean_forward(model, batch: Batch, start_layer: int, pack: bool = True) -> Forward:
+    """Return the cheapest :class:`Forward` that reproduces the model on ``batch``.
+
+    Candidates, cheapest first: the batch packed around its shared prompt prefix
+    (:func:`collect.packing.pack_batch`, when ``pack`` and it saves work) with the prefix cache
+    from ``start_layer``; the plain batch with the cache; the plain batch through the whole
+    model. Each shortcut is checked against the full model (:func:`check_fast_path`) and the
+    next candidate is used, with a warning, where it does not reproduce it.
+    """
+    import torch
+
+    candidates = []
+    if pack:
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        packed = pack_batch(batch, dtype)
+        if packed is not None:
+            candidates.append((packed, start_layer, "packed prompts"))
+    if start_layer:
+        candidates.append((batch, start_layer, "prefix cache"))
+    for candidate, start, what in candidates:
+        fwd = Forward(model, candidate, start)
+        if check_fast_path(model, batch, fwd):
+            return fwd
+        warnings.warn(
+            f"{what} does not reproduce the full model here; trying the next slower path",
+            stacklevel=2,
+        )
+        del fwd
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return Forward(model, batch, 0)
 
 
 def token_stats(logits, labels):
@@ -256,6 +303,7 @@ class CellResult:
     stop_reason: str = ""
     error: str = ""
     prefix_cached: bool = False
+    prompt_packed: bool = False
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
     greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -313,6 +361,7 @@ def run_cell(
     device,
     keep_state: bool = False,
     resume: dict | None = None,
+    pack: bool = True,
 ) -> tuple[CellResult, Any]:
     """Train one adapter on ``entries`` and measure it.
 
@@ -341,6 +390,10 @@ def run_cell(
         A state from ``result.state`` of the same cell (same entries, method, modules, rank,
         seed and settings) with a budget of at most ``train.max_steps``: training continues from
         it instead of from step 0. The measurements before training are taken as usual.
+    pack : bool, default True
+        Pack entries whose prompts share a prefix (:mod:`collect.packing`) when that saves
+        work and reproduces the model; a speed setting that does not change the cell's result
+        beyond floating-point rounding (``result.prompt_packed`` says whether it was used).
     """
     import torch
 
@@ -363,6 +416,7 @@ def run_cell(
             device,
             keep_state=keep_state,
             resume=resume,
+            pack=pack,
         )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
@@ -466,17 +520,13 @@ def _train_and_measure(
     *,
     keep_state=False,
     resume=None,
+    pack=True,
 ):
     import torch
 
-    fwd = Forward(model, batch, adapter.first_layer if train.prefix_cache else 0)
-    if fwd.start_layer and not check_fast_path(model, batch, fwd):
-        warnings.warn(
-            "prefix cache does not reproduce the full model here; using full forward",
-            stacklevel=2,
-        )
-        fwd = Forward(model, batch, 0)
+    fwd = lean_forward(model, batch, adapter.first_layer if train.prefix_cache else 0, pack)
     result.prefix_cached = fwd.start_layer > 0
+    result.prompt_packed = fwd.batch is not batch
     with torch.no_grad():
         loss0, p0, _ = token_stats(fwd.logits(), batch.labels)
     result.loss_before = float(loss0.mean())

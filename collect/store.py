@@ -78,6 +78,7 @@ def write_cell(
         "stop_reason": result.stop_reason,
         "error": result.error,
         "prefix_cached": int(result.prefix_cached),
+        "prompt_packed": int(result.prompt_packed),
         **(attrs or {}),
     }
     return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
@@ -314,6 +315,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "complete": "true" if len(done) == len(keys) else "false",
         "prefix_cached_cells": int(
             sum(int(c.attrs.get("prefix_cached", 0)) for c in done.values())
+        ),
+        "prompt_packed_cells": int(
+            sum(int(c.attrs.get("prompt_packed", 0)) for c in done.values())
         ),
     }
     return ds

@@ -315,6 +315,7 @@ def run_sweep(
                         device=loaded.device,
                         keep_state=not budget_dependent(key.method, key.task),
                         resume=None if resume is None else resume["state"],
+                        pack=config.pack_prompts,
                     )
                     attrs = {}
                     if resume is not None:

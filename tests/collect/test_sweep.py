@@ -164,6 +164,8 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, finished, tiny_sweep):
         ({"grid": [{"tasks": ["phonebook"], "methods": ["dpo"]}]}, "unknown method 'dpo'"),
         ({"grid": [{"tasks": ["phonebook"], "modules": ["mlp"]}]}, "PARTS@LAYERS"),
         ({"train": {"max_steps": 10, "learning_rate": 1}}, "unknown \\[train\\] keys"),
+        ({"data": {"seed": 3}}, "unknown \\[data\\] keys \\['seed'\\]; known: .*data_seed"),
+        ({"data": {"pack_prompts": "yes"}}, "pack_prompts must be true or false, got 'yes'"),
     ],
 )
 def test_bad_configs_fail_at_parse_time(override, message, tiny_sweep):
@@ -288,3 +290,11 @@ def test_sweep_on_the_papers_own_benchmark_files(tmp_path, tiny_sweep):
 def test_source_table_must_name_known_tasks(tiny_sweep):
     with pytest.raises(CollectError, match="table \\{task = path\\}"):
         config_from_dict(tiny_sweep(data={"source": {"poems": "x.txt"}}))
+
+
+def test_pack_prompts_is_a_speed_setting_outside_the_fingerprint(tiny_sweep):
+    packed = config_from_dict(tiny_sweep())
+    plain = config_from_dict(tiny_sweep(data={"threads": 1, "pack_prompts": False}))
+    assert packed.pack_prompts and not plain.pack_prompts
+    assert packed.fingerprint() == plain.fingerprint()
+    assert plain.to_dict()["pack_prompts"] is False  # still recorded as provenance
