@@ -33,6 +33,10 @@ class _Stateless:
     the seed and the step.)
     """
 
+    #: whether a flat mean loss means this objective has stopped making progress (the plateau
+    #: stop rule applies); see :class:`MemFTSWLong` for one where it does not
+    plateau_stop = True
+
     def state_dict(self) -> dict:
         """Return the objective's state across steps (none)."""
         return {}
@@ -63,8 +67,15 @@ class MemFTSWLong:
     ``window * m`` tokens starting at the anchor ``a`` (the first position whose teacher-forced
     argmax is wrong) and times ``outside`` elsewhere. The multiplier ``m`` starts at 1 and grows
     by ``grow`` (up to ``max_mult``) each time the anchor has stayed put for ``patience`` steps.
+
+    It never stops on a plateau (``plateau_stop = False``): it works on a few dozen tokens at a
+    time, so the mean loss over a long target, and the count of tokens above p = 0.5, can stay
+    flat for many steps while the tokens it weighs improve. On the shipped sweep the plateau
+    rule stopped it after 72 steps at rank 4, ℓ = 512, with none of its tokens above 0.5 yet.
+    It stops when every token is memorized or at the budget.
     """
 
+    plateau_stop = False
     window: int = 50
     decay: float = 20.0
     outside: float = 0.01

@@ -571,8 +571,10 @@ def _train_and_measure(
             if train.stop_when_memorized and bool((losses.detach() < LN2).all()):
                 result.stop_reason = "memorized"
                 break
-            if plateaued(history[earliest_stop:], train.patience, train.min_delta) and not (
-                above_rising(curve_steps, frac_curve, step, train.patience, earliest_stop)
+            if (
+                objective.plateau_stop
+                and plateaued(history[earliest_stop:], train.patience, train.min_delta)
+                and not above_rising(curve_steps, frac_curve, step, train.patience, earliest_stop)
             ):
                 result.stop_reason = "plateau"
                 break

@@ -28,3 +28,37 @@ def test_steps_before_the_earliest_stop_do_not_count():
 
 def test_too_little_history_is_not_rising():
     assert not above_rising([0, 10], [0.0, 0.1], step=10, patience=50)
+
+
+def _flat_rule_cell(tiny, method):
+    """A long-context cell under a plateau rule that fires as soon as it may (min_delta = 1)."""
+    import torch
+
+    from collect.probe import TrainConfig, run_cell
+    from collect.tasks import build_task
+
+    model, tok = tiny
+    entries = build_task("long_context", tok, 40, random_ratio=1.0)
+    train = TrainConfig(max_steps=40, log_every=5, patience=5, min_delta=1.0)
+    result, _ = run_cell(
+        model,
+        tok,
+        entries,
+        task="long_context",
+        method=method,
+        modules="mlp@2",
+        rank=1,
+        seed=0,
+        train=train,
+        device=torch.device("cpu"),
+    )
+    return result
+
+
+def test_memft_sw_on_a_long_target_never_stops_on_a_plateau(tiny):
+    # the same rule stops SFT early; MemFT-SW (long) runs until memorized or the budget
+    sft = _flat_rule_cell(tiny, "sft")
+    assert sft.stop_reason == "plateau" and sft.steps < 40
+    sw = _flat_rule_cell(tiny, "memft_sw")
+    assert sw.stop_reason in ("budget", "memorized")
+    assert sw.steps == 40 or sw.stop_reason == "memorized"
