@@ -224,14 +224,17 @@ def lean_forward(model, batch: Batch, start_layer: int, pack: bool = True) -> Fo
     if start_layer:
         candidates.append((batch, start_layer, "prefix cache"))
     for candidate, start, what in candidates:
-        fwd = Forward(model, candidate, start)
-        if check_fast_path(model, batch, fwd):
-            return fwd
-        warnings.warn(
-            f"{what} does not reproduce the full model here; trying the next slower path",
-            stacklevel=2,
-        )
-        del fwd
+        try:
+            fwd = Forward(model, candidate, start)
+            if check_fast_path(model, batch, fwd):
+                return fwd
+            why = "does not reproduce the full model here"
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError) as err:  # e.g. a kernel without 4-D masks
+            why = f"fails here ({type(err).__name__}: {err})"
+        warnings.warn(f"{what} {why}; trying the next slower path", stacklevel=2)
+        fwd = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return Forward(model, batch, 0)

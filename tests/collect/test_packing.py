@@ -1,5 +1,7 @@
 """Packing entries around their shared prompt prefix reproduces the plain batch exactly."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -100,8 +102,6 @@ def test_check_fast_path_rejects_a_wrong_packing(chat_tiny):
     broken = packed.position_ids.clone()
     broken[:, packed.position_ids.shape[1] // 2 :] += 3  # shifted positions: RoPE differs
     adapter = _nontrivial_adapter(model)
-    from dataclasses import replace
-
     assert not check_fast_path(model, plain, Forward(model, replace(packed, position_ids=broken)))
     adapter.detach()
 
@@ -121,3 +121,29 @@ def test_packed_and_plain_cells_agree(chat_tiny):
     assert packed.loss_after == pytest.approx(plain.loss_after, rel=1e-4)
     np.testing.assert_allclose(packed.p_after, plain.p_after, rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(packed.greedy_correct, plain.greedy_correct)
+
+
+def test_a_packed_path_that_raises_falls_back_with_a_warning(chat_tiny, monkeypatch):
+    import collect.probe
+
+    def malformed(batch, dtype):  # a mask the attention kernel rejects
+        packed = pack_batch(batch, dtype)
+        return replace(packed, attention_mask=packed.attention_mask[..., :-1])
+
+    monkeypatch.setattr(collect.probe, "pack_batch", malformed)
+    model, tok = chat_tiny
+    entries = build_task("phonebook", tok, 60)
+    with pytest.warns(UserWarning, match="packed prompts fails here"):
+        result, _ = run_cell(
+            model,
+            tok,
+            entries,
+            task="phonebook",
+            method="sft",
+            modules="mlp@2",
+            rank=2,
+            seed=0,
+            train=TrainConfig(max_steps=5),
+            device=CPU,
+        )
+    assert result.status == "ok" and not result.prompt_packed and result.prefix_cached
