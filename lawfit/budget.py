@@ -201,6 +201,8 @@ def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
         "steps": ds["steps"], "stop_reason": reason, "loss_reduction": ds["loss_before"]
         - ds["loss_after"], "gain_last_window": gain,
     })
+    # a coordinate selected down to one value (ds.sel(rank=1)) is still a column of the table
+    cells = cells.expand_dims([d for d in CELL_DIMS if d in cells.coords and d not in cells.dims])
     dims = [d for d in CELL_DIMS if d in cells.dims]
     frame = cells.to_dataframe().reset_index()
     frame = frame[frame["stop_reason"].notna()].reset_index(drop=True)

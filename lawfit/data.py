@@ -110,6 +110,9 @@ def _from_dataset(ds, variables, by, inputs):
     for d in list(sub.dims):
         if d not in inner_ok and sub.sizes[d] == 1:
             sub = sub.squeeze(d, drop=True)
+    for d in ("rank", "length", "seed", *coord_inputs):
+        if d in sub.coords and sub[d].ndim == 0:  # selected down to one value, e.g. .sel(rank=1)
+            sub = sub.expand_dims(d)
     if any(sub.sizes[d] == 0 for d in sub.dims):
         raise LawfitError(f"the dataset is empty: dim sizes {dict(sub.sizes)}. Expected at "
                           "least one cell.")

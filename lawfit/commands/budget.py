@@ -40,12 +40,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Execute ``lawfit budget``."""
-    from lawfit.budget import budget_sensitivity
+    from lawfit.budget import budget_sensitivity, convergence
+    from lawfit.errors import LawfitError
 
     ds = open_selected(args)
-    res = budget_sensitivity(ds, args.budgets, bootstrap=args.bootstrap, window=args.window,
-                             tol=args.tol, confidence_level=args.level, rng=args.seed,
-                             space=args.space)
+    try:
+        res = budget_sensitivity(ds, args.budgets, bootstrap=args.bootstrap, window=args.window,
+                                 tol=args.tol, confidence_level=args.level, rng=args.seed,
+                                 space=args.space)
+    except LawfitError as exc:
+        if "could not be fitted at any budget" not in str(exc):
+            raise
+        # too few cells for the law (e.g. a one-cell budget probe): the per-cell reading stands
+        conv = convergence(ds, window=args.window, tol=args.tol)
+        print(conv.to_string(index=False))
+        print(f"note: {exc}")
+        if args.csv:
+            write_csv(conv, args.csv)
+        return 0
     print(res.summary())
     if args.csv:
         write_csv(res.convergence, args.csv)

@@ -157,3 +157,22 @@ def test_cli_and_report_show_the_budget_analysis(tmp_path, capsys):
     md = lawfit.build_report(ds, bootstrap=50).to_markdown()
     assert "### Training budget: had ΔL stopped moving?" in md
     assert "Still improving at the budget" in md
+
+
+def test_one_cell_probe_gets_its_convergence_row_and_a_clear_note(tmp_path, capsys):
+    from lawfit.cli import main
+
+    ds = _sweep(lambda r, ln: 300.0)
+    path = tmp_path / "sweep.nc"
+    ds.to_netcdf(path)
+    # one cell: rank and length are selected down to scalars; the law cannot be fitted
+    assert main(["budget", str(path), "--sel", "rank=1", "--sel", "length=128",
+                 "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "rank  length  steps stop_reason" in out
+    assert "note: the law could not be fitted at any budget" in out
+    assert "only a single rank" in out
+    table = convergence(ds.sel(rank=1, length=128))
+    assert table[["rank", "length"]].to_numpy().tolist() == [[1, 128]]
+    with pytest.raises(LawfitError, match="only a single rank"):
+        lawfit.fit(ds.sel(rank=1, length=128), bootstrap=0)  # not a traceback from xarray
