@@ -131,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         if args.command == "plan":
+            from collect.store import running_claim
             from collect.sweep import extension_plan, extension_source, pending_cells
 
             cells = config.cells()
             todo = pending_cells(config, args.out) if args.out.exists() else cells
-            print(f"{config.name}: {len(cells)} cells, {len(todo)} pending")
+            running = {k: running_claim(args.out, k) for k in todo}
+            running = {k: f"running ({who})" for k, who in running.items() if who}
+            print(
+                f"{config.name}: {len(cells)} cells, {len(todo)} pending"
+                + (f" ({len(running)} running now)" if running else "")
+            )
             plan = {}
             if args.extend_from is not None:
                 source = extension_source(config, args.extend_from, args.out)
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{len(todo) - sum(counts.values())} from scratch"
                 )
             for key in todo:
-                print("  ", key.slug(), plan.get(key, ""))
+                print("  ", key.slug(), " ".join(filter(None, [plan.get(key), running.get(key)])))
         elif args.command == "run":
             from collect.sweep import run_sweep
 

@@ -196,6 +196,17 @@ def claim_cell(out_dir: Path, key: CellKey) -> bool:
     return False
 
 
+def running_claim(out_dir: Path, key: CellKey) -> str | None:
+    """Return ``"host pid"`` of the live worker running a cell, or None if nobody runs it."""
+    path = claim_path(out_dir, key)
+    if not path.exists() or _claim_is_stale(path):
+        return None
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def release_cell(out_dir: Path, key: CellKey) -> None:
     """Drop this process's claim on a cell."""
     claim_path(out_dir, key).unlink(missing_ok=True)

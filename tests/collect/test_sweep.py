@@ -298,3 +298,25 @@ def test_pack_prompts_is_a_speed_setting_outside_the_fingerprint(tiny_sweep):
     assert packed.pack_prompts and not plain.pack_prompts
     assert packed.fingerprint() == plain.fingerprint()
     assert plain.to_dict()["pack_prompts"] is False  # still recorded as provenance
+
+
+def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sweep):
+    import socket
+
+    from collect.store import claim_path
+
+    cfg = tmp_path / "s.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    out = tmp_path / "o"
+    first, second = load_config(cfg).cells()[:2]
+    live, dead = claim_path(out, first), claim_path(out, second)
+    live.parent.mkdir(parents=True)
+    live.write_text(f"{socket.gethostname()} {os.getpid()}")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead.write_text(f"{socket.gethostname()} {finished.stdout.strip()}")  # its process is gone
+    assert collect_main(["plan", str(cfg), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("pending (1 running now)")
+    assert f"{first.slug()} running ({socket.gethostname()} {os.getpid()})" in lines[1]
+    assert lines[2].strip() == second.slug()
