@@ -7,6 +7,7 @@ setting and method). Pass --run to start (or resume) the collection itself: fini
 are kept, a killed sweep resumes where it stopped.
 
     python analysis/01_collect.py [DATA.nc]
+    python analysis/01_collect.py --budget 3000  # what finishing at a larger budget costs
     python analysis/01_collect.py --run          # hours; resumes
 """
 
@@ -31,6 +32,8 @@ COMMANDS = [  # = make collect: two workers share the directory by claiming cell
 def main():
     ap = parser(__doc__)
     ap.add_argument("--run", action="store_true", help="run the collection (hours)")
+    ap.add_argument("--budget", type=int, default=None, metavar="STEPS",
+                    help="cost what is left at this step budget instead of the sweep's")
     args = ap.parse_args()
     header("Collection commands (run from the repository root)")
     print("OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one thread per worker on 2 cores")
@@ -82,19 +85,23 @@ def main():
         if wt.size:
             print(f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
                   f"total {wt.sum() / 3600:.2f} h over {wt.size} cells")
-            step_costs(ds)
+            step_costs(ds, args.budget)
     print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
 
 
-def step_costs(ds):
+def step_costs(ds, budget=None):
     """Median seconds per training step by task and length, and the cost of what is left.
 
     What is left is the sweep's pending cells (:func:`collect.sweep.pending_cells` on the
     shipped sweep directory). Each is costed at the budget times its task's step cost (a
     line in the target length through the measured medians); cells that memorize stop
-    earlier, so the lower figure assumes they stop at 30 % of the budget.
+    earlier, so the lower figure assumes they stop at 30 % of the budget. With ``budget``
+    larger than the sweep's, the collected cells that stopped at the sweep's budget are
+    costed too: the extra steps where a saved state lets them resume (``collect run
+    --extend-from``), every step where they have none.
     """
     from collect.config import load_config
+    from collect.store import state_path
     from collect.sweep import pending_cells
 
     cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
@@ -107,15 +114,35 @@ def step_costs(ds):
     if not os.path.isdir(out_dir):
         return
     config = load_config(os.path.join(ROOT, SWEEP))
-    budget = config.train.max_steps
+    swept = config.train.max_steps
+    budget = budget or swept
     todo = pending_cells(config, out_dir)
     lines = {task: np.polyfit(per_step.loc[task].index.to_numpy(float),
                               per_step.loc[task].to_numpy(), 1)
              for task in per_step.index.get_level_values("task").unique()}
     hours = sum(budget * np.polyval(lines[k.task], k.length) for k in todo) / 3600
     print(f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
-          f"single-core hours (stopping at 30 % of the {budget}-step budget, or running all "
-          "of it)")
+          f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
+          "all of it)")
+    if budget > swept:
+        at_cap = [k for k in config.cells() if k not in set(todo)
+                  and _stopped_at(ds, k) == swept]
+        resumable = [k for k in at_cap if state_path(out_dir, k).exists()]
+        extra = sum((budget - swept if k in resumable else budget)
+                    * np.polyval(lines[k.task], k.length) for k in at_cap) / 3600
+        print(f"plus {len(at_cap)} collected cells stopped at the {swept}-step budget "
+              f"({len(resumable)} resumable from a saved state, {len(at_cap) - len(resumable)} "
+              f"re-run): up to {extra:.0f} single-core hours")
+
+
+def _stopped_at(ds, key):
+    """Steps a collected cell ran (NaN when it is not in ``ds``)."""
+    coords = {d: getattr(key, d) for d in ("model", "task", "random_ratio", "method",
+                                          "modules", "rank", "length", "seed")}
+    try:
+        return float(ds["steps"].sel(coords))
+    except KeyError:
+        return float("nan")
 
 
 if __name__ == "__main__":
