@@ -30,7 +30,14 @@ from lawfit._tokens import CELL_DIMS, load
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 
-__all__ = ["BudgetSensitivity", "at_budget", "budget_sensitivity", "convergence", "max_steps"]
+__all__ = [
+    "BudgetSensitivity",
+    "at_budget",
+    "budget_sensitivity",
+    "convergence",
+    "delta_by_budget",
+    "max_steps",
+]
 
 LN2 = math.log(2.0)
 #: Per-token variables that describe the end of training and cannot be read back from
@@ -211,6 +218,42 @@ def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
     frame["still_improving"] = frame["rel_gain_last_window"] > tol
     frame.attrs.update(max_steps=budget, window=window, tol=tol)
     return frame
+
+
+def delta_by_budget(ds, budgets: Sequence[int] | None = None) -> pd.DataFrame:
+    """ΔL of every collected cell as it stood at each of several step budgets.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset with ``loss_curve`` over ``step``.
+    budgets : sequence of int, optional
+        Logged steps (default: about ¼, ½, ¾ and all of the budget).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ok cell (its coordinates), one column ``ΔL@<steps>`` per budget, plus
+        ``steps`` and ``stop_reason`` of the full run. A cell that stopped before a budget
+        keeps its final ΔL there (:func:`at_budget`).
+    """
+    ds = load(ds)
+    budgets = _default_budgets(ds) if budgets is None else sorted({int(b) for b in budgets})
+    table = convergence(ds, window=_smallest_window(ds))
+    keys = [d for d in CELL_DIMS if d in table.columns]
+    out = table[keys + ["steps", "stop_reason"]].copy()
+    for b in budgets:
+        sub = at_budget(ds, b)
+        sub = sub.expand_dims([d for d in keys if d in sub.coords and d not in sub.dims])
+        dl = sub["loss_reduction"].to_dataframe().reset_index()[keys + ["loss_reduction"]]
+        out = out.merge(dl.rename(columns={"loss_reduction": f"ΔL@{b}"}), on=keys, how="left")
+    return out
+
+
+def _smallest_window(ds: xr.Dataset) -> int:
+    """Return the logging interval, the shortest look-back :func:`convergence` accepts."""
+    logged = np.asarray(ds["step"].values)
+    return int(np.min(np.diff(logged))) if logged.size > 1 else 1
 
 
 def _default_budgets(ds: xr.Dataset, n: int = 4) -> list[int]:

@@ -11,6 +11,7 @@ examples:
   lawfit budget sweep.nc --sel task=long_context --sel method=sft
   lawfit budget sweep.nc --sel task=phonebook --sel method=sft --budgets 200 400 600 \\
       --window 50 --csv cells.csv
+  lawfit budget probe.nc --budgets 600 1200 1750 --trajectory   # ΔL of each cell per budget
 """
 
 
@@ -34,16 +35,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, metavar="OUT", help="write the per-cell table")
+    p.add_argument("--trajectory", action="store_true",
+                   help="also print each cell's ΔL at every budget of --budgets")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     """Execute ``lawfit budget``."""
-    from lawfit.budget import budget_sensitivity, convergence
+    from lawfit.budget import budget_sensitivity, convergence, delta_by_budget
     from lawfit.errors import LawfitError
 
     ds = open_selected(args)
+    if args.trajectory:
+        print(delta_by_budget(ds, args.budgets).to_string(index=False, float_format="%.4g"))
+        print()
     try:
         res = budget_sensitivity(ds, args.budgets, bootstrap=args.bootstrap, window=args.window,
                                  tol=args.tol, confidence_level=args.level, rng=args.seed,

@@ -167,8 +167,9 @@ def test_one_cell_probe_gets_its_convergence_row_and_a_clear_note(tmp_path, caps
     ds.to_netcdf(path)
     # one cell: rank and length are selected down to scalars; the law cannot be fitted
     assert main(["budget", str(path), "--sel", "rank=1", "--sel", "length=128",
-                 "--bootstrap", "0"]) == 0
+                 "--bootstrap", "0", "--budgets", "300", "600", "--trajectory"]) == 0
     out = capsys.readouterr().out
+    assert "ΔL@300  ΔL@600" in out
     assert "rank  length  steps stop_reason" in out
     assert "note: the law could not be fitted at any budget" in out
     assert "only a single rank" in out
@@ -176,3 +177,18 @@ def test_one_cell_probe_gets_its_convergence_row_and_a_clear_note(tmp_path, caps
     assert table[["rank", "length"]].to_numpy().tolist() == [[1, 128]]
     with pytest.raises(LawfitError, match="only a single rank"):
         lawfit.fit(ds.sel(rank=1, length=128), bootstrap=0)  # not a traceback from xarray
+
+
+def test_delta_by_budget_reads_each_cells_closed_form_trajectory():
+    from lawfit.budget import delta_by_budget
+
+    ds = _sweep(lambda r, ln: 200.0, stop_early=lambda r, ln: 250 if r == 16 else None)
+    table = delta_by_budget(ds, [100, 300, 600])
+    assert len(table) == len(RANKS) * len(LENGTHS)
+    for _, row in table.iterrows():
+        dl_inf = C * row["rank"] ** ALPHA * row["length"] ** -BETA
+        for b in (100, 300, 600):
+            reached = min(b, 250) if row["rank"] == 16 else b  # stopped early: final ΔL stays
+            assert row[f"ΔL@{b}"] == pytest.approx(dl_inf * (1 - math.exp(-reached / 200.0)),
+                                                   rel=1e-12)
+    assert set(table.loc[table["rank"] == 16, "steps"]) == {250}
