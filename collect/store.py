@@ -19,9 +19,11 @@ import platform
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -228,6 +230,36 @@ def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | Non
     return ds
 
 
+def write_json_atomic(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically (readers never see half a file)."""
+    return _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+
+
+def now_utc() -> str:
+    """Return the current UTC time, ISO 8601 to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def cell_provenance(model, device) -> dict[str, str]:
+    """Where and how a worker computes its cells: device (with the GPU's name), dtype, code.
+
+    Written into every cell file, because the cells of one sweep may come from several
+    machines, sessions and code revisions; :func:`merge` summarizes them.
+    """
+    import torch
+
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    name = str(device)
+    if getattr(device, "type", None) == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    return {
+        "device": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "git_revision": provenance()["git_revision"],
+    }
+
+
 def provenance() -> dict[str, str]:
     """Package versions and the git revision of the collecting code."""
     versions = {"python": platform.python_version()}
@@ -319,7 +351,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "config": json.dumps(config.to_dict()),
         "fingerprint": config.fingerprint(),
         **provenance(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created": now_utc(),
         "synthetic": "false",
         "n_cells": len(keys),
         "n_cells_done": len(done),
@@ -330,6 +362,13 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "prompt_packed_cells": int(
             sum(int(c.attrs.get("prompt_packed", 0)) for c in done.values())
         ),
+        # per-cell provenance (cells collected before it was recorded count as "unrecorded")
+        **{
+            f"cell_{name}s": json.dumps(
+                dict(Counter(str(c.attrs.get(name, "unrecorded")) for c in done.values()))
+            )
+            for name in ("device", "dtype", "git_revision")
+        },
     }
     return ds
 

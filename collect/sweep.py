@@ -35,15 +35,18 @@ from collect.objectives import budget_dependent
 from collect.probe import run_cell
 from collect.store import (
     cell_path,
+    cell_provenance,
     claim_cell,
     copy_cell,
     merge,
+    now_utc,
     read_cell,
     read_state,
     release_cell,
     save_dataset,
     state_path,
     write_cell,
+    write_json_atomic,
     write_state,
 )
 from collect.tasks import build_task, validate_task
@@ -64,7 +67,31 @@ def prepare_dir(config: SweepConfig, out_dir: Path) -> None:
                 f"{out_dir} holds a sweep collected with other training/data settings; "
                 "resume only with the same [train]/[data] settings, or use another --out."
             )
-    meta.write_text(json.dumps({"fingerprint": config.fingerprint(), **config.to_dict()}, indent=2))
+    recorded = {"fingerprint": config.fingerprint(), **config.to_dict()}
+    if meta.exists() and "precision" in old:
+        recorded["precision"] = old["precision"]
+    write_json_atomic(meta, recorded)
+
+
+def check_precision(out_dir: Path, precision: str) -> None:
+    """Record the floating dtype a sweep directory's cells are computed in, or check it.
+
+    ``[data] dtype`` unset means bf16 on a GPU and float32 on the CPU, so two workers on one
+    directory (a GPU node and a CPU node, say) would silently mix precisions under one
+    fingerprint. The first worker records its dtype in ``sweep.json``; a worker that would
+    compute in another one stops before training anything.
+    """
+    meta = out_dir / "sweep.json"
+    recorded = json.loads(meta.read_text())
+    have = recorded.get("precision")
+    if have is None:
+        write_json_atomic(meta, {**recorded, "precision": precision})
+    elif have != precision:
+        raise CollectError(
+            f"{out_dir}'s cells are computed in {have}, but this worker's model loads in "
+            f"{precision}. Mixing them would put two precisions under one sweep; set "
+            f'[data] dtype = "{have}" (or --out another directory) to run here.'
+        )
 
 
 #: old cells that stopped before their budget: a larger budget would stop them the same way
@@ -282,6 +309,8 @@ def run_sweep(
         loaded = load_model(model_name, device=config.device, dtype=config.dtype)
         validate_for_model(config, model_keys, loaded)
         model = loaded.model
+        where = cell_provenance(model, loaded.device)
+        check_precision(out_dir, where["dtype"])
         for (_, task, ratio, length), group in itertools.groupby(model_keys, key=_group):
             entries = build_task(
                 task,
@@ -317,11 +346,11 @@ def run_sweep(
                         resume=None if resume is None else resume["state"],
                         pack=config.pack_prompts,
                     )
-                    attrs = {}
+                    attrs = dict(where, collected=now_utc())
                     if resume is not None:
                         # wall_time counts all the compute spent on the cell, both runs
                         result.wall_time += float(resume["meta"].get("wall_time", 0.0))
-                        attrs = {"extended_from": source.max_steps, "extension": "resumed"}
+                        attrs.update(extended_from=source.max_steps, extension="resumed")
                     if result.state is not None:
                         meta = {
                             "fingerprint_without_budget": config.fingerprint_without_budget(),

@@ -320,3 +320,34 @@ def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sw
     assert lines[0].endswith("pending (1 running now)")
     assert f"{first.slug()} running ({socket.gethostname()} {os.getpid()})" in lines[1]
     assert lines[2].strip() == second.slug()
+
+
+def _one_cell_sweep(tiny_sweep):
+    raw = tiny_sweep(grid=[{"tasks": ["long_context"], "random_ratios": [1.0]}])
+    raw["defaults"].update(ranks=[1], lengths=[20])
+    raw["train"] = {"max_steps": 5, "log_every": 5}
+    return config_from_dict(raw)
+
+
+def test_cells_record_where_they_were_computed(tmp_path, tiny_sweep):
+    config = _one_cell_sweep(tiny_sweep)
+    ds = run_sweep(config, tmp_path, progress=False, merge_to=tmp_path / "d.nc")
+    cell = xr.load_dataset(next((tmp_path / "cells").glob("*.nc")))
+    assert cell.attrs["device"] == "cpu" and cell.attrs["dtype"] == "float32"
+    assert cell.attrs["collected"].endswith("+00:00") and cell.attrs["torch"]
+    assert json.loads(ds.attrs["cell_dtypes"]) == {"float32": 1}
+    assert json.loads(ds.attrs["cell_devices"]) == {"cpu": 1}
+    assert json.loads((tmp_path / "sweep.json").read_text())["precision"] == "float32"
+
+
+def test_a_worker_in_another_precision_is_refused_before_training(tmp_path, tiny_sweep):
+    config = _one_cell_sweep(tiny_sweep)
+    run_sweep(config, tmp_path / "a", progress=False)  # records float32
+    meta = tmp_path / "b" / "sweep.json"
+    meta.parent.mkdir()
+    recorded = json.loads((tmp_path / "a" / "sweep.json").read_text())
+    meta.write_text(json.dumps({**recorded, "precision": "bfloat16"}))  # as a GPU worker left it
+    with pytest.raises(CollectError, match='computed in bfloat16.*dtype = "bfloat16"'):
+        run_sweep(config, tmp_path / "b", progress=False)
+    assert not list((tmp_path / "b").glob("cells/*.nc"))
+    assert json.loads(meta.read_text())["precision"] == "bfloat16"  # kept by prepare_dir
