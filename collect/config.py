@@ -41,7 +41,15 @@ from collect.probe import TrainConfig
 AXES = ("models", "tasks", "random_ratios", "methods", "modules", "ranks", "lengths", "seeds")
 DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
 TASK_NAMES = ("phonebook", "long_context")
-DATA_KEYS = ("data_seed", "source", "device", "dtype", "threads", "pack_prompts")
+DATA_KEYS = (
+    "data_seed",
+    "source",
+    "device",
+    "dtype",
+    "threads",
+    "pack_prompts",
+    "checkpoint_minutes",
+)
 #: random_ratio of a cell whose block gives none: PhoneBook numbers are already random (0.0),
 #: long-context targets default to pure random tokens (1.0, the paper's r100).
 TASK_DEFAULT_RATIO = {"phonebook": 0.0, "long_context": 1.0}
@@ -92,6 +100,8 @@ class SweepConfig:
     threads: int | None = None
     #: pack entries around their shared prompt prefix (speed only: not in :meth:`settings`)
     pack_prompts: bool = True
+    #: minutes between checkpoints of a running cell (0: none); not in :meth:`settings`
+    checkpoint_minutes: float = 10.0
 
     def cells(self) -> list[CellKey]:
         """Every cell of the sweep (union of the blocks, without duplicates, in order)."""
@@ -121,6 +131,7 @@ class SweepConfig:
             "dtype": self.dtype,
             "threads": self.threads,
             "pack_prompts": self.pack_prompts,
+            "checkpoint_minutes": self.checkpoint_minutes,
         }
 
     def settings(self) -> dict[str, Any]:
@@ -268,6 +279,12 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         raise CollectError(
             f"[data] pack_prompts must be true or false, got {data['pack_prompts']!r}."
         )
+    minutes = data.get("checkpoint_minutes", 10.0)
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes < 0:
+        raise CollectError(
+            f"[data] checkpoint_minutes must be a number of minutes >= 0 (0: no checkpoints), "
+            f"got {minutes!r}."
+        )
     return SweepConfig(
         name=str(raw.get("name", "sweep")),
         grids=tuple(grids),
@@ -278,6 +295,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         dtype=data.get("dtype"),
         threads=data.get("threads"),
         pack_prompts=data.get("pack_prompts", True),
+        checkpoint_minutes=float(minutes),
     )
 
 

@@ -93,6 +93,7 @@ def launch(
             "dtype": config.dtype,
             "threads": config.threads,
             "pack_prompts": config.pack_prompts,
+            "checkpoint_minutes": config.checkpoint_minutes,
         },
     }
     submitted = executor.map_array(

@@ -22,6 +22,7 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,6 +372,8 @@ def run_cell(
     keep_state: bool = False,
     resume: dict | None = None,
     pack: bool = True,
+    checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: float = 600.0,
 ) -> tuple[CellResult, Any]:
     """Train one adapter on ``entries`` and measure it.
 
@@ -403,6 +406,13 @@ def run_cell(
         Pack entries whose prompts share a prefix (:mod:`collect.packing`) when that saves
         work and reproduces the model; a speed setting that does not change the cell's result
         beyond floating-point rounding (``result.prompt_packed`` says whether it was used).
+    checkpoint : callable, optional
+        Called with a :func:`training_state` snapshot at the top of a step whenever
+        ``checkpoint_every`` seconds of training have passed since the last one, so that a
+        killed run can continue from it (``resume``) instead of from step 0. A run resumed
+        from a checkpoint ends with the cell of an uninterrupted run.
+    checkpoint_every : float
+        Seconds between checkpoints.
     """
     import torch
 
@@ -426,6 +436,8 @@ def run_cell(
             keep_state=keep_state,
             resume=resume,
             pack=pack,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
         )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
@@ -530,6 +542,8 @@ def _train_and_measure(
     keep_state=False,
     resume=None,
     pack=True,
+    checkpoint=None,
+    checkpoint_every=600.0,
 ):
     import torch
 
@@ -557,12 +571,20 @@ def _train_and_measure(
     earliest_stop = getattr(objective, "final_stage_start", 0)
     state = None
     step = first
+    last_checkpoint = time.perf_counter()
     for step in range(first, train.max_steps + 1):
+        curves = (curve_steps, loss_curve, frac_curve)
         if keep_state and step == train.max_steps:
             # the loop's state on entering the last step: resuming here under a larger budget
             # replays this step exactly as a direct run would (its stop rules included)
-            curves = (curve_steps, loss_curve, frac_curve)
             state = training_state(step, adapter, optimizer, objective, history, curves)
+        if (
+            checkpoint is not None
+            and step > first
+            and time.perf_counter() - last_checkpoint >= checkpoint_every
+        ):
+            checkpoint(training_state(step, adapter, optimizer, objective, history, curves))
+            last_checkpoint = time.perf_counter()
         losses, probs, correct = token_stats(fwd.logits(), batch.labels)
         mean_loss = float(losses.detach().mean())
         if not math.isfinite(mean_loss):

@@ -115,28 +115,35 @@ def copy_cell(
     return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
 
 
-def state_path(out_dir: Path, key: CellKey) -> Path:
-    """Where the resumable training state of a budget-stopped cell lives."""
-    return Path(out_dir) / "cells" / f"{key.slug()}.state.pt"
+def state_path(out_dir: Path, key: CellKey, kind: str = "state") -> Path:
+    """Where a cell's resumable training state lives.
+
+    ``kind="state"``: the state of a finished cell that stopped at the budget (budget
+    extension resumes it); ``kind="partial"``: the last checkpoint of a cell still running
+    (or killed), which the next run of the cell resumes.
+    """
+    if kind not in ("state", "partial"):
+        raise ValueError(f"kind must be 'state' or 'partial', got {kind!r}")
+    return Path(out_dir) / "cells" / f"{key.slug()}.{kind}.pt"
 
 
-def write_state(out_dir: Path, key: CellKey, state: dict, meta: dict) -> Path:
+def write_state(out_dir: Path, key: CellKey, state: dict, meta: dict, kind: str = "state") -> Path:
     """Write a cell's training state (:func:`collect.probe.training_state`) atomically.
 
     ``meta`` identifies what the state belongs to (the cell's key is added here); budget
-    extension checks it before resuming.
+    extension and checkpoint resumption check it before resuming.
     """
     import torch
 
     payload = {"meta": {**meta, "key": json.dumps(dataclasses.asdict(key))}, "state": state}
-    return _write_atomic(state_path(out_dir, key), lambda tmp: torch.save(payload, tmp))
+    return _write_atomic(state_path(out_dir, key, kind), lambda tmp: torch.save(payload, tmp))
 
 
-def read_state(out_dir: Path, key: CellKey) -> dict | None:
+def read_state(out_dir: Path, key: CellKey, kind: str = "state") -> dict | None:
     """Read a cell's state file as ``{"meta": ..., "state": ...}``; None if absent or unreadable."""
     import torch
 
-    path = state_path(out_dir, key)
+    path = state_path(out_dir, key, kind)
     if not path.exists():
         return None
     try:

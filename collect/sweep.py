@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,6 +194,43 @@ def _resume_state(source: ExtensionSource, config: SweepConfig, key: CellKey) ->
     return payload
 
 
+def _partial_state(config: SweepConfig, out_dir: Path, key: CellKey) -> dict | None:
+    """Return the checkpoint a killed run of this cell left, if it fits these settings."""
+    path = state_path(out_dir, key, "partial")
+    if not path.exists():
+        return None
+    payload = read_state(out_dir, key, "partial")
+    if (
+        payload is None
+        or payload["meta"].get("fingerprint") != config.fingerprint()
+        or int(payload["state"].get("step", -1)) > config.train.max_steps
+    ):
+        warnings.warn(
+            f"{path} is unreadable or belongs to other settings; running this cell from its start",
+            stacklevel=2,
+        )
+        return None
+    return payload
+
+
+def _checkpointer(config, out_dir, key, prior: float, extended) -> Callable | None:
+    """Return the callback :func:`run_cell` calls with a state every ``checkpoint_minutes``."""
+    if not config.checkpoint_minutes:
+        return None
+    started = time.perf_counter()
+
+    def save(state: dict) -> None:
+        meta = {
+            "fingerprint": config.fingerprint(),
+            "wall_time": prior + time.perf_counter() - started,
+        }
+        if extended is not None:
+            meta["extended_from"] = extended
+        write_state(out_dir, key, state, meta, kind="partial")
+
+    return save
+
+
 def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> None:
     """Run the checks that need the model (layers, module names, task sizes) before training."""
     for spec_text in sorted({k.modules for k in keys}):
@@ -328,9 +366,15 @@ def run_sweep(
                     continue
                 bar.set_postfix_str(f"{task} {key.method} r={key.rank} l={length} s={key.seed}")
                 try:
-                    resume = None
-                    if plan.get(key) == "resume":
+                    resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
+                    extended = resume["meta"].get("extended_from") if resume else None
+                    attrs = {"resumed_from_step": int(resume["state"]["step"])} if resume else {}
+                    if resume is None and plan.get(key) == "resume":
                         resume = _resume_state(source, config, key)
+                        extended = source.max_steps if resume is not None else None
+                    # wall_time counts all the compute spent on the cell, over every run
+                    prior = float(resume["meta"].get("wall_time", 0.0)) if resume else 0.0
+                    save = _checkpointer(config, out_dir, key, prior, extended)
                     result, model = run_cell(
                         model,
                         loaded.tokenizer,
@@ -345,12 +389,13 @@ def run_sweep(
                         keep_state=not budget_dependent(key.method, key.task),
                         resume=None if resume is None else resume["state"],
                         pack=config.pack_prompts,
+                        checkpoint=save,
+                        checkpoint_every=60.0 * (config.checkpoint_minutes or 0.0),
                     )
-                    attrs = dict(where, collected=now_utc())
-                    if resume is not None:
-                        # wall_time counts all the compute spent on the cell, both runs
-                        result.wall_time += float(resume["meta"].get("wall_time", 0.0))
-                        attrs.update(extended_from=source.max_steps, extension="resumed")
+                    result.wall_time += prior
+                    attrs.update(where, collected=now_utc())
+                    if extended is not None:
+                        attrs.update(extended_from=extended, extension="resumed")
                     if result.state is not None:
                         meta = {
                             "fingerprint_without_budget": config.fingerprint_without_budget(),
@@ -361,6 +406,7 @@ def run_sweep(
                     else:
                         state_path(out_dir, key).unlink(missing_ok=True)
                     write_cell(out_dir, key, result, config.fingerprint(), attrs)
+                    state_path(out_dir, key, "partial").unlink(missing_ok=True)
                 finally:
                     release_cell(out_dir, key)
                 bar.update(1)

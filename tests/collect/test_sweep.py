@@ -145,6 +145,41 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, finished, tiny_sweep):
     xr.testing.assert_identical(_strip(resumed.load()), _strip(reference))
 
 
+def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, finished, tiny_sweep):
+    """Kill a sweep while a cell is between checkpoints; the resumed sweep is unchanged."""
+    _, _, reference = finished
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep(data={"threads": 1, "checkpoint_minutes": 0.0005})))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "collect", "run", str(cfg), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        len(list((out / "cells").glob("*.nc"))) >= 2 and list((out / "cells").glob("*.partial.pt"))
+    ):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partials = list((out / "cells").glob("*.partial.pt"))
+    assert partials, "the kill must land inside a cell that has a checkpoint"
+    killed = partials[0].name.removesuffix(".partial.pt")
+    assert not (out / "cells" / f"{killed}.nc").exists()
+    assert collect_main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert not list((out / "cells").glob("*.partial.pt"))
+    resumed = xr.open_dataset(out / "dataset.nc").load()
+    configs = [json.loads(d.attrs["config"]) for d in (resumed, reference)]
+    assert [c.pop("checkpoint_minutes") for c in configs] == [0.0005, 10.0]
+    assert configs[0] == configs[1]  # a speed setting: recorded, and the only difference
+    same = {"config": ""}
+    xr.testing.assert_identical(
+        _strip(resumed).assign_attrs(same), _strip(reference).assign_attrs(same)
+    )
+    cell = xr.load_dataset(out / "cells" / f"{killed}.nc")
+    assert 0 < cell.attrs["resumed_from_step"] <= int(cell["steps"])  # not rerun from step 0
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -166,6 +201,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, finished, tiny_sweep):
         ({"train": {"max_steps": 10, "learning_rate": 1}}, "unknown \\[train\\] keys"),
         ({"data": {"seed": 3}}, "unknown \\[data\\] keys \\['seed'\\]; known: .*data_seed"),
         ({"data": {"pack_prompts": "yes"}}, "pack_prompts must be true or false, got 'yes'"),
+        ({"data": {"checkpoint_minutes": -1}}, "checkpoint_minutes must be a number of minutes"),
     ],
 )
 def test_bad_configs_fail_at_parse_time(override, message, tiny_sweep):
@@ -241,8 +277,10 @@ def test_two_workers_share_one_sweep(tmp_path, tiny_sweep, finished):
     cfg.write_text(json.dumps(tiny_sweep()))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "collect", "run", str(cfg), "--out", str(out), "--no-progress"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     assert not list((out / "cells").glob("*.claim"))
@@ -265,8 +303,13 @@ def test_claims_of_live_workers_are_honoured_and_stale_ones_taken_over(tmp_path,
     assert not claim_cell(tmp_path, key)  # other hosts' claims are honoured
 
 
-PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / \
-    "parametric-memory-law" / "datasets"
+PAPER = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "reference"
+    / "parametric-memory-law"
+    / "datasets"
+)
 
 
 @pytest.mark.reference
@@ -276,10 +319,10 @@ def test_sweep_on_the_papers_own_benchmark_files(tmp_path, tiny_sweep):
     text = PAPER / "long_context" / "sample_0_tok29709_noise_0.jsonl"
     if not (phonebook.exists() and text.exists()):
         pytest.skip("../shared/reference (the paper's benchmark files) is not available")
-    raw = tiny_sweep(data={"threads": 1, "source": {"phonebook": str(phonebook),
-                                                     "long_context": str(text)}},
-                     grid=[{"tasks": ["long_context"], "random_ratios": [0.0]},
-                           {"tasks": ["phonebook"]}])
+    raw = tiny_sweep(
+        data={"threads": 1, "source": {"phonebook": str(phonebook), "long_context": str(text)}},
+        grid=[{"tasks": ["long_context"], "random_ratios": [0.0]}, {"tasks": ["phonebook"]}],
+    )
     raw["defaults"]["ranks"] = [4]
     ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
     assert ds.attrs["complete"] == "true"
@@ -312,8 +355,12 @@ def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sw
     live, dead = claim_path(out, first), claim_path(out, second)
     live.parent.mkdir(parents=True)
     live.write_text(f"{socket.gethostname()} {os.getpid()}")
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead.write_text(f"{socket.gethostname()} {finished.stdout.strip()}")  # its process is gone
     assert collect_main(["plan", str(cfg), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
