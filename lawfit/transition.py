@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
+#: Fewer runs than this with both recalled and missed tokens: the threshold's run-bootstrap
+#: interval is flagged as unreliable (the runs that locate it cannot be resampled).
+MIN_INFORMATIVE_RUNS = 5
 
 
 # ----------------------------------------------------------------------------- results
@@ -91,6 +94,11 @@ class ThresholdFit:
         Paired bootstrap interval of ``threshold − threshold_isotonic`` (both computed
         on each resample). When it excludes 0 the logistic is misspecified and
         :func:`phase_transition` flags it.
+    n_runs_informative : int
+        Runs with both recalled and missed tokens in the regression: only they locate
+        the threshold. With few of them the run bootstrap cannot resample the transition
+        and its interval understates the uncertainty; :func:`phase_transition` flags
+        fewer than :data:`MIN_INFORMATIVE_RUNS`.
     """
 
     threshold: float
@@ -111,6 +119,7 @@ class ThresholdFit:
     threshold_isotonic: float = math.nan
     ci_isotonic: tuple[float, float] = (math.nan, math.nan)
     ci_difference: tuple[float, float] = (math.nan, math.nan)
+    n_runs_informative: int = 0
 
 
 @dataclass(frozen=True)
@@ -537,10 +546,18 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
         threshold=float(sigmoid(xs)), ci=ci, ci_method=ci_method, ci_delta=ci_delta,
         level=level, pvalue=pval, pvalue_bootstrap=pboot, intercept=a, slope=b, cov=cov,
         n_tokens=int(y.size), n_runs=int(np.unique(run_id).size), n_boot=n_boot,
-        n_boot_failed=failed, draws=draws,
+        n_boot_failed=failed, draws=draws, n_runs_informative=_informative_runs(y, run_id),
         threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
         ci_isotonic=ci_iso, ci_difference=ci_diff,
     )
+
+
+def _informative_runs(y: np.ndarray, run_id: np.ndarray) -> int:
+    """Count the runs with both a recalled (1) and a missed (0) token."""
+    runs = np.unique(run_id)
+    hits = np.bincount(np.searchsorted(runs, run_id), weights=y, minlength=runs.size)
+    sizes = np.bincount(np.searchsorted(runs, run_id), minlength=runs.size)
+    return int(np.sum((hits > 0) & (hits < sizes)))
 
 
 def _sufficiency(ta: TokenArrays, prefix_ok, tie_tol) -> SufficiencyCheck:
@@ -934,6 +951,15 @@ def phase_transition(
                 f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
                 "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
                 "to 1 above p = 0.5); prefer threshold_isotonic"
+            )
+        if thr is not None and thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
+            notes.append(
+                f"FLAG: only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
+                "and missed tokens; the others are recalled (or missed) throughout and do not "
+                "locate the threshold. The run bootstrap cannot resample the transition, so the "
+                f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
+                f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
+                "runs near the transition (ranks and lengths where recall is partial)."
             )
         suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
         if suff.n_violations:

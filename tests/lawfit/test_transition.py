@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from lawfit.errors import LawfitError
 from lawfit.testing.tokens import synthetic_token_dataset
@@ -150,3 +151,24 @@ def test_errors_say_what_and_how(phonebook):
         phase_transition(empty)
     with pytest.raises(LawfitError, match="orders must be among"):
         phase_transition(phonebook, orders=("accuracy",))
+
+
+def test_a_threshold_located_by_one_run_is_flagged(phonebook):
+    # every run but one recalls everything at p_after 0.99: only that run has misses
+    ds = phonebook.copy(deep=True)
+    partial = abs(ds["token_accuracy"] - 0.5).squeeze()  # the run nearest half recall
+    keep = {d: partial[d].values[i] for d, i in zip(
+        partial.dims, np.unravel_index(int(np.nanargmin(partial.data)), partial.shape), strict=True)}
+    others = xr.ones_like(ds["p_after"], dtype=bool)
+    others.loc[keep] = False
+    valid = ds["p_after"].notnull()
+    ds["p_after"] = ds["p_after"].where(~(others & valid), 0.99)
+    ds["greedy_correct"] = ds["greedy_correct"].where(~(others & valid), 1.0)
+    res = phase_transition(ds, bootstrap=100, rng=0, orders=())
+    assert res.token_fit.n_runs_informative == 1
+    assert any(n.startswith("FLAG: only 1 of ") and "understates" in n for n in res.notes)
+
+
+def test_many_informative_runs_are_not_flagged(pt_phonebook):
+    assert pt_phonebook.token_fit.n_runs_informative >= 5
+    assert not any("runs have both recalled and missed" in n for n in pt_phonebook.notes)
