@@ -157,8 +157,8 @@ def test_a_threshold_located_by_one_run_is_flagged(phonebook):
     # every run but one recalls everything at p_after 0.99: only that run has misses
     ds = phonebook.copy(deep=True)
     partial = abs(ds["token_accuracy"] - 0.5).squeeze()  # the run nearest half recall
-    keep = {d: partial[d].values[i] for d, i in zip(
-        partial.dims, np.unravel_index(int(np.nanargmin(partial.data)), partial.shape), strict=True)}
+    where = np.unravel_index(int(np.nanargmin(partial.data)), partial.shape)
+    keep = {d: partial[d].values[i] for d, i in zip(partial.dims, where, strict=True)}
     others = xr.ones_like(ds["p_after"], dtype=bool)
     others.loc[keep] = False
     valid = ds["p_after"].notnull()
