@@ -87,3 +87,18 @@ def make_tiny_sweep(**overrides) -> dict:
 def tiny_sweep():
     """Factory of raw tiny-model sweep configs (keyword arguments override top-level keys)."""
     return make_tiny_sweep
+
+
+#: a chat template with a long fixed opening, like SmolLM2's default system prompt
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|system|>You keep a phone book and answer with numbers only."
+    "<|user|>{{ m['content'] }}<|assistant|>{% endfor %}"
+)
+
+
+@pytest.fixture()
+def chat_tiny(tiny):
+    """The tiny model, with a chat template whose opening every prompt shares (packing)."""
+    model, tok = tiny
+    tok.chat_template = CHAT_TEMPLATE
+    return model, tok

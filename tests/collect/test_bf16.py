@@ -16,16 +16,12 @@ from collect.probe import Forward, TrainConfig, check_fast_path, make_batch, run
 from collect.tasks import build_task
 
 CPU = torch.device("cpu")
-TEMPLATE = (
-    "{% for m in messages %}<|system|>You keep a phone book and answer with numbers only."
-    "<|user|>{{ m['content'] }}<|assistant|>{% endfor %}"
-)
 
 
 @pytest.fixture()
-def bf16_tiny(tiny):
-    model, tok = tiny
-    tok.chat_template = TEMPLATE
+def bf16_tiny(chat_tiny):
+    """The tiny chat model (shared prompt opening) in bf16."""
+    model, tok = chat_tiny
     return model.to(torch.bfloat16), tok
 
 

@@ -12,19 +12,6 @@ from collect.probe import Forward, TrainConfig, check_fast_path, make_batch, run
 from collect.tasks import build_task
 
 CPU = torch.device("cpu")
-#: a chat template with a long fixed opening, like SmolLM2's default system prompt
-TEMPLATE = (
-    "{% for m in messages %}<|system|>You keep a phone book and answer with numbers only."
-    "<|user|>{{ m['content'] }}<|assistant|>{% endfor %}"
-)
-
-
-@pytest.fixture()
-def chat_tiny(tiny):
-    """The tiny model, with a chat template whose opening every prompt shares."""
-    model, tok = tiny
-    tok.chat_template = TEMPLATE
-    return model, tok
 
 
 def _nontrivial_adapter(model, modules="mlp@2", rank=4):
