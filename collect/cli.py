@@ -131,13 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         if args.command == "plan":
-            from collect.store import running_claim
+            from collect.store import read_state, running_claim
             from collect.sweep import extension_plan, extension_source, pending_cells
 
             cells = config.cells()
             todo = pending_cells(config, args.out) if args.out.exists() else cells
             running = {k: running_claim(args.out, k) for k in todo}
             running = {k: f"running ({who})" for k, who in running.items() if who}
+            for key in todo:  # a checkpoint the next run of the cell continues from
+                saved = read_state(args.out, key, "partial") if args.out.exists() else None
+                if saved is not None:
+                    step = f"checkpoint at step {saved['state']['step']}/{config.train.max_steps}"
+                    running[key] = ", ".join(filter(None, [running.get(key), step]))
             print(
                 f"{config.name}: {len(cells)} cells, {len(todo)} pending"
                 + (f" ({len(running)} running now)" if running else "")

@@ -346,7 +346,7 @@ def test_pack_prompts_is_a_speed_setting_outside_the_fingerprint(tiny_sweep):
 def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sweep):
     import socket
 
-    from collect.store import claim_path
+    from collect.store import claim_path, write_state
 
     cfg = tmp_path / "s.json"
     cfg.write_text(json.dumps(tiny_sweep()))
@@ -367,6 +367,11 @@ def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sw
     assert lines[0].endswith("pending (1 running now)")
     assert f"{first.slug()} running ({socket.gethostname()} {os.getpid()})" in lines[1]
     assert lines[2].strip() == second.slug()
+    # a killed run's checkpoint: the next run continues from its step
+    write_state(out, second, {"step": 7}, {"fingerprint": "x"}, kind="partial")
+    assert collect_main(["plan", str(cfg), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].strip() == f"{second.slug()} checkpoint at step 7/40"
 
 
 def _one_cell_sweep(tiny_sweep):
