@@ -138,15 +138,15 @@ def main(argv: list[str] | None = None) -> int:
             todo = pending_cells(config, args.out) if args.out.exists() else cells
             running = {k: running_claim(args.out, k) for k in todo}
             running = {k: f"running ({who})" for k, who in running.items() if who}
+            print(
+                f"{config.name}: {len(cells)} cells, {len(todo)} pending"
+                + (f" ({len(running)} running now)" if running else "")
+            )
             for key in todo:  # a checkpoint the next run of the cell continues from
                 saved = read_state(args.out, key, "partial") if args.out.exists() else None
                 if saved is not None:
                     step = f"checkpoint at step {saved['state']['step']}/{config.train.max_steps}"
                     running[key] = ", ".join(filter(None, [running.get(key), step]))
-            print(
-                f"{config.name}: {len(cells)} cells, {len(todo)} pending"
-                + (f" ({len(running)} running now)" if running else "")
-            )
             plan = {}
             if args.extend_from is not None:
                 source = extension_source(config, args.extend_from, args.out)

@@ -371,6 +371,7 @@ def test_plan_marks_the_cells_live_workers_are_running(tmp_path, capsys, tiny_sw
     write_state(out, second, {"step": 7}, {"fingerprint": "x"}, kind="partial")
     assert collect_main(["plan", str(cfg), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("pending (1 running now)")  # a checkpoint is not a running cell
     assert lines[2].strip() == f"{second.slug()} checkpoint at step 7/40"
 
 
