@@ -11,6 +11,7 @@ are kept, a killed sweep resumes where it stopped.
     python analysis/01_collect.py --run          # hours; resumes
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -125,8 +126,8 @@ def step_costs(ds, budget=None):
           f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
           "all of it)")
     if budget > swept:
-        at_cap = [k for k in config.cells() if k not in set(todo)
-                  and _stopped_at(ds, k) == swept]
+        pending = set(todo)
+        at_cap = [k for k in config.cells() if k not in pending and _stopped_at(ds, k) == swept]
         resumable = [k for k in at_cap if state_path(out_dir, k).exists()]
         extra = sum((budget - swept if k in resumable else budget)
                     * np.polyval(lines[k.task], k.length) for k in at_cap) / 3600
@@ -137,10 +138,8 @@ def step_costs(ds, budget=None):
 
 def _stopped_at(ds, key):
     """Steps a collected cell ran (NaN when it is not in ``ds``)."""
-    coords = {d: getattr(key, d) for d in ("model", "task", "random_ratio", "method",
-                                          "modules", "rank", "length", "seed")}
     try:
-        return float(ds["steps"].sel(coords))
+        return float(ds["steps"].sel(dataclasses.asdict(key)))
     except KeyError:
         return float("nan")
 

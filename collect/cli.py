@@ -136,17 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
             cells = config.cells()
             todo = pending_cells(config, args.out) if args.out.exists() else cells
-            running = {k: running_claim(args.out, k) for k in todo}
-            running = {k: f"running ({who})" for k, who in running.items() if who}
+            running, checkpoints = {}, {}
+            if args.out.exists():
+                for key in todo:
+                    if who := running_claim(args.out, key):
+                        running[key] = f"running ({who})"
+                    if saved := read_state(args.out, key, "partial"):  # the next run resumes it
+                        step, budget = saved["state"]["step"], config.train.max_steps
+                        checkpoints[key] = f"checkpoint at step {step}/{budget}"
             print(
                 f"{config.name}: {len(cells)} cells, {len(todo)} pending"
                 + (f" ({len(running)} running now)" if running else "")
             )
-            for key in todo:  # a checkpoint the next run of the cell continues from
-                saved = read_state(args.out, key, "partial") if args.out.exists() else None
-                if saved is not None:
-                    step = f"checkpoint at step {saved['state']['step']}/{config.train.max_steps}"
-                    running[key] = ", ".join(filter(None, [running.get(key), step]))
             plan = {}
             if args.extend_from is not None:
                 source = extension_source(config, args.extend_from, args.out)
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{len(todo) - sum(counts.values())} from scratch"
                 )
             for key in todo:
-                print("  ", key.slug(), " ".join(filter(None, [plan.get(key), running.get(key)])))
+                notes = [plan.get(key), running.get(key), checkpoints.get(key)]
+                print("  ", key.slug(), ", ".join(filter(None, notes)))
         elif args.command == "run":
             from collect.sweep import run_sweep
 

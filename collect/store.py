@@ -30,7 +30,7 @@ import xarray as xr
 
 from collect.config import DIMS, CellKey, SweepConfig
 from collect.errors import CollectError
-from collect.probe import CellResult
+from collect.probe import CellResult, model_dtype
 
 SCHEMA_VERSION = "1.0"
 SCALARS = (
@@ -255,7 +255,7 @@ def cell_provenance(model, device) -> dict[str, str]:
     """
     import torch
 
-    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    dtype = model_dtype(model)
     name = str(device)
     if getattr(device, "type", None) == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
@@ -263,7 +263,7 @@ def cell_provenance(model, device) -> dict[str, str]:
         "device": name,
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
-        "git_revision": provenance()["git_revision"],
+        "git_revision": git_revision(),
     }
 
 
@@ -275,6 +275,11 @@ def provenance() -> dict[str, str]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "absent"
+    return {"versions": json.dumps(versions), "git_revision": git_revision()}
+
+
+def git_revision() -> str:
+    """Return the commit of the collecting code, ``+dirty`` if ``collect/`` has local changes."""
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
@@ -287,10 +292,9 @@ def provenance() -> dict[str, str]:
             text=True,
             timeout=10,
         ).stdout.strip()
-        rev = (rev + ("+dirty" if dirty else "")) or "unknown"
+        return (rev + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
-        rev = "unknown"
-    return {"versions": json.dumps(versions), "git_revision": rev}
+        return "unknown"
 
 
 def _axis(values) -> list:
