@@ -17,8 +17,10 @@ token probabilities can be read with the adapter in place.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +129,12 @@ class MLPBlockAdapter:
     """Factory for the paper's adapter: a rank-r map parallel to a whole MLP block."""
 
     @staticmethod
-    def wrap(mlp, hidden: int, rank: int):
-        """Return a module computing ``mlp(x) + B(A(x))`` with ``B`` initialised to zero."""
+    def wrap(mlp, hidden: int, rank: int, dropout: float = 0.0):
+        """Return a module computing ``mlp(x) + B(A(drop(x)))`` with ``B`` initialised to zero.
+
+        ``drop`` is dropout with probability ``dropout``, active only in training mode (the
+        module starts in eval mode; :meth:`Adapter.dropout_active` switches it).
+        """
         import torch
 
         class _Parallel(torch.nn.Module):
@@ -138,11 +144,14 @@ class MLPBlockAdapter:
                 ref = next(mlp.parameters())
                 self.lora_A = torch.nn.Linear(hidden, rank, bias=False, device=ref.device)
                 self.lora_B = torch.nn.Linear(rank, hidden, bias=False, device=ref.device)
+                self.lora_dropout = torch.nn.Dropout(dropout)
                 torch.nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
                 torch.nn.init.zeros_(self.lora_B.weight)
+                self.eval()
 
             def forward(self, x):
-                delta = self.lora_B(self.lora_A(x.to(self.lora_A.weight.dtype)))
+                x_in = self.lora_dropout(x.to(self.lora_A.weight.dtype))
+                delta = self.lora_B(self.lora_A(x_in))
                 return self.inner(x) + delta.to(x.dtype)
 
         return _Parallel()
@@ -158,6 +167,8 @@ class Adapter:
     first_layer: int
     parameters: list = field(default_factory=list)
     _undo: Any = None
+    #: the adapter's dropout modules (eval mode except inside :meth:`dropout_active`)
+    dropouts: list = field(default_factory=list)
 
     @property
     def n_params(self) -> int:
@@ -168,9 +179,29 @@ class Adapter:
         """Remove the adapter and return the unmodified base model."""
         return self._undo()
 
+    @contextlib.contextmanager
+    def dropout_active(self, active: bool = True) -> Iterator[None]:
+        """Switch the adapter's dropout on inside the block (training steps only).
+
+        The base model's own modules keep their mode: only the adapter's dropout changes.
+        """
+        for module in self.dropouts:
+            module.train(active)
+        try:
+            yield
+        finally:
+            for module in self.dropouts:
+                module.eval()
+
 
 def attach(
-    model, spec: ModulesSpec | str, rank: int, *, seed: int, lora_alpha: float | None = None
+    model,
+    spec: ModulesSpec | str,
+    rank: int,
+    *,
+    seed: int,
+    lora_alpha: float | None = None,
+    lora_dropout: float = 0.0,
 ):
     """Attach a fresh adapter of ``rank`` to ``model`` (initialised from ``seed``).
 
@@ -187,6 +218,8 @@ def attach(
     lora_alpha : float, optional
         LoRA scaling numerator; default ``rank`` (scaling 1), which keeps the effective learning
         rate independent of r.
+    lora_dropout : float, default 0.0
+        Dropout probability on the adapter's input during training steps (the paper: 0.1).
 
     Returns
     -------
@@ -205,29 +238,37 @@ def attach(
         originals = {}
         for i in chosen:
             originals[i] = layers[i].mlp
-            layers[i].mlp = MLPBlockAdapter.wrap(layers[i].mlp, hidden, rank)
+            layers[i].mlp = MLPBlockAdapter.wrap(layers[i].mlp, hidden, rank, lora_dropout)
         params = [
             p for i in chosen for p in (layers[i].mlp.lora_A.weight, layers[i].mlp.lora_B.weight)
         ]
+        dropouts = [layers[i].mlp.lora_dropout for i in chosen]
 
         def undo():
             for i, mlp in originals.items():
                 layers[i].mlp = mlp
             return model
 
-        return Adapter(model, spec, rank, chosen[0], params, undo)
+        return Adapter(model, spec, rank, chosen[0], params, undo, dropouts)
 
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
         r=rank,
         lora_alpha=float(rank if lora_alpha is None else lora_alpha),
-        lora_dropout=0.0,
+        lora_dropout=float(lora_dropout),
         target_modules=target_module_names(model, spec),
         bias="none",
     )
     peft_model = get_peft_model(model, config)
     params = [p for p in peft_model.parameters() if p.requires_grad]
+    dropouts = [
+        m
+        for name, m in peft_model.named_modules()
+        if "lora_dropout" in name and isinstance(m, torch.nn.Dropout)
+    ]
+    for module in dropouts:
+        module.eval()
 
     def undo():
         base = peft_model.unload()
@@ -235,4 +276,4 @@ def attach(
             param.requires_grad_(False)
         return base
 
-    return Adapter(model, spec, rank, chosen[0], params, undo)
+    return Adapter(model, spec, rank, chosen[0], params, undo, dropouts)

@@ -36,10 +36,30 @@ from typing import Any
 from collect.adapters import parse_modules
 from collect.errors import CollectError
 from collect.objectives import METHODS
-from collect.probe import TrainConfig
+from collect.probe import SCHEDULES, TrainConfig, train_settings
 
-AXES = ("models", "tasks", "random_ratios", "methods", "modules", "ranks", "lengths", "seeds")
-DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
+AXES = (
+    "models",
+    "tasks",
+    "random_ratios",
+    "methods",
+    "modules",
+    "ranks",
+    "lengths",
+    "seeds",
+    "data_seeds",
+)
+DIMS = (
+    "model",
+    "task",
+    "random_ratio",
+    "method",
+    "modules",
+    "rank",
+    "length",
+    "seed",
+    "data_seed",
+)
 TASK_NAMES = ("phonebook", "long_context")
 DATA_KEYS = (
     "data_seed",
@@ -60,6 +80,7 @@ DEFAULTS: dict[str, list] = {
     "methods": ["sft"],
     "modules": ["mlp@20"],
     "seeds": [0],
+    "data_seeds": [0],
 }
 
 
@@ -75,14 +96,24 @@ class CellKey:
     rank: int
     length: int
     seed: int
+    #: target-content replicate (which random sequence, which phone book)
+    data_seed: int = 0
 
     def slug(self) -> str:
-        """Return a readable, filesystem-safe name (plus a hash that makes it unique)."""
-        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:10]
+        """Return a readable, filesystem-safe name (plus a hash that makes it unique).
+
+        Cells of the first target sequence (``data_seed = 0``) keep the names they had before
+        ``data_seed`` became a coordinate, so earlier sweep directories stay readable.
+        """
+        fields = dataclasses.asdict(self)
+        if self.data_seed == 0:
+            del fields["data_seed"]
+        digest = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
         mods = self.modules.replace("@", "-at-").replace("+", "_").replace(",", "_")
+        content = f"-d{self.data_seed}" if self.data_seed else ""
         return (
             f"{self.task}-rr{self.random_ratio:g}-{self.method}-{mods}-r{self.rank}"
-            f"-l{self.length}-s{self.seed}-{digest}"
+            f"-l{self.length}-s{self.seed}{content}-{digest}"
         )
 
 
@@ -124,7 +155,7 @@ class SweepConfig:
         return {
             "name": self.name,
             "grids": [{k: list(v) for k, v in g.items()} for g in self.grids],
-            "train": dataclasses.asdict(self.train),
+            "train": train_settings(self.train),
             "data_seed": self.data_seed,
             "source": self.source,
             "device": self.device,
@@ -137,7 +168,7 @@ class SweepConfig:
     def settings(self) -> dict[str, Any]:
         """Everything that changes a cell's result: the training and data settings."""
         return {
-            "train": dataclasses.asdict(self.train),
+            "train": train_settings(self.train),
             "data_seed": self.data_seed,
             "source": self.source,
             "dtype": self.dtype,
@@ -207,9 +238,13 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
     for n in block["lengths"]:
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise CollectError(f"{where}: lengths must be positive integers, got {n!r}.")
-    for s in block["seeds"]:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise CollectError(f"{where}: seeds must be integers, got {s!r}.")
+    for axis in ("seeds", "data_seeds"):
+        for s in block[axis]:
+            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+                raise CollectError(
+                    f"{where}: {axis} must be non-negative integers, got {s!r}; e.g. "
+                    f"`{axis} = [0, 1, 2]`."
+                )
     for m in block["methods"]:
         if m not in METHODS:
             raise CollectError(f"{where}: unknown method {m!r}; expected one of {list(METHODS)}.")
@@ -226,6 +261,29 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
     out = {axis: tuple(block[axis]) for axis in AXES}
     out["random_ratios"] = tuple(None if x is None else float(x) for x in out["random_ratios"])
     return out
+
+
+def _check_protocol(train: TrainConfig) -> None:
+    """Check the learning-rate schedule and dropout settings of ``[train]``."""
+    if train.schedule not in SCHEDULES:
+        raise CollectError(
+            f"[train] schedule must be one of {list(SCHEDULES)}, got {train.schedule!r}."
+        )
+    dropout = train.lora_dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise CollectError(
+            f"[train] lora_dropout must be a probability in [0, 1), got {dropout!r} "
+            "(the paper uses 0.1; 0 turns dropout off)."
+        )
+    factor = train.decay_factor
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor < 1:
+        raise CollectError(
+            f"[train] decay_factor must lie in (0, 1), got {factor!r} (e.g. 0.1: the lr "
+            "drops tenfold at each plateau)."
+        )
+    decays = train.max_decays
+    if isinstance(decays, bool) or not isinstance(decays, int) or decays < 0:
+        raise CollectError(f"[train] max_decays must be an integer >= 0, got {decays!r}.")
 
 
 def _check_source(source: Any) -> str | dict[str, str] | None:
@@ -271,7 +329,27 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     train = TrainConfig(**train_raw)
     if train.max_steps <= 0 or train.lr <= 0 or train.log_every <= 0:
         raise CollectError(f"[train] needs max_steps, lr and log_every > 0; got {train}.")
+    _check_protocol(train)
     data = dict(raw.get("data", {}))
+    if "data_seed" in data:  # the earlier, sweep-wide form: one target sequence for every cell
+        seed = data["data_seed"]
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise CollectError(f"[data] data_seed must be an integer >= 0, got {seed!r}.")
+        explicit = "data_seeds" in raw or "data_seeds" in raw.get("defaults", {})
+        given = {
+            s
+            for grid, block in zip(grids, blocks, strict=True)
+            if explicit or "data_seeds" in block
+            for s in grid["data_seeds"]
+        }
+        if given - {seed}:
+            raise CollectError(
+                f"[data] data_seed = {seed} says every cell uses target sequence {seed}, but a "
+                f"data_seeds axis gives {sorted(given)}; use only the axis "
+                "(e.g. `data_seeds = [0, 1, 2]` in [defaults] or a [[grid]] block)."
+            )
+        for grid in grids:
+            grid["data_seeds"] = (seed,)
     bad = set(data) - set(DATA_KEYS)
     if bad:
         raise CollectError(f"unknown [data] keys {sorted(bad)}; known: {sorted(DATA_KEYS)}.")

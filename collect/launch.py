@@ -87,7 +87,9 @@ def launch(
         "grid": config_dict["grids"],
         "train": config_dict["train"],
         "data": {
-            "data_seed": config.data_seed,
+            # the grid blocks carry the data_seeds axis; a sweep-wide [data] data_seed is kept
+            # only where it was set (it is part of the settings' fingerprint)
+            **({"data_seed": config.data_seed} if config.data_seed else {}),
             "source": config.source,
             "device": config.device,
             "dtype": config.dtype,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -48,6 +49,47 @@ class TrainConfig:
     stop_when_memorized: bool = True
     prefix_cache: bool = True
     lora_alpha: float | None = None
+    #: learning-rate schedule: ``constant``; ``linear`` (decay to 0 over ``max_steps``, no
+    #: warm-up: the paper's); ``plateau_decay`` (constant until the plateau rule fires, then
+    #: multiply the lr by ``decay_factor`` and continue, ``max_decays`` times, then stop)
+    schedule: str = "constant"
+    decay_factor: float = 0.1
+    max_decays: int = 1
+    #: dropout on the adapter's input during training steps (the paper: 0.1); never during
+    #: the measurements (loss before/after, probabilities, greedy decoding)
+    lora_dropout: float = 0.0
+
+    def lr_at(self, step: int, decays: int = 0) -> float:
+        """Learning rate of training step ``step`` after ``decays`` plateau decays."""
+        if self.schedule == "linear":
+            return self.lr * max(0.0, 1.0 - step / self.max_steps)
+        if self.schedule == "plateau_decay":
+            return self.lr * self.decay_factor**decays
+        return self.lr
+
+
+#: training settings added after cells were first collected, with the value every earlier cell
+#: was trained with; a setting at that value is left out of a sweep's fingerprint, so the
+#: fingerprints (and the cells) of earlier sweeps stay valid
+LATER_TRAIN_SETTINGS = {
+    "schedule": "constant",
+    "decay_factor": 0.1,
+    "max_decays": 1,
+    "lora_dropout": 0.0,
+}
+SCHEDULES = ("constant", "linear", "plateau_decay")
+
+
+def train_settings(train: TrainConfig) -> dict[str, Any]:
+    """Return the settings of ``train`` that define a cell's protocol (fingerprinted).
+
+    Settings of :data:`LATER_TRAIN_SETTINGS` are left out at their earlier value, and the
+    decay settings are left out unless the schedule is ``plateau_decay``.
+    """
+    out = dataclasses.asdict(train)
+    if train.schedule != "plateau_decay":
+        out["decay_factor"], out["max_decays"] = 0.1, 1
+    return {k: v for k, v in out.items() if LATER_TRAIN_SETTINGS.get(k, object()) != v}
 
 
 @dataclass
@@ -314,6 +356,8 @@ class CellResult:
     error: str = ""
     prefix_cached: bool = False
     prompt_packed: bool = False
+    #: plateau decays of the learning rate (``plateau_decay`` schedule)
+    lr_decays: int = 0
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
     greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -419,7 +463,14 @@ def run_cell(
     start = time.perf_counter()
     batch = make_batch(tokenizer, entries, device)
     result = CellResult(status="ok", token_entry=batch.token_entry)
-    adapter = attach(model, modules, rank, seed=seed, lora_alpha=train.lora_alpha)
+    adapter = attach(
+        model,
+        modules,
+        rank,
+        seed=seed,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+    )
     result.n_params = adapter.n_params
     try:
         _train_and_measure(
@@ -569,6 +620,8 @@ def _train_and_measure(
         loss_curve = list(resume["loss_curve"])
         frac_curve = list(resume["frac_curve"])
     earliest_stop = getattr(objective, "final_stage_start", 0)
+    decays = int(resume.get("decays", 0)) if resume is not None else 0
+    plateau_from = int(resume.get("plateau_from", earliest_stop)) if resume else earliest_stop
     state = None
     step = first
     last_checkpoint = time.perf_counter()
@@ -578,14 +631,17 @@ def _train_and_measure(
             # the loop's state on entering the last step: resuming here under a larger budget
             # replays this step exactly as a direct run would (its stop rules included)
             state = training_state(step, adapter, optimizer, objective, history, curves)
+            state.update(decays=decays, plateau_from=plateau_from)
         if (
             checkpoint is not None
             and step > first
             and time.perf_counter() - last_checkpoint >= checkpoint_every
         ):
-            checkpoint(training_state(step, adapter, optimizer, objective, history, curves))
+            snapshot = training_state(step, adapter, optimizer, objective, history, curves)
+            checkpoint({**snapshot, "decays": decays, "plateau_from": plateau_from})
             last_checkpoint = time.perf_counter()
-        losses, probs, correct = token_stats(fwd.logits(), batch.labels)
+        with adapter.dropout_active(train.lora_dropout > 0):
+            losses, probs, correct = token_stats(fwd.logits(), batch.labels)
         mean_loss = float(losses.detach().mean())
         if not math.isfinite(mean_loss):
             result.status, result.stop_reason = "diverged", "non-finite loss"
@@ -604,11 +660,15 @@ def _train_and_measure(
                 break
             if (
                 objective.plateau_stop
-                and plateaued(history[earliest_stop:], train.patience, train.min_delta)
-                and not above_rising(curve_steps, frac_curve, step, train.patience, earliest_stop)
+                and plateaued(history[plateau_from:], train.patience, train.min_delta)
+                and not above_rising(curve_steps, frac_curve, step, train.patience, plateau_from)
             ):
-                result.stop_reason = "plateau"
-                break
+                if train.schedule != "plateau_decay" or decays >= train.max_decays:
+                    result.stop_reason = "plateau"
+                    break
+                decays, plateau_from = decays + 1, step
+        for group in optimizer.param_groups:
+            group["lr"] = train.lr_at(step, decays)
         weights = objective.weights(losses.detach(), correct.detach(), step)
         loss = (weights * losses).sum() / weights.sum()
         optimizer.zero_grad(set_to_none=True)
@@ -616,6 +676,7 @@ def _train_and_measure(
         torch.nn.utils.clip_grad_norm_(adapter.parameters, train.grad_clip)
         optimizer.step()
     result.steps = step
+    result.lr_decays = decays
     result.curve_steps = np.asarray(curve_steps)
     result.loss_curve = np.asarray(loss_curve)
     result.frac_above_curve = np.asarray(frac_curve)

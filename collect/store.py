@@ -44,6 +44,8 @@ SCALARS = (
 )
 TOKEN_VARS = ("p_before", "p_after", "greedy_correct")
 CURVES = ("loss_curve", "frac_above_curve")
+#: per-cell text the merged dataset carries: why training stopped, where it ran
+CELL_TEXT = ("stop_reason", "device", "dtype", "git_revision")
 
 
 def cell_path(out_dir: Path, key: CellKey) -> Path:
@@ -320,9 +322,11 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     cell_vars = (*(name for name in SCALARS if name != "n_params"), "loss_reduction")
     out = {name: np.full(shape, np.nan) for name in cell_vars}
     status = np.full(shape, "not_run", dtype=object)
+    # where each finished cell comes from (cells written before these were recorded: "")
+    cell_text = {name: np.full(shape, "", dtype=object) for name in CELL_TEXT}
     tokens = {name: np.full((*shape, n_tok), np.nan) for name in TOKEN_VARS}
     curves = {name: np.full((*shape, len(steps)), np.nan) for name in CURVES}
-    ent_dims = ("model", "task", "length")
+    ent_dims = ("model", "task", "length", "data_seed")
     entry = np.full((*(len(coords[d]) for d in ent_dims), n_tok), -1, dtype=np.int64)
     n_params = np.full(
         (len(coords["model"]), len(coords["modules"]), len(coords["rank"])), -1, dtype=np.int64
@@ -332,6 +336,8 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         for name in cell_vars:
             out[name][at] = float(ds[name])
         status[at] = str(ds["status"].values)
+        for name in CELL_TEXT:
+            cell_text[name][at] = str(ds.attrs.get(name, ""))
         n = ds.sizes["token"]
         for name in TOKEN_VARS:
             tokens[name][at][:n] = ds[name].values
@@ -344,6 +350,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         ] = int(ds["n_params"])
     data = {name: (DIMS, values) for name, values in out.items()}
     data["status"] = (DIMS, status.astype(str))
+    data.update({name: (DIMS, values.astype(str)) for name, values in cell_text.items()})
     data.update({name: ((*DIMS, "token"), v) for name, v in tokens.items()})
     data.update({name: ((*DIMS, "step"), v) for name, v in curves.items()})
     data["entry"] = ((*ent_dims, "token"), entry)
@@ -361,6 +368,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "schema_version": SCHEMA_VERSION,
         "config": json.dumps(config.to_dict()),
         "fingerprint": config.fingerprint(),
+        "protocol": json.dumps(config.settings()["train"]),
         **provenance(),
         "created": now_utc(),
         "synthetic": "false",
@@ -380,6 +388,9 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
             )
             for name in ("device", "dtype", "git_revision")
         },
+        "cell_stop_reasons": json.dumps(
+            dict(Counter(str(c.attrs.get("stop_reason", "")) for c in done.values()))
+        ),
     }
     return ds
 

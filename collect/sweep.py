@@ -54,7 +54,8 @@ from collect.tasks import build_task, validate_task
 
 
 def _group(key: CellKey) -> tuple:
-    return (key.model, key.task, key.random_ratio, key.length)
+    """Cells that train on the same targets (one task build serves them all)."""
+    return (key.model, key.task, key.random_ratio, key.length, key.data_seed)
 
 
 def prepare_dir(config: SweepConfig, out_dir: Path) -> None:
@@ -123,6 +124,14 @@ def extension_source(
         message names each differing setting).
     """
     old_dir = Path(old_dir)
+    if config.train.schedule != "constant":
+        raise CollectError(
+            f"--extend-from only applies to a constant learning rate, but [train] schedule = "
+            f"{config.train.schedule!r}: under a decaying schedule the lr of every step depends "
+            "on the budget (linear) or on when the plateaus came (plateau_decay), so a run "
+            "continued to a larger budget is not the run a larger budget gives. Run the sweep "
+            "from scratch instead."
+        )
     meta = old_dir / "sweep.json"
     if not meta.exists():
         raise CollectError(
@@ -349,13 +358,15 @@ def run_sweep(
         model = loaded.model
         where = cell_provenance(model, loaded.device)
         check_precision(out_dir, where["dtype"])
-        for (_, task, ratio, length), group in itertools.groupby(model_keys, key=_group):
+        for (_, task, ratio, length, data_seed), group in itertools.groupby(
+            model_keys, key=_group
+        ):
             entries = build_task(
                 task,
                 loaded.tokenizer,
                 length,
                 random_ratio=ratio,
-                data_seed=config.data_seed,
+                data_seed=data_seed,
                 source=config.source_for(task),
             )
             for key in group:
@@ -364,7 +375,9 @@ def run_sweep(
                 if done_elsewhere or not claim_cell(out_dir, key):
                     bar.update(1)
                     continue
-                bar.set_postfix_str(f"{task} {key.method} r={key.rank} l={length} s={key.seed}")
+                bar.set_postfix_str(
+                    f"{task} {key.method} r={key.rank} l={length} s={key.seed} d={data_seed}"
+                )
                 try:
                     resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
                     extended = resume["meta"].get("extended_from") if resume else None
@@ -393,7 +406,9 @@ def run_sweep(
                         checkpoint_every=60.0 * (config.checkpoint_minutes or 0.0),
                     )
                     result.wall_time += prior
-                    attrs.update(where, collected=now_utc())
+                    protocol = json.dumps(config.settings()["train"])
+                    attrs.update(where, collected=now_utc(), lr_decays=result.lr_decays)
+                    attrs["protocol"] = protocol
                     if extended is not None:
                         attrs.update(extended_from=extended, extension="resumed")
                     if result.state is not None:

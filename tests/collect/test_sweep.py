@@ -67,8 +67,17 @@ def test_dataset_follows_the_contract(finished):
             "rank",
             "length",
             "seed",
+            "data_seed",
         )
     assert ds["n_params"].dims == ("model", "modules", "rank")
+    # each cell says why it stopped and where it ran; the sweep's protocol is recorded
+    ok = ds["status"] == "ok"
+    assert set(np.unique(ds["stop_reason"].values[ok.values])) <= {"memorized", "plateau", "budget"}
+    assert (ds["dtype"].values[ok.values] == "float32").all()
+    assert json.loads(ds.attrs["protocol"])["max_steps"] == json.loads(ds.attrs["config"])[
+        "train"
+    ]["max_steps"]
+    assert sum(json.loads(ds.attrs["cell_stop_reasons"]).values()) == int(ok.sum())
     for attr in ("schema_version", "config", "versions", "git_revision", "created", "synthetic"):
         assert attr in ds.attrs
     assert json.loads(ds.attrs["config"])["name"] == "tiny"
