@@ -8,6 +8,8 @@ are kept, a killed sweep resumes where it stopped.
 
     python analysis/01_collect.py [DATA.nc]
     python analysis/01_collect.py --budget 3000  # what finishing at a larger budget costs
+    python analysis/01_collect.py --price sweeps/law_cpu.toml --out data/law_cpu
+                                                 # what another sweep's pending cells cost
     python analysis/01_collect.py --run          # hours; resumes
 """
 
@@ -35,7 +37,17 @@ def main():
     ap.add_argument("--run", action="store_true", help="run the collection (hours)")
     ap.add_argument("--budget", type=int, default=None, metavar="STEPS",
                     help="cost what is left at this step budget instead of the sweep's")
+    ap.add_argument("--price", metavar="SWEEP", default=None,
+                    help="cost the pending cells of this sweep file (step costs measured on "
+                         "DATA) and stop")
+    ap.add_argument("--out", metavar="DIR", default=None,
+                    help="with --price: the sweep's directory (finished cells are not costed)")
     args = ap.parse_args()
+    if args.price:
+        import xarray as xr
+
+        price_sweep(xr.load_dataset(args.data), args.price, args.out, args.budget)
+        return
     header("Collection commands (run from the repository root)")
     print("OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one thread per worker on 2 cores")
     for c in COMMANDS:
@@ -90,6 +102,56 @@ def main():
     print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
 
 
+def step_cost_lines(ds):
+    """Seconds per training step against target length, a line per task.
+
+    Medians over the dataset's ok SFT and MemFT cells (one thread), then a least-squares line
+    through the medians of each length: a step's cost grows with the tokens it runs.
+    """
+    cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
+    done = cells[cells["status"] == "ok"]
+    per_step = (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
+        [done["task"], done["length"]]).median()
+    lines = {task: np.polyfit(per_step.loc[task].index.to_numpy(float),
+                              per_step.loc[task].to_numpy(), 1)
+             for task in per_step.index.get_level_values("task").unique()}
+    return per_step, lines
+
+
+def cell_hours(keys, lines, budget):
+    """Single-core hours of ``keys`` when each runs ``budget`` steps."""
+    return sum(budget * np.polyval(lines[k.task], k.length) for k in keys) / 3600
+
+
+def price_sweep(ds, sweep, out_dir=None, budget=None):
+    """Print what the pending cells of ``sweep`` cost, per block of cells and in all.
+
+    Each cell is costed at the step budget (the upper figure: an unmemorized cell that runs
+    to its cap) and at 30 % of it (a cell that memorizes or plateaus early).
+    """
+    from collect.config import load_config
+    from collect.sweep import pending_cells
+
+    _, lines = step_cost_lines(ds)
+    config = load_config(sweep)
+    budget = budget or config.train.max_steps
+    keys = config.cells()
+    todo = pending_cells(config, out_dir) if out_dir and os.path.isdir(out_dir) else keys
+    header(f"Cost of {sweep}: {len(todo)} of {len(keys)} cells pending, {budget}-step cap")
+    rows = {}
+    for k in todo:
+        group = (k.task, k.method, k.rank)
+        rows.setdefault(group, []).append(k)
+    for (task, method, rank), group in rows.items():
+        hours = cell_hours(group, lines, budget)
+        lengths = sorted({k.length for k in group})
+        print(f"  {task:<13} {method:<9} rank {rank:<3} lengths {lengths}, "
+              f"{len(group)} cells: {0.3 * hours:5.1f}-{hours:5.1f} h")
+    hours = cell_hours(todo, lines, budget)
+    print(f"\nin all: about {0.3 * hours:.0f}-{hours:.0f} single-core hours "
+          f"({0.15 * hours:.0f}-{hours / 2:.0f} h of wall time on two workers)")
+
+
 def step_costs(ds, budget=None):
     """Median seconds per training step by task and length, and the cost of what is left.
 
@@ -105,10 +167,7 @@ def step_costs(ds, budget=None):
     from collect.store import state_path
     from collect.sweep import pending_cells
 
-    cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
-    done = cells[cells["status"] == "ok"]
-    per_step = (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
-        [done["task"], done["length"]]).median()
+    per_step, lines = step_cost_lines(ds)
     header("Seconds per training step (median over collected cells, one thread)")
     print(per_step.unstack("length").round(2).to_string())
     out_dir = os.path.join(ROOT, "data", "smollm2_cpu")
@@ -118,10 +177,7 @@ def step_costs(ds, budget=None):
     swept = config.train.max_steps
     budget = budget or swept
     todo = pending_cells(config, out_dir)
-    lines = {task: np.polyfit(per_step.loc[task].index.to_numpy(float),
-                              per_step.loc[task].to_numpy(), 1)
-             for task in per_step.index.get_level_values("task").unique()}
-    hours = sum(budget * np.polyval(lines[k.task], k.length) for k in todo) / 3600
+    hours = cell_hours(todo, lines, budget)
     print(f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
           f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
           "all of it)")

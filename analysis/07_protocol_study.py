@@ -1,0 +1,136 @@
+"""Protocol study: which training protocol reaches a converged ΔL most cheaply (issue 10).
+
+Each protocol is one sweep over the same probe cells (long-context random tokens, rank 1 at
+ℓ = 128, 256, 512 and rank 2 at ℓ = 512, seed 0, first target sequence), collected into its
+own directory. For every probe cell the script prints the ΔL each protocol reached, its steps
+and why it stopped, and the share of the best ΔL any protocol reached on that cell. The chosen
+protocol is the cheapest (fewest training steps over the probe cells) that comes within the
+tolerance (1 %) of the best on every probe cell all protocols have finished; cells still
+running are listed as pending, and no choice is made before every protocol has at least one
+finished cell in common.
+
+    python analysis/07_protocol_study.py            # reads the sweep directories under data/
+    python analysis/07_protocol_study.py --markdown # the table for docs/protocol.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, header  # noqa: E402
+
+#: protocol label -> (sweep file, sweep directory), relative to the repository root
+PROTOCOLS = {
+    "constant lr 1e-2 to a plateau": ("sweeps/budget_probe.toml", "data/budget_probe"),
+    "constant, then lr/10 at the plateau, to a 2nd plateau": (
+        "sweeps/protocol/plateau_decay.toml",
+        "data/protocol/plateau_decay",
+    ),
+    "the paper's: linear decay over 2,000 steps, dropout 0.1": (
+        "sweeps/protocol/paper.toml",
+        "data/protocol/paper",
+    ),
+}
+PROBE_CELLS = [(1, 128), (1, 256), (1, 512), (2, 512)]
+TOLERANCE = 0.01
+
+
+def protocol_cells(sweep: str, out_dir: str) -> pd.DataFrame:
+    """ΔL, steps, stop reason and compute time of a protocol's finished probe cells."""
+    from collect.config import load_config
+    from collect.store import cell_path, read_cell
+
+    config = load_config(os.path.join(ROOT, sweep))
+    rows = []
+    for key in config.cells():
+        if (key.rank, key.length) not in PROBE_CELLS:
+            continue
+        path = cell_path(os.path.join(ROOT, out_dir), key)
+        ds = read_cell(os.path.join(ROOT, out_dir), key, config.fingerprint())
+        if ds is None or str(ds["status"].values) != "ok":
+            rows.append({"rank": key.rank, "length": key.length, "state": "pending"})
+            continue
+        rows.append({
+            "rank": key.rank,
+            "length": key.length,
+            "state": "done",
+            "delta_L": float(ds["loss_reduction"]),
+            "steps": int(ds["steps"]),
+            "stop": str(ds.attrs.get("stop_reason", "")),
+            "hours": float(ds["wall_time"]) / 3600,
+            "file": os.path.relpath(path, ROOT),
+        })
+    return pd.DataFrame(rows)
+
+
+def study_table() -> pd.DataFrame:
+    """One row per (protocol, probe cell), with the share of the cell's best ΔL."""
+    parts = []
+    for label, (sweep, out_dir) in PROTOCOLS.items():
+        if not os.path.exists(os.path.join(ROOT, out_dir, "sweep.json")):
+            continue
+        frame = protocol_cells(sweep, out_dir)
+        frame.insert(0, "protocol", label)
+        parts.append(frame)
+    table = pd.concat(parts, ignore_index=True)
+    if "delta_L" not in table:
+        table["delta_L"] = np.nan
+    best = table.groupby(["rank", "length"])["delta_L"].transform("max")
+    table["share_of_best"] = table["delta_L"] / best
+    return table
+
+
+def choose(table: pd.DataFrame) -> tuple[str | None, str]:
+    """The cheapest protocol within the tolerance on every cell all protocols finished."""
+    done = table[table["state"] == "done"]
+    protocols = table["protocol"].unique()
+    counts = done.groupby(["rank", "length"])["protocol"].nunique()
+    common = counts[counts == len(protocols)].index
+    if len(common) == 0:
+        return None, "no probe cell is finished under every protocol yet"
+    shared = done.set_index(["rank", "length"]).loc[common].reset_index()
+    ok = shared.groupby("protocol")["share_of_best"].min() >= 1 - TOLERANCE
+    cost = shared.groupby("protocol")["steps"].sum()
+    within = cost[ok[ok].index]
+    cells = ", ".join(f"r{r} l{n}" for r, n in common)
+    if within.empty:
+        return None, f"no protocol is within {TOLERANCE:.0%} of the best on {cells}"
+    return str(within.idxmin()), (
+        f"cheapest within {TOLERANCE:.0%} of the best ΔL on every cell finished under all "
+        f"protocols ({cells}): {int(within.min())} steps in all"
+    )
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A pipe table of ``frame`` (blank for missing values)."""
+    cells = frame.astype(object).where(frame.notna(), "")
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = ap.parse_args()
+    table = study_table()
+    shown = table[["protocol", "rank", "length", "state", "delta_L", "share_of_best", "steps",
+                   "stop", "hours"]].copy()
+    for col, digits in (("delta_L", 3), ("share_of_best", 3), ("hours", 2)):
+        shown[col] = shown[col].round(digits)
+    header("ΔL (nats/token) each protocol reached on each probe cell")
+    print(markdown(shown) if args.markdown else shown.to_string(index=False))
+    chosen, why = choose(table)
+    header("Choice")
+    print(f"{chosen or 'none yet'}: {why}")
+
+
+if __name__ == "__main__":
+    main()
