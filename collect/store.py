@@ -152,9 +152,24 @@ def read_state(out_dir: Path, key: CellKey, kind: str = "state") -> dict | None:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a damaged state only means the cell runs from scratch
         return None
-    if payload.get("meta", {}).get("key") != json.dumps(dataclasses.asdict(key)):
+    if not same_key(payload.get("meta", {}).get("key"), key):
         return None
     return payload
+
+
+def same_key(recorded: str | None, key: CellKey) -> bool:
+    """Tell whether a key recorded as JSON (in a state or cell file) is ``key``.
+
+    Files written before ``data_seed`` was a coordinate record no ``data_seed``: they belong to
+    the first target sequence (``data_seed = 0``), as their sweeps' ``[data] data_seed`` was.
+    """
+    try:
+        fields = json.loads(recorded) if recorded else None
+    except ValueError:
+        return False
+    if not isinstance(fields, dict):
+        return False
+    return {"data_seed": 0, **fields} == dataclasses.asdict(key)
 
 
 def claim_path(out_dir: Path, key: CellKey) -> Path:

@@ -144,3 +144,25 @@ def test_different_data_seeds_give_different_targets(tiny):
     a = build_task("long_context", tok, 40, random_ratio=1.0, data_seed=0)
     b = build_task("long_context", tok, 40, random_ratio=1.0, data_seed=1)
     assert [e.target_ids for e in a] != [e.target_ids for e in b]
+
+
+def test_state_files_written_before_data_seeds_still_resume(tmp_path):
+    """A checkpoint's recorded key without data_seed belongs to the first target sequence."""
+    import dataclasses
+
+    import torch
+
+    from collect.store import read_state, same_key, state_path, write_state
+
+    key = CellKey("m", "long_context", 1.0, "sft", "mlp@2", 1, 20, 0)
+    write_state(tmp_path, key, {"step": 7}, {"fingerprint": "f"}, kind="partial")
+    path = state_path(tmp_path, key, "partial")
+    payload = torch.load(path, weights_only=True)
+    old_key = {k: v for k, v in dataclasses.asdict(key).items() if k != "data_seed"}
+    payload["meta"]["key"] = json.dumps(old_key)  # as sessions before the axis wrote it
+    torch.save(payload, path)
+    assert read_state(tmp_path, key, "partial")["state"]["step"] == 7
+    # the recorded key never matches a cell of another target sequence
+    assert same_key(json.dumps(old_key), key)
+    assert not same_key(json.dumps(old_key), dataclasses.replace(key, data_seed=1))
+    assert not same_key("not json", key)
