@@ -120,3 +120,20 @@ def test_cli_time_limit(tmp_path, tiny_sweep, capsys):
     assert "time limit of 0 min reached" in printed
     assert "0/12 cells" in printed
     assert xr.load_dataset(out / "dataset.nc").attrs["n_cells_done"] == 0
+
+
+def test_blocks_run_by_priority_then_in_listed_order(tiny_sweep):
+    grid = [
+        {"tasks": ["long_context"], "ranks": [1], "lengths": [20]},
+        {"tasks": ["phonebook"], "ranks": [2], "lengths": [20], "priority": 5},
+        {"tasks": ["long_context"], "ranks": [3], "lengths": [20]},
+        {"tasks": ["phonebook"], "ranks": [4], "lengths": [20], "priority": 5},
+    ]
+    config = config_from_dict(tiny_sweep(grid=grid))
+    assert [k.rank for k in config.cells()] == [2, 4, 1, 3]
+    assert all("priority" not in g for g in config.to_dict()["grids"])
+
+
+def test_a_priority_must_be_a_number(tiny_sweep):
+    with pytest.raises(CollectError, match="block 1: priority must be a number"):
+        config_from_dict(tiny_sweep(grid=[{}, {"priority": "high"}]))
