@@ -17,7 +17,7 @@ It
 4. prints cells/hour and target-token-steps/s of both loops, and their ratios;
 5. packs the work folder (merged dataset, cell files, checkpoints, log, summary) into at most
    ``--max-files`` files of at most ``--max-mib`` MiB in ``--out``: ``run.log``,
-   ``summary.json``, ``SHA256SUMS`` and ``results.tar.xz.partNN``
+   ``summary.json``, ``SHA256SUMS`` and ``results.tar.gz.partNN``
    (``python benchmarks/gpu_pack.py unpack OUT -o runs/gpu`` restores the folder).
 
 It needs only what the GPU machine has (benchmarks/GPU_RUN.md): torch, transformers, peft,
@@ -247,6 +247,17 @@ def comparison(lean: dict, paper: dict | None) -> dict:
     return out
 
 
+def _json(obj):
+    """``obj`` with NaN and infinities as None (JSON has no NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json(v) for v in obj]
+    return obj
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         _print_results(summary)
         summary["elapsed_seconds"] = time.monotonic() - t0
-        (work / "summary.json").write_text(json.dumps(summary, indent=2))
+        (work / "summary.json").write_text(json.dumps(_json(summary), indent=2))
         return _pack(work, out, args, summary)
     except (CollectError, PackError) as err:
         log.error("gpu_run: error: %s", err)
@@ -407,7 +418,7 @@ def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int
         "archive_mib": info["archive_bytes"] / MIB,
         "left_out": info["left_out"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
     (out / "run.log").write_text((work / "run.log").read_text())
     return 0
 

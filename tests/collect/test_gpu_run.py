@@ -187,21 +187,21 @@ def test_a_copy_of_smollm2s_gguf_keeps_the_model_name(tmp_path, monkeypatch, tin
 def test_split_and_join_restore_the_file_and_catch_damage(tmp_path):
     blob = np.random.default_rng(0).bytes(300_000)
     (tmp_path / "model.gguf").write_bytes(blob)
-    parts = split_file(tmp_path / "model.gguf", tmp_path / "a", parts=2)
+    parts = split_file(tmp_path / "model.gguf", tmp_path / "carry", parts=2)
     assert [p.stat().st_size for p in parts] == [150_000, 150_000]
-    # the two calls' folders: each part travels alone, with the sums
-    (tmp_path / "b").mkdir()
-    parts[1].rename(tmp_path / "b" / parts[1].name)
-    (tmp_path / "b" / "SHA256SUMS").write_text((tmp_path / "a" / "SHA256SUMS").read_text())
-    joined = join_parts([tmp_path / "a", tmp_path / "b"], "model.gguf", tmp_path / "m.gguf")
+    # each part has a folder of its own (one per call), with every sum
+    a, b = (tmp_path / "carry" / "p0", tmp_path / "carry" / "p1")
+    assert [p.parent for p in parts] == [a, b]
+    assert (a / "SHA256SUMS").read_text() == (b / "SHA256SUMS").read_text()
+    joined = join_parts([a, b], "model.gguf", tmp_path / "m.gguf")
     assert joined.read_bytes() == blob
     with pytest.raises(PackError, match=r"model.gguf.part01 is in none of"):
-        join_parts([tmp_path / "a"], "model.gguf", tmp_path / "m2.gguf")
+        join_parts([a], "model.gguf", tmp_path / "m2.gguf")
     damaged = bytearray(parts[0].read_bytes())
     damaged[10] ^= 1
     parts[0].write_bytes(bytes(damaged))
     with pytest.raises(PackError, match="damaged"):
-        join_parts([tmp_path / "a", tmp_path / "b"], "model.gguf", tmp_path / "m3.gguf")
+        join_parts([a, b], "model.gguf", tmp_path / "m3.gguf")
 
 
 def test_pack_leaves_out_files_in_order_until_it_fits(tmp_path):
@@ -243,3 +243,19 @@ def test_datasets_are_written_without_netcdf4(tmp_path, monkeypatch):
     path = store.save_dataset(ds, tmp_path / "x.nc")
     assert path.read_bytes()[:3] == b"CDF"
     xr.testing.assert_identical(xr.load_dataset(path), ds)
+
+
+def test_overlap_compares_the_cells_both_datasets_hold():
+    from gpu_overlap import shared_cells, summarize
+
+    cpu = xr.load_dataset(REPO / "data" / "smollm2_cpu.nc")
+    ok = np.argwhere(cpu["status"].values == "ok")
+    gpu = cpu.copy(deep=True)
+    changed, dropped = tuple(ok[0]), tuple(ok[1])
+    gpu["loss_reduction"].values[changed] *= 1.02  # a known 2 % difference
+    gpu["status"].values[dropped] = "not_run"
+    summary = summarize(shared_cells(cpu, gpu), tolerance=0.01)
+    assert summary["shared_cells"] == len(ok) - 1
+    assert summary["within_tolerance"] == len(ok) - 2
+    assert summary["max_abs_rel_diff"] == pytest.approx(0.02)
+    assert summary["same_steps"] == summary["same_recall"] == len(ok) - 1
