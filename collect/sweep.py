@@ -315,7 +315,8 @@ def run_sweep(
         A time limit (``collect run --time-limit``): once it has passed, no further cell is
         claimed, the running cell saves its checkpoint and stops (the next run continues it),
         and the cells finished so far are merged. Cells run in the sweep's order (block by
-        block, as listed), so a cut-short run holds the first blocks' cells.
+        block, by ``priority`` then as listed), so a cut-short run holds the first blocks'
+        cells.
 
     Returns
     -------
@@ -325,7 +326,7 @@ def run_sweep(
     out_dir = Path(out_dir)
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
-    # Config order is priority order: blocks listed first run first (a partial sweep is useful).
+    # Config order is priority order: blocks by `priority`, then as listed, run first.
     index, n_shards = shard
     if not 0 <= index < n_shards:
         raise CollectError(f"shard must be i/n with 0 <= i < n, got {index}/{n_shards}.")
