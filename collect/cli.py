@@ -14,6 +14,8 @@ EPILOG = """examples:
   collect merge sweeps/smollm2_cpu.toml --out runs/cpu -o data/smollm2_cpu.nc
   collect run sweeps/smollm2_1200.toml --out runs/cpu1200 --extend-from runs/cpu
                                                        # raise max_steps: pay only the extra steps
+  collect run sweeps/gpu_converged.toml --out runs/gpu --time-limit 8
+                                                       # stop after 8 min; run again to continue
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
   collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
       --param slurm_partition=gpu --param gpus_per_node=1
@@ -88,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    run.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MINUTES",
+        help="stop claiming cells after MINUTES, checkpoint the running cell, merge what "
+        "finished (the same command again continues)",
+    )
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
@@ -163,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
         elif args.command == "run":
             from collect.sweep import run_sweep
+            from collect.timelimit import Deadline
 
+            deadline = None if args.time_limit is None else Deadline(args.time_limit)
             output = args.output or args.out / "dataset.nc"
             index, _, n_shards = args.shard.partition("/")
             try:
@@ -178,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 merge_to=output,
                 shard=shard,
                 extend_from=args.extend_from,
+                deadline=deadline,
             )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
         elif args.command == "merge":

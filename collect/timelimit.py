@@ -1,0 +1,100 @@
+"""A wall-clock limit for a sweep: stop claiming cells, checkpoint the running one, exit cleanly.
+
+``collect run --time-limit MINUTES`` builds a :class:`Deadline`. The sweep checks it before it
+claims each cell. Inside a cell, the training loop's checkpoint callback
+(:func:`collect.probe.run_cell`'s ``checkpoint=``) is wrapped by :meth:`Deadline.guard`: once the
+limit has passed, the callback saves the cell's training state as its checkpoint
+(``cells/<slug>.partial.pt``) and raises :class:`TimeLimitReached`. The sweep then merges what
+finished. The next ``collect run`` continues the cut cell from that checkpoint, so a run cut by
+the limit and resumed ends with the dataset of an uninterrupted run.
+
+The clock is injectable (``clock=``), so the behaviour is testable without wall-clock races.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from collect.errors import CollectError
+
+
+class TimeLimitReached(BaseException):  # noqa: N818 - a signal like KeyboardInterrupt, not an error
+    """Raised inside a cell when the sweep's time limit has passed (its state is saved first).
+
+    It derives from :class:`BaseException`, as :class:`KeyboardInterrupt` does, because
+    :func:`collect.probe.run_cell` records every :class:`Exception` as a ``failed`` cell: a cell
+    cut by the time limit has not failed, it continues from its checkpoint next time.
+    """
+
+
+class Deadline:
+    """A point in time after which a sweep stops.
+
+    Parameters
+    ----------
+    minutes : float
+        Time allowed from now; ``>= 0``.
+    clock : callable, default :func:`time.monotonic`
+        Returns the current time in seconds (tests pass a fake clock).
+    poll_seconds : float, default 5.0
+        How often a running cell looks at the clock (its checkpoint callback is called this
+        often). The limit is overrun by at most this, plus one training step, plus the cell's
+        final measurements when the limit passes during them.
+    """
+
+    def __init__(
+        self,
+        minutes: float,
+        clock: Callable[[], float] = time.monotonic,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+            raise CollectError(f"a time limit is a number of minutes, got {minutes!r}.")
+        if not math.isfinite(minutes) or minutes < 0:
+            raise CollectError(
+                f"the time limit must be a finite number of minutes >= 0, got {minutes!r}; "
+                "leave --time-limit out to run without one."
+            )
+        if poll_seconds < 0:
+            raise CollectError(f"poll_seconds must be >= 0, got {poll_seconds!r}.")
+        self.minutes = float(minutes)
+        self.clock = clock
+        self.poll_seconds = float(poll_seconds)
+        self.end = clock() + 60.0 * self.minutes
+
+    def passed(self) -> bool:
+        """Tell whether the limit has passed."""
+        return self.clock() >= self.end
+
+    def guard(self, save: Callable[[dict], None], every: float) -> Callable[[dict], None]:
+        """Wrap a cell's checkpoint callback so that it also enforces the limit.
+
+        Parameters
+        ----------
+        save : callable
+            Writes a training state as the cell's checkpoint.
+        every : float
+            Seconds between regular checkpoints (0: none; only the one at the limit).
+
+        Returns
+        -------
+        callable
+            The callback to give :func:`collect.probe.run_cell` with
+            ``checkpoint_every=self.poll_seconds``: it saves the state every ``every`` seconds,
+            and at the limit saves it and raises :class:`TimeLimitReached`.
+        """
+        last = self.clock()
+
+        def check(state: dict) -> None:
+            nonlocal last
+            now = self.clock()
+            if now >= self.end:
+                save(state)
+                raise TimeLimitReached
+            if every and now - last >= every:
+                save(state)
+                last = now
+
+        return check

@@ -1,0 +1,139 @@
+"""``collect run --time-limit``: stop at the limit, checkpoint the running cell, resume exactly.
+
+The clock is a fake one that ticks once each time it is read, so where the limit falls does not
+depend on how fast this machine is (no wall-clock races).
+"""
+
+import pytest
+import xarray as xr
+
+from collect.cli import main as collect_main
+from collect.config import config_from_dict
+from collect.errors import CollectError
+from collect.store import read_state, state_path
+from collect.sweep import run_sweep
+from collect.timelimit import Deadline, TimeLimitReached
+
+#: the limit, in clock ticks: it falls inside a cell of the sweep below (the test checks it)
+LIMIT_TICKS = 70
+
+
+class Ticks:
+    """A clock that advances one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _config(tiny_sweep):
+    """Six cells: long-context SFT (ranks 1, 8 × lengths 20, 40) and PhoneBook MemFT-OT."""
+    grid = [
+        {"tasks": ["long_context"], "random_ratios": [1.0]},
+        {"tasks": ["phonebook"], "methods": ["memft_ot"], "ranks": [1]},
+    ]
+    return config_from_dict(tiny_sweep(grid=grid))
+
+
+def _strip(ds):
+    return ds.drop_vars(["wall_time"]).assign_attrs(created="", git_revision="")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_sweep):
+    out = tmp_path_factory.mktemp("unlimited")
+    return run_sweep(_config(tiny_sweep), out, progress=False, merge_to=out / "dataset.nc")
+
+
+def test_a_time_limited_run_stops_checkpoints_and_resumes_to_the_same_dataset(
+    tmp_path, tiny_sweep, reference
+):
+    config = _config(tiny_sweep)
+    out = tmp_path / "run"
+    deadline = Deadline(LIMIT_TICKS / 60, clock=Ticks(), poll_seconds=0.0)
+    cut = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc", deadline=deadline)
+
+    n_cells = len(config.cells())
+    assert 0 < cut.attrs["n_cells_done"] < n_cells
+    assert cut.attrs["complete"] == "false"
+    assert xr.load_dataset(out / "dataset.nc").attrs["n_cells_done"] == cut.attrs["n_cells_done"]
+    partials = sorted((out / "cells").glob("*.partial.pt"))
+    assert len(partials) == 1, "the limit must fall inside a cell, which leaves its checkpoint"
+    assert not list((out / "cells").glob("*.claim")), "no claim may outlive the run"
+    (cut_key,) = [k for k in config.cells() if state_path(out, k, "partial") == partials[0]]
+    assert not (out / "cells" / f"{cut_key.slug()}.nc").exists()
+    cut_step = int(read_state(out, cut_key, "partial")["state"]["step"])
+    assert cut_step > 0
+
+    resumed = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc")
+    assert resumed.attrs["complete"] == "true"
+    assert not list((out / "cells").glob("*.partial.pt"))
+    cell = xr.load_dataset(out / "cells" / f"{cut_key.slug()}.nc")
+    assert cell.attrs["resumed_from_step"] == cut_step  # continued, not rerun from step 0
+    xr.testing.assert_identical(_strip(resumed), _strip(reference))
+
+
+def test_a_limit_already_passed_claims_no_cell(tmp_path, tiny_sweep):
+    config = _config(tiny_sweep)
+    out = tmp_path / "run"
+    ds = run_sweep(config, out, progress=False, merge_to=out / "x.nc", deadline=Deadline(0))
+    assert ds.attrs["n_cells_done"] == 0
+    assert not list((out / "cells").glob("*"))
+
+
+def test_the_guard_saves_on_schedule_and_at_the_limit():
+    clock = Ticks()
+    deadline = Deadline(10 / 60, clock=clock, poll_seconds=0.0)  # ends at tick 11
+    saved = []
+    check = deadline.guard(lambda state: saved.append((clock.now, state["step"])), every=4)
+    with pytest.raises(TimeLimitReached):
+        for step in range(1, 100):
+            check({"step": step})
+    # regular checkpoints 4 ticks apart, then the one at the limit
+    assert saved == [(6.0, 4), (10.0, 8), (11.0, 9)]
+
+
+def test_time_limit_reached_is_not_an_error_a_cell_would_record():
+    assert not issubclass(TimeLimitReached, Exception)
+
+
+@pytest.mark.parametrize("minutes", [-1, float("nan"), float("inf"), True, "5"])
+def test_bad_time_limits_are_refused(minutes):
+    with pytest.raises(CollectError, match="time limit"):
+        Deadline(minutes)
+
+
+def test_cli_time_limit(tmp_path, tiny_sweep, capsys):
+    import json
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    out = tmp_path / "run"
+    args = ["run", str(cfg), "--out", str(out), "--no-progress", "--time-limit"]
+    assert collect_main([*args, "-2"]) == 2
+    assert "time limit must be a finite number of minutes >= 0" in capsys.readouterr().err
+    assert collect_main([*args, "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "time limit of 0 min reached" in printed
+    assert "0/12 cells" in printed
+    assert xr.load_dataset(out / "dataset.nc").attrs["n_cells_done"] == 0
+
+
+def test_blocks_run_by_priority_then_in_listed_order(tiny_sweep):
+    grid = [
+        {"tasks": ["long_context"], "ranks": [1], "lengths": [20]},
+        {"tasks": ["phonebook"], "ranks": [2], "lengths": [20], "priority": 5},
+        {"tasks": ["long_context"], "ranks": [3], "lengths": [20]},
+        {"tasks": ["phonebook"], "ranks": [4], "lengths": [20], "priority": 5},
+    ]
+    config = config_from_dict(tiny_sweep(grid=grid))
+    assert [k.rank for k in config.cells()] == [2, 4, 1, 3]
+    assert all("priority" not in g for g in config.to_dict()["grids"])
+
+
+def test_a_priority_must_be_a_number(tiny_sweep):
+    with pytest.raises(CollectError, match="block 1: priority must be a number"):
+        config_from_dict(tiny_sweep(grid=[{}, {"priority": "high"}]))
