@@ -9,8 +9,8 @@ tolerance (1 %) of the best on every probe cell all protocols have finished; cel
 running are listed as pending, and no choice is made before every protocol has at least one
 finished cell in common.
 
-    python analysis/07_protocol_study.py            # reads the sweep directories under data/
-    python analysis/07_protocol_study.py --markdown # the table for docs/protocol.md
+    python analysis/08_protocol_study.py            # reads the sweep directories under data/
+    python analysis/08_protocol_study.py --markdown # the table for docs/protocol.md
 """
 
 from __future__ import annotations
