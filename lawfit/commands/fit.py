@@ -101,8 +101,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Execute ``lawfit fit``."""
     import lawfit
+    from lawfit.commands._common import check_output_path
     from lawfit.data import open_dataset
 
+    check_output_path(args.json, "--json")
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
     exclude = args.exclude
     if isinstance(exclude, str) and exclude.lower() == "none":
