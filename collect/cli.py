@@ -31,7 +31,8 @@ def _config(args):
 
     if args.config:
         return load_config(args.config)
-    raw = {"name": args.name or "cli", "train": {}, "data": {}}
+    default_name = "-".join([*(args.model or []), *(args.task or [])]) or "collect-run"
+    raw = {"name": args.name or default_name, "train": {}, "data": {}}
     flags = {
         "models": args.model,
         "tasks": args.task,
