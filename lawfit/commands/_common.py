@@ -13,6 +13,20 @@ def add_data_args(p, *, sel=True):
                        help="select a coordinate first (repeatable), e.g. --sel task=phonebook")
 
 
+SPACE_HELP = ("fit in linear ΔL or in log ΔL (log: for residual spread that grows with ΔL) "
+              "(default: linear)")
+
+
+def add_uncertainty_args(p, *, bootstrap: int) -> None:
+    """Add ``--bootstrap N``, ``--level`` and ``--seed`` with their help texts."""
+    p.add_argument("--bootstrap", type=int, default=bootstrap, metavar="N",
+                   help=f"bootstrap replicates behind the intervals (default: {bootstrap})")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of the intervals (default: 0.95)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the bootstrap: same seed, same numbers (default: 0)")
+
+
 def check_output_path(path, flag: str) -> None:
     """Fail before any work when ``path`` cannot be written.
 
