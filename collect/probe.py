@@ -418,6 +418,7 @@ def run_cell(
     pack: bool = True,
     checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: float = 600.0,
+    progress: Callable[[int, float, float], None] | None = None,
 ) -> tuple[CellResult, Any]:
     """Train one adapter on ``entries`` and measure it.
 
@@ -457,6 +458,9 @@ def run_cell(
         from a checkpoint ends with the cell of an uninterrupted run.
     checkpoint_every : float
         Seconds between checkpoints.
+    progress : callable, optional
+        Called once per logged step (every ``train.log_every`` steps) with the step, the mean
+        target loss and the share of target tokens with p > 0.5, e.g. to drive a progress bar.
     """
     import torch
 
@@ -489,6 +493,7 @@ def run_cell(
             pack=pack,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
+            progress=progress,
         )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
@@ -595,6 +600,7 @@ def _train_and_measure(
     pack=True,
     checkpoint=None,
     checkpoint_every=600.0,
+    progress=None,
 ):
     import torch
 
@@ -651,6 +657,8 @@ def _train_and_measure(
             curve_steps.append(step)
             loss_curve.append(mean_loss)
             frac_curve.append(float((losses.detach() < LN2).float().mean()))
+            if progress is not None:
+                progress(step, mean_loss, frac_curve[-1])
         if step == train.max_steps:
             result.stop_reason = "budget"
             break

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from collect.adapters import decoder_layers, parse_modules, resolve_layers, target_module_names
 from collect.config import (
     CellKey,
@@ -34,6 +32,7 @@ from collect.errors import CollectError
 from collect.models import load_model
 from collect.objectives import budget_dependent
 from collect.probe import run_cell
+from collect.progress import SweepProgress, warnings_above_bars
 from collect.store import (
     cell_path,
     cell_provenance,
@@ -283,6 +282,23 @@ def pending_cells(
     return todo
 
 
+def discard_stale_checkpoints(out_dir: Path, keys: Iterable[CellKey]) -> list[CellKey]:
+    """Delete the checkpoints of finished cells; return the keys whose checkpoint went.
+
+    A run writes a finished cell (atomically), then deletes its checkpoint: a kill between the
+    two leaves both on disk. The cell file is complete, so the cell counts as finished and its
+    checkpoint is stale. Cells still running have a checkpoint but no cell file: untouched.
+    """
+    stale = [
+        k
+        for k in keys
+        if cell_path(out_dir, k).exists() and state_path(out_dir, k, "partial").exists()
+    ]
+    for key in stale:
+        state_path(out_dir, key, "partial").unlink(missing_ok=True)
+    return stale
+
+
 def run_sweep(
     config: SweepConfig,
     out_dir: str | Path,
@@ -343,12 +359,27 @@ def run_sweep(
     mine = keys[index::n_shards]
     todo = pending_cells(config, out_dir, retry_failed=retry_failed, only=mine)
     redo = {k for k in todo if cell_path(out_dir, k).exists()}  # failed cells to retry
+    discard_stale_checkpoints(out_dir, [k for k in mine if k not in redo])
     plan = extension_plan(source, todo) if source is not None else {}
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
-    bar = tqdm(total=len(todo), disable=not progress, desc=config.name, unit="cell")
+    bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
+    with warnings_above_bars(bar.file):
+        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline)
+    bar.close()
+    if merge_to is not None:
+        ds = merge(config, out_dir)
+        save_dataset(ds, merge_to)
+        return ds
+    return None
+
+
+def _run_pending(
+    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None
+) -> None:
+    """Copy, resume or train every cell of ``todo`` that no other worker holds."""
     # copied cells need no model: take them first
     for key in (k for k in todo if plan.get(k) == "copy"):
         done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
@@ -361,25 +392,19 @@ def run_sweep(
                 )
             finally:
                 release_cell(out_dir, key)
-        bar.update(1)
+        bar.skipped("copied")
     todo = [k for k in todo if plan.get(k) != "copy"]
     try:
         _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline)
     except TimeLimitReached:
-        bar.write(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
-    bar.close()
-    if merge_to is not None:
-        ds = merge(config, out_dir)
-        save_dataset(ds, merge_to)
-        return ds
-    return None
+        bar.say(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
 
 
 def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
-        bar.set_postfix_str(f"loading {model_name}")
+        bar.status(f"loading {model_name}")
         loaded = load_model(model_name, device=config.device, dtype=config.dtype)
         validate_for_model(config, model_keys, loaded)
         model = loaded.model
@@ -402,11 +427,8 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
                 # another worker on this directory may have finished or taken it meanwhile
                 done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
                 if done_elsewhere or not claim_cell(out_dir, key):
-                    bar.update(1)
+                    bar.skipped("taken by another worker")
                     continue
-                bar.set_postfix_str(
-                    f"{task} {key.method} r={key.rank} l={length} s={key.seed} d={data_seed}"
-                )
                 try:
                     resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
                     extended = resume["meta"].get("extended_from") if resume else None
@@ -421,6 +443,8 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
                     if deadline is not None:  # the callback also stops the cell at the limit
                         writer = _state_writer(config, out_dir, key, prior, extended)
                         save, every = deadline.guard(writer, every), deadline.poll_seconds
+                    first = int(resume["state"]["step"]) if resume else 0
+                    on_step = bar.start_cell(key, config.train.max_steps, first)
                     result, model = run_cell(
                         model,
                         loaded.tokenizer,
@@ -437,6 +461,7 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
                         pack=config.pack_prompts,
                         checkpoint=save,
                         checkpoint_every=every,
+                        progress=on_step,
                     )
                     result.wall_time += prior
                     protocol = json.dumps(config.settings()["train"])
@@ -457,7 +482,7 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
                     state_path(out_dir, key, "partial").unlink(missing_ok=True)
                 finally:
                     release_cell(out_dir, key)
-                bar.update(1)
+                bar.end_cell(key, result)
         del loaded, model
 
 

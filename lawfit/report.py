@@ -1,11 +1,14 @@
 """One report from one dataset: every analysis, each degrading to a note when it cannot run.
 
 :func:`build_report` runs, for every setting of the sweep (model × task × random_ratio ×
-modules) on the SFT cells: model selection (:func:`lawfit.compare`), the paper's law with
-bootstrap CIs (:func:`lawfit.fit`), its sensitivity to the step budget
-(:func:`lawfit.budget_sensitivity`), capacity predictions (:func:`lawfit.predict_capacity`),
-bits per parameter, the phase transition (:func:`lawfit.phase_transition`) and the MemFT
-savings (:func:`lawfit.memft_savings`). The result renders as Markdown or HTML.
+modules) that holds collected cells, one function per section on the SFT cells: model
+selection (:func:`lawfit.compare`), the paper's law with bootstrap CIs (:func:`lawfit.fit`),
+its sensitivity to the step budget (:func:`lawfit.budget_sensitivity`), capacity predictions
+(:func:`lawfit.predict_capacity`), bits per parameter, the phase transition
+(:func:`lawfit.phase_transition`) and the MemFT savings (:func:`lawfit.memft_savings`). A
+one-screen summary opens the report, the provenance closes it in a collapsed appendix. A
+section that cannot run on the data becomes a note that says why. The result renders as
+Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import itertools
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,7 +42,8 @@ class Report:
     ----------
     blocks : tuple
         ``(kind, payload)`` pairs: ``("h1"|"h2"|"h3", str)``, ``("p", str)``,
-        ``("note", str)``, ``("pre", str)`` or ``("table", pandas.DataFrame)``.
+        ``("note", str)``, ``("pre", str)``, ``("table", pandas.DataFrame)`` or
+        ``("details", (title, text))`` (a collapsed block of preformatted text).
     results : dict
         The result objects by setting label and analysis (for programmatic use).
     """
@@ -66,6 +71,12 @@ class Report:
                 out.append("```\n" + x + "\n```")
             elif kind == "table":
                 out.append(_md_table(x))
+            elif kind == "details":
+                title, text = x
+                out.append(
+                    f"<details><summary>{html.escape(title)}</summary>\n\n```\n{text}"
+                    "\n```\n\n</details>"
+                )
             out.append("")
         return "\n".join(out)
 
@@ -88,14 +99,25 @@ class Report:
             elif kind == "pre":
                 body.append(f"<pre>{html.escape(x)}</pre>")
             elif kind == "table":
-                body.append(x.to_html(index=False, na_rep="", float_format=_fmt,
-                                      border=0, classes="tbl"))
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-                 ".tbl{border-collapse:collapse;font-size:90%}"
-                 ".tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-                 ".note{color:#7a4b00}pre{background:#f6f6f6;padding:8px}")
-        return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>lawfit report</title>"
-                f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>")
+                body.append(
+                    x.to_html(index=False, na_rep="", float_format=_fmt, border=0, classes="tbl")
+                )
+            elif kind == "details":
+                title, text = x
+                body.append(
+                    f"<details><summary>{html.escape(title)}</summary>"
+                    f"<pre>{html.escape(text)}</pre></details>"
+                )
+        style = (
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            ".tbl{border-collapse:collapse;font-size:90%}"
+            ".tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+            ".note{color:#7a4b00}pre{background:#f6f6f6;padding:8px}"
+        )
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>lawfit report</title>"
+            f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>"
+        )
 
     def save(self, path, format: str | None = None) -> None:  # noqa: A002
         """Write the report; format from the suffix (``.html``/``.htm``) unless given.
@@ -136,18 +158,56 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _settings(ds: xr.Dataset):
-    """Yield (label, sub-dataset) for every combination of grouping dims other than method."""
+#: Breusch-Pagan p-value under which the report prefers the log-space model selection (the
+#: level at which :func:`lawfit.compare` flags heteroscedastic residuals)
+HETEROSCEDASTIC_P = 0.01
+#: a MemFT method whose shared-exponent law misses its cells by more than this multiple of
+#: the SFT law's RMSE gets no saving claimed: the law does not describe its cells
+RMSE_RATIO_LIMIT = 2.0
+
+
+@dataclass
+class _Setting:
+    """One setting of the sweep (every method) and what its sections computed."""
+
+    label: str
+    data: xr.Dataset
+    sft: xr.Dataset | None
+    results: dict
+
+
+@dataclass(frozen=True)
+class _Options:
+    bootstrap: int
+    level: float
+    rng: int
+    targets_length: tuple[float, ...] | None
+
+
+def _collected_mask(ds: xr.Dataset) -> xr.DataArray | None:
+    """Cells that hold data (collected in any state), or None when the data cannot say."""
+    if "status" in ds:
+        return ds["status"] != "not_run"
+    if "loss_reduction" in ds:
+        return ds["loss_reduction"].notnull()
+    return None
+
+
+def _split_settings(ds: xr.Dataset) -> tuple[list[tuple[str, xr.Dataset]], list[str]]:
+    """Split the settings (grouping dims other than method) into those with and without data."""
     dims = [d for d in GROUP_DIMS if d != "method" and d in ds.dims]
     multi = [d for d in dims if ds.sizes[d] > 1]
     if not multi:
         label = ", ".join(f"{d}={ds[d].values[0]}" for d in dims) or "all cells"
-        yield label, ds
-        return
+        return [(label, ds)], []
+    found, empty = [], []
     for combo in itertools.product(*[ds[d].values.tolist() for d in multi]):
         sel = dict(zip(multi, combo, strict=True))
         sub = ds.sel({k: [v] for k, v in sel.items()})
-        yield ", ".join(f"{k}={v}" for k, v in sel.items()), sub
+        label = ", ".join(f"{k}={v}" for k, v in sel.items())
+        mask = _collected_mask(sub)
+        (found if mask is None or bool(mask.any()) else empty).append((label, sub))
+    return found, [label for label, _ in empty]
 
 
 def _sft(ds: xr.Dataset):
@@ -161,11 +221,654 @@ def _sft(ds: xr.Dataset):
 def _has_ok_cells(ds: xr.Dataset) -> bool:
     if "loss_reduction" not in ds:
         return False
-    v = ds["loss_reduction"]
-    ok = v.notnull()
+    ok = ds["loss_reduction"].notnull()
     if "status" in ds:
         ok = ok & (ds["status"] == "ok")
     return bool(ok.any())
+
+
+def _require_law_data(st: _Setting) -> xr.Dataset:
+    """Return the SFT cells of a setting, or raise a LawfitError that says what is missing."""
+    if st.sft is None:
+        raise LawfitError("no 'sft' method in this setting; the law is fitted on SFT cells.")
+    if "rank" not in st.sft.dims or "length" not in st.sft.dims:
+        raise LawfitError("the data has no rank and length dims; the law needs both.")
+    if not _has_ok_cells(st.sft):
+        raise LawfitError("no SFT cell with status 'ok' and a loss_reduction.")
+    return st.sft
+
+
+def _rank_context(sft: xr.Dataset) -> str:
+    """Which ranks were collected and which the law can use (memorized cells are excluded)."""
+    if "loss_after" not in sft or "rank" not in sft.dims:
+        return ""
+    ok = sft["loss_reduction"].notnull()
+    if "status" in sft:
+        ok = ok & (sft["status"] == "ok")
+    fitted = ok & (sft["loss_after"] > LN2)
+    others = [d for d in ok.dims if d != "rank"]
+    have = sft["rank"].values[ok.any(others).values].tolist()
+    used = sft["rank"].values[fitted.any(others).values].tolist()
+    if have == used:
+        return ""
+    return (
+        f" Ranks collected: {have}; not memorized (loss_after > ln 2, what the law fits): {used}."
+    )
+
+
+def _count_cells(ds: xr.Dataset) -> dict:
+    """Cells of the dataset by state: collected statuses, memorized, not yet run."""
+    out: dict = {"statuses": {}, "memorized": 0, "sweep": None, "not_run": None}
+    if "status" in ds:
+        st = pd.Series(np.asarray(ds["status"].values).ravel().astype(str))
+        out["statuses"] = st[st != "not_run"].value_counts().to_dict()
+        out["not_run"] = int((st == "not_run").sum())
+    elif "loss_reduction" in ds:
+        out["statuses"] = {"ok": int(ds["loss_reduction"].notnull().sum())}
+    if "loss_after" in ds:
+        mem = ds["loss_after"] <= LN2
+        if "status" in ds:
+            mem = mem & (ds["status"] == "ok")
+        out["memorized"] = int(mem.sum())
+    if "n_cells" in ds.attrs and "n_cells_done" in ds.attrs:
+        out["sweep"] = (int(ds.attrs["n_cells_done"]), int(ds.attrs["n_cells"]))
+    return out
+
+
+def _data_status(counts: dict) -> str:
+    """One sentence on what the dataset holds, in cells of the sweep."""
+    st = counts["statuses"]
+    n = sum(st.values())
+    ok = st.get("ok", 0)
+    parts = [f"{ok} ok ({counts['memorized']} of them memorized, loss_after ≤ ln 2)"]
+    parts += [f"{v} {k}" for k, v in st.items() if k != "ok"]
+    text = f"{n} cells collected: " + ", ".join(parts) + "."
+    if counts["sweep"] is not None:
+        done, total = counts["sweep"]
+        text += f" The sweep has {total} cells: {done} finished, {total - done} not yet run" + (
+            " (a PARTIAL dataset)." if done < total else "."
+        )
+    elif counts["not_run"]:
+        text += (
+            f" {counts['not_run']} other points of the dataset's grid (the product of its "
+            "coordinates) hold no cell."
+        )
+    return text
+
+
+def _ci(d: pd.DataFrame, param: str) -> str:
+    r = d.loc[d["param"] == param].iloc[0]
+    return f"{r['estimate']:.3g} [{r['low']:.3g}, {r['high']:.3g}]"
+
+
+def _summary_law(res: dict) -> str:
+    law = res.get("law")
+    if law is None:
+        return "not fitted"
+    d = law.to_dataframe().reset_index()
+    if "low" not in d:
+        return f"α = {law.params['alpha']:.3g}, β = {law.params['beta']:.3g}"
+    return f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}; R² = {law.r2:.3f}, n = {law.n_obs}"
+
+
+def _summary_best_form(res: dict) -> str:
+    if "compare_log" in res:
+        return f"{res['compare_log'].best} (log space: heteroscedastic residuals)"
+    return res["compare"].best if "compare" in res else "not compared"
+
+
+def _summary_threshold(res: dict) -> str:
+    pt = res.get("transition")
+    if pt is None:
+        return "not computed"
+    row = pt.to_dataframe().set_index("quantity")
+    if "threshold_p_star" not in row.index:
+        return "not computed"
+    r = row.loc["threshold_p_star"]
+    text = f"p* = {r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+    if any(n.startswith("FLAG") and "p*" in n for n in pt.notes):
+        text += " (flagged: interval not reliable, see the section)"
+    return text
+
+
+def _summary_capacity(res: dict) -> str:
+    bits = res.get("bits")
+    if bits is None or not math.isfinite(bits.max_bits_per_param):
+        return "not computed"
+    text = f"{bits.max_bits_per_param:.3g} bits/param (largest measured)"
+    if len(bits.by_rank) and "saturated" in bits.by_rank and bits.by_rank["saturated"].any():
+        text += "; a lower bound where targets were memorized"
+    return text
+
+
+def _summary_memft(res: dict) -> str:
+    claims = res.get("memft_claims")
+    if claims is None:
+        return "no MemFT comparison"
+    return "; ".join(claims) if claims else "no MemFT saving computable"
+
+
+def _summary(settings: list[_Setting], counts: dict, empty: list[str]) -> list:
+    """Build the one-screen summary: one row per setting, then the data's status."""
+    rows = [
+        {
+            "setting": st.label,
+            "law (SFT, 95% CI)": _summary_law(st.results),
+            "best form": _summary_best_form(st.results),
+            "recall threshold": _summary_threshold(st.results),
+            "capacity": _summary_capacity(st.results),
+            "MemFT vs SFT": _summary_memft(st.results),
+        }
+        for st in settings
+    ]
+    blocks: list = [("h2", "Summary")]
+    if rows:
+        blocks.append(("table", pd.DataFrame(rows)))
+    blocks.append(("p", "Data: " + _data_status(counts)))
+    if empty:
+        blocks.append(
+            ("p", "Settings with nothing collected (no section): " + "; ".join(empty) + ".")
+        )
+    failed = [f"{st.label}: {t}" for st in settings for t in st.results.get("errors", {})]
+    if failed:
+        blocks.append(
+            (
+                "note",
+                "sections that failed on an unexpected error (a bug, please "
+                "report it): " + "; ".join(failed) + ".",
+            )
+        )
+    return blocks
+
+
+def _dataset_section(ds: xr.Dataset, counts: dict) -> list:
+    """Dims, variables, synthetic/partial warnings and the cell counts."""
+    blocks: list = [("h2", "Dataset")]
+    blocks.append(
+        (
+            "p",
+            "Dims: "
+            + ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+            + ". Variables: "
+            + ", ".join(sorted(ds.data_vars))
+            + ".",
+        )
+    )
+    if str(ds.attrs.get("synthetic", "")).lower() == "true":
+        blocks.append(
+            (
+                "note",
+                "this dataset is SYNTHETIC (attrs synthetic=true): numbers below "
+                "describe the simulator, not a model.",
+            )
+        )
+    if str(ds.attrs.get("complete", "true")).lower() == "false":
+        blocks.append(
+            (
+                "note",
+                f"this dataset is PARTIAL: {ds.attrs.get('n_cells_done', '?')} "
+                f"of {ds.attrs.get('n_cells', '?')} cells of its sweep are "
+                "collected (attrs complete=false); every number below rests on "
+                "the collected cells only.",
+            )
+        )
+    rows = [
+        {"cells": "ok, not memorized", "n": counts["statuses"].get("ok", 0) - counts["memorized"]},
+        {"cells": "ok, memorized (loss_after ≤ ln 2)", "n": counts["memorized"]},
+    ]
+    rows += [{"cells": k, "n": v} for k, v in counts["statuses"].items() if k != "ok"]
+    if counts["sweep"] is not None:
+        done, total = counts["sweep"]
+        rows.append({"cells": "not yet run (of the sweep)", "n": total - done})
+    blocks.append(("table", pd.DataFrame(rows)))
+    if "loss_reduction" not in ds or "rank" not in ds.dims or "length" not in ds.dims:
+        blocks.append(
+            (
+                "note",
+                "no loss_reduction over rank and length: the law, model "
+                "selection and capacity sections are skipped.",
+            )
+        )
+    return blocks
+
+
+def _model_selection(st: _Setting, opt: _Options) -> list:
+    from lawfit.compare import _heteroscedasticity, compare
+
+    sft = _require_law_data(st)
+    try:
+        cmp = compare(sft)
+    except LawfitError as exc:
+        raise LawfitError(f"{exc}{_rank_context(sft)}") from exc
+    st.results["compare"] = cmp
+    cols = [
+        c
+        for c in (
+            "form",
+            "k",
+            "n_obs",
+            "delta_aicc",
+            "weight_aicc",
+            "delta_bic",
+            "weight_bic",
+            "r2",
+            "rmse",
+            "extrap_rank_rmse",
+            "extrap_length_rmse",
+        )
+        if c in cmp.table
+    ]
+    blocks: list = [
+        (
+            "p",
+            f"Best form by AICc: **{cmp.best}** "
+            f"(Akaike weight {cmp.table['weight_aicc'].iloc[0]:.3f}).",
+        ),
+        ("table", cmp.table[cols]),
+    ]
+    if len(cmp.lr_tests):
+        blocks += [("p", "Likelihood-ratio tests of nested pairs:"), ("table", cmp.lr_tests)]
+    blocks += [("note", n) for n in cmp.notes]
+    p_het = _heteroscedasticity(cmp.fits[cmp.best].residuals)
+    if p_het is None or p_het >= HETEROSCEDASTIC_P:
+        return blocks
+    try:
+        cmp_log = compare(sft, space="log")
+    except LawfitError as exc:
+        return blocks + [("note", f"log-space comparison not possible: {exc}")]
+    st.results["compare_log"] = cmp_log
+    return blocks + [
+        (
+            "p",
+            f"Heteroscedastic residuals (Breusch-Pagan p = {p_het:.2g} < "
+            f"{HETEROSCEDASTIC_P}): the same comparison in log space (preferred here). Best "
+            f"form: **{cmp_log.best}** (Akaike weight "
+            f"{cmp_log.table['weight_aicc'].iloc[0]:.3f}).",
+        ),
+        ("table", cmp_log.table[cols]),
+    ]
+
+
+def _exclusion_text(law) -> str:
+    """Why cells were left out of the fit: memorized, not collected, other statuses."""
+    ex = law.exclusions
+    if not len(ex) or "reason" not in ex:
+        return f"{law.n_excluded} excluded"
+    reasons = ex["reason"].astype(str)
+    named = {
+        "memorized": reasons.str.contains("memorized|loss_after", regex=True),
+        "grid points without a cell": reasons.str.contains("not_run"),
+    }
+    parts = [f"{int(m.sum())} {k}" for k, m in named.items() if m.any()]
+    rest = ~(named["memorized"] | named["grid points without a cell"])
+    parts += [f"{n} {r}" for r, n in reasons[rest].value_counts().items()]
+    return "excluded: " + ", ".join(parts)
+
+
+def _law(st: _Setting, opt: _Options) -> list:
+    from lawfit.fitting import fit
+
+    sft = _require_law_data(st)
+    try:
+        law = fit(
+            sft,
+            "power_law",
+            bootstrap=opt.bootstrap,
+            unit="cell",
+            confidence_level=opt.level,
+            rng=opt.rng,
+        )
+    except LawfitError as exc:
+        raise LawfitError(f"{exc}{_rank_context(sft)}") from exc
+    st.results["law"] = law
+    blocks: list = [
+        ("table", law.to_dataframe().reset_index()),
+        (
+            "p",
+            f"n = {law.n_obs} cells fitted ({_exclusion_text(law)}), "
+            f"R² = {law.r2:.4f}, RMSE = {law.rmse:.4g} nats. "
+            "Paper: α ≈ 0.6, β ≈ 0.5, R² > 0.98.",
+        ),
+    ]
+    return blocks + [("note", f"flag: {fl}") for fl in law.flags]
+
+
+def _budget(st: _Setting, opt: _Options) -> list:
+    from lawfit.budget import budget_sensitivity
+
+    if "law" not in st.results or "loss_curve" not in st.sft:
+        raise LawfitError("needs the fitted law and trajectories (loss_curve).")
+    bs = budget_sensitivity(
+        st.sft, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level
+    )
+    st.results["budget"] = bs
+    conv = bs.convergence
+    counts = conv["stop_reason"].value_counts()
+    cols = [
+        c
+        for c in (
+            "budget",
+            "n_obs",
+            "n_truncated",
+            "r2",
+            "alpha",
+            "alpha_low",
+            "alpha_high",
+            "beta",
+            "beta_low",
+            "beta_high",
+        )
+        if c in bs.table
+    ]
+    return [
+        (
+            "p",
+            f"Stop reasons of the {len(conv)} ok SFT cells: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + f". Still improving at the budget (ΔL grew by more than "
+            f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} steps): "
+            f"{int(conv['still_improving'].sum())}.",
+        ),
+        (
+            "p",
+            "The law refitted as if the sweep had stopped earlier (ΔL read from the "
+            "recorded trajectories):",
+        ),
+        ("table", bs.table[cols]),
+    ] + [("note", n) for n in bs.notes]
+
+
+def _capacity(st: _Setting, opt: _Options) -> list:
+    from lawfit.capacity import predict_capacity
+
+    law = st.results.get("law")
+    if law is None:
+        raise LawfitError("needs the fitted law.")
+    sft = st.sft
+    obs = np.unique(sft["length"].values).astype(float)
+    lens = (
+        np.asarray(opt.targets_length, float)
+        if opt.targets_length is not None
+        else np.concatenate([obs, [2 * obs.max()]])
+    )
+    pc = predict_capacity(law, length=lens, target=LN2, target_kind="loss_after", data=sft)
+    st.results["capacity"] = pc
+    cols = [
+        c
+        for c in (
+            "length",
+            "loss_before",
+            "target_dL",
+            "estimate",
+            "low",
+            "high",
+            "n_params_estimate",
+            "n_unreachable",
+            "extrapolated",
+        )
+        if c in pc.table
+    ]
+    rmax = float(sft["rank"].max())
+    pl = predict_capacity(law, rank=rmax, target=0.5)
+    st.results["capacity_length"] = pl
+    t = pl.table.iloc[0]
+    est = (
+        f"{t['estimate']:.4g} tokens"
+        if np.isfinite(t["estimate"])
+        else "beyond the search range (the law never falls below the target)"
+        if t["estimate"] > 0
+        else "none (unreachable even for short targets)"
+    )
+    return [
+        ("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})),
+        (
+            "p",
+            f"Longest target over which rank {rmax:g} still reduces the loss by "
+            f"ΔL ≥ 0.5 nats/token: {est} [{_fmt(float(t['low']))}, "
+            f"{_fmt(float(t['high']))}]" + (" (extrapolated)." if t["extrapolated"] else "."),
+        ),
+    ] + [("note", n) for n in pc.notes]
+
+
+def _bits(st: _Setting, opt: _Options) -> list:
+    from lawfit.capacity import bits_per_parameter
+
+    if st.sft is None:
+        raise LawfitError("no 'sft' method in this setting.")
+    bits = bits_per_parameter(st.sft)
+    st.results["bits"] = bits
+    blocks: list = [("table", bits.by_rank)] if len(bits.by_rank) else []
+    blocks.append(
+        (
+            "p",
+            "Anchors: "
+            + "; ".join(f"{k}: {v} bits/param" for k, v in bits.anchors.items())
+            + (
+                f". Largest measured: {bits.max_bits_per_param:.3g} bits/param."
+                if math.isfinite(bits.max_bits_per_param)
+                else "."
+            ),
+        )
+    )
+    return blocks + [("note", n) for n in bits.notes]
+
+
+def _transition(st: _Setting, opt: _Options) -> list:
+    from lawfit.transition import phase_transition
+
+    if st.sft is None:
+        raise LawfitError("no 'sft' method in this setting.")
+    pt = phase_transition(st.sft, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level)
+    st.results["transition"] = pt
+    blocks: list = [("table", pt.to_dataframe())]
+    if pt.sufficiency is not None:
+        s = pt.sufficiency
+        blocks.append(
+            (
+                "p",
+                f"Sufficiency: {s.n_violations} of {s.n_eligible} tokens with "
+                f"p_after > 0.5 and an intact prefix were not recalled (ties: "
+                f"{s.n_ties}); necessity rate {s.necessity_rate:.4f}.",
+            )
+        )
+    if pt.cascade is not None:
+        c = pt.cascade
+        blocks.append(
+            (
+                "p",
+                f"Cascade: Spearman ρ = {c.rho:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}] "
+                f"over {c.n_units} {c.unit}s (paper: ρ = 0.908 over 155 runs).",
+            )
+        )
+    if pt.sequence is not None:
+        blocks.append(("table", pt.sequence.table.reset_index()))
+    if pt.bimodality is not None:
+        blocks.append(("table", pt.bimodality))
+    return blocks + [("note", n) for n in pt.notes]
+
+
+def _loss_before_by_length(ds: xr.Dataset) -> pd.Series | None:
+    """Mean loss before training per target length (ΔL can never exceed it)."""
+    if "loss_before" not in ds or "length" not in ds["loss_before"].dims:
+        return None
+    lb = ds["loss_before"]
+    return lb.mean([d for d in lb.dims if d != "length"]).to_series()
+
+
+def _plausible_validation(val: pd.DataFrame, ds: xr.Dataset) -> tuple[pd.DataFrame, list]:
+    """Blank law values above loss_before and measured savings on memorized cells."""
+    val, notes = val.copy(), []
+    lb = _loss_before_by_length(ds)
+    if lb is not None and "length" in val:
+        ceiling = val["length"].map(lb).to_numpy(float)
+        law_cols = [
+            c
+            for c in val
+            if c.startswith(("dL_sft_law", "dL_memft_law")) and not c.endswith(("_low", "_high"))
+        ]
+        n_bad = 0
+        for col in law_cols:
+            bad = val[col].to_numpy(float) > ceiling
+            n_bad += int(bad.sum())
+            stem = [c for c in val if c.startswith(col)]
+            if col == "dL_sft_law" and "gain_over_sft_law" in val:
+                stem.append("gain_over_sft_law")
+            val.loc[bad, stem] = np.nan
+        if n_bad:
+            notes.append(
+                f"FLAG: {n_bad} law value(s) above the cell's loss_before omitted "
+                "(blank): ΔL cannot exceed loss_before (loss_after would be negative); "
+                "the law extrapolates past saturation there."
+            )
+    if "memorized" in val and val["memorized"].astype(bool).any():
+        mem = val["memorized"].astype(bool).to_numpy()
+        cols = [c for c in val if c.startswith(("saving_measured", "sft_equivalent_rank"))]
+        val.loc[mem, cols] = np.nan
+        notes.append(
+            f"saving_measured omitted (blank) on {int(mem.sum())} memorized MemFT "
+            "cell(s): ΔL saturates there, so it says nothing about capacity."
+        )
+    return val, notes
+
+
+def _claimable_predictions(ms) -> tuple[pd.DataFrame, list, list]:
+    """Drop methods whose law does not describe their cells; verdicts for the summary."""
+    preds, notes, claims = ms.predictions, [], []
+    sft = ms.fits.get("sft")
+    if not len(preds) or sft is None:
+        return preds, notes, claims
+    keep = np.ones(len(preds), bool)
+    for method, rows in preds.groupby("method", sort=False):
+        rmse = float(rows["memft_rmse"].iloc[0]) if "memft_rmse" in rows else float("nan")
+        if math.isfinite(rmse) and rmse > RMSE_RATIO_LIMIT * sft.rmse:
+            keep &= (preds["method"] != method).to_numpy()
+            notes.append(
+                f"FLAG: no saving is claimed for {method}: its law misses its cells "
+                f"by RMSE {rmse:.3g} nats, more than {RMSE_RATIO_LIMIT:g}× the SFT "
+                f"law's {sft.rmse:.3g}; its predictions are omitted."
+            )
+            claims.append(f"{method}: law does not describe its cells, no saving claimed")
+            continue
+        r = rows.iloc[0]
+        lo, hi = float(r["saving_low"]), float(r["saving_high"])
+        verdict = (
+            "no saving detected"
+            if lo <= 0 <= hi
+            else "saves capacity"
+            if lo > 0
+            else "needs more capacity than SFT"
+        )
+        claims.append(f"{method}: {verdict}, rank saving {r['saving']:.1%} [{lo:.1%}, {hi:.1%}]")
+    return preds[keep], notes, claims
+
+
+def _memft(st: _Setting, opt: _Options) -> list:
+    from lawfit.memft import memft_savings
+
+    ms = memft_savings(st.data, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level)
+    st.results["memft"] = ms
+    blocks: list = []
+    if ms.budget is not None:
+        tb = ms.budget.summary_table
+        blocks += [
+            (
+                "p",
+                "Share of SFT's loss weight spent on tokens already above p = 0.5 "
+                "(what MemFT-OT masks):",
+            ),
+            ("table", tb[tb["rank"].astype(str) == "all"]),
+        ]
+    preds, notes, claims = _claimable_predictions(ms)
+    st.results["memft_claims"] = claims if len(ms.predictions) else None
+    if len(preds):
+        cols = [c for c in preds.columns if not c.startswith("n_unreach")]
+        blocks += [("p", f"Predicted capacity for {ms.target}:"), ("table", preds[cols])]
+    if len(ms.validation):
+        val, more = _plausible_validation(ms.validation, st.data)
+        notes += more
+        keep = [
+            c
+            for c in (
+                "method",
+                "rank",
+                "length",
+                "memorized",
+                "dL_measured",
+                "dL_sft_measured",
+                "gain_measured",
+                "exact_match",
+                "exact_match_sft",
+                "steps",
+                "steps_sft",
+                "steps_ratio",
+                "dL_memft_law",
+                "inside_memft_pi",
+                "dL_memft_law_heldout",
+                "dL_sft_law",
+                "gain_over_sft_law",
+                "sft_equivalent_rank",
+                "saving_measured",
+            )
+            if c in val
+        ]
+        blocks += [("p", "Measured MemFT cells against the laws:"), ("table", val[keep])]
+    return blocks + [("note", n) for n in (*ms.notes, *notes)]
+
+
+#: the sections of every setting, in report order: (title, function)
+SECTIONS: tuple[tuple[str, Callable[[_Setting, _Options], list]], ...] = (
+    ("Which form? (model selection on SFT cells)", _model_selection),
+    ("The Parametric Memory Law ΔL = C·r^α·ℓ^(−β) + b (SFT)", _law),
+    ("Training budget: had ΔL stopped moving?", _budget),
+    ("Capacity: rank needed for verbatim recall (loss_after ≤ ln 2)", _capacity),
+    ("Bits stored per adapter parameter", _bits),
+    ("Phase transition of verbatim recall (SFT)", _transition),
+    ("MemFT savings over SFT", _memft),
+)
+
+
+def _run_section(title: str, section, st: _Setting, opt: _Options) -> list:
+    """Run one section; a failure becomes a note that says why, never a crash."""
+    blocks: list = [("h3", title)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks += section(st, opt)
+    except LawfitError as exc:
+        blocks.append(("note", f"skipped: {exc}"))
+    except Exception as exc:  # one analysis failing must not sink the others
+        st.results.setdefault("errors", {})[title] = exc
+        blocks.append(
+            (
+                "note",
+                f"failed: {type(exc).__name__}: {exc}. The data passed the "
+                "checks, so this is a bug in lawfit: please report it.",
+            )
+        )
+    return blocks
+
+
+def _provenance(ds: xr.Dataset) -> list:
+    """Show the dataset's recorded origin, collapsed (it is long and rarely read)."""
+    parts = [
+        f"{k}: {ds.attrs[k]}"
+        for k in ("git_revision", "created", "schema_version", "fingerprint")
+        if k in ds.attrs
+    ]
+    for key in ("versions", "config"):
+        raw = ds.attrs.get(key)
+        if raw:
+            try:
+                text = json.dumps(json.loads(raw), indent=1)
+            except (TypeError, ValueError):
+                text = str(raw)
+            parts.append(f"{key}:\n{text}")
+    if not parts:
+        return [
+            ("h2", "Appendix: provenance"),
+            ("note", "the dataset carries no provenance attributes (config, versions)."),
+        ]
+    return [("h2", "Appendix: provenance"), ("details", ("dataset attributes", "\n".join(parts)))]
 
 
 def build_report(
@@ -175,6 +878,7 @@ def build_report(
     confidence_level: float = 0.95,
     targets_length: tuple[float, ...] | None = None,
     rng: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Run every analysis on a dataset and collect the results into one report.
 
@@ -193,263 +897,51 @@ def build_report(
         lengths and twice the longest).
     rng : int
         Seed (the report is reproducible).
+    progress : callable, optional
+        Called with a short text (``"<setting>: <section>"``) before each section runs.
 
     Returns
     -------
     Report
-        Blocks to render with ``to_markdown()`` / ``to_html()`` / ``save()``.
+        Blocks to render with ``to_markdown()`` / ``to_html()`` / ``save()``: a summary,
+        the dataset, one part per setting with collected cells, the provenance appendix.
 
     Raises
     ------
     LawfitError
         If ``ds`` is not a dataset or a readable path.
     """
-    from lawfit.budget import budget_sensitivity
-    from lawfit.capacity import bits_per_parameter, predict_capacity
-    from lawfit.compare import compare
-    from lawfit.fitting import fit
-    from lawfit.memft import memft_savings
-    from lawfit.transition import phase_transition
-
     ds = load(ds)
-    B: list = []
-    results: dict = {}
-    B.append(("h1", "lawfit report"))
+    say = progress or (lambda _text: None)
+    opt = _Options(
+        int(bootstrap),
+        float(confidence_level),
+        rng,
+        None if targets_length is None else tuple(targets_length),
+    )
+    found, empty = _split_settings(ds)
+    settings = [_Setting(label, sub, _sft(sub), {}) for label, sub in found]
+    body: list = []
+    for st in settings:
+        body.append(("h2", f"Setting: {st.label}"))
+        for title, section in SECTIONS:
+            say(f"{st.label}: {title}")
+            body += _run_section(title, section, st, opt)
+    counts = _count_cells(ds)
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    B.append(("p", f"Generated {created} by lawfit; bootstrap {bootstrap} replicates, "
-                   f"{confidence_level:.0%} intervals, seed {rng}."))
-    # -- overview
-    B.append(("h2", "Dataset"))
-    B.append(("p", "Dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
-                   + ". Variables: " + ", ".join(sorted(ds.data_vars)) + "."))
-    if str(ds.attrs.get("synthetic", "")).lower() == "true":
-        B.append(("note", "this dataset is SYNTHETIC (attrs synthetic=true): numbers below "
-                          "describe the simulator, not a model."))
-    if str(ds.attrs.get("complete", "true")).lower() == "false":
-        B.append(("note", f"this dataset is PARTIAL: {ds.attrs.get('n_cells_done', '?')} of "
-                          f"{ds.attrs.get('n_cells', '?')} cells of its sweep are collected "
-                          "(attrs complete=false); cells not yet run have status 'not_run' and "
-                          "every number below rests on the collected cells only."))
-    if "status" in ds:
-        st = pd.Series(np.asarray(ds["status"].values).ravel().astype(str)).value_counts()
-        B.append(("table", st.rename_axis("status").reset_index(name="cells")))
-    for key in ("git_revision", "created", "schema_version"):
-        if key in ds.attrs:
-            B.append(("p", f"{key}: {ds.attrs[key]}"))
-    if "loss_reduction" not in ds or "rank" not in ds.dims or "length" not in ds.dims:
-        B.append(("note", "no loss_reduction over rank and length: the law, model selection "
-                          "and capacity sections are skipped."))
-    for label, sub in _settings(ds):
-        res: dict = {}
-        results[label] = res
-        B.append(("h2", f"Setting: {label}"))
-        if "status" in sub and not bool((sub["status"] == "ok").any()):
-            B.append(("note", "no cell of this setting has status 'ok' (nothing collected): "
-                              "skipped."))
-            continue
-        sft = _sft(sub)
-        law_ok = sft is not None and _has_ok_cells(sft) and "rank" in sub.dims \
-            and "length" in sub.dims
-        if sft is None:
-            B.append(("note", "no 'sft' method in this setting: law sections skipped."))
-        # 1. model selection
-        B.append(("h3", "Which form? (model selection on SFT cells)"))
-        if law_ok:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    cmp = compare(sft)
-                res["compare"] = cmp
-                cols = ["form", "k", "n_obs", "delta_aicc", "weight_aicc", "delta_bic",
-                        "weight_bic", "r2", "rmse", "extrap_rank_rmse", "extrap_length_rmse"]
-                B.append(("p", f"Best form by AICc: **{cmp.best}** "
-                               f"(Akaike weight {cmp.table['weight_aicc'].iloc[0]:.3f})."))
-                B.append(("table", cmp.table[cols]))
-                if len(cmp.lr_tests):
-                    B.append(("p", "Likelihood-ratio tests of nested pairs:"))
-                    B.append(("table", cmp.lr_tests))
-                for n in cmp.notes:
-                    B.append(("note", n))
-                if any("Breusch-Pagan" in n for n in cmp.notes):
-                    try:
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            cmp_log = compare(sft, space="log")
-                    except LawfitError as exc:
-                        B.append(("note", f"log-space comparison not possible: {exc}"))
-                        cmp_log = None
-                if any("Breusch-Pagan" in n for n in cmp.notes) and cmp_log is not None:
-                    res["compare_log"] = cmp_log
-                    B.append(("p", "Heteroscedastic residuals: the same comparison in log space "
-                                   f"(preferred here). Best form: **{cmp_log.best}** (Akaike "
-                                   f"weight {cmp_log.table['weight_aicc'].iloc[0]:.3f})."))
-                    B.append(("table", cmp_log.table[cols]))
-            except LawfitError as exc:
-                B.append(("note", f"model selection skipped: {exc}"))
-        else:
-            B.append(("note", "skipped: no ok SFT cells with loss_reduction over rank and "
-                              "length."))
-        # 2. the paper's law with CIs
-        B.append(("h3", "The Parametric Memory Law ΔL = C·r^α·ℓ^(−β) + b (SFT)"))
-        law = None
-        if law_ok:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    law = fit(sft, "power_law", bootstrap=int(bootstrap), unit="cell",
-                              confidence_level=confidence_level, rng=rng)
-                res["law"] = law
-                tab = law.to_dataframe().reset_index()
-                B.append(("table", tab))
-                B.append(("p", f"n = {law.n_obs} cells fitted ({law.n_excluded} excluded: "
-                               f"not ok or memorized), R² = {law.r2:.4f}, RMSE = "
-                               f"{law.rmse:.4g} nats. Paper: α ≈ 0.6, β ≈ 0.5, R² > 0.98."))
-                for fl in law.flags:
-                    B.append(("note", f"flag: {fl}"))
-            except LawfitError as exc:
-                B.append(("note", f"law not fitted: {exc}"))
-        else:
-            B.append(("note", "skipped: no ok SFT cells."))
-        # 2b. training budget
-        B.append(("h3", "Training budget: had ΔL stopped moving?"))
-        if law is not None and "loss_curve" in sft:
-            try:
-                bs = budget_sensitivity(sft, bootstrap=int(bootstrap), rng=rng,
-                                        confidence_level=confidence_level)
-                res["budget"] = bs
-                conv = bs.convergence
-                counts = conv["stop_reason"].value_counts()
-                B.append(("p", f"Stop reasons of the {len(conv)} ok SFT cells: "
-                               + ", ".join(f"{k} {v}" for k, v in counts.items())
-                               + f". Still improving at the budget (ΔL grew by more than "
-                               f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} "
-                               f"steps): {int(conv['still_improving'].sum())}."))
-                B.append(("p", "The law refitted as if the sweep had stopped earlier (ΔL read "
-                               "from the recorded trajectories):"))
-                cols = [c for c in ("budget", "n_obs", "n_truncated", "r2", "alpha", "alpha_low",
-                                    "alpha_high", "beta", "beta_low", "beta_high")
-                        if c in bs.table]
-                B.append(("table", bs.table[cols]))
-                for n in bs.notes:
-                    B.append(("note", n))
-            except LawfitError as exc:
-                B.append(("note", f"budget analysis skipped: {exc}"))
-        else:
-            B.append(("note", "skipped: needs the fitted law and trajectories (loss_curve)."))
-        # 3. capacity
-        B.append(("h3", "Capacity: rank needed for verbatim recall (loss_after ≤ ln 2)"))
-        if law is not None:
-            try:
-                obs = np.unique(sft["length"].values).astype(float)
-                lens = (np.asarray(targets_length, float) if targets_length is not None
-                        else np.concatenate([obs, [2 * obs.max()]]))
-                pc = predict_capacity(law, length=lens, target=LN2, target_kind="loss_after",
-                                      data=sft)
-                res["capacity"] = pc
-                cols = [c for c in ("length", "loss_before", "target_dL", "estimate", "low",
-                                    "high", "n_params_estimate", "n_unreachable",
-                                    "extrapolated")
-                        if c in pc.table]
-                B.append(("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})))
-                rmax = float(sft["rank"].max())
-                pl = predict_capacity(law, rank=rmax, target=0.5)
-                res["capacity_length"] = pl
-                t = pl.table.iloc[0]
-                est = (f"{t['estimate']:.4g} tokens" if np.isfinite(t["estimate"])
-                       else "beyond the search range (the law never falls below the target)"
-                       if t["estimate"] > 0 else "none (unreachable even for short targets)")
-                B.append(("p", f"Longest target over which rank {rmax:g} still reduces the loss "
-                               f"by ΔL ≥ 0.5 nats/token: {est} "
-                               f"[{_fmt(float(t['low']))}, {_fmt(float(t['high']))}]"
-                               + (" (extrapolated)." if t["extrapolated"] else ".")))
-                for n in pc.notes:
-                    B.append(("note", n))
-            except LawfitError as exc:
-                B.append(("note", f"capacity predictions skipped: {exc}"))
-        else:
-            B.append(("note", "skipped: needs the fitted law."))
-        B.append(("h3", "Bits stored per adapter parameter"))
-        if sft is not None:
-            try:
-                bits = bits_per_parameter(sft)
-                res["bits"] = bits
-                if len(bits.by_rank):
-                    B.append(("table", bits.by_rank))
-                B.append(("p", "Anchors: " + "; ".join(
-                    f"{k}: {v} bits/param" for k, v in bits.anchors.items())
-                    + (f". Largest measured: {bits.max_bits_per_param:.3g} bits/param."
-                       if math.isfinite(bits.max_bits_per_param) else ".")))
-                for n in bits.notes:
-                    B.append(("note", n))
-            except LawfitError as exc:
-                B.append(("note", f"bits per parameter skipped: {exc}"))
-        # 4. phase transition
-        B.append(("h3", "Phase transition of verbatim recall (SFT)"))
-        if sft is not None:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    pt = phase_transition(sft, bootstrap=int(bootstrap), rng=rng,
-                                          confidence_level=confidence_level)
-                res["transition"] = pt
-                B.append(("table", pt.to_dataframe()))
-                if pt.sufficiency is not None:
-                    s = pt.sufficiency
-                    B.append(("p", f"Sufficiency: {s.n_violations} of {s.n_eligible} tokens with "
-                                   f"p_after > 0.5 and an intact prefix were not recalled "
-                                   f"(ties: {s.n_ties}); necessity rate "
-                                   f"{s.necessity_rate:.4f}."))
-                if pt.cascade is not None:
-                    c = pt.cascade
-                    B.append(("p", f"Cascade: Spearman ρ = {c.rho:.3f} [{c.ci[0]:.3f}, "
-                                   f"{c.ci[1]:.3f}] over {c.n_units} {c.unit}s "
-                                   "(paper: ρ = 0.908 over 155 runs)."))
-                if pt.sequence is not None:
-                    B.append(("table", pt.sequence.table.reset_index()))
-                if pt.bimodality is not None:
-                    B.append(("table", pt.bimodality))
-                for n in pt.notes:
-                    B.append(("note", n))
-            except LawfitError as exc:
-                B.append(("note", f"phase transition skipped: {exc}"))
-        # 5. memft
-        B.append(("h3", "MemFT savings over SFT"))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ms = memft_savings(sub.squeeze(drop=False), bootstrap=int(bootstrap), rng=rng,
-                                   confidence_level=confidence_level)
-            res["memft"] = ms
-            if ms.budget is not None:
-                tb = ms.budget.summary_table
-                B.append(("p", "Share of SFT's loss weight spent on tokens already above "
-                               "p = 0.5 (what MemFT-OT masks):"))
-                B.append(("table", tb[tb["rank"].astype(str) == "all"]))
-            if len(ms.predictions):
-                cols = [c for c in ms.predictions.columns if not c.startswith("n_unreach")]
-                B.append(("p", f"Predicted capacity for {ms.target}:"))
-                B.append(("table", ms.predictions[cols]))
-            if len(ms.validation):
-                keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_sft_measured",
-                                    "exact_match", "exact_match_sft", "steps", "steps_sft",
-                                    "steps_ratio", "dL_memft_law",
-                                    "inside_memft_pi", "dL_memft_law_heldout", "dL_sft_law",
-                                    "gain_over_sft_law", "sft_equivalent_rank",
-                                    "saving_measured") if c in ms.validation]
-                B.append(("p", "Measured MemFT cells against the laws:"))
-                B.append(("table", ms.validation[keep]))
-            for n in ms.notes:
-                B.append(("note", n))
-        except LawfitError as exc:
-            B.append(("note", f"MemFT section skipped: {exc}"))
-    B.append(("h2", "Provenance"))
-    cfg = ds.attrs.get("config")
-    if cfg:
-        try:
-            cfg = json.dumps(json.loads(cfg), indent=1)[:4000]
-        except (TypeError, ValueError):
-            cfg = str(cfg)[:4000]
-        B.append(("pre", cfg))
-    else:
-        B.append(("note", "the dataset carries no 'config' attribute."))
-    return Report(blocks=tuple(B), results=results)
+    head: list = [
+        ("h1", "lawfit report"),
+        (
+            "p",
+            f"Generated {created} by lawfit; bootstrap {bootstrap} replicates, "
+            f"{confidence_level:.0%} intervals, seed {rng}.",
+        ),
+    ]
+    blocks = (
+        head
+        + _summary(settings, counts, empty)
+        + _dataset_section(ds, counts)
+        + body
+        + _provenance(ds)
+    )
+    return Report(blocks=tuple(blocks), results={st.label: st.results for st in settings})

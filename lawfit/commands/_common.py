@@ -13,11 +13,60 @@ def add_data_args(p, *, sel=True):
                        help="select a coordinate first (repeatable), e.g. --sel task=phonebook")
 
 
+SPACE_HELP = ("fit in linear ΔL or in log ΔL (log: for residual spread that grows with ΔL) "
+              "(default: linear)")
+
+
+def add_uncertainty_args(p, *, bootstrap: int) -> None:
+    """Add ``--bootstrap N``, ``--level`` and ``--seed`` with their help texts."""
+    p.add_argument("--bootstrap", type=int, default=bootstrap, metavar="N",
+                   help=f"bootstrap replicates behind the intervals (default: {bootstrap})")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of the intervals (default: 0.95)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the bootstrap: same seed, same numbers (default: 0)")
+
+
+def check_output_path(path, flag: str) -> None:
+    """Fail before any work when ``path`` cannot be written.
+
+    Parameters
+    ----------
+    path : str or path-like or None
+        The output file a command will write at its end (None: nothing to check).
+    flag : str
+        The option that named it, for the message (e.g. ``"-o"``).
+
+    Raises
+    ------
+    LawfitError
+        If the folder does not exist, is not writable, or ``path`` is a folder.
+    """
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise LawfitError(f"{flag} {path}: that is a folder; expected a file name, e.g. "
+                          f"{p / 'out'}.")
+    if not folder.is_dir():
+        raise LawfitError(f"{flag} {path}: the folder {str(folder)!r} does not exist; create "
+                          f"it first (mkdir -p {folder}) or write elsewhere.")
+    if not os.access(folder, os.W_OK):
+        raise LawfitError(f"{flag} {path}: the folder {str(folder)!r} is not writable; "
+                          "choose another output path.")
+
+
 def open_selected(args):
-    """Open ``args.data`` and apply ``--sel``."""
+    """Check the output paths (``-o``, ``--csv``), then open ``args.data`` and apply ``--sel``."""
     from lawfit.commands.fit import apply_sel, parse_sel
     from lawfit.data import open_dataset
 
+    check_output_path(getattr(args, "output", None), "-o")
+    check_output_path(getattr(args, "csv", None), "--csv")
     ds = open_dataset(args.data)
     return apply_sel(ds, parse_sel(getattr(args, "sel", [])))
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.commands._common import (
+    SPACE_HELP,
+    add_data_args,
+    add_uncertainty_args,
+    open_selected,
+    write_csv,
+)
 
 _EPILOG = """\
 examples:
@@ -30,10 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="look-back for 'still improving' (default 100)")
     p.add_argument("--tol", type=float, default=0.01,
                    help="relative ΔL gain over the window that counts as improving (0.01)")
-    p.add_argument("--space", choices=["linear", "log"], default="linear")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="N")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    add_uncertainty_args(p, bootstrap=200)
     p.add_argument("--csv", default=None, metavar="OUT", help="write the per-cell table")
     p.add_argument("--trajectory", action="store_true",
                    help="also print each cell's ΔL at every budget of --budgets")

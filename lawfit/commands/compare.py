@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.commands._common import SPACE_HELP, add_data_args, open_selected, write_csv
 
 _EPILOG = """\
 examples:
@@ -23,8 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--forms", nargs="+", default=None, metavar="FORM",
                    help="registered forms to compare (default: the built-in candidates)")
-    p.add_argument("--space", choices=["linear", "log"], default="linear")
-    p.add_argument("--criterion", choices=["aicc", "bic"], default="aicc")
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    p.add_argument("--criterion", choices=["aicc", "bic"], default="aicc",
+                   help="information criterion that ranks the forms (default: aicc)")
     p.add_argument("--exclude", default="memorized",
                    help="'memorized' (default), 'none', or a loss_after threshold")
     p.add_argument("--pool", nargs="+", default=[], metavar="DIM",

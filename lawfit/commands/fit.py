@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from lawfit._tokens import GROUP_DIMS
+from lawfit.commands._common import SPACE_HELP
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -84,13 +85,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="select a coordinate first (repeatable)")
     p.add_argument("--exclude", default="memorized",
                    help="'memorized' (loss_after <= ln 2, default), 'none', or a threshold")
-    p.add_argument("--loss", choices=["l2", "huber"], default="l2")
-    p.add_argument("--huber-delta", type=float, default=None)
-    p.add_argument("--space", choices=["linear", "log"], default="linear")
+    p.add_argument("--loss", choices=["l2", "huber"], default="l2",
+                   help="least squares (l2) or the outlier-robust Huber loss (default: l2)")
+    p.add_argument("--huber-delta", type=float, default=None,
+                   help="Huber threshold in fit-space units (default: 1.345 x the MAD scale "
+                        "of the least-squares residuals)")
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates")
     p.add_argument("--unit", default="cell",
                    help="resampling unit: cell, seed, run, residual, wild (default: cell)")
-    p.add_argument("--ci-method", choices=["percentile", "bca"], default="percentile")
+    p.add_argument("--ci-method", choices=["percentile", "bca"], default="percentile",
+                   help="bootstrap interval: percentile or bias-corrected accelerated "
+                        "(default: percentile)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
@@ -101,8 +107,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Execute ``lawfit fit``."""
     import lawfit
+    from lawfit.commands._common import check_output_path
     from lawfit.data import open_dataset
 
+    check_output_path(args.json, "--json")
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
     exclude = args.exclude
     if isinstance(exclude, str) and exclude.lower() == "none":

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.commands._common import (
+    add_data_args,
+    add_uncertainty_args,
+    open_selected,
+    write_csv,
+)
 
 _EPILOG = """\
 examples:
@@ -26,11 +31,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=math.log(2.0),
                    help="fidelity target (default ln 2 on loss_after)")
     p.add_argument("--target-kind", choices=["loss_after", "loss_reduction"],
-                   default="loss_after")
-    p.add_argument("--lengths", nargs="+", type=float, default=None)
-    p.add_argument("--bootstrap", type=int, default=500, metavar="N")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+                   default="loss_after",
+                   help="what --target is: a loss reduction dL or a loss after training, both "
+                        "in nats/token (default: loss_after)")
+    p.add_argument("--lengths", nargs="+", type=float, default=None,
+                   help="target lengths at which to predict the savings (default: the "
+                        "observed lengths and 2x and 4x the longest)")
+    add_uncertainty_args(p, bootstrap=500)
     p.add_argument("--csv", default=None, metavar="OUT", help="write the predictions table")
     p.set_defaults(func=run)
     return p

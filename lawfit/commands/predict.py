@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.commands._common import (
+    add_data_args,
+    add_uncertainty_args,
+    open_selected,
+    write_csv,
+)
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -32,16 +37,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target", nargs="+", type=float, required=True,
                    help="target dL, or target loss_after (0.693 = ln 2 = recall)")
     p.add_argument("--target-kind", choices=["loss_reduction", "loss_after"],
-                   default="loss_reduction")
+                   default="loss_reduction",
+                   help="what --target is: a loss reduction dL or a loss after training, both "
+                        "in nats/token (default: loss_reduction)")
     p.add_argument("--loss-before", type=float, default=None,
                    help="base-model loss (nats/token); default: from the data")
-    p.add_argument("--form", default="power_law")
-    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N")
-    p.add_argument("--unit", default="cell")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--csv", default=None, metavar="OUT")
+    p.add_argument("--form", default="power_law",
+                   help="registered form to fit and invert (default: power_law)")
+    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
+                   help="capacity input: LoRA rank or trainable parameter count (default: rank)")
+    add_uncertainty_args(p, bootstrap=1000)
+    p.add_argument("--unit", default="cell",
+                   help="bootstrap resampling unit: cell, seed, run, residual, wild "
+                        "(default: cell)")
+    p.add_argument("--csv", default=None, metavar="OUT", help="write the predictions table")
     p.set_defaults(func=run)
     return p
 

@@ -28,20 +28,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output file (default: standard output)")
     p.add_argument("--format", choices=["md", "html"], default=None,
                    help="output format (default: from the suffix of -o, else md)")
-    p.add_argument("--bootstrap", type=int, default=500, metavar="N")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=500, metavar="N",
+                   help="bootstrap replicates behind every interval (default: 500)")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of every interval (default: 0.95)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed gives the same report (default: 0)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print no progress (by default each section is announced on stderr)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     """Execute ``lawfit report``."""
+    import time
+
     from lawfit.report import build_report
 
-    ds = open_selected(args)
+    ds = open_selected(args)  # checks -o first: fail before any work
+    started = time.perf_counter()
+
+    def announce(text: str) -> None:
+        print(f"[{time.perf_counter() - started:5.1f} s] {text}", file=sys.stderr, flush=True)
+
     rep = build_report(ds, bootstrap=args.bootstrap, confidence_level=args.level,
-                       rng=args.seed)
+                       rng=args.seed, progress=None if args.quiet else announce)
     fmt = args.format
     if args.output:
         rep.save(args.output, format=fmt)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import add_data_args, open_selected, write_csv
+from lawfit.commands._common import (
+    add_data_args,
+    add_uncertainty_args,
+    open_selected,
+    write_csv,
+)
 
 _EPILOG = """\
 examples:
@@ -20,14 +25,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Token- and cell-level analysis of the p > 0.5 phase transition.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N")
+    add_uncertainty_args(p, bootstrap=1000)
     p.add_argument("--unit", choices=["run", "entry"], default="run",
                    help="unit of the cascade correlation (default: run)")
-    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank")
+    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
+                   help="capacity axis of the cell-level transition: LoRA rank or trainable "
+                        "parameters (default: rank)")
     p.add_argument("--beta", type=float, default=None,
                    help="fix the length exponent of the capacity variable")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, metavar="OUT", help="write the tidy table")
     p.set_defaults(func=run)
     return p

@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from collect.cli import main as collect_main
 from collect.config import config_from_dict, load_config
 from collect.errors import CollectError
 from collect.launch import chunk, launch
-from collect.store import merge
+from collect.store import cell_path, merge, state_path, write_state
 from collect.sweep import run_sweep
 
 CONTRACT_DIMS = {
@@ -164,17 +166,21 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, finish
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+
+    def unfinished_checkpoints():  # a finished cell may still show its checkpoint briefly
+        names = [p.name.removesuffix(".partial.pt") for p in out.glob("cells/*.partial.pt")]
+        return [n for n in names if not (out / "cells" / f"{n}.nc").exists()]
+
     deadline = time.time() + 120
     while time.time() < deadline and not (
-        len(list((out / "cells").glob("*.nc"))) >= 2 and list((out / "cells").glob("*.partial.pt"))
+        len(list((out / "cells").glob("*.nc"))) >= 2 and unfinished_checkpoints()
     ):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    partials = list((out / "cells").glob("*.partial.pt"))
-    assert partials, "the kill must land inside a cell that has a checkpoint"
-    killed = partials[0].name.removesuffix(".partial.pt")
-    assert not (out / "cells" / f"{killed}.nc").exists()
+    killed_cells = unfinished_checkpoints()
+    assert killed_cells, "the kill must land inside a cell that has a checkpoint"
+    killed = killed_cells[0]
     assert collect_main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert not list((out / "cells").glob("*.partial.pt"))
     resumed = xr.open_dataset(out / "dataset.nc").load()
@@ -187,6 +193,72 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, finish
     )
     cell = xr.load_dataset(out / "cells" / f"{killed}.nc")
     assert 0 < cell.attrs["resumed_from_step"] <= int(cell["steps"])  # not rerun from step 0
+
+
+def test_a_finished_cell_with_a_leftover_checkpoint_counts_as_finished(
+    tmp_path, finished, tiny_sweep, capsys
+):
+    """A kill between writing a cell and deleting its checkpoint leaves both: finished."""
+    config, done, reference = finished
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    key = config.cells()[0]
+    cell = cell_path(out, key)
+    write_state(out, key, {"step": 3}, {"fingerprint": config.fingerprint()}, kind="partial")
+    mtime = cell.stat().st_mtime_ns
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_sweep()))
+    assert collect_main(["plan", str(cfg), "--out", str(out)]) == 0
+    assert ", 0 pending" in capsys.readouterr().out
+    assert merge(config, out).attrs["complete"] == "true"
+    run_sweep(config, out, progress=False)
+    assert cell.stat().st_mtime_ns == mtime  # not rerun
+    assert not state_path(out, key, "partial").exists()  # the stale checkpoint is gone
+    assert "nothing to do" in capsys.readouterr().err
+
+
+def test_collect_run_shows_progress_inside_a_cell(tmp_path, tiny_sweep, capsys):
+    """Per logged step: step count, loss and the share above 0.5; a line per cell; a summary."""
+    raw = tiny_sweep(defaults={**tiny_sweep()["defaults"], "ranks": [1], "lengths": [20]})
+    raw["grid"] = raw["grid"][:1]
+    raw["train"] = {"max_steps": 20, "log_every": 5, "stop_when_memorized": False}
+    cfg = tmp_path / "one.json"
+    cfg.write_text(json.dumps(raw))
+    assert collect_main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    steps = [int(s) for s in re.findall(r"(\d+)/20 \[[^]]*, loss \d+\.\d+, above 0\.5: \d+%", err)]
+    assert sorted(set(steps)) == [0, 5, 10, 15, 20]  # every logged step was shown
+    assert "long_context sft r=1 l=20 s=0: ok (budget at step 20), ΔL " in err
+    assert "done in " in err and "1 budget" in err
+    assert "tiny cells" in err  # the bar's label is the sweep's name
+
+
+def test_run_cell_reports_every_logged_step(tiny):
+    import torch
+
+    from collect.probe import TrainConfig, run_cell
+    from collect.tasks import build_task
+
+    model, tokenizer = tiny
+    entries = build_task("long_context", tokenizer, 20, random_ratio=1.0, data_seed=0)
+    seen = []
+    train = TrainConfig(max_steps=12, log_every=4, stop_when_memorized=False)
+    result, _ = run_cell(
+        model,
+        tokenizer,
+        entries,
+        task="long_context",
+        method="sft",
+        modules="mlp@2",
+        rank=1,
+        seed=0,
+        train=train,
+        device=torch.device("cpu"),
+        progress=lambda *a: seen.append(a),
+    )
+    assert [s for s, _, _ in seen] == [0, 4, 8, 12] == result.curve_steps.tolist()
+    assert [loss for _, loss, _ in seen] == pytest.approx(result.loss_curve.tolist())
+    assert [f for _, _, f in seen] == pytest.approx(result.frac_above_curve.tolist())
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,14 @@
+import importlib
+import math
+import time
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
+import lawfit.report
 from lawfit.cli import main
 from lawfit.errors import LawfitError
 from lawfit.report import build_report
@@ -100,8 +107,10 @@ def test_report_skips_settings_with_nothing_collected(full):
                      ds.expand_dims(random_ratio=[0.0]).assign(
                          status=lambda d: xr.full_like(d["status"], "not_run"))],
                     dim="random_ratio")
-    md = build_report(two, bootstrap=0).to_markdown()
-    assert "random_ratio=0.0" in md and "nothing collected" in md
+    rep = build_report(two, bootstrap=0)
+    md = rep.to_markdown()
+    assert "Settings with nothing collected (no section): random_ratio=0.0" in md
+    assert "## Setting: random_ratio=0.0" not in md and set(rep.results) == {"random_ratio=1.0"}
     assert md.count("Best form by AICc") == 1
 
 
@@ -110,5 +119,130 @@ def test_report_says_when_a_dataset_is_partial():
                                                        n_cells_done=112)
     md = build_report(ds, bootstrap=0).to_markdown()
     assert "PARTIAL: 112 of 200 cells" in md
+    assert "The sweep has 200 cells: 112 finished, 88 not yet run" in md
     complete = synthetic_dataset(rng=0, seeds=2).assign_attrs(complete="true")
     assert "PARTIAL" not in build_report(complete, bootstrap=0).to_markdown()
+
+
+def _one_cell():
+    return synthetic_token_dataset(entry_tokens=8, n_steps=4, ranks=(1,), lengths=(64,),
+                                   seeds=(0,), rng=0)
+
+
+def test_report_on_a_single_cell_skips_what_it_cannot_compute():
+    """One cell, one rank (as `collect run --ranks 1 --lengths 64` writes): no crash."""
+    rep = build_report(_one_cell(), bootstrap=20)
+    md = rep.to_markdown()
+    assert "## Summary" in md and "not fitted" in md
+    assert "single rank" in md  # the law says why it was skipped
+    assert "failed:" not in md and "errors" not in rep.results["task=long_context"]
+
+
+def test_report_on_memorized_cells_only_says_why_the_law_is_missing():
+    ds = synthetic_token_dataset(entry_tokens=8, ranks=(1, 2, 4), lengths=(64, 128), rng=0)
+    ds["loss_after"] = xr.full_like(ds["loss_after"], 0.1)  # every cell memorized
+    md = build_report(ds, bootstrap=0).to_markdown()
+    assert "law (SFT, 95% CI)" in md and "not fitted" in md
+    assert "| ok, memorized (loss_after ≤ ln 2) | 12 |" in md
+    assert "Ranks collected: [1, 2, 4]; not memorized (loss_after > ln 2, what the law " \
+           "fits): []" in md
+
+
+def test_report_opens_with_a_summary_and_ends_with_collapsed_provenance(full):
+    ds, _ = full
+    md = build_report(ds.assign_attrs(config='{"name": "x"}'), bootstrap=30).to_markdown()
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert heads[0] == "## Summary" and heads[-1] == "## Appendix: provenance"
+    summary = md.split("## Dataset")[0]
+    assert "α = " in summary and "p* = " in summary and "bits/param" in summary
+    assert "memft_ot:" in summary  # a MemFT verdict
+    assert "<details><summary>" in md and '"name": "x"' in md.split("<details>")[1]
+
+
+def test_memorized_and_never_run_cells_are_counted_apart(full):
+    ds, _ = full
+    md = build_report(ds, bootstrap=0).to_markdown()
+    mem = int(((ds["loss_after"] <= math.log(2)) & (ds["status"] == "ok")).sum())
+    assert f"| ok, memorized (loss_after ≤ ln 2) | {mem} |" in md
+    assert "not_run" not in md.split("## Setting")[0]  # no product-of-coordinates count
+
+
+@pytest.mark.parametrize("p_value", [0.001, 0.5])
+def test_log_space_selection_follows_the_breusch_pagan_p_value(full, monkeypatch, p_value):
+    ds, _ = full
+    compare_module = importlib.import_module("lawfit.compare")  # lawfit.compare: the function
+    monkeypatch.setattr(compare_module, "_heteroscedasticity", lambda pts: p_value)
+    res = build_report(ds.sel(method=["sft"]), bootstrap=0).results["task=long_context"]
+    assert ("compare_log" in res) == (p_value < lawfit.report.HETEROSCEDASTIC_P)
+
+
+def test_log_space_is_chosen_for_multiplicative_noise_only():
+    """Known truth: log-normal noise is heteroscedastic in ΔL, additive noise is not."""
+    kw = {"ranks": (1, 2, 4, 8, 16, 32, 64, 128), "lengths": (64, 256, 1024, 4096),
+          "seeds": 3, "rng": 1}
+    opt = lawfit.report._Options(bootstrap=0, level=0.95, rng=0, targets_length=None)
+    for noise, expected in ((("multiplicative", 0.4), True), (("additive", 0.05), False)):
+        ds = synthetic_dataset(noise_model=noise[0], noise=noise[1], **kw)
+        st = lawfit.report._Setting("all cells", ds, ds, {})
+        lawfit.report._model_selection(st, opt)
+        assert ("compare_log" in st.results) == expected, noise
+
+
+def test_an_unexpected_error_in_one_section_does_not_sink_the_report(full, monkeypatch):
+    ds, _ = full
+
+    def broken(st, opt):
+        raise KeyError("boom")
+
+    sections = tuple((t, broken if t.startswith("Bits") else f)
+                     for t, f in lawfit.report.SECTIONS)
+    monkeypatch.setattr(lawfit.report, "SECTIONS", sections)
+    rep = build_report(ds, bootstrap=0)
+    md = rep.to_markdown()
+    assert "failed: KeyError: 'boom'" in md and "Phase transition" in md
+    assert "sections that failed" in md.split("## Dataset")[0]
+
+
+def test_impossible_law_values_and_memorized_savings_are_blanked():
+    val = pd.DataFrame({"method": ["memft_ot"] * 2, "rank": [16, 1], "length": [128, 512],
+                        "dL_sft_law": [40.2, 3.4], "gain_over_sft_law": [-27.0, 0.05],
+                        "saving_measured": [-6.2, 0.02], "memorized": [True, False]})
+    ds = xr.Dataset({"loss_before": ("length", [13.4, 13.2])}, coords={"length": [128, 512]})
+    out, notes = lawfit.report._plausible_validation(val, ds)
+    assert np.isnan(out["dL_sft_law"][0]) and np.isnan(out["gain_over_sft_law"][0])
+    assert out["dL_sft_law"][1] == 3.4 and out["saving_measured"][1] == 0.02
+    assert np.isnan(out["saving_measured"][0])
+    assert any("1 law value(s) above the cell's loss_before" in n for n in notes)
+
+
+def test_no_saving_is_claimed_for_a_method_its_law_does_not_describe():
+    preds = pd.DataFrame({"method": ["memft_ot", "memft_sw"], "saving": [0.03, -2.8],
+                          "saving_low": [-0.05, -3.4], "saving_high": [0.13, -1.5],
+                          "memft_rmse": [0.24, 0.57]})
+    ms = SimpleNamespace(predictions=preds, fits={"sft": SimpleNamespace(rmse=0.22)})
+    kept, notes, claims = lawfit.report._claimable_predictions(ms)
+    assert kept["method"].tolist() == ["memft_ot"]
+    assert claims[0].startswith("memft_ot: no saving detected")
+    assert "no saving claimed" in claims[1] and "memft_sw" in notes[0]
+
+
+def test_cli_checks_the_output_path_before_any_work(full, tmp_path, capsys):
+    _, path = full
+    started = time.perf_counter()
+    assert main(["report", str(path), "-o", str(tmp_path / "missing" / "x.md")]) == 2
+    assert time.perf_counter() - started < 1.0
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert main(["fit", str(path), "--json", str(tmp_path / "missing" / "x.json")]) == 2
+    assert main(["report", str(path), "-o", str(tmp_path)]) == 2
+    assert "that is a folder" in capsys.readouterr().err
+
+
+def test_cli_report_announces_each_section(full, tmp_path, capsys):
+    _, path = full
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md"), "--bootstrap", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "task=long_context: The Parametric Memory Law" in err
+    assert err.count("\n") >= len(lawfit.report.SECTIONS)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md"), "--bootstrap", "0",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.strip() == f"wrote {tmp_path / 'r.md'}"
