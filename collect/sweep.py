@@ -50,7 +50,7 @@ from collect.store import (
     write_json_atomic,
     write_state,
 )
-from collect.tasks import build_task, validate_task
+from collect.tasks import build_task, target_entropy, validate_task
 
 
 def _group(key: CellKey) -> tuple:
@@ -358,6 +358,14 @@ def run_sweep(
                 data_seed=config.data_seed,
                 source=config.source_for(task),
             )
+            entropy = target_entropy(
+                task,
+                loaded.tokenizer,
+                entries,
+                random_ratio=ratio,
+                data_seed=config.data_seed,
+                source=config.source_for(task),
+            )
             for key in group:
                 # another worker on this directory may have finished or taken it meanwhile
                 done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
@@ -393,7 +401,8 @@ def run_sweep(
                         checkpoint_every=60.0 * (config.checkpoint_minutes or 0.0),
                     )
                     result.wall_time += prior
-                    attrs.update(where, collected=now_utc())
+                    result.entropy_bits = entropy.bits
+                    attrs.update(where, collected=now_utc(), entropy_basis=entropy.basis)
                     if extended is not None:
                         attrs.update(extended_from=extended, extension="resumed")
                     if result.state is not None:
