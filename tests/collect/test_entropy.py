@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import lawfit.information
 from collect.config import config_from_dict
 from collect.sweep import run_sweep
 from collect.tasks import build_task, random_token_pool, target_entropy
@@ -133,3 +134,29 @@ def test_sweep_records_entropy_in_cells_and_merged_dataset(tmp_path, tiny_sweep)
     np.testing.assert_allclose(pb, ([LOG2_9] + [LOG2_10] * 9) * 2)
     bases = json.loads(ds.attrs["entropy_basis"])
     assert any("uniform over 256" in b for b in bases.values())
+
+
+def test_old_collect_datasets_derive_entropy_from_their_metadata(tmp_path, tiny_sweep):
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "modules": ["mlp@2"],
+            "ranks": [1],
+            "lengths": [20],
+            "seeds": [0],
+        },
+        train={"max_steps": 2, "log_every": 1},
+    )
+    new = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
+    old = new.drop_vars("entropy_bits")
+    old.attrs.pop("entropy_basis")
+    recorded, derived = (
+        lawfit.information.information_bits(new),
+        lawfit.information.information_bits(old),
+    )
+    assert derived.entropy_source.startswith("derived from the task metadata")
+    assert any("derived from its task metadata" in n for n in derived.notes)
+    np.testing.assert_allclose(
+        derived.cells["bits_stored"], recorded.cells["bits_stored"], rtol=0, atol=1e-9
+    )
+    assert json.loads(new.attrs["entropy_basis"])  # the new dataset says how it got H_t
