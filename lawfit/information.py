@@ -23,6 +23,7 @@ with the model's tokenizer (:func:`collect.tasks.target_entropy`). Where no entr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -146,12 +147,10 @@ def _derive_from_metadata(ds: xr.Dataset) -> TargetEntropyBits:
         np.nan,
         dtype=float,
     ).transpose("model", "task", "random_ratio", "length", "token")
-    bases, tokenizers = {}, {}
+    bases = {}
     for model, task, ratio, length in _collected_combos(ds):
         try:
-            if model not in tokenizers:
-                tokenizers[model] = load_tokenizer(model)
-            tok = tokenizers[model]
+            tok = _tokenizer(model, load_tokenizer)
             kw = {
                 "random_ratio": ratio,
                 "data_seed": int(cfg.get("data_seed", 0)),
@@ -172,6 +171,12 @@ def _derive_from_metadata(ds: xr.Dataset) -> TargetEntropyBits:
         "derived from the task metadata (no entropy_bits recorded; targets rebuilt "
         f"with the model's tokenizer from the sweep config): {text}",
     )
+
+
+@functools.cache
+def _tokenizer(model: str, loader):
+    """Load a model's tokenizer once per process (a report derives H_t once per group)."""
+    return loader(model)
 
 
 def _collected_combos(ds: xr.Dataset) -> list[tuple[str, str, float, int]]:
@@ -314,8 +319,10 @@ class InformationBits:
     ----------
     cells : pandas.DataFrame
         One row per ok cell: its coordinates, ``bits_stored``, ``bits_recalled``,
-        ``bits_dl``, ``bits_content`` (Σₜ Hₜ, the most that can be stored) and
-        ``entropy_known`` (every token's Hₜ is known).
+        ``bits_dl``, ``bits_content`` (Σₜ Hₜ, the most that can be stored),
+        ``bits_saved`` (Σₜ Hₜ + log₂ p_after,ₜ without the per-token floor at 0: the net
+        code length saved below the content's entropy, which a noisy prediction does not
+        inflate; ≤ ``bits_stored``) and ``entropy_known`` (every token's Hₜ is known).
     entropy_source : str
         Where Hₜ came from (recorded, given, derived from the metadata, or unknown).
     notes : tuple of str
@@ -383,6 +390,7 @@ def information_bits(ds, entropy=None) -> InformationBits:
             "bits_recalled": bits_recalled(ds, h),
             "bits_dl": bits_dl(ds),
             "bits_content": _sum_valid(h, valid),
+            "bits_saved": _sum_valid(h + np.log2(pa), valid),
             "entropy_known": (h.notnull() | ~valid).all("token"),
         }
     )
@@ -433,7 +441,7 @@ def with_information_bits(
         return out
     info = information_bits(ds, entropy)
     keys = [c for c in info.cells.columns if c in out.columns and not c.startswith("bits")]
-    extra = ["bits_stored", "bits_recalled", "bits_content", "entropy_known"]
+    extra = ["bits_stored", "bits_recalled", "bits_saved", "bits_content", "entropy_known"]
     out = out.merge(info.cells[[*keys, *extra]], on=keys, how="left")
     out["bits_dl"] = out["bits"]
     if kind != "dl":

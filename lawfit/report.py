@@ -375,6 +375,11 @@ def build_report(
                 res["bits"] = bits
                 if len(bits.by_rank):
                     B.append(("table", bits.by_rank))
+                B.append(("p", "bits = information stored, Σₜ max(0, Hₜ − CE_after,ₜ/ln 2) with "
+                               "Hₜ the content's entropy per token; bits_recalled = entropy of "
+                               "the entries recalled exactly; bits_dl = ΔL in bits, which is not "
+                               "information (lawfit.information). Only information compares "
+                               "with the anchors."))
                 B.append(("p", "Anchors: " + "; ".join(
                     f"{k}: {v} bits/param" for k, v in bits.anchors.items())
                     + (f". Largest measured: {bits.max_bits_per_param:.3g} bits/param."

@@ -47,6 +47,11 @@ def test_bits_stored_matches_the_definition_to_1e_9():
     ]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
     # recorded in the dataset or given as an argument: the same numbers
+    # without the floor at 0 per token: the net code length saved, never above bits_stored
+    net = information_bits(cells(p, entropy=h)).cells["bits_saved"].to_numpy()
+    want_net = [np.nansum(h[i] + np.log2(p[i])) for i in range(3)]
+    np.testing.assert_allclose(net, want_net, rtol=0, atol=1e-9)
+    assert np.all(net <= got)
     given = bits_stored(cells(p, entropy=0.0), h[None]).values.ravel()
     np.testing.assert_allclose(given, want, rtol=0, atol=1e-9)
 
