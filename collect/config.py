@@ -80,6 +80,7 @@ class CellKey:
         """Return a readable, filesystem-safe name (plus a hash that makes it unique)."""
         digest = hashlib.sha1(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:10]
         mods = self.modules.replace("@", "-at-").replace("+", "_").replace(",", "_")
+        mods = mods.replace(":", "-")  # carrier specs (memtok:m)
         return (
             f"{self.task}-rr{self.random_ratio:g}-{self.method}-{mods}-r{self.rank}"
             f"-l{self.length}-s{self.seed}-{digest}"

@@ -235,7 +235,7 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
     """Run the checks that need the model (layers, module names, task sizes) before training."""
     for spec_text in sorted({k.modules for k in keys}):
         spec = parse_modules(spec_text)
-        if spec.is_block:
+        if spec.is_block or spec.is_carrier:
             _, layers = decoder_layers(loaded.model)
             resolve_layers(spec, len(layers))
         else:
