@@ -350,22 +350,13 @@ def run_sweep(
         where = cell_provenance(model, loaded.device)
         check_precision(out_dir, where["dtype"])
         for (_, task, ratio, length), group in itertools.groupby(model_keys, key=_group):
-            entries = build_task(
-                task,
-                loaded.tokenizer,
-                length,
-                random_ratio=ratio,
-                data_seed=config.data_seed,
-                source=config.source_for(task),
-            )
-            entropy = target_entropy(
-                task,
-                loaded.tokenizer,
-                entries,
-                random_ratio=ratio,
-                data_seed=config.data_seed,
-                source=config.source_for(task),
-            )
+            how = {
+                "random_ratio": ratio,
+                "data_seed": config.data_seed,
+                "source": config.source_for(task),
+            }
+            entries = build_task(task, loaded.tokenizer, length, **how)
+            entropy = target_entropy(task, loaded.tokenizer, entries, **how)
             for key in group:
                 # another worker on this directory may have finished or taken it meanwhile
                 done_elsewhere = key not in redo and cell_path(out_dir, key).exists()

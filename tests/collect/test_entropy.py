@@ -112,7 +112,9 @@ def test_value_dependent_digit_merges_give_unknown_entropy():
     assert np.isnan(ent.bits).all() and "value-dependent" in ent.basis
 
 
-def test_sweep_records_entropy_in_cells_and_merged_dataset(tmp_path, tiny_sweep):
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory, tiny_sweep):
+    """A two-step tiny sweep: one cell per task, written with entropy_bits."""
     raw = tiny_sweep(
         defaults={
             "models": ["tiny-random"],
@@ -123,8 +125,13 @@ def test_sweep_records_entropy_in_cells_and_merged_dataset(tmp_path, tiny_sweep)
         },
         train={"max_steps": 2, "log_every": 1},
     )
-    ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
-    ds = xr.open_dataset(tmp_path / "d.nc")
+    out = tmp_path_factory.mktemp("entropy_sweep")
+    run_sweep(config_from_dict(raw), out, progress=False, merge_to=out / "d.nc")
+    return xr.load_dataset(out / "d.nc")
+
+
+def test_sweep_records_entropy_in_cells_and_merged_dataset(tiny_dataset):
+    ds = tiny_dataset
     assert ds["entropy_bits"].dims == ds["p_after"].dims
     assert ds["entropy_bits"].attrs["units"] == "bits"
     cell = dict(model="tiny-random", method="sft", modules="mlp@2", rank=1, length=20, seed=0)
@@ -136,27 +143,19 @@ def test_sweep_records_entropy_in_cells_and_merged_dataset(tmp_path, tiny_sweep)
     assert any("uniform over 256" in b for b in bases.values())
 
 
-def test_old_collect_datasets_derive_entropy_from_their_metadata(tmp_path, tiny_sweep):
-    raw = tiny_sweep(
-        defaults={
-            "models": ["tiny-random"],
-            "modules": ["mlp@2"],
-            "ranks": [1],
-            "lengths": [20],
-            "seeds": [0],
-        },
-        train={"max_steps": 2, "log_every": 1},
-    )
-    new = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
+def test_old_collect_datasets_derive_entropy_from_their_metadata(tiny_dataset):
+    new = tiny_dataset
     old = new.drop_vars("entropy_bits")
     old.attrs.pop("entropy_basis")
     recorded, derived = (
         lawfit.information.information_bits(new),
         lawfit.information.information_bits(old),
     )
+    assert recorded.entropy_source.startswith("recorded")
     assert derived.entropy_source.startswith("derived from the task metadata")
     assert any("derived from its task metadata" in n for n in derived.notes)
+    assert len(derived.cells) == int((new["status"] == "ok").sum())
+    assert derived.cells["entropy_known"].all()
     np.testing.assert_allclose(
         derived.cells["bits_stored"], recorded.cells["bits_stored"], rtol=0, atol=1e-9
     )
-    assert json.loads(new.attrs["entropy_basis"])  # the new dataset says how it got H_t
