@@ -159,3 +159,15 @@ def test_old_collect_datasets_derive_entropy_from_their_metadata(tiny_dataset):
     np.testing.assert_allclose(
         derived.cells["bits_stored"], recorded.cells["bits_stored"], rtol=0, atol=1e-9
     )
+
+
+def test_smollm2_entropies(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    lc = build_task("long_context", tok, 8, random_ratio=1.0)
+    ent = target_entropy("long_context", tok, lc, random_ratio=1.0)
+    np.testing.assert_allclose(ent.bits, math.log2(random_token_pool(tok).size), atol=1e-12)
+    assert random_token_pool(tok).size == 49135  # 49,152 ids less special and added ones
+    pb = build_task("phonebook", tok, 20)
+    ent = target_entropy("phonebook", tok, pb)
+    np.testing.assert_allclose(ent.bits, ([LOG2_9] + [LOG2_10] * 9) * 2, atol=1e-12)
+    assert "singly" in ent.basis
