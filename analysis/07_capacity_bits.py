@@ -17,8 +17,11 @@ import lawfit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLS = ["bits_stored", "bits_saved", "bits_recalled", "bits_dl", "bits_max"]
-PER_PARAM = {"bits_stored": "stored/param", "bits_recalled": "recalled/param",
-             "bits_dl": "ΔL bits/param"}
+PER_PARAM = {
+    "bits_stored": "stored/param",
+    "bits_recalled": "recalled/param",
+    "bits_dl": "ΔL bits/param",
+}
 
 
 def markdown(df):
@@ -51,8 +54,9 @@ def main():
     cells = table(res.cells.merge(la[[*keys, "loss_after"]], on=keys))
     print("## Every ok cell\n")
     print(markdown(cells))
-    fitted = cells[(cells.task == "long_context") & (cells.method == "sft")
-                   & (cells.loss_after > math.log(2))]
+    fitted = cells[
+        (cells.task == "long_context") & (cells.method == "sft") & (cells.loss_after > math.log(2))
+    ]
     print(f"\n## The {len(fitted)} cells of the law fit (long-context SFT, loss_after > ln 2)\n")
     print(markdown(fitted))
     print()
