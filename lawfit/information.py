@@ -118,7 +118,8 @@ def _known_somewhere(ds: xr.Dataset) -> bool:
     """Whether ``entropy_bits`` is finite at some token of some ok cell."""
     ent = ds["entropy_bits"]
     cell_dims = tuple(d for d in ent.dims if d != "token")
-    ok = xr.DataArray(ok_mask(ds, cell_dims), dims=cell_dims, coords=ent.drop_vars("token").coords)
+    coords = {d: ent[d] for d in cell_dims if d in ent.coords}
+    ok = xr.DataArray(ok_mask(ds, cell_dims), dims=cell_dims, coords=coords)
     return bool(ent.where(ok).notnull().any())
 
 
