@@ -43,6 +43,11 @@ class ModulesSpec:
         """Whether this is the paper's parallel MLP-block adapter."""
         return self.parts == ("mlp_block",)
 
+    @property
+    def is_carrier(self) -> bool:
+        """Whether this is a carrier other than a weight delta (:mod:`collect.carriers`)."""
+        return self.parts == ("memtok",)
+
 
 def parse_modules(text: str) -> ModulesSpec:
     """Parse a ``modules`` spec such as ``mlp@20``, ``attn+mlp@all`` or ``mlp_block@-10``.
@@ -52,11 +57,17 @@ def parse_modules(text: str) -> ModulesSpec:
     CollectError
         If the text does not follow ``PARTS@LAYERS``.
     """
+    from collect.carriers import parse_carrier
+
+    carrier = parse_carrier(text)
+    if carrier is not None:
+        return carrier
     match = _SPEC.match(text.strip()) if isinstance(text, str) else None
     if not match:
         raise CollectError(
             f"modules spec {text!r} is not understood. Expected PARTS@LAYERS, e.g. 'mlp@20', "
-            "'attn+mlp@all', 'q_proj+v_proj@10,20' or the paper's block adapter 'mlp_block@20'."
+            "'attn+mlp@all', 'q_proj+v_proj@10,20', the paper's block adapter 'mlp_block@20', "
+            "or the memory-token carrier 'memtok:16'."
         )
     parts = tuple(match["parts"].split("+"))
     if "mlp_block" in parts and len(parts) > 1:
@@ -228,6 +239,10 @@ def attach(
     import torch
 
     spec = parse_modules(spec) if isinstance(spec, str) else spec
+    if spec.is_carrier:
+        from collect.carriers import attach_carrier
+
+        return attach_carrier(model, spec, rank, seed=seed)
     if not isinstance(rank, int) or rank <= 0:
         raise CollectError(f"rank must be a positive integer, got {rank!r}.")
     prefix, layers = decoder_layers(model)

@@ -110,6 +110,7 @@ class CellKey:
             del fields["data_seed"]
         digest = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
         mods = self.modules.replace("@", "-at-").replace("+", "_").replace(",", "_")
+        mods = mods.replace(":", "-")  # carrier specs (memtok:m)
         content = f"-d{self.data_seed}" if self.data_seed else ""
         return (
             f"{self.task}-rr{self.random_ratio:g}-{self.method}-{mods}-r{self.rank}"

@@ -182,6 +182,45 @@ def gemma3_gguf_path() -> Path:
 PACKAGED_GGUF = {"smollm2": smollm2_gguf_path, "gemma3-270m": gemma3_gguf_path}
 
 
+def _pretrained_source(spec: str) -> tuple[str, dict[str, Any]]:
+    """Where ``from_pretrained`` finds a model spec: (path or hub id, extra keyword arguments)."""
+    if spec in PACKAGED_GGUF:
+        gguf = PACKAGED_GGUF[spec]()
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    if spec.endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.exists():
+            raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    return spec, {}
+
+
+def load_tokenizer(spec: str):
+    """Load only the tokenizer of a model spec (as :func:`load_model` would, without weights).
+
+    Parameters
+    ----------
+    spec : str
+        As in :func:`load_model`.
+
+    Returns
+    -------
+    transformers tokenizer
+    """
+    if spec == "tiny-random":
+        return byte_level_tokenizer()
+    from transformers import AutoTokenizer
+
+    source, kwargs = _pretrained_source(spec)
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise CollectError(
+            f"could not load the tokenizer of {spec!r}: {err}. Expected 'smollm2', 'tiny-random', "
+            "a .gguf file, a local model directory, or a hub id reachable from this machine."
+        ) from err
+
+
 def load_model(spec: str, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Load a frozen base model and its tokenizer.
 
@@ -209,17 +248,7 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model, tokenizer = tiny_random_model()
         model = model.to(torch_dtype)
     else:
-        kwargs: dict[str, Any] = {}
-        if spec in PACKAGED_GGUF:
-            gguf = PACKAGED_GGUF[spec]()
-            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
-        elif spec.endswith(".gguf"):
-            gguf = Path(spec)
-            if not gguf.exists():
-                raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
-            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
-        else:
-            source = spec
+        source, kwargs = _pretrained_source(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)

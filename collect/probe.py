@@ -361,6 +361,8 @@ class CellResult:
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
     greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: entropy of each target token's content in bits (:func:`collect.tasks.target_entropy`)
+    entropy_bits: np.ndarray = field(default_factory=lambda: np.zeros(0))
     token_entry: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     curve_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     loss_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))

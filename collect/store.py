@@ -43,10 +43,15 @@ SCALARS = (
     "wall_time",
     "n_params",
 )
-TOKEN_VARS = ("p_before", "p_after", "greedy_correct")
+TOKEN_VARS = ("p_before", "p_after", "greedy_correct", "entropy_bits")
 CURVES = ("loss_curve", "frac_above_curve")
 #: per-cell text the merged dataset carries: why training stopped, where it ran
 CELL_TEXT = ("stop_reason", "device", "dtype", "git_revision")
+ENTROPY_DESCRIPTION = (
+    "entropy of the target token's content given the earlier tokens of its entry "
+    "(collect.tasks.target_entropy); NaN where unknown (natural text); the dataset attribute "
+    "entropy_basis says how it was derived"
+)
 
 
 def cell_path(out_dir: Path, key: CellKey) -> Path:
@@ -384,7 +389,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         for name in CELL_TEXT:
             cell_text[name][at] = str(ds.attrs.get(name, ""))
         n = ds.sizes["token"]
-        for name in TOKEN_VARS:
+        for name in (v for v in TOKEN_VARS if v in ds):  # cells older than entropy_bits lack it
             tokens[name][at][:n] = ds[name].values
         pos = np.searchsorted(steps, ds["step"].values)
         for name in CURVES:
@@ -409,6 +414,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
     }
     for name, unit in units.items():
         ds[name].attrs["units"] = unit
+    ds["entropy_bits"].attrs.update(units="bits", description=ENTROPY_DESCRIPTION)
     ds.attrs = {
         "schema_version": SCHEMA_VERSION,
         "config": json.dumps(config.to_dict()),
@@ -426,6 +432,7 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         "prompt_packed_cells": int(
             sum(int(c.attrs.get("prompt_packed", 0)) for c in done.values())
         ),
+        "entropy_basis": json.dumps(_entropy_bases(done)),
         # per-cell provenance (cells collected before it was recorded count as "unrecorded")
         **{
             f"cell_{name}s": json.dumps(
@@ -438,6 +445,15 @@ def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
         ),
     }
     return ds
+
+
+def _entropy_bases(cells: dict[CellKey, xr.Dataset]) -> dict[str, str]:
+    """How each (task, random_ratio) of the merged cells got its ``entropy_bits``."""
+    bases: dict[str, str] = {}
+    for key, ds in cells.items():
+        label = f"{key.model} {key.task} random_ratio={key.random_ratio:g}"
+        bases.setdefault(label, str(ds.attrs.get("entropy_basis", "not recorded (older cell)")))
+    return bases
 
 
 def save_dataset(ds: xr.Dataset, path: str | Path) -> Path:

@@ -49,7 +49,7 @@ from collect.store import (
     write_json_atomic,
     write_state,
 )
-from collect.tasks import build_task, validate_task
+from collect.tasks import build_task, target_entropy, validate_task
 from collect.timelimit import Deadline, TimeLimitReached
 
 
@@ -249,7 +249,7 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
     """Run the checks that need the model (layers, module names, task sizes) before training."""
     for spec_text in sorted({k.modules for k in keys}):
         spec = parse_modules(spec_text)
-        if spec.is_block:
+        if spec.is_block or spec.is_carrier:
             _, layers = decoder_layers(loaded.model)
             resolve_layers(spec, len(layers))
         else:
@@ -413,14 +413,13 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
         for (_, task, ratio, length, data_seed), group in itertools.groupby(
             model_keys, key=_group
         ):
-            entries = build_task(
-                task,
-                loaded.tokenizer,
-                length,
-                random_ratio=ratio,
-                data_seed=data_seed,
-                source=config.source_for(task),
-            )
+            how = {
+                "random_ratio": ratio,
+                "data_seed": data_seed,
+                "source": config.source_for(task),
+            }
+            entries = build_task(task, loaded.tokenizer, length, **how)
+            entropy = target_entropy(task, loaded.tokenizer, entries, **how)
             for key in group:
                 if deadline is not None and deadline.passed():
                     raise TimeLimitReached
@@ -464,9 +463,12 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
                         progress=on_step,
                     )
                     result.wall_time += prior
-                    protocol = json.dumps(config.settings()["train"])
-                    attrs.update(where, collected=now_utc(), lr_decays=result.lr_decays)
-                    attrs["protocol"] = protocol
+                    result.entropy_bits = entropy.bits
+                    attrs.update(where, collected=now_utc(), entropy_basis=entropy.basis)
+                    attrs.update(
+                        protocol=json.dumps(config.settings()["train"]),
+                        lr_decays=result.lr_decays,
+                    )
                     if extended is not None:
                         attrs.update(extended_from=extended, extension="resumed")
                     if result.state is not None:

@@ -20,6 +20,7 @@ See ``docs/tasks.md``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ __all__ = [
     "random_token_pool",
     "load_names",
     "load_default_text",
+    "TargetEntropy",
+    "target_entropy",
 ]
 
 #: Task names accepted by :func:`build_task` and :func:`validate_task`.
@@ -369,6 +372,159 @@ def _too_short_message(task: str, length: int, have: int, desc: str) -> str:
     return (
         f"expected a source with at least length={length} target tokens for task {task!r}; "
         f"{desc} has only {have} tokens under this tokenizer. {fix}"
+    )
+
+
+# --------------------------------------------------------------------------- content entropy
+
+#: How many generated numbers :func:`_digit_segmentation` tokenizes to learn the tokenizer's
+#: split of a 10-digit number (plus the extreme numbers of ``_EDGE_NUMBERS``).
+_SEGMENTATION_SAMPLE = 512
+_EDGE_NUMBERS = ("1000000000", "9999999999", "1111111111", "1234567890", "9876543210")
+
+
+@dataclass(frozen=True)
+class TargetEntropy:
+    """Entropy of each target token's content, in bits (DESIGN.md §1, capacity in bits).
+
+    Attributes
+    ----------
+    bits : numpy.ndarray
+        One value per target token, in the concatenated order of the entries: the entropy of
+        the token given the earlier tokens of its entry under the task's generating process.
+        NaN where the content's entropy is unknown (natural text).
+    basis : str
+        How the values were derived (recorded with the cell), e.g. ``"uniform over 49135
+        token ids: log2(49135) bits per token"``.
+    """
+
+    bits: np.ndarray
+    basis: str
+
+
+def _digit_segmentation(tokenizer: Any) -> tuple[int, ...] | None:
+    """Digits covered by each token of a generated 10-digit number, if the same for all.
+
+    Tokenizes a sample of generated numbers (and extreme ones) and decodes each token alone.
+    Returns the number of digits each token covers, e.g. ``(1,) * 10`` for a tokenizer that
+    splits digits singly or ``(3, 3, 3, 1)`` for one that groups them by three; ``None``
+    when the split depends on the digits' values (value-dependent merges) or a token does
+    not decode to a part of the number.
+    """
+    sample = itertools.islice(_generated_phonebook(0), _SEGMENTATION_SAMPLE)
+    numbers = [*_EDGE_NUMBERS, *(text for _, text in sample)]
+    pattern: tuple[int, ...] | None = None
+    for number, ids in zip(numbers, _encode_batch(tokenizer, numbers), strict=True):
+        pieces = [tokenizer.decode([i]).strip() for i in ids]
+        if "".join(pieces) != number:
+            return None
+        lengths = tuple(len(piece) for piece in pieces)
+        if pattern is None:
+            pattern = lengths
+        elif lengths != pattern:
+            return None
+    return pattern
+
+
+def _phonebook_token_bits(tokenizer: Any) -> tuple[np.ndarray | None, str]:
+    """Entropy of each token of a generated number (first digit 1-9, the others 0-9)."""
+    pattern = _digit_segmentation(tokenizer)
+    if pattern is None:
+        return None, (
+            "unknown: this tokenizer splits 10-digit numbers at value-dependent places, so the "
+            "entropy of each token is not fixed"
+        )
+    digit_bits = np.full(10, np.log2(10.0))
+    digit_bits[0] = np.log2(9.0)
+    ends = np.cumsum(pattern)
+    bits = np.array([digit_bits[end - n : end].sum() for n, end in zip(pattern, ends, strict=True)])
+    split = "singly" if set(pattern) == {1} else f"in groups of {list(pattern)}"
+    return bits, (
+        f"generated numbers: first digit uniform over 1-9, the other 9 over 0-9; the tokenizer "
+        f"splits them {split} (checked on {_SEGMENTATION_SAMPLE + len(_EDGE_NUMBERS)} numbers): "
+        f"{' + '.join(f'{b:.4f}' for b in bits)} = {bits.sum():.4f} bits per number"
+    )
+
+
+def _phonebook_entropy(tokenizer: Any, entries: Sequence[Entry], source: Any) -> TargetEntropy:
+    n = sum(len(e.target_ids) for e in entries)
+    if source is not None:
+        return TargetEntropy(
+            np.full(n, np.nan),
+            f"unknown: numbers read from {source}, whose generating distribution is not known",
+        )
+    per_token, basis = _phonebook_token_bits(tokenizer)
+    if per_token is None:
+        return TargetEntropy(np.full(n, np.nan), basis)
+    # a truncated last entry keeps the first tokens of its number, with their entropies
+    bits = np.concatenate([per_token[: len(e.target_ids)] for e in entries])
+    return TargetEntropy(bits, basis)
+
+
+def _long_context_entropy(
+    tokenizer: Any, entries: Sequence[Entry], random_ratio: float, data_seed: int
+) -> TargetEntropy:
+    n = sum(len(e.target_ids) for e in entries)
+    if random_ratio == 0.0:
+        return TargetEntropy(np.full(n, np.nan), "unknown: natural text")
+    pool = random_token_pool(tokenizer)
+    uniform = float(np.log2(pool.size))
+    basis = f"uniform over {pool.size} token ids: log2({pool.size}) = {uniform:.6f} bits per token"
+    if random_ratio >= 1.0:
+        return TargetEntropy(np.full(n, uniform), basis)
+    u, _ = _noise(data_seed, n, pool.size)
+    return TargetEntropy(
+        np.where(u < random_ratio, uniform, np.nan),
+        f"replaced tokens: {basis}; natural-text tokens: unknown (NaN)",
+    )
+
+
+def target_entropy(
+    task: str,
+    tokenizer: Any,
+    entries: Sequence[Entry],
+    *,
+    random_ratio: float = 0.0,
+    data_seed: int = 0,
+    source: str | Path | None = None,
+) -> TargetEntropy:
+    """Entropy in bits of each target token of :func:`build_task`'s entries.
+
+    The information an adapter can store about a target is bounded by the entropy of its
+    content, not by the base model's loss on it (DESIGN.md §1). Per task:
+
+    - long_context, random tokens: each replaced token is uniform over
+      :func:`random_token_pool`, ``log2(pool size)`` bits (not ``log2`` of the vocabulary:
+      special and added tokens are never drawn). With ``0 < random_ratio < 1`` the kept
+      natural-text tokens are NaN;
+    - phonebook, generated: a number's first digit is uniform over 1-9 and the other nine
+      over 0-9; each token carries the entropy of the digits it covers, which needs the
+      tokenizer to split numbers at fixed places (checked on a sample); otherwise NaN;
+    - natural text, or numbers read from a ``source`` file: unknown, NaN.
+
+    Parameters
+    ----------
+    task, tokenizer, random_ratio, data_seed, source
+        As given to :func:`build_task`.
+    entries : sequence of Entry
+        What :func:`build_task` returned for them.
+
+    Returns
+    -------
+    TargetEntropy
+        ``bits`` (one per target token, in order) and ``basis`` (how they were derived).
+
+    Raises
+    ------
+    CollectError
+        For an unknown task.
+    """
+    if task == "phonebook":
+        return _phonebook_entropy(tokenizer, entries, source)
+    if task == "long_context":
+        return _long_context_entropy(tokenizer, entries, float(random_ratio), int(data_seed))
+    raise CollectError(
+        f"expected task to be one of {', '.join(TASKS)}; got {task!r}. Fix the task name."
     )
 
 

@@ -3,8 +3,10 @@
 :func:`predict_capacity` inverts a fitted law on every bootstrap draw: the rank (or
 parameter count) needed to reach a target at a given length, and the longest target a
 given capacity can hold. :func:`bits_per_parameter` measures how many bits the adapters
-stored, Σₜ log₂ p_after − log₂ p_before over target tokens, and compares bits per
-trainable parameter with the ~2 (Allen-Zhu & Li) and ~3.6 (Morris et al. 2025) anchors.
+stored, by default as information (:mod:`lawfit.information`: Σₜ max(0, Hₜ − CE_after,ₜ/ln 2),
+with the ΔL bits Σₜ log₂ p_after − log₂ p_before and the bits recalled beside it), and compares
+bits per trainable parameter with the ~2 (Allen-Zhu & Li) and ~3.6 (Morris et al. 2025)
+anchors, which count information too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
+from lawfit.information import BIT_KINDS, with_information_bits
 
 __all__ = [
     "ANCHORS_BITS_PER_PARAM",
@@ -43,9 +46,12 @@ class BitsResult:
     Attributes
     ----------
     cells : pandas.DataFrame
-        One row per ok cell: coordinates, ``bits`` (Σₜ log₂ p_after − log₂ p_before),
-        ``bits_max`` (Σₜ −log₂ p_before: all a target can take), ``n_params`` and
-        ``bits_per_param``; ``source`` says whether tokens or cell losses were used.
+        One row per ok cell: coordinates, ``bits`` (the kind asked for, see
+        :func:`bits_per_parameter`), ``bits_kind`` (what ``bits`` holds in that row),
+        ``bits_stored``, ``bits_recalled``, ``bits_dl`` (:mod:`lawfit.information`),
+        ``bits_max`` (all a target can take: its content's entropy Σₜ Hₜ for information
+        bits, Σₜ −log₂ p_before for ΔL bits), ``n_params`` and ``bits_per_param``;
+        ``source`` says whether tokens or cell losses were used.
     by_rank : pandas.DataFrame
         Per capacity group (grouping dims + rank): the largest bits stored over lengths
         and its bits per parameter (the adapter's demonstrated capacity), with the
@@ -100,7 +106,9 @@ class BitsResult:
         return "\n".join(out)
 
 
-def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
+def bits_per_parameter(
+    ds, *, recall_loss: float = LN2, kind: str = "stored", entropy=None
+) -> BitsResult:
     """Bits stored by each adapter, and bits per trainable parameter.
 
     Parameters
@@ -112,6 +120,14 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
     recall_loss : float
         A cell whose ``loss_after`` is at or below this (default ln 2) is saturated: the
         target was memorized, so its bits are a lower bound of the adapter's capacity.
+    kind : {"stored", "recalled", "dl"}
+        What ``bits`` counts: information stored (default; Σₜ max(0, Hₜ − CE_after,ₜ/ln 2)),
+        the entropy of the entries recalled exactly, or ΔL bits (not information). Cells
+        whose content entropy is unknown (natural text) fall back to ΔL bits, flagged. All
+        three are columns of ``cells`` whatever ``kind`` is.
+    entropy : float or xarray.DataArray, optional
+        Hₜ in bits per target token (:func:`lawfit.information.target_entropy`); default:
+        the dataset's ``entropy_bits``, else derived from its task metadata.
 
     Returns
     -------
@@ -124,6 +140,8 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
         If the dataset has neither token probabilities nor ``loss_reduction``.
     """
     ds = load(ds)
+    if kind not in BIT_KINDS:
+        raise LawfitError(f"kind must be one of {sorted(BIT_KINDS)}; got {kind!r}.")
     notes = []
     if "p_after" in ds and "p_before" in ds and "token" in ds["p_after"].dims:
         pa, pb = ds["p_after"], ds["p_before"].broadcast_like(ds["p_after"])
@@ -152,6 +170,7 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
     df = df[okm & np.isfinite(df["bits"].to_numpy())].reset_index(drop=True)
     # the token sum of a never-collected cell is 0, not NaN: drop those via status
     df["source"] = src
+    df = with_information_bits(df, ds, kind, entropy, notes)
     if "loss_after" in ds:
         la = ds["loss_after"].broadcast_like(bits).to_dataframe(name="la").reset_index()
         df = df.merge(la[[*dims, "la"]], on=list(dims), how="left")
@@ -172,6 +191,7 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
     if "rank" in group and len(df):
         mean = df.groupby([*group, "length"], as_index=False).agg(
             bits=("bits", "mean"),
+            **{c: (c, "mean") for c in BIT_KINDS.values() if c in df},
             saturated=("saturated", "all"),
             **({"n_params": ("n_params", "first")} if "n_params" in df else {}),
         )

@@ -578,6 +578,14 @@ def _budget(st: _Setting, opt: _Options) -> list:
     ] + [("note", n) for n in bs.notes]
 
 
+#: what the three kinds of bits in the capacity table mean (lawfit.information)
+BITS_KINDS = (
+    "bits = information stored, Σₜ max(0, Hₜ − CE_after,ₜ/ln 2) with Hₜ the content's entropy "
+    "per token; bits_recalled = entropy of the entries recalled exactly; bits_dl = ΔL in bits, "
+    "which is not information (lawfit.information). Only information compares with the anchors."
+)
+
+
 def _capacity(st: _Setting, opt: _Options) -> list:
     from lawfit.capacity import predict_capacity
 
@@ -638,6 +646,7 @@ def _bits(st: _Setting, opt: _Options) -> list:
     bits = bits_per_parameter(st.sft)
     st.results["bits"] = bits
     blocks: list = [("table", bits.by_rank)] if len(bits.by_rank) else []
+    blocks.append(("p", BITS_KINDS))
     blocks.append(
         (
             "p",

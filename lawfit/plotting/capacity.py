@@ -117,9 +117,12 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
 def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     """Plot bits stored per adapter parameter against rank, with the 2 and 3.6 anchors.
 
-    One point per rank: the largest over lengths (:func:`lawfit.bits_per_parameter`).
+    One point per rank: the largest over lengths (:func:`lawfit.bits_per_parameter`), in
+    the bits it counted (information stored by default: the anchors count information).
     Up-triangles mark ranks whose largest value comes from a memorized target (a lower
-    bound: a longer target could store more). Horizontal lines: 2 bits/param
+    bound: a longer target could store more). Grey crosses: the same cells' ΔL bits per
+    parameter, which are not information (on random tokens they include what the adapter
+    gains by learning that the tokens are uniform). Horizontal lines: 2 bits/param
     (Allen-Zhu & Li) and 3.6 bits/param (Morris et al. 2025).
 
     Parameters
@@ -151,6 +154,11 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     if sat.any():
         ax.plot(r[sat], v[sat], "^", color=c, mfc="white", ms=4.5,
                 label="lower bound (target memorized)")
+    kinds = set(bits.cells["bits_kind"]) if "bits_kind" in bits.cells else {"dl"}
+    if "bits_dl" in br and kinds & {"stored", "recalled"}:
+        dl = br["bits_dl"].to_numpy(float) / br["n_params"].to_numpy(float)
+        ax.plot(r, dl, "x", color="0.55", ms=3.5, label="ΔL bits (not information)")
+        v = np.concatenate([v, dl])
     styles = ("--", ":")
     for (name, val), ls in zip(bits.anchors.items(), styles, strict=False):
         short = name.split("(")[0].strip()
@@ -165,7 +173,9 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     ax.set_ylim(min(np.nanmin(v[v > 0]) / 2, 0.5) if (v > 0).any() else 1e-3, top)
     plain_log(ax, "y")
     ax.set_xlabel("LoRA rank $r$")
-    ax.set_ylabel("bits stored per\nadapter parameter")
+    what = {"stored": "information bits stored", "recalled": "bits recalled exactly"}
+    ax.set_ylabel(f"{what.get(next(iter(kinds)), 'ΔL bits') if len(kinds) == 1 else 'bits'}"
+                  " per\nadapter parameter")
     ax.legend(loc="lower left", fontsize=6.3)
     if title:
         ax.set_title(title, fontsize=7)
