@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lawfit import _validate as V
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.errors import LawfitError
 
@@ -212,6 +213,8 @@ def build_report(
     from lawfit.transition import phase_transition
 
     ds = load(ds)
+    bootstrap, confidence_level = V.bootstrap_count(bootstrap), V.confidence_level(confidence_level)
+    V.random_generator(rng)
     B: list = []
     results: dict = {}
     B.append(("h1", "lawfit report"))

@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize, stats
 
+from lawfit import _validate as V
 from lawfit._tokens import (
     GROUP_DIMS,
     TokenArrays,
@@ -902,11 +903,7 @@ def phase_transition(
         unknown option.
     """
     ds = load(ds)
-    if not 0 < confidence_level < 1:
-        raise LawfitError(
-            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
-            "Pass e.g. 0.95."
-        )
+    confidence_level = V.confidence_level(confidence_level)
     if cascade_unit not in ("run", "entry"):
         raise LawfitError(
             f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
@@ -920,9 +917,8 @@ def phase_transition(
         )
     if capacity not in ("rank", "n_params"):
         raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
-    if int(bootstrap) < 0:
-        raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
-    gen = np.random.default_rng(rng)
+    bootstrap = V.bootstrap_count(bootstrap)
+    gen = V.random_generator(rng)
     notes: list[str] = []
     pooled = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1]
     if pooled:
