@@ -30,7 +30,6 @@ __all__ = [
     "positive_int",
     "known_columns",
     "bootstrap_chunk",
-    "output_path",
     "MEMORY_BUDGET_ENV",
 ]
 
@@ -121,8 +120,12 @@ def random_generator(value, name: str = "rng") -> np.random.Generator:
     if value is None:
         return np.random.default_rng()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise fail(name, "None, an int >= 0 or a numpy.random.Generator", value,
-                   "Pass e.g. rng=0 for reproducible results.")
+        raise fail(
+            name,
+            "None, an int >= 0 or a numpy.random.Generator",
+            value,
+            "Pass e.g. rng=0 for reproducible results.",
+        )
     return np.random.default_rng(int(value))
 
 
@@ -200,8 +203,12 @@ def known_columns(names, available, name: str) -> list[str]:
     available = [str(a) for a in available]
     missing = [n for n in names if n not in available]
     if missing:
-        raise fail(name, f"column(s) of the data, among {sorted(available)}", missing[0]
-                   if len(missing) == 1 else missing, "Check the spelling or add the column.")
+        raise fail(
+            name,
+            f"column(s) of the data, among {sorted(available)}",
+            missing[0] if len(missing) == 1 else missing,
+            "Check the spelling or add the column.",
+        )
     return names
 
 
@@ -252,26 +259,11 @@ def bootstrap_chunk(n_boot: int, n_obs: int, n_params: int) -> int:
     per_replicate = n_obs * _BYTES_PER_REPLICATE_POINT + n_params * _BYTES_PER_REPLICATE_PARAM
     if result_bytes + per_replicate > budget:
         most = max(2, int(budget // (2 * n_params * _BYTES_PER_REPLICATE_PARAM)))
-        raise fail("bootstrap", f"a count whose results fit in memory (at most about {most:,} "
-                   f"here: {budget / 2**30:.2g} GiB budget)", n_boot,
-                   f"Use fewer replicates, or raise ${MEMORY_BUDGET_ENV} (bytes).")
+        raise fail(
+            "bootstrap",
+            f"a count whose results fit in memory (at most about {most:,} "
+            f"here: {budget / 2**30:.2g} GiB budget)",
+            n_boot,
+            f"Use fewer replicates, or raise ${MEMORY_BUDGET_ENV} (bytes).",
+        )
     return int(max(1, min(n_boot, (budget - result_bytes) // per_replicate)))
-
-
-def output_path(path, name: str = "output") -> str:
-    """Check, before any work, that a file can be written at ``path``.
-
-    The folder must exist and ``path`` must not be a folder.
-    """
-    if not isinstance(path, str | os.PathLike):
-        raise fail(name, "a file path", path)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise fail(name, "a file path, not a folder", path, "Add a file name.")
-    if not os.path.isdir(folder):
-        raise fail(name, "a path in an existing folder", path,
-                   f"Create the folder first (mkdir -p {folder}).")
-    if not os.access(folder, os.W_OK):
-        raise fail(name, "a path in a writable folder", path, "Choose another folder.")
-    return path
