@@ -62,7 +62,8 @@ def fail(name: str, expected: str, got, fix: str = "") -> LawfitError:
         The error, to be raised by the caller.
     """
     text = f"{name} must be {expected}; got {got!r}"
-    if isinstance(got, bool) or not isinstance(got, str | numbers.Number | type(None)):
+    plain = str | numbers.Number | tuple | list | dict | type(None)
+    if isinstance(got, bool) or not isinstance(got, plain):
         text += f" ({type(got).__name__})"
     return LawfitError(text + "." + (f" {fix}" if fix else ""))
 
@@ -139,7 +140,7 @@ def search_range(value, name: str = "search") -> tuple[float, float]:
     hi = _real(value[1], name, expected, fix)
     if not 0 < lo < hi:
         if 0 < hi < lo:
-            fix = f"The bounds are reversed: pass ({hi!r}, {lo!r})."
+            fix = f"The bounds are reversed: pass ({value[1]!r}, {value[0]!r})."
         raise fail(name, expected, tuple(value), fix)
     return lo, hi
 

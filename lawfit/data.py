@@ -183,7 +183,27 @@ def as_dataset(data):
     if data.duplicated(subset=dims).any():
         raise LawfitError(f"the DataFrame has several rows for the same {dims}; expected one "
                           "row per cell (and token). Drop the duplicates.")
-    return data.set_index(dims).to_xarray()
+    ds = data.set_index(dims).to_xarray()
+    for name in list(ds.data_vars):
+        inner = [d for d in _INNER_DIMS if d in ds[name].dims]
+        if inner and name not in _INNER_VARS:  # a cell variable repeated on every token row
+            ds[name] = _constant_along(ds[name], inner)
+    return ds
+
+
+#: Variables that live on the token or step dim (the rest are one value per cell).
+_INNER_VARS = ("p_before", "p_after", "greedy_correct", "entry", "loss_curve",
+               "frac_above_curve")
+
+
+def _constant_along(var, dims):
+    """Drop ``dims`` from a cell variable that a tidy frame repeated along them."""
+    first = var.isel({d: 0 for d in dims})
+    same = (var == first) | var.isnull()
+    if not bool(same.all()):
+        raise LawfitError(f"{var.name!r} varies along {dims} within a cell; expected one value "
+                          f"per cell (or list it among the token variables {_INNER_VARS}).")
+    return first.drop_vars(dims, errors="ignore")
 
 
 def _as_list(by) -> list[str]:
