@@ -66,6 +66,22 @@ def _add_grid_flags(p):
     p.add_argument("--out", required=True, type=Path, help="sweep directory (cells/ + sweep.json)")
 
 
+def _add_memory_flag(p):
+    p.add_argument(
+        "--max-cell-memory",
+        type=float,
+        metavar="GIB",
+        help="refuse cells estimated above this memory (default: the GPU's, else the RAM)",
+    )
+
+
+def _preflight(config, cells, args):
+    """Check the cells against the models' configs and print the estimate (see preflight)."""
+    from collect.preflight import check_args, preflight, summary
+
+    print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``collect`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -88,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    _add_memory_flag(run)
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
+    _add_memory_flag(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{config.name}: {len(cells)} cells, {len(todo)} pending"
                 + (f" ({len(running)} running now)" if running else "")
             )
+            _preflight(config, todo, args)
             plan = {}
             if args.extend_from is not None:
                 source = extension_source(config, args.extend_from, args.out)
@@ -170,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                 shard = (int(index), int(n_shards))
             except ValueError as err:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
+            from collect.sweep import pending_cells
+
+            _preflight(config, pending_cells(config, args.out) if args.out.exists()
+                       else config.cells(), args)
             ds = run_sweep(
                 config,
                 args.out,

@@ -161,25 +161,12 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model, tokenizer = tiny_random_model()
         model = model.to(torch_dtype)
     else:
-        kwargs: dict[str, Any] = {}
-        if spec == "smollm2":
-            gguf = smollm2_gguf_path()
-            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
-        elif spec.endswith(".gguf"):
-            gguf = Path(spec)
-            if not gguf.exists():
-                raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
-            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
-        else:
-            source = spec
+        source, kwargs = model_source(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except OSError as err:
-            raise CollectError(
-                f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
-                "file, a local model directory, or a hub id reachable from this machine."
-            ) from err
+            raise _unloadable(spec, err) from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev)
@@ -187,3 +174,63 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(name=spec, model=model, tokenizer=tokenizer, device=dev, dtype=torch_dtype)
+
+
+def model_source(spec: str) -> tuple[str, dict[str, Any]]:
+    """Resolve a model spec (not ``tiny-random``) to a ``from_pretrained`` source and kwargs."""
+    if spec == "smollm2":
+        gguf = smollm2_gguf_path()
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    if spec.endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.exists():
+            raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    return spec, {}
+
+
+def _unloadable(spec: str, err: Exception) -> CollectError:
+    return CollectError(
+        f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
+        "file, a local model directory, or a hub id reachable from this machine."
+    )
+
+
+def load_skeleton(spec: str, *, dtype: str | None = None) -> LoadedModel:
+    """Load a model's tokenizer and *config* only: its modules on the meta device, no weights.
+
+    Enough to check module names, layer indices and token counts (``collect plan``) and
+    to count parameters, in seconds and without the weights' memory.
+
+    Parameters
+    ----------
+    spec : str
+        As in :func:`load_model`.
+    dtype : str, optional
+        Recorded dtype (default float32).
+
+    Returns
+    -------
+    LoadedModel
+        With ``device`` = meta.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    meta = torch.device("meta")
+    if spec == "tiny-random":
+        with meta:
+            model, tokenizer = tiny_random_model()
+    else:
+        source, kwargs = model_source(spec)
+        try:
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        except Exception as err:  # noqa: BLE001 - OSError, HFValidationError, ValueError
+            raise _unloadable(spec, err) from err
+        with meta:
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=spec, model=model, tokenizer=tokenizer, device=meta, dtype=torch_dtype)
