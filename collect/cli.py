@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{config.name}: {len(cells)} cells, {len(todo)} pending"
                 + (f" ({len(running)} running now)" if running else "")
             )
-            _preflight(config, todo, args)
             plan = {}
             if args.extend_from is not None:
                 source = extension_source(config, args.extend_from, args.out)
@@ -180,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in todo:
                 notes = [plan.get(key), running.get(key), checkpoints.get(key)]
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
+            _preflight(config, todo, args)
         elif args.command == "run":
             from collect.sweep import run_sweep
 
