@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail unless every cell of the sweep is finished",
     )
+    merge.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on a damaged cell file instead of setting it aside to be run again",
+    )
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
     launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
@@ -191,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
             from collect.sweep import pending_cells
 
-            _preflight(config, pending_cells(config, args.out) if args.out.exists()
-                       else config.cells(), args)
+            _preflight(
+                config,
+                pending_cells(config, args.out) if args.out.exists() else config.cells(),
+                args,
+            )
             ds = run_sweep(
                 config,
                 args.out,
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             from collect.store import merge as merge_cells
             from collect.store import save_dataset
 
-            ds = merge_cells(config, args.out)
+            ds = merge_cells(config, args.out, strict=args.strict)
             if args.require_complete and ds.attrs["complete"] != "true":
                 raise CollectError(
                     f"only {ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells are finished;"

@@ -395,13 +395,17 @@ def _check_data(data: dict[str, Any]) -> None:
     """Type- and range-check the ``[data]`` values (unknown keys are refused earlier)."""
     rules = {
         "data_seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        "device": (lambda v: v is None or (isinstance(v, str) and bool(_DEVICE.match(v))),
-                   "a torch device such as 'cpu', 'cuda' or 'cuda:1'"),
+        "device": (
+            lambda v: v is None or (isinstance(v, str) and bool(_DEVICE.match(v))),
+            "a torch device such as 'cpu', 'cuda' or 'cuda:1'",
+        ),
         "dtype": (lambda v: v is None or v in DTYPES, f"one of {list(DTYPES)}"),
         "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
         "pack_prompts": (lambda v: isinstance(v, bool), "true or false"),
-        "checkpoint_minutes": (lambda v: _is_number(v) and v >= 0,
-                               "a number of minutes >= 0 (0: no checkpoints)"),
+        "checkpoint_minutes": (
+            lambda v: _is_number(v) and v >= 0,
+            "a number of minutes >= 0 (0: no checkpoints)",
+        ),
     }
     for key, value in data.items():
         test, expected = rules.get(key, (lambda v: True, ""))
