@@ -790,7 +790,7 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     ci = {
         "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
-        "width": (math.exp(th[1] - zc * se[1]), math.exp(th[1] + zc * se[1])),
+        "width": tuple(np.exp(np.minimum([th[1] - zc * se[1], th[1] + zc * se[1]], 709.0))),
         "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
     }
     method = "wald (HC1 sandwich)"
