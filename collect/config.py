@@ -379,41 +379,40 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _check_train(train: dict[str, Any]) -> dict[str, Any]:
-    """Type- and range-check the ``[train]`` values; return them unchanged."""
-    for key, value in train.items():
-        test, expected = TRAIN_RULES.get(key, (lambda v: True, ""))
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+#: [data] key -> (test, expected); unknown keys are refused before these run.
+DATA_RULES: dict[str, tuple[Any, str]] = {
+    "data_seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "device": (
+        lambda v: v is None or (isinstance(v, str) and bool(_DEVICE.match(v))),
+        "a torch device such as 'cpu', 'cuda' or 'cuda:1'",
+    ),
+    "dtype": (lambda v: v is None or v in DTYPES, f"one of {list(DTYPES)}"),
+    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
+    "pack_prompts": (lambda v: isinstance(v, bool), "true or false"),
+    "checkpoint_minutes": (
+        lambda v: _is_number(v) and v >= 0,
+        "a number of minutes >= 0 (0: no checkpoints)",
+    ),
+}
+
+
+def _apply_rules(section: str, values: dict[str, Any], rules: dict[str, tuple[Any, str]]):
+    for key, value in values.items():
+        test, expected = rules.get(key, (lambda v: True, ""))
         if not test(value):
             raise CollectError(
-                f"[train] {key} must be {expected}; got {value!r} ({type(value).__name__}). "
-                f"Fix it in the sweep config."
+                f"[{section}] {key} must be {expected}; got {value!r} "
+                f"({type(value).__name__}). Fix it in the sweep config."
             )
+
+
+def _check_train(train: dict[str, Any]) -> dict[str, Any]:
+    """Type- and range-check the ``[train]`` values; return them unchanged."""
+    _apply_rules("train", train, TRAIN_RULES)
     return train
 
 
 def _check_data(data: dict[str, Any]) -> None:
     """Type- and range-check the ``[data]`` values (unknown keys are refused earlier)."""
-    rules = {
-        "data_seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        "device": (
-            lambda v: v is None or (isinstance(v, str) and bool(_DEVICE.match(v))),
-            "a torch device such as 'cpu', 'cuda' or 'cuda:1'",
-        ),
-        "dtype": (lambda v: v is None or v in DTYPES, f"one of {list(DTYPES)}"),
-        "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
-        "pack_prompts": (lambda v: isinstance(v, bool), "true or false"),
-        "checkpoint_minutes": (
-            lambda v: _is_number(v) and v >= 0,
-            "a number of minutes >= 0 (0: no checkpoints)",
-        ),
-    }
-    for key, value in data.items():
-        test, expected = rules.get(key, (lambda v: True, ""))
-        if not test(value):
-            raise CollectError(
-                f"[data] {key} must be {expected}; got {value!r} ({type(value).__name__}). "
-                f"Fix it in the sweep config."
-            )
-
-
-_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+    _apply_rules("data", data, DATA_RULES)
