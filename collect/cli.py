@@ -114,6 +114,22 @@ def _add_grid_flags(p):
     p.add_argument("--out", required=True, type=Path, help="sweep directory (cells/ + sweep.json)")
 
 
+def _add_memory_flag(p):
+    p.add_argument(
+        "--max-cell-memory",
+        type=float,
+        metavar="GIB",
+        help="refuse cells estimated above this memory (default: the GPU's, else the RAM)",
+    )
+
+
+def _preflight(config, cells, args):
+    """Check the cells against the models' configs and print the estimate (see preflight)."""
+    from collect.preflight import check_args, preflight, summary
+
+    print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``collect`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -147,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop claiming cells after MINUTES, checkpoint the running cell, merge what "
         "finished (the same command again continues)",
     )
+    _add_memory_flag(run)
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
+    _add_memory_flag(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
@@ -157,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-complete",
         action="store_true",
         help="fail unless every cell of the sweep is finished",
+    )
+    merge.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on a damaged cell file instead of setting it aside to be run again",
     )
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
@@ -227,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in todo:
                 notes = [plan.get(key), running.get(key), checkpoints.get(key)]
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
+            _preflight(config, todo, args)
         elif args.command == "run":
             from collect.sweep import run_sweep
             from collect.timelimit import Deadline
@@ -238,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
                 shard = (int(index), int(n_shards))
             except ValueError as err:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
+            from collect.sweep import pending_cells
+
+            _preflight(
+                config,
+                pending_cells(config, args.out) if args.out.exists() else config.cells(),
+                args,
+            )
             ds = run_sweep(
                 config,
                 args.out,
@@ -253,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             from collect.store import merge as merge_cells
             from collect.store import save_dataset
 
-            ds = merge_cells(config, args.out)
+            ds = merge_cells(config, args.out, strict=args.strict)
             if args.require_complete and ds.attrs["complete"] != "true":
                 raise CollectError(
                     f"only {ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells are finished;"

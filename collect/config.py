@@ -28,6 +28,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,9 +346,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     bad = set(train_raw) - fields
     if bad:
         raise CollectError(f"unknown [train] keys {sorted(bad)}; known: {sorted(fields)}.")
-    train = TrainConfig(**train_raw)
-    if train.max_steps <= 0 or train.lr <= 0 or train.log_every <= 0:
-        raise CollectError(f"[train] needs max_steps, lr and log_every > 0; got {train}.")
+    train = TrainConfig(**_check_train(train_raw))
     _check_protocol(train)
     data = dict(raw.get("data", {}))
     if "data_seed" in data:  # the earlier, sweep-wide form: one target sequence for every cell
@@ -371,16 +371,8 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     bad = set(data) - set(DATA_KEYS)
     if bad:
         raise CollectError(f"unknown [data] keys {sorted(bad)}; known: {sorted(DATA_KEYS)}.")
-    if not isinstance(data.get("pack_prompts", True), bool):
-        raise CollectError(
-            f"[data] pack_prompts must be true or false, got {data['pack_prompts']!r}."
-        )
+    _check_data(data)
     minutes = data.get("checkpoint_minutes", 10.0)
-    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes < 0:
-        raise CollectError(
-            f"[data] checkpoint_minutes must be a number of minutes >= 0 (0: no checkpoints), "
-            f"got {minutes!r}."
-        )
     return SweepConfig(
         name=str(raw.get("name", "sweep")),
         grids=tuple(grids),
@@ -400,15 +392,123 @@ def load_config(path: str | Path) -> SweepConfig:
     path = Path(path)
     if not path.exists():
         raise CollectError(f"sweep config {str(path)!r} does not exist.")
-    text = path.read_text()
-    if path.suffix == ".toml":
-        raw = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        raw = yaml.safe_load(text)
-    elif path.suffix == ".json":
-        raw = json.loads(text)
-    else:
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise CollectError(f"sweep config must be .toml, .yaml or .json, got {path.name!r}.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CollectError(f"sweep config {str(path)!r} cannot be read as text: {exc}.") from None
+    raw = _parse_config_text(path, text)
+    if not isinstance(raw, dict):
+        raise CollectError(
+            f"{path}: expected a table of sweep keys (name, [defaults], [[grid]], [train], "
+            f"[data]); the file holds a {type(raw).__name__}."
+        )
     return config_from_dict(raw)
+
+
+def _parse_config_text(path: Path, text: str) -> Any:
+    """Parse TOML/YAML/JSON text; a syntax error names the file and the line."""
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CollectError(f"{path}: not valid TOML: {exc}. Fix that line.") from None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CollectError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}.") from None
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise CollectError(f"{path}{line}: not valid YAML: {what}. Fix that line.") from None
+
+
+def _unique_key_loader():
+    """Build a YAML SafeLoader that refuses a key given twice in one mapping (as TOML does)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicated key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: [train] key -> (test, expected): checked before anything trains (a negative grad_clip
+#: once trained the loss *up* and stored the cells as ok).
+TRAIN_RULES: dict[str, tuple[Any, str]] = {
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 1e-2"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "grad_clip": (lambda v: _is_number(v) and v > 0, "a max gradient norm > 0, e.g. 1.0"),
+    "max_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "log_every": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "patience": (lambda v: _is_int(v) and v >= 1, "an integer number of steps >= 1"),
+    "min_delta": (lambda v: _is_number(v) and v >= 0, "a relative improvement >= 0"),
+    "stop_when_memorized": (lambda v: isinstance(v, bool), "true or false"),
+    "prefix_cache": (lambda v: isinstance(v, bool), "true or false"),
+    "lora_alpha": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (or unset)"),
+}
+#: Floating dtypes a model can be loaded in (``[data] dtype``).
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+#: [data] key -> (test, expected); unknown keys are refused before these run.
+DATA_RULES: dict[str, tuple[Any, str]] = {
+    "data_seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "device": (
+        lambda v: v is None or (isinstance(v, str) and bool(_DEVICE.match(v))),
+        "a torch device such as 'cpu', 'cuda' or 'cuda:1'",
+    ),
+    "dtype": (lambda v: v is None or v in DTYPES, f"one of {list(DTYPES)}"),
+    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
+    "pack_prompts": (lambda v: isinstance(v, bool), "true or false"),
+    "checkpoint_minutes": (
+        lambda v: _is_number(v) and v >= 0,
+        "a number of minutes >= 0 (0: no checkpoints)",
+    ),
+}
+
+
+def _apply_rules(section: str, values: dict[str, Any], rules: dict[str, tuple[Any, str]]):
+    for key, value in values.items():
+        test, expected = rules.get(key, (lambda v: True, ""))
+        if not test(value):
+            raise CollectError(
+                f"[{section}] {key} must be {expected}; got {value!r} "
+                f"({type(value).__name__}). Fix it in the sweep config."
+            )
+
+
+def _check_train(train: dict[str, Any]) -> dict[str, Any]:
+    """Type- and range-check the ``[train]`` values; return them unchanged."""
+    _apply_rules("train", train, TRAIN_RULES)
+    return train
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    """Type- and range-check the ``[data]`` values (unknown keys are refused earlier)."""
+    _apply_rules("data", data, DATA_RULES)

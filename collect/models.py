@@ -182,7 +182,7 @@ def gemma3_gguf_path() -> Path:
 PACKAGED_GGUF = {"smollm2": smollm2_gguf_path, "gemma3-270m": gemma3_gguf_path}
 
 
-def _pretrained_source(spec: str) -> tuple[str, dict[str, Any]]:
+def model_source(spec: str) -> tuple[str, dict[str, Any]]:
     """Where ``from_pretrained`` finds a model spec: (path or hub id, extra keyword arguments)."""
     if spec in PACKAGED_GGUF:
         gguf = PACKAGED_GGUF[spec]()
@@ -211,7 +211,7 @@ def load_tokenizer(spec: str):
         return byte_level_tokenizer()
     from transformers import AutoTokenizer
 
-    source, kwargs = _pretrained_source(spec)
+    source, kwargs = model_source(spec)
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as err:
@@ -248,15 +248,12 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model, tokenizer = tiny_random_model()
         model = model.to(torch_dtype)
     else:
-        source, kwargs = _pretrained_source(spec)
+        source, kwargs = model_source(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except OSError as err:
-            raise CollectError(
-                f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
-                "file, a local model directory, or a hub id reachable from this machine."
-            ) from err
+            raise _unloadable(spec, err) from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev)
@@ -264,3 +261,50 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(name=spec, model=model, tokenizer=tokenizer, device=dev, dtype=torch_dtype)
+
+
+def _unloadable(spec: str, err: Exception) -> CollectError:
+    return CollectError(
+        f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
+        "file, a local model directory, or a hub id reachable from this machine."
+    )
+
+
+def load_skeleton(spec: str, *, dtype: str | None = None) -> LoadedModel:
+    """Load a model's tokenizer and *config* only: its modules on the meta device, no weights.
+
+    Enough to check module names, layer indices and token counts (``collect plan``) and
+    to count parameters, in seconds and without the weights' memory.
+
+    Parameters
+    ----------
+    spec : str
+        As in :func:`load_model`.
+    dtype : str, optional
+        Recorded dtype (default float32).
+
+    Returns
+    -------
+    LoadedModel
+        With ``device`` = meta.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    meta = torch.device("meta")
+    if spec == "tiny-random":
+        with meta:
+            model, tokenizer = tiny_random_model()
+    else:
+        source, kwargs = model_source(spec)
+        try:
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        except Exception as err:  # noqa: BLE001 - OSError, HFValidationError, ValueError
+            raise _unloadable(spec, err) from err
+        with meta:
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=spec, model=model, tokenizer=tokenizer, device=meta, dtype=torch_dtype)

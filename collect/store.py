@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 import os
@@ -20,6 +21,7 @@ import platform
 import socket
 import subprocess
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
@@ -91,6 +93,7 @@ def write_cell(
         "prompt_packed": int(result.prompt_packed),
         **(attrs or {}),
     }
+    ds.attrs[CHECKSUM_ATTR] = data_checksum(ds)
     return _write_atomic(cell_path(out_dir, key), _netcdf_writer(ds))
 
 
@@ -149,6 +152,7 @@ def copy_cell(
     if ds is None:
         raise CollectError(f"{cell_path(src_dir, key)} does not exist; nothing to copy.")
     ds.attrs.update({"fingerprint": fingerprint, **attrs})
+    ds.attrs[CHECKSUM_ATTR] = data_checksum(ds)
     return _write_atomic(cell_path(out_dir, key), _netcdf_writer(ds))
 
 
@@ -273,13 +277,21 @@ def release_cell(out_dir: Path, key: CellKey) -> None:
     claim_path(out_dir, key).unlink(missing_ok=True)
 
 
-def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | None:
-    """Read a finished cell (None if absent); a cell from other settings is an error."""
+def read_cell(
+    out_dir: Path, key: CellKey, fingerprint: str, *, strict: bool = False
+) -> xr.Dataset | None:
+    """Read a finished cell (None if absent); a cell from other settings is an error.
+
+    A damaged cell (unreadable, truncated, or failing its checksum) is set aside with a
+    :class:`DamagedCellWarning` and read as absent, so the sweep runs it again; with
+    ``strict`` it is a :class:`CollectError` instead (and the file is left in place).
+    """
     path = cell_path(out_dir, key)
     if not path.exists():
         return None
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
+    ds = open_verified(path, strict=strict)
+    if ds is None:
+        return None
     if ds.attrs.get("fingerprint") != fingerprint:
         raise CollectError(
             f"{path} was collected with different training/data settings "
@@ -287,6 +299,79 @@ def read_cell(out_dir: Path, key: CellKey, fingerprint: str) -> xr.Dataset | Non
             "directory, or restore the settings it was collected with."
         )
     return ds
+
+
+#: Attribute of a cell file holding the checksum of its data (:func:`data_checksum`).
+CHECKSUM_ATTR = "data_sha256"
+
+
+class DamagedCellWarning(UserWarning):
+    """A cell file could not be read whole; it was set aside (renamed) to be run again."""
+
+
+def data_checksum(ds: xr.Dataset) -> str:
+    """SHA-256 of a dataset's values (every variable and coordinate; not its attributes).
+
+    Strings are hashed as UTF-8 text, integers and booleans as int64 and other numbers as
+    float64, so the value survives a NetCDF round trip (NetCDF-4 may turn ``<U2`` into
+    ``object``; NetCDF-3, written where netCDF4 is absent, stores int64 as int32 and bool as
+    int8) and changes with any flipped bit in the data.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(ds.variables):
+        values = np.asarray(ds[name].values)
+        digest.update(f"{name}|{values.shape}|".encode())
+        if values.dtype.kind in "OUS":
+            digest.update("\x1f".join(str(v) for v in values.ravel()).encode())
+        else:
+            wide = np.int64 if values.dtype.kind in "biu" else np.float64
+            digest.update(np.ascontiguousarray(values, dtype=wide).tobytes())
+    return digest.hexdigest()
+
+
+def _damage(path: Path) -> tuple[xr.Dataset | None, str | None]:
+    """Read a cell file whole: ``(dataset, None)``, or ``(None, what is wrong)``."""
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except Exception as exc:  # noqa: BLE001 - OSError (HDF error), ValueError, KeyError, ...
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    stored = ds.attrs.get(CHECKSUM_ATTR)
+    if stored is not None and stored != data_checksum(ds):
+        return None, "its data do not match the checksum written with it"
+    return ds, None
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a damaged file beside itself (never delete it) and warn, naming both paths."""
+    path = Path(path)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    new = path.with_name(f"{path.name}.damaged-{stamp}-{os.getpid()}")
+    os.replace(path, new)
+    warnings.warn(
+        f"cell file {path} is damaged ({why}); set aside as {new.name}; the cell will be run "
+        "again.",
+        DamagedCellWarning,
+        stacklevel=3,
+    )
+    return new
+
+
+def open_verified(path: Path, *, strict: bool = False) -> xr.Dataset | None:
+    """Open a cell file and check that it is whole; set it aside (or raise) if not.
+
+    Cells written before checksums existed have none; they are read as they are.
+    """
+    ds, why = _damage(path)
+    if why is None:
+        return ds
+    if strict:
+        raise CollectError(
+            f"cell file {path} is damaged: {why}. Move it away (or run `collect run` with the "
+            "same config, which sets it aside and runs the cell again)."
+        )
+    set_aside(path, why)
+    return None
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
@@ -354,17 +439,18 @@ def _axis(values) -> list:
     return sorted(out) if all(isinstance(v, int | float) for v in out) else out
 
 
-def merge(config: SweepConfig, out_dir: Path) -> xr.Dataset:
+def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dataset:
     """Merge every finished cell into one dataset in the contract's shape (DESIGN.md §3).
 
     Cells of the grid that have no file yet carry ``status == "not_run"`` and NaN values; the
-    attribute ``complete`` says whether every cell is finished.
+    attribute ``complete`` says whether every cell is finished. A damaged cell file is set
+    aside with a warning and counts as not run (``strict``: a :class:`CollectError`).
     """
     keys = config.cells()
     coords = {d: _axis(getattr(k, d) for k in keys) for d in DIMS}
     shape = tuple(len(coords[d]) for d in DIMS)
     index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
-    cells = {k: read_cell(out_dir, k, config.fingerprint()) for k in keys}
+    cells = {k: read_cell(out_dir, k, config.fingerprint(), strict=strict) for k in keys}
     done = {k: ds for k, ds in cells.items() if ds is not None}
     n_tok = max(coords["length"])
     steps = np.arange(0, config.train.max_steps + 1, config.train.log_every)

@@ -40,6 +40,7 @@ from collect.store import (
     copy_cell,
     merge,
     now_utc,
+    open_verified,
     read_cell,
     read_state,
     release_cell,
@@ -267,18 +268,16 @@ def pending_cells(
     retry_failed: bool = False,
     only: Iterable[CellKey] | None = None,
 ) -> list[CellKey]:
-    """Cells of the sweep (or of ``only``) that have no finished file yet."""
+    """Cells of the sweep (or of ``only``) that have no finished, whole file yet."""
     keys = list(only) if only is not None else config.cells()
-    todo = [k for k in keys if not cell_path(out_dir, k).exists()]
+    status = {}  # of the whole cell files; a damaged one is set aside, so it runs again
+    for k in keys:
+        path = cell_path(out_dir, k)
+        if path.exists() and (ds := open_verified(path)) is not None:
+            status[k] = str(ds["status"].values)
+    todo = [k for k in keys if k not in status]
     if retry_failed:
-        import xarray as xr
-
-        for k in keys:
-            path = cell_path(out_dir, k)
-            if path.exists():
-                with xr.open_dataset(path) as ds:
-                    if str(ds["status"].values) != "ok":
-                        todo.append(k)
+        todo += [k for k in keys if status.get(k, "ok") != "ok"]
     return todo
 
 

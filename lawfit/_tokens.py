@@ -6,35 +6,21 @@ arrays, with status filtering and the checks that give LawfitError messages.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lawfit.data import CELL_DIMS, GROUP_DIMS, as_dataset
 from lawfit.errors import LawfitError
 
-CELL_DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
-GROUP_DIMS = ("model", "task", "random_ratio", "method", "modules")
+__all__ = ["CELL_DIMS", "GROUP_DIMS", "load", "ok_mask", "TokenArrays", "token_arrays"]
 
 
 def load(ds) -> xr.Dataset:
-    """Accept a Dataset or a path to a NetCDF file."""
-    if isinstance(ds, xr.Dataset):
-        return ds
-    if isinstance(ds, str | os.PathLike):
-        if not os.path.exists(ds):
-            raise LawfitError(
-                f"expected an xarray.Dataset or the path of a NetCDF file; got the path "
-                f"{os.fspath(ds)!r}, which does not exist. Check the path."
-            )
-        return xr.load_dataset(ds)
-    raise LawfitError(
-        f"expected an xarray.Dataset (the data contract, DESIGN.md §3) or a path to a .nc "
-        f"file; got {type(ds).__name__}. Load the file with xarray.open_dataset(path) or "
-        "pass the path."
-    )
+    """Accept a Dataset, a tidy DataFrame or a path (see :func:`lawfit.data.as_dataset`)."""
+    return as_dataset(ds)
 
 
 def ok_mask(ds: xr.Dataset, dims: tuple[str, ...]) -> np.ndarray:
@@ -117,12 +103,11 @@ def token_arrays(ds: xr.Dataset, *, need_greedy: bool = True) -> TokenArrays:
             f"{int(np.prod(shape[:-1]))} cells, none usable. Check ds['status'] and that "
             "p_after/greedy_correct are filled for collected cells."
         )
-    bad = (p_after[valid] < 0) | (p_after[valid] > 1)
-    if bad.any():
-        raise LawfitError(
-            f"p_after must be probabilities in [0, 1]; got {int(bad.sum())} values outside "
-            f"(e.g. {p_after[valid][bad][0]!r}). Store probabilities, not logits or log-probs."
-        )
+    for name, arr in (("p_after", p_after), ("p_before", p_before)):
+        if arr is not None:
+            _check_probabilities(name, arr[keep] if arr is not p_after else arr, valid)
+    if greedy is not None:
+        _check_flags("greedy_correct", greedy[keep], valid)
     return TokenArrays(
         p_after=p_after,
         p_before=None if p_before is None else p_before[keep],
@@ -132,6 +117,29 @@ def token_arrays(ds: xr.Dataset, *, need_greedy: bool = True) -> TokenArrays:
         runs=runs,
         cell_dims=cell_dims,
     )
+
+
+def _check_probabilities(name: str, values: np.ndarray, valid: np.ndarray) -> None:
+    v = values[valid]
+    bad = np.isfinite(v) & ((v < 0) | (v > 1))
+    if bad.any():
+        raise LawfitError(
+            f"{name} must be probabilities in [0, 1]; got {int(bad.sum())} values outside "
+            f"(e.g. {v[bad][0]!r}). Store probabilities, not logits or log-probs."
+        )
+
+
+def _check_flags(name: str, values: np.ndarray, valid: np.ndarray) -> None:
+    """A 0/1 flag variable (NaN only on padding) holding anything else is an error."""
+    v = values[valid]
+    bad = (v != 0) & (v != 1)
+    if bad.any():
+        got = sorted(set(np.unique(v[bad]).tolist()))[:5]
+        raise LawfitError(
+            f"{name} must hold 1 (correct) or 0 (wrong) on every target token (NaN on "
+            f"padding); got {int(bad.sum())} other value(s), e.g. {got}. Store it as 1.0/0.0, "
+            f"e.g. ds[{name!r}] = (ds[{name!r}] > 0).where(ds[{name!r}].notnull())."
+        )
 
 
 def fails_before(greedy: np.ndarray, entry: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse, stats
 
+from lawfit import _validate as V
 from lawfit import _varpro as vp
 from lawfit.errors import LawfitError
 
@@ -176,6 +177,12 @@ def fit_resampled(model, theta_hat, se, y, clusters, n_boot, rng, *, space, loss
     theta : ndarray, shape (R, k)
     converged : ndarray of bool, shape (R,)
     """
+    chunk = V.bootstrap_chunk(n_boot, np.size(y), model.k)
+    if chunk < n_boot:  # batches that fit in memory (lawfit._validate.bootstrap_chunk)
+        parts = [fit_resampled(model, theta_hat, se, y, clusters, min(chunk, n_boot - i), rng,
+                               space=space, loss=loss, delta=delta)
+                 for i in range(0, n_boot, chunk)]
+        return np.concatenate([t for t, _ in parts]), np.concatenate([c for _, c in parts])
     if loss != "l2":
         W = bootstrap_weights(n_boot, clusters, rng)
         return fit_batch(model, theta_hat, se, y[None, :], W, space=space, loss=loss,

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
@@ -190,6 +191,7 @@ def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
         No trajectories, or ``window`` not a positive multiple of the logging interval.
     """
     ds = load(ds)
+    window, tol = V.positive_int(window, "window"), V.positive_number(tol, "tol")
     _require_curves(ds)
     budget = max_steps(ds)
     logged = np.asarray(ds["step"].values)
@@ -362,6 +364,8 @@ def budget_sensitivity(
     from lawfit.fitting import fit
 
     ds = load(ds)
+    bootstrap, _ = V.bootstrap_count(bootstrap), V.confidence_level(confidence_level)
+    V.random_generator(rng)
     _require_curves(ds)
     as_frame(ds, capacity=fit_kwargs.get("capacity", "rank"))  # one setting, valid data
     conv = convergence(ds, window=window, tol=tol)

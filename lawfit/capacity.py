@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
 from lawfit.information import BIT_KINDS, with_information_bits
@@ -426,9 +427,9 @@ def predict_capacity(
             f"predict_capacity needs a law in a capacity (rank or n_params) and length; this "
             f"law takes {inputs}. Fit a form with those inputs."
         )
-    level = float(fit.confidence_level if confidence_level is None else confidence_level)
-    if not 0 < level < 1:
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    level = V.confidence_level(fit.confidence_level if confidence_level is None
+                               else confidence_level)
+    search = V.search_range(search)
     targets = np.atleast_1d(np.asarray(target, float))
     if not np.all(np.isfinite(targets)):
         raise LawfitError(f"target must be finite numbers; got {target!r}.")

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 import lawfit.forms_extra as _fx
+from lawfit import _validate as V
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
@@ -228,8 +229,9 @@ def _frame(ds, forms, capacity, pool):
         for i in f.inputs:
             if i not in ("rank", "length") and i not in need:
                 need.append(i)
-    from lawfit.data import GROUP_DIMS
+    from lawfit.data import GROUP_DIMS, load_data
 
+    ds = load_data(ds)
     if isinstance(ds, pd.DataFrame):
         multi = [c for c in GROUP_DIMS if c in ds.columns and c not in pool
                  and ds[c].nunique(dropna=False) > 1]
@@ -380,8 +382,8 @@ def compare(
             f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
             "lawfit.fit(..., loss='huber') for a robust fit of a single form."
         )
-    if criterion not in ("aicc", "bic"):
-        raise LawfitError(f"criterion must be 'aicc' or 'bic'; got {criterion!r}.")
+    V.one_of(criterion, "criterion", ("aicc", "bic"))
+    alpha = V.significance_level(alpha, "alpha")
     bad_h = [h for h in holdout if h not in ("rank", "length")]
     if bad_h:
         raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")
@@ -390,6 +392,7 @@ def compare(
         raise LawfitError(f"forms contains duplicates: {names}. List each form once.")
     form_objs = [get_form(n) for n in names]
     frame, _excl = _frame(ds, form_objs, "rank", tuple(pool))
+    V.known_columns(vuong_clusters, frame.columns, "vuong_clusters")
     notes = []
     if pool:
         notes.append(f"pooled over {list(pool)} into one law (cluster column 'run')")

@@ -17,7 +17,9 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["as_frame", "check_identifiable", "GROUP_DIMS", "CELL_DIMS", "open_dataset"]
+__all__ = ["as_frame", "as_dataset", "load_data", "check_identifiable", "GROUP_DIMS",
+           "CELL_DIMS", "open_dataset", "check_schema_version", "memorized_mask",
+           "exclusion_flags"]
 
 #: Dims that identify a *setting*; size > 1 requires ``by=`` or ``.sel``.
 GROUP_DIMS = ("model", "task", "random_ratio", "method", "modules")
@@ -27,18 +29,181 @@ _INNER_DIMS = ("token", "step")
 _NUMERIC_INPUTS = ("rank", "length", "n_params")
 
 
+#: Newest major ``schema_version`` of the data contract this lawfit reads.
+SCHEMA_MAJOR = 1
+
+
+def _describe(obj) -> str:
+    return f"{type(obj).__name__} {obj!r}"[:120]
+
+
+def _check_path(path) -> str:
+    """Return the path as a str if it names an existing file; else raise."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise LawfitError(f"expected the path of a NetCDF (.nc) or CSV file; {path!r} does not "
+                          "exist. Check the path.")
+    if os.path.isdir(path):
+        raise LawfitError(f"expected the path of a NetCDF (.nc) or CSV file; {path!r} is a "
+                          "folder. Pass the file inside it, e.g. data/smollm2_cpu.nc.")
+    return path
+
+
+def check_schema_version(ds, source: str = "the dataset") -> None:
+    """Refuse a dataset written under a newer major ``schema_version`` than this lawfit reads."""
+    raw = ds.attrs.get("schema_version")
+    if raw is None:
+        return
+    try:
+        major = int(str(raw).split(".")[0])
+    except ValueError:
+        raise LawfitError(f"{source} has schema_version {raw!r}; expected a version such as "
+                          "'1.0'. Fix the attribute or re-collect the data.") from None
+    if major > SCHEMA_MAJOR:
+        raise LawfitError(f"{source} has schema_version {raw!r}, newer than this lawfit reads "
+                          f"(major {SCHEMA_MAJOR}); its fields may mean something else. "
+                          "Upgrade lawfit (pip install -U lawfit).")
+
+
 def open_dataset(path):
     """Open a NetCDF file as an :class:`xarray.Dataset` (with a clear error)."""
     import xarray as xr
 
-    if not os.path.exists(path):
-        raise LawfitError(f"expected the path of a NetCDF (.nc) file; {os.fspath(path)!r} "
-                          "does not exist. Check the path.")
+    path = _check_path(path)
     try:
-        return xr.load_dataset(path)
+        ds = xr.load_dataset(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with context
-        raise LawfitError(f"could not read {os.fspath(path)!r} as NetCDF: {exc}. "
-                          "Expected a dataset written by `collect` (xarray .to_netcdf).") from exc
+        raise LawfitError(f"could not read {path!r} as NetCDF ({type(exc).__name__}: {exc}); "
+                          "the file may be truncated or of another format. Expected a dataset "
+                          "written by `collect` (xarray .to_netcdf).") from exc
+    check_schema_version(ds, repr(path))
+    return ds
+
+
+def read_saved_json(path, newest_version: int) -> dict:
+    """Read a result saved as JSON by lawfit; refuse anything else with a clear error.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file written by ``save``.
+    newest_version : int
+        Newest ``format_version`` this lawfit reads.
+
+    Returns
+    -------
+    dict
+        The decoded JSON object.
+    """
+    import json
+
+    if not isinstance(path, str | os.PathLike):
+        raise LawfitError(f"expected the path of a JSON file written by result.save(); got "
+                          f"{_describe(path)}. Pass the path as a str.")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise LawfitError(f"expected the path of a JSON file written by result.save(); {path!r} "
+                          f"{what}. Check the path.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LawfitError(f"{path!r} is not a JSON file written by result.save() ({exc}). "
+                          "A dataset (.nc) is read by lawfit.fit, not lawfit.load.") from None
+    if not isinstance(d, dict) or not str(d.get("format", "")).startswith("lawfit."):
+        raise LawfitError(f"{path!r} is JSON but not a saved lawfit result (expected a 'format' "
+                          "of 'lawfit.FitResult' or 'lawfit.FitResults'). Pass a file written "
+                          "by result.save().")
+    version = d.get("format_version", 1)
+    if not isinstance(version, int) or version > newest_version:
+        raise LawfitError(f"{path!r} has format_version {version!r}, newer than this lawfit reads "
+                          f"({newest_version}). Upgrade lawfit (pip install -U lawfit).")
+    return d
+
+
+def load_data(data):
+    """Read any input (a path, a Dataset or a DataFrame) as a Dataset or a DataFrame.
+
+    Parameters
+    ----------
+    data : str, os.PathLike, xarray.Dataset or pandas.DataFrame
+        A NetCDF file (``.nc``, read as a Dataset), a CSV file (``.csv``, read as a
+        tidy DataFrame), or the object itself.
+
+    Returns
+    -------
+    xarray.Dataset or pandas.DataFrame
+
+    Raises
+    ------
+    LawfitError
+        Anything else (None, a list, a folder, a missing or unreadable file, a
+        dataset with a newer ``schema_version``).
+    """
+    import xarray as xr
+
+    if isinstance(data, xr.Dataset):
+        check_schema_version(data)
+        return data
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, xr.DataArray):
+        raise LawfitError(f"expected an xarray.Dataset; got the DataArray {data.name!r}. Pass "
+                          "the whole dataset, or data_array.to_dataset().")
+    if isinstance(data, str | os.PathLike):
+        path = _check_path(data)
+        if path.lower().endswith(".csv"):
+            try:
+                return pd.read_csv(path)
+            except Exception as exc:  # noqa: BLE001 - re-raised with context
+                raise LawfitError(f"could not read {path!r} as CSV ({exc}); expected a tidy "
+                                  "table with one row per cell.") from exc
+        return open_dataset(path)
+    raise LawfitError(
+        f"expected an xarray.Dataset (the data contract, docs/CONVENTIONS.md), a tidy "
+        f"pandas.DataFrame, or the path of a .nc/.csv file; got {_describe(data)}. Pass "
+        "the dataset or its path."
+    )
+
+
+def as_dataset(data):
+    """Like :func:`load_data`, but always an :class:`xarray.Dataset`.
+
+    A tidy DataFrame becomes a Dataset indexed by its contract dims (``rank``,
+    ``length``, ``seed``, ``token``, ...), for the token-level analyses.
+    """
+    data = load_data(data)
+    if not isinstance(data, pd.DataFrame):
+        return data
+    dims = [c for c in CELL_DIMS + ("data_seed", "objective") + _INNER_DIMS if c in data.columns]
+    if not dims:
+        raise LawfitError(f"the DataFrame has none of the contract's dims {list(CELL_DIMS)} as "
+                          f"columns; it has {list(data.columns)}. Add them, or pass a Dataset.")
+    if data.duplicated(subset=dims).any():
+        raise LawfitError(f"the DataFrame has several rows for the same {dims}; expected one "
+                          "row per cell (and token). Drop the duplicates.")
+    ds = data.set_index(dims).to_xarray()
+    for name in list(ds.data_vars):
+        inner = [d for d in _INNER_DIMS if d in ds[name].dims]
+        if inner and name not in _INNER_VARS:  # a cell variable repeated on every token row
+            ds[name] = _constant_along(ds[name], inner)
+    return ds
+
+
+#: Variables that live on the token or step dim (the rest are one value per cell).
+_INNER_VARS = ("p_before", "p_after", "greedy_correct", "entry", "loss_curve",
+               "frac_above_curve")
+
+
+def _constant_along(var, dims):
+    """Drop ``dims`` from a cell variable that a tidy frame repeated along them."""
+    first = var.isel({d: 0 for d in dims})
+    same = (var == first) | var.isnull()
+    if not bool(same.all()):
+        raise LawfitError(f"{var.name!r} varies along {dims} within a cell; expected one value "
+                          f"per cell (or list it among the token variables {_INNER_VARS}).")
+    return first.drop_vars(dims, errors="ignore")
 
 
 def _as_list(by) -> list[str]:
@@ -73,7 +238,7 @@ def _from_dataset(ds, variables, by, inputs):
             f"the dataset lacks the variable(s) {missing}; it has {sorted(ds.data_vars)}. "
             "Expected the contract's cell variables (loss_reduction = loss_before - loss_after)."
         )
-    optional = [v for v in ("status", "loss_after", "n_params") if v in ds.data_vars
+    optional = [v for v in ("status", "loss_after", "loss_before", "n_params") if v in ds.data_vars
                 and v not in wanted]
     sub = ds[wanted + optional]
     bad_inner = [d for d in sub.dims if d in _INNER_DIMS]
@@ -171,6 +336,7 @@ def as_frame(
     inputs = tuple(inputs)
     by = _as_list(by)
     variables = list(variables)
+    data = load_data(data)
     if isinstance(data, pd.DataFrame):
         if data.shape[0] == 0:
             raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
@@ -242,7 +408,116 @@ def as_frame(
                     f"{c!r} must be positive (the law uses its logarithm); got "
                     f"{sorted(set(v[v <= 0].tolist()))[:5]}. Drop those cells."
                 )
+    check_losses(frame)
+    frame, lost = _exclude_loss_increase(frame)
+    excl = pd.concat([e for e in (excl, lost) if len(e)], ignore_index=True) \
+        if len(lost) else excl
     return frame, excl.reset_index(drop=True)
+
+
+#: Reason recorded for an ``ok`` cell whose training raised the loss.
+LOSS_INCREASE = "loss_reduction < 0: training raised the loss"
+_LOSS_ATOL = 1e-5  # nats/token; float32 storage of losses of order 10 is good to ~1e-6
+_LOSS_RTOL = 1e-5
+
+
+def _examples(frame: pd.DataFrame, mask, cols) -> list[dict]:
+    cols = [c for c in dict.fromkeys(("rank", "length", "seed", *cols)) if c in frame.columns]
+    return frame.loc[mask, cols].head(3).to_dict("records")
+
+
+def check_losses(frame: pd.DataFrame) -> None:
+    """Physical sanity of the losses of usable cells; raise on an impossible value.
+
+    Cross-entropies are >= 0, so ``loss_before`` and ``loss_after`` must be finite
+    and >= 0 where present, ``loss_reduction`` must equal ``loss_before -
+    loss_after`` (up to float32 rounding) and cannot exceed ``loss_before``.
+    """
+    if "loss_before" in frame.columns:
+        v = frame["loss_before"].to_numpy(float)
+        bad = ~np.isfinite(v) | (v < 0)
+        if bad.any():
+            raise LawfitError(
+                f"{int(bad.sum())} cell(s) with status 'ok' have loss_before NaN, inf or < 0, "
+                f"e.g. {_examples(frame, bad, ['loss_before'])}; a cross-entropy is finite and "
+                ">= 0. Mark failed cells with status 'failed' or fix the data."
+            )
+    if "loss_after" in frame.columns:
+        v = frame["loss_after"].to_numpy(float)
+        bad = v < 0
+        if bad.any():
+            raise LawfitError(
+                f"{int(bad.sum())} cell(s) have loss_after < 0, e.g. "
+                f"{_examples(frame, bad, ['loss_after'])}; a cross-entropy is >= 0. Fix the "
+                "data (were log-probabilities stored with the wrong sign?)."
+            )
+    if "loss_reduction" not in frame.columns or "loss_before" not in frame.columns:
+        return
+    dl = frame["loss_reduction"].to_numpy(float)
+    lb = frame["loss_before"].to_numpy(float)
+    if "loss_after" in frame.columns:
+        la = frame["loss_after"].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(la) & ~np.isclose(dl, lb - la, rtol=_LOSS_RTOL, atol=_LOSS_ATOL)
+        if bad.any():
+            raise LawfitError(
+                f"{int(bad.sum())} cell(s) have loss_reduction != loss_before - loss_after, "
+                f"e.g. {_examples(frame, bad, ['loss_before', 'loss_after', 'loss_reduction'])}"
+                ". Expected ΔL = before - after (nats/token). Recompute it: "
+                "ds['loss_reduction'] = ds.loss_before - ds.loss_after."
+            )
+    bad = dl > lb + _LOSS_ATOL + _LOSS_RTOL * np.abs(lb)
+    if bad.any():
+        raise LawfitError(
+            f"{int(bad.sum())} cell(s) have loss_reduction > loss_before (loss_after would be "
+            f"< 0), e.g. {_examples(frame, bad, ['loss_before', 'loss_reduction'])}. Expected "
+            "ΔL <= loss_before. Fix the data."
+        )
+
+
+def _exclude_loss_increase(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Set aside usable cells with ΔL < 0 (training made the loss worse), with the reason."""
+    if "loss_reduction" not in frame.columns:
+        return frame, frame.iloc[:0].assign(reason=[])
+    neg = frame["loss_reduction"].to_numpy(float) < 0
+    lost = frame.loc[neg].copy()
+    lost["reason"] = LOSS_INCREASE
+    kept = frame.loc[~neg].reset_index(drop=True)
+    if kept.shape[0] == 0:
+        raise LawfitError(
+            f"every usable cell has loss_reduction < 0 (training raised the loss), e.g. "
+            f"{_examples(frame, neg, ['loss_reduction'])}. Expected ΔL >= 0 after training. "
+            "Check the collection (learning rate, grad_clip > 0) and re-run those cells."
+        )
+    return kept, lost
+
+
+def exclusion_flags(exclusions: pd.DataFrame) -> list[str]:
+    """Return flags for cells that :func:`as_frame` set aside as physically implausible."""
+    if "reason" not in exclusions.columns:
+        return []
+    n = int((exclusions["reason"] == LOSS_INCREASE).sum())
+    if not n:
+        return []
+    return [f"{n} cell(s) excluded with loss_reduction < 0 (training raised the loss; check "
+            "the collection): see result.exclusions"]
+
+
+def memorized_mask(frame: pd.DataFrame, threshold: float, where: str = "") -> np.ndarray:
+    """Cells with ``loss_after <= threshold``; raise where loss_after is NaN.
+
+    A NaN would silently compare False and let a memorized cell into the fit.
+    """
+    la = frame["loss_after"].to_numpy(float)
+    bad = ~np.isfinite(la)
+    if bad.any():
+        raise LawfitError(
+            f"{where}{int(bad.sum())} usable cell(s) have loss_after NaN/inf, e.g. "
+            f"{_examples(frame, bad, ['loss_after', 'loss_reduction'])}; the memorized-cell "
+            "exclusion needs it. Fill loss_after (= loss_before - loss_reduction), mark those "
+            "cells failed, or pass exclude=None to fit every cell."
+        )
+    return la <= threshold
 
 
 def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int,

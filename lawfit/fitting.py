@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from lawfit import _validate as V
 from lawfit import _varpro as vp
 from lawfit.bootstrap import RESAMPLING_UNITS, fit_batch, fit_resampled
-from lawfit.data import as_frame, check_identifiable
+from lawfit.data import as_frame, check_identifiable, exclusion_flags, memorized_mask
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
@@ -40,10 +41,6 @@ __all__ = ["fit", "LN2"]
 LN2 = math.log(2.0)
 _GRID_BUDGET = 2500
 _N_STARTS = 8
-
-
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def fit(
@@ -129,21 +126,14 @@ def fit(
     """
     form_obj = get_form(form)
     inputs = resolve_inputs(form_obj, capacity)
-    if loss not in ("l2", "huber"):
-        raise LawfitError(f"loss must be 'l2' or 'huber'; got {loss!r}.")
-    if space not in ("linear", "log"):
-        raise LawfitError(f"space must be 'linear' or 'log'; got {space!r}.")
-    if ci_method not in ("percentile", "bca"):
-        raise LawfitError(f"ci_method must be 'percentile' or 'bca'; got {ci_method!r}.")
-    if not (0 < confidence_level < 1):
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
-    if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
-        raise LawfitError(f"bootstrap must be a non-negative int; got {bootstrap!r}.")
-    if huber_delta is not None and not huber_delta > 0:
-        raise LawfitError(f"huber_delta must be positive; got {huber_delta!r}.")
-    if not (exclude is None or exclude == "memorized" or isinstance(exclude, int | float)):
-        raise LawfitError(f"exclude must be 'memorized', a float threshold on loss_after, or "
-                          f"None; got {exclude!r}.")
+    V.one_of(loss, "loss", ("l2", "huber"))
+    V.one_of(space, "space", ("linear", "log"))
+    V.one_of(ci_method, "ci_method", ("percentile", "bca"))
+    confidence_level = V.confidence_level(confidence_level)
+    bootstrap = V.bootstrap_count(bootstrap)
+    huber_delta = None if huber_delta is None else V.positive_number(huber_delta, "huber_delta")
+    exclude = V.exclude_rule(exclude)
+    rng = V.random_generator(rng)
     if p0 is not None:
         bad = [p for p in p0 if p not in form_obj.params]
         if bad:
@@ -163,7 +153,7 @@ def fit(
                 f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "
                 f"{list(frame.columns)}. Use unit='cell' or add the column."
             )
-    rng = _rng(rng)
+    V.bootstrap_chunk(bootstrap, len(frame), len(form_obj.params))
     opts = dict(form=form_obj, inputs=inputs, response=response, exclude=exclude, loss=loss,
                 huber_delta=huber_delta, space=space, bootstrap=int(bootstrap), unit=unit,
                 ci_method=ci_method, level=float(confidence_level), profile=profile, p0=p0,
@@ -240,8 +230,7 @@ def _exclude_memorized(frame, exclude, where):
                       "no memorized cells were excluded. Pass exclude=None to silence this.",
                       UserWarning, stacklevel=4)
         return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
-    la = frame["loss_after"].to_numpy(float)
-    mem = la <= thr
+    mem = memorized_mask(frame, thr, where)
     dropped = frame.loc[mem].copy()
     dropped["reason"] = f"memorized (loss_after <= {thr:.4g})"
     kept = frame.loc[~mem].reset_index(drop=True)
@@ -293,7 +282,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     dof = n - k
     cov, s2, resid = vp.covariance(model, theta[None], Y, W, space, loss, delta, dof)
     fitted = np.array(model.f(theta[None]))[0]
-    flags = []
+    flags = exclusion_flags(exclusions)
     if not conv:
         flags.append("optimizer did not converge: estimates may be unreliable")
     # distinct optima among the starts (start independence diagnostic)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lawfit import _validate as V
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
 
@@ -87,13 +88,8 @@ class GradientBudget:
 
 
 def _check_common(bootstrap, confidence_level):
-    if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
-        raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
-    if not 0 < confidence_level < 1:
-        raise LawfitError(
-            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
-            "Pass e.g. 0.95."
-        )
+    V.bootstrap_count(bootstrap)
+    V.confidence_level(confidence_level)
 
 
 def _time_average(steps: np.ndarray, frac: np.ndarray, frac0: np.ndarray) -> np.ndarray:
@@ -178,7 +174,7 @@ def gradient_budget(
             f"'p_after' over 'token'; the dataset has {sorted(ds.data_vars)}. Record "
             "trajectories (collect) or per-token probabilities."
         )
-    gen = np.random.default_rng(rng)
+    gen = V.random_generator(rng)
     notes = [
         "share_trajectory: time-average over optimizer steps of the share of target tokens "
         "with p > 0.5 (SFT weights tokens equally, so this is its loss-weight share on "
@@ -407,8 +403,6 @@ def memft_savings(
         raise LawfitError(
             f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
         )
-    if not 0 < confidence_level < 1:
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
     multi = [d for d in ("model", "task", "random_ratio", "modules")
              if d in ds.dims and ds.sizes[d] > 1]
     if multi:
@@ -418,7 +412,7 @@ def memft_savings(
             f"dims of size > 1: {vals}. Select one first, e.g. "
             f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}})."
         )
-    gen = np.random.default_rng(rng)
+    gen = V.random_generator(rng)
     notes: list[str] = []
     target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
                   else f"ΔL >= {target:.4g} nats/token")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lawfit import _validate as V
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.errors import LawfitError
 
@@ -921,6 +922,8 @@ def build_report(
         If ``ds`` is not a dataset or a readable path.
     """
     ds = load(ds)
+    bootstrap, confidence_level = V.bootstrap_count(bootstrap), V.confidence_level(confidence_level)
+    V.random_generator(rng)
     say = progress or (lambda _text: None)
     opt = _Options(
         int(bootstrap),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lawfit import _validate as V
+from lawfit.data import read_saved_json
 from lawfit.errors import LawfitError
 
 __all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning"]
@@ -235,9 +236,7 @@ class FitResult:
             Index: parameter names; columns ``low``, ``high``. ``attrs["method"]``
             names the method; profile intervals that stay open (flat profile) are NaN.
         """
-        level = self.confidence_level if level is None else float(level)
-        if not 0 < level < 1:
-            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        level = V.confidence_level(self.confidence_level if level is None else level, "level")
         if method is None:
             method = ("bootstrap" if self.boot is not None
                       else "profile" if self.profile_data is not None else "wald")
@@ -400,8 +399,7 @@ class FitResult:
         """
         if interval not in ("confidence", "prediction"):
             raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
-        if not 0 < level < 1:
-            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        level = V.confidence_level(level, "level")
         cols = self._collect_inputs(data, inputs)
         X = [cols[c] for c in self.inputs]
         theta = self.theta[None, :]
@@ -720,13 +718,7 @@ def load(path) -> FitResult | FitResults:
         registered in this session (register it first with
         :func:`lawfit.register_form`).
     """
-    if not os.path.exists(path):
-        raise LawfitError(f"no such file {os.fspath(path)!r}.")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            d = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise LawfitError(f"{os.fspath(path)!r} is not valid JSON: {exc}.") from None
+    d = read_saved_json(path, _FORMAT_VERSION)
     if d.get("format") == "lawfit.FitResults":
         return FitResults({tuple(g["key"]): FitResult.from_dict(g["result"])
                            for g in d["groups"]}, by=tuple(d["by"]))

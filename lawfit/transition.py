@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize, stats
 
+from lawfit import _validate as V
 from lawfit._tokens import (
     GROUP_DIMS,
     TokenArrays,
@@ -789,7 +790,7 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     ci = {
         "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
-        "width": (math.exp(th[1] - zc * se[1]), math.exp(th[1] + zc * se[1])),
+        "width": tuple(np.exp(np.minimum([th[1] - zc * se[1], th[1] + zc * se[1]], 709.0))),
         "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
     }
     method = "wald (HC1 sandwich)"
@@ -902,11 +903,7 @@ def phase_transition(
         unknown option.
     """
     ds = load(ds)
-    if not 0 < confidence_level < 1:
-        raise LawfitError(
-            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
-            "Pass e.g. 0.95."
-        )
+    confidence_level = V.confidence_level(confidence_level)
     if cascade_unit not in ("run", "entry"):
         raise LawfitError(
             f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
@@ -920,9 +917,8 @@ def phase_transition(
         )
     if capacity not in ("rank", "n_params"):
         raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
-    if int(bootstrap) < 0:
-        raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
-    gen = np.random.default_rng(rng)
+    bootstrap = V.bootstrap_count(bootstrap)
+    gen = V.random_generator(rng)
     notes: list[str] = []
     pooled = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1]
     if pooled:

@@ -14,6 +14,8 @@ from lawfit.forms import Form, get_form
 __all__ = ["synthetic_dataset"]
 
 LN2 = float(np.log(2.0))
+#: Smallest simulated loss_after (nats/token): the base loss is raised where ΔL exceeds it.
+_MIN_LOSS_AFTER = 0.01
 
 
 def synthetic_dataset(
@@ -133,6 +135,7 @@ def synthetic_dataset(
         scale = noise * float(np.median(np.abs(mean)))
         dl = mean * np.exp(u) + scale * eps
     before = loss_before * np.exp(0.02 * rng.standard_normal(shape))
+    before = np.maximum(before, dl + _MIN_LOSS_AFTER)  # a cross-entropy stays >= 0
     after = before - dl
     token_accuracy = np.clip(1.0 / (1.0 + np.exp(4.0 * (after - LN2))), 0, 1)
     exact_match = np.clip(token_accuracy ** 8, 0, 1)

@@ -111,6 +111,8 @@ def synthetic_form_dataset(
     mean = np.asarray(f.func(*args, **truth), float).reshape(shape)
     dl = mean * np.exp(noise * gen.standard_normal(shape))
     dims = ("modules", "rank", "length", "seed")
+    if "loss_before" not in f.inputs:  # raise the base loss where ΔL exceeds it (after >= 0)
+        L0 = np.maximum(L0, dl + 0.01)
     ds = xr.Dataset(
         {
             "loss_before": (dims, L0),

@@ -281,7 +281,7 @@ def test_run_cell_reports_every_logged_step(tiny):
         ({"grid": [{"tasks": ["phonebook"], "modules": ["mlp"]}]}, "PARTS@LAYERS"),
         ({"train": {"max_steps": 10, "learning_rate": 1}}, "unknown \\[train\\] keys"),
         ({"data": {"seed": 3}}, "unknown \\[data\\] keys \\['seed'\\]; known: .*data_seed"),
-        ({"data": {"pack_prompts": "yes"}}, "pack_prompts must be true or false, got 'yes'"),
+        ({"data": {"pack_prompts": "yes"}}, "pack_prompts must be true or false; got 'yes'"),
         ({"data": {"checkpoint_minutes": -1}}, "checkpoint_minutes must be a number of minutes"),
     ],
 )

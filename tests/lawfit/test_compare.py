@@ -83,7 +83,7 @@ def test_errors():
         compare(ds, forms=["power_law"])
     with pytest.raises(LawfitError, match="holdout axes"):
         compare(ds, holdout=("seed",))
-    with pytest.raises(LawfitError, match="expected an xarray.Dataset or a pandas.DataFrame"):
+    with pytest.raises(LawfitError, match="expected an xarray.Dataset"):
         compare([1, 2])
     grouped = synthetic_dataset(rng=0, seeds=2, groups={"model": ["a", "b"]})
     with pytest.raises(LawfitError, match="within one setting.*'model'.*pool="):

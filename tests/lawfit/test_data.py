@@ -128,7 +128,9 @@ def test_every_point_excluded(ds):
 
 
 def test_every_point_memorized():
-    ds = synthetic_dataset(rng=0, loss_before=0.5)
+    ds = synthetic_dataset(rng=0)
+    ds["loss_after"] = 0.5 + 0 * ds["loss_after"]  # every cell below ln 2, physically valid
+    ds["loss_before"] = ds["loss_after"] + ds["loss_reduction"]
     with pytest.raises(LawfitError, match="every cell is memorized"):
         lawfit.fit(ds)
 
@@ -177,7 +179,8 @@ def test_bad_capacity(ds):
 
 
 def test_log_space_needs_positive(ds):
-    ds["loss_reduction"][0, 0, 0] = -0.01
+    ds["loss_reduction"][0, 0, 0] = 0.0  # ΔL < 0 would be excluded (flagged) by as_frame
+    ds["loss_after"][0, 0, 0] = ds["loss_before"][0, 0, 0]
     with pytest.raises(LawfitError, match="space='log' needs loss_reduction > 0"):
         lawfit.fit(ds, space="log", exclude=None)
 

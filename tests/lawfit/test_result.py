@@ -173,10 +173,10 @@ def test_load_unregistered_form(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(LawfitError, match="no such file"):
+    with pytest.raises(LawfitError, match="does not exist"):
         lawfit.load(tmp_path / "missing.json")
     (tmp_path / "x.json").write_text("{not json")
-    with pytest.raises(LawfitError, match="not valid JSON"):
+    with pytest.raises(LawfitError, match="is not a JSON file"):
         lawfit.load(tmp_path / "x.json")
 
 

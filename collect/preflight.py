@@ -1,0 +1,181 @@
+"""Checks ``collect plan`` (and ``run``) make before anything trains, and a cost estimate.
+
+A config that ``plan`` accepts must not fail validation at ``run``: for every model of
+the sweep this loads the tokenizer and the model's *config* (its modules on the meta
+device, no weights; :func:`collect.models.load_skeleton`) and runs the same checks
+``run`` runs after loading the weights (:func:`collect.sweep.validate_for_model`:
+module names, layer indices, source files, texts long enough for the length). It then
+estimates each cell's memory and compute and refuses a sweep whose largest cell
+exceeds a ceiling.
+
+The estimates are rough upper bounds, stated as such:
+
+- memory = weights + activations kept for the backward pass + logits. Activations:
+  ``layers x (12 hidden + 3 intermediate)`` values per token of the batch (attention
+  and MLP inputs/outputs, norms, the MLP's gate/up products); logits: 3 float32
+  values per target token and vocabulary entry (logits, log-softmax, its gradient).
+- compute = ``6 x parameters x batch tokens`` FLOP per step (forward 2, backward 4)
+  times ``max_steps`` (a cell stops earlier when memorized or on a plateau).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from collect.config import CellKey, SweepConfig
+from collect.errors import CollectError
+
+#: Lengths up to which the phonebook's batch tokens are counted exactly; longer ones
+#: are extrapolated linearly from this many target tokens (entries have equal shape).
+SAMPLE_LENGTH = 512
+_ACT_PER_HIDDEN = 12
+_ACT_PER_INTERMEDIATE = 3
+_LOGIT_FLOATS = 3
+_FLOP_PER_PARAM_TOKEN = 6
+
+
+@dataclass(frozen=True)
+class CellEstimate:
+    """Rough memory and compute of one cell (upper bounds; see the module docstring)."""
+
+    key: CellKey
+    batch_tokens: int
+    memory_bytes: float
+    flop: float
+
+
+def default_ceiling(device: str | None) -> float:
+    """Bytes one cell may use: the GPU's memory for a CUDA device, else the machine's RAM."""
+    if device is None or device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                index = int(device.split(":")[1]) if device and ":" in device else 0
+                return float(torch.cuda.get_device_properties(index).total_memory)
+        except (ImportError, RuntimeError, ValueError):
+            pass
+    return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _batch_tokens(loaded, key: CellKey, config: SweepConfig) -> tuple[int, int]:
+    """Tokens of one training batch (prompts + targets) and target tokens of ``key``."""
+    from collect.probe import prompt_ids
+    from collect.tasks import build_task
+
+    sample = min(key.length, SAMPLE_LENGTH)
+    entries = build_task(
+        key.task,
+        loaded.tokenizer,
+        sample,
+        random_ratio=key.random_ratio if key.task == "long_context" else 0.0,
+        data_seed=config.data_seed,
+        source=config.source_for(key.task),
+    )
+    prompts = sum(len(prompt_ids(loaded.tokenizer, e.key)) for e in entries)
+    if key.task == "long_context":  # one prompt, then the whole text
+        return prompts + key.length, key.length
+    return round((prompts + sample) * key.length / sample), key.length
+
+
+def _model_sizes(loaded) -> dict[str, int]:
+    cfg = loaded.model.config
+    hidden = int(cfg.hidden_size)
+    return {
+        "params": sum(p.numel() for p in loaded.model.parameters()),
+        "layers": int(cfg.num_hidden_layers),
+        "hidden": hidden,
+        "intermediate": int(getattr(cfg, "intermediate_size", None) or 4 * hidden),
+        "vocab": int(cfg.vocab_size),
+    }
+
+
+def estimate_cell(loaded, key: CellKey, config: SweepConfig) -> CellEstimate:
+    """Estimate one cell's peak memory and training compute on ``loaded``'s model."""
+    import torch
+
+    sizes = _model_sizes(loaded)
+    width = torch.finfo(loaded.dtype).bits // 8
+    tokens, targets = _batch_tokens(loaded, key, config)
+    per_token = sizes["layers"] * (
+        _ACT_PER_HIDDEN * sizes["hidden"] + _ACT_PER_INTERMEDIATE * sizes["intermediate"]
+    )
+    memory = (
+        sizes["params"] * width
+        + tokens * per_token * width
+        + targets * sizes["vocab"] * _LOGIT_FLOATS * 4
+    )
+    flop = _FLOP_PER_PARAM_TOKEN * sizes["params"] * tokens * config.train.max_steps
+    return CellEstimate(key=key, batch_tokens=tokens, memory_bytes=float(memory), flop=float(flop))
+
+
+def preflight(
+    config: SweepConfig, cells: list[CellKey], *, ceiling: float | None = None
+) -> list[CellEstimate]:
+    """Validate every cell against its model's config and estimate its cost; refuse too big.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        The sweep.
+    cells : list of CellKey
+        Cells to check (e.g. the pending ones).
+    ceiling : float, optional
+        Bytes one cell may use (default :func:`default_ceiling` of ``[data] device``).
+
+    Returns
+    -------
+    list of CellEstimate
+        One per cell, in order.
+
+    Raises
+    ------
+    CollectError
+        Unknown model, bad module part or layer, missing source, a text too short for
+        the length (the checks ``run`` makes), or a cell estimated above ``ceiling``.
+    """
+    from collect.models import load_skeleton
+    from collect.sweep import validate_for_model
+
+    ceiling = default_ceiling(config.device) if ceiling is None else float(ceiling)
+    out: list[CellEstimate] = []
+    for model_name, keys in itertools.groupby(cells, key=lambda k: k.model):
+        keys = list(keys)
+        loaded = load_skeleton(model_name, dtype=config.dtype)
+        validate_for_model(config, keys, loaded)
+        out += [estimate_cell(loaded, key, config) for key in keys]
+    too_big = [e for e in out if e.memory_bytes > ceiling]
+    if too_big:
+        worst = max(too_big, key=lambda e: e.memory_bytes)
+        raise CollectError(
+            f"{len(too_big)} cell(s) are estimated above the memory ceiling of "
+            f"{ceiling / 2**30:.1f} GiB, the largest {worst.key.slug()} at "
+            f"{worst.memory_bytes / 2**30:.1f} GiB ({worst.batch_tokens:,} batch tokens). "
+            "Lower the lengths, or raise the ceiling with --max-cell-memory GIB if the "
+            "machine really has it."
+        )
+    return out
+
+
+def summary(estimates: list[CellEstimate]) -> str:
+    """One line: the cost and memory estimate of a list of cells."""
+    if not estimates:
+        return "estimate: nothing to run"
+    peak = max(estimates, key=lambda e: e.memory_bytes)
+    total = sum(e.flop for e in estimates)
+    return (
+        f"estimate (rough upper bound): {total:.3g} FLOP for {len(estimates)} cell(s) at "
+        f"max_steps; largest cell {peak.memory_bytes / 2**30:.2f} GiB ({peak.key.slug()})"
+    )
+
+
+def check_args(value: Any) -> float | None:
+    """``--max-cell-memory`` in GiB as bytes (None: the default ceiling)."""
+    if value is None:
+        return None
+    if value <= 0:
+        raise CollectError(f"--max-cell-memory must be a number of GiB > 0; got {value!r}.")
+    return float(value) * 2**30

@@ -1,0 +1,68 @@
+"""Issue 14: `collect plan` checks what `run` would reject, from the model's config only."""
+
+import re
+
+import pytest
+
+from collect.cli import main
+from collect.config import config_from_dict
+from collect.errors import CollectError
+from collect.preflight import estimate_cell, preflight
+
+BASE = ["--model", "tiny-random", "--ranks", "1", "--seeds", "0", "--modules", "mlp@2"]
+
+
+def _plan(tmp_path, *flags):
+    return main(["plan", *BASE, "--out", str(tmp_path / "out"), *flags])
+
+
+def test_plan_prints_count_and_estimate(tmp_path, capsys):
+    assert _plan(tmp_path, "--lengths", "20", "40", "--task", "phonebook") == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 2 pending" in out.splitlines()[0]
+    assert "estimate (rough upper bound):" in out and "FLOP for 2 cell(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--modules", "foo_proj@2"], "no module matches 'foo_proj'"),
+        (["--modules", "mlp@9"], "names layer 9, but the model has 4 layers"),
+        (["--model", "/no/such/model"], "could not load model '/no/such/model'"),
+        (
+            ["--task", "long_context", "--random-ratio", "0", "--lengths", "10000000"],
+            "at least length=10000000 target tokens",
+        ),
+        (
+            ["--lengths", "1000000", "--max-cell-memory", "4"],
+            r"estimated above the memory ceiling of 4.0 GiB",
+        ),
+        (["--max-cell-memory", "-1"], "--max-cell-memory must be a number of GiB > 0"),
+    ],
+)
+def test_plan_refuses_what_run_would(tmp_path, capsys, flags, message):
+    args = ["--lengths", "20", "--task", "phonebook", *flags]
+    assert _plan(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+
+
+def test_missing_source_file(tiny_sweep, tmp_path):
+    config = config_from_dict(tiny_sweep(data={"source": str(tmp_path / "missing.txt")}))
+    with pytest.raises(CollectError, match="missing.txt"):
+        preflight(config, config.cells())
+
+
+def test_estimate_grows_with_length(tiny_sweep):
+    from collect.models import load_skeleton
+
+    config = config_from_dict(tiny_sweep())
+    loaded = load_skeleton("tiny-random")
+    short, long = (
+        k for k in config.cells() if k.task == "phonebook" and k.rank == 1 and k.method == "sft"
+    )
+    a, b = estimate_cell(loaded, short, config), estimate_cell(loaded, long, config)
+    assert b.batch_tokens > a.batch_tokens and b.memory_bytes > a.memory_bytes
+    assert b.flop == pytest.approx(a.flop * b.batch_tokens / a.batch_tokens)
+    # weights alone are a floor: 164,480 float32 parameters
+    assert a.memory_bytes > 164_480 * 4
