@@ -420,14 +420,11 @@ def predict_capacity(
             f" needs loss_before at the queried lengths ({l0desc}). Pass loss_before=<nats> "
             "or data=<the dataset> (its mean loss_before per length is used)."
         )
-    from lawfit.forms import get_form
-
-    form = get_form(fit.form)
+    form = fit.form
     theta = np.asarray(fit.theta, float)[None, :]
     draws = None
     if getattr(fit, "boot", None) is not None:
-        d = np.asarray(fit.boot["draws"], float)
-        draws = d[np.asarray(fit.boot["converged"], bool)]
+        draws = fit.boot.usable_draws()
     rng_cap = fit.input_ranges[cap]
     rng_len = fit.input_ranges["length"]
     notes = [f"loss_before: {l0desc}"] if need_l0 else []

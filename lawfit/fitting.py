@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit import _varpro as vp
-from lawfit.bootstrap import RESAMPLING_UNITS, fit_batch, fit_resampled
+from lawfit.bootstrap import RESAMPLING_UNITS, BootstrapResult, fit_batch, fit_resampled
 from lawfit.data import as_frame, check_identifiable
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
@@ -62,6 +62,7 @@ def fit(
     confidence_level: float = 0.95,
     profile: bool = True,
     p0: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
     rng: int | np.random.Generator | None = None,
 ) -> FitResult | FitResults:
     """Fit a law such as ΔL = C·r^α·ℓ^(−β) + b to a sweep.
@@ -105,6 +106,10 @@ def fit(
     p0 : mapping, optional
         Extra starting values (added to the grid starts; the result does not depend
         on them unless they find a better optimum).
+    fixed : mapping, optional
+        Parameters held at given values, e.g. ``{"b": 0.0}``: the law is fitted in
+        the remaining parameters (see :meth:`lawfit.Form.with_fixed`); the result's
+        ``form.fixed`` records them.
     rng : int or numpy.random.Generator, optional
         Seed for the bootstrap.
 
@@ -128,6 +133,8 @@ def fit(
     (0.6, 0.5)
     """
     form_obj = get_form(form)
+    if fixed:
+        form_obj = form_obj.with_fixed(fixed)
     inputs = resolve_inputs(form_obj, capacity)
     if loss not in ("l2", "huber"):
         raise LawfitError(f"loss must be 'l2' or 'huber'; got {loss!r}.")
@@ -331,7 +338,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     points["fitted"] = fitted
     points["residual"] = resid
     return FitResult(
-        form=form.name, form_latex=form.latex, param_names=tuple(form.params),
+        form=form, param_names=tuple(form.params),
         inputs=tuple(inputs), response=response, capacity=capacity, theta=theta,
         cov_matrix=cov, sigma2=s2, space=space, loss=loss,
         huber_delta=float(delta) if loss == "huber" else None, points=points,
@@ -403,20 +410,19 @@ def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, u
                                   "cluster bootstrap needs at least 2 (better 10+). Use "
                                   "unit='cell' or 'residual'.")
     if unit in ("residual", "wild"):
-        draws, conv = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
+        draws, status = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
     else:  # multinomial weights, reduced to per-design-point sums (same draws)
-        draws, conv = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
+        draws, status = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
                                     loss=loss, delta=delta)
     jack = None
     if ci_method == "bca":
         G = int(clusters.max()) + 1
         Wj = np.ones((G, n))
         Wj[clusters[None, :] == np.arange(G)[:, None]] = 0.0
-        jack, jconv = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
-                                delta=delta, local_grid=False)
-        jack = np.where(jconv[:, None], jack, np.nan)
+        jack, jstatus = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
+                                  delta=delta, local_grid=False)
+        jack = np.where(np.isin(jstatus, ("converged", "at_bound"))[:, None], jack, np.nan)
     # residuals on the fit scale, for bootstrap prediction intervals
-    return {"draws": draws, "converged": conv, "unit": unit, "n_boot": int(R),
-            "n_failed": int(np.sum(~conv)), "jack": jack, "n_clusters": n_clusters,
-            "resid": np.asarray(resid, float)}
+    return BootstrapResult(draws=draws, status=status, unit=unit, jack=jack,
+                           n_clusters=n_clusters, resid=np.asarray(resid, float))
 

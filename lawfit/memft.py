@@ -593,7 +593,7 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
     ell = df["length"].to_numpy(float)
     y = df["loss_reduction"].to_numpy(float)
     th = np.asarray(fit_sft.theta, float)
-    D = np.asarray(fit_sft.boot["draws"], float)[np.asarray(fit_sft.boot["converged"], bool)]
+    D = fit_sft.boot.usable_draws()
     allth = np.vstack([th, D])  # row 0: point estimate
     Cs, al, be, bb = (allth[:, j:j + 1] for j in range(4))
     G = np.exp(al * np.log(r) - be * np.log(ell))  # (R+1, n)

@@ -2,9 +2,12 @@
 
 :class:`FitResult` never refits itself; every method derives from stored numbers
 (estimates, covariance, bootstrap draws, jackknife values, profile curves, the
-fitted points). It round-trips through plain JSON (:meth:`FitResult.save`,
-:func:`load`): the form is stored by name and LaTeX and re-resolved from the
-registry on load.
+fitted points). It owns its :class:`~lawfit.forms.Form` (a later
+:func:`~lawfit.register_form` of the same name does not change it), its arrays are
+read-only and its mappings immutable. It round-trips through plain JSON
+(:meth:`FitResult.save`, :func:`load`): the form is stored as a spec with its
+function's importable reference (``"module:qualname"``), and rebuilt from that
+reference, or else from a registered form of the same name, on load.
 """
 
 from __future__ import annotations
@@ -15,22 +18,41 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lawfit.bootstrap import BootstrapResult
 from lawfit.errors import LawfitError
+from lawfit.forms import Form, form_from_spec, get_form
 
 __all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning"]
 
 _FORMAT = "lawfit.FitResult"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 class ExtrapolationWarning(UserWarning):
     """A prediction lies outside the ranges of the inputs the law was fitted on."""
+
+
+def _read_only(a) -> np.ndarray:
+    """Return a read-only copy of ``a`` (writing into it raises ``ValueError``)."""
+    out = np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def _frozen_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``df`` whose numeric columns are backed by read-only arrays."""
+    cols = {}
+    for c in df.columns:
+        values = df[c].to_numpy()
+        cols[c] = _read_only(values) if values.dtype != object else values.copy()
+    return pd.DataFrame(cols, index=df.index.copy(), copy=False)
 
 
 def _flt(x):
@@ -49,7 +71,7 @@ def _arr_to_json(a):
 
 def _clean(obj):
     """Recursively make an object JSON-safe (NaN/inf -> None, numpy -> python)."""
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
@@ -103,8 +125,8 @@ class FitResult:
 
     Attributes
     ----------
-    form : str
-        Name of the form (re-resolved from the registry when needed).
+    form : Form
+        The fitted form itself (not looked up in the registry again).
     params, stderr : dict
         Estimates and Wald standard errors (sandwich for Huber).
     cov : pandas.DataFrame
@@ -120,8 +142,7 @@ class FitResult:
         |correlation| > 0.9999; or an open profile interval.
     """
 
-    form: str
-    form_latex: str
+    form: Form
     param_names: tuple[str, ...]
     inputs: tuple[str, ...]
     response: str
@@ -137,13 +158,32 @@ class FitResult:
     gof: Mapping[str, float]
     flags_base: tuple[str, ...]
     bounds: Mapping[str, tuple[float, float]]
-    boot: Mapping[str, Any] | None = None
+    boot: BootstrapResult | None = None
     profile_data: Mapping[str, Mapping[str, np.ndarray]] | None = None
     ci_method: str = "percentile"
     confidence_level: float = 0.95
     group: Mapping[str, Any] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     linear_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in ("theta", "cov_matrix"):
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+        for name in ("points", "exclusions"):
+            object.__setattr__(self, name, _frozen_frame(getattr(self, name)))
+        for name in ("gof", "bounds", "group", "meta"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+        if self.profile_data is not None:
+            frozen = {p: MappingProxyType({k: _read_only(v) for k, v in c.items()})
+                      for p, c in self.profile_data.items()}
+            object.__setattr__(self, "profile_data", MappingProxyType(frozen))
+
+    @property
+    def form_latex(self) -> str:
+        """LaTeX of the fitted law."""
+        return self.form.latex
 
     # ----------------------------------------------------------------- params
     @property
@@ -201,21 +241,26 @@ class FitResult:
     # ------------------------------------------------------------- bootstrap
     @property
     def draws(self) -> pd.DataFrame | None:
-        """Bootstrap replicates (one row each) with a boolean ``converged`` column.
+        """Bootstrap replicates (one row each) with ``status`` and ``converged`` columns.
 
-        Failed replicates are kept (``converged == False``) and excluded from the
-        intervals; ``draws.attrs["n_failed"]`` counts them. ``None`` without bootstrap.
+        Every replicate is kept. ``status`` is one of
+        :data:`lawfit.bootstrap.REPLICATE_STATUSES`; all but ``"unidentifiable"``
+        (no estimate exists for that resample) enter the intervals, boundary and
+        not-converged solutions included. ``draws.attrs`` holds ``n_failed`` (not
+        converged or unidentifiable), ``n_excluded`` (left out of the intervals),
+        ``counts`` (per status) and ``unit``. ``None`` without bootstrap.
         """
         if self.boot is None:
             return None
-        df = pd.DataFrame(np.asarray(self.boot["draws"]), columns=list(self.param_names))
-        df["converged"] = np.asarray(self.boot["converged"], bool)
-        df.attrs.update({"n_failed": int(self.boot["n_failed"]), "unit": self.boot["unit"]})
+        df = pd.DataFrame(np.array(self.boot.draws), columns=list(self.param_names))
+        df["status"] = self.boot.status
+        df["converged"] = self.boot.converged
+        df.attrs.update({"n_failed": self.boot.n_failed, "n_excluded": self.boot.n_excluded,
+                         "counts": dict(self.boot.counts), "unit": self.boot.unit})
         return df
 
     def _good_draws(self):
-        d = np.asarray(self.boot["draws"], float)
-        return d[np.asarray(self.boot["converged"], bool)]
+        return self.boot.usable_draws()
 
     # ------------------------------------------------------------- intervals
     def conf_int(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
@@ -256,7 +301,7 @@ class FitResult:
             if method == "percentile":
                 lo, hi = percentile_interval(d, level)
             else:
-                jack = self.boot.get("jack")
+                jack = self.boot.jack
                 if jack is None:
                     raise LawfitError("BCa needs jackknife values; refit with ci_method='bca'.")
                 lo, hi = bca_interval(d, self.theta, np.asarray(jack, float), level)
@@ -345,25 +390,16 @@ class FitResult:
         if self.n_obs <= k + 2:
             out.append(f"too few points: n={self.n_obs} <= k+2={k + 2}")
         if self.boot is not None:
-            nf = int(self.boot["n_failed"])
-            if nf:
-                out.append(f"{nf} of {self.boot['n_boot']} bootstrap replicates failed to "
-                           "converge (kept in draws, excluded from intervals)")
-            G = self.boot.get("n_clusters")
+            out += _bootstrap_flags(self.boot)
+            G = self.boot.n_clusters
             if G is not None and G < 10:
-                out.append(f"cluster bootstrap over only {G} {self.boot['unit']} clusters: "
+                out.append(f"cluster bootstrap over only {G} {self.boot.unit} clusters: "
                            "intervals are too narrow (unreliable below ~10 clusters)")
         return tuple(out)
 
     # ------------------------------------------------------------ prediction
-    def _form_obj(self):
-        from lawfit.forms import get_form
-
-        f = get_form(self.form)
-        return f
-
     def _eval(self, theta2d, X):
-        f = self._form_obj()
+        f = self.form
         kw = {p: theta2d[:, j:j + 1] for j, p in enumerate(self.param_names)}
         with np.errstate(all="ignore"):
             out = f.func(*X, **kw)
@@ -414,7 +450,7 @@ class FitResult:
             P = self._eval(d, X)  # (R, m)
             if interval == "prediction":
                 rng = np.random.default_rng(0)
-                e = np.asarray(self.boot["resid"], float)
+                e = np.asarray(self.boot.resid, float)
                 e = e[rng.integers(0, e.size, size=P.shape)]
                 with np.errstate(all="ignore"):
                     P = np.exp(np.log(P) + e) if log else P + e
@@ -514,14 +550,15 @@ class FitResult:
              "stderr": ("param", np.array(list(self.stderr.values()))),
              "cov": (("param", "param_2"), self.cov_matrix)},
             coords={"param": p, "param_2": p},
-            attrs={"form": self.form, "form_latex": self.form_latex,
+            attrs={"form": self.form.name, "form_latex": self.form_latex,
                    **{k: v for k, v in self.gof.items()},
                    "flags": json.dumps(list(self.flags)), "space": self.space,
                    "loss": self.loss},
         )
         if self.boot is not None:
-            ds["draws"] = (("draw", "param"), np.asarray(self.boot["draws"], float))
-            ds["converged"] = ("draw", np.asarray(self.boot["converged"], bool))
+            ds["draws"] = (("draw", "param"), np.array(self.boot.draws, float))
+            ds["converged"] = ("draw", self.boot.converged)
+            ds["status"] = ("draw", np.array(self.boot.status))
         return ds
 
     def summary(self, method: str | None = None, level: float | None = None) -> Summary:
@@ -531,7 +568,7 @@ class FitResult:
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
         g = f" group={dict(self.group)}" if self.group else ""
-        return f"<FitResult {self.form}{g}: {ps}; R²={self.r2:.4f}, n={self.n_obs}>"
+        return f"<FitResult {self.form.name}{g}: {ps}; R²={self.r2:.4f}, n={self.n_obs}>"
 
     def _repr_html_(self) -> str:
         return self.summary().as_html()
@@ -542,14 +579,14 @@ class FitResult:
         boot = None
         if self.boot is not None:
             boot = {k: (_arr_to_json(v) if isinstance(v, np.ndarray) else v)
-                    for k, v in self.boot.items()}
+                    for k, v in self.boot.to_dict().items()}
         prof = None
         if self.profile_data is not None:
             prof = {p: {k: _arr_to_json(v) for k, v in c.items()}
                     for p, c in self.profile_data.items()}
         return _clean({
             "format": _FORMAT, "format_version": _FORMAT_VERSION,
-            "form": self.form, "form_latex": self.form_latex,
+            "form": self.form.to_spec(),
             "param_names": list(self.param_names), "inputs": list(self.inputs),
             "response": self.response, "capacity": self.capacity,
             "theta": _arr_to_json(self.theta), "cov_matrix": _arr_to_json(self.cov_matrix),
@@ -579,27 +616,10 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> FitResult:
-        """Rebuild from :meth:`to_dict` output (the form must be registered)."""
-        from lawfit.forms import get_form
-
+        """Rebuild from :meth:`to_dict` output (see :func:`lawfit.forms.form_from_spec`)."""
         if d.get("format") != _FORMAT:
             raise LawfitError(f"not a saved lawfit FitResult (format={d.get('format')!r}).")
-        try:
-            get_form(d["form"])
-        except LawfitError:
-            raise LawfitError(
-                f"the saved result uses the form {d['form']!r} (LaTeX: {d['form_latex']!r}), "
-                "which is not registered in this session. Register it first with "
-                f"lawfit.register_form({d['form']!r}, func, ...) and load again."
-            ) from None
-        boot = None
-        if d["boot"] is not None:
-            b = dict(d["boot"])
-            b["draws"] = _unclean(b["draws"])
-            b["converged"] = np.array(b["converged"], bool)
-            b["resid"] = _unclean(b["resid"])
-            b["jack"] = None if b.get("jack") is None else _unclean(b["jack"])
-            boot = b
+        boot = None if d["boot"] is None else _boot_from_json(d["boot"])
         prof = None
         if d["profile_data"] is not None:
             prof = {p: {"values": _unclean(c["values"]), "F": _unclean(c["F"]),
@@ -607,7 +627,7 @@ class FitResult:
                     for p, c in d["profile_data"].items()}
         gof = {k: (math.nan if v is None else v) for k, v in d["gof"].items()}
         return cls(
-            form=d["form"], form_latex=d["form_latex"], param_names=tuple(d["param_names"]),
+            form=_form_from_json(d), param_names=tuple(d["param_names"]),
             inputs=tuple(d["inputs"]), response=d["response"], capacity=d["capacity"],
             theta=_unclean(d["theta"]), cov_matrix=_unclean(d["cov_matrix"]),
             sigma2=float(d["sigma2"]), space=d["space"], loss=d["loss"],
@@ -620,6 +640,49 @@ class FitResult:
             confidence_level=d["confidence_level"], group=d["group"], meta=d["meta"],
             linear_names=tuple(d.get("linear_names", ())),
         )
+
+
+def _form_from_json(d: dict) -> Form:
+    """Rebuild the saved form: a spec (format 2) or a registered name (format 1)."""
+    if isinstance(d["form"], dict):
+        return form_from_spec(d["form"])
+    try:
+        return get_form(d["form"])
+    except LawfitError:
+        raise LawfitError(
+            f"the saved result uses the form {d['form']!r} (LaTeX: {d.get('form_latex')!r}), "
+            "which is not registered in this session. Register it first with "
+            f"lawfit.register_form({d['form']!r}, func, ...) and load again."
+        ) from None
+
+
+def _boot_from_json(b: dict) -> BootstrapResult:
+    """Bootstrap replicates from JSON; format-1 files have a boolean ``converged``."""
+    status = b.get("status")
+    if status is None:  # format 1: converged flags only
+        status = np.where(np.array(b["converged"], bool), "converged", "not_converged")
+    return BootstrapResult(draws=_unclean(b["draws"]), status=np.asarray(status),
+                           unit=b["unit"], resid=_unclean(b["resid"]),
+                           jack=None if b.get("jack") is None else _unclean(b["jack"]),
+                           n_clusters=b.get("n_clusters"))
+
+
+def _bootstrap_flags(boot: BootstrapResult) -> list[str]:
+    """Say how many replicates hit a bound, did not converge, or had no estimate."""
+    c, R = boot.counts, boot.n_boot
+    out = []
+    if c["at_bound"]:
+        out.append(f"{c['at_bound']} of {R} bootstrap replicates have a parameter at a bound "
+                   "(boundary solutions, kept in the intervals)")
+    if c["not_converged"]:
+        out.append(f"{c['not_converged']} of {R} bootstrap replicates did not converge after a "
+                   "global re-solve (kept in the intervals at the best point found: typically "
+                   "an optimum at infinity, a real tail of the distribution)")
+    if c["unidentifiable"]:
+        out.append(f"{c['unidentifiable']} of {R} bootstrap replicates cannot identify the law "
+                   "(resample with too few distinct design points): excluded from the "
+                   "intervals, which are conditional on identifiable resamples")
+    return out
 
 
 class FitResults(Mapping):
@@ -744,7 +807,7 @@ class Summary:
     def _header(self):
         r = self.result
         g = r.gof
-        left = [("Form:", r.form), ("Inputs:", ", ".join(r.inputs)),
+        left = [("Form:", r.form.name), ("Inputs:", ", ".join(r.inputs)),
                 ("Loss / space:", f"{r.loss} / {r.space}"
                  + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else "")),
                 ("No. points:", str(g["n_obs"])), ("No. excluded:", str(r.n_excluded))]
@@ -755,8 +818,11 @@ class Summary:
                  ("AIC / AICc:", f"{g['aic']:.4g} / {g['aicc']:.4g}"),
                  ("BIC:", f"{g['bic']:.4g}")]
         if r.boot is not None:
-            right.append(("Bootstrap:", f"{r.boot['n_boot']} x {r.boot['unit']}, "
-                                        f"{r.boot['n_failed']} failed"))
+            c = r.boot.counts
+            right += [("Bootstrap:", f"{r.boot.n_boot} x {r.boot.unit}"),
+                      ("  at a bound:", str(c["at_bound"])),
+                      ("  not converged:", f"{c['not_converged']} (kept)"),
+                      ("  unidentifiable:", f"{c['unidentifiable']} (excluded)")]
         return left, right
 
     def _table(self):

@@ -22,8 +22,8 @@ def test_weights_are_multinomial():
 def test_units(unit):
     ds = synthetic_dataset(seeds=4, rng=5)
     res = lawfit.fit(ds, exclude=None, bootstrap=100, unit=unit, rng=0, profile=False)
-    assert res.boot["unit"] == unit
-    assert res.boot["n_failed"] == int((~res.draws["converged"]).sum())
+    assert res.boot.unit == unit
+    assert res.boot.n_failed == int((~res.draws["converged"]).sum())
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()
 
@@ -52,9 +52,10 @@ def test_failed_replicates_are_counted_not_dropped():
     res = lawfit.fit(ds, exclude=None, bootstrap=200, rng=0, profile=False)
     d = res.draws
     assert len(d) == 200
-    assert res.boot["n_failed"] == int((~d["converged"]).sum())
-    if res.boot["n_failed"]:
-        assert any("bootstrap replicates failed" in f for f in res.flags)
+    assert res.boot.n_failed == int((~d["converged"]).sum())
+    if res.boot.n_failed:
+        assert any("bootstrap replicates cannot identify the law" in f
+                   or "bootstrap replicates did not converge" in f for f in res.flags)
 
 
 def test_cluster_flag_few_clusters():
@@ -78,11 +79,14 @@ def test_unidentifiable_replicates_fail_loudly():
     # which cannot identify beta -> they must be reported as failed, not "converged"
     ds = synthetic_dataset(lengths=(64, 4096), seeds=2, rng=9)
     res = lawfit.fit(ds, exclude=None, bootstrap=200, unit="length", rng=0, profile=False)
-    n_failed = res.boot["n_failed"]
+    n_failed = res.boot.n_failed
     assert 60 < n_failed < 140
     assert len(res.draws) == 200
-    assert any(f"{n_failed} of 200 bootstrap replicates failed" in f for f in res.flags)
-    assert f"{n_failed} failed" in str(res.summary())
+    n_excluded = res.boot.counts["unidentifiable"]
+    assert n_excluded == n_failed  # these failures are all unidentifiable resamples
+    assert any(f"{n_excluded} of 200 bootstrap replicates cannot identify" in f
+               for f in res.flags)
+    assert f"{n_excluded} (excluded)" in str(res.summary())
 
 
 def test_single_seed_cluster_error():
@@ -98,6 +102,6 @@ def test_units_in_log_space_with_huber(unit):
     ds = synthetic_dataset(seeds=4, rng=10)
     res = lawfit.fit(ds, exclude=None, bootstrap=60, unit=unit, space="log", loss="huber",
                      rng=0, profile=False)
-    assert res.boot["n_failed"] == 0
+    assert res.boot.n_failed == 0
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()

@@ -41,7 +41,7 @@ def test_result_attributes(res):
     assert {"fitted", "residual"} <= set(res.residuals.columns)
     assert res.input_ranges == {"rank": (1.0, 128.0), "length": (64.0, 4096.0)}
     assert res.flags == ()
-    assert res.form == "power_law"
+    assert res.form.name == "power_law"
 
 
 def test_start_independence(ds):
