@@ -380,6 +380,9 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
         need = np.flatnonzero(identified & (~conv | far | ~np.all(np.isfinite(theta), axis=1)))
         if need.size:
             _rescue(model, need, theta, obj, conv, Y, W, space, loss, delta, logs)
+        stuck = np.flatnonzero(identified & ~conv)
+        if stuck.size and varpro and loss == "l2":
+            _continue_stuck(model, stuck, theta, obj, conv, Y, W)
     return theta, replicate_status(theta, conv, identified, model.lower, model.upper)
 
 
@@ -428,6 +431,35 @@ def _rescue(model, rows, theta, obj, conv, Y, W, space, loss, delta, logs, n_bud
     better = cv & np.isfinite(ob) & ((ob < old * (1 - 1e-8)) | (~conv[rows] & ~(ob > old)))
     idx = rows[better]
     theta[idx], obj[idx], conv[idx] = th[better], ob[better], True
+
+
+def _continue_stuck(model, rows, theta, obj, conv, Y, W, max_iter=2000, n_budget=900):
+    """Follow replicates that are still not converged to where their optimum lies (in place).
+
+    Such a replicate typically crawls along a valley whose least-squares optimum is on
+    the edge of the parameter space (an exponent at its bound, or at infinity). The
+    reduced (variable-projection) problem is continued for up to ``max_iter``
+    iterations, from where the replicate stopped and from the best point of a global
+    grid; the lowest converged objective wins if it is lower than where the replicate
+    stopped (a boundary solution is then labelled ``"at_bound"`` by
+    :func:`replicate_status`). Cost: only the stuck rows.
+    """
+    Yr, Wr = _rows(Y, rows), W[rows]
+    knl = model.nl.size
+    n_per = min(401, max(3, int(round(n_budget ** (1.0 / knl)))))
+    lo, hi = model.lower[model.nl], model.upper[model.nl]
+    fallback = np.where(np.isfinite(theta[rows]), theta[rows], 0.0)
+    starts = [fallback]
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+        grid = vp.make_grid(list(zip(lo, hi, strict=True)), n_per)
+        starts.append(_grid_starts(model, grid, fallback, Yr, Wr, "linear"))
+    for start in starts:
+        th, ob, cv, _ = vp.lm(model, start, Yr, Wr, space="linear", loss="l2", mode="varpro",
+                              max_iter=max_iter)
+        old = obj[rows]
+        better = cv & np.isfinite(ob) & ~(ob > old)
+        idx = rows[better]
+        theta[idx], obj[idx], conv[idx] = th[better], ob[better], True
 
 
 def identifiable_rows(X, W, k):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
+from lawfit.result import check_confidence_level
 
 __all__ = [
     "ANCHORS_BITS_PER_PARAM",
@@ -406,9 +407,8 @@ def predict_capacity(
             f"predict_capacity needs a law in a capacity (rank or n_params) and length; this "
             f"law takes {inputs}. Fit a form with those inputs."
         )
-    level = float(fit.confidence_level if confidence_level is None else confidence_level)
-    if not 0 < level < 1:
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    level = check_confidence_level(fit.confidence_level if confidence_level is None
+                                   else confidence_level)
     targets = np.atleast_1d(np.asarray(target, float))
     if not np.all(np.isfinite(targets)):
         raise LawfitError(f"target must be finite numbers; got {target!r}.")

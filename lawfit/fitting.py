@@ -32,7 +32,7 @@ from lawfit.data import as_frame, check_identifiable
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
-from lawfit.result import FitResult, FitResults
+from lawfit.result import FitResult, FitResults, check_confidence_level
 
 __all__ = ["fit", "LN2"]
 
@@ -142,8 +142,7 @@ def fit(
         raise LawfitError(f"space must be 'linear' or 'log'; got {space!r}.")
     if ci_method not in ("percentile", "bca"):
         raise LawfitError(f"ci_method must be 'percentile' or 'bca'; got {ci_method!r}.")
-    if not (0 < confidence_level < 1):
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+    confidence_level = check_confidence_level(confidence_level)
     if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
         raise LawfitError(f"bootstrap must be a non-negative int; got {bootstrap!r}.")
     if huber_delta is not None and not huber_delta > 0:

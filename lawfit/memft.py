@@ -26,6 +26,7 @@ import pandas as pd
 
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
+from lawfit.result import check_confidence_level
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
@@ -89,11 +90,7 @@ class GradientBudget:
 def _check_common(bootstrap, confidence_level):
     if not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
         raise LawfitError(f"bootstrap must be a count >= 0; got {bootstrap!r}.")
-    if not 0 < confidence_level < 1:
-        raise LawfitError(
-            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
-            "Pass e.g. 0.95."
-        )
+    check_confidence_level(confidence_level)
 
 
 def _time_average(steps: np.ndarray, frac: np.ndarray, frac0: np.ndarray) -> np.ndarray:
@@ -407,8 +404,6 @@ def memft_savings(
         raise LawfitError(
             f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
         )
-    if not 0 < confidence_level < 1:
-        raise LawfitError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
     multi = [d for d in ("model", "task", "random_ratio", "modules")
              if d in ds.dims and ds.sizes[d] > 1]
     if multi:
@@ -707,7 +702,8 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
                   for c in f.inputs if c != "loss_before"}
             if "loss_before" in f.inputs:
                 continue
-            p = f.predict(interval="prediction", level=confidence_level, warn=False, **kw)
+            p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False,
+                          **kw)
             df[f"dL_{name}"] = p["mean"].to_numpy()
             df[f"dL_{name}_low"] = p["low"].to_numpy()
             df[f"dL_{name}_high"] = p["high"].to_numpy()

@@ -29,7 +29,8 @@ from lawfit.bootstrap import BootstrapResult
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
 
-__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning"]
+__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning",
+           "check_confidence_level"]
 
 _FORMAT = "lawfit.FitResult"
 _FORMAT_VERSION = 2
@@ -37,6 +38,38 @@ _FORMAT_VERSION = 2
 
 class ExtrapolationWarning(UserWarning):
     """A prediction lies outside the ranges of the inputs the law was fitted on."""
+
+
+def check_confidence_level(value, name: str = "confidence_level") -> float:
+    """Return ``value`` as a float in (0, 1), else raise one clear :class:`LawfitError`."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if not 0 < out < 1:
+        raise LawfitError(f"{name} must be a number in (0, 1), e.g. 0.95; got {value!r}.")
+    return out
+
+
+def resolve_confidence_level(confidence_level, default, level=None) -> float:
+    """Pick and check a confidence level; ``level`` is the deprecated old keyword.
+
+    Parameters
+    ----------
+    confidence_level : float or None
+        The value passed under the current name.
+    default : float
+        Used when neither is given.
+    level : float or None
+        The value passed under the old name (emits a ``DeprecationWarning``).
+    """
+    if level is not None:
+        warnings.warn("the keyword 'level' is deprecated; use 'confidence_level' (same meaning).",
+                      DeprecationWarning, stacklevel=3)
+        if confidence_level is not None:
+            raise LawfitError("pass confidence_level only (level is its deprecated old name).")
+        confidence_level = level
+    return check_confidence_level(default if confidence_level is None else confidence_level)
 
 
 def _read_only(a) -> np.ndarray:
@@ -263,7 +296,8 @@ class FitResult:
         return self.boot.usable_draws()
 
     # ------------------------------------------------------------- intervals
-    def conf_int(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def conf_int(self, method: str | None = None, confidence_level: float | None = None, *,
+                 level: float | None = None) -> pd.DataFrame:
         """Confidence intervals, one row per parameter, columns ``low`` and ``high``.
 
         Parameters
@@ -271,18 +305,21 @@ class FitResult:
         method : {"bootstrap", "percentile", "bca", "profile", "wald"}, optional
             ``"bootstrap"`` uses the fit's ``ci_method`` (percentile or BCa).
             Default: bootstrap if the fit has draws, else profile, else wald.
+        confidence_level : float, optional
+            Default: the fit's ``confidence_level``.
         level : float, optional
-            Confidence level (default: the fit's ``confidence_level``).
+            Deprecated name of ``confidence_level``.
 
         Returns
         -------
         pandas.DataFrame
             Index: parameter names; columns ``low``, ``high``. ``attrs["method"]``
-            names the method; profile intervals that stay open (flat profile) are NaN.
+            names the method, ``attrs["confidence_level"]`` the level; profile
+            intervals that stay open (flat profile) are NaN. Bootstrap intervals use
+            every replicate with an estimate (boundary and not-converged solutions
+            included; see :attr:`draws`).
         """
-        level = self.confidence_level if level is None else float(level)
-        if not 0 < level < 1:
-            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         if method is None:
             method = ("bootstrap" if self.boot is not None
                       else "profile" if self.profile_data is not None else "wald")
@@ -324,7 +361,7 @@ class FitResult:
                               f"'wald'; got {method!r}.")
         out = pd.DataFrame({"low": lo, "high": hi}, index=pd.Index(self.param_names,
                                                                    name="param"))
-        out.attrs.update({"method": method, "level": level})
+        out.attrs.update({"method": method, "confidence_level": level, "level": level})
         return out
 
     def profile_curve(self, param: str) -> pd.DataFrame:
@@ -405,8 +442,9 @@ class FitResult:
             out = f.func(*X, **kw)
         return np.broadcast_to(np.asarray(out, float), (theta2d.shape[0], X[0].shape[0]))
 
-    def predict(self, data=None, *, interval: str = "confidence", level: float = 0.95,
-                warn: bool = True, **inputs) -> pd.DataFrame:
+    def predict(self, data=None, *, interval: str = "confidence",
+                confidence_level: float | None = None, warn: bool = True,
+                level: float | None = None, **inputs) -> pd.DataFrame:
         """Predict the response with a confidence or prediction interval.
 
         Parameters
@@ -417,14 +455,16 @@ class FitResult:
         interval : {"confidence", "prediction"}
             ``"confidence"``: uncertainty of the mean curve. ``"prediction"``: of a
             new observation (adds the residual spread).
-        level : float
-            Interval level.
+        confidence_level : float, optional
+            Level of the interval (default: the fit's ``confidence_level``).
         warn : bool
             Emit :class:`ExtrapolationWarning` when any point lies outside the fitted
             input ranges (always flagged in the ``extrapolated`` column).
         **inputs
             Scalars or arrays per input name (broadcast together), e.g.
             ``rank=[8, 16], length=1024``.
+        level : float, optional
+            Deprecated name of ``confidence_level``.
 
         Returns
         -------
@@ -436,8 +476,7 @@ class FitResult:
         """
         if interval not in ("confidence", "prediction"):
             raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
-        if not 0 < level < 1:
-            raise LawfitError(f"level must be in (0, 1); got {level!r}.")
+        level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         cols = self._collect_inputs(data, inputs)
         X = [cols[c] for c in self.inputs]
         theta = self.theta[None, :]
@@ -488,7 +527,7 @@ class FitResult:
                 stacklevel=2)
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
-        out.attrs.update({"interval": interval, "level": level,
+        out.attrs.update({"interval": interval, "confidence_level": level, "level": level,
                           "method": "bootstrap" if self.boot is not None else "delta"})
         return out
 
@@ -529,15 +568,17 @@ class FitResult:
         return {c: np.ravel(a) for c, a in zip(self.inputs, arrs, strict=True)}
 
     # ------------------------------------------------------------- rendering
-    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
+                     level: float | None = None) -> pd.DataFrame:
         """Tidy parameter table: estimate, stderr, low, high (one row per parameter)."""
-        ci = self.conf_int(method, level)
+        ci = self.conf_int(method, resolve_confidence_level(confidence_level,
+                                                            self.confidence_level, level))
         df = pd.DataFrame({"estimate": self.theta,
                            "stderr": list(self.stderr.values())},
                           index=pd.Index(self.param_names, name="param"))
         df["low"], df["high"] = ci["low"], ci["high"]
         df["ci_method"] = ci.attrs["method"]
-        df["level"] = ci.attrs["level"]
+        df["confidence_level"] = ci.attrs["confidence_level"]
         return df
 
     def to_dataset(self):
@@ -561,9 +602,11 @@ class FitResult:
             ds["status"] = ("draw", np.array(self.boot.status))
         return ds
 
-    def summary(self, method: str | None = None, level: float | None = None) -> Summary:
+    def summary(self, method: str | None = None, confidence_level: float | None = None, *,
+                level: float | None = None) -> Summary:
         """Statsmodels-like summary (``str()`` text, ``.as_html()``, ``.as_latex()``)."""
-        return Summary(self, method, level)
+        return Summary(self, method, resolve_confidence_level(confidence_level,
+                                                              self.confidence_level, level))
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
@@ -722,11 +765,14 @@ class FitResults(Mapping):
             raise LawfitError(f"sel needs exactly the grouping names {self.by}; got {list(kw)}.")
         return self[tuple(kw[b] for b in self.by)]
 
-    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
+                     level: float | None = None) -> pd.DataFrame:
         """Tidy parameter table of every group (group columns + param rows)."""
+        if level is not None:
+            confidence_level = resolve_confidence_level(confidence_level, 0.95, level)
         frames = []
         for key, r in self._results.items():
-            df = r.to_dataframe(method, level).reset_index()
+            df = r.to_dataframe(method, confidence_level).reset_index()
             for b, v in zip(self.by, key, strict=True):
                 df.insert(0, b, v)
             df["r2"] = r.r2

@@ -32,6 +32,7 @@ from lawfit._tokens import (
     token_arrays,
 )
 from lawfit.errors import LawfitError
+from lawfit.result import check_confidence_level
 
 __all__ = [
     "Cascade",
@@ -902,11 +903,7 @@ def phase_transition(
         unknown option.
     """
     ds = load(ds)
-    if not 0 < confidence_level < 1:
-        raise LawfitError(
-            f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}. "
-            "Pass e.g. 0.95."
-        )
+    confidence_level = check_confidence_level(confidence_level)
     if cascade_unit not in ("run", "entry"):
         raise LawfitError(
             f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."

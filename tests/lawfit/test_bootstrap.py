@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 import lawfit
@@ -105,3 +106,76 @@ def test_units_in_log_space_with_huber(unit):
     assert res.boot.n_failed == 0
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()
+
+
+def _planted_boot(res, rng):
+    """Replicates with a known heavy lower tail in alpha and a few with no estimate.
+
+    88 % near the estimate (converged), 10 % spread over [0.05, 0.2] (a tail of
+    boundary and not-converged solutions), 2 % unidentifiable with absurd values.
+    """
+    from lawfit.bootstrap import BootstrapResult
+
+    R = 1000
+    j = res.param_names.index("alpha")
+    draws = res.theta + rng.normal(0, 0.01, size=(R, len(res.theta))) * np.abs(res.theta)
+    status = np.array(["converged"] * 880 + ["at_bound"] * 50 + ["not_converged"] * 50
+                      + ["unidentifiable"] * 20)
+    draws[:880, j] = rng.normal(0.6, 0.03, 880)
+    draws[880:980, j] = rng.uniform(0.05, 0.2, 100)
+    draws[980:, j] = 100.0
+    return BootstrapResult(draws=draws, status=status, unit="cell",
+                           resid=np.asarray(res.points["residual"], float))
+
+
+def test_interval_covers_a_planted_heavy_tail():
+    import dataclasses
+
+    res = lawfit.fit(synthetic_dataset(seeds=2, rng=11), exclude=None, profile=False)
+    planted = dataclasses.replace(res, boot=_planted_boot(res, np.random.default_rng(0)))
+    ci = planted.conf_int("percentile", confidence_level=0.95)
+    # 100 of the 980 usable replicates (10.2 %) lie in [0.05, 0.2]: the 2.5 % quantile is
+    # inside that tail; dropping the tail would put it near 0.6 - 2 * 0.03
+    assert 0.05 <= ci.loc["alpha", "low"] <= 0.2
+    assert 0.6 < ci.loc["alpha", "high"] < 0.7  # the 20 absurd (unidentifiable) draws are out
+    assert planted.boot.n_excluded == 20
+    assert planted.draws.attrs["counts"] == {"converged": 880, "at_bound": 50,
+                                             "not_converged": 50, "unidentifiable": 20}
+    text = str(planted.summary())
+    assert "50 (kept)" in text and "20 (excluded)" in text
+
+
+def test_boundary_replicates_are_resolved_and_kept():
+    """A 9-cell design like the shipped data: some resamples' optimum is on an edge."""
+    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256),
+           (4, 512)]
+    r = np.array([p[0] for p in pts], float)
+    ell = np.array([p[1] for p in pts], float)
+    y = 119 * r ** 0.54 * ell ** -0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
+    df = pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y})
+    res = lawfit.fit(df, exclude=None, bootstrap=400, rng=0, profile=False)
+    counts = res.boot.counts
+    assert counts["at_bound"] > 0
+    d = res.draws
+    usable = d[d["status"] != "unidentifiable"]
+    ci = res.conf_int("percentile")
+    for p in ("alpha", "beta"):
+        lo, hi = np.quantile(usable[p], [0.025, 0.975])
+        assert ci.loc[p, "low"] == pytest.approx(lo) and ci.loc[p, "high"] == pytest.approx(hi)
+    # boundary solutions sit exactly on a bound of an exponent (not somewhere on the way)
+    at_bound = d[d["status"] == "at_bound"]
+    lo_b, hi_b = res.bounds["alpha"]
+    assert ((at_bound["alpha"] == lo_b) | (at_bound["alpha"] == hi_b)
+            | (at_bound["beta"] == res.bounds["beta"][0])
+            | (at_bound["beta"] == res.bounds["beta"][1])).all()
+    converged_only = np.quantile(d.loc[d["status"] == "converged", "alpha"], [0.025, 0.975])
+    assert ci.loc["alpha", "high"] - ci.loc["alpha", "low"] >= np.ptp(converged_only)
+
+
+def test_bootstrap_result_rejects_unknown_status():
+    from lawfit.bootstrap import BootstrapResult
+    from lawfit.errors import LawfitError
+
+    with pytest.raises(LawfitError, match="replicate status must be one of"):
+        BootstrapResult(draws=np.zeros((2, 1)), status=np.array(["converged", "failed"]),
+                        unit="cell", resid=np.zeros(3))

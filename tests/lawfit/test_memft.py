@@ -89,7 +89,7 @@ def test_memft_savings_errors():
     ds = synthetic_memft_dataset(rng=0)
     with pytest.raises(LawfitError, match="bootstrap must be a count"):
         memft_savings(ds, bootstrap=-1)
-    with pytest.raises(LawfitError, match="confidence_level must lie strictly"):
+    with pytest.raises(LawfitError, match=r"confidence_level must be a number in \(0, 1\)"):
         gradient_budget(synthetic_token_dataset(n_steps=3), confidence_level=1.5)
     with pytest.raises(LawfitError, match="target_kind must be"):
         memft_savings(ds, target_kind="accuracy")

@@ -42,8 +42,8 @@ def test_conf_int_methods(res, bres):
             assert (ci["low"] < r.theta).all() and (r.theta < ci["high"]).all()
     assert res.conf_int().attrs["method"] == "profile"
     assert bres.conf_int().attrs["method"] == "bca"
-    wide = res.conf_int("wald", level=0.99)
-    narrow = res.conf_int("wald", level=0.5)
+    wide = res.conf_int("wald", confidence_level=0.99)
+    narrow = res.conf_int("wald", confidence_level=0.5)
     assert (wide["high"] - wide["low"] > narrow["high"] - narrow["low"]).all()
     with pytest.raises(LawfitError, match="no bootstrap draws"):
         res.conf_int("bootstrap")
@@ -126,7 +126,8 @@ def test_summary_renders(bres):
 
 def test_to_dataframe_and_dataset(bres):
     df = bres.to_dataframe()
-    assert list(df.columns) == ["estimate", "stderr", "low", "high", "ci_method", "level"]
+    assert list(df.columns) == ["estimate", "stderr", "low", "high", "ci_method",
+                                "confidence_level"]
     xr_ds = bres.to_dataset()
     assert xr_ds["draws"].shape == (300, 4)
     assert xr_ds.attrs["r2"] == bres.r2
@@ -339,3 +340,16 @@ def test_writing_into_any_array_of_a_result_raises(bres):
     draws = bres.draws  # a writable copy: the result is unchanged
     draws.iloc[0, 0] = -1.0
     assert bres.draws.iloc[0, 0] != -1.0
+
+
+def test_old_level_keyword_still_works_with_a_deprecation_warning(res):
+    with pytest.warns(DeprecationWarning, match="use 'confidence_level'"):
+        old = res.conf_int("wald", level=0.9)
+    pd.testing.assert_frame_equal(old, res.conf_int("wald", confidence_level=0.9))
+    with pytest.warns(DeprecationWarning):
+        p_old = res.predict(rank=4, length=256, level=0.9, warn=False)
+    p_new = res.predict(rank=4, length=256, confidence_level=0.9, warn=False)
+    assert p_old["low"].iloc[0] == p_new["low"].iloc[0]
+    for bad in (0, 1, 1.5, "x"):
+        with pytest.raises(LawfitError, match=r"confidence_level must be a number in \(0, 1\)"):
+            res.conf_int("wald", confidence_level=bad)

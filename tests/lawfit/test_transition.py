@@ -140,7 +140,7 @@ def test_errors_say_what_and_how(phonebook):
         phase_transition([1, 2, 3])
     with pytest.raises(LawfitError, match="does not exist"):
         phase_transition("/nonexistent/file.nc")
-    with pytest.raises(LawfitError, match="confidence_level must lie strictly between"):
+    with pytest.raises(LawfitError, match=r"confidence_level must be a number in \(0, 1\)"):
         phase_transition(phonebook, confidence_level=95)
     bad = phonebook.copy(deep=True)
     bad["p_after"] = bad["p_after"] * 10
