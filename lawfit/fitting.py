@@ -32,7 +32,7 @@ from lawfit.data import as_frame, check_identifiable
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
-from lawfit.result import FitResult, FitResults, check_confidence_level
+from lawfit.result import FitResult, FitResults, Flag, check_confidence_level
 
 __all__ = ["fit", "LN2"]
 
@@ -301,7 +301,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     fitted = np.array(model.f(theta[None]))[0]
     flags = []
     if not conv:
-        flags.append("optimizer did not converge: estimates may be unreliable")
+        flags.append(Flag("not_converged",
+                          "optimizer did not converge: estimates may be unreliable"))
     # distinct optima among the starts (start independence diagnostic)
     good = starts_conv & np.isfinite(starts_obj)
     if good.sum() > 1:
@@ -309,15 +310,16 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(k)
         se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
         if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
-            flags.append("multiple optima with equal objective: parameters not identified")
+            flags.append(Flag("multiple_optima", "multiple optima with equal objective: "
+                              "parameters not identified"))
     if n >= 12 and loss == "l2":
         from scipy.stats import spearmanr
 
         rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
         if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
-            flags.append(f"residual spread grows with the fitted value (Spearman {rho_:.2f}): "
-                         "heteroscedastic; Wald/profile intervals assume constant variance, "
-                         "prefer space='log' or the bootstrap")
+            flags.append(Flag("heteroscedastic", f"residual spread grows with the fitted value "
+                              f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
+                              "assume constant variance, prefer space='log' or the bootstrap"))
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
     # profile likelihood
     prof = None
@@ -326,7 +328,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
                               dof=dof, s_hat=obj)
         for name, c in prof.items():
             if np.any(c["converged"] & (c["F"] < -0.01)):
-                flags.append(f"profile of {name} found a lower objective: fit may be local")
+                flags.append(Flag("profile_lower_objective", f"profile of {name} found a lower "
+                                  "objective: fit may be local"))
     boot = None
     if bootstrap:
         boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,

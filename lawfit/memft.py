@@ -457,7 +457,7 @@ def memft_savings(
             )
             del fits[m]
         elif fits[m].flags:
-            notes.append(f"law for {m} flags: " + "; ".join(fits[m].flags))
+            notes.append(f"law for {m} flags: " + "; ".join(map(str, fits[m].flags)))
         emp[m] = _empirical_rank(sub, target, target_kind)
     if "sft" not in fits:
         notes.append("no SFT law: savings cannot be predicted")

@@ -268,9 +268,9 @@ def build_report(
                 if len(cmp.lr_tests):
                     B.append(("p", "Likelihood-ratio tests of nested pairs:"))
                     B.append(("table", cmp.lr_tests))
-                for n in cmp.notes:
-                    B.append(("note", n))
-                if any("Breusch-Pagan" in n for n in cmp.notes):
+                for n in [*cmp.flags, *cmp.notes]:
+                    B.append(("note", str(n)))
+                if cmp.heteroscedastic:
                     try:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
@@ -278,7 +278,7 @@ def build_report(
                     except LawfitError as exc:
                         B.append(("note", f"log-space comparison not possible: {exc}"))
                         cmp_log = None
-                if any("Breusch-Pagan" in n for n in cmp.notes) and cmp_log is not None:
+                if cmp.heteroscedastic and cmp_log is not None:
                     res["compare_log"] = cmp_log
                     B.append(("p", "Heteroscedastic residuals: the same comparison in log space "
                                    f"(preferred here). Best form: **{cmp_log.best}** (Akaike "

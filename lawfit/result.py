@@ -29,11 +29,49 @@ from lawfit.bootstrap import BootstrapResult
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
 
-__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning",
+__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning", "Flag",
            "check_confidence_level"]
 
 _FORMAT = "lawfit.FitResult"
 _FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A diagnostic of a result: what was found, in words, and how serious it is.
+
+    Attributes
+    ----------
+    code : str
+        Stable machine-readable name (e.g. ``"at_bound"``); test and branch on this.
+    message : str
+        One sentence for people (``str(flag)``).
+    severity : {"info", "warning"}
+        ``"warning"``: a number of the result may be unreliable; ``"info"``: context.
+    """
+
+    code: str
+    message: str
+    severity: str = "warning"
+
+    def __post_init__(self):
+        if self.severity not in ("info", "warning"):
+            raise LawfitError(f"Flag severity must be 'info' or 'warning'; got "
+                              f"{self.severity!r}.")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"code", "message", "severity"}`` (JSON-safe)."""
+        return {"code": self.code, "message": self.message, "severity": self.severity}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, str] | str) -> Flag:
+        """Inverse of :meth:`to_dict`; a plain string (format-1 files) gets code "legacy"."""
+        if isinstance(d, str):
+            return cls("legacy", d)
+        return cls(d["code"], d["message"], d.get("severity", "warning"))
 
 
 class ExtrapolationWarning(UserWarning):
@@ -168,7 +206,7 @@ class FitResult:
         Goodness of fit (R², RMSE, MAPE in % on ΔL; Gaussian log-likelihood of ΔL).
     n_obs, n_excluded : int
         Points fitted / cells excluded (see ``exclusions`` for why).
-    flags : tuple of str
+    flags : tuple of Flag
         Diagnostics (parameter at bound, poorly identified, too few points, ...).
         "Poorly identified": for a nonlinear parameter (exponent) SE > |estimate|
         (unless SE < 1 % of its bounds' width) or SE > 1/4 of that width;
@@ -189,7 +227,7 @@ class FitResult:
     points: pd.DataFrame
     exclusions: pd.DataFrame
     gof: Mapping[str, float]
-    flags_base: tuple[str, ...]
+    flags_base: tuple[Flag, ...]
     bounds: Mapping[str, tuple[float, float]]
     boot: BootstrapResult | None = None
     profile_data: Mapping[str, Mapping[str, np.ndarray]] | None = None
@@ -384,55 +422,109 @@ class FitResult:
 
     # ---------------------------------------------------------------- flags
     @property
-    def flags(self) -> tuple[str, ...]:
-        """Diagnostic flags (empty tuple when nothing is suspicious)."""
+    def flags(self) -> tuple[Flag, ...]:
+        """Diagnostics as :class:`Flag` objects (empty tuple when nothing is suspicious).
+
+        Codes: those set while fitting (``not_converged``, ``multiple_optima``,
+        ``heteroscedastic``, ``profile_lower_objective``), ``at_bound``,
+        ``poorly_identified``, ``collinear``, ``exponents_not_separately_identified``,
+        ``open_profile``, ``too_few_points``, ``bootstrap_at_bound``,
+        ``bootstrap_not_converged``, ``bootstrap_unidentifiable``, ``few_clusters``.
+        """
         out = list(self.flags_base)
+        out += self._bound_flags() + self._identification_flags() + self._profile_flags()
         k = len(self.param_names)
+        if self.n_obs <= k + 2:
+            out.append(Flag("too_few_points", f"too few points: n={self.n_obs} <= k+2={k + 2}"))
+        if self.boot is not None:
+            out += _bootstrap_flags(self.boot)
+        return tuple(out)
+
+    def _bound_flags(self) -> list[Flag]:
+        out = []
         for j, p in enumerate(self.param_names):
             lo, hi = self.bounds[p]
-            v = self.theta[j]
             for bnd, side in ((lo, "lower"), (hi, "upper")):
-                if math.isfinite(bnd) and abs(v - bnd) <= 1e-6 * (1 + abs(bnd)):
-                    out.append(f"{p} at {side} bound ({bnd:g})")
+                if math.isfinite(bnd) and abs(self.theta[j] - bnd) <= 1e-6 * (1 + abs(bnd)):
+                    out.append(Flag("at_bound", f"{p} at {side} bound ({bnd:g})"))
+        return out
+
+    def _identification_flags(self) -> list[Flag]:
+        """Poorly identified parameters (large SE), collinear pairs, confounded exponents."""
+        out = []
         se = self.stderr
         for p, v in self.params.items():
             if p in self.linear_names and math.isfinite(se[p]):
                 continue  # an offset/scale near 0 is not a failure of identification
             lo, hi = self.bounds[p]
             width = hi - lo if math.isfinite(hi - lo) else math.inf
+            why = None
             if not math.isfinite(se[p]):
-                out.append(f"{p} poorly identified (SE not finite)")
+                why = "SE not finite"
             elif se[p] > abs(v) and se[p] > max(1e-8, 0.01 * width if math.isfinite(width)
-                                                  else 1e-8):
-                out.append(f"{p} poorly identified (SE {se[p]:.3g} > |estimate| {abs(v):.3g})")
+                                                else 1e-8):
+                why = f"SE {se[p]:.3g} > |estimate| {abs(v):.3g}"
             elif math.isfinite(width) and se[p] > 0.25 * width:
-                out.append(f"{p} poorly identified (SE {se[p]:.3g} > 1/4 of its bounds' "
-                           f"width {width:g})")
+                why = f"SE {se[p]:.3g} > 1/4 of its bounds' width {width:g}"
+            if why:
+                out.append(Flag("poorly_identified", f"{p} poorly identified ({why})"))
         c = self.corr.to_numpy()
-        for i in range(k):
-            for j in range(i + 1, k):
-                if abs(c[i, j]) > 0.9999:
-                    out.append(f"{self.param_names[i]} and {self.param_names[j]} nearly collinear "
-                               f"(correlation {c[i, j]:+.5f}): poorly identified")
-        if self.profile_data is not None:
-            from lawfit.profile import profile_interval
+        names = self.param_names
+        for i, j in zip(*np.triu_indices(len(names), 1), strict=True):
+            if abs(c[i, j]) > 0.9999:
+                out.append(Flag("collinear", f"{names[i]} and {names[j]} nearly collinear "
+                                f"(correlation {c[i, j]:+.5f}): poorly identified"))
+        ec = self.exponent_correlation
+        src = ec.attrs["source"]
+        ex = list(ec.index)
+        for i, j in zip(*np.triu_indices(len(ex), 1), strict=True):
+            r = ec.iloc[i, j]
+            if abs(r) > 0.95:
+                out.append(Flag(
+                    "exponents_not_separately_identified",
+                    f"{ex[i]} and {ex[j]} not separately identified (correlation {r:+.2f}, "
+                    f"{src}); a combination of them is (for power_law with alpha ~ beta: gamma "
+                    "of C (r/l)^gamma, the ratio forms)", severity="info"))
+        return out
 
-            for j, p in enumerate(self.param_names):
-                b = self.bounds[p]
-                lo, hi, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
-                                                  self.confidence_level, self.gof["dof"], *b)
-                if not (cl and ch):
-                    out.append(f"{p}: flat profile, the {self.confidence_level:.0%} profile "
-                               "interval is open (poorly identified)")
-        if self.n_obs <= k + 2:
-            out.append(f"too few points: n={self.n_obs} <= k+2={k + 2}")
-        if self.boot is not None:
-            out += _bootstrap_flags(self.boot)
-            G = self.boot.n_clusters
-            if G is not None and G < 10:
-                out.append(f"cluster bootstrap over only {G} {self.boot.unit} clusters: "
-                           "intervals are too narrow (unreliable below ~10 clusters)")
-        return tuple(out)
+    def _profile_flags(self) -> list[Flag]:
+        if self.profile_data is None:
+            return []
+        from lawfit.profile import profile_interval
+
+        out = []
+        for j, p in enumerate(self.param_names):
+            b = self.bounds[p]
+            _, _, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
+                                            self.confidence_level, self.gof["dof"], *b)
+            if not (cl and ch):
+                out.append(Flag("open_profile", f"{p}: flat profile, the "
+                                f"{self.confidence_level:.0%} profile interval is open (poorly "
+                                "identified)"))
+        return out
+
+    @property
+    def exponent_correlation(self) -> pd.DataFrame:
+        """Correlation matrix of the nonlinear parameters (the exponents).
+
+        From the bootstrap replicates that enter the intervals when there are at least
+        10, else from the asymptotic covariance; ``attrs["source"]`` says which. A
+        correlation near ±1 (e.g. alpha and beta of the power law on a triangular
+        design) means only a combination of them is identified.
+        """
+        names = [p for p in self.param_names if p not in self.linear_names]
+        idx = [self.param_names.index(p) for p in names]
+        draws = self._good_draws() if self.boot is not None else np.empty((0, len(idx)))
+        if draws.shape[0] >= 10 and idx:
+            with np.errstate(all="ignore"):
+                c = np.atleast_2d(np.corrcoef(draws[:, idx], rowvar=False))
+            source = f"{draws.shape[0]} bootstrap replicates"
+        else:
+            c = self.corr.to_numpy()[np.ix_(idx, idx)]
+            source = "asymptotic covariance"
+        out = pd.DataFrame(c, index=names, columns=names)
+        out.attrs["source"] = source
+        return out
 
     # ------------------------------------------------------------ prediction
     def _eval(self, theta2d, X):
@@ -593,7 +685,7 @@ class FitResult:
             coords={"param": p, "param_2": p},
             attrs={"form": self.form.name, "form_latex": self.form_latex,
                    **{k: v for k, v in self.gof.items()},
-                   "flags": json.dumps(list(self.flags)), "space": self.space,
+                   "flags": json.dumps([f.to_dict() for f in self.flags]), "space": self.space,
                    "loss": self.loss},
         )
         if self.boot is not None:
@@ -636,7 +728,7 @@ class FitResult:
             "sigma2": self.sigma2, "space": self.space, "loss": self.loss,
             "huber_delta": self.huber_delta, "points": _frame_to_json(self.points),
             "exclusions": _frame_to_json(self.exclusions), "gof": dict(self.gof),
-            "flags_base": list(self.flags_base),
+            "flags_base": [f.to_dict() for f in self.flags_base],
             "bounds": {p: list(b) for p, b in self.bounds.items()},
             "boot": boot, "profile_data": prof, "ci_method": self.ci_method,
             "confidence_level": self.confidence_level,
@@ -676,7 +768,7 @@ class FitResult:
             sigma2=float(d["sigma2"]), space=d["space"], loss=d["loss"],
             huber_delta=d["huber_delta"], points=_frame_from_json(d["points"]),
             exclusions=_frame_from_json(d["exclusions"]), gof=gof,
-            flags_base=tuple(d["flags_base"]),
+            flags_base=tuple(Flag.from_dict(f) for f in d["flags_base"]),
             bounds={p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
                              for i, v in enumerate(b)) for p, b in d["bounds"].items()},
             boot=boot, profile_data=prof, ci_method=d["ci_method"],
@@ -710,21 +802,27 @@ def _boot_from_json(b: dict) -> BootstrapResult:
                            n_clusters=b.get("n_clusters"))
 
 
-def _bootstrap_flags(boot: BootstrapResult) -> list[str]:
+def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
     """Say how many replicates hit a bound, did not converge, or had no estimate."""
     c, R = boot.counts, boot.n_boot
     out = []
     if c["at_bound"]:
-        out.append(f"{c['at_bound']} of {R} bootstrap replicates have a parameter at a bound "
-                   "(boundary solutions, kept in the intervals)")
+        out.append(Flag("bootstrap_at_bound", f"{c['at_bound']} of {R} bootstrap replicates "
+                        "have a parameter at a bound (boundary solutions, kept in the "
+                        "intervals)", severity="info"))
     if c["not_converged"]:
-        out.append(f"{c['not_converged']} of {R} bootstrap replicates did not converge after a "
-                   "global re-solve (kept in the intervals at the best point found: typically "
-                   "an optimum at infinity, a real tail of the distribution)")
+        out.append(Flag("bootstrap_not_converged", f"{c['not_converged']} of {R} bootstrap "
+                        "replicates did not converge after a global re-solve (kept in the "
+                        "intervals at the best point found)"))
     if c["unidentifiable"]:
-        out.append(f"{c['unidentifiable']} of {R} bootstrap replicates cannot identify the law "
-                   "(resample with too few distinct design points): excluded from the "
-                   "intervals, which are conditional on identifiable resamples")
+        out.append(Flag("bootstrap_unidentifiable", f"{c['unidentifiable']} of {R} bootstrap "
+                        "replicates cannot identify the law (resample with too few distinct "
+                        "design points): excluded from the intervals, which are conditional "
+                        "on identifiable resamples"))
+    G = boot.n_clusters
+    if G is not None and G < 10:
+        out.append(Flag("few_clusters", f"cluster bootstrap over only {G} {boot.unit} "
+                        "clusters: intervals are too narrow (unreliable below ~10 clusters)"))
     return out
 
 
@@ -936,7 +1034,7 @@ class Summary:
         out.append(f"<p>CI: {e(self.ci.attrs['method'])} at {self.ci.attrs['level']:.0%}.</p>")
         flags = self.result.flags
         if flags:
-            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(f)}</li>" for f in flags)
+            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(str(f))}</li>" for f in flags)
                        + "</ul>")
         return "\n".join(out)
 

@@ -29,6 +29,7 @@ TRUTHS: dict[str, dict[str, float]] = {
     "power_law": {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.1},
     "power_law_no_offset": {"C": 1.0, "alpha": 0.6, "beta": 0.5},
     "ratio": {"C": 1.0, "alpha": 0.55, "b": 0.1},
+    "ratio_no_offset": {"C": 2.0, "gamma": 0.55},
     "saturating": {"c": -0.5, "alpha": 0.6, "beta": 0.5, "b": 0.05},
     "additive": {"E": 0.0, "A": 0.3, "a": 0.4, "B": 2.0, "bl": 0.5},
     "power_law_nparams": {"C": 0.02, "alpha": 0.6, "beta": 0.5, "b": 0.1},

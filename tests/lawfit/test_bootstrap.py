@@ -55,14 +55,15 @@ def test_failed_replicates_are_counted_not_dropped():
     assert len(d) == 200
     assert res.boot.n_failed == int((~d["converged"]).sum())
     if res.boot.n_failed:
-        assert any("bootstrap replicates cannot identify the law" in f
-                   or "bootstrap replicates did not converge" in f for f in res.flags)
+        assert {f.code for f in res.flags} & {"bootstrap_unidentifiable",
+                                              "bootstrap_not_converged"}
 
 
 def test_cluster_flag_few_clusters():
     res = lawfit.fit(synthetic_dataset(seeds=3, rng=8), exclude=None, bootstrap=50, unit="seed",
                      rng=0, profile=False)
-    assert any("only 3 seed clusters" in f for f in res.flags)
+    few = [f for f in res.flags if f.code == "few_clusters"]
+    assert len(few) == 1 and "only 3 seed clusters" in few[0].message
 
 
 def test_interval_helpers():
@@ -85,8 +86,9 @@ def test_unidentifiable_replicates_fail_loudly():
     assert len(res.draws) == 200
     n_excluded = res.boot.counts["unidentifiable"]
     assert n_excluded == n_failed  # these failures are all unidentifiable resamples
-    assert any(f"{n_excluded} of 200 bootstrap replicates cannot identify" in f
-               for f in res.flags)
+    flag = next(f for f in res.flags if f.code == "bootstrap_unidentifiable")
+    assert flag.message.startswith(f"{n_excluded} of 200 bootstrap replicates")
+    assert flag.severity == "warning"
     assert f"{n_excluded} (excluded)" in str(res.summary())
 
 

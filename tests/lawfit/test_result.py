@@ -353,3 +353,38 @@ def test_old_level_keyword_still_works_with_a_deprecation_warning(res):
     for bad in (0, 1, 1.5, "x"):
         with pytest.raises(LawfitError, match=r"confidence_level must be a number in \(0, 1\)"):
             res.conf_int("wald", confidence_level=bad)
+
+
+def test_flags_are_structured_and_round_trip(tmp_path):
+    from lawfit.result import Flag
+
+    ds = synthetic_dataset(ranks=(1, 2, 4), lengths=(64, 128, 256), seeds=1, noise=0.02, rng=3)
+    res = lawfit.fit(ds, exclude=None, bootstrap=100, rng=0)
+    assert res.flags and all(isinstance(f, Flag) for f in res.flags)
+    assert all(f.severity in ("info", "warning") and f.code and f.message for f in res.flags)
+    res.save(tmp_path / "f.json")
+    assert lawfit.load(tmp_path / "f.json").flags == res.flags
+    with pytest.raises(LawfitError, match="severity"):
+        Flag("x", "y", severity="fatal")
+
+
+def test_exponent_correlation_reported_and_flagged():
+    # a triangle design like the shipped cells: r/l varies, r and l move together
+    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256),
+           (4, 512)]
+    r = np.array([p[0] for p in pts], float)
+    ell = np.array([p[1] for p in pts], float)
+    y = 119 * r ** 0.54 * ell ** -0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
+    tri = lawfit.fit(pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y}),
+                     exclude=None, profile=False)
+    ec = tri.exponent_correlation
+    assert list(ec.index) == ["alpha", "beta"]
+    assert ec.attrs["source"] == "asymptotic covariance"
+    assert abs(ec.loc["alpha", "beta"]) > 0.95
+    assert "exponents_not_separately_identified" in {f.code for f in tri.flags}
+    # the full factorial grid separates them
+    full = lawfit.fit(synthetic_dataset(seeds=2, rng=5), exclude=None, bootstrap=100, rng=0,
+                      profile=False)
+    assert full.exponent_correlation.attrs["source"].endswith("bootstrap replicates")
+    assert abs(full.exponent_correlation.loc["alpha", "beta"]) < 0.95
+    assert "exponents_not_separately_identified" not in {f.code for f in full.flags}
