@@ -17,7 +17,7 @@ import pandas as pd
 
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
-from lawfit.result import check_confidence_level
+from lawfit.result import Flag, check_confidence_level
 
 __all__ = [
     "ANCHORS_BITS_PER_PARAM",
@@ -210,7 +210,9 @@ class CapacityPrediction:
     level : float
         Confidence level.
     notes : tuple of str
-        Flags and assumptions.
+        Assumptions and context.
+    flags : tuple of Flag
+        Warnings: ``unreachable``, ``unreachable_on_draws``, ``extrapolated``.
     draw_values : numpy.ndarray or None
         The answer on every converged bootstrap draw, shape (rows of ``table``, R):
         ``inf`` (capacity) or 0 (length) where unreachable.
@@ -221,6 +223,7 @@ class CapacityPrediction:
     level: float
     notes: tuple[str, ...] = field(default=())
     draw_values: np.ndarray | None = field(default=None, repr=False)
+    flags: tuple[Flag, ...] = field(default=())
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy table (a copy of ``table``).
@@ -243,6 +246,7 @@ class CapacityPrediction:
         out = [f"Capacity prediction: {self.quantity}", "=" * 30]
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             out.append(self.table.to_string(index=False))
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
@@ -536,18 +540,20 @@ def predict_capacity(
                      "data's n_params)")
     if draws is None:
         notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
+    flags = []
     if table["unreachable"].any():
-        notes.append("FLAG: some targets are unreachable under the point estimate (estimate "
-                     "inf for capacity, 0 for length)")
+        flags.append(Flag("unreachable", "some targets are unreachable under the point "
+                          "estimate (estimate inf for capacity, 0 for length)"))
     if (table.get("n_unreachable", pd.Series([0])) > 0).any():
-        notes.append("FLAG: on some bootstrap draws the target is unreachable; those draws "
-                     "count as infinite capacity / zero length in the interval")
+        flags.append(Flag("unreachable_on_draws", "on some bootstrap draws the target is "
+                          "unreachable; those draws count as infinite capacity / zero length "
+                          "in the interval"))
     if table["trivial"].any():
         notes.append("some targets are already met at the smallest capacity searched (or at "
                      "every length): estimate set to the search bound / inf")
     if table["extrapolated"].any():
-        notes.append("FLAG: extrapolating beyond the fitted ranges "
-                     f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated")
+        flags.append(Flag("extrapolated", "extrapolating beyond the fitted ranges "
+                          f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated"))
     return CapacityPrediction(table=table, quantity=quantity, level=level,
-                              notes=tuple(dict.fromkeys(notes)),
+                              notes=tuple(dict.fromkeys(notes)), flags=tuple(flags),
                               draw_values=np.vstack(dvals) if dvals else None)

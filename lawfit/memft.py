@@ -26,7 +26,7 @@ import pandas as pd
 
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
-from lawfit.result import check_confidence_level
+from lawfit.result import Flag, check_confidence_level
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
@@ -273,7 +273,9 @@ class MemftSavings:
     target : str
         The fidelity target, in words.
     notes : tuple of str
-        Flags, skipped parts and why.
+        Skipped parts and why, assumptions.
+    flags : tuple of Flag
+        Warnings: ``extrapolated``.
     """
 
     budget: GradientBudget | None
@@ -282,6 +284,7 @@ class MemftSavings:
     fits: dict = field(repr=False)
     target: str = ""
     notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy predictions table (a copy of ``predictions``).
@@ -312,6 +315,7 @@ class MemftSavings:
             out.append("validation against measured MemFT cells:")
             with pd.option_context("display.width", 140, "display.max_columns", 30):
                 out.append(self.validation.to_string(index=False))
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
@@ -528,9 +532,10 @@ def memft_savings(
     if len(preds):
         lead = ["method", "model", "length"]
         preds = preds[lead + [c for c in preds.columns if c not in lead]]
+    flags = []
     if len(preds) and preds["extrapolated"].any():
-        notes.append("FLAG: some predictions extrapolate beyond the fitted ranks/lengths "
-                     "(column extrapolated)")
+        flags.append(Flag("extrapolated", "some predictions extrapolate beyond the fitted "
+                          "ranks/lengths (column extrapolated)"))
     if len(preds):
         notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
                      "bootstrap draws combined draw by draw (independent resamples of disjoint "
@@ -557,7 +562,7 @@ def memft_savings(
                          "(ΔL saturates there); they are listed in validation with "
                          "memorized=True")
     return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
-                        target=target_txt, notes=tuple(notes))
+                        target=target_txt, notes=tuple(notes), flags=tuple(flags))
 
 
 def _rank_needed(C, alpha, beta, b, length, T):

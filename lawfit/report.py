@@ -362,7 +362,7 @@ def build_report(
                                f"by ΔL ≥ 0.5 nats/token: {est} "
                                f"[{_fmt(float(t['low']))}, {_fmt(float(t['high']))}]"
                                + (" (extrapolated)." if t["extrapolated"] else ".")))
-                for n in pc.notes:
+                for n in [*map(str, pc.flags), *pc.notes]:
                     B.append(("note", n))
             except LawfitError as exc:
                 B.append(("note", f"capacity predictions skipped: {exc}"))
@@ -408,7 +408,7 @@ def build_report(
                     B.append(("table", pt.sequence.table.reset_index()))
                 if pt.bimodality is not None:
                     B.append(("table", pt.bimodality))
-                for n in pt.notes:
+                for n in [*map(str, pt.flags), *pt.notes]:
                     B.append(("note", n))
             except LawfitError as exc:
                 B.append(("note", f"phase transition skipped: {exc}"))
@@ -438,7 +438,7 @@ def build_report(
                                     "saving_measured") if c in ms.validation]
                 B.append(("p", "Measured MemFT cells against the laws:"))
                 B.append(("table", ms.validation[keep]))
-            for n in ms.notes:
+            for n in [*map(str, ms.flags), *ms.notes]:
                 B.append(("note", n))
         except LawfitError as exc:
             B.append(("note", f"MemFT section skipped: {exc}"))
