@@ -13,23 +13,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lawfit.data import migrate_objective
 from lawfit.errors import LawfitError
 
-CELL_DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
-GROUP_DIMS = ("model", "task", "random_ratio", "method", "modules")
+CELL_DIMS = ("model", "task", "random_ratio", "objective", "modules", "rank", "length", "seed")
+GROUP_DIMS = ("model", "task", "random_ratio", "objective", "modules")
 
 
 def load(ds) -> xr.Dataset:
     """Accept a Dataset or a path to a NetCDF file."""
     if isinstance(ds, xr.Dataset):
-        return ds
+        return migrate_objective(ds)
     if isinstance(ds, str | os.PathLike):
         if not os.path.exists(ds):
             raise LawfitError(
                 f"expected an xarray.Dataset or the path of a NetCDF file; got the path "
                 f"{os.fspath(ds)!r}, which does not exist. Check the path."
             )
-        return xr.load_dataset(ds)
+        return migrate_objective(xr.load_dataset(ds))
     raise LawfitError(
         f"expected an xarray.Dataset (the data contract, DESIGN.md §3) or a path to a .nc "
         f"file; got {type(ds).__name__}. Load the file with xarray.open_dataset(path) or "

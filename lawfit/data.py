@@ -17,28 +17,45 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["as_frame", "check_identifiable", "GROUP_DIMS", "CELL_DIMS", "open_dataset"]
+__all__ = ["as_frame", "check_identifiable", "GROUP_DIMS", "CELL_DIMS", "open_dataset",
+           "migrate_objective"]
 
 #: Dims that identify a *setting*; size > 1 requires ``by=`` or ``.sel``.
-GROUP_DIMS = ("model", "task", "random_ratio", "method", "modules")
+GROUP_DIMS = ("model", "task", "random_ratio", "objective", "modules")
 #: Dims of a cell (one training run).
 CELL_DIMS = GROUP_DIMS + ("rank", "length", "seed")
 _INNER_DIMS = ("token", "step")
 _NUMERIC_INPUTS = ("rank", "length", "n_params")
 
 
+def migrate_objective(ds):
+    """Rename the training-objective dim ``method`` of older files to ``objective``.
+
+    Files written before the contract named it ``objective`` (DESIGN.md §3) call it
+    ``method``, which collides with the ``method=`` keyword of ``Dataset.sel``. A
+    dataset that already has ``objective`` (or neither) is returned unchanged.
+    """
+    if "method" in ds.dims and "objective" not in ds.dims:
+        return ds.rename({"method": "objective"})
+    return ds
+
+
 def open_dataset(path):
-    """Open a NetCDF file as an :class:`xarray.Dataset` (with a clear error)."""
+    """Open a NetCDF file as an :class:`xarray.Dataset` (with a clear error).
+
+    An older file's ``method`` dim is renamed ``objective`` (:func:`migrate_objective`).
+    """
     import xarray as xr
 
     if not os.path.exists(path):
         raise LawfitError(f"expected the path of a NetCDF (.nc) file; {os.fspath(path)!r} "
                           "does not exist. Check the path.")
     try:
-        return xr.load_dataset(path)
+        ds = xr.load_dataset(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with context
         raise LawfitError(f"could not read {os.fspath(path)!r} as NetCDF: {exc}. "
                           "Expected a dataset written by `collect` (xarray .to_netcdf).") from exc
+    return migrate_objective(ds)
 
 
 def _as_list(by) -> list[str]:
@@ -55,6 +72,7 @@ def _from_dataset(ds, variables, by, inputs):
     if not isinstance(ds, xr.Dataset):
         raise LawfitError(f"expected an xarray.Dataset or a pandas.DataFrame; got "
                           f"{type(ds).__name__}.")
+    ds = migrate_objective(ds)
     if len(ds.data_vars) == 0 and len(ds.dims) == 0:
         raise LawfitError("the dataset is empty (no variables, no dims); expected at least "
                           "'loss_reduction' over 'rank' and 'length'.")
@@ -104,8 +122,7 @@ def _from_dataset(ds, variables, by, inputs):
         raise LawfitError(
             f"the dataset has grouping dim(s) of size > 1 not named in by=: {vals}. One law "
             f"per setting: pass by={multi!r} to fit each group, or select one first, e.g. "
-            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}}) (the dict form also works for "
-            "'method', a keyword of .sel)."
+            f"ds.sel({multi[0]}={vals[multi[0]][0]!r})."
         )
     for d in list(sub.dims):
         if d not in inner_ok and sub.sizes[d] == 1:
@@ -172,6 +189,8 @@ def as_frame(
     by = _as_list(by)
     variables = list(variables)
     if isinstance(data, pd.DataFrame):
+        if "method" in data.columns and "objective" not in data.columns:
+            data = data.rename(columns={"method": "objective"})
         if data.shape[0] == 0:
             raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
                               f"columns {list(inputs) + variables}.")

@@ -126,10 +126,11 @@ def _boot_mean(x, level, n_boot, gen):
 def gradient_budget(
     ds,
     *,
-    method: str = "sft",
+    objective: str = "sft",
     bootstrap: int = 1000,
     confidence_level: float = 0.95,
     rng: int | np.random.Generator | None = None,
+    method: str | None = None,
 ) -> GradientBudget:
     """Share of the SFT gradient budget spent on tokens already above threshold.
 
@@ -138,14 +139,16 @@ def gradient_budget(
     ds : xarray.Dataset or path
         Contract dataset with ``frac_above_curve`` over ``step`` (trajectories) and/or
         ``p_after`` over ``token``. Runs whose ``status`` is not ok are left out.
-    method : str
-        Value of the ``method`` dim to analyse (ignored when there is no such dim).
+    objective : str
+        Value of the ``objective`` dim to analyse (ignored when there is no such dim).
     bootstrap : int
         Replicates for the CI of the mean over runs.
     confidence_level : float
         Level of the intervals.
     rng : int, Generator or None
         Seed.
+    method : str, optional
+        Deprecated name of ``objective``.
 
     Returns
     -------
@@ -156,17 +159,21 @@ def gradient_budget(
     ------
     LawfitError
         If the dataset has neither trajectories nor token probabilities, or lacks the
-        requested method.
+        requested objective.
     """
+    if method is not None:
+        warnings.warn("gradient_budget(method=...) is deprecated: use objective=... (the "
+                      "dataset dim is now 'objective').", DeprecationWarning, stacklevel=2)
+        objective = method
     ds = load(ds)
     _check_common(bootstrap, confidence_level)
-    if "method" in ds.dims:
-        if method not in ds["method"].values:
+    if "objective" in ds.dims:
+        if objective not in ds["objective"].values:
             raise LawfitError(
-                f"method {method!r} is not in the dataset; its methods are "
-                f"{list(map(str, ds['method'].values))}. Pass method=one of them."
+                f"objective {objective!r} is not in the dataset; its objectives are "
+                f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
             )
-        ds = ds.sel({"method": [method]})
+        ds = ds.sel(objective=[objective])
     has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
     has_tok = "p_after" in ds and "token" in ds["p_after"].dims
     if not (has_traj or has_tok):
@@ -221,8 +228,8 @@ def gradient_budget(
         else:
             frames.append(df)
     cells = frames[0]
-    if "method" in cells.columns:
-        cells = cells.drop(columns="method")
+    if "objective" in cells.columns:
+        cells = cells.drop(columns="objective")
     rows = []
     for q in ("share_trajectory", "share_final", "grad_share_final"):
         if q in cells:
@@ -249,7 +256,7 @@ class MemftSavings:
     budget : GradientBudget or None
         SFT gradient budget on already-above tokens (what MemFT-OT would save).
     predictions : pandas.DataFrame
-        Per (method, model, target length): rank needed by SFT and by the MemFT method,
+        Per (objective, model, target length): rank needed by SFT and by the MemFT method,
         ``saving = 1 − r_memft / r_sft`` and the parameters saved, each with a CI from
         the bootstrap draws, and unreachable counts. ``model`` is ``"separate laws"``
         (one full law per method; needs k + 3 non-memorized MemFT cells) or
@@ -292,7 +299,7 @@ class MemftSavings:
         Returns
         -------
         pandas.DataFrame
-            One row per (method, length).
+            One row per (objective, length).
         """
         return self.predictions.copy()
 
@@ -361,7 +368,7 @@ def memft_savings(
     Parameters
     ----------
     ds : xarray.Dataset or path
-        One setting (model, task, ...) of a sweep with a ``method`` dim holding
+        One setting (model, task, ...) of a sweep with an ``objective`` dim holding
         ``"sft"`` and at least one ``memft_*`` method (cells not collected carry
         ``status="not_run"``). Trajectories/token probabilities feed the gradient
         budget; cell losses feed the laws.
@@ -397,7 +404,7 @@ def memft_savings(
     Raises
     ------
     LawfitError
-        Not a dataset, grouping dims other than ``method`` of size > 1, bad options.
+        Not a dataset, grouping dims other than ``objective`` of size > 1, bad options.
     """
     from lawfit.capacity import predict_capacity
     from lawfit.fitting import fit
@@ -422,25 +429,26 @@ def memft_savings(
     target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
                   else f"ΔL >= {target:.4g} nats/token")
     budget = None
-    methods = list(map(str, ds["method"].values)) if "method" in ds.dims else []
+    methods = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
     if "sft" in methods or not methods:
         try:
-            budget = gradient_budget(ds, method="sft", bootstrap=bootstrap,
+            budget = gradient_budget(ds, objective="sft", bootstrap=bootstrap,
                                      confidence_level=confidence_level, rng=gen)
         except LawfitError as exc:
             notes.append(f"gradient budget skipped: {exc}")
     empty = pd.DataFrame()
     if "sft" not in methods:
-        notes.append("no 'method' dim with 'sft': laws per method not compared "
-                     f"(methods: {methods or 'none'})")
+        notes.append("no 'objective' dim with 'sft': laws per objective not compared "
+                     f"(objectives: {methods or 'none'})")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     memfts = [m for m in methods if m.startswith("memft")]
     if not memfts:
-        notes.append(f"no memft_* method in the dataset (methods: {methods}): savings skipped")
+        notes.append(f"no memft_* objective in the dataset (objectives: {methods}): savings "
+                     "skipped")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     fits, emp = {}, {}
     for m in ["sft"] + memfts:
-        sub = ds.sel({"method": m})
+        sub = ds.sel(objective=m)
         n_ok = int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum()) if "status" in sub \
             else int(sub["loss_reduction"].notnull().sum())
         try:
@@ -495,7 +503,7 @@ def memft_savings(
             est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
             with np.errstate(all="ignore"):
                 saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
-            row = {"method": m, "length": L, f"{capacity}_sft": est_s,
+            row = {"objective": m, "length": L, f"{capacity}_sft": est_s,
                    f"{capacity}_sft_low": ts["low"], f"{capacity}_sft_high": ts["high"],
                    f"{capacity}_memft": est_m, f"{capacity}_memft_low": tm["low"],
                    f"{capacity}_memft_high": tm["high"], "saving": saving,
@@ -523,14 +531,14 @@ def memft_savings(
     for m in memfts:
         try:
             shared_rows += _shared_exponent_savings(
-                ds.sel({"method": m}), m, fits["sft"], lengths, target, target_kind, l0,
+                ds.sel(objective=m), m, fits["sft"], lengths, target, target_kind, l0,
                 exclude, confidence_level, gen, per_rank, notes)
         except LawfitError as exc:
             notes.append(f"shared-exponent savings for {m} skipped: {exc}")
     rows += shared_rows
     preds = pd.DataFrame(rows)
     if len(preds):
-        lead = ["method", "model", "length"]
+        lead = ["objective", "model", "length"]
         preds = preds[lead + [c for c in preds.columns if c not in lead]]
     flags = []
     if len(preds) and preds["extrapolated"].any():
@@ -620,7 +628,7 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
                          method="linear" if np.all(np.isfinite(rs[1:])) else "inverted_cdf")
         svd = sv[1:][np.isfinite(sv[1:])]
         q = np.quantile(svd, [a, 1 - a]) if svd.size >= 20 else (math.nan, math.nan)
-        row = {"method": m, "model": "shared exponents", "length": float(L),
+        row = {"objective": m, "model": "shared exponents", "length": float(L),
                "rank_sft": float(rs[0]), "rank_sft_low": float(qs[0]),
                "rank_sft_high": float(qs[1]), "rank_memft": float(rm[0]),
                "rank_memft_low": float(qm[0]), "rank_memft_high": float(qm[1]),
@@ -667,7 +675,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
 
     empty = pd.DataFrame()
     vrows = []
-    sft_ds = ds.sel({"method": "sft"})
+    sft_ds = ds.sel(objective="sft")
     sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
     sft_other = [d for d in sft_ds["loss_reduction"].dims if d not in ("rank", "length")]
     sft_mean = _cell_mean(sft_ds, "loss_reduction", sft_ok, sft_other, "dL_sft_measured")
@@ -676,7 +684,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
             sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
                                       on=["rank", "length"], how="left")
     for m in memfts:
-        sub = ds.sel({"method": m})
+        sub = ds.sel(objective=m)
         okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
         other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
         df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
@@ -754,6 +762,6 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         if "loss_after" in df and exclude is not None:
             thr = math.log(2.0) if exclude == "memorized" else float(exclude)
             df["memorized"] = df["loss_after"] <= thr
-        df.insert(0, "method", m)
+        df.insert(0, "objective", m)
         vrows.append(df)
     return pd.concat(vrows, ignore_index=True) if vrows else empty

@@ -137,8 +137,8 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _settings(ds: xr.Dataset):
-    """Yield (label, sub-dataset) for every combination of grouping dims other than method."""
-    dims = [d for d in GROUP_DIMS if d != "method" and d in ds.dims]
+    """Yield (label, sub-dataset) for every combination of grouping dims other than objective."""
+    dims = [d for d in GROUP_DIMS if d != "objective" and d in ds.dims]
     multi = [d for d in dims if ds.sizes[d] > 1]
     if not multi:
         label = ", ".join(f"{d}={ds[d].values[0]}" for d in dims) or "all cells"
@@ -151,10 +151,10 @@ def _settings(ds: xr.Dataset):
 
 
 def _sft(ds: xr.Dataset):
-    if "method" not in ds.dims:
+    if "objective" not in ds.dims:
         return ds
-    if "sft" in ds["method"].values:
-        return ds.sel({"method": ["sft"]})
+    if "sft" in ds["objective"].values:
+        return ds.sel({"objective": ["sft"]})
     return None
 
 
@@ -251,7 +251,7 @@ def build_report(
         law_ok = sft is not None and _has_ok_cells(sft) and "rank" in sub.dims \
             and "length" in sub.dims
         if sft is None:
-            B.append(("note", "no 'sft' method in this setting: law sections skipped."))
+            B.append(("note", "no 'sft' objective in this setting: law sections skipped."))
         # 1. model selection
         B.append(("h3", "Which form? (model selection on SFT cells)"))
         if law_ok:
@@ -430,7 +430,8 @@ def build_report(
                 B.append(("p", f"Predicted capacity for {ms.target}:"))
                 B.append(("table", ms.predictions[cols]))
             if len(ms.validation):
-                keep = [c for c in ("method", "rank", "length", "dL_measured", "dL_sft_measured",
+                keep = [c for c in ("objective", "rank", "length", "dL_measured",
+                                    "dL_sft_measured",
                                     "exact_match", "exact_match_sft", "steps", "steps_sft",
                                     "steps_ratio", "dL_memft_law",
                                     "inside_memft_pi", "dL_memft_law_heldout", "dL_sft_law",

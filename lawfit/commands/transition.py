@@ -8,7 +8,7 @@ from lawfit.commands._common import add_data_args, open_selected, write_csv
 
 _EPILOG = """\
 examples:
-  lawfit transition sweep.nc --sel task=long_context --sel method=sft
+  lawfit transition sweep.nc --sel task=long_context --sel objective=sft
   lawfit transition sweep.nc --sel task=phonebook --unit entry --bootstrap 2000 --csv pt.csv
 """
 

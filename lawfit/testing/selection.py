@@ -159,17 +159,17 @@ def synthetic_memft_dataset(
     Returns
     -------
     xarray.Dataset
-        Dims ``method, rank, length, seed`` with ``method = ["sft", "memft_ot"]``.
+        Dims ``objective, rank, length, seed`` with ``objective = ["sft", "memft_ot"]``.
     """
     from lawfit.testing.cells import synthetic_dataset
 
     kw = dict(ranks=ranks, lengths=lengths, seeds=seeds, noise=noise)
     a = synthetic_dataset(C=C_sft, rng=rng, **kw)
     b = synthetic_dataset(C=C_memft, rng=None if rng is None else rng + 1, **kw)
-    ds = xr.concat([a.drop_vars("n_params"), b.drop_vars("n_params")], dim="method")
-    ds = ds.assign_coords(method=["sft", "memft_ot"])
+    ds = xr.concat([a.drop_vars("n_params"), b.drop_vars("n_params")], dim="objective")
+    ds = ds.assign_coords(objective=["sft", "memft_ot"])
     on = ds["rank"].isin(list(memft_ranks)) & (ds["length"] >= memft_min_length)
-    keep = (ds["method"] == "sft") | on
+    keep = (ds["objective"] == "sft") | on
     for v in ("loss_before", "loss_after", "loss_reduction", "exact_match", "token_accuracy"):
         ds[v] = ds[v].where(keep)
     ds["status"] = xr.where(keep, ds["status"], "not_run")
