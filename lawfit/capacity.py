@@ -17,6 +17,7 @@ import pandas as pd
 
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag, check_confidence_level
 
 __all__ = [
@@ -38,7 +39,7 @@ ANCHORS_BITS_PER_PARAM = {
 
 # ------------------------------------------------------------------------ bits/param
 @dataclass(frozen=True)
-class BitsResult:
+class BitsResult(ResultProtocol):
     """Bits stored by each adapter and bits per trainable parameter.
 
     Attributes
@@ -57,12 +58,15 @@ class BitsResult:
         The literature anchors (bits per parameter).
     notes : tuple of str
         What was missing or assumed.
+    flags : tuple of Flag
+        Warnings (none set yet; the field completes the common result interface).
     """
 
     cells: pd.DataFrame
     by_rank: pd.DataFrame
     anchors: dict
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     @property
     def max_bits_per_param(self) -> float:
@@ -80,7 +84,7 @@ class BitsResult:
         """
         return self.cells.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -98,7 +102,7 @@ class BitsResult:
                 )
         out += [f"anchor {k}: {v} bits/param" for k, v in self.anchors.items()]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
@@ -193,7 +197,7 @@ def bits_per_parameter(ds, *, recall_loss: float = LN2) -> BitsResult:
 
 # --------------------------------------------------------------- capacity prediction
 @dataclass(frozen=True)
-class CapacityPrediction:
+class CapacityPrediction(ResultProtocol):
     """Capacity needed for a target, from a fitted law inverted on every draw.
 
     Attributes
@@ -235,7 +239,7 @@ class CapacityPrediction:
         """
         return self.table.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -248,7 +252,7 @@ class CapacityPrediction:
             out.append(self.table.to_string(index=False))
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _loss_before_fn(loss_before, data):

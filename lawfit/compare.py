@@ -26,6 +26,7 @@ from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import get_form
+from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
 
 __all__ = [
@@ -149,7 +150,7 @@ def vuong_test(ll1: np.ndarray, ll2: np.ndarray, k1: int, k2: int,
 
 # ------------------------------------------------------------------------ result
 @dataclass(frozen=True)
-class ComparisonResult:
+class ComparisonResult(ResultProtocol):
     """Ranked comparison of scaling forms fitted on the same points.
 
     Attributes
@@ -210,7 +211,7 @@ class ComparisonResult:
         """
         return self.table.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary: ranking, tests, notes.
 
         Returns
@@ -232,10 +233,15 @@ class ComparisonResult:
                         self.vuong.to_string(index=False)]
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
+
+    def _tables(self):
+        return [("ranking", self.table),
+                ("likelihood-ratio tests (nested)", self.lr_tests),
+                ("Vuong tests (non-nested)", self.vuong)]
 
     def __str__(self) -> str:
-        return self.summary()
+        return str(self.summary())
 
 
 # ------------------------------------------------------------------------ compare

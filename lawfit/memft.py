@@ -26,6 +26,7 @@ import pandas as pd
 
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag, check_confidence_level
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
@@ -34,7 +35,7 @@ THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
-class GradientBudget:
+class GradientBudget(ResultProtocol):
     """Share of SFT's loss weight spent on tokens already above threshold.
 
     Attributes
@@ -52,12 +53,15 @@ class GradientBudget:
         Confidence level.
     notes : tuple of str
         Definitions used and what was missing.
+    flags : tuple of Flag
+        Warnings (none set yet; the field completes the common result interface).
     """
 
     cells: pd.DataFrame
     summary_table: pd.DataFrame
     level: float
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy per-run table (a copy of ``cells``).
@@ -69,7 +73,7 @@ class GradientBudget:
         """
         return self.cells.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -84,7 +88,7 @@ class GradientBudget:
                 f"[{r['low']:.3f}, {r['high']:.3f}] over {int(r['n_runs'])} runs"
             )
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _check_common(bootstrap, confidence_level):
@@ -248,7 +252,7 @@ def gradient_budget(
 
 # ------------------------------------------------------------------ capacity savings
 @dataclass(frozen=True)
-class MemftSavings:
+class MemftSavings(ResultProtocol):
     """Predicted and measured savings of MemFT over SFT.
 
     Attributes
@@ -303,7 +307,13 @@ class MemftSavings:
         """
         return self.predictions.copy()
 
-    def summary(self) -> str:
+    def _tables(self):
+        tabs = [("capacity savings", self.predictions)]
+        if len(self.validation):
+            tabs.append(("validation against measured MemFT cells", self.validation))
+        return tabs
+
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -324,7 +334,7 @@ class MemftSavings:
                 out.append(self.validation.to_string(index=False))
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _empirical_rank(ds_m, target, target_kind):

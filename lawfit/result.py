@@ -28,50 +28,20 @@ from scipy import stats
 from lawfit.bootstrap import BootstrapResult
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
+from lawfit.protocol import (
+    Flag,
+    ResultProtocol,
+    _clean,
+    _flt,  # noqa: F401  (kept importable from here)
+    _frame_from_json,
+    _frame_to_json,
+)
 
 __all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning", "Flag",
            "check_confidence_level"]
 
 _FORMAT = "lawfit.FitResult"
 _FORMAT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A diagnostic of a result: what was found, in words, and how serious it is.
-
-    Attributes
-    ----------
-    code : str
-        Stable machine-readable name (e.g. ``"at_bound"``); test and branch on this.
-    message : str
-        One sentence for people (``str(flag)``).
-    severity : {"info", "warning"}
-        ``"warning"``: a number of the result may be unreliable; ``"info"``: context.
-    """
-
-    code: str
-    message: str
-    severity: str = "warning"
-
-    def __post_init__(self):
-        if self.severity not in ("info", "warning"):
-            raise LawfitError(f"Flag severity must be 'info' or 'warning'; got "
-                              f"{self.severity!r}.")
-
-    def __str__(self) -> str:
-        return self.message
-
-    def to_dict(self) -> dict[str, str]:
-        """``{"code", "message", "severity"}`` (JSON-safe)."""
-        return {"code": self.code, "message": self.message, "severity": self.severity}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, str] | str) -> Flag:
-        """Inverse of :meth:`to_dict`; a plain string (format-1 files) gets code "legacy"."""
-        if isinstance(d, str):
-            return cls("legacy", d)
-        return cls(d["code"], d["message"], d.get("severity", "warning"))
 
 
 class ExtrapolationWarning(UserWarning):
@@ -126,11 +96,6 @@ def _frozen_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols, index=df.index.copy(), copy=False)
 
 
-def _flt(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _arr_to_json(a):
     if a is None:
         return None
@@ -140,54 +105,11 @@ def _arr_to_json(a):
     return np.where(np.isfinite(a), a, np.nan).astype(object).tolist() if a.size else []
 
 
-def _clean(obj):
-    """Recursively make an object JSON-safe (NaN/inf -> None, numpy -> python)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return _flt(obj)
-    return obj
-
-
 def _unclean(a, dtype=float):
     if a is None:
         return None
     return np.array([np.nan if v is None else v for v in np.ravel(a).tolist()], dtype=dtype) \
         .reshape(np.shape(a)) if np.size(a) else np.array(a, dtype=dtype)
-
-
-def _frame_to_json(df: pd.DataFrame):
-    cols = {}
-    for c in df.columns:
-        s = df[c]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            cols[str(c)] = {"dtype": str(s.dtype), "values": _clean(s.to_numpy(float))}
-        else:
-            cols[str(c)] = {"dtype": "str", "values": [None if pd.isna(v) else str(v)
-                                                       for v in s.tolist()]}
-    return {"columns": cols, "n": int(len(df))}
-
-
-def _frame_from_json(d):
-    out = {}
-    for c, spec in d["columns"].items():
-        vals = spec["values"]
-        if spec["dtype"] == "str":
-            out[c] = pd.Series(vals, dtype=object)
-        else:
-            a = np.array([np.nan if v is None else v for v in vals], float)
-            if spec["dtype"].startswith("int") and np.all(np.isfinite(a)):
-                a = a.astype(spec["dtype"])
-            out[c] = a
-    return pd.DataFrame(out, index=pd.RangeIndex(d["n"]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -826,7 +748,7 @@ def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
     return out
 
 
-class FitResults(Mapping):
+class FitResults(ResultProtocol, Mapping):
     """One :class:`FitResult` per group of a ``by=`` fit (read-only mapping).
 
     Keys are tuples of group values in ``by`` order; a single value also works for
@@ -890,10 +812,20 @@ class FitResults(Mapping):
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
 
-    def summary(self) -> str:
-        """Summaries of every group, one after the other."""
-        return "\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n{r.summary()}"
-                           for k, r in self._results.items())
+    def summary(self):
+        """Summaries of every group, one after the other (text, HTML, LaTeX)."""
+        return self._summary_text("\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n"
+                                               f"{r.summary()}"
+                                               for k, r in self._results.items()))
+
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        """Every group's flags, each message prefixed with its group."""
+        return tuple(Flag(f.code, f"{dict(zip(self.by, k, strict=True))}: {f.message}",
+                          f.severity)
+                     for k, r in self._results.items() for f in r.flags)
+
+    notes: tuple[str, ...] = ()
 
     def save(self, path) -> None:
         """Write every group's result to one JSON file."""
@@ -934,6 +866,10 @@ def load(path) -> FitResult | FitResults:
             d = json.load(fh)
         except json.JSONDecodeError as exc:
             raise LawfitError(f"{os.fspath(path)!r} is not valid JSON: {exc}.") from None
+    from lawfit.protocol import RECORD_FORMAT, ResultRecord
+
+    if d.get("format") == RECORD_FORMAT:
+        return ResultRecord.from_dict(d)
     if d.get("format") == "lawfit.FitResults":
         return FitResults({tuple(g["key"]): FitResult.from_dict(g["result"])
                            for g in d["groups"]}, by=tuple(d["by"]))

@@ -32,6 +32,7 @@ from lawfit._tokens import (
     token_arrays,
 )
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag, check_confidence_level
 
 __all__ = [
@@ -263,7 +264,7 @@ class CellTransition:
 
 
 @dataclass(frozen=True)
-class PhaseTransitionResult:
+class PhaseTransitionResult(ResultProtocol):
     """Everything :func:`phase_transition` measured; parts it could not measure are None.
 
     Attributes
@@ -345,7 +346,7 @@ class PhaseTransitionResult:
                                              else "")))
         return pd.DataFrame(rows, columns=["quantity", "estimate", "low", "high", "n", "note"])
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary for people.
 
         Returns
@@ -407,7 +408,7 @@ class PhaseTransitionResult:
             )
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
     def __str__(self) -> str:
         return self.summary()
