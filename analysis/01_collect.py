@@ -88,7 +88,7 @@ def main():
     print(", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
     header("Cells by setting, method and status (grid cells outside the sweep are not_run)")
     st = ds["status"].to_dataframe().reset_index()
-    keys = [d for d in ("task", "random_ratio", "method") if d in st]
+    keys = [d for d in ("task", "random_ratio", "objective", "method") if d in st]
     tab = st.groupby(keys)["status"].value_counts().unstack(fill_value=0)
     tab = tab[(tab.drop(columns=["not_run"], errors="ignore").sum(axis=1) > 0)]
     print(tab.to_string() if len(tab) else "(no collected cells yet)")

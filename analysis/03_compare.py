@@ -45,7 +45,7 @@ def main():
             continue
         print(f"best by AICc: {cmp.best}\n")
         show(cmp)
-        if any("Breusch-Pagan" in n for n in cmp.notes):
+        if cmp.heteroscedastic:
             print("\n-- heteroscedastic residuals: the same comparison in log space --")
             try:
                 show(lawfit.compare(cells, space="log"))

@@ -61,8 +61,7 @@ def settings(ds):
 
 
 def sft(sub):
-    """The SFT cells of a setting, or None (``ds.sel(method=...)`` does not work: xarray's
-    ``sel`` has its own ``method`` keyword, so select with a dict)."""
+    """The SFT cells of a setting, or None (the ``objective`` dim's ``"sft"`` value)."""
     from lawfit.plotting._common import select_method
 
     return select_method(sub, "sft")

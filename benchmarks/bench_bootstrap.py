@@ -93,7 +93,7 @@ def main(argv=None):
     t_pt, pt_runs, _ = _best(lambda: lawfit.fit(ds, exclude=None, profile=False), a.repeat)
     print(f"lawfit.fit(bootstrap={a.boot}) incl. point estimate: best {t_law:.4f} s "
           f"(runs: {', '.join(f'{t:.4f}' for t in law_runs)}); failed replicates: "
-          f"{res.boot['n_failed']}")
+          f"{res.boot.n_failed}")
     print(f"  of which point estimate alone (bootstrap=0): best {t_pt:.4f} s")
 
     # --- the same resampled data sets, one fit each --------------------------------

@@ -83,7 +83,7 @@ def one(args):
                          profile=method == "profile", **fkw)
         ci = res.conf_int(method)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
-    nf = int(res.boot["n_failed"]) if res.boot is not None else 0
+    nf = int(res.boot.n_failed) if res.boot is not None else 0
     return cov[0], cov[1], nf
 
 

@@ -492,6 +492,8 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     data["entry"] = ((*ent_dims, "token"), entry)
     data["n_params"] = (("model", "modules", "rank"), n_params)
     ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
+    # the contract's name (DESIGN.md §3); `method` would collide with Dataset.sel(method=)
+    ds = ds.rename({"method": "objective"})
     units = {
         "loss_before": "nats/token",
         "loss_after": "nats/token",

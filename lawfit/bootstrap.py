@@ -5,9 +5,21 @@ and cluster bootstraps are multinomial weights on the same design, so for a loca
 of exponents the weighted normal equations of all replicates come from matrix products
 ``W @ (g_k * g_l)``; the best grid point per replicate then starts a vectorised
 variable-projection Levenberg-Marquardt polish. No Python loop over replicates.
+
+Every replicate gets a status (:data:`REPLICATE_STATUSES`): ``"converged"``,
+``"at_bound"`` (the solution has a parameter on a finite bound: a boundary solution,
+kept), ``"not_converged"`` (re-solved from the global grid and still stopped without
+meeting the tolerance: kept at the best point found, typically an optimum at
+infinity such as alpha -> 0 with b -> -inf) and ``"unidentifiable"`` (the resample
+cannot identify the law, e.g. fewer distinct design points than parameters: no
+estimate exists, excluded from intervals and counted). The output of a fit's
+bootstrap is a frozen :class:`BootstrapResult`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import sparse, stats
@@ -17,13 +29,135 @@ from lawfit import _varpro as vp
 from lawfit.errors import LawfitError
 
 __all__ = ["bootstrap_weights", "resample_collapsed", "fit_batch", "fit_resampled",
-           "percentile_interval", "bca_interval", "RESAMPLING_UNITS"]
+           "percentile_interval", "bca_interval", "RESAMPLING_UNITS", "BootstrapResult",
+           "REPLICATE_STATUSES", "replicate_status"]
+
+#: Status of a bootstrap replicate, in the order of precedence used by
+#: :func:`replicate_status`.
+REPLICATE_STATUSES = ("converged", "at_bound", "not_converged", "unidentifiable")
 
 # tolerances of the power-law fast path: tighter than the generic LM's (1e-10, 1e-8);
 # cheap there, and they make replicate estimates agree with a tightly converged
 # per-replicate least-squares fit to ~1e-8 relative instead of ~1e-5 on flat problems
 _FTOL, _XTOL = 1e-12, 1e-10
 RESAMPLING_UNITS = ("cell", "seed", "run", "residual", "wild")
+
+
+def _read_only(a):
+    if a is None:
+        return None
+    out = np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapResult:
+    """Bootstrap replicates of a fit (immutable; arrays are read-only).
+
+    Attributes
+    ----------
+    draws : ndarray, shape (R, k)
+        Replicate estimates (parameters in the fit's order).
+    status : ndarray of str, shape (R,)
+        One of :data:`REPLICATE_STATUSES` per replicate.
+    unit : str
+        Resampling unit (``"cell"``, ``"seed"``, ..., ``"residual"``, ``"wild"``).
+    resid : ndarray, shape (n,)
+        Residuals of the full-data fit on the fit scale (for prediction intervals).
+    jack : ndarray, shape (m, k), optional
+        Leave-one-unit-out estimates (BCa acceleration); NaN rows where unusable.
+    n_clusters : int, optional
+        Number of clusters of a cluster bootstrap.
+    """
+
+    draws: np.ndarray
+    status: np.ndarray
+    unit: str
+    resid: np.ndarray
+    jack: np.ndarray | None = None
+    n_clusters: int | None = None
+
+    def __post_init__(self):
+        status = np.asarray(self.status, dtype=object).astype(str)
+        bad = sorted(set(status.tolist()) - set(REPLICATE_STATUSES))
+        if bad:
+            raise LawfitError(f"replicate status must be one of {REPLICATE_STATUSES}; got {bad}.")
+        object.__setattr__(self, "status", _read_only(status))
+        for name in ("draws", "resid", "jack"):
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+
+    @property
+    def n_boot(self) -> int:
+        """Number of replicates R."""
+        return int(self.draws.shape[0])
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Replicates that enter the intervals: every status but ``"unidentifiable"``."""
+        return (self.status != "unidentifiable") & np.all(np.isfinite(self.draws), axis=1)
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Replicates whose fit converged (in the interior or at a bound)."""
+        return (self.status == "converged") | (self.status == "at_bound")
+
+    @property
+    def counts(self) -> MappingProxyType:
+        """Number of replicates per status (every status listed, zeros included)."""
+        return MappingProxyType({s: int(np.sum(self.status == s)) for s in REPLICATE_STATUSES})
+
+    @property
+    def n_failed(self) -> int:
+        """Replicates that did not converge or could not identify the law."""
+        return int(np.sum(~self.converged))
+
+    @property
+    def n_excluded(self) -> int:
+        """Replicates left out of the intervals (no estimate exists)."""
+        return int(np.sum(~self.usable))
+
+    def usable_draws(self) -> np.ndarray:
+        """Draws that enter the intervals, shape (R_usable, k)."""
+        return self.draws[self.usable]
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (NaN kept as float; see :mod:`lawfit.result` for JSON)."""
+        return {"draws": self.draws, "status": self.status.tolist(), "unit": self.unit,
+                "resid": self.resid, "jack": self.jack, "n_clusters": self.n_clusters}
+
+
+def replicate_status(theta, converged, identified, lower, upper, rtol=1e-6):
+    """Status of each replicate (see :data:`REPLICATE_STATUSES`).
+
+    Parameters
+    ----------
+    theta : ndarray, shape (R, k)
+        Replicate estimates.
+    converged : ndarray of bool, shape (R,)
+        The optimizer met its tolerance.
+    identified : ndarray of bool, shape (R,)
+        The resampled design can identify the law.
+    lower, upper : ndarray, shape (k,)
+        Parameter bounds (infinite for unbounded).
+    rtol : float
+        Relative distance to a finite bound that counts as on it.
+
+    Returns
+    -------
+    ndarray of str, shape (R,)
+    """
+    theta = np.asarray(theta, float)
+    finite = np.all(np.isfinite(theta), axis=1)
+    with np.errstate(invalid="ignore"):
+        on_lo = np.isfinite(lower) & (np.abs(theta - lower) <= rtol * (1 + np.abs(lower)))
+        on_hi = np.isfinite(upper) & (np.abs(theta - upper) <= rtol * (1 + np.abs(upper)))
+    at_bound = np.any(on_lo | on_hi, axis=1)
+    out = np.full(theta.shape[0], "converged", dtype=object)
+    out[~np.asarray(converged, bool)] = "not_converged"
+    out[at_bound] = "at_bound"
+    out[~(np.asarray(identified, bool) & finite)] = "unidentifiable"
+    return out.astype(str)
 
 
 def bootstrap_weights(n_boot, clusters, rng):
@@ -112,7 +246,7 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     from theta_hat (see :func:`_far`), are refitted from the best point of a global
     grid over the bounds (see :func:`_rescue`); a clearly lower objective wins, so a
     replicate far from the full-data estimate is still fitted independently of its
-    start. Replicates that still fail are returned with ``converged`` False.
+    start. Each replicate gets a status (see :func:`replicate_status`).
 
     Parameters
     ----------
@@ -132,7 +266,8 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
     Returns
     -------
     theta : ndarray, shape (R, k)
-    converged : ndarray of bool, shape (R,)
+    status : ndarray of str, shape (R,)
+        See :data:`REPLICATE_STATUSES`.
     """
     if loss == "l2":
         # exact: least squares only sees per-design-point weighted means
@@ -175,7 +310,8 @@ def fit_resampled(model, theta_hat, se, y, clusters, n_boot, rng, *, space, loss
     Returns
     -------
     theta : ndarray, shape (R, k)
-    converged : ndarray of bool, shape (R,)
+    status : ndarray of str, shape (R,)
+        See :data:`REPLICATE_STATUSES`.
     """
     chunk = V.bootstrap_chunk(n_boot, np.size(y), model.k)
     if chunk < n_boot:  # batches that fit in memory (lawfit._validate.bootstrap_chunk)
@@ -245,13 +381,16 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
         start = _grid_starts(model, _nl_grid(model, theta_hat, half, n_per), theta_hat, Y, W,
                              space)
     theta, obj, conv, _ = _polish(model, start, Y, W, space, loss, delta, logs, init)
-    if varpro and local_grid:
+    if model.lin.size > 0 and knl > 0 and local_grid:
         far = _far(theta[:, model.nl], conv & identified, theta_hat[model.nl],
                    half[model.nl] / 3)
         need = np.flatnonzero(identified & (~conv | far | ~np.all(np.isfinite(theta), axis=1)))
         if need.size:
             _rescue(model, need, theta, obj, conv, Y, W, space, loss, delta, logs)
-    return theta, conv & identified & np.all(np.isfinite(theta), axis=1)
+        stuck = np.flatnonzero(identified & ~conv)
+        if stuck.size and varpro and loss == "l2":
+            _continue_stuck(model, stuck, theta, obj, conv, Y, W)
+    return theta, replicate_status(theta, conv, identified, model.lower, model.upper)
 
 
 def _far(nl, ok, centre, se, k_out=6.0):
@@ -299,6 +438,35 @@ def _rescue(model, rows, theta, obj, conv, Y, W, space, loss, delta, logs, n_bud
     better = cv & np.isfinite(ob) & ((ob < old * (1 - 1e-8)) | (~conv[rows] & ~(ob > old)))
     idx = rows[better]
     theta[idx], obj[idx], conv[idx] = th[better], ob[better], True
+
+
+def _continue_stuck(model, rows, theta, obj, conv, Y, W, max_iter=2000, n_budget=900):
+    """Follow replicates that are still not converged to where their optimum lies (in place).
+
+    Such a replicate typically crawls along a valley whose least-squares optimum is on
+    the edge of the parameter space (an exponent at its bound, or at infinity). The
+    reduced (variable-projection) problem is continued for up to ``max_iter``
+    iterations, from where the replicate stopped and from the best point of a global
+    grid; the lowest converged objective wins if it is lower than where the replicate
+    stopped (a boundary solution is then labelled ``"at_bound"`` by
+    :func:`replicate_status`). Cost: only the stuck rows.
+    """
+    Yr, Wr = _rows(Y, rows), W[rows]
+    knl = model.nl.size
+    n_per = min(401, max(3, int(round(n_budget ** (1.0 / knl)))))
+    lo, hi = model.lower[model.nl], model.upper[model.nl]
+    fallback = np.where(np.isfinite(theta[rows]), theta[rows], 0.0)
+    starts = [fallback]
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+        grid = vp.make_grid(list(zip(lo, hi, strict=True)), n_per)
+        starts.append(_grid_starts(model, grid, fallback, Yr, Wr, "linear"))
+    for start in starts:
+        th, ob, cv, _ = vp.lm(model, start, Yr, Wr, space="linear", loss="l2", mode="varpro",
+                              max_iter=max_iter)
+        old = obj[rows]
+        better = cv & np.isfinite(ob) & ~(ob > old)
+        idx = rows[better]
+        theta[idx], obj[idx], conv[idx] = th[better], ob[better], True
 
 
 def identifiable_rows(X, W, k):

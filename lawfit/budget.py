@@ -30,6 +30,8 @@ from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
+from lawfit.result import Flag
 
 __all__ = [
     "BudgetSensitivity",
@@ -267,7 +269,7 @@ def _default_budgets(ds: xr.Dataset, n: int = 4) -> list[int]:
 
 
 @dataclass(frozen=True)
-class BudgetSensitivity:
+class BudgetSensitivity(ResultProtocol):
     """The law refitted at several step budgets, plus the per-cell convergence table.
 
     Attributes
@@ -286,6 +288,8 @@ class BudgetSensitivity:
         uncertainty).
     notes : list of str
         Plain-language findings.
+    flags : tuple of Flag
+        Warnings (none set yet; the field completes the common result interface).
     """
 
     table: pd.DataFrame
@@ -293,8 +297,22 @@ class BudgetSensitivity:
     fits: dict
     drift: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    flags: tuple[Flag, ...] = ()
 
-    def summary(self) -> str:
+    def to_dataframe(self) -> pd.DataFrame:
+        """Per-budget table (a copy of ``table``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per step budget.
+        """
+        return self.table.copy()
+
+    def _tables(self):
+        return [("law per step budget", self.table), ("convergence per cell", self.convergence)]
+
+    def summary(self) -> SummaryText:
         """Return the findings as text.
 
         Returns
@@ -314,7 +332,7 @@ class BudgetSensitivity:
             self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
         ]
         lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return self._summary_text("\n".join(lines))
 
 
 def budget_sensitivity(

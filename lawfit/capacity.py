@@ -21,6 +21,8 @@ from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load, ok_mask
 from lawfit.errors import LawfitError
 from lawfit.information import BIT_KINDS, with_information_bits
+from lawfit.protocol import ResultProtocol, SummaryText
+from lawfit.result import Flag
 
 __all__ = [
     "ANCHORS_BITS_PER_PARAM",
@@ -41,7 +43,7 @@ ANCHORS_BITS_PER_PARAM = {
 
 # ------------------------------------------------------------------------ bits/param
 @dataclass(frozen=True)
-class BitsResult:
+class BitsResult(ResultProtocol):
     """Bits stored by each adapter and bits per trainable parameter.
 
     Attributes
@@ -63,12 +65,15 @@ class BitsResult:
         The literature anchors (bits per parameter).
     notes : tuple of str
         What was missing or assumed.
+    flags : tuple of Flag
+        Warnings (none set yet; the field completes the common result interface).
     """
 
     cells: pd.DataFrame
     by_rank: pd.DataFrame
     anchors: dict
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     @property
     def max_bits_per_param(self) -> float:
@@ -86,7 +91,7 @@ class BitsResult:
         """
         return self.cells.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -104,7 +109,7 @@ class BitsResult:
                 )
         out += [f"anchor {k}: {v} bits/param" for k, v in self.anchors.items()]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def bits_per_parameter(
@@ -213,7 +218,7 @@ def bits_per_parameter(
 
 # --------------------------------------------------------------- capacity prediction
 @dataclass(frozen=True)
-class CapacityPrediction:
+class CapacityPrediction(ResultProtocol):
     """Capacity needed for a target, from a fitted law inverted on every draw.
 
     Attributes
@@ -230,7 +235,9 @@ class CapacityPrediction:
     level : float
         Confidence level.
     notes : tuple of str
-        Flags and assumptions.
+        Assumptions and context.
+    flags : tuple of Flag
+        Warnings: ``unreachable``, ``unreachable_on_draws``, ``extrapolated``.
     draw_values : numpy.ndarray or None
         The answer on every converged bootstrap draw, shape (rows of ``table``, R):
         ``inf`` (capacity) or 0 (length) where unreachable.
@@ -241,6 +248,7 @@ class CapacityPrediction:
     level: float
     notes: tuple[str, ...] = field(default=())
     draw_values: np.ndarray | None = field(default=None, repr=False)
+    flags: tuple[Flag, ...] = field(default=())
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy table (a copy of ``table``).
@@ -252,7 +260,7 @@ class CapacityPrediction:
         """
         return self.table.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -263,8 +271,9 @@ class CapacityPrediction:
         out = [f"Capacity prediction: {self.quantity}", "=" * 30]
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             out.append(self.table.to_string(index=False))
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _loss_before_fn(loss_before, data):
@@ -441,14 +450,11 @@ def predict_capacity(
             f" needs loss_before at the queried lengths ({l0desc}). Pass loss_before=<nats> "
             "or data=<the dataset> (its mean loss_before per length is used)."
         )
-    from lawfit.forms import get_form
-
-    form = get_form(fit.form)
+    form = fit.form
     theta = np.asarray(fit.theta, float)[None, :]
     draws = None
     if getattr(fit, "boot", None) is not None:
-        d = np.asarray(fit.boot["draws"], float)
-        draws = d[np.asarray(fit.boot["converged"], bool)]
+        draws = fit.boot.usable_draws()
     rng_cap = fit.input_ranges[cap]
     rng_len = fit.input_ranges["length"]
     notes = [f"loss_before: {l0desc}"] if need_l0 else []
@@ -560,18 +566,20 @@ def predict_capacity(
                      "data's n_params)")
     if draws is None:
         notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
+    flags = []
     if table["unreachable"].any():
-        notes.append("FLAG: some targets are unreachable under the point estimate (estimate "
-                     "inf for capacity, 0 for length)")
+        flags.append(Flag("unreachable", "some targets are unreachable under the point "
+                          "estimate (estimate inf for capacity, 0 for length)"))
     if (table.get("n_unreachable", pd.Series([0])) > 0).any():
-        notes.append("FLAG: on some bootstrap draws the target is unreachable; those draws "
-                     "count as infinite capacity / zero length in the interval")
+        flags.append(Flag("unreachable_on_draws", "on some bootstrap draws the target is "
+                          "unreachable; those draws count as infinite capacity / zero length "
+                          "in the interval"))
     if table["trivial"].any():
         notes.append("some targets are already met at the smallest capacity searched (or at "
                      "every length): estimate set to the search bound / inf")
     if table["extrapolated"].any():
-        notes.append("FLAG: extrapolating beyond the fitted ranges "
-                     f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated")
+        flags.append(Flag("extrapolated", "extrapolating beyond the fitted ranges "
+                          f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated"))
     return CapacityPrediction(table=table, quantity=quantity, level=level,
-                              notes=tuple(dict.fromkeys(notes)),
+                              notes=tuple(dict.fromkeys(notes)), flags=tuple(flags),
                               draw_values=np.vstack(dvals) if dvals else None)

@@ -27,6 +27,8 @@ from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import get_form
+from lawfit.protocol import ResultProtocol, SummaryText
+from lawfit.result import Flag
 
 __all__ = [
     "ComparisonResult",
@@ -149,7 +151,7 @@ def vuong_test(ll1: np.ndarray, ll2: np.ndarray, k1: int, k2: int,
 
 # ------------------------------------------------------------------------ result
 @dataclass(frozen=True)
-class ComparisonResult:
+class ComparisonResult(ResultProtocol):
     """Ranked comparison of scaling forms fitted on the same points.
 
     Attributes
@@ -174,6 +176,14 @@ class ComparisonResult:
         ``"aicc"`` or ``"bic"``.
     notes : tuple of str
         Skipped forms and why, pooled dims, assumptions.
+    flags : tuple of Flag
+        Warnings (codes ``local_optimum``, ``heteroscedastic``).
+    heteroscedasticity_pvalue : float or None
+        Breusch-Pagan p-value of the best form's residuals against its fitted values
+        (None when not computable); below 0.01 in linear space the ``heteroscedastic``
+        flag is set and a log-space comparison is advised.
+    significance : float
+        Level at which a Vuong test names the favoured form.
     """
 
     table: pd.DataFrame
@@ -183,6 +193,14 @@ class ComparisonResult:
     best: str = ""
     criterion: str = "aicc"
     notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    heteroscedasticity_pvalue: float | None = None
+    significance: float = 0.05
+
+    @property
+    def heteroscedastic(self) -> bool:
+        """True when the ``heteroscedastic`` flag is set (rerun with ``space="log"``)."""
+        return any(f.code == "heteroscedastic" for f in self.flags)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy ranking table (a copy of ``table``).
@@ -194,7 +212,7 @@ class ComparisonResult:
         """
         return self.table.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary: ranking, tests, notes.
 
         Returns
@@ -214,11 +232,17 @@ class ComparisonResult:
             if len(self.vuong):
                 out += ["", "Vuong tests (non-nested; z > 0 favours form_1):",
                         self.vuong.to_string(index=False)]
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
+
+    def _tables(self):
+        return [("ranking", self.table),
+                ("likelihood-ratio tests (nested)", self.lr_tests),
+                ("Vuong tests (non-nested)", self.vuong)]
 
     def __str__(self) -> str:
-        return self.summary()
+        return str(self.summary())
 
 
 # ------------------------------------------------------------------------ compare
@@ -330,7 +354,8 @@ def compare(
     pool: Sequence[str] = (),
     holdout: Sequence[str] = ("rank", "length"),
     vuong_clusters: str | None = None,
-    alpha: float = 0.05,
+    significance: float = 0.05,
+    alpha: float | None = None,
 ) -> ComparisonResult:
     """Fit alternative scaling forms on the same points and rank them.
 
@@ -363,8 +388,10 @@ def compare(
     vuong_clusters : str, optional
         Column (e.g. ``"seed"``) whose cells are correlated: Vuong's variance then
         uses cluster sums.
-    alpha : float
+    significance : float
         Significance level used to name the favoured form of a Vuong test.
+    alpha : float, optional
+        Deprecated name of ``significance`` (alpha is the law's rank exponent here).
 
     Returns
     -------
@@ -377,6 +404,13 @@ def compare(
         Unknown forms or options, fewer than two forms that can be fitted, or bad
         data (see :func:`lawfit.data.as_frame`).
     """
+    if alpha is not None:
+        warnings.warn("compare(alpha=...) is deprecated: use significance=... (alpha names the "
+                      "law's rank exponent).", DeprecationWarning, stacklevel=2)
+        significance = alpha
+    if not 0 < significance < 1:
+        raise LawfitError(f"significance must be a number in (0, 1), e.g. 0.05; got "
+                          f"{significance!r}.")
     if loss != "l2":
         raise LawfitError(
             f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
@@ -442,7 +476,7 @@ def compare(
         row = {"form": f.name, "k": k, "n_obs": n, "loglik": loglik, "aicc": aicc, "bic": bic,
                "r2": res.r2, "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
                "converged": bool(res.meta.get("converged", True)),
-               "flags": "; ".join(res.flags)}
+               "flags": "; ".join(f.code for f in res.flags)}
         for axis in ("rank", "length"):
             row[f"extrap_{axis}_rmse"] = (_holdout(frame, f, axis, kw, exclude)
                                           if axis in holdout else math.nan)
@@ -465,6 +499,7 @@ def compare(
     table = table[order]
     # nested pairs
     lr_rows = []
+    flags = []
     nested_pairs = set()
     for restr, gen, what, valid in _fx.NESTED:
         if restr in fits and gen in fits:
@@ -476,8 +511,8 @@ def compare(
                             "statistic": stat, "pvalue": p if valid else math.nan,
                             "valid": valid})
             if l1 < l0 - 1e-6:
-                notes.append(f"FLAG: {gen} fits worse than its restriction {restr}: the "
-                             f"optimizer of {gen} stopped at a local optimum")
+                flags.append(Flag("local_optimum", f"{gen} fits worse than its restriction "
+                                  f"{restr}: the optimizer of {gen} stopped at a local optimum"))
     if any(not r["valid"] for r in lr_rows):
         notes.append("LR test of broken_power_law vs power_law has no chi-square p-value: the "
                      "break point is not identified under the null (Davies' problem); use the "
@@ -495,21 +530,23 @@ def compare(
             lb, _ = lls[b]
             cl = pa[vuong_clusters].to_numpy() if vuong_clusters else None
             z, p = vuong_test(la, lb, len(get_form(a).params), len(get_form(b).params), cl)
-            fav = (a if z > 0 else b) if p < alpha else None
+            fav = (a if z > 0 else b) if p < significance else None
             v_rows.append({"form_1": a, "form_2": b, "z": z, "pvalue": p, "favours": fav})
     vu = pd.DataFrame(v_rows)
     best_pts = lls[str(table["form"].iloc[0])][1]
     het = _heteroscedasticity(best_pts)
     if space == "linear" and het is not None and het < 0.01:
-        notes.append(
-            f"FLAG: the residual spread of {table['form'].iloc[0]} grows with the fitted ΔL "
+        flags.append(Flag(
+            "heteroscedastic",
+            f"the residual spread of {table['form'].iloc[0]} grows with the fitted ΔL "
             f"(Breusch-Pagan p = {het:.2g}): the Gaussian likelihood behind AICc/BIC is "
             "misspecified and selection in linear space over-rewards flexible forms "
             "(docs/analyses.md); rerun with space='log'"
-        )
+        ))
     if vuong_clusters is None and "seed" in frame.columns and frame["seed"].nunique() > 1:
         notes.append("Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
                      "replicates share a run effect")
     return ComparisonResult(table=table, fits=fits, lr_tests=lr, vuong=vu,
                             best=str(table["form"].iloc[0]), criterion=criterion,
-                            notes=tuple(notes))
+                            notes=tuple(notes), flags=tuple(flags),
+                            heteroscedasticity_pvalue=het, significance=float(significance))

@@ -19,12 +19,14 @@ from lawfit.errors import LawfitError
 
 __all__ = ["as_frame", "as_dataset", "load_data", "check_identifiable", "GROUP_DIMS",
            "CELL_DIMS", "open_dataset", "check_schema_version", "memorized_mask",
-           "exclusion_flags"]
+           "exclusion_flags", "migrate_objective", "REPLICATE_DIMS"]
 
 #: Dims that identify a *setting*; size > 1 requires ``by=`` or ``.sel``.
-GROUP_DIMS = ("model", "task", "random_ratio", "method", "modules")
+GROUP_DIMS = ("model", "task", "random_ratio", "objective", "modules")
+#: Replicate dims: the adapter's initialisation and the target content (which sequence).
+REPLICATE_DIMS = ("seed", "data_seed")
 #: Dims of a cell (one training run).
-CELL_DIMS = GROUP_DIMS + ("rank", "length", "seed")
+CELL_DIMS = GROUP_DIMS + ("rank", "length") + REPLICATE_DIMS
 _INNER_DIMS = ("token", "step")
 _NUMERIC_INPUTS = ("rank", "length", "n_params")
 
@@ -65,8 +67,27 @@ def check_schema_version(ds, source: str = "the dataset") -> None:
                           "Upgrade lawfit (pip install -U lawfit).")
 
 
+def migrate_objective(ds):
+    """Rename the training-objective dim ``method`` of older files to ``objective``.
+
+    Files written before the contract named it ``objective`` (DESIGN.md §3) call it
+    ``method``, which collides with the ``method=`` keyword of ``Dataset.sel``. A
+    dataset that already has ``objective`` (or neither) is returned unchanged.
+    """
+    if isinstance(ds, pd.DataFrame):
+        if "method" in ds.columns and "objective" not in ds.columns:
+            return ds.rename(columns={"method": "objective"})
+        return ds
+    if "method" in ds.dims and "objective" not in ds.dims:
+        return ds.rename({"method": "objective"})
+    return ds
+
+
 def open_dataset(path):
-    """Open a NetCDF file as an :class:`xarray.Dataset` (with a clear error)."""
+    """Open a NetCDF file as an :class:`xarray.Dataset` (with a clear error).
+
+    An older file's ``method`` dim is renamed ``objective`` (:func:`migrate_objective`).
+    """
     import xarray as xr
 
     path = _check_path(path)
@@ -77,7 +98,7 @@ def open_dataset(path):
                           "the file may be truncated or of another format. Expected a dataset "
                           "written by `collect` (xarray .to_netcdf).") from exc
     check_schema_version(ds, repr(path))
-    return ds
+    return migrate_objective(ds)
 
 
 def read_saved_json(path, newest_version: int) -> dict:
@@ -145,9 +166,9 @@ def load_data(data):
 
     if isinstance(data, xr.Dataset):
         check_schema_version(data)
-        return data
+        return migrate_objective(data)
     if isinstance(data, pd.DataFrame):
-        return data
+        return migrate_objective(data)
     if isinstance(data, xr.DataArray):
         raise LawfitError(f"expected an xarray.Dataset; got the DataArray {data.name!r}. Pass "
                           "the whole dataset, or data_array.to_dataset().")
@@ -155,7 +176,7 @@ def load_data(data):
         path = _check_path(data)
         if path.lower().endswith(".csv"):
             try:
-                return pd.read_csv(path)
+                return migrate_objective(pd.read_csv(path))
             except Exception as exc:  # noqa: BLE001 - re-raised with context
                 raise LawfitError(f"could not read {path!r} as CSV ({exc}); expected a tidy "
                                   "table with one row per cell.") from exc
@@ -176,7 +197,7 @@ def as_dataset(data):
     data = load_data(data)
     if not isinstance(data, pd.DataFrame):
         return data
-    dims = [c for c in CELL_DIMS + ("data_seed", "objective") + _INNER_DIMS if c in data.columns]
+    dims = [c for c in CELL_DIMS + _INNER_DIMS if c in data.columns]
     if not dims:
         raise LawfitError(f"the DataFrame has none of the contract's dims {list(CELL_DIMS)} as "
                           f"columns; it has {list(data.columns)}. Add them, or pass a Dataset.")
@@ -220,6 +241,7 @@ def _from_dataset(ds, variables, by, inputs):
     if not isinstance(ds, xr.Dataset):
         raise LawfitError(f"expected an xarray.Dataset or a pandas.DataFrame; got "
                           f"{type(ds).__name__}.")
+    ds = migrate_objective(ds)
     if len(ds.data_vars) == 0 and len(ds.dims) == 0:
         raise LawfitError("the dataset is empty (no variables, no dims); expected at least "
                           "'loss_reduction' over 'rank' and 'length'.")
@@ -269,8 +291,7 @@ def _from_dataset(ds, variables, by, inputs):
         raise LawfitError(
             f"the dataset has grouping dim(s) of size > 1 not named in by=: {vals}. One law "
             f"per setting: pass by={multi!r} to fit each group, or select one first, e.g. "
-            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}}) (the dict form also works for "
-            "'method', a keyword of .sel)."
+            f"ds.sel({multi[0]}={vals[multi[0]][0]!r})."
         )
     for d in list(sub.dims):
         if d not in inner_ok and sub.sizes[d] == 1:
@@ -338,6 +359,8 @@ def as_frame(
     variables = list(variables)
     data = load_data(data)
     if isinstance(data, pd.DataFrame):
+        if "method" in data.columns and "objective" not in data.columns:
+            data = data.rename(columns={"method": "objective"})
         if data.shape[0] == 0:
             raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
                               f"columns {list(inputs) + variables}.")

@@ -28,12 +28,12 @@ import pandas as pd
 
 from lawfit import _validate as V
 from lawfit import _varpro as vp
-from lawfit.bootstrap import RESAMPLING_UNITS, fit_batch, fit_resampled
+from lawfit.bootstrap import RESAMPLING_UNITS, BootstrapResult, fit_batch, fit_resampled
 from lawfit.data import as_frame, check_identifiable, exclusion_flags, memorized_mask
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
-from lawfit.result import FitResult, FitResults
+from lawfit.result import FitResult, FitResults, Flag
 
 __all__ = ["fit", "LN2"]
 
@@ -59,6 +59,7 @@ def fit(
     confidence_level: float = 0.95,
     profile: bool = True,
     p0: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
     rng: int | np.random.Generator | None = None,
 ) -> FitResult | FitResults:
     """Fit a law such as ΔL = C·r^α·ℓ^(−β) + b to a sweep.
@@ -102,6 +103,10 @@ def fit(
     p0 : mapping, optional
         Extra starting values (added to the grid starts; the result does not depend
         on them unless they find a better optimum).
+    fixed : mapping, optional
+        Parameters held at given values, e.g. ``{"b": 0.0}``: the law is fitted in
+        the remaining parameters (see :meth:`lawfit.Form.with_fixed`); the result's
+        ``form.fixed`` records them.
     rng : int or numpy.random.Generator, optional
         Seed for the bootstrap.
 
@@ -125,6 +130,8 @@ def fit(
     (0.6, 0.5)
     """
     form_obj = get_form(form)
+    if fixed:
+        form_obj = form_obj.with_fixed(fixed)
     inputs = resolve_inputs(form_obj, capacity)
     V.one_of(loss, "loss", ("l2", "huber"))
     V.one_of(space, "space", ("linear", "log"))
@@ -284,7 +291,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     fitted = np.array(model.f(theta[None]))[0]
     flags = exclusion_flags(exclusions)
     if not conv:
-        flags.append("optimizer did not converge: estimates may be unreliable")
+        flags.append(Flag("not_converged",
+                          "optimizer did not converge: estimates may be unreliable"))
     # distinct optima among the starts (start independence diagnostic)
     good = starts_conv & np.isfinite(starts_obj)
     if good.sum() > 1:
@@ -292,15 +300,16 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(k)
         se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
         if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
-            flags.append("multiple optima with equal objective: parameters not identified")
+            flags.append(Flag("multiple_optima", "multiple optima with equal objective: "
+                              "parameters not identified"))
     if n >= 12 and loss == "l2":
         from scipy.stats import spearmanr
 
         rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
         if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
-            flags.append(f"residual spread grows with the fitted value (Spearman {rho_:.2f}): "
-                         "heteroscedastic; Wald/profile intervals assume constant variance, "
-                         "prefer space='log' or the bootstrap")
+            flags.append(Flag("heteroscedastic", f"residual spread grows with the fitted value "
+                              f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
+                              "assume constant variance, prefer space='log' or the bootstrap"))
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
     # profile likelihood
     prof = None
@@ -309,7 +318,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
                               dof=dof, s_hat=obj)
         for name, c in prof.items():
             if np.any(c["converged"] & (c["F"] < -0.01)):
-                flags.append(f"profile of {name} found a lower objective: fit may be local")
+                flags.append(Flag("profile_lower_objective", f"profile of {name} found a lower "
+                                  "objective: fit may be local"))
     boot = None
     if bootstrap:
         boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,
@@ -320,7 +330,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     points["fitted"] = fitted
     points["residual"] = resid
     return FitResult(
-        form=form.name, form_latex=form.latex, param_names=tuple(form.params),
+        form=form, param_names=tuple(form.params),
         inputs=tuple(inputs), response=response, capacity=capacity, theta=theta,
         cov_matrix=cov, sigma2=s2, space=space, loss=loss,
         huber_delta=float(delta) if loss == "huber" else None, points=points,
@@ -392,20 +402,19 @@ def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, u
                                   "cluster bootstrap needs at least 2 (better 10+). Use "
                                   "unit='cell' or 'residual'.")
     if unit in ("residual", "wild"):
-        draws, conv = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
+        draws, status = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
     else:  # multinomial weights, reduced to per-design-point sums (same draws)
-        draws, conv = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
+        draws, status = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
                                     loss=loss, delta=delta)
     jack = None
     if ci_method == "bca":
         G = int(clusters.max()) + 1
         Wj = np.ones((G, n))
         Wj[clusters[None, :] == np.arange(G)[:, None]] = 0.0
-        jack, jconv = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
-                                delta=delta, local_grid=False)
-        jack = np.where(jconv[:, None], jack, np.nan)
+        jack, jstatus = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
+                                  delta=delta, local_grid=False)
+        jack = np.where(np.isin(jstatus, ("converged", "at_bound"))[:, None], jack, np.nan)
     # residuals on the fit scale, for bootstrap prediction intervals
-    return {"draws": draws, "converged": conv, "unit": unit, "n_boot": int(R),
-            "n_failed": int(np.sum(~conv)), "jack": jack, "n_clusters": n_clusters,
-            "resid": np.asarray(resid, float)}
+    return BootstrapResult(draws=draws, status=status, unit=unit, jack=jack,
+                           n_clusters=n_clusters, resid=np.asarray(resid, float))
 

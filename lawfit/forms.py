@@ -14,17 +14,20 @@ array broadcastable to ``(R, n)``. Any function written with numpy ufuncs does.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
 from lawfit.errors import LawfitError
 
-__all__ = ["Form", "register_form", "get_form", "available_forms", "resolve_inputs"]
+__all__ = ["Form", "register_form", "get_form", "available_forms", "resolve_inputs",
+           "form_from_spec", "callable_reference"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,9 +125,192 @@ class Form:
         """Evaluate the law (same call as ``func``)."""
         return self.func(*inputs, **params)
 
+    @property
+    def fixed(self) -> Mapping[str, float]:
+        """Parameters held at fixed values (see :meth:`with_fixed`); empty if none."""
+        return self.func.values if isinstance(self.func, _FixedParams) else MappingProxyType({})
+
+    def with_fixed(self, values: Mapping[str, float]) -> Form:
+        """Return this form with some parameters held at fixed values.
+
+        Parameters
+        ----------
+        values : mapping
+            ``name -> value`` for parameters of this form, e.g. ``{"b": 0.0}``.
+
+        Returns
+        -------
+        Form
+            A form over the remaining parameters (same inputs); its ``fixed``
+            property records the held values.
+        """
+        values = dict(values)
+        bad = [p for p in values if p not in self.params]
+        if bad:
+            raise LawfitError(f"form {self.name!r}: cannot fix unknown parameter(s) {bad}; its "
+                              f"parameters are {self.params}.")
+        vals = {p: float(v) for p, v in values.items()}
+        if not all(math.isfinite(v) for v in vals.values()):
+            raise LawfitError(f"fixed values must be finite numbers; got {values!r}.")
+        free = tuple(p for p in self.params if p not in vals)
+        if not free:
+            raise LawfitError(f"form {self.name!r}: fixing {sorted(vals)} leaves no free "
+                              "parameter to fit; fix fewer.")
+        jac = None if self.jac is None else _FixedJac(self.jac, vals, self.params)
+        func = _FixedParams(self.func, vals, self.params)
+        note = ", ".join(f"{p} = {v:g}" for p, v in vals.items())
+        return replace(self, func=func, jac=jac, params=free,
+                       bounds={p: self.bounds[p] for p in free},
+                       linear=tuple(p for p in self.linear if p in free),
+                       search={p: r for p, r in self.search.items() if p in free},
+                       latex=rf"{self.latex}\quad ({note})" if self.latex else "",
+                       description=f"{self.description} [{note}]".strip())
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-safe description of the form (functions by importable reference).
+
+        ``func`` and ``jac`` are stored as ``"module:qualname"`` when importing that
+        name gives back the same function (``None`` for lambdas and local
+        functions); :func:`form_from_spec` rebuilds the form from it.
+        """
+        base = self.func.func if isinstance(self.func, _FixedParams) else self.func
+        jac = self.jac.jac if isinstance(self.jac, _FixedJac) else self.jac
+        base_params = self.func.base_params if isinstance(self.func, _FixedParams) else self.params
+        return {
+            "name": self.name, "func": callable_reference(base),
+            "jac": None if jac is None else callable_reference(jac),
+            "inputs": list(self.inputs), "params": list(base_params),
+            "fixed": dict(self.fixed),
+            "bounds": {p: [_finite_or_none(v) for v in b] for p, b in self.bounds.items()},
+            "latex": self.latex, "linear": list(self.linear),
+            "search": {p: list(r) for p, r in self.search.items()},
+            "response": self.response, "description": self.description,
+        }
+
     def __repr__(self) -> str:
+        fixed = f", fixed={dict(self.fixed)}" if self.fixed else ""
         return (f"Form({self.name!r}, inputs={self.inputs}, params={self.params}, "
-                f"linear={self.linear})")
+                f"linear={self.linear}{fixed})")
+
+
+class _FixedParams:
+    """``func`` with some keyword parameters held at fixed values (see Form.with_fixed)."""
+
+    def __init__(self, func, values, base_params):
+        self.func = func
+        self.values = MappingProxyType(dict(values))
+        self.base_params = tuple(base_params)
+
+    def __call__(self, *inputs, **params):
+        return self.func(*inputs, **params, **self.values)
+
+
+class _FixedJac:
+    """``jac`` of a form with fixed parameters: the columns of the free ones only."""
+
+    def __init__(self, jac, values, base_params):
+        self.jac = jac
+        self.values = dict(values)
+        self.keep = [j for j, p in enumerate(base_params) if p not in self.values]
+
+    def __call__(self, *inputs, **params):
+        cols = self.jac(*inputs, **params, **self.values)
+        return [cols[j] for j in self.keep]
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def callable_reference(func: Callable) -> str | None:
+    """``"module:qualname"`` of ``func`` if importing it gives back ``func``, else None."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    try:
+        found = import_reference(f"{module}:{qualname}")
+    except LawfitError:
+        return None
+    return f"{module}:{qualname}" if found is func else None
+
+
+def import_reference(ref: str) -> Any:
+    """Import the object named by ``"module:attr"`` (``attr`` may be dotted).
+
+    Raises
+    ------
+    LawfitError
+        If the reference is malformed, the module cannot be imported or lacks the name.
+    """
+    module, sep, attr = str(ref).partition(":")
+    if not sep or not module or not attr:
+        raise LawfitError(f"a form reference must look like 'package.module:name'; got {ref!r}.")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as exc:
+        raise LawfitError(f"cannot import module {module!r} of {ref!r}: {exc}.") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise LawfitError(f"module {module!r} has no attribute {attr!r} (from {ref!r}).")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _func_from_spec(spec: Mapping[str, Any]) -> tuple[Callable, Callable | None, str]:
+    """Find the saved form's function and jacobian: by reference, else by registry name."""
+    problems = []
+    if spec.get("func"):
+        try:
+            func = import_reference(spec["func"])
+            jac = import_reference(spec["jac"]) if spec.get("jac") else None
+            return func, jac, f"reference {spec['func']!r}"
+        except LawfitError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append("its function has no importable reference (a lambda, a local "
+                        "function or one defined in __main__)")
+    form = _REGISTRY.get(spec["name"])
+    if form is not None and tuple(form.params) == tuple(spec["params"]) \
+            and tuple(form.inputs) == tuple(spec["inputs"]):
+        return form.func, form.jac, f"registered name {spec['name']!r}"
+    problems.append(f"no form named {spec['name']!r} with parameters {tuple(spec['params'])} "
+                    f"and inputs {tuple(spec['inputs'])} is registered")
+    raise LawfitError(
+        f"cannot rebuild the saved form {spec['name']!r} (LaTeX: {spec.get('latex', '')!r}): "
+        + "; ".join(problems) + ". Fix: make its module importable (on sys.path), or register "
+        f"it first with lawfit.register_form({spec['name']!r}, func, ...), then load again."
+    )
+
+
+def form_from_spec(spec: Mapping[str, Any]) -> Form:
+    """Rebuild a :class:`Form` from :meth:`Form.to_spec` output.
+
+    The function is imported by its saved reference (``"module:qualname"``); if that
+    fails, a registered form of the same name, parameters and inputs is used. Bounds,
+    linear parameters, search ranges, LaTeX and fixed values come from the spec, so
+    the rebuilt form is the one that was fitted.
+
+    Raises
+    ------
+    LawfitError
+        If neither the reference nor the registry provides the function.
+    """
+    func, jac, _ = _func_from_spec(spec)
+    bounds = {p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
+                       for i, v in enumerate(b)) for p, b in spec["bounds"].items()}
+    fixed = dict(spec.get("fixed") or {})
+    full_bounds = {p: bounds.get(p, (-math.inf, math.inf)) for p in spec["params"]}
+    form = Form(name=spec["name"], func=func, inputs=tuple(spec["inputs"]),
+                params=tuple(spec["params"]), bounds=full_bounds,
+                latex=spec.get("latex", ""), linear=tuple(spec["linear"]),
+                search={p: tuple(r) for p, r in spec.get("search", {}).items()}, jac=jac,
+                response=spec.get("response", "loss_reduction"),
+                description=spec.get("description", ""))
+    if not fixed:
+        return form
+    return replace(form.with_fixed(fixed), latex=form.latex, description=form.description)
+
 
 
 def _power_law(x, length, *, C, alpha, beta, b):

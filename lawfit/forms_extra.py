@@ -10,6 +10,8 @@ name                       law (ΔL as a function of rank r or parameters N, len
 ``ratio``                  C (r/ℓ)^α + b: one variable, the capacity per target token
                            (nested in ``power_law``: β = α). With a free exponent γ on ℓ,
                            ``(r/ℓ^γ)^α`` is only a reparametrisation of ``power_law``.
+``ratio_no_offset``        C (r/ℓ)^γ: the one-variable law without offset (2 parameters;
+                           nested in ``ratio``, ``power_law_no_offset`` and ``power_law``)
 ``saturating``             L₀ (1 − exp(−e^{c} r^α ℓ^−β)) + b with L₀ the data's
                            ``loss_before``: ΔL can never exceed what there is to learn
 ``additive``               E + A r^a + B ℓ^−b': Chinchilla-style, separable in r and ℓ
@@ -36,6 +38,7 @@ BUILTIN_CANDIDATES = (
     "power_law",
     "power_law_no_offset",
     "ratio",
+    "ratio_no_offset",
     "saturating",
     "additive",
     "power_law_nparams",
@@ -48,6 +51,9 @@ BUILTIN_CANDIDATES = (
 NESTED = (
     ("power_law_no_offset", "power_law", "b = 0", True),
     ("ratio", "power_law", "beta = alpha", True),
+    ("ratio_no_offset", "ratio", "b = 0", True),
+    ("ratio_no_offset", "power_law_no_offset", "beta = alpha", True),
+    ("ratio_no_offset", "power_law", "beta = alpha, b = 0", True),
     # r_b is not identified under alpha2 = alpha1: Wilks' theorem does not apply
     ("power_law", "broken_power_law", "alpha2 = alpha1", False),
     ("power_law_no_offset", "broken_power_law", "alpha2 = alpha1, b = 0", False),
@@ -63,6 +69,10 @@ def _no_offset(rank, length, *, C, alpha, beta):
 
 def _ratio(rank, length, *, C, alpha, b):
     return C * np.exp(alpha * (np.log(rank) - np.log(length))) + b
+
+
+def _ratio_no_offset(rank, length, *, C, gamma):
+    return C * np.exp(gamma * (np.log(rank) - np.log(length)))
 
 
 def _saturating(rank, length, loss_before, *, c, alpha, beta, b):
@@ -95,6 +105,10 @@ def _register():
              bounds={"alpha": _EXP}, linear=("C", "b"),
              latex=r"\Delta L = C\, (r/\ell)^{\alpha} + b",
              description="one variable, capacity per token: C * (rank/length)**alpha + b"),
+        dict(name="ratio_no_offset", func=_ratio_no_offset, inputs=("rank", "length"),
+             bounds={"gamma": _EXP}, linear=("C",),
+             latex=r"\Delta L = C\, (r/\ell)^{\gamma}",
+             description="one variable, no offset: C * (rank/length)**gamma"),
         dict(name="saturating", func=_saturating, inputs=("rank", "length", "loss_before"),
              bounds={"c": (-30.0, 30.0), "alpha": _EXP, "beta": _EXP}, search={"c": (-8, 8)},
              linear=("b",),

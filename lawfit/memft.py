@@ -27,6 +27,8 @@ import pandas as pd
 from lawfit import _validate as V
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
+from lawfit.result import Flag
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
@@ -34,7 +36,7 @@ THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
-class GradientBudget:
+class GradientBudget(ResultProtocol):
     """Share of SFT's loss weight spent on tokens already above threshold.
 
     Attributes
@@ -52,12 +54,15 @@ class GradientBudget:
         Confidence level.
     notes : tuple of str
         Definitions used and what was missing.
+    flags : tuple of Flag
+        Warnings (none set yet; the field completes the common result interface).
     """
 
     cells: pd.DataFrame
     summary_table: pd.DataFrame
     level: float
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy per-run table (a copy of ``cells``).
@@ -69,7 +74,7 @@ class GradientBudget:
         """
         return self.cells.copy()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -84,7 +89,7 @@ class GradientBudget:
                 f"[{r['low']:.3f}, {r['high']:.3f}] over {int(r['n_runs'])} runs"
             )
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _check_common(bootstrap, confidence_level):
@@ -125,10 +130,11 @@ def _boot_mean(x, level, n_boot, gen):
 def gradient_budget(
     ds,
     *,
-    method: str = "sft",
+    objective: str = "sft",
     bootstrap: int = 1000,
     confidence_level: float = 0.95,
     rng: int | np.random.Generator | None = None,
+    method: str | None = None,
 ) -> GradientBudget:
     """Share of the SFT gradient budget spent on tokens already above threshold.
 
@@ -137,14 +143,16 @@ def gradient_budget(
     ds : xarray.Dataset or path
         Contract dataset with ``frac_above_curve`` over ``step`` (trajectories) and/or
         ``p_after`` over ``token``. Runs whose ``status`` is not ok are left out.
-    method : str
-        Value of the ``method`` dim to analyse (ignored when there is no such dim).
+    objective : str
+        Value of the ``objective`` dim to analyse (ignored when there is no such dim).
     bootstrap : int
         Replicates for the CI of the mean over runs.
     confidence_level : float
         Level of the intervals.
     rng : int, Generator or None
         Seed.
+    method : str, optional
+        Deprecated name of ``objective``.
 
     Returns
     -------
@@ -155,17 +163,21 @@ def gradient_budget(
     ------
     LawfitError
         If the dataset has neither trajectories nor token probabilities, or lacks the
-        requested method.
+        requested objective.
     """
+    if method is not None:
+        warnings.warn("gradient_budget(method=...) is deprecated: use objective=... (the "
+                      "dataset dim is now 'objective').", DeprecationWarning, stacklevel=2)
+        objective = method
     ds = load(ds)
     _check_common(bootstrap, confidence_level)
-    if "method" in ds.dims:
-        if method not in ds["method"].values:
+    if "objective" in ds.dims:
+        if objective not in ds["objective"].values:
             raise LawfitError(
-                f"method {method!r} is not in the dataset; its methods are "
-                f"{list(map(str, ds['method'].values))}. Pass method=one of them."
+                f"objective {objective!r} is not in the dataset; its objectives are "
+                f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
             )
-        ds = ds.sel({"method": [method]})
+        ds = ds.sel(objective=[objective])
     has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
     has_tok = "p_after" in ds and "token" in ds["p_after"].dims
     if not (has_traj or has_tok):
@@ -220,8 +232,8 @@ def gradient_budget(
         else:
             frames.append(df)
     cells = frames[0]
-    if "method" in cells.columns:
-        cells = cells.drop(columns="method")
+    if "objective" in cells.columns:
+        cells = cells.drop(columns="objective")
     rows = []
     for q in ("share_trajectory", "share_final", "grad_share_final"):
         if q in cells:
@@ -240,7 +252,7 @@ def gradient_budget(
 
 # ------------------------------------------------------------------ capacity savings
 @dataclass(frozen=True)
-class MemftSavings:
+class MemftSavings(ResultProtocol):
     """Predicted and measured savings of MemFT over SFT.
 
     Attributes
@@ -248,7 +260,7 @@ class MemftSavings:
     budget : GradientBudget or None
         SFT gradient budget on already-above tokens (what MemFT-OT would save).
     predictions : pandas.DataFrame
-        Per (method, model, target length): rank needed by SFT and by the MemFT method,
+        Per (objective, model, target length): rank needed by SFT and by the MemFT method,
         ``saving = 1 − r_memft / r_sft`` and the parameters saved, each with a CI from
         the bootstrap draws, and unreachable counts. ``model`` is ``"separate laws"``
         (one full law per method; needs k + 3 non-memorized MemFT cells) or
@@ -272,7 +284,9 @@ class MemftSavings:
     target : str
         The fidelity target, in words.
     notes : tuple of str
-        Flags, skipped parts and why.
+        Skipped parts and why, assumptions.
+    flags : tuple of Flag
+        Warnings: ``extrapolated``.
     """
 
     budget: GradientBudget | None
@@ -281,6 +295,7 @@ class MemftSavings:
     fits: dict = field(repr=False)
     target: str = ""
     notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy predictions table (a copy of ``predictions``).
@@ -288,11 +303,17 @@ class MemftSavings:
         Returns
         -------
         pandas.DataFrame
-            One row per (method, length).
+            One row per (objective, length).
         """
         return self.predictions.copy()
 
-    def summary(self) -> str:
+    def _tables(self):
+        tabs = [("capacity savings", self.predictions)]
+        if len(self.validation):
+            tabs.append(("validation against measured MemFT cells", self.validation))
+        return tabs
+
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
@@ -311,8 +332,9 @@ class MemftSavings:
             out.append("validation against measured MemFT cells:")
             with pd.option_context("display.width", 140, "display.max_columns", 30):
                 out.append(self.validation.to_string(index=False))
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
 
 def _empirical_rank(ds_m, target, target_kind):
@@ -356,7 +378,7 @@ def memft_savings(
     Parameters
     ----------
     ds : xarray.Dataset or path
-        One setting (model, task, ...) of a sweep with a ``method`` dim holding
+        One setting (model, task, ...) of a sweep with an ``objective`` dim holding
         ``"sft"`` and at least one ``memft_*`` method (cells not collected carry
         ``status="not_run"``). Trajectories/token probabilities feed the gradient
         budget; cell losses feed the laws.
@@ -392,7 +414,7 @@ def memft_savings(
     Raises
     ------
     LawfitError
-        Not a dataset, grouping dims other than ``method`` of size > 1, bad options.
+        Not a dataset, grouping dims other than ``objective`` of size > 1, bad options.
     """
     from lawfit.capacity import predict_capacity
     from lawfit.fitting import fit
@@ -417,25 +439,26 @@ def memft_savings(
     target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
                   else f"ΔL >= {target:.4g} nats/token")
     budget = None
-    methods = list(map(str, ds["method"].values)) if "method" in ds.dims else []
+    methods = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
     if "sft" in methods or not methods:
         try:
-            budget = gradient_budget(ds, method="sft", bootstrap=bootstrap,
+            budget = gradient_budget(ds, objective="sft", bootstrap=bootstrap,
                                      confidence_level=confidence_level, rng=gen)
         except LawfitError as exc:
             notes.append(f"gradient budget skipped: {exc}")
     empty = pd.DataFrame()
     if "sft" not in methods:
-        notes.append("no 'method' dim with 'sft': laws per method not compared "
-                     f"(methods: {methods or 'none'})")
+        notes.append("no 'objective' dim with 'sft': laws per objective not compared "
+                     f"(objectives: {methods or 'none'})")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     memfts = [m for m in methods if m.startswith("memft")]
     if not memfts:
-        notes.append(f"no memft_* method in the dataset (methods: {methods}): savings skipped")
+        notes.append(f"no memft_* objective in the dataset (objectives: {methods}): savings "
+                     "skipped")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     fits, emp = {}, {}
     for m in ["sft"] + memfts:
-        sub = ds.sel({"method": m})
+        sub = ds.sel(objective=m)
         n_ok = int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum()) if "status" in sub \
             else int(sub["loss_reduction"].notnull().sum())
         try:
@@ -456,7 +479,7 @@ def memft_savings(
             )
             del fits[m]
         elif fits[m].flags:
-            notes.append(f"law for {m} flags: " + "; ".join(fits[m].flags))
+            notes.append(f"law for {m} flags: " + "; ".join(map(str, fits[m].flags)))
         emp[m] = _empirical_rank(sub, target, target_kind)
     if "sft" not in fits:
         notes.append("no SFT law: savings cannot be predicted")
@@ -490,7 +513,7 @@ def memft_savings(
             est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
             with np.errstate(all="ignore"):
                 saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
-            row = {"method": m, "length": L, f"{capacity}_sft": est_s,
+            row = {"objective": m, "length": L, f"{capacity}_sft": est_s,
                    f"{capacity}_sft_low": ts["low"], f"{capacity}_sft_high": ts["high"],
                    f"{capacity}_memft": est_m, f"{capacity}_memft_low": tm["low"],
                    f"{capacity}_memft_high": tm["high"], "saving": saving,
@@ -518,18 +541,19 @@ def memft_savings(
     for m in memfts:
         try:
             shared_rows += _shared_exponent_savings(
-                ds.sel({"method": m}), m, fits["sft"], lengths, target, target_kind, l0,
+                ds.sel(objective=m), m, fits["sft"], lengths, target, target_kind, l0,
                 exclude, confidence_level, gen, per_rank, notes)
         except LawfitError as exc:
             notes.append(f"shared-exponent savings for {m} skipped: {exc}")
     rows += shared_rows
     preds = pd.DataFrame(rows)
     if len(preds):
-        lead = ["method", "model", "length"]
+        lead = ["objective", "model", "length"]
         preds = preds[lead + [c for c in preds.columns if c not in lead]]
+    flags = []
     if len(preds) and preds["extrapolated"].any():
-        notes.append("FLAG: some predictions extrapolate beyond the fitted ranks/lengths "
-                     "(column extrapolated)")
+        flags.append(Flag("extrapolated", "some predictions extrapolate beyond the fitted "
+                          "ranks/lengths (column extrapolated)"))
     if len(preds):
         notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
                      "bootstrap draws combined draw by draw (independent resamples of disjoint "
@@ -556,7 +580,7 @@ def memft_savings(
                          "(ΔL saturates there); they are listed in validation with "
                          "memorized=True")
     return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
-                        target=target_txt, notes=tuple(notes))
+                        target=target_txt, notes=tuple(notes), flags=tuple(flags))
 
 
 def _rank_needed(C, alpha, beta, b, length, T):
@@ -587,7 +611,7 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
     ell = df["length"].to_numpy(float)
     y = df["loss_reduction"].to_numpy(float)
     th = np.asarray(fit_sft.theta, float)
-    D = np.asarray(fit_sft.boot["draws"], float)[np.asarray(fit_sft.boot["converged"], bool)]
+    D = fit_sft.boot.usable_draws()
     allth = np.vstack([th, D])  # row 0: point estimate
     Cs, al, be, bb = (allth[:, j:j + 1] for j in range(4))
     G = np.exp(al * np.log(r) - be * np.log(ell))  # (R+1, n)
@@ -614,7 +638,7 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
                          method="linear" if np.all(np.isfinite(rs[1:])) else "inverted_cdf")
         svd = sv[1:][np.isfinite(sv[1:])]
         q = np.quantile(svd, [a, 1 - a]) if svd.size >= 20 else (math.nan, math.nan)
-        row = {"method": m, "model": "shared exponents", "length": float(L),
+        row = {"objective": m, "model": "shared exponents", "length": float(L),
                "rank_sft": float(rs[0]), "rank_sft_low": float(qs[0]),
                "rank_sft_high": float(qs[1]), "rank_memft": float(rm[0]),
                "rank_memft_low": float(qm[0]), "rank_memft_high": float(qm[1]),
@@ -661,7 +685,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
 
     empty = pd.DataFrame()
     vrows = []
-    sft_ds = ds.sel({"method": "sft"})
+    sft_ds = ds.sel(objective="sft")
     sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
     sft_other = [d for d in sft_ds["loss_reduction"].dims if d not in ("rank", "length")]
     sft_mean = _cell_mean(sft_ds, "loss_reduction", sft_ok, sft_other, "dL_sft_measured")
@@ -670,7 +694,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
             sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
                                       on=["rank", "length"], how="left")
     for m in memfts:
-        sub = ds.sel({"method": m})
+        sub = ds.sel(objective=m)
         okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
         other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
         df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
@@ -701,7 +725,8 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
                   for c in f.inputs if c != "loss_before"}
             if "loss_before" in f.inputs:
                 continue
-            p = f.predict(interval="prediction", level=confidence_level, warn=False, **kw)
+            p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False,
+                          **kw)
             df[f"dL_{name}"] = p["mean"].to_numpy()
             df[f"dL_{name}_low"] = p["low"].to_numpy()
             df[f"dL_{name}_high"] = p["high"].to_numpy()
@@ -747,6 +772,6 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         if "loss_after" in df and exclude is not None:
             thr = math.log(2.0) if exclude == "memorized" else float(exclude)
             df["memorized"] = df["loss_after"] <= thr
-        df.insert(0, "method", m)
+        df.insert(0, "objective", m)
         vrows.append(df)
     return pd.concat(vrows, ignore_index=True) if vrows else empty

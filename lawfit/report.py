@@ -195,8 +195,8 @@ def _collected_mask(ds: xr.Dataset) -> xr.DataArray | None:
 
 
 def _split_settings(ds: xr.Dataset) -> tuple[list[tuple[str, xr.Dataset]], list[str]]:
-    """Split the settings (grouping dims other than method) into those with and without data."""
-    dims = [d for d in GROUP_DIMS if d != "method" and d in ds.dims]
+    """Split the settings (grouping dims other than objective) into those with and without data."""
+    dims = [d for d in GROUP_DIMS if d != "objective" and d in ds.dims]
     multi = [d for d in dims if ds.sizes[d] > 1]
     if not multi:
         label = ", ".join(f"{d}={ds[d].values[0]}" for d in dims) or "all cells"
@@ -212,10 +212,10 @@ def _split_settings(ds: xr.Dataset) -> tuple[list[tuple[str, xr.Dataset]], list[
 
 
 def _sft(ds: xr.Dataset):
-    if "method" not in ds.dims:
+    if "objective" not in ds.dims:
         return ds
-    if "sft" in ds["method"].values:
-        return ds.sel({"method": ["sft"]})
+    if "sft" in ds["objective"].values:
+        return ds.sel({"objective": ["sft"]})
     return None
 
 
@@ -228,10 +228,16 @@ def _has_ok_cells(ds: xr.Dataset) -> bool:
     return bool(ok.any())
 
 
+def _notes(result) -> list:
+    """Report blocks for a result's structured flags, then its plain notes."""
+    flags = [("note", str(f)) for f in getattr(result, "flags", ())]
+    return flags + [("note", n) for n in getattr(result, "notes", ())]
+
+
 def _require_law_data(st: _Setting) -> xr.Dataset:
     """Return the SFT cells of a setting, or raise a LawfitError that says what is missing."""
     if st.sft is None:
-        raise LawfitError("no 'sft' method in this setting; the law is fitted on SFT cells.")
+        raise LawfitError("no 'sft' objective in this setting; the law is fitted on SFT cells.")
     if "rank" not in st.sft.dims or "length" not in st.sft.dims:
         raise LawfitError("the data has no rank and length dims; the law needs both.")
     if not _has_ok_cells(st.sft):
@@ -327,7 +333,7 @@ def _summary_threshold(res: dict) -> str:
         return "not computed"
     r = row.loc["threshold_p_star"]
     text = f"p* = {r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
-    if any(n.startswith("FLAG") and "p*" in n for n in pt.notes):
+    if any(f.code in ("few_informative_runs", "threshold_not_logistic") for f in pt.flags):
         text += " (flagged: interval not reliable, see the section)"
     return text
 
@@ -434,7 +440,7 @@ def _dataset_section(ds: xr.Dataset, counts: dict) -> list:
 
 
 def _model_selection(st: _Setting, opt: _Options) -> list:
-    from lawfit.compare import _heteroscedasticity, compare
+    from lawfit.compare import compare
 
     sft = _require_law_data(st)
     try:
@@ -469,8 +475,8 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
     ]
     if len(cmp.lr_tests):
         blocks += [("p", "Likelihood-ratio tests of nested pairs:"), ("table", cmp.lr_tests)]
-    blocks += [("note", n) for n in cmp.notes]
-    p_het = _heteroscedasticity(cmp.fits[cmp.best].residuals)
+    blocks += _notes(cmp)
+    p_het = cmp.heteroscedasticity_pvalue
     if p_het is None or p_het >= HETEROSCEDASTIC_P:
         return blocks
     try:
@@ -576,7 +582,7 @@ def _budget(st: _Setting, opt: _Options) -> list:
             "recorded trajectories):",
         ),
         ("table", bs.table[cols]),
-    ] + [("note", n) for n in bs.notes]
+    ] + _notes(bs)
 
 
 #: what the three kinds of bits in the capacity table mean (lawfit.information)
@@ -636,14 +642,14 @@ def _capacity(st: _Setting, opt: _Options) -> list:
             f"ΔL ≥ 0.5 nats/token: {est} [{_fmt(float(t['low']))}, "
             f"{_fmt(float(t['high']))}]" + (" (extrapolated)." if t["extrapolated"] else "."),
         ),
-    ] + [("note", n) for n in pc.notes]
+    ] + _notes(pc)
 
 
 def _bits(st: _Setting, opt: _Options) -> list:
     from lawfit.capacity import bits_per_parameter
 
     if st.sft is None:
-        raise LawfitError("no 'sft' method in this setting.")
+        raise LawfitError("no 'sft' objective in this setting.")
     bits = bits_per_parameter(st.sft)
     st.results["bits"] = bits
     blocks: list = [("table", bits.by_rank)] if len(bits.by_rank) else []
@@ -660,14 +666,14 @@ def _bits(st: _Setting, opt: _Options) -> list:
             ),
         )
     )
-    return blocks + [("note", n) for n in bits.notes]
+    return blocks + _notes(bits)
 
 
 def _transition(st: _Setting, opt: _Options) -> list:
     from lawfit.transition import phase_transition
 
     if st.sft is None:
-        raise LawfitError("no 'sft' method in this setting.")
+        raise LawfitError("no 'sft' objective in this setting.")
     pt = phase_transition(st.sft, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level)
     st.results["transition"] = pt
     blocks: list = [("table", pt.to_dataframe())]
@@ -694,7 +700,7 @@ def _transition(st: _Setting, opt: _Options) -> list:
         blocks.append(("table", pt.sequence.table.reset_index()))
     if pt.bimodality is not None:
         blocks.append(("table", pt.bimodality))
-    return blocks + [("note", n) for n in pt.notes]
+    return blocks + _notes(pt)
 
 
 def _loss_before_by_length(ds: xr.Dataset) -> pd.Series | None:
@@ -748,10 +754,10 @@ def _claimable_predictions(ms) -> tuple[pd.DataFrame, list, list]:
     if not len(preds) or sft is None:
         return preds, notes, claims
     keep = np.ones(len(preds), bool)
-    for method, rows in preds.groupby("method", sort=False):
+    for method, rows in preds.groupby("objective", sort=False):
         rmse = float(rows["memft_rmse"].iloc[0]) if "memft_rmse" in rows else float("nan")
         if math.isfinite(rmse) and rmse > RMSE_RATIO_LIMIT * sft.rmse:
-            keep &= (preds["method"] != method).to_numpy()
+            keep &= (preds["objective"] != method).to_numpy()
             notes.append(
                 f"FLAG: no saving is claimed for {method}: its law misses its cells "
                 f"by RMSE {rmse:.3g} nats, more than {RMSE_RATIO_LIMIT:g}× the SFT "
@@ -799,7 +805,7 @@ def _memft(st: _Setting, opt: _Options) -> list:
         keep = [
             c
             for c in (
-                "method",
+                "objective",
                 "rank",
                 "length",
                 "memorized",
@@ -822,7 +828,7 @@ def _memft(st: _Setting, opt: _Options) -> list:
             if c in val
         ]
         blocks += [("p", "Measured MemFT cells against the laws:"), ("table", val[keep])]
-    return blocks + [("note", n) for n in (*ms.notes, *notes)]
+    return blocks + _notes(ms) + [("note", n) for n in notes]
 
 
 #: the sections of every setting, in report order: (title, function)

@@ -2,9 +2,12 @@
 
 :class:`FitResult` never refits itself; every method derives from stored numbers
 (estimates, covariance, bootstrap draws, jackknife values, profile curves, the
-fitted points). It round-trips through plain JSON (:meth:`FitResult.save`,
-:func:`load`): the form is stored by name and LaTeX and re-resolved from the
-registry on load.
+fitted points). It owns its :class:`~lawfit.forms.Form` (a later
+:func:`~lawfit.register_form` of the same name does not change it), its arrays are
+read-only and its mappings immutable. It round-trips through plain JSON
+(:meth:`FitResult.save`, :func:`load`): the form is stored as a spec with its
+function's importable reference (``"module:qualname"``), and rebuilt from that
+reference, or else from a registered form of the same name, on load.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -21,22 +25,64 @@ import pandas as pd
 from scipy import stats
 
 from lawfit import _validate as V
+from lawfit.bootstrap import BootstrapResult
 from lawfit.data import read_saved_json
 from lawfit.errors import LawfitError
+from lawfit.forms import Form, form_from_spec, get_form
+from lawfit.protocol import (
+    Flag,
+    ResultProtocol,
+    _clean,
+    _flt,  # noqa: F401  (kept importable from here)
+    _frame_from_json,
+    _frame_to_json,
+)
 
-__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning"]
+__all__ = ["FitResult", "FitResults", "Summary", "load", "ExtrapolationWarning", "Flag"]
 
 _FORMAT = "lawfit.FitResult"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 class ExtrapolationWarning(UserWarning):
     """A prediction lies outside the ranges of the inputs the law was fitted on."""
 
 
-def _flt(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
+def resolve_confidence_level(confidence_level, default, level=None) -> float:
+    """Pick and check a confidence level; ``level`` is the deprecated old keyword.
+
+    Parameters
+    ----------
+    confidence_level : float or None
+        The value passed under the current name.
+    default : float
+        Used when neither is given.
+    level : float or None
+        The value passed under the old name (emits a ``DeprecationWarning``).
+    """
+    if level is not None:
+        warnings.warn("the keyword 'level' is deprecated; use 'confidence_level' (same meaning).",
+                      DeprecationWarning, stacklevel=3)
+        if confidence_level is not None:
+            raise LawfitError("pass confidence_level only (level is its deprecated old name).")
+        confidence_level = level
+    return V.confidence_level(default if confidence_level is None else confidence_level)
+
+
+def _read_only(a) -> np.ndarray:
+    """Return a read-only copy of ``a`` (writing into it raises ``ValueError``)."""
+    out = np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def _frozen_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``df`` whose numeric columns are backed by read-only arrays."""
+    cols = {}
+    for c in df.columns:
+        values = df[c].to_numpy()
+        cols[c] = _read_only(values) if values.dtype != object else values.copy()
+    return pd.DataFrame(cols, index=df.index.copy(), copy=False)
 
 
 def _arr_to_json(a):
@@ -48,54 +94,11 @@ def _arr_to_json(a):
     return np.where(np.isfinite(a), a, np.nan).astype(object).tolist() if a.size else []
 
 
-def _clean(obj):
-    """Recursively make an object JSON-safe (NaN/inf -> None, numpy -> python)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return _flt(obj)
-    return obj
-
-
 def _unclean(a, dtype=float):
     if a is None:
         return None
     return np.array([np.nan if v is None else v for v in np.ravel(a).tolist()], dtype=dtype) \
         .reshape(np.shape(a)) if np.size(a) else np.array(a, dtype=dtype)
-
-
-def _frame_to_json(df: pd.DataFrame):
-    cols = {}
-    for c in df.columns:
-        s = df[c]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            cols[str(c)] = {"dtype": str(s.dtype), "values": _clean(s.to_numpy(float))}
-        else:
-            cols[str(c)] = {"dtype": "str", "values": [None if pd.isna(v) else str(v)
-                                                       for v in s.tolist()]}
-    return {"columns": cols, "n": int(len(df))}
-
-
-def _frame_from_json(d):
-    out = {}
-    for c, spec in d["columns"].items():
-        vals = spec["values"]
-        if spec["dtype"] == "str":
-            out[c] = pd.Series(vals, dtype=object)
-        else:
-            a = np.array([np.nan if v is None else v for v in vals], float)
-            if spec["dtype"].startswith("int") and np.all(np.isfinite(a)):
-                a = a.astype(spec["dtype"])
-            out[c] = a
-    return pd.DataFrame(out, index=pd.RangeIndex(d["n"]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +107,8 @@ class FitResult:
 
     Attributes
     ----------
-    form : str
-        Name of the form (re-resolved from the registry when needed).
+    form : Form
+        The fitted form itself (not looked up in the registry again).
     params, stderr : dict
         Estimates and Wald standard errors (sandwich for Huber).
     cov : pandas.DataFrame
@@ -114,15 +117,14 @@ class FitResult:
         Goodness of fit (R², RMSE, MAPE in % on ΔL; Gaussian log-likelihood of ΔL).
     n_obs, n_excluded : int
         Points fitted / cells excluded (see ``exclusions`` for why).
-    flags : tuple of str
+    flags : tuple of Flag
         Diagnostics (parameter at bound, poorly identified, too few points, ...).
         "Poorly identified": for a nonlinear parameter (exponent) SE > |estimate|
         (unless SE < 1 % of its bounds' width) or SE > 1/4 of that width;
         |correlation| > 0.9999; or an open profile interval.
     """
 
-    form: str
-    form_latex: str
+    form: Form
     param_names: tuple[str, ...]
     inputs: tuple[str, ...]
     response: str
@@ -136,15 +138,34 @@ class FitResult:
     points: pd.DataFrame
     exclusions: pd.DataFrame
     gof: Mapping[str, float]
-    flags_base: tuple[str, ...]
+    flags_base: tuple[Flag, ...]
     bounds: Mapping[str, tuple[float, float]]
-    boot: Mapping[str, Any] | None = None
+    boot: BootstrapResult | None = None
     profile_data: Mapping[str, Mapping[str, np.ndarray]] | None = None
     ci_method: str = "percentile"
     confidence_level: float = 0.95
     group: Mapping[str, Any] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     linear_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in ("theta", "cov_matrix"):
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+        for name in ("points", "exclusions"):
+            object.__setattr__(self, name, _frozen_frame(getattr(self, name)))
+        for name in ("gof", "bounds", "group", "meta"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+        if self.profile_data is not None:
+            frozen = {p: MappingProxyType({k: _read_only(v) for k, v in c.items()})
+                      for p, c in self.profile_data.items()}
+            object.__setattr__(self, "profile_data", MappingProxyType(frozen))
+
+    @property
+    def form_latex(self) -> str:
+        """LaTeX of the fitted law."""
+        return self.form.latex
 
     # ----------------------------------------------------------------- params
     @property
@@ -202,24 +223,30 @@ class FitResult:
     # ------------------------------------------------------------- bootstrap
     @property
     def draws(self) -> pd.DataFrame | None:
-        """Bootstrap replicates (one row each) with a boolean ``converged`` column.
+        """Bootstrap replicates (one row each) with ``status`` and ``converged`` columns.
 
-        Failed replicates are kept (``converged == False``) and excluded from the
-        intervals; ``draws.attrs["n_failed"]`` counts them. ``None`` without bootstrap.
+        Every replicate is kept. ``status`` is one of
+        :data:`lawfit.bootstrap.REPLICATE_STATUSES`; all but ``"unidentifiable"``
+        (no estimate exists for that resample) enter the intervals, boundary and
+        not-converged solutions included. ``draws.attrs`` holds ``n_failed`` (not
+        converged or unidentifiable), ``n_excluded`` (left out of the intervals),
+        ``counts`` (per status) and ``unit``. ``None`` without bootstrap.
         """
         if self.boot is None:
             return None
-        df = pd.DataFrame(np.asarray(self.boot["draws"]), columns=list(self.param_names))
-        df["converged"] = np.asarray(self.boot["converged"], bool)
-        df.attrs.update({"n_failed": int(self.boot["n_failed"]), "unit": self.boot["unit"]})
+        df = pd.DataFrame(np.array(self.boot.draws), columns=list(self.param_names))
+        df["status"] = self.boot.status
+        df["converged"] = self.boot.converged
+        df.attrs.update({"n_failed": self.boot.n_failed, "n_excluded": self.boot.n_excluded,
+                         "counts": dict(self.boot.counts), "unit": self.boot.unit})
         return df
 
     def _good_draws(self):
-        d = np.asarray(self.boot["draws"], float)
-        return d[np.asarray(self.boot["converged"], bool)]
+        return self.boot.usable_draws()
 
     # ------------------------------------------------------------- intervals
-    def conf_int(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def conf_int(self, method: str | None = None, confidence_level: float | None = None, *,
+                 level: float | None = None) -> pd.DataFrame:
         """Confidence intervals, one row per parameter, columns ``low`` and ``high``.
 
         Parameters
@@ -227,16 +254,21 @@ class FitResult:
         method : {"bootstrap", "percentile", "bca", "profile", "wald"}, optional
             ``"bootstrap"`` uses the fit's ``ci_method`` (percentile or BCa).
             Default: bootstrap if the fit has draws, else profile, else wald.
+        confidence_level : float, optional
+            Default: the fit's ``confidence_level``.
         level : float, optional
-            Confidence level (default: the fit's ``confidence_level``).
+            Deprecated name of ``confidence_level``.
 
         Returns
         -------
         pandas.DataFrame
             Index: parameter names; columns ``low``, ``high``. ``attrs["method"]``
-            names the method; profile intervals that stay open (flat profile) are NaN.
+            names the method, ``attrs["confidence_level"]`` the level; profile
+            intervals that stay open (flat profile) are NaN. Bootstrap intervals use
+            every replicate with an estimate (boundary and not-converged solutions
+            included; see :attr:`draws`).
         """
-        level = V.confidence_level(self.confidence_level if level is None else level, "level")
+        level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         if method is None:
             method = ("bootstrap" if self.boot is not None
                       else "profile" if self.profile_data is not None else "wald")
@@ -255,7 +287,7 @@ class FitResult:
             if method == "percentile":
                 lo, hi = percentile_interval(d, level)
             else:
-                jack = self.boot.get("jack")
+                jack = self.boot.jack
                 if jack is None:
                     raise LawfitError("BCa needs jackknife values; refit with ci_method='bca'.")
                 lo, hi = bca_interval(d, self.theta, np.asarray(jack, float), level)
@@ -278,7 +310,7 @@ class FitResult:
                               f"'wald'; got {method!r}.")
         out = pd.DataFrame({"low": lo, "high": hi}, index=pd.Index(self.param_names,
                                                                    name="param"))
-        out.attrs.update({"method": method, "level": level})
+        out.attrs.update({"method": method, "confidence_level": level, "level": level})
         return out
 
     def profile_curve(self, param: str) -> pd.DataFrame:
@@ -301,75 +333,121 @@ class FitResult:
 
     # ---------------------------------------------------------------- flags
     @property
-    def flags(self) -> tuple[str, ...]:
-        """Diagnostic flags (empty tuple when nothing is suspicious)."""
+    def flags(self) -> tuple[Flag, ...]:
+        """Diagnostics as :class:`Flag` objects (empty tuple when nothing is suspicious).
+
+        Codes: those set while fitting (``not_converged``, ``multiple_optima``,
+        ``heteroscedastic``, ``profile_lower_objective``), ``at_bound``,
+        ``poorly_identified``, ``collinear``, ``exponents_not_separately_identified``,
+        ``open_profile``, ``too_few_points``, ``bootstrap_at_bound``,
+        ``bootstrap_not_converged``, ``bootstrap_unidentifiable``, ``few_clusters``.
+        """
         out = list(self.flags_base)
+        out += self._bound_flags() + self._identification_flags() + self._profile_flags()
         k = len(self.param_names)
+        if self.n_obs <= k + 2:
+            out.append(Flag("too_few_points", f"too few points: n={self.n_obs} <= k+2={k + 2}"))
+        if self.boot is not None:
+            out += _bootstrap_flags(self.boot)
+        return tuple(out)
+
+    def _bound_flags(self) -> list[Flag]:
+        out = []
         for j, p in enumerate(self.param_names):
             lo, hi = self.bounds[p]
-            v = self.theta[j]
             for bnd, side in ((lo, "lower"), (hi, "upper")):
-                if math.isfinite(bnd) and abs(v - bnd) <= 1e-6 * (1 + abs(bnd)):
-                    out.append(f"{p} at {side} bound ({bnd:g})")
+                if math.isfinite(bnd) and abs(self.theta[j] - bnd) <= 1e-6 * (1 + abs(bnd)):
+                    out.append(Flag("at_bound", f"{p} at {side} bound ({bnd:g})"))
+        return out
+
+    def _identification_flags(self) -> list[Flag]:
+        """Poorly identified parameters (large SE), collinear pairs, confounded exponents."""
+        out = []
         se = self.stderr
         for p, v in self.params.items():
             if p in self.linear_names and math.isfinite(se[p]):
                 continue  # an offset/scale near 0 is not a failure of identification
             lo, hi = self.bounds[p]
             width = hi - lo if math.isfinite(hi - lo) else math.inf
+            why = None
             if not math.isfinite(se[p]):
-                out.append(f"{p} poorly identified (SE not finite)")
+                why = "SE not finite"
             elif se[p] > abs(v) and se[p] > max(1e-8, 0.01 * width if math.isfinite(width)
-                                                  else 1e-8):
-                out.append(f"{p} poorly identified (SE {se[p]:.3g} > |estimate| {abs(v):.3g})")
+                                                else 1e-8):
+                why = f"SE {se[p]:.3g} > |estimate| {abs(v):.3g}"
             elif math.isfinite(width) and se[p] > 0.25 * width:
-                out.append(f"{p} poorly identified (SE {se[p]:.3g} > 1/4 of its bounds' "
-                           f"width {width:g})")
+                why = f"SE {se[p]:.3g} > 1/4 of its bounds' width {width:g}"
+            if why:
+                out.append(Flag("poorly_identified", f"{p} poorly identified ({why})"))
         c = self.corr.to_numpy()
-        for i in range(k):
-            for j in range(i + 1, k):
-                if abs(c[i, j]) > 0.9999:
-                    out.append(f"{self.param_names[i]} and {self.param_names[j]} nearly collinear "
-                               f"(correlation {c[i, j]:+.5f}): poorly identified")
-        if self.profile_data is not None:
-            from lawfit.profile import profile_interval
+        names = self.param_names
+        for i, j in zip(*np.triu_indices(len(names), 1), strict=True):
+            if abs(c[i, j]) > 0.9999:
+                out.append(Flag("collinear", f"{names[i]} and {names[j]} nearly collinear "
+                                f"(correlation {c[i, j]:+.5f}): poorly identified"))
+        ec = self.exponent_correlation
+        src = ec.attrs["source"]
+        ex = list(ec.index)
+        for i, j in zip(*np.triu_indices(len(ex), 1), strict=True):
+            r = ec.iloc[i, j]
+            if abs(r) > 0.95:
+                out.append(Flag(
+                    "exponents_not_separately_identified",
+                    f"{ex[i]} and {ex[j]} not separately identified (correlation {r:+.2f}, "
+                    f"{src}); a combination of them is (for power_law with alpha ~ beta: gamma "
+                    "of C (r/l)^gamma, the ratio forms)", severity="info"))
+        return out
 
-            for j, p in enumerate(self.param_names):
-                b = self.bounds[p]
-                lo, hi, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
-                                                  self.confidence_level, self.gof["dof"], *b)
-                if not (cl and ch):
-                    out.append(f"{p}: flat profile, the {self.confidence_level:.0%} profile "
-                               "interval is open (poorly identified)")
-        if self.n_obs <= k + 2:
-            out.append(f"too few points: n={self.n_obs} <= k+2={k + 2}")
-        if self.boot is not None:
-            nf = int(self.boot["n_failed"])
-            if nf:
-                out.append(f"{nf} of {self.boot['n_boot']} bootstrap replicates failed to "
-                           "converge (kept in draws, excluded from intervals)")
-            G = self.boot.get("n_clusters")
-            if G is not None and G < 10:
-                out.append(f"cluster bootstrap over only {G} {self.boot['unit']} clusters: "
-                           "intervals are too narrow (unreliable below ~10 clusters)")
-        return tuple(out)
+    def _profile_flags(self) -> list[Flag]:
+        if self.profile_data is None:
+            return []
+        from lawfit.profile import profile_interval
+
+        out = []
+        for j, p in enumerate(self.param_names):
+            b = self.bounds[p]
+            _, _, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
+                                            self.confidence_level, self.gof["dof"], *b)
+            if not (cl and ch):
+                out.append(Flag("open_profile", f"{p}: flat profile, the "
+                                f"{self.confidence_level:.0%} profile interval is open (poorly "
+                                "identified)"))
+        return out
+
+    @property
+    def exponent_correlation(self) -> pd.DataFrame:
+        """Correlation matrix of the nonlinear parameters (the exponents).
+
+        From the bootstrap replicates that enter the intervals when there are at least
+        10, else from the asymptotic covariance; ``attrs["source"]`` says which. A
+        correlation near ±1 (e.g. alpha and beta of the power law on a triangular
+        design) means only a combination of them is identified.
+        """
+        names = [p for p in self.param_names if p not in self.linear_names]
+        idx = [self.param_names.index(p) for p in names]
+        draws = self._good_draws() if self.boot is not None else np.empty((0, len(idx)))
+        if draws.shape[0] >= 10 and idx:
+            with np.errstate(all="ignore"):
+                c = np.atleast_2d(np.corrcoef(draws[:, idx], rowvar=False))
+            source = f"{draws.shape[0]} bootstrap replicates"
+        else:
+            c = self.corr.to_numpy()[np.ix_(idx, idx)]
+            source = "asymptotic covariance"
+        out = pd.DataFrame(c, index=names, columns=names)
+        out.attrs["source"] = source
+        return out
 
     # ------------------------------------------------------------ prediction
-    def _form_obj(self):
-        from lawfit.forms import get_form
-
-        f = get_form(self.form)
-        return f
-
     def _eval(self, theta2d, X):
-        f = self._form_obj()
+        f = self.form
         kw = {p: theta2d[:, j:j + 1] for j, p in enumerate(self.param_names)}
         with np.errstate(all="ignore"):
             out = f.func(*X, **kw)
         return np.broadcast_to(np.asarray(out, float), (theta2d.shape[0], X[0].shape[0]))
 
-    def predict(self, data=None, *, interval: str = "confidence", level: float = 0.95,
-                warn: bool = True, **inputs) -> pd.DataFrame:
+    def predict(self, data=None, *, interval: str = "confidence",
+                confidence_level: float | None = None, warn: bool = True,
+                level: float | None = None, **inputs) -> pd.DataFrame:
         """Predict the response with a confidence or prediction interval.
 
         Parameters
@@ -380,14 +458,16 @@ class FitResult:
         interval : {"confidence", "prediction"}
             ``"confidence"``: uncertainty of the mean curve. ``"prediction"``: of a
             new observation (adds the residual spread).
-        level : float
-            Interval level.
+        confidence_level : float, optional
+            Level of the interval (default: the fit's ``confidence_level``).
         warn : bool
             Emit :class:`ExtrapolationWarning` when any point lies outside the fitted
             input ranges (always flagged in the ``extrapolated`` column).
         **inputs
             Scalars or arrays per input name (broadcast together), e.g.
             ``rank=[8, 16], length=1024``.
+        level : float, optional
+            Deprecated name of ``confidence_level``.
 
         Returns
         -------
@@ -399,7 +479,7 @@ class FitResult:
         """
         if interval not in ("confidence", "prediction"):
             raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
-        level = V.confidence_level(level, "level")
+        level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         cols = self._collect_inputs(data, inputs)
         X = [cols[c] for c in self.inputs]
         theta = self.theta[None, :]
@@ -412,7 +492,7 @@ class FitResult:
             P = self._eval(d, X)  # (R, m)
             if interval == "prediction":
                 rng = np.random.default_rng(0)
-                e = np.asarray(self.boot["resid"], float)
+                e = np.asarray(self.boot.resid, float)
                 e = e[rng.integers(0, e.size, size=P.shape)]
                 with np.errstate(all="ignore"):
                     P = np.exp(np.log(P) + e) if log else P + e
@@ -450,7 +530,7 @@ class FitResult:
                 stacklevel=2)
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
-        out.attrs.update({"interval": interval, "level": level,
+        out.attrs.update({"interval": interval, "confidence_level": level, "level": level,
                           "method": "bootstrap" if self.boot is not None else "delta"})
         return out
 
@@ -491,15 +571,17 @@ class FitResult:
         return {c: np.ravel(a) for c, a in zip(self.inputs, arrs, strict=True)}
 
     # ------------------------------------------------------------- rendering
-    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
+                     level: float | None = None) -> pd.DataFrame:
         """Tidy parameter table: estimate, stderr, low, high (one row per parameter)."""
-        ci = self.conf_int(method, level)
+        ci = self.conf_int(method, resolve_confidence_level(confidence_level,
+                                                            self.confidence_level, level))
         df = pd.DataFrame({"estimate": self.theta,
                            "stderr": list(self.stderr.values())},
                           index=pd.Index(self.param_names, name="param"))
         df["low"], df["high"] = ci["low"], ci["high"]
         df["ci_method"] = ci.attrs["method"]
-        df["level"] = ci.attrs["level"]
+        df["confidence_level"] = ci.attrs["confidence_level"]
         return df
 
     def to_dataset(self):
@@ -512,24 +594,27 @@ class FitResult:
              "stderr": ("param", np.array(list(self.stderr.values()))),
              "cov": (("param", "param_2"), self.cov_matrix)},
             coords={"param": p, "param_2": p},
-            attrs={"form": self.form, "form_latex": self.form_latex,
+            attrs={"form": self.form.name, "form_latex": self.form_latex,
                    **{k: v for k, v in self.gof.items()},
-                   "flags": json.dumps(list(self.flags)), "space": self.space,
+                   "flags": json.dumps([f.to_dict() for f in self.flags]), "space": self.space,
                    "loss": self.loss},
         )
         if self.boot is not None:
-            ds["draws"] = (("draw", "param"), np.asarray(self.boot["draws"], float))
-            ds["converged"] = ("draw", np.asarray(self.boot["converged"], bool))
+            ds["draws"] = (("draw", "param"), np.array(self.boot.draws, float))
+            ds["converged"] = ("draw", self.boot.converged)
+            ds["status"] = ("draw", np.array(self.boot.status))
         return ds
 
-    def summary(self, method: str | None = None, level: float | None = None) -> Summary:
+    def summary(self, method: str | None = None, confidence_level: float | None = None, *,
+                level: float | None = None) -> Summary:
         """Statsmodels-like summary (``str()`` text, ``.as_html()``, ``.as_latex()``)."""
-        return Summary(self, method, level)
+        return Summary(self, method, resolve_confidence_level(confidence_level,
+                                                              self.confidence_level, level))
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
         g = f" group={dict(self.group)}" if self.group else ""
-        return f"<FitResult {self.form}{g}: {ps}; R²={self.r2:.4f}, n={self.n_obs}>"
+        return f"<FitResult {self.form.name}{g}: {ps}; R²={self.r2:.4f}, n={self.n_obs}>"
 
     def _repr_html_(self) -> str:
         return self.summary().as_html()
@@ -540,21 +625,21 @@ class FitResult:
         boot = None
         if self.boot is not None:
             boot = {k: (_arr_to_json(v) if isinstance(v, np.ndarray) else v)
-                    for k, v in self.boot.items()}
+                    for k, v in self.boot.to_dict().items()}
         prof = None
         if self.profile_data is not None:
             prof = {p: {k: _arr_to_json(v) for k, v in c.items()}
                     for p, c in self.profile_data.items()}
         return _clean({
             "format": _FORMAT, "format_version": _FORMAT_VERSION,
-            "form": self.form, "form_latex": self.form_latex,
+            "form": self.form.to_spec(),
             "param_names": list(self.param_names), "inputs": list(self.inputs),
             "response": self.response, "capacity": self.capacity,
             "theta": _arr_to_json(self.theta), "cov_matrix": _arr_to_json(self.cov_matrix),
             "sigma2": self.sigma2, "space": self.space, "loss": self.loss,
             "huber_delta": self.huber_delta, "points": _frame_to_json(self.points),
             "exclusions": _frame_to_json(self.exclusions), "gof": dict(self.gof),
-            "flags_base": list(self.flags_base),
+            "flags_base": [f.to_dict() for f in self.flags_base],
             "bounds": {p: list(b) for p, b in self.bounds.items()},
             "boot": boot, "profile_data": prof, "ci_method": self.ci_method,
             "confidence_level": self.confidence_level,
@@ -577,27 +662,10 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> FitResult:
-        """Rebuild from :meth:`to_dict` output (the form must be registered)."""
-        from lawfit.forms import get_form
-
+        """Rebuild from :meth:`to_dict` output (see :func:`lawfit.forms.form_from_spec`)."""
         if d.get("format") != _FORMAT:
             raise LawfitError(f"not a saved lawfit FitResult (format={d.get('format')!r}).")
-        try:
-            get_form(d["form"])
-        except LawfitError:
-            raise LawfitError(
-                f"the saved result uses the form {d['form']!r} (LaTeX: {d['form_latex']!r}), "
-                "which is not registered in this session. Register it first with "
-                f"lawfit.register_form({d['form']!r}, func, ...) and load again."
-            ) from None
-        boot = None
-        if d["boot"] is not None:
-            b = dict(d["boot"])
-            b["draws"] = _unclean(b["draws"])
-            b["converged"] = np.array(b["converged"], bool)
-            b["resid"] = _unclean(b["resid"])
-            b["jack"] = None if b.get("jack") is None else _unclean(b["jack"])
-            boot = b
+        boot = None if d["boot"] is None else _boot_from_json(d["boot"])
         prof = None
         if d["profile_data"] is not None:
             prof = {p: {"values": _unclean(c["values"]), "F": _unclean(c["F"]),
@@ -605,13 +673,13 @@ class FitResult:
                     for p, c in d["profile_data"].items()}
         gof = {k: (math.nan if v is None else v) for k, v in d["gof"].items()}
         return cls(
-            form=d["form"], form_latex=d["form_latex"], param_names=tuple(d["param_names"]),
+            form=_form_from_json(d), param_names=tuple(d["param_names"]),
             inputs=tuple(d["inputs"]), response=d["response"], capacity=d["capacity"],
             theta=_unclean(d["theta"]), cov_matrix=_unclean(d["cov_matrix"]),
             sigma2=float(d["sigma2"]), space=d["space"], loss=d["loss"],
             huber_delta=d["huber_delta"], points=_frame_from_json(d["points"]),
             exclusions=_frame_from_json(d["exclusions"]), gof=gof,
-            flags_base=tuple(d["flags_base"]),
+            flags_base=tuple(Flag.from_dict(f) for f in d["flags_base"]),
             bounds={p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
                              for i, v in enumerate(b)) for p, b in d["bounds"].items()},
             boot=boot, profile_data=prof, ci_method=d["ci_method"],
@@ -620,7 +688,56 @@ class FitResult:
         )
 
 
-class FitResults(Mapping):
+def _form_from_json(d: dict) -> Form:
+    """Rebuild the saved form: a spec (format 2) or a registered name (format 1)."""
+    if isinstance(d["form"], dict):
+        return form_from_spec(d["form"])
+    try:
+        return get_form(d["form"])
+    except LawfitError:
+        raise LawfitError(
+            f"the saved result uses the form {d['form']!r} (LaTeX: {d.get('form_latex')!r}), "
+            "which is not registered in this session. Register it first with "
+            f"lawfit.register_form({d['form']!r}, func, ...) and load again."
+        ) from None
+
+
+def _boot_from_json(b: dict) -> BootstrapResult:
+    """Bootstrap replicates from JSON; format-1 files have a boolean ``converged``."""
+    status = b.get("status")
+    if status is None:  # format 1: converged flags only
+        status = np.where(np.array(b["converged"], bool), "converged", "not_converged")
+    return BootstrapResult(draws=_unclean(b["draws"]), status=np.asarray(status),
+                           unit=b["unit"], resid=_unclean(b["resid"]),
+                           jack=None if b.get("jack") is None else _unclean(b["jack"]),
+                           n_clusters=b.get("n_clusters"))
+
+
+def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
+    """Say how many replicates hit a bound, did not converge, or had no estimate."""
+    c, R = boot.counts, boot.n_boot
+    out = []
+    if c["at_bound"]:
+        out.append(Flag("bootstrap_at_bound", f"{c['at_bound']} of {R} bootstrap replicates "
+                        "have a parameter at a bound (boundary solutions, kept in the "
+                        "intervals)", severity="info"))
+    if c["not_converged"]:
+        out.append(Flag("bootstrap_not_converged", f"{c['not_converged']} of {R} bootstrap "
+                        "replicates did not converge after a global re-solve (kept in the "
+                        "intervals at the best point found)"))
+    if c["unidentifiable"]:
+        out.append(Flag("bootstrap_unidentifiable", f"{c['unidentifiable']} of {R} bootstrap "
+                        "replicates cannot identify the law (resample with too few distinct "
+                        "design points): excluded from the intervals, which are conditional "
+                        "on identifiable resamples"))
+    G = boot.n_clusters
+    if G is not None and G < 10:
+        out.append(Flag("few_clusters", f"cluster bootstrap over only {G} {boot.unit} "
+                        "clusters: intervals are too narrow (unreliable below ~10 clusters)"))
+    return out
+
+
+class FitResults(ResultProtocol, Mapping):
     """One :class:`FitResult` per group of a ``by=`` fit (read-only mapping).
 
     Keys are tuples of group values in ``by`` order; a single value also works for
@@ -657,11 +774,14 @@ class FitResults(Mapping):
             raise LawfitError(f"sel needs exactly the grouping names {self.by}; got {list(kw)}.")
         return self[tuple(kw[b] for b in self.by)]
 
-    def to_dataframe(self, method: str | None = None, level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
+                     level: float | None = None) -> pd.DataFrame:
         """Tidy parameter table of every group (group columns + param rows)."""
+        if level is not None:
+            confidence_level = resolve_confidence_level(confidence_level, 0.95, level)
         frames = []
         for key, r in self._results.items():
-            df = r.to_dataframe(method, level).reset_index()
+            df = r.to_dataframe(method, confidence_level).reset_index()
             for b, v in zip(self.by, key, strict=True):
                 df.insert(0, b, v)
             df["r2"] = r.r2
@@ -681,10 +801,20 @@ class FitResults(Mapping):
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
 
-    def summary(self) -> str:
-        """Summaries of every group, one after the other."""
-        return "\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n{r.summary()}"
-                           for k, r in self._results.items())
+    def summary(self):
+        """Summaries of every group, one after the other (text, HTML, LaTeX)."""
+        return self._summary_text("\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n"
+                                               f"{r.summary()}"
+                                               for k, r in self._results.items()))
+
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        """Every group's flags, each message prefixed with its group."""
+        return tuple(Flag(f.code, f"{dict(zip(self.by, k, strict=True))}: {f.message}",
+                          f.severity)
+                     for k, r in self._results.items() for f in r.flags)
+
+    notes: tuple[str, ...] = ()
 
     def save(self, path) -> None:
         """Write every group's result to one JSON file."""
@@ -719,6 +849,10 @@ def load(path) -> FitResult | FitResults:
         :func:`lawfit.register_form`).
     """
     d = read_saved_json(path, _FORMAT_VERSION)
+    from lawfit.protocol import RECORD_FORMAT, ResultRecord
+
+    if d.get("format") == RECORD_FORMAT:
+        return ResultRecord.from_dict(d)
     if d.get("format") == "lawfit.FitResults":
         return FitResults({tuple(g["key"]): FitResult.from_dict(g["result"])
                            for g in d["groups"]}, by=tuple(d["by"]))
@@ -736,7 +870,7 @@ class Summary:
     def _header(self):
         r = self.result
         g = r.gof
-        left = [("Form:", r.form), ("Inputs:", ", ".join(r.inputs)),
+        left = [("Form:", r.form.name), ("Inputs:", ", ".join(r.inputs)),
                 ("Loss / space:", f"{r.loss} / {r.space}"
                  + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else "")),
                 ("No. points:", str(g["n_obs"])), ("No. excluded:", str(r.n_excluded))]
@@ -747,8 +881,11 @@ class Summary:
                  ("AIC / AICc:", f"{g['aic']:.4g} / {g['aicc']:.4g}"),
                  ("BIC:", f"{g['bic']:.4g}")]
         if r.boot is not None:
-            right.append(("Bootstrap:", f"{r.boot['n_boot']} x {r.boot['unit']}, "
-                                        f"{r.boot['n_failed']} failed"))
+            c = r.boot.counts
+            right += [("Bootstrap:", f"{r.boot.n_boot} x {r.boot.unit}"),
+                      ("  at a bound:", str(c["at_bound"])),
+                      ("  not converged:", f"{c['not_converged']} (kept)"),
+                      ("  unidentifiable:", f"{c['unidentifiable']} (excluded)")]
         return left, right
 
     def _table(self):
@@ -816,7 +953,7 @@ class Summary:
         out.append(f"<p>CI: {e(self.ci.attrs['method'])} at {self.ci.attrs['level']:.0%}.</p>")
         flags = self.result.flags
         if flags:
-            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(f)}</li>" for f in flags)
+            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(str(f))}</li>" for f in flags)
                        + "</ul>")
         return "\n".join(out)
 

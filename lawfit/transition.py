@@ -33,6 +33,8 @@ from lawfit._tokens import (
     token_arrays,
 )
 from lawfit.errors import LawfitError
+from lawfit.protocol import ResultProtocol, SummaryText
+from lawfit.result import Flag
 
 __all__ = [
     "Cascade",
@@ -263,7 +265,7 @@ class CellTransition:
 
 
 @dataclass(frozen=True)
-class PhaseTransitionResult:
+class PhaseTransitionResult(ResultProtocol):
     """Everything :func:`phase_transition` measured; parts it could not measure are None.
 
     Attributes
@@ -282,7 +284,10 @@ class PhaseTransitionResult:
     bimodality : pandas.DataFrame or None
         Bimodality of token probabilities before/after, pooled and median over cells.
     notes : tuple of str
-        Why a part was skipped, what was pooled, and diagnostic flags.
+        Why a part was skipped, what was pooled.
+    flags : tuple of Flag
+        Warnings: ``threshold_not_logistic``, ``few_informative_runs``,
+        ``sufficiency_violated``, ``critical_point_extrapolated``.
     """
 
     token_fit: ThresholdFit | None
@@ -292,6 +297,7 @@ class PhaseTransitionResult:
     transitions: dict
     bimodality: pd.DataFrame | None
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     @property
     def threshold(self) -> float:
@@ -341,7 +347,7 @@ class PhaseTransitionResult:
                                              else "")))
         return pd.DataFrame(rows, columns=["quantity", "estimate", "low", "high", "n", "note"])
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary for people.
 
         Returns
@@ -401,8 +407,9 @@ class PhaseTransitionResult:
                     b.loc["before", "tail_mass_pooled"], b.loc["after", "tail_mass_pooled"],
                 )
             )
+        out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
-        return "\n".join(out)
+        return self._summary_text("\n".join(out))
 
     def __str__(self) -> str:
         return self.summary()
@@ -920,6 +927,7 @@ def phase_transition(
     bootstrap = V.bootstrap_count(bootstrap)
     gen = V.random_generator(rng)
     notes: list[str] = []
+    flags: list[Flag] = []
     pooled = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1]
     if pooled:
         notes.append(
@@ -941,29 +949,32 @@ def phase_transition(
         if thr is not None and np.isfinite(thr.ci_difference[0]) and not (
             thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
         ):
-            notes.append(
-                f"FLAG: the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
+            flags.append(Flag(
+                "threshold_not_logistic",
+                f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
                 f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
                 f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
                 "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
                 "to 1 above p = 0.5); prefer threshold_isotonic"
-            )
+            ))
         if thr is not None and thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
-            notes.append(
-                f"FLAG: only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
+            flags.append(Flag(
+                "few_informative_runs",
+                f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
                 "and missed tokens; the others are recalled (or missed) throughout and do not "
                 "locate the threshold. The run bootstrap cannot resample the transition, so the "
                 f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
                 f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
                 "runs near the transition (ranks and lengths where recall is partial)."
-            )
+            ))
         suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
         if suff.n_violations:
-            notes.append(
-                f"FLAG: {suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
+            flags.append(Flag(
+                "sufficiency_violated",
+                f"{suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
                 "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
                 "(check that both used the same prompt, precision and tokenization)"
-            )
+            ))
         casc = _cascade(ta, cascade_unit, censored, confidence_level, int(bootstrap), gen)
         if casc is None:
             notes.append("cascade not computed: fewer than 4 units with a varying position")
@@ -1000,10 +1011,10 @@ def phase_transition(
                 continue
             transitions[order] = tr
             if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
-                notes.append(
-                    f"FLAG: critical point of {order} lies outside the observed capacity range "
-                    "(extrapolated)"
-                )
+                flags.append(Flag(
+                    "critical_point_extrapolated", f"critical point of {order} lies outside "
+                    "the observed capacity range (extrapolated)"
+                ))
     if bootstrap and transitions:
         notes.append(
             f"cell-level sigmoid bootstrap used {int(bootstrap) // 5} replicates "
@@ -1018,5 +1029,5 @@ def phase_transition(
         )
     return PhaseTransitionResult(
         token_fit=thr, sufficiency=suff, cascade=casc, sequence=seq,
-        transitions=transitions, bimodality=bim, notes=tuple(notes),
+        transitions=transitions, bimodality=bim, notes=tuple(notes), flags=tuple(flags),
     )

@@ -14,8 +14,8 @@ from lawfit.commands._common import (
 
 _EPILOG = """\
 examples:
-  lawfit budget sweep.nc --sel task=long_context --sel method=sft
-  lawfit budget sweep.nc --sel task=phonebook --sel method=sft --budgets 200 400 600 \\
+  lawfit budget sweep.nc --sel task=long_context --sel objective=sft
+  lawfit budget sweep.nc --sel task=phonebook --sel objective=sft --budgets 200 400 600 \\
       --window 50 --csv cells.csv
   lawfit budget probe.nc --budgets 600 1200 1750 --trajectory   # ΔL of each cell per budget
 """

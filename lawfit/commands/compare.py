@@ -8,7 +8,7 @@ from lawfit.commands._common import SPACE_HELP, add_data_args, open_selected, wr
 
 _EPILOG = """\
 examples:
-  lawfit compare sweep.nc --sel task=phonebook --sel method=sft
+  lawfit compare sweep.nc --sel task=phonebook --sel objective=sft
   lawfit compare sweep.nc --sel task=phonebook --space log --criterion bic --csv ranking.csv
   lawfit compare sweep.nc --pool modules          one law in n_params across adapter placements
 """

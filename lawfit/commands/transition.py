@@ -13,7 +13,7 @@ from lawfit.commands._common import (
 
 _EPILOG = """\
 examples:
-  lawfit transition sweep.nc --sel task=long_context --sel method=sft
+  lawfit transition sweep.nc --sel task=long_context --sel objective=sft
   lawfit transition sweep.nc --sel task=phonebook --unit entry --bootstrap 2000 --csv pt.csv
 """
 

@@ -41,7 +41,7 @@ def settings(ds: xr.Dataset):
     Settings without any ok cell are skipped. ``key`` is a short file-name-safe tag.
     """
     ds = load(ds)
-    dims = [d for d in GROUP_DIMS if d != "method" and d in ds.dims]
+    dims = [d for d in GROUP_DIMS if d != "objective" and d in ds.dims]
     multi = [d for d in dims if ds.sizes[d] > 1]
     combos = itertools.product(*[ds[d].values.tolist() for d in multi]) if multi else [()]
     for combo in combos:
@@ -66,12 +66,12 @@ def _tag(k, v) -> str:
 
 
 def select_method(ds: xr.Dataset, method: str = "sft") -> xr.Dataset | None:
-    """Return the cells of one method (``None`` when absent); keeps a size-1 ``method`` dim."""
-    if "method" not in ds.dims:
+    """Return the cells of one objective (None when absent), keeping a size-1 objective dim."""
+    if "objective" not in ds.dims:
         return ds if method == "sft" else None
-    if method not in [str(m) for m in ds["method"].values]:
+    if method not in [str(m) for m in ds["objective"].values]:
         return None
-    sub = ds.sel({"method": [method]})
+    sub = ds.sel({"objective": [method]})
     if "status" in sub and not bool((sub["status"] == "ok").any()):
         return None
     return sub
@@ -79,9 +79,9 @@ def select_method(ds: xr.Dataset, method: str = "sft") -> xr.Dataset | None:
 
 def methods_present(ds: xr.Dataset) -> list[str]:
     """Methods with at least one ok cell."""
-    if "method" not in ds.dims:
+    if "objective" not in ds.dims:
         return ["sft"]
-    return [str(m) for m in ds["method"].values if select_method(ds, str(m)) is not None]
+    return [str(m) for m in ds["objective"].values if select_method(ds, str(m)) is not None]
 
 
 def fig_ax(ax, width=3.3, height=2.5):

@@ -82,8 +82,8 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
     ax.set_yscale("log")
     if data is not None and target_kind == "loss_after" and "loss_after" in data:
         df = cells_frame(data, ["loss_after"])
-        if "method" in df:
-            df = df[df["method"].astype(str) == "sft"]
+        if "objective" in df:
+            df = df[df["objective"].astype(str) == "sft"]
         m = df.groupby(["length", "rank"])["loss_after"].mean().reset_index()
         rows, miss = [], []
         for L, g in m.groupby("length"):

@@ -95,7 +95,7 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
         if L not in fitted_lengths:
             continue
         pr = fit.predict(**{cap: grid, "length": float(L)}, interval="confidence",
-                         level=level)
+                         confidence_level=level)
         ok = pr["mean"].to_numpy() > 0
         if ok.any():
             curve_max = max(curve_max, float(pr["mean"].to_numpy()[ok].max()))

@@ -23,12 +23,12 @@ _MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def _method_frame(ds, variables):
-    if "method" not in ds.dims:
-        raise LawfitError("MemFT figures need a 'method' dimension (sft, memft_ot, memft_sw); "
+    if "objective" not in ds.dims:
+        raise LawfitError("MemFT figures need an 'objective' dimension (sft, memft_ot, memft_sw); "
                           f"the dataset has dims {dict(ds.sizes)}.")
     df = cells_frame(ds, variables)
-    if "method" not in df or df["method"].nunique() < 2:
-        got = sorted(df["method"].unique()) if "method" in df else []
+    if "objective" not in df or df["objective"].nunique() < 2:
+        got = sorted(df["objective"].unique()) if "objective" in df else []
         raise LawfitError(
             "MemFT figures need ok cells of at least two methods; got ok cells for "
             f"{got}. Collect the MemFT block of the sweep first."
@@ -67,19 +67,19 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
     require(ds, ["loss_reduction", "exact_match"], "plot_methods")
     df = _method_frame(ds, ["loss_reduction", "exact_match"])
     if lengths is None:
-        lengths = sorted(df.loc[df["method"] != "sft", "length"].unique())
+        lengths = sorted(df.loc[df["objective"] != "sft", "length"].unique())
     df = df[df["length"].isin(lengths)]
     if axes is None:
         fig, axes = new_figure("double", 2.35, ncols=2)
     else:
         fig = axes[0].figure
     a1, a2 = axes
-    methods = _order_methods(df["method"].unique())
-    agg = df.groupby(["method", "length", "rank"])[["loss_reduction", "exact_match"]].mean()
+    methods = _order_methods(df["objective"].unique())
+    agg = df.groupby(["objective", "length", "rank"])[["loss_reduction", "exact_match"]].mean()
     agg = agg.reset_index()
     for m in methods:
         for i, L in enumerate(lengths):
-            g = agg[(agg["method"] == m) & (agg["length"] == L)].sort_values("rank")
+            g = agg[(agg["objective"] == m) & (agg["length"] == L)].sort_values("rank")
             if not len(g):
                 continue
             kw = dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[i % 4],
@@ -143,11 +143,11 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     base = cells_frame(ds, ["loss_reduction"])
     if not len(base):
         raise LawfitError("plot_trajectories: no ok cell in the dataset.")
-    if "method" not in base:
-        base["method"] = "sft"
-    methods = _order_methods(base["method"].unique())
+    if "objective" not in base:
+        base["objective"] = "sft"
+    methods = _order_methods(base["objective"].unique())
     single = len(methods) == 1
-    memft = base if single else base[base["method"] != "sft"]
+    memft = base if single else base[base["objective"] != "sft"]
     if lengths is None:
         lengths = sorted(memft["length"].unique())[:4 if single else 3]
     if ranks is None:
@@ -158,8 +158,8 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     if "status" in ds:
         cur = cur.where(ds["status"] == "ok")
     df = cur.to_dataframe().reset_index().dropna(subset=["loss_curve"])
-    if "method" not in df:
-        df["method"] = methods[0]
+    if "objective" not in df:
+        df["objective"] = methods[0]
     if axes is None:
         width = "single" if len(lengths) == 1 else "double"
         fig, axes = new_figure(width, 3.6, nrows=2, ncols=len(lengths), sharex="col",
@@ -170,7 +170,7 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     for j, L in enumerate(lengths):
         for m in methods:
             for k, r in enumerate(ranks):
-                g = df[(df["method"] == m) & (df["length"] == L) & (df["rank"] == r)]
+                g = df[(df["objective"] == m) & (df["length"] == L) & (df["rank"] == r)]
                 if not len(g):
                     continue
                 g = g.groupby("step")[["loss_curve", "frac_above_curve"]].mean().reset_index()

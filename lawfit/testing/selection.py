@@ -29,6 +29,7 @@ TRUTHS: dict[str, dict[str, float]] = {
     "power_law": {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.1},
     "power_law_no_offset": {"C": 1.0, "alpha": 0.6, "beta": 0.5},
     "ratio": {"C": 1.0, "alpha": 0.55, "b": 0.1},
+    "ratio_no_offset": {"C": 2.0, "gamma": 0.55},
     "saturating": {"c": -0.5, "alpha": 0.6, "beta": 0.5, "b": 0.05},
     "additive": {"E": 0.0, "A": 0.3, "a": 0.4, "B": 2.0, "bl": 0.5},
     "power_law_nparams": {"C": 0.02, "alpha": 0.6, "beta": 0.5, "b": 0.1},
@@ -160,17 +161,17 @@ def synthetic_memft_dataset(
     Returns
     -------
     xarray.Dataset
-        Dims ``method, rank, length, seed`` with ``method = ["sft", "memft_ot"]``.
+        Dims ``objective, rank, length, seed`` with ``objective = ["sft", "memft_ot"]``.
     """
     from lawfit.testing.cells import synthetic_dataset
 
     kw = dict(ranks=ranks, lengths=lengths, seeds=seeds, noise=noise)
     a = synthetic_dataset(C=C_sft, rng=rng, **kw)
     b = synthetic_dataset(C=C_memft, rng=None if rng is None else rng + 1, **kw)
-    ds = xr.concat([a.drop_vars("n_params"), b.drop_vars("n_params")], dim="method")
-    ds = ds.assign_coords(method=["sft", "memft_ot"])
+    ds = xr.concat([a.drop_vars("n_params"), b.drop_vars("n_params")], dim="objective")
+    ds = ds.assign_coords(objective=["sft", "memft_ot"])
     on = ds["rank"].isin(list(memft_ranks)) & (ds["length"] >= memft_min_length)
-    keep = (ds["method"] == "sft") | on
+    keep = (ds["objective"] == "sft") | on
     for v in ("loss_before", "loss_after", "loss_reduction", "exact_match", "token_accuracy"):
         ds[v] = ds[v].where(keep)
     ds["status"] = xr.where(keep, ds["status"], "not_run")

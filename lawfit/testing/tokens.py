@@ -108,7 +108,7 @@ def synthetic_token_dataset(
     Returns
     -------
     xarray.Dataset
-        Dims ``task, method, rank, length, seed, token`` (and ``step``) with cell
+        Dims ``task, objective, rank, length, seed, token`` (and ``step``) with cell
         variables ``loss_before, loss_after, loss_reduction, exact_match,
         token_accuracy, status, n_params`` and token variables ``p_before, p_after,
         greedy_correct`` and ``entry``. ``attrs["planted"]`` holds the truth (JSON).
@@ -209,7 +209,7 @@ def synthetic_token_dataset(
     ent_valid = np.arange(n_ent)[None, :] < n_entries[:, None]  # (length, n_ent)
     exact = (ent_ok * ent_valid[None, None, :, None, :]).sum(-1) / n_entries[None, None, :, None]
 
-    dims_cell = ("method", "rank", "length", "seed")
+    dims_cell = ("objective", "rank", "length", "seed")
     dims_tok = dims_cell + ("token",)
     ds = xr.Dataset(
         {
@@ -226,7 +226,7 @@ def synthetic_token_dataset(
             "n_params": (("rank",), ranks_a * 2 * 576 * 2),
         },
         coords={
-            "method": list(methods),
+            "objective": list(methods),
             "rank": ranks_a,
             "length": lengths_a,
             "seed": seeds_a,
@@ -249,7 +249,7 @@ def synthetic_token_dataset(
         ds["frac_above_curve"] = (dims_cell + ("step",), np.stack(above, axis=-1))
         ds = ds.assign_coords(step=steps)
     ds = ds.expand_dims(task=[task])
-    ds = ds.transpose("task", "method", "rank", "length", "seed", ...)
+    ds = ds.transpose("task", "objective", "rank", "length", "seed", ...)
     ds.attrs.update(
         schema_version="1",
         synthetic="true",

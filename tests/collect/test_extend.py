@@ -85,7 +85,7 @@ def test_extension_equals_direct_run_for_sft_and_memft_ot(extended):
     old_cfg, new_cfg, old, new, reference = extended
     got = xr.open_dataset(new / "dataset.nc").load()
     _assert_same_dataset(got, reference)  # every method, every variable
-    sel = {"method": ["sft", "memft_ot"]}
+    sel = {"objective": ["sft", "memft_ot"]}
     _assert_same_dataset(got.sel(sel), reference.sel(sel))
     before, after = _cells(old, old_cfg), _cells(new, new_cfg)
     how = {k: a.get("extension") for k, a in after.items() if k.method in ("sft", "memft_ot")}
@@ -113,7 +113,7 @@ def test_memft_sw_phonebook_is_rerun_and_equals_direct_run(extended):
     assert not budget_dependent("memft_sw", "long_context")
     assert any(a.get("extension") for k, a in after.items() if k.method == "memft_sw")
     got = xr.open_dataset(new / "dataset.nc").load()
-    sel = {"method": ["memft_sw"]}
+    sel = {"objective": ["memft_sw"]}
     _assert_same_dataset(got.sel(sel), reference.sel(sel))
 
 

@@ -23,7 +23,7 @@ CONTRACT_DIMS = {
     "model",
     "task",
     "random_ratio",
-    "method",
+    "objective",
     "modules",
     "rank",
     "length",
@@ -64,7 +64,7 @@ def test_dataset_follows_the_contract(finished):
             "model",
             "task",
             "random_ratio",
-            "method",
+            "objective",
             "modules",
             "rank",
             "length",
@@ -97,17 +97,8 @@ def test_values_are_consistent(finished):
     assert set(np.unique(ds["status"].values)) == {"ok", "not_run"}
     assert np.isnan(ds["loss_reduction"].where(~ok)).all()
     # padding beyond `length` is NaN for token variables
-    # `method` is also a keyword of .sel(): select that dimension with the dict form
-    cell = ds.sel(
-        {
-            "task": "long_context",
-            "random_ratio": 1.0,
-            "method": "sft",
-            "rank": 8,
-            "length": 20,
-            "seed": 0,
-        }
-    )
+    cell = ds.sel(task="long_context", random_ratio=1.0, objective="sft", rank=8, length=20,
+                  seed=0)
     p = cell["p_after"].squeeze()
     assert np.isfinite(p[:20]).all() and np.isnan(p[20:]).all()
     assert (ds["entry"].sel(task="long_context", length=20).squeeze()[:20] == 0).all()

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 import lawfit
@@ -22,8 +23,8 @@ def test_weights_are_multinomial():
 def test_units(unit):
     ds = synthetic_dataset(seeds=4, rng=5)
     res = lawfit.fit(ds, exclude=None, bootstrap=100, unit=unit, rng=0, profile=False)
-    assert res.boot["unit"] == unit
-    assert res.boot["n_failed"] == int((~res.draws["converged"]).sum())
+    assert res.boot.unit == unit
+    assert res.boot.n_failed == int((~res.draws["converged"]).sum())
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()
 
@@ -52,15 +53,17 @@ def test_failed_replicates_are_counted_not_dropped():
     res = lawfit.fit(ds, exclude=None, bootstrap=200, rng=0, profile=False)
     d = res.draws
     assert len(d) == 200
-    assert res.boot["n_failed"] == int((~d["converged"]).sum())
-    if res.boot["n_failed"]:
-        assert any("bootstrap replicates failed" in f for f in res.flags)
+    assert res.boot.n_failed == int((~d["converged"]).sum())
+    if res.boot.n_failed:
+        assert {f.code for f in res.flags} & {"bootstrap_unidentifiable",
+                                              "bootstrap_not_converged"}
 
 
 def test_cluster_flag_few_clusters():
     res = lawfit.fit(synthetic_dataset(seeds=3, rng=8), exclude=None, bootstrap=50, unit="seed",
                      rng=0, profile=False)
-    assert any("only 3 seed clusters" in f for f in res.flags)
+    few = [f for f in res.flags if f.code == "few_clusters"]
+    assert len(few) == 1 and "only 3 seed clusters" in few[0].message
 
 
 def test_interval_helpers():
@@ -78,11 +81,15 @@ def test_unidentifiable_replicates_fail_loudly():
     # which cannot identify beta -> they must be reported as failed, not "converged"
     ds = synthetic_dataset(lengths=(64, 4096), seeds=2, rng=9)
     res = lawfit.fit(ds, exclude=None, bootstrap=200, unit="length", rng=0, profile=False)
-    n_failed = res.boot["n_failed"]
+    n_failed = res.boot.n_failed
     assert 60 < n_failed < 140
     assert len(res.draws) == 200
-    assert any(f"{n_failed} of 200 bootstrap replicates failed" in f for f in res.flags)
-    assert f"{n_failed} failed" in str(res.summary())
+    n_excluded = res.boot.counts["unidentifiable"]
+    assert n_excluded == n_failed  # these failures are all unidentifiable resamples
+    flag = next(f for f in res.flags if f.code == "bootstrap_unidentifiable")
+    assert flag.message.startswith(f"{n_excluded} of 200 bootstrap replicates")
+    assert flag.severity == "warning"
+    assert f"{n_excluded} (excluded)" in str(res.summary())
 
 
 def test_single_seed_cluster_error():
@@ -98,6 +105,79 @@ def test_units_in_log_space_with_huber(unit):
     ds = synthetic_dataset(seeds=4, rng=10)
     res = lawfit.fit(ds, exclude=None, bootstrap=60, unit=unit, space="log", loss="huber",
                      rng=0, profile=False)
-    assert res.boot["n_failed"] == 0
+    assert res.boot.n_failed == 0
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()
+
+
+def _planted_boot(res, rng):
+    """Replicates with a known heavy lower tail in alpha and a few with no estimate.
+
+    88 % near the estimate (converged), 10 % spread over [0.05, 0.2] (a tail of
+    boundary and not-converged solutions), 2 % unidentifiable with absurd values.
+    """
+    from lawfit.bootstrap import BootstrapResult
+
+    R = 1000
+    j = res.param_names.index("alpha")
+    draws = res.theta + rng.normal(0, 0.01, size=(R, len(res.theta))) * np.abs(res.theta)
+    status = np.array(["converged"] * 880 + ["at_bound"] * 50 + ["not_converged"] * 50
+                      + ["unidentifiable"] * 20)
+    draws[:880, j] = rng.normal(0.6, 0.03, 880)
+    draws[880:980, j] = rng.uniform(0.05, 0.2, 100)
+    draws[980:, j] = 100.0
+    return BootstrapResult(draws=draws, status=status, unit="cell",
+                           resid=np.asarray(res.points["residual"], float))
+
+
+def test_interval_covers_a_planted_heavy_tail():
+    import dataclasses
+
+    res = lawfit.fit(synthetic_dataset(seeds=2, rng=11), exclude=None, profile=False)
+    planted = dataclasses.replace(res, boot=_planted_boot(res, np.random.default_rng(0)))
+    ci = planted.conf_int("percentile", confidence_level=0.95)
+    # 100 of the 980 usable replicates (10.2 %) lie in [0.05, 0.2]: the 2.5 % quantile is
+    # inside that tail; dropping the tail would put it near 0.6 - 2 * 0.03
+    assert 0.05 <= ci.loc["alpha", "low"] <= 0.2
+    assert 0.6 < ci.loc["alpha", "high"] < 0.7  # the 20 absurd (unidentifiable) draws are out
+    assert planted.boot.n_excluded == 20
+    assert planted.draws.attrs["counts"] == {"converged": 880, "at_bound": 50,
+                                             "not_converged": 50, "unidentifiable": 20}
+    text = str(planted.summary())
+    assert "50 (kept)" in text and "20 (excluded)" in text
+
+
+def test_boundary_replicates_are_resolved_and_kept():
+    """A 9-cell design like the shipped data: some resamples' optimum is on an edge."""
+    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256),
+           (4, 512)]
+    r = np.array([p[0] for p in pts], float)
+    ell = np.array([p[1] for p in pts], float)
+    y = 119 * r ** 0.54 * ell ** -0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
+    df = pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y})
+    res = lawfit.fit(df, exclude=None, bootstrap=400, rng=0, profile=False)
+    counts = res.boot.counts
+    assert counts["at_bound"] > 0
+    d = res.draws
+    usable = d[d["status"] != "unidentifiable"]
+    ci = res.conf_int("percentile")
+    for p in ("alpha", "beta"):
+        lo, hi = np.quantile(usable[p], [0.025, 0.975])
+        assert ci.loc[p, "low"] == pytest.approx(lo) and ci.loc[p, "high"] == pytest.approx(hi)
+    # boundary solutions sit exactly on a bound of an exponent (not somewhere on the way)
+    at_bound = d[d["status"] == "at_bound"]
+    lo_b, hi_b = res.bounds["alpha"]
+    assert ((at_bound["alpha"] == lo_b) | (at_bound["alpha"] == hi_b)
+            | (at_bound["beta"] == res.bounds["beta"][0])
+            | (at_bound["beta"] == res.bounds["beta"][1])).all()
+    converged_only = np.quantile(d.loc[d["status"] == "converged", "alpha"], [0.025, 0.975])
+    assert ci.loc["alpha", "high"] - ci.loc["alpha", "low"] >= np.ptp(converged_only)
+
+
+def test_bootstrap_result_rejects_unknown_status():
+    from lawfit.bootstrap import BootstrapResult
+    from lawfit.errors import LawfitError
+
+    with pytest.raises(LawfitError, match="replicate status must be one of"):
+        BootstrapResult(draws=np.zeros((2, 1)), status=np.array(["converged", "failed"]),
+                        unit="cell", resid=np.zeros(3))

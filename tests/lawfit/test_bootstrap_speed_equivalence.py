@@ -35,7 +35,7 @@ def test_replicates_match_per_replicate_least_squares(noise, seeds, rng):
     ds = synthetic_dataset(seeds=seeds, noise=noise, rng=rng)
     R, seed = 200, 4
     res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False)
-    assert res.boot["n_failed"] == 0
+    assert res.boot.n_failed == 0
     pts = res.points
     x, ell, y = (pts["rank"].to_numpy(float), pts["length"].to_numpy(float),
                  pts["loss_reduction"].to_numpy(float))
@@ -126,7 +126,7 @@ def test_fast_path_same_as_generic_bootstrap_path():
 
         forms._REGISTRY.pop("power_law_generic_test", None)
     np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-6)
-    assert fast.boot["n_failed"] == slow.boot["n_failed"]
+    assert fast.boot.n_failed == slow.boot.n_failed
     a = fast.draws[["C", "alpha", "beta", "b"]].to_numpy(float)
     b = slow.draws[["C", "alpha", "beta", "b"]].to_numpy(float)
     # the generic LM stops at ftol=1e-10 (looser): agreement to its precision
@@ -139,4 +139,4 @@ def test_failed_replicates_still_counted_on_fast_path():
     res = lawfit.fit(ds, exclude=None, bootstrap=200, unit="length", rng=0, profile=False)
     d = res.draws
     assert len(d) == 200
-    assert res.boot["n_failed"] == int((~d["converged"]).sum()) > 0
+    assert res.boot.n_failed == int((~d["converged"]).sum()) > 0

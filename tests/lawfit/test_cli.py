@@ -33,7 +33,7 @@ def test_fit_sel_json(nc, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "R-squared" in text and "alpha" in text
-    assert json.loads(out.read_text())["form"] == "power_law"
+    assert json.loads(out.read_text())["form"]["name"] == "power_law"
 
 
 def test_fit_by(nc, capsys):

@@ -94,12 +94,36 @@ def test_errors():
 
 def test_heteroscedastic_linear_fit_is_flagged():
     mult = synthetic_dataset(rng=0, seeds=2)  # multiplicative noise
-    assert any("Breusch-Pagan" in n for n in compare(mult, holdout=()).notes)
-    assert not any("Breusch-Pagan" in n for n in compare(mult, holdout=(), space="log").notes)
+    lin = compare(mult, holdout=())
+    assert lin.heteroscedastic and lin.heteroscedasticity_pvalue < 0.01
+    assert [f.code for f in lin.flags if f.code == "heteroscedastic"] == ["heteroscedastic"]
+    assert not compare(mult, holdout=(), space="log").heteroscedastic
     add = synthetic_dataset(rng=0, seeds=2, noise_model="additive")
     res = compare(add, holdout=())
-    assert not any("Breusch-Pagan" in n for n in res.notes)
+    assert not res.heteroscedastic and res.heteroscedasticity_pvalue >= 0.01
     assert res.best == "power_law"
+
+
+def test_significance_replaces_alpha_keyword():
+    ds = synthetic_dataset(rng=0, seeds=2)
+    forms = ["power_law", "ratio_no_offset", "additive"]
+    new = compare(ds, forms, holdout=(), significance=0.2)
+    assert new.significance == 0.2
+    with pytest.warns(DeprecationWarning, match="significance"):
+        old = compare(ds, forms, holdout=(), alpha=0.2)
+    pd.testing.assert_frame_equal(old.vuong, new.vuong)
+    with pytest.raises(LawfitError, match="significance must be"):
+        compare(ds, forms, holdout=(), significance=5)
+
+
+def test_ratio_no_offset_is_a_candidate_nested_in_three_forms():
+    ds = synthetic_dataset(rng=0, seeds=2)
+    res = compare(ds, ["ratio_no_offset", "ratio", "power_law_no_offset", "power_law"],
+                  holdout=())
+    assert res.fits["ratio_no_offset"].param_names == ("C", "gamma")
+    lr = res.lr_tests.set_index(["restricted", "general"])
+    for general, df in (("ratio", 1), ("power_law_no_offset", 1), ("power_law", 2)):
+        assert lr.loc[("ratio_no_offset", general), "df"] == df
 
 
 @pytest.mark.slow

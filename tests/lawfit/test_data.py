@@ -217,3 +217,23 @@ def test_full_contract_shape_fits():
     assert set(res.exclusions["reason"]) == {"status=not_run"}
     res2 = lawfit.fit(ds, by=["model", "task"], exclude=None, profile=False)
     assert list(res2) == [("smollm2", "long_context")]
+
+
+def test_old_file_method_dim_is_migrated_to_objective():
+    import pathlib
+
+    from lawfit._tokens import load
+    from lawfit.data import open_dataset
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "data" / "smollm2_cpu.nc"
+    raw = xr.open_dataset(path)
+    assert "method" in raw.dims  # the shipped file predates the rename
+    raw.close()
+    for ds in (open_dataset(path), load(path), load(xr.load_dataset(path))):
+        assert "objective" in ds.dims and "method" not in ds.dims
+        sft = ds.sel(objective="sft")
+        assert "objective" not in sft.dims
+        assert int((sft["status"] == "ok").sum()) > 0
+    old_frame = _contract_like()  # an old-style dataset passed in memory
+    frame, _ = as_frame(old_frame, variables=("loss_reduction",))
+    assert "method" not in frame.columns

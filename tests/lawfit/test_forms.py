@@ -85,7 +85,7 @@ def test_form_without_linear_params_fits_globally():
 def test_form_object_can_be_passed_directly():
     f = lawfit.get_form("power_law")
     ds = synthetic_dataset(rng=2)
-    assert lawfit.fit(ds, f, exclude=None, profile=False).form == "power_law"
+    assert lawfit.fit(ds, f, exclude=None, profile=False).form.name == "power_law"
 
 
 def with_base_loss(rank, length, loss_before, *, C, alpha, beta, d):

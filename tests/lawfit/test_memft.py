@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lawfit.errors import LawfitError
@@ -23,7 +24,7 @@ def test_gradient_budget_shares(traj):
     # the time average over training is below the end-of-training share
     assert (c["share_trajectory"] <= c["share_final"] + 1e-9).all()
     # the final share equals the share of tokens above 0.5
-    sft = traj.sel({"method": "sft"})
+    sft = traj.sel(objective="sft")
     direct = ((sft["p_after"] > 0.5).sum("token") / sft["p_after"].notnull().sum("token"))
     np.testing.assert_allclose(np.sort(c["share_final"]), np.sort(direct.values.ravel()))
     t = gb.summary_table.set_index(["quantity", "rank"])
@@ -40,8 +41,8 @@ def test_gradient_budget_without_trajectories(traj):
     assert any("no trajectories" in n for n in gb.notes)
     with pytest.raises(LawfitError, match="needs 'frac_above_curve'"):
         gradient_budget(traj[["loss_reduction", "status"]])
-    with pytest.raises(LawfitError, match="method 'memft_sw' is not in the dataset"):
-        gradient_budget(traj, method="memft_sw")
+    with pytest.raises(LawfitError, match="objective 'memft_sw' is not in the dataset"):
+        gradient_budget(traj, objective="memft_sw")
 
 
 def test_memft_savings_recovers_planted_saving():
@@ -68,12 +69,12 @@ def test_memft_savings_recovers_planted_saving():
 
 def test_memft_savings_degrades():
     ds = synthetic_memft_dataset(rng=0)
-    only_sft = ds.sel({"method": ["sft"]})
+    only_sft = ds.sel(objective=["sft"])
     res = memft_savings(only_sft, bootstrap=0)
-    assert res.predictions.empty and any("no memft_* method" in n for n in res.notes)
+    assert res.predictions.empty and any("no memft_* objective" in n for n in res.notes)
     few = ds.copy(deep=True)
     few["status"] = few["status"].where(
-        ~((few["method"] == "memft_ot") & (few["rank"] > 1)), "not_run")
+        ~((few["objective"] == "memft_ot") & (few["rank"] > 1)), "not_run")
     res = memft_savings(few, bootstrap=0, target=math.log(2))
     assert any("law for memft_ot not fitted" in n for n in res.notes)
     assert set(res.predictions["model"]) == {"shared exponents"} if len(res.predictions) else True
@@ -102,7 +103,14 @@ def test_memft_validation_compares_steps_to_recall():
     # plant step counts: MemFT stops after 0.5x the SFT steps at every cell (seed means)
     ds = synthetic_memft_dataset(rng=0)
     base = 100.0 * ds["rank"] + ds["length"] + 0.0 * ds["seed"]
-    ds["steps"] = base * (1.0 - 0.5 * (ds["method"] == "memft_ot"))
+    ds["steps"] = base * (1.0 - 0.5 * (ds["objective"] == "memft_ot"))
     v = memft_savings(ds, bootstrap=20, rng=0, target=1.0, target_kind="loss_reduction").validation
     np.testing.assert_allclose(v["steps_ratio"], 0.5)
     np.testing.assert_allclose(v["steps_sft"], 100.0 * v["rank"] + v["length"])
+
+
+def test_gradient_budget_method_keyword_is_deprecated(traj):
+    with pytest.warns(DeprecationWarning, match="objective="):
+        old = gradient_budget(traj, method="sft", bootstrap=0)
+    new = gradient_budget(traj, objective="sft", bootstrap=0)
+    pd.testing.assert_frame_equal(old.summary_table, new.summary_table)

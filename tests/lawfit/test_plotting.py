@@ -65,7 +65,7 @@ def data():
         warnings.simplefilter("ignore")
         fit = lawfit.fit(d["cells"], bootstrap=30, rng=0)
         cmp = lawfit.compare(d["cells"])
-        sft = d["tokens"].sel({"method": ["sft"]})
+        sft = d["tokens"].sel(objective=["sft"])
         pt = lawfit.phase_transition(sft, bootstrap=20, rng=0)
         bits = lawfit.bits_per_parameter(d["cells"])
         budget = budget_sensitivity(_budget_dataset(), bootstrap=20, rng=0)
@@ -135,7 +135,7 @@ def test_style_sizes_and_fonts(data):
 
 def test_memft_figure_without_memft_cells_says_why(data):
     with pytest.raises(lawfit.LawfitError, match="at least two methods"):
-        plot_methods(data["tokens"].sel({"method": ["sft"]}))
+        plot_methods(data["tokens"].sel(objective=["sft"]))
 
 
 def test_import_lawfit_does_not_import_matplotlib():

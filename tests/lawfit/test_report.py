@@ -22,7 +22,7 @@ def full(tmp_path_factory):
                                  ranks=(1, 2, 4, 8, 16, 32), lengths=(64, 128, 256),
                                  seeds=(0, 1), rng=0)
     memft = (ds["rank"] <= 8) & (ds["length"] >= 128)
-    ds["status"] = xr.where((ds["method"] == "sft") | memft, ds["status"], "not_run")
+    ds["status"] = xr.where((ds["objective"] == "sft") | memft, ds["status"], "not_run")
     path = tmp_path_factory.mktemp("data") / "full.nc"
     ds.to_netcdf(path)
     return ds, path
@@ -45,7 +45,7 @@ def test_report_degrades_on_cells_only():
     ds = synthetic_dataset(rng=0, seeds=2)
     md = build_report(ds, bootstrap=20).to_markdown()
     assert "no token variables" in md
-    assert "no 'method' dim with 'sft'" in md
+    assert "no 'objective' dim with 'sft'" in md
     assert "Best form by AICc" in md
 
 
@@ -69,12 +69,12 @@ def test_cli_report_and_commands(full, tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(path), "-o", str(out), "--bootstrap", "20"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
-    assert main(["compare", str(path), "--sel", "method=sft", "--no-holdout"]) == 0
+    assert main(["compare", str(path), "--sel", "objective=sft", "--no-holdout"]) == 0
     assert "best:" in capsys.readouterr().out
     assert main(["transition", str(path), "--bootstrap", "20"]) == 0
     assert "threshold p*" in capsys.readouterr().out
     csv = tmp_path / "p.csv"
-    assert main(["predict", str(path), "--sel", "method=sft", "--length", "128",
+    assert main(["predict", str(path), "--sel", "objective=sft", "--length", "128",
                  "--target", "0.5", "--bootstrap", "20", "--csv", str(csv)]) == 0
     assert csv.exists()
     assert main(["memft", str(path), "--bootstrap", "20"]) == 0
@@ -87,7 +87,7 @@ def test_cli_errors_are_reported(full, capsys):
     assert "no dim 'model'" in capsys.readouterr().err
     assert main(["predict", str(path), "--length", "64", "--target", "0.69",
                  "--target-kind", "loss_after", "--bootstrap", "0",
-                 "--sel", "method=sft"]) == 0
+                 "--sel", "objective=sft"]) == 0
     assert main(["report", "/nonexistent.nc"]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -43,7 +43,8 @@ def test_isotonic_threshold_survives_the_sufficiency_jump():
     assert t.ci_isotonic[0] <= 0.45 <= t.ci_isotonic[1]
     assert t.ci[1] < 0.45  # the logistic is pulled down by the jump ...
     assert t.ci_difference[1] < 0  # ... and the paired comparison says so
-    assert any("prefer threshold_isotonic" in n for n in res.notes)
+    assert "prefer threshold_isotonic" in next(
+        f.message for f in res.flags if f.code == "threshold_not_logistic")
 
 
 def test_threshold_test_against_half(pt_phonebook):
@@ -70,7 +71,8 @@ def test_sufficiency_violations_are_flagged():
                                  rng=3, **GRID)
     res = phase_transition(ds, bootstrap=0)
     assert res.sufficiency.n_violations > 0
-    assert any(n.startswith("FLAG") and "not recalled" in n for n in res.notes)
+    flag = next(f for f in res.flags if f.code == "sufficiency_violated")
+    assert "not recalled" in flag.message
 
 
 def test_cascade_long_context():
@@ -166,9 +168,10 @@ def test_a_threshold_located_by_one_run_is_flagged(phonebook):
     ds["greedy_correct"] = ds["greedy_correct"].where(~(others & valid), 1.0)
     res = phase_transition(ds, bootstrap=100, rng=0, orders=())
     assert res.token_fit.n_runs_informative == 1
-    assert any(n.startswith("FLAG: only 1 of ") and "understates" in n for n in res.notes)
+    flag = next(f for f in res.flags if f.code == "few_informative_runs")
+    assert flag.message.startswith("only 1 of ") and "understates" in flag.message
 
 
 def test_many_informative_runs_are_not_flagged(pt_phonebook):
     assert pt_phonebook.token_fit.n_runs_informative >= 5
-    assert not any("runs have both recalled and missed" in n for n in pt_phonebook.notes)
+    assert "few_informative_runs" not in {f.code for f in pt_phonebook.flags}
