@@ -42,9 +42,11 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # collect/ without an install
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # gpu_pack, and collect/ without an install
 
-from benchmarks.gpu_pack import MIB, PackError, pack_dir  # noqa: E402
+from gpu_pack import MIB, PackError, pack_dir  # noqa: E402
+
 from collect.config import CellKey, SweepConfig, load_config  # noqa: E402
 from collect.errors import CollectError  # noqa: E402
 from collect.models import SMOLLM2_GGUF, SMOLLM2_GGUF_ENV  # noqa: E402

@@ -53,9 +53,14 @@ CONTRACT_DIMS = {"model", "task", "random_ratio", "method", "modules", "rank", "
 
 
 def _rehearsal_sweep(tiny_sweep) -> dict:
-    """Twelve tiny cells that each run the whole 400-step budget: longer than the limit."""
+    """72 tiny cells that each run the whole 400-step budget.
+
+    One cell takes seconds, so some finish inside the limit on a loaded machine; all of them
+    take minutes, so the limit cuts the sweep on a fast one.
+    """
     train = {"max_steps": 400, "log_every": 20, "stop_when_memorized": False, "patience": 1000}
-    return tiny_sweep(train=train)
+    defaults = {**tiny_sweep()["defaults"], "seeds": list(range(6))}
+    return tiny_sweep(train=train, defaults=defaults)
 
 
 @pytest.fixture(scope="module")
