@@ -49,7 +49,9 @@ sys.meta_path = [_DeviceLike if f is PathFinder else f for f in sys.meta_path]
 '''
 MINUTES = 0.5
 MAX_FILES, MAX_MIB = 8, 0.02
-CONTRACT_DIMS = {"model", "task", "random_ratio", "method", "modules", "rank", "length", "seed"}
+CONTRACT_DIMS = {
+    "model", "task", "random_ratio", "objective", "modules", "rank", "length", "seed", "data_seed"
+}
 
 
 def _rehearsal_sweep(tiny_sweep) -> dict:
@@ -119,8 +121,11 @@ def test_the_time_limit_is_honoured(rehearsal):
     proc, out, work, seconds = rehearsal
     summary = json.loads((out / "summary.json").read_text())
     assert summary["time_limited"] is True
-    assert 0 < summary["cells_done"] < summary["cells_in_sweep"]
-    assert len(summary["checkpoints"]) == 1  # the cell cut by the limit, resumable
+    assert summary["cells_done"] < summary["cells_in_sweep"]
+    # the run made progress: cells finished, or the cell cut by the limit left its checkpoint
+    # (how many finish depends on the machine's load; that the run stops does not)
+    assert len(summary["checkpoints"]) <= 1
+    assert summary["cells_done"] + len(summary["checkpoints"]) >= 1
     # the limit counts from the start of main(); the overrun is a poll, a step and the merge
     assert summary["elapsed_seconds"] <= 60 * MINUTES + 10
     assert seconds <= 60 * MINUTES + 40  # plus the interpreter's start and imports, packing
