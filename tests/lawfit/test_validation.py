@@ -305,3 +305,13 @@ def test_frame_without_losses_is_still_accepted():
     )
     frame, excl = as_frame(df)
     assert len(frame) == 6 and len(excl) == 0
+
+
+def test_compare_and_memft_refuse_a_nan_exclusion(ds):
+    with pytest.raises(LawfitError, match="exclude must be 'memorized', a finite threshold"):
+        lawfit.compare(ds, exclude=float("nan"))
+    m = synthetic_memft_dataset(rng=0)
+    with pytest.raises(LawfitError, match="exclude must be 'memorized', a finite threshold"):
+        lawfit.memft_savings(m, exclude=float("nan"))
+    with pytest.raises(LawfitError, match="target must be a finite number > 0"):
+        lawfit.memft_savings(m, target=float("inf"))
