@@ -167,6 +167,13 @@ def test_bootstrap_is_chunked_under_a_small_budget(ds, monkeypatch):
     assert lo < res.params["alpha"] < hi
 
 
+def test_unchunkable_bootstrap_refused_when_too_big(ds, monkeypatch):
+    n = int(ds.loss_reduction.size)
+    monkeypatch.setenv(V.MEMORY_BUDGET_ENV, str(60 * n * V._BYTES_PER_REPLICATE_POINT))
+    with pytest.raises(LawfitError, match="working arrays fit in memory.*unit='cell'"):
+        lawfit.fit(ds, exclude=None, bootstrap=400, unit="wild")
+
+
 def test_compare_unknown_cluster_column_fails_before_fitting(ds, monkeypatch):
     import importlib
 
@@ -315,3 +322,19 @@ def test_compare_and_memft_refuse_a_nan_exclusion(ds):
         lawfit.memft_savings(m, exclude=float("nan"))
     with pytest.raises(LawfitError, match="target must be a finite number > 0"):
         lawfit.memft_savings(m, target=float("inf"))
+
+
+@pytest.mark.parametrize("kw", [{}, {"loss": "huber"}, {"unit": "wild"}, {"space": "log"}])
+def test_bootstrap_memory_estimate_bounds_the_peak(ds, kw):
+    import tracemalloc
+
+    frame = ds.drop_vars(["loss_before", "loss_after"])
+    n, k, R = int(frame.loss_reduction.size), 4, 300
+    estimate = R * (n * V._BYTES_PER_REPLICATE_POINT + 2 * k * V._BYTES_PER_REPLICATE_PARAM)
+    tracemalloc.start()
+    try:
+        lawfit.fit(frame, exclude=None, profile=False, bootstrap=R, rng=0, **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < estimate
