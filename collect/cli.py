@@ -75,10 +75,16 @@ def _add_memory_flag(p):
     )
 
 
-def _preflight(config, cells, args):
-    """Check the cells against the models' configs and print the estimate (see preflight)."""
-    from collect.preflight import check_args, preflight, summary
+def _preflight(config, args, cells=None):
+    """Check the cells (default: the pending ones) against the models' configs; print the estimate.
 
+    See :mod:`collect.preflight`.
+    """
+    from collect.preflight import check_args, preflight, summary
+    from collect.sweep import pending_cells
+
+    if cells is None:
+        cells = pending_cells(config, args.out) if args.out.exists() else config.cells()
     print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
 
 
@@ -125,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
     launch.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"])
+    _add_memory_flag(launch)
     launch.add_argument("--jobs", type=int, default=8)
     launch.add_argument("--wait", action="store_true")
     launch.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in todo:
                 notes = [plan.get(key), running.get(key), checkpoints.get(key)]
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
-            _preflight(config, todo, args)
+            _preflight(config, args, todo)
         elif args.command == "run":
             from collect.sweep import run_sweep
 
@@ -194,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 shard = (int(index), int(n_shards))
             except ValueError as err:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
-            from collect.sweep import pending_cells
-
-            _preflight(
-                config,
-                pending_cells(config, args.out) if args.out.exists() else config.cells(),
-                args,
-            )
+            _preflight(config, args)
             ds = run_sweep(
                 config,
                 args.out,
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "launch":
             from collect.launch import launch
 
+            _preflight(config, args)
             jobs = launch(
                 config,
                 args.out,
