@@ -338,3 +338,12 @@ def test_bootstrap_memory_estimate_bounds_the_peak(ds, kw):
     finally:
         tracemalloc.stop()
     assert peak < estimate
+
+
+def test_phase_transition_wide_width_interval_is_open_not_a_traceback():
+    # found by tests/test_properties.py: math.exp overflowed (OverflowError) on this design
+    grid = dict(ranks=(1, 4, 16), lengths=(64, 128), seeds=(0, 1))
+    tokens = synthetic_token_dataset(p_star=0.3, slope=3.0, entry_tokens=8, rng=1, **grid)
+    res = lawfit.phase_transition(tokens, bootstrap=0)
+    text = res.summary()
+    assert "width" in text and "inf]" in text
