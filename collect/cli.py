@@ -123,10 +123,16 @@ def _add_memory_flag(p):
     )
 
 
-def _preflight(config, cells, args):
-    """Check the cells against the models' configs and print the estimate (see preflight)."""
-    from collect.preflight import check_args, preflight, summary
+def _preflight(config, args, cells=None):
+    """Check the cells (default: the pending ones) against the models' configs; print the estimate.
 
+    See :mod:`collect.preflight`.
+    """
+    from collect.preflight import check_args, preflight, summary
+    from collect.sweep import pending_cells
+
+    if cells is None:
+        cells = pending_cells(config, args.out) if args.out.exists() else config.cells()
     print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
 
 
@@ -189,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["slurm", "local", "debug"],
         help="where the jobs run (default: slurm; local: processes here; debug: in this one)",
     )
+    _add_memory_flag(launch)
     launch.add_argument(
         "--jobs", type=int, default=8, help="jobs to split the pending cells into (default: 8)"
     )
@@ -250,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in todo:
                 notes = [plan.get(key), running.get(key), checkpoints.get(key)]
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
-            _preflight(config, todo, args)
+            _preflight(config, args, todo)
         elif args.command == "run":
             from collect.sweep import run_sweep
             from collect.timelimit import Deadline
@@ -262,13 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 shard = (int(index), int(n_shards))
             except ValueError as err:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
-            from collect.sweep import pending_cells
-
-            _preflight(
-                config,
-                pending_cells(config, args.out) if args.out.exists() else config.cells(),
-                args,
-            )
+            _preflight(config, args)
             ds = run_sweep(
                 config,
                 args.out,
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "launch":
             from collect.launch import launch
 
+            _preflight(config, args)
             jobs = launch(
                 config,
                 args.out,

@@ -35,9 +35,10 @@ __all__ = [
 
 #: Environment variable that caps the bytes a bootstrap may allocate at once.
 MEMORY_BUDGET_ENV = "LAWFIT_MEMORY_BUDGET"
-# bytes per replicate and observation of the batched bootstrap's working arrays
-# (draws, counts, weights, responses, model values, residuals, Jacobian columns and
-# a local grid of starts): measured upper bound, see tests/lawfit/test_validation.py
+# bytes per replicate and observation (and per replicate and parameter) of the batched
+# bootstrap's working arrays: an upper bound. tracemalloc peaks of lawfit.fit(bootstrap=500)
+# on 168 cells were 2.2x (Huber, the (R, n) weights path) to 17x (least squares, collapsed)
+# below it; tests/lawfit/test_validation.py::test_bootstrap_memory_estimate_bounds_the_peak
 _BYTES_PER_REPLICATE_POINT = 8 * 64
 _BYTES_PER_REPLICATE_PARAM = 8 * 16
 
@@ -228,7 +229,7 @@ def _memory_budget() -> int:
     return max(free // 2, 2**26)
 
 
-def bootstrap_chunk(n_boot: int, n_obs: int, n_params: int) -> int:
+def bootstrap_chunk(n_boot: int, n_obs: int, n_params: int, *, chunkable: bool = True) -> int:
     """Replicates per batch so that the bootstrap fits in memory; refuse if it cannot.
 
     The working arrays of a batch grow with replicates x observations; they are
@@ -242,6 +243,9 @@ def bootstrap_chunk(n_boot: int, n_obs: int, n_params: int) -> int:
         Observations (cells) resampled.
     n_params : int
         Parameters of the law.
+    chunkable : bool
+        Whether the caller can run the replicates in batches (the residual and wild
+        bootstraps build all their responses at once: they must fit whole).
 
     Returns
     -------
@@ -267,4 +271,13 @@ def bootstrap_chunk(n_boot: int, n_obs: int, n_params: int) -> int:
             n_boot,
             f"Use fewer replicates, or raise ${MEMORY_BUDGET_ENV} (bytes).",
         )
-    return int(max(1, min(n_boot, (budget - result_bytes) // per_replicate)))
+    chunk = int(max(1, min(n_boot, (budget - result_bytes) // per_replicate)))
+    if chunk < n_boot and not chunkable:
+        raise fail(
+            "bootstrap",
+            f"a count whose working arrays fit in memory here (about {chunk:,} for this "
+            f"resampling unit: {budget / 2**30:.2g} GiB budget)",
+            n_boot,
+            f"Use fewer replicates, unit='cell' (run in batches), or raise ${MEMORY_BUDGET_ENV}.",
+        )
+    return chunk

@@ -417,7 +417,7 @@ def compare(
             "lawfit.fit(..., loss='huber') for a robust fit of a single form."
         )
     V.one_of(criterion, "criterion", ("aicc", "bic"))
-    alpha = V.significance_level(alpha, "alpha")
+    alpha, exclude = V.significance_level(alpha, "alpha"), V.exclude_rule(exclude)
     bad_h = [h for h in holdout if h not in ("rank", "length")]
     if bad_h:
         raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")

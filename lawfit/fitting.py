@@ -160,7 +160,8 @@ def fit(
                 f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "
                 f"{list(frame.columns)}. Use unit='cell' or add the column."
             )
-    V.bootstrap_chunk(bootstrap, len(frame), len(form_obj.params))
+    V.bootstrap_chunk(bootstrap, len(frame), len(form_obj.params),
+                      chunkable=unit not in ("residual", "wild"))
     opts = dict(form=form_obj, inputs=inputs, response=response, exclude=exclude, loss=loss,
                 huber_delta=huber_delta, space=space, bootstrap=int(bootstrap), unit=unit,
                 ci_method=ci_method, level=float(confidence_level), profile=profile, p0=p0,

@@ -435,6 +435,7 @@ def memft_savings(
             f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}})."
         )
     gen = V.random_generator(rng)
+    exclude, target = V.exclude_rule(exclude), V.positive_number(target, "target")
     notes: list[str] = []
     target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
                   else f"ΔL >= {target:.4g} nats/token")

@@ -795,9 +795,11 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
         cov = np.full((k, k), np.nan)
     zc = stats.norm.ppf(0.5 + level / 2)
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(over="ignore"):  # an unidentified width gets an open (inf) bound
+        width = tuple(float(w) for w in np.exp([th[1] - zc * se[1], th[1] + zc * se[1]]))
     ci = {
         "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
-        "width": tuple(np.exp(np.minimum([th[1] - zc * se[1], th[1] + zc * se[1]], 709.0))),
+        "width": width,
         "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
     }
     method = "wald (HC1 sandwich)"

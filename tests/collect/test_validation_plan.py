@@ -66,3 +66,42 @@ def test_estimate_grows_with_length(tiny_sweep):
     assert b.flop == pytest.approx(a.flop * b.batch_tokens / a.batch_tokens)
     # weights alone are a floor: 164,480 float32 parameters
     assert a.memory_bytes > 164_480 * 4
+
+
+def _peak_rss(tmp_path, length):
+    """Peak RSS (bytes) of a 3-step `collect run` of one tiny PhoneBook cell, in a subprocess."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys; from collect.cli import main; main(sys.argv[1:]); "
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    argv = ["run", *BASE, "--task", "phonebook", "--lengths", str(length), "--max-steps", "3"]
+    argv += ["--out", str(tmp_path / f"r{length}"), "--no-progress"]
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+    ).stdout
+    return 1024 * int(out.split("MAXRSS")[-1])
+
+
+@pytest.mark.slow
+def test_memory_estimate_bounds_a_measured_run(tmp_path):
+    from collect.models import load_skeleton
+
+    grown = _peak_rss(tmp_path, 20_000) - _peak_rss(tmp_path, 20)
+    config = config_from_dict(
+        {
+            "defaults": {
+                "models": ["tiny-random"],
+                "modules": ["mlp@2"],
+                "ranks": [1],
+                "lengths": [20_000],
+                "seeds": [0],
+                "tasks": ["phonebook"],
+            },
+            "train": {"max_steps": 3},
+        }
+    )
+    est = estimate_cell(load_skeleton("tiny-random"), config.cells()[0], config)
+    assert grown < est.memory_bytes < 3 * grown

@@ -167,6 +167,13 @@ def test_bootstrap_is_chunked_under_a_small_budget(ds, monkeypatch):
     assert lo < res.params["alpha"] < hi
 
 
+def test_unchunkable_bootstrap_refused_when_too_big(ds, monkeypatch):
+    n = int(ds.loss_reduction.size)
+    monkeypatch.setenv(V.MEMORY_BUDGET_ENV, str(60 * n * V._BYTES_PER_REPLICATE_POINT))
+    with pytest.raises(LawfitError, match="working arrays fit in memory.*unit='cell'"):
+        lawfit.fit(ds, exclude=None, bootstrap=400, unit="wild")
+
+
 def test_compare_unknown_cluster_column_fails_before_fitting(ds, monkeypatch):
     import importlib
 
@@ -305,3 +312,38 @@ def test_frame_without_losses_is_still_accepted():
     )
     frame, excl = as_frame(df)
     assert len(frame) == 6 and len(excl) == 0
+
+
+def test_compare_and_memft_refuse_a_nan_exclusion(ds):
+    with pytest.raises(LawfitError, match="exclude must be 'memorized', a finite threshold"):
+        lawfit.compare(ds, exclude=float("nan"))
+    m = synthetic_memft_dataset(rng=0)
+    with pytest.raises(LawfitError, match="exclude must be 'memorized', a finite threshold"):
+        lawfit.memft_savings(m, exclude=float("nan"))
+    with pytest.raises(LawfitError, match="target must be a finite number > 0"):
+        lawfit.memft_savings(m, target=float("inf"))
+
+
+@pytest.mark.parametrize("kw", [{}, {"loss": "huber"}, {"unit": "wild"}, {"space": "log"}])
+def test_bootstrap_memory_estimate_bounds_the_peak(ds, kw):
+    import tracemalloc
+
+    frame = ds.drop_vars(["loss_before", "loss_after"])
+    n, k, R = int(frame.loss_reduction.size), 4, 300
+    estimate = R * (n * V._BYTES_PER_REPLICATE_POINT + 2 * k * V._BYTES_PER_REPLICATE_PARAM)
+    tracemalloc.start()
+    try:
+        lawfit.fit(frame, exclude=None, profile=False, bootstrap=R, rng=0, **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < estimate
+
+
+def test_phase_transition_wide_width_interval_is_open_not_a_traceback():
+    # found by tests/test_properties.py: math.exp overflowed (OverflowError) on this design
+    grid = dict(ranks=(1, 4, 16), lengths=(64, 128), seeds=(0, 1))
+    tokens = synthetic_token_dataset(p_star=0.3, slope=3.0, entry_tokens=8, rng=1, **grid)
+    res = lawfit.phase_transition(tokens, bootstrap=0)
+    text = res.summary()
+    assert "width" in text and "inf]" in text
