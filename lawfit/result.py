@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lawfit.bootstrap import BootstrapResult
+from lawfit.bootstrap import BootstrapResult, _read_only
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
 from lawfit.protocol import (
@@ -78,13 +78,6 @@ def resolve_confidence_level(confidence_level, default, level=None) -> float:
             raise LawfitError("pass confidence_level only (level is its deprecated old name).")
         confidence_level = level
     return check_confidence_level(default if confidence_level is None else confidence_level)
-
-
-def _read_only(a) -> np.ndarray:
-    """Return a read-only copy of ``a`` (writing into it raises ``ValueError``)."""
-    out = np.array(a, copy=True)
-    out.flags.writeable = False
-    return out
 
 
 def _frozen_frame(df: pd.DataFrame) -> pd.DataFrame:
