@@ -15,7 +15,7 @@ from lawfit.fitting import fit
 from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
 from lawfit.report import build_report  # noqa: I001
-from lawfit.result import FitResult, FitResults, load
+from lawfit.result import FitResult, FitResults, Flag, load
 from lawfit.transition import phase_transition  # noqa: I001
 
 try:
@@ -45,6 +45,7 @@ __all__ = [
     "Form",
     "FitResult",
     "FitResults",
+    "Flag",
     "LawfitError",
     "compare",
     "phase_transition",

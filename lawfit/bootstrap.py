@@ -44,6 +44,7 @@ RESAMPLING_UNITS = ("cell", "seed", "run", "residual", "wild")
 
 
 def _read_only(a):
+    """Return a read-only copy of ``a`` (writing into it raises ``ValueError``); None stays."""
     if a is None:
         return None
     out = np.array(a, copy=True)

@@ -415,6 +415,59 @@ def predict_capacity(
         Neither or both of ``length`` and ``rank``; a loss_after target without
         loss_before; a law without a capacity or length input; bad values.
     """
+    cap = _check_capacity_query(fit, length, rank, target_kind)
+    level = V.confidence_level(fit.confidence_level if confidence_level is None
+                               else confidence_level)
+    search = V.search_range(search)
+    targets = np.atleast_1d(np.asarray(target, float))
+    if not np.all(np.isfinite(targets)):
+        raise LawfitError(f"target must be finite numbers; got {target!r}.")
+    l0fn, l0desc = _loss_before_fn(loss_before, data)
+    need_l0 = target_kind == "loss_after" or "loss_before" in fit.inputs
+    if need_l0 and l0fn is None:
+        raise LawfitError(
+            f"{'target_kind=' + repr(target_kind) if target_kind == 'loss_after' else 'this law'}"
+            f" needs loss_before at the queried lengths ({l0desc}). Pass loss_before=<nats> "
+            "or data=<the dataset> (its mean loss_before per length is used)."
+        )
+    mode = "capacity" if length is not None else "length"
+    queries = np.atleast_1d(np.asarray(length if mode == "capacity" else rank, float))
+    if np.any(~np.isfinite(queries)) or np.any(queries <= 0):
+        raise LawfitError(
+            f"{'length' if mode == 'capacity' else 'rank'} must be positive numbers; got "
+            f"{queries.tolist()}."
+        )
+    inv = _Inversion(fit=fit, cap=cap, mode=mode, target_kind=target_kind, l0fn=l0fn,
+                     need_l0=need_l0, search=tuple(search), level=level)
+    draws = fit.boot.usable_draws() if getattr(fit, "boot", None) is not None else None
+    notes = [f"loss_before: {l0desc}"] if need_l0 else []
+    rows, dvals = [], []
+    for q in queries:
+        for t in targets:
+            row, v = inv.answer(q, t, draws, notes)
+            rows.append(row)
+            if v is not None:
+                dvals.append(v)
+    table = pd.DataFrame(rows)
+    per_rank = _params_per_rank(data) if (mode == "capacity" and cap == "rank") else None
+    if per_rank is not None:
+        for c in ("estimate", "low", "high"):
+            table[f"n_params_{c}"] = table[c] * per_rank
+        notes.append(f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
+                     "data's n_params)")
+    if draws is None:
+        notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
+    if table["trivial"].any():
+        notes.append("some targets are already met at the smallest capacity searched (or at "
+                     "every length): estimate set to the search bound / inf")
+    return CapacityPrediction(table=table, quantity=cap if mode == "capacity" else "length",
+                              level=level, notes=tuple(dict.fromkeys(notes)),
+                              flags=inv.flags(table),
+                              draw_values=np.vstack(dvals) if dvals else None)
+
+
+def _check_capacity_query(fit, length, rank, target_kind) -> str:
+    """Validate what :func:`predict_capacity` is asked; return the law's capacity input."""
     if not hasattr(fit, "param_names") or not hasattr(fit, "inputs"):
         raise LawfitError(
             f"fit must be a FitResult from lawfit.fit; got {type(fit).__name__}. For grouped "
@@ -436,150 +489,120 @@ def predict_capacity(
             f"predict_capacity needs a law in a capacity (rank or n_params) and length; this "
             f"law takes {inputs}. Fit a form with those inputs."
         )
-    level = V.confidence_level(fit.confidence_level if confidence_level is None
-                               else confidence_level)
-    search = V.search_range(search)
-    targets = np.atleast_1d(np.asarray(target, float))
-    if not np.all(np.isfinite(targets)):
-        raise LawfitError(f"target must be finite numbers; got {target!r}.")
-    l0fn, l0desc = _loss_before_fn(loss_before, data)
-    need_l0 = target_kind == "loss_after" or "loss_before" in inputs
-    if need_l0 and l0fn is None:
-        raise LawfitError(
-            f"{'target_kind=' + repr(target_kind) if target_kind == 'loss_after' else 'this law'}"
-            f" needs loss_before at the queried lengths ({l0desc}). Pass loss_before=<nats> "
-            "or data=<the dataset> (its mean loss_before per length is used)."
-        )
-    form = fit.form
-    theta = np.asarray(fit.theta, float)[None, :]
-    draws = None
-    if getattr(fit, "boot", None) is not None:
-        draws = fit.boot.usable_draws()
-    rng_cap = fit.input_ranges[cap]
-    rng_len = fit.input_ranges["length"]
-    notes = [f"loss_before: {l0desc}"] if need_l0 else []
-    mode = "capacity" if length is not None else "length"
-    queries = np.atleast_1d(np.asarray(length if mode == "capacity" else rank, float))
-    if np.any(~np.isfinite(queries)) or np.any(queries <= 0):
-        raise LawfitError(
-            f"{'length' if mode == 'capacity' else 'rank'} must be positive numbers; got "
-            f"{queries.tolist()}."
-        )
+    other = [c for c in inputs if c not in (cap, "length", "loss_before")]
+    if other:
+        raise LawfitError(f"predict_capacity can invert a law in {cap}, length and loss_before "
+                          f"only; this law also takes {other}.")
+    return cap
 
-    def law(th, x, ell):
-        kw = {p: th[:, j:j + 1] for j, p in enumerate(fit.param_names)}
-        args = []
-        for c in inputs:
-            if c == cap:
-                args.append(x)
-            elif c == "length":
-                args.append(ell)
-            elif c == "loss_before":
-                args.append(l0fn(ell))
-            else:  # pragma: no cover - guarded above
-                raise LawfitError(f"unsupported input {c!r}")
+
+@dataclass(frozen=True)
+class _Inversion:
+    """A fitted law inverted for one kind of query (what every query shares).
+
+    ``mode == "capacity"``: the capacity that reaches the target at a given length;
+    ``mode == "length"``: the longest length at which a given capacity reaches it.
+    """
+
+    fit: object
+    cap: str
+    mode: str
+    target_kind: str
+    l0fn: object
+    need_l0: bool
+    search: tuple
+    level: float
+
+    @property
+    def ranges(self):
+        """Fitted ranges of the capacity and of the length."""
+        return self.fit.input_ranges[self.cap], self.fit.input_ranges["length"]
+
+    def law(self, th, x, ell):
+        """Evaluate the law at capacity ``x`` and length ``ell`` for parameter rows ``th``."""
+        values = {self.cap: x, "length": ell}
+        if "loss_before" in self.fit.inputs:
+            values["loss_before"] = self.l0fn(ell)
+        kw = {p: th[:, j:j + 1] for j, p in enumerate(self.fit.param_names)}
         with np.errstate(all="ignore"):
-            return np.asarray(form.func(*args, **kw), float)
+            return np.asarray(self.fit.form.func(*(values[c] for c in self.fit.inputs), **kw),
+                              float)
 
-    rows = []
-    dvals = []
-    a = (1 - level) / 2
-    for q in queries:
-        for t in targets:
-            def gap(th, x, q=q, t=t):
-                # law minus the ΔL target, shape (R, m); x or length varies on the grid
-                ell = np.full_like(x, q) if mode == "capacity" else x
-                xx = x if mode == "capacity" else np.full_like(x, q)
-                tgt = t if target_kind == "loss_reduction" else l0fn(ell) - t
-                return law(th, xx, ell) - tgt
+    def solve(self, th, q, t):
+        """Answer per parameter row: (value, unreachable, trivial)."""
+        rng_cap, rng_len = self.ranges
+        rng = rng_cap if self.mode == "capacity" else rng_len
+        lo, hi = rng[0] * self.search[0], rng[1] * self.search[1]
 
-            if mode == "capacity":
-                lo, hi = rng_cap[0] * search[0], rng_cap[1] * search[1]
-            else:
-                lo, hi = rng_len[0] * search[0], rng_len[1] * search[1]
+        def gap(x):  # the law minus the ΔL target; x (capacity or length) varies
+            ell = np.full_like(x, q) if self.mode == "capacity" else x
+            xx = x if self.mode == "capacity" else np.full_like(x, q)
+            tgt = t if self.target_kind == "loss_reduction" else self.l0fn(ell) - t
+            return self.law(th, xx, ell) - tgt
 
-            def solve(th, lo=lo, hi=hi, gap=gap):
-                g = lambda x: gap(th, x)  # noqa: E731
-                root, glo, ghi = _bisect(g, np.full((th.shape[0], 1), lo),
-                                         np.full((th.shape[0], 1), hi))
-                root, glo, ghi = root[:, 0], glo[:, 0], ghi[:, 0]
-                if mode == "capacity":
-                    # already reached at the smallest capacity searched: trivial target
-                    trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
-                    unreach = np.isnan(root) & ~trivial
-                    val = np.where(trivial, lo, np.where(unreach, np.inf, root))
-                else:
-                    # reached at every length searched: unbounded; at none: unreachable
-                    trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
-                    unreach = np.isnan(root) & ~trivial
-                    val = np.where(trivial, np.inf, np.where(unreach, 0.0, root))
-                return val, unreach, trivial
+        root, glo, ghi = _bisect(gap, np.full((th.shape[0], 1), lo),
+                                 np.full((th.shape[0], 1), hi))
+        root, glo, ghi = root[:, 0], glo[:, 0], ghi[:, 0]
+        # met already at the smallest capacity searched (capacity) / at every length
+        trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
+        unreach = np.isnan(root) & ~trivial
+        if self.mode == "capacity":
+            val = np.where(trivial, lo, np.where(unreach, np.inf, root))
+        else:
+            val = np.where(trivial, np.inf, np.where(unreach, 0.0, root))
+        return val, unreach, trivial
 
-            est, un0, tr0 = solve(theta)
-            est, un0, tr0 = float(est[0]), bool(un0[0]), bool(tr0[0])
-            row = {("length" if mode == "capacity" else cap): q, "target": t,
-                   "target_kind": target_kind}
-            tgt_dl = t if target_kind == "loss_reduction" else float(
-                l0fn(np.array([q if mode == "capacity" else (est if np.isfinite(est) and est > 0
-                                                              else rng_len[1])]))[0]) - t
-            row["target_dL"] = tgt_dl
-            row["estimate"] = est
-            if draws is not None and len(draws):
-                v, un, _tr = solve(draws)
-                # infinite/zero draws (unreachable) must not interpolate into NaN
-                meth = "linear" if np.all(np.isfinite(v)) else "inverted_cdf"
-                lo_q, hi_q = np.quantile(v, [a, 1 - a], method=meth)
-                row.update(low=float(lo_q), high=float(hi_q), n_draws=int(v.size),
-                           n_unreachable=int(un.sum()))
-                dvals.append(v)
-            else:
-                row.update(low=math.nan, high=math.nan, n_draws=0, n_unreachable=0)
-            row["unreachable"] = un0
-            row["trivial"] = tr0
-            if mode == "capacity":
-                r_lo, r_hi = rng_cap
-                row["extrapolated"] = bool(
-                    not (rng_len[0] <= q <= rng_len[1])
-                    or not (np.isfinite(est) and r_lo <= est <= r_hi)
+    def answer(self, q, t, draws, notes):
+        """One row of the table (and the answer on every draw, or None)."""
+        rng_cap, rng_len = self.ranges
+        est, un0, tr0 = (v[0] for v in self.solve(np.asarray(self.fit.theta, float)[None, :],
+                                                   q, t))
+        est = float(est)
+        capacity = self.mode == "capacity"
+        at_len = q if capacity else (est if np.isfinite(est) and est > 0 else rng_len[1])
+        row = {("length" if capacity else self.cap): q, "target": t,
+               "target_kind": self.target_kind,
+               "target_dL": t if self.target_kind == "loss_reduction"
+               else float(self.l0fn(np.array([at_len]))[0]) - t,
+               "estimate": est}
+        v = None
+        if draws is not None and len(draws):
+            v, un, _ = self.solve(draws, q, t)
+            a = (1 - self.level) / 2
+            # infinite/zero draws (unreachable) must not interpolate into NaN
+            meth = "linear" if np.all(np.isfinite(v)) else "inverted_cdf"
+            lo_q, hi_q = np.quantile(v, [a, 1 - a], method=meth)
+            row.update(low=float(lo_q), high=float(hi_q), n_draws=int(v.size),
+                       n_unreachable=int(un.sum()))
+        else:
+            row.update(low=math.nan, high=math.nan, n_draws=0, n_unreachable=0)
+        row["unreachable"], row["trivial"] = bool(un0), bool(tr0)
+        given, answered = (rng_len, rng_cap) if capacity else (rng_cap, rng_len)
+        row["extrapolated"] = bool(not (given[0] <= q <= given[1]) or not (
+            np.isfinite(est) and answered[0] <= est <= answered[1]))
+        if self.need_l0 and capacity:
+            row["loss_before"] = float(self.l0fn(np.array([q]))[0])
+            if self.target_kind == "loss_reduction" and t >= row["loss_before"]:
+                row["unreachable"] = True
+                notes.append(
+                    f"target ΔL {t:g} >= loss_before {row['loss_before']:.4g} at length "
+                    f"{q:g}: a loss cannot fall below 0, unreachable whatever the law says"
                 )
-            else:
-                row["extrapolated"] = bool(
-                    not (rng_cap[0] <= q <= rng_cap[1])
-                    or not (np.isfinite(est) and rng_len[0] <= est <= rng_len[1])
-                )
-            if need_l0 and mode == "capacity":
-                row["loss_before"] = float(l0fn(np.array([q]))[0])
-                if target_kind == "loss_reduction" and t >= row["loss_before"]:
-                    row["unreachable"] = True
-                    notes.append(
-                        f"target ΔL {t:g} >= loss_before {row['loss_before']:.4g} at length "
-                        f"{q:g}: a loss cannot fall below 0, unreachable whatever the law says"
-                    )
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    quantity = cap if mode == "capacity" else "length"
-    per_rank = _params_per_rank(data) if (mode == "capacity" and cap == "rank") else None
-    if per_rank is not None:
-        for c in ("estimate", "low", "high"):
-            table[f"n_params_{c}"] = table[c] * per_rank
-        notes.append(f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
-                     "data's n_params)")
-    if draws is None:
-        notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
-    flags = []
-    if table["unreachable"].any():
-        flags.append(Flag("unreachable", "some targets are unreachable under the point "
-                          "estimate (estimate inf for capacity, 0 for length)"))
-    if (table.get("n_unreachable", pd.Series([0])) > 0).any():
-        flags.append(Flag("unreachable_on_draws", "on some bootstrap draws the target is "
-                          "unreachable; those draws count as infinite capacity / zero length "
-                          "in the interval"))
-    if table["trivial"].any():
-        notes.append("some targets are already met at the smallest capacity searched (or at "
-                     "every length): estimate set to the search bound / inf")
-    if table["extrapolated"].any():
-        flags.append(Flag("extrapolated", "extrapolating beyond the fitted ranges "
-                          f"({cap} {rng_cap}, length {rng_len}) for rows marked extrapolated"))
-    return CapacityPrediction(table=table, quantity=quantity, level=level,
-                              notes=tuple(dict.fromkeys(notes)), flags=tuple(flags),
-                              draw_values=np.vstack(dvals) if dvals else None)
+        return row, v
+
+    def flags(self, table) -> tuple[Flag, ...]:
+        """Unreachable targets (on the estimate or on draws) and extrapolation."""
+        rng_cap, rng_len = self.ranges
+        out = []
+        if table["unreachable"].any():
+            out.append(Flag("unreachable", "some targets are unreachable under the point "
+                            "estimate (estimate inf for capacity, 0 for length)"))
+        if (table.get("n_unreachable", pd.Series([0])) > 0).any():
+            out.append(Flag("unreachable_on_draws", "on some bootstrap draws the target is "
+                            "unreachable; those draws count as infinite capacity / zero length "
+                            "in the interval"))
+        if table["extrapolated"].any():
+            out.append(Flag("extrapolated", "extrapolating beyond the fitted ranges "
+                            f"({self.cap} {rng_cap}, length {rng_len}) for rows marked "
+                            "extrapolated"))
+        return tuple(out)

@@ -416,24 +416,8 @@ def memft_savings(
     LawfitError
         Not a dataset, grouping dims other than ``objective`` of size > 1, bad options.
     """
-    from lawfit.capacity import predict_capacity
-    from lawfit.fitting import fit
-
     ds = load(ds)
-    _check_common(bootstrap, confidence_level)
-    if target_kind not in ("loss_after", "loss_reduction"):
-        raise LawfitError(
-            f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
-        )
-    multi = [d for d in ("model", "task", "random_ratio", "modules")
-             if d in ds.dims and ds.sizes[d] > 1]
-    if multi:
-        vals = {d: list(map(str, ds[d].values))[:4] for d in multi}
-        raise LawfitError(
-            f"memft_savings compares methods within one setting; the dataset has grouping "
-            f"dims of size > 1: {vals}. Select one first, e.g. "
-            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}})."
-        )
+    _check_savings_args(ds, bootstrap, confidence_level, target_kind)
     gen = V.random_generator(rng)
     exclude, target = V.exclude_rule(exclude), V.positive_number(target, "target")
     notes: list[str] = []
@@ -448,26 +432,88 @@ def memft_savings(
         except LawfitError as exc:
             notes.append(f"gradient budget skipped: {exc}")
     empty = pd.DataFrame()
-    if "sft" not in methods:
-        notes.append("no 'objective' dim with 'sft': laws per objective not compared "
-                     f"(objectives: {methods or 'none'})")
-        return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     memfts = [m for m in methods if m.startswith("memft")]
-    if not memfts:
-        notes.append(f"no memft_* objective in the dataset (objectives: {methods}): savings "
+    if "sft" not in methods or not memfts:
+        notes.append("no 'objective' dim with 'sft': laws per objective not compared "
+                     f"(objectives: {methods or 'none'})" if "sft" not in methods else
+                     f"no memft_* objective in the dataset (objectives: {methods}): savings "
                      "skipped")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
+    fit_kw = dict(form=form, capacity=capacity, exclude=exclude, bootstrap=int(bootstrap),
+                  unit=unit, confidence_level=confidence_level, rng=gen)
+    fits, emp = _laws_per_objective(ds, ["sft"] + memfts, fit_kw, target, target_kind, notes)
+    if "sft" not in fits:
+        notes.append("no SFT law: savings cannot be predicted")
+        return MemftSavings(budget, empty, empty, fits, target_txt, tuple(notes))
+    obs_len = np.unique(ds["length"].values).astype(float)
+    if lengths is None:
+        lengths = np.concatenate([obs_len, [2 * obs_len.max(), 4 * obs_len.max()]])
+    lengths = np.atleast_1d(np.asarray(lengths, float))
+    per_rank = _params_per_rank_exact(ds) if capacity == "rank" else None
+    l0 = ds if target_kind == "loss_after" else None
+    rows = _separate_law_rows(fits, memfts, lengths, target, target_kind, l0, capacity,
+                              confidence_level, emp, per_rank)
+    for m in memfts:
+        try:
+            rows += _shared_exponent_savings(
+                ds.sel(objective=m), m, fits["sft"], lengths, target, target_kind, l0,
+                exclude, confidence_level, gen, per_rank, notes)
+        except LawfitError as exc:
+            notes.append(f"shared-exponent savings for {m} skipped: {exc}")
+    preds = pd.DataFrame(rows)
+    flags = []
+    if len(preds):
+        lead = ["objective", "model", "length"]
+        preds = preds[lead + [c for c in preds.columns if c not in lead]]
+        if preds["extrapolated"].any():
+            flags.append(Flag("extrapolated", "some predictions extrapolate beyond the fitted "
+                              "ranks/lengths (column extrapolated)"))
+        notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
+                     "bootstrap draws combined draw by draw (independent resamples of disjoint "
+                     "cells)")
+        notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
+                     "(inf: no measured rank does; NaN: length not measured)")
+    # validation: measured memft cells vs the laws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
+        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level,
+                               notes)
+    notes += _validation_notes(validation)
+    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
+                        target=target_txt, notes=tuple(notes), flags=tuple(flags))
+
+
+def _check_savings_args(ds, bootstrap, confidence_level, target_kind):
+    """Validate :func:`memft_savings`'s options and that ``ds`` is one setting."""
+    _check_common(bootstrap, confidence_level)
+    if target_kind not in ("loss_after", "loss_reduction"):
+        raise LawfitError(
+            f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
+        )
+    multi = [d for d in ("model", "task", "random_ratio", "modules")
+             if d in ds.dims and ds.sizes[d] > 1]
+    if multi:
+        vals = {d: list(map(str, ds[d].values))[:4] for d in multi}
+        raise LawfitError(
+            f"memft_savings compares methods within one setting; the dataset has grouping "
+            f"dims of size > 1: {vals}. Select one first, e.g. "
+            f"ds.sel({{{multi[0]!r}: {vals[multi[0]][0]!r}}})."
+        )
+
+
+def _laws_per_objective(ds, objectives, fit_kw, target, target_kind, notes):
+    """Fit one law per objective; keep those with >= k + 3 cells (notes say why not)."""
+    from lawfit.fitting import fit
+
     fits, emp = {}, {}
-    for m in ["sft"] + memfts:
+    for m in objectives:
         sub = ds.sel(objective=m)
         n_ok = int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum()) if "status" in sub \
             else int(sub["loss_reduction"].notnull().sum())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fits[m] = fit(sub, form, capacity=capacity, exclude=exclude,
-                              bootstrap=int(bootstrap), unit=unit,
-                              confidence_level=confidence_level, rng=gen)
+                fits[m] = fit(sub, **fit_kw)
         except LawfitError as exc:
             notes.append(f"law for {m} not fitted ({n_ok} ok cells): {exc}")
             continue
@@ -482,106 +528,90 @@ def memft_savings(
         elif fits[m].flags:
             notes.append(f"law for {m} flags: " + "; ".join(map(str, fits[m].flags)))
         emp[m] = _empirical_rank(sub, target, target_kind)
-    if "sft" not in fits:
-        notes.append("no SFT law: savings cannot be predicted")
-        return MemftSavings(budget, empty, empty, fits, target_txt, tuple(notes))
-    obs_len = np.unique(ds["length"].values).astype(float)
-    if lengths is None:
-        lengths = np.concatenate([obs_len, [2 * obs_len.max(), 4 * obs_len.max()]])
-    lengths = np.atleast_1d(np.asarray(lengths, float))
-    per_rank = None
-    if "n_params" in ds and capacity == "rank":
-        npar = ds["n_params"]
-        ratio = (npar / npar["rank"]).values
-        ratio = ratio[np.isfinite(ratio) & (ratio > 0)]  # -1: rank not collected yet
-        if ratio.size and np.ptp(ratio) <= 1e-9 * ratio.max():
-            per_rank = float(ratio.max())
-    a = (1 - confidence_level) / 2
-    l0 = ds if target_kind == "loss_after" else None
-    pred_sft = predict_capacity(fits["sft"], length=lengths, target=target,
-                                target_kind=target_kind, data=l0)
+    return fits, emp
 
+
+def _params_per_rank_exact(ds):
+    """Trainable parameters per rank when n_params is exactly proportional to rank."""
+    if "n_params" not in ds:
+        return None
+    npar = ds["n_params"]
+    ratio = (npar / npar["rank"]).values
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]  # -1: rank not collected yet
+    if ratio.size and np.ptp(ratio) <= 1e-9 * ratio.max():
+        return float(ratio.max())
+    return None
+
+
+def _separate_law_rows(fits, memfts, lengths, target, target_kind, l0, capacity,
+                       confidence_level, emp, per_rank):
+    """Build the savings rows of one law per objective, inverted at every length."""
+    from lawfit.capacity import predict_capacity
+
+    kw = dict(length=lengths, target=target, target_kind=target_kind, data=l0)
+    pred_sft = predict_capacity(fits["sft"], **kw)
     rows = []
     for m in memfts:
         if m not in fits:
             continue
-        pred_m = predict_capacity(fits[m], length=lengths, target=target,
-                                  target_kind=target_kind, data=l0)
-        rs = None if pred_sft.draw_values is None else pred_sft.draw_values.T  # (R, m)
-        rm = None if pred_m.draw_values is None else pred_m.draw_values.T
+        pred_m = predict_capacity(fits[m], **kw)
         for j, L in enumerate(lengths):
-            ts, tm = pred_sft.table.iloc[j], pred_m.table.iloc[j]
-            est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
-            with np.errstate(all="ignore"):
-                saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
-            row = {"objective": m, "length": L, f"{capacity}_sft": est_s,
-                   f"{capacity}_sft_low": ts["low"], f"{capacity}_sft_high": ts["high"],
-                   f"{capacity}_memft": est_m, f"{capacity}_memft_low": tm["low"],
-                   f"{capacity}_memft_high": tm["high"], "saving": saving,
-                   "saving_low": math.nan, "saving_high": math.nan,
-                   "n_unreachable_sft": int(ts["n_unreachable"]),
-                   "n_unreachable_memft": int(tm["n_unreachable"]),
-                   "extrapolated": bool(ts["extrapolated"] or tm["extrapolated"])}
-            if rs is not None and rm is not None:
-                k = min(rs.shape[0], rm.shape[0])
-                with np.errstate(all="ignore"):
-                    sv = 1 - rm[:k, j] / rs[:k, j]
-                sv = np.where(np.isinf(rs[:k, j]) & np.isfinite(rm[:k, j]), 1.0, sv)
-                sv = sv[np.isfinite(sv)]
-                if sv.size >= 20:
-                    row["saving_low"], row["saving_high"] = (float(v) for v in
-                                                             np.quantile(sv, [a, 1 - a]))
+            row = _saving_row(pred_sft, pred_m, j, capacity, confidence_level)
+            row = {"objective": m, "length": L, **row}
             if per_rank is not None:
-                row["params_saved"] = (est_s - est_m) * per_rank
+                row["params_saved"] = (row[f"{capacity}_sft"] - row[f"{capacity}_memft"]) \
+                    * per_rank
             row["measured_rank_sft"] = emp.get("sft", {}).get(int(L), math.nan)
             row["measured_rank_memft"] = emp.get(m, {}).get(int(L), math.nan)
+            row["model"] = "separate laws"
             rows.append(row)
-    for r in rows:
-        r.setdefault("model", "separate laws")
-    shared_rows = []
-    for m in memfts:
-        try:
-            shared_rows += _shared_exponent_savings(
-                ds.sel(objective=m), m, fits["sft"], lengths, target, target_kind, l0,
-                exclude, confidence_level, gen, per_rank, notes)
-        except LawfitError as exc:
-            notes.append(f"shared-exponent savings for {m} skipped: {exc}")
-    rows += shared_rows
-    preds = pd.DataFrame(rows)
-    if len(preds):
-        lead = ["objective", "model", "length"]
-        preds = preds[lead + [c for c in preds.columns if c not in lead]]
-    flags = []
-    if len(preds) and preds["extrapolated"].any():
-        flags.append(Flag("extrapolated", "some predictions extrapolate beyond the fitted "
-                          "ranks/lengths (column extrapolated)"))
-    if len(preds):
-        notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
-                     "bootstrap draws combined draw by draw (independent resamples of disjoint "
-                     "cells)")
-        notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
-                     "(inf: no measured rank does; NaN: length not measured)")
-    # validation: measured memft cells vs the laws
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
-        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level,
-                               notes)
-    if len(validation):
-        n = len(validation)
-        notes.append(
-            f"validation: {n} measured MemFT cell(s) (seed means); gain_measured = MemFT − SFT "
-            "measured ΔL at the same cell; saving_measured = 1 − rank / sft_equivalent_rank "
-            "compares with the predicted saving; dL_memft_law is in-sample (the law was fitted on "
-            "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
-            "without it (out-of-sample)"
-            + (" — few cells, read with care" if n < 8 else "")
-        )
-        if "memorized" in validation and validation["memorized"].any():
-            notes.append("memorized MemFT cells (loss_after <= ln 2) are excluded from the laws "
-                         "(ΔL saturates there); they are listed in validation with "
-                         "memorized=True")
-    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
-                        target=target_txt, notes=tuple(notes), flags=tuple(flags))
+    return rows
+
+
+def _saving_row(pred_sft, pred_m, j, capacity, confidence_level):
+    """Capacities of SFT and MemFT at one length, the saving and its draw-by-draw CI."""
+    ts, tm = pred_sft.table.iloc[j], pred_m.table.iloc[j]
+    est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
+    with np.errstate(all="ignore"):
+        saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
+    row = {f"{capacity}_sft": est_s, f"{capacity}_sft_low": ts["low"],
+           f"{capacity}_sft_high": ts["high"], f"{capacity}_memft": est_m,
+           f"{capacity}_memft_low": tm["low"], f"{capacity}_memft_high": tm["high"],
+           "saving": saving, "saving_low": math.nan, "saving_high": math.nan,
+           "n_unreachable_sft": int(ts["n_unreachable"]),
+           "n_unreachable_memft": int(tm["n_unreachable"]),
+           "extrapolated": bool(ts["extrapolated"] or tm["extrapolated"])}
+    if pred_sft.draw_values is not None and pred_m.draw_values is not None:
+        rs, rm = pred_sft.draw_values.T, pred_m.draw_values.T  # (R, lengths)
+        k = min(rs.shape[0], rm.shape[0])
+        with np.errstate(all="ignore"):
+            sv = 1 - rm[:k, j] / rs[:k, j]
+        sv = np.where(np.isinf(rs[:k, j]) & np.isfinite(rm[:k, j]), 1.0, sv)
+        sv = sv[np.isfinite(sv)]
+        if sv.size >= 20:
+            a = (1 - confidence_level) / 2
+            row["saving_low"], row["saving_high"] = (float(v) for v in
+                                                     np.quantile(sv, [a, 1 - a]))
+    return row
+
+
+def _validation_notes(validation) -> list[str]:
+    """Say what the validation table holds and how to read it."""
+    if not len(validation):
+        return []
+    n = len(validation)
+    out = [
+        f"validation: {n} measured MemFT cell(s) (seed means); gain_measured = MemFT − SFT "
+        "measured ΔL at the same cell; saving_measured = 1 − rank / sft_equivalent_rank "
+        "compares with the predicted saving; dL_memft_law is in-sample (the law was fitted on "
+        "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
+        "without it (out-of-sample)"
+        + (" — few cells, read with care" if n < 8 else "")
+    ]
+    if "memorized" in validation and validation["memorized"].any():
+        out.append("memorized MemFT cells (loss_after <= ln 2) are excluded from the laws "
+                   "(ΔL saturates there); they are listed in validation with memorized=True")
+    return out
 
 
 def _rank_needed(C, alpha, beta, b, length, T):

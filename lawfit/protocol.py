@@ -52,8 +52,7 @@ class Flag:
 
     def __post_init__(self):
         if self.severity not in ("info", "warning"):
-            raise LawfitError(f"Flag severity must be 'info' or 'warning'; got "
-                              f"{self.severity!r}.")
+            raise LawfitError(f"Flag severity must be 'info' or 'warning'; got {self.severity!r}.")
 
     def __str__(self) -> str:
         return self.message
@@ -111,11 +110,15 @@ def _frame_to_json(df: pd.DataFrame):
         if pd.api.types.is_bool_dtype(s):
             cols[str(c)] = {"dtype": "bool", "values": [bool(v) for v in s.tolist()]}
         elif pd.api.types.is_numeric_dtype(s):
-            cols[str(c)] = {"dtype": str(s.dtype),
-                            "values": [_number_to_json(float(v)) for v in s.to_numpy(float)]}
+            cols[str(c)] = {
+                "dtype": str(s.dtype),
+                "values": [_number_to_json(float(v)) for v in s.to_numpy(float)],
+            }
         else:
-            cols[str(c)] = {"dtype": "str", "values": [None if pd.isna(v) else str(v)
-                                                       for v in s.tolist()]}
+            cols[str(c)] = {
+                "dtype": "str",
+                "values": [None if pd.isna(v) else str(v) for v in s.tolist()],
+            }
     return {"columns": cols, "n": int(len(df))}
 
 
@@ -172,8 +175,11 @@ class SummaryText(str):
             out.append(df.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
         for cls_name, items in (("lawfit-flags", self.flags), ("lawfit-notes", self.notes)):
             if items:
-                out.append(f"<ul class='{cls_name}'>"
-                           + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>")
+                out.append(
+                    f"<ul class='{cls_name}'>"
+                    + "".join(f"<li>{html.escape(str(i))}</li>" for i in items)
+                    + "</ul>"
+                )
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
@@ -183,8 +189,13 @@ class SummaryText(str):
         """LaTeX: one ``table`` per part (``DataFrame.to_latex``), flags as ``itemize``."""
         out = []
         for caption, df in self.tables:
-            out.append(df.to_latex(index=False, float_format=lambda v: f"{v:.4g}",
-                                   caption=_latex_escape(caption or self.title) or None))
+            out.append(
+                df.to_latex(
+                    index=False,
+                    float_format=lambda v: f"{v:.4g}",
+                    caption=_latex_escape(caption or self.title) or None,
+                )
+            )
         if self.flags:
             out += [r"\begin{itemize}"]
             out += [rf"\item {_latex_escape(str(f))}" for f in self.flags]
@@ -193,8 +204,16 @@ class SummaryText(str):
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -214,9 +233,13 @@ class ResultProtocol:
         return [("", self.to_dataframe())]
 
     def _summary_text(self, text: str) -> SummaryText:
-        return SummaryText(text, tables=self._tables(), flags=getattr(self, "flags", ()),
-                           notes=getattr(self, "notes", ()) or (),
-                           title=self._summary_title or type(self).__name__)
+        return SummaryText(
+            text,
+            tables=self._tables(),
+            flags=getattr(self, "flags", ()),
+            notes=getattr(self, "notes", ()) or (),
+            title=self._summary_title or type(self).__name__,
+        )
 
     def to_dataset(self):
         """Return the main table as an :class:`xarray.Dataset` (dim ``row``).
@@ -230,19 +253,24 @@ class ResultProtocol:
         if "index" in df.columns and df["index"].equals(pd.Series(range(len(df)))):
             df = df.drop(columns="index")
         ds = xr.Dataset.from_dataframe(df.rename_axis("row"))
-        ds.attrs.update({
-            "result_type": type(self).__name__,
-            "flags": json.dumps([f.to_dict() for f in getattr(self, "flags", ())]),
-            "notes": json.dumps([str(n) for n in (getattr(self, "notes", ()) or ())]),
-        })
+        ds.attrs.update(
+            {
+                "result_type": type(self).__name__,
+                "flags": json.dumps([f.to_dict() for f in getattr(self, "flags", ())]),
+                "notes": json.dumps([str(n) for n in (getattr(self, "notes", ()) or ())]),
+            }
+        )
         return ds
 
     def to_record(self) -> ResultRecord:
         """Tables, summary, flags and notes of this result as a :class:`ResultRecord`."""
-        return ResultRecord(result_type=type(self).__name__, tables=tuple(self._tables()),
-                            summary_text=str(self.summary()),
-                            flags=tuple(getattr(self, "flags", ())),
-                            notes=tuple(str(n) for n in (getattr(self, "notes", ()) or ())))
+        return ResultRecord(
+            result_type=type(self).__name__,
+            tables=tuple(self._tables()),
+            summary_text=str(self.summary()),
+            flags=tuple(getattr(self, "flags", ())),
+            notes=tuple(str(n) for n in (getattr(self, "notes", ()) or ())),
+        )
 
     def save(self, path) -> None:
         """Write the result's record (tables, summary, flags, notes) as plain JSON.
@@ -291,11 +319,17 @@ class ResultRecord(ResultProtocol):
 
     def to_dict(self) -> dict:
         """Plain-JSON form (see :meth:`save`)."""
-        return {"format": RECORD_FORMAT, "result_type": self.result_type,
-                "tables": [{"caption": c, "frame": _frame_to_json(df.reset_index(drop=True))}
-                           for c, df in self.tables],
-                "summary": self.summary_text, "flags": [f.to_dict() for f in self.flags],
-                "notes": list(self.notes)}
+        return {
+            "format": RECORD_FORMAT,
+            "result_type": self.result_type,
+            "tables": [
+                {"caption": c, "frame": _frame_to_json(df.reset_index(drop=True))}
+                for c, df in self.tables
+            ],
+            "summary": self.summary_text,
+            "flags": [f.to_dict() for f in self.flags],
+            "notes": list(self.notes),
+        }
 
     def save(self, path) -> None:
         """Write as plain JSON; read back with :func:`lawfit.load`."""
@@ -305,9 +339,10 @@ class ResultRecord(ResultProtocol):
     @classmethod
     def from_dict(cls, d: dict) -> ResultRecord:
         """Inverse of :meth:`to_dict`."""
-        return cls(result_type=d["result_type"],
-                   tables=tuple((t["caption"], _frame_from_json(t["frame"]))
-                                for t in d["tables"]),
-                   summary_text=d["summary"],
-                   flags=tuple(Flag.from_dict(f) for f in d["flags"]),
-                   notes=tuple(d["notes"]))
+        return cls(
+            result_type=d["result_type"],
+            tables=tuple((t["caption"], _frame_from_json(t["frame"])) for t in d["tables"]),
+            summary_text=d["summary"],
+            flags=tuple(Flag.from_dict(f) for f in d["flags"]),
+            notes=tuple(d["notes"]),
+        )

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from lawfit import _validate as V
-from lawfit.bootstrap import BootstrapResult
+from lawfit.bootstrap import BootstrapResult, _read_only
 from lawfit.data import read_saved_json
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
@@ -67,13 +67,6 @@ def resolve_confidence_level(confidence_level, default, level=None) -> float:
             raise LawfitError("pass confidence_level only (level is its deprecated old name).")
         confidence_level = level
     return V.confidence_level(default if confidence_level is None else confidence_level)
-
-
-def _read_only(a) -> np.ndarray:
-    """Return a read-only copy of ``a`` (writing into it raises ``ValueError``)."""
-    out = np.array(a, copy=True)
-    out.flags.writeable = False
-    return out
 
 
 def _frozen_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -339,7 +332,8 @@ class FitResult:
         Codes: those set while fitting (``not_converged``, ``multiple_optima``,
         ``heteroscedastic``, ``profile_lower_objective``), ``at_bound``,
         ``poorly_identified``, ``collinear``, ``exponents_not_separately_identified``,
-        ``open_profile``, ``too_few_points``, ``bootstrap_at_bound``,
+        ``open_profile``, ``profile_crosses_zero`` (info), ``too_few_points``,
+        ``bootstrap_at_bound``,
         ``bootstrap_not_converged``, ``bootstrap_unidentifiable``, ``few_clusters``.
         """
         out = list(self.flags_base)
@@ -406,12 +400,17 @@ class FitResult:
         out = []
         for j, p in enumerate(self.param_names):
             b = self.bounds[p]
-            _, _, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
-                                            self.confidence_level, self.gof["dof"], *b)
+            lo, hi, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
+                                              self.confidence_level, self.gof["dof"], *b)
             if not (cl and ch):
                 out.append(Flag("open_profile", f"{p}: flat profile, the "
                                 f"{self.confidence_level:.0%} profile interval is open (poorly "
                                 "identified)"))
+            elif p not in self.linear_names and lo < 0 < hi:
+                out.append(Flag("profile_crosses_zero", f"{p}: the "
+                                f"{self.confidence_level:.0%} profile interval [{lo:.3g}, "
+                                f"{hi:.3g}] contains 0 (its input may have no detectable "
+                                "effect)", severity="info"))
         return out
 
     @property

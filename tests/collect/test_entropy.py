@@ -134,9 +134,8 @@ def test_sweep_records_entropy_in_cells_and_merged_dataset(tiny_dataset):
     ds = tiny_dataset
     assert ds["entropy_bits"].dims == ds["p_after"].dims
     assert ds["entropy_bits"].attrs["units"] == "bits"
-    cell = dict(
-        model="tiny-random", objective="sft", modules="mlp@2", rank=1, length=20, seed=0, data_seed=0
-    )
+    cell = dict(model="tiny-random", objective="sft", modules="mlp@2", rank=1, length=20)
+    cell.update(seed=0, data_seed=0)
     lc = ds["entropy_bits"].sel({"task": "long_context", "random_ratio": 1.0, **cell}).values
     np.testing.assert_allclose(lc, np.full(20, 8.0))
     pb = ds["entropy_bits"].sel({"task": "phonebook", "random_ratio": 0.0, **cell}).values

@@ -197,3 +197,15 @@ def test_heteroscedasticity_flag():
     assert "heteroscedastic" in {f.code for f in lawfit.fit(mult, exclude=None).flags}
     assert "heteroscedastic" not in {
         f.code for f in lawfit.fit(mult, exclude=None, space="log").flags}
+
+
+def test_profile_interval_containing_zero_is_flagged():
+    flat = lawfit.fit(synthetic_dataset(alpha=0.0, beta=0.5, seeds=1, noise=0.3, rng=4),
+                      exclude=None)
+    lo, hi = flat.conf_int("profile").loc["alpha"]
+    assert lo < 0 < hi
+    flag = next(f for f in flat.flags if f.code == "profile_crosses_zero")
+    assert flag.message.startswith("alpha:") and flag.severity == "info"
+    steep = lawfit.fit(synthetic_dataset(alpha=0.6, beta=0.5, seeds=2, noise=0.05, rng=4),
+                       exclude=None)
+    assert "profile_crosses_zero" not in {f.code for f in steep.flags}
