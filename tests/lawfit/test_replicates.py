@@ -47,3 +47,11 @@ def test_a_tidy_frame_with_target_replicates_is_not_duplicated():
     frame, _ = as_frame(_sequences(2))
     again, _ = as_frame(frame.drop(columns="run"))  # a user's own table
     assert len(again) == len(frame) and again["run"].nunique() == 2
+
+
+def test_the_report_clusters_the_law_over_target_sequences():
+    from lawfit.report import build_report
+
+    report = build_report(_sequences(3), bootstrap=20, rng=0)
+    assert report.results["all cells"]["law"].boot.unit == "data_seed"
+    assert "clustered over the 3 target sequences" in report.to_markdown()
