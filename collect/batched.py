@@ -34,9 +34,9 @@ from collect.probe import (
     Forward,
     TrainConfig,
     above_rising,
-    greedy_decode,
     lean_forward,
     make_batch,
+    measure_after_training,
     plateaued,
     token_stats,
 )
@@ -227,6 +227,12 @@ def run_cells_batched(
         )
     if not cells:
         raise CollectError("no cells to train: give at least one CellSpec.")
+    if train.schedule != "constant" or train.lora_dropout:
+        raise CollectError(
+            f"batched cells train with a constant learning rate and no dropout; got schedule="
+            f"{train.schedule!r}, lora_dropout={train.lora_dropout}. Run these cells one by one "
+            "(collect.probe.run_cell), which supports every protocol."
+        )
     start = time.perf_counter()
     batch = make_batch(tokenizer, entries, device)
     params = _initial_adapters(model, modules, cells, train)
@@ -304,23 +310,13 @@ def _train_together(runs, params, optimizers, stacked, fwd, batch, train) -> Non
 
 def _measure(run: _CellRun, fwd: Forward, model, tokenizer, batch, device) -> None:
     """Record a cell's trajectory and its measurements after training (as run_cell does)."""
-    import torch
-
     result = run.result
     result.curve_steps = np.asarray(run.curve_steps)
     result.loss_curve = np.asarray(run.loss_curve)
     result.frac_above_curve = np.asarray(run.frac_curve)
     if result.status != "ok":
         return
-    with torch.no_grad():
-        loss1, p1, correct1 = token_stats(fwd.logits(), batch.labels)
-    result.loss_after = float(loss1.mean())
-    result.p_after = p1.cpu().double().numpy()
-    result.token_accuracy = float(correct1.float().mean())
-    greedy = greedy_decode(model, tokenizer, batch, device)
-    result.greedy_correct = greedy
-    per_entry = [greedy[batch.token_entry == e].all() for e in range(len(batch.targets))]
-    result.exact_match = float(np.mean(per_entry))
+    measure_after_training(result, fwd, model, tokenizer, batch, device)
 
 
 __all__ = ["CellSpec", "run_cells_batched"]

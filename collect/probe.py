@@ -692,6 +692,19 @@ def _train_and_measure(
     result.frac_above_curve = np.asarray(frac_curve)
     if result.status != "ok":
         return
+    measure_after_training(result, fwd, model, tokenizer, batch, device)
+    if result.stop_reason == "budget":
+        result.state = state
+
+
+def measure_after_training(result: CellResult, fwd: Forward, model, tokenizer, batch, device):
+    """Record what a trained adapter holds: loss, probabilities, greedy recall, exact match.
+
+    Teacher-forced measurements come from ``fwd`` (the same lean forward training used,
+    with the adapter's dropout off); greedy decoding runs the whole model from each key.
+    """
+    import torch
+
     with torch.no_grad():
         loss1, p1, correct1 = token_stats(fwd.logits(), batch.labels)
     result.loss_after = float(loss1.mean())
@@ -701,8 +714,6 @@ def _train_and_measure(
     result.greedy_correct = greedy
     per_entry = [greedy[batch.token_entry == e].all() for e in range(len(batch.targets))]
     result.exact_match = float(np.mean(per_entry))
-    if result.stop_reason == "budget":
-        result.state = state
 
 
 __all__ = ["TrainConfig", "CellResult", "run_cell", "training_state", "restore_state"]

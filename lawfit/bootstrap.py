@@ -40,7 +40,7 @@ REPLICATE_STATUSES = ("converged", "at_bound", "not_converged", "unidentifiable"
 # cheap there, and they make replicate estimates agree with a tightly converged
 # per-replicate least-squares fit to ~1e-8 relative instead of ~1e-5 on flat problems
 _FTOL, _XTOL = 1e-12, 1e-10
-RESAMPLING_UNITS = ("cell", "seed", "run", "residual", "wild")
+RESAMPLING_UNITS = ("cell", "seed", "data_seed", "run", "residual", "wild")
 
 
 def _read_only(a):

@@ -284,7 +284,8 @@ def _from_dataset(ds, variables, by, inputs):
             raise LawfitError(f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
                               f"{sorted(sub.dims)}.")
     var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
-    inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", "seed", "run"} | set(by)
+    inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", *REPLICATE_DIMS, "run"}
+    inner_ok |= set(by)
     multi = [d for d in sub.dims if d not in inner_ok and sub.sizes[d] > 1]
     if multi:
         vals = {d: sub[d].values.tolist()[:4] for d in multi}
@@ -296,7 +297,7 @@ def _from_dataset(ds, variables, by, inputs):
     for d in list(sub.dims):
         if d not in inner_ok and sub.sizes[d] == 1:
             sub = sub.squeeze(d, drop=True)
-    for d in ("rank", "length", "seed", *coord_inputs):
+    for d in ("rank", "length", *REPLICATE_DIMS, *coord_inputs):
         if d in sub.coords and sub[d].ndim == 0:  # selected down to one value, e.g. .sel(rank=1)
             sub = sub.expand_dims(d)
     if any(sub.sizes[d] == 0 for d in sub.dims):
@@ -305,7 +306,21 @@ def _from_dataset(ds, variables, by, inputs):
     df = sub.to_dataframe().reset_index()
     keep = [c for c in df.columns if c in set(sub.dims) | set(sub.data_vars) | set(by)
             | set(coord_inputs)]
-    return df[keep]
+    return with_runs(df[keep])
+
+
+def with_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``run`` column: one id per (``seed``, ``data_seed``) pair, when both are there.
+
+    A run is one training of one adapter initialisation on one target sequence; the
+    cluster bootstrap resamples runs with ``unit="run"`` and target sequences with
+    ``unit="data_seed"``. A frame that has a ``run`` column, or lacks either seed, is
+    returned as it is (``unit="run"`` then falls back to ``seed``).
+    """
+    if "run" in df.columns or not set(REPLICATE_DIMS) <= set(df.columns):
+        return df
+    pairs = pd.MultiIndex.from_frame(df[list(REPLICATE_DIMS)])
+    return df.assign(run=pd.factorize(pairs)[0])
 
 
 def as_frame(
@@ -370,7 +385,7 @@ def as_frame(
                 f"the DataFrame lacks column(s) {missing}; it has {list(data.columns)}. "
                 f"Expected a tidy frame with columns {list(inputs) + variables}."
             )
-        df = data.reset_index(drop=True).copy()
+        df = with_runs(data.reset_index(drop=True).copy())
         multi = [c for c in GROUP_DIMS if c in df.columns and c not in by
                  and df[c].nunique(dropna=False) > 1]
         if multi:
@@ -378,14 +393,15 @@ def as_frame(
                 f"the DataFrame has grouping column(s) with more than one value not named in "
                 f"by=: {multi}. Pass by={multi!r} to fit each group, or filter the rows first."
             )
-        key = list(dict.fromkeys(c for c in list(inputs) + ["seed", "run"] + by
+        key = list(dict.fromkeys(c for c in [*inputs, *REPLICATE_DIMS, "run", *by]
                                  if c in df.columns))
         dup = df.duplicated(subset=key, keep=False)
         if dup.any():
             ex = df.loc[dup, key].head(3).to_dict("records")
             raise LawfitError(
                 f"duplicated cells: {int(dup.sum())} rows share the same {key}, e.g. {ex}. "
-                "Each cell must appear once; add a 'seed' column for replicates."
+                "Each cell must appear once; add a 'seed' (initialisation) or 'data_seed' "
+                "(target sequence) column for replicates."
             )
     else:
         df = _from_dataset(data, variables, by, inputs)

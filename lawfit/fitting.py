@@ -90,10 +90,12 @@ def fit(
         Fit ΔL or log ΔL (multiplicative errors; needs ΔL > 0 in every cell).
     bootstrap : int
         Number of bootstrap replicates (0: none).
-    unit : {"cell", "seed", "run", "residual", "wild"} or column name
-        Resampling unit: cells (case bootstrap), whole seeds/runs or any column
-        (cluster bootstrap; ``"run"`` uses a ``run`` column if present, else
-        ``seed``), model residuals, or wild (Rademacher) residuals.
+    unit : {"cell", "seed", "data_seed", "run", "residual", "wild"} or column name
+        Resampling unit: cells (case bootstrap); whole clusters (cluster bootstrap):
+        adapter initialisations (``"seed"``), target sequences (``"data_seed"``: the
+        interval then generalises over the content memorized), runs (``"run"``: one
+        (seed, data_seed) pair; a ``run`` column if present, else ``seed``) or any column;
+        model residuals; or wild (Rademacher) residuals.
     ci_method : {"percentile", "bca"}
         Bootstrap interval type; BCa runs a (batched) jackknife for the acceleration.
     confidence_level : float

@@ -512,16 +512,33 @@ def _exclusion_text(law) -> str:
     return "excluded: " + ", ".join(parts)
 
 
+def _law_unit(sft: xr.Dataset) -> tuple[str, str | None]:
+    """Resampling unit of the law's bootstrap, and a note saying what it generalises over.
+
+    With several target sequences (``data_seed``) the intervals cluster over them, so that
+    they speak for other content, not only for the sequences collected; otherwise cells.
+    """
+    n = int(sft.sizes.get("data_seed", 1))
+    if n < 2:
+        return "cell", None
+    note = (f"bootstrap clustered over the {n} target sequences (data_seed): the intervals "
+            "generalise over the content memorized")
+    if n < 10:
+        note += f"; with {n} clusters they are coarse (a cluster bootstrap wants 10 or more)"
+    return "data_seed", note
+
+
 def _law(st: _Setting, opt: _Options) -> list:
     from lawfit.fitting import fit
 
     sft = _require_law_data(st)
+    unit, unit_note = _law_unit(sft)
     try:
         law = fit(
             sft,
             "power_law",
             bootstrap=opt.bootstrap,
-            unit="cell",
+            unit=unit,
             confidence_level=opt.level,
             rng=opt.rng,
         )
@@ -537,6 +554,7 @@ def _law(st: _Setting, opt: _Options) -> list:
             "Paper: α ≈ 0.6, β ≈ 0.5, R² > 0.98.",
         ),
     ]
+    blocks += [("note", unit_note)] if unit_note else []
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
 
 

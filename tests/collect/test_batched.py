@@ -79,3 +79,14 @@ def test_other_placements_are_refused(tiny):
             train=TrainConfig(max_steps=5),
             device=CPU,
         )
+
+
+@pytest.mark.parametrize("train", [{"schedule": "linear"}, {"lora_dropout": 0.1}])
+def test_batched_cells_refuse_protocols_they_do_not_implement(tiny, train):
+    model, tok = tiny
+    entries = build_task("long_context", tok, 20, random_ratio=1.0)
+    with pytest.raises(CollectError, match="constant learning rate and no dropout"):
+        run_cells_batched(
+            model, tok, entries, task="long_context", modules="mlp_block@2",
+            cells=[CellSpec("sft", 1, 0)], train=TrainConfig(max_steps=5, **train), device="cpu",
+        )
