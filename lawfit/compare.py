@@ -408,16 +408,14 @@ def compare(
         warnings.warn("compare(alpha=...) is deprecated: use significance=... (alpha names the "
                       "law's rank exponent).", DeprecationWarning, stacklevel=2)
         significance = alpha
-    if not 0 < significance < 1:
-        raise LawfitError(f"significance must be a number in (0, 1), e.g. 0.05; got "
-                          f"{significance!r}.")
+    significance = V.significance_level(significance)
     if loss != "l2":
         raise LawfitError(
             f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
             "lawfit.fit(..., loss='huber') for a robust fit of a single form."
         )
     V.one_of(criterion, "criterion", ("aicc", "bic"))
-    alpha, exclude = V.significance_level(alpha, "alpha"), V.exclude_rule(exclude)
+    exclude = V.exclude_rule(exclude)
     bad_h = [h for h in holdout if h not in ("rank", "length")]
     if bad_h:
         raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -27,7 +28,7 @@ import numpy as np
 from lawfit.errors import LawfitError
 
 __all__ = ["Form", "register_form", "get_form", "available_forms", "resolve_inputs",
-           "form_from_spec", "callable_reference"]
+           "form_from_spec", "callable_reference", "latex_to_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +49,7 @@ class Form:
     bounds : mapping
         ``name -> (low, high)``; missing names are unbounded.
     latex : str
-        LaTeX of the law (without ``$``), for summaries and saved results.
+        LaTeX of the law (without ``$``), for LaTeX and notebook output.
     linear : tuple of str
         Parameters in which ``func`` is affine. They are solved in closed form for
         fixed values of the others (variable projection). Declaring a parameter
@@ -64,6 +65,10 @@ class Form:
         Name of the modelled variable (default ``"loss_reduction"``).
     description : str
         One line for listings.
+    text : str
+        Plain-text (Unicode) form of the law for terminals, e.g.
+        ``"ΔL = C · r^α · ℓ^(−β) + b"``. Default: derived from ``latex`` by
+        :func:`latex_to_text` (or the name when there is no LaTeX).
 
     Examples
     --------
@@ -90,8 +95,11 @@ class Form:
     jac: Callable[..., Sequence[np.ndarray]] | None = None
     response: str = "loss_reduction"
     description: str = ""
+    text: str = ""
 
     def __post_init__(self):
+        if not self.text:
+            object.__setattr__(self, "text", latex_to_text(self.latex) or self.name)
         full = {p: tuple(float(v) for v in self.bounds.get(p, (-math.inf, math.inf)))
                 for p in self.params}
         object.__setattr__(self, "bounds", MappingProxyType(full))
@@ -164,6 +172,7 @@ class Form:
                        linear=tuple(p for p in self.linear if p in free),
                        search={p: r for p, r in self.search.items() if p in free},
                        latex=rf"{self.latex}\quad ({note})" if self.latex else "",
+                       text=f"{self.text}  ({note})",
                        description=f"{self.description} [{note}]".strip())
 
     def to_spec(self) -> dict[str, Any]:
@@ -185,6 +194,7 @@ class Form:
             "latex": self.latex, "linear": list(self.linear),
             "search": {p: list(r) for p, r in self.search.items()},
             "response": self.response, "description": self.description,
+            "text": self.text,
         }
 
     def __repr__(self) -> str:
@@ -306,11 +316,62 @@ def form_from_spec(spec: Mapping[str, Any]) -> Form:
                 latex=spec.get("latex", ""), linear=tuple(spec["linear"]),
                 search={p: tuple(r) for p, r in spec.get("search", {}).items()}, jac=jac,
                 response=spec.get("response", "loss_reduction"),
-                description=spec.get("description", ""))
+                description=spec.get("description", ""), text=spec.get("text", ""))
     if not fixed:
         return form
-    return replace(form.with_fixed(fixed), latex=form.latex, description=form.description)
+    return replace(form.with_fixed(fixed), latex=form.latex, description=form.description,
+                   text=form.text)
 
+
+#: LaTeX commands rendered as one Unicode character (or word) in plain text.
+_LATEX_SYMBOLS = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ",
+    "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ",
+    "pi": "π", "rho": "ρ", "sigma": "σ", "tau": "τ", "phi": "φ", "chi": "χ", "psi": "ψ",
+    "omega": "ω", "Delta": "Δ", "Gamma": "Γ", "Lambda": "Λ", "Sigma": "Σ", "Omega": "Ω",
+    "ell": "ℓ", "cdot": "·", "times": "×", "infty": "∞", "exp": "exp", "log": "log",
+    "ln": "ln", "quad": "  ", "qquad": "  ", "left": "", "right": "",
+}
+
+
+def latex_to_text(latex: str) -> str:
+    r"""Plain-text (Unicode) rendering of a simple LaTeX formula, for terminals.
+
+    Greek letters and ``\ell`` become their characters, spacing commands are
+    dropped, ``\mathrm{x}``/``\text{x}`` become ``x``, ``\frac{a}{b}`` becomes
+    ``(a)/(b)`` and a braced super- or subscript of more than one character is
+    parenthesised. Commands it does not know are kept without their backslash.
+
+    Parameters
+    ----------
+    latex : str
+        A formula without ``$``, e.g. ``r"\Delta L = C\, r^{\alpha}\, \ell^{-\beta} + b"``.
+
+    Returns
+    -------
+    str
+        E.g. ``"ΔL = C r^α ℓ^(-β) + b"``.
+
+    Examples
+    --------
+    >>> latex_to_text(r"\Delta L = C\, (r/\ell)^{\gamma}")
+    'ΔL = C (r/ℓ)^γ'
+    """
+    s = re.sub(r"\\(?:mathrm|text|operatorname|mathit)\{([^{}]*)\}", r"\1", str(latex))
+    s = re.sub(r"\\[,;:! ]", " ", s)
+    s = re.sub(r"\\([A-Za-z]+)", lambda m: _LATEX_SYMBOLS.get(m.group(1), m.group(1)), s)
+    inner = re.compile(r"\{([^{}]*)\}")
+    while True:  # innermost braces first: fractions, then scripts, then bare groups
+        new = re.sub(r"frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", s)
+        new = re.sub(r"([\^_])\{([^{}]*)\}",
+                     lambda m: m.group(1) + (m.group(2) if len(m.group(2).strip()) == 1
+                                             else f"({m.group(2).strip()})"), new)
+        new = inner.sub(r"\1", new) if new == s else new
+        if new == s:
+            break
+        s = new
+    s = re.sub(r"(?<=[ΔΓΛΣΩ]) (?=[A-Za-z])", "", s)  # "\Delta L" -> "ΔL"
+    return re.sub(r"\s+", " ", s).strip()
 
 
 def _power_law(x, length, *, C, alpha, beta, b):
@@ -339,6 +400,7 @@ def register_form(
     jac: Callable[..., Sequence[np.ndarray]] | None = None,
     response: str = "loss_reduction",
     description: str = "",
+    text: str = "",
     overwrite: bool = False,
 ) -> Form:
     """Register a functional form so that :func:`lawfit.fit` can use it by name.
@@ -353,7 +415,7 @@ def register_form(
     inputs : sequence of str, optional
         Dataset coordinate/variable names for the positional arguments. Default:
         the positional argument names of ``func``.
-    bounds, latex, linear, search, jac, response, description
+    bounds, latex, linear, search, jac, response, description, text
         See :class:`Form`.
     overwrite : bool
         Replace an existing form of the same name (default: error).
@@ -401,7 +463,7 @@ def register_form(
                               f"got {(lo, hi)}.")
     form = Form(name=name, func=func, inputs=inputs, params=tuple(kw), bounds=dict(bounds or {}),
                 latex=latex, linear=tuple(linear), search=dict(search or {}), jac=jac,
-                response=response, description=description)
+                response=response, description=description, text=text)
     for p in form.nonlinear:
         form.search_range(p)  # raises if no finite grid range
     _REGISTRY[name] = form
@@ -453,6 +515,7 @@ register_form(
     inputs=("rank", "length"),
     bounds={"alpha": (-2.0, 4.0), "beta": (-2.0, 4.0)},
     latex=r"\Delta L = C\, r^{\alpha}\, \ell^{-\beta} + b",
+    text="ΔL = C · r^α · ℓ^(−β) + b",
     linear=("C", "b"),
     jac=_power_law_jac,
     description="Parametric Memory Law: C * r**alpha * length**(-beta) + b",

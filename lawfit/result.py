@@ -860,7 +860,12 @@ def load(path) -> FitResult | FitResults:
 
 # ------------------------------------------------------------------ summary
 class Summary:
-    """Rendered summary of a :class:`FitResult`; ``str()`` gives a text table."""
+    """Rendered summary of a :class:`FitResult`.
+
+    ``str()`` gives a plain-text table (the law as :attr:`Form.text`, readable in a
+    terminal); ``as_html()`` and ``as_latex()`` (the law as LaTeX) are for notebooks
+    and papers.
+    """
 
     def __init__(self, result: FitResult, method=None, level=None):
         self.result = result
@@ -902,7 +907,7 @@ class Summary:
         left, right = self._header()
         width = 78
         lines = ["=" * width, "Parametric law fit (lawfit)".center(width),
-                 f"Law: {self.result.form_latex}".center(width), "=" * width]
+                 f"Law: {self.result.form.text}".center(width), "=" * width]
         for i in range(max(len(left), len(right))):
             lt = f"{left[i][0]:<14}{left[i][1]:>24}" if i < len(left) else ""
             rt = f"{right[i][0]:<16}{right[i][1]:>22}" if i < len(right) else ""

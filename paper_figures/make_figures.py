@@ -254,11 +254,13 @@ def _fig_budget(s):
 
 #: (file name, what it shows, builder)
 FIGURES = [
-    ("fig2a_law_vs_rank", "ΔL vs rank per length, data + law + bootstrap band", _fig_law),
+    ("fig2a_law_vs_rank", "ΔL vs rank per length, data + law (stopped at the loss_before "
+     "ceiling) + bootstrap band", _fig_law),
     ("fig2b_predicted_vs_measured", "predicted vs measured ΔL, R²", _fig_pred),
     ("fig2c_loss_recall", "loss after and exact match vs rank: decoupling", _fig_loss_recall),
     ("token_histograms", "p of the correct token before/after training", _fig_hist),
-    ("recall_vs_p", "greedy recall vs p_after, logistic p* and CI", _fig_recall),
+    ("recall_vs_p", "greedy recall vs p_after, logistic p* and CI (with the threshold flags)",
+     _fig_recall),
     ("phase_diagram", "rank × length recall map with the law's ln 2 boundary", _fig_phase),
     ("phase_diagram_frac_above", "rank × length map of the share of tokens with p > 0.5, "
      "with the law's boundary", _fig_phase_frac),

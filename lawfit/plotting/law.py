@@ -38,6 +38,36 @@ def _param_text(fit, names=("alpha", "beta")) -> str:
     return ", ".join(parts)
 
 
+#: Legend entry of the dotted ceiling lines drawn where the law is cut.
+CEILING_LABEL = "ceiling: loss before\n(law stops there;\nΔL ≤ loss_before)"
+
+
+def _loss_before_ceilings(fit, data=None) -> dict[float, float]:
+    """Mean ``loss_before`` of the cells per length: the most ΔL can reach there.
+
+    From ``data`` when it has ``loss_before``, else from the fit's own cells
+    (fitted: ``loss_after + loss_reduction``; excluded: their ``loss_before``).
+    Empty when neither is available (the law is then drawn uncut).
+    """
+    import pandas as pd
+
+    if data is not None and "loss_before" in data:
+        cells = cells_frame(data, ["loss_before"])
+    else:
+        parts = []
+        res = fit.residuals
+        if "loss_after" in res:
+            parts.append(pd.DataFrame({"length": res["length"],
+                                       "loss_before": res["loss_after"]
+                                       + res["loss_reduction"]}))
+        ex = fit.exclusions
+        if ex is not None and {"length", "loss_before"} <= set(ex.columns):
+            parts.append(ex[["length", "loss_before"]])
+        cells = pd.concat(parts) if parts else pd.DataFrame(columns=["length", "loss_before"])
+    cells = cells[np.isfinite(cells["loss_before"].to_numpy(float))]
+    return {float(k): float(v) for k, v in cells.groupby("length")["loss_before"].mean().items()}
+
+
 @styled
 def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int = 80,
                     show_memorized: bool = True, title: str | None = None):
@@ -46,6 +76,9 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
     Points are the measured cells (filled: fitted; hollow: memorized cells with
     ``loss_after ≤ ln 2``, excluded from the fit), lines the fitted law, bands its
     confidence interval (bootstrap draws when the fit has them, else the delta method).
+    ΔL cannot exceed what there is to learn: each line stops where the law passes the
+    mean ``loss_before`` of its length's cells, which is then drawn as a dotted line
+    (named in the legend).
 
     Parameters
     ----------
@@ -82,6 +115,8 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
     lo_c, hi_c = fit.input_ranges[cap]
     grid = np.geomspace(lo_c, hi_c, n_grid)
     fitted_lengths = set(res["length"])
+    ceilings = _loss_before_ceilings(fit, data)
+    clipped = False
     curve_max = 0.0
     for L in lengths:
         c = colors[float(L)]
@@ -96,14 +131,18 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
             continue
         pr = fit.predict(**{cap: grid, "length": float(L)}, interval="confidence",
                          confidence_level=level)
-        ok = pr["mean"].to_numpy() > 0
+        mean = pr["mean"].to_numpy()
+        ceiling = ceilings.get(float(L), np.inf)
+        ok = (mean > 0) & (mean <= ceiling)  # ΔL cannot exceed loss_before: stop there
+        if np.isfinite(ceiling) and (mean > ceiling).any():
+            clipped = True
+            ax.axhline(ceiling, color=c, ls=":", lw=0.7, zorder=1)
         if ok.any():
-            curve_max = max(curve_max, float(pr["mean"].to_numpy()[ok].max()))
-        ax.plot(grid[ok], pr["mean"].to_numpy()[ok], "-", color=c, lw=1.1, zorder=2,
-                label=f"{int(L)}")
+            curve_max = max(curve_max, float(mean[ok].max()))
+        ax.plot(grid[ok], mean[ok], "-", color=c, lw=1.1, zorder=2, label=f"{int(L)}")
         lo = np.clip(pr["low"].to_numpy(), 1e-12, None)
-        ax.fill_between(grid[ok], lo[ok], pr["high"].to_numpy()[ok], color=c, alpha=0.2,
-                        lw=0, zorder=1)
+        hi = np.minimum(pr["high"].to_numpy(), ceiling)
+        ax.fill_between(grid[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0, zorder=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     # y range from the measured cells, so a law that dives towards 0 (b < 0) or a band
@@ -128,6 +167,11 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
 
         handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="0.3", ms=3.2))
         labels.append("memorized\n(not fitted)")
+    if clipped:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=0.7))
+        labels.append(CEILING_LABEL)
     ax.legend(handles, labels, title="length ℓ\n(tokens)", loc="center left",
               bbox_to_anchor=(1.0, 0.5))
     ax.set_title(title if title is not None else _param_text(fit), fontsize=7)

@@ -214,7 +214,38 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=6.3)
     ax.set_title(title or f"{n_tok:,} tokens with an intact prefix, {tf.n_runs} runs",
                  fontsize=7)
+    caveats = threshold_caveats(result)
+    if caveats:
+        # lower right: above p = 0.5 recall is 1 (sufficiency), so that corner is empty
+        ax.text(0.98, 0.1, "\n".join(caveats), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=6, color=OKABE_ITO[5],
+                bbox=dict(facecolor="white", edgecolor=OKABE_ITO[5], lw=0.5, alpha=0.9))
     return fig
+
+
+def threshold_caveats(result) -> list[str]:
+    """Short warnings for the recall figure, one per threshold flag of ``result``.
+
+    Parameters
+    ----------
+    result : PhaseTransitionResult
+        From :func:`lawfit.phase_transition`; its ``flags`` are read by code.
+
+    Returns
+    -------
+    list of str
+        One short text per flag ``few_informative_runs`` or ``threshold_not_logistic``
+        (the same caveats the report gives for p*); empty when neither is raised.
+    """
+    codes = {f.code for f in result.flags}
+    tf = result.token_fit
+    out = []
+    if "few_informative_runs" in codes:
+        out.append(f"p* interval unreliable: only\n{tf.n_runs_informative} of {tf.n_runs} runs "
+                   "informative")
+    if "threshold_not_logistic" in codes:
+        out.append("recall not logistic in logit(p):\nprefer the isotonic crossing")
+    return out
 
 
 @styled

@@ -102,3 +102,41 @@ def test_form_input_from_a_data_variable():
     assert abs(res.params["d"]) < 0.05
     p = res.predict(rank=8, length=512, loss_before=4.0)
     assert np.isfinite(p["mean"]).all()
+
+
+def test_latex_to_text_renders_a_formula_for_terminals():
+    from lawfit.forms import latex_to_text
+
+    assert latex_to_text(r"\Delta L = C\, r^{\alpha}\, \ell^{-\beta} + b") == \
+        "ΔL = C r^α ℓ^(-β) + b"
+    got = latex_to_text(r"\mathrm{A} \cdot \frac{r}{\ell^{2}} + x_{12}")
+    assert got == "A · (r)/(ℓ^2) + x_(12)"
+    assert latex_to_text("") == ""
+
+
+@pytest.mark.parametrize("name", lawfit.available_forms())
+def test_every_registered_form_has_a_plain_text_law(name):
+    f = lawfit.get_form(name)
+    assert f.text.startswith("ΔL = ") or not f.latex.startswith(r"\Delta L")
+    assert not set(f.text) & set("\\{}$"), f.text
+
+
+def test_form_text_is_given_or_derived_and_travels_with_the_form():
+    from lawfit.forms import form_from_spec
+
+    assert lawfit.get_form("power_law").text == "ΔL = C · r^α · ℓ^(−β) + b"
+    derived = lawfit.register_form("chinchilla_text", chinchilla, linear=("E", "A", "B"),
+                                   bounds={"a": (0.0, 2.0), "b": (0.0, 2.0)}, overwrite=True,
+                                   latex=r"E + A N^{-a} + B \ell^{-b}")
+    assert derived.text == "E + A N^(-a) + B ℓ^(-b)"
+    given = lawfit.register_form("chinchilla_text", chinchilla, linear=("E", "A", "B"),
+                                 bounds={"a": (0.0, 2.0), "b": (0.0, 2.0)}, overwrite=True,
+                                 latex=r"E + A N^{-a} + B \ell^{-b}", text="E + A/N^a + B/ℓ^b")
+    assert given.text == "E + A/N^a + B/ℓ^b"
+    assert form_from_spec(given.to_spec()).text == given.text
+    fixed = given.with_fixed({"E": 0.0})
+    assert fixed.text == "E + A/N^a + B/ℓ^b  (E = 0)"
+    assert form_from_spec(fixed.to_spec()).text == fixed.text
+    bare = lawfit.register_form("no_latex_text", lambda r, ell, *, a: r ** a,
+                                bounds={"a": (0, 1)}, overwrite=True)
+    assert bare.text == "no_latex_text"

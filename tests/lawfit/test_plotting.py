@@ -240,3 +240,64 @@ def test_docs_figures_example_runs(tmp_path, monkeypatch):
         for b in blocks:
             exec(compile(b, "docs/figures.md", "exec"), {})
     assert (tmp_path / "figures" / "law.pdf").exists()
+
+
+def _axes_texts(fig):
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    return [t.get_text() for t in ax.texts] + (
+        [t.get_text() for t in legend.get_texts()] if legend is not None else [])
+
+
+def test_recall_figure_carries_the_reports_threshold_caveats(data):
+    import dataclasses
+
+    from lawfit.protocol import Flag
+
+    pt = data["pt"]
+    assert not {f.code for f in pt.flags} & {"few_informative_runs", "threshold_not_logistic"}
+    plain = plot_recall_curve(pt, data["sft_tokens"])
+    assert not any("unreliable" in t or "not logistic" in t for t in _axes_texts(plain))
+    flagged = dataclasses.replace(pt, flags=(
+        Flag("few_informative_runs", "only a few runs locate the threshold"),
+        Flag("threshold_not_logistic", "logistic and isotonic thresholds differ")))
+    texts = [" ".join(t.split()) for t in _axes_texts(plot_recall_curve(flagged,
+                                                                           data["sft_tokens"]))]
+    tf = pt.token_fit
+    want = f"interval unreliable: only {tf.n_runs_informative} of {tf.n_runs} runs informative"
+    assert any(want in t for t in texts), texts
+    assert any("not logistic" in t and "isotonic" in t for t in texts), texts
+
+
+def _law_lines(ax, lengths):
+    return {float(ln.get_label()): np.asarray(ln.get_ydata(), float) for ln in ax.lines
+            if ln.get_linestyle() == "-" and ln.get_label() in {str(int(L)) for L in lengths}}
+
+
+@pytest.mark.parametrize("with_data", [True, False])
+def test_law_lines_stop_at_the_loss_before_ceiling(data, with_data):
+    from lawfit.plotting.law import CEILING_LABEL
+
+    fit, cells = data["fit"], data["cells"]
+    ok = cells["status"] == "ok"
+    ceiling = cells["loss_before"].where(ok).mean(["rank", "seed"]).to_series()
+    # the uncut law passes the ceiling at the shortest length within the fitted ranks
+    top = fit.predict(rank=np.array([fit.input_ranges["rank"][1]]), length=64.0)["mean"]
+    assert float(top.iloc[0]) > 1.5 * ceiling[64]
+    fig = plot_law_curves(fit, cells if with_data else None)
+    lines = _law_lines(fig.axes[0], ceiling.index)
+    assert set(lines) == {float(L) for L in fit.residuals["length"].unique()}
+    for L, y in lines.items():
+        assert y.size and y.max() <= ceiling[L] * (1 + 1e-12), (L, y.max(), ceiling[L])
+    assert CEILING_LABEL in _axes_texts(fig)
+
+
+def test_law_lines_are_uncut_below_the_ceiling(data):
+    from lawfit.plotting.law import CEILING_LABEL
+
+    cells = data["cells"].copy()
+    cells["loss_before"] = cells["loss_before"] + 100.0
+    fig = plot_law_curves(data["fit"], cells)
+    lines = _law_lines(fig.axes[0], data["fit"].residuals["length"].unique())
+    assert all(y.size == 80 for y in lines.values())  # n_grid points, none cut
+    assert CEILING_LABEL not in _axes_texts(fig)

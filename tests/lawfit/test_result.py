@@ -124,6 +124,13 @@ def test_summary_renders(bres):
     assert r"\begin{tabular}" in tex and r"$\alpha$" in tex and r"\%" in tex
 
 
+def test_summary_text_shows_the_law_in_plain_text(bres):
+    text = str(bres.summary())
+    assert "Law: ΔL = C · r^α · ℓ^(−β) + b" in text
+    assert "\\" not in text and "{" not in text and "$" not in text
+    assert bres.form.latex in bres.summary().as_latex()
+
+
 def test_to_dataframe_and_dataset(bres):
     df = bres.to_dataframe()
     assert list(df.columns) == ["estimate", "stderr", "low", "high", "ci_method",
