@@ -176,7 +176,8 @@ def bits_per_parameter(
     df = df[okm & np.isfinite(df["bits"].to_numpy())].reset_index(drop=True)
     # the token sum of a never-collected cell is 0, not NaN: drop those via status
     df["source"] = src
-    df = with_information_bits(df, ds, kind, entropy, notes)
+    flags: list[Flag] = []
+    df = with_information_bits(df, ds, kind, entropy, notes, flags)
     if "loss_after" in ds:
         la = ds["loss_after"].broadcast_like(bits).to_dataframe(name="la").reset_index()
         df = df.merge(la[[*dims, "la"]], on=list(dims), how="left")
@@ -213,7 +214,7 @@ def bits_per_parameter(
     else:
         by_rank = pd.DataFrame()
     return BitsResult(cells=df, by_rank=by_rank, anchors=dict(ANCHORS_BITS_PER_PARAM),
-                      notes=tuple(notes))
+                      notes=tuple(notes), flags=tuple(flags))
 
 
 # --------------------------------------------------------------- capacity prediction

@@ -34,6 +34,7 @@ import xarray as xr
 
 from lawfit._tokens import load, ok_mask
 from lawfit.errors import LawfitError
+from lawfit.protocol import Flag
 
 __all__ = [
     "BIT_KINDS",
@@ -333,6 +334,7 @@ class InformationBits:
     cells: pd.DataFrame
     entropy_source: str
     notes: tuple[str, ...]
+    flags: tuple[Flag, ...] = ()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy per-cell table (a copy of ``cells``).
@@ -411,34 +413,38 @@ def information_bits(ds, entropy=None) -> InformationBits:
             if {"task", "random_ratio"} <= set(df)
             else []
         )
-        notes.append(
-            f"FLAG: {len(unknown)} cells have target tokens of unknown entropy "
+        flags = (Flag(
+            "entropy_unknown",
+            f"{len(unknown)} cells have target tokens of unknown entropy "
             f"({', '.join(groups) or 'see entropy_known'}): bits_stored/bits_recalled are NaN "
-            "there and only ΔL bits (bits_dl) are reported, which are not information"
-        )
-    return InformationBits(cells=df, entropy_source=got.source, notes=tuple(notes))
+            "there and only ΔL bits (bits_dl) are reported, which are not information",
+        ),)
+    else:
+        flags = ()
+    return InformationBits(cells=df, entropy_source=got.source, notes=tuple(notes), flags=flags)
 
 
 # ------------------------------------------------------------------------ bits_per_parameter
 def with_information_bits(
-    cells: pd.DataFrame, ds: xr.Dataset, kind: str, entropy, notes: list[str]
+    cells: pd.DataFrame, ds: xr.Dataset, kind: str, entropy, notes: list[str], flags: list
 ) -> pd.DataFrame:
     """Add the three kinds of bits to :func:`lawfit.bits_per_parameter`'s cell table.
 
     ``cells`` has one row per ok cell with its coordinates and ``bits`` (ΔL bits). Adds
     ``bits_stored``, ``bits_recalled``, ``bits_dl`` and ``bits_kind``, and sets ``bits`` and
     ``bits_max`` to the ``kind`` asked for (ΔL bits where the content's entropy is
-    unknown). Appends what was assumed or missing to ``notes``.
+    unknown). Appends what was assumed to ``notes`` and what is missing to ``flags``.
     """
     out = cells.copy()
     have_tokens = all(v in ds for v in ("p_after", "p_before", "greedy_correct"))
     if not have_tokens or "token" not in ds["p_after"].dims:
         out["bits_dl"], out["bits_kind"] = out["bits"], "dl"
         if kind != "dl":
-            notes.append(
-                "FLAG: no per-token p_after/p_before/greedy_correct: information bits cannot "
-                "be computed; bits are ΔL bits, which are not information"
-            )
+            flags.append(Flag(
+                "information_bits_unavailable",
+                "no per-token p_after/p_before/greedy_correct: information bits cannot be "
+                "computed; bits are ΔL bits, which are not information",
+            ))
         return out
     info = information_bits(ds, entropy)
     keys = [c for c in info.cells.columns if c in out.columns and not c.startswith("bits")]
@@ -454,4 +460,5 @@ def with_information_bits(
         out["bits_kind"] = "dl"
     notes.append(f"bits counted: {kind} ({BIT_KINDS[kind]}); entropy: {info.entropy_source}")
     notes.extend(info.notes)
+    flags.extend(info.flags)
     return out.drop(columns=["bits_content", "entropy_known"])

@@ -216,12 +216,12 @@ def test_impossible_law_values_and_memorized_savings_are_blanked():
 
 
 def test_no_saving_is_claimed_for_a_method_its_law_does_not_describe():
-    preds = pd.DataFrame({"method": ["memft_ot", "memft_sw"], "saving": [0.03, -2.8],
+    preds = pd.DataFrame({"objective": ["memft_ot", "memft_sw"], "saving": [0.03, -2.8],
                           "saving_low": [-0.05, -3.4], "saving_high": [0.13, -1.5],
                           "memft_rmse": [0.24, 0.57]})
     ms = SimpleNamespace(predictions=preds, fits={"sft": SimpleNamespace(rmse=0.22)})
     kept, notes, claims = lawfit.report._claimable_predictions(ms)
-    assert kept["method"].tolist() == ["memft_ot"]
+    assert kept["objective"].tolist() == ["memft_ot"]
     assert claims[0].startswith("memft_ot: no saving detected")
     assert "no saving claimed" in claims[1] and "memft_sw" in notes[0]
 

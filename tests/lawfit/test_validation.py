@@ -110,10 +110,13 @@ def test_reversed_search_range(ds):
         lawfit.predict_capacity(res, length=256, target=0.5, search=(10, 0.1))
 
 
-@pytest.mark.parametrize("alpha", [1.5, 0.0, -0.05, float("nan")])
-def test_compare_significance_level(ds, alpha):
-    with pytest.raises(LawfitError, match="alpha must be a number strictly between 0 and 1"):
-        lawfit.compare(ds, alpha=alpha)
+@pytest.mark.parametrize("level", [1.5, 0.0, -0.05, float("nan")])
+def test_compare_significance_level(ds, level):
+    match = "significance must be a number strictly between 0 and 1"
+    with pytest.raises(LawfitError, match=match):
+        lawfit.compare(ds, significance=level)
+    with pytest.warns(DeprecationWarning), pytest.raises(LawfitError, match=match):
+        lawfit.compare(ds, alpha=level)  # the old name, checked the same way
 
 
 def test_greedy_flags_other_than_zero_one(tokens):
@@ -162,7 +165,7 @@ def test_bootstrap_is_chunked_under_a_small_budget(ds, monkeypatch):
     chunk = V.bootstrap_chunk(400, n, 4)
     assert 1 <= chunk < 400
     res = lawfit.fit(ds, exclude=None, bootstrap=400, profile=False, rng=0)
-    assert res.boot["draws"].shape == (400, 4)
+    assert res.boot.draws.shape == (400, 4)
     lo, hi = res.conf_int("bootstrap").loc["alpha"]
     assert lo < res.params["alpha"] < hi
 
