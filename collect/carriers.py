@@ -186,7 +186,6 @@ class _MemoryTokens:
         return output
 
 
-
 def _attach_memory_tokens(model, spec: ModulesSpec, rank: int, seed: int) -> CarrierAdapter:
     """Attach ``memtok:m``: vectors initialised as the embeddings of m random tokens."""
     import torch
@@ -330,7 +329,7 @@ class _PositionShift:
 
 
 def _attention_module(layer, index: int):
-    """The self-attention module of one decoder layer, checked to be one a memory can wrap."""
+    """Return one decoder layer's self-attention, checked to be one a memory can wrap."""
     attn = getattr(layer, "self_attn", None)
     config = getattr(attn, "config", None)
     name = getattr(config, "_attn_implementation", None)
@@ -345,7 +344,7 @@ def _attention_module(layer, index: int):
 
 
 def _inner_attention(attn) -> tuple[Callable, str]:
-    """The attention function the module runs now (``sdpa``, or its own ``eager``)."""
+    """Return the attention function the module runs now (``sdpa``, or its own ``eager``)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     name = attn.config._attn_implementation
@@ -427,7 +426,7 @@ def _read_keys_values(model, ids: list[int], memories: dict[int, _LayerMemory]) 
 
 
 def init_text_ids(tokenizer, m: int) -> list[int]:
-    """The last ``m`` token ids of the shipped public-domain text (a KV prefix's start)."""
+    """Return the last ``m`` token ids of the shipped public-domain text (a KV prefix's start)."""
     from collect.tasks import load_default_text
 
     if tokenizer is None:
@@ -491,6 +490,9 @@ def _attach_sparse_kv(model, spec: ModulesSpec, rank: int) -> CarrierAdapter:
                 f"{spec.text!r} keeps k={k} positions per head, but the memory text (the "
                 f"cell's prompts and targets) has only {len(text)} tokens; use k <= {len(text)}."
             )
+        shift.shift = 0  # the text is read at positions 0..N-1, with the memory off
+        for memory in memories.values():
+            memory.active = False
         captured = _read_keys_values(model, text, memories)
         for index, memory in memories.items():
             keys, values, received = captured[index]
@@ -551,8 +553,7 @@ def attach_carrier(
     parsed = parse_carrier(spec) if isinstance(spec, str) else spec
     if parsed is None or parsed.parts[0] not in CARRIER_SPECS:
         raise CollectError(
-            "expected a carrier spec such as 'memtok:16', 'kv:8@20' or 'skv:64@all'; "
-            f"got {spec!r}."
+            f"expected a carrier spec such as 'memtok:16', 'kv:8@20' or 'skv:64@all'; got {spec!r}."
         )
     if rank != 1:
         raise CollectError(
