@@ -275,3 +275,20 @@ def test_a_sweep_runs_kv_carrier_cells(tmp_path, tiny_sweep):
     n_params = ds["n_params"].sel(rank=1).squeeze()
     assert int(n_params.sel(modules="kv:2@1")) == 2 * 2 * 2 * 16 * 3
     assert int(n_params.sel(modules="skv:8@all")) == 2 * 8 * 2 * 16 * 4
+
+
+def test_a_sweep_refuses_memft_objectives_for_a_memory_written_without_training(tiny_sweep):
+    from collect.config import config_from_dict
+
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "modules": ["skv:8@all"],
+            "ranks": [1],
+            "lengths": [20],
+            "seeds": [0],
+        },
+        grid=[{"tasks": ["phonebook"], "methods": ["sft", "memft_ot"]}],
+    )
+    with pytest.raises(CollectError, match='methods = \\["sft"\\]'):
+        config_from_dict(raw)
