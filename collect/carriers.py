@@ -443,6 +443,19 @@ def init_text_ids(tokenizer, m: int) -> list[int]:
     return ids[len(ids) - m :]
 
 
+def _zero_memory(model, layers, size: int) -> dict[int, tuple]:
+    """Zero keys and values, (n_kv_heads, size, head_dim) each, for each of ``layers``."""
+    import torch
+
+    n_kv, head_dim = _kv_shape(model)
+    ref = next(p for p in model.parameters() if p.is_floating_point())
+    shape = (n_kv, size, head_dim)
+    return {
+        i: tuple(torch.zeros(shape, dtype=ref.dtype, device=ref.device) for _ in "kv")
+        for i in layers
+    }
+
+
 def _attach_kv_prefix(model, spec: ModulesSpec, rank: int, tokenizer) -> CarrierAdapter:
     """Attach ``kv:m@k``: trainable key/value slots at layers >= k, started from real text."""
     import torch
@@ -451,12 +464,14 @@ def _attach_kv_prefix(model, spec: ModulesSpec, rank: int, tokenizer) -> Carrier
     first = resolve_layers(spec, len(layers))[0]
     m = memory_size(spec)
     ids = init_text_ids(tokenizer, m)
-    empty = {i: (None, None) for i in range(first, len(layers))}
-    memories, shift, undo = _install_kv_memory(model, empty)
-    captured = _read_keys_values(model, ids, memories)
+    start = _zero_memory(model, range(first, len(layers)), m)
+    memories, shift, undo = _install_kv_memory(model, start)
+    if start[first][0].device.type != "meta":  # a skeleton (shapes only) reads no text
+        captured = _read_keys_values(model, ids, memories)
+        start = {index: captured[index][:2] for index in memories}
     params = []
     for index, memory in memories.items():
-        keys, values, _ = captured[index]
+        keys, values = start[index]
         memory.keys = torch.nn.Parameter(keys.clone(), requires_grad=True)
         memory.values = torch.nn.Parameter(values.clone(), requires_grad=True)
         memory.active = True
@@ -469,18 +484,10 @@ def _attach_kv_prefix(model, spec: ModulesSpec, rank: int, tokenizer) -> Carrier
 
 def _attach_sparse_kv(model, spec: ModulesSpec, rank: int) -> CarrierAdapter:
     """Attach ``skv:k@LAYERS``: an empty memory of k positions per KV head, written later."""
-    import torch
-
     _, layers = decoder_layers(model)
     chosen = resolve_layers(spec, len(layers))
     k = memory_size(spec)
-    n_kv, head_dim = _kv_shape(model)
-    ref = next(p for p in model.parameters() if p.is_floating_point())
-    zeros = {
-        i: tuple(torch.zeros(n_kv, k, head_dim, dtype=ref.dtype, device=ref.device) for _ in "kv")
-        for i in chosen
-    }
-    memories, shift, undo = _install_kv_memory(model, zeros)
+    memories, shift, undo = _install_kv_memory(model, _zero_memory(model, chosen, k))
 
     def write(batch) -> None:
         rows = zip(batch.prompts, batch.targets, strict=True)

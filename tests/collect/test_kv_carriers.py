@@ -292,3 +292,15 @@ def test_a_sweep_refuses_memft_objectives_for_a_memory_written_without_training(
     )
     with pytest.raises(CollectError, match='methods = \\["sft"\\]'):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("spec", ["kv:3@1", "skv:5@0,2"])
+def test_a_skeleton_counts_kv_carriers_without_weights(spec):
+    from collect.models import load_skeleton
+
+    loaded = load_skeleton("tiny-random")
+    adapter = attach(loaded.model, spec, 1, seed=0, tokenizer=loaded.tokenizer)
+    assert adapter.n_params == (
+        kv_size(loaded.model, 3, 3) if spec[0] == "k" else kv_size(loaded.model, 5, 2)
+    )
+    adapter.detach()
