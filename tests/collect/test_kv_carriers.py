@@ -255,28 +255,6 @@ def test_sparse_kv_larger_than_its_text_fails_the_cell_with_a_fix(tiny):
     assert result.status == "failed" and "use k <=" in result.error
 
 
-def test_a_sweep_runs_kv_carrier_cells(tmp_path, tiny_sweep):
-    from collect.config import config_from_dict
-    from collect.sweep import run_sweep
-
-    raw = tiny_sweep(
-        defaults={
-            "models": ["tiny-random"],
-            "modules": ["kv:2@1", "skv:8@all"],
-            "ranks": [1],
-            "lengths": [20],
-            "seeds": [0],
-        },
-        train={"max_steps": 2, "log_every": 1},
-        grid=[{"tasks": ["long_context"], "random_ratios": [1.0]}],
-    )
-    ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
-    assert (ds["status"] == "ok").all()
-    n_params = ds["n_params"].sel(rank=1).squeeze()
-    assert int(n_params.sel(modules="kv:2@1")) == 2 * 2 * 2 * 16 * 3
-    assert int(n_params.sel(modules="skv:8@all")) == 2 * 8 * 2 * 16 * 4
-
-
 def test_a_sweep_refuses_memft_objectives_for_a_memory_written_without_training(tiny_sweep):
     from collect.config import config_from_dict
 
