@@ -86,6 +86,8 @@ CARRIER_SPEC = CARRIER_SPECS["memtok"]
 KV_ATTENTION = "collect_kv_memory"
 #: Attention implementations the KV carriers can wrap (flash kernels take no 4-D mask).
 KV_INNER = ("sdpa", "eager")
+#: Queries per block when the attention a memory text's positions receive is summed.
+QUERY_CHUNK = 512
 
 
 def parse_carrier(text: str) -> ModulesSpec | None:
@@ -272,9 +274,13 @@ def received_attention(module, query, key, allowed):
     rows, n_kv, k_len, _ = key.shape
     groups = query.shape[1] // n_kv
     keys = key.float().repeat_interleave(groups, dim=1)  # query head h reads KV head h // groups
-    scores = query.float() @ keys.transpose(-1, -2) * module.scaling
-    probs = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
-    return probs.sum(2).view(rows, n_kv, groups, k_len).sum(2)
+    total = 0.0
+    for start in range(0, query.shape[2], QUERY_CHUNK):  # bounded memory on long texts
+        part = slice(start, start + QUERY_CHUNK)
+        scores = query[:, :, part].float() @ keys.transpose(-1, -2) * module.scaling
+        probs = scores.masked_fill(~allowed[..., part, :], float("-inf")).softmax(-1)
+        total = total + probs.sum(2)
+    return total.view(rows, n_kv, groups, k_len).sum(2)
 
 
 def _kv_memory_attention(module, query, key, value, attention_mask, **kwargs):
