@@ -28,6 +28,8 @@ from collect.errors import CollectError
 
 GROUPS = {"mlp": ("mlp", "feed_forward", "ffn"), "attn": ("attn", "attention")}
 _SPEC = re.compile(r"^(?P<parts>[A-Za-z_][\w+]*)@(?P<layers>all|-?\d+(,-?\d+)*)$")
+#: Kinds of carrier other than a weight delta (:mod:`collect.carriers`).
+CARRIER_KINDS = ("memtok", "kv", "skv")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ModulesSpec:
     @property
     def is_carrier(self) -> bool:
         """Whether this is a carrier other than a weight delta (:mod:`collect.carriers`)."""
-        return self.parts == ("memtok",)
+        return len(self.parts) == 1 and self.parts[0] in CARRIER_KINDS
 
 
 def parse_modules(text: str) -> ModulesSpec:
@@ -67,7 +69,8 @@ def parse_modules(text: str) -> ModulesSpec:
         raise CollectError(
             f"modules spec {text!r} is not understood. Expected PARTS@LAYERS, e.g. 'mlp@20', "
             "'attn+mlp@all', 'q_proj+v_proj@10,20', the paper's block adapter 'mlp_block@20', "
-            "or the memory-token carrier 'memtok:16'."
+            "or a carrier: memory tokens 'memtok:16', a KV prefix 'kv:8@20', sparse KV memory "
+            "'skv:64@all'."
         )
     parts = tuple(match["parts"].split("+"))
     if "mlp_block" in parts and len(parts) > 1:
@@ -213,6 +216,7 @@ def attach(
     seed: int,
     lora_alpha: float | None = None,
     lora_dropout: float = 0.0,
+    tokenizer=None,
 ):
     """Attach a fresh adapter of ``rank`` to ``model`` (initialised from ``seed``).
 
@@ -231,6 +235,8 @@ def attach(
         rate independent of r.
     lora_dropout : float, default 0.0
         Dropout probability on the adapter's input during training steps (the paper: 0.1).
+    tokenizer : transformers tokenizer, optional
+        The model's tokenizer, read by carriers that start from real text (``kv:m@k``).
 
     Returns
     -------
@@ -242,7 +248,7 @@ def attach(
     if spec.is_carrier:
         from collect.carriers import attach_carrier
 
-        return attach_carrier(model, spec, rank, seed=seed)
+        return attach_carrier(model, spec, rank, seed=seed, tokenizer=tokenizer)
     if not isinstance(rank, int) or rank <= 0:
         raise CollectError(f"rank must be a positive integer, got {rank!r}.")
     prefix, layers = decoder_layers(model)

@@ -90,8 +90,8 @@ def _add_grid_flags(p):
     g.add_argument(
         "--modules",
         nargs="+",
-        help=f"where the adapter sits, e.g. mlp@20, attn+mlp@all, mlp_block@20 "
-        f"({_flag_default('modules')})",
+        help=f"where the adapter sits, e.g. mlp@20, attn+mlp@all, mlp_block@20, or a carrier: "
+        f"memtok:16, kv:8@20, skv:64@all ({_flag_default('modules')})",
     )
     g.add_argument("--ranks", nargs="+", type=int, help="LoRA ranks (required without a config)")
     g.add_argument(

@@ -476,6 +476,7 @@ def run_cell(
         seed=seed,
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
+        tokenizer=tokenizer,
     )
     result.n_params = adapter.n_params
     try:
@@ -613,6 +614,10 @@ def _train_and_measure(
         loss0, p0, _ = token_stats(fwd.logits(), batch.labels)
     result.loss_before = float(loss0.mean())
     result.p_before = p0.cpu().double().numpy()
+    written = getattr(adapter, "write", None) is not None  # a memory written, not trained
+    if written:
+        adapter.write(batch)
+        train = dataclasses.replace(train, max_steps=0)
 
     objective = make_objective(
         method, task=task, token_entry=batch.token_entry, max_steps=train.max_steps, seed=seed
@@ -686,6 +691,8 @@ def _train_and_measure(
         torch.nn.utils.clip_grad_norm_(adapter.parameters, train.grad_clip)
         optimizer.step()
     result.steps = step
+    if written and result.status == "ok":
+        result.stop_reason = "written"
     result.lr_decays = decays
     result.curve_steps = np.asarray(curve_steps)
     result.loss_curve = np.asarray(loss_curve)

@@ -1,5 +1,7 @@
 """Memory-token carrier (collect.carriers, ``memtok:m``) on the tiny random model."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -130,7 +132,7 @@ def test_a_sweep_runs_carrier_cells(tmp_path, tiny_sweep):
     raw = tiny_sweep(
         defaults={
             "models": ["tiny-random"],
-            "modules": ["memtok:2"],
+            "modules": ["memtok:2", "kv:2@1", "skv:8@all"],
             "ranks": [1],
             "lengths": [20],
             "seeds": [0],
@@ -140,5 +142,9 @@ def test_a_sweep_runs_carrier_cells(tmp_path, tiny_sweep):
     )
     ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
     assert (ds["status"] == "ok").all()
-    assert int(ds["n_params"].sel(modules="memtok:2", rank=1).item()) == 2 * 64
+    n_params = ds["n_params"].sel(rank=1).squeeze()
+    assert int(n_params.sel(modules="memtok:2")) == 2 * 64  # m · hidden
+    assert int(n_params.sel(modules="kv:2@1")) == 2 * 2 * 2 * 16 * 3  # 2 m n_kv d_head (L - k)
+    assert int(n_params.sel(modules="skv:8@all")) == 2 * 8 * 2 * 16 * 4  # 2 k n_kv d_head L
+    assert json.loads(ds.attrs["cell_stop_reasons"])["written"] == 1  # the skv cell
     assert ":" not in "".join(p.name for p in (tmp_path / "cells").iterdir())
