@@ -39,3 +39,35 @@ def test_figures_script_synthetic(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "fig2a_law_vs_rank__synthetic.png").exists()
     assert (tmp_path / "methods__synthetic.png").exists()
+
+
+def _protocol_study():
+    import importlib.util
+
+    path = os.path.join(ROOT, "analysis", "08_protocol_study.py")
+    spec = importlib.util.spec_from_file_location("protocol_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
+    import pandas as pd
+
+    study = _protocol_study()
+    rows = [  # protocol, rank, length, ΔL, steps
+        ("constant", 1, 128, 8.77, 1755), ("constant", 1, 256, 5.60, 1300),
+        ("decay", 1, 128, 8.78, 1806), ("decay", 1, 256, 5.74, 1500),
+        ("cheap", 1, 128, 8.00, 600), ("cheap", 1, 256, 5.70, 600),
+    ]
+    table = pd.DataFrame(rows, columns=["protocol", "rank", "length", "delta_L", "steps"])
+    table["state"] = "done"
+    table["share_of_best"] = table["delta_L"] / table.groupby(["rank", "length"])[
+        "delta_L"].transform("max")
+    chosen, why = study.choose(table)
+    # "constant" is 2.4 % short of the best on l = 256 and "cheap" 8.9 % on l = 128
+    assert chosen == "decay" and "3306 steps" in why
+    pending = table.copy()
+    pending.loc[pending["protocol"] == "decay", "state"] = "pending"
+    pending.loc[pending["protocol"] == "decay", "delta_L"] = float("nan")
+    assert study.choose(pending)[0] is None  # no cell finished under every protocol
