@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from lawfit import _validate as V
 from lawfit._tokens import load, ok_mask, token_arrays
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
-from lawfit.result import Flag
+from lawfit.result import FitResult, Flag
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
@@ -372,6 +373,7 @@ def memft_savings(
     unit: str = "cell",
     confidence_level: float = 0.95,
     rng: int | np.random.Generator | None = None,
+    fits: Mapping[str, FitResult] | None = None,
 ) -> MemftSavings:
     """Predicted and measured savings of MemFT over SFT.
 
@@ -404,6 +406,10 @@ def memft_savings(
         Level of the intervals.
     rng : int, Generator or None
         Seed.
+    fits : mapping of str to FitResult, optional
+        Laws already fitted on this setting, by objective (e.g. ``{"sft": law}``), used
+        instead of refitting them, so that one analysis reports one interval per quantity.
+        Each must be a fit of ``form`` in ``capacity`` and length.
 
     Returns
     -------
@@ -441,7 +447,9 @@ def memft_savings(
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     fit_kw = dict(form=form, capacity=capacity, exclude=exclude, bootstrap=int(bootstrap),
                   unit=unit, confidence_level=confidence_level, rng=gen)
-    fits, emp = _laws_per_objective(ds, ["sft"] + memfts, fit_kw, target, target_kind, notes)
+    fits, emp = _laws_per_objective(
+        ds, ["sft"] + memfts, fit_kw, target, target_kind, notes, given=fits
+    )
     if "sft" not in fits:
         notes.append("no SFT law: savings cannot be predicted")
         return MemftSavings(budget, empty, empty, fits, target_txt, tuple(notes))
@@ -501,8 +509,8 @@ def _check_savings_args(ds, bootstrap, confidence_level, target_kind):
         )
 
 
-def _laws_per_objective(ds, objectives, fit_kw, target, target_kind, notes):
-    """Fit one law per objective; keep those with >= k + 3 cells (notes say why not)."""
+def _laws_per_objective(ds, objectives, fit_kw, target, target_kind, notes, given=None):
+    """Fit one law per objective (or take it from ``given``); keep those with >= k + 3 cells."""
     from lawfit.fitting import fit
 
     fits, emp = {}, {}
@@ -513,7 +521,7 @@ def _laws_per_objective(ds, objectives, fit_kw, target, target_kind, notes):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fits[m] = fit(sub, **fit_kw)
+                fits[m] = given[m] if given and m in given else fit(sub, **fit_kw)
         except LawfitError as exc:
             notes.append(f"law for {m} not fitted ({n_ok} ok cells): {exc}")
             continue

@@ -799,7 +799,11 @@ def _claimable_predictions(ms) -> tuple[pd.DataFrame, list, list]:
 def _memft(st: _Setting, opt: _Options) -> list:
     from lawfit.memft import memft_savings
 
-    ms = memft_savings(st.data, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level)
+    # the SFT law of the law section, not a second fit of it: one interval per quantity
+    given = {"sft": st.results["law"]} if "law" in st.results else None
+    ms = memft_savings(
+        st.data, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level, fits=given
+    )
     st.results["memft"] = ms
     blocks: list = []
     if ms.budget is not None:

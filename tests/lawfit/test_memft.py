@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lawfit
 from lawfit.errors import LawfitError
 from lawfit.memft import gradient_budget, memft_savings
 from lawfit.testing.selection import synthetic_memft_dataset
@@ -114,3 +115,13 @@ def test_gradient_budget_method_keyword_is_deprecated(traj):
         old = gradient_budget(traj, method="sft", bootstrap=0)
     new = gradient_budget(traj, objective="sft", bootstrap=0)
     pd.testing.assert_frame_equal(old.summary_table, new.summary_table)
+
+
+def test_a_law_fitted_once_is_reused_not_refitted():
+    """The report passes its SFT law in, so one analysis shows one interval per quantity."""
+    ds = synthetic_memft_dataset(rng=0)
+    law = lawfit.fit(ds.sel(objective="sft"), bootstrap=50, rng=3)
+    ms = memft_savings(ds, bootstrap=50, rng=0, fits={"sft": law})
+    assert ms.fits["sft"] is law
+    refit = memft_savings(ds, bootstrap=50, rng=0)
+    assert refit.fits["sft"] is not law
