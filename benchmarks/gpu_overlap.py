@@ -4,11 +4,12 @@
     python benchmarks/gpu_overlap.py data/smollm2_cpu.nc runs/overlap_bf16/dataset.nc --json x
 
 A cell is shared when both datasets hold it with status ``ok`` (same model, task,
-random_ratio, method, modules, rank, length and seed). For each, it prints ΔL in both, the
-relative difference (second − first) / |first|, the steps each ran, and whether greedy recall
-agrees; then how many cells lie within ``--tolerance`` (default 1 %, the issue's bound for
-float32 against float32). Cells whose training stopped at a different step are marked: a stop
-rule that fires one step earlier or later changes ΔL by more than rounding does.
+random_ratio, objective, modules, rank, length, seed and data_seed). For each, it prints ΔL
+in both, the relative difference (second − first) / |first|, the steps each ran, and whether
+greedy recall agrees; then how many cells lie within ``--tolerance`` (default 1 %, the
+issue's bound for float32 against float32). Cells whose training stopped at a different step
+are marked: a stop rule that fires one step earlier or later changes ΔL by more than
+rounding does.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-CELL_DIMS = ("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
+from lawfit.data import CELL_DIMS, migrate_objective
+
 COLUMNS = ("loss_reduction", "loss_before", "steps", "exact_match")
 
 
 def _ok_cells(ds: xr.Dataset) -> pd.DataFrame:
     """The dataset's ``ok`` cells as a table indexed by the cell coordinates."""
+    ds = migrate_objective(ds)  # files written before the rename call it `method`
     dims = [d for d in CELL_DIMS if d in ds.dims]
     table = ds[["status", *COLUMNS]].to_dataframe().reset_index()
     table = table[table["status"].astype(str) == "ok"]

@@ -219,16 +219,18 @@ def test_full_contract_shape_fits():
     assert list(res2) == [("smollm2", "long_context")]
 
 
-def test_old_file_method_dim_is_migrated_to_objective():
+def test_old_file_method_dim_is_migrated_to_objective(tmp_path):
     import pathlib
 
     from lawfit._tokens import load
     from lawfit.data import open_dataset
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "data" / "smollm2_cpu.nc"
-    raw = xr.open_dataset(path)
-    assert "method" in raw.dims  # the shipped file predates the rename
-    raw.close()
+    shipped = pathlib.Path(__file__).resolve().parents[2] / "data" / "smollm2_cpu.nc"
+    old = xr.load_dataset(shipped)
+    if "objective" in old.dims:  # written after the rename: make the file an older one
+        old = old.rename({"objective": "method"})
+    path = tmp_path / "old.nc"
+    old.to_netcdf(path)
     for ds in (open_dataset(path), load(path), load(xr.load_dataset(path))):
         assert "objective" in ds.dims and "method" not in ds.dims
         sft = ds.sel(objective="sft")
