@@ -81,16 +81,6 @@ class BitsResult(ResultProtocol):
         v = self.cells.get("bits_per_param")
         return float(np.nanmax(v)) if v is not None and np.isfinite(v).any() else math.nan
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy per-cell table (same as ``cells``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per cell.
-        """
-        return self.cells.copy()
-
     def summary(self) -> SummaryText:
         """Plain-text summary.
 

@@ -34,7 +34,7 @@ import xarray as xr
 
 from lawfit._tokens import load, ok_mask
 from lawfit.errors import LawfitError
-from lawfit.protocol import Flag
+from lawfit.protocol import Flag, ResultProtocol, SummaryText
 
 __all__ = [
     "BIT_KINDS",
@@ -314,7 +314,7 @@ def _sum_valid(per_token: xr.DataArray, valid: xr.DataArray) -> xr.DataArray:
 
 # ------------------------------------------------------------------------ per-cell table
 @dataclass(frozen=True)
-class InformationBits:
+class InformationBits(ResultProtocol):
     """The three kinds of bits of every ok cell.
 
     Attributes
@@ -336,28 +336,19 @@ class InformationBits:
     notes: tuple[str, ...]
     flags: tuple[Flag, ...] = ()
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy per-cell table (a copy of ``cells``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per cell.
-        """
-        return self.cells.copy()
-
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Plain-text summary.
 
         Returns
         -------
-        str
-            The per-cell table and the notes.
+        SummaryText
+            The per-cell table, the flags and the notes.
         """
         out = ["Information bits per cell", "=" * 25, f"entropy: {self.entropy_source}"]
         with pd.option_context("display.width", 160, "display.max_columns", 30):
             out.append(self.cells.to_string(index=False))
-        return "\n".join([*out, *(f"note: {n}" for n in self.notes)])
+        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
+        return self._summary_text("\n".join(out))
 
 
 def information_bits(ds, entropy=None) -> InformationBits:

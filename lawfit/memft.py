@@ -65,16 +65,6 @@ class GradientBudget(ResultProtocol):
     notes: tuple[str, ...]
     flags: tuple[Flag, ...] = ()
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy per-run table (a copy of ``cells``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per run.
-        """
-        return self.cells.copy()
-
     def summary(self) -> SummaryText:
         """Plain-text summary.
 

@@ -221,12 +221,22 @@ def _latex_escape(text: str) -> str:
 class ResultProtocol:
     """Mixin: ``to_dataset``, ``save`` and the summary wrapper for a result type.
 
-    A class using it provides ``to_dataframe()``, ``summary()`` (returning
-    ``self._summary_text(text)``), ``flags`` and ``notes``; it may override
-    :meth:`_tables` to list more than the main table.
+    A class using it provides ``summary()`` (returning ``self._summary_text(text)``),
+    ``flags`` and ``notes``, and either a ``cells`` table (its main table) or its own
+    ``to_dataframe()``; it may override :meth:`_tables` to list more than the main table.
     """
 
     _summary_title = ""
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Return the result's main table: a copy of its per-cell (or per-run) ``cells``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per cell or run.
+        """
+        return self.cells.copy()
 
     def _tables(self) -> list[tuple[str, pd.DataFrame]]:
         """Captioned tables of the result (default: the main table only)."""

@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 import lawfit
+from lawfit.information import information_bits
 from lawfit.protocol import ResultRecord, SummaryText
 from lawfit.result import Flag
 from lawfit.testing import synthetic_dataset
@@ -41,6 +42,9 @@ def _results():
         "CapacityPrediction": lambda: lawfit.predict_capacity(fit, length=[128, 8192], target=0.5),
         "BitsResult": lambda: lawfit.bits_per_parameter(
             synthetic_token_dataset(entry_tokens=8, rng=0)
+        ),
+        "InformationBits": lambda: information_bits(
+            synthetic_token_dataset(entry_tokens=8, rng=0), entropy=8.0
         ),
         "GradientBudget": lambda: lawfit.gradient_budget(tok, bootstrap=20, rng=0),
         "MemftSavings": lambda: lawfit.memft_savings(
