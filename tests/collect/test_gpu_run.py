@@ -137,8 +137,11 @@ def test_the_output_fits_the_transfer_limits(rehearsal):
     files = sorted(out.iterdir())
     assert len(files) <= MAX_FILES
     assert all(f.is_file() and f.stat().st_size <= MAX_MIB * 2**20 for f in files)
-    parts = [f for f in files if ".part" in f.name]
-    assert len(parts) >= 2, "the small --max-mib must split the archive"
+    parts = sorted(f for f in files if ".part" in f.name)
+    # the archive is split into parts of at most --max-mib (one part when it is that small:
+    # how many cells finish, and so the archive's size, depends on the machine's speed;
+    # splitting itself: test_split_and_join_restore_the_file_and_catch_damage)
+    assert parts and all(f.stat().st_size <= MAX_MIB * 2**20 for f in parts)
     assert {"run.log", "summary.json", "SHA256SUMS"} <= {f.name for f in files}
 
 
@@ -148,11 +151,13 @@ def test_the_output_unpacks_into_a_contract_dataset(rehearsal, tmp_path):
     _, out, work, _ = rehearsal
     names = unpack([out], tmp_path)
     assert "dataset.nc" in names and "run.log" in names
-    assert any(n.endswith(".partial.pt") for n in names)
+    summary = json.loads((out / "summary.json").read_text())
+    # the cell the limit cut travels as its checkpoint (none when the limit fell between cells)
+    cut = [n for n in names if n.endswith(".partial.pt")]
+    assert len(cut) == len(summary["checkpoints"])
     path = tmp_path / "dataset.nc"
     assert path.read_bytes()[:3] == b"CDF"  # NetCDF-3, written without netCDF4
     ds = lawfit.data.open_dataset(path)
-    summary = json.loads((out / "summary.json").read_text())
     assert CONTRACT_DIMS <= set(ds.dims)
     assert int(ds.attrs["n_cells_done"]) == summary["cells_done"]
     assert int((ds["status"] == "ok").sum()) == summary["cells_done"]
