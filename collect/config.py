@@ -271,29 +271,6 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
     return out
 
 
-def _check_protocol(train: TrainConfig) -> None:
-    """Check the learning-rate schedule and dropout settings of ``[train]``."""
-    if train.schedule not in SCHEDULES:
-        raise CollectError(
-            f"[train] schedule must be one of {list(SCHEDULES)}, got {train.schedule!r}."
-        )
-    dropout = train.lora_dropout
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise CollectError(
-            f"[train] lora_dropout must be a probability in [0, 1), got {dropout!r} "
-            "(the paper uses 0.1; 0 turns dropout off)."
-        )
-    factor = train.decay_factor
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor < 1:
-        raise CollectError(
-            f"[train] decay_factor must lie in (0, 1), got {factor!r} (e.g. 0.1: the lr "
-            "drops tenfold at each plateau)."
-        )
-    decays = train.max_decays
-    if isinstance(decays, bool) or not isinstance(decays, int) or decays < 0:
-        raise CollectError(f"[train] max_decays must be an integer >= 0, got {decays!r}.")
-
-
 def _check_source(source: Any) -> str | dict[str, str] | None:
     if source is None or isinstance(source, str):
         return source
@@ -352,7 +329,6 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     if bad:
         raise CollectError(f"unknown [train] keys {sorted(bad)}; known: {sorted(fields)}.")
     train = TrainConfig(**_check_train(train_raw))
-    _check_protocol(train)
     data = dict(raw.get("data", {}))
     if "data_seed" in data:  # the earlier, sweep-wide form: one target sequence for every cell
         seed = data["data_seed"]
@@ -475,6 +451,16 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
     "stop_when_memorized": (lambda v: isinstance(v, bool), "true or false"),
     "prefix_cache": (lambda v: isinstance(v, bool), "true or false"),
     "lora_alpha": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (or unset)"),
+    "schedule": (lambda v: v in SCHEDULES, f"one of {list(SCHEDULES)}"),
+    "lora_dropout": (
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "a probability in [0, 1) (the paper uses 0.1; 0 turns dropout off)",
+    ),
+    "decay_factor": (
+        lambda v: _is_number(v) and 0 < v < 1,
+        "a number in (0, 1), e.g. 0.1: the lr drops tenfold at each plateau",
+    ),
+    "max_decays": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
 }
 #: Floating dtypes a model can be loaded in (``[data] dtype``).
 DTYPES = ("float32", "float16", "bfloat16", "float64")

@@ -106,7 +106,7 @@ def test_extend_from_refuses_a_decaying_schedule(tiny_sweep, tmp_path, schedule)
         ({"schedule": "cosine"}, "schedule must be one of"),
         ({"lora_dropout": 1.0}, "lora_dropout must be a probability"),
         ({"lora_dropout": -0.1}, "lora_dropout must be a probability"),
-        ({"decay_factor": 1.5}, "decay_factor must lie in"),
+        ({"decay_factor": 1.5}, r"decay_factor must be a number in \(0, 1\)"),
         ({"max_decays": -1}, "max_decays must be an integer"),
     ],
 )
