@@ -88,7 +88,7 @@ def train_settings(train: TrainConfig) -> dict[str, Any]:
     """
     out = dataclasses.asdict(train)
     if train.schedule != "plateau_decay":
-        out["decay_factor"], out["max_decays"] = 0.1, 1
+        out.update({k: LATER_TRAIN_SETTINGS[k] for k in ("decay_factor", "max_decays")})
     return {k: v for k, v in out.items() if LATER_TRAIN_SETTINGS.get(k, object()) != v}
 
 
