@@ -189,6 +189,18 @@ class Adapter:
         """Exact number of trainable parameters."""
         return int(sum(p.numel() for p in self.parameters))
 
+    @property
+    def n_bytes(self) -> int:
+        """Exact bytes of the trainable state at storage precision.
+
+        Σ numel × element size over :attr:`parameters`, in the dtype they are held and trained
+        in: float32 for LoRA and the block adapter whatever the model's dtype (peft keeps
+        adapter weights in float32; the block adapter's own layers are float32), the model's
+        dtype for carriers (:mod:`collect.carriers`; for sparse KV memory, the kept keys and
+        values).
+        """
+        return int(sum(p.numel() * p.element_size() for p in self.parameters))
+
     def detach(self) -> Any:
         """Remove the adapter and return the unmodified base model."""
         return self._undo()

@@ -67,6 +67,7 @@ __all__ = [
     "CARRIER_SPECS",
     "CarrierAdapter",
     "attach_carrier",
+    "derived_n_bytes",
     "parse_carrier",
     "received_attention",
 ]
@@ -121,6 +122,38 @@ def parse_carrier(text: str) -> ModulesSpec | None:
     return None
 
 
+#: Bytes per element of the model dtypes a cell file records (its ``dtype`` attribute).
+DTYPE_BYTES = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+
+
+def derived_n_bytes(modules: str, n_params: int, dtype: str) -> int | None:
+    """Bytes at storage precision of a cell written before ``n_bytes`` was recorded.
+
+    Weight-delta adapters (LoRA, ``mlp_block``) are held in float32 whatever the model's
+    dtype (:attr:`collect.adapters.Adapter.n_bytes`): 4 bytes per parameter. Carriers are held
+    in the model's dtype, which cell files record as ``dtype`` (every carrier cell has it: the
+    carriers came after it).
+
+    Parameters
+    ----------
+    modules : str
+        The cell's ``modules`` spec.
+    n_params : int
+        Its recorded ``n_params``.
+    dtype : str
+        Its recorded model dtype (``""`` where the cell has none).
+
+    Returns
+    -------
+    int or None
+        The bytes, or None for a carrier whose dtype is not recorded.
+    """
+    if parse_carrier(modules) is None:
+        return 4 * int(n_params)
+    size = DTYPE_BYTES.get(dtype)
+    return None if size is None else size * int(n_params)
+
+
 def memory_size(spec: ModulesSpec) -> int:
     """Return the size knob of a carrier spec: m vectors, m KV slots or k kept positions."""
     return int(CARRIER_SPECS[spec.parts[0]].match(spec.text)["m"])
@@ -128,7 +161,10 @@ def memory_size(spec: ModulesSpec) -> int:
 
 @dataclass
 class CarrierAdapter(Adapter):
-    """An attached carrier: an :class:`~collect.adapters.Adapter` with its storage size.
+    """An attached carrier: an :class:`~collect.adapters.Adapter` that may be written untrained.
+
+    ``n_params`` counts its trainable (or, for ``skv``, stored) scalars and ``n_bytes`` their
+    bytes in the model's dtype, the precision the carrier is held in.
 
     ``write`` is None for carriers written by training. For a memory written without
     training (``skv``) it is a callable taking the cell's :class:`collect.probe.Batch`: it
@@ -137,11 +173,6 @@ class CarrierAdapter(Adapter):
     """
 
     write: Callable[[Any], None] | None = None
-
-    @property
-    def n_bytes(self) -> int:
-        """Bytes of the carrier's tensors at their storage precision (their dtype)."""
-        return int(sum(p.numel() * p.element_size() for p in self.parameters))
 
 
 class _MemoryTokens:

@@ -38,6 +38,7 @@ def test_n_params_is_the_count_of_the_tensors_that_train(tiny, m):
     trained = [p for p in adapter.parameters if p.grad is not None]
     assert base == [] and len(trained) == len(adapter.parameters) == 1
     assert adapter.n_params == sum(p.numel() for p in trained) == m * model.config.hidden_size
+    assert adapter.n_bytes == sum(p.numel() * p.element_size() for p in trained)
     assert adapter.n_bytes == 4 * adapter.n_params  # float32 storage
     adapter.detach()
 
@@ -132,7 +133,7 @@ def test_a_sweep_runs_carrier_cells(tmp_path, tiny_sweep):
     raw = tiny_sweep(
         defaults={
             "models": ["tiny-random"],
-            "modules": ["memtok:2", "kv:2@1", "skv:8@all"],
+            "modules": ["memtok:2", "kv:2@1", "skv:8@all", "mlp_block@1"],
             "ranks": [1],
             "lengths": [20],
             "seeds": [0],
@@ -146,5 +147,52 @@ def test_a_sweep_runs_carrier_cells(tmp_path, tiny_sweep):
     assert int(n_params.sel(modules="memtok:2")) == 2 * 64  # m · hidden
     assert int(n_params.sel(modules="kv:2@1")) == 2 * 2 * 2 * 16 * 3  # 2 m n_kv d_head (L - k)
     assert int(n_params.sel(modules="skv:8@all")) == 2 * 8 * 2 * 16 * 4  # 2 k n_kv d_head L
+    assert int(n_params.sel(modules="mlp_block@1")) == 2 * 64  # r · 2d
+    # every cell measured its bytes: float32 storage, 4 bytes per scalar
+    n_bytes = ds["n_bytes"].sel(rank=1).squeeze()
+    assert n_bytes.dims == n_params.dims and ds["n_bytes"].attrs["derived_cells"] == 0
+    np.testing.assert_array_equal(n_bytes.values, 4 * n_params.values)
     assert json.loads(ds.attrs["cell_stop_reasons"])["written"] == 1  # the skv cell
     assert ":" not in "".join(p.name for p in (tmp_path / "cells").iterdir())
+
+
+def test_cells_written_before_n_bytes_existed_still_merge(tmp_path, tiny_sweep):
+    # older cell files have no n_bytes: merge derives it from n_params (4 bytes for a weight
+    # delta, whatever the model; the recorded dtype's size for a carrier), counts those cells,
+    # and the fingerprint of the sweep is unchanged (no cell is re-run)
+    import xarray as xr
+
+    from collect.config import config_from_dict
+    from collect.store import CHECKSUM_ATTR, data_checksum, merge
+    from collect.sweep import run_sweep
+
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "modules": ["memtok:2", "mlp@1"],
+            "ranks": [1],
+            "lengths": [20],
+            "seeds": [0],
+        },
+        train={"max_steps": 1, "log_every": 1},
+        grid=[{"tasks": ["long_context"], "random_ratios": [1.0]}],
+    )
+    config = config_from_dict(raw)
+    run_sweep(config, tmp_path, progress=False)
+    new = merge(config, tmp_path, strict=True)
+    assert new["n_bytes"].attrs["derived_cells"] == 0
+    files = sorted((tmp_path / "cells").glob("*.nc"))
+    for path in files:
+        old = xr.load_dataset(path).drop_vars("n_bytes")
+        old.attrs[CHECKSUM_ATTR] = data_checksum(old)
+        old.to_netcdf(path)
+    merged = merge(config, tmp_path, strict=True)
+    assert merged.attrs["fingerprint"] == new.attrs["fingerprint"] == config.fingerprint()
+    assert merged["n_bytes"].attrs["derived_cells"] == len(files) == 2
+    np.testing.assert_array_equal(merged["n_bytes"].values, new["n_bytes"].values)
+    # a bfloat16 carrier cell is derived at 2 bytes per scalar, a weight delta at 4
+    from collect.carriers import derived_n_bytes
+
+    assert derived_n_bytes("memtok:2", 128, "bfloat16") == 256
+    assert derived_n_bytes("mlp@1", 1152, "bfloat16") == 4 * 1152
+    assert derived_n_bytes("kv:2@1", 384, "") is None  # a carrier's dtype is always recorded
