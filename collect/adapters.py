@@ -69,8 +69,8 @@ def parse_modules(text: str) -> ModulesSpec:
         raise CollectError(
             f"modules spec {text!r} is not understood. Expected PARTS@LAYERS, e.g. 'mlp@20', "
             "'attn+mlp@all', 'q_proj+v_proj@10,20', the paper's block adapter 'mlp_block@20', "
-            "or a carrier: memory tokens 'memtok:16', a KV prefix 'kv:8@20', sparse KV memory "
-            "'skv:64@all'."
+            "or a carrier: memory tokens 'memtok:16' (entering layer 20: 'memtok:16@20'), a KV "
+            "prefix 'kv:8@20', sparse KV memory 'skv:64@all'."
         )
     parts = tuple(match["parts"].split("+"))
     if "mlp_block" in parts and len(parts) > 1:
