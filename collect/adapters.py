@@ -69,8 +69,8 @@ def parse_modules(text: str) -> ModulesSpec:
         raise CollectError(
             f"modules spec {text!r} is not understood. Expected PARTS@LAYERS, e.g. 'mlp@20', "
             "'attn+mlp@all', 'q_proj+v_proj@10,20', the paper's block adapter 'mlp_block@20', "
-            "or a carrier: memory tokens 'memtok:16', a KV prefix 'kv:8@20', sparse KV memory "
-            "'skv:64@all'."
+            "or a carrier: memory tokens 'memtok:16' (entering layer 20: 'memtok:16@20'), a KV "
+            "prefix 'kv:8@20', sparse KV memory 'skv:64@all'."
         )
     parts = tuple(match["parts"].split("+"))
     if "mlp_block" in parts and len(parts) > 1:
@@ -188,6 +188,18 @@ class Adapter:
     def n_params(self) -> int:
         """Exact number of trainable parameters."""
         return int(sum(p.numel() for p in self.parameters))
+
+    @property
+    def n_bytes(self) -> int:
+        """Exact bytes of the trainable state at storage precision.
+
+        Σ numel × element size over :attr:`parameters`, in the dtype they are held and trained
+        in: float32 for LoRA and the block adapter whatever the model's dtype (peft keeps
+        adapter weights in float32; the block adapter's own layers are float32), the model's
+        dtype for carriers (:mod:`collect.carriers`; for sparse KV memory, the kept keys and
+        values).
+        """
+        return int(sum(p.numel() * p.element_size() for p in self.parameters))
 
     def detach(self) -> Any:
         """Remove the adapter and return the unmodified base model."""

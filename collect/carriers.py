@@ -20,6 +20,18 @@ bare model; the information bits (:mod:`lawfit.information`) do not depend on it
 prefix cache does not apply (the carrier changes what enters layer 0), and a packed batch
 (4-D attention mask) is refused, so the probe falls back to the plain batch with a warning.
 
+``memtok:m@k``
+    m trainable vectors inserted as m extra positions entering layer k: they are the hidden
+    states of m positions before the sequence at the input of layer k, and layers below k
+    never see them. ``m × hidden`` trainable scalars. Being earlier positions, their hidden
+    states never depend on the sequence, so the sequence reads, at each layer from k on, the
+    keys and values they produce there: they are read through the KV-memory attention below,
+    recomputed from the vectors on every forward pass (:class:`_EnteringMemoryTokens`), and
+    the probe's prefix cache (hidden states entering layer k, computed once per cell) and
+    packed prompts apply. They start as the hidden states entering layer k of the m random
+    tokens ``memtok:m`` starts from; ``memtok:m@0`` is ``memtok:m`` read another way (same
+    start, same cell up to rounding). Like ``memtok:m`` they cannot start as a no-op.
+
 ``kv:m@k``
     A trainable KV prefix (prefix tuning; Cartridges): m trainable key and value slots per KV
     head at every layer from k on, read by attention before the sequence's own keys, as a
@@ -42,7 +54,7 @@ prefix cache does not apply (the carrier changes what enters layer 0), and a pac
     empty while ``loss_before`` is measured (the bare model) and is written in place of
     training (:attr:`CarrierAdapter.write`: the cell runs 0 steps, stop reason ``written``).
 
-Both KV carriers enter the model through one attention function registered with
+The KV carriers (and ``memtok:m@k``) enter the model through one attention function registered with
 transformers' ``AttentionInterface`` and given only to the attention modules that read a
 memory (through a copy of their config): it prepends the memory to the keys and values, lets
 every query read it, and calls the model's own ``sdpa`` or ``eager`` attention. A pre-hook on
@@ -67,15 +79,17 @@ __all__ = [
     "CARRIER_SPECS",
     "CarrierAdapter",
     "attach_carrier",
+    "derived_n_bytes",
     "parse_carrier",
     "received_attention",
 ]
 
 _LAYERS = r"(?P<layers>all|-?\d+(,-?\d+)*)"
-#: The carrier specs, by kind: ``memtok:m``, ``kv:m@k`` (one layer k: the memory is read from
+#: The carrier specs, by kind: ``memtok:m`` and ``memtok:m@k`` (one layer k: the vectors
+#: enter the residual stream at layer k), ``kv:m@k`` (one layer k: the memory is read from
 #: layer k on) and ``skv:k@LAYERS`` (``all``, one layer or a comma list), with m, k >= 1.
 CARRIER_SPECS = {
-    "memtok": re.compile(r"^memtok:(?P<m>[1-9]\d*)$"),
+    "memtok": re.compile(r"^memtok:(?P<m>[1-9]\d*)(@(?P<layers>-?\d+))?$"),
     "kv": re.compile(r"^kv:(?P<m>[1-9]\d*)@(?P<layers>-?\d+)$"),
     "skv": re.compile(rf"^skv:(?P<m>[1-9]\d*)@{_LAYERS}$"),
 }
@@ -91,7 +105,7 @@ QUERY_CHUNK = 512
 
 
 def parse_carrier(text: str) -> ModulesSpec | None:
-    """Parse a carrier spec (``memtok:m``, ``kv:m@k``, ``skv:k@LAYERS``); None if not one.
+    """Parse a carrier spec (``memtok:m[@k]``, ``kv:m@k``, ``skv:k@LAYERS``); None if not one.
 
     Parameters
     ----------
@@ -102,8 +116,9 @@ def parse_carrier(text: str) -> ModulesSpec | None:
     -------
     ModulesSpec or None
         ``parts`` is the kind, e.g. ``("kv",)``. ``layers`` is ``(0,)`` for memory tokens
-        (they change what enters layer 0, so no prefix of the model can be cached), ``(k,)``
-        for a KV prefix, and the chosen layers (None = all) for sparse KV memory.
+        read before the key (they change what enters layer 0, so no prefix of the model can
+        be cached), ``(k,)`` for memory tokens entering layer k and for a KV prefix, and the
+        chosen layers (None = all) for sparse KV memory.
     """
     if not isinstance(text, str):
         return None
@@ -111,7 +126,7 @@ def parse_carrier(text: str) -> ModulesSpec | None:
         match = pattern.match(text.strip())
         if match is None:
             continue
-        if kind == "memtok":
+        if match["layers"] is None:  # memtok:m
             layers = (0,)
         elif match["layers"] == "all":
             layers = None
@@ -121,6 +136,38 @@ def parse_carrier(text: str) -> ModulesSpec | None:
     return None
 
 
+#: Bytes per element of the model dtypes a cell file records (its ``dtype`` attribute).
+DTYPE_BYTES = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+
+
+def derived_n_bytes(modules: str, n_params: int, dtype: str) -> int | None:
+    """Bytes at storage precision of a cell written before ``n_bytes`` was recorded.
+
+    Weight-delta adapters (LoRA, ``mlp_block``) are held in float32 whatever the model's
+    dtype (:attr:`collect.adapters.Adapter.n_bytes`): 4 bytes per parameter. Carriers are held
+    in the model's dtype, which cell files record as ``dtype`` (every carrier cell has it: the
+    carriers came after it).
+
+    Parameters
+    ----------
+    modules : str
+        The cell's ``modules`` spec.
+    n_params : int
+        Its recorded ``n_params``.
+    dtype : str
+        Its recorded model dtype (``""`` where the cell has none).
+
+    Returns
+    -------
+    int or None
+        The bytes, or None for a carrier whose dtype is not recorded.
+    """
+    if parse_carrier(modules) is None:
+        return 4 * int(n_params)
+    size = DTYPE_BYTES.get(dtype)
+    return None if size is None else size * int(n_params)
+
+
 def memory_size(spec: ModulesSpec) -> int:
     """Return the size knob of a carrier spec: m vectors, m KV slots or k kept positions."""
     return int(CARRIER_SPECS[spec.parts[0]].match(spec.text)["m"])
@@ -128,7 +175,10 @@ def memory_size(spec: ModulesSpec) -> int:
 
 @dataclass
 class CarrierAdapter(Adapter):
-    """An attached carrier: an :class:`~collect.adapters.Adapter` with its storage size.
+    """An attached carrier: an :class:`~collect.adapters.Adapter` that may be written untrained.
+
+    ``n_params`` counts its trainable (or, for ``skv``, stored) scalars and ``n_bytes`` their
+    bytes in the model's dtype, the precision the carrier is held in.
 
     ``write`` is None for carriers written by training. For a memory written without
     training (``skv``) it is a callable taking the cell's :class:`collect.probe.Batch`: it
@@ -137,11 +187,6 @@ class CarrierAdapter(Adapter):
     """
 
     write: Callable[[Any], None] | None = None
-
-    @property
-    def n_bytes(self) -> int:
-        """Bytes of the carrier's tensors at their storage precision (their dtype)."""
-        return int(sum(p.numel() * p.element_size() for p in self.parameters))
 
 
 class _MemoryTokens:
@@ -223,7 +268,9 @@ class _LayerMemory:
 
     ``keys`` and ``values`` have shape (n_kv_heads, P, head_dim), already position-encoded.
     While ``active`` is False the module attends as usual; ``capture`` (when set) is called
-    with every attention call's module, queries, keys, values and allowed-key matrix.
+    with every attention call's module, queries, keys, values and allowed-key matrix;
+    ``refresh`` (when set) is called first, on every attention call, and may recompute the
+    memory (memory tokens entering a layer compute theirs on each forward pass).
     """
 
     def __init__(self, keys, values, inner: Callable, inner_name: str) -> None:
@@ -231,6 +278,7 @@ class _LayerMemory:
         self.inner, self.inner_name = inner, inner_name
         self.active = False
         self.capture: Callable | None = None
+        self.refresh: Callable[[], None] | None = None
 
 
 def allowed_keys(mask, q_len: int, k_len: int, device):
@@ -288,6 +336,8 @@ def _kv_memory_attention(module, query, key, value, attention_mask, **kwargs):
     import torch
 
     memory = module.kv_memory
+    if memory.refresh is not None:
+        memory.refresh()
     if memory.capture is not None or memory.active:
         allowed = allowed_keys(attention_mask, query.shape[2], key.shape[2], query.device)
     if memory.capture is not None:
@@ -488,6 +538,118 @@ def _attach_kv_prefix(model, spec: ModulesSpec, rank: int, tokenizer) -> Carrier
     )
 
 
+class _EnteringMemoryTokens:
+    """Memory tokens entering layer k, read as a KV prefix at layers >= k.
+
+    m positions that enter the residual stream at layer k come before the sequence, so by
+    causality their hidden states never depend on it: at every layer j >= k the sequence reads
+    exactly the keys and values those m positions have there, and layers below k never see
+    them. So on each first pass through the decoder (no cache yet: every training step and
+    measurement), when layer k's attention is reached, the m trainable vectors run alone
+    through layers k..L-1 at positions 0..m-1, and the keys and values each layer computes for
+    them (with gradients to the vectors) become that layer's memory (:class:`_LayerMemory`).
+    A pass that stops before layer k (the probe's prefix cache) never computes them. The
+    sequence's positions start at m (:class:`_PositionShift`) at every layer, as with m extra
+    positions in the sequence. Decoding steps with a cache reuse their first pass's memory.
+    """
+
+    def __init__(self, model, vectors, first: int, memories: dict, shift: _PositionShift):
+        name, self.layers = decoder_layers(model)
+        self.owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        self.attr = name.rsplit(".", 1)[-1]
+        self.vectors, self.first = vectors, first
+        self.memories, self.shift = memories, shift
+        self.decoder = model.get_decoder()
+        self.busy = False  # the memory's own pass through the decoder
+        self.stale = True  # the vectors may have changed since the memory was computed
+        memories[first].refresh = self.refresh
+
+    def before(self, decoder, args, kwargs):
+        """Mark the memory stale on a first pass through the decoder (no cached positions)."""
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if not self.busy and (cache is None or cache.get_seq_length() == 0):
+            self.stale = True
+
+    def refresh(self) -> None:
+        """Compute the memory if this pass has not yet (called by layer k's attention)."""
+        if self.stale and not self.busy:
+            self.stale = False
+            self.write_memory(self.decoder)
+
+    def write_memory(self, decoder) -> None:
+        """Run the vectors through layers k..L-1; store each layer's keys and values."""
+        import torch
+
+        captured = {}
+
+        def capture_for(index):
+            def capture(module, query, key, value, allowed):
+                captured[index] = (key[0], value[0])
+
+            return capture
+
+        for index, memory in self.memories.items():
+            memory.active, memory.capture = False, capture_for(index)
+        outer, shift = getattr(self.owner, self.attr), self.shift.shift
+        setattr(self.owner, self.attr, torch.nn.ModuleList(list(self.layers)[self.first :]))
+        self.busy, self.shift.shift = True, 0
+        m = self.vectors.shape[0]
+        try:
+            decoder(
+                inputs_embeds=self.vectors.unsqueeze(0),
+                position_ids=torch.arange(m, device=self.vectors.device).unsqueeze(0),
+                use_cache=False,
+            )
+        finally:
+            setattr(self.owner, self.attr, outer)
+            self.busy, self.shift.shift = False, shift
+            for memory in self.memories.values():
+                memory.capture = None
+        for index, memory in self.memories.items():
+            memory.keys, memory.values = captured[index]
+            memory.active = True
+
+
+def _attach_entering_memory_tokens(model, spec: ModulesSpec, rank: int, seed: int):
+    """Attach ``memtok:m@k``: m vectors entering layer k, started from m random tokens there.
+
+    The vectors start as the hidden states entering layer k of the m random tokens
+    ``memtok:m`` starts from (the same draw for the same seed), read by the frozen model at
+    positions 0..m-1: real inputs of that layer, at its scale. With k = 0 these are the tokens'
+    embeddings, ``memtok:m``'s start.
+    """
+    import torch
+
+    _, layers = decoder_layers(model)
+    first = resolve_layers(spec, len(layers))[0]
+    m = memory_size(spec)
+    embedding = model.get_input_embeddings()
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(embedding.num_embeddings, (m,), generator=generator)
+    memories, shift, undo_kv = _install_kv_memory(
+        model, _zero_memory(model, range(first, len(layers)), m)
+    )
+    ids = ids.to(embedding.weight.device)[None]
+    with torch.no_grad():  # memory off and unshifted: the frozen model reads the m tokens
+        if embedding.weight.device.type == "meta":  # a skeleton (shapes only) reads nothing
+            start = embedding(ids)
+        else:
+            out = model.get_decoder()(input_ids=ids, output_hidden_states=True, use_cache=False)
+            start = out.hidden_states[first]
+    vectors = torch.nn.Parameter(start[0].detach().clone(), requires_grad=True)
+    hook = _EnteringMemoryTokens(model, vectors, first, memories, shift)
+    handle = model.get_decoder().register_forward_pre_hook(hook.before, with_kwargs=True)
+    shift.shift = m
+
+    def undo():
+        handle.remove()
+        return undo_kv()
+
+    return CarrierAdapter(
+        model=model, spec=spec, rank=rank, first_layer=first, parameters=[vectors], _undo=undo
+    )
+
+
 def _attach_sparse_kv(model, spec: ModulesSpec, rank: int) -> CarrierAdapter:
     """Attach ``skv:k@LAYERS``: an empty memory of k positions per KV head, written later."""
     _, layers = decoder_layers(model)
@@ -538,13 +700,14 @@ def attach_carrier(
     model : transformers.PreTrainedModel
         Frozen base causal LM.
     spec : ModulesSpec or str
-        A carrier spec: ``memtok:m``, ``kv:m@k`` or ``skv:k@LAYERS``.
+        A carrier spec: ``memtok:m``, ``memtok:m@k``, ``kv:m@k`` or ``skv:k@LAYERS``.
     rank : int
         Must be 1: a carrier's size is set by its spec (m or k), not by a rank.
     seed : int
         Seed of the initialisation of memory tokens: the vectors start as the input
-        embeddings of m tokens drawn uniformly from the vocabulary, so they have the scale of
-        real inputs. The KV carriers start deterministically (real text; an empty memory).
+        embeddings of m tokens drawn uniformly from the vocabulary (``memtok:m@k``: those
+        tokens' hidden states entering layer k), so they have the scale of real inputs. The KV
+        carriers start deterministically (real text; an empty memory).
     tokenizer : transformers tokenizer, optional
         The model's tokenizer; needed by ``kv:m@k`` to read its starting text.
 
@@ -574,6 +737,8 @@ def attach_carrier(
             f"rank; got rank={rank!r}. Use ranks = [1] for carrier cells."
         )
     kind = parsed.parts[0]
+    if kind == "memtok" and "@" in parsed.text:  # memtok:m@k
+        return _attach_entering_memory_tokens(model, parsed, rank, seed)
     if kind == "memtok":
         return _attach_memory_tokens(model, parsed, rank, seed)
     if kind == "kv":

@@ -352,6 +352,9 @@ class CellResult:
     steps: int = 0
     wall_time: float = math.nan
     n_params: int = 0
+    #: bytes of the trainable state at storage precision (:attr:`collect.adapters.Adapter.n_bytes`);
+    #: -1 where a path did not record it (the cell file then has no ``n_bytes``: merge derives it)
+    n_bytes: int = -1
     stop_reason: str = ""
     error: str = ""
     prefix_cached: bool = False
@@ -478,7 +481,7 @@ def run_cell(
         lora_dropout=train.lora_dropout,
         tokenizer=tokenizer,
     )
-    result.n_params = adapter.n_params
+    result.n_params, result.n_bytes = adapter.n_params, adapter.n_bytes
     try:
         _train_and_measure(
             model,

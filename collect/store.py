@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from collect.carriers import derived_n_bytes
 from collect.config import DIMS, CellKey, SweepConfig
 from collect.errors import CollectError
 from collect.probe import CellResult, model_dtype
@@ -55,6 +56,13 @@ ENTROPY_DESCRIPTION = (
     "entropy_basis says how it was derived"
 )
 
+N_BYTES_DESCRIPTION = (
+    "exact bytes of the adapter's or carrier's trainable (skv: stored) state at storage "
+    "precision, the dtype it is trained in: float32 for weight-delta adapters, the model's "
+    "dtype for carriers; derived_cells counts cells written before it was recorded, derived "
+    "from n_params (collect.carriers.derived_n_bytes); -1 where not collected"
+)
+
 
 def cell_path(out_dir: Path, key: CellKey) -> Path:
     """Where a cell's file lives."""
@@ -77,6 +85,8 @@ def write_cell(
     data = {name: ((), float(getattr(result, name))) for name in SCALARS}
     data["loss_reduction"] = ((), float(result.loss_reduction))
     data["status"] = ((), result.status)
+    if result.n_bytes >= 0:  # a path that did not measure it leaves it to merge (derived)
+        data["n_bytes"] = ((), float(result.n_bytes))
     for name in TOKEN_VARS:
         values = np.asarray(getattr(result, name), dtype=float)
         data[name] = (("token",), values if len(values) == n_tok else np.full(n_tok, np.nan))
@@ -467,6 +477,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     n_params = np.full(
         (len(coords["model"]), len(coords["modules"]), len(coords["rank"])), -1, dtype=np.int64
     )
+    n_bytes, n_bytes_derived = np.full_like(n_params, -1), 0
     for key, ds in done.items():
         at = tuple(index[d][getattr(key, d)] for d in DIMS)
         for name in cell_vars:
@@ -481,9 +492,14 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
         for name in CURVES:
             curves[name][at][pos] = ds[name].values
         entry[tuple(index[d][getattr(key, d)] for d in ent_dims)][:n] = ds["entry"].values
-        n_params[
-            index["model"][key.model], index["modules"][key.modules], index["rank"][key.rank]
-        ] = int(ds["n_params"])
+        adapter_at = (
+            index["model"][key.model],
+            index["modules"][key.modules],
+            index["rank"][key.rank],
+        )
+        n_params[adapter_at] = int(ds["n_params"])
+        n_bytes[adapter_at], derived = _cell_n_bytes(key, ds)
+        n_bytes_derived += derived
     data = {name: (DIMS, values) for name, values in out.items()}
     data["status"] = (DIMS, status.astype(str))
     data.update({name: (DIMS, values.astype(str)) for name, values in cell_text.items()})
@@ -491,6 +507,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     data.update({name: ((*DIMS, "step"), v) for name, v in curves.items()})
     data["entry"] = ((*ent_dims, "token"), entry)
     data["n_params"] = (("model", "modules", "rank"), n_params)
+    data["n_bytes"] = (("model", "modules", "rank"), n_bytes)
     ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
     # the contract's name (DESIGN.md §3); `method` would collide with Dataset.sel(method=)
     ds = ds.rename({"method": "objective"})
@@ -503,6 +520,9 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     for name, unit in units.items():
         ds[name].attrs["units"] = unit
     ds["entropy_bits"].attrs.update(units="bits", description=ENTROPY_DESCRIPTION)
+    ds["n_bytes"].attrs.update(
+        units="bytes", description=N_BYTES_DESCRIPTION, derived_cells=n_bytes_derived
+    )
     ds.attrs = {
         "schema_version": SCHEMA_VERSION,
         "config": json.dumps(config.to_dict()),
@@ -533,6 +553,17 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
         ),
     }
     return ds
+
+
+def _cell_n_bytes(key: CellKey, ds: xr.Dataset) -> tuple[int, bool]:
+    """Return a cell's ``n_bytes`` and whether it was derived (older cell files lack it).
+
+    -1 where it can be neither read nor derived (:func:`collect.carriers.derived_n_bytes`).
+    """
+    if "n_bytes" in ds:
+        return int(ds["n_bytes"]), False
+    derived = derived_n_bytes(key.modules, int(ds["n_params"]), str(ds.attrs.get("dtype", "")))
+    return (-1 if derived is None else derived), True
 
 
 def _entropy_bases(cells: dict[CellKey, xr.Dataset]) -> dict[str, str]:

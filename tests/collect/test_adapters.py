@@ -39,6 +39,22 @@ def test_n_params_are_exact(tiny):
         model = adapter.detach()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_n_bytes_are_the_trainable_tensors_in_float32(tiny, dtype):
+    # weight-delta adapters train in float32 even on a bf16 model (peft's autocast, the block
+    # adapter's own layers): 4 bytes per parameter, exactly the trainable tensors' bytes
+    model, _ = tiny
+    model = model.to(dtype)
+    for spec in ("mlp@1", "mlp_block@1", "attn@all"):
+        adapter = attach(model, spec, 2, seed=0)
+        model(input_ids=torch.arange(12)[None], use_cache=False).logits.float().sum().backward()
+        trained = [p for p in adapter.parameters if p.grad is not None]
+        assert len(trained) == len(adapter.parameters), spec
+        assert adapter.n_bytes == sum(p.numel() * p.element_size() for p in trained), spec
+        assert adapter.n_bytes == 4 * adapter.n_params, spec
+        model = adapter.detach()
+
+
 def test_detach_restores_the_base_model(tiny):
     model, _ = tiny
     ids = torch.arange(30)[None]

@@ -73,6 +73,7 @@ def test_kv_prefix_n_params_is_the_count_of_the_tensors_that_train(tiny, m, k):
     n_layers = 4 - (k % 4)
     assert base == [] and len(trained) == len(adapter.parameters) == 2 * n_layers
     assert adapter.n_params == sum(p.numel() for p in trained) == kv_size(model, m, n_layers)
+    assert adapter.n_bytes == sum(p.numel() * p.element_size() for p in trained)
     assert adapter.n_bytes == 4 * adapter.n_params  # float32 storage
     assert adapter.first_layer == k % 4
     adapter.detach()
@@ -215,6 +216,8 @@ def test_sparse_kv_smaller_k_stores_fewer_scalars_and_a_subset_of_positions(tiny
         adapter.write(batch)
         stored[k] = [p.clone() for p in adapter.parameters]
         assert adapter.n_params == kv_size(model, k, 2) and adapter.n_bytes == 4 * adapter.n_params
+        # the bytes are those of the kept keys and values, at the model's precision
+        assert adapter.n_bytes == sum(t.numel() * t.element_size() for t in stored[k])
         for layer, keys_kept in zip((0, 2), stored[k][::2], strict=True):
             keys, _, received = captured[layer]
             for head in range(keys.shape[0]):
