@@ -31,8 +31,18 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["Flag", "SummaryText", "ResultProtocol", "ResultRecord", "RECORD_FORMAT",
-           "RESULT_FORMAT", "RESULT_FORMAT_VERSION", "encode", "decode", "result_from_dict"]
+__all__ = [
+    "Flag",
+    "SummaryText",
+    "ResultProtocol",
+    "ResultRecord",
+    "RECORD_FORMAT",
+    "RESULT_FORMAT",
+    "RESULT_FORMAT_VERSION",
+    "encode",
+    "decode",
+    "result_from_dict",
+]
 
 RECORD_FORMAT = "lawfit.ResultRecord"
 #: ``format`` of a result saved by :meth:`ResultProtocol.save` (any result type)
@@ -163,8 +173,10 @@ def _resolve_type(path: str):
     """Return the lawfit class named by ``module:qualname`` (a clear error otherwise)."""
     module, _, qualname = str(path).partition(":")
     if module != "lawfit" and not module.startswith("lawfit."):
-        raise LawfitError(f"the file names the type {path!r}, which is not a lawfit type; "
-                          "lawfit.load only rebuilds lawfit's own result types.")
+        raise LawfitError(
+            f"the file names the type {path!r}, which is not a lawfit type; "
+            "lawfit.load only rebuilds lawfit's own result types."
+        )
     try:
         obj = importlib.import_module(module)
         for part in qualname.split("."):
@@ -173,7 +185,8 @@ def _resolve_type(path: str):
         raise LawfitError(
             f"unknown result type {path!r}: this lawfit has no such class (the file was "
             "probably written by another lawfit version). Load it with the lawfit that wrote "
-            "it, or upgrade lawfit (pip install -U lawfit).") from None
+            "it, or upgrade lawfit (pip install -U lawfit)."
+        ) from None
     if not isinstance(obj, type):
         raise LawfitError(f"{path!r} in the file is not a class; not a saved lawfit result.")
     return obj
@@ -205,17 +218,26 @@ def _decode_column(c: dict) -> pd.Series:
 
 def _encode_frame(df: pd.DataFrame) -> dict:
     index = df.index
-    default = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 \
+    default = (
+        isinstance(index, pd.RangeIndex)
+        and index.start == 0
+        and index.step == 1
         and index.name is None
+    )
     idx = None
     if not default:
         levels = [index.get_level_values(i) for i in range(index.nlevels)]
-        idx = {"names": [encode(n) for n in index.names],
-               "levels": [_encode_column(pd.Series(lv, name=None)) for lv in levels]}
-    return {"columns": [_encode_column(df.iloc[:, j].rename(c)) for j, c in
-                        enumerate(df.columns)],
-            "columns_dtype": str(df.columns.dtype), "n": int(len(df)), "index": idx,
-            "attrs": encode(dict(df.attrs))}
+        idx = {
+            "names": [encode(n) for n in index.names],
+            "levels": [_encode_column(pd.Series(lv, name=None)) for lv in levels],
+        }
+    return {
+        "columns": [_encode_column(df.iloc[:, j].rename(c)) for j, c in enumerate(df.columns)],
+        "columns_dtype": str(df.columns.dtype),
+        "n": int(len(df)),
+        "index": idx,
+        "attrs": encode(dict(df.attrs)),
+    }
 
 
 def _decode_frame(d: dict) -> pd.DataFrame:
@@ -226,10 +248,15 @@ def _decode_frame(d: dict) -> pd.DataFrame:
     else:
         levels = [_decode_column(c) for c in d["index"]["levels"]]
         inames = [decode(n) for n in d["index"]["names"]]
-        index = pd.Index(levels[0], name=inames[0]) if len(levels) == 1 else \
-            pd.MultiIndex.from_arrays(levels, names=inames)
-    df = pd.DataFrame({j: c.to_numpy() if c.dtype == object else c.array
-                       for j, c in enumerate(cols)}, index=pd.RangeIndex(d["n"]))
+        index = (
+            pd.Index(levels[0], name=inames[0])
+            if len(levels) == 1
+            else pd.MultiIndex.from_arrays(levels, names=inames)
+        )
+    df = pd.DataFrame(
+        {j: c.to_numpy() if c.dtype == object else c.array for j, c in enumerate(cols)},
+        index=pd.RangeIndex(d["n"]),
+    )
     df.columns = pd.Index(names, dtype=d.get("columns_dtype", "object"))
     df.index = index
     df.attrs.update(decode(d["attrs"]))
@@ -265,8 +292,13 @@ def encode(value):
     if isinstance(value, list):
         return [encode(v) for v in value]
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": {"dtype": value.dtype.str, "shape": list(value.shape),
-                                "values": [encode(v) for v in value.ravel().tolist()]}}
+        return {
+            "__ndarray__": {
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+                "values": [encode(v) for v in value.ravel().tolist()],
+            }
+        }
     if isinstance(value, pd.DataFrame):
         return {"__frame__": _encode_frame(value)}
     if isinstance(value, pd.Series):
@@ -279,9 +311,11 @@ def encode(value):
             return {"__object__": {"type": _type_path(cls), "data": value.to_dict()}}
         if dataclasses.is_dataclass(value):
             return {"__dataclass__": {"type": _type_path(cls), "fields": _encode_fields(value)}}
-    raise LawfitError(f"cannot save a value of type {cls.__module__}.{cls.__qualname__}: "
-                      "lawfit.save stores numbers, strings, arrays, tables, mappings and "
-                      "lawfit's own result types.")
+    raise LawfitError(
+        f"cannot save a value of type {cls.__module__}.{cls.__qualname__}: "
+        "lawfit.save stores numbers, strings, arrays, tables, mappings and "
+        "lawfit's own result types."
+    )
 
 
 def _encode_fields(obj) -> dict:
@@ -296,7 +330,7 @@ def decode(value):
         return value
     if len(value) != 1:
         raise LawfitError(f"not a value saved by lawfit (an object with keys {list(value)}).")
-    (tag, body), = value.items()
+    ((tag, body),) = value.items()
     if tag == "__float__":
         return float(body)
     if tag == "__na__":
@@ -316,8 +350,10 @@ def decode(value):
         return _resolve_type(body["type"]).from_dict(body["data"])
     if tag == "__dataclass__":
         return _build(_resolve_type(body["type"]), body["fields"])
-    raise LawfitError(f"unknown tag {tag!r} in a saved lawfit value (written by a newer "
-                      "lawfit?). Upgrade lawfit (pip install -U lawfit).")
+    raise LawfitError(
+        f"unknown tag {tag!r} in a saved lawfit value (written by a newer "
+        "lawfit?). Upgrade lawfit (pip install -U lawfit)."
+    )
 
 
 def _hashable(key):
@@ -331,9 +367,11 @@ def _build(cls, fields: dict):
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     extra = sorted(set(fields) - known)
     if extra:
-        raise LawfitError(f"the saved {cls.__name__} has fields {extra} that this lawfit's "
-                          f"{cls.__name__} lacks (written by a newer lawfit?). Upgrade lawfit "
-                          "(pip install -U lawfit).")
+        raise LawfitError(
+            f"the saved {cls.__name__} has fields {extra} that this lawfit's "
+            f"{cls.__name__} lacks (written by a newer lawfit?). Upgrade lawfit "
+            "(pip install -U lawfit)."
+        )
     return cls(**{k: decode(v) for k, v in fields.items()})
 
 
@@ -346,13 +384,16 @@ def result_from_dict(d: Mapping):
         Not a saved result, a newer format version, or a type this lawfit does not have.
     """
     if d.get("format") != RESULT_FORMAT:
-        raise LawfitError(f"not a saved lawfit result (format={d.get('format')!r}; expected "
-                          f"{RESULT_FORMAT!r}).")
+        raise LawfitError(
+            f"not a saved lawfit result (format={d.get('format')!r}; expected {RESULT_FORMAT!r})."
+        )
     version = d.get("format_version")
     if not isinstance(version, int) or version > RESULT_FORMAT_VERSION:
-        raise LawfitError(f"the saved result has format_version {version!r}, newer than this "
-                          f"lawfit reads ({RESULT_FORMAT_VERSION}). Upgrade lawfit "
-                          "(pip install -U lawfit).")
+        raise LawfitError(
+            f"the saved result has format_version {version!r}, newer than this "
+            f"lawfit reads ({RESULT_FORMAT_VERSION}). Upgrade lawfit "
+            "(pip install -U lawfit)."
+        )
     cls = _resolve_type(d.get("result_type", ""))
     if not issubclass(cls, ResultProtocol):
         raise LawfitError(f"{d.get('result_type')!r} is not a lawfit result type.")
@@ -505,18 +546,23 @@ class ResultProtocol:
     def to_dict(self) -> dict:
         """Plain-JSON form of the result: its type and every field (see :func:`encode`)."""
         if not dataclasses.is_dataclass(self):
-            raise LawfitError(f"{type(self).__name__} is not a dataclass: it must define its "
-                              "own to_dict / from_dict to be saved.")
-        return {"format": RESULT_FORMAT, "format_version": RESULT_FORMAT_VERSION,
-                "result_type": _type_path(type(self)), "fields": _encode_fields(self)}
+            raise LawfitError(
+                f"{type(self).__name__} is not a dataclass: it must define its "
+                "own to_dict / from_dict to be saved."
+            )
+        return {
+            "format": RESULT_FORMAT,
+            "format_version": RESULT_FORMAT_VERSION,
+            "result_type": _type_path(type(self)),
+            "fields": _encode_fields(self),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping):
         """Rebuild from :meth:`to_dict` output (see :func:`result_from_dict`)."""
         res = result_from_dict(d)
         if not isinstance(res, cls):
-            raise LawfitError(f"the saved result is a {type(res).__name__}, not a "
-                              f"{cls.__name__}.")
+            raise LawfitError(f"the saved result is a {type(res).__name__}, not a {cls.__name__}.")
         return res
 
     def save(self, path) -> None:
