@@ -7,7 +7,13 @@ sqrt(p (1 - p) / N) (about 1 point at N = 500).
 
 Scenarios
 ---------
+default         independent log-normal noise, lawfit.fit's defaults (space="auto":
+                log space when Breusch-Pagan says the noise is multiplicative), case
+                bootstrap (percentile)
+default-additive  additive homoscedastic noise (sd 0.1 x median ΔL), defaults (auto
+                stays in linear space unless the test says otherwise)
 case-boot       independent log-normal noise, linear-space L2, case bootstrap (percentile)
+case-boot-additive  additive noise, linear space, case bootstrap (percentile)
 case-boot-log   same noise, log-space fit, case bootstrap (percentile)
 case-bca-log    same, BCa intervals
 profile-log     same, profile likelihood (F cutoff)
@@ -41,30 +47,60 @@ LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
 
 SCENARIOS = {
     # name: (synthetic kwargs, fit kwargs, conf_int method)
+    "default": ({"seeds": 3, "noise": 0.1}, {}, "bootstrap"),
+    "default-additive": ({"seeds": 3, "noise": 0.1, "noise_model": "additive"}, {}, "bootstrap"),
     "case-boot": ({"seeds": 3, "noise": 0.1}, {"unit": "cell", "space": "linear"}, "bootstrap"),
-    "case-boot-log": ({"seeds": 3, "noise": 0.1}, {"unit": "cell", "space": "log"},
-                      "bootstrap"),
-    "case-bca-log": ({"seeds": 3, "noise": 0.1},
-                     {"unit": "cell", "space": "log", "ci_method": "bca"}, "bootstrap"),
+    "case-boot-additive": (
+        {"seeds": 3, "noise": 0.1, "noise_model": "additive"},
+        {"unit": "cell", "space": "linear"},
+        "bootstrap",
+    ),
+    "case-boot-log": ({"seeds": 3, "noise": 0.1}, {"unit": "cell", "space": "log"}, "bootstrap"),
+    "case-bca-log": (
+        {"seeds": 3, "noise": 0.1},
+        {"unit": "cell", "space": "log", "ci_method": "bca"},
+        "bootstrap",
+    ),
     "profile-log": ({"seeds": 3, "noise": 0.1}, {"space": "log", "boot": False}, "profile"),
     "wald-log": ({"seeds": 3, "noise": 0.1}, {"space": "log", "boot": False}, "wald"),
-    "case-boot/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
-                        {"unit": "cell", "space": "log"}, "bootstrap"),
-    "cluster/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
-                      {"unit": "seed", "space": "log"}, "bootstrap"),
-    "cluster-bca/run20": ({"seeds": 20, "noise": 0.05, "noise_kind": "run"},
-                          {"unit": "seed", "space": "log", "ci_method": "bca"}, "bootstrap"),
-    "cluster/run50": ({"seeds": 50, "noise": 0.05, "noise_kind": "run"},
-                      {"unit": "seed", "space": "log"}, "bootstrap"),
-    "cluster/run10": ({"seeds": 10, "noise": 0.05, "noise_kind": "run"},
-                      {"unit": "seed", "space": "log"}, "bootstrap"),
-    "cluster/run3": ({"seeds": 3, "noise": 0.05, "noise_kind": "run"},
-                     {"unit": "seed", "space": "log"}, "bootstrap"),
+    "case-boot/run20": (
+        {"seeds": 20, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "cell", "space": "log"},
+        "bootstrap",
+    ),
+    "cluster/run20": (
+        {"seeds": 20, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "seed", "space": "log"},
+        "bootstrap",
+    ),
+    "cluster-bca/run20": (
+        {"seeds": 20, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "seed", "space": "log", "ci_method": "bca"},
+        "bootstrap",
+    ),
+    "cluster/run50": (
+        {"seeds": 50, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "seed", "space": "log"},
+        "bootstrap",
+    ),
+    "cluster/run10": (
+        {"seeds": 10, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "seed", "space": "log"},
+        "bootstrap",
+    ),
+    "cluster/run3": (
+        {"seeds": 3, "noise": 0.05, "noise_kind": "run"},
+        {"unit": "seed", "space": "log"},
+        "bootstrap",
+    ),
 }
 
 
 def one(args):
-    """Simulate and fit one dataset; return (covered alpha, covered beta, failed draws)."""
+    """Simulate and fit one dataset.
+
+    Returns (covered alpha, covered beta, failed draws, fitted in log space).
+    """
     name, i, n_boot, base_seed = args
     import warnings
 
@@ -79,12 +115,18 @@ def one(args):
     ds = synthetic_dataset(**TRUTH, ranks=RANKS, lengths=LENGTHS, rng=rng, **syn)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = lawfit.fit(ds, exclude=None, bootstrap=n_boot if boot else 0, rng=rng,
-                         profile=method == "profile", **fkw)
+        res = lawfit.fit(
+            ds,
+            exclude=None,
+            bootstrap=n_boot if boot else 0,
+            rng=rng,
+            profile=method == "profile",
+            **fkw,
+        )
         ci = res.conf_int(method)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
     nf = int(res.boot.n_failed) if res.boot is not None else 0
-    return cov[0], cov[1], nf
+    return cov[0], cov[1], nf, res.space == "log"
 
 
 def run(n, n_boot, jobs, scenarios, base_seed=2026):
@@ -100,19 +142,31 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         a = np.array([o[0] for o in out])
         b = np.array([o[1] for o in out])
         nf = sum(o[2] for o in out)
-        row = {"scenario": name, "n_datasets": n, "cover_alpha": a.mean(),
-               "cover_beta": b.mean(), "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
-               "failed_replicates": nf, "seconds": time.perf_counter() - t0}
+        log_share = float(np.mean([o[3] for o in out]))
+        row = {
+            "scenario": name,
+            "n_datasets": n,
+            "cover_alpha": a.mean(),
+            "cover_beta": b.mean(),
+            "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
+            "failed_replicates": nf,
+            "log_space_share": log_share,
+            "seconds": time.perf_counter() - t0,
+        }
         rows.append(row)
-        print(f"{name:<18} n={n:<5} alpha {100 * row['cover_alpha']:5.1f}%  beta "
-              f"{100 * row['cover_beta']:5.1f}%  (MC SE {100 * row['mc_se']:.1f})  failed "
-              f"replicates {nf}  [{row['seconds']:.0f}s]", flush=True)
+        print(
+            f"{name:<18} n={n:<5} alpha {100 * row['cover_alpha']:5.1f}%  beta "
+            f"{100 * row['cover_beta']:5.1f}%  (MC SE {100 * row['mc_se']:.1f})  failed "
+            f"replicates {nf}  log space {100 * log_share:.0f}%  [{row['seconds']:.0f}s]",
+            flush=True,
+        )
     return rows
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=500, help="datasets per scenario")
     ap.add_argument("--boot", type=int, default=400, help="bootstrap replicates per fit")
     ap.add_argument("--jobs", type=int, default=2)
@@ -122,8 +176,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.quick:
         a.n, a.boot = 40, 200
-    print(f"calibration: {a.n} datasets/scenario, {a.boot} bootstrap replicates, truth {TRUTH}, "
-          f"grid {len(RANKS)} ranks x {len(LENGTHS)} lengths", flush=True)
+    print(
+        f"calibration: {a.n} datasets/scenario, {a.boot} bootstrap replicates, truth {TRUTH}, "
+        f"grid {len(RANKS)} ranks x {len(LENGTHS)} lengths",
+        flush=True,
+    )
     rows = run(a.n, a.boot, a.jobs, a.scenarios)
     if a.json:
         with open(a.json, "w") as fh:

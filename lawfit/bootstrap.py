@@ -173,11 +173,15 @@ def bootstrap_weights(n_boot, clusters, rng):
     rng : numpy.random.Generator
         Random generator.
     """
-    G = int(clusters.max()) + 1
+    return _cluster_counts(n_boot, clusters, rng)[:, clusters]
+
+
+def _cluster_counts(n_boot, clusters, rng):
+    """How often each cluster is drawn in each replicate, shape (R, G), as float."""
+    G = int(np.max(clusters)) + 1
     draws = rng.integers(0, G, size=(n_boot, G))
-    flat = (draws + G * np.arange(n_boot)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n_boot * G).reshape(n_boot, G).astype(float)
-    return counts[:, clusters]
+    draws += G * np.arange(n_boot)[:, None]  # row offsets, in place
+    return np.bincount(draws.ravel(), minlength=n_boot * G).reshape(n_boot, G).astype(float)
 
 
 def resample_collapsed(n_boot, clusters, X, z, rng):
@@ -214,10 +218,7 @@ def resample_collapsed(n_boot, clusters, X, z, rng):
     """
     clusters = np.asarray(clusters)
     G = int(clusters.max()) + 1
-    draws = rng.integers(0, G, size=(n_boot, G))
-    draws += G * np.arange(n_boot)[:, None]  # row offsets, in place
-    counts = np.bincount(draws.ravel(), minlength=n_boot * G).reshape(n_boot, G)
-    counts = counts.astype(float)
+    counts = _cluster_counts(n_boot, clusters, rng)
     keys = np.stack([np.asarray(x, float) for x in X], axis=1)
     uniq, ucode = np.unique(keys, axis=0, return_inverse=True)
     ucode = np.ravel(ucode)

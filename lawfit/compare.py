@@ -29,6 +29,7 @@ from lawfit.fitting import fit
 from lawfit.forms import get_form
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
+from lawfit.space import HETEROSCEDASTIC_P, breusch_pagan_pvalue
 
 __all__ = [
     "ComparisonResult",
@@ -180,8 +181,10 @@ class ComparisonResult(ResultProtocol):
         Warnings (codes ``local_optimum``, ``heteroscedastic``).
     heteroscedasticity_pvalue : float or None
         Breusch-Pagan p-value of the best form's residuals against its fitted values
-        (None when not computable); below 0.01 in linear space the ``heteroscedastic``
-        flag is set and a log-space comparison is advised.
+        (None when not computable; :func:`lawfit.space.breusch_pagan_pvalue`); below
+        :data:`lawfit.space.HETEROSCEDASTIC_P` in linear space the ``heteroscedastic``
+        flag is set and a log-space comparison is advised (the report decides with
+        :func:`lawfit.space.choose_space`).
     significance : float
         Level at which a Vuong test names the favoured form.
     """
@@ -297,16 +300,7 @@ def _frame(ds, forms, capacity, pool):
 
 def _heteroscedasticity(points: pd.DataFrame) -> float | None:
     """Breusch-Pagan p-value of the residuals against the fitted values (or None)."""
-    from statsmodels.stats.diagnostic import het_breuschpagan
-
-    e = points["residual"].to_numpy(float)
-    fv = points["fitted"].to_numpy(float)
-    if e.size < 8 or np.ptp(fv) == 0:
-        return None
-    try:
-        return float(het_breuschpagan(e, np.column_stack([np.ones_like(fv), fv]))[1])
-    except (ValueError, np.linalg.LinAlgError):  # pragma: no cover
-        return None
+    return breusch_pagan_pvalue(points["residual"], points["fitted"])
 
 
 def _predict(form, params, frame):
@@ -533,7 +527,7 @@ def compare(
     vu = pd.DataFrame(v_rows)
     best_pts = lls[str(table["form"].iloc[0])][1]
     het = _heteroscedasticity(best_pts)
-    if space == "linear" and het is not None and het < 0.01:
+    if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
         flags.append(Flag(
             "heteroscedastic",
             f"the residual spread of {table['form'].iloc[0]} grows with the fitted ΔL "

@@ -34,6 +34,7 @@ from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
 from lawfit.result import FitResult, FitResults, Flag
+from lawfit.space import breusch_pagan_pvalue, choose_space
 
 __all__ = ["fit", "LN2"]
 
@@ -52,7 +53,7 @@ def fit(
     exclude: str | float | None = "memorized",
     loss: str = "l2",
     huber_delta: float | None = None,
-    space: str = "linear",
+    space: str = "auto",
     bootstrap: int = 0,
     unit: str = "cell",
     ci_method: str = "percentile",
@@ -86,8 +87,16 @@ def fit(
         Huber threshold in units of the fitted response (fit space). Default
         ``1.345 * MAD-scale`` of the least-squares residuals (95 % efficiency under
         Gaussian errors; Huber 1981), recorded in the result.
-    space : {"linear", "log"}
+    space : {"auto", "linear", "log"}
         Fit ΔL or log ΔL (multiplicative errors; needs ΔL > 0 in every cell).
+        ``"auto"`` (default) fits in log space when the linear-space residuals are
+        heteroscedastic and the log transform removes that (Breusch-Pagan test; the rule
+        is :func:`lawfit.space.choose_space`), else in linear space; the choice and its
+        test results are in ``result.meta["space_choice"]`` and ``result.space``. With
+        multiplicative noise the log-space fit is the efficient one and its intervals
+        are calibrated; the linear-space case-bootstrap interval is then ~3 points short
+        (docs/lawfit.md, "Calibration"). ``space="linear"`` keeps the earlier default
+        (always ΔL). Decided per group with ``by``.
     bootstrap : int
         Number of bootstrap replicates (0: none).
     unit : {"cell", "seed", "data_seed", "run", "residual", "wild"} or column name
@@ -136,7 +145,7 @@ def fit(
         form_obj = form_obj.with_fixed(fixed)
     inputs = resolve_inputs(form_obj, capacity)
     V.one_of(loss, "loss", ("l2", "huber"))
-    V.one_of(space, "space", ("linear", "log"))
+    V.one_of(space, "space", ("auto", "linear", "log"))
     V.one_of(ci_method, "ci_method", ("percentile", "bca"))
     confidence_level = V.confidence_level(confidence_level)
     bootstrap = V.bootstrap_count(bootstrap)
@@ -231,6 +240,37 @@ def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
     return thf[0], float(obj_full[0]), bool(convf[0] or conv[best]), th, obj + shift, conv
 
 
+def _fit_in_space(model, y, p0_vec, form, space):
+    """Least-squares global fit in ``space``; ``"auto"`` decides it by :func:`choose_space`.
+
+    Returns
+    -------
+    space : {"linear", "log"}
+        The space fitted.
+    choice : lawfit.space.SpaceChoice or None
+        The decision and its test results (None unless ``space="auto"``).
+    fit : tuple
+        :func:`_global_fit` output in that space.
+    """
+    Y, W = y[None, :], np.ones((1, y.size))
+    if space != "auto":
+        return space, None, _global_fit(model, Y, W, space, "l2", 1.0, p0_vec, form)
+    fits = {"linear": _global_fit(model, Y, W, "linear", "l2", 1.0, p0_vec, form)}
+
+    def pvalue(sp):
+        fitted = np.array(model.f(fits[sp][0][None]))[0]
+        with np.errstate(all="ignore"):
+            resid = vp.transform(y, sp) - vp.transform(fitted, sp)
+        return breusch_pagan_pvalue(resid, fitted)
+
+    def pvalue_log():
+        fits["log"] = _global_fit(model, Y, W, "log", "l2", 1.0, p0_vec, form)
+        return pvalue("log")
+
+    choice = choose_space(pvalue("linear"), pvalue_log, positive=bool(np.all(y > 0)))
+    return choice.space, choice, fits[choice.space]
+
+
 def _exclude_memorized(frame, exclude, where):
     if exclude is None:
         return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
@@ -274,8 +314,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     if p0 is not None:
         p0_vec = np.array([[p0.get(p, 0.0) for p in form.params]], float)
     delta = 1.0
-    theta, obj, conv, starts_th, starts_obj, starts_conv = _global_fit(
-        model, Y, W, space, "l2", delta, p0_vec, form)
+    space, space_choice, global_fit = _fit_in_space(model, y, p0_vec, form, space)
+    theta, obj, conv, starts_th, starts_obj, starts_conv = global_fit
     obj_l2 = obj
     if loss == "huber":
         if huber_delta is None:
@@ -313,6 +353,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
             flags.append(Flag("heteroscedastic", f"residual spread grows with the fitted value "
                               f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
                               "assume constant variance, prefer space='log' or the bootstrap"))
+    if space_choice is not None and space_choice.space == "log":
+        flags.append(Flag("log_space", f"space='auto': {space_choice.reason}", "info"))
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
     # profile likelihood
     prof = None
@@ -343,7 +385,8 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         linear_names=tuple(form.linear),
         meta={"created": datetime.now(UTC).isoformat(timespec="seconds"),
               "exclude": exclude if exclude is None or isinstance(exclude, str)
-              else float(exclude), "converged": bool(conv), "lawfit_version": _version()},
+              else float(exclude), "converged": bool(conv), "lawfit_version": _version(),
+              "space_choice": None if space_choice is None else space_choice.to_dict()},
     )
 
 

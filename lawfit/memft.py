@@ -34,6 +34,10 @@ from lawfit.result import FitResult, Flag
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
 THRESHOLD = 0.5
+#: fit space of every law memft_savings fits: one space for all objectives, so that the
+#: savings compare laws fitted alike (linear, as its tests validate; lawfit.fit's default
+#: "auto" could pick another space per objective)
+_SPACE = "linear"
 
 
 @dataclass(frozen=True)
@@ -436,7 +440,7 @@ def memft_savings(
                      "skipped")
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
     fit_kw = dict(form=form, capacity=capacity, exclude=exclude, bootstrap=int(bootstrap),
-                  unit=unit, confidence_level=confidence_level, rng=gen)
+                  unit=unit, confidence_level=confidence_level, rng=gen, space=_SPACE)
     fits, emp = _laws_per_objective(
         ds, ["sft"] + memfts, fit_kw, target, target_kind, notes, given=fits
     )
@@ -771,7 +775,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     f_ho = fit(sub.where(sub["length"] < top, drop=True), form, capacity=capacity,
-                               exclude=exclude)
+                               exclude=exclude, space=_SPACE)
                 sel = (df["length"] == top).to_numpy()
                 kw = {c: (cap_vals[sel] if c in ("rank", "n_params")
                           else df.loc[sel, c].to_numpy(float)) for c in f_ho.inputs}

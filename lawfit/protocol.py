@@ -7,15 +7,19 @@ Every result type (:class:`~lawfit.FitResult`, :class:`~lawfit.FitResults`,
 - ``summary()``: text (``str()``), ``.as_html()`` and ``.as_latex()``;
 - ``to_dataframe()``: the tidy main table;
 - ``to_dataset()``: the same as an :class:`xarray.Dataset` (flags and notes in attrs);
-- ``save(path)`` / :func:`lawfit.load`: plain JSON. A :class:`~lawfit.FitResult`
-  round-trips completely; the other results are saved as a :class:`ResultRecord`
-  (their tables, summary, flags and notes), which offers the same interface;
+- ``save(path)`` / :func:`lawfit.load`: plain JSON (no pickle); every result loads back
+  as an object of its own type with equal fields (:func:`encode` / :func:`decode`: one
+  generic, type-tagged codec for the fields of any lawfit dataclass; a class with its
+  own ``to_dict`` / ``from_dict``, such as :class:`~lawfit.FitResult`, uses those). Files
+  of the earlier :class:`ResultRecord` format still load, as records;
 - ``flags``: a tuple of :class:`~lawfit.result.Flag` (code, message, severity).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import importlib
 import json
 import math
 import os
@@ -27,9 +31,24 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["Flag", "SummaryText", "ResultProtocol", "ResultRecord", "RECORD_FORMAT"]
+__all__ = [
+    "Flag",
+    "SummaryText",
+    "ResultProtocol",
+    "ResultRecord",
+    "RECORD_FORMAT",
+    "RESULT_FORMAT",
+    "RESULT_FORMAT_VERSION",
+    "encode",
+    "decode",
+    "result_from_dict",
+]
 
 RECORD_FORMAT = "lawfit.ResultRecord"
+#: ``format`` of a result saved by :meth:`ResultProtocol.save` (any result type)
+RESULT_FORMAT = "lawfit.Result"
+#: newest version of :data:`RESULT_FORMAT` this lawfit writes and reads
+RESULT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,248 @@ def _frame_from_json(d):
                 a = a.astype(spec["dtype"])
             out[c] = a
     return pd.DataFrame(out, index=pd.RangeIndex(d["n"]))
+
+
+# ------------------------------------------------------------------ generic codec
+# Every value is encoded as plain JSON; anything that is not a JSON string, int, bool,
+# null or list is a one-key object whose key names its type ("__float__", "__tuple__",
+# "__mapping__", "__ndarray__", "__frame__", "__dataclass__", "__object__", "__na__"), so
+# decoding is unambiguous (a plain dict is always stored as "__mapping__").
+
+
+def _type_path(cls) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve_type(path: str):
+    """Return the lawfit class named by ``module:qualname`` (a clear error otherwise)."""
+    module, _, qualname = str(path).partition(":")
+    if module != "lawfit" and not module.startswith("lawfit."):
+        raise LawfitError(
+            f"the file names the type {path!r}, which is not a lawfit type; "
+            "lawfit.load only rebuilds lawfit's own result types."
+        )
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise LawfitError(
+            f"unknown result type {path!r}: this lawfit has no such class (the file was "
+            "probably written by another lawfit version). Load it with the lawfit that wrote "
+            "it, or upgrade lawfit (pip install -U lawfit)."
+        ) from None
+    if not isinstance(obj, type):
+        raise LawfitError(f"{path!r} in the file is not a class; not a saved lawfit result.")
+    return obj
+
+
+def _encode_column(s: pd.Series) -> dict:
+    kind = getattr(s.dtype, "kind", "O") if isinstance(s.dtype, np.dtype) else "O"
+    if kind == "b":
+        values = [bool(v) for v in s.tolist()]
+    elif kind in "iu":
+        values = [int(v) for v in s.tolist()]
+    elif kind == "f":
+        values = [encode(float(v)) for v in s.tolist()]
+    else:  # object, strings, extension and datetime dtypes: element by element
+        values = [encode(v) for v in s.astype(object).tolist()]
+    return {"name": encode(s.name), "dtype": str(s.dtype), "values": values}
+
+
+def _decode_column(c: dict) -> pd.Series:
+    values = [decode(v) for v in c["values"]]
+    dtype = c["dtype"]
+    if dtype == "object":
+        return pd.Series(values, dtype=object)
+    try:
+        return pd.Series(values, dtype=dtype)
+    except (TypeError, ValueError):
+        return pd.Series(values).astype(dtype)
+
+
+def _encode_frame(df: pd.DataFrame) -> dict:
+    index = df.index
+    default = (
+        isinstance(index, pd.RangeIndex)
+        and index.start == 0
+        and index.step == 1
+        and index.name is None
+    )
+    idx = None
+    if not default:
+        levels = [index.get_level_values(i) for i in range(index.nlevels)]
+        idx = {
+            "names": [encode(n) for n in index.names],
+            "levels": [_encode_column(pd.Series(lv, name=None)) for lv in levels],
+        }
+    return {
+        "columns": [_encode_column(df.iloc[:, j].rename(c)) for j, c in enumerate(df.columns)],
+        "columns_dtype": str(df.columns.dtype),
+        "n": int(len(df)),
+        "index": idx,
+        "attrs": encode(dict(df.attrs)),
+    }
+
+
+def _decode_frame(d: dict) -> pd.DataFrame:
+    cols = [_decode_column(c) for c in d["columns"]]
+    names = [decode(c["name"]) for c in d["columns"]]
+    if d["index"] is None:
+        index = pd.RangeIndex(d["n"])
+    else:
+        levels = [_decode_column(c) for c in d["index"]["levels"]]
+        inames = [decode(n) for n in d["index"]["names"]]
+        index = (
+            pd.Index(levels[0], name=inames[0])
+            if len(levels) == 1
+            else pd.MultiIndex.from_arrays(levels, names=inames)
+        )
+    df = pd.DataFrame(
+        {j: c.to_numpy() if c.dtype == object else c.array for j, c in enumerate(cols)},
+        index=pd.RangeIndex(d["n"]),
+    )
+    df.columns = pd.Index(names, dtype=d.get("columns_dtype", "object"))
+    df.index = index
+    df.attrs.update(decode(d["attrs"]))
+    return df
+
+
+def encode(value):
+    """Encode a result's field value as plain JSON (inverse: :func:`decode`).
+
+    Handles None, bool, int, str, float (NaN and inf too), numpy scalars and arrays,
+    tuples, lists, mappings (any keys), pandas frames and series (index, dtypes and
+    attrs kept), lawfit dataclasses (by their fields) and lawfit classes with
+    ``to_dict`` / ``from_dict`` (such as :class:`~lawfit.FitResult`).
+
+    Raises
+    ------
+    LawfitError
+        For a value of any other type (say which).
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return v if math.isfinite(v) else {"__float__": repr(v)}
+    if value is pd.NA or value is pd.NaT:
+        return {"__na__": "NaT" if value is pd.NaT else "NA"}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {
+            "__ndarray__": {
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+                "values": [encode(v) for v in value.ravel().tolist()],
+            }
+        }
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": _encode_frame(value)}
+    if isinstance(value, pd.Series):
+        return {"__series__": _encode_frame(value.to_frame())}
+    if isinstance(value, Mapping):
+        return {"__mapping__": [[encode(k), encode(v)] for k, v in value.items()]}
+    cls = type(value)
+    if cls.__module__.split(".")[0] == "lawfit":
+        if hasattr(value, "to_dict") and hasattr(cls, "from_dict"):
+            return {"__object__": {"type": _type_path(cls), "data": value.to_dict()}}
+        if dataclasses.is_dataclass(value):
+            return {"__dataclass__": {"type": _type_path(cls), "fields": _encode_fields(value)}}
+    raise LawfitError(
+        f"cannot save a value of type {cls.__module__}.{cls.__qualname__}: "
+        "lawfit.save stores numbers, strings, arrays, tables, mappings and "
+        "lawfit's own result types."
+    )
+
+
+def _encode_fields(obj) -> dict:
+    return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+
+
+def decode(value):
+    """Inverse of :func:`encode`."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise LawfitError(f"not a value saved by lawfit (an object with keys {list(value)}).")
+    ((tag, body),) = value.items()
+    if tag == "__float__":
+        return float(body)
+    if tag == "__na__":
+        return pd.NaT if body == "NaT" else pd.NA
+    if tag == "__tuple__":
+        return tuple(decode(v) for v in body)
+    if tag == "__mapping__":
+        return {_hashable(decode(k)): decode(v) for k, v in body}
+    if tag == "__ndarray__":
+        values = [decode(v) for v in body["values"]]
+        return np.array(values, dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+    if tag == "__frame__":
+        return _decode_frame(body)
+    if tag == "__series__":
+        return _decode_frame(body).iloc[:, 0]
+    if tag == "__object__":
+        return _resolve_type(body["type"]).from_dict(body["data"])
+    if tag == "__dataclass__":
+        return _build(_resolve_type(body["type"]), body["fields"])
+    raise LawfitError(
+        f"unknown tag {tag!r} in a saved lawfit value (written by a newer "
+        "lawfit?). Upgrade lawfit (pip install -U lawfit)."
+    )
+
+
+def _hashable(key):
+    return tuple(_hashable(k) for k in key) if isinstance(key, list | tuple) else key
+
+
+def _build(cls, fields: dict):
+    """``cls(**decoded fields)``; a clear error when the fields do not match the class."""
+    if not dataclasses.is_dataclass(cls):
+        raise LawfitError(f"{_type_path(cls)} is not a lawfit dataclass; cannot rebuild it.")
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    extra = sorted(set(fields) - known)
+    if extra:
+        raise LawfitError(
+            f"the saved {cls.__name__} has fields {extra} that this lawfit's "
+            f"{cls.__name__} lacks (written by a newer lawfit?). Upgrade lawfit "
+            "(pip install -U lawfit)."
+        )
+    return cls(**{k: decode(v) for k, v in fields.items()})
+
+
+def result_from_dict(d: Mapping):
+    """Rebuild a result from :meth:`ResultProtocol.to_dict` output, as its own type.
+
+    Raises
+    ------
+    LawfitError
+        Not a saved result, a newer format version, or a type this lawfit does not have.
+    """
+    if d.get("format") != RESULT_FORMAT:
+        raise LawfitError(
+            f"not a saved lawfit result (format={d.get('format')!r}; expected {RESULT_FORMAT!r})."
+        )
+    version = d.get("format_version")
+    if not isinstance(version, int) or version > RESULT_FORMAT_VERSION:
+        raise LawfitError(
+            f"the saved result has format_version {version!r}, newer than this "
+            f"lawfit reads ({RESULT_FORMAT_VERSION}). Upgrade lawfit "
+            "(pip install -U lawfit)."
+        )
+    cls = _resolve_type(d.get("result_type", ""))
+    if not issubclass(cls, ResultProtocol):
+        raise LawfitError(f"{d.get('result_type')!r} is not a lawfit result type.")
+    return _build(cls, d["fields"])
 
 
 class SummaryText(str):
@@ -282,12 +543,32 @@ class ResultProtocol:
             notes=tuple(str(n) for n in (getattr(self, "notes", ()) or ())),
         )
 
-    def save(self, path) -> None:
-        """Write the result's record (tables, summary, flags, notes) as plain JSON.
+    def to_dict(self) -> dict:
+        """Plain-JSON form of the result: its type and every field (see :func:`encode`)."""
+        if not dataclasses.is_dataclass(self):
+            raise LawfitError(
+                f"{type(self).__name__} is not a dataclass: it must define its "
+                "own to_dict / from_dict to be saved."
+            )
+        return {
+            "format": RESULT_FORMAT,
+            "format_version": RESULT_FORMAT_VERSION,
+            "result_type": _type_path(type(self)),
+            "fields": _encode_fields(self),
+        }
 
-        Read it back with :func:`lawfit.load` (a :class:`ResultRecord`).
-        """
-        self.to_record().save(path)
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        """Rebuild from :meth:`to_dict` output (see :func:`result_from_dict`)."""
+        res = result_from_dict(d)
+        if not isinstance(res, cls):
+            raise LawfitError(f"the saved result is a {type(res).__name__}, not a {cls.__name__}.")
+        return res
+
+    def save(self, path) -> None:
+        """Write the result as plain JSON; :func:`lawfit.load` gives back the same type."""
+        with open(os.fspath(path), "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1, allow_nan=False)
 
 
 @dataclass(frozen=True)

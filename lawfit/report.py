@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from lawfit import _validate as V
+from lawfit import space as _space
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.errors import LawfitError
 
@@ -159,9 +160,8 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-#: Breusch-Pagan p-value under which the report prefers the log-space model selection (the
-#: level at which :func:`lawfit.compare` flags heteroscedastic residuals)
-HETEROSCEDASTIC_P = 0.01
+#: Breusch-Pagan level of the log-space decision (one rule for lawfit: :mod:`lawfit.space`)
+HETEROSCEDASTIC_P = _space.HETEROSCEDASTIC_P
 #: a MemFT method whose shared-exponent law misses its cells by more than this multiple of
 #: the SFT law's RMSE gets no saving claimed: the law does not describe its cells
 RMSE_RATIO_LIMIT = 2.0
@@ -476,24 +476,38 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
     if len(cmp.lr_tests):
         blocks += [("p", "Likelihood-ratio tests of nested pairs:"), ("table", cmp.lr_tests)]
     blocks += _notes(cmp)
-    p_het = cmp.heteroscedasticity_pvalue
-    if p_het is None or p_het >= HETEROSCEDASTIC_P:
+    best = cmp.fits[cmp.best]
+    log_cmp: dict = {}
+    choice = _space.choose_space(cmp.heteroscedasticity_pvalue,
+                                 lambda: _log_space_pvalue(sft, log_cmp),
+                                 positive=bool(np.all(best.points[best.response] > 0)))
+    if "error" in log_cmp:
+        return blocks + [("note", f"log-space comparison not possible: {log_cmp['error']}")]
+    if choice.space != "log":
         return blocks
-    try:
-        cmp_log = compare(sft, space="log")
-    except LawfitError as exc:
-        return blocks + [("note", f"log-space comparison not possible: {exc}")]
+    cmp_log = log_cmp["result"]
     st.results["compare_log"] = cmp_log
     return blocks + [
         (
             "p",
-            f"Heteroscedastic residuals (Breusch-Pagan p = {p_het:.2g} < "
-            f"{HETEROSCEDASTIC_P}): the same comparison in log space (preferred here). Best "
-            f"form: **{cmp_log.best}** (Akaike weight "
+            f"Log space preferred here ({choice.reason}): the same comparison in log "
+            f"space. Best form: **{cmp_log.best}** (Akaike weight "
             f"{cmp_log.table['weight_aicc'].iloc[0]:.3f}).",
         ),
         ("table", cmp_log.table[cols]),
     ]
+
+
+def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:
+    """Run the log-space comparison (kept in ``out["result"]``); its Breusch-Pagan p-value."""
+    from lawfit.compare import compare
+
+    try:
+        out["result"] = compare(sft, space="log")
+    except LawfitError as exc:
+        out["error"] = exc
+        return None
+    return out["result"].heteroscedasticity_pvalue
 
 
 def _exclusion_text(law) -> str:

@@ -815,20 +815,29 @@ class FitResults(ResultProtocol, Mapping):
 
     notes: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict:
+        """Plain-JSON form: the grouping names and every group's :meth:`FitResult.to_dict`."""
+        return {"format": "lawfit.FitResults", "by": list(self.by),
+                "groups": [{"key": _clean(list(k)), "result": r.to_dict()}
+                           for k, r in self._results.items()]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> FitResults:
+        """Inverse of :meth:`to_dict`."""
+        return cls({tuple(g["key"]): FitResult.from_dict(g["result"]) for g in d["groups"]},
+                   by=tuple(d["by"]))
+
     def save(self, path) -> None:
         """Write every group's result to one JSON file."""
-        out = {"format": "lawfit.FitResults", "by": list(self.by),
-               "groups": [{"key": _clean(list(k)), "result": r.to_dict()}
-                          for k, r in self._results.items()]}
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=1, allow_nan=False)
+            json.dump(self.to_dict(), fh, indent=1, allow_nan=False)
 
     def __repr__(self) -> str:
         return f"<FitResults by={self.by}: {len(self)} groups>"
 
 
-def load(path) -> FitResult | FitResults:
-    """Read a result written by :meth:`FitResult.save` / :meth:`FitResults.save`.
+def load(path):
+    """Read a result written by any lawfit result's ``save``, as its own type.
 
     Parameters
     ----------
@@ -837,24 +846,27 @@ def load(path) -> FitResult | FitResults:
 
     Returns
     -------
-    FitResult or FitResults
-        The frozen result(s); the form is re-resolved from the registry by name.
+    FitResult, FitResults or another lawfit result
+        The result, of the type that was saved, with equal fields
+        (:mod:`lawfit.protocol`); files of the earlier record format load as a
+        :class:`~lawfit.protocol.ResultRecord`.
 
     Raises
     ------
     LawfitError
-        Missing file, invalid JSON, not a lawfit result, or a form that is not
-        registered in this session (register it first with
-        :func:`lawfit.register_form`).
+        Missing file, invalid JSON, not a lawfit result, a newer format version, a
+        result type this lawfit does not have, or a form that is not registered in
+        this session (register it first with :func:`lawfit.register_form`).
     """
-    d = read_saved_json(path, _FORMAT_VERSION)
-    from lawfit.protocol import RECORD_FORMAT, ResultRecord
+    from lawfit.protocol import RECORD_FORMAT, RESULT_FORMAT, ResultRecord, result_from_dict
 
+    d = read_saved_json(path, _FORMAT_VERSION)
+    if d.get("format") == RESULT_FORMAT:
+        return result_from_dict(d)
     if d.get("format") == RECORD_FORMAT:
         return ResultRecord.from_dict(d)
     if d.get("format") == "lawfit.FitResults":
-        return FitResults({tuple(g["key"]): FitResult.from_dict(g["result"])
-                           for g in d["groups"]}, by=tuple(d["by"]))
+        return FitResults.from_dict(d)
     return FitResult.from_dict(d)
 
 

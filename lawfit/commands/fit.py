@@ -7,7 +7,6 @@ import argparse
 import numpy as np
 
 from lawfit._tokens import GROUP_DIMS
-from lawfit.commands._common import SPACE_HELP
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -90,7 +89,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--huber-delta", type=float, default=None,
                    help="Huber threshold in fit-space units (default: 1.345 x the MAD scale "
                         "of the least-squares residuals)")
-    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    p.add_argument("--space", choices=["auto", "linear", "log"], default="auto",
+                   help="fit in linear ΔL or in log ΔL; auto (default): log when the residual "
+                        "spread grows with ΔL (Breusch-Pagan, lawfit.space.choose_space)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates")
     p.add_argument("--unit", default="cell",
                    help="resampling unit: cell, seed, run, residual, wild (default: cell)")

@@ -34,7 +34,7 @@ def _reference_fit(x, ell, y, w, start):
 def test_replicates_match_per_replicate_least_squares(noise, seeds, rng):
     ds = synthetic_dataset(seeds=seeds, noise=noise, rng=rng)
     R, seed = 200, 4
-    res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False)
+    res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False, space="linear")
     assert res.boot.n_failed == 0
     pts = res.points
     x, ell, y = (pts["rank"].to_numpy(float), pts["length"].to_numpy(float),

@@ -194,9 +194,58 @@ def test_no_loss_after_warns():
 
 def test_heteroscedasticity_flag():
     mult = synthetic_dataset(**TRUTH, noise=0.1, rng=12)
-    assert "heteroscedastic" in {f.code for f in lawfit.fit(mult, exclude=None).flags}
+    linear = lawfit.fit(mult, exclude=None, space="linear")
+    assert "heteroscedastic" in {f.code for f in linear.flags}
     assert "heteroscedastic" not in {
         f.code for f in lawfit.fit(mult, exclude=None, space="log").flags}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auto_space_follows_the_noise_model(seed):
+    """Known truth: log-normal noise -> log space; additive homoscedastic noise -> linear."""
+    mult = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None,
+                      profile=False)
+    assert mult.space == "log" and "log_space" in {f.code for f in mult.flags}
+    choice = mult.meta["space_choice"]
+    assert choice["pvalue_linear"] < lawfit.space.HETEROSCEDASTIC_P < choice["pvalue_log"]
+    explicit = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None,
+                          profile=False, space="log")
+    np.testing.assert_allclose(mult.theta, explicit.theta)
+    add = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, noise_model="additive", rng=seed),
+                     exclude=None, profile=False)
+    assert add.space == "linear" and add.meta["space_choice"]["space"] == "linear"
+
+
+def test_auto_space_stays_linear_when_some_loss_reduction_is_not_positive():
+    ds = synthetic_dataset(**TRUTH, noise=0.1, rng=3)
+    lr = ds["loss_reduction"].values.copy()
+    lr[0, 0, 0] = 0.0  # negative cells are excluded as failed training; zero is kept
+    ds["loss_reduction"] = (ds["loss_reduction"].dims, lr)
+    ds["loss_after"] = ds["loss_before"] - ds["loss_reduction"]
+    res = lawfit.fit(ds, exclude=None, profile=False)
+    assert res.space == "linear"
+    assert "ΔL <= 0" in res.meta["space_choice"]["reason"]
+
+
+def test_choose_space_rule():
+    from lawfit.space import choose_space
+
+    def never():
+        raise AssertionError("the log fit must not run")
+
+    assert choose_space(0.5, never, positive=True).space == "linear"
+    assert choose_space(None, never, positive=True).space == "linear"
+    assert choose_space(1e-6, never, positive=False).space == "linear"
+    assert choose_space(1e-6, lambda: 0.3, positive=True).space == "log"
+    assert choose_space(1e-6, lambda: 1e-9, positive=True).space == "linear"  # log is worse
+    assert choose_space(1e-6, lambda: None, positive=True).space == "linear"
+
+
+def test_saved_fit_keeps_its_space_choice(tmp_path):
+    res = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=2), exclude=None, profile=False)
+    res.save(tmp_path / "r.json")
+    back = lawfit.load(tmp_path / "r.json")
+    assert back.space == "log" and back.meta["space_choice"] == res.meta["space_choice"]
 
 
 def test_profile_interval_containing_zero_is_flagged():

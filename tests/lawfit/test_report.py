@@ -171,7 +171,10 @@ def test_memorized_and_never_run_cells_are_counted_apart(full):
 def test_log_space_selection_follows_the_breusch_pagan_p_value(full, monkeypatch, p_value):
     ds, _ = full
     compare_module = importlib.import_module("lawfit.compare")  # lawfit.compare: the function
-    monkeypatch.setattr(compare_module, "_heteroscedasticity", lambda pts: p_value)
+    # first call: the linear-space comparison; later ones: log space, where the spread is gone
+    p_values = iter([p_value])
+    monkeypatch.setattr(compare_module, "_heteroscedasticity",
+                        lambda pts: next(p_values, 0.9))
     res = build_report(ds.sel(method=["sft"]), bootstrap=0).results["task=long_context"]
     assert ("compare_log" in res) == (p_value < lawfit.report.HETEROSCEDASTIC_P)
 

@@ -1,14 +1,17 @@
 """One common check over every lawfit result type (as scikit-learn checks every estimator)."""
 
+import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import lawfit
+from lawfit.errors import LawfitError
 from lawfit.information import information_bits
-from lawfit.protocol import ResultRecord, SummaryText
+from lawfit.protocol import RESULT_FORMAT_VERSION, ResultRecord
 from lawfit.result import Flag
 from lawfit.testing import synthetic_dataset
 from lawfit.testing.selection import synthetic_memft_dataset
@@ -86,15 +89,99 @@ def test_every_result_type_follows_the_protocol(name, tmp_path):
     assert isinstance(df, pd.DataFrame) and len(df) > 0
     ds = res.to_dataset()
     assert isinstance(ds, xr.Dataset) and len(ds.data_vars) > 0
-    # save / load
+    # save / load: the same type back, with equal tables, flags and summary
     res.save(tmp_path / "r.json")
     back = lawfit.load(tmp_path / "r.json")
+    assert type(back) is type(res)
     assert back.flags == res.flags
-    if isinstance(back, ResultRecord):
-        assert back.result_type == name
-        pd.testing.assert_frame_equal(
-            back.to_dataframe(), df.reset_index(drop=True), check_dtype=False
-        )
-        assert isinstance(back.summary(), SummaryText) and str(back.summary()) == text
+    pd.testing.assert_frame_equal(back.to_dataframe(), df)
+    assert str(back.summary()) == text
+
+
+def _saved(tmp_path, name="GradientBudget"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = RESULTS[name]()
+    res.save(tmp_path / "r.json")
+    return res, json.loads((tmp_path / "r.json").read_text())
+
+
+def test_a_result_from_a_newer_format_version_is_refused(tmp_path):
+    _, d = _saved(tmp_path)
+    d["format_version"] = RESULT_FORMAT_VERSION + 1
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    with pytest.raises(LawfitError, match="newer than this lawfit reads"):
+        lawfit.load(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize(
+    "result_type, msg",
+    [
+        ("lawfit.memft:NoSuchResult", "unknown result type"),
+        ("lawfit.nosuchmodule:GradientBudget", "unknown result type"),
+        ("os:system", "not a lawfit type"),
+        ("lawfit.result:Summary", "not a lawfit result type"),
+    ],
+)
+def test_a_result_of_an_unknown_type_is_refused(tmp_path, result_type, msg):
+    _, d = _saved(tmp_path)
+    d["result_type"] = result_type
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    with pytest.raises(LawfitError, match=msg):
+        lawfit.load(tmp_path / "r.json")
+
+
+def test_a_saved_field_this_lawfit_lacks_is_refused(tmp_path):
+    _, d = _saved(tmp_path)
+    d["fields"]["from_the_future"] = 1
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    with pytest.raises(LawfitError, match="from_the_future"):
+        lawfit.load(tmp_path / "r.json")
+
+
+def test_nested_results_come_back_as_their_types(tmp_path):
+    res, _ = _saved(tmp_path, "MemftSavings")
+    back = lawfit.load(tmp_path / "r.json")
+    assert type(back.budget) is type(res.budget)
+    assert set(back.fits) == set(res.fits)
+    for k, fit in res.fits.items():
+        assert type(back.fits[k]) is type(fit)
+        np.testing.assert_array_equal(back.fits[k].theta, fit.theta)
+
+
+def test_record_files_of_the_earlier_format_still_load(tmp_path):
+    res, _ = _saved(tmp_path)
+    res.to_record().save(tmp_path / "old.json")
+    back = lawfit.load(tmp_path / "old.json")
+    assert isinstance(back, ResultRecord) and back.result_type == "GradientBudget"
+    pd.testing.assert_frame_equal(
+        back.to_dataframe(), res.to_dataframe().reset_index(drop=True), check_dtype=False
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, 2.5, float("nan"), float("-inf"), None, "x", True),
+        {("a", 1): [1, 2], 3: {"b": np.int64(4)}},
+        np.array([[1.0, np.nan], [np.inf, 2.0]]),
+        np.array(["sft", "memft_ot"]),
+        pd.DataFrame(
+            {"a": [1, 2], "b": ["x", None], "c": [True, False], "d": [0.5, np.nan]},
+            index=pd.Index(["p", "q"], name="param"),
+        ),
+    ],
+)
+def test_encode_decode_round_trips_values(value):
+    from lawfit.protocol import decode, encode
+
+    back = decode(json.loads(json.dumps(encode(value), allow_nan=False)))
+    if isinstance(value, pd.DataFrame):
+        pd.testing.assert_frame_equal(back, value)
+    elif isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype
+        np.testing.assert_array_equal(back, value)
+    elif isinstance(value, dict):
+        assert back == value  # numpy scalars come back as python numbers
     else:
-        pd.testing.assert_frame_equal(back.to_dataframe(), df)
+        assert repr(back) == repr(value)  # NaN != NaN: compare the text
