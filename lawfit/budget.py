@@ -389,7 +389,9 @@ def budget_sensitivity(
     conv = convergence(ds, window=window, tol=tol)
     budgets = _default_budgets(ds) if budgets is None else sorted({int(b) for b in budgets})
     rows, fits, notes = [], {}, []
-    for b in budgets:
+    # One fit space for every budget: "auto" is decided on the largest budget (fitted
+    # first) and kept, so that the drift compares exponents fitted the same way.
+    for b in sorted(budgets, reverse=True):
         sub = at_budget(ds, b)
         n_trunc = int((_ok(ds) & (ds["steps"] > b)).sum())
         try:
@@ -401,6 +403,10 @@ def budget_sensitivity(
             notes.append(f"budget {b}: not fitted ({exc})")
             continue
         fits[b] = res
+        if fit_kwargs.get("space", "auto") == "auto":
+            fit_kwargs["space"] = res.space
+            notes.append(f"every budget is fitted in {res.space} space, the space chosen at "
+                         f"the largest budget ({b} steps)")
         row = {"budget": b, "n_obs": res.n_obs, "n_excluded": res.n_excluded,
                "n_truncated": n_trunc, "r2": res.r2}
         tab = res.to_dataframe()
@@ -410,7 +416,8 @@ def budget_sensitivity(
         rows.append(row)
     if not rows:
         raise LawfitError("the law could not be fitted at any budget: " + "; ".join(notes))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).sort_values("budget", ignore_index=True)
+    fits = dict(sorted(fits.items()))
     drift = {}
     if len(table) >= 2:
         last, prev = table.iloc[-1], table.iloc[-2]
