@@ -28,6 +28,8 @@ __all__ = [
     "ANCHORS_BITS_PER_PARAM",
     "BitsResult",
     "CapacityPrediction",
+    "KNOWN_CAPACITY_BITS_PER_PARAM",
+    "beyond_known_capacity",
     "bits_per_parameter",
     "predict_capacity",
 ]
@@ -39,6 +41,41 @@ ANCHORS_BITS_PER_PARAM = {
     "Allen-Zhu & Li 2024 (Physics of LMs 3.3)": 2.0,
     "Morris et al. 2025 (How much do LMs memorize?)": 3.6,
 }
+#: Largest information capacity the literature reports (Morris et al. 2025), bits per
+#: trainable parameter: a prediction implying more is beyond known capacity.
+KNOWN_CAPACITY_BITS_PER_PARAM = max(ANCHORS_BITS_PER_PARAM.values())
+_KIND_WORDS = {"stored": "information bits stored", "recalled": "information bits recalled",
+               "dl": "ΔL bits (not information: they overstate it on random tokens)",
+               "information lower bound": "information bits (a lower bound)"}
+
+
+def beyond_known_capacity(bits_per_param, kind: str = "stored") -> Flag | None:
+    """Flag a prediction implying more than ~3.6 bits per parameter (None when it does not).
+
+    Parameters
+    ----------
+    bits_per_param : float or array_like
+        Bits per trainable parameter that the prediction implies (NaN ignored).
+    kind : str
+        What the bits count: ``"stored"``, ``"recalled"``, ``"dl"`` or
+        ``"information lower bound"``.
+
+    Returns
+    -------
+    Flag or None
+        Code ``beyond_known_capacity`` when the largest value exceeds
+        :data:`KNOWN_CAPACITY_BITS_PER_PARAM`.
+    """
+    v = np.asarray(bits_per_param, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.max() <= KNOWN_CAPACITY_BITS_PER_PARAM:
+        return None
+    return Flag("beyond_known_capacity",
+                f"a prediction implies up to {v.max():.3g} bits per parameter "
+                f"({_KIND_WORDS.get(kind, kind)}), more than the "
+                f"~{KNOWN_CAPACITY_BITS_PER_PARAM:g} bits/param of Morris et al. 2025 (and the "
+                "~2 of Allen-Zhu & Li): beyond known capacity, read it as an extrapolation the "
+                "law cannot support")
 
 
 # ------------------------------------------------------------------------ bits/param
