@@ -322,7 +322,8 @@ class CarrierLaw(ResultProtocol):
                 out += ["", self.comparison.to_string(index=False)]
         if self.verdict:
             out.append(
-                f"verdict (LR test at significance {self.significance:g}): {self.verdict} exponents"
+                f"verdict (F likelihood-ratio test at {self.significance:g}): "
+                f"{self.verdict} exponents"
             )
         out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
         return self._summary_text("\n".join(out))
