@@ -245,3 +245,15 @@ def test_n_bytes_is_derived_from_the_dtype_or_kept_when_recorded(sweep):
     assert note is None and kept["n_bytes"].equals(recorded["n_bytes"])
     with pytest.raises(LawfitError, match="unknown storage dtype"):
         with_n_bytes(sweep, "float12")
+
+
+def test_report_has_a_carrier_section_only_with_two_carriers(sweep):
+    from lawfit.report import build_report
+    from lawfit.testing import synthetic_dataset
+
+    text = build_report(sweep, bootstrap=20, rng=0).to_markdown()
+    assert "Carriers: all cells" in text and "F likelihood-ratio test" in text
+    assert "bits_per_byte" in text
+    small = synthetic_dataset(ranks=(1, 2, 4), lengths=(64, 128, 256), seeds=1, rng=0)
+    one = build_report(small, bootstrap=0, rng=0).to_markdown()
+    assert "Carriers:" not in one
