@@ -257,3 +257,17 @@ def test_report_has_a_carrier_section_only_with_two_carriers(sweep):
     small = synthetic_dataset(ranks=(1, 2, 4), lengths=(64, 128, 256), seeds=1, rng=0)
     one = build_report(small, bootstrap=0, rng=0).to_markdown()
     assert "Carriers:" not in one
+
+
+def test_cli_carriers_prints_the_law_bits_and_smallest_carriers(sweep, tmp_path, capsys):
+    from lawfit.cli import main
+
+    nc = tmp_path / "carriers.nc"
+    sweep.to_netcdf(nc)
+    out_csv = tmp_path / "bits.csv"
+    rc = main(["carriers", str(nc), "--bootstrap", "50", "--store", "5000", "--csv", str(out_csv)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "Capacity law across carriers" in text and "bits/byte" in text
+    assert "memtok:" in text  # the smallest memory-token carrier storing 5,000 bits
+    assert out_csv.read_text().startswith("carrier,")
