@@ -164,6 +164,22 @@ def carrier_frame(data, *, size: str = "params", dtype: str | None = None):
     return frame.assign(carrier=labels.to_numpy(), knob=knob), notes
 
 
+class _TableResult(ResultProtocol):
+    """A result whose main table (``to_dataframe``) is the attribute named by ``_main``."""
+
+    _main = "table"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Return the main table (a copy).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per carrier (and target, or parameter).
+        """
+        return getattr(self, self._main).copy()
+
+
 # ----------------------------------------------------------------------- the law
 class _PerCarrier:
     """A form evaluated per carrier: shared parameters common, the others one per carrier."""
@@ -239,7 +255,7 @@ def _shared_form(base: Form, labels: Sequence[str], shared: Sequence[str]) -> Fo
 
 
 @dataclass(frozen=True)
-class CarrierLaw(ResultProtocol):
+class CarrierLaw(_TableResult):
     """The law per carrier, the law with shared exponents, and their comparison.
 
     Attributes
@@ -271,6 +287,8 @@ class CarrierLaw(ResultProtocol):
         Context and warnings (``carrier_skipped``, ``exponents_differ``, ``local_optimum``).
     """
 
+    _main = "exponents"
+
     exponents: pd.DataFrame
     comparison: pd.DataFrame
     fits: dict = field(repr=False)
@@ -288,16 +306,6 @@ class CarrierLaw(ResultProtocol):
         if "f_pvalue" not in self.comparison or not len(self.comparison):
             return math.nan
         return float(self.comparison["f_pvalue"].iloc[-1])
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy parameter table (a copy of ``exponents``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per (model, carrier, parameter).
-        """
-        return self.exponents.copy()
 
     def _tables(self):
         return [
@@ -436,7 +444,7 @@ def carrier_law(
                     "carriers by their own laws",
                 )
             )
-    table = _parameter_table(fits, shared_fit, tuple(shared))
+    table = _parameter_table(fits, shared_fit)
     return CarrierLaw(
         exponents=table,
         comparison=comparison,
@@ -557,50 +565,45 @@ def _comparison(fits, shared_fit, labels, space, notes, flags) -> pd.DataFrame:
     return table
 
 
-def _parameter_table(fits, shared_fit, shared) -> pd.DataFrame:
+def _parameter_rows(model: str, fit: FitResult, names: dict) -> list[dict]:
+    """Rows of one law's parameters; ``names`` maps a parameter to (base name, carrier)."""
+    ci = fit.conf_int()
+    return [
+        {
+            "model": model,
+            "carrier": names[q][1],
+            "parameter": names[q][0],
+            "estimate": fit.params[q],
+            "low": ci.loc[q, "low"],
+            "high": ci.loc[q, "high"],
+            "n_obs": fit.n_obs,
+        }
+        for q in fit.param_names
+    ]
+
+
+def _parameter_table(fits, shared_fit) -> pd.DataFrame:
     """Estimates and intervals of every law's parameters, in base-parameter names."""
     rows = []
     for label, f in fits.items():
-        ci = f.conf_int()
-        for p in f.param_names:
-            rows.append(
-                {
-                    "model": "separate",
-                    "carrier": label,
-                    "parameter": p,
-                    "estimate": f.params[p],
-                    "low": ci.loc[p, "low"],
-                    "high": ci.loc[p, "high"],
-                    "n_obs": f.n_obs,
-                }
-            )
+        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names})
     if shared_fit is not None:
-        ci = shared_fit.conf_int()
         labels = sorted(fits)
-        origin = {
-            q: (p, labels[j])
-            for p, qs in shared_fit.form.func.names.items()
-            for j, q in enumerate(qs)
-        }
-        for q in shared_fit.param_names:
-            base, carrier = origin.get(q, (q, "all"))
-            rows.append(
-                {
-                    "model": "shared",
-                    "carrier": carrier,
-                    "parameter": base,
-                    "estimate": shared_fit.params[q],
-                    "low": ci.loc[q, "low"],
-                    "high": ci.loc[q, "high"],
-                    "n_obs": shared_fit.n_obs,
-                }
-            )
+        names = {q: (q, "all") for q in shared_fit.param_names}
+        names.update(
+            {
+                q: (p, labels[j])
+                for p, qs in shared_fit.form.func.names.items()
+                for j, q in enumerate(qs)
+            }
+        )
+        rows += _parameter_rows("shared", shared_fit, names)
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------- bits per size
 @dataclass(frozen=True)
-class CarrierBits(ResultProtocol):
+class CarrierBits(_TableResult):
     """Bits per parameter and per byte of every carrier, with bootstrap intervals.
 
     Attributes
@@ -632,16 +635,6 @@ class CarrierBits(ResultProtocol):
     notes: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
     draws: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Per-carrier table (a copy of ``table``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per carrier.
-        """
-        return self.table.copy()
 
     def summary(self) -> SummaryText:
         """Plain-text summary.
@@ -924,7 +917,7 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
 
 # ----------------------------------------------------------------------- predictions
 @dataclass(frozen=True)
-class CarrierCapacity(ResultProtocol):
+class CarrierCapacity(_TableResult):
     """The smallest carrier of each kind that stores a number of bits.
 
     Attributes
@@ -949,16 +942,6 @@ class CarrierCapacity(ResultProtocol):
     confidence_level: float
     notes: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Return the table (a copy).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per (carrier, target).
-        """
-        return self.table.copy()
 
     def summary(self) -> SummaryText:
         """Plain-text summary.
