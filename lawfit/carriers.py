@@ -30,7 +30,12 @@ from scipy import stats
 
 from lawfit import _validate as V
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter
-from lawfit.compare import akaike_weights, likelihood_ratio_test, pointwise_loglik
+from lawfit.compare import (
+    _heteroscedasticity,
+    akaike_weights,
+    likelihood_ratio_test,
+    pointwise_loglik,
+)
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
@@ -49,6 +54,8 @@ __all__ = [
     "carrier_of",
 ]
 
+#: Breusch-Pagan p-value under which a linear-space comparison is flagged (as lawfit.compare).
+HETEROSCEDASTIC_P = 0.01
 #: Size measures of a carrier, and the data variable of each.
 SIZES = {"params": "n_params", "bytes": "n_bytes"}
 #: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
@@ -284,7 +291,8 @@ class CarrierLaw(_TableResult):
         ``"shared"`` (the F test does not reject shared exponents at ``significance``),
         ``"separate"``, or ``""`` when not tested.
     notes, flags
-        Context and warnings (``carrier_skipped``, ``exponents_differ``, ``local_optimum``).
+        Context and warnings (``carrier_skipped``, ``exponents_differ``, ``local_optimum``,
+        ``heteroscedastic``: refit with ``space="log"``).
     """
 
     _main = "exponents"
@@ -544,6 +552,17 @@ def _comparison(fits, shared_fit, labels, space, notes, flags) -> pd.DataFrame:
         f_statistic=f_stat,
         f_pvalue=float(stats.f.sf(f_stat, df, n - k_sep + 1)),
     )
+    het = _heteroscedasticity(shared_fit.points)
+    if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
+        flags.append(
+            Flag(
+                "heteroscedastic",
+                f"the residual spread grows with the fitted ΔL "
+                f"(Breusch-Pagan p = {het:.2g}): the one-variance likelihood is wrong "
+                "and the test rejects shared exponents too often; rerun with "
+                "space='log'",
+            )
+        )
     if ll_sep < ll_sh - 1e-6:
         flags.append(
             Flag(

@@ -103,6 +103,12 @@ def test_null_rejection_rate_is_close_to_significance():
     assert 3 <= k <= 17, k
 
 
+def test_multiplicative_noise_in_linear_space_is_flagged(sweep):
+    codes = {f.code for f in carrier_law(sweep).flags}
+    assert "heteroscedastic" in codes  # the sweep's noise is multiplicative (log-normal)
+    assert "heteroscedastic" not in {f.code for f in carrier_law(sweep, space="log").flags}
+
+
 def test_law_in_bytes_has_the_same_exponents(sweep):
     params = carrier_law(sweep, size="params").exponents
     nbytes = carrier_law(sweep, size="bytes").exponents
