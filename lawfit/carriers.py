@@ -36,7 +36,7 @@ from lawfit.compare import (
     likelihood_ratio_test,
     pointwise_loglik,
 )
-from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes
+from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import Form, get_form
@@ -915,6 +915,7 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
             idx = np.flatnonzero(cells["carrier"].to_numpy() == c)
             W[:, idx] = gen.multinomial(idx.size, np.full(idx.size, 1 / idx.size), size=bootstrap)
         return W, units
+    cells = with_runs(cells)  # a run is one (seed, data_seed) pair
     col = "seed" if unit == "run" and "run" not in cells else unit
     if col not in cells:
         raise LawfitError(

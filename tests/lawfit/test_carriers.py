@@ -269,3 +269,13 @@ def test_cli_carriers_prints_the_law_bits_and_smallest_carriers(sweep, tmp_path,
     assert "Capacity law across carriers" in text and "bits/byte" in text
     assert "memtok:" in text  # the smallest memory-token carrier storing 5,000 bits
     assert out_csv.read_text().startswith("carrier,")
+
+
+def test_cluster_bootstrap_resamples_seeds_across_carriers(sweep):
+    res = carrier_bits(sweep, bootstrap=200, unit="seed", rng=0)
+    assert "bootstrap over 2 seed clusters" in " ".join(res.notes)
+    t = res.table.set_index("carrier")
+    assert (t["bits_per_param_low"] <= t["bits_per_param"]).all()
+    assert (t["bits_per_param"] <= t["bits_per_param_high"]).all()
+    with pytest.raises(LawfitError, match="data_seed"):
+        carrier_bits(sweep, bootstrap=20, unit="data_seed")
