@@ -50,6 +50,7 @@ __all__ = [
     "CarrierCapacity",
     "CarrierLaw",
     "carrier_bits",
+    "carrier_frame",
     "carrier_law",
     "carrier_of",
 ]
