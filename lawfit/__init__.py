@@ -9,6 +9,7 @@ Importing lawfit never imports torch or matplotlib.
 from lawfit import forms_extra as _forms_extra  # noqa: F401,I001  (registers alternative forms)
 from lawfit.budget import at_budget, budget_sensitivity, convergence  # noqa: I001
 from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
+from lawfit.carriers import carrier_bits, carrier_law  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
@@ -51,6 +52,8 @@ __all__ = [
     "phase_transition",
     "predict_capacity",
     "bits_per_parameter",
+    "carrier_law",
+    "carrier_bits",
     "gradient_budget",
     "memft_savings",
     "at_budget",

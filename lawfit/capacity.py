@@ -28,6 +28,8 @@ __all__ = [
     "ANCHORS_BITS_PER_PARAM",
     "BitsResult",
     "CapacityPrediction",
+    "KNOWN_CAPACITY_BITS_PER_PARAM",
+    "beyond_known_capacity",
     "bits_per_parameter",
     "predict_capacity",
 ]
@@ -39,6 +41,106 @@ ANCHORS_BITS_PER_PARAM = {
     "Allen-Zhu & Li 2024 (Physics of LMs 3.3)": 2.0,
     "Morris et al. 2025 (How much do LMs memorize?)": 3.6,
 }
+#: Largest information capacity the literature reports (Morris et al. 2025), bits per
+#: trainable parameter: a prediction implying more is beyond known capacity.
+KNOWN_CAPACITY_BITS_PER_PARAM = max(ANCHORS_BITS_PER_PARAM.values())
+_KIND_WORDS = {"stored": "information bits stored", "recalled": "information bits recalled",
+               "dl": "ΔL bits (not information: they overstate it on random tokens)",
+               "information lower bound": "information bits (a lower bound)"}
+
+
+def beyond_known_capacity(bits_per_param, kind: str = "stored") -> Flag | None:
+    """Flag a prediction implying more than ~3.6 bits per parameter (None when it does not).
+
+    Parameters
+    ----------
+    bits_per_param : float or array_like
+        Bits per trainable parameter that the prediction implies (NaN ignored).
+    kind : str
+        What the bits count: ``"stored"``, ``"recalled"``, ``"information lower bound"``
+        (all information: the flag is a ``"warning"``) or ``"dl"`` (ΔL bits, which
+        overstate information in expectation: the flag is ``"info"``, a hint to pass the
+        content's entropy).
+
+    Returns
+    -------
+    Flag or None
+        Code ``beyond_known_capacity`` when the largest value exceeds
+        :data:`KNOWN_CAPACITY_BITS_PER_PARAM`.
+    """
+    v = np.asarray(bits_per_param, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.max() <= KNOWN_CAPACITY_BITS_PER_PARAM:
+        return None
+    hint = (" (pass entropy_bits=<the content's entropy per token> to check it in information)"
+            if kind == "dl" else "")
+    return Flag(
+        "beyond_known_capacity",
+        f"a prediction implies up to {v.max():.3g} bits per parameter "
+        f"({_KIND_WORDS.get(kind, kind)}), more than the ~{KNOWN_CAPACITY_BITS_PER_PARAM:g} "
+        "bits/param of Morris et al. 2025 (and the ~2 of Allen-Zhu & Li): beyond known "
+        f"capacity, an extrapolation the law cannot support{hint}",
+        "info" if kind == "dl" else "warning",
+    )
+
+
+def implied_bits_per_param(n_params, length, *, loss_reduction, loss_after=None,
+                           entropy_bits=None) -> tuple[np.ndarray, str]:
+    """Bits per parameter that a predicted cell implies, and what they count.
+
+    With the content's entropy H (bits per token) and the predicted ``loss_after`` L₁, the
+    information stored is at least ℓ·max(0, H − L₁/ln 2) (the bits saved below the content's
+    entropy, which the per-token floor of ``bits_stored`` only raises). Otherwise the ΔL bits
+    ℓ·ΔL/ln 2, which overstate information in expectation (a base model's cross-entropy is at
+    least the content's entropy).
+
+    Parameters
+    ----------
+    n_params, length, loss_reduction : array_like
+        Trainable parameters, target length and predicted ΔL (nats/token).
+    loss_after : array_like, optional
+        Predicted loss after training (nats/token).
+    entropy_bits : float, optional
+        Content entropy per target token, bits.
+
+    Returns
+    -------
+    bits_per_param : numpy.ndarray
+    kind : {"information lower bound", "dl"}
+    """
+    n, ell = np.asarray(n_params, float), np.asarray(length, float)
+    with np.errstate(all="ignore"):
+        if entropy_bits is not None and loss_after is not None:
+            bits = ell * np.maximum(0.0, float(entropy_bits) - np.asarray(loss_after) / LN2)
+            return bits / n, "information lower bound"
+        return ell * np.asarray(loss_reduction, float) / LN2 / n, "dl"
+
+
+def prediction_capacity_use(fit, table: pd.DataFrame, entropy_bits=None):
+    """Bits per parameter implied by :meth:`FitResult.predict`'s rows, and the flag.
+
+    Used only for a law in ``n_params`` and ``length`` whose response is ΔL. ``loss_after``
+    comes from the fit's cells (mean ``loss_before`` per length, interpolated) when
+    ``entropy_bits`` is given.
+
+    Returns
+    -------
+    bits_per_param : numpy.ndarray
+    kind : str
+    flags : tuple of Flag
+    """
+    la = None
+    if entropy_bits is not None:
+        pts = fit.points
+        if {"loss_after", "length"} <= set(pts.columns):
+            l0fn, _ = _loss_before_fn(None, pts.assign(loss_before=pts["loss_after"]
+                                                       + pts[fit.response]))
+            la = l0fn(table["length"].to_numpy(float)) - table["mean"].to_numpy(float)
+    bpp, kind = implied_bits_per_param(table["n_params"], table["length"],
+                                       loss_reduction=table["mean"], loss_after=la,
+                                       entropy_bits=entropy_bits)
+    flag = beyond_known_capacity(bpp, kind)
+    return bpp, kind, (flag,) if flag else ()
 
 
 # ------------------------------------------------------------------------ bits/param
@@ -356,6 +458,7 @@ def predict_capacity(
     data=None,
     confidence_level: float | None = None,
     search: tuple[float, float] = (1e-3, 1e3),
+    entropy_bits: float | None = None,
 ) -> CapacityPrediction:
     """Invert a fitted law: capacity needed for a target, or the longest target held.
 
@@ -393,6 +496,13 @@ def predict_capacity(
     search : (float, float)
         Search range of the root as multiples of the fitted range (below its minimum,
         above its maximum); roots beyond count as unreachable.
+    entropy_bits : float, optional
+        Content entropy per target token (bits). Where the parameter count of an answer is
+        known (a law in ``n_params``, or ``n_params`` ∝ rank in ``data``), the table gains
+        ``bits_per_param``, the bits per parameter the answer implies: information (a lower
+        bound, ℓ·max(0, H − L₁/ln 2)) when H and the loss after are known, else ΔL bits. H
+        defaults to ``data``'s ``entropy_bits`` when it is one value for every token. More
+        than ~3.6 bits/param is flagged ``beyond_known_capacity``.
 
     Returns
     -------
@@ -440,8 +550,8 @@ def predict_capacity(
             if v is not None:
                 dvals.append(v)
     table = pd.DataFrame(rows)
-    per_rank = _params_per_rank(data) if (mode == "capacity" and cap == "rank") else None
-    if per_rank is not None:
+    per_rank = _params_per_rank(data) if cap == "rank" else None
+    if per_rank is not None and mode == "capacity":
         for c in ("estimate", "low", "high"):
             table[f"n_params_{c}"] = table[c] * per_rank
         notes.append(f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
@@ -451,10 +561,53 @@ def predict_capacity(
     if table["trivial"].any():
         notes.append("some targets are already met at the smallest capacity searched (or at "
                      "every length): estimate set to the search bound / inf")
+    flag = _capacity_use(table, inv, cap, mode, data, entropy_bits, notes)
     return CapacityPrediction(table=table, quantity=cap if mode == "capacity" else "length",
                               level=level, notes=tuple(dict.fromkeys(notes)),
-                              flags=inv.flags(table),
+                              flags=inv.flags(table) + ((flag,) if flag else ()),
                               draw_values=np.vstack(dvals) if dvals else None)
+
+
+def _constant_entropy(data) -> float | None:
+    """Return the content entropy per token of ``data`` when it is one value everywhere."""
+    if data is None or isinstance(data, pd.DataFrame):
+        return None
+    ds = load(data)
+    if "entropy_bits" not in ds:
+        return None
+    v = np.asarray(ds["entropy_bits"].values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or np.ptp(v) > 1e-9 * v.max():
+        return None
+    return float(v[0])
+
+
+def _capacity_use(table, inv, cap, mode, data, entropy_bits, notes) -> Flag | None:
+    """Add ``bits_per_param`` (what each answer implies) to ``table``; flag > ~3.6."""
+    per_param = 1.0 if cap == "n_params" else _params_per_rank(data)
+    if per_param is None:
+        return None
+    if entropy_bits is None:
+        entropy_bits = _constant_entropy(data)
+    if mode == "capacity":
+        n, ell = table["estimate"].to_numpy(float) * per_param, table["length"].to_numpy(float)
+    else:
+        n, ell = table[cap].to_numpy(float) * per_param, table["estimate"].to_numpy(float)
+    dl = table["target_dL"].to_numpy(float)
+    if inv.target_kind == "loss_after":
+        la = table["target"].to_numpy(float)
+    elif inv.l0fn is not None:
+        la = inv.l0fn(ell) - dl
+    else:
+        la = None
+    bpp, kind = implied_bits_per_param(n, ell, loss_reduction=dl, loss_after=la,
+                                       entropy_bits=entropy_bits)
+    known = np.isfinite(n) & (n > 0) & (ell > 0) & ~table["trivial"].to_numpy(bool)
+    table["bits_per_param"] = np.where(known, bpp, np.nan)  # trivial: n is the search bound
+    notes.append(f"bits_per_param: bits per parameter each answer implies ({kind}"
+                 + (f", content entropy {entropy_bits:.6g} bits/token" if kind != "dl" else
+                    "; pass entropy_bits= for information") + ")")
+    return beyond_known_capacity(table["bits_per_param"], kind)
 
 
 def _check_capacity_query(fit, length, rank, target_kind) -> str:

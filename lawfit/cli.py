@@ -22,6 +22,7 @@ COMMANDS = [
     "predict",
     "memft",
     "budget",
+    "carriers",
     "report",
 ]
 
@@ -36,6 +37,7 @@ examples:
   lawfit predict sweep.nc --length 4096 --target 0.693 --target-kind loss_after
   lawfit memft sweep.nc --sel task=phonebook           MemFT savings over SFT
   lawfit budget sweep.nc --sel task=phonebook          is dL converged at the step budget?
+  lawfit carriers sweep.nc --store 1e4                 one law across carriers, bits/param
   lawfit report sweep.nc -o report.html                everything, one report
   lawfit <command> --help                              options of one command
 

@@ -98,7 +98,12 @@ def target_entropy(ds, entropy=None) -> TargetEntropyBits:
     if "entropy_bits" in ds and _known_somewhere(ds):
         basis = ds.attrs.get("entropy_basis")
         return TargetEntropyBits(ds["entropy_bits"], "recorded" + (f": {basis}" if basis else ""))
-    return _derive_from_metadata(ds)
+    # a selection such as ds.sel(task="phonebook") leaves scalar coordinates: dims again
+    scalar = [d for d in _COMBO_DIMS if d in ds.coords and ds[d].ndim == 0]
+    got = _derive_from_metadata(ds.expand_dims(scalar) if scalar else ds)
+    if scalar and got.bits is not None:
+        return TargetEntropyBits(got.bits.squeeze(scalar), got.source)
+    return got
 
 
 def _as_token_array(ds: xr.Dataset, entropy) -> xr.DataArray:
@@ -181,9 +186,13 @@ def _tokenizer(model: str, loader):
     return loader(model)
 
 
+#: The dims that fix a target: entropy is derived once per combination of them.
+_COMBO_DIMS = ("model", "task", "random_ratio", "length")
+
+
 def _collected_combos(ds: xr.Dataset) -> list[tuple[str, str, float, int]]:
     """(model, task, random_ratio, length) of every ok cell."""
-    dims = ("model", "task", "random_ratio", "length")
+    dims = _COMBO_DIMS
     st = ds["status"] if "status" in ds else xr.full_like(ds["p_after"].isel(token=0), "ok", str)
     ok = (st == "ok").any([d for d in st.dims if d not in dims]).transpose(*dims)
     idx = ok.to_series()

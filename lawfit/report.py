@@ -879,6 +879,53 @@ SECTIONS: tuple[tuple[str, Callable[[_Setting, _Options], list]], ...] = (
 )
 
 
+def _carrier_settings(ds: xr.Dataset) -> list[_Setting]:
+    """SFT cells of every setting (all grouping dims but modules) that holds 2+ carriers."""
+    from lawfit.carriers import carrier_of
+
+    if "modules" not in ds.dims or ds.sizes["modules"] < 2:
+        return []
+    dims = [d for d in GROUP_DIMS if d not in ("objective", "modules") and d in ds.dims
+            and ds.sizes[d] > 1]
+    out = []
+    for combo in itertools.product(*[ds[d].values.tolist() for d in dims]):
+        sft = _sft(ds.sel({d: [v] for d, v in zip(dims, combo, strict=True)}))
+        if sft is None:
+            continue
+        kept = [m for m in sft["modules"].values.tolist()
+                if _has_ok_cells(sft.sel(modules=[m]))]
+        if len({carrier_of(m)[0] for m in kept}) >= 2:
+            label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo, strict=True))
+            sub = sft.sel(modules=kept)
+            out.append(_Setting(label or "all cells", sub, sub, {}))
+    return out
+
+
+def _carriers(st: _Setting, opt: _Options) -> list:
+    """Report the law per carrier, the shared-exponent test and bits per parameter and byte."""
+    from lawfit.carriers import carrier_bits, carrier_law
+
+    law = carrier_law(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng)
+    st.results["carrier_law"] = law
+    blocks: list = [("table", law.exponents[law.exponents["parameter"].isin(("alpha", "beta"))])]
+    if len(law.comparison):
+        blocks += [("table", law.comparison[["model", "k", "n_obs", "aicc", "weight_aicc",
+                                             "f_statistic", "f_pvalue"]]),
+                   ("p", f"Shared exponents, F likelihood-ratio test at {law.significance:g}: "
+                         f"{law.verdict}.")]
+    blocks += _notes(law)
+    try:
+        bits = carrier_bits(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level,
+                            rng=opt.rng)
+    except LawfitError as exc:
+        return blocks + [("note", f"bits per parameter skipped: {exc}")]
+    st.results["carrier_bits"] = bits
+    cols = ["carrier", "bits_per_param", "bits_per_param_low", "bits_per_param_high",
+            "bits_per_byte", "bits_per_byte_low", "bits_per_byte_high", "n_sizes",
+            "lower_bound", "bits_kind"]
+    return blocks + [("table", bits.table[cols])] + _notes(bits)
+
+
 def _run_section(title: str, section, st: _Setting, opt: _Options) -> list:
     """Run one section; a failure becomes a note that says why, never a crash."""
     blocks: list = [("h3", title)]
@@ -981,6 +1028,11 @@ def build_report(
         for title, section in SECTIONS:
             say(f"{st.label}: {title}")
             body += _run_section(title, section, st, opt)
+    carriers = _carrier_settings(ds)
+    for st in carriers:  # only with 2+ carriers: otherwise the report is unchanged
+        body.append(("h2", f"Carriers: {st.label}"))
+        say(f"carriers, {st.label}: one capacity law across carriers")
+        body += _run_section("One capacity law across carriers", _carriers, st, opt)
     counts = _count_cells(ds)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     head: list = [
@@ -998,4 +1050,6 @@ def build_report(
         + body
         + _provenance(ds)
     )
-    return Report(blocks=tuple(blocks), results={st.label: st.results for st in settings})
+    results = {st.label: st.results for st in settings}
+    results.update({f"carriers: {st.label}": st.results for st in carriers})
+    return Report(blocks=tuple(blocks), results=results)

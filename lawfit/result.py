@@ -446,7 +446,8 @@ class FitResult:
 
     def predict(self, data=None, *, interval: str = "confidence",
                 confidence_level: float | None = None, warn: bool = True,
-                level: float | None = None, **inputs) -> pd.DataFrame:
+                level: float | None = None, entropy_bits: float | None = None,
+                **inputs) -> pd.DataFrame:
         """Predict the response with a confidence or prediction interval.
 
         Parameters
@@ -467,6 +468,9 @@ class FitResult:
             ``rank=[8, 16], length=1024``.
         level : float, optional
             Deprecated name of ``confidence_level``.
+        entropy_bits : float, optional
+            Content entropy per target token (bits), for a law in ``n_params``: the
+            implied bits per parameter are then information (a lower bound), else ΔL bits.
 
         Returns
         -------
@@ -474,7 +478,9 @@ class FitResult:
             The inputs, ``mean``, ``low``, ``high`` and ``extrapolated`` (bool). With
             bootstrap draws the interval is the percentile interval of the draws'
             predictions (plus resampled residuals for ``"prediction"``); otherwise the
-            delta method with t quantiles.
+            delta method with t quantiles. For a ΔL law in ``n_params`` and ``length``,
+            also ``bits_per_param`` (what ``attrs["bits_kind"]`` counts). ``attrs["flags"]``
+            holds ``beyond_known_capacity`` when a row implies more than ~3.6 bits/param.
         """
         if interval not in ("confidence", "prediction"):
             raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
@@ -530,7 +536,13 @@ class FitResult:
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
         out.attrs.update({"interval": interval, "confidence_level": level, "level": level,
-                          "method": "bootstrap" if self.boot is not None else "delta"})
+                          "method": "bootstrap" if self.boot is not None else "delta",
+                          "flags": ()})
+        if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":
+            from lawfit.capacity import prediction_capacity_use
+
+            out["bits_per_param"], kind, flags = prediction_capacity_use(self, out, entropy_bits)
+            out.attrs.update(bits_kind=kind, flags=flags)
         return out
 
     def _collect_inputs(self, data, inputs):

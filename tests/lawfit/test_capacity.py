@@ -104,3 +104,56 @@ def test_bits_without_n_params_or_data(ds):
     assert any("no 'n_params'" in n for n in r.notes)
     with pytest.raises(LawfitError, match="bits_per_parameter needs"):
         bits_per_parameter(ds[["status"]])
+
+
+# ------------------------------------------------------------- beyond known capacity
+@pytest.fixture(scope="module")
+def nparams_law(ds):
+    return lawfit.fit(ds, capacity="n_params", exclude=None, profile=False)
+
+
+def test_predict_flags_a_prediction_beyond_known_capacity(nparams_law):
+    # rank 1 = 2,304 parameters; the offset b makes ΔL bits grow linearly with length
+    far = nparams_law.predict(n_params=2304, length=1e6, warn=False)
+    dl_bits = far["mean"].iloc[0] * 1e6 / math.log(2) / 2304
+    assert far["bits_per_param"].iloc[0] == pytest.approx(dl_bits)
+    assert far.attrs["bits_kind"] == "dl" and dl_bits > 3.6
+    (flag,) = far.attrs["flags"]
+    assert flag.code == "beyond_known_capacity" and flag.severity == "info"
+    # with the content's entropy (here: the base model is at it, H = L0 / ln 2) the
+    # implied information is a lower bound and the flag a warning
+    info = nparams_law.predict(n_params=2304, length=1e6, warn=False,
+                               entropy_bits=4.0 / math.log(2))
+    assert info.attrs["bits_kind"] == "information lower bound"
+    assert info["bits_per_param"].iloc[0] > 3.6
+    assert [f.severity for f in info.attrs["flags"]] == ["warning"]
+
+
+def test_predict_inside_known_capacity_is_not_flagged(nparams_law, fitted):
+    near = nparams_law.predict(n_params=2304, length=512, warn=False,
+                               entropy_bits=4.0 / math.log(2))
+    assert near["bits_per_param"].iloc[0] < 3.6 and near.attrs["flags"] == ()
+    assert "bits_per_param" not in fitted.predict(rank=1, length=512).columns  # no n_params
+
+
+def test_predict_capacity_flags_answers_beyond_known_capacity(fitted, ds):
+    # the longest target rank 1 holds at ΔL just above the offset b is ~1e6 tokens
+    far = predict_capacity(fitted, rank=1, target=fitted.params["b"] + 1e-3, data=ds)
+    row = far.table.iloc[0]
+    assert row["bits_per_param"] == pytest.approx(
+        row["target_dL"] * row["estimate"] / math.log(2) / 2304)
+    assert row["bits_per_param"] > 3.6
+    assert "beyond_known_capacity" in {f.code for f in far.flags}
+    near = predict_capacity(fitted, rank=1, target=0.1, data=ds)
+    assert near.table["bits_per_param"].iloc[0] < 3.6
+    assert "beyond_known_capacity" not in {f.code for f in near.flags}
+
+
+def test_predict_capacity_uses_information_when_the_entropy_is_known(fitted, ds):
+    h = 4.0 / math.log(2)
+    pred = predict_capacity(fitted, length=[512], target=math.log(2), target_kind="loss_after",
+                            data=ds, entropy_bits=h)
+    row = pred.table.iloc[0]
+    expected = 512 * (h - 1.0) / row["n_params_estimate"]  # L1 = ln 2 nats = 1 bit
+    assert row["bits_per_param"] == pytest.approx(expected)
+    assert "information lower bound" in " ".join(pred.notes)

@@ -132,3 +132,23 @@ def test_bits_per_parameter_falls_back_to_dl_bits_where_entropy_is_unknown():
 def test_cells_not_ok_are_left_out():
     ds = cells(np.full((2, 4), 0.5), status=["ok", "failed"])
     assert len(information_bits(ds).cells) == 1
+
+
+@pytest.mark.slow
+def test_entropy_is_derived_after_a_scalar_selection():
+    # ds.sel(task="x") leaves scalar coordinates; the targets are still rebuilt from metadata
+    pytest.importorskip("collect.tasks")
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "data" / "smollm2_cpu.nc"
+    full = lawfit.data.open_dataset(path)
+    try:
+        lists = information_bits(full.sel(task=["long_context"], random_ratio=[1.0]))
+    except Exception as exc:  # noqa: BLE001 - no tokenizer here: nothing to compare
+        pytest.skip(f"cannot rebuild the targets here: {exc}")
+    scalar = information_bits(full.sel(task="long_context", random_ratio=1.0))
+    assert scalar.entropy_source.startswith("derived from the task metadata")
+    assert scalar.cells["entropy_known"].all()
+    np.testing.assert_allclose(
+        scalar.cells["bits_stored"], lists.cells["bits_stored"], rtol=0, atol=1e-9
+    )

@@ -1,0 +1,1064 @@
+"""One capacity law across memory carriers: LoRA, memory tokens, KV memory.
+
+A carrier is where a memory lives (DESIGN.md §1, "Carriers"). In the data contract it is the
+``modules`` coordinate: a LoRA placement such as ``mlp_block@20`` sized by ``rank``, or a
+carrier spec sized by the spec itself (``memtok:m``, ``kv:m@k``, ``skv:k@LAYERS``, at rank 1).
+Every size counts as ``n_params`` (trainable or stored scalars) or ``n_bytes`` (those scalars
+at storage precision; derived by :func:`lawfit.data.with_n_bytes` when not recorded).
+
+:func:`carrier_law`
+    Fits the law (default ΔL = C·N^α·ℓ^(−β) + b) per carrier against its size N, then once
+    more with the exponents shared across carriers (each carrier keeps its own C and b), and
+    compares the two by AICc, BIC and a likelihood-ratio test at level ``significance``.
+:func:`carrier_bits`
+    Bits per parameter and bits per byte per carrier, with bootstrap intervals, from the
+    information bits of :func:`lawfit.bits_per_parameter`. :meth:`CarrierBits.predict` gives
+    the smallest carrier of each kind that stores N bits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lawfit import _validate as V
+from lawfit.capacity import beyond_known_capacity, bits_per_parameter
+from lawfit.compare import (
+    _heteroscedasticity,
+    akaike_weights,
+    likelihood_ratio_test,
+    pointwise_loglik,
+)
+from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
+from lawfit.errors import LawfitError
+from lawfit.fitting import fit
+from lawfit.forms import Form, get_form
+from lawfit.information import BIT_KINDS
+from lawfit.protocol import Flag, ResultProtocol, SummaryText
+from lawfit.result import FitResult
+
+__all__ = [
+    "SIZES",
+    "CarrierBits",
+    "CarrierCapacity",
+    "CarrierLaw",
+    "carrier_bits",
+    "carrier_frame",
+    "carrier_law",
+    "carrier_of",
+]
+
+#: Breusch-Pagan p-value under which a linear-space comparison is flagged (as lawfit.compare).
+HETEROSCEDASTIC_P = 0.01
+#: Size measures of a carrier, and the data variable of each.
+SIZES = {"params": "n_params", "bytes": "n_bytes"}
+#: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
+_SPEC = re.compile(r"^(?P<kind>memtok|kv|skv):(?P<knob>[1-9]\d*)(@(?P<at>.+))?$")
+
+
+def carrier_of(modules: str) -> tuple[str, str, str]:
+    """Carrier label, size-knob name and spec template of a ``modules`` value.
+
+    Parameters
+    ----------
+    modules : str
+        A ``modules`` coordinate: ``memtok:16``, ``kv:8@20``, ``skv:64@all`` or a LoRA
+        placement such as ``mlp_block@20``.
+
+    Returns
+    -------
+    label, knob, template : str
+        ``("memtok", "m", "memtok:{}")``, ``("kv@20", "m", "kv:{}@20")``,
+        ``("skv@all", "k", "skv:{}@all")``; a LoRA placement is its own label with knob
+        ``"rank"`` and template ``"<placement>, rank {}"``.
+
+    Examples
+    --------
+    >>> carrier_of("kv:8@20")
+    ('kv@20', 'm', 'kv:{}@20')
+    >>> carrier_of("mlp_block@20")
+    ('mlp_block@20', 'rank', 'mlp_block@20, rank {}')
+    """
+    text = str(modules).strip()
+    match = _SPEC.match(text)
+    if match is None:
+        return text, "rank", f"{text}, rank {{}}"
+    kind, at = match["kind"], match["at"]
+    knob = "k" if kind == "skv" else "m"
+    if at is None:
+        return kind, knob, f"{kind}:{{}}"
+    return f"{kind}@{at}", knob, f"{kind}:{{}}@{at}"
+
+
+def _knob_value(modules: str, rank: float) -> float:
+    """Return the size knob of one cell: m or k from a carrier spec, else the LoRA rank."""
+    match = _SPEC.match(str(modules).strip())
+    return float(match["knob"]) if match else float(rank)
+
+
+def _check_size(size: str) -> str:
+    if size not in SIZES:
+        raise LawfitError(
+            f"size must be one of {sorted(SIZES)} (trainable parameters or bytes "
+            f"at storage precision); got {size!r}."
+        )
+    return SIZES[size]
+
+
+def _one_setting(data) -> None:
+    """Refuse data with several settings other than carriers (select one first)."""
+    if isinstance(data, pd.DataFrame):
+        multi = [
+            c
+            for c in GROUP_DIMS
+            if c != "modules" and c in data.columns and data[c].nunique(dropna=False) > 1
+        ]
+        has_modules = "modules" in data.columns
+    else:
+        multi = [d for d in GROUP_DIMS if d != "modules" and d in data.dims and data.sizes[d] > 1]
+        has_modules = "modules" in data.dims or "modules" in data.coords
+    if not has_modules:
+        raise LawfitError(
+            "the carriers are told apart by the 'modules' dim (e.g. "
+            "'mlp_block@20', 'memtok:16', 'kv:8@20'); the data has none. Collect "
+            "carriers with collect run --modules ..., or add a modules column."
+        )
+    if multi:
+        raise LawfitError(
+            f"one law across carriers is fitted within one setting; the data has "
+            f"grouping dim(s) of size > 1 besides 'modules': {multi}. Select one "
+            f"first, e.g. ds.sel({multi[0]}=...)."
+        )
+
+
+def carrier_frame(data, *, size: str = "params", dtype: str | None = None):
+    """Usable cells of every carrier as a tidy frame, with their size.
+
+    Parameters
+    ----------
+    data : xarray.Dataset, pandas.DataFrame or path
+        One setting of a carrier sweep (a ``modules`` dim, ``n_params``).
+    size : {"params", "bytes"}
+        Size measure: ``n_params`` or ``n_bytes``.
+    dtype : str, optional
+        Storage dtype for deriving ``n_bytes`` when the data does not record it.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        One row per usable cell with ``carrier``, ``knob``, the size column, ``length``,
+        ``loss_reduction`` and what else the data has (``loss_after``, seeds, ...).
+    notes : list of str
+        How the size was obtained.
+    """
+    col = _check_size(size)
+    data = load_data(data)
+    _one_setting(data)
+    notes = []
+    if size == "bytes":
+        data, note = with_n_bytes(data, dtype)
+        notes += [note] if note else []
+    frame, _ = as_frame(data, variables=("loss_reduction",), by="modules", inputs=(col, "length"))
+    labels = frame["modules"].map(lambda m: carrier_of(m)[0])
+    rank = frame["rank"] if "rank" in frame else pd.Series(1.0, index=frame.index)
+    knob = [_knob_value(m, r) for m, r in zip(frame["modules"], rank, strict=True)]
+    return frame.assign(carrier=labels.to_numpy(), knob=knob), notes
+
+
+class _TableResult(ResultProtocol):
+    """A result whose main table (``to_dataframe``) is the attribute named by ``_main``."""
+
+    _main = "table"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Return the main table (a copy).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per carrier (and target, or parameter).
+        """
+        return getattr(self, self._main).copy()
+
+
+# ----------------------------------------------------------------------- the law
+class _PerCarrier:
+    """A form evaluated per carrier: shared parameters common, the others one per carrier."""
+
+    def __init__(self, base: Form, n: int, shared: Sequence[str], names: dict):
+        self.base, self.n, self.shared, self.names = base, n, tuple(shared), names
+
+    def _kw(self, j, params):
+        return {p: params[p if p in self.shared else self.names[p][j]] for p in self.base.params}
+
+    def __call__(self, *inputs, **params):
+        *xs, idx = inputs
+        out = 0.0
+        for j in range(self.n):
+            out = np.where(idx == j, self.base.func(*xs, **self._kw(j, params)), out)
+        return out
+
+    def jac(self, *inputs, **params):
+        *xs, idx = inputs
+        cols = {}
+        for j in range(self.n):
+            mask = idx == j
+            for p, d in zip(
+                self.base.params, self.base.jac(*xs, **self._kw(j, params)), strict=True
+            ):
+                name = p if p in self.shared else self.names[p][j]
+                cols[name] = np.where(mask, d, cols.get(name, 0.0))
+        return [cols[p] for p in self.param_order()]
+
+    def param_order(self) -> tuple[str, ...]:
+        """Parameter names: per-carrier copies grouped by base parameter, shared ones once."""
+        return tuple(
+            p if p in self.shared else self.names[p][j]
+            for p in self.base.params
+            for j in (range(1) if p in self.shared else range(self.n))
+        )
+
+
+def _sized_form(form, col: str) -> Form:
+    """Return the form with its capacity input (``rank`` or ``n_params``) read from ``col``."""
+    base = get_form(form)
+    caps = [i for i in base.inputs if i in ("rank", "n_params", "n_bytes")]
+    if len(caps) != 1:
+        raise LawfitError(
+            f"a carrier law needs a form with one capacity input (rank, n_params "
+            f"or n_bytes); form {base.name!r} takes {base.inputs}."
+        )
+    return replace(base, inputs=tuple(col if i == caps[0] else i for i in base.inputs))
+
+
+def _shared_form(base: Form, labels: Sequence[str], shared: Sequence[str]) -> Form:
+    """One form over every carrier (extra input ``carrier_index``) with ``shared`` common."""
+    tags = [re.sub(r"\W", "_", lab) for lab in labels]
+    if len(set(tags)) != len(tags):
+        tags = [str(j) for j in range(len(labels))]
+    names = {p: [f"{p}_{t}" for t in tags] for p in base.params if p not in shared}
+    func = _PerCarrier(base, len(labels), shared, names)
+    params = func.param_order()
+    origin = {q: p for p in base.params for q in ([p] if p in shared else names[p])}
+    return Form(
+        name=f"{base.name}_shared_{'_'.join(shared)}",
+        func=func,
+        inputs=(*base.inputs, "carrier_index"),
+        params=params,
+        bounds={q: base.bounds[origin[q]] for q in params},
+        linear=tuple(q for q in params if origin[q] in base.linear),
+        search={q: base.search[origin[q]] for q in params if origin[q] in base.search},
+        jac=func.jac if base.jac is not None else None,
+        latex=base.latex,
+        text=f"{base.text}, {', '.join(shared)} shared across carriers",
+        description=f"{base.name} per carrier with {', '.join(shared)} shared",
+    )
+
+
+@dataclass(frozen=True)
+class CarrierLaw(_TableResult):
+    """The law per carrier, the law with shared exponents, and their comparison.
+
+    Attributes
+    ----------
+    exponents : pandas.DataFrame
+        One row per (model, carrier, parameter): ``estimate``, ``low``, ``high`` (the fit's
+        default interval), ``n_obs``. ``model`` is ``"separate"`` (one law per carrier) or
+        ``"shared"`` (carrier ``"all"`` for a shared parameter).
+    comparison : pandas.DataFrame
+        Two rows (``separate``, ``shared``): ``k`` (parameters with the common error
+        variance), ``n_obs``, ``loglik``, ``aicc``, ``delta_aicc``, ``weight_aicc``, ``bic``,
+        ``delta_bic``, ``weight_bic``, and on the shared row the likelihood-ratio
+        ``statistic``, ``df`` and χ² ``pvalue`` against the separate laws, and its F form
+        ``f_statistic``, ``f_pvalue`` (F(df, n − k_separate + 1); the verdict's test).
+    fits : dict
+        Carrier label → :class:`~lawfit.FitResult` of its own law.
+    shared_fit : FitResult or None
+        The law with shared exponents (None with fewer than two fitted carriers).
+    size : str
+        ``"params"`` or ``"bytes"``.
+    shared : tuple of str
+        The parameters held common in the shared law.
+    significance : float
+        Level of the likelihood-ratio test.
+    verdict : str
+        ``"shared"`` (the F test does not reject shared exponents at ``significance``),
+        ``"separate"``, or ``""`` when not tested.
+    notes, flags
+        Context and warnings (``carrier_skipped``, ``exponents_differ``, ``local_optimum``,
+        ``heteroscedastic``: refit with ``space="log"``).
+    """
+
+    _main = "exponents"
+
+    exponents: pd.DataFrame
+    comparison: pd.DataFrame
+    fits: dict = field(repr=False)
+    shared_fit: FitResult | None = field(repr=False, default=None)
+    size: str = "params"
+    shared: tuple[str, ...] = ("alpha", "beta")
+    significance: float = 0.05
+    verdict: str = ""
+    notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+
+    @property
+    def pvalue(self) -> float:
+        """p-value of the F likelihood-ratio test of shared exponents (NaN when not run)."""
+        if "f_pvalue" not in self.comparison or not len(self.comparison):
+            return math.nan
+        return float(self.comparison["f_pvalue"].iloc[-1])
+
+    def _tables(self):
+        return [
+            ("parameters per carrier", self.exponents),
+            ("shared vs separate exponents", self.comparison),
+        ]
+
+    def summary(self) -> SummaryText:
+        """Plain-text summary: parameters per carrier, the comparison and the verdict.
+
+        Returns
+        -------
+        SummaryText
+            Text, with HTML and LaTeX renderings.
+        """
+        out = [f"Capacity law across carriers (size in {SIZES[self.size]})", "=" * 48]
+        with pd.option_context(
+            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format
+        ):
+            out.append(self.exponents.to_string(index=False))
+            if len(self.comparison):
+                out += ["", self.comparison.to_string(index=False)]
+        if self.verdict:
+            out.append(
+                f"verdict (F likelihood-ratio test at {self.significance:g}): "
+                f"{self.verdict} exponents"
+            )
+        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
+        return self._summary_text("\n".join(out))
+
+
+def carrier_law(
+    data,
+    *,
+    size: str = "params",
+    form: str | Form = "power_law",
+    shared: Sequence[str] = ("alpha", "beta"),
+    exclude: str | float | None = "memorized",
+    space: str = "linear",
+    bootstrap: int = 0,
+    unit: str = "cell",
+    confidence_level: float = 0.95,
+    significance: float = 0.05,
+    dtype: str | None = None,
+    rng: int | np.random.Generator | None = None,
+) -> CarrierLaw:
+    """Fit the law per carrier against its size, and test whether carriers share exponents.
+
+    Parameters
+    ----------
+    data : xarray.Dataset, pandas.DataFrame or path
+        One setting of a carrier sweep: ``loss_reduction`` over ``modules``, ``rank`` and
+        ``length``, with ``n_params`` (and ``n_bytes`` or a recorded ``dtype``).
+    size : {"params", "bytes"}
+        The size the law is fitted against: ``n_params`` or ``n_bytes``.
+    form : str or Form
+        The law; its capacity input (``rank``) is read as the size. Default the paper's
+        power law C·N^α·ℓ^(−β) + b.
+    shared : sequence of str
+        Parameters held common across carriers in the restricted law (default the two
+        exponents); the others are fitted per carrier.
+    exclude : {"memorized"} or float or None
+        Passed to :func:`lawfit.fit` (depends on the data only: every law sees the same cells).
+    space : {"linear", "log"}
+        Fit ΔL or log ΔL, as in :func:`lawfit.fit`. The likelihood-ratio test assumes one
+        error variance on that scale: with multiplicative noise (a spread that grows with
+        ΔL) fit in ``"log"``, or the test rejects shared exponents too often.
+    bootstrap : int
+        Bootstrap replicates of every law (intervals of ``exponents``).
+    unit : str
+        Resampling unit of the bootstrap (``"cell"``, ``"seed"``, ``"data_seed"``, ``"run"``,
+        ``"residual"``, ``"wild"``), as in :func:`lawfit.fit`.
+    confidence_level : float
+        Level of the intervals.
+    significance : float
+        Level of the likelihood-ratio test of shared exponents.
+    dtype : str, optional
+        Storage dtype when ``n_bytes`` must be derived and the data does not record it.
+    rng : int or numpy.random.Generator, optional
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    CarrierLaw
+        Parameters per carrier, the shared law, and their comparison.
+
+    Raises
+    ------
+    LawfitError
+        Bad options, data without carriers, or no carrier whose law can be fitted.
+    """
+    significance = V.significance_level(significance)
+    base = get_form(form)
+    bad = [p for p in shared if p not in base.params]
+    if not shared or bad or len(set(shared)) == len(base.params):
+        raise LawfitError(
+            f"shared must name some, not all, of the form's parameters "
+            f"{base.params}; got {tuple(shared)}."
+        )
+    frame, notes = carrier_frame(data, size=size, dtype=dtype)
+    sized = _sized_form(base, SIZES[size])
+    kw = dict(
+        exclude=exclude,
+        space=space,
+        bootstrap=bootstrap,
+        unit=unit,
+        confidence_level=confidence_level,
+        rng=V.random_generator(rng),
+        profile=False,
+    )
+    fits, flags = _fit_each_carrier(frame, sized, kw, notes)
+    shared_fit, comparison = None, pd.DataFrame()
+    if len(fits) >= 2:
+        labels = sorted(fits)
+        joint = frame[frame["carrier"].isin(labels)].assign(
+            carrier_index=lambda d: d["carrier"].map({c: j for j, c in enumerate(labels)})
+        )
+        shared_fit = _quiet_fit(
+            _fit_columns(joint, with_index=True), _shared_form(sized, labels, tuple(shared)), kw
+        )
+        comparison = _comparison(fits, shared_fit, labels, space, notes, flags)
+    else:
+        notes.append(
+            f"{len(fits)} carrier(s) with a fitted law: shared exponents not tested (needs 2+)"
+        )
+    verdict = ""
+    if len(comparison):
+        p = comparison["f_pvalue"].iloc[-1]
+        verdict = "separate" if p < significance else "shared"
+        if verdict == "separate":
+            flags.append(
+                Flag(
+                    "exponents_differ",
+                    f"the carriers do not share {list(shared)}: "
+                    f"likelihood-ratio (F) p = {p:.3g} < {significance:g}; compare "
+                    "carriers by their own laws",
+                )
+            )
+    table = _parameter_table(fits, shared_fit)
+    return CarrierLaw(
+        exponents=table,
+        comparison=comparison,
+        fits=fits,
+        shared_fit=shared_fit,
+        size=size,
+        shared=tuple(shared),
+        significance=significance,
+        verdict=verdict,
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
+
+
+def _fit_columns(frame: pd.DataFrame, with_index: bool = False) -> pd.DataFrame:
+    """Return the frame lawfit.fit reads: no carrier labels (they are not one setting)."""
+    drop = ["modules", "carrier", "knob"] + ([] if with_index else ["carrier_index"])
+    return frame.drop(columns=[c for c in drop if c in frame.columns]).reset_index(drop=True)
+
+
+def _quiet_fit(frame, form, kw) -> FitResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(frame, form, **kw)
+
+
+def _fit_each_carrier(frame, form, kw, notes) -> tuple[dict, list[Flag]]:
+    """One law per carrier; carriers whose law cannot be fitted are skipped with a note."""
+    fits, flags = {}, []
+    for label, sub in frame.groupby("carrier", sort=True):
+        try:
+            fits[label] = _quiet_fit(_fit_columns(sub), form, kw)
+        except LawfitError as exc:
+            notes.append(f"carrier {label}: no law fitted ({exc})")
+            flags.append(
+                Flag(
+                    "carrier_skipped",
+                    f"carrier {label} has too few usable cells "
+                    "for its own law; it is left out of the comparison",
+                )
+            )
+    if not fits:
+        raise LawfitError(
+            "no carrier has enough usable cells for a law (each needs 2+ sizes, "
+            "2+ lengths and more cells than parameters after the memorized "
+            "exclusion); see the notes: " + "; ".join(notes)
+        )
+    return fits, flags
+
+
+def _information_criteria(loglik: float, k: int, n: int) -> dict:
+    """AICc and BIC of a Gaussian model with ``k`` parameters (error variance included)."""
+    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+    return {
+        "k": k,
+        "n_obs": n,
+        "loglik": loglik,
+        "aicc": aicc,
+        "bic": -2 * loglik + k * math.log(n),
+    }
+
+
+def _comparison(fits, shared_fit, labels, space, notes, flags) -> pd.DataFrame:
+    """Separate laws (common error variance) against the shared-exponent law."""
+    points = pd.concat([fits[c].points for c in labels], ignore_index=True)
+    resid, y = points["residual"].to_numpy(float), points["loss_reduction"].to_numpy(float)
+    n = resid.size
+    if n != shared_fit.n_obs:
+        notes.append(
+            f"the shared law saw {shared_fit.n_obs} cells, the separate laws {n}: "
+            "comparison skipped"
+        )
+        return pd.DataFrame()
+    k_sep = sum(len(fits[c].param_names) for c in labels) + 1
+    k_sh = len(shared_fit.param_names) + 1
+    ll_sep = float(pointwise_loglik(resid, y, space).sum())
+    ll_sh = float(
+        pointwise_loglik(
+            shared_fit.points["residual"].to_numpy(float),
+            shared_fit.points["loss_reduction"].to_numpy(float),
+            space,
+        ).sum()
+    )
+    rows = [
+        {"model": "separate", **_information_criteria(ll_sep, k_sep, n)},
+        {"model": "shared", **_information_criteria(ll_sh, k_sh, n)},
+    ]
+    df = k_sep - k_sh
+    stat, p = likelihood_ratio_test(ll_sh, ll_sep, df)
+    sse_sep = float(np.sum(resid**2))
+    sse_sh = float(np.sum(shared_fit.points["residual"].to_numpy(float) ** 2))
+    f_stat = max(sse_sh - sse_sep, 0.0) / df / (sse_sep / (n - k_sep + 1))
+    rows[1].update(
+        statistic=stat,
+        df=df,
+        pvalue=p,
+        f_statistic=f_stat,
+        f_pvalue=float(stats.f.sf(f_stat, df, n - k_sep + 1)),
+    )
+    het = _heteroscedasticity(shared_fit.points)
+    if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
+        flags.append(
+            Flag(
+                "heteroscedastic",
+                f"the residual spread grows with the fitted ΔL "
+                f"(Breusch-Pagan p = {het:.2g}): the one-variance likelihood is wrong "
+                "and the test rejects shared exponents too often; rerun with "
+                "space='log'",
+            )
+        )
+    if ll_sep < ll_sh - 1e-6:
+        flags.append(
+            Flag(
+                "local_optimum",
+                "the separate laws fit worse than the shared law, "
+                "their restriction: a separate fit stopped at a local optimum",
+            )
+        )
+    table = pd.DataFrame(rows)
+    for c in ("aicc", "bic"):
+        table[f"delta_{c}"] = table[c] - table[c].min()
+        table[f"weight_{c}"] = akaike_weights(table[c])
+    notes.append(
+        "likelihoods are Gaussian with one error variance common to all carriers; "
+        "the verdict uses the F form of the likelihood-ratio test (exact for a linear "
+        "model, close to its level with few cells where the χ² form rejects too "
+        "often); both assume no parameter at a bound"
+    )
+    return table
+
+
+def _parameter_rows(model: str, fit: FitResult, names: dict) -> list[dict]:
+    """Rows of one law's parameters; ``names`` maps a parameter to (base name, carrier)."""
+    ci = fit.conf_int()
+    return [
+        {
+            "model": model,
+            "carrier": names[q][1],
+            "parameter": names[q][0],
+            "estimate": fit.params[q],
+            "low": ci.loc[q, "low"],
+            "high": ci.loc[q, "high"],
+            "n_obs": fit.n_obs,
+        }
+        for q in fit.param_names
+    ]
+
+
+def _parameter_table(fits, shared_fit) -> pd.DataFrame:
+    """Estimates and intervals of every law's parameters, in base-parameter names."""
+    rows = []
+    for label, f in fits.items():
+        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names})
+    if shared_fit is not None:
+        labels = sorted(fits)
+        names = {q: (q, "all") for q in shared_fit.param_names}
+        names.update(
+            {
+                q: (p, labels[j])
+                for p, qs in shared_fit.form.func.names.items()
+                for j, q in enumerate(qs)
+            }
+        )
+        rows += _parameter_rows("shared", shared_fit, names)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------- bits per size
+@dataclass(frozen=True)
+class CarrierBits(_TableResult):
+    """Bits per parameter and per byte of every carrier, with bootstrap intervals.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per carrier: ``bits_per_param`` and ``bits_per_byte`` with ``_low`` and
+        ``_high``, ``n_sizes``, ``n_cells``, ``size_min``/``size_max`` (n_params),
+        ``ratio_min``/``ratio_max`` (bits per parameter of its sizes, one by one: far apart,
+        capacity is not proportional to size), ``params_per_knob`` (n_params per unit of
+        rank, m or k), ``bytes_per_param``, ``lower_bound`` (a size reached its bits on a
+        memorized target) and ``bits_kind``.
+    cells : pandas.DataFrame
+        The capacity cells: per carrier and size, the cells at the length where the mean
+        bits are largest (:func:`lawfit.bits_per_parameter`'s ``by_rank`` rule).
+    bits : str
+        ``"stored"``, ``"recalled"`` or ``"dl"``.
+    confidence_level : float
+        Level of the intervals.
+    notes, flags
+        Context and warnings.
+    draws : numpy.ndarray or None
+        Bits per parameter on every bootstrap draw, shape (carriers in ``table`` order, R).
+    """
+
+    table: pd.DataFrame
+    cells: pd.DataFrame
+    bits: str
+    confidence_level: float
+    notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    draws: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> SummaryText:
+        """Plain-text summary.
+
+        Returns
+        -------
+        SummaryText
+            One line per carrier, then flags and notes.
+        """
+        pct = f"{100 * self.confidence_level:g} %"
+        out = [
+            f"Bits per parameter and per byte, by carrier ({self.bits} bits, {pct} CI)",
+            "=" * 60,
+        ]
+        for r in self.table.itertuples():
+            out.append(
+                f"{r.carrier}: {r.bits_per_param:.3g} [{r.bits_per_param_low:.3g}, "
+                f"{r.bits_per_param_high:.3g}] bits/param, {r.bits_per_byte:.3g} "
+                f"[{r.bits_per_byte_low:.3g}, {r.bits_per_byte_high:.3g}] bits/byte over "
+                f"{r.n_sizes} size(s)" + (" (lower bound)" if r.lower_bound else "")
+            )
+        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
+        return self._summary_text("\n".join(out))
+
+    def predict(self, bits) -> CarrierCapacity:
+        """Smallest carrier of each kind that stores ``bits`` bits (see :func:`carrier_bits`).
+
+        Parameters
+        ----------
+        bits : float or array_like
+            Bits to store (of the kind this result counts).
+
+        Returns
+        -------
+        CarrierCapacity
+            Per carrier and target: the parameters and bytes needed with intervals, and
+            the smallest size knob (rank, m or k) that holds them.
+        """
+        return _smallest_carriers(self, bits)
+
+
+def carrier_bits(
+    data,
+    *,
+    bits: str = "stored",
+    bootstrap: int = 1000,
+    unit: str = "cell",
+    confidence_level: float = 0.95,
+    dtype: str | None = None,
+    entropy=None,
+    rng: int | np.random.Generator | None = None,
+) -> CarrierBits:
+    """Bits per parameter and per byte of each carrier, with bootstrap intervals.
+
+    For each carrier and size, the capacity cells are those of the length at which the mean
+    bits (over replicates) are largest, the rule of :func:`lawfit.bits_per_parameter`'s
+    ``by_rank``. A carrier's bits per parameter is the mean of bits / n_params over its
+    capacity cells (bits per byte: of bits / n_bytes). The interval resamples the capacity
+    cells (``unit="cell"``, within each carrier) or whole clusters (``"seed"``,
+    ``"data_seed"``, ``"run"``: shared by every carrier), the chosen lengths held fixed, and
+    is widened for few units (Hesterberg's expanded percentile interval).
+
+    Parameters
+    ----------
+    data : xarray.Dataset or path
+        One setting of a carrier sweep with per-token probabilities (for information bits),
+        a ``modules`` dim and ``n_params``.
+    bits : {"stored", "recalled", "dl"}
+        Which bits (:mod:`lawfit.information`): information stored (default), the entropy of
+        the entries recalled exactly, or ΔL bits (not information).
+    bootstrap : int
+        Bootstrap replicates (0: no interval).
+    unit : {"cell", "seed", "data_seed", "run"}
+        Resampling unit.
+    confidence_level : float
+        Level of the intervals.
+    dtype : str, optional
+        Storage dtype when ``n_bytes`` must be derived and the data does not record it.
+    entropy : float or xarray.DataArray, optional
+        Content entropy per token (bits), as in :func:`lawfit.bits_per_parameter`.
+    rng : int or numpy.random.Generator, optional
+        Seed.
+
+    Returns
+    -------
+    CarrierBits
+        The per-carrier table, the capacity cells and the draws.
+    """
+    if bits not in BIT_KINDS:
+        raise LawfitError(f"bits must be one of {sorted(BIT_KINDS)}; got {bits!r}.")
+    V.one_of(unit, "unit", ("cell", "seed", "data_seed", "run"))
+    level = V.confidence_level(confidence_level)
+    bootstrap = V.bootstrap_count(bootstrap)
+    data = load_data(data)
+    _one_setting(data)
+    res = bits_per_parameter(data, kind=bits, entropy=entropy)
+    notes, flags = list(res.notes), list(res.flags)
+    if "n_params" not in res.cells:
+        raise LawfitError(
+            "bits per parameter need 'n_params' over (model, modules, rank); the "
+            "data has none. Collect it (collect records it for every carrier)."
+        )
+    cells = _with_bytes(res.cells, data, dtype, notes)
+    cells = _capacity_cells(cells)
+    table, draws = _ratios(cells, bootstrap, unit, level, V.random_generator(rng), notes)
+    if table["lower_bound"].any():
+        flags.append(
+            Flag(
+                "lower_bound",
+                "some carriers reached their largest bits on a "
+                "memorized target: their bits per parameter are lower bounds "
+                "(column lower_bound); collect longer targets",
+            )
+        )
+    return CarrierBits(
+        table=table,
+        cells=cells,
+        bits=bits,
+        confidence_level=level,
+        notes=tuple(dict.fromkeys(notes)),
+        flags=tuple(flags),
+        draws=draws,
+    )
+
+
+def _with_bytes(cells: pd.DataFrame, data, dtype, notes) -> pd.DataFrame:
+    """Add ``n_bytes`` to the bits table (NaN, with a note, when it cannot be had)."""
+    try:
+        data, note = with_n_bytes(data, dtype)
+    except LawfitError as exc:
+        notes.append(f"bits per byte not computed: {exc}")
+        return cells.assign(n_bytes=np.nan)
+    notes += [note] if note else []
+    nb = data["n_bytes"]
+    if isinstance(nb, pd.Series):
+        return cells.assign(n_bytes=nb.to_numpy(float))
+    nb = nb.to_dataframe(name="n_bytes").reset_index()
+    keys = [c for c in nb.columns if c in cells.columns and c != "n_bytes"]
+    return cells.merge(nb[[*keys, "n_bytes"]], on=keys, how="left")
+
+
+def _capacity_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per carrier and size, the cells of the length with the most mean bits."""
+    rank = cells["rank"] if "rank" in cells else pd.Series(1.0, index=cells.index)
+    cells = cells.assign(
+        carrier=cells["modules"].map(lambda m: carrier_of(m)[0]).to_numpy(),
+        knob=[_knob_value(m, r) for m, r in zip(cells["modules"], rank, strict=True)],
+    )
+    sizes = ["carrier", "modules", "knob"]
+    mean = cells.groupby([*sizes, "length"], as_index=False)["bits"].mean()
+    best = mean.loc[mean.groupby(sizes)["bits"].idxmax(), [*sizes, "length"]]
+    return cells.merge(best, on=[*sizes, "length"]).reset_index(drop=True)
+
+
+def _ratio(b, denom, w, n, level) -> dict:
+    """Mean of the per-cell ratios b / denom, with an expanded percentile interval.
+
+    The interval is the bootstrap percentile interval of the weighted means (weights ``w``,
+    one row per draw) widened about the estimate by t₍ₙ₋₁₎/z · √(n/(n−1)), with n the
+    resampled units: Hesterberg's (2015) expanded percentile interval, which corrects the
+    narrowness of the plain percentile interval of a mean over few cells.
+    """
+    with np.errstate(all="ignore"):
+        r = b / denom
+    est = float(r.mean()) if np.isfinite(r).all() else math.nan
+    if w is None or not np.isfinite(est):
+        return {"estimate": est, "low": math.nan, "high": math.nan, "draws": None}
+    with np.errstate(all="ignore"):
+        d = (w @ r) / w.sum(axis=1)
+    d = d[np.isfinite(d)]  # a cluster draw that left the carrier out has no mean
+    n = max(int(n), 2)
+    q = 0.5 + level / 2
+    widen = stats.t.ppf(q, n - 1) / stats.norm.ppf(q) * math.sqrt(n / (n - 1))
+    d = est + widen * (d - est)
+    lo, hi = np.quantile(d, [1 - q, q])
+    return {"estimate": est, "low": float(lo), "high": float(hi), "draws": d}
+
+
+def _carrier_row(sub: pd.DataFrame, w, n, level) -> tuple[dict, np.ndarray | None]:
+    """One carrier's bits per parameter and per byte, and what sizes it in knobs."""
+    b = sub["bits"].to_numpy(float)
+    npar, nby = sub["n_params"].to_numpy(float), sub["n_bytes"].to_numpy(float)
+    per_param, per_byte = _ratio(b, npar, w, n, level), _ratio(b, nby, w, n, level)
+    label, knob, template = carrier_of(sub["modules"].iloc[0])
+    row = {"carrier": label}
+    for name, r in (("bits_per_param", per_param), ("bits_per_byte", per_byte)):
+        row.update({name: r["estimate"], f"{name}_low": r["low"], f"{name}_high": r["high"]})
+    per_size = sub.groupby("knob")[["bits", "n_params"]].sum()
+    ratio = per_size["bits"] / per_size["n_params"]
+    ppk = npar / sub["knob"].to_numpy(float)
+    bpp = nby / npar
+    row.update(
+        n_sizes=len(per_size),
+        n_cells=len(sub),
+        size_min=float(npar.min()),
+        size_max=float(npar.max()),
+        ratio_min=float(ratio.min()),
+        ratio_max=float(ratio.max()),
+        params_per_knob=_constant(ppk),
+        bytes_per_param=_constant(bpp),
+        knob=knob,
+        template=template,
+        lower_bound=bool(sub["saturated"].any()),
+        bits_kind="/".join(sorted(set(sub["bits_kind"].astype(str)))),
+        n_draws=0 if per_param["draws"] is None else int(per_param["draws"].size),
+    )
+    return row, per_param["draws"]
+
+
+def _constant(values: np.ndarray) -> float:
+    """Return the common value of an array (NaN when its values differ or are unknown)."""
+    v = np.asarray(values, float)
+    if v.size == 0 or not np.isfinite(v).all() or np.ptp(v) > 1e-9 * np.abs(v).max():
+        return math.nan
+    return float(v[0])
+
+
+def _ratios(cells, bootstrap, unit, level, gen, notes):
+    """Per-carrier mean bits per size, with the bootstrap draws of bits per parameter."""
+    labels = sorted(cells["carrier"].unique())
+    weights, units = _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes)
+    rows, draws = [], []
+    for c in labels:
+        sub = (cells["carrier"] == c).to_numpy()
+        row, d = _carrier_row(
+            cells.loc[sub],
+            None if weights is None else weights[:, sub],
+            np.unique(units[sub]).size,
+            level,
+        )
+        rows.append(row)
+        draws.append(d)
+    notes.append(
+        "bits per parameter = mean of bits / n_params over each carrier's capacity "
+        "cells (per size, the length with the most mean bits), with an expanded "
+        "percentile interval; predictions assume capacity proportional to size "
+        "(compare ratio_min and ratio_max)"
+    )
+    if weights is None:
+        return pd.DataFrame(rows), None
+    width = max(d.size for d in draws)  # cluster draws without a carrier are left out
+    padded = [np.pad(d, (0, width - d.size), constant_values=np.nan) for d in draws]
+    return pd.DataFrame(rows), np.vstack(padded)
+
+
+def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
+    """Resampling weights (R, cells) and each cell's unit.
+
+    ``unit="cell"`` resamples cells within each carrier; a cluster unit resamples clusters
+    shared by every carrier.
+    """
+    n = len(cells)
+    if unit == "cell":
+        units = np.arange(n)
+        if not bootstrap:
+            return None, units
+        W = np.zeros((bootstrap, n))
+        for c in labels:
+            idx = np.flatnonzero(cells["carrier"].to_numpy() == c)
+            W[:, idx] = gen.multinomial(idx.size, np.full(idx.size, 1 / idx.size), size=bootstrap)
+        return W, units
+    cells = with_runs(cells)  # a run is one (seed, data_seed) pair
+    col = "seed" if unit == "run" and "run" not in cells else unit
+    if col not in cells:
+        raise LawfitError(
+            f"unit={unit!r} needs a {col!r} dim to cluster on; the data has "
+            f"{sorted(cells.columns)}. Use unit='cell'."
+        )
+    _, cl = np.unique(cells[col].to_numpy(), return_inverse=True)
+    g = int(cl.max()) + 1
+    if g < 2:
+        raise LawfitError(
+            f"unit={unit!r}: only {g} cluster in the data; the cluster bootstrap "
+            "needs at least 2 (better 10+). Use unit='cell'."
+        )
+    notes.append(f"bootstrap over {g} {col} clusters, shared by every carrier")
+    if not bootstrap:
+        return None, cl
+    return gen.multinomial(g, np.full(g, 1 / g), size=bootstrap)[:, cl].astype(float), cl
+
+
+# ----------------------------------------------------------------------- predictions
+@dataclass(frozen=True)
+class CarrierCapacity(_TableResult):
+    """The smallest carrier of each kind that stores a number of bits.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (carrier, target): ``bits`` (the target), ``n_params_estimate``,
+        ``_low``, ``_high`` (parameters needed: target / bits per parameter, on the estimate
+        and on every draw), the same for ``n_bytes``, ``knob`` (``rank``, ``m`` or ``k``),
+        ``knob_estimate``/``_low``/``_high`` (the smallest whole knob holding the target),
+        ``spec`` (e.g. ``memtok:12``), ``bits_per_param`` (what the answer's size must
+        store), ``extrapolated`` (outside the sizes measured) and ``beyond_known_capacity``.
+    bits : str
+        Which bits the targets count.
+    confidence_level : float
+        Level of the intervals.
+    notes, flags
+        Context and warnings (``extrapolated``, ``beyond_known_capacity``, ``lower_bound``).
+    """
+
+    table: pd.DataFrame
+    bits: str
+    confidence_level: float
+    notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+
+    def summary(self) -> SummaryText:
+        """Plain-text summary.
+
+        Returns
+        -------
+        SummaryText
+            The table, flags and notes.
+        """
+        out = [f"Smallest carrier that stores the target ({self.bits} bits)", "=" * 50]
+        cols = [
+            "carrier",
+            "bits",
+            "spec",
+            "n_params_estimate",
+            "n_params_low",
+            "n_params_high",
+            "n_bytes_estimate",
+            "extrapolated",
+            "beyond_known_capacity",
+        ]
+        with pd.option_context(
+            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format
+        ):
+            out.append(self.table[[c for c in cols if c in self.table]].to_string(index=False))
+        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
+        return self._summary_text("\n".join(out))
+
+
+def _smallest_carriers(res: CarrierBits, bits) -> CarrierCapacity:
+    """Invert bits = (bits per parameter) × n_params for every carrier and target."""
+    targets = np.atleast_1d(np.asarray(bits, float))
+    if targets.size == 0 or not np.all(np.isfinite(targets) & (targets > 0)):
+        raise LawfitError(f"bits must be positive numbers of bits to store; got {bits!r}.")
+    rows = []
+    for i, r in enumerate(res.table.itertuples()):
+        d = None if res.draws is None else res.draws[i]
+        for t in targets:
+            rows.append(_smallest_row(r, t, d))
+    table = pd.DataFrame(rows)
+    flags = [f for f in res.flags if f.code == "lower_bound"]
+    if table["extrapolated"].any():
+        flags.append(
+            Flag(
+                "extrapolated",
+                "some answers lie outside the sizes measured for "
+                "their carrier (column extrapolated): capacity is assumed "
+                "proportional to size there",
+            )
+        )
+    if table["beyond_known_capacity"].any():
+        flags.append(beyond_known_capacity(table["bits_per_param"], res.bits))
+    notes = [
+        "n_params needed = bits / (bits per parameter); interval from the bootstrap draws "
+        "of bits per parameter; the knob is rounded up to a whole rank, m or k"
+    ]
+    return CarrierCapacity(
+        table=table,
+        bits=res.bits,
+        confidence_level=res.confidence_level,
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
+
+
+def _smallest_row(r, target: float, draws) -> dict:
+    """One carrier, one target: parameters, bytes and knob needed, with intervals."""
+    from lawfit.capacity import KNOWN_CAPACITY_BITS_PER_PARAM
+
+    est = target / r.bits_per_param if r.bits_per_param > 0 else math.inf
+    lo = target / r.bits_per_param_high if r.bits_per_param_high > 0 else math.inf
+    hi = target / r.bits_per_param_low if r.bits_per_param_low > 0 else math.inf
+    if draws is None:
+        lo = hi = math.nan
+    ppk = r.params_per_knob
+
+    def knob(n):
+        return float(math.ceil(n / ppk - 1e-9)) if np.isfinite(n) and np.isfinite(ppk) else n
+
+    k_est = knob(est)
+    spec = r.template.format(int(k_est)) if np.isfinite(k_est) and np.isfinite(ppk) else ""
+    return {
+        "carrier": r.carrier,
+        "bits": target,
+        "n_params_estimate": est,
+        "n_params_low": lo,
+        "n_params_high": hi,
+        "n_bytes_estimate": est * r.bytes_per_param,
+        "n_bytes_low": lo * r.bytes_per_param,
+        "n_bytes_high": hi * r.bytes_per_param,
+        "knob": r.knob,
+        "knob_estimate": k_est,
+        "knob_low": knob(lo),
+        "knob_high": knob(hi),
+        "spec": spec,
+        "bits_per_param": r.bits_per_param,
+        "extrapolated": bool(not (r.size_min <= est <= r.size_max)),
+        "beyond_known_capacity": bool(r.bits_per_param > KNOWN_CAPACITY_BITS_PER_PARAM),
+    }

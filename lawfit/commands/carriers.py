@@ -1,0 +1,104 @@
+"""``lawfit carriers``: one capacity law across memory carriers, and bits per size."""
+
+from __future__ import annotations
+
+import argparse
+
+from lawfit.commands._common import (
+    SPACE_HELP,
+    add_data_args,
+    add_uncertainty_args,
+    open_selected,
+    write_csv,
+)
+
+_EPILOG = """\
+examples:
+  lawfit carriers sweep.nc --sel task=long_context       law per carrier, shared exponents?
+  lawfit carriers sweep.nc --size bytes --space log      the law against bytes, log-space fit
+  lawfit carriers sweep.nc --store 1e4 1e5               smallest carrier storing N bits
+  lawfit carriers sweep.nc --bits recalled --dtype bfloat16 --csv bits.csv
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``carriers`` subcommand."""
+    p = subparsers.add_parser(
+        "carriers",
+        help="one capacity law across carriers (LoRA, memory tokens, KV memory), bits per size",
+        description="Fit the law per carrier (the modules dim: mlp_block@20, memtok:m, kv:m@k, "
+        "skv:k@LAYERS) against its size in parameters or bytes, test whether the carriers "
+        "share exponents, and give bits per parameter and per byte per carrier.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_args(p)
+    p.add_argument(
+        "--size",
+        choices=["params", "bytes"],
+        default="params",
+        help="size the law is fitted against: n_params or n_bytes (default: params)",
+    )
+    p.add_argument(
+        "--bits",
+        choices=["stored", "recalled", "dl"],
+        default="stored",
+        help="bits counted: information stored, recalled, or ΔL bits (default: stored)",
+    )
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    p.add_argument(
+        "--significance",
+        type=float,
+        default=0.05,
+        help="level of the test of shared exponents (default: 0.05)",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="storage dtype (float32, bfloat16, ...) when the data records none",
+    )
+    p.add_argument(
+        "--store",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="BITS",
+        help="also give the smallest carrier of each kind storing these many bits",
+    )
+    add_uncertainty_args(p, bootstrap=500)
+    p.add_argument(
+        "--unit",
+        default="cell",
+        choices=["cell", "seed", "data_seed", "run"],
+        help="bootstrap resampling unit (default: cell)",
+    )
+    p.add_argument("--csv", default=None, metavar="OUT", help="write the per-carrier bits table")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Execute ``lawfit carriers``."""
+    from lawfit.carriers import carrier_bits, carrier_law
+
+    data = open_selected(args)
+    common = dict(
+        bootstrap=args.bootstrap,
+        unit=args.unit,
+        confidence_level=args.level,
+        dtype=args.dtype,
+        rng=args.seed,
+    )
+    law = carrier_law(
+        data, size=args.size, space=args.space, significance=args.significance, **common
+    )
+    print(law.summary())
+    bits = carrier_bits(data, bits=args.bits, **common)
+    print()
+    print(bits.summary())
+    if args.store:
+        print()
+        print(bits.predict(args.store).summary())
+    if args.csv:
+        write_csv(bits.table, args.csv)
+    return 0
