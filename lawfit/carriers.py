@@ -39,7 +39,7 @@ from lawfit.compare import (
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
-from lawfit.forms import Form, get_form
+from lawfit.forms import Form, form_from_spec, get_form
 from lawfit.information import BIT_KINDS
 from lawfit.protocol import Flag, ResultProtocol, SummaryText
 from lawfit.result import FitResult
@@ -194,6 +194,16 @@ class _PerCarrier:
 
     def __init__(self, base: Form, n: int, shared: Sequence[str], names: dict):
         self.base, self.n, self.shared, self.names = base, n, tuple(shared), names
+
+    def to_spec(self) -> dict:
+        """JSON-safe recipe (:meth:`Form.to_spec` stores it, so a saved law loads back)."""
+        return {"base": self.base.to_spec(), "n": self.n, "shared": list(self.shared),
+                "names": {p: list(v) for p, v in self.names.items()}}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> _PerCarrier:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(form_from_spec(spec["base"]), int(spec["n"]), spec["shared"], spec["names"])
 
     def _kw(self, j, params):
         return {p: params[p if p in self.shared else self.names[p][j]] for p in self.base.params}

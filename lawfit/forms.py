@@ -186,8 +186,8 @@ class Form:
         jac = self.jac.jac if isinstance(self.jac, _FixedJac) else self.jac
         base_params = self.func.base_params if isinstance(self.func, _FixedParams) else self.params
         return {
-            "name": self.name, "func": callable_reference(base),
-            "jac": None if jac is None else callable_reference(jac),
+            "name": self.name, "func": _callable_spec(base),
+            "jac": None if jac is None else _jac_spec(jac, base),
             "inputs": list(self.inputs), "params": list(base_params),
             "fixed": dict(self.fixed),
             "bounds": {p: [_finite_or_none(v) for v in b] for p, b in self.bounds.items()},
@@ -245,6 +245,37 @@ def callable_reference(func: Callable) -> str | None:
     return f"{module}:{qualname}" if found is func else None
 
 
+def _callable_spec(func: Callable) -> str | dict | None:
+    """Return what a form saves for its function: a reference, or an object's recipe.
+
+    A callable object whose class is importable and has ``to_spec()`` and a
+    ``from_spec(spec)`` classmethod is saved as ``{"class": ref, "spec": ...}``.
+    """
+    cls_ref = callable_reference(type(func))
+    if cls_ref and hasattr(func, "to_spec") and hasattr(type(func), "from_spec"):
+        return {"class": cls_ref, "spec": func.to_spec()}
+    return callable_reference(func)
+
+
+def _jac_spec(jac: Callable, func: Callable) -> str | dict | None:
+    """Return what a form saves for its jacobian (``{"method": name}`` for a method of func)."""
+    if getattr(jac, "__self__", None) is func:
+        return {"method": jac.__name__}
+    return callable_reference(jac)
+
+
+def _rebuild_callable(saved: str | Mapping[str, Any], owner: Callable | None = None) -> Callable:
+    """Inverse of :func:`_callable_spec` / :func:`_jac_spec` (``owner``: the rebuilt func)."""
+    if not isinstance(saved, Mapping):
+        return import_reference(saved)
+    if "method" in saved:
+        return getattr(owner, saved["method"])
+    cls = import_reference(saved["class"])
+    if not hasattr(cls, "from_spec"):
+        raise LawfitError(f"{saved['class']!r} has no from_spec(); cannot rebuild the function.")
+    return cls.from_spec(saved["spec"])
+
+
 def import_reference(ref: str) -> Any:
     """Import the object named by ``"module:attr"`` (``attr`` may be dotted).
 
@@ -272,9 +303,9 @@ def _func_from_spec(spec: Mapping[str, Any]) -> tuple[Callable, Callable | None,
     problems = []
     if spec.get("func"):
         try:
-            func = import_reference(spec["func"])
-            jac = import_reference(spec["jac"]) if spec.get("jac") else None
-            return func, jac, f"reference {spec['func']!r}"
+            func = _rebuild_callable(spec["func"])
+            jac = _rebuild_callable(spec["jac"], func) if spec.get("jac") else None
+            return func, jac, "its saved reference"
         except LawfitError as exc:
             problems.append(str(exc))
     else:

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["lawfit.forms", "lawfit.fitting"])
+@pytest.mark.parametrize("name", ["lawfit.forms", "lawfit.fitting", "lawfit.carriers"])
 def test_doctests(name):
     mod = importlib.import_module(name)
     failed, _ = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

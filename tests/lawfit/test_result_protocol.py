@@ -14,6 +14,7 @@ from lawfit.information import information_bits
 from lawfit.protocol import RESULT_FORMAT_VERSION, ResultRecord
 from lawfit.result import Flag
 from lawfit.testing import synthetic_dataset
+from lawfit.testing.carriers import synthetic_carrier_dataset
 from lawfit.testing.selection import synthetic_memft_dataset
 from lawfit.testing.tokens import synthetic_token_dataset
 
@@ -24,6 +25,12 @@ def _budget_result():
     return lawfit.budget_sensitivity(
         _sweep(lambda r, ln: 250.0, noise=0.02), [200, 600], bootstrap=0, exclude=None
     )
+
+
+def _carrier_sweep():
+    from tests.lawfit.test_carriers import LENGTHS, TRUTH
+
+    return synthetic_carrier_dataset(TRUTH, lengths=LENGTHS, tokens=True, rng=0)
 
 
 def _results():
@@ -61,6 +68,11 @@ def _results():
         "PhaseTransitionResult": lambda: lawfit.phase_transition(
             tok.sel(objective=["sft"]), bootstrap=0
         ),
+        "CarrierLaw": lambda: lawfit.carrier_law(_carrier_sweep()),
+        "CarrierBits": lambda: lawfit.carrier_bits(_carrier_sweep(), bootstrap=50, rng=0),
+        "CarrierCapacity": lambda: lawfit.carrier_bits(
+            _carrier_sweep(), bootstrap=50, rng=0
+        ).predict(1000.0),
     }
 
 
