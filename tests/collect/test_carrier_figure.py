@@ -168,3 +168,77 @@ def test_make_figures_draws_the_carrier_figure_and_skips_one_carrier(carrier_dat
     (skip,) = [r for r in rows if r["figure"] == "carriers"]
     assert skip["status"] == "skipped" and ">= 2 carriers" in skip["reason"]
     assert "mlp_block@1" in skip["reason"]
+
+
+def test_flop_estimate_is_the_written_out_sum():
+    mod = _load("carriers_analysis", "analysis/09_carriers.py")
+    w, a, h = 1000, 8, 5000  # weights per layer, attention width, head weights
+    shape = mod.ModelShape(layer_weights=(w, w, w), attn_width=a, head_weights=h)
+    rows, targets, n_params, steps = (10, 6), 7, 40, 5
+    positions = 16
+
+    def attn(memory=0):
+        return 4.0 * a * sum(n * (n + 1) / 2 + n * memory for n in rows)
+
+    fwd = 2.0 * w * positions + attn()
+    # LoRA at layer 1 with the prefix cache: layer 0 once, layers 1-2 forward + backward
+    f = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, True)
+    per_step = 2 * fwd + 2 * (2.0 * w * positions + 2 * attn()) + 4.0 * h * targets
+    per_step += 6.0 * n_params * positions
+    assert f["once"] == pytest.approx(fwd, rel=1e-12)
+    assert f["per_step"] == pytest.approx(per_step, rel=1e-12)
+    assert f["flops"] == pytest.approx(fwd + steps * per_step, rel=1e-12)
+    assert f["grad_layers"] == 2
+    # without the cache layer 0 runs forward every step, and nothing runs once
+    g = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, False)
+    assert g["once"] == 0 and g["per_step"] == pytest.approx(per_step + fwd, rel=1e-12)
+    # memory tokens read before the key pass every layer with their m positions
+    m = mod.cell_flops(shape, "memtok:4", rows, targets, n_params, steps, True)
+    fwd_m = 2.0 * w * (positions + 4) + attn(4)
+    bwd_m = 2.0 * w * (positions + 4) + 2 * attn(4)
+    assert m["per_step"] == pytest.approx(
+        3 * (fwd_m + bwd_m) + 4.0 * h * targets + 6.0 * n_params, rel=1e-12
+    )
+    # a KV prefix adds slots to the attention of layers >= k only
+    kv = mod.cell_flops(shape, "kv:4@2", rows, targets, n_params, steps, True)
+    assert kv["once"] == pytest.approx(2 * fwd, rel=1e-12)
+    assert kv["per_step"] == pytest.approx(
+        2.0 * w * positions
+        + attn(4)
+        + 2.0 * w * positions
+        + 2 * attn(4)
+        + 4.0 * h * targets
+        + 6.0 * n_params,
+        rel=1e-12,
+    )
+    # sparse KV is written by one forward pass with the attention read back, no steps
+    skv = mod.cell_flops(shape, "skv:4@all", rows, targets, n_params, 0, True)
+    assert skv["per_step"] == 0 and skv["flops"] == pytest.approx(
+        3 * (2.0 * w * positions + 2 * attn()), rel=1e-12
+    )
+
+
+def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_data):
+    import subprocess
+
+    _, path = carrier_data
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    script = os.path.join(ROOT, "analysis", "09_carriers.py")
+    out = subprocess.run(
+        [sys.executable, script, str(path), "--markdown"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "| carrier | modules | rank | n_params | n_bytes |" in text
+    assert "| skv@all | skv:8@all | 1 | 2048 | 8192 | 20 | 2 |" in text  # 2 k n_kv d_head L
+    assert "GFLOP (est.)" in text and "no FLOP estimate" not in text
+    verdicts = [ln for ln in text.splitlines() if ln.startswith("On this dataset")]
+    assert len(verdicts) == 2  # long_context and phonebook
+    lc = next(v for v in verdicts if "long_context" in v)
+    assert "the most bits per byte" in lc and "the most bits per PFLOP" in lc
+    assert any(c in lc.split("per byte")[0] for c in ("memtok@1", "mlp_block@1", "skv@all"))
