@@ -148,12 +148,41 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
         cells["n_bytes"] = np.nan
     for v in ("n_params", "n_bytes"):
         cells[v] = cells[v].astype(float).where(cells[v] > 0)
+    cells["n_bytes"] = _derive_missing_bytes(cells, ds)
     labels = [carrier_label(m) for m in cells["modules"]]
     cells["carrier"] = [lab for lab, _ in labels]
     cells["knob"] = [knob for _, knob in labels]
     cells["size"] = [_size_knob(m, r) for m, r in zip(cells["modules"], cells["rank"], strict=True)]
     cells["bytes_per_param"] = cells["n_bytes"] / cells["n_params"]
     return cells.dropna(subset=["n_params"]).reset_index(drop=True)
+
+
+def _derive_missing_bytes(cells: pd.DataFrame, ds) -> pd.Series:
+    """``n_bytes``, derived where a dataset predates it as ``collect merge`` does.
+
+    :func:`collect.carriers.derived_n_bytes`: 4 bytes per parameter for a weight delta
+    (float32 whatever the model), the recorded dtype's size for a carrier; left NaN
+    without collect or a recorded dtype.
+    """
+    missing = cells["n_bytes"].isna() & cells["n_params"].notna()
+    if not missing.any():
+        return cells["n_bytes"]
+    try:
+        from collect.carriers import derived_n_bytes
+    except ImportError:
+        return cells["n_bytes"]
+    dtypes = (
+        ds["dtype"].to_dataframe().reset_index().merge(cells, how="right")["dtype"]
+        if "dtype" in ds
+        else pd.Series("", index=cells.index)
+    )
+    out = cells["n_bytes"].copy()
+    for i in np.flatnonzero(missing.to_numpy()):
+        got = derived_n_bytes(
+            cells["modules"].iat[i], int(cells["n_params"].iat[i]), str(dtypes.iat[i] or "")
+        )
+        out.iat[i] = np.nan if got is None else float(got)
+    return out
 
 
 def _interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, float, int]:

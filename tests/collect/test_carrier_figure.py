@@ -80,6 +80,9 @@ def test_carrier_cells_carry_sizes_and_information_bits(carrier_data):
     both = cells.merge(info, on=keys, suffixes=("", "_info"))
     np.testing.assert_allclose(both["bits_stored"], both["bits_stored_info"], rtol=0, atol=0)
     assert (cells.loc[cells["carrier"] == "skv@all", "steps"] == 0).all()  # written
+    # a dataset merged before n_bytes existed: derived as collect merge derives it
+    older = carrier_cells(ds.drop_vars("n_bytes"))
+    np.testing.assert_array_equal(older["n_bytes"], cells["n_bytes"])
 
 
 def test_carrier_points_average_targets_and_keep_the_best_length():
