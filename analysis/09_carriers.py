@@ -25,6 +25,8 @@ costs one forward pass with the attention read back (2× the forward attention).
 Positions per step come from rebuilding the cell's entries (collect.tasks) with the model's
 tokenizer; the layer shapes from the model's config (collect.models.load_skeleton: no
 weights). Where these cannot be had, the FLOPs are left out and the reason printed.
+(``collect plan`` prints another, coarser figure for planning: 6 × every weight × batch
+tokens × max_steps, an upper bound; this one follows each cell's steps and its carrier.)
 
 The per-carrier law with its intervals is lawfit.carriers (another part of issue 15): when
 it is importable, its summaries are printed after the descriptive tables.
@@ -203,18 +205,18 @@ def add_flops(cells: pd.DataFrame, ds) -> tuple[pd.DataFrame, list[str]]:
                 int(c["data_seed"]),
                 src,
             )
+            f = cell_flops(
+                shape,
+                str(c["modules"]),
+                rows,
+                int(c["length"]),
+                float(c["n_params"]),
+                float(c.get("steps", np.nan)),
+                prefix_cache,
+            )
         except Exception as exc:  # noqa: BLE001 - any failure leaves the FLOPs unknown
-            missing.add(f"{c['model']} {c['task']}: {type(exc).__name__}: {exc}")
+            missing.add(f"{c['model']} {c['task']} {c['modules']}: {type(exc).__name__}: {exc}")
             continue
-        f = cell_flops(
-            shape,
-            str(c["modules"]),
-            rows,
-            int(c["length"]),
-            float(c["n_params"]),
-            float(c.get("steps", np.nan)),
-            prefix_cache,
-        )
         out.loc[i, "flops"], out.loc[i, "flops_per_step"] = f["flops"], f["per_step"]
     notes += [f"FLOPs unknown for {m}" for m in sorted(missing)]
     if out["flops"].isna().all():
