@@ -49,8 +49,6 @@ BITS = {"bits_stored": "bits stored", "bits_recalled": "bits recalled exactly"}
 #: The size axes, and their labels.
 SIZES = {"n_params": "trainable parameters", "n_bytes": "bytes at storage precision"}
 _PER = {"n_params": "parameters", "n_bytes": "bytes"}
-#: A byte holds at most 8 bits: no carrier can store more than 8 bits per byte of its state.
-BITS_PER_BYTE = 8.0
 #: The grouping of a carrier's cells into one setting (one row of panels).
 SETTING = ["model", "task", "random_ratio", "objective"]
 #: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
@@ -262,7 +260,7 @@ def _check_carriers(cells: pd.DataFrame) -> list[str]:
 
 
 def _reference_lines(ax, xlim, size: str, bytes_per_param: list[float]) -> None:
-    """Draw the 2 and 3.6 bits/param references (and 8 bits/byte on the bytes axis)."""
+    """Draw the 2 and 3.6 bits/param references, per bytes/param ratio on the bytes axis."""
     x = np.geomspace(*xlim, 50)
     styles = dict(zip(ANCHORS_BITS_PER_PARAM.values(), ("--", ":"), strict=True))
     for val, ls in styles.items():
@@ -282,16 +280,6 @@ def _reference_lines(ax, xlim, size: str, bytes_per_param: list[float]) -> None:
                 zorder=1,
                 label=f"{val:g} bits/parameter at {b:g} B/parameter",
             )
-    if size == "n_bytes":
-        ax.plot(
-            x,
-            BITS_PER_BYTE * x,
-            "-",
-            color="0.75",
-            lw=0.8,
-            zorder=1,
-            label=f"{BITS_PER_BYTE:g} bits/byte (storage limit)",
-        )
 
 
 def _draw_panel(ax, points: pd.DataFrame, size: str, colors: dict, markers: dict) -> None:
@@ -383,8 +371,7 @@ def plot_carriers(cells: pd.DataFrame, *, axes=None):
     size are dodged by a factor 1.06 along x so that matched sizes stay visible. References:
     2 bits/parameter (dashed, Allen-Zhu & Li) and 3.6 (dotted, Morris et al. 2025); on the
     bytes axes the same references are drawn at each bytes-per-parameter ratio present
-    (float32 weight deltas 4 B, bf16 carriers 2 B; lighter = more bytes per parameter),
-    with the 8 bits/byte storage limit (solid grey).
+    (float32 weight deltas 4 B, bf16 carriers 2 B; lighter = more bytes per parameter).
 
     Parameters
     ----------

@@ -139,7 +139,6 @@ def test_carrier_figure_has_a_series_per_carrier_and_the_references(carrier_data
                 expected = {
                     "2 bits/parameter at 4 B/parameter": 0.5,
                     "3.6 bits/parameter at 4 B/parameter": 0.9,
-                    "8 bits/byte (storage limit)": 8.0,
                 }
             assert set(refs) == set(expected), refs
             for label, slope in expected.items():
