@@ -51,8 +51,16 @@ from lawfit.plotting import (  # noqa: E402
     plot_trajectories,
     save_figure,
 )
-from lawfit.plotting._common import methods_present, select_method, settings  # noqa: E402
+from lawfit.plotting._common import (  # noqa: E402
+    _tag,
+    methods_present,
+    select_method,
+    settings,
+)
 from lawfit.plotting.style import data_status  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from carriers import carrier_cells, plot_carriers  # noqa: E402
 
 log = logging.getLogger("make_figures")
 DEFAULT_DATA = os.path.join("data", "smollm2_cpu.nc")
@@ -277,6 +285,69 @@ FIGURES = [
 ]
 
 
+def _fig_carriers(ds):
+    """Bits stored and recalled per carrier against parameters and bytes (all tasks)."""
+    if "modules" not in ds.dims or "status" not in ds:
+        raise Skip("needs ok cells of >= 2 carriers; the dataset has no 'modules' dimension "
+                   "(one value per carrier) or no 'status'")
+    ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != "modules"])
+    if int(ok.sum()) < 2:  # checked before the information bits are computed
+        raise Skip(f"needs ok cells of >= 2 carriers (modules); found "
+                   f"{[str(m) for m in ds['modules'].values[ok.values]] or 'none'}")
+    try:
+        cells = carrier_cells(ds)
+    except LawfitError as exc:
+        raise Skip(f"no carrier comparison: {exc}") from exc
+    carriers = sorted(cells["carrier"].unique()) if len(cells) else []
+    if len(carriers) < 2:
+        raise Skip(f"needs ok cells of >= 2 carriers (modules) with n_params; found "
+                   f"{carriers or 'none'}")
+    return plot_carriers(cells), ds
+
+
+#: Figures over a whole dataset (every setting in one figure), drawn once per model.
+DATASET_FIGURES = [
+    ("carriers", "bits stored and recalled vs parameters and bytes, a series per carrier, "
+     "a row per task, 2 and 3.6 bits/parameter references", _fig_carriers),
+]
+
+
+def _models_of(ds):
+    """(key, dataset) per model (the whole dataset when it has no model dimension)."""
+    if data_status(ds)["synthetic"]:
+        yield "synthetic", ds
+    elif "model" not in ds.dims:
+        yield "all", ds
+    else:
+        for m in ds["model"].values:
+            yield _tag("model", m), ds.sel(model=[m])
+
+
+def _draw_one(rows, name, what, label, stem, build, *, formats, dpi, tag=()):
+    """Draw one figure into ``rows`` (drawn / skipped with the reason / error)."""
+    t0 = time.perf_counter()
+    try:
+        fig, src, *extra = build()
+        tag = [*tag, *(t for t in extra if t)]
+        annotate_provenance(fig, src, text="; ".join(tag) or None)
+        files = save_figure(fig, stem, formats=formats, dpi=dpi)
+        rows.append(dict(figure=name, setting=label, status="drawn", reason=what,
+                         files=files, seconds=round(time.perf_counter() - t0, 2)))
+        log.info("  drew    %-28s %.1fs", name, time.perf_counter() - t0)
+    except (Skip, LawfitError) as exc:
+        rows.append(dict(figure=name, setting=label, status="skipped", reason=str(exc),
+                         files=[]))
+        log.warning("  skipped %-28s %s", name, exc)
+    except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the rest
+        rows.append(dict(figure=name, setting=label, status="error",
+                         reason=f"{type(exc).__name__}: {exc}", files=[]))
+        log.error("  ERROR   %-28s %s\n%s", name, exc, traceback.format_exc())
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+
+
 def _settings_of(cells, tokens, bootstrap):
     if tokens is cells:
         for label, key, sub in settings(cells):
@@ -301,36 +372,21 @@ def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf"
                 continue
             stem = os.path.join(out, f"{name}__{s.key}" + ("_SYNTHETIC" if synthetic and
                                                              "synthetic" not in s.key else ""))
-            t0 = time.perf_counter()
-            try:
-                fig, src, *extra = build(s)
-                tag = [s.label] if s.label and s.label != "synthetic" else []
-                tag += [t for t in extra if t]
-                annotate_provenance(fig, src, text="; ".join(tag) or None)
-                files = save_figure(fig, stem, formats=formats, dpi=dpi)
-                rows.append(dict(figure=name, setting=s.label, status="drawn", reason=what,
-                                 files=files, seconds=round(time.perf_counter() - t0, 2)))
-                log.info("  drew    %-28s %.1fs", name, time.perf_counter() - t0)
-            except Skip as exc:
-                rows.append(dict(figure=name, setting=s.label, status="skipped",
-                                 reason=str(exc), files=[]))
-                log.warning("  skipped %-28s %s", name, exc)
-            except LawfitError as exc:
-                rows.append(dict(figure=name, setting=s.label, status="skipped",
-                                 reason=str(exc), files=[]))
-                log.warning("  skipped %-28s %s", name, exc)
-            except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the rest
-                rows.append(dict(figure=name, setting=s.label, status="error",
-                                 reason=f"{type(exc).__name__}: {exc}", files=[]))
-                log.error("  ERROR   %-28s %s\n%s", name, exc, traceback.format_exc())
-            finally:
-                import matplotlib.pyplot as plt
-
-                plt.close("all")
+            tag = [s.label] if s.label and s.label != "synthetic" else []
+            _draw_one(rows, name, what, s.label, stem, lambda b=build, s=s: b(s),
+                      formats=formats, dpi=dpi, tag=tag)
         for n in s.notes:
             log.info("  note: %s", n)
             rows.append(dict(figure="(note)", setting=s.label, status="note", reason=n,
                              files=[]))
+    for key, ds in _models_of(tokens):
+        for name, what, build in DATASET_FIGURES:
+            if (only and name not in only) or (setting and key not in setting):
+                continue
+            log.info("dataset figure %s (%s)", name, key)
+            stem = os.path.join(out, f"{name}__{key}")
+            _draw_one(rows, name, what, key, stem, lambda b=build, d=ds: b(d),
+                      formats=formats, dpi=dpi)
     _write_index(rows, cells, out)
     return rows
 

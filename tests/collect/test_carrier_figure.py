@@ -1,0 +1,246 @@
+"""The carrier figure and analysis on a carrier sweep of the tiny random model (issue 15)."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+mpl = pytest.importorskip("matplotlib")
+mpl.use("Agg")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
+from carriers import carrier_cells, carrier_points, plot_carriers  # noqa: E402
+
+#: LoRA at two ranks, memory tokens entering layer 1 at two sizes, sparse KV written untrained
+CARRIERS = {
+    "mlp_block@1": "mlp_block@1",
+    "memtok:2@1": "memtok@1",
+    "memtok:4@1": "memtok@1",
+    "skv:8@all": "skv@all",
+}
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses resolve annotations through it
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def carrier_data(tmp_path_factory, tiny_sweep):
+    """A merged carrier sweep: 2 tasks, 2 target sequences, 3 steps per cell (~20 s)."""
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    lc = {"tasks": ["long_context"], "random_ratios": [1.0]}
+    pb = {"tasks": ["phonebook"], "random_ratios": [0.0]}
+    trained = {"modules": ["memtok:2@1", "memtok:4@1"]}
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "ranks": [1],
+            "lengths": [20],
+            "seeds": [0],
+            "data_seeds": [0, 1],
+        },
+        train={"max_steps": 3, "log_every": 1},
+        grid=[
+            {**lc, "modules": ["mlp_block@1"], "ranks": [1, 2]},
+            {**lc, "modules": [*trained["modules"], "skv:8@all"]},
+            {**pb, "modules": ["mlp_block@1"], "ranks": [1, 2]},
+            {**pb, **trained},
+        ],
+    )
+    out = tmp_path_factory.mktemp("carriers")
+    ds = run_sweep(config_from_dict(raw), out, progress=False, merge_to=out / "d.nc")
+    assert (ds["status"] == "ok").sum() == 18
+    return ds, out / "d.nc"
+
+
+def test_carrier_cells_carry_sizes_and_information_bits(carrier_data):
+    from lawfit.information import information_bits
+
+    ds, _ = carrier_data
+    cells = carrier_cells(ds)
+    assert len(cells) == 18 and set(cells["modules"]) == set(CARRIERS)
+    assert dict(zip(cells["modules"], cells["carrier"], strict=True)) == CARRIERS
+    one = cells.set_index(["task", "modules", "rank", "data_seed"])
+    n_params = ds["n_params"].sel(model="tiny-random")
+    for (_, modules, rank, _), row in one.iterrows():
+        assert row["n_params"] == int(n_params.sel(modules=modules, rank=rank))
+    np.testing.assert_array_equal(cells["n_bytes"], 4 * cells["n_params"])  # float32 model
+    info = information_bits(ds).cells
+    keys = ["task", "modules", "rank", "data_seed"]
+    both = cells.merge(info, on=keys, suffixes=("", "_info"))
+    np.testing.assert_allclose(both["bits_stored"], both["bits_stored_info"], rtol=0, atol=0)
+    assert (cells.loc[cells["carrier"] == "skv@all", "steps"] == 0).all()  # written
+    # a dataset merged before n_bytes existed: derived as collect merge derives it
+    older = carrier_cells(ds.drop_vars("n_bytes"))
+    np.testing.assert_array_equal(older["n_bytes"], cells["n_bytes"])
+
+
+def test_carrier_points_average_targets_and_keep_the_best_length():
+    cells = pd.DataFrame(
+        {
+            "task": "t",
+            "carrier": "c",
+            "modules": "c:1",
+            "size": 1,
+            "n_params": 10.0,
+            "n_bytes": 20.0,
+            "length": [8, 8, 8, 16, 16, 16],
+            "seed": 0,
+            "data_seed": [0, 1, 2, 0, 1, 2],
+            "bits_stored": [1.0, 2.0, 3.0, 4.0, 6.0, 11.0],
+            "exact_match": [1, 1, 1, 0, 1, 0],
+        }
+    )
+    p = carrier_points(cells, "bits_stored")
+    assert len(p) == 1 and p["length"].item() == 16 and p["n_targets"].item() == 3
+    v = np.array([4.0, 6.0, 11.0])
+    se = v.std(ddof=1) / np.sqrt(3)
+    assert p["mean"].item() == pytest.approx(7.0, abs=1e-12)
+    assert p["se"].item() == pytest.approx(se, rel=1e-12)
+    assert p["ci"].item() == pytest.approx(4.302652729749464 * se, rel=1e-9)  # t(0.975, 2)
+    assert not p["memorized"].item()
+    shorter = carrier_points(cells[cells["length"] == 8], "bits_stored")
+    assert shorter["memorized"].item()  # every target recalled: a lower bound
+
+
+def _series(ax):
+    """Carrier labels of the error-bar series and the reference lines of one panel."""
+    carriers = [c.get_label() for c in ax.containers]
+    refs = {ln.get_label(): ln for ln in ax.lines if "bits/" in ln.get_label()}
+    return carriers, refs
+
+
+def test_carrier_figure_has_a_series_per_carrier_and_the_references(carrier_data, tmp_path):
+    from lawfit.plotting import save_figure
+
+    ds, _ = carrier_data
+    cells = carrier_cells(ds)
+    fig = plot_carriers(cells)
+    axes = np.asarray(fig.axes).reshape(2, 4)  # long_context and phonebook rows
+    lc_carriers, _ = _series(axes[0, 0])
+    assert sorted(lc_carriers) == ["memtok@1", "mlp_block@1", "skv@all"]
+    assert sorted(_series(axes[1, 0])[0]) == ["memtok@1", "mlp_block@1"]  # no skv there
+    for row in axes:
+        for ax, per in zip(row, ("param", "byte", "param", "byte"), strict=True):
+            _, refs = _series(ax)
+            if per == "param":
+                expected = {"2 bits/parameter": 2.0, "3.6 bits/parameter": 3.6}
+            else:  # float32 tiny model: every carrier holds 4 bytes per parameter
+                expected = {
+                    "2 bits/parameter at 4 B/parameter": 0.5,
+                    "3.6 bits/parameter at 4 B/parameter": 0.9,
+                }
+            assert set(refs) == set(expected), refs
+            for label, slope in expected.items():
+                x, y = refs[label].get_data()
+                np.testing.assert_allclose(np.asarray(y) / np.asarray(x), slope, rtol=1e-12)
+    # the error bars are the standard errors over the two target sequences
+    stored = carrier_points(cells, "bits_stored")
+    mem = stored[(stored["task"] == "long_context") & (stored["modules"] == "memtok:2@1")]
+    per_target = cells[(cells["task"] == "long_context") & (cells["modules"] == "memtok:2@1")]
+    assert mem["se"].item() == pytest.approx(per_target["bits_stored"].std(ddof=1) / np.sqrt(2))
+    files = save_figure(fig, tmp_path / "carriers", formats=("png",), dpi=80)
+    img = mpl.image.imread(files[0])[..., :3].reshape(-1, 3)
+    assert float((img.min(axis=1) < 0.95).mean()) > 0.02
+
+
+def test_make_figures_draws_the_carrier_figure_and_skips_one_carrier(carrier_data, tmp_path):
+    ds, _ = carrier_data
+    mf = _load("make_figures", "paper_figures/make_figures.py")
+    rows = mf.draw_all(
+        ds, out=str(tmp_path), bootstrap=5, formats=("png",), dpi=60, only=["carriers"]
+    )
+    drawn = [r for r in rows if r["figure"] == "carriers"]
+    assert [r["status"] for r in drawn] == ["drawn"], rows
+    assert os.path.basename(drawn[0]["files"][0]) == "carriers__tiny-random.png"
+    one = ds.sel(modules=["mlp_block@1"])
+    rows = mf.draw_all(
+        one, out=str(tmp_path / "one"), bootstrap=5, formats=("png",), dpi=60, only=["carriers"]
+    )
+    (skip,) = [r for r in rows if r["figure"] == "carriers"]
+    assert skip["status"] == "skipped" and ">= 2 carriers" in skip["reason"]
+    assert "mlp_block@1" in skip["reason"]
+
+
+def test_flop_estimate_is_the_written_out_sum():
+    mod = _load("carriers_analysis", "analysis/09_carriers.py")
+    w, a, h = 1000, 8, 5000  # weights per layer, attention width, head weights
+    shape = mod.ModelShape(layer_weights=(w, w, w), attn_width=a, head_weights=h)
+    rows, targets, n_params, steps = (10, 6), 7, 40, 5
+    positions = 16
+
+    def attn(memory=0):
+        return 4.0 * a * sum(n * (n + 1) / 2 + n * memory for n in rows)
+
+    fwd = 2.0 * w * positions + attn()
+    # LoRA at layer 1 with the prefix cache: layer 0 once, layers 1-2 forward + backward
+    f = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, True)
+    per_step = 2 * fwd + 2 * (2.0 * w * positions + 2 * attn()) + 4.0 * h * targets
+    per_step += 6.0 * n_params * positions
+    assert f["once"] == pytest.approx(fwd, rel=1e-12)
+    assert f["per_step"] == pytest.approx(per_step, rel=1e-12)
+    assert f["flops"] == pytest.approx(fwd + steps * per_step, rel=1e-12)
+    assert f["grad_layers"] == 2
+    # without the cache layer 0 runs forward every step, and nothing runs once
+    g = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, False)
+    assert g["once"] == 0 and g["per_step"] == pytest.approx(per_step + fwd, rel=1e-12)
+    # memory tokens read before the key pass every layer with their m positions
+    m = mod.cell_flops(shape, "memtok:4", rows, targets, n_params, steps, True)
+    fwd_m = 2.0 * w * (positions + 4) + attn(4)
+    bwd_m = 2.0 * w * (positions + 4) + 2 * attn(4)
+    assert m["per_step"] == pytest.approx(
+        3 * (fwd_m + bwd_m) + 4.0 * h * targets + 6.0 * n_params, rel=1e-12
+    )
+    # a KV prefix adds slots to the attention of layers >= k only
+    kv = mod.cell_flops(shape, "kv:4@2", rows, targets, n_params, steps, True)
+    assert kv["once"] == pytest.approx(2 * fwd, rel=1e-12)
+    assert kv["per_step"] == pytest.approx(
+        2.0 * w * positions
+        + attn(4)
+        + 2.0 * w * positions
+        + 2 * attn(4)
+        + 4.0 * h * targets
+        + 6.0 * n_params,
+        rel=1e-12,
+    )
+    # sparse KV is written by one forward pass with the attention read back, no steps
+    skv = mod.cell_flops(shape, "skv:4@all", rows, targets, n_params, 0, True)
+    assert skv["per_step"] == 0 and skv["flops"] == pytest.approx(
+        3 * (2.0 * w * positions + 2 * attn()), rel=1e-12
+    )
+
+
+def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_data):
+    import subprocess
+
+    _, path = carrier_data
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    script = os.path.join(ROOT, "analysis", "09_carriers.py")
+    out = subprocess.run(
+        [sys.executable, script, str(path), "--markdown"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "| carrier | modules | rank | n_params | n_bytes |" in text
+    assert "| skv@all | skv:8@all | 1 | 2048 | 8192 | 20 | 2 |" in text  # 2 k n_kv d_head L
+    assert "GFLOP (est.)" in text and "no FLOP estimate" not in text
+    verdicts = [ln for ln in text.splitlines() if ln.startswith("On this dataset")]
+    assert len(verdicts) == 2  # long_context and phonebook
+    lc = next(v for v in verdicts if "long_context" in v)
+    assert "the most bits per byte" in lc and "the most bits per PFLOP" in lc
+    assert any(c in lc.split("per byte")[0] for c in ("memtok@1", "mlp_block@1", "skv@all"))
