@@ -420,21 +420,30 @@ def _step_together(runs, active, stacked, rep, batch) -> list[int]:
 
 
 def _checkpoint_all(runs: list[_Cell], slots: list[RngSlot]) -> None:
-    """Call every running cell's checkpoint; re-raise a time limit once all have saved."""
+    """Call every running cell's checkpoint; re-raise a time limit once all have saved.
+
+    When one cell's callback says the limit has passed, the cells asked before it are asked
+    again, so that each saves its state at the limit.
+    """
     from collect.timelimit import TimeLimitReached
 
-    reached = None
-    for run, slot in zip(runs, slots, strict=True):
-        if run.checkpoint is None or run.step <= run.loop.first:
-            continue
-        with slot.active():
-            state = run.loop.snapshot(run.step)
-        try:
-            run.checkpoint(state)
-        except TimeLimitReached as stop:
-            reached = stop
-    if reached is not None:
-        raise reached
+    due = [(run, slot) for run, slot in zip(runs, slots, strict=True) if run.checkpoint]
+    due = [(run, slot) for run, slot in due if run.step > run.loop.first]
+    reached, saved_at_limit = None, set()
+    for _ in range(2):  # a second round for the cells asked just before the limit passed
+        for k, (run, slot) in enumerate(due):
+            if k in saved_at_limit:
+                continue
+            with slot.active():
+                state = run.loop.snapshot(run.step)
+            try:
+                run.checkpoint(state)
+            except TimeLimitReached as stop:
+                reached = stop
+                saved_at_limit.add(k)
+        if reached is None:
+            return
+    raise reached
 
 
 def _measure(shared: _Batched, run: _Cell, k: int) -> None:
