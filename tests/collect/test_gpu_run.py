@@ -51,17 +51,7 @@ MINUTES = 0.5
 #: cells trained together in the rehearsal (the GPU's default, auto, batches; the CPU's does not)
 BATCH_CELLS = 4
 MAX_FILES, MAX_MIB = 8, 0.02
-CONTRACT_DIMS = {
-    "model",
-    "task",
-    "random_ratio",
-    "objective",
-    "modules",
-    "rank",
-    "length",
-    "seed",
-    "data_seed",
-}
+CONTRACT_DIMS = set("model task random_ratio objective modules rank length seed data_seed".split())
 
 
 def _rehearsal_sweep(tiny_sweep) -> dict:
