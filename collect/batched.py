@@ -452,19 +452,30 @@ def _measure(shared: _Batched, run: _Cell, k: int) -> None:
     result = run.loop.result
     run.loop.finish()
     if result.status == "ok":
-        stacked = shared.stacked
-        active, stacked.active = stacked.active, [k]  # the plain batch, this cell's adapter
-        try:
-            measure_after_training(
-                result, shared.fwd, shared.fwd.model, shared.tokenizer, shared.batch, shared.device
-            )
-        finally:
-            stacked.active = active
-        if result.stop_reason == "budget":
+        _measure_alone(shared, result, k)
+        if result.status == "ok" and result.stop_reason == "budget":
             result.state = run.state
     result.wall_time = run.spent + time.perf_counter() - began
     if shared.on_done is not None:
         shared.on_done(k, result)
+
+
+def _measure_alone(shared: _Batched, result: CellResult, k: int) -> None:
+    """Measure cell ``k`` through its own adapter; record a failure as run_cell does."""
+    import torch
+
+    stacked = shared.stacked
+    active, stacked.active = stacked.active, [k]  # the plain batch, this cell's adapter
+    try:
+        measure_after_training(
+            result, shared.fwd, shared.fwd.model, shared.tokenizer, shared.batch, shared.device
+        )
+    except torch.cuda.OutOfMemoryError as err:
+        result.status, result.error = "oom", str(err)
+    except Exception as err:  # noqa: BLE001 - a failed cell is recorded, never dropped
+        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+    finally:
+        stacked.active = active
 
 
 def _fail(runs, active, status: str, error: str, on_done, several: bool = False) -> None:

@@ -205,3 +205,25 @@ def test_batched_and_unbatched_runs_share_one_sweep_directory(tmp_path, tiny_swe
     xr.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     for name in ("steps", "greedy_correct", "status", "stop_reason"):
         xr.testing.assert_equal(got[name], want[name])
+
+
+def test_a_batch_out_of_memory_runs_its_cells_one_by_one(tmp_path, tiny_sweep, monkeypatch):
+    """A batch of several cells that runs out of memory is not recorded as oom cells."""
+    import collect.batched as batched
+
+    def no_room(runs, active, *args):
+        if len(active) > 1:
+            raise torch.cuda.OutOfMemoryError("simulated: several cells do not fit")
+        return step(runs, active, *args)
+
+    step = batched._step_together
+    monkeypatch.setattr(batched, "_step_together", no_room)
+    grid = [{"tasks": ["long_context"], "random_ratios": [1.0], "lengths": [20]}]
+    raw = tiny_sweep(grid=grid, defaults={**tiny_sweep()["defaults"], "modules": [MODULES]})
+    config = config_from_dict(raw)
+    out = tmp_path / "b"
+    ds = run_sweep(config, out, progress=False, merge_to=out / "b.nc", batch_cells=2)
+    assert ds.attrs["complete"] == "true"
+    assert set(ds["status"].values.ravel()) == {"ok"}
+    alone = run_sweep(config, tmp_path / "a", progress=False, merge_to=tmp_path / "a.nc")
+    xr.testing.assert_identical(_strip(ds), _strip(alone))  # the one-by-one path ran them
