@@ -207,7 +207,7 @@ def test_batched_and_unbatched_runs_share_one_sweep_directory(tmp_path, tiny_swe
         xr.testing.assert_equal(got[name], want[name])
 
 
-def test_a_batch_out_of_memory_runs_its_cells_one_by_one(tmp_path, tiny_sweep, monkeypatch):
+def test_a_batch_out_of_memory_runs_its_cells_one_by_one(tmp_path, tiny_sweep, monkeypatch, capsys):
     """A batch of several cells that runs out of memory is not recorded as oom cells."""
     import collect.batched as batched
 
@@ -225,5 +225,6 @@ def test_a_batch_out_of_memory_runs_its_cells_one_by_one(tmp_path, tiny_sweep, m
     ds = run_sweep(config, out, progress=False, merge_to=out / "b.nc", batch_cells=2)
     assert ds.attrs["complete"] == "true"
     assert set(ds["status"].values.ravel()) == {"ok"}
+    assert "2 cells run one by one instead" in capsys.readouterr().err
     alone = run_sweep(config, tmp_path / "a", progress=False, merge_to=tmp_path / "a.nc")
     xr.testing.assert_identical(_strip(ds), _strip(alone))  # the one-by-one path ran them
