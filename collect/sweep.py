@@ -410,10 +410,11 @@ def _run_pending(
 
 
 #: ``batch_cells = "auto"`` on a GPU: cells per batch, and the target tokens a batch may hold
-#: (one replica of the batch per cell; the float32 logits at the target positions dominate
-#: the memory: 65,536 tokens x a 49,152-token vocabulary = 13 GB for SmolLM2)
+#: (one replica of the batch per cell). For SmolLM2 a target token costs about 1 MB in a
+#: training step (float32 logits over 49,152 tokens, their log-softmax and gradient, and the
+#: activations of the layers above the adapter), so 32,768 tokens take about 32 GB.
 AUTO_BATCH_MAX_CELLS = 16
-AUTO_BATCH_TOKENS = 65536
+AUTO_BATCH_TOKENS = 32768
 
 
 def check_batch_cells(batch_cells: int | str) -> int | str:
@@ -432,9 +433,11 @@ def check_batch_cells(batch_cells: int | str) -> int | str:
 def cells_per_batch(batch_cells: int | str, device, key: CellKey) -> int:
     """How many cells like ``key`` to train together on ``device`` (1: one by one).
 
-    ``"auto"`` batches on a CUDA device only (on the CPU a batch of cells is no faster than
-    the cells one after another: ``benchmarks/bench_collect.py``), as many cells as
-    :data:`AUTO_BATCH_TOKENS` target tokens allow, at most :data:`AUTO_BATCH_MAX_CELLS`.
+    ``"auto"`` batches on a CUDA device only, as many cells as :data:`AUTO_BATCH_TOKENS`
+    target tokens allow, at most :data:`AUTO_BATCH_MAX_CELLS`. On the CPU a batch of four
+    SmolLM2-sized cells was only 1.11x faster than the cells one after another
+    (``benchmarks/bench_batched.py``, ``benchmarks/GPU_RUN.md``), and one by one keeps new
+    CPU cells bit-identical to the ones already collected.
     """
     if batch_cells != "auto":
         return int(batch_cells)
@@ -496,7 +499,6 @@ class _Context:
     source: ExtensionSource | None
     bar: SweepProgress
     deadline: Deadline | None
-    batch_cells: int | str = 1
 
 
 @dataclass
@@ -644,7 +646,7 @@ def _run_cells(
     config, out_dir, todo, redo, plan, source, bar, deadline, batch_cells: int | str = 1
 ) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
-    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batch_cells)
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline)
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.status(f"loading {model_name}")

@@ -164,7 +164,7 @@ class _Device:
 def test_auto_batches_on_a_gpu_only_and_fewer_long_cells():
     assert cells_per_batch("auto", _Device("cpu"), _key()) == 1
     assert cells_per_batch("auto", _Device("cuda"), _key(length=64)) == 16
-    assert cells_per_batch("auto", _Device("cuda"), _key(length=8192)) == 8
+    assert cells_per_batch("auto", _Device("cuda"), _key(length=8192)) == 4
     assert cells_per_batch("auto", _Device("cuda"), _key(length=10**6)) == 1
     assert cells_per_batch(5, _Device("cpu"), _key()) == 5
 
