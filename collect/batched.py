@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from collect.adapters import attach, decoder_layers, parse_modules, resolve_layers
@@ -221,7 +221,6 @@ class _Cell:
     step: int = 0
     spent: float = 0.0
     state: dict | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _per_cell(value, n: int, what: str) -> list:

@@ -4,6 +4,11 @@ Resume is the default: a cell whose file exists (with the same settings) is neve
 Several processes started with the same arguments share the work: each claims the next cell
 nobody holds (:func:`collect.store.claim_cell`), so ``collect run`` twice uses two cores.
 
+Batched cells (``batch_cells``): the claimed cells that share a target and a single-layer
+``mlp_block`` placement train together in one forward and backward
+(:func:`collect.batched.run_cells_batched`, :func:`batch_units`); each is claimed,
+checkpointed, resumed and written as a single cell is, so the cell files are the same.
+
 Budget extension (``extend_from``): a sweep that differs from a finished one only by a larger
 ``[train] max_steps`` copies the old cells that stopped early (memorized, plateau), continues
 the ones that stopped at the old budget from their saved training state, and runs the rest
