@@ -287,6 +287,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ">= 1, or auto (batched on a GPU, one by one on the CPU)",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the batched cells' training step (collect run --compile); opt-in",
+    )
+    parser.add_argument(
         "--reserve-minutes",
         type=float,
         default=1.0,
@@ -380,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         from collect.sweep import run_sweep
 
         started = time.monotonic()
-        summary["batch_cells"] = args.batch_cells
+        summary["batch_cells"], summary["compile_step"] = args.batch_cells, args.compile
         ds = run_sweep(
             config,
             work,
@@ -388,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             merge_to=work / "dataset.nc",
             deadline=deadline,
             batch_cells=args.batch_cells,
+            compile_step=args.compile,
         )
         summary["lean"] = lean_throughput(config, work, before, time.monotonic() - started)
         summary["comparison"] = comparison(summary["lean"], summary.get("paper"))

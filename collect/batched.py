@@ -53,6 +53,28 @@ class CellSpec:
     seed: int
 
 
+def step_stats(compile_step: bool | str = False) -> Callable:
+    """Return the function a training step computes its per-token statistics with.
+
+    ``False``: :func:`collect.probe.token_stats`, as a single cell's step. ``True`` (the
+    inductor backend) or a backend's name: the same function through :func:`torch.compile`
+    (log-softmax over the vocabulary, the target's log-probability and the argmax fused). The
+    compiled one is an opt-in for the GPU, where it is not yet measured; on the CPU it gives
+    the eager results (``tests/collect/test_batched.py``).
+    """
+    if compile_step is False:
+        return token_stats
+    if not (compile_step is True or (isinstance(compile_step, str) and compile_step)):
+        raise CollectError(
+            f"compile_step must be true, false or a torch.compile backend's name (e.g. "
+            f"'inductor'); got {compile_step!r}."
+        )
+    import torch
+
+    backend = "inductor" if compile_step is True else compile_step
+    return torch.compile(token_stats, backend=backend, dynamic=True)
+
+
 class BatchOutOfMemory(CollectError):
     """A batch of several cells ran out of accelerator memory; run its cells one by one."""
 
@@ -208,6 +230,7 @@ class _Batched:
     train: TrainConfig
     checkpoint_every: float
     on_done: Callable[[int, CellResult], None] | None
+    stats: Callable = token_stats  # per-token statistics of a training step (step_stats)
 
 
 @dataclass
@@ -249,6 +272,7 @@ def run_cells_batched(
     checkpoint_every: float = 600.0,
     progress: Sequence[Callable[[int, float, float], None] | None] | None = None,
     on_done: Callable[[int, CellResult], None] | None = None,
+    compile_step: bool | str = False,
 ) -> list[CellResult]:
     """Train the adapters of ``cells`` on ``entries`` together and measure each.
 
@@ -279,6 +303,9 @@ def run_cells_batched(
     on_done : callable, optional
         Called with ``(k, result)`` as soon as cell ``k`` is measured (e.g. to write it), while
         the others go on training.
+    compile_step : bool or str
+        Compile the training step's per-token statistics (:func:`step_stats`); off by
+        default. The measurements are never compiled.
 
     Returns
     -------
@@ -308,6 +335,7 @@ def run_cells_batched(
     resumes = _per_cell(resume, n, "resume")
     checkpoints = _per_cell(checkpoint, n, "checkpoint")
     bars = _per_cell(progress, n, "progress")
+    stats = step_stats(compile_step)
     _, layers = decoder_layers(model)
     (chosen,) = resolve_layers(parse_modules(modules), len(layers))
     start = time.perf_counter()
@@ -347,7 +375,7 @@ def run_cells_batched(
     original = layer.mlp
     stacked = _stacked_block(original, params, slots, train.lora_dropout)
     shared = _Batched(
-        fwd, batch, tokenizer, device, stacked, slots, train, checkpoint_every, on_done
+        fwd, batch, tokenizer, device, stacked, slots, train, checkpoint_every, on_done, stats
     )
     layer.mlp = stacked
     try:
@@ -377,7 +405,7 @@ def _train_together(shared: _Batched, runs: list[_Cell]) -> None:
             active, shared.stacked.active = now, now
             rep = _replicated(shared.fwd, len(now))
         try:
-            stopped = _step_together(runs, active, shared.stacked, rep, shared.batch)
+            stopped = _step_together(runs, active, shared.stacked, rep, shared.batch, shared.stats)
         except torch.cuda.OutOfMemoryError as err:
             _fail(runs, active, "oom", str(err), shared.on_done, several=len(active) > 1)
             return
@@ -391,7 +419,7 @@ def _train_together(shared: _Batched, runs: list[_Cell]) -> None:
             _measure(shared, runs[k], k)
 
 
-def _step_together(runs, active, stacked, rep, batch) -> list[int]:
+def _step_together(runs, active, stacked, rep, batch, stats=token_stats) -> list[int]:
     """One training step of every active cell; return the cells that stopped at it."""
     stacked.dropout_on = True
     try:
@@ -401,7 +429,7 @@ def _step_together(runs, active, stacked, rep, batch) -> list[int]:
     total, stepping, stopped = None, [], []
     for j, k in enumerate(active):
         run = runs[k]
-        losses, _, correct = token_stats(logits[j], batch.labels)
+        losses, _, correct = stats(logits[j], batch.labels)
         loss = run.loop.observe(run.step, losses, correct, run.progress)
         if loss is None:
             stopped.append(k)
@@ -498,4 +526,11 @@ def _fail(runs, active, status: str, error: str, on_done, several: bool = False)
             on_done(k, run.loop.result)
 
 
-__all__ = ["BatchOutOfMemory", "CellSpec", "RngSlot", "batchable", "run_cells_batched"]
+__all__ = [
+    "BatchOutOfMemory",
+    "CellSpec",
+    "RngSlot",
+    "batchable",
+    "run_cells_batched",
+    "step_stats",
+]

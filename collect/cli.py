@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         "batched forward/backward; 1: one by one (default: auto = batched on a GPU, one by one "
         "on the CPU)",
     )
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the batched cells' training step with torch.compile (opt-in for a GPU; "
+        "not yet measured there)",
+    )
     _add_memory_flag(run)
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
@@ -305,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 extend_from=args.extend_from,
                 deadline=deadline,
                 batch_cells=args.batch_cells,
+                compile_step=args.compile,
             )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
         elif args.command == "merge":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from collect.adapters import decoder_layers, parse_modules, resolve_layers, target_module_names
-from collect.batched import CellSpec, batchable, run_cells_batched
+from collect.batched import CellSpec, batchable, run_cells_batched, step_stats
 from collect.config import (
     CellKey,
     SweepConfig,
@@ -317,6 +317,7 @@ def run_sweep(
     extend_from: str | Path | None = None,
     deadline: Deadline | None = None,
     batch_cells: int | str = "auto",
+    compile_step: bool | str = False,
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -355,6 +356,9 @@ def run_sweep(
         1 trains every cell on its own. ``"auto"`` batches on a GPU only
         (:func:`cells_per_batch`). The cells and their files are the same either way (up to
         floating-point summation order), so batched and unbatched runs share a directory.
+    compile_step : bool or str
+        Compile the batched cells' training step with ``torch.compile``
+        (:func:`collect.batched.step_stats`): an opt-in for the GPU, off by default.
 
     Returns
     -------
@@ -362,7 +366,8 @@ def run_sweep(
         The merged dataset when ``merge_to`` is given.
     """
     out_dir = Path(out_dir)
-    check_batch_cells(batch_cells)
+    batching = Batching(check_batch_cells(batch_cells), compile_step)
+    step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
     # Config order is priority order: blocks by `priority`, then as listed, run first.
@@ -381,7 +386,7 @@ def run_sweep(
         torch.set_num_threads(config.threads)
     bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
     with warnings_above_bars(bar.file):
-        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batch_cells)
+        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     bar.close()
     if merge_to is not None:
         ds = merge(config, out_dir)
@@ -391,7 +396,7 @@ def run_sweep(
 
 
 def _run_pending(
-    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None, batch_cells=1
+    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None, batching=None
 ) -> None:
     """Copy, resume or train every cell of ``todo`` that no other worker holds."""
     # copied cells need no model: take them first
@@ -409,7 +414,7 @@ def _run_pending(
         bar.skipped("copied")
     todo = [k for k in todo if plan.get(k) != "copy"]
     try:
-        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batch_cells)
+        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     except TimeLimitReached:
         bar.say(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
 
@@ -479,6 +484,14 @@ def batch_units(
     return units
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a sweep run batches cells: up to ``cells`` together, ``compile_step`` or not."""
+
+    cells: int | str = 1
+    compile_step: bool | str = False
+
+
 @dataclass
 class _Job:
     """A claimed cell about to train: how it resumes, where it checkpoints, its attributes."""
@@ -504,6 +517,7 @@ class _Context:
     source: ExtensionSource | None
     bar: SweepProgress
     deadline: Deadline | None
+    batching: Batching
 
 
 @dataclass
@@ -634,6 +648,7 @@ def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
             checkpoint_every=min(j.every for j in jobs),
             progress=[ctx.bar.start_cell(j.key, ctx.config.train.max_steps, j.first) for j in jobs],
             on_done=done,
+            compile_step=ctx.batching.compile_step,
         )
     except CollectError as err:
         ctx.bar.say(f"{len(jobs) - len(written)} cells run one by one instead: {err}")
@@ -648,10 +663,11 @@ def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
 
 
 def _run_cells(
-    config, out_dir, todo, redo, plan, source, bar, deadline, batch_cells: int | str = 1
+    config, out_dir, todo, redo, plan, source, bar, deadline, batching: Batching | None = None
 ) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
-    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline)
+    batching = batching or Batching()
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching)
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.status(f"loading {model_name}")
@@ -663,7 +679,7 @@ def _run_cells(
         targets: dict[tuple, _Target] = {}
 
         def size_of(key: CellKey, device=loaded.device) -> int:
-            return cells_per_batch(batch_cells, device, key)
+            return cells_per_batch(batching.cells, device, key)
 
         for unit in batch_units(model_keys, size_of, config.train):
             if deadline is not None and deadline.passed():

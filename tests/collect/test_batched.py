@@ -12,7 +12,7 @@ import pytest
 import torch
 import xarray as xr
 
-from collect.batched import CellSpec, run_cells_batched
+from collect.batched import CellSpec, run_cells_batched, step_stats
 from collect.cli import main as collect_main
 from collect.config import CellKey, config_from_dict
 from collect.errors import CollectError
@@ -229,3 +229,32 @@ def test_a_batch_out_of_memory_runs_its_cells_one_by_one(tmp_path, tiny_sweep, m
     assert "2 cells run one by one instead" in capsys.readouterr().err
     alone = run_sweep(config, tmp_path / "a", progress=False, merge_to=tmp_path / "a.nc")
     xr.testing.assert_identical(_strip(ds), _strip(alone))  # the one-by-one path ran them
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
+def test_a_compiled_step_gives_the_eager_cells(tiny, backend):
+    """torch.compile of the step (opt-in, for the GPU) changes no cell beyond rounding."""
+    model, tok = tiny
+    entries = build_task("long_context", tok, 20, random_ratio=1.0, data_seed=0)
+    train = TrainConfig(**FAST, lora_dropout=0.1)
+    common = {"task": "long_context", "modules": MODULES, "cells": CELLS, "train": train}
+    eager = run_cells_batched(model, tok, entries, device=CPU, **common)
+    torch._dynamo.reset()
+    compiled = run_cells_batched(model, tok, entries, device=CPU, compile_step=backend, **common)
+    for got, want in zip(compiled, eager, strict=True):
+        _assert_same_cell(got, want)
+
+
+def test_a_sweep_passes_compile_on_and_refuses_a_bad_value(tmp_path, tiny_sweep, monkeypatch):
+    import collect.batched as batched
+
+    asked = []
+    monkeypatch.setattr(batched, "step_stats", lambda value: asked.append(value) or step_stats())
+    grid = [{"tasks": ["long_context"], "random_ratios": [1.0], "lengths": [20]}]
+    raw = tiny_sweep(grid=grid, defaults={**tiny_sweep()["defaults"], "modules": [MODULES]})
+    config = config_from_dict(raw)
+    run_sweep(config, tmp_path / "c", progress=False, batch_cells=2, compile_step="aot_eager")
+    assert asked == ["aot_eager"]  # the one batch of two cells compiled its step
+    with pytest.raises(CollectError, match="compile_step must be true, false or a torch.compile"):
+        run_sweep(config, tmp_path / "bad", progress=False, compile_step=3)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
