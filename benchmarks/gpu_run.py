@@ -11,9 +11,10 @@ It
    forward and backward at every step, batch 1 (one entry per forward), no prefix cache, no
    packing, for ``--paper-steps`` steps or ``--paper-seconds``, and extrapolates to the paper's
    2,000 steps;
-3. runs the sweep (``collect``'s lean path) until the time limit (``collect run
-   --time-limit``): the cell running at the limit saves its checkpoint, and what finished is
-   merged into ``WORK/dataset.nc``;
+3. runs the sweep (``collect``'s lean path, cells of one target trained together in one
+   batched forward and backward: ``--batch-cells``, default ``auto`` = batched on a GPU) until
+   the time limit (``collect run --time-limit``): the cells running at the limit save their
+   checkpoints, and what finished is merged into ``WORK/dataset.nc``;
 4. prints cells/hour and target-token-steps/s of both loops, and their ratios;
 5. packs the work folder (merged dataset, cell files, checkpoints, log, summary) into at most
    ``--max-files`` files of at most ``--max-mib`` MiB in ``--out``: ``run.log``,
@@ -280,6 +281,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paper-seconds", type=float, default=60.0)
     parser.add_argument("--no-paper", action="store_true", help="skip the paper-loop timing")
     parser.add_argument(
+        "--batch-cells",
+        default="auto",
+        help="cells of one target trained together (collect run --batch-cells): an integer "
+        ">= 1, or auto (batched on a GPU, one by one on the CPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the batched cells' training step (collect run --compile); opt-in",
+    )
+    parser.add_argument(
         "--reserve-minutes",
         type=float,
         default=1.0,
@@ -296,6 +308,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--minutes must be > 0 and --reserve-minutes >= 0")
     if args.max_files < 4:
         parser.error("--max-files must be >= 4 (log, summary, sums and at least one part)")
+    if args.batch_cells != "auto":
+        try:
+            args.batch_cells = int(args.batch_cells)
+        except ValueError:
+            parser.error(f"--batch-cells takes an integer >= 1 or auto, got {args.batch_cells!r}")
     return args
 
 
@@ -368,8 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         from collect.sweep import run_sweep
 
         started = time.monotonic()
+        summary["batch_cells"], summary["compile_step"] = args.batch_cells, args.compile
         ds = run_sweep(
-            config, work, progress=False, merge_to=work / "dataset.nc", deadline=deadline
+            config,
+            work,
+            progress=False,
+            merge_to=work / "dataset.nc",
+            deadline=deadline,
+            batch_cells=args.batch_cells,
+            compile_step=args.compile,
         )
         summary["lean"] = lean_throughput(config, work, before, time.monotonic() - started)
         summary["comparison"] = comparison(summary["lean"], summary.get("paper"))

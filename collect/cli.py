@@ -16,6 +16,8 @@ EPILOG = """examples:
                                                        # raise max_steps: pay only the extra steps
   collect run sweeps/gpu_converged.toml --out runs/gpu --time-limit 8
                                                        # stop after 8 min; run again to continue
+  collect run sweeps/gpu_converged.toml --out runs/gpu --batch-cells 8
+                                                       # train 8 cells of a target at once
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
   collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
       --param slurm_partition=gpu --param gpus_per_node=1
@@ -169,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop claiming cells after MINUTES, checkpoint the running cell, merge what "
         "finished (the same command again continues)",
     )
+    run.add_argument(
+        "--batch-cells",
+        default="auto",
+        type=_batch_cells,
+        metavar="N|auto",
+        help="train up to N cells of one target and placement (mlp_block@L) together in one "
+        "batched forward/backward; 1: one by one (default: auto = batched on a GPU, one by one "
+        "on the CPU)",
+    )
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the batched cells' training step with torch.compile (opt-in for a GPU; "
+        "not yet measured there)",
+    )
     _add_memory_flag(run)
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
@@ -209,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="executor parameter, e.g. slurm_partition=gpu (repeatable)",
     )
     return parser
+
+
+def _batch_cells(text: str) -> int | str:
+    """Parse ``--batch-cells``: ``auto`` or an integer >= 1."""
+    from collect.sweep import check_batch_cells
+
+    if text == "auto":
+        return text
+    try:
+        return check_batch_cells(int(text))
+    except (ValueError, CollectError) as err:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or an integer >= 1 (1: one cell at a time), got {text!r}"
+        ) from err
 
 
 def _parse_param(text: str):
@@ -279,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                 shard=shard,
                 extend_from=args.extend_from,
                 deadline=deadline,
+                batch_cells=args.batch_cells,
+                compile_step=args.compile,
             )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
         elif args.command == "merge":

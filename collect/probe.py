@@ -151,13 +151,14 @@ def make_batch(tokenizer, entries: list[Entry], device) -> Batch:
 class Forward:
     """Target-token logits of a model with its adapter, full or from a cached prefix."""
 
-    def __init__(self, model, batch: Batch, start_layer: int = 0) -> None:
+    def __init__(self, model, batch: Batch, start_layer: int = 0, prefix=None) -> None:
         self.model, self.batch = model, batch
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
         self.start_layer = start_layer
-        self._prefix = None
-        if start_layer > 0:
+        #: hidden states entering ``start_layer``: given (already computed), or computed here
+        self._prefix = prefix
+        if start_layer > 0 and prefix is None:
             self._prefix = self._hidden_entering(start_layer)
 
     def _hidden_entering(self, layer: int):
@@ -524,15 +525,15 @@ def _cpu(obj):
     return copy.deepcopy(obj)
 
 
-def training_state(step, adapter, optimizer, objective, history, curves) -> dict:
+def training_state(step, params, optimizer, objective, history, curves) -> dict:
     """Snapshot the training loop at the top of ``step``, before its forward pass.
 
     Parameters
     ----------
     step : int
         The step about to run (the budget the cell stopped at).
-    adapter : Adapter
-        Its trainable tensors are saved (never the base model's weights).
+    params : list of torch.Tensor
+        The adapter's trainable tensors (never the base model's weights).
     optimizer : torch.optim.Optimizer
         Its ``state_dict`` (AdamW's step count and moments) is saved.
     objective : object
@@ -546,14 +547,15 @@ def training_state(step, adapter, optimizer, objective, history, curves) -> dict
     -------
     dict
         Plain tensors, lists and numbers, on the CPU (``torch.save``-able, loadable with
-        ``weights_only=True``).
+        ``weights_only=True``). The random number generator's state is the global one (a
+        batched cell swaps its own in first, :class:`collect.batched.RngSlot`).
     """
     import torch
 
     curve_steps, loss_curve, frac_curve = curves
     state = {
         "step": int(step),
-        "params": _cpu(list(adapter.parameters)),
+        "params": _cpu(list(params)),
         "optimizer": _cpu(optimizer.state_dict()),
         "objective": copy.deepcopy(objective.state_dict()),
         "history": [float(x) for x in history],
@@ -562,31 +564,167 @@ def training_state(step, adapter, optimizer, objective, history, curves) -> dict
         "frac_curve": [float(x) for x in frac_curve],
         "rng": torch.get_rng_state(),
     }
-    if adapter.parameters and adapter.parameters[0].is_cuda:
-        state["cuda_rng"] = torch.cuda.get_rng_state(adapter.parameters[0].device)
+    if params and params[0].is_cuda:
+        state["cuda_rng"] = torch.cuda.get_rng_state(params[0].device)
     return state
 
 
-def restore_state(state: dict, adapter, optimizer, objective, max_steps: int) -> int:
-    """Load a :func:`training_state` snapshot into a freshly attached adapter; return its step."""
+def restore_state(state: dict, params, optimizer, objective, max_steps: int) -> int:
+    """Load a :func:`training_state` snapshot into fresh adapter tensors; return its step."""
     import torch
 
     step = int(state["step"])
     if step > max_steps:
         raise ValueError(f"cannot resume from step {step} under a smaller budget {max_steps}")
-    params = state["params"]
-    shapes = [tuple(p.shape) for p in adapter.parameters]
-    if [tuple(t.shape) for t in params] != shapes:
+    saved_params = state["params"]
+    shapes = [tuple(p.shape) for p in params]
+    if [tuple(t.shape) for t in saved_params] != shapes:
         raise ValueError(f"saved adapter tensors do not fit this adapter (shapes {shapes})")
     with torch.no_grad():
-        for param, saved in zip(adapter.parameters, params, strict=True):
+        for param, saved in zip(params, saved_params, strict=True):
             param.copy_(saved.to(param.device, param.dtype))
     optimizer.load_state_dict(state["optimizer"])
     objective.load_state_dict(state["objective"])
     torch.set_rng_state(state["rng"])
-    if "cuda_rng" in state and adapter.parameters[0].is_cuda:
-        torch.cuda.set_rng_state(state["cuda_rng"], adapter.parameters[0].device)
+    if "cuda_rng" in state and params[0].is_cuda:
+        torch.cuda.set_rng_state(state["cuda_rng"], params[0].device)
     return step
+
+
+@dataclass
+class CellLoop:
+    """One cell's training loop, less its forward pass: logging, stop rules, lr, snapshots.
+
+    The single-cell loop (:func:`run_cell`) and the batched one
+    (:func:`collect.batched.run_cells_batched`) both drive a cell through this class, so a
+    cell's bookkeeping is the same wherever it trains. Per step: :meth:`observe` the per-token
+    losses (log them, apply the stop rules and the plateau decay); unless it says stop, the
+    caller back-propagates the loss it returns and calls :meth:`update`.
+
+    Parameters
+    ----------
+    objective : object
+        The cell's objective (:func:`collect.objectives.make_objective`).
+    train : TrainConfig
+        Optimisation settings and stop rules.
+    result : CellResult
+        Receives the stop reason, status and, at :meth:`finish`, the trajectory.
+    params : list of torch.Tensor
+        The adapter's trainable tensors.
+    optimizer : torch.optim.Optimizer
+        Their AdamW optimizer.
+    """
+
+    objective: Any
+    train: TrainConfig
+    result: CellResult
+    params: list
+    optimizer: Any
+    history: list[float] = field(default_factory=list)
+    curve_steps: list[int] = field(default_factory=list)
+    loss_curve: list[float] = field(default_factory=list)
+    frac_curve: list[float] = field(default_factory=list)
+    first: int = 0
+    step: int = 0
+    decays: int = 0
+    plateau_from: int = 0
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        self.plateau_from = getattr(self.objective, "final_stage_start", 0)
+
+    def resume(self, state: dict) -> None:
+        """Continue from a :meth:`snapshot` (the adapter tensors and optimizer are loaded)."""
+        self.first = self.step = restore_state(
+            state, self.params, self.optimizer, self.objective, self.train.max_steps
+        )
+        self.history = list(state["history"])
+        self.curve_steps = list(state["curve_steps"])
+        self.loss_curve = list(state["loss_curve"])
+        self.frac_curve = list(state["frac_curve"])
+        self.decays = int(state.get("decays", 0))
+        self.plateau_from = int(state.get("plateau_from", self.plateau_from))
+
+    def snapshot(self, step: int) -> dict:
+        """Return the resumable state on entering ``step`` (see :func:`training_state`)."""
+        curves = (self.curve_steps, self.loss_curve, self.frac_curve)
+        state = training_state(
+            step, self.params, self.optimizer, self.objective, self.history, curves
+        )
+        state.update(decays=self.decays, plateau_from=self.plateau_from)
+        return state
+
+    def observe(self, step: int, losses, correct, progress=None):
+        """Log step ``step``'s per-token losses and apply the stop rules.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The objective's weighted loss to back-propagate, or None when the cell stops
+            here (``result.stop_reason`` or ``result.status`` says why).
+        """
+        train, detached = self.train, losses.detach()
+        self.step = step
+        mean_loss = float(detached.mean())
+        if not math.isfinite(mean_loss):
+            self.result.status, self.result.stop_reason = "diverged", "non-finite loss"
+            return self._stop()
+        self.history.append(mean_loss)
+        if step % train.log_every == 0:
+            self.curve_steps.append(step)
+            self.loss_curve.append(mean_loss)
+            self.frac_curve.append(float((detached < LN2).float().mean()))
+            if progress is not None:
+                progress(step, mean_loss, self.frac_curve[-1])
+        reason = self._stop_reason(step, detached)
+        if reason:
+            self.result.stop_reason = reason
+            return self._stop()
+        for group in self.optimizer.param_groups:
+            group["lr"] = train.lr_at(step, self.decays)
+        weights = self.objective.weights(detached, correct.detach(), step)
+        return (weights * losses).sum() / weights.sum()
+
+    def _stop(self) -> None:
+        self.done = True
+        return None
+
+    def _stop_reason(self, step: int, losses) -> str:
+        """Why the cell stops at ``step`` ("" to go on); a plateau may decay the lr instead."""
+        train = self.train
+        if step == train.max_steps:
+            return "budget"
+        if step < getattr(self.objective, "final_stage_start", 0):
+            return ""
+        if train.stop_when_memorized and bool((losses < LN2).all()):
+            return "memorized"
+        if (
+            self.objective.plateau_stop
+            and plateaued(self.history[self.plateau_from :], train.patience, train.min_delta)
+            and not above_rising(
+                self.curve_steps, self.frac_curve, step, train.patience, self.plateau_from
+            )
+        ):
+            if train.schedule != "plateau_decay" or self.decays >= train.max_decays:
+                return "plateau"
+            self.decays, self.plateau_from = self.decays + 1, step
+        return ""
+
+    def update(self) -> None:
+        """Clip the adapter's gradient and take the optimizer step (after the backward pass)."""
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(self.params, self.train.grad_clip)
+        self.optimizer.step()
+
+    def finish(self) -> None:
+        """Record the trajectory in the result (after the last step)."""
+        result = self.result
+        result.steps = self.step
+        result.lr_decays = self.decays
+        result.curve_steps = np.asarray(self.curve_steps)
+        result.loss_curve = np.asarray(self.loss_curve)
+        result.frac_above_curve = np.asarray(self.frac_curve)
 
 
 def _train_and_measure(
@@ -626,80 +764,34 @@ def _train_and_measure(
         method, task=task, token_entry=batch.token_entry, max_steps=train.max_steps, seed=seed
     )
     optimizer = torch.optim.AdamW(adapter.parameters, lr=train.lr, weight_decay=train.weight_decay)
-    history: list[float] = []
-    curve_steps, loss_curve, frac_curve = [], [], []
-    first = 0
+    loop = CellLoop(objective, train, result, adapter.parameters, optimizer)
     if resume is not None:
-        first = restore_state(resume, adapter, optimizer, objective, train.max_steps)
-        history = list(resume["history"])
-        curve_steps = list(resume["curve_steps"])
-        loss_curve = list(resume["loss_curve"])
-        frac_curve = list(resume["frac_curve"])
-    earliest_stop = getattr(objective, "final_stage_start", 0)
-    decays = int(resume.get("decays", 0)) if resume is not None else 0
-    plateau_from = int(resume.get("plateau_from", earliest_stop)) if resume else earliest_stop
+        loop.resume(resume)
     state = None
-    step = first
     last_checkpoint = time.perf_counter()
-    for step in range(first, train.max_steps + 1):
-        curves = (curve_steps, loss_curve, frac_curve)
+    for step in range(loop.first, train.max_steps + 1):
         if keep_state and step == train.max_steps:
             # the loop's state on entering the last step: resuming here under a larger budget
             # replays this step exactly as a direct run would (its stop rules included)
-            state = training_state(step, adapter, optimizer, objective, history, curves)
-            state.update(decays=decays, plateau_from=plateau_from)
+            state = loop.snapshot(step)
         if (
             checkpoint is not None
-            and step > first
+            and step > loop.first
             and time.perf_counter() - last_checkpoint >= checkpoint_every
         ):
-            snapshot = training_state(step, adapter, optimizer, objective, history, curves)
-            checkpoint({**snapshot, "decays": decays, "plateau_from": plateau_from})
+            checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
         with adapter.dropout_active(train.lora_dropout > 0):
-            losses, probs, correct = token_stats(fwd.logits(), batch.labels)
-        mean_loss = float(losses.detach().mean())
-        if not math.isfinite(mean_loss):
-            result.status, result.stop_reason = "diverged", "non-finite loss"
+            losses, _, correct = token_stats(fwd.logits(), batch.labels)
+        loss = loop.observe(step, losses, correct, progress)
+        if loss is None:
             break
-        history.append(mean_loss)
-        if step % train.log_every == 0:
-            curve_steps.append(step)
-            loss_curve.append(mean_loss)
-            frac_curve.append(float((losses.detach() < LN2).float().mean()))
-            if progress is not None:
-                progress(step, mean_loss, frac_curve[-1])
-        if step == train.max_steps:
-            result.stop_reason = "budget"
-            break
-        if step >= earliest_stop:
-            if train.stop_when_memorized and bool((losses.detach() < LN2).all()):
-                result.stop_reason = "memorized"
-                break
-            if (
-                objective.plateau_stop
-                and plateaued(history[plateau_from:], train.patience, train.min_delta)
-                and not above_rising(curve_steps, frac_curve, step, train.patience, plateau_from)
-            ):
-                if train.schedule != "plateau_decay" or decays >= train.max_decays:
-                    result.stop_reason = "plateau"
-                    break
-                decays, plateau_from = decays + 1, step
-        for group in optimizer.param_groups:
-            group["lr"] = train.lr_at(step, decays)
-        weights = objective.weights(losses.detach(), correct.detach(), step)
-        loss = (weights * losses).sum() / weights.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapter.parameters, train.grad_clip)
-        optimizer.step()
-    result.steps = step
+        loop.update()
+    loop.finish()
     if written and result.status == "ok":
         result.stop_reason = "written"
-    result.lr_decays = decays
-    result.curve_steps = np.asarray(curve_steps)
-    result.loss_curve = np.asarray(loss_curve)
-    result.frac_above_curve = np.asarray(frac_curve)
     if result.status != "ok":
         return
     measure_after_training(result, fwd, model, tokenizer, batch, device)
@@ -726,4 +818,11 @@ def measure_after_training(result: CellResult, fwd: Forward, model, tokenizer, b
     result.exact_match = float(np.mean(per_entry))
 
 
-__all__ = ["TrainConfig", "CellResult", "run_cell", "training_state", "restore_state"]
+__all__ = [
+    "TrainConfig",
+    "CellResult",
+    "CellLoop",
+    "run_cell",
+    "training_state",
+    "restore_state",
+]

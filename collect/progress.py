@@ -1,6 +1,7 @@
 """What ``collect run`` shows while it works.
 
-A bar over the sweep's cells, a bar inside the running cell (step, loss, share of target
+A bar over the sweep's cells, a bar inside each running cell (several when cells train
+batched) (step, loss, share of target
 tokens above p = 0.5, time left), one line per finished cell and a summary at the end.
 Warnings that libraries emit while the bars are drawn (``warnings`` and ``logging``) are
 printed above the bars instead of through them.
@@ -61,7 +62,7 @@ class SweepProgress:
         self.started = time.perf_counter()
         self.outcomes: Counter = Counter()
         self.cells = tqdm(total=total, desc=label, unit="cell", disable=not enabled, file=self.file)
-        self.inner = None
+        self.inner: dict[CellKey, tqdm] = {}  # the bar of each running cell
 
     def say(self, text: str) -> None:
         """Print a line above the bars."""
@@ -79,7 +80,7 @@ class SweepProgress:
     def start_cell(self, key: CellKey, max_steps: int, first_step: int = 0) -> Callable:
         """Open the bar of one cell; return the callback for :func:`collect.probe.run_cell`."""
         self.status(describe(key))
-        self.inner = tqdm(
+        bar = self.inner[key] = tqdm(
             total=max_steps,
             initial=first_step,
             desc=describe(key),
@@ -90,25 +91,29 @@ class SweepProgress:
         )
 
         def on_step(step: int, loss: float, frac_above: float) -> None:
-            self.inner.update(step - self.inner.n)
-            self.inner.set_postfix_str(f"loss {loss:.3f}, above 0.5: {frac_above:.0%}")
+            bar.update(step - bar.n)
+            bar.set_postfix_str(f"loss {loss:.3f}, above 0.5: {frac_above:.0%}")
 
         return on_step
 
     def end_cell(self, key: CellKey, result) -> None:
         """Close the cell's bar and print its one-line summary."""
-        if self.inner is not None:
-            self.inner.close()
-            self.inner = None
+        self.close_cells([key])
         outcome = result.stop_reason if result.status == "ok" else result.status
         self.outcomes[outcome or result.status] += 1
         self.say(cell_line(key, result))
         self.cells.update(1)
 
+    def close_cells(self, keys) -> None:
+        """Close the bars of these cells (if open), without counting them."""
+        for key in keys:
+            bar = self.inner.pop(key, None)
+            if bar is not None:
+                bar.close()
+
     def close(self) -> None:
         """Close the bars and print what the run did."""
-        if self.inner is not None:
-            self.inner.close()
+        self.close_cells(list(self.inner))
         self.cells.close()
         counts = ", ".join(f"{n} {what}" for what, n in self.outcomes.most_common())
         minutes = (time.perf_counter() - self.started) / 60

@@ -4,6 +4,11 @@ Resume is the default: a cell whose file exists (with the same settings) is neve
 Several processes started with the same arguments share the work: each claims the next cell
 nobody holds (:func:`collect.store.claim_cell`), so ``collect run`` twice uses two cores.
 
+Batched cells (``batch_cells``): the claimed cells that share a target and a single-layer
+``mlp_block`` placement train together in one forward and backward
+(:func:`collect.batched.run_cells_batched`, :func:`batch_units`); each is claimed,
+checkpointed, resumed and written as a single cell is, so the cell files are the same.
+
 Budget extension (``extend_from``): a sweep that differs from a finished one only by a larger
 ``[train] max_steps`` copies the old cells that stopped early (memorized, plateau), continues
 the ones that stopped at the old budget from their saved training state, and runs the rest
@@ -19,8 +24,10 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collect.adapters import decoder_layers, parse_modules, resolve_layers, target_module_names
+from collect.batched import CellSpec, batchable, run_cells_batched, step_stats
 from collect.config import (
     CellKey,
     SweepConfig,
@@ -31,7 +38,7 @@ from collect.config import (
 from collect.errors import CollectError
 from collect.models import load_model
 from collect.objectives import budget_dependent
-from collect.probe import run_cell
+from collect.probe import TrainConfig, run_cell
 from collect.progress import SweepProgress, warnings_above_bars
 from collect.store import (
     cell_path,
@@ -309,6 +316,8 @@ def run_sweep(
     shard: tuple[int, int] = (0, 1),
     extend_from: str | Path | None = None,
     deadline: Deadline | None = None,
+    batch_cells: int | str = "auto",
+    compile_step: bool | str = False,
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -341,6 +350,15 @@ def run_sweep(
         and the cells finished so far are merged. Cells run in the sweep's order (block by
         block, by ``priority`` then as listed), so a cut-short run holds the first blocks'
         cells.
+    batch_cells : int or "auto"
+        Train up to this many cells of one target and placement together, in one batched
+        forward and backward (:mod:`collect.batched`; ``mlp_block`` adapters at one layer);
+        1 trains every cell on its own. ``"auto"`` batches on a GPU only
+        (:func:`cells_per_batch`). The cells and their files are the same either way (up to
+        floating-point summation order), so batched and unbatched runs share a directory.
+    compile_step : bool or str
+        Compile the batched cells' training step with ``torch.compile``
+        (:func:`collect.batched.step_stats`): an opt-in for the GPU, off by default.
 
     Returns
     -------
@@ -348,6 +366,8 @@ def run_sweep(
         The merged dataset when ``merge_to`` is given.
     """
     out_dir = Path(out_dir)
+    batching = Batching(check_batch_cells(batch_cells), compile_step)
+    step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
     # Config order is priority order: blocks by `priority`, then as listed, run first.
@@ -366,7 +386,7 @@ def run_sweep(
         torch.set_num_threads(config.threads)
     bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
     with warnings_above_bars(bar.file):
-        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline)
+        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     bar.close()
     if merge_to is not None:
         ds = merge(config, out_dir)
@@ -376,7 +396,7 @@ def run_sweep(
 
 
 def _run_pending(
-    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None
+    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None, batching=None
 ) -> None:
     """Copy, resume or train every cell of ``todo`` that no other worker holds."""
     # copied cells need no model: take them first
@@ -394,13 +414,260 @@ def _run_pending(
         bar.skipped("copied")
     todo = [k for k in todo if plan.get(k) != "copy"]
     try:
-        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline)
+        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     except TimeLimitReached:
         bar.say(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
 
 
-def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None:
+#: ``batch_cells = "auto"`` on a GPU: cells per batch, and the target tokens a batch may hold
+#: (one replica of the batch per cell). For SmolLM2 a target token costs about 1 MB in a
+#: training step (float32 logits over 49,152 tokens, their log-softmax and gradient, and the
+#: activations of the layers above the adapter), so 32,768 tokens take about 32 GB.
+AUTO_BATCH_MAX_CELLS = 16
+AUTO_BATCH_TOKENS = 32768
+
+
+def check_batch_cells(batch_cells: int | str) -> int | str:
+    """Return ``batch_cells`` if it is ``"auto"`` or an integer >= 1; raise CollectError if not."""
+    ok = batch_cells == "auto" or (
+        isinstance(batch_cells, int) and not isinstance(batch_cells, bool) and batch_cells >= 1
+    )
+    if not ok:
+        raise CollectError(
+            f"batch_cells must be 'auto' or an integer >= 1 (1: one cell at a time), got "
+            f"{batch_cells!r}."
+        )
+    return batch_cells
+
+
+def cells_per_batch(batch_cells: int | str, device, key: CellKey) -> int:
+    """How many cells like ``key`` to train together on ``device`` (1: one by one).
+
+    ``"auto"`` batches on a CUDA device only, as many cells as :data:`AUTO_BATCH_TOKENS`
+    target tokens allow, at most :data:`AUTO_BATCH_MAX_CELLS`. On the CPU a batch of four
+    SmolLM2-sized cells was only 1.11x faster than the cells one after another
+    (``benchmarks/bench_batched.py``, ``benchmarks/GPU_RUN.md``), and one by one keeps new
+    CPU cells bit-identical to the ones already collected.
+    """
+    if batch_cells != "auto":
+        return int(batch_cells)
+    if getattr(device, "type", str(device)) != "cuda":
+        return 1
+    return max(1, min(AUTO_BATCH_MAX_CELLS, AUTO_BATCH_TOKENS // max(key.length, 1)))
+
+
+def _batch_group(key: CellKey) -> tuple:
+    """Cells that can share one batch: same target and same adapter placement."""
+    return (*_group(key), key.modules)
+
+
+def batch_units(
+    keys: list[CellKey], size_of: Callable[[CellKey], int], train: TrainConfig
+) -> list[list[CellKey]]:
+    """Split ``keys`` into the units that train together, in the order of their first cell.
+
+    A unit is one cell, or up to ``size_of(first)`` cells of one batch group
+    (:func:`_batch_group`) whose placement batches (:func:`collect.batched.batchable`): the
+    first pending cell of a group takes the next cells of its group along, wherever in the
+    sweep's order they are.
+    """
+    left, units = list(keys), []
+    while left:
+        first = left.pop(0)
+        size = size_of(first)
+        if size <= 1 or not batchable(first.modules, train):
+            units.append([first])
+            continue
+        mates = [k for k in left if _batch_group(k) == _batch_group(first)][: size - 1]
+        left = [k for k in left if k not in mates]
+        units.append([first, *mates])
+    return units
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a sweep run batches cells: up to ``cells`` together, ``compile_step`` or not."""
+
+    cells: int | str = 1
+    compile_step: bool | str = False
+
+
+@dataclass
+class _Job:
+    """A claimed cell about to train: how it resumes, where it checkpoints, its attributes."""
+
+    key: CellKey
+    resume: dict | None
+    attrs: dict
+    prior: float  # compute spent on the cell by earlier runs (seconds)
+    extended: int | None
+    save: Callable | None
+    every: float
+    first: int
+
+
+@dataclass
+class _Context:
+    """What every cell of one sweep run shares while it trains and is written."""
+
+    config: SweepConfig
+    out_dir: Path
+    redo: set
+    plan: dict
+    source: ExtensionSource | None
+    bar: SweepProgress
+    deadline: Deadline | None
+    batching: Batching
+
+
+@dataclass
+class _Target:
+    """A built target: the loaded model's entries and their entropy, with provenance."""
+
+    loaded: Any
+    task: str
+    entries: list
+    entropy: Any
+    where: dict
+
+
+def _claim(ctx: _Context, key: CellKey) -> _Job | None:
+    """Claim ``key`` and say how it runs; None (counted as skipped) if another worker has it."""
+    config, out_dir = ctx.config, ctx.out_dir
+    # another worker on this directory may have finished or taken it meanwhile
+    done_elsewhere = key not in ctx.redo and cell_path(out_dir, key).exists()
+    if done_elsewhere or not claim_cell(out_dir, key):
+        ctx.bar.skipped("taken by another worker")
+        return None
+    try:
+        resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
+        extended = resume["meta"].get("extended_from") if resume else None
+        attrs = {"resumed_from_step": int(resume["state"]["step"])} if resume else {}
+        if resume is None and ctx.plan.get(key) == "resume":
+            resume = _resume_state(ctx.source, config, key)
+            extended = ctx.source.max_steps if resume is not None else None
+        # wall_time counts all the compute spent on the cell, over every run
+        prior = float(resume["meta"].get("wall_time", 0.0)) if resume else 0.0
+        save = _checkpointer(config, out_dir, key, prior, extended)
+        every = 60.0 * (config.checkpoint_minutes or 0.0)
+        if ctx.deadline is not None:  # the callback also stops the cell at the limit
+            writer = _state_writer(config, out_dir, key, prior, extended)
+            save, every = ctx.deadline.guard(writer, every), ctx.deadline.poll_seconds
+    except BaseException:
+        release_cell(out_dir, key)
+        raise
+    first = int(resume["state"]["step"]) if resume else 0
+    return _Job(key, resume, attrs, prior, extended, save, every, first)
+
+
+def _record(ctx: _Context, target: _Target, job: _Job, result) -> None:
+    """Write a trained cell (and its state file for a later budget extension); release it."""
+    config, out_dir, key = ctx.config, ctx.out_dir, job.key
+    result.wall_time += job.prior
+    result.entropy_bits = target.entropy.bits
+    attrs = dict(job.attrs)
+    attrs.update(target.where, collected=now_utc(), entropy_basis=target.entropy.basis)
+    attrs.update(protocol=json.dumps(config.settings()["train"]), lr_decays=result.lr_decays)
+    if job.extended is not None:
+        attrs.update(extended_from=job.extended, extension="resumed")
+    if result.state is not None:
+        meta = {
+            "fingerprint_without_budget": config.fingerprint_without_budget(),
+            "max_steps": config.train.max_steps,
+            "wall_time": result.wall_time,
+        }
+        write_state(out_dir, key, result.state, meta)
+    else:
+        state_path(out_dir, key).unlink(missing_ok=True)
+    write_cell(out_dir, key, result, config.fingerprint(), attrs)
+    state_path(out_dir, key, "partial").unlink(missing_ok=True)
+    release_cell(out_dir, key)
+    ctx.bar.end_cell(key, result)
+
+
+def _keep_state(key: CellKey) -> bool:
+    """Whether a cell stopped by its budget saves its state (for a later extension)."""
+    return not budget_dependent(key.method, key.task)
+
+
+def _train_one(ctx: _Context, target: _Target, job: _Job, model):
+    """Train one claimed cell with :func:`run_cell` and write it; return the base model."""
+    key = job.key
+    try:
+        on_step = ctx.bar.start_cell(key, ctx.config.train.max_steps, job.first)
+        result, model = run_cell(
+            model,
+            target.loaded.tokenizer,
+            target.entries,
+            task=target.task,
+            method=key.method,
+            modules=key.modules,
+            rank=key.rank,
+            seed=key.seed,
+            train=ctx.config.train,
+            device=target.loaded.device,
+            keep_state=_keep_state(key),
+            resume=None if job.resume is None else job.resume["state"],
+            pack=ctx.config.pack_prompts,
+            checkpoint=job.save,
+            checkpoint_every=job.every,
+            progress=on_step,
+        )
+        _record(ctx, target, job, result)
+    finally:
+        release_cell(ctx.out_dir, key)
+    return model
+
+
+def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
+    """Train claimed cells of one batch group together and write each as it finishes.
+
+    Cells the batch cannot run (out of memory together, or no shared prefix on this model)
+    run one by one afterwards. Returns the base model.
+    """
+    written = set()
+
+    def done(k: int, result) -> None:
+        _record(ctx, target, jobs[k], result)
+        written.add(k)
+
+    try:
+        run_cells_batched(
+            model,
+            target.loaded.tokenizer,
+            target.entries,
+            task=target.task,
+            modules=jobs[0].key.modules,
+            cells=[CellSpec(j.key.method, j.key.rank, j.key.seed) for j in jobs],
+            train=ctx.config.train,
+            device=target.loaded.device,
+            pack=ctx.config.pack_prompts,
+            keep_state=[_keep_state(j.key) for j in jobs],
+            resume=[None if j.resume is None else j.resume["state"] for j in jobs],
+            checkpoint=[j.save for j in jobs],
+            checkpoint_every=min(j.every for j in jobs),
+            progress=[ctx.bar.start_cell(j.key, ctx.config.train.max_steps, j.first) for j in jobs],
+            on_done=done,
+            compile_step=ctx.batching.compile_step,
+        )
+    except CollectError as err:
+        ctx.bar.say(f"{len(jobs) - len(written)} cells run one by one instead: {err}")
+        ctx.bar.close_cells([j.key for k, j in enumerate(jobs) if k not in written])
+        for k, job in enumerate(jobs):
+            if k not in written:
+                model = _train_one(ctx, target, job, model)
+    finally:
+        for job in jobs:
+            release_cell(ctx.out_dir, job.key)
+    return model
+
+
+def _run_cells(
+    config, out_dir, todo, redo, plan, source, bar, deadline, batching: Batching | None = None
+) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
+    batching = batching or Batching()
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching)
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.status(f"loading {model_name}")
@@ -409,82 +676,38 @@ def _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline) -> None
         model = loaded.model
         where = cell_provenance(model, loaded.device)
         check_precision(out_dir, where["dtype"])
-        for (_, task, ratio, length, data_seed), group in itertools.groupby(
-            model_keys, key=_group
-        ):
-            how = {
-                "random_ratio": ratio,
-                "data_seed": data_seed,
-                "source": config.source_for(task),
-            }
-            entries = build_task(task, loaded.tokenizer, length, **how)
-            entropy = target_entropy(task, loaded.tokenizer, entries, **how)
-            for key in group:
-                if deadline is not None and deadline.passed():
-                    raise TimeLimitReached
-                # another worker on this directory may have finished or taken it meanwhile
-                done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
-                if done_elsewhere or not claim_cell(out_dir, key):
-                    bar.skipped("taken by another worker")
-                    continue
-                try:
-                    resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
-                    extended = resume["meta"].get("extended_from") if resume else None
-                    attrs = {"resumed_from_step": int(resume["state"]["step"])} if resume else {}
-                    if resume is None and plan.get(key) == "resume":
-                        resume = _resume_state(source, config, key)
-                        extended = source.max_steps if resume is not None else None
-                    # wall_time counts all the compute spent on the cell, over every run
-                    prior = float(resume["meta"].get("wall_time", 0.0)) if resume else 0.0
-                    save = _checkpointer(config, out_dir, key, prior, extended)
-                    every = 60.0 * (config.checkpoint_minutes or 0.0)
-                    if deadline is not None:  # the callback also stops the cell at the limit
-                        writer = _state_writer(config, out_dir, key, prior, extended)
-                        save, every = deadline.guard(writer, every), deadline.poll_seconds
-                    first = int(resume["state"]["step"]) if resume else 0
-                    on_step = bar.start_cell(key, config.train.max_steps, first)
-                    result, model = run_cell(
-                        model,
-                        loaded.tokenizer,
-                        entries,
-                        task=task,
-                        method=key.method,
-                        modules=key.modules,
-                        rank=key.rank,
-                        seed=key.seed,
-                        train=config.train,
-                        device=loaded.device,
-                        keep_state=not budget_dependent(key.method, key.task),
-                        resume=None if resume is None else resume["state"],
-                        pack=config.pack_prompts,
-                        checkpoint=save,
-                        checkpoint_every=every,
-                        progress=on_step,
-                    )
-                    result.wall_time += prior
-                    result.entropy_bits = entropy.bits
-                    attrs.update(where, collected=now_utc(), entropy_basis=entropy.basis)
-                    attrs.update(
-                        protocol=json.dumps(config.settings()["train"]),
-                        lr_decays=result.lr_decays,
-                    )
-                    if extended is not None:
-                        attrs.update(extended_from=extended, extension="resumed")
-                    if result.state is not None:
-                        meta = {
-                            "fingerprint_without_budget": config.fingerprint_without_budget(),
-                            "max_steps": config.train.max_steps,
-                            "wall_time": result.wall_time,
-                        }
-                        write_state(out_dir, key, result.state, meta)
-                    else:
-                        state_path(out_dir, key).unlink(missing_ok=True)
-                    write_cell(out_dir, key, result, config.fingerprint(), attrs)
-                    state_path(out_dir, key, "partial").unlink(missing_ok=True)
-                finally:
-                    release_cell(out_dir, key)
-                bar.end_cell(key, result)
+        targets: dict[tuple, _Target] = {}
+
+        def size_of(key: CellKey, device=loaded.device) -> int:
+            return cells_per_batch(batching.cells, device, key)
+
+        for unit in batch_units(model_keys, size_of, config.train):
+            if deadline is not None and deadline.passed():
+                raise TimeLimitReached
+            group = _group(unit[0])
+            if group not in targets:
+                targets = {group: _build_target(config, loaded, unit[0], where)}
+            target = targets[group]
+            jobs = [job for key in unit if (job := _claim(ctx, key)) is not None]
+            if not jobs:
+                continue
+            if len(unit) == 1:
+                model = _train_one(ctx, target, jobs[0], model)
+            else:
+                model = _train_batch(ctx, target, jobs, model)
         del loaded, model
+
+
+def _build_target(config: SweepConfig, loaded, key: CellKey, where: dict) -> _Target:
+    """Build the entries every cell of ``key``'s group memorizes, with their entropy."""
+    how = {
+        "random_ratio": key.random_ratio,
+        "data_seed": key.data_seed,
+        "source": config.source_for(key.task),
+    }
+    entries = build_task(key.task, loaded.tokenizer, key.length, **how)
+    entropy = target_entropy(key.task, loaded.tokenizer, entries, **how)
+    return _Target(loaded, key.task, entries, entropy, where)
 
 
 def run_chunk(

@@ -29,13 +29,16 @@ class Ticks:
         return self.now
 
 
-def _config(tiny_sweep):
+def _config_grid() -> list[dict]:
     """Six cells: long-context SFT (ranks 1, 8 × lengths 20, 40) and PhoneBook MemFT-OT."""
-    grid = [
+    return [
         {"tasks": ["long_context"], "random_ratios": [1.0]},
         {"tasks": ["phonebook"], "methods": ["memft_ot"], "ranks": [1]},
     ]
-    return config_from_dict(tiny_sweep(grid=grid))
+
+
+def _config(tiny_sweep):
+    return config_from_dict(tiny_sweep(grid=_config_grid()))
 
 
 def _strip(ds):
@@ -74,6 +77,40 @@ def test_a_time_limited_run_stops_checkpoints_and_resumes_to_the_same_dataset(
     cell = xr.load_dataset(out / "cells" / f"{cut_key.slug()}.nc")
     assert cell.attrs["resumed_from_step"] == cut_step  # continued, not rerun from step 0
     xr.testing.assert_identical(_strip(resumed), _strip(reference))
+
+
+def test_a_time_limited_batched_run_stops_checkpoints_and_resumes_to_the_same_dataset(
+    tmp_path, tiny_sweep
+):
+    """The same with cells trained four at a time: every cell the limit cuts keeps its state."""
+    raw = tiny_sweep(grid=_config_grid())
+    raw["defaults"]["modules"] = ["mlp_block@2"]
+    config = config_from_dict(raw)
+    run = {"progress": False, "batch_cells": 4}
+    unlimited = run_sweep(config, tmp_path / "ref", merge_to=tmp_path / "ref.nc", **run)
+    out = tmp_path / "run"
+    # each running cell reads the clock once a step: the first batch (two cells, 40 steps)
+    # takes about 80 ticks, the limit falls inside the second
+    deadline = Deadline(120 / 60, clock=Ticks(), poll_seconds=0.0)
+    cut = run_sweep(config, out, merge_to=out / "dataset.nc", deadline=deadline, **run)
+
+    assert 0 < cut.attrs["n_cells_done"] < len(config.cells())
+    partials = sorted((out / "cells").glob("*.partial.pt"))
+    assert len(partials) >= 2, "the limit must fall inside a batch, which leaves its checkpoints"
+    assert not list((out / "cells").glob("*.claim")), "no claim may outlive the run"
+    cut_keys = [k for k in config.cells() if state_path(out, k, "partial") in partials]
+    steps = {k: int(read_state(out, k, "partial")["state"]["step"]) for k in cut_keys}
+    assert all(step > 0 for step in steps.values())
+
+    resumed = run_sweep(config, out, merge_to=out / "dataset.nc", **run)
+    assert resumed.attrs["complete"] == "true"
+    assert not list((out / "cells").glob("*.partial.pt"))
+    for key, step in steps.items():
+        cell = xr.load_dataset(out / "cells" / f"{key.slug()}.nc")
+        assert cell.attrs["resumed_from_step"] == step  # continued, not rerun from step 0
+    # batches of other sizes sum in other orders: equal up to float32 rounding
+    xr.testing.assert_allclose(_strip(resumed), _strip(unlimited), rtol=1e-4, atol=1e-5)
+    xr.testing.assert_equal(resumed["steps"], unlimited["steps"])
 
 
 def test_a_limit_already_passed_claims_no_cell(tmp_path, tiny_sweep):
