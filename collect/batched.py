@@ -354,6 +354,7 @@ def run_cells_batched(
         result = CellResult(status="ok", token_entry=batch.token_entry)
         result.loss_before, result.p_before = float(loss0.mean()), p0.cpu().double().numpy()
         result.n_params = int(a.numel() + b.numel())
+        result.n_bytes = int(a.numel() * a.element_size() + b.numel() * b.element_size())
         result.prefix_cached, result.prompt_packed = True, fwd.batch is not batch
         objective = make_objective(
             cell.method,

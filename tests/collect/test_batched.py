@@ -43,7 +43,7 @@ def _assert_same_cell(got, want):
     assert got.status == want.status == "ok", (got.error, want.error)
     assert (got.steps, got.stop_reason) == (want.steps, want.stop_reason)
     assert got.lr_decays == want.lr_decays
-    assert got.n_params == want.n_params
+    assert (got.n_params, got.n_bytes) == (want.n_params, want.n_bytes)
     assert got.loss_before == pytest.approx(want.loss_before, rel=1e-6)
     np.testing.assert_array_equal(got.curve_steps, want.curve_steps)
     np.testing.assert_allclose(got.loss_curve, want.loss_curve, rtol=1e-4, atol=1e-6)
