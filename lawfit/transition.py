@@ -848,6 +848,259 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
 
 
 # ---------------------------------------------------------------------- front door
+def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
+                   capacity: str) -> None:
+    """Reject an option of :func:`phase_transition` outside its allowed values.
+
+    Parameters
+    ----------
+    cascade_unit : str
+        ``"run"`` or ``"entry"``.
+    censored : str
+        ``"end"`` or ``"drop"``.
+    orders : tuple of str
+        Among ``"exact_match"``, ``"frac_above"``, ``"token_accuracy"``.
+    capacity : str
+        ``"rank"`` or ``"n_params"``.
+
+    Raises
+    ------
+    LawfitError
+        The first bad option, in the order above.
+    """
+    if cascade_unit not in ("run", "entry"):
+        raise LawfitError(
+            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
+        )
+    if censored not in ("end", "drop"):
+        raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
+    bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
+    if bad:
+        raise LawfitError(
+            f"orders must be among 'exact_match', 'frac_above', 'token_accuracy'; got {bad}."
+        )
+    if capacity not in ("rank", "n_params"):
+        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+
+
+def _threshold_or_note(ta: TokenArrays, prefix_ok: np.ndarray, level: float, n_boot: int,
+                       gen: np.random.Generator, notes: list[str]) -> ThresholdFit | None:
+    """Fit the recall threshold p*, or note why it could not be estimated.
+
+    Parameters
+    ----------
+    ta : TokenArrays
+        Token arrays of the dataset.
+    prefix_ok : numpy.ndarray
+        Tokens that enter the logistic regression.
+    level : float
+        Confidence level.
+    n_boot : int
+        Run-bootstrap replicates (0: delta method).
+    gen : numpy.random.Generator
+        Random source of the bootstrap.
+    notes : list of str
+        Appended with the reason when the fit fails.
+
+    Returns
+    -------
+    ThresholdFit or None
+        None when the regression could not be fitted.
+    """
+    try:
+        return _threshold_fit(ta, prefix_ok, level, n_boot, gen)
+    except LawfitError as exc:
+        notes.append(f"threshold not estimated: {exc}")
+    except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
+        notes.append(f"threshold not estimated: logistic regression failed ({exc})")
+    return None
+
+
+def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
+    """Flag a non-logistic recall curve and a threshold located by too few runs.
+
+    Parameters
+    ----------
+    thr : ThresholdFit
+        The token-level threshold fit.
+
+    Returns
+    -------
+    list of Flag
+        ``threshold_not_logistic`` and/or ``few_informative_runs`` where they apply.
+    """
+    flags = []
+    if np.isfinite(thr.ci_difference[0]) and not (
+        thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
+    ):
+        flags.append(Flag(
+            "threshold_not_logistic",
+            f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
+            f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
+            f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
+            "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
+            "to 1 above p = 0.5); prefer threshold_isotonic"
+        ))
+    if thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
+        flags.append(Flag(
+            "few_informative_runs",
+            f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
+            "and missed tokens; the others are recalled (or missed) throughout and do not "
+            "locate the threshold. The run bootstrap cannot resample the transition, so the "
+            f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
+            f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
+            "runs near the transition (ranks and lengths where recall is partial)."
+        ))
+    return flags
+
+
+def _recall_checks(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
+                   cascade_unit: str, censored: str, level: float, n_boot: int,
+                   gen: np.random.Generator, notes: list[str], flags: list[Flag]) -> tuple:
+    """Token-level analysis of a dataset with ``p_after`` and ``greedy_correct``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset with both token variables.
+    condition_on_prefix, tie_tol, cascade_unit, censored
+        As in :func:`phase_transition`.
+    level : float
+        Confidence level.
+    n_boot : int
+        Bootstrap replicates.
+    gen : numpy.random.Generator
+        Random source.
+    notes, flags : list
+        Appended with what the checks report.
+
+    Returns
+    -------
+    tuple
+        ``(token arrays, threshold fit, sufficiency, cascade, sequence, bimodality)``.
+    """
+    ta = token_arrays(ds)
+    intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
+    prefix_ok = intact if condition_on_prefix else np.ones_like(ta.valid)
+    thr = _threshold_or_note(ta, prefix_ok, level, n_boot, gen, notes)
+    if thr is not None:
+        flags.extend(_threshold_flags(thr))
+    suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
+    if suff.n_violations:
+        flags.append(Flag(
+            "sufficiency_violated",
+            f"{suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
+            "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
+            "(check that both used the same prompt, precision and tokenization)"
+        ))
+    casc = _cascade(ta, cascade_unit, censored, level, n_boot, gen)
+    if casc is None:
+        notes.append("cascade not computed: fewer than 4 units with a varying position")
+    seq = _sequence(ta)
+    if "entry" not in ds:
+        notes.append("no 'entry' variable: each run is treated as one entry")
+    return ta, thr, suff, casc, seq, _bimodality(ta)
+
+
+def _token_level(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
+                 cascade_unit: str, censored: str, level: float, n_boot: int,
+                 gen: np.random.Generator, notes: list[str], flags: list[Flag]) -> tuple:
+    """Run the token-level analyses the dataset's variables allow; note those skipped.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    condition_on_prefix, tie_tol, cascade_unit, censored
+        As in :func:`phase_transition`.
+    level : float
+        Confidence level.
+    n_boot : int
+        Bootstrap replicates.
+    gen : numpy.random.Generator
+        Random source.
+    notes, flags : list
+        Appended with what the analyses report.
+
+    Returns
+    -------
+    tuple
+        ``(token arrays, threshold fit, sufficiency, cascade, sequence, bimodality)``;
+        parts the variables cannot support are None.
+    """
+    if "p_after" in ds and "greedy_correct" in ds:
+        return _recall_checks(ds, condition_on_prefix, tie_tol, cascade_unit, censored,
+                              level, n_boot, gen, notes, flags)
+    if "p_after" in ds:
+        ta = token_arrays(ds, need_greedy=False)
+        bim = _bimodality(ta)
+        notes.append(
+            "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
+        )
+        return ta, None, None, None, None, bim
+    notes.append(
+        "no token variables (p_after, greedy_correct): token-level analysis skipped"
+    )
+    return None, None, None, None, None, None
+
+
+def _cell_transitions(ds: xr.Dataset, ta: TokenArrays | None, capacity: str,
+                      orders: tuple[str, ...], beta: float | None, level: float, n_boot: int,
+                      gen: np.random.Generator, notes: list[str],
+                      flags: list[Flag]) -> dict[str, CellTransition]:
+    """Fit the cell-level sigmoid of each order parameter against capacity.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    ta : TokenArrays or None
+        Token arrays (for the ``frac_above`` order), if any.
+    capacity : {"rank", "n_params"}
+        Capacity variable.
+    orders : tuple of str
+        Order parameters to fit.
+    beta : float or None
+        Fixed length exponent, or None to fit it.
+    level : float
+        Confidence level.
+    n_boot : int
+        Cell-bootstrap replicates.
+    gen : numpy.random.Generator
+        Random source.
+    notes, flags : list
+        Appended with skipped orders and extrapolated critical points.
+
+    Returns
+    -------
+    dict
+        Order name → CellTransition, for the orders that could be fitted.
+    """
+    transitions = {}
+    cells = _cell_orders(ds, ta, capacity)
+    if cells is None:
+        notes.append("no rank/length cells: cell-level transition skipped")
+        return transitions
+    for order in orders:
+        if order not in cells.columns:
+            notes.append(f"cell transition of {order} skipped: not in the dataset")
+            continue
+        tr = _fit_sigmoid(cells, order, beta, level, n_boot, gen, capacity)
+        if tr is None:
+            notes.append(
+                f"cell transition of {order} not fitted: fewer than 4 cells or no "
+                "variation (every cell on one side of the transition)"
+            )
+            continue
+        transitions[order] = tr
+        if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
+            flags.append(Flag(
+                "critical_point_extrapolated", f"critical point of {order} lies outside "
+                "the observed capacity range (extrapolated)"
+            ))
+    return transitions
+
+
 def phase_transition(
     ds,
     *,
@@ -913,19 +1166,7 @@ def phase_transition(
     """
     ds = load(ds)
     confidence_level = V.confidence_level(confidence_level)
-    if cascade_unit not in ("run", "entry"):
-        raise LawfitError(
-            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
-        )
-    if censored not in ("end", "drop"):
-        raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
-    bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
-    if bad:
-        raise LawfitError(
-            f"orders must be among 'exact_match', 'frac_above', 'token_accuracy'; got {bad}."
-        )
-    if capacity not in ("rank", "n_params"):
-        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+    _check_options(cascade_unit, censored, orders, capacity)
     bootstrap = V.bootstrap_count(bootstrap)
     gen = V.random_generator(rng)
     notes: list[str] = []
@@ -936,87 +1177,12 @@ def phase_transition(
             "pooled over " + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
             + "; select one group (ds.sel(...)) to analyse it alone"
         )
-    ta = None
-    thr = suff = casc = seq = bim = None
-    if "p_after" in ds and "greedy_correct" in ds:
-        ta = token_arrays(ds)
-        intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
-        prefix_ok = intact if condition_on_prefix else np.ones_like(ta.valid)
-        try:
-            thr = _threshold_fit(ta, prefix_ok, confidence_level, int(bootstrap), gen)
-        except LawfitError as exc:
-            notes.append(f"threshold not estimated: {exc}")
-        except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
-            notes.append(f"threshold not estimated: logistic regression failed ({exc})")
-        if thr is not None and np.isfinite(thr.ci_difference[0]) and not (
-            thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
-        ):
-            flags.append(Flag(
-                "threshold_not_logistic",
-                f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
-                f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
-                f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
-                "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
-                "to 1 above p = 0.5); prefer threshold_isotonic"
-            ))
-        if thr is not None and thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
-            flags.append(Flag(
-                "few_informative_runs",
-                f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
-                "and missed tokens; the others are recalled (or missed) throughout and do not "
-                "locate the threshold. The run bootstrap cannot resample the transition, so the "
-                f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
-                f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
-                "runs near the transition (ranks and lengths where recall is partial)."
-            ))
-        suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
-        if suff.n_violations:
-            flags.append(Flag(
-                "sufficiency_violated",
-                f"{suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
-                "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
-                "(check that both used the same prompt, precision and tokenization)"
-            ))
-        casc = _cascade(ta, cascade_unit, censored, confidence_level, int(bootstrap), gen)
-        if casc is None:
-            notes.append("cascade not computed: fewer than 4 units with a varying position")
-        seq = _sequence(ta)
-        if "entry" not in ds:
-            notes.append("no 'entry' variable: each run is treated as one entry")
-        bim = _bimodality(ta)
-    elif "p_after" in ds:
-        ta = token_arrays(ds, need_greedy=False)
-        bim = _bimodality(ta)
-        notes.append(
-            "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
-        )
-    else:
-        notes.append(
-            "no token variables (p_after, greedy_correct): token-level analysis skipped"
-        )
-    transitions = {}
-    cells = _cell_orders(ds, ta, capacity)
-    if cells is None:
-        notes.append("no rank/length cells: cell-level transition skipped")
-    else:
-        for order in orders:
-            if order not in cells.columns:
-                notes.append(f"cell transition of {order} skipped: not in the dataset")
-                continue
-            tr = _fit_sigmoid(cells, order, beta, confidence_level, int(bootstrap) // 5, gen,
-                              capacity)
-            if tr is None:
-                notes.append(
-                    f"cell transition of {order} not fitted: fewer than 4 cells or no "
-                    "variation (every cell on one side of the transition)"
-                )
-                continue
-            transitions[order] = tr
-            if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
-                flags.append(Flag(
-                    "critical_point_extrapolated", f"critical point of {order} lies outside "
-                    "the observed capacity range (extrapolated)"
-                ))
+    ta, thr, suff, casc, seq, bim = _token_level(
+        ds, condition_on_prefix, tie_tol, cascade_unit, censored, confidence_level,
+        int(bootstrap), gen, notes, flags,
+    )
+    transitions = _cell_transitions(ds, ta, capacity, orders, beta, confidence_level,
+                                    int(bootstrap) // 5, gen, notes, flags)
     if bootstrap and transitions:
         notes.append(
             f"cell-level sigmoid bootstrap used {int(bootstrap) // 5} replicates "
