@@ -122,6 +122,174 @@ def _boot_mean(x, level, n_boot, gen):
     return float(x.mean()), float(lo), float(hi), x.size
 
 
+def _select_objective(ds, objective: str):
+    """Keep the cells of ``objective`` (a size-1 dim) when the dataset has that dim.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    objective : str
+        Value of the ``objective`` dim.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` itself when it has no ``objective`` dim.
+
+    Raises
+    ------
+    LawfitError
+        ``objective`` is not among the dataset's objectives.
+    """
+    if "objective" not in ds.dims:
+        return ds
+    if objective not in ds["objective"].values:
+        raise LawfitError(
+            f"objective {objective!r} is not in the dataset; its objectives are "
+            f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
+        )
+    return ds.sel(objective=[objective])
+
+
+def _budget_sources(ds) -> tuple[bool, bool]:
+    """Say whether the dataset has trajectories and per-token probabilities.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+
+    Returns
+    -------
+    has_traj, has_tok : bool
+        ``frac_above_curve`` over ``step``; ``p_after`` over ``token``.
+
+    Raises
+    ------
+    LawfitError
+        Neither is present.
+    """
+    has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
+    has_tok = "p_after" in ds and "token" in ds["p_after"].dims
+    if not (has_traj or has_tok):
+        raise LawfitError(
+            "gradient_budget needs 'frac_above_curve' over 'step' (training trajectories) or "
+            f"'p_after' over 'token'; the dataset has {sorted(ds.data_vars)}. Record "
+            "trajectories (collect) or per-token probabilities."
+        )
+    return has_traj, has_tok
+
+
+def _initial_share(ds, fa, dims: tuple[str, ...]) -> np.ndarray:
+    """Share of target tokens above threshold before training, one value per run.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset (``p_before`` over ``token`` is used when present).
+    fa : xarray.DataArray
+        ``frac_above_curve``, for the run layout.
+    dims : tuple of str
+        Run dims, in the order of the flattened runs.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shares at step 0 (NaN everywhere without ``p_before``).
+    """
+    if not ("p_before" in ds and "token" in ds["p_before"].dims):
+        return np.full(int(np.prod([fa.sizes[d] for d in dims])), np.nan)
+    pb = ds["p_before"].broadcast_like(fa.isel(step=0, drop=True))
+    num = (pb > THRESHOLD).sum("token")
+    den = pb.notnull().sum("token")
+    return np.asarray((num / den).transpose(*dims).values, float).reshape(-1)
+
+
+def _trajectory_shares(ds) -> pd.DataFrame:
+    """Per-run time-average of ``frac_above_curve`` over the optimizer steps.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset with ``frac_above_curve`` over ``step``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ok run with a finite share: the run dims and ``share_trajectory``.
+    """
+    fa = ds["frac_above_curve"]
+    dims = tuple(d for d in fa.dims if d != "step")
+    arr = np.asarray(fa.transpose(*dims, "step").values, float)
+    arr = arr.reshape(-1, arr.shape[-1])
+    share = _time_average(np.asarray(ds["step"].values), arr, _initial_share(ds, fa, dims))
+    idx = pd.MultiIndex.from_product([ds[d].values for d in dims], names=list(dims))
+    df = idx.to_frame(index=False)
+    df["share_trajectory"] = share
+    df = df[ok_mask(ds, dims).reshape(-1) & np.isfinite(share)]
+    return df.reset_index(drop=True)
+
+
+def _final_shares(ta) -> pd.DataFrame:
+    """Per-run loss-weight and gradient shares of the tokens above threshold at the end.
+
+    Parameters
+    ----------
+    ta : TokenArrays
+        Token arrays (``p_after``, validity, run table).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The run table with ``share_final`` and ``grad_share_final`` (share of
+        Σ(1 − p); NaN where that sum is 0).
+    """
+    p = np.where(ta.valid, ta.p_after, np.nan)
+    above = p > THRESHOLD
+    df = ta.runs.copy()
+    df["share_final"] = np.nansum(above, axis=1) / ta.valid.sum(axis=1)
+    g = np.where(ta.valid, 1.0 - p, 0.0)
+    tot = g.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["grad_share_final"] = np.where(tot > 0, (g * above).sum(axis=1) / tot, np.nan)
+    return df
+
+
+def _budget_table(cells: pd.DataFrame, level: float, n_boot: int,
+                  gen: np.random.Generator) -> pd.DataFrame:
+    """Mean of each share over runs with a bootstrap CI, overall and per rank.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Per-run shares.
+    level : float
+        Confidence level.
+    n_boot : int
+        Bootstrap replicates.
+    gen : numpy.random.Generator
+        Random source.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``quantity, rank`` (``"all"`` or an int), ``mean, low, high, n_runs``.
+    """
+    rows = []
+    for q in ("share_trajectory", "share_final", "grad_share_final"):
+        if q not in cells:
+            continue
+        groups = [("all", cells)]
+        if "rank" in cells:
+            groups += [(int(r), sub) for r, sub in cells.groupby("rank")]
+        for rank, sub in groups:
+            m, lo, hi, n = _boot_mean(sub[q], level, n_boot, gen)
+            rows.append({"quantity": q, "rank": rank, "mean": m, "low": lo, "high": hi,
+                         "n_runs": n})
+    return pd.DataFrame(rows)
+
+
 def gradient_budget(
     ds,
     *,
@@ -166,21 +334,8 @@ def gradient_budget(
         objective = method
     ds = load(ds)
     _check_common(bootstrap, confidence_level)
-    if "objective" in ds.dims:
-        if objective not in ds["objective"].values:
-            raise LawfitError(
-                f"objective {objective!r} is not in the dataset; its objectives are "
-                f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
-            )
-        ds = ds.sel(objective=[objective])
-    has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
-    has_tok = "p_after" in ds and "token" in ds["p_after"].dims
-    if not (has_traj or has_tok):
-        raise LawfitError(
-            "gradient_budget needs 'frac_above_curve' over 'step' (training trajectories) or "
-            f"'p_after' over 'token'; the dataset has {sorted(ds.data_vars)}. Record "
-            "trajectories (collect) or per-token probabilities."
-        )
+    ds = _select_objective(ds, objective)
+    has_traj, has_tok = _budget_sources(ds)
     gen = V.random_generator(rng)
     notes = [
         "share_trajectory: time-average over optimizer steps of the share of target tokens "
@@ -189,34 +344,12 @@ def gradient_budget(
     ]
     frames = []
     if has_traj:
-        fa = ds["frac_above_curve"]
-        dims = tuple(d for d in fa.dims if d != "step")
-        arr = np.asarray(fa.transpose(*dims, "step").values, float)
-        arr = arr.reshape(-1, arr.shape[-1])
-        f0 = np.full(arr.shape[0], np.nan)
-        if "p_before" in ds and "token" in ds["p_before"].dims:
-            pb = ds["p_before"].broadcast_like(fa.isel(step=0, drop=True))
-            num = (pb > THRESHOLD).sum("token")
-            den = pb.notnull().sum("token")
-            f0 = np.asarray((num / den).transpose(*dims).values, float).reshape(-1)
-        share = _time_average(np.asarray(ds["step"].values), arr, f0)
-        idx = pd.MultiIndex.from_product([ds[d].values for d in dims], names=list(dims))
-        df = idx.to_frame(index=False)
-        df["share_trajectory"] = share
-        df = df[ok_mask(ds, dims).reshape(-1) & np.isfinite(share)]
-        frames.append(df.reset_index(drop=True))
+        frames.append(_trajectory_shares(ds))
     else:
         notes.append("no trajectories (frac_above_curve): share_trajectory not computed")
     if has_tok:
         ta = token_arrays(ds, need_greedy=False)
-        p = np.where(ta.valid, ta.p_after, np.nan)
-        above = p > THRESHOLD
-        df = ta.runs.copy()
-        df["share_final"] = np.nansum(above, axis=1) / ta.valid.sum(axis=1)
-        g = np.where(ta.valid, 1.0 - p, 0.0)
-        tot = g.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            df["grad_share_final"] = np.where(tot > 0, (g * above).sum(axis=1) / tot, np.nan)
+        df = _final_shares(ta)
         notes.append(
             "grad_share_final: share of Σ(1 − p) (|∂L/∂logit of the correct token|) carried by "
             "tokens above 0.5 at the end of training: a snapshot, not a trajectory"
@@ -229,18 +362,7 @@ def gradient_budget(
     cells = frames[0]
     if "objective" in cells.columns:
         cells = cells.drop(columns="objective")
-    rows = []
-    for q in ("share_trajectory", "share_final", "grad_share_final"):
-        if q in cells:
-            m, lo, hi, n = _boot_mean(cells[q], confidence_level, int(bootstrap), gen)
-            rows.append({"quantity": q, "rank": "all", "mean": m, "low": lo, "high": hi,
-                         "n_runs": n})
-            if "rank" in cells:
-                for r, sub in cells.groupby("rank"):
-                    m, lo, hi, n = _boot_mean(sub[q], confidence_level, int(bootstrap), gen)
-                    rows.append({"quantity": q, "rank": int(r), "mean": m, "low": lo,
-                                 "high": hi, "n_runs": n})
-    table = pd.DataFrame(rows)
+    table = _budget_table(cells, confidence_level, int(bootstrap), gen)
     return GradientBudget(cells=cells, summary_table=table, level=confidence_level,
                           notes=tuple(notes))
 
