@@ -749,6 +749,189 @@ def _cell_orders(ds: xr.Dataset, ta: TokenArrays | None, capacity: str):
     return df
 
 
+def _sigmoid_curve(th: np.ndarray, lc: np.ndarray, ll: np.ndarray,
+                   bfix: float | None) -> np.ndarray:
+    """Evaluate the cell-level sigmoid ``σ((log C − β log L − x_c) / width)``.
+
+    Parameters
+    ----------
+    th : numpy.ndarray
+        ``(x_c, log width)`` and, when ``bfix`` is None, ``beta``.
+    lc, ll : numpy.ndarray
+        Log capacity and log length of the cells.
+    bfix : float or None
+        Fixed length exponent, or None when ``th`` carries it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Predicted order parameter per cell.
+    """
+    xc, lw = th[0], th[1]
+    bb = bfix if bfix is not None else th[2]
+    return sigmoid((lc - bb * ll - xc) / np.exp(lw))
+
+
+def _solve_sigmoid(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | None):
+    """Least-squares sigmoid fit from two starting widths; return the better one.
+
+    Parameters
+    ----------
+    lc, ll : numpy.ndarray
+        Log capacity and log length.
+    y : numpy.ndarray
+        Order parameter.
+    bfix : float or None
+        Fixed length exponent, or None to fit it (started at 0.5).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult or None
+        None when every start failed.
+    """
+    x0 = lc - (bfix if bfix is not None else 0.5) * ll
+    mid = float(np.median(x0))
+    best = None
+    for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
+        th0 = [mid, lw0] + ([] if bfix is not None else [0.5])
+        try:
+            r = optimize.least_squares(lambda th: _sigmoid_curve(th, lc, ll, bfix) - y, th0,
+                                       method="lm")
+        except Exception:  # noqa: BLE001 - a failed start is just skipped
+            continue
+        if best is None or r.cost < best.cost:
+            best = r
+    return best
+
+
+def _sandwich_cov(J: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """HC1 sandwich covariance of the parameters from the Jacobian and residuals.
+
+    Parameters
+    ----------
+    J : numpy.ndarray
+        Jacobian of the residuals, cells × parameters.
+    e : numpy.ndarray
+        Residuals.
+
+    Returns
+    -------
+    numpy.ndarray
+        Covariance (NaN when ``JᵀJ`` is singular).
+    """
+    n, k = J.shape
+    try:
+        bread = np.linalg.inv(J.T @ J)
+        meat = J.T @ (J * (e * e)[:, None])
+        return bread @ meat @ bread * n / max(n - k, 1)
+    except np.linalg.LinAlgError:
+        return np.full((k, k), np.nan)
+
+
+def _wald_intervals(th: np.ndarray, cov: np.ndarray, zc: float,
+                    bfix: float | None) -> dict[str, tuple]:
+    """Wald intervals of x_c, width (through log width) and beta.
+
+    Parameters
+    ----------
+    th : numpy.ndarray
+        Estimate.
+    cov : numpy.ndarray
+        Its covariance.
+    zc : float
+        Normal quantile of the level.
+    bfix : float or None
+        Fixed length exponent (its interval is the point), or None.
+
+    Returns
+    -------
+    dict
+        Parameter name → (low, high).
+    """
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(over="ignore"):  # an unidentified width gets an open (inf) bound
+        width = tuple(float(w) for w in np.exp([th[1] - zc * se[1], th[1] + zc * se[1]]))
+    return {
+        "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
+        "width": width,
+        "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if bfix is None else (bfix, bfix),
+    }
+
+
+def _sigmoid_draws(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | None,
+                   n_boot: int, gen: np.random.Generator) -> np.ndarray:
+    """Refit the sigmoid on cell-bootstrap resamples; return the finite draws.
+
+    Parameters
+    ----------
+    lc, ll, y : numpy.ndarray
+        Log capacity, log length and order parameter of the cells.
+    bfix : float or None
+        Fixed length exponent, or None.
+    n_boot : int
+        Resamples (those without variation in ``y`` or whose fit fails are dropped).
+    gen : numpy.random.Generator
+        Random source.
+
+    Returns
+    -------
+    numpy.ndarray
+        Draws × parameters.
+    """
+    n, k = y.size, 2 if bfix is not None else 3
+    draws = np.full((n_boot, k), np.nan)
+    for i in range(n_boot):
+        ix = gen.integers(0, n, n)
+        if np.ptp(y[ix]) == 0:
+            continue
+        rb = _solve_sigmoid(lc[ix], ll[ix], y[ix], bfix)
+        if rb is not None and np.all(np.isfinite(rb.x)):
+            draws[i] = rb.x
+    return draws[np.all(np.isfinite(draws), axis=1)]
+
+
+def _critical_points(th: np.ndarray, cov: np.ndarray, draws: np.ndarray | None,
+                     lengths: np.ndarray, level: float, bfix: float | None,
+                     capacity: str) -> pd.DataFrame:
+    """Critical capacity ``exp(x_c + β log L)`` per length, with an interval.
+
+    Parameters
+    ----------
+    th, cov : numpy.ndarray
+        Estimate and covariance (delta-method interval when ``draws`` is None).
+    draws : numpy.ndarray or None
+        Bootstrap draws (percentile interval).
+    lengths : numpy.ndarray
+        Lengths of the cells.
+    level : float
+        Confidence level.
+    bfix : float or None
+        Fixed length exponent, or None.
+    capacity : str
+        Capacity variable, names the column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``length, critical_<capacity>, low, high``.
+    """
+    zc = stats.norm.ppf(0.5 + level / 2)
+    bb = bfix if bfix is not None else th[2]
+    crit = []
+    for L in lengths:
+        est = math.exp(th[0] + bb * math.log(L))
+        if draws is not None:
+            bd = bfix if bfix is not None else draws[:, 2]
+            v = np.exp(draws[:, 0] + bd * math.log(L))
+            lo, hi = np.quantile(v, [0.5 - level / 2, 0.5 + level / 2])
+        else:
+            g = np.array([1.0, 0.0] + ([] if bfix is not None else [math.log(L)]))
+            s = math.sqrt(max(float(g @ cov @ g), 0.0))
+            lo, hi = est * math.exp(-zc * s), est * math.exp(zc * s)
+        crit.append((int(L), est, float(lo), float(hi)))
+    return pd.DataFrame(crit, columns=["length", f"critical_{capacity}", "low", "high"])
+
+
 def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransition | None:
     d = df[np.isfinite(df[order])].reset_index(drop=True)
     if len(d) < 4 or d[order].std() == 0:
@@ -756,96 +939,35 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
     lc, ll = np.log(d["capacity"].to_numpy()), np.log(d["length"].to_numpy(float))
     y = d[order].to_numpy(float)
     fixed = beta is not None or np.ptp(ll) == 0
-    b_fixed = float(beta) if beta is not None else 0.0
-
-    def model(th, lc, ll):
-        xc, lw = th[0], th[1]
-        bb = b_fixed if fixed else th[2]
-        return sigmoid((lc - bb * ll - xc) / np.exp(lw))
-
-    def solve(lc, ll, y):
-        x0 = lc - (b_fixed if fixed else 0.5) * ll
-        mid = float(np.median(x0))
-        best = None
-        for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
-            th0 = [mid, lw0] + ([] if fixed else [0.5])
-            try:
-                r = optimize.least_squares(lambda th: model(th, lc, ll) - y, th0, method="lm")
-            except Exception:  # noqa: BLE001 - a failed start is just skipped
-                continue
-            if best is None or r.cost < best.cost:
-                best = r
-        return best
-
-    r = solve(lc, ll, y)
+    bfix = (float(beta) if beta is not None else 0.0) if fixed else None
+    r = _solve_sigmoid(lc, ll, y, bfix)
     if r is None or not np.all(np.isfinite(r.x)):
         return None
-    th = r.x
-    k = th.size
-    n = y.size
-    J = r.jac
-    e = r.fun
-    names = ["x_c", "width", "beta"][:k]
-    # HC1 sandwich covariance of (x_c, log width, beta)
-    try:
-        bread = np.linalg.inv(J.T @ J)
-        meat = J.T @ (J * (e * e)[:, None])
-        cov = bread @ meat @ bread * n / max(n - k, 1)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    zc = stats.norm.ppf(0.5 + level / 2)
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(over="ignore"):  # an unidentified width gets an open (inf) bound
-        width = tuple(float(w) for w in np.exp([th[1] - zc * se[1], th[1] + zc * se[1]]))
-    ci = {
-        "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
-        "width": width,
-        "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
-    }
+    th, e = r.x, r.fun
+    cov = _sandwich_cov(r.jac, e)
+    ci = _wald_intervals(th, cov, stats.norm.ppf(0.5 + level / 2), bfix)
     method = "wald (HC1 sandwich)"
-    draws = None
-    if n_boot:
-        draws = np.full((n_boot, k), np.nan)
-        for i in range(n_boot):
-            ix = gen.integers(0, n, n)
-            if np.ptp(y[ix]) == 0:
-                continue
-            rb = solve(lc[ix], ll[ix], y[ix])
-            if rb is not None and np.all(np.isfinite(rb.x)):
-                draws[i] = rb.x
-        ok = draws[np.all(np.isfinite(draws), axis=1)]
-        if len(ok) >= 20:
-            q = np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2], axis=0)
-            ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
-                  "beta": tuple(q[:, 2]) if not fixed else (b_fixed, b_fixed)}
-            method = f"bootstrap-percentile (cells, {len(ok)}/{n_boot} ok)"
-    bb = b_fixed if fixed else th[2]
-    lens = np.unique(d["length"].to_numpy())
-    crit = []
-    for L in lens:
-        est = math.exp(th[0] + bb * math.log(L))
-        if draws is not None and method.startswith("bootstrap"):
-            okd = draws[np.all(np.isfinite(draws), axis=1)]
-            bd = b_fixed if fixed else okd[:, 2]
-            v = np.exp(okd[:, 0] + bd * math.log(L))
-            lo, hi = np.quantile(v, [0.5 - level / 2, 0.5 + level / 2])
-        else:
-            g = np.array([1.0, 0.0] + ([] if fixed else [math.log(L)]))
-            s = math.sqrt(max(float(g @ cov @ g), 0.0))
-            lo, hi = est * math.exp(-zc * s), est * math.exp(zc * s)
-        crit.append((int(L), est, float(lo), float(hi)))
-    critical = pd.DataFrame(crit, columns=["length", f"critical_{capacity}", "low", "high"])
+    draws = _sigmoid_draws(lc, ll, y, bfix, n_boot, gen) if n_boot else None
+    if draws is not None and len(draws) >= 20:
+        q = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+        ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
+              "beta": tuple(q[:, 2]) if not fixed else (bfix, bfix)}
+        method = f"bootstrap-percentile (cells, {len(draws)}/{n_boot} ok)"
+    else:
+        draws = None
+    bb = bfix if fixed else th[2]
+    critical = _critical_points(th, cov, draws, np.unique(d["length"].to_numpy()), level,
+                                bfix, capacity)
     out = d.copy()
     out["x"] = lc - bb * ll
-    out["y_hat"] = model(th, lc, ll)
+    out["y_hat"] = _sigmoid_curve(th, lc, ll, bfix)
     return CellTransition(
         order=order, capacity=capacity, x_c=float(th[0]), width=float(math.exp(th[1])),
         beta=float(bb), beta_fixed=fixed,
         ci={kk: (float(v[0]), float(v[1])) for kk, v in ci.items()}, ci_method=method,
         level=level, critical=critical, data=out,
-        rmse=float(np.sqrt(np.mean(e * e))), n_cells=n,
-    ) if names else None
-
+        rmse=float(np.sqrt(np.mean(e * e))), n_cells=y.size,
+    )
 
 # ---------------------------------------------------------------------- front door
 def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
