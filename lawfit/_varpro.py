@@ -592,11 +592,13 @@ def _normal_equations(model: Model, th: np.ndarray, f: np.ndarray, Za: np.ndarra
     f : numpy.ndarray, shape (a, n)
         Model values there.
     Za, Wa : numpy.ndarray, shape (a, n)
-        Responses on the fit scale and weights.
-    space, loss : str
-        Fit space and loss.
+        Their responses (log in log space) and case weights.
+    space : str
+        Fit space (log space divides the Jacobian by the model value).
+    loss : str
+        ``"l2"``, or ``"huber"`` (IRLS weights).
     delta : float
-        Huber threshold.
+        Where the Huber loss turns linear.
     varpro : bool
         Use Kaufman's projected Jacobian of the nonlinear parameters.
     opt : numpy.ndarray of int

@@ -496,9 +496,9 @@ def _check_finite(frame: pd.DataFrame, columns: list[str]) -> None:
     Parameters
     ----------
     frame : pandas.DataFrame
-        Usable cells.
+        Cells with status ``ok``.
     columns : list of str
-        Inputs and variables.
+        The form's inputs and the required variables.
 
     Raises
     ------

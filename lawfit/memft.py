@@ -265,11 +265,11 @@ def _budget_table(cells: pd.DataFrame, level: float, n_boot: int,
     cells : pandas.DataFrame
         Per-run shares.
     level : float
-        Confidence level.
+        Level of the mean's interval.
     n_boot : int
-        Bootstrap replicates.
+        Resamples of the runs (0: no interval).
     gen : numpy.random.Generator
-        Random source.
+        Draws the resamples.
 
     Returns
     -------

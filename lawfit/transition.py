@@ -1076,23 +1076,29 @@ def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
     return flags
 
 
-def _recall_checks(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
-                   cascade_unit: str, censored: str, level: float, n_boot: int,
-                   gen: np.random.Generator, notes: list[str], flags: list[Flag]) -> tuple:
+@dataclass(frozen=True)
+class _TokenOptions:
+    """Settings of the token-level analyses, as :func:`phase_transition` validated them."""
+
+    condition_on_prefix: bool
+    tie_tol: float
+    cascade_unit: str
+    censored: str
+    level: float
+    n_boot: int
+    gen: np.random.Generator
+
+
+def _recall_checks(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
+                   flags: list[Flag]) -> tuple:
     """Token-level analysis of a dataset with ``p_after`` and ``greedy_correct``.
 
     Parameters
     ----------
     ds : xarray.Dataset
         Contract dataset with both token variables.
-    condition_on_prefix, tie_tol, cascade_unit, censored
-        As in :func:`phase_transition`.
-    level : float
-        Confidence level.
-    n_boot : int
-        Bootstrap replicates.
-    gen : numpy.random.Generator
-        Random source.
+    opts : _TokenOptions
+        Settings of the analyses.
     notes, flags : list
         Appended with what the checks report.
 
@@ -1103,19 +1109,19 @@ def _recall_checks(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
     """
     ta = token_arrays(ds)
     intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
-    prefix_ok = intact if condition_on_prefix else np.ones_like(ta.valid)
-    thr = _threshold_or_note(ta, prefix_ok, level, n_boot, gen, notes)
+    prefix_ok = intact if opts.condition_on_prefix else np.ones_like(ta.valid)
+    thr = _threshold_or_note(ta, prefix_ok, opts.level, opts.n_boot, opts.gen, notes)
     if thr is not None:
         flags.extend(_threshold_flags(thr))
-    suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
+    suff = _sufficiency(ta, intact, opts.tie_tol)  # defined on intact prefixes only
     if suff.n_violations:
         flags.append(Flag(
             "sufficiency_violated",
-            f"{suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
+            f"{suff.n_violations} tokens with p_after > 0.5 + {opts.tie_tol:g} and an "
             "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
             "(check that both used the same prompt, precision and tokenization)"
         ))
-    casc = _cascade(ta, cascade_unit, censored, level, n_boot, gen)
+    casc = _cascade(ta, opts.cascade_unit, opts.censored, opts.level, opts.n_boot, opts.gen)
     if casc is None:
         notes.append("cascade not computed: fewer than 4 units with a varying position")
     seq = _sequence(ta)
@@ -1124,23 +1130,16 @@ def _recall_checks(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
     return ta, thr, suff, casc, seq, _bimodality(ta)
 
 
-def _token_level(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
-                 cascade_unit: str, censored: str, level: float, n_boot: int,
-                 gen: np.random.Generator, notes: list[str], flags: list[Flag]) -> tuple:
+def _token_level(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
+                 flags: list[Flag]) -> tuple:
     """Run the token-level analyses the dataset's variables allow; note those skipped.
 
     Parameters
     ----------
     ds : xarray.Dataset
         Contract dataset.
-    condition_on_prefix, tie_tol, cascade_unit, censored
-        As in :func:`phase_transition`.
-    level : float
-        Confidence level.
-    n_boot : int
-        Bootstrap replicates.
-    gen : numpy.random.Generator
-        Random source.
+    opts : _TokenOptions
+        Settings of the analyses.
     notes, flags : list
         Appended with what the analyses report.
 
@@ -1151,8 +1150,7 @@ def _token_level(ds: xr.Dataset, condition_on_prefix: bool, tie_tol: float,
         parts the variables cannot support are None.
     """
     if "p_after" in ds and "greedy_correct" in ds:
-        return _recall_checks(ds, condition_on_prefix, tie_tol, cascade_unit, censored,
-                              level, n_boot, gen, notes, flags)
+        return _recall_checks(ds, opts, notes, flags)
     if "p_after" in ds:
         ta = token_arrays(ds, need_greedy=False)
         bim = _bimodality(ta)
@@ -1299,10 +1297,9 @@ def phase_transition(
             "pooled over " + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
             + "; select one group (ds.sel(...)) to analyse it alone"
         )
-    ta, thr, suff, casc, seq, bim = _token_level(
-        ds, condition_on_prefix, tie_tol, cascade_unit, censored, confidence_level,
-        int(bootstrap), gen, notes, flags,
-    )
+    opts = _TokenOptions(condition_on_prefix, tie_tol, cascade_unit, censored,
+                         confidence_level, int(bootstrap), gen)
+    ta, thr, suff, casc, seq, bim = _token_level(ds, opts, notes, flags)
     transitions = _cell_transitions(ds, ta, capacity, orders, beta, confidence_level,
                                     int(bootstrap) // 5, gen, notes, flags)
     if bootstrap and transitions:
