@@ -336,21 +336,12 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
     done = ~np.isfinite(obj)
     conv = np.zeros(R, bool)
     nit = np.zeros(R, int)
-    eye = np.eye(4)
     for _ in range(max_iter):
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
         th = theta[act]
-        Aa = A[act]
-        diag = np.einsum("rii->ri", Aa)
-        diag = np.where(diag > 0, diag, 1e-12)
-        step = _solve_spd(Aa + lam[act, None, None] * diag[:, :, None] * eye, grad[act])
-        singular = ~np.all(np.isfinite(step), axis=1)
-        if singular.any():  # no usable step: a failed fit, never a silent "convergence"
-            done[act[singular]] = True
-            conv[act[singular]] = False
-            step = np.where(np.isfinite(step), step, 0.0)
+        step, singular = _damped_step(A[act], grad[act], lam[act], act, done, conv)
         new = np.clip(th + step, lower, upper)
         # objective and normal equations at the trial points (kept where accepted)
         o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts)
@@ -468,6 +459,182 @@ def make_grid(ranges, n_per):
     return np.stack([m.ravel() for m in mesh], axis=1)
 
 
+def _damped_step(A: np.ndarray, g: np.ndarray, lam: np.ndarray, act: np.ndarray,
+                 done: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Levenberg-Marquardt step of the active replicates, damped relative to the diagonal.
+
+    Parameters
+    ----------
+    A : numpy.ndarray, shape (a, p, p)
+        Normal matrices of the active replicates.
+    g : numpy.ndarray, shape (a, p)
+        Their gradients (``Jᵀ W r``).
+    lam : numpy.ndarray, shape (a,)
+        Their damping.
+    act : numpy.ndarray of int
+        Indices of the active replicates among all.
+    done, conv : numpy.ndarray of bool
+        State over all replicates; a replicate with no usable step is marked done and
+        not converged, in place.
+
+    Returns
+    -------
+    step : numpy.ndarray, shape (a, p)
+        The steps (0 where singular).
+    singular : numpy.ndarray of bool, shape (a,)
+        Replicates whose damped system had no finite solution.
+    """
+    diag = np.einsum("rii->ri", A)
+    diag = np.where(diag > 0, diag, 1e-12)
+    step = _solve_spd(A + lam[:, None, None] * diag[:, :, None] * np.eye(A.shape[1]), g)
+    singular = ~np.all(np.isfinite(step), axis=1)
+    if singular.any():  # no usable step: a failed fit, never a silent "convergence"
+        done[act[singular]] = True
+        conv[act[singular]] = False
+        step = np.where(np.isfinite(step), step, 0.0)
+    return step, singular
+
+
+def _relinearise(model: Model, th: np.ndarray, z: np.ndarray,
+                 w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve the linear parameters in closed form at ``th``'s nonlinear part.
+
+    Parameters
+    ----------
+    model : Model
+        Form bound to the design.
+    th : numpy.ndarray, shape (R, k)
+        Parameters (the linear ones are replaced).
+    z, w : numpy.ndarray, shape (R, n)
+        Responses and weights.
+
+    Returns
+    -------
+    theta : numpy.ndarray, shape (R, k)
+        A copy of ``th`` with the weighted least-squares linear parameters.
+    f : numpy.ndarray, shape (R, n)
+        Model values there.
+    """
+    g0, Phi = model.basis(th)
+    th = th.copy()
+    c = solve_linear(Phi, z - g0, w)
+    th[:, model.lin] = c
+    return th, g0 + np.einsum("rnk,rk->rn", Phi, c)
+
+
+def _finite_objective(f: np.ndarray, z: np.ndarray, w: np.ndarray, space: str, loss: str,
+                      delta: float) -> np.ndarray:
+    """Weighted loss of each replicate at model values ``f``; inf where not finite.
+
+    Parameters
+    ----------
+    f : numpy.ndarray, shape (R, n)
+        Model values (linear scale).
+    z, w : numpy.ndarray, shape (R, n)
+        Responses on the fit scale and weights.
+    space, loss : str
+        Fit space and loss.
+    delta : float
+        Huber threshold.
+
+    Returns
+    -------
+    numpy.ndarray, shape (R,)
+        Objective per replicate.
+    """
+    r = z - transform(f, space)
+    s = np.sum(w * rho(r, loss, delta), axis=1)
+    return np.where(np.isfinite(s), s, np.inf)
+
+
+def _free_parameters(model: Model, k: int, fixed: np.ndarray, mode: str,
+                     space: str) -> tuple[bool, np.ndarray]:
+    """Choose variable projection or a full iteration, and the parameters iterated on.
+
+    Parameters
+    ----------
+    model : Model
+        Form bound to the design.
+    k : int
+        Number of parameters.
+    fixed : numpy.ndarray of bool, shape (k,)
+        Parameters held at their start.
+    mode : {"full", "varpro"}
+        Requested mode (variable projection needs linear space, linear parameters and
+        nothing fixed).
+    space : str
+        Fit space.
+
+    Returns
+    -------
+    varpro : bool
+        Whether variable projection is used.
+    opt : numpy.ndarray of int
+        Indices of the parameters the iteration moves.
+    """
+    varpro = mode == "varpro" and model.lin.size > 0 and space == "linear" and not fixed.any()
+    if varpro:
+        return True, model.nl
+    return False, np.array([j for j in range(k) if not fixed[j]], int)
+
+
+def _normal_equations(model: Model, th: np.ndarray, f: np.ndarray, Za: np.ndarray,
+                      Wa: np.ndarray, *, space: str, loss: str, delta: float, varpro: bool,
+                      opt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Newton normal equations of the active replicates (IRLS weights for Huber).
+
+    Parameters
+    ----------
+    model : Model
+        Form bound to the design.
+    th : numpy.ndarray, shape (a, k)
+        Current parameters.
+    f : numpy.ndarray, shape (a, n)
+        Model values there.
+    Za, Wa : numpy.ndarray, shape (a, n)
+        Their responses (log in log space) and case weights.
+    space : str
+        Fit space (log space divides the Jacobian by the model value).
+    loss : str
+        ``"l2"``, or ``"huber"`` (IRLS weights).
+    delta : float
+        Where the Huber loss turns linear.
+    varpro : bool
+        Use Kaufman's projected Jacobian of the nonlinear parameters.
+    opt : numpy.ndarray of int
+        Parameters iterated on.
+
+    Returns
+    -------
+    A : numpy.ndarray, shape (a, p, p)
+        ``Jᵀ W J``.
+    g : numpy.ndarray, shape (a, p)
+        ``Jᵀ W r``.
+    w : numpy.ndarray, shape (a, n)
+        The weights used (IRLS-adjusted for Huber).
+    """
+    J = model.jacobian(th, f)
+    if space == "log":
+        m = transform(f, space)
+        J = J / np.where(f > 0, f, np.nan)[..., None]
+    else:
+        m = f
+    ra = Za - m
+    w = Wa * irls_weights(ra, loss, delta) if loss != "l2" else Wa
+    if varpro:
+        Phi = J[:, :, model.lin]
+        Jn = J[:, :, model.nl]
+        PW = Phi * w[..., None]
+        A_ = np.matmul(PW.transpose(0, 2, 1), Phi)
+        B_ = np.matmul(PW.transpose(0, 2, 1), Jn)
+        coef = np.stack([_solve_spd(A_, B_[:, :, j]) for j in range(Jn.shape[2])], axis=2)
+        Jo = Jn - np.matmul(Phi, coef)
+    else:
+        Jo = J[:, :, opt]
+    JW = Jo * w[..., None]
+    return np.matmul(JW.transpose(0, 2, 1), Jo), np.einsum("rnk,rn->rk", JW, ra), w
+
+
 def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full",
        fixed=None, max_iter=200, ftol=1e-12, xtol=1e-10):
     """Batched projected Levenberg-Marquardt (IRLS for Huber).
@@ -491,37 +658,18 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
     with np.errstate(all="ignore"):
         Z = np.log(Y) if space == "log" else Y
     fixed = np.zeros(k, bool) if fixed is None else np.asarray(fixed, bool)
-    varpro = mode == "varpro" and model.lin.size > 0 and space == "linear" and not fixed.any()
-    if varpro:
-        opt = model.nl
-    else:
-        opt = np.array([j for j in range(k) if not fixed[j]], int)
+    varpro, opt = _free_parameters(model, k, fixed, mode, space)
     lo, hi = model.lower[opt], model.upper[opt]
     theta = np.clip(theta, model.lower, model.upper)
-
-    def relin(th, z, w):
-        """Closed-form linear params at th's nonlinear part; returns (theta, f)."""
-        g0, Phi = model.basis(th)
-        th = th.copy()
-        c = solve_linear(Phi, z - g0, w)
-        th[:, model.lin] = c
-        return th, g0 + np.einsum("rnk,rk->rn", Phi, c)
-
-    def obj_of(f, z, w):
-        r = z - transform(f, space)
-        s = np.sum(w * rho(r, loss, delta), axis=1)
-        return np.where(np.isfinite(s), s, np.inf)
-
     if varpro:
-        theta, fcur = relin(theta, Z, W)
+        theta, fcur = _relinearise(model, theta, Z, W)
     else:
         fcur = np.array(model.f(theta))
-    obj = obj_of(fcur, Z, W)
+    obj = _finite_objective(fcur, Z, W, space, loss, delta)
     lam = np.full(R, 1e-3)
     done = ~np.isfinite(obj)
     conv = np.zeros(R, bool)
     nit = np.zeros(R, int)
-    eye = np.eye(opt.size)
     for _ in range(max_iter):
         act = np.flatnonzero(~done)
         if act.size == 0:
@@ -532,50 +680,22 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
             th = theta[act]
             Wa, Za = W[act], Z[act]
             f = fcur[act]
-        J = model.jacobian(th, f)
-        if space == "log":
-            m = transform(f, space)
-            J = J / np.where(f > 0, f, np.nan)[..., None]
-        else:
-            m = f
-        ra = Za - m
-        w = Wa * irls_weights(ra, loss, delta) if loss != "l2" else Wa
-        if varpro:
-            Phi = J[:, :, model.lin]
-            Jn = J[:, :, model.nl]
-            PW = Phi * w[..., None]
-            A_ = np.matmul(PW.transpose(0, 2, 1), Phi)
-            B_ = np.matmul(PW.transpose(0, 2, 1), Jn)
-            coef = np.stack([_solve_spd(A_, B_[:, :, j]) for j in range(Jn.shape[2])], axis=2)
-            Jo = Jn - np.matmul(Phi, coef)
-        else:
-            Jo = J[:, :, opt]
-        JW = Jo * w[..., None]
-        A = np.matmul(JW.transpose(0, 2, 1), Jo)
-        g = np.einsum("rnk,rn->rk", JW, ra)
-        diag = np.einsum("rii->ri", A)
-        diag = np.where(diag > 0, diag, 1e-12)
-        Ad = A + lam[act, None, None] * diag[:, :, None] * eye
-        step = _solve_spd(Ad, g)
-        singular = ~np.all(np.isfinite(step), axis=1)
-        if singular.any():  # no usable step: a failed fit, never a silent "convergence"
-            done[act[singular]] = True
-            conv[act[singular]] = False
-            step = np.where(np.isfinite(step), step, 0.0)
+        A, g, w = _normal_equations(model, th, f, Za, Wa, space=space, loss=loss,
+                                    delta=delta, varpro=varpro, opt=opt)
+        step, singular = _damped_step(A, g, lam[act], act, done, conv)
         new = th.copy()
         new[:, opt] = np.clip(th[:, opt] + step, lo, hi)
         if varpro:
-            new, f_new = relin(new, Za, w)
+            new, f_new = _relinearise(model, new, Za, w)
         else:
             f_new = np.array(model.f(new))
-        o_new = obj_of(f_new, Za, Wa)
+        o_new = _finite_objective(f_new, Za, Wa, space, loss, delta)
         _lm_accept(act, new, o_new, np.linalg.norm(new[:, opt] - th[:, opt], axis=1),
                    np.linalg.norm(th[:, opt], axis=1) + xtol, singular,
                    state=(theta, obj, lam, conv, done, nit), ftol=ftol, xtol=xtol,
                    carry=((fcur, f_new),))
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
-
 
 def collapse(X, Y, W):
     """Merge points with identical inputs (exact for least squares).

@@ -337,6 +337,335 @@ def _holdout(frame, form, axis, kw, exclude):
     return float(np.sqrt(np.mean((pred - test["loss_reduction"].to_numpy(float)) ** 2)))
 
 
+def _check_options(loss: str, criterion: str, exclude: str | float | None,
+                   holdout: Sequence[str]) -> str | float | None:
+    """Reject options :func:`compare` cannot use; return the validated exclusion rule.
+
+    Parameters
+    ----------
+    loss : str
+        Must be ``"l2"``: the criteria need a likelihood.
+    criterion : str
+        ``"aicc"`` or ``"bic"``.
+    exclude : {"memorized"} or float or None
+        Exclusion rule passed on to :func:`lawfit.fit`.
+    holdout : sequence of str
+        Axes among ``"rank"`` and ``"length"``.
+
+    Returns
+    -------
+    str or float or None
+        ``exclude`` as :func:`lawfit._validate.exclude_rule` normalises it.
+
+    Raises
+    ------
+    LawfitError
+        Any option outside its allowed values (checked in the order above).
+    """
+    if loss != "l2":
+        raise LawfitError(
+            f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
+            "lawfit.fit(..., loss='huber') for a robust fit of a single form."
+        )
+    V.one_of(criterion, "criterion", ("aicc", "bic"))
+    exclude = V.exclude_rule(exclude)
+    bad_h = [h for h in holdout if h not in ("rank", "length")]
+    if bad_h:
+        raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")
+    return exclude
+
+
+def _candidate_forms(forms: Sequence[str] | None) -> list:
+    """Look up the candidate forms (the built-in candidates when ``forms`` is None).
+
+    Parameters
+    ----------
+    forms : sequence of str or None
+        Registered form names.
+
+    Returns
+    -------
+    list of Form
+        One form object per name, in the given order.
+
+    Raises
+    ------
+    LawfitError
+        A name listed twice, or an unknown form.
+    """
+    names = list(_fx.BUILTIN_CANDIDATES if forms is None else forms)
+    if len(set(names)) != len(names):
+        raise LawfitError(f"forms contains duplicates: {names}. List each form once.")
+    return [get_form(n) for n in names]
+
+
+def _nparams_is_rank(frame: pd.DataFrame) -> bool:
+    """Return True when ``n_params`` is proportional to ``rank`` on every cell."""
+    ratio = frame["n_params"].to_numpy(float) / frame["rank"].to_numpy(float)
+    return bool(np.ptp(ratio) <= 1e-9 * ratio.max())
+
+
+def _usable_forms(form_objs: list, frame: pd.DataFrame, notes: list[str], *,
+                  default_forms: bool) -> list:
+    """Keep the forms the data can fit; note each one skipped and why.
+
+    Parameters
+    ----------
+    form_objs : list of Form
+        Candidate forms.
+    frame : pandas.DataFrame
+        Tidy data from :func:`_frame`.
+    notes : list of str
+        Appended with one note per skipped form.
+    default_forms : bool
+        True when the user did not name the forms: then ``power_law_nparams`` is skipped
+        where ``n_params`` is proportional to rank (the same law as ``power_law``).
+
+    Returns
+    -------
+    list of Form
+        The forms whose inputs the frame has.
+    """
+    usable = []
+    for f in form_objs:
+        missing = [c for c in f.inputs if c not in frame.columns]
+        if missing:
+            notes.append(f"{f.name} skipped: the data lacks {missing}")
+            continue
+        if (f.name == "power_law_nparams" and "n_params" in frame and default_forms
+                and _nparams_is_rank(frame)):
+            notes.append(
+                "power_law_nparams skipped: n_params is proportional to rank here, so it "
+                "is the same law as power_law (pass pool=('modules',) over several "
+                "modules/models to compare them)"
+            )
+            continue
+        usable.append(f)
+    return usable
+
+
+def _fit_candidates(usable: list, frame: pd.DataFrame, kw: dict,
+                    exclude: str | float | None, notes: list[str]) -> tuple[dict, dict]:
+    """Fit every usable form on the same points, keeping pointwise log-likelihoods.
+
+    Parameters
+    ----------
+    usable : list of Form
+        Forms to fit.
+    frame : pandas.DataFrame
+        Tidy data.
+    kw : dict
+        Keyword arguments for :func:`lawfit.fit` (loss, space, profile, bootstrap).
+    exclude : {"memorized"} or float or None
+        Exclusion rule.
+    notes : list of str
+        Appended with a note per form that could not be fitted.
+
+    Returns
+    -------
+    fits : dict
+        Form name → FitResult, in fitting order.
+    lls : dict
+        Form name → (pointwise log-likelihood array, fitted points frame).
+
+    Raises
+    ------
+    LawfitError
+        Fewer than two forms could be fitted; the message groups the fit errors.
+    """
+    fits, lls = {}, {}
+    failures: dict[str, list[str]] = {}
+    n_ref = None
+    for f in usable:
+        try:
+            res = _quiet_fit(frame, f, exclude=exclude, **kw)
+        except LawfitError as exc:
+            notes.append(f"{f.name} not fitted: {exc}")
+            failures.setdefault(str(exc), []).append(f.name)
+            continue
+        pts = res.points
+        if n_ref is None:
+            n_ref = len(pts)
+        elif len(pts) != n_ref:  # pragma: no cover - exclusion depends on data only
+            notes.append(f"{f.name} fitted on {len(pts)} points, not {n_ref}: left out")
+            continue
+        y = pts["loss_reduction"].to_numpy(float)
+        lls[f.name] = (pointwise_loglik(pts["residual"].to_numpy(float), y, kw["space"]), pts)
+        fits[f.name] = res
+    if len(fits) < 2:
+        why = "; ".join(f"{', '.join(names)}: {msg}" for msg, names in failures.items())
+        raise LawfitError(
+            f"compare needs at least two forms that can be fitted; got {len(fits)} "
+            f"({list(fits)}). {why or 'See the notes.'} Add cells, forms, or the "
+            "variables they need (loss_before, n_params)."
+        )
+    return fits, lls
+
+
+def _criteria_row(res, pts: pd.DataFrame, ll: np.ndarray, frame: pd.DataFrame, kw: dict,
+                  exclude: str | float | None, holdout: Sequence[str]) -> dict:
+    """One ranking-table row: likelihood, AICc, BIC, fit quality and held-out errors.
+
+    Parameters
+    ----------
+    res : FitResult
+        The form's fit on all points.
+    pts : pandas.DataFrame
+        Its fitted points (``loss_reduction``, ``fitted``).
+    ll : numpy.ndarray
+        Pointwise log-likelihoods.
+    frame : pandas.DataFrame
+        Tidy data, for the held-out fits.
+    kw : dict
+        Keyword arguments for :func:`lawfit.fit`.
+    exclude : {"memorized"} or float or None
+        Exclusion rule.
+    holdout : sequence of str
+        Axes whose held-out RMSE is computed (NaN for the others).
+
+    Returns
+    -------
+    dict
+        Columns of :attr:`ComparisonResult.table` before deltas and weights.
+    """
+    f = res.form
+    y = pts["loss_reduction"].to_numpy(float)
+    n = len(pts)
+    k = len(f.params) + 1
+    loglik = float(ll.sum())
+    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0
+                                  else math.inf)
+    bic = -2 * loglik + k * math.log(n)
+    row = {"form": f.name, "k": k, "n_obs": n, "loglik": loglik, "aicc": aicc, "bic": bic,
+           "r2": res.r2, "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
+           "converged": bool(res.meta.get("converged", True)),
+           "flags": "; ".join(fl.code for fl in res.flags)}
+    for axis in ("rank", "length"):
+        row[f"extrap_{axis}_rmse"] = (_holdout(frame, f, axis, kw, exclude)
+                                      if axis in holdout else math.nan)
+    return row
+
+
+_TABLE_COLUMNS = ["form", "k", "n_obs", "loglik", "aicc", "delta_aicc", "weight_aicc", "bic",
+                  "delta_bic", "weight_bic", "r2", "rmse", "extrap_rank_rmse",
+                  "extrap_length_rmse", "converged", "flags"]
+
+
+def _ranking_table(rows: list[dict], criterion: str) -> pd.DataFrame:
+    """Rank the forms by ``criterion`` with deltas and Akaike weights of AICc and BIC.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One :func:`_criteria_row` per fitted form.
+    criterion : {"aicc", "bic"}
+        Sort key (ties broken by form name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ranking table, best first, columns in documented order.
+    """
+    table = pd.DataFrame(rows)
+    for c in ("aicc", "bic"):
+        table[f"delta_{c}"] = table[c] - table[c].min()
+        table[f"weight_{c}"] = akaike_weights(table[c])
+    table = table.sort_values([criterion, "form"]).reset_index(drop=True)
+    return table[_TABLE_COLUMNS]
+
+
+def _nested_tests(fits: dict, lls: dict, notes: list[str],
+                  flags: list[Flag]) -> tuple[pd.DataFrame, set[frozenset]]:
+    """Likelihood-ratio tests of every fitted nested pair of forms.
+
+    Parameters
+    ----------
+    fits : dict
+        Form name → FitResult.
+    lls : dict
+        Form name → (pointwise log-likelihoods, points).
+    notes : list of str
+        Appended with the caveats when a test has no chi-square p-value.
+    flags : list of Flag
+        Appended with ``local_optimum`` where a general form fits worse than its
+        restriction.
+
+    Returns
+    -------
+    lr : pandas.DataFrame
+        ``restricted, general, restriction, df, statistic, pvalue, valid``.
+    nested_pairs : set of frozenset
+        The pairs tested here (Vuong's test skips them).
+    """
+    lr_rows = []
+    nested_pairs = set()
+    for restr, gen, what, valid in _fx.NESTED:
+        if restr in fits and gen in fits:
+            nested_pairs.add(frozenset((restr, gen)))
+            df = len(get_form(gen).params) - len(get_form(restr).params)
+            l0, l1 = float(lls[restr][0].sum()), float(lls[gen][0].sum())
+            stat, p = likelihood_ratio_test(l0, l1, df)
+            lr_rows.append({"restricted": restr, "general": gen, "restriction": what, "df": df,
+                            "statistic": stat, "pvalue": p if valid else math.nan,
+                            "valid": valid})
+            if l1 < l0 - 1e-6:
+                flags.append(Flag("local_optimum", f"{gen} fits worse than its restriction "
+                                  f"{restr}: the optimizer of {gen} stopped at a local optimum"))
+    if any(not r["valid"] for r in lr_rows):
+        notes.append("LR test of broken_power_law vs power_law has no chi-square p-value: the "
+                     "break point is not identified under the null (Davies' problem); use the "
+                     "criteria")
+        notes.append("LR tests assume no parameter at a bound; see each fit's flags")
+    return pd.DataFrame(lr_rows), nested_pairs
+
+
+def _vuong_table(ranked: list[str], lls: dict, nested_pairs: set[frozenset],
+                 vuong_clusters: str | None, significance: float) -> pd.DataFrame:
+    """Vuong tests of every non-nested pair of fitted forms.
+
+    Parameters
+    ----------
+    ranked : list of str
+        Fitted form names, best first (pairs are taken in this order).
+    lls : dict
+        Form name → (pointwise log-likelihoods, points).
+    nested_pairs : set of frozenset
+        Pairs already tested by likelihood ratio: skipped.
+    vuong_clusters : str or None
+        Column of the points whose cells are correlated.
+    significance : float
+        Level below which ``favours`` names a form.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``form_1, form_2, z, pvalue, favours``.
+    """
+    v_rows = []
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1:]:
+            if frozenset((a, b)) in nested_pairs:
+                continue
+            la, pa = lls[a]
+            lb, _ = lls[b]
+            cl = pa[vuong_clusters].to_numpy() if vuong_clusters else None
+            z, p = vuong_test(la, lb, len(get_form(a).params), len(get_form(b).params), cl)
+            fav = (a if z > 0 else b) if p < significance else None
+            v_rows.append({"form_1": a, "form_2": b, "z": z, "pvalue": p, "favours": fav})
+    return pd.DataFrame(v_rows)
+
+
+def _heteroscedastic_flag(best: str, pvalue: float) -> Flag:
+    """Build the ``heteroscedastic`` flag for the best form's Breusch-Pagan ``pvalue``."""
+    return Flag(
+        "heteroscedastic",
+        f"the residual spread of {best} grows with the fitted ΔL "
+        f"(Breusch-Pagan p = {pvalue:.2g}): the Gaussian likelihood behind AICc/BIC is "
+        "misspecified and selection in linear space over-rewards flexible forms "
+        "(docs/analyses.md); rerun with space='log'"
+    )
+
+
 def compare(
     ds,
     forms: Sequence[str] | None = None,
@@ -403,142 +732,30 @@ def compare(
                       "law's rank exponent).", DeprecationWarning, stacklevel=2)
         significance = alpha
     significance = V.significance_level(significance)
-    if loss != "l2":
-        raise LawfitError(
-            f"compare needs a likelihood, so loss must be 'l2'; got {loss!r}. Use "
-            "lawfit.fit(..., loss='huber') for a robust fit of a single form."
-        )
-    V.one_of(criterion, "criterion", ("aicc", "bic"))
-    exclude = V.exclude_rule(exclude)
-    bad_h = [h for h in holdout if h not in ("rank", "length")]
-    if bad_h:
-        raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")
-    names = list(_fx.BUILTIN_CANDIDATES if forms is None else forms)
-    if len(set(names)) != len(names):
-        raise LawfitError(f"forms contains duplicates: {names}. List each form once.")
-    form_objs = [get_form(n) for n in names]
+    exclude = _check_options(loss, criterion, exclude, holdout)
+    form_objs = _candidate_forms(forms)
     frame, _excl = _frame(ds, form_objs, "rank", tuple(pool))
     V.known_columns(vuong_clusters, frame.columns, "vuong_clusters")
-    notes = []
-    if pool:
-        notes.append(f"pooled over {list(pool)} into one law (cluster column 'run')")
-    usable = []
-    for f in form_objs:
-        missing = [c for c in f.inputs if c not in frame.columns]
-        if missing:
-            notes.append(f"{f.name} skipped: the data lacks {missing}")
-            continue
-        if f.name == "power_law_nparams" and "n_params" in frame and forms is None:
-            ratio = frame["n_params"].to_numpy(float) / frame["rank"].to_numpy(float)
-            if np.ptp(ratio) <= 1e-9 * ratio.max():
-                notes.append(
-                    "power_law_nparams skipped: n_params is proportional to rank here, so it "
-                    "is the same law as power_law (pass pool=('modules',) over several "
-                    "modules/models to compare them)"
-                )
-                continue
-        usable.append(f)
+    notes = [f"pooled over {list(pool)} into one law (cluster column 'run')"] if pool else []
+    usable = _usable_forms(form_objs, frame, notes, default_forms=forms is None)
     kw = dict(loss="l2", space=space, profile=False, bootstrap=0)
-    fits, rows, lls = {}, [], {}
-    failures: dict[str, list[str]] = {}
-    n_ref = None
-    for f in usable:
-        try:
-            res = _quiet_fit(frame, f, exclude=exclude, **kw)
-        except LawfitError as exc:
-            notes.append(f"{f.name} not fitted: {exc}")
-            failures.setdefault(str(exc), []).append(f.name)
-            continue
-        pts = res.points
-        if n_ref is None:
-            n_ref = len(pts)
-        elif len(pts) != n_ref:  # pragma: no cover - exclusion depends on data only
-            notes.append(f"{f.name} fitted on {len(pts)} points, not {n_ref}: left out")
-            continue
-        y = pts["loss_reduction"].to_numpy(float)
-        ll = pointwise_loglik(pts["residual"].to_numpy(float), y, space)
-        lls[f.name] = (ll, pts)
-        fits[f.name] = res
-        n = len(pts)
-        k = len(f.params) + 1
-        loglik = float(ll.sum())
-        aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0
-                                      else math.inf)
-        bic = -2 * loglik + k * math.log(n)
-        row = {"form": f.name, "k": k, "n_obs": n, "loglik": loglik, "aicc": aicc, "bic": bic,
-               "r2": res.r2, "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
-               "converged": bool(res.meta.get("converged", True)),
-               "flags": "; ".join(f.code for f in res.flags)}
-        for axis in ("rank", "length"):
-            row[f"extrap_{axis}_rmse"] = (_holdout(frame, f, axis, kw, exclude)
-                                          if axis in holdout else math.nan)
-        rows.append(row)
-    if len(rows) < 2:
-        why = "; ".join(f"{', '.join(names)}: {msg}" for msg, names in failures.items())
-        raise LawfitError(
-            f"compare needs at least two forms that can be fitted; got {len(rows)} "
-            f"({[r['form'] for r in rows]}). {why or 'See the notes.'} Add cells, forms, or the "
-            "variables they need (loss_before, n_params)."
-        )
-    table = pd.DataFrame(rows)
-    for c in ("aicc", "bic"):
-        table[f"delta_{c}"] = table[c] - table[c].min()
-        table[f"weight_{c}"] = akaike_weights(table[c])
-    table = table.sort_values([criterion, "form"]).reset_index(drop=True)
-    order = ["form", "k", "n_obs", "loglik", "aicc", "delta_aicc", "weight_aicc", "bic",
-             "delta_bic", "weight_bic", "r2", "rmse", "extrap_rank_rmse", "extrap_length_rmse",
-             "converged", "flags"]
-    table = table[order]
-    # nested pairs
-    lr_rows = []
-    flags = []
-    nested_pairs = set()
-    for restr, gen, what, valid in _fx.NESTED:
-        if restr in fits and gen in fits:
-            nested_pairs.add(frozenset((restr, gen)))
-            df = len(get_form(gen).params) - len(get_form(restr).params)
-            l0, l1 = float(lls[restr][0].sum()), float(lls[gen][0].sum())
-            stat, p = likelihood_ratio_test(l0, l1, df)
-            lr_rows.append({"restricted": restr, "general": gen, "restriction": what, "df": df,
-                            "statistic": stat, "pvalue": p if valid else math.nan,
-                            "valid": valid})
-            if l1 < l0 - 1e-6:
-                flags.append(Flag("local_optimum", f"{gen} fits worse than its restriction "
-                                  f"{restr}: the optimizer of {gen} stopped at a local optimum"))
-    if any(not r["valid"] for r in lr_rows):
-        notes.append("LR test of broken_power_law vs power_law has no chi-square p-value: the "
-                     "break point is not identified under the null (Davies' problem); use the "
-                     "criteria")
-        notes.append("LR tests assume no parameter at a bound; see each fit's flags")
-    lr = pd.DataFrame(lr_rows)
-    # non-nested pairs: Vuong
-    v_rows = []
-    fitted_names = list(table["form"])
-    for i, a in enumerate(fitted_names):
-        for b in fitted_names[i + 1:]:
-            if frozenset((a, b)) in nested_pairs:
-                continue
-            la, pa = lls[a]
-            lb, _ = lls[b]
-            cl = pa[vuong_clusters].to_numpy() if vuong_clusters else None
-            z, p = vuong_test(la, lb, len(get_form(a).params), len(get_form(b).params), cl)
-            fav = (a if z > 0 else b) if p < significance else None
-            v_rows.append({"form_1": a, "form_2": b, "z": z, "pvalue": p, "favours": fav})
-    vu = pd.DataFrame(v_rows)
-    best_pts = lls[str(table["form"].iloc[0])][1]
-    het = _heteroscedasticity(best_pts)
+    fits, lls = _fit_candidates(usable, frame, kw, exclude, notes)
+    table = _ranking_table(
+        [_criteria_row(fits[name], lls[name][1], lls[name][0], frame, kw, exclude, holdout)
+         for name in fits],
+        criterion,
+    )
+    flags: list[Flag] = []
+    lr, nested_pairs = _nested_tests(fits, lls, notes, flags)
+    vu = _vuong_table(list(table["form"]), lls, nested_pairs, vuong_clusters, significance)
+    best = str(table["form"].iloc[0])
+    het = _heteroscedasticity(lls[best][1])
     if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
-        flags.append(Flag(
-            "heteroscedastic",
-            f"the residual spread of {table['form'].iloc[0]} grows with the fitted ΔL "
-            f"(Breusch-Pagan p = {het:.2g}): the Gaussian likelihood behind AICc/BIC is "
-            "misspecified and selection in linear space over-rewards flexible forms "
-            "(docs/analyses.md); rerun with space='log'"
-        ))
+        flags.append(_heteroscedastic_flag(best, het))
     if vuong_clusters is None and "seed" in frame.columns and frame["seed"].nunique() > 1:
         notes.append("Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
                      "replicates share a run effect")
     return ComparisonResult(table=table, fits=fits, lr_tests=lr, vuong=vu,
-                            best=str(table["form"].iloc[0]), criterion=criterion,
+                            best=best, criterion=criterion,
                             notes=tuple(notes), flags=tuple(flags),
                             heteroscedasticity_pvalue=het, significance=float(significance))

@@ -324,6 +324,224 @@ def with_runs(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(run=pd.factorize(pairs)[0])
 
 
+def _default_inputs(capacity: str, inputs: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the form's inputs: ``inputs``, or capacity and length by default.
+
+    Parameters
+    ----------
+    capacity : {"rank", "n_params"}
+        Capacity input of the default.
+    inputs : sequence of str or None
+        Inputs given by the caller.
+
+    Returns
+    -------
+    tuple of str
+        The inputs.
+
+    Raises
+    ------
+    LawfitError
+        Unknown ``capacity``.
+    """
+    if capacity not in ("rank", "n_params"):
+        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+    if inputs is None:
+        inputs = ("n_params" if capacity == "n_params" else "rank", "length")
+    return tuple(inputs)
+
+
+def _from_frame(data: pd.DataFrame, variables: list[str], by: list[str],
+                inputs: tuple[str, ...]) -> pd.DataFrame:
+    """Check a tidy frame's columns, groups and cells; return a copy with ``run``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per cell (an older ``method`` column is renamed ``objective``).
+    variables : list of str
+        Required variable columns.
+    by : list of str
+        Grouping columns named by the caller.
+    inputs : tuple of str
+        Input columns of the form.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows with a fresh index and the ``run`` column of :func:`with_runs`.
+
+    Raises
+    ------
+    LawfitError
+        Empty frame, missing columns, unnamed grouping columns with several values,
+        duplicated cells.
+    """
+    if "method" in data.columns and "objective" not in data.columns:
+        data = data.rename(columns={"method": "objective"})
+    if data.shape[0] == 0:
+        raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
+                          f"columns {list(inputs) + variables}.")
+    missing = [c for c in list(inputs) + variables + by if c not in data.columns]
+    if missing:
+        raise LawfitError(
+            f"the DataFrame lacks column(s) {missing}; it has {list(data.columns)}. "
+            f"Expected a tidy frame with columns {list(inputs) + variables}."
+        )
+    df = with_runs(data.reset_index(drop=True).copy())
+    multi = [c for c in GROUP_DIMS if c in df.columns and c not in by
+             and df[c].nunique(dropna=False) > 1]
+    if multi:
+        raise LawfitError(
+            f"the DataFrame has grouping column(s) with more than one value not named in "
+            f"by=: {multi}. Pass by={multi!r} to fit each group, or filter the rows first."
+        )
+    _check_unique_cells(df, inputs, by)
+    return df
+
+
+def _check_unique_cells(df: pd.DataFrame, inputs: tuple[str, ...], by: list[str]) -> None:
+    """Raise when two rows share inputs, replicate, run and group.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Tidy frame.
+    inputs : tuple of str
+        Input columns.
+    by : list of str
+        Grouping columns.
+
+    Raises
+    ------
+    LawfitError
+        Duplicated cells, with up to three examples.
+    """
+    key = list(dict.fromkeys(c for c in [*inputs, *REPLICATE_DIMS, "run", *by]
+                             if c in df.columns))
+    dup = df.duplicated(subset=key, keep=False)
+    if dup.any():
+        ex = df.loc[dup, key].head(3).to_dict("records")
+        raise LawfitError(
+            f"duplicated cells: {int(dup.sum())} rows share the same {key}, e.g. {ex}. "
+            "Each cell must appear once; add a 'seed' (initialisation) or 'data_seed' "
+            "(target sequence) column for replicates."
+        )
+
+
+def _check_numeric(df: pd.DataFrame, columns: list[str]) -> None:
+    """Raise when a column is not numeric (bools refused).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Tidy frame.
+    columns : list of str
+        Inputs and variables.
+
+    Raises
+    ------
+    LawfitError
+        The first non-numeric column, with examples and a conversion to use.
+    """
+    for c in columns:
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
+            ex = df[c].head(3).tolist()
+            raise LawfitError(
+                f"{c!r} must be numeric; got dtype {df[c].dtype} (e.g. {ex}). Convert it, "
+                f"e.g. ds[{c!r}] = ds[{c!r}].astype(int) / df[{c!r}].astype(float)."
+            )
+
+
+def _split_by_status(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the cells into usable (status ``ok`` or no status) and excluded ones.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Tidy frame, optionally with a ``status`` column.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Usable cells, fresh index.
+    exclusions : pandas.DataFrame
+        The other cells, with ``reason`` = ``"status=<status>"``.
+
+    Raises
+    ------
+    LawfitError
+        Every cell excluded.
+    """
+    if "status" in df.columns:
+        status = df["status"].astype(str)
+        ok = (status == "ok").to_numpy()
+        reason = "status=" + status
+    else:
+        ok = np.ones(len(df), bool)
+        reason = pd.Series([""] * len(df))
+    excl = df.loc[~ok].copy()
+    excl["reason"] = reason[~ok].to_numpy()
+    frame = df.loc[ok].reset_index(drop=True)
+    if frame.shape[0] == 0:
+        counts = excl["reason"].value_counts().to_dict()
+        raise LawfitError(f"every cell was excluded ({counts}); expected at least some cells "
+                          "with status 'ok'.")
+    return frame, excl
+
+
+def _check_finite(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Raise when a usable cell has NaN or inf in one of ``columns``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Cells with status ``ok``.
+    columns : list of str
+        The form's inputs and the required variables.
+
+    Raises
+    ------
+    LawfitError
+        The first column with a non-finite value, with up to three cells.
+    """
+    for c in columns:
+        v = frame[c].to_numpy(float)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            ex = frame.loc[bad].drop(columns=[x for x in ("status",) if x in frame]).head(3)
+            raise LawfitError(
+                f"{int(bad.sum())} cell(s) with status 'ok' have NaN/inf in {c!r}, e.g. "
+                f"{ex.to_dict('records')}. A failed cell must carry status != 'ok' "
+                "(diverged/oom/failed/not_run); fix the status or drop those cells."
+            )
+
+
+def _check_positive_inputs(frame: pd.DataFrame, inputs: tuple[str, ...]) -> None:
+    """Raise when a numeric input the law takes the logarithm of is <= 0.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Usable cells.
+    inputs : tuple of str
+        Input columns of the form.
+
+    Raises
+    ------
+    LawfitError
+        The first input with a non-positive value.
+    """
+    for c in inputs:
+        if c in _NUMERIC_INPUTS or c in ("rank", "length"):
+            v = frame[c].to_numpy(float)
+            if np.any(v <= 0):
+                raise LawfitError(
+                    f"{c!r} must be positive (the law uses its logarithm); got "
+                    f"{sorted(set(v[v <= 0].tolist()))[:5]}. Drop those cells."
+                )
+
+
 def as_frame(
     data,
     *,
@@ -366,88 +584,21 @@ def as_frame(
         duplicated coordinates; NaN/inf in an ``ok`` cell; grouping dims needing
         ``by=``; every cell excluded.
     """
-    if capacity not in ("rank", "n_params"):
-        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
-    if inputs is None:
-        inputs = ("n_params" if capacity == "n_params" else "rank", "length")
-    inputs = tuple(inputs)
+    inputs = _default_inputs(capacity, inputs)
     by = _as_list(by)
     variables = list(variables)
     data = load_data(data)
     if isinstance(data, pd.DataFrame):
-        if "method" in data.columns and "objective" not in data.columns:
-            data = data.rename(columns={"method": "objective"})
-        if data.shape[0] == 0:
-            raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
-                              f"columns {list(inputs) + variables}.")
-        missing = [c for c in list(inputs) + variables + by if c not in data.columns]
-        if missing:
-            raise LawfitError(
-                f"the DataFrame lacks column(s) {missing}; it has {list(data.columns)}. "
-                f"Expected a tidy frame with columns {list(inputs) + variables}."
-            )
-        df = with_runs(data.reset_index(drop=True).copy())
-        multi = [c for c in GROUP_DIMS if c in df.columns and c not in by
-                 and df[c].nunique(dropna=False) > 1]
-        if multi:
-            raise LawfitError(
-                f"the DataFrame has grouping column(s) with more than one value not named in "
-                f"by=: {multi}. Pass by={multi!r} to fit each group, or filter the rows first."
-            )
-        key = list(dict.fromkeys(c for c in [*inputs, *REPLICATE_DIMS, "run", *by]
-                                 if c in df.columns))
-        dup = df.duplicated(subset=key, keep=False)
-        if dup.any():
-            ex = df.loc[dup, key].head(3).to_dict("records")
-            raise LawfitError(
-                f"duplicated cells: {int(dup.sum())} rows share the same {key}, e.g. {ex}. "
-                "Each cell must appear once; add a 'seed' (initialisation) or 'data_seed' "
-                "(target sequence) column for replicates."
-            )
+        df = _from_frame(data, variables, by, inputs)
     else:
         df = _from_dataset(data, variables, by, inputs)
     if df.shape[0] == 0:
         raise LawfitError("the data is empty: no cells. Expected at least one cell with "
                           f"{list(inputs) + variables}.")
-    for c in [i for i in inputs] + variables:
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            ex = df[c].head(3).tolist()
-            raise LawfitError(
-                f"{c!r} must be numeric; got dtype {df[c].dtype} (e.g. {ex}). Convert it, "
-                f"e.g. ds[{c!r}] = ds[{c!r}].astype(int) / df[{c!r}].astype(float)."
-            )
-    if "status" in df.columns:
-        status = df["status"].astype(str)
-        ok = (status == "ok").to_numpy()
-        reason = "status=" + status
-    else:
-        ok = np.ones(len(df), bool)
-        reason = pd.Series([""] * len(df))
-    excl = df.loc[~ok].copy()
-    excl["reason"] = reason[~ok].to_numpy()
-    frame = df.loc[ok].reset_index(drop=True)
-    if frame.shape[0] == 0:
-        counts = excl["reason"].value_counts().to_dict()
-        raise LawfitError(f"every cell was excluded ({counts}); expected at least some cells "
-                          "with status 'ok'.")
-    for c in list(inputs) + variables:
-        v = frame[c].to_numpy(float)
-        bad = ~np.isfinite(v)
-        if bad.any():
-            ex = frame.loc[bad].drop(columns=[x for x in ("status",) if x in frame]).head(3)
-            raise LawfitError(
-                f"{int(bad.sum())} cell(s) with status 'ok' have NaN/inf in {c!r}, e.g. "
-                f"{ex.to_dict('records')}. A failed cell must carry status != 'ok' "
-                "(diverged/oom/failed/not_run); fix the status or drop those cells."
-            )
-    for c in inputs:
-        if c in _NUMERIC_INPUTS or c in ("rank", "length"):
-            v = frame[c].to_numpy(float)
-            if np.any(v <= 0):
-                raise LawfitError(
-                    f"{c!r} must be positive (the law uses its logarithm); got "
-                    f"{sorted(set(v[v <= 0].tolist()))[:5]}. Drop those cells."
-                )
+    _check_numeric(df, list(inputs) + variables)
+    frame, excl = _split_by_status(df)
+    _check_finite(frame, list(inputs) + variables)
+    _check_positive_inputs(frame, inputs)
     check_losses(frame)
     frame, lost = _exclude_loss_increase(frame)
     excl = pd.concat([e for e in (excl, lost) if len(e)], ignore_index=True) \

@@ -290,21 +290,295 @@ def _exclude_memorized(frame, exclude, where):
     return kept, dropped
 
 
-def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, huber_delta,
-             space, bootstrap, unit, ci_method, level, profile, p0, capacity, where=""):
-    frame, mem = _exclude_memorized(frame, exclude, where)
-    exclusions = pd.concat([e for e in (excl, mem) if len(e)], ignore_index=True) \
-        if (len(excl) or len(mem)) else pd.DataFrame(columns=["reason"])
-    k = len(form.params)
-    check_identifiable(frame, inputs, k, where)
-    n = frame.shape[0]
-    y = frame[response].to_numpy(float)
+def _combined_exclusions(excl: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
+    """Stack the cells excluded by validation and as memorized (an empty frame if none).
+
+    Parameters
+    ----------
+    excl : pandas.DataFrame
+        Cells :func:`lawfit.data.as_frame` excluded.
+    mem : pandas.DataFrame
+        Cells excluded as memorized.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All exclusions with their ``reason``.
+    """
+    if not (len(excl) or len(mem)):
+        return pd.DataFrame(columns=["reason"])
+    return pd.concat([e for e in (excl, mem) if len(e)], ignore_index=True)
+
+
+def _check_log_response(frame: pd.DataFrame, y: np.ndarray, inputs: Sequence[str],
+                        response: str, space: str, where: str) -> None:
+    """Raise when ``space="log"`` meets a response <= 0.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Cells to fit.
+    y : numpy.ndarray
+        Their response.
+    inputs : sequence of str
+        Input columns (shown in the examples).
+    response : str
+        Response column.
+    space : str
+        Fit space asked for.
+    where : str
+        Prefix naming the group, for the message.
+
+    Raises
+    ------
+    LawfitError
+        A cell with response <= 0 in log space, with up to three examples.
+    """
     if space == "log" and np.any(y <= 0):
         bad = frame.loc[y <= 0, list(inputs) + [response]].head(3).to_dict("records")
         raise LawfitError(
             f"{where}space='log' needs {response} > 0 in every cell; {int(np.sum(y <= 0))} "
             f"cell(s) are <= 0, e.g. {bad}. Use space='linear' or drop those cells."
         )
+
+
+def _huber_scale(model: vp.Model, theta: np.ndarray, y: np.ndarray, space: str,
+                 huber_delta: float | None) -> float:
+    """Return the Huber threshold: given, or 1.345 robust SDs of the least-squares residuals.
+
+    Parameters
+    ----------
+    model : lawfit._varpro.Model
+        The form on the data.
+    theta : numpy.ndarray
+        Least-squares estimate.
+    y : numpy.ndarray
+        Response.
+    space : {"linear", "log"}
+        Fit space of the residuals.
+    huber_delta : float or None
+        Threshold set by the caller.
+
+    Returns
+    -------
+    float
+        The threshold, on the fit scale.
+    """
+    if huber_delta is not None:
+        return float(huber_delta)
+    m = vp.transform(np.array(model.f(theta[None]))[0], space)
+    z = np.log(y) if space == "log" else y
+    r = z - m
+    mad = 1.4826 * np.median(np.abs(r - np.median(r)))
+    return 1.345 * mad if mad > 0 else 1.345 * np.std(r) + 1e-300
+
+
+def _multiple_optima(global_fit: tuple, cov: np.ndarray, theta: np.ndarray) -> bool:
+    """Say whether starts reaching the best objective disagree on the parameters.
+
+    Parameters
+    ----------
+    global_fit : tuple
+        :func:`_global_fit` output (estimate, objective, convergence, and the same per
+        start).
+    cov : numpy.ndarray
+        Covariance of the final estimate (its standard errors set the tolerance).
+    theta : numpy.ndarray
+        Final estimate.
+
+    Returns
+    -------
+    bool
+        True when two starts with an equal objective are further apart than a tenth of
+        a standard error: the parameters are not identified.
+    """
+    _, obj_l2, _, starts_th, starts_obj, starts_conv = global_fit
+    good = starts_conv & np.isfinite(starts_obj)
+    if good.sum() <= 1:
+        return False
+    close = starts_obj[good] <= obj_l2 * (1 + 1e-6) + 1e-300
+    spread = (np.ptp(starts_th[good][close], axis=0) if close.sum() > 1
+              else np.zeros(theta.size))
+    se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
+    return bool(np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))))
+
+
+def _spread_grows(resid: np.ndarray, fitted: np.ndarray, space: str) -> Flag | None:
+    """Flag residuals whose size grows with the fitted value (Spearman rho > 0.3, p < 0.01).
+
+    Parameters
+    ----------
+    resid : numpy.ndarray
+        Residuals on the fit scale.
+    fitted : numpy.ndarray
+        Fitted values (linear scale).
+    space : {"linear", "log"}
+        Fit space.
+
+    Returns
+    -------
+    Flag or None
+        ``heteroscedastic`` when the rank correlation is clear.
+    """
+    from scipy.stats import spearmanr
+
+    rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
+    if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
+        return Flag("heteroscedastic", f"residual spread grows with the fitted value "
+                    f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
+                    "assume constant variance, prefer space='log' or the bootstrap")
+    return None
+
+
+def _diagnostic_flags(exclusions: pd.DataFrame, conv: bool, global_fit: tuple,
+                      cov: np.ndarray, theta: np.ndarray, resid: np.ndarray,
+                      fitted: np.ndarray, space: str, loss: str, space_choice,
+                      n: int) -> list[Flag]:
+    """Collect the flags of a fit: exclusions, convergence, identification, spread, space.
+
+    Parameters
+    ----------
+    exclusions : pandas.DataFrame
+        Excluded cells with reasons.
+    conv : bool
+        Whether the final optimizer converged.
+    global_fit : tuple
+        :func:`_global_fit` output, for the multiple-optima check.
+    cov : numpy.ndarray
+        Covariance of the estimate.
+    theta : numpy.ndarray
+        Final estimate.
+    resid, fitted : numpy.ndarray
+        Residuals (fit scale) and fitted values.
+    space : {"linear", "log"}
+        Fit space.
+    loss : {"l2", "huber"}
+        Loss (the spread check is for least squares only).
+    space_choice : lawfit.space.SpaceChoice or None
+        Decision of ``space="auto"``.
+    n : int
+        Number of cells fitted (the spread check needs 12).
+
+    Returns
+    -------
+    list of Flag
+        In a fixed order.
+    """
+    flags = exclusion_flags(exclusions)
+    if not conv:
+        flags.append(Flag("not_converged",
+                          "optimizer did not converge: estimates may be unreliable"))
+    # distinct optima among the starts (start independence diagnostic)
+    if _multiple_optima(global_fit, cov, theta):
+        flags.append(Flag("multiple_optima", "multiple optima with equal objective: "
+                          "parameters not identified"))
+    if n >= 12 and loss == "l2":
+        spread = _spread_grows(resid, fitted, space)
+        if spread is not None:
+            flags.append(spread)
+    if space_choice is not None and space_choice.space == "log":
+        flags.append(Flag("log_space", f"space='auto': {space_choice.reason}", "info"))
+    return flags
+
+
+def _profiles(model: vp.Model, theta: np.ndarray, cov: np.ndarray, Y: np.ndarray,
+              W: np.ndarray, space: str, loss: str, delta: float, dof: int, obj: float,
+              flags: list[Flag]) -> dict:
+    """Profile-likelihood curves of every parameter; flag a profile that finds a lower optimum.
+
+    Parameters
+    ----------
+    model : lawfit._varpro.Model
+        The form on the data.
+    theta, cov : numpy.ndarray
+        Estimate and covariance.
+    Y, W : numpy.ndarray
+        Response and weights, one row.
+    space, loss : str
+        Fit space and loss.
+    delta : float
+        Huber threshold.
+    dof : int
+        Residual degrees of freedom.
+    obj : float
+        Objective at the estimate.
+    flags : list of Flag
+        Appended with ``profile_lower_objective`` where it applies.
+
+    Returns
+    -------
+    dict
+        Parameter name → profile curve, as :func:`lawfit.profile.profile_curves`.
+    """
+    prof = profile_curves(model, theta, cov, Y, W, space=space, loss=loss, delta=delta,
+                          dof=dof, s_hat=obj)
+    for name, c in prof.items():
+        if np.any(c["converged"] & (c["F"] < -0.01)):
+            flags.append(Flag("profile_lower_objective", f"profile of {name} found a lower "
+                              "objective: fit may be local"))
+    return prof
+
+
+def _fitted_points(frame: pd.DataFrame, inputs: Sequence[str], response: str,
+                   fitted: np.ndarray, resid: np.ndarray) -> pd.DataFrame:
+    """Return the fitted cells: inputs, replicate ids, response, fitted value, residual.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Cells fitted.
+    inputs : sequence of str
+        Input columns.
+    response : str
+        Response column.
+    fitted, resid : numpy.ndarray
+        Fitted values and residuals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``points`` of the FitResult.
+    """
+    keep_cols = [c for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
+                 if c in frame.columns]
+    points = frame[keep_cols].copy()
+    points["fitted"] = fitted
+    points["residual"] = resid
+    return points
+
+
+def _fit_meta(exclude, conv: bool, space_choice) -> dict:
+    """Return the provenance of a fit: time, exclusion rule, convergence, version, space.
+
+    Parameters
+    ----------
+    exclude : {"memorized"} or float or None
+        Exclusion rule.
+    conv : bool
+        Whether the optimizer converged.
+    space_choice : lawfit.space.SpaceChoice or None
+        Decision of ``space="auto"``.
+
+    Returns
+    -------
+    dict
+        The ``meta`` of the FitResult.
+    """
+    return {"created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "exclude": exclude if exclude is None or isinstance(exclude, str)
+            else float(exclude), "converged": bool(conv), "lawfit_version": _version(),
+            "space_choice": None if space_choice is None else space_choice.to_dict()}
+
+
+def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, huber_delta,
+             space, bootstrap, unit, ci_method, level, profile, p0, capacity, where=""):
+    frame, mem = _exclude_memorized(frame, exclude, where)
+    exclusions = _combined_exclusions(excl, mem)
+    k = len(form.params)
+    check_identifiable(frame, inputs, k, where)
+    n = frame.shape[0]
+    y = frame[response].to_numpy(float)
+    _check_log_response(frame, y, inputs, response, space, where)
     X = [frame[c].to_numpy(float) for c in inputs]
     lo, hi = form.lower_upper()
     model = vp.Model(form.func, form.jac, X, form.params, form.linear, lo, hi)
@@ -315,80 +589,35 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
         p0_vec = np.array([[p0.get(p, 0.0) for p in form.params]], float)
     delta = 1.0
     space, space_choice, global_fit = _fit_in_space(model, y, p0_vec, form, space)
-    theta, obj, conv, starts_th, starts_obj, starts_conv = global_fit
-    obj_l2 = obj
+    theta, obj, conv = global_fit[:3]
     if loss == "huber":
-        if huber_delta is None:
-            m = vp.transform(np.array(model.f(theta[None]))[0], space)
-            z = np.log(y) if space == "log" else y
-            r = z - m
-            mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-            delta = 1.345 * mad if mad > 0 else 1.345 * np.std(r) + 1e-300
-        else:
-            delta = float(huber_delta)
+        delta = _huber_scale(model, theta, y, space, huber_delta)
         th, ob, cv, _ = vp.lm(model, theta[None], Y, W, space=space, loss="huber", delta=delta,
                               mode="full")
         theta, obj, conv = th[0], float(ob[0]), bool(cv[0])
     dof = n - k
     cov, s2, resid = vp.covariance(model, theta[None], Y, W, space, loss, delta, dof)
     fitted = np.array(model.f(theta[None]))[0]
-    flags = exclusion_flags(exclusions)
-    if not conv:
-        flags.append(Flag("not_converged",
-                          "optimizer did not converge: estimates may be unreliable"))
-    # distinct optima among the starts (start independence diagnostic)
-    good = starts_conv & np.isfinite(starts_obj)
-    if good.sum() > 1:
-        close = starts_obj[good] <= obj_l2 * (1 + 1e-6) + 1e-300
-        spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(k)
-        se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
-        if np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))):
-            flags.append(Flag("multiple_optima", "multiple optima with equal objective: "
-                              "parameters not identified"))
-    if n >= 12 and loss == "l2":
-        from scipy.stats import spearmanr
-
-        rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
-        if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
-            flags.append(Flag("heteroscedastic", f"residual spread grows with the fitted value "
-                              f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
-                              "assume constant variance, prefer space='log' or the bootstrap"))
-    if space_choice is not None and space_choice.space == "log":
-        flags.append(Flag("log_space", f"space='auto': {space_choice.reason}", "info"))
+    flags = _diagnostic_flags(exclusions, conv, global_fit, cov, theta, resid, fitted, space,
+                              loss, space_choice, n)
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
-    # profile likelihood
-    prof = None
-    if profile:
-        prof = profile_curves(model, theta, cov, Y, W, space=space, loss=loss, delta=delta,
-                              dof=dof, s_hat=obj)
-        for name, c in prof.items():
-            if np.any(c["converged"] & (c["F"] < -0.01)):
-                flags.append(Flag("profile_lower_objective", f"profile of {name} found a lower "
-                                  "objective: fit may be local"))
+    prof = (_profiles(model, theta, cov, Y, W, space, loss, delta, dof, obj, flags)
+            if profile else None)
     boot = None
     if bootstrap:
         boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,
                           bootstrap, ci_method, rng)
-    keep_cols = [c for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
-                 if c in frame.columns]
-    points = frame[keep_cols].copy()
-    points["fitted"] = fitted
-    points["residual"] = resid
     return FitResult(
         form=form, param_names=tuple(form.params),
         inputs=tuple(inputs), response=response, capacity=capacity, theta=theta,
         cov_matrix=cov, sigma2=s2, space=space, loss=loss,
-        huber_delta=float(delta) if loss == "huber" else None, points=points,
+        huber_delta=float(delta) if loss == "huber" else None,
+        points=_fitted_points(frame, inputs, response, fitted, resid),
         exclusions=exclusions, gof=gof, flags_base=tuple(flags),
         bounds={p: tuple(form.bounds[p]) for p in form.params}, boot=boot, profile_data=prof,
         ci_method=ci_method, confidence_level=level, group=group,
-        linear_names=tuple(form.linear),
-        meta={"created": datetime.now(UTC).isoformat(timespec="seconds"),
-              "exclude": exclude if exclude is None or isinstance(exclude, str)
-              else float(exclude), "converged": bool(conv), "lawfit_version": _version(),
-              "space_choice": None if space_choice is None else space_choice.to_dict()},
+        linear_names=tuple(form.linear), meta=_fit_meta(exclude, conv, space_choice),
     )
-
 
 def _version():
     try:

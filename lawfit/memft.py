@@ -122,6 +122,174 @@ def _boot_mean(x, level, n_boot, gen):
     return float(x.mean()), float(lo), float(hi), x.size
 
 
+def _select_objective(ds, objective: str):
+    """Keep the cells of ``objective`` (a size-1 dim) when the dataset has that dim.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    objective : str
+        Value of the ``objective`` dim.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` itself when it has no ``objective`` dim.
+
+    Raises
+    ------
+    LawfitError
+        ``objective`` is not among the dataset's objectives.
+    """
+    if "objective" not in ds.dims:
+        return ds
+    if objective not in ds["objective"].values:
+        raise LawfitError(
+            f"objective {objective!r} is not in the dataset; its objectives are "
+            f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
+        )
+    return ds.sel(objective=[objective])
+
+
+def _budget_sources(ds) -> tuple[bool, bool]:
+    """Say whether the dataset has trajectories and per-token probabilities.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+
+    Returns
+    -------
+    has_traj, has_tok : bool
+        ``frac_above_curve`` over ``step``; ``p_after`` over ``token``.
+
+    Raises
+    ------
+    LawfitError
+        Neither is present.
+    """
+    has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
+    has_tok = "p_after" in ds and "token" in ds["p_after"].dims
+    if not (has_traj or has_tok):
+        raise LawfitError(
+            "gradient_budget needs 'frac_above_curve' over 'step' (training trajectories) or "
+            f"'p_after' over 'token'; the dataset has {sorted(ds.data_vars)}. Record "
+            "trajectories (collect) or per-token probabilities."
+        )
+    return has_traj, has_tok
+
+
+def _initial_share(ds, fa, dims: tuple[str, ...]) -> np.ndarray:
+    """Share of target tokens above threshold before training, one value per run.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset (``p_before`` over ``token`` is used when present).
+    fa : xarray.DataArray
+        ``frac_above_curve``, for the run layout.
+    dims : tuple of str
+        Run dims, in the order of the flattened runs.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shares at step 0 (NaN everywhere without ``p_before``).
+    """
+    if not ("p_before" in ds and "token" in ds["p_before"].dims):
+        return np.full(int(np.prod([fa.sizes[d] for d in dims])), np.nan)
+    pb = ds["p_before"].broadcast_like(fa.isel(step=0, drop=True))
+    num = (pb > THRESHOLD).sum("token")
+    den = pb.notnull().sum("token")
+    return np.asarray((num / den).transpose(*dims).values, float).reshape(-1)
+
+
+def _trajectory_shares(ds) -> pd.DataFrame:
+    """Per-run time-average of ``frac_above_curve`` over the optimizer steps.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset with ``frac_above_curve`` over ``step``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ok run with a finite share: the run dims and ``share_trajectory``.
+    """
+    fa = ds["frac_above_curve"]
+    dims = tuple(d for d in fa.dims if d != "step")
+    arr = np.asarray(fa.transpose(*dims, "step").values, float)
+    arr = arr.reshape(-1, arr.shape[-1])
+    share = _time_average(np.asarray(ds["step"].values), arr, _initial_share(ds, fa, dims))
+    idx = pd.MultiIndex.from_product([ds[d].values for d in dims], names=list(dims))
+    df = idx.to_frame(index=False)
+    df["share_trajectory"] = share
+    df = df[ok_mask(ds, dims).reshape(-1) & np.isfinite(share)]
+    return df.reset_index(drop=True)
+
+
+def _final_shares(ta) -> pd.DataFrame:
+    """Per-run loss-weight and gradient shares of the tokens above threshold at the end.
+
+    Parameters
+    ----------
+    ta : TokenArrays
+        Token arrays (``p_after``, validity, run table).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The run table with ``share_final`` and ``grad_share_final`` (share of
+        Σ(1 − p); NaN where that sum is 0).
+    """
+    p = np.where(ta.valid, ta.p_after, np.nan)
+    above = p > THRESHOLD
+    df = ta.runs.copy()
+    df["share_final"] = np.nansum(above, axis=1) / ta.valid.sum(axis=1)
+    g = np.where(ta.valid, 1.0 - p, 0.0)
+    tot = g.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["grad_share_final"] = np.where(tot > 0, (g * above).sum(axis=1) / tot, np.nan)
+    return df
+
+
+def _budget_table(cells: pd.DataFrame, level: float, n_boot: int,
+                  gen: np.random.Generator) -> pd.DataFrame:
+    """Mean of each share over runs with a bootstrap CI, overall and per rank.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Per-run shares.
+    level : float
+        Level of the mean's interval.
+    n_boot : int
+        Resamples of the runs (0: no interval).
+    gen : numpy.random.Generator
+        Draws the resamples.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``quantity, rank`` (``"all"`` or an int), ``mean, low, high, n_runs``.
+    """
+    rows = []
+    for q in ("share_trajectory", "share_final", "grad_share_final"):
+        if q not in cells:
+            continue
+        groups = [("all", cells)]
+        if "rank" in cells:
+            groups += [(int(r), sub) for r, sub in cells.groupby("rank")]
+        for rank, sub in groups:
+            m, lo, hi, n = _boot_mean(sub[q], level, n_boot, gen)
+            rows.append({"quantity": q, "rank": rank, "mean": m, "low": lo, "high": hi,
+                         "n_runs": n})
+    return pd.DataFrame(rows)
+
+
 def gradient_budget(
     ds,
     *,
@@ -166,21 +334,8 @@ def gradient_budget(
         objective = method
     ds = load(ds)
     _check_common(bootstrap, confidence_level)
-    if "objective" in ds.dims:
-        if objective not in ds["objective"].values:
-            raise LawfitError(
-                f"objective {objective!r} is not in the dataset; its objectives are "
-                f"{list(map(str, ds['objective'].values))}. Pass objective=one of them."
-            )
-        ds = ds.sel(objective=[objective])
-    has_traj = "frac_above_curve" in ds and "step" in ds["frac_above_curve"].dims
-    has_tok = "p_after" in ds and "token" in ds["p_after"].dims
-    if not (has_traj or has_tok):
-        raise LawfitError(
-            "gradient_budget needs 'frac_above_curve' over 'step' (training trajectories) or "
-            f"'p_after' over 'token'; the dataset has {sorted(ds.data_vars)}. Record "
-            "trajectories (collect) or per-token probabilities."
-        )
+    ds = _select_objective(ds, objective)
+    has_traj, has_tok = _budget_sources(ds)
     gen = V.random_generator(rng)
     notes = [
         "share_trajectory: time-average over optimizer steps of the share of target tokens "
@@ -189,34 +344,12 @@ def gradient_budget(
     ]
     frames = []
     if has_traj:
-        fa = ds["frac_above_curve"]
-        dims = tuple(d for d in fa.dims if d != "step")
-        arr = np.asarray(fa.transpose(*dims, "step").values, float)
-        arr = arr.reshape(-1, arr.shape[-1])
-        f0 = np.full(arr.shape[0], np.nan)
-        if "p_before" in ds and "token" in ds["p_before"].dims:
-            pb = ds["p_before"].broadcast_like(fa.isel(step=0, drop=True))
-            num = (pb > THRESHOLD).sum("token")
-            den = pb.notnull().sum("token")
-            f0 = np.asarray((num / den).transpose(*dims).values, float).reshape(-1)
-        share = _time_average(np.asarray(ds["step"].values), arr, f0)
-        idx = pd.MultiIndex.from_product([ds[d].values for d in dims], names=list(dims))
-        df = idx.to_frame(index=False)
-        df["share_trajectory"] = share
-        df = df[ok_mask(ds, dims).reshape(-1) & np.isfinite(share)]
-        frames.append(df.reset_index(drop=True))
+        frames.append(_trajectory_shares(ds))
     else:
         notes.append("no trajectories (frac_above_curve): share_trajectory not computed")
     if has_tok:
         ta = token_arrays(ds, need_greedy=False)
-        p = np.where(ta.valid, ta.p_after, np.nan)
-        above = p > THRESHOLD
-        df = ta.runs.copy()
-        df["share_final"] = np.nansum(above, axis=1) / ta.valid.sum(axis=1)
-        g = np.where(ta.valid, 1.0 - p, 0.0)
-        tot = g.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            df["grad_share_final"] = np.where(tot > 0, (g * above).sum(axis=1) / tot, np.nan)
+        df = _final_shares(ta)
         notes.append(
             "grad_share_final: share of Σ(1 − p) (|∂L/∂logit of the correct token|) carried by "
             "tokens above 0.5 at the end of training: a snapshot, not a trajectory"
@@ -229,18 +362,7 @@ def gradient_budget(
     cells = frames[0]
     if "objective" in cells.columns:
         cells = cells.drop(columns="objective")
-    rows = []
-    for q in ("share_trajectory", "share_final", "grad_share_final"):
-        if q in cells:
-            m, lo, hi, n = _boot_mean(cells[q], confidence_level, int(bootstrap), gen)
-            rows.append({"quantity": q, "rank": "all", "mean": m, "low": lo, "high": hi,
-                         "n_runs": n})
-            if "rank" in cells:
-                for r, sub in cells.groupby("rank"):
-                    m, lo, hi, n = _boot_mean(sub[q], confidence_level, int(bootstrap), gen)
-                    rows.append({"quantity": q, "rank": int(r), "mean": m, "low": lo,
-                                 "high": hi, "n_runs": n})
-    table = pd.DataFrame(rows)
+    table = _budget_table(cells, confidence_level, int(bootstrap), gen)
     return GradientBudget(cells=cells, summary_table=table, level=confidence_level,
                           notes=tuple(notes))
 
@@ -712,12 +834,19 @@ def _cell_mean(sub, var, okm, other, name):
     return v.to_dataframe(name=name).reset_index()[["rank", "length", name]]
 
 
-def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):
-    """Measured MemFT cells against measured SFT cells and the fitted laws."""
-    from lawfit.fitting import fit
+def _sft_measured(ds) -> pd.DataFrame:
+    """Seed means of the measured SFT cells: ΔL and, where recorded, exact match and steps.
 
-    empty = pd.DataFrame()
-    vrows = []
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset with an ``objective`` dim holding ``"sft"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rank, length, dL_sft_measured`` (+ ``exact_match_sft``, ``steps_sft``).
+    """
     sft_ds = ds.sel(objective="sft")
     sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
     sft_other = [d for d in sft_ds["loss_reduction"].dims if d not in ("rank", "length")]
@@ -726,85 +855,179 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         if var in ds:
             sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
                                       on=["rank", "length"], how="left")
+    return sft_mean
+
+
+def _memft_measured(ds, sub, capacity: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Seed means of the measured cells of one MemFT objective, with their capacity.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Whole dataset (for ``n_params``).
+    sub : xarray.Dataset
+        The objective's cells.
+    capacity : {"rank", "n_params"}
+        Capacity input of the laws.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        ``rank, length, dL_measured`` (+ ``loss_after``, ``n_params``, ``exact_match``,
+        ``steps``) of the cells with a measured ΔL; empty when there are none.
+    cap_vals : numpy.ndarray
+        Capacity of each row.
+    """
+    okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
+    other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
+    df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
+        subset=["dL_measured"])
+    if df.empty:
+        return df, np.array([])
+    if "loss_after" in sub:
+        df = df.merge(_cell_mean(sub, "loss_after", okm, other, "loss_after"),
+                      on=["rank", "length"])
+    cap_vals = df["rank"].to_numpy(float)
+    if capacity == "n_params":
+        npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
+        df = df.merge(npar[["rank", "n_params"]].drop_duplicates("rank"), on="rank")
+        cap_vals = df["n_params"].to_numpy(float)
+    for var in ("exact_match", "steps"):
+        if var in sub:
+            df = df.merge(_cell_mean(sub, var, okm, other, var), on=["rank", "length"],
+                          how="left")
+    return df, cap_vals
+
+
+def _add_law_predictions(df: pd.DataFrame, laws: tuple, cap_vals: np.ndarray,
+                         confidence_level: float) -> None:
+    """Add each law's prediction of ΔL with its prediction interval, in place.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Measured cells.
+    laws : tuple of (str, FitResult or None)
+        Column stem and law; a missing law, or one in ``loss_before``, is skipped.
+    cap_vals : numpy.ndarray
+        Capacity of each row.
+    confidence_level : float
+        Level of the prediction intervals.
+    """
+    for name, f in laws:
+        if f is None or "loss_before" in f.inputs:
+            continue
+        kw = {c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float))
+              for c in f.inputs}
+        p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False,
+                      **kw)
+        df[f"dL_{name}"] = p["mean"].to_numpy()
+        df[f"dL_{name}_low"] = p["low"].to_numpy()
+        df[f"dL_{name}_high"] = p["high"].to_numpy()
+
+
+def _add_heldout_prediction(df: pd.DataFrame, sub, m: str, fits: Mapping, form,
+                            capacity: str, exclude, cap_vals: np.ndarray,
+                            notes: list[str]) -> None:
+    """Refit the MemFT law without its longest length and predict that length, in place.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Measured cells; gets ``dL_memft_law_heldout`` (NaN where not predicted).
+    sub : xarray.Dataset
+        The objective's cells.
+    m : str
+        The objective.
+    fits : mapping
+        Objective → law.
+    form : str or Form
+        Form of the laws.
+    capacity : {"rank", "n_params"}
+        Capacity input.
+    exclude : {"memorized"} or float or None
+        Exclusion rule of the refit.
+    cap_vals : numpy.ndarray
+        Capacity of each row.
+    notes : list of str
+        Appended with the reason when the refit fails.
+    """
+    df["dL_memft_law_heldout"] = np.nan
+    lens_m = np.unique(df["length"])
+    if not (m in fits and lens_m.size >= 3 and "loss_before" not in fits[m].inputs):
+        return
+    from lawfit.fitting import fit
+
+    top = lens_m.max()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f_ho = fit(sub.where(sub["length"] < top, drop=True), form, capacity=capacity,
+                       exclude=exclude, space=_SPACE)
+        sel = (df["length"] == top).to_numpy()
+        kw = {c: (cap_vals[sel] if c in ("rank", "n_params")
+                  else df.loc[sel, c].to_numpy(float)) for c in f_ho.inputs}
+        df.loc[sel, "dL_memft_law_heldout"] = f_ho.predict(warn=False, **kw)["mean"].to_numpy()
+    except LawfitError as exc:
+        notes.append(f"held-out check of the {m} law skipped: {exc}")
+
+
+def _add_sft_equivalent_rank(df: pd.DataFrame, fit_sft: FitResult,
+                             confidence_level: float) -> None:
+    """Add the rank SFT needs by its law to reach each measured ΔL, and the saving, in place.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Measured MemFT cells (``rank, length, dL_measured``).
+    fit_sft : FitResult
+        The SFT law in rank.
+    confidence_level : float
+        Level of the interval of the rank.
+    """
+    from lawfit.capacity import predict_capacity
+
+    eq, lo, hi = [], [], []
+    for L, d in zip(df["length"].to_numpy(float), df["dL_measured"].to_numpy(float),
+                    strict=True):
+        t = predict_capacity(fit_sft, length=L, target=d,
+                             confidence_level=confidence_level).table.iloc[0]
+        eq.append(t["estimate"])
+        lo.append(t["low"])
+        hi.append(t["high"])
+    df["sft_equivalent_rank"] = eq
+    df["sft_equivalent_rank_low"] = lo
+    df["sft_equivalent_rank_high"] = hi
+    with np.errstate(all="ignore"):
+        df["saving_measured"] = 1 - df["rank"] / df["sft_equivalent_rank"]
+
+
+def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):
+    """Measured MemFT cells against measured SFT cells and the fitted laws."""
+    vrows = []
+    sft_mean = _sft_measured(ds)
     for m in memfts:
         sub = ds.sel(objective=m)
-        okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
-        other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
-        df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
-            subset=["dL_measured"])
+        df, cap_vals = _memft_measured(ds, sub, capacity)
         if df.empty:
             continue
-        if "loss_after" in sub:
-            df = df.merge(_cell_mean(sub, "loss_after", okm, other, "loss_after"),
-                          on=["rank", "length"])
-        cap_vals = df["rank"].to_numpy(float)
-        if capacity == "n_params":
-            npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
-            df = df.merge(npar[["rank", "n_params"]].drop_duplicates("rank"), on="rank")
-            cap_vals = df["n_params"].to_numpy(float)
-        for var in ("exact_match", "steps"):
-            if var in sub:
-                df = df.merge(_cell_mean(sub, var, okm, other, var), on=["rank", "length"],
-                              how="left")
         df = df.merge(sft_mean, on=["rank", "length"], how="left")
         df["gain_measured"] = df["dL_measured"] - df["dL_sft_measured"]
         if "steps" in df and "steps_sft" in df:
             df["steps_ratio"] = df["steps"] / df["steps_sft"]
-        laws = (("memft_law", fits.get(m)), ("sft_law", fits["sft"]))
-        for name, f in laws:
-            if f is None:
-                continue
-            kw = {c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float))
-                  for c in f.inputs if c != "loss_before"}
-            if "loss_before" in f.inputs:
-                continue
-            p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False,
-                          **kw)
-            df[f"dL_{name}"] = p["mean"].to_numpy()
-            df[f"dL_{name}_low"] = p["low"].to_numpy()
-            df[f"dL_{name}_high"] = p["high"].to_numpy()
+        _add_law_predictions(df, (("memft_law", fits.get(m)), ("sft_law", fits["sft"])),
+                             cap_vals, confidence_level)
         if "dL_memft_law" in df:
             df["inside_memft_pi"] = ((df["dL_measured"] >= df["dL_memft_law_low"])
                                      & (df["dL_measured"] <= df["dL_memft_law_high"]))
-        # out-of-sample: refit the MemFT law without its longest length, predict that length
-        df["dL_memft_law_heldout"] = np.nan
-        lens_m = np.unique(df["length"])
-        if m in fits and lens_m.size >= 3 and "loss_before" not in fits[m].inputs:
-            top = lens_m.max()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    f_ho = fit(sub.where(sub["length"] < top, drop=True), form, capacity=capacity,
-                               exclude=exclude, space=_SPACE)
-                sel = (df["length"] == top).to_numpy()
-                kw = {c: (cap_vals[sel] if c in ("rank", "n_params")
-                          else df.loc[sel, c].to_numpy(float)) for c in f_ho.inputs}
-                df.loc[sel, "dL_memft_law_heldout"] = f_ho.predict(warn=False, **kw)[
-                    "mean"].to_numpy()
-            except LawfitError as exc:
-                notes.append(f"held-out check of the {m} law skipped: {exc}")
+        _add_heldout_prediction(df, sub, m, fits, form, capacity, exclude, cap_vals, notes)
         if "dL_sft_law" in df:
             df["gain_over_sft_law"] = df["dL_measured"] - df["dL_sft_law"]
-        # SFT-equivalent rank: what SFT would need (by its law) to match the measured ΔL
         if capacity == "rank" and "loss_before" not in fits["sft"].inputs:
-            from lawfit.capacity import predict_capacity
-
-            eq, lo, hi = [], [], []
-            for L, d in zip(df["length"].to_numpy(float), df["dL_measured"].to_numpy(float),
-                            strict=True):
-                t = predict_capacity(fits["sft"], length=L, target=d,
-                                     confidence_level=confidence_level).table.iloc[0]
-                eq.append(t["estimate"])
-                lo.append(t["low"])
-                hi.append(t["high"])
-            df["sft_equivalent_rank"] = eq
-            df["sft_equivalent_rank_low"] = lo
-            df["sft_equivalent_rank_high"] = hi
-            with np.errstate(all="ignore"):
-                df["saving_measured"] = 1 - df["rank"] / df["sft_equivalent_rank"]
+            _add_sft_equivalent_rank(df, fits["sft"], confidence_level)
         if "loss_after" in df and exclude is not None:
             thr = math.log(2.0) if exclude == "memorized" else float(exclude)
             df["memorized"] = df["loss_after"] <= thr
         df.insert(0, "objective", m)
         vrows.append(df)
-    return pd.concat(vrows, ignore_index=True) if vrows else empty
+    return pd.concat(vrows, ignore_index=True) if vrows else pd.DataFrame()

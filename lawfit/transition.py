@@ -749,6 +749,189 @@ def _cell_orders(ds: xr.Dataset, ta: TokenArrays | None, capacity: str):
     return df
 
 
+def _sigmoid_curve(th: np.ndarray, lc: np.ndarray, ll: np.ndarray,
+                   bfix: float | None) -> np.ndarray:
+    """Evaluate the cell-level sigmoid ``σ((log C − β log L − x_c) / width)``.
+
+    Parameters
+    ----------
+    th : numpy.ndarray
+        ``(x_c, log width)`` and, when ``bfix`` is None, ``beta``.
+    lc, ll : numpy.ndarray
+        Log capacity and log length of the cells.
+    bfix : float or None
+        Fixed length exponent, or None when ``th`` carries it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Predicted order parameter per cell.
+    """
+    xc, lw = th[0], th[1]
+    bb = bfix if bfix is not None else th[2]
+    return sigmoid((lc - bb * ll - xc) / np.exp(lw))
+
+
+def _solve_sigmoid(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | None):
+    """Least-squares sigmoid fit from two starting widths; return the better one.
+
+    Parameters
+    ----------
+    lc, ll : numpy.ndarray
+        Log capacity and log length.
+    y : numpy.ndarray
+        Order parameter.
+    bfix : float or None
+        Fixed length exponent, or None to fit it (started at 0.5).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult or None
+        None when every start failed.
+    """
+    x0 = lc - (bfix if bfix is not None else 0.5) * ll
+    mid = float(np.median(x0))
+    best = None
+    for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
+        th0 = [mid, lw0] + ([] if bfix is not None else [0.5])
+        try:
+            r = optimize.least_squares(lambda th: _sigmoid_curve(th, lc, ll, bfix) - y, th0,
+                                       method="lm")
+        except Exception:  # noqa: BLE001 - a failed start is just skipped
+            continue
+        if best is None or r.cost < best.cost:
+            best = r
+    return best
+
+
+def _sandwich_cov(J: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """HC1 sandwich covariance of the parameters from the Jacobian and residuals.
+
+    Parameters
+    ----------
+    J : numpy.ndarray
+        Jacobian of the residuals, cells × parameters.
+    e : numpy.ndarray
+        Residuals.
+
+    Returns
+    -------
+    numpy.ndarray
+        Covariance (NaN when ``JᵀJ`` is singular).
+    """
+    n, k = J.shape
+    try:
+        bread = np.linalg.inv(J.T @ J)
+        meat = J.T @ (J * (e * e)[:, None])
+        return bread @ meat @ bread * n / max(n - k, 1)
+    except np.linalg.LinAlgError:
+        return np.full((k, k), np.nan)
+
+
+def _wald_intervals(th: np.ndarray, cov: np.ndarray, zc: float,
+                    bfix: float | None) -> dict[str, tuple]:
+    """Wald intervals of x_c, width (through log width) and beta.
+
+    Parameters
+    ----------
+    th : numpy.ndarray
+        Estimate.
+    cov : numpy.ndarray
+        Its covariance.
+    zc : float
+        Normal quantile of the level.
+    bfix : float or None
+        Fixed length exponent (its interval is the point), or None.
+
+    Returns
+    -------
+    dict
+        Parameter name → (low, high).
+    """
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(over="ignore"):  # an unidentified width gets an open (inf) bound
+        width = tuple(float(w) for w in np.exp([th[1] - zc * se[1], th[1] + zc * se[1]]))
+    return {
+        "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
+        "width": width,
+        "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if bfix is None else (bfix, bfix),
+    }
+
+
+def _sigmoid_draws(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | None,
+                   n_boot: int, gen: np.random.Generator) -> np.ndarray:
+    """Refit the sigmoid on cell-bootstrap resamples; return the finite draws.
+
+    Parameters
+    ----------
+    lc, ll, y : numpy.ndarray
+        Log capacity, log length and order parameter of the cells.
+    bfix : float or None
+        Fixed length exponent, or None.
+    n_boot : int
+        Resamples (those without variation in ``y`` or whose fit fails are dropped).
+    gen : numpy.random.Generator
+        Random source.
+
+    Returns
+    -------
+    numpy.ndarray
+        Draws × parameters.
+    """
+    n, k = y.size, 2 if bfix is not None else 3
+    draws = np.full((n_boot, k), np.nan)
+    for i in range(n_boot):
+        ix = gen.integers(0, n, n)
+        if np.ptp(y[ix]) == 0:
+            continue
+        rb = _solve_sigmoid(lc[ix], ll[ix], y[ix], bfix)
+        if rb is not None and np.all(np.isfinite(rb.x)):
+            draws[i] = rb.x
+    return draws[np.all(np.isfinite(draws), axis=1)]
+
+
+def _critical_points(th: np.ndarray, cov: np.ndarray, draws: np.ndarray | None,
+                     lengths: np.ndarray, level: float, bfix: float | None,
+                     capacity: str) -> pd.DataFrame:
+    """Critical capacity ``exp(x_c + β log L)`` per length, with an interval.
+
+    Parameters
+    ----------
+    th, cov : numpy.ndarray
+        Estimate and covariance (delta-method interval when ``draws`` is None).
+    draws : numpy.ndarray or None
+        Bootstrap draws (percentile interval).
+    lengths : numpy.ndarray
+        Lengths of the cells.
+    level : float
+        Confidence level.
+    bfix : float or None
+        Fixed length exponent, or None.
+    capacity : str
+        Capacity variable, names the column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``length, critical_<capacity>, low, high``.
+    """
+    zc = stats.norm.ppf(0.5 + level / 2)
+    bb = bfix if bfix is not None else th[2]
+    crit = []
+    for L in lengths:
+        est = math.exp(th[0] + bb * math.log(L))
+        if draws is not None:
+            bd = bfix if bfix is not None else draws[:, 2]
+            v = np.exp(draws[:, 0] + bd * math.log(L))
+            lo, hi = np.quantile(v, [0.5 - level / 2, 0.5 + level / 2])
+        else:
+            g = np.array([1.0, 0.0] + ([] if bfix is not None else [math.log(L)]))
+            s = math.sqrt(max(float(g @ cov @ g), 0.0))
+            lo, hi = est * math.exp(-zc * s), est * math.exp(zc * s)
+        crit.append((int(L), est, float(lo), float(hi)))
+    return pd.DataFrame(crit, columns=["length", f"critical_{capacity}", "low", "high"])
+
+
 def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransition | None:
     d = df[np.isfinite(df[order])].reset_index(drop=True)
     if len(d) < 4 or d[order].std() == 0:
@@ -756,98 +939,288 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
     lc, ll = np.log(d["capacity"].to_numpy()), np.log(d["length"].to_numpy(float))
     y = d[order].to_numpy(float)
     fixed = beta is not None or np.ptp(ll) == 0
-    b_fixed = float(beta) if beta is not None else 0.0
-
-    def model(th, lc, ll):
-        xc, lw = th[0], th[1]
-        bb = b_fixed if fixed else th[2]
-        return sigmoid((lc - bb * ll - xc) / np.exp(lw))
-
-    def solve(lc, ll, y):
-        x0 = lc - (b_fixed if fixed else 0.5) * ll
-        mid = float(np.median(x0))
-        best = None
-        for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
-            th0 = [mid, lw0] + ([] if fixed else [0.5])
-            try:
-                r = optimize.least_squares(lambda th: model(th, lc, ll) - y, th0, method="lm")
-            except Exception:  # noqa: BLE001 - a failed start is just skipped
-                continue
-            if best is None or r.cost < best.cost:
-                best = r
-        return best
-
-    r = solve(lc, ll, y)
+    bfix = (float(beta) if beta is not None else 0.0) if fixed else None
+    r = _solve_sigmoid(lc, ll, y, bfix)
     if r is None or not np.all(np.isfinite(r.x)):
         return None
-    th = r.x
-    k = th.size
-    n = y.size
-    J = r.jac
-    e = r.fun
-    names = ["x_c", "width", "beta"][:k]
-    # HC1 sandwich covariance of (x_c, log width, beta)
-    try:
-        bread = np.linalg.inv(J.T @ J)
-        meat = J.T @ (J * (e * e)[:, None])
-        cov = bread @ meat @ bread * n / max(n - k, 1)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    zc = stats.norm.ppf(0.5 + level / 2)
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(over="ignore"):  # an unidentified width gets an open (inf) bound
-        width = tuple(float(w) for w in np.exp([th[1] - zc * se[1], th[1] + zc * se[1]]))
-    ci = {
-        "x_c": (th[0] - zc * se[0], th[0] + zc * se[0]),
-        "width": width,
-        "beta": (th[2] - zc * se[2], th[2] + zc * se[2]) if not fixed else (b_fixed, b_fixed),
-    }
+    th, e = r.x, r.fun
+    cov = _sandwich_cov(r.jac, e)
+    ci = _wald_intervals(th, cov, stats.norm.ppf(0.5 + level / 2), bfix)
     method = "wald (HC1 sandwich)"
-    draws = None
-    if n_boot:
-        draws = np.full((n_boot, k), np.nan)
-        for i in range(n_boot):
-            ix = gen.integers(0, n, n)
-            if np.ptp(y[ix]) == 0:
-                continue
-            rb = solve(lc[ix], ll[ix], y[ix])
-            if rb is not None and np.all(np.isfinite(rb.x)):
-                draws[i] = rb.x
-        ok = draws[np.all(np.isfinite(draws), axis=1)]
-        if len(ok) >= 20:
-            q = np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2], axis=0)
-            ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
-                  "beta": tuple(q[:, 2]) if not fixed else (b_fixed, b_fixed)}
-            method = f"bootstrap-percentile (cells, {len(ok)}/{n_boot} ok)"
-    bb = b_fixed if fixed else th[2]
-    lens = np.unique(d["length"].to_numpy())
-    crit = []
-    for L in lens:
-        est = math.exp(th[0] + bb * math.log(L))
-        if draws is not None and method.startswith("bootstrap"):
-            okd = draws[np.all(np.isfinite(draws), axis=1)]
-            bd = b_fixed if fixed else okd[:, 2]
-            v = np.exp(okd[:, 0] + bd * math.log(L))
-            lo, hi = np.quantile(v, [0.5 - level / 2, 0.5 + level / 2])
-        else:
-            g = np.array([1.0, 0.0] + ([] if fixed else [math.log(L)]))
-            s = math.sqrt(max(float(g @ cov @ g), 0.0))
-            lo, hi = est * math.exp(-zc * s), est * math.exp(zc * s)
-        crit.append((int(L), est, float(lo), float(hi)))
-    critical = pd.DataFrame(crit, columns=["length", f"critical_{capacity}", "low", "high"])
+    draws = _sigmoid_draws(lc, ll, y, bfix, n_boot, gen) if n_boot else None
+    if draws is not None and len(draws) >= 20:
+        q = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+        ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
+              "beta": tuple(q[:, 2]) if not fixed else (bfix, bfix)}
+        method = f"bootstrap-percentile (cells, {len(draws)}/{n_boot} ok)"
+    else:
+        draws = None
+    bb = bfix if fixed else th[2]
+    critical = _critical_points(th, cov, draws, np.unique(d["length"].to_numpy()), level,
+                                bfix, capacity)
     out = d.copy()
     out["x"] = lc - bb * ll
-    out["y_hat"] = model(th, lc, ll)
+    out["y_hat"] = _sigmoid_curve(th, lc, ll, bfix)
     return CellTransition(
         order=order, capacity=capacity, x_c=float(th[0]), width=float(math.exp(th[1])),
         beta=float(bb), beta_fixed=fixed,
         ci={kk: (float(v[0]), float(v[1])) for kk, v in ci.items()}, ci_method=method,
         level=level, critical=critical, data=out,
-        rmse=float(np.sqrt(np.mean(e * e))), n_cells=n,
-    ) if names else None
-
+        rmse=float(np.sqrt(np.mean(e * e))), n_cells=y.size,
+    )
 
 # ---------------------------------------------------------------------- front door
+def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
+                   capacity: str) -> None:
+    """Reject an option of :func:`phase_transition` outside its allowed values.
+
+    Parameters
+    ----------
+    cascade_unit : str
+        ``"run"`` or ``"entry"``.
+    censored : str
+        ``"end"`` or ``"drop"``.
+    orders : tuple of str
+        Among ``"exact_match"``, ``"frac_above"``, ``"token_accuracy"``.
+    capacity : str
+        ``"rank"`` or ``"n_params"``.
+
+    Raises
+    ------
+    LawfitError
+        The first bad option, in the order above.
+    """
+    if cascade_unit not in ("run", "entry"):
+        raise LawfitError(
+            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
+        )
+    if censored not in ("end", "drop"):
+        raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
+    bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
+    if bad:
+        raise LawfitError(
+            f"orders must be among 'exact_match', 'frac_above', 'token_accuracy'; got {bad}."
+        )
+    if capacity not in ("rank", "n_params"):
+        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+
+
+def _threshold_or_note(ta: TokenArrays, prefix_ok: np.ndarray, level: float, n_boot: int,
+                       gen: np.random.Generator, notes: list[str]) -> ThresholdFit | None:
+    """Fit the recall threshold p*, or note why it could not be estimated.
+
+    Parameters
+    ----------
+    ta : TokenArrays
+        Token arrays of the dataset.
+    prefix_ok : numpy.ndarray
+        Tokens that enter the logistic regression.
+    level : float
+        Confidence level.
+    n_boot : int
+        Run-bootstrap replicates (0: delta method).
+    gen : numpy.random.Generator
+        Random source of the bootstrap.
+    notes : list of str
+        Appended with the reason when the fit fails.
+
+    Returns
+    -------
+    ThresholdFit or None
+        None when the regression could not be fitted.
+    """
+    try:
+        return _threshold_fit(ta, prefix_ok, level, n_boot, gen)
+    except LawfitError as exc:
+        notes.append(f"threshold not estimated: {exc}")
+    except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
+        notes.append(f"threshold not estimated: logistic regression failed ({exc})")
+    return None
+
+
+def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
+    """Flag a non-logistic recall curve and a threshold located by too few runs.
+
+    Parameters
+    ----------
+    thr : ThresholdFit
+        The token-level threshold fit.
+
+    Returns
+    -------
+    list of Flag
+        ``threshold_not_logistic`` and/or ``few_informative_runs`` where they apply.
+    """
+    flags = []
+    if np.isfinite(thr.ci_difference[0]) and not (
+        thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
+    ):
+        flags.append(Flag(
+            "threshold_not_logistic",
+            f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
+            f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
+            f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
+            "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
+            "to 1 above p = 0.5); prefer threshold_isotonic"
+        ))
+    if thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
+        flags.append(Flag(
+            "few_informative_runs",
+            f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
+            "and missed tokens; the others are recalled (or missed) throughout and do not "
+            "locate the threshold. The run bootstrap cannot resample the transition, so the "
+            f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
+            f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
+            "runs near the transition (ranks and lengths where recall is partial)."
+        ))
+    return flags
+
+
+@dataclass(frozen=True)
+class _TokenOptions:
+    """Settings of the token-level analyses, as :func:`phase_transition` validated them."""
+
+    condition_on_prefix: bool
+    tie_tol: float
+    cascade_unit: str
+    censored: str
+    level: float
+    n_boot: int
+    gen: np.random.Generator
+
+
+def _recall_checks(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
+                   flags: list[Flag]) -> tuple:
+    """Token-level analysis of a dataset with ``p_after`` and ``greedy_correct``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset with both token variables.
+    opts : _TokenOptions
+        Settings of the analyses.
+    notes, flags : list
+        Appended with what the checks report.
+
+    Returns
+    -------
+    tuple
+        ``(token arrays, threshold fit, sufficiency, cascade, sequence, bimodality)``.
+    """
+    ta = token_arrays(ds)
+    intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
+    prefix_ok = intact if opts.condition_on_prefix else np.ones_like(ta.valid)
+    thr = _threshold_or_note(ta, prefix_ok, opts.level, opts.n_boot, opts.gen, notes)
+    if thr is not None:
+        flags.extend(_threshold_flags(thr))
+    suff = _sufficiency(ta, intact, opts.tie_tol)  # defined on intact prefixes only
+    if suff.n_violations:
+        flags.append(Flag(
+            "sufficiency_violated",
+            f"{suff.n_violations} tokens with p_after > 0.5 + {opts.tie_tol:g} and an "
+            "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
+            "(check that both used the same prompt, precision and tokenization)"
+        ))
+    casc = _cascade(ta, opts.cascade_unit, opts.censored, opts.level, opts.n_boot, opts.gen)
+    if casc is None:
+        notes.append("cascade not computed: fewer than 4 units with a varying position")
+    seq = _sequence(ta)
+    if "entry" not in ds:
+        notes.append("no 'entry' variable: each run is treated as one entry")
+    return ta, thr, suff, casc, seq, _bimodality(ta)
+
+
+def _token_level(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
+                 flags: list[Flag]) -> tuple:
+    """Run the token-level analyses the dataset's variables allow; note those skipped.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    opts : _TokenOptions
+        Settings of the analyses.
+    notes, flags : list
+        Appended with what the analyses report.
+
+    Returns
+    -------
+    tuple
+        ``(token arrays, threshold fit, sufficiency, cascade, sequence, bimodality)``;
+        parts the variables cannot support are None.
+    """
+    if "p_after" in ds and "greedy_correct" in ds:
+        return _recall_checks(ds, opts, notes, flags)
+    if "p_after" in ds:
+        ta = token_arrays(ds, need_greedy=False)
+        bim = _bimodality(ta)
+        notes.append(
+            "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
+        )
+        return ta, None, None, None, None, bim
+    notes.append(
+        "no token variables (p_after, greedy_correct): token-level analysis skipped"
+    )
+    return None, None, None, None, None, None
+
+
+def _cell_transitions(ds: xr.Dataset, ta: TokenArrays | None, capacity: str,
+                      orders: tuple[str, ...], beta: float | None, level: float, n_boot: int,
+                      gen: np.random.Generator, notes: list[str],
+                      flags: list[Flag]) -> dict[str, CellTransition]:
+    """Fit the cell-level sigmoid of each order parameter against capacity.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+    ta : TokenArrays or None
+        Token arrays (for the ``frac_above`` order), if any.
+    capacity : {"rank", "n_params"}
+        Capacity variable.
+    orders : tuple of str
+        Order parameters to fit.
+    beta : float or None
+        Fixed length exponent, or None to fit it.
+    level : float
+        Confidence level.
+    n_boot : int
+        Cell-bootstrap replicates.
+    gen : numpy.random.Generator
+        Random source.
+    notes, flags : list
+        Appended with skipped orders and extrapolated critical points.
+
+    Returns
+    -------
+    dict
+        Order name → CellTransition, for the orders that could be fitted.
+    """
+    transitions = {}
+    cells = _cell_orders(ds, ta, capacity)
+    if cells is None:
+        notes.append("no rank/length cells: cell-level transition skipped")
+        return transitions
+    for order in orders:
+        if order not in cells.columns:
+            notes.append(f"cell transition of {order} skipped: not in the dataset")
+            continue
+        tr = _fit_sigmoid(cells, order, beta, level, n_boot, gen, capacity)
+        if tr is None:
+            notes.append(
+                f"cell transition of {order} not fitted: fewer than 4 cells or no "
+                "variation (every cell on one side of the transition)"
+            )
+            continue
+        transitions[order] = tr
+        if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
+            flags.append(Flag(
+                "critical_point_extrapolated", f"critical point of {order} lies outside "
+                "the observed capacity range (extrapolated)"
+            ))
+    return transitions
+
+
 def phase_transition(
     ds,
     *,
@@ -913,19 +1286,7 @@ def phase_transition(
     """
     ds = load(ds)
     confidence_level = V.confidence_level(confidence_level)
-    if cascade_unit not in ("run", "entry"):
-        raise LawfitError(
-            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
-        )
-    if censored not in ("end", "drop"):
-        raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
-    bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
-    if bad:
-        raise LawfitError(
-            f"orders must be among 'exact_match', 'frac_above', 'token_accuracy'; got {bad}."
-        )
-    if capacity not in ("rank", "n_params"):
-        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
+    _check_options(cascade_unit, censored, orders, capacity)
     bootstrap = V.bootstrap_count(bootstrap)
     gen = V.random_generator(rng)
     notes: list[str] = []
@@ -936,87 +1297,11 @@ def phase_transition(
             "pooled over " + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
             + "; select one group (ds.sel(...)) to analyse it alone"
         )
-    ta = None
-    thr = suff = casc = seq = bim = None
-    if "p_after" in ds and "greedy_correct" in ds:
-        ta = token_arrays(ds)
-        intact = fails_before(ta.greedy, ta.entry, ta.valid) == 0
-        prefix_ok = intact if condition_on_prefix else np.ones_like(ta.valid)
-        try:
-            thr = _threshold_fit(ta, prefix_ok, confidence_level, int(bootstrap), gen)
-        except LawfitError as exc:
-            notes.append(f"threshold not estimated: {exc}")
-        except Exception as exc:  # noqa: BLE001 - e.g. perfect separation in statsmodels
-            notes.append(f"threshold not estimated: logistic regression failed ({exc})")
-        if thr is not None and np.isfinite(thr.ci_difference[0]) and not (
-            thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
-        ):
-            flags.append(Flag(
-                "threshold_not_logistic",
-                f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
-                f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
-                f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
-                "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
-                "to 1 above p = 0.5); prefer threshold_isotonic"
-            ))
-        if thr is not None and thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
-            flags.append(Flag(
-                "few_informative_runs",
-                f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
-                "and missed tokens; the others are recalled (or missed) throughout and do not "
-                "locate the threshold. The run bootstrap cannot resample the transition, so the "
-                f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
-                f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
-                "runs near the transition (ranks and lengths where recall is partial)."
-            ))
-        suff = _sufficiency(ta, intact, tie_tol)  # defined on intact prefixes only
-        if suff.n_violations:
-            flags.append(Flag(
-                "sufficiency_violated",
-                f"{suff.n_violations} tokens with p_after > 0.5 + {tie_tol:g} and an "
-                "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
-                "(check that both used the same prompt, precision and tokenization)"
-            ))
-        casc = _cascade(ta, cascade_unit, censored, confidence_level, int(bootstrap), gen)
-        if casc is None:
-            notes.append("cascade not computed: fewer than 4 units with a varying position")
-        seq = _sequence(ta)
-        if "entry" not in ds:
-            notes.append("no 'entry' variable: each run is treated as one entry")
-        bim = _bimodality(ta)
-    elif "p_after" in ds:
-        ta = token_arrays(ds, need_greedy=False)
-        bim = _bimodality(ta)
-        notes.append(
-            "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
-        )
-    else:
-        notes.append(
-            "no token variables (p_after, greedy_correct): token-level analysis skipped"
-        )
-    transitions = {}
-    cells = _cell_orders(ds, ta, capacity)
-    if cells is None:
-        notes.append("no rank/length cells: cell-level transition skipped")
-    else:
-        for order in orders:
-            if order not in cells.columns:
-                notes.append(f"cell transition of {order} skipped: not in the dataset")
-                continue
-            tr = _fit_sigmoid(cells, order, beta, confidence_level, int(bootstrap) // 5, gen,
-                              capacity)
-            if tr is None:
-                notes.append(
-                    f"cell transition of {order} not fitted: fewer than 4 cells or no "
-                    "variation (every cell on one side of the transition)"
-                )
-                continue
-            transitions[order] = tr
-            if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
-                flags.append(Flag(
-                    "critical_point_extrapolated", f"critical point of {order} lies outside "
-                    "the observed capacity range (extrapolated)"
-                ))
+    opts = _TokenOptions(condition_on_prefix, tie_tol, cascade_unit, censored,
+                         confidence_level, int(bootstrap), gen)
+    ta, thr, suff, casc, seq, bim = _token_level(ds, opts, notes, flags)
+    transitions = _cell_transitions(ds, ta, capacity, orders, beta, confidence_level,
+                                    int(bootstrap) // 5, gen, notes, flags)
     if bootstrap and transitions:
         notes.append(
             f"cell-level sigmoid bootstrap used {int(bootstrap) // 5} replicates "
