@@ -300,14 +300,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-seconds", type=float, default=5.0, help="how often a cell checks the limit"
     )
-    parser.add_argument("--max-files", type=int, default=8)
+    parser.add_argument(
+        "--max-files", type=int, default=8, help="files the command may leave in --out"
+    )
+    parser.add_argument(
+        "--no-side-files",
+        action="store_true",
+        help="leave run.log and summary.json inside the archive only (not beside it), so that "
+        "--out holds just SHA256SUMS and the parts: several sweeps of one lease share 8 files",
+    )
     parser.add_argument("--max-mib", type=float, default=16.0)
     parser.add_argument("--max-total-mib", type=float, default=60.0)
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.reserve_minutes < 0:
         parser.error("--minutes must be > 0 and --reserve-minutes >= 0")
-    if args.max_files < 4:
-        parser.error("--max-files must be >= 4 (log, summary, sums and at least one part)")
+    least = 2 if args.no_side_files else 4
+    if args.max_files < least:
+        parser.error(
+            f"--max-files must be >= {least} (sums and at least one part"
+            f"{'' if args.no_side_files else ', log and summary'}), got {args.max_files}"
+        )
     if args.batch_cells != "auto":
         try:
             args.batch_cells = int(args.batch_cells)
@@ -421,13 +433,14 @@ def main(argv: list[str] | None = None) -> int:
 def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int:
     """Pack ``work`` into ``out`` within the file limits; copy the log and summary beside.
 
-    ``out`` receives ``run.log``, ``summary.json``, ``SHA256SUMS`` and the archive's parts:
-    at most ``--max-files`` files, each at most ``--max-mib``, the parts together at most
-    ``--max-total-mib``.
+    ``out`` receives ``run.log``, ``summary.json`` (not with ``--no-side-files``: they are
+    in the archive), ``SHA256SUMS`` and the archive's parts: at most ``--max-files`` files,
+    each at most ``--max-mib``, the parts together at most ``--max-total-mib``.
     """
     for handler in logging.getLogger().handlers:
         handler.flush()  # run.log is packed as it stands now
-    n_parts = min(args.max_files - 3, int(args.max_total_mib // args.max_mib))
+    side = 0 if args.no_side_files else 2
+    n_parts = min(args.max_files - 1 - side, int(args.max_total_mib // args.max_mib))
     if n_parts < 1:
         raise PackError(
             f"--max-total-mib {args.max_total_mib:g} leaves no room for one part of "
@@ -444,8 +457,9 @@ def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int
         "archive_mib": info["archive_bytes"] / MIB,
         "left_out": info["left_out"],
     }
-    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
-    (out / "run.log").write_text((work / "run.log").read_text())
+    if side:
+        (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
+        (out / "run.log").write_text((work / "run.log").read_text())
     return 0
 
 
