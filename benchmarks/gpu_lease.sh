@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_lease.sh bench [ARGS]               # after `run`, same machine: cells
 #                                                           #   one by one, batched, 2 workers
 #   bash benchmarks/gpu_lease.sh lease [ARGS]               # call 2 of the 15-minute plan:
-#                                                           #   converged, overlap, carriers, bench
+#                                                           #   converged, carriers, overlap, bench
 # `stash` keeps the first half of the SmolLM2 GGUF file outside the working tree; `run` joins
 # both halves (sha256 checked), installs the carried wheels, and runs benchmarks/gpu_run.py
 # with --out "$OUT" and the joined model; ARGS go to gpu_run.py. `bench` runs
@@ -25,10 +25,10 @@ PY=${PYTHON:-python3}
 # the plan's call 2 (benchmarks/GPU_RUN.md, "The lease"): minutes of each step
 CONVERGED=${CONVERGED:-sweeps/gpu_converged.toml}
 CONVERGED_MIN=${CONVERGED_MIN:-4.5}
-OVERLAP=${OVERLAP:-sweeps/gpu_overlap.toml}
-OVERLAP_MIN=${OVERLAP_MIN:-1.25}
 CARRIERS=${CARRIERS:-sweeps/gpu_carriers.toml}
 CARRIERS_MIN=${CARRIERS_MIN:-1.5}
+OVERLAP=${OVERLAP:-sweeps/gpu_overlap.toml}
+OVERLAP_MIN=${OVERLAP_MIN:-1.25}
 BENCH_SECONDS=${BENCH_SECONDS:-75}  # 0: no bench
 BENCH_ARGS=${BENCH_ARGS:---modules mlp_block@20 --length 512 --ranks 1 2 4 8 --methods sft \
 --max-steps 100 --batch-cells 4 --workers 2}
@@ -86,9 +86,9 @@ lease)
     {
         "$PY" -c "import gguf; print('gguf', gguf.__file__)"
         sweep_step converged "$CONVERGED" "$CONVERGED_MIN" 3 16 "$@"
-        # their merged files are small (12 and 132 MB against 2 GB): half a minute to merge
-        sweep_step overlap "$OVERLAP" "$OVERLAP_MIN" 2 12 --no-paper --reserve-minutes 0.5 "$@"
+        # their merged files are small (132 and 12 MB against 2 GB): half a minute to merge
         sweep_step carriers "$CARRIERS" "$CARRIERS_MIN" 2 12 --no-paper --reserve-minutes 0.5 "$@"
+        sweep_step overlap "$OVERLAP" "$OVERLAP_MIN" 2 12 --no-paper --reserve-minutes 0.5 "$@"
         if [ "$BENCH_SECONDS" -gt 0 ]; then
             echo "== bench: at most $BENCH_SECONDS s, $(date -u +%T)"
             # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments

@@ -56,8 +56,8 @@ sys.meta_path = [_DeviceLike if f is PathFinder else f for f in sys.meta_path]
 #: the steps of the lease, the sweep each rehearses, its minutes here
 STEPS = {
     "converged": ("sweeps/gpu_rehearsal_converged.toml", 0.25),
-    "overlap": ("sweeps/gpu_rehearsal_converged.toml", 0.3),
     "carriers": ("sweeps/gpu_rehearsal_carriers.toml", 0.75),
+    "overlap": ("sweeps/gpu_rehearsal_converged.toml", 0.3),
 }
 BENCH = "--model tiny-random --modules mlp_block@2 --length 16 --ranks 1 2 --methods sft "
 BENCH += "--max-steps 10 --batch-cells 2 --workers 2"
