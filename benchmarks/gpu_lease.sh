@@ -87,7 +87,9 @@ lease)
         "$PY" -c "import gguf; print('gguf', gguf.__file__)"
         sweep_step converged "$CONVERGED" "$CONVERGED_MIN" 3 16 "$@"
         # their merged files are small (132 and 12 MB against 2 GB): half a minute to merge
-        sweep_step carriers "$CARRIERS" "$CARRIERS_MIN" 2 12 --no-paper --reserve-minutes 0.5 "$@"
+        # the carrier sweep's LoRA reference cells are converged cells: those done are reused
+        sweep_step carriers "$CARRIERS" "$CARRIERS_MIN" 2 12 --no-paper --reserve-minutes 0.5 \
+            --reuse-cells runs/converged "$@"
         sweep_step overlap "$OVERLAP" "$OVERLAP_MIN" 2 12 --no-paper --reserve-minutes 0.5 "$@"
         if [ "$BENCH_SECONDS" -gt 0 ]; then
             echo "== bench: at most $BENCH_SECONDS s, $(date -u +%T)"

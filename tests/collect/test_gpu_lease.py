@@ -55,7 +55,7 @@ sys.meta_path = [_DeviceLike if f is PathFinder else f for f in sys.meta_path]
 """
 #: the steps of the lease, the sweep each rehearses, its minutes here
 STEPS = {
-    "converged": ("sweeps/gpu_rehearsal_converged.toml", 0.25),
+    "converged": ("sweeps/gpu_rehearsal_converged.toml", 0.3),
     "carriers": ("sweeps/gpu_rehearsal_carriers.toml", 0.75),
     "overlap": ("sweeps/gpu_rehearsal_converged.toml", 0.3),
 }
@@ -186,6 +186,23 @@ def test_the_carrier_sweep_merges_into_a_contract_dataset(lease, tmp_path):
         if bool(done.sel(modules=modules, rank=rank).any()):
             assert int(ds["n_params"].sel(at)) == scalars
             assert int(ds["n_bytes"].sel(at)) == 4 * scalars  # float32 on the CPU
+
+
+def test_the_carrier_step_reuses_the_converged_cells_it_shares(lease, tmp_path):
+    """The LoRA reference cells the converged step finished travel with the carrier sweep."""
+    from collect.config import load_config
+    from collect.store import cell_path
+
+    _, out, repo = lease
+    converged = repo / "runs" / "converged"
+    config = load_config(repo / STEPS["carriers"][0])
+    shared = [k for k in config.cells() if cell_path(converged, k).exists()]
+    summary, back = _summary(out, "carriers", tmp_path)
+    assert summary["reused_cells"] == len(shared) >= 1  # the first batch: ranks 1, 2 at l = 16
+    for key in shared:
+        assert cell_path(back, key).read_bytes() == cell_path(converged, key).read_bytes()
+    assert all(k.modules == "mlp_block@2" for k in shared)
+    assert summary["lean"]["cells"] == summary["cells_done"] - len(shared)  # not counted twice
 
 
 def _imported_distributions(paths: list[Path]) -> dict[str, str]:
