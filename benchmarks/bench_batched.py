@@ -92,7 +92,9 @@ def run_in_process(config, out: Path, batch_cells: int) -> dict:
 
 def run_workers(config, sweep_file: Path, out: Path, workers: int, threads: int) -> dict:
     """Run ``workers`` processes of ``collect run --batch-cells 1`` on one folder."""
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": str(threads)}
+    # keep the caller's path (the GPU lease puts the carried gguf wheel on it)
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "collect", "run", str(sweep_file), "--out", str(out)]
     cmd += ["--batch-cells", "1", "--no-progress"]
     start = time.perf_counter()
@@ -124,8 +126,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def report(name: str, res: dict, base: dict) -> None:
+    """Print one way's throughput, its ratios to ``base`` (separate) and its largest ΔL gap."""
+    diff = max(abs(res["delta_loss"][k] - base["delta_loss"][k]) for k in base["delta_loss"])
+    speed = res["cells_per_hour"] / base["cells_per_hour"]
+    rate = res["target_token_steps_per_s"] / base["target_token_steps_per_s"]
+    print(
+        f"{name:12s}: {res['cells']} cells in {res['seconds']:.1f} s: "
+        f"{res['cells_per_hour']:.0f} cells/hour ({speed:.2f}x), "
+        f"{res['target_token_steps_per_s']:.0f} target-token-steps/s ({rate:.2f}x); "
+        f"max |ΔL - separate ΔL| = {diff:.2g} nats/token",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the three ways and print their throughput and ratios."""
+    """Run the three ways and print each one's throughput and ratios as soon as it ends.
+
+    A run cut short (the GPU lease runs this under ``timeout``) keeps the lines printed so far.
+    """
     import torch
 
     args = parse_args(argv)
@@ -133,36 +152,29 @@ def main(argv: list[str] | None = None) -> None:
     raw = sweep_dict(args)
     config = config_from_dict(raw)
     n_cells = len(config.cells())
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="bench_batched_") as tmp:
-        tmp = Path(tmp)
-        results["separate"] = run_in_process(config, tmp / "separate", 1)
-        results[f"batched x{args.batch_cells}"] = run_in_process(
-            config, tmp / "batched", args.batch_cells
-        )
-        if args.workers:
-            sweep_file = tmp / "sweep.json"
-            sweep_file.write_text(json.dumps(raw))
-            results[f"{args.workers} workers"] = run_workers(
-                config, sweep_file, tmp / "workers", args.workers, args.threads
-            )
     print(
         f"sweep: {args.model} {args.task} {args.modules} length {args.length}, ranks "
         f"{args.ranks}, methods {args.methods}, seeds {args.seeds}: {n_cells} cells x "
         f"{args.max_steps} steps, {args.threads} thread(s) per process, torch "
-        f"{torch.__version__}, {os.cpu_count()} CPUs"
+        f"{torch.__version__}, {os.cpu_count()} CPUs",
+        flush=True,
     )
-    base = results["separate"]
-    for name, res in results.items():
-        diff = max(abs(res["delta_loss"][k] - base["delta_loss"][k]) for k in base["delta_loss"])
-        speed = res["cells_per_hour"] / base["cells_per_hour"]
-        rate = res["target_token_steps_per_s"] / base["target_token_steps_per_s"]
-        print(
-            f"{name:12s}: {res['cells']} cells in {res['seconds']:.1f} s: "
-            f"{res['cells_per_hour']:.0f} cells/hour ({speed:.2f}x), "
-            f"{res['target_token_steps_per_s']:.0f} target-token-steps/s ({rate:.2f}x); "
-            f"max |ΔL - separate ΔL| = {diff:.2g} nats/token"
-        )
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_batched_") as tmp:
+        tmp = Path(tmp)
+        base = results["separate"] = run_in_process(config, tmp / "separate", 1)
+        report("separate", base, base)
+        name = f"batched x{args.batch_cells}"
+        results[name] = run_in_process(config, tmp / "batched", args.batch_cells)
+        report(name, results[name], base)
+        if args.workers:
+            sweep_file = tmp / "sweep.json"
+            sweep_file.write_text(json.dumps(raw))
+            name = f"{args.workers} workers"
+            results[name] = run_workers(
+                config, sweep_file, tmp / "workers", args.workers, args.threads
+            )
+            report(name, results[name], base)
     if not all(np.isfinite(list(r["delta_loss"].values())).all() for r in results.values()):
         raise SystemExit("a cell's ΔL is not finite")
 

