@@ -28,7 +28,7 @@ def _budget_result():
 
 
 def _carrier_sweep():
-    from tests.lawfit.test_carriers import LENGTHS, TRUTH
+    from tests.lawfit.test_carrier_law import LENGTHS, TRUTH
 
     return synthetic_carrier_dataset(TRUTH, lengths=LENGTHS, tokens=True, rng=0)
 
