@@ -248,6 +248,187 @@ def threshold_caveats(result) -> list[str]:
     return out
 
 
+_PHASE_LABELS = {"exact_match": "exact-match recall", "token_accuracy": "token accuracy",
+                 "frac_above": "share of tokens with p > 0.5"}
+
+
+def _phase_cells(ds, order: str):
+    """Per-run values of ``order`` for the phase diagram.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting, one method.
+    order : str
+        Cell variable, or ``"frac_above"`` (share of tokens with p_after > 0.5).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ok run with ``rank``, ``length`` and ``order``.
+
+    Raises
+    ------
+    LawfitError
+        If ``ds`` lacks the variable or has no ok cell with it.
+    """
+    from lawfit.errors import LawfitError
+
+    if order == "frac_above":
+        require(ds, ["p_after"], "plot_phase_diagram(order='frac_above')")
+        ta = token_arrays(ds, need_greedy=False)
+        df = ta.runs.copy()
+        df["frac_above"] = [np.mean(p[v] > 0.5) for p, v in zip(ta.p_after, ta.valid,
+                                                                strict=True)]
+    else:
+        require(ds, [order], "plot_phase_diagram")
+        df = cells_frame(ds, [order])
+    if not len(df):
+        raise LawfitError(f"plot_phase_diagram: no ok cell with {order!r}.")
+    return df
+
+
+def _phase_grid(df, order: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean of ``order`` over seeds on the (length, rank) grid.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        From :func:`_phase_cells`.
+    order : str
+        Column to average.
+
+    Returns
+    -------
+    ranks, lengths : numpy.ndarray
+        Sorted grid coordinates.
+    Z : numpy.ndarray
+        Shape ``(length, rank)``, NaN where no run.
+    """
+    ranks = np.array(sorted(df["rank"].unique()), float)
+    lengths = np.array(sorted(df["length"].unique()), float)
+    mean = df.groupby(["length", "rank"])[order].mean()
+    Z = np.full((len(lengths), len(ranks)), np.nan)
+    for (L, r), v in mean.items():
+        Z[np.searchsorted(lengths, L), np.searchsorted(ranks, r)] = v
+    return ranks, lengths, Z
+
+
+def _log_edges(v: np.ndarray) -> np.ndarray:
+    """Cell edges of log-spaced centres ``v`` (midpoints in log, one unit for one centre).
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        Sorted positive centres.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``len(v) + 1`` edges.
+    """
+    lv = np.log(v)
+    if len(v) == 1:
+        return np.exp([lv[0] - 0.5, lv[0] + 0.5])
+    mid = (lv[1:] + lv[:-1]) / 2
+    return np.exp(np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]]))
+
+
+def _label_cells(ax, Z: np.ndarray, lengths: np.ndarray, ranks: np.ndarray) -> None:
+    """Write each cell's value (two decimals, ``1`` when full) on the map.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes of the map.
+    Z : numpy.ndarray
+        Values, shape ``(length, rank)``.
+    lengths, ranks : numpy.ndarray
+        Cell centres.
+    """
+    for i, L in enumerate(lengths):
+        for j, r in enumerate(ranks):
+            if np.isfinite(Z[i, j]) and Z[i, j] >= 0.005:
+                txt = "1" if Z[i, j] >= 0.995 else f"{Z[i, j]:.2f}".lstrip("0")
+                ax.text(L, r, txt, zorder=5,
+                        ha="center", va="center", fontsize=5.5,
+                        color="white" if Z[i, j] < 0.6 else "black")
+
+
+def _draw_capacity_boundary(ax, fit, ds, loss_before, xe: np.ndarray, ye: np.ndarray) -> None:
+    """Draw the rank where the law predicts ``loss_after = ln 2``, with its band.
+
+    Nothing is drawn when the prediction fails (a :class:`LawfitError`).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes of the map.
+    fit : FitResult
+        Fitted law in (rank, length).
+    ds : xarray.Dataset
+        Source of ``loss_before`` when ``loss_before`` is None.
+    loss_before : float or callable or None
+        Base-model loss.
+    xe, ye : numpy.ndarray
+        Length and rank edges of the map (the band is clipped to them).
+    """
+    import warnings
+
+    from lawfit.capacity import predict_capacity
+    from lawfit.errors import LawfitError
+
+    grid = np.geomspace(xe[0], xe[-1], 40)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pc = predict_capacity(fit, length=grid, target=LN2, target_kind="loss_after",
+                                  loss_before=loss_before,
+                                  data=None if loss_before is not None else ds)
+        t = pc.table
+        est = t["estimate"].to_numpy(float)
+        ok = np.isfinite(est) & (est > 0)
+        ax.plot(grid[ok], est[ok], color=OKABE_ITO[1], lw=1.4,
+                label="law: loss$_{after}$ = ln 2")
+        if "low" in t and np.isfinite(t["low"]).any():
+            lo = np.clip(t["low"].to_numpy(float), ye[0], ye[-1])
+            hi = np.clip(t["high"].to_numpy(float), ye[0], ye[-1])
+            ax.fill_between(grid, lo, hi, color=OKABE_ITO[1], alpha=0.25, lw=0)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=6.5)
+    except LawfitError:
+        pass
+
+
+def _phase_axes(ax, xe: np.ndarray, ye: np.ndarray, lengths: np.ndarray, ranks: np.ndarray,
+                title: str | None) -> None:
+    """Limits, log ticks at the grid values, labels and title of the phase map.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes of the map.
+    xe, ye : numpy.ndarray
+        Length and rank edges.
+    lengths, ranks : numpy.ndarray
+        Tick positions.
+    title : str or None
+        Axes title.
+    """
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    log_ticks(ax, "x", lengths)
+    log_ticks(ax, "y", ranks)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_xlabel("target length ℓ (tokens)")
+    ax.set_ylabel("LoRA rank $r$")
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
 @styled
 def plot_phase_diagram(ds, fit=None, *, order: str = "exact_match", ax=None,
                        loss_before=None, title: str | None = None):
@@ -278,88 +459,20 @@ def plot_phase_diagram(ds, fit=None, *, order: str = "exact_match", ax=None,
     -------
     matplotlib.figure.Figure
     """
-    from lawfit.errors import LawfitError
-
-    if order == "frac_above":
-        require(ds, ["p_after"], "plot_phase_diagram(order='frac_above')")
-        ta = token_arrays(ds, need_greedy=False)
-        df = ta.runs.copy()
-        df["frac_above"] = [np.mean(p[v] > 0.5) for p, v in zip(ta.p_after, ta.valid,
-                                                                strict=True)]
-    else:
-        require(ds, [order], "plot_phase_diagram")
-        df = cells_frame(ds, [order])
-    if not len(df):
-        raise LawfitError(f"plot_phase_diagram: no ok cell with {order!r}.")
-    ranks = np.array(sorted(df["rank"].unique()), float)
-    lengths = np.array(sorted(df["length"].unique()), float)
-    mean = df.groupby(["length", "rank"])[order].mean()
-    Z = np.full((len(lengths), len(ranks)), np.nan)
-    for (L, r), v in mean.items():
-        Z[np.searchsorted(lengths, L), np.searchsorted(ranks, r)] = v
-
-    def edges(v):
-        lv = np.log(v)
-        if len(v) == 1:
-            return np.exp([lv[0] - 0.5, lv[0] + 0.5])
-        mid = (lv[1:] + lv[:-1]) / 2
-        return np.exp(np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]]))
-
+    ranks, lengths, Z = _phase_grid(_phase_cells(ds, order), order)
     fig, ax = fig_ax(ax, 3.3, 2.6)
-    xe, ye = edges(lengths), edges(ranks)
+    xe, ye = _log_edges(lengths), _log_edges(ranks)
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(Z.T), cmap="viridis", vmin=0, vmax=1,
                          edgecolors="white", linewidth=0.5)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for i, L in enumerate(lengths):
-        for j, r in enumerate(ranks):
-            if np.isfinite(Z[i, j]) and Z[i, j] >= 0.005:
-                txt = "1" if Z[i, j] >= 0.995 else f"{Z[i, j]:.2f}".lstrip("0")
-                ax.text(L, r, txt, zorder=5,
-                        ha="center", va="center", fontsize=5.5,
-                        color="white" if Z[i, j] < 0.6 else "black")
+    _label_cells(ax, Z, lengths, ranks)
     cb = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
-    label = {"exact_match": "exact-match recall", "token_accuracy": "token accuracy",
-             "frac_above": "share of tokens with p > 0.5"}.get(order, order)
-    cb.set_label(label)
+    cb.set_label(_PHASE_LABELS.get(order, order))
     cb.outline.set_linewidth(0.4)
     if fit is not None:
-        from lawfit.capacity import predict_capacity
-
-        grid = np.geomspace(xe[0], xe[-1], 40)
-        try:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pc = predict_capacity(fit, length=grid, target=LN2, target_kind="loss_after",
-                                      loss_before=loss_before,
-                                      data=None if loss_before is not None else ds)
-            t = pc.table
-            est = t["estimate"].to_numpy(float)
-            ok = np.isfinite(est) & (est > 0)
-            ax.plot(grid[ok], est[ok], color=OKABE_ITO[1], lw=1.4,
-                    label="law: loss$_{after}$ = ln 2")
-            if "low" in t and np.isfinite(t["low"]).any():
-                lo = np.clip(t["low"].to_numpy(float), ye[0], ye[-1])
-                hi = np.clip(t["high"].to_numpy(float), ye[0], ye[-1])
-                ax.fill_between(grid, lo, hi, color=OKABE_ITO[1], alpha=0.25, lw=0)
-            ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=6.5)
-        except LawfitError:
-            pass
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
-    log_ticks(ax, "x", lengths)
-    log_ticks(ax, "y", ranks)
-    from matplotlib.ticker import NullLocator
-
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_xlabel("target length ℓ (tokens)")
-    ax.set_ylabel("LoRA rank $r$")
-    if title:
-        ax.set_title(title, fontsize=7)
+        _draw_capacity_boundary(ax, fit, ds, loss_before, xe, ye)
+    _phase_axes(ax, xe, ye, lengths, ranks, title)
     return fig
 
 
