@@ -2,7 +2,64 @@
 
 from __future__ import annotations
 
+import argparse
+
 from lawfit.errors import LawfitError
+
+
+def add_command(subparsers, name: str, *, help: str, description: str,
+                epilog: str) -> argparse.ArgumentParser:
+    """Register subcommand ``name`` with its examples epilog and the data arguments.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``lawfit`` subcommand registry.
+    name, help, description, epilog : str
+        Subcommand name, one-line help, description and examples (printed verbatim).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The subcommand's parser, with the positional ``data`` and ``--sel`` added.
+    """
+    p = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    return p
+
+
+def add_csv_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--csv OUT`` ("write the <what>")."""
+    p.add_argument("--csv", default=None, metavar="OUT", help=f"write the {what}")
+
+
+def uncertainty_kwargs(args: argparse.Namespace) -> dict:
+    """Map ``--bootstrap``, ``--level`` and ``--seed`` to the analysis keyword arguments."""
+    return {"bootstrap": args.bootstrap, "confidence_level": args.level, "rng": args.seed}
+
+
+def print_result(res, csv: str | None, table) -> int:
+    """Print ``res.summary()`` and, when ``csv`` is given, write ``table()`` there.
+
+    Parameters
+    ----------
+    res : object
+        An analysis result with a ``summary()`` method.
+    csv : str or None
+        The ``--csv`` path.
+    table : callable
+        Returns the DataFrame to write (called only when ``csv`` is given).
+
+    Returns
+    -------
+    int
+        Exit status 0.
+    """
+    print(res.summary())
+    if csv:
+        write_csv(table(), csv)
+    return 0
 
 
 def add_data_args(p, *, sel=True):

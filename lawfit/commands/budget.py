@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import (
-    SPACE_HELP,
-    add_data_args,
-    add_uncertainty_args,
-    open_selected,
-    write_csv,
-)
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -23,22 +17,21 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``budget`` subcommand."""
-    p = subparsers.add_parser(
-        "budget", help="cells still improving at the step budget; exponents vs budget",
+    p = cli.add_command(
+        subparsers, "budget", help="cells still improving at the step budget; exponents vs budget",
         description="Read each cell's training trajectory: which cells stopped at the budget "
                     "while their loss was still falling, and the law refitted as if the sweep "
                     "had used smaller budgets.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
+        epilog=_EPILOG)
     p.add_argument("--budgets", nargs="+", type=int, default=None, metavar="STEPS",
                    help="logged steps to refit at (default: 1/4, 1/2, 3/4 and all of it)")
     p.add_argument("--window", type=int, default=100, metavar="STEPS",
                    help="look-back for 'still improving' (default 100)")
     p.add_argument("--tol", type=float, default=0.01,
                    help="relative ΔL gain over the window that counts as improving (0.01)")
-    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
-    add_uncertainty_args(p, bootstrap=200)
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the per-cell table")
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
+    cli.add_uncertainty_args(p, bootstrap=200)
+    cli.add_csv_arg(p, "per-cell table")
     p.add_argument("--trajectory", action="store_true",
                    help="also print each cell's ΔL at every budget of --budgets")
     p.set_defaults(func=run)
@@ -50,14 +43,13 @@ def run(args) -> int:
     from lawfit.budget import budget_sensitivity, convergence, delta_by_budget
     from lawfit.errors import LawfitError
 
-    ds = open_selected(args)
+    ds = cli.open_selected(args)
     if args.trajectory:
         print(delta_by_budget(ds, args.budgets).to_string(index=False, float_format="%.4g"))
         print()
     try:
-        res = budget_sensitivity(ds, args.budgets, bootstrap=args.bootstrap, window=args.window,
-                                 tol=args.tol, confidence_level=args.level, rng=args.seed,
-                                 space=args.space)
+        res = budget_sensitivity(ds, args.budgets, window=args.window, tol=args.tol,
+                                 space=args.space, **cli.uncertainty_kwargs(args))
     except LawfitError as exc:
         if "could not be fitted at any budget" not in str(exc):
             raise
@@ -66,9 +58,6 @@ def run(args) -> int:
         print(conv.to_string(index=False))
         print(f"note: {exc}")
         if args.csv:
-            write_csv(conv, args.csv)
+            cli.write_csv(conv, args.csv)
         return 0
-    print(res.summary())
-    if args.csv:
-        write_csv(res.convergence, args.csv)
-    return 0
+    return cli.print_result(res, args.csv, lambda: res.convergence)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import (
-    SPACE_HELP,
-    add_data_args,
-    add_uncertainty_args,
-    open_selected,
-    write_csv,
-)
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -23,16 +17,15 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``carriers`` subcommand."""
-    p = subparsers.add_parser(
+    p = cli.add_command(
+        subparsers,
         "carriers",
         help="one capacity law across carriers (LoRA, memory tokens, KV memory), bits per size",
         description="Fit the law per carrier (the modules dim: mlp_block@20, memtok:m, kv:m@k, "
         "skv:k@LAYERS) against its size in parameters or bytes, test whether the carriers "
         "share exponents, and give bits per parameter and per byte per carrier.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_data_args(p)
     p.add_argument(
         "--size",
         choices=["params", "bytes"],
@@ -45,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="stored",
         help="bits counted: information stored, recalled, or ΔL bits (default: stored)",
     )
-    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
     p.add_argument(
         "--significance",
         type=float,
@@ -65,14 +58,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="BITS",
         help="also give the smallest carrier of each kind storing these many bits",
     )
-    add_uncertainty_args(p, bootstrap=500)
+    cli.add_uncertainty_args(p, bootstrap=500)
     p.add_argument(
         "--unit",
         default="cell",
         choices=["cell", "seed", "data_seed", "run"],
         help="bootstrap resampling unit (default: cell)",
     )
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the per-carrier bits table")
+    cli.add_csv_arg(p, "per-carrier bits table")
     p.set_defaults(func=run)
     return p
 
@@ -81,14 +74,8 @@ def run(args) -> int:
     """Execute ``lawfit carriers``."""
     from lawfit.carriers import carrier_bits, carrier_law
 
-    data = open_selected(args)
-    common = dict(
-        bootstrap=args.bootstrap,
-        unit=args.unit,
-        confidence_level=args.level,
-        dtype=args.dtype,
-        rng=args.seed,
-    )
+    data = cli.open_selected(args)
+    common = dict(unit=args.unit, dtype=args.dtype, **cli.uncertainty_kwargs(args))
     law = carrier_law(
         data, size=args.size, space=args.space, significance=args.significance, **common
     )
@@ -100,5 +87,5 @@ def run(args) -> int:
         print()
         print(bits.predict(args.store).summary())
     if args.csv:
-        write_csv(bits.table, args.csv)
+        cli.write_csv(bits.table, args.csv)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import SPACE_HELP, add_data_args, open_selected, write_csv
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -16,14 +16,13 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``compare`` subcommand."""
-    p = subparsers.add_parser(
-        "compare", help="rank alternative scaling forms (AICc/BIC, LR and Vuong tests)",
+    p = cli.add_command(
+        subparsers, "compare", help="rank alternative scaling forms (AICc/BIC, LR and Vuong tests)",
         description="Fit the paper's law and its alternatives on the same cells and rank them.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
+        epilog=_EPILOG)
     p.add_argument("--forms", nargs="+", default=None, metavar="FORM",
                    help="registered forms to compare (default: the built-in candidates)")
-    p.add_argument("--space", choices=["linear", "log"], default="linear", help=SPACE_HELP)
+    p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
     p.add_argument("--criterion", choices=["aicc", "bic"], default="aicc",
                    help="information criterion that ranks the forms (default: aicc)")
     p.add_argument("--exclude", default="memorized",
@@ -31,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pool", nargs="+", default=[], metavar="DIM",
                    help="grouping dims pooled into one law (e.g. modules)")
     p.add_argument("--no-holdout", action="store_true", help="skip held-out extrapolation")
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the ranking table")
+    cli.add_csv_arg(p, "ranking table")
     p.set_defaults(func=run)
     return p
 
@@ -49,11 +48,7 @@ def run(args) -> int:
     """Execute ``lawfit compare``."""
     from lawfit.compare import compare
 
-    ds = open_selected(args)
-    res = compare(ds, args.forms, space=args.space, criterion=args.criterion,
+    res = compare(cli.open_selected(args), args.forms, space=args.space, criterion=args.criterion,
                   exclude=parse_exclude(args.exclude), pool=tuple(args.pool),
                   holdout=() if args.no_holdout else ("rank", "length"))
-    print(res.summary())
-    if args.csv:
-        write_csv(res.table, args.csv)
-    return 0
+    return cli.print_result(res, args.csv, lambda: res.table)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from lawfit.commands._common import (
-    add_data_args,
-    add_uncertainty_args,
-    open_selected,
-    write_csv,
-)
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -22,12 +17,11 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``memft`` subcommand."""
-    p = subparsers.add_parser(
-        "memft", help="MemFT savings over SFT: gradient budget, predicted rank/params",
+    p = cli.add_command(
+        subparsers, "memft", help="MemFT savings over SFT: gradient budget, predicted rank/params",
         description="Share of SFT's loss weight on tokens already above threshold, and the "
                     "rank/parameter savings predicted by laws fitted per method.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
+        epilog=_EPILOG)
     p.add_argument("--target", type=float, default=math.log(2.0),
                    help="fidelity target (default ln 2 on loss_after)")
     p.add_argument("--target-kind", choices=["loss_after", "loss_reduction"],
@@ -37,8 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lengths", nargs="+", type=float, default=None,
                    help="target lengths at which to predict the savings (default: the "
                         "observed lengths and 2x and 4x the longest)")
-    add_uncertainty_args(p, bootstrap=500)
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the predictions table")
+    cli.add_uncertainty_args(p, bootstrap=500)
+    cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
 
@@ -47,11 +41,7 @@ def run(args) -> int:
     """Execute ``lawfit memft``."""
     from lawfit.memft import memft_savings
 
-    ds = open_selected(args)
-    res = memft_savings(ds, target=args.target, target_kind=args.target_kind,
-                        lengths=args.lengths, bootstrap=args.bootstrap,
-                        confidence_level=args.level, rng=args.seed)
-    print(res.summary())
-    if args.csv:
-        write_csv(res.predictions, args.csv)
-    return 0
+    res = memft_savings(cli.open_selected(args), target=args.target,
+                        target_kind=args.target_kind, lengths=args.lengths,
+                        **cli.uncertainty_kwargs(args))
+    return cli.print_result(res, args.csv, lambda: res.predictions)

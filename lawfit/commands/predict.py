@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from lawfit.commands._common import (
-    add_data_args,
-    add_uncertainty_args,
-    open_selected,
-    write_csv,
-)
+from lawfit.commands import _common as cli
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -24,12 +19,12 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``predict`` subcommand."""
-    p = subparsers.add_parser(
-        "predict", help="capacity planning: rank needed for a target, longest length held",
+    p = cli.add_command(
+        subparsers, "predict",
+        help="capacity planning: rank needed for a target, longest length held",
         description="Invert the fitted law on every bootstrap draw. DATA is a .nc sweep "
                     "(fitted here) or a .json fit saved by `lawfit fit --json`.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
+        epilog=_EPILOG)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--length", nargs="+", type=float, help="target length(s) in tokens")
     g.add_argument("--rank", nargs="+", type=float,
@@ -46,11 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="registered form to fit and invert (default: power_law)")
     p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
                    help="capacity input: LoRA rank or trainable parameter count (default: rank)")
-    add_uncertainty_args(p, bootstrap=1000)
+    cli.add_uncertainty_args(p, bootstrap=1000)
     p.add_argument("--unit", default="cell",
                    help="bootstrap resampling unit: cell, seed, run, residual, wild "
                         "(default: cell)")
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the predictions table")
+    cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
 
@@ -70,9 +65,9 @@ def run(args) -> int:
     else:
         from lawfit.fitting import fit
 
-        data = open_selected(args)
-        res = fit(data, args.form, capacity=args.capacity, bootstrap=args.bootstrap,
-                  unit=args.unit, confidence_level=args.level, rng=args.seed)
+        data = cli.open_selected(args)
+        res = fit(data, args.form, capacity=args.capacity, unit=args.unit,
+                  **cli.uncertainty_kwargs(args))
     pred = predict_capacity(res, length=args.length, rank=args.rank, target=args.target,
                             target_kind=args.target_kind, loss_before=args.loss_before,
                             data=data, confidence_level=args.level)
@@ -80,5 +75,5 @@ def run(args) -> int:
     if args.target_kind == "loss_after" and any(t > math.log(2) + 1e-9 for t in args.target):
         print("note: loss_after targets above ln 2 do not guarantee verbatim recall")
     if args.csv:
-        write_csv(pred.table, args.csv)
+        cli.write_csv(pred.table, args.csv)
     return 0

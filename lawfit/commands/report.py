@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lawfit.commands._common import add_data_args, open_selected
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -17,13 +17,12 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``report`` subcommand."""
-    p = subparsers.add_parser(
-        "report", help="run every analysis and write one report (Markdown or HTML)",
+    p = cli.add_command(
+        subparsers, "report", help="run every analysis and write one report (Markdown or HTML)",
         description="Best form, exponents with CIs, p*, sufficiency, cascade, capacity "
                     "predictions, bits/param and MemFT savings, per setting of the sweep. "
                     "Sections the data cannot support say why they were skipped.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
+        epilog=_EPILOG)
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file (default: standard output)")
     p.add_argument("--format", choices=["md", "html"], default=None,
@@ -46,7 +45,7 @@ def run(args) -> int:
 
     from lawfit.report import build_report
 
-    ds = open_selected(args)  # checks -o first: fail before any work
+    ds = cli.open_selected(args)  # checks -o first: fail before any work
     started = time.perf_counter()
 
     def announce(text: str) -> None:

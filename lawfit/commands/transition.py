@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lawfit.commands._common import (
-    add_data_args,
-    add_uncertainty_args,
-    open_selected,
-    write_csv,
-)
+from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
@@ -20,12 +15,12 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``transition`` subcommand."""
-    p = subparsers.add_parser(
-        "transition", help="recall threshold p*, sufficiency, cascade, cell-level transition",
+    p = cli.add_command(
+        subparsers, "transition",
+        help="recall threshold p*, sufficiency, cascade, cell-level transition",
         description="Token- and cell-level analysis of the p > 0.5 phase transition.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p)
-    add_uncertainty_args(p, bootstrap=1000)
+        epilog=_EPILOG)
+    cli.add_uncertainty_args(p, bootstrap=1000)
     p.add_argument("--unit", choices=["run", "entry"], default="run",
                    help="unit of the cascade correlation (default: run)")
     p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
@@ -33,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "parameters (default: rank)")
     p.add_argument("--beta", type=float, default=None,
                    help="fix the length exponent of the capacity variable")
-    p.add_argument("--csv", default=None, metavar="OUT", help="write the tidy table")
+    cli.add_csv_arg(p, "tidy table")
     p.set_defaults(func=run)
     return p
 
@@ -42,11 +37,7 @@ def run(args) -> int:
     """Execute ``lawfit transition``."""
     from lawfit.transition import phase_transition
 
-    ds = open_selected(args)
-    res = phase_transition(ds, bootstrap=args.bootstrap, cascade_unit=args.unit,
+    res = phase_transition(cli.open_selected(args), cascade_unit=args.unit,
                            capacity=args.capacity, beta=args.beta,
-                           confidence_level=args.level, rng=args.seed)
-    print(res.summary())
-    if args.csv:
-        write_csv(res.to_dataframe(), args.csv)
-    return 0
+                           **cli.uncertainty_kwargs(args))
+    return cli.print_result(res, args.csv, res.to_dataframe)
