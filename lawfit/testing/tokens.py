@@ -316,14 +316,8 @@ def _cell_variables(
         Token probabilities, NaN on padding.
     ok_if_prefix : numpy.ndarray of bool
         Token recalled given an intact prefix.
-    greedy : numpy.ndarray
-        Greedy correctness per token, NaN on padding.
-    valid : numpy.ndarray of bool
-        Whether a token lies inside its target.
-    lengths : numpy.ndarray
-        Target lengths (tokens).
-    per : int
-        Tokens per entry.
+    greedy, valid, lengths, per
+        As for :func:`_exact_match`.
 
     Returns
     -------
