@@ -39,6 +39,31 @@ def uncertainty_kwargs(args: argparse.Namespace) -> dict:
     return {"bootstrap": args.bootstrap, "confidence_level": args.level, "rng": args.seed}
 
 
+def run_analysis(args: argparse.Namespace, analysis, table, **kwargs) -> int:
+    """Run ``analysis`` on the selected data with the uncertainty options, then report it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options with ``data``, ``--sel``, ``--bootstrap``, ``--level``, ``--seed``
+        and ``--csv``.
+    analysis : callable
+        ``analysis(ds, **kwargs, bootstrap=, confidence_level=, rng=)`` returning a result
+        with ``summary()``.
+    table : callable
+        Maps the result to the DataFrame written by ``--csv``.
+    **kwargs
+        The command's own options for ``analysis``.
+
+    Returns
+    -------
+    int
+        Exit status 0.
+    """
+    res = analysis(open_selected(args), **kwargs, **uncertainty_kwargs(args))
+    return print_result(res, args.csv, lambda: table(res))
+
+
 def print_result(res, csv: str | None, table) -> int:
     """Print ``res.summary()`` and, when ``csv`` is given, write ``table()`` there.
 

@@ -41,7 +41,6 @@ def run(args) -> int:
     """Execute ``lawfit memft``."""
     from lawfit.memft import memft_savings
 
-    res = memft_savings(cli.open_selected(args), target=args.target,
-                        target_kind=args.target_kind, lengths=args.lengths,
-                        **cli.uncertainty_kwargs(args))
-    return cli.print_result(res, args.csv, lambda: res.predictions)
+    return cli.run_analysis(args, memft_savings, lambda res: res.predictions,
+                            target=args.target, target_kind=args.target_kind,
+                            lengths=args.lengths)

@@ -37,7 +37,5 @@ def run(args) -> int:
     """Execute ``lawfit transition``."""
     from lawfit.transition import phase_transition
 
-    res = phase_transition(cli.open_selected(args), cascade_unit=args.unit,
-                           capacity=args.capacity, beta=args.beta,
-                           **cli.uncertainty_kwargs(args))
-    return cli.print_result(res, args.csv, res.to_dataframe)
+    return cli.run_analysis(args, phase_transition, lambda res: res.to_dataframe(),
+                            cascade_unit=args.unit, capacity=args.capacity, beta=args.beta)
