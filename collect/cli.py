@@ -10,7 +10,8 @@ from collect.errors import CollectError
 
 EPILOG = """examples:
   collect plan sweeps/smollm2_cpu.toml                 # validate, list cells, nothing trains
-  collect run sweeps/smollm2_cpu.toml --out runs/cpu   # run/resume; Ctrl-C is safe
+  collect run sweeps/smollm2_cpu.toml --out runs/cpu   # run/resume; Ctrl-C or SIGTERM
+                                                       # checkpoints the running cell
   collect merge sweeps/smollm2_cpu.toml --out runs/cpu -o data/smollm2_cpu.nc
   collect run sweeps/smollm2_1200.toml --out runs/cpu1200 --extend-from runs/cpu
                                                        # raise max_steps: pay only the extra steps
@@ -291,29 +292,33 @@ def main(argv: list[str] | None = None) -> int:
             _preflight(config, args, todo)
         elif args.command == "run":
             from collect.sweep import run_sweep
-            from collect.timelimit import Deadline
+            from collect.timelimit import Deadline, stop_on_signals
 
-            deadline = None if args.time_limit is None else Deadline(args.time_limit)
+            limited = args.time_limit is not None
+            deadline = Deadline(args.time_limit) if limited else Deadline.unlimited()
             output = args.output or args.out / "dataset.nc"
             index, _, n_shards = args.shard.partition("/")
             try:
                 shard = (int(index), int(n_shards))
             except ValueError as err:
                 raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
-            _preflight(config, args)
-            ds = run_sweep(
-                config,
-                args.out,
-                retry_failed=args.retry_failed,
-                progress=not args.no_progress,
-                merge_to=output,
-                shard=shard,
-                extend_from=args.extend_from,
-                deadline=deadline,
-                batch_cells=args.batch_cells,
-                compile_step=args.compile,
-            )
+            with stop_on_signals(deadline):  # SIGTERM, Ctrl-C: checkpoint, merge, exit
+                _preflight(config, args)
+                ds = run_sweep(
+                    config,
+                    args.out,
+                    retry_failed=args.retry_failed,
+                    progress=not args.no_progress,
+                    merge_to=output,
+                    shard=shard,
+                    extend_from=args.extend_from,
+                    deadline=deadline,
+                    batch_cells=args.batch_cells,
+                    compile_step=args.compile,
+                )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+            if deadline.signal is not None:  # the shell's convention for a signalled stop
+                return 128 + deadline.signal
         elif args.command == "merge":
             from collect.store import merge as merge_cells
             from collect.store import save_dataset

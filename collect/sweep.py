@@ -416,7 +416,7 @@ def _run_pending(
     try:
         _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     except TimeLimitReached:
-        bar.say(f"{config.name}: time limit of {deadline.minutes:g} min reached; stopped")
+        bar.say(f"{config.name}: {deadline.reason}; stopped")
 
 
 #: ``batch_cells = "auto"`` on a GPU: cells per batch, and the target tokens a batch may hold

@@ -8,14 +8,22 @@ limit has passed, the callback saves the cell's training state as its checkpoint
 finished. The next ``collect run`` continues the cut cell from that checkpoint, so a run cut by
 the limit and resumed ends with the dataset of an uninterrupted run.
 
+A signal ends a sweep the same way (:func:`stop_on_signals`): SIGTERM (a batch scheduler's
+preemption, a machine shutting down) or a first Ctrl-C expire the deadline, so the running
+cells save their state and what finished is merged; a second Ctrl-C stops at once.
+
 The clock is injectable (``clock=``), so the behaviour is testable without wall-clock races.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from collect.errors import CollectError
 
@@ -63,6 +71,27 @@ class Deadline:
         self.clock = clock
         self.poll_seconds = float(poll_seconds)
         self.end = clock() + 60.0 * self.minutes
+        self.reason = f"time limit of {self.minutes:g} min reached"
+        self.signal: int | None = None  # the signal that expired it, if one did
+
+    @classmethod
+    def unlimited(cls, clock: Callable[[], float] = time.monotonic, poll_seconds: float = 5.0):
+        """Make a deadline with no time limit, that only :meth:`expire` (a signal) ends."""
+        deadline = cls(0, clock=clock, poll_seconds=poll_seconds)
+        deadline.minutes, deadline.end, deadline.reason = math.inf, math.inf, "never reached"
+        return deadline
+
+    def expire(self, reason: str, signum: int | None = None) -> None:
+        """End the deadline now: the sweep stops as it does at a time limit.
+
+        Parameters
+        ----------
+        reason : str
+            What the sweep says when it stops (``"SIGTERM received"``).
+        signum : int, optional
+            The signal that ended it; the command line exits with ``128 + signum``.
+        """
+        self.end, self.reason, self.signal = -math.inf, reason, signum
 
     def passed(self) -> bool:
         """Tell whether the limit has passed."""
@@ -98,3 +127,53 @@ class Deadline:
                 last = now
 
         return check
+
+
+#: the signals that stop a sweep cleanly
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(deadline: Deadline, signals=STOP_SIGNALS) -> Iterator[Deadline]:
+    """Turn SIGTERM and a first Ctrl-C into the expiry of ``deadline`` while the block runs.
+
+    The running cells then checkpoint at their next poll (at most ``deadline.poll_seconds``
+    plus one training step later) and the sweep merges what finished. A second Ctrl-C (or any
+    second signal) raises :class:`KeyboardInterrupt` at once. The previous handlers come back
+    when the block ends. Outside the main thread (where Python delivers signals) it does
+    nothing.
+
+    Parameters
+    ----------
+    deadline : Deadline
+        The sweep's deadline (:meth:`Deadline.unlimited` when it has no time limit).
+    signals : tuple of signal.Signals
+        The signals to catch.
+
+    Yields
+    ------
+    Deadline
+        ``deadline``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield deadline
+        return
+
+    def handle(signum: int, frame) -> None:
+        if deadline.signal is not None:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        deadline.expire(f"{name} received", signum)
+        print(
+            f"collect: {name} received: the running cells save their state, then what "
+            "finished is merged (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {sig: signal.signal(sig, handle) for sig in signals}
+    try:
+        yield deadline
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

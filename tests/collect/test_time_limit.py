@@ -4,6 +4,8 @@ The clock is a fake one that ticks once each time it is read, so where the limit
 depend on how fast this machine is (no wall-clock races).
 """
 
+import signal
+
 import pytest
 import xarray as xr
 
@@ -12,7 +14,7 @@ from collect.config import config_from_dict
 from collect.errors import CollectError
 from collect.store import read_state, state_path
 from collect.sweep import run_sweep
-from collect.timelimit import Deadline, TimeLimitReached
+from collect.timelimit import Deadline, TimeLimitReached, stop_on_signals
 
 #: the limit, in clock ticks: it falls inside a cell of the sweep below (the test checks it)
 LIMIT_TICKS = 70
@@ -174,3 +176,81 @@ def test_blocks_run_by_priority_then_in_listed_order(tiny_sweep):
 def test_a_priority_must_be_a_number(tiny_sweep):
     with pytest.raises(CollectError, match="block 1: priority must be a number"):
         config_from_dict(tiny_sweep(grid=[{}, {"priority": "high"}]))
+
+
+class SignalAt(Ticks):
+    """A ticking clock that sends this process ``signum`` when it reaches ``tick``."""
+
+    def __init__(self, tick: int, signum: int) -> None:
+        super().__init__()
+        self.tick, self.signum = tick, signum
+
+    def __call__(self) -> float:
+        now = super().__call__()
+        if now == self.tick:
+            signal.raise_signal(self.signum)
+        return now
+
+
+def test_sigterm_stops_a_sweep_as_a_time_limit_does_and_it_resumes_exactly(
+    tmp_path, tiny_sweep, reference
+):
+    config = _config(tiny_sweep)
+    out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGTERM)
+    deadline = Deadline.unlimited(clock=SignalAt(LIMIT_TICKS, signal.SIGTERM), poll_seconds=0.0)
+    with stop_on_signals(deadline):
+        cut = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc", deadline=deadline)
+    assert signal.getsignal(signal.SIGTERM) == before, "the previous handler must come back"
+    assert deadline.signal == signal.SIGTERM and deadline.reason == "SIGTERM received"
+    assert 0 < cut.attrs["n_cells_done"] < len(config.cells())
+    assert len(list((out / "cells").glob("*.partial.pt"))) == 1
+    assert not list((out / "cells").glob("*.claim")), "no claim may outlive the run"
+
+    resumed = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc")
+    assert resumed.attrs["complete"] == "true"
+    xr.testing.assert_identical(_strip(resumed), _strip(reference))
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    deadline = Deadline.unlimited()
+    assert not deadline.passed()
+    with stop_on_signals(deadline), pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+        assert deadline.passed() and deadline.signal == signal.SIGINT
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cli_exits_with_128_plus_the_signal_after_saving_and_merging(tmp_path, tiny_sweep):
+    """A real process, a real SIGTERM: the running cell's state is saved, the merge written."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    raw = tiny_sweep(grid=[{"tasks": ["long_context"], "random_ratios": [1.0]}])
+    raw["train"].update(max_steps=100_000, patience=1_000_000, stop_when_memorized=False)
+    cfg, out = tmp_path / "long.json", tmp_path / "run"
+    cfg.write_text(json.dumps(raw))
+    cmd = [sys.executable, "-m", "collect", "run", str(cfg), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        claims = out / "cells"
+        deadline = time.monotonic() + 120
+        while not list(claims.glob("*.claim")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # a claimed cell: the handlers are installed, training runs
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGTERM received" in stderr
+    assert len(list(claims.glob("*.partial.pt"))) == 1
+    assert not list(claims.glob("*.claim"))
+    assert "0/4 cells" in stdout
+    assert xr.load_dataset(out / "dataset.nc").attrs["n_cells_done"] == 0
