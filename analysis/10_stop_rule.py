@@ -36,8 +36,9 @@ RULES = [(50, 1e-3), (100, 1e-3), (200, 1e-3), (300, 1e-3), (500, 1e-3), (200, 3
 LAW_LOG_EVERY = 10
 
 
-def replay(loss: np.ndarray, frac: np.ndarray, patience: int, min_delta: float,
-           log_every: int = 1) -> int:
+def replay(
+    loss: np.ndarray, frac: np.ndarray, patience: int, min_delta: float, log_every: int = 1
+) -> int:
     """The step at which the plateau rule stops a trajectory (its last step if it never does).
 
     ``loss[s]`` and ``frac[s]`` are the mean loss and the share of tokens above p = 0.5 seen at
@@ -70,8 +71,9 @@ def trajectories(sweep: str, out_dir: str) -> list[tuple]:
         steps = ds["loss_curve"]["step"].values
         if not np.array_equal(steps, np.arange(len(steps))):
             raise SystemExit(f"{key.slug()}: the loss is not logged at every step")
-        found.append((key, float(ds["loss_before"]), ds["loss_curve"].values,
-                      ds["frac_above_curve"].values))
+        found.append(
+            (key, float(ds["loss_before"]), ds["loss_curve"].values, ds["frac_above_curve"].values)
+        )
     return found
 
 
@@ -82,14 +84,21 @@ def study(cells: list[tuple]) -> pd.DataFrame:
         at_budget, best = before - loss[-1], before - loss.min()
         for patience, delta in RULES:
             stop = replay(loss, frac, patience, delta, log_every=LAW_LOG_EVERY)
-            rows.append({
-                "rank": key.rank, "length": key.length, "data_seed": key.data_seed,
-                "patience": patience, "min_delta": delta, "stop_step": stop,
-                "delta_L": round(before - loss[stop], 3),
-                "share_of_budget": round((before - loss[stop]) / at_budget, 4),
-                "share_of_best": round((before - loss[stop]) / best, 4),
-                "delta_L_at_budget": round(at_budget, 3), "budget_steps": len(loss) - 1,
-            })
+            rows.append(
+                {
+                    "rank": key.rank,
+                    "length": key.length,
+                    "data_seed": key.data_seed,
+                    "patience": patience,
+                    "min_delta": delta,
+                    "stop_step": stop,
+                    "delta_L": round(before - loss[stop], 3),
+                    "share_of_budget": round((before - loss[stop]) / at_budget, 4),
+                    "share_of_best": round((before - loss[stop]) / best, 4),
+                    "delta_L_at_budget": round(at_budget, 3),
+                    "budget_steps": len(loss) - 1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -105,12 +114,17 @@ def check_against_law_sweep(cells: list[tuple]) -> pd.DataFrame:
         if ds is None:
             continue
         stop = replay(loss, frac, train.patience, train.min_delta, log_every=train.log_every)
-        rows.append({
-            "rank": key.rank, "length": key.length, "data_seed": key.data_seed,
-            "replayed_stop": stop, "recorded_stop": int(ds["steps"]),
-            "replayed_delta_L": round(before - loss[stop], 4),
-            "recorded_delta_L": round(float(ds["loss_reduction"]), 4),
-        })
+        rows.append(
+            {
+                "rank": key.rank,
+                "length": key.length,
+                "data_seed": key.data_seed,
+                "replayed_stop": stop,
+                "recorded_stop": int(ds["steps"]),
+                "replayed_delta_L": round(before - loss[stop], 4),
+                "recorded_delta_L": round(float(ds["loss_reduction"]), 4),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -121,8 +135,9 @@ def main() -> None:
     show = (lambda f: print(f.to_markdown(index=False))) if args.markdown else print
     cells = trajectories(*FULL)
     if not cells:
-        raise SystemExit(f"no finished cell in {FULL[1]} yet: collect run {FULL[0]} "
-                         f"--out {FULL[1]}")
+        raise SystemExit(
+            f"no finished cell in {FULL[1]} yet: collect run {FULL[0]} --out {FULL[1]}"
+        )
     header("The law sweep's rule replayed on the same cells (must match what it recorded)")
     show(check_against_law_sweep(cells))
     header("Each rule on the full-budget trajectories")
@@ -130,7 +145,8 @@ def main() -> None:
     show(table)
     header("Per rule: the worst share of the budget's ΔL, and the steps it spends")
     summary = table.groupby(["patience", "min_delta"]).agg(
-        worst_share=("share_of_budget", "min"), mean_steps=("stop_step", "mean"))
+        worst_share=("share_of_budget", "min"), mean_steps=("stop_step", "mean")
+    )
     show(summary.reset_index())
 
 
