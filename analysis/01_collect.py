@@ -8,8 +8,9 @@ are kept, a killed sweep resumes where it stopped.
 
     python analysis/01_collect.py [DATA.nc]
     python analysis/01_collect.py --budget 3000  # what finishing at a larger budget costs
-    python analysis/01_collect.py --price sweeps/law_cpu.toml --out data/law_cpu
-                                                 # what another sweep's pending cells cost
+    python analysis/01_collect.py data/law_cpu.nc --price sweeps/gemma_cpu.toml --out data/gemma_cpu
+                                     # what a sweep's pending cells cost, at the speed
+                                     # measured on the finished cells of data/law_cpu.nc
     python analysis/01_collect.py --run          # hours; resumes
 """
 
@@ -38,8 +39,8 @@ def main():
     ap.add_argument("--budget", type=int, default=None, metavar="STEPS",
                     help="cost what is left at this step budget instead of the sweep's")
     ap.add_argument("--price", metavar="SWEEP", default=None,
-                    help="cost the pending cells of this sweep file (step costs measured on "
-                         "DATA) and stop")
+                    help="cost the pending cells of this sweep file (FLOPs estimated per cell, "
+                         "seconds per FLOP measured on DATA's finished cells) and stop")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="with --price: the sweep's directory (finished cells are not costed)")
     args = ap.parse_args()
@@ -126,30 +127,67 @@ def cell_hours(keys, lines, budget):
 def price_sweep(ds, sweep, out_dir=None, budget=None):
     """Print what the pending cells of ``sweep`` cost, per block of cells and in all.
 
-    Each cell is costed at the step budget (the upper figure: an unmemorized cell that runs
-    to its cap) and at 30 % of it (a cell that memorizes or plateaus early).
+    Each cell's FLOPs are estimated from its model, carrier and length (``collect.cost``:
+    the lean loop's forward and backward passes, the cached prefix once) and turned into
+    hours with the seconds per estimated FLOP measured on the finished cells of ``ds``, so
+    another model (Gemma's 5x larger head) or carrier (memory tokens through every layer)
+    is priced by what it computes. Each cell is costed at the step budget (the upper figure:
+    an unmemorized cell that runs to its cap) and at 30 % of it (one that stops early).
     """
     from collect.config import load_config
+    from collect.cost import key_flops
     from collect.sweep import pending_cells
 
-    _, lines = step_cost_lines(ds)
+    rate = seconds_per_flop(ds)
     config = load_config(sweep)
     budget = budget or config.train.max_steps
     keys = config.cells()
     todo = pending_cells(config, out_dir) if out_dir and os.path.isdir(out_dir) else keys
     header(f"Cost of {sweep}: {len(todo)} of {len(keys)} cells pending, {budget}-step cap")
+    lo, hi = np.percentile(1e-9 / rate, [0, 100])
+    print(f"speed measured on {rate.size} finished cells of the data: "
+          f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n")
+
+    def hours(cells):
+        flops = sum(key_flops(k.model, k.task, k.length, k.random_ratio, k.data_seed, k.modules,
+                              steps=budget, prefix_cache=config.train.prefix_cache,
+                              source=config.source_for(k.task))["flops"] for k in cells)
+        return flops * np.median(rate) / 3600
+
     rows = {}
     for k in todo:
-        group = (k.task, k.method, k.rank)
-        rows.setdefault(group, []).append(k)
-    for (task, method, rank), group in rows.items():
-        hours = cell_hours(group, lines, budget)
+        rows.setdefault((k.model, k.task, k.method, k.modules, k.rank), []).append(k)
+    for (model, task, method, modules, rank), group in rows.items():
         lengths = sorted({k.length for k in group})
-        print(f"  {task:<13} {method:<9} rank {rank:<3} lengths {lengths}, "
-              f"{len(group)} cells: {0.3 * hours:5.1f}-{hours:5.1f} h")
-    hours = cell_hours(todo, lines, budget)
-    print(f"\nin all: about {0.3 * hours:.0f}-{hours:.0f} single-core hours "
-          f"({0.15 * hours:.0f}-{hours / 2:.0f} h of wall time on two workers)")
+        h = hours(group)
+        print(f"  {model:<12} {task:<13} {method:<9} {modules:<16} rank {rank:<3} lengths "
+              f"{lengths}, {len(group)} cells: {0.3 * h:5.1f}-{h:5.1f} h")
+    total = hours(todo)
+    print(f"\nin all: about {0.3 * total:.0f}-{total:.0f} single-core hours "
+          f"({0.15 * total:.0f}-{total / 2:.0f} h of wall time on two workers)")
+
+
+def seconds_per_flop(ds) -> np.ndarray:
+    """Wall seconds per estimated FLOP (``collect.cost``) of each finished cell of ``ds``."""
+    from collect.cost import key_flops
+
+    protocol = json.loads(ds.attrs.get("protocol", "{}") or "{}")
+    source = json.loads(ds.attrs.get("config", "{}") or "{}").get("source")
+    cells = ds[["wall_time", "steps", "status", "n_params"]].to_dataframe().reset_index()
+    done = cells[(cells["status"] == "ok") & (cells["steps"] > 0)]
+    rates = []
+    for _, c in done.iterrows():
+        flops = key_flops(
+            str(c["model"]), str(c["task"]), int(c["length"]), float(c["random_ratio"]),
+            int(c.get("data_seed", 0)), str(c.get("modules", "mlp_block@20")),
+            steps=float(c["steps"]), prefix_cache=bool(protocol.get("prefix_cache", True)),
+            n_params=float(c["n_params"]),
+            source=source.get(str(c["task"])) if isinstance(source, dict) else source,
+        )["flops"]
+        rates.append(float(c["wall_time"]) / flops)
+    if not rates:
+        sys.exit("no finished cell with a wall time in the data: nothing to measure speed on")
+    return np.asarray(rates)
 
 
 def step_costs(ds, budget=None):

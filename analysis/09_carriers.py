@@ -11,20 +11,11 @@ estimate of the FLOPs spent writing the memory; then each carrier's best size an
 (the capacity it has shown), and a closing sentence naming the carrier that stores the most
 per byte and per FLOP on this dataset, whatever the answer.
 
-FLOPs are an ESTIMATE (the ~6·N·T rule written out for a frozen model; see ``cell_flops``):
-per optimizer step, the forward pass through the layers run every step (all layers, or the
-layers from the carrier's first layer on when the probe caches the frozen prefix), 2
-FLOPs per weight per position plus the attention scores; the backward pass through the
-layers the carrier's gradient passes (from its first layer to the head), activation
-gradients only (the base weights are frozen: ~1× the forward of those layers, 2× for
-attention), plus 6 FLOPs per carrier parameter per position; the cached prefix once per
-cell; memory positions (memtok) counted at every layer they pass, memory slots (kv) in the
-attention only. Not counted: packing savings, the measurement passes (loss before/after,
-greedy decoding), norms, softmax, the optimizer. A carrier written without training (skv)
-costs one forward pass with the attention read back (2× the forward attention).
-Positions per step come from rebuilding the cell's entries (collect.tasks) with the model's
-tokenizer; the layer shapes from the model's config (collect.models.load_skeleton: no
-weights). Where these cannot be had, the FLOPs are left out and the reason printed.
+FLOPs are an ESTIMATE written out for a frozen model (``collect.cost`` says what it counts
+and what not): the forward and activation-gradient passes of the layers each step runs, the
+head, the cached prefix once, memory positions and slots where a carrier adds them, one
+forward pass for a carrier written without training. Where the model config or the task
+entries cannot be had, the FLOPs are left out and the reason printed.
 (``collect plan`` prints another, coarser figure for planning: 6 × every weight × batch
 tokens × max_steps, an upper bound; this one follows each cell's steps and its carrier.)
 
@@ -34,12 +25,10 @@ it is importable, its summaries are printed after the descriptive tables.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,134 +40,9 @@ sys.path.insert(
 from _common import header, parser  # noqa: E402
 from carriers import _interval, carrier_cells, carrier_points  # noqa: E402
 
+from collect.cost import key_flops  # noqa: E402
+
 SETTING = ["model", "task", "random_ratio", "objective"]
-
-
-# ----------------------------------------------------------------------------- FLOPs
-@dataclass(frozen=True)
-class ModelShape:
-    """What the FLOP estimate needs of a model: per-layer weights and attention width."""
-
-    layer_weights: tuple[int, ...]  # weights of the matrices (ndim 2) of each decoder layer
-    attn_width: int  # n_heads × head_dim (the query/key width the scores are taken over)
-    head_weights: int  # vocab × hidden (the output projection, tied or not)
-
-    @property
-    def n_layers(self) -> int:
-        """Number of decoder layers."""
-        return len(self.layer_weights)
-
-
-@functools.cache
-def model_shape(model: str) -> ModelShape:
-    """Read a model's layer shapes from its config (meta device: no weights are loaded)."""
-    from collect.adapters import decoder_layers
-    from collect.models import load_skeleton
-
-    loaded = load_skeleton(model)
-    _, layers = decoder_layers(loaded.model)
-    cfg = loaded.model.config
-    heads = int(cfg.num_attention_heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
-    weights = tuple(
-        int(sum(p.numel() for p in layer.parameters() if p.ndim == 2)) for layer in layers
-    )
-    return ModelShape(weights, heads * head_dim, int(cfg.vocab_size) * int(cfg.hidden_size))
-
-
-@functools.cache
-def _tokenizer(model: str):
-    from collect.models import load_tokenizer
-
-    return load_tokenizer(model)
-
-
-@functools.cache
-def row_lengths(
-    model: str, task: str, length: int, random_ratio: float, data_seed: int, source: str | None
-) -> tuple[int, ...]:
-    """Positions of each batch row of a cell (its entries' prompt + target tokens)."""
-    from collect.probe import prompt_ids
-    from collect.tasks import build_task
-
-    tok = _tokenizer(model)
-    entries = build_task(
-        task, tok, length, random_ratio=random_ratio, data_seed=data_seed, source=source
-    )
-    return tuple(len(prompt_ids(tok, e.key)) + len(e.target_ids) for e in entries)
-
-
-def carrier_layers(modules: str, n_layers: int) -> tuple[int, int, str]:
-    """First layer the carrier's gradient reaches, memory positions added, and its kind.
-
-    Returns ``(k, m, kind)``: ``kind`` is ``"weights"`` (a LoRA placement: k = its lowest
-    layer), ``"memtok"`` (m extra positions from layer k on), ``"kv"`` (m key/value slots
-    read from layer k on) or ``"skv"`` (written without training).
-    """
-    from collect.adapters import parse_modules
-    from collect.carriers import memory_size, parse_carrier
-
-    spec = parse_carrier(modules)
-    if spec is None:
-        layers = parse_modules(modules).layers
-        return (0 if layers is None else min(x % n_layers for x in layers)), 0, "weights"
-    kind, m = spec.parts[0], memory_size(spec)
-    k = 0 if spec.layers is None else min(x % n_layers for x in spec.layers)
-    return k, m, kind
-
-
-def attention_flops(width: int, rows: tuple[int, ...], memory: int = 0) -> float:
-    """Forward FLOPs of one layer's attention scores and weighted values over causal rows.
-
-    Each query reads the keys before it and ``memory`` slots: 2 FLOPs per multiply-add for
-    QKᵀ and again for AV, so 4·width per (query, key) pair.
-    """
-    pairs = sum(n * (n + 1) / 2 + n * memory for n in rows)
-    return 4.0 * width * pairs
-
-
-def cell_flops(
-    shape: ModelShape,
-    modules: str,
-    rows: tuple[int, ...],
-    n_targets: int,
-    n_params: float,
-    steps: float,
-    prefix_cache: bool,
-) -> dict:
-    """Estimated FLOPs of writing one cell's memory (see the module docstring).
-
-    Returns a dict with ``flops`` (the total), ``per_step``, ``once`` (cached prefix or
-    the write pass of an untrained carrier) and ``grad_layers`` (layers the gradient passes).
-    """
-    n_layers = shape.n_layers
-    k, m, kind = carrier_layers(modules, n_layers)
-    positions = float(sum(rows))
-    if kind == "skv":  # one forward pass, attention read back: no training
-        once = sum(
-            2.0 * w * positions + 2 * attention_flops(shape.attn_width, rows)
-            for w in shape.layer_weights
-        )
-        return dict(flops=once, per_step=0.0, once=once, grad_layers=0)
-    start = k if prefix_cache else 0  # layers below k: once per cell from the prefix cache
-    per_step, once = 0.0, 0.0
-    for layer, w in enumerate(shape.layer_weights):
-        extra = m if kind == "memtok" and layer >= k else 0  # memory positions in the layer
-        slots = m if kind in ("kv", "memtok") and layer >= k else 0
-        fwd = 2.0 * w * (positions + extra) + attention_flops(shape.attn_width, rows, slots)
-        if layer < start:
-            once += fwd
-            continue
-        per_step += fwd
-        if layer >= k:  # activation gradients only: the base weights are frozen
-            per_step += 2.0 * w * (positions + extra) + 2 * attention_flops(
-                shape.attn_width, rows, slots
-            )
-    per_step += 2 * 2.0 * shape.head_weights * n_targets  # head forward + its input gradient
-    per_step += 6.0 * n_params * (positions if kind == "weights" else 1.0)
-    return dict(
-        flops=once + steps * per_step, per_step=per_step, once=once, grad_layers=n_layers - k
-    )
 
 
 def add_flops(cells: pd.DataFrame, ds) -> tuple[pd.DataFrame, list[str]]:
@@ -195,24 +59,18 @@ def add_flops(cells: pd.DataFrame, ds) -> tuple[pd.DataFrame, list[str]]:
     missing = set()
     for i, c in out.iterrows():
         try:
-            shape = model_shape(str(c["model"]))
             src = source.get(c["task"]) if isinstance(source, dict) else source
-            rows = row_lengths(
+            f = key_flops(
                 str(c["model"]),
                 str(c["task"]),
                 int(c["length"]),
                 float(c["random_ratio"]),
                 int(c["data_seed"]),
-                src,
-            )
-            f = cell_flops(
-                shape,
                 str(c["modules"]),
-                rows,
-                int(c["length"]),
-                float(c["n_params"]),
-                float(c.get("steps", np.nan)),
-                prefix_cache,
+                steps=float(c.get("steps", np.nan)),
+                prefix_cache=prefix_cache,
+                n_params=float(c["n_params"]),
+                source=src,
             )
         except Exception as exc:  # noqa: BLE001 - any failure leaves the FLOPs unknown
             missing.add(f"{c['model']} {c['task']} {c['modules']}: {type(exc).__name__}: {exc}")

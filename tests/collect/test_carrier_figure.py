@@ -172,54 +172,6 @@ def test_make_figures_draws_the_carrier_figure_and_skips_one_carrier(carrier_dat
     assert "mlp_block@1" in skip["reason"]
 
 
-def test_flop_estimate_is_the_written_out_sum():
-    mod = _load("carriers_analysis", "analysis/09_carriers.py")
-    w, a, h = 1000, 8, 5000  # weights per layer, attention width, head weights
-    shape = mod.ModelShape(layer_weights=(w, w, w), attn_width=a, head_weights=h)
-    rows, targets, n_params, steps = (10, 6), 7, 40, 5
-    positions = 16
-
-    def attn(memory=0):
-        return 4.0 * a * sum(n * (n + 1) / 2 + n * memory for n in rows)
-
-    fwd = 2.0 * w * positions + attn()
-    # LoRA at layer 1 with the prefix cache: layer 0 once, layers 1-2 forward + backward
-    f = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, True)
-    per_step = 2 * fwd + 2 * (2.0 * w * positions + 2 * attn()) + 4.0 * h * targets
-    per_step += 6.0 * n_params * positions
-    assert f["once"] == pytest.approx(fwd, rel=1e-12)
-    assert f["per_step"] == pytest.approx(per_step, rel=1e-12)
-    assert f["flops"] == pytest.approx(fwd + steps * per_step, rel=1e-12)
-    assert f["grad_layers"] == 2
-    # without the cache layer 0 runs forward every step, and nothing runs once
-    g = mod.cell_flops(shape, "mlp_block@1", rows, targets, n_params, steps, False)
-    assert g["once"] == 0 and g["per_step"] == pytest.approx(per_step + fwd, rel=1e-12)
-    # memory tokens read before the key pass every layer with their m positions
-    m = mod.cell_flops(shape, "memtok:4", rows, targets, n_params, steps, True)
-    fwd_m = 2.0 * w * (positions + 4) + attn(4)
-    bwd_m = 2.0 * w * (positions + 4) + 2 * attn(4)
-    assert m["per_step"] == pytest.approx(
-        3 * (fwd_m + bwd_m) + 4.0 * h * targets + 6.0 * n_params, rel=1e-12
-    )
-    # a KV prefix adds slots to the attention of layers >= k only
-    kv = mod.cell_flops(shape, "kv:4@2", rows, targets, n_params, steps, True)
-    assert kv["once"] == pytest.approx(2 * fwd, rel=1e-12)
-    assert kv["per_step"] == pytest.approx(
-        2.0 * w * positions
-        + attn(4)
-        + 2.0 * w * positions
-        + 2 * attn(4)
-        + 4.0 * h * targets
-        + 6.0 * n_params,
-        rel=1e-12,
-    )
-    # sparse KV is written by one forward pass with the attention read back, no steps
-    skv = mod.cell_flops(shape, "skv:4@all", rows, targets, n_params, 0, True)
-    assert skv["per_step"] == 0 and skv["flops"] == pytest.approx(
-        3 * (2.0 * w * positions + 2 * attn()), rel=1e-12
-    )
-
-
 def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_data):
     import subprocess
 
