@@ -474,8 +474,10 @@ def _continue_stuck(model, rows, theta, obj, conv, Y, W, max_iter=2000, n_budget
 def identifiable_rows(X, W, k):
     """Replicates whose resampled design can identify the law (else: failed).
 
-    Each input needs >= 2 distinct values among points with positive weight, and
-    there must be more distinct design points than parameters.
+    Each input that varies in the full design needs >= 2 distinct values among points
+    with positive weight, and there must be more distinct design points than
+    parameters. (An input constant in the full design was accepted by the fit's own
+    check, :func:`lawfit.data.check_identifiable`: the form does not need it to vary.)
     """
     pos = (np.asarray(W) > 0).astype(float)
     ok = np.ones(pos.shape[0], bool)
@@ -483,6 +485,8 @@ def identifiable_rows(X, W, k):
     for x in X:
         u, inv = np.unique(np.asarray(x), return_inverse=True)
         keys.append(inv)
+        if u.size < 2:
+            continue
         ind = np.zeros((u.size, len(inv)))
         ind[inv, np.arange(len(inv))] = 1.0
         ok &= ((pos @ ind.T) > 0).sum(axis=1) >= 2

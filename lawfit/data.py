@@ -9,6 +9,7 @@ how to fix it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -17,7 +18,8 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["as_frame", "as_dataset", "load_data", "check_identifiable", "GROUP_DIMS",
+__all__ = ["as_frame", "as_dataset", "load_data", "check_identifiable", "design_identifies",
+           "GROUP_DIMS",
            "CELL_DIMS", "open_dataset", "check_schema_version", "memorized_mask",
            "exclusion_flags", "migrate_objective", "REPLICATE_DIMS", "DTYPE_BYTES",
            "with_n_bytes"]
@@ -712,16 +714,19 @@ def memorized_mask(frame: pd.DataFrame, threshold: float, where: str = "") -> np
 
 
 def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int,
-                       where: str = "") -> None:
+                       where: str = "", form=None) -> None:
     """Raise if the design cannot identify the form's parameters.
 
     Each input needs at least two distinct values (one length cannot identify
-    ``beta``; one rank cannot identify ``alpha``) and there must be more points
-    than parameters.
+    ``beta``; one rank cannot identify ``alpha``), unless ``form`` is given and its
+    parameters are identified on this design all the same: a form of the ratio
+    ``r/ℓ`` alone (``ratio_no_offset``) needs several ratios, not several ranks. That
+    is decided by the rank of the form's Jacobian over the design
+    (:func:`design_identifies`). There must also be more points than parameters.
     """
     for c in inputs:
         u = np.unique(frame[c].to_numpy(float))
-        if u.size < 2:
+        if u.size < 2 and not (form is not None and design_identifies(form, frame)):
             what = {"length": "beta", "rank": "alpha", "n_params": "alpha", "n_bytes": "alpha"}.get(
                 c, "its exponent")
             raise LawfitError(
@@ -733,6 +738,48 @@ def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int
     if n <= n_params:
         raise LawfitError(f"{where}{n} usable point(s) for {n_params} parameters; expected more "
                           "points than parameters. Add cells or use exclude=None.")
+
+
+def design_identifies(form, frame: pd.DataFrame, tries: int = 3, tol: float = 1e-6) -> bool:
+    """Tell whether ``form``'s parameters are locally identified on the design of ``frame``.
+
+    The Jacobian of the form with respect to its parameters, over the design points
+    (central differences, columns scaled to unit norm), must have full column rank at one
+    of ``tries`` parameter points drawn inside the form's search ranges (or bounds). One
+    rank with a law in ``r^α`` gives a column proportional to the scale's: rank deficient.
+    """
+    X = [frame[c].to_numpy(float) for c in form.inputs]
+    rng = np.random.default_rng(0)
+    for _ in range(tries):
+        theta = {p: rng.uniform(*_probe_range(form, p)) for p in form.params}
+        cols = []
+        for p in form.params:
+            h = 1e-6 * max(1.0, abs(theta[p]))
+            up = form.func(*X, **{**theta, p: theta[p] + h})
+            down = form.func(*X, **{**theta, p: theta[p] - h})
+            cols.append((np.asarray(up, float) - np.asarray(down, float)) / (2 * h))
+        J = np.column_stack(cols)
+        if not np.all(np.isfinite(J)):
+            continue
+        norms = np.linalg.norm(J, axis=0)
+        if np.any(norms == 0):
+            continue
+        s = np.linalg.svd(J / norms, compute_uv=False)
+        if s[-1] > tol * s[0]:
+            return True
+    return False
+
+
+def _probe_range(form, p: str) -> tuple[float, float]:
+    """Return a finite range inside a parameter's search range or bounds (Jacobian probes)."""
+    lo, hi = form.search.get(p, form.bounds[p])
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)
+    if math.isfinite(lo):
+        return lo + 0.5, lo + 2.0
+    if math.isfinite(hi):
+        return hi - 2.0, hi - 0.5
+    return 0.5, 2.0
 
 
 #: Bytes per stored scalar of the storage dtypes ``collect`` records (per-cell ``dtype``).

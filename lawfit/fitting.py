@@ -575,7 +575,7 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     frame, mem = _exclude_memorized(frame, exclude, where)
     exclusions = _combined_exclusions(excl, mem)
     k = len(form.params)
-    check_identifiable(frame, inputs, k, where)
+    check_identifiable(frame, inputs, k, where, form=form)
     n = frame.shape[0]
     y = frame[response].to_numpy(float)
     _check_log_response(frame, y, inputs, response, space, where)

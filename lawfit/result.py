@@ -902,6 +902,9 @@ class Summary:
                 ("Loss / space:", f"{r.loss} / {r.space}"
                  + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else "")),
                 ("No. points:", str(g["n_obs"])), ("No. excluded:", str(r.n_excluded))]
+        not_run = int((r.exclusions.get("reason", pd.Series(dtype=str)) == "status=not_run").sum())
+        if not_run:  # grid cells of a sweep not collected yet: not excluded by the fit
+            left[-1] = ("No. excluded:", f"{r.n_excluded - not_run} (+{not_run} not run)")
         if r.group:
             left.insert(0, ("Group:", ", ".join(f"{k}={v}" for k, v in r.group.items())))
         right = [("R-squared:", f"{g['r2']:.4f}"), ("RMSE:", f"{g['rmse']:.4g}"),

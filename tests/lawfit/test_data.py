@@ -103,6 +103,45 @@ def test_single_rank_cannot_identify_alpha(ds):
         lawfit.fit(ds.isel(rank=[3]), exclude=None)
 
 
+def test_a_ratio_law_is_identified_at_one_rank_over_several_lengths():
+    """C (r/l)^gamma at rank 1 over lengths: the ratio varies, so gamma is identified."""
+    rng = np.random.default_rng(3)
+    lengths = np.repeat([64.0, 128.0, 256.0, 512.0, 1024.0], 3)
+    truth_c, truth_gamma = 140.0, 0.57
+    dl = truth_c * (1 / lengths) ** truth_gamma * np.exp(rng.normal(0, 0.02, lengths.size))
+    frame = pd.DataFrame({"rank": 1.0, "length": lengths, "loss_reduction": dl,
+                          "seed": np.tile([0, 1, 2], 5)})
+    res = lawfit.fit(frame, form="ratio_no_offset", exclude=None, bootstrap=200, unit="seed",
+                     rng=0)
+    assert res.params["gamma"] == pytest.approx(truth_gamma, abs=0.02)
+    low, high = res.conf_int().loc["gamma"]
+    assert low < res.params["gamma"] < high
+    assert res.boot.counts["unidentifiable"] == 0
+    # the power law separates r^alpha from l^-beta: one rank still cannot identify alpha
+    with pytest.raises(LawfitError, match="only a single rank .* cannot identify alpha"):
+        lawfit.fit(frame, exclude=None, bootstrap=0)
+
+
+def test_design_identifies_reads_the_jacobian_rank():
+    from lawfit.data import design_identifies
+    from lawfit.forms import get_form
+
+    one_rank = pd.DataFrame({"rank": [1.0] * 4, "length": [64.0, 128.0, 256.0, 512.0]})
+    fixed_ratio = pd.DataFrame({"rank": [1.0, 2.0, 4.0], "length": [64.0, 128.0, 256.0]})
+    assert design_identifies(get_form("ratio_no_offset"), one_rank)
+    assert not design_identifies(get_form("power_law"), one_rank)
+    assert not design_identifies(get_form("ratio_no_offset"), fixed_ratio)  # one ratio only
+
+
+def test_the_summary_tells_not_run_cells_from_excluded_ones(ds):
+    partial = ds.copy()
+    partial["status"] = partial["status"].where(partial["rank"] != partial["rank"][0], "not_run")
+    res = lawfit.fit(partial, bootstrap=0)
+    n_not_run = int((partial["status"] == "not_run").sum())
+    assert n_not_run > 0
+    assert f"(+{n_not_run} not run)" in res.summary().as_text()
+
+
 def test_duplicated_coordinates(ds):
     dup = xr.concat([ds.isel(rank=[0]), ds], dim="rank")
     with pytest.raises(LawfitError, match="coordinate 'rank' has duplicated values"):
