@@ -1,17 +1,17 @@
 """Stop-rule study: what each plateau rule would have stopped at, on full-budget trajectories.
 
-The law sweep stops a cell once the best loss of the last ``patience`` steps improved on the
-best before them by less than ``min_delta`` (relative), unless more tokens crossed p > 0.5 in
-those steps (``collect.probe.plateaued`` and ``above_rising``). Whether that rule stops too
-early is measured here: the cells of ``sweeps/protocol/full_budget.toml`` ran the same protocol
-with the rule off, to the full 3,000 steps, logging the loss at every step. Replaying each
-candidate rule on those trajectories (with the functions the training loop uses) gives the step
-it would have stopped at and the ΔL it would have recorded, against the ΔL at the budget.
+The first law sweep (``sweeps/law_cpu.toml``) stopped a cell once the best loss of the last
+``patience`` steps improved on the best before them by less than ``min_delta`` (relative),
+unless more tokens crossed p > 0.5 in those steps (``collect.probe.plateaued`` and
+``above_rising``). Whether that rule stops too early is measured here on the cells of the
+fixed-budget law sweep (``sweeps/law_cpu_fixed.toml``): the same protocol with the rule off, to
+the full 3,000 steps, the loss logged at every step. Replaying each candidate rule on those
+trajectories (with the functions the training loop uses) gives the step it would have stopped
+at and the ΔL it would have recorded, against the ΔL at the budget.
 
-A check comes first: the law sweep's own rule, replayed on the logged curve it saw (every
-10th step for the p > 0.5 share), must reproduce the stop step and ΔL that the law sweep
-recorded for the same cell (``data/law_cpu``), since both runs are the same computation up to
-that step.
+A check comes first: the first law sweep's rule, replayed on the logged curve it saw (every
+10th step for the p > 0.5 share), must reproduce the stop step and ΔL that sweep recorded for
+the same cell (``data/law_cpu``), since both runs are the same computation up to that step.
 
     python analysis/10_stop_rule.py             # the table, and the check against data/law_cpu
     python analysis/10_stop_rule.py --markdown  # the table for docs/protocol.md
@@ -29,7 +29,7 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, header  # noqa: E402
 
-FULL = ("sweeps/protocol/full_budget.toml", "data/protocol/full_budget")
+FULL = ("sweeps/law_cpu_fixed.toml", "data/law_cpu_fixed")
 LAW = ("sweeps/law_cpu.toml", "data/law_cpu")
 #: (patience in steps, min_delta): the law sweep's rule first
 RULES = [(50, 1e-3), (100, 1e-3), (200, 1e-3), (300, 1e-3), (500, 1e-3), (200, 3e-4), (500, 3e-4)]

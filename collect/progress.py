@@ -61,6 +61,7 @@ class SweepProgress:
         self.enabled = enabled
         self.started = time.perf_counter()
         self.outcomes: Counter = Counter()
+        self.stopped = ""  # why a time limit or a signal cut the run ("" if none did)
         self.cells = tqdm(total=total, desc=label, unit="cell", disable=not enabled, file=self.file)
         self.inner: dict[CellKey, tqdm] = {}  # the bar of each running cell
 
@@ -117,6 +118,12 @@ class SweepProgress:
         self.cells.close()
         counts = ", ".join(f"{n} {what}" for what, n in self.outcomes.most_common())
         minutes = (time.perf_counter() - self.started) / 60
+        if self.stopped:  # a time limit or a signal cut the run: say so, not "nothing to do"
+            self.say(
+                f"stopped after {minutes:.1f} min ({self.stopped}): "
+                f"{counts or 'no cell finished'}; the same command continues the cut cells."
+            )
+            return
         self.say(f"done in {minutes:.1f} min: {counts or 'nothing to do'}.")
 
 

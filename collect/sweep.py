@@ -416,6 +416,7 @@ def _run_pending(
     try:
         _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
     except TimeLimitReached:
+        bar.stopped = deadline.reason
         bar.say(f"{config.name}: {deadline.reason}; stopped")
 
 
@@ -552,7 +553,8 @@ def _claim(ctx: _Context, key: CellKey) -> _Job | None:
         every = 60.0 * (config.checkpoint_minutes or 0.0)
         if ctx.deadline is not None:  # the callback also stops the cell at the limit
             writer = _state_writer(config, out_dir, key, prior, extended)
-            save, every = ctx.deadline.guard(writer, every), ctx.deadline.poll_seconds
+            poll = ctx.deadline.poll_seconds  # the clock is read at least this often
+            save, every = ctx.deadline.guard(writer, every), min(poll, every) if every else poll
     except BaseException:
         release_cell(out_dir, key)
         raise

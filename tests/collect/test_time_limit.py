@@ -157,6 +157,7 @@ def test_cli_time_limit(tmp_path, tiny_sweep, capsys):
     assert collect_main([*args, "0"]) == 0
     captured = capsys.readouterr()  # the stop is a line above the bars (stderr)
     assert "time limit of 0 min reached" in captured.err
+    assert "(time limit of 0 min reached): no cell finished" in captured.err  # not "nothing to do"
     assert "0/12 cells" in captured.out
     assert xr.load_dataset(out / "dataset.nc").attrs["n_cells_done"] == 0
 
