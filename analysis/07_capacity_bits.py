@@ -12,8 +12,12 @@ loss_after > ln 2) and their range.
 import argparse
 import math
 import os
+import sys
 
 import lawfit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import markdown  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLS = ["bits_stored", "bits_saved", "bits_recalled", "bits_dl", "bits_max"]
@@ -22,15 +26,6 @@ PER_PARAM = {
     "bits_recalled": "recalled/param",
     "bits_dl": "ΔL bits/param",
 }
-
-
-def markdown(df):
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    rows = [list(df.columns), ["---"] * df.shape[1]]
-    rows += [[cell(v) for v in row] for row in df.itertuples(index=False)]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def table(cells):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, header  # noqa: E402
+from _common import ROOT, header, markdown  # noqa: E402
 
 #: protocol label -> (sweep file, sweep directory), relative to the repository root
 PROTOCOLS = {
@@ -105,15 +105,6 @@ def choose(table: pd.DataFrame) -> tuple[str | None, str]:
         f"cheapest within {TOLERANCE:.0%} of the best ΔL on every cell finished under all "
         f"protocols ({cells}): {int(within.min())} steps in all"
     )
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table of ``frame`` (blank for missing values)."""
-    cells = frame.astype(object).where(frame.notna(), "")
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * frame.shape[1]]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, header  # noqa: E402
+from _common import ROOT, header, markdown  # noqa: E402
 
 FULL = ("sweeps/law_cpu_fixed.toml", "data/law_cpu_fixed")
 LAW = ("sweeps/law_cpu.toml", "data/law_cpu")
@@ -132,7 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = ap.parse_args()
-    show = (lambda f: print(f.to_markdown(index=False))) if args.markdown else print
+    show = (lambda f: print(markdown(f))) if args.markdown else print
     cells = trajectories(*FULL)
     if not cells:
         raise SystemExit(

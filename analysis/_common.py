@@ -85,6 +85,19 @@ def quiet():
     warnings.simplefilter("ignore")
 
 
+def markdown(frame) -> str:
+    """A pipe table of a DataFrame: floats to 4 significant digits, missing values blank."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and v != v):
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def header(title: str) -> None:
     print("=" * 78)
     print(title)
