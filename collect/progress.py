@@ -23,9 +23,16 @@ from collect.config import CellKey
 
 
 def describe(key: CellKey) -> str:
-    """Name a cell in a few words: ``phonebook sft r=4 l=256 s=0`` (``d=2``: target sequence)."""
+    """Name a cell in a few words: ``phonebook sft mlp_block@20 r=4 l=256 s=0``.
+
+    ``d=2`` names the target sequence when it is not the first; a carrier (``kv:4@27``) has
+    no rank, so ``r=`` is left out for it.
+    """
+    from collect.carriers import parse_carrier
+
+    rank = "" if parse_carrier(key.modules) is not None else f" r={key.rank}"
     content = f" d={key.data_seed}" if key.data_seed else ""
-    return f"{key.task} {key.method} r={key.rank} l={key.length} s={key.seed}{content}"
+    return f"{key.task} {key.method} {key.modules}{rank} l={key.length} s={key.seed}{content}"
 
 
 def cell_line(key: CellKey, result) -> str:

@@ -219,7 +219,7 @@ def test_collect_run_shows_progress_inside_a_cell(tmp_path, tiny_sweep, capsys):
     err = capsys.readouterr().err
     steps = [int(s) for s in re.findall(r"(\d+)/20 \[[^]]*, loss \d+\.\d+, above 0\.5: \d+%", err)]
     assert sorted(set(steps)) == [0, 5, 10, 15, 20]  # every logged step was shown
-    assert "long_context sft r=1 l=20 s=0: ok (budget at step 20), ΔL " in err
+    assert "long_context sft mlp@2 r=1 l=20 s=0: ok (budget at step 20), ΔL " in err
     assert "done in " in err and "1 budget" in err
     assert "tiny cells" in err  # the bar's label is the sweep's name
 
