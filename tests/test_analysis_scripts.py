@@ -71,3 +71,24 @@ def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
     pending.loc[pending["protocol"] == "decay", "state"] = "pending"
     pending.loc[pending["protocol"] == "decay", "delta_L"] = float("nan")
     assert study.choose(pending)[0] is None  # no cell finished under every protocol
+
+
+def test_stop_rule_replay_finds_where_a_plateau_rule_fires():
+    """A loss that falls 1 % a step, then stays flat from step 300: patience P fires at 300+P."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location(
+        "stop_rule", os.path.join(ROOT, "analysis", "10_stop_rule.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    loss = np.r_[10.0 * 0.99 ** np.arange(300), np.full(700, 10.0 * 0.99 ** 299)]
+    frac = np.zeros_like(loss)
+    for patience in (50, 200):
+        assert mod.replay(loss, frac, patience, 1e-3) == 299 + patience
+    # an oscillation above a still-falling trend: the short rule fires, the long one does not
+    trend = 10.0 - 0.0015 * np.arange(1000)
+    wobble = np.where((np.arange(1000) // 60) % 2 == 1, 0.2, 0.0)
+    assert mod.replay(trend + wobble, frac, 50, 1e-3) < 200
+    assert mod.replay(trend + wobble, frac, 200, 1e-3) == len(trend) - 1
