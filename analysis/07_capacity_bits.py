@@ -29,7 +29,9 @@ PER_PARAM = {
 
 
 def table(cells):
-    out = cells[["task", "method", "rank", "length", *COLS, "n_params"]].copy()
+    if "objective" not in cells and "method" in cells:  # files from before the contract's name
+        cells = cells.rename(columns={"method": "objective"})
+    out = cells[["task", "objective", "rank", "length", *COLS, "n_params"]].copy()
     for col, name in PER_PARAM.items():
         out[name] = out[col] / out["n_params"]
     out["loss_after"] = cells["loss_after"]
@@ -50,7 +52,9 @@ def main():
     print("## Every ok cell\n")
     print(markdown(cells))
     fitted = cells[
-        (cells.task == "long_context") & (cells.method == "sft") & (cells.loss_after > math.log(2))
+        (cells.task == "long_context")
+        & (cells.objective == "sft")
+        & (cells.loss_after > math.log(2))
     ]
     print(f"\n## The {len(fitted)} cells of the law fit (long-context SFT, loss_after > ln 2)\n")
     print(markdown(fitted))

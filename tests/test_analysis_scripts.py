@@ -92,3 +92,14 @@ def test_stop_rule_replay_finds_where_a_plateau_rule_fires():
     wobble = np.where((np.arange(1000) // 60) % 2 == 1, 0.2, 0.0)
     assert mod.replay(trend + wobble, frac, 50, 1e-3) < 200
     assert mod.replay(trend + wobble, frac, 200, 1e-3) == len(trend) - 1
+
+
+def test_capacity_bits_script_runs_on_the_shipped_dataset():
+    """analysis/07 reads data/smollm2_cpu.nc (its objective dim) and prints the three kinds."""
+    pytest.importorskip("torch")
+    data = os.path.join(ROOT, "data", "smollm2_cpu.nc")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "07_capacity_bits.py"),
+                          data], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cells of the law fit" in out.stdout and "- stored/param:" in out.stdout
