@@ -103,25 +103,29 @@ def main():
     print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
 
 
-def step_cost_lines(ds):
-    """Seconds per training step against target length, a line per task.
-
-    Medians over the dataset's ok SFT and MemFT cells (one thread), then a least-squares line
-    through the medians of each length: a step's cost grows with the tokens it runs.
-    """
+def step_cost_table(ds):
+    """Median seconds per training step of the dataset's ok cells, by task and length."""
     cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
     done = cells[cells["status"] == "ok"]
-    per_step = (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
+    return (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
         [done["task"], done["length"]]).median()
-    lines = {task: np.polyfit(per_step.loc[task].index.to_numpy(float),
-                              per_step.loc[task].to_numpy(), 1)
-             for task in per_step.index.get_level_values("task").unique()}
-    return per_step, lines
 
 
-def cell_hours(keys, lines, budget):
-    """Single-core hours of ``keys`` when each runs ``budget`` steps."""
-    return sum(budget * np.polyval(lines[k.task], k.length) for k in keys) / 3600
+def flop_hours(keys, config, steps, rate, *, once=True):
+    """Single-core hours of ``keys``, each running ``steps(key)`` steps, at ``rate`` s/FLOP.
+
+    FLOPs are ``collect.cost``'s estimate of the lean loop (``once``: count the cached prefix,
+    which a resumed cell does not compute again).
+    """
+    from collect.cost import key_flops
+
+    flops = 0.0
+    for k in keys:
+        f = key_flops(k.model, k.task, k.length, k.random_ratio, k.data_seed, k.modules,
+                      steps=steps(k), prefix_cache=config.train.prefix_cache,
+                      source=config.source_for(k.task))
+        flops += f["per_step"] * steps(k) + (f["once"] if once else 0.0)
+    return flops * rate / 3600
 
 
 def price_sweep(ds, sweep, out_dir=None, budget=None):
@@ -135,7 +139,6 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     an unmemorized cell that runs to its cap) and at 30 % of it (one that stops early).
     """
     from collect.config import load_config
-    from collect.cost import key_flops
     from collect.sweep import pending_cells
 
     rate = seconds_per_flop(ds)
@@ -149,10 +152,7 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
           f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n")
 
     def hours(cells):
-        flops = sum(key_flops(k.model, k.task, k.length, k.random_ratio, k.data_seed, k.modules,
-                              steps=budget, prefix_cache=config.train.prefix_cache,
-                              source=config.source_for(k.task))["flops"] for k in cells)
-        return flops * np.median(rate) / 3600
+        return flop_hours(cells, config, lambda k: budget, np.median(rate))
 
     rows = {}
     for k in todo:
@@ -194,28 +194,28 @@ def step_costs(ds, budget=None):
     """Median seconds per training step by task and length, and the cost of what is left.
 
     What is left is the sweep's pending cells (:func:`collect.sweep.pending_cells` on the
-    shipped sweep directory). Each is costed at the budget times its task's step cost (a
-    line in the target length through the measured medians); cells that memorize stop
-    earlier, so the lower figure assumes they stop at 30 % of the budget. With ``budget``
-    larger than the sweep's, the collected cells that stopped at the sweep's budget are
-    costed too: the extra steps where a saved state lets them resume (``collect run
+    shipped sweep directory), each costed by its estimated FLOPs at the budget and the seconds
+    per FLOP measured on the dataset's finished cells (as ``--price`` does); cells that
+    memorize stop earlier, so the lower figure assumes they stop at 30 % of the budget. With
+    ``budget`` larger than the sweep's, the collected cells that stopped at the sweep's budget
+    are costed too: the extra steps where a saved state lets them resume (``collect run
     --extend-from``), every step where they have none.
     """
     from collect.config import load_config
     from collect.store import state_path
     from collect.sweep import pending_cells
 
-    per_step, lines = step_cost_lines(ds)
     header("Seconds per training step (median over collected cells, one thread)")
-    print(per_step.unstack("length").round(2).to_string())
+    print(step_cost_table(ds).unstack("length").round(2).to_string())
     out_dir = os.path.join(ROOT, "data", "smollm2_cpu")
     if not os.path.isdir(out_dir):
         return
+    rate = np.median(seconds_per_flop(ds))
     config = load_config(os.path.join(ROOT, SWEEP))
     swept = config.train.max_steps
     budget = budget or swept
     todo = pending_cells(config, out_dir)
-    hours = cell_hours(todo, lines, budget)
+    hours = flop_hours(todo, config, lambda k: budget, rate)
     print(f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
           f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
           "all of it)")
@@ -223,17 +223,21 @@ def step_costs(ds, budget=None):
         pending = set(todo)
         at_cap = [k for k in config.cells() if k not in pending and _stopped_at(ds, k) == swept]
         resumable = [k for k in at_cap if state_path(out_dir, k).exists()]
-        extra = sum((budget - swept if k in resumable else budget)
-                    * np.polyval(lines[k.task], k.length) for k in at_cap) / 3600
+        rerun = [k for k in at_cap if k not in resumable]
+        extra = (flop_hours(resumable, config, lambda k: budget - swept, rate, once=False)
+                 + flop_hours(rerun, config, lambda k: budget, rate))
         print(f"plus {len(at_cap)} collected cells stopped at the {swept}-step budget "
-              f"({len(resumable)} resumable from a saved state, {len(at_cap) - len(resumable)} "
+              f"({len(resumable)} resumable from a saved state, {len(rerun)} "
               f"re-run): up to {extra:.0f} single-core hours")
 
 
 def _stopped_at(ds, key):
     """Steps a collected cell ran (NaN when it is not in ``ds``)."""
+    where = dataclasses.asdict(key)
+    where["objective"] = where.pop("method")  # the contract's name of the training method
+    where = {d: v for d, v in where.items() if d in ds["steps"].dims}
     try:
-        return float(ds["steps"].sel(dataclasses.asdict(key)))
+        return float(ds["steps"].sel(where))
     except KeyError:
         return float("nan")
 

@@ -103,3 +103,19 @@ def test_capacity_bits_script_runs_on_the_shipped_dataset():
                           data], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cells of the law fit" in out.stdout and "- stored/param:" in out.stdout
+
+
+def test_collect_script_prices_what_is_left_of_the_shipped_sweep():
+    """analysis/01 on the shipped data: pending cells and budget-stopped cells are costed."""
+    pytest.importorskip("torch")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "01_collect.py"),
+                          "--budget", "3000"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import re
+
+    stopped = re.search(r"plus (\d+) collected cells stopped at the 600-step budget", out.stdout)
+    assert stopped and int(stopped.group(1)) > 0, out.stdout[-2000:]
+    left = r"cells of sweeps/smollm2_cpu.toml left: about \d+-\d+ single-core"
+    assert re.search(left, out.stdout)
