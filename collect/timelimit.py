@@ -75,7 +75,9 @@ class Deadline:
         self.signal: int | None = None  # the signal that expired it, if one did
 
     @classmethod
-    def unlimited(cls, clock: Callable[[], float] = time.monotonic, poll_seconds: float = 5.0):
+    def unlimited(
+        cls, clock: Callable[[], float] = time.monotonic, poll_seconds: float = 5.0
+    ) -> Deadline:
         """Make a deadline with no time limit, that only :meth:`expire` (a signal) ends."""
         deadline = cls(0, clock=clock, poll_seconds=poll_seconds)
         deadline.minutes, deadline.end, deadline.reason = math.inf, math.inf, "never reached"
