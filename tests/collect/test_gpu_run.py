@@ -203,7 +203,11 @@ def test_representative_cell_is_the_median_sft_cell_of_the_first_block(tiny_swee
 
 
 def test_a_copy_of_smollm2s_gguf_keeps_the_model_name(tmp_path, monkeypatch, tiny_sweep):
-    monkeypatch.delenv(SMOLLM2_GGUF_ENV, raising=False)
+    # with_model sets the variable in os.environ itself (gpu_run is a command): setenv first,
+    # so that monkeypatch restores the variable's state before this test afterwards (a left
+    # over 4-byte "GGUF" file would be the model of every later subprocess)
+    monkeypatch.setenv(SMOLLM2_GGUF_ENV, "")
+    monkeypatch.delenv(SMOLLM2_GGUF_ENV)
     config = config_from_dict(tiny_sweep())
     copy = tmp_path / SMOLLM2_GGUF
     copy.write_bytes(b"GGUF")
