@@ -151,8 +151,10 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     print(f"speed measured on {rate.size} finished cells of the data: "
           f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n")
 
+    per_cell = {k: flop_hours([k], config, lambda k: budget, np.median(rate)) for k in todo}
+
     def hours(cells):
-        return flop_hours(cells, config, lambda k: budget, np.median(rate))
+        return sum(per_cell[k] for k in cells)
 
     rows = {}
     for k in todo:
@@ -169,25 +171,18 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
 
 def seconds_per_flop(ds) -> np.ndarray:
     """Wall seconds per estimated FLOP (``collect.cost``) of each finished cell of ``ds``."""
-    from collect.cost import key_flops
+    from collect.cost import add_flops
 
-    protocol = json.loads(ds.attrs.get("protocol", "{}") or "{}")
-    source = json.loads(ds.attrs.get("config", "{}") or "{}").get("source")
     cells = ds[["wall_time", "steps", "status", "n_params"]].to_dataframe().reset_index()
     done = cells[(cells["status"] == "ok") & (cells["steps"] > 0)]
-    rates = []
-    for _, c in done.iterrows():
-        flops = key_flops(
-            str(c["model"]), str(c["task"]), int(c["length"]), float(c["random_ratio"]),
-            int(c.get("data_seed", 0)), str(c.get("modules", "mlp_block@20")),
-            steps=float(c["steps"]), prefix_cache=bool(protocol.get("prefix_cache", True)),
-            n_params=float(c["n_params"]),
-            source=source.get(str(c["task"])) if isinstance(source, dict) else source,
-        )["flops"]
-        rates.append(float(c["wall_time"]) / flops)
-    if not rates:
-        sys.exit("no finished cell with a wall time in the data: nothing to measure speed on")
-    return np.asarray(rates)
+    if "objective" in done and "data_seed" not in done:
+        done = done.assign(data_seed=0)  # files from before target replicates
+    costed, notes = add_flops(done, ds)
+    rates = (costed["wall_time"] / costed["flops"]).dropna().to_numpy(float)
+    if not rates.size:
+        sys.exit("no finished cell with a wall time and a FLOP estimate in the data: nothing to "
+                 "measure speed on" + "".join(f"\n  {n}" for n in notes))
+    return rates
 
 
 def step_costs(ds, budget=None):

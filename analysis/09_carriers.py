@@ -25,7 +25,6 @@ it is importable, its summaries are printed after the descriptive tables.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -40,51 +39,9 @@ sys.path.insert(
 from _common import header, parser  # noqa: E402
 from carriers import _interval, carrier_cells, carrier_points  # noqa: E402
 
-from collect.cost import key_flops  # noqa: E402
+from collect.cost import add_flops  # noqa: E402
 
 SETTING = ["model", "task", "random_ratio", "objective"]
-
-
-def add_flops(cells: pd.DataFrame, ds) -> tuple[pd.DataFrame, list[str]]:
-    """Add ``flops`` (and ``flops_per_step``) to every cell, or say why they are missing."""
-    notes = []
-    config = json.loads(ds.attrs.get("config", "{}") or "{}")
-    protocol = json.loads(ds.attrs.get("protocol", "{}") or "{}")
-    prefix_cache = bool(
-        protocol.get("prefix_cache", config.get("train", {}).get("prefix_cache", True))
-    )
-    source = config.get("source")
-    out = cells.copy()
-    out["flops"], out["flops_per_step"] = np.nan, np.nan
-    missing = set()
-    for i, c in out.iterrows():
-        try:
-            src = source.get(c["task"]) if isinstance(source, dict) else source
-            f = key_flops(
-                str(c["model"]),
-                str(c["task"]),
-                int(c["length"]),
-                float(c["random_ratio"]),
-                int(c["data_seed"]),
-                str(c["modules"]),
-                steps=float(c.get("steps", np.nan)),
-                prefix_cache=prefix_cache,
-                n_params=float(c["n_params"]),
-                source=src,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the FLOPs unknown
-            missing.add(f"{c['model']} {c['task']} {c['modules']}: {type(exc).__name__}: {exc}")
-            continue
-        out.loc[i, "flops"], out.loc[i, "flops_per_step"] = f["flops"], f["per_step"]
-    notes += [f"FLOPs unknown for {m}" for m in sorted(missing)]
-    if out["flops"].isna().all():
-        notes.append(
-            "no FLOP estimate: the model config or the task entries could not be "
-            "rebuilt (needs the collect extra and the model's tokenizer)"
-        )
-    if "steps" not in cells:
-        notes.append("no 'steps' in the dataset: training FLOPs cannot be estimated")
-    return out, notes
 
 
 # ----------------------------------------------------------------------------- tables

@@ -171,3 +171,64 @@ def key_flops(
     """
     rows = row_lengths(model, task, int(length), float(random_ratio), int(data_seed), source)
     return cell_flops(model_shape(model), modules, rows, int(length), n_params, steps, prefix_cache)
+
+
+def add_flops(cells, ds) -> tuple:
+    """Add ``flops`` (and ``flops_per_step``) to every cell, or say why they are missing.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        One row per cell: ``model``, ``task``, ``length``, ``random_ratio``, ``data_seed``,
+        ``modules``, ``n_params`` and ``steps``.
+    ds : xarray.Dataset
+        The merged dataset they come from (its ``protocol`` and ``config`` attributes say
+        whether the prefix was cached and which source texts were used).
+
+    Returns
+    -------
+    (pandas.DataFrame, list of str)
+        The cells with ``flops`` and ``flops_per_step`` (NaN where unknown), and notes.
+    """
+    import json
+
+    import numpy as np
+
+    notes = []
+    config = json.loads(ds.attrs.get("config", "{}") or "{}")
+    protocol = json.loads(ds.attrs.get("protocol", "{}") or "{}")
+    prefix_cache = bool(
+        protocol.get("prefix_cache", config.get("train", {}).get("prefix_cache", True))
+    )
+    source = config.get("source")
+    out = cells.copy()
+    out["flops"], out["flops_per_step"] = np.nan, np.nan
+    missing = set()
+    for i, c in out.iterrows():
+        try:
+            src = source.get(c["task"]) if isinstance(source, dict) else source
+            f = key_flops(
+                str(c["model"]),
+                str(c["task"]),
+                int(c["length"]),
+                float(c["random_ratio"]),
+                int(c["data_seed"]),
+                str(c["modules"]),
+                steps=float(c.get("steps", np.nan)),
+                prefix_cache=prefix_cache,
+                n_params=float(c["n_params"]),
+                source=src,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the FLOPs unknown
+            missing.add(f"{c['model']} {c['task']} {c['modules']}: {type(exc).__name__}: {exc}")
+            continue
+        out.loc[i, "flops"], out.loc[i, "flops_per_step"] = f["flops"], f["per_step"]
+    notes += [f"FLOPs unknown for {m}" for m in sorted(missing)]
+    if out["flops"].isna().all():
+        notes.append(
+            "no FLOP estimate: the model config or the task entries could not be "
+            "rebuilt (needs the collect extra and the model's tokenizer)"
+        )
+    if "steps" not in cells:
+        notes.append("no 'steps' in the dataset: training FLOPs cannot be estimated")
+    return out, notes
