@@ -50,6 +50,7 @@ test-all: install
 
 lint: install
 	ruff check .
+	ruff format --check .
 
 bench: install
 	OPENBLAS_NUM_THREADS=1 $(PYTHON) benchmarks/bench_bootstrap.py

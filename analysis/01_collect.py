@@ -36,13 +36,26 @@ COMMANDS = [  # = make collect: two workers share the directory by claiming cell
 def main():
     ap = parser(__doc__)
     ap.add_argument("--run", action="store_true", help="run the collection (hours)")
-    ap.add_argument("--budget", type=int, default=None, metavar="STEPS",
-                    help="cost what is left at this step budget instead of the sweep's")
-    ap.add_argument("--price", metavar="SWEEP", default=None,
-                    help="cost the pending cells of this sweep file (FLOPs estimated per cell, "
-                         "seconds per FLOP measured on DATA's finished cells) and stop")
-    ap.add_argument("--out", metavar="DIR", default=None,
-                    help="with --price: the sweep's directory (finished cells are not costed)")
+    ap.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="cost what is left at this step budget instead of the sweep's",
+    )
+    ap.add_argument(
+        "--price",
+        metavar="SWEEP",
+        default=None,
+        help="cost the pending cells of this sweep file (FLOPs estimated per cell, "
+        "seconds per FLOP measured on DATA's finished cells) and stop",
+    )
+    ap.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="with --price: the sweep's directory (finished cells are not costed)",
+    )
     args = ap.parse_args()
     if args.price:
         import xarray as xr
@@ -55,9 +68,14 @@ def main():
         print("  " + c)
     if args.run:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-        shards = [subprocess.Popen([sys.executable, "-m", "collect", "run", SWEEP, "--out",
-                                    "data/smollm2_cpu"], cwd=ROOT, env=env)
-                  for i in range(2)]
+        shards = [
+            subprocess.Popen(
+                [sys.executable, "-m", "collect", "run", SWEEP, "--out", "data/smollm2_cpu"],
+                cwd=ROOT,
+                env=env,
+            )
+            for i in range(2)
+        ]
         for p in shards:
             p.wait()
         subprocess.run(MERGE_CMD.split(), cwd=ROOT, check=True)
@@ -67,15 +85,25 @@ def main():
     if not os.path.exists(args.data):
         cells = os.path.join(ROOT, "data", "smollm2_cpu", "cells")
         n = len(os.listdir(cells)) if os.path.isdir(cells) else 0
-        print(f"\nno dataset at {args.data} yet ({n} finished cell files under {cells}); "
-              f"merge them with:\n  {MERGE_CMD}")
+        print(
+            f"\nno dataset at {args.data} yet ({n} finished cell files under {cells}); "
+            f"merge them with:\n  {MERGE_CMD}"
+        )
         return
     import xarray as xr
 
     ds = xr.load_dataset(args.data)
     header(f"Provenance of {args.data}")
-    for k in ("created", "git_revision", "schema_version", "fingerprint", "synthetic",
-              "n_cells", "n_cells_done", "complete"):
+    for k in (
+        "created",
+        "git_revision",
+        "schema_version",
+        "fingerprint",
+        "synthetic",
+        "n_cells",
+        "n_cells_done",
+        "complete",
+    ):
         if k in ds.attrs:
             print(f"{k:>16}: {ds.attrs[k]}")
     for k in ("versions", "config"):
@@ -97,8 +125,10 @@ def main():
         wt = ds["wall_time"].values
         wt = wt[np.isfinite(wt)]
         if wt.size:
-            print(f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
-                  f"total {wt.sum() / 3600:.2f} h over {wt.size} cells")
+            print(
+                f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
+                f"total {wt.sum() / 3600:.2f} h over {wt.size} cells"
+            )
             step_costs(ds, args.budget)
     print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
 
@@ -107,8 +137,11 @@ def step_cost_table(ds):
     """Median seconds per training step of the dataset's ok cells, by task and length."""
     cells = ds[["wall_time", "steps", "status"]].to_dataframe().reset_index()
     done = cells[cells["status"] == "ok"]
-    return (done["wall_time"] / done["steps"].clip(lower=1)).groupby(
-        [done["task"], done["length"]]).median()
+    return (
+        (done["wall_time"] / done["steps"].clip(lower=1))
+        .groupby([done["task"], done["length"]])
+        .median()
+    )
 
 
 def flop_hours(keys, config, steps, rate, *, once=True):
@@ -121,9 +154,17 @@ def flop_hours(keys, config, steps, rate, *, once=True):
 
     flops = 0.0
     for k in keys:
-        f = key_flops(k.model, k.task, k.length, k.random_ratio, k.data_seed, k.modules,
-                      steps=steps(k), prefix_cache=config.train.prefix_cache,
-                      source=config.source_for(k.task))
+        f = key_flops(
+            k.model,
+            k.task,
+            k.length,
+            k.random_ratio,
+            k.data_seed,
+            k.modules,
+            steps=steps(k),
+            prefix_cache=config.train.prefix_cache,
+            source=config.source_for(k.task),
+        )
         flops += f["per_step"] * steps(k) + (f["once"] if once else 0.0)
     return flops * rate / 3600
 
@@ -148,8 +189,10 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     todo = pending_cells(config, out_dir) if out_dir and os.path.isdir(out_dir) else keys
     header(f"Cost of {sweep}: {len(todo)} of {len(keys)} cells pending, {budget}-step cap")
     lo, hi = np.percentile(1e-9 / rate, [0, 100])
-    print(f"speed measured on {rate.size} finished cells of the data: "
-          f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n")
+    print(
+        f"speed measured on {rate.size} finished cells of the data: "
+        f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n"
+    )
 
     per_cell = {k: flop_hours([k], config, lambda k: budget, np.median(rate)) for k in todo}
 
@@ -162,11 +205,15 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     for (model, task, method, modules, rank), group in rows.items():
         lengths = sorted({k.length for k in group})
         h = hours(group)
-        print(f"  {model:<12} {task:<13} {method:<9} {modules:<16} rank {rank:<3} lengths "
-              f"{lengths}, {len(group)} cells: {0.3 * h:5.1f}-{h:5.1f} h")
+        print(
+            f"  {model:<12} {task:<13} {method:<9} {modules:<16} rank {rank:<3} lengths "
+            f"{lengths}, {len(group)} cells: {0.3 * h:5.1f}-{h:5.1f} h"
+        )
     total = hours(todo)
-    print(f"\nin all: about {0.3 * total:.0f}-{total:.0f} single-core hours "
-          f"({0.15 * total:.0f}-{total / 2:.0f} h of wall time on two workers)")
+    print(
+        f"\nin all: about {0.3 * total:.0f}-{total:.0f} single-core hours "
+        f"({0.15 * total:.0f}-{total / 2:.0f} h of wall time on two workers)"
+    )
 
 
 def seconds_per_flop(ds) -> np.ndarray:
@@ -180,8 +227,10 @@ def seconds_per_flop(ds) -> np.ndarray:
     costed, notes = add_flops(done, ds)
     rates = (costed["wall_time"] / costed["flops"]).dropna().to_numpy(float)
     if not rates.size:
-        sys.exit("no finished cell with a wall time and a FLOP estimate in the data: nothing to "
-                 "measure speed on" + "".join(f"\n  {n}" for n in notes))
+        sys.exit(
+            "no finished cell with a wall time and a FLOP estimate in the data: nothing to "
+            "measure speed on" + "".join(f"\n  {n}" for n in notes)
+        )
     return rates
 
 
@@ -211,19 +260,24 @@ def step_costs(ds, budget=None):
     budget = budget or swept
     todo = pending_cells(config, out_dir)
     hours = flop_hours(todo, config, lambda k: budget, rate)
-    print(f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
-          f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
-          "all of it)")
+    print(
+        f"\n{len(todo)} cells of {SWEEP} left: about {0.3 * hours:.0f}-{hours:.0f} "
+        f"single-core hours at a {budget}-step budget (stopping at 30 % of it, or running "
+        "all of it)"
+    )
     if budget > swept:
         pending = set(todo)
         at_cap = [k for k in config.cells() if k not in pending and _stopped_at(ds, k) == swept]
         resumable = [k for k in at_cap if state_path(out_dir, k).exists()]
         rerun = [k for k in at_cap if k not in resumable]
-        extra = (flop_hours(resumable, config, lambda k: budget - swept, rate, once=False)
-                 + flop_hours(rerun, config, lambda k: budget, rate))
-        print(f"plus {len(at_cap)} collected cells stopped at the {swept}-step budget "
-              f"({len(resumable)} resumable from a saved state, {len(rerun)} "
-              f"re-run): up to {extra:.0f} single-core hours")
+        extra = flop_hours(
+            resumable, config, lambda k: budget - swept, rate, once=False
+        ) + flop_hours(rerun, config, lambda k: budget, rate)
+        print(
+            f"plus {len(at_cap)} collected cells stopped at the {swept}-step budget "
+            f"({len(resumable)} resumable from a saved state, {len(rerun)} "
+            f"re-run): up to {extra:.0f} single-core hours"
+        )
 
 
 def _stopped_at(ds, key):

@@ -34,16 +34,22 @@ def main():
         print(res.summary())
         print("\nProfile-likelihood intervals:")
         print(res.conf_int("profile").to_string())
-        print(f"\nexcluded cells: {res.n_excluded} "
-              f"({res.exclusions['reason'].value_counts().to_dict() if res.n_excluded else {}})")
+        print(
+            f"\nexcluded cells: {res.n_excluded} "
+            f"({res.exclusions['reason'].value_counts().to_dict() if res.n_excluded else {}})"
+        )
         print("paper: alpha ≈ 0.6, beta ≈ 0.5, R² > 0.98 (Llama-3.1-8B, Qwen3-8B)")
         try:
-            log_res = lawfit.fit(cells, "power_law", space="log", bootstrap=args.bootstrap,
-                                 rng=0)
+            log_res = lawfit.fit(cells, "power_law", space="log", bootstrap=args.bootstrap, rng=0)
             ci = log_res.conf_int()
-            print("\nlog-space fit (multiplicative errors): " + ", ".join(
-                f"{k} = {v:.4g} [{ci.loc[k, 'low']:.4g}, {ci.loc[k, 'high']:.4g}]"
-                for k, v in log_res.params.items()) + f"; R² = {log_res.r2:.4f}")
+            print(
+                "\nlog-space fit (multiplicative errors): "
+                + ", ".join(
+                    f"{k} = {v:.4g} [{ci.loc[k, 'low']:.4g}, {ci.loc[k, 'high']:.4g}]"
+                    for k, v in log_res.params.items()
+                )
+                + f"; R² = {log_res.r2:.4f}"
+            )
         except lawfit.LawfitError as exc:
             print(f"\nlog-space fit not possible: {exc}")
         if "loss_curve" in cells:

@@ -17,8 +17,19 @@ from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
 
-COLS = ["form", "k", "n_obs", "delta_aicc", "weight_aicc", "delta_bic", "weight_bic", "r2",
-        "rmse", "extrap_rank_rmse", "extrap_length_rmse"]
+COLS = [
+    "form",
+    "k",
+    "n_obs",
+    "delta_aicc",
+    "weight_aicc",
+    "delta_bic",
+    "weight_bic",
+    "r2",
+    "rmse",
+    "extrap_rank_rmse",
+    "extrap_length_rmse",
+]
 
 
 def show(cmp):

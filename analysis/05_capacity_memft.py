@@ -27,19 +27,35 @@ def capacity(cells, n_boot):
     law = lawfit.fit(cells, "power_law", bootstrap=n_boot, rng=0)
     lengths = np.unique(cells["length"].values).astype(float)
     lengths = np.concatenate([lengths, [2 * lengths.max(), 4 * lengths.max()]])
-    pc = lawfit.predict_capacity(law, length=lengths, target=LN2, target_kind="loss_after",
-                                 data=cells)
+    pc = lawfit.predict_capacity(
+        law, length=lengths, target=LN2, target_kind="loss_after", data=cells
+    )
     print("rank needed for recall (loss_after ≤ ln 2):")
-    cols = [c for c in ("length", "loss_before", "target_dL", "estimate", "low", "high",
-                        "n_params_estimate", "n_unreachable", "extrapolated") if c in pc.table]
+    cols = [
+        c
+        for c in (
+            "length",
+            "loss_before",
+            "target_dL",
+            "estimate",
+            "low",
+            "high",
+            "n_params_estimate",
+            "n_unreachable",
+            "extrapolated",
+        )
+        if c in pc.table
+    ]
     print(pc.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for n in pc.notes:
         print("note:", n)
     rmax = float(cells["rank"].max())
     pl = lawfit.predict_capacity(law, rank=rmax, target=0.5)
     t = pl.table.iloc[0]
-    print(f"\nlongest target with ΔL ≥ 0.5 nats/token at rank {rmax:g}: {t['estimate']:.4g} "
-          f"tokens [{t['low']:.4g}, {t['high']:.4g}]")
+    print(
+        f"\nlongest target with ΔL ≥ 0.5 nats/token at rank {rmax:g}: {t['estimate']:.4g} "
+        f"tokens [{t['low']:.4g}, {t['high']:.4g}]"
+    )
 
 
 def main():

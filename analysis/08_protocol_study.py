@@ -56,16 +56,18 @@ def protocol_cells(sweep: str, out_dir: str) -> pd.DataFrame:
         if ds is None or str(ds["status"].values) != "ok":
             rows.append({"rank": key.rank, "length": key.length, "state": "pending"})
             continue
-        rows.append({
-            "rank": key.rank,
-            "length": key.length,
-            "state": "done",
-            "delta_L": float(ds["loss_reduction"]),
-            "steps": int(ds["steps"]),
-            "stop": str(ds.attrs.get("stop_reason", "")),
-            "hours": float(ds["wall_time"]) / 3600,
-            "file": os.path.relpath(path, ROOT),
-        })
+        rows.append(
+            {
+                "rank": key.rank,
+                "length": key.length,
+                "state": "done",
+                "delta_L": float(ds["loss_reduction"]),
+                "steps": int(ds["steps"]),
+                "stop": str(ds.attrs.get("stop_reason", "")),
+                "hours": float(ds["wall_time"]) / 3600,
+                "file": os.path.relpath(path, ROOT),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -112,8 +114,19 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = ap.parse_args()
     table = study_table()
-    shown = table[["protocol", "rank", "length", "state", "delta_L", "share_of_best", "steps",
-                   "stop", "hours"]].copy()
+    shown = table[
+        [
+            "protocol",
+            "rank",
+            "length",
+            "state",
+            "delta_L",
+            "share_of_best",
+            "steps",
+            "stop",
+            "hours",
+        ]
+    ].copy()
     for col, digits in (("delta_L", 3), ("share_of_best", 3), ("hours", 2)):
         shown[col] = shown[col].round(digits)
     header("ΔL (nats/token) each protocol reached on each probe cell")

@@ -14,18 +14,28 @@ import xarray as xr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "data", "smollm2_cpu.nc")
-MERGE_CMD = ("python -m collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu "
-             "-o data/smollm2_cpu.nc")
+MERGE_CMD = (
+    "python -m collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o data/smollm2_cpu.nc"
+)
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=doc.strip().split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=doc)
-    ap.add_argument("data", nargs="?", default=DEFAULT_DATA,
-                    help="contract dataset (default: data/smollm2_cpu.nc)")
-    ap.add_argument("--synthetic", action="store_true",
-                    help="run on lawfit.testing synthetic data instead (a demo; no real numbers)")
+    ap = argparse.ArgumentParser(
+        description=doc.strip().split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=doc,
+    )
+    ap.add_argument(
+        "data",
+        nargs="?",
+        default=DEFAULT_DATA,
+        help="contract dataset (default: data/smollm2_cpu.nc)",
+    )
+    ap.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="run on lawfit.testing synthetic data instead (a demo; no real numbers)",
+    )
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     return ap
 
@@ -39,15 +49,19 @@ def load(args, kind: str = "cells") -> xr.Dataset:
         print(f"# SYNTHETIC {kind} data (lawfit.testing): numbers describe the simulator\n")
         return ds
     if not os.path.exists(args.data):
-        sys.exit(f"no dataset at {args.data}. Merge the collected cells first:\n  {MERGE_CMD}\n"
-                 "or run with --synthetic for a demo.")
+        sys.exit(
+            f"no dataset at {args.data}. Merge the collected cells first:\n  {MERGE_CMD}\n"
+            "or run with --synthetic for a demo."
+        )
     ds = xr.load_dataset(args.data)
     n_done, n = ds.attrs.get("n_cells_done"), ds.attrs.get("n_cells")
     print(f"# data: {args.data}")
     print(f"# created {ds.attrs.get('created', '?')}, git {ds.attrs.get('git_revision', '?')}")
     if n is not None and str(ds.attrs.get("complete", "")).lower() not in ("true", "1"):
-        print(f"# PARTIAL dataset: {n_done} of {n} cells collected so far; every number below "
-              "is provisional.")
+        print(
+            f"# PARTIAL dataset: {n_done} of {n} cells collected so far; every number below "
+            "is provisional."
+        )
     print()
     return ds
 
@@ -87,14 +101,16 @@ def quiet():
 
 def markdown(frame) -> str:
     """A pipe table of a DataFrame: floats to 4 significant digits, missing values blank."""
+
     def cell(v):
         if v is None or (isinstance(v, float) and v != v):
             return ""
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 

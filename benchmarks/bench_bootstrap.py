@@ -53,11 +53,16 @@ def _load():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--boot", type=int, default=2000)
-    ap.add_argument("--loop-subset", type=int, default=200,
-                    help="replicates timed for the lmfit/curve_fit loops (extrapolated)")
+    ap.add_argument(
+        "--loop-subset",
+        type=int,
+        default=200,
+        help="replicates timed for the lmfit/curve_fit loops (extrapolated)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="every timing: best of N")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -69,19 +74,33 @@ def main(argv=None):
     from lawfit.bootstrap import bootstrap_weights
     from lawfit.testing import synthetic_dataset
 
-    ranks = tuple(2 ** i for i in range(16))
+    ranks = tuple(2**i for i in range(16))
     lengths = tuple(int(v) for v in np.geomspace(64, 16384, 13).round())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = synthetic_dataset(C=0.05, alpha=0.6, beta=0.5, b=0.02, ranks=ranks,
-                               lengths=lengths, seeds=3, noise=0.05, loss_before=1e3, rng=0)
+        ds = synthetic_dataset(
+            C=0.05,
+            alpha=0.6,
+            beta=0.5,
+            b=0.02,
+            ranks=ranks,
+            lengths=lengths,
+            seeds=3,
+            noise=0.05,
+            loss_before=1e3,
+            rng=0,
+        )
     n = ds.sizes["rank"] * ds.sizes["length"] * ds.sizes["seed"]
-    print(f"design: {ds.sizes['rank']} ranks x {ds.sizes['length']} lengths x "
-          f"{ds.sizes['seed']} seeds = {n} cells; {a.boot} case-bootstrap replicates")
-    print(f"cpu count visible: {os.cpu_count()}; affinity: "
-          f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}; "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; "
-          f"load average at start: {_load()}")
+    print(
+        f"design: {ds.sizes['rank']} ranks x {ds.sizes['length']} lengths x "
+        f"{ds.sizes['seed']} seeds = {n} cells; {a.boot} case-bootstrap replicates"
+    )
+    print(
+        f"cpu count visible: {os.cpu_count()}; affinity: "
+        f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}; "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; "
+        f"load average at start: {_load()}"
+    )
 
     # --- lawfit, end to end -------------------------------------------------------
     lawfit.fit(ds, exclude=None, bootstrap=50, rng=0, profile=False)  # warm-up (imports)
@@ -91,15 +110,20 @@ def main(argv=None):
 
     t_law, law_runs, res = _best(run_lawfit, a.repeat)
     t_pt, pt_runs, _ = _best(lambda: lawfit.fit(ds, exclude=None, profile=False), a.repeat)
-    print(f"lawfit.fit(bootstrap={a.boot}) incl. point estimate: best {t_law:.4f} s "
-          f"(runs: {', '.join(f'{t:.4f}' for t in law_runs)}); failed replicates: "
-          f"{res.boot.n_failed}")
+    print(
+        f"lawfit.fit(bootstrap={a.boot}) incl. point estimate: best {t_law:.4f} s "
+        f"(runs: {', '.join(f'{t:.4f}' for t in law_runs)}); failed replicates: "
+        f"{res.boot.n_failed}"
+    )
     print(f"  of which point estimate alone (bootstrap=0): best {t_pt:.4f} s")
 
     # --- the same resampled data sets, one fit each --------------------------------
     df = res.points
-    x, ell, y = (df["rank"].to_numpy(float), df["length"].to_numpy(float),
-                 df["loss_reduction"].to_numpy(float))
+    x, ell, y = (
+        df["rank"].to_numpy(float),
+        df["length"].to_numpy(float),
+        df["loss_reduction"].to_numpy(float),
+    )
     W = bootstrap_weights(a.boot, np.arange(n), np.random.default_rng(a.seed))
     m = min(a.loop_subset, a.boot)
     idx = [np.repeat(np.arange(n), W[i].astype(int)) for i in range(m)]
@@ -125,7 +149,7 @@ def main(argv=None):
 
     def lm_loop():
         def law2(r, ell, C, alpha, beta, b):
-            return C * r ** alpha * ell ** (-beta) + b
+            return C * r**alpha * ell ** (-beta) + b
 
         model = lmfit.Model(law2, independent_vars=["r", "ell"])
         params = model.make_params(C=p["C"], alpha=p["alpha"], beta=p["beta"], b=p["b"])
@@ -137,10 +161,14 @@ def main(argv=None):
 
     loops = [
         ("lmfit Model.fit loop, start = full-data estimate", lm_loop),
-        ("scipy curve_fit loop, p0 = full-data estimate (best case), maxfev=20000",
-         lambda: cf_loop(p_hat, 20000)),
-        ("scipy curve_fit loop, default p0 (all ones) and maxfev (typical script)",
-         lambda: cf_loop(None, None)),
+        (
+            "scipy curve_fit loop, p0 = full-data estimate (best case), maxfev=20000",
+            lambda: cf_loop(p_hat, 20000),
+        ),
+        (
+            "scipy curve_fit loop, default p0 (all ones) and maxfev (typical script)",
+            lambda: cf_loop(None, None),
+        ),
     ]
     rows = []
     for name, fn in loops:
@@ -151,11 +179,13 @@ def main(argv=None):
         dev = np.abs(est[ok][:, 1:3] - law_draws[ok][:, 1:3])
         away = int(np.sum(np.any(dev > 1e-4, axis=1)))
         rows.append((name, t_full, t_full / t_law))
-        print(f"{name}:\n  {t_full:.3f} s for {a.boot} (timed {m} replicates, best of "
-              f"{a.repeat}: {', '.join(f'{r:.3f}' for r in runs)} s, x{a.boot / m:g} "
-              f"extrapolated linearly); raised (maxfev): {n_err}; ended > 1e-4 from "
-              f"lawfit in alpha/beta: {away}; max |d alpha|, |d beta| vs lawfit on the "
-              f"others: {dev.max(axis=0) if dev.size else 'n/a'}")
+        print(
+            f"{name}:\n  {t_full:.3f} s for {a.boot} (timed {m} replicates, best of "
+            f"{a.repeat}: {', '.join(f'{r:.3f}' for r in runs)} s, x{a.boot / m:g} "
+            f"extrapolated linearly); raised (maxfev): {n_err}; ended > 1e-4 from "
+            f"lawfit in alpha/beta: {away}; max |d alpha|, |d beta| vs lawfit on the "
+            f"others: {dev.max(axis=0) if dev.size else 'n/a'}"
+        )
     print(f"load average at end: {_load()}")
     print("speed-up of lawfit (end to end, best of runs) vs each loop (extrapolated):")
     for name, _t_full, ratio in rows:

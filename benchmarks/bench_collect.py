@@ -63,17 +63,32 @@ def main() -> None:
     for name in (n for n in RUNS if n in wanted):
         train, pack = RUNS[name](args.max_steps)
         start = time.perf_counter()
-        result, model = run_cell(model, lm.tokenizer, entries, task=args.task, method="sft",
-                                 modules=args.modules, rank=args.rank, seed=0, train=train,
-                                 device=lm.device, pack=pack)
+        result, model = run_cell(
+            model,
+            lm.tokenizer,
+            entries,
+            task=args.task,
+            method="sft",
+            modules=args.modules,
+            rank=args.rank,
+            seed=0,
+            train=train,
+            device=lm.device,
+            pack=pack,
+        )
         runs[name] = (result, time.perf_counter() - start)
-        print(f"{name:8s}: dL={result.loss_reduction:.4f} nats/token  loss_after="
-              f"{result.loss_after:.4f}  steps={result.steps} ({result.stop_reason})  "
-              f"exact_match={result.exact_match:.2f}  prefix_cached={result.prefix_cached}  "
-              f"prompt_packed={result.prompt_packed}  time={runs[name][1]:.1f} s "
-              f"({runs[name][1] / max(result.steps, 1):.3f} s/step)", flush=True)
-    print(f"cell: {args.task} {args.modules} rank={args.rank} length={args.length} "
-          f"budget={args.max_steps} threads={args.threads}")
+        print(
+            f"{name:8s}: dL={result.loss_reduction:.4f} nats/token  loss_after="
+            f"{result.loss_after:.4f}  steps={result.steps} ({result.stop_reason})  "
+            f"exact_match={result.exact_match:.2f}  prefix_cached={result.prefix_cached}  "
+            f"prompt_packed={result.prompt_packed}  time={runs[name][1]:.1f} s "
+            f"({runs[name][1] / max(result.steps, 1):.3f} s/step)",
+            flush=True,
+        )
+    print(
+        f"cell: {args.task} {args.modules} rank={args.rank} length={args.length} "
+        f"budget={args.max_steps} threads={args.threads}"
+    )
     lean, t_lean = runs["lean"]
     for name, (other, t_other) in runs.items():
         if name == "lean":

@@ -37,15 +37,15 @@ def run(reps: int, space: str, noise: float, seed: int):
     for crit, pairs in picks.items():
         df = pd.DataFrame(pairs, columns=["true", "selected"])
         tab = pd.crosstab(df["true"], df["selected"]).reindex(
-            index=list(BUILTIN_CANDIDATES), columns=list(BUILTIN_CANDIDATES), fill_value=0)
+            index=list(BUILTIN_CANDIDATES), columns=list(BUILTIN_CANDIDATES), fill_value=0
+        )
         out[crit] = tab
     return out
 
 
 def _markdown(tab: pd.DataFrame) -> str:
     cols = [str(c) for c in tab.columns]
-    lines = ["| true \\ selected | " + " | ".join(cols) + " |",
-             "|---|" + "---:|" * len(cols)]
+    lines = ["| true \\ selected | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for idx, row in tab.iterrows():
         lines.append(f"| {idx} | " + " | ".join(str(int(v)) for v in row) + " |")
     return "\n".join(lines)
@@ -60,13 +60,16 @@ def main(argv=None):
     a = p.parse_args(argv)
     t0 = time.time()
     tabs = run(a.reps, a.space, a.noise, a.seed)
-    short = {n: n.replace("power_law", "pl").replace("_no_offset", "_no_b") for n in
-             BUILTIN_CANDIDATES}
+    short = {
+        n: n.replace("power_law", "pl").replace("_no_offset", "_no_b") for n in BUILTIN_CANDIDATES
+    }
     for crit, tab in tabs.items():
         tab = tab.rename(index=short, columns=short)
         acc = sum(tab.iloc[i, i] for i in range(len(tab))) / tab.to_numpy().sum()
-        print(f"\n## selected by {crit.upper()} (space={a.space}, noise={a.noise}, "
-              f"{a.reps} sweeps per true form); overall accuracy {acc:.1%}\n")
+        print(
+            f"\n## selected by {crit.upper()} (space={a.space}, noise={a.noise}, "
+            f"{a.reps} sweeps per true form); overall accuracy {acc:.1%}\n"
+        )
         print(_markdown(tab))
     print(f"\n({time.time() - t0:.0f} s)")
 

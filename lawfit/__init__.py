@@ -27,7 +27,6 @@ except Exception:  # noqa: BLE001
     __version__ = "0.0.0+unknown"
 
 
-
 def __getattr__(name: str):
     """Import ``lawfit.plotting`` on first access (it needs matplotlib: optional)."""
     if name == "plotting":

@@ -37,11 +37,18 @@ class Model:
 
     def with_inputs(self, X):
         """Same form and bounds on another design."""
-        return Model(self.func, self.jac, X, self.names, [self.names[j] for j in self.lin],
-                     self.lower, self.upper)
+        return Model(
+            self.func,
+            self.jac,
+            X,
+            self.names,
+            [self.names[j] for j in self.lin],
+            self.lower,
+            self.upper,
+        )
 
     def _kw(self, theta):
-        return {nm: theta[:, j:j + 1] for j, nm in enumerate(self.names)}
+        return {nm: theta[:, j : j + 1] for j, nm in enumerate(self.names)}
 
     def f(self, theta):
         theta = np.atleast_2d(theta)
@@ -107,8 +114,10 @@ def _solve_small(A, b):
             det = a * e - c * d
             scale = np.abs(a * e) + np.abs(c * d)
             det = np.where(np.abs(det) > 1e-13 * scale, det, np.nan)
-            x = np.stack([(e * b[..., 0] - c * b[..., 1]) / det,
-                          (a * b[..., 1] - d * b[..., 0]) / det], axis=-1)
+            x = np.stack(
+                [(e * b[..., 0] - c * b[..., 1]) / det, (a * b[..., 1] - d * b[..., 0]) / det],
+                axis=-1,
+            )
     return x
 
 
@@ -235,12 +244,17 @@ def power_law_logs(model):
     """
     from lawfit import forms  # local: forms does not import this module, but stay lazy
 
-    if (model.func is not forms._power_law or model.names != ("C", "alpha", "beta", "b")
-            or model.lin.tolist() != [0, 3] or len(model.X) != 2):
+    if (
+        model.func is not forms._power_law
+        or model.names != ("C", "alpha", "beta", "b")
+        or model.lin.tolist() != [0, 3]
+        or len(model.X) != 2
+    ):
         return None
     x, ell = model.X
-    if not (np.all(x > 0) and np.all(ell > 0) and np.all(np.isfinite(x))
-            and np.all(np.isfinite(ell))):
+    if not (
+        np.all(x > 0) and np.all(ell > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(ell))
+    ):
         return None
     return np.log(x), np.log(ell)
 
@@ -278,8 +292,9 @@ def _grid_sse_power(logs, nl_grid, Y, W, chunk):
     return sse, lin
 
 
-def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol=1e-10,
-             lam0=1e-3, init=None):
+def lm_power(
+    logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol=1e-10, lam0=1e-3, init=None
+):
     """Batched Levenberg-Marquardt for the power law, least squares in linear space.
 
     The same algorithm as :func:`lm` with ``mode="full"`` (all four parameters,
@@ -324,9 +339,11 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
     n = lr.size
     W = np.ascontiguousarray(np.broadcast_to(W, (R, n)), dtype=float)
     Y = np.ascontiguousarray(np.broadcast_to(Y, (R, n)), dtype=float)
-    consts = (np.stack([lr, -ll]),  # (2, n): exponent = (alpha, beta) @ L
-              np.stack([np.ones(n), lr, ll], axis=1),  # (n, 3)
-              np.stack([np.ones(n), lr, ll, lr * lr, ll * ll, lr * ll], axis=1))  # (n, 6)
+    consts = (
+        np.stack([lr, -ll]),  # (2, n): exponent = (alpha, beta) @ L
+        np.stack([np.ones(n), lr, ll], axis=1),  # (n, 3)
+        np.stack([np.ones(n), lr, ll, lr * lr, ll * ll, lr * ll], axis=1),
+    )  # (n, 6)
     sw = W.sum(axis=1)
     if init is None:
         obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts)
@@ -345,10 +362,18 @@ def lm_power(logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol
         new = np.clip(th + step, lower, upper)
         # objective and normal equations at the trial points (kept where accepted)
         o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts)
-        _lm_accept(act, new, o_new, np.linalg.norm(new - th, axis=1),
-                   np.linalg.norm(th, axis=1) + xtol, singular,
-                   state=(theta, obj, lam, conv, done, nit), ftol=ftol, xtol=xtol,
-                   carry=((A, A_new), (grad, g_new)))
+        _lm_accept(
+            act,
+            new,
+            o_new,
+            np.linalg.norm(new - th, axis=1),
+            np.linalg.norm(th, axis=1) + xtol,
+            singular,
+            state=(theta, obj, lam, conv, done, nit),
+            ftol=ftol,
+            xtol=xtol,
+            carry=((A, A_new), (grad, g_new)),
+        )
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
 
@@ -459,8 +484,14 @@ def make_grid(ranges, n_per):
     return np.stack([m.ravel() for m in mesh], axis=1)
 
 
-def _damped_step(A: np.ndarray, g: np.ndarray, lam: np.ndarray, act: np.ndarray,
-                 done: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _damped_step(
+    A: np.ndarray,
+    g: np.ndarray,
+    lam: np.ndarray,
+    act: np.ndarray,
+    done: np.ndarray,
+    conv: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Levenberg-Marquardt step of the active replicates, damped relative to the diagonal.
 
     Parameters
@@ -495,8 +526,9 @@ def _damped_step(A: np.ndarray, g: np.ndarray, lam: np.ndarray, act: np.ndarray,
     return step, singular
 
 
-def _relinearise(model: Model, th: np.ndarray, z: np.ndarray,
-                 w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _relinearise(
+    model: Model, th: np.ndarray, z: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Solve the linear parameters in closed form at ``th``'s nonlinear part.
 
     Parameters
@@ -522,8 +554,9 @@ def _relinearise(model: Model, th: np.ndarray, z: np.ndarray,
     return th, g0 + np.einsum("rnk,rk->rn", Phi, c)
 
 
-def _finite_objective(f: np.ndarray, z: np.ndarray, w: np.ndarray, space: str, loss: str,
-                      delta: float) -> np.ndarray:
+def _finite_objective(
+    f: np.ndarray, z: np.ndarray, w: np.ndarray, space: str, loss: str, delta: float
+) -> np.ndarray:
     """Weighted loss of each replicate at model values ``f``; inf where not finite.
 
     Parameters
@@ -547,8 +580,9 @@ def _finite_objective(f: np.ndarray, z: np.ndarray, w: np.ndarray, space: str, l
     return np.where(np.isfinite(s), s, np.inf)
 
 
-def _free_parameters(model: Model, k: int, fixed: np.ndarray, mode: str,
-                     space: str) -> tuple[bool, np.ndarray]:
+def _free_parameters(
+    model: Model, k: int, fixed: np.ndarray, mode: str, space: str
+) -> tuple[bool, np.ndarray]:
     """Choose variable projection or a full iteration, and the parameters iterated on.
 
     Parameters
@@ -578,9 +612,19 @@ def _free_parameters(model: Model, k: int, fixed: np.ndarray, mode: str,
     return False, np.array([j for j in range(k) if not fixed[j]], int)
 
 
-def _normal_equations(model: Model, th: np.ndarray, f: np.ndarray, Za: np.ndarray,
-                      Wa: np.ndarray, *, space: str, loss: str, delta: float, varpro: bool,
-                      opt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _normal_equations(
+    model: Model,
+    th: np.ndarray,
+    f: np.ndarray,
+    Za: np.ndarray,
+    Wa: np.ndarray,
+    *,
+    space: str,
+    loss: str,
+    delta: float,
+    varpro: bool,
+    opt: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gauss-Newton normal equations of the active replicates (IRLS weights for Huber).
 
     Parameters
@@ -635,8 +679,21 @@ def _normal_equations(model: Model, th: np.ndarray, f: np.ndarray, Za: np.ndarra
     return np.matmul(JW.transpose(0, 2, 1), Jo), np.einsum("rnk,rn->rk", JW, ra), w
 
 
-def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full",
-       fixed=None, max_iter=200, ftol=1e-12, xtol=1e-10):
+def lm(
+    model,
+    theta0,
+    Y,
+    W,
+    *,
+    space="linear",
+    loss="l2",
+    delta=1.0,
+    mode="full",
+    fixed=None,
+    max_iter=200,
+    ftol=1e-12,
+    xtol=1e-10,
+):
     """Batched projected Levenberg-Marquardt (IRLS for Huber).
 
     mode="varpro" (linear space only): iterate on the nonlinear parameters; the
@@ -680,8 +737,9 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
             th = theta[act]
             Wa, Za = W[act], Z[act]
             f = fcur[act]
-        A, g, w = _normal_equations(model, th, f, Za, Wa, space=space, loss=loss,
-                                    delta=delta, varpro=varpro, opt=opt)
+        A, g, w = _normal_equations(
+            model, th, f, Za, Wa, space=space, loss=loss, delta=delta, varpro=varpro, opt=opt
+        )
         step, singular = _damped_step(A, g, lam[act], act, done, conv)
         new = th.copy()
         new[:, opt] = np.clip(th[:, opt] + step, lo, hi)
@@ -690,12 +748,21 @@ def lm(model, theta0, Y, W, *, space="linear", loss="l2", delta=1.0, mode="full"
         else:
             f_new = np.array(model.f(new))
         o_new = _finite_objective(f_new, Za, Wa, space, loss, delta)
-        _lm_accept(act, new, o_new, np.linalg.norm(new[:, opt] - th[:, opt], axis=1),
-                   np.linalg.norm(th[:, opt], axis=1) + xtol, singular,
-                   state=(theta, obj, lam, conv, done, nit), ftol=ftol, xtol=xtol,
-                   carry=((fcur, f_new),))
+        _lm_accept(
+            act,
+            new,
+            o_new,
+            np.linalg.norm(new[:, opt] - th[:, opt], axis=1),
+            np.linalg.norm(th[:, opt], axis=1) + xtol,
+            singular,
+            state=(theta, obj, lam, conv, done, nit),
+            ftol=ftol,
+            xtol=xtol,
+            carry=((fcur, f_new),),
+        )
     conv &= np.isfinite(obj) & np.all(np.isfinite(theta), axis=1)
     return theta, obj, conv, nit
+
 
 def collapse(X, Y, W):
     """Merge points with identical inputs (exact for least squares).

@@ -28,9 +28,18 @@ from lawfit import _validate as V
 from lawfit import _varpro as vp
 from lawfit.errors import LawfitError
 
-__all__ = ["bootstrap_weights", "resample_collapsed", "fit_batch", "fit_resampled",
-           "percentile_interval", "bca_interval", "RESAMPLING_UNITS", "BootstrapResult",
-           "REPLICATE_STATUSES", "replicate_status"]
+__all__ = [
+    "bootstrap_weights",
+    "resample_collapsed",
+    "fit_batch",
+    "fit_resampled",
+    "percentile_interval",
+    "bca_interval",
+    "RESAMPLING_UNITS",
+    "BootstrapResult",
+    "REPLICATE_STATUSES",
+    "replicate_status",
+]
 
 #: Status of a bootstrap replicate, in the order of precedence used by
 #: :func:`replicate_status`.
@@ -124,8 +133,14 @@ class BootstrapResult:
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (NaN kept as float; see :mod:`lawfit.result` for JSON)."""
-        return {"draws": self.draws, "status": self.status.tolist(), "unit": self.unit,
-                "resid": self.resid, "jack": self.jack, "n_clusters": self.n_clusters}
+        return {
+            "draws": self.draws,
+            "status": self.status.tolist(),
+            "unit": self.unit,
+            "resid": self.resid,
+            "jack": self.jack,
+            "n_clusters": self.n_clusters,
+        }
 
 
 def replicate_status(theta, converged, identified, lower, upper, rtol=1e-6):
@@ -225,9 +240,12 @@ def resample_collapsed(n_boot, clusters, X, z, rng):
     U = uniq.shape[0]
     # (G, 2U) sparse: cluster g -> (number of its points at u, sum of their z at u)
     M = sparse.csr_matrix(
-        (np.concatenate([np.ones(clusters.size), np.asarray(z, float)]),
-         (np.concatenate([clusters, clusters]), np.concatenate([ucode, ucode + U]))),
-        shape=(G, 2 * U))
+        (
+            np.concatenate([np.ones(clusters.size), np.asarray(z, float)]),
+            (np.concatenate([clusters, clusters]), np.concatenate([ucode, ucode + U])),
+        ),
+        shape=(G, 2 * U),
+    )
     S = np.asarray(counts @ M)  # (R, 2U); integer counts, exact in float
     Wu, WZu = S[:, :U], S[:, U:]
     Zu = np.divide(WZu, Wu, out=np.zeros_like(WZu), where=Wu > 0)
@@ -280,8 +298,9 @@ def fit_batch(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid=True
             Xu, Yu, W = col
             Y = np.exp(Yu) if space == "log" else Yu
             model = model.with_inputs(Xu)
-    return _fit_on_design(model, theta_hat, se, Y, W, space=space, loss=loss, delta=delta,
-                          local_grid=local_grid)
+    return _fit_on_design(
+        model, theta_hat, se, Y, W, space=space, loss=loss, delta=delta, local_grid=local_grid
+    )
 
 
 def fit_resampled(model, theta_hat, se, y, clusters, n_boot, rng, *, space, loss, delta):
@@ -317,20 +336,40 @@ def fit_resampled(model, theta_hat, se, y, clusters, n_boot, rng, *, space, loss
     """
     chunk = V.bootstrap_chunk(n_boot, np.size(y), model.k)
     if chunk < n_boot:  # batches that fit in memory (lawfit._validate.bootstrap_chunk)
-        parts = [fit_resampled(model, theta_hat, se, y, clusters, min(chunk, n_boot - i), rng,
-                               space=space, loss=loss, delta=delta)
-                 for i in range(0, n_boot, chunk)]
+        parts = [
+            fit_resampled(
+                model,
+                theta_hat,
+                se,
+                y,
+                clusters,
+                min(chunk, n_boot - i),
+                rng,
+                space=space,
+                loss=loss,
+                delta=delta,
+            )
+            for i in range(0, n_boot, chunk)
+        ]
         return np.concatenate([t for t, _ in parts]), np.concatenate([c for _, c in parts])
     if loss != "l2":
         W = bootstrap_weights(n_boot, clusters, rng)
-        return fit_batch(model, theta_hat, se, y[None, :], W, space=space, loss=loss,
-                         delta=delta)
+        return fit_batch(model, theta_hat, se, y[None, :], W, space=space, loss=loss, delta=delta)
     with np.errstate(all="ignore"):
         z = np.log(y) if space == "log" else y
     Xu, Zu, Wu = resample_collapsed(n_boot, clusters, model.X, z, rng)
     Y = np.exp(Zu) if space == "log" else Zu
-    return _fit_on_design(model.with_inputs(Xu), theta_hat, se, Y, Wu, space=space, loss=loss,
-                          delta=delta, local_grid=True)
+    return _fit_on_design(
+        model.with_inputs(Xu),
+        theta_hat,
+        se,
+        Y,
+        Wu,
+        space=space,
+        loss=loss,
+        delta=delta,
+        local_grid=True,
+    )
 
 
 def _nl_grid(model, centre, half, n_per):
@@ -358,10 +397,21 @@ def _grid_starts(model, grid, fallback, Y, W, space):
 
 def _polish(model, start, Y, W, space, loss, delta, logs, init=None):
     if logs is not None:
-        return vp.lm_power(logs, start, Y, W, model.lower, model.upper, ftol=_FTOL, xtol=_XTOL,
-                           lam0=1e-6, init=init)
-    return vp.lm(model, start, Y, W, space=space, loss=loss, delta=delta, mode="full",
-                 ftol=1e-10, xtol=1e-8)
+        return vp.lm_power(
+            logs,
+            start,
+            Y,
+            W,
+            model.lower,
+            model.upper,
+            ftol=_FTOL,
+            xtol=_XTOL,
+            lam0=1e-6,
+            init=init,
+        )
+    return vp.lm(
+        model, start, Y, W, space=space, loss=loss, delta=delta, mode="full", ftol=1e-10, xtol=1e-8
+    )
 
 
 def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid):
@@ -370,22 +420,30 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
     knl = model.nl.size
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
     logs = vp.power_law_logs(model) if (loss == "l2" and space == "linear") else None
-    half = np.array([se[j] if np.isfinite(se[j]) and se[j] > 0
-                     else 0.05 * max(abs(theta_hat[j]), 1) for j in range(model.k)]) * 3
+    half = (
+        np.array(
+            [
+                se[j] if np.isfinite(se[j]) and se[j] > 0 else 0.05 * max(abs(theta_hat[j]), 1)
+                for j in range(model.k)
+            ]
+        )
+        * 3
+    )
     start = np.tile(theta_hat, (R, 1))
     init = None
-    if logs is not None and local_grid and np.all(start[0] == np.clip(start[0], model.lower,
-                                                                       model.upper)):
+    if (
+        logs is not None
+        and local_grid
+        and np.all(start[0] == np.clip(start[0], model.lower, model.upper))
+    ):
         # warm start at theta_hat, whose model values and Jacobian all replicates share
         init = vp.power_shared_pieces(logs, theta_hat, np.broadcast_to(Y, W.shape), W)
     elif varpro and local_grid and knl <= 3:
         n_per = {1: 9, 2: 5, 3: 4}[knl]
-        start = _grid_starts(model, _nl_grid(model, theta_hat, half, n_per), theta_hat, Y, W,
-                             space)
+        start = _grid_starts(model, _nl_grid(model, theta_hat, half, n_per), theta_hat, Y, W, space)
     theta, obj, conv, _ = _polish(model, start, Y, W, space, loss, delta, logs, init)
     if model.lin.size > 0 and knl > 0 and local_grid:
-        far = _far(theta[:, model.nl], conv & identified, theta_hat[model.nl],
-                   half[model.nl] / 3)
+        far = _far(theta[:, model.nl], conv & identified, theta_hat[model.nl], half[model.nl] / 3)
         need = np.flatnonzero(identified & (~conv | far | ~np.all(np.isfinite(theta), axis=1)))
         if need.size:
             _rescue(model, need, theta, obj, conv, Y, W, space, loss, delta, logs)
@@ -463,8 +521,9 @@ def _continue_stuck(model, rows, theta, obj, conv, Y, W, max_iter=2000, n_budget
         grid = vp.make_grid(list(zip(lo, hi, strict=True)), n_per)
         starts.append(_grid_starts(model, grid, fallback, Yr, Wr, "linear"))
     for start in starts:
-        th, ob, cv, _ = vp.lm(model, start, Yr, Wr, space="linear", loss="l2", mode="varpro",
-                              max_iter=max_iter)
+        th, ob, cv, _ = vp.lm(
+            model, start, Yr, Wr, space="linear", loss="l2", mode="varpro", max_iter=max_iter
+        )
         old = obj[rows]
         better = cv & np.isfinite(ob) & ~(ob > old)
         idx = rows[better]
@@ -534,8 +593,8 @@ def bca_interval(draws, theta_hat, jack, level):
         jj = jack[:, j]
         jj = jj[np.isfinite(jj)]
         dd = jj.mean() - jj
-        den = 6.0 * np.sum(dd ** 2) ** 1.5
-        acc = np.sum(dd ** 3) / den if den > 0 else 0.0
+        den = 6.0 * np.sum(dd**2) ** 1.5
+        acc = np.sum(dd**3) / den if den > 0 else 0.0
         qs = []
         for a in (a_lo, a_hi):
             z = stats.norm.ppf(a)

@@ -208,10 +208,14 @@ def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
     reason = _stop_reasons(ds, budget)
     gain = ds["loss_curve"].sel(step=budget - window, drop=True) - ds["loss_after"]
     gain = gain.where(reason == "budget")
-    cells = xr.Dataset({
-        "steps": ds["steps"], "stop_reason": reason, "loss_reduction": ds["loss_before"]
-        - ds["loss_after"], "gain_last_window": gain,
-    })
+    cells = xr.Dataset(
+        {
+            "steps": ds["steps"],
+            "stop_reason": reason,
+            "loss_reduction": ds["loss_before"] - ds["loss_after"],
+            "gain_last_window": gain,
+        }
+    )
     # a coordinate selected down to one value (ds.sel(rank=1)) is still a column of the table
     cells = cells.expand_dims([d for d in CELL_DIMS if d in cells.coords and d not in cells.dims])
     dims = [d for d in CELL_DIMS if d in cells.dims]
@@ -397,22 +401,38 @@ def budget_sensitivity(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = fit(sub, form, bootstrap=int(bootstrap), confidence_level=confidence_level,
-                          rng=rng, **fit_kwargs)
+                res = fit(
+                    sub,
+                    form,
+                    bootstrap=int(bootstrap),
+                    confidence_level=confidence_level,
+                    rng=rng,
+                    **fit_kwargs,
+                )
         except LawfitError as exc:
             notes.append(f"budget {b}: not fitted ({exc})")
             continue
         fits[b] = res
         if fit_kwargs.get("space", "auto") == "auto":
             fit_kwargs["space"] = res.space
-            notes.append(f"every budget is fitted in {res.space} space, the space chosen at "
-                         f"the largest budget ({b} steps)")
-        row = {"budget": b, "n_obs": res.n_obs, "n_excluded": res.n_excluded,
-               "n_truncated": n_trunc, "r2": res.r2}
+            notes.append(
+                f"every budget is fitted in {res.space} space, the space chosen at "
+                f"the largest budget ({b} steps)"
+            )
+        row = {
+            "budget": b,
+            "n_obs": res.n_obs,
+            "n_excluded": res.n_excluded,
+            "n_truncated": n_trunc,
+            "r2": res.r2,
+        }
         tab = res.to_dataframe()
         for p in res.param_names:
             row[p], row[f"{p}_low"], row[f"{p}_high"] = (
-                float(tab.loc[p, "estimate"]), float(tab.loc[p, "low"]), float(tab.loc[p, "high"]))
+                float(tab.loc[p, "estimate"]),
+                float(tab.loc[p, "low"]),
+                float(tab.loc[p, "high"]),
+            )
         rows.append(row)
     if not rows:
         raise LawfitError("the law could not be fitted at any budget: " + "; ".join(notes))

@@ -44,9 +44,12 @@ ANCHORS_BITS_PER_PARAM = {
 #: Largest information capacity the literature reports (Morris et al. 2025), bits per
 #: trainable parameter: a prediction implying more is beyond known capacity.
 KNOWN_CAPACITY_BITS_PER_PARAM = max(ANCHORS_BITS_PER_PARAM.values())
-_KIND_WORDS = {"stored": "information bits stored", "recalled": "information bits recalled",
-               "dl": "ΔL bits (not information: they overstate it on random tokens)",
-               "information lower bound": "information bits (a lower bound)"}
+_KIND_WORDS = {
+    "stored": "information bits stored",
+    "recalled": "information bits recalled",
+    "dl": "ΔL bits (not information: they overstate it on random tokens)",
+    "information lower bound": "information bits (a lower bound)",
+}
 
 
 def beyond_known_capacity(bits_per_param, kind: str = "stored") -> Flag | None:
@@ -72,8 +75,11 @@ def beyond_known_capacity(bits_per_param, kind: str = "stored") -> Flag | None:
     v = v[np.isfinite(v)]
     if v.size == 0 or v.max() <= KNOWN_CAPACITY_BITS_PER_PARAM:
         return None
-    hint = (" (pass entropy_bits=<the content's entropy per token> to check it in information)"
-            if kind == "dl" else "")
+    hint = (
+        " (pass entropy_bits=<the content's entropy per token> to check it in information)"
+        if kind == "dl"
+        else ""
+    )
     return Flag(
         "beyond_known_capacity",
         f"a prediction implies up to {v.max():.3g} bits per parameter "
@@ -84,8 +90,9 @@ def beyond_known_capacity(bits_per_param, kind: str = "stored") -> Flag | None:
     )
 
 
-def implied_bits_per_param(n_params, length, *, loss_reduction, loss_after=None,
-                           entropy_bits=None) -> tuple[np.ndarray, str]:
+def implied_bits_per_param(
+    n_params, length, *, loss_reduction, loss_after=None, entropy_bits=None
+) -> tuple[np.ndarray, str]:
     """Bits per parameter that a predicted cell implies, and what they count.
 
     With the content's entropy H (bits per token) and the predicted ``loss_after`` L₁, the
@@ -133,12 +140,17 @@ def prediction_capacity_use(fit, table: pd.DataFrame, entropy_bits=None):
     if entropy_bits is not None:
         pts = fit.points
         if {"loss_after", "length"} <= set(pts.columns):
-            l0fn, _ = _loss_before_fn(None, pts.assign(loss_before=pts["loss_after"]
-                                                       + pts[fit.response]))
+            l0fn, _ = _loss_before_fn(
+                None, pts.assign(loss_before=pts["loss_after"] + pts[fit.response])
+            )
             la = l0fn(table["length"].to_numpy(float)) - table["mean"].to_numpy(float)
-    bpp, kind = implied_bits_per_param(table["n_params"], table["length"],
-                                       loss_reduction=table["mean"], loss_after=la,
-                                       entropy_bits=entropy_bits)
+    bpp, kind = implied_bits_per_param(
+        table["n_params"],
+        table["length"],
+        loss_reduction=table["mean"],
+        loss_after=la,
+        entropy_bits=entropy_bits,
+    )
     flag = beyond_known_capacity(bpp, kind)
     return bpp, kind, (flag,) if flag else ()
 
@@ -197,7 +209,8 @@ class BitsResult(ResultProtocol):
                 out.append(
                     f"rank {int(r['rank'])}: up to {r['bits']:.0f} bits "
                     f"({r['bits_per_param']:.3g} bits/param at length {int(r['length'])}"
-                    + (", saturated: lower bound" if r["saturated"] else "") + ")"
+                    + (", saturated: lower bound" if r["saturated"] else "")
+                    + ")"
                 )
         out += [f"anchor {k}: {v} bits/param" for k, v in self.anchors.items()]
         out += [f"note: {n}" for n in self.notes]
@@ -262,8 +275,11 @@ def bits_per_parameter(
     dims = tuple(d for d in bits.dims)
     df = bits.to_dataframe(name="bits").reset_index()
     df = df[[*dims, "bits"]]
-    df["bits_max"] = (bmax.broadcast_like(bits).transpose(*dims).values.reshape(-1)
-                      if bmax is not None else np.nan)
+    df["bits_max"] = (
+        bmax.broadcast_like(bits).transpose(*dims).values.reshape(-1)
+        if bmax is not None
+        else np.nan
+    )
     okm = ok_mask(ds, dims).reshape(-1)
     df = df[okm & np.isfinite(df["bits"].to_numpy())].reset_index(drop=True)
     # the token sum of a never-collected cell is 0, not NaN: drop those via status
@@ -305,8 +321,13 @@ def bits_per_parameter(
             )
     else:
         by_rank = pd.DataFrame()
-    return BitsResult(cells=df, by_rank=by_rank, anchors=dict(ANCHORS_BITS_PER_PARAM),
-                      notes=tuple(notes), flags=tuple(flags))
+    return BitsResult(
+        cells=df,
+        by_rank=by_rank,
+        anchors=dict(ANCHORS_BITS_PER_PARAM),
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
 
 
 # --------------------------------------------------------------- capacity prediction
@@ -405,8 +426,10 @@ def _loss_before_fn(loss_before, data):
         # linear interpolation in log length; constant beyond the observed lengths
         return np.interp(np.log(np.asarray(ell, float)), x, y)
 
-    return f, (f"from data: mean loss_before per length, interpolated in log length over "
-               f"{int(m.index.min())}-{int(m.index.max())} (constant beyond)")
+    return f, (
+        f"from data: mean loss_before per length, interpolated in log length over "
+        f"{int(m.index.min())}-{int(m.index.max())} (constant beyond)"
+    )
 
 
 def _params_per_rank(data) -> float | None:
@@ -517,8 +540,9 @@ def predict_capacity(
         loss_before; a law without a capacity or length input; bad values.
     """
     cap = _check_capacity_query(fit, length, rank, target_kind)
-    level = V.confidence_level(fit.confidence_level if confidence_level is None
-                               else confidence_level)
+    level = V.confidence_level(
+        fit.confidence_level if confidence_level is None else confidence_level
+    )
     search = V.search_range(search)
     targets = np.atleast_1d(np.asarray(target, float))
     if not np.all(np.isfinite(targets)):
@@ -538,8 +562,16 @@ def predict_capacity(
             f"{'length' if mode == 'capacity' else 'rank'} must be positive numbers; got "
             f"{queries.tolist()}."
         )
-    inv = _Inversion(fit=fit, cap=cap, mode=mode, target_kind=target_kind, l0fn=l0fn,
-                     need_l0=need_l0, search=tuple(search), level=level)
+    inv = _Inversion(
+        fit=fit,
+        cap=cap,
+        mode=mode,
+        target_kind=target_kind,
+        l0fn=l0fn,
+        need_l0=need_l0,
+        search=tuple(search),
+        level=level,
+    )
     draws = fit.boot.usable_draws() if getattr(fit, "boot", None) is not None else None
     notes = [f"loss_before: {l0desc}"] if need_l0 else []
     rows, dvals = [], []
@@ -554,18 +586,26 @@ def predict_capacity(
     if per_rank is not None and mode == "capacity":
         for c in ("estimate", "low", "high"):
             table[f"n_params_{c}"] = table[c] * per_rank
-        notes.append(f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
-                     "data's n_params)")
+        notes.append(
+            f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
+            "data's n_params)"
+        )
     if draws is None:
         notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
     if table["trivial"].any():
-        notes.append("some targets are already met at the smallest capacity searched (or at "
-                     "every length): estimate set to the search bound / inf")
+        notes.append(
+            "some targets are already met at the smallest capacity searched (or at "
+            "every length): estimate set to the search bound / inf"
+        )
     flag = _capacity_use(table, inv, cap, mode, data, entropy_bits, notes)
-    return CapacityPrediction(table=table, quantity=cap if mode == "capacity" else "length",
-                              level=level, notes=tuple(dict.fromkeys(notes)),
-                              flags=inv.flags(table) + ((flag,) if flag else ()),
-                              draw_values=np.vstack(dvals) if dvals else None)
+    return CapacityPrediction(
+        table=table,
+        quantity=cap if mode == "capacity" else "length",
+        level=level,
+        notes=tuple(dict.fromkeys(notes)),
+        flags=inv.flags(table) + ((flag,) if flag else ()),
+        draw_values=np.vstack(dvals) if dvals else None,
+    )
 
 
 def _constant_entropy(data) -> float | None:
@@ -600,13 +640,20 @@ def _capacity_use(table, inv, cap, mode, data, entropy_bits, notes) -> Flag | No
         la = inv.l0fn(ell) - dl
     else:
         la = None
-    bpp, kind = implied_bits_per_param(n, ell, loss_reduction=dl, loss_after=la,
-                                       entropy_bits=entropy_bits)
+    bpp, kind = implied_bits_per_param(
+        n, ell, loss_reduction=dl, loss_after=la, entropy_bits=entropy_bits
+    )
     known = np.isfinite(n) & (n > 0) & (ell > 0) & ~table["trivial"].to_numpy(bool)
     table["bits_per_param"] = np.where(known, bpp, np.nan)  # trivial: n is the search bound
-    notes.append(f"bits_per_param: bits per parameter each answer implies ({kind}"
-                 + (f", content entropy {entropy_bits:.6g} bits/token" if kind != "dl" else
-                    "; pass entropy_bits= for information") + ")")
+    notes.append(
+        f"bits_per_param: bits per parameter each answer implies ({kind}"
+        + (
+            f", content entropy {entropy_bits:.6g} bits/token"
+            if kind != "dl"
+            else "; pass entropy_bits= for information"
+        )
+        + ")"
+    )
     return beyond_known_capacity(table["bits_per_param"], kind)
 
 
@@ -635,8 +682,10 @@ def _check_capacity_query(fit, length, rank, target_kind) -> str:
         )
     other = [c for c in inputs if c not in (cap, "length", "loss_before")]
     if other:
-        raise LawfitError(f"predict_capacity can invert a law in {cap}, length and loss_before "
-                          f"only; this law also takes {other}.")
+        raise LawfitError(
+            f"predict_capacity can invert a law in {cap}, length and loss_before "
+            f"only; this law also takes {other}."
+        )
     return cap
 
 
@@ -667,10 +716,11 @@ class _Inversion:
         values = {self.cap: x, "length": ell}
         if "loss_before" in self.fit.inputs:
             values["loss_before"] = self.l0fn(ell)
-        kw = {p: th[:, j:j + 1] for j, p in enumerate(self.fit.param_names)}
+        kw = {p: th[:, j : j + 1] for j, p in enumerate(self.fit.param_names)}
         with np.errstate(all="ignore"):
-            return np.asarray(self.fit.form.func(*(values[c] for c in self.fit.inputs), **kw),
-                              float)
+            return np.asarray(
+                self.fit.form.func(*(values[c] for c in self.fit.inputs), **kw), float
+            )
 
     def solve(self, th, q, t):
         """Answer per parameter row: (value, unreachable, trivial)."""
@@ -684,8 +734,7 @@ class _Inversion:
             tgt = t if self.target_kind == "loss_reduction" else self.l0fn(ell) - t
             return self.law(th, xx, ell) - tgt
 
-        root, glo, ghi = _bisect(gap, np.full((th.shape[0], 1), lo),
-                                 np.full((th.shape[0], 1), hi))
+        root, glo, ghi = _bisect(gap, np.full((th.shape[0], 1), lo), np.full((th.shape[0], 1), hi))
         root, glo, ghi = root[:, 0], glo[:, 0], ghi[:, 0]
         # met already at the smallest capacity searched (capacity) / at every length
         trivial = np.isnan(root) & (glo >= 0) & (ghi >= 0)
@@ -699,16 +748,19 @@ class _Inversion:
     def answer(self, q, t, draws, notes):
         """One row of the table (and the answer on every draw, or None)."""
         rng_cap, rng_len = self.ranges
-        est, un0, tr0 = (v[0] for v in self.solve(np.asarray(self.fit.theta, float)[None, :],
-                                                   q, t))
+        est, un0, tr0 = (v[0] for v in self.solve(np.asarray(self.fit.theta, float)[None, :], q, t))
         est = float(est)
         capacity = self.mode == "capacity"
         at_len = q if capacity else (est if np.isfinite(est) and est > 0 else rng_len[1])
-        row = {("length" if capacity else self.cap): q, "target": t,
-               "target_kind": self.target_kind,
-               "target_dL": t if self.target_kind == "loss_reduction"
-               else float(self.l0fn(np.array([at_len]))[0]) - t,
-               "estimate": est}
+        row = {
+            ("length" if capacity else self.cap): q,
+            "target": t,
+            "target_kind": self.target_kind,
+            "target_dL": t
+            if self.target_kind == "loss_reduction"
+            else float(self.l0fn(np.array([at_len]))[0]) - t,
+            "estimate": est,
+        }
         v = None
         if draws is not None and len(draws):
             v, un, _ = self.solve(draws, q, t)
@@ -716,14 +768,17 @@ class _Inversion:
             # infinite/zero draws (unreachable) must not interpolate into NaN
             meth = "linear" if np.all(np.isfinite(v)) else "inverted_cdf"
             lo_q, hi_q = np.quantile(v, [a, 1 - a], method=meth)
-            row.update(low=float(lo_q), high=float(hi_q), n_draws=int(v.size),
-                       n_unreachable=int(un.sum()))
+            row.update(
+                low=float(lo_q), high=float(hi_q), n_draws=int(v.size), n_unreachable=int(un.sum())
+            )
         else:
             row.update(low=math.nan, high=math.nan, n_draws=0, n_unreachable=0)
         row["unreachable"], row["trivial"] = bool(un0), bool(tr0)
         given, answered = (rng_len, rng_cap) if capacity else (rng_cap, rng_len)
-        row["extrapolated"] = bool(not (given[0] <= q <= given[1]) or not (
-            np.isfinite(est) and answered[0] <= est <= answered[1]))
+        row["extrapolated"] = bool(
+            not (given[0] <= q <= given[1])
+            or not (np.isfinite(est) and answered[0] <= est <= answered[1])
+        )
         if self.need_l0 and capacity:
             row["loss_before"] = float(self.l0fn(np.array([q]))[0])
             if self.target_kind == "loss_reduction" and t >= row["loss_before"]:
@@ -739,14 +794,29 @@ class _Inversion:
         rng_cap, rng_len = self.ranges
         out = []
         if table["unreachable"].any():
-            out.append(Flag("unreachable", "some targets are unreachable under the point "
-                            "estimate (estimate inf for capacity, 0 for length)"))
+            out.append(
+                Flag(
+                    "unreachable",
+                    "some targets are unreachable under the point "
+                    "estimate (estimate inf for capacity, 0 for length)",
+                )
+            )
         if (table.get("n_unreachable", pd.Series([0])) > 0).any():
-            out.append(Flag("unreachable_on_draws", "on some bootstrap draws the target is "
-                            "unreachable; those draws count as infinite capacity / zero length "
-                            "in the interval"))
+            out.append(
+                Flag(
+                    "unreachable_on_draws",
+                    "on some bootstrap draws the target is "
+                    "unreachable; those draws count as infinite capacity / zero length "
+                    "in the interval",
+                )
+            )
         if table["extrapolated"].any():
-            out.append(Flag("extrapolated", "extrapolating beyond the fitted ranges "
-                            f"({self.cap} {rng_cap}, length {rng_len}) for rows marked "
-                            "extrapolated"))
+            out.append(
+                Flag(
+                    "extrapolated",
+                    "extrapolating beyond the fitted ranges "
+                    f"({self.cap} {rng_cap}, length {rng_len}) for rows marked "
+                    "extrapolated",
+                )
+            )
         return tuple(out)

@@ -197,8 +197,12 @@ class _PerCarrier:
 
     def to_spec(self) -> dict:
         """JSON-safe recipe (:meth:`Form.to_spec` stores it, so a saved law loads back)."""
-        return {"base": self.base.to_spec(), "n": self.n, "shared": list(self.shared),
-                "names": {p: list(v) for p, v in self.names.items()}}
+        return {
+            "base": self.base.to_spec(),
+            "n": self.n,
+            "shared": list(self.shared),
+            "names": {p: list(v) for p, v in self.names.items()},
+        }
 
     @classmethod
     def from_spec(cls, spec: dict) -> _PerCarrier:

@@ -52,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="lawfit",
-        description=("Fit and query the Parametric Memory Law of LoRA memorization, "
-                     "dL = C * r^alpha * length^(-beta) + b, with bootstrap and "
-                     "profile-likelihood uncertainty."),
+        description=(
+            "Fit and query the Parametric Memory Law of LoRA memorization, "
+            "dL = C * r^alpha * length^(-beta) + b, with bootstrap and "
+            "profile-likelihood uncertainty."
+        ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -42,8 +42,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------- statistics
-def pointwise_loglik(residuals: np.ndarray, y: np.ndarray | None = None,
-                     space: str = "linear") -> np.ndarray:
+def pointwise_loglik(
+    residuals: np.ndarray, y: np.ndarray | None = None, space: str = "linear"
+) -> np.ndarray:
     """Gaussian log-likelihood of each point at the ML error variance.
 
     Parameters
@@ -95,8 +96,9 @@ def akaike_weights(values: Sequence[float]) -> np.ndarray:
     return w
 
 
-def likelihood_ratio_test(loglik_restricted: float, loglik_general: float,
-                          df: int) -> tuple[float, float]:
+def likelihood_ratio_test(
+    loglik_restricted: float, loglik_general: float, df: int
+) -> tuple[float, float]:
     """Wilks likelihood-ratio test of a nested restriction.
 
     Parameters
@@ -115,8 +117,9 @@ def likelihood_ratio_test(loglik_restricted: float, loglik_general: float,
     return stat, float(stats.chi2.sf(stat, df))
 
 
-def vuong_test(ll1: np.ndarray, ll2: np.ndarray, k1: int, k2: int,
-               clusters: np.ndarray | None = None) -> tuple[float, float]:
+def vuong_test(
+    ll1: np.ndarray, ll2: np.ndarray, k1: int, k2: int, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
     """Vuong's (1989) test for non-nested models, with Schwarz correction.
 
     Parameters
@@ -223,26 +226,47 @@ class ComparisonResult(ResultProtocol):
         str
             Multi-line text.
         """
-        cols = ["form", "k", "n_obs", "aicc", "delta_aicc", "weight_aicc", "delta_bic",
-                "weight_bic", "r2", "rmse", "extrap_rank_rmse", "extrap_length_rmse"]
+        cols = [
+            "form",
+            "k",
+            "n_obs",
+            "aicc",
+            "delta_aicc",
+            "weight_aicc",
+            "delta_bic",
+            "weight_bic",
+            "r2",
+            "rmse",
+            "extrap_rank_rmse",
+            "extrap_length_rmse",
+        ]
         out = [f"Model comparison ({self.criterion}); best: {self.best}", "=" * 40]
-        with pd.option_context("display.width", 160, "display.max_columns", 30,
-                               "display.float_format", "{:.4g}".format):
+        with pd.option_context(
+            "display.width", 160, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+        ):
             out.append(self.table[[c for c in cols if c in self.table]].to_string(index=False))
             if len(self.lr_tests):
-                out += ["", "Likelihood-ratio tests (nested):",
-                        self.lr_tests.to_string(index=False)]
+                out += [
+                    "",
+                    "Likelihood-ratio tests (nested):",
+                    self.lr_tests.to_string(index=False),
+                ]
             if len(self.vuong):
-                out += ["", "Vuong tests (non-nested; z > 0 favours form_1):",
-                        self.vuong.to_string(index=False)]
+                out += [
+                    "",
+                    "Vuong tests (non-nested; z > 0 favours form_1):",
+                    self.vuong.to_string(index=False),
+                ]
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
         return self._summary_text("\n".join(out))
 
     def _tables(self):
-        return [("ranking", self.table),
-                ("likelihood-ratio tests (nested)", self.lr_tests),
-                ("Vuong tests (non-nested)", self.vuong)]
+        return [
+            ("ranking", self.table),
+            ("likelihood-ratio tests (nested)", self.lr_tests),
+            ("Vuong tests (non-nested)", self.vuong),
+        ]
 
     def __str__(self) -> str:
         return str(self.summary())
@@ -260,8 +284,11 @@ def _frame(ds, forms, capacity, pool):
 
     ds = load_data(ds)
     if isinstance(ds, pd.DataFrame):
-        multi = [c for c in GROUP_DIMS if c in ds.columns and c not in pool
-                 and ds[c].nunique(dropna=False) > 1]
+        multi = [
+            c
+            for c in GROUP_DIMS
+            if c in ds.columns and c not in pool and ds[c].nunique(dropna=False) > 1
+        ]
     elif hasattr(ds, "dims"):
         multi = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1 and d not in pool]
     else:
@@ -274,8 +301,9 @@ def _frame(ds, forms, capacity, pool):
         )
     if isinstance(ds, pd.DataFrame):
         variables = [v for v in need if v in ds.columns]
-        frame, excl = as_frame(ds, variables=variables, by=list(pool) or None,
-                               inputs=("rank", "length"))
+        frame, excl = as_frame(
+            ds, variables=variables, by=list(pool) or None, inputs=("rank", "length")
+        )
     else:
         import xarray as xr
 
@@ -285,8 +313,9 @@ def _frame(ds, forms, capacity, pool):
                 "Load the file first (xarray.load_dataset) or pass a tidy frame."
             )
         variables = [v for v in need if v in ds.data_vars]
-        frame, excl = as_frame(ds, variables=variables, by=list(pool) or None,
-                               inputs=("rank", "length"))
+        frame, excl = as_frame(
+            ds, variables=variables, by=list(pool) or None, inputs=("rank", "length")
+        )
         if "n_params" in ds.data_vars and "n_params" not in frame.columns:
             npar = ds["n_params"].to_dataframe().reset_index()
             keys = [c for c in npar.columns if c in frame.columns and c != "n_params"]
@@ -337,8 +366,9 @@ def _holdout(frame, form, axis, kw, exclude):
     return float(np.sqrt(np.mean((pred - test["loss_reduction"].to_numpy(float)) ** 2)))
 
 
-def _check_options(loss: str, criterion: str, exclude: str | float | None,
-                   holdout: Sequence[str]) -> str | float | None:
+def _check_options(
+    loss: str, criterion: str, exclude: str | float | None, holdout: Sequence[str]
+) -> str | float | None:
     """Reject options :func:`compare` cannot use; return the validated exclusion rule.
 
     Parameters
@@ -405,8 +435,9 @@ def _nparams_is_rank(frame: pd.DataFrame) -> bool:
     return bool(np.ptp(ratio) <= 1e-9 * ratio.max())
 
 
-def _usable_forms(form_objs: list, frame: pd.DataFrame, notes: list[str], *,
-                  default_forms: bool) -> list:
+def _usable_forms(
+    form_objs: list, frame: pd.DataFrame, notes: list[str], *, default_forms: bool
+) -> list:
     """Keep the forms the data can fit; note each one skipped and why.
 
     Parameters
@@ -432,8 +463,12 @@ def _usable_forms(form_objs: list, frame: pd.DataFrame, notes: list[str], *,
         if missing:
             notes.append(f"{f.name} skipped: the data lacks {missing}")
             continue
-        if (f.name == "power_law_nparams" and "n_params" in frame and default_forms
-                and _nparams_is_rank(frame)):
+        if (
+            f.name == "power_law_nparams"
+            and "n_params" in frame
+            and default_forms
+            and _nparams_is_rank(frame)
+        ):
             notes.append(
                 "power_law_nparams skipped: n_params is proportional to rank here, so it "
                 "is the same law as power_law (pass pool=('modules',) over several "
@@ -444,8 +479,9 @@ def _usable_forms(form_objs: list, frame: pd.DataFrame, notes: list[str], *,
     return usable
 
 
-def _fit_candidates(usable: list, frame: pd.DataFrame, kw: dict,
-                    exclude: str | float | None, notes: list[str]) -> tuple[dict, dict]:
+def _fit_candidates(
+    usable: list, frame: pd.DataFrame, kw: dict, exclude: str | float | None, notes: list[str]
+) -> tuple[dict, dict]:
     """Fit every usable form on the same points, keeping pointwise log-likelihoods.
 
     Parameters
@@ -502,8 +538,15 @@ def _fit_candidates(usable: list, frame: pd.DataFrame, kw: dict,
     return fits, lls
 
 
-def _criteria_row(res, pts: pd.DataFrame, ll: np.ndarray, frame: pd.DataFrame, kw: dict,
-                  exclude: str | float | None, holdout: Sequence[str]) -> dict:
+def _criteria_row(
+    res,
+    pts: pd.DataFrame,
+    ll: np.ndarray,
+    frame: pd.DataFrame,
+    kw: dict,
+    exclude: str | float | None,
+    holdout: Sequence[str],
+) -> dict:
     """One ranking-table row: likelihood, AICc, BIC, fit quality and held-out errors.
 
     Parameters
@@ -533,22 +576,45 @@ def _criteria_row(res, pts: pd.DataFrame, ll: np.ndarray, frame: pd.DataFrame, k
     n = len(pts)
     k = len(f.params) + 1
     loglik = float(ll.sum())
-    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0
-                                  else math.inf)
+    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
     bic = -2 * loglik + k * math.log(n)
-    row = {"form": f.name, "k": k, "n_obs": n, "loglik": loglik, "aicc": aicc, "bic": bic,
-           "r2": res.r2, "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
-           "converged": bool(res.meta.get("converged", True)),
-           "flags": "; ".join(fl.code for fl in res.flags)}
+    row = {
+        "form": f.name,
+        "k": k,
+        "n_obs": n,
+        "loglik": loglik,
+        "aicc": aicc,
+        "bic": bic,
+        "r2": res.r2,
+        "rmse": float(np.sqrt(np.mean((y - pts["fitted"]) ** 2))),
+        "converged": bool(res.meta.get("converged", True)),
+        "flags": "; ".join(fl.code for fl in res.flags),
+    }
     for axis in ("rank", "length"):
-        row[f"extrap_{axis}_rmse"] = (_holdout(frame, f, axis, kw, exclude)
-                                      if axis in holdout else math.nan)
+        row[f"extrap_{axis}_rmse"] = (
+            _holdout(frame, f, axis, kw, exclude) if axis in holdout else math.nan
+        )
     return row
 
 
-_TABLE_COLUMNS = ["form", "k", "n_obs", "loglik", "aicc", "delta_aicc", "weight_aicc", "bic",
-                  "delta_bic", "weight_bic", "r2", "rmse", "extrap_rank_rmse",
-                  "extrap_length_rmse", "converged", "flags"]
+_TABLE_COLUMNS = [
+    "form",
+    "k",
+    "n_obs",
+    "loglik",
+    "aicc",
+    "delta_aicc",
+    "weight_aicc",
+    "bic",
+    "delta_bic",
+    "weight_bic",
+    "r2",
+    "rmse",
+    "extrap_rank_rmse",
+    "extrap_length_rmse",
+    "converged",
+    "flags",
+]
 
 
 def _ranking_table(rows: list[dict], criterion: str) -> pd.DataFrame:
@@ -574,8 +640,9 @@ def _ranking_table(rows: list[dict], criterion: str) -> pd.DataFrame:
     return table[_TABLE_COLUMNS]
 
 
-def _nested_tests(fits: dict, lls: dict, notes: list[str],
-                  flags: list[Flag]) -> tuple[pd.DataFrame, set[frozenset]]:
+def _nested_tests(
+    fits: dict, lls: dict, notes: list[str], flags: list[Flag]
+) -> tuple[pd.DataFrame, set[frozenset]]:
     """Likelihood-ratio tests of every fitted nested pair of forms.
 
     Parameters
@@ -605,22 +672,42 @@ def _nested_tests(fits: dict, lls: dict, notes: list[str],
             df = len(get_form(gen).params) - len(get_form(restr).params)
             l0, l1 = float(lls[restr][0].sum()), float(lls[gen][0].sum())
             stat, p = likelihood_ratio_test(l0, l1, df)
-            lr_rows.append({"restricted": restr, "general": gen, "restriction": what, "df": df,
-                            "statistic": stat, "pvalue": p if valid else math.nan,
-                            "valid": valid})
+            lr_rows.append(
+                {
+                    "restricted": restr,
+                    "general": gen,
+                    "restriction": what,
+                    "df": df,
+                    "statistic": stat,
+                    "pvalue": p if valid else math.nan,
+                    "valid": valid,
+                }
+            )
             if l1 < l0 - 1e-6:
-                flags.append(Flag("local_optimum", f"{gen} fits worse than its restriction "
-                                  f"{restr}: the optimizer of {gen} stopped at a local optimum"))
+                flags.append(
+                    Flag(
+                        "local_optimum",
+                        f"{gen} fits worse than its restriction "
+                        f"{restr}: the optimizer of {gen} stopped at a local optimum",
+                    )
+                )
     if any(not r["valid"] for r in lr_rows):
-        notes.append("LR test of broken_power_law vs power_law has no chi-square p-value: the "
-                     "break point is not identified under the null (Davies' problem); use the "
-                     "criteria")
+        notes.append(
+            "LR test of broken_power_law vs power_law has no chi-square p-value: the "
+            "break point is not identified under the null (Davies' problem); use the "
+            "criteria"
+        )
         notes.append("LR tests assume no parameter at a bound; see each fit's flags")
     return pd.DataFrame(lr_rows), nested_pairs
 
 
-def _vuong_table(ranked: list[str], lls: dict, nested_pairs: set[frozenset],
-                 vuong_clusters: str | None, significance: float) -> pd.DataFrame:
+def _vuong_table(
+    ranked: list[str],
+    lls: dict,
+    nested_pairs: set[frozenset],
+    vuong_clusters: str | None,
+    significance: float,
+) -> pd.DataFrame:
     """Vuong tests of every non-nested pair of fitted forms.
 
     Parameters
@@ -643,7 +730,7 @@ def _vuong_table(ranked: list[str], lls: dict, nested_pairs: set[frozenset],
     """
     v_rows = []
     for i, a in enumerate(ranked):
-        for b in ranked[i + 1:]:
+        for b in ranked[i + 1 :]:
             if frozenset((a, b)) in nested_pairs:
                 continue
             la, pa = lls[a]
@@ -662,7 +749,7 @@ def _heteroscedastic_flag(best: str, pvalue: float) -> Flag:
         f"the residual spread of {best} grows with the fitted ΔL "
         f"(Breusch-Pagan p = {pvalue:.2g}): the Gaussian likelihood behind AICc/BIC is "
         "misspecified and selection in linear space over-rewards flexible forms "
-        "(docs/analyses.md); rerun with space='log'"
+        "(docs/analyses.md); rerun with space='log'",
     )
 
 
@@ -728,8 +815,12 @@ def compare(
         data (see :func:`lawfit.data.as_frame`).
     """
     if alpha is not None:
-        warnings.warn("compare(alpha=...) is deprecated: use significance=... (alpha names the "
-                      "law's rank exponent).", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "compare(alpha=...) is deprecated: use significance=... (alpha names the "
+            "law's rank exponent).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         significance = alpha
     significance = V.significance_level(significance)
     exclude = _check_options(loss, criterion, exclude, holdout)
@@ -741,8 +832,10 @@ def compare(
     kw = dict(loss="l2", space=space, profile=False, bootstrap=0)
     fits, lls = _fit_candidates(usable, frame, kw, exclude, notes)
     table = _ranking_table(
-        [_criteria_row(fits[name], lls[name][1], lls[name][0], frame, kw, exclude, holdout)
-         for name in fits],
+        [
+            _criteria_row(fits[name], lls[name][1], lls[name][0], frame, kw, exclude, holdout)
+            for name in fits
+        ],
         criterion,
     )
     flags: list[Flag] = []
@@ -753,9 +846,19 @@ def compare(
     if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
         flags.append(_heteroscedastic_flag(best, het))
     if vuong_clusters is None and "seed" in frame.columns and frame["seed"].nunique() > 1:
-        notes.append("Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
-                     "replicates share a run effect")
-    return ComparisonResult(table=table, fits=fits, lr_tests=lr, vuong=vu,
-                            best=best, criterion=criterion,
-                            notes=tuple(notes), flags=tuple(flags),
-                            heteroscedasticity_pvalue=het, significance=float(significance))
+        notes.append(
+            "Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
+            "replicates share a run effect"
+        )
+    return ComparisonResult(
+        table=table,
+        fits=fits,
+        lr_tests=lr,
+        vuong=vu,
+        best=best,
+        criterion=criterion,
+        notes=tuple(notes),
+        flags=tuple(flags),
+        heteroscedasticity_pvalue=het,
+        significance=float(significance),
+    )

@@ -18,11 +18,23 @@ import pandas as pd
 
 from lawfit.errors import LawfitError
 
-__all__ = ["as_frame", "as_dataset", "load_data", "check_identifiable", "design_identifies",
-           "GROUP_DIMS",
-           "CELL_DIMS", "open_dataset", "check_schema_version", "memorized_mask",
-           "exclusion_flags", "migrate_objective", "REPLICATE_DIMS", "DTYPE_BYTES",
-           "with_n_bytes"]
+__all__ = [
+    "as_frame",
+    "as_dataset",
+    "load_data",
+    "check_identifiable",
+    "design_identifies",
+    "GROUP_DIMS",
+    "CELL_DIMS",
+    "open_dataset",
+    "check_schema_version",
+    "memorized_mask",
+    "exclusion_flags",
+    "migrate_objective",
+    "REPLICATE_DIMS",
+    "DTYPE_BYTES",
+    "with_n_bytes",
+]
 
 #: Dims that identify a *setting*; size > 1 requires ``by=`` or ``.sel``.
 GROUP_DIMS = ("model", "task", "random_ratio", "objective", "modules")
@@ -46,11 +58,15 @@ def _check_path(path) -> str:
     """Return the path as a str if it names an existing file; else raise."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise LawfitError(f"expected the path of a NetCDF (.nc) or CSV file; {path!r} does not "
-                          "exist. Check the path.")
+        raise LawfitError(
+            f"expected the path of a NetCDF (.nc) or CSV file; {path!r} does not "
+            "exist. Check the path."
+        )
     if os.path.isdir(path):
-        raise LawfitError(f"expected the path of a NetCDF (.nc) or CSV file; {path!r} is a "
-                          "folder. Pass the file inside it, e.g. data/smollm2_cpu.nc.")
+        raise LawfitError(
+            f"expected the path of a NetCDF (.nc) or CSV file; {path!r} is a "
+            "folder. Pass the file inside it, e.g. data/smollm2_cpu.nc."
+        )
     return path
 
 
@@ -62,12 +78,16 @@ def check_schema_version(ds, source: str = "the dataset") -> None:
     try:
         major = int(str(raw).split(".")[0])
     except ValueError:
-        raise LawfitError(f"{source} has schema_version {raw!r}; expected a version such as "
-                          "'1.0'. Fix the attribute or re-collect the data.") from None
+        raise LawfitError(
+            f"{source} has schema_version {raw!r}; expected a version such as "
+            "'1.0'. Fix the attribute or re-collect the data."
+        ) from None
     if major > SCHEMA_MAJOR:
-        raise LawfitError(f"{source} has schema_version {raw!r}, newer than this lawfit reads "
-                          f"(major {SCHEMA_MAJOR}); its fields may mean something else. "
-                          "Upgrade lawfit (pip install -U lawfit).")
+        raise LawfitError(
+            f"{source} has schema_version {raw!r}, newer than this lawfit reads "
+            f"(major {SCHEMA_MAJOR}); its fields may mean something else. "
+            "Upgrade lawfit (pip install -U lawfit)."
+        )
 
 
 def migrate_objective(ds):
@@ -97,9 +117,11 @@ def open_dataset(path):
     try:
         ds = xr.load_dataset(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with context
-        raise LawfitError(f"could not read {path!r} as NetCDF ({type(exc).__name__}: {exc}); "
-                          "the file may be truncated or of another format. Expected a dataset "
-                          "written by `collect` (xarray .to_netcdf).") from exc
+        raise LawfitError(
+            f"could not read {path!r} as NetCDF ({type(exc).__name__}: {exc}); "
+            "the file may be truncated or of another format. Expected a dataset "
+            "written by `collect` (xarray .to_netcdf)."
+        ) from exc
     check_schema_version(ds, repr(path))
     return migrate_objective(ds)
 
@@ -122,27 +144,37 @@ def read_saved_json(path, newest_version: int) -> dict:
     import json
 
     if not isinstance(path, str | os.PathLike):
-        raise LawfitError(f"expected the path of a JSON file written by result.save(); got "
-                          f"{_describe(path)}. Pass the path as a str.")
+        raise LawfitError(
+            f"expected the path of a JSON file written by result.save(); got "
+            f"{_describe(path)}. Pass the path as a str."
+        )
     path = os.fspath(path)
     if not os.path.isfile(path):
         what = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise LawfitError(f"expected the path of a JSON file written by result.save(); {path!r} "
-                          f"{what}. Check the path.")
+        raise LawfitError(
+            f"expected the path of a JSON file written by result.save(); {path!r} "
+            f"{what}. Check the path."
+        )
     try:
         with open(path, encoding="utf-8") as fh:
             d = json.load(fh)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LawfitError(f"{path!r} is not a JSON file written by result.save() ({exc}). "
-                          "A dataset (.nc) is read by lawfit.fit, not lawfit.load.") from None
+        raise LawfitError(
+            f"{path!r} is not a JSON file written by result.save() ({exc}). "
+            "A dataset (.nc) is read by lawfit.fit, not lawfit.load."
+        ) from None
     if not isinstance(d, dict) or not str(d.get("format", "")).startswith("lawfit."):
-        raise LawfitError(f"{path!r} is JSON but not a saved lawfit result (expected a 'format' "
-                          "of 'lawfit.FitResult' or 'lawfit.FitResults'). Pass a file written "
-                          "by result.save().")
+        raise LawfitError(
+            f"{path!r} is JSON but not a saved lawfit result (expected a 'format' "
+            "of 'lawfit.FitResult' or 'lawfit.FitResults'). Pass a file written "
+            "by result.save()."
+        )
     version = d.get("format_version", 1)
     if not isinstance(version, int) or version > newest_version:
-        raise LawfitError(f"{path!r} has format_version {version!r}, newer than this lawfit reads "
-                          f"({newest_version}). Upgrade lawfit (pip install -U lawfit).")
+        raise LawfitError(
+            f"{path!r} has format_version {version!r}, newer than this lawfit reads "
+            f"({newest_version}). Upgrade lawfit (pip install -U lawfit)."
+        )
     return d
 
 
@@ -173,16 +205,20 @@ def load_data(data):
     if isinstance(data, pd.DataFrame):
         return migrate_objective(data)
     if isinstance(data, xr.DataArray):
-        raise LawfitError(f"expected an xarray.Dataset; got the DataArray {data.name!r}. Pass "
-                          "the whole dataset, or data_array.to_dataset().")
+        raise LawfitError(
+            f"expected an xarray.Dataset; got the DataArray {data.name!r}. Pass "
+            "the whole dataset, or data_array.to_dataset()."
+        )
     if isinstance(data, str | os.PathLike):
         path = _check_path(data)
         if path.lower().endswith(".csv"):
             try:
                 return migrate_objective(pd.read_csv(path))
             except Exception as exc:  # noqa: BLE001 - re-raised with context
-                raise LawfitError(f"could not read {path!r} as CSV ({exc}); expected a tidy "
-                                  "table with one row per cell.") from exc
+                raise LawfitError(
+                    f"could not read {path!r} as CSV ({exc}); expected a tidy "
+                    "table with one row per cell."
+                ) from exc
         return open_dataset(path)
     raise LawfitError(
         f"expected an xarray.Dataset (the data contract, docs/CONVENTIONS.md), a tidy "
@@ -202,11 +238,15 @@ def as_dataset(data):
         return data
     dims = [c for c in CELL_DIMS + _INNER_DIMS if c in data.columns]
     if not dims:
-        raise LawfitError(f"the DataFrame has none of the contract's dims {list(CELL_DIMS)} as "
-                          f"columns; it has {list(data.columns)}. Add them, or pass a Dataset.")
+        raise LawfitError(
+            f"the DataFrame has none of the contract's dims {list(CELL_DIMS)} as "
+            f"columns; it has {list(data.columns)}. Add them, or pass a Dataset."
+        )
     if data.duplicated(subset=dims).any():
-        raise LawfitError(f"the DataFrame has several rows for the same {dims}; expected one "
-                          "row per cell (and token). Drop the duplicates.")
+        raise LawfitError(
+            f"the DataFrame has several rows for the same {dims}; expected one "
+            "row per cell (and token). Drop the duplicates."
+        )
     ds = data.set_index(dims).to_xarray()
     for name in list(ds.data_vars):
         inner = [d for d in _INNER_DIMS if d in ds[name].dims]
@@ -216,8 +256,7 @@ def as_dataset(data):
 
 
 #: Variables that live on the token or step dim (the rest are one value per cell).
-_INNER_VARS = ("p_before", "p_after", "greedy_correct", "entry", "loss_curve",
-               "frac_above_curve")
+_INNER_VARS = ("p_before", "p_after", "greedy_correct", "entry", "loss_curve", "frac_above_curve")
 
 
 def _constant_along(var, dims):
@@ -225,8 +264,10 @@ def _constant_along(var, dims):
     first = var.isel({d: 0 for d in dims})
     same = (var == first) | var.isnull()
     if not bool(same.all()):
-        raise LawfitError(f"{var.name!r} varies along {dims} within a cell; expected one value "
-                          f"per cell (or list it among the token variables {_INNER_VARS}).")
+        raise LawfitError(
+            f"{var.name!r} varies along {dims} within a cell; expected one value "
+            f"per cell (or list it among the token variables {_INNER_VARS})."
+        )
     return first.drop_vars(dims, errors="ignore")
 
 
@@ -242,12 +283,15 @@ def _from_dataset(ds, variables, by, inputs):
     import xarray as xr
 
     if not isinstance(ds, xr.Dataset):
-        raise LawfitError(f"expected an xarray.Dataset or a pandas.DataFrame; got "
-                          f"{type(ds).__name__}.")
+        raise LawfitError(
+            f"expected an xarray.Dataset or a pandas.DataFrame; got {type(ds).__name__}."
+        )
     ds = migrate_objective(ds)
     if len(ds.data_vars) == 0 and len(ds.dims) == 0:
-        raise LawfitError("the dataset is empty (no variables, no dims); expected at least "
-                          "'loss_reduction' over 'rank' and 'length'.")
+        raise LawfitError(
+            "the dataset is empty (no variables, no dims); expected at least "
+            "'loss_reduction' over 'rank' and 'length'."
+        )
     coord_inputs = [i for i in inputs if i not in ds.data_vars]
     missing_dims = [d for d in coord_inputs if d not in ds.coords and d not in ds.dims]
     if missing_dims:
@@ -263,16 +307,21 @@ def _from_dataset(ds, variables, by, inputs):
             f"the dataset lacks the variable(s) {missing}; it has {sorted(ds.data_vars)}. "
             "Expected the contract's cell variables (loss_reduction = loss_before - loss_after)."
         )
-    optional = [v for v in ("status", "loss_after", "loss_before", "n_params") if v in ds.data_vars
-                and v not in wanted]
+    optional = [
+        v
+        for v in ("status", "loss_after", "loss_before", "n_params")
+        if v in ds.data_vars and v not in wanted
+    ]
     sub = ds[wanted + optional]
     bad_inner = [d for d in sub.dims if d in _INNER_DIMS]
     if bad_inner:
         sub = sub.drop_dims(bad_inner, errors="ignore")
         lost = [v for v in wanted if v not in sub.data_vars]
         if lost:
-            raise LawfitError(f"variable(s) {lost} have token/step dims; expected cell variables "
-                              "(one value per cell). Reduce them first, e.g. .mean('token').")
+            raise LawfitError(
+                f"variable(s) {lost} have token/step dims; expected cell variables "
+                "(one value per cell). Reduce them first, e.g. .mean('token')."
+            )
     for d in sub.dims:
         idx = sub.indexes.get(d)
         if idx is not None and not idx.is_unique:
@@ -284,8 +333,10 @@ def _from_dataset(ds, variables, by, inputs):
     by = _as_list(by)
     for b in by:
         if b not in sub.dims and b not in sub.coords:
-            raise LawfitError(f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
-                              f"{sorted(sub.dims)}.")
+            raise LawfitError(
+                f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
+                f"{sorted(sub.dims)}."
+            )
     var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
     inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", *REPLICATE_DIMS, "run"}
     inner_ok |= set(by)
@@ -304,11 +355,15 @@ def _from_dataset(ds, variables, by, inputs):
         if d in sub.coords and sub[d].ndim == 0:  # selected down to one value, e.g. .sel(rank=1)
             sub = sub.expand_dims(d)
     if any(sub.sizes[d] == 0 for d in sub.dims):
-        raise LawfitError(f"the dataset is empty: dim sizes {dict(sub.sizes)}. Expected at "
-                          "least one cell.")
+        raise LawfitError(
+            f"the dataset is empty: dim sizes {dict(sub.sizes)}. Expected at least one cell."
+        )
     df = sub.to_dataframe().reset_index()
-    keep = [c for c in df.columns if c in set(sub.dims) | set(sub.data_vars) | set(by)
-            | set(coord_inputs)]
+    keep = [
+        c
+        for c in df.columns
+        if c in set(sub.dims) | set(sub.data_vars) | set(by) | set(coord_inputs)
+    ]
     return with_runs(df[keep])
 
 
@@ -353,8 +408,9 @@ def _default_inputs(capacity: str, inputs: Sequence[str] | None) -> tuple[str, .
     return tuple(inputs)
 
 
-def _from_frame(data: pd.DataFrame, variables: list[str], by: list[str],
-                inputs: tuple[str, ...]) -> pd.DataFrame:
+def _from_frame(
+    data: pd.DataFrame, variables: list[str], by: list[str], inputs: tuple[str, ...]
+) -> pd.DataFrame:
     """Check a tidy frame's columns, groups and cells; return a copy with ``run``.
 
     Parameters
@@ -382,8 +438,10 @@ def _from_frame(data: pd.DataFrame, variables: list[str], by: list[str],
     if "method" in data.columns and "objective" not in data.columns:
         data = data.rename(columns={"method": "objective"})
     if data.shape[0] == 0:
-        raise LawfitError("the DataFrame is empty (0 rows); expected one row per cell with "
-                          f"columns {list(inputs) + variables}.")
+        raise LawfitError(
+            "the DataFrame is empty (0 rows); expected one row per cell with "
+            f"columns {list(inputs) + variables}."
+        )
     missing = [c for c in list(inputs) + variables + by if c not in data.columns]
     if missing:
         raise LawfitError(
@@ -391,8 +449,9 @@ def _from_frame(data: pd.DataFrame, variables: list[str], by: list[str],
             f"Expected a tidy frame with columns {list(inputs) + variables}."
         )
     df = with_runs(data.reset_index(drop=True).copy())
-    multi = [c for c in GROUP_DIMS if c in df.columns and c not in by
-             and df[c].nunique(dropna=False) > 1]
+    multi = [
+        c for c in GROUP_DIMS if c in df.columns and c not in by and df[c].nunique(dropna=False) > 1
+    ]
     if multi:
         raise LawfitError(
             f"the DataFrame has grouping column(s) with more than one value not named in "
@@ -419,8 +478,7 @@ def _check_unique_cells(df: pd.DataFrame, inputs: tuple[str, ...], by: list[str]
     LawfitError
         Duplicated cells, with up to three examples.
     """
-    key = list(dict.fromkeys(c for c in [*inputs, *REPLICATE_DIMS, "run", *by]
-                             if c in df.columns))
+    key = list(dict.fromkeys(c for c in [*inputs, *REPLICATE_DIMS, "run", *by] if c in df.columns))
     dup = df.duplicated(subset=key, keep=False)
     if dup.any():
         ex = df.loc[dup, key].head(3).to_dict("records")
@@ -487,8 +545,9 @@ def _split_by_status(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = df.loc[ok].reset_index(drop=True)
     if frame.shape[0] == 0:
         counts = excl["reason"].value_counts().to_dict()
-        raise LawfitError(f"every cell was excluded ({counts}); expected at least some cells "
-                          "with status 'ok'.")
+        raise LawfitError(
+            f"every cell was excluded ({counts}); expected at least some cells with status 'ok'."
+        )
     return frame, excl
 
 
@@ -595,16 +654,17 @@ def as_frame(
     else:
         df = _from_dataset(data, variables, by, inputs)
     if df.shape[0] == 0:
-        raise LawfitError("the data is empty: no cells. Expected at least one cell with "
-                          f"{list(inputs) + variables}.")
+        raise LawfitError(
+            "the data is empty: no cells. Expected at least one cell with "
+            f"{list(inputs) + variables}."
+        )
     _check_numeric(df, list(inputs) + variables)
     frame, excl = _split_by_status(df)
     _check_finite(frame, list(inputs) + variables)
     _check_positive_inputs(frame, inputs)
     check_losses(frame)
     frame, lost = _exclude_loss_increase(frame)
-    excl = pd.concat([e for e in (excl, lost) if len(e)], ignore_index=True) \
-        if len(lost) else excl
+    excl = pd.concat([e for e in (excl, lost) if len(e)], ignore_index=True) if len(lost) else excl
     return frame, excl.reset_index(drop=True)
 
 
@@ -692,8 +752,10 @@ def exclusion_flags(exclusions: pd.DataFrame) -> list[str]:
     n = int((exclusions["reason"] == LOSS_INCREASE).sum())
     if not n:
         return []
-    return [f"{n} cell(s) excluded with loss_reduction < 0 (training raised the loss; check "
-            "the collection): see result.exclusions"]
+    return [
+        f"{n} cell(s) excluded with loss_reduction < 0 (training raised the loss; check "
+        "the collection): see result.exclusions"
+    ]
 
 
 def memorized_mask(frame: pd.DataFrame, threshold: float, where: str = "") -> np.ndarray:
@@ -713,8 +775,9 @@ def memorized_mask(frame: pd.DataFrame, threshold: float, where: str = "") -> np
     return la <= threshold
 
 
-def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int,
-                       where: str = "", form=None) -> None:
+def check_identifiable(
+    frame: pd.DataFrame, inputs: Sequence[str], n_params: int, where: str = "", form=None
+) -> None:
     """Raise if the design cannot identify the form's parameters.
 
     Each input needs at least two distinct values (one length cannot identify
@@ -728,7 +791,8 @@ def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int
         u = np.unique(frame[c].to_numpy(float))
         if u.size < 2 and not (form is not None and design_identifies(form, frame)):
             what = {"length": "beta", "rank": "alpha", "n_params": "alpha", "n_bytes": "alpha"}.get(
-                c, "its exponent")
+                c, "its exponent"
+            )
             raise LawfitError(
                 f"{where}only a single {c} ({u.tolist()}) in the data: cannot identify {what}. "
                 f"Expected at least 2 distinct values of {c!r} (better 4+); add cells or fix "
@@ -736,8 +800,10 @@ def check_identifiable(frame: pd.DataFrame, inputs: Sequence[str], n_params: int
             )
     n = frame.shape[0]
     if n <= n_params:
-        raise LawfitError(f"{where}{n} usable point(s) for {n_params} parameters; expected more "
-                          "points than parameters. Add cells or use exclude=None.")
+        raise LawfitError(
+            f"{where}{n} usable point(s) for {n_params} parameters; expected more "
+            "points than parameters. Add cells or use exclude=None."
+        )
 
 
 def design_identifies(form, frame: pd.DataFrame, tries: int = 3, tol: float = 1e-6) -> bool:
@@ -783,8 +849,15 @@ def _probe_range(form, p: str) -> tuple[float, float]:
 
 
 #: Bytes per stored scalar of the storage dtypes ``collect`` records (per-cell ``dtype``).
-DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1,
-               "float8_e5m2": 1, "int8": 1}
+DTYPE_BYTES = {
+    "float64": 8,
+    "float32": 4,
+    "bfloat16": 2,
+    "float16": 2,
+    "float8_e4m3fn": 1,
+    "float8_e5m2": 1,
+    "int8": 1,
+}
 
 
 def _dtype_bytes(name, where: str) -> float:
@@ -793,8 +866,10 @@ def _dtype_bytes(name, where: str) -> float:
     if not name:
         return np.nan
     if name not in DTYPE_BYTES:
-        raise LawfitError(f"{where}: unknown storage dtype {name!r}; expected one of "
-                          f"{sorted(DTYPE_BYTES)}. Pass dtype=<one of them>.")
+        raise LawfitError(
+            f"{where}: unknown storage dtype {name!r}; expected one of "
+            f"{sorted(DTYPE_BYTES)}. Pass dtype=<one of them>."
+        )
     return float(DTYPE_BYTES[name])
 
 
@@ -833,24 +908,32 @@ def with_n_bytes(ds, dtype: str | None = None):
     if "n_bytes" in names:
         return data, None
     if "n_params" not in names:
-        raise LawfitError("n_bytes needs 'n_params' (the exact trainable parameter count) to be "
-                          f"derived; the data has {sorted(map(str, names))}. Collect n_params.")
+        raise LawfitError(
+            "n_bytes needs 'n_params' (the exact trainable parameter count) to be "
+            f"derived; the data has {sorted(map(str, names))}. Collect n_params."
+        )
     if dtype is not None:
         per = _dtype_bytes(dtype, "dtype=")
         how = f"given dtype {dtype!r}"
     elif "dtype" in names:
         cell = data["dtype"]
-        per = (cell.map(lambda v: _dtype_bytes(v, "the data's dtype")) if isinstance(
-            data, pd.DataFrame) else xr.apply_ufunc(
-            np.vectorize(lambda v: _dtype_bytes(v, "the data's dtype"), otypes=[float]), cell))
+        per = (
+            cell.map(lambda v: _dtype_bytes(v, "the data's dtype"))
+            if isinstance(data, pd.DataFrame)
+            else xr.apply_ufunc(
+                np.vectorize(lambda v: _dtype_bytes(v, "the data's dtype"), otypes=[float]), cell
+            )
+        )
         how = "the per-cell dtype"
         cfg = json.loads(data.attrs.get("config") or "{}") if hasattr(data, "attrs") else {}
         if cfg.get("dtype"):
             per = per.fillna(_dtype_bytes(cfg["dtype"], "the sweep config"))
             how += f" (the sweep config's {cfg['dtype']!r} where a cell has none)"
     else:
-        raise LawfitError("n_bytes cannot be derived: the data records no storage 'dtype' per "
-                          "cell. Pass dtype='float32' (or the carriers' storage dtype).")
+        raise LawfitError(
+            "n_bytes cannot be derived: the data records no storage 'dtype' per "
+            "cell. Pass dtype='float32' (or the carriers' storage dtype)."
+        )
     n_bytes = data["n_params"] * per
     _check_bytes_known(data, n_bytes)
     note = f"n_bytes not recorded: derived as n_params × bytes per scalar of {how}"

@@ -155,11 +155,11 @@ def fit(
     if p0 is not None:
         bad = [p for p in p0 if p not in form_obj.params]
         if bad:
-            raise LawfitError(f"p0 names unknown parameter(s) {bad}; the form's parameters are "
-                              f"{form_obj.params}.")
+            raise LawfitError(
+                f"p0 names unknown parameter(s) {bad}; the form's parameters are {form_obj.params}."
+            )
     if bootstrap and unit not in RESAMPLING_UNITS and not isinstance(unit, str):
-        raise LawfitError(f"unit must be one of {RESAMPLING_UNITS} or a column name; "
-                          f"got {unit!r}.")
+        raise LawfitError(f"unit must be one of {RESAMPLING_UNITS} or a column name; got {unit!r}.")
     response = form_obj.response
     frame, excl = as_frame(data, variables=(response,), by=by, capacity=capacity, inputs=inputs)
     if bootstrap and unit not in ("cell", "residual", "wild"):
@@ -171,12 +171,25 @@ def fit(
                 f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "
                 f"{list(frame.columns)}. Use unit='cell' or add the column."
             )
-    V.bootstrap_chunk(bootstrap, len(frame), len(form_obj.params),
-                      chunkable=unit not in ("residual", "wild"))
-    opts = dict(form=form_obj, inputs=inputs, response=response, exclude=exclude, loss=loss,
-                huber_delta=huber_delta, space=space, bootstrap=int(bootstrap), unit=unit,
-                ci_method=ci_method, level=float(confidence_level), profile=profile, p0=p0,
-                capacity=capacity)
+    V.bootstrap_chunk(
+        bootstrap, len(frame), len(form_obj.params), chunkable=unit not in ("residual", "wild")
+    )
+    opts = dict(
+        form=form_obj,
+        inputs=inputs,
+        response=response,
+        exclude=exclude,
+        loss=loss,
+        huber_delta=huber_delta,
+        space=space,
+        bootstrap=int(bootstrap),
+        unit=unit,
+        ci_method=ci_method,
+        level=float(confidence_level),
+        profile=profile,
+        p0=p0,
+        capacity=capacity,
+    )
     by_list = [by] if isinstance(by, str) else list(by or [])
     if not by_list:
         return _fit_one(frame, excl, rng=rng, group=None, **opts)
@@ -189,8 +202,14 @@ def fit(
                 mask &= (excl[b] == kv).to_numpy()
         group = dict(zip(by_list, key, strict=True))
         where = f"group {group}: "
-        results[key] = _fit_one(sub.reset_index(drop=True), excl.loc[mask].reset_index(drop=True),
-                                rng=rng, group=group, where=where, **opts)
+        results[key] = _fit_one(
+            sub.reset_index(drop=True),
+            excl.loc[mask].reset_index(drop=True),
+            rng=rng,
+            group=group,
+            where=where,
+            **opts,
+        )
     return FitResults(results, by=tuple(by_list))
 
 
@@ -209,13 +228,15 @@ def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
     n_per = min(n_per, 401)
     ranges = [form.search_range(form.params[j]) for j in model.nl]
     grid = vp.make_grid(ranges, n_per)
-    Wg = W / Y ** 2 if space == "log" else W
+    Wg = W / Y**2 if space == "log" else W
     sse, lin = vp.grid_sse(model, grid, Y, Wg)
     order = np.argsort(sse[0])
     order = order[np.isfinite(sse[0, order])][:_N_STARTS]
     if order.size == 0:
-        raise LawfitError("the law could not be evaluated on any grid point (non-finite "
-                          "values); check that the inputs are positive and the form's bounds.")
+        raise LawfitError(
+            "the law could not be evaluated on any grid point (non-finite "
+            "values); check that the inputs are positive and the form's bounds."
+        )
     starts = np.zeros((order.size, model.k))
     starts[:, model.nl] = grid[order]
     starts[:, model.lin] = lin[0, order]
@@ -223,16 +244,23 @@ def _global_fit(model, Y, W, space, loss, delta, p0_vec, form):
         starts = np.vstack([starts, p0_vec])
     starts = np.clip(starts, model.lower, model.upper)
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
-    th, obj, conv, _ = vp.lm(model, starts, Y, W, space="linear" if varpro else space,
-                             loss="l2" if varpro else loss, delta=delta,
-                             mode="varpro" if varpro else "full")
+    th, obj, conv, _ = vp.lm(
+        model,
+        starts,
+        Y,
+        W,
+        space="linear" if varpro else space,
+        loss="l2" if varpro else loss,
+        delta=delta,
+        mode="varpro" if varpro else "full",
+    )
     if varpro and (space != "linear" or loss != "l2"):
-        th, obj, conv, _ = vp.lm(model, th, Y, W, space=space, loss=loss, delta=delta,
-                                 mode="full")
+        th, obj, conv, _ = vp.lm(model, th, Y, W, space=space, loss=loss, delta=delta, mode="full")
     best = int(np.argmin(np.where(conv, obj, np.inf))) if conv.any() else int(np.argmin(obj))
     # final full-parameter polish from the best optimum (bounds on every parameter)
-    thf, objf, convf, _ = vp.lm(model, th[best:best + 1], Y, W, space=space, loss=loss,
-                                delta=delta, mode="full")
+    thf, objf, convf, _ = vp.lm(
+        model, th[best : best + 1], Y, W, space=space, loss=loss, delta=delta, mode="full"
+    )
     # objectives on the full (uncollapsed) data: collapsing drops a constant
     Z0 = np.log(Y0) if space == "log" else Y0
     obj_full, _ = vp.objective(full_model, thf, Z0, W0, space, loss, delta)
@@ -276,17 +304,22 @@ def _exclude_memorized(frame, exclude, where):
         return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
     thr = LN2 if exclude == "memorized" else float(exclude)
     if "loss_after" not in frame.columns:
-        warnings.warn(f"{where}exclude={exclude!r} needs 'loss_after', which the data lacks; "
-                      "no memorized cells were excluded. Pass exclude=None to silence this.",
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{where}exclude={exclude!r} needs 'loss_after', which the data lacks; "
+            "no memorized cells were excluded. Pass exclude=None to silence this.",
+            UserWarning,
+            stacklevel=4,
+        )
         return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
     mem = memorized_mask(frame, thr, where)
     dropped = frame.loc[mem].copy()
     dropped["reason"] = f"memorized (loss_after <= {thr:.4g})"
     kept = frame.loc[~mem].reset_index(drop=True)
     if kept.shape[0] == 0:
-        raise LawfitError(f"{where}every cell is memorized (loss_after <= {thr:.4g}); nothing "
-                          "left to fit. Use exclude=None to fit all cells, or add harder cells.")
+        raise LawfitError(
+            f"{where}every cell is memorized (loss_after <= {thr:.4g}); nothing "
+            "left to fit. Use exclude=None to fit all cells, or add harder cells."
+        )
     return kept, dropped
 
 
@@ -310,8 +343,9 @@ def _combined_exclusions(excl: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([e for e in (excl, mem) if len(e)], ignore_index=True)
 
 
-def _check_log_response(frame: pd.DataFrame, y: np.ndarray, inputs: Sequence[str],
-                        response: str, space: str, where: str) -> None:
+def _check_log_response(
+    frame: pd.DataFrame, y: np.ndarray, inputs: Sequence[str], response: str, space: str, where: str
+) -> None:
     """Raise when ``space="log"`` meets a response <= 0.
 
     Parameters
@@ -342,8 +376,9 @@ def _check_log_response(frame: pd.DataFrame, y: np.ndarray, inputs: Sequence[str
         )
 
 
-def _huber_scale(model: vp.Model, theta: np.ndarray, y: np.ndarray, space: str,
-                 huber_delta: float | None) -> float:
+def _huber_scale(
+    model: vp.Model, theta: np.ndarray, y: np.ndarray, space: str, huber_delta: float | None
+) -> float:
     """Return the Huber threshold: given, or 1.345 robust SDs of the least-squares residuals.
 
     Parameters
@@ -397,8 +432,7 @@ def _multiple_optima(global_fit: tuple, cov: np.ndarray, theta: np.ndarray) -> b
     if good.sum() <= 1:
         return False
     close = starts_obj[good] <= obj_l2 * (1 + 1e-6) + 1e-300
-    spread = (np.ptp(starts_th[good][close], axis=0) if close.sum() > 1
-              else np.zeros(theta.size))
+    spread = np.ptp(starts_th[good][close], axis=0) if close.sum() > 1 else np.zeros(theta.size)
     se0 = np.sqrt(np.clip(np.diag(cov), 0, None))
     return bool(np.any(spread > np.maximum(0.1 * se0, 1e-6 * (1 + np.abs(theta)))))
 
@@ -424,16 +458,28 @@ def _spread_grows(resid: np.ndarray, fitted: np.ndarray, space: str) -> Flag | N
 
     rho_, pval = spearmanr(np.abs(resid), vp.transform(fitted, space))
     if np.isfinite(rho_) and rho_ > 0.3 and pval < 0.01:
-        return Flag("heteroscedastic", f"residual spread grows with the fitted value "
-                    f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
-                    "assume constant variance, prefer space='log' or the bootstrap")
+        return Flag(
+            "heteroscedastic",
+            f"residual spread grows with the fitted value "
+            f"(Spearman {rho_:.2f}): heteroscedastic; Wald/profile intervals "
+            "assume constant variance, prefer space='log' or the bootstrap",
+        )
     return None
 
 
-def _diagnostic_flags(exclusions: pd.DataFrame, conv: bool, global_fit: tuple,
-                      cov: np.ndarray, theta: np.ndarray, resid: np.ndarray,
-                      fitted: np.ndarray, space: str, loss: str, space_choice,
-                      n: int) -> list[Flag]:
+def _diagnostic_flags(
+    exclusions: pd.DataFrame,
+    conv: bool,
+    global_fit: tuple,
+    cov: np.ndarray,
+    theta: np.ndarray,
+    resid: np.ndarray,
+    fitted: np.ndarray,
+    space: str,
+    loss: str,
+    space_choice,
+    n: int,
+) -> list[Flag]:
     """Collect the flags of a fit: exclusions, convergence, identification, spread, space.
 
     Parameters
@@ -466,12 +512,16 @@ def _diagnostic_flags(exclusions: pd.DataFrame, conv: bool, global_fit: tuple,
     """
     flags = exclusion_flags(exclusions)
     if not conv:
-        flags.append(Flag("not_converged",
-                          "optimizer did not converge: estimates may be unreliable"))
+        flags.append(
+            Flag("not_converged", "optimizer did not converge: estimates may be unreliable")
+        )
     # distinct optima among the starts (start independence diagnostic)
     if _multiple_optima(global_fit, cov, theta):
-        flags.append(Flag("multiple_optima", "multiple optima with equal objective: "
-                          "parameters not identified"))
+        flags.append(
+            Flag(
+                "multiple_optima", "multiple optima with equal objective: parameters not identified"
+            )
+        )
     if n >= 12 and loss == "l2":
         spread = _spread_grows(resid, fitted, space)
         if spread is not None:
@@ -481,9 +531,19 @@ def _diagnostic_flags(exclusions: pd.DataFrame, conv: bool, global_fit: tuple,
     return flags
 
 
-def _profiles(model: vp.Model, theta: np.ndarray, cov: np.ndarray, Y: np.ndarray,
-              W: np.ndarray, space: str, loss: str, delta: float, dof: int, obj: float,
-              flags: list[Flag]) -> dict:
+def _profiles(
+    model: vp.Model,
+    theta: np.ndarray,
+    cov: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    space: str,
+    loss: str,
+    delta: float,
+    dof: int,
+    obj: float,
+    flags: list[Flag],
+) -> dict:
     """Profile-likelihood curves of every parameter; flag a profile that finds a lower optimum.
 
     Parameters
@@ -510,17 +570,23 @@ def _profiles(model: vp.Model, theta: np.ndarray, cov: np.ndarray, Y: np.ndarray
     dict
         Parameter name → profile curve, as :func:`lawfit.profile.profile_curves`.
     """
-    prof = profile_curves(model, theta, cov, Y, W, space=space, loss=loss, delta=delta,
-                          dof=dof, s_hat=obj)
+    prof = profile_curves(
+        model, theta, cov, Y, W, space=space, loss=loss, delta=delta, dof=dof, s_hat=obj
+    )
     for name, c in prof.items():
         if np.any(c["converged"] & (c["F"] < -0.01)):
-            flags.append(Flag("profile_lower_objective", f"profile of {name} found a lower "
-                              "objective: fit may be local"))
+            flags.append(
+                Flag(
+                    "profile_lower_objective",
+                    f"profile of {name} found a lower objective: fit may be local",
+                )
+            )
     return prof
 
 
-def _fitted_points(frame: pd.DataFrame, inputs: Sequence[str], response: str,
-                   fitted: np.ndarray, resid: np.ndarray) -> pd.DataFrame:
+def _fitted_points(
+    frame: pd.DataFrame, inputs: Sequence[str], response: str, fitted: np.ndarray, resid: np.ndarray
+) -> pd.DataFrame:
     """Return the fitted cells: inputs, replicate ids, response, fitted value, residual.
 
     Parameters
@@ -539,8 +605,11 @@ def _fitted_points(frame: pd.DataFrame, inputs: Sequence[str], response: str,
     pandas.DataFrame
         The ``points`` of the FitResult.
     """
-    keep_cols = [c for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
-                 if c in frame.columns]
+    keep_cols = [
+        c
+        for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
+        if c in frame.columns
+    ]
     points = frame[keep_cols].copy()
     points["fitted"] = fitted
     points["residual"] = resid
@@ -564,14 +633,37 @@ def _fit_meta(exclude, conv: bool, space_choice) -> dict:
     dict
         The ``meta`` of the FitResult.
     """
-    return {"created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "exclude": exclude if exclude is None or isinstance(exclude, str)
-            else float(exclude), "converged": bool(conv), "lawfit_version": _version(),
-            "space_choice": None if space_choice is None else space_choice.to_dict()}
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exclude": exclude if exclude is None or isinstance(exclude, str) else float(exclude),
+        "converged": bool(conv),
+        "lawfit_version": _version(),
+        "space_choice": None if space_choice is None else space_choice.to_dict(),
+    }
 
 
-def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, huber_delta,
-             space, bootstrap, unit, ci_method, level, profile, p0, capacity, where=""):
+def _fit_one(
+    frame,
+    excl,
+    *,
+    rng,
+    group,
+    form,
+    inputs,
+    response,
+    exclude,
+    loss,
+    huber_delta,
+    space,
+    bootstrap,
+    unit,
+    ci_method,
+    level,
+    profile,
+    p0,
+    capacity,
+    where="",
+):
     frame, mem = _exclude_memorized(frame, exclude, where)
     exclusions = _combined_exclusions(excl, mem)
     k = len(form.params)
@@ -592,32 +684,64 @@ def _fit_one(frame, excl, *, rng, group, form, inputs, response, exclude, loss, 
     theta, obj, conv = global_fit[:3]
     if loss == "huber":
         delta = _huber_scale(model, theta, y, space, huber_delta)
-        th, ob, cv, _ = vp.lm(model, theta[None], Y, W, space=space, loss="huber", delta=delta,
-                              mode="full")
+        th, ob, cv, _ = vp.lm(
+            model, theta[None], Y, W, space=space, loss="huber", delta=delta, mode="full"
+        )
         theta, obj, conv = th[0], float(ob[0]), bool(cv[0])
     dof = n - k
     cov, s2, resid = vp.covariance(model, theta[None], Y, W, space, loss, delta, dof)
     fitted = np.array(model.f(theta[None]))[0]
-    flags = _diagnostic_flags(exclusions, conv, global_fit, cov, theta, resid, fitted, space,
-                              loss, space_choice, n)
+    flags = _diagnostic_flags(
+        exclusions, conv, global_fit, cov, theta, resid, fitted, space, loss, space_choice, n
+    )
     gof = _goodness(y, fitted, resid, obj, n, k, space, loss)
-    prof = (_profiles(model, theta, cov, Y, W, space, loss, delta, dof, obj, flags)
-            if profile else None)
+    prof = (
+        _profiles(model, theta, cov, Y, W, space, loss, delta, dof, obj, flags) if profile else None
+    )
     boot = None
     if bootstrap:
-        boot = _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit,
-                          bootstrap, ci_method, rng)
+        boot = _bootstrap(
+            model,
+            frame,
+            theta,
+            cov,
+            y,
+            fitted,
+            resid,
+            space,
+            loss,
+            delta,
+            unit,
+            bootstrap,
+            ci_method,
+            rng,
+        )
     return FitResult(
-        form=form, param_names=tuple(form.params),
-        inputs=tuple(inputs), response=response, capacity=capacity, theta=theta,
-        cov_matrix=cov, sigma2=s2, space=space, loss=loss,
+        form=form,
+        param_names=tuple(form.params),
+        inputs=tuple(inputs),
+        response=response,
+        capacity=capacity,
+        theta=theta,
+        cov_matrix=cov,
+        sigma2=s2,
+        space=space,
+        loss=loss,
         huber_delta=float(delta) if loss == "huber" else None,
         points=_fitted_points(frame, inputs, response, fitted, resid),
-        exclusions=exclusions, gof=gof, flags_base=tuple(flags),
-        bounds={p: tuple(form.bounds[p]) for p in form.params}, boot=boot, profile_data=prof,
-        ci_method=ci_method, confidence_level=level, group=group,
-        linear_names=tuple(form.linear), meta=_fit_meta(exclude, conv, space_choice),
+        exclusions=exclusions,
+        gof=gof,
+        flags_base=tuple(flags),
+        bounds={p: tuple(form.bounds[p]) for p in form.params},
+        boot=boot,
+        profile_data=prof,
+        ci_method=ci_method,
+        confidence_level=level,
+        group=group,
+        linear_names=tuple(form.linear),
+        meta=_fit_meta(exclude, conv, space_choice),
     )
+
 
 def _version():
     try:
@@ -631,8 +755,8 @@ def _version():
 def _goodness(y, fitted, resid_fit, obj, n, k, space, loss):
     r_lin = y - fitted
     sst = float(np.sum((y - y.mean()) ** 2))
-    sse_lin = float(np.sum(r_lin ** 2))
-    sse_fit = float(np.sum(resid_fit ** 2))
+    sse_lin = float(np.sum(r_lin**2))
+    sse_fit = float(np.sum(resid_fit**2))
     s2_ml = sse_fit / n
     loglik = -0.5 * n * (math.log(2 * math.pi * s2_ml) + 1.0) if s2_ml > 0 else math.inf
     if space == "log":
@@ -643,13 +767,24 @@ def _goodness(y, fitted, resid_fit, obj, n, k, space, loss):
     bic = kk * math.log(n) - 2 * loglik
     with np.errstate(all="ignore"):
         mape = float(np.mean(np.abs(r_lin / y))) * 100.0
-    return {"n_obs": int(n), "dof": int(n - k), "r2": 1 - sse_lin / sst if sst > 0 else math.nan,
-            "rmse": math.sqrt(sse_lin / n), "mape": mape, "loglik": loglik, "aic": aic,
-            "aicc": aicc, "bic": bic, "sse": sse_lin, "objective": float(obj)}
+    return {
+        "n_obs": int(n),
+        "dof": int(n - k),
+        "r2": 1 - sse_lin / sst if sst > 0 else math.nan,
+        "rmse": math.sqrt(sse_lin / n),
+        "mape": mape,
+        "loglik": loglik,
+        "aic": aic,
+        "aicc": aicc,
+        "bic": bic,
+        "sse": sse_lin,
+        "objective": float(obj),
+    }
 
 
-def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit, R,
-               ci_method, rng):
+def _bootstrap(
+    model, frame, theta, cov, y, fitted, resid, space, loss, delta, unit, R, ci_method, rng
+):
     n = y.size
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     z_hat = vp.transform(fitted, space)
@@ -673,23 +808,32 @@ def _bootstrap(model, frame, theta, cov, y, fitted, resid, space, loss, delta, u
             _, clusters = np.unique(frame[col].to_numpy(), return_inverse=True)
             n_clusters = int(clusters.max()) + 1
             if n_clusters < 2:
-                raise LawfitError(f"unit={unit!r}: only {n_clusters} cluster in the data; the "
-                                  "cluster bootstrap needs at least 2 (better 10+). Use "
-                                  "unit='cell' or 'residual'.")
+                raise LawfitError(
+                    f"unit={unit!r}: only {n_clusters} cluster in the data; the "
+                    "cluster bootstrap needs at least 2 (better 10+). Use "
+                    "unit='cell' or 'residual'."
+                )
     if unit in ("residual", "wild"):
         draws, status = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
     else:  # multinomial weights, reduced to per-design-point sums (same draws)
-        draws, status = fit_resampled(model, theta, se, y, clusters, R, rng, space=space,
-                                    loss=loss, delta=delta)
+        draws, status = fit_resampled(
+            model, theta, se, y, clusters, R, rng, space=space, loss=loss, delta=delta
+        )
     jack = None
     if ci_method == "bca":
         G = int(clusters.max()) + 1
         Wj = np.ones((G, n))
         Wj[clusters[None, :] == np.arange(G)[:, None]] = 0.0
-        jack, jstatus = fit_batch(model, theta, se, y[None, :], Wj, space=space, loss=loss,
-                                  delta=delta, local_grid=False)
+        jack, jstatus = fit_batch(
+            model, theta, se, y[None, :], Wj, space=space, loss=loss, delta=delta, local_grid=False
+        )
         jack = np.where(np.isin(jstatus, ("converged", "at_bound"))[:, None], jack, np.nan)
     # residuals on the fit scale, for bootstrap prediction intervals
-    return BootstrapResult(draws=draws, status=status, unit=unit, jack=jack,
-                           n_clusters=n_clusters, resid=np.asarray(resid, float))
-
+    return BootstrapResult(
+        draws=draws,
+        status=status,
+        unit=unit,
+        jack=jack,
+        n_clusters=n_clusters,
+        resid=np.asarray(resid, float),
+    )

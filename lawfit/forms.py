@@ -27,8 +27,16 @@ import numpy as np
 
 from lawfit.errors import LawfitError
 
-__all__ = ["Form", "register_form", "get_form", "available_forms", "resolve_inputs",
-           "form_from_spec", "callable_reference", "latex_to_text"]
+__all__ = [
+    "Form",
+    "register_form",
+    "get_form",
+    "available_forms",
+    "resolve_inputs",
+    "form_from_spec",
+    "callable_reference",
+    "latex_to_text",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +108,10 @@ class Form:
     def __post_init__(self):
         if not self.text:
             object.__setattr__(self, "text", latex_to_text(self.latex) or self.name)
-        full = {p: tuple(float(v) for v in self.bounds.get(p, (-math.inf, math.inf)))
-                for p in self.params}
+        full = {
+            p: tuple(float(v) for v in self.bounds.get(p, (-math.inf, math.inf)))
+            for p in self.params
+        }
         object.__setattr__(self, "bounds", MappingProxyType(full))
         object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
 
@@ -155,25 +165,34 @@ class Form:
         values = dict(values)
         bad = [p for p in values if p not in self.params]
         if bad:
-            raise LawfitError(f"form {self.name!r}: cannot fix unknown parameter(s) {bad}; its "
-                              f"parameters are {self.params}.")
+            raise LawfitError(
+                f"form {self.name!r}: cannot fix unknown parameter(s) {bad}; its "
+                f"parameters are {self.params}."
+            )
         vals = {p: float(v) for p, v in values.items()}
         if not all(math.isfinite(v) for v in vals.values()):
             raise LawfitError(f"fixed values must be finite numbers; got {values!r}.")
         free = tuple(p for p in self.params if p not in vals)
         if not free:
-            raise LawfitError(f"form {self.name!r}: fixing {sorted(vals)} leaves no free "
-                              "parameter to fit; fix fewer.")
+            raise LawfitError(
+                f"form {self.name!r}: fixing {sorted(vals)} leaves no free "
+                "parameter to fit; fix fewer."
+            )
         jac = None if self.jac is None else _FixedJac(self.jac, vals, self.params)
         func = _FixedParams(self.func, vals, self.params)
         note = ", ".join(f"{p} = {v:g}" for p, v in vals.items())
-        return replace(self, func=func, jac=jac, params=free,
-                       bounds={p: self.bounds[p] for p in free},
-                       linear=tuple(p for p in self.linear if p in free),
-                       search={p: r for p, r in self.search.items() if p in free},
-                       latex=rf"{self.latex}\quad ({note})" if self.latex else "",
-                       text=f"{self.text}  ({note})",
-                       description=f"{self.description} [{note}]".strip())
+        return replace(
+            self,
+            func=func,
+            jac=jac,
+            params=free,
+            bounds={p: self.bounds[p] for p in free},
+            linear=tuple(p for p in self.linear if p in free),
+            search={p: r for p, r in self.search.items() if p in free},
+            latex=rf"{self.latex}\quad ({note})" if self.latex else "",
+            text=f"{self.text}  ({note})",
+            description=f"{self.description} [{note}]".strip(),
+        )
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-safe description of the form (functions by importable reference).
@@ -186,21 +205,27 @@ class Form:
         jac = self.jac.jac if isinstance(self.jac, _FixedJac) else self.jac
         base_params = self.func.base_params if isinstance(self.func, _FixedParams) else self.params
         return {
-            "name": self.name, "func": _callable_spec(base),
+            "name": self.name,
+            "func": _callable_spec(base),
             "jac": None if jac is None else _jac_spec(jac, base),
-            "inputs": list(self.inputs), "params": list(base_params),
+            "inputs": list(self.inputs),
+            "params": list(base_params),
             "fixed": dict(self.fixed),
             "bounds": {p: [_finite_or_none(v) for v in b] for p, b in self.bounds.items()},
-            "latex": self.latex, "linear": list(self.linear),
+            "latex": self.latex,
+            "linear": list(self.linear),
             "search": {p: list(r) for p, r in self.search.items()},
-            "response": self.response, "description": self.description,
+            "response": self.response,
+            "description": self.description,
             "text": self.text,
         }
 
     def __repr__(self) -> str:
         fixed = f", fixed={dict(self.fixed)}" if self.fixed else ""
-        return (f"Form({self.name!r}, inputs={self.inputs}, params={self.params}, "
-                f"linear={self.linear}{fixed})")
+        return (
+            f"Form({self.name!r}, inputs={self.inputs}, params={self.params}, "
+            f"linear={self.linear}{fixed})"
+        )
 
 
 class _FixedParams:
@@ -309,17 +334,25 @@ def _func_from_spec(spec: Mapping[str, Any]) -> tuple[Callable, Callable | None,
         except LawfitError as exc:
             problems.append(str(exc))
     else:
-        problems.append("its function has no importable reference (a lambda, a local "
-                        "function or one defined in __main__)")
+        problems.append(
+            "its function has no importable reference (a lambda, a local "
+            "function or one defined in __main__)"
+        )
     form = _REGISTRY.get(spec["name"])
-    if form is not None and tuple(form.params) == tuple(spec["params"]) \
-            and tuple(form.inputs) == tuple(spec["inputs"]):
+    if (
+        form is not None
+        and tuple(form.params) == tuple(spec["params"])
+        and tuple(form.inputs) == tuple(spec["inputs"])
+    ):
         return form.func, form.jac, f"registered name {spec['name']!r}"
-    problems.append(f"no form named {spec['name']!r} with parameters {tuple(spec['params'])} "
-                    f"and inputs {tuple(spec['inputs'])} is registered")
+    problems.append(
+        f"no form named {spec['name']!r} with parameters {tuple(spec['params'])} "
+        f"and inputs {tuple(spec['inputs'])} is registered"
+    )
     raise LawfitError(
         f"cannot rebuild the saved form {spec['name']!r} (LaTeX: {spec.get('latex', '')!r}): "
-        + "; ".join(problems) + ". Fix: make its module importable (on sys.path), or register "
+        + "; ".join(problems)
+        + ". Fix: make its module importable (on sys.path), or register "
         f"it first with lawfit.register_form({spec['name']!r}, func, ...), then load again."
     )
 
@@ -338,30 +371,75 @@ def form_from_spec(spec: Mapping[str, Any]) -> Form:
         If neither the reference nor the registry provides the function.
     """
     func, jac, _ = _func_from_spec(spec)
-    bounds = {p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
-                       for i, v in enumerate(b)) for p, b in spec["bounds"].items()}
+    bounds = {
+        p: tuple(
+            -math.inf if v is None and i == 0 else math.inf if v is None else v
+            for i, v in enumerate(b)
+        )
+        for p, b in spec["bounds"].items()
+    }
     fixed = dict(spec.get("fixed") or {})
     full_bounds = {p: bounds.get(p, (-math.inf, math.inf)) for p in spec["params"]}
-    form = Form(name=spec["name"], func=func, inputs=tuple(spec["inputs"]),
-                params=tuple(spec["params"]), bounds=full_bounds,
-                latex=spec.get("latex", ""), linear=tuple(spec["linear"]),
-                search={p: tuple(r) for p, r in spec.get("search", {}).items()}, jac=jac,
-                response=spec.get("response", "loss_reduction"),
-                description=spec.get("description", ""), text=spec.get("text", ""))
+    form = Form(
+        name=spec["name"],
+        func=func,
+        inputs=tuple(spec["inputs"]),
+        params=tuple(spec["params"]),
+        bounds=full_bounds,
+        latex=spec.get("latex", ""),
+        linear=tuple(spec["linear"]),
+        search={p: tuple(r) for p, r in spec.get("search", {}).items()},
+        jac=jac,
+        response=spec.get("response", "loss_reduction"),
+        description=spec.get("description", ""),
+        text=spec.get("text", ""),
+    )
     if not fixed:
         return form
-    return replace(form.with_fixed(fixed), latex=form.latex, description=form.description,
-                   text=form.text)
+    return replace(
+        form.with_fixed(fixed), latex=form.latex, description=form.description, text=form.text
+    )
 
 
 #: LaTeX commands rendered as one Unicode character (or word) in plain text.
 _LATEX_SYMBOLS = {
-    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ",
-    "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ",
-    "pi": "π", "rho": "ρ", "sigma": "σ", "tau": "τ", "phi": "φ", "chi": "χ", "psi": "ψ",
-    "omega": "ω", "Delta": "Δ", "Gamma": "Γ", "Lambda": "Λ", "Sigma": "Σ", "Omega": "Ω",
-    "ell": "ℓ", "cdot": "·", "times": "×", "infty": "∞", "exp": "exp", "log": "log",
-    "ln": "ln", "quad": "  ", "qquad": "  ", "left": "", "right": "",
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "epsilon": "ε",
+    "zeta": "ζ",
+    "eta": "η",
+    "theta": "θ",
+    "kappa": "κ",
+    "lambda": "λ",
+    "mu": "μ",
+    "nu": "ν",
+    "xi": "ξ",
+    "pi": "π",
+    "rho": "ρ",
+    "sigma": "σ",
+    "tau": "τ",
+    "phi": "φ",
+    "chi": "χ",
+    "psi": "ψ",
+    "omega": "ω",
+    "Delta": "Δ",
+    "Gamma": "Γ",
+    "Lambda": "Λ",
+    "Sigma": "Σ",
+    "Omega": "Ω",
+    "ell": "ℓ",
+    "cdot": "·",
+    "times": "×",
+    "infty": "∞",
+    "exp": "exp",
+    "log": "log",
+    "ln": "ln",
+    "quad": "  ",
+    "qquad": "  ",
+    "left": "",
+    "right": "",
 }
 
 
@@ -394,9 +472,14 @@ def latex_to_text(latex: str) -> str:
     inner = re.compile(r"\{([^{}]*)\}")
     while True:  # innermost braces first: fractions, then scripts, then bare groups
         new = re.sub(r"frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", s)
-        new = re.sub(r"([\^_])\{([^{}]*)\}",
-                     lambda m: m.group(1) + (m.group(2) if len(m.group(2).strip()) == 1
-                                             else f"({m.group(2).strip()})"), new)
+        new = re.sub(
+            r"([\^_])\{([^{}]*)\}",
+            lambda m: (
+                m.group(1)
+                + (m.group(2) if len(m.group(2).strip()) == 1 else f"({m.group(2).strip()})")
+            ),
+            new,
+        )
         new = inner.sub(r"\1", new) if new == s else new
         if new == s:
             break
@@ -465,8 +548,11 @@ def register_form(
     if not callable(func):
         raise LawfitError(f"func must be callable; got {type(func).__name__}.")
     sig = inspect.signature(func)
-    pos = [p.name for p in sig.parameters.values()
-           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    pos = [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     kw = [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
     if not kw:
         raise LawfitError(
@@ -481,8 +567,11 @@ def register_form(
         )
     if not inputs:
         raise LawfitError(f"form {name!r}: needs at least one input.")
-    for group, what in ((linear, "linear"), (tuple((bounds or {}).keys()), "bounds"),
-                        (tuple((search or {}).keys()), "search")):
+    for group, what in (
+        (linear, "linear"),
+        (tuple((bounds or {}).keys()), "bounds"),
+        (tuple((search or {}).keys()), "search"),
+    ):
         bad = [p for p in group if p not in kw]
         if bad:
             raise LawfitError(
@@ -490,11 +579,23 @@ def register_form(
             )
     for p, (lo, hi) in (bounds or {}).items():
         if not lo < hi:
-            raise LawfitError(f"form {name!r}: bounds for {p!r} must have low < high; "
-                              f"got {(lo, hi)}.")
-    form = Form(name=name, func=func, inputs=inputs, params=tuple(kw), bounds=dict(bounds or {}),
-                latex=latex, linear=tuple(linear), search=dict(search or {}), jac=jac,
-                response=response, description=description, text=text)
+            raise LawfitError(
+                f"form {name!r}: bounds for {p!r} must have low < high; got {(lo, hi)}."
+            )
+    form = Form(
+        name=name,
+        func=func,
+        inputs=inputs,
+        params=tuple(kw),
+        bounds=dict(bounds or {}),
+        latex=latex,
+        linear=tuple(linear),
+        search=dict(search or {}),
+        jac=jac,
+        response=response,
+        description=description,
+        text=text,
+    )
     for p in form.nonlinear:
         form.search_range(p)  # raises if no finite grid range
     _REGISTRY[name] = form
@@ -532,9 +633,7 @@ def resolve_inputs(form: Form, capacity: str = "rank") -> tuple[str, ...]:
     trainable parameter count (the ``n_params`` variable).
     """
     if capacity not in ("rank", "n_params"):
-        raise LawfitError(
-            f"capacity must be 'rank' or 'n_params'; got {capacity!r}."
-        )
+        raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
     if capacity == "rank":
         return form.inputs
     return tuple("n_params" if i == "rank" else i for i in form.inputs)

@@ -413,12 +413,14 @@ def information_bits(ds, entropy=None) -> InformationBits:
             if {"task", "random_ratio"} <= set(df)
             else []
         )
-        flags = (Flag(
-            "entropy_unknown",
-            f"{len(unknown)} cells have target tokens of unknown entropy "
-            f"({', '.join(groups) or 'see entropy_known'}): bits_stored/bits_recalled are NaN "
-            "there and only ΔL bits (bits_dl) are reported, which are not information",
-        ),)
+        flags = (
+            Flag(
+                "entropy_unknown",
+                f"{len(unknown)} cells have target tokens of unknown entropy "
+                f"({', '.join(groups) or 'see entropy_known'}): bits_stored/bits_recalled are NaN "
+                "there and only ΔL bits (bits_dl) are reported, which are not information",
+            ),
+        )
     else:
         flags = ()
     return InformationBits(cells=df, entropy_source=got.source, notes=tuple(notes), flags=flags)
@@ -440,11 +442,13 @@ def with_information_bits(
     if not have_tokens or "token" not in ds["p_after"].dims:
         out["bits_dl"], out["bits_kind"] = out["bits"], "dl"
         if kind != "dl":
-            flags.append(Flag(
-                "information_bits_unavailable",
-                "no per-token p_after/p_before/greedy_correct: information bits cannot be "
-                "computed; bits are ΔL bits, which are not information",
-            ))
+            flags.append(
+                Flag(
+                    "information_bits_unavailable",
+                    "no per-token p_after/p_before/greedy_correct: information bits cannot be "
+                    "computed; bits are ΔL bits, which are not information",
+                )
+            )
         return out
     info = information_bits(ds, entropy)
     keys = [c for c in info.cells.columns if c in out.columns and not c.startswith("bits")]

@@ -256,8 +256,9 @@ def _final_shares(ta) -> pd.DataFrame:
     return df
 
 
-def _budget_table(cells: pd.DataFrame, level: float, n_boot: int,
-                  gen: np.random.Generator) -> pd.DataFrame:
+def _budget_table(
+    cells: pd.DataFrame, level: float, n_boot: int, gen: np.random.Generator
+) -> pd.DataFrame:
     """Mean of each share over runs with a bootstrap CI, overall and per rank.
 
     Parameters
@@ -285,8 +286,9 @@ def _budget_table(cells: pd.DataFrame, level: float, n_boot: int,
             groups += [(int(r), sub) for r, sub in cells.groupby("rank")]
         for rank, sub in groups:
             m, lo, hi, n = _boot_mean(sub[q], level, n_boot, gen)
-            rows.append({"quantity": q, "rank": rank, "mean": m, "low": lo, "high": hi,
-                         "n_runs": n})
+            rows.append(
+                {"quantity": q, "rank": rank, "mean": m, "low": lo, "high": hi, "n_runs": n}
+            )
     return pd.DataFrame(rows)
 
 
@@ -329,8 +331,12 @@ def gradient_budget(
         requested objective.
     """
     if method is not None:
-        warnings.warn("gradient_budget(method=...) is deprecated: use objective=... (the "
-                      "dataset dim is now 'objective').", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "gradient_budget(method=...) is deprecated: use objective=... (the "
+            "dataset dim is now 'objective').",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         objective = method
     ds = load(ds)
     _check_common(bootstrap, confidence_level)
@@ -363,8 +369,9 @@ def gradient_budget(
     if "objective" in cells.columns:
         cells = cells.drop(columns="objective")
     table = _budget_table(cells, confidence_level, int(bootstrap), gen)
-    return GradientBudget(cells=cells, summary_table=table, level=confidence_level,
-                          notes=tuple(notes))
+    return GradientBudget(
+        cells=cells, summary_table=table, level=confidence_level, notes=tuple(notes)
+    )
 
 
 # ------------------------------------------------------------------ capacity savings
@@ -543,26 +550,40 @@ def memft_savings(
     gen = V.random_generator(rng)
     exclude, target = V.exclude_rule(exclude), V.positive_number(target, "target")
     notes: list[str] = []
-    target_txt = (f"loss_after <= {target:.4g} nats/token" if target_kind == "loss_after"
-                  else f"ΔL >= {target:.4g} nats/token")
+    target_txt = (
+        f"loss_after <= {target:.4g} nats/token"
+        if target_kind == "loss_after"
+        else f"ΔL >= {target:.4g} nats/token"
+    )
     budget = None
     methods = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
     if "sft" in methods or not methods:
         try:
-            budget = gradient_budget(ds, objective="sft", bootstrap=bootstrap,
-                                     confidence_level=confidence_level, rng=gen)
+            budget = gradient_budget(
+                ds, objective="sft", bootstrap=bootstrap, confidence_level=confidence_level, rng=gen
+            )
         except LawfitError as exc:
             notes.append(f"gradient budget skipped: {exc}")
     empty = pd.DataFrame()
     memfts = [m for m in methods if m.startswith("memft")]
     if "sft" not in methods or not memfts:
-        notes.append("no 'objective' dim with 'sft': laws per objective not compared "
-                     f"(objectives: {methods or 'none'})" if "sft" not in methods else
-                     f"no memft_* objective in the dataset (objectives: {methods}): savings "
-                     "skipped")
+        notes.append(
+            "no 'objective' dim with 'sft': laws per objective not compared "
+            f"(objectives: {methods or 'none'})"
+            if "sft" not in methods
+            else f"no memft_* objective in the dataset (objectives: {methods}): savings skipped"
+        )
         return MemftSavings(budget, empty, empty, {}, target_txt, tuple(notes))
-    fit_kw = dict(form=form, capacity=capacity, exclude=exclude, bootstrap=int(bootstrap),
-                  unit=unit, confidence_level=confidence_level, rng=gen, space=_SPACE)
+    fit_kw = dict(
+        form=form,
+        capacity=capacity,
+        exclude=exclude,
+        bootstrap=int(bootstrap),
+        unit=unit,
+        confidence_level=confidence_level,
+        rng=gen,
+        space=_SPACE,
+    )
     fits, emp = _laws_per_objective(
         ds, ["sft"] + memfts, fit_kw, target, target_kind, notes, given=fits
     )
@@ -575,13 +596,25 @@ def memft_savings(
     lengths = np.atleast_1d(np.asarray(lengths, float))
     per_rank = _params_per_rank_exact(ds) if capacity == "rank" else None
     l0 = ds if target_kind == "loss_after" else None
-    rows = _separate_law_rows(fits, memfts, lengths, target, target_kind, l0, capacity,
-                              confidence_level, emp, per_rank)
+    rows = _separate_law_rows(
+        fits, memfts, lengths, target, target_kind, l0, capacity, confidence_level, emp, per_rank
+    )
     for m in memfts:
         try:
             rows += _shared_exponent_savings(
-                ds.sel(objective=m), m, fits["sft"], lengths, target, target_kind, l0,
-                exclude, confidence_level, gen, per_rank, notes)
+                ds.sel(objective=m),
+                m,
+                fits["sft"],
+                lengths,
+                target,
+                target_kind,
+                l0,
+                exclude,
+                confidence_level,
+                gen,
+                per_rank,
+                notes,
+            )
         except LawfitError as exc:
             notes.append(f"shared-exponent savings for {m} skipped: {exc}")
     preds = pd.DataFrame(rows)
@@ -590,21 +623,36 @@ def memft_savings(
         lead = ["objective", "model", "length"]
         preds = preds[lead + [c for c in preds.columns if c not in lead]]
         if preds["extrapolated"].any():
-            flags.append(Flag("extrapolated", "some predictions extrapolate beyond the fitted "
-                              "ranks/lengths (column extrapolated)"))
-        notes.append("saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
-                     "bootstrap draws combined draw by draw (independent resamples of disjoint "
-                     "cells)")
-        notes.append("measured_rank_*: smallest measured rank whose seed-mean meets the target "
-                     "(inf: no measured rank does; NaN: length not measured)")
+            flags.append(
+                Flag(
+                    "extrapolated",
+                    "some predictions extrapolate beyond the fitted "
+                    "ranks/lengths (column extrapolated)",
+                )
+            )
+        notes.append(
+            "saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
+            "bootstrap draws combined draw by draw (independent resamples of disjoint "
+            "cells)"
+        )
+        notes.append(
+            "measured_rank_*: smallest measured rank whose seed-mean meets the target "
+            "(inf: no measured rank does; NaN: length not measured)"
+        )
     # validation: measured memft cells vs the laws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
-        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level,
-                               notes)
+        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes)
     notes += _validation_notes(validation)
-    return MemftSavings(budget=budget, predictions=preds, validation=validation, fits=fits,
-                        target=target_txt, notes=tuple(notes), flags=tuple(flags))
+    return MemftSavings(
+        budget=budget,
+        predictions=preds,
+        validation=validation,
+        fits=fits,
+        target=target_txt,
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
 
 
 def _check_savings_args(ds, bootstrap, confidence_level, target_kind):
@@ -614,8 +662,9 @@ def _check_savings_args(ds, bootstrap, confidence_level, target_kind):
         raise LawfitError(
             f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."
         )
-    multi = [d for d in ("model", "task", "random_ratio", "modules")
-             if d in ds.dims and ds.sizes[d] > 1]
+    multi = [
+        d for d in ("model", "task", "random_ratio", "modules") if d in ds.dims and ds.sizes[d] > 1
+    ]
     if multi:
         vals = {d: list(map(str, ds[d].values))[:4] for d in multi}
         raise LawfitError(
@@ -632,8 +681,11 @@ def _laws_per_objective(ds, objectives, fit_kw, target, target_kind, notes, give
     fits, emp = {}, {}
     for m in objectives:
         sub = ds.sel(objective=m)
-        n_ok = int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum()) if "status" in sub \
+        n_ok = (
+            int(ok_mask(sub, tuple(sub["loss_reduction"].dims)).sum())
+            if "status" in sub
             else int(sub["loss_reduction"].notnull().sum())
+        )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -667,8 +719,9 @@ def _params_per_rank_exact(ds):
     return None
 
 
-def _separate_law_rows(fits, memfts, lengths, target, target_kind, l0, capacity,
-                       confidence_level, emp, per_rank):
+def _separate_law_rows(
+    fits, memfts, lengths, target, target_kind, l0, capacity, confidence_level, emp, per_rank
+):
     """Build the savings rows of one law per objective, inverted at every length."""
     from lawfit.capacity import predict_capacity
 
@@ -683,8 +736,7 @@ def _separate_law_rows(fits, memfts, lengths, target, target_kind, l0, capacity,
             row = _saving_row(pred_sft, pred_m, j, capacity, confidence_level)
             row = {"objective": m, "length": L, **row}
             if per_rank is not None:
-                row["params_saved"] = (row[f"{capacity}_sft"] - row[f"{capacity}_memft"]) \
-                    * per_rank
+                row["params_saved"] = (row[f"{capacity}_sft"] - row[f"{capacity}_memft"]) * per_rank
             row["measured_rank_sft"] = emp.get("sft", {}).get(int(L), math.nan)
             row["measured_rank_memft"] = emp.get(m, {}).get(int(L), math.nan)
             row["model"] = "separate laws"
@@ -698,13 +750,20 @@ def _saving_row(pred_sft, pred_m, j, capacity, confidence_level):
     est_s, est_m = float(ts["estimate"]), float(tm["estimate"])
     with np.errstate(all="ignore"):
         saving = 1 - est_m / est_s if np.isfinite(est_s) and est_s > 0 else math.nan
-    row = {f"{capacity}_sft": est_s, f"{capacity}_sft_low": ts["low"],
-           f"{capacity}_sft_high": ts["high"], f"{capacity}_memft": est_m,
-           f"{capacity}_memft_low": tm["low"], f"{capacity}_memft_high": tm["high"],
-           "saving": saving, "saving_low": math.nan, "saving_high": math.nan,
-           "n_unreachable_sft": int(ts["n_unreachable"]),
-           "n_unreachable_memft": int(tm["n_unreachable"]),
-           "extrapolated": bool(ts["extrapolated"] or tm["extrapolated"])}
+    row = {
+        f"{capacity}_sft": est_s,
+        f"{capacity}_sft_low": ts["low"],
+        f"{capacity}_sft_high": ts["high"],
+        f"{capacity}_memft": est_m,
+        f"{capacity}_memft_low": tm["low"],
+        f"{capacity}_memft_high": tm["high"],
+        "saving": saving,
+        "saving_low": math.nan,
+        "saving_high": math.nan,
+        "n_unreachable_sft": int(ts["n_unreachable"]),
+        "n_unreachable_memft": int(tm["n_unreachable"]),
+        "extrapolated": bool(ts["extrapolated"] or tm["extrapolated"]),
+    }
     if pred_sft.draw_values is not None and pred_m.draw_values is not None:
         rs, rm = pred_sft.draw_values.T, pred_m.draw_values.T  # (R, lengths)
         k = min(rs.shape[0], rm.shape[0])
@@ -714,8 +773,7 @@ def _saving_row(pred_sft, pred_m, j, capacity, confidence_level):
         sv = sv[np.isfinite(sv)]
         if sv.size >= 20:
             a = (1 - confidence_level) / 2
-            row["saving_low"], row["saving_high"] = (float(v) for v in
-                                                     np.quantile(sv, [a, 1 - a]))
+            row["saving_low"], row["saving_high"] = (float(v) for v in np.quantile(sv, [a, 1 - a]))
     return row
 
 
@@ -729,12 +787,13 @@ def _validation_notes(validation) -> list[str]:
         "measured ΔL at the same cell; saving_measured = 1 − rank / sft_equivalent_rank "
         "compares with the predicted saving; dL_memft_law is in-sample (the law was fitted on "
         "them); dL_memft_law_heldout predicts the longest MemFT length from a law fitted "
-        "without it (out-of-sample)"
-        + (" — few cells, read with care" if n < 8 else "")
+        "without it (out-of-sample)" + (" — few cells, read with care" if n < 8 else "")
     ]
     if "memorized" in validation and validation["memorized"].any():
-        out.append("memorized MemFT cells (loss_after <= ln 2) are excluded from the laws "
-                   "(ΔL saturates there); they are listed in validation with memorized=True")
+        out.append(
+            "memorized MemFT cells (loss_after <= ln 2) are excluded from the laws "
+            "(ΔL saturates there); they are listed in validation with memorized=True"
+        )
     return out
 
 
@@ -747,16 +806,22 @@ def _rank_needed(C, alpha, beta, b, length, T):
     return np.where(ok, r, np.inf)
 
 
-def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, exclude,
-                             level, gen, per_rank, notes):
+def _shared_exponent_savings(
+    sub, m, fit_sft, lengths, target, target_kind, l0, exclude, level, gen, per_rank, notes
+):
     """Predict savings assuming MemFT changes only the prefactor C of the SFT law."""
     from lawfit.capacity import _loss_before_fn
 
     if tuple(fit_sft.param_names) != ("C", "alpha", "beta", "b") or fit_sft.boot is None:
         raise LawfitError("needs the SFT power law (C, alpha, beta, b) with bootstrap draws")
     okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
-    df = sub[["loss_reduction"] + (["loss_after"] if "loss_after" in sub else [])].where(
-        xr_mask(sub, okm)).to_dataframe().reset_index().dropna(subset=["loss_reduction"])
+    df = (
+        sub[["loss_reduction"] + (["loss_after"] if "loss_after" in sub else [])]
+        .where(xr_mask(sub, okm))
+        .to_dataframe()
+        .reset_index()
+        .dropna(subset=["loss_reduction"])
+    )
     if exclude is not None and "loss_after" in df:
         thr = math.log(2.0) if exclude == "memorized" else float(exclude)
         df = df[df["loss_after"] > thr]
@@ -768,7 +833,7 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
     th = np.asarray(fit_sft.theta, float)
     D = fit_sft.boot.usable_draws()
     allth = np.vstack([th, D])  # row 0: point estimate
-    Cs, al, be, bb = (allth[:, j:j + 1] for j in range(4))
+    Cs, al, be, bb = (allth[:, j : j + 1] for j in range(4))
     G = np.exp(al * np.log(r) - be * np.log(ell))  # (R+1, n)
     W = np.ones_like(G)
     n = y.size
@@ -789,23 +854,35 @@ def _shared_exponent_savings(sub, m, fit_sft, lengths, target, target_kind, l0, 
         sv = np.where(np.isinf(rs) & np.isfinite(rm), 1.0, sv)
         meth = "linear" if np.all(np.isfinite(rm[1:])) else "inverted_cdf"
         qm = np.quantile(rm[1:], [a, 1 - a], method=meth)
-        qs = np.quantile(rs[1:], [a, 1 - a],
-                         method="linear" if np.all(np.isfinite(rs[1:])) else "inverted_cdf")
+        qs = np.quantile(
+            rs[1:], [a, 1 - a], method="linear" if np.all(np.isfinite(rs[1:])) else "inverted_cdf"
+        )
         svd = sv[1:][np.isfinite(sv[1:])]
         q = np.quantile(svd, [a, 1 - a]) if svd.size >= 20 else (math.nan, math.nan)
-        row = {"objective": m, "model": "shared exponents", "length": float(L),
-               "rank_sft": float(rs[0]), "rank_sft_low": float(qs[0]),
-               "rank_sft_high": float(qs[1]), "rank_memft": float(rm[0]),
-               "rank_memft_low": float(qm[0]), "rank_memft_high": float(qm[1]),
-               "saving": float(sv[0]), "saving_low": float(q[0]), "saving_high": float(q[1]),
-               "n_unreachable_sft": int(np.isinf(rs[1:]).sum()),
-               "n_unreachable_memft": int(np.isinf(rm[1:]).sum()),
-               "extrapolated": bool(not (fit_sft.input_ranges["length"][0] <= L
-                                         <= fit_sft.input_ranges["length"][1])
-                                     or not np.isfinite(rs[0])
-                                     or rs[0] > fit_sft.input_ranges[fit_sft.inputs[0]][1]),
-               "memft_cells": int(n), "memft_rmse": rmse,
-               "C_ratio": float(Cm[0, 0] / Cs[0, 0])}
+        row = {
+            "objective": m,
+            "model": "shared exponents",
+            "length": float(L),
+            "rank_sft": float(rs[0]),
+            "rank_sft_low": float(qs[0]),
+            "rank_sft_high": float(qs[1]),
+            "rank_memft": float(rm[0]),
+            "rank_memft_low": float(qm[0]),
+            "rank_memft_high": float(qm[1]),
+            "saving": float(sv[0]),
+            "saving_low": float(q[0]),
+            "saving_high": float(q[1]),
+            "n_unreachable_sft": int(np.isinf(rs[1:]).sum()),
+            "n_unreachable_memft": int(np.isinf(rm[1:]).sum()),
+            "extrapolated": bool(
+                not (fit_sft.input_ranges["length"][0] <= L <= fit_sft.input_ranges["length"][1])
+                or not np.isfinite(rs[0])
+                or rs[0] > fit_sft.input_ranges[fit_sft.inputs[0]][1]
+            ),
+            "memft_cells": int(n),
+            "memft_rmse": rmse,
+            "C_ratio": float(Cm[0, 0] / Cs[0, 0]),
+        }
         if per_rank is not None:
             row["params_saved"] = (float(rs[0]) - float(rm[0])) * per_rank
         rows.append(row)
@@ -823,8 +900,11 @@ def xr_mask(sub, okm):
     """Wrap a numpy mask over the loss_reduction dims as a DataArray."""
     import xarray as xr
 
-    return xr.DataArray(okm, dims=sub["loss_reduction"].dims,
-                        coords={d: sub[d] for d in sub["loss_reduction"].dims if d in sub.coords})
+    return xr.DataArray(
+        okm,
+        dims=sub["loss_reduction"].dims,
+        coords={d: sub[d] for d in sub["loss_reduction"].dims if d in sub.coords},
+    )
 
 
 def _cell_mean(sub, var, okm, other, name):
@@ -853,8 +933,9 @@ def _sft_measured(ds) -> pd.DataFrame:
     sft_mean = _cell_mean(sft_ds, "loss_reduction", sft_ok, sft_other, "dL_sft_measured")
     for var, name in (("exact_match", "exact_match_sft"), ("steps", "steps_sft")):
         if var in ds:
-            sft_mean = sft_mean.merge(_cell_mean(sft_ds, var, sft_ok, sft_other, name),
-                                      on=["rank", "length"], how="left")
+            sft_mean = sft_mean.merge(
+                _cell_mean(sft_ds, var, sft_ok, sft_other, name), on=["rank", "length"], how="left"
+            )
     return sft_mean
 
 
@@ -880,13 +961,13 @@ def _memft_measured(ds, sub, capacity: str) -> tuple[pd.DataFrame, np.ndarray]:
     """
     okm = ok_mask(sub, tuple(sub["loss_reduction"].dims))
     other = [d for d in sub["loss_reduction"].dims if d not in ("rank", "length")]
-    df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(
-        subset=["dL_measured"])
+    df = _cell_mean(sub, "loss_reduction", okm, other, "dL_measured").dropna(subset=["dL_measured"])
     if df.empty:
         return df, np.array([])
     if "loss_after" in sub:
-        df = df.merge(_cell_mean(sub, "loss_after", okm, other, "loss_after"),
-                      on=["rank", "length"])
+        df = df.merge(
+            _cell_mean(sub, "loss_after", okm, other, "loss_after"), on=["rank", "length"]
+        )
     cap_vals = df["rank"].to_numpy(float)
     if capacity == "n_params":
         npar = ds["n_params"].to_dataframe(name="n_params").reset_index()
@@ -894,13 +975,13 @@ def _memft_measured(ds, sub, capacity: str) -> tuple[pd.DataFrame, np.ndarray]:
         cap_vals = df["n_params"].to_numpy(float)
     for var in ("exact_match", "steps"):
         if var in sub:
-            df = df.merge(_cell_mean(sub, var, okm, other, var), on=["rank", "length"],
-                          how="left")
+            df = df.merge(_cell_mean(sub, var, okm, other, var), on=["rank", "length"], how="left")
     return df, cap_vals
 
 
-def _add_law_predictions(df: pd.DataFrame, laws: tuple, cap_vals: np.ndarray,
-                         confidence_level: float) -> None:
+def _add_law_predictions(
+    df: pd.DataFrame, laws: tuple, cap_vals: np.ndarray, confidence_level: float
+) -> None:
     """Add each law's prediction of ΔL with its prediction interval, in place.
 
     Parameters
@@ -917,18 +998,26 @@ def _add_law_predictions(df: pd.DataFrame, laws: tuple, cap_vals: np.ndarray,
     for name, f in laws:
         if f is None or "loss_before" in f.inputs:
             continue
-        kw = {c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float))
-              for c in f.inputs}
-        p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False,
-                      **kw)
+        kw = {
+            c: (cap_vals if c in ("rank", "n_params") else df[c].to_numpy(float)) for c in f.inputs
+        }
+        p = f.predict(interval="prediction", confidence_level=confidence_level, warn=False, **kw)
         df[f"dL_{name}"] = p["mean"].to_numpy()
         df[f"dL_{name}_low"] = p["low"].to_numpy()
         df[f"dL_{name}_high"] = p["high"].to_numpy()
 
 
-def _add_heldout_prediction(df: pd.DataFrame, sub, m: str, fits: Mapping, form,
-                            capacity: str, exclude, cap_vals: np.ndarray,
-                            notes: list[str]) -> None:
+def _add_heldout_prediction(
+    df: pd.DataFrame,
+    sub,
+    m: str,
+    fits: Mapping,
+    form,
+    capacity: str,
+    exclude,
+    cap_vals: np.ndarray,
+    notes: list[str],
+) -> None:
     """Refit the MemFT law without its longest length and predict that length, in place.
 
     Parameters
@@ -962,18 +1051,24 @@ def _add_heldout_prediction(df: pd.DataFrame, sub, m: str, fits: Mapping, form,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f_ho = fit(sub.where(sub["length"] < top, drop=True), form, capacity=capacity,
-                       exclude=exclude, space=_SPACE)
+            f_ho = fit(
+                sub.where(sub["length"] < top, drop=True),
+                form,
+                capacity=capacity,
+                exclude=exclude,
+                space=_SPACE,
+            )
         sel = (df["length"] == top).to_numpy()
-        kw = {c: (cap_vals[sel] if c in ("rank", "n_params")
-                  else df.loc[sel, c].to_numpy(float)) for c in f_ho.inputs}
+        kw = {
+            c: (cap_vals[sel] if c in ("rank", "n_params") else df.loc[sel, c].to_numpy(float))
+            for c in f_ho.inputs
+        }
         df.loc[sel, "dL_memft_law_heldout"] = f_ho.predict(warn=False, **kw)["mean"].to_numpy()
     except LawfitError as exc:
         notes.append(f"held-out check of the {m} law skipped: {exc}")
 
 
-def _add_sft_equivalent_rank(df: pd.DataFrame, fit_sft: FitResult,
-                             confidence_level: float) -> None:
+def _add_sft_equivalent_rank(df: pd.DataFrame, fit_sft: FitResult, confidence_level: float) -> None:
     """Add the rank SFT needs by its law to reach each measured ΔL, and the saving, in place.
 
     Parameters
@@ -988,10 +1083,10 @@ def _add_sft_equivalent_rank(df: pd.DataFrame, fit_sft: FitResult,
     from lawfit.capacity import predict_capacity
 
     eq, lo, hi = [], [], []
-    for L, d in zip(df["length"].to_numpy(float), df["dL_measured"].to_numpy(float),
-                    strict=True):
-        t = predict_capacity(fit_sft, length=L, target=d,
-                             confidence_level=confidence_level).table.iloc[0]
+    for L, d in zip(df["length"].to_numpy(float), df["dL_measured"].to_numpy(float), strict=True):
+        t = predict_capacity(
+            fit_sft, length=L, target=d, confidence_level=confidence_level
+        ).table.iloc[0]
         eq.append(t["estimate"])
         lo.append(t["low"])
         hi.append(t["high"])
@@ -1015,11 +1110,13 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         df["gain_measured"] = df["dL_measured"] - df["dL_sft_measured"]
         if "steps" in df and "steps_sft" in df:
             df["steps_ratio"] = df["steps"] / df["steps_sft"]
-        _add_law_predictions(df, (("memft_law", fits.get(m)), ("sft_law", fits["sft"])),
-                             cap_vals, confidence_level)
+        _add_law_predictions(
+            df, (("memft_law", fits.get(m)), ("sft_law", fits["sft"])), cap_vals, confidence_level
+        )
         if "dL_memft_law" in df:
-            df["inside_memft_pi"] = ((df["dL_measured"] >= df["dL_memft_law_low"])
-                                     & (df["dL_measured"] <= df["dL_memft_law_high"]))
+            df["inside_memft_pi"] = (df["dL_measured"] >= df["dL_memft_law_low"]) & (
+                df["dL_measured"] <= df["dL_memft_law_high"]
+            )
         _add_heldout_prediction(df, sub, m, fits, form, capacity, exclude, cap_vals, notes)
         if "dL_sft_law" in df:
             df["gain_over_sft_law"] = df["dL_measured"] - df["dL_sft_law"]

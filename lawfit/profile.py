@@ -22,8 +22,9 @@ from lawfit import _varpro as vp
 __all__ = ["profile_curves", "profile_interval"]
 
 
-def profile_curves(model, theta_hat, cov, Y, W, *, space, loss, delta, dof, s_hat,
-                   n_values=25, max_level=0.999):
+def profile_curves(
+    model, theta_hat, cov, Y, W, *, space, loss, delta, dof, s_hat, n_values=25, max_level=0.999
+):
     """Profile every parameter on a grid reaching the ``max_level`` cutoff if possible.
 
     Returns a dict ``name -> {"values": array, "F": array, "converged": array}``.
@@ -47,8 +48,9 @@ def profile_curves(model, theta_hat, cov, Y, W, *, space, loss, delta, dof, s_ha
             start = np.clip(start, model.lower, model.upper)
             fixed = np.zeros(k, bool)
             fixed[j] = True
-            th, obj, conv, _ = vp.lm(model, start, Y, W, space=space, loss=loss, delta=delta,
-                                     mode="full", fixed=fixed)
+            th, obj, conv, _ = vp.lm(
+                model, start, Y, W, space=space, loss=loss, delta=delta, mode="full", fixed=fixed
+            )
             F = (obj - s_hat) / (s_hat / dof)
             vals_all, F_all, conv_all = vals, F, conv
             lo_ok = F[0] >= cut or vals[0] <= model.lower[j]
@@ -56,8 +58,11 @@ def profile_curves(model, theta_hat, cov, Y, W, *, space, loss, delta, dof, s_ha
             if lo_ok and hi_ok:
                 break
             width *= 3.0
-        out[name] = {"values": np.asarray(vals_all), "F": np.asarray(F_all, float),
-                     "converged": np.asarray(conv_all)}
+        out[name] = {
+            "values": np.asarray(vals_all),
+            "F": np.asarray(F_all, float),
+            "converged": np.asarray(conv_all),
+        }
     return out
 
 

@@ -478,9 +478,11 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
     blocks += _notes(cmp)
     best = cmp.fits[cmp.best]
     log_cmp: dict = {}
-    choice = _space.choose_space(cmp.heteroscedasticity_pvalue,
-                                 lambda: _log_space_pvalue(sft, log_cmp),
-                                 positive=bool(np.all(best.points[best.response] > 0)))
+    choice = _space.choose_space(
+        cmp.heteroscedasticity_pvalue,
+        lambda: _log_space_pvalue(sft, log_cmp),
+        positive=bool(np.all(best.points[best.response] > 0)),
+    )
     if "error" in log_cmp:
         return blocks + [("note", f"log-space comparison not possible: {log_cmp['error']}")]
     if choice.space != "log":
@@ -535,8 +537,10 @@ def _law_unit(sft: xr.Dataset) -> tuple[str, str | None]:
     n = int(sft.sizes.get("data_seed", 1))
     if n < 2:
         return "cell", None
-    note = (f"bootstrap clustered over the {n} target sequences (data_seed): the intervals "
-            "generalise over the content memorized")
+    note = (
+        f"bootstrap clustered over the {n} target sequences (data_seed): the intervals "
+        "generalise over the content memorized"
+    )
     if n < 10:
         note += f"; with {n} clusters they are coarse (a cluster bootstrap wants 10 or more)"
     return "data_seed", note
@@ -885,15 +889,17 @@ def _carrier_settings(ds: xr.Dataset) -> list[_Setting]:
 
     if "modules" not in ds.dims or ds.sizes["modules"] < 2:
         return []
-    dims = [d for d in GROUP_DIMS if d not in ("objective", "modules") and d in ds.dims
-            and ds.sizes[d] > 1]
+    dims = [
+        d
+        for d in GROUP_DIMS
+        if d not in ("objective", "modules") and d in ds.dims and ds.sizes[d] > 1
+    ]
     out = []
     for combo in itertools.product(*[ds[d].values.tolist() for d in dims]):
         sft = _sft(ds.sel({d: [v] for d, v in zip(dims, combo, strict=True)}))
         if sft is None:
             continue
-        kept = [m for m in sft["modules"].values.tolist()
-                if _has_ok_cells(sft.sel(modules=[m]))]
+        kept = [m for m in sft["modules"].values.tolist() if _has_ok_cells(sft.sel(modules=[m]))]
         if len({carrier_of(m)[0] for m in kept}) >= 2:
             label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo, strict=True))
             sub = sft.sel(modules=kept)
@@ -909,20 +915,39 @@ def _carriers(st: _Setting, opt: _Options) -> list:
     st.results["carrier_law"] = law
     blocks: list = [("table", law.exponents[law.exponents["parameter"].isin(("alpha", "beta"))])]
     if len(law.comparison):
-        blocks += [("table", law.comparison[["model", "k", "n_obs", "aicc", "weight_aicc",
-                                             "f_statistic", "f_pvalue"]]),
-                   ("p", f"Shared exponents, F likelihood-ratio test at {law.significance:g}: "
-                         f"{law.verdict}.")]
+        blocks += [
+            (
+                "table",
+                law.comparison[
+                    ["model", "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
+                ],
+            ),
+            (
+                "p",
+                f"Shared exponents, F likelihood-ratio test at {law.significance:g}: "
+                f"{law.verdict}.",
+            ),
+        ]
     blocks += _notes(law)
     try:
-        bits = carrier_bits(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level,
-                            rng=opt.rng)
+        bits = carrier_bits(
+            st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng
+        )
     except LawfitError as exc:
         return blocks + [("note", f"bits per parameter skipped: {exc}")]
     st.results["carrier_bits"] = bits
-    cols = ["carrier", "bits_per_param", "bits_per_param_low", "bits_per_param_high",
-            "bits_per_byte", "bits_per_byte_low", "bits_per_byte_high", "n_sizes",
-            "lower_bound", "bits_kind"]
+    cols = [
+        "carrier",
+        "bits_per_param",
+        "bits_per_param_low",
+        "bits_per_param_high",
+        "bits_per_byte",
+        "bits_per_byte_low",
+        "bits_per_byte_high",
+        "n_sizes",
+        "lower_bound",
+        "bits_kind",
+    ]
     return blocks + [("table", bits.table[cols])] + _notes(bits)
 
 

@@ -61,8 +61,11 @@ def resolve_confidence_level(confidence_level, default, level=None) -> float:
         The value passed under the old name (emits a ``DeprecationWarning``).
     """
     if level is not None:
-        warnings.warn("the keyword 'level' is deprecated; use 'confidence_level' (same meaning).",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "the keyword 'level' is deprecated; use 'confidence_level' (same meaning).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         if confidence_level is not None:
             raise LawfitError("pass confidence_level only (level is its deprecated old name).")
         confidence_level = level
@@ -90,8 +93,13 @@ def _arr_to_json(a):
 def _unclean(a, dtype=float):
     if a is None:
         return None
-    return np.array([np.nan if v is None else v for v in np.ravel(a).tolist()], dtype=dtype) \
-        .reshape(np.shape(a)) if np.size(a) else np.array(a, dtype=dtype)
+    return (
+        np.array([np.nan if v is None else v for v in np.ravel(a).tolist()], dtype=dtype).reshape(
+            np.shape(a)
+        )
+        if np.size(a)
+        else np.array(a, dtype=dtype)
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,8 +159,10 @@ class FitResult:
             if value is not None:
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
         if self.profile_data is not None:
-            frozen = {p: MappingProxyType({k: _read_only(v) for k, v in c.items()})
-                      for p, c in self.profile_data.items()}
+            frozen = {
+                p: MappingProxyType({k: _read_only(v) for k, v in c.items()})
+                for p, c in self.profile_data.items()
+            }
             object.__setattr__(self, "profile_data", MappingProxyType(frozen))
 
     @property
@@ -175,23 +185,30 @@ class FitResult:
     @property
     def cov(self) -> pd.DataFrame:
         """Asymptotic covariance matrix of the parameters."""
-        return pd.DataFrame(self.cov_matrix, index=list(self.param_names),
-                            columns=list(self.param_names))
+        return pd.DataFrame(
+            self.cov_matrix, index=list(self.param_names), columns=list(self.param_names)
+        )
 
     @property
     def corr(self) -> pd.DataFrame:
         """Correlation matrix of the parameters."""
         se = np.sqrt(np.clip(np.diag(self.cov_matrix), 1e-300, None))
-        return pd.DataFrame(self.cov_matrix / np.outer(se, se), index=list(self.param_names),
-                            columns=list(self.param_names))
+        return pd.DataFrame(
+            self.cov_matrix / np.outer(se, se),
+            index=list(self.param_names),
+            columns=list(self.param_names),
+        )
 
     # ---------------------------------------------------------- goodness of fit
     r2 = property(lambda self: float(self.gof["r2"]), doc="R² on ΔL (linear scale).")
     rmse = property(lambda self: float(self.gof["rmse"]), doc="Root mean squared error on ΔL.")
-    mape = property(lambda self: float(self.gof["mape"]),
-                    doc="Mean absolute percentage error on ΔL (in %).")
-    loglik = property(lambda self: float(self.gof["loglik"]),
-                      doc="Gaussian log-likelihood of ΔL (log space includes the Jacobian).")
+    mape = property(
+        lambda self: float(self.gof["mape"]), doc="Mean absolute percentage error on ΔL (in %)."
+    )
+    loglik = property(
+        lambda self: float(self.gof["loglik"]),
+        doc="Gaussian log-likelihood of ΔL (log space includes the Jacobian).",
+    )
     aic = property(lambda self: float(self.gof["aic"]), doc="Akaike information criterion.")
     aicc = property(lambda self: float(self.gof["aicc"]), doc="AIC with small-sample correction.")
     bic = property(lambda self: float(self.gof["bic"]), doc="Bayesian information criterion.")
@@ -210,8 +227,7 @@ class FitResult:
     @property
     def input_ranges(self) -> dict[str, tuple[float, float]]:
         """Min and max of every input over the fitted points."""
-        return {c: (float(self.points[c].min()), float(self.points[c].max()))
-                for c in self.inputs}
+        return {c: (float(self.points[c].min()), float(self.points[c].max())) for c in self.inputs}
 
     # ------------------------------------------------------------- bootstrap
     @property
@@ -230,16 +246,27 @@ class FitResult:
         df = pd.DataFrame(np.array(self.boot.draws), columns=list(self.param_names))
         df["status"] = self.boot.status
         df["converged"] = self.boot.converged
-        df.attrs.update({"n_failed": self.boot.n_failed, "n_excluded": self.boot.n_excluded,
-                         "counts": dict(self.boot.counts), "unit": self.boot.unit})
+        df.attrs.update(
+            {
+                "n_failed": self.boot.n_failed,
+                "n_excluded": self.boot.n_excluded,
+                "counts": dict(self.boot.counts),
+                "unit": self.boot.unit,
+            }
+        )
         return df
 
     def _good_draws(self):
         return self.boot.usable_draws()
 
     # ------------------------------------------------------------- intervals
-    def conf_int(self, method: str | None = None, confidence_level: float | None = None, *,
-                 level: float | None = None) -> pd.DataFrame:
+    def conf_int(
+        self,
+        method: str | None = None,
+        confidence_level: float | None = None,
+        *,
+        level: float | None = None,
+    ) -> pd.DataFrame:
         """Confidence intervals, one row per parameter, columns ``low`` and ``high``.
 
         Parameters
@@ -263,19 +290,27 @@ class FitResult:
         """
         level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         if method is None:
-            method = ("bootstrap" if self.boot is not None
-                      else "profile" if self.profile_data is not None else "wald")
+            method = (
+                "bootstrap"
+                if self.boot is not None
+                else "profile"
+                if self.profile_data is not None
+                else "wald"
+            )
         if method == "bootstrap":
             if self.boot is None:
-                raise LawfitError("no bootstrap draws: refit with lawfit.fit(..., bootstrap=2000) "
-                                  "or use method='profile' / 'wald'.")
+                raise LawfitError(
+                    "no bootstrap draws: refit with lawfit.fit(..., bootstrap=2000) "
+                    "or use method='profile' / 'wald'."
+                )
             method = self.ci_method
         if method in ("percentile", "bca"):
             from lawfit.bootstrap import bca_interval, percentile_interval
 
             if self.boot is None:
-                raise LawfitError(f"method={method!r} needs bootstrap draws; refit with "
-                                  "bootstrap=N.")
+                raise LawfitError(
+                    f"method={method!r} needs bootstrap draws; refit with bootstrap=N."
+                )
             d = self._good_draws()
             if method == "percentile":
                 lo, hi = percentile_interval(d, level)
@@ -292,17 +327,19 @@ class FitResult:
             lo, hi = np.full(len(self.param_names), np.nan), np.full(len(self.param_names), np.nan)
             for j, p in enumerate(self.param_names):
                 b = self.bounds[p]
-                lo[j], hi[j], _, _ = profile_interval(self.profile_data[p], self.theta[j], level,
-                                                      self.gof["dof"], b[0], b[1])
+                lo[j], hi[j], _, _ = profile_interval(
+                    self.profile_data[p], self.theta[j], level, self.gof["dof"], b[0], b[1]
+                )
         elif method == "wald":
             t = stats.t.ppf(0.5 + level / 2, self.gof["dof"])
             se = np.array(list(self.stderr.values()))
             lo, hi = self.theta - t * se, self.theta + t * se
         else:
-            raise LawfitError(f"method must be 'bootstrap', 'percentile', 'bca', 'profile' or "
-                              f"'wald'; got {method!r}.")
-        out = pd.DataFrame({"low": lo, "high": hi}, index=pd.Index(self.param_names,
-                                                                   name="param"))
+            raise LawfitError(
+                f"method must be 'bootstrap', 'percentile', 'bca', 'profile' or "
+                f"'wald'; got {method!r}."
+            )
+        out = pd.DataFrame({"low": lo, "high": hi}, index=pd.Index(self.param_names, name="param"))
         out.attrs.update({"method": method, "confidence_level": level, "level": level})
         return out
 
@@ -315,11 +352,13 @@ class FitResult:
         if self.profile_data is None:
             raise LawfitError("no profile curves: refit with profile=True.")
         if param not in self.profile_data:
-            raise LawfitError(f"unknown parameter {param!r}; parameters are "
-                              f"{list(self.param_names)}.")
+            raise LawfitError(
+                f"unknown parameter {param!r}; parameters are {list(self.param_names)}."
+            )
         c = self.profile_data[param]
-        df = pd.DataFrame({"value": c["values"], "F": c["F"],
-                           "converged": np.asarray(c["converged"], bool)})
+        df = pd.DataFrame(
+            {"value": c["values"], "F": c["F"], "converged": np.asarray(c["converged"], bool)}
+        )
         df.attrs["cutoff"] = float(stats.f.ppf(self.confidence_level, 1, self.gof["dof"]))
         df.attrs["estimate"] = self.params[param]
         return df
@@ -366,8 +405,9 @@ class FitResult:
             why = None
             if not math.isfinite(se[p]):
                 why = "SE not finite"
-            elif se[p] > abs(v) and se[p] > max(1e-8, 0.01 * width if math.isfinite(width)
-                                                else 1e-8):
+            elif se[p] > abs(v) and se[p] > max(
+                1e-8, 0.01 * width if math.isfinite(width) else 1e-8
+            ):
                 why = f"SE {se[p]:.3g} > |estimate| {abs(v):.3g}"
             elif math.isfinite(width) and se[p] > 0.25 * width:
                 why = f"SE {se[p]:.3g} > 1/4 of its bounds' width {width:g}"
@@ -377,19 +417,28 @@ class FitResult:
         names = self.param_names
         for i, j in zip(*np.triu_indices(len(names), 1), strict=True):
             if abs(c[i, j]) > 0.9999:
-                out.append(Flag("collinear", f"{names[i]} and {names[j]} nearly collinear "
-                                f"(correlation {c[i, j]:+.5f}): poorly identified"))
+                out.append(
+                    Flag(
+                        "collinear",
+                        f"{names[i]} and {names[j]} nearly collinear "
+                        f"(correlation {c[i, j]:+.5f}): poorly identified",
+                    )
+                )
         ec = self.exponent_correlation
         src = ec.attrs["source"]
         ex = list(ec.index)
         for i, j in zip(*np.triu_indices(len(ex), 1), strict=True):
             r = ec.iloc[i, j]
             if abs(r) > 0.95:
-                out.append(Flag(
-                    "exponents_not_separately_identified",
-                    f"{ex[i]} and {ex[j]} not separately identified (correlation {r:+.2f}, "
-                    f"{src}); a combination of them is (for power_law with alpha ~ beta: gamma "
-                    "of C (r/l)^gamma, the ratio forms)", severity="info"))
+                out.append(
+                    Flag(
+                        "exponents_not_separately_identified",
+                        f"{ex[i]} and {ex[j]} not separately identified (correlation {r:+.2f}, "
+                        f"{src}); a combination of them is (for power_law with alpha ~ beta: gamma "
+                        "of C (r/l)^gamma, the ratio forms)",
+                        severity="info",
+                    )
+                )
         return out
 
     def _profile_flags(self) -> list[Flag]:
@@ -400,17 +449,29 @@ class FitResult:
         out = []
         for j, p in enumerate(self.param_names):
             b = self.bounds[p]
-            lo, hi, cl, ch = profile_interval(self.profile_data[p], self.theta[j],
-                                              self.confidence_level, self.gof["dof"], *b)
+            lo, hi, cl, ch = profile_interval(
+                self.profile_data[p], self.theta[j], self.confidence_level, self.gof["dof"], *b
+            )
             if not (cl and ch):
-                out.append(Flag("open_profile", f"{p}: flat profile, the "
-                                f"{self.confidence_level:.0%} profile interval is open (poorly "
-                                "identified)"))
+                out.append(
+                    Flag(
+                        "open_profile",
+                        f"{p}: flat profile, the "
+                        f"{self.confidence_level:.0%} profile interval is open (poorly "
+                        "identified)",
+                    )
+                )
             elif p not in self.linear_names and lo < 0 < hi:
-                out.append(Flag("profile_crosses_zero", f"{p}: the "
-                                f"{self.confidence_level:.0%} profile interval [{lo:.3g}, "
-                                f"{hi:.3g}] contains 0 (its input may have no detectable "
-                                "effect)", severity="info"))
+                out.append(
+                    Flag(
+                        "profile_crosses_zero",
+                        f"{p}: the "
+                        f"{self.confidence_level:.0%} profile interval [{lo:.3g}, "
+                        f"{hi:.3g}] contains 0 (its input may have no detectable "
+                        "effect)",
+                        severity="info",
+                    )
+                )
         return out
 
     @property
@@ -439,15 +500,22 @@ class FitResult:
     # ------------------------------------------------------------ prediction
     def _eval(self, theta2d, X):
         f = self.form
-        kw = {p: theta2d[:, j:j + 1] for j, p in enumerate(self.param_names)}
+        kw = {p: theta2d[:, j : j + 1] for j, p in enumerate(self.param_names)}
         with np.errstate(all="ignore"):
             out = f.func(*X, **kw)
         return np.broadcast_to(np.asarray(out, float), (theta2d.shape[0], X[0].shape[0]))
 
-    def predict(self, data=None, *, interval: str = "confidence",
-                confidence_level: float | None = None, warn: bool = True,
-                level: float | None = None, entropy_bits: float | None = None,
-                **inputs) -> pd.DataFrame:
+    def predict(
+        self,
+        data=None,
+        *,
+        interval: str = "confidence",
+        confidence_level: float | None = None,
+        warn: bool = True,
+        level: float | None = None,
+        entropy_bits: float | None = None,
+        **inputs,
+    ) -> pd.DataFrame:
         """Predict the response with a confidence or prediction interval.
 
         Parameters
@@ -531,13 +599,21 @@ class FitResult:
         if warn and extra.any():
             warnings.warn(
                 f"{int(extra.sum())} of {extra.size} prediction point(s) lie outside the fitted "
-                f"ranges {self.input_ranges}: extrapolating.", ExtrapolationWarning,
-                stacklevel=2)
+                f"ranges {self.input_ranges}: extrapolating.",
+                ExtrapolationWarning,
+                stacklevel=2,
+            )
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
-        out.attrs.update({"interval": interval, "confidence_level": level, "level": level,
-                          "method": "bootstrap" if self.boot is not None else "delta",
-                          "flags": ()})
+        out.attrs.update(
+            {
+                "interval": interval,
+                "confidence_level": level,
+                "level": level,
+                "method": "bootstrap" if self.boot is not None else "delta",
+                "flags": (),
+            }
+        )
         if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":
             from lawfit.capacity import prediction_capacity_use
 
@@ -556,15 +632,19 @@ class FitResult:
                 except ImportError:  # pragma: no cover
                     xr = None
                 if xr is not None and isinstance(data, xr.Dataset | xr.DataArray):
-                    names = [c for c in self.inputs if c in data.coords or c in getattr(
-                        data, "data_vars", {})]
+                    names = [
+                        c
+                        for c in self.inputs
+                        if c in data.coords or c in getattr(data, "data_vars", {})
+                    ]
                     arrs = xr.broadcast(*[data[c] for c in names])
                     src = {c: a.values.ravel() for c, a in zip(names, arrs, strict=True)}
                 elif isinstance(data, Mapping):
                     src = dict(data)
                 else:
-                    raise LawfitError(f"data must be a DataFrame, Dataset or mapping; got "
-                                      f"{type(data).__name__}.")
+                    raise LawfitError(
+                        f"data must be a DataFrame, Dataset or mapping; got {type(data).__name__}."
+                    )
             vals.update(src)
         vals.update(inputs)
         unknown = [k for k in inputs if k not in self.inputs]
@@ -572,24 +652,34 @@ class FitResult:
             raise LawfitError(f"unknown input(s) {unknown}; this law takes {list(self.inputs)}.")
         missing = [c for c in self.inputs if c not in vals]
         if missing:
-            raise LawfitError(f"predict needs input(s) {missing}; pass e.g. "
-                              f"{', '.join(f'{c}=...' for c in self.inputs)}.")
+            raise LawfitError(
+                f"predict needs input(s) {missing}; pass e.g. "
+                f"{', '.join(f'{c}=...' for c in self.inputs)}."
+            )
         try:
             arrs = np.broadcast_arrays(*[np.asarray(vals[c], float) for c in self.inputs])
         except (ValueError, TypeError) as exc:
-            raise LawfitError(f"could not broadcast the inputs {list(self.inputs)} to a common "
-                              f"shape: {exc}.") from None
+            raise LawfitError(
+                f"could not broadcast the inputs {list(self.inputs)} to a common shape: {exc}."
+            ) from None
         return {c: np.ravel(a) for c, a in zip(self.inputs, arrs, strict=True)}
 
     # ------------------------------------------------------------- rendering
-    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
-                     level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(
+        self,
+        method: str | None = None,
+        confidence_level: float | None = None,
+        *,
+        level: float | None = None,
+    ) -> pd.DataFrame:
         """Tidy parameter table: estimate, stderr, low, high (one row per parameter)."""
-        ci = self.conf_int(method, resolve_confidence_level(confidence_level,
-                                                            self.confidence_level, level))
-        df = pd.DataFrame({"estimate": self.theta,
-                           "stderr": list(self.stderr.values())},
-                          index=pd.Index(self.param_names, name="param"))
+        ci = self.conf_int(
+            method, resolve_confidence_level(confidence_level, self.confidence_level, level)
+        )
+        df = pd.DataFrame(
+            {"estimate": self.theta, "stderr": list(self.stderr.values())},
+            index=pd.Index(self.param_names, name="param"),
+        )
         df["low"], df["high"] = ci["low"], ci["high"]
         df["ci_method"] = ci.attrs["method"]
         df["confidence_level"] = ci.attrs["confidence_level"]
@@ -601,14 +691,20 @@ class FitResult:
 
         p = list(self.param_names)
         ds = xr.Dataset(
-            {"estimate": ("param", self.theta),
-             "stderr": ("param", np.array(list(self.stderr.values()))),
-             "cov": (("param", "param_2"), self.cov_matrix)},
+            {
+                "estimate": ("param", self.theta),
+                "stderr": ("param", np.array(list(self.stderr.values()))),
+                "cov": (("param", "param_2"), self.cov_matrix),
+            },
             coords={"param": p, "param_2": p},
-            attrs={"form": self.form.name, "form_latex": self.form_latex,
-                   **{k: v for k, v in self.gof.items()},
-                   "flags": json.dumps([f.to_dict() for f in self.flags]), "space": self.space,
-                   "loss": self.loss},
+            attrs={
+                "form": self.form.name,
+                "form_latex": self.form_latex,
+                **{k: v for k, v in self.gof.items()},
+                "flags": json.dumps([f.to_dict() for f in self.flags]),
+                "space": self.space,
+                "loss": self.loss,
+            },
         )
         if self.boot is not None:
             ds["draws"] = (("draw", "param"), np.array(self.boot.draws, float))
@@ -616,11 +712,17 @@ class FitResult:
             ds["status"] = ("draw", np.array(self.boot.status))
         return ds
 
-    def summary(self, method: str | None = None, confidence_level: float | None = None, *,
-                level: float | None = None) -> Summary:
+    def summary(
+        self,
+        method: str | None = None,
+        confidence_level: float | None = None,
+        *,
+        level: float | None = None,
+    ) -> Summary:
         """Statsmodels-like summary (``str()`` text, ``.as_html()``, ``.as_latex()``)."""
-        return Summary(self, method, resolve_confidence_level(confidence_level,
-                                                              self.confidence_level, level))
+        return Summary(
+            self, method, resolve_confidence_level(confidence_level, self.confidence_level, level)
+        )
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
@@ -635,29 +737,46 @@ class FitResult:
         """Plain-JSON-serialisable dict (see :meth:`save`)."""
         boot = None
         if self.boot is not None:
-            boot = {k: (_arr_to_json(v) if isinstance(v, np.ndarray) else v)
-                    for k, v in self.boot.to_dict().items()}
+            boot = {
+                k: (_arr_to_json(v) if isinstance(v, np.ndarray) else v)
+                for k, v in self.boot.to_dict().items()
+            }
         prof = None
         if self.profile_data is not None:
-            prof = {p: {k: _arr_to_json(v) for k, v in c.items()}
-                    for p, c in self.profile_data.items()}
-        return _clean({
-            "format": _FORMAT, "format_version": _FORMAT_VERSION,
-            "form": self.form.to_spec(),
-            "param_names": list(self.param_names), "inputs": list(self.inputs),
-            "response": self.response, "capacity": self.capacity,
-            "theta": _arr_to_json(self.theta), "cov_matrix": _arr_to_json(self.cov_matrix),
-            "sigma2": self.sigma2, "space": self.space, "loss": self.loss,
-            "huber_delta": self.huber_delta, "points": _frame_to_json(self.points),
-            "exclusions": _frame_to_json(self.exclusions), "gof": dict(self.gof),
-            "flags_base": [f.to_dict() for f in self.flags_base],
-            "bounds": {p: list(b) for p, b in self.bounds.items()},
-            "boot": boot, "profile_data": prof, "ci_method": self.ci_method,
-            "confidence_level": self.confidence_level,
-            "group": None if self.group is None else {k: (v.item() if hasattr(v, "item") else v)
-                                                      for k, v in self.group.items()},
-            "meta": dict(self.meta), "linear_names": list(self.linear_names),
-        })
+            prof = {
+                p: {k: _arr_to_json(v) for k, v in c.items()} for p, c in self.profile_data.items()
+            }
+        return _clean(
+            {
+                "format": _FORMAT,
+                "format_version": _FORMAT_VERSION,
+                "form": self.form.to_spec(),
+                "param_names": list(self.param_names),
+                "inputs": list(self.inputs),
+                "response": self.response,
+                "capacity": self.capacity,
+                "theta": _arr_to_json(self.theta),
+                "cov_matrix": _arr_to_json(self.cov_matrix),
+                "sigma2": self.sigma2,
+                "space": self.space,
+                "loss": self.loss,
+                "huber_delta": self.huber_delta,
+                "points": _frame_to_json(self.points),
+                "exclusions": _frame_to_json(self.exclusions),
+                "gof": dict(self.gof),
+                "flags_base": [f.to_dict() for f in self.flags_base],
+                "bounds": {p: list(b) for p, b in self.bounds.items()},
+                "boot": boot,
+                "profile_data": prof,
+                "ci_method": self.ci_method,
+                "confidence_level": self.confidence_level,
+                "group": None
+                if self.group is None
+                else {k: (v.item() if hasattr(v, "item") else v) for k, v in self.group.items()},
+                "meta": dict(self.meta),
+                "linear_names": list(self.linear_names),
+            }
+        )
 
     def save(self, path) -> None:
         """Write the result as plain JSON (no pickle). Read back with :func:`lawfit.load`.
@@ -679,22 +798,44 @@ class FitResult:
         boot = None if d["boot"] is None else _boot_from_json(d["boot"])
         prof = None
         if d["profile_data"] is not None:
-            prof = {p: {"values": _unclean(c["values"]), "F": _unclean(c["F"]),
-                        "converged": np.array(c["converged"], bool)}
-                    for p, c in d["profile_data"].items()}
+            prof = {
+                p: {
+                    "values": _unclean(c["values"]),
+                    "F": _unclean(c["F"]),
+                    "converged": np.array(c["converged"], bool),
+                }
+                for p, c in d["profile_data"].items()
+            }
         gof = {k: (math.nan if v is None else v) for k, v in d["gof"].items()}
         return cls(
-            form=_form_from_json(d), param_names=tuple(d["param_names"]),
-            inputs=tuple(d["inputs"]), response=d["response"], capacity=d["capacity"],
-            theta=_unclean(d["theta"]), cov_matrix=_unclean(d["cov_matrix"]),
-            sigma2=float(d["sigma2"]), space=d["space"], loss=d["loss"],
-            huber_delta=d["huber_delta"], points=_frame_from_json(d["points"]),
-            exclusions=_frame_from_json(d["exclusions"]), gof=gof,
+            form=_form_from_json(d),
+            param_names=tuple(d["param_names"]),
+            inputs=tuple(d["inputs"]),
+            response=d["response"],
+            capacity=d["capacity"],
+            theta=_unclean(d["theta"]),
+            cov_matrix=_unclean(d["cov_matrix"]),
+            sigma2=float(d["sigma2"]),
+            space=d["space"],
+            loss=d["loss"],
+            huber_delta=d["huber_delta"],
+            points=_frame_from_json(d["points"]),
+            exclusions=_frame_from_json(d["exclusions"]),
+            gof=gof,
             flags_base=tuple(Flag.from_dict(f) for f in d["flags_base"]),
-            bounds={p: tuple(-math.inf if v is None and i == 0 else math.inf if v is None else v
-                             for i, v in enumerate(b)) for p, b in d["bounds"].items()},
-            boot=boot, profile_data=prof, ci_method=d["ci_method"],
-            confidence_level=d["confidence_level"], group=d["group"], meta=d["meta"],
+            bounds={
+                p: tuple(
+                    -math.inf if v is None and i == 0 else math.inf if v is None else v
+                    for i, v in enumerate(b)
+                )
+                for p, b in d["bounds"].items()
+            },
+            boot=boot,
+            profile_data=prof,
+            ci_method=d["ci_method"],
+            confidence_level=d["confidence_level"],
+            group=d["group"],
+            meta=d["meta"],
             linear_names=tuple(d.get("linear_names", ())),
         )
 
@@ -718,10 +859,14 @@ def _boot_from_json(b: dict) -> BootstrapResult:
     status = b.get("status")
     if status is None:  # format 1: converged flags only
         status = np.where(np.array(b["converged"], bool), "converged", "not_converged")
-    return BootstrapResult(draws=_unclean(b["draws"]), status=np.asarray(status),
-                           unit=b["unit"], resid=_unclean(b["resid"]),
-                           jack=None if b.get("jack") is None else _unclean(b["jack"]),
-                           n_clusters=b.get("n_clusters"))
+    return BootstrapResult(
+        draws=_unclean(b["draws"]),
+        status=np.asarray(status),
+        unit=b["unit"],
+        resid=_unclean(b["resid"]),
+        jack=None if b.get("jack") is None else _unclean(b["jack"]),
+        n_clusters=b.get("n_clusters"),
+    )
 
 
 def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
@@ -729,22 +874,43 @@ def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
     c, R = boot.counts, boot.n_boot
     out = []
     if c["at_bound"]:
-        out.append(Flag("bootstrap_at_bound", f"{c['at_bound']} of {R} bootstrap replicates "
-                        "have a parameter at a bound (boundary solutions, kept in the "
-                        "intervals)", severity="info"))
+        out.append(
+            Flag(
+                "bootstrap_at_bound",
+                f"{c['at_bound']} of {R} bootstrap replicates "
+                "have a parameter at a bound (boundary solutions, kept in the "
+                "intervals)",
+                severity="info",
+            )
+        )
     if c["not_converged"]:
-        out.append(Flag("bootstrap_not_converged", f"{c['not_converged']} of {R} bootstrap "
-                        "replicates did not converge after a global re-solve (kept in the "
-                        "intervals at the best point found)"))
+        out.append(
+            Flag(
+                "bootstrap_not_converged",
+                f"{c['not_converged']} of {R} bootstrap "
+                "replicates did not converge after a global re-solve (kept in the "
+                "intervals at the best point found)",
+            )
+        )
     if c["unidentifiable"]:
-        out.append(Flag("bootstrap_unidentifiable", f"{c['unidentifiable']} of {R} bootstrap "
-                        "replicates cannot identify the law (resample with too few distinct "
-                        "design points): excluded from the intervals, which are conditional "
-                        "on identifiable resamples"))
+        out.append(
+            Flag(
+                "bootstrap_unidentifiable",
+                f"{c['unidentifiable']} of {R} bootstrap "
+                "replicates cannot identify the law (resample with too few distinct "
+                "design points): excluded from the intervals, which are conditional "
+                "on identifiable resamples",
+            )
+        )
     G = boot.n_clusters
     if G is not None and G < 10:
-        out.append(Flag("few_clusters", f"cluster bootstrap over only {G} {boot.unit} "
-                        "clusters: intervals are too narrow (unreliable below ~10 clusters)"))
+        out.append(
+            Flag(
+                "few_clusters",
+                f"cluster bootstrap over only {G} {boot.unit} "
+                "clusters: intervals are too narrow (unreliable below ~10 clusters)",
+            )
+        )
     return out
 
 
@@ -785,8 +951,13 @@ class FitResults(ResultProtocol, Mapping):
             raise LawfitError(f"sel needs exactly the grouping names {self.by}; got {list(kw)}.")
         return self[tuple(kw[b] for b in self.by)]
 
-    def to_dataframe(self, method: str | None = None, confidence_level: float | None = None, *,
-                     level: float | None = None) -> pd.DataFrame:
+    def to_dataframe(
+        self,
+        method: str | None = None,
+        confidence_level: float | None = None,
+        *,
+        level: float | None = None,
+    ) -> pd.DataFrame:
         """Tidy parameter table of every group (group columns + param rows)."""
         if level is not None:
             confidence_level = resolve_confidence_level(confidence_level, 0.95, level)
@@ -800,7 +971,7 @@ class FitResults(ResultProtocol, Mapping):
             frames.append(df)
         out = pd.concat(frames, ignore_index=True)
         cols = list(self.by) + [c for c in out.columns if c not in self.by]
-        return out[cols[:len(self.by)] + [c for c in cols[len(self.by):]]]
+        return out[cols[: len(self.by)] + [c for c in cols[len(self.by) :]]]
 
     def predict(self, data=None, **kwargs) -> pd.DataFrame:
         """Predict with every group's law; group columns first (see FitResult.predict)."""
@@ -814,30 +985,41 @@ class FitResults(ResultProtocol, Mapping):
 
     def summary(self):
         """Summaries of every group, one after the other (text, HTML, LaTeX)."""
-        return self._summary_text("\n\n".join(f"{dict(zip(self.by, k, strict=True))}\n"
-                                               f"{r.summary()}"
-                                               for k, r in self._results.items()))
+        return self._summary_text(
+            "\n\n".join(
+                f"{dict(zip(self.by, k, strict=True))}\n{r.summary()}"
+                for k, r in self._results.items()
+            )
+        )
 
     @property
     def flags(self) -> tuple[Flag, ...]:
         """Every group's flags, each message prefixed with its group."""
-        return tuple(Flag(f.code, f"{dict(zip(self.by, k, strict=True))}: {f.message}",
-                          f.severity)
-                     for k, r in self._results.items() for f in r.flags)
+        return tuple(
+            Flag(f.code, f"{dict(zip(self.by, k, strict=True))}: {f.message}", f.severity)
+            for k, r in self._results.items()
+            for f in r.flags
+        )
 
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """Plain-JSON form: the grouping names and every group's :meth:`FitResult.to_dict`."""
-        return {"format": "lawfit.FitResults", "by": list(self.by),
-                "groups": [{"key": _clean(list(k)), "result": r.to_dict()}
-                           for k, r in self._results.items()]}
+        return {
+            "format": "lawfit.FitResults",
+            "by": list(self.by),
+            "groups": [
+                {"key": _clean(list(k)), "result": r.to_dict()} for k, r in self._results.items()
+            ],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> FitResults:
         """Inverse of :meth:`to_dict`."""
-        return cls({tuple(g["key"]): FitResult.from_dict(g["result"]) for g in d["groups"]},
-                   by=tuple(d["by"]))
+        return cls(
+            {tuple(g["key"]): FitResult.from_dict(g["result"]) for g in d["groups"]},
+            by=tuple(d["by"]),
+        )
 
     def save(self, path) -> None:
         """Write every group's result to one JSON file."""
@@ -898,25 +1080,38 @@ class Summary:
     def _header(self):
         r = self.result
         g = r.gof
-        left = [("Form:", r.form.name), ("Inputs:", ", ".join(r.inputs)),
-                ("Loss / space:", f"{r.loss} / {r.space}"
-                 + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else "")),
-                ("No. points:", str(g["n_obs"])), ("No. excluded:", str(r.n_excluded))]
+        left = [
+            ("Form:", r.form.name),
+            ("Inputs:", ", ".join(r.inputs)),
+            (
+                "Loss / space:",
+                f"{r.loss} / {r.space}"
+                + (f" (delta={r.huber_delta:.3g})" if r.huber_delta else ""),
+            ),
+            ("No. points:", str(g["n_obs"])),
+            ("No. excluded:", str(r.n_excluded)),
+        ]
         not_run = int((r.exclusions.get("reason", pd.Series(dtype=str)) == "status=not_run").sum())
         if not_run:  # grid cells of a sweep not collected yet: not excluded by the fit
             left[-1] = ("No. excluded:", f"{r.n_excluded - not_run} (+{not_run} not run)")
         if r.group:
             left.insert(0, ("Group:", ", ".join(f"{k}={v}" for k, v in r.group.items())))
-        right = [("R-squared:", f"{g['r2']:.4f}"), ("RMSE:", f"{g['rmse']:.4g}"),
-                 ("MAPE (%):", f"{g['mape']:.3g}"), ("Log-Likelihood:", f"{g['loglik']:.4g}"),
-                 ("AIC / AICc:", f"{g['aic']:.4g} / {g['aicc']:.4g}"),
-                 ("BIC:", f"{g['bic']:.4g}")]
+        right = [
+            ("R-squared:", f"{g['r2']:.4f}"),
+            ("RMSE:", f"{g['rmse']:.4g}"),
+            ("MAPE (%):", f"{g['mape']:.3g}"),
+            ("Log-Likelihood:", f"{g['loglik']:.4g}"),
+            ("AIC / AICc:", f"{g['aic']:.4g} / {g['aicc']:.4g}"),
+            ("BIC:", f"{g['bic']:.4g}"),
+        ]
         if r.boot is not None:
             c = r.boot.counts
-            right += [("Bootstrap:", f"{r.boot.n_boot} x {r.boot.unit}"),
-                      ("  at a bound:", str(c["at_bound"])),
-                      ("  not converged:", f"{c['not_converged']} (kept)"),
-                      ("  unidentifiable:", f"{c['unidentifiable']} (excluded)")]
+            right += [
+                ("Bootstrap:", f"{r.boot.n_boot} x {r.boot.unit}"),
+                ("  at a bound:", str(c["at_bound"])),
+                ("  not converged:", f"{c['not_converged']} (kept)"),
+                ("  unidentifiable:", f"{c['unidentifiable']} (excluded)"),
+            ]
         return left, right
 
     def _table(self):
@@ -925,16 +1120,21 @@ class Summary:
         a = (1 - lvl) / 2
         rows = []
         for p in r.param_names:
-            rows.append((p, r.params[p], r.stderr[p], self.ci.loc[p, "low"],
-                         self.ci.loc[p, "high"]))
+            rows.append(
+                (p, r.params[p], r.stderr[p], self.ci.loc[p, "low"], self.ci.loc[p, "high"])
+            )
         head = ("", "coef", "std err", f"[{a:.3g}", f"{1 - a:.3g}]")
         return head, rows
 
     def __str__(self) -> str:
         left, right = self._header()
         width = 78
-        lines = ["=" * width, "Parametric law fit (lawfit)".center(width),
-                 f"Law: {self.result.form.text}".center(width), "=" * width]
+        lines = [
+            "=" * width,
+            "Parametric law fit (lawfit)".center(width),
+            f"Law: {self.result.form.text}".center(width),
+            "=" * width,
+        ]
         for i in range(max(len(left), len(right))):
             lt = f"{left[i][0]:<14}{left[i][1]:>24}" if i < len(left) else ""
             rt = f"{right[i][0]:<16}{right[i][1]:>22}" if i < len(right) else ""
@@ -973,19 +1173,29 @@ class Summary:
         for i in range(max(len(left), len(right))):
             lt = left[i] if i < len(left) else ("", "")
             rt = right[i] if i < len(right) else ("", "")
-            out.append(f"<tr><th>{e(lt[0])}</th><td>{e(str(lt[1]))}</td>"
-                       f"<th>{e(rt[0])}</th><td>{e(str(rt[1]))}</td></tr>")
-        out.append("</table><table class='lawfit-params'><tr>"
-                   + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+            out.append(
+                f"<tr><th>{e(lt[0])}</th><td>{e(str(lt[1]))}</td>"
+                f"<th>{e(rt[0])}</th><td>{e(str(rt[1]))}</td></tr>"
+            )
+        out.append(
+            "</table><table class='lawfit-params'><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in head)
+            + "</tr>"
+        )
         for p, v, s, lo, hi in rows:
-            out.append(f"<tr><th>{e(p)}</th><td>{v:.5g}</td><td>{s:.4g}</td>"
-                       f"<td>{lo:.5g}</td><td>{hi:.5g}</td></tr>")
+            out.append(
+                f"<tr><th>{e(p)}</th><td>{v:.5g}</td><td>{s:.4g}</td>"
+                f"<td>{lo:.5g}</td><td>{hi:.5g}</td></tr>"
+            )
         out.append("</table>")
         out.append(f"<p>CI: {e(self.ci.attrs['method'])} at {self.ci.attrs['level']:.0%}.</p>")
         flags = self.result.flags
         if flags:
-            out.append("<ul class='lawfit-flags'>" + "".join(f"<li>{e(str(f))}</li>" for f in flags)
-                       + "</ul>")
+            out.append(
+                "<ul class='lawfit-flags'>"
+                + "".join(f"<li>{e(str(f))}</li>" for f in flags)
+                + "</ul>"
+            )
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
@@ -996,16 +1206,22 @@ class Summary:
         r = self.result
         head, rows = self._table()
         g = r.gof
-        lines = [r"\begin{table}", r"\centering",
-                 rf"\caption{{${r.form_latex}$; $n={g['n_obs']}$, $R^2={g['r2']:.4f}$, "
-                 rf"RMSE ${g['rmse']:.3g}$; {self.ci.attrs['method']} "
-                 rf"{self.ci.attrs['level'] * 100:g}\% CI.}}",
-                 r"\begin{tabular}{lrrrr}", r"\hline",
-                 " & ".join(["", "coef", "std err", head[3].replace("[", "[\\,"), head[4]])
-                 + r" \\", r"\hline"]
+        lines = [
+            r"\begin{table}",
+            r"\centering",
+            rf"\caption{{${r.form_latex}$; $n={g['n_obs']}$, $R^2={g['r2']:.4f}$, "
+            rf"RMSE ${g['rmse']:.3g}$; {self.ci.attrs['method']} "
+            rf"{self.ci.attrs['level'] * 100:g}\% CI.}}",
+            r"\begin{tabular}{lrrrr}",
+            r"\hline",
+            " & ".join(["", "coef", "std err", head[3].replace("[", "[\\,"), head[4]]) + r" \\",
+            r"\hline",
+        ]
         names = {"alpha": r"$\alpha$", "beta": r"$\beta$", "C": "$C$", "b": "$b$"}
         for p, v, s, lo, hi in rows:
-            lines.append(f"{names.get(p, p.replace('_', chr(92) + '_'))} & {v:.4g} & {s:.3g} & "
-                         f"{lo:.4g} & {hi:.4g} \\\\")
+            lines.append(
+                f"{names.get(p, p.replace('_', chr(92) + '_'))} & {v:.4g} & {s:.3g} & "
+                f"{lo:.4g} & {hi:.4g} \\\\"
+            )
         lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines)

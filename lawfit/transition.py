@@ -321,30 +321,54 @@ class PhaseTransitionResult(ResultProtocol):
         t = self.token_fit
         if t is not None:
             rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
-            rows.append(("threshold_isotonic", t.threshold_isotonic, *t.ci_isotonic, t.n_tokens,
-                         "isotonic 50% crossing, bootstrap-percentile (runs)"))
+            rows.append(
+                (
+                    "threshold_isotonic",
+                    t.threshold_isotonic,
+                    *t.ci_isotonic,
+                    t.n_tokens,
+                    "isotonic 50% crossing, bootstrap-percentile (runs)",
+                )
+            )
             rows.append(("p_value_p_star_eq_0.5", t.pvalue, np.nan, np.nan, t.n_runs, "wald"))
             rows.append(("logit_slope", t.slope, np.nan, np.nan, t.n_tokens, ""))
         s = self.sufficiency
         if s is not None:
-            rows.append(("sufficiency_violations", s.n_violations, np.nan, np.nan,
-                         s.n_eligible, f"ties={s.n_ties}"))
+            rows.append(
+                (
+                    "sufficiency_violations",
+                    s.n_violations,
+                    np.nan,
+                    np.nan,
+                    s.n_eligible,
+                    f"ties={s.n_ties}",
+                )
+            )
             rows.append(("necessity_rate", s.necessity_rate, np.nan, np.nan, s.n_recalled, ""))
         c = self.cascade
         if c is not None:
             rows.append(("cascade_spearman_rho", c.rho, *c.ci, c.n_units, c.ci_method))
         q = self.sequence
         if q is not None:
-            rows.append(("p_exact_given_minp_above", q.p_exact_above, np.nan, np.nan,
-                         q.n_entries, ""))
-            rows.append(("p_exact_given_minp_below", q.p_exact_below, np.nan, np.nan,
-                         q.n_entries, ""))
+            rows.append(
+                ("p_exact_given_minp_above", q.p_exact_above, np.nan, np.nan, q.n_entries, "")
+            )
+            rows.append(
+                ("p_exact_given_minp_below", q.p_exact_below, np.nan, np.nan, q.n_entries, "")
+            )
         for name, tr in self.transitions.items():
             for par in ("x_c", "width", "beta"):
                 lo, hi = tr.ci.get(par, (np.nan, np.nan))
-                rows.append((f"{name}_{par}", getattr(tr, par), lo, hi, tr.n_cells,
-                             tr.ci_method + (" (fixed)" if par == "beta" and tr.beta_fixed
-                                             else "")))
+                rows.append(
+                    (
+                        f"{name}_{par}",
+                        getattr(tr, par),
+                        lo,
+                        hi,
+                        tr.n_cells,
+                        tr.ci_method + (" (fixed)" if par == "beta" and tr.beta_fixed else ""),
+                    )
+                )
         return pd.DataFrame(rows, columns=["quantity", "estimate", "low", "high", "n", "note"])
 
     def summary(self) -> SummaryText:
@@ -403,8 +427,10 @@ class PhaseTransitionResult(ResultProtocol):
             out.append(
                 "bimodality coefficient (pooled) before {:.3f} -> after {:.3f} "
                 "(> 5/9 suggests bimodality); tail mass (p<0.1 or p>0.9) {:.3f} -> {:.3f}".format(
-                    b.loc["before", "bc_pooled"], b.loc["after", "bc_pooled"],
-                    b.loc["before", "tail_mass_pooled"], b.loc["after", "tail_mass_pooled"],
+                    b.loc["before", "bc_pooled"],
+                    b.loc["after", "bc_pooled"],
+                    b.loc["before", "tail_mass_pooled"],
+                    b.loc["after", "tail_mass_pooled"],
                 )
             )
         out += [f"flag: {f}" for f in self.flags]
@@ -544,19 +570,38 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
     else:
         ci, ci_method, pboot = ci_delta, "delta (run-clustered)", None
     ok_iso = sigmoid(iso_draws[np.isfinite(iso_draws)])
-    ci_iso = (tuple(float(v) for v in np.quantile(ok_iso, [0.5 - level / 2, 0.5 + level / 2]))
-              if ok_iso.size >= 20 else (math.nan, math.nan))
+    ci_iso = (
+        tuple(float(v) for v in np.quantile(ok_iso, [0.5 - level / 2, 0.5 + level / 2]))
+        if ok_iso.size >= 20
+        else (math.nan, math.nan)
+    )
     diff = draws - sigmoid(iso_draws)  # paired: same resample
     diff = diff[np.isfinite(diff)]
-    ci_diff = (tuple(float(v) for v in np.quantile(diff, [0.5 - level / 2, 0.5 + level / 2]))
-               if diff.size >= 20 else (math.nan, math.nan))
+    ci_diff = (
+        tuple(float(v) for v in np.quantile(diff, [0.5 - level / 2, 0.5 + level / 2]))
+        if diff.size >= 20
+        else (math.nan, math.nan)
+    )
     return ThresholdFit(
-        threshold=float(sigmoid(xs)), ci=ci, ci_method=ci_method, ci_delta=ci_delta,
-        level=level, pvalue=pval, pvalue_bootstrap=pboot, intercept=a, slope=b, cov=cov,
-        n_tokens=int(y.size), n_runs=int(np.unique(run_id).size), n_boot=n_boot,
-        n_boot_failed=failed, draws=draws, n_runs_informative=_informative_runs(y, run_id),
+        threshold=float(sigmoid(xs)),
+        ci=ci,
+        ci_method=ci_method,
+        ci_delta=ci_delta,
+        level=level,
+        pvalue=pval,
+        pvalue_bootstrap=pboot,
+        intercept=a,
+        slope=b,
+        cov=cov,
+        n_tokens=int(y.size),
+        n_runs=int(np.unique(run_id).size),
+        n_boot=n_boot,
+        n_boot_failed=failed,
+        draws=draws,
+        n_runs_informative=_informative_runs(y, run_id),
         threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
-        ci_isotonic=ci_iso, ci_difference=ci_diff,
+        ci_isotonic=ci_iso,
+        ci_difference=ci_diff,
     )
 
 
@@ -579,9 +624,13 @@ def _sufficiency(ta: TokenArrays, prefix_ok, tie_tol) -> SufficiencyCheck:
     n_below = int((rec & (p <= THRESHOLD)).sum())
     nv = int((miss & ~ties).sum())
     return SufficiencyCheck(
-        n_eligible=n_el, n_violations=nv, n_ties=int(ties.sum()),
-        violation_rate=nv / n_el if n_el else math.nan, n_recalled=n_rec,
-        n_recalled_below=n_below, necessity_rate=n_below / n_rec if n_rec else math.nan,
+        n_eligible=n_el,
+        n_violations=nv,
+        n_ties=int(ties.sum()),
+        violation_rate=nv / n_el if n_el else math.nan,
+        n_recalled=n_rec,
+        n_recalled_below=n_below,
+        necessity_rate=n_below / n_rec if n_rec else math.nan,
         tie_tol=tie_tol,
     )
 
@@ -605,8 +654,9 @@ def _cascade(ta, unit, censored, level, n_boot, gen) -> Cascade | None:
         sub = np.flatnonzero(p <= THRESHOLD)  # not above: sufficiency does not apply
         err = np.flatnonzero(g == 0)
         rows.append((i, e, sub[0] if sub.size else -1, err[0] if err.size else -1, tok.size))
-    pos = pd.DataFrame(rows, columns=["run", "entry", "earliest_subthreshold", "first_error",
-                                      "unit_length"])
+    pos = pd.DataFrame(
+        rows, columns=["run", "entry", "earliest_subthreshold", "first_error", "unit_length"]
+    )
     both_missing = (pos.earliest_subthreshold < 0) & (pos.first_error < 0)
     one_missing = (pos.earliest_subthreshold < 0) ^ (pos.first_error < 0)
     pos = pos[~both_missing]
@@ -647,9 +697,17 @@ def _cascade(ta, unit, censored, level, n_boot, gen) -> Cascade | None:
     coords = ta.runs.iloc[pos.run.to_numpy()].reset_index(drop=True)
     positions = pd.concat([coords, pos.drop(columns="run")], axis=1)
     return Cascade(
-        rho=rho, ci=ci, ci_method=method, pvalue=pv, unit=unit, n_units=n, n_dropped=n_drop,
-        n_censored=n_cens, n_error_before_subthreshold=int((b < a).sum()),
-        share_equal=float(np.mean(a == b)), positions=positions,
+        rho=rho,
+        ci=ci,
+        ci_method=method,
+        pvalue=pv,
+        unit=unit,
+        n_units=n,
+        n_dropped=n_drop,
+        n_censored=n_cens,
+        n_error_before_subthreshold=int((b < a).sum()),
+        share_equal=float(np.mean(a == b)),
+        positions=positions,
     )
 
 
@@ -663,8 +721,10 @@ def _sequence(ta: TokenArrays) -> SequenceCheck | None:
         return None
     above = minp > THRESHOLD
     table = pd.DataFrame(
-        [[int((above & exact).sum()), int((above & ~exact).sum())],
-         [int((~above & exact).sum()), int((~above & ~exact).sum())]],
+        [
+            [int((above & exact).sum()), int((above & ~exact).sum())],
+            [int((~above & exact).sum()), int((~above & ~exact).sum())],
+        ],
         index=pd.Index(["min_p > 0.5", "min_p <= 0.5"], name="teacher forcing"),
         columns=pd.Index(["exact", "not exact"], name="greedy"),
     )
@@ -677,7 +737,8 @@ def _sequence(ta: TokenArrays) -> SequenceCheck | None:
         table=table,
         p_exact_above=float(exact[above].mean()) if above.any() else math.nan,
         p_exact_below=float(exact[~above].mean()) if (~above).any() else math.nan,
-        auc=auc, n_entries=int(minp.size),
+        auc=auc,
+        n_entries=int(minp.size),
     )
 
 
@@ -689,14 +750,16 @@ def _bimodality(ta: TokenArrays) -> pd.DataFrame | None:
         v = arr[ta.valid]
         per_cell = [bimodality_coefficient(arr[i][ta.valid[i]]) for i in range(arr.shape[0])]
         tails = (v < 0.1) | (v > 0.9)
-        rows.append({
-            "when": when,
-            "bc_pooled": bimodality_coefficient(v),
-            "bc_median_cell": float(np.nanmedian(per_cell)) if len(per_cell) else math.nan,
-            "tail_mass_pooled": float(tails.mean()),
-            "share_above_0.5": float((v > THRESHOLD).mean()),
-            "n_tokens": int(v.size),
-        })
+        rows.append(
+            {
+                "when": when,
+                "bc_pooled": bimodality_coefficient(v),
+                "bc_median_cell": float(np.nanmedian(per_cell)) if len(per_cell) else math.nan,
+                "tail_mass_pooled": float(tails.mean()),
+                "share_above_0.5": float((v > THRESHOLD).mean()),
+                "n_tokens": int(v.size),
+            }
+        )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -749,8 +812,9 @@ def _cell_orders(ds: xr.Dataset, ta: TokenArrays | None, capacity: str):
     return df
 
 
-def _sigmoid_curve(th: np.ndarray, lc: np.ndarray, ll: np.ndarray,
-                   bfix: float | None) -> np.ndarray:
+def _sigmoid_curve(
+    th: np.ndarray, lc: np.ndarray, ll: np.ndarray, bfix: float | None
+) -> np.ndarray:
     """Evaluate the cell-level sigmoid ``σ((log C − β log L − x_c) / width)``.
 
     Parameters
@@ -795,8 +859,9 @@ def _solve_sigmoid(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | 
     for lw0 in (np.log(max(np.std(x0), 1e-3)) - 1, np.log(max(np.std(x0), 1e-3))):
         th0 = [mid, lw0] + ([] if bfix is not None else [0.5])
         try:
-            r = optimize.least_squares(lambda th: _sigmoid_curve(th, lc, ll, bfix) - y, th0,
-                                       method="lm")
+            r = optimize.least_squares(
+                lambda th: _sigmoid_curve(th, lc, ll, bfix) - y, th0, method="lm"
+            )
         except Exception:  # noqa: BLE001 - a failed start is just skipped
             continue
         if best is None or r.cost < best.cost:
@@ -828,8 +893,9 @@ def _sandwich_cov(J: np.ndarray, e: np.ndarray) -> np.ndarray:
         return np.full((k, k), np.nan)
 
 
-def _wald_intervals(th: np.ndarray, cov: np.ndarray, zc: float,
-                    bfix: float | None) -> dict[str, tuple]:
+def _wald_intervals(
+    th: np.ndarray, cov: np.ndarray, zc: float, bfix: float | None
+) -> dict[str, tuple]:
     """Wald intervals of x_c, width (through log width) and beta.
 
     Parameters
@@ -858,8 +924,14 @@ def _wald_intervals(th: np.ndarray, cov: np.ndarray, zc: float,
     }
 
 
-def _sigmoid_draws(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | None,
-                   n_boot: int, gen: np.random.Generator) -> np.ndarray:
+def _sigmoid_draws(
+    lc: np.ndarray,
+    ll: np.ndarray,
+    y: np.ndarray,
+    bfix: float | None,
+    n_boot: int,
+    gen: np.random.Generator,
+) -> np.ndarray:
     """Refit the sigmoid on cell-bootstrap resamples; return the finite draws.
 
     Parameters
@@ -890,9 +962,15 @@ def _sigmoid_draws(lc: np.ndarray, ll: np.ndarray, y: np.ndarray, bfix: float | 
     return draws[np.all(np.isfinite(draws), axis=1)]
 
 
-def _critical_points(th: np.ndarray, cov: np.ndarray, draws: np.ndarray | None,
-                     lengths: np.ndarray, level: float, bfix: float | None,
-                     capacity: str) -> pd.DataFrame:
+def _critical_points(
+    th: np.ndarray,
+    cov: np.ndarray,
+    draws: np.ndarray | None,
+    lengths: np.ndarray,
+    level: float,
+    bfix: float | None,
+    capacity: str,
+) -> pd.DataFrame:
     """Critical capacity ``exp(x_c + β log L)`` per length, with an interval.
 
     Parameters
@@ -950,28 +1028,42 @@ def _fit_sigmoid(df, order, beta, level, n_boot, gen, capacity) -> CellTransitio
     draws = _sigmoid_draws(lc, ll, y, bfix, n_boot, gen) if n_boot else None
     if draws is not None and len(draws) >= 20:
         q = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2], axis=0)
-        ci = {"x_c": tuple(q[:, 0]), "width": tuple(np.exp(q[:, 1])),
-              "beta": tuple(q[:, 2]) if not fixed else (bfix, bfix)}
+        ci = {
+            "x_c": tuple(q[:, 0]),
+            "width": tuple(np.exp(q[:, 1])),
+            "beta": tuple(q[:, 2]) if not fixed else (bfix, bfix),
+        }
         method = f"bootstrap-percentile (cells, {len(draws)}/{n_boot} ok)"
     else:
         draws = None
     bb = bfix if fixed else th[2]
-    critical = _critical_points(th, cov, draws, np.unique(d["length"].to_numpy()), level,
-                                bfix, capacity)
+    critical = _critical_points(
+        th, cov, draws, np.unique(d["length"].to_numpy()), level, bfix, capacity
+    )
     out = d.copy()
     out["x"] = lc - bb * ll
     out["y_hat"] = _sigmoid_curve(th, lc, ll, bfix)
     return CellTransition(
-        order=order, capacity=capacity, x_c=float(th[0]), width=float(math.exp(th[1])),
-        beta=float(bb), beta_fixed=fixed,
-        ci={kk: (float(v[0]), float(v[1])) for kk, v in ci.items()}, ci_method=method,
-        level=level, critical=critical, data=out,
-        rmse=float(np.sqrt(np.mean(e * e))), n_cells=y.size,
+        order=order,
+        capacity=capacity,
+        x_c=float(th[0]),
+        width=float(math.exp(th[1])),
+        beta=float(bb),
+        beta_fixed=fixed,
+        ci={kk: (float(v[0]), float(v[1])) for kk, v in ci.items()},
+        ci_method=method,
+        level=level,
+        critical=critical,
+        data=out,
+        rmse=float(np.sqrt(np.mean(e * e))),
+        n_cells=y.size,
     )
 
+
 # ---------------------------------------------------------------------- front door
-def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
-                   capacity: str) -> None:
+def _check_options(
+    cascade_unit: str, censored: str, orders: tuple[str, ...], capacity: str
+) -> None:
     """Reject an option of :func:`phase_transition` outside its allowed values.
 
     Parameters
@@ -991,9 +1083,7 @@ def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
         The first bad option, in the order above.
     """
     if cascade_unit not in ("run", "entry"):
-        raise LawfitError(
-            f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}."
-        )
+        raise LawfitError(f"cascade_unit must be 'run' or 'entry'; got {cascade_unit!r}.")
     if censored not in ("end", "drop"):
         raise LawfitError(f"censored must be 'end' or 'drop'; got {censored!r}.")
     bad = [o for o in orders if o not in ("exact_match", "frac_above", "token_accuracy")]
@@ -1005,8 +1095,14 @@ def _check_options(cascade_unit: str, censored: str, orders: tuple[str, ...],
         raise LawfitError(f"capacity must be 'rank' or 'n_params'; got {capacity!r}.")
 
 
-def _threshold_or_note(ta: TokenArrays, prefix_ok: np.ndarray, level: float, n_boot: int,
-                       gen: np.random.Generator, notes: list[str]) -> ThresholdFit | None:
+def _threshold_or_note(
+    ta: TokenArrays,
+    prefix_ok: np.ndarray,
+    level: float,
+    n_boot: int,
+    gen: np.random.Generator,
+    notes: list[str],
+) -> ThresholdFit | None:
     """Fit the recall threshold p*, or note why it could not be estimated.
 
     Parameters
@@ -1055,24 +1151,28 @@ def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
     if np.isfinite(thr.ci_difference[0]) and not (
         thr.ci_difference[0] <= 0 <= thr.ci_difference[1]
     ):
-        flags.append(Flag(
-            "threshold_not_logistic",
-            f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
-            f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
-            f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
-            "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
-            "to 1 above p = 0.5); prefer threshold_isotonic"
-        ))
+        flags.append(
+            Flag(
+                "threshold_not_logistic",
+                f"the logistic p* ({thr.threshold:.4f}) and the model-free isotonic 50% "
+                f"crossing ({thr.threshold_isotonic:.4f}) differ (paired bootstrap CI of the "
+                f"difference {thr.ci_difference[0]:+.4f} to {thr.ci_difference[1]:+.4f}): the "
+                "recall curve is not logistic in logit(p_after) (sufficiency forces recall "
+                "to 1 above p = 0.5); prefer threshold_isotonic",
+            )
+        )
     if thr.n_runs_informative < MIN_INFORMATIVE_RUNS:
-        flags.append(Flag(
-            "few_informative_runs",
-            f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
-            "and missed tokens; the others are recalled (or missed) throughout and do not "
-            "locate the threshold. The run bootstrap cannot resample the transition, so the "
-            f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
-            f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
-            "runs near the transition (ranks and lengths where recall is partial)."
-        ))
+        flags.append(
+            Flag(
+                "few_informative_runs",
+                f"only {thr.n_runs_informative} of {thr.n_runs} runs have both recalled "
+                "and missed tokens; the others are recalled (or missed) throughout and do not "
+                "locate the threshold. The run bootstrap cannot resample the transition, so the "
+                f"interval of p* ({thr.ci[0]:.4f}, {thr.ci[1]:.4f}; {thr.n_boot_failed} of "
+                f"{thr.n_boot} replicates failed) understates its uncertainty. Collect more "
+                "runs near the transition (ranks and lengths where recall is partial).",
+            )
+        )
     return flags
 
 
@@ -1089,8 +1189,9 @@ class _TokenOptions:
     gen: np.random.Generator
 
 
-def _recall_checks(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
-                   flags: list[Flag]) -> tuple:
+def _recall_checks(
+    ds: xr.Dataset, opts: _TokenOptions, notes: list[str], flags: list[Flag]
+) -> tuple:
     """Token-level analysis of a dataset with ``p_after`` and ``greedy_correct``.
 
     Parameters
@@ -1115,12 +1216,14 @@ def _recall_checks(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
         flags.extend(_threshold_flags(thr))
     suff = _sufficiency(ta, intact, opts.tie_tol)  # defined on intact prefixes only
     if suff.n_violations:
-        flags.append(Flag(
-            "sufficiency_violated",
-            f"{suff.n_violations} tokens with p_after > 0.5 + {opts.tie_tol:g} and an "
-            "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
-            "(check that both used the same prompt, precision and tokenization)"
-        ))
+        flags.append(
+            Flag(
+                "sufficiency_violated",
+                f"{suff.n_violations} tokens with p_after > 0.5 + {opts.tie_tol:g} and an "
+                "intact prefix were not recalled: greedy decoding and teacher forcing disagree "
+                "(check that both used the same prompt, precision and tokenization)",
+            )
+        )
     casc = _cascade(ta, opts.cascade_unit, opts.censored, opts.level, opts.n_boot, opts.gen)
     if casc is None:
         notes.append("cascade not computed: fewer than 4 units with a varying position")
@@ -1130,8 +1233,7 @@ def _recall_checks(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
     return ta, thr, suff, casc, seq, _bimodality(ta)
 
 
-def _token_level(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
-                 flags: list[Flag]) -> tuple:
+def _token_level(ds: xr.Dataset, opts: _TokenOptions, notes: list[str], flags: list[Flag]) -> tuple:
     """Run the token-level analyses the dataset's variables allow; note those skipped.
 
     Parameters
@@ -1158,16 +1260,22 @@ def _token_level(ds: xr.Dataset, opts: _TokenOptions, notes: list[str],
             "no 'greedy_correct': threshold, sufficiency, cascade and sequence checks skipped"
         )
         return ta, None, None, None, None, bim
-    notes.append(
-        "no token variables (p_after, greedy_correct): token-level analysis skipped"
-    )
+    notes.append("no token variables (p_after, greedy_correct): token-level analysis skipped")
     return None, None, None, None, None, None
 
 
-def _cell_transitions(ds: xr.Dataset, ta: TokenArrays | None, capacity: str,
-                      orders: tuple[str, ...], beta: float | None, level: float, n_boot: int,
-                      gen: np.random.Generator, notes: list[str],
-                      flags: list[Flag]) -> dict[str, CellTransition]:
+def _cell_transitions(
+    ds: xr.Dataset,
+    ta: TokenArrays | None,
+    capacity: str,
+    orders: tuple[str, ...],
+    beta: float | None,
+    level: float,
+    n_boot: int,
+    gen: np.random.Generator,
+    notes: list[str],
+    flags: list[Flag],
+) -> dict[str, CellTransition]:
     """Fit the cell-level sigmoid of each order parameter against capacity.
 
     Parameters
@@ -1214,10 +1322,13 @@ def _cell_transitions(ds: xr.Dataset, ta: TokenArrays | None, capacity: str,
             continue
         transitions[order] = tr
         if tr.x_c < tr.data["x"].min() or tr.x_c > tr.data["x"].max():
-            flags.append(Flag(
-                "critical_point_extrapolated", f"critical point of {order} lies outside "
-                "the observed capacity range (extrapolated)"
-            ))
+            flags.append(
+                Flag(
+                    "critical_point_extrapolated",
+                    f"critical point of {order} lies outside "
+                    "the observed capacity range (extrapolated)",
+                )
+            )
     return transitions
 
 
@@ -1294,14 +1405,17 @@ def phase_transition(
     pooled = [d for d in GROUP_DIMS if d in ds.dims and ds.sizes[d] > 1]
     if pooled:
         notes.append(
-            "pooled over " + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
+            "pooled over "
+            + ", ".join(f"{d}={list(map(str, ds[d].values))}" for d in pooled)
             + "; select one group (ds.sel(...)) to analyse it alone"
         )
-    opts = _TokenOptions(condition_on_prefix, tie_tol, cascade_unit, censored,
-                         confidence_level, int(bootstrap), gen)
+    opts = _TokenOptions(
+        condition_on_prefix, tie_tol, cascade_unit, censored, confidence_level, int(bootstrap), gen
+    )
     ta, thr, suff, casc, seq, bim = _token_level(ds, opts, notes, flags)
-    transitions = _cell_transitions(ds, ta, capacity, orders, beta, confidence_level,
-                                    int(bootstrap) // 5, gen, notes, flags)
+    transitions = _cell_transitions(
+        ds, ta, capacity, orders, beta, confidence_level, int(bootstrap) // 5, gen, notes, flags
+    )
     if bootstrap and transitions:
         notes.append(
             f"cell-level sigmoid bootstrap used {int(bootstrap) // 5} replicates "
@@ -1315,6 +1429,12 @@ def phase_transition(
             f"{dict(ds.sizes)}. Collect these variables first."
         )
     return PhaseTransitionResult(
-        token_fit=thr, sufficiency=suff, cascade=casc, sequence=seq,
-        transitions=transitions, bimodality=bim, notes=tuple(notes), flags=tuple(flags),
+        token_fit=thr,
+        sufficiency=suff,
+        cascade=casc,
+        sequence=seq,
+        transitions=transitions,
+        bimodality=bim,
+        notes=tuple(notes),
+        flags=tuple(flags),
     )

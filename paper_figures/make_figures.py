@@ -103,10 +103,12 @@ class Setting:
                 res = lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
         except LawfitError as exc:
             raise Skip(f"law not fitted: {exc}") from exc
-        self.notes.append(f"law: n = {res.n_obs} cells ({res.n_excluded} excluded: not collected "
-                          f"or memorized), "
-                          + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
-                          + f", R² = {res.r2:.4f}")
+        self.notes.append(
+            f"law: n = {res.n_obs} cells ({res.n_excluded} excluded: not collected "
+            f"or memorized), "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
+            + f", R² = {res.r2:.4f}"
+        )
         for fl in res.flags:
             self.notes.append(f"law fit flag: {fl}")
         return res
@@ -127,8 +129,9 @@ class Setting:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return lawfit.phase_transition(self.sft_tokens,
-                                               bootstrap=max(self.bootstrap, 20), rng=0)
+                return lawfit.phase_transition(
+                    self.sft_tokens, bootstrap=max(self.bootstrap, 20), rng=0
+                )
         except LawfitError as exc:
             raise Skip(f"phase transition not analysable: {exc}") from exc
 
@@ -262,53 +265,72 @@ def _fig_budget(s):
 
 #: (file name, what it shows, builder)
 FIGURES = [
-    ("fig2a_law_vs_rank", "ΔL vs rank per length, data + law (stopped at the loss_before "
-     "ceiling) + bootstrap band", _fig_law),
+    (
+        "fig2a_law_vs_rank",
+        "ΔL vs rank per length, data + law (stopped at the loss_before ceiling) + bootstrap band",
+        _fig_law,
+    ),
     ("fig2b_predicted_vs_measured", "predicted vs measured ΔL, R²", _fig_pred),
     ("fig2c_loss_recall", "loss after and exact match vs rank: decoupling", _fig_loss_recall),
     ("token_histograms", "p of the correct token before/after training", _fig_hist),
-    ("recall_vs_p", "greedy recall vs p_after, logistic p* and CI (with the threshold flags)",
-     _fig_recall),
+    (
+        "recall_vs_p",
+        "greedy recall vs p_after, logistic p* and CI (with the threshold flags)",
+        _fig_recall,
+    ),
     ("phase_diagram", "rank × length recall map with the law's ln 2 boundary", _fig_phase),
-    ("phase_diagram_frac_above", "rank × length map of the share of tokens with p > 0.5, "
-     "with the law's boundary", _fig_phase_frac),
+    (
+        "phase_diagram_frac_above",
+        "rank × length map of the share of tokens with p > 0.5, with the law's boundary",
+        _fig_phase_frac,
+    ),
     ("cascade", "earliest sub-threshold token vs first greedy error, ρ", _fig_cascade),
     ("methods", "SFT vs MemFT: recall and ΔL vs rank", _fig_methods),
-    ("trajectories", "SFT vs MemFT (or SFT alone): loss and share above 0.5 over steps",
-     _fig_traj),
-    ("model_comparison", "ΔAICc/weights and held-out extrapolation error per form",
-     _fig_compare),
+    ("trajectories", "SFT vs MemFT (or SFT alone): loss and share above 0.5 over steps", _fig_traj),
+    ("model_comparison", "ΔAICc/weights and held-out extrapolation error per form", _fig_compare),
     ("capacity", "rank needed for recall vs target length", _fig_capacity),
     ("bits_per_parameter", "bits per adapter parameter vs rank, 2 and 3.6 anchors", _fig_bits),
-    ("budget_sensitivity", "α, β refitted at smaller step budgets; ΔL still growing at the "
-     "budget", _fig_budget),
+    (
+        "budget_sensitivity",
+        "α, β refitted at smaller step budgets; ΔL still growing at the budget",
+        _fig_budget,
+    ),
 ]
 
 
 def _fig_carriers(ds):
     """Bits stored and recalled per carrier against parameters and bytes (all tasks)."""
     if "modules" not in ds.dims or "status" not in ds:
-        raise Skip("needs ok cells of >= 2 carriers; the dataset has no 'modules' dimension "
-                   "(one value per carrier) or no 'status'")
+        raise Skip(
+            "needs ok cells of >= 2 carriers; the dataset has no 'modules' dimension "
+            "(one value per carrier) or no 'status'"
+        )
     ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != "modules"])
     if int(ok.sum()) < 2:  # checked before the information bits are computed
-        raise Skip(f"needs ok cells of >= 2 carriers (modules); found "
-                   f"{[str(m) for m in ds['modules'].values[ok.values]] or 'none'}")
+        raise Skip(
+            f"needs ok cells of >= 2 carriers (modules); found "
+            f"{[str(m) for m in ds['modules'].values[ok.values]] or 'none'}"
+        )
     try:
         cells = carrier_cells(ds)
     except LawfitError as exc:
         raise Skip(f"no carrier comparison: {exc}") from exc
     carriers = sorted(cells["carrier"].unique()) if len(cells) else []
     if len(carriers) < 2:
-        raise Skip(f"needs ok cells of >= 2 carriers (modules) with n_params; found "
-                   f"{carriers or 'none'}")
+        raise Skip(
+            f"needs ok cells of >= 2 carriers (modules) with n_params; found {carriers or 'none'}"
+        )
     return plot_carriers(cells), ds
 
 
 #: Figures over a whole dataset (every setting in one figure), drawn once per model.
 DATASET_FIGURES = [
-    ("carriers", "bits stored and recalled vs parameters and bytes, a series per carrier, "
-     "a row per task, 2 and 3.6 bits/parameter references", _fig_carriers),
+    (
+        "carriers",
+        "bits stored and recalled vs parameters and bytes, a series per carrier, "
+        "a row per task, 2 and 3.6 bits/parameter references",
+        _fig_carriers,
+    ),
 ]
 
 
@@ -331,16 +353,30 @@ def _draw_one(rows, name, what, label, stem, build, *, formats, dpi, tag=()):
         tag = [*tag, *(t for t in extra if t)]
         annotate_provenance(fig, src, text="; ".join(tag) or None)
         files = save_figure(fig, stem, formats=formats, dpi=dpi)
-        rows.append(dict(figure=name, setting=label, status="drawn", reason=what,
-                         files=files, seconds=round(time.perf_counter() - t0, 2)))
+        rows.append(
+            dict(
+                figure=name,
+                setting=label,
+                status="drawn",
+                reason=what,
+                files=files,
+                seconds=round(time.perf_counter() - t0, 2),
+            )
+        )
         log.info("  drew    %-28s %.1fs", name, time.perf_counter() - t0)
     except (Skip, LawfitError) as exc:
-        rows.append(dict(figure=name, setting=label, status="skipped", reason=str(exc),
-                         files=[]))
+        rows.append(dict(figure=name, setting=label, status="skipped", reason=str(exc), files=[]))
         log.warning("  skipped %-28s %s", name, exc)
     except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the rest
-        rows.append(dict(figure=name, setting=label, status="error",
-                         reason=f"{type(exc).__name__}: {exc}", files=[]))
+        rows.append(
+            dict(
+                figure=name,
+                setting=label,
+                status="error",
+                reason=f"{type(exc).__name__}: {exc}",
+                files=[],
+            )
+        )
         log.error("  ERROR   %-28s %s\n%s", name, exc, traceback.format_exc())
     finally:
         import matplotlib.pyplot as plt
@@ -356,8 +392,17 @@ def _settings_of(cells, tokens, bootstrap):
         yield Setting("synthetic", "synthetic", cells, tokens, bootstrap)
 
 
-def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf", "png"),
-             only=None, dpi=300, setting=None):
+def draw_all(
+    cells,
+    tokens=None,
+    *,
+    out="figures",
+    bootstrap=200,
+    formats=("pdf", "png"),
+    only=None,
+    dpi=300,
+    setting=None,
+):
     """Draw every figure; return a list of dicts (figure, setting, status, reason, files)."""
     tokens = cells if tokens is None else tokens
     os.makedirs(out, exist_ok=True)
@@ -370,23 +415,35 @@ def draw_all(cells, tokens=None, *, out="figures", bootstrap=200, formats=("pdf"
         for name, what, build in FIGURES:
             if only and name not in only:
                 continue
-            stem = os.path.join(out, f"{name}__{s.key}" + ("_SYNTHETIC" if synthetic and
-                                                             "synthetic" not in s.key else ""))
+            stem = os.path.join(
+                out,
+                f"{name}__{s.key}"
+                + ("_SYNTHETIC" if synthetic and "synthetic" not in s.key else ""),
+            )
             tag = [s.label] if s.label and s.label != "synthetic" else []
-            _draw_one(rows, name, what, s.label, stem, lambda b=build, s=s: b(s),
-                      formats=formats, dpi=dpi, tag=tag)
+            _draw_one(
+                rows,
+                name,
+                what,
+                s.label,
+                stem,
+                lambda b=build, s=s: b(s),
+                formats=formats,
+                dpi=dpi,
+                tag=tag,
+            )
         for n in s.notes:
             log.info("  note: %s", n)
-            rows.append(dict(figure="(note)", setting=s.label, status="note", reason=n,
-                             files=[]))
+            rows.append(dict(figure="(note)", setting=s.label, status="note", reason=n, files=[]))
     for key, ds in _models_of(tokens):
         for name, what, build in DATASET_FIGURES:
             if (only and name not in only) or (setting and key not in setting):
                 continue
             log.info("dataset figure %s (%s)", name, key)
             stem = os.path.join(out, f"{name}__{key}")
-            _draw_one(rows, name, what, key, stem, lambda b=build, d=ds: b(d),
-                      formats=formats, dpi=dpi)
+            _draw_one(
+                rows, name, what, key, stem, lambda b=build, d=ds: b(d), formats=formats, dpi=dpi
+            )
     _write_index(rows, cells, out)
     return rows
 
@@ -397,13 +454,18 @@ def _write_index(rows, ds, out):
     if st["synthetic"]:
         lines.append("**SYNTHETIC data** (lawfit.testing): the figures describe the simulator.")
     if st["partial"]:
-        lines.append(f"**Partial data**: {st['n_ok']} of {st['n_cells']} cells of the grid "
-                     f"have status ok ({st['n_not_run']} not run yet).")
+        lines.append(
+            f"**Partial data**: {st['n_ok']} of {st['n_cells']} cells of the grid "
+            f"have status ok ({st['n_not_run']} not run yet)."
+        )
     for k in ("created", "git_revision"):
         if k in getattr(ds, "attrs", {}):
             lines.append(f"- {k}: {ds.attrs[k]}")
-    lines += ["", "| figure | setting | status | what / why skipped | files |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| figure | setting | status | what / why skipped | files |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         files = ", ".join(os.path.basename(f) for f in r["files"])
         reason = str(r["reason"]).replace("|", "/").replace("\n", " ")[:300]
@@ -414,17 +476,26 @@ def _write_index(rows, ds, out):
 
 def main(argv=None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("data", nargs="?", default=DEFAULT_DATA, help="contract dataset (.nc)")
     ap.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    ap.add_argument("--bootstrap", type=int, default=500,
-                    help="bootstrap replicates for bands and CIs (default 500)")
-    ap.add_argument("--synthetic", action="store_true",
-                    help="draw everything from lawfit.testing synthetic data instead")
+    ap.add_argument(
+        "--bootstrap",
+        type=int,
+        default=500,
+        help="bootstrap replicates for bands and CIs (default 500)",
+    )
+    ap.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="draw everything from lawfit.testing synthetic data instead",
+    )
     ap.add_argument("--only", nargs="*", help="figure names to draw (default: all)")
-    ap.add_argument("--setting", nargs="*",
-                    help="setting keys to draw, e.g. long_context_r100 (default: all)")
+    ap.add_argument(
+        "--setting", nargs="*", help="setting keys to draw, e.g. long_context_r100 (default: all)"
+    )
     ap.add_argument("--formats", nargs="*", default=["pdf", "png"])
     ap.add_argument("--dpi", type=int, default=300)
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -439,21 +510,43 @@ def main(argv=None) -> int:
         log.info("SYNTHETIC data from lawfit.testing")
     else:
         if not os.path.exists(a.data):
-            log.error("no dataset at %s: collect it or merge the cells first:\n  python -m "
-                      "collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o %s\n"
-                      "or draw the synthetic set with --synthetic", a.data, a.data)
+            log.error(
+                "no dataset at %s: collect it or merge the cells first:\n  python -m "
+                "collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o %s\n"
+                "or draw the synthetic set with --synthetic",
+                a.data,
+                a.data,
+            )
             return 2
         import xarray as xr
 
         cells = tokens = xr.load_dataset(a.data)
         st = data_status(cells)
-        log.info("data %s: %d of %d cells ok%s", a.data, st["n_ok"], st["n_cells"],
-                 f" (PARTIAL: {st['n_not_run']} not run yet)" if st["partial"] else "")
-    rows = draw_all(cells, tokens, out=a.out, bootstrap=a.bootstrap, formats=a.formats,
-                    only=a.only, dpi=a.dpi, setting=a.setting)
+        log.info(
+            "data %s: %d of %d cells ok%s",
+            a.data,
+            st["n_ok"],
+            st["n_cells"],
+            f" (PARTIAL: {st['n_not_run']} not run yet)" if st["partial"] else "",
+        )
+    rows = draw_all(
+        cells,
+        tokens,
+        out=a.out,
+        bootstrap=a.bootstrap,
+        formats=a.formats,
+        only=a.only,
+        dpi=a.dpi,
+        setting=a.setting,
+    )
     n = {k: sum(r["status"] == k for r in rows) for k in ("drawn", "skipped", "error")}
-    log.info("%d figures drawn, %d skipped, %d errors -> %s (see INDEX.md)", n["drawn"],
-             n["skipped"], n["error"], a.out)
+    log.info(
+        "%d figures drawn, %d skipped, %d errors -> %s (see INDEX.md)",
+        n["drawn"],
+        n["skipped"],
+        n["error"],
+        a.out,
+    )
     with open(os.path.join(a.out, "figures.json"), "w") as fh:
         json.dump(rows, fh, indent=1, default=str)
     return 1 if n["error"] else 0

@@ -7,35 +7,73 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["01_collect.py", "02_fit.py", "03_compare.py", "04_transition.py",
-           "05_capacity_memft.py"]
+SCRIPTS = [
+    "01_collect.py",
+    "02_fit.py",
+    "03_compare.py",
+    "04_transition.py",
+    "05_capacity_memft.py",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_runs_on_synthetic_data(script):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", script), "--synthetic",
-                          "--bootstrap", "20"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "analysis", script),
+            "--synthetic",
+            "--bootstrap",
+            "20",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
 
 
 def test_missing_dataset_says_how_to_merge(tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "02_fit.py"),
-                          str(tmp_path / "none.nc")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "analysis", "02_fit.py"), str(tmp_path / "none.nc")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "collect merge" in out.stderr
 
 
 def test_figures_script_synthetic(tmp_path):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "06_figures.py"),
-                          "--synthetic", "--out", str(tmp_path), "--bootstrap", "20",
-                          "--formats", "png", "--dpi", "60", "--only", "fig2a_law_vs_rank",
-                          "methods"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "analysis", "06_figures.py"),
+            "--synthetic",
+            "--out",
+            str(tmp_path),
+            "--bootstrap",
+            "20",
+            "--formats",
+            "png",
+            "--dpi",
+            "60",
+            "--only",
+            "fig2a_law_vs_rank",
+            "methods",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "fig2a_law_vs_rank__synthetic.png").exists()
     assert (tmp_path / "methods__synthetic.png").exists()
@@ -56,14 +94,18 @@ def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
 
     study = _protocol_study()
     rows = [  # protocol, rank, length, ΔL, steps
-        ("constant", 1, 128, 8.77, 1755), ("constant", 1, 256, 5.60, 1300),
-        ("decay", 1, 128, 8.78, 1806), ("decay", 1, 256, 5.74, 1500),
-        ("cheap", 1, 128, 8.00, 600), ("cheap", 1, 256, 5.70, 600),
+        ("constant", 1, 128, 8.77, 1755),
+        ("constant", 1, 256, 5.60, 1300),
+        ("decay", 1, 128, 8.78, 1806),
+        ("decay", 1, 256, 5.74, 1500),
+        ("cheap", 1, 128, 8.00, 600),
+        ("cheap", 1, 256, 5.70, 600),
     ]
     table = pd.DataFrame(rows, columns=["protocol", "rank", "length", "delta_L", "steps"])
     table["state"] = "done"
     table["share_of_best"] = table["delta_L"] / table.groupby(["rank", "length"])[
-        "delta_L"].transform("max")
+        "delta_L"
+    ].transform("max")
     chosen, why = study.choose(table)
     # "constant" is 2.4 % short of the best on l = 256 and "cheap" 8.9 % on l = 128
     assert chosen == "decay" and "3306 steps" in why
@@ -80,10 +122,11 @@ def test_stop_rule_replay_finds_where_a_plateau_rule_fires():
     import numpy as np
 
     spec = importlib.util.spec_from_file_location(
-        "stop_rule", os.path.join(ROOT, "analysis", "10_stop_rule.py"))
+        "stop_rule", os.path.join(ROOT, "analysis", "10_stop_rule.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    loss = np.r_[10.0 * 0.99 ** np.arange(300), np.full(700, 10.0 * 0.99 ** 299)]
+    loss = np.r_[10.0 * 0.99 ** np.arange(300), np.full(700, 10.0 * 0.99**299)]
     frac = np.zeros_like(loss)
     for patience in (50, 200):
         assert mod.replay(loss, frac, patience, 1e-3) == 299 + patience
@@ -99,8 +142,14 @@ def test_capacity_bits_script_runs_on_the_shipped_dataset():
     pytest.importorskip("torch")
     data = os.path.join(ROOT, "data", "smollm2_cpu.nc")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "07_capacity_bits.py"),
-                          data], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "analysis", "07_capacity_bits.py"), data],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cells of the law fit" in out.stdout and "- stored/param:" in out.stdout
 
@@ -109,9 +158,14 @@ def test_collect_script_prices_what_is_left_of_the_shipped_sweep():
     """analysis/01 on the shipped data: pending cells and budget-stopped cells are costed."""
     pytest.importorskip("torch")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "01_collect.py"),
-                          "--budget", "3000"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "analysis", "01_collect.py"), "--budget", "3000"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     import re
 

@@ -7,8 +7,9 @@ import argparse
 from lawfit.errors import LawfitError
 
 
-def add_command(subparsers, name: str, *, help: str, description: str,
-                epilog: str) -> argparse.ArgumentParser:
+def add_command(
+    subparsers, name: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
     """Register subcommand ``name`` with its examples epilog and the data arguments.
 
     Parameters
@@ -23,8 +24,13 @@ def add_command(subparsers, name: str, *, help: str, description: str,
     argparse.ArgumentParser
         The subcommand's parser, with the positional ``data`` and ``--sel`` added.
     """
-    p = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_data_args(p)
     return p
 
@@ -91,22 +97,41 @@ def add_data_args(p, *, sel=True):
     """Add the positional data path and the repeatable ``--sel DIM=VALUE``."""
     p.add_argument("data", help="NetCDF file in the lawfit data contract")
     if sel:
-        p.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
-                       help="select a coordinate first (repeatable), e.g. --sel task=phonebook")
+        p.add_argument(
+            "--sel",
+            action="append",
+            default=[],
+            metavar="DIM=VALUE",
+            help="select a coordinate first (repeatable), e.g. --sel task=phonebook",
+        )
 
 
-SPACE_HELP = ("fit in linear ΔL or in log ΔL (log: for residual spread that grows with ΔL) "
-              "(default: linear)")
+SPACE_HELP = (
+    "fit in linear ΔL or in log ΔL (log: for residual spread that grows with ΔL) (default: linear)"
+)
 
 
 def add_uncertainty_args(p, *, bootstrap: int) -> None:
     """Add ``--bootstrap N``, ``--level`` and ``--seed`` with their help texts."""
-    p.add_argument("--bootstrap", type=int, default=bootstrap, metavar="N",
-                   help=f"bootstrap replicates behind the intervals (default: {bootstrap})")
-    p.add_argument("--level", type=float, default=0.95,
-                   help="confidence level of the intervals (default: 0.95)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed of the bootstrap: same seed, same numbers (default: 0)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=bootstrap,
+        metavar="N",
+        help=f"bootstrap replicates behind the intervals (default: {bootstrap})",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        default=0.95,
+        help="confidence level of the intervals (default: 0.95)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the bootstrap: same seed, same numbers (default: 0)",
+    )
 
 
 def check_output_path(path, flag: str) -> None:
@@ -132,14 +157,19 @@ def check_output_path(path, flag: str) -> None:
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
-        raise LawfitError(f"{flag} {path}: that is a folder; expected a file name, e.g. "
-                          f"{p / 'out'}.")
+        raise LawfitError(
+            f"{flag} {path}: that is a folder; expected a file name, e.g. {p / 'out'}."
+        )
     if not folder.is_dir():
-        raise LawfitError(f"{flag} {path}: the folder {str(folder)!r} does not exist; create "
-                          f"it first (mkdir -p {folder}) or write elsewhere.")
+        raise LawfitError(
+            f"{flag} {path}: the folder {str(folder)!r} does not exist; create "
+            f"it first (mkdir -p {folder}) or write elsewhere."
+        )
     if not os.access(folder, os.W_OK):
-        raise LawfitError(f"{flag} {path}: the folder {str(folder)!r} is not writable; "
-                          "choose another output path.")
+        raise LawfitError(
+            f"{flag} {path}: the folder {str(folder)!r} is not writable; "
+            "choose another output path."
+        )
 
 
 def open_selected(args):

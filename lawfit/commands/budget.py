@@ -18,22 +18,43 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``budget`` subcommand."""
     p = cli.add_command(
-        subparsers, "budget", help="cells still improving at the step budget; exponents vs budget",
+        subparsers,
+        "budget",
+        help="cells still improving at the step budget; exponents vs budget",
         description="Read each cell's training trajectory: which cells stopped at the budget "
-                    "while their loss was still falling, and the law refitted as if the sweep "
-                    "had used smaller budgets.",
-        epilog=_EPILOG)
-    p.add_argument("--budgets", nargs="+", type=int, default=None, metavar="STEPS",
-                   help="logged steps to refit at (default: 1/4, 1/2, 3/4 and all of it)")
-    p.add_argument("--window", type=int, default=100, metavar="STEPS",
-                   help="look-back for 'still improving' (default 100)")
-    p.add_argument("--tol", type=float, default=0.01,
-                   help="relative ΔL gain over the window that counts as improving (0.01)")
+        "while their loss was still falling, and the law refitted as if the sweep "
+        "had used smaller budgets.",
+        epilog=_EPILOG,
+    )
+    p.add_argument(
+        "--budgets",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="logged steps to refit at (default: 1/4, 1/2, 3/4 and all of it)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=100,
+        metavar="STEPS",
+        help="look-back for 'still improving' (default 100)",
+    )
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=0.01,
+        help="relative ΔL gain over the window that counts as improving (0.01)",
+    )
     p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
     cli.add_uncertainty_args(p, bootstrap=200)
     cli.add_csv_arg(p, "per-cell table")
-    p.add_argument("--trajectory", action="store_true",
-                   help="also print each cell's ΔL at every budget of --budgets")
+    p.add_argument(
+        "--trajectory",
+        action="store_true",
+        help="also print each cell's ΔL at every budget of --budgets",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -48,8 +69,14 @@ def run(args) -> int:
         print(delta_by_budget(ds, args.budgets).to_string(index=False, float_format="%.4g"))
         print()
     try:
-        res = budget_sensitivity(ds, args.budgets, window=args.window, tol=args.tol,
-                                 space=args.space, **cli.uncertainty_kwargs(args))
+        res = budget_sensitivity(
+            ds,
+            args.budgets,
+            window=args.window,
+            tol=args.tol,
+            space=args.space,
+            **cli.uncertainty_kwargs(args),
+        )
     except LawfitError as exc:
         if "could not be fitted at any budget" not in str(exc):
             raise

@@ -17,18 +17,38 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``compare`` subcommand."""
     p = cli.add_command(
-        subparsers, "compare", help="rank alternative scaling forms (AICc/BIC, LR and Vuong tests)",
+        subparsers,
+        "compare",
+        help="rank alternative scaling forms (AICc/BIC, LR and Vuong tests)",
         description="Fit the paper's law and its alternatives on the same cells and rank them.",
-        epilog=_EPILOG)
-    p.add_argument("--forms", nargs="+", default=None, metavar="FORM",
-                   help="registered forms to compare (default: the built-in candidates)")
+        epilog=_EPILOG,
+    )
+    p.add_argument(
+        "--forms",
+        nargs="+",
+        default=None,
+        metavar="FORM",
+        help="registered forms to compare (default: the built-in candidates)",
+    )
     p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
-    p.add_argument("--criterion", choices=["aicc", "bic"], default="aicc",
-                   help="information criterion that ranks the forms (default: aicc)")
-    p.add_argument("--exclude", default="memorized",
-                   help="'memorized' (default), 'none', or a loss_after threshold")
-    p.add_argument("--pool", nargs="+", default=[], metavar="DIM",
-                   help="grouping dims pooled into one law (e.g. modules)")
+    p.add_argument(
+        "--criterion",
+        choices=["aicc", "bic"],
+        default="aicc",
+        help="information criterion that ranks the forms (default: aicc)",
+    )
+    p.add_argument(
+        "--exclude",
+        default="memorized",
+        help="'memorized' (default), 'none', or a loss_after threshold",
+    )
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        default=[],
+        metavar="DIM",
+        help="grouping dims pooled into one law (e.g. modules)",
+    )
     p.add_argument("--no-holdout", action="store_true", help="skip held-out extrapolation")
     cli.add_csv_arg(p, "ranking table")
     p.set_defaults(func=run)
@@ -48,7 +68,13 @@ def run(args) -> int:
     """Execute ``lawfit compare``."""
     from lawfit.compare import compare
 
-    res = compare(cli.open_selected(args), args.forms, space=args.space, criterion=args.criterion,
-                  exclude=parse_exclude(args.exclude), pool=tuple(args.pool),
-                  holdout=() if args.no_holdout else ("rank", "length"))
+    res = compare(
+        cli.open_selected(args),
+        args.forms,
+        space=args.space,
+        criterion=args.criterion,
+        exclude=parse_exclude(args.exclude),
+        pool=tuple(args.pool),
+        holdout=() if args.no_holdout else ("rank", "length"),
+    )
     return cli.print_result(res, args.csv, lambda: res.table)

@@ -38,11 +38,11 @@ def apply_sel(ds, sel):
     """Select coordinates of a Dataset with a clear error for unknown dims/values."""
     for k, v in sel.items():
         if k not in ds.dims:
-            raise LawfitError(f"--sel {k}=...: the dataset has no dim {k!r}; dims are "
-                              f"{sorted(ds.dims)}.")
+            raise LawfitError(
+                f"--sel {k}=...: the dataset has no dim {k!r}; dims are {sorted(ds.dims)}."
+            )
         if v not in ds[k].values.tolist():
-            raise LawfitError(f"--sel {k}={v!r}: value not found; {k} has "
-                              f"{ds[k].values.tolist()}.")
+            raise LawfitError(f"--sel {k}={v!r}: value not found; {k} has {ds[k].values.tolist()}.")
         ds = ds.sel({k: v})
     return drop_uncollected(ds) if sel else ds
 
@@ -70,34 +70,68 @@ def drop_uncollected(ds):
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``fit`` subcommand."""
     p = subparsers.add_parser(
-        "fit", help="fit the memory law to a sweep (.nc) and print the summary",
+        "fit",
+        help="fit the memory law to a sweep (.nc) and print the summary",
         description="Fit dL = C * r^alpha * length^(-beta) + b (or another registered form) "
-                    "to a NetCDF sweep in the lawfit data contract.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "to a NetCDF sweep in the lawfit data contract.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("data", help="NetCDF file (loss_reduction over rank and length)")
     p.add_argument("--form", default="power_law", help="registered form (default: power_law)")
-    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
-                   help="capacity input: LoRA rank or trainable parameter count")
-    p.add_argument("--by", nargs="+", default=None, metavar="DIM",
-                   help="grouping dims: one fit per group")
-    p.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
-                   help="select a coordinate first (repeatable)")
-    p.add_argument("--exclude", default="memorized",
-                   help="'memorized' (loss_after <= ln 2, default), 'none', or a threshold")
-    p.add_argument("--loss", choices=["l2", "huber"], default="l2",
-                   help="least squares (l2) or the outlier-robust Huber loss (default: l2)")
-    p.add_argument("--huber-delta", type=float, default=None,
-                   help="Huber threshold in fit-space units (default: 1.345 x the MAD scale "
-                        "of the least-squares residuals)")
-    p.add_argument("--space", choices=["auto", "linear", "log"], default="auto",
-                   help="fit in linear ΔL or in log ΔL; auto (default): log when the residual "
-                        "spread grows with ΔL (Breusch-Pagan, lawfit.space.choose_space)")
+    p.add_argument(
+        "--capacity",
+        choices=["rank", "n_params"],
+        default="rank",
+        help="capacity input: LoRA rank or trainable parameter count",
+    )
+    p.add_argument(
+        "--by", nargs="+", default=None, metavar="DIM", help="grouping dims: one fit per group"
+    )
+    p.add_argument(
+        "--sel",
+        action="append",
+        default=[],
+        metavar="DIM=VALUE",
+        help="select a coordinate first (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        default="memorized",
+        help="'memorized' (loss_after <= ln 2, default), 'none', or a threshold",
+    )
+    p.add_argument(
+        "--loss",
+        choices=["l2", "huber"],
+        default="l2",
+        help="least squares (l2) or the outlier-robust Huber loss (default: l2)",
+    )
+    p.add_argument(
+        "--huber-delta",
+        type=float,
+        default=None,
+        help="Huber threshold in fit-space units (default: 1.345 x the MAD scale "
+        "of the least-squares residuals)",
+    )
+    p.add_argument(
+        "--space",
+        choices=["auto", "linear", "log"],
+        default="auto",
+        help="fit in linear ΔL or in log ΔL; auto (default): log when the residual "
+        "spread grows with ΔL (Breusch-Pagan, lawfit.space.choose_space)",
+    )
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates")
-    p.add_argument("--unit", default="cell",
-                   help="resampling unit: cell, seed, run, residual, wild (default: cell)")
-    p.add_argument("--ci-method", choices=["percentile", "bca"], default="percentile",
-                   help="bootstrap interval: percentile or bias-corrected accelerated "
-                        "(default: percentile)")
+    p.add_argument(
+        "--unit",
+        default="cell",
+        help="resampling unit: cell, seed, run, residual, wild (default: cell)",
+    )
+    p.add_argument(
+        "--ci-method",
+        choices=["percentile", "bca"],
+        default="percentile",
+        help="bootstrap interval: percentile or bias-corrected accelerated (default: percentile)",
+    )
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
@@ -120,16 +154,26 @@ def run(args) -> int:
         try:
             exclude = float(exclude)
         except ValueError:
-            raise LawfitError(f"--exclude expects 'memorized', 'none' or a number; got "
-                              f"{exclude!r}.") from None
-    res = lawfit.fit(ds, args.form, capacity=args.capacity, by=args.by, exclude=exclude,
-                     loss=args.loss, huber_delta=args.huber_delta, space=args.space,
-                     bootstrap=args.bootstrap, unit=args.unit, ci_method=args.ci_method,
-                     confidence_level=args.level, rng=args.seed)
+            raise LawfitError(
+                f"--exclude expects 'memorized', 'none' or a number; got {exclude!r}."
+            ) from None
+    res = lawfit.fit(
+        ds,
+        args.form,
+        capacity=args.capacity,
+        by=args.by,
+        exclude=exclude,
+        loss=args.loss,
+        huber_delta=args.huber_delta,
+        space=args.space,
+        bootstrap=args.bootstrap,
+        unit=args.unit,
+        ci_method=args.ci_method,
+        confidence_level=args.level,
+        rng=args.seed,
+    )
     print(res.summary())
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
-
-

@@ -18,19 +18,34 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``memft`` subcommand."""
     p = cli.add_command(
-        subparsers, "memft", help="MemFT savings over SFT: gradient budget, predicted rank/params",
+        subparsers,
+        "memft",
+        help="MemFT savings over SFT: gradient budget, predicted rank/params",
         description="Share of SFT's loss weight on tokens already above threshold, and the "
-                    "rank/parameter savings predicted by laws fitted per method.",
-        epilog=_EPILOG)
-    p.add_argument("--target", type=float, default=math.log(2.0),
-                   help="fidelity target (default ln 2 on loss_after)")
-    p.add_argument("--target-kind", choices=["loss_after", "loss_reduction"],
-                   default="loss_after",
-                   help="what --target is: a loss reduction dL or a loss after training, both "
-                        "in nats/token (default: loss_after)")
-    p.add_argument("--lengths", nargs="+", type=float, default=None,
-                   help="target lengths at which to predict the savings (default: the "
-                        "observed lengths and 2x and 4x the longest)")
+        "rank/parameter savings predicted by laws fitted per method.",
+        epilog=_EPILOG,
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        default=math.log(2.0),
+        help="fidelity target (default ln 2 on loss_after)",
+    )
+    p.add_argument(
+        "--target-kind",
+        choices=["loss_after", "loss_reduction"],
+        default="loss_after",
+        help="what --target is: a loss reduction dL or a loss after training, both "
+        "in nats/token (default: loss_after)",
+    )
+    p.add_argument(
+        "--lengths",
+        nargs="+",
+        type=float,
+        default=None,
+        help="target lengths at which to predict the savings (default: the "
+        "observed lengths and 2x and 4x the longest)",
+    )
     cli.add_uncertainty_args(p, bootstrap=500)
     cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
@@ -41,6 +56,11 @@ def run(args) -> int:
     """Execute ``lawfit memft``."""
     from lawfit.memft import memft_savings
 
-    return cli.run_analysis(args, memft_savings, lambda res: res.predictions,
-                            target=args.target, target_kind=args.target_kind,
-                            lengths=args.lengths)
+    return cli.run_analysis(
+        args,
+        memft_savings,
+        lambda res: res.predictions,
+        target=args.target,
+        target_kind=args.target_kind,
+        lengths=args.lengths,
+    )

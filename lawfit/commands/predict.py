@@ -20,31 +20,56 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``predict`` subcommand."""
     p = cli.add_command(
-        subparsers, "predict",
+        subparsers,
+        "predict",
         help="capacity planning: rank needed for a target, longest length held",
         description="Invert the fitted law on every bootstrap draw. DATA is a .nc sweep "
-                    "(fitted here) or a .json fit saved by `lawfit fit --json`.",
-        epilog=_EPILOG)
+        "(fitted here) or a .json fit saved by `lawfit fit --json`.",
+        epilog=_EPILOG,
+    )
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--length", nargs="+", type=float, help="target length(s) in tokens")
-    g.add_argument("--rank", nargs="+", type=float,
-                   help="capacity(ies): rank, or n_params for a law in n_params")
-    p.add_argument("--target", nargs="+", type=float, required=True,
-                   help="target dL, or target loss_after (0.693 = ln 2 = recall)")
-    p.add_argument("--target-kind", choices=["loss_reduction", "loss_after"],
-                   default="loss_reduction",
-                   help="what --target is: a loss reduction dL or a loss after training, both "
-                        "in nats/token (default: loss_reduction)")
-    p.add_argument("--loss-before", type=float, default=None,
-                   help="base-model loss (nats/token); default: from the data")
-    p.add_argument("--form", default="power_law",
-                   help="registered form to fit and invert (default: power_law)")
-    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
-                   help="capacity input: LoRA rank or trainable parameter count (default: rank)")
+    g.add_argument(
+        "--rank",
+        nargs="+",
+        type=float,
+        help="capacity(ies): rank, or n_params for a law in n_params",
+    )
+    p.add_argument(
+        "--target",
+        nargs="+",
+        type=float,
+        required=True,
+        help="target dL, or target loss_after (0.693 = ln 2 = recall)",
+    )
+    p.add_argument(
+        "--target-kind",
+        choices=["loss_reduction", "loss_after"],
+        default="loss_reduction",
+        help="what --target is: a loss reduction dL or a loss after training, both "
+        "in nats/token (default: loss_reduction)",
+    )
+    p.add_argument(
+        "--loss-before",
+        type=float,
+        default=None,
+        help="base-model loss (nats/token); default: from the data",
+    )
+    p.add_argument(
+        "--form", default="power_law", help="registered form to fit and invert (default: power_law)"
+    )
+    p.add_argument(
+        "--capacity",
+        choices=["rank", "n_params"],
+        default="rank",
+        help="capacity input: LoRA rank or trainable parameter count (default: rank)",
+    )
     cli.add_uncertainty_args(p, bootstrap=1000)
-    p.add_argument("--unit", default="cell",
-                   help="bootstrap resampling unit: cell, seed, run, residual, wild "
-                        "(default: cell)")
+    p.add_argument(
+        "--unit",
+        default="cell",
+        help="bootstrap resampling unit: cell, seed, run, residual, wild (default: cell)",
+    )
     cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
@@ -60,17 +85,27 @@ def run(args) -> int:
 
         res = lawfit.load(args.data)
         if not hasattr(res, "theta"):
-            raise LawfitError(f"{args.data!r} holds several fits; predict needs one. Refit one "
-                              "setting (lawfit fit ... --sel ...) and save it.")
+            raise LawfitError(
+                f"{args.data!r} holds several fits; predict needs one. Refit one "
+                "setting (lawfit fit ... --sel ...) and save it."
+            )
     else:
         from lawfit.fitting import fit
 
         data = cli.open_selected(args)
-        res = fit(data, args.form, capacity=args.capacity, unit=args.unit,
-                  **cli.uncertainty_kwargs(args))
-    pred = predict_capacity(res, length=args.length, rank=args.rank, target=args.target,
-                            target_kind=args.target_kind, loss_before=args.loss_before,
-                            data=data, confidence_level=args.level)
+        res = fit(
+            data, args.form, capacity=args.capacity, unit=args.unit, **cli.uncertainty_kwargs(args)
+        )
+    pred = predict_capacity(
+        res,
+        length=args.length,
+        rank=args.rank,
+        target=args.target,
+        target_kind=args.target_kind,
+        loss_before=args.loss_before,
+        data=data,
+        confidence_level=args.level,
+    )
     print(pred.summary())
     if args.target_kind == "loss_after" and any(t > math.log(2) + 1e-9 for t in args.target):
         print("note: loss_after targets above ln 2 do not guarantee verbatim recall")

@@ -18,23 +18,47 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``report`` subcommand."""
     p = cli.add_command(
-        subparsers, "report", help="run every analysis and write one report (Markdown or HTML)",
+        subparsers,
+        "report",
+        help="run every analysis and write one report (Markdown or HTML)",
         description="Best form, exponents with CIs, p*, sufficiency, cascade, capacity "
-                    "predictions, bits/param and MemFT savings, per setting of the sweep. "
-                    "Sections the data cannot support say why they were skipped.",
-        epilog=_EPILOG)
-    p.add_argument("-o", "--output", default=None, metavar="OUT",
-                   help="output file (default: standard output)")
-    p.add_argument("--format", choices=["md", "html"], default=None,
-                   help="output format (default: from the suffix of -o, else md)")
-    p.add_argument("--bootstrap", type=int, default=500, metavar="N",
-                   help="bootstrap replicates behind every interval (default: 500)")
-    p.add_argument("--level", type=float, default=0.95,
-                   help="confidence level of every interval (default: 0.95)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed: the same seed gives the same report (default: 0)")
-    p.add_argument("--quiet", action="store_true",
-                   help="print no progress (by default each section is announced on stderr)")
+        "predictions, bits/param and MemFT savings, per setting of the sweep. "
+        "Sections the data cannot support say why they were skipped.",
+        epilog=_EPILOG,
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="OUT", help="output file (default: standard output)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["md", "html"],
+        default=None,
+        help="output format (default: from the suffix of -o, else md)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=500,
+        metavar="N",
+        help="bootstrap replicates behind every interval (default: 500)",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        default=0.95,
+        help="confidence level of every interval (default: 0.95)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed: the same seed gives the same report (default: 0)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print no progress (by default each section is announced on stderr)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -51,8 +75,13 @@ def run(args) -> int:
     def announce(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.1f} s] {text}", file=sys.stderr, flush=True)
 
-    rep = build_report(ds, bootstrap=args.bootstrap, confidence_level=args.level,
-                       rng=args.seed, progress=None if args.quiet else announce)
+    rep = build_report(
+        ds,
+        bootstrap=args.bootstrap,
+        confidence_level=args.level,
+        rng=args.seed,
+        progress=None if args.quiet else announce,
+    )
     fmt = args.format
     if args.output:
         rep.save(args.output, format=fmt)

@@ -16,18 +16,29 @@ examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``transition`` subcommand."""
     p = cli.add_command(
-        subparsers, "transition",
+        subparsers,
+        "transition",
         help="recall threshold p*, sufficiency, cascade, cell-level transition",
         description="Token- and cell-level analysis of the p > 0.5 phase transition.",
-        epilog=_EPILOG)
+        epilog=_EPILOG,
+    )
     cli.add_uncertainty_args(p, bootstrap=1000)
-    p.add_argument("--unit", choices=["run", "entry"], default="run",
-                   help="unit of the cascade correlation (default: run)")
-    p.add_argument("--capacity", choices=["rank", "n_params"], default="rank",
-                   help="capacity axis of the cell-level transition: LoRA rank or trainable "
-                        "parameters (default: rank)")
-    p.add_argument("--beta", type=float, default=None,
-                   help="fix the length exponent of the capacity variable")
+    p.add_argument(
+        "--unit",
+        choices=["run", "entry"],
+        default="run",
+        help="unit of the cascade correlation (default: run)",
+    )
+    p.add_argument(
+        "--capacity",
+        choices=["rank", "n_params"],
+        default="rank",
+        help="capacity axis of the cell-level transition: LoRA rank or trainable "
+        "parameters (default: rank)",
+    )
+    p.add_argument(
+        "--beta", type=float, default=None, help="fix the length exponent of the capacity variable"
+    )
     cli.add_csv_arg(p, "tidy table")
     p.set_defaults(func=run)
     return p
@@ -37,5 +48,11 @@ def run(args) -> int:
     """Execute ``lawfit transition``."""
     from lawfit.transition import phase_transition
 
-    return cli.run_analysis(args, phase_transition, lambda res: res.to_dataframe(),
-                            cascade_unit=args.unit, capacity=args.capacity, beta=args.beta)
+    return cli.run_analysis(
+        args,
+        phase_transition,
+        lambda res: res.to_dataframe(),
+        cascade_unit=args.unit,
+        capacity=args.capacity,
+        beta=args.beta,
+    )

@@ -136,8 +136,9 @@ def plain_log(ax, axis: str = "y") -> None:
     if not (lo > 0 and hi > 0):
         return
     decades = np.log10(hi / lo)
-    subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 0.8 else (
-        1.0, 2.0, 3.0, 5.0, 7.0)
+    subs = (
+        (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 0.8 else (1.0, 2.0, 3.0, 5.0, 7.0)
+    )
     a.set_major_locator(LogLocator(base=10, subs=subs))
     a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     a.set_minor_formatter(NullFormatter())

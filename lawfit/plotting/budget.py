@@ -47,11 +47,23 @@ def _draw_exponents(ax, result) -> None:
         # (its interval is the error bar at the last budget)
         ax.axhline(final[p], color=color, ls="--", lw=0.7, alpha=0.8, zorder=1)
         yerr = np.clip(np.vstack([est - lo, hi - est]), 0, None)
-        ax.errorbar(x, est, yerr=yerr, fmt=f"{marker}-", color=color, ms=3.5, lw=1.0,
-                    elinewidth=0.8, capsize=1.5, label=lab, zorder=3)
+        ax.errorbar(
+            x,
+            est,
+            yerr=yerr,
+            fmt=f"{marker}-",
+            color=color,
+            ms=3.5,
+            lw=1.0,
+            elinewidth=0.8,
+            capsize=1.5,
+            label=lab,
+            zorder=3,
+        )
     # each budget's tick says how many cells the law was fitted to there
-    ax.set_xticks(budgets, [f"{int(b):,}\n{int(n)} cells" for b, n in
-                            zip(budgets, t["n_obs"], strict=True)])
+    ax.set_xticks(
+        budgets, [f"{int(b):,}\n{int(n)} cells" for b, n in zip(budgets, t["n_obs"], strict=True)]
+    )
     pad = 0.08 * span if span > 0 else 0.5 * budgets.max()
     ax.set_xlim(budgets.min() - pad, budgets.max() + pad)
     lo_all = min(float(t[f"{p}_low"].min()) for p in params)
@@ -76,17 +88,31 @@ def _draw_convergence(ax, result) -> None:
     tol = float(attrs.get("tol", 0.01))
     budget = attrs.get("max_steps")
     budget_txt = f"the {int(budget):,}-step budget" if budget is not None else "the budget"
-    reasons = (conv["stop_reason"].value_counts().to_dict()
-               if len(conv) and "stop_reason" in conv else {})
+    reasons = (
+        conv["stop_reason"].value_counts().to_dict() if len(conv) and "stop_reason" in conv else {}
+    )
     early = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()) if k != "budget")
-    hit = conv[(conv["stop_reason"] == "budget")
-               & np.isfinite(conv["rel_gain_last_window"].astype(float))] if reasons else conv[:0]
+    hit = (
+        conv[
+            (conv["stop_reason"] == "budget")
+            & np.isfinite(conv["rel_gain_last_window"].astype(float))
+        ]
+        if reasons
+        else conv[:0]
+    )
     from matplotlib.ticker import FuncFormatter, NullLocator
 
     if not len(hit):
-        ax.text(0.5, 0.5, f"no cell stopped at {budget_txt}\n\nstop reasons over {len(conv)} "
-                f"ok cells:\n{early or 'none'}", transform=ax.transAxes, ha="center",
-                va="center", fontsize=7.5)
+        ax.text(
+            0.5,
+            0.5,
+            f"no cell stopped at {budget_txt}\n\nstop reasons over {len(conv)} "
+            f"ok cells:\n{early or 'none'}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=7.5,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ("left", "bottom"):
@@ -102,13 +128,39 @@ def _draw_convergence(ax, result) -> None:
         y = g["rel_gain_last_window"].to_numpy(float)
         improving = g["still_improving"].to_numpy(bool)
         c = colors[float(r)]
-        ax.plot(x[improving], y[improving], "o", color=c, ms=4, mec="white", mew=0.3,
-                label=f"{int(r)}", zorder=3)
-        ax.plot(x[~improving], y[~improving], "o", mfc="none", mec=c, ms=4, mew=0.8, zorder=3,
-                label=None if improving.any() else f"{int(r)}")
+        ax.plot(
+            x[improving],
+            y[improving],
+            "o",
+            color=c,
+            ms=4,
+            mec="white",
+            mew=0.3,
+            label=f"{int(r)}",
+            zorder=3,
+        )
+        ax.plot(
+            x[~improving],
+            y[~improving],
+            "o",
+            mfc="none",
+            mec=c,
+            ms=4,
+            mew=0.8,
+            zorder=3,
+            label=None if improving.any() else f"{int(r)}",
+        )
     ax.axhline(tol, color="0.3", ls=":", lw=0.8, zorder=1)
-    ax.text(0.99, tol, f" tolerance {tol:.0%}", transform=ax.get_yaxis_transform(),
-            ha="right", va="bottom", fontsize=6.5, color="0.3")
+    ax.text(
+        0.99,
+        tol,
+        f" tolerance {tol:.0%}",
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        va="bottom",
+        fontsize=6.5,
+        color="0.3",
+    )
     ax.set_xscale("log")
     log_ticks(ax, "x", hit["length"].unique())
     ax.xaxis.set_minor_locator(NullLocator())
@@ -121,13 +173,14 @@ def _draw_convergence(ax, result) -> None:
     ax.set_xlabel("target length ℓ (tokens)")
     ax.set_ylabel(f"relative ΔL gain over last {window} steps")
     n_imp = int(hit["still_improving"].sum())
-    note = (f"{len(hit)} of {len(conv)} cells stopped at {budget_txt}, {n_imp} still "
-            f"improving (> {tol:.0%})")
+    note = (
+        f"{len(hit)} of {len(conv)} cells stopped at {budget_txt}, {n_imp} still "
+        f"improving (> {tol:.0%})"
+    )
     if early:
         note += f"\nstopped early: {early}"
     ax.text(0.02, 0.985, note, transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
-    ax.legend(title="rank r", loc="center left", bbox_to_anchor=(1.0, 0.5),
-              handletextpad=0.2)
+    ax.legend(title="rank r", loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.2)
 
 
 @styled

@@ -13,9 +13,18 @@ __all__ = ["plot_capacity", "plot_bits_per_parameter"]
 
 
 @styled
-def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
-                  target_kind: str = "loss_after", loss_before=None, ax=None,
-                  extend: float = 4.0, title: str | None = None):
+def plot_capacity(
+    fit,
+    data=None,
+    *,
+    lengths=None,
+    target: float = LN2,
+    target_kind: str = "loss_after",
+    loss_before=None,
+    ax=None,
+    extend: float = 4.0,
+    title: str | None = None,
+):
     """Plot the rank the law needs to reach a target against target length, with CI band.
 
     By default the target is recall (``loss_after = ln 2``): the line is
@@ -56,16 +65,22 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
     lengths = np.asarray(lengths, float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pc = predict_capacity(fit, length=lengths, target=target, target_kind=target_kind,
-                              loss_before=loss_before,
-                              data=data if loss_before is None else None)
+        pc = predict_capacity(
+            fit,
+            length=lengths,
+            target=target,
+            target_kind=target_kind,
+            loss_before=loss_before,
+            data=data if loss_before is None else None,
+        )
     t = pc.table
     est = t["estimate"].to_numpy(float)
     inside = lengths <= hi_l * (1 + 1e-9)
     fin = np.isfinite(est) & (est > 0)
     c = OKABE_ITO[5]
-    ax.plot(lengths[fin & inside], est[fin & inside], "-", color=c, lw=1.2,
-            label="law (fitted range)")
+    ax.plot(
+        lengths[fin & inside], est[fin & inside], "-", color=c, lw=1.2, label="law (fitted range)"
+    )
     ext = fin & (lengths >= hi_l * (1 - 1e-9))
     if ext.any():
         ax.plot(lengths[ext], est[ext], "--", color=c, lw=1.2, label="law (extrapolated)")
@@ -76,8 +91,9 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
         hi = np.where(np.isfinite(hi), hi, top)
         ok = np.isfinite(lo)
         if ok.any():
-            ax.fill_between(lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0,
-                            label=f"{pc.level:.0%} CI")
+            ax.fill_between(
+                lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0, label=f"{pc.level:.0%} CI"
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     if data is not None and target_kind == "loss_after" and "loss_after" in data:
@@ -88,17 +104,34 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
         rows, miss = [], []
         for L, g in m.groupby("length"):
             hit = g[g["loss_after"] <= target]
-            (rows if len(hit) else miss).append((L, hit["rank"].min() if len(hit)
-                                                 else g["rank"].max()))
+            (rows if len(hit) else miss).append(
+                (L, hit["rank"].min() if len(hit) else g["rank"].max())
+            )
         if rows:
             a = np.array(rows, float)
-            ax.plot(a[:, 0], a[:, 1], "o", color=OKABE_ITO[6], ms=4, mec="white", mew=0.4,
-                    label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
-                    zorder=4)
+            ax.plot(
+                a[:, 0],
+                a[:, 1],
+                "o",
+                color=OKABE_ITO[6],
+                ms=4,
+                mec="white",
+                mew=0.4,
+                label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
+                zorder=4,
+            )
         if miss:
             a = np.array(miss, float)
-            ax.plot(a[:, 0], a[:, 1] * 1.25, "^", color=OKABE_ITO[6], mfc="none", ms=4,
-                    label="not reached at the\nlargest rank collected", zorder=4)
+            ax.plot(
+                a[:, 0],
+                a[:, 1] * 1.25,
+                "^",
+                color=OKABE_ITO[6],
+                mfc="none",
+                ms=4,
+                label="not reached at the\nlargest rank collected",
+                zorder=4,
+            )
     plain_log(ax, "x")
     plain_log(ax, "y")
     ax.set_xlabel("target length ℓ (tokens)")
@@ -106,8 +139,16 @@ def plot_capacity(fit, data=None, *, lengths=None, target: float = LN2,
     ax.set_ylabel(ylab.get(target_kind, f"rank needed for ΔL = {target:g}"))
     ax.legend(loc="upper left", fontsize=6.3)
     if pc.table.get("n_unreachable") is not None and int(pc.table["n_unreachable"].max()) > 0:
-        ax.text(0.98, 0.03, "some bootstrap draws never reach the target:\nband open above",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=6, color="0.4")
+        ax.text(
+            0.98,
+            0.03,
+            "some bootstrap draws never reach the target:\nband open above",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=6,
+            color="0.4",
+        )
     if title:
         ax.set_title(title, fontsize=7)
     return fig
@@ -142,8 +183,10 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
 
     br = bits.by_rank
     if br is None or not len(br) or "bits_per_param" not in br:
-        raise LawfitError("plot_bits_per_parameter needs bits.by_rank with bits_per_param "
-                          "(n_params in the dataset); " + "; ".join(bits.notes))
+        raise LawfitError(
+            "plot_bits_per_parameter needs bits.by_rank with bits_per_param "
+            "(n_params in the dataset); " + "; ".join(bits.notes)
+        )
     fig, ax = fig_ax(ax, 3.3, 2.4)
     r = br["rank"].to_numpy(float)
     v = br["bits_per_param"].to_numpy(float)
@@ -152,8 +195,15 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     ax.plot(r, v, "-", color=c, lw=1.0)
     ax.plot(r[~sat], v[~sat], "o", color=c, ms=4, label="largest over lengths")
     if sat.any():
-        ax.plot(r[sat], v[sat], "^", color=c, mfc="white", ms=4.5,
-                label="lower bound (target memorized)")
+        ax.plot(
+            r[sat],
+            v[sat],
+            "^",
+            color=c,
+            mfc="white",
+            ms=4.5,
+            label="lower bound (target memorized)",
+        )
     kinds = set(bits.cells["bits_kind"]) if "bits_kind" in bits.cells else {"dl"}
     if "bits_dl" in br and kinds & {"stored", "recalled"}:
         dl = br["bits_dl"].to_numpy(float) / br["n_params"].to_numpy(float)
@@ -163,9 +213,17 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     for (name, val), ls in zip(bits.anchors.items(), styles, strict=False):
         short = name.split("(")[0].strip()
         ax.axhline(val, color="0.35", ls=ls, lw=0.8)
-        ax.annotate(f"{val:g} bits/param ({short})", xy=(1.0, val), xycoords=("axes fraction",
-                    "data"), xytext=(-2, 2), textcoords="offset points", fontsize=6,
-                    color="0.3", va="bottom", ha="right")
+        ax.annotate(
+            f"{val:g} bits/param ({short})",
+            xy=(1.0, val),
+            xycoords=("axes fraction", "data"),
+            xytext=(-2, 2),
+            textcoords="offset points",
+            fontsize=6,
+            color="0.3",
+            va="bottom",
+            ha="right",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     log_ticks(ax, "x", r)
@@ -174,8 +232,10 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     plain_log(ax, "y")
     ax.set_xlabel("LoRA rank $r$")
     what = {"stored": "information bits stored", "recalled": "bits recalled exactly"}
-    ax.set_ylabel(f"{what.get(next(iter(kinds)), 'ΔL bits') if len(kinds) == 1 else 'bits'}"
-                  " per\nadapter parameter")
+    ax.set_ylabel(
+        f"{what.get(next(iter(kinds)), 'ΔL bits') if len(kinds) == 1 else 'bits'}"
+        " per\nadapter parameter"
+    )
     ax.legend(loc="lower left", fontsize=6.3)
     if title:
         ax.set_title(title, fontsize=7)

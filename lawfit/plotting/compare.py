@@ -10,8 +10,9 @@ __all__ = ["plot_model_comparison"]
 
 
 @styled
-def plot_model_comparison(cmp, *, axes=None, criterion: str | None = None,
-                          title: str | None = None):
+def plot_model_comparison(
+    cmp, *, axes=None, criterion: str | None = None, title: str | None = None
+):
     """Plot ΔAICc (or ΔBIC) with Akaike weights and held-out extrapolation RMSE per form.
 
     Left: criterion difference to the best form (bars; the weight written at the bar's
@@ -48,8 +49,13 @@ def plot_model_comparison(cmp, *, axes=None, criterion: str | None = None,
     dplot = np.maximum(d, 0.0)
     a1.barh(y, dplot, color=[OKABE_ITO[5] if v == 0 else "0.65" for v in d], height=0.6)
     for yi, di, wi in zip(y, dplot, w, strict=True):
-        a1.text(di * 1.15 + 0.1, yi, f"w = {wi:.2f}" if wi >= 0.005 else "w < 0.01", va="center",
-                fontsize=6.5)
+        a1.text(
+            di * 1.15 + 0.1,
+            yi,
+            f"w = {wi:.2f}" if wi >= 0.005 else "w < 0.01",
+            va="center",
+            fontsize=6.5,
+        )
     a1.set_xscale("symlog", linthresh=1.0, linscale=0.6)
     a1.set_xlim(0, max(dplot.max(), 10) * 12)
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -59,9 +65,10 @@ def plot_model_comparison(cmp, *, axes=None, criterion: str | None = None,
     a1.set_yticks(y, t["form"].str.replace("_", " "))
     name = {"aicc": "AICc", "bic": "BIC"}.get(crit, crit)
     a1.set_xlabel(f"Δ{name} to the best form (symmetric log scale)")
-    for col, mk, lab, c in (("extrap_rank_rmse", "o", "largest rank held out", OKABE_ITO[6]),
-                            ("extrap_length_rmse", "s", "largest length held out",
-                             OKABE_ITO[2])):
+    for col, mk, lab, c in (
+        ("extrap_rank_rmse", "o", "largest rank held out", OKABE_ITO[6]),
+        ("extrap_length_rmse", "s", "largest length held out", OKABE_ITO[2]),
+    ):
         if col in t:
             v = t[col].to_numpy(float)
             a2.plot(v, y, mk, color=c, ms=4, label=lab, ls="none")

@@ -29,16 +29,43 @@ def synthetic_figure_data(*, small: bool = False, rng: int = 0) -> dict:
     from lawfit.testing import synthetic_dataset, synthetic_token_dataset
 
     if small:
-        cells = synthetic_dataset(C=2.0, loss_before=2.5, ranks=(1, 4, 16, 64, 256),
-                                  lengths=(64, 256, 1024), seeds=2, noise=0.05, rng=rng)
-        tokens = synthetic_token_dataset(ranks=(1, 4, 16, 64), lengths=(64, 128),
-                                         seeds=(0, 1), methods=("sft", "memft_ot", "memft_sw"),
-                                         n_steps=12, entry_tokens=8, p_star=0.4, rng=rng)
+        cells = synthetic_dataset(
+            C=2.0,
+            loss_before=2.5,
+            ranks=(1, 4, 16, 64, 256),
+            lengths=(64, 256, 1024),
+            seeds=2,
+            noise=0.05,
+            rng=rng,
+        )
+        tokens = synthetic_token_dataset(
+            ranks=(1, 4, 16, 64),
+            lengths=(64, 128),
+            seeds=(0, 1),
+            methods=("sft", "memft_ot", "memft_sw"),
+            n_steps=12,
+            entry_tokens=8,
+            p_star=0.4,
+            rng=rng,
+        )
     else:
-        cells = synthetic_dataset(C=2.0, loss_before=2.5, ranks=(1, 2, 4, 8, 16, 32, 64, 128),
-                                  lengths=(64, 128, 256, 512, 1024, 2048), seeds=3,
-                                  noise=0.05, rng=rng)
-        tokens = synthetic_token_dataset(ranks=(1, 2, 4, 8, 16, 32, 64), lengths=(64, 128, 256),
-                                         seeds=(0, 1, 2), methods=("sft", "memft_ot", "memft_sw"),
-                                         n_steps=30, entry_tokens=8, p_star=0.4, rng=rng)
+        cells = synthetic_dataset(
+            C=2.0,
+            loss_before=2.5,
+            ranks=(1, 2, 4, 8, 16, 32, 64, 128),
+            lengths=(64, 128, 256, 512, 1024, 2048),
+            seeds=3,
+            noise=0.05,
+            rng=rng,
+        )
+        tokens = synthetic_token_dataset(
+            ranks=(1, 2, 4, 8, 16, 32, 64),
+            lengths=(64, 128, 256),
+            seeds=(0, 1, 2),
+            methods=("sft", "memft_ot", "memft_sw"),
+            n_steps=30,
+            entry_tokens=8,
+            p_star=0.4,
+            rng=rng,
+        )
     return {"cells": cells, "tokens": tokens}

@@ -57,9 +57,14 @@ def _loss_before_ceilings(fit, data=None) -> dict[float, float]:
         parts = []
         res = fit.residuals
         if "loss_after" in res:
-            parts.append(pd.DataFrame({"length": res["length"],
-                                       "loss_before": res["loss_after"]
-                                       + res["loss_reduction"]}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "length": res["length"],
+                        "loss_before": res["loss_after"] + res["loss_reduction"],
+                    }
+                )
+            )
         ex = fit.exclusions
         if ex is not None and {"length", "loss_before"} <= set(ex.columns):
             parts.append(ex[["length", "loss_before"]])
@@ -69,8 +74,16 @@ def _loss_before_ceilings(fit, data=None) -> dict[float, float]:
 
 
 @styled
-def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int = 80,
-                    show_memorized: bool = True, title: str | None = None):
+def plot_law_curves(
+    fit,
+    data=None,
+    *,
+    ax=None,
+    level: float = 0.95,
+    n_grid: int = 80,
+    show_memorized: bool = True,
+    title: str | None = None,
+):
     """Plot ΔL against rank on log-log axes, one colour per target length (paper Fig. 2a).
 
     Points are the measured cells (filled: fitted; hollow: memorized cells with
@@ -121,16 +134,25 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
     for L in lengths:
         c = colors[float(L)]
         pts = res[res["length"] == L]
-        ax.plot(pts[cap], pts["loss_reduction"], "o", color=c, ms=3.2, alpha=0.85,
-                mec="white", mew=0.3, zorder=3)
+        ax.plot(
+            pts[cap],
+            pts["loss_reduction"],
+            "o",
+            color=c,
+            ms=3.2,
+            alpha=0.85,
+            mec="white",
+            mew=0.3,
+            zorder=3,
+        )
         if memo is not None and len(memo) and cap in memo:
             m = memo[memo["length"] == L]
-            ax.plot(m[cap], m["loss_reduction"], "o", mfc="none", mec=c, ms=3.2, mew=0.7,
-                    zorder=3)
+            ax.plot(m[cap], m["loss_reduction"], "o", mfc="none", mec=c, ms=3.2, mew=0.7, zorder=3)
         if L not in fitted_lengths:
             continue
-        pr = fit.predict(**{cap: grid, "length": float(L)}, interval="confidence",
-                         confidence_level=level)
+        pr = fit.predict(
+            **{cap: grid, "length": float(L)}, interval="confidence", confidence_level=level
+        )
         mean = pr["mean"].to_numpy()
         ceiling = ceilings.get(float(L), np.inf)
         ok = (mean > 0) & (mean <= ceiling)  # ΔL cannot exceed loss_before: stop there
@@ -154,8 +176,11 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
     if yv.size:
         ax.set_ylim(yv.min() / 2.5, max(yv.max() * 2.0, curve_max * 1.3))
     if cap == "rank":
-        log_ticks(ax, "x", sorted(set(res[cap]) | (set(memo[cap]) if memo is not None
-                                                   and len(memo) else set())))
+        log_ticks(
+            ax,
+            "x",
+            sorted(set(res[cap]) | (set(memo[cap]) if memo is not None and len(memo) else set())),
+        )
         ax.set_xlabel("LoRA rank $r$")
     else:
         ax.set_xlabel("trainable parameters $N$")
@@ -172,15 +197,15 @@ def plot_law_curves(fit, data=None, *, ax=None, level: float = 0.95, n_grid: int
 
         handles.append(Line2D([], [], color="0.3", ls=":", lw=0.7))
         labels.append(CEILING_LABEL)
-    ax.legend(handles, labels, title="length ℓ\n(tokens)", loc="center left",
-              bbox_to_anchor=(1.0, 0.5))
+    ax.legend(
+        handles, labels, title="length ℓ\n(tokens)", loc="center left", bbox_to_anchor=(1.0, 0.5)
+    )
     ax.set_title(title if title is not None else _param_text(fit), fontsize=7)
     return fig
 
 
 @styled
-def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
-                               title: str | None = None):
+def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None, title: str | None = None):
     """Plot measured ΔL against the law's prediction, with the identity line and R² (Fig. 2b).
 
     Parameters
@@ -205,8 +230,17 @@ def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
         log = bool((obs > 0).all() and (fitted > 0).all())
     colors = length_colors(res["length"])
     for L, g in res.groupby("length"):
-        ax.plot(g["fitted"], g["loss_reduction"], "o", color=colors[float(L)], ms=3.2,
-                alpha=0.85, mec="white", mew=0.3, label=f"{int(L)}")
+        ax.plot(
+            g["fitted"],
+            g["loss_reduction"],
+            "o",
+            color=colors[float(L)],
+            ms=3.2,
+            alpha=0.85,
+            mec="white",
+            mew=0.3,
+            label=f"{int(L)}",
+        )
     both = np.concatenate([obs, fitted])
     lo, hi = (both[both > 0].min(), both.max()) if log else (both.min(), both.max())
     pad = (hi / lo) ** 0.05 if log else 0.05 * (hi - lo)
@@ -222,9 +256,15 @@ def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(r"predicted $\Delta L$ (nats/token)")
     ax.set_ylabel(r"measured $\Delta L$ (nats/token)")
-    ax.text(0.04, 0.96, f"$R^2$ = {fit.r2:.3f}\nRMSE = {fit.rmse:.3g} nats/token\n"
-            f"n = {fit.n_obs} cells", transform=ax.transAxes, va="top", ha="left",
-            fontsize=7)
+    ax.text(
+        0.04,
+        0.96,
+        f"$R^2$ = {fit.r2:.3f}\nRMSE = {fit.rmse:.3g} nats/token\nn = {fit.n_obs} cells",
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=7,
+    )
     ax.legend(title="length ℓ", loc="lower right", handletextpad=0.2, markerscale=1.0)
     if title:
         ax.set_title(title)
@@ -232,8 +272,7 @@ def plot_predicted_vs_measured(fit, *, ax=None, log: bool | None = None,
 
 
 @styled
-def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
-                     title: str | None = None):
+def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True, title: str | None = None):
     """Plot loss after training and exact-match recall against rank, per length (Fig. 2c).
 
     The top panel shows ``loss_after`` with the recall threshold ln 2 (p = 0.5 per
@@ -275,11 +314,23 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
         # recall values pile up at 0 and 1: dodge lengths sideways (log axis) so that
         # no series hides another one
         rd = r * np.exp(0.045 * (i - (n_len - 1) / 2))
-        for axx, var, x, lab in ((top, "loss_after", r, f"{int(L)}"),
-                                 (bot, "exact_match", rd, None)):
+        for axx, var, x, lab in (
+            (top, "loss_after", r, f"{int(L)}"),
+            (bot, "exact_match", rd, None),
+        ):
             m, lo, hi = (g[(var, k)].to_numpy() for k in ("mean", "min", "max"))
-            axx.errorbar(x, m, yerr=np.clip([m - lo, hi - m], 0, None), fmt="o-", color=c,
-                         ms=3, lw=1.0, elinewidth=0.6, capsize=0, label=lab)
+            axx.errorbar(
+                x,
+                m,
+                yerr=np.clip([m - lo, hi - m], 0, None),
+                fmt="o-",
+                color=c,
+                ms=3,
+                lw=1.0,
+                elinewidth=0.6,
+                capsize=0,
+                label=lab,
+            )
         if show_token_accuracy and ("token_accuracy", "mean") in g:
             bot.plot(rd, g[("token_accuracy", "mean")], "--", color=c, lw=0.8, alpha=0.9)
     top.axhline(LN2, color="0.3", ls=":", lw=0.8, label="ln 2 (p = 0.5)")
@@ -303,10 +354,15 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True,
     if show_token_accuracy:
         from matplotlib.lines import Line2D
 
-        bot.legend([Line2D([], [], color="0.3", ls="-", marker="o", ms=3),
-                    Line2D([], [], color="0.3", ls="--")],
-                   ["exact match", "token accuracy\n(teacher forced)"], loc="center left",
-                   bbox_to_anchor=(1.0, 0.5))
+        bot.legend(
+            [
+                Line2D([], [], color="0.3", ls="-", marker="o", ms=3),
+                Line2D([], [], color="0.3", ls="--"),
+            ],
+            ["exact match", "token accuracy\n(teacher forced)"],
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+        )
     panel_labels([top, bot], x=-0.2)
     if title:
         fig.suptitle(title)

@@ -24,8 +24,10 @@ _MARKERS = ("o", "s", "^", "D", "v", "P")
 
 def _method_frame(ds, variables):
     if "objective" not in ds.dims:
-        raise LawfitError("MemFT figures need an 'objective' dimension (sft, memft_ot, memft_sw); "
-                          f"the dataset has dims {dict(ds.sizes)}.")
+        raise LawfitError(
+            "MemFT figures need an 'objective' dimension (sft, memft_ot, memft_sw); "
+            f"the dataset has dims {dict(ds.sizes)}."
+        )
     df = cells_frame(ds, variables)
     if "objective" not in df or df["objective"].nunique() < 2:
         got = sorted(df["objective"].unique()) if "objective" in df else []
@@ -82,9 +84,14 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
             g = agg[(agg["objective"] == m) & (agg["length"] == L)].sort_values("rank")
             if not len(g):
                 continue
-            kw = dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[i % 4],
-                      marker=_MARKERS[i % 6], ms=3.2, lw=1.0,
-                      mfc="white" if m == "sft" else None)
+            kw = dict(
+                color=METHOD_COLORS.get(m, "0.5"),
+                ls=_LINESTYLES[i % 4],
+                marker=_MARKERS[i % 6],
+                ms=3.2,
+                lw=1.0,
+                mfc="white" if m == "sft" else None,
+            )
             a1.plot(g["rank"], g["exact_match"], **kw)
             pos = g["loss_reduction"] > 0
             a2.plot(g["rank"][pos], g["loss_reduction"][pos], **kw)
@@ -101,8 +108,10 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
 
     h = [Line2D([], [], color=METHOD_COLORS.get(m, "0.5"), lw=1.4) for m in methods]
     lab = [METHOD_LABELS.get(m, m) for m in methods]
-    h += [Line2D([], [], color="0.35", ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6], ms=3)
-          for i in range(len(lengths))]
+    h += [
+        Line2D([], [], color="0.35", ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6], ms=3)
+        for i in range(len(lengths))
+    ]
     lab += [f"ℓ = {int(L):,}" for L in lengths]
     a2.legend(h, lab, loc="center left", bbox_to_anchor=(1.0, 0.5))
     panel_labels(axes, x=-0.12)
@@ -149,7 +158,7 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     single = len(methods) == 1
     memft = base if single else base[base["objective"] != "sft"]
     if lengths is None:
-        lengths = sorted(memft["length"].unique())[:4 if single else 3]
+        lengths = sorted(memft["length"].unique())[: 4 if single else 3]
     if ranks is None:
         rr = sorted(memft["rank"].unique())
         ranks = rr if single or len(rr) <= 3 else [rr[0], rr[len(rr) // 2], rr[-1]]
@@ -162,8 +171,9 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
         df["objective"] = methods[0]
     if axes is None:
         width = "single" if len(lengths) == 1 else "double"
-        fig, axes = new_figure(width, 3.6, nrows=2, ncols=len(lengths), sharex="col",
-                               sharey="row", squeeze=False)
+        fig, axes = new_figure(
+            width, 3.6, nrows=2, ncols=len(lengths), sharex="col", sharey="row", squeeze=False
+        )
     else:
         fig = np.asarray(axes).ravel()[0].figure
     axes = np.asarray(axes).reshape(2, -1)
@@ -174,8 +184,11 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
                 if not len(g):
                     continue
                 g = g.groupby("step")[["loss_curve", "frac_above_curve"]].mean().reset_index()
-                kw = (dict(color=rank_colors[float(r)], ls="-", lw=1.0) if single else
-                      dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[k % 4], lw=1.0))
+                kw = (
+                    dict(color=rank_colors[float(r)], ls="-", lw=1.0)
+                    if single
+                    else dict(color=METHOD_COLORS.get(m, "0.5"), ls=_LINESTYLES[k % 4], lw=1.0)
+                )
                 axes[0, j].plot(g["step"], g["loss_curve"], **kw)
                 axes[1, j].plot(g["step"], g["frac_above_curve"], **kw)
         axes[0, j].set_title(f"ℓ = {int(L):,} tokens", fontsize=7.5)

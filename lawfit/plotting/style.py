@@ -44,7 +44,14 @@ LN2 = math.log(2.0)
 
 #: Okabe & Ito (2008) colour-blind-safe qualitative palette (black first).
 OKABE_ITO = (
-    "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+    "#000000",
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#F0E442",
+    "#0072B2",
+    "#D55E00",
+    "#CC79A7",
 )
 METHOD_COLORS = {"sft": "#000000", "memft_ot": "#0072B2", "memft_sw": "#D55E00"}
 METHOD_LABELS = {"sft": "SFT", "memft_ot": "MemFT-OT", "memft_sw": "MemFT-SW"}
@@ -154,8 +161,14 @@ def paper_style() -> Iterator[None]:
         yield
 
 
-def new_figure(width: str | float = "single", height: float | None = None, *,
-               nrows: int = 1, ncols: int = 1, **kwargs):
+def new_figure(
+    width: str | float = "single",
+    height: float | None = None,
+    *,
+    nrows: int = 1,
+    ncols: int = 1,
+    **kwargs,
+):
     """Create a figure in the paper style.
 
     Parameters
@@ -175,8 +188,11 @@ def new_figure(width: str | float = "single", height: float | None = None, *,
     (Figure, Axes or array of Axes)
     """
     plt = require_matplotlib()
-    w = {"single": SINGLE, "double": DOUBLE}.get(width, width) if isinstance(width, str) \
+    w = (
+        {"single": SINGLE, "double": DOUBLE}.get(width, width)
+        if isinstance(width, str)
         else float(width)
+    )
     if isinstance(w, str):
         raise LawfitError(f"width must be 'single', 'double' or inches; got {width!r}.")
     if height is None:
@@ -246,8 +262,7 @@ def data_status(ds) -> dict:
     """
     synthetic = str(getattr(ds, "attrs", {}).get("synthetic", "")).lower() == "true"
     if ds is None or "status" not in ds:
-        return {"n_cells": 0, "n_ok": 0, "n_not_run": 0, "synthetic": synthetic,
-                "partial": False}
+        return {"n_cells": 0, "n_ok": 0, "n_not_run": 0, "synthetic": synthetic, "partial": False}
     st = np.asarray(ds["status"].values).astype(str).ravel()
     n_ok = int((st == "ok").sum())
     n_cells = int(st.size)
@@ -261,8 +276,13 @@ def data_status(ds) -> dict:
     partial = n_ok < n_cells
     if str(attrs.get("complete", "")).lower() in ("true", "1"):
         partial = False
-    return {"n_cells": n_cells, "n_ok": n_ok, "n_not_run": max(n_cells - n_ok, 0),
-            "synthetic": synthetic, "partial": partial}
+    return {
+        "n_cells": n_cells,
+        "n_ok": n_ok,
+        "n_not_run": max(n_cells - n_ok, 0),
+        "synthetic": synthetic,
+        "partial": partial,
+    }
 
 
 def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
@@ -296,12 +316,14 @@ def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
         # so the note never sits on an axis label; wrapped to the figure's width
         width = int(fig.get_size_inches()[0] * 72 / (6 * 0.56))
         note = "\n".join(textwrap.wrap("; ".join(parts), width=max(width, 30)))
-        fig.text(0.995, -0.005, note, ha="right", va="top", fontsize=6, color="0.45",
-                 style="italic")
+        fig.text(
+            0.995, -0.005, note, ha="right", va="top", fontsize=6, color="0.45", style="italic"
+        )
 
 
-def save_figure(fig, stem: str | os.PathLike, *, formats: Sequence[str] = ("pdf", "png"),
-                dpi: int = 300) -> list[str]:
+def save_figure(
+    fig, stem: str | os.PathLike, *, formats: Sequence[str] = ("pdf", "png"), dpi: int = 300
+) -> list[str]:
     """Save a figure as ``stem.pdf`` and ``stem.png`` (creating the folder).
 
     Parameters
@@ -346,5 +368,13 @@ def panel_labels(axes, *, start: str = "a", x: float = -0.02, y: float = 1.02) -
         Position in axes coordinates (right-aligned at ``x``, bottom at ``y``).
     """
     for i, ax in enumerate(np.asarray(axes).ravel()):
-        ax.text(x, y, chr(ord(start) + i), transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=8.5, fontweight="bold")
+        ax.text(
+            x,
+            y,
+            chr(ord(start) + i),
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8.5,
+            fontweight="bold",
+        )

@@ -11,13 +11,13 @@ from lawfit._tokens import fails_before, logit, sigmoid, token_arrays
 from lawfit.plotting._common import LN2, cells_frame, fig_ax, log_ticks, plain_log, require
 from lawfit.plotting.style import OKABE_ITO, styled
 
-__all__ = ["plot_token_histograms", "plot_recall_curve", "plot_phase_diagram",
-           "plot_cascade"]
+__all__ = ["plot_token_histograms", "plot_recall_curve", "plot_phase_diagram", "plot_cascade"]
 
 
 @styled
-def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: str = "auto",
-                          title: str | None = None):
+def plot_token_histograms(
+    ds, *, ax=None, bins: int = 40, result=None, scale: str = "auto", title: str | None = None
+):
     """Histogram of the correct token's probability before and after training.
 
     Training pushes tokens to the two ends (p → 0 or p → 1): the bimodality behind the
@@ -63,8 +63,10 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: st
     bc = {}
     if result is not None and result.bimodality is not None:
         bc = dict(zip(result.bimodality["when"], result.bimodality["bc_pooled"], strict=False))
-    for when, arr, col, hatch in (("before", ta.p_before, OKABE_ITO[5], None),
-                                  ("after", ta.p_after, OKABE_ITO[6], None)):
+    for when, arr, col, hatch in (
+        ("before", ta.p_before, OKABE_ITO[5], None),
+        ("after", ta.p_after, OKABE_ITO[6], None),
+    ):
         v = arr[ta.valid]
         v = v[np.isfinite(v)]
         lab = f"{when} training"
@@ -86,8 +88,11 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: st
         ticks = [t for t in ticks if lo_e <= t <= hi_e and 0 < t < 1]
         ax.set_xlim(lo_e, hi_e)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(FuncFormatter(
-            lambda v, _p: f"1−{1 - v:.0e}".replace("e-0", "e-") if v > 0.99 else f"{v:g}"))
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(
+                lambda v, _p: f"1−{1 - v:.0e}".replace("e-0", "e-") if v > 0.99 else f"{v:g}"
+            )
+        )
         ax.xaxis.set_minor_locator(NullLocator())
         xlabel = "probability of the correct token $p$ (logit scale)"
     else:
@@ -96,10 +101,17 @@ def plot_token_histograms(ds, *, ax=None, bins: int = 40, result=None, scale: st
     ax.set_xlabel(xlabel)
     ax.set_ylabel("tokens")
     ax.set_ylim(0.6, ax.get_ylim()[1] * 1.5)
-    what = (title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} "
-            + ("run" if len(ta.runs) == 1 else "runs"))
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, columnspacing=0.8,
-              handlelength=1.2, title=what)
+    what = title or f"{int(ta.valid.sum()):,} target tokens, {len(ta.runs)} " + (
+        "run" if len(ta.runs) == 1 else "runs"
+    )
+    ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=2,
+        columnspacing=0.8,
+        handlelength=1.2,
+        title=what,
+    )
     return fig
 
 
@@ -160,8 +172,10 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
 
     tf = result.token_fit
     if tf is None:
-        raise LawfitError("plot_recall_curve needs result.token_fit (the token-level "
-                          "logistic fit); this result has none: " + "; ".join(result.notes))
+        raise LawfitError(
+            "plot_recall_curve needs result.token_fit (the token-level "
+            "logistic fit); this result has none: " + "; ".join(result.notes)
+        )
     fig, ax = fig_ax(ax, 3.3, 2.5)
     rows, n_tok, p_tok, y_tok = _binned_recall(ds, n_bins)
     ax.set_xscale("logit")
@@ -179,29 +193,62 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
         pmax = min(1 - 1e-6, max(pmax, 1 - (1 - max(marks)) / 2))
     grid = sigmoid(np.linspace(logit(np.array(pmin)), logit(np.array(pmax)), 200))
     ax.axvspan(lo, hi, color=OKABE_ITO[2], alpha=0.3, lw=0)
-    ax.axvline(tf.threshold, color=OKABE_ITO[5], lw=1.0,
-               label=f"logistic p* = {tf.threshold:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.axvline(
+        tf.threshold,
+        color=OKABE_ITO[5],
+        lw=1.0,
+        label=f"logistic p* = {tf.threshold:.3f} [{lo:.3f}, {hi:.3f}]",
+    )
     if np.isfinite(tf.threshold_isotonic):
-        ax.axvline(tf.threshold_isotonic, color=OKABE_ITO[6], lw=1.0, ls="--",
-                   label=f"isotonic 50 % crossing = {tf.threshold_isotonic:.3f}")
+        ax.axvline(
+            tf.threshold_isotonic,
+            color=OKABE_ITO[6],
+            lw=1.0,
+            ls="--",
+            label=f"isotonic 50 % crossing = {tf.threshold_isotonic:.3f}",
+        )
     ax.axvline(0.5, color="0.3", ls=":", lw=0.8)
-    ax.plot(grid, sigmoid(tf.intercept + tf.slope * logit(grid)), color="0.15", lw=1.1,
-            label="logistic fit")
+    ax.plot(
+        grid,
+        sigmoid(tf.intercept + tf.slope * logit(grid)),
+        color="0.15",
+        lw=1.1,
+        label="logistic fit",
+    )
     if len(rows):
         yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
-        ax.errorbar(rows[:, 0], rows[:, 1], yerr=yerr,
-                    fmt="o", color="0.15", mfc="white", ms=3.2, elinewidth=0.6, capsize=0,
-                    label="binned tokens (95 % CI)")
+        ax.errorbar(
+            rows[:, 0],
+            rows[:, 1],
+            yerr=yerr,
+            fmt="o",
+            color="0.15",
+            mfc="white",
+            ms=3.2,
+            elinewidth=0.6,
+            capsize=0,
+            label="binned tokens (95 % CI)",
+        )
     if p_tok.size:  # rug: every token, recalled at the top, missed at the bottom
         for val, yy in ((1, 1.045), (0, -0.045)):
             sel = y_tok == val
-            ax.plot(p_tok[sel], np.full(sel.sum(), yy), "|", color="0.25", ms=4, mew=0.4,
-                    alpha=0.35 if sel.sum() > 50 else 0.7,
-                    label="each token (top: recalled)" if val == 1 else None)
+            ax.plot(
+                p_tok[sel],
+                np.full(sel.sum(), yy),
+                "|",
+                color="0.25",
+                ms=4,
+                mew=0.4,
+                alpha=0.35 if sel.sum() > 50 else 0.7,
+                label="each token (top: recalled)" if val == 1 else None,
+            )
     ax.set_xlim(pmin, pmax)
     wide = float(logit(np.array(pmax)) - logit(np.array(pmin))) > 12
-    cand = ((1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999) if wide else
-            (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999))
+    cand = (
+        (1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999)
+        if wide
+        else (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+    )
     ticks = [t for t in cand if pmin <= t <= pmax]
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
@@ -212,14 +259,21 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
     ax.set_xlabel(r"$p_{\mathrm{after}}$ of the correct token (logit scale)")
     ax.set_ylabel("greedy recall")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=6.3)
-    ax.set_title(title or f"{n_tok:,} tokens with an intact prefix, {tf.n_runs} runs",
-                 fontsize=7)
+    ax.set_title(title or f"{n_tok:,} tokens with an intact prefix, {tf.n_runs} runs", fontsize=7)
     caveats = threshold_caveats(result)
     if caveats:
         # lower right: above p = 0.5 recall is 1 (sufficiency), so that corner is empty
-        ax.text(0.98, 0.1, "\n".join(caveats), transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=6, color=OKABE_ITO[5],
-                bbox=dict(facecolor="white", edgecolor=OKABE_ITO[5], lw=0.5, alpha=0.9))
+        ax.text(
+            0.98,
+            0.1,
+            "\n".join(caveats),
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=6,
+            color=OKABE_ITO[5],
+            bbox=dict(facecolor="white", edgecolor=OKABE_ITO[5], lw=0.5, alpha=0.9),
+        )
     return fig
 
 
@@ -241,15 +295,19 @@ def threshold_caveats(result) -> list[str]:
     tf = result.token_fit
     out = []
     if "few_informative_runs" in codes:
-        out.append(f"p* interval unreliable: only\n{tf.n_runs_informative} of {tf.n_runs} runs "
-                   "informative")
+        out.append(
+            f"p* interval unreliable: only\n{tf.n_runs_informative} of {tf.n_runs} runs informative"
+        )
     if "threshold_not_logistic" in codes:
         out.append("recall not logistic in logit(p):\nprefer the isotonic crossing")
     return out
 
 
-_PHASE_LABELS = {"exact_match": "exact-match recall", "token_accuracy": "token accuracy",
-                 "frac_above": "share of tokens with p > 0.5"}
+_PHASE_LABELS = {
+    "exact_match": "exact-match recall",
+    "token_accuracy": "token accuracy",
+    "frac_above": "share of tokens with p > 0.5",
+}
 
 
 def _phase_cells(ds, order: str):
@@ -278,8 +336,7 @@ def _phase_cells(ds, order: str):
         require(ds, ["p_after"], "plot_phase_diagram(order='frac_above')")
         ta = token_arrays(ds, need_greedy=False)
         df = ta.runs.copy()
-        df["frac_above"] = [np.mean(p[v] > 0.5) for p, v in zip(ta.p_after, ta.valid,
-                                                                strict=True)]
+        df["frac_above"] = [np.mean(p[v] > 0.5) for p, v in zip(ta.p_after, ta.valid, strict=True)]
     else:
         require(ds, [order], "plot_phase_diagram")
         df = cells_frame(ds, [order])
@@ -350,9 +407,16 @@ def _label_cells(ax, Z: np.ndarray, lengths: np.ndarray, ranks: np.ndarray) -> N
         for j, r in enumerate(ranks):
             if np.isfinite(Z[i, j]) and Z[i, j] >= 0.005:
                 txt = "1" if Z[i, j] >= 0.995 else f"{Z[i, j]:.2f}".lstrip("0")
-                ax.text(L, r, txt, zorder=5,
-                        ha="center", va="center", fontsize=5.5,
-                        color="white" if Z[i, j] < 0.6 else "black")
+                ax.text(
+                    L,
+                    r,
+                    txt,
+                    zorder=5,
+                    ha="center",
+                    va="center",
+                    fontsize=5.5,
+                    color="white" if Z[i, j] < 0.6 else "black",
+                )
 
 
 def _draw_capacity_boundary(ax, fit, ds, loss_before, xe: np.ndarray, ye: np.ndarray) -> None:
@@ -382,14 +446,18 @@ def _draw_capacity_boundary(ax, fit, ds, loss_before, xe: np.ndarray, ye: np.nda
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pc = predict_capacity(fit, length=grid, target=LN2, target_kind="loss_after",
-                                  loss_before=loss_before,
-                                  data=None if loss_before is not None else ds)
+            pc = predict_capacity(
+                fit,
+                length=grid,
+                target=LN2,
+                target_kind="loss_after",
+                loss_before=loss_before,
+                data=None if loss_before is not None else ds,
+            )
         t = pc.table
         est = t["estimate"].to_numpy(float)
         ok = np.isfinite(est) & (est > 0)
-        ax.plot(grid[ok], est[ok], color=OKABE_ITO[1], lw=1.4,
-                label="law: loss$_{after}$ = ln 2")
+        ax.plot(grid[ok], est[ok], color=OKABE_ITO[1], lw=1.4, label="law: loss$_{after}$ = ln 2")
         if "low" in t and np.isfinite(t["low"]).any():
             lo = np.clip(t["low"].to_numpy(float), ye[0], ye[-1])
             hi = np.clip(t["high"].to_numpy(float), ye[0], ye[-1])
@@ -399,8 +467,9 @@ def _draw_capacity_boundary(ax, fit, ds, loss_before, xe: np.ndarray, ye: np.nda
         pass
 
 
-def _phase_axes(ax, xe: np.ndarray, ye: np.ndarray, lengths: np.ndarray, ranks: np.ndarray,
-                title: str | None) -> None:
+def _phase_axes(
+    ax, xe: np.ndarray, ye: np.ndarray, lengths: np.ndarray, ranks: np.ndarray, title: str | None
+) -> None:
     """Limits, log ticks at the grid values, labels and title of the phase map.
 
     Parameters
@@ -430,8 +499,9 @@ def _phase_axes(ax, xe: np.ndarray, ye: np.ndarray, lengths: np.ndarray, ranks: 
 
 
 @styled
-def plot_phase_diagram(ds, fit=None, *, order: str = "exact_match", ax=None,
-                       loss_before=None, title: str | None = None):
+def plot_phase_diagram(
+    ds, fit=None, *, order: str = "exact_match", ax=None, loss_before=None, title: str | None = None
+):
     """Rank × length map of recall, with the law's predicted recall boundary.
 
     Cells are coloured by the mean over seeds of ``order`` (``exact_match``,
@@ -462,8 +532,16 @@ def plot_phase_diagram(ds, fit=None, *, order: str = "exact_match", ax=None,
     ranks, lengths, Z = _phase_grid(_phase_cells(ds, order), order)
     fig, ax = fig_ax(ax, 3.3, 2.6)
     xe, ye = _log_edges(lengths), _log_edges(ranks)
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(Z.T), cmap="viridis", vmin=0, vmax=1,
-                         edgecolors="white", linewidth=0.5)
+    mesh = ax.pcolormesh(
+        xe,
+        ye,
+        np.ma.masked_invalid(Z.T),
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        edgecolors="white",
+        linewidth=0.5,
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _label_cells(ax, Z, lengths, ranks)
@@ -502,8 +580,9 @@ def plot_cascade(result, *, ax=None, title: str | None = None):
 
     c = result.cascade
     if c is None:
-        raise LawfitError("plot_cascade needs result.cascade; this result has none: "
-                          + "; ".join(result.notes))
+        raise LawfitError(
+            "plot_cascade needs result.cascade; this result has none: " + "; ".join(result.notes)
+        )
     pos = c.positions
     fig, ax = fig_ax(ax, 3.0, 2.7)
     x = pos["earliest_subthreshold"].to_numpy(float)
@@ -516,10 +595,14 @@ def plot_cascade(result, *, ax=None, title: str | None = None):
     import pandas as pd
 
     pts = pd.DataFrame({"x": xs, "y": ys, "c": cens}).value_counts().reset_index(name="n")
-    for flag, kw, lab in ((False, dict(color=OKABE_ITO[5], alpha=0.65, edgecolors="none"),
-                           "run"),
-                          (True, dict(facecolors="none", edgecolors=OKABE_ITO[5],
-                                      linewidths=0.6), "censored (event at end)")):
+    for flag, kw, lab in (
+        (False, dict(color=OKABE_ITO[5], alpha=0.65, edgecolors="none"), "run"),
+        (
+            True,
+            dict(facecolors="none", edgecolors=OKABE_ITO[5], linewidths=0.6),
+            "censored (event at end)",
+        ),
+    ):
         g = pts[pts["c"] == flag]
         if len(g):
             ax.scatter(g["x"], g["y"], s=6 + 6 * g["n"], label=lab, zorder=3, **kw)
@@ -544,6 +627,8 @@ def plot_cascade(result, *, ax=None, title: str | None = None):
     h.append(Line2D([], [], ls="--", color="0.4", lw=0.8))
     lab.append("identity")
     ax.legend(h, lab, loc="lower right", fontsize=6.3)
-    ax.set_title(title or f"Spearman ρ = {c.rho:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}], "
-                 f"{c.n_units} {c.unit}s", fontsize=7)
+    ax.set_title(
+        title or f"Spearman ρ = {c.rho:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}], {c.n_units} {c.unit}s",
+        fontsize=7,
+    )
     return fig

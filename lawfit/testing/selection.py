@@ -33,8 +33,14 @@ TRUTHS: dict[str, dict[str, float]] = {
     "saturating": {"c": -0.5, "alpha": 0.6, "beta": 0.5, "b": 0.05},
     "additive": {"E": 0.0, "A": 0.3, "a": 0.4, "B": 2.0, "bl": 0.5},
     "power_law_nparams": {"C": 0.02, "alpha": 0.6, "beta": 0.5, "b": 0.1},
-    "broken_power_law": {"C": 1.0, "alpha1": 0.9, "alpha2": 0.3, "log_rb": 2.08, "beta": 0.5,
-                         "b": 0.05},
+    "broken_power_law": {
+        "C": 1.0,
+        "alpha1": 0.9,
+        "alpha2": 0.3,
+        "log_rb": 2.08,
+        "beta": 0.5,
+        "b": 0.05,
+    },
 }
 
 
@@ -91,8 +97,9 @@ def synthetic_form_dataset(
         )
     gen = np.random.default_rng(rng)
     if modules is None:
-        modules = ({"mlp@20": 2304, "attn+mlp@20": 6912} if "n_params" in f.inputs
-                   else {"mlp@20": 2304})
+        modules = (
+            {"mlp@20": 2304, "attn+mlp@20": 6912} if "n_params" in f.inputs else {"mlp@20": 2304}
+        )
     mods = list(modules)
     r = np.asarray(ranks, float)
     ll = np.asarray(lengths, float)
@@ -122,10 +129,19 @@ def synthetic_form_dataset(
             "status": (dims, np.full(shape, "ok")),
             "n_params": (("modules", "rank"), N[:, :, 0, 0].astype(np.int64)),
         },
-        coords={"modules": mods, "rank": np.asarray(ranks, np.int64),
-                "length": np.asarray(lengths, np.int64), "seed": np.arange(int(seeds))},
-        attrs={"schema_version": "1", "synthetic": "true", "form": f.name,
-               "truth": json.dumps(truth), "noise": float(noise)},
+        coords={
+            "modules": mods,
+            "rank": np.asarray(ranks, np.int64),
+            "length": np.asarray(lengths, np.int64),
+            "seed": np.arange(int(seeds)),
+        },
+        attrs={
+            "schema_version": "1",
+            "synthetic": "true",
+            "form": f.name,
+            "truth": json.dumps(truth),
+            "noise": float(noise),
+        },
     )
     return ds
 
@@ -176,6 +192,7 @@ def synthetic_memft_dataset(
         ds[v] = ds[v].where(keep)
     ds["status"] = xr.where(keep, ds["status"], "not_run")
     ds["n_params"] = a["n_params"]
-    ds.attrs["truth_memft"] = json.dumps({"C_sft": C_sft, "C_memft": C_memft, "alpha": 0.6,
-                                          "beta": 0.5, "b": 0.02})
+    ds.attrs["truth_memft"] = json.dumps(
+        {"C_sft": C_sft, "C_memft": C_memft, "alpha": 0.6, "beta": 0.5, "b": 0.02}
+    )
     return ds

@@ -149,8 +149,12 @@ def test_plan_shows_what_an_extension_does(extended, tmp_path, capsys):
     _, new_cfg, old, _, _ = extended
     cfg_file = tmp_path / "new.json"
     cfg_file.write_text(json.dumps({"name": "tiny", **_raw_from(new_cfg)}))
-    assert collect_main(["plan", str(cfg_file), "--out", str(tmp_path / "o"), "--extend-from",
-                         str(old)]) == 0
+    assert (
+        collect_main(
+            ["plan", str(cfg_file), "--out", str(tmp_path / "o"), "--extend-from", str(old)]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert f"(max_steps {N})" in text and "copied" in text and "resumed" in text
     assert not (tmp_path / "o").exists()
@@ -225,7 +229,12 @@ def test_resume_pays_only_the_extra_steps(tiny, monkeypatch):
 
     monkeypatch.setattr(torch.optim.AdamW, "step", counting)
     more, model = run_cell(
-        model, tok, entries, train=TrainConfig(max_steps=3 * N), device=cpu, resume=first.state,
+        model,
+        tok,
+        entries,
+        train=TrainConfig(max_steps=3 * N),
+        device=cpu,
+        resume=first.state,
         **kw,
     )
     assert len(calls) == more.steps - N > 0
@@ -264,11 +273,17 @@ def test_memft_sw_window_state_is_carried_over(tiny):
     )
     assert first.state["objective"]["mult"] > 1.0  # the window grew: there is state to carry
     more, model = run_cell(
-        model, tok, entries, train=TrainConfig(max_steps=2 * N), device=cpu, resume=first.state,
+        model,
+        tok,
+        entries,
+        train=TrainConfig(max_steps=2 * N),
+        device=cpu,
+        resume=first.state,
         **kw,
     )
-    direct, model = run_cell(model, tok, entries, train=TrainConfig(max_steps=2 * N), device=cpu,
-                             **kw)
+    direct, model = run_cell(
+        model, tok, entries, train=TrainConfig(max_steps=2 * N), device=cpu, **kw
+    )
     assert more.steps == direct.steps and more.stop_reason == direct.stop_reason
     for name in ("p_after", "loss_curve", "frac_above_curve", "greedy_correct"):
         np.testing.assert_array_equal(getattr(more, name), getattr(direct, name), err_msg=name)

@@ -79,8 +79,13 @@ def test_plateau_decay_continues_the_constant_run_past_its_plateau(tiny):
 
 def test_plateau_decay_resumes_from_a_checkpoint_to_the_same_cell(tiny):
     train = TrainConfig(
-        max_steps=400, log_every=1, lr=3e-2, patience=3, min_delta=0.05,
-        schedule="plateau_decay", max_decays=2,
+        max_steps=400,
+        log_every=1,
+        lr=3e-2,
+        patience=3,
+        min_delta=0.05,
+        schedule="plateau_decay",
+        max_decays=2,
     )
     snapshots = []
     direct = _run(tiny, train, checkpoint=snapshots.append, checkpoint_every=0.0)
@@ -123,8 +128,16 @@ def test_data_seeds_are_a_grid_axis(tiny_sweep):
     assert len(config.cells()) == 2 * len(config_from_dict(tiny_sweep()).cells())
     # the first sequence keeps the cell names of sweeps written before the axis existed
     legacy = CellKey("m", "long_context", 1.0, "sft", "mlp@2", 1, 20, 0)
-    fields = dict(model="m", task="long_context", random_ratio=1.0, method="sft",
-                  modules="mlp@2", rank=1, length=20, seed=0)  # the key before data_seed
+    fields = dict(
+        model="m",
+        task="long_context",
+        random_ratio=1.0,
+        method="sft",
+        modules="mlp@2",
+        rank=1,
+        length=20,
+        seed=0,
+    )  # the key before data_seed
     digest = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
     assert legacy.slug() == f"long_context-rr1-sft-mlp-at-2-r1-l20-s0-{digest}"
     other = CellKey("m", "long_context", 1.0, "sft", "mlp@2", 1, 20, 0, data_seed=3)

@@ -76,9 +76,10 @@ def test_dataset_follows_the_contract(finished):
     ok = ds["status"] == "ok"
     assert set(np.unique(ds["stop_reason"].values[ok.values])) <= {"memorized", "plateau", "budget"}
     assert (ds["dtype"].values[ok.values] == "float32").all()
-    assert json.loads(ds.attrs["protocol"])["max_steps"] == json.loads(ds.attrs["config"])[
-        "train"
-    ]["max_steps"]
+    assert (
+        json.loads(ds.attrs["protocol"])["max_steps"]
+        == json.loads(ds.attrs["config"])["train"]["max_steps"]
+    )
     assert sum(json.loads(ds.attrs["cell_stop_reasons"]).values()) == int(ok.sum())
     for attr in ("schema_version", "config", "versions", "git_revision", "created", "synthetic"):
         assert attr in ds.attrs
@@ -97,8 +98,7 @@ def test_values_are_consistent(finished):
     assert set(np.unique(ds["status"].values)) == {"ok", "not_run"}
     assert np.isnan(ds["loss_reduction"].where(~ok)).all()
     # padding beyond `length` is NaN for token variables
-    cell = ds.sel(task="long_context", random_ratio=1.0, objective="sft", rank=8, length=20,
-                  seed=0)
+    cell = ds.sel(task="long_context", random_ratio=1.0, objective="sft", rank=8, length=20, seed=0)
     p = cell["p_after"].squeeze()
     assert np.isfinite(p[:20]).all() and np.isnan(p[20:]).all()
     assert (ds["entry"].sel(task="long_context", length=20).squeeze()[:20] == 0).all()

@@ -42,8 +42,9 @@ def test_batch_matches_loop_of_fits():
         df = pts.iloc[idx][["rank", "length", "loss_reduction"]].copy()
         df["seed"] = np.arange(len(df))  # distinct rows
         single = lawfit.fit(df, exclude=None, profile=False)
-        assert np.allclose(res.draws.iloc[r, :4].to_numpy(float), single.theta, rtol=1e-5,
-                           atol=1e-7)
+        assert np.allclose(
+            res.draws.iloc[r, :4].to_numpy(float), single.theta, rtol=1e-5, atol=1e-7
+        )
 
 
 def test_failed_replicates_are_counted_not_dropped():
@@ -55,13 +56,18 @@ def test_failed_replicates_are_counted_not_dropped():
     assert len(d) == 200
     assert res.boot.n_failed == int((~d["converged"]).sum())
     if res.boot.n_failed:
-        assert {f.code for f in res.flags} & {"bootstrap_unidentifiable",
-                                              "bootstrap_not_converged"}
+        assert {f.code for f in res.flags} & {"bootstrap_unidentifiable", "bootstrap_not_converged"}
 
 
 def test_cluster_flag_few_clusters():
-    res = lawfit.fit(synthetic_dataset(seeds=3, rng=8), exclude=None, bootstrap=50, unit="seed",
-                     rng=0, profile=False)
+    res = lawfit.fit(
+        synthetic_dataset(seeds=3, rng=8),
+        exclude=None,
+        bootstrap=50,
+        unit="seed",
+        rng=0,
+        profile=False,
+    )
     few = [f for f in res.flags if f.code == "few_clusters"]
     assert len(few) == 1 and "only 3 seed clusters" in few[0].message
 
@@ -103,8 +109,9 @@ def test_single_seed_cluster_error():
 @pytest.mark.parametrize("unit", ["residual", "wild", "seed"])
 def test_units_in_log_space_with_huber(unit):
     ds = synthetic_dataset(seeds=4, rng=10)
-    res = lawfit.fit(ds, exclude=None, bootstrap=60, unit=unit, space="log", loss="huber",
-                     rng=0, profile=False)
+    res = lawfit.fit(
+        ds, exclude=None, bootstrap=60, unit=unit, space="log", loss="huber", rng=0, profile=False
+    )
     assert res.boot.n_failed == 0
     ci = res.conf_int()
     assert (ci["low"] <= res.theta).all() and (res.theta <= ci["high"]).all()
@@ -121,13 +128,15 @@ def _planted_boot(res, rng):
     R = 1000
     j = res.param_names.index("alpha")
     draws = res.theta + rng.normal(0, 0.01, size=(R, len(res.theta))) * np.abs(res.theta)
-    status = np.array(["converged"] * 880 + ["at_bound"] * 50 + ["not_converged"] * 50
-                      + ["unidentifiable"] * 20)
+    status = np.array(
+        ["converged"] * 880 + ["at_bound"] * 50 + ["not_converged"] * 50 + ["unidentifiable"] * 20
+    )
     draws[:880, j] = rng.normal(0.6, 0.03, 880)
     draws[880:980, j] = rng.uniform(0.05, 0.2, 100)
     draws[980:, j] = 100.0
-    return BootstrapResult(draws=draws, status=status, unit="cell",
-                           resid=np.asarray(res.points["residual"], float))
+    return BootstrapResult(
+        draws=draws, status=status, unit="cell", resid=np.asarray(res.points["residual"], float)
+    )
 
 
 def test_interval_covers_a_planted_heavy_tail():
@@ -141,19 +150,22 @@ def test_interval_covers_a_planted_heavy_tail():
     assert 0.05 <= ci.loc["alpha", "low"] <= 0.2
     assert 0.6 < ci.loc["alpha", "high"] < 0.7  # the 20 absurd (unidentifiable) draws are out
     assert planted.boot.n_excluded == 20
-    assert planted.draws.attrs["counts"] == {"converged": 880, "at_bound": 50,
-                                             "not_converged": 50, "unidentifiable": 20}
+    assert planted.draws.attrs["counts"] == {
+        "converged": 880,
+        "at_bound": 50,
+        "not_converged": 50,
+        "unidentifiable": 20,
+    }
     text = str(planted.summary())
     assert "50 (kept)" in text and "20 (excluded)" in text
 
 
 def test_boundary_replicates_are_resolved_and_kept():
     """A 9-cell design like the shipped data: some resamples' optimum is on an edge."""
-    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256),
-           (4, 512)]
+    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256), (4, 512)]
     r = np.array([p[0] for p in pts], float)
     ell = np.array([p[1] for p in pts], float)
-    y = 119 * r ** 0.54 * ell ** -0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
+    y = 119 * r**0.54 * ell**-0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
     df = pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y})
     res = lawfit.fit(df, exclude=None, bootstrap=400, rng=0, profile=False)
     counts = res.boot.counts
@@ -167,9 +179,12 @@ def test_boundary_replicates_are_resolved_and_kept():
     # boundary solutions sit exactly on a bound of an exponent (not somewhere on the way)
     at_bound = d[d["status"] == "at_bound"]
     lo_b, hi_b = res.bounds["alpha"]
-    assert ((at_bound["alpha"] == lo_b) | (at_bound["alpha"] == hi_b)
-            | (at_bound["beta"] == res.bounds["beta"][0])
-            | (at_bound["beta"] == res.bounds["beta"][1])).all()
+    assert (
+        (at_bound["alpha"] == lo_b)
+        | (at_bound["alpha"] == hi_b)
+        | (at_bound["beta"] == res.bounds["beta"][0])
+        | (at_bound["beta"] == res.bounds["beta"][1])
+    ).all()
     converged_only = np.quantile(d.loc[d["status"] == "converged", "alpha"], [0.025, 0.975])
     assert ci.loc["alpha", "high"] - ci.loc["alpha", "low"] >= np.ptp(converged_only)
 
@@ -179,5 +194,9 @@ def test_bootstrap_result_rejects_unknown_status():
     from lawfit.errors import LawfitError
 
     with pytest.raises(LawfitError, match="replicate status must be one of"):
-        BootstrapResult(draws=np.zeros((2, 1)), status=np.array(["converged", "failed"]),
-                        unit="cell", resid=np.zeros(3))
+        BootstrapResult(
+            draws=np.zeros((2, 1)),
+            status=np.array(["converged", "failed"]),
+            unit="cell",
+            resid=np.zeros(3),
+        )

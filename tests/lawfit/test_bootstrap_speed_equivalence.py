@@ -25,9 +25,16 @@ def _power(x, ell, p):
 def _reference_fit(x, ell, y, w, start):
     """Per-replicate weighted least squares, converged as tightly as MINPACK allows."""
     sw = np.sqrt(w)
-    out = least_squares(lambda p: sw * (_power(x, ell, p) - y), start, method="lm",
-                        xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=20000)
-    return out.x, float(np.sum(out.fun ** 2))
+    out = least_squares(
+        lambda p: sw * (_power(x, ell, p) - y),
+        start,
+        method="lm",
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+        max_nfev=20000,
+    )
+    return out.x, float(np.sum(out.fun**2))
 
 
 @pytest.mark.parametrize("noise, seeds, rng", [(0.05, 3, 0), (0.5, 2, 11)])
@@ -37,8 +44,11 @@ def test_replicates_match_per_replicate_least_squares(noise, seeds, rng):
     res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False, space="linear")
     assert res.boot.n_failed == 0
     pts = res.points
-    x, ell, y = (pts["rank"].to_numpy(float), pts["length"].to_numpy(float),
-                 pts["loss_reduction"].to_numpy(float))
+    x, ell, y = (
+        pts["rank"].to_numpy(float),
+        pts["length"].to_numpy(float),
+        pts["loss_reduction"].to_numpy(float),
+    )
     # the same draws as lawfit's (the bootstrap is the first use of the generator)
     W = bootstrap_weights(R, np.arange(y.size), np.random.default_rng(seed))
     draws = res.draws[["C", "alpha", "beta", "b"]].to_numpy(float)
@@ -99,7 +109,7 @@ def test_power_grid_sse_matches_generic():
     y = pts["loss_reduction"].to_numpy(float)
     model = _model(X)
     generic = _model(X)
-    generic.func = lambda x, ell, *, C, alpha, beta, b: C * x ** alpha * ell ** (-beta) + b
+    generic.func = lambda x, ell, *, C, alpha, beta, b: C * x**alpha * ell ** (-beta) + b
     assert vp.power_law_logs(model) is not None and vp.power_law_logs(generic) is None
     grid = vp.make_grid([(-1.0, 2.0), (-0.5, 1.5)], 11)
     W = bootstrap_weights(5, np.arange(y.size), np.random.default_rng(0))
@@ -113,14 +123,24 @@ def test_fast_path_same_as_generic_bootstrap_path():
     """Whole bootstrap: fast power-law path vs the generic path (same form via lambda)."""
     ds = synthetic_dataset(seeds=3, rng=6)
     fast = lawfit.fit(ds, exclude=None, bootstrap=150, unit="seed", rng=2, profile=False)
-    lawfit.register_form("power_law_generic_test",
-                         lambda rank, length, *, C, alpha, beta, b:
-                         C * rank ** alpha * length ** (-beta) + b,
-                         inputs=("rank", "length"), linear=("C", "b"),
-                         bounds={"alpha": (-2.0, 4.0), "beta": (-2.0, 4.0)}, overwrite=True)
+    lawfit.register_form(
+        "power_law_generic_test",
+        lambda rank, length, *, C, alpha, beta, b: C * rank**alpha * length ** (-beta) + b,
+        inputs=("rank", "length"),
+        linear=("C", "b"),
+        bounds={"alpha": (-2.0, 4.0), "beta": (-2.0, 4.0)},
+        overwrite=True,
+    )
     try:
-        slow = lawfit.fit(ds, "power_law_generic_test", exclude=None, bootstrap=150,
-                          unit="seed", rng=2, profile=False)
+        slow = lawfit.fit(
+            ds,
+            "power_law_generic_test",
+            exclude=None,
+            bootstrap=150,
+            unit="seed",
+            rng=2,
+            profile=False,
+        )
     finally:
         from lawfit import forms
 

@@ -83,11 +83,15 @@ def test_at_budget_full_budget_is_identity_on_the_law_variables():
 def test_convergence_flags_exactly_the_cells_still_improving():
     # slow cells (tau = 400) are still improving at 600 steps, fast ones (tau = 40) are not
     slow = {(1, 512), (2, 512), (1, 256)}
-    ds = _sweep(lambda r, ln: 400.0 if (r, ln) in slow else 40.0,
-                stop_early=lambda r, ln: 150 if r == 16 else None)
+    ds = _sweep(
+        lambda r, ln: 400.0 if (r, ln) in slow else 40.0,
+        stop_early=lambda r, ln: 150 if r == 16 else None,
+    )
     conv = convergence(ds, window=100, tol=0.01)
-    flagged = {(int(r), int(ln)) for r, ln in
-               conv.loc[conv["still_improving"], ["rank", "length"]].to_numpy()}
+    flagged = {
+        (int(r), int(ln))
+        for r, ln in conv.loc[conv["still_improving"], ["rank", "length"]].to_numpy()
+    }
     assert flagged == slow
     rel = conv.set_index(["rank", "length"])["rel_gain_last_window"]
     truth = (math.exp(-500 / 400) - math.exp(-600 / 400)) / (1 - math.exp(-600 / 400))
@@ -149,8 +153,9 @@ def test_cli_and_report_show_the_budget_analysis(tmp_path, capsys):
     ds = _sweep(lambda r, ln: 600.0 / r)
     path = tmp_path / "sweep.nc"
     ds.to_netcdf(path)
-    assert main(["budget", str(path), "--bootstrap", "0", "--csv",
-                 str(tmp_path / "cells.csv")]) == 0
+    assert (
+        main(["budget", str(path), "--bootstrap", "0", "--csv", str(tmp_path / "cells.csv")]) == 0
+    )
     out = capsys.readouterr().out
     assert "Stop reasons over 20 ok cells: budget 20" in out
     assert (tmp_path / "cells.csv").read_text().startswith("rank,length,steps,stop_reason")
@@ -166,8 +171,25 @@ def test_one_cell_probe_gets_its_convergence_row_and_a_clear_note(tmp_path, caps
     path = tmp_path / "sweep.nc"
     ds.to_netcdf(path)
     # one cell: rank and length are selected down to scalars; the law cannot be fitted
-    assert main(["budget", str(path), "--sel", "rank=1", "--sel", "length=128",
-                 "--bootstrap", "0", "--budgets", "300", "600", "--trajectory"]) == 0
+    assert (
+        main(
+            [
+                "budget",
+                str(path),
+                "--sel",
+                "rank=1",
+                "--sel",
+                "length=128",
+                "--bootstrap",
+                "0",
+                "--budgets",
+                "300",
+                "600",
+                "--trajectory",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "ΔL@300  ΔL@600" in out
     assert "rank  length  steps stop_reason" in out
@@ -189,6 +211,7 @@ def test_delta_by_budget_reads_each_cells_closed_form_trajectory():
         dl_inf = C * row["rank"] ** ALPHA * row["length"] ** -BETA
         for b in (100, 300, 600):
             reached = min(b, 250) if row["rank"] == 16 else b  # stopped early: final ΔL stays
-            assert row[f"ΔL@{b}"] == pytest.approx(dl_inf * (1 - math.exp(-reached / 200.0)),
-                                                   rel=1e-12)
+            assert row[f"ΔL@{b}"] == pytest.approx(
+                dl_inf * (1 - math.exp(-reached / 200.0)), rel=1e-12
+            )
     assert set(table.loc[table["rank"] == 16, "steps"]) == {250}

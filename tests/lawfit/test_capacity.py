@@ -40,8 +40,9 @@ def test_length_roundtrip(fitted):
 
 
 def test_loss_after_target_uses_loss_before(fitted, ds):
-    pred = predict_capacity(fitted, length=512, target=math.log(2), target_kind="loss_after",
-                            data=ds)
+    pred = predict_capacity(
+        fitted, length=512, target=math.log(2), target_kind="loss_after", data=ds
+    )
     row = pred.table.iloc[0]
     assert row["target_dL"] == pytest.approx(row["loss_before"] - math.log(2))
     assert 3.9 < row["loss_before"] < 4.1
@@ -122,16 +123,18 @@ def test_predict_flags_a_prediction_beyond_known_capacity(nparams_law):
     assert flag.code == "beyond_known_capacity" and flag.severity == "info"
     # with the content's entropy (here: the base model is at it, H = L0 / ln 2) the
     # implied information is a lower bound and the flag a warning
-    info = nparams_law.predict(n_params=2304, length=1e6, warn=False,
-                               entropy_bits=4.0 / math.log(2))
+    info = nparams_law.predict(
+        n_params=2304, length=1e6, warn=False, entropy_bits=4.0 / math.log(2)
+    )
     assert info.attrs["bits_kind"] == "information lower bound"
     assert info["bits_per_param"].iloc[0] > 3.6
     assert [f.severity for f in info.attrs["flags"]] == ["warning"]
 
 
 def test_predict_inside_known_capacity_is_not_flagged(nparams_law, fitted):
-    near = nparams_law.predict(n_params=2304, length=512, warn=False,
-                               entropy_bits=4.0 / math.log(2))
+    near = nparams_law.predict(
+        n_params=2304, length=512, warn=False, entropy_bits=4.0 / math.log(2)
+    )
     assert near["bits_per_param"].iloc[0] < 3.6 and near.attrs["flags"] == ()
     assert "bits_per_param" not in fitted.predict(rank=1, length=512).columns  # no n_params
 
@@ -141,7 +144,8 @@ def test_predict_capacity_flags_answers_beyond_known_capacity(fitted, ds):
     far = predict_capacity(fitted, rank=1, target=fitted.params["b"] + 1e-3, data=ds)
     row = far.table.iloc[0]
     assert row["bits_per_param"] == pytest.approx(
-        row["target_dL"] * row["estimate"] / math.log(2) / 2304)
+        row["target_dL"] * row["estimate"] / math.log(2) / 2304
+    )
     assert row["bits_per_param"] > 3.6
     assert "beyond_known_capacity" in {f.code for f in far.flags}
     near = predict_capacity(fitted, rank=1, target=0.1, data=ds)
@@ -151,8 +155,9 @@ def test_predict_capacity_flags_answers_beyond_known_capacity(fitted, ds):
 
 def test_predict_capacity_uses_information_when_the_entropy_is_known(fitted, ds):
     h = 4.0 / math.log(2)
-    pred = predict_capacity(fitted, length=[512], target=math.log(2), target_kind="loss_after",
-                            data=ds, entropy_bits=h)
+    pred = predict_capacity(
+        fitted, length=[512], target=math.log(2), target_kind="loss_after", data=ds, entropy_bits=h
+    )
     row = pred.table.iloc[0]
     expected = 512 * (h - 1.0) / row["n_params_estimate"]  # L1 = ln 2 nats = 1 bit
     assert row["bits_per_param"] == pytest.approx(expected)

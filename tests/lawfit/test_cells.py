@@ -9,8 +9,15 @@ from lawfit.testing import synthetic_dataset
 
 def test_contract_shape():
     ds = synthetic_dataset(seeds=2, rng=0)
-    for v in ("loss_before", "loss_after", "loss_reduction", "n_params", "status",
-              "exact_match", "token_accuracy"):
+    for v in (
+        "loss_before",
+        "loss_after",
+        "loss_reduction",
+        "n_params",
+        "status",
+        "exact_match",
+        "token_accuracy",
+    ):
         assert v in ds
     assert ds.attrs["synthetic"] == "true"
     assert json.loads(ds.attrs["truth"]) == {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.02}
@@ -19,8 +26,13 @@ def test_contract_shape():
 
 
 def test_run_noise_is_correlated_within_seed():
-    ds = synthetic_dataset(seeds=40, noise=0.1, noise_kind="run",
-                           run_effect={"logC": 0.2, "alpha": 0, "beta": 0}, rng=1)
+    ds = synthetic_dataset(
+        seeds=40,
+        noise=0.1,
+        noise_kind="run",
+        run_effect={"logC": 0.2, "alpha": 0, "beta": 0},
+        rng=1,
+    )
     truth = 1.0 * ds["rank"] ** 0.6 * ds["length"] ** -0.5 + 0.02
     resid = np.log(ds.loss_reduction / truth)
     seed_means = resid.mean(("rank", "length"))

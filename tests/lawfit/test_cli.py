@@ -28,8 +28,22 @@ def test_no_command_prints_help(capsys):
 
 def test_fit_sel_json(nc, tmp_path, capsys):
     out = tmp_path / "fit.json"
-    rc = main(["fit", str(nc), "--sel", "model=a", "--bootstrap", "50", "--unit", "seed",
-               "--exclude", "none", "--json", str(out)])
+    rc = main(
+        [
+            "fit",
+            str(nc),
+            "--sel",
+            "model=a",
+            "--bootstrap",
+            "50",
+            "--unit",
+            "seed",
+            "--exclude",
+            "none",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "R-squared" in text and "alpha" in text

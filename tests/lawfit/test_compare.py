@@ -118,8 +118,7 @@ def test_significance_replaces_alpha_keyword():
 
 def test_ratio_no_offset_is_a_candidate_nested_in_three_forms():
     ds = synthetic_dataset(rng=0, seeds=2)
-    res = compare(ds, ["ratio_no_offset", "ratio", "power_law_no_offset", "power_law"],
-                  holdout=())
+    res = compare(ds, ["ratio_no_offset", "ratio", "power_law_no_offset", "power_law"], holdout=())
     assert res.fits["ratio_no_offset"].param_names == ("C", "gamma")
     lr = res.lr_tests.set_index(["restricted", "general"])
     for general, df in (("ratio", 1), ("power_law_no_offset", 1), ("power_law", 2)):

@@ -109,10 +109,10 @@ def test_a_ratio_law_is_identified_at_one_rank_over_several_lengths():
     lengths = np.repeat([64.0, 128.0, 256.0, 512.0, 1024.0], 3)
     truth_c, truth_gamma = 140.0, 0.57
     dl = truth_c * (1 / lengths) ** truth_gamma * np.exp(rng.normal(0, 0.02, lengths.size))
-    frame = pd.DataFrame({"rank": 1.0, "length": lengths, "loss_reduction": dl,
-                          "seed": np.tile([0, 1, 2], 5)})
-    res = lawfit.fit(frame, form="ratio_no_offset", exclude=None, bootstrap=200, unit="seed",
-                     rng=0)
+    frame = pd.DataFrame(
+        {"rank": 1.0, "length": lengths, "loss_reduction": dl, "seed": np.tile([0, 1, 2], 5)}
+    )
+    res = lawfit.fit(frame, form="ratio_no_offset", exclude=None, bootstrap=200, unit="seed", rng=0)
     assert res.params["gamma"] == pytest.approx(truth_gamma, abs=0.02)
     low, high = res.conf_int().loc["gamma"]
     assert low < res.params["gamma"] < high
@@ -232,12 +232,21 @@ def test_by_names_unknown_dim(ds):
 def _contract_like():
     """A dataset shaped like collect's merge: all dims, token/step variables, not_run."""
     ds = synthetic_dataset(rng=5, seeds=2)
-    ds = ds.drop_vars("n_params").expand_dims(
-        model=["smollm2"], task=["long_context"], random_ratio=[1.0], method=["sft"],
-        modules=["mlp@20"]).transpose("model", "task", "random_ratio", "method", "modules",
-                                      "rank", "length", "seed")
-    ds["n_params"] = (("model", "modules", "rank"),
-                      (ds["rank"].values * 1000)[None, None, :].astype(np.int64))
+    ds = (
+        ds.drop_vars("n_params")
+        .expand_dims(
+            model=["smollm2"],
+            task=["long_context"],
+            random_ratio=[1.0],
+            method=["sft"],
+            modules=["mlp@20"],
+        )
+        .transpose("model", "task", "random_ratio", "method", "modules", "rank", "length", "seed")
+    )
+    ds["n_params"] = (
+        ("model", "modules", "rank"),
+        (ds["rank"].values * 1000)[None, None, :].astype(np.int64),
+    )
     ds["p_after"] = ds["loss_reduction"].expand_dims(token=np.arange(5), axis=-1) * 0 + 0.5
     ds["loss_curve"] = ds["loss_after"].expand_dims(step=np.arange(3), axis=-1)
     status = ds["status"].values.astype(object)

@@ -46,9 +46,11 @@ def test_result_attributes(res):
 
 def test_start_independence(ds):
     base = lawfit.fit(ds, exclude=None, profile=False)
-    for p0 in ({"C": 50.0, "alpha": 3.5, "beta": -1.5, "b": 4.0},
-               {"C": 1e-3, "alpha": -1.0, "beta": 3.0, "b": -2.0},
-               {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.0}):
+    for p0 in (
+        {"C": 50.0, "alpha": 3.5, "beta": -1.5, "b": 4.0},
+        {"C": 1e-3, "alpha": -1.0, "beta": 3.0, "b": -2.0},
+        {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.0},
+    ):
         other = lawfit.fit(ds, exclude=None, profile=False, p0=p0)
         for p in base.params:
             assert other.params[p] == pytest.approx(base.params[p], rel=1e-6, abs=1e-9)
@@ -59,8 +61,11 @@ def test_matches_scipy_least_squares(ds):
 
     res = lawfit.fit(ds, exclude=None, profile=False)
     pts = res.points
-    x, ell, y = pts["rank"].to_numpy(float), pts["length"].to_numpy(float), pts[
-        "loss_reduction"].to_numpy(float)
+    x, ell, y = (
+        pts["rank"].to_numpy(float),
+        pts["length"].to_numpy(float),
+        pts["loss_reduction"].to_numpy(float),
+    )
 
     def resid(t):
         return t[0] * x ** t[1] * ell ** (-t[2]) + t[3] - y
@@ -134,14 +139,16 @@ def test_by_groups():
 
 def test_bound_flag():
     ds = synthetic_dataset(C=1.0, alpha=0.6, beta=0.5, b=0.0, rng=7)
-    lawfit.register_form("pl_tight", lambda rank, length, *, C, alpha, beta, b:
-                         C * rank ** alpha * length ** (-beta) + b,
-                         linear=("C", "b"), bounds={"alpha": (0.0, 0.4), "beta": (0, 2)},
-                         overwrite=True)
+    lawfit.register_form(
+        "pl_tight",
+        lambda rank, length, *, C, alpha, beta, b: C * rank**alpha * length ** (-beta) + b,
+        linear=("C", "b"),
+        bounds={"alpha": (0.0, 0.4), "beta": (0, 2)},
+        overwrite=True,
+    )
     res = lawfit.fit(ds, "pl_tight", exclude=None, profile=False)
     assert res.params["alpha"] == pytest.approx(0.4)
-    assert any(f.code == "at_bound" and f.message.startswith("alpha at upper")
-               for f in res.flags)
+    assert any(f.code == "at_bound" and f.message.startswith("alpha at upper") for f in res.flags)
 
 
 def test_too_few_points_flag():
@@ -163,17 +170,20 @@ def test_poorly_identified_flag():
     assert {f.code for f in res.flags} & {"poorly_identified", "collinear"}
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"loss": "l1"}, "loss must be"),
-    ({"space": "sqrt"}, "space must be"),
-    ({"ci_method": "basic"}, "ci_method must be"),
-    ({"confidence_level": 95}, "confidence_level must be"),
-    ({"bootstrap": -1}, "bootstrap must be"),
-    ({"exclude": "all"}, "exclude must be"),
-    ({"p0": {"gamma": 1}}, "p0 names unknown"),
-    ({"bootstrap": 10, "unit": "model"}, "needs a 'model' dim/column"),
-    ({"huber_delta": -1.0, "loss": "huber"}, "huber_delta must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"loss": "l1"}, "loss must be"),
+        ({"space": "sqrt"}, "space must be"),
+        ({"ci_method": "basic"}, "ci_method must be"),
+        ({"confidence_level": 95}, "confidence_level must be"),
+        ({"bootstrap": -1}, "bootstrap must be"),
+        ({"exclude": "all"}, "exclude must be"),
+        ({"p0": {"gamma": 1}}, "p0 names unknown"),
+        ({"bootstrap": 10, "unit": "model"}, "needs a 'model' dim/column"),
+        ({"huber_delta": -1.0, "loss": "huber"}, "huber_delta must be a finite number > 0"),
+    ],
+)
 def test_bad_options(ds, kw, msg):
     with pytest.raises(LawfitError, match=msg):
         lawfit.fit(ds, **{"exclude": None, **kw})
@@ -197,22 +207,26 @@ def test_heteroscedasticity_flag():
     linear = lawfit.fit(mult, exclude=None, space="linear")
     assert "heteroscedastic" in {f.code for f in linear.flags}
     assert "heteroscedastic" not in {
-        f.code for f in lawfit.fit(mult, exclude=None, space="log").flags}
+        f.code for f in lawfit.fit(mult, exclude=None, space="log").flags
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_auto_space_follows_the_noise_model(seed):
     """Known truth: log-normal noise -> log space; additive homoscedastic noise -> linear."""
-    mult = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None,
-                      profile=False)
+    mult = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None, profile=False)
     assert mult.space == "log" and "log_space" in {f.code for f in mult.flags}
     choice = mult.meta["space_choice"]
     assert choice["pvalue_linear"] < lawfit.space.HETEROSCEDASTIC_P < choice["pvalue_log"]
-    explicit = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None,
-                          profile=False, space="log")
+    explicit = lawfit.fit(
+        synthetic_dataset(**TRUTH, noise=0.1, rng=seed), exclude=None, profile=False, space="log"
+    )
     np.testing.assert_allclose(mult.theta, explicit.theta)
-    add = lawfit.fit(synthetic_dataset(**TRUTH, noise=0.1, noise_model="additive", rng=seed),
-                     exclude=None, profile=False)
+    add = lawfit.fit(
+        synthetic_dataset(**TRUTH, noise=0.1, noise_model="additive", rng=seed),
+        exclude=None,
+        profile=False,
+    )
     assert add.space == "linear" and add.meta["space_choice"]["space"] == "linear"
 
 
@@ -249,12 +263,14 @@ def test_saved_fit_keeps_its_space_choice(tmp_path):
 
 
 def test_profile_interval_containing_zero_is_flagged():
-    flat = lawfit.fit(synthetic_dataset(alpha=0.0, beta=0.5, seeds=1, noise=0.3, rng=4),
-                      exclude=None)
+    flat = lawfit.fit(
+        synthetic_dataset(alpha=0.0, beta=0.5, seeds=1, noise=0.3, rng=4), exclude=None
+    )
     lo, hi = flat.conf_int("profile").loc["alpha"]
     assert lo < 0 < hi
     flag = next(f for f in flat.flags if f.code == "profile_crosses_zero")
     assert flag.message.startswith("alpha:") and flag.severity == "info"
-    steep = lawfit.fit(synthetic_dataset(alpha=0.6, beta=0.5, seeds=2, noise=0.05, rng=4),
-                       exclude=None)
+    steep = lawfit.fit(
+        synthetic_dataset(alpha=0.6, beta=0.5, seeds=2, noise=0.05, rng=4), exclude=None
+    )
     assert "profile_crosses_zero" not in {f.code for f in steep.flags}

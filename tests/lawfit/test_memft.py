@@ -26,7 +26,7 @@ def test_gradient_budget_shares(traj):
     assert (c["share_trajectory"] <= c["share_final"] + 1e-9).all()
     # the final share equals the share of tokens above 0.5
     sft = traj.sel(objective="sft")
-    direct = ((sft["p_after"] > 0.5).sum("token") / sft["p_after"].notnull().sum("token"))
+    direct = (sft["p_after"] > 0.5).sum("token") / sft["p_after"].notnull().sum("token")
     np.testing.assert_allclose(np.sort(c["share_final"]), np.sort(direct.values.ravel()))
     t = gb.summary_table.set_index(["quantity", "rank"])
     m = t.loc[("share_trajectory", "all")]
@@ -75,7 +75,8 @@ def test_memft_savings_degrades():
     assert res.predictions.empty and any("no memft_* objective" in n for n in res.notes)
     few = ds.copy(deep=True)
     few["status"] = few["status"].where(
-        ~((few["objective"] == "memft_ot") & (few["rank"] > 1)), "not_run")
+        ~((few["objective"] == "memft_ot") & (few["rank"] > 1)), "not_run"
+    )
     res = memft_savings(few, bootstrap=0, target=math.log(2))
     assert any("law for memft_ot not fitted" in n for n in res.notes)
     assert set(res.predictions["model"]) == {"shared exponents"} if len(res.predictions) else True

@@ -70,8 +70,16 @@ def data():
         bits = lawfit.bits_per_parameter(d["cells"])
         budget = budget_sensitivity(_budget_dataset(), bootstrap=20, rng=0)
         budget_none = budget_sensitivity(_budget_dataset(all_memorized=True), bootstrap=0)
-    return dict(d, fit=fit, cmp=cmp, sft_tokens=sft, pt=pt, bits=bits, budget=budget,
-                budget_none=budget_none)
+    return dict(
+        d,
+        fit=fit,
+        cmp=cmp,
+        sft_tokens=sft,
+        pt=pt,
+        bits=bits,
+        budget=budget,
+        budget_none=budget_none,
+    )
 
 
 def _not_blank(path, min_colors=20, min_ink=0.02):
@@ -139,9 +147,11 @@ def test_memft_figure_without_memft_cells_says_why(data):
 
 
 def test_import_lawfit_does_not_import_matplotlib():
-    code = ("import sys, lawfit; assert 'matplotlib' not in sys.modules; "
-            "import lawfit.plotting; assert 'matplotlib' not in sys.modules; "
-            "lawfit.plotting.plot_law_curves")
+    code = (
+        "import sys, lawfit; assert 'matplotlib' not in sys.modules; "
+        "import lawfit.plotting; assert 'matplotlib' not in sys.modules; "
+        "lawfit.plotting.plot_law_curves"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -154,7 +164,8 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch, data):
 
 def _make_figures():
     spec = importlib.util.spec_from_file_location(
-        "make_figures", os.path.join(ROOT, "paper_figures", "make_figures.py"))
+        "make_figures", os.path.join(ROOT, "paper_figures", "make_figures.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["make_figures"] = mod  # dataclasses resolve annotations through it
     spec.loader.exec_module(mod)
@@ -163,8 +174,9 @@ def _make_figures():
 
 def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
     mf = _make_figures()
-    rows = mf.draw_all(data["cells"], data["tokens"], out=str(tmp_path), bootstrap=20,
-                       formats=("png",), dpi=60)
+    rows = mf.draw_all(
+        data["cells"], data["tokens"], out=str(tmp_path), bootstrap=20, formats=("png",), dpi=60
+    )
     status = {r["figure"]: r["status"] for r in rows if r["status"] != "note"}
     # the synthetic token trajectories are logged on a geometric step grid without the
     # per-cell 'steps': no budget can be read back from them
@@ -173,15 +185,17 @@ def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
     # one carrier (the LoRA placement) only: the carrier comparison is skipped, saying why
     carriers = [r for r in rows if r["figure"] == "carriers"]
     assert carriers[0]["status"] == "skipped" and "2 carriers" in carriers[0]["reason"], carriers
-    assert {v for k, v in status.items()
-            if k not in ("budget_sensitivity", "carriers")} == {"drawn"}, rows
+    assert {v for k, v in status.items() if k not in ("budget_sensitivity", "carriers")} == {
+        "drawn"
+    }, rows
     assert len(status) == len(mf.FIGURES) + len(mf.DATASET_FIGURES)
     index = (tmp_path / "INDEX.md").read_text()
     assert "SYNTHETIC" in index
     # a dataset without MemFT or token variables: those figures are skipped, not crashed
     cells = data["cells"]
-    rows = mf.draw_all(cells, out=str(tmp_path / "cells_only"), bootstrap=10,
-                       formats=("png",), dpi=60)
+    rows = mf.draw_all(
+        cells, out=str(tmp_path / "cells_only"), bootstrap=10, formats=("png",), dpi=60
+    )
     st = {r["figure"]: (r["status"], r["reason"]) for r in rows}
     assert st["methods"][0] == "skipped" and "MemFT" in st["methods"][1]
     assert st["recall_vs_p"][0] == "skipped" and "token" in st["recall_vs_p"][1]
@@ -192,8 +206,14 @@ def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
 
 def test_make_figures_draws_budget_sensitivity_from_trajectories(tmp_path):
     mf = _make_figures()
-    rows = mf.draw_all(_budget_dataset(), out=str(tmp_path), bootstrap=10, formats=("png",),
-                       dpi=60, only=["budget_sensitivity"])
+    rows = mf.draw_all(
+        _budget_dataset(),
+        out=str(tmp_path),
+        bootstrap=10,
+        formats=("png",),
+        dpi=60,
+        only=["budget_sensitivity"],
+    )
     st = {r["figure"]: r for r in rows}
     assert st["budget_sensitivity"]["status"] == "drawn", rows
     _not_blank(st["budget_sensitivity"]["files"][0])
@@ -226,8 +246,9 @@ def test_make_figures_marks_partial_data(data, tmp_path):
     cells["status"] = (cells["status"].dims, st)
     for v in ("loss_reduction", "loss_after"):
         cells[v] = cells[v].where(cells["status"] == "ok")
-    mf.draw_all(cells, out=str(tmp_path), bootstrap=10, formats=("png",), dpi=60,
-                only=["fig2a_law_vs_rank"])
+    mf.draw_all(
+        cells, out=str(tmp_path), bootstrap=10, formats=("png",), dpi=60, only=["fig2a_law_vs_rank"]
+    )
     assert "Partial data" in (tmp_path / "INDEX.md").read_text()
 
 
@@ -250,7 +271,8 @@ def _axes_texts(fig):
     ax = fig.axes[0]
     legend = ax.get_legend()
     return [t.get_text() for t in ax.texts] + (
-        [t.get_text() for t in legend.get_texts()] if legend is not None else [])
+        [t.get_text() for t in legend.get_texts()] if legend is not None else []
+    )
 
 
 def test_recall_figure_carries_the_reports_threshold_caveats(data):
@@ -262,11 +284,16 @@ def test_recall_figure_carries_the_reports_threshold_caveats(data):
     assert not {f.code for f in pt.flags} & {"few_informative_runs", "threshold_not_logistic"}
     plain = plot_recall_curve(pt, data["sft_tokens"])
     assert not any("unreliable" in t or "not logistic" in t for t in _axes_texts(plain))
-    flagged = dataclasses.replace(pt, flags=(
-        Flag("few_informative_runs", "only a few runs locate the threshold"),
-        Flag("threshold_not_logistic", "logistic and isotonic thresholds differ")))
-    texts = [" ".join(t.split()) for t in _axes_texts(plot_recall_curve(flagged,
-                                                                           data["sft_tokens"]))]
+    flagged = dataclasses.replace(
+        pt,
+        flags=(
+            Flag("few_informative_runs", "only a few runs locate the threshold"),
+            Flag("threshold_not_logistic", "logistic and isotonic thresholds differ"),
+        ),
+    )
+    texts = [
+        " ".join(t.split()) for t in _axes_texts(plot_recall_curve(flagged, data["sft_tokens"]))
+    ]
     tf = pt.token_fit
     want = f"interval unreliable: only {tf.n_runs_informative} of {tf.n_runs} runs informative"
     assert any(want in t for t in texts), texts
@@ -274,8 +301,11 @@ def test_recall_figure_carries_the_reports_threshold_caveats(data):
 
 
 def _law_lines(ax, lengths):
-    return {float(ln.get_label()): np.asarray(ln.get_ydata(), float) for ln in ax.lines
-            if ln.get_linestyle() == "-" and ln.get_label() in {str(int(L)) for L in lengths}}
+    return {
+        float(ln.get_label()): np.asarray(ln.get_ydata(), float)
+        for ln in ax.lines
+        if ln.get_linestyle() == "-" and ln.get_label() in {str(int(L)) for L in lengths}
+    }
 
 
 @pytest.mark.parametrize("with_data", [True, False])

@@ -19,8 +19,13 @@ def _sequences(n_sequences: int, seeds: int = 1, effect: float = 0.15) -> xr.Dat
     parts = []
     for k in range(n_sequences):
         ds = synthetic_dataset(
-            ranks=RANKS, lengths=LENGTHS, seeds=seeds, noise=0.02, noise_kind="run",
-            run_effect={"log_C": effect, "alpha": effect / 2, "beta": effect / 2}, rng=k,
+            ranks=RANKS,
+            lengths=LENGTHS,
+            seeds=seeds,
+            noise=0.02,
+            noise_kind="run",
+            run_effect={"log_C": effect, "alpha": effect / 2, "beta": effect / 2},
+            rng=k,
         )
         parts.append(ds.expand_dims(data_seed=[k]))
     return xr.concat(parts, dim="data_seed")

@@ -18,9 +18,15 @@ from lawfit.testing.tokens import synthetic_token_dataset
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
-    ds = synthetic_token_dataset(entry_tokens=8, n_steps=8, methods=("sft", "memft_ot"),
-                                 ranks=(1, 2, 4, 8, 16, 32), lengths=(64, 128, 256),
-                                 seeds=(0, 1), rng=0)
+    ds = synthetic_token_dataset(
+        entry_tokens=8,
+        n_steps=8,
+        methods=("sft", "memft_ot"),
+        ranks=(1, 2, 4, 8, 16, 32),
+        lengths=(64, 128, 256),
+        seeds=(0, 1),
+        rng=0,
+    )
     memft = (ds["rank"] <= 8) & (ds["length"] >= 128)
     ds["status"] = xr.where((ds["objective"] == "sft") | memft, ds["status"], "not_run")
     path = tmp_path_factory.mktemp("data") / "full.nc"
@@ -32,8 +38,15 @@ def test_report_has_every_section(full):
     ds, _ = full
     rep = build_report(ds, bootstrap=30)
     md = rep.to_markdown()
-    for heading in ("Which form?", "Parametric Memory Law", "Capacity", "Bits stored",
-                    "Phase transition", "MemFT savings", "SYNTHETIC"):
+    for heading in (
+        "Which form?",
+        "Parametric Memory Law",
+        "Capacity",
+        "Bits stored",
+        "Phase transition",
+        "MemFT savings",
+        "SYNTHETIC",
+    ):
         assert heading in md, heading
     assert "threshold_p_star" in md and "Best form by AICc" in md
     res = rep.results["task=long_context"]
@@ -51,7 +64,8 @@ def test_report_degrades_on_cells_only():
 
 def test_report_degrades_without_law_data():
     ds = synthetic_token_dataset(entry_tokens=8, rng=0).drop_vars(
-        ["loss_reduction", "loss_before", "loss_after"])
+        ["loss_reduction", "loss_before", "loss_after"]
+    )
     md = build_report(ds, bootstrap=20).to_markdown()
     assert "no loss_reduction over rank and length" in md
     assert "threshold_p_star" in md  # token-level still runs
@@ -74,8 +88,25 @@ def test_cli_report_and_commands(full, tmp_path, capsys):
     assert main(["transition", str(path), "--bootstrap", "20"]) == 0
     assert "threshold p*" in capsys.readouterr().out
     csv = tmp_path / "p.csv"
-    assert main(["predict", str(path), "--sel", "objective=sft", "--length", "128",
-                 "--target", "0.5", "--bootstrap", "20", "--csv", str(csv)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--sel",
+                "objective=sft",
+                "--length",
+                "128",
+                "--target",
+                "0.5",
+                "--bootstrap",
+                "20",
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
     assert csv.exists()
     assert main(["memft", str(path), "--bootstrap", "20"]) == 0
     assert "gradient budget" in capsys.readouterr().out
@@ -85,9 +116,25 @@ def test_cli_errors_are_reported(full, capsys):
     _, path = full
     assert main(["transition", str(path), "--sel", "model=x"]) == 2
     assert "no dim 'model'" in capsys.readouterr().err
-    assert main(["predict", str(path), "--length", "64", "--target", "0.69",
-                 "--target-kind", "loss_after", "--bootstrap", "0",
-                 "--sel", "objective=sft"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--length",
+                "64",
+                "--target",
+                "0.69",
+                "--target-kind",
+                "loss_after",
+                "--bootstrap",
+                "0",
+                "--sel",
+                "objective=sft",
+            ]
+        )
+        == 0
+    )
     assert main(["report", "/nonexistent.nc"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -103,10 +150,15 @@ def test_report_save_format_error(tmp_path):
 
 def test_report_skips_settings_with_nothing_collected(full):
     ds, _ = full
-    two = xr.concat([ds.expand_dims(random_ratio=[1.0]),
-                     ds.expand_dims(random_ratio=[0.0]).assign(
-                         status=lambda d: xr.full_like(d["status"], "not_run"))],
-                    dim="random_ratio")
+    two = xr.concat(
+        [
+            ds.expand_dims(random_ratio=[1.0]),
+            ds.expand_dims(random_ratio=[0.0]).assign(
+                status=lambda d: xr.full_like(d["status"], "not_run")
+            ),
+        ],
+        dim="random_ratio",
+    )
     rep = build_report(two, bootstrap=0)
     md = rep.to_markdown()
     assert "Settings with nothing collected (no section): random_ratio=0.0" in md
@@ -115,8 +167,9 @@ def test_report_skips_settings_with_nothing_collected(full):
 
 
 def test_report_says_when_a_dataset_is_partial():
-    ds = synthetic_dataset(rng=0, seeds=2).assign_attrs(complete="false", n_cells=200,
-                                                       n_cells_done=112)
+    ds = synthetic_dataset(rng=0, seeds=2).assign_attrs(
+        complete="false", n_cells=200, n_cells_done=112
+    )
     md = build_report(ds, bootstrap=0).to_markdown()
     assert "PARTIAL: 112 of 200 cells" in md
     assert "The sweep has 200 cells: 112 finished, 88 not yet run" in md
@@ -125,8 +178,9 @@ def test_report_says_when_a_dataset_is_partial():
 
 
 def _one_cell():
-    return synthetic_token_dataset(entry_tokens=8, n_steps=4, ranks=(1,), lengths=(64,),
-                                   seeds=(0,), rng=0)
+    return synthetic_token_dataset(
+        entry_tokens=8, n_steps=4, ranks=(1,), lengths=(64,), seeds=(0,), rng=0
+    )
 
 
 def test_report_on_a_single_cell_skips_what_it_cannot_compute():
@@ -144,8 +198,9 @@ def test_report_on_memorized_cells_only_says_why_the_law_is_missing():
     md = build_report(ds, bootstrap=0).to_markdown()
     assert "law (SFT, 95% CI)" in md and "not fitted" in md
     assert "| ok, memorized (loss_after ≤ ln 2) | 12 |" in md
-    assert "Ranks collected: [1, 2, 4]; not memorized (loss_after > ln 2, what the law " \
-           "fits): []" in md
+    assert (
+        "Ranks collected: [1, 2, 4]; not memorized (loss_after > ln 2, what the law fits): []" in md
+    )
 
 
 def test_report_opens_with_a_summary_and_ends_with_collapsed_provenance(full):
@@ -173,16 +228,19 @@ def test_log_space_selection_follows_the_breusch_pagan_p_value(full, monkeypatch
     compare_module = importlib.import_module("lawfit.compare")  # lawfit.compare: the function
     # first call: the linear-space comparison; later ones: log space, where the spread is gone
     p_values = iter([p_value])
-    monkeypatch.setattr(compare_module, "_heteroscedasticity",
-                        lambda pts: next(p_values, 0.9))
+    monkeypatch.setattr(compare_module, "_heteroscedasticity", lambda pts: next(p_values, 0.9))
     res = build_report(ds.sel(method=["sft"]), bootstrap=0).results["task=long_context"]
     assert ("compare_log" in res) == (p_value < lawfit.report.HETEROSCEDASTIC_P)
 
 
 def test_log_space_is_chosen_for_multiplicative_noise_only():
     """Known truth: log-normal noise is heteroscedastic in ΔL, additive noise is not."""
-    kw = {"ranks": (1, 2, 4, 8, 16, 32, 64, 128), "lengths": (64, 256, 1024, 4096),
-          "seeds": 3, "rng": 1}
+    kw = {
+        "ranks": (1, 2, 4, 8, 16, 32, 64, 128),
+        "lengths": (64, 256, 1024, 4096),
+        "seeds": 3,
+        "rng": 1,
+    }
     opt = lawfit.report._Options(bootstrap=0, level=0.95, rng=0, targets_length=None)
     for noise, expected in ((("multiplicative", 0.4), True), (("additive", 0.05), False)):
         ds = synthetic_dataset(noise_model=noise[0], noise=noise[1], **kw)
@@ -197,8 +255,7 @@ def test_an_unexpected_error_in_one_section_does_not_sink_the_report(full, monke
     def broken(st, opt):
         raise KeyError("boom")
 
-    sections = tuple((t, broken if t.startswith("Bits") else f)
-                     for t, f in lawfit.report.SECTIONS)
+    sections = tuple((t, broken if t.startswith("Bits") else f) for t, f in lawfit.report.SECTIONS)
     monkeypatch.setattr(lawfit.report, "SECTIONS", sections)
     rep = build_report(ds, bootstrap=0)
     md = rep.to_markdown()
@@ -207,9 +264,17 @@ def test_an_unexpected_error_in_one_section_does_not_sink_the_report(full, monke
 
 
 def test_impossible_law_values_and_memorized_savings_are_blanked():
-    val = pd.DataFrame({"method": ["memft_ot"] * 2, "rank": [16, 1], "length": [128, 512],
-                        "dL_sft_law": [40.2, 3.4], "gain_over_sft_law": [-27.0, 0.05],
-                        "saving_measured": [-6.2, 0.02], "memorized": [True, False]})
+    val = pd.DataFrame(
+        {
+            "method": ["memft_ot"] * 2,
+            "rank": [16, 1],
+            "length": [128, 512],
+            "dL_sft_law": [40.2, 3.4],
+            "gain_over_sft_law": [-27.0, 0.05],
+            "saving_measured": [-6.2, 0.02],
+            "memorized": [True, False],
+        }
+    )
     ds = xr.Dataset({"loss_before": ("length", [13.4, 13.2])}, coords={"length": [128, 512]})
     out, notes = lawfit.report._plausible_validation(val, ds)
     assert np.isnan(out["dL_sft_law"][0]) and np.isnan(out["gain_over_sft_law"][0])
@@ -219,9 +284,15 @@ def test_impossible_law_values_and_memorized_savings_are_blanked():
 
 
 def test_no_saving_is_claimed_for_a_method_its_law_does_not_describe():
-    preds = pd.DataFrame({"objective": ["memft_ot", "memft_sw"], "saving": [0.03, -2.8],
-                          "saving_low": [-0.05, -3.4], "saving_high": [0.13, -1.5],
-                          "memft_rmse": [0.24, 0.57]})
+    preds = pd.DataFrame(
+        {
+            "objective": ["memft_ot", "memft_sw"],
+            "saving": [0.03, -2.8],
+            "saving_low": [-0.05, -3.4],
+            "saving_high": [0.13, -1.5],
+            "memft_rmse": [0.24, 0.57],
+        }
+    )
     ms = SimpleNamespace(predictions=preds, fits={"sft": SimpleNamespace(rmse=0.22)})
     kept, notes, claims = lawfit.report._claimable_predictions(ms)
     assert kept["objective"].tolist() == ["memft_ot"]
@@ -246,6 +317,8 @@ def test_cli_report_announces_each_section(full, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "task=long_context: The Parametric Memory Law" in err
     assert err.count("\n") >= len(lawfit.report.SECTIONS)
-    assert main(["report", str(path), "-o", str(tmp_path / "r.md"), "--bootstrap", "0",
-                 "--quiet"]) == 0
+    assert (
+        main(["report", str(path), "-o", str(tmp_path / "r.md"), "--bootstrap", "0", "--quiet"])
+        == 0
+    )
     assert capsys.readouterr().err.strip() == f"wrote {tmp_path / 'r.md'}"

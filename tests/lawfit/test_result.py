@@ -33,8 +33,10 @@ def test_frozen(res):
 
 
 def test_conf_int_methods(res, bres):
-    for r, methods in ((res, ("profile", "wald")), (bres, ("bootstrap", "percentile", "bca",
-                                                            "profile", "wald"))):
+    for r, methods in (
+        (res, ("profile", "wald")),
+        (bres, ("bootstrap", "percentile", "bca", "profile", "wald")),
+    ):
         for m in methods:
             ci = r.conf_int(m)
             assert list(ci.columns) == ["low", "high"]
@@ -55,8 +57,7 @@ def test_profile_close_to_wald_for_near_linear_problem(res):
     p, w = res.conf_int("profile"), res.conf_int("wald")
     for name in ("alpha", "beta"):
         assert p.loc[name, "low"] == pytest.approx(w.loc[name, "low"], abs=0.3 * res.stderr[name])
-        assert p.loc[name, "high"] == pytest.approx(w.loc[name, "high"],
-                                                    abs=0.3 * res.stderr[name])
+        assert p.loc[name, "high"] == pytest.approx(w.loc[name, "high"], abs=0.3 * res.stderr[name])
 
 
 def test_draws(bres):
@@ -133,8 +134,14 @@ def test_summary_text_shows_the_law_in_plain_text(bres):
 
 def test_to_dataframe_and_dataset(bres):
     df = bres.to_dataframe()
-    assert list(df.columns) == ["estimate", "stderr", "low", "high", "ci_method",
-                                "confidence_level"]
+    assert list(df.columns) == [
+        "estimate",
+        "stderr",
+        "low",
+        "high",
+        "ci_method",
+        "confidence_level",
+    ]
     xr_ds = bres.to_dataset()
     assert xr_ds["draws"].shape == (300, 4)
     assert xr_ds.attrs["r2"] == bres.r2
@@ -152,8 +159,9 @@ def test_save_load_roundtrip(bres, tmp_path):
     assert back.flags == bres.flags
     assert str(back.summary()) == str(bres.summary())
     assert back.exclusions.shape[0] == bres.exclusions.shape[0]
-    pd.testing.assert_frame_equal(back.predict(rank=4, length=256),
-                                  bres.predict(rank=4, length=256))
+    pd.testing.assert_frame_equal(
+        back.predict(rank=4, length=256), bres.predict(rank=4, length=256)
+    )
 
 
 def test_groups_save_load(tmp_path):
@@ -166,10 +174,15 @@ def test_groups_save_load(tmp_path):
 
 def test_load_unregistered_form(tmp_path):
     def law(rank, length, *, C, alpha, beta, b):
-        return C * rank ** alpha * length ** (-beta) + b
+        return C * rank**alpha * length ** (-beta) + b
 
-    lawfit.register_form("tmp_custom", law, linear=("C", "b"),
-                         bounds={"alpha": (-1, 3), "beta": (-1, 3)}, overwrite=True)
+    lawfit.register_form(
+        "tmp_custom",
+        law,
+        linear=("C", "b"),
+        bounds={"alpha": (-1, 3), "beta": (-1, 3)},
+        overwrite=True,
+    )
     res = lawfit.fit(synthetic_dataset(rng=4), "tmp_custom", exclude=None, profile=False)
     res.save(tmp_path / "c.json")
     from lawfit.forms import _REGISTRY
@@ -177,8 +190,9 @@ def test_load_unregistered_form(tmp_path):
     del _REGISTRY["tmp_custom"]
     with pytest.raises(LawfitError, match="no importable reference.*register it first"):
         lawfit.load(tmp_path / "c.json")
-    lawfit.register_form("tmp_custom", law, linear=("C", "b"),
-                         bounds={"alpha": (-1, 3), "beta": (-1, 3)})
+    lawfit.register_form(
+        "tmp_custom", law, linear=("C", "b"), bounds={"alpha": (-1, 3), "beta": (-1, 3)}
+    )
     assert lawfit.load(tmp_path / "c.json").params == res.params
 
 
@@ -193,8 +207,9 @@ def test_load_errors(tmp_path):
 def test_gof_consistency(res):
     n, k = res.n_obs, 4
     assert res.bic - res.aic == pytest.approx((k + 1) * (math.log(n) - 2))
-    assert res.rmse == pytest.approx(np.sqrt(np.mean((res.points["loss_reduction"]
-                                                      - res.points["fitted"]) ** 2)))
+    assert res.rmse == pytest.approx(
+        np.sqrt(np.mean((res.points["loss_reduction"] - res.points["fitted"]) ** 2))
+    )
 
 
 def test_groups_predict():
@@ -235,7 +250,7 @@ def user_form_module(tmp_path, monkeypatch):
 
 def test_result_owns_its_form_after_reregistering(ds):
     def law(rank, length, *, C, alpha, beta, b):
-        return C * rank ** alpha * length ** (-beta) + b
+        return C * rank**alpha * length ** (-beta) + b
 
     def other(rank, length, *, C, alpha, beta, b):
         return 1000.0 + 0 * rank * length * C * alpha * beta * b
@@ -258,10 +273,14 @@ def test_result_owns_its_form_after_reregistering(ds):
 def test_unregistered_form_object_fits_and_predicts(ds):
     from lawfit.forms import Form
 
-    f = Form("never_registered", lambda rank, length, *, C, alpha, beta, b:
-             C * rank ** alpha * length ** (-beta) + b, inputs=("rank", "length"),
-             params=("C", "alpha", "beta", "b"), bounds={"alpha": (-1, 3), "beta": (-1, 3)},
-             linear=("C", "b"))
+    f = Form(
+        "never_registered",
+        lambda rank, length, *, C, alpha, beta, b: C * rank**alpha * length ** (-beta) + b,
+        inputs=("rank", "length"),
+        params=("C", "alpha", "beta", "b"),
+        bounds={"alpha": (-1, 3), "beta": (-1, 3)},
+        linear=("C", "b"),
+    )
     res = lawfit.fit(ds, f, exclude=None, profile=False)
     p = res.predict(rank=4, length=256, warn=False)["mean"].iloc[0]
     assert p == pytest.approx(f.func(4.0, 256.0, **res.params))
@@ -271,8 +290,13 @@ def test_saved_user_form_loads_in_a_fresh_process(ds, tmp_path, user_form_module
     import subprocess
     import sys
 
-    lawfit.register_form("i12_user_law", user_form_module.user_law, linear=("C",),
-                         bounds={"alpha": (-1, 3), "beta": (-1, 3)}, overwrite=True)
+    lawfit.register_form(
+        "i12_user_law",
+        user_form_module.user_law,
+        linear=("C",),
+        bounds={"alpha": (-1, 3), "beta": (-1, 3)},
+        overwrite=True,
+    )
     try:
         res = lawfit.fit(ds, "i12_user_law", exclude=None, profile=False)
     finally:
@@ -282,14 +306,16 @@ def test_saved_user_form_loads_in_a_fresh_process(ds, tmp_path, user_form_module
     res.save(tmp_path / "user.json")
     expected = res.predict(rank=4, length=256, warn=False)["mean"].iloc[0]
     path = str(tmp_path / "user.json")
-    code = (f"import lawfit; r = lawfit.load({path!r}); "
-            "print(repr(float(r.predict(rank=4, length=256, warn=False)['mean'].iloc[0])))")
+    code = (
+        f"import lawfit; r = lawfit.load({path!r}); "
+        "print(repr(float(r.predict(rank=4, length=256, warn=False)['mean'].iloc[0])))"
+    )
     import os
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(tmp_path)] + [p for p in sys.path if p]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + [p for p in sys.path if p]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert float(out.stdout.strip()) == expected
     # without the module on the path (and nothing registered) the error says how to fix it
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and p != str(tmp_path))
@@ -377,21 +403,22 @@ def test_flags_are_structured_and_round_trip(tmp_path):
 
 def test_exponent_correlation_reported_and_flagged():
     # a triangle design like the shipped cells: r/l varies, r and l move together
-    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256),
-           (4, 512)]
+    pts = [(1, 64), (1, 128), (1, 256), (1, 512), (2, 128), (2, 256), (2, 512), (4, 256), (4, 512)]
     r = np.array([p[0] for p in pts], float)
     ell = np.array([p[1] for p in pts], float)
-    y = 119 * r ** 0.54 * ell ** -0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
-    tri = lawfit.fit(pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y}),
-                     exclude=None, profile=False)
+    y = 119 * r**0.54 * ell**-0.53 - 0.9 + np.random.default_rng(0).normal(0, 0.22, 9)
+    tri = lawfit.fit(
+        pd.DataFrame({"rank": r, "length": ell, "loss_reduction": y}), exclude=None, profile=False
+    )
     ec = tri.exponent_correlation
     assert list(ec.index) == ["alpha", "beta"]
     assert ec.attrs["source"] == "asymptotic covariance"
     assert abs(ec.loc["alpha", "beta"]) > 0.95
     assert "exponents_not_separately_identified" in {f.code for f in tri.flags}
     # the full factorial grid separates them
-    full = lawfit.fit(synthetic_dataset(seeds=2, rng=5), exclude=None, bootstrap=100, rng=0,
-                      profile=False)
+    full = lawfit.fit(
+        synthetic_dataset(seeds=2, rng=5), exclude=None, bootstrap=100, rng=0, profile=False
+    )
     assert full.exponent_correlation.attrs["source"].endswith("bootstrap replicates")
     assert abs(full.exponent_correlation.loc["alpha", "beta"]) < 0.95
     assert "exponents_not_separately_identified" not in {f.code for f in full.flags}

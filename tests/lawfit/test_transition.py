@@ -25,8 +25,9 @@ def pt_phonebook(phonebook):
 @pytest.mark.parametrize("p_star", [0.3, 0.5])
 def test_planted_threshold_recovered_within_ci(p_star):
     # exactly logistic truth (sufficient=False): the regression is well specified
-    ds = synthetic_token_dataset(p_star=p_star, slope=3.0, entry_tokens=8, sufficient=False,
-                                 rng=7, **GRID)
+    ds = synthetic_token_dataset(
+        p_star=p_star, slope=3.0, entry_tokens=8, sufficient=False, rng=7, **GRID
+    )
     res = phase_transition(ds, bootstrap=200, rng=0)
     t = res.token_fit
     assert t.ci[0] <= p_star <= t.ci[1]
@@ -44,7 +45,8 @@ def test_isotonic_threshold_survives_the_sufficiency_jump():
     assert t.ci[1] < 0.45  # the logistic is pulled down by the jump ...
     assert t.ci_difference[1] < 0  # ... and the paired comparison says so
     assert "prefer threshold_isotonic" in next(
-        f.message for f in res.flags if f.code == "threshold_not_logistic")
+        f.message for f in res.flags if f.code == "threshold_not_logistic"
+    )
 
 
 def test_threshold_test_against_half(pt_phonebook):
@@ -67,8 +69,9 @@ def test_sufficiency_and_necessity(pt_phonebook):
 
 
 def test_sufficiency_violations_are_flagged():
-    ds = synthetic_token_dataset(p_star=0.8, slope=2.0, entry_tokens=8, sufficient=False,
-                                 rng=3, **GRID)
+    ds = synthetic_token_dataset(
+        p_star=0.8, slope=2.0, entry_tokens=8, sufficient=False, rng=3, **GRID
+    )
     res = phase_transition(ds, bootstrap=0)
     assert res.sufficiency.n_violations > 0
     flag = next(f for f in res.flags if f.code == "sufficiency_violated")
