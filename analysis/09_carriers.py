@@ -6,10 +6,14 @@ For a carrier sweep (LoRA placements such as mlp_block@20 and the collect carrie
 memtok:m@k, kv:m@k, skv:k@LAYERS in the ``modules`` dimension) prints, per setting (task ×
 random ratio) and per carrier size and target length: n_params, n_bytes, bits stored and
 bits recalled exactly (information bits, lawfit.information: mean and 95 % t-interval over
-the target sequences, data_seed), bits per parameter and per byte, the steps taken and an
-estimate of the FLOPs spent writing the memory; then each carrier's best size and length
-(the capacity it has shown), and a closing sentence naming the carrier that stores the most
-per byte and per FLOP on this dataset, whatever the answer.
+the target sequences, data_seed), the base model's floor (the same "bits stored" measured
+before training: what a carrier that learned nothing still shows, since the untrained model
+gives some tokens more than their uniform probability by chance) and the bits above it,
+bits per parameter and per byte, the steps taken and an estimate of the FLOPs spent writing
+the memory; then each carrier's best size and length (the capacity it has shown), and a
+closing sentence naming the carrier that stores the most bits above the base model's floor
+per byte and per FLOP on this dataset, whatever the answer (a carrier that only reaches the
+floor stores nothing, however cheap it was to write).
 
 FLOPs are an ESTIMATE written out for a frozen model (``collect.cost`` says what it counts
 and what not): the forward and activation-gradient passes of the layers each step runs, the
@@ -57,7 +61,7 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     keys = [*setting, "carrier", "modules", "rank", "n_params", "n_bytes", "length"]
     per_target = (
         cells.groupby([*keys, "data_seed"], dropna=False)[
-            ["bits_stored", "bits_recalled", "steps", "flops"]
+            ["bits_stored", "bits_recalled", "bits_stored_base", "bits_content", "steps", "flops"]
         ]
         .mean()
         .reset_index()
@@ -67,11 +71,16 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
         stored, _, s_ci, n = _interval(g["bits_stored"].to_numpy())
         recalled, _, r_ci, _ = _interval(g["bits_recalled"].to_numpy())
         flops = float(g["flops"].mean())
+        gain, _, g_ci, _ = _interval((g["bits_stored"] - g["bits_stored_base"]).to_numpy())
         rec = dict(zip(keys, key, strict=True))
         rec.update(
             targets=n,
             stored=_fmt_interval(stored, s_ci),
             recalled=_fmt_interval(recalled, r_ci),
+            base_floor=float(g["bits_stored_base"].mean()),
+            above_floor=gain,
+            above=_fmt_interval(gain, g_ci),
+            resolved=_resolved(gain, g_ci, float(g["bits_content"].mean())),
             stored_mean=stored,
             recalled_mean=recalled,
             bits_per_param=stored / rec["n_params"],
@@ -81,7 +90,25 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
             bits_per_pflop=stored / flops * 1e15 if flops > 0 else np.nan,
         )
         rows.append(rec)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    gain = table["above_floor"].where(table["resolved"])
+    table["above_per_byte"] = gain / table["n_bytes"]
+    table["above_per_pflop"] = gain / (table["gflops"] * 1e9) * 1e15
+    return table
+
+
+#: Bits above the floor smaller than this share of the content's entropy are not resolved.
+RESOLUTION = 0.01
+
+
+def _resolved(gain: float, ci: float, content: float) -> bool:
+    """Whether a carrier stores bits above the base model's floor, beyond noise.
+
+    The gain (bits stored minus the floor, paired per target sequence) must exceed its 95 %
+    interval half-width (where there are 2+ targets) and 1 % of the content's entropy.
+    """
+    margin = max(ci if np.isfinite(ci) else 0.0, RESOLUTION * content)
+    return bool(np.isfinite(gain) and gain > margin)
 
 
 SHOWN = {
@@ -94,6 +121,8 @@ SHOWN = {
     "targets": "targets",
     "stored": "bits stored (95% CI)",
     "recalled": "bits recalled (95% CI)",
+    "base_floor": "base model's floor",
+    "above": "above the floor (95% CI)",
     "bits_per_param": "stored/param",
     "bits_per_byte": "stored/byte",
     "steps": "steps",
@@ -130,20 +159,25 @@ def best_of_each(table: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame, label: str) -> str:
-    """The closing sentence: which carrier stores the most per byte and per FLOP."""
-    parts = []
+    """The closing sentence: which carrier stores the most per byte and per FLOP.
+
+    Counted are the bits stored above the base model's floor (``above_floor``), so that a
+    carrier reaching only the floor, however cheap, is not named; such carriers are listed.
+    """
+    parts = [_at_the_floor(table)] if len(_at_the_floor(table)) else []
     for column, per in (
-        ("bits_per_byte", "per byte"),
-        ("bits_per_pflop", "per PFLOP spent writing it (estimated)"),
+        ("above_per_byte", "per byte"),
+        ("above_per_pflop", "per PFLOP spent writing it (estimated)"),
     ):
         best = best_of_each(table, column)
         if not len(best):
-            parts.append(f"bits {per}: not computable here ({column} missing)")
+            parts.append(
+                f"no carrier stores bits above the base model's floor (or its "
+                f"{'bytes' if 'byte' in column else 'FLOPs'} are unknown), so none stores the "
+                f"most {per}"
+            )
             continue
         top = best[column].max()
-        if not top > 0:
-            parts.append(f"no carrier stores any information bits, so none stores the most {per}")
-            continue
         tied = best[np.isclose(best[column], top, rtol=1e-9, atol=0)]
         who = " and ".join(tied["carrier"])
         at = ", ".join(
@@ -154,7 +188,8 @@ def verdict(table: pd.DataFrame, label: str) -> str:
             f"; next {rest.iloc[0]['carrier']} at {rest.iloc[0][column]:.3g}" if len(rest) else ""
         )
         parts.append(
-            f"{who} store{'s' if len(tied) == 1 else ''} the most bits {per}: "
+            f"{who} store{'s' if len(tied) == 1 else ''} the most bits above the base "
+            f"model's floor {per}: "
             f"{top:.3g} ({at}; {int(tied.iloc[0]['targets'])} target "
             f"sequence(s)){runner}"
         )
@@ -167,6 +202,19 @@ def verdict(table: pd.DataFrame, label: str) -> str:
                 f"{int(t['rank'])}, length {int(t['length'])})"
             )
     return f"On this dataset ({label}): " + "; ".join(parts) + "."
+
+
+def _at_the_floor(table: pd.DataFrame) -> str:
+    """Name the carriers that store nothing resolved above the floor at any size."""
+    resolved = table.groupby("carrier")["resolved"].any()
+    floor_only = sorted(resolved.index[~resolved])
+    if not floor_only:
+        return ""
+    return (
+        f"{' and '.join(floor_only)} store{'s' if len(floor_only) == 1 else ''} nothing above "
+        "the base model's floor at any size here (no more than its 95 % interval or 1 % of "
+        "the content's entropy)"
+    )
 
 
 def law_summaries(sub, bootstrap: int) -> None:

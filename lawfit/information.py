@@ -236,10 +236,14 @@ def bits_stored(ds, entropy=None) -> xr.DataArray:
         Bits per cell; NaN where a target token's entropy is unknown or the cell is empty.
     """
     ds, pa = _token_vars(ds)
-    h = _entropy_like(ds, pa, entropy)
+    return _floored_sum(_entropy_like(ds, pa, entropy), pa, pa.notnull())
+
+
+def _floored_sum(h: xr.DataArray, p: xr.DataArray, valid: xr.DataArray) -> xr.DataArray:
+    """Σₜ max(0, Hₜ + log₂ pₜ) over the valid tokens of each cell."""
     with np.errstate(divide="ignore"):
-        per_token = np.maximum(0.0, h + np.log2(pa))
-    return _sum_valid(per_token, pa.notnull())
+        per_token = np.maximum(0.0, h + np.log2(p.transpose(*h.dims)))
+    return _sum_valid(per_token, valid)
 
 
 def bits_dl(ds) -> xr.DataArray:
@@ -333,7 +337,10 @@ class InformationBits(ResultProtocol):
         ``bits_dl``, ``bits_content`` (Σₜ Hₜ, the most that can be stored),
         ``bits_saved`` (Σₜ Hₜ + log₂ p_after,ₜ without the per-token floor at 0: the net
         code length saved below the content's entropy, which a noisy prediction does not
-        inflate; ≤ ``bits_stored``) and ``entropy_known`` (every token's Hₜ is known).
+        inflate; ≤ ``bits_stored``), ``bits_stored_base`` (the same measure on the model
+        before training, Σₜ max(0, Hₜ + log₂ p_before,ₜ): the floor a carrier that learned
+        nothing still shows, because the base model gives some tokens more than 2^−Hₜ by
+        chance) and ``entropy_known`` (every token's Hₜ is known).
     entropy_source : str
         Where Hₜ came from (recorded, given, derived from the metadata, or unknown).
     notes : tuple of str
@@ -394,6 +401,7 @@ def information_bits(ds, entropy=None) -> InformationBits:
             "bits_dl": bits_dl(ds),
             "bits_content": _sum_valid(h, valid),
             "bits_saved": _sum_valid(h + np.log2(pa), valid),
+            "bits_stored_base": _floored_sum(h, ds["p_before"].broadcast_like(pa), valid),
             "entropy_known": (h.notnull() | ~valid).all("token"),
         }
     )

@@ -119,7 +119,8 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
         The cell coordinates, ``carrier``, ``knob`` (its size knob's name), ``size`` (m, k
         or rank), ``n_params``, ``n_bytes`` (NaN where not recorded), ``bytes_per_param``,
         ``steps``, ``exact_match``, ``stop_reason`` (where recorded) and ``bits_stored``,
-        ``bits_recalled``, ``bits_dl``, ``bits_content``, ``entropy_known``.
+        ``bits_recalled``, ``bits_dl``, ``bits_content``, ``bits_stored_base``,
+        ``entropy_known``.
 
     Raises
     ------

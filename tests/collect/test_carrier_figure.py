@@ -34,7 +34,7 @@ def _load(name, path):
 
 @pytest.fixture(scope="module")
 def carrier_data(tmp_path_factory, tiny_sweep):
-    """A merged carrier sweep: 2 tasks, 2 target sequences, 3 steps per cell (~20 s)."""
+    """A merged carrier sweep: 2 tasks, 2 target sequences, 40 steps per cell (~20 s)."""
     from collect.config import config_from_dict
     from collect.sweep import run_sweep
 
@@ -49,7 +49,7 @@ def carrier_data(tmp_path_factory, tiny_sweep):
             "seeds": [0],
             "data_seeds": [0, 1],
         },
-        train={"max_steps": 3, "log_every": 1},
+        train={"max_steps": 40, "log_every": 1, "lr": 5e-2},  # LoRA clears the floor
         grid=[
             {**lc, "modules": ["mlp_block@1"], "ranks": [1, 2]},
             {**lc, "modules": [*trained["modules"], "skv:8@all"]},
@@ -194,5 +194,38 @@ def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_
     verdicts = [ln for ln in text.splitlines() if ln.startswith("On this dataset")]
     assert len(verdicts) == 2  # long_context and phonebook
     lc = next(v for v in verdicts if "long_context" in v)
-    assert "the most bits per byte" in lc and "the most bits per PFLOP" in lc
+    floor = "the most bits above the base model's floor"
+    assert f"{floor} per byte" in lc and f"{floor} per PFLOP" in lc
     assert any(c in lc.split("per byte")[0] for c in ("memtok@1", "mlp_block@1", "skv@all"))
+    assert "| base model's floor | above the floor (95% CI) |" in text
+
+
+def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
+    an = _load("carriers_analysis", "analysis/09_carriers.py")
+    content = 256 * 15.58
+    cells = pd.DataFrame(
+        {
+            "carrier": ["lora"] * 2 + ["skv"] * 2,
+            "modules": ["mlp_block@20"] * 2 + ["skv:1@27"] * 2,
+            "rank": 1,
+            "n_params": 1152,
+            "n_bytes": 4608,
+            "length": 256,
+            "data_seed": [0, 1, 0, 1],
+            "bits_stored": [1300.0, 1250.0, 46.0, 45.0],
+            "bits_stored_base": [45.0, 44.0, 45.9, 44.8],  # skv: the floor, give or take
+            "bits_recalled": 0.0,
+            "bits_content": content,
+            "steps": [3000, 3000, 0, 0],
+            "flops": [2.2e14, 2.2e14, 6.8e10, 6.8e10],  # skv: 3,000 times cheaper
+        }
+    )
+    table = an.group_table(cells)
+    assert table.set_index("carrier")["resolved"].to_dict() == {"lora": True, "skv": False}
+    text = an.verdict(table, "test")
+    assert "skv stores nothing above the base model's floor" in text
+    assert "lora stores the most bits above the base model's floor per PFLOP" in text
+    assert "lora stores the most bits above the base model's floor per byte" in text
+    lora = table.set_index("carrier").loc["lora"]
+    assert lora["above_floor"] == pytest.approx(1230.5)  # paired: mean of 1255 and 1206
+    assert lora["above_per_byte"] == pytest.approx(1230.5 / 4608)

@@ -56,6 +56,19 @@ def test_bits_stored_matches_the_definition_to_1e_9():
     np.testing.assert_allclose(given, want, rtol=0, atol=1e-9)
 
 
+def test_the_base_models_chance_floor_is_the_same_measure_on_p_before():
+    rng = np.random.default_rng(1)
+    p_after = rng.uniform(1e-6, 1.0, size=(2, 30))
+    p_before = rng.uniform(1e-6, 1e-2, size=(2, 30))  # some tokens above 2^-H = 1e-3
+    got = information_bits(cells(p_after, p_before=p_before)).cells["bits_stored_base"]
+    want = [sum(max(0.0, H + math.log2(q)) for q in p_before[i]) for i in range(2)]
+    np.testing.assert_allclose(got.to_numpy(), want, rtol=0, atol=1e-9)
+    assert min(want) > 0  # the floor a carrier that learned nothing would show
+    # an adapter that changes nothing stores exactly the floor
+    same = information_bits(cells(p_before, p_before=p_before)).cells
+    np.testing.assert_allclose(same["bits_stored"], same["bits_stored_base"], atol=1e-12)
+
+
 def test_a_perfect_recall_stores_the_content_entropy_exactly():
     ds = cells(np.ones((1, 64)))
     assert bits_stored(ds).item() == pytest.approx(64 * H, abs=1e-9)
