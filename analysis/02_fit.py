@@ -1,7 +1,8 @@
 """Step 2 - fit the Parametric Memory Law ΔL = C·r^α·ℓ^(−β) + b on the SFT cells.
 
 For every setting (task × random_ratio × ...): the paper's fit (linear space, memorized
-cells with loss_after ≤ ln 2 excluded) with a case bootstrap, its profile-likelihood
+cells with loss_after ≤ ln 2 excluded) with a bootstrap over cells (over whole target
+sequences, data_seed clusters, when the cells span 2+ of them), its profile-likelihood
 intervals, the same law in log space (multiplicative errors) as a check, and the
 training-budget check (cells still improving at the budget; the law refitted at smaller
 budgets read back from the trajectories). With --save DIR each fit is saved as JSON
@@ -14,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load, parser, quiet, sft_settings  # noqa: E402
+from _common import bootstrap_unit, load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
 
@@ -27,10 +28,14 @@ def main():
     ds = load(args)
     for label, _sub, cells in sft_settings(ds):
         try:
-            res = lawfit.fit(cells, "power_law", bootstrap=args.bootstrap, unit="cell", rng=0)
+            unit = bootstrap_unit(cells)
+            res = lawfit.fit(cells, "power_law", bootstrap=args.bootstrap, unit=unit, rng=0)
         except lawfit.LawfitError as exc:
             print(f"law not fitted: {exc}\n")
             continue
+        print(
+            f"bootstrap resamples: {'target sequences (data_seed)' if unit != 'cell' else 'cells'}"
+        )
         print(res.summary())
         print("\nProfile-likelihood intervals:")
         print(res.conf_int("profile").to_string())
@@ -40,7 +45,9 @@ def main():
         )
         print("paper: alpha ≈ 0.6, beta ≈ 0.5, R² > 0.98 (Llama-3.1-8B, Qwen3-8B)")
         try:
-            log_res = lawfit.fit(cells, "power_law", space="log", bootstrap=args.bootstrap, rng=0)
+            log_res = lawfit.fit(
+                cells, "power_law", space="log", bootstrap=args.bootstrap, unit=unit, rng=0
+            )
             ci = log_res.conf_int()
             print(
                 "\nlog-space fit (multiplicative errors): "

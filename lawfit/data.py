@@ -32,6 +32,7 @@ __all__ = [
     "exclusion_flags",
     "migrate_objective",
     "REPLICATE_DIMS",
+    "n_targets",
     "DTYPE_BYTES",
     "with_n_bytes",
 ]
@@ -365,6 +366,32 @@ def _from_dataset(ds, variables, by, inputs):
         if c in set(sub.dims) | set(sub.data_vars) | set(by) | set(coord_inputs)
     ]
     return with_runs(df[keep])
+
+
+def n_targets(ds) -> int:
+    """Count the target sequences (``data_seed`` values) with at least one ok cell.
+
+    Cells on one target sequence share its content and are not independent, so a bootstrap
+    that should speak for other content resamples whole sequences once there are 2 or more
+    (``unit="data_seed"``). A dataset without a ``data_seed`` dim has one sequence.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset (``status`` marks the ok cells; without it every cell counts).
+
+    Returns
+    -------
+    int
+        The count.
+    """
+    if "data_seed" not in ds.dims:
+        return 1
+    if "status" not in ds:
+        return int(ds.sizes["data_seed"])
+    ok = ds["status"] == "ok"
+    others = [d for d in ok.dims if d != "data_seed"]
+    return int((ok.any(others) if others else ok).sum())
 
 
 def with_runs(df: pd.DataFrame) -> pd.DataFrame:

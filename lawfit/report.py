@@ -534,7 +534,9 @@ def _law_unit(sft: xr.Dataset) -> tuple[str, str | None]:
     With several target sequences (``data_seed``) the intervals cluster over them, so that
     they speak for other content, not only for the sequences collected; otherwise cells.
     """
-    n = int(sft.sizes.get("data_seed", 1))
+    from lawfit.data import n_targets
+
+    n = n_targets(sft)
     if n < 2:
         return "cell", None
     note = (
