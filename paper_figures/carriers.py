@@ -283,8 +283,13 @@ def _reference_lines(ax, xlim, size: str, bytes_per_param: list[float]) -> None:
             )
 
 
-def _draw_panel(ax, points: pd.DataFrame, size: str, colors: dict, markers: dict) -> None:
-    """One panel: every carrier's capacity points against ``size``, log-log."""
+def _draw_panel(
+    ax, points: pd.DataFrame, size: str, colors: dict, markers: dict, base: float = np.nan
+) -> None:
+    """One panel: every carrier's capacity points against ``size``, log-log.
+
+    ``base``, where finite, is the untrained model's floor of the quantity, shaded.
+    """
     carriers = list(colors)
     positive = points["mean"] > 0
     floor = points.loc[positive, "mean"].min() / 3 if positive.any() else 1.0
@@ -333,6 +338,8 @@ def _draw_panel(ax, points: pd.DataFrame, size: str, colors: dict, markers: dict
     )
     top = max(points["mean"].max() * 2 if positive.any() else 10.0, anchor * 1.5)
     ax.set_ylim(floor / 1.5, top)
+    if np.isfinite(base) and base > 0:
+        ax.axhspan(floor / 1.5, base, color="0.88", lw=0, zorder=0, label="untrained model's floor")
     _log_ticks(ax, "x")
     _log_ticks(ax, "y")
 
@@ -347,6 +354,14 @@ def _log_ticks(ax, axis: str) -> None:
     a.set_major_locator(LogLocator(base=10, subs=subs))
     a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.10g}"))
     a.set_minor_formatter(NullFormatter())
+
+
+def _base_floor(cells: pd.DataFrame, names: list[str], key: tuple) -> float:
+    """The largest ``bits_stored_base`` of a setting's cells (NaN where not computed)."""
+    if "bits_stored_base" not in cells:
+        return np.nan
+    sel = np.logical_and.reduce([cells[n] == v for n, v in zip(names, key, strict=True)])
+    return float(cells.loc[sel, "bits_stored_base"].max())
 
 
 def _setting_title(key: tuple, names: list[str]) -> str:
@@ -368,7 +383,9 @@ def plot_carriers(cells: pd.DataFrame, *, axes=None):
     point is a carrier of one size at the target length that stores the most (mean over
     target sequences, bars ±1 standard error over them where there are several;
     :func:`carrier_points`); hollow up-triangles above a point: every target recalled
-    exactly (a lower bound); hollow down-triangles at the bottom: 0 bits. Carriers of equal
+    exactly (a lower bound); hollow down-triangles at the bottom: 0 bits; grey band on the
+    bits-stored panels: the untrained model's floor (``bits_stored_base``, the largest over
+    the setting's cells), what a carrier that stored nothing still shows. Carriers of equal
     size are dodged by a factor 1.06 along x so that matched sizes stay visible. References:
     2 bits/parameter (dashed, Allen-Zhu & Li) and 3.6 (dotted, Morris et al. 2025); on the
     bytes axes the same references are drawn at each bytes-per-parameter ratio present
@@ -403,7 +420,8 @@ def plot_carriers(cells: pd.DataFrame, *, axes=None):
             pts = points[quantity]
             sel = np.logical_and.reduce([pts[n] == v for n, v in zip(names, key, strict=True)])
             ax = axes[row, col]
-            _draw_panel(ax, pts[sel], size, colors, markers)
+            base = _base_floor(cells, names, key) if quantity == "bits_stored" else np.nan
+            _draw_panel(ax, pts[sel], size, colors, markers, base)
             ax.set_xlabel(SIZES[size] if row == len(keys) - 1 else "")
             ax.set_ylabel(BITS[quantity] if col == 2 else "")
             if row == 0:

@@ -317,8 +317,25 @@ def annotate_provenance(fig, ds=None, *, text: str | None = None) -> None:
         width = int(fig.get_size_inches()[0] * 72 / (6 * 0.56))
         note = "\n".join(textwrap.wrap("; ".join(parts), width=max(width, 30)))
         fig.text(
-            0.995, -0.005, note, ha="right", va="top", fontsize=6, color="0.45", style="italic"
+            0.995,
+            _note_height(fig),
+            note,
+            ha="right",
+            va="top" if not fig.legends else "bottom",
+            fontsize=6,
+            color="0.45",
+            style="italic",
         )
+
+
+def _note_height(fig) -> float:
+    """Below the figure; above it when a figure legend sits at the bottom.
+
+    A figure legend placed "outside lower center" by constrained layout moves down when the
+    tight bounding box grows below the figure, onto a note there; above the figure nothing
+    moves.
+    """
+    return 1.005 if fig.legends else -0.005
 
 
 def save_figure(

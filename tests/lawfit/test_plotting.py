@@ -335,3 +335,23 @@ def test_law_lines_are_uncut_below_the_ceiling(data):
     lines = _law_lines(fig.axes[0], data["fit"].residuals["length"].unique())
     assert all(y.size == 80 for y in lines.values())  # n_grid points, none cut
     assert CEILING_LABEL not in _axes_texts(fig)
+
+
+def test_the_provenance_note_keeps_clear_of_a_bottom_figure_legend(tmp_path):
+    from PIL import Image
+
+    from lawfit.plotting.style import annotate_provenance, new_figure, save_figure
+
+    fig, ax = new_figure(3.3, 2.0)
+    ax.plot([0, 1], [0, 1], label="a long legend entry that reaches the right edge")
+    fig.legend(loc="outside lower center")
+    annotate_provenance(fig, text="PARTIAL data: 1 of 2 cells collected")
+    _, y = fig.texts[-1].get_position()
+    assert y > 1  # above the figure: the tight box grows there, the legend does not move
+    files = save_figure(fig, tmp_path / "note", formats=("png",), dpi=100)
+    img = np.asarray(Image.open(files[0]).convert("L"))
+    inked = np.flatnonzero((img < 200).any(axis=1))
+    assert inked[0] < 0.1 * img.shape[0]  # the note is drawn, on top
+    fig, ax = new_figure(3.3, 2.0)
+    annotate_provenance(fig, text="note")
+    assert fig.texts[-1].get_position()[1] < 0  # no figure legend: below, as before
