@@ -217,21 +217,14 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
 
 
 def seconds_per_flop(ds) -> np.ndarray:
-    """Wall seconds per estimated FLOP (``collect.cost``) of each finished cell of ``ds``."""
-    from collect.cost import add_flops
+    """``collect.cost.seconds_per_flop``, or exit saying why the speed cannot be measured."""
+    from collect.cost import seconds_per_flop as measured
+    from collect.errors import CollectError
 
-    cells = ds[["wall_time", "steps", "status", "n_params"]].to_dataframe().reset_index()
-    done = cells[(cells["status"] == "ok") & (cells["steps"] > 0)]
-    if "objective" in done and "data_seed" not in done:
-        done = done.assign(data_seed=0)  # files from before target replicates
-    costed, notes = add_flops(done, ds)
-    rates = (costed["wall_time"] / costed["flops"]).dropna().to_numpy(float)
-    if not rates.size:
-        sys.exit(
-            "no finished cell with a wall time and a FLOP estimate in the data: nothing to "
-            "measure speed on" + "".join(f"\n  {n}" for n in notes)
-        )
-    return rates
+    try:
+        return measured(ds)
+    except CollectError as exc:
+        sys.exit(str(exc))
 
 
 def step_costs(ds, budget=None):

@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -192,8 +194,6 @@ def add_flops(cells, ds) -> tuple:
     """
     import json
 
-    import numpy as np
-
     notes = []
     config = json.loads(ds.attrs.get("config", "{}") or "{}")
     protocol = json.loads(ds.attrs.get("protocol", "{}") or "{}")
@@ -232,3 +232,38 @@ def add_flops(cells, ds) -> tuple:
     if "steps" not in cells:
         notes.append("no 'steps' in the dataset: training FLOPs cannot be estimated")
     return out, notes
+
+
+def seconds_per_flop(ds) -> np.ndarray:
+    """Wall seconds per estimated FLOP of each finished cell of a merged dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Merged dataset with ``wall_time``, ``steps``, ``status`` and ``n_params``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One rate per finished cell (``status == "ok"``, at least one step) whose FLOPs could
+        be estimated (:func:`add_flops`).
+
+    Raises
+    ------
+    CollectError
+        When no finished cell has both a wall time and a FLOP estimate.
+    """
+    from collect.errors import CollectError
+
+    cells = ds[["wall_time", "steps", "status", "n_params"]].to_dataframe().reset_index()
+    done = cells[(cells["status"] == "ok") & (cells["steps"] > 0)]
+    if "objective" in done and "data_seed" not in done:
+        done = done.assign(data_seed=0)  # files from before target replicates
+    costed, notes = add_flops(done, ds)
+    rates = (costed["wall_time"] / costed["flops"]).dropna().to_numpy(float)
+    if not rates.size:
+        raise CollectError(
+            "no finished cell with a wall time and a FLOP estimate in the data: nothing to "
+            "measure speed on" + "".join(f"\n  {n}" for n in notes)
+        )
+    return rates

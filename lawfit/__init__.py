@@ -11,6 +11,7 @@ from lawfit.budget import at_budget, budget_sensitivity, convergence  # noqa: I0
 from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
 from lawfit.carriers import carrier_bits, carrier_law  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
+from lawfit.design import next_cells  # noqa: I001
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import Form, available_forms, get_form, register_form
@@ -48,6 +49,7 @@ __all__ = [
     "Flag",
     "LawfitError",
     "compare",
+    "next_cells",
     "phase_transition",
     "predict_capacity",
     "bits_per_parameter",

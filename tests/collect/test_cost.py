@@ -2,7 +2,7 @@
 
 import pytest
 
-from collect.cost import ModelShape, cell_flops
+from collect.cost import ModelShape, cell_flops, seconds_per_flop
 
 
 def test_flop_estimate_is_the_written_out_sum():
@@ -96,7 +96,7 @@ def test_the_price_turns_each_cells_flops_into_hours_at_the_measured_speed(
         where = {d: c[d] for d in done["wall_time"].dims}
         done["wall_time"].loc[where] = rate * flops
     mod = _price_module()
-    assert np.allclose(mod.seconds_per_flop(done), rate, rtol=1e-12)
+    assert np.allclose(seconds_per_flop(done), rate, rtol=1e-12)
 
     pending = tiny_sweep(
         grid=[

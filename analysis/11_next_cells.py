@@ -1,0 +1,199 @@
+"""Step 11 - which pending cells of a sweep pin the law's exponents down fastest (issue 10).
+
+    python analysis/11_next_cells.py DATA.nc [--sweep SWEEP.toml] [--out CELLS_DIR]
+        [--prior PRIOR.nc] [--top N] [--markdown]
+
+DATA is the sweep's merged cells so far (``collect merge SWEEP --out CELLS_DIR -o DATA.nc``);
+the defaults are the fixed-budget law sweep (sweeps/law_cpu_fixed.toml, data/law_cpu_fixed).
+For each setting of the sweep's pending SFT cells (task, random ratio, adapter placement):
+
+1. the law's current estimate: ΔL = C·r^α·ℓ^(−β) + b fitted on DATA's finished cells of the
+   setting, or, where they do not identify it yet, the fit of the same setting in PRIOR
+   (default: the shipped data/smollm2_cpu.nc); its RMSE is the per-cell σ;
+2. each pending cell's predicted ΔL and loss_after (the setting's mean loss_before minus
+   ΔL̂): a cell predicted memorized (loss_after ≤ ln 2) is excluded by the fit and adds
+   nothing to the exponents (it shows where recall switches on: it goes last here);
+3. its cost: the FLOPs of a cell run to the step budget (``collect.cost``), in hours at the
+   seconds per FLOP measured on DATA's finished cells;
+4. the order of ``lawfit.next_cells``: greedily, the cell that lowers var(α) + var(β) most per
+   hour, given the cells before it (local A-optimal design; lawfit/design.py says what it
+   does not see), with the standard errors of α and β and their correlation once it is in;
+5. the same quantities in the sweep's own order, after the same hours, for comparison.
+
+The standard errors treat cells as independent with one σ; replicate target sequences share
+content, so read them as a lower bound on the uncertainty and the order as the useful part.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, header, markdown, parser  # noqa: E402
+
+import lawfit  # noqa: E402
+from lawfit.fitting import LN2  # noqa: E402
+
+SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_fixed.toml")
+CELLS = os.path.join(ROOT, "data", "law_cpu_fixed")
+PRIOR = os.path.join(ROOT, "data", "smollm2_cpu.nc")
+CHECKPOINTS = (5.0, 10.0, 20.0)  # hours of one worker at which the two orders are compared
+
+
+def setting_cells(ds, task: str, random_ratio: float, modules: str) -> pd.DataFrame:
+    """The finished SFT cells of one setting: rank, length, data_seed, ΔL, loss_after."""
+    sel = {"task": task, "random_ratio": random_ratio, "objective": "sft", "modules": modules}
+    sub = ds.sel({k: v for k, v in sel.items() if k in ds.dims})
+    if any(k in ds.dims and v not in ds[k].values for k, v in sel.items()):
+        return pd.DataFrame(columns=["rank", "length", "loss_reduction", "loss_after"])
+    cols = ["loss_reduction", "loss_after", "loss_before", "status"]
+    df = sub[cols].to_dataframe().reset_index()
+    return df[df["status"] == "ok"].reset_index(drop=True)
+
+
+def estimate(done: pd.DataFrame, prior_cells: pd.DataFrame) -> tuple[dict, float, str]:
+    """The law's parameters and σ: from the finished cells, else from the prior's."""
+    for cells, source in ((done, "this sweep's finished cells"), (prior_cells, "the prior")):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = lawfit.fit(cells, "power_law")
+        except lawfit.LawfitError as exc:
+            print(f"law not identified on {source} ({len(cells)} cells): {exc}")
+            continue
+        sigma = res.gof["rmse"] * math.sqrt(res.gof["n_obs"] / max(res.gof["dof"], 1))
+        return dict(res.params), float(sigma), f"{source} ({res.gof['n_obs']} cells fitted)"
+    raise SystemExit("no estimate of the law: neither the data nor the prior identify it.")
+
+
+def given_theta(text: str | None) -> tuple[dict, float, str] | None:
+    """Parse ``--theta C=..,alpha=..,beta=..,b=..,sigma=..`` (None when not given)."""
+    if not text:
+        return None
+    try:
+        values = {k.strip(): float(v) for k, v in (p.split("=") for p in text.split(","))}
+    except ValueError:
+        values = {}
+    need = {*lawfit.get_form("power_law").params, "sigma"}
+    if set(values) != need:
+        raise SystemExit(
+            f"--theta expects {', '.join(sorted(need))} as name=value pairs separated by "
+            f"commas, e.g. C=100,alpha=0.6,beta=0.5,b=0,sigma=0.2; got {text!r}."
+        )
+    sigma = values.pop("sigma")
+    return values, sigma, "--theta"
+
+
+def candidates(keys, config, rate: float, theta: dict, loss_before: float) -> pd.DataFrame:
+    """Pending cells with predicted ΔL, whether the fit would use them, and hours."""
+    from collect.cost import key_flops
+
+    rows = []
+    for position, k in keys:
+        f = key_flops(
+            k.model,
+            k.task,
+            k.length,
+            k.random_ratio,
+            k.data_seed,
+            k.modules,
+            steps=config.train.max_steps,
+            prefix_cache=config.train.prefix_cache,
+            source=config.source_for(k.task),
+        )
+        flops = f["per_step"] * config.train.max_steps + f["once"]
+        dl = float(lawfit.get_form("power_law").func(k.rank, k.length, **theta))
+        rows.append(
+            dict(
+                sweep_order=position,
+                rank=k.rank,
+                length=k.length,
+                data_seed=k.data_seed,
+                seed=k.seed,
+                predicted_dL=dl,
+                informative=loss_before - dl > LN2,
+                hours=flops * rate / 3600,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
+    """SE(α), SE(β) after the first N hours of each order."""
+    rows = []
+    total = given["hours"].sum()
+    for h in [*(c for c in CHECKPOINTS if c < total), total]:
+        row = {"hours": h}
+        for name, order in (("next_cells", greedy), ("sweep order", given)):
+            spent = order["hours"].cumsum() <= h + 1e-9
+            last = order[spent & order["informative"]].tail(1)
+            for p in ("alpha", "beta"):
+                se = last[f"se_{p}"].iloc[0] if len(last) else np.inf
+                row[f"SE {p} ({name})"] = se
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "informative"]
+SHOW += ["hours", "cum_hours", "se_alpha", "se_beta", "corr"]
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_fixed)")
+    ap.add_argument("--out", default=CELLS, help="the sweep's cell folder (pending cells)")
+    ap.add_argument("--prior", default=PRIOR, help="dataset whose fit stands in (default: shipped)")
+    ap.add_argument(
+        "--theta",
+        help="the law's parameters and sigma instead of a fit, e.g. "
+        "C=100,alpha=0.6,beta=0.5,b=0,sigma=0.2",
+    )
+    ap.add_argument("--top", type=int, default=15, help="rows of the order to print")
+    ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")
+    args = ap.parse_args()
+    from _common import load
+
+    from collect.config import load_config
+    from collect.cost import seconds_per_flop
+    from collect.sweep import pending_cells
+
+    ds = load(args)
+    config = load_config(args.sweep)
+    position = {k: i + 1 for i, k in enumerate(config.cells())}
+    pending = [k for k in pending_cells(config, args.out) if k.method == "sft"]
+    rate = float(np.median(seconds_per_flop(ds)))
+    prior = None if args.theta else lawfit.data.open_dataset(args.prior)
+    show = markdown if args.markdown else (lambda f: f.to_string(index=False))
+    groups: dict[tuple, list] = {}
+    for k in pending:
+        groups.setdefault((k.task, k.random_ratio, k.modules), []).append(k)
+    for (task, rr, modules), keys in groups.items():
+        header(f"Next cells: {task}, random ratio {rr:g}, {modules} ({len(keys)} pending SFT)")
+        done = setting_cells(ds, task, rr, modules)
+        before_us = setting_cells(prior, task, rr, modules) if prior is not None else done[:0]
+        known = pd.concat([done, before_us])
+        theta, sigma, source = given_theta(args.theta) or estimate(done, before_us)
+        print(f"law estimate from {source}: " + ", ".join(f"{k}={v:.4g}" for k, v in theta.items()))
+        print(f"per-cell sigma {sigma:.3g} nats; speed {1e-9 / rate:.1f} GFLOP/s per worker\n")
+        before = float(known["loss_before"].mean())
+        cand = candidates([(position[k], k) for k in keys], config, rate, theta, before)
+        used = done[done["loss_after"] > LN2]
+        kw = dict(cost="hours", targets=("alpha", "beta"))
+        greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)
+        given = lawfit.next_cells("power_law", theta, sigma, used, cand, greedy=False, **kw)
+        greedy["cum_hours"] = greedy["hours"].cumsum()
+        print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
+        print(f"pending cells in the order of lawfit.next_cells (first {args.top}):")
+        print(show(greedy[SHOW].head(args.top)) + "\n")
+        print("standard errors after the first N single-core hours, by order:")
+        print(show(compare_orders(greedy, given)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""analysis/11_next_cells.py on a tiny collected sweep with cells still pending."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_next_cells_orders_a_sweeps_pending_cells(tmp_path, tiny_sweep):
+    import json
+
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    raw = tiny_sweep(
+        defaults={"models": ["tiny-random"], "modules": ["mlp@2"], "seeds": [0]},
+        train={"max_steps": 3, "log_every": 1},
+        grid=[{"tasks": ["long_context"], "random_ratios": [1.0], "ranks": [1], "lengths": [20]}],
+    )
+    out = tmp_path / "cells"
+    run_sweep(config_from_dict(raw), out, progress=False, merge_to=tmp_path / "d.nc")
+    # the same sweep, grown: 5 more cells pending, one of them certain to be memorized
+    raw["grid"][0].update(ranks=[1, 2, 64], lengths=[20, 40])
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(raw))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    script = os.path.join(ROOT, "analysis", "11_next_cells.py")
+    args = [str(tmp_path / "d.nc"), "--sweep", str(sweep), "--out", str(out)]
+    theta = ["--theta", "C=3,alpha=0.6,beta=0.5,b=0,sigma=0.1", "--markdown"]
+    run = subprocess.run(
+        [sys.executable, script, *args, *theta],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [ln for ln in run.stdout.splitlines() if ln.startswith("| ") and "True" in ln]
+    rows += [ln for ln in run.stdout.splitlines() if ln.startswith("| ") and "False" in ln]
+    assert len(rows) == 5  # every pending cell, once
+    last = rows[-1].split(" | ")
+    assert last[2:4] == ["64", "40"] or last[2:4] == ["64", "20"]  # predicted memorized: last
+    assert "SE alpha (next_cells)" in run.stdout and "SE alpha (sweep order)" in run.stdout
+    bad = subprocess.run(
+        [sys.executable, script, *args, "--theta", "C=3"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "--theta expects" in bad.stderr

@@ -1,0 +1,111 @@
+"""Sequential design (lawfit.design) on synthetic laws of known truth."""
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lawfit
+from lawfit.design import form_jacobian, next_cells, parameter_se
+from lawfit.errors import LawfitError
+from lawfit.forms import get_form
+
+TRUTH = {"C": 100.0, "alpha": 0.6, "beta": 0.5, "b": 0.2}
+
+
+def grid(ranks, lengths):
+    return pd.DataFrame([(r, n) for r in ranks for n in lengths], columns=["rank", "length"])
+
+
+def test_the_analytic_jacobian_equals_central_differences():
+    form = get_form("power_law")
+    design = grid([1, 2, 4, 8], [64, 256, 1024])
+    exact = form_jacobian(form, design, TRUTH)
+    numeric = form_jacobian(dataclasses.replace(form, jac=None), design, TRUTH)
+    np.testing.assert_allclose(exact, numeric, rtol=1e-6)
+    with pytest.raises(LawfitError, match="missing"):
+        form_jacobian(form, design.drop(columns="length"), TRUTH)
+
+
+def test_predicted_standard_errors_match_refits_of_simulated_data():
+    # the Fisher approximation is what orders the cells: check it against the truth
+    form = get_form("power_law")
+    design = grid([1, 2, 4], [64, 128, 256, 512])
+    sigma = 0.05
+    J = form_jacobian(form, design, TRUTH)
+    want = parameter_se(J.T @ J / sigma**2, form.params, ("alpha", "beta"))
+    rng = np.random.default_rng(0)
+    mean = form.func(design["rank"].to_numpy(float), design["length"].to_numpy(float), **TRUTH)
+    draws = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(150):
+            y = mean + rng.normal(0, sigma, len(design))
+            cells = design.assign(loss_reduction=y, loss_after=5.0)
+            p = lawfit.fit(cells, "power_law", exclude=None).params
+            draws.append((p["alpha"], p["beta"]))
+    got = np.std(draws, axis=0, ddof=1)
+    # 150 draws: the sample SD is within ±20 % of the true SD with >99 % probability
+    np.testing.assert_allclose(got, [want["se_alpha"], want["se_beta"]], rtol=0.2)
+    assert np.corrcoef(np.asarray(draws).T)[0, 1] == pytest.approx(want["corr"], abs=0.1)
+
+
+def candidates(rows, cost=1.0, informative=True):
+    c = pd.DataFrame(rows, columns=["rank", "length"])
+    return c.assign(cost=cost, informative=informative)
+
+
+def test_the_first_pick_is_the_cell_that_identifies_alpha():
+    done = grid([1], [64, 128, 256, 512])  # one rank: C and alpha are not separable
+    assert np.isinf(
+        parameter_se(
+            (J := form_jacobian("power_law", done, TRUTH)).T @ J,
+            get_form("power_law").params,
+            ("alpha", "beta"),
+        )["se_alpha"]
+    )
+    cand = candidates([(1, 1024), (1, 128), (2, 256), (1, 2048)])
+    order = next_cells("power_law", TRUTH, 0.1, done, cand)
+    assert (order.loc[0, "rank"], order.loc[0, "length"]) == (2, 256)
+    assert np.isfinite(order.loc[0, "se_alpha"]) and np.isfinite(order["se_beta"]).all()
+    # each pick lowers the summed variance: the standard errors never rise
+    assert (np.diff(order["se_alpha"] ** 2 + order["se_beta"] ** 2) <= 1e-12).all()
+    # in the given order, alpha stays unidentified until the rank-2 cell comes (third)
+    given = next_cells("power_law", TRUTH, 0.1, done, cand, greedy=False)
+    assert given[["rank", "length"]].values.tolist() == cand[["rank", "length"]].values.tolist()
+    assert np.isinf(given["se_alpha"][:2]).all() and np.isfinite(given["se_alpha"][2:]).all()
+    # after all four cells both orders hold the same information
+    assert given["se_beta"].iloc[-1] == pytest.approx(order["se_beta"].iloc[-1], rel=1e-9)
+
+
+def test_cost_decides_between_equally_informative_cells_and_excluded_cells_go_last():
+    done = grid([1, 2, 4], [64, 256])
+    cand = pd.concat(
+        [
+            candidates([(2, 512)], cost=3.0),
+            candidates([(2, 512)], cost=1.0),
+            candidates([(8, 64)], cost=0.01, informative=False),  # predicted memorized
+        ],
+        ignore_index=True,
+    )
+    order = next_cells("power_law", TRUTH, 0.1, done, cand)
+    assert order["cost"].tolist() == [1.0, 3.0, 0.01]
+    assert order["order"].tolist() == [1, 2, 3]
+    assert np.isnan(order.loc[2, "se_alpha"])
+    # the second copy of a point is worth less than the first, per unit cost as well
+    assert order.loc[0, "gain_per_cost"] > order.loc[1, "gain_per_cost"]
+
+
+def test_bad_input_is_refused_before_any_work():
+    done = grid([1, 2], [64, 256])
+    good = candidates([(2, 512)])
+    with pytest.raises(LawfitError, match="positive numbers"):
+        next_cells("power_law", TRUTH, 0.1, done, good.assign(cost=0.0))
+    with pytest.raises(LawfitError, match="informative"):
+        next_cells("power_law", TRUTH, 0.1, done, good.drop(columns="informative"))
+    with pytest.raises(LawfitError, match="targets must be parameters"):
+        next_cells("power_law", TRUTH, 0.1, done, good, targets=("gamma",))
+    with pytest.raises(LawfitError, match="sigma"):
+        next_cells("power_law", TRUTH, 0.0, done, good)
