@@ -46,6 +46,11 @@ class ModulesSpec:
         return self.parts == ("mlp_block",)
 
     @property
+    def is_trained(self) -> bool:
+        """Whether the memory is written by training (all but the sparse KV memory, skv)."""
+        return self.parts != ("skv",)
+
+    @property
     def is_carrier(self) -> bool:
         """Whether this is a carrier other than a weight delta (:mod:`collect.carriers`)."""
         return len(self.parts) == 1 and self.parts[0] in CARRIER_KINDS

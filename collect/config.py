@@ -260,7 +260,7 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
         if not isinstance(x, int | float) or not 0.0 <= float(x) <= 1.0:
             raise CollectError(f"{where}: random_ratios must lie in [0, 1], got {x!r}.")
     for spec in block["modules"]:
-        if parse_modules(spec).parts == ("skv",) and set(block["methods"]) - {"sft"}:
+        if not parse_modules(spec).is_trained and set(block["methods"]) - {"sft"}:
             raise CollectError(
                 f"{where}: {spec!r} is written without training, so objectives other than "
                 f"'sft' do not apply (got methods {list(block['methods'])}); put skv cells "

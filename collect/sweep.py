@@ -592,11 +592,16 @@ def _keep_state(key: CellKey) -> bool:
     return not budget_dependent(key.method, key.task)
 
 
+def _bar_steps(ctx: _Context, key: CellKey) -> int:
+    """Return the steps of a cell's progress bar: none for a memory written without training."""
+    return ctx.config.train.max_steps if parse_modules(key.modules).is_trained else 0
+
+
 def _train_one(ctx: _Context, target: _Target, job: _Job, model):
     """Train one claimed cell with :func:`run_cell` and write it; return the base model."""
     key = job.key
     try:
-        on_step = ctx.bar.start_cell(key, ctx.config.train.max_steps, job.first)
+        on_step = ctx.bar.start_cell(key, _bar_steps(ctx, key), job.first)
         result, model = run_cell(
             model,
             target.loaded.tokenizer,
@@ -648,7 +653,7 @@ def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
             resume=[None if j.resume is None else j.resume["state"] for j in jobs],
             checkpoint=[j.save for j in jobs],
             checkpoint_every=min(j.every for j in jobs),
-            progress=[ctx.bar.start_cell(j.key, ctx.config.train.max_steps, j.first) for j in jobs],
+            progress=[ctx.bar.start_cell(j.key, _bar_steps(ctx, j.key), j.first) for j in jobs],
             on_done=done,
             compile_step=ctx.batching.compile_step,
         )

@@ -224,6 +224,18 @@ def test_collect_run_shows_progress_inside_a_cell(tmp_path, tiny_sweep, capsys):
     assert "tiny cells" in err  # the bar's label is the sweep's name
 
 
+def test_a_memory_written_without_training_has_no_step_bar(tmp_path, tiny_sweep, capsys):
+    raw = tiny_sweep(defaults={**tiny_sweep()["defaults"], "ranks": [1], "lengths": [20]})
+    raw["grid"] = [{"tasks": ["long_context"], "random_ratios": [1.0], "modules": ["skv:4@all"]}]
+    raw["train"] = {"max_steps": 20, "log_every": 5}
+    cfg = tmp_path / "skv.json"
+    cfg.write_text(json.dumps(raw))
+    assert collect_main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "/20 [" not in err  # no "0/20 steps" bar that never moves
+    assert "skv:4@all" in err and "done in " in err
+
+
 def test_run_cell_reports_every_logged_step(tiny):
     import torch
 
