@@ -16,24 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
-
-COLS = [
-    "form",
-    "k",
-    "n_obs",
-    "delta_aicc",
-    "weight_aicc",
-    "delta_bic",
-    "weight_bic",
-    "r2",
-    "rmse",
-    "extrap_rank_rmse",
-    "extrap_length_rmse",
-]
+from lawfit.compare import SHOWN_COLUMNS as COLS  # noqa: E402
 
 
 def show(cmp):
-    print(cmp.table[COLS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(cmp.table[list(COLS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if len(cmp.lr_tests):
         print("\nlikelihood-ratio tests (nested pairs):")
         print(cmp.lr_tests.to_string(index=False))

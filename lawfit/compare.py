@@ -226,20 +226,7 @@ class ComparisonResult(ResultProtocol):
         str
             Multi-line text.
         """
-        cols = [
-            "form",
-            "k",
-            "n_obs",
-            "aicc",
-            "delta_aicc",
-            "weight_aicc",
-            "delta_bic",
-            "weight_bic",
-            "r2",
-            "rmse",
-            "extrap_rank_rmse",
-            "extrap_length_rmse",
-        ]
+        cols = ["form", "k", "n_obs", "aicc", *SHOWN_COLUMNS[3:]]
         out = [f"Model comparison ({self.criterion}); best: {self.best}", "=" * 40]
         with pd.option_context(
             "display.width", 160, "display.max_columns", 30, "display.float_format", "{:.4g}".format
@@ -596,6 +583,21 @@ def _criteria_row(
         )
     return row
 
+
+#: The comparison table's columns a reader is shown (summary, report, analysis/03).
+SHOWN_COLUMNS = (
+    "form",
+    "k",
+    "n_obs",
+    "delta_aicc",
+    "weight_aicc",
+    "delta_bic",
+    "weight_bic",
+    "r2",
+    "rmse",
+    "extrap_rank_rmse",
+    "extrap_length_rmse",
+)
 
 _TABLE_COLUMNS = [
     "form",

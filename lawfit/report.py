@@ -448,23 +448,9 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
     except LawfitError as exc:
         raise LawfitError(f"{exc}{_rank_context(sft)}") from exc
     st.results["compare"] = cmp
-    cols = [
-        c
-        for c in (
-            "form",
-            "k",
-            "n_obs",
-            "delta_aicc",
-            "weight_aicc",
-            "delta_bic",
-            "weight_bic",
-            "r2",
-            "rmse",
-            "extrap_rank_rmse",
-            "extrap_length_rmse",
-        )
-        if c in cmp.table
-    ]
+    from lawfit.compare import SHOWN_COLUMNS
+
+    cols = [c for c in SHOWN_COLUMNS if c in cmp.table]
     blocks: list = [
         (
             "p",
