@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import header, load, parser, quiet, settings, sft  # noqa: E402
 
 import lawfit  # noqa: E402
+from lawfit.capacity import SHOWN_COLUMNS  # noqa: E402
 
 LN2 = math.log(2)
 
@@ -31,21 +32,7 @@ def capacity(cells, n_boot):
         law, length=lengths, target=LN2, target_kind="loss_after", data=cells
     )
     print("rank needed for recall (loss_after ≤ ln 2):")
-    cols = [
-        c
-        for c in (
-            "length",
-            "loss_before",
-            "target_dL",
-            "estimate",
-            "low",
-            "high",
-            "n_params_estimate",
-            "n_unreachable",
-            "extrapolated",
-        )
-        if c in pc.table
-    ]
+    cols = [c for c in SHOWN_COLUMNS if c in pc.table]
     print(pc.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for n in pc.notes:
         print("note:", n)

@@ -44,6 +44,18 @@ ANCHORS_BITS_PER_PARAM = {
 #: Largest information capacity the literature reports (Morris et al. 2025), bits per
 #: trainable parameter: a prediction implying more is beyond known capacity.
 KNOWN_CAPACITY_BITS_PER_PARAM = max(ANCHORS_BITS_PER_PARAM.values())
+#: The capacity table's columns a reader is shown (the report, analysis/05).
+SHOWN_COLUMNS = (
+    "length",
+    "loss_before",
+    "target_dL",
+    "estimate",
+    "low",
+    "high",
+    "n_params_estimate",
+    "n_unreachable",
+    "extrapolated",
+)
 _KIND_WORDS = {
     "stored": "information bits stored",
     "recalled": "information bits recalled",

@@ -632,21 +632,9 @@ def _capacity(st: _Setting, opt: _Options) -> list:
     )
     pc = predict_capacity(law, length=lens, target=LN2, target_kind="loss_after", data=sft)
     st.results["capacity"] = pc
-    cols = [
-        c
-        for c in (
-            "length",
-            "loss_before",
-            "target_dL",
-            "estimate",
-            "low",
-            "high",
-            "n_params_estimate",
-            "n_unreachable",
-            "extrapolated",
-        )
-        if c in pc.table
-    ]
+    from lawfit.capacity import SHOWN_COLUMNS
+
+    cols = [c for c in SHOWN_COLUMNS if c in pc.table]
     rmax = float(sft["rank"].max())
     pl = predict_capacity(law, rank=rmax, target=0.5)
     st.results["capacity_length"] = pl
