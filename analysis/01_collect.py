@@ -176,8 +176,9 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     the lean loop's forward and backward passes, the cached prefix once) and turned into
     hours with the seconds per estimated FLOP measured on the finished cells of ``ds``, so
     another model (Gemma's 5x larger head) or carrier (memory tokens through every layer)
-    is priced by what it computes. Each cell is costed at the step budget (the upper figure:
-    an unmemorized cell that runs to its cap) and at 30 % of it (one that stops early).
+    is priced by what it computes. Each cell is costed at the steps it has left to the budget
+    (all of them, or from its checkpoint: the upper figure, an unmemorized cell that runs to
+    its cap) and at 30 % of that (one that stops early).
     """
     from collect.config import load_config
     from collect.sweep import pending_cells
@@ -194,7 +195,15 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
         f"{1e-9 / np.median(rate):.1f} GFLOP/s per worker (cells range {lo:.1f}-{hi:.1f})\n"
     )
 
-    per_cell = {k: flop_hours([k], config, lambda k: budget, np.median(rate)) for k in todo}
+    from collect.store import checkpoint_step
+
+    resumed = os.path.isdir(out_dir) if out_dir else False
+    done = {k: checkpoint_step(out_dir, k) if resumed else 0 for k in todo}
+
+    def left(k):  # a checkpointed cell resumes where it stopped
+        return max(budget - done[k], 0)
+
+    per_cell = {k: flop_hours([k], config, left, np.median(rate)) for k in todo}
 
     def hours(cells):
         return sum(per_cell[k] for k in cells)

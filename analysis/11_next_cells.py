@@ -13,8 +13,8 @@ For each setting of the sweep's pending SFT cells (task, random ratio, adapter p
 2. each pending cell's predicted ΔL and loss_after (the setting's mean loss_before minus
    ΔL̂): a cell predicted memorized (loss_after ≤ ln 2) is excluded by the fit and adds
    nothing to the exponents (it shows where recall switches on: it goes last here);
-3. its cost: the FLOPs of a cell run to the step budget (``collect.cost``), in hours at the
-   seconds per FLOP measured on DATA's finished cells;
+3. its cost: the FLOPs of the steps it has left to the budget (from its checkpoint, if any;
+   ``collect.cost``), in hours at the seconds per FLOP measured on DATA's finished cells;
 4. the order of ``lawfit.next_cells``: greedily, the cell that lowers var(α) + var(β) most per
    hour, given the cells before it (local A-optimal design; lawfit/design.py says what it
    does not see), with the standard errors of α and β and their correlation once it is in;
@@ -90,12 +90,14 @@ def given_theta(text: str | None) -> tuple[dict, float, str] | None:
     return values, sigma, "--theta"
 
 
-def candidates(keys, config, rate: float, theta: dict, loss_before: float) -> pd.DataFrame:
-    """Pending cells with predicted ΔL, whether the fit would use them, and hours."""
+def candidates(keys, config, out, rate: float, theta: dict, loss_before: float) -> pd.DataFrame:
+    """Pending cells with predicted ΔL, whether the fit would use them, and hours left."""
     from collect.cost import key_flops
+    from collect.store import checkpoint_step
 
     rows = []
     for position, k in keys:
+        left = max(config.train.max_steps - checkpoint_step(out, k), 0)
         f = key_flops(
             k.model,
             k.task,
@@ -107,7 +109,7 @@ def candidates(keys, config, rate: float, theta: dict, loss_before: float) -> pd
             prefix_cache=config.train.prefix_cache,
             source=config.source_for(k.task),
         )
-        flops = f["per_step"] * config.train.max_steps + f["once"]
+        flops = f["per_step"] * left + f["once"]
         dl = float(lawfit.get_form("power_law").func(k.rank, k.length, **theta))
         rows.append(
             dict(
@@ -182,7 +184,7 @@ def main() -> None:
         print(f"law estimate from {source}: " + ", ".join(f"{k}={v:.4g}" for k, v in theta.items()))
         print(f"per-cell sigma {sigma:.3g} nats; speed {1e-9 / rate:.1f} GFLOP/s per worker\n")
         before = float(known["loss_before"].mean())
-        cand = candidates([(position[k], k) for k in keys], config, rate, theta, before)
+        cand = candidates([(position[k], k) for k in keys], config, args.out, rate, theta, before)
         used = done[done["loss_after"] > LN2]
         kw = dict(cost="hours", targets=("alpha", "beta"))
         greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         if args.command == "plan":
-            from collect.store import read_state, running_claim
+            from collect.store import checkpoint_step, running_claim
             from collect.sweep import extension_plan, extension_source, pending_cells
 
             cells = config.cells()
@@ -269,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 for key in todo:
                     if who := running_claim(args.out, key):
                         running[key] = f"running ({who})"
-                    if saved := read_state(args.out, key, "partial"):  # the next run resumes it
-                        step, budget = saved["state"]["step"], config.train.max_steps
-                        checkpoints[key] = f"checkpoint at step {step}/{budget}"
+                    if step := checkpoint_step(args.out, key):  # the next run resumes it
+                        checkpoints[key] = f"checkpoint at step {step}/{config.train.max_steps}"
             print(
                 f"{config.name}: {len(cells)} cells, {len(todo)} pending"
                 + (f" ({len(running)} running now)" if running else "")

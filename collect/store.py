@@ -206,6 +206,12 @@ def read_state(out_dir: Path, key: CellKey, kind: str = "state") -> dict | None:
     return payload
 
 
+def checkpoint_step(out_dir: Path, key: CellKey) -> int:
+    """Return the step a cell's checkpoint (``partial`` state) resumes from; 0 without one."""
+    saved = read_state(Path(out_dir), key, "partial")
+    return int(saved["state"]["step"]) if saved else 0
+
+
 def same_key(recorded: str | None, key: CellKey) -> bool:
     """Tell whether a key recorded as JSON (in a state or cell file) is ``key``.
 

@@ -12,7 +12,7 @@ import xarray as xr
 from collect.cli import main as collect_main
 from collect.config import config_from_dict
 from collect.errors import CollectError
-from collect.store import read_state, state_path
+from collect.store import checkpoint_step, read_state, state_path
 from collect.sweep import run_sweep
 from collect.timelimit import Deadline, TimeLimitReached, stop_on_signals
 
@@ -72,6 +72,9 @@ def test_a_time_limited_run_stops_checkpoints_and_resumes_to_the_same_dataset(
     assert not (out / "cells" / f"{cut_key.slug()}.nc").exists()
     cut_step = int(read_state(out, cut_key, "partial")["state"]["step"])
     assert cut_step > 0
+    # what the plan, the price and the design read: the step it resumes from, 0 elsewhere
+    assert [checkpoint_step(out, k) for k in config.cells()].count(cut_step) == 1
+    assert sum(checkpoint_step(out, k) for k in config.cells()) == cut_step
 
     resumed = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc")
     assert resumed.attrs["complete"] == "true"
