@@ -315,3 +315,27 @@ def test_a_skeleton_counts_entering_memory_tokens_without_weights():
     adapter = attach(loaded.model, "memtok:3@2", 1, seed=0)
     assert adapter.n_params == 3 * loaded.model.config.hidden_size
     adapter.detach()
+
+
+def test_memft_objectives_write_every_trained_carrier(tmp_path, tiny_sweep):
+    """MemFT applies wherever the write is gradient-based (issue 15): memory tokens, KV slots."""
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "modules": ["memtok:2", "memtok:2@1", "kv:2@1"],
+            "methods": ["memft_ot", "memft_sw"],
+            "ranks": [1],
+            "lengths": [20],
+            "seeds": [0],
+        },
+        train={"max_steps": 3, "log_every": 1},
+        grid=[{"tasks": ["long_context"], "random_ratios": [1.0]}],
+    )
+    ds = run_sweep(config_from_dict(raw), tmp_path, progress=False, merge_to=tmp_path / "d.nc")
+    assert (ds["status"] == "ok").all() and ds["status"].size == 6
+    assert set(ds["objective"].values) == {"memft_ot", "memft_sw"}
+    # each trained: the loss moved from where it started
+    assert np.all(np.abs(ds["loss_reduction"].values) > 0)
