@@ -1,18 +1,23 @@
 """Step 11 - which pending cells of a sweep pin the law's exponents down fastest (issue 10).
 
     python analysis/11_next_cells.py DATA.nc [--sweep SWEEP.toml] [--out CELLS_DIR]
-        [--prior PRIOR.nc] [--top N] [--markdown]
+        [--prior PRIOR.nc ...] [--theta ...] [--top N] [--markdown]
 
 DATA is the sweep's merged cells so far (``collect merge SWEEP --out CELLS_DIR -o DATA.nc``);
 the defaults are the fixed-budget law sweep (sweeps/law_cpu_fixed.toml, data/law_cpu_fixed).
 For each setting of the sweep's pending SFT cells (task, random ratio, adapter placement):
 
 1. the law's current estimate: ΔL = C·r^α·ℓ^(−β) + b fitted on DATA's finished cells of the
-   setting, or, where they do not identify it yet, the fit of the same setting in PRIOR
-   (default: the shipped data/smollm2_cpu.nc); its RMSE is the per-cell σ;
+   setting, or, where they do not identify it yet, the fit of the same setting in the first
+   PRIOR that does (default: the shipped data/smollm2_cpu.nc, then the first law sweep's
+   data/law_cpu.nc); its RMSE is the per-cell σ;
 2. each pending cell's predicted ΔL and loss_after (the setting's mean loss_before minus
-   ΔL̂): a cell predicted memorized (loss_after ≤ ln 2) is excluded by the fit and adds
-   nothing to the exponents (it shows where recall switches on: it goes last here);
+   ΔL̂): a cell predicted memorized (loss_after ≤ ln 2), or at a (rank, length) where a cell
+   of DATA or PRIOR already memorized, is excluded by the fit and adds nothing to the
+   exponents (it shows where recall switches on: it goes last here, with the reason). A
+   prediction within --margin nats of ln 2 (default 1) counts as memorized: the shipped
+   prior was fitted at a 600-step budget, where ΔL is 8-14 % below its converged value
+   (about 1 nat at ΔL ≈ 12), so such a cell most likely memorizes at 3,000 steps;
 3. its cost: the FLOPs of the steps it has left to the budget (from its checkpoint, if any;
    ``collect.cost``), in hours at the seconds per FLOP measured on DATA's finished cells;
 4. the order of ``lawfit.next_cells``: greedily, the cell that lowers var(α) + var(β) most per
@@ -42,24 +47,27 @@ from lawfit.fitting import LN2  # noqa: E402
 
 SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_fixed.toml")
 CELLS = os.path.join(ROOT, "data", "law_cpu_fixed")
-PRIOR = os.path.join(ROOT, "data", "smollm2_cpu.nc")
+PRIORS = [os.path.join(ROOT, "data", f) for f in ("smollm2_cpu.nc", "law_cpu.nc")]
 CHECKPOINTS = (5.0, 10.0, 20.0)  # hours of one worker at which the two orders are compared
 
 
-def setting_cells(ds, task: str, random_ratio: float, modules: str) -> pd.DataFrame:
+def setting_cells(ds, model: str, task: str, random_ratio: float, modules: str) -> pd.DataFrame:
     """The finished SFT cells of one setting: rank, length, data_seed, ΔL, loss_after."""
-    sel = {"task": task, "random_ratio": random_ratio, "objective": "sft", "modules": modules}
-    sub = ds.sel({k: v for k, v in sel.items() if k in ds.dims})
-    if any(k in ds.dims and v not in ds[k].values for k, v in sel.items()):
-        return pd.DataFrame(columns=["rank", "length", "loss_reduction", "loss_after"])
     cols = ["loss_reduction", "loss_after", "loss_before", "status"]
+    sel = {"model": model, "task": task, "random_ratio": random_ratio, "objective": "sft"}
+    sel["modules"] = modules
+    if any(k in ds.dims and v not in ds[k].values for k, v in sel.items()):
+        return pd.DataFrame(columns=["rank", "length", "data_seed", *cols])
+    sub = ds.sel({k: v for k, v in sel.items() if k in ds.dims})
     df = sub[cols].to_dataframe().reset_index()
     return df[df["status"] == "ok"].reset_index(drop=True)
 
 
-def estimate(done: pd.DataFrame, prior_cells: pd.DataFrame) -> tuple[dict, float, str]:
-    """The law's parameters and σ: from the finished cells, else from the prior's."""
-    for cells, source in ((done, "this sweep's finished cells"), (prior_cells, "the prior")):
+def estimate(
+    done: pd.DataFrame, priors: list[tuple[str, pd.DataFrame]]
+) -> tuple[dict, float, str] | None:
+    """The law's parameters and σ: from the finished cells, else the first prior's (or None)."""
+    for source, cells in [("this sweep's finished cells", done), *priors]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -69,7 +77,7 @@ def estimate(done: pd.DataFrame, prior_cells: pd.DataFrame) -> tuple[dict, float
             continue
         sigma = res.gof["rmse"] * math.sqrt(res.gof["n_obs"] / max(res.gof["dof"], 1))
         return dict(res.params), float(sigma), f"{source} ({res.gof['n_obs']} cells fitted)"
-    raise SystemExit("no estimate of the law: neither the data nor the prior identify it.")
+    return None
 
 
 def given_theta(text: str | None) -> tuple[dict, float, str] | None:
@@ -90,7 +98,19 @@ def given_theta(text: str | None) -> tuple[dict, float, str] | None:
     return values, sigma, "--theta"
 
 
-def candidates(keys, config, out, rate: float, theta: dict, loss_before: float) -> pd.DataFrame:
+def memorized_points(known: pd.DataFrame) -> set[tuple[int, int]]:
+    """(rank, length) points where a collected cell already memorized (loss_after ≤ ln 2).
+
+    The law sweep's budget is at least that of the data and the prior, and more training
+    only lowers the loss, so such a point is taken as memorized on every target sequence.
+    """
+    hit = known[known["loss_after"] <= LN2]
+    return {(int(r), int(n)) for r, n in zip(hit["rank"], hit["length"], strict=True)}
+
+
+def candidates(
+    keys, config, out, rate: float, theta: dict, loss_before: float, memorized: set, margin: float
+) -> pd.DataFrame:
     """Pending cells with predicted ΔL, whether the fit would use them, and hours left."""
     from collect.cost import key_flops
     from collect.store import checkpoint_step
@@ -119,7 +139,14 @@ def candidates(keys, config, out, rate: float, theta: dict, loss_before: float) 
                 data_seed=k.data_seed,
                 seed=k.seed,
                 predicted_dL=dl,
-                informative=loss_before - dl > LN2,
+                informative=loss_before - dl > LN2 + margin and (k.rank, k.length) not in memorized,
+                why_not=(
+                    "measured memorized"
+                    if (k.rank, k.length) in memorized
+                    else "law: (near) memorized"
+                    if loss_before - dl <= LN2 + margin
+                    else ""
+                ),
                 hours=flops * rate / 3600,
             )
         )
@@ -135,14 +162,14 @@ def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
         for name, order in (("next_cells", greedy), ("sweep order", given)):
             spent = order["hours"].cumsum() <= h + 1e-9
             last = order[spent & order["informative"]].tail(1)
-            for p in ("alpha", "beta"):
-                se = last[f"se_{p}"].iloc[0] if len(last) else np.inf
-                row[f"SE {p} ({name})"] = se
+            for col in ("se_alpha", "se_beta", "corr"):
+                value = last[col].iloc[0] if len(last) else np.nan
+                row[f"{col} ({name})"] = np.inf if col != "corr" and not len(last) else value
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "informative"]
+SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "why_not"]
 SHOW += ["hours", "cum_hours", "se_alpha", "se_beta", "corr"]
 
 
@@ -150,11 +177,25 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_fixed)")
     ap.add_argument("--out", default=CELLS, help="the sweep's cell folder (pending cells)")
-    ap.add_argument("--prior", default=PRIOR, help="dataset whose fit stands in (default: shipped)")
+    ap.add_argument(
+        "--prior",
+        nargs="+",
+        default=PRIORS,
+        help="earlier datasets of the setting: the first whose fit identifies the law stands "
+        "in for it; all of them say where cells memorized (default: the shipped dataset, "
+        "then the first law sweep)",
+    )
     ap.add_argument(
         "--theta",
         help="the law's parameters and sigma instead of a fit, e.g. "
         "C=100,alpha=0.6,beta=0.5,b=0,sigma=0.2",
+    )
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=1.0,
+        help="nats above ln 2 within which a predicted loss_after counts as memorized "
+        "(default 1: the shipped prior's 600-step budget leaves dL 8-14 %% short)",
     )
     ap.add_argument("--top", type=int, default=15, help="rows of the order to print")
     ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")
@@ -170,21 +211,34 @@ def main() -> None:
     position = {k: i + 1 for i, k in enumerate(config.cells())}
     pending = [k for k in pending_cells(config, args.out) if k.method == "sft"]
     rate = float(np.median(seconds_per_flop(ds)))
-    prior = None if args.theta else lawfit.data.open_dataset(args.prior)
+    priors = [(path, lawfit.data.open_dataset(path)) for path in args.prior]
     show = markdown if args.markdown else (lambda f: f.to_string(index=False))
     groups: dict[tuple, list] = {}
     for k in pending:
-        groups.setdefault((k.task, k.random_ratio, k.modules), []).append(k)
-    for (task, rr, modules), keys in groups.items():
-        header(f"Next cells: {task}, random ratio {rr:g}, {modules} ({len(keys)} pending SFT)")
-        done = setting_cells(ds, task, rr, modules)
-        before_us = setting_cells(prior, task, rr, modules) if prior is not None else done[:0]
-        known = pd.concat([done, before_us])
-        theta, sigma, source = given_theta(args.theta) or estimate(done, before_us)
+        groups.setdefault((k.model, k.task, k.random_ratio, k.modules), []).append(k)
+    for (model, task, rr, modules), keys in groups.items():
+        header(f"Next cells: {model}, {task}, random ratio {rr:g}, {modules} ({len(keys)} pending)")
+        done = setting_cells(ds, model, task, rr, modules)
+        before_us = [(path, setting_cells(p, model, task, rr, modules)) for path, p in priors]
+        known = pd.concat([done, *(cells for _, cells in before_us)])
+        got = given_theta(args.theta) or estimate(done, before_us)
+        if got is None:
+            print("skipped: neither the data nor a prior identify the law here; give --theta.\n")
+            continue
+        theta, sigma, source = got
         print(f"law estimate from {source}: " + ", ".join(f"{k}={v:.4g}" for k, v in theta.items()))
         print(f"per-cell sigma {sigma:.3g} nats; speed {1e-9 / rate:.1f} GFLOP/s per worker\n")
         before = float(known["loss_before"].mean())
-        cand = candidates([(position[k], k) for k in keys], config, args.out, rate, theta, before)
+        cand = candidates(
+            [(position[k], k) for k in keys],
+            config,
+            args.out,
+            rate,
+            theta,
+            before,
+            memorized_points(known),
+            args.margin,
+        )
         used = done[done["loss_after"] > LN2]
         kw = dict(cost="hours", targets=("alpha", "beta"))
         greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)

@@ -36,12 +36,16 @@ def test_next_cells_orders_a_sweeps_pending_cells(tmp_path, tiny_sweep):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = [ln for ln in run.stdout.splitlines() if ln.startswith("| ") and "True" in ln]
-    rows += [ln for ln in run.stdout.splitlines() if ln.startswith("| ") and "False" in ln]
+    lines = run.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("pending cells in the order"))
+    table = [ln.strip("| ").split(" | ") for ln in lines[start + 3 :]]
+    rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     assert len(rows) == 5  # every pending cell, once
-    last = rows[-1].split(" | ")
-    assert last[2:4] == ["64", "40"] or last[2:4] == ["64", "20"]  # predicted memorized: last
-    assert "SE alpha (next_cells)" in run.stdout and "SE alpha (sweep order)" in run.stdout
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    # rank 64 is predicted memorized (it adds nothing to the fit): last, with the reason
+    assert [r[2] for r in rows[-2:]] == ["64", "64"]
+    assert all("memorized" in r[6] for r in rows[-2:]) and rows[0][6] == ""
+    assert "se_alpha (next_cells)" in run.stdout and "corr (sweep order)" in run.stdout
     bad = subprocess.run(
         [sys.executable, script, *args, "--theta", "C=3"], env=env, capture_output=True, text=True
     )
