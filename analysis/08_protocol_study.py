@@ -2,8 +2,9 @@
 
 Each protocol is one sweep over the same probe cells (long-context random tokens, rank 1 at
 ℓ = 128, 256, 512 and rank 2 at ℓ = 512, seed 0, first target sequence), collected into its
-own directory. For every probe cell the script prints the ΔL each protocol reached, its steps
-and why it stopped, and the share of the best ΔL any protocol reached on that cell. The chosen
+own directory (the fixed-budget law sweep's directory holds its probe cells among others).
+For every probe cell the script prints the ΔL each protocol reached, its steps and why it
+stopped, and the share of the best ΔL any protocol reached on that cell. The chosen
 protocol is the cheapest (fewest training steps over the probe cells) that comes within the
 tolerance (1 %) of the best on every probe cell all protocols have finished; cells still
 running are listed as pending, and no choice is made before every protocol has at least one
@@ -36,6 +37,10 @@ PROTOCOLS = {
         "sweeps/protocol/paper.toml",
         "data/protocol/paper",
     ),
+    "constant lr 1e-2 for a fixed 3,000 steps (the law sweep's, session 6)": (
+        "sweeps/law_cpu_fixed.toml",
+        "data/law_cpu_fixed",
+    ),
 }
 PROBE_CELLS = [(1, 128), (1, 256), (1, 512), (2, 512)]
 TOLERANCE = 0.01
@@ -49,7 +54,8 @@ def protocol_cells(sweep: str, out_dir: str) -> pd.DataFrame:
     config = load_config(os.path.join(ROOT, sweep))
     rows = []
     for key in config.cells():
-        if (key.rank, key.length) not in PROBE_CELLS:
+        probe = (key.rank, key.length) in PROBE_CELLS and key.data_seed == 0
+        if not probe or key.method != "sft":  # the law sweep has more cells than the probe
             continue
         path = cell_path(os.path.join(ROOT, out_dir), key)
         ds = read_cell(os.path.join(ROOT, out_dir), key, config.fingerprint())
