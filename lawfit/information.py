@@ -461,7 +461,10 @@ def with_information_bits(
     info = information_bits(ds, entropy)
     keys = [c for c in info.cells.columns if c in out.columns and not c.startswith("bits")]
     extra = ["bits_stored", "bits_recalled", "bits_saved", "bits_content", "entropy_known"]
+    extra.append("bits_stored_base")
     out = out.merge(info.cells[[*keys, *extra]], on=keys, how="left")
+    if kind == "stored":
+        flags.extend(_at_the_floor(out))
     out["bits_dl"] = out["bits"]
     if kind != "dl":
         known = out["entropy_known"].fillna(False).astype(bool).to_numpy()
@@ -474,3 +477,23 @@ def with_information_bits(
     notes.extend(info.notes)
     flags.extend(info.flags)
     return out.drop(columns=["bits_content", "entropy_known"])
+
+
+#: A gain over the untrained model's floor below this share of the content is chance.
+FLOOR_RESOLUTION = 0.01
+
+
+def _at_the_floor(cells: pd.DataFrame) -> tuple[Flag, ...]:
+    """Flag cells whose bits stored do not exceed the untrained model's floor."""
+    gain = cells["bits_stored"] - cells["bits_stored_base"]
+    at_floor = (gain <= FLOOR_RESOLUTION * cells["bits_content"]).fillna(False).to_numpy(bool)
+    if not at_floor.any():
+        return ()
+    return (
+        Flag(
+            "at_base_floor",
+            f"{int(at_floor.sum())} of {len(cells)} cells store no more than the untrained "
+            "model's floor (bits_stored - bits_stored_base below 1 % of the content's "
+            "entropy): their bits are the base model's chance gains, not memory",
+        ),
+    )

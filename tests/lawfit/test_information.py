@@ -134,6 +134,22 @@ def test_bits_per_parameter_counts_information_by_default():
         lawfit.bits_per_parameter(ds, kind="nats")
 
 
+def test_bits_per_parameter_flags_cells_at_the_untrained_models_floor():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(1e-5, 2e-3, size=(2, 64))  # some tokens above 2^-H = 1e-3 by chance
+    learned = np.where(np.arange(64) < 32, 0.5, base[1])  # rank 2 learned half the tokens
+    ds = cells(np.stack([base[0], learned]), p_before=base).assign(n_params=("rank", [10, 20]))
+    res = lawfit.bits_per_parameter(ds)
+    (flag,) = [f for f in res.flags if f.code == "at_base_floor"]
+    assert flag.message.startswith("1 of 2 cells")  # rank 1 changed nothing: its floor only
+    c = res.cells.set_index("rank")
+    assert c.loc[1, "bits"] == pytest.approx(c.loc[1, "bits_stored_base"], abs=1e-12)
+    assert c.loc[1, "bits_stored_base"] > 0
+    assert not any(
+        f.code == "at_base_floor" for f in lawfit.bits_per_parameter(ds.isel(rank=[1])).flags
+    )
+
+
 def test_bits_per_parameter_falls_back_to_dl_bits_where_entropy_is_unknown():
     ds = cells(np.full((2, 4), 0.5), greedy=np.ones((2, 4)), entropy=np.nan)
     res = lawfit.bits_per_parameter(ds.assign(n_params=("rank", [10, 20])))
