@@ -161,7 +161,9 @@ def next_cells(
         picks.append(best)
         stats.append({"gain_per_cost": float(per_cost[pick])})
         stats[-1].update(parameter_se(info, form.params, targets))
-    head = useful.iloc[picks].reset_index(drop=True).join(pd.DataFrame(stats))
+    columns = ["gain_per_cost", *(f"se_{t}" for t in targets), "corr"]
+    picked = pd.DataFrame(stats, columns=columns, dtype=float)
+    head = useful.iloc[picks].reset_index(drop=True).join(picked)
     tail = candidates[~candidates["informative"].astype(bool)].reset_index(drop=True)
     out = pd.concat([head, tail], ignore_index=True)
     out.insert(0, "order", np.arange(1, len(out) + 1))

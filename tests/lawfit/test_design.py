@@ -98,6 +98,17 @@ def test_cost_decides_between_equally_informative_cells_and_excluded_cells_go_la
     assert order.loc[0, "gain_per_cost"] > order.loc[1, "gain_per_cost"]
 
 
+def test_the_same_columns_come_back_whatever_is_informative():
+    done = grid([1, 2], [64, 256])
+    want = {"order", "gain_per_cost", "se_alpha", "se_beta", "corr"}
+    for cand in (
+        candidates([(8, 64)], informative=False),
+        candidates([(8, 64)]).iloc[:0],
+        candidates([(2, 512)]),
+    ):
+        assert want <= set(next_cells("power_law", TRUTH, 0.1, done, cand).columns)
+
+
 def test_bad_input_is_refused_before_any_work():
     done = grid([1, 2], [64, 256])
     good = candidates([(2, 512)])
