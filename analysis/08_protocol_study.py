@@ -37,6 +37,10 @@ PROTOCOLS = {
         "sweeps/protocol/paper.toml",
         "data/protocol/paper",
     ),
+    "the paper's decay without its dropout": (
+        "sweeps/protocol/paper_no_dropout.toml",
+        "data/protocol/paper_no_dropout",
+    ),
     "constant lr 1e-2 for a fixed 3,000 steps (the law sweep's, session 6)": (
         "sweeps/law_cpu_fixed.toml",
         "data/law_cpu_fixed",
