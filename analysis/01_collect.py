@@ -150,22 +150,9 @@ def flop_hours(keys, config, steps, rate, *, once=True):
     FLOPs are ``collect.cost``'s estimate of the lean loop (``once``: count the cached prefix,
     which a resumed cell does not compute again).
     """
-    from collect.cost import key_flops
+    from collect.cost import sweep_cell_flops
 
-    flops = 0.0
-    for k in keys:
-        f = key_flops(
-            k.model,
-            k.task,
-            k.length,
-            k.random_ratio,
-            k.data_seed,
-            k.modules,
-            steps=steps(k),
-            prefix_cache=config.train.prefix_cache,
-            source=config.source_for(k.task),
-        )
-        flops += f["per_step"] * steps(k) + (f["once"] if once else 0.0)
+    flops = sum(sweep_cell_flops(k, config, steps(k), once=once) for k in keys)
     return flops * rate / 3600
 
 

@@ -112,24 +112,13 @@ def candidates(
     keys, config, out, rate: float, theta: dict, loss_before: float, memorized: set, margin: float
 ) -> pd.DataFrame:
     """Pending cells with predicted ΔL, whether the fit would use them, and hours left."""
-    from collect.cost import key_flops
+    from collect.cost import sweep_cell_flops
     from collect.store import checkpoint_step
 
     rows = []
     for position, k in keys:
         left = max(config.train.max_steps - checkpoint_step(out, k), 0)
-        f = key_flops(
-            k.model,
-            k.task,
-            k.length,
-            k.random_ratio,
-            k.data_seed,
-            k.modules,
-            steps=config.train.max_steps,
-            prefix_cache=config.train.prefix_cache,
-            source=config.source_for(k.task),
-        )
-        flops = f["per_step"] * left + f["once"]
+        flops = sweep_cell_flops(k, config, left)
         dl = float(lawfit.get_form("power_law").func(k.rank, k.length, **theta))
         rows.append(
             dict(

@@ -175,6 +175,27 @@ def key_flops(
     return cell_flops(model_shape(model), modules, rows, int(length), n_params, steps, prefix_cache)
 
 
+def sweep_cell_flops(key, config, steps: float, *, once: bool = True) -> float:
+    """Estimated FLOPs of one cell of a sweep that runs ``steps`` more steps.
+
+    ``key`` is a :class:`collect.config.CellKey` of ``config`` (its sweep, which says whether
+    the prefix is cached and which source texts are used); ``once`` counts the cached prefix,
+    which a resumed cell does not compute again.
+    """
+    f = key_flops(
+        key.model,
+        key.task,
+        key.length,
+        key.random_ratio,
+        key.data_seed,
+        key.modules,
+        steps=steps,
+        prefix_cache=config.train.prefix_cache,
+        source=config.source_for(key.task),
+    )
+    return f["per_step"] * steps + (f["once"] if once else 0.0)
+
+
 def add_flops(cells, ds) -> tuple:
     """Add ``flops`` (and ``flops_per_step``) to every cell, or say why they are missing.
 
