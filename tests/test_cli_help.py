@@ -30,8 +30,9 @@ def test_collect_run_prints_its_flag_only_defaults(capsys):
     from collect.config import DEFAULTS
     from collect.probe import TrainConfig
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         collect_parser().parse_args(["run", "--help"])
+    assert stop.value.code == 0  # help, not a usage error
     text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {DEFAULTS['modules'][0]})" in text
     assert f"(default: {TrainConfig.max_steps})" in text

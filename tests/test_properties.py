@@ -269,4 +269,8 @@ def test_phase_transition_flags_must_be_zero_one(token_data, bad, share):
         assert not legal or "no run" in str(exc), exc
         return
     assert legal
-    assert res is not None
+    # legal flags are read, not dropped: the token-level fit covers every collected run
+    n_runs = int((ds["status"] == "ok").sum())
+    assert res.token_fit is not None and res.token_fit.n_runs == n_runs
+    if not hit.any():  # nothing planted: the analysis of the untouched data
+        assert res.token_fit.threshold == lawfit.phase_transition(token_data, bootstrap=0).threshold

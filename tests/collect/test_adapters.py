@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -19,9 +21,18 @@ def test_parse_modules(text, parts, layers):
     assert spec.parts == parts and spec.layers == layers
 
 
-@pytest.mark.parametrize("bad", ["mlp", "mlp@", "@3", "mlp@x", "mlp_block+attn@1", ""])
-def test_parse_modules_rejects(bad):
-    with pytest.raises(CollectError, match="PARTS@LAYERS|cannot be combined"):
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        *[
+            (bad, f"modules spec {re.escape(repr(bad))} is not understood. Expected PARTS@LAYERS")
+            for bad in ("mlp", "mlp@", "@3", "mlp@x", "")
+        ],
+        ("mlp_block+attn@1", "'mlp_block' cannot be combined with other parts"),
+    ],
+)
+def test_parse_modules_rejects(bad, match):
+    with pytest.raises(CollectError, match=match):
         parse_modules(bad)
 
 

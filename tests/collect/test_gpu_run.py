@@ -188,11 +188,13 @@ def test_without_side_files_two_files_are_enough(capsys):
     """--no-side-files keeps log and summary in the archive: sums and one part suffice."""
     base = ["sweep.toml", "--minutes", "1", "--out", "out", "--max-files"]
     assert parse_args([*base, "2", "--no-side-files"]).max_files == 2
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         parse_args([*base, "3"])
+    assert stop.value.code == 2  # argparse's usage error
     assert "--max-files must be >= 4" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         parse_args([*base, "1", "--no-side-files"])
+    assert stop.value.code == 2
     assert "--max-files must be >= 2" in capsys.readouterr().err
 
 

@@ -330,8 +330,9 @@ def test_submitit_launcher_writes_the_same_cells(tmp_path, finished, tiny_sweep)
 
 
 def test_cli_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         collect_main(["--help"])
+    assert stop.value.code == 0
     text = capsys.readouterr().out
     for word in ("run", "plan", "merge", "launch", "examples"):
         assert word in text

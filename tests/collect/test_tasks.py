@@ -290,10 +290,14 @@ def test_bad_data_seed(byte_tokenizer, seed):
         build_task("phonebook", byte_tokenizer, 10, data_seed=seed)
 
 
-def test_validate_accepts_good_specs(byte_tokenizer):
-    validate_task("phonebook", byte_tokenizer, 100)
-    validate_task("long_context", byte_tokenizer, 100, random_ratio=0.4)
-    validate_task("long_context", byte_tokenizer, np.int64(100), random_ratio=1)
+@pytest.mark.parametrize(
+    ("task", "length", "ratio"),
+    [("phonebook", 100, 0.0), ("long_context", 100, 0.4), ("long_context", np.int64(100), 1)],
+)
+def test_validate_accepts_good_specs(byte_tokenizer, task, length, ratio):
+    # accepted (returns, raises nothing), and rightly so: the task builds at that length
+    assert validate_task(task, byte_tokenizer, length, random_ratio=ratio) is None
+    assert total(build_task(task, byte_tokenizer, length, random_ratio=ratio)) == length
 
 
 # ----------------------------------------------------------------------------- paper files

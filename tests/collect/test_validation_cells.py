@@ -92,7 +92,7 @@ def test_merge_sets_aside_and_strict_fails(sweep, damage):
     with pytest.raises(CollectError, match=f"{path.name} is damaged"):
         merge(config, out, strict=True)
     assert path.exists()  # strict leaves it in place
-    with pytest.warns(DamagedCellWarning):
+    with pytest.warns(DamagedCellWarning, match=f"{path.name} is damaged.*set aside as"):
         ds = merge(config, out)
     assert ds.attrs["n_cells_done"] == 0 and (ds["status"] == "not_run").all()
 
@@ -111,7 +111,7 @@ def test_run_reruns_a_damaged_cell(sweep, done):
     config, out, path = sweep
     _, original = done
     _truncate(path)
-    with pytest.warns(DamagedCellWarning):
+    with pytest.warns(DamagedCellWarning, match=f"{path.name} is damaged.*set aside as"):
         ds = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc")
     assert ds.attrs["n_cells_done"] == 1
     want = merge(config, original)

@@ -94,7 +94,11 @@ def test_bits_per_parameter_tokens_and_cells_agree():
     # bits from tokens equal loss_reduction * length / ln 2 (same quantity)
     b = bits_per_parameter(tok.drop_vars(["p_after", "p_before", "greedy_correct"]))
     np.testing.assert_allclose(a.cells["bits"].to_numpy(), b.cells["bits"].to_numpy(), rtol=1e-9)
-    assert "bits_per_param" in a.cells and np.isfinite(a.max_bits_per_param)
+    # bits per parameter: each cell's bits over its rank's trainable parameters
+    n_params = tok["n_params"].sel(task=a.cells["task"].iloc[0]).sel(rank=a.cells["rank"].values)
+    per_param = a.cells["bits"].to_numpy() / n_params.values
+    np.testing.assert_allclose(a.cells["bits_per_param"].to_numpy(), per_param, rtol=1e-12)
+    assert a.max_bits_per_param == pytest.approx(per_param.max(), rel=1e-12)
     assert set(ANCHORS_BITS_PER_PARAM.values()) == {2.0, 3.6}
     assert "anchor" in a.summary()
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from lawfit.errors import LawfitError
 from lawfit.testing import synthetic_dataset
@@ -43,7 +44,9 @@ def test_reproducible_and_netcdf(tmp_path):
     a = synthetic_dataset(rng=3)
     b = synthetic_dataset(rng=3)
     assert a.identical(b)
+    assert not a.identical(synthetic_dataset(rng=4))  # the seed matters, so the check can fail
     a.to_netcdf(tmp_path / "s.nc")
+    xr.testing.assert_identical(xr.load_dataset(tmp_path / "s.nc"), a)
 
 
 def test_bad_noise_kind():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,8 +46,12 @@ def test_table_and_tests_shape():
     assert lr.loc[("ratio", "power_law"), "pvalue"] < 1e-6
     assert np.isnan(res.lr_tests.query("general == 'broken_power_law'")["pvalue"]).all()
     assert not res.vuong.empty
-    assert "best" in res.summary() and isinstance(res.to_dataframe(), pd.DataFrame)
-    with pytest.raises(AttributeError):
+    assert "best" in res.summary()
+    tidy = res.to_dataframe()
+    pd.testing.assert_frame_equal(tidy, t)
+    tidy.loc[tidy.index[0], "form"] = "changed"  # a copy: the result's table is unchanged
+    assert t.loc[t.index[0], "form"] == res.best
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'best'"):
         res.best = "x"
 
 

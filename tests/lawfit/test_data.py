@@ -208,8 +208,10 @@ def test_token_dims_are_dropped(ds):
 
 def test_n_params_capacity(ds):
     frame, _ = as_frame(ds, capacity="n_params")
-    assert "n_params" in frame.columns
-    assert np.all(frame["n_params"] > 0)
+    # each cell carries the parameter count of its own rank
+    want = ds["n_params"].sel(rank=frame["rank"].to_numpy()).values
+    np.testing.assert_array_equal(frame["n_params"].to_numpy(), want)
+    assert frame["n_params"].nunique() == ds.sizes["rank"]
 
 
 def test_bad_capacity(ds):

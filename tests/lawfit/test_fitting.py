@@ -111,9 +111,27 @@ def test_huber_resists_outliers():
     assert abs(hb.params["alpha"] - 0.6) < abs(l2.params["alpha"] - 0.6)
 
 
+def _huber_objective(res, theta, delta):
+    """Σ Huber(residual) in linear space, written out: r²/2 within delta, linear beyond."""
+    pts = res.points
+    x, ell = pts["rank"].to_numpy(float), pts["length"].to_numpy(float)
+    r = theta[0] * x ** theta[1] * ell ** (-theta[2]) + theta[3] - pts["loss_reduction"]
+    a = np.abs(r.to_numpy(float))
+    return float(np.sum(np.where(a <= delta, 0.5 * a**2, delta * (a - 0.5 * delta))))
+
+
 def test_explicit_huber_delta(ds):
-    hb = lawfit.fit(ds, exclude=None, loss="huber", huber_delta=0.01, profile=False)
+    kw = dict(exclude=None, profile=False, space="linear")
+    l2 = lawfit.fit(ds, **kw)
+    hb = lawfit.fit(ds, loss="huber", huber_delta=0.01, **kw)
     assert hb.huber_delta == 0.01
+    # the given delta is the one minimized: the estimate beats least squares' under it
+    assert _huber_objective(hb, hb.theta, 0.01) < _huber_objective(hb, l2.theta, 0.01)
+    assert not np.allclose(hb.theta, l2.theta, rtol=1e-6)
+    # a delta above every residual makes Huber least squares again
+    wide = lawfit.fit(ds, loss="huber", huber_delta=1e6, **kw)
+    assert wide.huber_delta == 1e6
+    np.testing.assert_allclose(wide.theta, l2.theta, rtol=1e-6, atol=1e-9)
 
 
 def test_n_params_capacity(ds):
@@ -190,11 +208,9 @@ def test_bad_options(ds, kw, msg):
 
 
 def test_no_loss_after_warns():
-    import pandas as pd
-
     ds = synthetic_dataset(**TRUTH, rng=10)
     df = ds[["loss_reduction"]].to_dataframe().reset_index()
-    assert isinstance(df, pd.DataFrame)
+    assert "loss_after" not in df.columns  # what the warning is about
     with pytest.warns(UserWarning, match="needs 'loss_after'"):
         lawfit.fit(df, profile=False)
     with warnings.catch_warnings():

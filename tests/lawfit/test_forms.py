@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -15,8 +17,9 @@ def test_power_law_spec():
     assert f.linear == ("C", "b")
     assert "power_law" in lawfit.available_forms()
     assert f(np.array([4.0]), np.array([16.0]), C=2.0, alpha=0.5, beta=0.5, b=1.0) == 2.0
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'name'"):
         f.name = "x"  # frozen
+    assert lawfit.get_form("power_law").name == "power_law"
 
 
 def test_power_law_jac_matches_numeric():
@@ -121,7 +124,10 @@ def test_form_input_from_a_data_variable():
     assert res.params["alpha"] == pytest.approx(0.6, abs=0.05)
     assert abs(res.params["d"]) < 0.05
     p = res.predict(rank=8, length=512, loss_before=4.0)
-    assert np.isfinite(p["mean"]).all()
+    assert p["mean"].iloc[0] == pytest.approx(with_base_loss(8.0, 512.0, 4.0, **res.params))
+    # the data variable is an input of the law: another loss_before, another prediction
+    q = res.predict(rank=8, length=512, loss_before=2.0, warn=False)
+    assert p["mean"].iloc[0] - q["mean"].iloc[0] == pytest.approx(2.0 * res.params["d"])
 
 
 def test_latex_to_text_renders_a_formula_for_terminals():

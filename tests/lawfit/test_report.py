@@ -107,7 +107,9 @@ def test_cli_report_and_commands(full, tmp_path, capsys):
         )
         == 0
     )
-    assert csv.exists()
+    pred = pd.read_csv(csv)  # the prediction asked for: one target at one length
+    assert len(pred) == 1 and pred.loc[0, "length"] == 128 and pred.loc[0, "target"] == 0.5
+    assert pred.loc[0, "low"] <= pred.loc[0, "estimate"] <= pred.loc[0, "high"]
     assert main(["memft", str(path), "--bootstrap", "20"]) == 0
     assert "gradient budget" in capsys.readouterr().out
 
@@ -143,9 +145,12 @@ def test_report_save_format_error(tmp_path):
     rep = build_report(synthetic_dataset(rng=0, seeds=2), bootstrap=0)
     with pytest.raises(LawfitError, match="format must be 'md' or 'html'"):
         rep.save(tmp_path / "x", format="pdf")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
     rep.save(tmp_path / "x.md")
     assert (tmp_path / "x.md").read_text().startswith("# lawfit report")
-    assert np.isfinite(rep.results["all cells"]["law"].params["alpha"])
+    assert (tmp_path / "x.md").read_text(encoding="utf-8") == rep.to_markdown()
+    rep.save(tmp_path / "x.html")  # the format follows the suffix
+    assert (tmp_path / "x.html").read_text(encoding="utf-8") == rep.to_html()
 
 
 def test_report_skips_settings_with_nothing_collected(full):

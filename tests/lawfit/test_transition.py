@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_tidy_and_summary(pt_phonebook):
     assert "threshold_p_star" in set(df.quantity)
     text = pt_phonebook.summary()
     assert "threshold p*" in text and "sufficiency" in text
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'threshold'"):
         pt_phonebook.token_fit.threshold = 0.1  # frozen
 
 
