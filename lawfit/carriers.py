@@ -512,8 +512,8 @@ def _fit_each_carrier(frame, form, kw, notes) -> tuple[dict, list[Flag]]:
     if not fits:
         raise LawfitError(
             "no carrier has enough usable cells for a law (each needs 2+ sizes, "
-            "2+ lengths and more cells than parameters after the memorized "
-            "exclusion); see the notes: " + "; ".join(notes)
+            "2+ lengths and more distinct (size, length) points than parameters after "
+            "the memorized exclusion); see the notes: " + "; ".join(notes)
         )
     return fits, flags
 

@@ -812,7 +812,11 @@ def check_identifiable(
     parameters are identified on this design all the same: a form of the ratio
     ``r/ℓ`` alone (``ratio_no_offset``) needs several ratios, not several ranks. That
     is decided by the rank of the form's Jacobian over the design
-    (:func:`design_identifies`). There must also be more points than parameters.
+    (:func:`design_identifies`). There must also be more points than parameters, and
+    more *distinct* design points than parameters: replicates of one point (seeds,
+    target sequences) measure the noise, not the law's shape, so five cells at three
+    (rank, length) points leave a four-parameter law undetermined. The bootstrap asks
+    the same of each resample (:func:`lawfit.bootstrap.identifiable_rows`).
     """
     for c in inputs:
         u = np.unique(frame[c].to_numpy(float))
@@ -830,6 +834,14 @@ def check_identifiable(
         raise LawfitError(
             f"{where}{n} usable point(s) for {n_params} parameters; expected more "
             "points than parameters. Add cells or use exclude=None."
+        )
+    points = frame[list(inputs)].drop_duplicates()
+    if points.shape[0] <= n_params:
+        raise LawfitError(
+            f"{where}{n} usable cells sit at only {points.shape[0]} distinct design point(s) "
+            f"of ({', '.join(inputs)}) for {n_params} parameters: replicates measure the "
+            "noise, not the law's shape, so a family of parameter values fits equally well. "
+            "Expected more distinct points than parameters; add cells at new points."
         )
 
 

@@ -7,7 +7,10 @@ F = Σ J(x)ᵀ J(x) / σ², and Cov(θ̂) ≈ F⁻¹ (the same linearisation as 
 covariance). :func:`next_cells` orders candidate cells greedily by how much each lowers
 the summed variance of chosen parameters (A-optimality on them, default α and β) per unit
 of cost, updating F after each pick, so that a collection that is cut short holds the most
-informative cells it could afford.
+informative cells it could afford. Until the design holds more distinct points than the
+form has parameters (the fit's own minimum, :func:`lawfit.data.check_identifiable`: replicates
+measure noise, not the law's shape), only cells at new points are picked, and the standard
+errors reported are infinite.
 
 What the score does not see: cells the fit excludes (memorized, ``loss_after ≤ ln 2``)
 add nothing to it, though they show where recall switches on; the errors are taken as
@@ -149,18 +152,23 @@ def next_cells(
     rows = form_jacobian(form, useful, theta) / sigma if len(useful) else np.empty((0, 0))
     price = useful[cost].to_numpy(float) if cost else np.ones(len(useful))
     ridge = _ridge(info, rows)
+    keys = _point_keys(form, useful)
+    points = set(_point_keys(form, done))
     left = list(range(len(useful)))
     picks, stats = [], []
     while left:
         now = _a_criterion(info, idx, ridge)
         drops = [now - _a_criterion(info + np.outer(rows[i], rows[i]), idx, ridge) for i in left]
         per_cost = np.asarray(drops) / price[left]
+        if len(points) <= len(form.params):  # the fit needs new points first
+            per_cost[[keys[i] in points for i in left]] = -np.inf
         pick = int(np.argmax(per_cost)) if greedy else 0
         best = left.pop(pick)
         info = info + np.outer(rows[best], rows[best])
+        points.add(keys[best])
         picks.append(best)
-        stats.append({"gain_per_cost": float(per_cost[pick])})
-        stats[-1].update(parameter_se(info, form.params, targets))
+        stats.append({"gain_per_cost": float(np.asarray(drops)[pick] / price[best])})
+        stats[-1].update(_se_once_fitted(info, len(points), form, targets))
     columns = ["gain_per_cost", *(f"se_{t}" for t in targets), "corr"]
     picked = pd.DataFrame(stats, columns=columns, dtype=float)
     head = useful.iloc[picks].reset_index(drop=True).join(picked)
@@ -168,6 +176,21 @@ def next_cells(
     out = pd.concat([head, tail], ignore_index=True)
     out.insert(0, "order", np.arange(1, len(out) + 1))
     return out
+
+
+def _point_keys(form, frame: pd.DataFrame) -> list[tuple[float, ...]]:
+    """Return each row's design point: its values of the form's inputs."""
+    if not len(frame):
+        return []
+    values = frame[list(form.inputs)].to_numpy(float)
+    return [tuple(v) for v in values]
+
+
+def _se_once_fitted(info: np.ndarray, n_points: int, form, targets) -> dict:
+    """Return the standard errors under ``info``; infinite while the fit refuses the design."""
+    if n_points <= len(form.params):
+        return {**{f"se_{t}": np.inf for t in targets}, "corr": np.nan}
+    return parameter_se(info, form.params, targets)
 
 
 def _ridge(info: np.ndarray, rows: np.ndarray) -> np.ndarray:

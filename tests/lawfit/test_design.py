@@ -120,3 +120,20 @@ def test_bad_input_is_refused_before_any_work():
         next_cells("power_law", TRUTH, 0.1, done, good, targets=("gamma",))
     with pytest.raises(LawfitError, match="sigma"):
         next_cells("power_law", TRUTH, 0.0, done, good)
+
+
+def test_new_points_come_first_until_the_fit_has_more_points_than_parameters():
+    """Replicates do not identify the law's shape: the fit refuses <= 4 distinct points."""
+    done = candidates([(1, 128), (1, 128), (1, 256), (1, 256), (2, 256)])  # 3 points
+    cand = candidates([(1, 128), (1, 512), (1, 1024)]).assign(cost=[0.01, 1.0, 2.0])
+    order = next_cells("power_law", TRUTH, 0.1, done, cand)
+    # the nearly free replicate waits until two new points make 5 distinct points
+    assert order[["rank", "length"]].values.tolist()[-1] == [1, 128]
+    assert np.isinf(order.loc[0, "se_alpha"])  # 4 distinct points: the fit still refuses
+    assert np.isfinite(order.loc[1:, "se_alpha"]).all()
+    # the fit itself refuses the 3-point design whatever the replicates
+    frame = done.assign(
+        loss_reduction=[9.0, 8.9, 6.0, 5.9, 9.8], loss_after=5.0, data_seed=[0, 1, 0, 1, 0]
+    )
+    with pytest.raises(LawfitError, match="only 3 distinct design point"):
+        lawfit.fit(frame, bootstrap=0)
