@@ -89,6 +89,7 @@ def token_arrays(ds: xr.Dataset, *, need_greedy: bool = True) -> TokenArrays:
         ent = np.zeros_like(p_after, dtype=np.int64)
     valid = np.isfinite(p_after)
     if greedy is not None:
+        _check_padding_only("greedy_correct", greedy[keep], valid[keep])
         valid &= np.isfinite(greedy)
     # runs with no finite value at all are treated as not collected
     keep &= valid.any(axis=1)
@@ -126,6 +127,23 @@ def _check_probabilities(name: str, values: np.ndarray, valid: np.ndarray) -> No
         raise LawfitError(
             f"{name} must be probabilities in [0, 1]; got {int(bad.sum())} values outside "
             f"(e.g. {v[bad][0]!r}). Store probabilities, not logits or log-probs."
+        )
+
+
+def _check_padding_only(name: str, values: np.ndarray, target: np.ndarray) -> None:
+    """A NaN flag on a target token (finite ``p_after``) is an error, not padding.
+
+    Dropping such tokens would split an entry and count failures that did not happen
+    (the recall cascade is read along each entry), so they are refused.
+    """
+    lost = target & ~np.isfinite(values)
+    if lost.any():
+        runs = int(lost.any(axis=1).sum())
+        raise LawfitError(
+            f"{name} is NaN on {int(lost.sum())} target token(s) of {runs} run(s) whose "
+            "p_after is finite; NaN marks padding only (DESIGN.md §3). Fill the flag for "
+            "those tokens (1.0 recalled, 0.0 not), or set p_after to NaN there too if they "
+            "are padding."
         )
 
 

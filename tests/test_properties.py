@@ -262,11 +262,14 @@ def test_phase_transition_flags_must_be_zero_one(token_data, bad, share):
     rng = np.random.default_rng(0)
     hit = np.isfinite(g) & (rng.random(g.shape) < share)
     g[hit] = bad
-    legal = bad in (0.0, 1.0) or np.isnan(bad) or not hit.any()
+    # NaN is padding only: on a target token (finite p_after) it is refused too
+    legal = bad in (0.0, 1.0) or not hit.any()
     try:
         res = lawfit.phase_transition(ds, bootstrap=0)
     except LawfitError as exc:
         assert not legal or "no run" in str(exc), exc
+        if np.isnan(bad):
+            assert "NaN marks padding only" in str(exc), exc
         return
     assert legal
     # legal flags are read, not dropped: the token-level fit covers every collected run
