@@ -24,6 +24,11 @@ cluster-bca/run20   same, BCa (jackknife over seeds)
 cluster/run50       same with 50 seeds
 cluster/run10       same with 10 seeds
 cluster/run3        same with 3 seeds (too few clusters: intervals too narrow)
+cluster-t/run3      per-run correlated noise, 3 seeds, no bootstrap: conf_int("cluster"),
+                    the CR1 sandwich over seeds with t(2) quantiles (lawfit.robust)
+cluster-t/run5, cluster-t/run10, cluster-t/run20   the same with 5, 10, 20 seeds
+cluster-t/independent  independent noise, 3 seeds: the clustered interval when cells
+                    are not correlated within a seed (it should not undercover)
 
 Usage::
 
@@ -93,6 +98,19 @@ SCENARIOS = {
         {"unit": "seed", "space": "log"},
         "bootstrap",
     ),
+    **{
+        f"cluster-t/run{g}": (
+            {"seeds": g, "noise": 0.05, "noise_kind": "run"},
+            {"space": "log", "boot": False},
+            "cluster",
+        )
+        for g in (3, 5, 10, 20)
+    },
+    "cluster-t/independent": (
+        {"seeds": 3, "noise": 0.1},
+        {"space": "log", "boot": False},
+        "cluster",
+    ),
 }
 
 
@@ -123,7 +141,7 @@ def one(args):
             profile=method == "profile",
             **fkw,
         )
-        ci = res.conf_int(method)
+        ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
     nf = int(res.boot.n_failed) if res.boot is not None else 0
     return cov[0], cov[1], nf, res.space == "log"

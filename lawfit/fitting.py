@@ -29,7 +29,13 @@ import pandas as pd
 from lawfit import _validate as V
 from lawfit import _varpro as vp
 from lawfit.bootstrap import RESAMPLING_UNITS, BootstrapResult, fit_batch, fit_resampled
-from lawfit.data import as_frame, check_identifiable, exclusion_flags, memorized_mask
+from lawfit.data import (
+    REPLICATE_DIMS,
+    as_frame,
+    check_identifiable,
+    exclusion_flags,
+    memorized_mask,
+)
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 from lawfit.profile import profile_curves
@@ -585,9 +591,17 @@ def _profiles(
 
 
 def _fitted_points(
-    frame: pd.DataFrame, inputs: Sequence[str], response: str, fitted: np.ndarray, resid: np.ndarray
+    frame: pd.DataFrame,
+    inputs: Sequence[str],
+    response: str,
+    fitted: np.ndarray,
+    resid: np.ndarray,
+    unit: str = "cell",
 ) -> pd.DataFrame:
     """Return the fitted cells: inputs, replicate ids, response, fitted value, residual.
+
+    The replicate ids (``seed``, ``data_seed``, ``run``, a custom bootstrap ``unit``
+    column) stay, so that intervals clustered on them can be computed afterwards.
 
     Parameters
     ----------
@@ -599,16 +613,19 @@ def _fitted_points(
         Response column.
     fitted, resid : numpy.ndarray
         Fitted values and residuals.
+    unit : str
+        The bootstrap's resampling unit (kept when it names a column).
 
     Returns
     -------
     pandas.DataFrame
         The ``points`` of the FitResult.
     """
+    ids = [*REPLICATE_DIMS, "run", unit]
     keep_cols = [
         c
-        for c in dict.fromkeys(list(inputs) + ["seed", "run", response, "loss_after"])
-        if c in frame.columns
+        for c in dict.fromkeys([*inputs, *ids, response, "loss_after"])
+        if isinstance(c, str) and c in frame.columns
     ]
     points = frame[keep_cols].copy()
     points["fitted"] = fitted
@@ -728,7 +745,7 @@ def _fit_one(
         space=space,
         loss=loss,
         huber_delta=float(delta) if loss == "huber" else None,
-        points=_fitted_points(frame, inputs, response, fitted, resid),
+        points=_fitted_points(frame, inputs, response, fitted, resid, unit),
         exclusions=exclusions,
         gof=gof,
         flags_base=tuple(flags),

@@ -207,3 +207,29 @@ def test_the_fit_resamples_target_sequences_once_there_are_several():
     from lawfit.data import n_targets
 
     assert (n_targets(ds), n_targets(only_one_ok), n_targets(ds.isel(data_seed=0))) == (3, 1, 1)
+
+
+def test_the_fit_over_target_sequences_prints_the_cluster_robust_interval(tmp_path):
+    """Three target sequences: the bootstrap resamples them and the CR1 interval is shown."""
+    from lawfit.testing import synthetic_dataset
+
+    ds = synthetic_dataset(ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512), seeds=3, rng=0)
+    ds.rename({"seed": "data_seed"}).to_netcdf(tmp_path / "three_targets.nc")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "analysis", "02_fit.py"),
+            str(tmp_path / "three_targets.nc"),
+        ]
+        + ["--bootstrap", "20"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "bootstrap resamples: target sequences (data_seed)" in out.stdout
+    assert "Cluster-robust intervals over data_seed" in out.stdout, out.stdout[-2000:]
+    assert not [ln for ln in out.stdout.splitlines() if any(f in ln for f in FAILED)]

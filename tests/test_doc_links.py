@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")
-CODE = re.compile(r"```.*?```", re.S)
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
 
 
 def github_anchor(heading: str) -> str:
