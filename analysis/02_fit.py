@@ -41,8 +41,8 @@ def main():
         print(res.conf_int("profile").to_string())
         if unit != "cell":  # few target sequences: the interval calibrated for them
             print(
-                f"\nCluster-robust intervals over {unit} (CR1 sandwich, t with G - 1 dof; "
-                "calibrated at 3+ clusters, where the cluster bootstrap is too narrow):"
+                f"\nCluster-robust intervals over {unit} (CR2 sandwich, Bell-McCaffrey t "
+                "dof; calibrated at 3+ clusters, where the cluster bootstrap is too narrow):"
             )
             print(res.conf_int("cluster", cluster=unit).to_string())
         print(

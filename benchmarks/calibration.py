@@ -25,7 +25,7 @@ cluster/run50       same with 50 seeds
 cluster/run10       same with 10 seeds
 cluster/run3        same with 3 seeds (too few clusters: intervals too narrow)
 cluster-t/run3      per-run correlated noise, 3 seeds, no bootstrap: conf_int("cluster"),
-                    the CR1 sandwich over seeds with t(2) quantiles (lawfit.robust)
+                    the CR2 sandwich over seeds with Bell-McCaffrey t dof (lawfit.robust)
 cluster-t/run5, cluster-t/run10, cluster-t/run20   the same with 5, 10, 20 seeds
 cluster-t/independent  independent noise, 3 seeds: the clustered interval when cells
                     are not correlated within a seed (it should not undercover)
@@ -111,7 +111,19 @@ SCENARIOS = {
         {"space": "log", "boot": False},
         "cluster",
     ),
+    "cluster-t/unbalanced3": (
+        {"seeds": 3, "noise": 0.05, "noise_kind": "run"},
+        {"space": "log", "boot": False, "unbalanced": True},
+        "cluster",
+    ),
 }
+
+
+def unbalanced(ds):
+    """Keep seed 0 everywhere and seeds 1+ only at ranks <= 2 and lengths <= 512 (a frame)."""
+    df = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    keep = (df["seed"] == 0) | ((df["rank"] <= 2) & (df["length"] <= 512))
+    return df.loc[keep, ["rank", "length", "seed", "loss_reduction", "loss_after"]]
 
 
 def one(args):
@@ -131,6 +143,8 @@ def one(args):
     seed = np.random.SeedSequence([base_seed, sum(map(ord, name)), i])
     rng = np.random.default_rng(seed)
     ds = synthetic_dataset(**TRUTH, ranks=RANKS, lengths=LENGTHS, rng=rng, **syn)
+    if fkw.pop("unbalanced", False):
+        ds = unbalanced(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = lawfit.fit(

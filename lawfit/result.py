@@ -274,8 +274,8 @@ class FitResult:
         ----------
         method : {"bootstrap", "percentile", "bca", "profile", "wald", "cluster"}, optional
             ``"bootstrap"`` uses the fit's ``ci_method`` (percentile or BCa).
-            ``"cluster"``: cluster-robust (CR1 sandwich) standard errors with
-            t(G − 1) quantiles over the clusters named by ``cluster``
+            ``"cluster"``: cluster-robust (CR2 sandwich) standard errors with
+            Bell-McCaffrey t degrees of freedom over the clusters named by ``cluster``
             (:mod:`lawfit.robust`), for cells that share a target sequence or seed;
             calibrated down to 3 clusters, where the cluster bootstrap is not.
             Default: bootstrap if the fit has draws, else profile, else wald.
@@ -291,7 +291,8 @@ class FitResult:
         Returns
         -------
         pandas.DataFrame
-            Index: parameter names; columns ``low``, ``high``. ``attrs["method"]``
+            Index: parameter names; columns ``low``, ``high`` (and ``se``, ``dof`` for
+            ``"cluster"``, whose ``attrs`` add ``n_clusters``). ``attrs["method"]``
             names the method, ``attrs["confidence_level"]`` the level; profile
             intervals that stay open (flat profile) are NaN. Bootstrap intervals use
             every replicate with an estimate (boundary and not-converged solutions
@@ -347,7 +348,8 @@ class FitResult:
             from lawfit.robust import cluster_interval
 
             ci = cluster_interval(self, self._cluster_column(cluster), level)
-            lo, hi = ci["low"].to_numpy(), ci["high"].to_numpy()
+            ci.attrs.update({"method": method, "confidence_level": level, "level": level})
+            return ci  # with the standard errors and each parameter's dof
         else:
             raise LawfitError(
                 f"method must be 'bootstrap', 'percentile', 'bca', 'profile', 'wald' or "

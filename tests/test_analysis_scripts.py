@@ -210,7 +210,7 @@ def test_the_fit_resamples_target_sequences_once_there_are_several():
 
 
 def test_the_fit_over_target_sequences_prints_the_cluster_robust_interval(tmp_path):
-    """Three target sequences: the bootstrap resamples them and the CR1 interval is shown."""
+    """Three target sequences: the bootstrap resamples them and the CR2 interval is shown."""
     from lawfit.testing import synthetic_dataset
 
     ds = synthetic_dataset(ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512), seeds=3, rng=0)

@@ -1,26 +1,25 @@
-"""Cluster-robust intervals (lawfit.robust): the CR1 sandwich, t(G - 1), calibration."""
+"""Cluster-robust intervals (lawfit.robust): CR2, Bell-McCaffrey dof, calibration."""
 
 import warnings
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
+from scipy import stats
 
 import lawfit
-from lawfit.design import form_jacobian
 from lawfit.errors import LawfitError
-from lawfit.robust import cluster_covariance
+from lawfit.robust import cr2_covariance
 from lawfit.testing import synthetic_dataset
 
 TRUTH = {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.02}
 RANKS, LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128), (64, 128, 256, 512, 1024, 2048, 4096)
 
 
-def sweep(seeds, rng, noise_kind="run"):
+def sweep(seeds, rng, noise_kind="run", ranks=RANKS, lengths=LENGTHS):
     return synthetic_dataset(
         **TRUTH,
-        ranks=RANKS,
-        lengths=LENGTHS,
+        ranks=ranks,
+        lengths=lengths,
         seeds=seeds,
         noise=0.05,
         noise_kind=noise_kind,
@@ -28,47 +27,99 @@ def sweep(seeds, rng, noise_kind="run"):
     )
 
 
-@pytest.mark.parametrize("space", ["log", "linear"])
-def test_the_covariance_is_statsmodels_cluster_covariance_of_the_linearised_fit(space):
-    """At a least-squares optimum JᵀJ·Δ = Jᵀe has Δ = 0: OLS of e on J has residuals e."""
-    res = lawfit.fit(sweep(4, 1), exclude=None, bootstrap=0, space=space)
-    pts = res.points
-    J = form_jacobian(res.form, pts, dict(zip(res.param_names, res.theta, strict=True)))
-    if space == "log":
-        J = J / pts["fitted"].to_numpy()[:, None]
-    ols = sm.OLS(pts["residual"].to_numpy(), J).fit(
-        cov_type="cluster", cov_kwds={"groups": pts["seed"].to_numpy()}
-    )
-    assert np.abs(ols.params).max() < 1e-6 * np.abs(res.theta).max()  # an optimum indeed
-    cov, G = cluster_covariance(res, "seed")
-    assert G == 4
-    np.testing.assert_allclose(cov, ols.cov_params(), rtol=1e-6)
-    ci = res.conf_int("cluster", cluster="seed")
-    se = np.sqrt(np.diag(cov))
-    from scipy import stats
+def unbalanced_sweep(rng):
+    """Sequence 0 at every point, sequences 1-2 only at the short, low-rank ones."""
+    ds = sweep(3, rng, ranks=(1, 2, 4, 8), lengths=(128, 256, 512, 1024, 2048))
+    df = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    df = df.rename(columns={"seed": "data_seed"})
+    keep = (df["data_seed"] == 0) | ((df["rank"] <= 2) & (df["length"] <= 512))
+    return df.loc[keep, ["rank", "length", "data_seed", "loss_reduction", "loss_after"]]
 
-    np.testing.assert_allclose(ci["high"] - res.theta, stats.t.ppf(0.975, 3) * se, rtol=1e-12)
-    assert ci.attrs["method"] == "cluster"
+
+def covered(res, cluster):
+    ci = res.conf_int("cluster", cluster=cluster)
+    return np.array([ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"] for p in ("alpha", "beta")])
+
+
+def test_cr2_is_unbiased_under_independent_errors_in_an_unbalanced_design():
+    """E[CR2] = σ²(JᵀJ)⁻¹ exactly for OLS residuals (what the A_g adjustment is for)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2, 3], [12, 3, 3, 2])
+    J = np.column_stack([np.ones(20), rng.normal(size=20), rng.normal(size=20) + 3 * (groups == 0)])
+    maker = np.eye(20) - J @ np.linalg.pinv(J.T @ J) @ J.T
+    draws = [cr2_covariance(J, maker @ rng.normal(size=20), groups)[0] for _ in range(6000)]
+    truth = np.linalg.inv(J.T @ J)
+    np.testing.assert_allclose(np.diag(np.mean(draws, axis=0)), np.diag(truth), rtol=0.06)
+    # CR1 (the usual G/(G-1) scaling, no A_g) is biased low on these unequal clusters
+    cr1 = [cr1_covariance(J, maker @ rng.normal(size=20), groups) for _ in range(6000)]
+    assert (np.diag(np.mean(cr1, axis=0)) < 0.9 * np.diag(truth)).any()
+
+
+def cr1_covariance(J, e, groups):
+    """The CR1 sandwich, written out (the comparison for CR2)."""
+    G, (n, k) = groups.max() + 1, J.shape
+    scores = np.array([J[groups == g].T @ e[groups == g] for g in range(G)])
+    bread = np.linalg.inv(J.T @ J)
+    return G / (G - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread
+
+
+def test_a_direction_seen_by_one_cluster_alone_is_warned_about():
+    """A regressor confined to one cluster: its residuals there carry none of its spread."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], [8, 4, 4])
+    J = np.column_stack([np.ones(16), rng.normal(size=16), rng.normal(size=16) * (groups == 0)])
+    e = (np.eye(16) - J @ np.linalg.pinv(J.T @ J) @ J.T) @ rng.normal(size=16)
+    with pytest.warns(UserWarning, match=r"cluster\(s\) \[0\] alone inform"):
+        cr2_covariance(J, e, groups)
+
+
+def test_equal_clusters_have_g_minus_one_degrees_of_freedom():
+    rng = np.random.default_rng(1)
+    one = np.column_stack([np.ones(6), rng.normal(size=6)])
+    J, groups = np.vstack([one] * 4), np.repeat(np.arange(4), 6)
+    e = (np.eye(24) - J @ np.linalg.pinv(J.T @ J) @ J.T) @ rng.normal(size=24)
+    _, dof = cr2_covariance(J, e, groups)
+    np.testing.assert_allclose(dof, 3.0, rtol=1e-9)
 
 
 def test_coverage_with_three_target_sequences():
     """3 clusters with a random effect each: 95 % intervals cover ~95 %, Wald's do not."""
     n = 200
-    hits = {"cluster": np.zeros(2), "wald": np.zeros(2)}
+    hits, wald = np.zeros(2), np.zeros(2)
     for i in range(n):
         res = lawfit.fit(sweep(3, np.random.default_rng([11, i])), exclude=None, space="log")
-        for method in hits:
-            ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
-            hits[method] += [ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"] for p in TRUTH][1:3]
-    cover = hits["cluster"] / n
+        hits += covered(res, "seed")
+        ci = res.conf_int("wald")
+        wald += [ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"] for p in ("alpha", "beta")]
+    cover = hits / n
     # MC standard error of a 95 % coverage over 200 datasets: 1.5 points
     assert ((cover > 0.905) & (cover < 0.995)).all(), cover
-    assert (hits["wald"] / n < cover - 0.05).all(), (hits["wald"] / n, cover)
+    assert (wald / n < cover - 0.05).all(), (wald / n, cover)
 
 
-def test_the_cluster_column_defaults_to_the_bootstrap_unit():
+def test_coverage_when_one_sequence_holds_the_long_targets():
+    """Unbalanced clusters: the dof fall below G - 1 and the intervals still cover."""
+    n, hits, dof = 200, np.zeros(2), []
+    for i in range(n):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = lawfit.fit(
+                unbalanced_sweep(np.random.default_rng([5, i])), exclude=None, space="log"
+            )
+        hits += covered(res, "data_seed")
+        dof.append(res.conf_int("cluster", cluster="data_seed").loc["beta", "dof"])
+    assert (hits / n >= 0.93).all(), hits / n
+    assert np.median(dof) < 1.5  # sequence 0 alone informs beta: far below G - 1 = 2
+
+
+def test_the_interval_is_the_estimate_plus_t_times_se_and_defaults_to_the_unit():
     res = lawfit.fit(sweep(3, 2), exclude=None, space="log", bootstrap=50, unit="seed", rng=0)
-    assert res.conf_int("cluster").equals(res.conf_int("cluster", cluster="seed"))
+    ci = res.conf_int("cluster")
+    assert ci.equals(res.conf_int("cluster", cluster="seed"))
+    half = stats.t.ppf(0.975, ci["dof"]) * ci["se"]
+    np.testing.assert_allclose(ci["high"] - res.theta, half, rtol=1e-12)
+    np.testing.assert_allclose(res.theta - ci["low"], half, rtol=1e-12)
+    assert ci.attrs["method"] == "cluster" and ci.attrs["n_clusters"] == 3
     few = [f for f in res.flags if f.code == "few_clusters"]
     assert few and "conf_int('cluster', cluster='seed')" in few[0].message
 
