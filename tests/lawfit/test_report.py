@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import lawfit
 import lawfit.report
 from lawfit.cli import main
 from lawfit.errors import LawfitError
@@ -327,3 +328,18 @@ def test_cli_report_announces_each_section(full, tmp_path, capsys):
         == 0
     )
     assert capsys.readouterr().err.strip() == f"wrote {tmp_path / 'r.md'}"
+
+
+def test_three_target_sequences_get_the_cluster_robust_interval():
+    """Few target sequences: the report shows the interval calibrated for few clusters."""
+    ds = synthetic_dataset(
+        ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512), seeds=3, noise_kind="run", rng=0
+    ).rename({"seed": "data_seed"})
+    md = build_report(ds, bootstrap=30, rng=0).to_markdown()
+    assert "bootstrap clustered over the 3 target sequences" in md
+    assert "read the cluster-robust interval below" in md
+    law = lawfit.fit(ds, bootstrap=30, unit="data_seed", rng=0)
+    ci = law.conf_int("cluster", cluster="data_seed")
+    shown = f"alpha [{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]"
+    assert "Cluster-robust 95% intervals over the 3 target sequences" in md
+    assert shown in md, md
