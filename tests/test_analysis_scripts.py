@@ -24,23 +24,22 @@ SCRIPTS = {
 FAILED = ("not fitted:", "not possible:", "not analysable:", "not predicted:", "not computed:")
 
 
-@pytest.mark.parametrize("script", list(SCRIPTS))
-def test_script_runs_on_synthetic_data(script):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "analysis", script),
-            "--synthetic",
-            "--bootstrap",
-            "20",
-        ],
+def run_script(script: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run ``analysis/<script>`` single-threaded, headless, from the repository root."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "analysis", script), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_script_runs_on_synthetic_data(script):
+    out = run_script(script, "--synthetic", "--bootstrap", "20")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     for text in SCRIPTS[script]:
@@ -49,41 +48,16 @@ def test_script_runs_on_synthetic_data(script):
 
 
 def test_missing_dataset_says_how_to_merge(tmp_path):
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "analysis", "02_fit.py"), str(tmp_path / "none.nc")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_script("02_fit.py", str(tmp_path / "none.nc"), timeout=60)
     assert out.returncode != 0
     assert "collect merge" in out.stderr
 
 
 def test_figures_script_synthetic(tmp_path):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "analysis", "06_figures.py"),
-            "--synthetic",
-            "--out",
-            str(tmp_path),
-            "--bootstrap",
-            "20",
-            "--formats",
-            "png",
-            "--dpi",
-            "60",
-            "--only",
-            "fig2a_law_vs_rank",
-            "methods",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_script(
+        "06_figures.py",
+        *("--synthetic", "--out", str(tmp_path), "--bootstrap", "20", "--formats", "png"),
+        *("--dpi", "60", "--only", "fig2a_law_vs_rank", "methods"),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "fig2a_law_vs_rank__synthetic.png").exists()
@@ -152,15 +126,7 @@ def test_capacity_bits_script_runs_on_the_shipped_dataset():
     """analysis/07 reads data/smollm2_cpu.nc (its objective dim) and prints the three kinds."""
     pytest.importorskip("torch")
     data = os.path.join(ROOT, "data", "smollm2_cpu.nc")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "analysis", "07_capacity_bits.py"), data],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_script("07_capacity_bits.py", data, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cells of the law fit" in out.stdout and "- stored/param:" in out.stdout
 
@@ -168,15 +134,7 @@ def test_capacity_bits_script_runs_on_the_shipped_dataset():
 def test_collect_script_prices_what_is_left_of_the_shipped_sweep():
     """analysis/01 on the shipped data: pending cells and budget-stopped cells are costed."""
     pytest.importorskip("torch")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "analysis", "01_collect.py"), "--budget", "3000"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_script("01_collect.py", "--budget", "3000", timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     import re
 
@@ -215,20 +173,7 @@ def test_the_fit_over_target_sequences_prints_the_cluster_robust_interval(tmp_pa
 
     ds = synthetic_dataset(ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512), seeds=3, rng=0)
     ds.rename({"seed": "data_seed"}).to_netcdf(tmp_path / "three_targets.nc")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "analysis", "02_fit.py"),
-            str(tmp_path / "three_targets.nc"),
-        ]
-        + ["--bootstrap", "20"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_script("02_fit.py", str(tmp_path / "three_targets.nc"), "--bootstrap", "20")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "bootstrap resamples: target sequences (data_seed)" in out.stdout
     assert "Cluster-robust intervals over data_seed" in out.stdout, out.stdout[-2000:]
