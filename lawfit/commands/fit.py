@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -14,6 +15,7 @@ examples:
   lawfit fit sweep.nc
   lawfit fit sweep.nc --sel model=llama --sel task=phonebook --bootstrap 2000 --unit seed
   lawfit fit sweep.nc --by model --json fits.json
+  lawfit fit sweep.nc --bootstrap 2000 --unit data_seed --cluster data_seed
 """
 
 
@@ -124,7 +126,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--unit",
         default="cell",
-        help="resampling unit: cell, seed, run, residual, wild (default: cell)",
+        help="resampling unit: cell, seed, data_seed, run, residual, wild (default: cell)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="COL",
+        help="also print cluster-robust (CR2, Bell-McCaffrey dof) intervals over this column "
+        "(data_seed, seed or run): calibrated down to 3 clusters, unlike --unit's bootstrap",
     )
     p.add_argument(
         "--ci-method",
@@ -173,6 +182,12 @@ def run(args) -> int:
         rng=args.seed,
     )
     print(res.summary())
+    if args.cluster:
+        fits = res.items() if isinstance(res, Mapping) else [((), res)]
+        for key, one in fits:
+            where = f" ({', '.join(map(str, key))})" if key else ""
+            ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
+            print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")

@@ -138,3 +138,18 @@ def test_bad_requests_are_refused_with_the_fix():
     one = lawfit.fit(sweep(3, 3).isel(seed=[0]), exclude=None, space="log")
     with pytest.raises(LawfitError, match="single value over the fitted cells"):
         one.conf_int("cluster", cluster="seed")
+
+
+def test_the_command_line_prints_the_cluster_robust_intervals(tmp_path, capsys):
+    from lawfit.cli import main
+
+    path = tmp_path / "three_targets.nc"
+    sweep(3, 4, ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512)).rename(
+        {"seed": "data_seed"}
+    ).to_netcdf(path)
+    assert main(["fit", str(path), "--space", "log", "--cluster", "data_seed"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster-robust intervals over data_seed:" in out
+    res = lawfit.fit(lawfit.data.open_dataset(path), space="log")
+    ci = res.conf_int("cluster", cluster="data_seed")
+    assert ci.to_string() in out
