@@ -124,6 +124,16 @@ def test_the_interval_is_the_estimate_plus_t_times_se_and_defaults_to_the_unit()
     assert few and "conf_int('cluster', cluster='seed')" in few[0].message
 
 
+def test_a_saved_fit_gives_the_same_interval(tmp_path):
+    ds = sweep(3, 5, ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512))
+    res = lawfit.fit(ds.rename({"seed": "data_seed"}), space="log")
+    res.save(tmp_path / "fit.json")
+    again = lawfit.load(tmp_path / "fit.json")
+    assert again.conf_int("cluster", cluster="data_seed").equals(
+        res.conf_int("cluster", cluster="data_seed")
+    )
+
+
 def test_bad_requests_are_refused_with_the_fix():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
