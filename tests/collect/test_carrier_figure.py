@@ -229,3 +229,13 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     lora = table.set_index("carrier").loc["lora"]
     assert lora["above_floor"] == pytest.approx(1230.5)  # paired: mean of 1255 and 1206
     assert lora["above_per_byte"] == pytest.approx(1230.5 / 4608)
+
+
+def test_storing_is_judged_per_target_sequence_not_by_a_two_point_interval():
+    """Two sequences storing 585 and 470 bits over a 19-bit floor store something."""
+    an = _load("carriers_analysis", "analysis/09_carriers.py")
+    content = np.full(2, 128 * 15.58)
+    assert an._resolved(np.array([585.0, 470.0]), content)  # t(1) interval: +-730
+    assert not an._resolved(np.array([585.0, 10.0]), content)  # one target below 1 %
+    assert not an._resolved(np.array([0.3, -0.2]), content)  # skv: the floor
+    assert not an._resolved(np.array([]), content[:0])
