@@ -23,7 +23,10 @@ For each setting of the sweep's pending SFT cells (task, random ratio, adapter p
 4. the order of ``lawfit.next_cells``: greedily, the cell that lowers var(α) + var(β) most per
    hour, given the cells before it (local A-optimal design; lawfit/design.py says what it
    does not see), with the standard errors of α and β and their correlation once it is in;
-5. the same quantities in the sweep's own order, after the same hours, for comparison.
+5. the same quantities in the sweep's own order, after the same hours, for comparison;
+6. with several target sequences, the degrees of freedom the cluster-robust interval of α
+   and β would have (``conf_int("cluster")``; they depend on the design only): near 1 when
+   one sequence alone carries a parameter, G − 1 when the sequences cover it equally.
 
 The standard errors treat cells as independent with one σ; replicate target sequences share
 content, so read them as a lower bound on the uncertainty and the order as the useful part.
@@ -151,15 +154,18 @@ def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
         for name, order in (("next_cells", greedy), ("sweep order", given)):
             spent = order["hours"].cumsum() <= h + 1e-9
             last = order[spent & order["informative"]].tail(1)
-            for col in ("se_alpha", "se_beta", "corr"):
+            for col in [c for c in SHOWN_AFTER if c in order]:
                 value = last[col].iloc[0] if len(last) else np.nan
-                row[f"{col} ({name})"] = np.inf if col != "corr" and not len(last) else value
+                unidentified = col.startswith("se_") and not len(last)
+                row[f"{col} ({name})"] = np.inf if unidentified else value
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+#: what the design says after each cell (dof: of the cluster-robust interval, lawfit.robust)
+SHOWN_AFTER = ["se_alpha", "se_beta", "corr", "dof_alpha", "dof_beta"]
 SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "why_not"]
-SHOW += ["hours", "cum_hours", "se_alpha", "se_beta", "corr"]
+SHOW += ["hours", "cum_hours", *SHOWN_AFTER]
 
 
 def main() -> None:
@@ -229,13 +235,14 @@ def main() -> None:
             args.margin,
         )
         used = done[done["loss_after"] > LN2]
-        kw = dict(cost="hours", targets=("alpha", "beta"))
+        cluster = "data_seed" if "data_seed" in used.columns else None  # one sequence: none
+        kw = dict(cost="hours", targets=("alpha", "beta"), cluster=cluster)
         greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)
         given = lawfit.next_cells("power_law", theta, sigma, used, cand, greedy=False, **kw)
         greedy["cum_hours"] = greedy["hours"].cumsum()
         print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
         print(f"pending cells in the order of lawfit.next_cells (first {args.top}):")
-        print(show(greedy[SHOW].head(args.top)) + "\n")
+        print(show(greedy[[c for c in SHOW if c in greedy]].head(args.top)) + "\n")
         print("standard errors after the first N single-core hours, by order:")
         print(show(compare_orders(greedy, given)) + "\n")
 

@@ -21,6 +21,7 @@ recomputed as cells arrive. It is a local design, not a guarantee.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -103,6 +104,7 @@ def next_cells(
     cost: str | None = "cost",
     targets: Sequence[str] = ("alpha", "beta"),
     greedy: bool = True,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
     """Order candidate cells by how much each lowers the targets' variance per unit cost.
 
@@ -127,6 +129,13 @@ def next_cells(
     greedy : bool
         False keeps the candidates' given order (e.g. a sweep's own priority) and only
         reports what each cell adds, for comparison.
+    cluster : str, optional
+        A column of ``done`` and ``candidates`` naming each cell's cluster (``"data_seed"``:
+        its target sequence). Then the output adds ``dof_<name>``: the Bell-McCaffrey
+        degrees of freedom that the cluster-robust interval (``conf_int("cluster")``) of
+        each target would have once the cell is in (:func:`lawfit.robust.bell_mccaffrey_dof`;
+        they depend on the design only). Near 1 means one cluster carries that parameter:
+        its interval will be very wide however small the standard error above.
 
     Returns
     -------
@@ -134,7 +143,8 @@ def next_cells(
         The candidates in the order picked, informative ones first, with ``order``, the
         variance drop per unit cost at the time of the pick (``gain_per_cost``), and the
         standard errors of the targets and their correlation once the cell is added
-        (``se_<name>``, ``corr``). Uninformative candidates follow in their given order.
+        (``se_<name>``, ``corr``; ``dof_<name>`` with ``cluster``). Uninformative
+        candidates follow in their given order.
 
     Raises
     ------
@@ -152,6 +162,7 @@ def next_cells(
     rows = form_jacobian(form, useful, theta) / sigma if len(useful) else np.empty((0, 0))
     price = useful[cost].to_numpy(float) if cost else np.ones(len(useful))
     ridge = _ridge(info, rows)
+    dof = _DesignDof(form, theta, done, useful, cluster, idx) if cluster else None
     keys = _point_keys(form, useful)
     points = set(_point_keys(form, done))
     left = list(range(len(useful)))
@@ -169,13 +180,47 @@ def next_cells(
         picks.append(best)
         stats.append({"gain_per_cost": float(np.asarray(drops)[pick] / price[best])})
         stats[-1].update(_se_once_fitted(info, len(points), form, targets))
+        if dof is not None:
+            stats[-1].update(dof.after(best, identified=len(points) > len(form.params)))
     columns = ["gain_per_cost", *(f"se_{t}" for t in targets), "corr"]
+    columns += [f"dof_{t}" for t in targets] if dof is not None else []
     picked = pd.DataFrame(stats, columns=columns, dtype=float)
     head = useful.iloc[picks].reset_index(drop=True).join(picked)
     tail = candidates[~candidates["informative"].astype(bool)].reset_index(drop=True)
     out = pd.concat([head, tail], ignore_index=True)
     out.insert(0, "order", np.arange(1, len(out) + 1))
     return out
+
+
+class _DesignDof:
+    """The Bell-McCaffrey dof of the targets as cells join a clustered design."""
+
+    def __init__(self, form, theta, done, useful, cluster, idx):
+        for name, frame in (("done", done), ("candidates", useful)):
+            if len(frame) and cluster not in frame:
+                raise LawfitError(
+                    f"cluster={cluster!r} must be a column of {name}; it has "
+                    f"{sorted(frame.columns)}. Add it (e.g. data_seed) or pass cluster=None."
+                )
+        self.J = form_jacobian(form, done, theta) if len(done) else np.empty((0, len(idx)))
+        self.groups = list(done[cluster]) if len(done) else []
+        self.rows = form_jacobian(form, useful, theta) if len(useful) else None
+        self.labels = list(useful[cluster]) if len(useful) else []
+        self.names, self.idx = [form.params[i] for i in idx], idx
+
+    def after(self, pick: int, identified: bool) -> dict:
+        """Add candidate ``pick``; return ``dof_<name>`` of the design so far."""
+        self.J = np.vstack([self.J, self.rows[pick]])
+        self.groups.append(self.labels[pick])
+        _, g = np.unique(np.asarray(self.groups), return_inverse=True)
+        if not identified or g.max() < 1:
+            return {f"dof_{n}": np.nan for n in self.names}
+        from lawfit.robust import bell_mccaffrey_dof
+
+        with warnings.catch_warnings():  # a cluster alone on a direction: dof say it
+            warnings.simplefilter("ignore")
+            dof = bell_mccaffrey_dof(self.J, np.ravel(g))
+        return {f"dof_{n}": float(dof[i]) for n, i in zip(self.names, self.idx, strict=True)}
 
 
 def _point_keys(form, frame: pd.DataFrame) -> list[tuple[float, ...]]:

@@ -34,7 +34,7 @@ from scipy import stats
 from lawfit.design import form_jacobian
 from lawfit.errors import LawfitError
 
-__all__ = ["cluster_covariance", "cluster_interval", "cr2_covariance"]
+__all__ = ["bell_mccaffrey_dof", "cluster_covariance", "cluster_interval", "cr2_covariance"]
 
 
 def cluster_covariance(result, cluster: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -90,21 +90,56 @@ def cr2_covariance(
     dof : numpy.ndarray
         ``(k,)`` degrees of freedom of each coefficient's t interval.
     """
+    parts = _cr2_parts(J, groups)
+    bread, members, adjust = parts["bread"], parts["members"], parts["adjust"]
+    scores = np.array([J[ix].T @ (A @ e[ix]) for ix, A in zip(members, adjust, strict=True)])
+    cov = bread @ (scores.T @ scores) @ bread
+    return cov, _dofs(J, parts)
+
+
+def bell_mccaffrey_dof(J: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Return each coefficient's Bell-McCaffrey dof for a design, before any cell is run.
+
+    The degrees of freedom depend on the regressors and the clusters only, not on the
+    residuals, so a sweep's design says in advance how informative its cluster-robust
+    intervals will be (:func:`lawfit.next_cells` with ``cluster=``).
+
+    Parameters
+    ----------
+    J : numpy.ndarray
+        ``(n, k)`` regressors (a form's Jacobian over the design points).
+    groups : numpy.ndarray
+        ``(n,)`` cluster index of each row, 0 .. G − 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k,)``; G − 1 for equal clusters, towards 1 when one cluster dominates.
+    """
+    return _dofs(J, _cr2_parts(J, groups))
+
+
+def _cr2_parts(J: np.ndarray, groups: np.ndarray) -> dict:
+    """Bread (JᵀJ)⁻¹, I − H, each cluster's rows and its adjustment A_g."""
     bread = np.linalg.pinv(J.T @ J)
-    resid_maker = np.eye(len(e)) - J @ bread @ J.T  # I - H
+    resid_maker = np.eye(len(J)) - J @ bread @ J.T  # I - H
     members = [np.flatnonzero(groups == g) for g in range(int(groups.max()) + 1)]
     blocks = [resid_maker[np.ix_(ix, ix)] for ix in members]
     _warn_if_confined(blocks)
     adjust = [_inverse_sqrt(b) for b in blocks]
-    scores = np.array([J[ix].T @ (A @ e[ix]) for ix, A in zip(members, adjust, strict=True)])
-    cov = bread @ (scores.T @ scores) @ bread
-    dof = np.array(
+    return {"bread": bread, "resid_maker": resid_maker, "members": members, "adjust": adjust}
+
+
+def _dofs(J: np.ndarray, parts: dict) -> np.ndarray:
+    """Bell-McCaffrey dof of every coefficient."""
+    return np.array(
         [
-            _bell_mccaffrey_dof(resid_maker, J, bread[:, j], members, adjust)
+            _bell_mccaffrey_dof(
+                parts["resid_maker"], J, parts["bread"][:, j], parts["members"], parts["adjust"]
+            )
             for j in range(J.shape[1])
         ]
     )
-    return cov, dof
 
 
 def cluster_interval(result, cluster: str, level: float) -> pd.DataFrame:

@@ -137,3 +137,26 @@ def test_new_points_come_first_until_the_fit_has_more_points_than_parameters():
     )
     with pytest.raises(LawfitError, match="only 3 distinct design point"):
         lawfit.fit(frame, bootstrap=0)
+
+
+def test_with_clusters_the_order_says_how_many_dof_the_cluster_robust_interval_gets():
+    """Sequences 1-2 only on the short, low-rank points: beta has ~1 dof; balanced: G - 1."""
+    from lawfit.robust import bell_mccaffrey_dof
+
+    grid = [(r, ln) for r in (1, 2, 4, 8) for ln in (128, 256, 512, 1024, 2048)]
+    short = [(r, ln) for r, ln in grid if r <= 2 and ln <= 512]
+    rows = [(*p, 0) for p in grid] + [(*p, d) for p in short for d in (1, 2)]
+    done = pd.DataFrame(rows, columns=["rank", "length", "data_seed"])
+    J = form_jacobian("power_law", done, TRUTH)
+    lopsided = bell_mccaffrey_dof(J, done["data_seed"].to_numpy())
+    assert lopsided[get_form("power_law").params.index("beta")] < 1.2
+    rest = [p for p in grid if p not in short]
+    cand = pd.concat([candidates(rest).assign(data_seed=d) for d in (1, 2)], ignore_index=True)
+    order = next_cells("power_law", TRUTH, 0.1, done, cand, cluster="data_seed")
+    assert order["dof_beta"].iloc[0] < 1.4  # one more cell changes little
+    np.testing.assert_allclose(order[["dof_alpha", "dof_beta"]].iloc[-1], 2.0, rtol=1e-9)
+    assert "dof_beta" not in next_cells("power_law", TRUTH, 0.1, done, cand).columns
+    with pytest.raises(LawfitError, match="cluster='data_seed' must be a column of candidates"):
+        next_cells(
+            "power_law", TRUTH, 0.1, done, cand.drop(columns="data_seed"), cluster="data_seed"
+        )
