@@ -27,6 +27,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from scipy import stats
 
 from lawfit.capacity import ANCHORS_BITS_PER_PARAM
@@ -55,6 +56,10 @@ SETTING = ["model", "task", "random_ratio", "objective"]
 _SPEC = re.compile(r"^(?P<kind>memtok|kv|skv):(?P<knob>[1-9]\d*)(@(?P<at>.+))?$")
 #: Okabe-Ito colours per carrier, in order (yellow left out: too light on white).
 CARRIER_COLORS = tuple(OKABE_ITO[i] for i in (5, 6, 3, 7, 1, 2, 0))
+#: Legend text of the open marks: a memorized target (its bits are a lower bound of the
+#: carrier's capacity) and a carrier that recalled or stored nothing (drawn at the floor).
+HELD = "target memorized: a lower bound"
+NONE = "zero (drawn at the axis floor)"
 #: Markers per carrier (colour and marker both tell carriers apart).
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
 #: Multiplicative dodge along x between carriers of equal size (matched sizes coincide).
@@ -320,10 +325,17 @@ def _draw_panel(
         )
         held = up & p["memorized"].to_numpy(bool)
         if held.any():
-            ax.plot(x[held], y[held] * 1.35, "^", color=c, ms=3, mfc="white", zorder=4)
+            ax.plot(x[held], y[held] * 1.35, "^", color=c, ms=3, mfc="white", zorder=4, label=HELD)
         if (~up).any():
             ax.plot(
-                x[~up], np.full((~up).sum(), floor), "v", color=c, mfc="white", ms=3.5, zorder=3
+                x[~up],
+                np.full((~up).sum(), floor),
+                "v",
+                color=c,
+                mfc="white",
+                ms=3.5,
+                zorder=3,
+                label=NONE,
             )
     bpp = sorted(points["n_bytes"].div(points["n_params"]).dropna().round(6).unique())
     _reference_lines(ax, xlim, size, bpp)
@@ -432,6 +444,9 @@ def plot_carriers(cells: pd.DataFrame, *, axes=None):
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     handles = {k: handles[k] for k in sorted(handles, key=lambda k: k not in colors)}
+    for label, marker in ((HELD, "^"), (NONE, "v")):  # one grey key for every carrier's marks
+        if label in handles:
+            handles[label] = Line2D([], [], ls="", marker=marker, color="0.35", mfc="white", ms=4)
     fig.legend(
         handles.values(),
         handles.keys(),

@@ -149,6 +149,15 @@ def test_carrier_figure_has_a_series_per_carrier_and_the_references(carrier_data
     mem = stored[(stored["task"] == "long_context") & (stored["modules"] == "memtok:2@1")]
     per_target = cells[(cells["task"] == "long_context") & (cells["modules"] == "memtok:2@1")]
     assert mem["se"].item() == pytest.approx(per_target["bits_stored"].std(ddof=1) / np.sqrt(2))
+    # the open marks have their own keys, there exactly when some panel draws them
+    import carriers as fig_module
+
+    keys = [t.get_text() for t in fig.legends[0].get_texts()]
+    points = pd.concat([carrier_points(cells, q) for q in ("bits_stored", "bits_recalled")])
+    assert (fig_module.NONE in keys) == bool((points["mean"] <= 0).any())
+    held = (points["mean"] > 0) & points["memorized"].astype(bool)
+    assert (fig_module.HELD in keys) == bool(held.any())
+    assert fig_module.NONE in keys  # the tiny sweep recalls nothing on some carrier
     files = save_figure(fig, tmp_path / "carriers", formats=("png",), dpi=80)
     img = mpl.image.imread(files[0])[..., :3].reshape(-1, 3)
     assert float((img.min(axis=1) < 0.95).mean()) > 0.02
