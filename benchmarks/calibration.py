@@ -29,6 +29,10 @@ cluster-t/run3      per-run correlated noise, 3 seeds, no bootstrap: conf_int("c
 cluster-t/run5, cluster-t/run10, cluster-t/run20   the same with 5, 10, 20 seeds
 cluster-t/independent  independent noise, 3 seeds: the clustered interval when cells
                     are not correlated within a seed (it should not undercover)
+cluster-t/unbalanced3  per-run noise, 3 seeds, but seeds 1-2 only at ranks <= 2 and
+                    lengths <= 512 (like the CPU law sweep: long targets on one sequence)
+cr1-t/run3, cr1-t/unbalanced3   the same data, the usual CR1 sandwich with t(G - 1)
+                    quantiles instead (computed here, for comparison: lawfit ships CR2)
 
 Usage::
 
@@ -116,6 +120,16 @@ SCENARIOS = {
         {"space": "log", "boot": False, "unbalanced": True},
         "cluster",
     ),
+    "cr1-t/run3": (
+        {"seeds": 3, "noise": 0.05, "noise_kind": "run"},
+        {"space": "log", "boot": False},
+        "cr1",
+    ),
+    "cr1-t/unbalanced3": (
+        {"seeds": 3, "noise": 0.05, "noise_kind": "run"},
+        {"space": "log", "boot": False, "unbalanced": True},
+        "cr1",
+    ),
 }
 
 
@@ -124,6 +138,23 @@ def unbalanced(ds):
     df = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
     keep = (df["seed"] == 0) | ((df["rank"] <= 2) & (df["length"] <= 512))
     return df.loc[keep, ["rank", "length", "seed", "loss_reduction", "loss_after"]]
+
+
+def cr1_interval(res, cluster, level=0.95):
+    """The usual CR1 sandwich with t(G - 1) quantiles, the alternative to lawfit's CR2."""
+    import pandas as pd
+    from scipy import stats
+
+    from lawfit.robust import linearised
+
+    J, e = linearised(res)
+    _, g = np.unique(res.points[cluster].to_numpy(), return_inverse=True)
+    G, (n, k) = int(g.max()) + 1, J.shape
+    scores = np.array([J[g == c].T @ e[g == c] for c in range(G)])
+    bread = np.linalg.pinv(J.T @ J)
+    cov = G / (G - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread
+    half = stats.t.ppf(0.5 + level / 2, G - 1) * np.sqrt(np.diag(cov))
+    return pd.DataFrame({"low": res.theta - half, "high": res.theta + half}, index=res.param_names)
 
 
 def one(args):
@@ -155,7 +186,10 @@ def one(args):
             profile=method == "profile",
             **fkw,
         )
-        ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
+        if method == "cr1":
+            ci = cr1_interval(res, "seed")
+        else:
+            ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
     nf = int(res.boot.n_failed) if res.boot is not None else 0
     return cov[0], cov[1], nf, res.space == "log"

@@ -34,7 +34,13 @@ from scipy import stats
 from lawfit.design import form_jacobian
 from lawfit.errors import LawfitError
 
-__all__ = ["bell_mccaffrey_dof", "cluster_covariance", "cluster_interval", "cr2_covariance"]
+__all__ = [
+    "bell_mccaffrey_dof",
+    "cluster_covariance",
+    "cluster_interval",
+    "cr2_covariance",
+    "linearised",
+]
 
 
 def cluster_covariance(result, cluster: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -63,7 +69,7 @@ def cluster_covariance(result, cluster: str) -> tuple[np.ndarray, np.ndarray, in
         For a Huber fit, an unknown column, or fewer than 2 clusters.
     """
     groups = _clusters(result, cluster)
-    J, e = _linearised(result)
+    J, e = linearised(result)
     cov, dof = cr2_covariance(J, e, groups)
     return cov, dof, int(groups.max()) + 1
 
@@ -171,7 +177,7 @@ def cluster_interval(result, cluster: str, level: float) -> pd.DataFrame:
     return out
 
 
-def _linearised(result) -> tuple[np.ndarray, np.ndarray]:
+def linearised(result) -> tuple[np.ndarray, np.ndarray]:
     """Return the Jacobian and residuals of a fit, both in its fitting space."""
     points = result.points
     theta = dict(zip(result.param_names, result.theta, strict=True))
