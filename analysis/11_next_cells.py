@@ -171,6 +171,14 @@ SHOW += ["hours", "cum_hours", *SHOWN_AFTER]
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_fixed)")
+    ap.add_argument(
+        "--criterion",
+        choices=["variance", "cluster_width"],
+        default="variance",
+        help="what each pick lowers per hour: var(alpha) + var(beta) (default), or their "
+        "squared cluster-robust half-widths, which also values spreading them over the "
+        "target sequences (lawfit.next_cells)",
+    )
     ap.add_argument("--out", default=CELLS, help="the sweep's cell folder (pending cells)")
     ap.add_argument(
         "--prior",
@@ -236,7 +244,8 @@ def main() -> None:
         )
         used = done[done["loss_after"] > LN2]
         cluster = "data_seed" if "data_seed" in used.columns else None  # one sequence: none
-        kw = dict(cost="hours", targets=("alpha", "beta"), cluster=cluster)
+        criterion = args.criterion if cluster else "variance"
+        kw = dict(cost="hours", targets=("alpha", "beta"), cluster=cluster, criterion=criterion)
         greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)
         given = lawfit.next_cells("power_law", theta, sigma, used, cand, greedy=False, **kw)
         greedy["cum_hours"] = greedy["hours"].cumsum()

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from lawfit.errors import LawfitError
 from lawfit.forms import get_form
@@ -89,6 +90,13 @@ def parameter_se(information: np.ndarray, params: Sequence[str], names: Sequence
     return out
 
 
+def _width(information: np.ndarray, idx: list[int], ridge: np.ndarray, dof: np.ndarray) -> float:
+    """Return the targets' summed squared cluster-robust half-width, t²(ν)·variance."""
+    var = np.diag(np.linalg.inv(information + ridge))[idx]
+    t = stats.t.ppf(0.975, np.where(np.isfinite(dof), np.maximum(dof, 1.0), 1.0))
+    return float(np.sum(t**2 * var))
+
+
 def _a_criterion(information: np.ndarray, idx: list[int], ridge: np.ndarray) -> float:
     """Return the chosen parameters' summed variance (a ridge keeps it finite if singular)."""
     return float(np.trace(np.linalg.inv(information + ridge)[np.ix_(idx, idx)]))
@@ -105,6 +113,7 @@ def next_cells(
     targets: Sequence[str] = ("alpha", "beta"),
     greedy: bool = True,
     cluster: str | None = None,
+    criterion: str = "variance",
 ) -> pd.DataFrame:
     """Order candidate cells by how much each lowers the targets' variance per unit cost.
 
@@ -136,6 +145,11 @@ def next_cells(
         each target would have once the cell is in (:func:`lawfit.robust.bell_mccaffrey_dof`;
         they depend on the design only). Near 1 means one cluster carries that parameter:
         its interval will be very wide however small the standard error above.
+    criterion : {"variance", "cluster_width"}
+        What a pick lowers per unit cost: the targets' summed variance (A-optimality), or,
+        with ``cluster``, their summed squared cluster-robust half-width, t²(ν) × variance
+        with ν the Bell-McCaffrey dof (1 where undefined), which also values replicates
+        that spread a parameter's information over the clusters.
 
     Returns
     -------
@@ -153,6 +167,11 @@ def next_cells(
     """
     form = get_form(form)
     _check(form, theta, sigma, candidates, cost, targets)
+    if criterion not in ("variance", "cluster_width") or (criterion != "variance" and not cluster):
+        raise LawfitError(
+            f"criterion must be 'variance' or, with cluster=..., 'cluster_width'; got "
+            f"{criterion!r} with cluster={cluster!r}."
+        )
     idx = [form.params.index(t) for t in targets]
     info = np.zeros((len(form.params),) * 2)
     if len(done):
@@ -168,8 +187,17 @@ def next_cells(
     left = list(range(len(useful)))
     picks, stats = [], []
     while left:
-        now = _a_criterion(info, idx, ridge)
-        drops = [now - _a_criterion(info + np.outer(rows[i], rows[i]), idx, ridge) for i in left]
+        if criterion == "cluster_width" and len(points) > len(form.params):
+            now = _width(info, idx, ridge, dof.current())
+            drops = [
+                now - _width(info + np.outer(rows[i], rows[i]), idx, ridge, dof.current(i))
+                for i in left
+            ]
+        else:
+            now = _a_criterion(info, idx, ridge)
+            drops = [
+                now - _a_criterion(info + np.outer(rows[i], rows[i]), idx, ridge) for i in left
+            ]
         per_cost = np.asarray(drops) / price[left]
         if len(points) <= len(form.params):  # the fit needs new points first
             per_cost[[keys[i] in points for i in left]] = -np.inf
@@ -208,19 +236,27 @@ class _DesignDof:
         self.labels = list(useful[cluster]) if len(useful) else []
         self.names, self.idx = [form.params[i] for i in idx], idx
 
-    def after(self, pick: int, identified: bool) -> dict:
-        """Add candidate ``pick``; return ``dof_<name>`` of the design so far."""
-        self.J = np.vstack([self.J, self.rows[pick]])
-        self.groups.append(self.labels[pick])
-        _, g = np.unique(np.asarray(self.groups), return_inverse=True)
-        if not identified or g.max() < 1:
-            return {f"dof_{n}": np.nan for n in self.names}
+    def current(self, candidate: int | None = None) -> np.ndarray:
+        """Return the targets' dof of the design so far, with ``candidate`` added if given."""
+        J, groups = self.J, self.groups
+        if candidate is not None:
+            J = np.vstack([J, self.rows[candidate]])
+            groups = [*groups, self.labels[candidate]]
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        if not len(g) or g.max() < 1:
+            return np.full(len(self.idx), np.nan)
         from lawfit.robust import bell_mccaffrey_dof
 
         with warnings.catch_warnings():  # a cluster alone on a direction: dof say it
             warnings.simplefilter("ignore")
-            dof = bell_mccaffrey_dof(self.J, np.ravel(g))
-        return {f"dof_{n}": float(dof[i]) for n, i in zip(self.names, self.idx, strict=True)}
+            return bell_mccaffrey_dof(J, np.ravel(g))[self.idx]
+
+    def after(self, pick: int, identified: bool) -> dict:
+        """Add candidate ``pick``; return ``dof_<name>`` of the design so far."""
+        self.J = np.vstack([self.J, self.rows[pick]])
+        self.groups.append(self.labels[pick])
+        dof = self.current() if identified else np.full(len(self.idx), np.nan)
+        return {f"dof_{n}": float(v) for n, v in zip(self.names, dof, strict=True)}
 
 
 def _point_keys(form, frame: pd.DataFrame) -> list[tuple[float, ...]]:

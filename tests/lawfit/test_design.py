@@ -160,3 +160,26 @@ def test_with_clusters_the_order_says_how_many_dof_the_cluster_robust_interval_g
         next_cells(
             "power_law", TRUTH, 0.1, done, cand.drop(columns="data_seed"), cluster="data_seed"
         )
+
+
+def test_the_cluster_width_criterion_spreads_a_parameter_over_the_clusters_first():
+    """Variance buys a new long point on sequence 0; cluster width buys its replicates."""
+    grid = [(r, ln) for r in (1, 2, 4, 8) for ln in (128, 256, 512, 1024, 2048)]
+    short = [(r, ln) for r, ln in grid if r <= 2 and ln <= 512]
+    rows = [(*p, 0) for p in grid] + [(*p, d) for p in short for d in (1, 2)]
+    done = pd.DataFrame(rows, columns=["rank", "length", "data_seed"])
+    cand = pd.concat(
+        [
+            candidates([(1, 4096), (2, 4096)]).assign(data_seed=0),
+            *(candidates([(1, 2048), (8, 2048)]).assign(data_seed=d) for d in (1, 2)),
+        ],
+        ignore_index=True,
+    )
+    kw = dict(cluster="data_seed")
+    variance = next_cells("power_law", TRUTH, 0.1, done, cand, **kw)
+    width = next_cells("power_law", TRUTH, 0.1, done, cand, criterion="cluster_width", **kw)
+    assert variance.loc[0, "data_seed"] == 0 and variance.loc[0, "length"] == 4096
+    assert width.loc[0, "data_seed"] != 0 and width.loc[0, "length"] == 2048
+    assert width.loc[1, "dof_beta"] > variance.loc[1, "dof_beta"]  # more dof sooner
+    with pytest.raises(LawfitError, match="'cluster_width'; got 'cluster_width' with cluster=None"):
+        next_cells("power_law", TRUTH, 0.1, done, cand, criterion="cluster_width")
