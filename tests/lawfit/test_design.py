@@ -139,14 +139,19 @@ def test_new_points_come_first_until_the_fit_has_more_points_than_parameters():
         lawfit.fit(frame, bootstrap=0)
 
 
+def lopsided_design():
+    """Sequence 0 at 4 ranks x 5 lengths; sequences 1-2 only at ranks <= 2, lengths <= 512."""
+    grid = [(r, ln) for r in (1, 2, 4, 8) for ln in (128, 256, 512, 1024, 2048)]
+    short = [(r, ln) for r, ln in grid if r <= 2 and ln <= 512]
+    rows = [(*p, 0) for p in grid] + [(*p, d) for p in short for d in (1, 2)]
+    return pd.DataFrame(rows, columns=["rank", "length", "data_seed"]), grid, short
+
+
 def test_with_clusters_the_order_says_how_many_dof_the_cluster_robust_interval_gets():
     """Sequences 1-2 only on the short, low-rank points: beta has ~1 dof; balanced: G - 1."""
     from lawfit.robust import bell_mccaffrey_dof
 
-    grid = [(r, ln) for r in (1, 2, 4, 8) for ln in (128, 256, 512, 1024, 2048)]
-    short = [(r, ln) for r, ln in grid if r <= 2 and ln <= 512]
-    rows = [(*p, 0) for p in grid] + [(*p, d) for p in short for d in (1, 2)]
-    done = pd.DataFrame(rows, columns=["rank", "length", "data_seed"])
+    done, grid, short = lopsided_design()
     J = form_jacobian("power_law", done, TRUTH)
     lopsided = bell_mccaffrey_dof(J, done["data_seed"].to_numpy())
     assert lopsided[get_form("power_law").params.index("beta")] < 1.2
@@ -164,10 +169,7 @@ def test_with_clusters_the_order_says_how_many_dof_the_cluster_robust_interval_g
 
 def test_the_cluster_width_criterion_spreads_a_parameter_over_the_clusters_first():
     """Variance buys a new long point on sequence 0; cluster width buys its replicates."""
-    grid = [(r, ln) for r in (1, 2, 4, 8) for ln in (128, 256, 512, 1024, 2048)]
-    short = [(r, ln) for r, ln in grid if r <= 2 and ln <= 512]
-    rows = [(*p, 0) for p in grid] + [(*p, d) for p in short for d in (1, 2)]
-    done = pd.DataFrame(rows, columns=["rank", "length", "data_seed"])
+    done, grid, short = lopsided_design()
     cand = pd.concat(
         [
             candidates([(1, 4096), (2, 4096)]).assign(data_seed=0),
