@@ -224,7 +224,10 @@ def _at_the_floor(table: pd.DataFrame) -> str:
 def law_summaries(sub, bootstrap: int) -> None:
     """Print the per-carrier law and the bits/param intervals of lawfit.carriers."""
     from lawfit.carriers import carrier_bits, carrier_law
+    from lawfit.data import n_targets
 
+    # two or more target sequences: the laws' intervals are cluster-robust over them
+    cluster = "data_seed" if n_targets(sub) >= 2 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, run in (
@@ -234,9 +237,12 @@ def law_summaries(sub, bootstrap: int) -> None:
             ),
             (
                 "law per carrier vs n_params (lawfit.carriers.carrier_law)",
-                lambda: carrier_law(sub, size="params"),
+                lambda: carrier_law(sub, size="params", cluster=cluster),
             ),
-            ("law per carrier vs n_bytes", lambda: carrier_law(sub, size="bytes")),
+            (
+                "law per carrier vs n_bytes",
+                lambda: carrier_law(sub, size="bytes", cluster=cluster),
+            ),
         ):
             try:
                 print(f"{name}:\n{run().summary()}\n")

@@ -374,6 +374,7 @@ def carrier_law(
     significance: float = 0.05,
     dtype: str | None = None,
     rng: int | np.random.Generator | None = None,
+    cluster: str | None = None,
 ) -> CarrierLaw:
     """Fit the law per carrier against its size, and test whether carriers share exponents.
 
@@ -409,6 +410,11 @@ def carrier_law(
         Storage dtype when ``n_bytes`` must be derived and the data does not record it.
     rng : int or numpy.random.Generator, optional
         Seed of the bootstrap.
+    cluster : str, optional
+        Give the intervals of ``exponents`` as cluster-robust ones over this column
+        (``"data_seed"``: target sequences shared by the carriers; CR2 with
+        Bell-McCaffrey dof, :mod:`lawfit.robust`), the interval calibrated for few
+        sequences. Default: the fits' own (bootstrap if any, else Wald).
 
     Returns
     -------
@@ -467,7 +473,9 @@ def carrier_law(
                     "carriers by their own laws",
                 )
             )
-    table = _parameter_table(fits, shared_fit)
+    table = _parameter_table(fits, shared_fit, cluster)
+    if cluster:
+        notes.append(f"intervals: cluster-robust over {cluster} (CR2, Bell-McCaffrey dof)")
     return CarrierLaw(
         exponents=table,
         comparison=comparison,
@@ -599,9 +607,9 @@ def _comparison(fits, shared_fit, labels, space, notes, flags) -> pd.DataFrame:
     return table
 
 
-def _parameter_rows(model: str, fit: FitResult, names: dict) -> list[dict]:
+def _parameter_rows(model: str, fit: FitResult, names: dict, cluster: str | None) -> list[dict]:
     """Rows of one law's parameters; ``names`` maps a parameter to (base name, carrier)."""
-    ci = fit.conf_int()
+    ci = fit.conf_int("cluster", cluster=cluster) if cluster else fit.conf_int()
     return [
         {
             "model": model,
@@ -616,11 +624,11 @@ def _parameter_rows(model: str, fit: FitResult, names: dict) -> list[dict]:
     ]
 
 
-def _parameter_table(fits, shared_fit) -> pd.DataFrame:
+def _parameter_table(fits, shared_fit, cluster: str | None = None) -> pd.DataFrame:
     """Estimates and intervals of every law's parameters, in base-parameter names."""
     rows = []
     for label, f in fits.items():
-        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names})
+        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names}, cluster)
     if shared_fit is not None:
         labels = sorted(fits)
         names = {q: (q, "all") for q in shared_fit.param_names}
@@ -631,7 +639,7 @@ def _parameter_table(fits, shared_fit) -> pd.DataFrame:
                 for j, q in enumerate(qs)
             }
         )
-        rows += _parameter_rows("shared", shared_fit, names)
+        rows += _parameter_rows("shared", shared_fit, names, cluster)
     return pd.DataFrame(rows)
 
 

@@ -279,3 +279,21 @@ def test_cluster_bootstrap_resamples_seeds_across_carriers(sweep):
     assert (t["bits_per_param"] <= t["bits_per_param_high"]).all()
     with pytest.raises(LawfitError, match="data_seed"):
         carrier_bits(sweep, bootstrap=20, unit="data_seed")
+
+
+def test_the_exponents_can_carry_cluster_robust_intervals_over_target_sequences():
+    truth = dict(C=0.05, alpha=0.6, beta=0.5, b=0.02)
+    spec = dict(sizes=[1, 2, 4, 8], params_per_knob=1152, **truth)
+    ds = synthetic_carrier_dataset(
+        {"mlp_block@20": spec, "memtok": {**spec, "params_per_knob": 576}}, seeds=3, rng=0
+    ).rename({"seed": "data_seed"})
+    law = carrier_law(ds, space="log", cluster="data_seed")
+    rows = law.exponents.set_index(["model", "carrier", "parameter"])
+    for label, fit in law.fits.items():
+        ci = fit.conf_int("cluster", cluster="data_seed")
+        for p in ("alpha", "beta"):
+            assert rows.loc[("separate", label, p), "low"] == ci.loc[p, "low"]
+            assert rows.loc[("separate", label, p), "high"] == ci.loc[p, "high"]
+    assert any("cluster-robust over data_seed" in n for n in law.notes)
+    plain = carrier_law(ds, space="log").exponents.set_index(["model", "carrier", "parameter"])
+    assert (plain["low"] != rows["low"]).any()  # the default intervals are others
