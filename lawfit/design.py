@@ -90,8 +90,10 @@ def parameter_se(information: np.ndarray, params: Sequence[str], names: Sequence
     return out
 
 
-def _width(information: np.ndarray, idx: list[int], ridge: np.ndarray, dof: np.ndarray) -> float:
-    """Return the targets' summed squared cluster-robust half-width, t²(ν)·variance."""
+def _score(information: np.ndarray, idx: list[int], ridge: np.ndarray, dof) -> float:
+    """Return the design criterion: summed variance, or with ``dof`` t²(ν)·variance."""
+    if dof is None:
+        return _a_criterion(information, idx, ridge)
     var = np.diag(np.linalg.inv(information + ridge))[idx]
     t = stats.t.ppf(0.975, np.where(np.isfinite(dof), np.maximum(dof, 1.0), 1.0))
     return float(np.sum(t**2 * var))
@@ -185,19 +187,17 @@ def next_cells(
     keys = _point_keys(form, useful)
     points = set(_point_keys(form, done))
     left = list(range(len(useful)))
-    picks, stats = [], []
+    picks, records = [], []
     while left:
-        if criterion == "cluster_width" and len(points) > len(form.params):
-            now = _width(info, idx, ridge, dof.current())
-            drops = [
-                now - _width(info + np.outer(rows[i], rows[i]), idx, ridge, dof.current(i))
-                for i in left
-            ]
-        else:
-            now = _a_criterion(info, idx, ridge)
-            drops = [
-                now - _a_criterion(info + np.outer(rows[i], rows[i]), idx, ridge) for i in left
-            ]
+        by_width = criterion == "cluster_width" and len(points) > len(form.params)
+        now = _score(info, idx, ridge, dof.current() if by_width else None)
+        drops = [
+            now
+            - _score(
+                info + np.outer(rows[i], rows[i]), idx, ridge, dof.current(i) if by_width else None
+            )
+            for i in left
+        ]
         per_cost = np.asarray(drops) / price[left]
         if len(points) <= len(form.params):  # the fit needs new points first
             per_cost[[keys[i] in points for i in left]] = -np.inf
@@ -206,13 +206,13 @@ def next_cells(
         info = info + np.outer(rows[best], rows[best])
         points.add(keys[best])
         picks.append(best)
-        stats.append({"gain_per_cost": float(np.asarray(drops)[pick] / price[best])})
-        stats[-1].update(_se_once_fitted(info, len(points), form, targets))
+        records.append({"gain_per_cost": float(np.asarray(drops)[pick] / price[best])})
+        records[-1].update(_se_once_fitted(info, len(points), form, targets))
         if dof is not None:
-            stats[-1].update(dof.after(best, identified=len(points) > len(form.params)))
+            records[-1].update(dof.after(best, identified=len(points) > len(form.params)))
     columns = ["gain_per_cost", *(f"se_{t}" for t in targets), "corr"]
     columns += [f"dof_{t}" for t in targets] if dof is not None else []
-    picked = pd.DataFrame(stats, columns=columns, dtype=float)
+    picked = pd.DataFrame(records, columns=columns, dtype=float)
     head = useful.iloc[picks].reset_index(drop=True).join(picked)
     tail = candidates[~candidates["informative"].astype(bool)].reset_index(drop=True)
     out = pd.concat([head, tail], ignore_index=True)
@@ -230,7 +230,7 @@ class _DesignDof:
                     f"cluster={cluster!r} must be a column of {name}; it has "
                     f"{sorted(frame.columns)}. Add it (e.g. data_seed) or pass cluster=None."
                 )
-        self.J = form_jacobian(form, done, theta) if len(done) else np.empty((0, len(idx)))
+        self.J = form_jacobian(form, done, theta) if len(done) else np.empty((0, len(form.params)))
         self.groups = list(done[cluster]) if len(done) else []
         self.rows = form_jacobian(form, useful, theta) if len(useful) else None
         self.labels = list(useful[cluster]) if len(useful) else []

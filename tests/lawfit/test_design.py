@@ -185,3 +185,11 @@ def test_the_cluster_width_criterion_spreads_a_parameter_over_the_clusters_first
     assert width.loc[1, "dof_beta"] > variance.loc[1, "dof_beta"]  # more dof sooner
     with pytest.raises(LawfitError, match="'cluster_width'; got 'cluster_width' with cluster=None"):
         next_cells("power_law", TRUTH, 0.1, done, cand, criterion="cluster_width")
+
+
+def test_a_clustered_design_can_start_from_no_finished_cells():
+    done = pd.DataFrame(columns=["rank", "length", "data_seed"])
+    pts = [(1, 128), (2, 256), (1, 512), (4, 512), (2, 1024), (1, 2048)]
+    cand = pd.concat([candidates(pts).assign(data_seed=d) for d in (0, 1)], ignore_index=True)
+    order = next_cells("power_law", TRUTH, 0.1, done, cand, cluster="data_seed")
+    assert np.isfinite(order["dof_beta"].iloc[-1]) and len(order) == 12
