@@ -17,6 +17,8 @@ EPILOG = """examples:
                                                        # raise max_steps: pay only the extra steps
   collect run sweeps/gpu_converged.toml --out runs/gpu --time-limit 8
                                                        # stop after 8 min; run again to continue
+  collect run sweeps/carriers.toml --out runs/car --share-cells-with runs/law
+                                                       # a cell both sweeps hold trains once
   collect run sweeps/gpu_converged.toml --out runs/gpu --batch-cells 8
                                                        # train 8 cells of a target at once
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
@@ -24,6 +26,11 @@ EPILOG = """examples:
       --param slurm_partition=gpu --param gpus_per_node=1
 """
 
+
+SHARE_HELP = (
+    "another sweep dir collected under the same settings (repeatable): copy the cells it "
+    "finished, leave it the cells its workers run, claim there the cells trained here"
+)
 
 EXTEND_HELP = (
     "a finished sweep dir with the same settings but a smaller max_steps: copy its cells that "
@@ -139,6 +146,17 @@ def _preflight(config, args, cells=None):
     print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
 
 
+def _add_share_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--share-cells-with",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=SHARE_HELP,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``collect`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -165,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    _add_share_flag(run)
     run.add_argument(
         "--time-limit",
         type=float,
@@ -192,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_flags(plan)
     _add_memory_flag(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    _add_share_flag(plan)
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
     merge.add_argument("-o", "--output", type=Path, required=True, help="merged NetCDF file")
@@ -285,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{counts['copy']} copied, {counts['resume']} resumed, "
                     f"{len(todo) - sum(counts.values())} from scratch"
                 )
+            shared = _shared_notes(config, args, todo)
             for key in todo:
-                notes = [plan.get(key), running.get(key), checkpoints.get(key)]
+                notes = [plan.get(key), shared.get(key), running.get(key), checkpoints.get(key)]
                 print("  ", key.slug(), ", ".join(filter(None, notes)))
             _preflight(config, args, todo)
         elif args.command == "run":
@@ -314,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                     deadline=deadline,
                     batch_cells=args.batch_cells,
                     compile_step=args.compile,
+                    share_with=args.share_cells_with,
                 )
             print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
             if deadline.signal is not None:  # the shell's convention for a signalled stop
@@ -348,6 +370,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collect: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _shared_notes(config, args, todo) -> dict:
+    """Say, per pending cell, what ``--share-cells-with`` directories do with it."""
+    if not args.share_cells_with:
+        return {}
+    from collect.sharing import finished_elsewhere, shared_dirs
+    from collect.store import running_claim
+
+    shared = shared_dirs(config, args.share_cells_with, args.out)
+    notes = {}
+    for key in todo:
+        if (source := finished_elsewhere(shared, key)) is not None:
+            notes[key] = f"copied from {source}"
+        elif who := [f"{d} ({w})" for d in shared.dirs if (w := running_claim(d, key))]:
+            notes[key] = "running in " + ", ".join(who)
+    print(f"  shared: {sum(v.startswith('copied') for v in notes.values())} copied")
+    return notes
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,9 @@ Budget extension (``extend_from``): a sweep that differs from a finished one onl
 ``[train] max_steps`` copies the old cells that stopped early (memorized, plateau), continues
 the ones that stopped at the old budget from their saved training state, and runs the rest
 from scratch. The result equals a direct run at the new budget; only the extra steps are paid.
+
+Shared cells (``share_with``): cells another sweep directory with the same settings has
+finished are copied, cells its workers are running are left to them (:mod:`collect.sharing`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ from collect.models import load_model
 from collect.objectives import budget_dependent
 from collect.probe import TrainConfig, run_cell
 from collect.progress import SweepProgress, warnings_above_bars
+from collect.sharing import (
+    SharedDirs,
+    adopt_checkpoint,
+    claim_shared,
+    copy_finished,
+    release_shared,
+    shared_dirs,
+    shared_precision,
+)
 from collect.store import (
     cell_path,
     cell_provenance,
@@ -318,6 +330,7 @@ def run_sweep(
     deadline: Deadline | None = None,
     batch_cells: int | str = "auto",
     compile_step: bool | str = False,
+    share_with: Iterable[str | Path] = (),
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -359,6 +372,11 @@ def run_sweep(
     compile_step : bool or str
         Compile the batched cells' training step with ``torch.compile``
         (:func:`collect.batched.step_stats`): an opt-in for the GPU, off by default.
+    share_with : iterable of path
+        Other sweep directories collected under the same settings (checked before anything
+        runs, :func:`collect.sharing.shared_dirs`): their finished cells are copied, not
+        trained; cells their workers run are left to them; cells trained here are claimed
+        there too, and a checkpoint they hold is resumed.
 
     Returns
     -------
@@ -370,6 +388,9 @@ def run_sweep(
     step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
+    shared = shared_dirs(config, share_with, out_dir)
+    if (precision := shared_precision(shared)) is not None:
+        check_precision(out_dir, precision)  # copied cells fix this directory's precision
     # Config order is priority order: blocks by `priority`, then as listed, run first.
     index, n_shards = shard
     if not 0 <= index < n_shards:
@@ -386,7 +407,7 @@ def run_sweep(
         torch.set_num_threads(config.threads)
     bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
     with warnings_above_bars(bar.file):
-        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
+        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batching, shared)
     bar.close()
     if merge_to is not None:
         ds = merge(config, out_dir)
@@ -396,9 +417,20 @@ def run_sweep(
 
 
 def _run_pending(
-    config, out_dir, todo, redo, plan, source, bar: SweepProgress, deadline=None, batching=None
+    config,
+    out_dir,
+    todo,
+    redo,
+    plan,
+    source,
+    bar: SweepProgress,
+    deadline=None,
+    batching=None,
+    shared: SharedDirs | None = None,
 ) -> None:
     """Copy, resume or train every cell of ``todo`` that no other worker holds."""
+    shared = shared or SharedDirs()
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching, shared)
     # copied cells need no model: take them first
     for key in (k for k in todo if plan.get(k) == "copy"):
         done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
@@ -412,9 +444,9 @@ def _run_pending(
             finally:
                 release_cell(out_dir, key)
         bar.skipped("copied")
-    todo = [k for k in todo if plan.get(k) != "copy"]
+    todo = [k for k in todo if plan.get(k) != "copy" and not _copied_from_shared(ctx, k)]
     try:
-        _run_cells(config, out_dir, todo, redo, plan, source, bar, deadline, batching)
+        _run_cells(ctx, todo)
     except TimeLimitReached:
         bar.stopped = deadline.reason
         bar.say(f"{config.name}: {deadline.reason}; stopped")
@@ -518,7 +550,8 @@ class _Context:
     source: ExtensionSource | None
     bar: SweepProgress
     deadline: Deadline | None
-    batching: Batching
+    batching: Batching | None = None
+    shared: SharedDirs = SharedDirs()
 
 
 @dataclass
@@ -532,15 +565,44 @@ class _Target:
     where: dict
 
 
+def _copied_from_shared(ctx: _Context, key: CellKey) -> bool:
+    """Copy ``key`` if a shared directory finished it (claimed here meanwhile); say if done."""
+    if not ctx.shared or key in ctx.redo or cell_path(ctx.out_dir, key).exists():
+        return False
+    if not claim_cell(ctx.out_dir, key):
+        return False
+    try:
+        source = copy_finished(ctx.shared, ctx.out_dir, key)
+    finally:
+        release_cell(ctx.out_dir, key)
+    if source is not None:
+        ctx.bar.skipped(f"copied from {source}")
+    return source is not None
+
+
+def _release(ctx: _Context, key: CellKey) -> None:
+    """Drop this process's claims on ``key``, here and in the shared directories."""
+    release_cell(ctx.out_dir, key)
+    release_shared(ctx.shared, key)
+
+
 def _claim(ctx: _Context, key: CellKey) -> _Job | None:
     """Claim ``key`` and say how it runs; None (counted as skipped) if another worker has it."""
     config, out_dir = ctx.config, ctx.out_dir
+    if _copied_from_shared(ctx, key):  # a shared directory's worker finished it meanwhile
+        return None
     # another worker on this directory may have finished or taken it meanwhile
     done_elsewhere = key not in ctx.redo and cell_path(out_dir, key).exists()
     if done_elsewhere or not claim_cell(out_dir, key):
         ctx.bar.skipped("taken by another worker")
         return None
+    if not claim_shared(ctx.shared, key):
+        release_cell(out_dir, key)
+        ctx.bar.skipped("running in a shared directory")
+        return None
     try:
+        if (source := adopt_checkpoint(ctx.shared, out_dir, key)) is not None:
+            ctx.bar.say(f"{key.slug()}: resuming the checkpoint {source} holds")
         resume = _partial_state(config, out_dir, key)  # a killed run's checkpoint
         extended = resume["meta"].get("extended_from") if resume else None
         attrs = {"resumed_from_step": int(resume["state"]["step"])} if resume else {}
@@ -556,7 +618,7 @@ def _claim(ctx: _Context, key: CellKey) -> _Job | None:
             poll = ctx.deadline.poll_seconds  # the clock is read at least this often
             save, every = ctx.deadline.guard(writer, every), min(poll, every) if every else poll
     except BaseException:
-        release_cell(out_dir, key)
+        _release(ctx, key)
         raise
     first = int(resume["state"]["step"]) if resume else 0
     return _Job(key, resume, attrs, prior, extended, save, every, first)
@@ -583,7 +645,7 @@ def _record(ctx: _Context, target: _Target, job: _Job, result) -> None:
         state_path(out_dir, key).unlink(missing_ok=True)
     write_cell(out_dir, key, result, config.fingerprint(), attrs)
     state_path(out_dir, key, "partial").unlink(missing_ok=True)
-    release_cell(out_dir, key)
+    _release(ctx, key)
     ctx.bar.end_cell(key, result)
 
 
@@ -622,7 +684,7 @@ def _train_one(ctx: _Context, target: _Target, job: _Job, model):
         )
         _record(ctx, target, job, result)
     finally:
-        release_cell(ctx.out_dir, key)
+        _release(ctx, key)
     return model
 
 
@@ -665,16 +727,14 @@ def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
                 model = _train_one(ctx, target, job, model)
     finally:
         for job in jobs:
-            release_cell(ctx.out_dir, job.key)
+            _release(ctx, job.key)
     return model
 
 
-def _run_cells(
-    config, out_dir, todo, redo, plan, source, bar, deadline, batching: Batching | None = None
-) -> None:
+def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
-    batching = batching or Batching()
-    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching)
+    config, out_dir, bar, deadline = ctx.config, ctx.out_dir, ctx.bar, ctx.deadline
+    batching = ctx.batching = ctx.batching or Batching()
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         bar.status(f"loading {model_name}")
