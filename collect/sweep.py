@@ -450,6 +450,10 @@ def _run_pending(
     except TimeLimitReached:
         bar.stopped = deadline.reason
         bar.say(f"{config.name}: {deadline.reason}; stopped")
+    # cells left to a shared directory's worker that it finished meanwhile join this merge
+    late = [key for key in todo if _copied_from_shared(ctx, key, count=False)]
+    if late:
+        bar.say(f"{len(late)} cell(s) a shared directory finished meanwhile: copied")
 
 
 #: ``batch_cells = "auto"`` on a GPU: cells per batch, and the target tokens a batch may hold
@@ -565,8 +569,11 @@ class _Target:
     where: dict
 
 
-def _copied_from_shared(ctx: _Context, key: CellKey) -> bool:
-    """Copy ``key`` if a shared directory finished it (claimed here meanwhile); say if done."""
+def _copied_from_shared(ctx: _Context, key: CellKey, count: bool = True) -> bool:
+    """Copy ``key`` if a shared directory finished it (claimed here meanwhile); say if done.
+
+    ``count``: count the copy on the progress bar (False for a cell it already counted).
+    """
     if not ctx.shared or key in ctx.redo or cell_path(ctx.out_dir, key).exists():
         return False
     if not claim_cell(ctx.out_dir, key):
@@ -575,7 +582,7 @@ def _copied_from_shared(ctx: _Context, key: CellKey) -> bool:
         source = copy_finished(ctx.shared, ctx.out_dir, key)
     finally:
         release_cell(ctx.out_dir, key)
-    if source is not None:
+    if source is not None and count:
         ctx.bar.skipped(f"copied from {source}")
     return source is not None
 

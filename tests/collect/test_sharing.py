@@ -166,3 +166,30 @@ def test_plan_says_which_cells_are_copied(tmp_path, tiny_sweep, sweeps, capsys):
     (key,) = shared
     assert "shared: 1 copied" in out
     assert f"{key.slug()} copied from {tmp_path / 'b'}" in out
+
+
+def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
+    tmp_path, sweeps, monkeypatch
+):
+    a, b, shared = sweeps
+    (key,) = shared
+    run_sweep(b, tmp_path / "b", progress=False, only=[])
+    claim = claim_path(tmp_path / "b", key)
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    claim.write_text(f"{socket.gethostname()} {os.getpid()}")  # b's worker runs it
+    real, calls = sweep_module.run_cell, []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == len(a.cells()) - 1:  # a's last cell: b's worker finishes meanwhile
+            claim.unlink()
+            run_sweep(b, tmp_path / "b", progress=False, only=[key])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_cell", spy)
+    got = run_sweep(
+        a, tmp_path / "a", progress=False, share_with=[tmp_path / "b"], merge_to=tmp_path / "a.nc"
+    )
+    assert got.attrs["complete"] == "true"
+    with xr.open_dataset(cell_path(tmp_path / "a", key)) as ds:
+        assert ds.attrs["copied_from"] == str(tmp_path / "b")
