@@ -273,103 +273,118 @@ def _parse_param(text: str):
     return key, value
 
 
+def _plan(config, args) -> None:
+    """``collect plan``: list the pending cells, what happens to each, and the price."""
+    from collect.store import checkpoint_step, running_claim
+    from collect.sweep import extension_plan, extension_source, pending_cells
+
+    cells = config.cells()
+    todo = pending_cells(config, args.out) if args.out.exists() else cells
+    running, checkpoints = {}, {}
+    if args.out.exists():
+        for key in todo:
+            if who := running_claim(args.out, key):
+                running[key] = f"running ({who})"
+            if step := checkpoint_step(args.out, key):  # the next run resumes it
+                checkpoints[key] = f"checkpoint at step {step}/{config.train.max_steps}"
+    print(
+        f"{config.name}: {len(cells)} cells, {len(todo)} pending"
+        + (f" ({len(running)} running now)" if running else "")
+    )
+    plan = {}
+    if args.extend_from is not None:
+        source = extension_source(config, args.extend_from, args.out)
+        plan = extension_plan(source, todo)
+        counts = {a: sum(v == a for v in plan.values()) for a in ("copy", "resume")}
+        print(
+            f"  from {args.extend_from} (max_steps {source.max_steps}): "
+            f"{counts['copy']} copied, {counts['resume']} resumed, "
+            f"{len(todo) - sum(counts.values())} from scratch"
+        )
+    shared = _shared_notes(config, args, todo)
+    for key in todo:
+        notes = [plan.get(key), shared.get(key), running.get(key), checkpoints.get(key)]
+        print("  ", key.slug(), ", ".join(filter(None, notes)))
+    _preflight(config, args, todo)
+
+
+def _run(config, args) -> int:
+    """``collect run``: run or resume the sweep under its time limit, then merge."""
+    from collect.sweep import run_sweep
+    from collect.timelimit import Deadline, stop_on_signals
+
+    limited = args.time_limit is not None
+    deadline = Deadline(args.time_limit) if limited else Deadline.unlimited()
+    output = args.output or args.out / "dataset.nc"
+    index, _, n_shards = args.shard.partition("/")
+    try:
+        shard = (int(index), int(n_shards))
+    except ValueError as err:
+        raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
+    with stop_on_signals(deadline):  # SIGTERM, Ctrl-C: checkpoint, merge, exit
+        _preflight(config, args)
+        ds = run_sweep(
+            config,
+            args.out,
+            retry_failed=args.retry_failed,
+            progress=not args.no_progress,
+            merge_to=output,
+            shard=shard,
+            extend_from=args.extend_from,
+            deadline=deadline,
+            batch_cells=args.batch_cells,
+            compile_step=args.compile,
+            share_with=args.share_cells_with,
+        )
+    print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+    if deadline.signal is not None:  # the shell's convention for a signalled stop
+        return 128 + deadline.signal
+    return 0
+
+
+def _merge(config, args) -> None:
+    """``collect merge``: build the dataset from the finished cells."""
+    from collect.store import merge as merge_cells
+    from collect.store import save_dataset
+
+    ds = merge_cells(config, args.out, strict=args.strict)
+    if args.require_complete and ds.attrs["complete"] != "true":
+        raise CollectError(
+            f"only {ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells are finished;"
+            " run `collect run` with the same config to finish them."
+        )
+    save_dataset(ds, args.output)
+    print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+
+
+def _launch(config, args) -> None:
+    """``collect launch``: submit the pending cells as cluster jobs."""
+    from collect.launch import launch
+
+    _preflight(config, args)
+    jobs = launch(
+        config,
+        args.out,
+        cluster=args.cluster,
+        jobs=args.jobs,
+        wait=args.wait,
+        executor_params=dict(_parse_param(p) for p in args.param),
+        extend_from=args.extend_from,
+    )
+    print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
+
+
+COMMANDS = {"plan": _plan, "run": _run, "merge": _merge, "launch": _launch}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``collect`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        config = _config(args)
-        if args.command == "plan":
-            from collect.store import checkpoint_step, running_claim
-            from collect.sweep import extension_plan, extension_source, pending_cells
-
-            cells = config.cells()
-            todo = pending_cells(config, args.out) if args.out.exists() else cells
-            running, checkpoints = {}, {}
-            if args.out.exists():
-                for key in todo:
-                    if who := running_claim(args.out, key):
-                        running[key] = f"running ({who})"
-                    if step := checkpoint_step(args.out, key):  # the next run resumes it
-                        checkpoints[key] = f"checkpoint at step {step}/{config.train.max_steps}"
-            print(
-                f"{config.name}: {len(cells)} cells, {len(todo)} pending"
-                + (f" ({len(running)} running now)" if running else "")
-            )
-            plan = {}
-            if args.extend_from is not None:
-                source = extension_source(config, args.extend_from, args.out)
-                plan = extension_plan(source, todo)
-                counts = {a: sum(v == a for v in plan.values()) for a in ("copy", "resume")}
-                print(
-                    f"  from {args.extend_from} (max_steps {source.max_steps}): "
-                    f"{counts['copy']} copied, {counts['resume']} resumed, "
-                    f"{len(todo) - sum(counts.values())} from scratch"
-                )
-            shared = _shared_notes(config, args, todo)
-            for key in todo:
-                notes = [plan.get(key), shared.get(key), running.get(key), checkpoints.get(key)]
-                print("  ", key.slug(), ", ".join(filter(None, notes)))
-            _preflight(config, args, todo)
-        elif args.command == "run":
-            from collect.sweep import run_sweep
-            from collect.timelimit import Deadline, stop_on_signals
-
-            limited = args.time_limit is not None
-            deadline = Deadline(args.time_limit) if limited else Deadline.unlimited()
-            output = args.output or args.out / "dataset.nc"
-            index, _, n_shards = args.shard.partition("/")
-            try:
-                shard = (int(index), int(n_shards))
-            except ValueError as err:
-                raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
-            with stop_on_signals(deadline):  # SIGTERM, Ctrl-C: checkpoint, merge, exit
-                _preflight(config, args)
-                ds = run_sweep(
-                    config,
-                    args.out,
-                    retry_failed=args.retry_failed,
-                    progress=not args.no_progress,
-                    merge_to=output,
-                    shard=shard,
-                    extend_from=args.extend_from,
-                    deadline=deadline,
-                    batch_cells=args.batch_cells,
-                    compile_step=args.compile,
-                    share_with=args.share_cells_with,
-                )
-            print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
-            if deadline.signal is not None:  # the shell's convention for a signalled stop
-                return 128 + deadline.signal
-        elif args.command == "merge":
-            from collect.store import merge as merge_cells
-            from collect.store import save_dataset
-
-            ds = merge_cells(config, args.out, strict=args.strict)
-            if args.require_complete and ds.attrs["complete"] != "true":
-                raise CollectError(
-                    f"only {ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells are finished;"
-                    " run `collect run` with the same config to finish them."
-                )
-            save_dataset(ds, args.output)
-            print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
-        elif args.command == "launch":
-            from collect.launch import launch
-
-            _preflight(config, args)
-            jobs = launch(
-                config,
-                args.out,
-                cluster=args.cluster,
-                jobs=args.jobs,
-                wait=args.wait,
-                executor_params=dict(_parse_param(p) for p in args.param),
-                extend_from=args.extend_from,
-            )
-            print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
+        return COMMANDS[args.command](_config(args), args) or 0
     except CollectError as err:
         print(f"collect: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 def _shared_notes(config, args, todo) -> dict:
