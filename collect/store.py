@@ -517,6 +517,13 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     ds = xr.Dataset(data, coords={**coords, "token": np.arange(n_tok), "step": steps})
     # the contract's name (DESIGN.md §3); `method` would collide with Dataset.sel(method=)
     ds = ds.rename({"method": "objective"})
+    _describe_units(ds, n_bytes_derived)
+    ds.attrs = _merge_attrs(config, len(keys), done)
+    return ds
+
+
+def _describe_units(ds: xr.Dataset, n_bytes_derived: int) -> None:
+    """Give a merged dataset's variables their units and descriptions (in place)."""
     units = {
         "loss_before": "nats/token",
         "loss_after": "nats/token",
@@ -529,7 +536,11 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     ds["n_bytes"].attrs.update(
         units="bytes", description=N_BYTES_DESCRIPTION, derived_cells=n_bytes_derived
     )
-    ds.attrs = {
+
+
+def _merge_attrs(config: SweepConfig, n_cells: int, done: dict[CellKey, xr.Dataset]) -> dict:
+    """Return the merged dataset's attributes: the sweep, its provenance, the cells' own."""
+    return {
         "schema_version": SCHEMA_VERSION,
         "config": json.dumps(config.to_dict()),
         "fingerprint": config.fingerprint(),
@@ -537,9 +548,9 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
         **provenance(),
         "created": now_utc(),
         "synthetic": "false",
-        "n_cells": len(keys),
+        "n_cells": n_cells,
         "n_cells_done": len(done),
-        "complete": "true" if len(done) == len(keys) else "false",
+        "complete": "true" if len(done) == n_cells else "false",
         "prefix_cached_cells": int(
             sum(int(c.attrs.get("prefix_cached", 0)) for c in done.values())
         ),
@@ -558,7 +569,6 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
             dict(Counter(str(c.attrs.get("stop_reason", "")) for c in done.values()))
         ),
     }
-    return ds
 
 
 def _cell_n_bytes(key: CellKey, ds: xr.Dataset) -> tuple[int, bool]:
