@@ -744,6 +744,8 @@ def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
     batching = ctx.batching = ctx.batching or Batching()
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
+        if deadline is not None and deadline.passed():  # no model loads after the limit
+            raise TimeLimitReached
         bar.status(f"loading {model_name}")
         loaded = load_model(model_name, device=config.device, dtype=config.dtype)
         validate_for_model(config, model_keys, loaded)

@@ -193,3 +193,22 @@ def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
     assert got.attrs["complete"] == "true"
     with xr.open_dataset(cell_path(tmp_path / "a", key)) as ds:
         assert ds.attrs["copied_from"] == str(tmp_path / "b")
+
+
+def test_a_zero_time_limit_copies_shared_cells_and_loads_no_model(tmp_path, sweeps, monkeypatch):
+    a, b, shared = sweeps
+    run_sweep(b, tmp_path / "b", progress=False)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a run past its time limit must not load a model")
+
+    monkeypatch.setattr(sweep_module, "load_model", no_model)
+    got = run_sweep(
+        a,
+        tmp_path / "a",
+        progress=False,
+        share_with=[tmp_path / "b"],
+        deadline=Deadline(0),
+        merge_to=tmp_path / "a.nc",
+    )
+    assert got.attrs["n_cells_done"] == len(shared)
