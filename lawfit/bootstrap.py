@@ -61,6 +61,11 @@ def _read_only(a):
     return out
 
 
+#: Fewer distinct replicate estimates than this and bootstrap intervals are not computed
+#: (NaN, flag ``bootstrap_degenerate``): their endpoints would be copies of a handful of values.
+MIN_DISTINCT_DRAWS = 5
+
+
 @dataclass(frozen=True, eq=False)
 class BootstrapResult:
     """Bootstrap replicates of a fit (immutable; arrays are read-only).
@@ -130,6 +135,23 @@ class BootstrapResult:
     def usable_draws(self) -> np.ndarray:
         """Draws that enter the intervals, shape (R_usable, k)."""
         return self.draws[self.usable]
+
+    @property
+    def n_distinct(self) -> int:
+        """Number of distinct replicate estimates among the usable draws.
+
+        A cluster bootstrap over G clusters has only C(2G−1, G) distinct resamples (3 for
+        two target sequences, of which the two single-sequence ones often cannot identify
+        the law): its "replicates" then repeat one or two estimates, and a percentile
+        interval of them has zero width.
+        """
+        draws = self.usable_draws()
+        return int(len(np.unique(draws, axis=0))) if draws.size else 0
+
+    @property
+    def degenerate(self) -> bool:
+        """True when the usable draws hold fewer than :data:`MIN_DISTINCT_DRAWS` estimates."""
+        return self.n_distinct < MIN_DISTINCT_DRAWS
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (NaN kept as float; see :mod:`lawfit.result` for JSON)."""

@@ -584,7 +584,8 @@ def predict_capacity(
         search=tuple(search),
         level=level,
     )
-    draws = fit.boot.usable_draws() if getattr(fit, "boot", None) is not None else None
+    boot = getattr(fit, "boot", None)
+    draws = boot.usable_draws() if boot is not None and not boot.degenerate else None
     notes = [f"loss_before: {l0desc}"] if need_l0 else []
     rows, dvals = [], []
     for q in queries:

@@ -322,7 +322,9 @@ class FitResult:
                     f"method={method!r} needs bootstrap draws; refit with bootstrap=N."
                 )
             d = self._good_draws()
-            if method == "percentile":
+            if self.boot.degenerate:  # a handful of distinct estimates: no interval
+                lo = hi = np.full(len(self.param_names), np.nan)
+            elif method == "percentile":
                 lo, hi = percentile_interval(d, level)
             else:
                 jack = self.boot.jack
@@ -404,7 +406,8 @@ class FitResult:
         ``poorly_identified``, ``collinear``, ``exponents_not_separately_identified``,
         ``open_profile``, ``profile_crosses_zero`` (info), ``too_few_points``,
         ``bootstrap_at_bound``,
-        ``bootstrap_not_converged``, ``bootstrap_unidentifiable``, ``few_clusters``.
+        ``bootstrap_not_converged``, ``bootstrap_unidentifiable``, ``bootstrap_degenerate``,
+        ``few_clusters``.
         """
         out = list(self.flags_base)
         out += self._bound_flags() + self._identification_flags() + self._profile_flags()
@@ -517,7 +520,7 @@ class FitResult:
         names = [p for p in self.param_names if p not in self.linear_names]
         idx = [self.param_names.index(p) for p in names]
         draws = self._good_draws() if self.boot is not None else np.empty((0, len(idx)))
-        if draws.shape[0] >= 10 and idx:
+        if draws.shape[0] >= 10 and idx and self.boot.n_distinct >= 10:
             with np.errstate(all="ignore"):
                 c = np.atleast_2d(np.corrcoef(draws[:, idx], rowvar=False))
             source = f"{draws.shape[0]} bootstrap replicates"
@@ -556,7 +559,9 @@ class FitResult:
             broadcast over its coordinates.
         interval : {"confidence", "prediction"}
             ``"confidence"``: uncertainty of the mean curve. ``"prediction"``: of a
-            new observation (adds the residual spread).
+            new observation (adds the residual spread). From the bootstrap draws when
+            the fit has them (and they are not degenerate: ``bootstrap_degenerate``),
+            else by the delta method with t quantiles.
         confidence_level : float, optional
             Level of the interval (default: the fit's ``confidence_level``).
         warn : bool
@@ -591,7 +596,7 @@ class FitResult:
         dof = self.gof["dof"]
         a = (1 - level) / 2
         log = self.space == "log"
-        if self.boot is not None:
+        if self.boot is not None and not self.boot.degenerate:
             d = self._good_draws()
             P = self._eval(d, X)  # (R, m)
             if interval == "prediction":
@@ -933,8 +938,18 @@ def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
                 "on identifiable resamples",
             )
         )
+    if boot.degenerate:
+        out.append(
+            Flag(
+                "bootstrap_degenerate",
+                f"the usable bootstrap replicates hold only {boot.n_distinct} distinct "
+                f"estimate(s) (a {boot.unit} bootstrap over {boot.n_clusters or 'few'} "
+                "units has almost no distinct resamples): bootstrap intervals are not "
+                "computed (NaN); use conf_int('cluster'), 'profile' or 'wald'",
+            )
+        )
     G = boot.n_clusters
-    if G is not None and G < 10:
+    if G is not None and G < 10 and not boot.degenerate:
         out.append(
             Flag(
                 "few_clusters",

@@ -163,3 +163,29 @@ def test_the_command_line_prints_the_cluster_robust_intervals(tmp_path, capsys):
     res = lawfit.fit(lawfit.data.open_dataset(path), space="log")
     ci = res.conf_int("cluster", cluster="data_seed")
     assert ci.to_string() in out
+
+
+def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
+    """Like the law sweep's first identified fit: each sequence alone cannot identify the law.
+
+    Two clusters have three distinct resamples; both single-sequence ones are unidentifiable,
+    so every usable replicate is the original data and a percentile interval has zero width.
+    """
+    df = sweep(2, 5, ranks=(1, 2, 4), lengths=(128, 512, 2048))
+    df = df[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    df = df.rename(columns={"seed": "data_seed"})
+    first = (df["data_seed"] == 0) & (df["rank"] <= 2) & (df["length"] >= 512)
+    second = (df["data_seed"] == 1) & ((df["rank"] == 4) | (df["length"] == 128))
+    df = df[first | second & ~df.set_index(["rank", "length"]).index.isin([(2, 128)])]
+    assert df.groupby("data_seed").size().max() <= 4  # neither alone identifies 4 parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(df, exclude=None, bootstrap=200, unit="data_seed", rng=0)
+    assert res.boot.n_distinct == 1
+    codes = {f.code for f in res.flags}
+    assert "bootstrap_degenerate" in codes and "few_clusters" not in codes
+    assert res.conf_int("percentile").isna().all().all()
+    assert res.exponent_correlation.attrs["source"] == "asymptotic covariance"
+    pred = res.predict(rank=2, length=256, warn=False)  # the delta method instead
+    assert (pred["low"] < pred["mean"]).all() and (pred["mean"] < pred["high"]).all()
+    assert np.isfinite(res.conf_int("cluster")[["low", "high"]].to_numpy()).all()
