@@ -62,8 +62,10 @@ def _read_only(a):
 
 
 #: Fewer distinct replicate estimates than this and bootstrap intervals are not computed
-#: (NaN, flag ``bootstrap_degenerate``): their endpoints would be copies of a handful of values.
-MIN_DISTINCT_DRAWS = 5
+#: (NaN, flag ``bootstrap_degenerate``): every usable replicate is one estimate, so a
+#: percentile interval would have zero width. (Two or three distinct estimates, as a cluster
+#: bootstrap over two clusters gives, make a crude interval that ``few_clusters`` flags.)
+MIN_DISTINCT_DRAWS = 2
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from lawfit import _validate as V
+from lawfit.bootstrap import MIN_DISTINCT_DRAWS
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter
 from lawfit.compare import (
     _heteroscedasticity,
@@ -782,6 +783,16 @@ def carrier_bits(
     cells = _with_bytes(res.cells, data, dtype, notes)
     cells = _capacity_cells(cells)
     table, draws = _ratios(cells, bootstrap, unit, level, V.random_generator(rng), notes)
+    no_interval = table.loc[table["bits_per_param_low"].isna(), "carrier"].tolist()
+    if bootstrap and no_interval:
+        flags.append(
+            Flag(
+                "bootstrap_degenerate",
+                f"{', '.join(no_interval)}: every bootstrap draw gives the same mean "
+                f"(capacity cells in one {unit} cluster, or one cell): no interval (NaN); "
+                "collect the capacity sizes on more target sequences, or use unit='cell'",
+            )
+        )
     if table["lower_bound"].any():
         flags.append(
             Flag(
@@ -837,7 +848,9 @@ def _ratio(b, denom, w, n, level) -> dict:
     The interval is the bootstrap percentile interval of the weighted means (weights ``w``,
     one row per draw) widened about the estimate by t₍ₙ₋₁₎/z · √(n/(n−1)), with n the
     resampled units: Hesterberg's (2015) expanded percentile interval, which corrects the
-    narrowness of the plain percentile interval of a mean over few cells.
+    narrowness of the plain percentile interval of a mean over few cells. Draws that all
+    give one mean (a carrier whose cells sit in one cluster) give no interval: NaN bounds
+    and NaN draws (:data:`~lawfit.bootstrap.MIN_DISTINCT_DRAWS`).
     """
     with np.errstate(all="ignore"):
         r = b / denom
@@ -851,6 +864,13 @@ def _ratio(b, denom, w, n, level) -> dict:
     q = 0.5 + level / 2
     widen = stats.t.ppf(q, n - 1) / stats.norm.ppf(q) * math.sqrt(n / (n - 1))
     d = est + widen * (d - est)
+    if np.unique(d).size < MIN_DISTINCT_DRAWS:  # e.g. every capacity cell on one sequence
+        return {
+            "estimate": est,
+            "low": math.nan,
+            "high": math.nan,
+            "draws": np.full_like(d, np.nan),
+        }
     lo, hi = np.quantile(d, [1 - q, q])
     return {"estimate": est, "low": float(lo), "high": float(hi), "draws": d}
 
@@ -1050,13 +1070,21 @@ def _smallest_carriers(res: CarrierBits, bits) -> CarrierCapacity:
     )
 
 
+def _needed(target: float, rate: float) -> float:
+    """Return the parameters that store ``target`` bits at ``rate`` bits each (NaN: unknown)."""
+    if not np.isfinite(rate):
+        return math.nan
+    return target / rate if rate > 0 else math.inf
+
+
 def _smallest_row(r, target: float, draws) -> dict:
     """One carrier, one target: parameters, bytes and knob needed, with intervals."""
     from lawfit.capacity import KNOWN_CAPACITY_BITS_PER_PARAM
 
-    est = target / r.bits_per_param if r.bits_per_param > 0 else math.inf
-    lo = target / r.bits_per_param_high if r.bits_per_param_high > 0 else math.inf
-    hi = target / r.bits_per_param_low if r.bits_per_param_low > 0 else math.inf
+    est, lo, hi = (
+        _needed(target, rate)
+        for rate in (r.bits_per_param, r.bits_per_param_high, r.bits_per_param_low)
+    )
     if draws is None:
         lo = hi = math.nan
     ppk = r.params_per_knob

@@ -297,3 +297,24 @@ def test_the_exponents_can_carry_cluster_robust_intervals_over_target_sequences(
     assert any("cluster-robust over data_seed" in n for n in law.notes)
     plain = carrier_law(ds, space="log").exponents.set_index(["model", "carrier", "parameter"])
     assert (plain["low"] != rows["low"]).any()  # the default intervals are others
+
+
+def test_a_carrier_measured_on_one_cluster_gets_no_interval_and_a_flag(sweep):
+    """Its capacity cells in one seed: every cluster draw repeats one mean (or has none).
+
+    The other carriers, on both seeds, keep their (wide, two-cluster) intervals.
+    """
+    one = sweep.copy(deep=True)
+    kv = one["modules"].str.startswith("kv:")
+    one["status"] = one["status"].where(~(kv & (one["seed"] == 1)), "not_run")
+    res = carrier_bits(one, bootstrap=300, unit="seed", rng=0)
+    t = res.table.set_index("carrier")
+    assert np.isnan(t.loc["kv@20", ["bits_per_param_low", "bits_per_param_high"]]).all()
+    assert np.isfinite(t.loc["kv@20", "bits_per_param"])
+    others = t.drop(index="kv@20")
+    assert (others["bits_per_param_low"] < others["bits_per_param_high"]).all()
+    (flag,) = [f for f in res.flags if f.code == "bootstrap_degenerate"]
+    assert flag.message.startswith("kv@20:")
+    row = res.predict(2000.0).table.set_index("carrier").loc["kv@20"]
+    assert np.isnan(row["n_params_low"]) and np.isnan(row["n_params_high"])  # not infinite
+    assert np.isfinite(row["n_params_estimate"])
