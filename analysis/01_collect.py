@@ -56,11 +56,21 @@ def main():
         default=None,
         help="with --price: the sweep's directory (finished cells are not costed)",
     )
+    ap.add_argument(
+        "--share-cells-with",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="with --price: another sweep's directory whose finished cells this sweep "
+        "copies (collect run --share-cells-with): they are not costed",
+    )
     args = ap.parse_args()
     if args.price:
         import xarray as xr
 
-        price_sweep(xr.load_dataset(args.data), args.price, args.out, args.budget)
+        price_sweep(
+            xr.load_dataset(args.data), args.price, args.out, args.budget, args.share_cells_with
+        )
         return
     header("Collection commands (run from the repository root)")
     print("OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one thread per worker on 2 cores")
@@ -156,8 +166,11 @@ def flop_hours(keys, config, steps, rate, *, once=True):
     return flops * rate / 3600
 
 
-def price_sweep(ds, sweep, out_dir=None, budget=None):
+def price_sweep(ds, sweep, out_dir=None, budget=None, share_with=()):
     """Print what the pending cells of ``sweep`` cost, per block of cells and in all.
+
+    Cells that a directory of ``share_with`` finished under the same settings are copied,
+    not trained (``collect run --share-cells-with``): they cost nothing and are counted apart.
 
     Each cell's FLOPs are estimated from its model, carrier and length (``collect.cost``:
     the lean loop's forward and backward passes, the cached prefix once) and turned into
@@ -175,7 +188,10 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
     budget = budget or config.train.max_steps
     keys = config.cells()
     todo = pending_cells(config, out_dir) if out_dir and os.path.isdir(out_dir) else keys
+    todo, copied = shared_split(config, todo, out_dir, share_with)
     header(f"Cost of {sweep}: {len(todo)} of {len(keys)} cells pending, {budget}-step cap")
+    if copied:
+        print(f"{copied} more pending cell(s) finished in {', '.join(share_with)}: copied, free")
     lo, hi = np.percentile(1e-9 / rate, [0, 100])
     print(
         f"speed measured on {rate.size} finished cells of the data: "
@@ -210,6 +226,19 @@ def price_sweep(ds, sweep, out_dir=None, budget=None):
         f"\nin all: about {0.3 * total:.0f}-{total:.0f} single-core hours "
         f"({0.15 * total:.0f}-{total / 2:.0f} h of wall time on two workers)"
     )
+
+
+def shared_split(config, todo, out_dir, share_with):
+    """Return the pending cells no shared directory has finished, and how many it has."""
+    if not share_with:
+        return todo, 0
+    from collect.sharing import finished_elsewhere, shared_dirs
+
+    if not out_dir:
+        sys.exit("--share-cells-with needs --out (the sweep's own directory).")
+    shared = shared_dirs(config, share_with, out_dir)
+    left = [k for k in todo if finished_elsewhere(shared, k) is None]
+    return left, len(todo) - len(left)
 
 
 def seconds_per_flop(ds) -> np.ndarray:

@@ -124,3 +124,27 @@ def test_the_price_turns_each_cells_flops_into_hours_at_the_measured_speed(
     assert f"in all: about {0.3 * hours:.0f}-{hours:.0f} single-core hours" in printed
     assert hours > 20, "the check needs hours the printout rounds to distinct integers"
     assert "memtok:4" in printed and "2 cells" in printed
+
+
+def test_the_price_leaves_out_cells_a_shared_sweep_finished(tmp_path, tiny_sweep, capsys):
+    """``--share-cells-with``: a cell the other sweep finished is copied, so it costs nothing."""
+    import json
+
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    long = {"tasks": ["long_context"], "random_ratios": [1.0], "ranks": [1]}
+    ours = tiny_sweep(name="ours", grid=[{**long, "lengths": [20, 40]}])
+    theirs = tiny_sweep(name="theirs", grid=[{**long, "lengths": [20]}])
+    done = run_sweep(
+        config_from_dict(theirs), tmp_path / "theirs", progress=False, merge_to=tmp_path / "t.nc"
+    )
+    run_sweep(config_from_dict(ours), tmp_path / "ours", progress=False, only=[])
+    sweep = tmp_path / "ours.json"
+    sweep.write_text(json.dumps(ours))
+    mod = _price_module()
+    mod.price_sweep(done, str(sweep), str(tmp_path / "ours"), 100, [str(tmp_path / "theirs")])
+    printed = capsys.readouterr().out
+    assert "1 of 2 cells pending" in printed
+    assert f"1 more pending cell(s) finished in {tmp_path / 'theirs'}: copied, free" in printed
+    assert "lengths [40], 1 cells" in printed
