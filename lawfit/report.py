@@ -315,7 +315,23 @@ def _summary_law(res: dict) -> str:
     d = law.to_dataframe().reset_index()
     if "low" not in d:
         return f"α = {law.params['alpha']:.3g}, β = {law.params['beta']:.3g}"
-    return f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}; R² = {law.r2:.3f}, n = {law.n_obs}"
+    how = ""
+    if law.boot is not None and law.boot.degenerate:  # no bootstrap interval: say which one
+        d, how = _fallback_interval(law, d)
+    text = f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}{how}"
+    return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}"
+
+
+def _fallback_interval(law, d: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Return the summary's interval when the bootstrap gave none: cluster-robust, else Wald."""
+    try:
+        ci, how = law.conf_int("cluster"), " (cluster-robust CI: the bootstrap has one estimate)"
+    except LawfitError:
+        ci, how = law.conf_int("wald"), " (Wald CI: the bootstrap has one estimate)"
+    d = d.drop(columns=["low", "high"]).merge(
+        ci[["low", "high"]], left_on="param", right_index=True
+    )
+    return d, how
 
 
 def _summary_best_form(res: dict) -> str:

@@ -8,6 +8,7 @@ from scipy import stats
 
 import lawfit
 from lawfit.errors import LawfitError
+from lawfit.report import _summary_law
 from lawfit.robust import cr2_covariance
 from lawfit.testing import synthetic_dataset
 
@@ -188,4 +189,9 @@ def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
     assert res.exponent_correlation.attrs["source"] == "asymptotic covariance"
     pred = res.predict(rank=2, length=256, warn=False)  # the delta method instead
     assert (pred["low"] < pred["mean"]).all() and (pred["mean"] < pred["high"]).all()
-    assert np.isfinite(res.conf_int("cluster")[["low", "high"]].to_numpy()).all()
+    ci = res.conf_int("cluster")
+    assert np.isfinite(ci[["low", "high"]].to_numpy()).all()
+    # the report's summary row shows that interval instead of [nan, nan], and says so
+    summary = _summary_law({"law": res})
+    assert "nan" not in summary and "(cluster-robust CI" in summary
+    assert f"[{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]" in summary
