@@ -41,10 +41,14 @@ from collect.store import (
 
 @dataclass(frozen=True)
 class SharedDirs:
-    """Sweep directories whose cells this sweep shares (same fingerprint and precision)."""
+    """Sweep directories whose cells this sweep shares (same fingerprint and precision).
+
+    ``precision`` is the one they record (None while none of them has computed a cell).
+    """
 
     dirs: tuple[Path, ...] = ()
     fingerprint: str = ""
+    precision: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.dirs)
@@ -69,7 +73,7 @@ def shared_dirs(config: SweepConfig, dirs: Iterable[str | Path], out_dir: str | 
         If a directory holds no sweep, is ``out_dir`` itself, was collected under other
         settings (the message lists them), or in another floating-point precision.
     """
-    out_dir, checked = Path(out_dir), []
+    out_dir, checked, shared_precision = Path(out_dir), [], None
     mine = _sweep_meta(out_dir).get("precision") if (out_dir / "sweep.json").exists() else None
     for path in map(Path, dirs):
         meta = _sweep_meta(path)
@@ -93,17 +97,9 @@ def shared_dirs(config: SweepConfig, dirs: Iterable[str | Path], out_dir: str | 
                 f"--share-cells-with {path}: its cells are computed in {theirs}, this "
                 f"directory's in {mine}; cells of two precisions do not mix in one sweep."
             )
-        mine = mine or theirs
+        mine, shared_precision = mine or theirs, shared_precision or theirs
         checked.append(path)
-    return SharedDirs(tuple(checked), config.fingerprint())
-
-
-def shared_precision(shared: SharedDirs) -> str | None:
-    """Return the precision the shared directories record (the first that records one)."""
-    for path in shared.dirs:
-        if (precision := _sweep_meta(path).get("precision")) is not None:
-            return precision
-    return None
+    return SharedDirs(tuple(checked), config.fingerprint(), shared_precision)
 
 
 def finished_elsewhere(shared: SharedDirs, key: CellKey) -> Path | None:
@@ -116,13 +112,10 @@ def finished_elsewhere(shared: SharedDirs, key: CellKey) -> Path | None:
     return None
 
 
-def copy_finished(shared: SharedDirs, out_dir: Path, key: CellKey) -> Path | None:
-    """Copy ``key`` from the shared directory that finished it; return that directory."""
-    source = finished_elsewhere(shared, key)
-    if source is not None:
-        attrs = {"copied_from": str(source)}
-        copy_cell(source, out_dir, key, shared.fingerprint, shared.fingerprint, attrs)
-    return source
+def copy_finished(shared: SharedDirs, source: Path, out_dir: Path, key: CellKey) -> Path:
+    """Copy ``key`` from ``source``, a shared directory that finished it (attr ``copied_from``)."""
+    attrs = {"copied_from": str(source)}
+    return copy_cell(source, out_dir, key, shared.fingerprint, shared.fingerprint, attrs)
 
 
 def claim_shared(shared: SharedDirs, key: CellKey) -> bool:

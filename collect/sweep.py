@@ -48,9 +48,9 @@ from collect.sharing import (
     adopt_checkpoint,
     claim_shared,
     copy_finished,
+    finished_elsewhere,
     release_shared,
     shared_dirs,
-    shared_precision,
 )
 from collect.store import (
     cell_path,
@@ -389,8 +389,8 @@ def run_sweep(
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     prepare_dir(config, out_dir)
     shared = shared_dirs(config, share_with, out_dir)
-    if (precision := shared_precision(shared)) is not None:
-        check_precision(out_dir, precision)  # copied cells fix this directory's precision
+    if shared.precision is not None:
+        check_precision(out_dir, shared.precision)  # copied cells fix the precision here
     # Config order is priority order: blocks by `priority`, then as listed, run first.
     index, n_shards = shard
     if not 0 <= index < n_shards:
@@ -406,8 +406,9 @@ def run_sweep(
 
         torch.set_num_threads(config.threads)
     bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching, shared)
     with warnings_above_bars(bar.file):
-        _run_pending(config, out_dir, todo, redo, plan, source, bar, deadline, batching, shared)
+        _run_pending(ctx, todo)
     bar.close()
     if merge_to is not None:
         ds = merge(config, out_dir)
@@ -416,21 +417,10 @@ def run_sweep(
     return None
 
 
-def _run_pending(
-    config,
-    out_dir,
-    todo,
-    redo,
-    plan,
-    source,
-    bar: SweepProgress,
-    deadline=None,
-    batching=None,
-    shared: SharedDirs | None = None,
-) -> None:
+def _run_pending(ctx: _Context, todo: list[CellKey]) -> None:
     """Copy, resume or train every cell of ``todo`` that no other worker holds."""
-    shared = shared or SharedDirs()
-    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching, shared)
+    config, out_dir, redo = ctx.config, ctx.out_dir, ctx.redo
+    plan, source, bar = ctx.plan, ctx.source, ctx.bar
     # copied cells need no model: take them first
     for key in (k for k in todo if plan.get(k) == "copy"):
         done_elsewhere = key not in redo and cell_path(out_dir, key).exists()
@@ -448,8 +438,8 @@ def _run_pending(
     try:
         _run_cells(ctx, todo)
     except TimeLimitReached:
-        bar.stopped = deadline.reason
-        bar.say(f"{config.name}: {deadline.reason}; stopped")
+        bar.stopped = ctx.deadline.reason
+        bar.say(f"{config.name}: {ctx.deadline.reason}; stopped")
     # cells left to a shared directory's worker that it finished meanwhile join this merge
     late = [key for key in todo if _copied_from_shared(ctx, key, count=False)]
     if late:
@@ -554,8 +544,8 @@ class _Context:
     source: ExtensionSource | None
     bar: SweepProgress
     deadline: Deadline | None
-    batching: Batching | None = None
-    shared: SharedDirs = SharedDirs()
+    batching: Batching
+    shared: SharedDirs
 
 
 @dataclass
@@ -576,15 +566,16 @@ def _copied_from_shared(ctx: _Context, key: CellKey, count: bool = True) -> bool
     """
     if not ctx.shared or key in ctx.redo or cell_path(ctx.out_dir, key).exists():
         return False
-    if not claim_cell(ctx.out_dir, key):
+    source = finished_elsewhere(ctx.shared, key)  # read-only: claim only what is there
+    if source is None or not claim_cell(ctx.out_dir, key):
         return False
     try:
-        source = copy_finished(ctx.shared, ctx.out_dir, key)
+        copy_finished(ctx.shared, source, ctx.out_dir, key)
     finally:
         release_cell(ctx.out_dir, key)
-    if source is not None and count:
+    if count:
         ctx.bar.skipped(f"copied from {source}")
-    return source is not None
+    return True
 
 
 def _release(ctx: _Context, key: CellKey) -> None:
@@ -740,8 +731,8 @@ def _train_batch(ctx: _Context, target: _Target, jobs: list[_Job], model):
 
 def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
     """Train the pending cells ``todo``; raise :class:`TimeLimitReached` at ``deadline``."""
-    config, out_dir, bar, deadline = ctx.config, ctx.out_dir, ctx.bar, ctx.deadline
-    batching = ctx.batching = ctx.batching or Batching()
+    config, out_dir, bar = ctx.config, ctx.out_dir, ctx.bar
+    deadline, batching = ctx.deadline, ctx.batching
     for model_name, model_keys in itertools.groupby(todo, key=lambda k: k.model):
         model_keys = list(model_keys)
         if deadline is not None and deadline.passed():  # no model loads after the limit
