@@ -181,6 +181,7 @@ def price_sweep(ds, sweep, out_dir=None, budget=None, share_with=()):
     its cap) and at 30 % of that (one that stops early).
     """
     from collect.config import load_config
+    from collect.sharing import not_finished_elsewhere
     from collect.sweep import pending_cells
 
     rate = seconds_per_flop(ds)
@@ -188,7 +189,9 @@ def price_sweep(ds, sweep, out_dir=None, budget=None, share_with=()):
     budget = budget or config.train.max_steps
     keys = config.cells()
     todo = pending_cells(config, out_dir) if out_dir and os.path.isdir(out_dir) else keys
-    todo, copied = shared_split(config, todo, out_dir, share_with)
+    if share_with and not out_dir:
+        sys.exit("--share-cells-with needs --out (the sweep's own directory).")
+    todo, copied = not_finished_elsewhere(config, todo, out_dir, share_with or ())
     header(f"Cost of {sweep}: {len(todo)} of {len(keys)} cells pending, {budget}-step cap")
     if copied:
         print(f"{copied} more pending cell(s) finished in {', '.join(share_with)}: copied, free")
@@ -226,19 +229,6 @@ def price_sweep(ds, sweep, out_dir=None, budget=None, share_with=()):
         f"\nin all: about {0.3 * total:.0f}-{total:.0f} single-core hours "
         f"({0.15 * total:.0f}-{total / 2:.0f} h of wall time on two workers)"
     )
-
-
-def shared_split(config, todo, out_dir, share_with):
-    """Return the pending cells no shared directory has finished, and how many it has."""
-    if not share_with:
-        return todo, 0
-    from collect.sharing import finished_elsewhere, shared_dirs
-
-    if not out_dir:
-        sys.exit("--share-cells-with needs --out (the sweep's own directory).")
-    shared = shared_dirs(config, share_with, out_dir)
-    left = [k for k in todo if finished_elsewhere(shared, k) is None]
-    return left, len(todo) - len(left)
 
 
 def seconds_per_flop(ds) -> np.ndarray:

@@ -1,11 +1,16 @@
 """Step 11 - which pending cells of a sweep pin the law's exponents down fastest (issue 10).
 
     python analysis/11_next_cells.py DATA.nc [--sweep SWEEP.toml] [--out CELLS_DIR]
-        [--prior PRIOR.nc ...] [--theta ...] [--top N] [--markdown]
+        [--share-cells-with DIR ...] [--prior PRIOR.nc ...] [--theta ...] [--top N] [--markdown]
 
 DATA is the sweep's merged cells so far (``collect merge SWEEP --out CELLS_DIR -o DATA.nc``);
 the defaults are the fixed-budget law sweep (sweeps/law_cpu_fixed.toml, data/law_cpu_fixed).
-For each setting of the sweep's pending SFT cells (task, random ratio, adapter placement):
+Pending cells that a ``--share-cells-with`` directory finished are copied by ``collect run``,
+not trained, so they are left out. For each setting of the sweep's pending SFT cells (task,
+random ratio, carrier: a LoRA placement sized by rank, or a carrier kind of
+``lawfit.carriers.carrier_of`` sized by its knob, e.g. ``kv:1@27``, ``kv:4@27`` as ``kv@27``
+with m in the rank column; within a carrier the trainable scalars are proportional to the
+knob, so the exponents are those of the law in n_params):
 
 1. the law's current estimate: ΔL = C·r^α·ℓ^(−β) + b fitted on DATA's finished cells of the
    setting, or, where they do not identify it yet, the fit of the same setting in the first
@@ -46,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, header, markdown, parser  # noqa: E402
 
 import lawfit  # noqa: E402
+from lawfit.carriers import carrier_of, knob_value  # noqa: E402
 from lawfit.fitting import LN2  # noqa: E402
 
 SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_fixed.toml")
@@ -54,16 +60,32 @@ PRIORS = [os.path.join(ROOT, "data", f) for f in ("smollm2_cpu.nc", "law_cpu.nc"
 CHECKPOINTS = (5.0, 10.0, 20.0)  # hours of one worker at which the two orders are compared
 
 
-def setting_cells(ds, model: str, task: str, random_ratio: float, modules: str) -> pd.DataFrame:
-    """The finished SFT cells of one setting: rank, length, data_seed, ΔL, loss_after."""
+def setting_cells(ds, model: str, task: str, random_ratio: float, carrier: str) -> pd.DataFrame:
+    """The finished SFT cells of one setting and carrier, sized by the carrier's knob.
+
+    ``carrier`` is a label of :func:`lawfit.carriers.carrier_of`: a LoRA placement
+    (``mlp_block@20``, sized by rank) or a carrier kind (``kv@27``: ``kv:1@27``, ``kv:2@27``,
+    ... sized by m). The knob stands in the ``rank`` column: within one carrier the trainable
+    scalars are proportional to it, so the law's exponents are the same in either.
+    """
     cols = ["loss_reduction", "loss_after", "loss_before", "status"]
+    empty = pd.DataFrame(columns=["rank", "length", "data_seed", *cols])
     sel = {"model": model, "task": task, "random_ratio": random_ratio, "objective": "sft"}
-    sel["modules"] = modules
     if any(k in ds.dims and v not in ds[k].values for k, v in sel.items()):
-        return pd.DataFrame(columns=["rank", "length", "data_seed", *cols])
+        return empty
     sub = ds.sel({k: v for k, v in sel.items() if k in ds.dims})
+    modules = [m for m in np.atleast_1d(sub["modules"].values) if carrier_of(str(m))[0] == carrier]
+    if not modules:
+        return empty
+    if "modules" in sub.dims:
+        sub = sub.sel(modules=modules)
     df = sub[cols].to_dataframe().reset_index()
-    return df[df["status"] == "ok"].reset_index(drop=True)
+    df = df[df["status"] == "ok"].reset_index(drop=True)
+    if "modules" in df:
+        rank = df["rank"] if "rank" in df else pd.Series(1.0, index=df.index)
+        df["rank"] = [knob_value(m, r) for m, r in zip(df["modules"], rank, strict=True)]
+        df = df.drop(columns="modules")
+    return df
 
 
 def estimate(
@@ -71,6 +93,8 @@ def estimate(
 ) -> tuple[dict, float, str] | None:
     """The law's parameters and σ: from the finished cells, else the first prior's (or None)."""
     for source, cells in [("this sweep's finished cells", done), *priors]:
+        if not len(cells):
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -122,11 +146,13 @@ def candidates(
     for position, k in keys:
         left = max(config.train.max_steps - checkpoint_step(out, k), 0)
         flops = sweep_cell_flops(k, config, left)
-        dl = float(lawfit.get_form("power_law").func(k.rank, k.length, **theta))
+        dl = float(
+            lawfit.get_form("power_law").func(knob_value(k.modules, k.rank), k.length, **theta)
+        )
         rows.append(
             dict(
                 sweep_order=position,
-                rank=k.rank,
+                rank=knob_value(k.modules, k.rank),
                 length=k.length,
                 data_seed=k.data_seed,
                 seed=k.seed,
@@ -160,6 +186,18 @@ def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
                 row[f"{col} ({name})"] = np.inf if unidentified else value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def standard_errors_now(used: pd.DataFrame, theta: dict, sigma: float) -> str:
+    """SE(α), SE(β) and their correlation on the finished cells alone (Fisher, as the order)."""
+    from lawfit.design import form_jacobian, parameter_se
+
+    form = lawfit.get_form("power_law")
+    if len(set(zip(used["rank"], used["length"], strict=True))) <= len(form.params):
+        return "not identified yet (no more distinct points than parameters)"
+    J = form_jacobian(form, used, theta) / sigma
+    se = parameter_se(J.T @ J, form.params, ("alpha", "beta"))
+    return f"alpha {se['se_alpha']:.3g}, beta {se['se_beta']:.3g}, corr {se['corr']:+.3f}"
 
 
 #: what the design says after each cell (dof: of the cluster-robust interval, lawfit.robust)
@@ -200,6 +238,14 @@ def main() -> None:
         help="nats above ln 2 within which a predicted loss_after counts as memorized "
         "(default 1: the shipped prior's 600-step budget leaves dL 8-14 %% short)",
     )
+    ap.add_argument(
+        "--share-cells-with",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="other sweep directories whose finished cells collect run --share-cells-with "
+        "copies: they are not pending here",
+    )
     ap.add_argument("--top", type=int, default=15, help="rows of the order to print")
     ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")
     args = ap.parse_args()
@@ -207,22 +253,29 @@ def main() -> None:
 
     from collect.config import load_config
     from collect.cost import seconds_per_flop
+    from collect.sharing import not_finished_elsewhere
     from collect.sweep import pending_cells
 
     ds = load(args)
     config = load_config(args.sweep)
     position = {k: i + 1 for i, k in enumerate(config.cells())}
     pending = [k for k in pending_cells(config, args.out) if k.method == "sft"]
+    pending, copied = not_finished_elsewhere(config, pending, args.out, args.share_cells_with)
+    if copied:
+        print(f"{copied} pending cell(s) finished in {', '.join(args.share_cells_with)}: copied")
     rate = float(np.median(seconds_per_flop(ds)))
     priors = [(path, lawfit.data.open_dataset(path)) for path in args.prior]
     show = markdown if args.markdown else (lambda f: f.to_string(index=False))
     groups: dict[tuple, list] = {}
     for k in pending:
-        groups.setdefault((k.model, k.task, k.random_ratio, k.modules), []).append(k)
-    for (model, task, rr, modules), keys in groups.items():
-        header(f"Next cells: {model}, {task}, random ratio {rr:g}, {modules} ({len(keys)} pending)")
-        done = setting_cells(ds, model, task, rr, modules)
-        before_us = [(path, setting_cells(p, model, task, rr, modules)) for path, p in priors]
+        groups.setdefault((k.model, k.task, k.random_ratio, carrier_of(k.modules)[0]), []).append(k)
+    for (model, task, rr, carrier), keys in groups.items():
+        size = carrier_of(keys[0].modules)[1]
+        header(f"Next cells: {model}, {task}, random ratio {rr:g}, {carrier} ({len(keys)} pending)")
+        if size != "rank":
+            print(f"sized by {size} (shown in the rank column)")
+        done = setting_cells(ds, model, task, rr, carrier)
+        before_us = [(path, setting_cells(p, model, task, rr, carrier)) for path, p in priors]
         known = pd.concat([done, *(cells for _, cells in before_us)])
         got = given_theta(args.theta) or estimate(done, before_us)
         if got is None:
@@ -250,6 +303,7 @@ def main() -> None:
         given = lawfit.next_cells("power_law", theta, sigma, used, cand, greedy=False, **kw)
         greedy["cum_hours"] = greedy["hours"].cumsum()
         print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
+        print(f"standard errors now: {standard_errors_now(used, theta, sigma)}")
         print(f"pending cells in the order of lawfit.next_cells (first {args.top}):")
         print(show(greedy[[c for c in SHOW if c in greedy]].head(args.top)) + "\n")
         print("standard errors after the first N single-core hours, by order:")

@@ -112,6 +112,37 @@ def finished_elsewhere(shared: SharedDirs, key: CellKey) -> Path | None:
     return None
 
 
+def not_finished_elsewhere(
+    config: SweepConfig, keys: Iterable[CellKey], out_dir: str | Path, dirs: Iterable[str | Path]
+) -> tuple[list[CellKey], int]:
+    """Split pending cells into those to train and a count of those a shared directory finished.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        The sweep the cells belong to.
+    keys : iterable of CellKey
+        Its pending cells (``collect.sweep.pending_cells``).
+    out_dir : str or Path
+        The sweep's own directory.
+    dirs : iterable of str or Path
+        Directories given to ``--share-cells-with`` (checked as ``collect run`` checks them).
+
+    Returns
+    -------
+    left : list of CellKey
+        The cells no shared directory holds finished: they still need training.
+    copied : int
+        How many it holds (``collect run --share-cells-with`` copies them; they cost nothing).
+    """
+    keys, dirs = list(keys), list(dirs)
+    if not dirs:
+        return keys, 0
+    shared = shared_dirs(config, dirs, out_dir)
+    left = [k for k in keys if finished_elsewhere(shared, k) is None]
+    return left, len(keys) - len(left)
+
+
 def copy_finished(shared: SharedDirs, source: Path, out_dir: Path, key: CellKey) -> Path:
     """Copy ``key`` from ``source``, a shared directory that finished it (attr ``copied_from``)."""
     attrs = {"copied_from": str(source)}

@@ -98,8 +98,16 @@ def carrier_of(modules: str) -> tuple[str, str, str]:
     return f"{kind}@{at}", knob, f"{kind}:{{}}@{at}"
 
 
-def _knob_value(modules: str, rank: float) -> float:
-    """Return the size knob of one cell: m or k from a carrier spec, else the LoRA rank."""
+def knob_value(modules: str, rank: float) -> float:
+    """Return the size knob of one cell: m or k from a carrier spec, else the LoRA rank.
+
+    Examples
+    --------
+    >>> knob_value("kv:4@27", 1)
+    4.0
+    >>> knob_value("mlp_block@20", 2)
+    2.0
+    """
     match = _SPEC.match(str(modules).strip())
     return float(match["knob"]) if match else float(rank)
 
@@ -169,7 +177,7 @@ def carrier_frame(data, *, size: str = "params", dtype: str | None = None):
     frame, _ = as_frame(data, variables=("loss_reduction",), by="modules", inputs=(col, "length"))
     labels = frame["modules"].map(lambda m: carrier_of(m)[0])
     rank = frame["rank"] if "rank" in frame else pd.Series(1.0, index=frame.index)
-    knob = [_knob_value(m, r) for m, r in zip(frame["modules"], rank, strict=True)]
+    knob = [knob_value(m, r) for m, r in zip(frame["modules"], rank, strict=True)]
     return frame.assign(carrier=labels.to_numpy(), knob=knob), notes
 
 
@@ -834,7 +842,7 @@ def _capacity_cells(cells: pd.DataFrame) -> pd.DataFrame:
     rank = cells["rank"] if "rank" in cells else pd.Series(1.0, index=cells.index)
     cells = cells.assign(
         carrier=cells["modules"].map(lambda m: carrier_of(m)[0]).to_numpy(),
-        knob=[_knob_value(m, r) for m, r in zip(cells["modules"], rank, strict=True)],
+        knob=[knob_value(m, r) for m, r in zip(cells["modules"], rank, strict=True)],
     )
     sizes = ["carrier", "modules", "knob"]
     mean = cells.groupby([*sizes, "length"], as_index=False)["bits"].mean()

@@ -77,10 +77,15 @@ def parameter_se(information: np.ndarray, params: Sequence[str], names: Sequence
     """Return the standard errors of ``names`` and their correlation under ``information``.
 
     Returns ``inf`` standard errors (and a NaN correlation) where the information is
-    singular: the design does not identify the parameters yet.
+    singular: the design does not identify the parameters yet. Singularity is judged on the
+    information scaled to unit diagonal, so a parameter's units (C of a law whose ΔL is
+    ~10 nats at r^α·ℓ^(−β) ~ 0.01) do not make an identified design look singular.
     """
     idx = [list(params).index(n) for n in names]
-    s = np.linalg.svd(information, compute_uv=False)
+    scale = np.sqrt(np.clip(np.diag(information), 0, None))
+    if np.any(scale <= 0):
+        return {**{f"se_{n}": np.inf for n in names}, "corr": np.nan}
+    s = np.linalg.svd(information / np.outer(scale, scale), compute_uv=False)
     if s[-1] <= 1e-10 * s[0]:
         return {**{f"se_{n}": np.inf for n in names}, "corr": np.nan}
     cov = np.linalg.inv(information)[np.ix_(idx, idx)]

@@ -50,3 +50,45 @@ def test_next_cells_orders_a_sweeps_pending_cells(tmp_path, tiny_sweep):
         [sys.executable, script, *args, "--theta", "C=3"], env=env, capture_output=True, text=True
     )
     assert bad.returncode != 0 and "--theta expects" in bad.stderr
+
+
+def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tmp_path, tiny_sweep):
+    # a carrier sweep: the KV prefix sized by m (kv:1@1, kv:2@1, ...) is one law, not one
+    # setting per spec; cells another sweep directory finished are copied, not pending.
+    # 6 cells: kv:{1,2,4}@1 at l=20, 40; this directory holds l=40, the other kv:1@1 at 20
+    import json
+
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    grid = {"tasks": ["long_context"], "random_ratios": [1.0], "ranks": [1], "lengths": [20]}
+    raw = tiny_sweep(
+        defaults={"models": ["tiny-random"], "modules": ["kv:1@1"], "seeds": [0]},
+        train={"max_steps": 3, "log_every": 1},
+        grid=[grid],
+    )
+    run_sweep(config_from_dict(raw), tmp_path / "other", progress=False)
+    mine = tmp_path / "cells"
+    raw["grid"][0].update(lengths=[20, 40], modules=["kv:1@1", "kv:2@1", "kv:4@1"])
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(raw))
+    first = config_from_dict({**raw, "grid": [{**raw["grid"][0], "lengths": [40]}]})
+    run_sweep(first, mine, progress=False, merge_to=tmp_path / "d.nc")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    script = os.path.join(ROOT, "analysis", "11_next_cells.py")
+    args = [str(tmp_path / "d.nc"), "--sweep", str(sweep), "--out", str(mine)]
+    args += ["--share-cells-with", str(tmp_path / "other")]
+    theta = ["--theta", "C=3,alpha=0.6,beta=0.5,b=0,sigma=0.1", "--markdown"]
+    run = subprocess.run(
+        [sys.executable, script, *args, *theta], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "1 pending cell(s) finished in" in out  # kv:1@1 at l=20: the other directory's
+    assert out.count("Next cells:") == 1 and "kv@1 (2 pending)" in out and "sized by m" in out
+    lines = out.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("pending cells in the order"))
+    table = [ln.strip("| ").split(" | ") for ln in lines[start + 3 :]]
+    rows = table[: next(i for i, r in enumerate(table) if r == [""])]
+    got = sorted((float(r[2]), int(r[3])) for r in rows)  # (knob m, length)
+    assert got == [(2.0, 20), (4.0, 20)]  # l=40 was collected here, kv:1@1 at 20 there

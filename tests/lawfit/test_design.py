@@ -52,6 +52,26 @@ def test_predicted_standard_errors_match_refits_of_simulated_data():
     assert np.corrcoef(np.asarray(draws).T)[0, 1] == pytest.approx(want["corr"], abs=0.1)
 
 
+def test_standard_errors_do_not_depend_on_the_units_of_another_parameter():
+    # C in other units rescales its row and column of the information by k: the SEs of alpha
+    # and beta stay the same. A raw-SVD singularity check called this design unidentified
+    # (inf) at k = 1e-4, the scale of a KV-prefix law with C ~ 700 (analysis/11).
+    form = get_form("power_law")
+    design = grid([1, 2, 4], [128, 256, 512])
+    J = form_jacobian(form, design, TRUTH)
+    info = J.T @ J / 0.1**2
+    want = parameter_se(info, form.params, ("alpha", "beta"))
+    for k in (1e-4, 1e4):
+        units = np.diag([k, 1.0, 1.0, 1.0])
+        got = parameter_se(units @ info @ units, form.params, ("alpha", "beta"))
+        assert np.isfinite(got["se_alpha"])
+        for name in ("se_alpha", "se_beta", "corr"):
+            assert got[name] == pytest.approx(want[name], rel=1e-6)
+    singular = info.copy()
+    singular[:, 0] = singular[0, :] = 0.0
+    assert parameter_se(singular, form.params, ("alpha", "beta"))["se_alpha"] == np.inf
+
+
 def candidates(rows, cost=1.0, informative=True):
     c = pd.DataFrame(rows, columns=["rank", "length"])
     return c.assign(cost=cost, informative=informative)
