@@ -555,15 +555,8 @@ def memft_savings(
         if target_kind == "loss_after"
         else f"ΔL >= {target:.4g} nats/token"
     )
-    budget = None
     methods = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
-    if "sft" in methods or not methods:
-        try:
-            budget = gradient_budget(
-                ds, objective="sft", bootstrap=bootstrap, confidence_level=confidence_level, rng=gen
-            )
-        except LawfitError as exc:
-            notes.append(f"gradient budget skipped: {exc}")
+    budget = _sft_budget(ds, methods, bootstrap, confidence_level, gen, notes)
     empty = pd.DataFrame()
     memfts = [m for m in methods if m.startswith("memft")]
     if "sft" not in methods or not memfts:
@@ -594,6 +587,54 @@ def memft_savings(
     if lengths is None:
         lengths = np.concatenate([obs_len, [2 * obs_len.max(), 4 * obs_len.max()]])
     lengths = np.atleast_1d(np.asarray(lengths, float))
+    rows = _predicted_savings(
+        ds,
+        fits,
+        memfts,
+        lengths,
+        (target, target_kind),
+        capacity,
+        exclude,
+        confidence_level,
+        gen,
+        emp,
+        notes,
+    )
+    preds, flags = _savings_table(rows, notes)
+    # validation: measured memft cells vs the laws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
+        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes)
+    notes += _validation_notes(validation)
+    return MemftSavings(
+        budget=budget,
+        predictions=preds,
+        validation=validation,
+        fits=fits,
+        target=target_txt,
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
+
+
+def _sft_budget(ds, methods, bootstrap, confidence_level, gen, notes):
+    """Return the SFT gradient budget (None, with a note, where the data cannot give it)."""
+    if methods and "sft" not in methods:
+        return None
+    try:
+        return gradient_budget(
+            ds, objective="sft", bootstrap=bootstrap, confidence_level=confidence_level, rng=gen
+        )
+    except LawfitError as exc:
+        notes.append(f"gradient budget skipped: {exc}")
+        return None
+
+
+def _predicted_savings(
+    ds, fits, memfts, lengths, goal, capacity, exclude, confidence_level, gen, emp, notes
+) -> list[dict]:
+    """Return the rows of predicted savings: separate laws, then shared exponents, per MemFT."""
+    target, target_kind = goal
     per_rank = _params_per_rank_exact(ds) if capacity == "rank" else None
     l0 = ds if target_kind == "loss_after" else None
     rows = _separate_law_rows(
@@ -617,42 +658,35 @@ def memft_savings(
             )
         except LawfitError as exc:
             notes.append(f"shared-exponent savings for {m} skipped: {exc}")
+    return rows
+
+
+def _savings_table(rows: list[dict], notes: list[str]) -> tuple[pd.DataFrame, list[Flag]]:
+    """Return the predictions as a frame (objective, model, length first) and their flags."""
     preds = pd.DataFrame(rows)
     flags = []
-    if len(preds):
-        lead = ["objective", "model", "length"]
-        preds = preds[lead + [c for c in preds.columns if c not in lead]]
-        if preds["extrapolated"].any():
-            flags.append(
-                Flag(
-                    "extrapolated",
-                    "some predictions extrapolate beyond the fitted "
-                    "ranks/lengths (column extrapolated)",
-                )
+    if not len(preds):
+        return preds, flags
+    lead = ["objective", "model", "length"]
+    preds = preds[lead + [c for c in preds.columns if c not in lead]]
+    if preds["extrapolated"].any():
+        flags.append(
+            Flag(
+                "extrapolated",
+                "some predictions extrapolate beyond the fitted "
+                "ranks/lengths (column extrapolated)",
             )
-        notes.append(
-            "saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
-            "bootstrap draws combined draw by draw (independent resamples of disjoint "
-            "cells)"
         )
-        notes.append(
-            "measured_rank_*: smallest measured rank whose seed-mean meets the target "
-            "(inf: no measured rank does; NaN: length not measured)"
-        )
-    # validation: measured memft cells vs the laws
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
-        validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes)
-    notes += _validation_notes(validation)
-    return MemftSavings(
-        budget=budget,
-        predictions=preds,
-        validation=validation,
-        fits=fits,
-        target=target_txt,
-        notes=tuple(notes),
-        flags=tuple(flags),
+    notes.append(
+        "saving = 1 − capacity_memft / capacity_sft; CI from the two laws' "
+        "bootstrap draws combined draw by draw (independent resamples of disjoint "
+        "cells)"
     )
+    notes.append(
+        "measured_rank_*: smallest measured rank whose seed-mean meets the target "
+        "(inf: no measured rank does; NaN: length not measured)"
+    )
+    return preds, flags
 
 
 def _check_savings_args(ds, bootstrap, confidence_level, target_kind):

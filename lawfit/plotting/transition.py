@@ -141,6 +141,90 @@ def _binned_recall(ds, n_bins: int = 14):
     return np.array(rows), int(m.sum()), p, y
 
 
+def _recall_axis_range(rows, p_tok, y_tok, tf) -> tuple[float, float]:
+    """Return the p range of the recall curve: its bins, (nearly) every token, p* and CI."""
+    pmin = max(1e-4, float(rows[:, 0].min()) / 2) if len(rows) else 1e-3
+    pmax = min(1 - 1e-4, 1 - (1 - float(rows[:, 0].max())) / 2) if len(rows) else 1 - 1e-3
+    if p_tok.size:  # the rug below shows every token: the axis covers them all
+        low = float(p_tok[y_tok == 0].min()) if (y_tok == 0).any() else 1.0
+        pmin = max(1e-6, min(pmin, float(np.quantile(p_tok, 0.005)), low / 1.5))
+        pmax = min(1 - 1e-6, max(pmax, float(np.quantile(p_tok, 0.995))))
+    lo, hi = tf.ci
+    marks = [v for v in (lo, hi, tf.threshold, tf.threshold_isotonic) if np.isfinite(v)]
+    if marks:  # p* and its CI always inside the axis
+        pmin = max(1e-6, min(pmin, min(marks) / 2))
+        pmax = min(1 - 1e-6, max(pmax, 1 - (1 - max(marks)) / 2))
+    return pmin, pmax
+
+
+def _draw_thresholds(ax, tf) -> None:
+    """Draw the logistic p* with its CI shaded, the isotonic 50 % crossing and p = 0.5."""
+    lo, hi = tf.ci
+    ax.axvspan(lo, hi, color=OKABE_ITO[2], alpha=0.3, lw=0)
+    ax.axvline(
+        tf.threshold,
+        color=OKABE_ITO[5],
+        lw=1.0,
+        label=f"logistic p* = {tf.threshold:.3f} [{lo:.3f}, {hi:.3f}]",
+    )
+    if np.isfinite(tf.threshold_isotonic):
+        ax.axvline(
+            tf.threshold_isotonic,
+            color=OKABE_ITO[6],
+            lw=1.0,
+            ls="--",
+            label=f"isotonic 50 % crossing = {tf.threshold_isotonic:.3f}",
+        )
+    ax.axvline(0.5, color="0.3", ls=":", lw=0.8)
+
+
+def _draw_recall_points(ax, rows, p_tok, y_tok) -> None:
+    """Draw binned recall with Wilson intervals and a rug of every token (top: recalled)."""
+    if len(rows):
+        yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
+        ax.errorbar(
+            rows[:, 0],
+            rows[:, 1],
+            yerr=yerr,
+            fmt="o",
+            color="0.15",
+            mfc="white",
+            ms=3.2,
+            elinewidth=0.6,
+            capsize=0,
+            label="binned tokens (95 % CI)",
+        )
+    if not p_tok.size:
+        return
+    for val, yy in ((1, 1.045), (0, -0.045)):
+        sel = y_tok == val
+        ax.plot(
+            p_tok[sel],
+            np.full(sel.sum(), yy),
+            "|",
+            color="0.25",
+            ms=4,
+            mew=0.4,
+            alpha=0.35 if sel.sum() > 50 else 0.7,
+            label="each token (top: recalled)" if val == 1 else None,
+        )
+
+
+def _logit_ticks(ax, pmin: float, pmax: float) -> None:
+    """Put plain-number ticks on a logit axis, sparser when it spans many decades."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    wide = float(logit(np.array(pmax)) - logit(np.array(pmin))) > 12
+    cand = (
+        (1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999)
+        if wide
+        else (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+    )
+    ax.xaxis.set_major_locator(FixedLocator([t for t in cand if pmin <= t <= pmax]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 @styled
 def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | None = None):
     """Plot greedy recall against p_after with the logistic fit, p* and its CI.
@@ -179,35 +263,9 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
     fig, ax = fig_ax(ax, 3.3, 2.5)
     rows, n_tok, p_tok, y_tok = _binned_recall(ds, n_bins)
     ax.set_xscale("logit")
-    pmin = max(1e-4, float(rows[:, 0].min()) / 2) if len(rows) else 1e-3
-    pmax = min(1 - 1e-4, 1 - (1 - float(rows[:, 0].max())) / 2) if len(rows) else 1 - 1e-3
-    if p_tok.size:  # the rug below shows every token: the axis covers them all
-        low = float(p_tok[y_tok == 0].min()) if (y_tok == 0).any() else 1.0
-        pmin = max(1e-6, min(pmin, float(np.quantile(p_tok, 0.005)), low / 1.5))
-        pmax = min(1 - 1e-6, max(pmax, float(np.quantile(p_tok, 0.995))))
+    pmin, pmax = _recall_axis_range(rows, p_tok, y_tok, tf)
+    _draw_thresholds(ax, tf)
     grid = sigmoid(np.linspace(logit(np.array(pmin)), logit(np.array(pmax)), 200))
-    lo, hi = tf.ci
-    marks = [v for v in (lo, hi, tf.threshold, tf.threshold_isotonic) if np.isfinite(v)]
-    if marks:  # p* and its CI always inside the axis
-        pmin = max(1e-6, min(pmin, min(marks) / 2))
-        pmax = min(1 - 1e-6, max(pmax, 1 - (1 - max(marks)) / 2))
-    grid = sigmoid(np.linspace(logit(np.array(pmin)), logit(np.array(pmax)), 200))
-    ax.axvspan(lo, hi, color=OKABE_ITO[2], alpha=0.3, lw=0)
-    ax.axvline(
-        tf.threshold,
-        color=OKABE_ITO[5],
-        lw=1.0,
-        label=f"logistic p* = {tf.threshold:.3f} [{lo:.3f}, {hi:.3f}]",
-    )
-    if np.isfinite(tf.threshold_isotonic):
-        ax.axvline(
-            tf.threshold_isotonic,
-            color=OKABE_ITO[6],
-            lw=1.0,
-            ls="--",
-            label=f"isotonic 50 % crossing = {tf.threshold_isotonic:.3f}",
-        )
-    ax.axvline(0.5, color="0.3", ls=":", lw=0.8)
     ax.plot(
         grid,
         sigmoid(tf.intercept + tf.slope * logit(grid)),
@@ -215,46 +273,9 @@ def plot_recall_curve(result, ds, *, ax=None, n_bins: int = 14, title: str | Non
         lw=1.1,
         label="logistic fit",
     )
-    if len(rows):
-        yerr = np.clip([rows[:, 1] - rows[:, 2], rows[:, 3] - rows[:, 1]], 0, None)
-        ax.errorbar(
-            rows[:, 0],
-            rows[:, 1],
-            yerr=yerr,
-            fmt="o",
-            color="0.15",
-            mfc="white",
-            ms=3.2,
-            elinewidth=0.6,
-            capsize=0,
-            label="binned tokens (95 % CI)",
-        )
-    if p_tok.size:  # rug: every token, recalled at the top, missed at the bottom
-        for val, yy in ((1, 1.045), (0, -0.045)):
-            sel = y_tok == val
-            ax.plot(
-                p_tok[sel],
-                np.full(sel.sum(), yy),
-                "|",
-                color="0.25",
-                ms=4,
-                mew=0.4,
-                alpha=0.35 if sel.sum() > 50 else 0.7,
-                label="each token (top: recalled)" if val == 1 else None,
-            )
+    _draw_recall_points(ax, rows, p_tok, y_tok)
     ax.set_xlim(pmin, pmax)
-    wide = float(logit(np.array(pmax)) - logit(np.array(pmin))) > 12
-    cand = (
-        (1e-6, 1e-4, 0.01, 0.5, 0.99, 0.9999)
-        if wide
-        else (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
-    )
-    ticks = [t for t in cand if pmin <= t <= pmax]
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    ax.xaxis.set_minor_locator(NullLocator())
+    _logit_ticks(ax, pmin, pmax)
     ax.set_ylim(-0.07, 1.07)
     ax.set_xlabel(r"$p_{\mathrm{after}}$ of the correct token (logit scale)")
     ax.set_ylabel("greedy recall")
