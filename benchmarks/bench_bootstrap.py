@@ -7,7 +7,9 @@ point estimate (validation, global grid, polish, covariance) and all replicates
 as a warm start, a vectorised LM on all replicates; see docs/lawfit.md).
 
 The loops refit the *same* resampled data sets (the first ``--loop-subset`` of
-lawfit's own 2,000 replicates, regenerated from the same seed) one at a time:
+lawfit's own 2,000 replicates, regenerated from the same seed) one at a time, with the
+same objective: least squares in the space lawfit's ``space="auto"`` chose (here log
+space, log ΔL against the log of the law, since the noise is multiplicative):
 
 * lmfit ``Model.fit`` started at the full-data estimate (its best case);
 * scipy ``curve_fit`` started at the full-data estimate (its best case);
@@ -22,12 +24,13 @@ printed. Agreement with lawfit's replicate estimates is printed per loop.
 Usage::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_bootstrap.py \\
-        [--boot 2000] [--loop-subset 200] [--repeat 5]
+        [--boot 2000] [--loop-subset 200] [--repeat 5] [--space auto|linear|log]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -52,7 +55,7 @@ def _load():
         return "?"
 
 
-def main(argv=None):
+def _parse(argv):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -65,20 +68,25 @@ def main(argv=None):
     )
     ap.add_argument("--repeat", type=int, default=5, help="every timing: best of N")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    ap.add_argument(
+        "--space",
+        choices=["auto", "linear", "log"],
+        default="auto",
+        help="lawfit.fit's fit space (default auto, lawfit's default: log here); the loops "
+        "fit in the space lawfit used",
+    )
+    return ap.parse_args(argv)
 
-    import lmfit
-    from scipy.optimize import curve_fit
 
-    import lawfit
-    from lawfit.bootstrap import bootstrap_weights
+def _design():
+    """The benchmark's synthetic sweep: 16 ranks x 13 lengths x 3 seeds of a known law."""
     from lawfit.testing import synthetic_dataset
 
     ranks = tuple(2**i for i in range(16))
     lengths = tuple(int(v) for v in np.geomspace(64, 16384, 13).round())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = synthetic_dataset(
+        return synthetic_dataset(
             C=0.05,
             alpha=0.6,
             beta=0.5,
@@ -90,10 +98,12 @@ def main(argv=None):
             loss_before=1e3,
             rng=0,
         )
-    n = ds.sizes["rank"] * ds.sizes["length"] * ds.sizes["seed"]
+
+
+def _print_setup(ds, n: int, boot: int) -> None:
     print(
         f"design: {ds.sizes['rank']} ranks x {ds.sizes['length']} lengths x "
-        f"{ds.sizes['seed']} seeds = {n} cells; {a.boot} case-bootstrap replicates"
+        f"{ds.sizes['seed']} seeds = {n} cells; {boot} case-bootstrap replicates"
     )
     print(
         f"cpu count visible: {os.cpu_count()}; affinity: "
@@ -102,93 +112,149 @@ def main(argv=None):
         f"load average at start: {_load()}"
     )
 
-    # --- lawfit, end to end -------------------------------------------------------
-    lawfit.fit(ds, exclude=None, bootstrap=50, rng=0, profile=False)  # warm-up (imports)
 
-    def run_lawfit():
-        return lawfit.fit(ds, exclude=None, bootstrap=a.boot, rng=a.seed, profile=False)
+def _time_lawfit(ds, a):
+    """Time lawfit.fit with the bootstrap, and the point estimate alone; return (s, result)."""
+    import lawfit
 
-    t_law, law_runs, res = _best(run_lawfit, a.repeat)
-    t_pt, pt_runs, _ = _best(lambda: lawfit.fit(ds, exclude=None, profile=False), a.repeat)
+    kw = dict(exclude=None, profile=False, space=a.space)
+    lawfit.fit(ds, bootstrap=50, rng=0, **kw)  # warm-up (imports)
+    t_law, law_runs, res = _best(
+        lambda: lawfit.fit(ds, bootstrap=a.boot, rng=a.seed, **kw), a.repeat
+    )
+    t_pt, _, _ = _best(lambda: lawfit.fit(ds, **kw), a.repeat)
     print(
         f"lawfit.fit(bootstrap={a.boot}) incl. point estimate: best {t_law:.4f} s "
         f"(runs: {', '.join(f'{t:.4f}' for t in law_runs)}); failed replicates: "
         f"{res.boot.n_failed}"
     )
     print(f"  of which point estimate alone (bootstrap=0): best {t_pt:.4f} s")
+    print(f"  fit space: {res.space} (space={a.space!r}); the loops fit the same objective")
+    return t_law, res
 
-    # --- the same resampled data sets, one fit each --------------------------------
+
+@dataclasses.dataclass
+class _Resamples:
+    """The first m of lawfit's bootstrap data sets, as row indices into the cells."""
+
+    x: np.ndarray
+    ell: np.ndarray
+    y: np.ndarray
+    idx: list[np.ndarray]
+    p: dict
+    space: str  # lawfit's fit space: the loops fit the same objective (log y in log space)
+
+    @property
+    def p_hat(self) -> list[float]:
+        return [self.p[k] for k in ("C", "alpha", "beta", "b")]
+
+
+def _resamples(res, n: int, boot: int, m: int, seed: int) -> _Resamples:
+    """Regenerate lawfit's resampled data sets (same seed) for the one-fit-each loops."""
+    from lawfit.bootstrap import bootstrap_weights
+
     df = res.points
-    x, ell, y = (
-        df["rank"].to_numpy(float),
-        df["length"].to_numpy(float),
-        df["loss_reduction"].to_numpy(float),
+    W = bootstrap_weights(boot, np.arange(n), np.random.default_rng(seed))
+    return _Resamples(
+        x=df["rank"].to_numpy(float),
+        ell=df["length"].to_numpy(float),
+        y=df["loss_reduction"].to_numpy(float),
+        idx=[np.repeat(np.arange(n), W[i].astype(int)) for i in range(m)],
+        p=dict(res.params),
+        space=res.space,
     )
-    W = bootstrap_weights(a.boot, np.arange(n), np.random.default_rng(a.seed))
+
+
+def _law(xl, C, alpha, beta, b):
+    return C * xl[0] ** alpha * xl[1] ** (-beta) + b
+
+
+def _log_law(xl, C, alpha, beta, b):
+    return np.log(_law(xl, C, alpha, beta, b))
+
+
+def _in_space(r: _Resamples):
+    """The law and the response in lawfit's fit space (same estimator as lawfit's)."""
+    return (_log_law, np.log(r.y)) if r.space == "log" else (_law, r.y)
+
+
+def _curve_fit_loop(r: _Resamples, p0, maxfev):
+    """scipy curve_fit on each resample; return estimates and how many raised."""
+    from scipy.optimize import curve_fit
+
+    out = np.full((len(r.idx), 4), np.nan)
+    n_err = 0
+    kw = {} if maxfev is None else {"maxfev": maxfev}
+    law, y = _in_space(r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, j in enumerate(r.idx):
+            try:
+                out[i], _ = curve_fit(law, np.vstack([r.x[j], r.ell[j]]), y[j], p0=p0, **kw)
+            except RuntimeError:  # "Optimal parameters not found" (maxfev reached)
+                n_err += 1
+    return out, n_err
+
+
+def _lmfit_loop(r: _Resamples):
+    """lmfit Model.fit on each resample, started at the full-data estimate."""
+    import lmfit
+
+    law, y = _in_space(r)
+
+    def law2(r_, ell, C, alpha, beta, b):
+        return law((r_, ell), C, alpha, beta, b)
+
+    model = lmfit.Model(law2, independent_vars=["r_", "ell"])
+    params = model.make_params(**r.p)
+    out = np.full((len(r.idx), 4), np.nan)
+    for i, j in enumerate(r.idx):
+        fit = model.fit(y[j], params, r_=r.x[j], ell=r.ell[j])
+        out[i] = [fit.params[k].value for k in ("C", "alpha", "beta", "b")]
+    return out, 0
+
+
+def _time_loop(name, fn, law_draws, a, m: int) -> float:
+    """Time one loop, print its agreement with lawfit, return its time for all replicates."""
+    t, runs, (est, n_err) = _best(fn, a.repeat)
+    t_full = t / m * a.boot
+    ok = np.all(np.isfinite(est), axis=1)
+    dev = np.abs(est[ok][:, 1:3] - law_draws[ok][:, 1:3])
+    away = int(np.sum(np.any(dev > 1e-4, axis=1)))
+    print(
+        f"{name}:\n  {t_full:.3f} s for {a.boot} (timed {m} replicates, best of "
+        f"{a.repeat}: {', '.join(f'{r:.3f}' for r in runs)} s, x{a.boot / m:g} "
+        f"extrapolated linearly); raised (maxfev): {n_err}; ended > 1e-4 from "
+        f"lawfit in alpha/beta: {away}; max |d alpha|, |d beta| vs lawfit on the "
+        f"others: {dev.max(axis=0) if dev.size else 'n/a'}"
+    )
+    return t_full
+
+
+def main(argv=None):
+    a = _parse(argv)
+    ds = _design()
+    n = ds.sizes["rank"] * ds.sizes["length"] * ds.sizes["seed"]
+    _print_setup(ds, n, a.boot)
+    t_law, res = _time_lawfit(ds, a)
     m = min(a.loop_subset, a.boot)
-    idx = [np.repeat(np.arange(n), W[i].astype(int)) for i in range(m)]
+    r = _resamples(res, n, a.boot, m, a.seed)
     law_draws = res.draws.iloc[:m][["C", "alpha", "beta", "b"]].to_numpy(float)
-    p = res.params
-    p_hat = [p["C"], p["alpha"], p["beta"], p["b"]]
-
-    def law(xl, C, alpha, beta, b):
-        return C * xl[0] ** alpha * xl[1] ** (-beta) + b
-
-    def cf_loop(p0, maxfev):
-        out = np.full((m, 4), np.nan)
-        n_err = 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i, j in enumerate(idx):
-                try:
-                    kw = {} if maxfev is None else {"maxfev": maxfev}
-                    out[i], _ = curve_fit(law, np.vstack([x[j], ell[j]]), y[j], p0=p0, **kw)
-                except RuntimeError:  # "Optimal parameters not found" (maxfev reached)
-                    n_err += 1
-        return out, n_err
-
-    def lm_loop():
-        def law2(r, ell, C, alpha, beta, b):
-            return C * r**alpha * ell ** (-beta) + b
-
-        model = lmfit.Model(law2, independent_vars=["r", "ell"])
-        params = model.make_params(C=p["C"], alpha=p["alpha"], beta=p["beta"], b=p["b"])
-        out = np.full((m, 4), np.nan)
-        for i, j in enumerate(idx):
-            fit = model.fit(y[j], params, r=x[j], ell=ell[j])
-            out[i] = [fit.params[k].value for k in ("C", "alpha", "beta", "b")]
-        return out
-
     loops = [
-        ("lmfit Model.fit loop, start = full-data estimate", lm_loop),
+        ("lmfit Model.fit loop, start = full-data estimate", lambda: _lmfit_loop(r)),
         (
             "scipy curve_fit loop, p0 = full-data estimate (best case), maxfev=20000",
-            lambda: cf_loop(p_hat, 20000),
+            lambda: _curve_fit_loop(r, r.p_hat, 20000),
         ),
         (
             "scipy curve_fit loop, default p0 (all ones) and maxfev (typical script)",
-            lambda: cf_loop(None, None),
+            lambda: _curve_fit_loop(r, None, None),
         ),
     ]
-    rows = []
-    for name, fn in loops:
-        t, runs, out = _best(fn, a.repeat)
-        est, n_err = out if isinstance(out, tuple) else (out, 0)
-        t_full = t / m * a.boot
-        ok = np.all(np.isfinite(est), axis=1)
-        dev = np.abs(est[ok][:, 1:3] - law_draws[ok][:, 1:3])
-        away = int(np.sum(np.any(dev > 1e-4, axis=1)))
-        rows.append((name, t_full, t_full / t_law))
-        print(
-            f"{name}:\n  {t_full:.3f} s for {a.boot} (timed {m} replicates, best of "
-            f"{a.repeat}: {', '.join(f'{r:.3f}' for r in runs)} s, x{a.boot / m:g} "
-            f"extrapolated linearly); raised (maxfev): {n_err}; ended > 1e-4 from "
-            f"lawfit in alpha/beta: {away}; max |d alpha|, |d beta| vs lawfit on the "
-            f"others: {dev.max(axis=0) if dev.size else 'n/a'}"
-        )
+    ratios = [(name, _time_loop(name, fn, law_draws, a, m) / t_law) for name, fn in loops]
     print(f"load average at end: {_load()}")
     print("speed-up of lawfit (end to end, best of runs) vs each loop (extrapolated):")
-    for name, _t_full, ratio in rows:
+    for name, ratio in ratios:
         flag = "meets" if ratio >= 30 else "below"
         print(f"  {ratio:7.1f}x  ({flag} 30x)  {name}")
     print(f"  lawfit under 2 s: {'yes' if t_law < 2 else 'NO'} ({t_law:.4f} s)")
