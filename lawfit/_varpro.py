@@ -293,9 +293,21 @@ def _grid_sse_power(logs, nl_grid, Y, W, chunk):
 
 
 def lm_power(
-    logs, theta0, Y, W, lower, upper, *, max_iter=200, ftol=1e-12, xtol=1e-10, lam0=1e-3, init=None
+    logs,
+    theta0,
+    Y,
+    W,
+    lower,
+    upper,
+    *,
+    space="linear",
+    max_iter=200,
+    ftol=1e-12,
+    xtol=1e-10,
+    lam0=1e-3,
+    init=None,
 ):
-    """Batched Levenberg-Marquardt for the power law, least squares in linear space.
+    """Batched Levenberg-Marquardt for the power law, least squares in linear or log space.
 
     The same algorithm as :func:`lm` with ``mode="full"`` (all four parameters,
     projection on the bounds, the same acceptance, damping and convergence rules),
@@ -312,9 +324,12 @@ def lm_power(
     theta0 : ndarray, shape (R, 4)
         Starts (C, alpha, beta, b).
     Y, W : ndarray, shape (R, n) or broadcastable
-        Responses and weights.
+        Responses (linear scale) and weights.
     lower, upper : ndarray, shape (4,)
         Bounds.
+    space : {"linear", "log"}
+        Least squares of y - f, or of log y - log f (the Jacobian divided by f, as in
+        :func:`lm`; a trial point with f <= 0 somewhere has an infinite objective).
     max_iter : int
         Iteration limit; replicates still active then are not converged.
     ftol, xtol : float
@@ -339,6 +354,9 @@ def lm_power(
     n = lr.size
     W = np.ascontiguousarray(np.broadcast_to(W, (R, n)), dtype=float)
     Y = np.ascontiguousarray(np.broadcast_to(Y, (R, n)), dtype=float)
+    log = _log_space(space)
+    if log:
+        Y = transform(Y, "log")
     consts = (
         np.stack([lr, -ll]),  # (2, n): exponent = (alpha, beta) @ L
         np.stack([np.ones(n), lr, ll], axis=1),  # (n, 3)
@@ -346,7 +364,7 @@ def lm_power(
     )  # (n, 6)
     sw = W.sum(axis=1)
     if init is None:
-        obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts)
+        obj, A, grad = _power_pieces(theta, W, Y, sw, np.arange(R), consts, log=log)
     else:
         obj, A, grad = (np.array(v, float) for v in init)
     lam = np.full(R, float(lam0))
@@ -361,7 +379,7 @@ def lm_power(
         step, singular = _damped_step(A[act], grad[act], lam[act], act, done, conv)
         new = np.clip(th + step, lower, upper)
         # objective and normal equations at the trial points (kept where accepted)
-        o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts)
+        o_new, A_new, g_new = _power_pieces(new, W, Y, sw, act, consts, log=log)
         _lm_accept(
             act,
             new,
@@ -381,11 +399,19 @@ def lm_power(
 _IU = np.triu_indices(4, 1)
 
 
-def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
+def _log_space(space: str) -> bool:
+    if space not in ("linear", "log"):
+        raise ValueError(f"space must be 'linear' or 'log'; got {space!r}")
+    return space == "log"
+
+
+def _power_pieces(th, W, Y, sw, rows, consts, chunk=128, log=False):
     """Objective, J'WJ (m, 4, 4) and J'W r (m, 4) of the power law at th (m, 4).
 
     ``th[i]`` belongs to replicate ``rows[i]`` (rows of W, Y). Works through blocks of
-    ``chunk`` replicates so that the (chunk x n) temporaries stay in cache.
+    ``chunk`` replicates so that the (chunk x n) temporaries stay in cache. With ``log``,
+    ``Y`` holds log responses, r = log y - log f and the Jacobian is J/f: the same sums
+    with the weights W/f² (normal matrix) and W r/f (gradient) in place of W and W r.
     """
     L, H1, H2 = consts
     m = th.shape[0]
@@ -400,11 +426,20 @@ def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
             Wc = W[sl] if full else W[rows[sl]]
             Yc = Y[sl] if full else Y[rows[sl]]
             g = np.exp(t[:, 1:3] @ L)
-            r = t[:, :1] * g
-            np.subtract(Yc, r, out=r)
-            r -= t[:, 3:4]  # r = y - (C g + b)
-            Wr = Wc * r
-            obj[sl] = np.einsum("rn,rn->r", Wr, r)
+            if log:
+                f = t[:, :1] * g + t[:, 3:4]
+                r = Yc - np.log(np.where(f > 0, f, np.nan))
+                obj[sl] = np.einsum("rn,rn->r", Wc * r, r)
+                Wr = Wc * r / f
+                Wc = Wc / (f * f)
+                swc = Wc.sum(axis=1)
+            else:
+                r = t[:, :1] * g
+                np.subtract(Yc, r, out=r)
+                r -= t[:, 3:4]  # r = y - (C g + b)
+                Wr = Wc * r
+                obj[sl] = np.einsum("rn,rn->r", Wr, r)
+                swc = sw[rows[sl]]
             sr = Wr.sum(axis=1)
             Wr *= g
             t1 = Wr @ H1  # sum W r g {1, lr, ll}
@@ -423,7 +458,7 @@ def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
             Ab[:, 1, 3] = C * s1[:, 1]
             Ab[:, 2, 2] = C * C * s2[:, 4]
             Ab[:, 2, 3] = -C * s1[:, 2]
-            Ab[:, 3, 3] = sw[rows[sl]]
+            Ab[:, 3, 3] = swc
             Ab[:, _IU[1], _IU[0]] = Ab[:, _IU[0], _IU[1]]
             gb = grad[sl]
             gb[:, 0] = t1[:, 0]
@@ -434,7 +469,7 @@ def _power_pieces(th, W, Y, sw, rows, consts, chunk=128):
     return obj, A, grad
 
 
-def power_shared_pieces(logs, theta_hat, Y, W):
+def power_shared_pieces(logs, theta_hat, Y, W, space="linear"):
     """Objective, J'WJ and J'W r of every replicate at the common point ``theta_hat``.
 
     At one parameter vector the model values m and the Jacobian J (n, 4) are shared
@@ -450,7 +485,9 @@ def power_shared_pieces(logs, theta_hat, Y, W):
     theta_hat : ndarray, shape (4,)
         The common point (C, alpha, beta, b).
     Y, W : ndarray, shape (R, n)
-        Responses and weights.
+        Responses (linear scale) and weights.
+    space : {"linear", "log"}
+        As in :func:`lm_power` (in log space J/f and log y - log f are shared the same way).
 
     Returns
     -------
@@ -464,12 +501,16 @@ def power_shared_pieces(logs, theta_hat, Y, W):
     with np.errstate(all="ignore"):
         g = np.exp(a * lr - b_ * ll)
         J = np.stack([g, C * g * lr, -C * g * ll, np.ones_like(g)], axis=1)  # (n, 4)
+        f = C * g + b
+        if _log_space(space):
+            J = J / np.where(f > 0, f, np.nan)[:, None]
+            Y, f = transform(Y, "log"), transform(f, "log")
         iu = np.triu_indices(4)
         Avec = W @ (J[:, iu[0]] * J[:, iu[1]])
         A = np.empty((R, 4, 4))
         A[:, iu[0], iu[1]] = Avec
         A[:, iu[1], iu[0]] = Avec
-        r = Y - (C * g + b)
+        r = Y - f
         Wr = W * r
         grad = Wr @ J
         obj = np.einsum("rn,rn->r", Wr, r)

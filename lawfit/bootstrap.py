@@ -428,6 +428,7 @@ def _polish(model, start, Y, W, space, loss, delta, logs, init=None):
             W,
             model.lower,
             model.upper,
+            space=space,
             ftol=_FTOL,
             xtol=_XTOL,
             lam0=1e-6,
@@ -443,7 +444,7 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
     identified = identifiable_rows(model.X, W, model.k)
     knl = model.nl.size
     varpro = model.lin.size > 0 and space == "linear" and knl > 0
-    logs = vp.power_law_logs(model) if (loss == "l2" and space == "linear") else None
+    logs = vp.power_law_logs(model) if loss == "l2" and space in ("linear", "log") else None
     half = (
         np.array(
             [
@@ -461,7 +462,7 @@ def _fit_on_design(model, theta_hat, se, Y, W, *, space, loss, delta, local_grid
         and np.all(start[0] == np.clip(start[0], model.lower, model.upper))
     ):
         # warm start at theta_hat, whose model values and Jacobian all replicates share
-        init = vp.power_shared_pieces(logs, theta_hat, np.broadcast_to(Y, W.shape), W)
+        init = vp.power_shared_pieces(logs, theta_hat, np.broadcast_to(Y, W.shape), W, space)
     elif varpro and local_grid and knl <= 3:
         n_per = {1: 9, 2: 5, 3: 4}[knl]
         start = _grid_starts(model, _nl_grid(model, theta_hat, half, n_per), theta_hat, Y, W, space)

@@ -1,6 +1,6 @@
 """The optimised bootstrap path gives the same answers as straightforward references.
 
-The case/cluster bootstrap of the power law (least squares, linear space) takes a fast
+The case/cluster bootstrap of the power law (least squares, linear or log space) takes a fast
 path: per-design-point sufficient statistics instead of (R, n) weights, a shared
 Gauss-Newton warm start, and a dedicated vectorised LM (``_varpro.lm_power``). These
 tests pin it to (a) independent per-replicate scipy ``least_squares`` fits of the
@@ -22,11 +22,12 @@ def _power(x, ell, p):
     return p[0] * np.exp(p[1] * np.log(x) - p[2] * np.log(ell)) + p[3]
 
 
-def _reference_fit(x, ell, y, w, start):
+def _reference_fit(x, ell, y, w, start, space="linear"):
     """Per-replicate weighted least squares, converged as tightly as MINPACK allows."""
     sw = np.sqrt(w)
+    t = np.log if space == "log" else (lambda v: v)
     out = least_squares(
-        lambda p: sw * (_power(x, ell, p) - y),
+        lambda p: sw * (t(_power(x, ell, p)) - t(y)),
         start,
         method="lm",
         xtol=1e-15,
@@ -37,11 +38,14 @@ def _reference_fit(x, ell, y, w, start):
     return out.x, float(np.sum(out.fun**2))
 
 
-@pytest.mark.parametrize("noise, seeds, rng", [(0.05, 3, 0), (0.5, 2, 11)])
-def test_replicates_match_per_replicate_least_squares(noise, seeds, rng):
+@pytest.mark.parametrize(
+    "noise, seeds, rng, space",
+    [(0.05, 3, 0, "linear"), (0.5, 2, 11, "linear"), (0.05, 3, 0, "log"), (0.3, 2, 11, "log")],
+)
+def test_replicates_match_per_replicate_least_squares(noise, seeds, rng, space):
     ds = synthetic_dataset(seeds=seeds, noise=noise, rng=rng)
     R, seed = 200, 4
-    res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False, space="linear")
+    res = lawfit.fit(ds, exclude=None, bootstrap=R, rng=seed, profile=False, space=space)
     assert res.boot.n_failed == 0
     pts = res.points
     x, ell, y = (
@@ -52,9 +56,10 @@ def test_replicates_match_per_replicate_least_squares(noise, seeds, rng):
     # the same draws as lawfit's (the bootstrap is the first use of the generator)
     W = bootstrap_weights(R, np.arange(y.size), np.random.default_rng(seed))
     draws = res.draws[["C", "alpha", "beta", "b"]].to_numpy(float)
+    t = np.log if space == "log" else (lambda v: v)
     for r in np.linspace(0, R - 1, 8).astype(int):
-        ref, ref_obj = _reference_fit(x, ell, y, W[r], res.theta)
-        obj = float(np.sum(W[r] * (_power(x, ell, draws[r]) - y) ** 2))
+        ref, ref_obj = _reference_fit(x, ell, y, W[r], res.theta, space)
+        obj = float(np.sum(W[r] * (t(_power(x, ell, draws[r])) - t(y)) ** 2))
         # same optimum: objective equal to ~1e-12 relative, parameters to ~1e-6
         assert obj <= ref_obj * (1 + 1e-11)
         scale = np.array([abs(ref[0]), 1.0, 1.0, abs(ref[0])])  # b relative to C's size
@@ -84,22 +89,40 @@ def _model(X):
     return vp.Model(f.func, f.jac, X, f.params, f.linear, lo, hi)
 
 
-def test_lm_power_matches_generic_lm():
+@pytest.mark.parametrize("space", ["linear", "log"])
+def test_lm_power_matches_generic_lm(space):
     ds = synthetic_dataset(seeds=3, noise=0.1, rng=2)
-    res = lawfit.fit(ds, exclude=None, profile=False)
+    res = lawfit.fit(ds, exclude=None, profile=False, space=space)
     pts = res.points
     X = [pts["rank"].to_numpy(float), pts["length"].to_numpy(float)]
     y = pts["loss_reduction"].to_numpy(float)
-    Xu, Yu, Wu = resample_collapsed(64, np.arange(y.size), X, y, np.random.default_rng(3))
+    z = np.log(y) if space == "log" else y
+    Xu, Zu, Wu = resample_collapsed(64, np.arange(y.size), X, z, np.random.default_rng(3))
+    Yu = np.exp(Zu) if space == "log" else Zu  # as lawfit.bootstrap.fit_resampled passes it
     model = _model(Xu)
     logs = vp.power_law_logs(model)
     assert logs is not None
     start = np.tile(res.theta, (64, 1))
-    fast = vp.lm_power(logs, start, Yu, Wu, model.lower, model.upper, ftol=1e-14, xtol=1e-12)
-    slow = vp.lm(model, start, Yu, Wu, mode="full", ftol=1e-14, xtol=1e-12)
+    tol = dict(ftol=1e-14, xtol=1e-12)
+    fast = vp.lm_power(logs, start, Yu, Wu, model.lower, model.upper, space=space, **tol)
+    slow = vp.lm(model, start, Yu, Wu, space=space, mode="full", **tol)
     assert fast[2].all() and slow[2].all()
     np.testing.assert_allclose(fast[1], slow[1], rtol=1e-11)
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-6, atol=1e-9)
+    # the shared warm start: the same pieces as evaluating every replicate at theta_hat
+    shared = vp.power_shared_pieces(logs, res.theta, Yu, Wu, space)
+    lr, ll = logs
+    consts = (
+        np.stack([lr, -ll]),
+        np.stack([np.ones_like(lr), lr, ll], axis=1),
+        np.stack([np.ones_like(lr), lr, ll, lr * lr, ll * ll, lr * ll], axis=1),
+    )
+    Zt = np.log(Yu) if space == "log" else Yu
+    each = vp._power_pieces(
+        start, Wu, Zt, Wu.sum(axis=1), np.arange(64), consts, log=space == "log"
+    )
+    for a, b in zip(shared, each, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
 
 
 def test_power_grid_sse_matches_generic():
