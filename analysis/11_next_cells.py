@@ -1,7 +1,8 @@
 """Step 11 - which pending cells of a sweep pin the law's exponents down fastest (issue 10).
 
     python analysis/11_next_cells.py DATA.nc [--sweep SWEEP.toml] [--out CELLS_DIR]
-        [--share-cells-with DIR ...] [--prior PRIOR.nc ...] [--theta ...] [--top N] [--markdown]
+        [--share-cells-with DIR ...] [--prior PRIOR.nc ...] [--theta ...] [--propose]
+        [--top N] [--markdown]
 
 DATA is the sweep's merged cells so far (``collect merge SWEEP --out CELLS_DIR -o DATA.nc``);
 the defaults are the fixed-budget law sweep (sweeps/law_cpu_fixed.toml, data/law_cpu_fixed).
@@ -32,6 +33,10 @@ knob, so the exponents are those of the law in n_params):
 6. with several target sequences, the degrees of freedom the cluster-robust interval of α
    and β would have (``conf_int("cluster")``; they depend on the design only): near 1 when
    one sequence alone carries a parameter, G − 1 when the sequences cover it equally.
+
+With ``--propose`` the order also holds cells one step beyond the sweep's grid (its sizes and
+twice the largest, its lengths and twice the longest, on its target sequences), marked
+``in_sweep`` False, and the sweep-order column keeps the sweep's own cells only.
 
 The standard errors treat cells as independent with one σ; replicate target sequences share
 content, so read them as a lower bound on the uncertainty and the order as the useful part.
@@ -206,6 +211,87 @@ SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "
 SHOW += ["hours", "cum_hours", *SHOWN_AFTER]
 
 
+def proposed_cells(config, setting: tuple, position: dict) -> list:
+    """Cells one step beyond the sweep's grid of this setting (``--propose``).
+
+    Every (knob, length, target sequence) over the sweep's knobs and twice the largest,
+    and its lengths and twice the longest, that the sweep does not hold, at its first
+    init seed and rank (a carrier's knob is in its spec: ``kv:{m}@27``).
+    """
+    import dataclasses
+
+    model, task, rr, carrier = setting
+    mine = [
+        k
+        for k in position
+        if k.method == "sft"
+        and (k.model, k.task, k.random_ratio, carrier_of(k.modules)[0]) == setting
+    ]
+    _, size, template = carrier_of(mine[0].modules)
+    knobs = sorted({knob_value(k.modules, k.rank) for k in mine})
+    lengths = sorted({k.length for k in mine})
+    held = {(knob_value(k.modules, k.rank), k.length, k.data_seed) for k in mine}
+    out = []
+    for knob in [*knobs, 2 * knobs[-1]]:
+        for length in [*lengths, 2 * lengths[-1]]:
+            for d in sorted({k.data_seed for k in mine}):
+                if (knob, length, d) in held:
+                    continue
+                change = dict(length=length, data_seed=d)
+                if size == "rank":
+                    change["rank"] = int(knob)
+                else:
+                    change["modules"] = template.format(int(knob))
+                out.append(dataclasses.replace(mine[0], **change))
+    return out
+
+
+def order_setting(args, ds, config, setting: tuple, keys: list, position: dict, rate, priors):
+    """Print the order of one setting's pending cells (and, with --propose, cells to add)."""
+    model, task, rr, carrier = setting
+    size = carrier_of(keys[0].modules)[1]
+    header(f"Next cells: {model}, {task}, random ratio {rr:g}, {carrier} ({len(keys)} pending)")
+    if size != "rank":
+        print(f"sized by {size} (shown in the rank column)")
+    done = setting_cells(ds, model, task, rr, carrier)
+    before_us = [(path, setting_cells(p, model, task, rr, carrier)) for path, p in priors]
+    known = pd.concat([done, *(cells for _, cells in before_us)])
+    got = given_theta(args.theta) or estimate(done, before_us)
+    if got is None:
+        print("skipped: neither the data nor a prior identify the law here; give --theta.\n")
+        return
+    theta, sigma, source = got
+    print(f"law estimate from {source}: " + ", ".join(f"{k}={v:.4g}" for k, v in theta.items()))
+    print(f"per-cell sigma {sigma:.3g} nats; speed {1e-9 / rate:.1f} GFLOP/s per worker\n")
+    extra = proposed_cells(config, setting, position) if args.propose else []
+    located = [(position[k], k) for k in keys] + [(np.nan, k) for k in extra]
+    before = float(known["loss_before"].mean())
+    memorized = memorized_points(known)
+    cand = candidates(located, config, args.out, rate, theta, before, memorized, args.margin)
+    cand.insert(1, "in_sweep", [not math.isnan(p) for p, _ in located])
+    used = done[done["loss_after"] > LN2]
+    cluster = "data_seed" if "data_seed" in used.columns else None  # one sequence: none
+    criterion = args.criterion if cluster else "variance"
+    kw = dict(cost="hours", targets=("alpha", "beta"), cluster=cluster, criterion=criterion)
+    greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)
+    in_sweep = cand[cand["in_sweep"]]
+    given = lawfit.next_cells("power_law", theta, sigma, used, in_sweep, greedy=False, **kw)
+    greedy["cum_hours"] = greedy["hours"].cumsum()
+    print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
+    print(f"standard errors now: {standard_errors_now(used, theta, sigma)}")
+    what = "pending and proposed (in_sweep False)" if extra else "pending"
+    print(f"{what} cells in the order of lawfit.next_cells (first {args.top}):")
+    shown = [c for c in SHOW if c in greedy] + (["in_sweep"] if extra else [])
+    print(render(greedy[shown].head(args.top), args.markdown))
+    print("\nstandard errors after the first N single-core hours, by order:")
+    print(render(compare_orders(greedy, given), args.markdown) + "\n")
+
+
+def render(frame: pd.DataFrame, as_markdown: bool) -> str:
+    """A table as Markdown or as plain text."""
+    return markdown(frame) if as_markdown else frame.to_string(index=False)
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_fixed)")
@@ -246,6 +332,13 @@ def main() -> None:
         help="other sweep directories whose finished cells collect run --share-cells-with "
         "copies: they are not pending here",
     )
+    ap.add_argument(
+        "--propose",
+        action="store_true",
+        help="also order cells one step beyond the sweep's grid (its sizes and twice the "
+        "largest, its lengths and twice the longest, its target sequences), marked "
+        "in_sweep False: what to add to the sweep when its own cells cannot pin the law down",
+    )
     ap.add_argument("--top", type=int, default=15, help="rows of the order to print")
     ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")
     args = ap.parse_args()
@@ -265,49 +358,11 @@ def main() -> None:
         print(f"{copied} pending cell(s) finished in {', '.join(args.share_cells_with)}: copied")
     rate = float(np.median(seconds_per_flop(ds)))
     priors = [(path, lawfit.data.open_dataset(path)) for path in args.prior]
-    show = markdown if args.markdown else (lambda f: f.to_string(index=False))
     groups: dict[tuple, list] = {}
     for k in pending:
         groups.setdefault((k.model, k.task, k.random_ratio, carrier_of(k.modules)[0]), []).append(k)
-    for (model, task, rr, carrier), keys in groups.items():
-        size = carrier_of(keys[0].modules)[1]
-        header(f"Next cells: {model}, {task}, random ratio {rr:g}, {carrier} ({len(keys)} pending)")
-        if size != "rank":
-            print(f"sized by {size} (shown in the rank column)")
-        done = setting_cells(ds, model, task, rr, carrier)
-        before_us = [(path, setting_cells(p, model, task, rr, carrier)) for path, p in priors]
-        known = pd.concat([done, *(cells for _, cells in before_us)])
-        got = given_theta(args.theta) or estimate(done, before_us)
-        if got is None:
-            print("skipped: neither the data nor a prior identify the law here; give --theta.\n")
-            continue
-        theta, sigma, source = got
-        print(f"law estimate from {source}: " + ", ".join(f"{k}={v:.4g}" for k, v in theta.items()))
-        print(f"per-cell sigma {sigma:.3g} nats; speed {1e-9 / rate:.1f} GFLOP/s per worker\n")
-        before = float(known["loss_before"].mean())
-        cand = candidates(
-            [(position[k], k) for k in keys],
-            config,
-            args.out,
-            rate,
-            theta,
-            before,
-            memorized_points(known),
-            args.margin,
-        )
-        used = done[done["loss_after"] > LN2]
-        cluster = "data_seed" if "data_seed" in used.columns else None  # one sequence: none
-        criterion = args.criterion if cluster else "variance"
-        kw = dict(cost="hours", targets=("alpha", "beta"), cluster=cluster, criterion=criterion)
-        greedy = lawfit.next_cells("power_law", theta, sigma, used, cand, **kw)
-        given = lawfit.next_cells("power_law", theta, sigma, used, cand, greedy=False, **kw)
-        greedy["cum_hours"] = greedy["hours"].cumsum()
-        print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
-        print(f"standard errors now: {standard_errors_now(used, theta, sigma)}")
-        print(f"pending cells in the order of lawfit.next_cells (first {args.top}):")
-        print(show(greedy[[c for c in SHOW if c in greedy]].head(args.top)) + "\n")
-        print("standard errors after the first N single-core hours, by order:")
-        print(show(compare_orders(greedy, given)) + "\n")
+    for setting, keys in groups.items():
+        order_setting(args, ds, config, setting, keys, position, rate, priors)
 
 
 if __name__ == "__main__":

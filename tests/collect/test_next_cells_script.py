@@ -92,3 +92,18 @@ def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tm
     rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     got = sorted((float(r[2]), int(r[3])) for r in rows)  # (knob m, length)
     assert got == [(2.0, 20), (4.0, 20)]  # l=40 was collected here, kv:1@1 at 20 there
+    # --propose: also cells one step beyond the grid (knob 8 = 2 x 4, length 80 = 2 x 40)
+    run = subprocess.run(
+        [sys.executable, script, *args, *theta, "--propose", "--top", "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("pending and proposed"))
+    table = [ln.strip("| ").split(" | ") for ln in lines[start + 3 :]]
+    rows = table[: next(i for i, r in enumerate(table) if r == [""])]
+    points = {(float(r[2]), int(r[3]), r[-1]) for r in rows}
+    assert {(2.0, 20, "True"), (4.0, 20, "True"), (8.0, 80, "False"), (1.0, 80, "False")} <= points
+    assert len(rows) == 2 + (4 * 3 - 6)  # 4 knobs x 3 lengths, minus the 6 the sweep holds
