@@ -33,7 +33,7 @@ COMMANDS = [  # = make collect: two workers share the directory by claiming cell
 ]
 
 
-def main():
+def _parse():
     ap = parser(__doc__)
     ap.add_argument("--run", action="store_true", help="run the collection (hours)")
     ap.add_argument(
@@ -64,31 +64,82 @@ def main():
         help="with --price: another sweep's directory whose finished cells this sweep "
         "copies (collect run --share-cells-with): they are not costed",
     )
-    args = ap.parse_args()
-    if args.price:
-        import xarray as xr
+    return ap.parse_args()
 
-        price_sweep(
-            xr.load_dataset(args.data), args.price, args.out, args.budget, args.share_cells_with
+
+def run_collection() -> None:
+    """Two single-threaded workers on the shipped sweep, then the merge."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "collect", "run", SWEEP, "--out", "data/smollm2_cpu"]
+    workers = [subprocess.Popen(cmd, cwd=ROOT, env=env) for _ in range(2)]
+    for p in workers:
+        p.wait()
+    subprocess.run(MERGE_CMD.split(), cwd=ROOT, check=True)
+
+
+#: dataset attributes printed as provenance
+PROVENANCE = (
+    "created",
+    "git_revision",
+    "schema_version",
+    "fingerprint",
+    "synthetic",
+    "n_cells",
+    "n_cells_done",
+    "complete",
+)
+
+
+def print_provenance(ds, path: str) -> None:
+    """The dataset's provenance attributes, versions and sweep config."""
+    header(f"Provenance of {path}")
+    for k in PROVENANCE:
+        if k in ds.attrs:
+            print(f"{k:>16}: {ds.attrs[k]}")
+    for k in ("versions", "config"):
+        if k in ds.attrs:
+            try:
+                txt = json.dumps(json.loads(ds.attrs[k]), indent=1)
+            except ValueError:
+                txt = str(ds.attrs[k])
+            print(f"\n{k}:\n{txt[:3000]}")
+
+
+def print_cells(ds, budget) -> None:
+    """Dimensions, cells by setting and status, wall time and step costs."""
+    header("Dimensions")
+    print(", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
+    header("Cells by setting, method and status (grid cells outside the sweep are not_run)")
+    st = ds["status"].to_dataframe().reset_index()
+    keys = [d for d in ("task", "random_ratio", "objective", "method") if d in st]
+    tab = st.groupby(keys)["status"].value_counts().unstack(fill_value=0)
+    tab = tab[(tab.drop(columns=["not_run"], errors="ignore").sum(axis=1) > 0)]
+    print(tab.to_string() if len(tab) else "(no collected cells yet)")
+    wt = ds["wall_time"].values if "wall_time" in ds else np.array([])
+    wt = wt[np.isfinite(wt)]
+    if wt.size:
+        print(
+            f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
+            f"total {wt.sum() / 3600:.2f} h over {wt.size} cells"
         )
+        step_costs(ds, budget)
+    print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
+
+
+def main():
+    args = _parse()
+    import xarray as xr
+
+    if args.price:
+        data = xr.load_dataset(args.data)
+        price_sweep(data, args.price, args.out, args.budget, args.share_cells_with)
         return
     header("Collection commands (run from the repository root)")
     print("OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one thread per worker on 2 cores")
     for c in COMMANDS:
         print("  " + c)
     if args.run:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-        shards = [
-            subprocess.Popen(
-                [sys.executable, "-m", "collect", "run", SWEEP, "--out", "data/smollm2_cpu"],
-                cwd=ROOT,
-                env=env,
-            )
-            for i in range(2)
-        ]
-        for p in shards:
-            p.wait()
-        subprocess.run(MERGE_CMD.split(), cwd=ROOT, check=True)
+        run_collection()
     if args.synthetic:
         print("\n(--synthetic: nothing to describe; synthetic data are generated in memory)")
         return
@@ -100,47 +151,9 @@ def main():
             f"merge them with:\n  {MERGE_CMD}"
         )
         return
-    import xarray as xr
-
     ds = xr.load_dataset(args.data)
-    header(f"Provenance of {args.data}")
-    for k in (
-        "created",
-        "git_revision",
-        "schema_version",
-        "fingerprint",
-        "synthetic",
-        "n_cells",
-        "n_cells_done",
-        "complete",
-    ):
-        if k in ds.attrs:
-            print(f"{k:>16}: {ds.attrs[k]}")
-    for k in ("versions", "config"):
-        if k in ds.attrs:
-            try:
-                txt = json.dumps(json.loads(ds.attrs[k]), indent=1)
-            except ValueError:
-                txt = str(ds.attrs[k])
-            print(f"\n{k}:\n{txt[:3000]}")
-    header("Dimensions")
-    print(", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
-    header("Cells by setting, method and status (grid cells outside the sweep are not_run)")
-    st = ds["status"].to_dataframe().reset_index()
-    keys = [d for d in ("task", "random_ratio", "objective", "method") if d in st]
-    tab = st.groupby(keys)["status"].value_counts().unstack(fill_value=0)
-    tab = tab[(tab.drop(columns=["not_run"], errors="ignore").sum(axis=1) > 0)]
-    print(tab.to_string() if len(tab) else "(no collected cells yet)")
-    if "wall_time" in ds:
-        wt = ds["wall_time"].values
-        wt = wt[np.isfinite(wt)]
-        if wt.size:
-            print(
-                f"\nwall time per collected cell: median {np.median(wt):.0f} s, "
-                f"total {wt.sum() / 3600:.2f} h over {wt.size} cells"
-            )
-            step_costs(ds, args.budget)
-    print("\nvariables: " + ", ".join(sorted(map(str, ds.data_vars))))
+    print_provenance(ds, args.data)
+    print_cells(ds, args.budget)
 
 
 def step_cost_table(ds):
