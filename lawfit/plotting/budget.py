@@ -82,6 +82,7 @@ def _draw_exponents(ax, result) -> None:
 
 
 def _draw_convergence(ax, result) -> None:
+    """Draw each budget-stopped cell's last-window gain against length (or why there are none)."""
     conv = result.convergence
     attrs = getattr(conv, "attrs", {}) or {}
     window = int(attrs.get("window", 100))
@@ -92,35 +93,46 @@ def _draw_convergence(ax, result) -> None:
         conv["stop_reason"].value_counts().to_dict() if len(conv) and "stop_reason" in conv else {}
     )
     early = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()) if k != "budget")
-    hit = (
-        conv[
-            (conv["stop_reason"] == "budget")
-            & np.isfinite(conv["rel_gain_last_window"].astype(float))
-        ]
-        if reasons
-        else conv[:0]
-    )
-    from matplotlib.ticker import FuncFormatter, NullLocator
-
+    gain = conv["rel_gain_last_window"].astype(float) if reasons else None
+    hit = conv[(conv["stop_reason"] == "budget") & np.isfinite(gain)] if reasons else conv[:0]
     if not len(hit):
-        ax.text(
-            0.5,
-            0.5,
-            f"no cell stopped at {budget_txt}\n\nstop reasons over {len(conv)} "
-            f"ok cells:\n{early or 'none'}",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=7.5,
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ("left", "bottom"):
-            ax.spines[side].set_visible(False)
+        _no_budget_cells(ax, budget_txt, len(conv), early)
         return
+    _draw_gain_points(ax, hit)
+    _gain_axes(ax, hit, tol, window)
+    n_imp = int(hit["still_improving"].sum())
+    note = (
+        f"{len(hit)} of {len(conv)} cells stopped at {budget_txt}, {n_imp} still "
+        f"improving (> {tol:.0%})"
+    )
+    if early:
+        note += f"\nstopped early: {early}"
+    ax.text(0.02, 0.985, note, transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
+    ax.legend(title="rank r", loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.2)
+
+
+def _no_budget_cells(ax, budget_txt: str, n_cells: int, early: str) -> None:
+    """Say in an empty panel that no cell stopped at the budget, and why the cells stopped."""
+    ax.text(
+        0.5,
+        0.5,
+        f"no cell stopped at {budget_txt}\n\nstop reasons over {n_cells} "
+        f"ok cells:\n{early or 'none'}",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=7.5,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def _draw_gain_points(ax, hit) -> None:
+    """Draw the gains by rank: filled if still improving, hollow if not."""
     ranks = sorted(hit["rank"].unique())
     colors = length_colors(ranks)
-    y_all = hit["rel_gain_last_window"].to_numpy(float)
     for i, r in enumerate(ranks):
         g = hit[hit["rank"] == r]
         # ranks dodged sideways (log axis) so that cells of one length stay visible
@@ -150,6 +162,12 @@ def _draw_convergence(ax, result) -> None:
             zorder=3,
             label=None if improving.any() else f"{int(r)}",
         )
+
+
+def _gain_axes(ax, hit, tol: float, window: int) -> None:
+    """Draw the tolerance line, a log length axis and a percent gain axis."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
     ax.axhline(tol, color="0.3", ls=":", lw=0.8, zorder=1)
     ax.text(
         0.99,
@@ -166,21 +184,13 @@ def _draw_convergence(ax, result) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     lengths = hit["length"].to_numpy(float)
     ax.set_xlim(lengths.min() / 1.35, lengths.max() * 1.35)
+    y_all = hit["rel_gain_last_window"].to_numpy(float)
     top = max(float(np.nanmax(y_all)), tol)
     bottom = min(float(np.nanmin(y_all)), 0.0)
     ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.3 * (top - bottom))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:.3g}%"))
     ax.set_xlabel("target length ℓ (tokens)")
     ax.set_ylabel(f"relative ΔL gain over last {window} steps")
-    n_imp = int(hit["still_improving"].sum())
-    note = (
-        f"{len(hit)} of {len(conv)} cells stopped at {budget_txt}, {n_imp} still "
-        f"improving (> {tol:.0%})"
-    )
-    if early:
-        note += f"\nstopped early: {early}"
-    ax.text(0.02, 0.985, note, transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
-    ax.legend(title="rank r", loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.2)
 
 
 @styled
