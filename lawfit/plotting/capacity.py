@@ -12,6 +12,68 @@ from lawfit.plotting.style import OKABE_ITO, styled
 __all__ = ["plot_capacity", "plot_bits_per_parameter"]
 
 
+def _draw_capacity_law(ax, lengths: np.ndarray, pc, hi_l: float) -> None:
+    """Draw the law's rank needed (dashed beyond the fitted lengths) and its interval band."""
+    t = pc.table
+    est = t["estimate"].to_numpy(float)
+    inside = lengths <= hi_l * (1 + 1e-9)
+    fin = np.isfinite(est) & (est > 0)
+    c = OKABE_ITO[5]
+    ax.plot(
+        lengths[fin & inside], est[fin & inside], "-", color=c, lw=1.2, label="law (fitted range)"
+    )
+    ext = fin & (lengths >= hi_l * (1 - 1e-9))
+    if ext.any():
+        ax.plot(lengths[ext], est[ext], "--", color=c, lw=1.2, label="law (extrapolated)")
+    if "low" in t:
+        lo = t["low"].to_numpy(float)
+        hi = t["high"].to_numpy(float)
+        top = np.nanmax(est[fin]) * 50 if fin.any() else 1e3
+        hi = np.where(np.isfinite(hi), hi, top)
+        ok = np.isfinite(lo)
+        if ok.any():
+            ax.fill_between(
+                lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0, label=f"{pc.level:.0%} CI"
+            )
+
+
+def _draw_measured_capacity(ax, data, target: float) -> None:
+    """Mark the smallest collected rank whose mean loss_after meets the target, per length."""
+    df = cells_frame(data, ["loss_after"])
+    if "objective" in df:
+        df = df[df["objective"].astype(str) == "sft"]
+    m = df.groupby(["length", "rank"])["loss_after"].mean().reset_index()
+    rows, miss = [], []
+    for L, g in m.groupby("length"):
+        hit = g[g["loss_after"] <= target]
+        (rows if len(hit) else miss).append((L, hit["rank"].min() if len(hit) else g["rank"].max()))
+    if rows:
+        a = np.array(rows, float)
+        ax.plot(
+            a[:, 0],
+            a[:, 1],
+            "o",
+            color=OKABE_ITO[6],
+            ms=4,
+            mec="white",
+            mew=0.4,
+            label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
+            zorder=4,
+        )
+    if miss:
+        a = np.array(miss, float)
+        ax.plot(
+            a[:, 0],
+            a[:, 1] * 1.25,
+            "^",
+            color=OKABE_ITO[6],
+            mfc="none",
+            ms=4,
+            label="not reached at the\nlargest rank collected",
+            zorder=4,
+        )
+
+
 @styled
 def plot_capacity(
     fit,
@@ -73,65 +135,11 @@ def plot_capacity(
             loss_before=loss_before,
             data=data if loss_before is None else None,
         )
-    t = pc.table
-    est = t["estimate"].to_numpy(float)
-    inside = lengths <= hi_l * (1 + 1e-9)
-    fin = np.isfinite(est) & (est > 0)
-    c = OKABE_ITO[5]
-    ax.plot(
-        lengths[fin & inside], est[fin & inside], "-", color=c, lw=1.2, label="law (fitted range)"
-    )
-    ext = fin & (lengths >= hi_l * (1 - 1e-9))
-    if ext.any():
-        ax.plot(lengths[ext], est[ext], "--", color=c, lw=1.2, label="law (extrapolated)")
-    if "low" in t:
-        lo = t["low"].to_numpy(float)
-        hi = t["high"].to_numpy(float)
-        top = np.nanmax(est[fin]) * 50 if fin.any() else 1e3
-        hi = np.where(np.isfinite(hi), hi, top)
-        ok = np.isfinite(lo)
-        if ok.any():
-            ax.fill_between(
-                lengths[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0, label=f"{pc.level:.0%} CI"
-            )
+    _draw_capacity_law(ax, lengths, pc, hi_l)
     ax.set_xscale("log")
     ax.set_yscale("log")
     if data is not None and target_kind == "loss_after" and "loss_after" in data:
-        df = cells_frame(data, ["loss_after"])
-        if "objective" in df:
-            df = df[df["objective"].astype(str) == "sft"]
-        m = df.groupby(["length", "rank"])["loss_after"].mean().reset_index()
-        rows, miss = [], []
-        for L, g in m.groupby("length"):
-            hit = g[g["loss_after"] <= target]
-            (rows if len(hit) else miss).append(
-                (L, hit["rank"].min() if len(hit) else g["rank"].max())
-            )
-        if rows:
-            a = np.array(rows, float)
-            ax.plot(
-                a[:, 0],
-                a[:, 1],
-                "o",
-                color=OKABE_ITO[6],
-                ms=4,
-                mec="white",
-                mew=0.4,
-                label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
-                zorder=4,
-            )
-        if miss:
-            a = np.array(miss, float)
-            ax.plot(
-                a[:, 0],
-                a[:, 1] * 1.25,
-                "^",
-                color=OKABE_ITO[6],
-                mfc="none",
-                ms=4,
-                label="not reached at the\nlargest rank collected",
-                zorder=4,
-            )
+        _draw_measured_capacity(ax, data, target)
     plain_log(ax, "x")
     plain_log(ax, "y")
     ax.set_xlabel("target length ℓ (tokens)")
