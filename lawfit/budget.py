@@ -339,6 +339,91 @@ class BudgetSensitivity(ResultProtocol):
         return self._summary_text("\n".join(lines))
 
 
+def _fit_budgets(ds, budgets, form, bootstrap, confidence_level, rng, fit_kwargs, notes):
+    """Fit the law at every budget, largest first; return the fits by budget, ascending.
+
+    One fit space for every budget: "auto" is decided on the largest budget (fitted first)
+    and kept, so that the drift compares exponents fitted the same way.
+    """
+    from lawfit.fitting import fit
+
+    fits = {}
+    for b in sorted(budgets, reverse=True):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = fit(
+                    at_budget(ds, b),
+                    form,
+                    bootstrap=int(bootstrap),
+                    confidence_level=confidence_level,
+                    rng=rng,
+                    **fit_kwargs,
+                )
+        except LawfitError as exc:
+            notes.append(f"budget {b}: not fitted ({exc})")
+            continue
+        fits[b] = res
+        if fit_kwargs.get("space", "auto") == "auto":
+            fit_kwargs["space"] = res.space
+            notes.append(
+                f"every budget is fitted in {res.space} space, the space chosen at "
+                f"the largest budget ({b} steps)"
+            )
+    return dict(sorted(fits.items()))
+
+
+def _budget_row(budget: int, res, n_truncated: int) -> dict:
+    """One row of the budget table: counts, R² and each parameter with its interval."""
+    row = {
+        "budget": budget,
+        "n_obs": res.n_obs,
+        "n_excluded": res.n_excluded,
+        "n_truncated": n_truncated,
+        "r2": res.r2,
+    }
+    tab = res.to_dataframe()
+    for p in res.param_names:
+        row[p], row[f"{p}_low"], row[f"{p}_high"] = (
+            float(tab.loc[p, "estimate"]),
+            float(tab.loc[p, "low"]),
+            float(tab.loc[p, "high"]),
+        )
+    return row
+
+
+def _drift(table: pd.DataFrame, fits: dict, notes: list[str]) -> dict:
+    """Each parameter's move between the last two budgets in half-widths; notes on trends."""
+    last, prev = table.iloc[-1], table.iloc[-2]
+    drift = {}
+    for p in fits[int(last["budget"])].param_names:
+        half = (last[f"{p}_high"] - last[f"{p}_low"]) / 2
+        drift[p] = float(abs(last[p] - prev[p]) / half) if half > 0 else math.nan
+    moving = [p for p in ("alpha", "beta") if drift.get(p, 0) > 1]
+    if moving:
+        notes.append(
+            f"{' and '.join(moving)} still move by more than their interval's half-width "
+            f"between {int(prev['budget'])} and {int(last['budget'])} steps: the exponents "
+            "are budget-limited; a longer budget would change them."
+        )
+    else:
+        notes.append(
+            f"between {int(prev['budget'])} and {int(last['budget'])} steps the exponents move "
+            "by less than their interval's half-width."
+        )
+    for p in ("alpha", "beta"):
+        vals = table[p].to_numpy() if p in table else np.array([])
+        steps_ = np.sign(np.diff(vals))
+        if vals.size >= 3 and (np.all(steps_ > 0) or np.all(steps_ < 0)):
+            trend = " → ".join(f"{v:.3g}" for v in vals)
+            notes.append(
+                f"{p} {'rises' if steps_[0] > 0 else 'falls'} at every budget ({trend} at "
+                f"{', '.join(str(int(b)) for b in table['budget'])} steps): a systematic "
+                "budget trend, even where it is within the intervals."
+            )
+    return drift
+
+
 def budget_sensitivity(
     ds,
     budgets: Sequence[int] | None = None,
@@ -383,8 +468,6 @@ def budget_sensitivity(
     LawfitError
         As :func:`at_budget` and :func:`lawfit.fit`; also when no budget could be fitted.
     """
-    from lawfit.fitting import fit
-
     ds = load(ds)
     bootstrap, _ = V.bootstrap_count(bootstrap), V.confidence_level(confidence_level)
     V.random_generator(rng)
@@ -392,80 +475,15 @@ def budget_sensitivity(
     as_frame(ds, capacity=fit_kwargs.get("capacity", "rank"))  # one setting, valid data
     conv = convergence(ds, window=window, tol=tol)
     budgets = _default_budgets(ds) if budgets is None else sorted({int(b) for b in budgets})
-    rows, fits, notes = [], {}, []
-    # One fit space for every budget: "auto" is decided on the largest budget (fitted
-    # first) and kept, so that the drift compares exponents fitted the same way.
-    for b in sorted(budgets, reverse=True):
-        sub = at_budget(ds, b)
-        n_trunc = int((_ok(ds) & (ds["steps"] > b)).sum())
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = fit(
-                    sub,
-                    form,
-                    bootstrap=int(bootstrap),
-                    confidence_level=confidence_level,
-                    rng=rng,
-                    **fit_kwargs,
-                )
-        except LawfitError as exc:
-            notes.append(f"budget {b}: not fitted ({exc})")
-            continue
-        fits[b] = res
-        if fit_kwargs.get("space", "auto") == "auto":
-            fit_kwargs["space"] = res.space
-            notes.append(
-                f"every budget is fitted in {res.space} space, the space chosen at "
-                f"the largest budget ({b} steps)"
-            )
-        row = {
-            "budget": b,
-            "n_obs": res.n_obs,
-            "n_excluded": res.n_excluded,
-            "n_truncated": n_trunc,
-            "r2": res.r2,
-        }
-        tab = res.to_dataframe()
-        for p in res.param_names:
-            row[p], row[f"{p}_low"], row[f"{p}_high"] = (
-                float(tab.loc[p, "estimate"]),
-                float(tab.loc[p, "low"]),
-                float(tab.loc[p, "high"]),
-            )
-        rows.append(row)
-    if not rows:
+    notes: list[str] = []
+    fits = _fit_budgets(ds, budgets, form, bootstrap, confidence_level, rng, fit_kwargs, notes)
+    if not fits:
         raise LawfitError("the law could not be fitted at any budget: " + "; ".join(notes))
+    rows = [
+        _budget_row(b, res, int((_ok(ds) & (ds["steps"] > b)).sum())) for b, res in fits.items()
+    ]
     table = pd.DataFrame(rows).sort_values("budget", ignore_index=True)
-    fits = dict(sorted(fits.items()))
-    drift = {}
-    if len(table) >= 2:
-        last, prev = table.iloc[-1], table.iloc[-2]
-        for p in fits[int(last["budget"])].param_names:
-            half = (last[f"{p}_high"] - last[f"{p}_low"]) / 2
-            drift[p] = float(abs(last[p] - prev[p]) / half) if half > 0 else math.nan
-        moving = [p for p in ("alpha", "beta") if drift.get(p, 0) > 1]
-        if moving:
-            notes.append(
-                f"{' and '.join(moving)} still move by more than their interval's half-width "
-                f"between {int(prev['budget'])} and {int(last['budget'])} steps: the exponents "
-                "are budget-limited; a longer budget would change them."
-            )
-        else:
-            notes.append(
-                f"between {int(prev['budget'])} and {int(last['budget'])} steps the exponents move "
-                "by less than their interval's half-width."
-            )
-        for p in ("alpha", "beta"):
-            vals = table[p].to_numpy() if p in table else np.array([])
-            steps_ = np.sign(np.diff(vals))
-            if vals.size >= 3 and (np.all(steps_ > 0) or np.all(steps_ < 0)):
-                trend = " → ".join(f"{v:.3g}" for v in vals)
-                notes.append(
-                    f"{p} {'rises' if steps_[0] > 0 else 'falls'} at every budget ({trend} at "
-                    f"{', '.join(str(int(b)) for b in table['budget'])} steps): a systematic "
-                    "budget trend, even where it is within the intervals."
-                )
+    drift = _drift(table, fits, notes) if len(table) >= 2 else {}
     n_imp = int(conv["still_improving"].sum())
     if n_imp:
         notes.append(
