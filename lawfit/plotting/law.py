@@ -118,57 +118,74 @@ def plot_law_curves(
     fig, ax = fig_ax(ax, 3.3, 2.6)
     cap = _capacity_name(fit)
     res = fit.residuals
-    memo = None
-    if show_memorized:
-        ex = fit.exclusions
-        if ex is not None and len(ex) and "reason" in ex:
-            memo = ex[ex["reason"].astype(str).str.startswith("memorized")]
+    memo = _memorized_cells(fit) if show_memorized else None
     lengths = sorted(set(res["length"]) | (set(memo["length"]) if memo is not None else set()))
     colors = length_colors(lengths)
-    lo_c, hi_c = fit.input_ranges[cap]
-    grid = np.geomspace(lo_c, hi_c, n_grid)
-    fitted_lengths = set(res["length"])
+    grid = np.geomspace(*fit.input_ranges[cap], n_grid)
     ceilings = _loss_before_ceilings(fit, data)
-    clipped = False
-    curve_max = 0.0
+    clipped, curve_max = False, 0.0
+    fitted = set(res["length"])
     for L in lengths:
         c = colors[float(L)]
-        pts = res[res["length"] == L]
-        ax.plot(
-            pts[cap],
-            pts["loss_reduction"],
-            "o",
-            color=c,
-            ms=3.2,
-            alpha=0.85,
-            mec="white",
-            mew=0.3,
-            zorder=3,
-        )
-        if memo is not None and len(memo) and cap in memo:
-            m = memo[memo["length"] == L]
-            ax.plot(m[cap], m["loss_reduction"], "o", mfc="none", mec=c, ms=3.2, mew=0.7, zorder=3)
-        if L not in fitted_lengths:
-            continue
-        pr = fit.predict(
-            **{cap: grid, "length": float(L)}, interval="confidence", confidence_level=level
-        )
-        mean = pr["mean"].to_numpy()
-        ceiling = ceilings.get(float(L), np.inf)
-        ok = (mean > 0) & (mean <= ceiling)  # ΔL cannot exceed loss_before: stop there
-        if np.isfinite(ceiling) and (mean > ceiling).any():
-            clipped = True
-            ax.axhline(ceiling, color=c, ls=":", lw=0.7, zorder=1)
-        if ok.any():
-            curve_max = max(curve_max, float(mean[ok].max()))
-        ax.plot(grid[ok], mean[ok], "-", color=c, lw=1.1, zorder=2, label=f"{int(L)}")
-        lo = np.clip(pr["low"].to_numpy(), 1e-12, None)
-        hi = np.minimum(pr["high"].to_numpy(), ceiling)
-        ax.fill_between(grid[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0, zorder=1)
+        _draw_cells(ax, res, memo, cap, L, c)
+        if L in fitted:
+            ceiling = ceilings.get(float(L), np.inf)
+            hit, top = _draw_law_at(ax, fit, cap, grid, L, c, ceiling, level)
+            clipped, curve_max = clipped or hit, max(curve_max, top)
+    _law_axes(ax, res, memo, cap, curve_max)
+    _law_legend(ax, memo, clipped)
+    ax.set_title(title if title is not None else _param_text(fit), fontsize=7)
+    return fig
+
+
+def _memorized_cells(fit):
+    """Return the cells excluded as memorized (None when the fit has no exclusions)."""
+    ex = fit.exclusions
+    if ex is not None and len(ex) and "reason" in ex:
+        return ex[ex["reason"].astype(str).str.startswith("memorized")]
+    return None
+
+
+def _draw_cells(ax, res, memo, cap: str, length, color) -> None:
+    """Draw one length's fitted cells (filled) and memorized ones (hollow)."""
+    pts = res[res["length"] == length]
+    ax.plot(
+        pts[cap],
+        pts["loss_reduction"],
+        "o",
+        color=color,
+        ms=3.2,
+        alpha=0.85,
+        mec="white",
+        mew=0.3,
+        zorder=3,
+    )
+    if memo is not None and len(memo) and cap in memo:
+        m = memo[memo["length"] == length]
+        ax.plot(m[cap], m["loss_reduction"], "o", mfc="none", mec=color, ms=3.2, mew=0.7, zorder=3)
+
+
+def _draw_law_at(ax, fit, cap, grid, length, color, ceiling, level) -> tuple[bool, float]:
+    """Draw the law and its band at one length, cut at loss_before; return (cut, top)."""
+    pr = fit.predict(
+        **{cap: grid, "length": float(length)}, interval="confidence", confidence_level=level
+    )
+    mean = pr["mean"].to_numpy()
+    ok = (mean > 0) & (mean <= ceiling)  # ΔL cannot exceed loss_before: stop there
+    clipped = bool(np.isfinite(ceiling) and (mean > ceiling).any())
+    if clipped:
+        ax.axhline(ceiling, color=color, ls=":", lw=0.7, zorder=1)
+    ax.plot(grid[ok], mean[ok], "-", color=color, lw=1.1, zorder=2, label=f"{int(length)}")
+    lo = np.clip(pr["low"].to_numpy(), 1e-12, None)
+    hi = np.minimum(pr["high"].to_numpy(), ceiling)
+    ax.fill_between(grid[ok], lo[ok], hi[ok], color=color, alpha=0.2, lw=0, zorder=1)
+    return clipped, float(mean[ok].max()) if ok.any() else 0.0
+
+
+def _law_axes(ax, res, memo, cap: str, curve_max: float) -> None:
+    """Set log axes, the y range from the measured cells (a law diving to 0 cannot stretch it)."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    # y range from the measured cells, so a law that dives towards 0 (b < 0) or a band
-    # reaching 0 cannot stretch the axis over decades nobody measured
     yv = res["loss_reduction"].to_numpy(float)
     if memo is not None and len(memo):
         yv = np.concatenate([yv, memo["loss_reduction"].to_numpy(float)])
@@ -176,32 +193,29 @@ def plot_law_curves(
     if yv.size:
         ax.set_ylim(yv.min() / 2.5, max(yv.max() * 2.0, curve_max * 1.3))
     if cap == "rank":
-        log_ticks(
-            ax,
-            "x",
-            sorted(set(res[cap]) | (set(memo[cap]) if memo is not None and len(memo) else set())),
-        )
+        held = set(memo[cap]) if memo is not None and len(memo) else set()
+        log_ticks(ax, "x", sorted(set(res[cap]) | held))
         ax.set_xlabel("LoRA rank $r$")
     else:
         ax.set_xlabel("trainable parameters $N$")
     ax.set_ylabel(DL_LABEL)
     plain_log(ax, "y")
+
+
+def _law_legend(ax, memo, clipped: bool) -> None:
+    """Draw the length legend, with the memorized marker and loss_before ceiling if shown."""
+    from matplotlib.lines import Line2D
+
     handles, labels = ax.get_legend_handles_labels()
     if memo is not None and len(memo):
-        from matplotlib.lines import Line2D
-
         handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="0.3", ms=3.2))
         labels.append("memorized\n(not fitted)")
     if clipped:
-        from matplotlib.lines import Line2D
-
         handles.append(Line2D([], [], color="0.3", ls=":", lw=0.7))
         labels.append(CEILING_LABEL)
     ax.legend(
         handles, labels, title="length ℓ\n(tokens)", loc="center left", bbox_to_anchor=(1.0, 0.5)
     )
-    ax.set_title(title if title is not None else _param_text(fit), fontsize=7)
-    return fig
 
 
 @styled
