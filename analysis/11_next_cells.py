@@ -220,7 +220,6 @@ def proposed_cells(config, setting: tuple, position: dict) -> list:
     """
     import dataclasses
 
-    model, task, rr, carrier = setting
     mine = [
         k
         for k in position
