@@ -357,13 +357,25 @@ def _draw_panel(
 
 
 def _log_ticks(ax, axis: str) -> None:
-    """Plain-number ticks on a log axis: 1-2-5 per decade over a short range, else decades."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Plain-number ticks on a log axis: 1-2-5 per decade over a short range, else decades.
+
+    A range too narrow to hold two such ticks (one carrier size) gets a few evenly spaced
+    round ticks instead of matplotlib's fallback, whose labels overlap on a narrow panel.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
     a = ax.xaxis if axis == "x" else ax.yaxis
     lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
     subs = (1.0, 2.0, 5.0) if np.log10(hi / lo) <= 1.3 else (1.0,)
-    a.set_major_locator(LogLocator(base=10, subs=subs))
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    ticks = [m * 10.0**k for k in decades for m in subs if lo <= m * 10.0**k <= hi]
+    if len(ticks) < 2:
+        ticks = [
+            t
+            for t in MaxNLocator(nbins=3, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+            if lo <= t <= hi
+        ]
+    a.set_major_locator(FixedLocator(ticks))
     a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.10g}"))
     a.set_minor_formatter(NullFormatter())
 

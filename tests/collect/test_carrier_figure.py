@@ -248,3 +248,24 @@ def test_storing_is_judged_per_target_sequence_not_by_a_two_point_interval():
     assert not an._resolved(np.array([585.0, 10.0]), content)  # one target below 1 %
     assert not an._resolved(np.array([0.3, -0.2]), content)  # skv: the floor
     assert not an._resolved(np.array([]), content[:0])
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [
+        (700.0, 10000.0, [1000.0, 2000.0, 5000.0, 10000.0]),  # 1-2-5 per decade
+        (700.0, 30000.0, [1000.0, 10000.0]),  # decades over a wider range
+        (3200.0, 6700.0, [4000.0, 6000.0]),  # one carrier size: a few round ticks, not eight
+    ],
+)
+def test_log_ticks_stay_few_and_round_on_a_narrow_axis(lo, hi, expected):
+    import carriers as fig_module
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    fig_module._log_ticks(ax, "x")
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    plt.close(fig)
+    assert ticks == expected
