@@ -18,6 +18,7 @@ from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
 from lawfit.report import build_report  # noqa: I001
 from lawfit.result import FitResult, FitResults, Flag, load
+from lawfit.shared import shared_exponents  # noqa: I001
 from lawfit.transition import phase_transition  # noqa: I001
 
 try:
@@ -53,6 +54,7 @@ __all__ = [
     "phase_transition",
     "predict_capacity",
     "bits_per_parameter",
+    "shared_exponents",
     "carrier_law",
     "carrier_bits",
     "gradient_budget",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,19 +30,13 @@ from scipy import stats
 from lawfit import _validate as V
 from lawfit.bootstrap import MIN_DISTINCT_DRAWS
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter
-from lawfit.compare import (
-    _heteroscedasticity,
-    akaike_weights,
-    likelihood_ratio_test,
-    pointwise_loglik,
-)
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
-from lawfit.fitting import fit
-from lawfit.forms import Form, form_from_spec, get_form
+from lawfit.forms import Form, get_form
 from lawfit.information import BIT_KINDS
-from lawfit.protocol import Flag, ResultProtocol, SummaryText
-from lawfit.result import FitResult
+from lawfit.protocol import Flag, SummaryText
+from lawfit.shared import GROUP, SharedExponents, TableResult, _check_options, compare_shared
+from lawfit.shared import _PerGroup as _PerCarrier  # noqa: F401  (laws saved before the move)
 
 __all__ = [
     "SIZES",
@@ -56,8 +49,6 @@ __all__ = [
     "carrier_of",
 ]
 
-#: Breusch-Pagan p-value under which a linear-space comparison is flagged (as lawfit.compare).
-HETEROSCEDASTIC_P = 0.01
 #: Size measures of a carrier, and the data variable of each.
 SIZES = {"params": "n_params", "bytes": "n_bytes"}
 #: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
@@ -181,74 +172,7 @@ def carrier_frame(data, *, size: str = "params", dtype: str | None = None):
     return frame.assign(carrier=labels.to_numpy(), knob=knob), notes
 
 
-class _TableResult(ResultProtocol):
-    """A result whose main table (``to_dataframe``) is the attribute named by ``_main``."""
-
-    _main = "table"
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Return the main table (a copy).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per carrier (and target, or parameter).
-        """
-        return getattr(self, self._main).copy()
-
-
 # ----------------------------------------------------------------------- the law
-class _PerCarrier:
-    """A form evaluated per carrier: shared parameters common, the others one per carrier."""
-
-    def __init__(self, base: Form, n: int, shared: Sequence[str], names: dict):
-        self.base, self.n, self.shared, self.names = base, n, tuple(shared), names
-
-    def to_spec(self) -> dict:
-        """JSON-safe recipe (:meth:`Form.to_spec` stores it, so a saved law loads back)."""
-        return {
-            "base": self.base.to_spec(),
-            "n": self.n,
-            "shared": list(self.shared),
-            "names": {p: list(v) for p, v in self.names.items()},
-        }
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> _PerCarrier:
-        """Rebuild from :meth:`to_spec` output."""
-        return cls(form_from_spec(spec["base"]), int(spec["n"]), spec["shared"], spec["names"])
-
-    def _kw(self, j, params):
-        return {p: params[p if p in self.shared else self.names[p][j]] for p in self.base.params}
-
-    def __call__(self, *inputs, **params):
-        *xs, idx = inputs
-        out = 0.0
-        for j in range(self.n):
-            out = np.where(idx == j, self.base.func(*xs, **self._kw(j, params)), out)
-        return out
-
-    def jac(self, *inputs, **params):
-        *xs, idx = inputs
-        cols = {}
-        for j in range(self.n):
-            mask = idx == j
-            for p, d in zip(
-                self.base.params, self.base.jac(*xs, **self._kw(j, params)), strict=True
-            ):
-                name = p if p in self.shared else self.names[p][j]
-                cols[name] = np.where(mask, d, cols.get(name, 0.0))
-        return [cols[p] for p in self.param_order()]
-
-    def param_order(self) -> tuple[str, ...]:
-        """Parameter names: per-carrier copies grouped by base parameter, shared ones once."""
-        return tuple(
-            p if p in self.shared else self.names[p][j]
-            for p in self.base.params
-            for j in (range(1) if p in self.shared else range(self.n))
-        )
-
-
 def _sized_form(form, col: str) -> Form:
     """Return the form with its capacity input (``rank`` or ``n_params``) read from ``col``."""
     base = get_form(form)
@@ -261,33 +185,12 @@ def _sized_form(form, col: str) -> Form:
     return replace(base, inputs=tuple(col if i == caps[0] else i for i in base.inputs))
 
 
-def _shared_form(base: Form, labels: Sequence[str], shared: Sequence[str]) -> Form:
-    """One form over every carrier (extra input ``carrier_index``) with ``shared`` common."""
-    tags = [re.sub(r"\W", "_", lab) for lab in labels]
-    if len(set(tags)) != len(tags):
-        tags = [str(j) for j in range(len(labels))]
-    names = {p: [f"{p}_{t}" for t in tags] for p in base.params if p not in shared}
-    func = _PerCarrier(base, len(labels), shared, names)
-    params = func.param_order()
-    origin = {q: p for p in base.params for q in ([p] if p in shared else names[p])}
-    return Form(
-        name=f"{base.name}_shared_{'_'.join(shared)}",
-        func=func,
-        inputs=(*base.inputs, "carrier_index"),
-        params=params,
-        bounds={q: base.bounds[origin[q]] for q in params},
-        linear=tuple(q for q in params if origin[q] in base.linear),
-        search={q: base.search[origin[q]] for q in params if origin[q] in base.search},
-        jac=func.jac if base.jac is not None else None,
-        latex=base.latex,
-        text=f"{base.text}, {', '.join(shared)} shared across carriers",
-        description=f"{base.name} per carrier with {', '.join(shared)} shared",
-    )
-
-
 @dataclass(frozen=True)
-class CarrierLaw(_TableResult):
+class CarrierLaw(SharedExponents):
     """The law per carrier, the law with shared exponents, and their comparison.
+
+    A :class:`~lawfit.shared.SharedExponents` over carriers, whose tables name the law
+    ``model`` and the group ``carrier``.
 
     Attributes
     ----------
@@ -296,77 +199,25 @@ class CarrierLaw(_TableResult):
         default interval), ``n_obs``. ``model`` is ``"separate"`` (one law per carrier) or
         ``"shared"`` (carrier ``"all"`` for a shared parameter).
     comparison : pandas.DataFrame
-        Two rows (``separate``, ``shared``): ``k`` (parameters with the common error
-        variance), ``n_obs``, ``loglik``, ``aicc``, ``delta_aicc``, ``weight_aicc``, ``bic``,
-        ``delta_bic``, ``weight_bic``, and on the shared row the likelihood-ratio
-        ``statistic``, ``df`` and χ² ``pvalue`` against the separate laws, and its F form
-        ``f_statistic``, ``f_pvalue`` (F(df, n − k_separate + 1); the verdict's test).
+        Two rows (``model`` ``separate``, ``shared``), as in
+        :class:`~lawfit.shared.SharedExponents`.
     fits : dict
         Carrier label → :class:`~lawfit.FitResult` of its own law.
     shared_fit : FitResult or None
         The law with shared exponents (None with fewer than two fitted carriers).
     size : str
         ``"params"`` or ``"bytes"``.
-    shared : tuple of str
-        The parameters held common in the shared law.
-    significance : float
-        Level of the likelihood-ratio test.
-    verdict : str
-        ``"shared"`` (the F test does not reject shared exponents at ``significance``),
-        ``"separate"``, or ``""`` when not tested.
-    notes, flags
-        Context and warnings (``carrier_skipped``, ``exponents_differ``, ``local_optimum``,
-        ``heteroscedastic``: refit with ``space="log"``).
+    shared, significance, verdict, notes, flags
+        As in :class:`~lawfit.shared.SharedExponents` (flag ``carrier_skipped`` for a
+        carrier without a law of its own).
     """
 
-    _main = "exponents"
+    _noun = "carrier"
 
-    exponents: pd.DataFrame
-    comparison: pd.DataFrame
-    fits: dict = field(repr=False)
-    shared_fit: FitResult | None = field(repr=False, default=None)
     size: str = "params"
-    shared: tuple[str, ...] = ("alpha", "beta")
-    significance: float = 0.05
-    verdict: str = ""
-    notes: tuple[str, ...] = ()
-    flags: tuple[Flag, ...] = ()
 
-    @property
-    def pvalue(self) -> float:
-        """p-value of the F likelihood-ratio test of shared exponents (NaN when not run)."""
-        if "f_pvalue" not in self.comparison or not len(self.comparison):
-            return math.nan
-        return float(self.comparison["f_pvalue"].iloc[-1])
-
-    def _tables(self):
-        return [
-            ("parameters per carrier", self.exponents),
-            ("shared vs separate exponents", self.comparison),
-        ]
-
-    def summary(self) -> SummaryText:
-        """Plain-text summary: parameters per carrier, the comparison and the verdict.
-
-        Returns
-        -------
-        SummaryText
-            Text, with HTML and LaTeX renderings.
-        """
-        out = [f"Capacity law across carriers (size in {SIZES[self.size]})", "=" * 48]
-        with pd.option_context(
-            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format
-        ):
-            out.append(self.exponents.to_string(index=False))
-            if len(self.comparison):
-                out += ["", self.comparison.to_string(index=False)]
-        if self.verdict:
-            out.append(
-                f"verdict (F likelihood-ratio test at {self.significance:g}): "
-                f"{self.verdict} exponents"
-            )
-        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
-        return self._summary_text("\n".join(out))
+    def _title(self) -> str:
+        return f"Capacity law across carriers (size in {SIZES[self.size]})"
 
 
 def carrier_law(
@@ -435,16 +286,8 @@ def carrier_law(
     LawfitError
         Bad options, data without carriers, or no carrier whose law can be fitted.
     """
-    significance = V.significance_level(significance)
-    base = get_form(form)
-    bad = [p for p in shared if p not in base.params]
-    if not shared or bad or len(set(shared)) == len(base.params):
-        raise LawfitError(
-            f"shared must name some, not all, of the form's parameters "
-            f"{base.params}; got {tuple(shared)}."
-        )
+    base, shared, significance = _check_options(form, shared, significance, space)
     frame, notes = carrier_frame(data, size=size, dtype=dtype)
-    sized = _sized_form(base, SIZES[size])
     kw = dict(
         exclude=exclude,
         space=space,
@@ -454,207 +297,34 @@ def carrier_law(
         rng=V.random_generator(rng),
         profile=False,
     )
-    fits, flags = _fit_each_carrier(frame, sized, kw, notes)
-    shared_fit, comparison = None, pd.DataFrame()
-    if len(fits) >= 2:
-        labels = sorted(fits)
-        joint = frame[frame["carrier"].isin(labels)].assign(
-            carrier_index=lambda d: d["carrier"].map({c: j for j, c in enumerate(labels)})
-        )
-        shared_fit = _quiet_fit(
-            _fit_columns(joint, with_index=True), _shared_form(sized, labels, tuple(shared)), kw
-        )
-        comparison = _comparison(fits, shared_fit, labels, space, notes, flags)
-    else:
-        notes.append(
-            f"{len(fits)} carrier(s) with a fitted law: shared exponents not tested (needs 2+)"
-        )
-    verdict = ""
-    if len(comparison):
-        p = comparison["f_pvalue"].iloc[-1]
-        verdict = "separate" if p < significance else "shared"
-        if verdict == "separate":
-            flags.append(
-                Flag(
-                    "exponents_differ",
-                    f"the carriers do not share {list(shared)}: "
-                    f"likelihood-ratio (F) p = {p:.3g} < {significance:g}; compare "
-                    "carriers by their own laws",
-                )
-            )
-    table = _parameter_table(fits, shared_fit, cluster)
-    if cluster:
-        notes.append(f"intervals: cluster-robust over {cluster} (CR2, Bell-McCaffrey dof)")
-    return CarrierLaw(
-        exponents=table,
-        comparison=comparison,
-        fits=fits,
-        shared_fit=shared_fit,
-        size=size,
-        shared=tuple(shared),
+    out = compare_shared(
+        frame.rename(columns={"carrier": GROUP}),
+        _sized_form(base, SIZES[size]),
+        shared=shared,
+        kw=kw,
         significance=significance,
-        verdict=verdict,
-        notes=tuple(notes),
-        flags=tuple(flags),
+        cluster=cluster,
+        drop=("modules", "knob"),
+        noun="carrier",
     )
-
-
-def _fit_columns(frame: pd.DataFrame, with_index: bool = False) -> pd.DataFrame:
-    """Return the frame lawfit.fit reads: no carrier labels (they are not one setting)."""
-    drop = ["modules", "carrier", "knob"] + ([] if with_index else ["carrier_index"])
-    return frame.drop(columns=[c for c in drop if c in frame.columns]).reset_index(drop=True)
-
-
-def _quiet_fit(frame, form, kw) -> FitResult:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fit(frame, form, **kw)
-
-
-def _fit_each_carrier(frame, form, kw, notes) -> tuple[dict, list[Flag]]:
-    """One law per carrier; carriers whose law cannot be fitted are skipped with a note."""
-    fits, flags = {}, []
-    for label, sub in frame.groupby("carrier", sort=True):
-        try:
-            fits[label] = _quiet_fit(_fit_columns(sub), form, kw)
-        except LawfitError as exc:
-            notes.append(f"carrier {label}: no law fitted ({exc})")
-            flags.append(
-                Flag(
-                    "carrier_skipped",
-                    f"carrier {label} has too few usable cells "
-                    "for its own law; it is left out of the comparison",
-                )
-            )
-    if not fits:
-        raise LawfitError(
-            "no carrier has enough usable cells for a law (each needs 2+ sizes, "
-            "2+ lengths and more distinct (size, length) points than parameters after "
-            "the memorized exclusion); see the notes: " + "; ".join(notes)
-        )
-    return fits, flags
-
-
-def _information_criteria(loglik: float, k: int, n: int) -> dict:
-    """AICc and BIC of a Gaussian model with ``k`` parameters (error variance included)."""
-    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
-    return {
-        "k": k,
-        "n_obs": n,
-        "loglik": loglik,
-        "aicc": aicc,
-        "bic": -2 * loglik + k * math.log(n),
-    }
-
-
-def _comparison(fits, shared_fit, labels, space, notes, flags) -> pd.DataFrame:
-    """Separate laws (common error variance) against the shared-exponent law."""
-    points = pd.concat([fits[c].points for c in labels], ignore_index=True)
-    resid, y = points["residual"].to_numpy(float), points["loss_reduction"].to_numpy(float)
-    n = resid.size
-    if n != shared_fit.n_obs:
-        notes.append(
-            f"the shared law saw {shared_fit.n_obs} cells, the separate laws {n}: "
-            "comparison skipped"
-        )
-        return pd.DataFrame()
-    k_sep = sum(len(fits[c].param_names) for c in labels) + 1
-    k_sh = len(shared_fit.param_names) + 1
-    ll_sep = float(pointwise_loglik(resid, y, space).sum())
-    ll_sh = float(
-        pointwise_loglik(
-            shared_fit.points["residual"].to_numpy(float),
-            shared_fit.points["loss_reduction"].to_numpy(float),
-            space,
-        ).sum()
+    names = {"law": "model", GROUP: "carrier"}
+    return CarrierLaw(
+        **{
+            **out,
+            "exponents": out["exponents"].rename(columns=names),
+            "comparison": out["comparison"].rename(columns=names),
+            "notes": (*notes, *out["notes"]),
+        },
+        by=("modules",),
+        size=size,
+        shared=shared,
+        significance=significance,
     )
-    rows = [
-        {"model": "separate", **_information_criteria(ll_sep, k_sep, n)},
-        {"model": "shared", **_information_criteria(ll_sh, k_sh, n)},
-    ]
-    df = k_sep - k_sh
-    stat, p = likelihood_ratio_test(ll_sh, ll_sep, df)
-    sse_sep = float(np.sum(resid**2))
-    sse_sh = float(np.sum(shared_fit.points["residual"].to_numpy(float) ** 2))
-    f_stat = max(sse_sh - sse_sep, 0.0) / df / (sse_sep / (n - k_sep + 1))
-    rows[1].update(
-        statistic=stat,
-        df=df,
-        pvalue=p,
-        f_statistic=f_stat,
-        f_pvalue=float(stats.f.sf(f_stat, df, n - k_sep + 1)),
-    )
-    het = _heteroscedasticity(shared_fit.points)
-    if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
-        flags.append(
-            Flag(
-                "heteroscedastic",
-                f"the residual spread grows with the fitted ΔL "
-                f"(Breusch-Pagan p = {het:.2g}): the one-variance likelihood is wrong "
-                "and the test rejects shared exponents too often; rerun with "
-                "space='log'",
-            )
-        )
-    if ll_sep < ll_sh - 1e-6:
-        flags.append(
-            Flag(
-                "local_optimum",
-                "the separate laws fit worse than the shared law, "
-                "their restriction: a separate fit stopped at a local optimum",
-            )
-        )
-    table = pd.DataFrame(rows)
-    for c in ("aicc", "bic"):
-        table[f"delta_{c}"] = table[c] - table[c].min()
-        table[f"weight_{c}"] = akaike_weights(table[c])
-    notes.append(
-        "likelihoods are Gaussian with one error variance common to all carriers; "
-        "the verdict uses the F form of the likelihood-ratio test (exact for a linear "
-        "model, close to its level with few cells where the χ² form rejects too "
-        "often); both assume no parameter at a bound"
-    )
-    return table
-
-
-def _parameter_rows(model: str, fit: FitResult, names: dict, cluster: str | None) -> list[dict]:
-    """Rows of one law's parameters; ``names`` maps a parameter to (base name, carrier)."""
-    ci = fit.conf_int("cluster", cluster=cluster) if cluster else fit.conf_int()
-    return [
-        {
-            "model": model,
-            "carrier": names[q][1],
-            "parameter": names[q][0],
-            "estimate": fit.params[q],
-            "low": ci.loc[q, "low"],
-            "high": ci.loc[q, "high"],
-            "n_obs": fit.n_obs,
-        }
-        for q in fit.param_names
-    ]
-
-
-def _parameter_table(fits, shared_fit, cluster: str | None = None) -> pd.DataFrame:
-    """Estimates and intervals of every law's parameters, in base-parameter names."""
-    rows = []
-    for label, f in fits.items():
-        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names}, cluster)
-    if shared_fit is not None:
-        labels = sorted(fits)
-        names = {q: (q, "all") for q in shared_fit.param_names}
-        names.update(
-            {
-                q: (p, labels[j])
-                for p, qs in shared_fit.form.func.names.items()
-                for j, q in enumerate(qs)
-            }
-        )
-        rows += _parameter_rows("shared", shared_fit, names, cluster)
-    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------- bits per size
 @dataclass(frozen=True)
-class CarrierBits(_TableResult):
+class CarrierBits(TableResult):
     """Bits per parameter and per byte of every carrier, with bootstrap intervals.
 
     Attributes
@@ -988,7 +658,7 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
 
 # ----------------------------------------------------------------------- predictions
 @dataclass(frozen=True)
-class CarrierCapacity(_TableResult):
+class CarrierCapacity(TableResult):
     """The smallest carrier of each kind that stores a number of bits.
 
     Attributes

@@ -15,6 +15,7 @@ examples:
   lawfit fit sweep.nc
   lawfit fit sweep.nc --sel model=llama --sel task=phonebook --bootstrap 2000 --unit seed
   lawfit fit sweep.nc --by model --json fits.json
+  lawfit fit sweep.nc --by model --shared alpha beta --space log   do two models share α, β?
   lawfit fit sweep.nc --bootstrap 2000 --unit data_seed --cluster data_seed
 """
 
@@ -91,6 +92,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--by", nargs="+", default=None, metavar="DIM", help="grouping dims: one fit per group"
     )
     p.add_argument(
+        "--shared",
+        nargs="+",
+        default=None,
+        metavar="PARAM",
+        help="with --by: also test whether the groups share these parameters of the form "
+        "(e.g. alpha beta: do two model families share the exponents?)",
+    )
+    p.add_argument(
         "--sel",
         action="append",
         default=[],
@@ -155,17 +164,13 @@ def run(args) -> int:
     from lawfit.data import open_dataset
 
     check_output_path(args.json, "--json")
+    if args.shared and not args.by:
+        raise LawfitError(
+            "--shared tests whether groups share parameters; name the groups with --by "
+            "(e.g. --by model --shared alpha beta)."
+        )
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
-    exclude = args.exclude
-    if isinstance(exclude, str) and exclude.lower() == "none":
-        exclude = None
-    elif exclude != "memorized":
-        try:
-            exclude = float(exclude)
-        except ValueError:
-            raise LawfitError(
-                f"--exclude expects 'memorized', 'none' or a number; got {exclude!r}."
-            ) from None
+    exclude = _exclusion(args.exclude)
     res = lawfit.fit(
         ds,
         args.form,
@@ -188,7 +193,53 @@ def run(args) -> int:
             where = f" ({', '.join(map(str, key))})" if key else ""
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
             print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
+    if args.shared:
+        _print_shared(args, ds, exclude, res)
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
+
+
+def _exclusion(exclude: str) -> str | float | None:
+    """Read --exclude: 'memorized', 'none' or a loss_after threshold."""
+    if exclude.lower() == "none":
+        return None
+    if exclude == "memorized":
+        return exclude
+    try:
+        return float(exclude)
+    except ValueError:
+        raise LawfitError(
+            f"--exclude expects 'memorized', 'none' or a number; got {exclude!r}."
+        ) from None
+
+
+def _print_shared(args, ds, exclude, res) -> None:
+    """Print the test of shared parameters across the --by groups (lawfit.shared_exponents).
+
+    With --space auto the test uses the space the groups' own fits chose, when they agree.
+    """
+    import lawfit
+
+    space = args.space
+    if space == "auto":
+        chosen = {one.space for one in res.values()}
+        if len(chosen) != 1:
+            raise LawfitError(
+                f"--space auto chose {sorted(chosen)} for different groups; the test of "
+                "shared parameters needs one scale: rerun with --space linear or --space log."
+            )
+        space = chosen.pop()
+    test = lawfit.shared_exponents(
+        ds,
+        by=args.by,
+        form=args.form,
+        shared=args.shared,
+        exclude=exclude,
+        space=space,
+        confidence_level=args.level,
+        cluster=args.cluster,
+    )
+    print()
+    print(test.summary())

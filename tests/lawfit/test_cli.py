@@ -55,6 +55,17 @@ def test_fit_by(nc, capsys):
     assert capsys.readouterr().out.count("R-squared") == 2
 
 
+def test_fit_by_tests_shared_exponents(nc, capsys):
+    """Two groups simulated with one law: the test is printed and does not reject."""
+    rc = main(["fit", str(nc), "--by", "model", "--shared", "alpha", "beta", "--space", "log"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Shared exponents across model" in out
+    assert "verdict (F likelihood-ratio test at 0.05): shared exponents" in out
+    assert main(["fit", str(nc), "--shared", "alpha"]) == 2
+    assert "name the groups with --by" in capsys.readouterr().err
+
+
 def test_fit_needs_by_error(nc, capsys):
     assert main(["fit", str(nc)]) == 2
     err = capsys.readouterr().err

@@ -69,6 +69,9 @@ def _results():
             tok.sel(objective=["sft"]), bootstrap=0
         ),
         "CarrierLaw": lambda: lawfit.carrier_law(_carrier_sweep()),
+        "SharedExponents": lambda: lawfit.shared_exponents(
+            synthetic_dataset(groups={"model": ["a", "b"]}, seeds=2, rng=1), space="log"
+        ),
         "CarrierBits": lambda: lawfit.carrier_bits(_carrier_sweep(), bootstrap=50, rng=0),
         "CarrierCapacity": lambda: lawfit.carrier_bits(
             _carrier_sweep(), bootstrap=50, rng=0

@@ -1,0 +1,616 @@
+"""Do groups of cells share the law's exponents? Model families, tasks, memory carriers.
+
+The question of issue 10 (two model families: do SmolLM2 and Gemma obey one law?) and of
+issue 15 (do LoRA, memory tokens and a KV memory?) is the same nested-model test:
+
+- the **separate** laws: the form fitted once per group (every parameter its own);
+- the **shared** law: one fit over all groups in which the parameters named by ``shared``
+  (default the exponents α and β) are common and the others (C, b) stay per group;
+- their comparison by AICc, BIC and a likelihood-ratio test (χ² and F forms; the verdict
+  uses the F form, which keeps its level with few cells where the χ² form rejects too
+  often), with one Gaussian error variance common to all groups on the fit's scale.
+
+:func:`shared_exponents` asks it of any grouping dims of a dataset (``by="model"``);
+:func:`lawfit.carrier_law` asks it of the carriers of one setting, against their size.
+Both are built from :func:`compare_shared`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lawfit import _validate as V
+from lawfit.compare import (
+    _heteroscedasticity,
+    akaike_weights,
+    likelihood_ratio_test,
+    pointwise_loglik,
+)
+from lawfit.data import as_frame, load_data
+from lawfit.errors import LawfitError
+from lawfit.fitting import fit
+from lawfit.forms import Form, form_from_spec, get_form
+from lawfit.protocol import Flag, ResultProtocol, SummaryText
+from lawfit.result import FitResult
+
+__all__ = ["SharedExponents", "shared_exponents", "compare_shared"]
+
+#: Breusch-Pagan p-value under which a linear-space comparison is flagged (as lawfit.compare).
+HETEROSCEDASTIC_P = 0.01
+#: Column of the group label, and of the group's integer index in the joint fit.
+GROUP, GROUP_INDEX = "group", "group_index"
+
+
+class _PerGroup:
+    """A form evaluated per group: shared parameters common, the others one per group."""
+
+    def __init__(self, base: Form, n: int, shared: Sequence[str], names: dict):
+        self.base, self.n, self.shared, self.names = base, n, tuple(shared), names
+
+    def to_spec(self) -> dict:
+        """JSON-safe recipe (:meth:`Form.to_spec` stores it, so a saved law loads back)."""
+        return {
+            "base": self.base.to_spec(),
+            "n": self.n,
+            "shared": list(self.shared),
+            "names": {p: list(v) for p, v in self.names.items()},
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> _PerGroup:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(form_from_spec(spec["base"]), int(spec["n"]), spec["shared"], spec["names"])
+
+    def _kw(self, j, params):
+        return {p: params[p if p in self.shared else self.names[p][j]] for p in self.base.params}
+
+    def __call__(self, *inputs, **params):
+        *xs, idx = inputs
+        out = 0.0
+        for j in range(self.n):
+            out = np.where(idx == j, self.base.func(*xs, **self._kw(j, params)), out)
+        return out
+
+    def jac(self, *inputs, **params):
+        *xs, idx = inputs
+        cols = {}
+        for j in range(self.n):
+            mask = idx == j
+            for p, d in zip(
+                self.base.params, self.base.jac(*xs, **self._kw(j, params)), strict=True
+            ):
+                name = p if p in self.shared else self.names[p][j]
+                cols[name] = np.where(mask, d, cols.get(name, 0.0))
+        return [cols[p] for p in self.param_order()]
+
+    def param_order(self) -> tuple[str, ...]:
+        """Parameter names: per-group copies grouped by base parameter, shared ones once."""
+        return tuple(
+            p if p in self.shared else self.names[p][j]
+            for p in self.base.params
+            for j in (range(1) if p in self.shared else range(self.n))
+        )
+
+
+def shared_form(base: Form, labels: Sequence[str], shared: Sequence[str]) -> Form:
+    """One form over every group (extra input ``group_index``) with ``shared`` common.
+
+    Parameters
+    ----------
+    base : Form
+        The law of one group.
+    labels : sequence of str
+        The groups, in the order of their index (0, 1, ...).
+    shared : sequence of str
+        Parameters of ``base`` common to all groups.
+
+    Returns
+    -------
+    Form
+        Parameters ``alpha`` (shared) and ``C_<label>`` (per group), and so on.
+    """
+    tags = [re.sub(r"\W", "_", str(lab)) for lab in labels]
+    if len(set(tags)) != len(tags):
+        tags = [str(j) for j in range(len(labels))]
+    names = {p: [f"{p}_{t}" for t in tags] for p in base.params if p not in shared}
+    func = _PerGroup(base, len(labels), shared, names)
+    params = func.param_order()
+    origin = {q: p for p in base.params for q in ([p] if p in shared else names[p])}
+    return Form(
+        name=f"{base.name}_shared_{'_'.join(shared)}",
+        func=func,
+        inputs=(*base.inputs, GROUP_INDEX),
+        params=params,
+        bounds={q: base.bounds[origin[q]] for q in params},
+        linear=tuple(q for q in params if origin[q] in base.linear),
+        search={q: base.search[origin[q]] for q in params if origin[q] in base.search},
+        jac=func.jac if base.jac is not None else None,
+        latex=base.latex,
+        text=f"{base.text}, {', '.join(shared)} shared across groups",
+        description=f"{base.name} per group with {', '.join(shared)} shared",
+    )
+
+
+class TableResult(ResultProtocol):
+    """A result whose main table (``to_dataframe``) is the attribute named by ``_main``."""
+
+    _main = "table"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Return the main table (a copy).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group (and target, or parameter).
+        """
+        return getattr(self, self._main).copy()
+
+
+@dataclass(frozen=True)
+class SharedExponents(TableResult):
+    """The law per group, the law with shared exponents, and their comparison.
+
+    Attributes
+    ----------
+    exponents : pandas.DataFrame
+        One row per (law, group, parameter): ``estimate``, ``low``, ``high`` (the fit's
+        default interval, or the cluster-robust one), ``n_obs``. ``law`` is ``"separate"``
+        (one law per group) or ``"shared"`` (group ``"all"`` for a shared parameter).
+    comparison : pandas.DataFrame
+        Two rows (``law`` ``separate``, ``shared``): ``k`` (parameters with the common
+        error variance), ``n_obs``, ``loglik``, ``aicc``, ``delta_aicc``, ``weight_aicc``,
+        ``bic``, ``delta_bic``, ``weight_bic``, and on the shared row the likelihood-ratio
+        ``statistic``, ``df`` and χ² ``pvalue`` against the separate laws, and its F form
+        ``f_statistic``, ``f_pvalue`` (F(df, n − k_separate + 1); the verdict's test).
+    fits : dict
+        Group label → :class:`~lawfit.FitResult` of its own law.
+    shared_fit : FitResult or None
+        The law with shared parameters (None with fewer than two fitted groups).
+    by : tuple of str
+        The grouping dims (the group label joins their values with ``/``).
+    shared : tuple of str
+        The parameters held common in the shared law.
+    significance : float
+        Level of the likelihood-ratio test.
+    verdict : str
+        ``"shared"`` (the F test does not reject shared exponents at ``significance``),
+        ``"separate"``, or ``""`` when not tested.
+    notes, flags
+        Context and warnings (``group_skipped``, ``exponents_differ``, ``local_optimum``,
+        ``heteroscedastic``: refit with ``space="log"``).
+    """
+
+    _main = "exponents"
+    _noun = "group"
+
+    exponents: pd.DataFrame
+    comparison: pd.DataFrame
+    fits: dict = field(repr=False)
+    shared_fit: FitResult | None = field(repr=False, default=None)
+    by: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ("alpha", "beta")
+    significance: float = 0.05
+    verdict: str = ""
+    notes: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+
+    @property
+    def pvalue(self) -> float:
+        """p-value of the F likelihood-ratio test of shared exponents (NaN when not run)."""
+        if "f_pvalue" not in self.comparison or not len(self.comparison):
+            return math.nan
+        return float(self.comparison["f_pvalue"].iloc[-1])
+
+    def _tables(self):
+        return [
+            (f"parameters per {self._noun}", self.exponents),
+            ("shared vs separate exponents", self.comparison),
+        ]
+
+    def _title(self) -> str:
+        return f"Shared exponents across {' × '.join(self.by) or 'groups'}"
+
+    def summary(self) -> SummaryText:
+        """Plain-text summary: parameters per group, the comparison and the verdict.
+
+        Returns
+        -------
+        SummaryText
+            Text, with HTML and LaTeX renderings.
+        """
+        title = self._title()
+        out = [title, "=" * len(title)]
+        with pd.option_context(
+            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format
+        ):
+            out.append(self.exponents.to_string(index=False))
+            if len(self.comparison):
+                out += ["", self.comparison.to_string(index=False)]
+        if self.verdict:
+            out.append(
+                f"verdict (F likelihood-ratio test at {self.significance:g}): "
+                f"{self.verdict} exponents"
+            )
+        out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
+        return self._summary_text("\n".join(out))
+
+
+def shared_exponents(
+    data,
+    by: str | Sequence[str] = "model",
+    *,
+    form: str | Form = "power_law",
+    shared: Sequence[str] = ("alpha", "beta"),
+    exclude: str | float | None = "memorized",
+    space: str = "linear",
+    bootstrap: int = 0,
+    unit: str = "cell",
+    confidence_level: float = 0.95,
+    significance: float = 0.05,
+    rng: int | np.random.Generator | None = None,
+    cluster: str | None = None,
+) -> SharedExponents:
+    """Fit the law per group and test whether the groups share its exponents.
+
+    Parameters
+    ----------
+    data : xarray.Dataset, pandas.DataFrame or path
+        Cells of the data contract whose grouping dims other than ``by`` have one value
+        (select them first, e.g. ``ds.sel(task="long_context")``).
+    by : str or sequence of str
+        Grouping dims whose values are the groups (default ``"model"``: model families).
+    form : str or Form
+        The law (default the paper's power law C·r^α·ℓ^(−β) + b). Its capacity input is
+        read per group, so model families whose adapters differ in parameters per rank
+        still compare exponents: the constant factor goes into each group's own C.
+    shared : sequence of str
+        Parameters common to all groups in the restricted law (default the exponents);
+        the others are fitted per group.
+    exclude : {"memorized"} or float or None
+        Passed to :func:`lawfit.fit`; it depends on the data only, so every law sees the
+        same cells.
+    space : {"linear", "log"}
+        Fit ΔL or log ΔL. The test assumes one error variance on that scale: with
+        multiplicative noise fit in ``"log"``, or the test rejects too often (flagged).
+    bootstrap : int
+        Bootstrap replicates of every law (intervals of ``exponents``).
+    unit : str
+        Resampling unit of the bootstrap, as in :func:`lawfit.fit`.
+    confidence_level : float
+        Level of the intervals.
+    significance : float
+        Level of the likelihood-ratio test.
+    rng : int or numpy.random.Generator, optional
+        Seed of the bootstrap.
+    cluster : str, optional
+        Give the intervals as cluster-robust ones over this column (``"data_seed"``:
+        target sequences; CR2 with Bell-McCaffrey dof, :mod:`lawfit.robust`).
+
+    Returns
+    -------
+    SharedExponents
+        Parameters per group, the shared law, and their comparison.
+
+    Raises
+    ------
+    LawfitError
+        Bad options, fewer than two groups in the data, or no group whose law can be
+        fitted.
+
+    Examples
+    --------
+    >>> from lawfit.testing import synthetic_dataset
+    >>> import xarray as xr
+    >>> a = synthetic_dataset(alpha=0.6, beta=0.5, noise=0.01, rng=0)
+    >>> b = synthetic_dataset(alpha=0.6, beta=0.5, C=0.2, noise=0.01, rng=1)
+    >>> ds = xr.concat([a.expand_dims(model=["a"]), b.expand_dims(model=["b"])], "model")
+    >>> shared_exponents(ds, by="model").verdict
+    'shared'
+    """
+    base, shared, significance = _check_options(form, shared, significance, space)
+    by = (by,) if isinstance(by, str) else tuple(by)
+    if not by:
+        raise LawfitError("by must name at least one grouping dim (e.g. 'model'); got none.")
+    frame = _group_frame(load_data(data), by, base)
+    kw = dict(
+        exclude=exclude,
+        space=space,
+        bootstrap=bootstrap,
+        unit=unit,
+        confidence_level=confidence_level,
+        rng=V.random_generator(rng),
+        profile=False,
+    )
+    out = compare_shared(
+        frame,
+        base,
+        shared=shared,
+        kw=kw,
+        significance=significance,
+        cluster=cluster,
+        drop=by,
+    )
+    return SharedExponents(by=by, shared=shared, significance=significance, **out)
+
+
+def _check_options(
+    form, shared, significance, space="linear"
+) -> tuple[Form, tuple[str, ...], float]:
+    """Validate the form, the shared parameters, the fit scale and the test's level."""
+    if space not in ("linear", "log"):
+        raise LawfitError(
+            f"space must be 'linear' or 'log' (one scale for every law the test compares); "
+            f"got {space!r}. With multiplicative noise use 'log'."
+        )
+    significance = V.significance_level(significance)
+    base = get_form(form)
+    shared = tuple(shared)
+    bad = [p for p in shared if p not in base.params]
+    if not shared or bad or len(set(shared)) == len(base.params):
+        raise LawfitError(
+            f"shared must name some, not all, of the form's parameters {base.params}; got {shared}."
+        )
+    return base, shared, significance
+
+
+def _group_frame(data, by: tuple[str, ...], base: Form) -> pd.DataFrame:
+    """Usable cells with a ``group`` label from the values of ``by``; 2+ groups required."""
+    frame, _ = as_frame(data, variables=("loss_reduction",), by=list(by), inputs=base.inputs)
+    labels = frame[list(by)].astype(str).agg("/".join, axis=1)
+    if labels.nunique() < 2:
+        raise LawfitError(
+            f"a test of shared exponents needs 2+ groups; the data's usable cells have "
+            f"{sorted(labels.unique())} over {list(by)}. Add the other group's cells "
+            "(e.g. xr.concat of two models' datasets along 'model') or group by another dim."
+        )
+    return frame.assign(**{GROUP: labels.to_numpy()})
+
+
+def compare_shared(
+    frame: pd.DataFrame,
+    form: Form,
+    *,
+    shared: tuple[str, ...],
+    kw: dict,
+    significance: float,
+    cluster: str | None = None,
+    drop: Sequence[str] = (),
+    noun: str = "group",
+) -> dict:
+    """Fit per group and with ``shared`` common, and compare: the core of both tests.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Usable cells with a ``group`` column and the form's inputs.
+    form : Form
+        The law of one group.
+    shared : tuple of str
+        Parameters common to all groups in the restricted law.
+    kw : dict
+        Options of :func:`lawfit.fit` (exclusion, space, bootstrap, ...).
+    significance : float
+        Level of the F test.
+    cluster : str, optional
+        Column of the cluster-robust intervals.
+    drop : sequence of str
+        Columns that tell the groups apart and so are not inputs of a fit.
+    noun : str
+        What a group is, in notes and flag codes (``"carrier"``: ``carrier_skipped``).
+
+    Returns
+    -------
+    dict
+        ``exponents``, ``comparison``, ``fits``, ``shared_fit``, ``verdict``, ``notes``
+        and ``flags``: the fields of :class:`SharedExponents`.
+    """
+    notes: list[str] = []
+    drop = [GROUP, *drop]
+    fits, flags = _fit_each_group(frame, form, kw, notes, drop, noun)
+    shared_fit, comparison = None, pd.DataFrame()
+    if len(fits) >= 2:
+        labels = sorted(fits)
+        joint = frame[frame[GROUP].isin(labels)]
+        joint = joint.assign(
+            **{GROUP_INDEX: joint[GROUP].map({c: j for j, c in enumerate(labels)})}
+        )
+        shared_fit = _quiet_fit(_fit_columns(joint, drop), shared_form(form, labels, shared), kw)
+        comparison = _comparison(fits, shared_fit, labels, kw["space"], notes, flags, noun)
+    else:
+        notes.append(f"{len(fits)} {noun}(s) with a fitted law: shared exponents not tested")
+    verdict = _verdict(comparison, significance, shared, flags, noun)
+    if cluster:
+        notes.append(f"intervals: cluster-robust over {cluster} (CR2, Bell-McCaffrey dof)")
+    return dict(
+        exponents=_parameter_table(fits, shared_fit, cluster),
+        comparison=comparison,
+        fits=fits,
+        shared_fit=shared_fit,
+        verdict=verdict,
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
+
+
+def _verdict(comparison, significance, shared, flags, noun) -> str:
+    """``"shared"`` or ``"separate"`` by the F test (flagged when separate); ``""`` untested."""
+    if not len(comparison):
+        return ""
+    p = comparison["f_pvalue"].iloc[-1]
+    if p >= significance:
+        return "shared"
+    flags.append(
+        Flag(
+            "exponents_differ",
+            f"the {noun}s do not share {list(shared)}: likelihood-ratio (F) "
+            f"p = {p:.3g} < {significance:g}; compare {noun}s by their own laws",
+        )
+    )
+    return "separate"
+
+
+def _fit_columns(frame: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
+    """Return the frame lawfit.fit reads: without the columns that tell groups apart."""
+    return frame.drop(columns=[c for c in drop if c in frame.columns]).reset_index(drop=True)
+
+
+def _quiet_fit(frame, form, kw) -> FitResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(frame, form, **kw)
+
+
+def _fit_each_group(frame, form, kw, notes, drop, noun) -> tuple[dict, list[Flag]]:
+    """One law per group; groups whose law cannot be fitted are skipped with a note."""
+    fits, flags = {}, []
+    for label, sub in frame.groupby(GROUP, sort=True):
+        try:
+            fits[label] = _quiet_fit(_fit_columns(sub, drop), form, kw)
+        except LawfitError as exc:
+            notes.append(f"{noun} {label}: no law fitted ({exc})")
+            flags.append(
+                Flag(
+                    f"{noun}_skipped",
+                    f"{noun} {label} has too few usable cells "
+                    "for its own law; it is left out of the comparison",
+                )
+            )
+    if not fits:
+        raise LawfitError(
+            f"no {noun} has enough usable cells for a law (each needs 2+ sizes, "
+            "2+ lengths and more distinct (size, length) points than parameters after "
+            "the memorized exclusion); see the notes: " + "; ".join(notes)
+        )
+    return fits, flags
+
+
+def _information_criteria(loglik: float, k: int, n: int) -> dict:
+    """AICc and BIC of a Gaussian model with ``k`` parameters (error variance included)."""
+    aicc = -2 * loglik + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+    return {
+        "k": k,
+        "n_obs": n,
+        "loglik": loglik,
+        "aicc": aicc,
+        "bic": -2 * loglik + k * math.log(n),
+    }
+
+
+def _loglik(points: pd.DataFrame, space: str) -> float:
+    """Gaussian log-likelihood of fitted points with one error variance for all of them."""
+    resid, y = points["residual"].to_numpy(float), points["loss_reduction"].to_numpy(float)
+    return float(pointwise_loglik(resid, y, space).sum())
+
+
+def _comparison(fits, shared_fit, labels, space, notes, flags, noun) -> pd.DataFrame:
+    """Separate laws (common error variance) against the shared-exponent law."""
+    points = pd.concat([fits[c].points for c in labels], ignore_index=True)
+    resid = points["residual"].to_numpy(float)
+    n = resid.size
+    if n != shared_fit.n_obs:
+        notes.append(
+            f"the shared law saw {shared_fit.n_obs} cells, the separate laws {n}: "
+            "comparison skipped"
+        )
+        return pd.DataFrame()
+    k_sep = sum(len(fits[c].param_names) for c in labels) + 1
+    k_sh = len(shared_fit.param_names) + 1
+    ll_sep, ll_sh = _loglik(points, space), _loglik(shared_fit.points, space)
+    rows = [
+        {"law": "separate", **_information_criteria(ll_sep, k_sep, n)},
+        {"law": "shared", **_information_criteria(ll_sh, k_sh, n)},
+    ]
+    df = k_sep - k_sh
+    stat, p = likelihood_ratio_test(ll_sh, ll_sep, df)
+    sse_sep = float(np.sum(resid**2))
+    sse_sh = float(np.sum(shared_fit.points["residual"].to_numpy(float) ** 2))
+    f_stat = max(sse_sh - sse_sep, 0.0) / df / (sse_sep / (n - k_sep + 1))
+    rows[1].update(
+        statistic=stat,
+        df=df,
+        pvalue=p,
+        f_statistic=f_stat,
+        f_pvalue=float(stats.f.sf(f_stat, df, n - k_sep + 1)),
+    )
+    flags += _fit_flags(shared_fit, space, ll_sep, ll_sh)
+    table = pd.DataFrame(rows)
+    for c in ("aicc", "bic"):
+        table[f"delta_{c}"] = table[c] - table[c].min()
+        table[f"weight_{c}"] = akaike_weights(table[c])
+    notes.append(
+        f"likelihoods are Gaussian with one error variance common to all {noun}s; "
+        "the verdict uses the F form of the likelihood-ratio test (exact for a linear "
+        "model, close to its level with few cells where the χ² form rejects too "
+        "often); both assume no parameter at a bound"
+    )
+    return table
+
+
+def _fit_flags(shared_fit, space, ll_sep, ll_sh) -> list[Flag]:
+    """Warnings on the comparison: a heteroscedastic linear fit, a separate local optimum."""
+    flags = []
+    het = _heteroscedasticity(shared_fit.points)
+    if space == "linear" and het is not None and het < HETEROSCEDASTIC_P:
+        flags.append(
+            Flag(
+                "heteroscedastic",
+                f"the residual spread grows with the fitted ΔL "
+                f"(Breusch-Pagan p = {het:.2g}): the one-variance likelihood is wrong "
+                "and the test rejects shared exponents too often; rerun with "
+                "space='log'",
+            )
+        )
+    if ll_sep < ll_sh - 1e-6:
+        flags.append(
+            Flag(
+                "local_optimum",
+                "the separate laws fit worse than the shared law, "
+                "their restriction: a separate fit stopped at a local optimum",
+            )
+        )
+    return flags
+
+
+def _parameter_rows(law: str, fit: FitResult, names: dict, cluster: str | None) -> list[dict]:
+    """Rows of one law's parameters; ``names`` maps a parameter to (base name, group)."""
+    ci = fit.conf_int("cluster", cluster=cluster) if cluster else fit.conf_int()
+    return [
+        {
+            "law": law,
+            GROUP: names[q][1],
+            "parameter": names[q][0],
+            "estimate": fit.params[q],
+            "low": ci.loc[q, "low"],
+            "high": ci.loc[q, "high"],
+            "n_obs": fit.n_obs,
+        }
+        for q in fit.param_names
+    ]
+
+
+def _parameter_table(fits, shared_fit, cluster: str | None = None) -> pd.DataFrame:
+    """Estimates and intervals of every law's parameters, in base-parameter names."""
+    rows = []
+    for label, f in fits.items():
+        rows += _parameter_rows("separate", f, {p: (p, label) for p in f.param_names}, cluster)
+    if shared_fit is not None:
+        labels = sorted(fits)
+        names = {q: (q, "all") for q in shared_fit.param_names}
+        names.update(
+            {
+                q: (p, labels[j])
+                for p, qs in shared_fit.form.func.names.items()
+                for j, q in enumerate(qs)
+            }
+        )
+        rows += _parameter_rows("shared", shared_fit, names, cluster)
+    return pd.DataFrame(rows)
