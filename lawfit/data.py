@@ -281,6 +281,32 @@ def _as_list(by) -> list[str]:
 
 
 def _from_dataset(ds, variables, by, inputs):
+    """One row per cell of a contract dataset, after every check of its shape."""
+    ds = _check_dataset(ds)
+    coord_inputs = [i for i in inputs if i not in ds.data_vars]
+    sub = _cell_variables(ds, variables, inputs, coord_inputs)
+    _check_unique_coords(sub)
+    by = _as_list(by)
+    for b in by:
+        if b not in sub.dims and b not in sub.coords:
+            raise LawfitError(
+                f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
+                f"{sorted(sub.dims)}."
+            )
+    var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
+    inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", *REPLICATE_DIMS, "run"}
+    sub = _one_setting_per_group(sub, inner_ok | set(by), coord_inputs)
+    df = sub.to_dataframe().reset_index()
+    keep = [
+        c
+        for c in df.columns
+        if c in set(sub.dims) | set(sub.data_vars) | set(by) | set(coord_inputs)
+    ]
+    return with_runs(df[keep])
+
+
+def _check_dataset(ds):
+    """Refuse what is not a non-empty Dataset; rename an old file's ``method`` dim."""
     import xarray as xr
 
     if not isinstance(ds, xr.Dataset):
@@ -293,7 +319,11 @@ def _from_dataset(ds, variables, by, inputs):
             "the dataset is empty (no variables, no dims); expected at least "
             "'loss_reduction' over 'rank' and 'length'."
         )
-    coord_inputs = [i for i in inputs if i not in ds.data_vars]
+    return ds
+
+
+def _cell_variables(ds, variables, inputs, coord_inputs):
+    """Return the cell variables a fit reads (and the optional ones), without token dims."""
     missing_dims = [d for d in coord_inputs if d not in ds.coords and d not in ds.dims]
     if missing_dims:
         raise LawfitError(
@@ -323,6 +353,11 @@ def _from_dataset(ds, variables, by, inputs):
                 f"variable(s) {lost} have token/step dims; expected cell variables "
                 "(one value per cell). Reduce them first, e.g. .mean('token')."
             )
+    return sub
+
+
+def _check_unique_coords(sub) -> None:
+    """Refuse a coordinate with duplicated values (cells would be ambiguous)."""
     for d in sub.dims:
         idx = sub.indexes.get(d)
         if idx is not None and not idx.is_unique:
@@ -331,16 +366,10 @@ def _from_dataset(ds, variables, by, inputs):
                 f"coordinate {d!r} has duplicated values {dup}; every coordinate value must be "
                 f"unique. Merge or drop duplicates, e.g. ds.drop_duplicates({d!r})."
             )
-    by = _as_list(by)
-    for b in by:
-        if b not in sub.dims and b not in sub.coords:
-            raise LawfitError(
-                f"by={by} names {b!r}, which is not a dim of the dataset; dims are "
-                f"{sorted(sub.dims)}."
-            )
-    var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
-    inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", *REPLICATE_DIMS, "run"}
-    inner_ok |= set(by)
+
+
+def _one_setting_per_group(sub, inner_ok: set, coord_inputs: list):
+    """Refuse grouping dims of size > 1 not in ``by``; squeeze those of size 1."""
     multi = [d for d in sub.dims if d not in inner_ok and sub.sizes[d] > 1]
     if multi:
         vals = {d: sub[d].values.tolist()[:4] for d in multi}
@@ -359,13 +388,7 @@ def _from_dataset(ds, variables, by, inputs):
         raise LawfitError(
             f"the dataset is empty: dim sizes {dict(sub.sizes)}. Expected at least one cell."
         )
-    df = sub.to_dataframe().reset_index()
-    keep = [
-        c
-        for c in df.columns
-        if c in set(sub.dims) | set(sub.data_vars) | set(by) | set(coord_inputs)
-    ]
-    return with_runs(df[keep])
+    return sub
 
 
 def n_targets(ds) -> int:
