@@ -521,8 +521,45 @@ def bimodality_coefficient(x: np.ndarray) -> float:
 
 # ------------------------------------------------------------------ token level
 def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdFit:
-    import statsmodels.api as sm
+    """Logistic regression of greedy recall on logit p: the threshold p* with intervals."""
+    x, y, run_id = _token_data(ta, prefix_ok)
+    a, b, cov, ci_delta = _clustered_logit(x, y, run_id, level)
+    xs = -a / b
+    draws, iso_draws, iso = _run_bootstrap(x, y, run_id, ta.valid.shape[0], n_boot, gen)
+    failed = int(np.isnan(draws).sum())
+    ok = draws[np.isfinite(draws)]
+    if n_boot and ok.size >= 20:
+        ci, ci_method = _quantile_ci(ok, level), "bootstrap-percentile (runs)"
+        side = np.mean(ok >= 0.5) if sigmoid(xs) < 0.5 else np.mean(ok <= 0.5)
+        pboot = float(min(1.0, 2 * side))
+    else:
+        ci, ci_method, pboot = ci_delta, "delta (run-clustered)", None
+    diff = draws - sigmoid(iso_draws)  # paired: same resample
+    return ThresholdFit(
+        threshold=float(sigmoid(xs)),
+        ci=ci,
+        ci_method=ci_method,
+        ci_delta=ci_delta,
+        level=level,
+        pvalue=float(2 * stats.norm.sf(abs(a) / math.sqrt(cov[0, 0]))),
+        pvalue_bootstrap=pboot,
+        intercept=a,
+        slope=b,
+        cov=cov,
+        n_tokens=int(y.size),
+        n_runs=int(np.unique(run_id).size),
+        n_boot=n_boot,
+        n_boot_failed=failed,
+        draws=draws,
+        n_runs_informative=_informative_runs(y, run_id),
+        threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
+        ci_isotonic=_quantile_ci(sigmoid(iso_draws[np.isfinite(iso_draws)]), level),
+        ci_difference=_quantile_ci(diff[np.isfinite(diff)], level),
+    )
 
+
+def _token_data(ta: TokenArrays, prefix_ok) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return logit p_after, greedy recall and run index of the usable tokens."""
     use = ta.valid & (prefix_ok if prefix_ok is not None else True)
     run_id = np.broadcast_to(np.arange(ta.valid.shape[0])[:, None], ta.valid.shape)[use]
     x = logit(ta.p_after[use])
@@ -533,6 +570,13 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
             f"tokens; got {y.size} tokens that are all {'recalled' if y[0] else 'missed'}. "
             "Include runs on both sides of the transition (smaller and larger ranks)."
         )
+    return x, y, run_id
+
+
+def _clustered_logit(x, y, run_id, level):
+    """Logit fit with run-clustered covariance: intercept, slope, cov and the delta CI of p*."""
+    import statsmodels.api as sm
+
     X = np.column_stack([np.ones_like(x), x])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -545,64 +589,34 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, level, n_boot, gen) -> ThresholdF
     grad = np.array([-1.0 / b, a / b**2])
     se = float(np.sqrt(grad @ cov @ grad))
     z = stats.norm.ppf(0.5 + level / 2)
-    ci_delta = (float(sigmoid(xs - z * se)), float(sigmoid(xs + z * se)))
-    pval = float(2 * stats.norm.sf(abs(a) / math.sqrt(cov[0, 0])))
+    return a, b, cov, (float(sigmoid(xs - z * se)), float(sigmoid(xs + z * se)))
+
+
+def _run_bootstrap(x, y, run_id, n_runs, n_boot, gen):
+    """Resample whole runs: p* of the logistic fit and the isotonic crossing (logit) per draw.
+
+    Returns the draws of p* (NaN where the fit failed or its slope is not positive), the
+    isotonic crossings on the logit scale, and the isotonic crossing of the data itself.
+    """
     draws = np.full(n_boot, np.nan)
     iso_draws = np.full(n_boot, np.nan)
-    n_runs = ta.valid.shape[0]
     order = np.argsort(x, kind="stable")
     xs_, ys_, rid_ = x[order], y[order], run_id[order]
     iso = _isotonic_crossing(xs_, ys_, np.ones_like(xs_))
     for i in range(n_boot):
         counts = np.bincount(gen.integers(0, n_runs, n_runs), minlength=n_runs)
-        w = counts[run_id].astype(float)
-        fit = _logistic_irls(x, y, w)
+        fit = _logistic_irls(x, y, counts[run_id].astype(float))
         if fit is not None and fit[1] > 0:
             draws[i] = sigmoid(-fit[0] / fit[1])
         iso_draws[i] = _isotonic_crossing(xs_, ys_, counts[rid_].astype(float))
-    failed = int(np.isnan(draws).sum())
-    if n_boot and n_boot - failed >= 20:
-        ok = draws[np.isfinite(draws)]
-        ci = tuple(float(v) for v in np.quantile(ok, [0.5 - level / 2, 0.5 + level / 2]))
-        ci_method = "bootstrap-percentile (runs)"
-        side = np.mean(ok >= 0.5) if sigmoid(xs) < 0.5 else np.mean(ok <= 0.5)
-        pboot = float(min(1.0, 2 * side))
-    else:
-        ci, ci_method, pboot = ci_delta, "delta (run-clustered)", None
-    ok_iso = sigmoid(iso_draws[np.isfinite(iso_draws)])
-    ci_iso = (
-        tuple(float(v) for v in np.quantile(ok_iso, [0.5 - level / 2, 0.5 + level / 2]))
-        if ok_iso.size >= 20
-        else (math.nan, math.nan)
-    )
-    diff = draws - sigmoid(iso_draws)  # paired: same resample
-    diff = diff[np.isfinite(diff)]
-    ci_diff = (
-        tuple(float(v) for v in np.quantile(diff, [0.5 - level / 2, 0.5 + level / 2]))
-        if diff.size >= 20
-        else (math.nan, math.nan)
-    )
-    return ThresholdFit(
-        threshold=float(sigmoid(xs)),
-        ci=ci,
-        ci_method=ci_method,
-        ci_delta=ci_delta,
-        level=level,
-        pvalue=pval,
-        pvalue_bootstrap=pboot,
-        intercept=a,
-        slope=b,
-        cov=cov,
-        n_tokens=int(y.size),
-        n_runs=int(np.unique(run_id).size),
-        n_boot=n_boot,
-        n_boot_failed=failed,
-        draws=draws,
-        n_runs_informative=_informative_runs(y, run_id),
-        threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
-        ci_isotonic=ci_iso,
-        ci_difference=ci_diff,
-    )
+    return draws, iso_draws, iso
+
+
+def _quantile_ci(values: np.ndarray, level: float, min_draws: int = 20) -> tuple[float, float]:
+    """Percentile interval of finite draws; NaNs with fewer than ``min_draws`` of them."""
+    if values.size < min_draws:
+        return (math.nan, math.nan)
+    return tuple(float(v) for v in np.quantile(values, [0.5 - level / 2, 0.5 + level / 2]))
 
 
 def _informative_runs(y: np.ndarray, run_id: np.ndarray) -> int:
