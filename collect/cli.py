@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run_parser, _add_plan_parser, _add_merge_parser, _add_launch_parser):
+        add(sub)
+    return parser
+
+
+def _add_run_parser(sub) -> None:
+    """Register ``collect run``."""
     run = sub.add_parser("run", help="run or resume a sweep locally, then merge")
     _add_grid_flags(run)
     run.add_argument("-o", "--output", type=Path, help="merged NetCDF (default OUT/dataset.nc)")
@@ -207,11 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
         "not yet measured there)",
     )
     _add_memory_flag(run)
+
+
+def _add_plan_parser(sub) -> None:
+    """Register ``collect plan``."""
     plan = sub.add_parser("plan", help="validate a sweep and list its cells; trains nothing")
     _add_grid_flags(plan)
     _add_memory_flag(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     _add_share_flag(plan)
+
+
+def _add_merge_parser(sub) -> None:
+    """Register ``collect merge``."""
     merge = sub.add_parser("merge", help="merge finished cells into one NetCDF dataset")
     _add_grid_flags(merge)
     merge.add_argument("-o", "--output", type=Path, required=True, help="merged NetCDF file")
@@ -225,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail on a damaged cell file instead of setting it aside to be run again",
     )
+
+
+def _add_launch_parser(sub) -> None:
+    """Register ``collect launch``."""
     launch = sub.add_parser("launch", help="send pending cells to SLURM/local jobs via submitit")
     _add_grid_flags(launch)
     launch.add_argument(
@@ -246,7 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="executor parameter, e.g. slurm_partition=gpu (repeatable)",
     )
-    return parser
 
 
 def _batch_cells(text: str) -> int | str:
