@@ -253,8 +253,9 @@ def carrier_law(
         exponents); the others are fitted per carrier.
     exclude : {"memorized"} or float or None
         Passed to :func:`lawfit.fit` (depends on the data only: every law sees the same cells).
-    space : {"linear", "log"}
-        Fit ΔL or log ΔL, as in :func:`lawfit.fit`. The likelihood-ratio test assumes one
+    space : {"linear", "log", "auto"}
+        Fit ΔL or log ΔL, as in :func:`lawfit.fit` (``"auto"``: one scale for every law,
+        chosen on the shared law as :func:`lawfit.shared_exponents` does). The likelihood-ratio test assumes one
         error variance on that scale: with multiplicative noise (a spread that grows with
         ΔL) fit in ``"log"``, or the test rejects shared exponents too often.
     bootstrap : int

@@ -895,28 +895,54 @@ SECTIONS: tuple[tuple[str, Callable[[_Setting, _Options], list]], ...] = (
 )
 
 
-def _carrier_settings(ds: xr.Dataset) -> list[_Setting]:
-    """SFT cells of every setting (all grouping dims but modules) that holds 2+ carriers."""
-    from lawfit.carriers import carrier_of
+def _settings_across(ds: xr.Dataset, dim: str, kind=lambda v: v) -> list[_Setting]:
+    """SFT cells of every setting (the grouping dims but ``dim``) with 2+ kinds along ``dim``.
 
-    if "modules" not in ds.dims or ds.sizes["modules"] < 2:
+    ``kind`` maps a value of ``dim`` to what is compared (a carrier label for ``modules``).
+    """
+    if dim not in ds.dims or ds.sizes[dim] < 2:
         return []
     dims = [
-        d
-        for d in GROUP_DIMS
-        if d not in ("objective", "modules") and d in ds.dims and ds.sizes[d] > 1
+        d for d in GROUP_DIMS if d not in ("objective", dim) and d in ds.dims and ds.sizes[d] > 1
     ]
     out = []
     for combo in itertools.product(*[ds[d].values.tolist() for d in dims]):
         sft = _sft(ds.sel({d: [v] for d, v in zip(dims, combo, strict=True)}))
         if sft is None:
             continue
-        kept = [m for m in sft["modules"].values.tolist() if _has_ok_cells(sft.sel(modules=[m]))]
-        if len({carrier_of(m)[0] for m in kept}) >= 2:
+        kept = [v for v in sft[dim].values.tolist() if _has_ok_cells(sft.sel({dim: [v]}))]
+        if len({kind(v) for v in kept}) >= 2:
             label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo, strict=True))
-            sub = sft.sel(modules=kept)
+            sub = sft.sel({dim: kept})
             out.append(_Setting(label or "all cells", sub, sub, {}))
     return out
+
+
+def _carrier_settings(ds: xr.Dataset) -> list[_Setting]:
+    """SFT cells of every setting (all grouping dims but modules) that holds 2+ carriers."""
+    from lawfit.carriers import carrier_of
+
+    return _settings_across(ds, "modules", lambda m: carrier_of(m)[0])
+
+
+def _models(st: _Setting, opt: _Options) -> list:
+    """Report the law per model and the test of exponents shared across models."""
+    from lawfit.shared import shared_exponents
+
+    res = shared_exponents(st.sft, by="model", confidence_level=opt.level)
+    st.results["shared_exponents"] = res
+    blocks: list = [("table", res.exponents[res.exponents["parameter"].isin(("alpha", "beta"))])]
+    if len(res.comparison):
+        cols = ["law", "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
+        blocks += [
+            ("table", res.comparison[cols]),
+            (
+                "p",
+                f"Exponents shared across models, F likelihood-ratio test at "
+                f"{res.significance:g}: {res.verdict}.",
+            ),
+        ]
+    return blocks + _notes(res)
 
 
 def _carriers(st: _Setting, opt: _Options) -> list:
@@ -1070,6 +1096,11 @@ def build_report(
         body.append(("h2", f"Carriers: {st.label}"))
         say(f"carriers, {st.label}: one capacity law across carriers")
         body += _run_section("One capacity law across carriers", _carriers, st, opt)
+    models = _settings_across(ds, "model")
+    for st in models:  # only with 2+ models: otherwise the report is unchanged
+        body.append(("h2", f"Across models: {st.label}"))
+        say(f"models, {st.label}: exponents shared across models")
+        body += _run_section("Exponents shared across models", _models, st, opt)
     counts = _count_cells(ds)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     head: list = [
@@ -1089,4 +1120,5 @@ def build_report(
     )
     results = {st.label: st.results for st in settings}
     results.update({f"carriers: {st.label}": st.results for st in carriers})
+    results.update({f"models: {st.label}": st.results for st in models})
     return Report(blocks=tuple(blocks), results=results)

@@ -251,7 +251,7 @@ def shared_exponents(
     form: str | Form = "power_law",
     shared: Sequence[str] = ("alpha", "beta"),
     exclude: str | float | None = "memorized",
-    space: str = "linear",
+    space: str = "auto",
     bootstrap: int = 0,
     unit: str = "cell",
     confidence_level: float = 0.95,
@@ -278,9 +278,11 @@ def shared_exponents(
     exclude : {"memorized"} or float or None
         Passed to :func:`lawfit.fit`; it depends on the data only, so every law sees the
         same cells.
-    space : {"linear", "log"}
+    space : {"auto", "linear", "log"}
         Fit ΔL or log ΔL. The test assumes one error variance on that scale: with
         multiplicative noise fit in ``"log"``, or the test rejects too often (flagged).
+        ``"auto"`` (default) chooses one scale for every law by :func:`lawfit.fit`'s rule
+        (:func:`lawfit.space.choose_space`) applied to the shared law, and notes it.
     bootstrap : int
         Bootstrap replicates of every law (intervals of ``exponents``).
     unit : str
@@ -346,10 +348,10 @@ def _check_options(
     form, shared, significance, space="linear"
 ) -> tuple[Form, tuple[str, ...], float]:
     """Validate the form, the shared parameters, the fit scale and the test's level."""
-    if space not in ("linear", "log"):
+    if space not in ("auto", "linear", "log"):
         raise LawfitError(
-            f"space must be 'linear' or 'log' (one scale for every law the test compares); "
-            f"got {space!r}. With multiplicative noise use 'log'."
+            f"space must be 'auto', 'linear' or 'log' (one scale for every law the test "
+            f"compares); got {space!r}. With multiplicative noise use 'log'."
         )
     significance = V.significance_level(significance)
     base = get_form(form)
@@ -415,6 +417,7 @@ def compare_shared(
     """
     notes: list[str] = []
     drop = [GROUP, *drop]
+    kw = _one_space(frame, form, shared, kw, drop, notes)
     fits, flags = _fit_each_group(frame, form, kw, notes, drop, noun)
     shared_fit, comparison = None, pd.DataFrame()
     if len(fits) >= 2:
@@ -439,6 +442,38 @@ def compare_shared(
         notes=tuple(notes),
         flags=tuple(flags),
     )
+
+
+def _joint_frame(frame: pd.DataFrame, labels: Sequence[str], drop) -> pd.DataFrame:
+    """Return the cells of ``labels`` with each one's group index (the shared law's input)."""
+    joint = frame[frame[GROUP].isin(labels)]
+    index = joint[GROUP].map({c: j for j, c in enumerate(labels)})
+    return _fit_columns(joint.assign(**{GROUP_INDEX: index}), drop)
+
+
+def _one_space(frame, form, shared, kw, drop, notes) -> dict:
+    """Resolve ``space="auto"`` once for every law: lawfit.fit's rule on the shared law."""
+    if kw["space"] != "auto":
+        return kw
+    labels = sorted(frame[GROUP].unique())
+    try:
+        probe = _quiet_fit(
+            _joint_frame(frame, labels, drop),
+            shared_form(form, labels, shared),
+            {**kw, "bootstrap": 0},
+        )
+    except LawfitError as exc:
+        notes.append(
+            f"space: linear (the shared law over all groups could not be fitted to "
+            f"choose it: {exc})"
+        )
+        return {**kw, "space": "linear"}
+    reason = (probe.meta.get("space_choice") or {}).get("reason", "")
+    notes.append(
+        f"space: {probe.space}, chosen on the shared law (lawfit.space.choose_space"
+        + (f": {reason})" if reason else ")")
+    )
+    return {**kw, "space": probe.space}
 
 
 def _verdict(comparison, significance, shared, flags, noun) -> str:

@@ -194,7 +194,7 @@ def run(args) -> int:
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
             print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
     if args.shared:
-        _print_shared(args, ds, exclude, res)
+        _print_shared(args, ds, exclude)
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")
@@ -215,29 +215,17 @@ def _exclusion(exclude: str) -> str | float | None:
         ) from None
 
 
-def _print_shared(args, ds, exclude, res) -> None:
-    """Print the test of shared parameters across the --by groups (lawfit.shared_exponents).
-
-    With --space auto the test uses the space the groups' own fits chose, when they agree.
-    """
+def _print_shared(args, ds, exclude) -> None:
+    """Print the test of shared parameters across the --by groups (lawfit.shared_exponents)."""
     import lawfit
 
-    space = args.space
-    if space == "auto":
-        chosen = {one.space for one in res.values()}
-        if len(chosen) != 1:
-            raise LawfitError(
-                f"--space auto chose {sorted(chosen)} for different groups; the test of "
-                "shared parameters needs one scale: rerun with --space linear or --space log."
-            )
-        space = chosen.pop()
     test = lawfit.shared_exponents(
         ds,
         by=args.by,
         form=args.form,
         shared=args.shared,
         exclude=exclude,
-        space=space,
+        space=args.space,
         confidence_level=args.level,
         cluster=args.cluster,
     )

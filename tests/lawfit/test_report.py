@@ -79,6 +79,18 @@ def test_report_per_setting(full):
     assert set(rep.results) == {"task=long_context", "task=phonebook"}
 
 
+def test_two_models_get_the_test_of_shared_exponents_and_one_model_does_not(full):
+    ds, _ = full
+    assert "Across models" not in build_report(ds, bootstrap=0).to_markdown()
+    two = synthetic_dataset(groups={"model": ["smollm2", "gemma"]}, seeds=2, rng=0)
+    rep = build_report(two, bootstrap=0)
+    md = rep.to_markdown()
+    assert "## Across models: all cells" in md
+    assert "Exponents shared across models, F likelihood-ratio test at 0.05: shared." in md
+    test = rep.results["models: all cells"]["shared_exponents"]
+    assert sorted(test.fits) == ["gemma", "smollm2"] and test.verdict == "shared"
+
+
 def test_cli_report_and_commands(full, tmp_path, capsys):
     _, path = full
     out = tmp_path / "r.html"

@@ -77,3 +77,16 @@ def test_a_group_too_small_for_its_own_law_is_skipped_and_said():
     assert set(res.fits) == {"a"} and res.verdict == ""
     assert "group_skipped" in {f.code for f in res.flags}
     assert any("not tested" in n for n in res.notes)
+
+
+def test_auto_space_picks_one_scale_for_every_law_by_the_fit_rule():
+    """Log-normal noise: the shared law's linear residuals fan out, so every law goes to log."""
+    gen = np.random.default_rng(4)
+    kw = dict(ranks=(1, 2, 4, 8, 16), lengths=(64, 128, 256, 512, 1024), seeds=3, noise=0.2)
+    a = synthetic_dataset(rng=gen, **kw)
+    b = synthetic_dataset(C=0.5, rng=gen, **kw)
+    ds = xr.concat([a.expand_dims(model=["a"]), b.expand_dims(model=["b"])], "model")
+    res = shared_exponents(ds)
+    assert {f.space for f in res.fits.values()} == {"log"} and res.shared_fit.space == "log"
+    assert any(n.startswith("space: log, chosen on the shared law") for n in res.notes)
+    assert shared_exponents(ds, space="linear").shared_fit.space == "linear"
