@@ -3,12 +3,15 @@
 The GPU machine of this project (benchmarks/GPU_RUN.md) receives at most 64 MiB per call and
 returns at most 8 files of at most 16 MiB. This script splits a large file into parts with
 their sha256 (``split``), reassembles and verifies them (``join``), packs a folder into a few
-compressed parts (``pack``) and unpacks them (``unpack``). It needs only the standard library.
+compressed parts (``pack``) and unpacks them (``unpack``), and says what one call would carry
+(``payload``: the files git tracks or would track, plus the carried paths). It needs only the
+standard library and git.
 
     python benchmarks/gpu_pack.py split MODEL.gguf --parts 2 -o .gpu_carry/model  # p0/, p1/
     python benchmarks/gpu_pack.py join /tmp/p0 .gpu_carry/model/p1 -o /tmp/MODEL.gguf
     python benchmarks/gpu_pack.py pack runs/gpu -o $OUT --max-files 6 --max-mib 16
     python benchmarks/gpu_pack.py unpack PACK_DIR -o runs/gpu
+    python benchmarks/gpu_pack.py payload --carry .gpu_carry/model/p1 .whl   # before a call
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import hashlib
 import io
 import math
+import subprocess
 import sys
 import tarfile
 from collections.abc import Iterable
@@ -263,8 +267,64 @@ def unpack(pack_dirs: Iterable[str | Path], dest: str | Path) -> list[str]:
     return names
 
 
+def _tree_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (links not followed)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def payload(repo: str | Path, carry: Iterable[str | Path] = (), *, limit_mib: float = 64.0):
+    """Bytes one device call would carry: the working tree as git sees it, plus ``carry``.
+
+    The device copies the tracked files and the untracked ones git does not ignore
+    (``git ls-files --cached --others --exclude-standard``), and each carried path.
+
+    Parameters
+    ----------
+    repo : str or Path
+        The repository root.
+    carry : iterable of str or Path
+        Ignored paths, relative to ``repo``, that the call names in ``carry``.
+    limit_mib : float
+        The call's limit.
+
+    Returns
+    -------
+    dict
+        ``tree`` and ``carry`` (path → bytes) and ``total`` in bytes.
+
+    Raises
+    ------
+    PackError
+        A carried path is missing, or the total is over ``limit_mib``.
+    """
+    repo = Path(repo)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    files = [repo / name.decode() for name in listed if name]
+    tree = sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
+    carried = {}
+    for path in map(Path, carry):
+        if not (repo / path).exists():
+            raise PackError(f"carry path {path} does not exist under {repo}; build it first.")
+        carried[str(path)] = _tree_bytes(repo / path)
+    total = tree + sum(carried.values())
+    if total > limit_mib * MIB:
+        raise PackError(
+            f"the call would carry {total / MIB:.1f} MiB (tree {tree / MIB:.1f} MiB, carried "
+            f"{sum(carried.values()) / MIB:.1f} MiB), over its {limit_mib:g} MiB: split the "
+            "model into more parts (split --parts 3) or leave untracked files out."
+        )
+    return {"tree": tree, "carry": carried, "total": total}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``split``, ``join``, ``pack``, ``unpack``."""
+    """Command line: ``split``, ``join``, ``pack``, ``unpack``, ``payload``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("split", help="split a file into parts with their sha256")
@@ -283,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("unpack", help="check and unpack what `pack` wrote")
     p.add_argument("folders", type=Path, nargs="+")
     p.add_argument("-o", "--out", type=Path, required=True)
+    p = sub.add_parser("payload", help="bytes one device call would carry; fails over the limit")
+    p.add_argument("--carry", nargs="*", default=[], help="the call's carried paths")
+    p.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+    p.add_argument("--limit-mib", type=float, default=64.0)
     args = parser.parse_args(argv)
     try:
         if args.command == "split":
@@ -294,9 +358,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pack":
             info = pack_dir(args.folder, args.out, max_files=args.max_files, max_mib=args.max_mib)
             print(f"{len(info['parts'])} parts, {info['archive_bytes'] / MIB:.1f} MiB")
-        else:
+        elif args.command == "unpack":
             names = unpack(args.folders, args.out)
             print(f"unpacked {len(names)} files into {args.out}")
+        else:
+            info = payload(args.repo, args.carry, limit_mib=args.limit_mib)
+            for path, size in info["carry"].items():
+                print(f"carry {path}: {size / MIB:.1f} MiB")
+            print(
+                f"tree {info['tree'] / MIB:.1f} MiB; total {info['total'] / MIB:.1f} MiB "
+                f"of {args.limit_mib:g}"
+            )
     except PackError as err:
         print(f"gpu_pack: error: {err}", file=sys.stderr)
         return 2

@@ -296,3 +296,26 @@ def test_overlap_compares_the_cells_both_datasets_hold():
     assert summary["within_tolerance"] == len(ok) - 2
     assert summary["max_abs_rel_diff"] == pytest.approx(0.02)
     assert summary["same_steps"] == summary["same_recall"] == len(ok) - 1
+
+
+def test_payload_counts_what_a_device_call_carries_and_refuses_too_much(tmp_path):
+    """Tracked and untracked-not-ignored files travel, ignored ones only when carried."""
+    import subprocess
+
+    from gpu_pack import MIB, payload
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("big/\n")  # 5 bytes, untracked: travels
+    (tmp_path / "tracked.txt").write_bytes(b"t" * 1000)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.txt"], check=True)
+    (tmp_path / "loose.txt").write_bytes(b"u" * 500)
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "model.part").write_bytes(b"m" * 2000)
+    info = payload(tmp_path)
+    assert info["tree"] == 1000 + 500 + 5 and info["carry"] == {}
+    info = payload(tmp_path, ["big"])
+    assert info["carry"] == {"big": 2000} and info["total"] == 3505
+    with pytest.raises(PackError, match="would carry .* over its"):
+        payload(tmp_path, ["big"], limit_mib=3000 / MIB)
+    with pytest.raises(PackError, match="does not exist"):
+        payload(tmp_path, ["missing"])
