@@ -35,7 +35,14 @@ from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form
 from lawfit.information import BIT_KINDS
 from lawfit.protocol import Flag, SummaryText
-from lawfit.shared import GROUP, SharedExponents, TableResult, _check_options, compare_shared
+from lawfit.shared import (
+    GROUP,
+    SharedExponents,
+    TableResult,
+    _check_options,
+    compare_shared,
+    fit_options,
+)
 from lawfit.shared import _PerGroup as _PerCarrier  # noqa: F401  (laws saved before the move)
 
 __all__ = [
@@ -255,9 +262,10 @@ def carrier_law(
         Passed to :func:`lawfit.fit` (depends on the data only: every law sees the same cells).
     space : {"linear", "log", "auto"}
         Fit ΔL or log ΔL, as in :func:`lawfit.fit` (``"auto"``: one scale for every law,
-        chosen on the shared law as :func:`lawfit.shared_exponents` does). The likelihood-ratio test assumes one
-        error variance on that scale: with multiplicative noise (a spread that grows with
-        ΔL) fit in ``"log"``, or the test rejects shared exponents too often.
+        chosen on the shared law as :func:`lawfit.shared_exponents` does). The
+        likelihood-ratio test assumes one error variance on that scale: with multiplicative
+        noise (a spread that grows with ΔL) fit in ``"log"``, or the test rejects shared
+        exponents too often.
     bootstrap : int
         Bootstrap replicates of every law (intervals of ``exponents``).
     unit : str
@@ -289,15 +297,7 @@ def carrier_law(
     """
     base, shared, significance = _check_options(form, shared, significance, space)
     frame, notes = carrier_frame(data, size=size, dtype=dtype)
-    kw = dict(
-        exclude=exclude,
-        space=space,
-        bootstrap=bootstrap,
-        unit=unit,
-        confidence_level=confidence_level,
-        rng=V.random_generator(rng),
-        profile=False,
-    )
+    kw = fit_options(exclude, space, bootstrap, unit, confidence_level, rng)
     out = compare_shared(
         frame.rename(columns={"carrier": GROUP}),
         _sized_form(base, SIZES[size]),

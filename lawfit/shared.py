@@ -323,15 +323,7 @@ def shared_exponents(
     if not by:
         raise LawfitError("by must name at least one grouping dim (e.g. 'model'); got none.")
     frame = _group_frame(load_data(data), by, base)
-    kw = dict(
-        exclude=exclude,
-        space=space,
-        bootstrap=bootstrap,
-        unit=unit,
-        confidence_level=confidence_level,
-        rng=V.random_generator(rng),
-        profile=False,
-    )
+    kw = fit_options(exclude, space, bootstrap, unit, confidence_level, rng)
     out = compare_shared(
         frame,
         base,
@@ -342,6 +334,19 @@ def shared_exponents(
         drop=by,
     )
     return SharedExponents(by=by, shared=shared, significance=significance, **out)
+
+
+def fit_options(exclude, space, bootstrap, unit, confidence_level, rng) -> dict:
+    """Return the :func:`lawfit.fit` options every law of a comparison is fitted with."""
+    return dict(
+        exclude=exclude,
+        space=space,
+        bootstrap=bootstrap,
+        unit=unit,
+        confidence_level=confidence_level,
+        rng=V.random_generator(rng),
+        profile=False,
+    )
 
 
 def _check_options(
