@@ -4,7 +4,9 @@ For every setting (task × random_ratio × ...): the paper's fit (linear space, 
 cells with loss_after ≤ ln 2 excluded) with a bootstrap over cells (over whole target
 sequences, data_seed clusters, when the cells span 2+ of them, with the cluster-robust
 interval beside it), its profile-likelihood intervals, the same law in log space
-(multiplicative errors) as a check, and the training-budget check (cells still improving
+(multiplicative errors) as a check, the test of alpha = beta (the one-variable law
+C·(r/ℓ)^γ; cluster-robust over target sequences where there are 2+), and the
+training-budget check (cells still improving
 at the budget; the law refitted at smaller budgets read back from the trajectories). With
 --save DIR each fit is saved as JSON (reload it with lawfit.load).
 
@@ -45,6 +47,18 @@ def main():
                 "dof; calibrated at 3+ clusters, where the cluster bootstrap is too narrow):"
             )
             print(res.conf_int("cluster", cluster=unit).to_string())
+        diff = res.contrast({"alpha": 1, "beta": -1}, cluster=None if unit == "cell" else unit)
+        print(
+            f"\nalpha - beta = {diff['estimate']:.3f} [{diff['low']:.3f}, {diff['high']:.3f}], "
+            f"t = {diff['t']:.2f} on {diff['dof']:.2f} dof, p = {diff['pvalue']:.2g} "
+            f"({'asymptotic' if unit == 'cell' else f'CR2 over {unit}'}): "
+            + (
+                "alpha = beta is rejected"
+                if diff["pvalue"] < 0.05
+                else "alpha = beta is not rejected"
+            )
+            + " at 0.05"
+        )
         print(
             f"\nexcluded cells: {res.n_excluded} "
             f"({res.exclusions['reason'].value_counts().to_dict() if res.n_excluded else {}})"

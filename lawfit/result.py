@@ -464,16 +464,26 @@ class FitResult:
         for i, j in zip(*np.triu_indices(len(ex), 1), strict=True):
             r = ec.iloc[i, j]
             if abs(r) > 0.95:
-                out.append(
-                    Flag(
-                        "exponents_not_separately_identified",
-                        f"{ex[i]} and {ex[j]} not separately identified (correlation {r:+.2f}, "
-                        f"{src}); a combination of them is (for power_law with alpha ~ beta: gamma "
-                        "of C (r/l)^gamma, the ratio forms)",
-                        severity="info",
-                    )
-                )
+                out.append(self._ridge_flag(ex[i], ex[j], r, src))
         return out
+
+    def _ridge_flag(self, a: str, b: str, r: float, src: str) -> Flag:
+        """Flag two exponents on a ridge, with the combination the cells do measure."""
+        sign = -1.0 if r > 0 else 1.0  # correlated up together: their difference is measured
+        comb = f"{a} {'-' if sign < 0 else '+'} {b}"
+        est = self.params[a] + sign * self.params[b]
+        cov = self.cov
+        var = cov.loc[a, a] + cov.loc[b, b] + 2 * sign * cov.loc[a, b]
+        se = math.sqrt(var) if var >= 0 else math.nan
+        return Flag(
+            "exponents_not_separately_identified",
+            f"{a} and {b} not separately identified (correlation {r:+.2f}, {src}); the cells "
+            f"measure their combination {comb} = {est:.3g} (asymptotic SE {se:.2g}; "
+            f"res.contrast({{'{a}': 1, '{b}': {sign:g}}}, cluster=...) tests it). Where "
+            f"{a} - {b} is 0 within its interval, the one-variable form C·(r/ℓ)^γ "
+            "(lawfit.compare) describes the cells with one exponent",
+            severity="info",
+        )
 
     def _profile_flags(self) -> list[Flag]:
         if self.profile_data is None:
@@ -507,6 +517,40 @@ class FitResult:
                     )
                 )
         return out
+
+    def contrast(
+        self,
+        weights: Mapping[str, float],
+        *,
+        cluster: str | None = None,
+        value: float = 0.0,
+        confidence_level: float | None = None,
+    ) -> pd.Series:
+        """Estimate and test a linear combination of the parameters, e.g. α − β.
+
+        Parameters
+        ----------
+        weights : mapping
+            Parameter → weight, e.g. ``{"alpha": 1, "beta": -1}`` (does ℓ's exponent
+            equal r's? the one-variable law C·(r/ℓ)^γ says yes).
+        cluster : str, optional
+            ``"data_seed"`` (target sequences) etc.: CR2 cluster-robust standard error with
+            the Bell-McCaffrey dof of this combination. Default: the asymptotic covariance.
+        value : float
+            Its value under the null hypothesis.
+        confidence_level : float, optional
+            Level of the interval (default the fit's).
+
+        Returns
+        -------
+        pandas.Series
+            ``estimate``, ``se``, ``dof``, ``low``, ``high``, ``t``, ``pvalue``
+            (:func:`lawfit.robust.contrast_test`).
+        """
+        from lawfit.robust import contrast_test
+
+        level = self.confidence_level if confidence_level is None else confidence_level
+        return contrast_test(self, dict(weights), cluster=cluster, value=value, level=level)
 
     @property
     def exponent_correlation(self) -> pd.DataFrame:

@@ -177,6 +177,80 @@ def cluster_interval(result, cluster: str, level: float) -> pd.DataFrame:
     return out
 
 
+def contrast_test(
+    result,
+    weights: dict[str, float],
+    *,
+    cluster: str | None = None,
+    value: float = 0.0,
+    level: float = 0.95,
+) -> pd.Series:
+    """Test a linear combination of a fit's parameters, e.g. α − β = 0 (is ℓ's exponent α's?).
+
+    Parameters
+    ----------
+    result : lawfit.FitResult
+        A least-squares fit.
+    weights : dict
+        Parameter name → weight of the combination c·θ, e.g. ``{"alpha": 1, "beta": -1}``.
+    cluster : str, optional
+        Column defining the clusters (``"data_seed"``): CR2 standard error with the
+        Bell-McCaffrey dof of this combination, calibrated down to 3 clusters. Default:
+        the fit's asymptotic covariance with its residual dof (independent cells).
+    value : float
+        The combination's value under the null hypothesis.
+    level : float
+        Level of the interval.
+
+    Returns
+    -------
+    pandas.Series
+        ``estimate`` (c·θ), ``se``, ``dof``, ``low``, ``high``, ``t`` and two-sided
+        ``pvalue`` against ``value``; its name says the combination and the method.
+
+    Raises
+    ------
+    LawfitError
+        A weight names no parameter of the fit, or every weight is 0.
+    """
+    names = list(result.param_names)
+    bad = [p for p in weights if p not in names]
+    if bad or not any(weights.values()):
+        raise LawfitError(
+            f"weights must give nonzero weights to parameters of the fit {names}; got "
+            f"{weights}. Example: {{'alpha': 1, 'beta': -1}} tests alpha = beta."
+        )
+    c = np.array([float(weights.get(p, 0.0)) for p in names])
+    if cluster is None:
+        cov, dof, method = np.asarray(result.cov, float), float(result.gof["dof"]), "wald"
+    else:
+        groups = _clusters(result, cluster)
+        J, e = linearised(result)
+        cov, _ = cr2_covariance(J, e, groups)
+        parts = _cr2_parts(J, groups)
+        dof = _bell_mccaffrey_dof(
+            parts["resid_maker"], J, parts["bread"] @ c, parts["members"], parts["adjust"]
+        )
+        method = f"cluster-robust over {cluster} (CR2)"
+    est = float(c @ result.theta)
+    se = float(np.sqrt(max(c @ cov @ c, 0.0)))
+    t = (est - value) / se if se > 0 else np.inf
+    half = stats.t.ppf(0.5 + level / 2, dof) * se
+    label = " + ".join(f"{w:g}·{p}" for p, w in weights.items() if w).replace("+ -", "- ")
+    return pd.Series(
+        {
+            "estimate": est,
+            "se": se,
+            "dof": dof,
+            "low": est - half,
+            "high": est + half,
+            "t": t,
+            "pvalue": float(2 * stats.t.sf(abs(t), dof)),
+        },
+        name=f"{label} (= {value:g} under the null; {method})",
+    )
+
+
 def linearised(result) -> tuple[np.ndarray, np.ndarray]:
     """Return the Jacobian and residuals of a fit, both in its fitting space."""
     points = result.points
