@@ -22,6 +22,18 @@ from _common import bootstrap_unit, load, parser, quiet, sft_settings  # noqa: E
 import lawfit  # noqa: E402
 
 
+def print_difference_by_budget(bs, unit: str) -> None:
+    """Print alpha - beta of the law refitted at each budget (the same cells, cut shorter)."""
+    cluster = None if unit == "cell" else unit
+    print(f"\nalpha - beta by budget ({'asymptotic' if cluster is None else f'CR2 over {unit}'}):")
+    for budget, fit in bs.fits.items():
+        d = fit.contrast({"alpha": 1, "beta": -1}, cluster=cluster)
+        print(
+            f"  {budget:>6} steps: {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
+            f"{d['dof']:.2f} dof, p = {d['pvalue']:.2g}"
+        )
+
+
 def main():
     ap = parser(__doc__)
     ap.add_argument("--save", help="folder for the fits as JSON (e.g. runs/fits)")
@@ -83,6 +95,7 @@ def main():
             try:
                 bs = lawfit.budget_sensitivity(cells, bootstrap=args.bootstrap, rng=0)
                 print("\nTraining budget:\n" + bs.summary())
+                print_difference_by_budget(bs, unit)
             except lawfit.LawfitError as exc:
                 print(f"\nbudget check not possible: {exc}")
         if args.save:
