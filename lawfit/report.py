@@ -597,7 +597,20 @@ def _law(st: _Setting, opt: _Options) -> list:
     blocks += [("note", unit_note)] if unit_note else []
     if unit != "cell":
         blocks.append(("p", _cluster_robust_text(law, unit, opt.level)))
+    blocks.append(("p", _difference_text(law, None if unit == "cell" else unit, opt.level)))
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
+
+
+def _difference_text(law, cluster: str | None, level: float) -> str:
+    """One sentence testing α = β, the one-variable law C·(r/ℓ)^γ."""
+    d = law.contrast({"alpha": 1, "beta": -1}, cluster=cluster, confidence_level=level)
+    how = "asymptotic" if cluster is None else f"cluster-robust over {cluster}"
+    verdict = "rejected" if d["pvalue"] < 1 - level else "not rejected"
+    return (
+        f"α − β = {d['estimate']:.3g} [{d['low']:.3g}, {d['high']:.3g}] ({how}, "
+        f"{d['dof']:.1f} dof, p = {d['pvalue']:.2g}): α = β, the one-variable law "
+        f"C·(r/ℓ)^γ, is {verdict} at {1 - level:.2g}."
+    )
 
 
 def _budget(st: _Setting, opt: _Options) -> list:

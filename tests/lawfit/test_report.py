@@ -355,3 +355,13 @@ def test_three_target_sequences_get_the_cluster_robust_interval():
     shown = f"alpha [{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]"
     assert "Cluster-robust 95% intervals over the 3 target sequences" in md
     assert shown in md, md
+
+
+def test_the_law_section_tests_alpha_equal_beta():
+    """Planted α = 0.8, β = 0.4: the report says the one-variable law is rejected."""
+    ds = synthetic_dataset(alpha=0.8, beta=0.4, seeds=2, noise=0.02, rng=3)
+    md = build_report(ds, bootstrap=0).to_markdown()
+    line = next(ln for ln in md.splitlines() if ln.startswith("α − β = "))
+    assert "is rejected at 0.05" in line and "asymptotic" in line
+    est = float(line.split("=")[1].split("[")[0])
+    assert est == pytest.approx(0.4, abs=0.05)
