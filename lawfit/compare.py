@@ -852,6 +852,14 @@ def compare(
             "Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
             "replicates share a run effect"
         )
+    if "data_seed" in frame.columns and frame["data_seed"].nunique() > 1:
+        notes.append(
+            f"the likelihood-ratio tests and the criteria treat cells as independent; cells "
+            f"of one target sequence share its errors ({frame['data_seed'].nunique()} "
+            "data_seed clusters), so they overstate the evidence: test a restriction such as "
+            "beta = alpha on the general fit with res.contrast({'alpha': 1, 'beta': -1}, "
+            "cluster='data_seed') (cluster-robust)"
+        )
     return ComparisonResult(
         table=table,
         fits=fits,
