@@ -908,16 +908,19 @@ SECTIONS: tuple[tuple[str, Callable[[_Setting, _Options], list]], ...] = (
 )
 
 
-def _settings_across(ds: xr.Dataset, dim: str, kind=lambda v: v) -> list[_Setting]:
+def _settings_across(
+    ds: xr.Dataset, dim: str, kind=lambda v: v, within: tuple[str, ...] = ()
+) -> list[_Setting]:
     """SFT cells of every setting (the grouping dims but ``dim``) with 2+ kinds along ``dim``.
 
-    ``kind`` maps a value of ``dim`` to what is compared (a carrier label for ``modules``).
+    ``kind`` maps a value of ``dim`` to what is compared (a carrier label for ``modules``);
+    the dims in ``within`` may vary with ``dim`` (a model's adapter layer) and do not split
+    the settings.
     """
     if dim not in ds.dims or ds.sizes[dim] < 2:
         return []
-    dims = [
-        d for d in GROUP_DIMS if d not in ("objective", dim) and d in ds.dims and ds.sizes[d] > 1
-    ]
+    skip = ("objective", dim, *within)
+    dims = [d for d in GROUP_DIMS if d not in skip and d in ds.dims and ds.sizes[d] > 1]
     out = []
     for combo in itertools.product(*[ds[d].values.tolist() for d in dims]):
         sft = _sft(ds.sel({d: [v] for d, v in zip(dims, combo, strict=True)}))
@@ -1109,7 +1112,7 @@ def build_report(
         body.append(("h2", f"Carriers: {st.label}"))
         say(f"carriers, {st.label}: one capacity law across carriers")
         body += _run_section("One capacity law across carriers", _carriers, st, opt)
-    models = _settings_across(ds, "model")
+    models = _settings_across(ds, "model", within=("modules",))
     for st in models:  # only with 2+ models: otherwise the report is unchanged
         body.append(("h2", f"Across models: {st.label}"))
         say(f"models, {st.label}: exponents shared across models")

@@ -34,7 +34,7 @@ from lawfit.compare import (
     likelihood_ratio_test,
     pointwise_loglik,
 )
-from lawfit.data import as_frame, load_data
+from lawfit.data import GROUP_DIMS, as_frame, load_data
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import Form, form_from_spec, get_form
@@ -370,16 +370,35 @@ def _check_options(
 
 
 def _group_frame(data, by: tuple[str, ...], base: Form) -> pd.DataFrame:
-    """Usable cells with a ``group`` label from the values of ``by``; 2+ groups required."""
-    frame, _ = as_frame(data, variables=("loss_reduction",), by=list(by), inputs=base.inputs)
+    """Usable cells with a ``group`` label from the values of ``by``; 2+ groups required.
+
+    Another grouping dim may vary with the groups, one value per group: two model families
+    with their adapters at different layers (``mlp_block@20`` and ``mlp_block@12``).
+    """
+    extra = [d for d in _varying_dims(data) if d not in by]
+    frame, _ = as_frame(data, variables=("loss_reduction",), by=[*by, *extra], inputs=base.inputs)
     labels = frame[list(by)].astype(str).agg("/".join, axis=1)
+    mixed = [d for d in extra if frame.groupby(labels)[d].nunique().max() > 1]
+    if mixed:
+        raise LawfitError(
+            f"within a group of {list(by)} the cells differ in {mixed}; one law per group "
+            f"needs one setting each. Select one first, e.g. ds.sel({mixed[0]}=...), or add "
+            f"{mixed[0]!r} to by."
+        )
     if labels.nunique() < 2:
         raise LawfitError(
             f"a test of shared exponents needs 2+ groups; the data's usable cells have "
             f"{sorted(labels.unique())} over {list(by)}. Add the other group's cells "
             "(e.g. xr.concat of two models' datasets along 'model') or group by another dim."
         )
-    return frame.assign(**{GROUP: labels.to_numpy()})
+    return frame.drop(columns=extra).assign(**{GROUP: labels.to_numpy()})
+
+
+def _varying_dims(data) -> list[str]:
+    """Return the grouping dims (model, task, ..., modules) with 2+ values in the data."""
+    if isinstance(data, pd.DataFrame):
+        return [d for d in GROUP_DIMS if d in data.columns and data[d].nunique() > 1]
+    return [d for d in GROUP_DIMS if d in data.dims and data.sizes[d] > 1]
 
 
 def compare_shared(

@@ -90,3 +90,21 @@ def test_auto_space_picks_one_scale_for_every_law_by_the_fit_rule():
     assert {f.space for f in res.fits.values()} == {"log"} and res.shared_fit.space == "log"
     assert any(n.startswith("space: log, chosen on the shared law") for n in res.notes)
     assert shared_exponents(ds, space="linear").shared_fit.space == "linear"
+
+
+def test_models_with_their_adapters_at_different_layers_are_compared():
+    """SmolLM2's adapter at layer 20 and Gemma's at 12: modules varies with the model only."""
+    a = synthetic_dataset(rng=6, **GRID).expand_dims(model=["smollm2"], modules=["mlp_block@20"])
+    b = synthetic_dataset(C=0.5, rng=7, **GRID).expand_dims(
+        model=["gemma"], modules=["mlp_block@12"]
+    )
+    ds = xr.concat([a, b], "model", join="outer")
+    assert ds.sizes["modules"] == 2
+    res = shared_exponents(ds, space="log")
+    assert sorted(res.fits) == ["gemma", "smollm2"] and res.verdict == "shared"
+    from lawfit.report import build_report
+
+    assert "## Across models" in build_report(ds, bootstrap=0).to_markdown()
+    both = xr.concat([a, a.assign_coords(modules=["mlp_block@12"])], "modules")
+    with pytest.raises(LawfitError, match="differ in \\['modules'\\]"):
+        shared_exponents(xr.concat([both, b], "model", join="outer"), space="log")
