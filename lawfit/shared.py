@@ -17,6 +17,7 @@ Both are built from :func:`compare_shared`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import warnings
@@ -165,6 +166,10 @@ class SharedExponents(TableResult):
         One row per (law, group, parameter): ``estimate``, ``low``, ``high`` (the fit's
         default interval, or the cluster-robust one), ``n_obs``. ``law`` is ``"separate"``
         (one law per group) or ``"shared"`` (group ``"all"`` for a shared parameter).
+    differences : pandas.DataFrame
+        With ``cluster=``: per pair of groups and shared parameter, ``estimate`` (group_1
+        minus group_2), ``se``, ``dof``, ``low``, ``high``, ``pvalue`` (cluster-robust;
+        empty without ``cluster``).
     comparison : pandas.DataFrame
         Two rows (``law`` ``separate``, ``shared``): ``k`` (parameters with the common
         error variance), ``n_obs``, ``loglik``, ``aicc``, ``delta_aicc``, ``weight_aicc``,
@@ -195,6 +200,7 @@ class SharedExponents(TableResult):
     exponents: pd.DataFrame
     comparison: pd.DataFrame
     fits: dict = field(repr=False)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     shared_fit: FitResult | None = field(repr=False, default=None)
     by: tuple[str, ...] = ()
     shared: tuple[str, ...] = ("alpha", "beta")
@@ -211,10 +217,10 @@ class SharedExponents(TableResult):
         return float(self.comparison["f_pvalue"].iloc[-1])
 
     def _tables(self):
-        return [
-            (f"parameters per {self._noun}", self.exponents),
-            ("shared vs separate exponents", self.comparison),
-        ]
+        tables = [(f"parameters per {self._noun}", self.exponents)]
+        if len(self.differences):
+            tables.append((f"differences between {self._noun}s", self.differences))
+        return tables + [("shared vs separate exponents", self.comparison)]
 
     def _title(self) -> str:
         return f"Shared exponents across {' × '.join(self.by) or 'groups'}"
@@ -233,6 +239,12 @@ class SharedExponents(TableResult):
             "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format
         ):
             out.append(self.exponents.to_string(index=False))
+            if len(self.differences):
+                out += [
+                    "",
+                    f"differences between {self._noun}s:",
+                    self.differences.to_string(index=False),
+                ]
             if len(self.comparison):
                 out += ["", self.comparison.to_string(index=False)]
         if self.verdict:
@@ -446,19 +458,24 @@ def compare_shared(
     shared_fit, comparison = None, pd.DataFrame()
     if len(fits) >= 2:
         labels = sorted(fits)
-        joint = frame[frame[GROUP].isin(labels)]
-        joint = joint.assign(
-            **{GROUP_INDEX: joint[GROUP].map({c: j for j, c in enumerate(labels)})}
-        )
-        shared_fit = _quiet_fit(_fit_columns(joint, drop), shared_form(form, labels, shared), kw)
+        joint = _joint_frame(frame, labels, drop)
+        shared_fit = _quiet_fit(joint, shared_form(form, labels, shared), kw)
         comparison = _comparison(fits, shared_fit, labels, kw["space"], notes, flags, noun)
     else:
         notes.append(f"{len(fits)} {noun}(s) with a fitted law: shared exponents not tested")
     verdict = _verdict(comparison, significance, shared, flags, noun)
+    differences = pd.DataFrame()
     if cluster:
         notes.append(f"intervals: cluster-robust over {cluster} (CR2, Bell-McCaffrey dof)")
+        differences = _differences(fits, shared, cluster, kw["confidence_level"])
+        notes.append(
+            f"differences: each pair of {noun}s' estimates with the CR2 standard errors "
+            "combined as independent (Welch-Satterthwaite dof); groups that share target "
+            "sequences have positively correlated errors, which makes them conservative"
+        )
     return dict(
         exponents=_parameter_table(fits, shared_fit, cluster),
+        differences=differences,
         comparison=comparison,
         fits=fits,
         shared_fit=shared_fit,
@@ -466,6 +483,36 @@ def compare_shared(
         notes=tuple(notes),
         flags=tuple(flags),
     )
+
+
+def _differences(fits: dict, shared: Sequence[str], cluster: str, level: float) -> pd.DataFrame:
+    """Cluster-robust difference of each shared parameter between every pair of groups."""
+    ci = {
+        g: f.conf_int("cluster", cluster=cluster, confidence_level=level) for g, f in fits.items()
+    }
+    rows = []
+    for a, b in itertools.combinations(sorted(fits), 2):
+        for p in shared:
+            sa, sb = ci[a].loc[p, "se"], ci[b].loc[p, "se"]
+            va, vb = sa**2, sb**2
+            se = math.sqrt(va + vb)
+            dof = (va + vb) ** 2 / (va**2 / ci[a].loc[p, "dof"] + vb**2 / ci[b].loc[p, "dof"])
+            est = fits[a].params[p] - fits[b].params[p]
+            half = stats.t.ppf(0.5 + level / 2, dof) * se
+            rows.append(
+                {
+                    "group_1": a,
+                    "group_2": b,
+                    "parameter": p,
+                    "estimate": est,
+                    "se": se,
+                    "dof": dof,
+                    "low": est - half,
+                    "high": est + half,
+                    "pvalue": float(2 * stats.t.sf(abs(est) / se, dof)),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def _joint_frame(frame: pd.DataFrame, labels: Sequence[str], drop) -> pd.DataFrame:

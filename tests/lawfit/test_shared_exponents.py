@@ -108,3 +108,28 @@ def test_models_with_their_adapters_at_different_layers_are_compared():
     both = xr.concat([a, a.assign_coords(modules=["mlp_block@12"])], "modules")
     with pytest.raises(LawfitError, match="differ in \\['modules'\\]"):
         shared_exponents(xr.concat([both, b], "model", join="outer"), space="log")
+
+
+def test_cluster_robust_differences_keep_their_level_and_find_a_real_difference():
+    """3 target sequences per model with random slopes; the pairwise CR2 differences."""
+    grid = dict(GRID, ranks=(1, 2, 4, 8, 16), seeds=3, noise_kind="run")
+
+    def families(seed, alpha_b):
+        gen = np.random.default_rng([31, seed])
+        a = synthetic_dataset(alpha=0.6, beta=0.5, rng=gen, **grid)
+        b = synthetic_dataset(alpha=alpha_b, beta=0.5, C=0.5, rng=gen, **grid)
+        return xr.concat([a.expand_dims(model=["a"]), b.expand_dims(model=["b"])], "model")
+
+    rejected = np.zeros(2)
+    for s in range(100):
+        res = shared_exponents(families(s, 0.6), space="log", cluster="seed")
+        rejected += (res.differences["pvalue"] < 0.05).to_numpy()
+    assert (rejected <= 12).all(), rejected  # binomial(100, 0.05): P(X >= 13) = 0.2 %
+    found = 0
+    for s in range(20):
+        res = shared_exponents(families(1000 + s, 0.75), space="log", cluster="seed")
+        diff = res.differences.set_index("parameter")
+        assert list(res.differences["group_1"].unique()) == ["a"]
+        found += diff.loc["alpha", "pvalue"] < 0.05
+    assert found >= 18, found
+    assert diff.loc["alpha", "estimate"] == pytest.approx(-0.15, abs=0.06)
