@@ -945,9 +945,14 @@ def _models(st: _Setting, opt: _Options) -> list:
     """Report the law per model and the test of exponents shared across models."""
     from lawfit.shared import shared_exponents
 
-    res = shared_exponents(st.sft, by="model", confidence_level=opt.level)
+    seqs = "data_seed" in st.sft.dims and st.sft.sizes["data_seed"] > 1
+    res = shared_exponents(
+        st.sft, by="model", confidence_level=opt.level, cluster="data_seed" if seqs else None
+    )
     st.results["shared_exponents"] = res
     blocks: list = [("table", res.exponents[res.exponents["parameter"].isin(("alpha", "beta"))])]
+    if len(res.differences):
+        blocks.append(("table", res.differences))
     if len(res.comparison):
         cols = ["law", "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
         blocks += [
