@@ -950,18 +950,22 @@ def _models(st: _Setting, opt: _Options) -> list:
         st.sft, by="model", confidence_level=opt.level, cluster="data_seed" if seqs else None
     )
     st.results["shared_exponents"] = res
+    return _shared_blocks(res, "law", "Exponents shared across models")
+
+
+def _shared_blocks(res, law_col: str, what: str) -> list:
+    """Blocks of a shared-exponent test: α and β per group, differences, test, notes.
+
+    ``law_col`` names the separate/shared column (``"model"`` in a ``CarrierLaw``).
+    """
     blocks: list = [("table", res.exponents[res.exponents["parameter"].isin(("alpha", "beta"))])]
     if len(res.differences):
         blocks.append(("table", res.differences))
     if len(res.comparison):
-        cols = ["law", "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
+        cols = [law_col, "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
         blocks += [
             ("table", res.comparison[cols]),
-            (
-                "p",
-                f"Exponents shared across models, F likelihood-ratio test at "
-                f"{res.significance:g}: {res.verdict}.",
-            ),
+            ("p", f"{what}, F likelihood-ratio test at {res.significance:g}: {res.verdict}."),
         ]
     return blocks + _notes(res)
 
@@ -972,22 +976,7 @@ def _carriers(st: _Setting, opt: _Options) -> list:
 
     law = carrier_law(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng)
     st.results["carrier_law"] = law
-    blocks: list = [("table", law.exponents[law.exponents["parameter"].isin(("alpha", "beta"))])]
-    if len(law.comparison):
-        blocks += [
-            (
-                "table",
-                law.comparison[
-                    ["model", "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
-                ],
-            ),
-            (
-                "p",
-                f"Shared exponents, F likelihood-ratio test at {law.significance:g}: "
-                f"{law.verdict}.",
-            ),
-        ]
-    blocks += _notes(law)
+    blocks = _shared_blocks(law, "model", "Shared exponents")
     try:
         bits = carrier_bits(
             st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng

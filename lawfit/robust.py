@@ -97,10 +97,14 @@ def cr2_covariance(
         ``(k,)`` degrees of freedom of each coefficient's t interval.
     """
     parts = _cr2_parts(J, groups)
+    return _sandwich(J, e, parts), _dofs(J, parts)
+
+
+def _sandwich(J: np.ndarray, e: np.ndarray, parts: dict) -> np.ndarray:
+    """Return the CR2 covariance from the bread and each cluster's adjusted scores."""
     bread, members, adjust = parts["bread"], parts["members"], parts["adjust"]
     scores = np.array([J[ix].T @ (A @ e[ix]) for ix, A in zip(members, adjust, strict=True)])
-    cov = bread @ (scores.T @ scores) @ bread
-    return cov, _dofs(J, parts)
+    return bread @ (scores.T @ scores) @ bread
 
 
 def bell_mccaffrey_dof(J: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -224,10 +228,9 @@ def contrast_test(
     if cluster is None:
         cov, dof, method = np.asarray(result.cov, float), float(result.gof["dof"]), "wald"
     else:
-        groups = _clusters(result, cluster)
         J, e = linearised(result)
-        cov, _ = cr2_covariance(J, e, groups)
-        parts = _cr2_parts(J, groups)
+        parts = _cr2_parts(J, _clusters(result, cluster))
+        cov = _sandwich(J, e, parts)
         dof = _bell_mccaffrey_dof(
             parts["resid_maker"], J, parts["bread"] @ c, parts["members"], parts["adjust"]
         )

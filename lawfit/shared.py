@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,21 +30,20 @@ from scipy import stats
 from lawfit import _validate as V
 from lawfit.compare import (
     _heteroscedasticity,
+    _quiet_fit,
     akaike_weights,
     likelihood_ratio_test,
     pointwise_loglik,
 )
 from lawfit.data import GROUP_DIMS, as_frame, load_data
 from lawfit.errors import LawfitError
-from lawfit.fitting import fit
 from lawfit.forms import Form, form_from_spec, get_form
 from lawfit.protocol import Flag, ResultProtocol, SummaryText
 from lawfit.result import FitResult
+from lawfit.space import HETEROSCEDASTIC_P
 
 __all__ = ["SharedExponents", "shared_exponents", "compare_shared"]
 
-#: Breusch-Pagan p-value under which a linear-space comparison is flagged (as lawfit.compare).
-HETEROSCEDASTIC_P = 0.01
 #: Column of the group label, and of the group's integer index in the joint fit.
 GROUP, GROUP_INDEX = "group", "group_index"
 
@@ -459,7 +457,7 @@ def compare_shared(
     if len(fits) >= 2:
         labels = sorted(fits)
         joint = _joint_frame(frame, labels, drop)
-        shared_fit = _quiet_fit(joint, shared_form(form, labels, shared), kw)
+        shared_fit = _quiet_fit(joint, shared_form(form, labels, shared), **kw)
         comparison = _comparison(fits, shared_fit, labels, kw["space"], notes, flags, noun)
     else:
         notes.append(f"{len(fits)} {noun}(s) with a fitted law: shared exponents not tested")
@@ -531,7 +529,7 @@ def _one_space(frame, form, shared, kw, drop, notes) -> dict:
         probe = _quiet_fit(
             _joint_frame(frame, labels, drop),
             shared_form(form, labels, shared),
-            {**kw, "bootstrap": 0},
+            **{**kw, "bootstrap": 0},
         )
     except LawfitError as exc:
         notes.append(
@@ -569,18 +567,12 @@ def _fit_columns(frame: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
     return frame.drop(columns=[c for c in drop if c in frame.columns]).reset_index(drop=True)
 
 
-def _quiet_fit(frame, form, kw) -> FitResult:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fit(frame, form, **kw)
-
-
 def _fit_each_group(frame, form, kw, notes, drop, noun) -> tuple[dict, list[Flag]]:
     """One law per group; groups whose law cannot be fitted are skipped with a note."""
     fits, flags = {}, []
     for label, sub in frame.groupby(GROUP, sort=True):
         try:
-            fits[label] = _quiet_fit(_fit_columns(sub, drop), form, kw)
+            fits[label] = _quiet_fit(_fit_columns(sub, drop), form, **kw)
         except LawfitError as exc:
             notes.append(f"{noun} {label}: no law fitted ({exc})")
             flags.append(

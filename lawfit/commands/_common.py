@@ -191,3 +191,17 @@ def write_csv(df, path):
         raise LawfitError(f"nothing to write to {path!r}: the table is empty.")
     df.to_csv(path, index=False)
     print(f"wrote {path}", file=sys.stderr)
+
+
+def parse_exclude(value: str | None) -> str | float | None:
+    """Map --exclude ('memorized', 'none' or a loss_after threshold) to lawfit.fit's argument."""
+    if value is None or value.lower() == "none":
+        return None
+    if value == "memorized":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise LawfitError(
+            f"--exclude expects 'memorized', 'none' or a number; got {value!r}."
+        ) from None

@@ -55,15 +55,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def parse_exclude(value):
-    """Map the --exclude string to lawfit.fit's argument."""
-    if value in (None, "none", "None"):
-        return None
-    if value == "memorized":
-        return value
-    return float(value)
-
-
 def run(args) -> int:
     """Execute ``lawfit compare``."""
     from lawfit.compare import compare
@@ -73,7 +64,7 @@ def run(args) -> int:
         args.forms,
         space=args.space,
         criterion=args.criterion,
-        exclude=parse_exclude(args.exclude),
+        exclude=cli.parse_exclude(args.exclude),
         pool=tuple(args.pool),
         holdout=() if args.no_holdout else ("rank", "length"),
     )

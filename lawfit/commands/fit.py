@@ -160,7 +160,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Execute ``lawfit fit``."""
     import lawfit
-    from lawfit.commands._common import check_output_path
+    from lawfit.commands._common import check_output_path, parse_exclude
     from lawfit.data import open_dataset
 
     check_output_path(args.json, "--json")
@@ -170,7 +170,7 @@ def run(args) -> int:
             "(e.g. --by model --shared alpha beta)."
         )
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
-    exclude = _exclusion(args.exclude)
+    exclude = parse_exclude(args.exclude)
     res = lawfit.fit(
         ds,
         args.form,
@@ -199,20 +199,6 @@ def run(args) -> int:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
-
-
-def _exclusion(exclude: str) -> str | float | None:
-    """Read --exclude: 'memorized', 'none' or a loss_after threshold."""
-    if exclude.lower() == "none":
-        return None
-    if exclude == "memorized":
-        return exclude
-    try:
-        return float(exclude)
-    except ValueError:
-        raise LawfitError(
-            f"--exclude expects 'memorized', 'none' or a number; got {exclude!r}."
-        ) from None
 
 
 def _print_shared(args, ds, exclude) -> None:
