@@ -430,7 +430,7 @@ def _step_together(runs, active, stacked, rep, batch, stats=token_stats) -> list
     total, stepping, stopped = None, [], []
     for j, k in enumerate(active):
         run = runs[k]
-        losses, _, correct = stats(logits[j], batch.labels)
+        losses, _, correct = stats(logits[j], batch.labels, run.loop.objective.uses_argmax)
         loss = run.loop.observe(run.step, losses, correct, run.progress)
         if loss is None:
             stopped.append(k)

@@ -290,13 +290,17 @@ def lean_forward(model, batch: Batch, start_layer: int, pack: bool = True) -> Fo
     return Forward(model, batch, 0)
 
 
-def token_stats(logits, labels):
-    """Per-token loss (nats), probability of the correct token and argmax correctness."""
+def token_stats(logits, labels, argmax: bool = True):
+    """Per-token loss (nats), probability of the correct token and argmax correctness.
+
+    ``argmax=False`` skips the argmax over the vocabulary and returns None in its place (a
+    training step whose objective does not read it: :attr:`uses_argmax` of the objective).
+    """
     import torch
 
     logp = torch.log_softmax(logits, dim=-1)
     lp = logp.gather(1, labels[:, None])[:, 0]
-    return -lp, lp.exp(), logits.argmax(-1) == labels
+    return -lp, lp.exp(), (logits.argmax(-1) == labels) if argmax else None
 
 
 def greedy_decode(model, tokenizer, batch: Batch, device) -> np.ndarray:
@@ -657,6 +661,9 @@ class CellLoop:
     def observe(self, step: int, losses, correct, progress=None):
         """Log step ``step``'s per-token losses and apply the stop rules.
 
+        ``correct`` is the teacher-forced argmax's hits, or None where the objective does not
+        read them (``objective.uses_argmax`` false).
+
         Returns
         -------
         torch.Tensor or None
@@ -682,7 +689,8 @@ class CellLoop:
             return self._stop()
         for group in self.optimizer.param_groups:
             group["lr"] = train.lr_at(step, self.decays)
-        weights = self.objective.weights(detached, correct.detach(), step)
+        correct = None if correct is None else correct.detach()
+        weights = self.objective.weights(detached, correct, step)
         return (weights * losses).sum() / weights.sum()
 
     def _stop(self) -> None:
@@ -782,7 +790,7 @@ def _train_and_measure(
             checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
         with adapter.dropout_active(train.lora_dropout > 0):
-            losses, _, correct = token_stats(fwd.logits(), batch.labels)
+            losses, _, correct = token_stats(fwd.logits(), batch.labels, objective.uses_argmax)
         loss = loop.observe(step, losses, correct, progress)
         if loss is None:
             break

@@ -6,7 +6,7 @@ import torch
 
 from collect.adapters import attach
 from collect.objectives import LN2, MemFTSWLong, MemFTSWPhonebook, make_objective, threshold_mask
-from collect.probe import Forward, TrainConfig, check_fast_path, make_batch, run_cell
+from collect.probe import Forward, TrainConfig, check_fast_path, make_batch, run_cell, token_stats
 from collect.tasks import build_task
 
 CPU = torch.device("cpu")
@@ -143,3 +143,38 @@ def test_memft_sw_phonebook_curriculum():
     correct = torch.zeros(30, dtype=torch.bool)
     shown = [int(obj.weights(losses, correct, s).sum()) // 3 for s in (0, 10, 20, 30, 40, 99)]
     assert shown == [2, 4, 6, 8, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("method", "task"),
+    [("sft", "long_context"), ("memft_ot", "long_context"), ("memft_sw", "phonebook")],
+)
+def test_objectives_without_argmax_ignore_correct(method, task):
+    """A step skips the vocabulary argmax only for objectives whose weights never read it."""
+    token_entry = np.repeat(np.arange(4), 3)
+    obj = make_objective(method, task=task, token_entry=token_entry, max_steps=50, seed=0)
+    assert obj.uses_argmax is False
+    losses = torch.linspace(0.1, 3.0, 12)
+    for correct in (torch.zeros(12, dtype=torch.bool), torch.ones(12, dtype=torch.bool)):
+        torch.testing.assert_close(obj.weights(losses, None, 20), obj.weights(losses, correct, 20))
+
+
+def test_memft_sw_long_reads_the_argmax():
+    obj = make_objective(
+        "memft_sw", task="long_context", token_entry=np.zeros(12, int), max_steps=50, seed=0
+    )
+    assert obj.uses_argmax is True
+    losses, correct = torch.full((12,), 2.0), torch.ones(12, dtype=torch.bool)
+    correct[5] = False
+    assert int(obj.weights(losses, correct, 0).argmax()) == 5  # the anchor: first wrong argmax
+
+
+def test_token_stats_skips_the_argmax_on_request():
+    logits = torch.randn(6, 11, generator=torch.Generator().manual_seed(0))
+    labels = logits.argmax(-1)
+    labels[2] = (labels[2] + 1) % 11
+    loss, p, correct = token_stats(logits, labels)
+    loss2, p2, none = token_stats(logits, labels, argmax=False)
+    assert none is None and correct.tolist() == [True, True, False, True, True, True]
+    torch.testing.assert_close(loss, loss2, rtol=0, atol=0)
+    torch.testing.assert_close(p, (-loss).exp(), rtol=0, atol=0)
