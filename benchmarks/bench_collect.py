@@ -94,7 +94,8 @@ def main() -> None:
         )
         total = time.perf_counter() - start
         (first, t_first), (last, t_last) = stamps[0], stamps[-1]
-        step_time = (t_last - t_first) / max(last - first, 1)
+        # a cell that stops at its first logged step has no step time to report
+        step_time = (t_last - t_first) / (last - first) if last > first else float("nan")
         runs[name] = (result, total, step_time)
         print(
             f"{name:8s}: dL={result.loss_reduction:.4f} nats/token  loss_after="

@@ -37,7 +37,7 @@ class _Stateless:
     #: stop rule applies); see :class:`MemFTSWLong` for one where it does not
     plateau_stop = True
     #: whether :meth:`weights` reads ``correct`` (the teacher-forced argmax hits); a step
-    #: skips that argmax over the vocabulary (~2-5 % of a CPU step) for objectives that do not
+    #: skips that argmax over the vocabulary for objectives that do not
     uses_argmax = False
 
     def state_dict(self) -> dict:
