@@ -7,7 +7,9 @@ interval beside it), its profile-likelihood intervals, the same law in log space
 (multiplicative errors) as a check, the test of alpha = beta (the one-variable law
 C·(r/ℓ)^γ; cluster-robust over target sequences where there are 2+), and the
 training-budget check (cells still improving
-at the budget; the law refitted at smaller budgets read back from the trajectories). With
+at the budget; the law refitted at smaller budgets read back from the trajectories; the law
+at twice the budget, extrapolated from each cell's curve, beside that extrapolation's
+backtest from half the budget). With
 --save DIR each fit is saved as JSON (reload it with lawfit.load).
 
     python analysis/02_fit.py [DATA.nc] [--bootstrap 1000] [--save runs/fits]
@@ -96,6 +98,9 @@ def main():
                 bs = lawfit.budget_sensitivity(cells, bootstrap=args.bootstrap, rng=0)
                 print("\nTraining budget:\n" + bs.summary())
                 print_difference_by_budget(bs, unit)
+                ext = lawfit.budget_extrapolation(cells, horizon=2.0)
+                print("\nPast the budget (a sensitivity analysis, with its backtest):")
+                print(ext.summary())
             except lawfit.LawfitError as exc:
                 print(f"\nbudget check not possible: {exc}")
         if args.save:

@@ -13,6 +13,7 @@ from lawfit.carriers import carrier_bits, carrier_law  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
 from lawfit.design import next_cells  # noqa: I001
 from lawfit.errors import LawfitError
+from lawfit.extrapolate import at_extrapolated_budget, budget_extrapolation  # noqa: I001
 from lawfit.fitting import fit
 from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
@@ -62,6 +63,8 @@ __all__ = [
     "at_budget",
     "convergence",
     "budget_sensitivity",
+    "budget_extrapolation",
+    "at_extrapolated_budget",
     "build_report",
     "__version__",
 ]

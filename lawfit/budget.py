@@ -154,6 +154,49 @@ def at_budget(ds, steps: int) -> xr.Dataset:
     return out
 
 
+#: Status given to a cell memorized at one of several compared budgets (:func:`same_cells`).
+MEMORIZED_ELSEWHERE = "memorized_at_a_compared_budget"
+
+
+def same_cells(datasets: dict, exclude="memorized") -> dict:
+    """Drop from every dataset the cells memorized in any of them, so that fits share cells.
+
+    A cell memorized after 3,000 steps may not be memorized after 1,500: fitted at one
+    budget and excluded at another, it would make two fits differ by their cells as well as
+    by their budget. Such a cell gets ``status`` :data:`MEMORIZED_ELSEWHERE` in every dataset
+    (so :func:`lawfit.fit` lists it among the exclusions).
+
+    Parameters
+    ----------
+    datasets : dict
+        Datasets of the same cells (e.g. :func:`at_budget` at several budgets), by label.
+    exclude : {"memorized"} or float or None
+        As :func:`lawfit.fit`: the ``loss_after`` threshold of a memorized cell (``ln 2``
+        for ``"memorized"``); None keeps every cell.
+
+    Returns
+    -------
+    dict
+        The datasets, same labels, with the shared exclusions marked.
+    """
+    if exclude is None:
+        return dict(datasets)
+    threshold = LN2 if exclude == "memorized" else float(exclude)
+    memorized = None
+    for data in datasets.values():
+        hit = _ok(data) & (data["loss_after"] <= threshold)
+        memorized = hit if memorized is None else memorized | hit
+    out = {}
+    for label, data in datasets.items():
+        data = data.copy()
+        status = (
+            data["status"] if "status" in data else xr.full_like(data["loss_after"], "ok", object)
+        )
+        data["status"] = xr.where(memorized, MEMORIZED_ELSEWHERE, status)
+        out[label] = data
+    return out
+
+
 def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
     """Infer why each ok cell stopped: 'budget', 'memorized' or 'plateau'."""
     at_budget_ = ds["steps"] >= budget
@@ -343,17 +386,20 @@ def _fit_budgets(ds, budgets, form, bootstrap, confidence_level, rng, fit_kwargs
     """Fit the law at every budget, largest first; return the fits by budget, ascending.
 
     One fit space for every budget: "auto" is decided on the largest budget (fitted first)
-    and kept, so that the drift compares exponents fitted the same way.
+    and kept, and one set of cells (:func:`same_cells`: a cell memorized at any budget is
+    left out at all), so that the drift compares exponents fitted the same way on the same
+    cells.
     """
     from lawfit.fitting import fit
 
     fits = {}
+    cut = same_cells({b: at_budget(ds, b) for b in budgets}, fit_kwargs.get("exclude", "memorized"))
     for b in sorted(budgets, reverse=True):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = fit(
-                    at_budget(ds, b),
+                    cut[b],
                     form,
                     bootstrap=int(bootstrap),
                     confidence_level=confidence_level,

@@ -12,6 +12,7 @@ examples:
   lawfit budget sweep.nc --sel task=phonebook --sel objective=sft --budgets 200 400 600 \\
       --window 50 --csv cells.csv
   lawfit budget probe.nc --budgets 600 1200 1750 --trajectory   # ΔL of each cell per budget
+  lawfit budget law.nc --sel objective=sft --extrapolate 2   # twice the budget, backtested
 """
 
 
@@ -55,6 +56,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="also print each cell's ΔL at every budget of --budgets",
     )
+    p.add_argument(
+        "--extrapolate",
+        type=float,
+        default=None,
+        metavar="HORIZON",
+        help="also extrapolate each cell's curve to HORIZON x the budget and refit, with the "
+        "backtest from budget/HORIZON (lawfit.budget_extrapolation; a sensitivity analysis)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -87,4 +96,13 @@ def run(args) -> int:
         if args.csv:
             cli.write_csv(conv, args.csv)
         return 0
-    return cli.print_result(res, args.csv, lambda: res.convergence)
+    code = cli.print_result(res, args.csv, lambda: res.convergence)
+    if args.extrapolate is not None:
+        from lawfit.extrapolate import budget_extrapolation
+
+        ext = budget_extrapolation(
+            ds, horizon=args.extrapolate, space=args.space, **cli.uncertainty_kwargs(args)
+        )
+        print("\nPast the budget (extrapolated; trust it as far as its backtest):")
+        print(ext.summary())
+    return code

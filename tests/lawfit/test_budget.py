@@ -126,6 +126,25 @@ def test_rank_dependent_time_scale_is_reported_as_a_budget_trend():
     assert "Stop reasons over 20 ok cells" in res.summary()
 
 
+def test_every_budget_is_fitted_on_the_same_cells():
+    # rank 16, l = 64 is memorized at 600 steps (loss 12·e^-4 < ln 2) but not at 300 (12·e^-2):
+    # fitted at 300 and excluded at 600, it would make the budgets differ by a cell as well
+    ds = _sweep(lambda r, ln: 100.0)
+    curve = L0 * np.exp(-ds["step"].values / 150.0)
+    ds["loss_curve"].loc[{"rank": 16, "length": 64}] = curve
+    ds["loss_after"].loc[{"rank": 16, "length": 64}] = curve[-1]
+    ds["loss_reduction"] = ds["loss_before"] - ds["loss_after"]
+    assert lawfit.fit(at_budget(ds, 300), bootstrap=0).n_obs == 20
+    res = budget_sensitivity(ds, [300, 600], bootstrap=0)
+    assert res.table["n_obs"].tolist() == [19, 19]
+    for fit in res.fits.values():
+        excluded = fit.exclusions.set_index(["rank", "length"])["reason"]
+        assert excluded[(16, 64)] == "status=memorized_at_a_compared_budget"
+    # without the memorized rule nothing is dropped anywhere
+    res = budget_sensitivity(ds, [300, 600], bootstrap=0, exclude=None)
+    assert res.table["n_obs"].tolist() == [20, 20]
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
