@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ import xarray as xr
 import lawfit
 from lawfit.budget import at_budget, budget_sensitivity, convergence, max_steps
 from lawfit.errors import LawfitError
+from lawfit.testing.curves import trajectory_dataset
 
 RANKS = np.array([1, 2, 4, 8, 16])
 LENGTHS = np.array([64, 128, 256, 512])
@@ -27,33 +27,14 @@ def _sweep(tau, *, noise: float = 0.0, stop_early=None, rng: int = 0) -> xr.Data
     """
     gen = np.random.default_rng(rng)
     steps = np.arange(0, BUDGET + 1, EVERY)
-    shape = (len(RANKS), len(LENGTHS))
-    curve = np.full(shape + (steps.size,), np.nan)
-    after = np.empty(shape)
-    n_steps = np.empty(shape)
+    curve = np.full((len(RANKS), len(LENGTHS), steps.size), np.nan)
     for i, r in enumerate(RANKS):
         for j, ln in enumerate(LENGTHS):
             dl_inf = C * r**ALPHA * ln**-BETA * math.exp(noise * gen.standard_normal())
             stop = (stop_early(r, ln) if stop_early else None) or BUDGET
-            loss = L0 - dl_inf * (1 - np.exp(-np.arange(stop + 1) / tau(r, ln)))
             logged = steps[steps <= stop]
-            curve[i, j, : logged.size] = loss[logged]
-            after[i, j], n_steps[i, j] = loss[stop], stop
-    cell = ("rank", "length")
-    ds = xr.Dataset(
-        {
-            "loss_before": (cell, np.full(shape, L0)),
-            "loss_after": (cell, after),
-            "loss_reduction": (cell, L0 - after),
-            "steps": (cell, n_steps),
-            "status": (cell, np.full(shape, "ok", dtype=object)),
-            "exact_match": (cell, np.zeros(shape)),
-            "loss_curve": (cell + ("step",), curve),
-        },
-        coords={"rank": RANKS, "length": LENGTHS, "step": steps},
-    )
-    ds.attrs["config"] = json.dumps({"train": {"max_steps": BUDGET}})
-    return ds
+            curve[i, j, : logged.size] = L0 - dl_inf * (1 - np.exp(-logged / tau(r, ln)))
+    return trajectory_dataset(RANKS, LENGTHS, steps, curve, L0, BUDGET)
 
 
 def test_at_budget_reads_the_trajectory_back_exactly():

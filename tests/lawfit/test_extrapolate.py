@@ -12,6 +12,7 @@ import lawfit
 from lawfit.budget import at_budget
 from lawfit.errors import LawfitError
 from lawfit.extrapolate import at_extrapolated_budget, budget_extrapolation, fit_tail
+from lawfit.testing.curves import trajectory_dataset
 
 RANKS = np.array([1, 2, 4, 8])
 LENGTHS = np.array([64, 128, 256, 512])
@@ -37,9 +38,7 @@ def _sweep(*, noise: float = 0.0, rng: int = 0, stop_early=None) -> xr.Dataset:
     """A sweep whose cells follow :func:`_truth` (step 0: ΔL = 0), with optional step noise."""
     gen = np.random.default_rng(rng)
     steps = np.arange(0, BUDGET + 1, EVERY)
-    shape = (len(RANKS), len(LENGTHS))
-    curve = np.full(shape + (steps.size,), np.nan)
-    n_steps = np.full(shape, float(BUDGET))
+    curve = np.full((len(RANKS), len(LENGTHS), steps.size), np.nan)
     for i, r in enumerate(RANKS):
         for j, ln in enumerate(LENGTHS):
             stop = (stop_early(r, ln) if stop_early else None) or BUDGET
@@ -47,25 +46,7 @@ def _sweep(*, noise: float = 0.0, rng: int = 0, stop_early=None) -> xr.Dataset:
             dl = np.array([0.0] + [_truth(r, ln, s) for s in logged[1:]])
             dl[1:] += noise * gen.standard_normal(logged.size - 1)
             curve[i, j, : logged.size] = L0 - dl
-            n_steps[i, j] = stop
-    after = np.array(
-        [[curve[i, j][np.isfinite(curve[i, j])][-1] for j in range(4)] for i in range(4)]
-    )
-    cell = ("rank", "length")
-    ds = xr.Dataset(
-        {
-            "loss_before": (cell, np.full(shape, L0)),
-            "loss_after": (cell, after),
-            "loss_reduction": (cell, L0 - after),
-            "steps": (cell, n_steps),
-            "status": (cell, np.full(shape, "ok", dtype=object)),
-            "exact_match": (cell, np.zeros(shape)),
-            "loss_curve": (cell + ("step",), curve),
-        },
-        coords={"rank": RANKS, "length": LENGTHS, "step": steps},
-    )
-    ds.attrs["config"] = json.dumps({"train": {"max_steps": BUDGET}})
-    return ds
+    return trajectory_dataset(RANKS, LENGTHS, steps, curve, L0, BUDGET)
 
 
 def _truth_grid(step: float) -> np.ndarray:
