@@ -130,7 +130,7 @@ def _extrapolated_losses(ds, budget: int, horizon: float, fit_from: float):
 
 
 def at_extrapolated_budget(
-    ds, horizon: float = 2.0, *, budget: int | None = None, fit_from: float = 1 / 3
+    ds, horizon: float = 2.0, *, budget: int | None = None, fit_from: float = 0.5
 ) -> xr.Dataset:
     """Return the dataset as a budget of ``horizon·budget`` steps would give it, extrapolated.
 
@@ -338,7 +338,7 @@ def budget_extrapolation(
     ds,
     *,
     horizon: float = 2.0,
-    fit_from: float = 1 / 3,
+    fit_from: float = 0.5,
     form: str = "power_law",
     bootstrap: int = 0,
     confidence_level: float = 0.95,

@@ -64,6 +64,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also extrapolate each cell's curve to HORIZON x the budget and refit, with the "
         "backtest from budget/HORIZON (lawfit.budget_extrapolation; a sensitivity analysis)",
     )
+    p.add_argument(
+        "--fit-from",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="with --extrapolate: fit each curve's tail from SHARE x the budget on (0.5)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -101,7 +108,11 @@ def run(args) -> int:
         from lawfit.extrapolate import budget_extrapolation
 
         ext = budget_extrapolation(
-            ds, horizon=args.extrapolate, space=args.space, **cli.uncertainty_kwargs(args)
+            ds,
+            horizon=args.extrapolate,
+            fit_from=args.fit_from,
+            space=args.space,
+            **cli.uncertainty_kwargs(args),
         )
         print("\nPast the budget (extrapolated; trust it as far as its backtest):")
         print(ext.summary())

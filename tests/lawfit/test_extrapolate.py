@@ -108,8 +108,8 @@ def test_noisy_tails_predict_better_than_assuming_convergence():
         errors.append(ahead["loss_reduction"].values / truth - 1)
         gaps.append(ds["loss_reduction"].values / truth - 1)
     errors, gaps = np.array(errors), np.array(gaps)
-    assert np.sqrt(np.mean(errors**2)) < 0.25 * np.sqrt(np.mean(gaps**2))
-    assert abs(np.mean(errors)) < 0.005
+    assert np.sqrt(np.mean(errors**2)) < 0.4 * np.sqrt(np.mean(gaps**2))
+    assert abs(np.mean(errors)) < 0.002
 
 
 def test_every_fit_of_the_comparison_shares_its_cells():
