@@ -5,7 +5,7 @@ cells with loss_after ≤ ln 2 excluded) with a bootstrap over cells (over whole
 sequences, data_seed clusters, when the cells span 2+ of them, with the cluster-robust
 interval beside it), its profile-likelihood intervals, the same law in log space
 (multiplicative errors) as a check, the test of alpha = beta (the one-variable law
-C·(r/ℓ)^γ; cluster-robust over target sequences where there are 2+), and the
+C·(r/ℓ)^γ; cluster-robust over target sequences where there are 2+) and γ itself, and the
 training-budget check (cells still improving
 at the budget; the law refitted at smaller budgets read back from the trajectories; the law
 at twice the budget, extrapolated from each cell's curve, beside that extrapolation's
@@ -34,6 +34,22 @@ def print_difference_by_budget(bs, unit: str) -> None:
             f"  {budget:>6} steps: {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
             f"{d['dof']:.2f} dof, p = {d['pvalue']:.2g}"
         )
+
+
+def print_gamma(cells, unit: str, bootstrap: int) -> None:
+    """Print gamma, the exponent of the one-variable law C·(r/ℓ)^γ, with its interval."""
+    try:
+        one = lawfit.fit(cells, "ratio_no_offset", bootstrap=bootstrap, unit=unit, rng=0)
+    except lawfit.LawfitError as exc:
+        print(f"\none-variable law C·(r/ℓ)^γ not fitted: {exc}")
+        return
+    kind = "wald" if unit == "cell" else "cluster"
+    ci = one.conf_int(kind, cluster=None if unit == "cell" else unit)
+    low, high = ci.loc["gamma", "low"], ci.loc["gamma", "high"]
+    print(
+        f"\none-variable law C·(r/ℓ)^γ: γ = {one.params['gamma']:.3f} [{low:.3f}, {high:.3f}] "
+        f"({'Wald' if unit == 'cell' else f'CR2 over {unit}'}), R² = {one.r2:.4f}"
+    )
 
 
 def main():
@@ -73,6 +89,7 @@ def main():
             )
             + " at 0.05"
         )
+        print_gamma(cells, unit, args.bootstrap)
         print(
             f"\nexcluded cells: {res.n_excluded} "
             f"({res.exclusions['reason'].value_counts().to_dict() if res.n_excluded else {}})"
