@@ -346,15 +346,7 @@ class BudgetSensitivity(ResultProtocol):
     notes: list = field(default_factory=list)
     flags: tuple[Flag, ...] = ()
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Per-budget table (a copy of ``table``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per step budget.
-        """
-        return self.table.copy()
+    _main_table = "table"
 
     def _tables(self):
         return [("law per step budget", self.table), ("convergence per cell", self.convergence)]

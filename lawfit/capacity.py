@@ -376,15 +376,7 @@ class CapacityPrediction(ResultProtocol):
     draw_values: np.ndarray | None = field(default=None, repr=False)
     flags: tuple[Flag, ...] = field(default=())
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy table (a copy of ``table``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per query.
-        """
-        return self.table.copy()
+    _main_table = "table"
 
     def summary(self) -> SummaryText:
         """Plain-text summary.

@@ -203,20 +203,12 @@ class ComparisonResult(ResultProtocol):
     heteroscedasticity_pvalue: float | None = None
     significance: float = 0.05
 
+    _main_table = "table"
+
     @property
     def heteroscedastic(self) -> bool:
         """True when the ``heteroscedastic`` flag is set (rerun with ``space="log"``)."""
         return any(f.code == "heteroscedastic" for f in self.flags)
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy ranking table (a copy of ``table``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per form, best first.
-        """
-        return self.table.copy()
 
     def summary(self) -> SummaryText:
         """Plain-text summary: ranking, tests, notes.

@@ -239,15 +239,7 @@ class BudgetExtrapolation(ResultProtocol):
     notes: list = field(default_factory=list)
     flags: tuple[Flag, ...] = ()
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Per-fit table (a copy of ``table``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per fit.
-        """
-        return self.table.copy()
+    _main_table = "table"
 
     def _tables(self):
         return [("law measured and extrapolated", self.table), ("cells", self.cells)]

@@ -483,21 +483,24 @@ class ResultProtocol:
     """Mixin: ``to_dataset``, ``save`` and the summary wrapper for a result type.
 
     A class using it provides ``summary()`` (returning ``self._summary_text(text)``),
-    ``flags`` and ``notes``, and either a ``cells`` table (its main table) or its own
-    ``to_dataframe()``; it may override :meth:`_tables` to list more than the main table.
+    ``flags`` and ``notes``, and its main table as the field named by ``_main_table``
+    (``cells`` unless it says otherwise) or its own ``to_dataframe()``; it may override
+    :meth:`_tables` to list more than the main table.
     """
 
     _summary_title = ""
+    #: name of the field holding the result's main table (what ``to_dataframe`` returns)
+    _main_table = "cells"
 
     def to_dataframe(self) -> pd.DataFrame:
-        """Return the result's main table: a copy of its per-cell (or per-run) ``cells``.
+        """Return the result's main table (a copy): per cell, run, budget, form, ...
 
         Returns
         -------
         pandas.DataFrame
-            One row per cell or run.
+            The table the class's docstring describes as its main one.
         """
-        return self.cells.copy()
+        return getattr(self, self._main_table).copy()
 
     def _tables(self) -> list[tuple[str, pd.DataFrame]]:
         """Captioned tables of the result (default: the main table only)."""
