@@ -154,7 +154,8 @@ def at_extrapolated_budget(
     Returns
     -------
     xarray.Dataset
-        A copy with ``attrs['extrapolated']`` (JSON: budget, horizon, fit_from, model).
+        A copy with ``attrs['extrapolated']`` (JSON: budget, horizon, fit_from, model) and
+        ``tail_exponent`` (c of each extrapolated cell's tail fit; NaN elsewhere).
 
     Raises
     ------
@@ -168,10 +169,11 @@ def at_extrapolated_budget(
     fit_from = _fraction(fit_from)
     budget = max_steps(ds) if budget is None else int(budget)
     ds = at_budget(ds, budget)
-    after, _ = _extrapolated_losses(ds, budget, horizon, fit_from)
+    after, exponent = _extrapolated_losses(ds, budget, horizon, fit_from)
     moved = _budget_cells(ds, budget)
     out = ds.copy()
     out["loss_after"] = xr.where(moved, after, ds["loss_after"])
+    out["tail_exponent"] = exponent.where(moved)
     if "loss_reduction" in ds:
         out["loss_reduction"] = ds["loss_before"] - out["loss_after"]
     out["steps"] = xr.where(moved, float(horizon * budget), ds["steps"])
@@ -180,6 +182,10 @@ def at_extrapolated_budget(
             out[name] = ds[name].where(~moved)
     for name in ds.data_vars:
         out[name].attrs = dict(ds[name].attrs)
+    out["tail_exponent"].attrs["description"] = (
+        "c of the tail fit ΔL(t) = D − A·t^(−c); near its bounds (1e-3, 10) the tail is "
+        "ill-determined"
+    )
     out.attrs = dict(ds.attrs)
     out.attrs["extrapolated"] = json.dumps(
         {"budget": budget, "horizon": horizon, "fit_from": fit_from, "model": "D - A*t^-c"}
@@ -287,6 +293,7 @@ def _cells_table(ds, cut, backtest, extrapolated, budget, short) -> pd.DataFrame
             f"backtest ΔL@{budget}": lb - backtest["loss_after"],
             f"ΔL@{budget}": lb - ds["loss_after"],
             "extrapolated ΔL": lb - extrapolated["loss_after"],
+            "tail c": extrapolated["tail_exponent"],
         }
     ).where(_budget_cells(ds, budget))
     table = table.expand_dims([d for d in CELL_DIMS if d in table.coords and d not in table.dims])

@@ -70,6 +70,8 @@ def test_extrapolating_a_cut_sweep_reproduces_the_measured_one():
     assert np.all(ahead["steps"].values == 4 * BUDGET)
     assert np.isnan(ahead["exact_match"].values).all()
     assert json.loads(ahead.attrs["extrapolated"])["horizon"] == 4.0
+    decay = np.array([[_decay(r)] * len(LENGTHS) for r in RANKS])
+    np.testing.assert_allclose(ahead["tail_exponent"].values, decay, rtol=1e-5)
     xr.testing.assert_identical(ahead["loss_curve"], ds["loss_curve"])
 
 
@@ -78,6 +80,7 @@ def test_cells_that_stopped_early_keep_their_delta():
     ahead = at_extrapolated_budget(ds, 2.0)
     np.testing.assert_array_equal(ahead["loss_after"].values[-1], ds["loss_after"].values[-1])
     np.testing.assert_array_equal(ahead["exact_match"].values[-1], 0.0)
+    assert np.isnan(ahead["tail_exponent"].values[-1]).all()
     assert np.all(ahead["loss_after"].values[:-1] < ds["loss_after"].values[:-1])
 
 
