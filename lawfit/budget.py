@@ -137,19 +137,10 @@ def at_budget(ds, steps: int) -> xr.Dataset:
             f"some cells trained past {steps} steps have no logged loss at step {steps}; "
             "their ΔL at this budget cannot be read back. Choose another budget."
         )
-    out = ds.copy()
-    out["loss_after"] = xr.where(truncated, at, ds["loss_after"])
-    if "loss_reduction" in ds:
-        out["loss_reduction"] = xr.where(truncated, ds["loss_before"] - at, ds["loss_reduction"])
-    out["steps"] = xr.where(truncated, float(steps), ds["steps"])
-    for name in _END_ONLY:
-        if name in ds:
-            out[name] = ds[name].where(~truncated)
+    out = with_end_of_training(ds, truncated, at, float(steps))
     for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
         out[name] = ds[name].where(ds["step"] <= steps)
-    for name in ds.data_vars:
         out[name].attrs = dict(ds[name].attrs)
-    out.attrs = dict(ds.attrs)
     out.attrs["budget_steps"] = steps
     return out
 
@@ -194,6 +185,29 @@ def same_cells(datasets: dict, exclude="memorized") -> dict:
         )
         data["status"] = xr.where(memorized, MEMORIZED_ELSEWHERE, status)
         out[label] = data
+    return out
+
+
+def with_end_of_training(ds: xr.Dataset, cells, loss_after, steps: float) -> xr.Dataset:
+    """Return a copy where ``cells`` end with ``loss_after`` after ``steps`` steps.
+
+    ``loss_reduction`` follows, and the end-of-training measurements no trajectory records
+    (``exact_match``, ``p_after``, ...) become NaN there; variable and dataset attributes
+    are kept. What :func:`at_budget` and :func:`lawfit.at_extrapolated_budget` share.
+    """
+    out = ds.copy()
+    out["loss_after"] = xr.where(cells, loss_after, ds["loss_after"])
+    if "loss_reduction" in ds:
+        out["loss_reduction"] = xr.where(
+            cells, ds["loss_before"] - loss_after, ds["loss_reduction"]
+        )
+    out["steps"] = xr.where(cells, steps, ds["steps"])
+    for name in _END_ONLY:
+        if name in ds:
+            out[name] = ds[name].where(~cells)
+    for name in ds.data_vars:
+        out[name].attrs = dict(ds[name].attrs)
+    out.attrs = dict(ds.attrs)
     return out
 
 
@@ -411,15 +425,9 @@ def _fit_budgets(ds, budgets, form, bootstrap, confidence_level, rng, fit_kwargs
     return dict(sorted(fits.items()))
 
 
-def _budget_row(budget: int, res, n_truncated: int) -> dict:
-    """One row of the budget table: counts, R² and each parameter with its interval."""
-    row = {
-        "budget": budget,
-        "n_obs": res.n_obs,
-        "n_excluded": res.n_excluded,
-        "n_truncated": n_truncated,
-        "r2": res.r2,
-    }
+def fit_columns(res) -> dict:
+    """Return one fit's row: counts, R² and each parameter with its interval."""
+    row = {"n_obs": res.n_obs, "n_excluded": res.n_excluded, "r2": res.r2}
     tab = res.to_dataframe()
     for p in res.param_names:
         row[p], row[f"{p}_low"], row[f"{p}_high"] = (
@@ -428,6 +436,13 @@ def _budget_row(budget: int, res, n_truncated: int) -> dict:
             float(tab.loc[p, "high"]),
         )
     return row
+
+
+def _budget_row(budget: int, res, n_truncated: int) -> dict:
+    """One row of the budget table: :func:`fit_columns` with the budget and truncations."""
+    cols = fit_columns(res)
+    head = {"budget": budget, "n_obs": cols.pop("n_obs"), "n_excluded": cols.pop("n_excluded")}
+    return {**head, "n_truncated": n_truncated, **cols}
 
 
 def _drift(table: pd.DataFrame, fits: dict, notes: list[str]) -> dict:

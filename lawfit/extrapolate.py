@@ -32,7 +32,15 @@ from scipy.optimize import least_squares
 
 from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load
-from lawfit.budget import _END_ONLY, _ok, _require_curves, at_budget, max_steps, same_cells
+from lawfit.budget import (
+    _ok,
+    _require_curves,
+    at_budget,
+    fit_columns,
+    max_steps,
+    same_cells,
+    with_end_of_training,
+)
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
@@ -171,22 +179,12 @@ def at_extrapolated_budget(
     ds = at_budget(ds, budget)
     after, exponent = _extrapolated_losses(ds, budget, horizon, fit_from)
     moved = _budget_cells(ds, budget)
-    out = ds.copy()
-    out["loss_after"] = xr.where(moved, after, ds["loss_after"])
+    out = with_end_of_training(ds, moved, after, float(horizon * budget))
     out["tail_exponent"] = exponent.where(moved)
-    if "loss_reduction" in ds:
-        out["loss_reduction"] = ds["loss_before"] - out["loss_after"]
-    out["steps"] = xr.where(moved, float(horizon * budget), ds["steps"])
-    for name in _END_ONLY:
-        if name in ds:
-            out[name] = ds[name].where(~moved)
-    for name in ds.data_vars:
-        out[name].attrs = dict(ds[name].attrs)
     out["tail_exponent"].attrs["description"] = (
         "c of the tail fit ΔL(t) = D − A·t^(−c); near its bounds (1e-3, 10) the tail is "
         "ill-determined"
     )
-    out.attrs = dict(ds.attrs)
     out.attrs["extrapolated"] = json.dumps(
         {"budget": budget, "horizon": horizon, "fit_from": fit_from, "model": "D - A*t^-c"}
     )
@@ -266,7 +264,6 @@ class BudgetExtrapolation(ResultProtocol):
 
 def _fit_rows(datasets: dict, form, bootstrap, confidence_level, rng, fit_kwargs):
     """Fit the law on each labelled dataset in one fit space; return (table, fits)."""
-    from lawfit.budget import _budget_row
     from lawfit.fitting import fit
 
     fits, rows = {}, []
@@ -277,8 +274,7 @@ def _fit_rows(datasets: dict, form, bootstrap, confidence_level, rng, fit_kwargs
         )
         kwargs.setdefault("space", res.space)  # the first fit's space for every row
         fits[label] = res
-        row = _budget_row(budget, res, 0)
-        del row["n_truncated"], row["budget"]
+        row = fit_columns(res)
         rows.append({"fit": label, "source": source, "from_budget": from_budget,
                      "budget": budget, **row})  # fmt: skip
     return pd.DataFrame(rows), fits
