@@ -53,6 +53,11 @@ import numpy as np
 TRUTH = {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.02}
 RANKS = (1, 2, 4, 8, 16, 32, 64, 128)
 LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
+#: Capacity query: the rank that reaches ΔL = 0.2 at length 512 (truth: 10.39).
+CAPACITY_QUERY = {"length": 512.0, "target": 0.2}
+TRUE_RANK = (
+    (CAPACITY_QUERY["target"] - TRUTH["b"]) * CAPACITY_QUERY["length"] ** TRUTH["beta"] / TRUTH["C"]
+) ** (1 / TRUTH["alpha"])
 
 SCENARIOS = {
     # name: (synthetic kwargs, fit kwargs, conf_int method)
@@ -160,7 +165,8 @@ def cr1_interval(res, cluster, level=0.95):
 def one(args):
     """Simulate and fit one dataset.
 
-    Returns (covered alpha, covered beta, failed draws, fitted in log space).
+    Returns (covered alpha, covered beta, failed draws, fitted in log space, covered
+    rank needed); the last is None for interval types predict_capacity does not give.
     """
     name, i, n_boot, base_seed = args
     import warnings
@@ -192,7 +198,18 @@ def one(args):
             ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
     nf = int(res.boot.n_failed) if res.boot is not None else 0
-    return cov[0], cov[1], nf, res.space == "log"
+    return cov[0], cov[1], nf, res.space == "log", rank_covered(res, method)
+
+
+def rank_covered(res, method):
+    """Does predict_capacity's interval of the rank needed contain the true rank?"""
+    from lawfit import predict_capacity
+
+    if method not in ("bootstrap", "cluster"):
+        return None
+    kw = {"cluster": "seed"} if method == "cluster" else {}
+    t = predict_capacity(res, **CAPACITY_QUERY, interval=method, **kw).table.iloc[0]
+    return bool(t["low"] <= TRUE_RANK <= t["high"])
 
 
 def run(n, n_boot, jobs, scenarios, base_seed=2026):
@@ -209,11 +226,13 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         b = np.array([o[1] for o in out])
         nf = sum(o[2] for o in out)
         log_share = float(np.mean([o[3] for o in out]))
+        ranks = [o[4] for o in out if o[4] is not None]
         row = {
             "scenario": name,
             "n_datasets": n,
             "cover_alpha": a.mean(),
             "cover_beta": b.mean(),
+            "cover_rank": float(np.mean(ranks)) if ranks else float("nan"),
             "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
             "failed_replicates": nf,
             "log_space_share": log_share,
@@ -222,7 +241,8 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         rows.append(row)
         print(
             f"{name:<18} n={n:<5} alpha {100 * row['cover_alpha']:5.1f}%  beta "
-            f"{100 * row['cover_beta']:5.1f}%  (MC SE {100 * row['mc_se']:.1f})  failed "
+            f"{100 * row['cover_beta']:5.1f}%  rank needed {100 * row['cover_rank']:5.1f}%  "
+            f"(MC SE {100 * row['mc_se']:.1f})  failed "
             f"replicates {nf}  log space {100 * log_share:.0f}%  [{row['seconds']:.0f}s]",
             flush=True,
         )

@@ -52,6 +52,7 @@ SHOWN_COLUMNS = (
     "estimate",
     "low",
     "high",
+    "dof",
     "n_params_estimate",
     "n_unreachable",
     "extrapolated",
@@ -351,7 +352,9 @@ class CapacityPrediction(ResultProtocol):
     ----------
     table : pandas.DataFrame
         One row per query with ``estimate``, ``low``, ``high`` (bootstrap percentile
-        over the draws where the target is reachable), ``n_draws``,
+        over the draws, unreachable ones counted as infinite; or, for a cluster-robust
+        interval, the delta method with its ``dof`` and the bootstrap's interval in
+        ``low_bootstrap``/``high_bootstrap``), ``n_draws``,
         ``n_unreachable`` (draws on which no capacity reaches the target),
         ``unreachable`` (the point estimate cannot reach it), ``extrapolated`` (the
         answer lies outside the fitted range of ranks or lengths) and ``target_dL``
@@ -363,7 +366,8 @@ class CapacityPrediction(ResultProtocol):
     notes : tuple of str
         Assumptions and context.
     flags : tuple of Flag
-        Warnings: ``unreachable``, ``unreachable_on_draws``, ``extrapolated``.
+        Warnings: ``unreachable``, ``unreachable_on_draws``, ``extrapolated``,
+        ``few_clusters`` (a bootstrap interval over fewer than 10 clusters).
     draw_values : numpy.ndarray or None
         The answer on every converged bootstrap draw, shape (rows of ``table``, R):
         ``inf`` (capacity) or 0 (length) where unreachable.
@@ -486,6 +490,8 @@ def predict_capacity(
     confidence_level: float | None = None,
     search: tuple[float, float] = (1e-3, 1e3),
     entropy_bits: float | None = None,
+    interval: str = "auto",
+    cluster: str | None = None,
 ) -> CapacityPrediction:
     """Invert a fitted law: capacity needed for a target, or the longest target held.
 
@@ -530,6 +536,16 @@ def predict_capacity(
         bound, ℓ·max(0, H − L₁/ln 2)) when H and the loss after are known, else ΔL bits. H
         defaults to ``data``'s ``entropy_bits`` when it is one value for every token. More
         than ~3.6 bits/param is flagged ``beyond_known_capacity``.
+    interval : {"auto", "bootstrap", "cluster"}
+        ``"bootstrap"``: percentile interval of the answers on the fit's draws.
+        ``"cluster"``: cluster-robust delta method on the log answer (CR2 sandwich,
+        Bell-McCaffrey dof; :func:`lawfit.robust.log_delta_interval`), calibrated down to
+        3 clusters; the bootstrap's interval, if any, moves to ``low_bootstrap`` and
+        ``high_bootstrap``. ``"auto"`` (default): ``"cluster"`` when the fit's bootstrap
+        clusters over fewer than 10 units (flag ``few_clusters``), else ``"bootstrap"``.
+    cluster : str, optional
+        Column defining the clusters for ``interval="cluster"``; default the fit's
+        bootstrap unit.
 
     Returns
     -------
@@ -587,6 +603,9 @@ def predict_capacity(
             if v is not None:
                 dvals.append(v)
     table = pd.DataFrame(rows)
+    unit = _cluster_unit(fit, interval, cluster)
+    if unit is not None:
+        table = _with_cluster_intervals(table, inv, unit, notes)
     per_rank = _params_per_rank(data) if cap == "rank" else None
     if per_rank is not None and mode == "capacity":
         for c in ("estimate", "low", "high"):
@@ -613,8 +632,75 @@ def predict_capacity(
         quantity=cap if mode == "capacity" else "length",
         level=level,
         notes=tuple(dict.fromkeys(notes)),
-        flags=inv.flags(table) + ((flag,) if flag else ()),
+        flags=inv.flags(table) + ((flag,) if flag else ()) + _few_clusters_flag(fit, unit),
         draw_values=np.vstack(dvals) if dvals else None,
+    )
+
+
+def _has_few_clusters(fit) -> bool:
+    return any(f.code == "few_clusters" for f in getattr(fit, "flags", ()))
+
+
+def _cluster_unit(fit, interval: str, cluster: str | None) -> str | None:
+    """Return the clusters of a cluster-robust interval, or None for the bootstrap's."""
+    if interval not in ("auto", "bootstrap", "cluster"):
+        raise LawfitError(f"interval must be 'auto', 'bootstrap' or 'cluster'; got {interval!r}.")
+    if interval == "bootstrap" or (interval == "auto" and not _has_few_clusters(fit)):
+        return None
+    boot = getattr(fit, "boot", None)
+    unit = cluster or (boot.unit if boot is not None and boot.unit != "cell" else None)
+    if unit is None:
+        raise LawfitError(
+            "interval='cluster' needs clusters: pass cluster=<column of fit.points> "
+            "(e.g. 'data_seed'), or fit with unit=<that column>."
+        )
+    return unit
+
+
+def _with_cluster_intervals(table: pd.DataFrame, inv, unit: str, notes: list) -> pd.DataFrame:
+    """Replace the table's interval by the cluster-robust delta-method one, row by row."""
+    from lawfit.robust import log_delta_interval
+
+    table = table.rename(columns={"low": "low_bootstrap", "high": "high_bootstrap"})
+    key = "length" if inv.mode == "capacity" else inv.cap
+    cis = [
+        log_delta_interval(
+            inv.fit,
+            lambda th, q=q, t=t: inv.solve(th, q, t)[0],
+            cluster=unit,
+            level=inv.level,
+        )
+        if not (un or tr)
+        else (math.nan, math.nan, math.nan)
+        for q, t, un, tr in zip(
+            table[key], table["target"], table["unreachable"], table["trivial"], strict=True
+        )
+    ]
+    low, high, dof = (np.array(c, float) for c in zip(*cis, strict=True))
+    at = table.columns.get_loc("estimate") + 1
+    for name, col in (("dof", dof), ("high", high), ("low", low)):
+        table.insert(at, name, col)
+    notes.append(
+        f"low/high: cluster-robust delta method over the {unit} clusters (CR2 sandwich, "
+        "Bell-McCaffrey dof, on the log answer; calibrated down to 3 clusters, where a "
+        "cluster bootstrap is too narrow); the bootstrap percentile interval is in "
+        "low_bootstrap/high_bootstrap"
+    )
+    return table
+
+
+def _few_clusters_flag(fit, unit: str | None) -> tuple[Flag, ...]:
+    """Pass on the fit's ``few_clusters`` flag when the answers' intervals are its draws'."""
+    boot = getattr(fit, "boot", None)
+    if unit is not None or not _has_few_clusters(fit) or boot is None or boot.degenerate:
+        return ()
+    return (
+        Flag(
+            "few_clusters",
+            f"the intervals come from the fit's bootstrap over only {fit.boot.n_clusters} "
+            f"{fit.boot.unit} clusters, so they are too narrow (unreliable below ~10 "
+            "clusters); read them as a lower bound on the uncertainty",
+        ),
     )
 
 

@@ -316,18 +316,27 @@ def _summary_law(res: dict) -> str:
     if "low" not in d:
         return f"α = {law.params['alpha']:.3g}, β = {law.params['beta']:.3g}"
     how = ""
-    if law.boot is not None and law.boot.degenerate:  # no bootstrap interval: say which one
-        d, how = _fallback_interval(law, d)
+    codes = {f.code for f in law.flags}
+    if "bootstrap_degenerate" in codes:  # no bootstrap interval: say which one
+        d, how = _fallback_interval(law, d, "the bootstrap has one estimate")
+    elif "few_clusters" in codes:  # the report's own note calls it too narrow
+        d, how = _fallback_interval(
+            law, d, f"a bootstrap over {law.boot.n_clusters} clusters is too narrow"
+        )
     text = f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}{how}"
     return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}"
 
 
-def _fallback_interval(law, d: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Return the summary's interval when the bootstrap gave none: cluster-robust, else Wald."""
+def _fallback_interval(law, d: pd.DataFrame, why: str) -> tuple[pd.DataFrame, str]:
+    """Return the summary's interval when the bootstrap's is missing or unreliable.
+
+    Cluster-robust (CR2 over the fit's clusters) where the fit allows it, else Wald;
+    ``why`` says in a few words what is wrong with the bootstrap interval.
+    """
     try:
-        ci, how = law.conf_int("cluster"), " (cluster-robust CI: the bootstrap has one estimate)"
+        ci, how = law.conf_int("cluster"), f" (cluster-robust CI: {why})"
     except LawfitError:
-        ci, how = law.conf_int("wald"), " (Wald CI: the bootstrap has one estimate)"
+        ci, how = law.conf_int("wald"), f" (Wald CI: {why})"
     d = d.drop(columns=["low", "high"]).merge(
         ci[["low", "high"]], left_on="param", right_index=True
     )
@@ -695,13 +704,14 @@ def _capacity(st: _Setting, opt: _Options) -> list:
         if t["estimate"] > 0
         else "none (unreachable even for short targets)"
     )
+    low, high = float(t["low"]), float(t["high"])
+    ci = "" if np.isnan(low) and np.isnan(high) else f" [{_fmt(low)}, {_fmt(high)}]"
     return [
         ("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})),
         (
             "p",
             f"Longest target over which rank {rmax:g} still reduces the loss by "
-            f"ΔL ≥ 0.5 nats/token: {est} [{_fmt(float(t['low']))}, "
-            f"{_fmt(float(t['high']))}]" + (" (extrapolated)." if t["extrapolated"] else "."),
+            f"ΔL ≥ 0.5 nats/token: {est}{ci}" + (" (extrapolated)." if t["extrapolated"] else "."),
         ),
     ] + _notes(pc)
 

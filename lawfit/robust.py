@@ -254,6 +254,52 @@ def contrast_test(
     )
 
 
+def log_delta_interval(
+    result, values_at, *, cluster: str, level: float = 0.95, rel_step: float = 1e-6
+) -> tuple[float, float, float]:
+    """Cluster-robust interval of a positive function g(θ) of a fit's parameters.
+
+    The delta method on log g: its gradient (central differences) is the contrast whose
+    CR2 standard error and Bell-McCaffrey dof :func:`contrast_test` gives, and the
+    interval g·exp(±t·se) stays positive. A derived quantity such as the rank a target
+    needs gets the calibration the exponents have with few target sequences.
+
+    Parameters
+    ----------
+    result : lawfit.FitResult
+        A least-squares fit.
+    values_at : callable
+        Parameter rows, shape (n, k), to g on each row, shape (n,).
+    cluster : str
+        Column of ``result.points`` defining the clusters (``"data_seed"``).
+    level : float
+        Level of the interval.
+    rel_step : float
+        Step of the central differences, relative to ``max(|θ_i|, 1)``.
+
+    Returns
+    -------
+    (low, high, dof) : tuple of float
+        NaN where g or a neighbour of θ is not finite and positive (an unreachable
+        target), or where g does not depend on θ.
+    """
+    theta = np.asarray(result.theta, float)
+    step = rel_step * np.maximum(np.abs(theta), 1.0)
+    rows = np.vstack([theta[None, :], theta + np.diag(step), theta - np.diag(step)])
+    with np.errstate(all="ignore"):
+        g = np.log(np.asarray(values_at(rows), float))
+    k = theta.size
+    if not np.all(np.isfinite(g)):
+        return np.nan, np.nan, np.nan
+    grad = (g[1 : k + 1] - g[k + 1 :]) / (2 * step)
+    if not np.any(grad):
+        return np.nan, np.nan, np.nan
+    weights = dict(zip(result.param_names, grad, strict=True))
+    c = contrast_test(result, weights, cluster=cluster, level=level)
+    half = stats.t.ppf(0.5 + level / 2, c["dof"]) * c["se"]
+    return float(np.exp(g[0] - half)), float(np.exp(g[0] + half)), float(c["dof"])
+
+
 def linearised(result) -> tuple[np.ndarray, np.ndarray]:
     """Return the Jacobian and residuals of a fit, both in its fitting space."""
     points = result.points

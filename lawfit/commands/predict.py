@@ -70,6 +70,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="cell",
         help="bootstrap resampling unit: cell, seed, run, residual, wild (default: cell)",
     )
+    p.add_argument(
+        "--interval",
+        choices=["auto", "bootstrap", "cluster"],
+        default="auto",
+        help="interval of the answers: bootstrap percentile, or cluster-robust delta "
+        "method over the --unit clusters (calibrated down to 3); auto: cluster-robust "
+        "when the bootstrap has fewer than 10 clusters (default: auto)",
+    )
     cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
@@ -105,6 +113,7 @@ def run(args) -> int:
         loss_before=args.loss_before,
         data=data,
         confidence_level=args.level,
+        interval=args.interval,
     )
     print(pred.summary())
     if args.target_kind == "loss_after" and any(t > math.log(2) + 1e-9 for t in args.target):

@@ -72,6 +72,56 @@ def test_no_bootstrap_no_interval(ds):
     assert any("no bootstrap draws" in n for n in pred.notes)
 
 
+def test_few_target_sequences_get_the_cluster_robust_capacity_interval(fitted):
+    few = lawfit.fit(synthetic_dataset(seeds=3, rng=8), bootstrap=50, unit="seed", rng=0)
+    auto = predict_capacity(few, length=[256, 1024], target=0.5)
+    t = auto.table
+    assert {"low_bootstrap", "high_bootstrap", "dof"} <= set(t.columns)
+    assert ((t["low"] < t["estimate"]) & (t["estimate"] < t["high"])).all()
+    assert "few_clusters" not in {f.code for f in auto.flags}
+    assert any("cluster-robust delta method over the seed clusters" in n for n in auto.notes)
+    boot = predict_capacity(few, length=[256, 1024], target=0.5, interval="bootstrap")
+    np.testing.assert_allclose(boot.table["low"], t["low_bootstrap"])
+    flag = next(f for f in boot.flags if f.code == "few_clusters")
+    assert "only 3 seed clusters" in flag.message
+    cells = predict_capacity(fitted, length=256, target=0.5)  # cell bootstrap: percentile
+    assert "low_bootstrap" not in cells.table and not cells.flags
+
+
+def test_the_cluster_robust_capacity_interval_covers_the_true_rank():
+    """3 target sequences with a random effect each: 95 % intervals cover ~95 %."""
+    truth = {"C": 1.0, "alpha": 0.6, "beta": 0.5, "b": 0.02}
+    length, target = 512.0, 0.2
+    true_rank = ((target - truth["b"]) * length ** truth["beta"] / truth["C"]) ** (
+        1 / truth["alpha"]
+    )
+    n, hits = 200, 0
+    for i in range(n):
+        ds = synthetic_dataset(
+            **truth,
+            ranks=(1, 2, 4, 8, 16, 32, 64, 128),
+            lengths=(64, 128, 256, 512, 1024, 2048, 4096),
+            seeds=3,
+            noise=0.05,
+            noise_kind="run",
+            rng=np.random.default_rng([31, i]),
+        )
+        res = lawfit.fit(ds, exclude=None, space="log")
+        pred = predict_capacity(
+            res, length=length, target=target, interval="cluster", cluster="seed"
+        )
+        hits += pred.table["low"].iloc[0] <= true_rank <= pred.table["high"].iloc[0]
+    # binomial(200, 0.95): 99.9 % of draws fall in 180-197
+    assert 180 <= hits <= 198, hits
+
+
+def test_bad_interval_requests_are_refused(fitted):
+    with pytest.raises(LawfitError, match="interval must be"):
+        predict_capacity(fitted, length=256, target=0.5, interval="wald")
+    with pytest.raises(LawfitError, match="needs clusters"):
+        predict_capacity(fitted, length=256, target=0.5, interval="cluster")
+
+
 def test_errors(fitted):
     with pytest.raises(LawfitError, match="exactly one of length= .* or rank="):
         predict_capacity(fitted, target=0.5)

@@ -355,6 +355,12 @@ def test_three_target_sequences_get_the_cluster_robust_interval():
     shown = f"alpha [{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]"
     assert "Cluster-robust 95% intervals over the 3 target sequences" in md
     assert shown in md, md
+    # the summary row shows it too, not the bootstrap's interval the report calls too narrow
+    summary_row = next(line for line in md.splitlines() if line.startswith("| all cells"))
+    assert f"[{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]" in summary_row
+    assert "(cluster-robust CI: a bootstrap over 3 clusters is too narrow)" in summary_row
+    # and the capacity table's interval is the cluster-robust delta method
+    assert "low/high: cluster-robust delta method over the data_seed clusters" in md
 
 
 def test_the_law_section_tests_alpha_equal_beta():
