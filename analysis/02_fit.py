@@ -19,9 +19,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import bootstrap_unit, load, parser, quiet, sft_settings  # noqa: E402
+from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
+from lawfit.data import target_unit  # noqa: E402
 
 
 def print_difference_by_budget(bs, unit: str) -> None:
@@ -60,7 +61,7 @@ def main():
     ds = load(args)
     for label, _sub, cells in sft_settings(ds):
         try:
-            unit = bootstrap_unit(cells)
+            unit = target_unit(cells)
             res = lawfit.fit(cells, "power_law", bootstrap=args.bootstrap, unit=unit, rng=0)
         except lawfit.LawfitError as exc:
             print(f"law not fitted: {exc}\n")
@@ -112,10 +113,10 @@ def main():
             print(f"\nlog-space fit not possible: {exc}")
         if "loss_curve" in cells:
             try:
-                bs = lawfit.budget_sensitivity(cells, bootstrap=args.bootstrap, rng=0)
+                bs = lawfit.budget_sensitivity(cells, bootstrap=args.bootstrap, rng=0, unit=unit)
                 print("\nTraining budget:\n" + bs.summary())
                 print_difference_by_budget(bs, unit)
-                ext = lawfit.budget_extrapolation(cells, horizon=2.0)
+                ext = lawfit.budget_extrapolation(cells, horizon=2.0, unit=unit)
                 print("\nPast the budget (a sensitivity analysis, with its backtest):")
                 print(ext.summary())
             except lawfit.LawfitError as exc:

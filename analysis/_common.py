@@ -95,17 +95,6 @@ def sft_settings(ds):
         yield label, sub, cells
 
 
-def bootstrap_unit(cells) -> str:
-    """``"data_seed"`` when the ok cells span 2+ target sequences, else ``"cell"``.
-
-    Cells on one target sequence share its content (lawfit.data.n_targets): with replicated
-    targets the bootstrap resamples whole sequences.
-    """
-    from lawfit.data import n_targets
-
-    return "data_seed" if n_targets(cells) >= 2 else "cell"
-
-
 def quiet():
     warnings.simplefilter("ignore")
 

@@ -32,6 +32,7 @@ from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
+from lawfit.robust import preferred_interval
 
 __all__ = [
     "BudgetSensitivity",
@@ -336,7 +337,8 @@ class BudgetSensitivity(ResultProtocol):
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per budget: ``budget``, ``n_obs``, ``n_excluded``, ``n_truncated``
+        One row per budget: ``budget``, ``n_obs``, ``n_excluded`` (collected cells left
+        out, e.g. memorized; grid points without a cell are not counted), ``n_truncated``
         (cells trained past that budget), ``r2`` and, per parameter, the estimate and
         its interval (``alpha``, ``alpha_low``, ``alpha_high``, ...).
     convergence : pandas.DataFrame
@@ -426,16 +428,30 @@ def _fit_budgets(ds, budgets, form, bootstrap, confidence_level, rng, fit_kwargs
 
 
 def fit_columns(res) -> dict:
-    """Return one fit's row: counts, R² and each parameter with its interval."""
-    row = {"n_obs": res.n_obs, "n_excluded": res.n_excluded, "r2": res.r2}
+    """Return one fit's row: counts, R² and each parameter with its interval.
+
+    The interval is :func:`lawfit.robust.preferred_interval`'s (cluster-robust where the
+    bootstrap has too few clusters); ``ci`` names it.
+    """
+    row = {"n_obs": res.n_obs, "n_excluded": _n_collected_excluded(res), "r2": res.r2}
     tab = res.to_dataframe()
+    ci, why = preferred_interval(res)
     for p in res.param_names:
         row[p], row[f"{p}_low"], row[f"{p}_high"] = (
             float(tab.loc[p, "estimate"]),
-            float(tab.loc[p, "low"]),
-            float(tab.loc[p, "high"]),
+            float(ci.loc[p, "low"]),
+            float(ci.loc[p, "high"]),
         )
+    row["ci"] = why.split(":")[0] if why else str(tab["ci_method"].iloc[0])
     return row
+
+
+def _n_collected_excluded(res) -> int:
+    """Count the collected cells a fit left out (memorized, failed, ...), not empty grid points."""
+    ex = res.exclusions
+    if not len(ex) or "reason" not in ex:
+        return int(res.n_excluded)
+    return int((ex["reason"].astype(str) != "status=not_run").sum())
 
 
 def _budget_row(budget: int, res, n_truncated: int) -> dict:

@@ -165,8 +165,10 @@ class ComparisonResult(ResultProtocol):
         ``n_obs, loglik, aicc, delta_aicc, weight_aicc, bic, delta_bic, weight_bic,
         r2, rmse, extrap_rank_rmse, extrap_length_rmse`` (held-out RMSE of ΔL, nats, at
         the largest rank / length that has cells left after the memorized exclusion,
-        from a fit on the smaller values),
-        ``converged, flags``.
+        from a fit on the smaller values), ``loto_rmse`` (leave one target sequence out:
+        RMSE of ΔL on each ``data_seed``'s cells from a fit on the other sequences, pooled;
+        the held-out error that respects cells sharing their content; NaN with one
+        sequence), ``converged, flags``.
     fits : dict
         Form name → :class:`lawfit.result.FitResult` on all points.
     lr_tests : pandas.DataFrame
@@ -324,12 +326,44 @@ def _quiet_fit(data, form, **kw):
         return fit(data, form, **kw)
 
 
-def _holdout(frame, form, axis, kw, exclude):
-    """Fit on cells with axis < top, RMSE of ΔL at top: the largest evaluable value."""
-    evaluable = frame
+def _evaluable(frame: pd.DataFrame, exclude) -> pd.DataFrame:
+    """Return the cells a held-out error is measured on: those the exclusion rule keeps."""
     if exclude is not None and "loss_after" in frame.columns:
         thr = math.log(2.0) if exclude == "memorized" else float(exclude)
-        evaluable = frame[frame["loss_after"] > thr]
+        return frame[frame["loss_after"] > thr]
+    return frame
+
+
+def _errors(form, params, test: pd.DataFrame) -> np.ndarray:
+    """Prediction errors of ΔL on ``test`` (not yet squared, so folds can be pooled)."""
+    return _predict(form, params, test) - test["loss_reduction"].to_numpy(float)
+
+
+def _leave_one_target_out(frame, form, kw, exclude) -> float:
+    """RMSE of ΔL on each target sequence's cells, from the form fitted on the others.
+
+    Cells of one sequence share its errors, so this is the held-out error that speaks for
+    new content; NaN without 2+ ``data_seed`` values or when a fold cannot be fitted.
+    """
+    if "data_seed" not in frame.columns or frame["data_seed"].nunique() < 2:
+        return math.nan
+    evaluable, errors = _evaluable(frame, exclude), []
+    for seq in sorted(frame["data_seed"].unique()):
+        test = evaluable[evaluable["data_seed"] == seq]
+        if test.empty:
+            continue
+        train = frame[frame["data_seed"] != seq].reset_index(drop=True)
+        try:
+            res = _quiet_fit(train, form, exclude=exclude, **kw)
+        except LawfitError:
+            return math.nan
+        errors.append(_errors(form, res.params, test))
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) if errors else math.nan
+
+
+def _holdout(frame, form, axis, kw, exclude):
+    """Fit on cells with axis < top, RMSE of ΔL at top: the largest evaluable value."""
+    evaluable = _evaluable(frame, exclude)
     if evaluable.empty:
         return math.nan
     # the largest value that still has cells that are not memorized
@@ -341,8 +375,7 @@ def _holdout(frame, form, axis, kw, exclude):
         res = _quiet_fit(train.reset_index(drop=True), form, exclude=exclude, **kw)
     except LawfitError:
         return math.nan
-    pred = _predict(form, res.params, test)
-    return float(np.sqrt(np.mean((pred - test["loss_reduction"].to_numpy(float)) ** 2)))
+    return float(np.sqrt(np.mean(_errors(form, res.params, test) ** 2)))
 
 
 def _check_options(
@@ -573,6 +606,7 @@ def _criteria_row(
         row[f"extrap_{axis}_rmse"] = (
             _holdout(frame, f, axis, kw, exclude) if axis in holdout else math.nan
         )
+    row["loto_rmse"] = _leave_one_target_out(frame, f, kw, exclude)
     return row
 
 
@@ -589,6 +623,7 @@ SHOWN_COLUMNS = (
     "rmse",
     "extrap_rank_rmse",
     "extrap_length_rmse",
+    "loto_rmse",
 )
 
 _TABLE_COLUMNS = [
@@ -606,6 +641,7 @@ _TABLE_COLUMNS = [
     "rmse",
     "extrap_rank_rmse",
     "extrap_length_rmse",
+    "loto_rmse",
     "converged",
     "flags",
 ]
@@ -850,7 +886,8 @@ def compare(
             f"of one target sequence share its errors ({frame['data_seed'].nunique()} "
             "data_seed clusters), so they overstate the evidence: test a restriction such as "
             "beta = alpha on the general fit with res.contrast({'alpha': 1, 'beta': -1}, "
-            "cluster='data_seed') (cluster-robust)"
+            "cluster='data_seed') (cluster-robust), and read loto_rmse (each sequence "
+            "predicted from a fit on the others) as the held-out check that respects them"
         )
     return ComparisonResult(
         table=table,

@@ -417,6 +417,25 @@ def n_targets(ds) -> int:
     return int((ok.any(others) if others else ok).sum())
 
 
+def target_unit(ds) -> str:
+    """Return the bootstrap unit that speaks for other content: ``"data_seed"`` or ``"cell"``.
+
+    ``"data_seed"`` (whole target sequences) when 2 or more sequences have ok cells
+    (:func:`n_targets`), else ``"cell"``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+
+    Returns
+    -------
+    str
+        The ``unit`` to pass to :func:`lawfit.fit` and the analyses built on it.
+    """
+    return "data_seed" if n_targets(ds) >= 2 else "cell"
+
+
 def with_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Add a ``run`` column: one id per (``seed``, ``data_seed``) pair, when both are there.
 

@@ -30,6 +30,7 @@ from lawfit import _validate as V
 from lawfit import space as _space
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.errors import LawfitError
+from lawfit.robust import preferred_interval
 
 __all__ = ["Report", "build_report"]
 
@@ -315,32 +316,11 @@ def _summary_law(res: dict) -> str:
     d = law.to_dataframe().reset_index()
     if "low" not in d:
         return f"α = {law.params['alpha']:.3g}, β = {law.params['beta']:.3g}"
-    how = ""
-    codes = {f.code for f in law.flags}
-    if "bootstrap_degenerate" in codes:  # no bootstrap interval: say which one
-        d, how = _fallback_interval(law, d, "the bootstrap has one estimate")
-    elif "few_clusters" in codes:  # the report's own note calls it too narrow
-        d, how = _fallback_interval(
-            law, d, f"a bootstrap over {law.boot.n_clusters} clusters is too narrow"
-        )
+    ci, why = preferred_interval(law)
+    d = d.drop(columns=["low", "high"]).merge(ci, left_on="param", right_index=True)
+    how = f" ({why})" if why else ""
     text = f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}{how}"
     return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}"
-
-
-def _fallback_interval(law, d: pd.DataFrame, why: str) -> tuple[pd.DataFrame, str]:
-    """Return the summary's interval when the bootstrap's is missing or unreliable.
-
-    Cluster-robust (CR2 over the fit's clusters) where the fit allows it, else Wald;
-    ``why`` says in a few words what is wrong with the bootstrap interval.
-    """
-    try:
-        ci, how = law.conf_int("cluster"), f" (cluster-robust CI: {why})"
-    except LawfitError:
-        ci, how = law.conf_int("wald"), f" (Wald CI: {why})"
-    d = d.drop(columns=["low", "high"]).merge(
-        ci[["low", "high"]], left_on="param", right_index=True
-    )
-    return d, how
 
 
 def _summary_best_form(res: dict) -> str:
@@ -545,10 +525,10 @@ def _law_unit(sft: xr.Dataset) -> tuple[str, str | None]:
     With several target sequences (``data_seed``) the intervals cluster over them, so that
     they speak for other content, not only for the sequences collected; otherwise cells.
     """
-    from lawfit.data import n_targets
+    from lawfit.data import n_targets, target_unit
 
     n = n_targets(sft)
-    if n < 2:
+    if target_unit(sft) == "cell":
         return "cell", None
     note = (
         f"bootstrap clustered over the {n} target sequences (data_seed): the intervals "
@@ -628,7 +608,11 @@ def _budget(st: _Setting, opt: _Options) -> list:
     if "law" not in st.results or "loss_curve" not in st.sft:
         raise LawfitError("needs the fitted law and trajectories (loss_curve).")
     bs = budget_sensitivity(
-        st.sft, bootstrap=opt.bootstrap, rng=opt.rng, confidence_level=opt.level
+        st.sft,
+        bootstrap=opt.bootstrap,
+        rng=opt.rng,
+        confidence_level=opt.level,
+        unit=_law_unit(st.sft)[0],
     )
     st.results["budget"] = bs
     conv = bs.convergence
@@ -646,6 +630,7 @@ def _budget(st: _Setting, opt: _Options) -> list:
             "beta",
             "beta_low",
             "beta_high",
+            "ci",
         )
         if c in bs.table
     ]

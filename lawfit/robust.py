@@ -254,6 +254,40 @@ def contrast_test(
     )
 
 
+def preferred_interval(result) -> tuple[pd.DataFrame, str | None]:
+    """Return the interval a table should quote for a fit, and why when it is not its own.
+
+    A fit's own interval (``result.to_dataframe()``) unless its bootstrap gave none (flag
+    ``bootstrap_degenerate``) or clusters over fewer than 10 units (``few_clusters``, too
+    narrow): then the cluster-robust one (CR2 over the bootstrap's clusters, calibrated
+    down to 3), else Wald.
+
+    Parameters
+    ----------
+    result : lawfit.FitResult
+        A fit.
+
+    Returns
+    -------
+    (table, why) : (pandas.DataFrame, str or None)
+        ``low``/``high`` by parameter; ``why``: None for the fit's own interval, else a
+        few words naming the interval used and the reason (e.g. ``"cluster-robust CI: a
+        bootstrap over 3 clusters is too narrow"``).
+    """
+    codes = {f.code for f in result.flags}
+    own = result.to_dataframe()
+    if "bootstrap_degenerate" in codes:
+        reason = "the bootstrap has one estimate"
+    elif "few_clusters" in codes:
+        reason = f"a bootstrap over {result.boot.n_clusters} clusters is too narrow"
+    else:
+        return own[["low", "high"]], None
+    try:
+        return result.conf_int("cluster")[["low", "high"]], f"cluster-robust CI: {reason}"
+    except LawfitError:
+        return result.conf_int("wald")[["low", "high"]], f"Wald CI: {reason}"
+
+
 def log_delta_interval(
     result, values_at, *, cluster: str, level: float = 0.95, rel_step: float = 1e-6
 ) -> tuple[float, float, float]:

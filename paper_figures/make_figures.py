@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 import lawfit  # noqa: E402
 from lawfit.budget import budget_sensitivity  # noqa: E402
+from lawfit.data import target_unit  # noqa: E402
 from lawfit.errors import LawfitError  # noqa: E402
 from lawfit.plotting import (  # noqa: E402
     annotate_provenance,
@@ -151,7 +152,7 @@ class Setting:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = budget_sensitivity(ds, bootstrap=self.bootstrap, rng=0)
+                res = budget_sensitivity(ds, bootstrap=self.bootstrap, rng=0, unit=target_unit(ds))
         except LawfitError as exc:
             raise Skip(f"budget sensitivity not computable: {exc}") from exc
         self.notes += [f"budget: {n}" for n in res.notes]

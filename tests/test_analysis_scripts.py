@@ -144,29 +144,6 @@ def test_collect_script_prices_what_is_left_of_the_shipped_sweep():
     assert re.search(left, out.stdout)
 
 
-def test_the_fit_resamples_target_sequences_once_there_are_several():
-    import numpy as np
-    import xarray as xr
-
-    sys.path.insert(0, os.path.join(ROOT, "analysis"))
-    from _common import bootstrap_unit
-
-    status = np.array([["ok", "ok", "ok"], ["ok", "failed", "failed"]])  # rank x data_seed
-    ds = xr.Dataset(
-        {"status": (("rank", "data_seed"), status)},
-        coords={"rank": [1, 2], "data_seed": [0, 1, 2]},
-    )
-    assert bootstrap_unit(ds) == "data_seed"  # ok cells on 3 target sequences
-    assert bootstrap_unit(ds.isel(data_seed=[0])) == "cell"
-    only_one_ok = ds.assign(status=ds["status"].where(ds["data_seed"] == 0, "failed"))
-    assert bootstrap_unit(only_one_ok) == "cell"  # 3 sequences planned, 1 collected
-    assert bootstrap_unit(ds.isel(data_seed=0, drop=True)) == "cell"
-    # the report's law note counts the same sequences (lawfit.data.n_targets)
-    from lawfit.data import n_targets
-
-    assert (n_targets(ds), n_targets(only_one_ok), n_targets(ds.isel(data_seed=0))) == (3, 1, 1)
-
-
 def test_the_fit_over_target_sequences_prints_the_cluster_robust_interval(tmp_path):
     """Three target sequences: the bootstrap resamples them and the CR2 interval is shown."""
     from lawfit.testing import synthetic_dataset

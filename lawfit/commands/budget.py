@@ -50,6 +50,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
     cli.add_uncertainty_args(p, bootstrap=200)
+    p.add_argument(
+        "--unit",
+        default="cell",
+        help="bootstrap resampling unit: cell, seed, data_seed, run (default: cell); with "
+        "fewer than 10 clusters the tables quote the cluster-robust interval",
+    )
     cli.add_csv_arg(p, "per-cell table")
     p.add_argument(
         "--trajectory",
@@ -91,6 +97,7 @@ def run(args) -> int:
             window=args.window,
             tol=args.tol,
             space=args.space,
+            unit=args.unit,
             **cli.uncertainty_kwargs(args),
         )
     except LawfitError as exc:
@@ -112,6 +119,7 @@ def run(args) -> int:
             horizon=args.extrapolate,
             fit_from=args.fit_from,
             space=args.space,
+            unit=args.unit,
             **cli.uncertainty_kwargs(args),
         )
         print("\nPast the budget (extrapolated; trust it as far as its backtest):")

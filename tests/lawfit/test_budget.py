@@ -215,3 +215,31 @@ def test_delta_by_budget_reads_each_cells_closed_form_trajectory():
                 dl_inf * (1 - math.exp(-reached / 200.0)), rel=1e-12
             )
     assert set(table.loc[table["rank"] == 16, "steps"]) == {250}
+
+
+def test_budget_tables_quote_the_cluster_robust_interval_over_few_target_sequences():
+    """3 target sequences: a bootstrap over them is too narrow, so the table quotes CR2."""
+    import pandas as pd
+
+    seqs = [_sweep(lambda r, ln: 200.0, noise=0.05, rng=k) for k in range(3)]
+    ds = xr.concat(seqs, dim=pd.Index([0, 1, 2], name="data_seed"))
+    res = budget_sensitivity(ds, [300, BUDGET], bootstrap=40, unit="data_seed")
+    assert (res.table["ci"] == "cluster-robust CI").all()
+    for _, row in res.table.iterrows():
+        ci = res.fits[int(row["budget"])].conf_int("cluster")
+        assert row["alpha_low"] == pytest.approx(ci.loc["alpha", "low"], rel=1e-12)
+        assert row["beta_high"] == pytest.approx(ci.loc["beta", "high"], rel=1e-12)
+    cells = budget_sensitivity(ds, [300, BUDGET], bootstrap=40)  # case bootstrap: its own
+    assert (cells.table["ci"] == "percentile").all()
+    own = cells.fits[BUDGET].to_dataframe()
+    assert cells.table["alpha_low"].iloc[-1] == pytest.approx(own.loc["alpha", "low"])
+
+
+def test_budget_tables_count_left_out_cells_not_empty_grid_points():
+    ds = _sweep(lambda r, ln: 200.0, noise=0.05)
+    status = ds["status"].values.copy()
+    status[0, 0] = "not_run"  # a grid point the sweep has not collected
+    res = budget_sensitivity(ds.assign(status=(ds["status"].dims, status)), [300, BUDGET])
+    assert "status=not_run" in set(res.fits[BUDGET].exclusions["reason"])
+    assert (res.table["n_excluded"] == 0).all()
+    assert (res.table["n_obs"] == RANKS.size * LENGTHS.size - 1).all()

@@ -289,3 +289,23 @@ def test_old_file_method_dim_is_migrated_to_objective(tmp_path):
     old_frame = _contract_like()  # an old-style dataset passed in memory
     frame, _ = as_frame(old_frame, variables=("loss_reduction",))
     assert "method" not in frame.columns
+
+
+def test_the_fit_resamples_target_sequences_once_there_are_several():
+    import numpy as np
+    import xarray as xr
+
+    from lawfit.data import n_targets, target_unit
+
+    status = np.array([["ok", "ok", "ok"], ["ok", "failed", "failed"]])  # rank x data_seed
+    ds = xr.Dataset(
+        {"status": (("rank", "data_seed"), status)},
+        coords={"rank": [1, 2], "data_seed": [0, 1, 2]},
+    )
+    assert target_unit(ds) == "data_seed"  # ok cells on 3 target sequences
+    assert target_unit(ds.isel(data_seed=[0])) == "cell"
+    only_one_ok = ds.assign(status=ds["status"].where(ds["data_seed"] == 0, "failed"))
+    assert target_unit(only_one_ok) == "cell"  # 3 sequences planned, 1 collected
+    assert target_unit(ds.isel(data_seed=0, drop=True)) == "cell"
+    # the report's law note counts the same sequences
+    assert (n_targets(ds), n_targets(only_one_ok), n_targets(ds.isel(data_seed=0))) == (3, 1, 1)
