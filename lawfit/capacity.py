@@ -542,7 +542,8 @@ def predict_capacity(
         Bell-McCaffrey dof; :func:`lawfit.robust.log_delta_interval`), calibrated down to
         3 clusters; the bootstrap's interval, if any, moves to ``low_bootstrap`` and
         ``high_bootstrap``. ``"auto"`` (default): ``"cluster"`` when the fit's bootstrap
-        clusters over fewer than 10 units (flag ``few_clusters``), else ``"bootstrap"``.
+        clusters over fewer than 10 units (flag ``few_clusters``) or gave no interval over
+        its clusters (``bootstrap_degenerate``), else ``"bootstrap"``.
     cluster : str, optional
         Column defining the clusters for ``interval="cluster"``; default the fit's
         bootstrap unit.
@@ -641,11 +642,19 @@ def _has_few_clusters(fit) -> bool:
     return any(f.code == "few_clusters" for f in getattr(fit, "flags", ()))
 
 
+def _bootstrap_cannot_cluster(fit) -> bool:
+    """Whether the fit's bootstrap has too few clusters for an interval (or gave none)."""
+    boot = getattr(fit, "boot", None)
+    codes = {f.code for f in getattr(fit, "flags", ())}
+    degenerate = "bootstrap_degenerate" in codes and boot.unit in fit.points.columns
+    return "few_clusters" in codes or degenerate
+
+
 def _cluster_unit(fit, interval: str, cluster: str | None) -> str | None:
     """Return the clusters of a cluster-robust interval, or None for the bootstrap's."""
     if interval not in ("auto", "bootstrap", "cluster"):
         raise LawfitError(f"interval must be 'auto', 'bootstrap' or 'cluster'; got {interval!r}.")
-    if interval == "bootstrap" or (interval == "auto" and not _has_few_clusters(fit)):
+    if interval == "bootstrap" or (interval == "auto" and not _bootstrap_cannot_cluster(fit)):
         return None
     boot = getattr(fit, "boot", None)
     unit = cluster or (boot.unit if boot is not None and boot.unit != "cell" else None)
