@@ -615,12 +615,12 @@ def predict_capacity(
             f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
             "data's n_params)"
         )
-    if draws is None and boot is not None:
+    if draws is None and boot is not None and unit is None:
         notes.append(
             "the fit's bootstrap replicates are one estimate (flag bootstrap_degenerate): "
             "no interval"
         )
-    elif draws is None:
+    elif draws is None and unit is None:
         notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
     if table["trivial"].any():
         notes.append(

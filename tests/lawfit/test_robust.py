@@ -196,8 +196,10 @@ def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
     assert "nan" not in summary and "(cluster-robust CI" in summary
     assert f"[{ci.loc['alpha', 'low']:.3g}, {ci.loc['alpha', 'high']:.3g}]" in summary
     # and a capacity answer gets the cluster-robust delta method, not "no interval"
-    cap = lawfit.predict_capacity(res, length=256, target=0.1).table.iloc[0]
+    pred = lawfit.predict_capacity(res, length=256, target=0.1)
+    cap = pred.table.iloc[0]
     assert cap["low"] < cap["estimate"] < cap["high"] and cap["dof"] > 0
+    assert not any("no interval" in n for n in pred.notes)
 
 
 def test_a_contrast_of_one_parameter_is_its_cluster_robust_interval():
