@@ -435,14 +435,14 @@ def fit_columns(res) -> dict:
     """
     row = {"n_obs": res.n_obs, "n_excluded": _n_collected_excluded(res), "r2": res.r2}
     tab = res.to_dataframe()
-    ci, why = preferred_interval(res)
+    ci, method, _ = preferred_interval(res)
     for p in res.param_names:
         row[p], row[f"{p}_low"], row[f"{p}_high"] = (
             float(tab.loc[p, "estimate"]),
             float(ci.loc[p, "low"]),
             float(ci.loc[p, "high"]),
         )
-    row["ci"] = why.split(":")[0] if why else str(tab["ci_method"].iloc[0])
+    row["ci"] = method or str(tab["ci_method"].iloc[0])
     return row
 
 

@@ -316,9 +316,9 @@ def _summary_law(res: dict) -> str:
     d = law.to_dataframe().reset_index()
     if "low" not in d:
         return f"α = {law.params['alpha']:.3g}, β = {law.params['beta']:.3g}"
-    ci, why = preferred_interval(law)
+    ci, method, reason = preferred_interval(law)
     d = d.drop(columns=["low", "high"]).merge(ci, left_on="param", right_index=True)
-    how = f" ({why})" if why else ""
+    how = f" ({method}: {reason})" if method else ""
     text = f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}{how}"
     return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}"
 

@@ -254,7 +254,7 @@ def contrast_test(
     )
 
 
-def preferred_interval(result) -> tuple[pd.DataFrame, str | None]:
+def preferred_interval(result) -> tuple[pd.DataFrame, str | None, str | None]:
     """Return the interval a table should quote for a fit, and why when it is not its own.
 
     A fit's own interval (``result.to_dataframe()``) unless its bootstrap gave none (flag
@@ -269,10 +269,10 @@ def preferred_interval(result) -> tuple[pd.DataFrame, str | None]:
 
     Returns
     -------
-    (table, why) : (pandas.DataFrame, str or None)
-        ``low``/``high`` by parameter; ``why``: None for the fit's own interval, else a
-        few words naming the interval used and the reason (e.g. ``"cluster-robust CI: a
-        bootstrap over 3 clusters is too narrow"``).
+    (table, method, reason) : (pandas.DataFrame, str or None, str or None)
+        ``low``/``high`` by parameter; ``method`` and ``reason`` None for the fit's own
+        interval, else the interval used (``"cluster-robust CI"`` or ``"Wald CI"``) and
+        why (e.g. ``"a bootstrap over 3 clusters is too narrow"``).
     """
     codes = {f.code for f in result.flags}
     own = result.to_dataframe()
@@ -281,11 +281,11 @@ def preferred_interval(result) -> tuple[pd.DataFrame, str | None]:
     elif "few_clusters" in codes:
         reason = f"a bootstrap over {result.boot.n_clusters} clusters is too narrow"
     else:
-        return own[["low", "high"]], None
+        return own[["low", "high"]], None, None
     try:
-        return result.conf_int("cluster")[["low", "high"]], f"cluster-robust CI: {reason}"
+        return result.conf_int("cluster")[["low", "high"]], "cluster-robust CI", reason
     except LawfitError:
-        return result.conf_int("wald")[["low", "high"]], f"Wald CI: {reason}"
+        return result.conf_int("wald")[["low", "high"]], "Wald CI", reason
 
 
 def log_delta_interval(
