@@ -101,7 +101,12 @@ class Setting:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = lawfit.fit(self.sft_cells, bootstrap=self.bootstrap, rng=0)
+                res = lawfit.fit(
+                    self.sft_cells,
+                    bootstrap=self.bootstrap,
+                    unit=target_unit(self.sft_cells),
+                    rng=0,
+                )
         except LawfitError as exc:
             raise Skip(f"law not fitted: {exc}") from exc
         self.notes.append(

@@ -98,7 +98,7 @@ def _draw_convergence(ax, result) -> None:
     if not len(hit):
         _no_budget_cells(ax, budget_txt, len(conv), early)
         return
-    _draw_gain_points(ax, hit)
+    handles = _draw_gain_points(ax, hit)
     _gain_axes(ax, hit, tol, window)
     n_imp = int(hit["still_improving"].sum())
     note = (
@@ -108,7 +108,13 @@ def _draw_convergence(ax, result) -> None:
     if early:
         note += f"\nstopped early: {early}"
     ax.text(0.02, 0.985, note, transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
-    ax.legend(title="rank r", loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.2)
+    ax.legend(
+        handles=handles,
+        title="rank r",
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        handletextpad=0.2,
+    )
 
 
 def _no_budget_cells(ax, budget_txt: str, n_cells: int, early: str) -> None:
@@ -129,8 +135,14 @@ def _no_budget_cells(ax, budget_txt: str, n_cells: int, early: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _draw_gain_points(ax, hit) -> None:
-    """Draw the gains by rank: filled if still improving, hollow if not."""
+def _draw_gain_points(ax, hit) -> list:
+    """Draw the gains by rank, filled if still improving, hollow if not; return legend handles.
+
+    The handles give one colour per rank and then what filled and hollow mean, so that a
+    rank appears once in the legend whichever of its cells are still improving.
+    """
+    from matplotlib.lines import Line2D
+
     ranks = sorted(hit["rank"].unique())
     colors = length_colors(ranks)
     for i, r in enumerate(ranks):
@@ -140,28 +152,15 @@ def _draw_gain_points(ax, hit) -> None:
         y = g["rel_gain_last_window"].to_numpy(float)
         improving = g["still_improving"].to_numpy(bool)
         c = colors[float(r)]
-        ax.plot(
-            x[improving],
-            y[improving],
-            "o",
-            color=c,
-            ms=4,
-            mec="white",
-            mew=0.3,
-            label=f"{int(r)}",
-            zorder=3,
-        )
-        ax.plot(
-            x[~improving],
-            y[~improving],
-            "o",
-            mfc="none",
-            mec=c,
-            ms=4,
-            mew=0.8,
-            zorder=3,
-            label=None if improving.any() else f"{int(r)}",
-        )
+        ax.plot(x[improving], y[improving], "o", color=c, ms=4, mec="white", mew=0.3, zorder=3)
+        ax.plot(x[~improving], y[~improving], "o", mfc="none", mec=c, ms=4, mew=0.8, zorder=3)
+    marker = {"ls": "none", "marker": "o", "ms": 4}
+    handles = [Line2D([], [], color=colors[float(r)], label=f"{int(r)}", **marker) for r in ranks]
+    handles += [
+        Line2D([], [], color="0.35", label="still improving", **marker),
+        Line2D([], [], mfc="none", mec="0.35", mew=0.8, label="plateaued", **marker),
+    ]
+    return handles
 
 
 def _gain_axes(ax, hit, tol: float, window: int) -> None:

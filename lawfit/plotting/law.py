@@ -19,12 +19,15 @@ def _capacity_name(fit) -> str:
 
 
 def _param_text(fit, names=("alpha", "beta")) -> str:
+    """Exponents with the interval a table of the fit would quote (``preferred_interval``)."""
+    from lawfit.robust import preferred_interval
+
     sym = {"alpha": "α", "beta": "β", "C": "C", "b": "b"}
     parts = []
-    ci = None
+    ci, method = None, None
     if fit.draws is not None and len(fit.draws):
         try:
-            ci = fit.conf_int()
+            ci, method, _why = preferred_interval(fit)
         except Exception:  # noqa: BLE001 - fall back to the point estimate
             ci = None
     for n in names:
@@ -35,7 +38,8 @@ def _param_text(fit, names=("alpha", "beta")) -> str:
             s += f" [{ci.loc[n, 'low']:.2f}, {ci.loc[n, 'high']:.2f}]"
         parts.append(s)
     parts.append(f"R² = {fit.r2:.3f}")
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    return f"{text}\n({method})" if ci is not None and method else text
 
 
 #: Legend entry of the dotted ceiling lines drawn where the law is cut.
@@ -132,6 +136,8 @@ def plot_law_curves(
             ceiling = ceilings.get(float(L), np.inf)
             hit, top = _draw_law_at(ax, fit, cap, grid, L, c, ceiling, level)
             clipped, curve_max = clipped or hit, max(curve_max, top)
+        else:  # memorized cells only: no law line, but the colour still gets its length
+            ax.plot([], [], "o", mfc="none", mec=c, ms=3.2, mew=0.7, label=f"{int(L)}")
     _law_axes(ax, res, memo, cap, curve_max)
     _law_legend(ax, memo, clipped)
     ax.set_title(title if title is not None else _param_text(fit), fontsize=7)

@@ -355,3 +355,43 @@ def test_the_provenance_note_keeps_clear_of_a_bottom_figure_legend(tmp_path):
     fig, ax = new_figure(3.3, 2.0)
     annotate_provenance(fig, text="note")
     assert fig.texts[-1].get_position()[1] < 0  # no figure legend: below, as before
+
+
+def test_budget_legend_names_each_rank_once_and_what_filled_means(data):
+    fig = plot_budget_sensitivity(data["budget"])
+    texts = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    hit = data["budget"].convergence
+    ranks = sorted({str(int(r)) for r in hit.loc[hit["stop_reason"] == "budget", "rank"]})
+    assert sorted(t for t in texts if t.isdigit()) == ranks  # once each
+    assert {"still improving", "plateaued"} <= set(texts)
+
+
+def test_law_title_quotes_the_cluster_robust_interval_with_few_clusters():
+    from lawfit.robust import preferred_interval
+    from lawfit.testing import synthetic_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(
+            synthetic_dataset(seeds=3, rng=8), exclude=None, bootstrap=50, unit="seed", rng=0
+        )
+    ci, method, _ = preferred_interval(res)
+    assert method == "cluster-robust CI"
+    title = plot_law_curves(res).axes[0].get_title()
+    lo, hi = ci.loc["alpha", "low"], ci.loc["alpha", "high"]
+    assert f"α = {res.params['alpha']:.2f} [{lo:.2f}, {hi:.2f}]" in title
+    assert "(cluster-robust CI)" in title
+    own = res.conf_int()
+    assert f"[{own.loc['alpha', 'low']:.2f}, {own.loc['alpha', 'high']:.2f}]" not in title
+
+
+def test_a_length_with_memorized_cells_only_is_in_the_law_legend(data):
+    cells = data["cells"].copy()
+    shortest = int(cells["length"].min())
+    cells["loss_after"] = cells["loss_after"].where(cells["length"] != shortest, 0.1)
+    cells["loss_reduction"] = cells["loss_before"] - cells["loss_after"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lawfit.fit(cells)
+    assert shortest not in set(fit.residuals["length"])  # no law line at that length
+    assert str(shortest) in _axes_texts(plot_law_curves(fit, cells))
