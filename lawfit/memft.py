@@ -976,27 +976,42 @@ def _cell_mean(sub, var, okm, other, name):
     return v.to_dataframe(name=name).reset_index()[["rank", "length", name]]
 
 
-def _sft_measured(ds) -> pd.DataFrame:
-    """Seed means of the measured SFT cells: ΔL and, where recorded, exact match and steps.
+def _sft_measured(ds, sub) -> pd.DataFrame:
+    """Means of the SFT cells paired with one MemFT objective's: ΔL, exact match and steps.
+
+    Only SFT cells whose MemFT counterpart (same rank, length, seed and target sequence)
+    is ok enter the mean, so that a MemFT cell is compared with SFT on the same content:
+    target sequences differ by more than MemFT's effect (up to 0.7 nats/token at one
+    rank and length), and a mean over all of SFT's sequences would mix that in.
 
     Parameters
     ----------
     ds : xarray.Dataset
         Contract dataset with an ``objective`` dim holding ``"sft"``.
+    sub : xarray.Dataset
+        The MemFT objective's cells (``ds.sel(objective=...)``).
 
     Returns
     -------
     pandas.DataFrame
-        ``rank, length, dL_sft_measured`` (+ ``exact_match_sft``, ``steps_sft``).
+        ``rank, length, dL_sft_measured, n_paired`` (+ ``exact_match_sft``, ``steps_sft``);
+        ``n_paired`` counts the paired cells, 0 (and NaN means) where SFT has none.
     """
     sft_ds = ds.sel(objective="sft")
-    sft_ok = ok_mask(sft_ds, tuple(sft_ds["loss_reduction"].dims))
-    sft_other = [d for d in sft_ds["loss_reduction"].dims if d not in ("rank", "length")]
-    sft_mean = _cell_mean(sft_ds, "loss_reduction", sft_ok, sft_other, "dL_sft_measured")
+    dims = tuple(sft_ds["loss_reduction"].dims)
+    paired = ok_mask(sft_ds, dims) & ok_mask(sub, tuple(sub["loss_reduction"].dims))
+    other = [d for d in dims if d not in ("rank", "length")]
+    sft_mean = _cell_mean(sft_ds, "loss_reduction", paired, other, "dL_sft_measured")
+    count = xr_mask(sft_ds, paired)
+    count = count.sum(other) if other else count.astype(int)
+    sft_mean = sft_mean.merge(
+        count.to_dataframe(name="n_paired").reset_index()[["rank", "length", "n_paired"]],
+        on=["rank", "length"],
+    )
     for var, name in (("exact_match", "exact_match_sft"), ("steps", "steps_sft")):
         if var in ds:
             sft_mean = sft_mean.merge(
-                _cell_mean(sft_ds, var, sft_ok, sft_other, name), on=["rank", "length"], how="left"
+                _cell_mean(sft_ds, var, paired, other, name), on=["rank", "length"], how="left"
             )
     return sft_mean
 
@@ -1162,13 +1177,12 @@ def _add_sft_equivalent_rank(df: pd.DataFrame, fit_sft: FitResult, confidence_le
 def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes):
     """Measured MemFT cells against measured SFT cells and the fitted laws."""
     vrows = []
-    sft_mean = _sft_measured(ds)
     for m in memfts:
         sub = ds.sel(objective=m)
         df, cap_vals = _memft_measured(ds, sub, capacity)
         if df.empty:
             continue
-        df = df.merge(sft_mean, on=["rank", "length"], how="left")
+        df = df.merge(_sft_measured(ds, sub), on=["rank", "length"], how="left")
         df["gain_measured"] = df["dL_measured"] - df["dL_sft_measured"]
         if "steps" in df and "steps_sft" in df:
             df["steps_ratio"] = df["steps"] / df["steps_sft"]

@@ -871,6 +871,7 @@ def _memft(st: _Setting, opt: _Options) -> list:
                 "memorized",
                 "dL_measured",
                 "dL_sft_measured",
+                "n_paired",
                 "gain_measured",
                 "exact_match",
                 "exact_match_sft",
@@ -887,7 +888,14 @@ def _memft(st: _Setting, opt: _Options) -> list:
             )
             if c in val
         ]
-        blocks += [("p", "Measured MemFT cells against the laws:"), ("table", val[keep])]
+        blocks += [
+            (
+                "p",
+                "Measured MemFT cells against the laws (dL_sft_measured: the SFT cells on "
+                "the same targets, n_paired of them):",
+            ),
+            ("table", val[keep]),
+        ]
     return blocks + _notes(ms) + [("note", n) for n in notes]
 
 

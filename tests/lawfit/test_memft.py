@@ -127,3 +127,22 @@ def test_a_law_fitted_once_is_reused_not_refitted():
     assert ms.fits["sft"] is law
     refit = memft_savings(ds, bootstrap=50, rng=0)
     assert refit.fits["sft"] is not law
+
+
+def test_measured_memft_cells_are_compared_with_sft_on_the_same_targets():
+    # two target sequences; sequence 1 is 0.7 nats/token easier for both objectives, and
+    # MemFT-OT has cells on sequence 0 only: the SFT mean over both sequences would put
+    # MemFT 0.35 below SFT, the paired comparison gives the planted gain exactly
+    ds = synthetic_memft_dataset(rng=0).rename(seed="data_seed")
+    easier = 0.7 * (ds["data_seed"] == 1)
+    ds["loss_after"] = ds["loss_after"] - easier
+    ds["loss_reduction"] = ds["loss_reduction"] + easier
+    memft_seq1 = (ds["objective"] == "memft_ot") & (ds["data_seed"] == 1)
+    ds["status"] = ds["status"].where(~memft_seq1, "not_run")
+    v = memft_savings(ds, bootstrap=0, target=1.0, target_kind="loss_reduction").validation
+    sft = ds["loss_reduction"].sel(objective="sft", data_seed=0)
+    memft = ds["loss_reduction"].sel(objective="memft_ot", data_seed=0)
+    want = (memft - sft).to_dataframe(name="gain").reset_index()
+    got = v.merge(want, on=["rank", "length"])
+    assert len(got) == len(v) > 0 and (got["n_paired"] == 1).all()
+    np.testing.assert_allclose(got["gain_measured"], got["gain"], atol=1e-12)
