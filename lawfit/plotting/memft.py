@@ -38,6 +38,17 @@ def _method_frame(ds, variables):
     return df
 
 
+def _on_memft_targets(df, memft_cells):
+    """Keep the rows on target sequences that MemFT cells were trained on.
+
+    Sequences differ by more than MemFT's effect, so SFT drawn over every sequence next
+    to MemFT on some of them would mix the two; with no ``data_seed`` column, ``df``.
+    """
+    if "data_seed" not in df or "data_seed" not in memft_cells:
+        return df
+    return df[df["data_seed"].isin(set(memft_cells["data_seed"]))]
+
+
 def _order_methods(ms):
     pref = ["sft", "memft_ot", "memft_sw"]
     return [m for m in pref if m in ms] + sorted(m for m in ms if m not in pref)
@@ -48,8 +59,8 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
     """Plot exact-match recall and ΔL against rank for SFT and MemFT, per length.
 
     Only lengths at which a MemFT method has ok cells are drawn (SFT on the same
-    lengths, over all its ranks, for reference). Colour: method; line style and
-    marker: length. Points are means over seeds.
+    lengths and target sequences, over all its ranks, for reference). Colour: method;
+    line style and marker: length. Points are means over seeds.
 
     Parameters
     ----------
@@ -70,7 +81,7 @@ def plot_methods(ds, *, axes=None, lengths=None, title: str | None = None):
     df = _method_frame(ds, ["loss_reduction", "exact_match"])
     if lengths is None:
         lengths = sorted(df.loc[df["objective"] != "sft", "length"].unique())
-    df = df[df["length"].isin(lengths)]
+    df = _on_memft_targets(df[df["length"].isin(lengths)], df[df["objective"] != "sft"])
     if axes is None:
         fig, axes = new_figure("double", 2.35, ncols=2)
     else:
@@ -126,7 +137,8 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
 
     Rows: ``loss_curve`` (log axis, with ln 2) and ``frac_above_curve``; columns: target
     lengths with MemFT cells. Colour: method; line style: rank (at most 3 ranks, the
-    smallest, a middle and the largest with MemFT cells). Means over seeds. With a single
+    smallest, a middle and the largest with MemFT cells). Means over seeds, on the target
+    sequences with MemFT cells. With a single
     method (SFT only, e.g. before the MemFT block is collected) every rank is drawn,
     coloured by rank, at up to 4 lengths.
 
@@ -169,6 +181,7 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     df = cur.to_dataframe().reset_index().dropna(subset=["loss_curve"])
     if "objective" not in df:
         df["objective"] = methods[0]
+    df = _on_memft_targets(df, memft)
     if axes is None:
         width = "single" if len(lengths) == 1 else "double"
         fig, axes = new_figure(

@@ -395,3 +395,20 @@ def test_a_length_with_memorized_cells_only_is_in_the_law_legend(data):
         fit = lawfit.fit(cells)
     assert shortest not in set(fit.residuals["length"])  # no law line at that length
     assert str(shortest) in _axes_texts(plot_law_curves(fit, cells))
+
+
+def test_methods_figure_draws_sft_on_the_memft_targets_only():
+    from lawfit.testing.selection import synthetic_memft_dataset
+
+    ds = synthetic_memft_dataset(rng=0).rename(seed="data_seed")
+    ds["exact_match"] = xr.zeros_like(ds["loss_reduction"])
+    ds["loss_reduction"] = ds["loss_reduction"] + 0.7 * (ds["data_seed"] == 1)
+    memft_seq1 = (ds["objective"] == "memft_ot") & (ds["data_seed"] == 1)
+    ds["status"] = ds["status"].where(~memft_seq1, "not_run")
+    L = int(ds["length"][0])
+    ax = plot_methods(ds, lengths=[L]).axes[1]
+    sft = ds["loss_reduction"].sel(objective="sft", length=L, data_seed=0)
+    drawn = [np.asarray(ln.get_ydata(), float) for ln in ax.lines if len(ln.get_xdata())]
+    want = sft.where(ds["status"].sel(objective="sft", length=L, data_seed=0) == "ok")
+    want = want.dropna("rank").to_numpy()
+    assert any(y.shape == want.shape and np.allclose(y, want) for y in drawn), drawn
