@@ -23,9 +23,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import MERGE_CMD, ROOT, header, parser  # noqa: E402
+from _common import ROOT, header, merge_cmd, parser  # noqa: E402
 
-SWEEP = "sweeps/smollm2_cpu.toml"
+SWEEP = "sweeps/smollm2_cpu.toml"  # the 600-step pilot this script documents
+PILOT = os.path.join(ROOT, "data", "smollm2_cpu.nc")
+MERGE_CMD = merge_cmd("smollm2_cpu")
 COMMANDS = [  # = make collect: two workers share the directory by claiming cells
     f"collect run {SWEEP} --out data/smollm2_cpu &",
     f"collect run {SWEEP} --out data/smollm2_cpu",
@@ -34,7 +36,7 @@ COMMANDS = [  # = make collect: two workers share the directory by claiming cell
 
 
 def _parse():
-    ap = parser(__doc__)
+    ap = parser(__doc__, data=PILOT)
     ap.add_argument("--run", action="store_true", help="run the collection (hours)")
     ap.add_argument(
         "--budget",

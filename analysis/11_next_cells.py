@@ -15,7 +15,7 @@ knob, so the exponents are those of the law in n_params):
 
 1. the law's current estimate: ΔL = C·r^α·ℓ^(−β) + b fitted on DATA's finished cells of the
    setting, or, where they do not identify it yet, the fit of the same setting in the first
-   PRIOR that does (default: the shipped data/smollm2_cpu.nc, then the first law sweep's
+   PRIOR that does (default: the 600-step pilot data/smollm2_cpu.nc, then the first law sweep's
    data/law_cpu.nc); its RMSE is the per-cell σ;
 2. each pending cell's predicted ΔL and loss_after (the setting's mean loss_before minus
    ΔL̂): a cell predicted memorized (loss_after ≤ ln 2), or at a (rank, length) where a cell

@@ -13,13 +13,19 @@ import warnings
 import xarray as xr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(ROOT, "data", "smollm2_cpu.nc")
-MERGE_CMD = (
-    "python -m collect merge sweeps/smollm2_cpu.toml --out data/smollm2_cpu -o data/smollm2_cpu.nc"
-)
+#: the shipped dataset: the law sweep (data/smollm2_cpu.nc is the 600-step pilot)
+DEFAULT_DATA = os.path.join(ROOT, "data", "law_cpu_fixed.nc")
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
+def merge_cmd(sweep: str) -> str:
+    """The command that merges ``sweeps/<sweep>.toml``'s cells into ``data/<sweep>.nc``."""
+    return f"python -m collect merge sweeps/{sweep}.toml --out data/{sweep} -o data/{sweep}.nc"
+
+
+MERGE_CMD = merge_cmd("law_cpu_fixed")
+
+
+def parser(doc: str, data: str = DEFAULT_DATA) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=doc.strip().split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -28,8 +34,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument(
         "data",
         nargs="?",
-        default=DEFAULT_DATA,
-        help="contract dataset (default: data/smollm2_cpu.nc)",
+        default=data,
+        help=f"contract dataset (default: {os.path.relpath(data, ROOT)})",
     )
     ap.add_argument(
         "--synthetic",
