@@ -834,6 +834,35 @@ def _claimable_predictions(ms) -> tuple[pd.DataFrame, list, list]:
     return preds[keep], notes, claims
 
 
+def _measured_memft_claims(validation: pd.DataFrame) -> list[str]:
+    """Say, per MemFT objective without a law, how its cells compare with SFT's on their targets.
+
+    Parameters
+    ----------
+    validation : pandas.DataFrame
+        ``MemftResult.validation``: measured MemFT cells with ``gain_measured`` (ΔL minus
+        that of the SFT cells on the same targets).
+
+    Returns
+    -------
+    list of str
+        One claim per objective with a paired cell, e.g. ``"memft_ot: measured only, ΔL
+        -0.088 nats/token vs SFT on the same targets (1 cell), no saving claimed"``.
+    """
+    if "gain_measured" not in validation:
+        return []
+    claims = []
+    for method, rows in validation.groupby("objective", sort=False):
+        gain = rows["gain_measured"].dropna()
+        if len(gain):
+            cells = f"{len(gain)} cell{'s' if len(gain) > 1 else ''}"
+            claims.append(
+                f"{method}: measured only, ΔL {gain.mean():+.3g} nats/token vs SFT on the same "
+                f"targets ({cells}), no saving claimed"
+            )
+    return claims
+
+
 def _memft(st: _Setting, opt: _Options) -> list:
     from lawfit.memft import memft_savings
 
@@ -855,7 +884,9 @@ def _memft(st: _Setting, opt: _Options) -> list:
             ("table", tb[tb["rank"].astype(str) == "all"]),
         ]
     preds, notes, claims = _claimable_predictions(ms)
-    st.results["memft_claims"] = claims if len(ms.predictions) else None
+    if not len(ms.predictions):
+        claims = _measured_memft_claims(ms.validation) or None
+    st.results["memft_claims"] = claims
     if len(preds):
         cols = [c for c in preds.columns if not c.startswith("n_unreach")]
         blocks += [("p", f"Predicted capacity for {ms.target}:"), ("table", preds[cols])]

@@ -371,3 +371,18 @@ def test_the_law_section_tests_alpha_equal_beta():
     assert "is rejected at 0.05" in line and "asymptotic" in line
     est = float(line.split("=")[1].split("[")[0])
     assert est == pytest.approx(0.4, abs=0.05)
+
+
+def test_memft_cells_without_a_law_get_their_measured_gain_in_the_summary(full):
+    ds, _ = full
+    one = ds.copy()
+    keep = (one["objective"] == "sft") | ((one["rank"] == 4) & (one["length"] == 128))
+    one["status"] = one["status"].where(keep, "not_run")
+    rep = build_report(one, bootstrap=0)  # no draws: no shared-exponent saving either
+    res = rep.results["task=long_context"]
+    v = res["memft"].validation
+    assert res["memft"].predictions.empty and len(v) == 1  # one rank: no MemFT law
+    gain = float(v["gain_measured"].iloc[0])
+    summary = rep.to_markdown().split("## Dataset")[0]
+    assert f"memft_ot: measured only, ΔL {gain:+.3g} nats/token vs SFT" in summary
+    assert "(1 cell), no saving claimed" in summary
