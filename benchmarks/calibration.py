@@ -58,6 +58,12 @@ CAPACITY_QUERY = {"length": 512.0, "target": 0.2}
 TRUE_RANK = (
     (CAPACITY_QUERY["target"] - TRUTH["b"]) * CAPACITY_QUERY["length"] ** TRUTH["beta"] / TRUTH["C"]
 ) ** (1 / TRUTH["alpha"])
+#: Mean-law query: the law's ΔL at rank 16, length 1024, inside the fitted ranges.
+MEAN_QUERY = {"rank": [16.0], "length": [1024.0]}
+TRUE_MEAN = (
+    TRUTH["C"] * MEAN_QUERY["rank"][0] ** TRUTH["alpha"] * MEAN_QUERY["length"][0] ** -TRUTH["beta"]
+    + TRUTH["b"]
+)
 
 SCENARIOS = {
     # name: (synthetic kwargs, fit kwargs, conf_int method)
@@ -166,7 +172,8 @@ def one(args):
     """Simulate and fit one dataset.
 
     Returns (covered alpha, covered beta, failed draws, fitted in log space, covered
-    rank needed); the last is None for interval types predict_capacity does not give.
+    rank needed, covered mean law); the last two are None for interval types
+    predict_capacity and predict do not give.
     """
     name, i, n_boot, base_seed = args
     import warnings
@@ -198,7 +205,14 @@ def one(args):
             ci = res.conf_int(method, cluster="seed" if method == "cluster" else None)
     cov = [bool(ci.loc[p, "low"] <= TRUTH[p] <= ci.loc[p, "high"]) for p in ("alpha", "beta")]
     nf = int(res.boot.n_failed) if res.boot is not None else 0
-    return cov[0], cov[1], nf, res.space == "log", rank_covered(res, method)
+    return (
+        cov[0],
+        cov[1],
+        nf,
+        res.space == "log",
+        rank_covered(res, method),
+        mean_covered(res, method),
+    )
 
 
 def rank_covered(res, method):
@@ -210,6 +224,23 @@ def rank_covered(res, method):
     kw = {"cluster": "seed"} if method == "cluster" else {}
     t = predict_capacity(res, **CAPACITY_QUERY, interval=method, **kw).table.iloc[0]
     return bool(t["low"] <= TRUE_RANK <= t["high"])
+
+
+def mean_covered(res, method):
+    """Does the interval of the mean law at MEAN_QUERY contain the true ΔL there?
+
+    ``"bootstrap"``: ``res.predict``'s confidence interval (the bootstrap draws);
+    ``"cluster"``: :func:`lawfit.robust.law_mean_interval` over the seeds.
+    """
+    from lawfit.robust import law_mean_interval
+
+    if method == "bootstrap" and res.boot is not None:
+        t = res.predict(**MEAN_QUERY, warn=False).iloc[0]
+    elif method == "cluster":
+        t = law_mean_interval(res, cluster="seed", **MEAN_QUERY).iloc[0]
+    else:
+        return None
+    return bool(t["low"] <= TRUE_MEAN <= t["high"])
 
 
 def run(n, n_boot, jobs, scenarios, base_seed=2026):
@@ -227,12 +258,14 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         nf = sum(o[2] for o in out)
         log_share = float(np.mean([o[3] for o in out]))
         ranks = [o[4] for o in out if o[4] is not None]
+        means = [o[5] for o in out if o[5] is not None]
         row = {
             "scenario": name,
             "n_datasets": n,
             "cover_alpha": a.mean(),
             "cover_beta": b.mean(),
             "cover_rank": float(np.mean(ranks)) if ranks else float("nan"),
+            "cover_mean_law": float(np.mean(means)) if means else float("nan"),
             "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
             "failed_replicates": nf,
             "log_space_share": log_share,
@@ -242,6 +275,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         print(
             f"{name:<18} n={n:<5} alpha {100 * row['cover_alpha']:5.1f}%  beta "
             f"{100 * row['cover_beta']:5.1f}%  rank needed {100 * row['cover_rank']:5.1f}%  "
+            f"mean law {100 * row['cover_mean_law']:5.1f}%  "
             f"(MC SE {100 * row['mc_se']:.1f})  failed "
             f"replicates {nf}  log space {100 * log_share:.0f}%  [{row['seconds']:.0f}s]",
             flush=True,

@@ -694,11 +694,22 @@ class FitResult:
                 "flags": (),
             }
         )
+        few = [f for f in self.flags if f.code == "few_clusters"]
+        if few and self.boot is not None and not self.boot.degenerate:
+            out.attrs["flags"] = (
+                Flag(
+                    "few_clusters",
+                    f"the interval comes from a bootstrap over {self.boot.n_clusters} "
+                    "clusters, too narrow (docs/lawfit.md, calibration); "
+                    "lawfit.robust.law_mean_interval(res, cluster=...) gives the mean "
+                    "law's interval, calibrated down to 3 clusters",
+                ),
+            )
         if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":
             from lawfit.capacity import prediction_capacity_use
 
             out["bits_per_param"], kind, flags = prediction_capacity_use(self, out, entropy_bits)
-            out.attrs.update(bits_kind=kind, flags=flags)
+            out.attrs.update(bits_kind=kind, flags=tuple(out.attrs["flags"]) + tuple(flags))
         return out
 
     def _collect_inputs(self, data, inputs):

@@ -15,6 +15,7 @@ examples:
   lawfit fit sweep.nc
   lawfit fit sweep.nc --sel model=llama --sel task=phonebook --bootstrap 2000 --unit seed
   lawfit fit sweep.nc --by model --json fits.json
+  lawfit fit sweep.nc --sel objective=sft --unit data_seed --bootstrap 500 --at rank=4,length=512
   lawfit fit sweep.nc --by model --shared alpha beta --space log   do two models share α, β?
   lawfit fit sweep.nc --bootstrap 2000 --unit data_seed --cluster data_seed
 """
@@ -68,6 +69,62 @@ def drop_uncollected(ds):
             if keep.any() and not keep.all():
                 ds = ds.isel({d: np.flatnonzero(keep)})
     return ds
+
+
+def parse_point(text: str) -> dict[str, float]:
+    """Parse ``"rank=4,length=512"`` into ``{"rank": 4.0, "length": 512.0}``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        On an item that is not ``NAME=NUMBER`` (argparse reports it before any work).
+    """
+    point = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            point[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected INPUT=NUMBER items joined by commas, e.g. rank=4,length=512; "
+                f"got {item!r} in {text!r}"
+            ) from None
+    return point
+
+
+def _print_points(res, points: list[dict[str, float]], level: float, cluster) -> None:
+    """Print each fit's predicted dL at the --at points, with the intervals it has.
+
+    Prediction intervals always; with ``cluster``, the cluster-robust interval of the mean law.
+    """
+    import pandas as pd
+
+    from lawfit.robust import law_mean_interval
+
+    fits = res.items() if isinstance(res, Mapping) else [((), res)]
+    for key, one in fits:
+        where = f" ({', '.join(map(str, key))})" if key else ""
+        tables = {
+            f"{level:.0%} prediction intervals (a new cell; from the fit's "
+            f"{'bootstrap' if one.boot is not None else 'delta method'})": [
+                one.predict(interval="prediction", confidence_level=level, **_as_lists(pt))
+                for pt in points
+            ]
+        }
+        if cluster:
+            tables[f"{level:.0%} cluster-robust intervals over {cluster} (the mean law)"] = [
+                law_mean_interval(one, cluster=cluster, level=level, **_as_lists(pt))
+                for pt in points
+            ]
+        for what, rows in tables.items():
+            print(f"\npredicted dL{where}, {what}:")
+            print(pd.concat(rows, ignore_index=True).to_string(index=False))
+
+
+def _as_lists(point: dict[str, float]) -> dict[str, list[float]]:
+    return {k: [v] for k, v in point.items()}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -152,6 +209,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    p.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        type=parse_point,
+        metavar="INPUT=VALUE,...",
+        help="also predict dL with its prediction interval at this point, e.g. "
+        "rank=4,length=512 (repeatable; forms in loss_before need loss_before=...)",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
     p.set_defaults(func=run)
     return p
@@ -193,6 +259,8 @@ def run(args) -> int:
             where = f" ({', '.join(map(str, key))})" if key else ""
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
             print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
+    if args.at:
+        _print_points(res, args.at, args.level, args.cluster)
     if args.shared:
         _print_shared(args, ds, exclude)
     if args.json:

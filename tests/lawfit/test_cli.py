@@ -82,3 +82,28 @@ def test_bad_sel(nc, capsys):
 def test_missing_file(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "nope.nc")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_fit_at_prints_the_predictions_and_the_cluster_robust_mean(nc, capsys):
+    import lawfit
+    from lawfit.data import open_dataset
+    from lawfit.robust import law_mean_interval
+
+    args = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--cluster", "seed"]
+    rc = main([*args, "--at", "rank=4,length=512", "--at", "rank=8,length=1024"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "prediction intervals (a new cell; from the fit's delta method)" in out
+    assert "cluster-robust intervals over seed (the mean law)" in out
+    res = lawfit.fit(open_dataset(nc).sel(model="a"), exclude=None)
+    want = law_mean_interval(res, cluster="seed", rank=[4.0, 8.0], length=[512.0, 1024.0])
+    table = out.split("(the mean law):")[1]
+    for _, row in want.iterrows():
+        assert f"{row['low']:.6f}"[:6] in table and f"{row['high']:.6f}"[:6] in table
+
+
+def test_fit_at_rejects_a_malformed_point_before_fitting(nc, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", str(nc), "--at", "rank=4,lenth"])
+    assert e.value.code == 2
+    assert "expected INPUT=NUMBER items joined by commas" in capsys.readouterr().err

@@ -239,3 +239,51 @@ def test_the_test_of_alpha_equal_beta_keeps_its_level_with_three_sequences():
     # binomial(200, 0.05): 99.9 % of draws fall in 2-21
     assert 2 <= cr2 <= 21, cr2
     assert wald > 2 * cr2, (wald, cr2)
+
+
+def test_the_mean_law_interval_covers_the_true_law_with_three_sequences():
+    from lawfit.robust import law_mean_interval
+
+    point = {"rank": [16.0], "length": [1024.0]}
+    truth = TRUTH["C"] * 16 ** TRUTH["alpha"] * 1024 ** (-TRUTH["beta"]) + TRUTH["b"]
+    n, hits = 150, 0
+    for i in range(n):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = sweep(3, np.random.default_rng([11, i]))
+            res = lawfit.fit(ds.rename({"seed": "data_seed"}), exclude=None, space="log")
+        row = law_mean_interval(res, cluster="data_seed", **point).iloc[0]
+        assert row["low"] < row["mean"] < row["high"] and 0 < row["dof"] <= 2.0 + 1e-9
+        hits += row["low"] <= truth <= row["high"]
+    assert hits / n >= 0.92, hits / n
+
+
+def test_the_mean_law_interval_is_the_log_delta_interval_of_the_law():
+    from lawfit.robust import law_mean_interval, log_delta_interval
+
+    res = lawfit.fit(sweep(3, 2).rename({"seed": "data_seed"}), exclude=None, space="log")
+    got = law_mean_interval(res, cluster="data_seed", rank=[4.0, 8.0], length=512.0)
+    assert list(got["rank"]) == [4.0, 8.0] and got.attrs["level"] == 0.95
+    for _, row in got.iterrows():
+        p = dict(zip(res.param_names, np.asarray(res.theta, float).T, strict=True))
+
+        def law(rows, r=row["rank"]):
+            kw = {name: rows[:, j] for j, name in enumerate(res.param_names)}
+            return kw["C"] * r ** kw["alpha"] * 512.0 ** (-kw["beta"]) + kw["b"]
+
+        lo, hi, dof = log_delta_interval(res, law, cluster="data_seed")
+        np.testing.assert_allclose([row["low"], row["high"], row["dof"]], [lo, hi, dof])
+        mean = p["C"] * row["rank"] ** p["alpha"] * 512.0 ** (-p["beta"]) + p["b"]
+        assert row["mean"] == pytest.approx(mean, rel=1e-12)
+
+
+def test_predict_flags_a_bootstrap_over_few_clusters():
+    ds = sweep(3, 4).rename({"seed": "data_seed"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        few = lawfit.fit(ds, exclude=None, space="log", bootstrap=50, unit="data_seed", rng=0)
+        cells = lawfit.fit(ds, exclude=None, space="log", bootstrap=50, rng=0)
+    flags = few.predict(rank=4, length=512, warn=False).attrs["flags"]
+    assert [f.code for f in flags] == ["few_clusters"]
+    assert "law_mean_interval" in flags[0].message
+    assert cells.predict(rank=4, length=512, warn=False).attrs["flags"] == ()
