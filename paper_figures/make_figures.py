@@ -273,7 +273,8 @@ def _fig_budget(s):
 FIGURES = [
     (
         "fig2a_law_vs_rank",
-        "ΔL vs rank per length, data + law (stopped at the loss_before ceiling) + bootstrap band",
+        "ΔL vs rank per length, data + law (stopped at the loss_before ceiling) + its CI band "
+        "(cluster-robust with few target sequences)",
         _fig_law,
     ),
     ("fig2b_predicted_vs_measured", "predicted vs measured ΔL, R²", _fig_pred),

@@ -92,7 +92,9 @@ def plot_law_curves(
 
     Points are the measured cells (filled: fitted; hollow: memorized cells with
     ``loss_after ≤ ln 2``, excluded from the fit), lines the fitted law, bands its
-    confidence interval (bootstrap draws when the fit has them, else the delta method).
+    confidence interval (bootstrap draws when the fit has them, else the delta method;
+    cluster-robust when the bootstrap clusters over fewer than 10 units, flag
+    ``few_clusters``).
     ΔL cannot exceed what there is to learn: each line stops where the law passes the
     mean ``loss_before`` of its length's cells, which is then drawn as a dotted line
     (named in the legend).
@@ -173,9 +175,7 @@ def _draw_cells(ax, res, memo, cap: str, length, color) -> None:
 
 def _draw_law_at(ax, fit, cap, grid, length, color, ceiling, level) -> tuple[bool, float]:
     """Draw the law and its band at one length, cut at loss_before; return (cut, top)."""
-    pr = fit.predict(
-        **{cap: grid, "length": float(length)}, interval="confidence", confidence_level=level
-    )
+    pr = _law_band(fit, {cap: grid, "length": float(length)}, level)
     mean = pr["mean"].to_numpy()
     ok = (mean > 0) & (mean <= ceiling)  # ΔL cannot exceed loss_before: stop there
     clipped = bool(np.isfinite(ceiling) and (mean > ceiling).any())
@@ -186,6 +186,21 @@ def _draw_law_at(ax, fit, cap, grid, length, color, ceiling, level) -> tuple[boo
     hi = np.minimum(pr["high"].to_numpy(), ceiling)
     ax.fill_between(grid[ok], lo[ok], hi[ok], color=color, alpha=0.2, lw=0, zorder=1)
     return clipped, float(mean[ok].max()) if ok.any() else 0.0
+
+
+def _law_band(fit, inputs: dict, level: float):
+    """The law and the interval of its mean at ``inputs``, as the fit's tables quote it.
+
+    The fit's own (bootstrap or delta) confidence interval, unless its bootstrap clusters
+    over too few units (flag ``few_clusters``): then the cluster-robust one
+    (:func:`lawfit.robust.law_mean_interval`), as :func:`lawfit.robust.preferred_interval`
+    does for the exponents in the title.
+    """
+    if any(f.code == "few_clusters" for f in fit.flags) and fit.boot is not None:
+        from lawfit.robust import law_mean_interval
+
+        return law_mean_interval(fit, cluster=fit.boot.unit, level=level, **inputs)
+    return fit.predict(**inputs, interval="confidence", confidence_level=level)
 
 
 def _law_axes(ax, res, memo, cap: str, curve_max: float) -> None:

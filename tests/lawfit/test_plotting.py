@@ -412,3 +412,23 @@ def test_methods_figure_draws_sft_on_the_memft_targets_only():
     want = sft.where(ds["status"].sel(objective="sft", length=L, data_seed=0) == "ok")
     want = want.dropna("rank").to_numpy()
     assert any(y.shape == want.shape and np.allclose(y, want) for y in drawn), drawn
+
+
+def test_law_band_is_cluster_robust_with_few_clusters():
+    from lawfit.robust import law_mean_interval
+    from lawfit.testing import synthetic_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(
+            synthetic_dataset(seeds=3, rng=8), exclude=None, bootstrap=50, unit="seed", rng=0
+        )
+    ax = plot_law_curves(res, n_grid=40).axes[0]
+    L = float(res.residuals["length"].min())
+    line = next(ln for ln in ax.lines if ln.get_label() == str(int(L)))
+    grid = np.asarray(line.get_xdata(), float)
+    want = law_mean_interval(res, cluster="seed", rank=grid, length=L)
+    ys = np.concatenate([p.vertices[:, 1] for c in ax.collections for p in c.get_paths()])
+    assert np.isclose(ys, want["high"].iloc[0], rtol=1e-9).any()
+    boot = res.predict(rank=grid[:1], length=L, warn=False)
+    assert not np.isclose(ys, boot["high"].iloc[0], rtol=1e-6).any()
