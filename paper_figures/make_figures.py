@@ -4,8 +4,8 @@
     python paper_figures/make_figures.py [DATA.nc] [--out figures/] [--bootstrap N]
     python paper_figures/make_figures.py --synthetic --out figures/synthetic
 
-Default data: data/law_cpu_fixed.nc (the shipped law sweep). One set of figures per setting (model × task ×
-random_ratio × modules with collected cells); figure files are named
+Default data: data/law_cpu_fixed.nc (the shipped law sweep). One set of figures per setting
+(model × task × random_ratio × modules with collected cells); figure files are named
 ``<figure>__<setting>.{pdf,png}``. A figure the data cannot support (no MemFT cells yet,
 no token variables, too few cells for a fit, ...) is skipped with its reason in the log
 and in ``<out>/INDEX.md``; nothing crashes the run. Partial datasets (cells with status

@@ -189,7 +189,7 @@ def _draw_law_at(ax, fit, cap, grid, length, color, ceiling, level) -> tuple[boo
 
 
 def _law_band(fit, inputs: dict, level: float):
-    """The law and the interval of its mean at ``inputs``, as the fit's tables quote it.
+    """Return the law and the interval of its mean at ``inputs``, as the fit's tables would.
 
     The fit's own (bootstrap or delta) confidence interval, unless its bootstrap clusters
     over too few units (flag ``few_clusters``): then the cluster-robust one
