@@ -123,6 +123,28 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster) ->
             print(pd.concat(rows, ignore_index=True).to_string(index=False))
 
 
+def _check_points(points: list[dict[str, float]], form: str, capacity: str) -> None:
+    """Check that each --at point names exactly the form's inputs, before any fitting.
+
+    Raises
+    ------
+    LawfitError
+        A point that misses an input of the form or names one it does not have.
+    """
+    from lawfit.forms import get_form, resolve_inputs
+
+    need = set(resolve_inputs(get_form(form), capacity))
+    for pt in points:
+        if set(pt) != need:
+            got = ",".join(f"{k}={v:g}" for k, v in pt.items())
+            raise LawfitError(
+                f"--at {got}: the {form} form takes exactly the inputs {sorted(need)}; "
+                f"got {sorted(pt)}. Give each, e.g. --at "
+                + ",".join(f"{k}=..." for k in sorted(need))
+                + "."
+            )
+
+
 def _as_lists(point: dict[str, float]) -> dict[str, list[float]]:
     return {k: [v] for k, v in point.items()}
 
@@ -235,6 +257,7 @@ def run(args) -> int:
             "--shared tests whether groups share parameters; name the groups with --by "
             "(e.g. --by model --shared alpha beta)."
         )
+    _check_points(args.at, args.form, args.capacity)
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
     exclude = parse_exclude(args.exclude)
     res = lawfit.fit(

@@ -107,3 +107,15 @@ def test_fit_at_rejects_a_malformed_point_before_fitting(nc, capsys):
         main(["fit", str(nc), "--at", "rank=4,lenth"])
     assert e.value.code == 2
     assert "expected INPUT=NUMBER items joined by commas" in capsys.readouterr().err
+
+
+def test_fit_at_names_the_inputs_a_point_lacks_before_fitting(nc, capsys, monkeypatch):
+    import lawfit
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking the points")
+
+    monkeypatch.setattr(lawfit, "fit", no_fit)
+    assert main(["fit", str(nc), "--at", "rank=4"]) == 2
+    err = capsys.readouterr().err
+    assert "takes exactly the inputs ['length', 'rank']; got ['rank']" in err
