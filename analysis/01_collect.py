@@ -28,7 +28,7 @@ from _common import ROOT, header, merge_cmd, parser  # noqa: E402
 SWEEP = "sweeps/smollm2_cpu.toml"  # the 600-step pilot this script documents
 PILOT = os.path.join(ROOT, "data", "smollm2_cpu.nc")
 MERGE_CMD = merge_cmd("smollm2_cpu")
-COMMANDS = [  # = make collect: two workers share the directory by claiming cells
+COMMANDS = [  # = make collect SWEEP=smollm2_cpu: two workers share the directory by claiming cells
     f"collect run {SWEEP} --out data/smollm2_cpu &",
     f"collect run {SWEEP} --out data/smollm2_cpu",
     MERGE_CMD,
