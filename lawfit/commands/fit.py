@@ -121,6 +121,9 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster) ->
         for what, rows in tables.items():
             print(f"\npredicted dL{where}, {what}:")
             print(pd.concat(rows, ignore_index=True).to_string(index=False))
+            flags = {f.code: f.message for r in rows for f in r.attrs.get("flags", ())}
+            for message in flags.values():
+                print(f"flag: {message}")
 
 
 def _check_points(points: list[dict[str, float]], form: str, capacity: str) -> None:

@@ -119,3 +119,14 @@ def test_fit_at_names_the_inputs_a_point_lacks_before_fitting(nc, capsys, monkey
     assert main(["fit", str(nc), "--at", "rank=4"]) == 2
     err = capsys.readouterr().err
     assert "takes exactly the inputs ['length', 'rank']; got ['rank']" in err
+
+
+def test_fit_at_passes_on_the_few_clusters_flag(nc, capsys):
+    rc = main(
+        ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--bootstrap", "30"]
+        + ["--unit", "seed", "--at", "rank=4,length=512"]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out.split("prediction intervals")[1]
+    assert "flag: the interval comes from a bootstrap over" in out
+    assert "law_mean_interval" in out
