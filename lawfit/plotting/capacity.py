@@ -13,16 +13,23 @@ __all__ = ["plot_capacity", "plot_bits_per_parameter"]
 
 
 def _draw_capacity_law(ax, lengths: np.ndarray, pc, hi_l: float) -> None:
-    """Draw the law's rank needed (dashed beyond the fitted lengths) and its interval band."""
+    """Draw the law's rank needed and its interval band, dashed where it is extrapolated.
+
+    Extrapolated: the table's ``extrapolated`` flag (a rank or a length outside the fitted
+    ranges), else lengths beyond ``hi_l``. The dashed part starts at the last solid point,
+    so that the line is unbroken.
+    """
     t = pc.table
     est = t["estimate"].to_numpy(float)
-    inside = lengths <= hi_l * (1 + 1e-9)
+    if "extrapolated" in t:
+        extra = t["extrapolated"].to_numpy(bool)
+    else:
+        extra = lengths > hi_l * (1 + 1e-9)
     fin = np.isfinite(est) & (est > 0)
     c = OKABE_ITO[5]
-    ax.plot(
-        lengths[fin & inside], est[fin & inside], "-", color=c, lw=1.2, label="law (fitted range)"
-    )
-    ext = fin & (lengths >= hi_l * (1 - 1e-9))
+    inside = fin & ~extra
+    ax.plot(lengths[inside], est[inside], "-", color=c, lw=1.2, label="law (fitted range)")
+    ext = fin & (extra | np.r_[extra[1:], False])
     if ext.any():
         ax.plot(lengths[ext], est[ext], "--", color=c, lw=1.2, label="law (extrapolated)")
     if "low" in t:
@@ -91,10 +98,10 @@ def plot_capacity(
 
     By default the target is recall (``loss_after = ln 2``): the line is
     :func:`lawfit.predict_capacity` on a grid of lengths up to ``extend`` × the
-    longest fitted length (dashed beyond the fitted range), the band its bootstrap
-    interval. Markers: the smallest *measured* rank whose mean ``loss_after`` over
-    seeds is ≤ ln 2 at each length (up-triangles at the top: not reached at any
-    collected rank).
+    longest fitted length (dashed where the answer is extrapolated: a rank or a length
+    outside the fitted ranges), the band its interval. Markers: the smallest *measured*
+    rank whose mean ``loss_after`` over seeds is ≤ ln 2 at each length (up-triangles at
+    the top: not reached at any collected rank).
 
     Parameters
     ----------

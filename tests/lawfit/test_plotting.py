@@ -432,3 +432,29 @@ def test_law_band_is_cluster_robust_with_few_clusters():
     assert np.isclose(ys, want["high"].iloc[0], rtol=1e-9).any()
     boot = res.predict(rank=grid[:1], length=L, warn=False)
     assert not np.isclose(ys, boot["high"].iloc[0], rtol=1e-6).any()
+
+
+def test_capacity_line_is_dashed_where_the_rank_is_extrapolated():
+    from lawfit.capacity import predict_capacity
+    from lawfit.testing import synthetic_dataset
+
+    ds = synthetic_dataset(ranks=(1, 2), lengths=(128, 256, 512, 1024), seeds=2, rng=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(ds, exclude=None)
+        lengths = np.geomspace(128, 1024, 30)
+        table = predict_capacity(
+            res, length=lengths, target=float(res.predict(rank=2, length=256)["mean"].iloc[0])
+        ).table
+    extra = table["extrapolated"].to_numpy(bool)
+    assert extra.any() and not extra.all()  # ranks above 2 inside the fitted lengths
+    ax = plot_capacity(
+        res,
+        lengths=lengths,
+        target=float(res.predict(rank=2, length=256)["mean"].iloc[0]),
+        target_kind="loss_reduction",
+    ).axes[0]
+    solid = next(ln for ln in ax.lines if ln.get_linestyle() == "-")
+    assert np.asarray(solid.get_xdata()).max() <= lengths[~extra].max()
+    dashed = next(ln for ln in ax.lines if ln.get_linestyle() == "--")
+    assert np.asarray(dashed.get_xdata()).min() < 1024  # starts inside the fitted lengths
