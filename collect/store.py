@@ -260,21 +260,29 @@ def claim_cell(out_dir: Path, key: CellKey) -> bool:
     takes the next cell nobody holds. A claim left by a killed process on this host is taken
     over. (Two workers reclaiming the same stale claim at the same instant may both run that
     cell; both write the same deterministic result, atomically.)
+
+    The claim appears complete or not at all: its ``"host pid"`` is written to a private
+    file first, then hard-linked to the claim's name (which fails if the name exists). A
+    worker killed mid-claim therefore never leaves an empty claim that other workers would
+    have to honour until it ages out.
     """
     path = claim_path(out_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if _claim_is_stale(path):
-                path.unlink(missing_ok=True)
-                continue
-            return False
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{socket.gethostname()} {os.getpid()}")
-        return True
-    return False
+    draft = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.draft")
+    draft.write_text(f"{socket.gethostname()} {os.getpid()}")
+    try:
+        for _ in range(2):
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                if _claim_is_stale(path):
+                    path.unlink(missing_ok=True)
+                    continue
+                return False
+            return True
+        return False
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def running_claim(out_dir: Path, key: CellKey) -> str | None:

@@ -388,6 +388,38 @@ def test_claims_of_live_workers_are_honoured_and_stale_ones_taken_over(tmp_path,
     assert not claim_cell(tmp_path, key)  # other hosts' claims are honoured
 
 
+
+def test_a_claim_is_never_visible_half_written(tmp_path, tiny_sweep, monkeypatch):
+    """A worker killed mid-claim must not leave an empty claim that blocks the cell for a minute."""
+    import socket
+
+    from collect.store import claim_cell, claim_path
+
+    key = config_from_dict(tiny_sweep()).cells()[0]
+    seen = []
+    real_link = os.link
+
+    def link_and_look(src, dst):
+        seen.append(Path(src).read_text())  # what the claim holds the instant it appears
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link_and_look)
+    assert claim_cell(tmp_path, key)
+    assert seen == [f"{socket.gethostname()} {os.getpid()}"]
+    assert claim_path(tmp_path, key).read_text() == seen[0]
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the process dies between writing its draft and claiming
+
+    other = config_from_dict(tiny_sweep()).cells()[1]
+    monkeypatch.setattr(os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        claim_cell(tmp_path, other)
+    assert not claim_path(tmp_path, other).exists()
+    assert sorted(p.name for p in claim_path(tmp_path, key).parent.iterdir()) == [
+        claim_path(tmp_path, key).name
+    ], "no draft may outlive a claim attempt"
+
 PAPER = (
     Path(__file__).resolve().parents[2].parent
     / "shared"
