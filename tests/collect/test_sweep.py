@@ -388,7 +388,6 @@ def test_claims_of_live_workers_are_honoured_and_stale_ones_taken_over(tmp_path,
     assert not claim_cell(tmp_path, key)  # other hosts' claims are honoured
 
 
-
 def test_a_claim_is_never_visible_half_written(tmp_path, tiny_sweep, monkeypatch):
     """A worker killed mid-claim must not leave an empty claim that blocks the cell for a minute."""
     import socket
@@ -419,6 +418,7 @@ def test_a_claim_is_never_visible_half_written(tmp_path, tiny_sweep, monkeypatch
     assert sorted(p.name for p in claim_path(tmp_path, key).parent.iterdir()) == [
         claim_path(tmp_path, key).name
     ], "no draft may outlive a claim attempt"
+
 
 PAPER = (
     Path(__file__).resolve().parents[2].parent
