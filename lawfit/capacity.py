@@ -638,16 +638,12 @@ def predict_capacity(
     )
 
 
-def _has_few_clusters(fit) -> bool:
-    return any(f.code == "few_clusters" for f in getattr(fit, "flags", ()))
-
-
 def _bootstrap_cannot_cluster(fit) -> bool:
     """Whether the fit's bootstrap has too few clusters for an interval (or gave none)."""
     boot = getattr(fit, "boot", None)
-    codes = {f.code for f in getattr(fit, "flags", ())}
-    degenerate = "bootstrap_degenerate" in codes and boot.unit in fit.points.columns
-    return "few_clusters" in codes or degenerate
+    if boot is None:
+        return False
+    return boot.too_few_clusters or (boot.degenerate and boot.unit in fit.points.columns)
 
 
 def _cluster_unit(fit, interval: str, cluster: str | None) -> str | None:
@@ -701,7 +697,7 @@ def _with_cluster_intervals(table: pd.DataFrame, inv, unit: str, notes: list) ->
 def _few_clusters_flag(fit, unit: str | None) -> tuple[Flag, ...]:
     """Pass on the fit's ``few_clusters`` flag when the answers' intervals are its draws'."""
     boot = getattr(fit, "boot", None)
-    if unit is not None or not _has_few_clusters(fit) or boot is None or boot.degenerate:
+    if unit is not None or boot is None or not boot.too_few_clusters:
         return ()
     return (
         Flag(

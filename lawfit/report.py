@@ -29,6 +29,7 @@ import xarray as xr
 from lawfit import _validate as V
 from lawfit import space as _space
 from lawfit._tokens import GROUP_DIMS, load
+from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
 from lawfit.errors import LawfitError
 from lawfit.robust import preferred_interval
 
@@ -534,7 +535,7 @@ def _law_unit(sft: xr.Dataset) -> tuple[str, str | None]:
         f"bootstrap clustered over the {n} target sequences (data_seed): the intervals "
         "generalise over the content memorized"
     )
-    if n < 10:
+    if n < MIN_BOOTSTRAP_CLUSTERS:
         note += (
             f"; with {n} clusters they are too narrow (a cluster bootstrap wants 10 or "
             "more): read the cluster-robust interval below"

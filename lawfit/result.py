@@ -398,6 +398,17 @@ class FitResult:
 
     # ---------------------------------------------------------------- flags
     @property
+    def few_clusters(self) -> bool:
+        """Whether the fit's intervals come from a cluster bootstrap over too few clusters.
+
+        True when its bootstrap clusters over fewer than
+        :data:`lawfit.bootstrap.MIN_BOOTSTRAP_CLUSTERS` units and still gave intervals (flag
+        ``few_clusters``): quote the cluster-robust ones instead
+        (:func:`lawfit.robust.preferred_interval`, :func:`lawfit.robust.law_mean_interval`).
+        """
+        return self.boot is not None and self.boot.too_few_clusters
+
+    @property
     def flags(self) -> tuple[Flag, ...]:
         """Diagnostics as :class:`Flag` objects (empty tuple when nothing is suspicious).
 
@@ -694,8 +705,7 @@ class FitResult:
                 "flags": (),
             }
         )
-        few = [f for f in self.flags if f.code == "few_clusters"]
-        if few and self.boot is not None and not self.boot.degenerate:
+        if self.few_clusters:
             out.attrs["flags"] = (
                 Flag(
                     "few_clusters",
@@ -1003,12 +1013,11 @@ def _bootstrap_flags(boot: BootstrapResult) -> list[Flag]:
                 "computed (NaN); use conf_int('cluster'), 'profile' or 'wald'",
             )
         )
-    G = boot.n_clusters
-    if G is not None and G < 10 and not boot.degenerate:
+    if boot.too_few_clusters:
         out.append(
             Flag(
                 "few_clusters",
-                f"cluster bootstrap over only {G} {boot.unit} "
+                f"cluster bootstrap over only {boot.n_clusters} {boot.unit} "
                 "clusters: intervals are too narrow (unreliable below ~10 clusters); "
                 f"conf_int('cluster', cluster={boot.unit!r}) is calibrated down to 3",
             )

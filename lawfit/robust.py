@@ -274,11 +274,10 @@ def preferred_interval(result) -> tuple[pd.DataFrame, str | None, str | None]:
         interval, else the interval used (``"cluster-robust CI"`` or ``"Wald CI"``) and
         why (e.g. ``"a bootstrap over 3 clusters is too narrow"``).
     """
-    codes = {f.code for f in result.flags}
     own = result.to_dataframe()
-    if "bootstrap_degenerate" in codes:
+    if result.boot is not None and result.boot.degenerate:
         reason = "the bootstrap has one estimate"
-    elif "few_clusters" in codes:
+    elif result.few_clusters:
         reason = f"a bootstrap over {result.boot.n_clusters} clusters is too narrow"
     else:
         return own[["low", "high"]], None, None

@@ -196,7 +196,7 @@ def _law_band(fit, inputs: dict, level: float):
     (:func:`lawfit.robust.law_mean_interval`), as :func:`lawfit.robust.preferred_interval`
     does for the exponents in the title.
     """
-    if any(f.code == "few_clusters" for f in fit.flags) and fit.boot is not None:
+    if fit.few_clusters:
         from lawfit.robust import law_mean_interval
 
         return law_mean_interval(fit, cluster=fit.boot.unit, level=level, **inputs)

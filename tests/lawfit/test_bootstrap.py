@@ -77,6 +77,21 @@ def test_cluster_flag_few_clusters():
     )
     few = [f for f in res.flags if f.code == "few_clusters"]
     assert len(few) == 1 and "only 3 seed clusters" in few[0].message
+    assert res.few_clusters and res.boot.too_few_clusters
+
+
+@pytest.mark.parametrize(("seeds", "unit", "few"), [(12, "seed", False), (3, "cell", False)])
+def test_few_clusters_only_for_a_cluster_bootstrap_under_ten(seeds, unit, few):
+    res = lawfit.fit(
+        synthetic_dataset(seeds=seeds, rng=8),
+        exclude=None,
+        bootstrap=30,
+        unit=unit,
+        rng=0,
+        profile=False,
+    )
+    assert res.few_clusters is few
+    assert ("few_clusters" in {f.code for f in res.flags}) is few
 
 
 def test_interval_helpers():
