@@ -5,6 +5,12 @@ each, and counts how often the interval contains the truth. A calibrated method
 covers ~95 %; the Monte-Carlo standard error of a coverage p over N datasets is
 sqrt(p (1 - p) / N) (about 1 point at N = 500).
 
+Besides alpha and beta, each row gives the coverage of three derived intervals where the
+scenario's method has them: ``rank needed`` (predict_capacity's rank that reaches
+ΔL = 0.2 at length 512), ``mean law`` (the law's mean ΔL at rank 16, length 1,024) and
+``new cell`` (one cell at that point on a new sequence: a run the fit has not seen, drawn
+from the same simulation, so it carries its own run effects and noise).
+
 Scenarios
 ---------
 default         independent log-normal noise, lawfit.fit's defaults (space="auto":
@@ -172,8 +178,8 @@ def one(args):
     """Simulate and fit one dataset.
 
     Returns (covered alpha, covered beta, failed draws, fitted in log space, covered
-    rank needed, covered mean law); the last two are None for interval types
-    predict_capacity and predict do not give.
+    rank needed, covered mean law, covered new cell); the last three are None for
+    interval types predict_capacity and predict do not give.
     """
     name, i, n_boot, base_seed = args
     import warnings
@@ -212,6 +218,7 @@ def one(args):
         res.space == "log",
         rank_covered(res, method),
         mean_covered(res, method),
+        new_cell_covered(res, method, new_cell(syn, [base_seed, sum(map(ord, name)), i, 1])),
     )
 
 
@@ -243,6 +250,33 @@ def mean_covered(res, method):
     return bool(t["low"] <= TRUE_MEAN <= t["high"])
 
 
+def new_cell(syn, entropy):
+    """ΔL at MEAN_QUERY of one cell on a new sequence (a seed the fit has not seen)."""
+    from lawfit.testing import synthetic_dataset
+
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    ds = synthetic_dataset(**TRUTH, ranks=RANKS, lengths=LENGTHS, rng=rng, **{**syn, "seeds": 1})
+    point = {k: v[0] for k, v in MEAN_QUERY.items()}
+    return float(ds["loss_reduction"].sel(**point, seed=0))
+
+
+def new_cell_covered(res, method, value):
+    """Does the interval for one new cell at MEAN_QUERY contain a new sequence's cell?
+
+    ``"bootstrap"``: ``res.predict``'s prediction interval (the bootstrap draws plus
+    resampled residuals); ``"cluster"``: :func:`lawfit.robust.law_prediction_interval`.
+    """
+    from lawfit.robust import law_prediction_interval
+
+    if method == "bootstrap" and res.boot is not None:
+        t = res.predict(**MEAN_QUERY, interval="prediction", warn=False).iloc[0]
+    elif method == "cluster":
+        t = law_prediction_interval(res, cluster="seed", **MEAN_QUERY).iloc[0]
+    else:
+        return None
+    return bool(t["low"] <= value <= t["high"])
+
+
 def run(n, n_boot, jobs, scenarios, base_seed=2026):
     rows = []
     for name in scenarios:
@@ -259,6 +293,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         log_share = float(np.mean([o[3] for o in out]))
         ranks = [o[4] for o in out if o[4] is not None]
         means = [o[5] for o in out if o[5] is not None]
+        news = [o[6] for o in out if o[6] is not None]
         row = {
             "scenario": name,
             "n_datasets": n,
@@ -266,6 +301,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
             "cover_beta": b.mean(),
             "cover_rank": float(np.mean(ranks)) if ranks else float("nan"),
             "cover_mean_law": float(np.mean(means)) if means else float("nan"),
+            "cover_new_cell": float(np.mean(news)) if news else float("nan"),
             "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
             "failed_replicates": nf,
             "log_space_share": log_share,
@@ -276,6 +312,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
             f"{name:<18} n={n:<5} alpha {100 * row['cover_alpha']:5.1f}%  beta "
             f"{100 * row['cover_beta']:5.1f}%  rank needed {100 * row['cover_rank']:5.1f}%  "
             f"mean law {100 * row['cover_mean_law']:5.1f}%  "
+            f"new cell {100 * row['cover_new_cell']:5.1f}%  "
             f"(MC SE {100 * row['mc_se']:.1f})  failed "
             f"replicates {nf}  log space {100 * log_share:.0f}%  [{row['seconds']:.0f}s]",
             flush=True,

@@ -706,13 +706,16 @@ class FitResult:
             }
         )
         if self.few_clusters:
+            better = {
+                "confidence": "law_mean_interval(res, cluster=...) gives the mean law's",
+                "prediction": "law_prediction_interval(res, cluster=...) gives a new cell's",
+            }[interval]
             out.attrs["flags"] = (
                 Flag(
                     "few_clusters",
                     f"the interval comes from a bootstrap over {self.boot.n_clusters} "
                     "clusters, too narrow (docs/lawfit.md, calibration); "
-                    "lawfit.robust.law_mean_interval(res, cluster=...) gives the mean "
-                    "law's interval, calibrated down to 3 clusters",
+                    f"lawfit.robust.{better} interval, calibrated down to 3 clusters",
                 ),
             )
         if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":

@@ -97,11 +97,12 @@ def parse_point(text: str) -> dict[str, float]:
 def _print_points(res, points: list[dict[str, float]], level: float, cluster) -> None:
     """Print each fit's predicted dL at the --at points, with the intervals it has.
 
-    Prediction intervals always; with ``cluster``, the cluster-robust interval of the mean law.
+    Prediction intervals always; with ``cluster``, the cluster-robust intervals of the mean
+    law and of one new cell on a new target sequence.
     """
     import pandas as pd
 
-    from lawfit.robust import law_mean_interval
+    from lawfit.robust import law_mean_interval, law_prediction_interval
 
     fits = res.items() if isinstance(res, Mapping) else [((), res)]
     for key, one in fits:
@@ -116,6 +117,14 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster) ->
         if cluster:
             tables[f"{level:.0%} cluster-robust intervals over {cluster} (the mean law)"] = [
                 law_mean_interval(one, cluster=cluster, level=level, **_as_lists(pt))
+                for pt in points
+            ]
+            tables[
+                f"{level:.0%} cluster-robust prediction intervals over {cluster} (one new "
+                f"cell on a new {cluster}: the mean law's variance plus the scatter between "
+                f"and within {cluster})"
+            ] = [
+                law_prediction_interval(one, cluster=cluster, level=level, **_as_lists(pt))
                 for pt in points
             ]
         for what, rows in tables.items():

@@ -87,7 +87,7 @@ def test_missing_file(tmp_path, capsys):
 def test_fit_at_prints_the_predictions_and_the_cluster_robust_mean(nc, capsys):
     import lawfit
     from lawfit.data import open_dataset
-    from lawfit.robust import law_mean_interval
+    from lawfit.robust import law_mean_interval, law_prediction_interval
 
     args = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--cluster", "seed"]
     rc = main([*args, "--at", "rank=4,length=512", "--at", "rank=8,length=1024"])
@@ -97,9 +97,12 @@ def test_fit_at_prints_the_predictions_and_the_cluster_robust_mean(nc, capsys):
     assert "cluster-robust intervals over seed (the mean law)" in out
     res = lawfit.fit(open_dataset(nc).sel(model="a"), exclude=None)
     want = law_mean_interval(res, cluster="seed", rank=[4.0, 8.0], length=[512.0, 1024.0])
-    table = out.split("(the mean law):")[1]
+    mean_table, new_table = out.split("(the mean law):")[1].split("(one new cell on a new seed")
     for _, row in want.iterrows():
-        assert f"{row['low']:.6f}"[:6] in table and f"{row['high']:.6f}"[:6] in table
+        assert f"{row['low']:.6f}"[:6] in mean_table and f"{row['high']:.6f}"[:6] in mean_table
+    new = law_prediction_interval(res, cluster="seed", rank=[4.0, 8.0], length=[512.0, 1024.0])
+    for _, row in new.iterrows():
+        assert f"{row['low']:.6f}"[:6] in new_table and f"{row['high']:.6f}"[:6] in new_table
 
 
 def test_fit_at_rejects_a_malformed_point_before_fitting(nc, capsys):
@@ -129,4 +132,4 @@ def test_fit_at_passes_on_the_few_clusters_flag(nc, capsys):
     assert rc == 0
     out = capsys.readouterr().out.split("prediction intervals")[1]
     assert "flag: the interval comes from a bootstrap over" in out
-    assert "law_mean_interval" in out
+    assert "law_prediction_interval" in out

@@ -287,3 +287,89 @@ def test_predict_flags_a_bootstrap_over_few_clusters():
     assert [f.code for f in flags] == ["few_clusters"]
     assert "law_mean_interval" in flags[0].message
     assert cells.predict(rank=4, length=512, warn=False).attrs["flags"] == ()
+
+
+def test_a_new_cell_on_a_new_sequence_is_covered_with_three_sequences():
+    """Fit on sequences 0-2, predict sequence 3's cell: the new-cell interval covers it."""
+    from lawfit.robust import law_mean_interval, law_prediction_interval
+
+    point = {"rank": [16.0], "length": [1024.0]}
+    n, hits, hits_mean = 120, 0, 0
+    for i in range(n):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = sweep(4, np.random.default_rng([12, i])).rename({"seed": "data_seed"})
+            res = lawfit.fit(ds.sel(data_seed=[0, 1, 2]), exclude=None, space="log")
+        new = float(ds["loss_reduction"].sel(rank=16, length=1024, data_seed=3))
+        row = law_prediction_interval(res, cluster="data_seed", **point).iloc[0]
+        mean_row = law_mean_interval(res, cluster="data_seed", **point).iloc[0]
+        assert row["low"] < mean_row["low"] and mean_row["high"] < row["high"]
+        hits += row["low"] <= new <= row["high"]
+        hits_mean += mean_row["low"] <= new <= mean_row["high"]
+    assert hits / n >= 0.92, hits / n
+    assert hits_mean / n < 0.88, "the mean law's interval is not one for a new cell"
+
+
+@pytest.mark.parametrize(("sd_between", "seeds"), [(0.15, 40), (0.0, 40)])
+def test_variance_components_recover_the_sequence_and_cell_scatter(sd_between, seeds):
+    from lawfit.robust import variance_components
+
+    ds = synthetic_dataset(
+        **TRUTH,
+        seeds=seeds,
+        noise=0.05,
+        noise_kind="run",
+        run_effect={"logC": sd_between, "alpha": 0.0, "beta": 0.0},
+        rng=3,
+    ).rename({"seed": "data_seed"})
+    res = lawfit.fit(ds, exclude=None, space="log")
+    vc = variance_components(res, cluster="data_seed")
+    assert vc["sd_within"] == pytest.approx(0.05, rel=0.05)
+    assert vc["sd_between"] == pytest.approx(sd_between, abs=0.03)
+    assert vc["df_between"] == seeds - 1 and vc["n_clusters"] == seeds
+
+
+def test_the_new_cell_interval_adds_the_scatter_to_the_mean_laws_variance():
+    from lawfit.robust import law_mean_interval, law_prediction_interval, variance_components
+
+    res = lawfit.fit(sweep(3, 5).rename({"seed": "data_seed"}), exclude=None, space="log")
+    new = law_prediction_interval(res, cluster="data_seed", rank=[2.0, 32.0], length=256.0)
+    mean = law_mean_interval(res, cluster="data_seed", rank=[2.0, 32.0], length=256.0)
+    vc = variance_components(res, cluster="data_seed")
+    assert new.attrs["sd_within"] == pytest.approx(vc["sd_within"])
+    var_new = (np.log(new["high"] / new["mean"]) / stats.t.ppf(0.975, new["dof"])) ** 2
+    var_mean = (np.log(mean["high"] / mean["mean"]) / stats.t.ppf(0.975, mean["dof"])) ** 2
+    np.testing.assert_allclose(var_new - var_mean, vc["var_between"] + vc["var_within"], rtol=1e-6)
+    assert (new["dof"] > 0).all() and np.allclose(new["mean"], mean["mean"])
+
+
+def test_variance_components_need_a_within_cluster_degree_of_freedom():
+    from lawfit.robust import variance_components
+
+    df = unbalanced_sweep(7)
+    at = df[["data_seed", "rank", "length"]].apply(tuple, axis=1)
+    picks = [(0, 4, 1024), (0, 8, 256), (0, 8, 2048), (1, 1, 128), (2, 2, 512)]
+    five = df[at.isin(picks)]  # five design points, one cell each: 5 - 4 parameters - 2 < 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(five, exclude=None, space="log")
+    with pytest.raises(LawfitError, match="no degree of freedom for the within-cluster"):
+        variance_components(res, cluster="data_seed")
+    bigger = lawfit.fit(df, exclude=None, space="log")
+    assert variance_components(bigger, cluster="data_seed")["df_within"] == len(df) - 4 - 2
+
+
+def test_a_new_cells_interval_holds_the_mean_laws_where_one_sequence_informs_the_point():
+    """Satterthwaite alone would let the scatter's many dof shrink t below the mean's t(1.1)."""
+    from lawfit.robust import law_mean_interval, law_prediction_interval
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(unbalanced_sweep(4), exclude=None, space="log")
+    pts = {"rank": [1.0, 2.0, 8.0, 8.0], "length": [128.0, 512.0, 2048.0, 128.0]}
+    mean = law_mean_interval(res, cluster="data_seed", **pts)
+    new = law_prediction_interval(res, cluster="data_seed", **pts)
+    assert (new["low"] <= mean["low"]).all() and (new["high"] >= mean["high"]).all()
+    widened = np.isclose(new["high"], mean["high"])
+    assert widened[2:].all() and not widened[:2].any()  # only sequence 0 reaches rank 8
+    np.testing.assert_allclose(new["dof"][widened], mean["dof"][widened])
