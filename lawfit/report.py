@@ -558,6 +558,24 @@ def _cluster_robust_text(law, unit: str, level: float) -> str:
     )
 
 
+def _sequence_spread_text(law, unit: str) -> str:
+    """One sentence with how much target sequences differ and cells scatter around the law."""
+    from lawfit.robust import variance_components
+
+    try:
+        vc = variance_components(law, cluster=unit)
+    except LawfitError as exc:
+        return f"Spread between target sequences: not estimated ({exc})"
+    return (
+        f"Between target sequences the law's level varies by {100 * vc['sd_between']:.2g} % "
+        f"and cells scatter by {100 * vc['sd_within']:.2g} % around their sequence's law "
+        f"(standard deviations of the log residuals, one-way ANOVA over {unit} with "
+        f"{vc['df_between']:.0f} and {vc['df_within']:.0f} dof; "
+        f"lawfit.robust.variance_components). A new cell on a new sequence: "
+        f"lawfit.robust.law_prediction_interval."
+    )
+
+
 def _law(st: _Setting, opt: _Options) -> list:
     from lawfit.fitting import fit
 
@@ -587,6 +605,7 @@ def _law(st: _Setting, opt: _Options) -> list:
     blocks += [("note", unit_note)] if unit_note else []
     if unit != "cell":
         blocks.append(("p", _cluster_robust_text(law, unit, opt.level)))
+        blocks.append(("p", _sequence_spread_text(law, unit)))
     blocks.append(("p", _difference_text(law, None if unit == "cell" else unit, opt.level)))
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
 

@@ -361,6 +361,13 @@ def test_three_target_sequences_get_the_cluster_robust_interval():
     assert "(cluster-robust CI: a bootstrap over 3 clusters is too narrow)" in summary_row
     # and the capacity table's interval is the cluster-robust delta method
     assert "low/high: cluster-robust delta method over the data_seed clusters" in md
+    from lawfit.robust import variance_components
+
+    vc = variance_components(law, cluster="data_seed")
+    assert (
+        f"Between target sequences the law's level varies by {100 * vc['sd_between']:.2g} % "
+        f"and cells scatter by {100 * vc['sd_within']:.2g} %"
+    ) in md
 
 
 def test_the_law_section_tests_alpha_equal_beta():
