@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The two device calls of a GPU lease (benchmarks/GPU_RUN.md), run in the repository root there.
+# The device calls of a GPU lease (benchmarks/GPU_RUN.md), run in the repository root there.
 #
-#   bash benchmarks/gpu_lease.sh stash                      # call 1, carry .gpu_carry/model/p0
-#   bash benchmarks/gpu_lease.sh run SWEEP MINUTES [ARGS]   # call 2, carry .gpu_carry/model/p1
+#   bash benchmarks/gpu_lease.sh stash p0                   # call 1, carry .gpu_carry/model/p0
+#   bash benchmarks/gpu_lease.sh stash p1                   # call 2, carry .gpu_carry/model/p1
+#                                                           #   (one call per part but the last)
+#   bash benchmarks/gpu_lease.sh run SWEEP MINUTES [ARGS]   # last call, carry the last part
 #                                                           #   and .whl (the gguf wheel)
+#   bash benchmarks/gpu_lease.sh join                       # only join the model, install wheels
 #   bash benchmarks/gpu_lease.sh bench [ARGS]               # after `run`, same machine: cells
 #                                                           #   one by one, batched, 2 workers
-#   bash benchmarks/gpu_lease.sh lease [ARGS]               # call 2 of the 15-minute plan:
+#   bash benchmarks/gpu_lease.sh lease [ARGS]               # last call of the 15-minute plan:
 #                                                           #   converged, carriers, overlap, bench
-# `stash` keeps the first half of the SmolLM2 GGUF file outside the working tree; `run` joins
-# both halves (sha256 checked), installs the carried wheels, and runs benchmarks/gpu_run.py
+# `stash PART` keeps one part of the split SmolLM2 GGUF file outside the working tree (the
+# tree that travels with each call leaves too little room for more than a third of the file);
+# `run` joins the stashed parts and the carried one (sha256 checked), installs the carried
+# wheels, and runs benchmarks/gpu_run.py
 # with --out "$OUT" and the joined model; ARGS go to gpu_run.py. `bench` runs
 # benchmarks/bench_batched.py on the joined model (ARGS go to it; a later --model wins).
 # `lease` runs the plan's sweeps one after another, each into runs/NAME and packed into
@@ -17,7 +22,7 @@
 # whole output is also in $OUT/lease.log: 8 files at most, 56 MiB at most. ARGS go to every
 # gpu_run.py (a later --model wins); the sweeps, their minutes and the bench's arguments are
 # the variables below (the CPU rehearsal swaps in tiny sweeps: tests/collect/test_gpu_lease.py).
-# STASH (default /tmp/lawfit_carry) says where the halves and the model go.
+# STASH (default /tmp/lawfit_carry) says where the parts and the model go.
 set -euo pipefail
 STASH=${STASH:-/tmp/lawfit_carry}
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -33,10 +38,12 @@ BENCH_SECONDS=${BENCH_SECONDS:-75}  # 0: no bench
 BENCH_ARGS=${BENCH_ARGS:---modules mlp_block@20 --length 512 --ranks 1 2 4 8 --methods sft \
 --max-steps 100 --batch-cells 4 --workers 2}
 
-prepare() {  # join the model's halves once, install the carried wheels
+prepare() {  # join the model's parts once (stashed and carried), install the carried wheels
     if [ ! -f "$STASH/$GGUF" ]; then
-        "$PY" benchmarks/gpu_pack.py join "$STASH/p0" .gpu_carry/model/p0 .gpu_carry/model/p1 \
-            -o "$STASH/$GGUF"
+        local parts
+        parts=$(shopt -s nullglob; echo "$STASH"/p[0-9]* .gpu_carry/model/p[0-9]*)
+        # shellcheck disable=SC2086  # the part folders' names have no spaces (pN)
+        "$PY" benchmarks/gpu_pack.py join $parts -o "$STASH/$GGUF"
     fi
     if ls .whl/*.whl >/dev/null 2>&1; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -59,10 +66,15 @@ sweep_step() {  # NAME SWEEP MINUTES FILES MIB [ARGS]: one sweep of `lease`, pac
 
 case "${1:-}" in
 stash)
+    part=${2:-p0}
     mkdir -p "$STASH"
-    cp -r .gpu_carry/model/p0 "$STASH/"
-    (cd "$STASH/p0" && sha256sum -c --ignore-missing SHA256SUMS)
-    echo "stashed $(du -sh "$STASH/p0" | cut -f1) in $STASH/p0; make call 2 now"
+    cp -r ".gpu_carry/model/$part" "$STASH/"
+    (cd "$STASH/$part" && sha256sum -c --ignore-missing SHA256SUMS)
+    echo "stashed $(du -sh "$STASH/$part" | cut -f1) in $STASH/$part; make the next call now"
+    ;;
+join)
+    prepare
+    echo "model: $STASH/$GGUF"
     ;;
 run)
     sweep=${2:?sweep file}
@@ -101,7 +113,7 @@ lease)
     } 2>&1 | tee "$OUT/lease.log"
     ;;
 *)
-    echo "usage: $0 stash | run SWEEP MINUTES [gpu_run.py arguments] | bench [arguments]" \
+    echo "usage: $0 stash [PART] | join | run SWEEP MINUTES [gpu_run.py arguments] | bench [arguments]" \
         "| lease [gpu_run.py arguments]" >&2
     exit 2
     ;;

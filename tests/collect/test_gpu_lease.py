@@ -227,3 +227,34 @@ def test_the_gpu_run_path_imports_only_what_the_device_has():
     assert {"torch", "transformers", "xarray"} <= set(found.values())  # the scan sees imports
     missing = {mod: dist for mod, dist in found.items() if dist not in DEVICE_DISTRIBUTIONS}
     assert not missing, f"imported on the GPU path but not on the device: {missing}"
+
+
+def _lease_call(repo: Path, stash: Path, parts: Path, carried: str, *args: str):
+    """One device call: its tree carries only the part ``carried``; run gpu_lease.sh ARGS."""
+    model_dir = repo / ".gpu_carry" / "model"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    shutil.copytree(parts / carried, model_dir / carried)
+    env = {**os.environ, "STASH": str(stash), "PYTHON": sys.executable}
+    cmd = ["bash", "benchmarks/gpu_lease.sh", *args]
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_model_travels_in_three_parts_one_call_each(tmp_path):
+    """Calls 1 and 2 stash a part each; the last carries the third, which the join completes."""
+    from gpu_pack import sha256, split_file
+
+    model = tmp_path / GGUF
+    model.write_bytes(os.urandom(3 * 2**20 + 7))
+    split_file(model, tmp_path / "parts", parts=3)
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "benchmarks", repo / "benchmarks")
+    stash = tmp_path / "stash"
+    for carried, args in (("p0", ["stash", "p0"]), ("p1", ["stash", "p1"]), ("p2", ["join"])):
+        proc = _lease_call(repo, stash, tmp_path / "parts", carried, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sha256(stash / GGUF) == sha256(model)
+    assert f"model: {stash / GGUF}" in proc.stdout
+    # a machine given back between the calls lost the stash: the join says which part is gone
+    proc = _lease_call(repo, tmp_path / "fresh", tmp_path / "parts", "p2", "join")
+    assert proc.returncode != 0
+    assert f"part {GGUF}.part00 is in none of" in proc.stderr
