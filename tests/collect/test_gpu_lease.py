@@ -258,3 +258,22 @@ def test_the_model_travels_in_three_parts_one_call_each(tmp_path):
     proc = _lease_call(repo, tmp_path / "fresh", tmp_path / "parts", "p2", "join")
     assert proc.returncode != 0
     assert f"part {GGUF}.part00 is in none of" in proc.stderr
+
+
+#: the SmolLM2 GGUF and the gguf wheel (benchmarks/GPU_RUN.md, "Sizes"), the parts it travels in
+MODEL_BYTES, WHEEL_BYTES, PARTS = 98_362_432, 118_475, 3
+
+
+def test_each_call_of_the_lease_plan_still_fits_as_the_repository_grows():
+    """The tree travels with every call: with a third of the model it must stay under 64 MiB."""
+    from gpu_pack import MIB, payload
+
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the device copies what git lists")
+    tree = payload(REPO, limit_mib=1e9)["tree"]
+    per_call = tree + -(-MODEL_BYTES // PARTS) + WHEEL_BYTES
+    assert per_call <= 64 * MIB, (
+        f"a lease call would carry {per_call / MIB:.1f} MiB (tree {tree / MIB:.1f} MiB): split "
+        f"the model into {PARTS + 1} parts and stash {PARTS} (benchmarks/GPU_RUN.md), and "
+        "raise PARTS here"
+    )
