@@ -9,7 +9,9 @@ Besides alpha and beta, each row gives the coverage of three derived intervals w
 scenario's method has them: ``rank needed`` (predict_capacity's rank that reaches
 ΔL = 0.2 at length 512), ``mean law`` (the law's mean ΔL at rank 16, length 1,024) and
 ``new cell`` (one cell at that point on a new sequence: a run the fit has not seen, drawn
-from the same simulation, so it carries its own run effects and noise).
+from the same simulation, so it carries its own run effects and noise); for the
+cluster-robust rows also ``known seq.`` (seed 0's own cell at that point, held out of a
+refit, predicted as a new cell of seed 0: ``law_prediction_interval(in_cluster=0)``).
 
 Scenarios
 ---------
@@ -178,8 +180,8 @@ def one(args):
     """Simulate and fit one dataset.
 
     Returns (covered alpha, covered beta, failed draws, fitted in log space, covered
-    rank needed, covered mean law, covered new cell); the last three are None for
-    interval types predict_capacity and predict do not give.
+    rank needed, covered mean law, covered new cell, covered known sequence's cell); the
+    last four are None for interval types predict_capacity and predict do not give.
     """
     name, i, n_boot, base_seed = args
     import warnings
@@ -219,6 +221,7 @@ def one(args):
         rank_covered(res, method),
         mean_covered(res, method),
         new_cell_covered(res, method, new_cell(syn, [base_seed, sum(map(ord, name)), i, 1])),
+        known_cell_covered(ds, method, fkw),
     )
 
 
@@ -277,6 +280,26 @@ def new_cell_covered(res, method, value):
     return bool(t["low"] <= value <= t["high"])
 
 
+def known_cell_covered(ds, method, fkw):
+    """Refit without seed 0's cell at MEAN_QUERY; does its new-cell-of-seed-0 interval hold it?"""
+    import warnings
+
+    import lawfit
+    from lawfit.robust import law_prediction_interval
+
+    if method != "cluster":
+        return None
+    df = ds if not hasattr(ds, "to_dataframe") else ds.to_dataframe().reset_index()
+    df = df[["rank", "length", "seed", "loss_reduction", "loss_after"]]
+    point = {k: v[0] for k, v in MEAN_QUERY.items()}
+    held = (df["rank"] == point["rank"]) & (df["length"] == point["length"]) & (df["seed"] == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(df[~held], exclude=None, profile=False, **fkw)
+    t = law_prediction_interval(res, cluster="seed", in_cluster=0, **MEAN_QUERY).iloc[0]
+    return bool(t["low"] <= float(df.loc[held, "loss_reduction"].iloc[0]) <= t["high"])
+
+
 def run(n, n_boot, jobs, scenarios, base_seed=2026):
     rows = []
     for name in scenarios:
@@ -294,6 +317,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
         ranks = [o[4] for o in out if o[4] is not None]
         means = [o[5] for o in out if o[5] is not None]
         news = [o[6] for o in out if o[6] is not None]
+        knowns = [o[7] for o in out if o[7] is not None]
         row = {
             "scenario": name,
             "n_datasets": n,
@@ -302,6 +326,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
             "cover_rank": float(np.mean(ranks)) if ranks else float("nan"),
             "cover_mean_law": float(np.mean(means)) if means else float("nan"),
             "cover_new_cell": float(np.mean(news)) if news else float("nan"),
+            "cover_known_sequence": float(np.mean(knowns)) if knowns else float("nan"),
             "mc_se": float(np.sqrt(0.95 * 0.05 / n)),
             "failed_replicates": nf,
             "log_space_share": log_share,
@@ -313,6 +338,7 @@ def run(n, n_boot, jobs, scenarios, base_seed=2026):
             f"{100 * row['cover_beta']:5.1f}%  rank needed {100 * row['cover_rank']:5.1f}%  "
             f"mean law {100 * row['cover_mean_law']:5.1f}%  "
             f"new cell {100 * row['cover_new_cell']:5.1f}%  "
+            f"known seq. {100 * row['cover_known_sequence']:5.1f}%  "
             f"(MC SE {100 * row['mc_se']:.1f})  failed "
             f"replicates {nf}  log space {100 * log_share:.0f}%  [{row['seconds']:.0f}s]",
             flush=True,

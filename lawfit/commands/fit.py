@@ -18,6 +18,7 @@ examples:
   lawfit fit sweep.nc --sel objective=sft --unit data_seed --bootstrap 500 --at rank=4,length=512
   lawfit fit sweep.nc --by model --shared alpha beta --space log   do two models share α, β?
   lawfit fit sweep.nc --bootstrap 2000 --unit data_seed --cluster data_seed
+  lawfit fit sweep.nc --cluster data_seed --at rank=1,length=1024 --in-cluster 1
 """
 
 
@@ -94,15 +95,13 @@ def parse_point(text: str) -> dict[str, float]:
     return point
 
 
-def _print_points(res, points: list[dict[str, float]], level: float, cluster) -> None:
+def _print_points(res, points: list[dict[str, float]], level: float, cluster, in_cluster) -> None:
     """Print each fit's predicted dL at the --at points, with the intervals it has.
 
     Prediction intervals always; with ``cluster``, the cluster-robust intervals of the mean
-    law and of one new cell on a new target sequence.
+    law and of one new cell (on a new target sequence, or of ``in_cluster``).
     """
     import pandas as pd
-
-    from lawfit.robust import law_mean_interval, law_prediction_interval
 
     fits = res.items() if isinstance(res, Mapping) else [((), res)]
     for key, one in fits:
@@ -115,24 +114,32 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster) ->
             ]
         }
         if cluster:
-            tables[f"{level:.0%} cluster-robust intervals over {cluster} (the mean law)"] = [
-                law_mean_interval(one, cluster=cluster, level=level, **_as_lists(pt))
-                for pt in points
-            ]
-            tables[
-                f"{level:.0%} cluster-robust prediction intervals over {cluster} (one new "
-                f"cell on a new {cluster}: the mean law's variance plus the scatter between "
-                f"and within {cluster})"
-            ] = [
-                law_prediction_interval(one, cluster=cluster, level=level, **_as_lists(pt))
-                for pt in points
-            ]
+            tables.update(_cluster_tables(one, points, level, cluster, in_cluster))
         for what, rows in tables.items():
             print(f"\npredicted dL{where}, {what}:")
             print(pd.concat(rows, ignore_index=True).to_string(index=False))
             flags = {f.code: f.message for r in rows for f in r.attrs.get("flags", ())}
             for message in flags.values():
                 print(f"flag: {message}")
+
+
+def _cluster_tables(one, points, level: float, cluster: str, in_cluster) -> dict[str, list]:
+    """Return the cluster-robust tables of --at: the mean law's interval and a new cell's."""
+    from lawfit.robust import law_mean_interval, law_prediction_interval
+
+    whose = f"a new {cluster}" if in_cluster is None else f"{cluster} {in_cluster}"
+    return {
+        f"{level:.0%} cluster-robust intervals over {cluster} (the mean law)": [
+            law_mean_interval(one, cluster=cluster, level=level, **_as_lists(pt)) for pt in points
+        ],
+        f"{level:.0%} cluster-robust prediction intervals over {cluster} (one new cell on "
+        f"{whose}: the mean law's variance plus the scatter between and within {cluster})": [
+            law_prediction_interval(
+                one, cluster=cluster, level=level, in_cluster=in_cluster, **_as_lists(pt)
+            )
+            for pt in points
+        ],
+    }
 
 
 def _check_points(points: list[dict[str, float]], form: str, capacity: str) -> None:
@@ -252,6 +259,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also predict dL with its prediction interval at this point, e.g. "
         "rank=4,length=512 (repeatable; forms in loss_before need loss_before=...)",
     )
+    p.add_argument(
+        "--in-cluster",
+        default=None,
+        type=lambda v: next(iter(parse_sel([f"value={v}"]).values())),
+        metavar="VALUE",
+        help="with --cluster and --at: predict a new cell of this cluster (e.g. data_seed 1, "
+        "whose measured cells shift the centre), not of a new one",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
     p.set_defaults(func=run)
     return p
@@ -270,6 +285,12 @@ def run(args) -> int:
             "(e.g. --by model --shared alpha beta)."
         )
     _check_points(args.at, args.form, args.capacity)
+    if args.in_cluster is not None and not (args.cluster and args.at):
+        raise LawfitError(
+            f"--in-cluster {args.in_cluster} predicts a new cell of that cluster at the --at "
+            "points, with --cluster's intervals: give --cluster COL and --at too "
+            "(e.g. --cluster data_seed --at rank=4,length=512 --in-cluster 1)."
+        )
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
     exclude = parse_exclude(args.exclude)
     res = lawfit.fit(
@@ -295,7 +316,7 @@ def run(args) -> int:
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
             print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
     if args.at:
-        _print_points(res, args.at, args.level, args.cluster)
+        _print_points(res, args.at, args.level, args.cluster, args.in_cluster)
     if args.shared:
         _print_shared(args, ds, exclude)
     if args.json:

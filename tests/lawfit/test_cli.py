@@ -133,3 +133,28 @@ def test_fit_at_passes_on_the_few_clusters_flag(nc, capsys):
     out = capsys.readouterr().out.split("prediction intervals")[1]
     assert "flag: the interval comes from a bootstrap over" in out
     assert "law_prediction_interval" in out
+
+
+def test_fit_at_in_cluster_predicts_a_cell_of_that_cluster(nc, capsys):
+    import lawfit
+    from lawfit.data import open_dataset
+    from lawfit.robust import law_prediction_interval
+
+    args = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--cluster", "seed"]
+    assert main([*args, "--at", "rank=4,length=512", "--in-cluster", "1"]) == 0
+    table = capsys.readouterr().out.split("(one new cell on seed 1:")[1]
+    res = lawfit.fit(open_dataset(nc).sel(model="a"), exclude=None)
+    want = law_prediction_interval(res, cluster="seed", in_cluster=1, rank=4.0, length=512.0)
+    row = want.iloc[0]
+    assert f"{row['predicted']:.6f}"[:6] in table and f"{row['high']:.6f}"[:6] in table
+
+
+def test_fit_in_cluster_without_cluster_and_at_is_refused_before_fitting(nc, capsys, monkeypatch):
+    import lawfit
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking the options")
+
+    monkeypatch.setattr(lawfit, "fit", no_fit)
+    assert main(["fit", str(nc), "--in-cluster", "1", "--at", "rank=4,length=512"]) == 2
+    assert "give --cluster COL and --at too" in capsys.readouterr().err

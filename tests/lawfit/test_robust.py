@@ -373,3 +373,50 @@ def test_a_new_cells_interval_holds_the_mean_laws_where_one_sequence_informs_the
     widened = np.isclose(new["high"], mean["high"])
     assert widened[2:].all() and not widened[:2].any()  # only sequence 0 reaches rank 8
     np.testing.assert_allclose(new["dof"][widened], mean["dof"][widened])
+
+
+def _without(ds, **cell):
+    """The sweep as a frame, less one cell (held out of the fit)."""
+    df = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    held = np.logical_and.reduce([df[k] == v for k, v in cell.items()])
+    return df[~held], float(df.loc[held, "loss_reduction"].iloc[0])
+
+
+def test_a_new_cell_of_a_sequence_in_the_fit_is_covered_and_narrower():
+    from lawfit.robust import law_prediction_interval
+
+    n, hits, narrower = 120, 0, 0
+    for i in range(n):
+        ds = sweep(3, np.random.default_rng([13, i])).rename({"seed": "data_seed"})
+        df, held = _without(ds, rank=16, length=1024, data_seed=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = lawfit.fit(df, exclude=None, space="log")
+        known = law_prediction_interval(
+            res, cluster="data_seed", in_cluster=1, rank=16.0, length=1024.0
+        ).iloc[0]
+        new = law_prediction_interval(res, cluster="data_seed", rank=16.0, length=1024.0).iloc[0]
+        hits += known["low"] <= held <= known["high"]
+        narrower += known["high"] / known["low"] < new["high"] / new["low"]
+    assert hits / n >= 0.93, hits / n
+    assert narrower / n >= 0.8, narrower / n
+
+
+def test_a_sequences_offset_is_its_shrunken_mean_residual():
+    from lawfit.robust import _log_residuals, law_prediction_interval, variance_components
+
+    ds = synthetic_dataset(
+        **TRUTH, seeds=3, noise=0.03, noise_kind="run", run_effect={"logC": 0.2}, rng=9
+    ).rename({"seed": "data_seed"})
+    res = lawfit.fit(ds, exclude=None, space="log")
+    vc = variance_components(res, cluster="data_seed")
+    assert vc["var_between"] > 0
+    mine = res.points["data_seed"].to_numpy() == 2
+    k = vc["var_between"] / (vc["var_between"] + vc["var_within"] / mine.sum())
+    got = law_prediction_interval(res, cluster="data_seed", in_cluster=2, rank=4.0, length=512.0)
+    want = k * _log_residuals(res)[mine].mean()
+    assert got.attrs["offset"] == pytest.approx(want, rel=1e-12) and 0.9 < k < 1
+    assert got["predicted"].iloc[0] == pytest.approx(got["mean"].iloc[0] * np.exp(want))
+    assert got["low"].iloc[0] < got["predicted"].iloc[0] < got["high"].iloc[0]
+    with pytest.raises(LawfitError, match=r"in_cluster=7 is not a data_seed .* \[0, 1, 2\]"):
+        law_prediction_interval(res, cluster="data_seed", in_cluster=7, rank=4.0, length=512.0)
