@@ -505,20 +505,19 @@ def law_prediction_interval(
 
     Parameters
     ----------
-    result : lawfit.FitResult
-        A least-squares fit of a positive law.
-    cluster : str
-        Column of ``result.points`` defining the clusters (``"data_seed"``).
-    level : float
-        Level of the interval.
+    result, cluster, level
+        As for :func:`law_mean_interval`: the fit (least squares, a positive law), the
+        column of ``result.points`` whose values are the target sequences, the level.
     in_cluster : optional
         A value of ``cluster`` in the fit (e.g. ``1`` for ``data_seed`` 1): predict a new
         cell of that sequence instead of a new sequence's. Its measured cells say how much
         easier it is: the centre moves by the shrunken offset k·ē_g (ē_g its cells' mean
         log residual, k = σ²_between / (σ²_between + σ²_within/n_g)) and σ²_between is
-        replaced by what is left of it, σ²_between·(1 − k). Conservative (about 97 % at
-        95 % on synthetic sweeps of 3 sequences): the law's variance is counted in full,
-        though part of it is the offset's.
+        replaced by what is left of it, σ²_between·(1 − k); the law's CR2 variance is
+        that of the moved centre log f̂(x) − k·mean log f̂(X_g) + k·mean log y_g, whose
+        level cancels. Slightly conservative (96-97.6 % at 95 % on synthetic sweeps of
+        3-10 sequences), and wider than a new sequence's interval at points far from the
+        sequence's cells (the law's shape in between is uncertain).
     **inputs
         Scalars or arrays per input name, as for ``result.predict``.
 
