@@ -48,6 +48,7 @@ from lawfit.plotting import (  # noqa: E402
     plot_phase_diagram,
     plot_predicted_vs_measured,
     plot_recall_curve,
+    plot_sequence_offsets,
     plot_token_histograms,
     plot_trajectories,
     save_figure,
@@ -189,6 +190,16 @@ def _fig_pred(s):
     return plot_predicted_vs_measured(s.fit), s.sft_cells, _flag_text(s.fit)
 
 
+def _fig_sequences(s):
+    points = s.fit.points
+    if "data_seed" not in points or points["data_seed"].nunique() < 2:
+        raise Skip("needs fitted cells of >= 2 target sequences (data_seed)")
+    try:
+        return plot_sequence_offsets(s.fit), s.sft_cells
+    except LawfitError as exc:
+        raise Skip(str(exc)) from exc
+
+
 def _fig_loss_recall(s):
     if "exact_match" not in s.sft_cells:
         raise Skip("no exact_match")
@@ -278,6 +289,11 @@ FIGURES = [
         _fig_law,
     ),
     ("fig2b_predicted_vs_measured", "predicted vs measured ΔL, R²", _fig_pred),
+    (
+        "sequence_offsets",
+        "each cell's deviation from the law by target sequence; σ between and within",
+        _fig_sequences,
+    ),
     ("fig2c_loss_recall", "loss after and exact match vs rank: decoupling", _fig_loss_recall),
     ("token_histograms", "p of the correct token before/after training", _fig_hist),
     (

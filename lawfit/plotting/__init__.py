@@ -12,7 +12,12 @@ they raise :class:`lawfit.LawfitError` with the install hint ``pip install
 from lawfit.plotting.budget import plot_budget_sensitivity
 from lawfit.plotting.capacity import plot_bits_per_parameter, plot_capacity
 from lawfit.plotting.compare import plot_model_comparison
-from lawfit.plotting.law import plot_law_curves, plot_loss_recall, plot_predicted_vs_measured
+from lawfit.plotting.law import (
+    plot_law_curves,
+    plot_loss_recall,
+    plot_predicted_vs_measured,
+    plot_sequence_offsets,
+)
 from lawfit.plotting.memft import plot_methods, plot_trajectories
 from lawfit.plotting.style import (
     DOUBLE,
@@ -32,6 +37,7 @@ from lawfit.plotting.transition import (
 __all__ = [
     "plot_law_curves",
     "plot_predicted_vs_measured",
+    "plot_sequence_offsets",
     "plot_loss_recall",
     "plot_token_histograms",
     "plot_recall_curve",

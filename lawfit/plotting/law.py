@@ -9,9 +9,21 @@ from __future__ import annotations
 import numpy as np
 
 from lawfit.plotting._common import LN2, cells_frame, fig_ax, log_ticks, plain_log, require
-from lawfit.plotting.style import DL_LABEL, length_colors, new_figure, panel_labels, styled
+from lawfit.plotting.style import (
+    DL_LABEL,
+    OKABE_ITO,
+    length_colors,
+    new_figure,
+    panel_labels,
+    styled,
+)
 
-__all__ = ["plot_law_curves", "plot_predicted_vs_measured", "plot_loss_recall"]
+__all__ = [
+    "plot_law_curves",
+    "plot_predicted_vs_measured",
+    "plot_loss_recall",
+    "plot_sequence_offsets",
+]
 
 
 def _capacity_name(fit) -> str:
@@ -401,4 +413,72 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True, title: 
     panel_labels([top, bot], x=-0.2)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+@styled
+def plot_sequence_offsets(fit, *, cluster: str = "data_seed", ax=None, title: str | None = None):
+    """Plot each cell's deviation from the law, by target sequence (are some easier?).
+
+    The measured ΔL over the law's, in percent, against the law's ΔL, a colour per
+    sequence, with each sequence's mean deviation as a line; the text gives the variance
+    components of :func:`lawfit.robust.variance_components`: how much the law's level
+    differs between sequences (σ_between) and how far cells scatter around their
+    sequence's law (σ_within), the two parts a new cell's interval adds to the law's.
+
+    Parameters
+    ----------
+    fit : FitResult
+        A least-squares fit of a positive law on cells of several sequences.
+    cluster : str
+        Column of ``fit.points`` naming the sequences (default ``"data_seed"``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    LawfitError
+        No such column, fewer than 2 sequences, or too few cells (see
+        :func:`lawfit.robust.variance_components`).
+    """
+    from lawfit.robust import variance_components
+
+    vc = variance_components(fit, cluster=cluster)
+    fig, ax = fig_ax(ax, 3.3, 2.5)
+    pts = fit.points
+    law = pts["fitted"].to_numpy(float)
+    dev = 100 * (pts[fit.response].to_numpy(float) / law - 1)
+    groups = pts[cluster].to_numpy()
+    palette = OKABE_ITO[1:]  # black is the zero line
+    for i, g in enumerate(sorted(set(groups.tolist()))):
+        mine = groups == g
+        color = palette[i % len(palette)]
+        label = f"{g} ({int(mine.sum())})"
+        ax.plot(law[mine], dev[mine], "o", ms=3.5, color=color, mec="white", mew=0.3, label=label)
+        ax.axhline(dev[mine].mean(), color=color, lw=0.8, ls="--", zorder=0)
+    ax.axhline(0, color="black", lw=0.6, zorder=0)
+    ax.set_xscale("log")
+    plain_log(ax, "x")
+    ax.set_xlabel(r"the law's $\Delta L$ (nats/token)")
+    ax.set_ylabel("measured / law − 1 (%)")
+    ax.text(
+        0.03,
+        0.97,
+        f"σ between {cluster}s {100 * vc['sd_between']:.2g} %\n"
+        f"σ within {100 * vc['sd_within']:.2g} %  "
+        f"({vc['df_between']:.0f} and {vc['df_within']:.0f} dof)",
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=7,
+    )
+    ax.legend(title=f"{cluster} (cells)", loc="best", fontsize=6, title_fontsize=6)
+    if title:
+        ax.set_title(title)
     return fig

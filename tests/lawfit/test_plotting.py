@@ -185,9 +185,11 @@ def test_make_figures_draws_all_and_skips_with_reasons(data, tmp_path):
     # one carrier (the LoRA placement) only: the carrier comparison is skipped, saying why
     carriers = [r for r in rows if r["figure"] == "carriers"]
     assert carriers[0]["status"] == "skipped" and "2 carriers" in carriers[0]["reason"], carriers
-    assert {v for k, v in status.items() if k not in ("budget_sensitivity", "carriers")} == {
-        "drawn"
-    }, rows
+    # replicates are initialisation seeds, not target sequences: no sequence offsets to draw
+    seqs = [r for r in rows if r["figure"] == "sequence_offsets"]
+    assert seqs[0]["status"] == "skipped" and "data_seed" in seqs[0]["reason"], seqs
+    skipped = ("budget_sensitivity", "carriers", "sequence_offsets")
+    assert {v for k, v in status.items() if k not in skipped} == {"drawn"}, rows
     assert len(status) == len(mf.FIGURES) + len(mf.DATASET_FIGURES)
     index = (tmp_path / "INDEX.md").read_text()
     assert "SYNTHETIC" in index
@@ -458,3 +460,25 @@ def test_capacity_line_is_dashed_where_the_rank_is_extrapolated():
     assert np.asarray(solid.get_xdata()).max() <= lengths[~extra].max()
     dashed = next(ln for ln in ax.lines if ln.get_linestyle() == "--")
     assert np.asarray(dashed.get_xdata()).min() < 1024  # starts inside the fitted lengths
+
+
+def test_sequence_offsets_draw_each_sequences_mean_deviation_and_the_components():
+    from lawfit.plotting import plot_sequence_offsets
+    from lawfit.robust import variance_components
+    from lawfit.testing import synthetic_dataset
+
+    ds = synthetic_dataset(
+        seeds=3, noise=0.03, noise_kind="run", run_effect={"logC": 0.1}, rng=4
+    ).rename(seed="data_seed")
+    res = lawfit.fit(ds, exclude=None, space="log")
+    ax = plot_sequence_offsets(res).axes[0]
+    pts = res.points
+    dev = 100 * (pts["loss_reduction"] / pts["fitted"] - 1)
+    want = sorted(dev.groupby(pts["data_seed"]).mean())
+    dashed = sorted(ln.get_ydata()[0] for ln in ax.lines if ln.get_linestyle() == "--")
+    np.testing.assert_allclose(dashed, want, rtol=1e-9)
+    vc = variance_components(res, cluster="data_seed")
+    shown = f"σ between data_seeds {100 * vc['sd_between']:.2g} %"
+    assert any(shown in t for t in _axes_texts(ax.figure)), _axes_texts(ax.figure)
+    with pytest.raises(lawfit.LawfitError, match="single value"):
+        plot_sequence_offsets(lawfit.fit(ds.sel(data_seed=[0]), exclude=None))
