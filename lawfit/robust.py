@@ -26,6 +26,7 @@ synthetic sweeps: docs/lawfit.md ("Few clusters"), ``benchmarks/calibration.py``
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -380,12 +381,12 @@ def law_mean_interval(result, *, cluster: str, level: float = 0.95, **inputs) ->
 
 
 def _law_intervals(
-    result, cluster: str, level: float, inputs: dict, half, anchor: tuple | None = None
+    result, cluster: str, level: float, inputs: dict, half, anchor: _Anchor | None = None
 ) -> pd.DataFrame:
     """Return the law at ``inputs`` with an interval centre ± h at each point.
 
-    The centre is log f̂(x), or with ``anchor = (X_g, k, m)`` log f̂(x) − k·mean log f̂(X_g)
-    + k·m, m the mean log response of a cluster's cells at X_g: the law moved by the
+    The centre is log f̂(x), or with an ``anchor`` (cells X_g, shrinkage k, m their mean log
+    response) log f̂(x) − k·mean log f̂(X_g) + k·m: the law moved by the
     cluster's shrunken offset k·(m − mean log f̂(X_g)), whose error shared with the law at
     x (the law's level) cancels in the delta method. ``half(se, dof)`` turns the CR2
     standard error of the centre and its Bell-McCaffrey dof into the half-width h on the
@@ -400,8 +401,7 @@ def _law_intervals(
         law = result._eval(rows, [x[i : i + 1] for x in X])[:, 0]
         if anchor is None:
             return law
-        X_g, k, _ = anchor
-        return law / np.exp(k * np.log(result._eval(rows, X_g)).mean(axis=1))
+        return law / np.exp(anchor.k * np.log(result._eval(rows, anchor.inputs)).mean(axis=1))
 
     for i in range(len(out)):
         parts = _log_delta_parts(
@@ -410,7 +410,7 @@ def _law_intervals(
         if parts is None:
             continue
         log_g, se, nu = parts
-        centre[i] = log_g + (0.0 if anchor is None else anchor[1] * anchor[2])
+        centre[i] = log_g + (0.0 if anchor is None else anchor.k * anchor.log_y)
         h, dof[i] = half(se, nu)
         low[i], high[i] = np.exp(centre[i] - h), np.exp(centre[i] + h)
     at = out.columns.get_loc("mean") + 1
@@ -489,7 +489,7 @@ def variance_components(result, *, cluster: str) -> pd.Series:
 def law_prediction_interval(
     result, *, cluster: str, level: float = 0.95, in_cluster=None, **inputs
 ) -> pd.DataFrame:
-    """Cluster-robust prediction interval of one new cell on a new target sequence.
+    """Cluster-robust prediction interval of one new cell, on a new target sequence or a known one.
 
     On the log scale a new cell is the law plus its sequence's offset plus its own
     scatter, so its variance is se²(log f̂) + σ²_between + σ²_within: the first from the
@@ -540,7 +540,7 @@ def law_prediction_interval(
     def half(se: float, nu: float) -> tuple[float, float]:
         mean = _t_half(se**2, nu, level)
         new = _t_half(*_satterthwaite([(se**2, nu), *scatter]), level)
-        return max(new, mean)  # a new cell's interval holds the mean law's
+        return max(new, mean, key=lambda h_dof: h_dof[0])  # it holds the mean law's interval
 
     out = _law_intervals(result, cluster, level, inputs, half, anchor=anchor)
     where = f"a new {cluster}" if in_cluster is None else f"{cluster} {in_cluster}"
@@ -550,13 +550,22 @@ def law_prediction_interval(
             "level": level,
             "sd_between": float(vc["sd_between"]),
             "sd_within": float(vc["sd_within"]),
-            "offset": float(np.log(out["predicted"] / out["mean"]).mean()),
+            "offset": 0.0 if anchor is None else anchor.offset,
         }
     )
     return out
 
 
-def _cell_offset(result, cluster: str, vc: pd.Series, member) -> tuple[tuple | None, list]:
+class _Anchor(NamedTuple):
+    """A known cluster's cells, which move a new cell's centre (:func:`_law_intervals`)."""
+
+    inputs: list  # the cells' inputs, one array per input of the law
+    k: float  # the shrinkage of the cluster's offset
+    log_y: float  # the cells' mean log response
+    offset: float  # the resulting log shift at θ̂: k · mean(log y − log f̂)
+
+
+def _cell_offset(result, cluster: str, vc: pd.Series, member) -> tuple[_Anchor | None, list]:
     """Return the anchor of a cluster's new cell and its scatter's (variance, dof) terms.
 
     For ``member`` None (a new cluster) no anchor, and σ²_between + σ²_within; else
@@ -580,7 +589,8 @@ def _cell_offset(result, cluster: str, vc: pd.Series, member) -> tuple[tuple | N
     points = result.points[mine]
     X_g = [points[c].to_numpy(float) for c in result.inputs]
     log_y = float(np.log(points[result.response].to_numpy(float)).mean())
-    return (X_g, k, log_y), terms
+    offset = k * float(_log_residuals(result)[mine].mean())
+    return _Anchor(X_g, k, log_y, offset), terms
 
 
 def _scatter_terms(vc: pd.Series) -> list[tuple[float, float]]:
