@@ -603,6 +603,7 @@ class FitResult:
         warn: bool = True,
         level: float | None = None,
         entropy_bits: float | None = None,
+        cluster: str | None = None,
         **inputs,
     ) -> pd.DataFrame:
         """Predict the response with a confidence or prediction interval.
@@ -630,6 +631,12 @@ class FitResult:
         entropy_bits : float, optional
             Content entropy per target token (bits), for a law in ``n_params``: the
             implied bits per parameter are then information (a lower bound), else ΔL bits.
+        cluster : str, optional
+            Column of ``self.points`` naming the target sequences (``"data_seed"``): the
+            cluster-robust intervals instead, calibrated down to 3 sequences where a
+            cluster bootstrap is too narrow: :func:`lawfit.robust.law_mean_interval` for
+            ``"confidence"``, :func:`lawfit.robust.law_prediction_interval` (one new cell
+            on a new sequence) for ``"prediction"``; their columns (``dof``, ...).
 
         Returns
         -------
@@ -645,6 +652,8 @@ class FitResult:
             raise LawfitError(f"interval must be 'confidence' or 'prediction'; got {interval!r}.")
         level = resolve_confidence_level(confidence_level, self.confidence_level, level)
         cols = self._collect_inputs(data, inputs)
+        if cluster is not None:
+            return self._predict_over_clusters(cols, interval, level, warn, cluster)
         X = [cols[c] for c in self.inputs]
         theta = self.theta[None, :]
         mean = self._eval(theta, X)[0]
@@ -683,17 +692,7 @@ class FitResult:
                     lo, hi = mean * np.exp(-t * sd), mean * np.exp(t * sd)
             else:
                 lo, hi = mean - t * sd, mean + t * sd
-        extra = np.zeros(mean.size, bool)
-        for c in self.inputs:
-            lo_r, hi_r = self.input_ranges[c]
-            extra |= (cols[c] < lo_r * (1 - 1e-12)) | (cols[c] > hi_r * (1 + 1e-12))
-        if warn and extra.any():
-            warnings.warn(
-                f"{int(extra.sum())} of {extra.size} prediction point(s) lie outside the fitted "
-                f"ranges {self.input_ranges}: extrapolating.",
-                ExtrapolationWarning,
-                stacklevel=2,
-            )
+        extra = self._extrapolated(cols, warn)
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
         out.attrs.update(
@@ -707,15 +706,16 @@ class FitResult:
         )
         if self.few_clusters:
             better = {
-                "confidence": "law_mean_interval(res, cluster=...) gives the mean law's",
-                "prediction": "law_prediction_interval(res, cluster=...) gives a new cell's",
+                "confidence": "law_mean_interval) gives the mean law's",
+                "prediction": "law_prediction_interval) gives a new cell's",
             }[interval]
             out.attrs["flags"] = (
                 Flag(
                     "few_clusters",
                     f"the interval comes from a bootstrap over {self.boot.n_clusters} "
                     "clusters, too narrow (docs/lawfit.md, calibration); "
-                    f"lawfit.robust.{better} interval, calibrated down to 3 clusters",
+                    f"predict(..., cluster={self.boot.unit!r}) (lawfit.robust.{better} "
+                    "interval, calibrated down to 3 clusters",
                 ),
             )
         if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":
@@ -724,6 +724,29 @@ class FitResult:
             out["bits_per_param"], kind, flags = prediction_capacity_use(self, out, entropy_bits)
             out.attrs.update(bits_kind=kind, flags=tuple(out.attrs["flags"]) + tuple(flags))
         return out
+
+    def _extrapolated(self, cols: dict, warn: bool, stacklevel: int = 3) -> np.ndarray:
+        """Flag the points outside the fitted input ranges; warn (at the caller's) if asked."""
+        extra = np.zeros(len(cols[self.inputs[0]]), bool)
+        for c in self.inputs:
+            lo_r, hi_r = self.input_ranges[c]
+            extra |= (cols[c] < lo_r * (1 - 1e-12)) | (cols[c] > hi_r * (1 + 1e-12))
+        if warn and extra.any():
+            warnings.warn(
+                f"{int(extra.sum())} of {extra.size} prediction point(s) lie outside the fitted "
+                f"ranges {self.input_ranges}: extrapolating.",
+                ExtrapolationWarning,
+                stacklevel=stacklevel,
+            )
+        return extra
+
+    def _predict_over_clusters(self, cols, interval, level, warn, cluster) -> pd.DataFrame:
+        """``predict(cluster=...)``: the cluster-robust interval of the mean law or a new cell."""
+        from lawfit.robust import law_mean_interval, law_prediction_interval
+
+        self._extrapolated(cols, warn, stacklevel=4)
+        how = law_mean_interval if interval == "confidence" else law_prediction_interval
+        return how(self, cluster=cluster, level=level, **{c: cols[c] for c in self.inputs})
 
     def _collect_inputs(self, data, inputs):
         vals = {}

@@ -420,3 +420,18 @@ def test_a_sequences_offset_is_its_shrunken_mean_residual():
     assert got["low"].iloc[0] < got["predicted"].iloc[0] < got["high"].iloc[0]
     with pytest.raises(LawfitError, match=r"in_cluster=7 is not a data_seed .* \[0, 1, 2\]"):
         law_prediction_interval(res, cluster="data_seed", in_cluster=7, rank=4.0, length=512.0)
+
+
+def test_predict_with_cluster_gives_the_cluster_robust_intervals():
+    from lawfit.result import ExtrapolationWarning
+    from lawfit.robust import law_mean_interval, law_prediction_interval
+
+    res = lawfit.fit(sweep(3, 8).rename({"seed": "data_seed"}), exclude=None, space="log")
+    pt = {"rank": [4.0, 256.0], "length": [512.0, 512.0]}  # rank 256: beyond the fitted 128
+    with pytest.warns(ExtrapolationWarning, match="1 of 2 prediction point"):
+        mean = res.predict(**pt, cluster="data_seed")
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(mean, law_mean_interval(res, cluster="data_seed", **pt))
+    new = res.predict(**pt, interval="prediction", cluster="data_seed", warn=False)
+    pd_testing.assert_frame_equal(new, law_prediction_interval(res, cluster="data_seed", **pt))
+    assert new["extrapolated"].tolist() == [False, True]
