@@ -190,6 +190,15 @@ def _add_run_parser(sub) -> None:
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    run.add_argument(
+        "--warm-start-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="with [train] warm_start = 'half_rank': sweep directories holding the rank-r/2 "
+        "adapters (their .state.pt) that rank-r cells start from, searched after --out",
+    )
     _add_share_flag(run)
     run.add_argument(
         "--time-limit",
@@ -353,6 +362,7 @@ def _run(config, args) -> int:
             batch_cells=args.batch_cells,
             compile_step=args.compile,
             share_with=args.share_cells_with,
+            warm_start_from=args.warm_start_from,
         )
     print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
     if deadline.signal is not None:  # the shell's convention for a signalled stop

@@ -38,7 +38,7 @@ from typing import Any
 from collect.adapters import parse_modules
 from collect.errors import CollectError
 from collect.objectives import METHODS
-from collect.probe import SCHEDULES, TrainConfig, train_settings
+from collect.probe import SCHEDULES, WARM_STARTS, TrainConfig, train_settings
 
 AXES = (
     "models",
@@ -461,6 +461,10 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
         "a number in (0, 1), e.g. 0.1: the lr drops tenfold at each plateau",
     ),
     "max_decays": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "warm_start": (
+        lambda v: v in WARM_STARTS,
+        f"one of {list(WARM_STARTS)} ('half_rank': start rank r from the converged rank r // 2)",
+    ),
 }
 #: Floating dtypes a model can be loaded in (``[data] dtype``).
 DTYPES = ("float32", "float16", "bfloat16", "float64")

@@ -70,6 +70,12 @@ def launch(
         raise CollectError("launching needs submitit: pip install 'lawfit[collect]'.") from err
     if cluster not in ("slurm", "local", "debug"):
         raise CollectError(f"cluster must be 'slurm', 'local' or 'debug', got {cluster!r}.")
+    if config.train.warm_start != "none":
+        raise CollectError(
+            f"collect launch runs cells in parallel jobs, but [train] warm_start = "
+            f"{config.train.warm_start!r} starts each rank-r cell from its finished rank-r/2 "
+            "cell; run this sweep with collect run (several workers may share its directory)."
+        )
     out_dir = Path(out_dir)
     if extend_from is not None:
         extension_source(config, extend_from, out_dir)

@@ -58,6 +58,9 @@ class TrainConfig:
     #: dropout on the adapter's input during training steps (the paper: 0.1); never during
     #: the measurements (loss before/after, probabilities, greedy decoding)
     lora_dropout: float = 0.0
+    #: where a rank-r cell starts: ``none`` (its fresh initialisation) or ``half_rank`` (the
+    #: converged rank-r // 2 adapter of the same target, padded: :mod:`collect.warmstart`)
+    warm_start: str = "none"
 
     def lr_at(self, step: int, decays: int = 0) -> float:
         """Learning rate of training step ``step`` after ``decays`` plateau decays."""
@@ -76,8 +79,10 @@ LATER_TRAIN_SETTINGS = {
     "decay_factor": 0.1,
     "max_decays": 1,
     "lora_dropout": 0.0,
+    "warm_start": "none",
 }
 SCHEDULES = ("constant", "linear", "plateau_decay")
+WARM_STARTS = ("none", "half_rank")
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
@@ -429,6 +434,7 @@ def run_cell(
     checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: float = 600.0,
     progress: Callable[[int, float, float], None] | None = None,
+    warm_start: list | None = None,
 ) -> tuple[CellResult, Any]:
     """Train one adapter on ``entries`` and measure it.
 
@@ -471,6 +477,10 @@ def run_cell(
     progress : callable, optional
         Called once per logged step (every ``train.log_every`` steps) with the step, the mean
         target loss and the share of target tokens with p > 0.5, e.g. to drive a progress bar.
+    warm_start : list of torch.Tensor, optional
+        A smaller adapter's tensors (rank r // 2, same placement) copied into the leading
+        slices of this one's after ``loss_before`` is measured
+        (:func:`collect.warmstart.load_warm_start`); training starts there at step 0.
     """
     import torch
 
@@ -505,6 +515,7 @@ def run_cell(
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             progress=progress,
+            warm_start=warm_start,
         )
     except torch.cuda.OutOfMemoryError as err:
         result.status, result.error = "oom", str(err)
@@ -753,6 +764,7 @@ def _train_and_measure(
     checkpoint=None,
     checkpoint_every=600.0,
     progress=None,
+    warm_start=None,
 ):
     import torch
 
@@ -763,6 +775,10 @@ def _train_and_measure(
         loss0, p0, _ = token_stats(fwd.logits(), batch.labels)
     result.loss_before = float(loss0.mean())
     result.p_before = p0.cpu().double().numpy()
+    if warm_start is not None:  # after loss_before: ΔL stays measured against the base model
+        from collect.warmstart import load_warm_start
+
+        load_warm_start(adapter.parameters, warm_start)
     written = getattr(adapter, "write", None) is not None  # a memory written, not trained
     if written:
         adapter.write(batch)

@@ -71,6 +71,7 @@ from collect.store import (
 )
 from collect.tasks import build_task, target_entropy, validate_task
 from collect.timelimit import Deadline, TimeLimitReached
+from collect.warmstart import WarmSource, check_sources, find_source
 
 
 def _group(key: CellKey) -> tuple:
@@ -331,6 +332,7 @@ def run_sweep(
     batch_cells: int | str = "auto",
     compile_step: bool | str = False,
     share_with: Iterable[str | Path] = (),
+    warm_start_from: Iterable[str | Path] = (),
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -377,6 +379,11 @@ def run_sweep(
         runs, :func:`collect.sharing.shared_dirs`): their finished cells are copied, not
         trained; cells their workers run are left to them; cells trained here are claimed
         there too, and a checkpoint they hold is resumed.
+    warm_start_from : iterable of path
+        Sweep directories searched, after ``out_dir``, for the rank-r // 2 adapters that the
+        cells of a ``[train] warm_start = "half_rank"`` sweep start from
+        (:mod:`collect.warmstart`); a cell whose source is nowhere and not pending in this run
+        is refused before anything trains.
 
     Returns
     -------
@@ -387,6 +394,8 @@ def run_sweep(
     batching = Batching(check_batch_cells(batch_cells), compile_step)
     step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
+    warm_start_from = tuple(Path(d) for d in warm_start_from)
+    _check_warm_settings(config, warm_start_from)
     prepare_dir(config, out_dir)
     shared = shared_dirs(config, share_with, out_dir)
     if shared.precision is not None:
@@ -401,12 +410,15 @@ def run_sweep(
     redo = {k for k in todo if cell_path(out_dir, k).exists()}  # failed cells to retry
     discard_stale_checkpoints(out_dir, [k for k in mine if k not in redo])
     plan = extension_plan(source, todo) if source is not None else {}
+    warm_dirs = _warm_dirs(config, out_dir, warm_start_from, todo)
+    if warm_dirs:  # sources first: rank r // 2 trains before rank r (stable: order kept)
+        todo.sort(key=lambda k: k.rank)
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
     bar = SweepProgress(len(todo), f"{config.name} cells", enabled=progress)
-    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching, shared)
+    ctx = _Context(config, out_dir, redo, plan, source, bar, deadline, batching, shared, warm_dirs)
     with warnings_above_bars(bar.file):
         _run_pending(ctx, todo)
     bar.close()
@@ -415,6 +427,33 @@ def run_sweep(
         save_dataset(ds, merge_to)
         return ds
     return None
+
+
+def _check_warm_settings(config: SweepConfig, given: tuple[Path, ...]) -> None:
+    """Refuse warm-start settings that cannot apply (before the output directory is touched)."""
+    if config.train.warm_start == "none" and given:
+        raise CollectError(
+            "--warm-start-from only applies to a sweep with [train] warm_start = "
+            "'half_rank'; this one has warm_start = 'none'. Drop --warm-start-from or "
+            "set warm_start in the sweep file."
+        )
+    if config.train.warm_start != "none" and config.train.lora_alpha is not None:
+        raise CollectError(
+            f"[train] warm_start = 'half_rank' needs lora_alpha unset (scaling 1 at every "
+            f"rank); got lora_alpha = {config.train.lora_alpha}: the scaling alpha/r would "
+            "change the source adapter's map when its rank doubles. Remove lora_alpha."
+        )
+
+
+def _warm_dirs(
+    config: SweepConfig, out_dir: Path, given: tuple[Path, ...], todo: list[CellKey]
+) -> tuple[Path, ...]:
+    """Where warm starts are looked up; check every pending cell has a source (or none)."""
+    if config.train.warm_start == "none":
+        return ()
+    dirs = (out_dir, *given)
+    check_sources(todo, dirs, pending=todo)
+    return dirs
 
 
 def _run_pending(ctx: _Context, todo: list[CellKey]) -> None:
@@ -531,6 +570,7 @@ class _Job:
     save: Callable | None
     every: float
     first: int
+    warm: WarmSource | None = None  # the adapter it starts from ([train] warm_start)
 
 
 @dataclass
@@ -546,6 +586,8 @@ class _Context:
     deadline: Deadline | None
     batching: Batching
     shared: SharedDirs
+    #: where rank-r // 2 sources are looked up (``[train] warm_start = "half_rank"``), or ()
+    warm_dirs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -619,7 +661,15 @@ def _claim(ctx: _Context, key: CellKey) -> _Job | None:
         _release(ctx, key)
         raise
     first = int(resume["state"]["step"]) if resume else 0
-    return _Job(key, resume, attrs, prior, extended, save, every, first)
+    warm = None
+    if ctx.warm_dirs:
+        warm = find_source(key, ctx.warm_dirs)
+        if warm is None and key.rank >= 2:  # its source failed, or another worker trains it
+            _release(ctx, key)
+            ctx.bar.skipped(f"no rank-{key.rank // 2} adapter to start from yet; run again later")
+            return None
+        attrs["warm_started_from"] = warm.provenance() if warm else "none (rank 1)"
+    return _Job(key, resume, attrs, prior, extended, save, every, first, warm)
 
 
 def _record(ctx: _Context, target: _Target, job: _Job, result) -> None:
@@ -679,6 +729,7 @@ def _train_one(ctx: _Context, target: _Target, job: _Job, model):
             checkpoint=job.save,
             checkpoint_every=job.every,
             progress=on_step,
+            warm_start=job.warm.params if job.warm is not None and job.resume is None else None,
         )
         _record(ctx, target, job, result)
     finally:
@@ -746,6 +797,8 @@ def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
         targets: dict[tuple, _Target] = {}
 
         def size_of(key: CellKey, device=loaded.device) -> int:
+            if ctx.warm_dirs:  # warm-started cells train one by one
+                return 1
             return cells_per_batch(batching.cells, device, key)
 
         for unit in batch_units(model_keys, size_of, config.train):
