@@ -146,6 +146,18 @@ def _preflight(config, args, cells=None):
     print(summary(preflight(config, cells, ceiling=check_args(args.max_cell_memory))))
 
 
+def _add_warm_start_flag(parser) -> None:
+    parser.add_argument(
+        "--warm-start-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="with [train] warm_start = 'half_rank': sweep directories holding the rank-r/2 "
+        "adapters (their .state.pt) that rank-r cells start from, searched after --out",
+    )
+
+
 def _add_share_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--share-cells-with",
@@ -190,15 +202,7 @@ def _add_run_parser(sub) -> None:
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
-    run.add_argument(
-        "--warm-start-from",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="with [train] warm_start = 'half_rank': sweep directories holding the rank-r/2 "
-        "adapters (their .state.pt) that rank-r cells start from, searched after --out",
-    )
+    _add_warm_start_flag(run)
     _add_share_flag(run)
     run.add_argument(
         "--time-limit",
@@ -231,6 +235,7 @@ def _add_plan_parser(sub) -> None:
     _add_grid_flags(plan)
     _add_memory_flag(plan)
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
+    _add_warm_start_flag(plan)
     _add_share_flag(plan)
 
 
@@ -329,10 +334,22 @@ def _plan(config, args) -> None:
             f"{len(todo) - sum(counts.values())} from scratch"
         )
     shared = _shared_notes(config, args, todo)
+    warm = _warm_notes(config, args, todo)
     for key in todo:
-        notes = [plan.get(key), shared.get(key), running.get(key), checkpoints.get(key)]
+        notes = [plan.get(key), warm.get(key), shared.get(key), running.get(key)]
+        notes.append(checkpoints.get(key))
         print("  ", key.slug(), ", ".join(filter(None, notes)))
     _preflight(config, args, todo)
+
+
+def _warm_notes(config, args, todo) -> dict:
+    """Where each pending cell of a warm-start sweep starts from (``collect plan``)."""
+    from collect.warmstart import describe_source
+
+    if config.train.warm_start == "none":
+        return {}
+    dirs = [args.out, *args.warm_start_from]
+    return {key: describe_source(key, dirs, todo) for key in todo}
 
 
 def _run(config, args) -> int:

@@ -90,6 +90,21 @@ def missing_sources(
     return out
 
 
+def describe_source(
+    key: CellKey, directories: Sequence[str | Path], pending: Iterable[CellKey]
+) -> str:
+    """Say where ``key`` starts (``collect plan``): its source, or why it has none yet."""
+    wanted = source_key(key)
+    if wanted is None:
+        return "from scratch (rank 1)"
+    for directory in directories:
+        if state_path(Path(directory), wanted).exists():
+            return f"warm start from rank {wanted.rank} in {directory}"
+    if wanted in set(pending):
+        return f"warm start from rank {wanted.rank}, trained first in this run"
+    return f"NO rank-{wanted.rank} source (the run refuses it)"
+
+
 def check_sources(
     keys: Sequence[CellKey], directories: Sequence[str | Path], pending: Iterable[CellKey]
 ) -> None:

@@ -147,3 +147,19 @@ def test_launch_refuses_a_warm_start_sweep(tiny_sweep, tmp_path):
     with pytest.raises(CollectError, match="run this sweep with collect run"):
         launch(config, tmp_path, cluster="debug")
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_plan_says_where_each_cell_starts(tiny_sweep, tmp_path, capsys):
+    source = config_from_dict(_raw(tiny_sweep, [1]))
+    run_sweep(source, tmp_path / "source", progress=False)
+    sweep = tmp_path / "warm.json"
+    sweep.write_text(json.dumps(_raw(tiny_sweep, [1, 2, 4], warm_start="half_rank")))
+    argv = ["plan", str(sweep), "--out", str(tmp_path / "out")]
+    assert collect_main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    said = {r: next(line for line in lines if f"-r{r}-" in line) for r in (1, 2, 4)}
+    assert "from scratch (rank 1)" in said[1]
+    assert "trained first in this run" in said[2] and "trained first in this run" in said[4]
+    assert collect_main([*argv, "--warm-start-from", str(tmp_path / "source")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("-r2-" in line and f"in {tmp_path / 'source'}" in line for line in lines)
