@@ -10,6 +10,7 @@ target loss). A running cell is read from its checkpoint.
 
     python analysis/12_warm_start.py              # the table
     python analysis/12_warm_start.py --markdown   # for docs/protocol.md
+    python analysis/12_warm_start.py --plot docs/img/warm_start.png   # the curves
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def _warm_curve(out_dir: str, key, fingerprint: str, loss_before: float):
     return np.asarray(state["curve_steps"]), dl, "running", float("nan"), {}
 
 
-def study_table() -> pd.DataFrame:
-    """One row per warm-start cell, beside the same cell trained from scratch."""
+def study_table(curves: dict | None = None) -> pd.DataFrame:
+    """One row per warm-start cell, beside the same cell trained from scratch.
+
+    ``curves``, if given, receives each cell's ``(scratch, warm)`` (steps, ΔL) curves.
+    """
     from collect.config import load_config
     from collect.store import read_cell
 
@@ -85,6 +89,8 @@ def study_table() -> pd.DataFrame:
             rows.append({**row, "state": "pending"})
             continue
         w_steps, w_dl, state, dl_final, attrs = found
+        if curves is not None:
+            curves[(key.rank, key.length, key.data_seed)] = ((s_steps, s_dl), (w_steps, w_dl))
         source = json.loads(attrs.get("warm_started_from", "{}") or "{}")
         row.update(
             state=state,
@@ -99,11 +105,42 @@ def study_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plot(curves: dict, table: pd.DataFrame, path: str) -> None:
+    """ΔL against training steps, scratch and warm, one panel per cell, the 1 % band drawn."""
+    from lawfit.plotting.style import new_figure, paper_style
+
+    with paper_style():
+        fig, axes = new_figure("double", 2.3, ncols=max(len(curves), 1), squeeze=False)
+        for ax, (cell, (scratch, warm)) in zip(axes[0], sorted(curves.items()), strict=False):
+            rank, length, seq = cell
+            row = table.set_index(["rank", "length", "data_seed"]).loc[cell]
+            ax.plot(*scratch, color="0.45", lw=1, label="from scratch")
+            ax.plot(*warm, color="C0", lw=1.2, label=f"from rank {rank // 2}")
+            ax.axhspan(
+                (1 - TOLERANCE) * row["dL_scratch"],
+                row["dL_scratch"],
+                color="C1",
+                alpha=0.25,
+                lw=0,
+                label="within 1 % of scratch at 3,000",
+            )
+            ax.set_title(f"rank {rank}, ℓ = {length:,}, sequence {seq}")
+            ax.set_xlabel("training steps")
+        axes[0][0].set_ylabel("ΔL (nats/token)")
+        axes[0][0].legend(loc="lower right", frameon=False)
+        fig.savefig(path, dpi=200, bbox_inches="tight")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--plot", metavar="PNG", help="draw the curves there")
     args = ap.parse_args()
-    table = study_table()
+    curves: dict = {}
+    table = study_table(curves)
+    if args.plot:
+        plot(curves, table, args.plot)
     for col in ("dL_scratch", "dL_warm", "dL_warm_start", "share_of_scratch"):
         if col in table:
             table[col] = table[col].round(4)
