@@ -190,3 +190,21 @@ def test_a_cut_warm_cell_resumes_to_the_cell_an_uncut_run_writes(tiny_sweep, tmp
         assert json.loads(ds.attrs["warm_started_from"])["rank"] == 1
     for name in ("loss_curve", "p_after", "loss_after"):
         np.testing.assert_allclose(resumed[name].values, whole[name].values, rtol=1e-6)
+
+
+def test_a_warm_start_run_is_deterministic_given_its_seeds(tiny_sweep, tmp_path):
+    config = config_from_dict(_raw(tiny_sweep, [1, 2], warm_start="half_rank"))
+    first = run_sweep(config, tmp_path / "a", progress=False, merge_to=tmp_path / "a.nc")
+    second = run_sweep(config, tmp_path / "b", progress=False, merge_to=tmp_path / "b.nc")
+    for name in ("loss_curve", "p_after", "loss_after", "greedy_correct"):
+        np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
+    # and the warm start changes training, so the comparison above can fail
+    cold = run_sweep(
+        config_from_dict(_raw(tiny_sweep, [1, 2])),
+        tmp_path / "c",
+        progress=False,
+        merge_to=tmp_path / "c.nc",
+    )
+    rank2 = {"rank": 2}
+    assert not np.allclose(first["loss_curve"].sel(rank2), cold["loss_curve"].sel(rank2))
+    np.testing.assert_array_equal(first["loss_before"].values, cold["loss_before"].values)
