@@ -115,7 +115,7 @@ def plot(curves: dict, table: pd.DataFrame, path: str) -> None:
             rank, length, seq = cell
             row = table.set_index(["rank", "length", "data_seed"]).loc[cell]
             ax.plot(*scratch, color="0.45", lw=1, label="from scratch")
-            ax.plot(*warm, color="C0", lw=1.2, label=f"from rank {rank // 2}")
+            ax.plot(*warm, color="C0", lw=1.2, label="from the converged rank r/2")
             ax.axhspan(
                 (1 - TOLERANCE) * row["dL_scratch"],
                 row["dL_scratch"],
