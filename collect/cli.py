@@ -348,8 +348,8 @@ def _warm_notes(config, args, todo) -> dict:
 
     if config.train.warm_start == "none":
         return {}
-    dirs = [args.out, *args.warm_start_from]
-    return {key: describe_source(key, dirs, todo) for key in todo}
+    dirs, pending = [args.out, *args.warm_start_from], set(todo)
+    return {key: describe_source(key, dirs, pending) for key in todo}
 
 
 def _run(config, args) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,14 @@ def find_source(key: CellKey, directories: Iterable[str | Path]) -> WarmSource |
     return None
 
 
+def _saved_in(wanted: CellKey, directories: Sequence[str | Path]) -> Path | None:
+    """Return the first directory holding ``wanted``'s saved state (.state.pt), or None."""
+    for directory in directories:
+        if state_path(Path(directory), wanted).exists():
+            return Path(directory)
+    return None
+
+
 def missing_sources(
     keys: Sequence[CellKey], directories: Sequence[str | Path], pending: Iterable[CellKey]
 ) -> list[CellKey]:
@@ -85,22 +93,21 @@ def missing_sources(
         wanted = source_key(key)
         if wanted is None or wanted in coming:
             continue
-        if not any(state_path(Path(d), wanted).exists() for d in directories):
+        if _saved_in(wanted, directories) is None:
             out.append(key)
     return out
 
 
 def describe_source(
-    key: CellKey, directories: Sequence[str | Path], pending: Iterable[CellKey]
+    key: CellKey, directories: Sequence[str | Path], pending: Collection[CellKey]
 ) -> str:
     """Say where ``key`` starts (``collect plan``): its source, or why it has none yet."""
     wanted = source_key(key)
     if wanted is None:
         return "from scratch (rank 1)"
-    for directory in directories:
-        if state_path(Path(directory), wanted).exists():
-            return f"warm start from rank {wanted.rank} in {directory}"
-    if wanted in set(pending):
+    if (directory := _saved_in(wanted, directories)) is not None:
+        return f"warm start from rank {wanted.rank} in {directory}"
+    if wanted in pending:
         return f"warm start from rank {wanted.rank}, trained first in this run"
     return f"NO rank-{wanted.rank} source (the run refuses it)"
 
