@@ -33,8 +33,9 @@ SHARE_HELP = (
 )
 
 EXTEND_HELP = (
-    "a finished sweep dir with the same settings but a smaller max_steps: copy its cells that "
-    "stopped early, continue its budget-stopped cells from their saved state, run the rest"
+    "a finished sweep dir with the same settings but a smaller max_steps (or a constant lr this "
+    "sweep cools down): copy its cells that stopped early, continue its budget-stopped cells "
+    "from their saved state, run the rest"
 )
 
 

@@ -191,9 +191,14 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
+#: [train] settings that make up a cell's budget: an extended sweep may change them
+#: (``collect.sweep.extension_source`` checks that the lr of every step already run agrees)
+BUDGET_SETTINGS = ("max_steps", "schedule", "cooldown_steps")
+
+
 def without_budget(settings: dict[str, Any]) -> dict[str, Any]:
-    """Copy a :meth:`SweepConfig.settings` mapping without ``train.max_steps``."""
-    train = {k: v for k, v in settings.get("train", {}).items() if k != "max_steps"}
+    """Copy a :meth:`SweepConfig.settings` mapping without its :data:`BUDGET_SETTINGS`."""
+    train = {k: v for k, v in settings.get("train", {}).items() if k not in BUDGET_SETTINGS}
     return {**settings, "train": train}
 
 
@@ -461,6 +466,10 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
         "a number in (0, 1), e.g. 0.1: the lr drops tenfold at each plateau",
     ),
     "max_decays": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "cooldown_steps": (
+        lambda v: _is_int(v) and v >= 1,
+        "an integer number of steps >= 1 (the last steps, over which the lr decays to 0)",
+    ),
     "warm_start": (
         lambda v: v in WARM_STARTS,
         f"one of {list(WARM_STARTS)} ('half_rank': start rank r from the converged rank r // 2)",
@@ -501,7 +510,31 @@ def _apply_rules(section: str, values: dict[str, Any], rules: dict[str, tuple[An
 def _check_train(train: dict[str, Any]) -> dict[str, Any]:
     """Type- and range-check the ``[train]`` values; return them unchanged."""
     _apply_rules("train", train, TRAIN_RULES)
+    _check_cooldown(train)
     return train
+
+
+def _check_cooldown(train: dict[str, Any]) -> None:
+    """Refuse a ``cooldown`` schedule without a fitting ``cooldown_steps``, and vice versa."""
+    cooling = train.get("schedule") == "cooldown"
+    steps = train.get("cooldown_steps")
+    if cooling and steps is None:
+        raise CollectError(
+            "[train] schedule = 'cooldown' needs cooldown_steps, the number of last steps over "
+            "which the lr decays to 0; got none. Add e.g. cooldown_steps = 300."
+        )
+    if not cooling and steps is not None:
+        raise CollectError(
+            f"[train] cooldown_steps = {steps} only applies to schedule = 'cooldown', but the "
+            f"schedule is {train.get('schedule', 'constant')!r}. Remove cooldown_steps or set "
+            "schedule = 'cooldown'."
+        )
+    budget = train.get("max_steps", TrainConfig.max_steps)
+    if cooling and steps > budget:
+        raise CollectError(
+            f"[train] cooldown_steps must be at most max_steps ({budget}); got {steps}. "
+            "The cool-down is the last part of the budget: shorten it or raise max_steps."
+        )
 
 
 def _check_data(data: dict[str, Any]) -> None:

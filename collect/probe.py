@@ -51,10 +51,13 @@ class TrainConfig:
     lora_alpha: float | None = None
     #: learning-rate schedule: ``constant``; ``linear`` (decay to 0 over ``max_steps``, no
     #: warm-up: the paper's); ``plateau_decay`` (constant until the plateau rule fires, then
-    #: multiply the lr by ``decay_factor`` and continue, ``max_decays`` times, then stop)
+    #: multiply the lr by ``decay_factor`` and continue, ``max_decays`` times, then stop);
+    #: ``cooldown`` (constant, then linear decay to 0 over the last ``cooldown_steps``: the
+    #: stable-then-decay schedule, whose constant phase is the constant run step for step)
     schedule: str = "constant"
     decay_factor: float = 0.1
     max_decays: int = 1
+    cooldown_steps: int = 0
     #: dropout on the adapter's input during training steps (the paper: 0.1); never during
     #: the measurements (loss before/after, probabilities, greedy decoding)
     lora_dropout: float = 0.0
@@ -68,6 +71,8 @@ class TrainConfig:
             return self.lr * max(0.0, 1.0 - step / self.max_steps)
         if self.schedule == "plateau_decay":
             return self.lr * self.decay_factor**decays
+        if self.schedule == "cooldown":
+            return self.lr * min(1.0, (self.max_steps - step) / self.cooldown_steps)
         return self.lr
 
 
@@ -80,20 +85,24 @@ LATER_TRAIN_SETTINGS = {
     "max_decays": 1,
     "lora_dropout": 0.0,
     "warm_start": "none",
+    "cooldown_steps": 0,
 }
-SCHEDULES = ("constant", "linear", "plateau_decay")
+SCHEDULES = ("constant", "linear", "plateau_decay", "cooldown")
 WARM_STARTS = ("none", "half_rank")
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
     """Return the settings of ``train`` that define a cell's protocol (fingerprinted).
 
-    Settings of :data:`LATER_TRAIN_SETTINGS` are left out at their earlier value, and the
-    decay settings are left out unless the schedule is ``plateau_decay``.
+    Settings of :data:`LATER_TRAIN_SETTINGS` are left out at their earlier value, the
+    decay settings unless the schedule is ``plateau_decay``, and ``cooldown_steps`` unless
+    it is ``cooldown``.
     """
     out = dataclasses.asdict(train)
     if train.schedule != "plateau_decay":
         out.update({k: LATER_TRAIN_SETTINGS[k] for k in ("decay_factor", "max_decays")})
+    if train.schedule != "cooldown":
+        out["cooldown_steps"] = LATER_TRAIN_SETTINGS["cooldown_steps"]
     return {k: v for k, v in out.items() if LATER_TRAIN_SETTINGS.get(k, object()) != v}
 
 

@@ -135,24 +135,19 @@ def extension_source(
 ) -> ExtensionSource:
     """Check that ``config`` may extend the sweep in ``old_dir`` (nothing trains or is written).
 
-    Every training and data setting must equal the old sweep's, except ``[train] max_steps``,
-    which may only grow. The grid may differ: cells the old sweep lacks run from scratch.
+    Every training and data setting must equal the old sweep's, except the budget: ``[train]
+    max_steps`` may grow, and the lr schedule may change where it gives every step the old
+    sweep ran the old lr (a constant run continued under ``cooldown`` whose constant phase
+    covers the old budget; :func:`check_same_lr`). The grid may differ: cells the old sweep
+    lacks run from scratch.
 
     Raises
     ------
     CollectError
-        If ``old_dir`` holds no sweep, is ``out_dir`` itself, or its settings differ (the
-        message names each differing setting).
+        If ``old_dir`` holds no sweep, is ``out_dir`` itself, its settings differ (the
+        message names each differing setting), or its lr differs at a step it ran.
     """
     old_dir = Path(old_dir)
-    if config.train.schedule != "constant":
-        raise CollectError(
-            f"--extend-from only applies to a constant learning rate, but [train] schedule = "
-            f"{config.train.schedule!r}: under a decaying schedule the lr of every step depends "
-            "on the budget (linear) or on when the plateaus came (plateau_decay), so a run "
-            "continued to a larger budget is not the run a larger budget gives. Run the sweep "
-            "from scratch instead."
-        )
     meta = old_dir / "sweep.json"
     if not meta.exists():
         raise CollectError(
@@ -169,7 +164,8 @@ def extension_source(
     diffs = settings_differences(without_budget(old_settings), without_budget(config.settings()))
     if diffs:
         raise CollectError(
-            f"cannot extend {old_dir}: only [train] max_steps may change, but these settings "
+            f"cannot extend {old_dir}: only [train] max_steps and the schedule may change, but "
+            "these settings "
             "differ:\n  " + "\n  ".join(diffs) + "\nUse the old sweep's settings, or run "
             "without --extend-from."
         )
@@ -179,7 +175,39 @@ def extension_source(
             f"cannot extend {old_dir}: [train] max_steps = {config.train.max_steps} is smaller "
             f"than its budget {old_budget}; extension only raises the budget."
         )
+    check_same_lr(TrainConfig(**old_settings["train"]), config.train, old_dir)
     return ExtensionSource(old_dir, str(old["fingerprint"]), old_budget)
+
+
+def check_same_lr(old: TrainConfig, new: TrainConfig, old_dir: str | Path) -> None:
+    """Refuse to extend ``old`` by ``new`` unless each step ``old`` ran has the same lr.
+
+    Continuing an old cell from its saved state equals a direct run only if the direct run
+    would have taken the old run's steps: the same lr at every step below the old budget.
+    ``plateau_decay`` is refused outright (its lr depends on when the plateaus came).
+
+    Raises
+    ------
+    CollectError
+        Naming the first step where the two schedules' lr differ.
+    """
+    if "plateau_decay" in (old.schedule, new.schedule):
+        raise CollectError(
+            f"cannot extend {old_dir} under schedule 'plateau_decay': its lr depends on when the "
+            "plateaus came, so a continued run is not the run a larger budget gives. Run the "
+            "sweep from scratch instead."
+        )
+    step = next((s for s in range(old.max_steps) if old.lr_at(s) != new.lr_at(s)), None)
+    if step is not None:
+        raise CollectError(
+            f"cannot extend {old_dir}: its cells ran step {step} at lr {old.lr_at(step):g} "
+            f"(schedule {old.schedule!r}, max_steps {old.max_steps}), but this sweep's schedule "
+            f"({new.schedule!r}, max_steps {new.max_steps}) gives that step lr "
+            f"{new.lr_at(step):g}, so a continued run is not the run this sweep describes. "
+            "Extension works from a constant-lr sweep to a larger constant budget, or to a "
+            "'cooldown' schedule whose constant phase (max_steps - cooldown_steps) covers the "
+            f"old budget of {old.max_steps}; otherwise run the sweep from scratch."
+        )
 
 
 def extension_plan(source: ExtensionSource, keys: Iterable[CellKey]) -> dict[CellKey, str]:

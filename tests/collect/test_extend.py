@@ -204,6 +204,48 @@ def test_other_data_settings_and_bad_sources_are_named(extended, tmp_path, tiny_
     assert not (tmp_path / "c").exists()
 
 
+def test_a_constant_sweep_extends_to_a_cooldown_equal_to_a_direct_run(
+    extended, tmp_path, tiny_sweep
+):
+    old_cfg, _, old, _, constant = extended
+    raw = _raw(tiny_sweep, 2 * N, schedule="cooldown", cooldown_steps=N)
+    cool_cfg = config_from_dict(raw)
+    got = run_sweep(
+        cool_cfg, tmp_path / "new", progress=False, extend_from=old, merge_to=tmp_path / "new.nc"
+    )
+    direct = run_sweep(
+        cool_cfg, tmp_path / "direct", progress=False, merge_to=tmp_path / "direct.nc"
+    )
+    _assert_same_dataset(got, direct)
+    after = _cells(tmp_path / "new", cool_cfg)
+    resumed = [k for k, a in after.items() if a.get("extension") == "resumed"]
+    assert resumed and all(json.loads(after[k]["protocol"])["cooldown_steps"] == N for k in resumed)
+    # the decayed steps change the resumed cells: the comparison above could fail
+    sel = {"objective": "sft"}
+    assert not np.allclose(
+        got.sel(sel)["loss_after"], constant.sel(sel)["loss_after"], equal_nan=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"schedule": "cooldown", "cooldown_steps": N + 2}, rf"ran step {N - 1} at lr 0.03"),
+        ({"schedule": "linear"}, "ran step 1 at lr 0.03"),
+        ({"schedule": "plateau_decay"}, "under schedule 'plateau_decay'"),
+    ],
+    ids=["cooldown_too_long", "linear", "plateau_decay"],
+)
+def test_an_lr_that_differs_on_steps_already_run_is_refused(
+    extended, tmp_path, tiny_sweep, train, message
+):
+    _, _, old, _, _ = extended
+    config = config_from_dict(_raw(tiny_sweep, 2 * N, **train))
+    with pytest.raises(CollectError, match=message):
+        run_sweep(config, tmp_path / "new", progress=False, extend_from=old)
+    assert not (tmp_path / "new").exists()
+
+
 def test_launcher_extends_too(extended, tmp_path):
     _, new_cfg, old, _, reference = extended
     launch(new_cfg, tmp_path, cluster="debug", jobs=2, wait=True, extend_from=old)

@@ -9,7 +9,6 @@ import pytest
 from collect.config import CellKey, config_from_dict
 from collect.errors import CollectError
 from collect.probe import TrainConfig, run_cell
-from collect.sweep import extension_source
 from collect.tasks import build_task
 
 KW = dict(task="long_context", method="sft", modules="mlp@2", rank=2, seed=0)
@@ -31,14 +30,31 @@ def test_linear_schedule_decays_to_zero_over_the_budget():
     assert TrainConfig(lr=0.02).lr_at(10**6) == 0.02
 
 
+def test_cooldown_is_the_constant_run_then_a_linear_decay_to_zero():
+    cool = TrainConfig(lr=0.02, max_steps=200, schedule="cooldown", cooldown_steps=50)
+    constant, linear = TrainConfig(lr=0.02), TrainConfig(lr=0.02, max_steps=50, schedule="linear")
+    assert [cool.lr_at(s) for s in range(151)] == [constant.lr_at(s) for s in range(151)]
+    # the last 50 steps are the 50-step linear schedule, step for step
+    assert [cool.lr_at(150 + s) for s in range(51)] == pytest.approx(
+        [linear.lr_at(s) for s in range(51)], rel=1e-12
+    )
+    assert cool.lr_at(200) == 0.0
+    whole = TrainConfig(lr=0.02, max_steps=200, schedule="cooldown", cooldown_steps=200)
+    full = TrainConfig(lr=0.02, max_steps=200, schedule="linear")
+    assert [whole.lr_at(s) for s in range(201)] == pytest.approx(
+        [full.lr_at(s) for s in range(201)], rel=1e-12
+    )
+
+
 @pytest.mark.parametrize(
     "settings",
     [
         {"schedule": "linear"},
         {"schedule": "plateau_decay", "patience": 3, "min_delta": 0.5},
         {"lora_dropout": 0.3},
+        {"schedule": "cooldown", "cooldown_steps": 10},
     ],
-    ids=["linear", "plateau_decay", "dropout"],
+    ids=["linear", "plateau_decay", "dropout", "cooldown"],
 )
 def test_each_protocol_is_deterministic_given_its_seeds(tiny, settings):
     train = TrainConfig(max_steps=15, log_every=1, lr=3e-2, stop_when_memorized=False, **settings)
@@ -98,13 +114,6 @@ def test_plateau_decay_resumes_from_a_checkpoint_to_the_same_cell(tiny):
     assert resumed.loss_after == direct.loss_after
 
 
-@pytest.mark.parametrize("schedule", ["linear", "plateau_decay"])
-def test_extend_from_refuses_a_decaying_schedule(tiny_sweep, tmp_path, schedule):
-    raw = tiny_sweep(train={"max_steps": 40, "schedule": schedule})
-    with pytest.raises(CollectError, match="only applies to a constant learning rate"):
-        extension_source(config_from_dict(raw), tmp_path / "old")
-
-
 @pytest.mark.parametrize(
     ("train", "match"),
     [
@@ -113,6 +122,10 @@ def test_extend_from_refuses_a_decaying_schedule(tiny_sweep, tmp_path, schedule)
         ({"lora_dropout": -0.1}, "lora_dropout must be a probability"),
         ({"decay_factor": 1.5}, r"decay_factor must be a number in \(0, 1\)"),
         ({"max_decays": -1}, "max_decays must be an integer"),
+        ({"schedule": "cooldown"}, "needs cooldown_steps"),
+        ({"schedule": "cooldown", "cooldown_steps": 0}, "cooldown_steps must be an integer"),
+        ({"schedule": "cooldown", "cooldown_steps": 11}, r"at most max_steps \(10\)"),
+        ({"cooldown_steps": 5}, "only applies to schedule = 'cooldown'"),
     ],
 )
 def test_bad_protocol_settings_are_refused(tiny_sweep, train, match):
