@@ -45,6 +45,10 @@ PROTOCOLS = {
         "sweeps/law_cpu_fixed.toml",
         "data/law_cpu_fixed",
     ),
+    "the same 3,000 steps, then 300 with the lr decayed to 0 (a cool-down, session 18)": (
+        "sweeps/protocol/cooldown.toml",
+        "data/protocol/cooldown",
+    ),
 }
 PROBE_CELLS = [(1, 128), (1, 256), (1, 512), (2, 512)]
 TOLERANCE = 0.01

@@ -11,6 +11,7 @@ if the constant lr leaves more ΔL on the table at some lengths than at others, 
         --extend-from data/law_cpu_fixed
     python analysis/13_cooldown.py              # the table and both fits
     python analysis/13_cooldown.py --markdown   # for docs/protocol.md
+    python analysis/13_cooldown.py --plot docs/img/protocol_cooldown.png   # gain by length
 """
 
 from __future__ import annotations
@@ -132,9 +133,39 @@ def law_before_and_after(pairs: list) -> pd.DataFrame | None:
     return pd.DataFrame(out)
 
 
+def plot(table: pd.DataFrame, path: str) -> None:
+    """The cool-down's gain against target length, one marker per rank, the 1 % line drawn."""
+    from lawfit.plotting.style import new_figure, paper_style
+
+    done = table[table["state"] == "done"]
+    with paper_style():
+        fig, ax = new_figure("single", 2.4)
+        markers = dict(zip(sorted(done["rank"].unique()), "osD^v", strict=False))
+        for i, (rank, cells) in enumerate(done.groupby("rank")):
+            ax.scatter(
+                cells["length"],
+                cells["gain_pct"],
+                marker=markers[rank],
+                color=f"C{i}",
+                s=22,
+                zorder=3,
+                label=f"rank {rank}",
+            )
+        ax.axhline(1.0, color="0.4", lw=0.8, ls="--", label="1 % (the study's tolerance)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(done["length"].unique()), map(str, sorted(done["length"].unique())))
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("target length ℓ (tokens)")
+        ax.set_ylabel("ΔL gained by the cool-down (%)")
+        ax.legend(frameon=False, fontsize="small", loc="upper left")
+        fig.savefig(path, dpi=200, bbox_inches="tight")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    ap.add_argument("--plot", metavar="PNG", help="draw the gain against length there")
     for name, (sweep, out) in (("cooled", COOLED), ("constant", CONSTANT)):
         ap.add_argument(
             f"--{name}",
@@ -146,6 +177,8 @@ def main() -> None:
     args = ap.parse_args()
     show = markdown if args.markdown else (lambda t: t.to_string(index=False))
     table, pairs = study_table(args.cooled, args.constant)
+    if args.plot:
+        plot(table, args.plot)
     for col in [c for c in table if c.startswith("dL") or c.endswith("pct")]:
         table[col] = table[col].round(3 if col.startswith("dL") else 2)
     print(show(table))

@@ -44,7 +44,7 @@ def test_cooldown_study_pairs_each_cooled_cell_with_its_constant_cell(tmp_path, 
     for name, raw in (("constant", constant), ("cooled", cooled)):
         (tmp_path / f"{name}.json").write_text(json.dumps(raw))
     script = os.path.join(ROOT, "analysis", "13_cooldown.py")
-    args = ["--markdown"]
+    args = ["--markdown", "--plot", str(tmp_path / "gain.png")]
     for name in ("cooled", "constant"):
         args += [f"--{name}", str(tmp_path / f"{name}.json"), str(tmp_path / name)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
@@ -52,6 +52,7 @@ def test_cooldown_study_pairs_each_cooled_cell_with_its_constant_cell(tmp_path, 
         [sys.executable, script, *args], env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "gain.png").stat().st_size > 0
     rows = _table(run.stdout, "rank")
     keys = config_from_dict(cooled).cells()
     assert len(rows) == len(keys) == 6
