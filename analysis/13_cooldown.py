@@ -71,19 +71,19 @@ def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
     rows, pairs = [], []
     for key in cool_config.cells():
         row = {"rank": key.rank, "length": key.length, "data_seed": key.data_seed}
-        constant = read_cell(const_dir, key, const_config.fingerprint())
-        if constant is None:
+        before = read_cell(const_dir, key, const_config.fingerprint())
+        if before is None:
             rows.append({**row, "state": "no law-sweep cell"})
             continue
-        state, cooled, step = _cooled_state(cool_dir, key, cool_config.fingerprint())
-        row.update(state=state, step=step, dL_constant=float(constant["loss_reduction"]))
-        row["dL_best_constant"] = _best_dl(constant)
-        if cooled is not None:
-            row["dL_cooled"] = float(cooled["loss_reduction"])
+        state, after, step = _cooled_state(cool_dir, key, cool_config.fingerprint())
+        row.update(state=state, step=step, dL_constant=float(before["loss_reduction"]))
+        row["dL_best_constant"] = _best_dl(before)
+        if after is not None:
+            row["dL_cooled"] = float(after["loss_reduction"])
             row["gain_pct"] = 100 * (row["dL_cooled"] / row["dL_constant"] - 1)
             row["gain_over_best_pct"] = 100 * (row["dL_cooled"] / row["dL_best_constant"] - 1)
-            row["how"] = cooled.attrs.get("extension", "from scratch")
-            pairs.append((key, constant, cooled))
+            row["how"] = after.attrs.get("extension", "from scratch")
+            pairs.append((key, before, after))
         rows.append(row)
     return pd.DataFrame(rows), pairs
 
@@ -118,9 +118,10 @@ def law_before_and_after(pairs: list) -> pd.DataFrame | None:
         except lawfit.LawfitError as exc:
             print(f"{label}: law not fitted: {exc}")
             continue
-        how = "cluster" if unit != "cell" else "profile"
-        ci = res.conf_int(how, **({"cluster": unit} if unit != "cell" else {}))
-        diff = res.contrast({"alpha": 1, "beta": -1}, cluster=None if unit == "cell" else unit)
+        cluster = None if unit == "cell" else unit
+        how = "profile" if cluster is None else "cluster"
+        ci = res.conf_int(how, **({} if cluster is None else {"cluster": cluster}))
+        diff = res.contrast({"alpha": 1, "beta": -1}, cluster=cluster)
         row = {"cells": label, "n": res.n_obs, "interval": f"{how} ({unit})"}
         for p in ("alpha", "beta"):
             row[p] = f"{res.params[p]:.3f} [{ci.loc[p, 'low']:.3f}, {ci.loc[p, 'high']:.3f}]"
