@@ -33,6 +33,7 @@ from collect.store import (
     claim_cell,
     copy_cell,
     open_verified,
+    path_from,
     read_state,
     release_cell,
     state_path,
@@ -144,8 +145,11 @@ def not_finished_elsewhere(
 
 
 def copy_finished(shared: SharedDirs, source: Path, out_dir: Path, key: CellKey) -> Path:
-    """Copy ``key`` from ``source``, a shared directory that finished it (attr ``copied_from``)."""
-    attrs = {"copied_from": str(source)}
+    """Copy ``key`` from ``source``, a shared directory that finished it.
+
+    The copy records ``copied_from``: ``source`` relative to ``out_dir``.
+    """
+    attrs = {"copied_from": path_from(out_dir, source)}
     return copy_cell(source, out_dir, key, shared.fingerprint, shared.fingerprint, attrs)
 
 

@@ -69,6 +69,17 @@ def cell_path(out_dir: Path, key: CellKey) -> Path:
     return Path(out_dir) / "cells" / f"{key.slug()}.nc"
 
 
+def path_from(out_dir: Path, other: Path) -> str:
+    """``other`` as a path relative to the sweep directory ``out_dir`` (POSIX separators).
+
+    Cells record the directories they came from (``copied_from``, ``warm_started_from``)
+    this way, so that the record stays true when the data are moved or cloned elsewhere:
+    ``out_dir / path_from(out_dir, other)`` is ``other`` again.
+    """
+    rel = os.path.relpath(Path(other).resolve(), Path(out_dir).resolve())
+    return Path(rel).as_posix()
+
+
 def write_cell(
     out_dir: Path,
     key: CellKey,

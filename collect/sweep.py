@@ -696,7 +696,7 @@ def _claim(ctx: _Context, key: CellKey) -> _Job | None:
             _release(ctx, key)
             ctx.bar.skipped(f"no rank-{key.rank // 2} adapter to start from yet; run again later")
             return None
-        attrs["warm_started_from"] = warm.provenance() if warm else "none (rank 1)"
+        attrs["warm_started_from"] = warm.provenance(ctx.out_dir) if warm else "none (rank 1)"
     return _Job(key, resume, attrs, prior, extended, save, every, first, warm)
 
 

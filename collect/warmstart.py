@@ -24,7 +24,7 @@ from typing import Any
 
 from collect.config import CellKey
 from collect.errors import CollectError
-from collect.store import read_state, state_path
+from collect.store import path_from, read_state, state_path
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,14 @@ class WarmSource:
     step: int  # the steps the source trained
     params: list  # its adapter tensors (CPU)
 
-    def provenance(self) -> str:
-        """JSON for the warm-started cell's ``warm_started_from`` attribute."""
+    def provenance(self, out_dir: Path) -> str:
+        """JSON for the ``warm_started_from`` attribute of a cell written to ``out_dir``.
+
+        ``directory`` is the source's directory relative to ``out_dir``.
+        """
         return json.dumps(
             {
-                "directory": str(self.directory),
+                "directory": path_from(out_dir, self.directory),
                 "cell": self.key.slug(),
                 "rank": self.key.rank,
                 "steps": self.step,

@@ -11,7 +11,7 @@ import collect.sweep as sweep_module
 from collect.cli import main as collect_main
 from collect.config import config_from_dict
 from collect.errors import CollectError
-from collect.store import cell_path, claim_path, read_state, state_path
+from collect.store import cell_path, claim_path, path_from, read_state, state_path
 from collect.sweep import run_sweep
 from collect.timelimit import Deadline
 
@@ -22,6 +22,18 @@ def _raw(tiny_sweep, ranks, lengths, name, **train):
     settings = {"max_steps": 40, "log_every": 5, **train}
     grid = [{**LONG, "ranks": ranks, "lengths": lengths}]
     return tiny_sweep(name=name, grid=grid, train=settings)
+
+
+def test_recorded_directories_are_relative_and_survive_a_move(tmp_path, monkeypatch):
+    """``path_from`` gives the other directory relative to the sweep's, whatever the cwd."""
+    out, other = tmp_path / "data" / "protocol" / "study", tmp_path / "data" / "law"
+    out.mkdir(parents=True), other.mkdir()
+    assert path_from(out, other) == "../../law"
+    monkeypatch.chdir(tmp_path)
+    assert path_from("data/protocol/study", "data/law") == "../../law"  # relative input
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "data").rename(moved)  # the data tree cloned or moved somewhere else
+    assert (moved / "protocol" / "study" / path_from(out, other)).resolve() == moved / "law"
 
 
 @pytest.fixture()
@@ -65,7 +77,7 @@ def test_finished_cells_are_copied_and_the_dataset_equals_an_unshared_run(
     assert len(trained) == len(a.cells()) - len(shared)  # the shared cell did not train
     (key,) = shared
     with xr.open_dataset(cell_path(tmp_path / "a", key)) as ds:
-        assert ds.attrs["copied_from"] == str(tmp_path / "b")
+        assert ds.attrs["copied_from"] == "../b"  # relative: true after a move
     reference = run_sweep(a, tmp_path / "ref", progress=False, merge_to=tmp_path / "ref.nc")
     xr.testing.assert_identical(_values(got), _values(reference))
 
@@ -114,7 +126,7 @@ def test_cells_trained_here_are_claimed_in_the_shared_dir_while_they_run(
     run_sweep(b, tmp_path / "b", progress=False, share_with=[tmp_path / "a"])
     (key,) = shared
     with xr.open_dataset(cell_path(tmp_path / "b", key)) as ds:
-        assert ds.attrs["copied_from"] == str(tmp_path / "a")
+        assert ds.attrs["copied_from"] == "../a"
 
 
 def test_a_checkpoint_in_the_shared_dir_is_resumed(tmp_path, sweeps, monkeypatch):
@@ -192,7 +204,7 @@ def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
     )
     assert got.attrs["complete"] == "true"
     with xr.open_dataset(cell_path(tmp_path / "a", key)) as ds:
-        assert ds.attrs["copied_from"] == str(tmp_path / "b")
+        assert ds.attrs["copied_from"] == "../b"  # relative: true after a move
 
 
 def test_a_zero_time_limit_copies_shared_cells_and_loads_no_model(tmp_path, sweeps, monkeypatch):
