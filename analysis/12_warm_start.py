@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, markdown  # noqa: E402
+from _common import ROOT, cell_progress, markdown  # noqa: E402
 
 WARM = ("sweeps/protocol/warm_start.toml", "data/protocol/warm_start")
 SCRATCH = ("sweeps/law_cpu_fixed.toml", "data/law_cpu_fixed")
@@ -45,18 +45,14 @@ def first_step_within(steps: np.ndarray, dl: np.ndarray, goal: float) -> float:
 
 def _warm_curve(out_dir: str, key, fingerprint: str, loss_before: float):
     """Steps, ΔL, state and attributes of a warm cell: finished, running, or None."""
-    from collect.store import read_cell, read_state
-
-    ds = read_cell(out_dir, key, fingerprint)
-    if ds is not None and str(ds["status"].values) == "ok":
+    state, ds, checkpoint = cell_progress(out_dir, key, fingerprint)
+    if state == "done":
         steps, dl = _curve(ds)
         return steps, dl, "done", float(ds["loss_reduction"]), dict(ds.attrs)
-    partial = read_state(out_dir, key, "partial")
-    if partial is None:
+    if state == "pending":
         return None
-    state = partial["state"]
-    dl = loss_before - np.asarray(state["loss_curve"])
-    return np.asarray(state["curve_steps"]), dl, "running", float("nan"), {}
+    dl = loss_before - np.asarray(checkpoint["loss_curve"])
+    return np.asarray(checkpoint["curve_steps"]), dl, "running", float("nan"), {}
 
 
 def study_table(curves: dict | None = None) -> pd.DataFrame:

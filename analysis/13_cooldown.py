@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, markdown  # noqa: E402
+from _common import ROOT, cell_progress, markdown  # noqa: E402
 
 COOLED = ("sweeps/protocol/cooldown.toml", "data/protocol/cooldown")
 CONSTANT = ("sweeps/law_cpu_fixed.toml", "data/law_cpu_fixed")
@@ -45,19 +45,6 @@ def _best_dl(ds) -> float:
     return float(ds["loss_before"]) - float(np.nanmin(ds["loss_curve"].values))
 
 
-def _cooled_state(out_dir: str, key, fingerprint: str):
-    """(state, cell dataset or None, last step) of a cool-down cell."""
-    from collect.store import read_cell, read_state
-
-    ds = read_cell(out_dir, key, fingerprint)
-    if ds is not None and str(ds["status"].values) == "ok":
-        return "done", ds, int(ds["steps"])
-    partial = read_state(out_dir, key, "partial")
-    if partial is not None:
-        return "running", None, int(partial["state"]["step"])
-    return "pending", None, 0
-
-
 def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
     """One row per cool-down cell beside its law-sweep cell; and the cell pairs finished.
 
@@ -75,7 +62,8 @@ def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
         if before is None:
             rows.append({**row, "state": "no law-sweep cell"})
             continue
-        state, after, step = _cooled_state(cool_dir, key, cool_config.fingerprint())
+        state, after, checkpoint = cell_progress(cool_dir, key, cool_config.fingerprint())
+        step = int(after["steps"]) if after is not None else checkpoint["step"] if checkpoint else 0
         row.update(state=state, step=step, dL_constant=float(before["loss_reduction"]))
         row["dL_best_constant"] = _best_dl(before)
         if after is not None:

@@ -101,6 +101,23 @@ def sft_settings(ds):
         yield label, sub, cells
 
 
+def cell_progress(out_dir, key, fingerprint: str) -> tuple[str, xr.Dataset | None, dict | None]:
+    """Where a sweep cell stands: ``(state, cell, checkpoint)``.
+
+    ``("done", cell dataset, None)`` once it finished ok, ``("running", None, its training
+    state)`` while only a checkpoint (``.partial.pt``) exists, else ``("pending", None, None)``.
+    """
+    from collect.store import read_cell, read_state
+
+    ds = read_cell(out_dir, key, fingerprint)
+    if ds is not None and str(ds["status"].values) == "ok":
+        return "done", ds, None
+    partial = read_state(out_dir, key, "partial")
+    if partial is not None:
+        return "running", None, partial["state"]
+    return "pending", None, None
+
+
 def quiet():
     warnings.simplefilter("ignore")
 
