@@ -35,7 +35,9 @@ knob, so the exponents are those of the law in n_params):
    one sequence alone carries a parameter, G − 1 when the sequences cover it equally.
 
 With ``--propose`` the order also holds cells one step beyond the sweep's grid (its sizes and
-twice the largest, its lengths and twice the longest, on its target sequences), marked
+twice the largest, its lengths and twice the longest, on its target sequences and one new
+one: a fourth sequence raises the cluster-robust interval's dof, which ``cluster_width``
+values), marked
 ``in_sweep`` False, and the sweep-order column keeps the sweep's own cells only.
 
 The standard errors treat cells as independent with one σ; replicate target sequences share
@@ -215,8 +217,9 @@ def proposed_cells(config, setting: tuple, position: dict) -> list:
     """Cells one step beyond the sweep's grid of this setting (``--propose``).
 
     Every (knob, length, target sequence) over the sweep's knobs and twice the largest,
-    and its lengths and twice the longest, that the sweep does not hold, at its first
-    init seed and rank (a carrier's knob is in its spec: ``kv:{m}@27``).
+    its lengths and twice the longest, and its target sequences and the next unused one,
+    that the sweep does not hold, at its first init seed and rank (a carrier's knob is in
+    its spec: ``kv:{m}@27``).
     """
     import dataclasses
 
@@ -230,10 +233,11 @@ def proposed_cells(config, setting: tuple, position: dict) -> list:
     knobs = sorted({knob_value(k.modules, k.rank) for k in mine})
     lengths = sorted({k.length for k in mine})
     held = {(knob_value(k.modules, k.rank), k.length, k.data_seed) for k in mine}
+    sequences = sorted({k.data_seed for k in mine})
     out = []
     for knob in [*knobs, 2 * knobs[-1]]:
         for length in [*lengths, 2 * lengths[-1]]:
-            for d in sorted({k.data_seed for k in mine}):
+            for d in [*sequences, sequences[-1] + 1]:
                 if (knob, length, d) in held:
                     continue
                 change = dict(length=length, data_seed=d)
@@ -335,7 +339,8 @@ def main() -> None:
         "--propose",
         action="store_true",
         help="also order cells one step beyond the sweep's grid (its sizes and twice the "
-        "largest, its lengths and twice the longest, its target sequences), marked "
+        "largest, its lengths and twice the longest, its target sequences and the next "
+        "unused one), marked "
         "in_sweep False: what to add to the sweep when its own cells cannot pin the law down",
     )
     ap.add_argument("--top", type=int, default=15, help="rows of the order to print")

@@ -92,7 +92,8 @@ def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tm
     rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     got = sorted((float(r[2]), int(r[3])) for r in rows)  # (knob m, length)
     assert got == [(2.0, 20), (4.0, 20)]  # l=40 was collected here, kv:1@1 at 20 there
-    # --propose: also cells one step beyond the grid (knob 8 = 2 x 4, length 80 = 2 x 40)
+    # --propose: also cells one step beyond the grid (knob 8 = 2 x 4, length 80 = 2 x 40,
+    # sequence 1)
     run = subprocess.run(
         [sys.executable, script, *args, *theta, "--propose", "--top", "50"],
         env=env,
@@ -106,4 +107,7 @@ def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tm
     rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     points = {(float(r[2]), int(r[3]), r[-1]) for r in rows}
     assert {(2.0, 20, "True"), (4.0, 20, "True"), (8.0, 80, "False"), (1.0, 80, "False")} <= points
-    assert len(rows) == 2 + (4 * 3 - 6)  # 4 knobs x 3 lengths, minus the 6 the sweep holds
+    # and on the next unused target sequence (1): 4 knobs x 3 lengths x 2 sequences, minus
+    # the 6 the sweep holds (all on sequence 0)
+    assert {int(r[4]) for r in rows if r[-1] == "False"} == {0, 1}
+    assert len(rows) == 2 + (4 * 3 * 2 - 6)
