@@ -1,0 +1,217 @@
+"""Coverage of the law's intervals on the shipped design itself (known truth, simulated).
+
+``benchmarks/calibration.py`` checks the intervals on a large synthetic grid. The numbers
+the README quotes come from a much smaller, unbalanced design: 17 cells at ranks 1-4 over
+three target sequences, one of which alone holds some points. This script asks whether the
+intervals are honest on *that* design, and on a design before it is collected:
+
+1. fit the law to the dataset's cells (``lawfit.fit``, as the report does) and split the
+   scatter around it into a between-sequence and a within-sequence part on the log scale
+   (``lawfit.robust.variance_components``);
+2. take that fit as the truth and simulate ``--n`` datasets at the same (rank, length,
+   sequence) points, plus the ``--add`` points: each cell's ΔL is the law's value times
+   ``exp(u_g + e)``, with ``u_g ~ N(0, sd_between²)`` shared by a sequence's cells and
+   ``e ~ N(0, sd_within²)`` per cell;
+3. fit each the same way and count how often the 95 % intervals of α, β and α − β cover
+   the truth: the cluster-robust CR2 interval over sequences (``conf_int("cluster")``,
+   ``contrast(..., cluster=...)``), which the README quotes, and the Wald interval that
+   treats cells as independent, for comparison.
+
+It prints coverage with its Monte-Carlo standard error, the median half-width and the median
+Bell-McCaffrey degrees of freedom, one row per design and interval. Read it as a check of the
+procedure at this design and at the estimated variance components; ``--sd-between`` and
+``--sd-within`` ask what happens when the sequences differ more than three of them can show.
+
+    python benchmarks/design_calibration.py                        # the shipped law sweep
+    python benchmarks/design_calibration.py --n 1000 \\
+        --add rank=1,length=256,data_seed=3 --add rank=2,length=512,data_seed=3
+    python benchmarks/design_calibration.py --sd-between 0.05       # sequences differ 5 %
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+import lawfit
+from lawfit.commands._common import add_data_args, open_selected
+from lawfit.errors import LawfitError
+from lawfit.robust import variance_components
+
+TARGETS = ("alpha", "beta", "alpha - beta")
+CONTRAST = {"alpha": 1.0, "beta": -1.0}
+
+
+def parse_point(text: str) -> dict[str, float]:
+    """Parse ``rank=1,length=256,data_seed=3`` into a design point (``--add``)."""
+    point = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            point[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise LawfitError(
+                f"--add expects NAME=VALUE pairs separated by commas, e.g. "
+                f"rank=1,length=256,data_seed=3; got {text!r}."
+            )
+    return point
+
+
+def check_points(add: list[dict[str, float]], cluster: str) -> None:
+    """Refuse ``--add`` points that do not name rank, length and the sequence."""
+    for point in add:
+        missing = {"rank", "length", cluster} - set(point)
+        if missing:
+            raise LawfitError(
+                f"each --add point needs rank, length and {cluster}; {sorted(missing)} missing "
+                f"in {point}. Give e.g. --add rank=1,length=256,{cluster}=3."
+            )
+
+
+def truth_design(res, cluster: str, add: list[dict[str, float]]) -> pd.DataFrame:
+    """The design's points with the truth's mean ΔL there: the fitted cells and ``add``."""
+    design = res.points[["rank", "length", cluster, "fitted"]].rename(columns={"fitted": "mean"})
+    design = design.assign(added=False)
+    if add:
+        extra = pd.DataFrame(add)
+        mean = res.predict(rank=extra["rank"], length=extra["length"], warn=False)["mean"]
+        extra = extra.assign(mean=mean.to_numpy(), added=True)
+        design = pd.concat([design, extra[design.columns]], ignore_index=True)
+    return design
+
+
+def simulate(design: pd.DataFrame, cluster: str, sd_between: float, sd_within: float, rng):
+    """One dataset at ``design``: the truth times a sequence effect and a cell effect."""
+    groups, index = np.unique(design[cluster].to_numpy(), return_inverse=True)
+    u = rng.normal(0.0, sd_between, len(groups))[index]
+    e = rng.normal(0.0, sd_within, len(design))
+    frame = design[["rank", "length", cluster]].copy()
+    frame["loss_reduction"] = design["mean"].to_numpy() * np.exp(u + e)
+    return frame
+
+
+def coverage_once(frame: pd.DataFrame, cluster: str, truth: dict[str, float]) -> list[dict]:
+    """Fit one simulated dataset; one record per (interval, target): covered, half-width, dof."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lawfit.fit(frame, exclude=None, profile=False)
+        robust = res.conf_int("cluster", cluster=cluster)
+        wald = res.conf_int("wald")
+        contrasts = {
+            "cluster": res.contrast(CONTRAST, cluster=cluster),
+            "wald": res.contrast(CONTRAST),
+        }
+    records = []
+    for method, table in (("cluster", robust), ("wald", wald)):
+        for name in ("alpha", "beta"):
+            low, high = table.loc[name, "low"], table.loc[name, "high"]
+            dof = table.loc[name, "dof"] if "dof" in table else np.nan
+            records.append(_record(method, name, low, high, dof, truth[name]))
+        c = contrasts[method]
+        records.append(_record(method, "alpha - beta", c["low"], c["high"], c["dof"], truth["d"]))
+    return records
+
+
+def _record(method, target, low, high, dof, true) -> dict:
+    return {
+        "interval": method,
+        "target": target,
+        "covered": bool(low <= true <= high),
+        "half_width": (high - low) / 2,
+        "dof": float(dof),
+    }
+
+
+def run_design(name, design, cluster, sd_between, sd_within, truth, n, rng) -> pd.DataFrame:
+    """Coverage summary of ``n`` simulated datasets at ``design``."""
+    records = []
+    for _ in range(n):
+        frame = simulate(design, cluster, sd_between, sd_within, rng)
+        records += coverage_once(frame, cluster, truth)
+    df = pd.DataFrame(records)
+    out = df.groupby(["interval", "target"], sort=False).agg(
+        coverage=("covered", "mean"),
+        half_width=("half_width", "median"),
+        dof=("dof", "median"),
+    )
+    out["mc_se"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / n)
+    out.insert(0, "design", name)
+    return out.reset_index()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_data_args(ap)
+    ap.set_defaults(sel=None)
+    ap.add_argument("--cluster", default="data_seed", help="sequence column (default data_seed)")
+    ap.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="POINT",
+        help="a design point to add, e.g. rank=1,length=256,data_seed=3 (repeatable)",
+    )
+    ap.add_argument("--n", type=int, default=500, help="simulated datasets per design")
+    ap.add_argument("--rng", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument(
+        "--sd-between",
+        type=float,
+        default=None,
+        help="log-scale sd of a sequence's effect (default: the data's estimate)",
+    )
+    ap.add_argument(
+        "--sd-within",
+        type=float,
+        default=None,
+        help="log-scale sd of a cell around its sequence (default: the estimate)",
+    )
+    args = ap.parse_args(argv)
+    if args.sel is None:
+        args.sel = ["objective=sft"]
+    if args.n < 10:
+        raise LawfitError(f"--n must be at least 10 simulated datasets; got {args.n}.")
+    add = [parse_point(p) for p in args.add]
+    check_points(add, args.cluster)
+
+    res = lawfit.fit(open_selected(args), profile=False)
+    parts = variance_components(res, cluster=args.cluster)
+    sd_b = parts["sd_between"] if args.sd_between is None else args.sd_between
+    sd_w = parts["sd_within"] if args.sd_within is None else args.sd_within
+    truth = {k: float(res.params[k]) for k in ("alpha", "beta")}
+    truth["d"] = truth["alpha"] - truth["beta"]
+    shipped = truth_design(res, args.cluster, [])
+    print(
+        f"truth: the fit to {args.data} ({len(shipped)} cells, "
+        f"{shipped[args.cluster].nunique()} sequences): "
+        + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
+        + f"; sd_between {sd_b:.3g}, sd_within {sd_w:.3g} (log scale); {args.n} datasets each"
+    )
+    designs = [("as shipped", shipped)]
+    if add:
+        designs.append((f"+ {len(add)} added", truth_design(res, args.cluster, add)))
+    rng = np.random.default_rng(args.rng)
+    start, tables = time.perf_counter(), []
+    for name, design in designs:
+        tables.append(run_design(name, design, args.cluster, sd_b, sd_w, truth, args.n, rng))
+    table = pd.concat(tables, ignore_index=True)
+    print(
+        table.round({"coverage": 3, "mc_se": 3, "half_width": 4, "dof": 2}).to_string(index=False)
+    )
+    print(f"\n{time.perf_counter() - start:.0f} s; coverage of 95 % intervals (nominal 0.95)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except LawfitError as err:
+        sys.exit(f"error: {err}")

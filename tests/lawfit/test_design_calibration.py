@@ -1,0 +1,74 @@
+"""benchmarks/design_calibration.py: coverage of the law's intervals on a given design."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lawfit.errors import LawfitError
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import design_calibration as dc  # noqa: E402
+
+SHIPPED = REPO / "data" / "law_cpu_fixed.nc"
+
+
+def _design(n_per_cluster, clusters=2):
+    rows = [
+        {"rank": 1 + i % 4, "length": 64 * 2 ** (i % 5), "data_seed": g, "mean": 5.0}
+        for g in range(clusters)
+        for i in range(n_per_cluster)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_simulated_noise_has_the_asked_structure():
+    """A sequence's effect is shared by its cells; a cell's effect is its own."""
+    rng = np.random.default_rng(0)
+    design = _design(2000)
+    between = dc.simulate(design, "data_seed", 0.1, 0.0, rng)
+    log_ratio = np.log(between["loss_reduction"] / design["mean"])
+    per_cluster = log_ratio.groupby(design["data_seed"]).agg(["std", "mean"])
+    assert np.allclose(per_cluster["std"], 0.0, atol=1e-12)  # one value per sequence
+    assert per_cluster["mean"].iloc[0] != per_cluster["mean"].iloc[1]
+    within = dc.simulate(design, "data_seed", 0.0, 0.05, rng)
+    sd = np.log(within["loss_reduction"] / design["mean"]).std()
+    assert abs(sd - 0.05) < 0.05 * 0.05  # 4,000 draws: the sd within 5 %
+
+
+def test_added_points_take_the_laws_value():
+    import lawfit
+
+    res = lawfit.fit(lawfit.data.open_dataset(SHIPPED).sel(objective="sft"), profile=False)
+    design = dc.truth_design(res, "data_seed", [dc.parse_point("rank=1,length=256,data_seed=3")])
+    added = design[design["added"]]
+    assert len(design) == len(res.points) + 1 and len(added) == 1
+    expected = res.predict(rank=1, length=256, warn=False)["mean"].iloc[0]
+    assert added["mean"].iloc[0] == pytest.approx(expected)
+
+
+def test_runs_on_the_shipped_design(capsys):
+    assert dc.main([str(SHIPPED), "--n", "10", "--add", "rank=1,length=256,data_seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert "17 cells, 3 sequences" in out
+    rows = [ln for ln in out.splitlines() if ln.lstrip().startswith(("cluster", "wald"))]
+    assert len(rows) == 2 * 2 * 3  # 2 designs x 2 intervals x (alpha, beta, alpha - beta)
+    coverage = [float(ln.split()[-4]) for ln in rows]
+    assert all(0.0 <= c <= 1.0 for c in coverage)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--add", "rank=1,length"], "NAME=VALUE"),
+        (["--add", "rank=1,length=256"], "data_seed"),
+        (["--n", "3"], "--n must be at least 10"),
+    ],
+)
+def test_bad_input_is_refused_with_a_fix(argv, message):
+    with pytest.raises(LawfitError, match=message):
+        dc.main([str(SHIPPED), *argv])
