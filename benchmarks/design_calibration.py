@@ -40,6 +40,7 @@ import pandas as pd
 
 import lawfit
 from lawfit.commands._common import add_data_args, open_selected
+from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.robust import variance_components
 
@@ -75,14 +76,24 @@ def check_points(add: list[dict[str, float]], cluster: str) -> None:
             )
 
 
-def truth_design(res, cluster: str, add: list[dict[str, float]]) -> pd.DataFrame:
-    """The design's points with the truth's mean ΔL there: the fitted cells and ``add``."""
-    design = res.points[["rank", "length", cluster, "fitted"]].rename(columns={"fitted": "mean"})
-    design = design.assign(added=False)
+def truth_design(res, data, cluster: str, add: list[dict[str, float]]) -> pd.DataFrame:
+    """The design's points with the truth's mean ΔL there: the fitted cells and ``add``.
+
+    Each point keeps its cell's ``loss_before`` (forms such as ``saturating`` read it); an
+    added point takes the mean over the data's cells of its length, or over all cells.
+    """
+    cells, _ = as_frame(data, variables=("loss_reduction", "loss_before"))
+    keys = [k for k in ("rank", "length", cluster, "seed") if k in res.points and k in cells]
+    design = res.points[["rank", "length", cluster, *keys[3:], "fitted"]]
+    design = design.rename(columns={"fitted": "mean"})
+    design = design.merge(cells[[*keys, "loss_before"]], on=keys, how="left", validate="1:1")
+    design = design.drop(columns=keys[3:]).assign(added=False)
     if add:
         extra = pd.DataFrame(add)
         mean = res.predict(rank=extra["rank"], length=extra["length"], warn=False)["mean"]
-        extra = extra.assign(mean=mean.to_numpy(), added=True)
+        by_length = cells.groupby("length")["loss_before"].mean()
+        before = extra["length"].map(by_length).fillna(cells["loss_before"].mean())
+        extra = extra.assign(mean=mean.to_numpy(), loss_before=before.to_numpy(), added=True)
         design = pd.concat([design, extra[design.columns]], ignore_index=True)
     return design
 
@@ -92,7 +103,7 @@ def simulate(design: pd.DataFrame, cluster: str, sd_between: float, sd_within: f
     groups, index = np.unique(design[cluster].to_numpy(), return_inverse=True)
     u = rng.normal(0.0, sd_between, len(groups))[index]
     e = rng.normal(0.0, sd_within, len(design))
-    frame = design[["rank", "length", cluster]].copy()
+    frame = design[["rank", "length", cluster, "loss_before"]].copy()
     frame["loss_reduction"] = design["mean"].to_numpy() * np.exp(u + e)
     return frame
 
@@ -146,7 +157,61 @@ def run_design(name, design, cluster, sd_between, sd_within, truth, n, rng) -> p
     return out.reset_index()
 
 
-def main(argv=None) -> int:
+def noise_sds(res, args) -> tuple[float, float]:
+    """(sd_between, sd_within) on the log scale: the fit's variance components, or as given."""
+    parts = variance_components(res, cluster=args.cluster)
+    sd_b = parts["sd_between"] if args.sd_between is None else args.sd_between
+    sd_w = parts["sd_within"] if args.sd_within is None else args.sd_within
+    return float(sd_b), float(sd_w)
+
+
+def coverage_table(data, args, add, rng) -> pd.DataFrame:
+    """Coverage of the power law's intervals at the design as shipped, and with ``add``."""
+    res = lawfit.fit(data, profile=False)
+    sd_b, sd_w = noise_sds(res, args)
+    truth = {k: float(res.params[k]) for k in ("alpha", "beta")}
+    truth["d"] = truth["alpha"] - truth["beta"]
+    shipped = truth_design(res, data, args.cluster, [])
+    print(
+        f"truth: the fit to {args.data} ({len(shipped)} cells, "
+        f"{shipped[args.cluster].nunique()} sequences): "
+        + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
+        + f"; sd_between {sd_b:.3g}, sd_within {sd_w:.3g} (log scale); {args.n} datasets each"
+    )
+    designs = [("as shipped", shipped)]
+    if add:
+        designs.append((f"+ {len(add)} added", truth_design(res, data, args.cluster, add)))
+    tables = [
+        run_design(name, design, args.cluster, sd_b, sd_w, truth, args.n, rng)
+        for name, design in designs
+    ]
+    return pd.concat(tables, ignore_index=True)
+
+
+def form_confusion(data, args, add, rng) -> pd.DataFrame:
+    """Which form ``lawfit.compare`` picks (AICc) when each of ``args.forms`` is the truth.
+
+    Each truth form is fitted to the data, its variance components estimated (or given),
+    and ``args.n`` datasets simulated from it at the design (with ``add``) are compared.
+    Rows: the truth; columns: the share of datasets each form wins; ``n``: datasets.
+    """
+    picks = []
+    for form in args.forms:
+        res = lawfit.fit(data, form=form, profile=False)
+        sd_b, sd_w = noise_sds(res, args)
+        design = truth_design(res, data, args.cluster, add)
+        for _ in range(args.n):
+            frame = simulate(design, args.cluster, sd_b, sd_w, rng)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                picks.append((form, lawfit.compare(frame, exclude=None).best))
+    df = pd.DataFrame(picks, columns=["truth", "picked"])
+    table = pd.crosstab(df["truth"], df["picked"], normalize="index").round(3)
+    return table.assign(n=df.groupby("truth").size())
+
+
+def parse_args(argv):
+    """The command line, checked before any fitting."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -174,38 +239,44 @@ def main(argv=None) -> int:
         default=None,
         help="log-scale sd of a cell around its sequence (default: the estimate)",
     )
+    ap.add_argument(
+        "--forms",
+        nargs="+",
+        default=None,
+        metavar="FORM",
+        help="instead of coverage: which form lawfit.compare picks (AICc) when each of "
+        "these forms, fitted to the data, is the truth (e.g. power_law saturating)",
+    )
     args = ap.parse_args(argv)
-    if args.sel is None:
-        args.sel = ["objective=sft"]
+    args.sel = args.sel or ["objective=sft"]
     if args.n < 10:
         raise LawfitError(f"--n must be at least 10 simulated datasets; got {args.n}.")
+    unknown = set(args.forms or ()) - set(lawfit.available_forms())
+    if unknown:
+        raise LawfitError(
+            f"--forms: unknown form(s) {sorted(unknown)}; expected names of "
+            f"lawfit.available_forms(): {sorted(lawfit.available_forms())}."
+        )
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     add = [parse_point(p) for p in args.add]
     check_points(add, args.cluster)
-
-    res = lawfit.fit(open_selected(args), profile=False)
-    parts = variance_components(res, cluster=args.cluster)
-    sd_b = parts["sd_between"] if args.sd_between is None else args.sd_between
-    sd_w = parts["sd_within"] if args.sd_within is None else args.sd_within
-    truth = {k: float(res.params[k]) for k in ("alpha", "beta")}
-    truth["d"] = truth["alpha"] - truth["beta"]
-    shipped = truth_design(res, args.cluster, [])
-    print(
-        f"truth: the fit to {args.data} ({len(shipped)} cells, "
-        f"{shipped[args.cluster].nunique()} sequences): "
-        + ", ".join(f"{k} = {v:.4g}" for k, v in res.params.items())
-        + f"; sd_between {sd_b:.3g}, sd_within {sd_w:.3g} (log scale); {args.n} datasets each"
-    )
-    designs = [("as shipped", shipped)]
-    if add:
-        designs.append((f"+ {len(add)} added", truth_design(res, args.cluster, add)))
+    data = open_selected(args)
     rng = np.random.default_rng(args.rng)
-    start, tables = time.perf_counter(), []
-    for name, design in designs:
-        tables.append(run_design(name, design, args.cluster, sd_b, sd_w, truth, args.n, rng))
-    table = pd.concat(tables, ignore_index=True)
-    print(
-        table.round({"coverage": 3, "mc_se": 3, "half_width": 4, "dof": 2}).to_string(index=False)
-    )
+    start = time.perf_counter()
+    if args.forms:
+        picked = lawfit.compare(data).best
+        print(f"the data's own pick (lawfit.compare, AICc): {picked}")
+        print(f"share of {args.n} simulated datasets per truth won by each form (AICc):")
+        print(form_confusion(data, args, add, rng).to_string())
+        print(f"\n{time.perf_counter() - start:.0f} s")
+        return 0
+    table = coverage_table(data, args, add, rng)
+    rounded = table.round({"coverage": 3, "mc_se": 3, "half_width": 4, "dof": 2})
+    print(rounded.to_string(index=False))
     print(f"\n{time.perf_counter() - start:.0f} s; coverage of 95 % intervals (nominal 0.95)")
     return 0
 

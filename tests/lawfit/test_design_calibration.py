@@ -19,7 +19,13 @@ SHIPPED = REPO / "data" / "law_cpu_fixed.nc"
 
 def _design(n_per_cluster, clusters=2):
     rows = [
-        {"rank": 1 + i % 4, "length": 64 * 2 ** (i % 5), "data_seed": g, "mean": 5.0}
+        {
+            "rank": 1 + i % 4,
+            "length": 64 * 2 ** (i % 5),
+            "data_seed": g,
+            "mean": 5.0,
+            "loss_before": 13.0,
+        }
         for g in range(clusters)
         for i in range(n_per_cluster)
     ]
@@ -43,12 +49,25 @@ def test_simulated_noise_has_the_asked_structure():
 def test_added_points_take_the_laws_value():
     import lawfit
 
-    res = lawfit.fit(lawfit.data.open_dataset(SHIPPED).sel(objective="sft"), profile=False)
-    design = dc.truth_design(res, "data_seed", [dc.parse_point("rank=1,length=256,data_seed=3")])
+    ds = lawfit.data.open_dataset(SHIPPED).sel(objective="sft")
+    res = lawfit.fit(ds, profile=False)
+    point = dc.parse_point("rank=1,length=256,data_seed=3")
+    design = dc.truth_design(res, ds, "data_seed", [point])
     added = design[design["added"]]
     assert len(design) == len(res.points) + 1 and len(added) == 1
     expected = res.predict(rank=1, length=256, warn=False)["mean"].iloc[0]
     assert added["mean"].iloc[0] == pytest.approx(expected)
+    # every point carries its loss_before (the saturating form reads it): the cell's own,
+    # and for the added point the mean over the data's cells of its length
+    fitted = design[~design["added"]]
+    cells = ds.loss_before.squeeze()
+    own = [
+        float(cells.sel(rank=r, length=n, data_seed=d))
+        for r, n, d in fitted[["rank", "length", "data_seed"]].itertuples(index=False)
+    ]
+    assert np.allclose(fitted["loss_before"], own)
+    at_256 = float(cells.sel(length=256).mean())  # the same target whatever the rank
+    assert added["loss_before"].iloc[0] == pytest.approx(at_256, rel=1e-6)
 
 
 def test_runs_on_the_shipped_design(capsys):
@@ -67,8 +86,22 @@ def test_runs_on_the_shipped_design(capsys):
         (["--add", "rank=1,length"], "NAME=VALUE"),
         (["--add", "rank=1,length=256"], "data_seed"),
         (["--n", "3"], "--n must be at least 10"),
+        (["--forms", "power_law", "sigmoid"], "unknown form"),
     ],
 )
 def test_bad_input_is_refused_with_a_fix(argv, message):
     with pytest.raises(LawfitError, match=message):
         dc.main([str(SHIPPED), *argv])
+
+
+def test_form_confusion_counts_each_truths_picks(capsys):
+    """--forms: one row per truth, shares of the datasets summing to 1."""
+    argv = [str(SHIPPED), "--n", "10", "--forms", "power_law", "saturating"]
+    assert dc.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the data's own pick" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith(("power_law ", "saturating "))]
+    assert [r[0] for r in rows] == ["power_law", "saturating"]
+    for row in rows:
+        *shares, n = map(float, row[1:])
+        assert n == 10 and sum(shares) == pytest.approx(1.0, abs=2e-3)
