@@ -26,6 +26,12 @@ procedure at this design and at the estimated variance components; ``--sd-betwee
     python benchmarks/design_calibration.py --n 1000 \\
         --add rank=1,length=256,data_seed=3 --add rank=2,length=512,data_seed=3
     python benchmarks/design_calibration.py --sd-between 0.05       # sequences differ 5 %
+
+With ``--forms A B ...`` it asks instead whether the design can tell forms apart: each form
+is fitted to the data and taken as the truth in turn, and the table gives the share of its
+simulated datasets in which ``lawfit.compare`` picks each form by AICc (docs/analyses.md):
+
+    python benchmarks/design_calibration.py --forms power_law saturating --n 200
 """
 
 from __future__ import annotations
