@@ -46,29 +46,13 @@ import pandas as pd
 
 import lawfit
 from lawfit.commands._common import add_data_args, open_selected
+from lawfit.commands.fit import parse_point
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
 from lawfit.robust import variance_components
 
 TARGETS = ("alpha", "beta", "alpha - beta")
 CONTRAST = {"alpha": 1.0, "beta": -1.0}
-
-
-def parse_point(text: str) -> dict[str, float]:
-    """Parse ``rank=1,length=256,data_seed=3`` into a design point (``--add``)."""
-    point = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        try:
-            point[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise LawfitError(
-                f"--add expects NAME=VALUE pairs separated by commas, e.g. "
-                f"rank=1,length=256,data_seed=3; got {text!r}."
-            )
-    return point
 
 
 def check_points(add: list[dict[str, float]], cluster: str) -> None:
@@ -228,6 +212,7 @@ def parse_args(argv):
         "--add",
         action="append",
         default=[],
+        type=parse_point,
         metavar="POINT",
         help="a design point to add, e.g. rank=1,length=256,data_seed=3 (repeatable)",
     )
@@ -268,7 +253,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    add = [parse_point(p) for p in args.add]
+    add = args.add
     check_points(add, args.cluster)
     data = open_selected(args)
     rng = np.random.default_rng(args.rng)

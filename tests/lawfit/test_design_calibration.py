@@ -51,7 +51,7 @@ def test_added_points_take_the_laws_value():
 
     ds = lawfit.data.open_dataset(SHIPPED).sel(objective="sft")
     res = lawfit.fit(ds, profile=False)
-    point = dc.parse_point("rank=1,length=256,data_seed=3")
+    point = {"rank": 1.0, "length": 256.0, "data_seed": 3.0}
     design = dc.truth_design(res, ds, "data_seed", [point])
     added = design[design["added"]]
     assert len(design) == len(res.points) + 1 and len(added) == 1
@@ -83,13 +83,13 @@ def test_runs_on_the_shipped_design(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--add", "rank=1,length"], "NAME=VALUE"),
         (["--add", "rank=1,length=256"], "data_seed"),
         (["--n", "3"], "--n must be at least 10"),
         (["--forms", "power_law", "sigmoid"], "unknown form"),
     ],
 )
 def test_bad_input_is_refused_with_a_fix(argv, message):
+    """Refused before any fitting, saying what was expected."""
     with pytest.raises(LawfitError, match=message):
         dc.main([str(SHIPPED), *argv])
 
@@ -105,3 +105,9 @@ def test_form_confusion_counts_each_truths_picks(capsys):
     for row in rows:
         *shares, n = map(float, row[1:])
         assert n == 10 and sum(shares) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_malformed_point_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit):
+        dc.main([str(SHIPPED), "--add", "rank=1,length"])
+    assert "INPUT=NUMBER" in capsys.readouterr().err
