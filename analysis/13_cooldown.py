@@ -63,7 +63,10 @@ def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
             rows.append({**row, "state": "no law-sweep cell"})
             continue
         state, after, checkpoint = cell_progress(cool_dir, key, cool_config.fingerprint())
-        step = int(after["steps"]) if after is not None else checkpoint["step"] if checkpoint else 0
+        if after is not None:
+            step = int(after["steps"])
+        else:  # the step its checkpoint resumes from, 0 before it starts
+            step = int(checkpoint["step"]) if checkpoint else 0
         row.update(state=state, step=step, dL_constant=float(before["loss_reduction"]))
         row["dL_best_constant"] = _best_dl(before)
         if after is not None:

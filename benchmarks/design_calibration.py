@@ -22,16 +22,19 @@ Bell-McCaffrey degrees of freedom, one row per design and interval. Read it as a
 procedure at this design and at the estimated variance components; ``--sd-between`` and
 ``--sd-within`` ask what happens when the sequences differ more than three of them can show.
 
-    python benchmarks/design_calibration.py                        # the shipped law sweep
-    python benchmarks/design_calibration.py --n 1000 \\
+DATA is a contract dataset; its SFT cells are used (``--sel objective=sft``) unless ``--sel``
+selects otherwise.
+
+    python benchmarks/design_calibration.py data/law_cpu_fixed.nc  # the shipped law sweep
+    python benchmarks/design_calibration.py data/law_cpu_fixed.nc --n 1000 \\
         --add rank=1,length=256,data_seed=3 --add rank=2,length=512,data_seed=3
-    python benchmarks/design_calibration.py --sd-between 0.05       # sequences differ 5 %
+    python benchmarks/design_calibration.py data/law_cpu_fixed.nc --sd-between 0.05
 
 With ``--forms A B ...`` it asks instead whether the design can tell forms apart: each form
 is fitted to the data and taken as the truth in turn, and the table gives the share of its
 simulated datasets in which ``lawfit.compare`` picks each form by AICc (docs/analyses.md):
 
-    python benchmarks/design_calibration.py --forms power_law saturating --n 200
+    python benchmarks/design_calibration.py data/law_cpu_fixed.nc --forms power_law saturating
 """
 
 from __future__ import annotations
