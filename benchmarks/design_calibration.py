@@ -83,6 +83,12 @@ def truth_design(res, data, cluster: str, add: list[dict[str, float]]) -> pd.Dat
     design = design.drop(columns=keys[3:]).assign(added=False)
     if add:
         extra = pd.DataFrame(add)
+        held = extra.merge(design[["rank", "length", cluster]], on=["rank", "length", cluster])
+        if len(held):
+            raise LawfitError(
+                f"--add {held.iloc[0].to_dict()} is a cell the data already hold; add points "
+                f"the design does not have yet (e.g. on a new {cluster})."
+            )
         mean = res.predict(rank=extra["rank"], length=extra["length"], warn=False)["mean"]
         by_length = cells.groupby("length")["loss_before"].mean()
         before = extra["length"].map(by_length).fillna(cells["loss_before"].mean())

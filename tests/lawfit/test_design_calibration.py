@@ -51,7 +51,7 @@ def test_added_points_take_the_laws_value():
 
     ds = lawfit.data.open_dataset(SHIPPED).sel(objective="sft")
     res = lawfit.fit(ds, profile=False)
-    point = {"rank": 1.0, "length": 256.0, "data_seed": 3.0}
+    point = {"rank": 1.0, "length": 256.0, "data_seed": 99.0}  # a sequence not in the data
     design = dc.truth_design(res, ds, "data_seed", [point])
     added = design[design["added"]]
     assert len(design) == len(res.points) + 1 and len(added) == 1
@@ -71,7 +71,7 @@ def test_added_points_take_the_laws_value():
 
 
 def test_runs_on_the_shipped_design(capsys):
-    assert dc.main([str(SHIPPED), "--n", "10", "--add", "rank=1,length=256,data_seed=3"]) == 0
+    assert dc.main([str(SHIPPED), "--n", "10", "--add", "rank=1,length=256,data_seed=99"]) == 0
     out = capsys.readouterr().out
     import lawfit
 
@@ -90,6 +90,7 @@ def test_runs_on_the_shipped_design(capsys):
         (["--add", "rank=1,length=256"], "data_seed"),
         (["--n", "3"], "--n must be at least 10"),
         (["--forms", "power_law", "sigmoid"], "unknown form"),
+        (["--add", "rank=1,length=128,data_seed=0"], "already hold"),
     ],
 )
 def test_bad_input_is_refused_with_a_fix(argv, message):
