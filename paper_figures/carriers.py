@@ -32,6 +32,7 @@ from scipy import stats
 
 from lawfit.capacity import ANCHORS_BITS_PER_PARAM
 from lawfit.errors import LawfitError
+from lawfit.fitting import LN2
 from lawfit.information import information_bits
 from lawfit.plotting._common import fig_ax
 from lawfit.plotting.style import DOUBLE, OKABE_ITO, new_figure, styled
@@ -123,7 +124,7 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     pandas.DataFrame
         The cell coordinates, ``carrier``, ``knob`` (its size knob's name), ``size`` (m, k
         or rank), ``n_params``, ``n_bytes`` (NaN where not recorded), ``bytes_per_param``,
-        ``steps``, ``exact_match``, ``stop_reason`` (where recorded) and ``bits_stored``,
+        ``steps``, ``loss_after``, ``exact_match``, ``stop_reason`` (where recorded) and ``bits_stored``,
         ``bits_recalled``, ``bits_dl``, ``bits_content``, ``bits_stored_base``,
         ``entropy_known``.
 
@@ -143,7 +144,7 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     per_adapter = ds[sizes].to_dataframe().reset_index()
     keys = [d for d in ds["n_params"].dims if d in cells]
     cells = cells.merge(per_adapter[[*keys, *sizes]], on=keys, how="left")
-    extra = [v for v in ("steps", "exact_match", "stop_reason") if v in ds]
+    extra = [v for v in ("steps", "loss_after", "exact_match", "stop_reason") if v in ds]
     if extra:
         per_cell = ds[extra].to_dataframe().reset_index()
         on = [c for c in per_cell.columns if c in cells.columns and c not in extra]
@@ -210,7 +211,9 @@ def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.Dat
     half-width are given per length. The row kept per (setting, carrier, size) is the
     length with the largest mean (the capacity a carrier of that size has shown: a shorter
     target may not fill it, a longer one may not be held); ``memorized`` marks a row whose
-    every target was recalled exactly (a lower bound: a longer target could store more).
+    every target was memorized by the rule the law and ``lawfit.carrier_bits`` use,
+    ``loss_after`` at or below ln 2 (``exact_match`` of 1 where ``loss_after`` is absent):
+    a lower bound, as a longer target could store more.
 
     Parameters
     ----------
@@ -230,7 +233,7 @@ def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.Dat
     setting = [c for c in SETTING if c in cells]
     size = ["carrier", "modules", "size", "n_params", "n_bytes"]
     per_target = (
-        cells.assign(recalled_all=cells.get("exact_match", np.nan) >= 1)
+        cells.assign(recalled_all=_memorized(cells))
         .groupby([*setting, *size, "length", "data_seed"], dropna=False)
         .agg(value=(quantity, "mean"), recalled_all=("recalled_all", "all"))
         .reset_index()
@@ -244,6 +247,13 @@ def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.Dat
     best = by_length.dropna(subset=["mean"]).sort_values("mean", kind="stable")
     best = best.groupby([*setting, "carrier", "modules", "size"], dropna=False).tail(1)
     return best.sort_values([*setting, "carrier", "n_params"]).reset_index(drop=True)
+
+
+def _memorized(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, whether its target is memorized (``loss_after`` <= ln 2, as the law)."""
+    if "loss_after" in cells:
+        return cells["loss_after"] <= LN2
+    return cells.get("exact_match", pd.Series(np.nan, index=cells.index)) >= 1
 
 
 def _settings_of(points: pd.DataFrame) -> list[tuple]:
@@ -406,8 +416,8 @@ def plot_carriers(cells: pd.DataFrame, *, axes=None):
     trainable parameters and against bytes, then bits recalled exactly against both. Each
     point is a carrier of one size at the target length that stores the most (mean over
     target sequences, bars ±1 standard error over them where there are several;
-    :func:`carrier_points`); hollow up-triangles above a point: every target recalled
-    exactly (a lower bound); hollow down-triangles at the bottom: 0 bits; grey band on the
+    :func:`carrier_points`); hollow up-triangles above a point: every target memorized
+    (``loss_after`` <= ln 2, the law's rule; a lower bound); hollow down-triangles at the bottom: 0 bits; grey band on the
     bits-stored panels: the untrained model's floor (``bits_stored_base``, the largest over
     the setting's cells), what a carrier that stored nothing still shows. Carriers of equal
     size are dodged by a factor 1.06 along x so that matched sizes stay visible. References:

@@ -98,7 +98,8 @@ def test_carrier_points_average_targets_and_keep_the_best_length():
             "seed": 0,
             "data_seed": [0, 1, 2, 0, 1, 2],
             "bits_stored": [1.0, 2.0, 3.0, 4.0, 6.0, 11.0],
-            "exact_match": [1, 1, 1, 0, 1, 0],
+            "loss_after": [0.1, 0.6, 0.69, 0.9, 0.5, 2.0],
+            "exact_match": [0, 1, 0, 0, 1, 0],  # loss_after decides, as for the law
         }
     )
     p = carrier_points(cells, "bits_stored")
@@ -110,7 +111,9 @@ def test_carrier_points_average_targets_and_keep_the_best_length():
     assert p["ci"].item() == pytest.approx(4.302652729749464 * se, rel=1e-9)  # t(0.975, 2)
     assert not p["memorized"].item()
     shorter = carrier_points(cells[cells["length"] == 8], "bits_stored")
-    assert shorter["memorized"].item()  # every target recalled: a lower bound
+    assert shorter["memorized"].item()  # every loss_after <= ln 2: a lower bound
+    by_recall = carrier_points(cells.drop(columns="loss_after")[cells["length"] == 8])
+    assert not by_recall["memorized"].item()  # without loss_after: every target recalled
 
 
 def _series(ax):
