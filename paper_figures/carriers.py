@@ -124,9 +124,9 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     pandas.DataFrame
         The cell coordinates, ``carrier``, ``knob`` (its size knob's name), ``size`` (m, k
         or rank), ``n_params``, ``n_bytes`` (NaN where not recorded), ``bytes_per_param``,
-        ``steps``, ``loss_after``, ``exact_match``, ``stop_reason`` (where recorded) and ``bits_stored``,
-        ``bits_recalled``, ``bits_dl``, ``bits_content``, ``bits_stored_base``,
-        ``entropy_known``.
+        ``steps``, ``loss_after``, ``exact_match``, ``stop_reason`` (where recorded) and
+        ``bits_stored``, ``bits_recalled``, ``bits_dl``, ``bits_content``,
+        ``bits_stored_base``, ``entropy_known``.
 
     Raises
     ------
@@ -412,18 +412,18 @@ def _setting_title(key: tuple, names: list[str]) -> str:
 def plot_carriers(cells: pd.DataFrame, *, axes=None):
     """Bits stored and recalled against parameters and bytes, a series per carrier.
 
-    One row of four panels per setting (task × random ratio): bits stored against
-    trainable parameters and against bytes, then bits recalled exactly against both. Each
-    point is a carrier of one size at the target length that stores the most (mean over
-    target sequences, bars ±1 standard error over them where there are several;
-    :func:`carrier_points`); hollow up-triangles above a point: every target memorized
-    (``loss_after`` <= ln 2, the law's rule; a lower bound); hollow down-triangles at the bottom: 0 bits; grey band on the
-    bits-stored panels: the untrained model's floor (``bits_stored_base``, the largest over
-    the setting's cells), what a carrier that stored nothing still shows. Carriers of equal
-    size are dodged by a factor 1.06 along x so that matched sizes stay visible. References:
-    2 bits/parameter (dashed, Allen-Zhu & Li) and 3.6 (dotted, Morris et al. 2025); on the
-    bytes axes the same references are drawn at each bytes-per-parameter ratio present
-    (float32 weight deltas 4 B, bf16 carriers 2 B; lighter = more bytes per parameter).
+    One row of four panels per setting (task × random ratio): bits stored against trainable
+    parameters and against bytes, then bits recalled exactly against both. Each point is a carrier
+    of one size at the target length that stores the most (mean over target sequences, bars ±1
+    standard error over them where there are several; :func:`carrier_points`); hollow up-triangles
+    above a point: every target memorized (``loss_after`` <= ln 2, the law's rule; a lower bound);
+    hollow down-triangles at the bottom: 0 bits; grey band on the bits-stored panels: the untrained
+    model's floor (``bits_stored_base``, the largest over the setting's cells), what a carrier that
+    stored nothing still shows. Carriers of equal size are dodged by a factor 1.06 along x so that
+    matched sizes stay visible. References: 2 bits/parameter (dashed, Allen-Zhu & Li) and 3.6
+    (dotted, Morris et al. 2025); on the bytes axes the same references are drawn at each
+    bytes-per-parameter ratio present (float32 weight deltas 4 B, bf16 carriers 2 B; lighter = more
+    bytes per parameter).
 
     Parameters
     ----------
