@@ -30,6 +30,15 @@ selects otherwise.
         --add rank=1,length=256,data_seed=3 --add rank=2,length=512,data_seed=3
     python benchmarks/design_calibration.py data/law_cpu_fixed.nc --sd-between 0.05
 
+With ``--predict POINT`` (repeatable) it also checks, at that point, the mean law's CR2
+interval against the truth's mean and the interval of one new cell
+(``lawfit.robust.law_prediction_interval``, what ``lawfit fit --at`` prints) against a cell
+drawn afresh there: on an unseen sequence (a new u), or with ``data_seed=G`` as a new cell
+of sequence G (its u in the simulated data), the cells written down before they run:
+
+    python benchmarks/design_calibration.py data/law_cpu_fixed.nc \
+        --predict rank=2,length=512 --predict rank=2,length=512,data_seed=3
+
 With ``--forms A B ...`` it asks instead whether the design can tell forms apart: each form
 is fitted to the data and taken as the truth in turn, and the table gives the share of its
 simulated datasets in which ``lawfit.compare`` picks each form by AICc (docs/analyses.md):
@@ -52,7 +61,7 @@ from lawfit.commands._common import add_data_args, open_selected
 from lawfit.commands.fit import parse_point
 from lawfit.data import as_frame
 from lawfit.errors import LawfitError
-from lawfit.robust import variance_components
+from lawfit.robust import law_mean_interval, law_prediction_interval, variance_components
 
 CONTRAST = {"alpha": 1.0, "beta": -1.0}
 
@@ -97,27 +106,53 @@ def truth_design(res, data, cluster: str, add: list[dict[str, float]]) -> pd.Dat
 
 
 def simulate(design: pd.DataFrame, cluster: str, sd_between: float, sd_within: float, rng):
-    """One dataset at ``design``: the truth times a sequence effect and a cell effect."""
+    """One dataset at ``design``: the truth times a sequence effect and a cell effect.
+
+    The sequence effects drawn are in ``frame.attrs["effects"]`` (sequence -> u_g), and one
+    more for an unseen sequence under the key ``None`` (:func:`new_cells` reads them).
+    """
     groups, index = np.unique(design[cluster].to_numpy(), return_inverse=True)
-    u = rng.normal(0.0, sd_between, len(groups))[index]
+    u = rng.normal(0.0, sd_between, len(groups) + 1)
     e = rng.normal(0.0, sd_within, len(design))
     frame = design[["rank", "length", cluster, "loss_before"]].copy()
-    frame["loss_reduction"] = design["mean"].to_numpy() * np.exp(u + e)
+    frame["loss_reduction"] = design["mean"].to_numpy() * np.exp(u[index] + e)
+    frame.attrs["effects"] = {**dict(zip(groups.tolist(), u[:-1], strict=True)), None: u[-1]}
     return frame
 
 
-def coverage_once(frame: pd.DataFrame, cluster: str, truth: dict[str, float]) -> list[dict]:
-    """Fit one simulated dataset; one record per (interval, target): covered, half-width, dof."""
+def new_cells(points: pd.DataFrame, frame: pd.DataFrame, sd_within: float, rng) -> np.ndarray:
+    """One new cell's ΔL at each of ``points``: the truth's mean times its sequence's effect.
+
+    A point whose sequence is NaN is a cell of an unseen sequence (a fresh effect), else a
+    new cell of that sequence of ``frame`` (its effect in the simulated data); each draws
+    its own cell effect.
+    """
+    effects = frame.attrs["effects"]
+    keys = [None if pd.isna(g) else g for g in points["sequence"]]
+    u = np.array([effects[k] for k in keys])
+    return points["mean"].to_numpy() * np.exp(u + rng.normal(0.0, sd_within, len(points)))
+
+
+def coverage_once(frame: pd.DataFrame, cluster: str, truth: dict[str, float], predict=None):
+    """Fit one simulated dataset; one record per (interval, target): covered, half-width, dof.
+
+    ``predict`` (optional) holds points with the truth's ``mean`` there, their ``sequence``
+    (NaN: an unseen one) and ``value``, one new cell drawn there (:func:`new_cells`): the
+    records add the CR2 interval of the mean law against ``mean`` and the prediction
+    interval of one new cell (``law_prediction_interval``) against ``value``.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = lawfit.fit(frame, exclude=None, profile=False)
+        # the power law does not read loss_before; without it a large simulated sequence
+        # effect may push a cell past its ceiling, which the error model does not know
+        res = lawfit.fit(frame.drop(columns="loss_before"), exclude=None, profile=False)
         robust = res.conf_int("cluster", cluster=cluster)
         wald = res.conf_int("wald")
         contrasts = {
             "cluster": res.contrast(CONTRAST, cluster=cluster),
             "wald": res.contrast(CONTRAST),
         }
-    records = []
+        records = [] if predict is None else _prediction_records(res, cluster, predict)
     for method, table in (("cluster", robust), ("wald", wald)):
         for name in ("alpha", "beta"):
             low, high = table.loc[name, "low"], table.loc[name, "high"]
@@ -125,6 +160,22 @@ def coverage_once(frame: pd.DataFrame, cluster: str, truth: dict[str, float]) ->
             records.append(_record(method, name, low, high, dof, truth[name]))
         c = contrasts[method]
         records.append(_record(method, "alpha - beta", c["low"], c["high"], c["dof"], truth["d"]))
+    return records
+
+
+def _prediction_records(res, cluster: str, predict: pd.DataFrame) -> list[dict]:
+    """Coverage records of the mean law's and one new cell's intervals at ``predict``."""
+    records = []
+    for p in predict.itertuples(index=False):
+        at = {"rank": p.rank, "length": p.length}
+        where = "a new sequence" if pd.isna(p.sequence) else f"{cluster} {p.sequence:g}"
+        name = f"dL r={p.rank:g} l={p.length:g}"
+        mean = law_mean_interval(res, cluster=cluster, **at).iloc[0]
+        records.append(_record("cluster", f"mean {name}", mean.low, mean.high, mean.dof, p.mean))
+        member = None if pd.isna(p.sequence) else p.sequence
+        cell = law_prediction_interval(res, cluster=cluster, in_cluster=member, **at).iloc[0]
+        target = f"cell {name} on {where}"
+        records.append(_record("prediction", target, cell.low, cell.high, cell.dof, p.value))
     return records
 
 
@@ -138,12 +189,14 @@ def _record(method, target, low, high, dof, true) -> dict:
     }
 
 
-def run_design(name, design, cluster, sd_between, sd_within, truth, n, rng) -> pd.DataFrame:
-    """Coverage summary of ``n`` simulated datasets at ``design``."""
+def run_design(name, design, cluster, sd_between, sd_within, truth, n, rng, predict=None):
+    """Coverage summary of ``n`` simulated datasets at ``design`` (and at ``predict``)."""
     records = []
     for _ in range(n):
         frame = simulate(design, cluster, sd_between, sd_within, rng)
-        records += coverage_once(frame, cluster, truth)
+        if predict is not None:
+            predict = predict.assign(value=new_cells(predict, frame, sd_within, rng))
+        records += coverage_once(frame, cluster, truth, predict)
     df = pd.DataFrame(records)
     out = df.groupby(["interval", "target"], sort=False).agg(
         coverage=("covered", "mean"),
@@ -180,11 +233,42 @@ def coverage_table(data, args, add, rng) -> pd.DataFrame:
     designs = [("as shipped", shipped)]
     if add:
         designs.append((f"+ {len(add)} added", design))
+    predict = prediction_points(res, args.predict, shipped, args.cluster)
     tables = [
-        run_design(name, design, args.cluster, sd_b, sd_w, truth, args.n, rng)
+        run_design(name, design, args.cluster, sd_b, sd_w, truth, args.n, rng, predict)
         for name, design in designs
     ]
     return pd.concat(tables, ignore_index=True)
+
+
+def prediction_points(res, points, design: pd.DataFrame, cluster: str):
+    """The ``--predict`` points with the truth's mean there; None without any.
+
+    A point names rank and length, and optionally a sequence of the design (a new cell of
+    that sequence; without one, of an unseen sequence).
+    """
+    if not points:
+        return None
+    rows = []
+    for point in points:
+        extra = set(point) - {"rank", "length", cluster}
+        if {"rank", "length"} - set(point) or extra:
+            raise LawfitError(
+                f"each --predict point names rank, length and optionally {cluster}; got "
+                f"{point}. Give e.g. --predict rank=2,length=512 (a new sequence) or "
+                f"--predict rank=2,length=512,{cluster}=3 (a new cell of sequence 3)."
+            )
+        sequence = point.get(cluster, np.nan)
+        known = set(design[cluster].tolist())
+        if not np.isnan(sequence) and sequence not in known:
+            raise LawfitError(
+                f"--predict {point}: {cluster} {sequence:g} has no cell in the design; it has "
+                f"{sorted(known)}. Leave {cluster} out to predict a cell of an unseen sequence."
+            )
+        rows.append({"rank": point["rank"], "length": point["length"], "sequence": sequence})
+    out = pd.DataFrame(rows)
+    mean = res.predict(rank=out["rank"], length=out["length"], warn=False)["mean"]
+    return out.assign(mean=mean.to_numpy())
 
 
 def form_confusion(data, args, add, rng) -> pd.DataFrame:
@@ -224,6 +308,16 @@ def parse_args(argv):
         type=parse_point,
         metavar="POINT",
         help="a design point to add, e.g. rank=1,length=256,data_seed=3 (repeatable)",
+    )
+    ap.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        type=parse_point,
+        metavar="POINT",
+        help="also check the intervals of the mean law and of one new cell at this point: "
+        "rank=2,length=512 (a cell of an unseen sequence) or rank=2,length=512,data_seed=3 "
+        "(a new cell of sequence 3); repeatable",
     )
     ap.add_argument("--n", type=int, default=500, help="simulated datasets per design")
     ap.add_argument("--rng", type=int, default=0, help="random seed (default 0)")

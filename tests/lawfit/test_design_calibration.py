@@ -46,6 +46,22 @@ def test_simulated_noise_has_the_asked_structure():
     assert abs(sd - 0.05) < 0.05 * 0.05  # 4,000 draws: the sd within 5 %
 
 
+def test_new_cells_take_their_sequences_effect():
+    """A new cell of a known sequence shares its effect; an unseen sequence draws its own."""
+    rng = np.random.default_rng(1)
+    design = _design(3, clusters=3)
+    frame = dc.simulate(design, "data_seed", 0.2, 0.0, rng)
+    effects = frame.attrs["effects"]
+    assert set(effects) == {0, 1, 2, None}
+    for g in (0, 1, 2):
+        cells = frame[frame["data_seed"] == g]
+        assert np.allclose(np.log(cells["loss_reduction"] / 5.0), effects[g], atol=1e-12)
+    points = pd.DataFrame({"mean": [2.0, 3.0], "sequence": [1.0, np.nan]})
+    values = dc.new_cells(points, frame, 0.0, rng)
+    assert values == pytest.approx([2.0 * np.exp(effects[1]), 3.0 * np.exp(effects[None])])
+    assert effects[None] not in (effects[0], effects[1], effects[2])
+
+
 def test_added_points_take_the_laws_value():
     import lawfit
 
@@ -97,6 +113,26 @@ def test_bad_input_is_refused_with_a_fix(argv, message):
     """Refused before any fitting, saying what was expected."""
     with pytest.raises(LawfitError, match=message):
         dc.main([str(SHIPPED), *argv])
+
+
+def test_predict_points_get_both_intervals_checked(capsys):
+    argv = [str(SHIPPED), "--n", "10", "--predict", "rank=2,length=512"]
+    assert dc.main([*argv, "--predict", "rank=1,length=256,data_seed=1"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split() for ln in out.splitlines() if ln.lstrip().startswith("prediction")]
+    assert [" ".join(r[1:5]) for r in rows] == ["cell dL r=2 l=512", "cell dL r=1 l=256"]
+    assert "on a new sequence" in out and "on data_seed 1" in out
+    assert sum("mean dL r=" in ln for ln in out.splitlines()) == 2  # the mean law's too
+    assert all(0.0 <= float(r[-4]) <= 1.0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [("rank=1", "names rank, length"), ("rank=1,length=64,data_seed=99", "no cell in the design")],
+)
+def test_bad_predict_points_are_refused(point, message):
+    with pytest.raises(LawfitError, match=message):
+        dc.main([str(SHIPPED), "--n", "10", "--predict", point])
 
 
 def test_form_confusion_counts_each_truths_picks(capsys):
