@@ -9,7 +9,6 @@ and MemFT's rank savings (separate laws, shared exponents, measured MemFT cells)
     python analysis/05_capacity_memft.py [DATA.nc] [--bootstrap 1000]
 """
 
-import math
 import os
 import sys
 
@@ -20,8 +19,7 @@ from _common import header, load, parser, quiet, settings, sft  # noqa: E402
 
 import lawfit  # noqa: E402
 from lawfit.capacity import SHOWN_COLUMNS  # noqa: E402
-
-LN2 = math.log(2)
+from lawfit.data import LN2  # noqa: E402
 
 
 def capacity(cells, n_boot):

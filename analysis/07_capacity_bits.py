@@ -10,11 +10,11 @@ loss_after > ln 2) and their range.
 """
 
 import argparse
-import math
 import os
 import sys
 
 import lawfit
+from lawfit.data import LN2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import markdown  # noqa: E402
@@ -52,9 +52,7 @@ def main():
     print("## Every ok cell\n")
     print(markdown(cells))
     fitted = cells[
-        (cells.task == "long_context")
-        & (cells.objective == "sft")
-        & (cells.loss_after > math.log(2))
+        (cells.task == "long_context") & (cells.objective == "sft") & (cells.loss_after > LN2)
     ]
     print(f"\n## The {len(fitted)} cells of the law fit (long-context SFT, loss_after > ln 2)\n")
     print(markdown(fitted))

@@ -59,7 +59,7 @@ from _common import ROOT, header, markdown, parser  # noqa: E402
 
 import lawfit  # noqa: E402
 from lawfit.carriers import carrier_of, knob_value  # noqa: E402
-from lawfit.fitting import LN2  # noqa: E402
+from lawfit.data import LN2  # noqa: E402
 
 SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_fixed.toml")
 CELLS = os.path.join(ROOT, "data", "law_cpu_fixed")

@@ -28,7 +28,7 @@ import xarray as xr
 
 from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load
-from lawfit.data import as_frame
+from lawfit.data import LN2, as_frame
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
@@ -43,7 +43,6 @@ __all__ = [
     "max_steps",
 ]
 
-LN2 = math.log(2.0)
 #: Per-token variables that describe the end of training and cannot be read back from
 #: the trajectory at an earlier step: set to NaN where :func:`at_budget` truncates a cell.
 _END_ONLY = ("exact_match", "token_accuracy", "p_after", "greedy_correct")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lawfit import _validate as V
 from lawfit._tokens import CELL_DIMS, load, ok_mask
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 from lawfit.information import BIT_KINDS, with_information_bits
 from lawfit.protocol import ResultProtocol, SummaryText
@@ -34,7 +35,6 @@ __all__ = [
     "predict_capacity",
 ]
 
-LN2 = math.log(2.0)
 
 #: Literature anchors of memorization capacity, bits per trainable parameter.
 ANCHORS_BITS_PER_PARAM = {

@@ -23,7 +23,7 @@ from scipy import stats
 
 import lawfit.forms_extra as _fx
 from lawfit import _validate as V
-from lawfit.data import as_frame
+from lawfit.data import LN2, as_frame
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import get_form
@@ -329,7 +329,7 @@ def _quiet_fit(data, form, **kw):
 def _evaluable(frame: pd.DataFrame, exclude) -> pd.DataFrame:
     """Return the cells a held-out error is measured on: those the exclusion rule keeps."""
     if exclude is not None and "loss_after" in frame.columns:
-        thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+        thr = LN2 if exclude == "memorized" else float(exclude)
         return frame[frame["loss_after"] > thr]
     return frame
 

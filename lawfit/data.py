@@ -35,7 +35,12 @@ __all__ = [
     "n_targets",
     "DTYPE_BYTES",
     "with_n_bytes",
+    "LN2",
 ]
+
+#: loss_after (nats/token) at or below which a cell counts as memorized: the target's
+#: tokens have probability 1/2 on average (the contract's rule; :func:`memorized_mask`).
+LN2 = math.log(2.0)
 
 #: Dims that identify a *setting*; size > 1 requires ``by=`` or ``.sel``.
 GROUP_DIMS = ("model", "task", "random_ratio", "objective", "modules")

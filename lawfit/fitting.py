@@ -30,6 +30,7 @@ from lawfit import _validate as V
 from lawfit import _varpro as vp
 from lawfit.bootstrap import RESAMPLING_UNITS, BootstrapResult, fit_batch, fit_resampled
 from lawfit.data import (
+    LN2,
     REPLICATE_DIMS,
     as_frame,
     check_identifiable,
@@ -44,8 +45,6 @@ from lawfit.space import breusch_pagan_pvalue, choose_space
 
 __all__ = ["fit", "LN2"]
 
-#: Threshold of loss_after below which a cell counts as memorized (p > 0.5 per token).
-LN2 = math.log(2.0)
 _GRID_BUDGET = 2500
 _N_STARTS = 8
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from lawfit import _validate as V
 from lawfit._tokens import load, ok_mask, token_arrays
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import FitResult, Flag
@@ -486,7 +487,7 @@ def _empirical_rank(ds_m, target, target_kind):
 def memft_savings(
     ds,
     *,
-    target: float = math.log(2.0),
+    target: float = LN2,
     target_kind: str = "loss_after",
     lengths=None,
     form: str = "power_law",
@@ -894,7 +895,7 @@ def _unmemorized_cells(sub, m, exclude) -> pd.DataFrame:
         .dropna(subset=["loss_reduction"])
     )
     if exclude is not None and "loss_after" in df:
-        thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+        thr = LN2 if exclude == "memorized" else float(exclude)
         df = df[df["loss_after"] > thr]
     if len(df) < 2:
         raise LawfitError(f"{len(df)} non-memorized {m} cell(s); need at least 2 to fit C")
@@ -1199,7 +1200,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         if capacity == "rank" and "loss_before" not in fits["sft"].inputs:
             _add_sft_equivalent_rank(df, fits["sft"], confidence_level)
         if "loss_after" in df and exclude is not None:
-            thr = math.log(2.0) if exclude == "memorized" else float(exclude)
+            thr = LN2 if exclude == "memorized" else float(exclude)
             df["memorized"] = df["loss_after"] <= thr
         df.insert(0, "objective", m)
         vrows.append(df)

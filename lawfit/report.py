@@ -30,12 +30,11 @@ from lawfit import _validate as V
 from lawfit import space as _space
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 from lawfit.robust import preferred_interval
 
 __all__ = ["Report", "build_report"]
-
-LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from matplotlib.lines import Line2D
 from scipy import stats
 
 from lawfit.capacity import ANCHORS_BITS_PER_PARAM
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
-from lawfit.fitting import LN2
 from lawfit.information import information_bits
 from lawfit.plotting._common import fig_ax
 from lawfit.plotting.style import DOUBLE, OKABE_ITO, new_figure, styled

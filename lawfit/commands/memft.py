@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from lawfit.commands import _common as cli
+from lawfit.data import LN2
 
 _EPILOG = """\
 examples:
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--target",
         type=float,
-        default=math.log(2.0),
+        default=LN2,
         help="fidelity target (default ln 2 on loss_after)",
     )
     p.add_argument(

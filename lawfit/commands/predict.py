@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from lawfit.commands import _common as cli
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -116,7 +116,7 @@ def run(args) -> int:
         interval=args.interval,
     )
     print(pred.summary())
-    if args.target_kind == "loss_after" and any(t > math.log(2) + 1e-9 for t in args.target):
+    if args.target_kind == "loss_after" and any(t > LN2 + 1e-9 for t in args.target):
         print("note: loss_after targets above ln 2 do not guarantee verbatim recall")
     if args.csv:
         cli.write_csv(pred.table, args.csv)

@@ -9,11 +9,10 @@ import pandas as pd
 import xarray as xr
 
 from lawfit._tokens import CELL_DIMS, GROUP_DIMS, load
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 
 __all__ = ["cells_frame", "settings", "select_method", "fig_ax", "log_ticks", "plain_log", "LN2"]
-
-LN2 = float(np.log(2.0))
 
 
 def cells_frame(ds: xr.Dataset, variables, *, ok_only: bool = True) -> pd.DataFrame:

@@ -10,12 +10,12 @@ imports it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lawfit.data import LN2
 from lawfit.errors import LawfitError
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 
 SINGLE = 3.3  #: width of one column of a two-column paper, inches
 DOUBLE = 7.0  #: width of a full page (both columns), inches
-LN2 = math.log(2.0)
 
 #: Okabe & Ito (2008) colour-blind-safe qualitative palette (black first).
 OKABE_ITO = (
