@@ -435,3 +435,18 @@ def test_predict_with_cluster_gives_the_cluster_robust_intervals():
     new = res.predict(**pt, interval="prediction", cluster="data_seed", warn=False)
     pd_testing.assert_frame_equal(new, law_prediction_interval(res, cluster="data_seed", **pt))
     assert new["extrapolated"].tolist() == [False, True]
+
+
+def test_a_new_sequences_cell_interval_is_flagged_over_few_sequences():
+    """Fewer than 10 sequences: the new-sequence interval says it can be too narrow."""
+    from lawfit.robust import law_prediction_interval
+
+    point = {"rank": 4.0, "length": 512.0}
+    few = lawfit.fit(sweep(3, 5).rename({"seed": "data_seed"}), exclude=None, space="log")
+    new = law_prediction_interval(few, cluster="data_seed", **point)
+    assert [f.code for f in new.attrs["flags"]] == ["new_cell_few_clusters"]
+    assert "in_cluster=" in new.attrs["flags"][0].message
+    known = law_prediction_interval(few, cluster="data_seed", in_cluster=1, **point)
+    assert known.attrs["flags"] == ()
+    many = lawfit.fit(sweep(10, 5).rename({"seed": "data_seed"}), exclude=None, space="log")
+    assert law_prediction_interval(many, cluster="data_seed", **point).attrs["flags"] == ()
