@@ -575,6 +575,35 @@ def _sequence_spread_text(law, unit: str) -> str:
     )
 
 
+def _sequence_blocks(law, unit: str) -> list:
+    """Return the spread between target sequences and each sequence's offset from the law."""
+    from lawfit.robust import sequence_offsets
+
+    blocks: list = [("p", _sequence_spread_text(law, unit))]
+    try:
+        offsets = sequence_offsets(law, cluster=unit)
+    except LawfitError:  # the sentence above says why
+        return blocks
+    table = pd.DataFrame(
+        {
+            unit: offsets.index,
+            "cells": offsets["cells"].to_numpy(),
+            "its cells vs the law": [f"{v:+.1f} %" for v in offsets["percent"]],
+            "k (shrinkage)": [f"{v:.2f}" for v in offsets["k"]],
+            "a new cell's offset": [f"{v:+.1f} %" for v in offsets["offset_percent"]],
+        }
+    )
+    return blocks + [
+        ("table", table),
+        (
+            "note",
+            f"Per {unit}: its fitted cells' ΔL against the law (their mean log residual), "
+            "and the offset a new cell of it is predicted with, k times that (lawfit fit "
+            f"--at ... --cluster {unit} --in-cluster VALUE; lawfit.robust.sequence_offsets).",
+        ),
+    ]
+
+
 def _law(st: _Setting, opt: _Options) -> list:
     from lawfit.fitting import fit
 
@@ -604,7 +633,7 @@ def _law(st: _Setting, opt: _Options) -> list:
     blocks += [("note", unit_note)] if unit_note else []
     if unit != "cell":
         blocks.append(("p", _cluster_robust_text(law, unit, opt.level)))
-        blocks.append(("p", _sequence_spread_text(law, unit)))
+        blocks += _sequence_blocks(law, unit)
     blocks.append(("p", _difference_text(law, None if unit == "cell" else unit, opt.level)))
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
 

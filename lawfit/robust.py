@@ -45,6 +45,7 @@ __all__ = [
     "law_mean_interval",
     "law_prediction_interval",
     "linearised",
+    "sequence_offsets",
     "variance_components",
 ]
 
@@ -603,7 +604,7 @@ def _cell_offset(result, cluster: str, vc: pd.Series, member) -> tuple[_Anchor |
             f"{sorted(set(values.tolist()))}. Pass one of them, or None for a new {cluster}."
         )
     var_b, var_w = vc["var_between"], vc["var_within"]
-    k = var_b / (var_b + var_w / mine.sum()) if var_b > 0 else 0.0
+    k = _shrinkage(vc, int(mine.sum()))
     terms = [(var_w, vc["df_within"])]
     if var_b > 0:
         terms.append((var_b * (1 - k), vc["df_between"]))
@@ -612,6 +613,49 @@ def _cell_offset(result, cluster: str, vc: pd.Series, member) -> tuple[_Anchor |
     log_y = float(np.log(points[result.response].to_numpy(float)).mean())
     offset = k * float(_log_residuals(result)[mine].mean())
     return _Anchor(X_g, k, log_y, offset), terms
+
+
+def _shrinkage(vc: pd.Series, n_cells: int) -> float:
+    """Return the share k of a sequence's mean offset kept: σ²_b / (σ²_b + σ²_w / n_g)."""
+    var_b = vc["var_between"]
+    return float(var_b / (var_b + vc["var_within"] / n_cells)) if var_b > 0 else 0.0
+
+
+def sequence_offsets(result, *, cluster: str) -> pd.DataFrame:
+    """How much each target sequence sits above or below the law, raw and shrunken.
+
+    Per value g of ``cluster``: its fitted cells' mean log residual ē_g (log y − log f̂),
+    and the offset a new cell of that sequence is predicted with,
+    k·ē_g with k = σ²_between / (σ²_between + σ²_within/n_g) from
+    :func:`variance_components` (the BLUP of a random intercept; what
+    :func:`law_prediction_interval` uses with ``in_cluster=g``). A sequence far off with
+    several cells is one the law's mean does not describe; one cell alone is mostly its
+    own scatter, which k discounts.
+
+    Parameters
+    ----------
+    result : lawfit.FitResult
+        A least-squares fit of a positive response.
+    cluster : str
+        Column of ``result.points`` whose values are the target sequences.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cluster``: ``cells`` (fitted cells), ``mean_log_residual`` (ē_g),
+        ``percent`` (100·(exp ē_g − 1)), ``k``, ``offset`` (k·ē_g) and
+        ``offset_percent`` (100·(exp(k·ē_g) − 1)).
+    """
+    vc = variance_components(result, cluster=cluster)
+    e = pd.Series(_log_residuals(result), index=result.points.index)
+    by = e.groupby(result.points[cluster].to_numpy())
+    out = pd.DataFrame({"cells": by.size(), "mean_log_residual": by.mean()})
+    out.index.name = cluster
+    out["percent"] = 100 * np.expm1(out["mean_log_residual"])
+    out["k"] = [_shrinkage(vc, int(n)) for n in out["cells"]]
+    out["offset"] = out["k"] * out["mean_log_residual"]
+    out["offset_percent"] = 100 * np.expm1(out["offset"])
+    return out
 
 
 def _scatter_terms(vc: pd.Series) -> list[tuple[float, float]]:

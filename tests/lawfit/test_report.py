@@ -368,6 +368,14 @@ def test_three_target_sequences_get_the_cluster_robust_interval():
         f"Between target sequences the law's level varies by {100 * vc['sd_between']:.2g} % "
         f"and cells scatter by {100 * vc['sd_within']:.2g} %"
     ) in md
+    # and each sequence's offset from the law, one row per sequence
+    from lawfit.robust import sequence_offsets
+
+    offsets = sequence_offsets(law, cluster="data_seed")
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and " % | " in ln]
+    assert len(rows) == len(offsets) == 3
+    for row, (g, o) in zip(rows, offsets.iterrows(), strict=True):
+        assert row.startswith(f"| {g} | {o['cells']:.0f} | {o['percent']:+.1f} % |")
 
 
 def test_the_law_section_tests_alpha_equal_beta():

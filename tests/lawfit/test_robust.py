@@ -450,3 +450,26 @@ def test_a_new_sequences_cell_interval_is_flagged_over_few_sequences():
     assert known.attrs["flags"] == ()
     many = lawfit.fit(sweep(10, 5).rename({"seed": "data_seed"}), exclude=None, space="log")
     assert law_prediction_interval(many, cluster="data_seed", **point).attrs["flags"] == ()
+
+
+def test_sequence_offsets_recover_planted_offsets_and_match_the_in_cluster_centre():
+    from lawfit.robust import law_prediction_interval, sequence_offsets, variance_components
+
+    ds = synthetic_dataset(
+        **TRUTH, seeds=4, noise=0.01, noise_kind="run", run_effect={"logC": 0.2}, rng=21
+    ).rename({"seed": "data_seed"})
+    res = lawfit.fit(ds, exclude=None, space="log")
+    got = sequence_offsets(res, cluster="data_seed")
+    assert list(got.index) == [0, 1, 2, 3] and (got["cells"] == 56).all()
+    # the law's C absorbs the mean offset: what is left is each sequence against the others
+    log_y = np.log(ds["loss_reduction"]).mean(["rank", "length"]).to_numpy()
+    np.testing.assert_allclose(got["mean_log_residual"], log_y - log_y.mean(), atol=0.01)
+    vc = variance_components(res, cluster="data_seed")
+    k = vc["var_between"] / (vc["var_between"] + vc["var_within"] / 56)
+    np.testing.assert_allclose(got["k"], k, rtol=1e-12)
+    for g in range(4):
+        one = law_prediction_interval(
+            res, cluster="data_seed", in_cluster=g, rank=4.0, length=512.0
+        )
+        assert one.attrs["offset"] == pytest.approx(got.loc[g, "offset"], rel=1e-12)
+    assert np.allclose(got["percent"], 100 * np.expm1(got["mean_log_residual"]))
