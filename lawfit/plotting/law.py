@@ -420,11 +420,12 @@ def plot_loss_recall(ds, *, axes=None, show_token_accuracy: bool = True, title: 
 def plot_sequence_offsets(fit, *, cluster: str = "data_seed", ax=None, title: str | None = None):
     """Plot each cell's deviation from the law, by target sequence (are some easier?).
 
-    The measured ΔL over the law's, in percent, against the law's ΔL, a colour per
-    sequence, with each sequence's mean deviation as a line; the text gives the variance
-    components of :func:`lawfit.robust.variance_components`: how much the law's level
-    differs between sequences (σ_between) and how far cells scatter around their
-    sequence's law (σ_within), the two parts a new cell's interval adds to the law's.
+    The measured ΔL over the law's, in percent, against the law's ΔL, a colour per sequence,
+    with each sequence's offset as a line (its cells' mean log residual, as a percentage:
+    :func:`lawfit.robust.sequence_offsets`, the report's table); the text gives the variance
+    components of :func:`lawfit.robust.variance_components`: how much the law's level differs
+    between sequences (σ_between) and how far cells scatter around their sequence's law
+    (σ_within), the two parts a new cell's interval adds to the law's.
 
     Parameters
     ----------
@@ -447,9 +448,10 @@ def plot_sequence_offsets(fit, *, cluster: str = "data_seed", ax=None, title: st
         No such column, fewer than 2 sequences, or too few cells (see
         :func:`lawfit.robust.variance_components`).
     """
-    from lawfit.robust import variance_components
+    from lawfit.robust import sequence_offsets, variance_components
 
     vc = variance_components(fit, cluster=cluster)
+    offsets = sequence_offsets(fit, cluster=cluster)["percent"]
     fig, ax = fig_ax(ax, 3.3, 2.5)
     pts = fit.points
     law = pts["fitted"].to_numpy(float)
@@ -461,7 +463,7 @@ def plot_sequence_offsets(fit, *, cluster: str = "data_seed", ax=None, title: st
         color = palette[i % len(palette)]
         label = f"{g} ({int(mine.sum())})"
         ax.plot(law[mine], dev[mine], "o", ms=3.5, color=color, mec="white", mew=0.3, label=label)
-        ax.axhline(dev[mine].mean(), color=color, lw=0.8, ls="--", zorder=0)
+        ax.axhline(offsets.loc[g], color=color, lw=0.8, ls="--", zorder=0)
     ax.axhline(0, color="black", lw=0.6, zorder=0)
     ax.set_xscale("log")
     plain_log(ax, "x")
