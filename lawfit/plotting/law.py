@@ -457,7 +457,7 @@ def plot_sequence_offsets(fit, *, cluster: str = "data_seed", ax=None, title: st
     law = pts["fitted"].to_numpy(float)
     dev = 100 * (pts[fit.response].to_numpy(float) / law - 1)
     groups = pts[cluster].to_numpy()
-    palette = OKABE_ITO[1:]  # black is the zero line
+    palette = tuple(OKABE_ITO[i] for i in (1, 2, 3, 5, 6, 7))  # black: the zero line; no yellow
     for i, g in enumerate(sorted(set(groups.tolist()))):
         mine = groups == g
         color = palette[i % len(palette)]
