@@ -625,7 +625,7 @@ def _shrinkage(vc: pd.Series, n_cells: int) -> float:
 
 
 def sequence_offsets(result, *, cluster: str) -> pd.DataFrame:
-    """How much each target sequence sits above or below the law, raw and shrunken.
+    """Return how far each target sequence sits above or below the law, raw and shrunken.
 
     Per value g of ``cluster``: its fitted cells' mean log residual ē_g (log y − log f̂),
     and the offset a new cell of that sequence is predicted with,
@@ -664,11 +664,12 @@ def sequence_offsets(result, *, cluster: str) -> pd.DataFrame:
 def _joined(law_var: float, law_dof: float, scatter: list, new_sequence: bool) -> list:
     """Return the (variance, dof) terms of a new cell's variance for Satterthwaite.
 
-    For a new sequence with σ²_between > 0 the law's CR2 variance and the between-sequence
-    term are one term on min(their dof): both are read off the same few sequence effects,
-    so they are not the independent estimates Satterthwaite's formula assumes (taken apart,
-    the interval covered 89-94 % of new cells on the law sweep's design; docs/lawfit.md).
-    Otherwise the law's term stands beside the scatter's.
+    ``scatter`` is :func:`_cell_offset`'s: for a new sequence, [between, within] terms when
+    σ²_between > 0, else [within]. For a new sequence with σ²_between > 0 the law's CR2 variance
+    and the between-sequence term are one term on min(their dof): both are read off the same few
+    sequence effects, so they are not the independent estimates Satterthwaite's formula assumes
+    (taken apart, the interval covered 89-94 % of new cells on the law sweep's design;
+    docs/lawfit.md). Otherwise the law's term stands beside the scatter's.
     """
     if new_sequence and len(scatter) == 2:
         (between, df_between), within = scatter
