@@ -233,15 +233,15 @@ def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.Dat
     setting = [c for c in SETTING if c in cells]
     size = ["carrier", "modules", "size", "n_params", "n_bytes"]
     per_target = (
-        cells.assign(recalled_all=_memorized(cells))
+        cells.assign(held=_memorized(cells))
         .groupby([*setting, *size, "length", "data_seed"], dropna=False)
-        .agg(value=(quantity, "mean"), recalled_all=("recalled_all", "all"))
+        .agg(value=(quantity, "mean"), held=("held", "all"))
         .reset_index()
     )
     rows = []
     for key, grp in per_target.groupby([*setting, *size, "length"], dropna=False):
         mean, se, ci, n = _interval(grp["value"].to_numpy())
-        rows.append((*key, mean, se, ci, n, bool(grp["recalled_all"].all())))
+        rows.append((*key, mean, se, ci, n, bool(grp["held"].all())))
     cols = [*setting, *size, "length", "mean", "se", "ci", "n_targets", "memorized"]
     by_length = pd.DataFrame(rows, columns=cols)
     best = by_length.dropna(subset=["mean"]).sort_values("mean", kind="stable")
