@@ -634,8 +634,30 @@ def _law(st: _Setting, opt: _Options) -> list:
     if unit != "cell":
         blocks.append(("p", _cluster_robust_text(law, unit, opt.level)))
         blocks += _sequence_blocks(law, unit)
-    blocks.append(("p", _difference_text(law, None if unit == "cell" else unit, opt.level)))
+    cluster = None if unit == "cell" else unit
+    blocks.append(("p", _difference_text(law, cluster, opt.level)))
+    blocks.append(("p", _gamma_text(sft, law, cluster, opt.level)))
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
+
+
+def _gamma_text(sft, law, cluster: str | None, level: float) -> str:
+    """One sentence with γ, the exponent of the one-variable law C·(r/ℓ)^γ + b, fitted."""
+    from lawfit.fitting import fit
+
+    try:
+        one = fit(sft, "ratio", confidence_level=level, profile=False)
+        method = "wald" if cluster is None else "cluster"
+        ci = one.conf_int(method, confidence_level=level, cluster=cluster).loc["alpha"]
+    except LawfitError as exc:
+        return f"The one-variable law C·(r/ℓ)^γ + b: not fitted ({exc})"
+    how = "asymptotic" if cluster is None else f"cluster-robust over {cluster}"
+    if cluster is not None:
+        how += f", {ci['dof']:.1f} dof"
+    return (
+        f"The one-variable law C·(r/ℓ)^γ + b (lawfit fit --form ratio) gives "
+        f"γ = {one.params['alpha']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}] ({how}), "
+        f"R² = {one.r2:.4f} against the power law's {law.r2:.4f}."
+    )
 
 
 def _difference_text(law, cluster: str | None, level: float) -> str:

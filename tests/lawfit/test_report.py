@@ -376,6 +376,13 @@ def test_three_target_sequences_get_the_cluster_robust_interval():
     assert len(rows) == len(offsets) == 3
     for row, (g, o) in zip(rows, offsets.iterrows(), strict=True):
         assert row.startswith(f"| {g} | {o['cells']:.0f} | {o['percent']:+.1f} % |")
+    # γ of the one-variable law C·(r/ℓ)^γ + b, with its cluster-robust interval
+    ratio = lawfit.fit(ds, "ratio", profile=False)
+    g_ci = ratio.conf_int("cluster", cluster="data_seed").loc["alpha"]
+    assert (
+        f"gives γ = {ratio.params['alpha']:.3g} [{g_ci['low']:.3g}, {g_ci['high']:.3g}] "
+        f"(cluster-robust over data_seed, {g_ci['dof']:.1f} dof)"
+    ) in md
 
 
 def test_the_law_section_tests_alpha_equal_beta():
