@@ -53,6 +53,8 @@ prepare() {  # join the model's parts once (stashed and carried), install the ca
         export PYTHONPATH="$STASH/site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONUNBUFFERED=1
+    # the first model load converts the GGUF file once; the later steps read the conversion
+    export COLLECT_MODEL_CACHE=${COLLECT_MODEL_CACHE:-$STASH/models}
 }
 
 sweep_step() {  # NAME SWEEP MINUTES FILES MIB [ARGS]: one sweep of `lease`, packed into $OUT/NAME

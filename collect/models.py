@@ -12,6 +12,10 @@ Model specs understood by :func:`load_model`:
     the first load assembles it once (sha256 checked) under ``~/.cache``.
 ``"path/to/file.gguf"``
     Any GGUF file, loaded through transformers' ``gguf_file=`` loader (dequantized).
+
+The first load of a GGUF model saves its dequantized form in a cache folder, and every later
+load (tokenizer, config or weights) reads that instead, in about a second against 10-25 s:
+:mod:`collect.gguf_cache` (``COLLECT_MODEL_CACHE``).
 ``"path/to/dir"``
     A local Hugging Face model directory.
 ``"tiny-random"``
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from collect.errors import CollectError
+from collect.gguf_cache import convert, find_conversion
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: environment variable naming a copy of that GGUF file to load instead of the wheel's (a
@@ -182,17 +187,29 @@ def gemma3_gguf_path() -> Path:
 PACKAGED_GGUF = {"smollm2": smollm2_gguf_path, "gemma3-270m": gemma3_gguf_path}
 
 
-def model_source(spec: str) -> tuple[str, dict[str, Any]]:
-    """Where ``from_pretrained`` finds a model spec: (path or hub id, extra keyword arguments)."""
+def gguf_file(spec: str) -> Path | None:
+    """Return the GGUF file a model spec names (a packaged model or a ``.gguf`` path), or None."""
     if spec in PACKAGED_GGUF:
-        gguf = PACKAGED_GGUF[spec]()
-        return str(gguf.parent), {"gguf_file": gguf.name}
+        return PACKAGED_GGUF[spec]()
     if spec.endswith(".gguf"):
         gguf = Path(spec)
         if not gguf.exists():
             raise CollectError(f"GGUF file {spec!r} does not exist; give an existing path.")
-        return str(gguf.parent), {"gguf_file": gguf.name}
-    return spec, {}
+        return gguf
+    return None
+
+
+def model_source(spec: str) -> tuple[str, dict[str, Any]]:
+    """Where ``from_pretrained`` finds a model spec: (path or hub id, extra keyword arguments).
+
+    A GGUF file already converted (:mod:`collect.gguf_cache`) is read from its conversion.
+    """
+    gguf = gguf_file(spec)
+    if gguf is None:
+        return spec, {}
+    if (converted := find_conversion(gguf)) is not None:
+        return str(converted), {}
+    return str(gguf.parent), {"gguf_file": gguf.name}
 
 
 def load_tokenizer(spec: str):
@@ -248,6 +265,9 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model, tokenizer = tiny_random_model()
         model = model.to(torch_dtype)
     else:
+        gguf = gguf_file(spec)
+        if gguf is not None and find_conversion(gguf) is None:
+            convert(gguf)  # once per file: later loads, here and elsewhere, read the folder
         source, kwargs = model_source(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
