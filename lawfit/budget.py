@@ -39,6 +39,7 @@ __all__ = [
     "at_budget",
     "budget_sensitivity",
     "convergence",
+    "default_window",
     "delta_by_budget",
     "max_steps",
 ]
@@ -223,15 +224,21 @@ def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
     return reason.where(_ok(ds))
 
 
-def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
+#: share of the budget :func:`convergence` looks back over by default (issue 10's criterion:
+#: no cell may still gain more than 1 % of its ΔL over its last 10 % of steps)
+DEFAULT_WINDOW_SHARE = 0.1
+
+
+def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataFrame:
     """Say, per cell, why training stopped and whether ΔL was still growing at the budget.
 
     Parameters
     ----------
     ds : xarray.Dataset or path
         Contract dataset with ``loss_curve`` over ``step``.
-    window : int
-        Look-back in optimizer steps (a multiple of the logging interval).
+    window : int, optional
+        Look-back in optimizer steps (a multiple of the logging interval). Default: the last
+        10 % of the budget (:func:`default_window`).
     tol : float
         A budget-stopped cell is *still improving* when its ΔL grew by more than
         ``tol`` (relative) over the last ``window`` steps.
@@ -249,18 +256,19 @@ def convergence(ds, *, window: int = 100, tol: float = 0.01) -> pd.DataFrame:
     LawfitError
         No trajectories, or ``window`` not a positive multiple of the logging interval.
     """
+    window = None if window is None else V.positive_int(window, "window")
+    tol = V.positive_number(tol, "tol")
     ds = load(ds)
-    window, tol = V.positive_int(window, "window"), V.positive_number(tol, "tol")
     _require_curves(ds)
+    window = default_window(ds) if window is None else window
     budget = max_steps(ds)
-    logged = np.asarray(ds["step"].values)
-    every = int(np.min(np.diff(logged))) if logged.size > 1 else budget
+    every = _smallest_window(ds)
     if window <= 0 or window % every or window >= budget:
         raise LawfitError(
             f"window must be a positive multiple of the logging interval ({every} steps) "
             f"and shorter than the budget ({budget}); got {window!r}."
         )
-    if budget - window not in set(logged.tolist()):
+    if budget - window not in set(np.asarray(ds["step"].values).tolist()):
         raise LawfitError(f"step {budget - window} (budget − window) was not logged.")
     reason = _stop_reasons(ds, budget)
     gain = ds["loss_curve"].sel(step=budget - window, drop=True) - ds["loss_after"]
@@ -313,6 +321,26 @@ def delta_by_budget(ds, budgets: Sequence[int] | None = None) -> pd.DataFrame:
         dl = sub["loss_reduction"].to_dataframe().reset_index()[keys + ["loss_reduction"]]
         out = out.merge(dl.rename(columns={"loss_reduction": f"ΔL@{b}"}), on=keys, how="left")
     return out
+
+
+def default_window(ds) -> int:
+    """Return the last 10 % of the step budget, rounded to the logging interval.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset with ``loss_curve`` over ``step``.
+
+    Returns
+    -------
+    int
+        A multiple of the logging interval, at least one interval and below the budget.
+    """
+    ds = load(ds)
+    _require_curves(ds)
+    every, budget = _smallest_window(ds), max_steps(ds)
+    steps = every * max(1, round(DEFAULT_WINDOW_SHARE * budget / every))
+    return steps if steps < budget else every
 
 
 def _smallest_window(ds: xr.Dataset) -> int:
@@ -499,7 +527,7 @@ def budget_sensitivity(
     form: str = "power_law",
     bootstrap: int = 200,
     confidence_level: float = 0.95,
-    window: int = 100,
+    window: int | None = None,
     tol: float = 0.01,
     rng: int = 0,
     **fit_kwargs,
@@ -519,8 +547,8 @@ def budget_sensitivity(
         Bootstrap replicates per fit (0: profile-likelihood intervals).
     confidence_level : float
         Level of the intervals.
-    window, tol : int, float
-        Passed to :func:`convergence`.
+    window, tol : int or None, float
+        Passed to :func:`convergence` (default window: the last 10 % of the budget).
     rng : int
         Seed (the same for every budget).
     **fit_kwargs
@@ -556,7 +584,8 @@ def budget_sensitivity(
     if n_imp:
         notes.append(
             f"{n_imp} of {len(conv)} ok cells were still improving at the budget "
-            f"(ΔL grew by more than {tol:.0%} over the last {window} steps): their ΔL is "
+            f"(ΔL grew by more than {tol:.0%} over the last {conv.attrs['window']} steps): "
+            "their ΔL is "
             "partly a budget effect."
         )
     return BudgetSensitivity(table=table, convergence=conv, fits=fits, drift=drift, notes=notes)

@@ -28,7 +28,7 @@ import xarray as xr
 
 from lawfit import _validate as V
 from lawfit import space as _space
-from lawfit._tokens import GROUP_DIMS, load
+from lawfit._tokens import CELL_DIMS, GROUP_DIMS, load
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
 from lawfit.data import LN2
 from lawfit.errors import LawfitError
@@ -704,22 +704,39 @@ def _budget(st: _Setting, opt: _Options) -> list:
         )
         if c in bs.table
     ]
-    return [
-        (
-            "p",
-            f"Stop reasons of the {len(conv)} ok SFT cells: "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
-            + f". Still improving at the budget (ΔL grew by more than "
-            f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} steps): "
-            f"{int(conv['still_improving'].sum())}.",
-        ),
-        (
-            "p",
-            "The law refitted as if the sweep had stopped earlier (ΔL read from the "
-            "recorded trajectories):",
-        ),
-        ("table", bs.table[cols]),
-    ] + _notes(bs)
+    return (
+        [
+            (
+                "p",
+                f"Stop reasons of the {len(conv)} ok SFT cells: "
+                + ", ".join(f"{k} {v}" for k, v in counts.items())
+                + f". Still improving at the budget (ΔL grew by more than "
+                f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} steps): "
+                f"{int(conv['still_improving'].sum())}.",
+            ),
+        ]
+        + _still_improving(conv)
+        + [
+            (
+                "p",
+                "The law refitted as if the sweep had stopped earlier (ΔL read from the "
+                "recorded trajectories):",
+            ),
+            ("table", bs.table[cols]),
+        ]
+        + _notes(bs)
+    )
+
+
+def _still_improving(conv: pd.DataFrame) -> list:
+    """Tabulate the cells still gaining ΔL at the budget (nothing when there are none)."""
+    rows = conv[conv["still_improving"]]
+    if rows.empty:
+        return []
+    varying = [c for c in CELL_DIMS if c in rows.columns and conv[c].nunique() > 1]
+    table = rows[varying + ["steps", "loss_reduction"]].copy()
+    table["gain_last_window_percent"] = (100 * rows["rel_gain_last_window"]).round(2)
+    return [("table", table.reset_index(drop=True))]
 
 
 #: what the three kinds of bits in the capacity table mean (lawfit.information)

@@ -38,9 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--window",
         type=int,
-        default=100,
+        default=None,
         metavar="STEPS",
-        help="look-back for 'still improving' (default 100)",
+        help="look-back for 'still improving' (default: the last 10%% of the budget)",
     )
     p.add_argument(
         "--tol",

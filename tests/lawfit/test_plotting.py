@@ -225,12 +225,12 @@ def test_make_figures_draws_budget_sensitivity_from_trajectories(tmp_path):
 def test_budget_figure_shows_the_known_gain_and_tolerance(data):
     fig = plot_budget_sensitivity(data["budget"])
     a1, a2 = fig.axes[:2]
-    gain = (np.exp(-2.5) - np.exp(-3.0)) / (1 - np.exp(-3.0))  # τ = 200, last 100 of 600
+    gain = (np.exp(-2.7) - np.exp(-3.0)) / (1 - np.exp(-3.0))  # τ = 200, last 60 (10 %) of 600
     ys = np.concatenate([ln.get_ydata() for ln in a2.lines if ln.get_marker() == "o"])
     assert ys.size == int((data["budget"].convergence["stop_reason"] == "budget").sum())
     np.testing.assert_allclose(ys, gain, rtol=1e-9)
     assert any(np.allclose(ln.get_ydata(), 0.01) for ln in a2.lines)  # the tolerance
-    assert a2.get_xscale() == "log" and "last 100 steps" in a2.get_ylabel()
+    assert a2.get_xscale() == "log" and "last 60 steps" in a2.get_ylabel()
     assert "optimizer steps" in a1.get_xlabel()
     assert fig.get_size_inches()[0] == pytest.approx(7.0)
     import matplotlib.pyplot as plt

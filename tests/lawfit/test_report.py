@@ -408,3 +408,24 @@ def test_memft_cells_without_a_law_get_their_measured_gain_in_the_summary(full):
     summary = rep.to_markdown().split("## Dataset")[0]
     assert f"memft_ot: measured only, ΔL {gain:+.3g} nats/token vs SFT" in summary
     assert "(1 cell), no saving claimed" in summary
+
+
+def test_the_budget_section_names_the_cells_still_improving():
+    """Slow cells gain > 1 % over the last 10 % of their steps: the report lists them."""
+    from lawfit.testing.curves import trajectory_dataset
+
+    ranks, lengths = np.array([1, 2, 4, 8]), np.array([64, 128, 256, 512])
+    steps = np.arange(0, 601, 10)
+    slow = {(1, 512), (2, 256)}
+    curve = np.empty((ranks.size, lengths.size, steps.size))
+    for i, r in enumerate(ranks):
+        for j, ln in enumerate(lengths):
+            tau = 400.0 if (r, ln) in slow else 40.0
+            curve[i, j] = 12.0 - 20 * r**0.6 * ln**-0.5 * (1 - np.exp(-steps / tau))
+    ds = trajectory_dataset(ranks, lengths, steps, curve, 12.0, 600)
+    text = build_report(ds, bootstrap=0).to_markdown()
+    section = text.split("### Training budget")[1].split("The law refitted")[0]
+    assert "over the last 60 steps): 2." in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "rank" not in line]
+    listed = {(int(row.split("|")[1]), int(row.split("|")[2])) for row in rows}
+    assert listed == slow
