@@ -193,7 +193,14 @@ def settings_hash(settings: dict[str, Any]) -> str:
 
 #: [train] settings that make up a cell's budget: an extended sweep may change them
 #: (``collect.sweep.extension_source`` checks that the lr of every step already run agrees)
-BUDGET_SETTINGS = ("max_steps", "schedule", "cooldown_steps")
+BUDGET_SETTINGS = (
+    "max_steps",
+    "schedule",
+    "cooldown_steps",
+    "converge_from",
+    "converge_tol",
+    "converge_window",
+)
 
 
 def without_budget(settings: dict[str, Any]) -> dict[str, Any]:
@@ -470,6 +477,18 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
         lambda v: _is_int(v) and v >= 1,
         "an integer number of steps >= 1 (the last steps, over which the lr decays to 0)",
     ),
+    "converge_from": (
+        lambda v: _is_int(v) and v >= 0,
+        "a step >= 0 from which a converged cell stops (0: never; e.g. 3000)",
+    ),
+    "converge_tol": (
+        lambda v: _is_number(v) and 0 < v < 1,
+        "a relative ΔL gain in (0, 1), e.g. 0.01",
+    ),
+    "converge_window": (
+        lambda v: _is_number(v) and 0 < v < 1,
+        "a share of the steps run in (0, 1), e.g. 0.1 (the last 10 %)",
+    ),
     "warm_start": (
         lambda v: v in WARM_STARTS,
         f"one of {list(WARM_STARTS)} ('half_rank': start rank r from the converged rank r // 2)",
@@ -511,7 +530,33 @@ def _check_train(train: dict[str, Any]) -> dict[str, Any]:
     """Type- and range-check the ``[train]`` values; return them unchanged."""
     _apply_rules("train", train, TRAIN_RULES)
     _check_cooldown(train)
+    _check_converge(train)
     return train
+
+
+def _check_converge(train: dict[str, Any]) -> None:
+    """Refuse a convergence stop that cannot act as one: off, late, or under a decaying lr."""
+    start = train.get("converge_from", 0)
+    if not start:
+        stray = [k for k in ("converge_tol", "converge_window") if k in train]
+        if stray:
+            raise CollectError(
+                f"[train] {', '.join(stray)} only apply with converge_from > 0 (the step from "
+                "which the convergence stop may fire); set converge_from or remove them."
+            )
+        return
+    budget = train.get("max_steps", TrainConfig.max_steps)
+    if start >= budget:
+        raise CollectError(
+            f"[train] converge_from must be below max_steps ({budget}), the cap of a cell that "
+            f"never converges; got {start}. Raise max_steps (e.g. to {2 * start})."
+        )
+    schedule = train.get("schedule", "constant")
+    if schedule != "constant":
+        raise CollectError(
+            f"[train] converge_from needs schedule = 'constant' (under {schedule!r} the lr of a "
+            "step depends on when the cell stops); got schedule = " + repr(schedule) + "."
+        )
 
 
 def _check_cooldown(train: dict[str, Any]) -> None:

@@ -64,6 +64,12 @@ class TrainConfig:
     #: where a rank-r cell starts: ``none`` (its fresh initialisation) or ``half_rank`` (the
     #: converged rank-r // 2 adapter of the same target, padded: :mod:`collect.warmstart`)
     warm_start: str = "none"
+    #: the convergence stop (0: off): from this step on, a cell stops ("converged") once its
+    #: best ΔL grew by at most ``converge_tol`` (relative) over its last ``converge_window``
+    #: share of steps; ``max_steps`` is then the cap for cells that never get there
+    converge_from: int = 0
+    converge_tol: float = 0.01
+    converge_window: float = 0.1
 
     def lr_at(self, step: int, decays: int = 0) -> float:
         """Learning rate of training step ``step`` after ``decays`` plateau decays."""
@@ -86,6 +92,9 @@ LATER_TRAIN_SETTINGS = {
     "lora_dropout": 0.0,
     "warm_start": "none",
     "cooldown_steps": 0,
+    "converge_from": 0,
+    "converge_tol": 0.01,
+    "converge_window": 0.1,
 }
 SCHEDULES = ("constant", "linear", "plateau_decay", "cooldown")
 WARM_STARTS = ("none", "half_rank")
@@ -95,14 +104,16 @@ def train_settings(train: TrainConfig) -> dict[str, Any]:
     """Return the settings of ``train`` that define a cell's protocol (fingerprinted).
 
     Settings of :data:`LATER_TRAIN_SETTINGS` are left out at their earlier value, the
-    decay settings unless the schedule is ``plateau_decay``, and ``cooldown_steps`` unless
-    it is ``cooldown``.
+    decay settings unless the schedule is ``plateau_decay``, ``cooldown_steps`` unless
+    it is ``cooldown``, and the convergence stop's tolerance and window while it is off.
     """
     out = dataclasses.asdict(train)
     if train.schedule != "plateau_decay":
         out.update({k: LATER_TRAIN_SETTINGS[k] for k in ("decay_factor", "max_decays")})
     if train.schedule != "cooldown":
         out["cooldown_steps"] = LATER_TRAIN_SETTINGS["cooldown_steps"]
+    if not train.converge_from:
+        out.update({k: LATER_TRAIN_SETTINGS[k] for k in ("converge_tol", "converge_window")})
     return {k: v for k, v in out.items() if LATER_TRAIN_SETTINGS.get(k, object()) != v}
 
 
@@ -409,6 +420,24 @@ def plateaued(history: list[float], patience: int, min_delta: float) -> bool:
     before = min(history[:-patience])
     recent = min(history[-patience:])
     return before - recent < min_delta * max(before, 1e-8)
+
+
+def converged(history: list[float], loss_before: float, window: float, tol: float) -> bool:
+    """Tell whether ΔL has converged: the convergence stop's test at the step just logged.
+
+    With ``t = len(history) - 1`` the step just logged, true when the best ΔL of steps
+    ``0..t`` (``loss_before`` minus the lowest loss) exceeds the best of steps
+    ``0..t - w``, ``w = max(1, round(window * t))``, by at most ``tol`` times itself: the
+    cell gained at most ``tol`` of its ΔL over its last ``window`` share of steps. Best-so-far
+    values, so an oscillating loss cannot pass the test on a dip.
+    """
+    t = len(history) - 1
+    lookback = max(1, round(window * t))
+    if t < lookback:
+        return False
+    best_now = loss_before - min(history)
+    best_then = loss_before - min(history[: t - lookback + 1])
+    return best_now > 0 and best_now - best_then <= tol * best_now
 
 
 def above_rising(curve_steps, frac_curve, step: int, patience: int, start: int = 0) -> bool:
@@ -727,6 +756,14 @@ class CellLoop:
         if train.stop_when_memorized and bool((losses < LN2).all()):
             return "memorized"
         if (
+            train.converge_from
+            and step >= train.converge_from
+            and converged(
+                self.history, self.result.loss_before, train.converge_window, train.converge_tol
+            )
+        ):
+            return "converged"
+        if (
             self.objective.plateau_stop
             and plateaued(self.history[self.plateau_from :], train.patience, train.min_delta)
             and not above_rising(
@@ -855,6 +892,7 @@ __all__ = [
     "TrainConfig",
     "CellResult",
     "CellLoop",
+    "converged",
     "run_cell",
     "training_state",
     "restore_state",

@@ -118,7 +118,7 @@ def check_precision(out_dir: Path, precision: str) -> None:
 
 
 #: old cells that stopped before their budget: a larger budget would stop them the same way
-EARLY_STOPS = ("memorized", "plateau")
+EARLY_STOPS = ("memorized", "plateau", "converged")
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,9 @@ def extension_source(
             f"cannot extend {old_dir}: [train] max_steps = {config.train.max_steps} is smaller "
             f"than its budget {old_budget}; extension only raises the budget."
         )
-    check_same_lr(TrainConfig(**old_settings["train"]), config.train, old_dir)
+    old_train = TrainConfig(**old_settings["train"])
+    check_same_lr(old_train, config.train, old_dir)
+    check_same_stops(old_train, config.train, old_dir)
     return ExtensionSource(old_dir, str(old["fingerprint"]), old_budget)
 
 
@@ -210,6 +212,38 @@ def check_same_lr(old: TrainConfig, new: TrainConfig, old_dir: str | Path) -> No
         )
 
 
+def check_same_stops(old: TrainConfig, new: TrainConfig, old_dir: str | Path) -> None:
+    """Refuse to extend ``old`` by ``new`` when the convergence stop could fire in its steps.
+
+    An old cell ran to its budget without the new sweep's convergence stop; continuing it
+    equals a direct run only if that stop could not have fired before the old budget, i.e.
+    ``new.converge_from`` is off or at least the old ``max_steps`` (and the old sweep had the
+    same stop, or none).
+
+    Raises
+    ------
+    CollectError
+        Saying which ``converge_from`` would make the extension valid.
+    """
+    same = (old.converge_from, old.converge_tol, old.converge_window) == (
+        new.converge_from,
+        new.converge_tol,
+        new.converge_window,
+    )
+    fires_after_old_budget = not new.converge_from or new.converge_from >= old.max_steps
+    if same or (not old.converge_from and fires_after_old_budget):
+        return
+    raise CollectError(
+        f"cannot extend {old_dir}: its cells ran under converge_from {old.converge_from} "
+        f"(tol {old.converge_tol}, window {old.converge_window}) and a budget of "
+        f"{old.max_steps}, this sweep's convergence stop is converge_from {new.converge_from} "
+        f"(tol {new.converge_tol}, window {new.converge_window}), which could have stopped "
+        "them elsewhere, so a continued run is not the run this sweep describes. Keep the old "
+        f"stop, or add one from converge_from >= {old.max_steps} to a sweep without one; "
+        "otherwise run the sweep from scratch."
+    )
+
+
 def extension_plan(source: ExtensionSource, keys: Iterable[CellKey]) -> dict[CellKey, str]:
     """Say how each cell is obtained from ``source``: ``copy``, ``resume`` or ``scratch``.
 
@@ -229,14 +263,28 @@ def extension_plan(source: ExtensionSource, keys: Iterable[CellKey]) -> dict[Cel
         reason = old.attrs.get("stop_reason")
         if reason in EARLY_STOPS:
             plan[key] = "copy"
-        elif reason == "budget" and state_path(source.out_dir, key).exists():
+        elif reason == "budget" and _state_dir(source.out_dir, key, old.attrs) is not None:
             plan[key] = "resume"
     return plan
 
 
+def _state_dir(out_dir: Path, key: CellKey, attrs: dict) -> Path | None:
+    """Where the old cell's saved state is: its own directory, or the one it was copied from.
+
+    A cell shared from another sweep (``--share-cells-with``, attribute ``copied_from``) left
+    its state file where it trained; the cell is the same computation, so is the state.
+    """
+    folders = [out_dir]
+    if attrs.get("copied_from"):
+        folders.append(out_dir / str(attrs["copied_from"]))
+    return next((folder for folder in folders if state_path(folder, key).exists()), None)
+
+
 def _resume_state(source: ExtensionSource, config: SweepConfig, key: CellKey) -> dict | None:
     """Read the old cell's saved state if it fits this sweep; None (run from scratch) if not."""
-    payload = read_state(source.out_dir, key)
+    old = read_cell(source.out_dir, key, source.fingerprint)
+    folder = _state_dir(source.out_dir, key, old.attrs if old is not None else {})
+    payload = read_state(folder, key) if folder is not None else None
     meta = payload["meta"] if payload else {}
     if (
         payload is None
@@ -244,7 +292,8 @@ def _resume_state(source: ExtensionSource, config: SweepConfig, key: CellKey) ->
         or int(payload["state"].get("step", -1)) != source.max_steps
     ):
         warnings.warn(
-            f"{state_path(source.out_dir, key)} is unreadable or belongs to other settings; "
+            f"{state_path(folder or source.out_dir, key)} is unreadable or belongs to other "
+            "settings; "
             "running this cell from scratch",
             stacklevel=2,
         )

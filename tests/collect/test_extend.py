@@ -227,14 +227,39 @@ def test_a_constant_sweep_extends_to_a_cooldown_equal_to_a_direct_run(
     )
 
 
+def test_a_constant_sweep_extends_to_a_convergence_stop_equal_to_a_direct_run(
+    extended, tmp_path, tiny_sweep
+):
+    """Old cells resumed under converge_from = N stop where a direct run stops them."""
+    _, _, old, _, _ = extended
+    raw = _raw(tiny_sweep, 3 * N, converge_from=N, converge_tol=0.05, converge_window=0.25)
+    config = config_from_dict(raw)
+    got = run_sweep(
+        config, tmp_path / "new", progress=False, extend_from=old, merge_to=tmp_path / "new.nc"
+    )
+    direct = run_sweep(config, tmp_path / "direct", progress=False, merge_to=tmp_path / "d.nc")
+    _assert_same_dataset(got, direct)
+    after = _cells(tmp_path / "new", config)
+    resumed = {k: a for k, a in after.items() if a.get("extension") == "resumed"}
+    reasons = {a["stop_reason"] for a in resumed.values()}
+    # the test means something only if the stop fired on some resumed cells, at N and later
+    assert "converged" in reasons, reasons
+    steps = set()
+    for key in resumed:
+        with xr.open_dataset(cell_path(tmp_path / "new", key)) as cell:
+            steps.add(int(cell["steps"].values))
+    assert N in steps and max(steps) > N, steps
+
+
 @pytest.mark.parametrize(
     ("train", "message"),
     [
         ({"schedule": "cooldown", "cooldown_steps": N + 2}, rf"ran step {N - 1} at lr 0.03"),
         ({"schedule": "linear"}, "ran step 1 at lr 0.03"),
         ({"schedule": "plateau_decay"}, "under schedule 'plateau_decay'"),
+        ({"converge_from": N - 2}, "could have stopped them elsewhere"),
     ],
-    ids=["cooldown_too_long", "linear", "plateau_decay"],
+    ids=["cooldown_too_long", "linear", "plateau_decay", "converge_before_old_budget"],
 )
 def test_an_lr_that_differs_on_steps_already_run_is_refused(
     extended, tmp_path, tiny_sweep, train, message
@@ -329,3 +354,19 @@ def test_memft_sw_window_state_is_carried_over(tiny):
     assert more.steps == direct.steps and more.stop_reason == direct.stop_reason
     for name in ("p_after", "loss_curve", "frac_above_curve", "greedy_correct"):
         np.testing.assert_array_equal(getattr(more, name), getattr(direct, name), err_msg=name)
+
+
+def test_cells_shared_from_another_sweep_resume_from_its_state(extended, tmp_path, tiny_sweep):
+    """A cell copied in from another sweep left its state there; the extension finds it."""
+    old_cfg, new_cfg, old, _, reference = extended
+    borrower = tmp_path / "borrower"
+    run_sweep(
+        old_cfg, borrower, progress=False, share_with=[old]
+    )  # every cell copied, none trained
+    assert not list(borrower.glob("cells/*.state.pt"))
+    got = run_sweep(
+        new_cfg, tmp_path / "new", progress=False, extend_from=borrower, merge_to=tmp_path / "n.nc"
+    )
+    _assert_same_dataset(got, reference)
+    after = _cells(tmp_path / "new", new_cfg)
+    assert any(a.get("extension") == "resumed" for a in after.values())
