@@ -139,6 +139,8 @@ def at_budget(ds, steps: int) -> xr.Dataset:
             "their ΔL at this budget cannot be read back. Choose another budget."
         )
     out = with_end_of_training(ds, truncated, at, float(steps))
+    if "stop_reason" in out:  # a cut cell stopped at this budget, whatever ended it later
+        out["stop_reason"] = xr.where(truncated, "budget", out["stop_reason"].astype(str))
     for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
         out[name] = ds[name].where(ds["step"] <= steps)
         out[name].attrs = dict(ds[name].attrs)
@@ -213,7 +215,11 @@ def with_end_of_training(ds: xr.Dataset, cells, loss_after, steps: float) -> xr.
 
 
 def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
-    """Infer why each ok cell stopped: 'budget', 'memorized' or 'plateau'."""
+    """Say why each ok cell stopped: 'budget', 'converged', 'memorized' or 'plateau'.
+
+    'converged' (collect's convergence stop) is read from the recorded ``stop_reason``; the
+    others are inferred from the steps run and the end-of-training probabilities.
+    """
     at_budget_ = ds["steps"] >= budget
     if "p_after" in ds and "token" in ds["p_after"].dims:
         p = ds["p_after"]
@@ -221,6 +227,9 @@ def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
     else:
         memorized = ds["loss_after"] <= LN2
     reason = xr.where(at_budget_, "budget", xr.where(memorized, "memorized", "plateau"))
+    if "stop_reason" in ds:
+        recorded = ds["stop_reason"].astype(str) == "converged"
+        reason = xr.where(recorded & ~at_budget_ & ~memorized, "converged", reason)
     return reason.where(_ok(ds))
 
 
@@ -230,7 +239,7 @@ DEFAULT_WINDOW_SHARE = 0.1
 
 
 def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataFrame:
-    """Say, per cell, why training stopped and whether ΔL was still growing at the budget.
+    """Say, per cell, why training stopped and whether ΔL was still growing when it did.
 
     Parameters
     ----------
@@ -238,18 +247,20 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
         Contract dataset with ``loss_curve`` over ``step``.
     window : int, optional
         Look-back in optimizer steps (a multiple of the logging interval). Default: the last
-        10 % of the budget (:func:`default_window`).
+        10 % of each cell's own steps, rounded to the logging interval (issue 10's test).
     tol : float
-        A budget-stopped cell is *still improving* when its ΔL grew by more than
-        ``tol`` (relative) over the last ``window`` steps.
+        A cell stopped by the budget (or by collect's convergence stop) is *still improving*
+        when its ΔL grew by more than ``tol`` (relative) over its last ``window`` steps.
 
     Returns
     -------
     pandas.DataFrame
         One row per ok cell: its coordinates, ``steps``, ``stop_reason``
-        (``budget``/``memorized``/``plateau``), ``loss_reduction``, ``gain_last_window``
-        (nats), ``rel_gain_last_window`` and ``still_improving`` (NaN gains for cells
-        that stopped early). ``attrs`` holds ``max_steps``, ``window`` and ``tol``.
+        (``budget``/``converged``/``memorized``/``plateau``), ``loss_reduction``,
+        ``gain_last_window`` (nats), ``rel_gain_last_window`` and ``still_improving``
+        (NaN gains for cells that memorized or plateaued). ``attrs``: ``max_steps``,
+        ``window`` (steps; None when the default window differs between cells),
+        ``window_text`` (for labels) and ``tol``.
 
     Raises
     ------
@@ -260,19 +271,23 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     tol = V.positive_number(tol, "tol")
     ds = load(ds)
     _require_curves(ds)
-    window = default_window(ds) if window is None else window
-    budget = max_steps(ds)
-    every = _smallest_window(ds)
-    if window <= 0 or window % every or window >= budget:
+    budget, every = max_steps(ds), _smallest_window(ds)
+    if window is not None and (window % every or window >= budget):
         raise LawfitError(
             f"window must be a positive multiple of the logging interval ({every} steps) "
             f"and shorter than the budget ({budget}); got {window!r}."
         )
-    if budget - window not in set(np.asarray(ds["step"].values).tolist()):
-        raise LawfitError(f"step {budget - window} (budget − window) was not logged.")
     reason = _stop_reasons(ds, budget)
-    gain = ds["loss_curve"].sel(step=budget - window, drop=True) - ds["loss_after"]
-    gain = gain.where(reason == "budget")
+    ends = ds["steps"].where(reason.isin(["budget", "converged"]))
+    if window is None:
+        lookback = np.maximum(1, (DEFAULT_WINDOW_SHARE * ends / every).round()) * every
+    else:
+        lookback = xr.full_like(ends, float(window)).where(ends.notnull())
+    start = (ends - lookback).fillna(float(ds["step"].values[0]))
+    if bool((start < ds["step"].values[0]).any()):
+        raise LawfitError(f"window {window!r} reaches back before the first logged step.")
+    at_start = ds["loss_curve"].sel(step=start, method="ffill").drop_vars("step", errors="ignore")
+    gain = (at_start - ds["loss_after"]).where(ends.notnull())
     cells = xr.Dataset(
         {
             "steps": ds["steps"],
@@ -289,7 +304,16 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     frame = frame[dims + ["steps", "stop_reason", "loss_reduction", "gain_last_window"]]
     frame["rel_gain_last_window"] = frame["gain_last_window"] / frame["loss_reduction"].abs()
     frame["still_improving"] = frame["rel_gain_last_window"] > tol
-    frame.attrs.update(max_steps=budget, window=window, tol=tol)
+    windows = np.unique(lookback.values[np.isfinite(lookback.values)])
+    shared = int(windows[0]) if windows.size == 1 else window
+    frame.attrs.update(
+        max_steps=budget,
+        window=shared,
+        window_text=f"last {shared} steps"
+        if shared is not None
+        else f"last {DEFAULT_WINDOW_SHARE:.0%} of its steps",
+        tol=tol,
+    )
     return frame
 
 
@@ -584,7 +608,7 @@ def budget_sensitivity(
     if n_imp:
         notes.append(
             f"{n_imp} of {len(conv)} ok cells were still improving at the budget "
-            f"(ΔL grew by more than {tol:.0%} over the last {conv.attrs['window']} steps): "
+            f"(ΔL grew by more than {tol:.0%} over the {conv.attrs['window_text']}): "
             "their ΔL is "
             "partly a budget effect."
         )

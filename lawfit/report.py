@@ -711,7 +711,7 @@ def _budget(st: _Setting, opt: _Options) -> list:
                 f"Stop reasons of the {len(conv)} ok SFT cells: "
                 + ", ".join(f"{k} {v}" for k, v in counts.items())
                 + f". Still improving at the budget (ΔL grew by more than "
-                f"{conv.attrs['tol']:.0%} over the last {conv.attrs['window']} steps): "
+                f"{conv.attrs['tol']:.0%} over the {conv.attrs['window_text']}): "
                 f"{int(conv['still_improving'].sum())}.",
             ),
         ]

@@ -85,26 +85,28 @@ def _draw_convergence(ax, result) -> None:
     """Draw each budget-stopped cell's last-window gain against length (or why there are none)."""
     conv = result.convergence
     attrs = getattr(conv, "attrs", {}) or {}
-    window = int(attrs.get("window", 100))
+    window = attrs.get("window_text") or f"last {attrs.get('window', 100)} steps"
     tol = float(attrs.get("tol", 0.01))
     budget = attrs.get("max_steps")
     budget_txt = f"the {int(budget):,}-step budget" if budget is not None else "the budget"
     reasons = (
         conv["stop_reason"].value_counts().to_dict() if len(conv) and "stop_reason" in conv else {}
     )
-    early = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()) if k != "budget")
+    early = ", ".join(
+        f"{k} {v}" for k, v in sorted(reasons.items()) if k not in ("budget", "converged")
+    )
     gain = conv["rel_gain_last_window"].astype(float) if reasons else None
-    hit = conv[(conv["stop_reason"] == "budget") & np.isfinite(gain)] if reasons else conv[:0]
+    ended = conv["stop_reason"].isin(["budget", "converged"]) if reasons else None
+    hit = conv[ended & np.isfinite(gain)] if reasons else conv[:0]
     if not len(hit):
         _no_budget_cells(ax, budget_txt, len(conv), early)
         return
     handles = _draw_gain_points(ax, hit)
     _gain_axes(ax, hit, tol, window)
     n_imp = int(hit["still_improving"].sum())
-    note = (
-        f"{len(hit)} of {len(conv)} cells stopped at {budget_txt}, {n_imp} still "
-        f"improving (> {tol:.0%})"
-    )
+    n_conv = int((hit["stop_reason"] == "converged").sum())
+    ended = f"stopped at {budget_txt}" + (f" or converged ({n_conv})" if n_conv else "")
+    note = f"{len(hit)} of {len(conv)} cells {ended}, {n_imp} still improving (> {tol:.0%})"
     if early:
         note += f"\nstopped early: {early}"
     ax.text(0.02, 0.985, note, transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
@@ -163,7 +165,7 @@ def _draw_gain_points(ax, hit) -> list:
     return handles
 
 
-def _gain_axes(ax, hit, tol: float, window: int) -> None:
+def _gain_axes(ax, hit, tol: float, window: str) -> None:
     """Draw the tolerance line, a log length axis and a percent gain axis."""
     from matplotlib.ticker import FuncFormatter, NullLocator
 
@@ -189,7 +191,7 @@ def _gain_axes(ax, hit, tol: float, window: int) -> None:
     ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.3 * (top - bottom))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:.3g}%"))
     ax.set_xlabel("target length ℓ (tokens)")
-    ax.set_ylabel(f"relative ΔL gain over last {window} steps")
+    ax.set_ylabel(f"relative ΔL gain over {window}")
 
 
 @styled

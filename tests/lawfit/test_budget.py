@@ -80,7 +80,12 @@ def test_convergence_flags_exactly_the_cells_still_improving():
     reasons = conv.set_index(["rank", "length"])["stop_reason"]
     assert set(reasons[reasons.index.get_level_values(0) == 16]) == {"plateau"}
     assert set(reasons[reasons.index.get_level_values(0) < 16]) == {"budget"}
-    assert conv.attrs == {"max_steps": BUDGET, "window": 100, "tol": 0.01}
+    assert conv.attrs == {
+        "max_steps": BUDGET,
+        "window": 100,
+        "window_text": "last 100 steps",
+        "tol": 0.01,
+    }
 
 
 def test_exponents_do_not_drift_when_every_cell_shares_one_time_scale():
@@ -263,3 +268,23 @@ def test_by_default_convergence_looks_back_over_the_last_tenth_of_the_budget():
     flat = np.full((len(RANKS), len(LENGTHS), steps.size), L0 - 1.0)
     coarse = trajectory_dataset(RANKS, LENGTHS, steps, flat, L0, 600)
     assert default_window(coarse) == 50  # 60 steps rounded to the 25-step logging interval
+
+
+def test_cells_of_a_convergence_stop_are_checked_over_their_own_last_tenth():
+    """collect's convergence stop ends cells before the cap: each is checked at its own end."""
+    ds = _sweep(lambda r, ln: 400.0, stop_early=lambda r, ln: 300 if ln == 64 else None)
+    ds["stop_reason"] = xr.where(ds["length"] == 64, "converged", "budget").broadcast_like(
+        ds["steps"]
+    )
+    conv = convergence(ds).set_index(["rank", "length"])
+    assert set(conv.loc[(slice(None), 64), "stop_reason"]) == {"converged"}
+    end = math.exp(-300 / 400)  # a converged cell's window: 10 % of its 300 steps
+    truth = (math.exp(-270 / 400) - end) / (1 - end)
+    assert conv.loc[(1, 64), "rel_gain_last_window"] == pytest.approx(truth, rel=1e-9)
+    end = math.exp(-BUDGET / 400)  # a capped cell's: 10 % of the budget
+    truth = (math.exp(-(BUDGET - 60) / 400) - end) / (1 - end)
+    assert conv.loc[(1, 512), "rel_gain_last_window"] == pytest.approx(truth, rel=1e-9)
+    assert conv.attrs["window"] is None and "10% of its steps" in conv.attrs["window_text"]
+    # cut at a budget before its stop, a converged cell stopped at that budget
+    cut = at_budget(ds, 200)
+    assert set(np.unique(cut["stop_reason"].values)) == {"budget"}
