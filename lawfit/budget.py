@@ -250,7 +250,9 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
         10 % of each cell's own steps, rounded to the logging interval (issue 10's test).
     tol : float
         A cell stopped by the budget (or by collect's convergence stop) is *still improving*
-        when its ΔL grew by more than ``tol`` (relative) over its last ``window`` steps.
+        when its best ΔL grew by more than ``tol`` (relative) over its last ``window`` steps
+        (best-so-far losses, as :func:`collect.probe.converged` reads them: an oscillating
+        loss neither passes nor fails the test on one logged value).
 
     Returns
     -------
@@ -286,8 +288,10 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     start = (ends - lookback).fillna(float(ds["step"].values[0]))
     if bool((start < ds["step"].values[0]).any()):
         raise LawfitError(f"window {window!r} reaches back before the first logged step.")
-    at_start = ds["loss_curve"].sel(step=start, method="ffill").drop_vars("step", errors="ignore")
-    gain = (at_start - ds["loss_after"]).where(ends.notnull())
+    best = _running_min(ds["loss_curve"])  # best-so-far, as collect's convergence stop reads it
+    best_then = best.sel(step=start, method="ffill").drop_vars("step", errors="ignore")
+    best_now = np.fmin(best.sel(step=ends.fillna(start), method="ffill"), ds["loss_after"])
+    gain = (best_then - best_now.drop_vars("step", errors="ignore")).where(ends.notnull())
     cells = xr.Dataset(
         {
             "steps": ds["steps"],
@@ -315,6 +319,12 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
         tol=tol,
     )
     return frame
+
+
+def _running_min(curve: xr.DataArray) -> xr.DataArray:
+    """Return the lowest loss logged up to each step (NaN-aware), over ``step``."""
+    axis = curve.get_axis_num("step")
+    return curve.copy(data=np.fmin.accumulate(curve.values, axis=axis))
 
 
 def delta_by_budget(ds, budgets: Sequence[int] | None = None) -> pd.DataFrame:

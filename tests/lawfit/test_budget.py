@@ -288,3 +288,15 @@ def test_cells_of_a_convergence_stop_are_checked_over_their_own_last_tenth():
     # cut at a budget before its stop, a converged cell stopped at that budget
     cut = at_budget(ds, 200)
     assert set(np.unique(cut["stop_reason"].values)) == {"budget"}
+
+
+def test_a_spike_in_the_loss_is_not_a_gain():
+    """Best-so-far losses: a loss that jumps up at the window's start and falls back is flat."""
+    steps = np.arange(0, BUDGET + 1, EVERY)
+    curve = np.full((len(RANKS), len(LENGTHS), steps.size), L0 - 2.0)
+    curve[..., 0] = L0
+    curve[0, 0, steps == BUDGET - 60] = L0  # one logged spike at the start of the last 10 %
+    ds = trajectory_dataset(RANKS, LENGTHS, steps, curve, L0, BUDGET)
+    conv = convergence(ds).set_index(["rank", "length"])
+    assert conv.loc[(1, 64), "rel_gain_last_window"] == 0.0
+    assert not conv["still_improving"].any()
