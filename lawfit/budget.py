@@ -442,7 +442,7 @@ class BudgetSensitivity(ResultProtocol):
             f"Stop reasons over {len(conv)} ok cells: "
             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
             f"Still improving at the budget (ΔL gain > {conv.attrs.get('tol', 0):.0%} over "
-            f"the last {conv.attrs.get('window', '?')} steps): "
+            f"the {conv.attrs.get('window_text', 'window')}): "
             f"{int(conv['still_improving'].sum())}",
             "",
             self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
