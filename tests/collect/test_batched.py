@@ -35,6 +35,7 @@ PROTOCOLS = {
     "constant": {},
     "linear+dropout": {"schedule": "linear", "lora_dropout": 0.1},
     "plateau_decay": {"schedule": "plateau_decay", "max_decays": 1},
+    "converge": {"converge_from": 20, "converge_tol": 0.05, "converge_window": 0.2},
 }
 
 
@@ -98,6 +99,8 @@ def test_batched_cells_equal_separate_runs(tiny, task, ratio, protocol):
     assert len({step for step, _, _ in stops}) >= 2, f"cells must stop apart: {stops}"
     if protocol == "plateau_decay":
         assert any(decays for _, _, decays in stops), f"no lr decay happened: {stops}"
+    if protocol == "converge":
+        assert any(reason == "converged" for _, reason, _ in stops), f"none converged: {stops}"
 
 
 def test_a_batched_cell_resumes_from_its_checkpoint_beside_fresh_cells(tiny):
