@@ -13,15 +13,16 @@ Model specs understood by :func:`load_model`:
 ``"path/to/file.gguf"``
     Any GGUF file, loaded through transformers' ``gguf_file=`` loader (dequantized).
 
-The first load of a GGUF model saves its dequantized form in a cache folder, and every later
-load (tokenizer, config or weights) reads that instead, in about a second against 10-25 s:
-:mod:`collect.gguf_cache` (``COLLECT_MODEL_CACHE``).
 ``"path/to/dir"``
     A local Hugging Face model directory.
 ``"tiny-random"``
     A tiny randomly initialised Llama with a byte-level tokenizer, for tests (no download).
 anything else
     A hub id, loaded with ``from_pretrained`` (only where the machine can reach the hub).
+
+The first load of a GGUF model saves its dequantized form in a cache folder, and every later
+load (tokenizer, config or weights) reads that instead, in about a second against 10-25 s:
+:mod:`collect.gguf_cache` (``COLLECT_MODEL_CACHE``).
 """
 
 from __future__ import annotations

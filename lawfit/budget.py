@@ -39,7 +39,6 @@ __all__ = [
     "at_budget",
     "budget_sensitivity",
     "convergence",
-    "default_window",
     "delta_by_budget",
     "max_steps",
 ]
@@ -355,26 +354,6 @@ def delta_by_budget(ds, budgets: Sequence[int] | None = None) -> pd.DataFrame:
         dl = sub["loss_reduction"].to_dataframe().reset_index()[keys + ["loss_reduction"]]
         out = out.merge(dl.rename(columns={"loss_reduction": f"ΔL@{b}"}), on=keys, how="left")
     return out
-
-
-def default_window(ds) -> int:
-    """Return the last 10 % of the step budget, rounded to the logging interval.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset or path
-        Contract dataset with ``loss_curve`` over ``step``.
-
-    Returns
-    -------
-    int
-        A multiple of the logging interval, at least one interval and below the budget.
-    """
-    ds = load(ds)
-    _require_curves(ds)
-    every, budget = _smallest_window(ds), max_steps(ds)
-    steps = every * max(1, round(DEFAULT_WINDOW_SHARE * budget / every))
-    return steps if steps < budget else every
 
 
 def _smallest_window(ds: xr.Dataset) -> int:

@@ -251,23 +251,20 @@ def test_budget_tables_count_left_out_cells_not_empty_grid_points():
 
 
 def test_by_default_convergence_looks_back_over_the_last_tenth_of_the_budget():
-    from lawfit.budget import default_window
-
     ds = _sweep(lambda r, ln: 400.0)
-    assert default_window(ds) == round(0.1 * BUDGET / EVERY) * EVERY
+    w = round(0.1 * BUDGET / EVERY) * EVERY
     conv = convergence(ds)
-    assert conv.attrs["window"] == default_window(ds)
-    explicit = convergence(ds, window=default_window(ds))
+    assert conv.attrs["window"] == w
+    explicit = convergence(ds, window=w)
     assert conv.equals(explicit)
     rel = conv.set_index(["rank", "length"])["rel_gain_last_window"]
-    w = default_window(ds)
     end = math.exp(-BUDGET / 400)
     truth = (math.exp(-(BUDGET - w) / 400) - end) / (1 - end)
     assert rel[(1, 512)] == pytest.approx(truth, rel=1e-9)
     steps = np.arange(0, 601, 25)
     flat = np.full((len(RANKS), len(LENGTHS), steps.size), L0 - 1.0)
     coarse = trajectory_dataset(RANKS, LENGTHS, steps, flat, L0, 600)
-    assert default_window(coarse) == 50  # 60 steps rounded to the 25-step logging interval
+    assert convergence(coarse).attrs["window"] == 50  # 60 steps rounded to the 25-step interval
 
 
 def test_cells_of_a_convergence_stop_are_checked_over_their_own_last_tenth():
