@@ -2,7 +2,7 @@
 #   make report   install everything, then run the main job on the shipped dataset
 #   make test     install everything, then run the test suite
 PYTHON ?= python3
-DATA   ?= data/law_cpu_fixed.nc
+DATA   ?= data/law_cpu_converged.nc
 OUT    ?= report
 # torch comes first, from PyTorch's CPU wheel index: the CPU build is ~190 MB and pulls no
 # CUDA packages (PyPI's build of the same version pulls ~20 nvidia/cuda/triton wheels, several
@@ -59,13 +59,15 @@ bench: install
 calibration: install
 	OPENBLAS_NUM_THREADS=1 $(PYTHON) benchmarks/calibration.py --n 500 --boot 400 --jobs 2
 
-# Resume the shipped collection (the law sweep) with two single-threaded workers sharing one
-# sweep directory (each claims the next free cell; cells the carrier sweep already holds are
-# copied, not trained again), then merge what is finished into $(DATA).
-SWEEP ?= law_cpu_fixed
+# Resume the shipped collection (the law sweep run to convergence) with two single-threaded
+# workers sharing one sweep directory (each claims the next free cell; the fixed-budget
+# sweep's budget-stopped cells continue from their saved state at step 3,000 instead of
+# being trained again), then merge what is finished into $(DATA).
+SWEEP  ?= law_cpu_converged
+EXTEND ?= --extend-from data/law_cpu_fixed
 collect: install
 	OMP_NUM_THREADS=1 $(PYTHON) -m collect run sweeps/$(SWEEP).toml --out data/$(SWEEP) \
-	  --share-cells-with data/carriers_cpu --no-progress & \
+	  $(EXTEND) --no-progress & \
 	OMP_NUM_THREADS=1 $(PYTHON) -m collect run sweeps/$(SWEEP).toml --out data/$(SWEEP) \
-	  --share-cells-with data/carriers_cpu; wait
+	  $(EXTEND); wait
 	$(PYTHON) -m collect merge sweeps/$(SWEEP).toml --out data/$(SWEEP) -o data/$(SWEEP).nc

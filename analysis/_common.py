@@ -14,7 +14,7 @@ import xarray as xr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the shipped dataset: the law sweep (data/smollm2_cpu.nc is the 600-step pilot)
-DEFAULT_DATA = os.path.join(ROOT, "data", "law_cpu_fixed.nc")
+DEFAULT_DATA = os.path.join(ROOT, "data", "law_cpu_converged.nc")
 
 
 def merge_cmd(sweep: str) -> str:
@@ -22,7 +22,7 @@ def merge_cmd(sweep: str) -> str:
     return f"python -m collect merge sweeps/{sweep}.toml --out data/{sweep} -o data/{sweep}.nc"
 
 
-MERGE_CMD = merge_cmd("law_cpu_fixed")
+MERGE_CMD = merge_cmd("law_cpu_converged")
 
 
 def parser(doc: str, data: str = DEFAULT_DATA) -> argparse.ArgumentParser:

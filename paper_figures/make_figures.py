@@ -4,7 +4,7 @@
     python paper_figures/make_figures.py [DATA.nc] [--out figures/] [--bootstrap N]
     python paper_figures/make_figures.py --synthetic --out figures/synthetic
 
-Default data: data/law_cpu_fixed.nc (the shipped law sweep). One set of figures per setting
+Default data: data/law_cpu_converged.nc (the shipped law sweep). One set of figures per setting
 (model × task × random_ratio × modules with collected cells); figure files are named
 ``<figure>__<setting>.{pdf,png}``. A figure the data cannot support (no MemFT cells yet,
 no token variables, too few cells for a fit, ...) is skipped with its reason in the log
@@ -65,7 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from carriers import carrier_cells, plot_carriers  # noqa: E402
 
 log = logging.getLogger("make_figures")
-DEFAULT_DATA = os.path.join("data", "law_cpu_fixed.nc")
+DEFAULT_DATA = os.path.join("data", "law_cpu_converged.nc")
 
 
 class Skip(Exception):
@@ -535,7 +535,7 @@ def main(argv=None) -> int:
         if not os.path.exists(a.data):
             log.error(
                 "no dataset at %s: collect it or merge the cells first:\n  python -m "
-                "collect merge sweeps/law_cpu_fixed.toml --out data/law_cpu_fixed -o %s\n"
+                "collect merge sweeps/law_cpu_converged.toml --out data/law_cpu_converged -o %s\n"
                 "or draw the synthetic set with --synthetic",
                 a.data,
                 a.data,

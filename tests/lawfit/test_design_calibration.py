@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import design_calibration as dc  # noqa: E402
 
-SHIPPED = REPO / "data" / "law_cpu_fixed.nc"
+SHIPPED = REPO / "data" / "law_cpu_converged.nc"
 
 
 def _design(n_per_cluster, clusters=2):
