@@ -443,9 +443,12 @@ def _shared_notes(config, args, todo) -> dict:
     shared = shared_dirs(config, args.share_cells_with, args.out)
     notes = {}
     for key in todo:
+        here = running_claim(args.out, key)  # its worker holds the shared claims too
         if (source := finished_elsewhere(shared, key)) is not None:
             notes[key] = f"copied from {source}"
-        elif who := [f"{d} ({w})" for d in shared.dirs if (w := running_claim(d, key))]:
+        elif who := [
+            f"{d} ({w})" for d in shared.dirs if (w := running_claim(d, key)) and w != here
+        ]:
             notes[key] = "running in " + ", ".join(who)
     print(f"  shared: {sum(v.startswith('copied') for v in notes.values())} copied")
     return notes

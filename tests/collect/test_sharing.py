@@ -180,6 +180,29 @@ def test_plan_says_which_cells_are_copied(tmp_path, tiny_sweep, sweeps, capsys):
     assert f"{key.slug()} copied from {tmp_path / 'b'}" in out
 
 
+def test_plan_says_where_a_shared_cell_runs_but_not_for_its_own_worker(
+    tmp_path, tiny_sweep, sweeps, capsys
+):
+    """A worker here also claims its cell in the shared directory: that is not "elsewhere"."""
+    _, b, shared = sweeps
+    (key,) = shared
+    run_sweep(b, tmp_path / "b", progress=False, only=[])
+    config = tmp_path / "a.json"
+    config.write_text(json.dumps(_raw(tiny_sweep, [1, 8], [20, 40], "a")))
+    argv = ["plan", str(config), "--out", str(tmp_path / "a")]
+    worker = f"{socket.gethostname()} {os.getpid()}"  # a live process on this host
+    for folder in ("a", "b"):
+        claim_path(tmp_path / folder, key).parent.mkdir(parents=True, exist_ok=True)
+    claim_path(tmp_path / "b", key).write_text(worker)  # b's worker runs it
+    assert collect_main([*argv, "--share-cells-with", str(tmp_path / "b")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if key.slug() in ln)
+    assert f"running in {tmp_path / 'b'} ({worker})" in line
+    claim_path(tmp_path / "a", key).write_text(worker)  # the same worker, claimed in both
+    assert collect_main([*argv, "--share-cells-with", str(tmp_path / "b")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if key.slug() in ln)
+    assert "running in" not in line and f"running ({worker})" in line
+
+
 def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
     tmp_path, sweeps, monkeypatch
 ):
