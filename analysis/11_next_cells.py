@@ -5,7 +5,7 @@
         [--top N] [--markdown]
 
 DATA is the sweep's merged cells so far (``collect merge SWEEP --out CELLS_DIR -o DATA.nc``);
-the defaults are the fixed-budget law sweep (sweeps/law_cpu_fixed.toml, data/law_cpu_fixed).
+the defaults are the shipped law sweep (sweeps/law_cpu_converged.toml, data/law_cpu_converged).
 Pending cells that a ``--share-cells-with`` directory finished are copied by ``collect run``,
 not trained, so they are left out. For each setting of the sweep's pending SFT cells (task,
 random ratio, carrier: a LoRA placement sized by rank, or a carrier kind of
@@ -61,8 +61,8 @@ import lawfit  # noqa: E402
 from lawfit.carriers import carrier_of, knob_value  # noqa: E402
 from lawfit.data import LN2  # noqa: E402
 
-SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_fixed.toml")
-CELLS = os.path.join(ROOT, "data", "law_cpu_fixed")
+SWEEP = os.path.join(ROOT, "sweeps", "law_cpu_converged.toml")
+CELLS = os.path.join(ROOT, "data", "law_cpu_converged")
 PRIORS = [os.path.join(ROOT, "data", f) for f in ("smollm2_cpu.nc", "law_cpu.nc")]
 CHECKPOINTS = (5.0, 10.0, 20.0)  # hours of one worker at which the two orders are compared
 
@@ -297,7 +297,7 @@ def render(frame: pd.DataFrame, as_markdown: bool) -> str:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_fixed)")
+    ap.add_argument("--sweep", default=SWEEP, help="sweep config (default: law_cpu_converged)")
     ap.add_argument(
         "--criterion",
         choices=["variance", "cluster_width"],
