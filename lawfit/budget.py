@@ -214,10 +214,12 @@ def with_end_of_training(ds: xr.Dataset, cells, loss_after, steps: float) -> xr.
 
 
 def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
-    """Say why each ok cell stopped: 'budget', 'converged', 'memorized' or 'plateau'.
+    """Say why each ok cell stopped: 'budget', 'converged', 'memorized', 'plateau' or 'written'.
 
-    'converged' (collect's convergence stop) is read from the recorded ``stop_reason``; the
-    others are inferred from the steps run and the end-of-training probabilities.
+    'converged' (collect's convergence stop) and 'written' (a carrier written without
+    training, such as the Memory³ sparse KV memory: no steps, so no plateau either) are read
+    from the recorded ``stop_reason``; the others are inferred from the steps run and the
+    end-of-training probabilities.
     """
     at_budget_ = ds["steps"] >= budget
     if "p_after" in ds and "token" in ds["p_after"].dims:
@@ -227,8 +229,10 @@ def _stop_reasons(ds: xr.Dataset, budget: int) -> xr.DataArray:
         memorized = ds["loss_after"] <= LN2
     reason = xr.where(at_budget_, "budget", xr.where(memorized, "memorized", "plateau"))
     if "stop_reason" in ds:
-        recorded = ds["stop_reason"].astype(str) == "converged"
-        reason = xr.where(recorded & ~at_budget_ & ~memorized, "converged", reason)
+        recorded = ds["stop_reason"].astype(str)
+        converged = (recorded == "converged") & ~at_budget_ & ~memorized
+        reason = xr.where(converged, "converged", reason)
+        reason = xr.where(recorded == "written", "written", reason)
     return reason.where(_ok(ds))
 
 
@@ -257,10 +261,11 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     -------
     pandas.DataFrame
         One row per ok cell: its coordinates, ``steps``, ``stop_reason``
-        (``budget``/``converged``/``memorized``/``plateau``), ``loss_reduction``,
+        (``budget``/``converged``/``memorized``/``plateau``/``written``), ``loss_reduction``,
         ``gain_last_window`` (nats), ``rel_gain_last_window`` and ``still_improving``
-        (NaN gains for cells that memorized or plateaued). ``attrs``: ``max_steps``,
-        ``window`` (steps; None when the default window differs between cells),
+        (NaN gains for cells that memorized, plateaued or were written without training).
+        ``attrs``: ``max_steps``, ``window`` (steps; None when the default window differs
+        between cells),
         ``window_text`` (for labels) and ``tol``.
 
     Raises

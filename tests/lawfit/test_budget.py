@@ -31,7 +31,8 @@ def _sweep(tau, *, noise: float = 0.0, stop_early=None, rng: int = 0) -> xr.Data
     for i, r in enumerate(RANKS):
         for j, ln in enumerate(LENGTHS):
             dl_inf = C * r**ALPHA * ln**-BETA * math.exp(noise * gen.standard_normal())
-            stop = (stop_early(r, ln) if stop_early else None) or BUDGET
+            stop = stop_early(r, ln) if stop_early else None
+            stop = BUDGET if stop is None else stop
             logged = steps[steps <= stop]
             curve[i, j, : logged.size] = L0 - dl_inf * (1 - np.exp(-logged / tau(r, ln)))
     return trajectory_dataset(RANKS, LENGTHS, steps, curve, L0, BUDGET)
@@ -285,6 +286,19 @@ def test_cells_of_a_convergence_stop_are_checked_over_their_own_last_tenth():
     # cut at a budget before its stop, a converged cell stopped at that budget
     cut = at_budget(ds, 200)
     assert set(np.unique(cut["stop_reason"].values)) == {"budget"}
+
+
+def test_a_carrier_written_without_training_is_not_called_a_plateau():
+    """A Memory³ sparse KV cell records 'written' after 0 steps: that is why it stopped."""
+    ds = _sweep(lambda r, ln: 400.0, stop_early=lambda r, ln: 0 if ln == 64 else None)
+    ds["stop_reason"] = xr.where(ds["length"] == 64, "written", "budget").broadcast_like(
+        ds["steps"]
+    )
+    conv = convergence(ds)
+    written, trained = conv[conv["length"] == 64], conv[conv["length"] != 64]
+    assert len(written) == len(RANKS) and set(written["stop_reason"]) == {"written"}
+    assert written["gain_last_window"].isna().all() and not written["still_improving"].any()
+    assert set(trained["stop_reason"]) == {"budget"}
 
 
 def test_a_spike_in_the_loss_is_not_a_gain():
