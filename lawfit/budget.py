@@ -265,8 +265,7 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
         ``gain_last_window`` (nats), ``rel_gain_last_window`` and ``still_improving``
         (NaN gains for cells that memorized, plateaued or were written without training).
         ``attrs``: ``max_steps``, ``window`` (steps; None when the default window differs
-        between cells),
-        ``window_text`` (for labels) and ``tol``.
+        between cells), ``window_text`` (for labels) and ``tol``.
 
     Raises
     ------
