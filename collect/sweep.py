@@ -118,7 +118,8 @@ def check_precision(out_dir: Path, precision: str) -> None:
 
 
 #: old cells that stopped before their budget: a larger budget would stop them the same way
-EARLY_STOPS = ("memorized", "plateau", "converged")
+#: ("written": a carrier written without training, such as the Memory³ sparse KV memory)
+EARLY_STOPS = ("memorized", "plateau", "converged", "written")
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,28 @@ def test_extension_equals_direct_run_for_sft_and_memft_ot(extended):
             assert attrs["fingerprint"] == new_cfg.fingerprint()
 
 
+def test_a_carrier_written_without_training_is_copied_not_written_again(tmp_path, tiny_sweep):
+    """A Memory³ sparse KV cell has no steps: any budget writes it the same way."""
+
+    def raw(max_steps):
+        grid = [{"tasks": ["long_context"], "random_ratios": [1.0], "modules": ["skv:8@all"]}]
+        grid[0].update(ranks=[1], lengths=[20])
+        return tiny_sweep(train={"max_steps": max_steps, "log_every": 5}, grid=grid)
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old_cfg = config_from_dict(raw(N))
+    run_sweep(old_cfg, old, progress=False)
+    (key,) = old_cfg.cells()
+    with xr.open_dataset(cell_path(old, key)) as cell:
+        assert cell.attrs["stop_reason"] == "written"
+    cfg_file = tmp_path / "new.json"
+    cfg_file.write_text(json.dumps(raw(2 * N)))
+    argv = ["run", str(cfg_file), "--out", str(new), "--extend-from", str(old), "--no-progress"]
+    assert collect_main(argv) == 0
+    with xr.open_dataset(cell_path(new, key)) as cell:
+        assert cell.attrs["extension"] == "copied" and int(cell.attrs["extended_from"]) == N
+
+
 def test_memft_sw_phonebook_is_rerun_and_equals_direct_run(extended):
     _, new_cfg, _, new, reference = extended
     after = _cells(new, new_cfg)
