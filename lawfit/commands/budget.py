@@ -13,6 +13,7 @@ examples:
       --window 50 --csv cells.csv
   lawfit budget probe.nc --budgets 600 1200 1750 --trajectory   # ΔL of each cell per budget
   lawfit budget law.nc --sel objective=sft --extrapolate 2   # twice the budget, backtested
+  lawfit budget carriers.nc --no-fit   # per-cell test only: any mix of carriers and tasks
 """
 
 
@@ -58,6 +59,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     cli.add_csv_arg(p, "per-cell table")
     p.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="print only the per-cell test and its counts per setting, fitting no law (for "
+        "a dataset of several carriers, tasks or objectives, or too few cells for a law)",
+    )
+    p.add_argument(
         "--trajectory",
         action="store_true",
         help="also print each cell's ΔL at every budget of --budgets",
@@ -83,13 +90,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Execute ``lawfit budget``."""
-    from lawfit.budget import budget_sensitivity, convergence, delta_by_budget
+    from lawfit.budget import budget_sensitivity, delta_by_budget
     from lawfit.errors import LawfitError
 
     ds = cli.open_selected(args)
     if args.trajectory:
         print(delta_by_budget(ds, args.budgets).to_string(index=False, float_format="%.4g"))
         print()
+    if args.no_fit:
+        return _convergence_only(ds, args)
     try:
         res = budget_sensitivity(
             ds,
@@ -101,15 +110,14 @@ def run(args) -> int:
             **cli.uncertainty_kwargs(args),
         )
     except LawfitError as exc:
+        if "not named in by=" in str(exc):
+            raise LawfitError(f"{exc} Or pass --no-fit for the per-cell test alone.") from exc
         if "could not be fitted at any budget" not in str(exc):
             raise
         # too few cells for the law (e.g. a one-cell budget probe): the per-cell reading stands
-        conv = convergence(ds, window=args.window, tol=args.tol)
-        print(conv.to_string(index=False))
+        code = _convergence_only(ds, args)
         print(f"note: {exc}")
-        if args.csv:
-            cli.write_csv(conv, args.csv)
-        return 0
+        return code
     code = cli.print_result(res, args.csv, lambda: res.convergence)
     if args.extrapolate is not None:
         from lawfit.extrapolate import budget_extrapolation
@@ -125,3 +133,29 @@ def run(args) -> int:
         print("\nPast the budget (extrapolated; trust it as far as its backtest):")
         print(ext.summary())
     return code
+
+
+#: columns of the convergence table that tell settings apart (one law each)
+_SETTING_COLUMNS = ("model", "task", "random_ratio", "objective", "modules")
+
+
+def _convergence_only(ds, args) -> int:
+    """Print the per-cell convergence test and how many cells fail it per setting."""
+    from lawfit.budget import convergence
+
+    conv = convergence(ds, window=args.window, tol=args.tol)
+    print(conv.to_string(index=False))
+    checked = conv[conv["stop_reason"].isin(["budget", "converged"])]
+    print(
+        f"\n{int(checked['still_improving'].sum())} of {len(checked)} cells stopped by the "
+        "budget or the convergence stop were still improving (best ΔL grew by more than "
+        f"{args.tol:.0%} over the {conv.attrs['window_text']})"
+    )
+    settings = [c for c in _SETTING_COLUMNS if c in checked and checked[c].nunique() > 1]
+    if settings and len(checked):
+        counts = checked.groupby(settings)["still_improving"].agg(["sum", "size"])
+        counts.columns = ["still_improving", "cells"]
+        print(counts.to_string())
+    if args.csv:
+        cli.write_csv(conv, args.csv)
+    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -168,6 +169,26 @@ def test_cli_and_report_show_the_budget_analysis(tmp_path, capsys):
     md = lawfit.build_report(ds, bootstrap=50).to_markdown()
     assert "### Training budget: had ΔL stopped moving?" in md
     assert "Still improving at the budget" in md
+
+
+def test_no_fit_reads_a_sweep_of_several_carriers_and_counts_per_carrier(tmp_path, capsys):
+    """No law spans carriers; the per-cell test does, and says how many fail per carrier."""
+    from lawfit.cli import main
+
+    converged, slow = _sweep(lambda r, ln: 50.0), _sweep(lambda r, ln: 1e5)
+    ds = xr.concat([converged, slow], dim=pd.Index(["mlp@1", "kv:1@2"], name="modules"))
+    path = tmp_path / "carriers.nc"
+    ds.to_netcdf(path)
+    assert main(["budget", str(path), "--bootstrap", "0"]) != 0  # no law over carriers
+    assert "pass --no-fit for the per-cell test alone" in capsys.readouterr().err
+    assert main(["budget", str(path), "--no-fit", "--csv", str(tmp_path / "cells.csv")]) == 0
+    out = capsys.readouterr().out
+    n = len(RANKS) * len(LENGTHS)
+    assert f"{n} of {2 * n} cells stopped by the budget or the convergence stop" in out
+    counts = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[-2:]}
+    assert counts == {"kv:1@2": [str(n), str(n)], "mlp@1": ["0", str(n)]}
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    assert cells.groupby("modules")["still_improving"].sum().to_dict() == {"kv:1@2": n, "mlp@1": 0}
 
 
 def test_one_cell_probe_gets_its_convergence_row_and_a_clear_note(tmp_path, capsys):
