@@ -30,7 +30,7 @@ from scipy import stats
 from lawfit import _validate as V
 from lawfit.bootstrap import MIN_DISTINCT_DRAWS
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter
-from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
+from lawfit.data import CELL_DIMS, GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form
 from lawfit.information import BIT_KINDS
@@ -336,7 +336,10 @@ class CarrierBits(TableResult):
         ``ratio_min``/``ratio_max`` (bits per parameter of its sizes, one by one: far apart,
         capacity is not proportional to size), ``params_per_knob`` (n_params per unit of
         rank, m or k), ``bytes_per_param``, ``lower_bound`` (a size reached its bits on a
-        memorized target) and ``bits_kind``.
+        memorized target), ``n_still_improving`` (capacity cells still gaining more than
+        1 % of their ΔL over their last 10 % of steps when they stopped, by
+        :func:`lawfit.convergence`: their bits are lower bounds, flag ``not_converged``;
+        NaN without trajectories) and ``bits_kind``.
     cells : pandas.DataFrame
         The capacity cells: per carrier and size, the cells at the length where the mean
         bits are largest (:func:`lawfit.bits_per_parameter`'s ``by_rank`` rule).
@@ -376,7 +379,13 @@ class CarrierBits(TableResult):
                 f"{r.carrier}: {r.bits_per_param:.3g} [{r.bits_per_param_low:.3g}, "
                 f"{r.bits_per_param_high:.3g}] bits/param, {r.bits_per_byte:.3g} "
                 f"[{r.bits_per_byte_low:.3g}, {r.bits_per_byte_high:.3g}] bits/byte over "
-                f"{r.n_sizes} size(s)" + (" (lower bound)" if r.lower_bound else "")
+                f"{r.n_sizes} size(s)"
+                + (" (lower bound)" if r.lower_bound else "")
+                + (
+                    f" ({r.n_still_improving:.0f} of {r.n_cells} cells still improving)"
+                    if r.n_still_improving > 0
+                    else ""
+                )
             )
         out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
         return self._summary_text("\n".join(out))
@@ -460,7 +469,7 @@ def carrier_bits(
             "data has none. Collect it (collect records it for every carrier)."
         )
     cells = _with_bytes(res.cells, data, dtype, notes)
-    cells = _capacity_cells(cells)
+    cells = _capacity_cells(_with_convergence(cells, data))
     table, draws = _ratios(cells, bootstrap, unit, level, V.random_generator(rng), notes)
     no_interval = table.loc[table["bits_per_param_low"].isna(), "carrier"].tolist()
     if bootstrap and no_interval:
@@ -472,6 +481,8 @@ def carrier_bits(
                 "collect the capacity sizes on more target sequences, or use unit='cell'",
             )
         )
+    if table["n_still_improving"].gt(0).any():
+        flags.append(_not_converged_flag(table))
     if table["lower_bound"].any():
         flags.append(
             Flag(
@@ -506,6 +517,38 @@ def _with_bytes(cells: pd.DataFrame, data, dtype, notes) -> pd.DataFrame:
     nb = nb.to_dataframe(name="n_bytes").reset_index()
     keys = [c for c in nb.columns if c in cells.columns and c != "n_bytes"]
     return cells.merge(nb[[*keys, "n_bytes"]], on=keys, how="left")
+
+
+def _with_convergence(cells: pd.DataFrame, data) -> pd.DataFrame:
+    """Add ``still_improving`` (issue 10's test, :func:`lawfit.convergence`) to the cells.
+
+    True where a cell stopped by its budget (or by collect's convergence stop) had still
+    gained more than 1 % of its ΔL over its last 10 % of steps; False where it had not, or
+    stopped otherwise (memorized, written without training); NaN without trajectories.
+    """
+    from lawfit.budget import convergence
+
+    if "loss_curve" not in data:
+        return cells.assign(still_improving=np.nan)
+    conv = convergence(data)
+    keys = [c for c in conv.columns if c in cells.columns and c in CELL_DIMS]
+    flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
+    return cells.merge(flags, on=keys, how="left")
+
+
+def _not_converged_flag(table: pd.DataFrame) -> Flag:
+    """Flag the carriers whose capacity cells were still learning when they stopped."""
+    slow = table[table["n_still_improving"] > 0]
+    which = ", ".join(
+        f"{r.carrier} ({r.n_still_improving:.0f} of {r.n_cells})" for r in slow.itertuples()
+    )
+    return Flag(
+        "not_converged",
+        f"capacity cells still improving when they stopped (best ΔL grew by more than 1 % "
+        f"over their last 10 % of steps): {which}. Their bits per parameter are lower "
+        "bounds, and compare with converged carriers only as such; train them on "
+        "(collect run --extend-from with [train] converge_from)",
+    )
 
 
 def _capacity_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -579,6 +622,7 @@ def _carrier_row(sub: pd.DataFrame, w, n, level) -> tuple[dict, np.ndarray | Non
         knob=knob,
         template=template,
         lower_bound=bool(sub["saturated"].any()),
+        n_still_improving=float(sub["still_improving"].sum(min_count=1)),
         bits_kind="/".join(sorted(set(sub["bits_kind"].astype(str)))),
         n_draws=0 if per_param["draws"] is None else int(per_param["draws"].size),
     )

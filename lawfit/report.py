@@ -1115,6 +1115,7 @@ def _carriers(st: _Setting, opt: _Options) -> list:
         "bits_per_byte_high",
         "n_sizes",
         "lower_bound",
+        "n_still_improving",
         "bits_kind",
     ]
     return blocks + [("table", bits.table[cols])] + _notes(bits)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from lawfit.carriers import carrier_bits, carrier_law, carrier_of
 from lawfit.errors import LawfitError
@@ -133,6 +134,28 @@ def test_bits_per_param_and_per_byte_recover_the_truth(sweep):
         )
         assert t.loc[carrier, "params_per_knob"] == truth["params_per_knob"]
     assert "n_bytes not recorded" in " ".join(res.notes)
+
+
+def test_carriers_still_learning_when_they_stopped_are_flagged(sweep):
+    """Bits of a carrier still learning at its budget are a lower bound: like with like."""
+    steps = xr.DataArray(np.arange(0, 601, 10), dims="step")
+    steps = steps.assign_coords(step=steps)
+    still_learning = sweep["modules"].str.startswith("memtok")  # ΔL linear in the step
+    share = xr.where(still_learning, steps / 600, 1 - np.exp(-steps / 50.0))
+    gain = sweep["loss_before"] - sweep["loss_after"]
+    curves = sweep.assign(
+        loss_curve=sweep["loss_before"] - gain * share,
+        steps=xr.full_like(sweep["loss_after"], 600.0),
+    )
+    res = carrier_bits(curves, bootstrap=50, rng=0)
+    t = res.table.set_index("carrier")
+    assert t.loc["memtok", "n_still_improving"] == t.loc["memtok", "n_cells"] > 0
+    assert (t.drop(index="memtok")["n_still_improving"] == 0).all()
+    (flag,) = [f for f in res.flags if f.code == "not_converged"]
+    n = int(t.loc["memtok", "n_cells"])
+    assert f"memtok ({n} of {n})" in str(flag) and "mlp_block" not in str(flag)
+    without = carrier_bits(sweep, bootstrap=0).table  # no trajectories: not known
+    assert without["n_still_improving"].isna().all()
 
 
 def _coverage(n: int, seed0: int, bootstrap: int) -> np.ndarray:
