@@ -324,17 +324,22 @@ def _plan(config, args) -> None:
         f"{config.name}: {len(cells)} cells, {len(todo)} pending"
         + (f" ({len(running)} running now)" if running else "")
     )
-    plan = {}
+    plan, source = {}, None
     if args.extend_from is not None:
         source = extension_source(config, args.extend_from, args.out)
         plan = extension_plan(source, todo)
-        counts = {a: sum(v == a for v in plan.values()) for a in ("copy", "resume")}
+    # the run copies the extension's early stops first, then what shared directories finished
+    shared = _shared_notes(config, args, [k for k in todo if plan.get(k) != "copy"])
+    plan = {k: v for k, v in plan.items() if not shared.get(k, "").startswith("copied")}
+    if source is not None:
+        counts = {a: sum(v == a for v in plan.values()) for a in ("copy", "resume", "scratch")}
         print(
             f"  from {args.extend_from} (max_steps {source.max_steps}): "
             f"{counts['copy']} copied, {counts['resume']} resumed, "
-            f"{len(todo) - sum(counts.values())} from scratch"
+            f"{counts['scratch']} from scratch"
         )
-    shared = _shared_notes(config, args, todo)
+    if args.share_cells_with:
+        print(f"  shared: {sum(v.startswith('copied') for v in shared.values())} copied")
     warm = _warm_notes(config, args, todo)
     for key in todo:
         notes = [plan.get(key), warm.get(key), shared.get(key), running.get(key)]
@@ -450,7 +455,6 @@ def _shared_notes(config, args, todo) -> dict:
             f"{d} ({w})" for d in shared.dirs if (w := running_claim(d, key)) and w != here
         ]:
             notes[key] = "running in " + ", ".join(who)
-    print(f"  shared: {sum(v.startswith('copied') for v in notes.values())} copied")
     return notes
 
 

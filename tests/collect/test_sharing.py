@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 
 import pytest
@@ -178,6 +179,28 @@ def test_plan_says_which_cells_are_copied(tmp_path, tiny_sweep, sweeps, capsys):
     (key,) = shared
     assert "shared: 1 copied" in out
     assert f"{key.slug()} copied from {tmp_path / 'b'}" in out
+
+
+def test_plan_counts_each_cell_once_when_it_both_extends_and_shares(
+    tmp_path, tiny_sweep, sweeps, capsys
+):
+    """A cell the shared sweep finished is copied from there: not also 'resume'/'scratch'."""
+    a, b, shared = sweeps
+    (key,) = shared
+    run_sweep(b, tmp_path / "b", progress=False)
+    old = config_from_dict(_raw(tiny_sweep, [1, 8], [20, 40], "a", max_steps=20))
+    run_sweep(old, tmp_path / "old", progress=False)
+    config = tmp_path / "a.json"
+    config.write_text(json.dumps(_raw(tiny_sweep, [1, 8], [20, 40], "a")))
+    argv = ["plan", str(config), "--out", str(tmp_path / "a")]
+    argv += ["--extend-from", str(tmp_path / "old"), "--share-cells-with", str(tmp_path / "b")]
+    assert collect_main(argv) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if key.slug() in ln)
+    assert line.split() == [key.slug(), "copied", "from", str(tmp_path / "b")]
+    counts = re.search(r"(\d+) copied, (\d+) resumed, (\d+) from scratch", out)
+    assert counts and sum(map(int, counts.groups())) + 1 == len(a.cells())
+    assert "shared: 1 copied" in out
 
 
 def test_plan_says_where_a_shared_cell_runs_but_not_for_its_own_worker(
