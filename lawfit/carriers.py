@@ -469,7 +469,7 @@ def carrier_bits(
             "data has none. Collect it (collect records it for every carrier)."
         )
     cells = _with_bytes(res.cells, data, dtype, notes)
-    cells = _capacity_cells(_with_convergence(cells, data))
+    cells = _capacity_cells(_with_convergence(cells, data, notes))
     table, draws = _ratios(cells, bootstrap, unit, level, V.random_generator(rng), notes)
     no_interval = table.loc[table["bits_per_param_low"].isna(), "carrier"].tolist()
     if bootstrap and no_interval:
@@ -519,18 +519,23 @@ def _with_bytes(cells: pd.DataFrame, data, dtype, notes) -> pd.DataFrame:
     return cells.merge(nb[[*keys, "n_bytes"]], on=keys, how="left")
 
 
-def _with_convergence(cells: pd.DataFrame, data) -> pd.DataFrame:
+def _with_convergence(cells: pd.DataFrame, data, notes: list[str]) -> pd.DataFrame:
     """Add ``still_improving`` (issue 10's test, :func:`lawfit.convergence`) to the cells.
 
     True where a cell stopped by its budget (or by collect's convergence stop) had still
     gained more than 1 % of its ΔL over its last 10 % of steps; False where it had not, or
-    stopped otherwise (memorized, written without training); NaN without trajectories.
+    stopped otherwise (memorized, written without training); NaN without trajectories, or
+    (with a note) where the trajectories cannot be read.
     """
     from lawfit.budget import convergence
 
     if "loss_curve" not in data:
         return cells.assign(still_improving=np.nan)
-    conv = convergence(data)
+    try:
+        conv = convergence(data)
+    except LawfitError as exc:
+        notes.append(f"convergence of the cells not checked: {exc}")
+        return cells.assign(still_improving=np.nan)
     keys = [c for c in conv.columns if c in cells.columns and c in CELL_DIMS]
     flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
     return cells.merge(flags, on=keys, how="left")
