@@ -34,10 +34,10 @@ knob, so the exponents are those of the law in n_params):
    and β would have (``conf_int("cluster")``; they depend on the design only): near 1 when
    one sequence alone carries a parameter, G − 1 when the sequences cover it equally.
 
-With ``--propose`` the order also holds cells one step beyond the sweep's grid (its sizes and
-twice the largest, its lengths and twice the longest, on its target sequences and one new
-one: a fourth sequence raises the cluster-robust interval's dof, which ``cluster_width``
-values), marked
+With ``--propose`` the order also holds cells one step beyond the sweep's grid (its sizes,
+the sizes between them and twice the largest, its lengths and twice the longest, on its
+target sequences and one new one: a fourth sequence raises the cluster-robust interval's
+dof, which ``cluster_width`` values), marked
 ``in_sweep`` False, and the sweep-order column keeps the sweep's own cells only.
 
 The standard errors treat cells as independent with one σ; replicate target sequences share
@@ -213,13 +213,26 @@ SHOW = ["order", "sweep_order", "rank", "length", "data_seed", "predicted_dL", "
 SHOW += ["hours", "cum_hours", *SHOWN_AFTER]
 
 
+def between(knobs: list[float]) -> list[int]:
+    """Whole sizes halfway, on a log scale, between neighbouring sizes that lack one.
+
+    The rounded geometric mean of each neighbouring pair, where it is a new size: 3 between
+    2 and 4, 6 between 4 and 8, none between 1 and 2. Points inside the range spread the
+    design along the size axis, which is what separates the size exponent from the length
+    exponent.
+    """
+    pairs = zip(knobs, knobs[1:], strict=False)
+    mids = {round(math.sqrt(a * b)) for a, b in pairs}
+    return sorted(m for m in mids if m not in knobs)
+
+
 def proposed_cells(config, setting: tuple, position: dict) -> list:
     """Cells one step beyond the sweep's grid of this setting (``--propose``).
 
-    Every (knob, length, target sequence) over the sweep's knobs and twice the largest,
-    its lengths and twice the longest, and its target sequences and the next unused one,
-    that the sweep does not hold, at its first init seed and rank (a carrier's knob is in
-    its spec: ``kv:{m}@27``).
+    Every (knob, length, target sequence) over the sweep's knobs, the sizes between them
+    (:func:`between`) and twice the largest, its lengths and twice the longest, and its
+    target sequences and the next unused one, that the sweep does not hold, at its first
+    init seed and rank (a carrier's knob is in its spec: ``kv:{m}@27``).
     """
     import dataclasses
 
@@ -235,7 +248,7 @@ def proposed_cells(config, setting: tuple, position: dict) -> list:
     held = {(knob_value(k.modules, k.rank), k.length, k.data_seed) for k in mine}
     sequences = sorted({k.data_seed for k in mine})
     out = []
-    for knob in [*knobs, 2 * knobs[-1]]:
+    for knob in sorted({*knobs, *between(knobs), 2 * knobs[-1]}):
         for length in [*lengths, 2 * lengths[-1]]:
             for d in [*sequences, sequences[-1] + 1]:
                 if (knob, length, d) in held:
@@ -338,10 +351,10 @@ def main() -> None:
     ap.add_argument(
         "--propose",
         action="store_true",
-        help="also order cells one step beyond the sweep's grid (its sizes and twice the "
-        "largest, its lengths and twice the longest, its target sequences and the next "
-        "unused one), marked "
-        "in_sweep False: what to add to the sweep when its own cells cannot pin the law down",
+        help="also order cells one step beyond the sweep's grid (its sizes, the sizes between "
+        "them and twice the largest, its lengths and twice the longest, its target sequences "
+        "and the next unused one), marked in_sweep False: what to add to the sweep when its "
+        "own cells cannot pin the law down",
     )
     ap.add_argument("--top", type=int, default=15, help="rows of the order to print")
     ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")

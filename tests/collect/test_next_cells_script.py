@@ -92,8 +92,8 @@ def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tm
     rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     got = sorted((float(r[2]), int(r[3])) for r in rows)  # (knob m, length)
     assert got == [(2.0, 20), (4.0, 20)]  # l=40 was collected here, kv:1@1 at 20 there
-    # --propose: also cells one step beyond the grid (knob 8 = 2 x 4, length 80 = 2 x 40,
-    # sequence 1)
+    # --propose: also cells one step beyond the grid (knob 8 = 2 x 4, knob 3 between 2 and 4,
+    # length 80 = 2 x 40, sequence 1)
     run = subprocess.run(
         [sys.executable, script, *args, *theta, "--propose", "--top", "50"],
         env=env,
@@ -107,7 +107,18 @@ def test_next_cells_orders_carriers_by_their_size_knob_and_skips_shared_cells(tm
     rows = table[: next(i for i, r in enumerate(table) if r == [""])]
     points = {(float(r[2]), int(r[3]), r[-1]) for r in rows}
     assert {(2.0, 20, "True"), (4.0, 20, "True"), (8.0, 80, "False"), (1.0, 80, "False")} <= points
-    # and on the next unused target sequence (1): 4 knobs x 3 lengths x 2 sequences, minus
+    assert (3.0, 40, "False") in points
+    # and on the next unused target sequence (1): 5 knobs x 3 lengths x 2 sequences, minus
     # the 6 the sweep holds (all on sequence 0)
     assert {int(r[4]) for r in rows if r[-1] == "False"} == {0, 1}
-    assert len(rows) == 2 + (4 * 3 * 2 - 6)
+    assert len(rows) == 2 + (5 * 3 * 2 - 6)
+
+
+def test_proposed_sizes_between_neighbours_are_whole_log_scale_midpoints():
+    """The issue's ranks {1, 2, 3, 4, 6, 8}: 3 and 6 lie between 2, 4 and 8; none in 1-2."""
+    import importlib
+
+    sys.path.insert(0, os.path.join(ROOT, "analysis"))
+    between = importlib.import_module("11_next_cells").between
+    assert between([1, 2, 4, 8]) == [3, 6]
+    assert between([1, 2]) == [] and between([2, 8]) == [4] and between([4]) == []
