@@ -49,6 +49,18 @@ SETTING = ["model", "task", "random_ratio", "objective"]
 
 
 # ----------------------------------------------------------------------------- tables
+def with_convergence(cells: pd.DataFrame, ds) -> pd.DataFrame:
+    """Add ``still_improving`` per cell (lawfit.convergence: > 1 % over its last 10 %)."""
+    import lawfit
+
+    if "loss_curve" not in ds:
+        return cells.assign(still_improving=np.nan)
+    conv = lawfit.convergence(ds)
+    keys = [c for c in lawfit.data.CELL_DIMS if c in conv and c in cells]
+    flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
+    return cells.merge(flags, on=keys, how="left")
+
+
 def _fmt_interval(mean: float, ci: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -61,7 +73,15 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     keys = [*setting, "carrier", "modules", "rank", "n_params", "n_bytes", "length"]
     per_target = (
         cells.groupby([*keys, "data_seed"], dropna=False)[
-            ["bits_stored", "bits_recalled", "bits_stored_base", "bits_content", "steps", "flops"]
+            [
+                "bits_stored",
+                "bits_recalled",
+                "bits_stored_base",
+                "bits_content",
+                "steps",
+                "flops",
+                "still_improving",
+            ]
         ]
         .mean()
         .reset_index()
@@ -87,6 +107,7 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
             bits_per_param=stored / rec["n_params"],
             bits_per_byte=stored / rec["n_bytes"],
             steps=float(g["steps"].mean()),
+            still_improving=bool((g["still_improving"] > 0).any()),
             gflops=flops / 1e9,
             bits_per_pflop=stored / flops * 1e15 if flops > 0 else np.nan,
         )
@@ -185,11 +206,15 @@ def verdict(table: pd.DataFrame, label: str) -> str:
         tied = best[np.isclose(best[column], top, rtol=1e-9, atol=0)]
         who = " and ".join(tied["carrier"])
         at = ", ".join(
-            f"{r.modules}, rank {int(r.rank)}, length {int(r.length)}" for r in tied.itertuples()
+            f"{r.modules}, rank {int(r.rank)}, length {int(r.length)}{_learning(r)}"
+            for r in tied.itertuples()
         )
         rest = best.drop(tied.index)
         runner = (
-            f"; next {rest.iloc[0]['carrier']} at {rest.iloc[0][column]:.3g}" if len(rest) else ""
+            f"; next {rest.iloc[0]['carrier']} at {rest.iloc[0][column]:.3g}"
+            f"{_learning(rest.iloc[0])}"
+            if len(rest)
+            else ""
         )
         parts.append(
             f"{who} store{'s' if len(tied) == 1 else ''} the most bits above the base "
@@ -206,6 +231,13 @@ def verdict(table: pd.DataFrame, label: str) -> str:
                 f"{int(t['rank'])}, length {int(t['length'])})"
             )
     return f"On this dataset ({label}): " + "; ".join(parts) + "."
+
+
+def _learning(row) -> str:
+    """Say so when a row's cells were still improving when they stopped (a lower bound)."""
+    if not getattr(row, "still_improving", False):
+        return ""
+    return " (still improving when it stopped: a lower bound)"
 
 
 def _at_the_floor(table: pd.DataFrame) -> str:
@@ -272,7 +304,7 @@ def main() -> None:
             f"note: {n_carriers} carrier(s) with ok cells ({sorted(cells['carrier'].unique())})"
             ": nothing to compare across carriers; the tables describe it alone."
         )
-    cells, notes = add_flops(cells, ds)
+    cells, notes = add_flops(with_convergence(cells, ds), ds)
     table = group_table(cells)
     setting = [c for c in SETTING if c in table]
     for key, sub in table.groupby(setting, dropna=False):
