@@ -69,6 +69,8 @@ def _fmt_interval(mean: float, ci: float) -> str:
 
 def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per setting, carrier size and length: sizes, bits with intervals, FLOPs."""
+    if "still_improving" not in cells:  # no trajectories: not known
+        cells = cells.assign(still_improving=np.nan)
     setting = [c for c in SETTING if c in cells]
     keys = [*setting, "carrier", "modules", "rank", "n_params", "n_bytes", "length"]
     per_target = (

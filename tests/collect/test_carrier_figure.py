@@ -241,6 +241,11 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     lora = table.set_index("carrier").loc["lora"]
     assert lora["above_floor"] == pytest.approx(1230.5)  # paired: mean of 1255 and 1206
     assert lora["above_per_byte"] == pytest.approx(1230.5 / 4608)
+    assert "still improving" not in text  # no trajectories: nothing claimed
+    # one of LoRA's two targets was still improving when it stopped: its figure is a floor
+    learning = an.group_table(cells.assign(still_improving=[1.0, 0.0, 0.0, 0.0]))
+    text = an.verdict(learning, "test")
+    assert "length 256 (still improving when it stopped: a lower bound)" in text
 
 
 def test_storing_is_judged_per_target_sequence_not_by_a_two_point_interval():
