@@ -60,14 +60,15 @@ calibration: install
 	OPENBLAS_NUM_THREADS=1 $(PYTHON) benchmarks/calibration.py --n 500 --boot 400 --jobs 2
 
 # Resume the shipped collection (the law sweep run to convergence) with two single-threaded
-# workers sharing one sweep directory (each claims the next free cell; the fixed-budget
+# workers sharing one sweep directory (each claims the next free cell): the fixed-budget
 # sweep's budget-stopped cells continue from their saved state at step 3,000 instead of
-# being trained again), then merge what is finished into $(DATA).
-SWEEP  ?= law_cpu_converged
-EXTEND ?= --extend-from data/law_cpu_fixed
+# being trained again, and the LoRA cells the converged carrier sweep also holds train once,
+# in whichever sweep reaches them first. Then merge what is finished into data/$(SWEEP).nc.
+SWEEP   ?= law_cpu_converged
+SOURCES ?= --extend-from data/law_cpu_fixed --share-cells-with data/carriers_cpu_converged
 collect: install
 	OMP_NUM_THREADS=1 $(PYTHON) -m collect run sweeps/$(SWEEP).toml --out data/$(SWEEP) \
-	  $(EXTEND) --no-progress & \
+	  $(SOURCES) --no-progress & \
 	OMP_NUM_THREADS=1 $(PYTHON) -m collect run sweeps/$(SWEEP).toml --out data/$(SWEEP) \
-	  $(EXTEND); wait
+	  $(SOURCES); wait
 	$(PYTHON) -m collect merge sweeps/$(SWEEP).toml --out data/$(SWEEP) -o data/$(SWEEP).nc
