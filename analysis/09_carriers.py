@@ -49,18 +49,6 @@ SETTING = ["model", "task", "random_ratio", "objective"]
 
 
 # ----------------------------------------------------------------------------- tables
-def with_convergence(cells: pd.DataFrame, ds) -> pd.DataFrame:
-    """Add ``still_improving`` per cell (lawfit.convergence: > 1 % over its last 10 %)."""
-    import lawfit
-
-    if "loss_curve" not in ds:
-        return cells.assign(still_improving=np.nan)
-    conv = lawfit.convergence(ds)
-    keys = [c for c in lawfit.data.CELL_DIMS if c in conv and c in cells]
-    flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
-    return cells.merge(flags, on=keys, how="left")
-
-
 def _fmt_interval(mean: float, ci: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -306,7 +294,9 @@ def main() -> None:
             f"note: {n_carriers} carrier(s) with ok cells ({sorted(cells['carrier'].unique())})"
             ": nothing to compare across carriers; the tables describe it alone."
         )
-    cells, notes = add_flops(with_convergence(cells, ds), ds)
+    from lawfit.budget import with_still_improving
+
+    cells, notes = add_flops(with_still_improving(cells, ds), ds)
     table = group_table(cells)
     setting = [c for c in SETTING if c in table]
     for key, sub in table.groupby(setting, dropna=False):

@@ -606,3 +606,22 @@ def budget_sensitivity(
             "partly a budget effect."
         )
     return BudgetSensitivity(table=table, convergence=conv, fits=fits, drift=drift, notes=notes)
+
+
+def with_still_improving(cells: pd.DataFrame, ds, notes: list[str] | None = None) -> pd.DataFrame:
+    """Add :func:`convergence`'s ``still_improving`` to a per-cell frame (NaN where unknown).
+
+    Joined on the cell dims both hold. NaN without trajectories, or (with a note appended
+    to ``notes``) where the trajectories cannot be read.
+    """
+    if "loss_curve" not in ds:
+        return cells.assign(still_improving=np.nan)
+    try:
+        conv = convergence(ds)
+    except LawfitError as exc:
+        if notes is not None:
+            notes.append(f"convergence of the cells not checked: {exc}")
+        return cells.assign(still_improving=np.nan)
+    keys = [c for c in CELL_DIMS if c in conv.columns and c in cells.columns]
+    flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
+    return cells.merge(flags, on=keys, how="left")

@@ -29,8 +29,9 @@ from scipy import stats
 
 from lawfit import _validate as V
 from lawfit.bootstrap import MIN_DISTINCT_DRAWS
+from lawfit.budget import with_still_improving
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter
-from lawfit.data import CELL_DIMS, GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
+from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form
 from lawfit.information import BIT_KINDS
@@ -469,7 +470,7 @@ def carrier_bits(
             "data has none. Collect it (collect records it for every carrier)."
         )
     cells = _with_bytes(res.cells, data, dtype, notes)
-    cells = _capacity_cells(_with_convergence(cells, data, notes))
+    cells = _capacity_cells(with_still_improving(cells, data, notes))
     table, draws = _ratios(cells, bootstrap, unit, level, V.random_generator(rng), notes)
     no_interval = table.loc[table["bits_per_param_low"].isna(), "carrier"].tolist()
     if bootstrap and no_interval:
@@ -517,28 +518,6 @@ def _with_bytes(cells: pd.DataFrame, data, dtype, notes) -> pd.DataFrame:
     nb = nb.to_dataframe(name="n_bytes").reset_index()
     keys = [c for c in nb.columns if c in cells.columns and c != "n_bytes"]
     return cells.merge(nb[[*keys, "n_bytes"]], on=keys, how="left")
-
-
-def _with_convergence(cells: pd.DataFrame, data, notes: list[str]) -> pd.DataFrame:
-    """Add ``still_improving`` (issue 10's test, :func:`lawfit.convergence`) to the cells.
-
-    True where a cell stopped by its budget (or by collect's convergence stop) had still
-    gained more than 1 % of its ΔL over its last 10 % of steps; False where it had not, or
-    stopped otherwise (memorized, written without training); NaN without trajectories, or
-    (with a note) where the trajectories cannot be read.
-    """
-    from lawfit.budget import convergence
-
-    if "loss_curve" not in data:
-        return cells.assign(still_improving=np.nan)
-    try:
-        conv = convergence(data)
-    except LawfitError as exc:
-        notes.append(f"convergence of the cells not checked: {exc}")
-        return cells.assign(still_improving=np.nan)
-    keys = [c for c in conv.columns if c in cells.columns and c in CELL_DIMS]
-    flags = conv[[*keys, "still_improving"]].astype({"still_improving": float})
-    return cells.merge(flags, on=keys, how="left")
 
 
 def _not_converged_flag(table: pd.DataFrame) -> Flag:
