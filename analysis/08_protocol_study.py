@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, header, markdown  # noqa: E402
+from _common import ROOT, cheapest_within, header, markdown  # noqa: E402
 
 #: protocol label -> (sweep file, sweep directory), relative to the repository root
 PROTOCOLS = {
@@ -104,23 +104,7 @@ def study_table() -> pd.DataFrame:
 
 def choose(table: pd.DataFrame) -> tuple[str | None, str]:
     """The cheapest protocol within the tolerance on every cell all protocols finished."""
-    done = table[table["state"] == "done"]
-    protocols = table["protocol"].unique()
-    counts = done.groupby(["rank", "length"])["protocol"].nunique()
-    common = counts[counts == len(protocols)].index
-    if len(common) == 0:
-        return None, "no probe cell is finished under every protocol yet"
-    shared = done.set_index(["rank", "length"]).loc[common].reset_index()
-    ok = shared.groupby("protocol")["share_of_best"].min() >= 1 - TOLERANCE
-    cost = shared.groupby("protocol")["steps"].sum()
-    within = cost[ok[ok].index]
-    cells = ", ".join(f"r{r} l{n}" for r, n in common)
-    if within.empty:
-        return None, f"no protocol is within {TOLERANCE:.0%} of the best on {cells}"
-    return str(within.idxmin()), (
-        f"cheapest within {TOLERANCE:.0%} of the best ΔL on every cell finished under all "
-        f"protocols ({cells}): {int(within.min())} steps in all"
-    )
+    return cheapest_within(table, ["rank", "length"], TOLERANCE)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 
+import numpy as np
 import xarray as xr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +117,47 @@ def cell_progress(out_dir, key, fingerprint: str) -> tuple[str, xr.Dataset | Non
     if partial is not None:
         return "running", None, partial["state"]
     return "pending", None, None
+
+
+def cheapest_within(table, cells: list[str], tolerance: float) -> tuple[str | None, str]:
+    """The protocol with the fewest steps that is within ``tolerance`` of the best everywhere.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per (protocol, cell): ``protocol``, the ``cells`` columns, ``state``
+        (``done`` or not), ``steps`` and ``share_of_best`` (ΔL over the best ΔL any protocol
+        reached on that cell).
+    cells : list of str
+        The columns that name a cell.
+    tolerance : float
+        Largest shortfall from the best ΔL allowed on any cell (0.01: 1 %).
+
+    Returns
+    -------
+    tuple
+        The chosen protocol (None when none qualifies yet) and why, judged only on the cells
+        every protocol has finished.
+    """
+    done = table[table["state"] == "done"]
+    counts = done.groupby(cells)["protocol"].nunique()
+    common = counts[counts == table["protocol"].nunique()].index
+    if len(common) == 0:
+        return None, "no probe cell is finished under every protocol yet"
+    shared = done.set_index(cells).loc[common].reset_index()
+    ok = shared.groupby("protocol")["share_of_best"].min() >= 1 - tolerance
+    cost = shared.groupby("protocol")["steps"].sum()
+    within = cost[ok[ok].index]
+    names = ", ".join(
+        " ".join(f"{c} {v}" for c, v in zip(cells, np.atleast_1d(key), strict=True))
+        for key in common
+    )
+    if within.empty:
+        return None, f"no protocol is within {tolerance:.0%} of the best on {names}"
+    return str(within.idxmin()), (
+        f"cheapest within {tolerance:.0%} of the best ΔL on every cell finished under all "
+        f"protocols ({names}): {int(within.min())} steps in all"
+    )
 
 
 def quiet():

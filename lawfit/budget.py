@@ -40,6 +40,7 @@ __all__ = [
     "budget_sensitivity",
     "convergence",
     "delta_by_budget",
+    "first_converged_step",
     "max_steps",
 ]
 
@@ -322,6 +323,65 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
         tol=tol,
     )
     return frame
+
+
+def first_converged_step(
+    ds, *, window: float = DEFAULT_WINDOW_SHARE, tol: float = 0.01, start: int = 0
+) -> xr.DataArray:
+    """Find, per cell, the first step at which collect's convergence stop would have fired.
+
+    :func:`collect.probe.converged`'s test, read off the trajectory at every step: at step
+    ``t`` the best ΔL so far exceeds the best of steps ``0..t - w``, ``w = max(1,
+    round(window * t))``, by at most ``tol`` times itself. This says how many steps a cell
+    needed under a convergence stop with ``converge_from = start``, whatever stopped it, so
+    protocols that ran past that point (a fixed budget, a later ``converge_from``) can be
+    compared by the steps they needed.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset, or one cell file, with ``loss_before`` and ``loss_curve`` logged at
+        every step (``[train] log_every = 1``).
+    window : float
+        Look-back as a share of the steps run (the sweep's ``converge_window``).
+    tol : float
+        Largest relative gain over the look-back that counts as converged
+        (``converge_tol``).
+    start : int
+        No earlier step counts (``converge_from``).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``first_converged_step`` over the cell dims: NaN where the test never passed before
+        the cell stopped.
+
+    Raises
+    ------
+    LawfitError
+        No trajectories, a trajectory not logged at every step, or a bad ``window``/``tol``.
+    """
+    window, tol = V.positive_number(window, "window"), V.positive_number(tol, "tol")
+    ds = load(ds)
+    _require_curves(ds)
+    steps = ds["step"].values
+    if not np.array_equal(steps, np.arange(steps.size)):
+        raise LawfitError(
+            "first_converged_step needs the loss at every step from 0 (collect with [train] "
+            f"log_every = 1); the trajectory is logged at steps {steps[:3].tolist()}... "
+            "Use lawfit.convergence, which reads a coarser trajectory at the stop only."
+        )
+    curve = ds["loss_curve"].transpose(..., "step")
+    best = _running_min(curve).values
+    t = np.arange(steps.size)
+    lookback = np.maximum(1, np.round(window * t)).astype(int)
+    before = ds["loss_before"].broadcast_like(curve.isel(step=0, drop=True)).values[..., None]
+    now, then = before - best, before - best[..., np.clip(t - lookback, 0, None)]
+    with np.errstate(invalid="ignore"):
+        passes = (t >= lookback) & (t >= start) & (now > 0) & (now - then <= tol * now)
+    passes &= np.isfinite(curve.values)  # no step after the cell stopped
+    first = np.where(passes.any(axis=-1), passes.argmax(axis=-1), np.nan)
+    return curve.isel(step=0, drop=True).copy(data=first).rename("first_converged_step")
 
 
 def _running_min(curve: xr.DataArray) -> xr.DataArray:

@@ -64,11 +64,12 @@ def test_figures_script_synthetic(tmp_path):
     assert (tmp_path / "methods__synthetic.png").exists()
 
 
-def _protocol_study():
+def _script(name: str):
+    """Import an analysis script (its file name starts with a digit) as a module."""
     import importlib.util
 
-    path = os.path.join(ROOT, "analysis", "08_protocol_study.py")
-    spec = importlib.util.spec_from_file_location("protocol_study", path)
+    path = os.path.join(ROOT, "analysis", name)
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -77,7 +78,7 @@ def _protocol_study():
 def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
     import pandas as pd
 
-    study = _protocol_study()
+    study = _script("08_protocol_study.py")
     rows = [  # protocol, rank, length, ΔL, steps
         ("constant", 1, 128, 8.77, 1755),
         ("constant", 1, 256, 5.60, 1300),
@@ -100,17 +101,38 @@ def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
     assert study.choose(pending)[0] is None  # no cell finished under every protocol
 
 
+def test_carrier_lr_study_chooses_an_lr_per_carrier():
+    """Memory tokens need the larger lr to come within 1 %; the KV prefix does not."""
+    import pandas as pd
+
+    study = _script("14_carrier_lr.py")
+    rows = [  # lr, carrier, ΔL, steps
+        ("1e-2", "memtok:4@20", 10.9, 6000),
+        ("1e-1", "memtok:4@20", 11.6, 3000),
+        ("1e-2", "kv:1@27", 6.30, 3100),
+        ("1e-1", "kv:1@27", 6.32, 3400),
+    ]
+    table = pd.DataFrame(rows, columns=["protocol", "carrier", "delta_L", "steps"])
+    table = table.assign(length=128, data_seed=0, state="done")
+    best = table.groupby("carrier")["delta_L"].transform("max")
+    table["share_of_best"] = table["delta_L"] / best
+    got = study.choices(table)
+    assert got["memtok:4@20"][0] == "1e-1" and "3000 steps" in got["memtok:4@20"][1]
+    assert got["kv:1@27"][0] == "1e-2"  # 0.3 % short of the best, in fewer steps
+
+
+def test_carrier_lr_study_runs_on_the_shipped_cells():
+    pytest.importorskip("torch")
+    out = run_script("14_carrier_lr.py")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "memtok:4@20" in out.stdout and "Choice per carrier" in out.stdout
+
+
 def test_stop_rule_replay_finds_where_a_plateau_rule_fires():
     """A loss that falls 1 % a step, then stays flat from step 300: patience P fires at 300+P."""
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location(
-        "stop_rule", os.path.join(ROOT, "analysis", "10_stop_rule.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("10_stop_rule.py")
     loss = np.r_[10.0 * 0.99 ** np.arange(300), np.full(700, 10.0 * 0.99**299)]
     frac = np.zeros_like(loss)
     for patience in (50, 200):

@@ -332,3 +332,41 @@ def test_a_spike_in_the_loss_is_not_a_gain():
     conv = convergence(ds).set_index(["rank", "length"])
     assert conv.loc[(1, 64), "rel_gain_last_window"] == 0.0
     assert not conv["still_improving"].any()
+
+
+def _first_step_by_collects_rule(curve, loss_before, window, tol, start):
+    """The first step at which collect's own stop test passes, run step by step."""
+    from collect.probe import converged
+
+    finite = curve[np.isfinite(curve)]
+    for t in range(start, finite.size):
+        if converged(list(finite[: t + 1]), loss_before, window, tol):
+            return t
+    return None
+
+
+@pytest.mark.parametrize("start", [0, 150])
+def test_first_converged_step_is_where_collects_convergence_stop_fires(start):
+    """Noisy, oscillating and stopped-early curves: the vectorised read equals the stop rule."""
+    gen = np.random.default_rng(3)
+    ranks, lengths, steps = np.array([1, 2]), np.array([64, 128, 256]), np.arange(401)
+    curve = np.full((2, 3, steps.size), np.nan)
+    for i, j in np.ndindex(2, 3):
+        tau = gen.uniform(20, 400)  # some cells converge early, some never within 400 steps
+        fall = 8.0 * (1 - np.exp(-steps / tau))
+        wiggle = 0.05 * np.sin(steps / gen.uniform(3, 9)) + 0.02 * gen.standard_normal(steps.size)
+        stop = 400 if (i, j) != (1, 2) else 250  # one cell stopped before the others
+        curve[i, j, : stop + 1] = (L0 - fall + wiggle)[: stop + 1]
+    ds = trajectory_dataset(ranks, lengths, steps, curve, L0, 400)
+    got = lawfit.budget.first_converged_step(ds, window=0.1, tol=0.01, start=start)
+    expected = [
+        _first_step_by_collects_rule(curve[i, j], L0, 0.1, 0.01, start) for i, j in np.ndindex(2, 3)
+    ]
+    assert any(e is None for e in expected) and any(e is not None for e in expected)
+    found = got.transpose("rank", "length").values.ravel()
+    assert [None if np.isnan(v) else int(v) for v in found] == expected
+
+
+def test_first_converged_step_needs_every_step_logged():
+    with pytest.raises(LawfitError, match="log_every = 1"):
+        lawfit.budget.first_converged_step(_sweep(lambda r, n: 100.0))
