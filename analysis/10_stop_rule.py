@@ -13,8 +13,14 @@ A check comes first: the first law sweep's rule, replayed on the logged curve it
 10th step for the p > 0.5 share), must reproduce the stop step and ΔL that sweep recorded for
 the same cell (``data/law_cpu``), since both runs are the same computation up to that step.
 
-    python analysis/10_stop_rule.py             # the table, and the check against data/law_cpu
-    python analysis/10_stop_rule.py --markdown  # the table for docs/protocol.md
+The convergence stop that replaced these rules (``[train] converge_from``; session 21) is
+replayed the same way on the converged law sweep (``data/law_cpu_converged.nc``): had its floor
+been lower than 3,000 steps, where would each cell have stopped, how much ΔL would it have
+recorded, and where would the law's exponents be (``lawfit.budget.at_convergence_stop``, fitted
+on the same cells at every floor, cluster-robust over the target sequences)?
+
+    python analysis/10_stop_rule.py             # the tables, and the check against data/law_cpu
+    python analysis/10_stop_rule.py --markdown  # the tables for docs/protocol.md
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -34,6 +41,9 @@ LAW = ("sweeps/law_cpu.toml", "data/law_cpu")
 #: (patience in steps, min_delta): the law sweep's rule first
 RULES = [(50, 1e-3), (100, 1e-3), (200, 1e-3), (300, 1e-3), (500, 1e-3), (200, 3e-4), (500, 3e-4)]
 LAW_LOG_EVERY = 10
+CONVERGED = "data/law_cpu_converged.nc"
+#: floors (converge_from) replayed; the last is the converged sweep's own
+FLOORS = (1000, 1500, 2000, 2500, 3000)
 
 
 def replay(
@@ -128,6 +138,47 @@ def check_against_law_sweep(cells: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _interval(fit, contrast: dict) -> str:
+    est = fit.contrast(contrast, cluster="data_seed")
+    return f"{est['estimate']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+
+
+def floor_study(path: str = CONVERGED, floors=FLOORS) -> pd.DataFrame:
+    """Per convergence-stop floor: steps, ΔL lost against the recorded cells, and the law.
+
+    One row per floor: the unmemorized SFT cells that would have stopped earlier than they
+    did, the worst and median shortfall of their ΔL against the ΔL recorded, the mean steps
+    over those cells, and α, β, α − β (CR2 over the target sequences) fitted on the cells
+    unmemorized at every floor.
+    """
+    import lawfit
+    from lawfit.budget import at_convergence_stop, same_cells
+
+    ds = lawfit.data.open_dataset(os.path.join(ROOT, path))
+    ds = ds.sel(task="long_context", random_ratio=1.0, objective="sft")
+    replayed = same_cells({f: at_convergence_stop(ds, start=f) for f in floors})
+    kept = (ds["status"] == "ok") & (ds["loss_after"] > np.log(2))
+    rows = []
+    for floor, data in replayed.items():
+        short = 100 * (1 - data["loss_reduction"] / ds["loss_reduction"]).where(kept)
+        fit = lawfit.fit(data, bootstrap=0, rng=0)
+        rows.append(
+            {
+                "floor": floor,
+                "cells": int(kept.sum()),
+                "stopped_earlier": int(((data["steps"] < ds["steps"]) & kept).sum()),
+                "mean_steps": round(float(data["steps"].where(kept).mean()), 0),
+                "worst_shortfall_pct": round(float(short.max()), 2),
+                "median_shortfall_pct": round(float(short.median()), 2),
+                "fitted": fit.n_obs,
+                "alpha": _interval(fit, {"alpha": 1}),
+                "beta": _interval(fit, {"beta": 1}),
+                "alpha - beta": _interval(fit, {"alpha": 1, "beta": -1}),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
@@ -148,6 +199,10 @@ def main() -> None:
         worst_share=("share_of_budget", "min"), mean_steps=("stop_step", "mean")
     )
     show(summary.reset_index())
+    header("The convergence stop from a lower floor, replayed on the converged law sweep")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit's notes on few clusters: known here
+        show(floor_study())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from lawfit.robust import preferred_interval
 __all__ = [
     "BudgetSensitivity",
     "at_budget",
+    "at_convergence_stop",
     "budget_sensitivity",
     "convergence",
     "delta_by_budget",
@@ -382,6 +383,46 @@ def first_converged_step(
     passes &= np.isfinite(curve.values)  # no step after the cell stopped
     first = np.where(passes.any(axis=-1), passes.argmax(axis=-1), np.nan)
     return curve.isel(step=0, drop=True).copy(data=first).rename("first_converged_step")
+
+
+def at_convergence_stop(
+    ds, *, start: int, window: float = DEFAULT_WINDOW_SHARE, tol: float = 0.01
+) -> xr.Dataset:
+    """Return the dataset as collect's convergence stop from step ``start`` would have left it.
+
+    Each ok cell whose :func:`first_converged_step` (from ``start``) comes before the step
+    it stopped at ends there instead: ``loss_after`` is the logged loss at that step, the
+    trajectories are cut there, ``stop_reason`` becomes "converged" and the end-of-training
+    measurements no trajectory records become NaN, as in :func:`at_budget`. The other cells
+    are unchanged. With ``start`` below a sweep's ``converge_from`` this shows what a lower
+    floor would have cost in ΔL, and in the exponents fitted to it.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        Contract dataset with trajectories logged at every step.
+    start : int
+        The floor (``[train] converge_from``): no cell stops before it.
+    window, tol : float
+        ``converge_window`` and ``converge_tol``.
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy with ``attrs['converge_from'] = start``.
+    """
+    ds = load(ds)
+    first = first_converged_step(ds, window=window, tol=tol, start=start)
+    cut = _ok(ds) & (first < ds["steps"])  # NaN (never converged) compares False
+    at = ds["loss_curve"].isel(step=first.where(cut, 0).astype(int))
+    out = with_end_of_training(ds, cut, at, first)
+    if "stop_reason" in ds:
+        out["stop_reason"] = xr.where(cut, "converged", ds["stop_reason"].astype(str))
+    for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
+        out[name] = ds[name].where(~cut | (ds["step"] <= first))
+        out[name].attrs = dict(ds[name].attrs)
+    out.attrs["converge_from"] = int(start)
+    return out
 
 
 def _running_min(curve: xr.DataArray) -> xr.DataArray:

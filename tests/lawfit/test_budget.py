@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -370,3 +371,29 @@ def test_first_converged_step_is_where_collects_convergence_stop_fires(start):
 def test_first_converged_step_needs_every_step_logged():
     with pytest.raises(LawfitError, match="log_every = 1"):
         lawfit.budget.first_converged_step(_sweep(lambda r, n: 100.0))
+
+
+def test_at_convergence_stop_ends_each_cell_where_the_rule_fires_from_the_floor():
+    """Cells cut at their first converged step from the floor; the others left as they were."""
+    steps = np.arange(601)
+    taus = {(1, 64): 50.0, (1, 128): 150.0, (2, 64): 2000.0, (2, 128): 30.0}
+    curve = np.full((2, 2, steps.size), np.nan)
+    for (i, r), (j, n) in itertools.product(enumerate([1, 2]), enumerate([64, 128])):
+        stop = 400 if (r, n) == (2, 128) else 600  # this one stopped early
+        curve[i, j, : stop + 1] = (L0 - 8.0 * (1 - np.exp(-steps / taus[r, n])))[: stop + 1]
+    ds = trajectory_dataset([1, 2], [64, 128], steps, curve, L0, 600)
+    first = lawfit.budget.first_converged_step(ds, start=100)
+    out = lawfit.budget.at_convergence_stop(ds, start=100)
+    assert out.attrs["converge_from"] == 100
+    for r, n in taus:
+        cell = dict(rank=r, length=n)
+        f, ran = first.sel(cell).item(), int(ds["steps"].sel(cell))
+        if np.isfinite(f) and f < ran:  # cut where the rule fires
+            assert out["steps"].sel(cell).item() == f
+            assert out["loss_after"].sel(cell).item() == ds["loss_curve"].sel(cell).sel(step=int(f))
+            assert out["loss_curve"].sel(cell).dropna("step")["step"].max() == f
+        else:  # the slow cell never converges: it keeps its end
+            assert out["steps"].sel(cell).item() == ran
+            assert out["loss_after"].sel(cell).item() == ds["loss_after"].sel(cell).item()
+    assert np.isnan(first.sel(rank=2, length=64))  # τ = 2,000 steps: still gaining at 600
+    assert (first.sel(rank=1) < 600).all()
