@@ -159,6 +159,16 @@ def _add_warm_start_flag(parser) -> None:
     )
 
 
+def _add_cells_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        metavar="PATTERN",
+        help="only the sweep's cells whose name (as `collect plan` lists it) matches one of "
+        "these shell-style patterns, e.g. '*kv-1-at-27-r1-l256-s0-*' (quoted)",
+    )
+
+
 def _add_share_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--share-cells-with",
@@ -205,6 +215,7 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     _add_warm_start_flag(run)
     _add_share_flag(run)
+    _add_cells_flag(run)
     run.add_argument(
         "--time-limit",
         type=float,
@@ -238,6 +249,7 @@ def _add_plan_parser(sub) -> None:
     plan.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     _add_warm_start_flag(plan)
     _add_share_flag(plan)
+    _add_cells_flag(plan)
 
 
 def _add_merge_parser(sub) -> None:
@@ -311,8 +323,8 @@ def _plan(config, args) -> None:
     from collect.store import checkpoint_step, running_claim
     from collect.sweep import extension_plan, extension_source, pending_cells
 
-    cells = config.cells()
-    todo = pending_cells(config, args.out) if args.out.exists() else cells
+    cells = config.cells_matching(args.cells) if args.cells else config.cells()
+    todo = pending_cells(config, args.out, only=cells) if args.out.exists() else cells
     running, checkpoints = {}, {}
     if args.out.exists():
         for key in todo:
@@ -380,6 +392,7 @@ def _run(config, args) -> int:
             progress=not args.no_progress,
             merge_to=output,
             shard=shard,
+            only=config.cells_matching(args.cells) if args.cells else None,
             extend_from=args.extend_from,
             deadline=deadline,
             batch_cells=args.batch_cells,

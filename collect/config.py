@@ -25,6 +25,7 @@ missing in a block come from ``[defaults]``. Example::
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import itertools
 import json
@@ -146,6 +147,32 @@ class SweepConfig:
                 ratio = TASK_DEFAULT_RATIO[task] if ratio is None else ratio
                 seen.setdefault(CellKey(model, task, ratio, *rest), None)
         return list(seen)
+
+    def cells_matching(self, patterns: list[str]) -> list[CellKey]:
+        """Return the sweep's cells (in order) whose name matches a shell-style pattern.
+
+        A cell's name is its file name without ``.nc``, as ``collect plan`` lists it.
+
+        Raises
+        ------
+        CollectError
+            A pattern that matches no cell, naming a few cells to match instead.
+        """
+        cells = self.cells()
+        names = [key.slug() for key in cells]
+        for pattern in patterns:
+            if not fnmatch.filter(names, pattern):
+                shown = ", ".join(names[:3])
+                raise CollectError(
+                    f"--cells {pattern!r} matches none of the {len(names)} cells of sweep "
+                    f"{self.name!r} (names such as {shown}). Quote the pattern so that the "
+                    "shell leaves its * alone; `collect plan` lists every name."
+                )
+        return [
+            k
+            for k, n in zip(cells, names, strict=True)
+            if any(fnmatch.fnmatch(n, p) for p in patterns)
+        ]
 
     def source_for(self, task: str) -> str | None:
         """Return the source file of ``task`` (``[data] source`` is a path or a table per task)."""

@@ -521,3 +521,25 @@ def test_a_worker_in_another_precision_is_refused_before_training(tmp_path, tiny
         run_sweep(config, tmp_path / "b", progress=False)
     assert not list((tmp_path / "b").glob("cells/*.nc"))
     assert json.loads(meta.read_text())["precision"] == "bfloat16"  # kept by prepare_dir
+
+
+def test_cells_flag_runs_and_plans_only_the_matching_cells(tmp_path, capsys, tiny_sweep):
+    """--cells picks cells by name pattern; a pattern that matches nothing is refused early."""
+    cfg = tmp_path / "s.json"
+    cfg.write_text(json.dumps(tiny_sweep(train={"max_steps": 5, "log_every": 5})))
+    out = tmp_path / "o"
+    cells = load_config(cfg).cells()
+    wanted = [k for k in cells if k.task == "long_context" and k.rank == 8]
+    pattern = "long_context-*-r8-*"
+    assert collect_main(["plan", str(cfg), "--out", str(out), "--cells", pattern]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith(f"tiny: {len(wanted)} cells, {len(wanted)} pending")
+    assert [line.strip() for line in listed[1 : 1 + len(wanted)]] == [k.slug() for k in wanted]
+    run = ["run", str(cfg), "--out", str(out), "--no-progress", "--cells", pattern]
+    assert collect_main(run) == 0
+    done = sorted(p.name for p in (out / "cells").glob("*.nc"))
+    assert done == sorted(f"{k.slug()}.nc" for k in wanted)
+    capsys.readouterr()
+    assert collect_main([*run[:-1], "phonebook-*-r3-*"]) == 2  # no rank 3 in this sweep
+    assert "--cells 'phonebook-*-r3-*' matches none of the" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "cells").glob("*.nc")) == done  # nothing ran
