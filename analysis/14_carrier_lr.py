@@ -5,9 +5,10 @@ The carrier sweep trains every carrier under the LoRA protocol (AdamW at a const
 every memory-token cell was still gaining over 1 % of its ΔL per last 10 % of steps. If that
 is the lr, the carriers are compared at an lr that favours one of them. Each protocol here is
 one sweep over the same probe cells (memory tokens ``memtok:4@20`` at ℓ = 128, the KV prefix
-``kv:1@27`` at ℓ = 256, sequence 0) at another lr, with the carrier sweep's convergence stop;
-the lr-1e-2 cells are the converged carrier sweep's (or, before it reaches them, the
-fixed-budget sweep's, stopped at 3,000 steps and marked so).
+``kv:1@27`` at ℓ = 256, and the LoRA cell the lr was chosen on, ``mlp_block@20`` rank 1 at
+ℓ = 128; sequence 0) at another lr, with the carrier sweep's convergence stop; the lr-1e-2
+cells are the converged law and carrier sweeps' (or, before they reach them, the
+fixed-budget carrier sweep's, stopped at 3,000 steps and marked so).
 
 Per probe cell and lr: ΔL where the cell stopped and why, the best ΔL by step 3,000 (the
 fixed sweep's budget), the first step at which the convergence test (1 % over the last 10 %)
@@ -38,6 +39,7 @@ PROBE_SWEEP = "sweeps/protocol/carrier_lr_1e-1.toml"
 #: lr -> (sweep file, cell directory) in the order searched; relative to the repository root
 PROTOCOLS = {
     "1e-2": [
+        ("sweeps/law_cpu_converged.toml", "data/law_cpu_converged"),  # its LoRA cells
         ("sweeps/carriers_cpu_converged.toml", "data/carriers_cpu_converged"),
         ("sweeps/carriers_cpu.toml", "data/carriers_cpu"),  # 3,000 steps, marked "budget"
     ],
