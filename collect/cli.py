@@ -190,7 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run_parser, _add_plan_parser, _add_merge_parser, _add_launch_parser):
+    for add in (
+        _add_run_parser,
+        _add_plan_parser,
+        _add_merge_parser,
+        _add_combine_parser,
+        _add_launch_parser,
+    ):
         add(sub)
     return parser
 
@@ -267,6 +273,19 @@ def _add_merge_parser(sub) -> None:
         action="store_true",
         help="fail on a damaged cell file instead of setting it aside to be run again",
     )
+
+
+def _add_combine_parser(sub) -> None:
+    """Register ``collect combine``."""
+    combine = sub.add_parser(
+        "combine",
+        help="combine merged datasets of several sweeps (e.g. one lr per carrier) into one",
+        description="One contract dataset from the merged datasets of several sweeps: a cell "
+        "comes from the first file, in the order given, that finished it; each cell records "
+        "its file (`source`) and its [train] settings (`protocol`).",
+    )
+    combine.add_argument("datasets", nargs="+", type=Path, metavar="DATA.nc")
+    combine.add_argument("-o", "--output", type=Path, required=True, help="combined NetCDF file")
 
 
 def _add_launch_parser(sub) -> None:
@@ -438,6 +457,26 @@ def _launch(config, args) -> None:
     print(f"submitted {len(jobs)} jobs; merge with `collect merge ... --out {args.out}`")
 
 
+def _combine(args) -> None:
+    """``collect combine``: one dataset from several sweeps' merged datasets."""
+    import json
+
+    import xarray as xr
+
+    from collect.combine import combine
+    from collect.store import save_dataset
+
+    missing = [str(p) for p in args.datasets if not p.is_file()]
+    if missing:
+        raise CollectError(f"no such dataset: {', '.join(missing)}.")
+    opened = [xr.open_dataset(p).load() for p in args.datasets]
+    ds = combine(opened, [p.name for p in args.datasets])
+    save_dataset(ds, args.output)
+    for part in json.loads(ds.attrs["combined_from"]):
+        print(f"  {part['name']}: {part['cells_taken']} cells (lr {part['protocol'].get('lr')})")
+    print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+
+
 COMMANDS = {"plan": _plan, "run": _run, "merge": _merge, "launch": _launch}
 
 
@@ -445,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``collect`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "combine":  # reads datasets, not a sweep
+            return _combine(args) or 0
         return COMMANDS[args.command](_config(args), args) or 0
     except CollectError as err:
         print(f"collect: error: {err}", file=sys.stderr)

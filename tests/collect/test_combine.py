@@ -1,0 +1,85 @@
+"""`collect combine`: sweeps under different settings in one dataset, each cell traceable."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from collect.cli import main as collect_main
+from collect.combine import combine
+from collect.config import config_from_dict
+from collect.errors import CollectError
+from collect.sweep import run_sweep
+
+
+def _sweep(tiny_sweep, tmp_path, name, lr, ranks, methods, max_steps=4):
+    raw = tiny_sweep(
+        name=name,
+        train={"max_steps": max_steps, "log_every": 1, "lr": lr},
+        grid=[{"tasks": ["long_context"], "random_ratios": [1.0], "methods": methods}],
+    )
+    raw["defaults"].update(ranks=ranks, lengths=[20])
+    out = tmp_path / name
+    return run_sweep(config_from_dict(raw), out, progress=False, merge_to=out / "dataset.nc")
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tiny_sweep, tmp_path_factory):
+    """Rank 1 under both lrs; rank 8 and MemFT-OT only under the larger one."""
+    tmp = tmp_path_factory.mktemp("combine")
+    small = _sweep(tiny_sweep, tmp, "small", 1e-2, [1], ["sft"])
+    large = _sweep(tiny_sweep, tmp, "large", 3e-2, [1, 8], ["sft", "memft_ot"])
+    return small, large, tmp
+
+
+def test_each_cell_comes_from_the_first_dataset_that_finished_it(two_sweeps):
+    small, large, _ = two_sweeps
+    out = combine([small, large], ["small.nc", "large.nc"])
+    assert list(out["objective"].values) == ["memft_ot", "sft"]  # no value cut to 'mem'
+    cell = dict(objective="sft", rank=1)
+    for first, name, lr in (
+        (out, "small.nc", 0.01),
+        (combine([large, small], ["l", "s"]), "l", 0.03),
+    ):
+        got = first.sel(cell).squeeze()
+        assert str(got["source"].values) == name
+        assert json.loads(str(got["protocol"].values))["lr"] == lr
+    src = small.sel(cell).squeeze()
+    assert float(out["loss_reduction"].sel(cell).squeeze()) == float(src["loss_reduction"])
+    np.testing.assert_array_equal(
+        out["loss_curve"].sel(cell).squeeze().values, src["loss_curve"].values.squeeze()
+    )
+    only_large = out.sel(objective="memft_ot", rank=8).squeeze()
+    assert str(only_large["source"].values) == "large.nc" and only_large["status"] == "ok"
+    taken = {p["name"]: p["cells_taken"] for p in json.loads(out.attrs["combined_from"])}
+    assert taken == {"small.nc": 1, "large.nc": 3}
+    assert out.attrs["n_cells_done"] == 4 and out.attrs["n_cells"] == 4
+    assert int(out["n_params"].sel(rank=8).max()) > int(out["n_params"].sel(rank=1).max()) > 0
+
+
+def test_combine_command_writes_a_dataset_lawfit_reads(two_sweeps, capsys):
+    import lawfit
+
+    _, _, tmp = two_sweeps
+    files = [str(tmp / "small" / "dataset.nc"), str(tmp / "large" / "dataset.nc")]
+    assert collect_main(["combine", *files, "-o", str(tmp / "both.nc")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    ds = lawfit.data.open_dataset(tmp / "both.nc")
+    table = lawfit.convergence(ds)
+    assert len(table) == 4 and set(table["objective"]) == {"sft", "memft_ot"}
+
+
+def test_different_budgets_or_targets_are_refused(two_sweeps, tiny_sweep, tmp_path):
+    small, large, _ = two_sweeps
+    longer = _sweep(tiny_sweep, tmp_path, "longer", 1e-2, [1], ["sft"], max_steps=6)
+    with pytest.raises(CollectError, match="one step budget.*max_steps 4.*max_steps 6"):
+        combine([small, longer], ["small", "longer"])
+    other = large.copy(deep=True)
+    other["entry"][..., 0] = other["entry"][..., 0] + 1  # another target at the same coords
+    with pytest.raises(CollectError, match="memorized different targets"):
+        combine([small, other], ["small", "other"])
+    with pytest.raises(CollectError, match="two or more datasets"):
+        combine([small], ["small"])
+    assert isinstance(small, xr.Dataset)  # the inputs are left as they were
+    assert "source" not in small
