@@ -284,7 +284,13 @@ def _add_combine_parser(sub) -> None:
         "comes from the first file, in the order given, that finished it; each cell records "
         "its file (`source`) and its [train] settings (`protocol`).",
     )
-    combine.add_argument("datasets", nargs="+", type=Path, metavar="DATA.nc")
+    combine.add_argument(
+        "datasets",
+        nargs="+",
+        type=Path,
+        metavar="DATA.nc",
+        help="merged datasets (collect merge/run output), the one whose cells win first",
+    )
     combine.add_argument("-o", "--output", type=Path, required=True, help="combined NetCDF file")
 
 
