@@ -272,6 +272,26 @@ def law_summaries(sub, bootstrap: int) -> None:
                 print(f"{name}: not computed ({type(exc).__name__}: {exc})\n")
 
 
+def protocol_notes(ds) -> list[str]:
+    """Say which lr each carrier's cells ran under, when the dataset combines sweeps.
+
+    ``collect combine`` records each cell's ``[train]`` settings in the variable
+    ``protocol``; a single sweep's dataset has one protocol and gets no note.
+    """
+    import json
+
+    if "protocol" not in ds:
+        return []
+    done = ds["status"] == "ok"
+    notes = []
+    for modules in ds["modules"].values:
+        texts = set(ds["protocol"].sel(modules=modules).values[done.sel(modules=modules).values])
+        lrs = sorted({json.loads(t)["lr"] for t in texts if t})
+        if lrs:
+            notes.append(f"{modules}: cells collected under [train] lr {', '.join(f'{lr:g}' for lr in lrs)}")
+    return notes
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
@@ -297,6 +317,7 @@ def main() -> None:
     from lawfit.budget import with_still_improving
 
     cells, notes = add_flops(with_still_improving(cells, ds), ds)
+    notes += protocol_notes(ds)
     table = group_table(cells)
     setting = [c for c in SETTING if c in table]
     for key, sub in table.groupby(setting, dropna=False):

@@ -97,8 +97,9 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     -------
     xarray.Dataset
         The contract dataset over the union of the grids, with per-cell ``source`` and
-        ``protocol`` text ("" where no dataset finished the cell) and the attribute
-        ``combined_from`` (per dataset: name, fingerprint, protocol, cells taken).
+        ``protocol`` text ("" where no dataset finished the cell), the attribute
+        ``combined_from`` (per dataset: name, fingerprint, protocol, cells taken), and
+        ``attrs["protocol"]`` holding only the settings all datasets share.
 
     Raises
     ------
@@ -135,6 +136,12 @@ def _with_provenance(ds: xr.Dataset, name: str) -> xr.Dataset:
     return ds
 
 
+def _shared_settings(datasets) -> dict:
+    """Return the ``[train]`` settings every dataset ran under (the others: per cell)."""
+    settings = [json.loads(ds.attrs.get("protocol", "{}") or "{}") for ds in datasets]
+    return {k: v for k, v in settings[0].items() if all(s.get(k, v) == v for s in settings)}
+
+
 def _planned_cells(ds: xr.Dataset) -> set:
     """Return the cells a merged dataset's sweep planned (done or not), from its grid."""
     grids = json.loads(ds.attrs["config"])["grids"]
@@ -160,7 +167,7 @@ def _combined_attrs(datasets, names, out: xr.Dataset) -> dict:
             ]
         ),
         fingerprint="+".join(str(ds.attrs.get("fingerprint", "")) for ds in datasets),
-        protocol="per cell: the variable `protocol`",
+        protocol=json.dumps(_shared_settings(datasets)),
         n_cells=len(planned),
         n_cells_done=int((out["status"] == "ok").sum()),
         complete=str(int((out["status"] == "ok").sum()) == len(planned)).lower(),

@@ -177,3 +177,25 @@ def test_the_fit_over_target_sequences_prints_the_cluster_robust_interval(tmp_pa
     assert "bootstrap resamples: target sequences (data_seed)" in out.stdout
     assert "Cluster-robust intervals over data_seed" in out.stdout, out.stdout[-2000:]
     assert not [ln for ln in out.stdout.splitlines() if any(f in ln for f in FAILED)]
+
+
+def test_carrier_script_names_the_lr_of_each_carrier_in_a_combined_dataset():
+    import json
+
+    import numpy as np
+    import xarray as xr
+
+    study = _script("09_carriers.py")
+    lr = [[json.dumps({"lr": 0.1}), ""], [json.dumps({"lr": 0.01}), json.dumps({"lr": 0.01})]]
+    ds = xr.Dataset(
+        {
+            "status": (("modules", "length"), np.array([["ok", "not_run"], ["ok", "ok"]])),
+            "protocol": (("modules", "length"), np.array(lr, dtype=object)),
+        },
+        coords={"modules": ["memtok:4@20", "mlp_block@20"], "length": [128, 256]},
+    )
+    assert study.protocol_notes(ds) == [
+        "memtok:4@20: cells collected under [train] lr 0.1",
+        "mlp_block@20: cells collected under [train] lr 0.01",
+    ]
+    assert study.protocol_notes(ds.drop_vars("protocol")) == []  # one sweep: one protocol

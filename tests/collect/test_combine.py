@@ -55,6 +55,8 @@ def test_each_cell_comes_from_the_first_dataset_that_finished_it(two_sweeps):
     taken = {p["name"]: p["cells_taken"] for p in json.loads(out.attrs["combined_from"])}
     assert taken == {"small.nc": 1, "large.nc": 3}
     assert out.attrs["n_cells_done"] == 4 and out.attrs["n_cells"] == 4
+    shared = json.loads(out.attrs["protocol"])  # what every cell ran under: not the lr
+    assert "lr" not in shared and shared["max_steps"] == 4
     assert int(out["n_params"].sel(rank=8).max()) > int(out["n_params"].sel(rank=1).max()) > 0
 
 
