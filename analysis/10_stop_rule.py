@@ -147,7 +147,7 @@ def floor_study(path: str = CONVERGED, floors=FLOORS) -> pd.DataFrame:
     """Per convergence-stop floor: steps, ΔL lost against the recorded cells, and the law.
 
     One row per floor: the unmemorized SFT cells that would have stopped earlier than they
-    did, the worst and median shortfall of their ΔL against the ΔL recorded, the mean steps
+    did, the least, worst and median shortfall of their ΔL against the ΔL recorded, the mean steps
     over those cells, and α, β, α − β (CR2 over the target sequences) fitted on the cells
     unmemorized at every floor.
     """
@@ -168,6 +168,7 @@ def floor_study(path: str = CONVERGED, floors=FLOORS) -> pd.DataFrame:
                 "cells": int(kept.sum()),
                 "stopped_earlier": int(((data["steps"] < ds["steps"]) & kept).sum()),
                 "mean_steps": round(float(data["steps"].where(kept).mean()), 0),
+                "least_shortfall_pct": round(float(short.min()), 2),
                 "worst_shortfall_pct": round(float(short.max()), 2),
                 "median_shortfall_pct": round(float(short.median()), 2),
                 "fitted": fit.n_obs,
