@@ -1149,7 +1149,7 @@ def _provenance(ds: xr.Dataset) -> list:
         for k in ("git_revision", "created", "schema_version", "fingerprint")
         if k in ds.attrs
     ]
-    for key in ("versions", "config"):
+    for key in ("versions", "combined_from", "config"):  # combined: each sweep, then the first's
         raw = ds.attrs.get(key)
         if raw:
             try:

@@ -230,6 +230,9 @@ def test_report_opens_with_a_summary_and_ends_with_collapsed_provenance(full):
     assert "α = " in summary and "p* = " in summary and "bits/param" in summary
     assert "memft_ot:" in summary  # a MemFT verdict
     assert "<details><summary>" in md and '"name": "x"' in md.split("<details>")[1]
+    combined = ds.assign_attrs(combined_from='[{"name": "memtok.nc", "cells_taken": 3}]')
+    appendix = build_report(combined, bootstrap=0).to_markdown().split("<details>")[1]
+    assert '"name": "memtok.nc"' in appendix  # collect combine: every sweep it took cells from
 
 
 def test_memorized_and_never_run_cells_are_counted_apart(full):
