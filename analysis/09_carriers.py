@@ -288,7 +288,8 @@ def protocol_notes(ds) -> list[str]:
         texts = set(ds["protocol"].sel(modules=modules).values[done.sel(modules=modules).values])
         lrs = sorted({json.loads(t)["lr"] for t in texts if t})
         if lrs:
-            notes.append(f"{modules}: cells collected under [train] lr {', '.join(f'{lr:g}' for lr in lrs)}")
+            shown = ", ".join(f"{lr:g}" for lr in lrs)
+            notes.append(f"{modules}: cells collected under [train] lr {shown}")
     return notes
 
 
