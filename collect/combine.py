@@ -15,6 +15,7 @@ hold the same (model, task, length, target sequence).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -52,11 +53,11 @@ def _check_budgets(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> None
 
 
 def _check_targets(aligned: Sequence[xr.Dataset], names: Sequence[str]) -> None:
-    """Refuse datasets whose targets differ where both hold the same target."""
-    first = aligned[0]["entry"]
-    for ds, name in zip(aligned[1:], names[1:], strict=True):
-        both = (first >= 0) & (ds["entry"] >= 0)
-        differ = both & (first != ds["entry"])
+    """Refuse datasets whose targets differ where two of them hold the same target."""
+    labelled = list(zip(aligned, names, strict=True))
+    for (a, first_name), (b, name) in itertools.combinations(labelled, 2):
+        first, other = a["entry"], b["entry"]
+        differ = (first >= 0) & (other >= 0) & (first != other)
         if bool(differ.any()):
             where = differ.any("token")
             first_hit = np.argwhere(where.values)[0]
@@ -64,7 +65,7 @@ def _check_targets(aligned: Sequence[xr.Dataset], names: Sequence[str]) -> None:
                 f"{d}={where[d].values[i]}" for d, i in zip(where.dims, first_hit, strict=True)
             )
             raise CollectError(
-                f"{names[0]} and {name} memorized different targets at {at}: they were "
+                f"{first_name} and {name} memorized different targets at {at}: they were "
                 "collected under different [data] settings (source, data_seed), so their "
                 "cells measure different content. Combine only sweeps of the same targets."
             )
