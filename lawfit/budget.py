@@ -139,13 +139,25 @@ def at_budget(ds, steps: int) -> xr.Dataset:
             f"some cells trained past {steps} steps have no logged loss at step {steps}; "
             "their ΔL at this budget cannot be read back. Choose another budget."
         )
-    out = with_end_of_training(ds, truncated, at, float(steps))
-    if "stop_reason" in out:  # a cut cell stopped at this budget, whatever ended it later
-        out["stop_reason"] = xr.where(truncated, "budget", out["stop_reason"].astype(str))
-    for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
-        out[name] = ds[name].where(ds["step"] <= steps)
-        out[name].attrs = dict(ds[name].attrs)
+    # a cut cell stopped at this budget, whatever ended it later
+    out = _stopped_early(ds, truncated, at, float(steps), "budget", ds["step"] <= steps)
     out.attrs["budget_steps"] = steps
+    return out
+
+
+def _stopped_early(ds: xr.Dataset, cells, loss_after, steps, reason: str, kept) -> xr.Dataset:
+    """Return a copy where ``cells`` stopped after ``steps`` steps, for ``reason``.
+
+    :func:`with_end_of_training`, then ``stop_reason`` set to ``reason`` there and every
+    trajectory kept only where ``kept`` (step, cell) holds. What :func:`at_budget` and
+    :func:`at_convergence_stop` share.
+    """
+    out = with_end_of_training(ds, cells, loss_after, steps)
+    if "stop_reason" in out:
+        out["stop_reason"] = xr.where(cells, reason, out["stop_reason"].astype(str))
+    for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
+        out[name] = ds[name].where(kept)
+        out[name].attrs = dict(ds[name].attrs)
     return out
 
 
@@ -415,12 +427,7 @@ def at_convergence_stop(
     first = first_converged_step(ds, window=window, tol=tol, start=start)
     cut = _ok(ds) & (first < ds["steps"])  # NaN (never converged) compares False
     at = ds["loss_curve"].isel(step=first.where(cut, 0).astype(int))
-    out = with_end_of_training(ds, cut, at, first)
-    if "stop_reason" in ds:
-        out["stop_reason"] = xr.where(cut, "converged", ds["stop_reason"].astype(str))
-    for name in [v for v in ds.data_vars if "step" in ds[v].dims]:
-        out[name] = ds[name].where(~cut | (ds["step"] <= first))
-        out[name].attrs = dict(ds[name].attrs)
+    out = _stopped_early(ds, cut, at, first, "converged", ~cut | (ds["step"] <= first))
     out.attrs["converge_from"] = int(start)
     return out
 
