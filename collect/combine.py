@@ -25,13 +25,12 @@ import xarray as xr
 
 from collect.config import DIMS, SweepConfig
 from collect.errors import CollectError
+from collect.store import CELL_TEXT
 
 #: the merged dataset's cell dims (``method`` is ``objective`` there)
 CELL_DIMS = tuple("objective" if d == "method" else d for d in DIMS)
 #: fill values of cells a dataset does not hold, per variable (NaN for the rest)
 FILL = {"status": "not_run", "entry": -1, "n_params": -1, "n_bytes": -1}
-#: per-cell text variables: "" where a dataset does not hold the cell
-TEXT = ("stop_reason", "device", "dtype", "git_revision")
 
 
 def _budget(ds: xr.Dataset, name: str) -> tuple[int, int]:
@@ -115,7 +114,7 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
         )
     _check_budgets(datasets, names)
     labelled = [_with_provenance(ds, name) for ds, name in zip(datasets, names, strict=True)]
-    fill = {**FILL, **{n: "" for n in (*TEXT, "source", "protocol")}}
+    fill = {**FILL, **{n: "" for n in (*CELL_TEXT, "source", "protocol")}}  # text: ""
     aligned = xr.align(*labelled, join="outer", fill_value=fill)
     _check_targets(aligned, names)
     out = aligned[-1]
@@ -174,7 +173,7 @@ def _combined_attrs(datasets, names, out: xr.Dataset) -> dict:
         complete=str(int((out["status"] == "ok").sum()) == len(planned)).lower(),
     )
     done = out["status"] == "ok"
-    for name in TEXT:
+    for name in CELL_TEXT:
         label = "cell_stop_reasons" if name == "stop_reason" else f"cell_{name}s"
         attrs[label] = json.dumps(dict(Counter(out[name].values[done.values].tolist())))
     return attrs
