@@ -21,11 +21,10 @@ import os
 import sys
 import warnings
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, cell_progress, markdown  # noqa: E402
+from _common import ROOT, best_dl, cell_progress, markdown  # noqa: E402
 
 COOLED = ("sweeps/protocol/cooldown.toml", "data/protocol/cooldown")
 CONSTANT = ("sweeps/law_cpu_fixed.toml", "data/law_cpu_fixed")
@@ -38,11 +37,6 @@ def _config_and_dir(pair):
 
     sweep, out = (os.path.join(ROOT, path) for path in pair)  # absolute paths stay as given
     return load_config(sweep), out
-
-
-def _best_dl(ds) -> float:
-    """The largest ΔL the logged training curve reached (loss_before minus its lowest loss)."""
-    return float(ds["loss_before"]) - float(np.nanmin(ds["loss_curve"].values))
 
 
 def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
@@ -68,7 +62,7 @@ def study_table(cooled=COOLED, constant=CONSTANT) -> tuple[pd.DataFrame, list]:
         else:  # the step its checkpoint resumes from, 0 before it starts
             step = int(checkpoint["step"]) if checkpoint else 0
         row.update(state=state, step=step, dL_constant=float(before["loss_reduction"]))
-        row["dL_best_constant"] = _best_dl(before)
+        row["dL_best_constant"] = best_dl(before)
         if after is not None:
             row["dL_cooled"] = float(after["loss_reduction"])
             row["gain_pct"] = 100 * (row["dL_cooled"] / row["dL_constant"] - 1)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, cell_progress, cheapest_within, header, markdown  # noqa: E402
+from _common import ROOT, best_dl, cell_progress, cheapest_within, header, markdown  # noqa: E402
 
 #: the probe cells: the sweep files name them, at every lr the same
 PROBE_SWEEP = "sweeps/protocol/carrier_lr_1e-1.toml"
@@ -51,23 +51,16 @@ TOLERANCE = 0.01
 FIXED_BUDGET = 3000
 
 
-def _best_by(ds, step: int) -> float:
-    """The largest ΔL the logged curve reached by ``step``."""
-    curve = ds["loss_curve"].sel(step=slice(0, step)).values
-    return float(ds["loss_before"]) - float(np.nanmin(curve))
-
-
 def _row(lr: str, key, places) -> dict:
-    """One probe cell under one lr: the first place that finished it, else where it stands."""
-    from collect.config import load_config
+    """One probe cell under one lr: the first place that finished it, else where it stands.
+
+    ``places``: (loaded sweep config, cell directory) pairs, in the order searched.
+    """
     from lawfit.budget import first_converged_step
 
     row = {"lr": lr, "carrier": key.modules, "length": key.length, "data_seed": key.data_seed}
     states = []
-    for sweep, out in places:
-        config = load_config(os.path.join(ROOT, sweep))
-        if not os.path.isdir(os.path.join(ROOT, out, "cells")):
-            continue
+    for config, out in places:
         state, ds, checkpoint = cell_progress(os.path.join(ROOT, out), key, config.fingerprint())
         if ds is None:
             states.append(f"{state} at step {checkpoint['step']}" if checkpoint else state)
@@ -79,7 +72,7 @@ def _row(lr: str, key, places) -> dict:
             "delta_L": float(ds["loss_reduction"]),
             "steps": int(ds["steps"]),
             "stop": str(ds.attrs.get("stop_reason", "")),
-            f"dL_by_{FIXED_BUDGET}": _best_by(ds, FIXED_BUDGET),
+            f"dL_by_{FIXED_BUDGET}": best_dl(ds, FIXED_BUDGET),
             "converged_at": float(
                 first_converged_step(ds, window=cfg.converge_window, tol=cfg.converge_tol)
             ),
@@ -94,9 +87,15 @@ def study_table(protocols=PROTOCOLS, probe_sweep: str = PROBE_SWEEP) -> pd.DataF
     from collect.config import load_config
 
     keys = list(load_config(os.path.join(ROOT, probe_sweep)).cells())
-    table = pd.DataFrame(
-        [_row(lr, key, places) for lr, places in protocols.items() for key in keys]
-    )
+    found = {  # each sweep file read once; directories not collected yet are skipped
+        lr: [
+            (load_config(os.path.join(ROOT, sweep)), out)
+            for sweep, out in places
+            if os.path.isdir(os.path.join(ROOT, out, "cells"))
+        ]
+        for lr, places in protocols.items()
+    }
+    table = pd.DataFrame([_row(lr, key, found[lr]) for lr in protocols for key in keys])
     for col in ("delta_L", "steps"):
         if col not in table:
             table[col] = np.nan

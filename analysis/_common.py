@@ -119,6 +119,14 @@ def cell_progress(out_dir, key, fingerprint: str) -> tuple[str, xr.Dataset | Non
     return "pending", None, None
 
 
+def best_dl(ds, by_step: int | None = None) -> float:
+    """The largest ΔL a cell's logged curve reached (by ``by_step``, else over the whole run)."""
+    curve = ds["loss_curve"]
+    if by_step is not None:
+        curve = curve.sel(step=slice(0, by_step))
+    return float(ds["loss_before"]) - float(np.nanmin(curve.values))
+
+
 def cheapest_within(table, cells: list[str], tolerance: float) -> tuple[str | None, str]:
     """The protocol with the fewest steps that is within ``tolerance`` of the best everywhere.
 
