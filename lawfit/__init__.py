@@ -9,6 +9,7 @@ Importing lawfit never imports torch or matplotlib.
 from lawfit import forms_extra as _forms_extra  # noqa: F401,I001  (registers alternative forms)
 from lawfit.budget import at_budget, budget_sensitivity, convergence  # noqa: I001
 from lawfit.capacity import bits_per_parameter, predict_capacity  # noqa: I001
+from lawfit.capacity_forms import capacity_by_form  # noqa: I001
 from lawfit.carriers import carrier_bits, carrier_law  # noqa: I001
 from lawfit.compare import compare  # noqa: I001
 from lawfit.design import next_cells  # noqa: I001
@@ -54,6 +55,7 @@ __all__ = [
     "next_cells",
     "phase_transition",
     "predict_capacity",
+    "capacity_by_form",
     "bits_per_parameter",
     "shared_exponents",
     "carrier_law",

@@ -778,14 +778,45 @@ def _capacity(st: _Setting, opt: _Options) -> list:
     )
     low, high = float(t["low"]), float(t["high"])
     ci = "" if np.isnan(low) and np.isnan(high) else f" [{_fmt(low)}, {_fmt(high)}]"
+    return (
+        [
+            ("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})),
+            (
+                "p",
+                f"Longest target over which rank {rmax:g} still reduces the loss by "
+                f"ΔL ≥ 0.5 nats/token: {est}{ci}"
+                + (" (extrapolated)." if t["extrapolated"] else "."),
+            ),
+        ]
+        + _notes(pc)
+        + _capacity_by_form(st, lens)
+    )
+
+
+def _capacity_by_form(st: _Setting, lengths: np.ndarray) -> list:
+    """Answer the capacity table's question with every form of the model selection."""
+    from lawfit.capacity_forms import capacity_by_form
+
+    cmp = st.results.get("compare")
+    if cmp is None:
+        return []
+    try:
+        res = capacity_by_form(
+            cmp, length=lengths, target=LN2, target_kind="loss_after", data=st.sft
+        )
+    except LawfitError as exc:
+        return [("note", f"capacity by form not computed: {exc}")]
+    st.results["capacity_forms"] = res
     return [
-        ("table", pc.table[cols].rename(columns={"estimate": "rank_needed"})),
         (
             "p",
-            f"Longest target over which rank {rmax:g} still reduces the loss by "
-            f"ΔL ≥ 0.5 nats/token: {est}{ci}" + (" (extrapolated)." if t["extrapolated"] else "."),
+            "The same question answered by every form of the model selection (point "
+            "answers; `lawfit.capacity_forms.capacity_by_form`): `estimate` is their average "
+            "weighted by the Akaike weights, `between_form_sd` their spread, which the "
+            "interval above (one form's sampling error) leaves out.",
         ),
-    ] + _notes(pc)
+        ("table", res.averaged),
+    ] + _notes(res)
 
 
 def _bits(st: _Setting, opt: _Options) -> list:

@@ -14,6 +14,8 @@ examples:
       --target-kind loss_after --bootstrap 1000     rank needed for recall
   lawfit predict sweep.nc --rank 16 --target 0.5    longest length with dL >= 0.5
   lawfit predict fit.json --length 2048 --target 1.0 --loss-before 4.1
+  lawfit predict sweep.nc --length 512 2048 --target 0.693 --target-kind loss_after \
+      --by-form                                      ... and every compared form's answer
 """
 
 
@@ -78,6 +80,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "method over the --unit clusters (calibrated down to 3); auto: cluster-robust "
         "when the bootstrap has fewer than 10 clusters (default: auto)",
     )
+    p.add_argument(
+        "--by-form",
+        action="store_true",
+        help="also answer with every form of `lawfit compare` on the same data: each "
+        "form's point answer, their Akaike-weighted average and spread (one --target; "
+        "a .nc DATA)",
+    )
     cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
@@ -87,6 +96,13 @@ def run(args) -> int:
     """Execute ``lawfit predict``."""
     from lawfit.capacity import predict_capacity
 
+    saved = str(args.data).lower().endswith(".json")
+    if args.by_form and (saved or len(args.target) != 1 or args.capacity != "rank"):
+        raise LawfitError(
+            "--by-form fits every form on the data: it needs a .nc DATA (not a saved fit), "
+            f"one --target and --capacity rank; got {args.data!r}, {len(args.target)} "
+            f"target(s), --capacity {args.capacity}."
+        )
     data = None
     if str(args.data).lower().endswith(".json"):
         import lawfit
@@ -118,6 +134,26 @@ def run(args) -> int:
     print(pred.summary())
     if args.target_kind == "loss_after" and any(t > LN2 + 1e-9 for t in args.target):
         print("note: loss_after targets above ln 2 do not guarantee verbatim recall")
+    if args.by_form:
+        _print_by_form(args, data)
     if args.csv:
         cli.write_csv(pred.table, args.csv)
     return 0
+
+
+def _print_by_form(args, data) -> None:
+    """Answer the same query with every form of a comparison on ``data``."""
+    from lawfit.capacity_forms import capacity_by_form
+    from lawfit.compare import compare
+
+    query = {"length": args.length} if args.length else {"rank": args.rank}
+    res = capacity_by_form(
+        compare(data),
+        target=args.target[0],
+        target_kind=args.target_kind,
+        loss_before=args.loss_before,
+        data=data,
+        **query,
+    )
+    print()
+    print(res.summary())

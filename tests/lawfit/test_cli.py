@@ -158,3 +158,20 @@ def test_fit_in_cluster_without_cluster_and_at_is_refused_before_fitting(nc, cap
     monkeypatch.setattr(lawfit, "fit", no_fit)
     assert main(["fit", str(nc), "--in-cluster", "1", "--at", "rank=4,length=512"]) == 2
     assert "give --cluster COL and --at too" in capsys.readouterr().err
+
+
+def test_predict_by_form_answers_with_every_compared_form(nc, capsys):
+    from lawfit.capacity_forms import capacity_by_form
+    from lawfit.compare import compare
+    from lawfit.data import open_dataset
+
+    args = ["predict", str(nc), "--sel", "model=a", "--length", "512", "--target", "0.8"]
+    assert main([*args, "--bootstrap", "0", "--by-form"]) == 0
+    out = capsys.readouterr().out
+    assert "Capacity by form: rank (aicc weights)" in out
+    ds = open_dataset(nc).sel(model="a")
+    want = capacity_by_form(compare(ds), length=[512.0], target=0.8, data=ds).averaged
+    assert f"{want['estimate'].iloc[0]:.6f}"[:6] in out.split("Capacity by form")[1]
+    # several targets, or a saved fit without the data, are refused before any fitting
+    assert main([*args, "1.0", "--by-form"]) == 2
+    assert "--by-form fits every form" in capsys.readouterr().err

@@ -52,6 +52,11 @@ def test_report_has_every_section(full):
     assert "threshold_p_star" in md and "Best form by AICc" in md
     res = rep.results["task=long_context"]
     assert {"compare", "law", "capacity", "bits", "transition", "memft"} <= set(res)
+    # the capacity question answered by every compared form, beside the law's own answer
+    by_form = res["capacity_forms"].table
+    assert set(by_form["form"]) == set(res["compare"].fits) and "between_form_sd" in md
+    own = by_form[by_form["form"] == "power_law"]["estimate"].to_numpy()
+    np.testing.assert_allclose(own, res["capacity"].table["estimate"], rtol=1e-12)
     assert "<table" in rep.to_html() and rep.to_html().startswith("<!DOCTYPE html>")
 
 
