@@ -9,18 +9,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+FENCED = re.compile(r"```.*?```", re.S)
 
 
 def github_anchor(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading (lower case, punctuation dropped)."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    """The anchor GitHub gives a Markdown heading (lower case, punctuation dropped).
+
+    Code spans keep their text and underscores stay (GitHub's slugger keeps letters, digits,
+    ``_``, ``-`` and spaces); emphasis marks and backticks go.
+    """
+    text = re.sub(r"[`*]", "", heading.strip().lower())
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
 
 
 def anchors(page: Path) -> set[str]:
-    """Anchors of every heading of ``page`` (outside code blocks)."""
-    text = CODE.sub("", page.read_text(encoding="utf-8"))
+    """Anchors of every heading of ``page`` (outside fenced code blocks)."""
+    text = FENCED.sub("", page.read_text(encoding="utf-8"))
     return {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
 
 
@@ -38,6 +43,9 @@ def test_anchor_rule_matches_github():
     assert github_anchor("Calibration: coverage of 95 % intervals for α and β") == (
         "calibration-coverage-of-95--intervals-for-α-and-β"
     )
+    # code spans keep their text, underscores stay (they once lost both here)
+    heading = "3. Capacity — `lawfit.predict_capacity`, `lawfit.bits_per_parameter`"
+    assert github_anchor(heading) == "3-capacity--lawfitpredict_capacity-lawfitbits_per_parameter"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
