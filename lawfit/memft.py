@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit import _validate as V
-from lawfit._tokens import load, ok_mask, token_arrays
+from lawfit._tokens import collected_lengths, load, ok_mask, token_arrays
 from lawfit.data import LN2
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
@@ -584,7 +584,7 @@ def memft_savings(
     if "sft" not in fits:
         notes.append("no SFT law: savings cannot be predicted")
         return MemftSavings(budget, empty, empty, fits, target_txt, tuple(notes))
-    obs_len = np.unique(ds["length"].values).astype(float)
+    obs_len = collected_lengths(ds).astype(float)
     if lengths is None:
         lengths = np.concatenate([obs_len, [2 * obs_len.max(), 4 * obs_len.max()]])
     lengths = np.atleast_1d(np.asarray(lengths, float))

@@ -28,7 +28,7 @@ import xarray as xr
 
 from lawfit import _validate as V
 from lawfit import space as _space
-from lawfit._tokens import CELL_DIMS, GROUP_DIMS, load
+from lawfit._tokens import CELL_DIMS, GROUP_DIMS, collected_lengths, load, ok_cells
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
 from lawfit.data import LN2
 from lawfit.errors import LawfitError
@@ -221,12 +221,7 @@ def _sft(ds: xr.Dataset):
 
 
 def _has_ok_cells(ds: xr.Dataset) -> bool:
-    if "loss_reduction" not in ds:
-        return False
-    ok = ds["loss_reduction"].notnull()
-    if "status" in ds:
-        ok = ok & (ds["status"] == "ok")
-    return bool(ok.any())
+    return "loss_reduction" in ds and bool(ok_cells(ds).any())
 
 
 def _notes(result) -> list:
@@ -754,7 +749,7 @@ def _capacity(st: _Setting, opt: _Options) -> list:
     if law is None:
         raise LawfitError("needs the fitted law.")
     sft = st.sft
-    obs = np.unique(sft["length"].values).astype(float)
+    obs = collected_lengths(sft).astype(float)
     lens = (
         np.asarray(opt.targets_length, float)
         if opt.targets_length is not None

@@ -437,3 +437,14 @@ def test_the_budget_section_names_the_cells_still_improving():
     rows = [line for line in section.splitlines() if line.startswith("| ") and "rank" not in line]
     listed = {(int(row.split("|")[1]), int(row.split("|")[2])) for row in rows}
     assert listed == slow
+
+
+def test_a_planned_length_without_cells_moves_no_query_length(full):
+    """A sweep's merge lists lengths it has not run yet: the capacity and MemFT tables
+    still ask at the collected lengths and twice (four times) the longest of them."""
+    ds, _ = full
+    planned = ds.reindex(length=[*ds["length"].values, 2048])
+    planned["status"] = planned["status"].fillna("not_run")
+    res = build_report(planned, bootstrap=0).results["task=long_context"]
+    assert res["capacity"].table["length"].tolist() == [64.0, 128.0, 256.0, 512.0]
+    assert set(res["memft"].predictions["length"]) == {64.0, 128.0, 256.0, 512.0, 1024.0}
