@@ -19,12 +19,12 @@ from _common import header, load, parser, quiet, settings, sft  # noqa: E402
 
 import lawfit  # noqa: E402
 from lawfit.capacity import SHOWN_COLUMNS  # noqa: E402
-from lawfit.data import LN2  # noqa: E402
+from lawfit.data import LN2, collected_lengths  # noqa: E402
 
 
 def capacity(cells, n_boot):
     law = lawfit.fit(cells, "power_law", bootstrap=n_boot, rng=0)
-    lengths = np.unique(cells["length"].values).astype(float)
+    lengths = collected_lengths(cells).astype(float)  # not lengths the sweep only plans
     lengths = np.concatenate([lengths, [2 * lengths.max(), 4 * lengths.max()]])
     pc = lawfit.predict_capacity(
         law, length=lengths, target=LN2, target_kind="loss_after", data=cells

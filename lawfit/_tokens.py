@@ -32,19 +32,6 @@ def ok_mask(ds: xr.Dataset, dims: tuple[str, ...]) -> np.ndarray:
     return np.asarray(st.transpose(*dims).values == "ok", dtype=bool)
 
 
-def ok_cells(ds: xr.Dataset) -> xr.DataArray:
-    """Where a cell finished with a ``loss_reduction`` (and status ``ok``, if recorded)."""
-    ok = ds["loss_reduction"].notnull()
-    return ok & (ds["status"] == "ok") if "status" in ds else ok
-
-
-def collected_lengths(ds: xr.Dataset) -> np.ndarray:
-    """Sorted lengths holding at least one ok cell (a sweep plans lengths not yet run)."""
-    ok = ok_cells(ds)
-    held = ok.any([d for d in ok.dims if d != "length"]).values if ok.ndim > 1 else ok.values
-    return np.unique(ds["length"].values[np.asarray(held, bool)])
-
-
 @dataclass(frozen=True)
 class TokenArrays:
     """Token variables of every ok run, flattened to (run, token)."""

@@ -12,13 +12,19 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lawfit.errors import LawfitError
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 __all__ = [
+    "collected_lengths",
+    "ok_cells",
     "as_frame",
     "as_dataset",
     "load_data",
@@ -1040,3 +1046,16 @@ def _check_bytes_known(data, n_bytes) -> None:
             "was not recorded (dtype ''), and the sweep config names none. Pass "
             "dtype='float32' (or the carriers' storage dtype)."
         )
+
+
+def ok_cells(ds: xr.Dataset) -> xr.DataArray:
+    """Where a cell finished with a ``loss_reduction`` (and status ``ok``, if recorded)."""
+    ok = ds["loss_reduction"].notnull()
+    return ok & (ds["status"] == "ok") if "status" in ds else ok
+
+
+def collected_lengths(ds: xr.Dataset) -> np.ndarray:
+    """Sorted lengths holding at least one ok cell (a sweep plans lengths not yet run)."""
+    ok = ok_cells(ds)
+    held = ok.any([d for d in ok.dims if d != "length"]).values if ok.ndim > 1 else ok.values
+    return np.unique(ds["length"].values[np.asarray(held, bool)])

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from lawfit import _validate as V
-from lawfit._tokens import collected_lengths, load, ok_mask, token_arrays
-from lawfit.data import LN2
+from lawfit._tokens import load, ok_mask, token_arrays
+from lawfit.data import LN2, collected_lengths
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import FitResult, Flag

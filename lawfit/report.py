@@ -28,9 +28,9 @@ import xarray as xr
 
 from lawfit import _validate as V
 from lawfit import space as _space
-from lawfit._tokens import CELL_DIMS, GROUP_DIMS, collected_lengths, load, ok_cells
+from lawfit._tokens import CELL_DIMS, GROUP_DIMS, load
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
-from lawfit.data import LN2
+from lawfit.data import LN2, collected_lengths, ok_cells
 from lawfit.errors import LawfitError
 from lawfit.robust import preferred_interval
 
