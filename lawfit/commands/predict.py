@@ -104,7 +104,7 @@ def run(args) -> int:
             f"target(s), --capacity {args.capacity}."
         )
     data = None
-    if str(args.data).lower().endswith(".json"):
+    if saved:
         import lawfit
 
         res = lawfit.load(args.data)
