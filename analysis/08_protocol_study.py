@@ -49,6 +49,14 @@ PROTOCOLS = {
         "sweeps/protocol/cooldown.toml",
         "data/protocol/cooldown",
     ),
+    "constant lr 1e-2, convergence stop from 3,000 steps (the law sweep's, session 21)": (
+        "sweeps/law_cpu_converged.toml",
+        "data/law_cpu_converged",
+    ),
+    "constant lr 3e-2, the same convergence stop (session 24)": (
+        "sweeps/protocol/lr_3e-2.toml",
+        "data/protocol/lr_3e-2",
+    ),
 }
 PROBE_CELLS = [(1, 128), (1, 256), (1, 512), (2, 512)]
 TOLERANCE = 0.01
