@@ -26,7 +26,8 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, cheapest_within, header, markdown  # noqa: E402
 
-#: protocol label -> (sweep file, sweep directory), relative to the repository root
+#: protocol label -> (sweep file, sweep directory), or a list of them (one protocol collected
+#: in several directories), relative to the repository root
 PROTOCOLS = {
     "constant lr 1e-2 to a plateau": ("sweeps/budget_probe.toml", "data/budget_probe"),
     "constant, then lr/10 at the plateau, to a 2nd plateau": (
@@ -49,10 +50,11 @@ PROTOCOLS = {
         "sweeps/protocol/cooldown.toml",
         "data/protocol/cooldown",
     ),
-    "constant lr 1e-2, convergence stop from 3,000 steps (the law sweep's, session 21)": (
-        "sweeps/law_cpu_converged.toml",
-        "data/law_cpu_converged",
-    ),
+    "constant lr 1e-2, convergence stop from 3,000 steps (the law sweep's, session 21)": [
+        ("sweeps/law_cpu_converged.toml", "data/law_cpu_converged"),
+        # the same protocol (one fingerprint) from a second initialisation seed (session 24)
+        ("sweeps/protocol/init_seeds.toml", "data/protocol/init_seeds"),
+    ],
     "constant lr 3e-2, the same convergence stop (session 24)": (
         "sweeps/protocol/lr_3e-2.toml",
         "data/protocol/lr_3e-2",
@@ -76,12 +78,15 @@ def protocol_cells(sweep: str, out_dir: str) -> pd.DataFrame:
         path = cell_path(os.path.join(ROOT, out_dir), key)
         ds = read_cell(os.path.join(ROOT, out_dir), key, config.fingerprint())
         if ds is None or str(ds["status"].values) != "ok":
-            rows.append({"rank": key.rank, "length": key.length, "state": "pending"})
+            rows.append(
+                {"rank": key.rank, "length": key.length, "seed": key.seed, "state": "pending"}
+            )
             continue
         rows.append(
             {
                 "rank": key.rank,
                 "length": key.length,
+                "seed": key.seed,
                 "state": "done",
                 "delta_L": float(ds["loss_reduction"]),
                 "steps": int(ds["steps"]),
@@ -93,21 +98,46 @@ def protocol_cells(sweep: str, out_dir: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_table() -> pd.DataFrame:
-    """One row per (protocol, probe cell), with the share of the cell's best ΔL."""
+def all_cells(protocols=PROTOCOLS) -> pd.DataFrame:
+    """Every probe cell of every protocol collected so far, any initialisation seed."""
     parts = []
-    for label, (sweep, out_dir) in PROTOCOLS.items():
-        if not os.path.exists(os.path.join(ROOT, out_dir, "sweep.json")):
-            continue
-        frame = protocol_cells(sweep, out_dir)
-        frame.insert(0, "protocol", label)
-        parts.append(frame)
-    table = pd.concat(parts, ignore_index=True)
+    for label, places in protocols.items():
+        for sweep, out_dir in [places] if isinstance(places, tuple) else places:
+            if not os.path.exists(os.path.join(ROOT, out_dir, "sweep.json")):
+                continue
+            frame = protocol_cells(sweep, out_dir)
+            frame.insert(0, "protocol", label)
+            parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def study_table(cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (protocol, probe cell) from seed 0, with the share of the cell's best ΔL."""
+    cells = all_cells() if cells is None else cells
+    table = cells[cells["seed"] == 0].drop(columns="seed").reset_index(drop=True)
     if "delta_L" not in table:
         table["delta_L"] = np.nan
     best = table.groupby(["rank", "length"])["delta_L"].transform("max")
     table["share_of_best"] = table["delta_L"] / best
     return table
+
+
+def seed_spread(cells: pd.DataFrame) -> pd.DataFrame:
+    """Probe cells run from several initialisation seeds under one protocol: ΔL per seed.
+
+    ``spread_pct`` is (largest − smallest) / mean ΔL over the seeds finished, in per cent:
+    the gap two runs of one protocol show, against which a gap between protocols is read.
+    """
+    done = cells[cells["state"] == "done"]
+    cell = ["protocol", "rank", "length"]
+    many = done.groupby(cell)["seed"].transform("nunique") > 1
+    if not many.any():
+        return pd.DataFrame()
+    wide = done[many].pivot_table(index=cell, columns="seed", values="delta_L")
+    wide.columns = [f"dL_seed_{s}" for s in wide.columns]
+    values = wide.to_numpy(float)
+    wide["spread_pct"] = 100 * (np.nanmax(values, 1) - np.nanmin(values, 1)) / np.nanmean(values, 1)
+    return wide.reset_index()
 
 
 def choose(table: pd.DataFrame) -> tuple[str | None, str]:
@@ -119,7 +149,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = ap.parse_args()
-    table = study_table()
+    cells = all_cells()
+    table = study_table(cells)
     shown = table[
         [
             "protocol",
@@ -140,6 +171,13 @@ def main() -> None:
     chosen, why = choose(table)
     header("Choice")
     print(f"{chosen or 'none yet'}: {why}")
+    spread = seed_spread(cells)
+    header("The spread between initialisation seeds (one protocol, one cell)")
+    if spread.empty:
+        print("no probe cell has finished from two seeds under one protocol yet")
+    else:
+        spread = spread.round(3)
+        print(markdown(spread) if args.markdown else spread.to_string(index=False))
 
 
 if __name__ == "__main__":

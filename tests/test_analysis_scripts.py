@@ -101,6 +101,29 @@ def test_protocol_study_picks_the_cheapest_protocol_within_tolerance():
     assert study.choose(pending)[0] is None  # no cell finished under every protocol
 
 
+def test_protocol_study_compares_seed_0_and_measures_the_spread_between_seeds():
+    import pandas as pd
+
+    study = _script("08_protocol_study.py")
+    rows = [  # protocol, rank, length, seed, state, ΔL, steps
+        ("lr 1e-2", 1, 128, 0, "done", 8.90, 3000),
+        ("lr 1e-2", 1, 128, 1, "done", 9.00, 3000),
+        ("lr 3e-2", 1, 128, 0, "done", 8.99, 3000),
+        ("lr 3e-2", 1, 128, 1, "pending", float("nan"), float("nan")),
+    ]
+    cells = pd.DataFrame(
+        rows, columns=["protocol", "rank", "length", "seed", "state", "delta_L", "steps"]
+    )
+    table = study.study_table(cells)  # the comparison between protocols: seed 0 only
+    assert len(table) == 2 and "seed" not in table
+    assert table.set_index("protocol").loc["lr 1e-2", "share_of_best"] == 8.90 / 8.99
+    spread = study.seed_spread(cells)  # a protocol with two finished seeds on one cell
+    (row,) = spread.to_dict("records")
+    assert row["protocol"] == "lr 1e-2" and (row["dL_seed_0"], row["dL_seed_1"]) == (8.9, 9.0)
+    assert row["spread_pct"] == pytest.approx(100 * 0.1 / 8.95, rel=1e-12)
+    assert study.seed_spread(cells[cells["seed"] == 0]).empty
+
+
 def test_carrier_lr_study_chooses_an_lr_per_carrier():
     """Memory tokens need the larger lr to come within 1 %; the KV prefix does not."""
     import pandas as pd
