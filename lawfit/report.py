@@ -632,7 +632,29 @@ def _law(st: _Setting, opt: _Options) -> list:
     cluster = None if unit == "cell" else unit
     blocks.append(("p", _difference_text(law, cluster, opt.level)))
     blocks.append(("p", _gamma_text(sft, law, cluster, opt.level)))
+    blocks += _best_form_exponents(st, unit, opt.level)
     return blocks + [("note", f"flag: {fl}") for fl in law.flags]
+
+
+def _best_form_exponents(st: _Setting, unit: str, level: float) -> list:
+    """Report the exponents under the form the model selection preferred, if not the law."""
+    cmp = st.results.get("compare")
+    best = cmp.fits.get(cmp.best) if cmp is not None else None
+    if best is None or cmp.best == "power_law" or not {"alpha", "beta"} <= set(best.params):
+        return []
+    a, b = best.params["alpha"], best.params["beta"]
+    cluster = None if unit == "cell" else unit
+    text = (
+        f"Under the form the model selection prefers ({cmp.best}) the exponents read "
+        f"α = {a:.3g}, β = {b:.3g}: their values belong to the form. "
+    )
+    try:
+        if cluster is not None:
+            text += _cluster_robust_text(best, unit, level) + " "
+        text += _difference_text(best, cluster, level)
+    except LawfitError as exc:
+        text += f"(intervals not computed: {exc})"
+    return [("p", text)]
 
 
 def _gamma_text(sft, law, cluster: str | None, level: float) -> str:

@@ -448,3 +448,19 @@ def test_a_planned_length_without_cells_moves_no_query_length(full):
     res = build_report(planned, bootstrap=0).results["task=long_context"]
     assert res["capacity"].table["length"].tolist() == [64.0, 128.0, 256.0, 512.0]
     assert set(res["memft"].predictions["length"]) == {64.0, 128.0, 256.0, 512.0, 1024.0}
+
+
+def test_the_exponents_of_a_preferred_other_form_are_reported():
+    from lawfit.report import _best_form_exponents
+    from lawfit.testing.selection import TRUTHS, synthetic_form_dataset
+
+    ds = synthetic_form_dataset("saturating", TRUTHS["saturating"], seeds=2, rng=3)
+    sat = lawfit.fit(ds.isel(modules=0), "saturating")
+    st = SimpleNamespace(
+        results={"compare": SimpleNamespace(best="saturating", fits={"saturating": sat})}
+    )
+    ((kind, text),) = _best_form_exponents(st, "cell", 0.95)
+    assert kind == "p" and f"α = {sat.params['alpha']:.3g}" in text and "α − β =" in text
+    st.results["compare"] = SimpleNamespace(best="power_law", fits={"power_law": sat})
+    assert _best_form_exponents(st, "cell", 0.95) == []  # the law itself: nothing to add
+    assert _best_form_exponents(SimpleNamespace(results={}), "cell", 0.95) == []
