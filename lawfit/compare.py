@@ -238,6 +238,14 @@ class ComparisonResult(ResultProtocol):
                     "Vuong tests (non-nested; z > 0 favours form_1):",
                     self.vuong.to_string(index=False),
                 ]
+        if self.fits:
+            out += ["", "Estimates of each form (the exponents are the form's own):"]
+            out += [
+                f"  {form}: "
+                + ", ".join(f"{k} = {v:.4g}" for k, v in self.fits[form].params.items())
+                for form in self.table["form"]
+                if form in self.fits
+            ]
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
         return self._summary_text("\n".join(out))
