@@ -47,6 +47,10 @@ def test_table_and_tests_shape():
     assert np.isnan(res.lr_tests.query("general == 'broken_power_law'")["pvalue"]).all()
     assert not res.vuong.empty
     assert "best" in res.summary()
+    alpha = res.fits["power_law"].params["alpha"]  # each form's own estimates are printed
+    assert f"power_law: C = {res.fits['power_law'].params['C']:.4g}, alpha = {alpha:.4g}" in str(
+        res.summary()
+    )
     tidy = res.to_dataframe()
     pd.testing.assert_frame_equal(tidy, t)
     tidy.loc[tidy.index[0], "form"] = "changed"  # a copy: the result's table is unchanged
