@@ -309,3 +309,22 @@ def test_the_fit_resamples_target_sequences_once_there_are_several():
     assert target_unit(ds.isel(data_seed=0, drop=True)) == "cell"
     # the report's law note counts the same sequences
     assert (n_targets(ds), n_targets(only_one_ok), n_targets(ds.isel(data_seed=0))) == (3, 1, 1)
+
+
+def test_collected_lengths_are_those_holding_an_ok_cell():
+    import numpy as np
+    import xarray as xr
+
+    from lawfit.data import collected_lengths, ok_cells
+
+    status = xr.DataArray(
+        [["ok", "failed", "not_run"], ["not_run", "ok", "not_run"]],
+        dims=("rank", "length"),
+        coords={"rank": [1, 2], "length": [64, 128, 2048]},
+    )
+    dl = xr.where(status == "ok", 1.0, np.nan)
+    ds = xr.Dataset({"status": status, "loss_reduction": dl})
+    assert collected_lengths(ds).tolist() == [64, 128]  # 2,048 is planned, not collected
+    assert int(ok_cells(ds).sum()) == 2
+    no_status = ds.drop_vars("status")
+    assert collected_lengths(no_status).tolist() == [64, 128]
