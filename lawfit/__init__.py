@@ -16,6 +16,7 @@ from lawfit.design import next_cells  # noqa: I001
 from lawfit.errors import LawfitError
 from lawfit.extrapolate import at_extrapolated_budget, budget_extrapolation  # noqa: I001
 from lawfit.fitting import fit
+from lawfit.lack_of_fit import lack_of_fit  # noqa: I001
 from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
 from lawfit.report import build_report  # noqa: I001
@@ -52,6 +53,7 @@ __all__ = [
     "Flag",
     "LawfitError",
     "compare",
+    "lack_of_fit",
     "next_cells",
     "phase_transition",
     "predict_capacity",

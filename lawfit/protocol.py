@@ -2,7 +2,8 @@
 
 Every result type (:class:`~lawfit.FitResult`, :class:`~lawfit.FitResults`,
 ``ComparisonResult``, ``CapacityPrediction``, ``BitsResult``, ``GradientBudget``,
-``MemftSavings``, ``BudgetSensitivity``, ``PhaseTransitionResult``) offers:
+``MemftSavings``, ``BudgetSensitivity``, ``PhaseTransitionResult``, ``FormSensitivity``,
+``LackOfFit``, ...) offers:
 
 - ``summary()``: text (``str()``), ``.as_html()`` and ``.as_latex()``;
 - ``to_dataframe()``: the tidy main table;

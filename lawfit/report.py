@@ -461,6 +461,7 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
     ]
     if len(cmp.lr_tests):
         blocks += [("p", "Likelihood-ratio tests of nested pairs:"), ("table", cmp.lr_tests)]
+    blocks += _lack_of_fit_blocks(cmp)
     blocks += _notes(cmp)
     best = cmp.fits[cmp.best]
     log_cmp: dict = {}
@@ -484,6 +485,35 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
         ),
         ("table", cmp_log.table[cols]),
     ]
+
+
+def _lack_of_fit_blocks(cmp) -> list:
+    """Each form's lack-of-fit F test against the scatter of replicated cells, as a table."""
+    from lawfit.lack_of_fit import lack_of_fit
+
+    rows, skipped = [], []
+    for name, res in cmp.fits.items():
+        try:
+            lof = lack_of_fit(res)
+        except LawfitError as exc:
+            skipped.append(f"{name}: {exc}")
+            continue
+        rows.append(
+            {"form": name, "F": lof.statistic, "df_lack": lof.df_lack}
+            | {"df_pure": lof.df_pure, "pvalue": lof.pvalue}
+        )
+    if not rows:
+        return [("note", f"Lack-of-fit tests not possible: {skipped[0]}")] if skipped else []
+    blocks: list = [
+        (
+            "p",
+            "Lack of fit against the scatter of replicated cells (cells sharing every input "
+            "of a form; lawfit.lack_of_fit): a small p-value says the form misses the "
+            "design points' means by more than their replicates scatter.",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
+    return blocks + [("note", f"lack of fit not tested for {s}") for s in skipped]
 
 
 def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:

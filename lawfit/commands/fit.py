@@ -19,6 +19,7 @@ examples:
   lawfit fit sweep.nc --by model --shared alpha beta --space log   do two models share α, β?
   lawfit fit sweep.nc --bootstrap 2000 --unit data_seed --cluster data_seed
   lawfit fit sweep.nc --cluster data_seed --at rank=1,length=1024 --in-cluster 1
+  lawfit fit sweep.nc --lack-of-fit            does the law miss by more than replicates scatter?
 """
 
 
@@ -267,6 +268,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="with --cluster and --at: predict a new cell of this cluster (e.g. data_seed 1, "
         "whose measured cells shift the centre), not of a new one",
     )
+    p.add_argument(
+        "--lack-of-fit",
+        action="store_true",
+        help="also test the law's misfit at its design points against the scatter of "
+        "replicated cells (lawfit.lack_of_fit; an F test)",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
     p.set_defaults(func=run)
     return p
@@ -319,6 +326,10 @@ def run(args) -> int:
         _print_points(res, args.at, args.level, args.cluster, args.in_cluster)
     if args.shared:
         _print_shared(args, ds, exclude)
+    if args.lack_of_fit:
+        fits = res.items() if isinstance(res, Mapping) else [((), res)]
+        for _key, one in fits:
+            print(f"\n{lawfit.lack_of_fit(one).summary()}")
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")

@@ -66,6 +66,18 @@ def test_fit_by_tests_shared_exponents(nc, capsys):
     assert "name the groups with --by" in capsys.readouterr().err
 
 
+def test_fit_lack_of_fit_prints_each_groups_test(nc, capsys):
+    """Three seeds per (rank, length): each group's F test equals lawfit.lack_of_fit's."""
+    import lawfit
+
+    assert main(["fit", str(nc), "--by", "model", "--exclude", "none", "--lack-of-fit"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("Lack of fit of power_law") == 2
+    ds = lawfit.data.open_dataset(nc).sel(model="a")
+    lof = lawfit.lack_of_fit(lawfit.fit(ds, exclude=None))
+    assert f"F = {lof.statistic:.3g} on ({lof.df_lack}, {lof.df_pure}) dof" in text
+
+
 def test_fit_needs_by_error(nc, capsys):
     assert main(["fit", str(nc)]) == 2
     err = capsys.readouterr().err

@@ -51,6 +51,10 @@ def test_report_has_every_section(full):
         assert heading in md, heading
     assert "threshold_p_star" in md and "Best form by AICc" in md
     res = rep.results["task=long_context"]
+    # two seeds per point: every form's lack of fit beside the comparison, the law's exact
+    law_lof = lawfit.lack_of_fit(res["compare"].fits["power_law"])
+    assert "Lack of fit against the scatter of replicated cells" in md
+    assert f"| power_law | {law_lof.statistic:.4g} | {law_lof.df_lack} |" in md
     assert {"compare", "law", "capacity", "bits", "transition", "memft"} <= set(res)
     # the capacity question answered by every compared form, beside the law's own answer
     by_form = res["capacity_forms"].table

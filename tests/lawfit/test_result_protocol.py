@@ -50,6 +50,12 @@ def _results():
             ds, ["power_law", "ratio_no_offset"], holdout=()
         ),
         "CapacityPrediction": lambda: lawfit.predict_capacity(fit, length=[128, 8192], target=0.5),
+        "FormSensitivity": lambda: lawfit.capacity_by_form(
+            lawfit.compare(ds, ["power_law", "ratio_no_offset"], holdout=()),
+            length=[512],
+            target=0.5,
+        ),
+        "LackOfFit": lambda: lawfit.lack_of_fit(fit),
         "BitsResult": lambda: lawfit.bits_per_parameter(
             synthetic_token_dataset(entry_tokens=8, rng=0)
         ),

@@ -1,0 +1,107 @@
+"""The lack-of-fit F test: exact against statsmodels, calibrated under the law, powerful off it.
+
+Size and power at full size: ``python benchmarks/lack_of_fit_calibration.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+
+import lawfit
+from lawfit.lack_of_fit import LackOfFit
+from lawfit.testing.cells import synthetic_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from lack_of_fit_calibration import DESIGN, TRUTH, pvalues  # noqa: E402
+
+
+def _sweep(rng: int, **kw) -> object:
+    return synthetic_dataset(**{**TRUTH, **DESIGN, **kw}, rng=rng)
+
+
+def test_equals_the_cell_means_anova_of_statsmodels_on_a_linear_form():
+    # log ΔL = log C + α log r − β log ℓ is linear: the classical lack-of-fit test is the
+    # nested F test of that OLS model against one mean per design point
+    ds = _sweep(0, b=0.0, noise_model="multiplicative")
+    fit = lawfit.fit(ds, form="power_law_no_offset", space="log", exclude=None)
+    res = lawfit.lack_of_fit(fit)
+    frame = ds["loss_reduction"].to_dataframe().reset_index()
+    frame = frame.assign(y=np.log(frame["loss_reduction"]), lr=np.log(frame["rank"]))
+    frame = frame.assign(ll=np.log(frame["length"]), point=frame["rank"] * 10**5 + frame["length"])
+    reduced = smf.ols("y ~ lr + ll", frame).fit()
+    full = smf.ols("y ~ C(point)", frame).fit()
+    table = anova_lm(reduced, full)
+    assert res.statistic == pytest.approx(table["F"].iloc[1], rel=1e-6)
+    assert res.pvalue == pytest.approx(table["Pr(>F)"].iloc[1], rel=1e-5)
+    assert (res.df_lack, res.df_pure, len(fit.points)) == (9, 24, 36)
+    ss = res.test.set_index("source")["ss"]
+    assert ss["pure error"] == pytest.approx(full.ssr, rel=1e-9)
+    assert ss["residual"] == pytest.approx(reduced.ssr, rel=1e-6)
+
+
+def test_the_point_table_holds_each_points_cells_mean_and_scatter():
+    fit = lawfit.fit(_sweep(3, noise_model="additive"))
+    res = lawfit.lack_of_fit(fit)
+    row = res.points.set_index(["rank", "length"]).loc[(2, 256)]
+    cells = fit.points[(fit.points["rank"] == 2) & (fit.points["length"] == 256)]
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(cells["loss_reduction"].mean(), rel=1e-12)
+    assert row["mean_residual"] == pytest.approx(cells["residual"].mean(), abs=1e-12)
+    assert row["replicate_sd"] == pytest.approx(cells["residual"].std(), rel=1e-12)
+    ss = res.test.set_index("source")["ss"]
+    assert ss["residual"] == pytest.approx(float((fit.points["residual"] ** 2).sum()), rel=1e-12)
+
+
+def test_calibrated_under_the_law_in_the_fits_own_space():
+    # additive noise fitted in linear space: p-values uniform (fixed seeds: deterministic)
+    p = pvalues(150, "linear/additive")
+    assert (p < 0.05).mean() <= 0.11  # 150 draws at 5 %: 99.9 % of rates lie below 0.113
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+
+
+def test_rejects_a_one_variable_law_when_alpha_differs_from_beta():
+    p = pvalues(30, "ratio (power)")
+    assert (p < 0.05).mean() >= 0.9
+    res = lawfit.lack_of_fit(lawfit.fit(_sweep(0, noise_model="additive"), form="ratio"))
+    assert "lack_of_fit" in {f.code for f in res.flags}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["linear/additive", "log/multiplicative"])
+def test_calibrated_at_full_size(scenario):
+    p = pvalues(500, scenario)
+    assert 0.025 <= (p < 0.05).mean() <= 0.08
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+
+
+def test_refuses_designs_and_fits_it_cannot_test():
+    unreplicated = _sweep(0, seeds=1)
+    with pytest.raises(lawfit.LawfitError, match="no replicated design point"):
+        lawfit.lack_of_fit(lawfit.fit(unreplicated))
+    with pytest.raises(lawfit.LawfitError, match="loss='l2'"):
+        lawfit.lack_of_fit(lawfit.fit(_sweep(0), loss="huber"))
+    with pytest.raises(lawfit.LawfitError, match="one lawfit.FitResult"):
+        lawfit.lack_of_fit(pd.DataFrame())
+
+
+def test_flags_few_replicates_and_round_trips_as_json(tmp_path):
+    ds = synthetic_dataset(**TRUTH, ranks=(1, 2, 4), lengths=(128, 256, 512), seeds=2, rng=0)
+    replicated = (ds["seed"] == 0) | ((ds["rank"] == 1) & (ds["length"] <= 256))
+    ds["status"] = ds["status"].where(replicated, "not_run")  # 9 points, 2 replicated
+    res = lawfit.lack_of_fit(lawfit.fit(ds, exclude=None))
+    assert (res.df_lack, res.df_pure) == (5, 2)
+    assert "few_replicates" in {f.code for f in res.flags}
+    path = tmp_path / "lof.json"
+    res.save(path)
+    back = lawfit.load(path)
+    assert isinstance(back, LackOfFit)
+    assert back.statistic == pytest.approx(res.statistic, rel=1e-12)
+    pd.testing.assert_frame_equal(back.points, res.points)
