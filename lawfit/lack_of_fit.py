@@ -58,6 +58,11 @@ class LackOfFit(ResultProtocol):
         F and its upper-tail probability under F(``df_lack``, ``df_pure``).
     df_lack, df_pure : int
         m − k and n − m.
+    replicates : tuple of str
+        The columns in which replicate cells of a point differ (``data_seed``, ``seed``):
+        what the pure error is the scatter over. A form that reads ``loss_before`` has
+        only ``seed`` replicates, so its lack of fit also holds the scatter between target
+        sequences that the power law counts as pure error.
     notes : tuple of str
         What the replicates are and what the test assumes.
     flags : tuple of Flag
@@ -73,6 +78,7 @@ class LackOfFit(ResultProtocol):
     pvalue: float
     df_lack: int
     df_pure: int
+    replicates: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     flags: tuple[Flag, ...] = field(default=())
 
@@ -136,6 +142,7 @@ def lack_of_fit(result) -> LackOfFit:
     df_lack, df_pure = m - k, n - m
     statistic = (ss_lack / df_lack) / (ss_pure / df_pure) if ss_pure > 0 else np.inf
     pvalue = float(stats.f.sf(statistic, df_lack, df_pure))
+    replicates = _replicate_columns(points, inputs)
     return LackOfFit(
         test=_anova(ss_lack, ss_pure, df_lack, df_pure, statistic, pvalue),
         points=_point_table(points, inputs, result.response),
@@ -145,7 +152,8 @@ def lack_of_fit(result) -> LackOfFit:
         pvalue=pvalue,
         df_lack=df_lack,
         df_pure=df_pure,
-        notes=_notes(points, result),
+        replicates=replicates,
+        notes=_notes(replicates, result),
         flags=_flags(pvalue, df_pure),
     )
 
@@ -207,9 +215,16 @@ def _point_table(points: pd.DataFrame, inputs: list[str], response: str) -> pd.D
     return table.reset_index()
 
 
-def _notes(points: pd.DataFrame, result) -> tuple[str, ...]:
-    spread = [c for c in ("data_seed", "seed") if c in points and points[c].nunique() > 1]
-    what = " and ".join(spread) if spread else "the cells' coordinates"
+def _replicate_columns(points: pd.DataFrame, inputs: list[str]) -> tuple[str, ...]:
+    """Return the seed columns that vary among the cells of some replicated design point."""
+    grouped = points.groupby(inputs, sort=False)
+    return tuple(
+        c for c in ("data_seed", "seed") if c in points and (grouped[c].nunique() > 1).any()
+    )
+
+
+def _notes(replicates: tuple[str, ...], result) -> tuple[str, ...]:
+    what = " and ".join(replicates) if replicates else "the cells' coordinates"
     return (
         f"replicates: cells at one ({', '.join(result.inputs)}), differing in {what}; the "
         "pure error is their scatter, so a target sequence that shifts all its cells "

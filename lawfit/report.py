@@ -501,6 +501,8 @@ def _lack_of_fit_blocks(cmp) -> list:
         rows.append(
             {"form": name, "F": lof.statistic, "df_lack": lof.df_lack}
             | {"df_pure": lof.df_pure, "pvalue": lof.pvalue}
+            | {"replicates differ in": ", ".join(lof.replicates) or "-"}
+            | {"flags": ", ".join(f.code for f in lof.flags) or "-"}
         )
     if not rows:
         return [("note", f"Lack-of-fit tests not possible: {skipped[0]}")] if skipped else []
@@ -509,7 +511,10 @@ def _lack_of_fit_blocks(cmp) -> list:
             "p",
             "Lack of fit against the scatter of replicated cells (cells sharing every input "
             "of a form; lawfit.lack_of_fit): a small p-value says the form misses the "
-            "design points' means by more than their replicates scatter.",
+            "design points' means by more than their replicates scatter. Forms whose "
+            "replicates differ only in seed (those reading loss_before, which differs "
+            "between target sequences) count the scatter between sequences as misfit: "
+            "their p-values do not compare with the others'.",
         ),
         ("table", pd.DataFrame(rows)),
     ]

@@ -60,6 +60,27 @@ def test_the_point_table_holds_each_points_cells_mean_and_scatter():
     assert ss["residual"] == pytest.approx(float((fit.points["residual"] ** 2).sum()), rel=1e-12)
 
 
+def test_names_what_replicates_differ_in_for_forms_with_and_without_loss_before():
+    # two target sequences (their own loss_before) x two initialisation seeds per point
+    gen = np.random.default_rng(0)
+    rows = [
+        dict(rank=r, length=n, data_seed=d, seed=s, loss_before=12.0 + d)
+        for r in (1, 2, 4)
+        for n in (128, 256, 512, 1024)
+        for d in (0, 1)
+        for s in (0, 1)
+    ]
+    frame = pd.DataFrame(rows)
+    strength = np.exp(2.2) * frame["rank"] ** 0.8 * frame["length"] ** -0.6
+    law = frame["loss_before"] * (1 - np.exp(-strength))  # the saturating form, b = 0
+    frame["loss_reduction"] = law * np.exp(gen.normal(0, 0.02, len(frame)))
+    frame["loss_after"] = frame["loss_before"] - frame["loss_reduction"]
+    power = lawfit.lack_of_fit(lawfit.fit(frame, exclude=None))
+    saturating = lawfit.lack_of_fit(lawfit.fit(frame, "saturating", exclude=None))
+    assert power.replicates == ("data_seed", "seed") and power.df_pure == 36
+    assert saturating.replicates == ("seed",) and saturating.df_pure == 24
+
+
 def test_calibrated_under_the_law_in_the_fits_own_space():
     # additive noise fitted in linear space: p-values uniform (fixed seeds: deterministic)
     p = pvalues(150, "linear/additive")
