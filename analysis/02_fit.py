@@ -91,6 +91,10 @@ def main():
             + " at 0.05"
         )
         print_gamma(cells, unit, args.bootstrap)
+        try:
+            print("\n" + str(lawfit.lack_of_fit(res).summary()))
+        except lawfit.LawfitError as exc:
+            print(f"\nlack of fit not tested: {exc}")
         print(
             f"\nexcluded cells: {res.n_excluded} "
             f"({res.exclusions['reason'].value_counts().to_dict() if res.n_excluded else {}})"
