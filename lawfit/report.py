@@ -315,7 +315,17 @@ def _summary_law(res: dict) -> str:
     d = d.drop(columns=["low", "high"]).merge(ci, left_on="param", right_index=True)
     how = f" ({method}: {reason})" if method else ""
     text = f"α = {_ci(d, 'alpha')}, β = {_ci(d, 'beta')}{how}"
-    return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}"
+    return f"{text}; R² = {law.r2:.3f}, n = {law.n_obs}{_summary_lack_of_fit(law)}"
+
+
+def _summary_lack_of_fit(law) -> str:
+    """``"; lack of fit p = ..."`` where the law's design points are replicated, else ``""``."""
+    from lawfit.lack_of_fit import lack_of_fit
+
+    try:
+        return f"; lack of fit p = {lack_of_fit(law).pvalue:.2g}"
+    except LawfitError:
+        return ""
 
 
 def _summary_best_form(res: dict) -> str:

@@ -55,6 +55,7 @@ def test_report_has_every_section(full):
     law_lof = lawfit.lack_of_fit(res["compare"].fits["power_law"])
     assert "Lack of fit against the scatter of replicated cells" in md
     assert f"| power_law | {law_lof.statistic:.4g} | {law_lof.df_lack} |" in md
+    assert f"lack of fit p = {lawfit.lack_of_fit(res['law']).pvalue:.2g} |" in md  # summary
     assert {"compare", "law", "capacity", "bits", "transition", "memft"} <= set(res)
     # the capacity question answered by every compared form, beside the law's own answer
     by_form = res["capacity_forms"].table
