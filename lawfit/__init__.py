@@ -16,7 +16,7 @@ from lawfit.design import next_cells  # noqa: I001
 from lawfit.errors import LawfitError
 from lawfit.extrapolate import at_extrapolated_budget, budget_extrapolation  # noqa: I001
 from lawfit.fitting import fit
-from lawfit.lack_of_fit import lack_of_fit  # noqa: I001
+from lawfit.lack_of_fit import lack_of_fit, lack_of_fit_by_form  # noqa: I001
 from lawfit.forms import Form, available_forms, get_form, register_form
 from lawfit.memft import gradient_budget, memft_savings  # noqa: I001
 from lawfit.report import build_report  # noqa: I001
@@ -54,6 +54,7 @@ __all__ = [
     "LawfitError",
     "compare",
     "lack_of_fit",
+    "lack_of_fit_by_form",
     "next_cells",
     "phase_transition",
     "predict_capacity",

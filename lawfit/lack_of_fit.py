@@ -32,7 +32,7 @@ from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
 
-__all__ = ["LackOfFit", "lack_of_fit"]
+__all__ = ["LackOfFit", "lack_of_fit", "lack_of_fit_by_form"]
 
 #: below this many pure-error degrees of freedom the test has little power (flagged)
 MIN_PURE_DOF = 3
@@ -156,6 +156,38 @@ def lack_of_fit(result) -> LackOfFit:
         notes=_notes(replicates, result),
         flags=_flags(pvalue, df_pure),
     )
+
+
+def lack_of_fit_by_form(fits) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Run :func:`lack_of_fit` on every fit of a comparison; one row per form it can test.
+
+    Parameters
+    ----------
+    fits : mapping of str to lawfit.FitResult, or a lawfit.compare result
+        Form name to fit (``comparison.fits``).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``form``, ``F``, ``df_lack``, ``df_pure``, ``pvalue``, ``replicates`` (what
+        replicate cells differ in) and ``flags`` (codes), in the order of ``fits``.
+    skipped : dict of str to str
+        Forms that could not be tested, with the reason.
+    """
+    fits = getattr(fits, "fits", fits)
+    rows, skipped = [], {}
+    for name, res in fits.items():
+        try:
+            lof = lack_of_fit(res)
+        except LawfitError as exc:
+            skipped[name] = str(exc)
+            continue
+        rows.append(
+            {"form": name, "F": lof.statistic, "df_lack": lof.df_lack, "df_pure": lof.df_pure}
+            | {"pvalue": lof.pvalue, "replicates": ", ".join(lof.replicates) or "-"}
+            | {"flags": ", ".join(f.code for f in lof.flags) or "-"}
+        )
+    return pd.DataFrame(rows), skipped
 
 
 def _fitted_points(result) -> tuple[pd.DataFrame, int]:

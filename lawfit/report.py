@@ -499,23 +499,11 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
 
 def _lack_of_fit_blocks(cmp) -> list:
     """Each form's lack-of-fit F test against the scatter of replicated cells, as a table."""
-    from lawfit.lack_of_fit import lack_of_fit
+    from lawfit.lack_of_fit import lack_of_fit_by_form
 
-    rows, skipped = [], []
-    for name, res in cmp.fits.items():
-        try:
-            lof = lack_of_fit(res)
-        except LawfitError as exc:
-            skipped.append(f"{name}: {exc}")
-            continue
-        rows.append(
-            {"form": name, "F": lof.statistic, "df_lack": lof.df_lack}
-            | {"df_pure": lof.df_pure, "pvalue": lof.pvalue}
-            | {"replicates differ in": ", ".join(lof.replicates) or "-"}
-            | {"flags": ", ".join(f.code for f in lof.flags) or "-"}
-        )
-    if not rows:
-        return [("note", f"Lack-of-fit tests not possible: {skipped[0]}")] if skipped else []
+    table, skipped = lack_of_fit_by_form(cmp)
+    if table.empty:
+        return [("note", f"Lack-of-fit tests not possible: {r}") for r in skipped.values()][:1]
     blocks: list = [
         (
             "p",
@@ -526,9 +514,9 @@ def _lack_of_fit_blocks(cmp) -> list:
             "between target sequences) count the scatter between sequences as misfit: "
             "their p-values do not compare with the others'.",
         ),
-        ("table", pd.DataFrame(rows)),
+        ("table", table.rename(columns={"replicates": "replicates differ in"})),
     ]
-    return blocks + [("note", f"lack of fit not tested for {s}") for s in skipped]
+    return blocks + [("note", f"lack of fit not tested for {f}: {r}") for f, r in skipped.items()]
 
 
 def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:

@@ -81,6 +81,17 @@ def test_names_what_replicates_differ_in_for_forms_with_and_without_loss_before(
     assert saturating.replicates == ("seed",) and saturating.df_pure == 24
 
 
+def test_by_form_tests_every_fit_of_a_comparison_and_says_which_it_cannot():
+    ds = _sweep(1, noise_model="additive")
+    cmp = lawfit.compare(ds, ["power_law", "ratio", "saturating"], holdout=())
+    table, skipped = lawfit.lack_of_fit_by_form(cmp)
+    assert list(table["form"]) == ["power_law", "ratio"]  # saturating: loss_before per cell
+    for _, row in table.iterrows():
+        one = lawfit.lack_of_fit(cmp.fits[row["form"]])
+        assert row["pvalue"] == one.pvalue and row["replicates"] == "seed"
+    assert "no replicated design point" in skipped["saturating"]
+
+
 def test_calibrated_under_the_law_in_the_fits_own_space():
     # additive noise fitted in linear space: p-values uniform (fixed seeds: deterministic)
     p = pvalues(150, "linear/additive")
