@@ -317,9 +317,7 @@ def run(args) -> int:
     )
     print(res.summary())
     if args.cluster:
-        fits = res.items() if isinstance(res, Mapping) else [((), res)]
-        for key, one in fits:
-            where = f" ({', '.join(map(str, key))})" if key else ""
+        for where, one in _each_fit(res):
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
             print(f"\ncluster-robust intervals over {args.cluster}{where}:\n{ci.to_string()}")
     if args.at:
@@ -327,13 +325,19 @@ def run(args) -> int:
     if args.shared:
         _print_shared(args, ds, exclude)
     if args.lack_of_fit:
-        fits = res.items() if isinstance(res, Mapping) else [((), res)]
-        for _key, one in fits:
-            print(f"\n{lawfit.lack_of_fit(one).summary()}")
+        for where, one in _each_fit(res):
+            print(f"\nlack of fit{where}:\n{lawfit.lack_of_fit(one).summary()}")
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
+
+
+def _each_fit(res) -> list[tuple[str, object]]:
+    """Return ``(" (group)", fit)`` for each fit of a grouped result, ``("", fit)`` for one."""
+    if isinstance(res, Mapping):
+        return [(f" ({', '.join(map(str, key))})", one) for key, one in res.items()]
+    return [("", res)]
 
 
 def _print_shared(args, ds, exclude) -> None:

@@ -72,7 +72,7 @@ def test_fit_lack_of_fit_prints_each_groups_test(nc, capsys):
 
     assert main(["fit", str(nc), "--by", "model", "--exclude", "none", "--lack-of-fit"]) == 0
     text = capsys.readouterr().out
-    assert text.count("Lack of fit of power_law") == 2
+    assert text.count("Lack of fit of power_law") == 2 and "lack of fit (b):" in text
     ds = lawfit.data.open_dataset(nc).sel(model="a")
     lof = lawfit.lack_of_fit(lawfit.fit(ds, exclude=None))
     assert f"F = {lof.statistic:.3g} on ({lof.df_lack}, {lof.df_pure}) dof" in text
