@@ -88,7 +88,7 @@ def truth_design(res, data, cluster: str, add: list[dict[str, float]]) -> pd.Dat
     design = res.points[["rank", "length", cluster, *keys[3:], "fitted"]]
     design = design.rename(columns={"fitted": "mean"})
     design = design.merge(cells[[*keys, "loss_before"]], on=keys, how="left", validate="1:1")
-    design = design.drop(columns=keys[3:]).assign(added=False)
+    design = design.assign(added=False)  # a seed column stays: replicates of one point
     if add:
         extra = pd.DataFrame(add)
         held = extra.merge(design[["rank", "length", cluster]], on=["rank", "length", cluster])
@@ -101,6 +101,7 @@ def truth_design(res, data, cluster: str, add: list[dict[str, float]]) -> pd.Dat
         by_length = cells.groupby("length")["loss_before"].mean()
         before = extra["length"].map(by_length).fillna(cells["loss_before"].mean())
         extra = extra.assign(mean=mean.to_numpy(), loss_before=before.to_numpy(), added=True)
+        extra = extra.assign(**{k: 0 for k in keys[3:]})  # a new point's first seed
         design = pd.concat([design, extra[design.columns]], ignore_index=True)
     return design
 
@@ -114,7 +115,8 @@ def simulate(design: pd.DataFrame, cluster: str, sd_between: float, sd_within: f
     groups, index = np.unique(design[cluster].to_numpy(), return_inverse=True)
     u = rng.normal(0.0, sd_between, len(groups) + 1)
     e = rng.normal(0.0, sd_within, len(design))
-    frame = design[["rank", "length", cluster, "loss_before"]].copy()
+    seed = ["seed"] if "seed" in design else []
+    frame = design[["rank", "length", cluster, *seed, "loss_before"]].copy()
     frame["loss_reduction"] = design["mean"].to_numpy() * np.exp(u[index] + e)
     frame.attrs["effects"] = {**dict(zip(groups.tolist(), u[:-1], strict=True)), None: u[-1]}
     return frame

@@ -78,8 +78,8 @@ def test_added_points_take_the_laws_value():
     fitted = design[~design["added"]]
     cells = ds.loss_before.squeeze()
     own = [
-        float(cells.sel(rank=r, length=n, data_seed=d))
-        for r, n, d in fitted[["rank", "length", "data_seed"]].itertuples(index=False)
+        float(cells.sel(rank=r, length=n, data_seed=d, seed=s))
+        for r, n, d, s in fitted[["rank", "length", "data_seed", "seed"]].itertuples(index=False)
     ]
     assert np.allclose(fitted["loss_before"], own)
     at_256 = float(cells.sel(length=256).mean())  # the same target whatever the rank
