@@ -134,18 +134,19 @@ def lack_of_fit(result) -> LackOfFit:
     """
     points, k = _fitted_points(result)
     inputs = list(result.inputs)
-    grouped = points.groupby(inputs, sort=True)["residual"]
-    n, m = len(points), grouped.ngroups
+    grouped = points.groupby(inputs, sort=True)
+    table = _point_table(grouped, result.response)
+    n, m = len(points), len(table)
     _check_design(n, m, inputs)
-    ss_pure = float(((points["residual"] - grouped.transform("mean")) ** 2).sum())
-    ss_lack = float((grouped.size() * grouped.mean() ** 2).sum())
+    ss_pure = float(((table["n"] - 1) * table["replicate_sd"].fillna(0.0) ** 2).sum())
+    ss_lack = float((table["n"] * table["mean_residual"] ** 2).sum())
     df_lack, df_pure = m - k, n - m
     statistic = (ss_lack / df_lack) / (ss_pure / df_pure) if ss_pure > 0 else np.inf
     pvalue = float(stats.f.sf(statistic, df_lack, df_pure))
-    replicates = _replicate_columns(points, inputs)
+    replicates = _replicate_columns(grouped, points)
     return LackOfFit(
         test=_anova(ss_lack, ss_pure, df_lack, df_pure, statistic, pvalue),
-        points=_point_table(points, inputs, result.response),
+        points=table,
         form=result.form.name,
         space=result.space,
         statistic=float(statistic),
@@ -235,8 +236,8 @@ def _anova(ss_lack, ss_pure, df_lack, df_pure, statistic, pvalue) -> pd.DataFram
     return table
 
 
-def _point_table(points: pd.DataFrame, inputs: list[str], response: str) -> pd.DataFrame:
-    grouped = points.groupby(inputs, sort=True)
+def _point_table(grouped, response: str) -> pd.DataFrame:
+    """One row per design point: its cells, their mean, the law there, residual mean and SD."""
     table = grouped.agg(
         n=("residual", "size"),
         mean=(response, "mean"),
@@ -247,9 +248,8 @@ def _point_table(points: pd.DataFrame, inputs: list[str], response: str) -> pd.D
     return table.reset_index()
 
 
-def _replicate_columns(points: pd.DataFrame, inputs: list[str]) -> tuple[str, ...]:
+def _replicate_columns(grouped, points: pd.DataFrame) -> tuple[str, ...]:
     """Return the seed columns that vary among the cells of some replicated design point."""
-    grouped = points.groupby(inputs, sort=False)
     return tuple(
         c for c in ("data_seed", "seed") if c in points and (grouped[c].nunique() > 1).any()
     )

@@ -104,9 +104,7 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster, in
     """
     import pandas as pd
 
-    fits = res.items() if isinstance(res, Mapping) else [((), res)]
-    for key, one in fits:
-        where = f" ({', '.join(map(str, key))})" if key else ""
+    for where, one in _each_fit(res):
         tables = {
             f"{level:.0%} prediction intervals (a new cell; from the fit's "
             f"{'bootstrap' if one.boot is not None else 'delta method'})": [
