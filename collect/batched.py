@@ -40,6 +40,7 @@ from collect.probe import (
     make_batch,
     measure_after_training,
     token_stats,
+    training_precision,
 )
 from collect.tasks import Entry
 
@@ -406,7 +407,9 @@ def _train_together(shared: _Batched, runs: list[_Cell]) -> None:
             active, shared.stacked.active = now, now
             rep = _replicated(shared.fwd, len(now))
         try:
-            stopped = _step_together(runs, active, shared.stacked, rep, shared.batch, shared.stats)
+            with training_precision(shared.train, shared.device):  # the forward only
+                logits = _forward_together(shared.stacked, rep, len(active), shared.batch)
+            stopped = _step_together(runs, active, logits, shared.batch, shared.stats)
         except torch.cuda.OutOfMemoryError as err:
             _fail(runs, active, "oom", str(err), shared.on_done, several=len(active) > 1)
             return
@@ -420,13 +423,17 @@ def _train_together(shared: _Batched, runs: list[_Cell]) -> None:
             _measure(shared, runs[k], k)
 
 
-def _step_together(runs, active, stacked, rep, batch, stats=token_stats) -> list[int]:
-    """One training step of every active cell; return the cells that stopped at it."""
+def _forward_together(stacked, rep, n_active: int, batch):
+    """Training-step logits of every active cell, shape (cells, target tokens, vocab)."""
     stacked.dropout_on = True
     try:
-        logits = rep.logits().reshape(len(active), len(batch.labels), -1)
+        return rep.logits().reshape(n_active, len(batch.labels), -1)
     finally:
         stacked.dropout_on = False
+
+
+def _step_together(runs, active, logits, batch, stats=token_stats) -> list[int]:
+    """One training step of every active cell from their logits; return the cells that stopped."""
     total, stepping, stopped = None, [], []
     for j, k in enumerate(active):
         run = runs[k]

@@ -39,7 +39,7 @@ from typing import Any
 from collect.adapters import parse_modules
 from collect.errors import CollectError
 from collect.objectives import METHODS
-from collect.probe import SCHEDULES, WARM_STARTS, TrainConfig, train_settings
+from collect.probe import AUTOCASTS, SCHEDULES, WARM_STARTS, TrainConfig, train_settings
 
 AXES = (
     "models",
@@ -392,6 +392,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     if bad:
         raise CollectError(f"unknown [data] keys {sorted(bad)}; known: {sorted(DATA_KEYS)}.")
     _check_data(data)
+    data["dtype"] = _autocast_model_dtype(train, data.get("dtype"))
     minutes = data.get("checkpoint_minutes", 10.0)
     return SweepConfig(
         name=str(raw.get("name", "sweep")),
@@ -516,6 +517,11 @@ TRAIN_RULES: dict[str, tuple[Any, str]] = {
         lambda v: _is_number(v) and 0 < v < 1,
         "a share of the steps run in (0, 1), e.g. 0.1 (the last 10 %)",
     ),
+    "autocast": (
+        lambda v: v in AUTOCASTS,
+        f"one of {list(AUTOCASTS)} ('bfloat16': training steps' matrix products in bf16, "
+        "everything else in float32)",
+    ),
     "warm_start": (
         lambda v: v in WARM_STARTS,
         f"one of {list(WARM_STARTS)} ('half_rank': start rank r from the converged rank r // 2)",
@@ -551,6 +557,22 @@ def _apply_rules(section: str, values: dict[str, Any], rules: dict[str, tuple[An
                 f"[{section}] {key} must be {expected}; got {value!r} "
                 f"({type(value).__name__}). Fix it in the sweep config."
             )
+
+
+def _autocast_model_dtype(train: TrainConfig, dtype: str | None) -> str | None:
+    """Return the model's dtype: float32 under ``[train] autocast`` (autocast computes down).
+
+    Without autocast, ``dtype`` as given (unset: the device's default).
+    """
+    if train.autocast == "none":
+        return dtype
+    if dtype not in (None, "float32"):
+        raise CollectError(
+            f'[train] autocast = "{train.autocast}" computes down from a float32 model, but '
+            f'[data] dtype = "{dtype}". Remove [data] dtype (autocast loads the model in '
+            'float32) or set [train] autocast = "none" to train in the model\'s dtype.'
+        )
+    return "float32"
 
 
 def _check_train(train: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,11 @@ class TrainConfig:
     #: where a rank-r cell starts: ``none`` (its fresh initialisation) or ``half_rank`` (the
     #: converged rank-r // 2 adapter of the same target, padded: :mod:`collect.warmstart`)
     warm_start: str = "none"
+    #: the training steps' precision: ``none`` (the model's dtype throughout) or ``bfloat16``
+    #: (the forward and backward of each training step under :func:`torch.autocast`: matrix
+    #: products in bf16, while the residual stream, norms, softmax, the adapter, its gradient
+    #: and the optimizer stay in the model's float32); measurements never run under it
+    autocast: str = "none"
     #: the convergence stop (0: off): from this step on, a cell stops ("converged") once its
     #: best ΔL grew by at most ``converge_tol`` (relative) over its last ``converge_window``
     #: share of steps; ``max_steps`` is then the cap for cells that never get there
@@ -91,6 +96,7 @@ LATER_TRAIN_SETTINGS = {
     "max_decays": 1,
     "lora_dropout": 0.0,
     "warm_start": "none",
+    "autocast": "none",
     "cooldown_steps": 0,
     "converge_from": 0,
     "converge_tol": 0.01,
@@ -98,6 +104,19 @@ LATER_TRAIN_SETTINGS = {
 }
 SCHEDULES = ("constant", "linear", "plateau_decay", "cooldown")
 WARM_STARTS = ("none", "half_rank")
+AUTOCASTS = ("none", "bfloat16")
+
+
+def training_precision(train: TrainConfig, device):
+    """Context of one training step's forward: :func:`torch.autocast` per ``train.autocast``.
+
+    Only the forward runs inside it; autograd replays the same precisions in the backward.
+    """
+    import torch
+
+    if train.autocast == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, train.autocast))
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
@@ -851,7 +870,7 @@ def _train_and_measure(
         ):
             checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
-        with adapter.dropout_active(train.lora_dropout > 0):
+        with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
             losses, _, correct = token_stats(fwd.logits(), batch.labels, objective.uses_argmax)
         loss = loop.observe(step, losses, correct, progress)
         if loss is None:

@@ -36,6 +36,7 @@ PROTOCOLS = {
     "linear+dropout": {"schedule": "linear", "lora_dropout": 0.1},
     "plateau_decay": {"schedule": "plateau_decay", "max_decays": 1},
     "converge": {"converge_from": 20, "converge_tol": 0.05, "converge_window": 0.2},
+    "autocast": {"autocast": "bfloat16"},
 }
 
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from collect.config import CellKey, config_from_dict
 from collect.errors import CollectError
@@ -53,8 +54,9 @@ def test_cooldown_is_the_constant_run_then_a_linear_decay_to_zero():
         {"schedule": "plateau_decay", "patience": 3, "min_delta": 0.5},
         {"lora_dropout": 0.3},
         {"schedule": "cooldown", "cooldown_steps": 10},
+        {"autocast": "bfloat16"},
     ],
-    ids=["linear", "plateau_decay", "dropout", "cooldown"],
+    ids=["linear", "plateau_decay", "dropout", "cooldown", "autocast"],
 )
 def test_each_protocol_is_deterministic_given_its_seeds(tiny, settings):
     train = TrainConfig(max_steps=15, log_every=1, lr=3e-2, stop_when_memorized=False, **settings)
@@ -79,6 +81,36 @@ def test_dropout_acts_on_training_steps_only(tiny):
     np.testing.assert_allclose(
         with_dropout.loss_after, -np.log(with_dropout.p_after).mean(), rtol=1e-5
     )
+
+
+def test_autocast_trains_in_bf16_and_measures_in_float32(tiny):
+    model, _ = tiny
+    assert next(model.parameters()).dtype == torch.float32
+    plain = _run(tiny, TrainConfig(max_steps=30, log_every=1, lr=3e-2))
+    mixed = _run(tiny, TrainConfig(max_steps=30, log_every=1, lr=3e-2, autocast="bfloat16"))
+    # the measurement before training is the float32 model's, bit for bit
+    assert mixed.loss_before == plain.loss_before
+    np.testing.assert_array_equal(mixed.p_before, plain.p_before)
+    # the training steps' losses are bf16 products: within 2 % of the starting loss of
+    # float32's all along, never equal to them
+    assert not np.array_equal(mixed.loss_curve[1:], plain.loss_curve[1:])
+    np.testing.assert_allclose(mixed.loss_curve, plain.loss_curve, atol=0.02 * plain.loss_before)
+    # the measurement after training runs in float32 too: loss_after is -mean log p_after
+    # of a float32 forward, not the bf16 loss of the last step
+    np.testing.assert_allclose(mixed.loss_after, -np.log(mixed.p_after).mean(), rtol=1e-6)
+    assert mixed.loss_reduction == pytest.approx(plain.loss_reduction, rel=5e-2)
+    assert model.dtype == torch.float32  # the model is left in float32
+
+
+def test_autocast_loads_a_float32_model_and_refuses_another_dtype(tiny_sweep):
+    config = config_from_dict(tiny_sweep(train={"max_steps": 10, "autocast": "bfloat16"}))
+    assert config.dtype == "float32"
+    plain = config_from_dict(tiny_sweep(train={"max_steps": 10}))
+    assert plain.dtype is None and plain.fingerprint() != config.fingerprint()
+    raw = tiny_sweep(train={"max_steps": 10, "autocast": "bfloat16"})
+    raw["data"] = {**raw.get("data", {}), "dtype": "bfloat16"}
+    with pytest.raises(CollectError, match=r'computes down from a float32 model.*dtype = "bf'):
+        config_from_dict(raw)
 
 
 def test_plateau_decay_continues_the_constant_run_past_its_plateau(tiny):
@@ -126,6 +158,7 @@ def test_plateau_decay_resumes_from_a_checkpoint_to_the_same_cell(tiny):
         ({"schedule": "cooldown", "cooldown_steps": 0}, "cooldown_steps must be an integer"),
         ({"schedule": "cooldown", "cooldown_steps": 11}, r"at most max_steps \(10\)"),
         ({"cooldown_steps": 5}, "only applies to schedule = 'cooldown'"),
+        ({"autocast": "float16"}, r"autocast must be one of \['none', 'bfloat16'\]"),
     ],
 )
 def test_bad_protocol_settings_are_refused(tiny_sweep, train, match):
