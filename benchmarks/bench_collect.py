@@ -6,6 +6,9 @@ unpacked = lean without the packing (one padded row per entry)
 naive    = full forward through every layer at every step, for the whole fixed step budget
 bf16     = lean with the frozen model in bfloat16 (the adapter, losses and probabilities stay
            float32): on a CPU with AMX or AVX-512 bf16 its matmuls run several times faster
+autocast = lean with a float32 model whose training steps run under bf16 autocast
+           ([train] autocast = "bfloat16": matrix products in bf16, the residual stream,
+           norms, adapter and optimizer in float32; measurements in float32)
 
 All train the same adapter from the same seed; the script prints ΔL of each, its relative
 difference from lean, the steps run and the wall-time ratios, all measured in this run.
@@ -14,9 +17,11 @@ difference from lean, the steps run and the wall-time ratios, all measured in th
     python benchmarks/bench_collect.py --rank 8 --length 64 --max-steps 600
     python benchmarks/bench_collect.py --task phonebook --rank 1 --length 128 --runs lean,unpacked
     python benchmarks/bench_collect.py --rank 2 --length 512 --max-steps 40 --runs lean,bf16
+    python benchmarks/bench_collect.py --rank 1 --length 256 --max-steps 40 --runs autocast,bf16
 
-(Short budgets time the steps but not the converged dL: sweeps/bf16_cpu_check.toml measures
-bf16 against float32 on whole 3,000-step cells.)
+(Short budgets time the steps but not the converged dL: sweeps/bf16_cpu_check.toml and
+sweeps/autocast_cpu_check.toml measure bf16 and autocast against float32 on whole 3,000-step
+cells.)
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ RUNS = {
         "float32",
     ),
     "bf16": lambda budget: (TrainConfig(max_steps=budget, prefix_cache=True), True, "bfloat16"),
+    "autocast": lambda budget: (
+        TrainConfig(max_steps=budget, prefix_cache=True, autocast="bfloat16"),
+        True,
+        "float32",
+    ),
 }
 
 
@@ -60,7 +70,7 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         default="lean,naive",
-        help="comma-separated runs out of lean, unpacked, naive (lean always runs)",
+        help="comma-separated runs out of lean, unpacked, naive, bf16, autocast (lean always runs)",
     )
     args = parser.parse_args()
     wanted = {"lean", *args.runs.split(",")}

