@@ -87,7 +87,17 @@ def test_autocast_trains_in_bf16_and_measures_in_float32(tiny):
     model, _ = tiny
     assert next(model.parameters()).dtype == torch.float32
     plain = _run(tiny, TrainConfig(max_steps=30, log_every=1, lr=3e-2))
-    mixed = _run(tiny, TrainConfig(max_steps=30, log_every=1, lr=3e-2, autocast="bfloat16"))
+    calls = []  # (gradients on, autocast on) of every pass through the LM head
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda *_: calls.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu")))
+    )
+    try:
+        mixed = _run(tiny, TrainConfig(max_steps=30, log_every=1, lr=3e-2, autocast="bfloat16"))
+    finally:
+        hook.remove()
+    # training steps (gradients on) run under autocast, measurements (no gradients) never do
+    assert {on for grad, on in calls if grad} == {True}
+    assert {on for grad, on in calls if not grad} == {False}
     # the measurement before training is the float32 model's, bit for bit
     assert mixed.loss_before == plain.loss_before
     np.testing.assert_array_equal(mixed.p_before, plain.p_before)
@@ -95,8 +105,7 @@ def test_autocast_trains_in_bf16_and_measures_in_float32(tiny):
     # float32's all along, never equal to them
     assert not np.array_equal(mixed.loss_curve[1:], plain.loss_curve[1:])
     np.testing.assert_allclose(mixed.loss_curve, plain.loss_curve, atol=0.02 * plain.loss_before)
-    # the measurement after training runs in float32 too: loss_after is -mean log p_after
-    # of a float32 forward, not the bf16 loss of the last step
+    # loss_after is -mean log p_after of that measurement, not the last step's training loss
     np.testing.assert_allclose(mixed.loss_after, -np.log(mixed.p_after).mean(), rtol=1e-6)
     assert mixed.loss_reduction == pytest.approx(plain.loss_reduction, rel=5e-2)
     assert model.dtype == torch.float32  # the model is left in float32
