@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         default="lean,naive",
-        help="comma-separated runs out of lean, unpacked, naive, bf16, autocast (lean always runs)",
+        help=f"comma-separated runs out of {', '.join(RUNS)} (lean always runs)",
     )
     args = parser.parse_args()
     wanted = {"lean", *args.runs.split(",")}

@@ -209,13 +209,12 @@ def test_the_paper_loop_trains_in_the_sweeps_precision(tiny_sweep, monkeypatch):
     import collect.probe as probe
 
     config = config_from_dict(tiny_sweep(train={"max_steps": 10, "autocast": "bfloat16"}))
-    seen = []
+    seen, probe_precision = [], probe.training_precision
 
     def spy(train, device):
         seen.append(train.autocast)
         return probe_precision(train, device)
 
-    probe_precision = probe.training_precision
     monkeypatch.setattr(probe, "training_precision", spy)
     timed = paper_loop(config, representative_cell(config), max_steps=2, max_seconds=60)
     assert timed["steps"] == 2
