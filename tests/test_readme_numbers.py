@@ -1,0 +1,108 @@
+"""The README's numbers about the shipped dataset are the ones `lawfit report` computes from it.
+
+The README quotes the report on ``data/law_cpu_converged.nc`` (cells, the law with its
+cluster-robust intervals, α − β, lack of fit, capacity, recall threshold, MemFT). The file
+grows every session; this test fails when the README was not updated with it, and names
+the sentence that went stale.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from lawfit.lack_of_fit import lack_of_fit
+from lawfit.report import build_report
+from lawfit.robust import preferred_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "law_cpu_converged.nc"
+
+
+@pytest.fixture(scope="module")
+def readme() -> str:
+    """The README with runs of whitespace folded to one space and ASCII minus signs."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.sub(r"\s+", " ", text).replace("−", "-")
+
+
+@pytest.fixture(scope="module")
+def report():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_report(DATA, rng=0)
+
+
+@pytest.fixture(scope="module")
+def results(report) -> dict:
+    (setting,) = report.results.values()
+    return setting
+
+
+def _interval(est: float, low: float, high: float, digits: int = 2) -> str:
+    return f"{est:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _quoted(readme: str, expected: str) -> None:
+    assert expected.replace("−", "-") in readme, (
+        f"the README should say {expected!r} (what lawfit report computes from {DATA.name}); "
+        "update its 'The shipped data' section after merging new cells"
+    )
+
+
+def test_cell_counts(readme, report):
+    status = next(x for kind, x in report.blocks if kind == "p" and "The sweep has" in x)
+    total, done = re.search(r"The sweep has (\d+) cells: (\d+) finished", status).groups()
+    _quoted(readme, f"{done} of its {total} cells")
+    if int(done) < int(total):
+        _quoted(readme, "It is PARTIAL")
+
+
+def test_the_law_and_its_intervals(readme, results):
+    law = results["law"]
+    ci, _, _ = preferred_interval(law)
+    a, b = (ci.loc[p] for p in ("alpha", "beta"))
+    alpha = _interval(law.params["alpha"], a["low"], a["high"])
+    beta = _interval(law.params["beta"], b["low"], b["high"])
+    _quoted(readme, f"on the {law.n_obs} unmemorized SFT cells: α = {alpha}, β = {beta}")
+    _quoted(readme, f"R² = {law.r2:.3f}")
+    diff = law.contrast({"alpha": 1, "beta": -1}, cluster="data_seed")
+    text = _interval(diff["estimate"], diff["low"], diff["high"])
+    _quoted(readme, f"α − β = {text} (p = {diff['pvalue']:.2g} on {diff['dof']:.1f} degrees")
+
+
+def test_lack_of_fit(readme, results):
+    lof = lack_of_fit(results["law"])
+    _quoted(
+        readme,
+        f"F = {lof.statistic:.2f} on {lof.df_lack} and {lof.df_pure} dof, p = {lof.pvalue:.2f}",
+    )
+
+
+def test_which_form(readme, results):
+    table = results["compare"].table.set_index("form")
+    _quoted(readme, f"AICc weight {table.loc['saturating', 'weight_aicc']:.2f}")
+
+
+def test_capacity_bits_and_recall_threshold(readme, results):
+    row = results["capacity"].table.set_index("length").loc[512.0]
+    rank = _interval(row["estimate"], row["low"], row["high"], digits=1)
+    _quoted(readme, f"verbatim recall at ℓ = 512 needs rank {rank}")
+    forms = results["capacity_forms"]
+    saturating = forms.table.query("form == 'saturating' and length == 512")["estimate"].item()
+    _quoted(readme, f"{saturating:.1f} under the saturating form")
+    averaged = forms.averaged.set_index("length").loc[512.0, "estimate"]
+    _quoted(readme, f"averaged over the forms by their weights {averaged:.2f}")
+    _quoted(readme, f"up to {results['bits'].max_bits_per_param:.2f} bits per adapter parameter")
+    row = results["transition"].to_dataframe().set_index("quantity").loc["threshold_p_star"]
+    _quoted(readme, f"p* = {_interval(row['estimate'], row['low'], row['high'])}")
+
+
+def test_memft_saving(readme, results):
+    claim = next(c for c in results["memft_claims"] if c.startswith("memft_ot"))
+    saving = re.search(r"rank saving (-?[\d.]+)% \[(-?[\d.]+)%, (-?[\d.]+)%\]", claim).groups()
+    est, low, high = (f"{float(x):.1f} %" for x in saving)
+    _quoted(readme, f"saves {est} [{low}, {high}] of the rank")
