@@ -53,8 +53,9 @@ class FormSensitivity(ResultProtocol):
     notes : tuple of str
         Forms left out and why; what the spread is and is not.
     flags : tuple of Flag
-        ``form_sensitive`` (info) where the range between forms is wider than 20 % of the
-        average at some query.
+        ``form_sensitive`` (info) where the range between the forms' finite answers is
+        wider than 20 % of the average at some query; ``form_never_reaches`` (info) for
+        each form of weight ≥ :data:`MIN_WEIGHT` whose answer is infinite somewhere.
     """
 
     table: pd.DataFrame
@@ -149,7 +150,7 @@ def capacity_by_form(comparison, *, criterion: str = "aicc", **query) -> FormSen
         quantity=quantity,
         criterion=criterion,
         notes=tuple(notes),
-        flags=_flags(averaged),
+        flags=_flags(averaged, table),
     )
 
 
@@ -192,17 +193,33 @@ def _average(table: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _flags(averaged: pd.DataFrame) -> tuple[Flag, ...]:
-    width = (averaged["high_form"] - averaged["low_form"]) / averaged["estimate"]
-    if not np.any(width > 0.2):
-        return ()
-    at = averaged.iloc[int(np.nanargmax(width.to_numpy(float)))]
-    return (
-        Flag(
-            "form_sensitive",
-            f"the forms' answers span {100 * float(np.nanmax(width)):.0f} % of their average "
-            f"at {at.index[0]} = {at.iloc[0]:g}: the form, not only its parameters, sets the "
-            "answer there",
-            "info",
-        ),
-    )
+def _flags(averaged: pd.DataFrame, table: pd.DataFrame) -> tuple[Flag, ...]:
+    """``form_sensitive`` where the finite answers spread; ``form_never_reaches`` per such form."""
+    by = _query_column(table)
+    weighty = table[table["weight"] >= MIN_WEIGHT]
+    finite = weighty[np.isfinite(weighty["estimate"])].groupby(by)["estimate"]
+    width = ((finite.max() - finite.min()) / averaged.set_index(by)["estimate"]).dropna()
+    flags = []
+    if len(width) and width.max() > 0.2:
+        flags.append(
+            Flag(
+                "form_sensitive",
+                f"the forms' finite answers span {100 * width.max():.0f} % of their average "
+                f"at {by} = {width.idxmax():g}: the form, not only its parameters, sets the "
+                "answer there",
+                "info",
+            )
+        )
+    for form, rows in weighty[~np.isfinite(weighty["estimate"])].groupby("form", sort=False):
+        at = rows[by].to_numpy(float)
+        where = f"{at.min():g}" if len(at) == 1 else f"{at.min():g}-{at.max():g}"
+        flags.append(
+            Flag(
+                "form_never_reaches",
+                f"{form} (weight {rows['weight'].iloc[0]:.2g}) never reaches the target at "
+                f"{by} = {where} under its fit (answer inf): it is left out of the average, "
+                "whose weights are renormalised over the other forms (weight_finite)",
+                "info",
+            )
+        )
+    return tuple(flags)

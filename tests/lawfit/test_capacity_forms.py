@@ -97,9 +97,27 @@ def test_a_wide_spread_between_forms_is_flagged(saturating):
             "estimate": [5.0, 5.2, 30.0, 60.0],
         }
     )
-    (flag,) = _flags(_average(table, "length"))
+    (flag,) = _flags(_average(table, "length"), table)
     assert flag.code == "form_sensitive" and "length = 4096" in flag.message
-    assert not _flags(_average(table.iloc[:2], "length"))  # 4 % apart: no flag
+    assert not _flags(_average(table.iloc[:2], "length"), table.iloc[:2])  # 4 % apart: no flag
+
+
+def test_a_form_that_never_reaches_the_target_is_named_not_read_as_a_spread():
+    # c saturates below the target (inf) at both lengths; a and b agree within 4 %
+    table = pd.DataFrame(
+        {
+            "form": ["a", "b", "c"] * 2,
+            "weight": [0.5, 0.45, 0.05] * 2,
+            "length": [512.0] * 3 + [1024.0] * 3,
+            "estimate": [5.0, 5.2, np.inf, 9.0, 9.3, np.inf],
+        }
+    )
+    averaged = _average(table, "length")
+    assert math.isinf(averaged["high_form"].iloc[0])  # the table still shows c's answer
+    (flag,) = _flags(averaged, table)
+    assert flag.code == "form_never_reaches" and "length = 512-1024" in flag.message
+    assert flag.message.startswith("c (weight 0.05)")
+    assert not _flags(averaged, table.assign(weight=[0.5, 0.495, 0.005] * 2))  # c too light
 
 
 def test_bad_requests_are_refused_before_any_work(saturating):
