@@ -22,6 +22,7 @@ form for fitting noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,8 @@ class LackOfFit(ResultProtocol):
         what the pure error is the scatter over. A form that reads ``loss_before`` has
         only ``seed`` replicates, so its lack of fit also holds the scatter between target
         sequences that the power law counts as pure error.
+    within : tuple of str
+        Columns the replicates of a point were also required to share (``within=``).
     notes : tuple of str
         What the replicates are and what the test assumes.
     flags : tuple of Flag
@@ -79,6 +82,7 @@ class LackOfFit(ResultProtocol):
     df_lack: int
     df_pure: int
     replicates: tuple[str, ...] = ()
+    within: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     flags: tuple[Flag, ...] = field(default=())
 
@@ -107,7 +111,7 @@ class LackOfFit(ResultProtocol):
         return self._summary_text("\n".join(out))
 
 
-def lack_of_fit(result) -> LackOfFit:
+def lack_of_fit(result, *, within: Sequence[str] = ()) -> LackOfFit:
     """Test whether a fitted law misses its design points by more than their replicate scatter.
 
     Cells that share every input of the form (``rank`` and ``length`` for the power law;
@@ -121,6 +125,12 @@ def lack_of_fit(result) -> LackOfFit:
     result : lawfit.FitResult
         A least-squares fit (``loss="l2"``) of one group; select one from a grouped fit
         with ``results.sel(...)``.
+    within : sequence of str
+        Columns that the replicates of a point must share as well. ``("data_seed",)``
+        makes the pure error the scatter between initialisation seeds on one target
+        sequence and moves the scatter between sequences into the lack of fit: the footing
+        on which a form that reads ``loss_before`` is tested, so that forms compare like
+        with like.
 
     Returns
     -------
@@ -134,10 +144,11 @@ def lack_of_fit(result) -> LackOfFit:
     """
     points, k = _fitted_points(result)
     inputs = list(result.inputs)
-    grouped = points.groupby(inputs, sort=True)
+    within = _check_within(within, points, inputs)
+    grouped = points.groupby(inputs + list(within), sort=True)
     table = _point_table(grouped, result.response)
     n, m = len(points), len(table)
-    _check_design(n, m, inputs)
+    _check_design(n, m, inputs + list(within))
     ss_pure = float(((table["n"] - 1) * table["replicate_sd"].fillna(0.0) ** 2).sum())
     ss_lack = float((table["n"] * table["mean_residual"] ** 2).sum())
     df_lack, df_pure = m - k, n - m
@@ -154,18 +165,22 @@ def lack_of_fit(result) -> LackOfFit:
         df_lack=df_lack,
         df_pure=df_pure,
         replicates=replicates,
-        notes=_notes(replicates, result),
+        within=within,
+        notes=_notes(replicates, result, within),
         flags=_flags(pvalue, df_pure),
     )
 
 
-def lack_of_fit_by_form(fits) -> tuple[pd.DataFrame, dict[str, str]]:
+def lack_of_fit_by_form(fits, *, within: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, str]]:
     """Run :func:`lack_of_fit` on every fit of a comparison; one row per form it can test.
 
     Parameters
     ----------
     fits : mapping of str to lawfit.FitResult, or a lawfit.compare result
         Form name to fit (``comparison.fits``).
+    within : sequence of str
+        Passed to :func:`lack_of_fit` for every form (``("data_seed",)``: every form
+        against the scatter between initialisation seeds on one sequence, like with like).
 
     Returns
     -------
@@ -179,7 +194,7 @@ def lack_of_fit_by_form(fits) -> tuple[pd.DataFrame, dict[str, str]]:
     rows, skipped = [], {}
     for name, res in fits.items():
         try:
-            lof = lack_of_fit(res)
+            lof = lack_of_fit(res, within=within)
         except LawfitError as exc:
             skipped[name] = str(exc)
             continue
@@ -205,6 +220,20 @@ def _fitted_points(result) -> tuple[pd.DataFrame, int]:
             "whose residuals are not least-squares residuals; refit with loss='l2'."
         )
     return points, len(result.param_names)
+
+
+def _check_within(within: Sequence[str], points: pd.DataFrame, inputs: list[str]) -> tuple:
+    """Return ``within`` as a tuple of the columns not already inputs; refuse unknown ones."""
+    if isinstance(within, str):
+        within = (within,)
+    missing = [c for c in within if c not in points]
+    if missing:
+        raise LawfitError(
+            f"within names columns the replicates must share; got {missing}, which the fit's "
+            f"cells do not have (they have {sorted(points.columns)}). Pass one of them, e.g. "
+            "within=('data_seed',)."
+        )
+    return tuple(c for c in within if c not in inputs)
 
 
 def _check_design(n: int, m: int, inputs: list[str]) -> None:
@@ -255,10 +284,11 @@ def _replicate_columns(grouped, points: pd.DataFrame) -> tuple[str, ...]:
     )
 
 
-def _notes(replicates: tuple[str, ...], result) -> tuple[str, ...]:
+def _notes(replicates: tuple[str, ...], result, within: tuple[str, ...]) -> tuple[str, ...]:
     what = " and ".join(replicates) if replicates else "the cells' coordinates"
     return (
-        f"replicates: cells at one ({', '.join(result.inputs)}), differing in {what}; the "
+        f"replicates: cells at one ({', '.join(list(result.inputs) + list(within))}), "
+        f"differing in {what}; the "
         "pure error is their scatter, so a target sequence that shifts all its cells "
         "(lawfit.robust.variance_components) enters it and the point means share it",
         f"assumes the fit's noise model: independent cells with constant variance in its "

@@ -516,7 +516,29 @@ def _lack_of_fit_blocks(cmp) -> list:
         ),
         ("table", table.rename(columns={"replicates": "replicates differ in"})),
     ]
-    return blocks + [("note", f"lack of fit not tested for {f}: {r}") for f, r in skipped.items()]
+    blocks += [("note", f"lack of fit not tested for {f}: {r}") for f, r in skipped.items()]
+    return blocks + _lack_of_fit_within_sequence(cmp, table)
+
+
+def _lack_of_fit_within_sequence(cmp, table: pd.DataFrame) -> list:
+    """Every form on the footing of the forms replicated by seed only, where both kinds exist."""
+    from lawfit.lack_of_fit import lack_of_fit_by_form
+
+    kinds = set(table["replicates"])
+    if "seed" not in kinds or not any("data_seed" in k for k in kinds):
+        return []
+    same, _ = lack_of_fit_by_form(cmp, within=("data_seed",))
+    return [
+        (
+            "p",
+            "Like with like: every form tested with replicates that share their target "
+            "sequence as well (lawfit.lack_of_fit(..., within=('data_seed',))), the footing of "
+            "the forms above replicated by seed only. The pure error is then the scatter "
+            "between initialisation seeds, and the scatter between sequences is misfit for "
+            "every form: here the forms replicated by seed only compare with the others.",
+        ),
+        ("table", same.rename(columns={"replicates": "replicates differ in"})),
+    ]
 
 
 def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:

@@ -268,9 +268,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lack-of-fit",
-        action="store_true",
+        nargs="*",
+        default=None,
+        metavar="WITHIN",
         help="also test the law's misfit at its design points against the scatter of "
-        "replicated cells (lawfit.lack_of_fit; an F test)",
+        "replicated cells (lawfit.lack_of_fit; an F test); columns after it are what "
+        "replicates must also share (data_seed: the scatter between initialisation seeds on "
+        "one target sequence)",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
     p.set_defaults(func=run)
@@ -322,9 +326,10 @@ def run(args) -> int:
         _print_points(res, args.at, args.level, args.cluster, args.in_cluster)
     if args.shared:
         _print_shared(args, ds, exclude)
-    if args.lack_of_fit:
+    if args.lack_of_fit is not None:
         for where, one in _each_fit(res):
-            print(f"\nlack of fit{where}:\n{lawfit.lack_of_fit(one).summary()}")
+            lof = lawfit.lack_of_fit(one, within=args.lack_of_fit)
+            print(f"\nlack of fit{where}:\n{lof.summary()}")
     if args.json:
         res.save(args.json)
         print(f"saved {args.json}")

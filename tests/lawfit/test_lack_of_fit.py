@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+import xarray as xr
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
@@ -79,6 +80,33 @@ def test_names_what_replicates_differ_in_for_forms_with_and_without_loss_before(
     saturating = lawfit.lack_of_fit(lawfit.fit(frame, "saturating", exclude=None))
     assert power.replicates == ("data_seed", "seed") and power.df_pure == 36
     assert saturating.replicates == ("seed",) and saturating.df_pure == 24
+    # within the sequence the power law stands on the saturating form's footing
+    same = lawfit.lack_of_fit(lawfit.fit(frame, exclude=None), within=("data_seed",))
+    assert same.replicates == ("seed",) and same.within == ("data_seed",)
+    assert (same.df_lack, same.df_pure) == (saturating.df_lack, saturating.df_pure)
+
+
+def test_within_moves_the_scatter_between_sequences_into_the_lack_of_fit():
+    # log ΔL linear in log r, log l: pure error within (point, data_seed) is the cell-means
+    # ANOVA of statsmodels with one mean per point and sequence
+    one, two = (_sweep(s, b=0.0, noise_model="multiplicative", seeds=2) for s in (2, 3))
+    lower = two["loss_reduction"] * 0.8
+    two = two.assign(loss_reduction=lower, loss_after=two["loss_before"] - lower)
+    ds = xr.concat([one, two], "data_seed").assign_coords(data_seed=[0, 1])
+    fit = lawfit.fit(ds, form="power_law_no_offset", space="log", exclude=None)
+    res = lawfit.lack_of_fit(fit, within="data_seed")
+    frame = ds["loss_reduction"].to_dataframe().reset_index()
+    frame = frame.assign(y=np.log(frame["loss_reduction"]), lr=np.log(frame["rank"]))
+    frame = frame.assign(ll=np.log(frame["length"]))
+    reduced = smf.ols("y ~ lr + ll", frame).fit()
+    full = smf.ols("y ~ C(rank):C(length):C(data_seed)", frame).fit()
+    table = anova_lm(reduced, full)
+    assert res.statistic == pytest.approx(table["F"].iloc[1], rel=1e-6)
+    assert (res.df_lack, res.df_pure) == (24 - 3, 48 - 24)
+    # a sequence 20 % below the other is noise across sequences, misfit within them
+    assert lawfit.lack_of_fit(fit).pvalue > 0.05 > res.pvalue
+    with pytest.raises(lawfit.LawfitError, match="within names columns"):
+        lawfit.lack_of_fit(fit, within=("sequence",))
 
 
 def test_by_form_tests_every_fit_of_a_comparison_and_says_which_it_cannot():

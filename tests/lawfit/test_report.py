@@ -56,6 +56,7 @@ def test_report_has_every_section(full):
     assert "Lack of fit against the scatter of replicated cells" in md
     assert f"| power_law | {law_lof.statistic:.4g} | {law_lof.df_lack} |" in md
     assert f"lack of fit p = {lawfit.lack_of_fit(res['law']).pvalue:.2g} |" in md  # summary
+    assert "Like with like" not in md  # every form's replicates differ in seed alone
     assert {"compare", "law", "capacity", "bits", "transition", "memft"} <= set(res)
     # the capacity question answered by every compared form, beside the law's own answer
     by_form = res["capacity_forms"].table
@@ -63,6 +64,34 @@ def test_report_has_every_section(full):
     own = by_form[by_form["form"] == "power_law"]["estimate"].to_numpy()
     np.testing.assert_allclose(own, res["capacity"].table["estimate"], rtol=1e-12)
     assert "<table" in rep.to_html() and rep.to_html().startswith("<!DOCTYPE html>")
+
+
+def test_lack_of_fit_compares_forms_on_one_footing_where_replicates_differ():
+    """Sequences (own loss_before) x seeds: forms reading loss_before get seed replicates
+    only, so the report adds every form's test within the sequence."""
+    gen = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        [
+            dict(rank=r, length=n, data_seed=d, seed=s, loss_before=12.0 + d)
+            for r in (1, 2, 4)
+            for n in (128, 256, 512)
+            for d in (0, 1)
+            for s in (0, 1)
+        ]
+    )
+    law = 20.0 * frame["rank"] ** 0.8 * frame["length"] ** -0.6 + 0.5
+    frame["loss_reduction"] = law * np.exp(gen.normal(0, 0.03, len(frame)))
+    frame["loss_after"] = frame["loss_before"] - frame["loss_reduction"]
+    cmp = lawfit.compare(frame, ["power_law", "saturating"], holdout=(), exclude=None)
+    blocks = lawfit.report._lack_of_fit_blocks(cmp)
+    tables = [x for kind, x in blocks if kind == "table"]
+    assert list(tables[0]["replicates differ in"]) == ["data_seed, seed", "seed"]
+    assert any(kind == "p" and x.startswith("Like with like") for kind, x in blocks)
+    same, _ = lawfit.lack_of_fit_by_form(cmp, within=("data_seed",))
+    pd.testing.assert_frame_equal(
+        tables[1], same.rename(columns={"replicates": "replicates differ in"})
+    )
+    assert set(same["replicates"]) == {"seed"} and same["df_pure"].nunique() == 1
 
 
 def test_report_degrades_on_cells_only():
