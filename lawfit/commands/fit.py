@@ -268,13 +268,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lack-of-fit",
-        nargs="*",
-        default=None,
-        metavar="WITHIN",
+        action="store_true",
         help="also test the law's misfit at its design points against the scatter of "
-        "replicated cells (lawfit.lack_of_fit; an F test); columns after it are what "
-        "replicates must also share (data_seed: the scatter between initialisation seeds on "
-        "one target sequence)",
+        "replicated cells (lawfit.lack_of_fit; an F test)",
+    )
+    p.add_argument(
+        "--lack-of-fit-within",
+        nargs="+",
+        default=(),
+        metavar="COL",
+        help="the same test with replicates that also share these columns (data_seed: "
+        "against the scatter between initialisation seeds on one target sequence, the "
+        "footing of a form that reads loss_before); implies --lack-of-fit",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="save the result(s) as JSON")
     p.set_defaults(func=run)
@@ -326,9 +331,9 @@ def run(args) -> int:
         _print_points(res, args.at, args.level, args.cluster, args.in_cluster)
     if args.shared:
         _print_shared(args, ds, exclude)
-    if args.lack_of_fit is not None:
+    if args.lack_of_fit or args.lack_of_fit_within:
         for where, one in _each_fit(res):
-            lof = lawfit.lack_of_fit(one, within=args.lack_of_fit)
+            lof = lawfit.lack_of_fit(one, within=args.lack_of_fit_within)
             print(f"\nlack of fit{where}:\n{lof.summary()}")
     if args.json:
         res.save(args.json)

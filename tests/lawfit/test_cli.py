@@ -77,7 +77,7 @@ def test_fit_lack_of_fit_prints_each_groups_test(nc, capsys):
     lof = lawfit.lack_of_fit(lawfit.fit(ds, exclude=None))
     assert f"F = {lof.statistic:.3g} on ({lof.df_lack}, {lof.df_pure}) dof" in text
     # replicates that must share their seed too: none left, a clear error
-    args = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--lack-of-fit", "seed"]
+    args = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--lack-of-fit-within", "seed"]
     assert main(args) == 2
     assert "no replicated design point" in capsys.readouterr().err
 
