@@ -18,6 +18,14 @@ noise model: constant variance in its fitting space) F follows F(m − k, n − 
 p-value says that the law's form, not noise, makes the residuals. Unlike the comparison of
 forms by AICc, the test needs no alternative form, and unlike R² it does not reward a
 form for fitting noise.
+
+What counts as a replicate sets what the test asks. By default cells at one point may differ
+in target sequence and initialisation, so the pure error is the scatter over content and
+the test asks whether the law describes the average over sequences. With
+``within=("data_seed",)`` replicates must share their sequence: the pure error is the
+optimiser's scatter alone, and the test asks whether each sequence's cells follow the law to
+within it, the only question a form that reads ``loss_before`` (which differs between
+sequences) can be asked; forms compare like with like only on the same footing.
 """
 
 from __future__ import annotations
