@@ -178,8 +178,12 @@ def candidates(
     return pd.DataFrame(rows)
 
 
-def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
-    """SE(α), SE(β) after the first N hours of each order."""
+def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame, now: dict | None) -> pd.DataFrame:
+    """SE(α), SE(β) after the first N hours of each order.
+
+    Before an order's first informative cell finishes, its values are ``now``'s (the
+    finished cells' own standard errors; infinite where they do not identify the law).
+    """
     rows = []
     total = given["hours"].sum()
     for h in [*(c for c in CHECKPOINTS if c < total), total]:
@@ -188,23 +192,34 @@ def compare_orders(greedy: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
             spent = order["hours"].cumsum() <= h + 1e-9
             last = order[spent & order["informative"]].tail(1)
             for col in [c for c in SHOWN_AFTER if c in order]:
-                value = last[col].iloc[0] if len(last) else np.nan
-                unidentified = col.startswith("se_") and not len(last)
-                row[f"{col} ({name})"] = np.inf if unidentified else value
+                if len(last):
+                    row[f"{col} ({name})"] = last[col].iloc[0]
+                else:
+                    unidentified = np.inf if col.startswith("se_") else np.nan
+                    row[f"{col} ({name})"] = (now or {}).get(col, unidentified)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def standard_errors_now(used: pd.DataFrame, theta: dict, sigma: float) -> str:
-    """SE(α), SE(β) and their correlation on the finished cells alone (Fisher, as the order)."""
+def standard_errors_now(used: pd.DataFrame, theta: dict, sigma: float) -> dict | None:
+    """SE(α), SE(β) and their correlation on the finished cells alone (Fisher, as the order).
+
+    None where the finished cells hold no more distinct points than the law has parameters.
+    """
     from lawfit.design import form_jacobian, parameter_se
 
     form = lawfit.get_form("power_law")
     if len(set(zip(used["rank"], used["length"], strict=True))) <= len(form.params):
-        return "not identified yet (no more distinct points than parameters)"
+        return None
     J = form_jacobian(form, used, theta) / sigma
-    se = parameter_se(J.T @ J, form.params, ("alpha", "beta"))
-    return f"alpha {se['se_alpha']:.3g}, beta {se['se_beta']:.3g}, corr {se['corr']:+.3f}"
+    return parameter_se(J.T @ J, form.params, ("alpha", "beta"))
+
+
+def describe_now(now: dict | None) -> str:
+    """One line for :func:`standard_errors_now`'s answer."""
+    if now is None:
+        return "not identified yet (no more distinct points than parameters)"
+    return f"alpha {now['se_alpha']:.3g}, beta {now['se_beta']:.3g}, corr {now['corr']:+.3f}"
 
 
 #: what the design says after each cell (dof: of the cluster-robust interval, lawfit.robust)
@@ -294,13 +309,14 @@ def order_setting(args, ds, config, setting: tuple, keys: list, position: dict, 
     given = lawfit.next_cells("power_law", theta, sigma, used, in_sweep, greedy=False, **kw)
     greedy["cum_hours"] = greedy["hours"].cumsum()
     print(f"finished cells in the fit: {len(used)} (+{len(done) - len(used)} memorized)")
-    print(f"standard errors now: {standard_errors_now(used, theta, sigma)}")
+    now = standard_errors_now(used, theta, sigma)
+    print(f"standard errors now: {describe_now(now)}")
     what = "pending and proposed (in_sweep False)" if extra else "pending"
     print(f"{what} cells in the order of lawfit.next_cells (first {args.top}):")
     shown = [c for c in SHOW if c in greedy] + (["in_sweep"] if extra else [])
     print(render(greedy[shown].head(args.top), args.markdown))
     print("\nstandard errors after the first N single-core hours, by order:")
-    print(render(compare_orders(greedy, given), args.markdown) + "\n")
+    print(render(compare_orders(greedy, given, now), args.markdown) + "\n")
 
 
 def render(frame: pd.DataFrame, as_markdown: bool) -> str:

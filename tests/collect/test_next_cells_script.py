@@ -122,3 +122,26 @@ def test_proposed_sizes_between_neighbours_are_whole_log_scale_midpoints():
     between = importlib.import_module("11_next_cells").between
     assert between([1, 2, 4, 8]) == [3, 6]
     assert between([1, 2]) == [] and between([2, 8]) == [4] and between([4]) == []
+
+
+def test_hours_before_the_first_cell_finishes_read_the_finished_cells_errors():
+    """A first cell of 20 hours: after 5 and 10 hours the design is today's, not empty."""
+    import importlib
+
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, os.path.join(ROOT, "analysis"))
+    script = importlib.import_module("11_next_cells")
+    order = pd.DataFrame(
+        {"hours": [20.0, 2.0], "informative": [True, True], "se_alpha": [0.06, 0.05]}
+        | {"se_beta": [0.05, 0.04], "corr": [0.96, 0.95]}
+    )
+    now = {"se_alpha": 0.078, "se_beta": 0.070, "corr": 0.975}
+    table = script.compare_orders(order, order, now).set_index("hours")
+    assert table.loc[5.0, "se_alpha (next_cells)"] == 0.078
+    assert table.loc[10.0, "corr (sweep order)"] == 0.975
+    assert table.loc[22.0, "se_beta (next_cells)"] == 0.04  # both cells in
+    fresh = script.compare_orders(order, order, None).set_index("hours")
+    assert np.isinf(fresh.loc[5.0, "se_alpha (next_cells)"])
+    assert np.isnan(fresh.loc[5.0, "corr (next_cells)"])
