@@ -527,7 +527,8 @@ def _lack_of_fit_within_sequence(cmp, table: pd.DataFrame) -> list:
     kinds = set(table["replicates"])
     if "seed" not in kinds or not any("data_seed" in k for k in kinds):
         return []
-    same, _ = lack_of_fit_by_form(cmp, within=("data_seed",))
+    same, skipped = lack_of_fit_by_form(cmp, within=("data_seed",))
+    notes = [("note", f"not tested within sequences: {f}: {r}") for f, r in skipped.items()]
     return [
         (
             "p",
@@ -538,6 +539,7 @@ def _lack_of_fit_within_sequence(cmp, table: pd.DataFrame) -> list:
             "every form: here the forms replicated by seed only compare with the others.",
         ),
         ("table", same.rename(columns={"replicates": "replicates differ in"})),
+        *notes,
     ]
 
 
