@@ -343,7 +343,8 @@ def _summary_threshold(res: dict) -> str:
         return "not computed"
     r = row.loc["threshold_p_star"]
     text = f"p* = {r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
-    if any(f.code in ("few_informative_runs", "threshold_not_logistic") for f in pt.flags):
+    unreliable = ("few_informative_runs", "threshold_not_logistic", "one_miss_per_run")
+    if any(f.code in unreliable for f in pt.flags):
         text += " (flagged: interval not reliable, see the section)"
     return text
 

@@ -309,8 +309,9 @@ def threshold_caveats(result) -> list[str]:
     Returns
     -------
     list of str
-        One short text per flag ``few_informative_runs`` or ``threshold_not_logistic``
-        (the same caveats the report gives for p*); empty when neither is raised.
+        One short text per flag ``few_informative_runs``, ``threshold_not_logistic`` or
+        ``one_miss_per_run`` (the same caveats the report gives for p*); empty when none is
+        raised.
     """
     codes = {f.code for f in result.flags}
     tf = result.token_fit
@@ -321,6 +322,8 @@ def threshold_caveats(result) -> list[str]:
         )
     if "threshold_not_logistic" in codes:
         out.append("recall not logistic in logit(p):\nprefer the isotonic crossing")
+    if "one_miss_per_run" in codes:
+        out.append("p* interval too narrow:\none miss per run at most")
     return out
 
 

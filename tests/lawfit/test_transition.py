@@ -179,3 +179,21 @@ def test_a_threshold_located_by_one_run_is_flagged(phonebook):
 def test_many_informative_runs_are_not_flagged(pt_phonebook):
     assert pt_phonebook.token_fit.n_runs_informative >= 5
     assert "few_informative_runs" not in {f.code for f in pt_phonebook.flags}
+
+
+def test_one_miss_per_run_is_flagged_where_each_run_is_one_entry(pt_phonebook):
+    """Long-context runs end their intact prefix at the first miss: at most one miss each.
+
+    The coverage behind the flag's message: benchmarks/threshold_coverage.py --study
+    informative (docs/analyses.md).
+    """
+    assert pt_phonebook.token_fit.max_missed_per_run > 1  # entries of 8 tokens: several
+    assert "one_miss_per_run" not in {f.code for f in pt_phonebook.flags}
+    long = synthetic_token_dataset(p_star=0.1, slope=3.0, rng=2, **GRID)  # one entry per run
+    res = phase_transition(long, bootstrap=50, rng=0, orders=())
+    assert res.token_fit.max_missed_per_run == 1 and res.token_fit.n_runs_informative >= 5
+    flag = next(f for f in res.flags if f.code == "one_miss_per_run")
+    assert "too narrow" in flag.message
+    from lawfit.plotting.transition import threshold_caveats
+
+    assert any("one miss per run" in c for c in threshold_caveats(res))
