@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lawfit import _validate as V
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
@@ -232,16 +233,8 @@ def _fitted_points(result) -> tuple[pd.DataFrame, int]:
 
 def _check_within(within: Sequence[str], points: pd.DataFrame, inputs: list[str]) -> tuple:
     """Return ``within`` as a tuple of the columns not already inputs; refuse unknown ones."""
-    if isinstance(within, str):
-        within = (within,)
-    missing = [c for c in within if c not in points]
-    if missing:
-        raise LawfitError(
-            f"within names columns the replicates must share; got {missing}, which the fit's "
-            f"cells do not have (they have {sorted(points.columns)}). Pass one of them, e.g. "
-            "within=('data_seed',)."
-        )
-    return tuple(c for c in within if c not in inputs)
+    names = V.known_columns(within, points.columns, "within")
+    return tuple(c for c in names if c not in inputs)
 
 
 def _check_design(n: int, m: int, inputs: list[str]) -> None:

@@ -105,7 +105,7 @@ def test_within_moves_the_scatter_between_sequences_into_the_lack_of_fit():
     assert (res.df_lack, res.df_pure) == (24 - 3, 48 - 24)
     # a sequence 20 % below the other is noise across sequences, misfit within them
     assert lawfit.lack_of_fit(fit).pvalue > 0.05 > res.pvalue
-    with pytest.raises(lawfit.LawfitError, match="within names columns"):
+    with pytest.raises(lawfit.LawfitError, match=r"within must be column\(s\) of the data"):
         lawfit.lack_of_fit(fit, within=("sequence",))
 
 
