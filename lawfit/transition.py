@@ -626,19 +626,22 @@ def _quantile_ci(values: np.ndarray, level: float, min_draws: int = 20) -> tuple
     return tuple(float(v) for v in np.quantile(values, [0.5 - level / 2, 0.5 + level / 2]))
 
 
+def _per_run_counts(y: np.ndarray, run_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each run's recalled (1) tokens and its tokens, in the order of its id."""
+    index = np.searchsorted(np.unique(run_id), run_id)
+    return np.bincount(index, weights=y), np.bincount(index)
+
+
 def _informative_runs(y: np.ndarray, run_id: np.ndarray) -> int:
     """Count the runs with both a recalled (1) and a missed (0) token."""
-    runs = np.unique(run_id)
-    hits = np.bincount(np.searchsorted(runs, run_id), weights=y, minlength=runs.size)
-    sizes = np.bincount(np.searchsorted(runs, run_id), minlength=runs.size)
+    hits, sizes = _per_run_counts(y, run_id)
     return int(np.sum((hits > 0) & (hits < sizes)))
 
 
 def _max_missed_per_run(y: np.ndarray, run_id: np.ndarray) -> int:
     """Return the most missed (0) tokens of any one run."""
-    runs = np.unique(run_id)
-    misses = np.bincount(np.searchsorted(runs, run_id), weights=1.0 - y, minlength=runs.size)
-    return int(misses.max()) if misses.size else 0
+    hits, sizes = _per_run_counts(y, run_id)
+    return int((sizes - hits).max()) if sizes.size else 0
 
 
 def _sufficiency(ta: TokenArrays, prefix_ok, tie_tol) -> SufficiencyCheck:
