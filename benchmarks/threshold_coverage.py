@@ -55,10 +55,12 @@ def informative_runs_study(reps: int, bootstrap: int, p_star: float = 0.1) -> pd
         rows.append(
             {
                 "informative": t.n_runs_informative,
-                "bootstrap": t.ci[0] <= p_star <= t.ci[1],
+                "profile": t.ci_profile[0] <= p_star <= t.ci_profile[1],
+                "bootstrap": t.ci_bootstrap[0] <= p_star <= t.ci_bootstrap[1],
                 "delta": t.ci_delta[0] <= p_star <= t.ci_delta[1],
                 "isotonic": t.ci_isotonic[0] <= p_star <= t.ci_isotonic[1],
-                "width": t.ci[1] - t.ci[0],
+                "width_profile": t.ci_profile[1] - t.ci_profile[0],
+                "width": t.ci_bootstrap[1] - t.ci_bootstrap[0],
                 "estimate": t.threshold,
                 "estimate_isotonic": t.threshold_isotonic,
             }
@@ -71,21 +73,23 @@ def print_informative(table: pd.DataFrame) -> None:
     table = table.assign(bin=pd.cut(table["informative"], BINS, labels=LABELS))
     out = table.groupby("bin", observed=True).agg(
         datasets=("informative", "size"),
+        profile=("profile", "mean"),
         bootstrap=("bootstrap", "mean"),
         delta=("delta", "mean"),
         isotonic=("isotonic", "mean"),
+        width_profile=("width_profile", "median"),
         width=("width", "median"),
         estimate=("estimate", "median"),
         estimate_isotonic=("estimate_isotonic", "median"),
     )
-    head = "| informative runs | datasets | coverage: bootstrap | delta | isotonic |"
-    print(head + " median width | median p* | median isotonic |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = "| informative runs | datasets | coverage: profile | bootstrap | delta | isotonic |"
+    print(head + " median width: profile | bootstrap | median p* | median isotonic |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, r in out.iterrows():
         print(
-            f"| {label} | {r['datasets']:.0f} | {r['bootstrap']:.2f} | {r['delta']:.2f} | "
-            f"{r['isotonic']:.2f} | {r['width']:.4f} | {r['estimate']:.4f} | "
-            f"{r['estimate_isotonic']:.4f} |"
+            f"| {label} | {r['datasets']:.0f} | {r['profile']:.2f} | {r['bootstrap']:.2f} | "
+            f"{r['delta']:.2f} | {r['isotonic']:.2f} | {r['width_profile']:.4f} | "
+            f"{r['width']:.4f} | {r['estimate']:.4f} | {r['estimate_isotonic']:.4f} |"
         )
 
 
@@ -105,12 +109,14 @@ def main(argv=None):
         print(f"\n({a.reps} datasets, {time.time() - t0:.0f} s)")
         return
     print(
-        "| planted p* | sufficient | logistic p* (mean) | coverage: bootstrap | delta | "
-        "mean CI width | isotonic crossing (mean) | isotonic coverage | misfit flagged |"
+        "| planted p* | sufficient | logistic p* (mean) | coverage: profile | bootstrap | "
+        "delta | mean CI width: profile | bootstrap | isotonic crossing (mean) | "
+        "isotonic coverage | misfit flagged |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p_star, sufficient in ((0.5, False), (0.3, False), (0.3, True), (0.45, True)):
-        est, cov_b, cov_d, width, iso, cov_i, flag = [], [], [], [], [], [], []
+        est, cov_p, cov_b, cov_d, width_p, width = [], [], [], [], [], []
+        iso, cov_i, flag = [], [], []
         for rep in range(a.reps):
             ds = synthetic_token_dataset(
                 p_star=p_star,
@@ -122,15 +128,18 @@ def main(argv=None):
             )
             t = phase_transition(ds, bootstrap=a.bootstrap, rng=rep, orders=()).token_fit
             est.append(t.threshold)
-            cov_b.append(t.ci[0] <= p_star <= t.ci[1])
+            cov_p.append(t.ci_profile[0] <= p_star <= t.ci_profile[1])
+            cov_b.append(t.ci_bootstrap[0] <= p_star <= t.ci_bootstrap[1])
             cov_d.append(t.ci_delta[0] <= p_star <= t.ci_delta[1])
-            width.append(t.ci[1] - t.ci[0])
+            width_p.append(t.ci_profile[1] - t.ci_profile[0])
+            width.append(t.ci_bootstrap[1] - t.ci_bootstrap[0])
             iso.append(t.threshold_isotonic)
             cov_i.append(t.ci_isotonic[0] <= p_star <= t.ci_isotonic[1])
             flag.append(not (t.ci_difference[0] <= 0 <= t.ci_difference[1]))
         print(
-            f"| {p_star} | {sufficient} | {np.mean(est):.4f} | {np.mean(cov_b):.2f} | "
-            f"{np.mean(cov_d):.2f} | {np.mean(width):.4f} | {np.nanmean(iso):.4f} | "
+            f"| {p_star} | {sufficient} | {np.mean(est):.4f} | {np.mean(cov_p):.2f} | "
+            f"{np.mean(cov_b):.2f} | {np.mean(cov_d):.2f} | {np.mean(width_p):.4f} | "
+            f"{np.mean(width):.4f} | {np.nanmean(iso):.4f} | "
             f"{np.mean(cov_i):.2f} | {np.mean(flag):.2f} |"
         )
     print(f"\n({a.reps} datasets per row, {time.time() - t0:.0f} s)")

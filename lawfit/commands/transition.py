@@ -39,6 +39,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--beta", type=float, default=None, help="fix the length exponent of the capacity variable"
     )
+    p.add_argument(
+        "--threshold-interval",
+        choices=["profile", "bootstrap", "delta"],
+        default="profile",
+        help="interval of p*: profile likelihood (default; it held its level on simulated "
+        "long-context data), run bootstrap or run-clustered delta method; all three are "
+        "in the table",
+    )
     cli.add_csv_arg(p, "tidy table")
     p.set_defaults(func=run)
     return p
@@ -55,4 +63,5 @@ def run(args) -> int:
         cascade_unit=args.unit,
         capacity=args.capacity,
         beta=args.beta,
+        threshold_interval=args.threshold_interval,
     )

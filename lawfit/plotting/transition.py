@@ -323,7 +323,7 @@ def threshold_caveats(result) -> list[str]:
     if "threshold_not_logistic" in codes:
         out.append("recall not logistic in logit(p):\nprefer the isotonic crossing")
     if "one_miss_per_run" in codes:
-        out.append("p* interval too narrow:\none miss per run at most")
+        out.append(f"p* {tf.ci_method} interval\ntoo narrow: one miss per run")
     return out
 
 

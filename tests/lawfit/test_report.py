@@ -138,7 +138,9 @@ def test_cli_report_and_commands(full, tmp_path, capsys):
     assert main(["compare", str(path), "--sel", "objective=sft", "--no-holdout"]) == 0
     assert "best:" in capsys.readouterr().out
     assert main(["transition", str(path), "--bootstrap", "20"]) == 0
-    assert "threshold p*" in capsys.readouterr().out
+    assert "(95% profile-likelihood)" in capsys.readouterr().out
+    assert main(["transition", str(path), "--bootstrap", "0", "--threshold-interval", "delta"]) == 0
+    assert "(95% delta (run-clustered))" in capsys.readouterr().out
     csv = tmp_path / "p.csv"
     assert (
         main(

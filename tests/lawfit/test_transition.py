@@ -184,16 +184,54 @@ def test_many_informative_runs_are_not_flagged(pt_phonebook):
 def test_one_miss_per_run_is_flagged_where_each_run_is_one_entry(pt_phonebook):
     """Long-context runs end their intact prefix at the first miss: at most one miss each.
 
-    The coverage behind the flag's message: benchmarks/threshold_coverage.py --study
-    informative (docs/analyses.md).
+    There the bootstrap and delta intervals are too narrow and the profile interval held its
+    level (benchmarks/threshold_coverage.py --study informative, docs/analyses.md), so
+    only the first two are flagged.
     """
     assert pt_phonebook.token_fit.max_missed_per_run > 1  # entries of 8 tokens: several
     assert "one_miss_per_run" not in {f.code for f in pt_phonebook.flags}
     long = synthetic_token_dataset(p_star=0.1, slope=3.0, rng=2, **GRID)  # one entry per run
-    res = phase_transition(long, bootstrap=50, rng=0, orders=())
-    assert res.token_fit.max_missed_per_run == 1 and res.token_fit.n_runs_informative >= 5
+    profile = phase_transition(long, bootstrap=50, rng=0, orders=())
+    assert profile.token_fit.max_missed_per_run == 1
+    assert profile.token_fit.n_runs_informative >= 5
+    assert "one_miss_per_run" not in {f.code for f in profile.flags}
+    res = phase_transition(long, bootstrap=50, rng=0, orders=(), threshold_interval="bootstrap")
     flag = next(f for f in res.flags if f.code == "one_miss_per_run")
-    assert "too narrow" in flag.message
+    assert "too narrow" in flag.message and "threshold_interval='profile'" in flag.message
     from lawfit.plotting.transition import threshold_caveats
 
     assert any("one miss per run" in c for c in threshold_caveats(res))
+    assert not any("one miss per run" in c for c in threshold_caveats(profile))
+
+
+@pytest.mark.parametrize(
+    ("which", "field", "method"),
+    [
+        ("profile", "ci_profile", "profile-likelihood"),
+        ("bootstrap", "ci_bootstrap", "bootstrap-percentile (runs)"),
+        ("delta", "ci_delta", "delta (run-clustered)"),
+    ],
+)
+def test_the_threshold_interval_is_the_one_asked_for(phonebook, which, field, method):
+    res = phase_transition(phonebook, bootstrap=50, rng=0, orders=(), threshold_interval=which)
+    t = res.token_fit
+    assert res.threshold_ci == getattr(t, field) and t.ci_method == method
+    table = res.to_dataframe().set_index("quantity")
+    assert (table.loc["threshold_p_star", ["low", "high"]] == list(t.ci)).all()
+    for kind, ci in (("profile", t.ci_profile), ("run_bootstrap", t.ci_bootstrap)):
+        assert tuple(table.loc[f"threshold_p_star_{kind}", ["low", "high"]]) == ci
+    # the three intervals differ, and each holds the estimate
+    assert len({t.ci_profile, t.ci_bootstrap, t.ci_delta}) == 3
+    for lo, hi in (t.ci_profile, t.ci_bootstrap, t.ci_delta):
+        assert lo < t.threshold < hi
+
+
+def test_bootstrap_interval_without_replicates_falls_back_to_delta(phonebook):
+    t = phase_transition(phonebook, bootstrap=0, orders=(), threshold_interval="bootstrap")
+    assert t.token_fit.ci_method == "delta (run-clustered)"
+    assert t.threshold_ci == t.token_fit.ci_delta
+
+
+def test_an_unknown_threshold_interval_is_refused_before_any_work(phonebook):
+    with pytest.raises(LawfitError, match="threshold_interval.*'profile', 'bootstrap', 'delta'"):
+        phase_transition(phonebook, threshold_interval="wald")
