@@ -59,6 +59,9 @@ def informative_runs_study(reps: int, bootstrap: int, p_star: float = 0.1) -> pd
                 "bootstrap": t.ci_bootstrap[0] <= p_star <= t.ci_bootstrap[1],
                 "delta": t.ci_delta[0] <= p_star <= t.ci_delta[1],
                 "isotonic": t.ci_isotonic[0] <= p_star <= t.ci_isotonic[1],
+                "isotonic_bootstrap": t.ci_isotonic_bootstrap[0]
+                <= p_star
+                <= t.ci_isotonic_bootstrap[1],
                 "width_profile": t.ci_profile[1] - t.ci_profile[0],
                 "width": t.ci_bootstrap[1] - t.ci_bootstrap[0],
                 "estimate": t.threshold,
@@ -77,18 +80,21 @@ def print_informative(table: pd.DataFrame) -> None:
         bootstrap=("bootstrap", "mean"),
         delta=("delta", "mean"),
         isotonic=("isotonic", "mean"),
+        isotonic_bootstrap=("isotonic_bootstrap", "mean"),
         width_profile=("width_profile", "median"),
         width=("width", "median"),
         estimate=("estimate", "median"),
         estimate_isotonic=("estimate_isotonic", "median"),
     )
-    head = "| informative runs | datasets | coverage: profile | bootstrap | delta | isotonic |"
-    print(head + " median width: profile | bootstrap | median p* | median isotonic |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    head = "| informative runs | datasets | coverage: profile | bootstrap | delta | isotonic LR |"
+    head += " isotonic bootstrap | median width: profile | bootstrap | median p* |"
+    print(head + " median isotonic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, r in out.iterrows():
         print(
             f"| {label} | {r['datasets']:.0f} | {r['profile']:.2f} | {r['bootstrap']:.2f} | "
-            f"{r['delta']:.2f} | {r['isotonic']:.2f} | {r['width_profile']:.4f} | "
+            f"{r['delta']:.2f} | {r['isotonic']:.2f} | {r['isotonic_bootstrap']:.2f} | "
+            f"{r['width_profile']:.4f} | "
             f"{r['width']:.4f} | {r['estimate']:.4f} | {r['estimate_isotonic']:.4f} |"
         )
 
@@ -111,12 +117,12 @@ def main(argv=None):
     print(
         "| planted p* | sufficient | logistic p* (mean) | coverage: profile | bootstrap | "
         "delta | mean CI width: profile | bootstrap | isotonic crossing (mean) | "
-        "isotonic coverage | misfit flagged |"
+        "isotonic coverage: LR | bootstrap | misfit flagged |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p_star, sufficient in ((0.5, False), (0.3, False), (0.3, True), (0.45, True)):
         est, cov_p, cov_b, cov_d, width_p, width = [], [], [], [], [], []
-        iso, cov_i, flag = [], [], []
+        iso, cov_i, cov_ib, flag = [], [], [], []
         for rep in range(a.reps):
             ds = synthetic_token_dataset(
                 p_star=p_star,
@@ -135,12 +141,13 @@ def main(argv=None):
             width.append(t.ci_bootstrap[1] - t.ci_bootstrap[0])
             iso.append(t.threshold_isotonic)
             cov_i.append(t.ci_isotonic[0] <= p_star <= t.ci_isotonic[1])
+            cov_ib.append(t.ci_isotonic_bootstrap[0] <= p_star <= t.ci_isotonic_bootstrap[1])
             flag.append(not (t.ci_difference[0] <= 0 <= t.ci_difference[1]))
         print(
             f"| {p_star} | {sufficient} | {np.mean(est):.4f} | {np.mean(cov_p):.2f} | "
             f"{np.mean(cov_b):.2f} | {np.mean(cov_d):.2f} | {np.mean(width_p):.4f} | "
             f"{np.mean(width):.4f} | {np.nanmean(iso):.4f} | "
-            f"{np.mean(cov_i):.2f} | {np.mean(flag):.2f} |"
+            f"{np.mean(cov_i):.2f} | {np.mean(cov_ib):.2f} | {np.mean(flag):.2f} |"
         )
     print(f"\n({a.reps} datasets per row, {time.time() - t0:.0f} s)")
 

@@ -32,7 +32,7 @@ from lawfit._tokens import (
     sigmoid,
     token_arrays,
 )
-from lawfit.crossing_profile import crossing_interval
+from lawfit.crossing_profile import crossing_interval, isotonic_crossing_interval
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import Flag
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
+_BOOT = "bootstrap-percentile (runs)"
 #: Fewer runs than this with both recalled and missed tokens: the threshold's interval is
 #: flagged as unreliable (simulated: the profile interval covered 83 % at 1-2 such runs).
 MIN_INFORMATIVE_RUNS = 5
@@ -101,8 +102,14 @@ class ThresholdFit:
         logistic p*, it is not biased by the jump of the recall curve to 1 at
         p = 0.5 that sufficiency forces.
     ci_isotonic : tuple of float
-        Bootstrap percentile interval of ``threshold_isotonic`` (runs resampled);
-        NaN without bootstrap.
+        Model-free interval of ``threshold_isotonic``: the gaps between tokens where the
+        likelihood-ratio test of a 50 % recall rate under monotonicity is not rejected
+        (:func:`lawfit.crossing_profile.isotonic_crossing_interval`, Banerjee-Wellner
+        cutoff). On simulated long-context data it covered where the bootstrap did not
+        (docs/analyses.md). NaN at a level outside 0.5-0.995.
+    ci_isotonic_bootstrap : tuple of float
+        Bootstrap percentile interval of ``threshold_isotonic`` (runs resampled); NaN
+        without bootstrap.
     ci_difference : tuple of float
         Paired bootstrap interval of ``threshold − threshold_isotonic`` (both computed
         on each resample). When it excludes 0 the logistic is misspecified and
@@ -142,6 +149,7 @@ class ThresholdFit:
     max_missed_per_run: int = 0
     ci_profile: tuple[float, float] = (math.nan, math.nan)
     ci_bootstrap: tuple[float, float] = (math.nan, math.nan)
+    ci_isotonic_bootstrap: tuple[float, float] = (math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -342,19 +350,15 @@ class PhaseTransitionResult(ResultProtocol):
             rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
             for kind, ci, method in (
                 ("profile", t.ci_profile, "profile-likelihood"),
-                ("run_bootstrap", t.ci_bootstrap, "bootstrap-percentile (runs)"),
+                ("run_bootstrap", t.ci_bootstrap, _BOOT),
                 ("delta", t.ci_delta, "delta (run-clustered)"),
             ):
                 rows.append((f"threshold_p_star_{kind}", t.threshold, *ci, t.n_tokens, method))
-            rows.append(
-                (
-                    "threshold_isotonic",
-                    t.threshold_isotonic,
-                    *t.ci_isotonic,
-                    t.n_tokens,
-                    "isotonic 50% crossing, bootstrap-percentile (runs)",
-                )
-            )
+            for name, ci, method in (
+                ("threshold_isotonic", t.ci_isotonic, "likelihood ratio (monotone)"),
+                ("threshold_isotonic_run_bootstrap", t.ci_isotonic_bootstrap, _BOOT),
+            ):
+                rows.append((name, t.threshold_isotonic, *ci, t.n_tokens, method))
             rows.append(("p_value_p_star_eq_0.5", t.pvalue, np.nan, np.nan, t.n_runs, "wald"))
             rows.append(("logit_slope", t.slope, np.nan, np.nan, t.n_tokens, ""))
         s = self.sufficiency
@@ -420,7 +424,8 @@ class PhaseTransitionResult(ResultProtocol):
                 out.append(f"  {t.n_boot_failed}/{t.n_boot} bootstrap replicates failed")
             out.append(
                 f"model-free (isotonic) 50% crossing = {t.threshold_isotonic:.4f} "
-                f"[{t.ci_isotonic[0]:.4f}, {t.ci_isotonic[1]:.4f}]"
+                f"[{t.ci_isotonic[0]:.4f}, {t.ci_isotonic[1]:.4f}] (likelihood ratio; run "
+                f"bootstrap {_fmt_ci(t.ci_isotonic_bootstrap)})"
             )
         s = self.sufficiency
         if s is not None:
@@ -501,24 +506,23 @@ def _logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10):
 
 
 def _isotonic_crossing(xs: np.ndarray, ys: np.ndarray, ws: np.ndarray) -> float:
-    """50 % crossing (in x) of the weighted isotonic regression of ys on sorted xs."""
+    """50 % crossing (in x) of the weighted isotonic regression of ys on sorted xs.
+
+    The crossing lies in the gap where the fitted step function jumps across 0.5, linearly
+    interpolated between the two tokens on either side of it by their fitted values, so it
+    is where the monotone likelihood ratio of ``P(recall) = 0.5`` is 0 and always inside
+    :func:`lawfit.crossing_profile.isotonic_crossing_interval`. NaN where the fit is at
+    or above 0.5 from the first token, or below it throughout.
+    """
     keep = ws > 0
     xs, ys, ws = xs[keep], ys[keep], ws[keep]
     if xs.size < 2:
         return math.nan
-    res = optimize.isotonic_regression(ys, weights=ws, increasing=True)
-    fit, blocks = res.x, res.blocks
-    starts, ends = blocks[:-1], blocks[1:]
-    wsum = np.add.reduceat(ws, starts)
-    xc = np.add.reduceat(ws * xs, starts) / wsum  # weighted centre of each block
-    val = fit[starts]
-    if val[0] >= 0.5:
-        return float(xc[0]) if val.size == 1 else math.nan
-    if val[-1] < 0.5:
+    fit = optimize.isotonic_regression(ys, weights=ws, increasing=True).x
+    if fit[0] >= 0.5 or fit[-1] < 0.5:
         return math.nan
-    j = int(np.argmax(val >= 0.5))
-    x0, x1, v0, v1 = xc[j - 1], xc[j], val[j - 1], val[j]
-    _ = ends
+    j = int(np.argmax(fit >= 0.5))
+    x0, x1, v0, v1 = xs[j - 1], xs[j], fit[j - 1], fit[j]
     return float(x0 + (0.5 - v0) * (x1 - x0) / (v1 - v0))
 
 
@@ -584,7 +588,8 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, opts: _TokenOptions) -> Threshold
         n_runs_informative=_informative_runs(y, run_id),
         max_missed_per_run=_max_missed_per_run(y, run_id),
         threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
-        ci_isotonic=_quantile_ci(sigmoid(iso_draws[np.isfinite(iso_draws)]), opts.level),
+        ci_isotonic=tuple(float(sigmoid(v)) for v in isotonic_crossing_interval(x, y, opts.level)),
+        ci_isotonic_bootstrap=_quantile_ci(sigmoid(iso_draws[np.isfinite(iso_draws)]), opts.level),
         ci_difference=_quantile_ci(diff[np.isfinite(diff)], opts.level),
         ci_profile=ci_profile,
         ci_bootstrap=ci_boot,
@@ -599,7 +604,7 @@ def _chosen_interval(which: str, profile, bootstrap, delta) -> tuple[tuple[float
     if which == "profile":
         return profile, "profile-likelihood"
     if which == "bootstrap" and np.isfinite(bootstrap[0]):
-        return bootstrap, "bootstrap-percentile (runs)"
+        return bootstrap, _BOOT
     return delta, "delta (run-clustered)"
 
 

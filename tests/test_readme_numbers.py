@@ -97,8 +97,11 @@ def test_capacity_bits_and_recall_threshold(readme, results):
     averaged = forms.averaged.set_index("length").loc[512.0, "estimate"]
     _quoted(readme, f"averaged over the forms by their weights {averaged:.2f}")
     _quoted(readme, f"up to {results['bits'].max_bits_per_param:.2f} bits per adapter parameter")
-    row = results["transition"].to_dataframe().set_index("quantity").loc["threshold_p_star"]
+    table = results["transition"].to_dataframe().set_index("quantity")
+    row = table.loc["threshold_p_star"]
     _quoted(readme, f"p* = {_interval(row['estimate'], row['low'], row['high'])}")
+    row = table.loc["threshold_isotonic"]
+    _quoted(readme, f"model-free {_interval(row['estimate'], row['low'], row['high'])}")
 
 
 def test_memft_saving(readme, results):

@@ -8,7 +8,14 @@ import pytest
 from scipy import stats
 from scipy.special import expit
 
-from lawfit.crossing_profile import crossing_interval, profile_loglik
+from lawfit.crossing_profile import (
+    constrained_isotonic_lr,
+    crossing_interval,
+    isotonic_crossing_interval,
+    isotonic_lr_by_split,
+    monotone_lr_quantile,
+    profile_loglik,
+)
 
 
 def _mle(x, y):
@@ -81,3 +88,30 @@ def test_the_interval_holds_its_level_with_one_miss_per_run():
         covered += low <= truth <= high
     # binomial SD at 0.95 with 300 datasets: 1.3 points; the band is about 3 SD wide
     assert 0.91 <= covered / reps <= 0.99
+
+
+def test_the_online_likelihood_ratio_equals_the_direct_one_at_every_split():
+    gen = np.random.default_rng(3)
+    for n in (1, 2, 7, 60, 400):
+        x = np.sort(gen.normal(size=n))
+        y = (gen.random(n) < expit(2 * x)).astype(float)
+        direct = [constrained_isotonic_lr(y, k) for k in range(n + 1)]
+        np.testing.assert_allclose(isotonic_lr_by_split(y), direct, atol=1e-9)
+
+
+def test_the_monotone_cutoff_matches_the_published_quantile():
+    # Banerjee & Wellner (2001): the 0.95 quantile of their limit law D is 2.286
+    assert monotone_lr_quantile(0.95) == pytest.approx(2.286, abs=0.03)
+    assert monotone_lr_quantile(0.9) < monotone_lr_quantile(0.95) < stats.chi2.ppf(0.95, 1)
+    assert math.isnan(monotone_lr_quantile(0.999))
+
+
+def test_the_isotonic_interval_holds_its_level_with_one_miss_per_run():
+    """Model-free: no logistic shape assumed, the monotone likelihood ratio inverted."""
+    gen = np.random.default_rng(4)
+    truth, covered, reps = -2.2, 0, 300
+    for _ in range(reps):
+        x, y = _one_miss_runs(gen, crossing=truth)
+        low, high = isotonic_crossing_interval(x, y, 0.95)
+        covered += low <= truth <= high
+    assert 0.91 <= covered / reps <= 0.995
