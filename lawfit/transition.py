@@ -98,7 +98,8 @@ class ThresholdFit:
         Bootstrap draws of p* (NaN for failed replicates).
     threshold_isotonic : float
         Model-free 50 % crossing of the isotonic (monotone) regression of recall on
-        ``logit(p_after)``, linearly interpolated between block centres. Unlike the
+        ``logit(p_after)``, where the fitted step jumps across 0.5 (interpolated between
+        the two tokens on either side by their fitted values). Unlike the
         logistic p*, it is not biased by the jump of the recall curve to 1 at
         p = 0.5 that sufficiency forces.
     ci_isotonic : tuple of float
