@@ -49,7 +49,12 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
-_BOOT = "bootstrap-percentile (runs)"
+#: ``ci_method`` names of the three intervals of p* (one place for each).
+_PROFILE, _BOOT, _DELTA = (
+    "profile-likelihood",
+    "bootstrap-percentile (runs)",
+    "delta (run-clustered)",
+)
 #: Fewer runs than this with both recalled and missed tokens: the threshold's interval is
 #: flagged as unreliable (simulated: the profile interval covered 83 % at 1-2 such runs).
 MIN_INFORMATIVE_RUNS = 5
@@ -350,9 +355,9 @@ class PhaseTransitionResult(ResultProtocol):
         if t is not None:
             rows.append(("threshold_p_star", t.threshold, *t.ci, t.n_tokens, t.ci_method))
             for kind, ci, method in (
-                ("profile", t.ci_profile, "profile-likelihood"),
+                ("profile", t.ci_profile, _PROFILE),
                 ("run_bootstrap", t.ci_bootstrap, _BOOT),
-                ("delta", t.ci_delta, "delta (run-clustered)"),
+                ("delta", t.ci_delta, _DELTA),
             ):
                 rows.append((f"threshold_p_star_{kind}", t.threshold, *ci, t.n_tokens, method))
             for name, ci, method in (
@@ -567,7 +572,7 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, opts: _TokenOptions) -> Threshold
         ci_boot = _quantile_ci(ok, opts.level)
         side = np.mean(ok >= 0.5) if sigmoid(xs) < 0.5 else np.mean(ok <= 0.5)
         pboot = float(min(1.0, 2 * side))
-    ci_profile = tuple(float(sigmoid(v)) for v in crossing_interval(x, y, xs, opts.level))
+    ci_profile = _on_p_scale(crossing_interval(x, y, xs, opts.level))
     ci, ci_method = _chosen_interval(opts.threshold_interval, ci_profile, ci_boot, ci_delta)
     diff = draws - sigmoid(iso_draws)  # paired: same resample
     return ThresholdFit(
@@ -589,12 +594,17 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, opts: _TokenOptions) -> Threshold
         n_runs_informative=_informative_runs(y, run_id),
         max_missed_per_run=_max_missed_per_run(y, run_id),
         threshold_isotonic=float(sigmoid(iso)) if np.isfinite(iso) else math.nan,
-        ci_isotonic=tuple(float(sigmoid(v)) for v in isotonic_crossing_interval(x, y, opts.level)),
+        ci_isotonic=_on_p_scale(isotonic_crossing_interval(x, y, opts.level)),
         ci_isotonic_bootstrap=_quantile_ci(sigmoid(iso_draws[np.isfinite(iso_draws)]), opts.level),
         ci_difference=_quantile_ci(diff[np.isfinite(diff)], opts.level),
         ci_profile=ci_profile,
         ci_bootstrap=ci_boot,
     )
+
+
+def _on_p_scale(interval: tuple[float, float]) -> tuple[float, float]:
+    """Map an interval of logit p to p."""
+    return tuple(float(sigmoid(v)) for v in interval)
 
 
 def _chosen_interval(which: str, profile, bootstrap, delta) -> tuple[tuple[float, float], str]:
@@ -603,10 +613,10 @@ def _chosen_interval(which: str, profile, bootstrap, delta) -> tuple[tuple[float
     ``"bootstrap"`` without usable replicates falls back to the delta method.
     """
     if which == "profile":
-        return profile, "profile-likelihood"
+        return profile, _PROFILE
     if which == "bootstrap" and np.isfinite(bootstrap[0]):
         return bootstrap, _BOOT
-    return delta, "delta (run-clustered)"
+    return delta, _DELTA
 
 
 def _token_data(ta: TokenArrays, prefix_ok) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1243,7 +1253,7 @@ def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
                 "recall is partial).",
             )
         )
-    if thr.max_missed_per_run == 1 and thr.ci_method != "profile-likelihood":
+    if thr.max_missed_per_run == 1 and thr.ci_method != _PROFILE:
         flags.append(
             Flag(
                 "one_miss_per_run",
