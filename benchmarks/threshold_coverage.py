@@ -66,6 +66,7 @@ def informative_runs_study(reps: int, bootstrap: int, p_star: float = 0.1) -> pd
                 "width": t.ci_bootstrap[1] - t.ci_bootstrap[0],
                 "estimate": t.threshold,
                 "estimate_isotonic": t.threshold_isotonic,
+                "flagged": "threshold_not_logistic" in {f.code for f in res.flags},
             }
         )
     return pd.DataFrame(rows)
@@ -85,17 +86,19 @@ def print_informative(table: pd.DataFrame) -> None:
         width=("width", "median"),
         estimate=("estimate", "median"),
         estimate_isotonic=("estimate_isotonic", "median"),
+        flagged=("flagged", "mean"),
     )
     head = "| informative runs | datasets | coverage: profile | bootstrap | delta | isotonic LR |"
     head += " isotonic bootstrap | median width: profile | bootstrap | median p* |"
-    print(head + " median isotonic |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(head + " median isotonic | misfit flagged |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, r in out.iterrows():
         print(
             f"| {label} | {r['datasets']:.0f} | {r['profile']:.2f} | {r['bootstrap']:.2f} | "
             f"{r['delta']:.2f} | {r['isotonic']:.2f} | {r['isotonic_bootstrap']:.2f} | "
             f"{r['width_profile']:.4f} | "
-            f"{r['width']:.4f} | {r['estimate']:.4f} | {r['estimate_isotonic']:.4f} |"
+            f"{r['width']:.4f} | {r['estimate']:.4f} | {r['estimate_isotonic']:.4f} | "
+            f"{r['flagged']:.2f} |"
         )
 
 
@@ -117,12 +120,13 @@ def main(argv=None):
     print(
         "| planted p* | sufficient | logistic p* (mean) | coverage: profile | bootstrap | "
         "delta | mean CI width: profile | bootstrap | isotonic crossing (mean) | "
-        "isotonic coverage: LR | bootstrap | misfit flagged |"
+        "isotonic coverage: LR | bootstrap | crossings differ (paired CI) | misfit flagged "
+        "(link test) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p_star, sufficient in ((0.5, False), (0.3, False), (0.3, True), (0.45, True)):
         est, cov_p, cov_b, cov_d, width_p, width = [], [], [], [], [], []
-        iso, cov_i, cov_ib, flag = [], [], [], []
+        iso, cov_i, cov_ib, differ, flag = [], [], [], [], []
         for rep in range(a.reps):
             ds = synthetic_token_dataset(
                 p_star=p_star,
@@ -132,7 +136,8 @@ def main(argv=None):
                 rng=10_000 + rep,
                 **GRID,
             )
-            t = phase_transition(ds, bootstrap=a.bootstrap, rng=rep, orders=()).token_fit
+            res = phase_transition(ds, bootstrap=a.bootstrap, rng=rep, orders=())
+            t = res.token_fit
             est.append(t.threshold)
             cov_p.append(t.ci_profile[0] <= p_star <= t.ci_profile[1])
             cov_b.append(t.ci_bootstrap[0] <= p_star <= t.ci_bootstrap[1])
@@ -142,12 +147,14 @@ def main(argv=None):
             iso.append(t.threshold_isotonic)
             cov_i.append(t.ci_isotonic[0] <= p_star <= t.ci_isotonic[1])
             cov_ib.append(t.ci_isotonic_bootstrap[0] <= p_star <= t.ci_isotonic_bootstrap[1])
-            flag.append(not (t.ci_difference[0] <= 0 <= t.ci_difference[1]))
+            differ.append(not (t.ci_difference[0] <= 0 <= t.ci_difference[1]))
+            flag.append("threshold_not_logistic" in {f.code for f in res.flags})
         print(
             f"| {p_star} | {sufficient} | {np.mean(est):.4f} | {np.mean(cov_p):.2f} | "
             f"{np.mean(cov_b):.2f} | {np.mean(cov_d):.2f} | {np.mean(width_p):.4f} | "
             f"{np.mean(width):.4f} | {np.nanmean(iso):.4f} | "
-            f"{np.mean(cov_i):.2f} | {np.mean(cov_ib):.2f} | {np.mean(flag):.2f} |"
+            f"{np.mean(cov_i):.2f} | {np.mean(cov_ib):.2f} | {np.mean(differ):.2f} | "
+            f"{np.mean(flag):.2f} |"
         )
     print(f"\n({a.reps} datasets per row, {time.time() - t0:.0f} s)")
 

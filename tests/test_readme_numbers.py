@@ -102,6 +102,10 @@ def test_capacity_bits_and_recall_threshold(readme, results):
     _quoted(readme, f"p* = {_interval(row['estimate'], row['low'], row['high'])}")
     row = table.loc["threshold_isotonic"]
     _quoted(readme, f"model-free {_interval(row['estimate'], row['low'], row['high'])}")
+    link = table.loc["p_value_logistic_link", "estimate"]
+    _quoted(readme, f"parametric bootstrap p = {link:.2f}")
+    fit = results["transition"].token_fit
+    _quoted(readme, f"{fit.n_tokens} tokens in {fit.n_runs_informative} informative runs")
 
 
 def test_memft_saving(readme, results):
