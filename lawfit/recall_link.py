@@ -13,7 +13,9 @@ which contains every increasing logistic) over the fitted logistic. Its null dis
 not χ² (the isotonic fit has as many pieces as the data support), so it is simulated: the
 outcomes are drawn again from the fitted logistic at the same ``x``, both curves refitted,
 and the p-value is the share of draws whose statistic reaches the observed one (a parametric
-bootstrap). Like the profile interval of p*, it treats the tokens as conditionally
+bootstrap). Draws whose outcomes come out separated in ``x`` have no logistic fit and are
+left out: the test is conditional on non-separated outcomes, as the data it is asked about
+are. Like the profile interval of p*, it treats the tokens as conditionally
 independent given ``x`` (exact for the intact-prefix tokens of the sequential likelihood);
 a run-level effect the model leaves out would make it reject too often.
 """
@@ -24,15 +26,29 @@ import math
 
 import numpy as np
 from scipy import optimize
-from scipy.special import xlogy
+from scipy.special import log_expit, xlogy
 
 from lawfit._tokens import sigmoid as expit
 
-__all__ = ["logistic_irls", "logistic_link_test"]
+__all__ = ["MIN_DRAWS", "logistic_irls", "logistic_link_test"]
+
+#: Fewest null draws with a finite logistic fit for a p-value.
+MIN_DRAWS = 20
 
 
-def logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10, start=(0.0, 1.0)):
-    """Weighted two-parameter logistic regression by Newton/IRLS.
+def _logistic_loglik(a: float, b: float, x, y, w) -> float:
+    """Weighted Bernoulli log-likelihood of ``sigmoid(a + b x)``."""
+    eta = a + b * x
+    return float(np.sum(w * (y * log_expit(eta) + (1 - y) * log_expit(-eta))))
+
+
+def logistic_irls(x, y, w, max_iter: int = 100, tol: float = 1e-10, start=(0.0, 1.0)):
+    """Weighted two-parameter logistic regression by Newton/IRLS with step halving.
+
+    A Newton step that would lower the log-likelihood is halved until it does not (a full
+    step is taken whenever it climbs, so where plain Newton converges this is plain
+    Newton); without the halving Newton can overshoot from a poor start on nearly
+    separated outcomes and diverge although the maximum exists.
 
     Parameters
     ----------
@@ -41,7 +57,7 @@ def logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10, start=(0.0, 1
     max_iter : int
         Newton steps at most.
     tol : float
-        Stop once ``|Δa| + |Δb|`` falls below it.
+        Stop once the full step's ``|Δa| + |Δb|`` falls below it.
     start : tuple of float
         Starting ``(a, b)``.
 
@@ -49,9 +65,11 @@ def logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10, start=(0.0, 1
     -------
     tuple of float or None
         ``(a, b)`` of ``P(y = 1) = sigmoid(a + b x)``; None where the Hessian is singular,
-        the slope diverges (separated data) or Newton does not converge.
+        the slope diverges (separated outcomes: no finite maximum) or Newton does not
+        converge.
     """
     a, b = (float(v) for v in start)
+    current = _logistic_loglik(a, b, x, y, w)
     for _ in range(max_iter):
         mu = expit(np.clip(a + b * x, -35, 35))
         v = w * mu * (1 - mu)
@@ -63,9 +81,15 @@ def logistic_irls(x, y, w, max_iter: int = 50, tol: float = 1e-10, start=(0.0, 1
             return None
         da = (h11 * g0 - h01 * g1) / det
         db = (-h01 * g0 + h00 * g1) / det
-        a, b = a + da, b + db
         if abs(da) + abs(db) < tol:
-            return a, b
+            return a + da, b + db
+        step = 1.0
+        while True:
+            trial = _logistic_loglik(a + step * da, b + step * db, x, y, w)
+            if trial >= current - 1e-12 * abs(current) or step < 1e-6:
+                break
+            step /= 2
+        a, b, current = a + step * da, b + step * db, trial
         if abs(b) > 1e4:
             return None
     return None
@@ -115,10 +139,14 @@ def logistic_link_test(
     Returns
     -------
     tuple
-        ``(statistic, pvalue, n_failed)``: the observed ``LR``, the share of successful
-        draws (plus the observed one) whose statistic reaches it, and the draws whose
-        logistic refit failed (left out). The p-value is NaN without draws or with fewer
-        than 20 successful ones.
+        ``(statistic, pvalue, n_separated)``: the observed ``LR``; the share of the kept
+        draws (plus the observed one) whose statistic reaches it; and the draws left out
+        because their outcomes came out separated in ``x`` (no finite logistic fit). The
+        test is conditional on outcomes that are not separated, as the data it is asked
+        about are (separated data have no logistic fit to test): counting those draws as
+        ``LR = 0`` instead, their limit, made it reject 8-36 % of simulated long-context
+        datasets at the 5 % level. NaN without draws or with fewer than
+        :data:`MIN_DRAWS` kept.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     xu, group = np.unique(x, return_inverse=True)
@@ -132,11 +160,11 @@ def logistic_link_test(
     for _ in range(n_draws):
         y_star = (rng.random(x.size) < mu).astype(float)
         fit = logistic_irls(x, y_star, ones, start=(intercept, slope))
-        if fit is None:
+        if fit is None:  # separated outcomes: no logistic fit, as for such data themselves
             failed += 1
             continue
         null.append(_link_lr(xu, np.bincount(group, weights=y_star), trials, *fit))
-    if len(null) < 20:
+    if len(null) < MIN_DRAWS:
         return stat, math.nan, failed
     pvalue = (1 + np.sum(np.asarray(null) >= stat - 1e-9)) / (1 + len(null))
     return stat, float(pvalue), failed

@@ -121,8 +121,9 @@ class ThresholdFit:
         without bootstrap.
     ci_difference : tuple of float
         Paired bootstrap interval of ``threshold − threshold_isotonic`` (both computed
-        on each resample). Reported; the misfit flag follows ``link_pvalue`` instead, which
-        caught every planted misfit where this interval excluded 0 in 37 % (docs/lawfit.md).
+        on each resample). Reported; the misfit flag follows ``link_pvalue`` instead: on
+        100 simulated recall curves cut off by sufficiency at a crossing of 0.45 the link
+        test rejected all, where this interval excluded 0 in 32 % (docs/analyses.md).
     n_runs_informative : int
         Runs with both recalled and missed tokens in the regression: only they locate
         the threshold. With few of them every interval understates the uncertainty (the
@@ -140,6 +141,10 @@ class ThresholdFit:
         l_logistic)`` and its parametric-bootstrap p-value (``n_boot`` draws from the fitted
         logistic; NaN without bootstrap). A small p-value says the recall curve is not
         logistic in ``logit(p_after)``: :func:`phase_transition` flags it.
+    link_separated : int
+        Null draws of that test whose outcomes came out separated in ``x`` (no finite
+        logistic fit), left out: the test is conditional on non-separated outcomes, as
+        the data are.
     """
 
     threshold: float
@@ -167,6 +172,7 @@ class ThresholdFit:
     ci_isotonic_bootstrap: tuple[float, float] = (math.nan, math.nan)
     link_statistic: float = math.nan
     link_pvalue: float = math.nan
+    link_separated: int = 0
 
 
 @dataclass(frozen=True)
@@ -456,7 +462,12 @@ class PhaseTransitionResult(ResultProtocol):
             )
             out.append(
                 f"  logistic shape against any monotone curve: LR = {t.link_statistic:.3g}, "
-                f"p = {t.link_pvalue:.3g} (parametric bootstrap)"
+                f"p = {t.link_pvalue:.3g} (parametric bootstrap"
+                + (
+                    f"; {t.link_separated} of {t.n_boot} draws separated, left out)"
+                    if t.link_separated
+                    else ")"
+                )
             )
         s = self.sufficiency
         if s is not None:
@@ -575,7 +586,7 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, opts: _TokenOptions) -> Threshold
     ci_profile = _on_p_scale(crossing_interval(x, y, xs, opts.level))
     ci, ci_method = _chosen_interval(opts.threshold_interval, ci_profile, ci_boot, ci_delta)
     diff = draws - sigmoid(iso_draws)  # paired: same resample
-    link_stat, link_p, _ = logistic_link_test(x, y, a, b, opts.n_boot, opts.gen)
+    link_stat, link_p, link_separated = logistic_link_test(x, y, a, b, opts.n_boot, opts.gen)
     return ThresholdFit(
         threshold=float(sigmoid(xs)),
         ci=ci,
@@ -602,6 +613,7 @@ def _threshold_fit(ta: TokenArrays, prefix_ok, opts: _TokenOptions) -> Threshold
         ci_bootstrap=ci_boot,
         link_statistic=link_stat,
         link_pvalue=link_p,
+        link_separated=link_separated,
     )
 
 
@@ -1250,7 +1262,7 @@ def _threshold_flags(thr: ThresholdFit) -> list[Flag]:
                 f"locate the threshold, so the interval of p* ({thr.ci[0]:.4f}, "
                 f"{thr.ci[1]:.4f}; {thr.ci_method}) understates its uncertainty (simulated "
                 "long-context data, 1-2 informative runs: the profile interval covered 83 %, "
-                "the run bootstrap 33 %; benchmarks/threshold_coverage.py --study "
+                "the run bootstrap 36 %; benchmarks/threshold_coverage.py --study "
                 "informative). Collect more runs near the transition (ranks and lengths where "
                 "recall is partial).",
             )
