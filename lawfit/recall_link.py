@@ -36,13 +36,20 @@ __all__ = ["MIN_DRAWS", "logistic_irls", "logistic_link_test"]
 MIN_DRAWS = 20
 
 
-def _logistic_loglik(a: float, b: float, x, y, w) -> float:
+def _logistic_loglik(a: float, b: float, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     """Weighted Bernoulli log-likelihood of ``sigmoid(a + b x)``."""
     eta = a + b * x
     return float(np.sum(w * (y * log_expit(eta) + (1 - y) * log_expit(-eta))))
 
 
-def logistic_irls(x, y, w, max_iter: int = 100, tol: float = 1e-10, start=(0.0, 1.0)):
+def logistic_irls(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    start: tuple[float, float] = (0.0, 1.0),
+) -> tuple[float, float] | None:
     """Weighted two-parameter logistic regression by Newton/IRLS with step halving.
 
     A Newton step that would lower the log-likelihood is halved until it does not (a full
@@ -100,7 +107,9 @@ def _grouped_loglik(successes: np.ndarray, trials: np.ndarray, mu: np.ndarray) -
     return float(np.sum(xlogy(successes, mu) + xlogy(trials - successes, 1.0 - mu)))
 
 
-def _link_lr(xu: np.ndarray, successes: np.ndarray, trials: np.ndarray, a: float, b: float):
+def _link_lr(
+    xu: np.ndarray, successes: np.ndarray, trials: np.ndarray, a: float, b: float
+) -> float:
     """``2 (l_isotonic - l_logistic)`` from the outcomes grouped by distinct regressor value.
 
     Tokens sharing a value of ``x`` (saturated p_after) form one group, so the monotone fit
