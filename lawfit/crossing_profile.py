@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 from scipy import optimize, stats
-from scipy.special import log_expit, xlogy
+
+from lawfit._bernoulli import binomial_loglik, logistic_loglik
 
 __all__ = [
     "MONOTONE_LR_QUANTILES",
@@ -65,8 +66,7 @@ REACH = 20.0
 
 
 def _loglik(slope: float, u: np.ndarray, y: np.ndarray) -> float:
-    eta = slope * u
-    return float(np.sum(y * log_expit(eta) + (1 - y) * log_expit(-eta)))
+    return logistic_loglik(slope * u, y)
 
 
 def profile_loglik(crossing: float, x: np.ndarray, y: np.ndarray) -> float:
@@ -135,10 +135,6 @@ def crossing_interval(
     return low, high
 
 
-def _bernoulli_loglik(y: np.ndarray, mu: np.ndarray) -> float:
-    return float(np.sum(xlogy(y, mu) + xlogy(1 - y, 1 - mu)))
-
-
 def _isotonic(y: np.ndarray) -> np.ndarray:
     return optimize.isotonic_regression(y).x if y.size else y
 
@@ -163,9 +159,9 @@ def constrained_isotonic_lr(y: np.ndarray, split: int, value: float = 0.5) -> fl
         & Wellner 2001).
     """
     left, right = y[:split], y[split:]
-    full = _bernoulli_loglik(y, _isotonic(y))
-    held = _bernoulli_loglik(left, np.minimum(_isotonic(left), value)) + _bernoulli_loglik(
-        right, np.maximum(_isotonic(right), value)
+    full = binomial_loglik(y, 1, _isotonic(y))
+    held = binomial_loglik(left, 1, np.minimum(_isotonic(left), value)) + binomial_loglik(
+        right, 1, np.maximum(_isotonic(right), value)
     )
     return max(0.0, 2.0 * (full - held))
 
@@ -195,7 +191,7 @@ def _capped_prefix_logliks(y: np.ndarray, value: float) -> np.ndarray:
 
     def block(total: float, count: float) -> float:
         v = min(total / count, value)
-        return float(xlogy(total, v) + xlogy(count - total, 1.0 - v))
+        return binomial_loglik(total, count, v)
 
     sums: list[float] = []
     counts: list[float] = []

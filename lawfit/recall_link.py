@@ -26,20 +26,14 @@ import math
 
 import numpy as np
 from scipy import optimize
-from scipy.special import log_expit, xlogy
 
-from lawfit._tokens import sigmoid as expit
+from lawfit._bernoulli import binomial_loglik, logistic_loglik
+from lawfit._tokens import sigmoid
 
 __all__ = ["MIN_DRAWS", "logistic_irls", "logistic_link_test"]
 
 #: Fewest null draws with a finite logistic fit for a p-value.
 MIN_DRAWS = 20
-
-
-def _logistic_loglik(a: float, b: float, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """Weighted Bernoulli log-likelihood of ``sigmoid(a + b x)``."""
-    eta = a + b * x
-    return float(np.sum(w * (y * log_expit(eta) + (1 - y) * log_expit(-eta))))
 
 
 def logistic_irls(
@@ -76,9 +70,9 @@ def logistic_irls(
         converge.
     """
     a, b = (float(v) for v in start)
-    current = _logistic_loglik(a, b, x, y, w)
+    current = logistic_loglik(a + b * x, y, w)
     for _ in range(max_iter):
-        mu = expit(np.clip(a + b * x, -35, 35))
+        mu = sigmoid(np.clip(a + b * x, -35, 35))
         v = w * mu * (1 - mu)
         r = w * (y - mu)
         g0, g1 = r.sum(), (r * x).sum()
@@ -92,7 +86,7 @@ def logistic_irls(
             return a + da, b + db
         step = 1.0
         while True:
-            trial = _logistic_loglik(a + step * da, b + step * db, x, y, w)
+            trial = logistic_loglik(a + step * da + (b + step * db) * x, y, w)
             if trial >= current - 1e-12 * abs(current) or step < 1e-6:
                 break
             step /= 2
@@ -100,11 +94,6 @@ def logistic_irls(
         if abs(b) > 1e4:
             return None
     return None
-
-
-def _grouped_loglik(successes: np.ndarray, trials: np.ndarray, mu: np.ndarray) -> float:
-    """Binomial log-likelihood (without the constant) of successes out of trials at means mu."""
-    return float(np.sum(xlogy(successes, mu) + xlogy(trials - successes, 1.0 - mu)))
 
 
 def _link_lr(
@@ -116,8 +105,8 @@ def _link_lr(
     is a function of ``x`` and cannot split them by outcome. At least 0.
     """
     iso = optimize.isotonic_regression(successes / trials, weights=trials).x
-    gain = _grouped_loglik(successes, trials, iso) - _grouped_loglik(
-        successes, trials, expit(a + b * xu)
+    gain = binomial_loglik(successes, trials, iso) - binomial_loglik(
+        successes, trials, sigmoid(a + b * xu)
     )
     return max(0.0, 2.0 * gain)
 
@@ -163,7 +152,7 @@ def logistic_link_test(
     stat = _link_lr(xu, np.bincount(group, weights=y), trials, intercept, slope)
     if n_draws <= 0:
         return stat, math.nan, 0
-    mu = expit(intercept + slope * x)
+    mu = sigmoid(intercept + slope * x)
     ones = np.ones_like(x)
     null, failed = [], 0
     for _ in range(n_draws):

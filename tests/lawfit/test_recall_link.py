@@ -109,3 +109,19 @@ def test_level_where_many_null_draws_come_out_separated():
         separated += failed
     assert separated > 1500  # the regime this test is about
     assert 1 <= rejected <= 11
+
+
+def test_the_shared_likelihoods_agree_with_each_other_and_with_a_direct_sum():
+    """binomial_loglik with one trial per outcome is the logistic log-likelihood at sigmoid(eta)."""
+    from lawfit._bernoulli import binomial_loglik, logistic_loglik
+
+    gen = np.random.default_rng(3)
+    eta = gen.normal(0, 3, 50)
+    y = (gen.random(50) < expit(eta)).astype(float)
+    direct = float(np.sum(y * np.log(expit(eta)) + (1 - y) * np.log(expit(-eta))))
+    assert logistic_loglik(eta, y) == pytest.approx(direct, rel=1e-12)
+    assert binomial_loglik(y, 1, expit(eta)) == pytest.approx(direct, rel=1e-12)
+    # grouped counts: 3 of 5 at 0.6 is 3 log 0.6 + 2 log 0.4; a certain outcome costs nothing
+    assert binomial_loglik(np.array([3.0, 0.0]), np.array([5.0, 4.0]), np.array([0.6, 0.0])) == (
+        pytest.approx(3 * np.log(0.6) + 2 * np.log(0.4), rel=1e-12)
+    )
