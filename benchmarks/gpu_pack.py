@@ -8,6 +8,7 @@ compressed parts (``pack``) and unpacks them (``unpack``), and says what one cal
 standard library and git.
 
     python benchmarks/gpu_pack.py split MODEL.gguf --parts 2 -o .gpu_carry/model  # p0/, p1/
+    python benchmarks/gpu_pack.py split MODEL.gguf --parts auto --also .whl -o .gpu_carry/model
     python benchmarks/gpu_pack.py join /tmp/p0 .gpu_carry/model/p1 -o /tmp/MODEL.gguf
     python benchmarks/gpu_pack.py pack runs/gpu -o $OUT --max-files 6 --max-mib 16
     python benchmarks/gpu_pack.py unpack PACK_DIR -o runs/gpu
@@ -30,6 +31,8 @@ MIB = 1 << 20
 SUMS = "SHA256SUMS"
 #: name of the compressed archive ``pack`` writes (split into ``.partNN`` files)
 ARCHIVE = "results.tar.gz"
+#: Room (MiB) ``split --parts auto`` leaves in each call for what the tree gains before the lease.
+MARGIN_MIB = 1.0
 
 
 class PackError(ValueError):
@@ -79,7 +82,8 @@ def split_file(path: str | Path, out_dir: str | Path, *, parts: int) -> list[Pat
     out_dir : path
         Part ``i`` goes to its own folder ``out_dir/p<i>/NAME.part<ii>``, so that each part
         can travel in a call of its own; every folder also gets ``SHA256SUMS`` with the sums of
-        all parts and of the whole file (by its name).
+        all parts and of the whole file (by its name). The parts and sums of an earlier split
+        of the same file there are removed first (it may have had more parts).
     parts : int
         Number of parts (>= 1).
 
@@ -93,6 +97,16 @@ def split_file(path: str | Path, out_dir: str | Path, *, parts: int) -> list[Pat
         raise PackError(f"parts must be >= 1, got {parts}.")
     if not path.is_file():
         raise PackError(f"{path} is not a file; give the file to split.")
+    for earlier in out_dir.glob(f"p*/{path.name}.part*"):  # an earlier split of this file
+        earlier.unlink()
+        sums_file = earlier.parent / SUMS
+        if sums_file.exists():  # keep only the sums of other files
+            kept = {k: v for k, v in _read_sums(sums_file).items() if not k.startswith(path.name)}
+            sums_file.unlink()
+            if kept:
+                _write_sums(earlier.parent, kept)
+        if not any(earlier.parent.iterdir()):
+            earlier.parent.rmdir()
     size = path.stat().st_size
     chunk = max(1, math.ceil(size / parts))
     written = []
@@ -108,6 +122,52 @@ def split_file(path: str | Path, out_dir: str | Path, *, parts: int) -> list[Pat
     for part in written:
         _write_sums(part.parent, sums)
     return written
+
+
+def parts_needed(
+    file_bytes: int,
+    tree_bytes: int,
+    extra_bytes: int = 0,
+    *,
+    limit_mib: float = 64.0,
+    margin_mib: float = MARGIN_MIB,
+) -> int:
+    """Fewest parts of a file such that each call, carrying one part, stays under the limit.
+
+    Every call carries the working tree; the last also carries ``extra_bytes`` (the wheels),
+    so the count is taken against the fuller call.
+
+    Parameters
+    ----------
+    file_bytes : int
+        Size of the file to split.
+    tree_bytes : int
+        What travels with every call (:func:`payload`'s ``tree``).
+    extra_bytes : int
+        What travels with the last part only.
+    limit_mib : float
+        The call's limit.
+    margin_mib : float
+        Room kept free in each call for files the tree gains between the split and the calls.
+
+    Returns
+    -------
+    int
+        The number of parts for :func:`split_file`.
+
+    Raises
+    ------
+    PackError
+        The tree and the extras leave no room for any part.
+    """
+    room = math.floor((limit_mib - margin_mib) * MIB) - tree_bytes - extra_bytes
+    if room <= 0:
+        raise PackError(
+            f"a call carries {(tree_bytes + extra_bytes) / MIB:.1f} MiB before any part (tree "
+            f"{tree_bytes / MIB:.1f} MiB), which leaves nothing of the {limit_mib:g} MiB limit "
+            f"(less a {margin_mib:g} MiB margin) for the file: make the tree smaller."
+        )
+    return max(1, math.ceil(file_bytes / room))
 
 
 def _copy_bytes(src: io.BufferedReader, target: Path, count: int) -> None:
@@ -323,14 +383,43 @@ def payload(repo: str | Path, carry: Iterable[str | Path] = (), *, limit_mib: fl
     return {"tree": tree, "carry": carried, "total": total}
 
 
+def _split_command(args: argparse.Namespace) -> None:
+    """``split``: a fixed number of parts, or the fewest that fit (``--parts auto``)."""
+    if args.parts == "auto":
+        if not args.file.is_file():
+            raise PackError(f"{args.file} is not a file; give the file to split.")
+        info = payload(args.repo, args.also, limit_mib=float("inf"))
+        extra = sum(info["carry"].values())
+        parts = parts_needed(
+            args.file.stat().st_size, info["tree"], extra, limit_mib=args.limit_mib
+        )
+    elif args.parts.isdigit():
+        parts = int(args.parts)
+    else:
+        raise PackError(f"--parts takes a whole number or 'auto', got {args.parts!r}.")
+    for part in split_file(args.file, args.out, parts=parts):
+        print(f"{part} {part.stat().st_size / MIB:.1f} MiB")
+    if args.parts == "auto":
+        carried = " ".join([f"p{parts - 1}", *map(str, args.also)])
+        stash = f"stash p0-p{parts - 2} in calls 1-{parts - 1}, then " if parts > 1 else ""
+        print(f"{parts} parts (tree {info['tree'] / MIB:.1f} MiB): {stash}carry {carried}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``split``, ``join``, ``pack``, ``unpack``, ``payload``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("split", help="split a file into parts with their sha256")
     p.add_argument("file", type=Path)
-    p.add_argument("--parts", type=int, required=True)
+    p.add_argument(
+        "--parts",
+        required=True,
+        help="number of parts, or 'auto': the fewest with which each call fits (see payload)",
+    )
     p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+    p.add_argument("--also", nargs="*", default=[], help="paths the last call carries too (.whl)")
+    p.add_argument("--limit-mib", type=float, default=64.0)
     p = sub.add_parser("join", help="reassemble a split file and check its sha256")
     p.add_argument("folders", type=Path, nargs="+", help="folders holding the parts and sums")
     p.add_argument("-o", "--out", type=Path, required=True, help="the reassembled file")
@@ -350,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "split":
-            for part in split_file(args.file, args.out, parts=args.parts):
-                print(f"{part} {part.stat().st_size / MIB:.1f} MiB")
+            _split_command(args)
         elif args.command == "join":
             path = join_parts(args.folders, args.name or args.out.name, args.out)
             print(f"{path}: sha256 verified")
