@@ -67,16 +67,19 @@ def _draw_measured_capacity(ax, data, target: float) -> None:
             label="smallest collected rank with\nloss ≤ ln 2 (grid: upper bound)",
             zorder=4,
         )
-    if miss:
+    if miss:  # a lower bound: an arrow up from the largest rank collected
         a = np.array(miss, float)
-        ax.plot(
+        ax.errorbar(
             a[:, 0],
-            a[:, 1] * 1.25,
-            "^",
+            a[:, 1],
+            yerr=[np.zeros(len(a)), a[:, 1] * 0.5],
+            lolims=True,
+            fmt="_",
             color=OKABE_ITO[6],
-            mfc="none",
-            ms=4,
-            label="not reached at the\nlargest rank collected",
+            ms=7,
+            capsize=3,
+            lw=1,
+            label="not reached: needs more than\nthe largest rank collected",
             zorder=4,
         )
 
@@ -100,8 +103,8 @@ def plot_capacity(
     :func:`lawfit.predict_capacity` on a grid of lengths up to ``extend`` × the
     longest fitted length (dashed where the answer is extrapolated: a rank or a length
     outside the fitted ranges), the band its interval. Markers: the smallest *measured*
-    rank whose mean ``loss_after`` over seeds is ≤ ln 2 at each length (up-triangles at
-    the top: not reached at any collected rank).
+    rank whose mean ``loss_after`` over seeds is ≤ ln 2 at each length (an arrow up from
+    the largest collected rank where no collected rank reaches it: a lower bound).
 
     Parameters
     ----------

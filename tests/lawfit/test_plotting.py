@@ -482,3 +482,28 @@ def test_sequence_offsets_draw_each_sequences_mean_deviation_and_the_components(
     assert any(shown in t for t in _axes_texts(ax.figure)), _axes_texts(ax.figure)
     with pytest.raises(lawfit.LawfitError, match="single value"):
         plot_sequence_offsets(lawfit.fit(ds.sel(data_seed=[0]), exclude=None))
+
+
+def test_capacity_markers_are_an_upper_bound_where_recalled_and_a_lower_bound_where_not():
+    """Recalled: a dot at the smallest rank that recalls. Never recalled: an arrow up from the
+    largest rank collected (a lower bound), not a point that reads as a measured rank."""
+    import matplotlib.pyplot as plt
+
+    from lawfit.plotting.capacity import _draw_measured_capacity
+
+    ranks, lengths = [1, 2, 4], [64, 512]
+    loss_after = np.array([[0.1, 2.0], [0.05, 1.5], [0.02, 0.9]])  # (rank, length)
+    ds = xr.Dataset(
+        {"loss_after": (("rank", "length"), loss_after)},
+        coords={"rank": ranks, "length": lengths},
+    )
+    fig, ax = plt.subplots()
+    _draw_measured_capacity(ax, ds, np.log(2))
+    dots = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert len(dots) == 1 and list(dots[0].get_xdata()) == [64] and list(dots[0].get_ydata()) == [1]
+    (bound,) = ax.containers  # the errorbar of the lower bound
+    x, y = bound.lines[0].get_data()
+    assert list(x) == [512] and list(y) == [4]  # at the largest rank collected, not above it
+    arrow = bound.lines[1][0]  # the upward arrowhead of lolims
+    assert arrow.get_marker() == mpl.markers.CARETUPBASE and arrow.get_ydata()[0] > 4
+    plt.close(fig)
