@@ -222,3 +222,49 @@ def test_carrier_script_names_the_lr_of_each_carrier_in_a_combined_dataset():
         "mlp_block@20: cells collected under [train] lr 0.01",
     ]
     assert study.protocol_notes(ds.drop_vars("protocol")) == []  # one sweep: one protocol
+
+
+def _registry(tmp_path, readings: list[tuple[int, int, int, float, float, bool]]) -> str:
+    """A predictions registry on the shipped converged file (rank, length, seq, low, high, held)."""
+    text = ""
+    for i, (rank, length, seq, low, high, held) in enumerate(readings):
+        text += (
+            f'[[prediction]]\nid = "p{i}"\nsession = 30\nwritten_in = "0000000"\n'
+            f'dataset = "data/law_cpu_converged.nc"\nrank = {rank}\nlength = {length}\n'
+            f'data_seed = {seq}\n[[prediction.reading]]\nform = "power_law"\n'
+            f'kind = "cell of this sequence"\ncentre = {(low + high) / 2}\nlow = {low}\n'
+            f"high = {high}\nheld_to = {str(held).lower()}\n\n"
+        )
+    path = tmp_path / "predictions.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_prediction_scorecard_reads_the_measured_cells_and_counts_the_misses(tmp_path):
+    # rank 1, l = 1,024 on sequence 4 measured 2.986; rank 1 at l = 2,048 has not run yet
+    path = _registry(
+        tmp_path,
+        [(1, 1024, 4, 2.9, 3.1, True), (1, 1024, 4, 3.0, 3.2, True), (1, 2048, 0, 2.0, 3.0, True)],
+    )
+    out = run_script("15_predictions.py", path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2.986" in out.stdout
+    assert "held-to cell intervals: 1 of 2 measured cells inside" in out.stdout
+    # 1 - 0.95**2 = 0.0975: as bad or worse with two 95 % intervals
+    assert "P(at most 1 of 2 inside | every interval covers 95 %) = 0.098" in out.stdout
+    assert "outside: p1 (session 30)" in out.stdout
+    assert "pending (not yet measured): p2" in out.stdout
+
+
+def test_the_prediction_scorecard_refuses_a_registry_without_its_fields(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[prediction]]\nid = "x"\nrank = 1\n')
+    out = run_script("15_predictions.py", str(path), timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "prediction 'x' lacks" in out.stderr and "written_in" in out.stderr
+
+
+def test_the_shipped_predictions_are_scored():
+    out = run_script("15_predictions.py", timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "held-to cell intervals:" in out.stdout and "rank1-l2048-seq0" in out.stdout

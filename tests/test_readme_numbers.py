@@ -113,3 +113,20 @@ def test_memft_saving(readme, results):
     saving = re.search(r"rank saving (-?[\d.]+)% \[(-?[\d.]+)%, (-?[\d.]+)%\]", claim).groups()
     est, low, high = (f"{float(x):.1f} %" for x in saving)
     _quoted(readme, f"saves {est} [{low}, {high}] of the rank")
+
+
+def test_the_scorecard_of_predictions(readme):
+    """The README's record of cells predicted before they ran is the scorecard's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "predictions", ROOT / "analysis" / "15_predictions.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    card = module.scorecard(module.load_registry())
+    held = card[card["held_to"] & card["inside"].notna()]
+    inside = int(held["inside"].sum())
+    _quoted(readme, f"Of {len(held)} cells predicted before they ran, {inside} landed inside")
+    line = next(ln for ln in module.summary(card) if ln.strip().startswith("P(at most"))
+    _quoted(readme, f"(P = {line.rsplit('= ', 1)[1].split()[0]} for 95 % intervals)")
