@@ -39,14 +39,39 @@ EXTEND_HELP = (
 )
 
 
+#: the flags that give a sweep without a file (their argparse destinations)
+GRID_FLAGS = (
+    "name",
+    "model",
+    "task",
+    "random_ratio",
+    "method",
+    "modules",
+    "ranks",
+    "lengths",
+    "seeds",
+    "max_steps",
+)
+
+
 def _config(args):
     from collect.config import config_from_dict, load_config
 
+    flags = {"--" + n.replace("_", "-"): getattr(args, n) for n in GRID_FLAGS}
+    if flags["--max-steps"] is not None and flags["--max-steps"] < 1:
+        raise CollectError(f"--max-steps must be >= 1 optimizer steps; got {args.max_steps}.")
     if args.config:
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise CollectError(
+                f"{' '.join(given)} cannot be combined with the sweep file {args.config}, whose "
+                "[defaults], [[grid]] and [train] tables set the grid and the budget; edit the "
+                "file (or a copy), or give the grid by flags without a file."
+            )
         return load_config(args.config)
     default_name = "-".join([*(args.model or []), *(args.task or [])]) or "collect-run"
     raw = {"name": args.name or default_name, "train": {}, "data": {}}
-    flags = {
+    grid = {
         "models": args.model,
         "tasks": args.task,
         "random_ratios": args.random_ratio,
@@ -56,8 +81,8 @@ def _config(args):
         "lengths": args.lengths,
         "seeds": args.seeds,
     }
-    raw.update({k: v for k, v in flags.items() if v})
-    if args.max_steps:
+    raw.update({k: v for k, v in grid.items() if v})
+    if args.max_steps is not None:
         raw["train"]["max_steps"] = args.max_steps
     if args.lengths is None or args.ranks is None:
         raise CollectError("without a config file, give at least --ranks and --lengths.")
@@ -475,12 +500,40 @@ def _combine(args) -> None:
     missing = [str(p) for p in args.datasets if not p.is_file()]
     if missing:
         raise CollectError(f"no such dataset: {', '.join(missing)}.")
-    opened = [xr.open_dataset(p).load() for p in args.datasets]
-    ds = combine(opened, [p.name for p in args.datasets])
+    resolved = [p.resolve() for p in args.datasets]
+    if len(set(resolved)) < len(resolved):
+        raise CollectError(f"a dataset is given twice: {' '.join(map(str, args.datasets))}.")
+    if Path(args.output).resolve() in resolved:
+        raise CollectError(
+            f"-o {args.output} is one of the datasets combined, which writing would destroy; "
+            "choose another output name."
+        )
+    opened = []
+    for path in args.datasets:
+        try:
+            opened.append(xr.open_dataset(path).load())
+        except (ValueError, OSError) as err:
+            raise CollectError(
+                f"{path} is not a NetCDF dataset that xarray can read ({err.__class__.__name__}); "
+                "give the merged datasets of `collect merge` or `collect run` (.nc)."
+            ) from None
+    ds = combine(opened, [str(p) for p in args.datasets])  # paths: two dataset.nc stay apart
     save_dataset(ds, args.output)
     for part in json.loads(ds.attrs["combined_from"]):
         print(f"  {part['name']}: {part['cells_taken']} cells (lr {part['protocol'].get('lr')})")
     print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
+
+
+def _check_out(args) -> None:
+    """Refuse an ``--out`` that is a file, or (for ``merge``) a folder holding no sweep."""
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise CollectError(f"--out {out} is a file; expected a sweep folder (cells/ + sweep.json).")
+    if args.command == "merge" and not (out / "cells").is_dir():
+        raise CollectError(
+            f"--out {out} holds no collected cells (no {out / 'cells'}); give the folder that "
+            "`collect run` wrote."
+        )
 
 
 COMMANDS = {"plan": _plan, "run": _run, "merge": _merge, "launch": _launch}
@@ -492,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "combine":  # reads datasets, not a sweep
             return _combine(args) or 0
+        _check_out(args)
         return COMMANDS[args.command](_config(args), args) or 0
     except CollectError as err:
         print(f"collect: error: {err}", file=sys.stderr)

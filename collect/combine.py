@@ -91,7 +91,7 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     datasets : sequence of xarray.Dataset
         Merged datasets of ``collect merge``/``collect run``, highest precedence first.
     names : sequence of str
-        A label for each (its file name), recorded in the ``source`` variable.
+        A distinct label for each (its path), recorded in the ``source`` variable.
 
     Returns
     -------
@@ -107,10 +107,10 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
         Fewer than two datasets, different step budgets or logging intervals, or different
         targets at the same coordinates.
     """
-    if len(datasets) < 2 or len(names) != len(datasets):
+    if len(datasets) < 2 or len(names) != len(datasets) or len(set(names)) < len(names):
         raise CollectError(
-            f"collect combine needs two or more datasets, one name each; got {len(datasets)} "
-            f"datasets and {len(names)} names."
+            f"collect combine needs two or more datasets, one distinct name each; got "
+            f"{len(datasets)} datasets and the names {list(names)}."
         )
     _check_budgets(datasets, names)
     labelled = [_with_provenance(ds, name) for ds, name in zip(datasets, names, strict=True)]

@@ -353,7 +353,13 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         if key not in AXES:
             raise CollectError(f"unknown sweep axis {key!r} in [defaults]; known: {list(AXES)}.")
     grids, blocks = [], []
-    for i, block in _by_priority(raw.get("grid") or [{}]):
+    listed = raw.get("grid") or [{}]
+    if not isinstance(listed, list) or not all(isinstance(b, dict) for b in listed):
+        raise CollectError(
+            "grid must be a list of blocks, each a table of axes (TOML: write [[grid]] with two "
+            f"brackets for each block, not [grid]); got {type(listed).__name__} {listed!r:.80}."
+        )
+    for i, block in _by_priority(listed):
         blocks.append(block)
         bad = set(block) - set(AXES)
         if bad:

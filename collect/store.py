@@ -154,10 +154,15 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     so a killed process leaves either the complete file or none.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CollectError(f"{path} is a folder; expected a file name to write, e.g. {path}.nc.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

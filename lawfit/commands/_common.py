@@ -134,8 +134,8 @@ def add_uncertainty_args(p, *, bootstrap: int) -> None:
     )
 
 
-def check_output_path(path, flag: str) -> None:
-    """Fail before any work when ``path`` cannot be written.
+def check_output_path(path, flag: str, inputs=()) -> None:
+    """Fail before any work when ``path`` cannot be written, or would overwrite an input.
 
     Parameters
     ----------
@@ -143,11 +143,14 @@ def check_output_path(path, flag: str) -> None:
         The output file a command will write at its end (None: nothing to check).
     flag : str
         The option that named it, for the message (e.g. ``"-o"``).
+    inputs : iterable of str or path-like
+        The files the command reads: writing over one of them would lose it.
 
     Raises
     ------
     LawfitError
-        If the folder does not exist, is not writable, or ``path`` is a folder.
+        If the folder does not exist, is not writable, ``path`` is a folder, or ``path`` is
+        one of ``inputs``.
     """
     import os
     from pathlib import Path
@@ -155,6 +158,12 @@ def check_output_path(path, flag: str) -> None:
     if path is None:
         return
     p = Path(path)
+    for source in inputs:
+        if Path(source).exists() and p.exists() and os.path.samefile(source, p):
+            raise LawfitError(
+                f"{flag} {path}: that is the input {source}, which writing would destroy; "
+                f"choose another output name (e.g. {p.with_name(p.stem + '_out' + p.suffix)})."
+            )
     folder = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise LawfitError(
@@ -177,8 +186,8 @@ def open_selected(args):
     from lawfit.commands.fit import apply_sel, parse_sel
     from lawfit.data import open_dataset
 
-    check_output_path(getattr(args, "output", None), "-o")
-    check_output_path(getattr(args, "csv", None), "--csv")
+    check_output_path(getattr(args, "output", None), "-o", inputs=[args.data])
+    check_output_path(getattr(args, "csv", None), "--csv", inputs=[args.data])
     ds = open_dataset(args.data)
     return apply_sel(ds, parse_sel(getattr(args, "sel", [])))
 

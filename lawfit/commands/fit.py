@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,6 +37,12 @@ def parse_sel(items):
                 break
             except ValueError:
                 pass
+        if k.strip() in out:
+            raise LawfitError(
+                f"--sel {it!r}: {k.strip()} is already selected ({k.strip()}={out[k.strip()]!r}); "
+                "select one value per dim (run the command once per value, or fit groups "
+                "with --by)."
+            )
         out[k.strip()] = v
     return out
 
@@ -93,6 +100,16 @@ def parse_point(text: str) -> dict[str, float]:
                 f"expected INPUT=NUMBER items joined by commas, e.g. rank=4,length=512; "
                 f"got {item!r} in {text!r}"
             ) from None
+        if not math.isfinite(point[name.strip()]) or point[name.strip()] <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} in {text!r}: the law's inputs (rank, length, n_params, loss_before) "
+                "are positive numbers; give a finite value > 0"
+            )
+    names = [item.partition("=")[0].strip() for item in text.split(",")]
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names an input twice; give each once (a second point is a second --at)"
+        )
     return point
 
 
@@ -292,7 +309,7 @@ def run(args) -> int:
     from lawfit.commands._common import check_output_path, parse_exclude
     from lawfit.data import open_dataset
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", inputs=[args.data])
     if args.shared and not args.by:
         raise LawfitError(
             "--shared tests whether groups share parameters; name the groups with --by "

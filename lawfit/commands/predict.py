@@ -107,6 +107,12 @@ def run(args) -> int:
     if saved:
         import lawfit
 
+        if args.sel:
+            raise LawfitError(
+                f"--sel selects cells of a dataset; {args.data!r} is a saved fit, fitted on the "
+                "cells it was given. Drop --sel, or give the .nc dataset instead."
+            )
+        cli.check_output_path(getattr(args, "csv", None), "--csv", inputs=[args.data])
         res = lawfit.load(args.data)
         if not hasattr(res, "theta"):
             raise LawfitError(

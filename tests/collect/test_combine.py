@@ -85,3 +85,31 @@ def test_different_budgets_or_targets_are_refused(two_sweeps, tiny_sweep, tmp_pa
         combine([small], ["small"])
     assert isinstance(small, xr.Dataset)  # the inputs are left as they were
     assert "source" not in small
+
+
+def test_the_command_tells_two_dataset_nc_files_apart(two_sweeps, tiny_sweep, tmp_path, capsys):
+    """Both sweeps' files are named dataset.nc (collect run's default): their budgets differ."""
+    _, _, tmp = two_sweeps
+    _sweep(tiny_sweep, tmp_path, "longer", 1e-2, [1], ["sft"], max_steps=6)
+    files = [str(tmp / "small" / "dataset.nc"), str(tmp_path / "longer" / "dataset.nc")]
+    assert collect_main(["combine", *files, "-o", str(tmp_path / "both.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "one step budget" in err and files[0] in err and files[1] in err
+    assert not (tmp_path / "both.nc").exists()
+
+
+def test_the_command_refuses_an_input_twice_an_output_over_an_input_and_a_non_netcdf_file(
+    two_sweeps, tmp_path, capsys
+):
+    _, _, tmp = two_sweeps
+    small, large = tmp / "small" / "dataset.nc", tmp / "large" / "dataset.nc"
+    before = small.read_bytes()
+    assert collect_main(["combine", str(small), str(small), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert collect_main(["combine", str(small), str(large), "-o", str(small)]) == 2
+    assert "which writing would destroy" in capsys.readouterr().err
+    assert small.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a dataset\n")
+    assert collect_main(["combine", str(small), str(notes), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "is not a NetCDF dataset" in capsys.readouterr().err

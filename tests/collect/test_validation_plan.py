@@ -105,3 +105,61 @@ def test_memory_estimate_bounds_a_measured_run(tmp_path):
     )
     est = estimate_cell(load_skeleton("tiny-random"), config.cells()[0], config)
     assert grown < est.memory_bytes < 3 * grown
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        'name = "s"\n[defaults]\nmodels = ["tiny-random"]\nmodules = ["mlp@2"]\nseeds = [0]\n'
+        "[[grid]]\nranks = [1]\nlengths = [20]\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("flag", [["--ranks", "4"], ["--max-steps", "9"], ["--model", "x"]])
+def test_a_grid_flag_beside_a_sweep_file_is_refused_not_ignored(sweep_file, tmp_path, capsys, flag):
+    assert main(["plan", str(sweep_file), *flag, "--out", str(tmp_path / "o")]) == 2
+    assert f"{flag[0]} cannot be combined with the sweep file" in capsys.readouterr().err
+
+
+def test_max_steps_zero_is_refused_not_replaced_by_the_default(tmp_path, capsys):
+    assert _plan(tmp_path, "--lengths", "20", "--max-steps", "0") == 2
+    assert "--max-steps must be >= 1" in capsys.readouterr().err
+
+
+def test_a_single_grid_table_says_to_write_double_brackets(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text('name = "s"\n[grid]\nranks = [1]\nlengths = [20]\n')
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "write [[grid]] with two brackets" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_or_a_merge_of_a_folder_without_cells_is_refused(
+    sweep_file, tmp_path, capsys
+):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert main(["run", str(sweep_file), "--out", str(a_file)]) == 2
+    assert "is a file; expected a sweep folder" in capsys.readouterr().err
+    out = tmp_path / "m.nc"
+    assert main(["merge", str(sweep_file), "--out", str(tmp_path / "none"), "-o", str(out)]) == 2
+    assert "holds no collected cells" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_writing_over_a_folder_is_refused_and_leaves_no_temporary_file(tmp_path):
+    from collect.store import _write_atomic
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    with pytest.raises(CollectError, match="is a folder; expected a file name"):
+        _write_atomic(folder, lambda tmp: tmp.write_text("x"))
+
+    def failing(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _write_atomic(tmp_path / "d.nc", failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]

@@ -191,3 +191,64 @@ def test_predict_by_form_answers_with_every_compared_form(nc, capsys):
     # several targets, or a saved fit without the data, are refused before any fitting
     assert main([*args, "1.0", "--by-form"]) == 2
     assert "--by-form fits every form" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "{nc}", "--sel", "model=a", "--csv", "{nc}"],
+        ["fit", "{nc}", "--sel", "model=a", "--json", "{nc}"],
+        ["report", "{nc}", "-o", "{nc}"],
+    ],
+)
+def test_an_output_that_is_the_input_dataset_is_refused_and_the_dataset_kept(nc, capsys, argv):
+    before = nc.read_bytes()
+    assert main([a.replace("{nc}", str(nc)) for a in argv]) == 2
+    assert "that is the input" in capsys.readouterr().err
+    assert nc.read_bytes() == before
+
+
+def test_a_dim_selected_twice_is_refused(nc, capsys):
+    assert main(["fit", str(nc), "--sel", "model=a", "--sel", "model=b"]) == 2
+    assert "model is already selected (model='a')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "point, message",
+    [
+        ("rank=4,length=512,length=1024", "names an input twice"),
+        ("rank=-4,length=512", "give a finite value > 0"),
+        ("rank=0,length=0", "give a finite value > 0"),
+        ("rank=inf,length=nan", "give a finite value > 0"),
+    ],
+)
+def test_fit_at_refuses_a_point_the_law_cannot_take(nc, capsys, point, message):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", str(nc), "--sel", "model=a", "--at", point])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("beta", ["-1", "nan", "inf"])
+def test_transition_refuses_a_length_exponent_that_is_not_finite_and_non_negative(nc, capsys, beta):
+    assert main(["transition", str(nc), "--sel", "model=a", "--beta", beta]) == 2
+    assert "expected a finite number >= 0" in capsys.readouterr().err
+
+
+def test_memft_names_the_missing_loss_reduction(nc, tmp_path, capsys):
+    import xarray as xr
+
+    path = tmp_path / "no_dl.nc"
+    xr.open_dataset(nc).drop_vars("loss_reduction").to_netcdf(path)
+    assert main(["memft", str(path), "--sel", "model=a"]) == 2
+    assert "lacks the variable 'loss_reduction'" in capsys.readouterr().err
+
+
+def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
+    saved = tmp_path / "fit.json"
+    fit = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--json", str(saved)]
+    assert main(fit) == 0
+    capsys.readouterr()
+    predict = ["predict", str(saved), "--sel", "model=a", "--length", "1024", "--target", "2"]
+    assert main(predict) == 2
+    assert "is a saved fit" in capsys.readouterr().err
