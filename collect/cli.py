@@ -433,6 +433,11 @@ def _run(config, args) -> int:
         shard = (int(index), int(n_shards))
     except ValueError as err:
         raise CollectError(f"--shard must look like 0/2, got {args.shard!r}.") from err
+    if not 0 <= shard[0] < shard[1]:
+        raise CollectError(
+            f"--shard I/N runs cells I, I+N, ... with 0 <= I < N; got {args.shard!r} "
+            f"(N workers take --shard 0/N to {max(shard[1], 1) - 1}/N)."
+        )
     with stop_on_signals(deadline):  # SIGTERM, Ctrl-C: checkpoint, merge, exit
         _preflight(config, args)
         ds = run_sweep(

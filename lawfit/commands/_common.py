@@ -134,6 +134,38 @@ def add_uncertainty_args(p, *, bootstrap: int) -> None:
     )
 
 
+def bounded_float(low: float, high: float = float("inf"), what: str = "a number"):
+    """Return an argparse ``type`` accepting a finite number strictly between low and high.
+
+    Parameters
+    ----------
+    low, high : float
+        The open interval accepted.
+    what : str
+        What the number is, for the message.
+
+    Returns
+    -------
+    callable
+        Parses the text, or raises ``argparse.ArgumentTypeError`` (a usage error before
+        any work).
+    """
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low < value < high):
+            bound = f"> {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}; got {text!r}")
+        return value
+
+    return parse
+
+
 def check_output_path(path, flag: str, inputs=()) -> None:
     """Fail before any work when ``path`` cannot be written, or would overwrite an input.
 

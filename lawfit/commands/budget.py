@@ -71,7 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--extrapolate",
-        type=float,
+        type=cli.bounded_float(1.0, what="a multiple of the budget"),
         default=None,
         metavar="HORIZON",
         help="also extrapolate each cell's curve to HORIZON x the budget and refit, with the "
@@ -79,7 +79,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fit-from",
-        type=float,
+        type=cli.bounded_float(0.0, 1.0, what="a share of the budget"),
         default=0.5,
         metavar="SHARE",
         help="with --extrapolate: fit each curve's tail from SHARE x the budget on (0.5)",

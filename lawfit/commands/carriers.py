@@ -53,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--store",
         nargs="+",
-        type=float,
+        type=cli.bounded_float(0.0, what="a number of bits"),
         default=None,
         metavar="BITS",
         help="also give the smallest carrier of each kind storing these many bits",

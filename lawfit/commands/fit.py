@@ -323,6 +323,7 @@ def run(args) -> int:
             "(e.g. --cluster data_seed --at rank=4,length=512 --in-cluster 1)."
         )
     ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
+    _check_columns(ds, args)
     exclude = parse_exclude(args.exclude)
     res = lawfit.fit(
         ds,
@@ -356,6 +357,38 @@ def run(args) -> int:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
+
+
+def _check_columns(ds, args) -> None:
+    """Refuse a --cluster, --lack-of-fit-within or --shared the data cannot serve, before fitting.
+
+    Raises
+    ------
+    LawfitError
+        A column that is no dim or variable of the dataset (``run``, built from ``seed`` and
+        ``data_seed``, is allowed), or a parameter that the form does not have.
+    """
+    from lawfit.data import REPLICATE_DIMS
+    from lawfit.forms import get_form
+
+    have = set(ds.dims) | set(ds.coords) | set(ds.data_vars)
+    if set(REPLICATE_DIMS) <= have:
+        have.add("run")
+    columns = {"--cluster": [args.cluster], "--lack-of-fit-within": args.lack_of_fit_within}
+    for flag, names in columns.items():
+        unknown = [c for c in names if c and c not in have]
+        if unknown:
+            raise LawfitError(
+                f"{flag} {' '.join(unknown)}: not a dim of the data; it has "
+                f"{sorted(ds.dims)} (data_seed: target sequences; seed: initialisations)."
+            )
+    params = get_form(args.form).params
+    unknown = [p for p in args.shared or () if p not in params]
+    if unknown:
+        raise LawfitError(
+            f"--shared {' '.join(unknown)}: the {args.form} form has the parameters "
+            f"{list(params)}; name some of those."
+        )
 
 
 def _each_fit(res) -> list[tuple[str, object]]:

@@ -252,3 +252,39 @@ def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
     predict = ["predict", str(saved), "--sel", "model=a", "--length", "1024", "--target", "2"]
     assert main(predict) == 2
     assert "is a saved fit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "{nc}", "--sel", "model=a", "--cluster", "foo"], "--cluster foo: not a dim"),
+        (["fit", "{nc}", "--lack-of-fit-within", "foo"], "--lack-of-fit-within foo: not a dim"),
+        (["fit", "{nc}", "--by", "model", "--shared", "gamma"], "--shared gamma: the power_law"),
+    ],
+)
+def test_fit_refuses_unknown_columns_and_parameters_before_fitting(
+    nc, capsys, monkeypatch, argv, message
+):
+    import lawfit
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking the columns")
+
+    monkeypatch.setattr(lawfit, "fit", no_fit)
+    assert main([a.replace("{nc}", str(nc)) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["budget", "{nc}", "--extrapolate", "0.5"], "a multiple of the budget > 1"),
+        (["budget", "{nc}", "--extrapolate", "2", "--fit-from", "2"], "between 0 and 1"),
+        (["carriers", "{nc}", "--store", "-5"], "a number of bits > 0"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(nc, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main([a.replace("{nc}", str(nc)) for a in argv])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
