@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--target",
         nargs="+",
-        type=float,
+        type=cli.bounded_float(0.0, what="a target in nats/token"),
         required=True,
         help="target dL, or target loss_after (0.693 = ln 2 = recall)",
     )

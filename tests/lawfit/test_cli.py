@@ -288,3 +288,16 @@ def test_out_of_range_numbers_are_usage_errors(nc, capsys, argv, message):
         main([a.replace("{nc}", str(nc)) for a in argv])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_report_refuses_an_output_suffix_it_would_not_honour(nc, capsys, tmp_path):
+    assert main(["report", str(nc), "-o", str(tmp_path / "report.xyz")]) == 2
+    assert "name the file .md or .html, or give --format" in capsys.readouterr().err
+    assert not (tmp_path / "report.xyz").exists()
+
+
+def test_predict_refuses_a_target_that_is_not_positive(nc, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(nc), "--sel", "model=a", "--target", "-1", "--length", "512"])
+    assert e.value.code == 2
+    assert "expected a target in nats/token > 0" in capsys.readouterr().err
