@@ -104,6 +104,14 @@ KV_INNER = ("sdpa", "eager")
 QUERY_CHUNK = 512
 
 
+#: what each carrier's size counts, for messages
+CARRIER_KNOBS = {
+    "memtok": "memory tokens",
+    "kv": "key/value slots per layer",
+    "skv": "positions kept per head",
+}
+
+
 def parse_carrier(text: str) -> ModulesSpec | None:
     """Parse a carrier spec (``memtok:m[@k]``, ``kv:m@k``, ``skv:k@LAYERS``); None if not one.
 
@@ -122,6 +130,12 @@ def parse_carrier(text: str) -> ModulesSpec | None:
     """
     if not isinstance(text, str):
         return None
+    count = re.match(r"^(memtok|kv|skv):(-?\d+)", text.strip())
+    if count is not None and int(count[2]) < 1:
+        raise CollectError(
+            f"modules spec {text!r}: the {count[1]} carrier's size must be a whole number >= 1 "
+            f"({CARRIER_KNOBS[count[1]]}); got {count[2]}."
+        )
     for kind, pattern in CARRIER_SPECS.items():
         match = pattern.match(text.strip())
         if match is None:

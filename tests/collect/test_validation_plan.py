@@ -170,3 +170,12 @@ def test_a_shard_beyond_the_workers_is_refused_before_anything_is_written(tmp_pa
     assert main(["run", *BASE, "--lengths", "20", "--out", str(out), "--shard", "3/2"]) == 2
     assert "with 0 <= I < N; got '3/2'" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "spec, what", [("memtok:0", "memory tokens"), ("kv:-1@2", "key/value"), ("skv:0@all", "kept")]
+)
+def test_a_carrier_of_size_zero_is_named_as_such(tmp_path, capsys, spec, what):
+    assert _plan(tmp_path, "--lengths", "20", "--modules", spec) == 2
+    err = capsys.readouterr().err
+    assert "size must be a whole number >= 1" in err and what in err
