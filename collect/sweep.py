@@ -344,8 +344,31 @@ def _state_writer(config, out_dir, key, prior: float, extended) -> Callable:
     return save
 
 
+def _check_ranks(model, spec, rank: int) -> None:
+    """Refuse a LoRA rank above the rank of the matrices it adapts (min of their two sizes).
+
+    A rank-r update ``B A`` of a ``d_out x d_in`` matrix has rank at most ``min(d_in, d_out)``:
+    ranks beyond it add parameters, not capacity, and would put points past the law's rank
+    axis.
+    """
+    if spec.is_block:  # parallel to the MLP block: hidden -> hidden
+        full = int(model.config.hidden_size)
+        where = f"a {full} x {full} map (the hidden size of {type(model).__name__})"
+    else:
+        modules = dict(model.named_modules())
+        shapes = {n: tuple(modules[n].weight.shape) for n in target_module_names(model, spec)}
+        name = min(shapes, key=lambda n: min(shapes[n]))
+        full, where = min(shapes[name]), f"{name} ({shapes[name][0]} x {shapes[name][1]})"
+    if rank > full:
+        raise CollectError(
+            f"modules spec {spec.text!r}: rank {rank} exceeds {full}, the largest rank an update "
+            f"of {where} can have; its extra parameters add no capacity. Use ranks <= {full}."
+        )
+
+
 def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> None:
     """Run the checks that need the model (layers, module names, task sizes) before training."""
+    keys = list(keys)
     for spec_text in sorted({k.modules for k in keys}):
         spec = parse_modules(spec_text)
         if spec.is_block or spec.is_carrier:
@@ -353,6 +376,8 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
             resolve_layers(spec, len(layers))
         else:
             target_module_names(loaded.model, spec)
+        if not spec.is_carrier:
+            _check_ranks(loaded.model, spec, max(k.rank for k in keys if k.modules == spec_text))
     for task, ratio, length in sorted({(k.task, k.random_ratio, k.length) for k in keys}):
         validate_task(
             task, loaded.tokenizer, length, random_ratio=ratio, source=config.source_for(task)

@@ -38,6 +38,11 @@ def test_plan_prints_count_and_estimate(tmp_path, capsys):
             r"estimated above the memory ceiling of 4.0 GiB",
         ),
         (["--max-cell-memory", "-1"], "--max-cell-memory must be a number of GiB > 0"),
+        (["--ranks", "1", "65"], r"rank 65 exceeds 64, the largest rank an update of .*down_proj"),
+        (
+            ["--ranks", "65", "--modules", "mlp_block@2"],
+            r"rank 65 exceeds 64, the largest rank an update of a 64 x 64 map",
+        ),
     ],
 )
 def test_plan_refuses_what_run_would(tmp_path, capsys, flags, message):
