@@ -374,9 +374,7 @@ def validate_for_model(config: SweepConfig, keys: Iterable[CellKey], loaded) -> 
         if spec.is_block or spec.is_carrier:
             _, layers = decoder_layers(loaded.model)
             resolve_layers(spec, len(layers))
-        else:
-            target_module_names(loaded.model, spec)
-        if not spec.is_carrier:
+        if not spec.is_carrier:  # resolves (and so checks) a LoRA spec's module names too
             _check_ranks(loaded.model, spec, max(k.rank for k in keys if k.modules == spec_text))
     for task, ratio, length in sorted({(k.task, k.random_ratio, k.length) for k in keys}):
         validate_task(
