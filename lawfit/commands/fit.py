@@ -31,19 +31,19 @@ def parse_sel(items):
         if "=" not in it:
             raise LawfitError(f"--sel expects dim=value; got {it!r}.")
         k, v = it.split("=", 1)
+        key = k.strip()
         for cast in (int, float):
             try:
                 v = cast(v)
                 break
             except ValueError:
                 pass
-        if k.strip() in out:
+        if key in out:
             raise LawfitError(
-                f"--sel {it!r}: {k.strip()} is already selected ({k.strip()}={out[k.strip()]!r}); "
-                "select one value per dim (run the command once per value, or fit groups "
-                "with --by)."
+                f"--sel {it!r}: {key} is already selected ({key}={out[key]!r}); select one "
+                "value per dim (run the command once per value, or fit groups with --by)."
             )
-        out[k.strip()] = v
+        out[key] = v
     return out
 
 
@@ -86,7 +86,8 @@ def parse_point(text: str) -> dict[str, float]:
     Raises
     ------
     argparse.ArgumentTypeError
-        On an item that is not ``NAME=NUMBER`` (argparse reports it before any work).
+        On an item that is not ``NAME=NUMBER`` with a finite number > 0, or an input named
+        twice (argparse reports it before any work).
     """
     point = {}
     for item in text.split(","):
