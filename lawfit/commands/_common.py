@@ -213,14 +213,26 @@ def check_output_path(path, flag: str, inputs=()) -> None:
         )
 
 
+def open_input(path):
+    """Open the DATA of a command: a NetCDF file, or a tidy CSV table (one row per cell).
+
+    A ``.csv`` becomes a Dataset over the contract dims among its columns (``rank``,
+    ``length``, ``seed``, ...), as :func:`lawfit.data.as_dataset` reads a DataFrame.
+    """
+    from lawfit.data import as_dataset, open_dataset
+
+    if str(path).lower().endswith(".csv"):
+        return as_dataset(path)
+    return open_dataset(path)
+
+
 def open_selected(args):
     """Check the output paths (``-o``, ``--csv``), then open ``args.data`` and apply ``--sel``."""
     from lawfit.commands.fit import apply_sel, parse_sel
-    from lawfit.data import open_dataset
 
     check_output_path(getattr(args, "output", None), "-o", inputs=[args.data])
     check_output_path(getattr(args, "csv", None), "--csv", inputs=[args.data])
-    ds = open_dataset(args.data)
+    ds = open_input(args.data)
     return apply_sel(ds, parse_sel(getattr(args, "sel", [])))
 
 

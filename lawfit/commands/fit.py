@@ -307,8 +307,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Execute ``lawfit fit``."""
     import lawfit
-    from lawfit.commands._common import check_output_path, parse_exclude
-    from lawfit.data import open_dataset
+    from lawfit.commands._common import check_output_path, open_input, parse_exclude
 
     check_output_path(args.json, "--json", inputs=[args.data])
     if args.shared and not args.by:
@@ -323,7 +322,7 @@ def run(args) -> int:
             "points, with --cluster's intervals: give --cluster COL and --at too "
             "(e.g. --cluster data_seed --at rank=4,length=512 --in-cluster 1)."
         )
-    ds = apply_sel(open_dataset(args.data), parse_sel(args.sel))
+    ds = apply_sel(open_input(args.data), parse_sel(args.sel))
     _check_columns(ds, args)
     exclude = parse_exclude(args.exclude)
     res = lawfit.fit(

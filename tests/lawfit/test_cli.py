@@ -301,3 +301,22 @@ def test_predict_refuses_a_target_that_is_not_positive(nc, capsys):
         main(["predict", str(nc), "--sel", "model=a", "--target", "-1", "--length", "512"])
     assert e.value.code == 2
     assert "expected a target in nats/token > 0" in capsys.readouterr().err
+
+
+def test_a_tidy_csv_table_is_read_as_the_same_cells(nc, tmp_path, capsys):
+    """One row per cell in a CSV gives the fit the NetCDF file gives."""
+    import xarray as xr
+
+    from lawfit.data import as_frame
+
+    frame, _ = as_frame(xr.open_dataset(nc), by=["model"])
+    table = tmp_path / "cells.csv"
+    frame.to_csv(table, index=False)
+    outputs = []
+    for data in (nc, table):
+        assert main(["fit", str(data), "--sel", "model=a", "--exclude", "none"]) == 0
+        outputs.append(capsys.readouterr().out.split("CI:")[0])
+    assert "alpha" in outputs[0] and outputs[0] == outputs[1]
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    assert main(["fit", str(tmp_path / "bad.csv")]) == 2
+    assert "none of the contract's dims" in capsys.readouterr().err
