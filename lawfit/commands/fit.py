@@ -86,8 +86,8 @@ def parse_point(text: str) -> dict[str, float]:
     Raises
     ------
     argparse.ArgumentTypeError
-        On an item that is not ``NAME=NUMBER`` with a finite number > 0, or an input named
-        twice (argparse reports it before any work).
+        On an item that is not ``NAME=NUMBER`` with a finite number, or an input named twice
+        (argparse reports it before any work).
     """
     point = {}
     for item in text.split(","):
@@ -101,11 +101,8 @@ def parse_point(text: str) -> dict[str, float]:
                 f"expected INPUT=NUMBER items joined by commas, e.g. rank=4,length=512; "
                 f"got {item!r} in {text!r}"
             ) from None
-        if not math.isfinite(point[name.strip()]) or point[name.strip()] <= 0:
-            raise argparse.ArgumentTypeError(
-                f"{item!r} in {text!r}: the law's inputs (rank, length, n_params, loss_before) "
-                "are positive numbers; give a finite value > 0"
-            )
+        if not math.isfinite(point[name.strip()]):
+            raise argparse.ArgumentTypeError(f"{item!r} in {text!r}: give a finite number")
     names = [item.partition("=")[0].strip() for item in text.split(",")]
     if len(set(names)) < len(names):
         raise argparse.ArgumentTypeError(
@@ -165,19 +162,25 @@ def _check_points(points: list[dict[str, float]], form: str, capacity: str) -> N
     Raises
     ------
     LawfitError
-        A point that misses an input of the form or names one it does not have.
+        A point that misses an input of the form, names one it does not have, or gives one
+        a value <= 0.
     """
     from lawfit.forms import get_form, resolve_inputs
 
     need = set(resolve_inputs(get_form(form), capacity))
     for pt in points:
+        got = ",".join(f"{k}={v:g}" for k, v in pt.items())
         if set(pt) != need:
-            got = ",".join(f"{k}={v:g}" for k, v in pt.items())
             raise LawfitError(
                 f"--at {got}: the {form} form takes exactly the inputs {sorted(need)}; "
                 f"got {sorted(pt)}. Give each, e.g. --at "
                 + ",".join(f"{k}=..." for k in sorted(need))
                 + "."
+            )
+        if min(pt.values()) <= 0:
+            raise LawfitError(
+                f"--at {got}: the law's inputs (rank, length, n_params, loss_before) are "
+                "positive; give each a value > 0."
             )
 
 

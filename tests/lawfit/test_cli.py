@@ -217,16 +217,26 @@ def test_a_dim_selected_twice_is_refused(nc, capsys):
     "point, message",
     [
         ("rank=4,length=512,length=1024", "names an input twice"),
-        ("rank=-4,length=512", "give a finite value > 0"),
-        ("rank=0,length=0", "give a finite value > 0"),
-        ("rank=inf,length=nan", "give a finite value > 0"),
+        ("rank=inf,length=nan", "give a finite number"),
     ],
 )
-def test_fit_at_refuses_a_point_the_law_cannot_take(nc, capsys, point, message):
+def test_fit_at_refuses_a_point_that_is_not_one_finite_value_per_input(nc, capsys, point, message):
     with pytest.raises(SystemExit) as e:
         main(["fit", str(nc), "--sel", "model=a", "--at", point])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("point", ["rank=-4,length=512", "rank=0,length=0"])
+def test_fit_at_refuses_a_point_outside_the_law_before_fitting(nc, capsys, monkeypatch, point):
+    import lawfit
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking the points")
+
+    monkeypatch.setattr(lawfit, "fit", no_fit)
+    assert main(["fit", str(nc), "--sel", "model=a", "--at", point]) == 2
+    assert "are positive; give each a value > 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("beta", ["-1", "nan", "inf"])
