@@ -92,22 +92,23 @@ def parse_point(text: str) -> dict[str, float]:
     point = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            if not sep or not name.strip():
+            if not sep or not name:
                 raise ValueError
-            point[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected INPUT=NUMBER items joined by commas, e.g. rank=4,length=512; "
                 f"got {item!r} in {text!r}"
             ) from None
-        if not math.isfinite(point[name.strip()]):
+        if not math.isfinite(number):
             raise argparse.ArgumentTypeError(f"{item!r} in {text!r}: give a finite number")
-    names = [item.partition("=")[0].strip() for item in text.split(",")]
-    if len(set(names)) < len(names):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} names an input twice; give each once (a second point is a second --at)"
-        )
+        if name in point:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} names an input twice; give each once (a second point is a second --at)"
+            )
+        point[name] = number
     return point
 
 
