@@ -175,6 +175,14 @@ def positive_number(value, name: str, fix: str = "") -> float:
     return out
 
 
+def non_negative_number(value, name: str, fix: str = "") -> float:
+    """Check a finite number >= 0."""
+    out = _real(value, name, "a finite number >= 0", fix)
+    if out < 0:
+        raise fail(name, "a finite number >= 0", value, fix)
+    return out
+
+
 def positive_int(value, name: str, fix: str = "") -> int:
     """Check an int >= 1 (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -1513,12 +1513,9 @@ def phase_transition(
     ds = load(ds)
     confidence_level = V.confidence_level(confidence_level)
     _check_options(cascade_unit, censored, orders, capacity)
-    if beta is not None and not (math.isfinite(beta) and beta >= 0):
-        raise LawfitError(
-            f"beta fixes the length exponent of x = log(capacity) - beta log(length); expected "
-            f"a finite number >= 0 (longer targets need more capacity), got {beta!r}. Leave it "
-            "out to fit it."
-        )
+    if beta is not None:
+        fix = "It fixes the exponent of x = log(capacity) - beta log(length); omit it to fit it."
+        beta = V.non_negative_number(beta, "beta", fix)
     bootstrap = V.bootstrap_count(bootstrap)
     V.one_of(threshold_interval, "threshold_interval", ("profile", "bootstrap", "delta"))
     gen = V.random_generator(rng)

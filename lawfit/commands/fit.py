@@ -369,30 +369,20 @@ def _check_columns(ds, args) -> None:
     Raises
     ------
     LawfitError
-        A column that is no dim or variable of the dataset (``run``, built from ``seed`` and
+        A column that is no dim or coordinate of the dataset (``run``, built from ``seed`` and
         ``data_seed``, is allowed), or a parameter that the form does not have.
     """
+    from lawfit import _validate as V
     from lawfit.data import REPLICATE_DIMS
     from lawfit.forms import get_form
 
-    have = set(ds.dims) | set(ds.coords) | set(ds.data_vars)
+    have = set(ds.dims) | set(ds.coords)  # the fitted cells' columns come from these
     if set(REPLICATE_DIMS) <= have:
         have.add("run")
-    columns = {"--cluster": [args.cluster], "--lack-of-fit-within": args.lack_of_fit_within}
-    for flag, names in columns.items():
-        unknown = [c for c in names if c and c not in have]
-        if unknown:
-            raise LawfitError(
-                f"{flag} {' '.join(unknown)}: not a dim of the data; it has "
-                f"{sorted(ds.dims)} (data_seed: target sequences; seed: initialisations)."
-            )
-    params = get_form(args.form).params
-    unknown = [p for p in args.shared or () if p not in params]
-    if unknown:
-        raise LawfitError(
-            f"--shared {' '.join(unknown)}: the {args.form} form has the parameters "
-            f"{list(params)}; name some of those."
-        )
+    V.known_columns(args.cluster, have, "--cluster")
+    V.known_columns(args.lack_of_fit_within, have, "--lack-of-fit-within")
+    for param in args.shared or ():
+        V.one_of(param, "--shared", get_form(args.form).params)
 
 
 def _each_fit(res) -> list[tuple[str, object]]:

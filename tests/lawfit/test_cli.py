@@ -242,7 +242,7 @@ def test_fit_at_refuses_a_point_outside_the_law_before_fitting(nc, capsys, monke
 @pytest.mark.parametrize("beta", ["-1", "nan", "inf"])
 def test_transition_refuses_a_length_exponent_that_is_not_finite_and_non_negative(nc, capsys, beta):
     assert main(["transition", str(nc), "--sel", "model=a", "--beta", beta]) == 2
-    assert "expected a finite number >= 0" in capsys.readouterr().err
+    assert "beta must be a finite number >= 0" in capsys.readouterr().err
 
 
 def test_memft_names_the_missing_loss_reduction(nc, tmp_path, capsys):
@@ -267,9 +267,9 @@ def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["fit", "{nc}", "--sel", "model=a", "--cluster", "foo"], "--cluster foo: not a dim"),
-        (["fit", "{nc}", "--lack-of-fit-within", "foo"], "--lack-of-fit-within foo: not a dim"),
-        (["fit", "{nc}", "--by", "model", "--shared", "gamma"], "--shared gamma: the power_law"),
+        (["fit", "{nc}", "--sel", "model=a", "--cluster", "foo"], "--cluster must be column(s)"),
+        (["fit", "{nc}", "--lack-of-fit-within", "foo"], "--lack-of-fit-within must be column"),
+        (["fit", "{nc}", "--by", "model", "--shared", "gamma"], "--shared must be one of 'C'"),
     ],
 )
 def test_fit_refuses_unknown_columns_and_parameters_before_fitting(
