@@ -71,14 +71,14 @@ def run(args) -> int:
 
     from lawfit.report import build_report
 
-    cli.check_output_path(args.output, "-o", inputs=[args.data])
+    cli.check_output_path(args.output, "-o", inputs=[args.data])  # before any work
     suffix = Path(args.output).suffix.lower() if args.output else ""
     if args.output and args.format is None and suffix not in (".md", ".markdown", ".html", ".htm"):
         raise LawfitError(
             f"-o {args.output}: the format is taken from the suffix (.md or .html), and "
             f"{suffix or 'no suffix'} is neither; name the file .md or .html, or give --format."
         )
-    ds = cli.open_selected(args)  # checks -o first: fail before any work
+    ds = cli.open_selected(args)
     started = time.perf_counter()
 
     def announce(text: str) -> None:
