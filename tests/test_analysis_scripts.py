@@ -224,13 +224,15 @@ def test_carrier_script_names_the_lr_of_each_carrier_in_a_combined_dataset():
     assert study.protocol_notes(ds.drop_vars("protocol")) == []  # one sweep: one protocol
 
 
-def _registry(tmp_path, readings: list[tuple[int, int, int, float, float, bool]]) -> str:
-    """A predictions registry on the shipped converged file (rank, length, seq, low, high, held)."""
+def _registry(
+    tmp_path, readings: list[tuple[int, int, int, float, float, bool]], dataset: str
+) -> str:
+    """A predictions registry on ``dataset`` (rank, length, seq, low, high, held)."""
     text = ""
     for i, (rank, length, seq, low, high, held) in enumerate(readings):
         text += (
             f'[[prediction]]\nid = "p{i}"\nsession = 30\nwritten_in = "0000000"\n'
-            f'dataset = "data/law_cpu_converged.nc"\nrank = {rank}\nlength = {length}\n'
+            f'dataset = "{dataset}"\nrank = {rank}\nlength = {length}\n'
             f'data_seed = {seq}\n[[prediction.reading]]\nform = "power_law"\n'
             f'kind = "cell of this sequence"\ncentre = {(low + high) / 2}\nlow = {low}\n'
             f"high = {high}\nheld_to = {str(held).lower()}\n\n"
@@ -241,10 +243,21 @@ def _registry(tmp_path, readings: list[tuple[int, int, int, float, float, bool]]
 
 
 def test_the_prediction_scorecard_reads_the_measured_cells_and_counts_the_misses(tmp_path):
-    # rank 1, l = 1,024 on sequence 4 measured 2.986; rank 1 at l = 2,048 has not run yet
+    # rank 1, l = 1,024 on sequence 4 measured 2.986; rank 1 at l = 2,048 on sequence 0
+    # is marked not yet run in a copy of the shipped file, so the pending path stays tested
+    import xarray as xr
+
+    with xr.open_dataset(os.path.join(ROOT, "data", "law_cpu_converged.nc")) as shipped:
+        ds = shipped.load()
+    at = dict(objective="sft", rank=1, length=2048, data_seed=0, seed=0)
+    status = ds["status"].astype(object)
+    status.loc[at] = "not_run"
+    ds["status"] = status.astype(str)
+    ds.to_netcdf(tmp_path / "partial.nc")
     path = _registry(
         tmp_path,
         [(1, 1024, 4, 2.9, 3.1, True), (1, 1024, 4, 3.0, 3.2, True), (1, 2048, 0, 2.0, 3.0, True)],
+        str(tmp_path / "partial.nc"),
     )
     out = run_script("15_predictions.py", path, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
