@@ -111,27 +111,87 @@ SPACE_HELP = (
 )
 
 
-def add_uncertainty_args(p, *, bootstrap: int) -> None:
-    """Add ``--bootstrap N``, ``--level`` and ``--seed`` with their help texts."""
+def add_uncertainty_args(p, *, bootstrap: int, what: str = "behind the intervals") -> None:
+    """Add ``--bootstrap N``, ``--level`` and ``--seed``, each checked as argparse parses it.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The subcommand's parser.
+    bootstrap : int
+        Default number of replicates (0: no bootstrap).
+    what : str
+        What the replicates are for, in the help of ``--bootstrap``.
+    """
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=bootstrap_count,
         default=bootstrap,
         metavar="N",
-        help=f"bootstrap replicates behind the intervals (default: {bootstrap})",
+        help=f"bootstrap replicates {what} (default: {bootstrap})",
     )
     p.add_argument(
         "--level",
-        type=float,
+        type=bounded_float(0.0, 1.0, what="a confidence level"),
         default=0.95,
         help="confidence level of the intervals (default: 0.95)",
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=int_at_least(0, "a random seed"),
         default=0,
         help="random seed of the bootstrap: same seed, same numbers (default: 0)",
     )
+
+
+def bootstrap_count(text: str) -> int:
+    """Parse ``--bootstrap``: 0 (no bootstrap) or at least 2 replicates.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Anything else (a usage error before any work).
+    """
+    value = _integer(text)
+    if value is None or value == 1 or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (no bootstrap) or a number of replicates >= 2, e.g. 1000; got {text!r}"
+        )
+    return value
+
+
+def int_at_least(low: int, what: str = "an integer"):
+    """Return an argparse ``type`` accepting an integer >= ``low``.
+
+    Parameters
+    ----------
+    low : int
+        The smallest value accepted.
+    what : str
+        What the number is, for the message.
+
+    Returns
+    -------
+    callable
+        Parses the text, or raises ``argparse.ArgumentTypeError`` (a usage error before
+        any work).
+    """
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}; got {text!r}")
+        return value
+
+    return parse
+
+
+def _integer(text: str) -> int | None:
+    """``int(text)``, or None where the text is not an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def bounded_float(low: float, high: float = float("inf"), what: str = "a number"):
@@ -164,6 +224,57 @@ def bounded_float(low: float, high: float = float("inf"), what: str = "a number"
         return value
 
     return parse
+
+
+def data_columns(ds) -> set[str]:
+    """Return the columns a fit of ``ds`` has: dims, coordinates, and ``run`` where built.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The selected data.
+
+    Returns
+    -------
+    set of str
+    """
+    from lawfit.data import REPLICATE_DIMS
+
+    have = {str(name) for name in (*ds.dims, *ds.coords)}
+    if set(REPLICATE_DIMS) <= have:
+        have.add("run")  # built from seed and data_seed
+    return have
+
+
+def check_resampling(ds, unit: str, bootstrap: int) -> None:
+    """Refuse a ``--unit`` the bootstrap cannot use, before any fitting.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The selected data.
+    unit : str
+        The ``--unit`` given: a resampling scheme or a column to resample clusters of.
+    bootstrap : int
+        The ``--bootstrap`` replicates (0: none).
+
+    Raises
+    ------
+    LawfitError
+        A unit other than ``cell`` without a bootstrap, where it would be ignored, or a
+        unit that is neither a scheme nor a column of the data.
+    """
+    from lawfit import _validate as V
+    from lawfit.bootstrap import RESAMPLING_UNITS
+
+    if unit != "cell" and not bootstrap:
+        raise LawfitError(
+            f"--unit {unit} picks what --bootstrap resamples, and --bootstrap is 0, so it would "
+            "be ignored: add --bootstrap N (e.g. --bootstrap 1000), or drop --unit."
+        )
+    if unit not in RESAMPLING_UNITS:  # else a column whose clusters are resampled
+        columns = data_columns(ds) - set(RESAMPLING_UNITS) - {"step", "token"}
+        V.one_of(unit, "--unit", (*RESAMPLING_UNITS, *sorted(columns)))
 
 
 def check_output_path(path, flag: str, inputs=()) -> None:

@@ -31,21 +31,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--budgets",
         nargs="+",
-        type=int,
+        type=cli.int_at_least(1, "a step budget"),
         default=None,
         metavar="STEPS",
         help="logged steps to refit at (default: 1/4, 1/2, 3/4 and all of it)",
     )
     p.add_argument(
         "--window",
-        type=int,
+        type=cli.int_at_least(1, "a number of steps"),
         default=None,
         metavar="STEPS",
         help="look-back for 'still improving' (default: the last 10%% of the budget)",
     )
     p.add_argument(
         "--tol",
-        type=float,
+        type=cli.bounded_float(0.0, what="a relative ΔL gain"),
         default=0.01,
         help="relative ΔL gain over the window that counts as improving (0.01)",
     )
@@ -94,6 +94,8 @@ def run(args) -> int:
     from lawfit.errors import LawfitError
 
     ds = cli.open_selected(args)
+    if not args.no_fit:
+        cli.check_resampling(ds, args.unit, args.bootstrap)
     if args.trajectory:
         print(delta_by_budget(ds, args.budgets).to_string(index=False, float_format="%.4g"))
         print()

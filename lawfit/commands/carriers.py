@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--space", choices=["linear", "log"], default="linear", help=cli.SPACE_HELP)
     p.add_argument(
         "--significance",
-        type=float,
+        type=cli.bounded_float(0.0, 1.0, what="a significance level"),
         default=0.05,
         help="level of the test of shared exponents (default: 0.05)",
     )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lawfit._tokens import GROUP_DIMS
+from lawfit.commands import _common as cli
 from lawfit.errors import LawfitError
 
 _EPILOG = """\
@@ -238,7 +239,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--huber-delta",
-        type=float,
+        type=cli.bounded_float(0.0, what="a Huber threshold"),
         default=None,
         help="Huber threshold in fit-space units (default: 1.345 x the MAD scale "
         "of the least-squares residuals)",
@@ -250,7 +251,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="fit in linear ΔL or in log ΔL; auto (default): log when the residual "
         "spread grows with ΔL (Breusch-Pagan, lawfit.space.choose_space)",
     )
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates")
+    cli.add_uncertainty_args(p, bootstrap=0, what="behind the intervals (0: asymptotic only)")
     p.add_argument(
         "--unit",
         default="cell",
@@ -269,8 +270,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="percentile",
         help="bootstrap interval: percentile or bias-corrected accelerated (default: percentile)",
     )
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
     p.add_argument(
         "--at",
         action="append",
@@ -364,23 +363,30 @@ def run(args) -> int:
 
 
 def _check_columns(ds, args) -> None:
-    """Refuse a --cluster, --lack-of-fit-within or --shared the data cannot serve, before fitting.
+    """Refuse options naming columns, clusters or parameters the data lacks, before fitting.
 
     Raises
     ------
     LawfitError
-        A column that is no dim or coordinate of the dataset (``run``, built from ``seed`` and
-        ``data_seed``, is allowed), or a parameter that the form does not have.
+        A --cluster, --lack-of-fit-within or --unit that is no dim or coordinate of the
+        dataset (``run``, built from ``seed`` and ``data_seed``, is allowed), an
+        --in-cluster value the cluster column does not hold, or a --shared parameter that
+        the form does not have.
     """
     from lawfit import _validate as V
-    from lawfit.data import REPLICATE_DIMS
     from lawfit.forms import get_form
 
-    have = set(ds.dims) | set(ds.coords)  # the fitted cells' columns come from these
-    if set(REPLICATE_DIMS) <= have:
-        have.add("run")
+    have = cli.data_columns(ds)  # the fitted cells' columns come from these
     V.known_columns(args.cluster, have, "--cluster")
     V.known_columns(args.lack_of_fit_within, have, "--lack-of-fit-within")
+    cli.check_resampling(ds, args.unit, args.bootstrap)
+    if args.in_cluster is not None and args.cluster in ds.coords:
+        held = [v.item() for v in np.unique(ds[args.cluster].values)]
+        if args.in_cluster not in held:
+            raise LawfitError(
+                f"--in-cluster {args.in_cluster} is not a {args.cluster} of the data, which has "
+                f"{held}: pass one of them, or drop --in-cluster to predict a new {args.cluster}."
+            )
     for param in args.shared or ():
         V.one_of(param, "--shared", get_form(args.form).params)
 

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target",
-        type=float,
+        type=cli.bounded_float(0.0, what="a target in nats/token"),
         default=LN2,
         help="fidelity target (default ln 2 on loss_after)",
     )
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--lengths",
         nargs="+",
-        type=float,
+        type=cli.bounded_float(0.0, what="a length in tokens"),
         default=None,
         help="target lengths at which to predict the savings (default: the "
         "observed lengths and 2x and 4x the longest)",

@@ -30,11 +30,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--length", nargs="+", type=float, help="target length(s) in tokens")
+    g.add_argument(
+        "--length",
+        nargs="+",
+        type=cli.bounded_float(0.0, what="a length in tokens"),
+        help="target length(s) in tokens",
+    )
     g.add_argument(
         "--rank",
         nargs="+",
-        type=float,
+        type=cli.bounded_float(0.0, what="a rank (or parameter count)"),
         help="capacity(ies): rank, or n_params for a law in n_params",
     )
     p.add_argument(
@@ -53,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--loss-before",
-        type=float,
+        type=cli.bounded_float(0.0, what="a loss in nats/token"),
         default=None,
         help="base-model loss (nats/token); default: from the data",
     )

@@ -37,25 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="output format (default: from the suffix of -o, else md)",
     )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=500,
-        metavar="N",
-        help="bootstrap replicates behind every interval (default: 500)",
-    )
-    p.add_argument(
-        "--level",
-        type=float,
-        default=0.95,
-        help="confidence level of every interval (default: 0.95)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="random seed: the same seed gives the same report (default: 0)",
-    )
+    cli.add_uncertainty_args(p, bootstrap=500, what="behind every interval")
     p.add_argument(
         "--quiet",
         action="store_true",

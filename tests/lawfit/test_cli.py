@@ -267,6 +267,13 @@ def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["fit", "{nc}", "--unit", "seed"], "--bootstrap is 0, so it would be ignored"),
+        (["fit", "{nc}", "--unit", "foo", "--bootstrap", "50"], "--unit must be one of 'cell'"),
+        (
+            ["fit", "{nc}", "--sel", "model=a", "--cluster", "seed", "--at", "rank=4,length=512"]
+            + ["--in-cluster", "7"],
+            "--in-cluster 7 is not a seed of the data, which has [0, 1",
+        ),
         (["fit", "{nc}", "--sel", "model=a", "--cluster", "foo"], "--cluster must be column(s)"),
         (["fit", "{nc}", "--lack-of-fit-within", "foo"], "--lack-of-fit-within must be column"),
         (["fit", "{nc}", "--by", "model", "--shared", "gamma"], "--shared must be one of 'C'"),
@@ -291,6 +298,17 @@ def test_fit_refuses_unknown_columns_and_parameters_before_fitting(
         (["budget", "{nc}", "--extrapolate", "0.5"], "a multiple of the budget > 1"),
         (["budget", "{nc}", "--extrapolate", "2", "--fit-from", "2"], "between 0 and 1"),
         (["carriers", "{nc}", "--store", "-5"], "a number of bits > 0"),
+        (["carriers", "{nc}", "--significance", "2"], "a significance level between 0 and 1"),
+        (["fit", "{nc}", "--level", "1.5"], "argument --level: expected a confidence level"),
+        (["report", "{nc}", "--level", "0"], "argument --level: expected a confidence level"),
+        (["fit", "{nc}", "--seed", "-1"], "argument --seed: expected a random seed >= 0"),
+        (["transition", "{nc}", "--bootstrap", "1"], "0 (no bootstrap) or a number of replicates"),
+        (["fit", "{nc}", "--bootstrap", "-3"], "0 (no bootstrap) or a number of replicates"),
+        (["fit", "{nc}", "--huber-delta", "0"], "expected a Huber threshold > 0"),
+        (["budget", "{nc}", "--window", "0"], "expected a number of steps >= 1"),
+        (["budget", "{nc}", "--budgets", "300", "-5"], "expected a step budget >= 1"),
+        (["predict", "{nc}", "--length", "-512", "--target", "1"], "a length in tokens > 0"),
+        (["memft", "{nc}", "--lengths", "512", "nan"], "a length in tokens > 0"),
     ],
 )
 def test_out_of_range_numbers_are_usage_errors(nc, capsys, argv, message):
@@ -330,3 +348,14 @@ def test_a_tidy_csv_table_is_read_as_the_same_cells(nc, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
     assert main(["fit", str(tmp_path / "bad.csv")]) == 2
     assert "none of the contract's dims" in capsys.readouterr().err
+
+
+def test_budget_refuses_an_unknown_resampling_unit_before_fitting(nc, capsys, monkeypatch):
+    import lawfit.budget
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking --unit")
+
+    monkeypatch.setattr(lawfit.budget, "budget_sensitivity", no_fit)
+    assert main(["budget", str(nc), "--sel", "model=a", "--unit", "foo"]) == 2
+    assert "--unit must be one of 'cell'" in capsys.readouterr().err
