@@ -246,8 +246,8 @@ def data_columns(ds) -> set[str]:
     return have
 
 
-def check_resampling(ds, unit: str, bootstrap: int) -> None:
-    """Refuse a ``--unit`` the bootstrap cannot use, before any fitting.
+def check_resampling(ds, unit: str, bootstrap: int, *, only_bootstrap: bool = True) -> None:
+    """Refuse a ``--unit`` the analysis cannot use, before any fitting.
 
     Parameters
     ----------
@@ -257,6 +257,9 @@ def check_resampling(ds, unit: str, bootstrap: int) -> None:
         The ``--unit`` given: a resampling scheme or a column to resample clusters of.
     bootstrap : int
         The ``--bootstrap`` replicates (0: none).
+    only_bootstrap : bool
+        Whether the bootstrap is the unit's only use (``lawfit predict`` also clusters its
+        cluster-robust intervals on it).
 
     Raises
     ------
@@ -267,7 +270,7 @@ def check_resampling(ds, unit: str, bootstrap: int) -> None:
     from lawfit import _validate as V
     from lawfit.bootstrap import RESAMPLING_UNITS
 
-    if unit != "cell" and not bootstrap:
+    if only_bootstrap and unit != "cell" and not bootstrap:
         raise LawfitError(
             f"--unit {unit} picks what --bootstrap resamples, and --bootstrap is 0, so it would "
             "be ignored: add --bootstrap N (e.g. --bootstrap 1000), or drop --unit."

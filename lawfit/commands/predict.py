@@ -128,6 +128,7 @@ def run(args) -> int:
         from lawfit.fitting import fit
 
         data = cli.open_selected(args)
+        cli.check_resampling(data, args.unit, args.bootstrap, only_bootstrap=False)
         res = fit(
             data, args.form, capacity=args.capacity, unit=args.unit, **cli.uncertainty_kwargs(args)
         )

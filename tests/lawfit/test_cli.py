@@ -350,12 +350,22 @@ def test_a_tidy_csv_table_is_read_as_the_same_cells(nc, tmp_path, capsys):
     assert "none of the contract's dims" in capsys.readouterr().err
 
 
-def test_budget_refuses_an_unknown_resampling_unit_before_fitting(nc, capsys, monkeypatch):
-    import lawfit.budget
+@pytest.mark.parametrize(
+    "module, function, argv",
+    [
+        ("lawfit.budget", "budget_sensitivity", ["budget"]),
+        ("lawfit.fitting", "fit", ["predict", "--length", "512", "--target", "1"]),
+    ],
+)
+def test_an_unknown_resampling_unit_is_refused_before_fitting(
+    nc, capsys, monkeypatch, module, function, argv
+):
+    import importlib
 
     def no_fit(*a, **k):
         raise AssertionError("fitted before checking --unit")
 
-    monkeypatch.setattr(lawfit.budget, "budget_sensitivity", no_fit)
-    assert main(["budget", str(nc), "--sel", "model=a", "--unit", "foo"]) == 2
+    monkeypatch.setattr(importlib.import_module(module), function, no_fit)
+    command, *rest = argv
+    assert main([command, str(nc), "--sel", "model=a", *rest, "--unit", "foo"]) == 2
     assert "--unit must be one of 'cell'" in capsys.readouterr().err
