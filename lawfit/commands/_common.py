@@ -161,21 +161,7 @@ def bootstrap_count(text: str) -> int:
 
 
 def int_at_least(low: int, what: str = "an integer"):
-    """Return an argparse ``type`` accepting an integer >= ``low``.
-
-    Parameters
-    ----------
-    low : int
-        The smallest value accepted.
-    what : str
-        What the number is, for the message.
-
-    Returns
-    -------
-    callable
-        Parses the text, or raises ``argparse.ArgumentTypeError`` (a usage error before
-        any work).
-    """
+    """Return an argparse ``type`` accepting an integer >= ``low`` (see :func:`bounded_float`)."""
 
     def parse(text: str) -> int:
         value = _integer(text)
@@ -210,7 +196,6 @@ def bounded_float(low: float, high: float = float("inf"), what: str = "a number"
         Parses the text, or raises ``argparse.ArgumentTypeError`` (a usage error before
         any work).
     """
-    import argparse
     import math
 
     def parse(text: str) -> float:
