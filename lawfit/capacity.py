@@ -185,9 +185,10 @@ class BitsResult(ResultProtocol):
     by_rank : pandas.DataFrame
         Per capacity group (grouping dims + rank): the largest bits stored over lengths
         and its bits per parameter (the adapter's demonstrated capacity), with the
-        length at which it was reached and whether that cell was saturated (mean
-        loss_after <= ln 2, the paper's memorized rule: then the capacity is only a
-        lower bound).
+        length at which it was reached, whether that cell was saturated (mean
+        loss_after <= ln 2, the paper's memorized rule) and whether that length is the
+        longest collected for the group (``at_longest``): either way the capacity is
+        only a lower bound.
     anchors : dict
         The literature anchors (bits per parameter).
     notes : tuple of str
@@ -218,11 +219,23 @@ class BitsResult(ResultProtocol):
         """
         out = ["Bits stored per adapter parameter", "=" * 33]
         if "bits_per_param" in self.by_rank:
+            varying = [  # the groups' other dims, named where they tell rows apart
+                c
+                for c in self.by_rank.columns
+                if c in CELL_DIMS and c not in ("rank", "length") and self.by_rank[c].nunique() > 1
+            ]
             for _, r in self.by_rank.iterrows():
+                where = ", ".join(f"{c} {r[c]}" for c in varying)
                 out.append(
-                    f"rank {int(r['rank'])}: up to {r['bits']:.0f} bits "
+                    f"rank {int(r['rank'])}{f' ({where})' if where else ''}: "
+                    f"up to {r['bits']:.0f} bits "
                     f"({r['bits_per_param']:.3g} bits/param at length {int(r['length'])}"
                     + (", saturated: lower bound" if r["saturated"] else "")
+                    + (
+                        ", the longest length collected: lower bound"
+                        if r.get("at_longest", False) and not r["saturated"]
+                        else ""
+                    )
                     + ")"
                 )
         out += [f"anchor {k}: {v} bits/param" for k, v in self.anchors.items()]
@@ -325,12 +338,21 @@ def bits_per_parameter(
         )
         idx = mean.groupby(group)["bits"].idxmax()
         by_rank = mean.loc[idx].reset_index(drop=True)
+        longest = mean.groupby(group, as_index=False)["length"].max()
+        longest = by_rank[group].merge(longest, on=group, how="left")["length"].to_numpy()
+        by_rank["at_longest"] = by_rank["length"].to_numpy() == longest
         if "n_params" in by_rank:
             by_rank["bits_per_param"] = by_rank["bits"] / by_rank["n_params"]
         if by_rank["saturated"].any():
             notes.append(
                 "some ranks reached their largest bits on a memorized target (mean "
                 "loss_after <= ln 2): their capacity is a lower bound; collect longer targets"
+            )
+        if (by_rank["at_longest"] & ~by_rank["saturated"]).any():
+            notes.append(
+                "some ranks stored their most bits at the longest target collected for them "
+                "(at_longest): longer targets may hold more, so their capacity is a lower "
+                "bound; collect longer targets to see where bits stored stop growing"
             )
     else:
         by_rank = pd.DataFrame()

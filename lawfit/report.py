@@ -354,8 +354,11 @@ def _summary_capacity(res: dict) -> str:
     if bits is None or not math.isfinite(bits.max_bits_per_param):
         return "not computed"
     text = f"{bits.max_bits_per_param:.3g} bits/param (largest measured)"
-    if len(bits.by_rank) and "saturated" in bits.by_rank and bits.by_rank["saturated"].any():
+    by_rank = bits.by_rank
+    if len(by_rank) and "saturated" in by_rank and by_rank["saturated"].any():
         text += "; a lower bound where targets were memorized"
+    if len(by_rank) and "at_longest" in by_rank and by_rank["at_longest"].any():
+        text += "; a lower bound where a rank stored the most at its longest target"
     return text
 
 

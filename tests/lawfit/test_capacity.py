@@ -216,3 +216,30 @@ def test_predict_capacity_uses_information_when_the_entropy_is_known(fitted, ds)
     expected = 512 * (h - 1.0) / row["n_params_estimate"]  # L1 = ln 2 nats = 1 bit
     assert row["bits_per_param"] == pytest.approx(expected)
     assert "information lower bound" in " ".join(pred.notes)
+
+
+def test_a_rank_storing_its_most_at_the_longest_target_is_a_lower_bound(ds):
+    # ΔL bits (ℓ·ΔL/ln 2): at the first rank the longest target holds the fewest bits (its
+    # capacity is measured), at every other the most (only a lower bound)
+    one = ds.isel(seed=0).drop_vars(["p_after", "p_before", "greedy_correct"], errors="ignore")
+    lengths = one["length"].to_numpy()
+    dl = one["loss_reduction"].copy()
+    dl[:] = 1000.0 / lengths  # the same bits at every length ...
+    dl.loc[{"rank": one["rank"][0]}] = dl.sel(rank=one["rank"][0]) * np.where(
+        lengths == lengths.max(), 0.5, 1.0
+    )  # ... halved at the longest for the first rank
+    dl.loc[{"rank": one["rank"][1:]}] = dl.sel(rank=one["rank"][1:]) * lengths / lengths.min()
+    one["loss_reduction"] = dl
+    one["loss_after"] = one["loss_after"] * 0 + 5.0  # none memorized
+    res = bits_per_parameter(one, kind="dl")
+    by_rank = res.by_rank.set_index("rank")
+    first = float(one["rank"][0])
+    assert not by_rank.loc[first, "at_longest"]
+    assert by_rank.drop(index=first)["at_longest"].all()
+    assert (by_rank.drop(index=first)["length"] == lengths.max()).all()
+    assert any("at_longest" in n for n in res.notes)
+    lines = [ln for ln in res.summary().splitlines() if ln.startswith("rank ")]
+    assert len(lines) == one.sizes["rank"]
+    assert "lower bound" not in next(ln for ln in lines if ln.startswith(f"rank {int(first)}:"))
+    others = [ln for ln in lines if not ln.startswith(f"rank {int(first)}:")]
+    assert all("the longest length collected: lower bound" in ln for ln in others)
