@@ -12,6 +12,7 @@ anchors, which count information too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,6 +244,31 @@ class BitsResult(ResultProtocol):
         return self._summary_text("\n".join(out))
 
 
+def largest_bits(mean: pd.DataFrame, group: Sequence[str]) -> pd.DataFrame:
+    """Return, per group, the row of the length with the most bits, and if it is the longest.
+
+    Parameters
+    ----------
+    mean : pandas.DataFrame
+        One row per group and ``length`` with a ``bits`` column (mean over replicates).
+    group : sequence of str
+        The columns naming a capacity group (e.g. the grouping dims and rank, or a carrier
+        and its size).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group, with ``at_longest``: the most bits sit at the longest length
+        collected for the group, so longer targets may hold more and the group's capacity
+        is only a lower bound.
+    """
+    group = list(group)
+    best = mean.loc[mean.groupby(group)["bits"].idxmax()].reset_index(drop=True)
+    longest = mean.groupby(group, as_index=False)["length"].max()
+    longest = best[group].merge(longest, on=group, how="left")["length"].to_numpy()
+    return best.assign(at_longest=best["length"].to_numpy() == longest)
+
+
 def bits_per_parameter(
     ds, *, recall_loss: float = LN2, kind: str = "stored", entropy=None
 ) -> BitsResult:
@@ -336,11 +362,7 @@ def bits_per_parameter(
             saturated=("saturated", "all"),
             **({"n_params": ("n_params", "first")} if "n_params" in df else {}),
         )
-        idx = mean.groupby(group)["bits"].idxmax()
-        by_rank = mean.loc[idx].reset_index(drop=True)
-        longest = mean.groupby(group, as_index=False)["length"].max()
-        longest = by_rank[group].merge(longest, on=group, how="left")["length"].to_numpy()
-        by_rank["at_longest"] = by_rank["length"].to_numpy() == longest
+        by_rank = largest_bits(mean, group)
         if "n_params" in by_rank:
             by_rank["bits_per_param"] = by_rank["bits"] / by_rank["n_params"]
         if by_rank["saturated"].any():

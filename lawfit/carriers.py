@@ -30,7 +30,7 @@ from scipy import stats
 from lawfit import _validate as V
 from lawfit.bootstrap import MIN_DISTINCT_DRAWS
 from lawfit.budget import with_still_improving
-from lawfit.capacity import beyond_known_capacity, bits_per_parameter
+from lawfit.capacity import beyond_known_capacity, bits_per_parameter, largest_bits
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form
@@ -337,8 +337,9 @@ class CarrierBits(TableResult):
         ``ratio_min``/``ratio_max`` (bits per parameter of its sizes, one by one: far apart,
         capacity is not proportional to size), ``params_per_knob`` (n_params per unit of
         rank, m or k), ``bytes_per_param``, ``lower_bound`` (a size reached its bits on a
-        memorized target), ``n_still_improving`` (capacity cells still gaining more than
-        1 % of their ΔL over their last 10 % of steps when they stopped, by
+        memorized target, or at the longest target collected for it),
+        ``n_still_improving`` (capacity cells still gaining more than 1 % of their ΔL
+        over their last 10 % of steps when they stopped, by
         :func:`lawfit.convergence`: their bits are lower bounds, flag ``not_converged``;
         NaN without trajectories) and ``bits_kind``.
     cells : pandas.DataFrame
@@ -488,9 +489,9 @@ def carrier_bits(
         flags.append(
             Flag(
                 "lower_bound",
-                "some carriers reached their largest bits on a "
-                "memorized target: their bits per parameter are lower bounds "
-                "(column lower_bound); collect longer targets",
+                "some carriers reached their largest bits on a memorized target or at "
+                "the longest target collected for a size: their bits per parameter are "
+                "lower bounds (column lower_bound); collect longer targets",
             )
         )
     return CarrierBits(
@@ -536,7 +537,11 @@ def _not_converged_flag(table: pd.DataFrame) -> Flag:
 
 
 def _capacity_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per carrier and size, the cells of the length with the most mean bits."""
+    """Per carrier and size, the cells of the length with the most mean bits.
+
+    ``at_longest`` marks a size whose most bits sit at the longest length collected for it
+    (:func:`lawfit.capacity.largest_bits`): its capacity is only a lower bound.
+    """
     rank = cells["rank"] if "rank" in cells else pd.Series(1.0, index=cells.index)
     cells = cells.assign(
         carrier=cells["modules"].map(lambda m: carrier_of(m)[0]).to_numpy(),
@@ -544,7 +549,7 @@ def _capacity_cells(cells: pd.DataFrame) -> pd.DataFrame:
     )
     sizes = ["carrier", "modules", "knob"]
     mean = cells.groupby([*sizes, "length"], as_index=False)["bits"].mean()
-    best = mean.loc[mean.groupby(sizes)["bits"].idxmax(), [*sizes, "length"]]
+    best = largest_bits(mean, sizes)[[*sizes, "length", "at_longest"]]
     return cells.merge(best, on=[*sizes, "length"]).reset_index(drop=True)
 
 
@@ -605,7 +610,7 @@ def _carrier_row(sub: pd.DataFrame, w, n, level) -> tuple[dict, np.ndarray | Non
         bytes_per_param=_constant(bpp),
         knob=knob,
         template=template,
-        lower_bound=bool(sub["saturated"].any()),
+        lower_bound=bool(sub["saturated"].any() or sub["at_longest"].any()),
         n_still_improving=float(sub["still_improving"].sum(min_count=1)),
         bits_kind="/".join(sorted(set(sub["bits_kind"].astype(str)))),
         n_draws=0 if per_param["draws"] is None else int(per_param["draws"].size),

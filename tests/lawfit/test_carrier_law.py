@@ -341,3 +341,22 @@ def test_a_carrier_measured_on_one_cluster_gets_no_interval_and_a_flag(sweep):
     row = res.predict(2000.0).table.set_index("carrier").loc["kv@20"]
     assert np.isnan(row["n_params_low"]) and np.isnan(row["n_params_high"])  # not infinite
     assert np.isfinite(row["n_params_estimate"])
+
+
+def test_a_carrier_storing_its_most_at_the_longest_target_is_a_lower_bound():
+    """Bits that still grow at the longest target say only that capacity is at least that."""
+    ds = synthetic_carrier_dataset(TRUTH, lengths=LENGTHS, tokens=False, rng=0)
+    lora = ds["modules"] == "mlp_block@20"
+    longest = ds["length"] == max(LENGTHS)
+    # LoRA stores less at the longest target than below it: its capacity is measured
+    ds["loss_reduction"] = xr.where(
+        lora & longest, 0.01 * ds["loss_reduction"], ds["loss_reduction"]
+    )
+    res = carrier_bits(ds, bits="dl", bootstrap=0)
+    t = res.table.set_index("carrier")
+    assert not t.loc["mlp_block@20", "lower_bound"]
+    assert t.drop(index="mlp_block@20")["lower_bound"].all()
+    cells = res.cells.set_index("carrier")
+    assert (cells.loc["mlp_block@20", "length"] < max(LENGTHS)).all()
+    (flag,) = [f for f in res.flags if f.code == "lower_bound"]
+    assert "at the longest target collected" in str(flag)
