@@ -176,13 +176,14 @@ def plot_capacity(
 def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     """Plot bits stored per adapter parameter against rank, with the 2 and 3.6 anchors.
 
-    One point per rank: the largest over lengths (:func:`lawfit.bits_per_parameter`), in
-    the bits it counted (information stored by default: the anchors count information).
-    Up-triangles mark ranks whose largest value comes from a memorized target (a lower
-    bound: a longer target could store more). Grey crosses: the same cells' ΔL bits per
-    parameter, which are not information (on random tokens they include what the adapter
-    gains by learning that the tokens are uniform). Horizontal lines: 2 bits/param
-    (Allen-Zhu & Li) and 3.6 bits/param (Morris et al. 2025).
+    One point per rank and group (e.g. target sequence): the largest over lengths
+    (:func:`lawfit.bits_per_parameter`), in the bits it counted (information stored by
+    default: the anchors count information). Up-triangles mark values from a memorized
+    target or from the longest target collected (a lower bound: a longer target could
+    store more). The line joins each rank's mean over its groups. Grey crosses: the same
+    cells' ΔL bits per parameter, which are not information (on random tokens they include
+    what the adapter gains by learning that the tokens are uniform). Horizontal lines:
+    2 bits/param (Allen-Zhu & Li) and 3.6 bits/param (Morris et al. 2025).
 
     Parameters
     ----------
@@ -209,18 +210,25 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
     r = br["rank"].to_numpy(float)
     v = br["bits_per_param"].to_numpy(float)
     sat = br["saturated"].to_numpy(bool) if "saturated" in br else np.zeros(len(br), bool)
+    longest = br["at_longest"].to_numpy(bool) if "at_longest" in br else np.zeros(len(br), bool)
+    bound = sat | longest
     c = OKABE_ITO[5]
-    ax.plot(r, v, "-", color=c, lw=1.0)
-    ax.plot(r[~sat], v[~sat], "o", color=c, ms=4, label="largest over lengths")
-    if sat.any():
+    ranks = np.unique(r)  # one line through the groups' mean per rank
+    ax.plot(ranks, [v[r == k].mean() for k in ranks], "-", color=c, lw=1.0)
+    if (~bound).any():
+        ax.plot(r[~bound], v[~bound], "o", color=c, ms=4, label="largest over lengths")
+    if bound.any():
+        why = [
+            w for w, m in (("target memorized", sat), ("at the longest target", longest)) if m.any()
+        ]
         ax.plot(
-            r[sat],
-            v[sat],
+            r[bound],
+            v[bound],
             "^",
             color=c,
             mfc="white",
             ms=4.5,
-            label="lower bound (target memorized)",
+            label=f"lower bound ({' or '.join(why)})",
         )
     kinds = set(bits.cells["bits_kind"]) if "bits_kind" in bits.cells else {"dl"}
     if "bits_dl" in br and kinds & {"stored", "recalled"}:
@@ -254,7 +262,7 @@ def plot_bits_per_parameter(bits, *, ax=None, title: str | None = None):
         f"{what.get(next(iter(kinds)), 'ΔL bits') if len(kinds) == 1 else 'bits'}"
         " per\nadapter parameter"
     )
-    ax.legend(loc="lower left", fontsize=6.3)
+    ax.legend(loc="lower right", fontsize=6.3)
     if title:
         ax.set_title(title, fontsize=7)
     return fig

@@ -507,3 +507,20 @@ def test_capacity_markers_are_an_upper_bound_where_recalled_and_a_lower_bound_wh
     arrow = bound.lines[1][0]  # the upward arrowhead of lolims
     assert arrow.get_marker() == mpl.markers.CARETUPBASE and arrow.get_ydata()[0] > 4
     plt.close(fig)
+
+
+def test_bits_per_parameter_marks_lower_bounds_and_only_the_markers_drawn(data):
+    from dataclasses import replace
+
+    bits = data["bits"]
+    by_rank = bits.by_rank.assign(saturated=False, at_longest=False)
+    by_rank.loc[by_rank.index[0], "at_longest"] = True
+    labels = _legend_labels(plot_bits_per_parameter(replace(bits, by_rank=by_rank)))
+    assert "lower bound (at the longest target)" in labels and "largest over lengths" in labels
+    every = by_rank.assign(at_longest=True)
+    labels = _legend_labels(plot_bits_per_parameter(replace(bits, by_rank=every)))
+    assert "largest over lengths" not in labels  # no point drawn with it
+
+
+def _legend_labels(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
