@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,7 @@ class Report:
         )
 
     def save(self, path, format: str | None = None) -> None:  # noqa: A002
-        """Write the report; format from the suffix (``.html``/``.htm``) unless given.
+        """Write the report; format from the suffix (:func:`report_format`) unless given.
 
         Parameters
         ----------
@@ -132,12 +133,45 @@ class Report:
         format : {"md", "html"}, optional
             Output format.
         """
-        p = str(path)
-        fmt = format or ("html" if p.lower().endswith((".html", ".htm")) else "md")
-        if fmt not in ("md", "html"):
-            raise LawfitError(f"format must be 'md' or 'html'; got {format!r}.")
-        with open(p, "w", encoding="utf-8") as fh:
+        fmt = report_format(path, format)
+        with open(path, "w", encoding="utf-8") as fh:
             fh.write(self.to_html() if fmt == "html" else self.to_markdown())
+
+
+#: the suffixes a report's format is read from
+REPORT_SUFFIXES = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
+
+
+def report_format(path, format: str | None = None) -> str:  # noqa: A002
+    """Return the format a report written to ``path`` takes: ``format``, else its suffix's.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output file.
+    format : {"md", "html"}, optional
+        The format asked for; then the suffix does not matter.
+
+    Returns
+    -------
+    str
+        ``"md"`` or ``"html"``.
+
+    Raises
+    ------
+    LawfitError
+        An unknown ``format``, or none with a suffix that names neither format.
+    """
+    if format is not None:
+        return V.one_of(format, "format", ("md", "html"))
+    suffix = Path(path).suffix.lower()
+    if suffix not in REPORT_SUFFIXES:
+        raise LawfitError(
+            f"{path}: the format is taken from the suffix (.md or .html), and "
+            f"{suffix or 'no suffix'} is neither; name the file .md or .html, or give the "
+            "format (format='md', lawfit report --format md)."
+        )
+    return REPORT_SUFFIXES[suffix]
 
 
 def _fmt(v) -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from lawfit.commands import _common as cli
-from lawfit.errors import LawfitError
 
 _EPILOG = """\
 examples:
@@ -51,15 +49,11 @@ def run(args) -> int:
     """Execute ``lawfit report``."""
     import time
 
-    from lawfit.report import build_report
+    from lawfit.report import build_report, report_format
 
     cli.check_output_path(args.output, "-o", inputs=[args.data])  # before any work
-    suffix = Path(args.output).suffix.lower() if args.output else ""
-    if args.output and args.format is None and suffix not in (".md", ".markdown", ".html", ".htm"):
-        raise LawfitError(
-            f"-o {args.output}: the format is taken from the suffix (.md or .html), and "
-            f"{suffix or 'no suffix'} is neither; name the file .md or .html, or give --format."
-        )
+    if args.output:
+        report_format(args.output, args.format)
     ds = cli.open_selected(args)
     started = time.perf_counter()
 

@@ -320,7 +320,7 @@ def test_out_of_range_numbers_are_usage_errors(nc, capsys, argv, message):
 
 def test_report_refuses_an_output_suffix_it_would_not_honour(nc, capsys, tmp_path):
     assert main(["report", str(nc), "-o", str(tmp_path / "report.xyz")]) == 2
-    assert "name the file .md or .html, or give --format" in capsys.readouterr().err
+    assert "name the file .md or .html, or give the format" in capsys.readouterr().err
     assert not (tmp_path / "report.xyz").exists()
 
 

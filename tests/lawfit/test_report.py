@@ -197,9 +197,16 @@ def test_cli_errors_are_reported(full, capsys):
 
 def test_report_save_format_error(tmp_path):
     rep = build_report(synthetic_dataset(rng=0, seeds=2), bootstrap=0)
-    with pytest.raises(LawfitError, match="format must be 'md' or 'html'"):
+    with pytest.raises(LawfitError, match="format must be one of 'md', 'html'"):
         rep.save(tmp_path / "x", format="pdf")
     assert not (tmp_path / "x").exists()  # refused before anything was written
+    with pytest.raises(LawfitError, match=r"\.txt is neither; name the file \.md or \.html"):
+        rep.save(tmp_path / "x.txt")  # Markdown under any name, before session 31
+    assert not (tmp_path / "x.txt").exists()
+    rep.save(tmp_path / "x.txt", format="md")
+    assert (tmp_path / "x.txt").read_text(encoding="utf-8") == rep.to_markdown()
+    rep.save(tmp_path / "x.htm")
+    assert (tmp_path / "x.htm").read_text(encoding="utf-8") == rep.to_html()
     rep.save(tmp_path / "x.md")
     assert (tmp_path / "x.md").read_text().startswith("# lawfit report")
     assert (tmp_path / "x.md").read_text(encoding="utf-8") == rep.to_markdown()
