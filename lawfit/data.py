@@ -333,6 +333,22 @@ def _check_dataset(ds):
     return ds
 
 
+def require_variables(ds, names) -> None:
+    """Refuse a dataset that lacks any of the cell variables ``names``.
+
+    Raises
+    ------
+    LawfitError
+        Naming what is missing and what the dataset has.
+    """
+    missing = [v for v in names if v not in ds.data_vars]
+    if missing:
+        raise LawfitError(
+            f"the dataset lacks the variable(s) {missing}; it has {sorted(ds.data_vars)}. "
+            "Expected the contract's cell variables (loss_reduction = loss_before - loss_after)."
+        )
+
+
 def _cell_variables(ds, variables, inputs, coord_inputs):
     """Return the cell variables a fit reads (and the optional ones), without token dims."""
     missing_dims = [d for d in coord_inputs if d not in ds.coords and d not in ds.dims]
@@ -343,12 +359,7 @@ def _cell_variables(ds, variables, inputs, coord_inputs):
             f"{sorted(ds.data_vars)}. Rename or add them (contract: docs/CONVENTIONS.md)."
         )
     wanted = list(dict.fromkeys(list(variables) + [i for i in inputs if i in ds.data_vars]))
-    missing = [v for v in wanted if v not in ds.data_vars]
-    if missing:
-        raise LawfitError(
-            f"the dataset lacks the variable(s) {missing}; it has {sorted(ds.data_vars)}. "
-            "Expected the contract's cell variables (loss_reduction = loss_before - loss_after)."
-        )
+    require_variables(ds, wanted)
     optional = [
         v
         for v in ("status", "loss_after", "loss_before", "n_params")

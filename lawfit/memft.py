@@ -27,7 +27,7 @@ import pandas as pd
 
 from lawfit import _validate as V
 from lawfit._tokens import load, ok_mask, token_arrays
-from lawfit.data import LN2, collected_lengths
+from lawfit.data import LN2, collected_lengths, require_variables
 from lawfit.errors import LawfitError
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import FitResult, Flag
@@ -693,11 +693,7 @@ def _savings_table(rows: list[dict], notes: list[str]) -> tuple[pd.DataFrame, li
 def _check_savings_args(ds, bootstrap, confidence_level, target_kind):
     """Validate :func:`memft_savings`'s options and that ``ds`` is one setting."""
     _check_common(bootstrap, confidence_level)
-    if "loss_reduction" not in ds.data_vars:
-        raise LawfitError(
-            f"the dataset lacks the variable 'loss_reduction'; it has {sorted(ds.data_vars)}. "
-            "Expected the contract's cell variables (loss_reduction = loss_before - loss_after)."
-        )
+    require_variables(ds, ["loss_reduction"])
     if target_kind not in ("loss_after", "loss_reduction"):
         raise LawfitError(
             f"target_kind must be 'loss_after' or 'loss_reduction'; got {target_kind!r}."

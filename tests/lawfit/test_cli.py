@@ -251,7 +251,7 @@ def test_memft_names_the_missing_loss_reduction(nc, tmp_path, capsys):
     path = tmp_path / "no_dl.nc"
     xr.open_dataset(nc).drop_vars("loss_reduction").to_netcdf(path)
     assert main(["memft", str(path), "--sel", "model=a"]) == 2
-    assert "lacks the variable 'loss_reduction'" in capsys.readouterr().err
+    assert "lacks the variable(s) ['loss_reduction']" in capsys.readouterr().err
 
 
 def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
