@@ -38,6 +38,7 @@ from typing import Any
 
 from collect.adapters import parse_modules
 from collect.errors import CollectError
+from collect.models import check_model_name
 from collect.objectives import METHODS
 from collect.probe import AUTOCASTS, SCHEDULES, WARM_STARTS, TrainConfig, train_settings
 
@@ -287,6 +288,11 @@ def _check_block(block: dict[str, list], where: str) -> dict[str, tuple]:
                     f"{where}: {axis} must be non-negative integers, got {s!r}; e.g. "
                     f"`{axis} = [0, 1, 2]`."
                 )
+    for model in block["models"]:
+        try:
+            check_model_name(model)
+        except CollectError as err:
+            raise CollectError(f"{where}: {err}") from None
     for m in block["methods"]:
         if m not in METHODS:
             raise CollectError(f"{where}: unknown method {m!r}; expected one of {list(METHODS)}.")

@@ -200,11 +200,35 @@ def gguf_file(spec: str) -> Path | None:
     return None
 
 
+#: the model names collect knows without a path or a hub id
+NAMED_MODELS = (*PACKAGED_GGUF, "tiny-random")
+
+
+def check_model_name(spec: str) -> None:
+    """Refuse a bare name close to a known one before the hub is tried (retries take ~30 s).
+
+    A bare name (no ``/``, no existing path) that differs from a known model's name by a
+    typo is almost surely that model: the hub is never reached for it.
+    """
+    import difflib
+
+    if spec in NAMED_MODELS or "/" in spec or Path(spec).exists():
+        return
+    close = difflib.get_close_matches(spec, NAMED_MODELS, n=1, cutoff=0.75)
+    if close:
+        raise CollectError(
+            f"unknown model {spec!r}; did you mean {close[0]!r}? Known names: "
+            f"{', '.join(NAMED_MODELS)}; or give a .gguf file, a local model directory, or a "
+            "hub id (org/name) reachable from this machine."
+        )
+
+
 def model_source(spec: str) -> tuple[str, dict[str, Any]]:
     """Where ``from_pretrained`` finds a model spec: (path or hub id, extra keyword arguments).
 
     A GGUF file already converted (:mod:`collect.gguf_cache`) is read from its conversion.
     """
+    check_model_name(spec)
     gguf = gguf_file(spec)
     if gguf is None:
         return spec, {}

@@ -280,6 +280,8 @@ def test_run_cell_reports_every_logged_step(tiny):
             "ranks must be positive integers, got 0",
         ),
         ({"grid": [{"tasks": ["poetry"]}]}, "unknown task 'poetry'"),
+        ({"grid": [{"models": ["tiny-randon"]}]}, "unknown model 'tiny-randon'; did you mean"),
+        ({"grid": [{"models": ["smolm2"]}]}, "did you mean 'smollm2'\\? Known names"),
         ({"grid": [{"tasks": ["phonebook"], "methods": ["dpo"]}]}, "unknown method 'dpo'"),
         ({"grid": [{"tasks": ["phonebook"], "modules": ["mlp"]}]}, "PARTS@LAYERS"),
         ({"train": {"max_steps": 10, "learning_rate": 1}}, "unknown \\[train\\] keys"),
