@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, header, merge_cmd, parser  # noqa: E402
+from _common import ROOT, header, merge_cmd, parser, read_dataset  # noqa: E402
 
 SWEEP = "sweeps/smollm2_cpu.toml"  # the 600-step pilot this script documents
 PILOT = os.path.join(ROOT, "data", "smollm2_cpu.nc")
@@ -130,10 +130,8 @@ def print_cells(ds, budget) -> None:
 
 def main():
     args = _parse()
-    import xarray as xr
-
     if args.price:
-        data = xr.load_dataset(args.data)
+        data = read_dataset(args.data, hint="--price measures its speed on DATA's finished cells.")
         price_sweep(data, args.price, args.out, args.budget, args.share_cells_with)
         return
     header("Collection commands (run from the repository root)")
@@ -153,7 +151,7 @@ def main():
             f"merge them with:\n  {MERGE_CMD}"
         )
         return
-    ds = xr.load_dataset(args.data)
+    ds = read_dataset(args.data)
     print_provenance(ds, args.data)
     print_cells(ds, args.budget)
 

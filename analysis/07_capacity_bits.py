@@ -17,7 +17,7 @@ import lawfit
 from lawfit.data import LN2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import markdown  # noqa: E402
+from _common import markdown, read_dataset  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLS = ["bits_stored", "bits_saved", "bits_recalled", "bits_dl", "bits_max"]
@@ -42,9 +42,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "data", "smollm2_cpu.nc"))
     args = ap.parse_args()
-    import xarray as xr
-
-    ds = xr.load_dataset(args.data)
+    ds = read_dataset(args.data)
     res = lawfit.bits_per_parameter(ds)
     la = ds["loss_after"].to_dataframe().reset_index()
     keys = [c for c in la.columns if c in res.cells.columns]

@@ -47,6 +47,22 @@ def parser(doc: str, data: str = DEFAULT_DATA) -> argparse.ArgumentParser:
     return ap
 
 
+def read_dataset(path: str, hint: str = "") -> xr.Dataset:
+    """Read a contract dataset, or exit with what was expected and how to make it.
+
+    A missing path, a folder or a file that is not NetCDF ends the script with one message
+    (``lawfit.data.open_dataset``'s) and the command that merges the shipped cells, never
+    with a traceback from the NetCDF library.
+    """
+    from lawfit.data import open_dataset
+    from lawfit.errors import LawfitError
+
+    try:
+        return open_dataset(path)
+    except LawfitError as exc:
+        sys.exit(f"error: {exc}\nMerge collected cells into a dataset with:\n  {MERGE_CMD}\n{hint}")
+
+
 def load(args, kind: str = "cells") -> xr.Dataset:
     """Load the dataset (or the synthetic demo), print what it is, warn when partial."""
     if args.synthetic:
@@ -55,12 +71,7 @@ def load(args, kind: str = "cells") -> xr.Dataset:
         ds = synthetic_figure_data()[kind]
         print(f"# SYNTHETIC {kind} data (lawfit.testing): numbers describe the simulator\n")
         return ds
-    if not os.path.exists(args.data):
-        sys.exit(
-            f"no dataset at {args.data}. Merge the collected cells first:\n  {MERGE_CMD}\n"
-            "or run with --synthetic for a demo."
-        )
-    ds = xr.load_dataset(args.data)
+    ds = read_dataset(args.data, hint="or run with --synthetic for a demo.")
     n_done, n = ds.attrs.get("n_cells_done"), ds.attrs.get("n_cells")
     print(f"# data: {args.data}")
     print(f"# created {ds.attrs.get('created', '?')}, git {ds.attrs.get('git_revision', '?')}")

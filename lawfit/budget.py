@@ -276,8 +276,10 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     pandas.DataFrame
         One row per ok cell: its coordinates, ``steps``, ``stop_reason``
         (``budget``/``converged``/``memorized``/``plateau``/``written``), ``loss_reduction``,
-        ``gain_last_window`` (nats), ``rel_gain_last_window`` and ``still_improving``
-        (NaN gains for cells that memorized, plateaued or were written without training).
+        ``gain_last_window`` (nats), ``rel_gain_last_window`` (the gain over the cell's
+        best ΔL, which is ``loss_reduction`` unless its last loss sits above its best) and
+        ``still_improving`` (NaN gains for cells that memorized, plateaued or were written
+        without training).
         ``attrs``: ``max_steps``, ``window`` (steps; None when the default window differs
         between cells), ``window_text`` (for labels) and ``tol``.
 
@@ -308,12 +310,14 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     best = _running_min(ds["loss_curve"])  # best-so-far, as collect's convergence stop reads it
     best_then = best.sel(step=start, method="ffill").drop_vars("step", errors="ignore")
     best_now = np.fmin(best.sel(step=ends.fillna(start), method="ffill"), ds["loss_after"])
-    gain = (best_then - best_now.drop_vars("step", errors="ignore")).where(ends.notnull())
+    best_now = best_now.drop_vars("step", errors="ignore")
+    gain = (best_then - best_now).where(ends.notnull())
     cells = xr.Dataset(
         {
             "steps": ds["steps"],
             "stop_reason": reason,
             "loss_reduction": ds["loss_before"] - ds["loss_after"],
+            "best_loss_reduction": ds["loss_before"] - best_now,
             "gain_last_window": gain,
         }
     )
@@ -322,8 +326,12 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     dims = [d for d in CELL_DIMS if d in cells.dims]
     frame = cells.to_dataframe().reset_index()
     frame = frame[frame["stop_reason"].notna()].reset_index(drop=True)
-    frame = frame[dims + ["steps", "stop_reason", "loss_reduction", "gain_last_window"]]
-    frame["rel_gain_last_window"] = frame["gain_last_window"] / frame["loss_reduction"].abs()
+    frame = frame[dims + ["steps", "stop_reason", "loss_reduction", "gain_last_window"]].assign(
+        # relative to the best dL, as collect's stop divides (collect.probe.converged): the
+        # last loss of an oscillating cell can sit above its best, and the two readings of
+        # one cell must agree
+        rel_gain_last_window=frame["gain_last_window"] / frame["best_loss_reduction"].abs()
+    )
     frame["still_improving"] = frame["rel_gain_last_window"] > tol
     windows = np.unique(lookback.values[np.isfinite(lookback.values)])
     shared = int(windows[0]) if windows.size == 1 else window

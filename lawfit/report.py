@@ -436,19 +436,28 @@ def _summary(settings: list[_Setting], counts: dict, empty: list[str]) -> list:
     return blocks
 
 
+def _dims_sentence(ds: xr.Dataset, counts: dict) -> str:
+    """Name the grid's coordinates, how many of their combinations are cells, then the rest.
+
+    A merged sweep is stored on the product of its coordinates, so the sizes alone overstate
+    what was collected (a sequence with one cell still counts once along ``data_seed``).
+    """
+    grid = {d: n for d, n in ds.sizes.items() if d in CELL_DIMS}
+    other = {d: n for d, n in ds.sizes.items() if d not in CELL_DIMS}
+    product = int(np.prod(list(grid.values()))) if grid else 0
+    cells = counts["sweep"][1] if counts["sweep"] is not None else sum(counts["statuses"].values())
+    text = "Cell coordinates: " + ", ".join(f"{d}={n}" for d, n in grid.items())
+    text += f": {product:,} combinations, of which {cells:,} are "
+    text += "the sweep's cells" if counts["sweep"] is not None else "collected cells"
+    text += " (the others are stored as not_run)." if cells < product else "."
+    if other:
+        text += " Per-cell axes: " + ", ".join(f"{d}={n}" for d, n in other.items()) + "."
+    return text + " Variables: " + ", ".join(sorted(map(str, ds.data_vars))) + "."
+
+
 def _dataset_section(ds: xr.Dataset, counts: dict) -> list:
     """Dims, variables, synthetic/partial warnings and the cell counts."""
-    blocks: list = [("h2", "Dataset")]
-    blocks.append(
-        (
-            "p",
-            "Dims: "
-            + ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
-            + ". Variables: "
-            + ", ".join(sorted(ds.data_vars))
-            + ".",
-        )
-    )
+    blocks: list = [("h2", "Dataset"), ("p", _dims_sentence(ds, counts))]
     if str(ds.attrs.get("synthetic", "")).lower() == "true":
         blocks.append(
             (

@@ -541,9 +541,14 @@ def main(argv=None) -> int:
                 a.data,
             )
             return 2
-        import xarray as xr
+        from lawfit.data import open_dataset
+        from lawfit.errors import LawfitError
 
-        cells = tokens = xr.load_dataset(a.data)
+        try:
+            cells = tokens = open_dataset(a.data)
+        except LawfitError as exc:  # a folder, or a file that is not NetCDF
+            log.error("%s", exc)
+            return 2
         st = data_status(cells)
         log.info(
             "data %s: %d of %d cells ok%s",

@@ -53,6 +53,24 @@ def test_missing_dataset_says_how_to_merge(tmp_path):
     assert "collect merge" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("01_collect.py", ["--price", "sweeps/law_cpu_converged.toml"]),
+        ("01_collect.py", []),
+        ("07_capacity_bits.py", []),
+    ],
+)
+def test_a_folder_or_a_file_that_is_not_netcdf_gets_one_message(tmp_path, script, args):
+    """Not a traceback from the NetCDF library: what was expected and how to merge the cells."""
+    (tmp_path / "notes.nc").write_text("not a dataset")
+    for given, says in ((tmp_path, "is a folder"), (tmp_path / "notes.nc", "as NetCDF")):
+        out = run_script(script, str(given), *args, timeout=60)
+        assert out.returncode != 0
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert says in out.stderr and "collect merge" in out.stderr
+
+
 def test_figures_script_synthetic(tmp_path):
     out = run_script(
         "06_figures.py",

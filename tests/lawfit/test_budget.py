@@ -335,6 +335,31 @@ def test_a_spike_in_the_loss_is_not_a_gain():
     assert not conv["still_improving"].any()
 
 
+def test_a_cell_whose_last_loss_sits_above_its_best_reads_as_collect_stopped_it():
+    """The gain is relative to the best ΔL, as collect's stop divides, not to the last one.
+
+    Session 31's memtok:8@20 cell at ℓ = 512 stopped converged at step 3,057 (best ΔL 9.40,
+    gain 0.9987 % of it), but its last loss sat 0.06 above its best: divided by the last
+    ΔL the gain read 1.005 % and the cell was counted still improving.
+    """
+    from collect.probe import converged
+
+    steps, best_dl, gain, spike = np.arange(301), 9.4, 0.0099 * 9.4, 0.2
+    curve = np.empty(steps.size)
+    curve[:271] = L0 - (best_dl - gain) * steps[:271] / 270
+    curve[271:300] = np.linspace(L0 - (best_dl - gain), L0 - best_dl, 30)[1:]
+    curve[300] = L0 - best_dl + spike  # the last loss, above the best
+    assert converged(list(curve), L0, 0.1, 0.01)  # collect stops it here...
+    assert not converged(list(curve[:300]), L0, 0.1, 0.01)  # ...and not one step earlier
+    assert gain / (best_dl - spike) > 0.01  # the last ΔL's reading would call it improving
+    ds = trajectory_dataset([1], [64], steps, curve[None, None, :], L0, 6000)
+    ds["stop_reason"] = xr.full_like(ds["steps"], "converged", dtype=object)
+    row = convergence(ds).iloc[0]
+    assert row["loss_reduction"] == pytest.approx(best_dl - spike)
+    assert row["rel_gain_last_window"] == pytest.approx(gain / best_dl, rel=1e-9)
+    assert not row["still_improving"]
+
+
 def _first_step_by_collects_rule(curve, loss_before, window, tol, start):
     """The first step at which collect's own stop test passes, run step by step."""
     from collect.probe import converged

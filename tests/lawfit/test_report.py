@@ -243,6 +243,18 @@ def test_report_says_when_a_dataset_is_partial():
     assert "PARTIAL" not in build_report(complete, bootstrap=0).to_markdown()
 
 
+def test_report_counts_the_sweeps_cells_not_the_product_of_the_coordinates():
+    """A merged sweep is stored on the product of its coordinates; the report tells them apart."""
+    ds = synthetic_dataset(rng=0, seeds=2)
+    grid = int(np.prod([ds.sizes[d] for d in ("rank", "length", "seed")]))
+    md = build_report(ds.assign_attrs(n_cells=grid - 5, n_cells_done=grid - 9), bootstrap=0)
+    text = md.to_markdown()
+    assert f"{grid:,} combinations, of which {grid - 5:,} are the sweep's cells" in text
+    assert "(the others are stored as not_run)" in text
+    whole = build_report(ds, bootstrap=0).to_markdown()
+    assert f"{grid:,} combinations, of which {grid:,} are collected cells." in whole
+
+
 def _one_cell():
     return synthetic_token_dataset(
         entry_tokens=8, n_steps=4, ranks=(1,), lengths=(64,), seeds=(0,), rng=0
