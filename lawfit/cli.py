@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from lawfit.commands._common import as_command_line
 from lawfit.errors import LawfitError
 
 #: Modules (under lawfit.commands) that provide subcommands, in help order.
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LawfitError as exc:
-        print(f"lawfit {args.command}: error: {exc}", file=sys.stderr)
+        message = as_command_line(str(exc), has_by=hasattr(args, "by"))
+        print(f"lawfit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from lawfit.errors import LawfitError
 
@@ -87,10 +88,15 @@ def print_result(res, csv: str | None, table) -> int:
     int
         Exit status 0.
     """
-    print(res.summary())
+    show(res)
     if csv:
         write_csv(table(), csv)
     return 0
+
+
+def show(res, has_by: bool = False) -> None:
+    """Print ``res.summary()`` with the library's ``ds.sel(...)`` hints as this CLI's flags."""
+    print(as_command_line(str(res.summary()), has_by))
 
 
 def add_data_args(p, *, sel=True):
@@ -357,3 +363,48 @@ def parse_exclude(value: str | None) -> str | float | None:
         raise LawfitError(
             f"--exclude expects 'memorized', 'none' or a number; got {value!r}."
         ) from None
+
+
+#: a library hint ``ds.sel(dim=value)`` or ``ds.sel({'dim': value})``, value possibly ``...``
+_SEL_HINT = re.compile(
+    r"ds\.sel\(\s*(?:\{\s*['\"](?P<key>\w+)['\"]\s*:\s*(?P<kval>[^{}()]*?)\s*\}"
+    r"|(?P<dim>\w+)\s*=\s*(?P<val>[^()]*?)|(?P<any>\.\.\.))\s*\)"
+)
+
+
+#: the library's ``by=['dim', ...]`` argument in a hint
+_BY_HINT = re.compile(r"\bby=\[(?P<dims>[^\]]*)\]")
+
+
+def as_command_line(message: str, has_by: bool = False) -> str:
+    """Rewrite the library's Python hints in an error message as this CLI's flags.
+
+    The library says ``select one first, e.g. ds.sel(task='phonebook')``; a user of the
+    ``lawfit`` command selects with ``--sel task=phonebook``, so that is what it is told.
+
+    Parameters
+    ----------
+    message : str
+        The text of a :class:`~lawfit.errors.LawfitError`.
+    has_by : bool
+        The command has ``--by``: the hint ``by=['model']`` becomes ``--by model`` too.
+
+    Returns
+    -------
+    str
+        The message with every ``ds.sel(...)`` hint written as ``--sel DIM=VALUE``.
+    """
+    if has_by:
+        message = _BY_HINT.sub(
+            lambda m: "--by " + " ".join(d.strip(" '\"") for d in m["dims"].split(",")),
+            message,
+        )
+
+    def flag(match: re.Match) -> str:
+        if match["any"]:
+            return "--sel DIM=VALUE"
+        dim = match["key"] or match["dim"]
+        value = (match["kval"] if match["key"] else match["val"]).strip().strip("'\"")
+        return f"--sel {dim}={'VALUE' if value in ('', '...') else value}"
+
+    return _SEL_HINT.sub(flag, message)

@@ -133,7 +133,7 @@ def run(args) -> int:
             **cli.uncertainty_kwargs(args),
         )
         print("\nPast the budget (extrapolated; trust it as far as its backtest):")
-        print(ext.summary())
+        cli.show(ext)
     return code
 
 

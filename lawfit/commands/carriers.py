@@ -79,13 +79,13 @@ def run(args) -> int:
     law = carrier_law(
         data, size=args.size, space=args.space, significance=args.significance, **common
     )
-    print(law.summary())
+    cli.show(law)
     bits = carrier_bits(data, bits=args.bits, **common)
     print()
-    print(bits.summary())
+    cli.show(bits)
     if args.store:
         print()
-        print(bits.predict(args.store).summary())
+        cli.show(bits.predict(args.store))
     if args.csv:
         cli.write_csv(bits.table, args.csv)
     return 0

@@ -343,7 +343,7 @@ def run(args) -> int:
         confidence_level=args.level,
         rng=args.seed,
     )
-    print(res.summary())
+    cli.show(res, has_by=True)
     if args.cluster:
         for where, one in _each_fit(res):
             ci = one.conf_int("cluster", confidence_level=args.level, cluster=args.cluster)
@@ -413,4 +413,4 @@ def _print_shared(args, ds, exclude) -> None:
         cluster=args.cluster,
     )
     print()
-    print(test.summary())
+    cli.show(test, has_by=True)

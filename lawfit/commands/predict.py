@@ -143,7 +143,7 @@ def run(args) -> int:
         confidence_level=args.level,
         interval=args.interval,
     )
-    print(pred.summary())
+    cli.show(pred)
     if args.target_kind == "loss_after" and any(t > LN2 + 1e-9 for t in args.target):
         print("note: loss_after targets above ln 2 do not guarantee verbatim recall")
     if args.by_form:
@@ -168,4 +168,4 @@ def _print_by_form(args, data) -> None:
         **query,
     )
     print()
-    print(res.summary())
+    cli.show(res)

@@ -73,6 +73,46 @@ def test_estimate_grows_with_length(tiny_sweep):
     assert a.memory_bytes > 164_480 * 4
 
 
+@pytest.mark.parametrize(
+    ("modules", "rank", "copies"),
+    [
+        ("mlp@2", 8, 4),  # peft LoRA
+        ("mlp_block@1", 2, 4),  # the paper's block adapter
+        ("memtok:3@1", 1, 4),
+        ("kv:2@1", 1, 4),
+        ("skv:5@0,2", 1, 1),  # written without training: stored once, no gradient or moments
+    ],
+)
+def test_the_estimate_counts_the_state_the_real_adapter_holds(tiny, modules, rank, copies):
+    """Value, gradient and AdamW's two moments of what the cell trains, counted on the skeleton."""
+    from collect.adapters import attach
+    from collect.models import load_skeleton
+    from collect.preflight import trainable_state_bytes
+
+    model, tokenizer = tiny
+    real = attach(model, modules, rank, seed=0, tokenizer=tokenizer)
+    skeleton = load_skeleton("tiny-random")
+    weights = [p.shape for p in skeleton.model.parameters()]
+    assert trainable_state_bytes(skeleton, modules, rank) == copies * real.n_bytes > 0
+    assert [p.shape for p in skeleton.model.parameters()] == weights  # left as it was
+
+
+def test_a_wider_adapter_raises_the_estimate_by_its_state(tiny_sweep):
+    from collect.models import load_skeleton
+    from collect.preflight import trainable_state_bytes
+
+    config = config_from_dict(tiny_sweep())
+    loaded = load_skeleton("tiny-random")
+    one, eight = (
+        k for k in config.cells() if k.task == "long_context" and k.length == 20 and k.seed == 0
+    )
+    grown = estimate_cell(loaded, eight, config).memory_bytes
+    grown -= estimate_cell(loaded, one, config).memory_bytes
+    assert grown == trainable_state_bytes(loaded, "mlp@2", 8) - trainable_state_bytes(
+        loaded, "mlp@2", 1
+    )
+
+
 def _peak_rss(tmp_path, length):
     """Peak RSS (bytes) of a 3-step `collect run` of one tiny PhoneBook cell, in a subprocess."""
     import subprocess

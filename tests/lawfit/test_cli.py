@@ -83,9 +83,36 @@ def test_fit_lack_of_fit_prints_each_groups_test(nc, capsys):
 
 
 def test_fit_needs_by_error(nc, capsys):
+    """The library's hint (by=['model'], ds.sel(model='a')) is told as this command's flags."""
     assert main(["fit", str(nc)]) == 2
     err = capsys.readouterr().err
-    assert "by=['model']" in err
+    assert "pass --by model to fit each group" in err and "e.g. --sel model=a" in err
+    assert "ds.sel" not in err and "by=['model']" not in err
+
+
+def test_a_printed_note_names_the_sel_flag_not_the_python_call(nc, capsys):
+    assert main(["transition", str(nc), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "select one group (--sel DIM=VALUE) to analyse it alone" in out
+    assert "ds.sel" not in out
+
+
+@pytest.mark.parametrize(
+    ("hint", "flag"),
+    [
+        ("e.g. ds.sel(task=...).", "e.g. --sel task=VALUE."),
+        ("e.g. ds.sel({'objective': ...}) (or", "e.g. --sel objective=VALUE (or"),
+        ("e.g. ds.sel({'task': 'phonebook'}).", "e.g. --sel task=phonebook."),
+        ('e.g. ds.sel(task="long_context")', "e.g. --sel task=long_context"),
+        ("one group (ds.sel(...)) to", "one group (--sel DIM=VALUE) to"),
+    ],
+)
+def test_every_form_of_the_librarys_selection_hint_becomes_the_flag(hint, flag):
+    from lawfit.commands._common import as_command_line
+
+    assert as_command_line(hint) == flag
+    assert as_command_line("pass by=['model', 'task'] to", has_by=True) == "pass --by model task to"
+    assert as_command_line("pass by=['model'] to") == "pass by=['model'] to"  # no --by here
 
 
 def test_bad_sel(nc, capsys):
