@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 PIP_INSTALL   ?= $(PYTHON) -m pip install
 
-.PHONY: install report figures test test-all lint bench calibration collect
+.PHONY: install report figures test test-all lint bench calibration collect carriers-data
 
 install: .make/installed
 
@@ -72,3 +72,16 @@ collect: install
 	OMP_NUM_THREADS=1 $(PYTHON) -m collect run sweeps/$(SWEEP).toml --out data/$(SWEEP) \
 	  $(SOURCES); wait
 	$(PYTHON) -m collect merge sweeps/$(SWEEP).toml --out data/$(SWEEP) -o data/$(SWEEP).nc
+
+# The shipped carrier dataset (issue 15), like with like: the converged carrier sweep (LoRA,
+# KV prefix, sparse KV memory at AdamW lr 1e-2) with the memory tokens of their own sweep at
+# lr 1e-1, the lr at which they converge (docs/capacity_bits.md). Each sweep's finished cells
+# are merged (into its folder), then the two files combined into one.
+CARRIERS ?= data/carriers_converged.nc
+carriers-data: install
+	$(PYTHON) -m collect merge sweeps/carriers_cpu_converged.toml --out data/carriers_cpu_converged \
+	  -o data/carriers_cpu_converged/dataset.nc
+	$(PYTHON) -m collect merge sweeps/carriers_cpu_memtok.toml --out data/carriers_cpu_memtok \
+	  -o data/carriers_cpu_memtok/dataset.nc
+	$(PYTHON) -m collect combine data/carriers_cpu_converged/dataset.nc \
+	  data/carriers_cpu_memtok/dataset.nc -o $(CARRIERS)

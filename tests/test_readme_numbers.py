@@ -1,8 +1,9 @@
 """The README's numbers about the shipped dataset are the ones `lawfit report` computes from it.
 
 The README quotes the report on ``data/law_cpu_converged.nc`` (cells, the law with its
-cluster-robust intervals, α − β, lack of fit, capacity, recall threshold, MemFT). The file
-grows every session; this test fails when the README was not updated with it, and names
+cluster-robust intervals, α − β, lack of fit, capacity, recall threshold, MemFT), and
+``analysis/09_carriers.py`` on ``data/carriers_converged.nc`` (bits per parameter of each
+carrier). The files grow every session; this test fails when the README was not updated with it, and names
 the sentence that went stale.
 """
 
@@ -130,3 +131,29 @@ def test_the_scorecard_of_predictions(readme):
     _quoted(readme, f"Of {len(held)} cells predicted before they ran, {inside} landed inside")
     line = next(ln for ln in module.summary(card) if ln.strip().startswith("P(at most"))
     _quoted(readme, f"(P = {line.rsplit('= ', 1)[1].split()[0]} for 95 % intervals)")
+
+
+CARRIERS = ROOT / "data" / "carriers_converged.nc"
+
+
+def test_the_memory_carriers_bits_per_parameter():
+    """The README's carrier paragraph quotes `analysis/09_carriers.py` on the shipped file."""
+    import xarray as xr
+
+    from lawfit.carriers import carrier_bits
+
+    ds = xr.load_dataset(CARRIERS)
+    text = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
+    cells = f"{ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells"
+    assert cells in text, f"the README should say {cells!r} of {CARRIERS.name}"
+    sub = ds.sel(task="long_context", random_ratio=1.0, objective="sft")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = carrier_bits(sub, bootstrap=1000, unit="data_seed", rng=0).table
+    rows = table.set_index("carrier")
+    for carrier, name in (("mlp_block@20", "LoRA"), ("memtok@20", "memory tokens")):
+        cols = ["bits_per_param", "bits_per_param_low", "bits_per_param_high"]
+        quoted = f"{name} {_interval(*rows.loc[carrier, cols])}"
+        assert quoted in text, f"the README should say {quoted!r} (analysis/09_carriers.py)"
+    assert f"the KV prefix {rows.loc['kv@27', 'bits_per_param']:.2f}" in text
+    assert f"sparse KV memory {rows.loc['skv@27,28,29', 'bits_per_param']:.2f}" in text
