@@ -83,7 +83,7 @@ def test_lack_of_fit_compares_forms_on_one_footing_where_replicates_differ():
     frame["loss_reduction"] = law * np.exp(gen.normal(0, 0.03, len(frame)))
     frame["loss_after"] = frame["loss_before"] - frame["loss_reduction"]
     cmp = lawfit.compare(frame, ["power_law", "saturating"], holdout=(), exclude=None)
-    blocks = lawfit.report._lack_of_fit_blocks(cmp)
+    blocks = lawfit.report.law._lack_of_fit_blocks(cmp)
     tables = [x for kind, x in blocks if kind == "table"]
     assert list(tables[0]["replicates differ in"]) == ["data_seed, seed", "seed"]
     assert any(kind == "p" and x.startswith("Like with like") for kind, x in blocks)
@@ -250,7 +250,7 @@ def test_report_counts_the_sweeps_cells_not_the_product_of_the_coordinates():
     md = build_report(ds.assign_attrs(n_cells=grid - 5, n_cells_done=grid - 9), bootstrap=0)
     text = md.to_markdown()
     assert f"{grid:,} combinations, of which {grid - 5:,} are the sweep's cells" in text
-    assert "(the others are stored as not_run)" in text
+    assert "(the other combinations hold no cell)" in text
     whole = build_report(ds, bootstrap=0).to_markdown()
     assert f"{grid:,} combinations, of which {grid:,} are collected cells." in whole
 
@@ -311,7 +311,7 @@ def test_log_space_selection_follows_the_breusch_pagan_p_value(full, monkeypatch
     p_values = iter([p_value])
     monkeypatch.setattr(compare_module, "_heteroscedasticity", lambda pts: next(p_values, 0.9))
     res = build_report(ds.sel(method=["sft"]), bootstrap=0).results["task=long_context"]
-    assert ("compare_log" in res) == (p_value < lawfit.report.HETEROSCEDASTIC_P)
+    assert ("compare_log" in res) == (p_value < lawfit.report.settings.HETEROSCEDASTIC_P)
 
 
 def test_log_space_is_chosen_for_multiplicative_noise_only():
@@ -322,11 +322,11 @@ def test_log_space_is_chosen_for_multiplicative_noise_only():
         "seeds": 3,
         "rng": 1,
     }
-    opt = lawfit.report._Options(bootstrap=0, level=0.95, rng=0, targets_length=None)
+    opt = lawfit.report.settings._Options(bootstrap=0, level=0.95, rng=0, targets_length=None)
     for noise, expected in ((("multiplicative", 0.4), True), (("additive", 0.05), False)):
         ds = synthetic_dataset(noise_model=noise[0], noise=noise[1], **kw)
-        st = lawfit.report._Setting("all cells", ds, ds, {})
-        lawfit.report._model_selection(st, opt)
+        st = lawfit.report.settings._Setting("all cells", ds, ds, {})
+        lawfit.report.law._model_selection(st, opt)
         assert ("compare_log" in st.results) == expected, noise
 
 
@@ -357,7 +357,7 @@ def test_impossible_law_values_and_memorized_savings_are_blanked():
         }
     )
     ds = xr.Dataset({"loss_before": ("length", [13.4, 13.2])}, coords={"length": [128, 512]})
-    out, notes = lawfit.report._plausible_validation(val, ds)
+    out, notes = lawfit.report.memft._plausible_validation(val, ds)
     assert np.isnan(out["dL_sft_law"][0]) and np.isnan(out["gain_over_sft_law"][0])
     assert out["dL_sft_law"][1] == 3.4 and out["saving_measured"][1] == 0.02
     assert np.isnan(out["saving_measured"][0])
@@ -375,7 +375,7 @@ def test_no_saving_is_claimed_for_a_method_its_law_does_not_describe():
         }
     )
     ms = SimpleNamespace(predictions=preds, fits={"sft": SimpleNamespace(rmse=0.22)})
-    kept, notes, claims = lawfit.report._claimable_predictions(ms)
+    kept, notes, claims = lawfit.report.memft._claimable_predictions(ms)
     assert kept["objective"].tolist() == ["memft_ot"]
     assert claims[0].startswith("memft_ot: no saving detected")
     assert "no saving claimed" in claims[1] and "memft_sw" in notes[0]
@@ -506,7 +506,7 @@ def test_a_planned_length_without_cells_moves_no_query_length(full):
 
 
 def test_the_exponents_of_a_preferred_other_form_are_reported():
-    from lawfit.report import _best_form_exponents
+    from lawfit.report.law import _best_form_exponents
     from lawfit.testing.selection import TRUTHS, synthetic_form_dataset
 
     ds = synthetic_form_dataset("saturating", TRUTHS["saturating"], seeds=2, rng=3)

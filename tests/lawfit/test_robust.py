@@ -10,7 +10,7 @@ from scipy import stats
 
 import lawfit
 from lawfit.errors import LawfitError
-from lawfit.report import _summary_law
+from lawfit.report.overview import _summary_law
 from lawfit.robust import cr2_covariance
 from lawfit.testing import synthetic_dataset
 

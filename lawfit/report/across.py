@@ -1,0 +1,103 @@
+"""Parts across settings: one capacity law across carriers, exponents across models."""
+
+from __future__ import annotations
+
+import itertools
+
+import xarray as xr
+
+from lawfit._tokens import GROUP_DIMS
+from lawfit.errors import LawfitError
+from lawfit.report.settings import _has_ok_cells, _notes, _Options, _Setting, _sft
+
+
+def _settings_across(
+    ds: xr.Dataset, dim: str, kind=lambda v: v, within: tuple[str, ...] = ()
+) -> list[_Setting]:
+    """SFT cells of every setting (the grouping dims but ``dim``) with 2+ kinds along ``dim``.
+
+    ``kind`` maps a value of ``dim`` to what is compared (a carrier label for ``modules``);
+    the dims in ``within`` may vary with ``dim`` (a model's adapter layer) and do not split
+    the settings.
+    """
+    if dim not in ds.dims or ds.sizes[dim] < 2:
+        return []
+    skip = ("objective", dim, *within)
+    dims = [d for d in GROUP_DIMS if d not in skip and d in ds.dims and ds.sizes[d] > 1]
+    out = []
+    for combo in itertools.product(*[ds[d].values.tolist() for d in dims]):
+        sft = _sft(ds.sel({d: [v] for d, v in zip(dims, combo, strict=True)}))
+        if sft is None:
+            continue
+        kept = [v for v in sft[dim].values.tolist() if _has_ok_cells(sft.sel({dim: [v]}))]
+        if len({kind(v) for v in kept}) >= 2:
+            label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo, strict=True))
+            sub = sft.sel({dim: kept})
+            out.append(_Setting(label or "all cells", sub, sub, {}))
+    return out
+
+
+def _carrier_settings(ds: xr.Dataset) -> list[_Setting]:
+    """SFT cells of every setting (all grouping dims but modules) that holds 2+ carriers."""
+    from lawfit.carriers import carrier_of
+
+    return _settings_across(ds, "modules", lambda m: carrier_of(m)[0])
+
+
+def _models(st: _Setting, opt: _Options) -> list:
+    """Report the law per model and the test of exponents shared across models."""
+    from lawfit.shared import shared_exponents
+
+    seqs = "data_seed" in st.sft.dims and st.sft.sizes["data_seed"] > 1
+    res = shared_exponents(
+        st.sft, by="model", confidence_level=opt.level, cluster="data_seed" if seqs else None
+    )
+    st.results["shared_exponents"] = res
+    return _shared_blocks(res, "law", "Exponents shared across models")
+
+
+def _shared_blocks(res, law_col: str, what: str) -> list:
+    """Blocks of a shared-exponent test: α and β per group, differences, test, notes.
+
+    ``law_col`` names the separate/shared column (``"model"`` in a ``CarrierLaw``).
+    """
+    blocks: list = [("table", res.exponents[res.exponents["parameter"].isin(("alpha", "beta"))])]
+    if len(res.differences):
+        blocks.append(("table", res.differences))
+    if len(res.comparison):
+        cols = [law_col, "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
+        blocks += [
+            ("table", res.comparison[cols]),
+            ("p", f"{what}, F likelihood-ratio test at {res.significance:g}: {res.verdict}."),
+        ]
+    return blocks + _notes(res)
+
+
+def _carriers(st: _Setting, opt: _Options) -> list:
+    """Report the law per carrier, the shared-exponent test and bits per parameter and byte."""
+    from lawfit.carriers import carrier_bits, carrier_law
+
+    law = carrier_law(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng)
+    st.results["carrier_law"] = law
+    blocks = _shared_blocks(law, "model", "Shared exponents")
+    try:
+        bits = carrier_bits(
+            st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng
+        )
+    except LawfitError as exc:
+        return blocks + [("note", f"bits per parameter skipped: {exc}")]
+    st.results["carrier_bits"] = bits
+    cols = [
+        "carrier",
+        "bits_per_param",
+        "bits_per_param_low",
+        "bits_per_param_high",
+        "bits_per_byte",
+        "bits_per_byte_low",
+        "bits_per_byte_high",
+        "n_sizes",
+        "lower_bound",
+        "n_still_improving",
+        "bits_kind",
+    ]
+    return blocks + [("table", bits.table[cols])] + _notes(bits)
