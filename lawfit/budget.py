@@ -317,8 +317,11 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
             "steps": ds["steps"],
             "stop_reason": reason,
             "loss_reduction": ds["loss_before"] - ds["loss_after"],
-            "best_loss_reduction": ds["loss_before"] - best_now,
             "gain_last_window": gain,
+            # relative to the best dL, as collect's stop divides (collect.probe.converged):
+            # the last loss of an oscillating cell can sit above its best, and the two
+            # readings of one cell must agree
+            "rel_gain_last_window": gain / abs(ds["loss_before"] - best_now),
         }
     )
     # a coordinate selected down to one value (ds.sel(rank=1)) is still a column of the table
@@ -326,12 +329,10 @@ def convergence(ds, *, window: int | None = None, tol: float = 0.01) -> pd.DataF
     dims = [d for d in CELL_DIMS if d in cells.dims]
     frame = cells.to_dataframe().reset_index()
     frame = frame[frame["stop_reason"].notna()].reset_index(drop=True)
-    frame = frame[dims + ["steps", "stop_reason", "loss_reduction", "gain_last_window"]].assign(
-        # relative to the best dL, as collect's stop divides (collect.probe.converged): the
-        # last loss of an oscillating cell can sit above its best, and the two readings of
-        # one cell must agree
-        rel_gain_last_window=frame["gain_last_window"] / frame["best_loss_reduction"].abs()
-    )
+    frame = frame[
+        dims
+        + ["steps", "stop_reason", "loss_reduction", "gain_last_window", "rel_gain_last_window"]
+    ]
     frame["still_improving"] = frame["rel_gain_last_window"] > tol
     windows = np.unique(lookback.values[np.isfinite(lookback.values)])
     shared = int(windows[0]) if windows.size == 1 else window

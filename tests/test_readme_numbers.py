@@ -136,16 +136,15 @@ def test_the_scorecard_of_predictions(readme):
 CARRIERS = ROOT / "data" / "carriers_converged.nc"
 
 
-def test_the_memory_carriers_bits_per_parameter():
+def test_the_memory_carriers_bits_per_parameter(readme):
     """The README's carrier paragraph quotes `analysis/09_carriers.py` on the shipped file."""
     import xarray as xr
 
     from lawfit.carriers import carrier_bits
 
     ds = xr.load_dataset(CARRIERS)
-    text = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
     cells = f"{ds.attrs['n_cells_done']} of {ds.attrs['n_cells']} cells"
-    assert cells in text, f"the README should say {cells!r} of {CARRIERS.name}"
+    assert cells in readme, f"the README should say {cells!r} of {CARRIERS.name}"
     sub = ds.sel(task="long_context", random_ratio=1.0, objective="sft")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,6 +153,6 @@ def test_the_memory_carriers_bits_per_parameter():
     for carrier, name in (("mlp_block@20", "LoRA"), ("memtok@20", "memory tokens")):
         cols = ["bits_per_param", "bits_per_param_low", "bits_per_param_high"]
         quoted = f"{name} {_interval(*rows.loc[carrier, cols])}"
-        assert quoted in text, f"the README should say {quoted!r} (analysis/09_carriers.py)"
-    assert f"the KV prefix {rows.loc['kv@27', 'bits_per_param']:.2f}" in text
-    assert f"sparse KV memory {rows.loc['skv@27,28,29', 'bits_per_param']:.2f}" in text
+        assert quoted in readme, f"the README should say {quoted!r} (analysis/09_carriers.py)"
+    assert f"the KV prefix {rows.loc['kv@27', 'bits_per_param']:.2f}" in readme
+    assert f"sparse KV memory {rows.loc['skv@27,28,29', 'bits_per_param']:.2f}" in readme
