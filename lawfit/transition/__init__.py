@@ -178,3 +178,19 @@ def phase_transition(
         notes=tuple(notes),
         flags=tuple(flags),
     )
+
+
+# A saved result names its class by module and name (lawfit.protocol: the file's
+# "result_type", e.g. "lawfit.transition:PhaseTransitionResult"): keep the name this package
+# had as one module, so that files saved before and after the split name the same type (as
+# lawfit.memft does).
+_SAVED = (
+    Cascade,
+    CellTransition,
+    PhaseTransitionResult,
+    SequenceCheck,
+    SufficiencyCheck,
+    ThresholdFit,
+)
+for _cls in _SAVED:
+    _cls.__module__ = __name__
