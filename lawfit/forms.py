@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lawfit._frozen import reduce_through_init
 from lawfit.errors import LawfitError
 
 __all__ = [
@@ -114,6 +115,10 @@ class Form:
         }
         object.__setattr__(self, "bounds", MappingProxyType(full))
         object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
+
+    def __reduce__(self):
+        """Pickle by the constructor's arguments (the read-only mappings as dicts)."""
+        return reduce_through_init(self)
 
     @property
     def nonlinear(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lawfit._frozen import reduce_through_init
 from lawfit.bootstrap import BootstrapResult, _read_only
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
@@ -101,6 +102,10 @@ class FitResult(_IntervalsMixin, _FlagsMixin, _PredictionMixin):
                 for p, c in self.profile_data.items()
             }
             object.__setattr__(self, "profile_data", MappingProxyType(frozen))
+
+    def __reduce__(self):
+        """Pickle by the constructor's arguments (the read-only mappings as dicts)."""
+        return reduce_through_init(self)
 
     @property
     def form_latex(self) -> str:

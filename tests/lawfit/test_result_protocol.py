@@ -1,6 +1,9 @@
 """One common check over every lawfit result type (as scikit-learn checks every estimator)."""
 
+import concurrent.futures
 import json
+import multiprocessing
+import pickle
 import warnings
 
 import numpy as np
@@ -117,6 +120,42 @@ def test_every_result_type_follows_the_protocol(name, tmp_path):
     assert back.flags == res.flags
     pd.testing.assert_frame_equal(back.to_dataframe(), df)
     assert str(back.summary()) == text
+
+
+@pytest.mark.parametrize("name", sorted(RESULTS))
+def test_every_result_type_pickles(name):
+    """Results cross process boundaries (multiprocessing, joblib): pickle keeps every table."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = RESULTS[name]()
+        back = pickle.loads(pickle.dumps(res))
+    assert type(back) is type(res)
+    assert back.flags == res.flags
+    pd.testing.assert_frame_equal(back.to_dataframe(), res.to_dataframe())
+    assert str(back.summary()) == str(res.summary())
+
+
+def test_an_unpickled_fit_is_still_read_only_and_predicts_the_same():
+    fit = RESULTS["FitResult"]()
+    back = pickle.loads(pickle.dumps(fit))
+    with pytest.raises(TypeError):
+        back.gof["r2"] = 1.0  # the mappings are frozen again on the way in
+    with pytest.raises(ValueError):
+        back.theta[0] = 0.0
+    kw = dict(rank=[3.0, 48.0], length=[100.0, 900.0])
+    pd.testing.assert_frame_equal(back.predict(**kw), fit.predict(**kw))
+    pd.testing.assert_frame_equal(back.conf_int(), fit.conf_int())
+
+
+def _params_in_a_worker(fit):
+    return fit.params
+
+
+def test_a_fit_crosses_a_process_boundary():
+    fit = RESULTS["FitResult"]()
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        assert pool.submit(_params_in_a_worker, fit).result(timeout=60) == fit.params
 
 
 def _saved(tmp_path, name="GradientBudget"):
