@@ -170,6 +170,24 @@ def _type_path(cls) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def saved_as(module: str, *classes: type) -> None:
+    """Make saved files name each class as one of ``module`` (``"module:qualname"``).
+
+    A module split into a package calls it in the package's ``__init__`` with the package's
+    own name for the classes it re-exports, so that files saved before and after the split
+    name the same type and load in either version.
+
+    Parameters
+    ----------
+    module
+        The importable module that re-exports ``classes``.
+    *classes
+        The result classes whose saved type names stay ``module:ClassName``.
+    """
+    for cls in classes:
+        cls.__module__ = module
+
+
 def _resolve_type(path: str):
     """Return the lawfit class named by ``module:qualname`` (a clear error otherwise)."""
     module, _, qualname = str(path).partition(":")

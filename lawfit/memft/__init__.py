@@ -27,10 +27,9 @@ from __future__ import annotations
 from lawfit.memft._common import xr_mask  # noqa: F401
 from lawfit.memft.gradient_shares import THRESHOLD, GradientBudget, gradient_budget  # noqa: F401
 from lawfit.memft.savings import MemftSavings, memft_savings
+from lawfit.protocol import saved_as
 
 __all__ = ["GradientBudget", "MemftSavings", "gradient_budget", "memft_savings"]
 
-# A saved result names its class by module and name (lawfit.protocol: the file's
-# "result_type", e.g. "lawfit.memft:MemftSavings"): keep the name this package had as one
-# module, so that files saved before and after the split name the same type.
-GradientBudget.__module__ = MemftSavings.__module__ = __name__
+# saved files keep naming these classes as this package's, as when it was one module
+saved_as(__name__, GradientBudget, MemftSavings)

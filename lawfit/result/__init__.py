@@ -21,7 +21,7 @@ helpers they share). :func:`load` lives here.
 from __future__ import annotations
 
 from lawfit.data import read_saved_json
-from lawfit.protocol import Flag
+from lawfit.protocol import Flag, saved_as
 from lawfit.protocol import _flt as _flt  # kept importable from here
 from lawfit.result._common import _FORMAT_VERSION, ExtrapolationWarning
 from lawfit.result._common import resolve_confidence_level as resolve_confidence_level
@@ -66,9 +66,5 @@ def load(path):
     return FitResult.from_dict(d)
 
 
-# A saved result names its class by module and name (lawfit.protocol: a nested result's
-# "type", e.g. "lawfit.result:FitResult"): keep the name this package had as one module, so
-# that files saved before and after the split name the same type (as lawfit.memft and
-# lawfit.transition do).
-for _cls in (ExtrapolationWarning, FitResult, FitResults, Summary):
-    _cls.__module__ = __name__
+# saved files keep naming these classes as this package's, as when it was one module
+saved_as(__name__, ExtrapolationWarning, FitResult, FitResults, Summary)

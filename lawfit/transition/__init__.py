@@ -25,6 +25,7 @@ import numpy as np
 from lawfit import _validate as V
 from lawfit._tokens import GROUP_DIMS, load
 from lawfit.errors import LawfitError
+from lawfit.protocol import saved_as
 from lawfit.result import Flag
 from lawfit.transition.cells import _cell_transitions
 from lawfit.transition.diagnostics import bimodality_coefficient
@@ -180,11 +181,9 @@ def phase_transition(
     )
 
 
-# A saved result names its class by module and name (lawfit.protocol: the file's
-# "result_type", e.g. "lawfit.transition:PhaseTransitionResult"): keep the name this package
-# had as one module, so that files saved before and after the split name the same type (as
-# lawfit.memft does).
-_SAVED = (
+# saved files keep naming these classes as this package's, as when it was one module
+saved_as(
+    __name__,
     Cascade,
     CellTransition,
     PhaseTransitionResult,
@@ -192,5 +191,3 @@ _SAVED = (
     SufficiencyCheck,
     ThresholdFit,
 )
-for _cls in _SAVED:
-    _cls.__module__ = __name__
