@@ -245,3 +245,22 @@ def test_encode_decode_round_trips_values(value):
         assert back == value  # numpy scalars come back as python numbers
     else:
         assert repr(back) == repr(value)  # NaN != NaN: compare the text
+
+
+@pytest.mark.parametrize(
+    "name, saved_as",
+    [
+        ("FitResult", "lawfit.result:FitResult"),
+        ("FitResults", "lawfit.result:FitResults"),
+        ("PhaseTransitionResult", "lawfit.transition:PhaseTransitionResult"),
+        ("MemftSavings", "lawfit.memft:MemftSavings"),
+        ("GradientBudget", "lawfit.memft:GradientBudget"),
+    ],
+)
+def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
+    """Files name the public module, as before it became a package (older lawfits read them)."""
+    from lawfit.protocol import _resolve_type, _type_path
+
+    cls = type(RESULTS[name]())
+    assert _type_path(cls) == saved_as
+    assert _resolve_type(saved_as) is cls
