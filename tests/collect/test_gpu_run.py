@@ -66,14 +66,12 @@ def _rehearsal_sweep(tiny_sweep) -> dict:
     return tiny_sweep(train=train, defaults=defaults)
 
 
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory, tiny_sweep):
-    """Run gpu_run.py once, device-like, and return (completed process, out, work, seconds)."""
-    root = tmp_path_factory.mktemp("gpu_run")
-    (root / "site").mkdir()
+def _run_rehearsal(root: Path, sweep: dict, minutes: float):
+    """Run gpu_run.py once, device-like; return (completed process, out, work, seconds)."""
+    (root / "site").mkdir(parents=True)
     (root / "site" / "sitecustomize.py").write_text(HIDE)
-    sweep = root / "tiny.json"
-    sweep.write_text(json.dumps(_rehearsal_sweep(tiny_sweep)))
+    sweep_file = root / "tiny.json"
+    sweep_file.write_text(json.dumps(sweep))
     out, work = root / "out", root / "work"
     env = {
         **os.environ,
@@ -83,9 +81,9 @@ def rehearsal(tmp_path_factory, tiny_sweep):
     cmd = [
         sys.executable,
         str(REPO / "benchmarks" / "gpu_run.py"),
-        str(sweep),
+        str(sweep_file),
         "--minutes",
-        str(MINUTES),
+        str(minutes),
         "--out",
         str(out),
         "--work",
@@ -110,6 +108,33 @@ def rehearsal(tmp_path_factory, tiny_sweep):
     return proc, out, work, time.monotonic() - started
 
 
+def _progress(out: Path) -> int | None:
+    """Cells finished plus cells checkpointed by the limit (None: the run wrote no summary)."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary["cells_done"] + len(summary["checkpoints"])
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory, tiny_sweep):
+    """The rehearsal's run: once at :data:`MINUTES`, again at twice that if it made no progress.
+
+    On a machine loaded by other work (a collection running beside the tests) the first
+    batch of cells may not reach its first step inside the limit, so nothing is there to
+    finish or to checkpoint and the run cannot show either. The second run has twice the
+    time; a run that never progresses fails the tests as before. Each test reads the limit
+    the run had from its summary.
+    """
+    root = tmp_path_factory.mktemp("gpu_run")
+    sweep = _rehearsal_sweep(tiny_sweep)
+    result = _run_rehearsal(root / "first", sweep, MINUTES)
+    if _progress(result[1]) == 0:
+        result = _run_rehearsal(root / "retry", sweep, 2 * MINUTES)
+    return result
+
+
 def test_the_run_succeeds_on_the_devices_packages_only(rehearsal):
     proc, out, _, _ = rehearsal
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -131,8 +156,10 @@ def test_the_time_limit_is_honoured(rehearsal):
     assert len(summary["checkpoints"]) <= BATCH_CELLS
     assert summary["cells_done"] + len(summary["checkpoints"]) >= 1
     # the limit counts from the start of main(); the overrun is a poll, a step and the merge
-    assert summary["elapsed_seconds"] <= 60 * MINUTES + 10
-    assert seconds <= 60 * MINUTES + 40  # plus the interpreter's start and imports, packing
+    minutes = summary["minutes"]
+    assert minutes in (MINUTES, 2 * MINUTES)
+    assert summary["elapsed_seconds"] <= 60 * minutes + 10
+    assert seconds <= 60 * minutes + 40  # plus the interpreter's start and imports, packing
     assert "time limit reached" in proc.stdout
 
 
@@ -177,7 +204,8 @@ def test_throughput_of_both_loops_is_reported(rehearsal):
     assert paper["steps"] >= 1 and paper["seconds_per_step"] > 0
     assert lean["cells"] == summary["cells_done"]
     assert lean["cells"] >= 1 and lean["cell_seconds"] > 0, (
-        f"no cell finished within the rehearsal's {MINUTES} min: a machine too loaded to time it"
+        f"no cell finished within the rehearsal's {summary['minutes']} min: a machine too loaded "
+        "to time it"
     )
     steps = sum(c["steps"] * c["target_tokens"] for c in lean["per_cell"].values())
     assert lean["target_token_steps_per_s"] == pytest.approx(steps / lean["cell_seconds"])
