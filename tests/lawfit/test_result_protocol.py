@@ -1,6 +1,7 @@
 """One common check over every lawfit result type (as scikit-learn checks every estimator)."""
 
 import concurrent.futures
+import functools
 import json
 import multiprocessing
 import pickle
@@ -91,11 +92,19 @@ def _results():
 RESULTS = _results()
 
 
+@functools.cache
+def _result(name: str):
+    """The result ``name``, computed once per session (results are frozen: tests share them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return RESULTS[name]()
+
+
 @pytest.mark.parametrize("name", sorted(RESULTS))
 def test_every_result_type_follows_the_protocol(name, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = RESULTS[name]()
+        res = _result(name)
     assert type(res).__name__ == name
     # flags: structured, never "FLAG:" text
     assert isinstance(res.flags, tuple)
@@ -127,7 +136,7 @@ def test_every_result_type_pickles(name):
     """Results cross process boundaries (multiprocessing, joblib): pickle keeps every table."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = RESULTS[name]()
+        res = _result(name)
         back = pickle.loads(pickle.dumps(res))
     assert type(back) is type(res)
     assert back.flags == res.flags
@@ -136,7 +145,7 @@ def test_every_result_type_pickles(name):
 
 
 def test_an_unpickled_fit_is_still_read_only_and_predicts_the_same():
-    fit = RESULTS["FitResult"]()
+    fit = _result("FitResult")
     back = pickle.loads(pickle.dumps(fit))
     with pytest.raises(TypeError):
         back.gof["r2"] = 1.0  # the mappings are frozen again on the way in
@@ -152,7 +161,7 @@ def _params_in_a_worker(fit):
 
 
 def test_a_fit_crosses_a_process_boundary():
-    fit = RESULTS["FitResult"]()
+    fit = _result("FitResult")
     context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
         assert pool.submit(_params_in_a_worker, fit).result(timeout=60) == fit.params
@@ -161,7 +170,7 @@ def test_a_fit_crosses_a_process_boundary():
 def _saved(tmp_path, name="GradientBudget"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = RESULTS[name]()
+        res = _result(name)
     res.save(tmp_path / "r.json")
     return res, json.loads((tmp_path / "r.json").read_text())
 
@@ -261,6 +270,6 @@ def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
     """Files name the public module, as before it became a package (older lawfits read them)."""
     from lawfit.protocol import _resolve_type, _type_path
 
-    cls = type(RESULTS[name]())
+    cls = type(_result(name))
     assert _type_path(cls) == saved_as
     assert _resolve_type(saved_as) is cls
