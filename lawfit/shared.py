@@ -20,14 +20,17 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.linalg import block_diag
 
 from lawfit import _validate as V
+from lawfit.cluster_wald import cluster_wald_test
 from lawfit.compare import (
     _heteroscedasticity,
     _quiet_fit,
@@ -40,10 +43,13 @@ from lawfit.errors import LawfitError
 from lawfit.forms import Form, form_from_spec, get_form
 from lawfit.protocol import Flag, ResultProtocol, SummaryText
 from lawfit.result import FitResult
+from lawfit.robust import linearised
 from lawfit.space import HETEROSCEDASTIC_P
 
 __all__ = ["SharedExponents", "shared_exponents", "compare_shared"]
 
+#: The verdict's test: under independent cells, and with ``cluster=``.
+F_TEST, ROBUST_TEST = "F likelihood-ratio", "cluster-robust Wald (CR2, HTZ)"
 #: Column of the group label, and of the group's integer index in the joint fit.
 GROUP, GROUP_INDEX = "group", "group_index"
 
@@ -173,7 +179,14 @@ class SharedExponents(TableResult):
         error variance), ``n_obs``, ``loglik``, ``aicc``, ``delta_aicc``, ``weight_aicc``,
         ``bic``, ``delta_bic``, ``weight_bic``, and on the shared row the likelihood-ratio
         ``statistic``, ``df`` and χ² ``pvalue`` against the separate laws, and its F form
-        ``f_statistic``, ``f_pvalue`` (F(df, n − k_separate + 1); the verdict's test).
+        ``f_statistic``, ``f_pvalue`` (F(df, n − k_separate + 1)). It treats the cells as
+        independent: with cells that share target sequences it rejects too often.
+    robust_test : pandas.DataFrame
+        With ``cluster=`` and two fitted groups: one row, the cluster-robust Wald test of
+        the same restrictions (:func:`lawfit.cluster_wald.cluster_wald_test`):
+        ``statistic``, ``q``, ``eta``, ``f_statistic``, ``df1``, ``df2``, ``pvalue``,
+        ``n_clusters``, ``cluster`` and ``reason`` (why it could not run, e.g. fewer
+        clusters than restrictions + 1; then NaN). Empty without ``cluster``.
     fits : dict
         Group label → :class:`~lawfit.FitResult` of its own law.
     shared_fit : FitResult or None
@@ -185,8 +198,11 @@ class SharedExponents(TableResult):
     significance : float
         Level of the likelihood-ratio test.
     verdict : str
-        ``"shared"`` (the F test does not reject shared exponents at ``significance``),
-        ``"separate"``, or ``""`` when not tested.
+        ``"shared"`` (the verdict's test does not reject shared exponents at
+        ``significance``), ``"separate"``, or ``""`` when not tested.
+    verdict_test : str
+        The test behind the verdict: the cluster-robust Wald test when it ran, else the
+        F likelihood-ratio test (``""`` when not tested).
     notes, flags
         Context and warnings (``group_skipped``, ``exponents_differ``, ``local_optimum``,
         ``heteroscedastic``: refit with ``space="log"``).
@@ -199,17 +215,25 @@ class SharedExponents(TableResult):
     comparison: pd.DataFrame
     fits: dict = field(repr=False)
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    robust_test: pd.DataFrame = field(default_factory=pd.DataFrame)
     shared_fit: FitResult | None = field(repr=False, default=None)
     by: tuple[str, ...] = ()
     shared: tuple[str, ...] = ("alpha", "beta")
     significance: float = 0.05
     verdict: str = ""
+    verdict_test: str = ""
     notes: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
 
     @property
     def pvalue(self) -> float:
-        """p-value of the F likelihood-ratio test of shared exponents (NaN when not run)."""
+        """p-value of the verdict's test of shared exponents (NaN when not run).
+
+        The cluster-robust Wald test's when it ran (``cluster=``), else the F
+        likelihood-ratio test's.
+        """
+        if self.verdict_test == ROBUST_TEST and len(self.robust_test):
+            return float(self.robust_test["pvalue"].iloc[0])
         if "f_pvalue" not in self.comparison or not len(self.comparison):
             return math.nan
         return float(self.comparison["f_pvalue"].iloc[-1])
@@ -218,7 +242,10 @@ class SharedExponents(TableResult):
         tables = [(f"parameters per {self._noun}", self.exponents)]
         if len(self.differences):
             tables.append((f"differences between {self._noun}s", self.differences))
-        return tables + [("shared vs separate exponents", self.comparison)]
+        tables.append(("shared vs separate exponents", self.comparison))
+        if len(self.robust_test):
+            tables.append(("cluster-robust test of shared exponents", self.robust_test))
+        return tables
 
     def _title(self) -> str:
         return f"Shared exponents across {' × '.join(self.by) or 'groups'}"
@@ -245,9 +272,11 @@ class SharedExponents(TableResult):
                 ]
             if len(self.comparison):
                 out += ["", self.comparison.to_string(index=False)]
+            if len(self.robust_test):
+                out += ["", self.robust_test.to_string(index=False)]
         if self.verdict:
             out.append(
-                f"verdict (F likelihood-ratio test at {self.significance:g}): "
+                f"verdict ({self.verdict_test or F_TEST} test at {self.significance:g}): "
                 f"{self.verdict} exponents"
             )
         out += [f"flag: {f}" for f in self.flags] + [f"note: {n}" for n in self.notes]
@@ -461,8 +490,8 @@ def compare_shared(
         comparison = _comparison(fits, shared_fit, labels, kw["space"], notes, flags, noun)
     else:
         notes.append(f"{len(fits)} {noun}(s) with a fitted law: shared exponents not tested")
-    verdict = _verdict(comparison, significance, shared, flags, noun)
-    differences = pd.DataFrame()
+    differences, robust = pd.DataFrame(), pd.DataFrame()
+    cluster = _usable_cluster(fits, cluster, noun, notes)
     if cluster:
         notes.append(f"intervals: cluster-robust over {cluster} (CR2, Bell-McCaffrey dof)")
         differences = _differences(fits, shared, cluster, kw["confidence_level"])
@@ -471,13 +500,20 @@ def compare_shared(
             "combined as independent (Welch-Satterthwaite dof); groups that share target "
             "sequences have positively correlated errors, which makes them conservative"
         )
+        if len(fits) >= 2:
+            robust = _robust_test(fits, shared, cluster)
+    verdict, verdict_test = _verdict(comparison, robust, significance, shared, flags, noun)
+    if len(robust) and (verdict != "separate" or not robust["reason"].iloc[0]):
+        notes.append(_robust_note(robust.iloc[0], comparison, cluster))
     return dict(
         exponents=_parameter_table(fits, shared_fit, cluster),
         differences=differences,
         comparison=comparison,
+        robust_test=robust,
         fits=fits,
         shared_fit=shared_fit,
         verdict=verdict,
+        verdict_test=verdict_test,
         notes=tuple(notes),
         flags=tuple(flags),
     )
@@ -545,21 +581,94 @@ def _one_space(frame, form, shared, kw, drop, notes) -> dict:
     return {**kw, "space": probe.space}
 
 
-def _verdict(comparison, significance, shared, flags, noun) -> str:
-    """``"shared"`` or ``"separate"`` by the F test (flagged when separate); ``""`` untested."""
-    if not len(comparison):
-        return ""
-    p = comparison["f_pvalue"].iloc[-1]
+def _robust_test(fits: dict, shared: Sequence[str], cluster: str) -> pd.DataFrame:
+    """Test with the CR2 covariance that every group has the first group's ``shared``.
+
+    The separate laws are one model with a block-diagonal Jacobian (each group its own
+    parameters); clusters (target sequences) cut across the groups, so the CR2 covariance
+    sees that cells of one sequence err together under every group's law.
+    """
+    labels = sorted(fits)
+    parts = [linearised(fits[g]) for g in labels]
+    J = block_diag(*[j for j, _ in parts])
+    e = np.concatenate([r for _, r in parts])
+    values = np.concatenate([fits[g].points[cluster].to_numpy() for g in labels])
+    groups = np.unique(values, return_inverse=True)[1].ravel()
+    names = [(g, p) for g in labels for p in fits[g].param_names]
+    C = np.zeros((len(shared) * (len(labels) - 1), len(names)))
+    for row, (p, g) in enumerate(itertools.product(shared, labels[1:])):
+        C[row, names.index((g, p))], C[row, names.index((labels[0], p))] = 1.0, -1.0
+    theta = np.concatenate([fits[g].theta for g in labels])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a confined cluster: said per fit
+        test = cluster_wald_test(J, e, groups, theta, C)
+    return pd.DataFrame([{**test._asdict(), "cluster": cluster}])
+
+
+def _usable_cluster(fits: dict, cluster: str | None, noun: str, notes: list) -> str | None:
+    """``cluster`` when every fitted group spans 2+ of its values, else None (noted)."""
+    if not cluster:
+        return None
+    single = sorted(
+        g for g, f in fits.items() if cluster in f.points and f.points[cluster].nunique() < 2
+    )
+    if not single:
+        return cluster
+    notes.append(
+        f"cluster-robust intervals and test skipped: {noun}(s) {single} have all their "
+        f"cells on one {cluster}; the intervals are the fits' own, and the F test treats "
+        "cells as independent (its p-value may be much too small)"
+    )
+    return None
+
+
+def _robust_note(row: pd.Series, comparison: pd.DataFrame, cluster: str) -> str:
+    """Say what the cluster-robust test found, beside the F test's independent-cell p."""
+    f_p = comparison["f_pvalue"].iloc[-1] if len(comparison) else math.nan
+    if row["reason"]:
+        return (
+            f"cluster-robust Wald test over {cluster} not run: {row['reason']}; the F test "
+            f"(p = {f_p:.3g}) treats cells of one {cluster} as independent, so its p-value "
+            "may be much too small"
+        )
+    return (
+        f"cluster-robust Wald test over {cluster} (CR2, HTZ F reference; Pustejovsky & "
+        f"Tipton 2018): F({row['df1']:.0f}, {row['df2']:.2f}) = {row['f_statistic']:.3g}, "
+        f"p = {row['pvalue']:.3g} over {row['n_clusters']} clusters (the verdict's test); "
+        f"the F likelihood-ratio test, which treats the cells as independent, gives "
+        f"p = {f_p:.3g}"
+    )
+
+
+def _verdict(comparison, robust, significance, shared, flags, noun) -> tuple[str, str]:
+    """Return the verdict and its test: cluster-robust when it ran, else the F test.
+
+    ``"shared"`` or ``"separate"`` (flagged when separate); ``""`` untested.
+    """
+    ran = len(robust) and not robust["reason"].iloc[0]
+    if ran:
+        p, test = float(robust["pvalue"].iloc[0]), ROBUST_TEST
+    elif len(comparison):
+        p, test = float(comparison["f_pvalue"].iloc[-1]), F_TEST
+    else:
+        return "", ""
     if p >= significance:
-        return "shared"
+        return "shared", test
+    caveat = ""
+    if len(robust) and not ran:
+        caveat = (
+            f"; this F test treats cells of one {robust['cluster'].iloc[0]} as independent "
+            f"and the cluster-robust test could not run ({robust['reason'].iloc[0]}), so "
+            "p may be much too small"
+        )
     flags.append(
         Flag(
             "exponents_differ",
-            f"the {noun}s do not share {list(shared)}: likelihood-ratio (F) "
-            f"p = {p:.3g} < {significance:g}; compare {noun}s by their own laws",
+            f"the {noun}s do not share {list(shared)}: {test} p = {p:.3g} < "
+            f"{significance:g}; compare {noun}s by their own laws{caveat}",
         )
     )
-    return "separate"
+    return "separate", test
 
 
 def _fit_columns(frame: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
@@ -646,9 +755,9 @@ def _comparison(fits, shared_fit, labels, space, notes, flags, noun) -> pd.DataF
         table[f"weight_{c}"] = akaike_weights(table[c])
     notes.append(
         f"likelihoods are Gaussian with one error variance common to all {noun}s; "
-        "the verdict uses the F form of the likelihood-ratio test (exact for a linear "
-        "model, close to its level with few cells where the χ² form rejects too "
-        "often); both assume no parameter at a bound"
+        "the likelihood-ratio test is read in its F form (exact for a linear model, "
+        "close to its level with few cells where the χ² form rejects too often); both "
+        "forms assume independent cells and no parameter at a bound"
     )
     return table
 

@@ -48,12 +48,16 @@ def _models(st: _Setting, opt: _Options) -> list:
     """Report the law per model and the test of exponents shared across models."""
     from lawfit.shared import shared_exponents
 
-    seqs = "data_seed" in st.sft.dims and st.sft.sizes["data_seed"] > 1
     res = shared_exponents(
-        st.sft, by="model", confidence_level=opt.level, cluster="data_seed" if seqs else None
+        st.sft, by="model", confidence_level=opt.level, cluster=_sequences(st.sft)
     )
     st.results["shared_exponents"] = res
     return _shared_blocks(res, "law", "Exponents shared across models")
+
+
+def _sequences(sft: xr.Dataset) -> str | None:
+    """``"data_seed"`` when the cells hold 2+ target sequences (cluster-robust tests)."""
+    return "data_seed" if "data_seed" in sft.dims and sft.sizes["data_seed"] > 1 else None
 
 
 def _shared_blocks(res, law_col: str, what: str) -> list:
@@ -66,9 +70,15 @@ def _shared_blocks(res, law_col: str, what: str) -> list:
         blocks.append(("table", res.differences))
     if len(res.comparison):
         cols = [law_col, "k", "n_obs", "aicc", "weight_aicc", "f_statistic", "f_pvalue"]
+        blocks.append(("table", res.comparison[cols]))
+        if len(res.robust_test):
+            blocks.append(("table", res.robust_test))
         blocks += [
-            ("table", res.comparison[cols]),
-            ("p", f"{what}, F likelihood-ratio test at {res.significance:g}: {res.verdict}."),
+            (
+                "p",
+                f"{what}, {res.verdict_test or 'F likelihood-ratio'} test at "
+                f"{res.significance:g}: {res.verdict}.",
+            ),
         ]
     return blocks + _notes(res)
 
@@ -77,7 +87,13 @@ def _carriers(st: _Setting, opt: _Options) -> list:
     """Report the law per carrier, the shared-exponent test and bits per parameter and byte."""
     from lawfit.carriers import carrier_bits, carrier_law
 
-    law = carrier_law(st.sft, bootstrap=opt.bootstrap, confidence_level=opt.level, rng=opt.rng)
+    law = carrier_law(
+        st.sft,
+        bootstrap=opt.bootstrap,
+        confidence_level=opt.level,
+        rng=opt.rng,
+        cluster=_sequences(st.sft),
+    )
     st.results["carrier_law"] = law
     blocks = _shared_blocks(law, "model", "Shared exponents")
     try:
