@@ -608,6 +608,14 @@ def _robust_test(fits: dict, shared: Sequence[str], cluster: str) -> pd.DataFram
 def _usable_cluster(fits: dict, cluster: str | None, noun: str, notes: list) -> str | None:
     """``cluster`` when every fitted group spans 2+ of its values, else None (noted)."""
     if not cluster:
+        seqs = {v for f in fits.values() if "data_seed" in f.points for v in f.points["data_seed"]}
+        if len(seqs) > 1:
+            notes.append(
+                f"the cells come from {len(seqs)} target sequences (data_seed), and the F "
+                "test treats them as independent, which rejects shared exponents too often "
+                "when sequences differ; pass cluster='data_seed' (--cluster data_seed) for "
+                "cluster-robust intervals and a cluster-robust test"
+            )
         return None
     single = sorted(
         g for g, f in fits.items() if cluster in f.points and f.points[cluster].nunique() < 2

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from lawfit import _validate as V
 from lawfit.commands import _common as cli
 
 _EPILOG = """\
 examples:
   lawfit carriers sweep.nc --sel task=long_context       law per carrier, shared exponents?
+  lawfit carriers sweep.nc --cluster data_seed           cluster-robust intervals and test
   lawfit carriers sweep.nc --size bytes --space log      the law against bytes, log-space fit
   lawfit carriers sweep.nc --store 1e4 1e5               smallest carrier storing N bits
   lawfit carriers sweep.nc --bits recalled --dtype bfloat16 --csv bits.csv
@@ -46,6 +48,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="level of the test of shared exponents (default: 0.05)",
     )
     p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="COL",
+        help="cluster-robust (CR2) intervals of the law and a cluster-robust test of shared "
+        "exponents over this column (data_seed: target sequences); the test needs more "
+        "sequences than restrictions",
+    )
+    p.add_argument(
         "--dtype",
         default=None,
         help="storage dtype (float32, bfloat16, ...) when the data records none",
@@ -75,9 +85,15 @@ def run(args) -> int:
     from lawfit.carriers import carrier_bits, carrier_law
 
     data = cli.open_selected(args)
+    V.known_columns(args.cluster, {*data.dims, *data.coords}, "--cluster")
     common = dict(unit=args.unit, dtype=args.dtype, **cli.uncertainty_kwargs(args))
     law = carrier_law(
-        data, size=args.size, space=args.space, significance=args.significance, **common
+        data,
+        size=args.size,
+        space=args.space,
+        significance=args.significance,
+        cluster=args.cluster,
+        **common,
     )
     cli.show(law)
     bits = carrier_bits(data, bits=args.bits, **common)

@@ -294,6 +294,20 @@ def test_cli_carriers_prints_the_law_bits_and_smallest_carriers(sweep, tmp_path,
     assert out_csv.read_text().startswith("carrier,")
 
 
+def test_cli_carriers_clusters_its_intervals_and_says_when_the_robust_test_cannot_run(
+    sweep, tmp_path, capsys
+):
+    from lawfit.cli import main
+
+    nc = tmp_path / "carriers.nc"
+    sweep.to_netcdf(nc)
+    assert main(["carriers", str(nc), "--bootstrap", "0", "--cluster", "seed"]) == 0
+    text = capsys.readouterr().out
+    assert "intervals: cluster-robust over seed (CR2, Bell-McCaffrey dof)" in text
+    # 3 carriers x 2 exponents: 4 restrictions, and the sweep has 2 seeds
+    assert "4 restrictions need at least 5 clusters; the data have 2" in text
+
+
 def test_cluster_bootstrap_resamples_seeds_across_carriers(sweep):
     res = carrier_bits(sweep, bootstrap=200, unit="seed", rng=0)
     assert "bootstrap over 2 seed clusters" in " ".join(res.notes)

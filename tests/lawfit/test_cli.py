@@ -302,6 +302,7 @@ def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
             "--in-cluster 7 is not a seed of the data, which has [0, 1",
         ),
         (["fit", "{nc}", "--sel", "model=a", "--cluster", "foo"], "--cluster must be column(s)"),
+        (["carriers", "{nc}", "--cluster", "foo"], "--cluster must be column(s)"),
         (["fit", "{nc}", "--lack-of-fit-within", "foo"], "--lack-of-fit-within must be column"),
         (["fit", "{nc}", "--by", "model", "--shared", "gamma"], "--shared must be one of 'C'"),
     ],
