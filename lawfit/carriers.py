@@ -284,7 +284,9 @@ def carrier_law(
         Give the intervals of ``exponents`` as cluster-robust ones over this column
         (``"data_seed"``: target sequences shared by the carriers; CR2 with
         Bell-McCaffrey dof, :mod:`lawfit.robust`), the interval calibrated for few
-        sequences. Default: the fits' own (bootstrap if any, else Wald).
+        sequences, and test shared exponents with the cluster-robust Wald test
+        (:mod:`lawfit.cluster_wald`; it needs more sequences than restrictions).
+        Default: the fits' own intervals (bootstrap if any, else Wald) and the F test.
 
     Returns
     -------

@@ -334,7 +334,9 @@ def shared_exponents(
         Seed of the bootstrap.
     cluster : str, optional
         Give the intervals as cluster-robust ones over this column (``"data_seed"``:
-        target sequences; CR2 with Bell-McCaffrey dof, :mod:`lawfit.robust`).
+        target sequences; CR2 with Bell-McCaffrey dof, :mod:`lawfit.robust`), and decide
+        the verdict by the cluster-robust Wald test (:mod:`lawfit.cluster_wald`) when the
+        data hold more clusters than restrictions; the F test treats cells as independent.
 
     Returns
     -------
