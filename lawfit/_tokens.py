@@ -1,4 +1,4 @@
-"""Shared numpy helpers for token-level data (transition/, memft/, capacity.py).
+"""Shared numpy helpers for token-level data (transition/, memft/, capacity/).
 
 Private module: turns the token variables of a contract dataset into flat per-run
 arrays, with status filtering and the checks that give LawfitError messages.
