@@ -306,7 +306,8 @@ def test_memorized_and_never_run_cells_are_counted_apart(full):
 @pytest.mark.parametrize("p_value", [0.001, 0.5])
 def test_log_space_selection_follows_the_breusch_pagan_p_value(full, monkeypatch, p_value):
     ds, _ = full
-    compare_module = importlib.import_module("lawfit.compare")  # lawfit.compare: the function
+    # the module whose compare() calls _heteroscedasticity (lawfit.compare: the function)
+    compare_module = importlib.import_module("lawfit.compare.comparison")
     # first call: the linear-space comparison; later ones: log space, where the spread is gone
     p_values = iter([p_value])
     monkeypatch.setattr(compare_module, "_heteroscedasticity", lambda pts: next(p_values, 0.9))

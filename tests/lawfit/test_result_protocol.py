@@ -266,6 +266,7 @@ def test_encode_decode_round_trips_values(value):
         ("PhaseTransitionResult", "lawfit.transition:PhaseTransitionResult"),
         ("MemftSavings", "lawfit.memft:MemftSavings"),
         ("GradientBudget", "lawfit.memft:GradientBudget"),
+        ("ComparisonResult", "lawfit.compare:ComparisonResult"),
     ],
 )
 def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
