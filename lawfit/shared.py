@@ -604,6 +604,9 @@ def _robust_test(fits: dict, shared: Sequence[str], cluster: str) -> pd.DataFram
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a confined cluster: said per fit
         test = cluster_wald_test(J, e, groups, theta, C)
+    if test.reason and len(labels) > 2:
+        pair = len(shared) + 1
+        test = test._replace(reason=f"{test.reason} (two groups at a time need {pair})")
     return pd.DataFrame([{**test._asdict(), "cluster": cluster}])
 
 

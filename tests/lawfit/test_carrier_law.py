@@ -305,7 +305,7 @@ def test_cli_carriers_clusters_its_intervals_and_says_when_the_robust_test_canno
     text = capsys.readouterr().out
     assert "intervals: cluster-robust over seed (CR2, Bell-McCaffrey dof)" in text
     # 3 carriers x 2 exponents: 4 restrictions, and the sweep has 2 seeds
-    assert "4 restrictions need at least 5 clusters; the data have 2" in text
+    assert "4 restrictions need at least 5 clusters; the data have 2 (two groups at a time" in text
 
 
 def test_cluster_bootstrap_resamples_seeds_across_carriers(sweep):
