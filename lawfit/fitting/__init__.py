@@ -16,6 +16,7 @@ Pipeline for one group of cells:
    residual or wild) with percentile or BCa intervals.
 
 The modules: :mod:`~lawfit.fitting.driver` (:func:`fit` and the fit of one group),
+:mod:`~lawfit.fitting.options` (the checks of fit's options),
 :mod:`~lawfit.fitting.exclusions` (the memorized cells excluded, the checks on the
 data), :mod:`~lawfit.fitting.optimisation` (the global search, the fit space, the Huber
 threshold and the goodness of fit), :mod:`~lawfit.fitting.diagnostics` (the flags, the

@@ -1,23 +1,23 @@
 """The public :func:`fit` and the fit of one group of cells.
 
-:func:`fit` checks the options, reads the data and fits every group with
-:func:`_fit_one`, which runs the pipeline of :mod:`lawfit.fitting` (exclusions, global
-search, Huber polish, covariance, diagnostics, profiles, bootstrap) and builds the
+:func:`fit` checks the options (:mod:`~lawfit.fitting.options`), reads the data, splits
+it into groups (:func:`_split_groups`) and fits every group with :func:`_fit_one`, which
+runs the pipeline of :mod:`lawfit.fitting` (exclusions, global search, Huber polish,
+covariance, diagnostics, profiles, bootstrap) and builds the
 :class:`~lawfit.result.FitResult` with its provenance (:func:`_fit_meta`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 
 from lawfit import _validate as V
 from lawfit import _varpro as vp
-from lawfit.bootstrap import RESAMPLING_UNITS
 from lawfit.data import as_frame, check_identifiable
-from lawfit.errors import LawfitError
 from lawfit.fitting.diagnostics import _diagnostic_flags, _fitted_points, _profiles
 from lawfit.fitting.exclusions import (
     _check_log_response,
@@ -25,8 +25,9 @@ from lawfit.fitting.exclusions import (
     _exclude_memorized,
 )
 from lawfit.fitting.optimisation import _fit_in_space, _goodness, _huber_scale
+from lawfit.fitting.options import _check_cluster_unit, _checked_options
 from lawfit.fitting.resampling import _bootstrap
-from lawfit.forms import Form, get_form, resolve_inputs
+from lawfit.forms import Form
 from lawfit.result import FitResult, FitResults
 
 
@@ -126,60 +127,66 @@ def fit(
     >>> round(res.params["alpha"], 1), round(res.params["beta"], 1)
     (0.6, 0.5)
     """
-    form_obj = get_form(form)
-    if fixed:
-        form_obj = form_obj.with_fixed(fixed)
-    inputs = resolve_inputs(form_obj, capacity)
-    V.one_of(loss, "loss", ("l2", "huber"))
-    V.one_of(space, "space", ("auto", "linear", "log"))
-    V.one_of(ci_method, "ci_method", ("percentile", "bca"))
-    confidence_level = V.confidence_level(confidence_level)
-    bootstrap = V.bootstrap_count(bootstrap)
-    huber_delta = None if huber_delta is None else V.positive_number(huber_delta, "huber_delta")
-    exclude = V.exclude_rule(exclude)
-    rng = V.random_generator(rng)
-    if p0 is not None:
-        bad = [p for p in p0 if p not in form_obj.params]
-        if bad:
-            raise LawfitError(
-                f"p0 names unknown parameter(s) {bad}; the form's parameters are {form_obj.params}."
-            )
-    if bootstrap and unit not in RESAMPLING_UNITS and not isinstance(unit, str):
-        raise LawfitError(f"unit must be one of {RESAMPLING_UNITS} or a column name; got {unit!r}.")
-    response = form_obj.response
-    frame, excl = as_frame(data, variables=(response,), by=by, capacity=capacity, inputs=inputs)
-    if bootstrap and unit not in ("cell", "residual", "wild"):
-        col = unit
-        if unit == "run" and "run" not in frame.columns:
-            col = "seed"
-        if col not in frame.columns:
-            raise LawfitError(
-                f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "
-                f"{list(frame.columns)}. Use unit='cell' or add the column."
-            )
-    V.bootstrap_chunk(
-        bootstrap, len(frame), len(form_obj.params), chunkable=unit not in ("residual", "wild")
-    )
-    opts = dict(
-        form=form_obj,
-        inputs=inputs,
-        response=response,
+    opts, rng = _checked_options(
+        form,
+        capacity=capacity,
         exclude=exclude,
         loss=loss,
         huber_delta=huber_delta,
         space=space,
-        bootstrap=int(bootstrap),
+        bootstrap=bootstrap,
         unit=unit,
         ci_method=ci_method,
-        level=float(confidence_level),
+        confidence_level=confidence_level,
         profile=profile,
         p0=p0,
-        capacity=capacity,
+        fixed=fixed,
+        rng=rng,
     )
+    frame, excl = as_frame(
+        data, variables=(opts["response"],), by=by, capacity=capacity, inputs=opts["inputs"]
+    )
+    if opts["bootstrap"]:
+        _check_cluster_unit(frame, unit)
+    chunkable = unit not in ("residual", "wild")
+    V.bootstrap_chunk(opts["bootstrap"], len(frame), len(opts["form"].params), chunkable=chunkable)
     by_list = [by] if isinstance(by, str) else list(by or [])
     if not by_list:
         return _fit_one(frame, excl, rng=rng, group=None, **opts)
+    # _fit_one is called here, as for one group, so that the warnings it raises
+    # (stacklevel=4) still point at the caller of fit()
     results = {}
+    for key, cells, cell_excl, group in _split_groups(frame, excl, by_list):
+        results[key] = _fit_one(
+            cells, cell_excl, rng=rng, group=group, where=f"group {group}: ", **opts
+        )
+    return FitResults(results, by=tuple(by_list))
+
+
+def _split_groups(
+    frame: pd.DataFrame, excl: pd.DataFrame, by_list: list[str]
+) -> Iterator[tuple[tuple, pd.DataFrame, pd.DataFrame, dict]]:
+    """Yield the cells and the exclusions of every group, in sorted group order.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Cells to fit, with the grouping columns.
+    excl : pandas.DataFrame
+        Cells :func:`lawfit.data.as_frame` excluded (filtered on the grouping columns
+        it has).
+    by_list : list of str
+        Grouping columns.
+
+    Yields
+    ------
+    key : tuple
+        The group's values, in the order of ``by_list``.
+    cells, exclusions : pandas.DataFrame
+        The group's cells and exclusions, with a fresh index.
+    group : dict
+        Grouping column → value.
+    """
     for key, sub in frame.groupby(by_list, sort=True, dropna=False):
         key = tuple(key) if isinstance(key, tuple) else (key,)
         mask = np.ones(len(excl), bool)
@@ -187,16 +194,7 @@ def fit(
             if b in excl.columns:
                 mask &= (excl[b] == kv).to_numpy()
         group = dict(zip(by_list, key, strict=True))
-        where = f"group {group}: "
-        results[key] = _fit_one(
-            sub.reset_index(drop=True),
-            excl.loc[mask].reset_index(drop=True),
-            rng=rng,
-            group=group,
-            where=where,
-            **opts,
-        )
-    return FitResults(results, by=tuple(by_list))
+        yield key, sub.reset_index(drop=True), excl.loc[mask].reset_index(drop=True), group
 
 
 def _fit_meta(exclude, conv: bool, space_choice) -> dict:
