@@ -30,6 +30,7 @@ from lawfit.errors import LawfitError
 
 __all__ = [
     "bootstrap_weights",
+    "cluster_index",
     "resample_collapsed",
     "fit_batch",
     "fit_resampled",
@@ -214,6 +215,45 @@ def replicate_status(theta, converged, identified, lower, upper, rtol=1e-6):
     out[at_bound] = "at_bound"
     out[~(np.asarray(identified, bool) & finite)] = "unidentifiable"
     return out.astype(str)
+
+
+def cluster_index(frame, unit: str, *, fix: str) -> np.ndarray:
+    """Return each cell's cluster (0 .. G − 1) for a cluster bootstrap over ``unit``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The cells, one row each.
+    unit : str
+        The resampling unit: a column of ``frame``, or ``"run"``, which falls back on
+        ``seed`` when the cells carry no ``run`` column.
+    fix : str
+        The alternative the error offers, e.g. ``"unit='cell'"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` integer cluster index of each row.
+
+    Raises
+    ------
+    LawfitError
+        The column is missing, or it holds fewer than 2 clusters.
+    """
+    col = "seed" if unit == "run" and "run" not in frame.columns else unit
+    if col not in frame.columns:
+        raise LawfitError(
+            f"unit={unit!r} needs a {col!r} dim to cluster on; the data has "
+            f"{sorted(frame.columns)}. Use {fix}."
+        )
+    _, clusters = np.unique(frame[col].to_numpy(), return_inverse=True)
+    clusters = np.ravel(clusters)
+    if clusters.max() < 1:
+        raise LawfitError(
+            f"unit={unit!r}: only 1 cluster in the data; the cluster bootstrap needs at "
+            f"least 2 (better 10+). Use {fix}."
+        )
+    return clusters
 
 
 def bootstrap_weights(n_boot, clusters, rng):

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from lawfit import _validate as V
-from lawfit.bootstrap import MIN_DISTINCT_DRAWS
+from lawfit.bootstrap import MIN_DISTINCT_DRAWS, cluster_index
 from lawfit.budget import with_still_improving
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter, largest_bits
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
@@ -673,19 +673,9 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
             W[:, idx] = gen.multinomial(idx.size, np.full(idx.size, 1 / idx.size), size=bootstrap)
         return W, units
     cells = with_runs(cells)  # a run is one (seed, data_seed) pair
-    col = "seed" if unit == "run" and "run" not in cells else unit
-    if col not in cells:
-        raise LawfitError(
-            f"unit={unit!r} needs a {col!r} dim to cluster on; the data has "
-            f"{sorted(cells.columns)}. Use unit='cell'."
-        )
-    _, cl = np.unique(cells[col].to_numpy(), return_inverse=True)
+    cl = cluster_index(cells, unit, fix="unit='cell'")
     g = int(cl.max()) + 1
-    if g < 2:
-        raise LawfitError(
-            f"unit={unit!r}: only {g} cluster in the data; the cluster bootstrap "
-            "needs at least 2 (better 10+). Use unit='cell'."
-        )
+    col = "seed" if unit == "run" and "run" not in cells else unit
     notes.append(f"bootstrap over {g} {col} clusters, shared by every carrier")
     if not bootstrap:
         return None, cl

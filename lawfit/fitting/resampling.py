@@ -11,8 +11,7 @@ import math
 import numpy as np
 
 from lawfit import _varpro as vp
-from lawfit.bootstrap import BootstrapResult, fit_batch, fit_resampled
-from lawfit.errors import LawfitError
+from lawfit.bootstrap import BootstrapResult, cluster_index, fit_batch, fit_resampled
 
 
 def _bootstrap(
@@ -37,15 +36,8 @@ def _bootstrap(
         if unit == "cell":
             clusters = np.arange(n)
         else:
-            col = "seed" if unit == "run" and "run" not in frame.columns else unit
-            _, clusters = np.unique(frame[col].to_numpy(), return_inverse=True)
+            clusters = cluster_index(frame, unit, fix="unit='cell' or 'residual'")
             n_clusters = int(clusters.max()) + 1
-            if n_clusters < 2:
-                raise LawfitError(
-                    f"unit={unit!r}: only {n_clusters} cluster in the data; the "
-                    "cluster bootstrap needs at least 2 (better 10+). Use "
-                    "unit='cell' or 'residual'."
-                )
     if unit in ("residual", "wild"):
         draws, status = fit_batch(model, theta, se, Yb, W, space=space, loss=loss, delta=delta)
     else:  # multinomial weights, reduced to per-design-point sums (same draws)

@@ -222,3 +222,17 @@ def test_bootstrap_result_rejects_unknown_status():
             unit="cell",
             resid=np.zeros(3),
         )
+
+
+def test_cluster_index_numbers_the_clusters_and_refuses_what_it_cannot_resample():
+    import pandas as pd
+
+    from lawfit.bootstrap import cluster_index
+    from lawfit.errors import LawfitError
+
+    frame = pd.DataFrame({"seed": [3, 3, 7, 9, 7], "data_seed": [0] * 5})
+    np.testing.assert_array_equal(cluster_index(frame, "run", fix="x"), [0, 0, 1, 2, 1])
+    with pytest.raises(LawfitError, match="unit='data_seed': only 1 cluster.*Use unit='cell'"):
+        cluster_index(frame, "data_seed", fix="unit='cell'")
+    with pytest.raises(LawfitError, match="needs a 'run2' dim to cluster on"):
+        cluster_index(frame, "run2", fix="unit='cell'")
