@@ -328,21 +328,14 @@ def run(args) -> int:
     ds = apply_sel(open_input(args.data), parse_sel(args.sel))
     _check_columns(ds, args)
     exclude = parse_exclude(args.exclude)
-    res = lawfit.fit(
-        ds,
-        args.form,
-        capacity=args.capacity,
-        by=args.by,
-        exclude=exclude,
-        loss=args.loss,
-        huber_delta=args.huber_delta,
-        space=args.space,
-        bootstrap=args.bootstrap,
-        unit=args.unit,
-        ci_method=args.ci_method,
-        confidence_level=args.level,
-        rng=args.seed,
-    )
+    try:
+        res = _fit(args, ds, exclude)
+    except LawfitError as exc:
+        if not _only_shared(args):
+            raise
+        print(f"per-group laws not printed: {exc}\nthe test below leaves such groups out")
+        _print_shared(args, ds, exclude)
+        return 0
     cli.show(res, has_by=True)
     if args.cluster:
         for where, one in _each_fit(res):
@@ -360,6 +353,33 @@ def run(args) -> int:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
+
+
+def _fit(args, ds, exclude):
+    """Return ``lawfit.fit`` of the data with the command's options."""
+    import lawfit
+
+    return lawfit.fit(
+        ds,
+        args.form,
+        capacity=args.capacity,
+        by=args.by,
+        exclude=exclude,
+        loss=args.loss,
+        huber_delta=args.huber_delta,
+        space=args.space,
+        bootstrap=args.bootstrap,
+        unit=args.unit,
+        ci_method=args.ci_method,
+        confidence_level=args.level,
+        rng=args.seed,
+    )
+
+
+def _only_shared(args) -> bool:
+    """Whether --shared is all the command asks of the per-group fits."""
+    extra = (args.cluster, args.at, args.lack_of_fit, args.lack_of_fit_within, args.json)
+    return bool(args.shared) and not any(extra)
 
 
 def _check_columns(ds, args) -> None:

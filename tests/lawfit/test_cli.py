@@ -55,6 +55,23 @@ def test_fit_by(nc, capsys):
     assert capsys.readouterr().out.count("R-squared") == 2
 
 
+def test_fit_shared_leaves_out_a_group_too_small_for_its_own_law(tmp_path, capsys):
+    """--shared alone still tests the groups that can be fitted; with --json it fails."""
+    ds = synthetic_dataset(groups={"model": ["a", "b", "c"]}, rng=0)
+    small = ds.where((ds["model"] != "c") | ((ds["rank"] == 1) & (ds["length"] <= 128)))
+    small["status"] = small["status"].fillna("diverged")
+    path = tmp_path / "three.nc"
+    small.to_netcdf(path)
+    argv = ["fit", str(path), "--by", "model", "--shared", "alpha", "beta", "--space", "log"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "per-group laws not printed: group {'model': 'c'}" in out
+    assert "group c has too few usable cells for its own law" in out
+    assert "verdict (F likelihood-ratio test at 0.05)" in out
+    assert main([*argv, "--json", str(tmp_path / "fits.json")]) == 2
+    assert "group {'model': 'c'}" in capsys.readouterr().err
+
+
 def test_fit_by_tests_shared_exponents(nc, capsys):
     """Two groups simulated with one law: the test is printed and does not reject."""
     rc = main(["fit", str(nc), "--by", "model", "--shared", "alpha", "beta", "--space", "log"])
