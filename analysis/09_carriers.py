@@ -86,6 +86,7 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
         rec = dict(zip(keys, key, strict=True))
         rec.update(
             targets=n,
+            stopped=_stop_reasons(cells, keys, key),
             stored=_fmt_interval(stored, s_ci),
             recalled=_fmt_interval(recalled, r_ci),
             base_floor=float(g["bits_stored_base"].mean()),
@@ -107,6 +108,17 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     table["above_per_byte"] = gain / table["n_bytes"]
     table["above_per_pflop"] = gain / (table["gflops"] * 1e9) * 1e15
     return table
+
+
+def _stop_reasons(cells: pd.DataFrame, keys: list, key: tuple) -> str:
+    """The stop reasons of one row's cells, joined (``""`` when the data records none)."""
+    if "stop_reason" not in cells:
+        return ""
+    mask = np.ones(len(cells), bool)
+    for k, v in zip(keys, key, strict=True):
+        mask &= (cells[k] == v).to_numpy() | (cells[k].isna().to_numpy() & pd.isna(v))
+    reasons = sorted({str(r) for r in cells.loc[mask, "stop_reason"].dropna() if str(r)})
+    return "/".join(reasons)
 
 
 #: Bits above the floor smaller than this share of the content's entropy are not resolved.
@@ -212,8 +224,10 @@ def verdict(table: pd.DataFrame, label: str) -> str:
             f"{top:.3g} ({at}; {int(tied.iloc[0]['targets'])} target "
             f"sequence(s)){runner}"
         )
+        if column == "above_per_pflop" and len(rest):
+            parts += _unlike_stops(tied.iloc[0], rest.iloc[0])
         trained = best[best["steps"] > 0]
-        if column == "bits_per_pflop" and (tied["steps"] == 0).any() and len(trained):
+        if column == "above_per_pflop" and (tied["steps"] == 0).any() and len(trained):
             t = trained.iloc[0]
             parts.append(
                 f"per training FLOP, among the carriers written by training, "
@@ -221,6 +235,23 @@ def verdict(table: pd.DataFrame, label: str) -> str:
                 f"{int(t['rank'])}, length {int(t['length'])})"
             )
     return f"On this dataset ({label}): " + "; ".join(parts) + "."
+
+
+def _unlike_stops(first, second) -> list[str]:
+    """Warn when the two best per-FLOP rows stopped by different rules.
+
+    Their FLOPs count the steps run, and a cell that stops when it recalls its target
+    (``memorized``) runs fewer than one held to a fixed budget or the convergence test, so
+    their order says as much about the stop rule as about the carrier.
+    """
+    a, b = str(first.get("stopped", "")), str(second.get("stopped", ""))
+    if not a or not b or a == b:
+        return []
+    return [
+        f"but the two stopped by different rules ({first['carrier']}: {a}; "
+        f"{second['carrier']}: {b}), and the FLOPs count the steps each rule let run: not "
+        "like with like per FLOP"
+    ]
 
 
 def _learning(row) -> str:

@@ -248,6 +248,39 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     assert "length 256 (still improving when it stopped: a lower bound)" in text
 
 
+def test_per_flop_leaders_stopped_by_different_rules_are_said_unlike():
+    """A cell that stops at recall runs fewer steps than one held to a budget."""
+    an = _load("carriers_analysis", "analysis/09_carriers.py")
+    cells = pd.DataFrame(
+        {
+            "carrier": ["lora"] * 2 + ["kv"] * 2,
+            "modules": ["mlp_block@20"] * 2 + ["kv:2@27"] * 2,
+            "rank": 1,
+            "n_params": 2304,
+            "n_bytes": 9216,
+            "length": 128,
+            "data_seed": [0, 1, 0, 1],
+            "bits_stored": [1990.0, 1990.0, 1925.0, 1925.0],
+            "bits_stored_base": 20.0,
+            "bits_recalled": 1995.0,
+            "bits_content": 128 * 15.58,
+            "steps": [1500, 1700, 3000, 3000],
+            "flops": [6e13, 7e13, 6.5e13, 6.5e13],
+            "stop_reason": ["memorized", "memorized", "converged", "converged"],
+        }
+    )
+    table = an.group_table(cells)
+    assert table.set_index("carrier")["stopped"].to_dict() == {
+        "kv": "converged",
+        "lora": "memorized",
+    }
+    text = an.verdict(table, "test")
+    assert "lora stores the most bits above the base model's floor per PFLOP" in text
+    assert "but the two stopped by different rules (lora: memorized; kv: converged)" in text
+    same = an.verdict(an.group_table(cells.assign(stop_reason="converged")), "test")
+    assert "different rules" not in same
+
+
 def test_storing_is_judged_per_target_sequence_not_by_a_two_point_interval():
     """Two sequences storing 585 and 470 bits over a 19-bit floor store something."""
     an = _load("carriers_analysis", "analysis/09_carriers.py")
