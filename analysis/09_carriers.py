@@ -238,19 +238,20 @@ def verdict(table: pd.DataFrame, label: str) -> str:
 
 
 def _unlike_stops(first, second) -> list[str]:
-    """Warn when the two best per-FLOP rows stopped by different rules.
+    """Say so when the two best per-FLOP rows stopped for different reasons.
 
-    Their FLOPs count the steps run, and a cell that stops when it recalls its target
-    (``memorized``) runs fewer than one held to a fixed budget or the convergence test, so
-    their order says as much about the stop rule as about the carrier.
+    Their FLOPs count the steps until the stop rule fired, and a cell that stops as
+    ``memorized`` (every token above p = 0.5) runs fewer than one that recalls greedily but
+    never gets there and runs to the convergence test or the budget, so their order depends
+    on the stop criterion as well as on the carrier.
     """
     a, b = str(first.get("stopped", "")), str(second.get("stopped", ""))
     if not a or not b or a == b:
         return []
     return [
-        f"but the two stopped by different rules ({first['carrier']}: {a}; "
-        f"{second['carrier']}: {b}), and the FLOPs count the steps each rule let run: not "
-        "like with like per FLOP"
+        f"but the two stopped for different reasons ({first['carrier']}: {a}; "
+        f"{second['carrier']}: {b}), and the FLOPs count the steps until each stopped, so "
+        "the order depends on the stop criterion too"
     ]
 
 

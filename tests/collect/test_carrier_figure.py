@@ -248,8 +248,8 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     assert "length 256 (still improving when it stopped: a lower bound)" in text
 
 
-def test_per_flop_leaders_stopped_by_different_rules_are_said_unlike():
-    """A cell that stops at recall runs fewer steps than one held to a budget."""
+def test_per_flop_leaders_stopped_for_different_reasons_are_said_so():
+    """A cell that stops as memorized runs fewer steps than one that runs to convergence."""
     an = _load("carriers_analysis", "analysis/09_carriers.py")
     cells = pd.DataFrame(
         {
@@ -276,9 +276,9 @@ def test_per_flop_leaders_stopped_by_different_rules_are_said_unlike():
     }
     text = an.verdict(table, "test")
     assert "lora stores the most bits above the base model's floor per PFLOP" in text
-    assert "but the two stopped by different rules (lora: memorized; kv: converged)" in text
+    assert "but the two stopped for different reasons (lora: memorized; kv: converged)" in text
     same = an.verdict(an.group_table(cells.assign(stop_reason="converged")), "test")
-    assert "different rules" not in same
+    assert "different reasons" not in same
 
 
 def test_storing_is_judged_per_target_sequence_not_by_a_two_point_interval():
