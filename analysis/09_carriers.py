@@ -76,6 +76,7 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
         .mean()
         .reset_index()
     )
+    stops = _stop_reasons(cells, keys)
     rows = []
     for key, g in per_target.groupby(keys, dropna=False):
         stored, _, s_ci, n = _interval(g["bits_stored"].to_numpy())
@@ -86,7 +87,7 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
         rec = dict(zip(keys, key, strict=True))
         rec.update(
             targets=n,
-            stopped=_stop_reasons(cells, keys, key),
+            stopped=stops.get(key, ""),
             stored=_fmt_interval(stored, s_ci),
             recalled=_fmt_interval(recalled, r_ci),
             base_floor=float(g["bits_stored_base"].mean()),
@@ -110,15 +111,14 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _stop_reasons(cells: pd.DataFrame, keys: list, key: tuple) -> str:
-    """The stop reasons of one row's cells, joined (``""`` when the data records none)."""
+def _stop_reasons(cells: pd.DataFrame, keys: list) -> dict:
+    """Each row's stop reasons, joined (empty when the data records none), by row key."""
     if "stop_reason" not in cells:
-        return ""
-    mask = np.ones(len(cells), bool)
-    for k, v in zip(keys, key, strict=True):
-        mask &= (cells[k] == v).to_numpy() | (cells[k].isna().to_numpy() & pd.isna(v))
-    reasons = sorted({str(r) for r in cells.loc[mask, "stop_reason"].dropna() if str(r)})
-    return "/".join(reasons)
+        return {}
+    joined = cells.groupby(keys, dropna=False)["stop_reason"].agg(
+        lambda s: "/".join(sorted({str(r) for r in s.dropna() if str(r)}))
+    )
+    return joined.to_dict()
 
 
 #: Bits above the floor smaller than this share of the content's entropy are not resolved.

@@ -30,6 +30,7 @@ from lawfit.errors import LawfitError
 
 __all__ = [
     "bootstrap_weights",
+    "cluster_column",
     "cluster_index",
     "resample_collapsed",
     "fit_batch",
@@ -217,6 +218,15 @@ def replicate_status(theta, converged, identified, lower, upper, rtol=1e-6):
     return out.astype(str)
 
 
+def cluster_column(frame, unit: str) -> str:
+    """Return the column a cluster bootstrap over ``unit`` reads.
+
+    ``"run"`` falls back on ``seed`` when the cells carry no ``run`` column; any other unit
+    is its own column.
+    """
+    return "seed" if unit == "run" and "run" not in frame.columns else unit
+
+
 def cluster_index(frame, unit: str, *, fix: str) -> np.ndarray:
     """Return each cell's cluster (0 .. G − 1) for a cluster bootstrap over ``unit``.
 
@@ -240,7 +250,7 @@ def cluster_index(frame, unit: str, *, fix: str) -> np.ndarray:
     LawfitError
         The column is missing, or it holds fewer than 2 clusters.
     """
-    col = "seed" if unit == "run" and "run" not in frame.columns else unit
+    col = cluster_column(frame, unit)
     if col not in frame.columns:
         raise LawfitError(
             f"unit={unit!r} needs a {col!r} dim to cluster on; the data has "

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from lawfit import _validate as V
-from lawfit.bootstrap import MIN_DISTINCT_DRAWS, cluster_index
+from lawfit.bootstrap import MIN_DISTINCT_DRAWS, cluster_column, cluster_index
 from lawfit.budget import with_still_improving
 from lawfit.capacity import beyond_known_capacity, bits_per_parameter, largest_bits
 from lawfit.data import GROUP_DIMS, as_frame, load_data, with_n_bytes, with_runs
@@ -675,8 +675,9 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
     cells = with_runs(cells)  # a run is one (seed, data_seed) pair
     cl = cluster_index(cells, unit, fix="unit='cell'")
     g = int(cl.max()) + 1
-    col = "seed" if unit == "run" and "run" not in cells else unit
-    notes.append(f"bootstrap over {g} {col} clusters, shared by every carrier")
+    notes.append(
+        f"bootstrap over {g} {cluster_column(cells, unit)} clusters, shared by every carrier"
+    )
     if not bootstrap:
         return None, cl
     return gen.multinomial(g, np.full(g, 1 / g), size=bootstrap)[:, cl].astype(float), cl
