@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit import _validate as V
-from lawfit.bootstrap import RESAMPLING_UNITS
+from lawfit.bootstrap import RESAMPLING_UNITS, cluster_column
 from lawfit.errors import LawfitError
 from lawfit.forms import Form, get_form, resolve_inputs
 
@@ -119,9 +119,7 @@ def _check_cluster_unit(frame: pd.DataFrame, unit: str) -> None:
     """
     if unit in ("cell", "residual", "wild"):
         return
-    col = unit
-    if unit == "run" and "run" not in frame.columns:
-        col = "seed"
+    col = cluster_column(frame, unit)
     if col not in frame.columns:
         raise LawfitError(
             f"unit={unit!r} needs a {col!r} dim/column to cluster on; the data has "

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lawfit.bootstrap import cluster_column
 from lawfit.errors import LawfitError
 from lawfit.result._common import resolve_confidence_level
 
@@ -131,8 +132,7 @@ class _IntervalsMixin:
         if cluster is not None:
             return cluster
         unit = None if self.boot is None else self.boot.unit
-        if unit == "run" and "run" not in self.points.columns:
-            unit = "seed"
+        unit = cluster_column(self.points, unit)
         if isinstance(unit, str) and unit in self.points.columns:
             return unit
         raise LawfitError(
