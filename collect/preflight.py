@@ -20,9 +20,9 @@ The estimates are rough upper bounds, stated as such:
   and MLP inputs/outputs, norms, the MLP's gate/up products); logits: 3 float32
   values per batch token and vocabulary entry (logits, log-softmax, its gradient).
   Checked against one measurement (the tiny test model, PhoneBook l = 20000, 3 steps):
-  peak RSS grew by 1.08 GiB over l = 20; this formula gives 1.2 GiB (the slow test
-  ``test_memory_estimate_bounds_a_measured_run`` re-measures it). Not calibrated on
-  larger models.
+  the process's peak resident memory (``VmHWM``) grew by 0.98 GiB over l = 20; this formula
+  gives 1.2 GiB (the slow test ``test_memory_estimate_bounds_a_measured_run`` re-measures
+  it). Not calibrated on larger models.
 - compute = ``6 x parameters x batch tokens`` FLOP per step (forward 2, backward 4)
   times ``max_steps`` (a cell stops earlier when memorized or on a plateau).
 """
