@@ -8,7 +8,7 @@ import socket
 import pytest
 import xarray as xr
 
-import collect.sweep as sweep_module
+import collect.sweep.training as sweep_training
 from collect.cli import main as collect_main
 from collect.config import config_from_dict
 from collect.errors import CollectError
@@ -52,13 +52,13 @@ def sweeps(tiny_sweep):
 def trained(monkeypatch):
     """The keys ``run_cell`` trains, in order (it still trains them)."""
     calls = []
-    real = sweep_module.run_cell
+    real = sweep_training.run_cell
 
     def spy(*args, **kwargs):
         calls.append((kwargs["rank"], len(args[2])))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "run_cell", spy)
+    monkeypatch.setattr(sweep_training, "run_cell", spy)
     return calls
 
 
@@ -112,13 +112,13 @@ def test_cells_trained_here_are_claimed_in_the_shared_dir_while_they_run(
     a, b, shared = sweeps
     run_sweep(b, tmp_path / "b", progress=False, only=[])
     held = []
-    real = sweep_module.run_cell
+    real = sweep_training.run_cell
 
     def spy(*args, **kwargs):
         held.append(sorted(p.name for p in (tmp_path / "b" / "cells").glob("*.claim")))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "run_cell", spy)
+    monkeypatch.setattr(sweep_training, "run_cell", spy)
     run_sweep(a, tmp_path / "a", progress=False, share_with=[tmp_path / "b"])
     keys = [k for k in a.cells()]
     assert held == [[claim_path(tmp_path / "b", k).name] for k in keys]
@@ -235,7 +235,7 @@ def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
     claim = claim_path(tmp_path / "b", key)
     claim.parent.mkdir(parents=True, exist_ok=True)
     claim.write_text(f"{socket.gethostname()} {os.getpid()}")  # b's worker runs it
-    real, calls = sweep_module.run_cell, []
+    real, calls = sweep_training.run_cell, []
 
     def spy(*args, **kwargs):
         calls.append(1)
@@ -244,7 +244,7 @@ def test_a_cell_the_shared_worker_finishes_during_the_run_joins_its_merge(
             run_sweep(b, tmp_path / "b", progress=False, only=[key])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "run_cell", spy)
+    monkeypatch.setattr(sweep_training, "run_cell", spy)
     got = run_sweep(
         a, tmp_path / "a", progress=False, share_with=[tmp_path / "b"], merge_to=tmp_path / "a.nc"
     )
@@ -260,7 +260,7 @@ def test_a_zero_time_limit_copies_shared_cells_and_loads_no_model(tmp_path, swee
     def no_model(*args, **kwargs):
         raise AssertionError("a run past its time limit must not load a model")
 
-    monkeypatch.setattr(sweep_module, "load_model", no_model)
+    monkeypatch.setattr(sweep_training, "load_model", no_model)
     got = run_sweep(
         a,
         tmp_path / "a",
