@@ -410,6 +410,9 @@ class CellResult:
     prompt_packed: bool = False
     #: plateau decays of the learning rate (``plateau_decay`` schedule)
     lr_decays: int = 0
+    #: first training step at which every target token's teacher-forced argmax was correct,
+    #: which is exactly when greedy decoding reproduces the target; -1 if never
+    first_exact_step: int = -1
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
     greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -698,6 +701,8 @@ class CellLoop:
     frac_curve: list[float] = field(default_factory=list)
     first: int = 0
     step: int = 0
+    #: first step whose teacher-forced argmax was correct at every target token (-1: not yet)
+    first_exact_step: int = -1
     decays: int = 0
     plateau_from: int = 0
     done: bool = False
@@ -715,6 +720,8 @@ class CellLoop:
         self.loss_curve = list(state["loss_curve"])
         self.frac_curve = list(state["frac_curve"])
         self.decays = int(state.get("decays", 0))
+        # snapshots written before it was recorded: "not yet" (it is then only seen from here)
+        self.first_exact_step = int(state.get("first_exact_step", -1))
         self.plateau_from = int(state.get("plateau_from", self.plateau_from))
 
     def snapshot(self, step: int) -> dict:
@@ -723,14 +730,19 @@ class CellLoop:
         state = training_state(
             step, self.params, self.optimizer, self.objective, self.history, curves
         )
-        state.update(decays=self.decays, plateau_from=self.plateau_from)
+        state.update(
+            decays=self.decays,
+            plateau_from=self.plateau_from,
+            first_exact_step=self.first_exact_step,
+        )
         return state
 
     def observe(self, step: int, losses, correct, progress=None):
         """Log step ``step``'s per-token losses and apply the stop rules.
 
-        ``correct`` is the teacher-forced argmax's hits, or None where the objective does not
-        read them (``objective.uses_argmax`` false).
+        ``correct`` is the teacher-forced argmax's hits (None: not computed). They set
+        :attr:`first_exact_step` (all hits: greedy decoding reproduces the target) and reach
+        the objective only where it reads them (``objective.uses_argmax``).
 
         Returns
         -------
@@ -745,6 +757,9 @@ class CellLoop:
             self.result.status, self.result.stop_reason = "diverged", "non-finite loss"
             return self._stop()
         self.history.append(mean_loss)
+        correct = None if correct is None else correct.detach()
+        if correct is not None and self.first_exact_step < 0 and bool(correct.all()):
+            self.first_exact_step = step
         if step % train.log_every == 0:
             self.curve_steps.append(step)
             self.loss_curve.append(mean_loss)
@@ -757,7 +772,8 @@ class CellLoop:
             return self._stop()
         for group in self.optimizer.param_groups:
             group["lr"] = train.lr_at(step, self.decays)
-        correct = None if correct is None else correct.detach()
+        if not getattr(self.objective, "uses_argmax", True):
+            correct = None
         weights = self.objective.weights(detached, correct, step)
         return (weights * losses).sum() / weights.sum()
 
@@ -806,6 +822,7 @@ class CellLoop:
         result = self.result
         result.steps = self.step
         result.lr_decays = self.decays
+        result.first_exact_step = self.first_exact_step
         result.curve_steps = np.asarray(self.curve_steps)
         result.loss_curve = np.asarray(self.loss_curve)
         result.frac_above_curve = np.asarray(self.frac_curve)
@@ -871,7 +888,8 @@ def _train_and_measure(
             checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
         with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
-            losses, _, correct = token_stats(fwd.logits(), batch.labels, objective.uses_argmax)
+            # the argmax always: its all-correct step is when greedy recall first became exact
+            losses, _, correct = token_stats(fwd.logits(), batch.labels)
         loss = loop.observe(step, losses, correct, progress)
         if loss is None:
             break
