@@ -105,6 +105,9 @@ LATER_TRAIN_SETTINGS = {
 SCHEDULES = ("constant", "linear", "plateau_decay", "cooldown")
 WARM_STARTS = ("none", "half_rank")
 AUTOCASTS = ("none", "bfloat16")
+#: ``first_exact_step`` values that are not a step: never reached; resumed from a snapshot
+#: written before it was recorded, so not known (both NaN in a cell file)
+NEVER_EXACT, UNKNOWN_EXACT = -1, -2
 
 
 def training_precision(train: TrainConfig, device):
@@ -411,7 +414,8 @@ class CellResult:
     #: plateau decays of the learning rate (``plateau_decay`` schedule)
     lr_decays: int = 0
     #: first training step at which every target token's teacher-forced argmax was correct,
-    #: which is exactly when greedy decoding reproduces the target; -1 if never
+    #: which is exactly when greedy decoding reproduces the target; ``NEVER_EXACT`` (-1) if
+    #: never, ``UNKNOWN_EXACT`` (-2) if resumed from a snapshot that did not record it
     first_exact_step: int = -1
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -701,7 +705,8 @@ class CellLoop:
     frac_curve: list[float] = field(default_factory=list)
     first: int = 0
     step: int = 0
-    #: first step whose teacher-forced argmax was correct at every target token (-1: not yet)
+    #: first step whose teacher-forced argmax was correct at every target token
+    #: (``NEVER_EXACT``: not yet; ``UNKNOWN_EXACT``: resumed from a snapshot without it)
     first_exact_step: int = -1
     decays: int = 0
     plateau_from: int = 0
@@ -720,8 +725,9 @@ class CellLoop:
         self.loss_curve = list(state["loss_curve"])
         self.frac_curve = list(state["frac_curve"])
         self.decays = int(state.get("decays", 0))
-        # snapshots written before it was recorded: "not yet" (it is then only seen from here)
-        self.first_exact_step = int(state.get("first_exact_step", -1))
+        # a snapshot written before it was recorded: the step may have passed unseen, so a
+        # step seen from here would only be an upper bound; it stays unknown (NaN when stored)
+        self.first_exact_step = int(state.get("first_exact_step", UNKNOWN_EXACT))
         self.plateau_from = int(state.get("plateau_from", self.plateau_from))
 
     def snapshot(self, step: int) -> dict:
@@ -758,7 +764,7 @@ class CellLoop:
             return self._stop()
         self.history.append(mean_loss)
         correct = None if correct is None else correct.detach()
-        if correct is not None and self.first_exact_step < 0 and bool(correct.all()):
+        if correct is not None and self.first_exact_step == NEVER_EXACT and bool(correct.all()):
             self.first_exact_step = step
         if step % train.log_every == 0:
             self.curve_steps.append(step)

@@ -52,8 +52,9 @@ CURVES = ("loss_curve", "frac_above_curve")
 OPTIONAL_SCALARS = ("first_exact_step",)
 FIRST_EXACT_DESCRIPTION = (
     "first training step at which the teacher-forced argmax was correct at every target "
-    "position, i.e. greedy decoding first reproduced the target exactly; NaN where never "
-    "reached or not recorded (cells written before it was)"
+    "position, i.e. greedy decoding first reproduced the target exactly (read on the training "
+    "forward pass: its dtype, and LoRA dropout where set); NaN where never reached or not known "
+    "(cells written, or resumed from snapshots written, before it was recorded)"
 )
 #: per-cell text the merged dataset carries: why training stopped, where it ran
 CELL_TEXT = ("stop_reason", "device", "dtype", "git_revision")
