@@ -25,7 +25,7 @@ import xarray as xr
 
 from collect.config import DIMS, SweepConfig
 from collect.errors import CollectError
-from collect.store import CELL_TEXT
+from collect.store import CELL_TEXT, OPTIONAL_SCALARS
 
 #: the merged dataset's cell dims (``method`` is ``objective`` there)
 CELL_DIMS = tuple("objective" if d == "method" else d for d in DIMS)
@@ -113,6 +113,7 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
             f"{len(datasets)} datasets and the names {list(names)}."
         )
     _check_budgets(datasets, names)
+    datasets = _with_optional(datasets)
     labelled = [_with_provenance(ds, name) for ds, name in zip(datasets, names, strict=True)]
     fill = {**FILL, **{n: "" for n in (*CELL_TEXT, "source", "protocol")}}  # text: ""
     aligned = xr.align(*labelled, join="outer", fill_value=fill)
@@ -121,6 +122,25 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     for ds in reversed(aligned[:-1]):
         out = _overlay(ds, out)
     out.attrs = _combined_attrs(datasets, names, out)
+    return out
+
+
+def _with_optional(datasets: Sequence[xr.Dataset]) -> list[xr.Dataset]:
+    """Give each dataset, as NaN, the per-cell variables another has and it lacks.
+
+    A dataset merged before a variable was recorded (``first_exact_step``) then combines
+    with a newer one: its cells read NaN there, never a value of another dataset's cell.
+    """
+    have = [n for n in OPTIONAL_SCALARS if any(n in ds for ds in datasets)]
+    out = []
+    for ds in datasets:
+        missing = [n for n in have if n not in ds]
+        if missing:
+            ds = ds.copy()
+            dims = tuple(ds["status"].dims)
+            for n in missing:
+                ds[n] = (dims, np.full(ds["status"].shape, np.nan))
+        out.append(ds)
     return out
 
 

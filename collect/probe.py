@@ -105,6 +105,9 @@ LATER_TRAIN_SETTINGS = {
 SCHEDULES = ("constant", "linear", "plateau_decay", "cooldown")
 WARM_STARTS = ("none", "half_rank")
 AUTOCASTS = ("none", "bfloat16")
+#: ``first_exact_step`` values that are not a step: never reached; resumed from a snapshot
+#: written before it was recorded, so not known (both NaN in a cell file)
+NEVER_EXACT, UNKNOWN_EXACT = -1, -2
 
 
 def training_precision(train: TrainConfig, device):
@@ -410,6 +413,10 @@ class CellResult:
     prompt_packed: bool = False
     #: plateau decays of the learning rate (``plateau_decay`` schedule)
     lr_decays: int = 0
+    #: first training step at which every target token's teacher-forced argmax was correct,
+    #: which is exactly when greedy decoding reproduces the target; ``NEVER_EXACT`` (-1) if
+    #: never, ``UNKNOWN_EXACT`` (-2) if resumed from a snapshot that did not record it
+    first_exact_step: int = -1
     p_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     p_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
     greedy_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -698,6 +705,9 @@ class CellLoop:
     frac_curve: list[float] = field(default_factory=list)
     first: int = 0
     step: int = 0
+    #: first step whose teacher-forced argmax was correct at every target token
+    #: (``NEVER_EXACT``: not yet; ``UNKNOWN_EXACT``: resumed from a snapshot without it)
+    first_exact_step: int = -1
     decays: int = 0
     plateau_from: int = 0
     done: bool = False
@@ -715,6 +725,9 @@ class CellLoop:
         self.loss_curve = list(state["loss_curve"])
         self.frac_curve = list(state["frac_curve"])
         self.decays = int(state.get("decays", 0))
+        # a snapshot written before it was recorded: the step may have passed unseen, so a
+        # step seen from here would only be an upper bound; it stays unknown (NaN when stored)
+        self.first_exact_step = int(state.get("first_exact_step", UNKNOWN_EXACT))
         self.plateau_from = int(state.get("plateau_from", self.plateau_from))
 
     def snapshot(self, step: int) -> dict:
@@ -723,14 +736,19 @@ class CellLoop:
         state = training_state(
             step, self.params, self.optimizer, self.objective, self.history, curves
         )
-        state.update(decays=self.decays, plateau_from=self.plateau_from)
+        state.update(
+            decays=self.decays,
+            plateau_from=self.plateau_from,
+            first_exact_step=self.first_exact_step,
+        )
         return state
 
     def observe(self, step: int, losses, correct, progress=None):
         """Log step ``step``'s per-token losses and apply the stop rules.
 
-        ``correct`` is the teacher-forced argmax's hits, or None where the objective does not
-        read them (``objective.uses_argmax`` false).
+        ``correct`` is the teacher-forced argmax's hits (None: not computed). They set
+        :attr:`first_exact_step` (all hits: greedy decoding reproduces the target) and reach
+        the objective only where it reads them (``objective.uses_argmax``).
 
         Returns
         -------
@@ -745,6 +763,9 @@ class CellLoop:
             self.result.status, self.result.stop_reason = "diverged", "non-finite loss"
             return self._stop()
         self.history.append(mean_loss)
+        correct = None if correct is None else correct.detach()
+        if correct is not None and self.first_exact_step == NEVER_EXACT and bool(correct.all()):
+            self.first_exact_step = step
         if step % train.log_every == 0:
             self.curve_steps.append(step)
             self.loss_curve.append(mean_loss)
@@ -757,7 +778,8 @@ class CellLoop:
             return self._stop()
         for group in self.optimizer.param_groups:
             group["lr"] = train.lr_at(step, self.decays)
-        correct = None if correct is None else correct.detach()
+        if not getattr(self.objective, "uses_argmax", True):
+            correct = None
         weights = self.objective.weights(detached, correct, step)
         return (weights * losses).sum() / weights.sum()
 
@@ -806,6 +828,7 @@ class CellLoop:
         result = self.result
         result.steps = self.step
         result.lr_decays = self.decays
+        result.first_exact_step = self.first_exact_step
         result.curve_steps = np.asarray(self.curve_steps)
         result.loss_curve = np.asarray(self.loss_curve)
         result.frac_above_curve = np.asarray(self.frac_curve)
@@ -871,7 +894,8 @@ def _train_and_measure(
             checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
         with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
-            losses, _, correct = token_stats(fwd.logits(), batch.labels, objective.uses_argmax)
+            # the argmax always: its all-correct step is when greedy recall first became exact
+            losses, _, correct = token_stats(fwd.logits(), batch.labels)
         loss = loop.observe(step, losses, correct, progress)
         if loss is None:
             break

@@ -48,6 +48,14 @@ SCALARS = (
 )
 TOKEN_VARS = ("p_before", "p_after", "greedy_correct", "entropy_bits")
 CURVES = ("loss_curve", "frac_above_curve")
+#: per-cell numbers a cell file may lack (written before they were recorded): NaN in a merge
+OPTIONAL_SCALARS = ("first_exact_step",)
+FIRST_EXACT_DESCRIPTION = (
+    "first training step at which the teacher-forced argmax was correct at every target "
+    "position, i.e. greedy decoding first reproduced the target exactly (read on the training "
+    "forward pass: its dtype, and LoRA dropout where set); NaN where never reached or not known "
+    "(cells written, or resumed from snapshots written, before it was recorded)"
+)
 #: per-cell text the merged dataset carries: why training stopped, where it ran
 CELL_TEXT = ("stop_reason", "device", "dtype", "git_revision")
 ENTROPY_DESCRIPTION = (
@@ -96,6 +104,10 @@ def write_cell(
     data = {name: ((), float(getattr(result, name))) for name in SCALARS}
     data["loss_reduction"] = ((), float(result.loss_reduction))
     data["status"] = ((), result.status)
+    data["first_exact_step"] = (
+        (),
+        float(result.first_exact_step) if result.first_exact_step >= 0 else np.nan,
+    )
     if result.n_bytes >= 0:  # a path that did not measure it leaves it to merge (derived)
         data["n_bytes"] = ((), float(result.n_bytes))
     for name in TOKEN_VARS:
@@ -496,7 +508,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     steps = np.arange(0, config.train.max_steps + 1, config.train.log_every)
     # per-cell scalars; n_params is kept once per (model, modules, rank) below instead
     cell_vars = (*(name for name in SCALARS if name != "n_params"), "loss_reduction")
-    out = {name: np.full(shape, np.nan) for name in cell_vars}
+    out = {name: np.full(shape, np.nan) for name in (*cell_vars, *OPTIONAL_SCALARS)}
     status = np.full(shape, "not_run", dtype=object)
     # where each finished cell comes from (cells written before these were recorded: "")
     cell_text = {name: np.full(shape, "", dtype=object) for name in CELL_TEXT}
@@ -511,6 +523,8 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     for key, ds in done.items():
         at = tuple(index[d][getattr(key, d)] for d in DIMS)
         for name in cell_vars:
+            out[name][at] = float(ds[name])
+        for name in (v for v in OPTIONAL_SCALARS if v in ds):  # older cells lack them: NaN
             out[name][at] = float(ds[name])
         status[at] = str(ds["status"].values)
         for name in CELL_TEXT:
@@ -557,6 +571,7 @@ def _describe_units(ds: xr.Dataset, n_bytes_derived: int) -> None:
     for name, unit in units.items():
         ds[name].attrs["units"] = unit
     ds["entropy_bits"].attrs.update(units="bits", description=ENTROPY_DESCRIPTION)
+    ds["first_exact_step"].attrs.update(units="steps", description=FIRST_EXACT_DESCRIPTION)
     ds["n_bytes"].attrs.update(
         units="bytes", description=N_BYTES_DESCRIPTION, derived_cells=n_bytes_derived
     )

@@ -113,3 +113,17 @@ def test_the_command_refuses_an_input_twice_an_output_over_an_input_and_a_non_ne
     notes.write_text("not a dataset\n")
     assert collect_main(["combine", str(small), str(notes), "-o", str(tmp_path / "x.nc")]) == 2
     assert "is not a NetCDF dataset" in capsys.readouterr().err
+
+
+def test_a_dataset_merged_before_first_exact_step_combines_as_nan(two_sweeps):
+    small, large, _ = two_sweeps
+    old = small.drop_vars("first_exact_step")
+    # a recorded step in every finished cell (4 tiny steps never make a cell exact)
+    new = large.assign(first_exact_step=xr.where(large["status"] == "ok", 3.0, np.nan))
+    for order, names in (([old, new], ["old.nc", "new.nc"]), ([new, old], ["new.nc", "old.nc"])):
+        out = combine(order, names)
+        step = out["first_exact_step"]
+        from_old, from_new = out["source"] == "old.nc", out["source"] == "new.nc"
+        assert bool(from_old.any()) == (order[0] is old) and bool(from_new.any())
+        assert step.where(from_old).isnull().all()
+        assert (step.where(from_new) == 3.0).sum() == from_new.sum()

@@ -6,7 +6,15 @@ import torch
 
 from collect.adapters import attach
 from collect.objectives import LN2, MemFTSWLong, MemFTSWPhonebook, make_objective, threshold_mask
-from collect.probe import Forward, TrainConfig, check_fast_path, make_batch, run_cell, token_stats
+from collect.probe import (
+    UNKNOWN_EXACT,
+    Forward,
+    TrainConfig,
+    check_fast_path,
+    make_batch,
+    run_cell,
+    token_stats,
+)
 from collect.tasks import build_task
 
 CPU = torch.device("cpu")
@@ -178,3 +186,81 @@ def test_token_stats_skips_the_argmax_on_request():
     assert none is None and correct.tolist() == [True, True, False, True, True, True]
     torch.testing.assert_close(loss, loss2, rtol=0, atol=0)
     torch.testing.assert_close(p, (-loss).exp(), rtol=0, atol=0)
+
+
+def test_first_exact_step_is_reached_by_a_memorized_cell(tiny):
+    """A cell trained until memorized became exact at or before its last step, and stays so."""
+    model, tok = tiny
+    entries = build_task("phonebook", tok, 60)
+    res, _ = _run(model, tok, entries, train=TrainConfig(max_steps=200))
+    assert res.stop_reason == "memorized"
+    assert 0 <= res.first_exact_step <= res.steps
+    assert res.token_accuracy == 1.0  # the last step's teacher-forced argmax, all correct
+    assert res.greedy_correct.all() and res.exact_match == 1.0
+
+
+def test_first_exact_step_matches_greedy_recall_of_real_cells(tiny):
+    """All teacher-forced argmaxes right <=> greedy decoding reproduces every target."""
+    model, tok = tiny
+    entries = build_task("phonebook", tok, 60)
+    seen = set()
+    for rank, steps in ((1, 3), (8, 200)):
+        train = TrainConfig(max_steps=steps, stop_when_memorized=False)
+        res, model = _run(model, tok, entries, rank=rank, train=train)
+        exact = res.token_accuracy == 1.0
+        assert exact == bool(res.greedy_correct.all())
+        # exact after the last step: reached at it or before; never reached: -1 (not yet)
+        assert (res.first_exact_step >= 0) if exact else True
+        assert res.first_exact_step <= res.steps
+        seen.add(exact)
+    assert seen == {True, False}  # both sides of the equivalence occurred
+
+
+def _greedy(table, length):
+    out = ()
+    for _ in range(length):
+        out += (int(np.argmax(table[out])),)
+    return out
+
+
+def test_teacher_forced_argmax_all_correct_iff_greedy_reproduces_target():
+    """The induction over positions, checked on every target of handcrafted logit tables."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    vocab, length = 3, 3
+    prefixes = [p for n in range(length) for p in itertools.product(range(vocab), repeat=n)]
+    both = set()
+    for _ in range(20):
+        table = {p: rng.normal(size=vocab) for p in prefixes}  # next-token logits per prefix
+        for target in itertools.product(range(vocab), repeat=length):
+            logits = torch.tensor(np.stack([table[target[:t]] for t in range(length)]))
+            _, _, correct = token_stats(logits, torch.tensor(target))
+            forced = bool(correct.all())
+            assert forced == (_greedy(table, length) == target)
+            both.add(forced)
+    assert both == {True, False}
+
+
+def test_first_exact_step_survives_a_resume(tiny):
+    """Resumed from a snapshot after it was reached, a cell reports the same step."""
+    model, tok = tiny
+    entries = build_task("phonebook", tok, 40)
+    kw = {"rank": 8, "train": TrainConfig(max_steps=200, stop_when_memorized=False)}
+    direct, model = _run(model, tok, entries, **kw)
+    assert 0 <= direct.first_exact_step < 150
+    cut = direct.first_exact_step + 5
+    first, model = _run(
+        model,
+        tok,
+        entries,
+        rank=8,
+        train=TrainConfig(max_steps=cut, stop_when_memorized=False),
+        keep_state=True,
+    )
+    assert first.state["first_exact_step"] == direct.first_exact_step
+    more, model = _run(model, tok, entries, resume=first.state, **kw)
+    assert more.first_exact_step == direct.first_exact_step
+    old = {k: v for k, v in first.state.items() if k != "first_exact_step"}  # older snapshot
+    later, _ = _run(model, tok, entries, resume=old, **kw)
+    assert later.first_exact_step == UNKNOWN_EXACT  # it may have passed before the snapshot

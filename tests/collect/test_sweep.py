@@ -545,3 +545,29 @@ def test_cells_flag_runs_and_plans_only_the_matching_cells(tmp_path, capsys, tin
     assert collect_main([*run[:-1], "phonebook-*-r3-*"]) == 2  # no rank 3 in this sweep
     assert "--cells 'phonebook-*-r3-*' matches none of the" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "cells").glob("*.nc")) == done  # nothing ran
+
+
+def test_cells_without_first_exact_step_merge_as_nan(tmp_path, finished):
+    """A cell file written before first_exact_step was recorded merges beside newer ones."""
+    from collect.store import CHECKSUM_ATTR, data_checksum
+
+    config, out, ds = finished
+    assert "first_exact_step" in ds.data_vars
+    assert ds["first_exact_step"].attrs["units"] == "steps"
+    reached = ds["first_exact_step"]
+    assert ((reached >= 0) & (reached <= ds["steps"]) | reached.isnull()).all()
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy)
+    key = next(iter(config.cells()))
+    path = cell_path(copy, key)
+    old = xr.load_dataset(path).drop_vars("first_exact_step")
+    old.attrs[CHECKSUM_ATTR] = data_checksum(old)
+    path.unlink()
+    old.to_netcdf(path)
+    merged = merge(config, copy, strict=True)
+    at = {("objective" if d == "method" else d): getattr(key, d) for d in key.__dataclass_fields__}
+    assert np.isnan(float(merged["first_exact_step"].sel(at)))
+    for name in ("loss_reduction", "steps"):  # the rest of the cell is unchanged
+        assert float(merged[name].sel(at)) == float(ds[name].sel(at))
+    had = int(np.isfinite(float(ds["first_exact_step"].sel(at))))
+    assert int(merged["first_exact_step"].notnull().sum()) == int(reached.notnull().sum()) - had
