@@ -111,13 +111,14 @@ def test_packed_and_plain_cells_agree(chat_tiny):
 
 
 def test_a_packed_path_that_raises_falls_back_with_a_warning(chat_tiny, monkeypatch):
-    import collect.probe
+    import collect.probe.forward
 
     def malformed(batch, dtype):  # a mask the attention kernel rejects
         packed = pack_batch(batch, dtype)
         return replace(packed, attention_mask=packed.attention_mask[..., :-1])
 
-    monkeypatch.setattr(collect.probe, "pack_batch", malformed)
+    # lean_forward looks pack_batch up in collect.probe.forward
+    monkeypatch.setattr(collect.probe.forward, "pack_batch", malformed)
     model, tok = chat_tiny
     entries = build_task("phonebook", tok, 60)
     with pytest.warns(UserWarning, match="packed prompts fails here"):
