@@ -11,6 +11,7 @@ examples:
   lawfit compare sweep.nc --sel task=phonebook --sel objective=sft
   lawfit compare sweep.nc --sel task=phonebook --space log --criterion bic --csv ranking.csv
   lawfit compare sweep.nc --pool modules          one law in n_params across adapter placements
+  lawfit compare sweep.nc --cluster data_seed     nested tests robust to cells sharing a sequence
 """
 
 
@@ -50,6 +51,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="grouping dims pooled into one law (e.g. modules)",
     )
     p.add_argument("--no-holdout", action="store_true", help="skip held-out extrapolation")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="COL",
+        help="also test each nested pair's restriction with the cluster-robust covariance "
+        "over this column (data_seed: target sequences; CR2 Wald, HTZ F): robust_pvalue",
+    )
     cli.add_csv_arg(p, "ranking table")
     p.set_defaults(func=run)
     return p
@@ -67,5 +75,6 @@ def run(args) -> int:
         exclude=cli.parse_exclude(args.exclude),
         pool=tuple(args.pool),
         holdout=() if args.no_holdout else ("rank", "length"),
+        cluster=args.cluster,
     )
     return cli.print_result(res, args.csv, lambda: res.table)

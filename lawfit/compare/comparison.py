@@ -18,6 +18,7 @@ import pandas as pd
 
 import lawfit.forms_extra as _fx
 from lawfit import _validate as V
+from lawfit.bootstrap import cluster_column
 from lawfit.compare.candidates import (
     _candidate_forms,
     _check_options,
@@ -29,7 +30,9 @@ from lawfit.compare.candidates import (
     _usable_forms,
 )
 from lawfit.compare.result import ComparisonResult
+from lawfit.compare.robust_nested import with_cluster_robust_tests
 from lawfit.compare.statistics import akaike_weights, likelihood_ratio_test, vuong_test
+from lawfit.errors import LawfitError
 from lawfit.forms import get_form
 from lawfit.result import Flag
 from lawfit.space import HETEROSCEDASTIC_P
@@ -252,6 +255,48 @@ def _heteroscedastic_flag(best: str, pvalue: float) -> Flag:
     )
 
 
+def _check_cluster(cluster: str | None, frame: pd.DataFrame) -> str | None:
+    """Return the column of ``cluster`` (``"run"``: seed), refusing one it cannot use."""
+    if cluster is None:
+        return None
+    col = cluster_column(frame, cluster)
+    V.known_columns(col, frame.columns, "cluster")
+    if frame[col].nunique() < 2:
+        raise LawfitError(
+            f"cluster={cluster!r} has one value over the cells ({frame[col].iloc[0]!r}): a "
+            "cluster-robust test needs 2 clusters or more (better 3+; q restrictions need "
+            "q + 1). Leave cluster unset, or collect more target sequences."
+        )
+    return col
+
+
+def _independence_notes(frame: pd.DataFrame, cluster: str | None, lr: pd.DataFrame) -> list:
+    """Return notes on what the tests assume of the cells and which robust tests did not run."""
+    n_seq = frame["data_seed"].nunique() if "data_seed" in frame.columns else 1
+    if cluster is None:
+        if n_seq < 2:
+            return []
+        return [
+            f"the likelihood-ratio tests and the criteria treat cells as independent; cells "
+            f"of one target sequence share its errors ({n_seq} data_seed clusters), so they "
+            "overstate the evidence: pass cluster='data_seed' (--cluster data_seed) for "
+            "cluster-robust tests of the nested restrictions, and read loto_rmse (each "
+            "sequence predicted from a fit on the others) as the held-out check that "
+            "respects them"
+        ]
+    notes = [
+        f"the criteria treat cells as independent; robust_pvalue tests each nested pair's "
+        f"restriction with the cluster-robust covariance over {cluster} (CR2 Wald, HTZ F), "
+        "which holds its level where the likelihood-ratio pvalue overstates the evidence"
+    ]
+    skipped = lr[lr["valid"] & (lr["robust_reason"] != "")] if len(lr) else lr
+    notes += [
+        f"cluster-robust test of {r.restricted} in {r.general} not run: {r.robust_reason}"
+        for r in skipped.itertuples()
+    ]
+    return notes
+
+
 def compare(
     ds,
     forms: Sequence[str] | None = None,
@@ -263,6 +308,7 @@ def compare(
     pool: Sequence[str] = (),
     holdout: Sequence[str] = ("rank", "length"),
     vuong_clusters: str | None = None,
+    cluster: str | None = None,
     significance: float = 0.05,
     alpha: float | None = None,
 ) -> ComparisonResult:
@@ -297,6 +343,13 @@ def compare(
     vuong_clusters : str, optional
         Column (e.g. ``"seed"``) whose cells are correlated: Vuong's variance then
         uses cluster sums.
+    cluster : str, optional
+        Column whose cells share their errors, e.g. ``"data_seed"`` (target sequences):
+        each valid nested pair's restriction is also tested on the general fit with the
+        cluster-robust covariance (CR2 Wald, HTZ F reference;
+        :mod:`lawfit.compare.robust_nested`), in the ``robust_*`` columns of
+        ``lr_tests``. The likelihood-ratio tests and the criteria treat cells as
+        independent, and overstate the evidence when they are not.
     significance : float
         Significance level used to name the favoured form of a Vuong test.
     alpha : float, optional
@@ -326,6 +379,7 @@ def compare(
     form_objs = _candidate_forms(forms)
     frame, _excl = _frame(ds, form_objs, "rank", tuple(pool))
     V.known_columns(vuong_clusters, frame.columns, "vuong_clusters")
+    cluster = _check_cluster(cluster, frame)
     notes = [f"pooled over {list(pool)} into one law (cluster column 'run')"] if pool else []
     usable = _usable_forms(form_objs, frame, notes, default_forms=forms is None)
     kw = dict(loss="l2", space=space, profile=False, bootstrap=0)
@@ -339,6 +393,8 @@ def compare(
     )
     flags: list[Flag] = []
     lr, nested_pairs = _nested_tests(fits, lls, notes, flags)
+    if cluster and len(lr):
+        lr = with_cluster_robust_tests(lr, fits, cluster)
     vu = _vuong_table(list(table["form"]), lls, nested_pairs, vuong_clusters, significance)
     best = str(table["form"].iloc[0])
     het = _heteroscedasticity(lls[best][1])
@@ -349,15 +405,7 @@ def compare(
             "Vuong tests treat cells as independent; pass vuong_clusters='seed' if "
             "replicates share a run effect"
         )
-    if "data_seed" in frame.columns and frame["data_seed"].nunique() > 1:
-        notes.append(
-            f"the likelihood-ratio tests and the criteria treat cells as independent; cells "
-            f"of one target sequence share its errors ({frame['data_seed'].nunique()} "
-            "data_seed clusters), so they overstate the evidence: test a restriction such as "
-            "beta = alpha on the general fit with res.contrast({'alpha': 1, 'beta': -1}, "
-            "cluster='data_seed') (cluster-robust), and read loto_rmse (each sequence "
-            "predicted from a fit on the others) as the held-out check that respects them"
-        )
+    notes += _independence_notes(frame, cluster, lr)
     return ComparisonResult(
         table=table,
         fits=fits,

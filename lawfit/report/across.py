@@ -8,7 +8,14 @@ import xarray as xr
 
 from lawfit._tokens import GROUP_DIMS
 from lawfit.errors import LawfitError
-from lawfit.report.settings import _has_ok_cells, _notes, _Options, _Setting, _sft
+from lawfit.report.settings import (
+    _has_ok_cells,
+    _notes,
+    _Options,
+    _sequences,
+    _Setting,
+    _sft,
+)
 
 
 def _settings_across(
@@ -53,11 +60,6 @@ def _models(st: _Setting, opt: _Options) -> list:
     )
     st.results["shared_exponents"] = res
     return _shared_blocks(res, "law", "Exponents shared across models")
-
-
-def _sequences(sft: xr.Dataset) -> str | None:
-    """``"data_seed"`` when the cells hold 2+ target sequences (cluster-robust tests)."""
-    return "data_seed" if "data_seed" in sft.dims and sft.sizes["data_seed"] > 1 else None
 
 
 def _shared_blocks(res, law_col: str, what: str) -> list:

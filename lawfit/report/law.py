@@ -10,7 +10,14 @@ from lawfit import space as _space
 from lawfit._tokens import CELL_DIMS
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
 from lawfit.errors import LawfitError
-from lawfit.report.settings import _notes, _Options, _rank_context, _require_law_data, _Setting
+from lawfit.report.settings import (
+    _notes,
+    _Options,
+    _rank_context,
+    _require_law_data,
+    _sequences,
+    _Setting,
+)
 
 
 def _model_selection(st: _Setting, opt: _Options) -> list:
@@ -18,7 +25,7 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
 
     sft = _require_law_data(st)
     try:
-        cmp = compare(sft)
+        cmp = compare(sft, cluster=_sequences(sft))
     except LawfitError as exc:
         raise LawfitError(f"{exc}{_rank_context(sft)}") from exc
     st.results["compare"] = cmp
@@ -33,8 +40,7 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
         ),
         ("table", cmp.table[cols]),
     ]
-    if len(cmp.lr_tests):
-        blocks += [("p", "Likelihood-ratio tests of nested pairs:"), ("table", cmp.lr_tests)]
+    blocks += _nested_test_blocks(cmp)
     blocks += _lack_of_fit_blocks(cmp)
     blocks += _notes(cmp)
     best = cmp.fits[cmp.best]
@@ -59,6 +65,21 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
         ),
         ("table", cmp_log.table[cols]),
     ]
+
+
+def _nested_test_blocks(cmp) -> list:
+    """Return the likelihood-ratio tests of nested pairs with their cluster-robust versions."""
+    if not len(cmp.lr_tests):
+        return []
+    lead = "Likelihood-ratio tests of nested pairs"
+    if "robust_pvalue" in cmp.lr_tests:
+        lead += (
+            " (pvalue treats the cells as independent; robust_pvalue tests the same "
+            "restriction on the general form with the cluster-robust covariance over the "
+            "target sequences, CR2 Wald with the HTZ F reference, which holds its level "
+            "when the cells of a sequence err together)"
+        )
+    return [("p", f"{lead}:"), ("table", cmp.lr_tests)]
 
 
 def _lack_of_fit_blocks(cmp) -> list:
@@ -112,7 +133,7 @@ def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:
     from lawfit.compare import compare
 
     try:
-        out["result"] = compare(sft, space="log")
+        out["result"] = compare(sft, space="log", cluster=_sequences(sft))
     except LawfitError as exc:
         out["error"] = exc
         return None
