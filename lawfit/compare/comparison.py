@@ -342,14 +342,15 @@ def compare(
         predict the largest); empty to skip.
     vuong_clusters : str, optional
         Column (e.g. ``"seed"``) whose cells are correlated: Vuong's variance then
-        uses cluster sums.
+        uses cluster sums. Default: ``cluster``.
     cluster : str, optional
         Column whose cells share their errors, e.g. ``"data_seed"`` (target sequences):
         each valid nested pair's restriction is also tested on the general fit with the
         cluster-robust covariance (CR2 Wald, HTZ F reference;
         :mod:`lawfit.compare.robust_nested`), in the ``robust_*`` columns of
-        ``lr_tests``. The likelihood-ratio tests and the criteria treat cells as
-        independent, and overstate the evidence when they are not.
+        ``lr_tests``; the Vuong tests sum within its clusters too, unless
+        ``vuong_clusters`` says otherwise. The likelihood-ratio tests and the criteria
+        treat cells as independent, and overstate the evidence when they are not.
     significance : float
         Significance level used to name the favoured form of a Vuong test.
     alpha : float, optional
@@ -380,6 +381,7 @@ def compare(
     frame, _excl = _frame(ds, form_objs, "rank", tuple(pool))
     V.known_columns(vuong_clusters, frame.columns, "vuong_clusters")
     cluster = _check_cluster(cluster, frame)
+    vuong_clusters = vuong_clusters or cluster
     notes = [f"pooled over {list(pool)} into one law (cluster column 'run')"] if pool else []
     usable = _usable_forms(form_objs, frame, notes, default_forms=forms is None)
     kw = dict(loss="l2", space=space, profile=False, bootstrap=0)

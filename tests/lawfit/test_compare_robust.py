@@ -130,6 +130,9 @@ def test_without_cluster_the_tests_are_unchanged_and_the_note_names_the_option()
     assert any("pass cluster='data_seed'" in n for n in plain.notes)
     assert any("robust_pvalue tests each nested pair" in n for n in robust.notes)
     assert "robust_pvalue" in str(robust.summary())
+    summed = compare(ds, FORMS, space="log", holdout=(), vuong_clusters="data_seed")
+    pd.testing.assert_frame_equal(robust.vuong, summed.vuong)  # the Vuong tests cluster too
+    assert not plain.vuong.equals(robust.vuong)
 
 
 def test_a_cluster_column_it_cannot_use_is_refused_before_fitting():
