@@ -2,9 +2,11 @@
 
 lawfit.compare fits the paper's power law and its rivals (no offset, ratio r/ℓ,
 saturating, additive, n_params, broken power law) on the same cells, with AICc/BIC
-weights, likelihood-ratio and Vuong tests and held-out extrapolation error. When the
-residual spread grows with ΔL (Breusch-Pagan flag) the comparison is repeated in log
-space, which is then the one to quote (docs/analyses.md §1).
+weights, likelihood-ratio and Vuong tests and held-out extrapolation error. With cells on
+2+ target sequences the nested and Vuong tests are also made cluster-robust over them
+(``cluster="data_seed"``: ``robust_pvalue``). When the residual spread grows with ΔL
+(Breusch-Pagan flag) the comparison is repeated in log space, which is then the one to
+quote (docs/analyses.md §1).
 
     python analysis/03_compare.py [DATA.nc]
 """
@@ -17,6 +19,7 @@ from _common import load, parser, quiet, sft_settings  # noqa: E402
 
 import lawfit  # noqa: E402
 from lawfit.compare import SHOWN_COLUMNS as COLS  # noqa: E402
+from lawfit.data import target_cluster  # noqa: E402
 
 
 def show(cmp):
@@ -37,7 +40,7 @@ def main():
     ds = load(args)
     for _label, _sub, cells in sft_settings(ds):
         try:
-            cmp = lawfit.compare(cells)
+            cmp = lawfit.compare(cells, cluster=target_cluster(cells))
         except lawfit.LawfitError as exc:
             print(f"comparison not possible: {exc}\n")
             continue
@@ -46,7 +49,7 @@ def main():
         if cmp.heteroscedastic:
             print("\n-- heteroscedastic residuals: the same comparison in log space --")
             try:
-                show(lawfit.compare(cells, space="log"))
+                show(lawfit.compare(cells, space="log", cluster=target_cluster(cells)))
             except lawfit.LawfitError as exc:
                 print(f"log-space comparison not possible: {exc}")
         print()

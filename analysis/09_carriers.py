@@ -278,10 +278,10 @@ def _at_the_floor(table: pd.DataFrame) -> str:
 def law_summaries(sub, bootstrap: int) -> None:
     """Print the per-carrier law and the bits/param intervals of lawfit.carriers."""
     from lawfit.carriers import carrier_bits, carrier_law
-    from lawfit.data import n_targets
+    from lawfit.data import target_cluster
 
     # two or more target sequences: the laws' intervals are cluster-robust over them
-    cluster = "data_seed" if n_targets(sub) >= 2 else None
+    cluster = target_cluster(sub)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, run in (

@@ -13,8 +13,9 @@ files, Datasets and DataFrames: :func:`load_data`, :func:`as_dataset`,
 :func:`read_saved_json` for saved results), ``tidy_frame`` (:func:`as_frame` and the checks
 of the cells it returns), ``dataset_cells`` and ``frame_cells`` (the cells of a Dataset
 and of a tidy DataFrame, after the checks of their shape), ``replicates``
-(:func:`n_targets`, :func:`target_unit`, :func:`with_runs`), ``losses`` (the physical
-checks of the losses, the cells they exclude, :func:`memorized_mask`),
+(:func:`n_targets`, :func:`target_unit`, :func:`target_cluster`, :func:`with_runs`),
+``losses`` (the physical checks of the losses, the cells they exclude,
+:func:`memorized_mask`),
 ``identifiability`` (:func:`check_identifiable`, :func:`design_identifies`),
 ``storage_bytes`` (:func:`with_n_bytes` and ``DTYPE_BYTES``), ``collected``
 (:func:`ok_cells`, :func:`collected_lengths`) and ``_common`` (two small helpers they
@@ -41,7 +42,7 @@ from lawfit.data.reading import (
     open_dataset,
 )
 from lawfit.data.reading import read_saved_json as read_saved_json
-from lawfit.data.replicates import n_targets
+from lawfit.data.replicates import n_targets, target_cluster
 from lawfit.data.replicates import target_unit as target_unit
 from lawfit.data.replicates import with_runs as with_runs
 from lawfit.data.storage_bytes import DTYPE_BYTES, with_n_bytes
@@ -64,6 +65,7 @@ __all__ = [
     "migrate_objective",
     "REPLICATE_DIMS",
     "n_targets",
+    "target_cluster",
     "DTYPE_BYTES",
     "with_n_bytes",
     "LN2",

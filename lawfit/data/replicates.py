@@ -1,7 +1,8 @@
 """Replicates of a cell: target sequences, runs and the bootstrap unit they call for.
 
 :func:`n_targets` counts the target sequences (``data_seed`` values) with ok cells,
-:func:`target_unit` picks the bootstrap unit that speaks for other content from it, and
+:func:`target_unit` picks the bootstrap unit that speaks for other content from it,
+:func:`target_cluster` the column a cluster-robust test respects, and
 :func:`with_runs` numbers the runs (one per ``seed``, ``data_seed`` pair) of a tidy frame.
 """
 
@@ -55,6 +56,26 @@ def target_unit(ds) -> str:
         The ``unit`` to pass to :func:`lawfit.fit` and the analyses built on it.
     """
     return "data_seed" if n_targets(ds) >= 2 else "cell"
+
+
+def target_cluster(ds) -> str | None:
+    """Return the column whose clusters a cluster-robust test should respect, if any.
+
+    ``"data_seed"`` when 2 or more target sequences have ok cells (:func:`n_targets`):
+    cells of one sequence share its content and err together. None otherwise.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Contract dataset.
+
+    Returns
+    -------
+    str or None
+        The ``cluster`` to pass to :func:`lawfit.compare`, :func:`lawfit.shared_exponents`
+        and the other cluster-robust tests.
+    """
+    return "data_seed" if n_targets(ds) >= 2 else None
 
 
 def with_runs(df: pd.DataFrame) -> pd.DataFrame:

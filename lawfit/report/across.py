@@ -7,12 +7,12 @@ import itertools
 import xarray as xr
 
 from lawfit._tokens import GROUP_DIMS
+from lawfit.data import target_cluster
 from lawfit.errors import LawfitError
 from lawfit.report.settings import (
     _has_ok_cells,
     _notes,
     _Options,
-    _sequences,
     _Setting,
     _sft,
 )
@@ -56,7 +56,7 @@ def _models(st: _Setting, opt: _Options) -> list:
     from lawfit.shared import shared_exponents
 
     res = shared_exponents(
-        st.sft, by="model", confidence_level=opt.level, cluster=_sequences(st.sft)
+        st.sft, by="model", confidence_level=opt.level, cluster=target_cluster(st.sft)
     )
     st.results["shared_exponents"] = res
     return _shared_blocks(res, "law", "Exponents shared across models")
@@ -94,7 +94,7 @@ def _carriers(st: _Setting, opt: _Options) -> list:
         bootstrap=opt.bootstrap,
         confidence_level=opt.level,
         rng=opt.rng,
-        cluster=_sequences(st.sft),
+        cluster=target_cluster(st.sft),
     )
     st.results["carrier_law"] = law
     blocks = _shared_blocks(law, "model", "Shared exponents")

@@ -9,13 +9,13 @@ import xarray as xr
 from lawfit import space as _space
 from lawfit._tokens import CELL_DIMS
 from lawfit.bootstrap import MIN_BOOTSTRAP_CLUSTERS
+from lawfit.data import target_cluster
 from lawfit.errors import LawfitError
 from lawfit.report.settings import (
     _notes,
     _Options,
     _rank_context,
     _require_law_data,
-    _sequences,
     _Setting,
 )
 
@@ -25,7 +25,7 @@ def _model_selection(st: _Setting, opt: _Options) -> list:
 
     sft = _require_law_data(st)
     try:
-        cmp = compare(sft, cluster=_sequences(sft))
+        cmp = compare(sft, cluster=target_cluster(sft))
     except LawfitError as exc:
         raise LawfitError(f"{exc}{_rank_context(sft)}") from exc
     st.results["compare"] = cmp
@@ -133,7 +133,7 @@ def _log_space_pvalue(sft: xr.Dataset, out: dict) -> float | None:
     from lawfit.compare import compare
 
     try:
-        out["result"] = compare(sft, space="log", cluster=_sequences(sft))
+        out["result"] = compare(sft, space="log", cluster=target_cluster(sft))
     except LawfitError as exc:
         out["error"] = exc
         return None

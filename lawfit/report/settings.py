@@ -108,8 +108,3 @@ def _rank_context(sft: xr.Dataset) -> str:
     return (
         f" Ranks collected: {have}; not memorized (loss_after > ln 2, what the law fits): {used}."
     )
-
-
-def _sequences(sft: xr.Dataset) -> str | None:
-    """``"data_seed"`` when the cells hold 2+ target sequences (cluster-robust tests)."""
-    return "data_seed" if "data_seed" in sft.dims and sft.sizes["data_seed"] > 1 else None

@@ -295,7 +295,7 @@ def test_the_fit_resamples_target_sequences_once_there_are_several():
     import numpy as np
     import xarray as xr
 
-    from lawfit.data import n_targets, target_unit
+    from lawfit.data import n_targets, target_cluster, target_unit
 
     status = np.array([["ok", "ok", "ok"], ["ok", "failed", "failed"]])  # rank x data_seed
     ds = xr.Dataset(
@@ -309,6 +309,12 @@ def test_the_fit_resamples_target_sequences_once_there_are_several():
     assert target_unit(ds.isel(data_seed=0, drop=True)) == "cell"
     # the report's law note counts the same sequences
     assert (n_targets(ds), n_targets(only_one_ok), n_targets(ds.isel(data_seed=0))) == (3, 1, 1)
+    # and the cluster-robust tests cluster over the same sequences
+    assert [target_cluster(d) for d in (ds, only_one_ok, ds.isel(data_seed=[0]))] == [
+        "data_seed",
+        None,
+        None,
+    ]
 
 
 def test_collected_lengths_are_those_holding_an_ok_cell():
