@@ -28,7 +28,7 @@ MODULES = _modules_with_examples()
 
 
 def test_the_modules_with_examples_are_found():
-    assert {"lawfit.forms", "lawfit.fitting.driver", "lawfit.shared"} <= set(MODULES)
+    assert {"lawfit.forms", "lawfit.fitting.driver", "lawfit.shared.driver"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -267,6 +267,7 @@ def test_encode_decode_round_trips_values(value):
         ("MemftSavings", "lawfit.memft:MemftSavings"),
         ("GradientBudget", "lawfit.memft:GradientBudget"),
         ("ComparisonResult", "lawfit.compare:ComparisonResult"),
+        ("SharedExponents", "lawfit.shared:SharedExponents"),
     ],
 )
 def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
@@ -276,3 +277,12 @@ def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
     cls = type(_result(name))
     assert _type_path(cls) == saved_as
     assert _resolve_type(saved_as) is cls
+
+
+def test_a_saved_shared_law_names_its_function_as_before_the_split():
+    """The shared law's function saves as ``lawfit.shared:_PerGroup`` (older lawfits read it)."""
+    from lawfit.forms import import_reference
+
+    form = _result("SharedExponents").shared_fit.form
+    assert form.to_spec()["func"]["class"] == "lawfit.shared:_PerGroup"
+    assert import_reference("lawfit.shared:_PerGroup") is type(form.func)
