@@ -124,7 +124,8 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     pandas.DataFrame
         The cell coordinates, ``carrier``, ``knob`` (its size knob's name), ``size`` (m, k
         or rank), ``n_params``, ``n_bytes`` (NaN where not recorded), ``bytes_per_param``,
-        ``steps``, ``loss_after``, ``exact_match``, ``stop_reason`` (where recorded) and
+        ``steps``, ``loss_after``, ``exact_match``, ``stop_reason``, ``first_exact_step``
+        (where recorded) and
         ``bits_stored``, ``bits_recalled``, ``bits_dl``, ``bits_content``,
         ``bits_stored_base``, ``entropy_known``.
 
@@ -144,7 +145,8 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     per_adapter = ds[sizes].to_dataframe().reset_index()
     keys = [d for d in ds["n_params"].dims if d in cells]
     cells = cells.merge(per_adapter[[*keys, *sizes]], on=keys, how="left")
-    extra = [v for v in ("steps", "loss_after", "exact_match", "stop_reason") if v in ds]
+    recorded = ("steps", "loss_after", "exact_match", "stop_reason", "first_exact_step")
+    extra = [v for v in recorded if v in ds]
     if extra:
         per_cell = ds[extra].to_dataframe().reset_index()
         on = [c for c in per_cell.columns if c in cells.columns and c not in extra]

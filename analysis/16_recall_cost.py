@@ -1,0 +1,177 @@
+"""Step 16 - the cost of writing a recallable memory: training FLOPs to first exact recall.
+
+    python analysis/16_recall_cost.py [DATA] [--reference REF] [--markdown]
+
+The carrier analysis (09_carriers.py) counts the FLOPs of every step until a cell stopped,
+and its carriers stop for different reasons: a LoRA cell when every target token passes
+p = 0.5, a KV prefix at the convergence stop, long after it may have recalled its target.
+Cells that record ``first_exact_step`` (the first step at which the teacher-forced argmax
+was right at every target token, which is exact greedy recall) say when each carrier first
+held a recallable memory. For every cell that reached it this prints the step, the
+estimated FLOPs up to it (``collect.cost``: the cached prefix once, then that many training
+steps) and the bits recalled per PFLOP so spent, then per carrier size and length the mean
+over target sequences with its 95 % t-interval, and a closing sentence naming, at each
+matched number of trainable scalars and target length, the carrier that got there first.
+
+``--reference`` names a dataset holding the same cells collected earlier (default
+data/carriers_converged.nc): the script checks that each cell's ΔL came out the same, the
+sweep being deterministic given its seeds, and prints the largest relative difference.
+
+DATA defaults to data/carrier_recall_cost.nc (sweeps/carrier_recall_cost.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_figures")
+)
+from _common import ROOT, header, parser, read_dataset  # noqa: E402
+from carriers import _interval, carrier_cells  # noqa: E402
+
+from collect.cost import add_flops  # noqa: E402
+
+DEFAULT_DATA = os.path.join(ROOT, "data", "carrier_recall_cost.nc")
+DEFAULT_REFERENCE = os.path.join(ROOT, "data", "carriers_converged.nc")
+
+
+def recall_cells(ds) -> pd.DataFrame:
+    """One row per ok cell with its first exact step, FLOPs to it and bits recalled per PFLOP.
+
+    Raises
+    ------
+    SystemExit
+        When the dataset records no ``first_exact_step`` (cells collected before it was).
+    """
+    if "first_exact_step" not in ds:
+        sys.exit(
+            "error: the dataset has no first_exact_step (its cells were collected before it "
+            "was recorded). Collect sweeps/carrier_recall_cost.toml (see its header)."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cells = carrier_cells(ds)
+    cells, notes = add_flops(cells, ds)
+    for n in notes:
+        print(f"note: {n}")
+    reached = cells["first_exact_step"].notna()
+    cells["flops_to_recall"] = (
+        cells["flops"] - (cells["steps"] - cells["first_exact_step"]) * cells["flops_per_step"]
+    ).where(reached)
+    cells["recalled_per_pflop"] = cells["bits_recalled"] / cells["flops_to_recall"] * 1e15
+    return cells
+
+
+def replication(ds, reference) -> pd.DataFrame:
+    """Each ok cell's ΔL beside the same cell's ΔL in ``reference`` and their relative gap."""
+
+    def ok_dl(d, name):
+        frame = d[["loss_reduction", "status"]].to_dataframe().reset_index()
+        frame = frame[frame["status"] == "ok"].drop(columns="status")
+        return frame.rename(columns={"loss_reduction": name})
+
+    ours, ref = ok_dl(ds, "dl"), ok_dl(reference, "reference_dl")
+    on = [c for c in ours.columns if c in ref.columns and c not in ("dl", "reference_dl")]
+    both = ours.merge(ref[[*on, "reference_dl"]], on=on, how="left")
+    both["relative_gap"] = (both["dl"] - both["reference_dl"]) / both["reference_dl"]
+    return both
+
+
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per carrier size and length: first exact step and recall cost over target sequences."""
+    rows = []
+    for key, g in cells.groupby(["carrier", "modules", "rank", "n_params", "length"]):
+        step, _, step_ci, n = _interval(g["first_exact_step"].to_numpy(float))
+        gflops, _, gflops_ci, _ = _interval(g["flops_to_recall"].to_numpy(float) / 1e9)
+        per, _, per_ci, _ = _interval(g["recalled_per_pflop"].to_numpy(float))
+        rows.append(
+            dict(
+                zip(["carrier", "modules", "rank", "n_params", "length"], key, strict=True),
+                targets=len(g),
+                reached=n,
+                steps_run=float(g["steps"].mean()),
+                first_exact_step=_fmt(step, step_ci),
+                gflop_to_recall=_fmt(gflops, gflops_ci),
+                recalled_per_pflop=_fmt(per, per_ci),
+                mean_flops=gflops,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, ci: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.4g}" if not np.isfinite(ci) else f"{mean:.4g} ± {ci:.3g}"
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+    """At each matched size and length, the carrier that first recalled exactly, and by how much."""
+    out = []
+    for (n_params, length), g in table.groupby(["n_params", "length"]):
+        g = g[g["reached"] == g["targets"]].sort_values("mean_flops")
+        if len(g) < 2:
+            continue
+        best, second = g.iloc[0], g.iloc[1]
+        out.append(
+            f"at {int(n_params):,} trainable scalars and l = {int(length)}, {best['modules']} "
+            f"first recalls its targets exactly after {best['mean_flops']:.3g} GFLOP (step "
+            f"{best['first_exact_step']}), {second['mean_flops'] / best['mean_flops']:.2g}x "
+            f"fewer than {second['modules']} ({second['mean_flops']:.3g} GFLOP, step "
+            f"{second['first_exact_step']}); means over {int(best['targets'])} target "
+            "sequence(s), FLOPs estimated"
+        )
+    return out
+
+
+def main() -> None:
+    ap = parser(__doc__, data=DEFAULT_DATA)
+    ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="the same cells, earlier")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    args = ap.parse_args()
+    ds = read_dataset(args.data)
+    cells = recall_cells(ds)
+    show = (
+        (lambda t: t.to_markdown(index=False))
+        if args.markdown
+        else (lambda t: t.to_string(index=False))
+    )
+    header("Training FLOPs to first exact recall, per cell")
+    cols = [
+        "modules",
+        "rank",
+        "n_params",
+        "length",
+        "data_seed",
+        "steps",
+        "stop_reason",
+        "first_exact_step",
+        "bits_recalled",
+        "flops_to_recall",
+        "recalled_per_pflop",
+    ]
+    print(show(cells[[c for c in cols if c in cells]]) + "\n")
+    header("Per carrier size and length (mean ± 95 % t-interval over target sequences)")
+    table = summary(cells)
+    print(show(table.drop(columns="mean_flops")) + "\n")
+    for line in verdict(table):
+        print(line)
+    if os.path.exists(args.reference):
+        rep = replication(ds, read_dataset(args.reference))
+        header(f"Replication: the same cells in {os.path.relpath(args.reference, ROOT)}")
+        print(show(rep) + "\n")
+        gap = rep["relative_gap"].abs().max()
+        print(
+            f"largest relative gap in dL: {gap:.2e} over {rep['reference_dl'].notna().sum()} cells"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""analysis/16_recall_cost.py: FLOPs to first exact recall, on a tiny carrier sweep."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def recall_data(tmp_path_factory, tiny_sweep):
+    """A KV prefix and a LoRA adapter that both recall 12 random tokens, 2 sequences."""
+    from collect.config import config_from_dict
+    from collect.sweep import run_sweep
+
+    raw = tiny_sweep(
+        defaults={
+            "models": ["tiny-random"],
+            "ranks": [1],
+            "lengths": [12],
+            "seeds": [0],
+            "data_seeds": [0, 1],
+            "tasks": ["long_context"],
+            "random_ratios": [1.0],
+        },
+        train={"max_steps": 300, "log_every": 1, "lr": 5e-2, "stop_when_memorized": True},
+        grid=[{"modules": ["kv:2@1"]}, {"modules": ["mlp_block@1"], "ranks": [3]}],  # 384 each
+    )
+    out = tmp_path_factory.mktemp("recall")
+    ds = run_sweep(config_from_dict(raw), out, progress=False, merge_to=out / "d.nc")
+    return ds, out / "d.nc"
+
+
+def run(*args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    script = os.path.join(ROOT, "analysis", "16_recall_cost.py")
+    return subprocess.run(
+        [sys.executable, script, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_first_exact_step_is_counted_in_flops_to_recall(recall_data):
+    ds, path = recall_data
+    steps = ds["first_exact_step"].where(ds["status"] == "ok")
+    assert int(steps.notnull().sum()) == 4, steps.values  # every cell recalled exactly
+    assert bool((steps <= ds["steps"]).where(steps.notnull(), True).all())
+    out = run(path, "--reference", path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "Training FLOPs to first exact recall, per cell" in text
+    assert "first recalls its targets exactly after" in text  # the verdict at matched size
+    assert "largest relative gap in dL: 0.00e+00 over 4 cells" in text  # itself: identical
+
+
+def test_the_flops_to_recall_stop_at_the_first_exact_step(recall_data):
+    sys.path.insert(0, os.path.join(ROOT, "analysis"))
+    sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
+    import importlib
+
+    module = importlib.import_module("16_recall_cost")
+    ds, _ = recall_data
+    cells = module.recall_cells(ds)
+    run_flops = cells["flops"] - cells["steps"] * cells["flops_per_step"]  # the prefix, once
+    expected = run_flops + cells["first_exact_step"] * cells["flops_per_step"]
+    np.testing.assert_allclose(cells["flops_to_recall"], expected, rtol=1e-12)
+    assert (cells["flops_to_recall"] <= cells["flops"]).all()
+
+
+def test_a_dataset_without_the_step_says_how_to_get_it(recall_data, tmp_path):
+    ds, _ = recall_data
+    old = tmp_path / "old.nc"
+    ds.drop_vars("first_exact_step").to_netcdf(old)
+    out = run(old)
+    assert out.returncode != 0
+    assert "no first_exact_step" in out.stderr and "carrier_recall_cost.toml" in out.stderr
