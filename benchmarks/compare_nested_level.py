@@ -21,17 +21,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import numpy as np
-import pandas as pd
+from level_common import GRID, SEQUENCE_EFFECTS, datasets_per_row, print_rates, rates_row
 
 from lawfit import compare
 from lawfit.testing import synthetic_dataset
 
-GRID = dict(ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512, 1024), noise=0.03)
-SEQUENCE_EFFECTS = {"logC": 0.1, "alpha": 0.08, "beta": 0.08}
 FORMS = ["power_law", "ratio", "power_law_no_offset"]
 #: restriction → (restricted form, general form)
 PAIRS = {"beta = alpha": ("ratio", "power_law"), "b = 0": ("power_law_no_offset", "power_law")}
@@ -51,34 +48,24 @@ def rejection_rates(n: int, n_sequences: int, restriction: str, truth: dict) -> 
         row = res.lr_tests.set_index(["restricted", "general"]).loc[(restricted, general)]
         lr_test.append(row["pvalue"] < 0.05)
         robust.append(row["robust_pvalue"] < 0.05)
-    return {
-        "restriction": restriction,
-        "truth": ", ".join(f"{k} {v:g}" for k, v in truth.items()),
-        "sequences": n_sequences,
-        "likelihood ratio": np.mean(lr_test),
-        "cluster-robust": np.mean(robust),
-        "datasets": n,
-    }
+    truth_text = ", ".join(f"{k} {v:g}" for k, v in truth.items())
+    labels = {"restriction": restriction, "truth": truth_text, "sequences": n_sequences}
+    return rates_row(labels, {"likelihood ratio": lr_test, "cluster-robust": robust})
 
 
 def main() -> None:
     """Print the rejection rates of both tests under each null and one alternative each."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=200, help="datasets per row (default 200)")
-    args = parser.parse_args()
+    n = datasets_per_row(__doc__)
     nulls = {"beta = alpha": dict(alpha=0.6, beta=0.6), "b = 0": dict(b=0.0)}
     alternatives = {"beta = alpha": dict(alpha=0.6, beta=0.45), "b = 0": dict(b=0.02)}
-    rows = [rejection_rates(args.n, g, r, t) for r, t in nulls.items() for g in (3, 6)]
+    rows = [rejection_rates(n, g, r, t) for r, t in nulls.items() for g in (3, 6)]
     rows += [
-        rejection_rates(max(args.n // 4, 10), g, r, t)
-        for r, t in alternatives.items()
-        for g in (3, 6)
+        rejection_rates(max(n // 4, 10), g, r, t) for r, t in alternatives.items() for g in (3, 6)
     ]
-    with pd.option_context("display.width", 120, "display.float_format", "{:.3f}".format):
-        print(pd.DataFrame(rows).to_string(index=False))
-    print(
+    print_rates(
+        rows,
         "first four rows: level (calibrated: about 0.05); last four: power. One restriction "
-        "needs 2+ sequences for the cluster-robust test; fewer than 3 is not advised."
+        "needs 2+ sequences for the cluster-robust test; fewer than 3 is not advised.",
     )
 
 

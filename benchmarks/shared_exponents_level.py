@@ -21,18 +21,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import numpy as np
-import pandas as pd
 import xarray as xr
+from level_common import GRID, SEQUENCE_EFFECTS, datasets_per_row, print_rates, rates_row
 
 from lawfit import shared_exponents
 from lawfit.testing import synthetic_dataset
-
-GRID = dict(ranks=(1, 2, 4, 8), lengths=(64, 128, 256, 512, 1024), noise=0.03)
-SEQUENCE_EFFECTS = {"logC": 0.1, "alpha": 0.08, "beta": 0.08}
 
 
 def two_groups(seed: int, n_sequences: int, noise_kind: str, alpha_b: float) -> xr.Dataset:
@@ -58,32 +54,21 @@ def rejection_rates(n: int, n_sequences: int, noise_kind: str, alpha_b: float) -
             )
         f_test.append(res.comparison["f_pvalue"].iloc[-1] < 0.05)
         robust.append(res.robust_test["pvalue"].iloc[0] < 0.05)
-    return {
-        "sequences": n_sequences,
-        "noise": noise_kind,
-        "alpha_b": alpha_b,
-        "F (independent cells)": np.mean(f_test),
-        "cluster-robust": np.mean(robust),
-        "datasets": n,
-    }
+    labels = {"sequences": n_sequences, "noise": noise_kind, "alpha_b": alpha_b}
+    return rates_row(labels, {"F (independent cells)": f_test, "cluster-robust": robust})
 
 
 def main() -> None:
     """Print the rejection rates of both tests under the null and one alternative."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=200, help="datasets per row (default 200)")
-    args = parser.parse_args()
+    n = datasets_per_row(__doc__)
     rows = [
-        rejection_rates(args.n, g, kind, 0.6)
-        for kind in ("run", "independent")
-        for g in (3, 4, 6, 8)
+        rejection_rates(n, g, kind, 0.6) for kind in ("run", "independent") for g in (3, 4, 6, 8)
     ]
-    rows += [rejection_rates(max(args.n // 4, 10), g, "run", 0.9) for g in (3, 6, 8)]
-    with pd.option_context("display.width", 120, "display.float_format", "{:.3f}".format):
-        print(pd.DataFrame(rows).to_string(index=False))
-    print(
+    rows += [rejection_rates(max(n // 4, 10), g, "run", 0.9) for g in (3, 6, 8)]
+    print_rates(
+        rows,
         "rows with alpha_b 0.6: level (calibrated: about 0.05); alpha_b 0.9: power. "
-        "Two groups need 2 restrictions, so the cluster-robust test needs 3+ sequences."
+        "Two groups need 2 restrictions, so the cluster-robust test needs 3+ sequences.",
     )
 
 

@@ -23,3 +23,24 @@ def _private_model_cache(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = old
+
+
+@pytest.fixture(scope="session")
+def run_benchmark():
+    """Run ``benchmarks/<script>`` with arguments, single-threaded; return the finished process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run(
+            [sys.executable, str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+
+    return run

@@ -55,7 +55,7 @@ def target_unit(ds) -> str:
     str
         The ``unit`` to pass to :func:`lawfit.fit` and the analyses built on it.
     """
-    return "data_seed" if n_targets(ds) >= 2 else "cell"
+    return target_cluster(ds) or "cell"
 
 
 def target_cluster(ds) -> str | None:

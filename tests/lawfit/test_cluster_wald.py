@@ -148,20 +148,8 @@ def test_a_group_on_one_sequence_skips_the_cluster_robust_parts_and_says_so():
     assert any("group(s) ['b'] have all their cells on one seed" in n for n in res.notes)
 
 
-def test_the_level_benchmark_runs_and_prints_both_tests_per_row():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "shared_exponents_level.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--n", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+def test_the_level_benchmark_runs_and_prints_both_tests_per_row(run_benchmark):
+    out = run_benchmark("shared_exponents_level.py", "--n", "2")
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert "F (independent cells)" in lines[0] and "cluster-robust" in lines[0]

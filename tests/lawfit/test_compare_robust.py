@@ -153,20 +153,8 @@ def test_the_cli_prints_the_robust_columns(tmp_path, capsys):
     assert "robust_pvalue" in out and "robust_pvalue tests each nested pair" in out
 
 
-def test_the_level_benchmark_runs_and_prints_both_tests_per_row():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_nested_level.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--n", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+def test_the_level_benchmark_runs_and_prints_both_tests_per_row(run_benchmark):
+    out = run_benchmark("compare_nested_level.py", "--n", "2")
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert "likelihood ratio" in lines[0] and "cluster-robust" in lines[0]
