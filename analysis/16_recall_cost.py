@@ -100,7 +100,6 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
                 first_exact_step=_fmt(step, step_ci),
                 gflop_to_recall=_fmt(gflops, gflops_ci),
                 recalled_per_pflop=_fmt(per, per_ci),
-                mean_flops=gflops,
             )
         )
     return pd.DataFrame(rows)
@@ -112,21 +111,28 @@ def _fmt(mean: float, ci: float) -> str:
     return f"{mean:.4g}" if not np.isfinite(ci) else f"{mean:.4g} ± {ci:.3g}"
 
 
-def verdict(table: pd.DataFrame) -> list[str]:
-    """At each matched size and length, the carrier that first recalled exactly, and by how much."""
+def verdict(cells: pd.DataFrame) -> list[str]:
+    """At each matched size and length, the carrier that first recalled exactly, and by how much.
+
+    Like with like: only the target sequences on which every carrier of that size and length
+    reached exact recall are compared, each carrier's FLOPs and steps averaged over them.
+    """
     out = []
-    for (n_params, length), g in table.groupby(["n_params", "length"]):
-        g = g[g["reached"] == g["targets"]].sort_values("mean_flops")
-        if len(g) < 2:
+    for (n_params, length), g in cells.groupby(["n_params", "length"]):
+        flops = g.pivot_table(index="data_seed", columns="modules", values="flops_to_recall")
+        shared = flops.dropna()
+        if flops.shape[1] < 2 or shared.empty:
             continue
-        best, second = g.iloc[0], g.iloc[1]
+        steps = g.pivot_table(index="data_seed", columns="modules", values="first_exact_step")
+        mean = shared.mean().sort_values() / 1e9
+        step = steps.loc[shared.index].mean()
+        best, second = mean.index[0], mean.index[1]
         out.append(
-            f"at {int(n_params):,} trainable scalars and l = {int(length)}, {best['modules']} "
-            f"first recalls its targets exactly after {best['mean_flops']:.3g} GFLOP (step "
-            f"{best['first_exact_step']}), {second['mean_flops'] / best['mean_flops']:.2g}x "
-            f"fewer than {second['modules']} ({second['mean_flops']:.3g} GFLOP, step "
-            f"{second['first_exact_step']}); means over {int(best['targets'])} target "
-            "sequence(s), FLOPs estimated"
+            f"at {int(n_params):,} trainable scalars and l = {int(length)}, {best} first recalls "
+            f"its targets exactly after {mean[best]:.3g} GFLOP (step {step[best]:.0f}), "
+            f"{mean[second] / mean[best]:.2g}x fewer than {second} ({mean[second]:.3g} GFLOP, "
+            f"step {step[second]:.0f}); means over the {len(shared)} target sequence(s) on which "
+            "both reached it, FLOPs estimated"
         )
     return out
 
@@ -160,8 +166,8 @@ def main() -> None:
     print(show(cells[[c for c in cols if c in cells]]) + "\n")
     header("Per carrier size and length (mean ± 95 % t-interval over target sequences)")
     table = summary(cells)
-    print(show(table.drop(columns="mean_flops")) + "\n")
-    for line in verdict(table):
+    print(show(table) + "\n")
+    for line in verdict(cells):
         print(line)
     if os.path.exists(args.reference):
         rep = replication(ds, read_dataset(args.reference))
