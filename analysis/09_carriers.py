@@ -41,7 +41,7 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_figures")
 )
 from _common import header, parser  # noqa: E402
-from carriers import _interval, carrier_cells, carrier_points  # noqa: E402
+from carriers import _interval, carrier_cells, carrier_points, format_interval  # noqa: E402
 
 from collect.cost import add_flops  # noqa: E402
 
@@ -49,12 +49,6 @@ SETTING = ["model", "task", "random_ratio", "objective"]
 
 
 # ----------------------------------------------------------------------------- tables
-def _fmt_interval(mean: float, ci: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.4g}" if not np.isfinite(ci) else f"{mean:.4g} ± {ci:.3g}"
-
-
 def group_table(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per setting, carrier size and length: sizes, bits with intervals, FLOPs."""
     if "still_improving" not in cells:  # no trajectories: not known
@@ -88,11 +82,11 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
         rec.update(
             targets=n,
             stopped=stops.get(key, ""),
-            stored=_fmt_interval(stored, s_ci),
-            recalled=_fmt_interval(recalled, r_ci),
+            stored=format_interval(stored, s_ci),
+            recalled=format_interval(recalled, r_ci),
             base_floor=float(g["bits_stored_base"].mean()),
             above_floor=gain,
-            above=_fmt_interval(gain, g_ci),
+            above=format_interval(gain, g_ci),
             resolved=_resolved(gains, g["bits_content"].to_numpy(float)),
             stored_mean=stored,
             recalled_mean=recalled,

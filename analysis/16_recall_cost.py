@@ -26,7 +26,6 @@ import os
 import sys
 import warnings
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +33,7 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_figures")
 )
 from _common import ROOT, header, parser, read_dataset  # noqa: E402
-from carriers import _interval, carrier_cells  # noqa: E402
+from carriers import _interval, carrier_cells, format_interval  # noqa: E402
 
 from collect.cost import add_flops  # noqa: E402
 
@@ -97,18 +96,12 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
                 targets=len(g),
                 reached=n,
                 steps_run=float(g["steps"].mean()),
-                first_exact_step=_fmt(step, step_ci),
-                gflop_to_recall=_fmt(gflops, gflops_ci),
-                recalled_per_pflop=_fmt(per, per_ci),
+                first_exact_step=format_interval(step, step_ci),
+                gflop_to_recall=format_interval(gflops, gflops_ci),
+                recalled_per_pflop=format_interval(per, per_ci),
             )
         )
     return pd.DataFrame(rows)
-
-
-def _fmt(mean: float, ci: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.4g}" if not np.isfinite(ci) else f"{mean:.4g} ± {ci:.3g}"
 
 
 def verdict(cells: pd.DataFrame) -> list[str]:

@@ -205,6 +205,15 @@ def _interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, f
     return float(v.mean()), se, float(stats.t.ppf(0.5 + level / 2, n - 1) * se), n
 
 
+def format_interval(mean: float, half_width: float) -> str:
+    """``"mean ± half-width"`` as the carrier tables print it (``"n/a"``, or the mean alone)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    if not np.isfinite(half_width):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {half_width:.3g}"
+
+
 def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.DataFrame:
     """Per carrier and size, the target length storing the most ``quantity``, over targets.
 
