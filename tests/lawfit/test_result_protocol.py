@@ -268,6 +268,9 @@ def test_encode_decode_round_trips_values(value):
         ("GradientBudget", "lawfit.memft:GradientBudget"),
         ("ComparisonResult", "lawfit.compare:ComparisonResult"),
         ("SharedExponents", "lawfit.shared:SharedExponents"),
+        ("CarrierLaw", "lawfit.carriers:CarrierLaw"),
+        ("CarrierBits", "lawfit.carriers:CarrierBits"),
+        ("CarrierCapacity", "lawfit.carriers:CarrierCapacity"),
     ],
 )
 def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
@@ -286,3 +289,11 @@ def test_a_saved_shared_law_names_its_function_as_before_the_split():
     form = _result("SharedExponents").shared_fit.form
     assert form.to_spec()["func"]["class"] == "lawfit.shared:_PerGroup"
     assert import_reference("lawfit.shared:_PerGroup") is type(form.func)
+
+
+def test_carrier_laws_saved_before_the_shared_move_still_name_their_function():
+    """Laws saved when the per-carrier function lived in lawfit.carriers still rebuild it."""
+    from lawfit.forms import import_reference
+
+    form = _result("CarrierLaw").shared_fit.form
+    assert import_reference("lawfit.carriers:_PerCarrier") is type(form.func)
