@@ -271,6 +271,7 @@ def test_encode_decode_round_trips_values(value):
         ("CarrierLaw", "lawfit.carriers:CarrierLaw"),
         ("CarrierBits", "lawfit.carriers:CarrierBits"),
         ("CarrierCapacity", "lawfit.carriers:CarrierCapacity"),
+        ("BudgetSensitivity", "lawfit.budget:BudgetSensitivity"),
     ],
 )
 def test_results_of_split_modules_keep_their_saved_type_names(name, saved_as):
