@@ -53,7 +53,7 @@ SIZES = {"n_params": "trainable parameters", "n_bytes": "bytes at storage precis
 _PER = {"n_params": "parameters", "n_bytes": "bytes"}
 #: The grouping of a carrier's cells into one setting (one row of panels).
 SETTING = ["model", "task", "random_ratio", "objective"]
-#: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
+#: Carrier specs of ``collect`` (collect/carriers/spec.py): kind, size knob, placement.
 _SPEC = re.compile(r"^(?P<kind>memtok|kv|skv):(?P<knob>[1-9]\d*)(@(?P<at>.+))?$")
 #: Okabe-Ito colours per carrier, in order (yellow left out: too light on white).
 CARRIER_COLORS = tuple(OKABE_ITO[i] for i in (5, 6, 3, 7, 1, 2, 0))

@@ -18,7 +18,7 @@ from lawfit.errors import LawfitError
 
 #: Size measures of a carrier, and the data variable of each.
 SIZES = {"params": "n_params", "bytes": "n_bytes"}
-#: Carrier specs of ``collect`` (collect/carriers.py): kind, size knob, placement.
+#: Carrier specs of ``collect`` (collect/carriers/spec.py): kind, size knob, placement.
 _SPEC = re.compile(r"^(?P<kind>memtok|kv|skv):(?P<knob>[1-9]\d*)(@(?P<at>.+))?$")
 
 

@@ -237,10 +237,10 @@ def test_sparse_kv_smaller_k_stores_fewer_scalars_and_a_subset_of_positions(tiny
 
 @pytest.mark.parametrize("chunk", [512, 3])
 def test_received_attention_is_the_eager_attention_summed_over_queries(tiny, monkeypatch, chunk):
-    from collect import carriers
-    from collect.carriers import _read_keys_values
+    from collect.carriers import _read_keys_values, kv_memory
 
-    monkeypatch.setattr(carriers, "QUERY_CHUNK", chunk)  # 3: the queries in several blocks
+    # received_attention reads QUERY_CHUNK in collect.carriers.kv_memory
+    monkeypatch.setattr(kv_memory, "QUERY_CHUNK", chunk)  # 3: the queries in several blocks
     model, tok = tiny
     model.config._attn_implementation = "eager"
     ids = ids_of(tok, "The received attention of each key.")
