@@ -37,6 +37,26 @@ class TimeLimitReached(BaseException):  # noqa: N818 - a signal like KeyboardInt
     """
 
 
+class TickingClock:
+    """A clock that advances one second each time it is read.
+
+    A :class:`Deadline` on it falls at the same point of the work on every machine, however
+    fast it runs.
+
+    ``Deadline(40 / 60, clock=TickingClock(), poll_seconds=0.0)`` cuts a sweep at the 40th
+    reading of the clock, which the tests (and ``benchmarks/resume_exactness.py``) use to cut
+    cells without wall-clock races.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        """Advance one second and return the time."""
+        self.now += 1.0
+        return self.now
+
+
 class Deadline:
     """A point in time after which a sweep stops.
 

@@ -13,22 +13,12 @@ import xarray as xr
 from collect.config import config_from_dict
 from collect.store import cell_path
 from collect.sweep import run_sweep
+from collect.timelimit import TickingClock
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from resume_exactness import compare_cells, main, run_with_cuts  # noqa: E402
-
-
-class Ticks:
-    """A clock that advances one second each time it is read (no wall-clock races)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +28,7 @@ def two_runs(tmp_path_factory, tiny_sweep):
     config = config_from_dict(tiny_sweep(grid=grid))
     root = tmp_path_factory.mktemp("resume")
     run_sweep(config, root / "straight", progress=False)
-    cuts = run_with_cuts(config, root / "cut", 40 / 60, clock=Ticks())
+    cuts = run_with_cuts(config, root / "cut", 40 / 60, clock=TickingClock())
     return config, root, cuts
 
 

@@ -14,21 +14,10 @@ from collect.config import config_from_dict
 from collect.errors import CollectError
 from collect.store import checkpoint_step, read_state, state_path
 from collect.sweep import run_sweep
-from collect.timelimit import Deadline, TimeLimitReached, stop_on_signals
+from collect.timelimit import Deadline, TickingClock, TimeLimitReached, stop_on_signals
 
 #: the limit, in clock ticks: it falls inside a cell of the sweep below (the test checks it)
 LIMIT_TICKS = 70
-
-
-class Ticks:
-    """A clock that advances one second each time it is read."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 def _config_grid() -> list[dict]:
@@ -58,7 +47,7 @@ def test_a_time_limited_run_stops_checkpoints_and_resumes_to_the_same_dataset(
 ):
     config = _config(tiny_sweep)
     out = tmp_path / "run"
-    deadline = Deadline(LIMIT_TICKS / 60, clock=Ticks(), poll_seconds=0.0)
+    deadline = Deadline(LIMIT_TICKS / 60, clock=TickingClock(), poll_seconds=0.0)
     cut = run_sweep(config, out, progress=False, merge_to=out / "dataset.nc", deadline=deadline)
 
     n_cells = len(config.cells())
@@ -96,7 +85,7 @@ def test_a_time_limited_batched_run_stops_checkpoints_and_resumes_to_the_same_da
     out = tmp_path / "run"
     # each running cell reads the clock once a step: the first batch (two cells, 40 steps)
     # takes about 80 ticks, the limit falls inside the second
-    deadline = Deadline(120 / 60, clock=Ticks(), poll_seconds=0.0)
+    deadline = Deadline(120 / 60, clock=TickingClock(), poll_seconds=0.0)
     cut = run_sweep(config, out, merge_to=out / "dataset.nc", deadline=deadline, **run)
 
     assert 0 < cut.attrs["n_cells_done"] < len(config.cells())
@@ -127,7 +116,7 @@ def test_a_limit_already_passed_claims_no_cell(tmp_path, tiny_sweep):
 
 
 def test_the_guard_saves_on_schedule_and_at_the_limit():
-    clock = Ticks()
+    clock = TickingClock()
     deadline = Deadline(10 / 60, clock=clock, poll_seconds=0.0)  # ends at tick 11
     saved = []
     check = deadline.guard(lambda state: saved.append((clock.now, state["step"])), every=4)
@@ -182,7 +171,7 @@ def test_a_priority_must_be_a_number(tiny_sweep):
         config_from_dict(tiny_sweep(grid=[{}, {"priority": "high"}]))
 
 
-class SignalAt(Ticks):
+class SignalAt(TickingClock):
     """A ticking clock that sends this process ``signum`` when it reaches ``tick``."""
 
     def __init__(self, tick: int, signum: int) -> None:

@@ -166,21 +166,14 @@ def test_plan_says_where_each_cell_starts(tiny_sweep, tmp_path, capsys):
 
 
 def test_a_cut_warm_cell_resumes_to_the_cell_an_uncut_run_writes(tiny_sweep, tmp_path):
-    from collect.timelimit import Deadline
-
-    class Ticks:  # a clock that advances one second per read: the cut falls mid-cell
-        now = 0.0
-
-        def __call__(self):
-            self.now += 1.0
-            return self.now
+    from collect.timelimit import Deadline, TickingClock
 
     source = config_from_dict(_raw(tiny_sweep, [1]))
     run_sweep(source, tmp_path / "source", progress=False)
     config = config_from_dict(_raw(tiny_sweep, [2], warm_start="half_rank"))
     kw = dict(progress=False, warm_start_from=[tmp_path / "source"])
     whole = run_sweep(config, tmp_path / "whole", merge_to=tmp_path / "whole.nc", **kw)
-    deadline = Deadline(8 / 60, clock=Ticks(), poll_seconds=0.0)
+    deadline = Deadline(8 / 60, clock=TickingClock(), poll_seconds=0.0)  # the cut falls mid-cell
     run_sweep(config, tmp_path / "cut", deadline=deadline, **kw)
     (key,) = config.cells()
     assert state_path(tmp_path / "cut", key, "partial").exists()
