@@ -108,7 +108,9 @@ def verdict(cells: pd.DataFrame) -> list[str]:
     """At each matched size and length, the carrier that first recalled exactly, and by how much.
 
     Like with like: only the target sequences on which every carrier of that size and length
-    reached exact recall are compared, each carrier's FLOPs and steps averaged over them.
+    reached exact recall are compared, each carrier's FLOPs and steps averaged over them. The
+    per-sequence ratios follow (paired: each on one target), with how many sequences the
+    cheaper carrier on average was cheaper on.
     """
     out = []
     for (n_params, length), g in cells.groupby(["n_params", "length"]):
@@ -125,9 +127,18 @@ def verdict(cells: pd.DataFrame) -> list[str]:
             f"its targets exactly after {mean[best]:.3g} GFLOP (step {step[best]:.0f}), "
             f"{mean[second] / mean[best]:.2g}x fewer than {second} ({mean[second]:.3g} GFLOP, "
             f"step {step[second]:.0f}); means over the {len(shared)} target sequence(s) on which "
-            "both reached it, FLOPs estimated"
+            f"both reached it, FLOPs estimated; {_paired(shared, best, second)}"
         )
     return out
+
+
+def _paired(flops: pd.DataFrame, best: str, second: str) -> str:
+    """Per target sequence, ``second``'s FLOPs over ``best``'s, and how often ``best`` won."""
+    ratio = flops[second] / flops[best]
+    listed = ", ".join(f"{r:.2f} (sequence {int(seq)})" for seq, r in ratio.items())
+    return (
+        f"ratio per sequence {listed}: {best} cheaper on {int((ratio > 1).sum())} of {len(ratio)}"
+    )
 
 
 def main() -> None:

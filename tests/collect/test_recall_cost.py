@@ -57,6 +57,7 @@ def test_first_exact_step_is_counted_in_flops_to_recall(recall_data):
     text = out.stdout
     assert "Training FLOPs to first exact recall, per cell" in text
     assert "first recalls its targets exactly after" in text  # the verdict at matched size
+    assert "ratio per sequence" in text and "cheaper on" in text  # and its paired ratios
     assert "largest relative gap in dL: 0.00e+00 over 4 cells" in text  # itself: identical
 
 
@@ -81,3 +82,18 @@ def test_a_dataset_without_the_step_says_how_to_get_it(recall_data, tmp_path):
     out = run(old)
     assert out.returncode != 0
     assert "no first_exact_step" in out.stderr and "carrier_recall_cost.toml" in out.stderr
+
+
+def test_the_verdict_pairs_the_carriers_on_each_target_sequence():
+    sys.path.insert(0, os.path.join(ROOT, "analysis"))
+    sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
+    import importlib
+
+    import pandas as pd
+
+    paired = importlib.import_module("16_recall_cost")._paired
+    flops = pd.DataFrame({"a": [1.0, 4.0, 2.0], "b": [2.0, 3.0, 2.5]}, index=[0, 1, 5])
+    assert paired(flops, "a", "b") == (
+        "ratio per sequence 2.00 (sequence 0), 0.75 (sequence 1), 1.25 (sequence 5): "
+        "a cheaper on 2 of 3"
+    )
