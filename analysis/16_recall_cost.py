@@ -11,7 +11,9 @@ held a recallable memory. For every cell that reached it this prints the step, t
 estimated FLOPs up to it (``collect.cost``: the cached prefix once, then that many training
 steps) and the bits recalled per PFLOP so spent, then per carrier size and length the mean
 over target sequences with its 95 % t-interval, and a closing sentence naming, at each
-matched number of trainable scalars and target length, the carrier that got there first.
+matched number of trainable scalars and target length, the carrier that got there first,
+with the per-sequence FLOP ratios and their geometric mean's paired t-interval (the
+sequences are the replicates).
 
 ``--reference`` names a dataset holding the same cells collected earlier (default
 data/carriers_converged.nc): the script checks that each cell's ΔL came out the same, the
@@ -26,6 +28,7 @@ import os
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -132,13 +135,31 @@ def verdict(cells: pd.DataFrame) -> list[str]:
     return out
 
 
+def paired_ratio(ratio: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """Geometric mean of per-sequence cost ratios and its paired t-interval (log scale).
+
+    Each ratio compares two carriers on one target sequence, so the sequences are the
+    replicates: the interval is the t-interval of the mean log ratio, exponentiated. With one
+    sequence there is no interval (NaN bounds).
+    """
+    mean, _, half, n = _interval(np.log(ratio.to_numpy(float)), level)
+    if n < 2:
+        return float(np.exp(mean)), np.nan, np.nan
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
 def _paired(flops: pd.DataFrame, best: str, second: str) -> str:
-    """Per target sequence, ``second``'s FLOPs over ``best``'s, and how often ``best`` won."""
+    """Per target sequence, ``second``'s FLOPs over ``best``'s, how often ``best`` won, and
+    their geometric mean with its paired 95 % interval."""
     ratio = flops[second] / flops[best]
     listed = ", ".join(f"{r:.2f} (sequence {int(seq)})" for seq, r in ratio.items())
-    return (
+    text = (
         f"ratio per sequence {listed}: {best} cheaper on {int((ratio > 1).sum())} of {len(ratio)}"
     )
+    geo, low, high = paired_ratio(ratio)
+    if np.isfinite(low):
+        text += f"; geometric mean {geo:.2f} [{low:.2g}, {high:.2g}] (95 % paired t-interval)"
+    return text
 
 
 def main() -> None:

@@ -62,11 +62,7 @@ def test_first_exact_step_is_counted_in_flops_to_recall(recall_data):
 
 
 def test_the_flops_to_recall_stop_at_the_first_exact_step(recall_data):
-    sys.path.insert(0, os.path.join(ROOT, "analysis"))
-    sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
-    import importlib
-
-    module = importlib.import_module("16_recall_cost")
+    module = _script()
     ds, _ = recall_data
     cells = module.recall_cells(ds)
     run_flops = cells["flops"] - cells["steps"] * cells["flops_per_step"]  # the prefix, once
@@ -84,16 +80,37 @@ def test_a_dataset_without_the_step_says_how_to_get_it(recall_data, tmp_path):
     assert "no first_exact_step" in out.stderr and "carrier_recall_cost.toml" in out.stderr
 
 
-def test_the_verdict_pairs_the_carriers_on_each_target_sequence():
+def _script():
     sys.path.insert(0, os.path.join(ROOT, "analysis"))
     sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
     import importlib
 
+    return importlib.import_module("16_recall_cost")
+
+
+def test_the_verdict_pairs_the_carriers_on_each_target_sequence():
     import pandas as pd
 
-    paired = importlib.import_module("16_recall_cost")._paired
     flops = pd.DataFrame({"a": [1.0, 4.0, 2.0], "b": [2.0, 3.0, 2.5]}, index=[0, 1, 5])
-    assert paired(flops, "a", "b") == (
+    text = _script()._paired(flops, "a", "b")
+    assert text.startswith(
         "ratio per sequence 2.00 (sequence 0), 0.75 (sequence 1), 1.25 (sequence 5): "
-        "a cheaper on 2 of 3"
+        "a cheaper on 2 of 3; geometric mean 1.23 ["
     )
+    one = _script()._paired(flops.iloc[:1], "a", "b")
+    assert one == "ratio per sequence 2.00 (sequence 0): a cheaper on 1 of 1"  # no interval
+
+
+def test_the_paired_ratio_interval_covers_the_true_ratio_at_its_level():
+    """Calibration on known truth: log ratios drawn normal around log 1.5 over sequences."""
+    import pandas as pd
+
+    paired_ratio = _script().paired_ratio
+    gen = np.random.default_rng(0)
+    for n in (2, 3, 6):
+        hits = 0
+        for _ in range(2000):
+            ratio = pd.Series(np.exp(np.log(1.5) + 0.4 * gen.standard_normal(n)))
+            _, low, high = paired_ratio(ratio)
+            hits += low <= 1.5 <= high
+        assert 0.935 <= hits / 2000 <= 0.965, (n, hits)  # binomial range of 95 % at 2,000
