@@ -64,15 +64,6 @@ def run_with_cuts(
     raise RuntimeError(f"{out} was not complete after {max_rounds} time-limited runs")
 
 
-def _differs(a: xr.DataArray, b: xr.DataArray) -> bool:
-    if a.shape != b.shape:
-        return True
-    x, y = np.asarray(a.values), np.asarray(b.values)
-    if x.dtype.kind in "fc":
-        return not np.array_equal(x, y, equal_nan=True)
-    return not np.array_equal(x, y)
-
-
 def _first_differing_step(a: xr.Dataset, b: xr.Dataset) -> float:
     """The first logged step whose loss differs (NaN: none, or no curve to compare)."""
     if "loss_curve" not in a or "loss_curve" not in b:
@@ -92,24 +83,19 @@ def compare_cells(config: SweepConfig, first: Path, second: Path) -> pd.DataFram
         a = xr.load_dataset(cell_path(first, key))
         b = xr.load_dataset(cell_path(second, key))
         names = sorted((set(a.data_vars) | set(b.data_vars)) - set(TIMING))
-        differing = [v for v in names if v not in a or v not in b or _differs(a[v], b[v])]
+        differing = [v for v in names if v not in a or v not in b or not a[v].equals(b[v])]
+        dl_a, dl_b = (float(np.ravel(d["loss_reduction"].values)[0]) for d in (a, b))
         rows.append(
             {
                 "cell": key.slug(),
                 "identical": not differing,
                 "differing": ", ".join(differing),
                 "first_differing_step": _first_differing_step(a, b),
-                "loss_reduction": float(np.ravel(a["loss_reduction"].values)[0]),
-                "relative_difference": _relative(a, b),
+                "loss_reduction": dl_a,
+                "relative_difference": (dl_b - dl_a) / abs(dl_a) if dl_a else float("nan"),
             }
         )
     return pd.DataFrame(rows)
-
-
-def _relative(a: xr.Dataset, b: xr.Dataset) -> float:
-    x = float(np.ravel(a["loss_reduction"].values)[0])
-    y = float(np.ravel(b["loss_reduction"].values)[0])
-    return (y - x) / abs(x) if x else float("nan")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
