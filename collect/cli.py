@@ -1,4 +1,4 @@
-"""Command line: ``collect run|plan|merge|launch`` (also ``python -m collect``)."""
+"""Command line: ``collect run|plan|merge|combine|compress|launch`` (also ``python -m collect``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ EPILOG = """examples:
                                                        # a cell both sweeps hold trains once
   collect run sweeps/gpu_converged.toml --out runs/gpu --batch-cells 8
                                                        # train 8 cells of a target at once
+  collect compress runs/cpu data/old.nc                # rewrite older files compressed
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
   collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
       --param slurm_partition=gpu --param gpus_per_node=1
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_plan_parser,
         _add_merge_parser,
         _add_combine_parser,
+        _add_compress_parser,
         _add_launch_parser,
     ):
         add(sub)
@@ -317,6 +319,26 @@ def _add_combine_parser(sub) -> None:
         help="merged datasets (collect merge/run output), the one whose cells win first",
     )
     combine.add_argument("-o", "--output", type=Path, required=True, help="combined NetCDF file")
+
+
+def _add_compress_parser(sub) -> None:
+    """Register ``collect compress``."""
+    compress = sub.add_parser(
+        "compress",
+        help="rewrite NetCDF files (cells, datasets) compressed; every value is kept",
+        description="Rewrite cell files and datasets written uncompressed (before collect "
+        "compressed them, or without netCDF4) with zlib on their loss curves and token arrays. "
+        "A file is replaced only when its rewritten copy reads back the same values and "
+        "attributes and is smaller; each replacement is atomic.",
+    )
+    compress.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help=".nc files, or folders (sweep folders: searched recursively for .nc files)",
+    )
+    compress.add_argument("--no-progress", action="store_true", help="draw no progress bar")
 
 
 def _add_launch_parser(sub) -> None:
@@ -529,6 +551,19 @@ def _combine(args) -> None:
     print(f"wrote {args.output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
 
 
+def _compress(args) -> None:
+    """``collect compress``: rewrite NetCDF files compressed, values checked."""
+    from collect.compress import compress_paths
+
+    done = compress_paths(args.paths, progress=not args.no_progress)
+    replaced = [c for c in done if c.replaced]
+    before, after = (sum(getattr(c, side) for c in done) for side in ("before", "after"))
+    print(
+        f"compressed {len(replaced)} of {len(done)} files ({len(done) - len(replaced)} kept: "
+        f"not smaller): {before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB"
+    )
+
+
 def _check_out(args) -> None:
     """Refuse an ``--out`` that is a file, or (for ``merge``) a folder holding no sweep."""
     out = args.out
@@ -542,14 +577,16 @@ def _check_out(args) -> None:
 
 
 COMMANDS = {"plan": _plan, "run": _run, "merge": _merge, "launch": _launch}
+#: commands that read files, not a sweep
+FILE_COMMANDS = {"combine": _combine, "compress": _compress}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``collect`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "combine":  # reads datasets, not a sweep
-            return _combine(args) or 0
+        if args.command in FILE_COMMANDS:
+            return FILE_COMMANDS[args.command](args) or 0
         _check_out(args)
         return COMMANDS[args.command](_config(args), args) or 0
     except CollectError as err:
