@@ -325,18 +325,19 @@ def _add_compress_parser(sub) -> None:
     """Register ``collect compress``."""
     compress = sub.add_parser(
         "compress",
-        help="rewrite NetCDF files (cells, datasets) compressed; every value is kept",
-        description="Rewrite cell files and datasets written uncompressed (before collect "
-        "compressed them, or without netCDF4) with zlib on their loss curves and token arrays. "
-        "A file is replaced only when its rewritten copy reads back the same values and "
-        "attributes and is smaller; each replacement is atomic.",
+        help="rewrite cell, dataset and state files compressed; every value is kept",
+        description="Rewrite files written uncompressed (before collect compressed them, or "
+        "without netCDF4): NetCDF cells and datasets with zlib on their loss curves and token "
+        "arrays, state files (.state.pt, .partial.pt) with gzip. A file is replaced only when "
+        "its rewritten copy reads back the same values and attributes and is smaller; each "
+        "replacement is atomic.",
     )
     compress.add_argument(
         "paths",
         nargs="+",
         type=Path,
         metavar="PATH",
-        help=".nc files, or folders (sweep folders: searched recursively for .nc files)",
+        help=".nc and .pt files, or folders (searched recursively for them)",
     )
     compress.add_argument("--no-progress", action="store_true", help="draw no progress bar")
 
@@ -552,7 +553,7 @@ def _combine(args) -> None:
 
 
 def _compress(args) -> None:
-    """``collect compress``: rewrite NetCDF files compressed, values checked."""
+    """``collect compress``: rewrite NetCDF and state files compressed, values checked."""
     from collect.compress import compress_paths
 
     done = compress_paths(args.paths, progress=not args.no_progress)
@@ -560,7 +561,7 @@ def _compress(args) -> None:
     before, after = (sum(getattr(c, side) for c in done) for side in ("before", "after"))
     print(
         f"compressed {len(replaced)} of {len(done)} files ({len(done) - len(replaced)} kept: "
-        f"not smaller): {before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB"
+        f"compressed already or not smaller): {before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB"
     )
 
 

@@ -7,14 +7,19 @@ leaves either a complete cell file or none: resuming never redoes or loses a fin
 A cell stopped by the step budget may also leave ``cells/<slug>.state.pt``: its resumable
 training state (adapter tensors and AdamW moments, never the base model), written the same
 atomic way, from which ``collect run --extend-from`` continues it under a larger budget.
+State files (and the ``.partial.pt`` checkpoints of running cells) are ``torch.save`` payloads
+compressed with gzip; :func:`load_state_file` reads them, and the uncompressed ones of older
+sweeps too (``collect compress`` rewrites those).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -229,21 +234,50 @@ def write_state(out_dir: Path, key: CellKey, state: dict, meta: dict, kind: str 
     ``meta`` identifies what the state belongs to (the cell's key is added here); budget
     extension and checkpoint resumption check it before resuming.
     """
+    payload = {"meta": {**meta, "key": json.dumps(dataclasses.asdict(key))}, "state": state}
+    return _write_atomic(state_path(out_dir, key, kind), state_writer(payload))
+
+
+#: the first bytes of a gzip stream (RFC 1952), which no ``torch.save`` file starts with
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def state_writer(payload: dict) -> Callable[[Path], object]:
+    """Return ``write(path)`` that saves ``payload`` with ``torch.save``, gzip-compressed.
+
+    The adapter's few tensors sit in ``torch.save``'s archive uncompressed; compressed, a
+    state file takes about half the bytes.
+    """
     import torch
 
-    payload = {"meta": {**meta, "key": json.dumps(dataclasses.asdict(key))}, "state": state}
-    return _write_atomic(state_path(out_dir, key, kind), lambda tmp: torch.save(payload, tmp))
+    def write(path: Path) -> None:
+        with gzip.open(path, "wb", compresslevel=6) as stream:
+            torch.save(payload, stream)
+
+    return write
+
+
+def load_state_file(path: str | Path) -> dict:
+    """Load a state file on the CPU: gzip-compressed, or a plain ``torch.save`` file.
+
+    Only tensors, containers and numbers are loaded (``weights_only``); raises what
+    ``torch.load`` raises for a damaged file.
+    """
+    import torch
+
+    raw = Path(path).read_bytes()
+    if raw.startswith(GZIP_MAGIC):
+        raw = gzip.decompress(raw)
+    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
 
 
 def read_state(out_dir: Path, key: CellKey, kind: str = "state") -> dict | None:
     """Read a cell's state file as ``{"meta": ..., "state": ...}``; None if absent or unreadable."""
-    import torch
-
     path = state_path(out_dir, key, kind)
     if not path.exists():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_state_file(path)
     except Exception:  # noqa: BLE001 - a damaged state only means the cell runs from scratch
         return None
     if not same_key(payload.get("meta", {}).get("key"), key):

@@ -8,13 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from collect import compress as compress_module
 from collect.cli import main
-from collect.compress import compress_file, compress_paths, netcdf_files
+from collect.compress import compress_file, compress_paths, compressible_files
+from collect.config import CellKey
 from collect.errors import CollectError
-from collect.store import CHECKSUM_ATTR, COMPRESS_ABOVE, data_checksum, save_dataset
+from collect.store import (
+    CHECKSUM_ATTR,
+    COMPRESS_ABOVE,
+    GZIP_MAGIC,
+    data_checksum,
+    load_state_file,
+    read_state,
+    save_dataset,
+    state_path,
+    write_state,
+)
 
 
 def _cell_like(steps: int = 3001, tokens: int = 1024, seed: int = 0) -> xr.Dataset:
@@ -107,19 +119,19 @@ def test_folders_are_searched_and_each_file_is_compressed_once(tmp_path):
     cells.mkdir(parents=True)
     a = _uncompressed(cells / "a.nc")
     _uncompressed(cells / "b.nc", seed=2)
-    (cells / "a.state.pt").write_bytes(b"not netcdf")
-    assert netcdf_files([tmp_path / "sweep", a]) == [a, cells / "b.nc"]
+    (cells / "a.log").write_text("neither NetCDF nor a state")
+    assert compressible_files([tmp_path / "sweep", a]) == [a, cells / "b.nc"]
     done = compress_paths([tmp_path / "sweep", a], progress=False)
     assert [d.replaced for d in done] == [True, True]
-    assert (cells / "a.state.pt").read_bytes() == b"not netcdf"
+    assert (cells / "a.log").read_text() == "neither NetCDF nor a state"
 
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: d / "missing.nc", "does not exist"),
-        (lambda d: (d / "notes.txt").write_text("x") and d / "notes.txt", "is not a NetCDF file"),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "holds no .nc file"),
+        (lambda d: (d / "notes.txt").write_text("x") and d / "notes.txt", "is neither a NetCDF"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "holds no .nc or .pt file"),
     ],
 )
 def test_a_bad_path_is_refused_before_any_file_is_touched(tmp_path, make, message):
@@ -133,7 +145,7 @@ def test_a_bad_path_is_refused_before_any_file_is_touched(tmp_path, make, messag
 def test_an_unreadable_file_is_named_and_left_as_it_was(tmp_path):
     bad = tmp_path / "bad.nc"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
-    with pytest.raises(CollectError, match=r"bad\.nc could not be read as NetCDF"):
+    with pytest.raises(CollectError, match=r"bad\.nc could not be read"):
         compress_file(bad)
     assert bad.read_bytes() == b"\x89HDF\r\n\x1a\n truncated"
 
@@ -149,6 +161,63 @@ def test_the_command_line_reports_the_sizes_and_fails_cleanly_on_bad_input(tmp_p
     _uncompressed(tmp_path / "a.nc")
     assert main(["compress", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "compressed 1 of 1 files (0 kept: not smaller)" in out and "MiB ->" in out
+    assert (
+        "compressed 1 of 1 files (0 kept: compressed already or not smaller)" in out
+        and "MiB ->" in out
+    )
     assert main(["compress", str(tmp_path / "nope.nc"), "--no-progress"]) == 2
     assert "nope.nc does not exist" in capsys.readouterr().err
+
+
+KEY = CellKey("m", "long_context", 1.0, "sft", "mlp@2", 1, 20, 0)
+
+
+def _state() -> dict:
+    """A training state like a cell's: adapter tensors (bf16 too), AdamW moments, numbers."""
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(64, 8, generator=gen), torch.randn(8, 64, generator=gen)]
+    moments = {0: {"exp_avg": torch.zeros(64, 8), "step": torch.tensor(7.0)}}
+    return {
+        "params": params + [torch.tensor([float("nan"), 1.0]).to(torch.bfloat16)],
+        "optimizer": {"state": moments, "param_groups": [{"lr": 0.01, "params": [0, 1]}]},
+        "step": 7,
+        "losses": [13.2, 12.9, float("nan")],
+    }
+
+
+def test_collect_writes_states_compressed_and_reads_them_back_bit_for_bit(tmp_path):
+    write_state(tmp_path, KEY, _state(), {"fingerprint": "f"}, kind="partial")
+    path = state_path(tmp_path, KEY, "partial")
+    assert path.read_bytes()[:2] == GZIP_MAGIC
+    loaded = read_state(tmp_path, KEY, "partial")
+    assert compress_module._same_payload(loaded["state"], _state())
+    assert loaded["meta"]["fingerprint"] == "f"
+
+
+def test_the_payload_comparison_sees_one_flipped_bit(tmp_path):
+    changed = _state()
+    changed["params"][0][3, 2] = torch.nextafter(changed["params"][0][3, 2], torch.tensor(9.0))
+    assert compress_module._same_payload(_state(), _state())
+    assert not compress_module._same_payload(_state(), changed)
+    assert not compress_module._same_payload(_state(), {**_state(), "step": 8})
+
+
+def test_an_older_uncompressed_state_is_compressed_and_still_resumes(tmp_path):
+    write_state(tmp_path, KEY, _state(), {"fingerprint": "f"})
+    path = state_path(tmp_path, KEY)
+    torch.save(load_state_file(path), path)  # as collect wrote states before it compressed them
+    assert path.read_bytes()[:2] != GZIP_MAGIC
+    done = compress_file(path)
+    assert done.replaced and done.after < done.before
+    assert path.read_bytes()[:2] == GZIP_MAGIC
+    assert compress_module._same_payload(read_state(tmp_path, KEY)["state"], _state())
+    digest = _sha(path)
+    assert not compress_file(path).replaced and _sha(path) == digest  # compressed already
+
+
+def test_a_damaged_state_is_named_and_left_as_it_was(tmp_path):
+    bad = tmp_path / "x.state.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CollectError, match=r"x\.state\.pt could not be read"):
+        compress_file(bad)
+    assert bad.read_bytes() == b"PK\x03\x04 truncated"

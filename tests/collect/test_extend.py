@@ -15,7 +15,7 @@ from collect.errors import CollectError
 from collect.launch import launch
 from collect.objectives import budget_dependent
 from collect.probe import LATER_TRAIN_SETTINGS, TrainConfig, run_cell
-from collect.store import cell_path, merge, state_path
+from collect.store import cell_path, load_state_file, merge, state_path
 from collect.sweep import run_sweep
 from collect.tasks import build_task
 
@@ -150,7 +150,7 @@ def test_state_files_only_for_budget_stopped_extendable_cells(extended):
         assert n_states > 0
     # small: the adapter's tensors and AdamW's moments only, never the base model's weights
     key = next(k for k in old_cfg.cells() if state_path(old, k).exists())
-    payload = torch.load(state_path(old, key), weights_only=True)
+    payload = load_state_file(state_path(old, key))
     state = payload["state"]
     n_params = int(xr.open_dataset(cell_path(old, key))["n_params"])
     assert sum(t.numel() for t in state["params"]) == n_params

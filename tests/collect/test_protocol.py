@@ -220,15 +220,15 @@ def test_state_files_written_before_data_seeds_still_resume(tmp_path):
 
     import torch
 
-    from collect.store import read_state, same_key, state_path, write_state
+    from collect.store import load_state_file, read_state, same_key, state_path, write_state
 
     key = CellKey("m", "long_context", 1.0, "sft", "mlp@2", 1, 20, 0)
     write_state(tmp_path, key, {"step": 7}, {"fingerprint": "f"}, kind="partial")
     path = state_path(tmp_path, key, "partial")
-    payload = torch.load(path, weights_only=True)
+    payload = load_state_file(path)
     old_key = {k: v for k, v in dataclasses.asdict(key).items() if k != "data_seed"}
     payload["meta"]["key"] = json.dumps(old_key)  # as sessions before the axis wrote it
-    torch.save(payload, path)
+    torch.save(payload, path)  # uncompressed, as sessions before compressed states wrote it
     assert read_state(tmp_path, key, "partial")["state"]["step"] == 7
     # the recorded key never matches a cell of another target sequence
     assert same_key(json.dumps(old_key), key)
