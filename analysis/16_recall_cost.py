@@ -1,6 +1,6 @@
 """Step 16 - the cost of writing a recallable memory: training FLOPs to first exact recall.
 
-    python analysis/16_recall_cost.py [DATA] [--reference REF] [--markdown]
+    python analysis/16_recall_cost.py [DATA] [--also OTHER ...] [--reference REF] [--markdown]
 
 The carrier analysis (09_carriers.py) counts the FLOPs of every step until a cell stopped,
 and its carriers stop for different reasons: a LoRA cell when every target token passes
@@ -14,6 +14,11 @@ over target sequences with its 95 % t-interval, and a closing sentence naming, a
 matched number of trainable scalars and target length, the carrier that got there first,
 with the per-sequence FLOP ratios and their geometric mean's paired t-interval (the
 sequences are the replicates).
+
+``--also`` adds the cells of other datasets that recorded their first exact step, such as
+the carrier sweep's (data/carriers_converged.nc) once it holds a carrier the recall-cost sweep
+lacks; a cell DATA holds is taken from DATA. Their cells that never reached exact recall are
+not listed: a merged file cannot tell them from cells collected before the step was recorded.
 
 ``--reference`` names a dataset holding the same cells collected earlier (default
 data/carriers_converged.nc): the script checks that each cell's ΔL came out the same, the
@@ -69,6 +74,25 @@ def recall_cells(ds) -> pd.DataFrame:
     ).where(reached)
     cells["recalled_per_pflop"] = cells["bits_recalled"] / cells["flops_to_recall"] * 1e15
     return cells
+
+
+#: the coordinates that name one cell
+CELL_KEYS = ("model", "task", "random_ratio", "objective", "modules", "rank", "length", "seed")
+
+
+def gathered_cells(ds, others=()) -> pd.DataFrame:
+    """:func:`recall_cells` of ``ds``, plus the cells of ``others`` that reached exact recall.
+
+    A cell both hold is taken from ``ds``; ``data_seed`` joins the key where present.
+    """
+    cells = recall_cells(ds)
+    for other in others:
+        extra = recall_cells(other)
+        extra = extra[extra["first_exact_step"].notna()]
+        key = [c for c in (*CELL_KEYS, "data_seed") if c in cells and c in extra]
+        known = cells.set_index(key).index
+        cells = pd.concat([cells, extra[~extra.set_index(key).index.isin(known)]])
+    return cells.reset_index(drop=True)
 
 
 def replication(ds, reference) -> pd.DataFrame:
@@ -164,11 +188,18 @@ def _paired(flops: pd.DataFrame, best: str, second: str) -> str:
 
 def main() -> None:
     ap = parser(__doc__, data=DEFAULT_DATA)
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="OTHER",
+        help="another dataset whose cells that reached exact recall join DATA's (repeatable)",
+    )
     ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="the same cells, earlier")
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = ap.parse_args()
     ds = read_dataset(args.data)
-    cells = recall_cells(ds)
+    cells = gathered_cells(ds, [read_dataset(path) for path in args.also])
     show = (
         (lambda t: t.to_markdown(index=False))
         if args.markdown

@@ -80,6 +80,30 @@ def test_a_dataset_without_the_step_says_how_to_get_it(recall_data, tmp_path):
     assert "no first_exact_step" in out.stderr and "carrier_recall_cost.toml" in out.stderr
 
 
+def test_also_adds_the_other_datasets_recalled_cells_and_keeps_datas_own(recall_data, tmp_path):
+    """A carrier only another sweep holds joins the verdict; a shared cell stays DATA's."""
+    ds, path = recall_data
+    kv = ds.sel(modules=["kv:2@1"]).copy(deep=True)
+    kv["first_exact_step"].loc[{"data_seed": 0}] = kv["first_exact_step"].sel(data_seed=0) + 1
+    other = ds.copy(deep=True)
+    other["first_exact_step"].loc[{"modules": "mlp_block@1", "data_seed": 1}] = np.nan
+    module = _script()
+    cells = module.gathered_cells(kv, [other])
+    by = cells.set_index(["modules", "data_seed"])["first_exact_step"]
+    mine = module.recall_cells(kv).set_index("data_seed")["first_exact_step"]
+    theirs = module.recall_cells(other).set_index(["modules", "data_seed"])["first_exact_step"]
+    assert by[("kv:2@1", 0)] == mine[0] == theirs[("kv:2@1", 0)] + 1  # DATA's, not OTHER's
+    assert by[("kv:2@1", 1)] == mine[1]
+    assert list(by.loc["mlp_block@1"].index) == [0]  # the other's unreached cell is not listed
+    assert module.verdict(module.recall_cells(kv)) == []  # one carrier alone: nothing to compare
+    (line,) = module.verdict(cells)
+    assert "ratio per sequence" in line and "(sequence 0)" in line and "(sequence 1)" not in line
+    kv.to_netcdf(tmp_path / "kv.nc")
+    out = run(tmp_path / "kv.nc", "--also", path, "--reference", path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "first recalls its targets exactly after" in out.stdout
+
+
 def _script():
     sys.path.insert(0, os.path.join(ROOT, "analysis"))
     sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
