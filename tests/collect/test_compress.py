@@ -72,6 +72,16 @@ def test_compressing_keeps_every_value_and_attribute_and_shrinks_the_file(tmp_pa
     assert not list(tmp_path.glob(".*")), "no temporary copy is left beside the file"
 
 
+def test_a_netcdf3_file_from_a_machine_without_netcdf4_becomes_compressed_netcdf4(tmp_path):
+    path = tmp_path / "gpu_cell.nc"
+    _cell_like().to_netcdf(path, engine="scipy")  # int64 stored as int32 there
+    done = compress_file(path)
+    assert done.replaced and done.after < done.before
+    with xr.open_dataset(path) as ds:
+        assert ds["loss_curve"].encoding.get("zlib") is True
+        assert data_checksum(ds.load()) == _cell_like().attrs[CHECKSUM_ATTR]
+
+
 def test_a_file_already_compressed_is_kept_byte_for_byte(tmp_path):
     path = _uncompressed(tmp_path / "cell.nc")
     compress_file(path)
