@@ -11,6 +11,12 @@ named, else the default form's first written one. Those are one-cell 95 % interv
 19 in 20 should hold; the summary gives the binomial probability of doing as badly or worse.
 A mean law's interval is not meant to cover one cell: it is listed, never counted.
 
+A closing line scores the same kind of interval on every fitted cell of the newest dataset
+the registry names, each cell held out of its own fit
+(:func:`lawfit.robust.leave_one_out_coverage`, power law, SFT, clustered over data_seed):
+many more cells than were predicted, but not written down before they ran, and the folds
+share most of their cells.
+
     python analysis/15_predictions.py              # the table and the summary
     python analysis/15_predictions.py --markdown   # the same for docs/analyses.md
 """
@@ -21,6 +27,7 @@ import argparse
 import os
 import sys
 import tomllib
+import warnings
 from functools import cache
 
 import pandas as pd
@@ -166,6 +173,27 @@ def summary(card: pd.DataFrame) -> list[str]:
     return lines
 
 
+def held_out_summary(entries: list[dict]) -> str:
+    """Leave-one-out coverage of one-cell intervals on the newest dataset of the registry."""
+    import lawfit
+    from lawfit.robust import leave_one_out_coverage
+
+    relpath = max(entries, key=lambda e: e["session"])["dataset"]
+    ds = _dataset(relpath)
+    if "objective" in ds.dims:
+        ds = ds.sel(objective="sft")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cover = leave_one_out_coverage(lawfit.fit(ds), cluster="data_seed", level=LEVEL)
+    misses = cover.table[~cover.table["inside"]]
+    listed = "; ".join(
+        f"rank {r['rank']:g}, l {r['length']:g}, sequence {r['data_seed']:g} "
+        f"({r['error_pct']:+.1f} %)"
+        for _, r in misses.iterrows()
+    )
+    return f"{relpath}: {cover}" + (f"; outside: {listed}" if listed else "")
+
+
 def _shown(card: pd.DataFrame) -> pd.DataFrame:
     """The scorecard as printed: intervals as text; a mean law's verdict in parentheses."""
     verdict = card["inside"].map({True: "yes", False: "no", None: "—"})
@@ -189,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("registry", nargs="?", default=REGISTRY, help="the predictions (TOML)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument(
+        "--no-held-out",
+        action="store_true",
+        help="skip the leave-one-out coverage of the newest dataset's cells",
+    )
     args = ap.parse_args(argv)
     card = scorecard(load_registry(args.registry))
     shown = _shown(card)
@@ -199,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print(shown.to_string(index=False))
     print()
     print("\n".join(summary(card)))
+    if not args.no_held_out:
+        print(held_out_summary(load_registry(args.registry)))
     return 0
 
 

@@ -299,3 +299,5 @@ def test_the_shipped_predictions_are_scored():
     out = run_script("15_predictions.py", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "held-to cell intervals:" in out.stdout and "rank1-l2048-seq0" in out.stdout
+    # and every fitted cell of the newest dataset, held out of its own fit
+    assert "data/law_cpu_converged.nc: held out one at a time, " in out.stdout

@@ -32,8 +32,9 @@ parameters, their contrasts and functions of them), :mod:`~lawfit.robust.scatter
 (:func:`variance_components` and :func:`sequence_offsets`: the cells' scatter between and
 within target sequences) and :mod:`~lawfit.robust.law_intervals`
 (:func:`law_mean_interval` and :func:`law_prediction_interval`: the law at given inputs,
-its mean and one new cell). Every name the rest of lawfit and the tests use is importable
-from here.
+its mean and one new cell) and :mod:`~lawfit.robust.held_out`
+(:func:`leave_one_out_coverage`: how often the one-cell interval, fitted without a cell,
+holds it). Every name the rest of lawfit and the tests use is importable from here.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from lawfit.robust.covariance import (
     cluster_covariance,
     cr2_covariance,
 )
+from lawfit.robust.held_out import HeldOutCoverage, leave_one_out_coverage
 from lawfit.robust.law_intervals import law_mean_interval, law_prediction_interval
 from lawfit.robust.linearisation import _clusters, linearised  # noqa: F401
 from lawfit.robust.parameter_intervals import (
@@ -67,8 +69,10 @@ __all__ = [
     "cluster_covariance",
     "cluster_interval",
     "cr2_covariance",
+    "HeldOutCoverage",
     "law_mean_interval",
     "law_prediction_interval",
+    "leave_one_out_coverage",
     "linearised",
     "sequence_offsets",
     "variance_components",
