@@ -149,7 +149,9 @@ def _bits(tensor: Any) -> Any:
 def _rewrite(path: Path) -> tuple[Callable[[Path], object], Callable[[Path], bool]] | None:
     """Return ``(write(copy), same(copy))`` for one file, or None where it is compressed."""
     if path.suffix == ".pt":
-        if path.read_bytes()[:2] == GZIP_MAGIC:
+        with open(path, "rb") as stream:
+            compressed = stream.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        if compressed:
             return None
         payload = _load_state(path)
         return state_writer(payload), lambda copy: _same_payload(payload, _load_state(copy))
