@@ -28,6 +28,7 @@ from collect.store import (
     data_checksum,
     load_state_file,
     netcdf_engine,
+    read_netcdf,
     state_writer,
 )
 
@@ -95,11 +96,10 @@ def _unreadable(path: Path, exc: Exception) -> CollectError:
 
 def _load_netcdf(path: Path) -> xr.Dataset:
     """Read a NetCDF file whole, or say which file could not be read."""
-    try:
-        with xr.open_dataset(path) as ds:
-            return ds.load()
-    except Exception as exc:  # noqa: BLE001 - OSError (HDF error), ValueError, ...
-        raise _unreadable(path, exc) from None
+    ds, exc = read_netcdf(path)
+    if ds is None:
+        raise _unreadable(path, exc)
+    return ds
 
 
 def _load_state(path: Path) -> dict:

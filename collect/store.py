@@ -432,12 +432,23 @@ def data_checksum(ds: xr.Dataset) -> str:
     return digest.hexdigest()
 
 
-def _damage(path: Path) -> tuple[xr.Dataset | None, str | None]:
-    """Read a cell file whole: ``(dataset, None)``, or ``(None, what is wrong)``."""
+def read_netcdf(path: Path) -> tuple[xr.Dataset | None, Exception | None]:
+    """Read a NetCDF file whole into memory: ``(dataset, None)``, or ``(None, the error)``.
+
+    Any failure to open or read is returned, not raised (HDF errors arrive as ``OSError``,
+    a truncated file as ``ValueError`` or ``KeyError``), so each caller words it for its user.
+    """
     try:
         with xr.open_dataset(path) as ds:
-            ds = ds.load()
+            return ds.load(), None
     except Exception as exc:  # noqa: BLE001 - OSError (HDF error), ValueError, KeyError, ...
+        return None, exc
+
+
+def _damage(path: Path) -> tuple[xr.Dataset | None, str | None]:
+    """Read a cell file whole: ``(dataset, None)``, or ``(None, what is wrong)``."""
+    ds, exc = read_netcdf(path)
+    if ds is None:
         return None, f"unreadable ({type(exc).__name__}: {exc})"
     stored = ds.attrs.get(CHECKSUM_ATTR)
     if stored is not None and stored != data_checksum(ds):
