@@ -189,6 +189,36 @@ def test_each_step_keeps_its_time_limit_and_batches(lease, tmp_path):
     assert "paper" in converged and "paper" not in _summary(out, "carriers", tmp_path)[0]
 
 
+def test_the_converged_step_runs_the_convergence_stop_in_its_batches(lease, tmp_path):
+    """The GPU sweep's stop (converge_from, cap) fires per cell inside a batch, as on the GPU.
+
+    The rehearsal sweep's first batch (ranks 1, 2, 4 at l = 16) holds a cell that converges
+    before the cap beside cells that run to it; a batch finishes as one, so a step that
+    finished any cell finished that one.
+    """
+    import xarray as xr
+
+    from collect.config import load_config
+
+    _, out, repo = lease
+    train = load_config(repo / STEPS["converged"][0]).train
+    gpu = load_config(REPO / "sweeps" / "gpu_converged.toml").train
+    assert (train.converge_tol, train.converge_window) == (gpu.converge_tol, gpu.converge_window)
+    assert 0 < train.converge_from < train.max_steps
+    summary, back = _summary(out, "converged", tmp_path)
+    if summary["cells_done"] == 0:
+        pytest.skip("the converged step checkpointed its first batch without finishing it")
+    reasons = {}
+    for path in (back / "cells").glob("*.nc"):
+        with xr.open_dataset(path) as cell:
+            reasons[path.name] = (cell.attrs["stop_reason"], int(cell["steps"]))
+    assert "converged" in {reason for reason, _ in reasons.values()}, reasons
+    for reason, steps in reasons.values():
+        assert reason in ("converged", "budget", "memorized")
+        if reason == "converged":
+            assert train.converge_from <= steps < train.max_steps
+
+
 def test_the_carrier_sweep_merges_into_a_contract_dataset(lease, tmp_path):
     """Back here: unpack, ``collect merge`` (NetCDF-4), read with lawfit; carriers matched."""
     import lawfit.data
