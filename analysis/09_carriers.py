@@ -41,7 +41,13 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_figures")
 )
 from _common import header, parser  # noqa: E402
-from carriers import _interval, carrier_cells, carrier_points, format_interval  # noqa: E402
+from carriers import (  # noqa: E402
+    _interval,
+    carrier_cells,
+    carrier_points,
+    format_interval,
+    paired_ratio_text,
+)
 
 from collect.cost import add_flops  # noqa: E402
 
@@ -88,6 +94,8 @@ def group_table(cells: pd.DataFrame) -> pd.DataFrame:
             above_floor=gain,
             above=format_interval(gain, g_ci),
             resolved=_resolved(gains, g["bits_content"].to_numpy(float)),
+            above_by_target=dict(zip(g["data_seed"], gains, strict=True)),
+            flops_by_target=dict(zip(g["data_seed"], g["flops"], strict=True)),
             stored_mean=stored,
             recalled_mean=recalled,
             bits_per_param=stored / rec["n_params"],
@@ -208,7 +216,7 @@ def verdict(table: pd.DataFrame, label: str) -> str:
         rest = best.drop(tied.index)
         runner = (
             f"; next {rest.iloc[0]['carrier']} at {rest.iloc[0][column]:.3g}"
-            f"{_learning(rest.iloc[0])}"
+            f"{_learning(rest.iloc[0])} ({_lead(tied.iloc[0], rest.iloc[0], column)})"
             if len(rest)
             else ""
         )
@@ -229,6 +237,29 @@ def verdict(table: pd.DataFrame, label: str) -> str:
                 f"{int(t['rank'])}, length {int(t['length'])})"
             )
     return f"On this dataset ({label}): " + "; ".join(parts) + "."
+
+
+def per_target(row, column: str) -> pd.Series:
+    """A table row's ``column`` (``above_per_byte`` or ``above_per_pflop``) per target sequence."""
+    gains = pd.Series(row["above_by_target"], dtype=float)
+    if column == "above_per_byte":
+        return gains / row["n_bytes"]
+    return gains / pd.Series(row["flops_by_target"], dtype=float) * 1e15
+
+
+def _lead(first, second, column: str) -> str:
+    """The leader's value over the runner-up's on each target sequence both rows hold.
+
+    The two rows' means differ by less than their sequences scatter more often than not, so
+    the sentence says how often the leader is ahead target by target and the paired interval
+    of the ratio, not only which mean is larger.
+    """
+    a, b = per_target(first, column), per_target(second, column)
+    shared = a.index.intersection(b.index)
+    if not len(shared):
+        return "no target sequence in common: not compared pairwise"
+    ratio = (a[shared] / b[shared]).sort_index()
+    return paired_ratio_text(ratio, f"{first['carrier']} ahead")
 
 
 def _unlike_stops(first, second) -> list[str]:
@@ -319,6 +350,14 @@ def protocol_notes(ds) -> list[str]:
     return notes
 
 
+def carrier_tables(ds, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The cells with FLOPs and still-improving flags, their :func:`group_table`, the notes."""
+    from lawfit.budget import with_still_improving
+
+    cells, notes = add_flops(with_still_improving(cells, ds), ds)
+    return cells, group_table(cells), notes + protocol_notes(ds)
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
@@ -341,11 +380,7 @@ def main() -> None:
             f"note: {n_carriers} carrier(s) with ok cells ({sorted(cells['carrier'].unique())})"
             ": nothing to compare across carriers; the tables describe it alone."
         )
-    from lawfit.budget import with_still_improving
-
-    cells, notes = add_flops(with_still_improving(cells, ds), ds)
-    notes += protocol_notes(ds)
-    table = group_table(cells)
+    cells, table, notes = carrier_tables(ds, cells)
     setting = [c for c in SETTING if c in table]
     for key, sub in table.groupby(setting, dropna=False):
         label = ", ".join(f"{k}={v}" for k, v in zip(setting, key, strict=True))

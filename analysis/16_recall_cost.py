@@ -33,7 +33,6 @@ import os
 import sys
 import warnings
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +40,12 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_figures")
 )
 from _common import ROOT, header, parser, read_dataset  # noqa: E402
-from carriers import _interval, carrier_cells, format_interval  # noqa: E402
+from carriers import (  # noqa: E402
+    _interval,
+    carrier_cells,
+    format_interval,
+    paired_ratio_text,
+)
 
 from collect.cost import add_flops  # noqa: E402
 
@@ -159,31 +163,10 @@ def verdict(cells: pd.DataFrame) -> list[str]:
     return out
 
 
-def paired_ratio(ratio: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
-    """Geometric mean of per-sequence cost ratios and its paired t-interval (log scale).
-
-    Each ratio compares two carriers on one target sequence, so the sequences are the
-    replicates: the interval is the t-interval of the mean log ratio, exponentiated. With one
-    sequence there is no interval (NaN bounds).
-    """
-    mean, _, half, n = _interval(np.log(ratio.to_numpy(float)), level)
-    if n < 2:
-        return float(np.exp(mean)), np.nan, np.nan
-    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
-
-
 def _paired(flops: pd.DataFrame, best: str, second: str) -> str:
     """Per target sequence, ``second``'s FLOPs over ``best``'s, how often ``best`` won, and
     their geometric mean with its paired 95 % interval."""
-    ratio = flops[second] / flops[best]
-    listed = ", ".join(f"{r:.2f} (sequence {int(seq)})" for seq, r in ratio.items())
-    text = (
-        f"ratio per sequence {listed}: {best} cheaper on {int((ratio > 1).sum())} of {len(ratio)}"
-    )
-    geo, low, high = paired_ratio(ratio)
-    if np.isfinite(low):
-        text += f"; geometric mean {geo:.2f} [{low:.2g}, {high:.2g}] (95 % paired t-interval)"
-    return text
+    return paired_ratio_text(flops[second] / flops[best], f"{best} cheaper")
 
 
 def main() -> None:

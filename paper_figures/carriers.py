@@ -214,6 +214,33 @@ def format_interval(mean: float, half_width: float) -> str:
     return f"{mean:.4g} ± {half_width:.3g}"
 
 
+def paired_ratio(ratio: pd.Series, level: float = LEVEL) -> tuple[float, float, float]:
+    """Geometric mean of per-sequence ratios and its paired t-interval (log scale).
+
+    Each ratio compares two carriers on one target sequence, so the sequences are the
+    replicates: the interval is the t-interval of the mean log ratio, exponentiated. With one
+    sequence there is no interval (NaN bounds).
+    """
+    mean, _, half, n = _interval(np.log(ratio.to_numpy(float)), level)
+    if n < 2:
+        return float(np.exp(mean)), np.nan, np.nan
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def paired_ratio_text(ratio: pd.Series, winner: str) -> str:
+    """Say a per-sequence ratio (above 1: ``winner`` wins there) sequence by sequence.
+
+    Returns ``"ratio per sequence 2.00 (sequence 0), ...: WINNER on k of n"`` and, with two
+    or more sequences, the geometric mean with its 95 % paired t-interval (:func:`paired_ratio`).
+    """
+    listed = ", ".join(f"{r:.2f} (sequence {int(seq)})" for seq, r in ratio.items())
+    text = f"ratio per sequence {listed}: {winner} on {int((ratio > 1).sum())} of {len(ratio)}"
+    geo, low, high = paired_ratio(ratio)
+    if np.isfinite(low):
+        text += f"; geometric mean {geo:.2f} [{low:.2g}, {high:.2g}] (95 % paired t-interval)"
+    return text
+
+
 def carrier_points(cells: pd.DataFrame, quantity: str = "bits_stored") -> pd.DataFrame:
     """Per carrier and size, the target length storing the most ``quantity``, over targets.
 

@@ -156,3 +156,35 @@ def test_the_memory_carriers_bits_per_parameter(readme):
         assert quoted in readme, f"the README should say {quoted!r} (analysis/09_carriers.py)"
     assert f"the KV prefix {rows.loc['kv@27', 'bits_per_param']:.2f}" in readme
     assert f"sparse KV memory {rows.loc['skv@27,28,29', 'bits_per_param']:.2f}" in readme
+
+
+def test_the_memory_carriers_leaders_and_their_paired_leads(readme):
+    """The README's per-byte and per-FLOP leaders are `analysis/09_carriers.py`'s verdict."""
+    import importlib.util
+
+    import xarray as xr
+
+    spec = importlib.util.spec_from_file_location("an09", ROOT / "analysis" / "09_carriers.py")
+    an = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(an)
+    ds = xr.load_dataset(CARRIERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, table, _ = an.carrier_tables(ds, an.carrier_cells(ds))
+    lc = table[table["task"] == "long_context"]
+    text = re.sub(r"\s+", " ", an.verdict(lc, "long_context"))
+    byte, flop = re.findall(
+        r"stores the most bits above the base model's floor per (byte|PFLOP)"
+        r"[^;]*?: ([\d.e+]+) \(([^;]+); \d target sequence\(s\)\); next \S+ "
+        r"at ([\d.e+]+) \(ratio per sequence [^:]*: \S+ ahead on (\d) of (\d); "
+        r"geometric mean ([\d.]+ \[[\d.]+, [\d.]+\])",
+        text,
+    )
+    assert byte[0] == "byte" and "mlp_block@20" in byte[2], text  # LoRA leads per byte
+    _quoted(readme, f"{byte[1]} bits against a trained KV prefix's {byte[3]}")
+    only = "only " if byte[4] < byte[5] else ""
+    _quoted(readme, f"ahead on {only}{byte[4]} of the {byte[5]} target sequences")
+    _quoted(readme, f"(ratio {byte[6]})")
+    assert flop[0] == "PFLOP" and "kv:" in flop[2], text  # the KV prefix leads per FLOP
+    both = "on both sequences" if flop[4] == flop[5] == "2" else f"on {flop[4]} of {flop[5]}"
+    _quoted(readme, f"the KV prefix leads, {both}, by {flop[6]}")

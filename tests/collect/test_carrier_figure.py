@@ -248,6 +248,38 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     assert "length 256 (still improving when it stopped: a lower bound)" in text
 
 
+def test_the_verdict_says_the_lead_target_sequence_by_target_sequence():
+    """A lead of the means that one target sequence reverses is said to be one of two."""
+    an = _load("carriers_analysis", "analysis/09_carriers.py")
+    cells = pd.DataFrame(
+        {
+            "carrier": ["lora"] * 2 + ["kv"] * 2,
+            "modules": ["mlp_block@20"] * 2 + ["kv:1@27"] * 2,
+            "rank": 1,
+            "n_params": 1152,
+            "n_bytes": 4608,
+            "length": 256,
+            "data_seed": [0, 1, 1, 0],  # kv's rows in the other order: paired by sequence
+            "bits_stored": [1300.0, 1200.0, 1250.0, 1000.0],
+            "bits_stored_base": 0.0,
+            "bits_recalled": 0.0,
+            "bits_content": 256 * 15.58,
+            "steps": 3000,
+            "flops": [2e14, 2e14, 1e14, 1e14],
+        }
+    )
+    text = an.verdict(an.group_table(cells), "test")
+    by_byte = "lora stores the most bits above the base model's floor per byte: 0.271"
+    assert by_byte in text  # mean 1,250 bits over 4,608 bytes, kv's 1,125
+    lead = "ratio per sequence 1.30 (sequence 0), 0.96 (sequence 1): lora ahead on 1 of 2"
+    assert f"next kv at 0.244 ({lead}; geometric mean 1.12 [" in text
+    # per PFLOP kv leads on both sequences (half the FLOPs): 2 of 2
+    assert "(ratio per sequence 1.54 (sequence 0), 2.08 (sequence 1): kv ahead on 2 of 2" in text
+    one = cells[cells["data_seed"] == 0]  # one sequence: the ratio alone, no interval
+    text = an.verdict(an.group_table(one), "test")
+    assert "(ratio per sequence 1.30 (sequence 0): lora ahead on 1 of 1)" in text
+
+
 def test_per_flop_leaders_stopped_for_different_reasons_are_said_so():
     """A cell that stops as memorized runs fewer steps than one that runs to convergence."""
     an = _load("carriers_analysis", "analysis/09_carriers.py")

@@ -129,7 +129,9 @@ def test_the_paired_ratio_interval_covers_the_true_ratio_at_its_level():
     """Calibration on known truth: log ratios drawn normal around log 1.5 over sequences."""
     import pandas as pd
 
-    paired_ratio = _script().paired_ratio
+    _script()  # puts paper_figures on the path
+    from carriers import paired_ratio
+
     gen = np.random.default_rng(0)
     for n in (2, 3, 6):
         hits = 0
