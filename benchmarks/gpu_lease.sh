@@ -34,6 +34,9 @@ CARRIERS=${CARRIERS:-sweeps/gpu_carriers.toml}
 CARRIERS_MIN=${CARRIERS_MIN:-1.5}
 OVERLAP=${OVERLAP:-sweeps/gpu_overlap.toml}
 OVERLAP_MIN=${OVERLAP_MIN:-1.25}
+# processes sharing the GPU in each sweep step (gpu_run.py --workers): a 135M model's step is
+# too short to keep an H200 busy from one process, so several overlap their launch latencies
+WORKERS=${WORKERS:-4}
 BENCH_SECONDS=${BENCH_SECONDS:-75}  # 0: no bench
 BENCH_ARGS=${BENCH_ARGS:---modules mlp_block@20 --length 512 --ranks 1 2 4 8 --methods sft \
 --max-steps 100 --batch-cells 4 --workers 2}
@@ -63,7 +66,8 @@ sweep_step() {  # NAME SWEEP MINUTES FILES MIB [ARGS]: one sweep of `lease`, pac
     echo "== $name: $sweep, $minutes min, $(date -u +%T)"
     "$PY" benchmarks/gpu_run.py "$sweep" --minutes "$minutes" --model "$STASH/$GGUF" \
         --work "runs/$name" --out "$OUT/$name" --no-side-files --max-files "$files" \
-        --max-mib "$mib" "$@" || echo "== $name failed (exit $?); the lease goes on"
+        --max-mib "$mib" --workers "$WORKERS" "$@" \
+        || echo "== $name failed (exit $?); the lease goes on"
 }
 
 case "${1:-}" in

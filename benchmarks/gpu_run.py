@@ -12,8 +12,9 @@ It
    packing, for ``--paper-steps`` steps or ``--paper-seconds``, and extrapolates to the paper's
    2,000 steps;
 3. runs the sweep (``collect``'s lean path, cells of one target trained together in one
-   batched forward and backward: ``--batch-cells``, default ``auto`` = batched on a GPU) until
-   the time limit (``collect run --time-limit``): the cells running at the limit save their
+   batched forward and backward: ``--batch-cells``, default ``auto`` = batched on a GPU; with
+   ``--workers N``, N processes sharing the GPU, each with its own batches) until the time
+   limit (``collect run --time-limit``): the cells running at the limit save their
    checkpoints, and what finished is merged into ``WORK/dataset.nc``;
 4. prints cells/hour and target-token-steps/s of both loops, and their ratios;
 5. packs the work folder (merged dataset, cell files, checkpoints, log, summary) into at most
@@ -328,6 +329,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ">= 1, or auto (batched on a GPU, one by one on the CPU)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the GPU (collect run --workers), each training its own batches; "
+        "1: the sweep runs in this process",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="compile the batched cells' training step (collect run --compile); opt-in",
@@ -355,6 +363,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.reserve_minutes < 0:
         parser.error("--minutes must be > 0 and --reserve-minutes >= 0")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     least = 2 if args.no_side_files else 4
     if args.max_files < least:
         parser.error(
@@ -438,19 +448,10 @@ def main(argv: list[str] | None = None) -> int:
             summary["reused_cells"] = reuse_cells(config, args.reuse_cells, work)
             log.info("reused %d finished cell(s) of %s", summary["reused_cells"], args.reuse_cells)
         before = set((work / "cells").glob("*.nc"))
-        from collect.sweep import run_sweep
-
         started = time.monotonic()
         summary["batch_cells"], summary["compile_step"] = args.batch_cells, args.compile
-        ds = run_sweep(
-            config,
-            work,
-            progress=False,
-            merge_to=work / "dataset.nc",
-            deadline=deadline,
-            batch_cells=args.batch_cells,
-            compile_step=args.compile,
-        )
+        summary["workers"] = args.workers
+        ds = _run(config, work, deadline, args)
         summary["lean"] = lean_throughput(config, work, before, time.monotonic() - started)
         summary["comparison"] = comparison(summary["lean"], summary.get("paper"))
         summary["cells_done"] = int(ds.attrs["n_cells_done"])
@@ -472,6 +473,23 @@ def main(argv: list[str] | None = None) -> int:
     except (CollectError, PackError) as err:
         log.error("gpu_run: error: %s", err)
         return 2
+
+
+def _run(config: SweepConfig, work: Path, deadline: Deadline, args: argparse.Namespace):
+    """Run the sweep under ``deadline`` (in this process, or ``--workers`` of them); merge."""
+    from collect.store import merge, save_dataset
+    from collect.sweep import run_sweep, run_workers
+
+    settings = {"batch_cells": args.batch_cells, "compile_step": args.compile}
+    if args.workers == 1:
+        merged = work / "dataset.nc"
+        return run_sweep(
+            config, work, progress=False, merge_to=merged, deadline=deadline, **settings
+        )
+    run_workers(config, work, args.workers, deadline, **settings)
+    ds = merge(config, work)
+    save_dataset(ds, work / "dataset.nc")
+    return ds
 
 
 def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int:

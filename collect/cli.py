@@ -245,6 +245,14 @@ def _add_run_parser(sub) -> None:
         metavar="I/N",
         help="run only cells I, I+N, I+2N, ... (several workers, one sweep dir)",
     )
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="N processes on this machine sharing the sweep dir (and its GPU), merged once "
+        "at the end; each takes an equal share of the CPU cores unless [data] threads is set",
+    )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     _add_warm_start_flag(run)
     _add_share_flag(run)
@@ -381,6 +389,19 @@ def _batch_cells(text: str) -> int | str:
         ) from err
 
 
+def _workers(text: str) -> int:
+    """Parse ``--workers``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1 (1: this process alone), got {text!r}"
+        )
+    return value
+
+
 def _parse_param(text: str):
     key, _, value = text.partition("=")
     for cast in (int, float):
@@ -461,27 +482,51 @@ def _run(config, args) -> int:
             f"--shard I/N runs cells I, I+N, ... with 0 <= I < N; got {args.shard!r} "
             f"(N workers take --shard 0/N to {max(shard[1], 1) - 1}/N)."
         )
+    if args.workers > 1 and shard != (0, 1):
+        raise CollectError(
+            f"--workers {args.workers} shares the cells between its processes itself; leave "
+            f"--shard {args.shard} out (or start one `collect run --shard I/N` per worker)."
+        )
+    common = dict(
+        retry_failed=args.retry_failed,
+        only=config.cells_matching(args.cells) if args.cells else None,
+        extend_from=args.extend_from,
+        batch_cells=args.batch_cells,
+        compile_step=args.compile,
+        share_with=args.share_cells_with,
+        warm_start_from=args.warm_start_from,
+    )
     with stop_on_signals(deadline):  # SIGTERM, Ctrl-C: checkpoint, merge, exit
         _preflight(config, args)
-        ds = run_sweep(
-            config,
-            args.out,
-            retry_failed=args.retry_failed,
-            progress=not args.no_progress,
-            merge_to=output,
-            shard=shard,
-            only=config.cells_matching(args.cells) if args.cells else None,
-            extend_from=args.extend_from,
-            deadline=deadline,
-            batch_cells=args.batch_cells,
-            compile_step=args.compile,
-            share_with=args.share_cells_with,
-            warm_start_from=args.warm_start_from,
-        )
+        if args.workers > 1:
+            ds = _run_workers(config, args, deadline, output, common)
+        else:
+            ds = run_sweep(
+                config,
+                args.out,
+                progress=not args.no_progress,
+                merge_to=output,
+                shard=shard,
+                deadline=deadline,
+                **common,
+            )
     print(f"wrote {output}: {ds.attrs['n_cells_done']}/{ds.attrs['n_cells']} cells")
     if deadline.signal is not None:  # the shell's convention for a signalled stop
         return 128 + deadline.signal
     return 0
+
+
+def _run_workers(config, args, deadline, output: Path, common: dict):
+    """``collect run --workers N``: :func:`collect.sweep.run_workers`, then one merge."""
+    from collect.store import merge as merge_cells
+    from collect.store import save_dataset
+    from collect.sweep import run_workers
+
+    print(f"collect: {args.workers} workers on {args.out}", flush=True)
+    run_workers(config, args.out, args.workers, deadline, **common)
+    ds = merge_cells(config, args.out)
+    save_dataset(ds, output)
+    return ds
 
 
 def _merge(config, args) -> None:

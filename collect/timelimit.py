@@ -103,6 +103,21 @@ class Deadline:
         deadline.minutes, deadline.end, deadline.reason = math.inf, math.inf, "never reached"
         return deadline
 
+    @classmethod
+    def until(cls, end: float, poll_seconds: float = 5.0) -> Deadline:
+        """Make the deadline another process of this machine holds: it ends at ``end``.
+
+        ``end`` is a :attr:`end` read on :func:`time.monotonic` (one clock for every process
+        of a machine), or ``inf`` for a deadline without a time limit.
+        """
+        if math.isinf(end):
+            return cls.unlimited(poll_seconds=poll_seconds)
+        deadline = cls(0, poll_seconds=poll_seconds)
+        deadline.end = float(end)
+        deadline.minutes = max(0.0, (deadline.end - time.monotonic()) / 60.0)
+        deadline.reason = "the time limit reached"
+        return deadline
+
     def expire(self, reason: str, signum: int | None = None) -> None:
         """End the deadline now: the sweep stops as it does at a time limit.
 

@@ -13,6 +13,7 @@ The package is laid out by responsibility (:mod:`collect.sweep.runner` says how 
   once the cell is finished (:func:`discard_stale_checkpoints`).
 - ``batching``: which cells train together (:func:`batch_units`, :func:`cells_per_batch`).
 - ``training``: the worker machinery: claim a cell, train it alone or in a batch, write it.
+- ``workers``: several worker processes of one command on one directory (:func:`run_workers`).
 """
 
 from collect.sweep.batching import (
@@ -39,6 +40,7 @@ from collect.sweep.preparation import (
     validate_for_model,
 )
 from collect.sweep.runner import run_chunk, run_sweep
+from collect.sweep.workers import run_workers
 
 __all__ = [
     "AUTO_BATCH_MAX_CELLS",
@@ -59,5 +61,6 @@ __all__ = [
     "prepare_dir",
     "run_chunk",
     "run_sweep",
+    "run_workers",
     "validate_for_model",
 ]

@@ -22,15 +22,15 @@ def prepare_dir(config: SweepConfig, out_dir: Path) -> None:
     """Create the sweep directory, or check it belongs to this sweep's settings."""
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = out_dir / "sweep.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        if old.get("fingerprint") != config.fingerprint():
-            raise CollectError(
-                f"{out_dir} holds a sweep collected with other training/data settings; "
-                "resume only with the same [train]/[data] settings, or use another --out."
-            )
+    # read once: a worker started beside this one may write the file between two looks
+    old = json.loads(meta.read_text()) if meta.exists() else {}
+    if old and old.get("fingerprint") != config.fingerprint():
+        raise CollectError(
+            f"{out_dir} holds a sweep collected with other training/data settings; "
+            "resume only with the same [train]/[data] settings, or use another --out."
+        )
     recorded = {"fingerprint": config.fingerprint(), **config.to_dict()}
-    if meta.exists() and "precision" in old:
+    if "precision" in old:
         recorded["precision"] = old["precision"]
     write_json_atomic(meta, recorded)
 

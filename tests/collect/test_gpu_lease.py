@@ -63,6 +63,8 @@ STEPS = {
 }
 BENCH = "--model tiny-random --modules mlp_block@2 --length 16 --ranks 1 2 --methods sft "
 BENCH += "--max-steps 10 --batch-cells 2 --workers 2"
+#: processes per sweep step (gpu_lease.sh's WORKERS; 4 on the device)
+WORKERS = 2
 #: the device's limits on what comes back (/work/.library/device/README.md)
 MAX_FILES, MAX_FILE, MAX_TOTAL = 8, 16 * 2**20, 64 * 2**20
 #: Python distributions on the GPU machine (KINDS.md, "Python packages already there", read
@@ -102,6 +104,7 @@ def _run_lease(root: Path, scale: float):
         "BENCH_SECONDS": "40",
         "BENCH_ARGS": BENCH,
         "OMP_NUM_THREADS": "1",
+        "WORKERS": str(WORKERS),
     }
     for name, (sweep, minutes) in STEPS.items():
         env[name.upper()], env[f"{name.upper()}_MIN"] = sweep, str(minutes * scale)
@@ -182,7 +185,7 @@ def test_each_step_keeps_its_time_limit_and_batches(lease, tmp_path):
         summary, _ = _summary(out, name, tmp_path)
         assert summary["minutes"] in (minutes, 2 * minutes)
         assert summary["elapsed_seconds"] <= 60 * summary["minutes"] + 10
-        assert summary["batch_cells"] == 4
+        assert summary["batch_cells"] == 4 and summary["workers"] == WORKERS
         assert summary["cells_done"] + len(summary["checkpoints"]) >= 1
         assert summary["environment"]["netcdf_engine"] == "scipy"
     converged, _ = _summary(out, "converged", tmp_path)
