@@ -44,11 +44,15 @@ def check_batch_cells(batch_cells: int | str) -> int | str:
     return batch_cells
 
 
-def cells_per_batch(batch_cells: int | str, device, key: CellKey) -> int:
+def cells_per_batch(
+    batch_cells: int | str, device, key: CellKey, tokens: int = AUTO_BATCH_TOKENS
+) -> int:
     """How many cells like ``key`` to train together on ``device`` (1: one by one).
 
-    ``"auto"`` batches on a CUDA device only, as many cells as :data:`AUTO_BATCH_TOKENS`
-    target tokens allow, at most :data:`AUTO_BATCH_MAX_CELLS`. On the CPU a batch of four
+    ``"auto"`` batches on a CUDA device only, as many cells as ``tokens`` target tokens allow
+    (:data:`AUTO_BATCH_TOKENS`; a worker of several sharing one GPU gets its share, so that
+    together they hold what one process would), at most :data:`AUTO_BATCH_MAX_CELLS`. On the
+    CPU a batch of four
     SmolLM2-sized cells was only 1.11x faster than the cells one after another
     (``benchmarks/bench_batched.py``, ``benchmarks/GPU_RUN.md``), and one by one keeps new
     CPU cells bit-identical to the ones already collected.
@@ -57,7 +61,7 @@ def cells_per_batch(batch_cells: int | str, device, key: CellKey) -> int:
         return int(batch_cells)
     if getattr(device, "type", str(device)) != "cuda":
         return 1
-    return max(1, min(AUTO_BATCH_MAX_CELLS, AUTO_BATCH_TOKENS // max(key.length, 1)))
+    return max(1, min(AUTO_BATCH_MAX_CELLS, tokens // max(key.length, 1)))
 
 
 def _batch_group(key: CellKey) -> tuple:
@@ -90,7 +94,11 @@ def batch_units(
 
 @dataclass(frozen=True)
 class Batching:
-    """How a sweep run batches cells: up to ``cells`` together, ``compile_step`` or not."""
+    """How a sweep run batches cells: up to ``cells`` together, ``compile_step`` or not.
+
+    ``tokens`` is the target tokens an ``"auto"`` batch may hold (:func:`cells_per_batch`).
+    """
 
     cells: int | str = 1
     compile_step: bool | str = False
+    tokens: int = AUTO_BATCH_TOKENS

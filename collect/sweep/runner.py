@@ -37,7 +37,7 @@ from collect.store import (
     save_dataset,
     state_path,
 )
-from collect.sweep.batching import Batching, check_batch_cells
+from collect.sweep.batching import AUTO_BATCH_TOKENS, Batching, check_batch_cells
 from collect.sweep.checkpoints import discard_stale_checkpoints
 from collect.sweep.extension import extension_plan, extension_source
 from collect.sweep.preparation import (
@@ -66,6 +66,7 @@ def run_sweep(
     compile_step: bool | str = False,
     share_with: Iterable[str | Path] = (),
     warm_start_from: Iterable[str | Path] = (),
+    batch_tokens: int = AUTO_BATCH_TOKENS,
 ):
     """Run every pending cell of ``config`` into ``out_dir`` and optionally merge the dataset.
 
@@ -117,6 +118,10 @@ def run_sweep(
         cells of a ``[train] warm_start = "half_rank"`` sweep start from
         (:mod:`collect.warmstart`); a cell whose source is nowhere and not pending in this run
         is refused before anything trains.
+    batch_tokens : int
+        The target tokens a ``batch_cells="auto"`` batch may hold on a GPU
+        (:data:`collect.sweep.AUTO_BATCH_TOKENS`; :func:`run_workers` gives each of its
+        processes an equal share).
 
     Returns
     -------
@@ -124,7 +129,7 @@ def run_sweep(
         The merged dataset when ``merge_to`` is given.
     """
     out_dir = Path(out_dir)
-    batching = Batching(check_batch_cells(batch_cells), compile_step)
+    batching = Batching(check_batch_cells(batch_cells), compile_step, batch_tokens)
     step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
     warm_start_from = tuple(Path(d) for d in warm_start_from)

@@ -289,7 +289,7 @@ def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
         def size_of(key: CellKey, device=loaded.device) -> int:
             if ctx.warm_dirs:  # warm-started cells train one by one
                 return 1
-            return cells_per_batch(batching.cells, device, key)
+            return cells_per_batch(batching.cells, device, key, batching.tokens)
 
         for unit in batch_units(model_keys, size_of, config.train):
             if deadline is not None and deadline.passed():

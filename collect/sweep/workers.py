@@ -24,6 +24,7 @@ from typing import Any
 
 from collect.config import SweepConfig
 from collect.errors import CollectError
+from collect.sweep.batching import AUTO_BATCH_TOKENS
 from collect.timelimit import Deadline
 
 #: seconds between the parent's looks at its workers and its deadline
@@ -59,7 +60,10 @@ def run_workers(
         expires it the workers are sent SIGTERM (they checkpoint and stop).
     **run_kwargs
         Passed to :func:`run_sweep` in each worker (``batch_cells``, ``extend_from``, ...);
-        not ``merge_to``, ``progress``, ``shard`` or ``deadline``, which this sets.
+        not ``merge_to``, ``progress``, ``shard``, ``deadline`` or ``batch_tokens``, which
+        this sets: each worker's ``"auto"`` batches hold ``1 / workers`` of
+        :data:`collect.sweep.AUTO_BATCH_TOKENS` target tokens, so that together they take the
+        GPU memory one process would.
 
     Raises
     ------
@@ -69,9 +73,11 @@ def run_workers(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise CollectError(f"--workers takes a whole number >= 1, got {workers!r}.")
-    clash = {"merge_to", "progress", "shard", "deadline"} & set(run_kwargs)
+    clash = {"merge_to", "progress", "shard", "deadline", "batch_tokens"} & set(run_kwargs)
     if clash:
         raise CollectError(f"run_workers sets {', '.join(sorted(clash))} itself; leave it out.")
+    # the workers' batches together hold what one process's would: no more GPU memory
+    run_kwargs = {**run_kwargs, "batch_tokens": max(1, AUTO_BATCH_TOKENS // workers)}
     spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     threads = worker_threads(config, workers)
     args = (config, str(out_dir), deadline.end, deadline.poll_seconds, threads, run_kwargs)

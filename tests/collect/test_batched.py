@@ -171,6 +171,9 @@ def test_auto_batches_on_a_gpu_only_and_fewer_long_cells():
     assert cells_per_batch("auto", _Device("cuda"), _key(length=8192)) == 4
     assert cells_per_batch("auto", _Device("cuda"), _key(length=10**6)) == 1
     assert cells_per_batch(5, _Device("cpu"), _key()) == 5
+    # a worker of four sharing the GPU gets a quarter of the tokens: 8,192 at l = 2,048 is 4
+    assert cells_per_batch("auto", _Device("cuda"), _key(length=2048), tokens=8192) == 4
+    assert cells_per_batch("auto", _Device("cuda"), _key(length=2048)) == 16
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "many", True])

@@ -124,6 +124,8 @@ def test_bad_worker_counts_and_a_shard_beside_workers_are_refused_before_any_wor
         run_workers(config, tmp_path / "z", 0, Deadline.unlimited())
     with pytest.raises(CollectError, match="sets merge_to itself"):
         run_workers(config, tmp_path / "z", 2, Deadline.unlimited(), merge_to="x.nc")
+    with pytest.raises(CollectError, match="sets batch_tokens itself"):
+        run_workers(config, tmp_path / "z", 2, Deadline.unlimited(), batch_tokens=10)
 
 
 def test_a_deadline_passes_to_another_process_by_its_end():
