@@ -108,9 +108,10 @@ class Deadline:
         """Make the deadline another process of this machine holds: it ends at ``end``.
 
         ``end`` is a :attr:`end` read on :func:`time.monotonic` (one clock for every process
-        of a machine), or ``inf`` for a deadline without a time limit.
+        of a machine): ``inf`` for a deadline without a time limit, ``-inf`` for one a signal
+        expired.
         """
-        if math.isinf(end):
+        if end == math.inf:
             return cls.unlimited(poll_seconds=poll_seconds)
         deadline = cls(0, poll_seconds=poll_seconds)
         deadline.end = float(end)

@@ -135,3 +135,6 @@ def test_a_deadline_passes_to_another_process_by_its_end():
     assert 1.9 < copy.minutes <= 2.0 and copy.poll_seconds == 1.0
     assert Deadline.until(Deadline.unlimited().end).end == float("inf")
     assert Deadline.until(time.monotonic() - 1).passed()
+    expired = Deadline.unlimited()
+    expired.expire("SIGTERM received", signal.SIGTERM)
+    assert Deadline.until(expired.end).passed()  # a signalled parent's workers claim nothing
