@@ -251,7 +251,8 @@ def _add_run_parser(sub) -> None:
         default=1,
         metavar="N",
         help="N processes on this machine sharing the sweep dir (and its GPU), merged once "
-        "at the end; each takes an equal share of the CPU cores unless [data] threads is set",
+        "at the end; each takes an equal share of the CPU cores unless [data] threads is set, "
+        "and prints a line per finished cell (no progress bars)",
     )
     run.add_argument("--extend-from", type=Path, metavar="OLD_DIR", help=EXTEND_HELP)
     _add_warm_start_flag(run)
