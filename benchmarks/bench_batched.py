@@ -1,12 +1,15 @@
 """Cells one by one, cells batched, and worker processes: throughput of the same sweep.
 
-Runs one small sweep (cells of one target: every rank x method x seed given) three ways, each
-into a fresh folder, in this one run:
+Runs one small sweep (every rank x method x seed given, on each target sequence given) in
+up to four ways, each into a fresh folder, in this one run:
 
 separate  = ``collect run --batch-cells 1``: one process, one cell after another
-batched   = ``collect run --batch-cells N``: one process, N cells of the target per batch
-workers   = ``--workers W`` processes of ``collect run --batch-cells 1`` sharing the folder
+batched   = ``collect run --batch-cells N``: one process, N cells of a target per batch
+workers   = ``collect run --workers W --batch-cells 1``: W processes sharing the folder
             (optional; ``--workers 0`` skips it)
+workers batched = ``collect run --workers W --batch-cells N``: W processes, each training its
+            own batches (the GPU lease's way); with ``--data-seeds`` giving W or more targets,
+            each worker has a batch to take
 
 Every cell runs its whole step budget (no early stop), so each way does the same training.
 For each it prints cells/hour and target-token-steps/s (every target token once per training
@@ -51,6 +54,7 @@ def sweep_dict(args: argparse.Namespace) -> dict:
             "ranks": args.ranks,
             "lengths": [args.length],
             "seeds": args.seeds,
+            "data_seeds": args.data_seeds,
         },
         "train": {
             "max_steps": args.max_steps,
@@ -90,22 +94,19 @@ def run_in_process(config, out: Path, batch_cells: int) -> dict:
     return throughput(config, out, time.perf_counter() - start)
 
 
-def run_workers(config, sweep_file: Path, out: Path, workers: int, threads: int) -> dict:
-    """Run ``workers`` processes of ``collect run --batch-cells 1`` on one folder."""
+def run_workers(
+    config, sweep_file: Path, out: Path, workers: int, threads: int, batch_cells: int = 1
+) -> dict:
+    """Run ``collect run --workers W --batch-cells N`` on one folder; return its throughput."""
     # keep the caller's path (the GPU lease puts the carried gguf wheel on it)
     path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "collect", "run", str(sweep_file), "--out", str(out)]
-    cmd += ["--batch-cells", "1", "--no-progress"]
+    cmd += ["--workers", str(workers), "--batch-cells", str(batch_cells), "--no-progress"]
     start = time.perf_counter()
-    procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise SystemExit(f"a worker failed:\n{err.decode()[-2000:]}")
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if proc.returncode:
+        raise SystemExit(f"the workers failed:\n{proc.stderr.decode()[-2000:]}")
     return throughput(config, out, time.perf_counter() - start)
 
 
@@ -118,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--methods", nargs="+", default=["sft", "memft_ot"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--data-seeds", nargs="+", type=int, default=[0], help="target sequences (one batch each)"
+    )
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--max-steps", type=int, default=100)
     parser.add_argument("--batch-cells", type=int, default=8, help="cells per batch (batched)")
@@ -141,7 +145,7 @@ def report(name: str, res: dict, base: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the three ways and print each one's throughput and ratios as soon as it ends.
+    """Run the ways and print each one's throughput and ratios as soon as it ends.
 
     A run cut short (the GPU lease runs this under ``timeout``) keeps the lines printed so far.
     """
@@ -170,11 +174,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.workers:
             sweep_file = tmp / "sweep.json"
             sweep_file.write_text(json.dumps(raw))
-            name = f"{args.workers} workers"
-            results[name] = run_workers(
-                config, sweep_file, tmp / "workers", args.workers, args.threads
-            )
-            report(name, results[name], base)
+            # the lease's way first: under its `timeout` the lines printed so far are kept
+            batched = f"{args.workers} workers batched x{args.batch_cells}"
+            for batch, name in ((args.batch_cells, batched), (1, f"{args.workers} workers")):
+                folder = tmp / name.replace(" ", "_")
+                results[name] = run_workers(
+                    config, sweep_file, folder, args.workers, args.threads, batch
+                )
+                report(name, results[name], base)
     if not all(np.isfinite(list(r["delta_loss"].values())).all() for r in results.values()):
         raise SystemExit("a cell's ΔL is not finite")
 

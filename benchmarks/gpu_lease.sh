@@ -39,7 +39,7 @@ OVERLAP_MIN=${OVERLAP_MIN:-1.25}
 WORKERS=${WORKERS:-4}
 BENCH_SECONDS=${BENCH_SECONDS:-75}  # 0: no bench
 BENCH_ARGS=${BENCH_ARGS:---modules mlp_block@20 --length 512 --ranks 1 2 4 8 --methods sft \
---max-steps 100 --batch-cells 4 --workers 2}
+--data-seeds 0 1 --max-steps 100 --batch-cells 4 --workers 2}
 
 prepare() {  # join the model's parts once (stashed and carried), install the carried wheels
     if [ ! -f "$STASH/$GGUF" ]; then

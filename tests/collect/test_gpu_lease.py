@@ -62,7 +62,7 @@ STEPS = {
     "overlap": ("sweeps/gpu_rehearsal_converged.toml", 0.5),
 }
 BENCH = "--model tiny-random --modules mlp_block@2 --length 16 --ranks 1 2 --methods sft "
-BENCH += "--max-steps 10 --batch-cells 2 --workers 2"
+BENCH += "--data-seeds 0 1 --max-steps 10 --batch-cells 2 --workers 2"
 #: processes per sweep step (gpu_lease.sh's WORKERS; 4 on the device)
 WORKERS = 2
 #: the device's limits on what comes back (/work/.library/device/README.md)
@@ -160,8 +160,8 @@ def test_every_step_of_the_lease_runs(lease):
     assert "failed" not in log and "bench stopped" not in log, log[-3000:]
     for name in STEPS:
         assert f"== {name}:" in log
-    for way in ("separate", "batched x2", "2 workers"):
-        assert f"\n{way}" in log  # the bench's three ways, each with its ratio
+    for way in ("separate", "batched x2", "2 workers batched x2", "2 workers   "):
+        assert f"\n{way}" in log  # the bench's four ways, each with its ratio
     assert "== lease done" in log
     assert "/stash/site/gguf/" in log  # gguf came from the carried wheel's place
 
