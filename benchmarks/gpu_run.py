@@ -477,19 +477,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(config: SweepConfig, work: Path, deadline: Deadline, args: argparse.Namespace):
     """Run the sweep under ``deadline`` (in this process, or ``--workers`` of them); merge."""
-    from collect.store import merge, save_dataset
     from collect.sweep import run_sweep, run_workers
 
     settings = {"batch_cells": args.batch_cells, "compile_step": args.compile}
+    merged = work / "dataset.nc"
     if args.workers == 1:
-        merged = work / "dataset.nc"
         return run_sweep(
             config, work, progress=False, merge_to=merged, deadline=deadline, **settings
         )
-    run_workers(config, work, args.workers, deadline, **settings)
-    ds = merge(config, work)
-    save_dataset(ds, work / "dataset.nc")
-    return ds
+    return run_workers(config, work, args.workers, deadline, merge_to=merged, **settings)
 
 
 def _pack(work: Path, out: Path, args: argparse.Namespace, summary: dict) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -298,7 +299,11 @@ def attach(
         target_modules=target_module_names(model, spec),
         bias="none",
     )
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: a notice about their
+        # versions, printed once per process (once per worker with --workers), not about the cell
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        peft_model = get_peft_model(model, config)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     dropouts = [
         m

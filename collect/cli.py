@@ -518,16 +518,11 @@ def _run(config, args) -> int:
 
 
 def _run_workers(config, args, deadline, output: Path, common: dict):
-    """``collect run --workers N``: :func:`collect.sweep.run_workers`, then one merge."""
-    from collect.store import merge as merge_cells
-    from collect.store import save_dataset
+    """``collect run --workers N``: :func:`collect.sweep.run_workers`, merged once."""
     from collect.sweep import run_workers
 
     print(f"collect: {args.workers} workers on {args.out}", flush=True)
-    run_workers(config, args.out, args.workers, deadline, **common)
-    ds = merge_cells(config, args.out)
-    save_dataset(ds, output)
-    return ds
+    return run_workers(config, args.out, args.workers, deadline, merge_to=output, **common)
 
 
 def _merge(config, args) -> None:

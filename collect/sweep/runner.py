@@ -160,11 +160,16 @@ def run_sweep(
     with warnings_above_bars(bar.file):
         _run_pending(ctx, todo)
     bar.close()
-    if merge_to is not None:
-        ds = merge(config, out_dir)
-        save_dataset(ds, merge_to)
-        return ds
-    return None
+    return merge_into(config, out_dir, merge_to)
+
+
+def merge_into(config: SweepConfig, out_dir: Path, merge_to: str | Path | None):
+    """Merge ``out_dir``'s finished cells and save them at ``merge_to``; None without it."""
+    if merge_to is None:
+        return None
+    ds = merge(config, out_dir)
+    save_dataset(ds, merge_to)
+    return ds
 
 
 def _run_pending(ctx: _Context, todo: list[CellKey]) -> None:

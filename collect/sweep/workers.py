@@ -25,6 +25,7 @@ from typing import Any
 from collect.config import SweepConfig
 from collect.errors import CollectError
 from collect.sweep.batching import AUTO_BATCH_TOKENS
+from collect.sweep.runner import merge_into
 from collect.timelimit import Deadline
 
 #: seconds between the parent's looks at its workers and its deadline
@@ -43,9 +44,11 @@ def run_workers(
     out_dir: str | Path,
     workers: int,
     deadline: Deadline,
+    *,
+    merge_to: str | Path | None = None,
     **run_kwargs: Any,
-) -> None:
-    """Run ``workers`` processes of :func:`collect.sweep.run_sweep` on ``out_dir``; no merge.
+):
+    """Run ``workers`` processes of :func:`collect.sweep.run_sweep` on ``out_dir``, merge once.
 
     Parameters
     ----------
@@ -58,12 +61,20 @@ def run_workers(
     deadline : Deadline
         The parent's deadline: the workers stop claiming cells at its end, and when a signal
         expires it the workers are sent SIGTERM (they checkpoint and stop).
+    merge_to : path, optional
+        Where the parent writes the merged dataset once every worker has stopped (the
+        workers never merge: one merge, after the last cell).
     **run_kwargs
         Passed to :func:`run_sweep` in each worker (``batch_cells``, ``extend_from``, ...);
-        not ``merge_to``, ``progress``, ``shard``, ``deadline`` or ``batch_tokens``, which
-        this sets: each worker's ``"auto"`` batches hold ``1 / workers`` of
+        not ``progress``, ``shard``, ``deadline`` or ``batch_tokens``, which this sets: each
+        worker's ``"auto"`` batches hold ``1 / workers`` of
         :data:`collect.sweep.AUTO_BATCH_TOKENS` target tokens, so that together they take the
         GPU memory one process would.
+
+    Returns
+    -------
+    xarray.Dataset or None
+        The merged dataset when ``merge_to`` is given, as :func:`run_sweep` returns it.
 
     Raises
     ------
@@ -73,7 +84,7 @@ def run_workers(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise CollectError(f"--workers takes a whole number >= 1, got {workers!r}.")
-    clash = {"merge_to", "progress", "shard", "deadline", "batch_tokens"} & set(run_kwargs)
+    clash = {"progress", "shard", "deadline", "batch_tokens"} & set(run_kwargs)
     if clash:
         raise CollectError(f"run_workers sets {', '.join(sorted(clash))} itself; leave it out.")
     # the workers' batches together hold what one process's would: no more GPU memory
@@ -94,6 +105,7 @@ def run_workers(
             f"cells the workers finished are written in {out_dir}. Run the same command again "
             "to continue."
         )
+    return merge_into(config, Path(out_dir), merge_to)
 
 
 def _await(procs: list, deadline: Deadline) -> None:

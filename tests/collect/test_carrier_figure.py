@@ -212,25 +212,38 @@ def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_
     assert "| base model's floor | above the floor (95% CI) |" in text
 
 
+def _lora_beside(other: str, modules: str, **columns) -> pd.DataFrame:
+    """Four cells for the verdict: LoRA rank 1 and carrier ``other``, two target sequences each.
+
+    ``columns`` override the defaults (a scalar or one value per row: lora's two, then other's).
+    """
+    n_params = columns.pop("n_params", 1152)
+    length = columns.pop("length", 256)
+    base = {
+        "carrier": ["lora"] * 2 + [other] * 2,
+        "modules": ["mlp_block@20"] * 2 + [modules] * 2,
+        "rank": 1,
+        "n_params": n_params,
+        "n_bytes": 4 * n_params,
+        "length": length,
+        "data_seed": [0, 1, 0, 1],
+        "bits_stored_base": 0.0,
+        "bits_recalled": 0.0,
+        "bits_content": length * 15.58,
+        "steps": 3000,
+    }
+    return pd.DataFrame({**base, **columns})
+
+
 def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
     an = _load("carriers_analysis", "analysis/09_carriers.py")
-    content = 256 * 15.58
-    cells = pd.DataFrame(
-        {
-            "carrier": ["lora"] * 2 + ["skv"] * 2,
-            "modules": ["mlp_block@20"] * 2 + ["skv:1@27"] * 2,
-            "rank": 1,
-            "n_params": 1152,
-            "n_bytes": 4608,
-            "length": 256,
-            "data_seed": [0, 1, 0, 1],
-            "bits_stored": [1300.0, 1250.0, 46.0, 45.0],
-            "bits_stored_base": [45.0, 44.0, 45.9, 44.8],  # skv: the floor, give or take
-            "bits_recalled": 0.0,
-            "bits_content": content,
-            "steps": [3000, 3000, 0, 0],
-            "flops": [2.2e14, 2.2e14, 6.8e10, 6.8e10],  # skv: 3,000 times cheaper
-        }
+    cells = _lora_beside(
+        "skv",
+        "skv:1@27",
+        bits_stored=[1300.0, 1250.0, 46.0, 45.0],
+        bits_stored_base=[45.0, 44.0, 45.9, 44.8],  # skv: the floor, give or take
+        steps=[3000, 3000, 0, 0],
+        flops=[2.2e14, 2.2e14, 6.8e10, 6.8e10],  # skv: 3,000 times cheaper
     )
     table = an.group_table(cells)
     assert table.set_index("carrier")["resolved"].to_dict() == {"lora": True, "skv": False}
@@ -251,22 +264,12 @@ def test_a_carrier_at_the_base_models_floor_is_not_named_best_however_cheap():
 def test_the_verdict_says_the_lead_target_sequence_by_target_sequence():
     """A lead of the means that one target sequence reverses is said to be one of two."""
     an = _load("carriers_analysis", "analysis/09_carriers.py")
-    cells = pd.DataFrame(
-        {
-            "carrier": ["lora"] * 2 + ["kv"] * 2,
-            "modules": ["mlp_block@20"] * 2 + ["kv:1@27"] * 2,
-            "rank": 1,
-            "n_params": 1152,
-            "n_bytes": 4608,
-            "length": 256,
-            "data_seed": [0, 1, 1, 0],  # kv's rows in the other order: paired by sequence
-            "bits_stored": [1300.0, 1200.0, 1250.0, 1000.0],
-            "bits_stored_base": 0.0,
-            "bits_recalled": 0.0,
-            "bits_content": 256 * 15.58,
-            "steps": 3000,
-            "flops": [2e14, 2e14, 1e14, 1e14],
-        }
+    cells = _lora_beside(
+        "kv",
+        "kv:1@27",
+        data_seed=[0, 1, 1, 0],  # kv's rows in the other order: paired by sequence
+        bits_stored=[1300.0, 1200.0, 1250.0, 1000.0],
+        flops=[2e14, 2e14, 1e14, 1e14],
     )
     text = an.verdict(an.group_table(cells), "test")
     by_byte = "lora stores the most bits above the base model's floor per byte: 0.271"
@@ -283,23 +286,17 @@ def test_the_verdict_says_the_lead_target_sequence_by_target_sequence():
 def test_per_flop_leaders_stopped_for_different_reasons_are_said_so():
     """A cell that stops as memorized runs fewer steps than one that runs to convergence."""
     an = _load("carriers_analysis", "analysis/09_carriers.py")
-    cells = pd.DataFrame(
-        {
-            "carrier": ["lora"] * 2 + ["kv"] * 2,
-            "modules": ["mlp_block@20"] * 2 + ["kv:2@27"] * 2,
-            "rank": 1,
-            "n_params": 2304,
-            "n_bytes": 9216,
-            "length": 128,
-            "data_seed": [0, 1, 0, 1],
-            "bits_stored": [1990.0, 1990.0, 1925.0, 1925.0],
-            "bits_stored_base": 20.0,
-            "bits_recalled": 1995.0,
-            "bits_content": 128 * 15.58,
-            "steps": [1500, 1700, 3000, 3000],
-            "flops": [6e13, 7e13, 6.5e13, 6.5e13],
-            "stop_reason": ["memorized", "memorized", "converged", "converged"],
-        }
+    cells = _lora_beside(
+        "kv",
+        "kv:2@27",
+        n_params=2304,
+        length=128,
+        bits_stored=[1990.0, 1990.0, 1925.0, 1925.0],
+        bits_stored_base=20.0,
+        bits_recalled=1995.0,
+        steps=[1500, 1700, 3000, 3000],
+        flops=[6e13, 7e13, 6.5e13, 6.5e13],
+        stop_reason=["memorized", "memorized", "converged", "converged"],
     )
     table = an.group_table(cells)
     assert table.set_index("carrier")["stopped"].to_dict() == {

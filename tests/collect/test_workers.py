@@ -53,6 +53,14 @@ def test_two_workers_give_the_dataset_one_process_gives(tmp_path, tiny_sweep):
     assert int(b.attrs["n_cells_done"]) == len(config_from_dict(raw).cells())
     xr.testing.assert_identical(_values(a), _values(b))
     assert not list((tmp_path / "two" / "cells").glob("*.claim"))
+    # the API: nothing left to train, the workers stop at once and the parent merges once
+    config = config_from_dict(raw)
+    again = run_workers(
+        config, tmp_path / "two", 2, Deadline.unlimited(), merge_to=tmp_path / "again.nc"
+    )
+    xr.testing.assert_identical(_values(again), _values(xr.load_dataset(tmp_path / "again.nc")))
+    xr.testing.assert_identical(_values(again), _values(b))
+    assert run_workers(config, tmp_path / "two", 1, Deadline.unlimited()) is None
 
 
 def test_sigterm_to_the_parent_checkpoints_every_workers_cell_and_merges(tmp_path, tiny_sweep):
@@ -122,8 +130,8 @@ def test_bad_worker_counts_and_a_shard_beside_workers_are_refused_before_any_wor
     config = config_from_dict(tiny_sweep())
     with pytest.raises(CollectError, match="whole number >= 1"):
         run_workers(config, tmp_path / "z", 0, Deadline.unlimited())
-    with pytest.raises(CollectError, match="sets merge_to itself"):
-        run_workers(config, tmp_path / "z", 2, Deadline.unlimited(), merge_to="x.nc")
+    with pytest.raises(CollectError, match="sets progress itself"):
+        run_workers(config, tmp_path / "z", 2, Deadline.unlimited(), progress=True)
     with pytest.raises(CollectError, match="sets batch_tokens itself"):
         run_workers(config, tmp_path / "z", 2, Deadline.unlimited(), batch_tokens=10)
 
