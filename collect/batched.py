@@ -29,6 +29,7 @@ from typing import Any
 
 from collect.adapters import attach, decoder_layers, parse_modules, resolve_layers
 from collect.errors import CollectError
+from collect.malloc import keep_freed_memory
 from collect.objectives import make_objective
 from collect.probe import (
     Batch,
@@ -320,9 +321,14 @@ def run_cells_batched(
     BatchOutOfMemory
         When several cells together run out of accelerator memory; the cells finished before
         were passed to ``on_done``, the others should run one by one.
+
+    Notes
+    -----
+    Raises the process's malloc thresholds on glibc, as :func:`collect.probe.run_cell` does.
     """
     import torch
 
+    keep_freed_memory()
     n = len(cells)
     if not cells:
         raise CollectError("no cells to train: give at least one CellSpec.")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collect.adapters import attach
+from collect.malloc import keep_freed_memory
 from collect.objectives import make_objective
 from collect.probe.batch import make_batch
 from collect.probe.forward import lean_forward
@@ -83,9 +84,16 @@ def run_cell(
         A smaller adapter's tensors (rank r // 2, same placement) copied into the leading
         slices of this one's after ``loss_before`` is measured
         (:func:`collect.warmstart.load_warm_start`); training starts there at step 0.
+
+    Notes
+    -----
+    On glibc the first call raises the process's malloc thresholds, so that the large tensors
+    of each step reuse the memory the last step freed (:func:`collect.malloc.keep_freed_memory`;
+    the environment variable ``COLLECT_MALLOC=system`` leaves glibc's defaults).
     """
     import torch
 
+    keep_freed_memory()
     start = time.perf_counter()
     batch = make_batch(tokenizer, entries, device)
     result = CellResult(status="ok", token_entry=batch.token_entry)

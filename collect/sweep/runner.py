@@ -26,6 +26,7 @@ from pathlib import Path
 from collect.batched import step_stats
 from collect.config import CellKey, SweepConfig, config_from_dict
 from collect.errors import CollectError
+from collect.malloc import keep_freed_memory
 from collect.progress import SweepProgress, warnings_above_bars
 from collect.sharing import shared_dirs
 from collect.store import (
@@ -129,6 +130,7 @@ def run_sweep(
         The merged dataset when ``merge_to`` is given.
     """
     out_dir = Path(out_dir)
+    keep_freed_memory()  # a bad COLLECT_MALLOC fails here, before anything trains
     batching = Batching(check_batch_cells(batch_cells), compile_step, batch_tokens)
     step_stats(compile_step)  # a bad value fails here, before anything trains
     source = None if extend_from is None else extension_source(config, extend_from, out_dir)
