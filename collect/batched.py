@@ -443,7 +443,7 @@ def _step_together(runs, active, logits, batch, stats=token_stats) -> list[int]:
     total, stepping, stopped = None, [], []
     for j, k in enumerate(active):
         run = runs[k]
-        losses, _, correct = stats(logits[j], batch.labels)  # argmax: first_exact_step
+        losses, _, correct = stats(logits[j], batch.labels, run.loop.argmax_wanted)
         loss = run.loop.observe(run.step, losses, correct, run.progress)
         if loss is None:
             stopped.append(k)

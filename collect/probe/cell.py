@@ -197,8 +197,9 @@ def _train_and_measure(
             checkpoint(loop.snapshot(step))
             last_checkpoint = time.perf_counter()
         with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
-            # the argmax always: its all-correct step is when greedy recall first became exact
-            losses, _, correct = token_stats(fwd.logits(), batch.labels)
+            # the argmax as far as needed: its all-correct step is when greedy recall first
+            # became exact
+            losses, _, correct = token_stats(fwd.logits(), batch.labels, loop.argmax_wanted)
         loss = loop.observe(step, losses, correct, progress)
         if loss is None:
             break

@@ -92,12 +92,24 @@ class CellLoop:
         )
         return state
 
+    @property
+    def argmax_wanted(self) -> bool | str:
+        """What the next step needs of the argmax (``token_stats``'s ``argmax``).
+
+        Each token's hit where the objective reads them (``uses_argmax``); else only whether
+        every token is a hit, until :attr:`first_exact_step` is found; after that, nothing.
+        """
+        if getattr(self.objective, "uses_argmax", True):
+            return True
+        return "all" if self.first_exact_step == NEVER_EXACT else False
+
     def observe(self, step: int, losses, correct, progress=None):
         """Log step ``step``'s per-token losses and apply the stop rules.
 
-        ``correct`` is the teacher-forced argmax's hits (None: not computed). They set
-        :attr:`first_exact_step` (all hits: greedy decoding reproduces the target) and reach
-        the objective only where it reads them (``objective.uses_argmax``).
+        ``correct`` is the teacher-forced argmax's hits, one per token, or one bool for all
+        of them, or None, as :attr:`argmax_wanted` asks. They set :attr:`first_exact_step`
+        (all hits: greedy decoding reproduces the target) and reach the objective only where
+        it reads them (``objective.uses_argmax``).
 
         Returns
         -------

@@ -15,17 +15,37 @@ from collect.probe.forward import Forward
 from collect.probe.result import CellResult
 
 
-def token_stats(logits, labels, argmax: bool = True):
+def token_stats(logits, labels, argmax: bool | str = True):
     """Per-token loss (nats), probability of the correct token and argmax correctness.
 
-    ``argmax=False`` skips the argmax over the vocabulary and returns None in its place (a
-    training step whose objective does not read it: :attr:`uses_argmax` of the objective).
+    ``argmax`` says what of the argmax over the vocabulary a training step needs
+    (:attr:`collect.probe.loop.CellLoop.argmax_wanted`): ``True``, each token's hit (a bool per
+    token); ``"all"``, only whether every token is a hit (one bool, :func:`every_argmax_hit`:
+    several times cheaper, and exact); ``False``, nothing (None in its place).
     """
     import torch
 
     logp = torch.log_softmax(logits, dim=-1)
     lp = logp.gather(1, labels[:, None])[:, 0]
-    return -lp, lp.exp(), (logits.argmax(-1) == labels) if argmax else None
+    if argmax == "all":
+        hits = every_argmax_hit(logits, labels)
+    else:
+        hits = (logits.argmax(-1) == labels) if argmax else None
+    return -lp, lp.exp(), hits
+
+
+def every_argmax_hit(logits, labels):
+    """Whether ``logits.argmax(-1) == labels`` at every row, as a 0-d bool tensor.
+
+    The same answer as the argmax, ties included (the argmax takes the first of equal
+    maxima), at a fraction of its cost on a CPU: a row whose label's logit is below the
+    row's maximum is a miss, which ``amax`` and a gather find; only when every label's logit
+    equals its row's maximum does the argmax itself run, to apply the tie rule.
+    """
+    at_max = logits.gather(1, labels[:, None]) == logits.amax(-1, keepdim=True)
+    if not bool(at_max.all()):
+        return at_max.all()
+    return (logits.argmax(-1) == labels).all()
 
 
 def greedy_decode(model, tokenizer, batch: Batch, device) -> np.ndarray:

@@ -242,6 +242,46 @@ def test_teacher_forced_argmax_all_correct_iff_greedy_reproduces_target():
     assert both == {True, False}
 
 
+def test_every_argmax_hit_answers_as_the_argmax_ties_included():
+    """The cheap all-hits check against ``(argmax == labels).all()``: misses, ties, NaN-free."""
+    from collect.probe.measure import every_argmax_hit
+
+    rng = np.random.default_rng(1)
+    seen = set()
+    for trial in range(400):
+        vocab, n = int(rng.integers(2, 6)), int(rng.integers(1, 5))
+        logits = torch.tensor(rng.integers(-2, 3, size=(n, vocab)), dtype=torch.float32)
+        labels = logits.argmax(-1) if trial % 2 else torch.tensor(rng.integers(0, vocab, n))
+        if trial % 4 == 1:  # the label tied with an earlier index at the maximum: a miss
+            row, top = 0, float(logits[0].max())
+            logits[row, :] = torch.clamp(logits[row], max=top - 1)
+            logits[row, 0] = logits[row, vocab - 1] = top
+            labels[row] = vocab - 1
+        want = bool((logits.argmax(-1) == labels).all())
+        got = every_argmax_hit(logits, labels)
+        assert got.dim() == 0 and bool(got) == want
+        assert bool(token_stats(logits, labels, argmax="all")[2]) == want
+        seen.add(want)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize("method", ["sft", "memft_ot", "memft_sw"])
+def test_a_cell_is_the_same_as_with_the_full_argmax_at_every_step(tiny, monkeypatch, method):
+    """Asking only what a step needs of the argmax changes nothing a cell records."""
+    from collect.probe.loop import CellLoop
+
+    model, tok = tiny
+    entries = build_task("phonebook", tok, 40)
+    kw = {"method": method, "rank": 8, "train": TrainConfig(max_steps=120)}
+    lean, model = _run(model, tok, entries, **kw)
+    monkeypatch.setattr(CellLoop, "argmax_wanted", property(lambda self: True))
+    full, _ = _run(model, tok, entries, **kw)
+    assert 0 <= lean.first_exact_step == full.first_exact_step
+    assert lean.steps == full.steps and lean.stop_reason == full.stop_reason
+    np.testing.assert_array_equal(lean.loss_curve, full.loss_curve)
+    np.testing.assert_array_equal(lean.p_after, full.p_after)
+
+
 def test_first_exact_step_survives_a_resume(tiny):
     """Resumed from a snapshot after it was reached, a cell reports the same step."""
     model, tok = tiny
