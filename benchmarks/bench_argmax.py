@@ -58,8 +58,10 @@ def bench_token_stats(length: int, vocab: int, right: float, repeats: int) -> No
 
 def bench_cell(args: argparse.Namespace) -> None:
     """Median seconds per training step of one cell, each way, alternated."""
+    from step_timing import median_step_seconds, timed_cell
+
     from collect.models import load_model
-    from collect.probe import TrainConfig, run_cell
+    from collect.probe import TrainConfig
     from collect.probe.loop import CellLoop
     from collect.tasks import build_task
 
@@ -75,22 +77,17 @@ def bench_cell(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             for way, wanted in ways.items():
                 CellLoop.argmax_wanted = wanted
-                stamps: list[float] = []
-                result, model = run_cell(
+                result, model, stamps = timed_cell(
                     model,
                     lm.tokenizer,
                     entries,
                     task="long_context",
-                    method="sft",
                     modules="mlp_block@20",
                     rank=args.rank,
-                    seed=0,
                     train=train,
                     device=lm.device,
-                    progress=lambda *_, out=stamps: out.append(time.perf_counter()),
                 )
-                steps = [b - a for a, b in zip(stamps[2:], stamps[3:], strict=False)]
-                times[way].append(statistics.median(steps))
+                times[way].append(median_step_seconds(stamps))
                 records[way].add((result.loss_reduction, tuple(result.loss_curve)))
     finally:
         CellLoop.argmax_wanted = lean

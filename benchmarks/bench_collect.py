@@ -30,9 +30,10 @@ import argparse
 import time
 
 import torch
+from step_timing import timed_cell
 
 from collect.models import load_model
-from collect.probe import TrainConfig, run_cell
+from collect.probe import TrainConfig
 from collect.tasks import build_task
 
 #: name -> (training settings for a budget, pack prompts?, model dtype)
@@ -86,21 +87,17 @@ def main() -> None:
     runs = {}
     for name in (n for n in RUNS if n in wanted):
         train, pack, dtype = RUNS[name](args.max_steps)
-        stamps: list[tuple[int, float]] = []  # (step, when its loss was known), every log_every
         start = time.perf_counter()
-        result, models[dtype] = run_cell(
+        result, models[dtype], stamps = timed_cell(
             models[dtype],
             lm.tokenizer,
             entries,
             task=args.task,
-            method="sft",
             modules=args.modules,
             rank=args.rank,
-            seed=0,
             train=train,
             device=lm.device,
             pack=pack,
-            progress=lambda step, *_, out=stamps: out.append((step, time.perf_counter())),
         )
         total = time.perf_counter() - start
         (first, t_first), (last, t_last) = stamps[0], stamps[-1]

@@ -31,12 +31,12 @@ SETTINGS = ("system", "keep")  # COLLECT_MALLOC values: glibc's defaults, collec
 def _child(args: argparse.Namespace) -> None:
     """Train one cell for ``--steps`` steps; print its step times, ΔL and peak memory as JSON."""
     import resource
-    import time
 
     import torch
+    from step_timing import median_step_seconds, timed_cell
 
     from collect.models import load_model
-    from collect.probe import TrainConfig, run_cell
+    from collect.probe import TrainConfig
     from collect.tasks import build_task
 
     torch.set_num_threads(args.threads)
@@ -44,26 +44,21 @@ def _child(args: argparse.Namespace) -> None:
     ratio = 1.0 if args.task == "long_context" else 0.0
     entries = build_task(args.task, lm.tokenizer, args.length, random_ratio=ratio)
     train = TrainConfig(max_steps=args.steps, prefix_cache=True, log_every=1, lr=args.lr)
-    stamps: list[float] = []
-    result, _ = run_cell(
+    result, _, stamps = timed_cell(
         lm.model,
         lm.tokenizer,
         entries,
         task=args.task,
-        method="sft",
         modules=args.modules,
         rank=args.rank,
-        seed=0,
         train=train,
         device=lm.device,
-        progress=lambda *_: stamps.append(time.perf_counter()),
     )
-    steps = [b - a for a, b in zip(stamps[2:], stamps[3:], strict=False)]  # the first two warm up
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(
         json.dumps(
             {
-                "step_s": statistics.median(steps),
+                "step_s": median_step_seconds(stamps),
                 "dL": result.loss_reduction,
                 "status": result.status,
                 "peak_mib": peak_mib,
