@@ -43,8 +43,9 @@ def every_argmax_hit(logits, labels):
     equals its row's maximum does the argmax itself run, to apply the tie rule.
     """
     at_max = logits.gather(1, labels[:, None]) == logits.amax(-1, keepdim=True)
-    if not bool(at_max.all()):
-        return at_max.all()
+    every = at_max.all()
+    if not bool(every):
+        return every
     return (logits.argmax(-1) == labels).all()
 
 
