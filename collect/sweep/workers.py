@@ -24,6 +24,7 @@ from typing import Any
 
 from collect.config import SweepConfig
 from collect.errors import CollectError
+from collect.malloc import keep_freed_memory
 from collect.sweep.batching import AUTO_BATCH_TOKENS
 from collect.sweep.runner import merge_into
 from collect.timelimit import Deadline
@@ -84,6 +85,7 @@ def run_workers(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise CollectError(f"--workers takes a whole number >= 1, got {workers!r}.")
+    keep_freed_memory()  # a bad COLLECT_MALLOC fails here, before any worker starts
     clash = {"progress", "shard", "deadline", "batch_tokens"} & set(run_kwargs)
     if clash:
         raise CollectError(f"run_workers sets {', '.join(sorted(clash))} itself; leave it out.")
