@@ -17,8 +17,9 @@ sequences are the replicates).
 
 ``--also`` adds the cells of other datasets that recorded their first exact step, such as
 the carrier sweep's (data/carriers_converged.nc) once it holds a carrier the recall-cost sweep
-lacks; a cell DATA holds is taken from DATA. Their cells that never reached exact recall are
-not listed: a merged file cannot tell them from cells collected before the step was recorded.
+lacks; a cell DATA holds is taken from DATA. Of their cells that hold no step, those the file
+says never reached exact recall (``first_exact`` "never") are listed too; those collected
+before the step was recorded ("unknown": it may have passed unseen) are not.
 
 ``--reference`` names a dataset holding the same cells collected earlier (default
 data/carriers_converged.nc): the script checks that each cell's ΔL came out the same, the
@@ -84,15 +85,26 @@ def recall_cells(ds) -> pd.DataFrame:
 CELL_KEYS = ("model", "task", "random_ratio", "objective", "modules", "rank", "length", "seed")
 
 
+def known_first_exact(cells: pd.DataFrame) -> pd.Series:
+    """Whether each cell's first exact step is known: reached, or known never reached.
+
+    Files merged before ``first_exact`` was recorded know only the cells that reached it.
+    """
+    if "first_exact" in cells:
+        return cells["first_exact"].isin(["reached", "never"])
+    return cells["first_exact_step"].notna()
+
+
 def gathered_cells(ds, others=()) -> pd.DataFrame:
-    """:func:`recall_cells` of ``ds``, plus the cells of ``others`` that reached exact recall.
+    """:func:`recall_cells` of ``ds``, plus the cells of ``others`` known to have reached
+    exact recall or not (:func:`known_first_exact`).
 
     A cell both hold is taken from ``ds``; ``data_seed`` joins the key where present.
     """
     cells = recall_cells(ds)
     for other in others:
         extra = recall_cells(other)
-        extra = extra[extra["first_exact_step"].notna()]
+        extra = extra[known_first_exact(extra)]
         key = [c for c in (*CELL_KEYS, "data_seed") if c in cells and c in extra]
         known = cells.set_index(key).index
         cells = pd.concat([cells, extra[~extra.set_index(key).index.isin(known)]])
@@ -126,6 +138,7 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
                 zip(["carrier", "modules", "rank", "n_params", "length"], key, strict=True),
                 targets=len(g),
                 reached=n,
+                unknown=int((~known_first_exact(g)).sum()),
                 steps_run=float(g["steps"].mean()),
                 first_exact_step=format_interval(step, step_ci),
                 gflop_to_recall=format_interval(gflops, gflops_ci),

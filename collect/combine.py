@@ -25,7 +25,7 @@ import xarray as xr
 
 from collect.config import DIMS, SweepConfig
 from collect.errors import CollectError
-from collect.store import CELL_TEXT, OPTIONAL_SCALARS
+from collect.store import CELL_TEXT, OPTIONAL_SCALARS, derived_first_exact
 
 #: the merged dataset's cell dims (``method`` is ``objective`` there)
 CELL_DIMS = tuple("objective" if d == "method" else d for d in DIMS)
@@ -130,16 +130,20 @@ def _with_optional(datasets: Sequence[xr.Dataset]) -> list[xr.Dataset]:
 
     A dataset merged before a variable was recorded (``first_exact_step``) then combines
     with a newer one: its cells read NaN there, never a value of another dataset's cell.
+    One merged before ``first_exact`` was recorded gets it derived from its cells' steps
+    (:func:`collect.store.derived_first_exact`).
     """
     have = [n for n in OPTIONAL_SCALARS if any(n in ds for ds in datasets)]
     out = []
     for ds in datasets:
         missing = [n for n in have if n not in ds]
-        if missing:
+        if missing or "first_exact" not in ds:
             ds = ds.copy()
             dims = tuple(ds["status"].dims)
             for n in missing:
                 ds[n] = (dims, np.full(ds["status"].shape, np.nan))
+        if "first_exact" not in ds:
+            ds["first_exact"] = derived_first_exact(ds)
         out.append(ds)
     return out
 
@@ -193,7 +197,6 @@ def _combined_attrs(datasets, names, out: xr.Dataset) -> dict:
         complete=str(int((out["status"] == "ok").sum()) == len(planned)).lower(),
     )
     done = out["status"] == "ok"
-    for name in CELL_TEXT:
-        label = "cell_stop_reasons" if name == "stop_reason" else f"cell_{name}s"
+    for name, label in CELL_TEXT.items():
         attrs[label] = json.dumps(dict(Counter(out[name].values[done.values].tolist())))
     return attrs

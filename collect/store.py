@@ -39,7 +39,7 @@ import xarray as xr
 from collect.carriers import derived_n_bytes
 from collect.config import DIMS, CellKey, SweepConfig
 from collect.errors import CollectError
-from collect.probe import CellResult, model_dtype
+from collect.probe import NEVER_EXACT, UNKNOWN_EXACT, CellResult, model_dtype
 
 SCHEMA_VERSION = "1.0"
 SCALARS = (
@@ -58,11 +58,26 @@ OPTIONAL_SCALARS = ("first_exact_step",)
 FIRST_EXACT_DESCRIPTION = (
     "first training step at which the teacher-forced argmax was correct at every target "
     "position, i.e. greedy decoding first reproduced the target exactly (read on the training "
-    "forward pass: its dtype, and LoRA dropout where set); NaN where never reached or not known "
-    "(cells written, or resumed from snapshots written, before it was recorded)"
+    "forward pass: its dtype, and LoRA dropout where set); NaN where never reached or not known, "
+    "which first_exact tells apart"
 )
-#: per-cell text the merged dataset carries: why training stopped, where it ran
-CELL_TEXT = ("stop_reason", "device", "dtype", "git_revision")
+FIRST_EXACT_TEXT_DESCRIPTION = (
+    "what first_exact_step says of a cell: 'reached' (it is the step), 'never' (greedy "
+    "decoding never reproduced the target during training), 'unknown' (collected, or resumed "
+    "from a checkpoint written, before the step was recorded, so it may have been missed); "
+    "'' where no cell finished"
+)
+#: ``first_exact`` text of a cell's ``first_exact_step`` (:func:`first_exact_label`)
+_FIRST_EXACT_LABELS = {NEVER_EXACT: "never", UNKNOWN_EXACT: "unknown"}
+#: per-cell text the merged dataset carries (why training stopped, where it ran, whether
+#: exact recall was reached), each with the attribute counting its values over the cells
+CELL_TEXT = {
+    "stop_reason": "cell_stop_reasons",
+    "device": "cell_devices",
+    "dtype": "cell_dtypes",
+    "git_revision": "cell_git_revisions",
+    "first_exact": "cell_first_exact",
+}
 ENTROPY_DESCRIPTION = (
     "entropy of the target token's content given the earlier tokens of its entry "
     "(collect.tasks.target_entropy); NaN where unknown (natural text); the dataset attribute "
@@ -126,6 +141,7 @@ def write_cell(
         "key": json.dumps(dataclasses.asdict(key)),
         "fingerprint": fingerprint,
         "stop_reason": result.stop_reason,
+        "first_exact": first_exact_label(result.first_exact_step),
         "error": result.error,
         "prefix_cached": int(result.prefix_cached),
         "prompt_packed": int(result.prompt_packed),
@@ -380,6 +396,39 @@ def release_cell(out_dir: Path, key: CellKey) -> None:
     claim_path(out_dir, key).unlink(missing_ok=True)
 
 
+def first_exact_label(first_exact_step: int) -> str:
+    """Return the ``first_exact`` text of a :class:`CellResult`'s ``first_exact_step``.
+
+    "reached" for a step (0 or later), "never" for :data:`NEVER_EXACT`, "unknown" for
+    :data:`UNKNOWN_EXACT`; a cell file stores both of the last two as NaN.
+    """
+    return "reached" if first_exact_step >= 0 else _FIRST_EXACT_LABELS[first_exact_step]
+
+
+def derived_first_exact(ds: xr.Dataset) -> xr.DataArray:
+    """``first_exact`` of cells written before it was recorded, from ``first_exact_step``.
+
+    Works on one cell file or a merged dataset: "reached" where the step is a number,
+    "unknown" where it is NaN or absent (never reached, or missed), "" where no cell finished.
+    """
+    if "first_exact_step" in ds:
+        reached = np.isfinite(ds["first_exact_step"])
+    else:
+        reached = xr.zeros_like(ds["status"], dtype=bool)
+    label = xr.where(reached, "reached", "unknown")
+    return xr.where(ds["status"] == "ok", label, "").astype(object)
+
+
+def cell_text(ds: xr.Dataset, name: str) -> str:
+    """One cell file's value of the per-cell text ``name`` (a :data:`CELL_TEXT` key).
+
+    Cells written before a text was recorded read "" (``first_exact``: derived instead).
+    """
+    if name == "first_exact" and name not in ds.attrs:
+        return str(derived_first_exact(ds).item())
+    return str(ds.attrs.get(name, ""))
+
+
 def read_cell(
     out_dir: Path, key: CellKey, fingerprint: str, *, strict: bool = False
 ) -> xr.Dataset | None:
@@ -573,7 +622,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
     out = {name: np.full(shape, np.nan) for name in (*cell_vars, *OPTIONAL_SCALARS)}
     status = np.full(shape, "not_run", dtype=object)
     # where each finished cell comes from (cells written before these were recorded: "")
-    cell_text = {name: np.full(shape, "", dtype=object) for name in CELL_TEXT}
+    text = {name: np.full(shape, "", dtype=object) for name in CELL_TEXT}
     tokens = {name: np.full((*shape, n_tok), np.nan) for name in TOKEN_VARS}
     curves = {name: np.full((*shape, len(steps)), np.nan) for name in CURVES}
     ent_dims = ("model", "task", "length", "data_seed")
@@ -590,7 +639,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
             out[name][at] = float(ds[name])
         status[at] = str(ds["status"].values)
         for name in CELL_TEXT:
-            cell_text[name][at] = str(ds.attrs.get(name, ""))
+            text[name][at] = cell_text(ds, name)
         n = ds.sizes["token"]
         for name in (v for v in TOKEN_VARS if v in ds):  # cells older than entropy_bits lack it
             tokens[name][at][:n] = ds[name].values
@@ -608,7 +657,7 @@ def merge(config: SweepConfig, out_dir: Path, *, strict: bool = False) -> xr.Dat
         n_bytes_derived += derived
     data = {name: (DIMS, values) for name, values in out.items()}
     data["status"] = (DIMS, status.astype(str))
-    data.update({name: (DIMS, values.astype(str)) for name, values in cell_text.items()})
+    data.update({name: (DIMS, values.astype(str)) for name, values in text.items()})
     data.update({name: ((*DIMS, "token"), v) for name, v in tokens.items()})
     data.update({name: ((*DIMS, "step"), v) for name, v in curves.items()})
     data["entry"] = ((*ent_dims, "token"), entry)
@@ -634,6 +683,7 @@ def _describe_units(ds: xr.Dataset, n_bytes_derived: int) -> None:
         ds[name].attrs["units"] = unit
     ds["entropy_bits"].attrs.update(units="bits", description=ENTROPY_DESCRIPTION)
     ds["first_exact_step"].attrs.update(units="steps", description=FIRST_EXACT_DESCRIPTION)
+    ds["first_exact"].attrs["description"] = FIRST_EXACT_TEXT_DESCRIPTION
     ds["n_bytes"].attrs.update(
         units="bytes", description=N_BYTES_DESCRIPTION, derived_cells=n_bytes_derived
     )
@@ -668,6 +718,9 @@ def _merge_attrs(config: SweepConfig, n_cells: int, done: dict[CellKey, xr.Datas
         },
         "cell_stop_reasons": json.dumps(
             dict(Counter(str(c.attrs.get("stop_reason", "")) for c in done.values()))
+        ),
+        "cell_first_exact": json.dumps(
+            dict(Counter(cell_text(c, "first_exact") for c in done.values()))
         ),
     }
 

@@ -125,7 +125,7 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
         The cell coordinates, ``carrier``, ``knob`` (its size knob's name), ``size`` (m, k
         or rank), ``n_params``, ``n_bytes`` (NaN where not recorded), ``bytes_per_param``,
         ``steps``, ``loss_after``, ``exact_match``, ``stop_reason``, ``first_exact_step``
-        (where recorded) and
+        and ``first_exact`` (where recorded) and
         ``bits_stored``, ``bits_recalled``, ``bits_dl``, ``bits_content``,
         ``bits_stored_base``, ``entropy_known``.
 
@@ -145,7 +145,14 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     per_adapter = ds[sizes].to_dataframe().reset_index()
     keys = [d for d in ds["n_params"].dims if d in cells]
     cells = cells.merge(per_adapter[[*keys, *sizes]], on=keys, how="left")
-    recorded = ("steps", "loss_after", "exact_match", "stop_reason", "first_exact_step")
+    recorded = (
+        "steps",
+        "loss_after",
+        "exact_match",
+        "stop_reason",
+        "first_exact_step",
+        "first_exact",
+    )
     extra = [v for v in recorded if v in ds]
     if extra:
         per_cell = ds[extra].to_dataframe().reset_index()

@@ -117,9 +117,12 @@ def test_the_command_refuses_an_input_twice_an_output_over_an_input_and_a_non_ne
 
 def test_a_dataset_merged_before_first_exact_step_combines_as_nan(two_sweeps):
     small, large, _ = two_sweeps
-    old = small.drop_vars("first_exact_step")
+    old = small.drop_vars(["first_exact_step", "first_exact"])
     # a recorded step in every finished cell (4 tiny steps never make a cell exact)
-    new = large.assign(first_exact_step=xr.where(large["status"] == "ok", 3.0, np.nan))
+    ok = large["status"] == "ok"
+    new = large.assign(
+        first_exact_step=xr.where(ok, 3.0, np.nan), first_exact=xr.where(ok, "reached", "")
+    )
     for order, names in (([old, new], ["old.nc", "new.nc"]), ([new, old], ["new.nc", "old.nc"])):
         out = combine(order, names)
         step = out["first_exact_step"]
@@ -127,3 +130,7 @@ def test_a_dataset_merged_before_first_exact_step_combines_as_nan(two_sweeps):
         assert bool(from_old.any()) == (order[0] is old) and bool(from_new.any())
         assert step.where(from_old).isnull().all()
         assert (step.where(from_new) == 3.0).sum() == from_new.sum()
+        # the old file cannot say "never": its NaN reads "unknown"; the new one's step "reached"
+        text = out["first_exact"]
+        assert (text.where(from_old) == "unknown").sum() == from_old.sum()
+        assert (text.where(from_new) == "reached").sum() == from_new.sum()

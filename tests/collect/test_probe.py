@@ -7,6 +7,7 @@ import torch
 from collect.adapters import attach
 from collect.objectives import LN2, MemFTSWLong, MemFTSWPhonebook, make_objective, threshold_mask
 from collect.probe import (
+    NEVER_EXACT,
     UNKNOWN_EXACT,
     Forward,
     TrainConfig,
@@ -304,3 +305,9 @@ def test_first_exact_step_survives_a_resume(tiny):
     old = {k: v for k, v in first.state.items() if k != "first_exact_step"}  # older snapshot
     later, _ = _run(model, tok, entries, resume=old, **kw)
     assert later.first_exact_step == UNKNOWN_EXACT  # it may have passed before the snapshot
+    # what a cell file records beside the step (which is NaN for both -1 and -2)
+    from collect.store import first_exact_label
+
+    assert first_exact_label(later.first_exact_step) == "unknown"
+    assert first_exact_label(direct.first_exact_step) == "reached"
+    assert first_exact_label(NEVER_EXACT) == "never"

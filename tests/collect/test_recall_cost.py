@@ -86,7 +86,9 @@ def test_also_adds_the_other_datasets_recalled_cells_and_keeps_datas_own(recall_
     kv = ds.sel(modules=["kv:2@1"]).copy(deep=True)
     kv["first_exact_step"].loc[{"data_seed": 0}] = kv["first_exact_step"].sel(data_seed=0) + 1
     other = ds.copy(deep=True)
-    other["first_exact_step"].loc[{"modules": "mlp_block@1", "data_seed": 1}] = np.nan
+    lost = {"modules": "mlp_block@1", "data_seed": 1}
+    other["first_exact_step"].loc[lost] = np.nan
+    other["first_exact"].loc[lost] = "unknown"  # collected before the step was recorded
     module = _script()
     cells = module.gathered_cells(kv, [other])
     by = cells.set_index(["modules", "data_seed"])["first_exact_step"]
@@ -94,7 +96,11 @@ def test_also_adds_the_other_datasets_recalled_cells_and_keeps_datas_own(recall_
     theirs = module.recall_cells(other).set_index(["modules", "data_seed"])["first_exact_step"]
     assert by[("kv:2@1", 0)] == mine[0] == theirs[("kv:2@1", 0)] + 1  # DATA's, not OTHER's
     assert by[("kv:2@1", 1)] == mine[1]
-    assert list(by.loc["mlp_block@1"].index) == [0]  # the other's unreached cell is not listed
+    assert list(by.loc["mlp_block@1"].index) == [0]  # the other's unknown cell is not listed
+    other["first_exact"].loc[lost] = "never"  # known never to have recalled: it is listed
+    never = module.gathered_cells(kv, [other]).set_index(["modules", "data_seed"])
+    assert np.isnan(never.loc[("mlp_block@1", 1), "first_exact_step"])
+    assert module.summary(never.reset_index())["unknown"].sum() == 0
     assert module.verdict(module.recall_cells(kv)) == []  # one carrier alone: nothing to compare
     (line,) = module.verdict(cells)
     assert "ratio per sequence" in line and "(sequence 0)" in line and "(sequence 1)" not in line

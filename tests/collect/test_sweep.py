@@ -547,6 +547,18 @@ def test_cells_flag_runs_and_plans_only_the_matching_cells(tmp_path, capsys, tin
     assert sorted(p.name for p in (out / "cells").glob("*.nc")) == done  # nothing ran
 
 
+def test_first_exact_tells_never_from_reached(finished):
+    """Each finished cell says whether greedy recall became exact, and counts are kept."""
+    _, _, ds = finished
+    ok = ds["status"] == "ok"
+    reached = np.isfinite(ds["first_exact_step"])
+    expected = xr.where(reached, "reached", "never").where(ok, "")
+    assert (ds["first_exact"] == expected).all()  # cells of today's code: never "unknown"
+    counts = json.loads(ds.attrs["cell_first_exact"])
+    assert counts == {k: int(((ds["first_exact"] == k) & ok).sum()) for k in counts}
+    assert sum(counts.values()) == int(ok.sum()) and "description" in ds["first_exact"].attrs
+
+
 def test_cells_without_first_exact_step_merge_as_nan(tmp_path, finished):
     """A cell file written before first_exact_step was recorded merges beside newer ones."""
     from collect.store import CHECKSUM_ATTR, data_checksum
@@ -561,12 +573,15 @@ def test_cells_without_first_exact_step_merge_as_nan(tmp_path, finished):
     key = next(iter(config.cells()))
     path = cell_path(copy, key)
     old = xr.load_dataset(path).drop_vars("first_exact_step")
+    del old.attrs["first_exact"]
     old.attrs[CHECKSUM_ATTR] = data_checksum(old)
     path.unlink()
     old.to_netcdf(path)
     merged = merge(config, copy, strict=True)
     at = {("objective" if d == "method" else d): getattr(key, d) for d in key.__dataclass_fields__}
     assert np.isnan(float(merged["first_exact_step"].sel(at)))
+    assert str(merged["first_exact"].sel(at).item()) == "unknown"  # not "never": not known
+    assert json.loads(merged.attrs["cell_first_exact"])["unknown"] == 1
     for name in ("loss_reduction", "steps"):  # the rest of the cell is unchanged
         assert float(merged[name].sel(at)) == float(ds[name].sel(at))
     had = int(np.isfinite(float(ds["first_exact_step"].sel(at))))
