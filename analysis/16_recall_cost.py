@@ -7,11 +7,12 @@ and its carriers stop for different reasons: a LoRA cell when every target token
 p = 0.5, a KV prefix at the convergence stop, long after it may have recalled its target.
 Cells that record ``first_exact_step`` (the first step at which the teacher-forced argmax
 was right at every target token, which is exact greedy recall) say when each carrier first
-held a recallable memory. For every cell that reached it this prints the step, the
-estimated FLOPs up to it (``collect.cost``: the cached prefix once, then that many training
-steps) and the bits recalled per PFLOP so spent, then per carrier size and length the mean
-over target sequences with its 95 % t-interval, and a closing sentence naming, at each
-matched number of trainable scalars and target length, the carrier that got there first,
+held a recallable memory. For every cell this prints the step, the estimated FLOPs up to it
+(``collect.cost``: the cached prefix once, then that many training steps) and the bits
+recalled per PFLOP so spent (NaN where it never recalled), then per task, carrier size and
+length the mean over target sequences with its 95 % t-interval, and a closing sentence
+naming, at each task and matched number of trainable scalars and target length, the carrier
+that got there first (of those that recalled),
 with the per-sequence FLOP ratios and their geometric mean's paired t-interval (the
 sequences are the replicates).
 
@@ -129,13 +130,14 @@ def replication(ds, reference) -> pd.DataFrame:
 def summary(cells: pd.DataFrame) -> pd.DataFrame:
     """Per carrier size and length: first exact step and recall cost over target sequences."""
     rows = []
-    for key, g in cells.groupby(["carrier", "modules", "rank", "n_params", "length"]):
+    keys = ["task", "carrier", "modules", "rank", "n_params", "length"]
+    for key, g in cells.groupby(keys):
         step, _, step_ci, n = _interval(g["first_exact_step"].to_numpy(float))
         gflops, _, gflops_ci, _ = _interval(g["flops_to_recall"].to_numpy(float) / 1e9)
         per, _, per_ci, _ = _interval(g["recalled_per_pflop"].to_numpy(float))
         rows.append(
             dict(
-                zip(["carrier", "modules", "rank", "n_params", "length"], key, strict=True),
+                zip(keys, key, strict=True),
                 targets=len(g),
                 reached=n,
                 unknown=int((~known_first_exact(g)).sum()),
@@ -151,14 +153,15 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
 def verdict(cells: pd.DataFrame) -> list[str]:
     """At each matched size and length, the carrier that first recalled exactly, and by how much.
 
-    Like with like: only the target sequences on which every carrier of that size and length
-    reached exact recall are compared, each carrier's FLOPs and steps averaged over them. The
-    per-sequence ratios follow (paired: each on one target), with how many sequences the
-    cheaper carrier on average was cheaper on.
+    Like with like: per task, only the target sequences on which every carrier of that size
+    and length that ever recalled reached exact recall are compared, each carrier's FLOPs
+    and steps averaged over them. The per-sequence ratios follow (paired: each on one
+    target), with how many sequences the cheaper carrier on average was cheaper on.
     """
     out = []
-    for (n_params, length), g in cells.groupby(["n_params", "length"]):
+    for (task, n_params, length), g in cells.groupby(["task", "n_params", "length"]):
         flops = g.pivot_table(index="data_seed", columns="modules", values="flops_to_recall")
+        flops = flops.dropna(axis=1, how="all")  # a carrier that never recalled: no cost
         shared = flops.dropna()
         if flops.shape[1] < 2 or shared.empty:
             continue
@@ -167,8 +170,9 @@ def verdict(cells: pd.DataFrame) -> list[str]:
         step = steps.loc[shared.index].mean()
         best, second = mean.index[0], mean.index[1]
         out.append(
-            f"at {int(n_params):,} trainable scalars and l = {int(length)}, {best} first recalls "
-            f"its targets exactly after {mean[best]:.3g} GFLOP (step {step[best]:.0f}), "
+            f"{task}, at {int(n_params):,} trainable scalars and l = {int(length)}: {best} "
+            f"first recalls its targets exactly after {mean[best]:.3g} GFLOP "
+            f"(step {step[best]:.0f}), "
             f"{mean[second] / mean[best]:.2g}x fewer than {second} ({mean[second]:.3g} GFLOP, "
             f"step {step[second]:.0f}); means over the {len(shared)} target sequence(s) on which "
             f"both reached it, FLOPs estimated; {_paired(shared, best, second)}"
@@ -203,6 +207,7 @@ def main() -> None:
     )
     header("Training FLOPs to first exact recall, per cell")
     cols = [
+        "task",
         "modules",
         "rank",
         "n_params",

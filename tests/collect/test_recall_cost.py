@@ -110,6 +110,21 @@ def test_also_adds_the_other_datasets_recalled_cells_and_keeps_datas_own(recall_
     assert "first recalls its targets exactly after" in out.stdout
 
 
+def test_the_verdict_leaves_out_a_carrier_that_never_recalled():
+    """A third carrier with no exact recall on any sequence neither blocks nor joins it."""
+    import pandas as pd
+
+    point = dict(task="t", n_params=8, length=4)
+    rows = [
+        dict(point, data_seed=seq, modules=m, flops_to_recall=f, first_exact_step=s)
+        for seq in (0, 1)
+        for m, f, s in (("a", 1e9 * (1 + seq), 10), ("b", 3e9, 30), ("c", np.nan, np.nan))
+    ]
+    (line,) = _script().verdict(pd.DataFrame(rows))
+    assert line.startswith("t, at 8 trainable scalars and l = 4: a first recalls")
+    assert "fewer than b" in line and " c " not in line
+
+
 def _script():
     sys.path.insert(0, os.path.join(ROOT, "analysis"))
     sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
