@@ -128,7 +128,7 @@ def replication(ds, reference) -> pd.DataFrame:
 
 
 def summary(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per carrier size and length: first exact step and recall cost over target sequences."""
+    """Per task, carrier size and length: first exact step and recall cost over sequences."""
     rows = []
     keys = ["task", "carrier", "modules", "rank", "n_params", "length"]
     for key, g in cells.groupby(keys):
@@ -151,7 +151,7 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(cells: pd.DataFrame) -> list[str]:
-    """At each matched size and length, the carrier that first recalled exactly, and by how much.
+    """Per task, matched size and length: the carrier that first recalled exactly, by how much.
 
     Like with like: per task, only the target sequences on which every carrier of that size
     and length that ever recalled reached exact recall are compared, each carrier's FLOPs
@@ -221,7 +221,7 @@ def main() -> None:
         "recalled_per_pflop",
     ]
     print(show(cells[[c for c in cols if c in cells]]) + "\n")
-    header("Per carrier size and length (mean ± 95 % t-interval over target sequences)")
+    header("Per task, carrier size and length (mean ± 95 % t-interval over target sequences)")
     table = summary(cells)
     print(show(table) + "\n")
     for line in verdict(cells):
