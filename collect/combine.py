@@ -25,7 +25,7 @@ import xarray as xr
 
 from collect.config import DIMS, SweepConfig
 from collect.errors import CollectError
-from collect.store import CELL_TEXT, OPTIONAL_SCALARS, derived_first_exact
+from collect.store import CELL_TEXT, DERIVED_TEXT, OPTIONAL_SCALARS
 
 #: the merged dataset's cell dims (``method`` is ``objective`` there)
 CELL_DIMS = tuple("objective" if d == "method" else d for d in DIMS)
@@ -126,24 +126,24 @@ def combine(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
 
 
 def _with_optional(datasets: Sequence[xr.Dataset]) -> list[xr.Dataset]:
-    """Give each dataset, as NaN, the per-cell variables another has and it lacks.
+    """Give each dataset the per-cell variables another has and it lacks.
 
-    A dataset merged before a variable was recorded (``first_exact_step``) then combines
+    A dataset merged before a number was recorded (``first_exact_step``) then combines
     with a newer one: its cells read NaN there, never a value of another dataset's cell.
-    One merged before ``first_exact`` was recorded gets it derived from its cells' steps
-    (:func:`collect.store.derived_first_exact`).
+    One merged before a text was recorded (``first_exact``) gets it derived from its cells'
+    other variables (:data:`collect.store.DERIVED_TEXT`).
     """
     have = [n for n in OPTIONAL_SCALARS if any(n in ds for ds in datasets)]
     out = []
     for ds in datasets:
         missing = [n for n in have if n not in ds]
-        if missing or "first_exact" not in ds:
+        underived = [n for n in DERIVED_TEXT if n not in ds]
+        if missing or underived:
             ds = ds.copy()
-            dims = tuple(ds["status"].dims)
             for n in missing:
-                ds[n] = (dims, np.full(ds["status"].shape, np.nan))
-        if "first_exact" not in ds:
-            ds["first_exact"] = derived_first_exact(ds)
+                ds[n] = (tuple(ds["status"].dims), np.full(ds["status"].shape, np.nan))
+            for n in underived:
+                ds[n] = DERIVED_TEXT[n](ds)
         out.append(ds)
     return out
 

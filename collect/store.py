@@ -28,7 +28,7 @@ import subprocess
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -419,14 +419,33 @@ def derived_first_exact(ds: xr.Dataset) -> xr.DataArray:
     return xr.where(ds["status"] == "ok", label, "").astype(object)
 
 
+#: per-cell text that cells written before it was recorded get derived from their other
+#: variables (each deriver works on one cell file and on a merged dataset); other text reads ""
+DERIVED_TEXT = {"first_exact": derived_first_exact}
+#: what the merged file's counts call a cell written before the text was recorded
+_UNRECORDED = {"device": "unrecorded", "dtype": "unrecorded", "git_revision": "unrecorded"}
+
+
 def cell_text(ds: xr.Dataset, name: str) -> str:
     """One cell file's value of the per-cell text ``name`` (a :data:`CELL_TEXT` key).
 
-    Cells written before a text was recorded read "" (``first_exact``: derived instead).
+    Cells written before a text was recorded read "", or the value :data:`DERIVED_TEXT`
+    derives for them.
     """
-    if name == "first_exact" and name not in ds.attrs:
-        return str(derived_first_exact(ds).item())
+    if name in DERIVED_TEXT and name not in ds.attrs:
+        return str(DERIVED_TEXT[name](ds).item())
     return str(ds.attrs.get(name, ""))
+
+
+def _cell_text_counts(cells: Iterable[xr.Dataset]) -> dict[str, str]:
+    """Count each :data:`CELL_TEXT` text's values over ``cells``, keyed by its attribute."""
+    cells = list(cells)
+    return {
+        attr: json.dumps(
+            dict(Counter(cell_text(c, name) or _UNRECORDED.get(name, "") for c in cells))
+        )
+        for name, attr in CELL_TEXT.items()
+    }
 
 
 def read_cell(
@@ -710,18 +729,7 @@ def _merge_attrs(config: SweepConfig, n_cells: int, done: dict[CellKey, xr.Datas
         ),
         "entropy_basis": json.dumps(_entropy_bases(done)),
         # per-cell provenance (cells collected before it was recorded count as "unrecorded")
-        **{
-            f"cell_{name}s": json.dumps(
-                dict(Counter(str(c.attrs.get(name, "unrecorded")) for c in done.values()))
-            )
-            for name in ("device", "dtype", "git_revision")
-        },
-        "cell_stop_reasons": json.dumps(
-            dict(Counter(str(c.attrs.get("stop_reason", "")) for c in done.values()))
-        ),
-        "cell_first_exact": json.dumps(
-            dict(Counter(cell_text(c, "first_exact") for c in done.values()))
-        ),
+        **_cell_text_counts(done.values()),
     }
 
 
