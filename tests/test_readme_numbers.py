@@ -150,7 +150,12 @@ def test_the_memory_carriers_bits_per_parameter(readme):
         warnings.simplefilter("ignore")
         table = carrier_bits(sub, bootstrap=1000, unit="data_seed", rng=0).table
     rows = table.set_index("carrier")
-    for carrier, name in (("mlp_block@20", "LoRA"), ("memtok@20", "memory tokens")):
+    named = {
+        "mlp_block@20": "LoRA",
+        "memtok@20": "memory tokens",
+        "memtok": "layer-0 memory tokens",
+    }
+    for carrier, name in named.items():
         cols = ["bits_per_param", "bits_per_param_low", "bits_per_param_high"]
         quoted = f"{name} {_interval(*rows.loc[carrier, cols])}"
         assert quoted in readme, f"the README should say {quoted!r} (analysis/09_carriers.py)"
