@@ -245,42 +245,72 @@ def bits_per_parameter(
     ds = load(ds)
     if kind not in BIT_KINDS:
         raise LawfitError(f"kind must be one of {sorted(BIT_KINDS)}; got {kind!r}.")
-    notes = []
+    notes: list[str] = []
+    flags: list[Flag] = []
+    bits, bmax, src = _summed_bits(ds, notes)
+    df = _cell_bits_table(ds, bits, bmax, src)
+    df = with_information_bits(df, ds, kind, entropy, notes, flags)
+    df = _with_saturation_and_size(df, ds, bits, recall_loss, notes)
+    return BitsResult(
+        cells=df,
+        by_rank=_largest_by_rank(df, notes),
+        anchors=dict(ANCHORS_BITS_PER_PARAM),
+        notes=tuple(notes),
+        flags=tuple(flags),
+    )
+
+
+def _summed_bits(ds, notes: list[str]):
+    """ΔL bits per cell summed over its tokens, their ceiling, and where they come from.
+
+    Returns ``(bits, bmax, source)``: Σₜ log₂ p_after − log₂ p_before and Σₜ −log₂ p_before
+    from the token probabilities (at the last step of a trajectory), else the same from the
+    cell means (``bmax`` None without ``loss_before``), with a note.
+    """
     if "p_after" in ds and "p_before" in ds and "token" in ds["p_after"].dims:
         pa, pb = ds["p_after"], ds["p_before"].broadcast_like(ds["p_after"])
         bits = (np.log2(pa) - np.log2(pb)).sum("token", skipna=True)
         bmax = (-np.log2(pb)).sum("token", skipna=True)
-        src = "tokens"
         if "step" in bits.dims:
             bits, bmax = bits.isel(step=-1), bmax.isel(step=-1)
-    elif "loss_reduction" in ds and "length" in ds.dims:
+        return bits, bmax, "tokens"
+    if "loss_reduction" in ds and "length" in ds.dims:
         bits = ds["loss_reduction"] * ds["length"] / LN2
         bmax = ds["loss_before"] * ds["length"] / LN2 if "loss_before" in ds else None
-        src = "cell losses"
         notes.append("no token probabilities: bits = loss_reduction × length / ln 2")
-    else:
-        raise LawfitError(
-            "bits_per_parameter needs p_after and p_before over 'token', or loss_reduction "
-            f"over 'length'; the dataset has {sorted(ds.data_vars)} with dims "
-            f"{dict(ds.sizes)}. Collect one of them."
-        )
-    dims = tuple(d for d in bits.dims)
-    df = bits.to_dataframe(name="bits").reset_index()
-    df = df[[*dims, "bits"]]
+        return bits, bmax, "cell losses"
+    raise LawfitError(
+        "bits_per_parameter needs p_after and p_before over 'token', or loss_reduction "
+        f"over 'length'; the dataset has {sorted(ds.data_vars)} with dims "
+        f"{dict(ds.sizes)}. Collect one of them."
+    )
+
+
+def _cell_bits_table(ds, bits, bmax, source: str) -> pd.DataFrame:
+    """One row per finished cell: its coordinates, ``bits``, ``bits_max`` and ``source``."""
+    dims = tuple(bits.dims)
+    df = bits.to_dataframe(name="bits").reset_index()[[*dims, "bits"]]
     df["bits_max"] = (
         bmax.broadcast_like(bits).transpose(*dims).values.reshape(-1)
         if bmax is not None
         else np.nan
     )
+    # the token sum of a never-collected cell is 0, not NaN: drop those via status
     okm = ok_mask(ds, dims).reshape(-1)
     df = df[okm & np.isfinite(df["bits"].to_numpy())].reset_index(drop=True)
-    # the token sum of a never-collected cell is 0, not NaN: drop those via status
-    df["source"] = src
-    flags: list[Flag] = []
-    df = with_information_bits(df, ds, kind, entropy, notes, flags)
+    df["source"] = source
+    return df
+
+
+def _with_saturation_and_size(df, ds, bits, recall_loss: float, notes: list[str]):
+    """Add ``saturated``, and with ``n_params`` in ``ds`` ``bits_per_param``, to the cells.
+
+    A cell is saturated (memorized) where its ``loss_after`` is at or below ``recall_loss``.
+    """
+    dims = list(bits.dims)
     if "loss_after" in ds:
         la = ds["loss_after"].broadcast_like(bits).to_dataframe(name="la").reset_index()
-        df = df.merge(la[[*dims, "la"]], on=list(dims), how="left")
+        df = df.merge(la[[*dims, "la"]], on=dims, how="left")
         df["saturated"] = df.pop("la") <= recall_loss
     else:
         df["saturated"] = False
@@ -294,34 +324,35 @@ def bits_per_parameter(
             "no 'n_params' variable: bits per parameter not computed (add n_params, dims "
             "model, modules, rank: r times the summed in+out dims of the adapted matrices)"
         )
+    return df
+
+
+def _largest_by_rank(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Each rank's largest mean bits over lengths (its shown capacity), with lower-bound notes.
+
+    Empty without a ``rank`` column or cells.
+    """
     group = [d for d in CELL_DIMS if d in df.columns and d not in ("length", "seed")]
-    if "rank" in group and len(df):
-        mean = df.groupby([*group, "length"], as_index=False).agg(
-            bits=("bits", "mean"),
-            **{c: (c, "mean") for c in BIT_KINDS.values() if c in df},
-            saturated=("saturated", "all"),
-            **({"n_params": ("n_params", "first")} if "n_params" in df else {}),
-        )
-        by_rank = largest_bits(mean, group)
-        if "n_params" in by_rank:
-            by_rank["bits_per_param"] = by_rank["bits"] / by_rank["n_params"]
-        if by_rank["saturated"].any():
-            notes.append(
-                "some ranks reached their largest bits on a memorized target (mean "
-                "loss_after <= ln 2): their capacity is a lower bound; collect longer targets"
-            )
-        if (by_rank["at_longest"] & ~by_rank["saturated"]).any():
-            notes.append(
-                "some ranks stored their most bits at the longest target collected for them "
-                "(at_longest): longer targets may hold more, so their capacity is a lower "
-                "bound; collect longer targets to see where bits stored stop growing"
-            )
-    else:
-        by_rank = pd.DataFrame()
-    return BitsResult(
-        cells=df,
-        by_rank=by_rank,
-        anchors=dict(ANCHORS_BITS_PER_PARAM),
-        notes=tuple(notes),
-        flags=tuple(flags),
+    if "rank" not in group or not len(df):
+        return pd.DataFrame()
+    mean = df.groupby([*group, "length"], as_index=False).agg(
+        bits=("bits", "mean"),
+        **{c: (c, "mean") for c in BIT_KINDS.values() if c in df},
+        saturated=("saturated", "all"),
+        **({"n_params": ("n_params", "first")} if "n_params" in df else {}),
     )
+    by_rank = largest_bits(mean, group)
+    if "n_params" in by_rank:
+        by_rank["bits_per_param"] = by_rank["bits"] / by_rank["n_params"]
+    if by_rank["saturated"].any():
+        notes.append(
+            "some ranks reached their largest bits on a memorized target (mean "
+            "loss_after <= ln 2): their capacity is a lower bound; collect longer targets"
+        )
+    if (by_rank["at_longest"] & ~by_rank["saturated"]).any():
+        notes.append(
+            "some ranks stored their most bits at the longest target collected for them "
+            "(at_longest): longer targets may hold more, so their capacity is a lower "
+            "bound; collect longer targets to see where bits stored stop growing"
+        )
+    return by_rank
