@@ -272,6 +272,43 @@ def predict_capacity(
         Neither or both of ``length`` and ``rank``; a loss_after target without
         loss_before; a law without a capacity or length input; bad values.
     """
+    inv, queries, targets, l0desc = _checked_inversion(
+        fit, length, rank, target, target_kind, loss_before, data, confidence_level, search
+    )
+    boot = getattr(fit, "boot", None)
+    draws = boot.usable_draws() if boot is not None and not boot.degenerate else None
+    notes = [f"loss_before: {l0desc}"] if inv.need_l0 else []
+    table, dvals = _answers(inv, queries, targets, draws, notes)
+    unit = _cluster_unit(fit, interval, cluster)
+    if unit is not None:
+        table = _with_cluster_intervals(table, inv, unit, notes)
+    if inv.cap == "rank" and inv.mode == "capacity":
+        table = _with_params_needed(table, data, notes)
+    notes.extend(_missing_interval_notes(boot, draws, unit))
+    if table["trivial"].any():
+        notes.append(
+            "some targets are already met at the smallest capacity searched (or at "
+            "every length): estimate set to the search bound / inf"
+        )
+    flag = _capacity_use(table, inv, inv.cap, inv.mode, data, entropy_bits, notes)
+    return CapacityPrediction(
+        table=table,
+        quantity=inv.cap if inv.mode == "capacity" else "length",
+        level=inv.level,
+        notes=tuple(dict.fromkeys(notes)),
+        flags=inv.flags(table) + ((flag,) if flag else ()) + _few_clusters_flag(fit, unit),
+        draw_values=np.vstack(dvals) if dvals else None,
+    )
+
+
+def _checked_inversion(
+    fit, length, rank, target, target_kind, loss_before, data, confidence_level, search
+):
+    """Check a :func:`predict_capacity` query before any work; return what it inverts.
+
+    Returns ``(inversion, queries, targets, loss_before_description)``; raises
+    :class:`LawfitError` naming the bad argument.
+    """
     cap = _check_capacity_query(fit, length, rank, target_kind)
     level = V.confidence_level(
         fit.confidence_level if confidence_level is None else confidence_level
@@ -305,9 +342,11 @@ def predict_capacity(
         search=tuple(search),
         level=level,
     )
-    boot = getattr(fit, "boot", None)
-    draws = boot.usable_draws() if boot is not None and not boot.degenerate else None
-    notes = [f"loss_before: {l0desc}"] if need_l0 else []
+    return inv, queries, targets, l0desc
+
+
+def _answers(inv, queries, targets, draws, notes: list[str]):
+    """Invert every (query, target): the table's rows, and each answer's draw values."""
     rows, dvals = [], []
     for q in queries:
         for t in targets:
@@ -315,39 +354,32 @@ def predict_capacity(
             rows.append(row)
             if v is not None:
                 dvals.append(v)
-    table = pd.DataFrame(rows)
-    unit = _cluster_unit(fit, interval, cluster)
-    if unit is not None:
-        table = _with_cluster_intervals(table, inv, unit, notes)
-    per_rank = _params_per_rank(data) if cap == "rank" else None
-    if per_rank is not None and mode == "capacity":
-        for c in ("estimate", "low", "high"):
-            table[f"n_params_{c}"] = table[c] * per_rank
-        notes.append(
-            f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the "
-            "data's n_params)"
-        )
-    if draws is None and boot is not None and unit is None:
-        notes.append(
+    return pd.DataFrame(rows), dvals
+
+
+def _with_params_needed(table: pd.DataFrame, data, notes: list[str]) -> pd.DataFrame:
+    """Add ``n_params_estimate/low/high`` where ``n_params`` ∝ rank in ``data``."""
+    per_rank = _params_per_rank(data)
+    if per_rank is None:
+        return table
+    for c in ("estimate", "low", "high"):
+        table[f"n_params_{c}"] = table[c] * per_rank
+    notes.append(
+        f"n_params_* = rank × {per_rank:g} trainable parameters per rank (from the data's n_params)"
+    )
+    return table
+
+
+def _missing_interval_notes(boot, draws, unit) -> list[str]:
+    """Why an answer has no interval: degenerate or absent bootstrap draws, no clusters."""
+    if draws is not None or unit is not None:
+        return []
+    if boot is not None:
+        return [
             "the fit's bootstrap replicates are one estimate (flag bootstrap_degenerate): "
             "no interval"
-        )
-    elif draws is None and unit is None:
-        notes.append("the fit has no bootstrap draws: no interval (refit with bootstrap=N)")
-    if table["trivial"].any():
-        notes.append(
-            "some targets are already met at the smallest capacity searched (or at "
-            "every length): estimate set to the search bound / inf"
-        )
-    flag = _capacity_use(table, inv, cap, mode, data, entropy_bits, notes)
-    return CapacityPrediction(
-        table=table,
-        quantity=cap if mode == "capacity" else "length",
-        level=level,
-        notes=tuple(dict.fromkeys(notes)),
-        flags=inv.flags(table) + ((flag,) if flag else ()) + _few_clusters_flag(fit, unit),
-        draw_values=np.vstack(dvals) if dvals else None,
-    )
+        ]
+    return ["the fit has no bootstrap draws: no interval (refit with bootstrap=N)"]
 
 
 def _constant_entropy(data) -> float | None:
