@@ -92,43 +92,10 @@ class _PredictionMixin:
         if cluster is not None:
             return self._predict_over_clusters(cols, interval, level, warn, cluster)
         X = [cols[c] for c in self.inputs]
-        theta = self.theta[None, :]
-        mean = self._eval(theta, X)[0]
-        dof = self.gof["dof"]
-        a = (1 - level) / 2
-        log = self.space == "log"
-        if self.boot is not None and not self.boot.degenerate:
-            d = self._good_draws()
-            P = self._eval(d, X)  # (R, m)
-            if interval == "prediction":
-                rng = np.random.default_rng(0)
-                e = np.asarray(self.boot.resid, float)
-                e = e[rng.integers(0, e.size, size=P.shape)]
-                with np.errstate(all="ignore"):
-                    P = np.exp(np.log(P) + e) if log else P + e
-            with np.errstate(all="ignore"):
-                lo, hi = np.nanquantile(P, a, axis=0), np.nanquantile(P, 1 - a, axis=0)
-        else:
-            eps = 1e-6
-            k = theta.shape[1]
-            G = np.empty((mean.size, k))
-            for j in range(k):
-                h = eps * max(1.0, abs(self.theta[j]))
-                t2 = theta.copy()
-                t2[0, j] += h
-                G[:, j] = (self._eval(t2, X)[0] - mean) / h
-            if log:
-                G = G / mean[:, None]
-            var = np.einsum("mi,ij,mj->m", G, self.cov_matrix, G)
-            if interval == "prediction":
-                var = var + self.sigma2
-            t = stats.t.ppf(1 - a, dof)
-            sd = np.sqrt(np.clip(var, 0, None))
-            if log:
-                with np.errstate(all="ignore"):
-                    lo, hi = mean * np.exp(-t * sd), mean * np.exp(t * sd)
-            else:
-                lo, hi = mean - t * sd, mean + t * sd
+        mean = self._eval(self.theta[None, :], X)[0]
+        bootstrap = self.boot is not None and not self.boot.degenerate
+        band = self._bootstrap_band if bootstrap else self._delta_band
+        lo, hi = band(X, mean, interval, level)
         extra = self._extrapolated(cols, warn)
         out = pd.DataFrame({c: cols[c] for c in self.inputs})
         out["mean"], out["low"], out["high"], out["extrapolated"] = mean, lo, hi, extra
@@ -137,30 +104,73 @@ class _PredictionMixin:
                 "interval": interval,
                 "confidence_level": level,
                 "level": level,
-                "method": "bootstrap" if self.boot is not None else "delta",
-                "flags": (),
+                "method": "bootstrap" if bootstrap else "delta",
+                "flags": self._few_clusters_flags(interval),
             }
         )
-        if self.few_clusters:
-            better = {
-                "confidence": "law_mean_interval) gives the mean law's",
-                "prediction": "law_prediction_interval) gives a new cell's",
-            }[interval]
-            out.attrs["flags"] = (
-                Flag(
-                    "few_clusters",
-                    f"the interval comes from a bootstrap over {self.boot.n_clusters} "
-                    "clusters, too narrow (docs/lawfit.md, calibration); "
-                    f"predict(..., cluster={self.boot.unit!r}) (lawfit.robust.{better} "
-                    "interval, calibrated down to 3 clusters",
-                ),
-            )
         if {"n_params", "length"} <= set(self.inputs) and self.response == "loss_reduction":
             from lawfit.capacity import prediction_capacity_use
 
             out["bits_per_param"], kind, flags = prediction_capacity_use(self, out, entropy_bits)
             out.attrs.update(bits_kind=kind, flags=tuple(out.attrs["flags"]) + tuple(flags))
         return out
+
+    def _bootstrap_band(self, X, mean, interval: str, level: float):
+        """Percentile band of the law over the bootstrap draws at the inputs ``X``.
+
+        A prediction band adds a resampled residual to each draw (on the log scale for a
+        law fitted in log space), from a fixed generator so that it is reproducible.
+        """
+        a = (1 - level) / 2
+        P = self._eval(self._good_draws(), X)  # (R, m)
+        if interval == "prediction":
+            rng = np.random.default_rng(0)
+            e = np.asarray(self.boot.resid, float)
+            e = e[rng.integers(0, e.size, size=P.shape)]
+            with np.errstate(all="ignore"):
+                P = np.exp(np.log(P) + e) if self.space == "log" else P + e
+        with np.errstate(all="ignore"):
+            return np.nanquantile(P, a, axis=0), np.nanquantile(P, 1 - a, axis=0)
+
+    def _delta_band(self, X, mean, interval: str, level: float):
+        """Delta-method band (t quantile on the fit's dof), multiplicative in log space."""
+        theta = self.theta[None, :]
+        log = self.space == "log"
+        G = np.empty((mean.size, theta.shape[1]))
+        for j in range(theta.shape[1]):  # forward differences of the law in each parameter
+            h = 1e-6 * max(1.0, abs(self.theta[j]))
+            t2 = theta.copy()
+            t2[0, j] += h
+            G[:, j] = (self._eval(t2, X)[0] - mean) / h
+        if log:
+            G = G / mean[:, None]
+        var = np.einsum("mi,ij,mj->m", G, self.cov_matrix, G)
+        if interval == "prediction":
+            var = var + self.sigma2
+        t = stats.t.ppf(1 - (1 - level) / 2, self.gof["dof"])
+        sd = np.sqrt(np.clip(var, 0, None))
+        if log:
+            with np.errstate(all="ignore"):
+                return mean * np.exp(-t * sd), mean * np.exp(t * sd)
+        return mean - t * sd, mean + t * sd
+
+    def _few_clusters_flags(self, interval: str) -> tuple[Flag, ...]:
+        """Return the ``few_clusters`` flag (none or one), naming the calibrated interval."""
+        if not self.few_clusters:
+            return ()
+        better = {
+            "confidence": "law_mean_interval) gives the mean law's",
+            "prediction": "law_prediction_interval) gives a new cell's",
+        }[interval]
+        return (
+            Flag(
+                "few_clusters",
+                f"the interval comes from a bootstrap over {self.boot.n_clusters} "
+                "clusters, too narrow (docs/lawfit.md, calibration); "
+                f"predict(..., cluster={self.boot.unit!r}) (lawfit.robust.{better} "
+                "interval, calibrated down to 3 clusters",
+            ),
+        )
 
     def _extrapolated(self, cols: dict, warn: bool, stacklevel: int = 3) -> np.ndarray:
         """Flag the points outside the fitted input ranges; warn (at the caller's) if asked."""

@@ -192,6 +192,7 @@ def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
     assert res.exponent_correlation.attrs["source"] == "asymptotic covariance"
     pred = res.predict(rank=2, length=256, warn=False)  # the delta method instead
     assert (pred["low"] < pred["mean"]).all() and (pred["mean"] < pred["high"]).all()
+    assert pred.attrs["method"] == "delta"  # and says so, not "bootstrap"
     ci = res.conf_int("cluster")
     assert np.isfinite(ci[["low", "high"]].to_numpy()).all()
     # the report's summary row shows that interval instead of [nan, nan], and says so
