@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,17 @@ def test_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "Parametric Memory Law" in out and "examples:" in out and "lawfit fit" in out
+
+
+def test_python_dash_m_runs_the_same_command(nc):
+    """``python -m lawfit`` is the ``lawfit`` script: its help, and its errors' exit code."""
+    run = [sys.executable, "-m", "lawfit"]
+    help_ = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=120)
+    assert help_.returncode == 0 and help_.stdout.startswith("usage: lawfit ")
+    bad = subprocess.run(
+        [*run, "fit", str(nc.with_name("absent.nc"))], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "lawfit fit: error:" in bad.stderr and "absent.nc" in bad.stderr
 
 
 def test_no_command_prints_help(capsys):
