@@ -212,6 +212,16 @@ def _add_share_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    """Return the installed version (``collect`` ships in the ``lawfit`` distribution)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lawfit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``collect`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -221,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"collect {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_run_parser,

@@ -340,6 +340,16 @@ def test_cli_help_lists_commands(capsys):
         assert word in text
 
 
+def test_cli_version_is_the_packages(capsys):
+    """``collect --version`` prints the installed lawfit distribution's version, as lawfit's."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        collect_main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"collect {version('lawfit')}"
+
+
 def test_merge_refuses_incomplete_when_asked(tmp_path, tiny_sweep):
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(tiny_sweep()))
