@@ -352,6 +352,30 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         raise CollectError(
             f"unknown top-level sweep keys {sorted(unknown)}; known: {sorted(known)}."
         )
+    grids, blocks = _grid_blocks(raw)
+    train = _train_section(raw)
+    data = _data_section(raw, grids, blocks)
+    data["dtype"] = _autocast_model_dtype(train, data.get("dtype"))
+    minutes = data.get("checkpoint_minutes", 10.0)
+    return SweepConfig(
+        name=str(raw.get("name", "sweep")),
+        grids=tuple(grids),
+        train=train,
+        data_seed=int(data.get("data_seed", 0)),
+        source=_check_source(data.get("source")),
+        device=data.get("device"),
+        dtype=data.get("dtype"),
+        threads=data.get("threads"),
+        pack_prompts=data.get("pack_prompts", True),
+        checkpoint_minutes=float(minutes),
+    )
+
+
+def _grid_blocks(raw: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """Each ``[[grid]]`` block over ``[defaults]`` and top-level axes, checked, by priority.
+
+    Returns the merged, checked grids and the blocks as written (same order).
+    """
     defaults = {**DEFAULTS, **{k: _as_list(k, v) for k, v in raw.get("defaults", {}).items()}}
     top = {k: _as_list(k, raw[k]) for k in AXES if k in raw}
     defaults.update(top)
@@ -374,14 +398,27 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
             )
         merged = {**defaults, **{k: _as_list(k, v) for k, v in block.items()}}
         grids.append(_check_block(merged, f"[[grid]] block {i}"))
+    return grids, blocks
+
+
+def _train_section(raw: dict[str, Any]) -> TrainConfig:
+    """Check the ``[train]`` table and return it as a :class:`TrainConfig`."""
     train_raw = dict(raw.get("train", {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = set(train_raw) - fields
     if bad:
         raise CollectError(f"unknown [train] keys {sorted(bad)}; known: {sorted(fields)}.")
-    train = TrainConfig(**_check_train(train_raw))
+    return TrainConfig(**_check_train(train_raw))
+
+
+def _data_section(raw: dict[str, Any], grids: list[dict], blocks: list[dict]) -> dict:
+    """Check the ``[data]`` table; set its sweep-wide ``data_seed`` on every grid.
+
+    That older form says every cell uses one target sequence, so a ``data_seeds`` axis
+    written anywhere must agree with it.
+    """
     data = dict(raw.get("data", {}))
-    if "data_seed" in data:  # the earlier, sweep-wide form: one target sequence for every cell
+    if "data_seed" in data:
         seed = data["data_seed"]
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise CollectError(f"[data] data_seed must be an integer >= 0, got {seed!r}.")
@@ -404,20 +441,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     if bad:
         raise CollectError(f"unknown [data] keys {sorted(bad)}; known: {sorted(DATA_KEYS)}.")
     _check_data(data)
-    data["dtype"] = _autocast_model_dtype(train, data.get("dtype"))
-    minutes = data.get("checkpoint_minutes", 10.0)
-    return SweepConfig(
-        name=str(raw.get("name", "sweep")),
-        grids=tuple(grids),
-        train=train,
-        data_seed=int(data.get("data_seed", 0)),
-        source=_check_source(data.get("source")),
-        device=data.get("device"),
-        dtype=data.get("dtype"),
-        threads=data.get("threads"),
-        pack_prompts=data.get("pack_prompts", True),
-        checkpoint_minutes=float(minutes),
-    )
+    return data
 
 
 def load_config(path: str | Path) -> SweepConfig:
