@@ -18,7 +18,7 @@ import pandas as pd
 from lawfit import _validate as V
 from lawfit.budget import with_still_improving
 from lawfit.capacity import bits_per_parameter, largest_bits
-from lawfit.carriers.bits_bootstrap import _ratios
+from lawfit.carriers.bits_bootstrap import _ratios, unbalanced_clusters
 from lawfit.carriers.frame import _one_setting, carrier_of, knob_value
 from lawfit.carriers.smallest_carrier import CarrierCapacity, _smallest_carriers
 from lawfit.data import load_data, with_n_bytes
@@ -131,7 +131,9 @@ def carrier_bits(
     capacity cells (bits per byte: of bits / n_bytes). The interval resamples the capacity
     cells (``unit="cell"``, within each carrier) or whole clusters (``"seed"``,
     ``"data_seed"``, ``"run"``: shared by every carrier), the chosen lengths held fixed, and
-    is widened for few units (Hesterberg's expanded percentile interval).
+    is widened for few units (Hesterberg's expanded percentile interval). A cluster
+    interval of a carrier some of whose sizes lack a cluster it has at others is flagged
+    ``unbalanced_clusters``: it cannot see those sizes' spread between clusters.
 
     Parameters
     ----------
@@ -184,6 +186,17 @@ def carrier_bits(
                 f"{', '.join(no_interval)}: every bootstrap draw gives the same mean "
                 f"(capacity cells in one {unit} cluster, or one cell): no interval (NaN); "
                 "collect the capacity sizes on more target sequences, or use unit='cell'",
+            )
+        )
+    thin = unbalanced_clusters(cells, unit) if bootstrap else []
+    if thin:
+        flags.append(
+            Flag(
+                "unbalanced_clusters",
+                f"{'; '.join(thin)}: the bootstrap resamples each size's cells only in the "
+                "clusters it was collected in, so those carriers' intervals miss part of the "
+                "spread between clusters and can be much too narrow; collect every capacity "
+                "size on every cluster before quoting them",
             )
         )
     if table["n_still_improving"].gt(0).any():

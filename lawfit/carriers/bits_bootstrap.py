@@ -145,3 +145,29 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
     if not bootstrap:
         return None, cl
     return gen.multinomial(g, np.full(g, 1 / g), size=bootstrap)[:, cl].astype(float), cl
+
+
+def unbalanced_clusters(cells: pd.DataFrame, unit: str) -> list[str]:
+    """Carriers some of whose sizes lack a cluster the carrier has at another size.
+
+    A cluster bootstrap resamples such a size's cells only where they were collected, so
+    it sees that size's spread between clusters in part or not at all: the interval can be
+    much narrower than the uncertainty. Returns one description per such carrier (none for
+    ``unit="cell"``).
+    """
+    if unit == "cell" or cells.empty:
+        return []
+    runs = with_runs(cells)
+    cl = cluster_index(runs, unit, fix="unit='cell'")
+    name = cluster_column(runs, unit)
+    out = []
+    for carrier, sub in cells.assign(_cluster=cl).groupby("carrier", sort=True):
+        have = sub["_cluster"].nunique()
+        per_size = sub.groupby("knob")["_cluster"].nunique()
+        thin = int((per_size < have).sum())
+        if thin:
+            out.append(
+                f"{carrier} ({thin} of {len(per_size)} sizes on fewer than its {have} "
+                f"{name} clusters)"
+            )
+    return out

@@ -357,6 +357,25 @@ def test_a_carrier_measured_on_one_cluster_gets_no_interval_and_a_flag(sweep):
     assert np.isfinite(row["n_params_estimate"])
 
 
+def test_a_size_missing_from_a_cluster_is_flagged_as_unbalanced(sweep):
+    """A carrier's smallest size collected on one seed only: its cluster interval is suspect.
+
+    The bootstrap cannot see that size's spread between seeds, so the flag names the carrier
+    and how many of its sizes are short; balanced carriers and cell resampling are not flagged.
+    """
+    thin = sweep.copy(deep=True)
+    short = (thin["modules"] == "kv:1@20") & (thin["seed"] == 1)
+    thin["status"] = thin["status"].where(~short, "not_run")
+    res = carrier_bits(thin, bootstrap=200, unit="seed", rng=0)
+    (flag,) = [f for f in res.flags if f.code == "unbalanced_clusters"]
+    assert flag.message.startswith("kv@20 (1 of 3 sizes on fewer than its 2 seed clusters):")
+    assert "mlp_block" not in flag.message and "memtok" not in flag.message
+    balanced = carrier_bits(sweep, bootstrap=200, unit="seed", rng=0)
+    assert "unbalanced_clusters" not in {f.code for f in balanced.flags}
+    by_cell = carrier_bits(thin, bootstrap=200, unit="cell", rng=0)
+    assert "unbalanced_clusters" not in {f.code for f in by_cell.flags}
+
+
 def test_a_carrier_storing_its_most_at_the_longest_target_is_a_lower_bound():
     """Bits that still grow at the longest target say only that capacity is at least that."""
     ds = synthetic_carrier_dataset(TRUTH, lengths=LENGTHS, tokens=False, rng=0)
