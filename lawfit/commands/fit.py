@@ -122,13 +122,13 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster, in
     import pandas as pd
 
     for where, one in _each_fit(res):
-        tables = {
-            f"{level:.0%} prediction intervals (a new cell; from the fit's "
-            f"{'bootstrap' if one.boot is not None else 'delta method'})": [
-                one.predict(interval="prediction", confidence_level=level, **_as_lists(pt))
-                for pt in points
-            ]
-        }
+        rows = [
+            one.predict(interval="prediction", confidence_level=level, **_as_lists(pt))
+            for pt in points
+        ]
+        # predict's own label: a degenerate bootstrap falls back to the delta method
+        source = "bootstrap" if rows[0].attrs["method"] == "bootstrap" else "delta method"
+        tables = {f"{level:.0%} prediction intervals (a new cell; from the fit's {source})": rows}
         if cluster:
             tables.update(_cluster_tables(one, points, level, cluster, in_cluster))
         for what, rows in tables.items():

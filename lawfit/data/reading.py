@@ -196,7 +196,9 @@ def as_dataset(data):
     """Like :func:`load_data`, but always an :class:`xarray.Dataset`.
 
     A tidy DataFrame becomes a Dataset indexed by its contract dims (``rank``,
-    ``length``, ``seed``, ``token``, ...), for the token-level analyses.
+    ``length``, ``seed``, ``token``, ...), for the token-level analyses. Its rows are the
+    cells collected (``status`` "ok" unless the table has a ``status`` column); the other
+    cells of the grid their coordinates span read ``status`` "not_run".
     """
     data = load_data(data)
     if not isinstance(data, pd.DataFrame):
@@ -212,11 +214,14 @@ def as_dataset(data):
             f"the DataFrame has several rows for the same {dims}; expected one "
             "row per cell (and token). Drop the duplicates."
         )
-    ds = data.set_index(dims).to_xarray()
+    # a cell the table does not list was not collected: "not_run", never an "ok" cell of NaNs
+    listed = data if "status" in data.columns else data.assign(status="ok")
+    ds = listed.set_index(dims).to_xarray()
     for name in list(ds.data_vars):
         inner = [d for d in _INNER_DIMS if d in ds[name].dims]
         if inner and name not in _INNER_VARS:  # a cell variable repeated on every token row
             ds[name] = _constant_along(ds[name], inner)
+    ds["status"] = ds["status"].where(ds["status"].notnull(), "not_run").astype(object)
     return ds
 
 

@@ -169,12 +169,8 @@ def test_the_command_line_prints_the_cluster_robust_intervals(tmp_path, capsys):
     assert ci.to_string() in out
 
 
-def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
-    """Like the law sweep's first identified fit: each sequence alone cannot identify the law.
-
-    Two clusters have three distinct resamples; both single-sequence ones are unidentifiable,
-    so every usable replicate is the original data and a percentile interval has zero width.
-    """
+def two_sequences_neither_identifying_the_law():
+    """Cells on two sequences, each too few for the 4-parameter law alone (a CSV-able frame)."""
     df = sweep(2, 5, ranks=(1, 2, 4), lengths=(128, 512, 2048))
     df = df[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
     df = df.rename(columns={"seed": "data_seed"})
@@ -182,6 +178,33 @@ def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
     second = (df["data_seed"] == 1) & ((df["rank"] == 4) | (df["length"] == 128))
     df = df[first | second & ~df.set_index(["rank", "length"]).index.isin([(2, 128)])]
     assert df.groupby("data_seed").size().max() <= 4  # neither alone identifies 4 parameters
+    return df
+
+
+def test_the_command_line_names_the_delta_method_where_the_bootstrap_is_degenerate(
+    tmp_path, capsys
+):
+    """`lawfit fit --at` labels its prediction intervals by what computed them."""
+    from lawfit.cli import main
+
+    path = tmp_path / "two.csv"
+    two_sequences_neither_identifying_the_law().to_csv(path, index=False)
+    args = ["fit", str(path), "--exclude", "none", "--bootstrap", "200", "--unit", "data_seed"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*args, "--at", "rank=2,length=256"]) == 0
+    out = capsys.readouterr().out
+    assert "prediction intervals (a new cell; from the fit's delta method)" in out
+    assert "from the fit's bootstrap" not in out
+
+
+def test_a_two_sequence_cluster_bootstrap_gives_no_interval_and_says_why():
+    """Like the law sweep's first identified fit: each sequence alone cannot identify the law.
+
+    Two clusters have three distinct resamples; both single-sequence ones are unidentifiable,
+    so every usable replicate is the original data and a percentile interval has zero width.
+    """
+    df = two_sequences_neither_identifying_the_law()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = lawfit.fit(df, exclude=None, bootstrap=200, unit="data_seed", rng=0)

@@ -238,6 +238,26 @@ def test_newer_schema_version_refused(tmp_path, ds):
         lawfit.phase_transition(tmp_path / "n.nc")
 
 
+def test_a_table_that_skips_cells_reads_them_as_not_run(ds, tmp_path):
+    """The grid a tidy table spans holds cells it does not list: those were not collected.
+
+    They read ``status`` "not_run" (not "ok" cells of NaN, which the fit refuses), and the
+    command line fits the CSV as the API fits the frame.
+    """
+    from lawfit.cli import main
+
+    df = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    df = df.iloc[1:].drop(index=[5, 9])  # three cells of the grid not in the table
+    back = as_dataset(df)
+    assert set(np.unique(back["status"].values)) == {"ok", "not_run"}
+    assert int((back["status"] == "not_run").sum()) == 3
+    assert bool(back["loss_reduction"].where(back["status"] == "ok").notnull().sum() == len(df))
+    df.to_csv(tmp_path / "skips.csv", index=False)
+    assert main(["fit", str(tmp_path / "skips.csv"), "--exclude", "none"]) == 0
+    with_status = as_dataset(df.assign(status="ok"))
+    assert int((with_status["status"] == "not_run").sum()) == 3
+
+
 def test_dataframe_reaches_token_analyses(tokens):
     df = tokens[["p_after", "p_before", "greedy_correct", "entry", "status"]].to_dataframe()
     back = as_dataset(df.reset_index())
