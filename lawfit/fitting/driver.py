@@ -223,6 +223,35 @@ def _fit_meta(exclude, conv: bool, space_choice) -> dict:
     }
 
 
+def _start(p0, form):
+    """Return the user's starting values as one row over the form's parameters (or None)."""
+    if p0 is None:
+        return None
+    return np.array([[p0.get(p, 0.0) for p in form.params]], float)
+
+
+def _with_loss(model, global_fit, y, space, loss, huber_delta):
+    """Refine the least-squares fit under ``loss``; return ``(theta, obj, conv, delta)``.
+
+    ``delta`` is the Huber scale (1.0, unused, for least squares).
+    """
+    theta, obj, conv = global_fit[:3]
+    if loss != "huber":
+        return theta, obj, conv, 1.0
+    delta = _huber_scale(model, theta, y, space, huber_delta)
+    th, ob, cv, _ = vp.lm(
+        model,
+        theta[None],
+        y[None, :],
+        np.ones((1, y.size)),
+        space=space,
+        loss="huber",
+        delta=delta,
+        mode="full",
+    )
+    return th[0], float(ob[0]), bool(cv[0]), delta
+
+
 def _fit_one(
     frame,
     excl,
@@ -257,18 +286,8 @@ def _fit_one(
     model = vp.Model(form.func, form.jac, X, form.params, form.linear, lo, hi)
     Y = y[None, :]
     W = np.ones((1, n))
-    p0_vec = None
-    if p0 is not None:
-        p0_vec = np.array([[p0.get(p, 0.0) for p in form.params]], float)
-    delta = 1.0
-    space, space_choice, global_fit = _fit_in_space(model, y, p0_vec, form, space)
-    theta, obj, conv = global_fit[:3]
-    if loss == "huber":
-        delta = _huber_scale(model, theta, y, space, huber_delta)
-        th, ob, cv, _ = vp.lm(
-            model, theta[None], Y, W, space=space, loss="huber", delta=delta, mode="full"
-        )
-        theta, obj, conv = th[0], float(ob[0]), bool(cv[0])
+    space, space_choice, global_fit = _fit_in_space(model, y, _start(p0, form), form, space)
+    theta, obj, conv, delta = _with_loss(model, global_fit, y, space, loss, huber_delta)
     dof = n - k
     cov, s2, resid = vp.covariance(model, theta[None], Y, W, space, loss, delta, dof)
     fitted = np.array(model.f(theta[None]))[0]
