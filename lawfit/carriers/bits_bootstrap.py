@@ -148,7 +148,7 @@ def _bootstrap_weights(cells, labels, bootstrap, unit, gen, notes):
 
 
 def unbalanced_clusters(cells: pd.DataFrame, unit: str) -> list[str]:
-    """Carriers some of whose sizes lack a cluster the carrier has at another size.
+    """Describe the carriers some of whose sizes lack a cluster they have at another size.
 
     A cluster bootstrap resamples such a size's cells only where they were collected, so
     it sees that size's spread between clusters in part or not at all: the interval can be
