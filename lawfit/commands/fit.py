@@ -122,13 +122,16 @@ def _print_points(res, points: list[dict[str, float]], level: float, cluster, in
     import pandas as pd
 
     for where, one in _each_fit(res):
-        rows = [
+        predicted = [
             one.predict(interval="prediction", confidence_level=level, **_as_lists(pt))
             for pt in points
         ]
         # predict's own label: a degenerate bootstrap falls back to the delta method
-        source = "bootstrap" if rows[0].attrs["method"] == "bootstrap" else "delta method"
-        tables = {f"{level:.0%} prediction intervals (a new cell; from the fit's {source})": rows}
+        method = predicted[0].attrs["method"]
+        source = "bootstrap" if method == "bootstrap" else "delta method"
+        tables = {
+            f"{level:.0%} prediction intervals (a new cell; from the fit's {source})": predicted
+        }
         if cluster:
             tables.update(_cluster_tables(one, points, level, cluster, in_cluster))
         for what, rows in tables.items():
