@@ -70,8 +70,13 @@ def default_ceiling(device: str | None) -> float:
     return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def _batch_tokens(loaded, key: CellKey, config: SweepConfig) -> int:
-    """Tokens of one training batch of ``key`` (prompts + targets)."""
+def batch_tokens(loaded, key: CellKey, config: SweepConfig) -> int:
+    """Tokens of one training batch of ``key``: prompts + targets, before packing.
+
+    Long-context cells hold one prompt and ``key.length`` target tokens; a PhoneBook batch
+    holds a prompt per entry, about 4.5 tokens per target token on SmolLM2 (counted on
+    :data:`SAMPLE_LENGTH` target tokens, then scaled).
+    """
     from collect.probe import prompt_ids
     from collect.tasks import build_task
 
@@ -81,7 +86,7 @@ def _batch_tokens(loaded, key: CellKey, config: SweepConfig) -> int:
         loaded.tokenizer,
         sample,
         random_ratio=key.random_ratio if key.task == "long_context" else 0.0,
-        data_seed=config.data_seed,
+        data_seed=key.data_seed,
         source=config.source_for(key.task),
     )
     prompts = sum(len(prompt_ids(loaded.tokenizer, e.key)) for e in entries)
@@ -134,7 +139,7 @@ def estimate_cell(
         state_bytes = trainable_state_bytes(loaded, key.modules, key.rank)
     sizes = _model_sizes(loaded)
     width = torch.finfo(loaded.dtype).bits // 8
-    tokens = _batch_tokens(loaded, key, config)
+    tokens = batch_tokens(loaded, key, config)
     per_token = sizes["layers"] * (
         _ACT_PER_HIDDEN * sizes["hidden"] + _ACT_PER_INTERMEDIATE * sizes["intermediate"]
     )

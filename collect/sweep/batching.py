@@ -21,10 +21,12 @@ def _group(key: CellKey) -> tuple:
     return (key.model, key.task, key.random_ratio, key.length, key.data_seed)
 
 
-#: ``batch_cells = "auto"`` on a GPU: cells per batch, and the target tokens a batch may hold
+#: ``batch_cells = "auto"`` on a GPU: cells per batch, and the batch tokens a batch may hold
 #: (one replica of the batch per cell). For SmolLM2 a target token costs about 1 MB in a
 #: training step (float32 logits over 49,152 tokens, their log-softmax and gradient, and the
-#: activations of the layers above the adapter), so 32,768 tokens take about 32 GB.
+#: activations of the layers above the adapter), so 32,768 tokens take about 32 GB; a prompt
+#: token (PhoneBook's names and chat template) costs only its activations, so counting it as
+#: a whole token keeps the batch inside that.
 AUTO_BATCH_MAX_CELLS = 16
 
 
@@ -45,14 +47,20 @@ def check_batch_cells(batch_cells: int | str) -> int | str:
 
 
 def cells_per_batch(
-    batch_cells: int | str, device, key: CellKey, tokens: int = AUTO_BATCH_TOKENS
+    batch_cells: int | str,
+    device,
+    key: CellKey,
+    tokens: int = AUTO_BATCH_TOKENS,
+    cell_tokens: Callable[[CellKey], int] | None = None,
 ) -> int:
     """How many cells like ``key`` to train together on ``device`` (1: one by one).
 
-    ``"auto"`` batches on a CUDA device only, as many cells as ``tokens`` target tokens allow
+    ``"auto"`` batches on a CUDA device only, as many cells as ``tokens`` batch tokens allow
     (:data:`AUTO_BATCH_TOKENS`; a worker of several sharing one GPU gets its share, so that
-    together they hold what one process would), at most :data:`AUTO_BATCH_MAX_CELLS`. On the
-    CPU a batch of four
+    together they hold what one process would), at most :data:`AUTO_BATCH_MAX_CELLS`.
+    ``cell_tokens(key)`` gives one cell's batch tokens, prompts included
+    (:func:`collect.preflight.batch_tokens`; called only then; default ``key.length``): a
+    PhoneBook cell's batch is about 4.5 times its target length. On the CPU a batch of four
     SmolLM2-sized cells was only 1.11x faster than the cells one after another
     (``benchmarks/bench_batched.py``, ``benchmarks/GPU_RUN.md``), and one by one keeps new
     CPU cells bit-identical to the ones already collected.
@@ -61,7 +69,8 @@ def cells_per_batch(
         return int(batch_cells)
     if getattr(device, "type", str(device)) != "cuda":
         return 1
-    return max(1, min(AUTO_BATCH_MAX_CELLS, tokens // max(key.length, 1)))
+    per_cell = key.length if cell_tokens is None else cell_tokens(key)
+    return max(1, min(AUTO_BATCH_MAX_CELLS, tokens // max(per_cell, 1)))
 
 
 def _batch_group(key: CellKey) -> tuple:

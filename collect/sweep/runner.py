@@ -120,7 +120,7 @@ def run_sweep(
         (:mod:`collect.warmstart`); a cell whose source is nowhere and not pending in this run
         is refused before anything trains.
     batch_tokens : int
-        The target tokens a ``batch_cells="auto"`` batch may hold on a GPU
+        The batch tokens (prompts and targets) a ``batch_cells="auto"`` batch may hold on a GPU
         (:data:`collect.sweep.AUTO_BATCH_TOKENS`; :func:`run_workers` gives each of its
         processes an equal share).
 

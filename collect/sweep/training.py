@@ -6,6 +6,7 @@ with :func:`collect.probe.run_cell` or :func:`collect.batched.run_cells_batched`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from collect.config import CellKey, SweepConfig
 from collect.errors import CollectError
 from collect.models import load_model
 from collect.objectives import budget_dependent
+from collect.preflight import batch_tokens
 from collect.probe import run_cell
 from collect.progress import SweepProgress
 from collect.sharing import (
@@ -286,10 +288,11 @@ def _run_cells(ctx: _Context, todo: list[CellKey]) -> None:
         check_precision(out_dir, where["dtype"])
         targets: dict[tuple, _Target] = {}
 
-        def size_of(key: CellKey, device=loaded.device) -> int:
+        def size_of(key: CellKey, loaded=loaded) -> int:
             if ctx.warm_dirs:  # warm-started cells train one by one
                 return 1
-            return cells_per_batch(batching.cells, device, key, batching.tokens)
+            tokens_of = functools.partial(batch_tokens, loaded, config=config)
+            return cells_per_batch(batching.cells, loaded.device, key, batching.tokens, tokens_of)
 
         for unit in batch_units(model_keys, size_of, config.train):
             if deadline is not None and deadline.passed():

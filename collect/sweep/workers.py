@@ -69,7 +69,7 @@ def run_workers(
         Passed to :func:`run_sweep` in each worker (``batch_cells``, ``extend_from``, ...);
         not ``progress``, ``shard``, ``deadline`` or ``batch_tokens``, which this sets: each
         worker's ``"auto"`` batches hold ``1 / workers`` of
-        :data:`collect.sweep.AUTO_BATCH_TOKENS` target tokens, so that together they take the
+        :data:`collect.sweep.AUTO_BATCH_TOKENS` batch tokens, so that together they take the
         GPU memory one process would.
 
     Returns

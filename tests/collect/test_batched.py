@@ -176,6 +176,52 @@ def test_auto_batches_on_a_gpu_only_and_fewer_long_cells():
     assert cells_per_batch("auto", _Device("cuda"), _key(length=2048)) == 16
 
 
+def test_auto_batches_count_each_cells_whole_batch():
+    """A PhoneBook cell's prompts fill the batch too: 4.5 batch tokens per target token."""
+    asked = []
+
+    def phonebook_tokens(key):
+        asked.append(key)
+        return round(4.5 * key.length)
+
+    cuda, key = _Device("cuda"), _key(length=2048)
+    assert cells_per_batch("auto", cuda, key, cell_tokens=phonebook_tokens) == 3
+    assert cells_per_batch("auto", cuda, _key(length=8192), cell_tokens=phonebook_tokens) == 1
+    assert asked == [key, _key(length=8192)]
+    # one by one on the CPU, or a size given: the batch is not even counted
+    assert cells_per_batch("auto", _Device("cpu"), key, cell_tokens=phonebook_tokens) == 1
+    assert cells_per_batch(4, cuda, key, cell_tokens=phonebook_tokens) == 4
+    assert len(asked) == 2
+
+
+def test_a_sweep_sizes_auto_batches_by_each_cells_batch_tokens(tmp_path, tiny_sweep, monkeypatch):
+    """On a GPU (faked: only the device's type is read) PhoneBook batches count their prompts."""
+    import collect.sweep.training as training
+
+    sizes = {}
+
+    def on_a_gpu(batch_cells, device, key, tokens, cell_tokens=None):
+        sizes[key] = cells_per_batch(batch_cells, _Device("cuda"), key, tokens, cell_tokens)
+        return sizes[key]
+
+    monkeypatch.setattr(training, "cells_per_batch", on_a_gpu)
+    grid = [
+        {"tasks": ["long_context"], "random_ratios": [1.0]},
+        {"tasks": ["phonebook"], "methods": ["sft"]},
+    ]
+    defaults = {**tiny_sweep()["defaults"], "modules": [MODULES], "lengths": [20]}
+    config = config_from_dict(tiny_sweep(grid=grid, defaults=defaults))
+    out = tmp_path / "g"
+    ds = run_sweep(
+        config, out, progress=False, merge_to=out / "g.nc", batch_cells="auto", batch_tokens=100
+    )
+    assert ds.attrs["complete"] == "true"
+    # the tiny tokenizer: a long-context batch of 20 target tokens holds 53 tokens (one at a
+    # time), a PhoneBook batch 44 (two together); by target tokens alone both would be 5
+    by_task = {key.task: size for key, size in sizes.items()}
+    assert by_task == {"long_context": 1, "phonebook": 2}
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "many", True])
 def test_bad_batch_sizes_are_refused(bad):
     with pytest.raises(CollectError, match="batch_cells must be 'auto' or an integer >= 1"):

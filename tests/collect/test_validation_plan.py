@@ -74,6 +74,24 @@ def test_estimate_grows_with_length(tiny_sweep):
     assert a.memory_bytes > 164_480 * 4
 
 
+def test_batch_tokens_count_the_prompts_a_cell_trains_on(tiny_sweep):
+    """Long context: one prompt before the target; PhoneBook: a prompt per entry."""
+    from collect.models import load_skeleton
+    from collect.preflight import batch_tokens
+    from collect.probe import prompt_ids
+    from collect.tasks import build_task
+
+    config = config_from_dict(tiny_sweep())  # both tasks, lengths 20 and 40
+    loaded = load_skeleton("tiny-random")
+    for key in config.cells():
+        got = batch_tokens(loaded, key, config)
+        if key.task == "long_context":
+            entries = build_task("long_context", loaded.tokenizer, key.length, random_ratio=1.0)
+            assert got == key.length + len(prompt_ids(loaded.tokenizer, entries[0].key))
+        else:  # the names and the chat template outweigh the digits
+            assert got > 2 * key.length
+
+
 @pytest.mark.parametrize(
     ("modules", "rank", "copies"),
     [
