@@ -204,9 +204,10 @@ def preflight(
         raise CollectError(
             f"{len(too_big)} cell(s) are estimated above the memory ceiling of "
             f"{ceiling / 2**30:.1f} GiB, the largest {worst.key.slug()} at "
-            f"{worst.memory_bytes / 2**30:.1f} GiB ({worst.batch_tokens:,} batch tokens). "
-            "Lower the lengths, or raise the ceiling with --max-cell-memory GIB if the "
-            "machine really has it."
+            f"{worst.memory_bytes / 2**30:.1f} GiB ({worst.batch_tokens:,} batch tokens; a "
+            "rough upper bound, measured against real cells in docs/collect.md). Lower the "
+            "lengths, or raise the ceiling with --max-cell-memory GIB if the machine really "
+            "has it."
         )
     return out
 
