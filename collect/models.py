@@ -202,6 +202,10 @@ def gguf_file(spec: str) -> Path | None:
 
 #: the model names collect knows without a path or a hub id
 NAMED_MODELS = (*PACKAGED_GGUF, "tiny-random")
+_EXPECTED = (
+    f"Expected one of {', '.join(map(repr, NAMED_MODELS))}, a .gguf file, a local model "
+    "directory, or a hub id reachable from this machine."
+)
 
 
 def check_model_name(spec: str) -> None:
@@ -257,10 +261,7 @@ def load_tokenizer(spec: str):
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise CollectError(
-            f"could not load the tokenizer of {spec!r}: {err}. Expected 'smollm2', 'tiny-random', "
-            "a .gguf file, a local model directory, or a hub id reachable from this machine."
-        ) from err
+        raise CollectError(_unloadable_text(f"the tokenizer of {spec!r}", err)) from err
 
 
 def load_model(spec: str, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
@@ -309,10 +310,11 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
 
 
 def _unloadable(spec: str, err: Exception) -> CollectError:
-    return CollectError(
-        f"could not load model {spec!r}: {err}. Expected 'smollm2', 'tiny-random', a .gguf "
-        "file, a local model directory, or a hub id reachable from this machine."
-    )
+    return CollectError(_unloadable_text(f"model {spec!r}", err))
+
+
+def _unloadable_text(what: str, err: Exception) -> str:
+    return f"could not load {what}: {str(err).rstrip('. ')}. {_EXPECTED}"
 
 
 def load_skeleton(spec: str, *, dtype: str | None = None) -> LoadedModel:
