@@ -117,7 +117,8 @@ def check_fast_path(model, reference: Batch, fast: Forward) -> bool:
         got = fast.logits()
         # both logits are float32 here; the model's own precision sets how closely two
         # summation orders can agree (bf16 keeps 8 bits of mantissa). In place: no copies of
-        # the (targets x vocabulary) logits beyond these two (the check is a cell's peak)
+        # the (targets x vocabulary) logits beyond these two (the check is, after a training
+        # step, a cell's largest phase: benchmarks/memory_phases.py)
         tol = 1e-3 if model_dtype(model) == torch.float32 else 5e-2
         scale = torch.maximum(ref.max(), -ref.min()).clamp_min(1.0)
         return bool((got.sub_(ref).abs_().max() / scale) < tol)
