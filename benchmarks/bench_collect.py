@@ -27,6 +27,7 @@ cells.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -87,6 +88,7 @@ def main() -> None:
     runs = {}
     for name in (n for n in RUNS if n in wanted):
         train, pack, dtype = RUNS[name](args.max_steps)
+        train = dataclasses.replace(train, log_every=1)  # a time stamp at every step
         start = time.perf_counter()
         result, models[dtype], stamps = timed_cell(
             models[dtype],

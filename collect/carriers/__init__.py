@@ -7,18 +7,18 @@
 
 A carrier is attached like an adapter (:func:`collect.adapters.attach` hands a carrier spec
 here) and returns a :class:`CarrierAdapter`, so :func:`collect.probe.run_cell` trains and
-measures it unchanged. The memory positions are inserted inside the decoder's forward pass
-(a pre-hook prepends them, with their attention-mask entries and positions; a hook removes
-them from the output), so every caller, the batch layout and greedy decoding with a KV cache
-keep working on the target positions they already index. peft's prompt tuning does the same
-for ``PeftModel`` only; doing it on the decoder keeps the probe's own forward paths.
+measures it unchanged. ``memtok:m`` is ``memtok:m@0`` below: the vectors are read as the keys
+and values they produce at every layer, the same computation as m extra input positions in
+every row (one pass of the m positions instead of one per row), so every caller, the batch
+layout, packed prompts and greedy decoding with a KV cache keep working on the target
+positions they already index. peft's prompt tuning prepends the positions for ``PeftModel``
+only; reading them as a memory keeps the probe's own forward paths.
 
 Unlike a LoRA adapter (B = 0), memory tokens cannot start as an exact no-op: the vectors
 start as the embeddings of m random tokens, and a cell's ``loss_before``/``p_before`` are
 measured with them in place. ΔL is therefore relative to the untrained carrier, not to the
 bare model; the information bits (:mod:`lawfit.information`) do not depend on it. The
-prefix cache does not apply (the carrier changes what enters layer 0), and a packed batch
-(4-D attention mask) is refused, so the probe falls back to the plain batch with a warning.
+prefix cache does not apply (the carrier changes what enters layer 0).
 
 ``memtok:m@k``
     m trainable vectors inserted as m extra positions entering layer k: they are the hidden
@@ -29,8 +29,8 @@ prefix cache does not apply (the carrier changes what enters layer 0), and a pac
     recomputed from the vectors on every forward pass (:class:`_EnteringMemoryTokens`), and
     the probe's prefix cache (hidden states entering layer k, computed once per cell) and
     packed prompts apply. They start as the hidden states entering layer k of the m random
-    tokens ``memtok:m`` starts from; ``memtok:m@0`` is ``memtok:m`` read another way (same
-    start, same cell up to rounding). Like ``memtok:m`` they cannot start as a no-op.
+    tokens ``memtok:m`` starts from (``memtok:m@0`` and ``memtok:m`` are one carrier). Like
+    ``memtok:m`` they cannot start as a no-op.
 
 ``kv:m@k``
     A trainable KV prefix (prefix tuning; Cartridges): m trainable key and value slots per KV
@@ -54,7 +54,7 @@ prefix cache does not apply (the carrier changes what enters layer 0), and a pac
     empty while ``loss_before`` is measured (the bare model) and is written in place of
     training (:attr:`CarrierAdapter.write`: the cell runs 0 steps, stop reason ``written``).
 
-The KV carriers (and ``memtok:m@k``) enter the model through one attention function registered with
+The KV carriers (and memory tokens) enter the model through one attention function registered with
 transformers' ``AttentionInterface`` and given only to the attention modules that read a
 memory (through a copy of their config): it prepends the memory to the keys and values, lets
 every query read it, and calls the model's own ``sdpa`` or ``eager`` attention. A pre-hook on
@@ -69,7 +69,7 @@ The package is laid out by responsibility; every name below is importable from
   written before ``n_bytes`` was recorded (:func:`derived_n_bytes`).
 - ``adapter``: :class:`CarrierAdapter`, what attaching a carrier returns.
 - ``memtok``: memory tokens, ``memtok:m`` and ``memtok:m@k``.
-- ``kv_memory``: the KV-memory attention every KV carrier (and ``memtok:m@k``) is read
+- ``kv_memory``: the KV-memory attention every KV carrier (and memory tokens) is read
   through, the attention each position receives (:func:`received_attention`,
   :func:`allowed_keys`) and the frozen model's keys and values of a text
   (:func:`_read_keys_values`). Its ``QUERY_CHUNK`` (queries per block when the received

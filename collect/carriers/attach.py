@@ -5,7 +5,7 @@ from __future__ import annotations
 from collect.adapters import ModulesSpec
 from collect.carriers.adapter import CarrierAdapter
 from collect.carriers.kv import _attach_kv_prefix
-from collect.carriers.memtok import _attach_entering_memory_tokens, _attach_memory_tokens
+from collect.carriers.memtok import _attach_entering_memory_tokens
 from collect.carriers.skv import _attach_sparse_kv
 from collect.carriers.spec import CARRIER_SPECS, memory_size, parse_carrier
 from collect.errors import CollectError
@@ -58,10 +58,8 @@ def attach_carrier(
             f"rank; got rank={rank!r}. Use ranks = [1] for carrier cells."
         )
     kind = parsed.parts[0]
-    if kind == "memtok" and "@" in parsed.text:  # memtok:m@k
+    if kind == "memtok":  # memtok:m is memtok:m@0
         return _attach_entering_memory_tokens(model, parsed, rank, seed)
-    if kind == "memtok":
-        return _attach_memory_tokens(model, parsed, rank, seed)
     if kind == "kv":
         return _attach_kv_prefix(model, parsed, rank, tokenizer)
     return _attach_sparse_kv(model, parsed, rank)

@@ -1,9 +1,13 @@
 """Memory tokens: ``memtok:m`` (read before the key) and ``memtok:m@k`` (entering layer k).
 
-``memtok:m`` prepends m trainable vectors to every sequence in a decoder pre-hook and drops
-them from its output (:class:`_MemoryTokens`). ``memtok:m@k`` computes, on each first pass,
-the keys and values the vectors produce at layers k..L-1 and reads them as a KV memory
-(:class:`_EnteringMemoryTokens`, through :mod:`collect.carriers.kv_memory`).
+Both are m trainable vectors at positions 0..m-1, before the sequence: ``memtok:m`` enters
+layer 0 (it is ``memtok:m@0``), ``memtok:m@k`` layer k. Being earlier positions, their hidden
+states never depend on the sequence, so on each first pass the vectors run alone through
+layers k..L-1 and the keys and values they produce there are read as a KV memory
+(:class:`_EnteringMemoryTokens`, through :mod:`collect.carriers.kv_memory`). That is the same
+computation as m extra input positions in every row (``tests/collect/test_carriers.py``
+writes it out), with two savings: the m positions run once per pass instead of once per row,
+and packed prompts (a 4-D attention mask) apply.
 """
 
 from __future__ import annotations
@@ -12,77 +16,6 @@ from collect.adapters import ModulesSpec, decoder_layers, resolve_layers
 from collect.carriers.adapter import CarrierAdapter
 from collect.carriers.kv_memory import _install_kv_memory, _PositionShift, _zero_memory
 from collect.carriers.spec import memory_size
-
-
-class _MemoryTokens:
-    """The hooks that read m trainable vectors as extra positions before every sequence."""
-
-    def __init__(self, vectors) -> None:
-        self.vectors = vectors  # (m, hidden) parameter
-        self.m = vectors.shape[0]
-        self.strip = False
-
-    def before(self, decoder, args, kwargs):
-        """Prepend the memory positions (first pass) or shift positions (cached steps)."""
-        import torch
-
-        if args:
-            raise ValueError("memory tokens need the decoder called with keyword arguments")
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = cache.get_seq_length() if cache is not None else 0
-        embeds = kwargs.get("inputs_embeds")
-        if embeds is None:
-            embeds = decoder.get_input_embeddings()(kwargs["input_ids"])
-        rows, m = embeds.shape[0], self.m
-        mask, pos = kwargs.get("attention_mask"), kwargs.get("position_ids")
-        if mask is not None and mask.dim() != 2:
-            raise ValueError("memory tokens need a 2-D attention mask (no packed batches)")
-        self.strip = past == 0
-        if self.strip:
-            memory = self.vectors.to(embeds.dtype).unsqueeze(0).expand(rows, m, -1)
-            embeds = torch.cat([memory, embeds], dim=1)
-            if pos is not None:
-                first = torch.arange(m, device=pos.device).expand(pos.shape[0], m)
-                pos = torch.cat([first, pos + m], dim=1)
-        elif pos is not None:  # a decoding step: the cache already holds the memory
-            pos = pos + m
-        if mask is not None:
-            mask = torch.cat([mask.new_ones(mask.shape[0], m), mask], dim=1)
-        kwargs.update(input_ids=None, inputs_embeds=embeds, attention_mask=mask, position_ids=pos)
-        return args, kwargs
-
-    def after(self, decoder, args, kwargs, output):
-        """Drop the memory positions from the decoder's output (first pass only)."""
-        if self.strip:
-            output["last_hidden_state"] = output["last_hidden_state"][:, self.m :]
-        return output
-
-
-def _attach_memory_tokens(model, spec: ModulesSpec, rank: int, seed: int) -> CarrierAdapter:
-    """Attach ``memtok:m``: vectors initialised as the embeddings of m random tokens."""
-    import torch
-
-    embedding = model.get_input_embeddings()
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(embedding.num_embeddings, (memory_size(spec),), generator=generator)
-    with torch.no_grad():
-        start = embedding(ids.to(embedding.weight.device)).detach().clone()
-    vectors = torch.nn.Parameter(start, requires_grad=True)
-    hooks = _MemoryTokens(vectors)
-    decoder = model.get_decoder()
-    handles = [
-        decoder.register_forward_pre_hook(hooks.before, with_kwargs=True),
-        decoder.register_forward_hook(hooks.after, with_kwargs=True),
-    ]
-
-    def undo():
-        for handle in handles:
-            handle.remove()
-        return model
-
-    return CarrierAdapter(
-        model=model, spec=spec, rank=rank, first_layer=0, parameters=[vectors], _undo=undo
-    )
 
 
 class _EnteringMemoryTokens:
@@ -158,12 +91,12 @@ class _EnteringMemoryTokens:
 
 
 def _attach_entering_memory_tokens(model, spec: ModulesSpec, rank: int, seed: int):
-    """Attach ``memtok:m@k``: m vectors entering layer k, started from m random tokens there.
+    """Attach ``memtok:m@k`` (``memtok:m``: k = 0): m vectors entering layer k.
 
-    The vectors start as the hidden states entering layer k of the m random tokens
-    ``memtok:m`` starts from (the same draw for the same seed), read by the frozen model at
-    positions 0..m-1: real inputs of that layer, at its scale. With k = 0 these are the tokens'
-    embeddings, ``memtok:m``'s start.
+    The vectors start as the hidden states entering layer k of m tokens drawn uniformly from
+    the vocabulary (the same draw for the same seed), read by the frozen model at positions
+    0..m-1: real inputs of that layer, at its scale. With k = 0 they are the tokens' input
+    embeddings.
     """
     import torch
 
@@ -178,7 +111,7 @@ def _attach_entering_memory_tokens(model, spec: ModulesSpec, rank: int, seed: in
     )
     ids = ids.to(embedding.weight.device)[None]
     with torch.no_grad():  # memory off and unshifted: the frozen model reads the m tokens
-        if embedding.weight.device.type == "meta":  # a skeleton (shapes only) reads nothing
+        if first == 0 or embedding.weight.device.type == "meta":  # a skeleton reads nothing
             start = embedding(ids)
         else:
             out = model.get_decoder()(input_ids=ids, output_hidden_states=True, use_cache=False)
