@@ -111,7 +111,8 @@ def _attach_entering_memory_tokens(model, spec: ModulesSpec, rank: int, seed: in
     )
     ids = ids.to(embedding.weight.device)[None]
     with torch.no_grad():  # memory off and unshifted: the frozen model reads the m tokens
-        if first == 0 or embedding.weight.device.type == "meta":  # a skeleton reads nothing
+        # k = 0: the input embeddings; a skeleton (shapes only) has nothing to read
+        if first == 0 or embedding.weight.device.type == "meta":
             start = embedding(ids)
         else:
             out = model.get_decoder()(input_ids=ids, output_hidden_states=True, use_cache=False)
