@@ -202,10 +202,11 @@ def gguf_file(spec: str) -> Path | None:
 
 #: the model names collect knows without a path or a hub id
 NAMED_MODELS = (*PACKAGED_GGUF, "tiny-random")
-_EXPECTED = (
-    f"Expected one of {', '.join(map(repr, NAMED_MODELS))}, a .gguf file, a local model "
-    "directory, or a hub id reachable from this machine."
+_KNOWN = ", ".join(map(repr, NAMED_MODELS))
+_OTHER_SOURCES = (
+    "a .gguf file, a local model directory, or a hub id (org/name) reachable from this machine"
 )
+_EXPECTED = f"Expected one of {_KNOWN}, {_OTHER_SOURCES}."
 
 
 def check_model_name(spec: str) -> None:
@@ -221,9 +222,8 @@ def check_model_name(spec: str) -> None:
     close = difflib.get_close_matches(spec, NAMED_MODELS, n=1, cutoff=0.75)
     if close:
         raise CollectError(
-            f"unknown model {spec!r}; did you mean {close[0]!r}? Known names: "
-            f"{', '.join(NAMED_MODELS)}; or give a .gguf file, a local model directory, or a "
-            "hub id (org/name) reachable from this machine."
+            f"unknown model {spec!r}; did you mean {close[0]!r}? Known names: {_KNOWN}; "
+            f"or give {_OTHER_SOURCES}."
         )
 
 
