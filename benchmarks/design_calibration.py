@@ -289,7 +289,7 @@ def form_confusion(data, args, add, rng) -> pd.DataFrame:
             frame = simulate(design, args.cluster, sd_b, sd_w, rng)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                picks.append((form, lawfit.compare(frame, exclude=None).best))
+                picks.append((form, lawfit.compare(frame, exclude=None, holdout=()).best))
     df = pd.DataFrame(picks, columns=["truth", "picked"])
     table = pd.crosstab(df["truth"], df["picked"], normalize="index").round(3)
     return table.assign(n=df.groupby("truth").size())
@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.rng)
     start = time.perf_counter()
     if args.forms:
-        picked = lawfit.compare(data).best
+        picked = lawfit.compare(data, holdout=()).best
         print(f"the data's own pick (lawfit.compare, AICc): {picked}")
         print(f"share of {args.n} simulated datasets per truth won by each form (AICc):")
         print(form_confusion(data, args, add, rng).to_string())

@@ -24,6 +24,10 @@ from lawfit.fitting import fit
 from lawfit.forms import get_form
 from lawfit.space import breusch_pagan_pvalue
 
+HOLDOUT_AXES = ("rank", "length", "data_seed")
+"""Held-out errors :func:`lawfit.compare` can compute: extrapolation in rank and in length,
+and leaving one target sequence (``data_seed``) out."""
+
 
 def _frame(ds, forms, capacity, pool):
     """Return the validated tidy frame with every column any candidate needs."""
@@ -163,7 +167,7 @@ def _check_options(
     exclude : {"memorized"} or float or None
         Exclusion rule passed on to :func:`lawfit.fit`.
     holdout : sequence of str
-        Axes among ``"rank"`` and ``"length"``.
+        Held-out errors among ``"rank"``, ``"length"`` and ``"data_seed"``.
 
     Returns
     -------
@@ -182,9 +186,12 @@ def _check_options(
         )
     V.one_of(criterion, "criterion", ("aicc", "bic"))
     exclude = V.exclude_rule(exclude)
-    bad_h = [h for h in holdout if h not in ("rank", "length")]
+    bad_h = [h for h in holdout if h not in HOLDOUT_AXES]
     if bad_h:
-        raise LawfitError(f"holdout axes must be 'rank' and/or 'length'; got {bad_h}.")
+        raise LawfitError(
+            f"holdout axes must be among {list(HOLDOUT_AXES)}; got {bad_h}. Pass "
+            "holdout=() to skip every held-out error."
+        )
     return exclude
 
 

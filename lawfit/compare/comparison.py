@@ -64,7 +64,8 @@ def _criteria_row(
     exclude : {"memorized"} or float or None
         Exclusion rule.
     holdout : sequence of str
-        Axes whose held-out RMSE is computed (NaN for the others).
+        Held-out errors computed (``"rank"``, ``"length"``, ``"data_seed"``; NaN for the
+        others).
 
     Returns
     -------
@@ -94,7 +95,9 @@ def _criteria_row(
         row[f"extrap_{axis}_rmse"] = (
             _holdout(frame, f, axis, kw, exclude) if axis in holdout else math.nan
         )
-    row["loto_rmse"] = _leave_one_target_out(frame, f, kw, exclude)
+    row["loto_rmse"] = (
+        _leave_one_target_out(frame, f, kw, exclude) if "data_seed" in holdout else math.nan
+    )
     return row
 
 
@@ -306,7 +309,7 @@ def compare(
     space: Literal["linear", "log"] = "linear",
     criterion: Literal["aicc", "bic"] = "aicc",
     pool: Sequence[str] = (),
-    holdout: Sequence[str] = ("rank", "length"),
+    holdout: Sequence[str] = ("rank", "length", "data_seed"),
     vuong_clusters: str | None = None,
     cluster: str | None = None,
     significance: float = 0.05,
@@ -337,9 +340,11 @@ def compare(
         Grouping dims (e.g. ``("modules",)``) whose settings are pooled into one law:
         then only a form in ``n_params`` can put adapters of different sizes on one
         curve, and the comparison says whether it does.
-    holdout : sequence of {"rank", "length"}
-        Axes for the held-out extrapolation error (fit below the largest value,
-        predict the largest); empty to skip.
+    holdout : sequence of {"rank", "length", "data_seed"}
+        Held-out errors to compute: ``"rank"`` and ``"length"`` extrapolate (fit below
+        the largest value, predict the largest); ``"data_seed"`` leaves one target
+        sequence out at a time (``loto_rmse``, one refit per sequence and form, the
+        costliest). Empty to skip them all, e.g. when only the ranking is needed.
     vuong_clusters : str, optional
         Column (e.g. ``"seed"``) whose cells are correlated: Vuong's variance then
         uses cluster sums. Default: ``cluster``.

@@ -161,7 +161,7 @@ def test_leave_one_target_out_predicts_each_sequence_from_the_others():
     ds = synthetic_dataset(
         alpha=0.8, beta=0.4, seeds=3, noise=0.05, noise_kind="run", rng=7
     ).rename(seed="data_seed")
-    res = compare(ds, ["power_law", "ratio"], holdout=())
+    res = compare(ds, ["power_law", "ratio"], holdout=("data_seed",))
     loto = res.table.set_index("form")["loto_rmse"]
     assert np.isfinite(loto).all() and loto["power_law"] < loto["ratio"]
     # by hand: fit on sequences 1-2, predict sequence 0, and so on; pool the errors
@@ -183,5 +183,8 @@ def test_leave_one_target_out_predicts_each_sequence_from_the_others():
         errors.append(pred.to_numpy() - test["loss_reduction"].to_numpy())
     expect = np.sqrt(np.mean(np.concatenate(errors) ** 2))
     assert loto["power_law"] == pytest.approx(expect, rel=1e-6)
-    one = compare(synthetic_dataset(seeds=3, rng=7), ["power_law", "ratio"], holdout=())
+    one = compare(synthetic_dataset(seeds=3, rng=7), ["power_law", "ratio"])
     assert one.table["loto_rmse"].isna().all()  # replicate seeds are not target sequences
+    skipped = compare(ds, ["power_law", "ratio"], holdout=("rank", "length"))
+    assert skipped.table["loto_rmse"].isna().all()
+    assert np.isfinite(skipped.table["extrap_rank_rmse"]).all()
