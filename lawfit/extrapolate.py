@@ -87,14 +87,24 @@ def fit_tail(steps, delta_l) -> tuple[float, float, float]:
     scale = t / t[-1]  # steps in units of the last one: A is then ΔL's remaining gain scale
     noise = 1.4826 * float(np.median(np.abs(np.diff(y)))) / math.sqrt(2.0)
     f_scale = max(noise, 1e-9 * max(1.0, float(np.abs(y).max())))
+    log_scale = np.log(scale)
+
+    def gain(p):  # A·t^(−c) in the scaled steps, with p = (D, log A, c)
+        return np.exp(p[1] - p[2] * log_scale)
+
+    def jacobian(p):  # of the residuals D − gain − y: (1, −gain, gain·ln s)
+        g = gain(p)
+        return np.column_stack([np.ones_like(g), -g, g * log_scale])
+
     best = None
     for c0 in _C_STARTS:
         span = max(float(scale[0] ** -c0 - 1.0), 1e-12)
         a0 = max(float(y[-1] - y[0]) / span, 1e-9)
         start = [float(y[-1]) + a0, math.log(a0), c0]
         fit = least_squares(
-            lambda p: p[0] - np.exp(p[1]) * scale ** (-p[2]) - y,
+            lambda p: p[0] - gain(p) - y,
             start,
+            jac=jacobian,
             bounds=([-np.inf, -np.inf, _C_BOUNDS[0]], [np.inf, np.inf, _C_BOUNDS[1]]),
             loss="soft_l1",
             f_scale=f_scale,
