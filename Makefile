@@ -42,11 +42,20 @@ report: install
 figures: install
 	$(PYTHON) paper_figures/make_figures.py $(DATA) --out figures
 
+# The tests run on TEST_JOBS processes (pytest-xdist; auto: one per core, at most 8), a
+# file's tests on one of them, so module fixtures are built once; then the `serial` tests,
+# which keep real time limits with worker processes of their own, run alone.
+# TEST_JOBS=0 runs everything in this process.
+TEST_JOBS ?= auto
+PYTEST_JOBS = -n $(TEST_JOBS) --maxprocesses 8 --dist loadfile
+
 test: install
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow and not serial" $(PYTEST_JOBS)
+	$(PYTHON) -m pytest -q -m "serial and not slow"
 
 test-all: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "not serial" $(PYTEST_JOBS)
+	$(PYTHON) -m pytest -q -m serial
 
 lint: install
 	ruff check .

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+#: each step of the lease runs against real minutes: `make test` runs these alone
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))

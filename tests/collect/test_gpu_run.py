@@ -22,6 +22,9 @@ from collect.config import config_from_dict
 from collect.errors import CollectError
 from collect.models import SMOLLM2_GGUF, SMOLLM2_GGUF_ENV, smollm2_gguf_path
 
+#: the rehearsal runs against real minutes: `make test` runs these alone
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 

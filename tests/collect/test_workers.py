@@ -20,6 +20,9 @@ from collect.sweep import run_workers
 from collect.sweep.workers import worker_threads
 from collect.timelimit import Deadline
 
+#: worker processes of its own, signalled mid-cell: `make test` runs these alone
+pytestmark = pytest.mark.serial
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
