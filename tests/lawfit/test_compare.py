@@ -188,3 +188,17 @@ def test_leave_one_target_out_predicts_each_sequence_from_the_others():
     skipped = compare(ds, ["power_law", "ratio"], holdout=("rank", "length"))
     assert skipped.table["loto_rmse"].isna().all()
     assert np.isfinite(skipped.table["extrap_rank_rmse"]).all()
+
+
+def test_the_cli_computes_every_held_out_error_unless_told_not_to(tmp_path):
+    """`lawfit compare` computes all three held-out errors; --no-holdout none of them."""
+    from lawfit.cli import main
+
+    path = tmp_path / "three_sequences.nc"
+    synthetic_dataset(seeds=3, noise=0.05, rng=7).rename(seed="data_seed").to_netcdf(path)
+    held_out = ["extrap_rank_rmse", "extrap_length_rmse", "loto_rmse"]
+    argv = ["compare", str(path), "--forms", "power_law", "ratio", "--csv"]
+    assert main([*argv, str(tmp_path / "all.csv")]) == 0
+    assert np.isfinite(pd.read_csv(tmp_path / "all.csv")[held_out].to_numpy()).all()
+    assert main([*argv, str(tmp_path / "none.csv"), "--no-holdout"]) == 0
+    assert pd.read_csv(tmp_path / "none.csv")[held_out].isna().all().all()
