@@ -20,6 +20,7 @@ import lawfit.forms_extra as _fx
 from lawfit import _validate as V
 from lawfit.bootstrap import cluster_column
 from lawfit.compare.candidates import (
+    HOLDOUT_AXES,
     _candidate_forms,
     _check_options,
     _fit_candidates,
@@ -309,7 +310,7 @@ def compare(
     space: Literal["linear", "log"] = "linear",
     criterion: Literal["aicc", "bic"] = "aicc",
     pool: Sequence[str] = (),
-    holdout: Sequence[str] = ("rank", "length", "data_seed"),
+    holdout: Sequence[str] = HOLDOUT_AXES,
     vuong_clusters: str | None = None,
     cluster: str | None = None,
     significance: float = 0.05,
