@@ -332,7 +332,8 @@ def _add_combine_parser(sub) -> None:
     """Register ``collect combine``."""
     combine = sub.add_parser(
         "combine",
-        help="combine merged datasets of several sweeps (e.g. one lr per carrier) into one",
+        help="combine merged datasets of several sweeps (one lr per carrier, two model "
+        "families) into one",
         description="One contract dataset from the merged datasets of several sweeps: a cell "
         "comes from the first file, in the order given, that finished it; each cell records "
         "its file (`source`) and its [train] settings (`protocol`).",

@@ -3,7 +3,9 @@
 A comparison may need cells collected under different training settings: memory tokens at
 the lr that converges them, beside LoRA adapters at the lr of the law sweep. ``collect
 merge`` refuses to mix settings within one sweep directory, so each protocol is its own
-sweep, and this module puts their merged datasets into one contract dataset. A cell comes
+sweep, and this module puts their merged datasets into one contract dataset. Two model
+families, each collected by a sweep of its own, join the same way, along ``model`` (what
+``lawfit fit --by model`` and the report's "Across models" section read). A cell comes
 from the first dataset, in the order given, that finished it; each cell records which dataset
 it came from (``source``) and the ``[train]`` settings it ran under (``protocol``), so the
 mix is never hidden.
@@ -173,11 +175,28 @@ def _planned_cells(ds: xr.Dataset) -> set:
     return set(config.cells())
 
 
+#: a merged dataset's counts over its own cells: kept per dataset in ``combined_from``
+PER_DATASET_COUNTS = ("n_cells", "n_cells_done", "prefix_cached_cells", "prompt_packed_cells")
+
+
+def _entropy_bases(datasets) -> str:
+    """Every dataset's ``entropy_basis`` (one entry per model, task and random ratio)."""
+    bases: dict[str, str] = {}
+    for ds in datasets:
+        for label, basis in json.loads(ds.attrs.get("entropy_basis", "{}") or "{}").items():
+            bases.setdefault(label, basis)
+    return json.dumps(bases)
+
+
 def _combined_attrs(datasets, names, out: xr.Dataset) -> dict:
-    """Return the first dataset's attributes with the combination's counts and provenance."""
+    """Return the first dataset's attributes with the combination's counts and provenance.
+
+    What describes one dataset's own cells (its counts) moves into its ``combined_from``
+    entry; what each dataset says of its models (``entropy_basis``) is joined.
+    """
     taken = Counter(out["source"].values.ravel().tolist())
     planned = set().union(*(_planned_cells(ds) for ds in datasets))
-    attrs = dict(datasets[0].attrs)
+    attrs = {k: v for k, v in datasets[0].attrs.items() if k not in PER_DATASET_COUNTS}
     attrs.update(
         combined_from=json.dumps(
             [
@@ -186,10 +205,12 @@ def _combined_attrs(datasets, names, out: xr.Dataset) -> dict:
                     "fingerprint": ds.attrs.get("fingerprint", ""),
                     "protocol": json.loads(ds.attrs.get("protocol", "{}") or "{}"),
                     "cells_taken": int(taken.get(name, 0)),
+                    **{k: int(ds.attrs[k]) for k in PER_DATASET_COUNTS if k in ds.attrs},
                 }
                 for ds, name in zip(datasets, names, strict=True)
             ]
         ),
+        entropy_basis=_entropy_bases(datasets),
         fingerprint="+".join(str(ds.attrs.get("fingerprint", "")) for ds in datasets),
         protocol=json.dumps(_shared_settings(datasets)),
         n_cells=len(planned),

@@ -167,7 +167,7 @@ def _group_frame(data, by: tuple[str, ...], base: Form) -> pd.DataFrame:
         raise LawfitError(
             f"a test of shared exponents needs 2+ groups; the data's usable cells have "
             f"{sorted(labels.unique())} over {list(by)}. Add the other group's cells "
-            "(e.g. xr.concat of two models' datasets along 'model') or group by another dim."
+            "(two models' sweeps: `collect combine a.nc b.nc -o both.nc`) or group by another dim."
         )
     return frame.drop(columns=extra).assign(**{GROUP: labels.to_numpy()})
 

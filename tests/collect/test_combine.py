@@ -134,3 +134,43 @@ def test_a_dataset_merged_before_first_exact_step_combines_as_nan(two_sweeps):
         text = out["first_exact"]
         assert (text.where(from_old) == "unknown").sum() == from_old.sum()
         assert (text.where(from_new) == "reached").sum() == from_new.sum()
+
+
+def test_two_model_families_join_along_model_with_their_names_and_entropies(
+    two_sweeps, tiny_sweep, tmp_path
+):
+    """A second model, a folder of its own, collected by its own sweep (the Gemma route)."""
+    import lawfit
+    from collect.models import tiny_random_model
+
+    _, _, tmp = two_sweeps
+    folder = tmp_path / "a-second-tiny-model-family"
+    model, tokenizer = tiny_random_model(seed=1)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    raw = tiny_sweep(
+        name="second",
+        models=[str(folder)],
+        train={"max_steps": 4, "log_every": 1, "lr": 1e-2},
+        grid=[{"tasks": ["long_context"], "random_ratios": [1.0], "methods": ["sft"]}],
+    )
+    raw["defaults"].update(ranks=[1], lengths=[20])
+    run_sweep(
+        config_from_dict(raw),
+        tmp_path / "second",
+        progress=False,
+        merge_to=tmp_path / "second" / "dataset.nc",
+    )
+    files = [str(tmp / "small" / "dataset.nc"), str(tmp_path / "second" / "dataset.nc")]
+    assert collect_main(["combine", *files, "-o", str(tmp_path / "both.nc")]) == 0
+    ds = lawfit.data.open_dataset(tmp_path / "both.nc")
+    assert sorted(ds["model"].values) == sorted(["tiny-random", str(folder)])  # no name cut
+    assert set(json.loads(ds.attrs["entropy_basis"])) == {
+        f"{m} long_context random_ratio=1" for m in ("tiny-random", folder)
+    }
+    assert ds.attrs["n_cells"] == ds.attrs["n_cells_done"] == 2
+    assert "prefix_cached_cells" not in ds.attrs  # a count of one sweep's cells, kept per sweep
+    per_sweep = json.loads(ds.attrs["combined_from"])
+    assert [p["n_cells_done"] for p in per_sweep] == [1, 1]
+    for model in ds["model"].values:
+        assert int((ds["status"].sel(model=model) == "ok").sum()) == 1
