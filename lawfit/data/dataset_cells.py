@@ -32,8 +32,8 @@ def _from_dataset(ds, variables, by, inputs):
             )
     var_input_dims = {d for i in inputs if i in ds.data_vars for d in ds[i].dims}
     inner_ok = set(coord_inputs) | var_input_dims | {"rank", "length", *REPLICATE_DIMS, "run"}
-    sub = _one_setting_per_group(sub, inner_ok | set(by), coord_inputs)
-    df = sub.to_dataframe().reset_index()
+    sub, nested = _one_setting_per_group(sub, inner_ok | set(by), coord_inputs, by)
+    df = _only_held_values(sub.to_dataframe().reset_index(), sub, nested, by)
     keep = [
         c
         for c in df.columns
@@ -116,9 +116,58 @@ def _check_unique_coords(sub) -> None:
             )
 
 
-def _one_setting_per_group(sub, inner_ok: set, coord_inputs: list):
-    """Refuse grouping dims of size > 1 not in ``by``; squeeze those of size 1."""
-    multi = [d for d in sub.dims if d not in inner_ok and sub.sizes[d] > 1]
+def _held(sub):
+    """Where a cell holds a measurement: any of ``sub``'s numeric variables is set there."""
+    held = None
+    for var in sub.data_vars.values():
+        if var.dtype.kind in "fc":
+            held = var.notnull() if held is None else held | var.notnull()
+    return held
+
+
+def _without_empty_values(sub, by: set, inner: set):
+    """Drop grouping-dim values that hold no cell; keep dims nested in the ``by`` groups.
+
+    Datasets joined along ``model`` (``collect combine``) span every value of every dim,
+    so the values of ``modules`` another model's sweep used hold nothing in this model's
+    cells (SmolLM2's block adapter at layer 20, Gemma's at layer 12). Those values are
+    dropped, and a dim whose cells take one value per group of ``by`` is not a second
+    setting within a group. Returns ``sub`` and the dims found nested.
+    """
+    held = _held(sub)
+    if held is None:
+        return sub, set()
+    nested = set()
+    for d in [d for d in held.dims if d not in by | inner and sub.sizes[d] > 1]:
+        keep = held.any([x for x in held.dims if x != d]).values
+        if 0 < keep.sum() < keep.size:
+            sub, held = sub.isel({d: keep}), held.isel({d: keep})
+        groups = [g for g in by if g in held.dims]
+        if groups and sub.sizes[d] > 1:
+            per_group = held.any([x for x in held.dims if x not in (d, *groups)])
+            if bool((per_group.sum(d) <= 1).all()):
+                nested.add(d)
+    return sub, nested
+
+
+def _only_held_values(df, sub, nested: set, by: list):
+    """Drop the rows of a nested dim's values that hold no cell within their group."""
+    if not nested:
+        return df
+    dims = [*(d for d in by if d in sub.dims), *sorted(nested)]
+    held_any = _held(sub).any([x for x in sub.dims if x not in dims])
+    per = held_any.transpose(*dims).to_dataframe("held")
+    held = set(per.index[per["held"]])
+    return df[[row in held for row in df[dims].itertuples(index=False, name=None)]]
+
+
+def _one_setting_per_group(sub, inner_ok: set, coord_inputs: list, by=()):
+    """Refuse grouping dims of size > 1 not in ``by``; squeeze those of size 1.
+
+    Returns the cells and the dims nested in the ``by`` groups (one value per group).
+    """
+    sub, nested = _without_empty_values(sub, set(by), inner_ok)
+    multi = [d for d in sub.dims if d not in inner_ok | nested and sub.sizes[d] > 1]
     if multi:
         vals = {d: sub[d].values.tolist()[:4] for d in multi}
         raise LawfitError(
@@ -136,4 +185,4 @@ def _one_setting_per_group(sub, inner_ok: set, coord_inputs: list):
         raise LawfitError(
             f"the dataset is empty: dim sizes {dict(sub.sizes)}. Expected at least one cell."
         )
-    return sub
+    return sub, nested

@@ -187,6 +187,33 @@ def test_grouping_dim_needs_by():
     assert set(frame["model"]) == {"a", "b"}
 
 
+def _two_models_two_placements():
+    """Two models, each with its adapter at its own place (what collect combine writes)."""
+    ds = synthetic_dataset(rng=0, groups={"model": ["a", "b"], "modules": ["x@2", "y@5"]})
+    nested = (ds["model"] == "a") == (ds["modules"] == "x@2")  # a at x@2, b at y@5
+    for name in ("loss_before", "loss_after", "loss_reduction", "exact_match"):
+        ds[name] = ds[name].where(nested)
+    ds["status"] = xr.where(nested, ds["status"], "not_run")
+    return ds
+
+
+def test_a_dim_nested_in_the_groups_is_not_a_second_setting():
+    ds = _two_models_two_placements()
+    frame, excluded = as_frame(ds, by="model")
+    assert set(zip(frame["model"], frame["modules"], strict=True)) == {("a", "x@2"), ("b", "y@5")}
+    alone, _ = as_frame(ds.sel(model="a"))  # its other placement holds nothing: dropped
+    assert "modules" not in alone.columns and len(alone) == len(frame) // 2
+    assert len(excluded) == 0  # the other model's placement is no "not run" cell of this one
+    fits = lawfit.fit(ds, by="model")
+    separate = lawfit.fit(ds.sel(model="a", modules="x@2"))
+    assert fits[("a",)].params == pytest.approx(separate.params)
+    with pytest.raises(LawfitError, match=r"not named in by=.*'modules'"):
+        as_frame(
+            synthetic_dataset(rng=0, groups={"model": ["a", "b"], "modules": ["x", "y"]}),
+            by="model",
+        )  # both placements hold cells of one model: two settings
+
+
 def test_size_one_grouping_dim_is_fine():
     ds = synthetic_dataset(rng=0, groups={"model": ["a"]})
     frame, _ = as_frame(ds)
