@@ -5,7 +5,9 @@
 (:func:`_check_dataset`), missing variables (:func:`require_variables`) or dims and
 token-level variables (:func:`_cell_variables`), duplicated coordinate values
 (:func:`_check_unique_coords`) and grouping dims of size > 1 not named in ``by=``
-(:func:`_one_setting_per_group`).
+(:func:`_one_setting_per_group`), after dropping grouping values that hold no cell and
+accepting a dim nested in the ``by`` groups (:func:`_without_empty_values`: two models
+joined by ``collect combine``, each with its own adapter placement).
 """
 
 from __future__ import annotations
