@@ -171,6 +171,29 @@ def carrier_cells(ds, entropy=None) -> pd.DataFrame:
     return cells.dropna(subset=["n_params"]).reset_index(drop=True)
 
 
+def across_models(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells of several models as the series of one comparison.
+
+    Each series is a model's carrier (``"gemma3-270m mlp_block@12"``): the setting rows of
+    :func:`plot_carriers` no longer split by model, so every model shares one row of panels
+    per task, on the same axes and references.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        From :func:`carrier_cells` on a dataset of two or more models.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cells`` with ``carrier`` prefixed by the model and no ``model`` column.
+    """
+    if "model" not in cells:
+        raise LawfitError(f"no 'model' column to compare; carrier_cells gives {sorted(cells)}.")
+    label = cells["model"].astype(str) + " " + cells["carrier"].astype(str)
+    return cells.assign(carrier=label).drop(columns="model")
+
+
 def _derive_missing_bytes(cells: pd.DataFrame, ds) -> pd.Series:
     """``n_bytes``, derived where a dataset predates it as ``collect merge`` does.
 

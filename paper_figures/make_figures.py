@@ -62,7 +62,7 @@ from lawfit.plotting._common import (  # noqa: E402
 from lawfit.plotting.style import data_status  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from carriers import carrier_cells, plot_carriers  # noqa: E402
+from carriers import across_models, carrier_cells, plot_carriers  # noqa: E402
 
 log = logging.getLogger("make_figures")
 DEFAULT_DATA = os.path.join("data", "law_cpu_converged.nc")
@@ -357,6 +357,40 @@ DATASET_FIGURES = [
 ]
 
 
+def _models_with_cells(ds) -> list:
+    """The models of ``ds`` that hold an ok cell."""
+    if "model" not in ds.dims or "status" not in ds:
+        return []
+    ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != "model"])
+    return [m for m, has in zip(ds["model"].values, ok.values, strict=True) if has]
+
+
+def _fig_models(ds):
+    """Bits stored and recalled per model against parameters and bytes (SFT, all tasks)."""
+    if "objective" in ds.dims and "sft" in ds["objective"].values:
+        ds = ds.sel(objective=["sft"])  # the MemFT subsets differ from model to model
+    models = _models_with_cells(ds)
+    if len(models) < 2:
+        raise Skip(f"needs ok cells of >= 2 models; found {[str(m) for m in models] or 'none'}")
+    try:
+        cells = carrier_cells(ds.sel(model=models))
+    except LawfitError as exc:
+        raise Skip(f"no model comparison: {exc}") from exc
+    return plot_carriers(across_models(cells)), ds
+
+
+#: Figures across the models of a dataset (``collect combine`` of two model families' sweeps),
+#: drawn once where it holds two or more models.
+ACROSS_MODEL_FIGURES = [
+    (
+        "models",
+        "SFT bits stored and recalled vs parameters and bytes, a series per model and "
+        "adapter, a row per task, 2 and 3.6 bits/parameter references",
+        _fig_models,
+    ),
+]
+
+
 def _models_of(ds):
     """(key, dataset) per model (the whole dataset when it has no model dimension)."""
     if data_status(ds)["synthetic"]:
@@ -466,6 +500,22 @@ def draw_all(
             stem = os.path.join(out, f"{name}__{key}")
             _draw_one(
                 rows, name, what, key, stem, lambda b=build, d=ds: b(d), formats=formats, dpi=dpi
+            )
+    if len(_models_with_cells(tokens)) >= 2 and not synthetic:
+        for name, what, build in ACROSS_MODEL_FIGURES:
+            if (only and name not in only) or (setting and "all_models" not in setting):
+                continue
+            log.info("figure %s (all models)", name)
+            stem = os.path.join(out, f"{name}__all_models")
+            _draw_one(
+                rows,
+                name,
+                what,
+                "all models",
+                stem,
+                lambda b=build: b(tokens),
+                formats=formats,
+                dpi=dpi,
             )
     _write_index(rows, cells, out)
     return rows

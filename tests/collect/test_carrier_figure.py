@@ -13,7 +13,7 @@ mpl.use("Agg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "paper_figures"))
-from carriers import carrier_cells, carrier_points, plot_carriers  # noqa: E402
+from carriers import DODGE, carrier_cells, carrier_points, plot_carriers  # noqa: E402
 
 #: LoRA at two ranks, memory tokens entering layer 1 at two sizes, sparse KV written untrained
 CARRIERS = {
@@ -182,6 +182,35 @@ def test_make_figures_draws_the_carrier_figure_and_skips_one_carrier(carrier_dat
     (skip,) = [r for r in rows if r["figure"] == "carriers"]
     assert skip["status"] == "skipped" and ">= 2 carriers" in skip["reason"]
     assert "mlp_block@1" in skip["reason"]
+
+
+def test_make_figures_draws_two_models_on_one_figure_and_skips_one(carrier_data, tmp_path):
+    import xarray as xr
+
+    ds, _ = carrier_data
+    lora = ds.sel(modules=["mlp_block@1"])
+    other = lora.assign_coords(model=["tiny-b"])
+    other["n_params"] = other["n_params"] * 2  # another family's adapter: twice the scalars
+    both = xr.concat([lora, other], "model", join="outer")
+    mf = _load("make_figures", "paper_figures/make_figures.py")
+    rows = mf.draw_all(
+        both, out=str(tmp_path), bootstrap=5, formats=("png",), dpi=60, only=["models"]
+    )
+    (drawn,) = [r for r in rows if r["figure"] == "models"]
+    assert drawn["status"] == "drawn", rows
+    assert os.path.basename(drawn["files"][0]) == "models__all_models.png"
+    fig = mf._fig_models(both)[0]
+    series = sorted(_series(fig.axes[0])[0])
+    assert series == ["tiny-b mlp_block@1", "tiny-random mlp_block@1"]
+    x = {c.get_label(): np.asarray(c[0].get_xdata(), float) for c in fig.axes[0].containers}
+    ratio = x["tiny-b mlp_block@1"] / x["tiny-random mlp_block@1"]  # n_params, dodged apart
+    assert np.all((ratio > 2 / DODGE**2) & (ratio < 2 * DODGE**2)), ratio
+    rows = mf.draw_all(
+        lora, out=str(tmp_path / "one"), bootstrap=5, formats=("png",), dpi=60, only=["models"]
+    )
+    assert not [r for r in rows if r["figure"] == "models"]  # one model: not drawn at all
+    with pytest.raises(mf.Skip, match="needs ok cells of >= 2 models"):
+        mf._fig_models(lora)
 
 
 def test_carrier_analysis_prints_the_tables_and_names_the_best_carriers(carrier_data):
