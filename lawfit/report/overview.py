@@ -14,14 +14,18 @@ from lawfit.errors import LawfitError
 from lawfit.report.settings import _Setting
 from lawfit.robust import preferred_interval
 
+#: status text of a grid point that holds no cell
+NO_CELL = ("not_run", "nan", "")
+
 
 def _count_cells(ds: xr.Dataset) -> dict:
     """Cells of the dataset by state: collected statuses, memorized, not yet run."""
     out: dict = {"statuses": {}, "memorized": 0, "sweep": None, "not_run": None}
     if "status" in ds:
         st = pd.Series(np.asarray(ds["status"].values).ravel().astype(str))
-        out["statuses"] = st[st != "not_run"].value_counts().to_dict()
-        out["not_run"] = int((st == "not_run").sum())
+        empty = st.isin(NO_CELL)  # xr.concat/align of two sweeps fills with NaN, not "not_run"
+        out["statuses"] = st[~empty].value_counts().to_dict()
+        out["not_run"] = int(empty.sum())
     elif "loss_reduction" in ds:
         out["statuses"] = {"ok": int(ds["loss_reduction"].notnull().sum())}
     if "loss_after" in ds:

@@ -232,6 +232,20 @@ def test_report_skips_settings_with_nothing_collected(full):
     assert md.count("Best form by AICc") == 1
 
 
+def test_grid_points_an_outer_join_filled_with_nan_are_no_cells():
+    """Two datasets joined by hand (xr.concat, outer): the other's points read 'nan'."""
+    ds = synthetic_dataset(rng=0, seeds=2)
+    other = ds.assign_coords(length=ds["length"].values * 3)  # no length in common
+    parts = [ds.expand_dims(model=["a"]), other.expand_dims(model=["b"])]
+    both = xr.concat(parts, "model", join="outer")
+    assert "nan" in set(np.asarray(both["status"].values).astype(str).ravel())
+    md = build_report(both, bootstrap=0).to_markdown()
+    (data,) = [line for line in md.splitlines() if line.startswith("Data:")]
+    n = 2 * int((ds["status"] == "ok").sum())
+    assert data.startswith(f"Data: {n} cells collected: {n} ok (") and "nan" not in data
+    assert f"{n} other points of the dataset's grid" in data
+
+
 def test_report_says_when_a_dataset_is_partial():
     ds = synthetic_dataset(rng=0, seeds=2).assign_attrs(
         complete="false", n_cells=200, n_cells_done=112
