@@ -3,7 +3,7 @@
 The README quotes the report on ``data/law_cpu_converged.nc`` (cells, the law with its
 cluster-robust intervals, α − β, lack of fit, capacity, recall threshold, MemFT), and
 ``analysis/09_carriers.py`` on ``data/carriers_converged.nc`` (bits per parameter of each
-carrier). The files grow every session; this test fails when the README was not updated
+carrier), and the second model family's cells in ``data/gemma_cpu.nc`` beside SmolLM2's. The files grow every session; this test fails when the README was not updated
 with them, and names the sentence that went stale.
 """
 
@@ -199,3 +199,32 @@ def test_the_memory_carriers_leaders_and_their_paired_leads(readme):
     assert flop[0] == "PFLOP" and "kv:" in flop[2], text  # the KV prefix leads per FLOP
     both = "on both sequences" if flop[4] == flop[5] == "2" else f"on {flop[4]} of {flop[5]}"
     _quoted(readme, f"the KV prefix leads, {both}, by {flop[6]}")
+
+
+def test_the_second_model_familys_cells_beside_smollm2s(readme):
+    """Gemma's collected cells and its bits stored against SmolLM2's at the same design point."""
+    import numpy as np
+
+    from lawfit.data.reading import open_dataset
+    from lawfit.information import information_bits
+
+    gemma = open_dataset(ROOT / "data" / "gemma_cpu.nc")
+    done, total = int(gemma.attrs["n_cells_done"]), int(gemma.attrs["n_cells"])
+    _quoted(readme, f"(`data/gemma_cpu.nc`, {done} of {total})")
+    smol = open_dataset(DATA)
+
+    def bits(ds, **at):
+        cells = information_bits(ds.sel(objective=["sft"])).cells
+        sel = np.logical_and.reduce([cells[k] == v for k, v in at.items()])
+        return cells.loc[sel & (cells["seed"] == 0)]
+
+    first = bits(gemma, rank=1, length=128, data_seed=0)
+    (stored,) = first["bits_stored"]
+    (n_params,) = gemma["n_params"].sel(rank=1).values.ravel()
+    _quoted(readme, f"stores {stored:,.0f} bits, {stored / n_params:.2f} bits per parameter")
+    ref = bits(smol, rank=1, length=128)["bits_stored"]
+    per = ref / float(smol["n_params"].sel(rank=1).max())
+    _quoted(readme, f"stores {ref.min():,.0f}–{ref.max():,.0f} bits")
+    words = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven")))
+    n = words.get(len(ref), str(len(ref)))
+    _quoted(readme, f"({per.min():.2f}–{per.max():.2f} per parameter) on {n} sequences")
