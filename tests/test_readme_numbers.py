@@ -3,8 +3,9 @@
 The README quotes the report on ``data/law_cpu_converged.nc`` (cells, the law with its
 cluster-robust intervals, α − β, lack of fit, capacity, recall threshold, MemFT), and
 ``analysis/09_carriers.py`` on ``data/carriers_converged.nc`` (bits per parameter of each
-carrier), and the second model family's cells in ``data/gemma_cpu.nc`` beside SmolLM2's. The files grow every session; this test fails when the README was not updated
-with them, and names the sentence that went stale.
+carrier), and the second model family's cells in ``data/gemma_cpu.nc`` beside SmolLM2's.
+The files grow every session; this test fails when the README was not updated with them,
+and names the sentence that went stale.
 """
 
 from __future__ import annotations
