@@ -321,6 +321,14 @@ FIGURES = [
 ]
 
 
+def _values_with_cells(ds, dim: str) -> list:
+    """The values of ``dim`` (models, carriers) that hold an ok cell of ``ds``."""
+    if dim not in ds.dims or "status" not in ds:
+        return []
+    ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != dim])
+    return [v for v, has in zip(ds[dim].values, ok.values, strict=True) if has]
+
+
 def _fig_carriers(ds):
     """Bits stored and recalled per carrier against parameters and bytes (all tasks)."""
     if "modules" not in ds.dims or "status" not in ds:
@@ -328,11 +336,10 @@ def _fig_carriers(ds):
             "needs ok cells of >= 2 carriers; the dataset has no 'modules' dimension "
             "(one value per carrier) or no 'status'"
         )
-    ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != "modules"])
-    if int(ok.sum()) < 2:  # checked before the information bits are computed
+    found = _values_with_cells(ds, "modules")
+    if len(found) < 2:  # checked before the information bits are computed
         raise Skip(
-            f"needs ok cells of >= 2 carriers (modules); found "
-            f"{[str(m) for m in ds['modules'].values[ok.values]] or 'none'}"
+            f"needs ok cells of >= 2 carriers (modules); found {[str(m) for m in found] or 'none'}"
         )
     try:
         cells = carrier_cells(ds)
@@ -357,19 +364,11 @@ DATASET_FIGURES = [
 ]
 
 
-def _models_with_cells(ds) -> list:
-    """The models of ``ds`` that hold an ok cell."""
-    if "model" not in ds.dims or "status" not in ds:
-        return []
-    ok = (ds["status"] == "ok").any([d for d in ds["status"].dims if d != "model"])
-    return [m for m, has in zip(ds["model"].values, ok.values, strict=True) if has]
-
-
 def _fig_models(ds):
     """Bits stored and recalled per model against parameters and bytes (SFT, all tasks)."""
     if "objective" in ds.dims and "sft" in ds["objective"].values:
         ds = ds.sel(objective=["sft"])  # the MemFT subsets differ from model to model
-    models = _models_with_cells(ds)
+    models = _values_with_cells(ds, "model")
     if len(models) < 2:
         raise Skip(f"needs ok cells of >= 2 models; found {[str(m) for m in models] or 'none'}")
     try:
@@ -501,7 +500,7 @@ def draw_all(
             _draw_one(
                 rows, name, what, key, stem, lambda b=build, d=ds: b(d), formats=formats, dpi=dpi
             )
-    if len(_models_with_cells(tokens)) >= 2 and not synthetic:
+    if len(_values_with_cells(tokens, "model")) >= 2 and not synthetic:
         for name, what, build in ACROSS_MODEL_FIGURES:
             if (only and name not in only) or (setting and "all_models" not in setting):
                 continue
