@@ -27,8 +27,12 @@ DATA = ROOT / "data" / "law_cpu_converged.nc"
 @pytest.fixture(scope="module")
 def readme() -> str:
     """The README with runs of whitespace folded to one space and ASCII minus signs."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.sub(r"\s+", " ", text).replace("−", "-")
+    return _folded(ROOT / "README.md")
+
+
+def _folded(path: Path) -> str:
+    """The text of ``path`` with runs of whitespace folded to one space and ASCII minus signs."""
+    return re.sub(r"\s+", " ", path.read_text(encoding="utf-8")).replace("−", "-")
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +52,10 @@ def _interval(est: float, low: float, high: float, digits: int = 2) -> str:
     return f"{est:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _quoted(readme: str, expected: str) -> None:
+def _quoted(readme: str, expected: str, where: str = "the README's 'The shipped data'") -> None:
     assert expected.replace("−", "-") in readme, (
-        f"the README should say {expected!r} (what lawfit report computes from {DATA.name}); "
-        "update its 'The shipped data' section after merging new cells"
+        f"{where} section should say {expected!r} (what this project's code computes from the "
+        "shipped data); update it after merging new cells"
     )
 
 
@@ -203,7 +207,8 @@ def test_the_memory_carriers_leaders_and_their_paired_leads(readme):
 
 
 def test_the_second_model_familys_cells_beside_smollm2s(readme):
-    """Gemma's collected cells and its bits stored against SmolLM2's at the same design point."""
+    """Gemma's collected cells (README) and its bits stored against SmolLM2's at the same
+    design point (the collection log's section on the second model family)."""
     import numpy as np
 
     from lawfit.data.reading import open_dataset
@@ -211,7 +216,7 @@ def test_the_second_model_familys_cells_beside_smollm2s(readme):
 
     gemma = open_dataset(ROOT / "data" / "gemma_cpu.nc")
     done, total = int(gemma.attrs["n_cells_done"]), int(gemma.attrs["n_cells"])
-    _quoted(readme, f"(`data/gemma_cpu.nc`, {done} of {total})")
+    _quoted(readme, f"(`data/gemma_cpu.nc`, {done} of {total};")
     smol = open_dataset(DATA)
 
     def bits(ds, **at):
@@ -219,13 +224,21 @@ def test_the_second_model_familys_cells_beside_smollm2s(readme):
         sel = np.logical_and.reduce([cells[k] == v for k, v in at.items()])
         return cells.loc[sel & (cells["seed"] == 0)]
 
+    log = _folded(ROOT / "docs" / "collection_log.md")
+    where = "docs/collection_log.md's 'The second model family'"
     first = bits(gemma, rank=1, length=128, data_seed=0)
     (stored,) = first["bits_stored"]
     (n_params,) = gemma["n_params"].sel(rank=1).values.ravel()
-    _quoted(readme, f"stores {stored:,.0f} bits, {stored / n_params:.2f} bits per parameter")
+    _quoted(log, f"stores {stored:,.0f} bits, {stored / n_params:.2f} bits per parameter", where)
     ref = bits(smol, rank=1, length=128)["bits_stored"]
     per = ref / float(smol["n_params"].sel(rank=1).max())
-    _quoted(readme, f"stores {ref.min():,.0f}–{ref.max():,.0f} bits")
+    _quoted(log, f"stores {ref.min():,.0f}–{ref.max():,.0f} bits", where)
     words = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven")))
     n = words.get(len(ref), str(len(ref)))
-    _quoted(readme, f"({per.min():.2f}–{per.max():.2f} per parameter) on {n} sequences")
+    _quoted(log, f"({per.min():.2f}–{per.max():.2f} per parameter) on {n} sequences", where)
+    second = gemma.sel(rank=2, length=128, data_seed=0).squeeze()
+    forced = round(float(second["token_accuracy"]) * 128)
+    recalled = int(second["greedy_correct"].sum())
+    _quoted(log, f"brings the same target to {float(second['loss_after']):.2f} nats/token", where)
+    _quoted(log, f"with {forced} of its 128 tokens the model's first choice", where)
+    _quoted(log, f"recalls {recalled} of 128 (`greedy_correct`)", where)
