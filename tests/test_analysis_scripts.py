@@ -194,6 +194,31 @@ def test_capacity_bits_script_runs_on_the_shipped_dataset():
     assert "cells of the law fit" in out.stdout and "- stored/param:" in out.stdout
 
 
+def test_capacity_bits_sets_two_models_side_by_side_at_the_points_they_share():
+    """Only design points held by both models; means and ranges over each model's cells."""
+    import pandas as pd
+
+    mod = _script("07_capacity_bits.py")
+    point = dict(task="long_context", objective="sft", length=128)
+    rows = [  # model, rank, data_seed, bits stored, n_params, loss, accuracy, greedy tokens
+        ("a", 1, 0, 1000.0, 100, 4.0, 0.25, 0.0),
+        ("a", 1, 1, 1200.0, 100, 3.0, 0.50, 4.0),
+        ("b", 1, 0, 900.0, 150, 5.0, 0.125, 0.0),
+        ("a", 2, 0, 1900.0, 200, 0.3, 1.0, 128.0),  # b has no rank 2: not shown
+    ]
+    keys = ["model", "rank", "data_seed", "bits_stored", "n_params"]
+    keys += ["loss_after", "token_accuracy", "greedy_tokens"]
+    cells = pd.DataFrame([dict(point, **dict(zip(keys, r, strict=True))) for r in rows])
+    side = mod.across_models(cells).set_index("model")
+    assert list(side.index) == ["a", "b"] and set(side["rank"]) == {1}
+    assert side.loc["a", "bits_stored"] == 1100.0
+    assert (side.loc["a", "stored_min"], side.loc["a", "stored_max"]) == (1000.0, 1200.0)
+    assert side.loc["a", "stored/param"] == 11.0 and side.loc["b", "stored/param"] == 6.0
+    assert side.loc["a", "teacher_forced"] == 48.0 and side.loc["a", "greedy_tokens"] == 2.0
+    assert (side.loc["a", "cells"], side.loc["a", "sequences"]) == (2, 2)
+    assert mod.across_models(cells[cells.model == "a"]).empty  # one model: nothing to set beside
+
+
 def test_collect_script_prices_what_is_left_of_the_shipped_sweep():
     """analysis/01 on the shipped data: pending cells and budget-stopped cells are costed."""
     pytest.importorskip("torch")
