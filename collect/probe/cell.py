@@ -108,23 +108,17 @@ def run_cell(
     )
     result.n_params, result.n_bytes = adapter.n_params, adapter.n_bytes
     try:
+        options = _RunOptions(keep_state, resume, pack, checkpoint, checkpoint_every, progress)
         _train_and_measure(
             model,
             tokenizer,
             batch,
             adapter,
             result,
-            task,
-            method,
-            seed,
             train,
             device,
-            keep_state=keep_state,
-            resume=resume,
-            pack=pack,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
+            options,
+            cell=(task, method, seed),
             warm_start=warm_start,
         )
     except torch.cuda.OutOfMemoryError as err:
@@ -137,29 +131,38 @@ def run_cell(
     return result, model
 
 
+@dataclasses.dataclass(frozen=True)
+class _RunOptions:
+    """How one cell runs, beside what it trains (see :func:`run_cell` for each)."""
+
+    keep_state: bool = False
+    resume: dict | None = None
+    pack: bool = True
+    checkpoint: Callable[[dict], None] | None = None
+    checkpoint_every: float = 600.0
+    progress: Callable[[int, float, float], None] | None = None
+
+
 def _train_and_measure(
     model,
     tokenizer,
     batch,
     adapter,
-    result,
-    task,
-    method,
-    seed,
-    train,
+    result: CellResult,
+    train: TrainConfig,
     device,
+    options: _RunOptions,
     *,
-    keep_state=False,
-    resume=None,
-    pack=True,
-    checkpoint=None,
-    checkpoint_every=600.0,
-    progress=None,
-    warm_start=None,
-):
+    cell: tuple[str, str, int],
+    warm_start: list | None,
+) -> None:
+    """Measure before, write or train the adapter, measure after: fills ``result`` in place.
+
+    ``cell`` is the cell's (task, method, seed), from which its objective is made.
+    """
     import torch
 
-    fwd = lean_forward(model, batch, adapter.first_layer if train.prefix_cache else 0, pack)
+    fwd = lean_forward(model, batch, adapter.first_layer if train.prefix_cache else 0, options.pack)
     result.prefix_cached = fwd.start_layer > 0
     result.prompt_packed = fwd.batch is not batch
     with torch.no_grad():
@@ -174,39 +177,11 @@ def _train_and_measure(
     if written:
         adapter.write(batch)
         train = dataclasses.replace(train, max_steps=0)
-
+    task, method, seed = cell
     objective = make_objective(
         method, task=task, token_entry=batch.token_entry, max_steps=train.max_steps, seed=seed
     )
-    optimizer = torch.optim.AdamW(adapter.parameters, lr=train.lr, weight_decay=train.weight_decay)
-    loop = CellLoop(objective, train, result, adapter.parameters, optimizer)
-    if resume is not None:
-        loop.resume(resume)
-    state = None
-    last_checkpoint = time.perf_counter()
-    for step in range(loop.first, train.max_steps + 1):
-        if keep_state and step == train.max_steps:
-            # the loop's state on entering the last step: resuming here under a larger budget
-            # replays this step exactly as a direct run would (its stop rules included)
-            state = loop.snapshot(step)
-        if (
-            checkpoint is not None
-            and step > loop.first
-            and time.perf_counter() - last_checkpoint >= checkpoint_every
-        ):
-            checkpoint(loop.snapshot(step))
-            last_checkpoint = time.perf_counter()
-        with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
-            # the argmax as far as needed: its all-correct step is when greedy recall first
-            # became exact
-            losses, _, correct = token_stats(fwd.logits(), batch.labels, loop.argmax_wanted)
-        loss = loop.observe(step, losses, correct, progress)
-        if loss is None:
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.update()
-    loop.finish()
+    state = _train(fwd, batch, adapter, result, train, device, options, objective)
     if written and result.status == "ok":
         result.stop_reason = "written"
     if result.status != "ok":
@@ -214,3 +189,40 @@ def _train_and_measure(
     measure_after_training(result, fwd, model, tokenizer, batch, device)
     if result.stop_reason == "budget":
         result.state = state
+
+
+def _train(fwd, batch, adapter, result, train, device, options, objective) -> dict | None:
+    """Run the training loop until a stop rule or the budget ends it.
+
+    Returns the loop's state on entering the last step of the budget when
+    ``options.keep_state`` asks for it (else None), from which a larger budget resumes.
+    """
+    import torch
+
+    optimizer = torch.optim.AdamW(adapter.parameters, lr=train.lr, weight_decay=train.weight_decay)
+    loop = CellLoop(objective, train, result, adapter.parameters, optimizer)
+    if options.resume is not None:
+        loop.resume(options.resume)
+    state = None
+    last_checkpoint = time.perf_counter()
+    for step in range(loop.first, train.max_steps + 1):
+        if options.keep_state and step == train.max_steps:
+            # the loop's state on entering the last step: resuming here under a larger budget
+            # replays this step exactly as a direct run would (its stop rules included)
+            state = loop.snapshot(step)
+        due = time.perf_counter() - last_checkpoint >= options.checkpoint_every
+        if options.checkpoint is not None and step > loop.first and due:
+            options.checkpoint(loop.snapshot(step))
+            last_checkpoint = time.perf_counter()
+        with adapter.dropout_active(train.lora_dropout > 0), training_precision(train, device):
+            # the argmax as far as needed: its all-correct step is when greedy recall first
+            # became exact
+            losses, _, correct = token_stats(fwd.logits(), batch.labels, loop.argmax_wanted)
+        loss = loop.observe(step, losses, correct, options.progress)
+        if loss is None:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.update()
+    loop.finish()
+    return state
