@@ -9,7 +9,10 @@ landed in and scores every interval: inside or not, and the error of its centre.
 One interval per cell is the one it is held to (``held_to``): the cell interval the write-up
 named, else the default form's first written one. Those are one-cell 95 % intervals, so about
 19 in 20 should hold; the summary gives the binomial probability of doing as badly or worse.
-A mean law's interval is not meant to cover one cell: it is listed, never counted.
+A mean law's interval is not meant to cover one cell: it is listed, never counted. Cells of
+another model predicted by a law carried over (``lawfit.transfer_law``, kind "cell of a new
+model") test whether the law transfers, not the law itself: they are scored on a line of
+their own.
 
 A closing line scores the same kind of interval on every fitted cell of the newest dataset
 the registry names, each cell held out of its own fit
@@ -40,7 +43,9 @@ REGISTRY = os.path.join(ROOT, "data", "predictions.toml")
 #: the fields each prediction and each of its readings must have
 FIELDS = ("id", "session", "written_in", "dataset", "rank", "length", "data_seed", "reading")
 READING_FIELDS = ("form", "kind", "centre", "low", "high", "held_to")
-KINDS = ("mean law", "cell of a new sequence", "cell of this sequence")
+#: a cell of another model, predicted by carrying a law over (lawfit.transfer_law)
+TRANSFER = "cell of a new model"
+KINDS = ("mean law", "cell of a new sequence", "cell of this sequence", TRANSFER)
 #: the nominal coverage of every interval in the registry
 LEVEL = 0.95
 
@@ -149,8 +154,18 @@ def scorecard(entries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def own_law(card: pd.DataFrame) -> pd.DataFrame:
+    """The readings of cells predicted by their own model's law (transfers left out)."""
+    return card[card["kind"] != TRANSFER]
+
+
 def summary(card: pd.DataFrame) -> list[str]:
-    """The held-to intervals' record, and how likely a record this poor is at 95 % coverage."""
+    """The held-to intervals' record, and how likely a record this poor is at 95 % coverage.
+
+    Cells of another model predicted by a law carried over (``kind`` "cell of a new model")
+    test another claim, that the law transfers: they get a line of their own.
+    """
+    transfer, card = card[card["kind"] == TRANSFER], own_law(card)
     held = card[card["held_to"] & card["inside"].notna()]
     n, k = len(held), int(held["inside"].sum())
     pending = card.loc[card["held_to"] & card["inside"].isna(), "id"].tolist()
@@ -168,17 +183,29 @@ def summary(card: pd.DataFrame) -> list[str]:
     lines.append(
         f"every cell interval, each form: {int(cells['inside'].sum())} of {len(cells)} inside"
     )
+    if len(transfer):
+        done = transfer[transfer["held_to"] & transfer["inside"].notna()]
+        lines.append(
+            "cells of a new model, predicted by a law carried over (lawfit.transfer_law): "
+            f"{int(done['inside'].sum())} of {len(done)} measured inside their held-to interval"
+        )
+        pending += transfer.loc[transfer["held_to"] & transfer["inside"].isna(), "id"].tolist()
     if pending:
         lines.append(f"pending (not yet measured): {', '.join(pending)}")
     return lines
 
 
 def held_out_summary(entries: list[dict]) -> str:
-    """Leave-one-out coverage of one-cell intervals on the newest dataset of the registry."""
+    """Leave-one-out coverage of one-cell intervals on the newest dataset of the registry.
+
+    The newest dataset of a prediction by its own model's law: a transfer's new model may
+    have too few cells for a law of its own.
+    """
     import lawfit
     from lawfit.robust import leave_one_out_coverage
 
-    relpath = max(entries, key=lambda e: e["session"])["dataset"]
+    own = [e for e in entries if all(r["kind"] != TRANSFER for r in e["reading"])]
+    relpath = max(own, key=lambda e: e["session"])["dataset"]
     ds = _dataset(relpath)
     if "objective" in ds.dims:
         ds = ds.sel(objective="sft")

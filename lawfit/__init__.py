@@ -23,6 +23,7 @@ from lawfit.report import build_report  # noqa: I001
 from lawfit.result import FitResult, FitResults, Flag, load
 from lawfit.shared import shared_exponents  # noqa: I001
 from lawfit.transition import phase_transition  # noqa: I001
+from lawfit.transfer import TransferredLaw, transfer_law  # noqa: I001
 
 try:
     from importlib.metadata import version as _version
@@ -61,6 +62,8 @@ __all__ = [
     "capacity_by_form",
     "bits_per_parameter",
     "shared_exponents",
+    "transfer_law",
+    "TransferredLaw",
     "carrier_law",
     "carrier_bits",
     "gradient_budget",

@@ -24,6 +24,7 @@ COMMANDS = [
     "memft",
     "budget",
     "carriers",
+    "transfer",
     "report",
 ]
 
@@ -39,6 +40,7 @@ examples:
   lawfit memft sweep.nc --sel task=phonebook           MemFT savings over SFT
   lawfit budget sweep.nc --sel task=phonebook          is dL converged at the step budget?
   lawfit carriers sweep.nc --store 1e4                 one law across carriers, bits/param
+  lawfit transfer a.nc --anchors b.nc --at rank=4,length=512   a's law on model b's cells
   lawfit report sweep.nc -o report.html                everything, one report
   lawfit <command> --help                              options of one command
 

@@ -88,6 +88,11 @@ def _results():
         "CarrierCapacity": lambda: lawfit.carrier_bits(
             _carrier_sweep(), bootstrap=50, rng=0
         ).predict(1000.0),
+        "TransferredLaw": lambda: lawfit.transfer_law(
+            fit,
+            synthetic_dataset(C=2.0, seeds=1, rng=5).sel(rank=[1, 4], length=[128]),
+            cluster="seed",
+        ),
     }
 
 

@@ -1,0 +1,180 @@
+"""lawfit.transfer: a source model's law carried to a new model from a few of its cells."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lawfit
+from lawfit.errors import LawfitError
+from lawfit.testing import synthetic_dataset
+from lawfit.transfer import transfer_law
+
+TRUTH = dict(alpha=0.8, beta=0.7, b=1.2)
+RANKS, LENGTHS = (1, 2, 4, 8), (64, 128, 256, 512, 1024)
+
+
+def _sweep(C: float, seed: int, *, noise: float, sequences: int, **grid) -> pd.DataFrame:
+    """A synthetic sweep of one model, its target sequences as ``data_seed``, as a tidy frame.
+
+    ``noise_kind="run"``: each sequence shifts log C and tilts both exponents, as target
+    content does; loss_before is far above ΔL, so no cell counts as memorized.
+    """
+    ds = synthetic_dataset(
+        C=C,
+        **TRUTH,
+        ranks=grid.get("ranks", RANKS),
+        lengths=grid.get("lengths", LENGTHS),
+        seeds=sequences,
+        noise=noise,
+        noise_kind="run",
+        noise_model="multiplicative",
+        loss_before=100.0,
+        rng=seed,
+    ).rename({"seed": "data_seed"})
+    frame = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
+    return frame[["rank", "length", "data_seed", "loss_reduction", "loss_after"]]
+
+
+def _source_fit(seed: int, noise: float):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lawfit.fit(_sweep(200.0, seed, noise=noise, sequences=4), profile=False)
+
+
+def test_a_noiseless_second_model_gets_its_scale_and_every_cell_back():
+    """Known truth: the new model is the source with C doubled; one anchor recovers it."""
+    fit = _source_fit(0, noise=1e-7)
+    new = _sweep(400.0, 1, noise=1e-7, sequences=1)
+    law = transfer_law(fit, new[(new["rank"] == 1) & (new["length"] == 128)])
+    assert law.params["C"] == pytest.approx(400.0, rel=1e-4)
+    for p, v in TRUTH.items():
+        assert law.params[p] == pytest.approx(v, rel=1e-4)
+    out = law.predict(rank=[2, 8], length=[512, 64], in_cluster=0)
+    truth = 400.0 * np.array([2, 8]) ** 0.8 * np.array([512, 64]) ** -0.7 + 1.2
+    np.testing.assert_allclose(out["predicted"], truth, rtol=1e-4)
+    assert (out["low"] < out["predicted"]).all() and (out["predicted"] < out["high"]).all()
+    assert {f.code for f in law.flags} == {"transfer_assumptions", "exact_anchor_fit"}
+
+
+def test_two_anchors_free_the_offset_too():
+    """free=("C", "b"): a second model with its own offset, recovered from two cells."""
+    fit = _source_fit(0, noise=1e-7)
+    new = _sweep(300.0, 1, noise=1e-7, sequences=1)
+    new["loss_reduction"] += 0.8  # b = 2.0 for this model
+    anchors = new[(new["rank"] == 1) & new["length"].isin([128, 512])]
+    law = transfer_law(fit, anchors, free=("C", "b"))
+    assert law.params["C"] == pytest.approx(300.0, rel=1e-3)
+    assert law.params["b"] == pytest.approx(2.0, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("free", "anchor_points", "in_cluster"),
+    [(("C",), [(1, 128)], 0), (("C",), [(1, 128)], None), (("C", "b"), [(1, 128), (1, 512)], 0)],
+)
+def test_the_interval_covers_new_cells_at_its_level(free, anchor_points, in_cluster):
+    """Calibration with known truth: 95 % intervals cover about 95 % of a second model's cells.
+
+    Each replicate draws a source sweep (4 sequences) and a second model with the same
+    exponents and offset and a 1.5× scale, anchors on its sequence 0, and predicts its cell
+    at rank 4, ℓ = 256: on sequence 0 (``in_cluster=0``) or on its sequence 1 (None).
+    """
+    hits, n = 0, 120
+    for rep in range(n):
+        fit = _source_fit(rep, noise=0.04)
+        new = _sweep(300.0, 10_000 + rep, noise=0.04, sequences=2)
+        at = pd.MultiIndex.from_frame(new[["rank", "length"]])
+        anchors = new[at.isin(anchor_points) & (new["data_seed"] == 0)]
+        law = transfer_law(fit, anchors, free=free)
+        row = law.predict(rank=4, length=256, in_cluster=in_cluster).iloc[0]
+        seq = 0 if in_cluster == 0 else 1
+        pick = (new["rank"] == 4) & (new["length"] == 256) & (new["data_seed"] == seq)
+        (measured,) = new.loc[pick, "loss_reduction"]
+        hits += row["low"] <= measured <= row["high"]
+    assert 0.89 <= hits / n <= 0.995, f"covered {hits} of {n}"
+
+
+def test_bad_input_says_what_was_expected():
+    fit = _source_fit(0, noise=0.04)
+    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    one = new[(new["rank"] == 1) & (new["length"] == 128)]
+    with pytest.raises(LawfitError, match="free must name parameters"):
+        transfer_law(fit, one, free=("gamma",))
+    with pytest.raises(LawfitError, match="frees every parameter"):
+        transfer_law(fit, one, free=("C", "alpha", "beta", "b"))
+    with pytest.raises(LawfitError, match="at least 2 usable anchor"):
+        transfer_law(fit, one, free=("C", "b"))
+    memorized = one.assign(loss_after=0.1)
+    with pytest.raises(LawfitError, match="at least 1 usable anchor"):
+        transfer_law(fit, memorized)
+    law = transfer_law(fit, one)
+    with pytest.raises(LawfitError, match="not a data_seed of the anchors"):
+        law.predict(rank=2, length=128, in_cluster=5)
+    with pytest.raises(LawfitError, match="law's inputs"):
+        law.predict(rank=2)
+
+
+def test_a_predicted_cell_past_the_ceiling_is_marked():
+    """A ΔL within ln 2 of the base model's loss would be a memorized cell: marked."""
+    fit = _source_fit(0, noise=0.04)
+    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    one = new[(new["rank"] == 1) & (new["length"] == 512)]
+    one = one.assign(loss_after=one["loss_reduction"] + 1.0)  # loss_before: 2 ΔL + 1
+    out = transfer_law(fit, one).predict(rank=[1, 8], length=512, in_cluster=0)
+    assert out["recall_predicted"].tolist() == [False, True]
+
+
+def test_a_second_model_with_other_exponents_falls_outside():
+    """The interval tests the assumption: exponents that differ by 0.15 in α are caught."""
+    hits, n = 0, 40
+    for rep in range(n):
+        fit = _source_fit(rep, noise=0.04)
+        new = _sweep(300.0, 10_000 + rep, noise=0.04, sequences=1)
+        new["loss_reduction"] = (new["loss_reduction"] - 1.2) * new["rank"] ** 0.15 + 1.2
+        anchors = new[(new["rank"] == 1) & (new["length"] == 128)]
+        row = transfer_law(fit, anchors).predict(rank=4, length=256, in_cluster=0).iloc[0]
+        (measured,) = new.loc[(new["rank"] == 4) & (new["length"] == 256), "loss_reduction"]
+        hits += row["low"] <= measured <= row["high"]
+    assert hits / n < 0.5, f"covered {hits} of {n}: the check cannot see other exponents"
+
+
+def test_the_command_line_predicts_from_two_csv_files(tmp_path, capsys):
+    """`lawfit transfer SOURCE --anchors NEW --at ...`: the library's numbers, and a CSV."""
+    from lawfit.cli import main
+
+    source, new = (
+        _sweep(200.0, 0, noise=0.04, sequences=4),
+        _sweep(300.0, 1, noise=0.04, sequences=1),
+    )
+    source.to_csv(tmp_path / "a.csv", index=False)
+    new[(new["rank"] == 1) & (new["length"] == 128)].to_csv(tmp_path / "b.csv", index=False)
+    argv = ["transfer", str(tmp_path / "a.csv"), "--anchors", str(tmp_path / "b.csv")]
+    argv += ["--at", "rank=4,length=256", "--in-cluster", "0", "--csv", str(tmp_path / "p.csv")]
+    assert main(argv) == 0
+    assert "transfer_assumptions" in capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "p.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lawfit.fit(source, profile=False)
+    law = transfer_law(fit, new[(new["rank"] == 1) & (new["length"] == 128)])
+    expected = law.predict(rank=4, length=256, in_cluster=0)
+    np.testing.assert_allclose(
+        written[["predicted", "low", "high"]], expected[["predicted", "low", "high"]]
+    )
+    assert main([*argv[:4], "--at", "rank=4,length=256", "--free", "C", "b"]) == 2
+    assert "at least 2 usable anchor" in capsys.readouterr().err
+
+
+def test_a_saved_law_predicts_the_same_after_loading(tmp_path):
+    fit = _source_fit(0, noise=0.04)
+    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    law = transfer_law(fit, new[(new["rank"] == 1) & (new["length"] == 128)])
+    law.save(tmp_path / "law.json")
+    back = lawfit.load(tmp_path / "law.json")
+    pd.testing.assert_frame_equal(
+        back.predict(rank=[2, 4], length=256, in_cluster=0),
+        law.predict(rank=[2, 4], length=256, in_cluster=0),
+    )
