@@ -312,6 +312,27 @@ def test_the_prediction_scorecard_reads_the_measured_cells_and_counts_the_misses
     assert "pending (not yet measured): p2" in out.stdout
 
 
+def test_a_law_carried_to_another_model_is_scored_apart_from_the_models_own():
+    """Transfer readings get their own line; the law's record and P stay the law's."""
+    import pandas as pd
+
+    mod = _script("15_predictions.py")
+    rows = [  # id, kind, inside
+        ("own-1", "cell of this sequence", True),
+        ("own-2", "cell of a new sequence", False),
+        ("new-model-1", mod.TRANSFER, False),
+        ("new-model-2", mod.TRANSFER, None),
+    ]
+    card = pd.DataFrame(
+        [dict(id=i, session=47, kind=k, held_to=True, inside=x) for i, k, x in rows]
+    )
+    lines = mod.summary(card)
+    assert lines[0] == "held-to cell intervals: 1 of 2 measured cells inside their 95 % interval"
+    assert any(ln.endswith("0 of 1 measured inside their held-to interval") for ln in lines)
+    assert "outside: new-model-1" not in " ".join(lines)
+    assert lines[-1] == "pending (not yet measured): new-model-2"
+
+
 def test_the_prediction_scorecard_refuses_a_registry_without_its_fields(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[prediction]]\nid = "x"\nrank = 1\n')
