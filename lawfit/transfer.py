@@ -215,6 +215,13 @@ def transfer_law(
         A free parameter the form lacks, or none kept; fewer usable anchors than free
         parameters; an anchor with ΔL <= 0; a source fit the CR2 covariance cannot use.
     """
+    from lawfit.result import FitResult
+
+    if not isinstance(fit, FitResult):
+        raise LawfitError(
+            f"transfer_law carries one fitted law; got {type(fit).__name__}. Pass the "
+            "source's FitResult (lawfit.fit on one setting; from fits by group, select one)."
+        )
     free = _checked_free(fit, free)
     frame = _anchor_cells(fit, anchors, cluster, exclude)
     if len(frame) < len(free):

@@ -101,6 +101,8 @@ def test_bad_input_says_what_was_expected():
     fit = _source_fit(0, noise=0.04)
     new = _sweep(300.0, 1, noise=0.04, sequences=1)
     one = new[(new["rank"] == 1) & (new["length"] == 128)]
+    with pytest.raises(LawfitError, match="carries one fitted law; got DataFrame"):
+        transfer_law(new, one)
     with pytest.raises(LawfitError, match="free must name parameters"):
         transfer_law(fit, one, free=("gamma",))
     with pytest.raises(LawfitError, match="frees every parameter"):
