@@ -11,6 +11,8 @@ examples:
   lawfit transfer smollm2.nc --sel objective=sft --anchors gemma.nc --at rank=1,length=256
   lawfit transfer smollm2.nc --sel objective=sft --anchors gemma.nc --free C b \\
       --at rank=2,length=256 --at rank=4,length=512 --in-cluster 0 --csv predicted.csv
+  lawfit transfer smollm2.nc --sel objective=sft --anchors gemma.nc --form saturating \\
+      --at rank=1,length=256,loss_before=16.46
 
 The source law is fitted as `lawfit fit DATA --sel ...` fits it; the free parameters are then
 fitted to the anchors (default: the scale C), and each --at point gets one new cell's value
@@ -40,11 +42,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="select a coordinate of the anchors first (repeatable)",
     )
     p.add_argument(
+        "--form",
+        default="power_law",
+        help="registered form of the source's law (default: power_law)",
+    )
+    p.add_argument(
         "--free",
         nargs="+",
-        default=["C"],
+        default=None,
         metavar="PARAM",
-        help="parameters fitted to the anchors (default: C; C b needs two anchors)",
+        help="parameters fitted to the anchors (default: the form's scale, its first "
+        "parameter: C, or c of the saturating form; C b needs two anchors)",
     )
     p.add_argument(
         "--at",
@@ -91,8 +99,9 @@ def run(args) -> int:
     anchors = apply_sel(cli.open_input(args.anchors), parse_sel(args.anchors_sel))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit's own flags are in its summary
-        fit = lawfit.fit(source, profile=False)
-    law = transfer_law(fit, anchors, free=args.free, cluster=args.cluster)
+        fit = lawfit.fit(source, args.form, profile=False)
+    free = args.free or [fit.param_names[0]]
+    law = transfer_law(fit, anchors, free=free, cluster=args.cluster)
     in_cluster = _as_label(args.in_cluster)
     rows = [law.predict(in_cluster=in_cluster, level=args.level, **pt) for pt in args.at]
     table = pd.concat(rows, ignore_index=True)
