@@ -242,6 +242,66 @@ def transfer_law(
     return TransferredLaw(fit, params, free, frame, cluster, scatter, _flags(fit, free, frame))
 
 
+def transfer_check(
+    fit,
+    cells,
+    *,
+    free: Sequence[str] = ("C",),
+    cluster: str = "data_seed",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Each of a new model's cells predicted from its others by the law carried over.
+
+    Leave-one-out over the new model's usable cells (memorized ones left out): each is
+    predicted by :func:`transfer_law` with the other cells as anchors, on its own target
+    sequence when the anchors hold it (``in_cluster``), else on a new one. A retrospective
+    check of the transfer, on cells that were not written down before they ran; the folds
+    share their anchors, so the rows are not independent tests.
+
+    Parameters
+    ----------
+    fit, free, cluster
+        As for :func:`transfer_law`.
+    cells : xarray.Dataset or pandas.DataFrame
+        The new model's cells.
+    level : float
+        Level of the prediction intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell with enough others to anchor it: the inputs, ``cluster``,
+        ``measured``, ``predicted``, ``low``, ``high``, ``error_pct``, ``inside`` and
+        ``anchors`` (how many). Empty when no cell has enough others.
+    """
+    frame = _anchor_cells(fit, cells, cluster, "memorized")
+    rows = []
+    for i in range(len(frame)):
+        others = frame.drop(index=i)
+        if len(others) < len(_checked_free(fit, free)):
+            continue
+        law = transfer_law(fit, others, free=free, cluster=cluster, exclude=None)
+        cell, label = frame.iloc[i], frame[cluster].iloc[i]
+        own = label if label in set(others[cluster].tolist()) else None
+        at = {c: float(cell[c]) for c in fit.inputs}
+        row = law.predict(in_cluster=own, level=level, **at).iloc[0]
+        measured = float(cell[fit.response])
+        rows.append(
+            {
+                **at,
+                cluster: label,
+                "measured": measured,
+                "predicted": row["predicted"],
+                "low": row["low"],
+                "high": row["high"],
+                "error_pct": 100 * (measured / row["predicted"] - 1),
+                "inside": bool(row["low"] <= measured <= row["high"]),
+                "anchors": len(others),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _checked_free(fit, free) -> tuple[str, ...]:
     """Return the free parameters as a tuple; refuse unknown names, or freeing them all."""
     free = (free,) if isinstance(free, str) else tuple(free)

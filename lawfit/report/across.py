@@ -9,6 +9,7 @@ import xarray as xr
 from lawfit._tokens import GROUP_DIMS
 from lawfit.data import target_cluster
 from lawfit.errors import LawfitError
+from lawfit.fitting import fit
 from lawfit.report.settings import (
     _has_ok_cells,
     _notes,
@@ -59,7 +60,74 @@ def _models(st: _Setting, opt: _Options) -> list:
         st.sft, by="model", confidence_level=opt.level, cluster=target_cluster(st.sft)
     )
     st.results["shared_exponents"] = res
-    return _shared_blocks(res, "law", "Exponents shared across models")
+    blocks = _shared_blocks(res, "law", "Exponents shared across models")
+    return blocks + _transfers(st, opt)
+
+
+def _transfers(st: _Setting, opt: _Options) -> list:
+    """Report the law of the model with the most fitted cells, carried to the lawless ones.
+
+    The scale C is refitted on the other model's cells (:func:`lawfit.transfer_law`), and
+    each of them is predicted from the rest (:func:`lawfit.transfer.transfer_check`): the
+    check that needs no law of the other model's own, so it speaks from its second cell on.
+    Only models too small for a law of their own get it: where every model has one, the
+    shared-exponent test compares them.
+    """
+    import warnings
+
+    from lawfit.transfer import transfer_check, transfer_law
+
+    models = [str(m) for m in st.sft["model"].values]
+    fits = {}
+    for m in models:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits[m] = fit(st.sft.sel(model=[m]), profile=False)
+        except LawfitError:
+            continue
+    lawless = [m for m in models if m not in fits]
+    if not fits or not lawless:  # every model has its own law: the test above compares them
+        return []
+    source = max(fits, key=lambda m: len(fits[m].points))
+    cluster = target_cluster(st.sft) or "seed"  # else initialisations: said below
+    blocks: list = [("h3", f"The law of {source} carried to models without a law of their own")]
+    if cluster not in fits[source].points:
+        return blocks + [("note", "not carried: the cells name no target sequences or seeds")]
+    for m in lawless:
+        cells = st.sft.sel(model=[m])
+        try:
+            law = transfer_law(fits[source], cells, cluster=cluster)
+            check = transfer_check(fits[source], cells, cluster=cluster, level=opt.level)
+        except LawfitError as exc:
+            blocks.append(("note", f"{m}: not carried ({exc})"))
+            continue
+        st.results[f"transfer to {m}"] = law
+        blocks += [
+            (
+                "p",
+                f"{m}: {source}'s exponents and offset kept, its scale refitted on "
+                f"{len(law.anchors)} unmemorized cell(s) of {m} (lawfit.transfer_law; the "
+                f"scatter between and within {cluster} values carried over too).",
+            ),
+            ("table", law.parameters),
+        ]
+        if len(check):
+            inside = int(check["inside"].sum())
+            blocks += [
+                ("table", check),
+                (
+                    "p",
+                    f"Each of {m}'s cells predicted from its others: {inside} of {len(check)} "
+                    f"inside their {opt.level:.0%} prediction intervals (the folds share "
+                    "their anchors: not independent tests).",
+                ),
+            ]
+        else:
+            blocks.append(
+                ("note", f"{m}: one unmemorized cell, none left to check the carried law on")
+            )
+    return blocks
 
 
 def _shared_blocks(res, law_col: str, what: str) -> list:

@@ -128,6 +128,21 @@ def test_two_models_get_the_test_of_shared_exponents_and_one_model_does_not(full
     assert "Exponents shared across models, F likelihood-ratio test at 0.05: shared." in md
     test = rep.results["models: all cells"]["shared_exponents"]
     assert sorted(test.fits) == ["gemma", "smollm2"] and test.verdict == "shared"
+    assert "carried to models without" not in md  # both have laws: the test compares them
+
+
+def test_a_model_too_small_for_its_own_law_gets_the_other_models_law_carried_over():
+    """Each of its cells predicted from the rest by the larger model's law, C refitted."""
+    big = synthetic_dataset(seeds=3, rng=0).expand_dims(model=["smollm2"])
+    small = synthetic_dataset(C=2.0, ranks=(1,), lengths=(128, 256, 512), seeds=2, rng=1)
+    two = xr.concat([big, small.expand_dims(model=["gemma"])], "model", join="outer")
+    two["status"] = two["status"].fillna("not_run")
+    rep = build_report(two, bootstrap=0)
+    md = rep.to_markdown()
+    assert "### The law of smollm2 carried to models without a law of their own" in md
+    assert "of 6 inside their 95% prediction intervals (the folds share their anchors" in md
+    law = rep.results["models: all cells"]["transfer to gemma"]
+    assert law.free == ("C",) and law.params["C"] == pytest.approx(2.0, rel=0.1)
 
 
 def test_cli_report_and_commands(full, tmp_path, capsys):

@@ -180,3 +180,20 @@ def test_a_saved_law_predicts_the_same_after_loading(tmp_path):
         back.predict(rank=[2, 4], length=256, in_cluster=0),
         law.predict(rank=[2, 4], length=256, in_cluster=0),
     )
+
+
+@pytest.mark.parametrize(("extra_alpha", "most_inside"), [(0.0, True), (0.3, False)])
+def test_the_leave_one_out_check_sees_whether_the_exponents_carry_over(extra_alpha, most_inside):
+    """Each of a second model's cells predicted from its others: inside when α is shared."""
+    from lawfit.transfer import transfer_check
+
+    fit = _source_fit(0, noise=0.04)
+    new = _sweep(300.0, 1, noise=0.04, sequences=2)
+    new["loss_reduction"] = (new["loss_reduction"] - 1.2) * new["rank"] ** extra_alpha + 1.2
+    check = transfer_check(fit, new[new["length"] == 256])  # 4 ranks on 2 sequences
+    assert len(check) == 8 and (check["anchors"] == 7).all()
+    assert bool(check["inside"].mean() >= 0.75) is most_inside
+    assert check["data_seed"].tolist() == [0, 1] * 4  # the sequences keep their values
+    np.testing.assert_allclose(
+        check["error_pct"], 100 * (check["measured"] / check["predicted"] - 1)
+    )
