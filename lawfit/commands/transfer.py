@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lawfit import _validate as V
 from lawfit.commands import _common as cli
 
 _EPILOG = """\
@@ -97,6 +98,7 @@ def run(args) -> int:
 
     source = cli.open_selected(args)
     anchors = apply_sel(cli.open_input(args.anchors), parse_sel(args.anchors_sel))
+    V.known_columns(args.cluster, {*source.dims, *source.coords}, "--cluster")  # before the fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit's own flags are in its summary
         fit = lawfit.fit(source, args.form, profile=False)
