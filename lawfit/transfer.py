@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from lawfit.data import as_frame, memorized_mask
+from lawfit.data import LN2, as_frame, memorized_mask
 from lawfit.errors import LawfitError
 from lawfit.protocol import Flag, ResultProtocol
 from lawfit.robust import cluster_covariance, variance_components
@@ -136,15 +136,10 @@ class TransferredLaw(ResultProtocol):
         cov, dof_law = _kept_covariance(self.source, self.cluster, kept)
         var_law = np.einsum("mi,ij,mj->m", g_phi, cov, g_phi)
         between, within = _scatter_coefficients(g_y, labels, in_cluster)
-        low, high, dof = [], [], []
-        for i in range(centre.size):
-            terms = _variance_terms(var_law[i], dof_law, between[i], within[i], self.scatter)
-            half, nu = _t_half(*_satterthwaite(terms), level)
-            low.append(centre[i] - half)
-            high.append(centre[i] + half)
-            dof.append(nu)
+        half, dof = _half_widths(var_law, dof_law, between, within, self.scatter, level)
         out = pd.DataFrame({c: x for c, x in zip(self.source.inputs, X, strict=True)})
-        out["predicted"], out["low"], out["high"] = np.exp(centre), np.exp(low), np.exp(high)
+        out["predicted"] = np.exp(centre)
+        out["low"], out["high"] = np.exp(centre - half), np.exp(centre + half)
         out["dof"] = dof
         out["sd_law"] = np.sqrt(var_law)
         out["sd_scatter"] = np.sqrt(
@@ -153,7 +148,7 @@ class TransferredLaw(ResultProtocol):
         out["extrapolated"] = _outside(self.source, X)
         if "loss_after" in self.anchors:  # the base model's loss, as the anchors measured it
             before = self.anchors["loss_after"] + self.anchors[self.source.response]
-            out["recall_predicted"] = out["predicted"] >= float(before.median()) - np.log(2.0)
+            out["recall_predicted"] = out["predicted"] >= float(before.median()) - LN2
         where = f"{self.cluster} {in_cluster}" if in_cluster is not None else "a new sequence"
         out.attrs.update(
             interval=f"transfer prediction of one new cell on {where}",
@@ -324,7 +319,7 @@ def _anchor_cells(fit, anchors, cluster: str, exclude) -> pd.DataFrame:
     variables = [fit.response] + [c for c in ("loss_after",) if _has(anchors, c)]
     frame, _ = as_frame(anchors, variables=variables, inputs=fit.inputs)
     if exclude is not None and "loss_after" in frame:
-        thr = np.log(2.0) if exclude == "memorized" else float(exclude)
+        thr = LN2 if exclude == "memorized" else float(exclude)
         frame = frame.loc[~memorized_mask(frame, thr, "anchors: ")]
     if cluster not in frame:
         frame = frame.assign(**{cluster: _ONE_SEQUENCE})
@@ -418,6 +413,15 @@ def _scatter_coefficients(g_y: np.ndarray, labels: np.ndarray, in_cluster):
         share = g_y[:, labels == s].sum(axis=1)
         between += share**2 - (2 * share if s == in_cluster else 0.0)
     return between, within
+
+
+def _half_widths(var_law, dof_law, between, within, vc, level) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the t interval's half-width on the log scale and its Satterthwaite dof."""
+    pairs = [
+        _t_half(*_satterthwaite(_variance_terms(v, dof_law, b, w, vc)), level)
+        for v, b, w in zip(var_law, between, within, strict=True)
+    ]
+    return np.array([h for h, _ in pairs]), np.array([d for _, d in pairs])
 
 
 def _variance_terms(var_law, dof_law, between, within, vc) -> list[tuple[float, float]]:
