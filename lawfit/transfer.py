@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -235,6 +236,80 @@ def transfer_law(
     frame = frame.assign(fitted=fitted, log_residual=log_y - np.log(fitted))
     scatter = variance_components(fit, cluster=cluster)
     return TransferredLaw(fit, params, free, frame, cluster, scatter, _flags(fit, free, frame))
+
+
+class CarriedAcross(NamedTuple):
+    """The law of one model of a dataset carried to the models too small for their own.
+
+    Attributes
+    ----------
+    source : str or None
+        The model whose law is carried (the one fitted on the most cells, also when every
+        model has a law and nothing is carried); None when no model has a law of its own.
+    fit : FitResult or None
+        That model's law.
+    lawless : list of str
+        The models no law could be fitted on.
+    laws : dict
+        Per lawless model, its :class:`TransferredLaw`.
+    refused : dict
+        Per lawless model not carried, why (the error's message).
+    cluster : str
+        The column naming target sequences that the scatter is carried over (the
+        dataset's target cluster, else ``seed``).
+    """
+
+    source: str | None
+    fit: object
+    lawless: list
+    laws: dict
+    refused: dict
+    cluster: str
+
+
+def carry_across_models(ds, *, free: Sequence[str] = ("C",)) -> CarriedAcross:
+    """Carry the law of the model with the most fitted cells to the models without one.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting's cells of two or more models along ``model`` (SFT, say; each model may
+        have its own adapter placement), e.g. from ``collect combine``.
+    free : sequence of str
+        As for :func:`transfer_law`.
+
+    Returns
+    -------
+    CarriedAcross
+        Nothing carried (empty ``laws``) when every model, or none (``source`` None), has
+        a law of its own.
+    """
+    import warnings
+
+    from lawfit.data import target_cluster
+    from lawfit.fitting import fit as fit_law
+
+    fits = {}
+    for m in (str(v) for v in ds["model"].values):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits[m] = fit_law(ds.sel(model=[m]), profile=False)
+        except LawfitError:
+            fits[m] = None
+    lawless = [m for m, f in fits.items() if f is None]
+    fitted = {m: f for m, f in fits.items() if f is not None}
+    cluster = target_cluster(ds) or "seed"
+    if not fitted:
+        return CarriedAcross(None, None, lawless, {}, {}, cluster)
+    source = max(fitted, key=lambda m: len(fitted[m].points))
+    laws, refused = {}, {}
+    for m in lawless:
+        try:
+            laws[m] = transfer_law(fitted[source], ds.sel(model=[m]), free=free, cluster=cluster)
+        except LawfitError as exc:
+            refused[m] = str(exc)
+    return CarriedAcross(source, fitted[source], lawless, laws, refused, cluster)
 
 
 def transfer_check(

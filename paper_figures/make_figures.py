@@ -51,6 +51,7 @@ from lawfit.plotting import (  # noqa: E402
     plot_sequence_offsets,
     plot_token_histograms,
     plot_trajectories,
+    plot_transfer,
     save_figure,
 )
 from lawfit.plotting._common import (  # noqa: E402
@@ -378,6 +379,30 @@ def _fig_models(ds):
     return plot_carriers(across_models(cells)), ds
 
 
+def _fig_transfer(ds):
+    """The largest model's law carried to a model too small for its own, with its cells."""
+    from lawfit.transfer import carry_across_models
+
+    if "objective" in ds.dims and "sft" in ds["objective"].values:
+        ds = ds.sel(objective=["sft"])
+    many = [d for d in ("task", "random_ratio") if d in ds.dims and ds.sizes[d] > 1]
+    if many:
+        raise Skip(f"one setting at a time: the dataset has several values of {many}")
+    models = _values_with_cells(ds, "model")
+    if len(models) < 2:
+        raise Skip(f"needs ok cells of >= 2 models; found {[str(m) for m in models] or 'none'}")
+    carried = carry_across_models(ds.sel(model=models))
+    if not carried.laws:
+        why = "every model has a law of its own (see the models' shared-exponent test)"
+        raise Skip(why if carried.source else "no model has a law of its own")
+    model, law = next(iter(carried.laws.items()))
+    cells = lawfit.data.as_frame(ds.sel(model=[model]), inputs=law.source.inputs)[0]
+    own = law.anchors[carried.cluster].unique()
+    title = f"{carried.source}'s law carried to {model}"
+    fig = plot_transfer(law, cells, in_cluster=own[0] if len(own) == 1 else None, title=title)
+    return fig, ds
+
+
 #: Figures across the models of a dataset (``collect combine`` of two model families' sweeps),
 #: drawn once where it holds two or more models.
 ACROSS_MODEL_FIGURES = [
@@ -386,6 +411,12 @@ ACROSS_MODEL_FIGURES = [
         "SFT bits stored and recalled vs parameters and bytes, a series per model and "
         "adapter, a row per task, 2 and 3.6 bits/parameter references",
         _fig_models,
+    ),
+    (
+        "transfer",
+        "ΔL vs length per rank: the largest model's law, the law carried to a model too "
+        "small for its own (scale refitted, 95 % prediction band) and that model's cells",
+        _fig_transfer,
     ),
 ]
 

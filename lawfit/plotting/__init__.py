@@ -27,6 +27,7 @@ from lawfit.plotting.style import (
     paper_style,
     save_figure,
 )
+from lawfit.plotting.transfer import plot_transfer
 from lawfit.plotting.transition import (
     plot_cascade,
     plot_phase_diagram,
@@ -49,6 +50,7 @@ __all__ = [
     "plot_capacity",
     "plot_bits_per_parameter",
     "plot_budget_sensitivity",
+    "plot_transfer",
     "paper_style",
     "new_figure",
     "save_figure",

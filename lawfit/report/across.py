@@ -9,7 +9,6 @@ import xarray as xr
 from lawfit._tokens import GROUP_DIMS
 from lawfit.data import target_cluster
 from lawfit.errors import LawfitError
-from lawfit.fitting import fit
 from lawfit.report.settings import (
     _has_ok_cells,
     _notes,
@@ -73,35 +72,15 @@ def _transfers(st: _Setting, opt: _Options) -> list:
     Only models too small for a law of their own get it: where every model has one, the
     shared-exponent test compares them.
     """
-    import warnings
+    from lawfit.transfer import carry_across_models, transfer_check
 
-    from lawfit.transfer import transfer_check, transfer_law
-
-    models = [str(m) for m in st.sft["model"].values]
-    fits = {}
-    for m in models:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fits[m] = fit(st.sft.sel(model=[m]), profile=False)
-        except LawfitError:
-            continue
-    lawless = [m for m in models if m not in fits]
-    if not fits or not lawless:  # every model has its own law: the test above compares them
+    carried = carry_across_models(st.sft)
+    if not carried.lawless or carried.source is None:  # all have laws (the test above), or none
         return []
-    source = max(fits, key=lambda m: len(fits[m].points))
-    cluster = target_cluster(st.sft) or "seed"  # else initialisations: said below
+    source, cluster = carried.source, carried.cluster
     blocks: list = [("h3", f"The law of {source} carried to models without a law of their own")]
-    if cluster not in fits[source].points:
-        return blocks + [("note", "not carried: the cells name no target sequences or seeds")]
-    for m in lawless:
-        cells = st.sft.sel(model=[m])
-        try:
-            law = transfer_law(fits[source], cells, cluster=cluster)
-            check = transfer_check(fits[source], cells, cluster=cluster, level=opt.level)
-        except LawfitError as exc:
-            blocks.append(("note", f"{m}: not carried ({exc})"))
-            continue
+    blocks += [("note", f"{m}: not carried ({why})") for m, why in carried.refused.items()]
+    for m, law in carried.laws.items():
         st.results[f"transfer to {m}"] = law
         blocks += [
             (
@@ -112,22 +91,26 @@ def _transfers(st: _Setting, opt: _Options) -> list:
             ),
             ("table", law.parameters),
         ]
-        if len(check):
-            inside = int(check["inside"].sum())
-            blocks += [
-                ("table", check),
-                (
-                    "p",
-                    f"Each of {m}'s cells predicted from its others: {inside} of {len(check)} "
-                    f"inside their {opt.level:.0%} prediction intervals (the folds share "
-                    "their anchors: not independent tests).",
-                ),
-            ]
-        else:
-            blocks.append(
-                ("note", f"{m}: one unmemorized cell, none left to check the carried law on")
-            )
+        check = transfer_check(carried.fit, st.sft.sel(model=[m]), cluster=cluster, level=opt.level)
+        blocks += _check_blocks(m, check, opt.level)
     return blocks
+
+
+def _check_blocks(model: str, check, level: float) -> list:
+    """Return the leave-one-out table of a carried law and its count, or why there is none."""
+    if not len(check):
+        why = "one unmemorized cell, none left to check the carried law on"
+        return [("note", f"{model}: {why}")]
+    inside = int(check["inside"].sum())
+    return [
+        ("table", check),
+        (
+            "p",
+            f"Each of {model}'s cells predicted from its others: {inside} of {len(check)} "
+            f"inside their {level:.0%} prediction intervals (the folds share their anchors: "
+            "not independent tests).",
+        ),
+    ]
 
 
 def _shared_blocks(res, law_col: str, what: str) -> list:

@@ -197,3 +197,50 @@ def test_the_leave_one_out_check_sees_whether_the_exponents_carry_over(extra_alp
     np.testing.assert_allclose(
         check["error_pct"], 100 * (check["measured"] / check["predicted"] - 1)
     )
+
+
+def _two_models():
+    """A model with a law and one too small for its own (rank 1 only), in one Dataset."""
+    import xarray as xr
+
+    big = synthetic_dataset(seeds=3, rng=0).expand_dims(model=["smollm2"])
+    small = synthetic_dataset(C=2.0, ranks=(1,), lengths=(128, 256, 512), seeds=2, rng=1)
+    two = xr.concat([big, small.expand_dims(model=["gemma"])], "model", join="outer")
+    two["status"] = two["status"].fillna("not_run")
+    return two
+
+
+def test_the_figure_draws_each_rank_the_two_laws_and_the_cells():
+    pytest.importorskip("matplotlib")
+    from lawfit.plotting import plot_transfer
+
+    two = _two_models()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lawfit.fit(two.sel(model=["smollm2"]), profile=False)
+    law = transfer_law(fit, two.sel(model=["gemma"]), cluster="seed")
+    fig = plot_transfer(law, sizes=[4], in_cluster=0)
+    ax = fig.axes[0]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 2  # rank 1 (the anchors') and rank 4 (asked for)
+    np.testing.assert_allclose(
+        dashed[1].get_ydata(),
+        law.predict(rank=4, length=dashed[1].get_xdata(), in_cluster=0)["predicted"],
+    )
+    filled = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and len(ln.get_xdata())]
+    assert sorted(np.concatenate([ln.get_xdata() for ln in filled]).tolist()) == sorted(
+        law.anchors["length"].tolist()
+    )
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["rank 1", "rank 4"]
+
+
+def test_make_figures_draws_the_carried_law_only_for_a_model_without_its_own():
+    pytest.importorskip("matplotlib")
+    from tests.lawfit.test_plotting import _make_figures
+
+    mf = _make_figures()
+    fig, _ = mf._fig_transfer(_two_models())
+    assert fig.axes[0].get_title() == "smollm2's law carried to gemma"
+    both = synthetic_dataset(groups={"model": ["a", "b"]}, seeds=2, rng=0)
+    with pytest.raises(mf.Skip, match="every model has a law of its own"):
+        mf._fig_transfer(both)
