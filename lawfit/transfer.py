@@ -121,7 +121,8 @@ class TransferredLaw(ResultProtocol):
         """
         if not 0 < level < 1:
             raise LawfitError(f"level must lie in (0, 1); got {level!r}.")
-        X = _inputs(self.source, inputs)
+        cols = self.source._collect_inputs(None, inputs)  # the fit's own input checks
+        X = [cols[c] for c in self.source.inputs]
         labels = self.anchors[self.cluster].to_numpy()
         if in_cluster is not None and in_cluster not in set(labels.tolist()):
             raise LawfitError(
@@ -146,7 +147,7 @@ class TransferredLaw(ResultProtocol):
         out["sd_scatter"] = np.sqrt(
             between * self.scatter["var_between"] + within * self.scatter["var_within"]
         )
-        out["extrapolated"] = _outside(self.source, X)
+        out["extrapolated"] = self.source._extrapolated(cols, warn=False)
         if "loss_after" in self.anchors:  # the base model's loss, as the anchors measured it
             before = self.anchors["loss_after"] + self.anchors[self.source.response]
             out["recall_predicted"] = out["predicted"] >= float(before.median()) - LN2
@@ -344,11 +345,12 @@ def transfer_check(
         ``measured``, ``predicted``, ``low``, ``high``, ``error_pct``, ``inside`` and
         ``anchors`` (how many). Empty when no cell has enough others.
     """
+    free = _checked_free(fit, free)
     frame = _anchor_cells(fit, cells, cluster, "memorized")
     rows = []
     for i in range(len(frame)):
         others = frame.drop(index=i)
-        if len(others) < len(_checked_free(fit, free)):
+        if len(others) < len(free):
             continue
         law = transfer_law(fit, others, free=free, cluster=cluster, exclude=None)
         cell, label = frame.iloc[i], frame[cluster].iloc[i]
@@ -509,26 +511,6 @@ def _variance_terms(var_law, dof_law, between, within, vc) -> list[tuple[float, 
     var_b = between * vc["var_between"]
     terms = [(var_law + var_b, min(dof_law, vc["df_between"]) if var_b > 0 else dof_law)]
     return [*terms, (within * vc["var_within"], vc["df_within"])]
-
-
-def _inputs(fit, inputs: dict) -> list[np.ndarray]:
-    missing = [c for c in fit.inputs if c not in inputs]
-    unknown = [c for c in inputs if c not in fit.inputs]
-    if missing or unknown:
-        raise LawfitError(
-            f"predict takes the law's inputs {list(fit.inputs)}; got {sorted(inputs)}. "
-            f"Pass e.g. {', '.join(f'{c}=...' for c in fit.inputs)}."
-        )
-    arrays = np.broadcast_arrays(*[np.asarray(inputs[c], float) for c in fit.inputs])
-    return [np.ravel(a) for a in arrays]
-
-
-def _outside(fit, X) -> np.ndarray:
-    out = np.zeros(X[0].size, bool)
-    for c, x in zip(fit.inputs, X, strict=True):
-        lo, hi = fit.input_ranges[c]
-        out |= (x < lo * (1 - 1e-12)) | (x > hi * (1 + 1e-12))
-    return out
 
 
 def _flags(fit, free: tuple[str, ...], anchors: pd.DataFrame) -> tuple[Flag, ...]:

@@ -115,7 +115,7 @@ def test_bad_input_says_what_was_expected():
     law = transfer_law(fit, one)
     with pytest.raises(LawfitError, match="not a data_seed of the anchors"):
         law.predict(rank=2, length=128, in_cluster=5)
-    with pytest.raises(LawfitError, match="law's inputs"):
+    with pytest.raises(LawfitError, match=r"predict needs input\(s\) \['length'\]"):
         law.predict(rank=2)
 
 
