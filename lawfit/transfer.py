@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from lawfit.data import LN2, as_frame, memorized_mask
+from lawfit.data import LN2, as_frame, memorized_mask, memorized_threshold
 from lawfit.errors import LawfitError
 from lawfit.protocol import Flag, ResultProtocol
 from lawfit.robust import cluster_covariance, variance_components
@@ -396,8 +396,7 @@ def _anchor_cells(fit, anchors, cluster: str, exclude) -> pd.DataFrame:
     variables = [fit.response] + [c for c in ("loss_after",) if _has(anchors, c)]
     frame, _ = as_frame(anchors, variables=variables, inputs=fit.inputs)
     if exclude is not None and "loss_after" in frame:
-        thr = LN2 if exclude == "memorized" else float(exclude)
-        frame = frame.loc[~memorized_mask(frame, thr, "anchors: ")]
+        frame = frame.loc[~memorized_mask(frame, memorized_threshold(exclude), "anchors: ")]
     if cluster not in frame:
         frame = frame.assign(**{cluster: _ONE_SEQUENCE})
     y = frame[fit.response].to_numpy(float)

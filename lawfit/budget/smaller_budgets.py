@@ -17,7 +17,7 @@ from lawfit._tokens import CELL_DIMS, load
 from lawfit.budget.end_of_training import _stopped_early
 from lawfit.budget.stopping import convergence
 from lawfit.budget.trajectories import _default_budgets, _ok, _require_curves, _smallest_window
-from lawfit.data import LN2
+from lawfit.data import memorized_threshold
 from lawfit.errors import LawfitError
 
 
@@ -99,7 +99,7 @@ def same_cells(datasets: dict, exclude="memorized") -> dict:
     """
     if exclude is None:
         return dict(datasets)
-    threshold = LN2 if exclude == "memorized" else float(exclude)
+    threshold = memorized_threshold(exclude)
     memorized = None
     for data in datasets.values():
         hit = _ok(data) & (data["loss_after"] <= threshold)

@@ -18,7 +18,7 @@ import pandas as pd
 import lawfit.forms_extra as _fx
 from lawfit import _validate as V
 from lawfit.compare.statistics import pointwise_loglik
-from lawfit.data import LN2, as_frame
+from lawfit.data import as_frame, memorized_threshold
 from lawfit.errors import LawfitError
 from lawfit.fitting import fit
 from lawfit.forms import get_form
@@ -104,8 +104,7 @@ def _quiet_fit(data, form, **kw):
 def _evaluable(frame: pd.DataFrame, exclude) -> pd.DataFrame:
     """Return the cells a held-out error is measured on: those the exclusion rule keeps."""
     if exclude is not None and "loss_after" in frame.columns:
-        thr = LN2 if exclude == "memorized" else float(exclude)
-        return frame[frame["loss_after"] > thr]
+        return frame[frame["loss_after"] > memorized_threshold(exclude)]
     return frame
 
 

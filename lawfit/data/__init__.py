@@ -33,7 +33,7 @@ from lawfit.data.dataset_cells import require_variables as require_variables
 from lawfit.data.identifiability import check_identifiable, design_identifies
 from lawfit.data.losses import LOSS_INCREASE as LOSS_INCREASE
 from lawfit.data.losses import check_losses as check_losses
-from lawfit.data.losses import exclusion_flags, memorized_mask
+from lawfit.data.losses import exclusion_flags, memorized_mask, memorized_threshold
 from lawfit.data.reading import (
     as_dataset,
     check_schema_version,
@@ -61,6 +61,7 @@ __all__ = [
     "open_dataset",
     "check_schema_version",
     "memorized_mask",
+    "memorized_threshold",
     "exclusion_flags",
     "migrate_objective",
     "REPLICATE_DIMS",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lawfit.data.contract import LN2
 from lawfit.errors import LawfitError
 
 #: Reason recorded for an ``ok`` cell whose training raised the loss.
@@ -105,6 +106,24 @@ def exclusion_flags(exclusions: pd.DataFrame) -> list[str]:
         f"{n} cell(s) excluded with loss_reduction < 0 (training raised the loss; check "
         "the collection): see result.exclusions"
     ]
+
+
+def memorized_threshold(exclude) -> float | None:
+    """Return the loss_after threshold of an exclusion rule (None: exclude nothing).
+
+    Parameters
+    ----------
+    exclude : {"memorized"}, float or None
+        ``"memorized"`` is the paper's rule, loss_after <= ln 2 nats/token (a token's
+        probability above one half on average); a number is a threshold of its own.
+
+    Returns
+    -------
+    float or None
+    """
+    if exclude is None:
+        return None
+    return LN2 if exclude == "memorized" else float(exclude)
 
 
 def memorized_mask(frame: pd.DataFrame, threshold: float, where: str = "") -> np.ndarray:

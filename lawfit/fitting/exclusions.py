@@ -13,14 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lawfit.data import LN2, memorized_mask
+from lawfit.data import memorized_mask, memorized_threshold
 from lawfit.errors import LawfitError
 
 
 def _exclude_memorized(frame, exclude, where):
     if exclude is None:
         return frame, pd.DataFrame(columns=list(frame.columns) + ["reason"])
-    thr = LN2 if exclude == "memorized" else float(exclude)
+    thr = memorized_threshold(exclude)
     if "loss_after" not in frame.columns:
         warnings.warn(
             f"{where}exclude={exclude!r} needs 'loss_after', which the data lacks; "

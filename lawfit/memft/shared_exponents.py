@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit._tokens import ok_mask
-from lawfit.data import LN2
+from lawfit.data import memorized_threshold
 from lawfit.errors import LawfitError
 from lawfit.memft._common import xr_mask
 
@@ -83,8 +83,7 @@ def _unmemorized_cells(sub, m, exclude) -> pd.DataFrame:
         .dropna(subset=["loss_reduction"])
     )
     if exclude is not None and "loss_after" in df:
-        thr = LN2 if exclude == "memorized" else float(exclude)
-        df = df[df["loss_after"] > thr]
+        df = df[df["loss_after"] > memorized_threshold(exclude)]
     if len(df) < 2:
         raise LawfitError(f"{len(df)} non-memorized {m} cell(s); need at least 2 to fit C")
     return df

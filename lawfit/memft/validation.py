@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit._tokens import ok_mask
-from lawfit.data import LN2
+from lawfit.data import memorized_threshold
 from lawfit.errors import LawfitError
 from lawfit.memft._common import _SPACE, xr_mask
 from lawfit.result import FitResult
@@ -272,8 +272,7 @@ def _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes
         if capacity == "rank" and "loss_before" not in fits["sft"].inputs:
             _add_sft_equivalent_rank(df, fits["sft"], confidence_level)
         if "loss_after" in df and exclude is not None:
-            thr = LN2 if exclude == "memorized" else float(exclude)
-            df["memorized"] = df["loss_after"] <= thr
+            df["memorized"] = df["loss_after"] <= memorized_threshold(exclude)
         df.insert(0, "objective", m)
         vrows.append(df)
     return pd.concat(vrows, ignore_index=True) if vrows else pd.DataFrame()

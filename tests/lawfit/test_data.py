@@ -174,6 +174,21 @@ def test_every_point_memorized():
         lawfit.fit(ds)
 
 
+def test_memorized_threshold_reads_every_rule_alike():
+    from lawfit.data import LN2, memorized_mask, memorized_threshold
+
+    assert memorized_threshold(None) is None
+    assert memorized_threshold("memorized") == LN2
+    assert memorized_threshold(0.25) == 0.25
+    frame = pd.DataFrame({"loss_after": [0.1, LN2, 0.7, 2.0]})
+    assert memorized_mask(frame, memorized_threshold("memorized")).tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
 def test_unknown_form(ds):
     with pytest.raises(LawfitError, match="unknown form 'nope'; available forms"):
         lawfit.fit(ds, "nope")
