@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import numpy as np
-import pandas as pd
 
-import lawfit
-from lawfit.testing import synthetic_dataset
+from lawfit.testing.transfer import transfer_replicate
 
-TRUTH = dict(alpha=0.8, beta=0.7, b=1.2)
 #: (label, free parameters, anchor points, the new cell's sequence, extra α of the new model)
 CASES = [
     ("C free, 1 anchor, same sequence", ("C",), [(1, 128)], 0, 0.0),
@@ -35,42 +31,6 @@ CASES = [
 ]
 
 
-def sweep(C: float, seed: int, sequences: int) -> pd.DataFrame:
-    """One model's synthetic sweep as a tidy frame, target sequences as ``data_seed``."""
-    ds = synthetic_dataset(
-        C=C,
-        **TRUTH,
-        ranks=(1, 2, 4, 8),
-        lengths=(64, 128, 256, 512, 1024),
-        seeds=sequences,
-        noise=0.04,
-        noise_kind="run",
-        loss_before=100.0,
-        rng=seed,
-    ).rename({"seed": "data_seed"})
-    frame = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
-    return frame[["rank", "length", "data_seed", "loss_reduction", "loss_after"]]
-
-
-def one_replicate(rep: int, free, anchor_points, in_cluster, extra_alpha) -> tuple[bool, float]:
-    """Whether the interval covers the second model's cell, and its log width."""
-    fit = lawfit.fit(sweep(200.0, rep, 4), profile=False)
-    new = sweep(300.0, 10_000 + rep, 2)
-    new["loss_reduction"] = (new["loss_reduction"] - TRUTH["b"]) * new[
-        "rank"
-    ] ** extra_alpha + TRUTH["b"]
-    at = pd.MultiIndex.from_frame(new[["rank", "length"]])
-    anchors = new[at.isin(anchor_points) & (new["data_seed"] == 0)]
-    row = lawfit.transfer_law(fit, anchors, free=free).predict(
-        rank=4, length=256, in_cluster=in_cluster
-    )
-    row = row.iloc[0]
-    sequence = 0 if in_cluster == 0 else 1
-    pick = (new["rank"] == 4) & (new["length"] == 256) & (new["data_seed"] == sequence)
-    (measured,) = new.loc[pick, "loss_reduction"]
-    return bool(row["low"] <= measured <= row["high"]), float(np.log(row["high"] / row["low"]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="replicates per case (default 400)")
@@ -78,9 +38,7 @@ def main() -> None:
     print(f"{'case':<44} {'coverage':>9} {'± MC se':>8} {'median log width':>17}")
     for label, free, points, in_cluster, extra in CASES:
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            runs = [one_replicate(rep, free, points, in_cluster, extra) for rep in range(args.n)]
+        runs = [transfer_replicate(rep, free, points, in_cluster, extra) for rep in range(args.n)]
         hit = np.mean([h for h, _ in runs])
         se = np.sqrt(hit * (1 - hit) / args.n)
         width = np.median([w for _, w in runs])

@@ -2,5 +2,6 @@
 
 from lawfit.testing.cells import synthetic_dataset
 from lawfit.testing.tokens import synthetic_token_dataset
+from lawfit.testing.transfer import transfer_replicate, transfer_sweep
 
-__all__ = ["synthetic_dataset", "synthetic_token_dataset"]
+__all__ = ["synthetic_dataset", "synthetic_token_dataset", "transfer_replicate", "transfer_sweep"]

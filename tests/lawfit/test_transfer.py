@@ -11,47 +11,23 @@ import pytest
 import lawfit
 from lawfit.errors import LawfitError
 from lawfit.testing import synthetic_dataset
+from lawfit.testing.transfer import TRANSFER_TRUTH, transfer_replicate, transfer_sweep
 from lawfit.transfer import transfer_law
-
-TRUTH = dict(alpha=0.8, beta=0.7, b=1.2)
-RANKS, LENGTHS = (1, 2, 4, 8), (64, 128, 256, 512, 1024)
-
-
-def _sweep(C: float, seed: int, *, noise: float, sequences: int, **grid) -> pd.DataFrame:
-    """A synthetic sweep of one model, its target sequences as ``data_seed``, as a tidy frame.
-
-    ``noise_kind="run"``: each sequence shifts log C and tilts both exponents, as target
-    content does; loss_before is far above ΔL, so no cell counts as memorized.
-    """
-    ds = synthetic_dataset(
-        C=C,
-        **TRUTH,
-        ranks=grid.get("ranks", RANKS),
-        lengths=grid.get("lengths", LENGTHS),
-        seeds=sequences,
-        noise=noise,
-        noise_kind="run",
-        noise_model="multiplicative",
-        loss_before=100.0,
-        rng=seed,
-    ).rename({"seed": "data_seed"})
-    frame = ds[["loss_reduction", "loss_after"]].to_dataframe().reset_index()
-    return frame[["rank", "length", "data_seed", "loss_reduction", "loss_after"]]
 
 
 def _source_fit(seed: int, noise: float):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return lawfit.fit(_sweep(200.0, seed, noise=noise, sequences=4), profile=False)
+        return lawfit.fit(transfer_sweep(200.0, seed, noise=noise), profile=False)
 
 
 def test_a_noiseless_second_model_gets_its_scale_and_every_cell_back():
     """Known truth: the new model is the source with C doubled; one anchor recovers it."""
     fit = _source_fit(0, noise=1e-7)
-    new = _sweep(400.0, 1, noise=1e-7, sequences=1)
+    new = transfer_sweep(400.0, 1, noise=1e-7, sequences=1)
     law = transfer_law(fit, new[(new["rank"] == 1) & (new["length"] == 128)])
     assert law.params["C"] == pytest.approx(400.0, rel=1e-4)
-    for p, v in TRUTH.items():
+    for p, v in TRANSFER_TRUTH.items():
         assert law.params[p] == pytest.approx(v, rel=1e-4)
     out = law.predict(rank=[2, 8], length=[512, 64], in_cluster=0)
     truth = 400.0 * np.array([2, 8]) ** 0.8 * np.array([512, 64]) ** -0.7 + 1.2
@@ -63,7 +39,7 @@ def test_a_noiseless_second_model_gets_its_scale_and_every_cell_back():
 def test_two_anchors_free_the_offset_too():
     """free=("C", "b"): a second model with its own offset, recovered from two cells."""
     fit = _source_fit(0, noise=1e-7)
-    new = _sweep(300.0, 1, noise=1e-7, sequences=1)
+    new = transfer_sweep(300.0, 1, noise=1e-7, sequences=1)
     new["loss_reduction"] += 0.8  # b = 2.0 for this model
     anchors = new[(new["rank"] == 1) & new["length"].isin([128, 512])]
     law = transfer_law(fit, anchors, free=("C", "b"))
@@ -82,24 +58,14 @@ def test_the_interval_covers_new_cells_at_its_level(free, anchor_points, in_clus
     exponents and offset and a 1.5× scale, anchors on its sequence 0, and predicts its cell
     at rank 4, ℓ = 256: on sequence 0 (``in_cluster=0``) or on its sequence 1 (None).
     """
-    hits, n = 0, 120
-    for rep in range(n):
-        fit = _source_fit(rep, noise=0.04)
-        new = _sweep(300.0, 10_000 + rep, noise=0.04, sequences=2)
-        at = pd.MultiIndex.from_frame(new[["rank", "length"]])
-        anchors = new[at.isin(anchor_points) & (new["data_seed"] == 0)]
-        law = transfer_law(fit, anchors, free=free)
-        row = law.predict(rank=4, length=256, in_cluster=in_cluster).iloc[0]
-        seq = 0 if in_cluster == 0 else 1
-        pick = (new["rank"] == 4) & (new["length"] == 256) & (new["data_seed"] == seq)
-        (measured,) = new.loc[pick, "loss_reduction"]
-        hits += row["low"] <= measured <= row["high"]
+    n = 120
+    hits = sum(transfer_replicate(rep, free, anchor_points, in_cluster)[0] for rep in range(n))
     assert 0.89 <= hits / n <= 0.995, f"covered {hits} of {n}"
 
 
 def test_bad_input_says_what_was_expected():
     fit = _source_fit(0, noise=0.04)
-    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    new = transfer_sweep(300.0, 1, noise=0.04, sequences=1)
     one = new[(new["rank"] == 1) & (new["length"] == 128)]
     with pytest.raises(LawfitError, match="carries one fitted law; got DataFrame"):
         transfer_law(new, one)
@@ -122,7 +88,7 @@ def test_bad_input_says_what_was_expected():
 def test_a_predicted_cell_past_the_ceiling_is_marked():
     """A ΔL within ln 2 of the base model's loss would be a memorized cell: marked."""
     fit = _source_fit(0, noise=0.04)
-    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    new = transfer_sweep(300.0, 1, noise=0.04, sequences=1)
     one = new[(new["rank"] == 1) & (new["length"] == 512)]
     one = one.assign(loss_after=one["loss_reduction"] + 1.0)  # loss_before: 2 ΔL + 1
     out = transfer_law(fit, one).predict(rank=[1, 8], length=512, in_cluster=0)
@@ -131,15 +97,8 @@ def test_a_predicted_cell_past_the_ceiling_is_marked():
 
 def test_a_second_model_with_other_exponents_falls_outside():
     """The interval tests the assumption: exponents that differ by 0.15 in α are caught."""
-    hits, n = 0, 40
-    for rep in range(n):
-        fit = _source_fit(rep, noise=0.04)
-        new = _sweep(300.0, 10_000 + rep, noise=0.04, sequences=1)
-        new["loss_reduction"] = (new["loss_reduction"] - 1.2) * new["rank"] ** 0.15 + 1.2
-        anchors = new[(new["rank"] == 1) & (new["length"] == 128)]
-        row = transfer_law(fit, anchors).predict(rank=4, length=256, in_cluster=0).iloc[0]
-        (measured,) = new.loc[(new["rank"] == 4) & (new["length"] == 256), "loss_reduction"]
-        hits += row["low"] <= measured <= row["high"]
+    n = 40
+    hits = sum(transfer_replicate(rep, extra_alpha=0.15)[0] for rep in range(n))
     assert hits / n < 0.5, f"covered {hits} of {n}: the check cannot see other exponents"
 
 
@@ -148,8 +107,8 @@ def test_the_command_line_predicts_from_two_csv_files(tmp_path, capsys):
     from lawfit.cli import main
 
     source, new = (
-        _sweep(200.0, 0, noise=0.04, sequences=4),
-        _sweep(300.0, 1, noise=0.04, sequences=1),
+        transfer_sweep(200.0, 0, noise=0.04, sequences=4),
+        transfer_sweep(300.0, 1, noise=0.04, sequences=1),
     )
     source.to_csv(tmp_path / "a.csv", index=False)
     new[(new["rank"] == 1) & (new["length"] == 128)].to_csv(tmp_path / "b.csv", index=False)
@@ -172,7 +131,7 @@ def test_the_command_line_predicts_from_two_csv_files(tmp_path, capsys):
 
 def test_a_saved_law_predicts_the_same_after_loading(tmp_path):
     fit = _source_fit(0, noise=0.04)
-    new = _sweep(300.0, 1, noise=0.04, sequences=1)
+    new = transfer_sweep(300.0, 1, noise=0.04, sequences=1)
     law = transfer_law(fit, new[(new["rank"] == 1) & (new["length"] == 128)])
     law.save(tmp_path / "law.json")
     back = lawfit.load(tmp_path / "law.json")
@@ -188,7 +147,7 @@ def test_the_leave_one_out_check_sees_whether_the_exponents_carry_over(extra_alp
     from lawfit.transfer import transfer_check
 
     fit = _source_fit(0, noise=0.04)
-    new = _sweep(300.0, 1, noise=0.04, sequences=2)
+    new = transfer_sweep(300.0, 1, noise=0.04, sequences=2)
     new["loss_reduction"] = (new["loss_reduction"] - 1.2) * new["rank"] ** extra_alpha + 1.2
     check = transfer_check(fit, new[new["length"] == 256])  # 4 ranks on 2 sequences
     assert len(check) == 8 and (check["anchors"] == 7).all()
