@@ -169,7 +169,7 @@ def build_report(
     ]
     blocks = (
         head
-        + _summary(settings, counts, empty)
+        + _summary(settings, counts, empty, combined="combined_from" in ds.attrs)
         + _dataset_section(ds, counts)
         + body
         + _provenance(ds)

@@ -129,8 +129,15 @@ def _summary_memft(res: dict) -> str:
     return "; ".join(claims) if claims else "no MemFT saving computable"
 
 
-def _summary(settings: list[_Setting], counts: dict, empty: list[str]) -> list:
-    """Build the one-screen summary: one row per setting, then the data's status."""
+def _summary(
+    settings: list[_Setting], counts: dict, empty: list[str], combined: bool = False
+) -> list:
+    """Build the one-screen summary: one row per setting, then the data's status.
+
+    ``combined``: the data joins several files (``collect combine``), whose grid is the
+    product of their coordinates, so a setting with nothing may be one no file planned
+    (a model at another model's placement), and the line says so.
+    """
     rows = [
         {
             "setting": st.label,
@@ -147,9 +154,12 @@ def _summary(settings: list[_Setting], counts: dict, empty: list[str]) -> list:
         blocks.append(("table", pd.DataFrame(rows)))
     blocks.append(("p", "Data: " + _data_status(counts)))
     if empty:
-        blocks.append(
-            ("p", "Settings with nothing collected (no section): " + "; ".join(empty) + ".")
+        what = (
+            "Settings none of the combined files holds (their coordinates' product; no section): "
+            if combined
+            else "Settings with nothing collected (no section): "
         )
+        blocks.append(("p", what + "; ".join(empty) + "."))
     failed = [f"{st.label}: {t}" for st in settings for t in st.results.get("errors", {})]
     if failed:
         blocks.append(

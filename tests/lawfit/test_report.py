@@ -245,6 +245,10 @@ def test_report_skips_settings_with_nothing_collected(full):
     assert "Settings with nothing collected (no section): random_ratio=0.0" in md
     assert "## Setting: random_ratio=0.0" not in md and set(rep.results) == {"random_ratio=1.0"}
     assert md.count("Best form by AICc") == 1
+    combined = build_report(two.assign_attrs(combined_from="[]"), bootstrap=0).to_markdown()
+    assert "Settings none of the combined files holds (their coordinates' product; no " in (
+        combined
+    )
 
 
 def test_grid_points_an_outer_join_filled_with_nan_are_no_cells():
