@@ -25,10 +25,13 @@ from lawfit.data import LN2, collected_lengths, require_variables
 from lawfit.errors import LawfitError
 from lawfit.memft._common import _SPACE, _check_common
 from lawfit.memft.gradient_shares import GradientBudget, gradient_budget
+from lawfit.memft.paired import paired_ratios
 from lawfit.memft.shared_exponents import _shared_exponent_savings
 from lawfit.memft.validation import _validate, _validation_notes
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import FitResult, Flag
+
+_PAIRED_TITLE = "MemFT over SFT on the same cells (measured ΔL ratio, t interval over targets)"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class MemftSavings(ResultProtocol):
         Skipped parts and why, assumptions.
     flags : tuple of Flag
         Warnings: ``extrapolated``.
+    paired : pandas.DataFrame
+        MemFT's measured ΔL over SFT's on the same cells (same rank, length, seeds and
+        target), per objective, rank and length: the geometric-mean ratio with a t interval
+        over target sequences (:func:`lawfit.memft.paired.paired_ratios`). No law and no
+        assumption about exponents enters it; unmemorized pairs only.
     """
 
     budget: GradientBudget | None
@@ -76,6 +84,7 @@ class MemftSavings(ResultProtocol):
     target: str = ""
     notes: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy predictions table (a copy of ``predictions``).
@@ -91,6 +100,8 @@ class MemftSavings(ResultProtocol):
         tabs = [("capacity savings", self.predictions)]
         if len(self.validation):
             tabs.append(("validation against measured MemFT cells", self.validation))
+        if len(self.paired):
+            tabs.append((_PAIRED_TITLE, self.paired))
         return tabs
 
     def summary(self) -> SummaryText:
@@ -108,10 +119,10 @@ class MemftSavings(ResultProtocol):
             out.append(f"capacity savings for {self.target}:")
             with pd.option_context("display.width", 140, "display.max_columns", 30):
                 out.append(self.predictions.to_string(index=False))
-        if len(self.validation):
-            out.append("validation against measured MemFT cells:")
+        for title, table in self._tables()[1:]:
+            out.append(f"{title}:")
             with pd.option_context("display.width", 140, "display.max_columns", 30):
-                out.append(self.validation.to_string(index=False))
+                out.append(table.to_string(index=False))
         out += [f"flag: {f}" for f in self.flags]
         out += [f"note: {n}" for n in self.notes]
         return self._summary_text("\n".join(out))
@@ -262,6 +273,7 @@ def memft_savings(
         warnings.simplefilter("ignore", RuntimeWarning)  # means over all-NaN (not_run) cells
         validation = _validate(ds, memfts, fits, form, capacity, exclude, confidence_level, notes)
     notes += _validation_notes(validation)
+    paired = paired_ratios(ds, memfts, exclude=exclude, confidence_level=confidence_level)
     return MemftSavings(
         budget=budget,
         predictions=preds,
@@ -270,6 +282,7 @@ def memft_savings(
         target=target_txt,
         notes=tuple(notes),
         flags=tuple(flags),
+        paired=paired,
     )
 
 

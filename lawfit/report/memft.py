@@ -179,4 +179,14 @@ def _memft(st: _Setting, opt: _Options) -> list:
             ),
             ("table", val[keep]),
         ]
+    if len(ms.paired):
+        blocks += [
+            (
+                "p",
+                "MemFT's ΔL over SFT's on the same cells (same rank, length, seeds and target; "
+                "unmemorized pairs), no law in between: the geometric-mean ratio with a "
+                f"{opt.level:.0%} t interval over target sequences (none with one sequence):",
+            ),
+            ("table", ms.paired),
+        ]
     return blocks + _notes(ms) + [("note", n) for n in notes]

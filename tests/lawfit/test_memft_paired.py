@@ -1,0 +1,88 @@
+"""lawfit.memft.paired: MemFT's ΔL over SFT's on the same cells, with no law in between."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lawfit.errors import LawfitError
+from lawfit.memft import memft_savings
+from lawfit.memft.paired import paired_ratios
+from lawfit.testing.selection import synthetic_memft_dataset
+
+
+def _pairs(ratio: float, sequences: int, rng, *, content=0.05, scatter=0.01) -> xr.Dataset:
+    """SFT and MemFT-OT at rank 1, ℓ = 128 on ``sequences`` targets: MemFT = ratio × SFT.
+
+    Each target shifts both methods' ΔL alike (log-normal, sd ``content``); the MemFT cell
+    scatters around ``ratio`` × its SFT cell (sd ``scatter`` on the log scale).
+    """
+    sft = 9.0 * np.exp(rng.normal(0, content, sequences))
+    memft = ratio * sft * np.exp(rng.normal(0, scatter, sequences))
+    dl = np.stack([sft, memft])[:, None, None, None, :]
+    coords = {
+        "objective": ["sft", "memft_ot"],
+        "rank": [1],
+        "length": [128],
+        "seed": [0],
+        "data_seed": list(range(sequences)),
+    }
+    dims = tuple(coords)
+    return xr.Dataset(
+        {
+            "loss_reduction": (dims, dl),
+            "loss_after": (dims, 16.0 - dl),
+            "status": (dims, np.full(dl.shape, "ok")),
+        },
+        coords=coords,
+    )
+
+
+def test_a_noiseless_ratio_comes_back_exactly():
+    ds = _pairs(0.8, 3, np.random.default_rng(0), scatter=0.0)
+    (row,) = paired_ratios(ds, ["memft_ot"]).itertuples()
+    assert row.ratio == pytest.approx(0.8, rel=1e-12)
+    assert (row.pairs, row.sequences) == (3, 3)
+    assert row.low == pytest.approx(0.8, rel=1e-9) and row.high == pytest.approx(0.8, rel=1e-9)
+
+
+def test_the_interval_covers_the_true_ratio_at_its_level():
+    """Known truth: 400 simulated sweeps of 3 targets; the 95 % interval covers 0.9 ~95 %."""
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(400):
+        row = paired_ratios(_pairs(0.9, 3, rng), ["memft_ot"]).iloc[0]
+        hits += row["low"] <= 0.9 <= row["high"]
+    assert 0.92 <= hits / 400 <= 0.98, f"covered {hits} of 400"
+
+
+def test_pairs_need_both_cells_ok_and_unmemorized():
+    ds = _pairs(0.9, 4, np.random.default_rng(2))
+    ds["status"].loc[{"objective": "memft_ot", "data_seed": 0}] = "not_run"
+    ds["loss_after"].loc[{"objective": "sft", "data_seed": 1}] = 0.5  # memorized: no pair
+    row = paired_ratios(ds, ["memft_ot"]).iloc[0]
+    assert (row["pairs"], row["sequences"]) == (2, 2)
+    every = paired_ratios(ds, ["memft_ot"], exclude=None).iloc[0]
+    assert every["pairs"] == 3
+
+
+def test_one_target_gives_the_ratio_without_an_interval():
+    row = paired_ratios(_pairs(0.7, 1, np.random.default_rng(3)), ["memft_ot"]).iloc[0]
+    assert row["sequences"] == 1 and np.isnan(row["low"]) and np.isnan(row["high"])
+
+
+def test_bad_input_says_what_was_expected():
+    ds = _pairs(0.9, 2, np.random.default_rng(4))
+    with pytest.raises(LawfitError, match=r"without \['memft_sw'\]"):
+        paired_ratios(ds, ["memft_sw"])
+    with pytest.raises(LawfitError, match="no objective dim"):
+        paired_ratios(ds.sel(objective="sft"), ["memft_ot"])
+
+
+def test_memft_savings_carries_the_paired_table_into_its_summary_and_file(tmp_path):
+    import lawfit
+
+    res = memft_savings(synthetic_memft_dataset(rng=0), bootstrap=0)
+    assert set(res.paired["objective"]) == {"memft_ot"} and (res.paired["ratio"] > 1).all()
+    assert "MemFT over SFT on the same cells" in res.summary()
+    res.save(tmp_path / "m.json")
+    assert lawfit.load(tmp_path / "m.json").paired.equals(res.paired)
