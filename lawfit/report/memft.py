@@ -115,6 +115,39 @@ def _measured_memft_claims(validation: pd.DataFrame) -> list[str]:
     return claims
 
 
+def _with_paired(claims: list[str] | None, paired: pd.DataFrame) -> list[str] | None:
+    """Append to each method's claim its measured ΔL ratio to SFT where targets give an interval.
+
+    Parameters
+    ----------
+    claims : list of str or None
+        One claim per MemFT method, each starting with the method's name.
+    paired : pandas.DataFrame
+        ``MemftSavings.paired``; per method the (rank, length) with the most target
+        sequences is quoted, only where it has an interval (2+ sequences).
+
+    Returns
+    -------
+    list of str or None
+        The claims, extended; None stays None.
+    """
+    if claims is None or not len(paired):
+        return claims
+    out = []
+    for claim in claims:
+        method = claim.split(":", 1)[0]
+        rows = paired[(paired["objective"] == method) & paired["low"].notna()]
+        if len(rows):
+            r = rows.sort_values("sequences", ascending=False).iloc[0]
+            claim += (
+                f"; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}] "
+                f"on the same {int(r['sequences'])} targets (rank {r['rank']:g}, "
+                f"ℓ = {r['length']:g})"
+            )
+        out.append(claim)
+    return out
+
+
 def _memft(st: _Setting, opt: _Options) -> list:
     from lawfit.memft import memft_savings
 
@@ -138,7 +171,7 @@ def _memft(st: _Setting, opt: _Options) -> list:
     preds, notes, claims = _claimable_predictions(ms)
     if not len(ms.predictions):
         claims = _measured_memft_claims(ms.validation) or None
-    st.results["memft_claims"] = claims
+    st.results["memft_claims"] = _with_paired(claims, ms.paired)
     if len(preds):
         cols = [c for c in preds.columns if not c.startswith("n_unreach")]
         blocks += [("p", f"Predicted capacity for {ms.target}:"), ("table", preds[cols])]

@@ -86,3 +86,20 @@ def test_memft_savings_carries_the_paired_table_into_its_summary_and_file(tmp_pa
     assert "MemFT over SFT on the same cells" in res.summary()
     res.save(tmp_path / "m.json")
     assert lawfit.load(tmp_path / "m.json").paired.equals(res.paired)
+
+
+def test_the_report_summary_quotes_a_ratio_only_where_targets_give_an_interval():
+    from lawfit.report.memft import _with_paired
+
+    ds = _pairs(0.9, 3, np.random.default_rng(5))
+    paired = paired_ratios(ds, ["memft_ot"])
+    claims = ["memft_ot: no saving detected, rank saving -0.7% [-3.9%, 7.2%]", "memft_sw: x"]
+    out = _with_paired(claims, paired)
+    r = paired.iloc[0]
+    assert out[0] == (
+        f"{claims[0]}; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}] "
+        "on the same 3 targets (rank 1, ℓ = 128)"
+    )
+    assert out[1] == "memft_sw: x"
+    one = paired_ratios(_pairs(0.9, 1, np.random.default_rng(6)), ["memft_ot"])
+    assert _with_paired(claims, one) == claims and _with_paired(None, paired) is None
