@@ -10,6 +10,7 @@ from lawfit.data import LN2
 _EPILOG = """\
 examples:
   lawfit memft sweep.nc --sel task=phonebook
+  lawfit memft sweep.nc --unit data_seed       # the laws' intervals speak for new targets
   lawfit memft sweep.nc --sel task=long_context --target 1.0 --target-kind loss_reduction \\
       --lengths 1024 4096 --bootstrap 1000 --csv savings.csv
 """
@@ -47,6 +48,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "observed lengths and 2x and 4x the longest)",
     )
     cli.add_uncertainty_args(p, bootstrap=500)
+    p.add_argument(
+        "--unit",
+        default="cell",
+        choices=["cell", "seed", "data_seed", "run"],
+        help="bootstrap resampling unit of the laws (default: cell; data_seed resamples "
+        "whole target sequences, as lawfit report does with 2+ of them)",
+    )
     cli.add_csv_arg(p, "predictions table")
     p.set_defaults(func=run)
     return p
@@ -56,6 +64,7 @@ def run(args) -> int:
     """Execute ``lawfit memft``."""
     from lawfit.memft import memft_savings
 
+    cli.check_resampling(cli.open_selected(args), args.unit, args.bootstrap)
     return cli.run_analysis(
         args,
         memft_savings,
@@ -63,4 +72,5 @@ def run(args) -> int:
         target=args.target,
         target_kind=args.target_kind,
         lengths=args.lengths,
+        unit=args.unit,
     )

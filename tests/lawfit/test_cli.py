@@ -311,6 +311,28 @@ def test_memft_names_the_missing_loss_reduction(nc, tmp_path, capsys):
     assert "lacks the variable(s) ['loss_reduction']" in capsys.readouterr().err
 
 
+def test_memft_resamples_the_unit_it_is_given(tmp_path, capsys, monkeypatch):
+    """--unit reaches memft_savings; without a bootstrap it is refused before any fit."""
+    import lawfit.memft as memft
+    from lawfit.testing.selection import synthetic_memft_dataset
+
+    path = tmp_path / "memft.nc"
+    synthetic_memft_dataset(rng=0).to_netcdf(path)
+    assert main(["memft", str(path), "--unit", "seed", "--bootstrap", "0"]) == 2
+    assert "--unit seed picks what --bootstrap resamples" in capsys.readouterr().err
+    seen = {}
+    real = memft.memft_savings
+
+    def spy(ds, **kw):
+        seen.update(kw)
+        return real(ds, **kw)
+
+    monkeypatch.setattr(memft, "memft_savings", spy)
+    assert main(["memft", str(path), "--unit", "seed", "--bootstrap", "20"]) == 0
+    assert seen["unit"] == "seed" and seen["bootstrap"] == 20
+    assert "MemFT over SFT on the same cells" in capsys.readouterr().out
+
+
 def test_predict_from_a_saved_fit_refuses_sel(nc, tmp_path, capsys):
     saved = tmp_path / "fit.json"
     fit = ["fit", str(nc), "--sel", "model=a", "--exclude", "none", "--json", str(saved)]
