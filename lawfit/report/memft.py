@@ -115,6 +115,15 @@ def _measured_memft_claims(validation: pd.DataFrame) -> list[str]:
     return claims
 
 
+def _accuracy_text(row: pd.Series) -> str:
+    """Say the gain in token accuracy of one paired row, in points, where it was measured."""
+    if not math.isfinite(row.get("accuracy_gain_low", math.nan)):
+        return ""
+    cols = ("accuracy_gain", "accuracy_gain_low", "accuracy_gain_high")
+    gain, low, high = (100 * row[c] for c in cols)
+    return f", token accuracy {gain:+.1f} points [{low:+.1f}, {high:+.1f}]"
+
+
 def _with_paired(claims: list[str] | None, paired: pd.DataFrame) -> list[str] | None:
     """Append to each method's claim its measured ΔL ratio to SFT where targets give an interval.
 
@@ -140,8 +149,9 @@ def _with_paired(claims: list[str] | None, paired: pd.DataFrame) -> list[str] | 
         if len(rows):
             r = rows.sort_values("sequences", ascending=False).iloc[0]
             claim += (
-                f"; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}] "
-                f"on the same {int(r['sequences'])} targets (rank {r['rank']:g}, "
+                f"; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}]"
+                + _accuracy_text(r)
+                + f" on the same {int(r['sequences'])} targets (rank {r['rank']:g}, "
                 f"ℓ = {r['length']:g})"
             )
         out.append(claim)
@@ -217,8 +227,10 @@ def _memft(st: _Setting, opt: _Options) -> list:
             (
                 "p",
                 "MemFT's ΔL over SFT's on the same cells (same rank, length, seeds and target; "
-                "unmemorized pairs), no law in between: the geometric-mean ratio with a "
-                f"{opt.level:.0%} t interval over target sequences (none with one sequence):",
+                "unmemorized pairs), no law in between: the geometric-mean ratio, and the "
+                "gain in token accuracy (share of target tokens that are the first choice), "
+                f"each with a {opt.level:.0%} t interval over target sequences (none with "
+                "one sequence):",
             ),
             ("table", ms.paired),
         ]

@@ -27,10 +27,12 @@ def _pairs(ratio: float, sequences: int, rng, *, content=0.05, scatter=0.01) -> 
         "data_seed": list(range(sequences)),
     }
     dims = tuple(coords)
+    accuracy = np.clip(dl / 30 + np.array([0.0, 0.1])[:, None, None, None, None], 0, 1)
     return xr.Dataset(
         {
             "loss_reduction": (dims, dl),
             "loss_after": (dims, 16.0 - dl),
+            "token_accuracy": (dims, accuracy),  # MemFT: 0.1 more than dL alone gives
             "status": (dims, np.full(dl.shape, "ok")),
         },
         coords=coords,
@@ -43,6 +45,10 @@ def test_a_noiseless_ratio_comes_back_exactly():
     assert row.ratio == pytest.approx(0.8, rel=1e-12)
     assert (row.pairs, row.sequences) == (3, 3)
     assert row.low == pytest.approx(0.8, rel=1e-9) and row.high == pytest.approx(0.8, rel=1e-9)
+    sft = ds["loss_reduction"].sel(objective="sft").values.ravel()
+    gain = np.mean(0.1 + (0.8 - 1) * sft / 30)  # accuracy dL/30, + 0.1 for MemFT
+    assert row.accuracy_gain == pytest.approx(gain, rel=1e-9)
+    assert row.accuracy_gain_low < gain < row.accuracy_gain_high
 
 
 def test_the_interval_covers_the_true_ratio_at_its_level():
@@ -96,8 +102,10 @@ def test_the_report_summary_quotes_a_ratio_only_where_targets_give_an_interval()
     claims = ["memft_ot: no saving detected, rank saving -0.7% [-3.9%, 7.2%]", "memft_sw: x"]
     out = _with_paired(claims, paired)
     r = paired.iloc[0]
+    gain = [100 * r[c] for c in ("accuracy_gain", "accuracy_gain_low", "accuracy_gain_high")]
     assert out[0] == (
-        f"{claims[0]}; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}] "
+        f"{claims[0]}; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}], "
+        f"token accuracy {gain[0]:+.1f} points [{gain[1]:+.1f}, {gain[2]:+.1f}] "
         "on the same 3 targets (rank 1, ℓ = 128)"
     )
     assert out[1] == "memft_sw: x"
