@@ -121,6 +121,21 @@ def test_memft_saving(readme, results):
     _quoted(readme, f"saves {est} [{low}, {high}] of the rank")
 
 
+def test_memft_against_sft_on_the_same_targets(readme, results):
+    """The README's paired MemFT numbers are the report's (lawfit.memft.paired)."""
+    paired = results["memft"].paired
+    for method in ("memft_ot", "memft_sw"):
+        (r,) = paired[(paired["objective"] == method) & (paired["length"] == 128)].itertuples()
+        _quoted(readme, f"{r.ratio:.3f}× SFT's ΔL [{r.low:.3f}, {r.high:.3f}]")
+        gain = [100 * g for g in (r.accuracy_gain, r.accuracy_gain_low, r.accuracy_gain_high)]
+        _quoted(
+            readme,
+            f"{gain[0]:.1f} more points of token accuracy [{gain[1]:+.1f}, {gain[2]:+.1f}]",
+        )
+    (r,) = paired[(paired["objective"] == "memft_sw") & (paired["length"] == 512)].itertuples()
+    _quoted(readme, f"({r.ratio:.2f}× at ℓ = 512)")
+
+
 def test_the_scorecard_of_predictions(readme):
     """The README's record of cells predicted before they ran is the scorecard's."""
     import importlib.util
