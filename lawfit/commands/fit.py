@@ -335,7 +335,7 @@ def run(args) -> int:
         res = _fit(args, ds, exclude)
     except LawfitError as exc:
         if not _only_shared(args):
-            raise
+            raise _with_group_hint(exc, args) from exc
         print(f"per-group laws not printed: {exc}\nthe test below leaves such groups out")
         _print_shared(args, ds, exclude)
         return 0
@@ -356,6 +356,33 @@ def run(args) -> int:
         res.save(args.json)
         print(f"saved {args.json}")
     return 0
+
+
+def _with_group_hint(exc: LawfitError, args) -> LawfitError:
+    """Add to a --by fit's failure in one group how to fit the others, or borrow a law.
+
+    Parameters
+    ----------
+    exc : LawfitError
+        The error ``lawfit.fit`` raised.
+    args : argparse.Namespace
+        The command's options.
+
+    Returns
+    -------
+    LawfitError
+        ``exc`` itself unless it names one group of a ``--by`` fit; then the same message
+        with the two ways on.
+    """
+    if not args.by or not str(exc).startswith("group {"):
+        return exc
+    dim = args.by[0]
+    return LawfitError(
+        f"{exc} With --by, every group must hold a law of its own: fit the others by "
+        f"selecting them (--sel {dim}=VALUE), or carry another group's law to this one from "
+        f"its few cells (lawfit transfer {args.data} --sel {dim}=OTHER --anchors {args.data} "
+        f"--anchors-sel {dim}=THIS --at rank=R,length=L)."
+    )
 
 
 def _fit(args, ds, exclude):

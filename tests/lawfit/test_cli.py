@@ -311,6 +311,19 @@ def test_memft_names_the_missing_loss_reduction(nc, tmp_path, capsys):
     assert "lacks the variable(s) ['loss_reduction']" in capsys.readouterr().err
 
 
+def test_a_group_too_small_for_its_own_law_gets_the_two_ways_on(tmp_path, capsys):
+    """--by with one group at a single rank: the error says how to fit or carry a law."""
+    both = synthetic_dataset(groups={"model": ["a", "b"]}, rng=0)
+    both = both.where((both["model"] == "a") | (both["rank"] == both["rank"][0]))
+    both["status"] = both["status"].fillna("not_run")
+    path = tmp_path / "both.nc"
+    both.to_netcdf(path)
+    assert main(["fit", str(path), "--by", "model"]) == 2
+    err = capsys.readouterr().err
+    assert "group {'model': 'b'}: only a single rank" in err
+    assert f"lawfit transfer {path} --sel model=OTHER --anchors {path}" in err
+
+
 def test_memft_resamples_the_unit_it_is_given(tmp_path, capsys, monkeypatch):
     """--unit reaches memft_savings; without a bootstrap it is refused before any fit."""
     import lawfit.memft as memft
