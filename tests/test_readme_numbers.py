@@ -134,6 +134,16 @@ def test_memft_against_sft_on_the_same_targets(readme, results):
         )
     (r,) = paired[(paired["objective"] == "memft_sw") & (paired["length"] == 512)].itertuples()
     _quoted(readme, f"({r.ratio:.2f}× at ℓ = 512)")
+    _quoted(readme, "({} against {} at ℓ = 512)".format(*r.recalled.split("/")))
+    (r,) = paired[(paired["objective"] == "memft_sw") & (paired["length"] == 128)].itertuples()
+    memft, sft = zip(*(pair.split("/") for pair in r.recalled.split(", ")), strict=True)
+    _quoted(readme, f"recalls the first {_listed(memft)} of its tokens where SFT's recalls")
+    _quoted(readme, f"SFT's recalls {_listed(sft)} (")
+
+
+def _listed(items) -> str:
+    """``a, b and c``, as the README lists numbers."""
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def test_the_scorecard_of_predictions(readme):

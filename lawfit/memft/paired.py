@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats
 
 from lawfit import _validate as V
-from lawfit._tokens import ok_mask
+from lawfit._tokens import fails_before, ok_mask
 from lawfit.data import memorized_threshold
 from lawfit.errors import LawfitError
 
@@ -34,6 +35,10 @@ PAIRED_COLUMNS = [
     "accuracy_gain",
     "accuracy_gain_low",
     "accuracy_gain_high",
+    "recalled",
+    "recalled_gain",
+    "recalled_gain_low",
+    "recalled_gain_high",
 ]
 
 
@@ -42,11 +47,31 @@ def _series(part, var: str, dims: tuple[str, ...]) -> pd.Series:
     return part[var].transpose(*dims).to_series()
 
 
+def _recalled(part, dims: tuple[str, ...]) -> pd.Series | None:
+    """Return the tokens greedy decoding recalls before each entry's first error, per cell.
+
+    For one long target it is the length of the recalled prefix; for many entries (a
+    phone book), the sum over entries. None where the data hold no per-token greedy flags.
+    """
+    if "greedy_correct" not in part or "token" not in part["greedy_correct"].dims:
+        return None
+    flags = part["greedy_correct"]
+    entry = part["entry"] if "entry" in part else xr.zeros_like(flags, dtype=int)
+    flags, entry = (a.transpose(*dims, "token") for a in xr.broadcast(flags, entry))
+    g = flags.values.reshape(-1, flags.sizes["token"])
+    valid = np.isfinite(g)
+    before = fails_before(np.where(valid, g, 0), entry.values.reshape(g.shape), valid)
+    count = ((g == 1) & valid & (before == 0)).sum(axis=1).astype(float)
+    count[~valid.any(axis=1)] = np.nan
+    return pd.Series(count, index=flags.isel(token=0, drop=True).to_series().index)
+
+
 def _pairs(ds, objective: str, exclude) -> pd.DataFrame:
     """Return the ok, unmemorized (MemFT, SFT) cell pairs of one objective as a tidy frame.
 
     Columns ``memft`` and ``sft`` hold the two ΔL, ``acc_memft`` and ``acc_sft`` the
-    token accuracies where the data have them.
+    token accuracies and ``rec_memft`` and ``rec_sft`` the tokens recalled greedily
+    (:func:`_recalled`) where the data have them.
     """
     memft, sft = ds.sel(objective=objective), ds.sel(objective="sft")
     dims = tuple(memft["loss_reduction"].dims)
@@ -60,6 +85,9 @@ def _pairs(ds, objective: str, exclude) -> pd.DataFrame:
     if "token_accuracy" in ds:
         frame["acc_memft"] = _series(memft, "token_accuracy", dims)
         frame["acc_sft"] = _series(sft, "token_accuracy", dims)
+    recalled = {name: _recalled(part, dims) for name, part in (("memft", memft), ("sft", sft))}
+    if all(r is not None for r in recalled.values()):
+        frame["rec_memft"], frame["rec_sft"] = recalled["memft"], recalled["sft"]
     thr = memorized_threshold(exclude)
     if thr is not None and "loss_after" in ds:
         keep = (_series(memft, "loss_after", dims) > thr) & (_series(sft, "loss_after", dims) > thr)
@@ -101,6 +129,16 @@ def _one_point(rows: pd.DataFrame, cluster: str | None, level: float) -> dict:
         rows = rows.assign(acc_gain=rows["acc_memft"] - rows["acc_sft"])
         gain, low, high, _ = _t_interval(_per_sequence(rows, "acc_gain", cluster), level)
         out |= {"accuracy_gain": gain, "accuracy_gain_low": low, "accuracy_gain_high": high}
+    if "rec_memft" in rows:
+        rows = rows.assign(rec_gain=rows["rec_memft"] - rows["rec_sft"])
+        gain, low, high, _ = _t_interval(_per_sequence(rows, "rec_gain", cluster), level)
+        pairs = zip(rows["rec_memft"], rows["rec_sft"], strict=True)
+        out |= {
+            "recalled": ", ".join(f"{m:.0f}/{s:.0f}" for m, s in pairs),
+            "recalled_gain": gain,
+            "recalled_gain_low": low,
+            "recalled_gain_high": high,
+        }
     return out
 
 
@@ -126,7 +164,9 @@ def paired_ratios(ds, memfts, *, exclude="memorized", confidence_level: float = 
         target sequences, the geometric-mean ratio ΔL_MemFT / ΔL_SFT, its interval (NaN
         with one sequence) and the pairs' own ratios; with ``token_accuracy`` in the data,
         ``accuracy_gain``: MemFT's token accuracy minus SFT's (mean over sequences, t
-        interval).
+        interval); with per-token greedy flags, ``recalled``: each pair's tokens recalled
+        by greedy decoding before the first error (MemFT/SFT; summed over entries), and
+        ``recalled_gain``: MemFT's minus SFT's, in tokens (mean over sequences, t interval).
 
     Raises
     ------

@@ -116,12 +116,16 @@ def _measured_memft_claims(validation: pd.DataFrame) -> list[str]:
 
 
 def _accuracy_text(row: pd.Series) -> str:
-    """Say the gain in token accuracy of one paired row, in points, where it was measured."""
-    if not math.isfinite(row.get("accuracy_gain_low", math.nan)):
-        return ""
-    cols = ("accuracy_gain", "accuracy_gain_low", "accuracy_gain_high")
-    gain, low, high = (100 * row[c] for c in cols)
-    return f", token accuracy {gain:+.1f} points [{low:+.1f}, {high:+.1f}]"
+    """Say the gains in token accuracy (points) and greedy recall (tokens) of a paired row."""
+    text = ""
+    for stem, what, scale in (
+        ("accuracy_gain", "token accuracy {:+.1f} points", 100),
+        ("recalled_gain", "tokens recalled greedily {:+.1f}", 1),
+    ):
+        if math.isfinite(row.get(f"{stem}_low", math.nan)):
+            gain, low, high = (scale * row[c] for c in (stem, f"{stem}_low", f"{stem}_high"))
+            text += ", " + what.format(gain) + f" [{low:+.1f}, {high:+.1f}]"
+    return text
 
 
 def _with_paired(claims: list[str] | None, paired: pd.DataFrame) -> list[str] | None:
@@ -227,10 +231,11 @@ def _memft(st: _Setting, opt: _Options) -> list:
             (
                 "p",
                 "MemFT's ΔL over SFT's on the same cells (same rank, length, seeds and target; "
-                "unmemorized pairs), no law in between: the geometric-mean ratio, and the "
-                "gain in token accuracy (share of target tokens that are the first choice), "
-                f"each with a {opt.level:.0%} t interval over target sequences (none with "
-                "one sequence):",
+                "unmemorized pairs), no law in between: the geometric-mean ratio, the gain "
+                "in token accuracy (share of target tokens that are the first choice) and "
+                "in tokens recalled by greedy decoding before the first error (recalled: "
+                f"MemFT/SFT per pair), each with a {opt.level:.0%} t interval over target "
+                "sequences (none with one sequence):",
             ),
             ("table", ms.paired),
         ]

@@ -111,3 +111,18 @@ def test_the_report_summary_quotes_a_ratio_only_where_targets_give_an_interval()
     assert out[1] == "memft_sw: x"
     one = paired_ratios(_pairs(0.9, 1, np.random.default_rng(6)), ["memft_ot"])
     assert _with_paired(claims, one) == claims and _with_paired(None, paired) is None
+
+
+def test_recalled_tokens_count_each_entrys_prefix_before_its_first_error():
+    """Greedy flags over two entries of 4 tokens: the prefix of each entry, summed."""
+    ds = _pairs(0.9, 2, np.random.default_rng(7))
+    #                entry 0      entry 1
+    memft = np.array([1, 1, 0, 1, 1, 1, 1, 0], float)  # 2 + 3 recalled
+    sft = np.array([0, 1, 1, 1, 1, 1, 1, np.nan], float)  # 0 + 3 (last token padding)
+    flags = np.stack([sft, memft])[:, None, None, None, None, :].repeat(2, axis=4)
+    dims = (*ds["loss_reduction"].dims, "token")
+    ds["greedy_correct"] = (dims, flags)
+    ds["entry"] = ("token", np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    row = paired_ratios(ds, ["memft_ot"]).iloc[0]
+    assert row["recalled"] == "5/3, 5/3"
+    assert row["recalled_gain"] == 2.0
