@@ -43,6 +43,7 @@ from lawfit.plotting import (  # noqa: E402
     plot_cascade,
     plot_law_curves,
     plot_loss_recall,
+    plot_memft_paired,
     plot_methods,
     plot_model_comparison,
     plot_phase_diagram,
@@ -250,6 +251,14 @@ def _fig_methods(s):
     return plot_methods(s.tokens), s.tokens
 
 
+def _fig_memft_paired(s):
+    s.needs_memft(s.tokens, ("loss_reduction",))
+    try:
+        return plot_memft_paired(s.tokens), s.tokens
+    except LawfitError as exc:
+        raise Skip(str(exc)) from exc
+
+
 def _fig_traj(s):
     miss = [v for v in ("loss_curve", "frac_above_curve") if v not in s.tokens]
     if miss or "step" not in s.tokens.dims:
@@ -310,6 +319,11 @@ FIGURES = [
     ),
     ("cascade", "earliest sub-threshold token vs first greedy error, ρ", _fig_cascade),
     ("methods", "SFT vs MemFT: recall and ΔL vs rank", _fig_methods),
+    (
+        "memft_paired",
+        "MemFT against SFT on the same targets: ΔL ratio, token accuracy, greedy recall",
+        _fig_memft_paired,
+    ),
     ("trajectories", "SFT vs MemFT (or SFT alone): loss and share above 0.5 over steps", _fig_traj),
     ("model_comparison", "ΔAICc/weights and held-out extrapolation error per form", _fig_compare),
     ("capacity", "rank needed for recall vs target length", _fig_capacity),

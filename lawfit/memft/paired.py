@@ -42,6 +42,18 @@ PAIRED_COLUMNS = [
 ]
 
 
+def _check_objectives(ds, memfts) -> None:
+    """Refuse a dataset without an ``objective`` dim holding ``sft`` and each of ``memfts``."""
+    have = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
+    missing = [m for m in ("sft", *memfts) if m not in have]
+    if missing:
+        raise LawfitError(
+            f"paired_ratios compares MemFT objectives with 'sft' on the same cells; the "
+            f"dataset's objectives are {have or 'none (no objective dim)'}, without "
+            f"{missing}. Pass memfts among them, on a dataset that holds SFT cells."
+        )
+
+
 def _series(part, var: str, dims: tuple[str, ...]) -> pd.Series:
     """Return ``part[var]`` over ``dims`` (in that order) as a series, one row per cell."""
     return part[var].transpose(*dims).to_series()
@@ -175,19 +187,35 @@ def paired_ratios(ds, memfts, *, exclude="memorized", confidence_level: float = 
     """
     exclude = V.exclude_rule(exclude)
     confidence_level = V.confidence_level(confidence_level)
-    have = list(map(str, ds["objective"].values)) if "objective" in ds.dims else []
-    missing = [m for m in ("sft", *memfts) if m not in have]
-    if missing:
-        raise LawfitError(
-            f"paired_ratios compares MemFT objectives with 'sft' on the same cells; the "
-            f"dataset's objectives are {have or 'none (no objective dim)'}, without "
-            f"{missing}. Pass memfts among them, on a dataset that holds SFT cells."
-        )
     cluster = "data_seed" if "data_seed" in ds["loss_reduction"].dims else None
     rows = []
-    for m in memfts:
-        pairs = _pairs(ds, m, exclude)
-        for (rank, length), point in pairs.groupby(["rank", "length"]):
-            one = _one_point(point, cluster, confidence_level)
-            rows.append({"objective": m, "rank": rank, "length": length, **one})
+    for (m, rank, length), point in paired_cells(ds, memfts, exclude=exclude).groupby(
+        ["objective", "rank", "length"], sort=False
+    ):
+        one = _one_point(point, cluster, confidence_level)
+        rows.append({"objective": m, "rank": rank, "length": length, **one})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def paired_cells(ds, memfts, *, exclude="memorized") -> pd.DataFrame:
+    """Return every (MemFT, SFT) pair of cells on the same target, one row per pair.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting with an ``objective`` dim holding ``"sft"`` and the MemFT methods.
+    memfts : sequence of str
+        The MemFT objectives.
+    exclude : {"memorized"}, float or None
+        Pairs where either cell is memorized by this rule are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``objective``, the cell's coordinates, ``memft`` and ``sft`` (the two ΔL) and,
+        where the data have them, ``acc_memft``/``acc_sft`` (token accuracy) and
+        ``rec_memft``/``rec_sft`` (tokens recalled greedily before the first error).
+    """
+    _check_objectives(ds, memfts)
+    frames = [_pairs(ds, m, V.exclude_rule(exclude)).assign(objective=m) for m in memfts]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -18,7 +18,7 @@ from lawfit.plotting.law import (
     plot_predicted_vs_measured,
     plot_sequence_offsets,
 )
-from lawfit.plotting.memft import plot_methods, plot_trajectories
+from lawfit.plotting.memft import plot_memft_paired, plot_methods, plot_trajectories
 from lawfit.plotting.style import (
     DOUBLE,
     SINGLE,
@@ -44,6 +44,7 @@ __all__ = [
     "plot_recall_curve",
     "plot_phase_diagram",
     "plot_cascade",
+    "plot_memft_paired",
     "plot_methods",
     "plot_trajectories",
     "plot_model_comparison",

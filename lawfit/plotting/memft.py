@@ -16,7 +16,7 @@ from lawfit.plotting.style import (
     styled,
 )
 
-__all__ = ["plot_methods", "plot_trajectories"]
+__all__ = ["plot_memft_paired", "plot_methods", "plot_trajectories"]
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -230,3 +230,122 @@ def plot_trajectories(ds, *, axes=None, ranks=None, lengths=None, title: str | N
     if title:
         fig.suptitle(title)
     return fig
+
+
+@styled
+def plot_memft_paired(ds, *, rank=None, length=None, axes=None, title: str | None = None):
+    """Plot each MemFT method against SFT on the same targets, one point per target.
+
+    Three panels at one (rank, length): MemFT's ΔL over SFT's (log axis, 1 = no change),
+    MemFT's token accuracy minus SFT's (points), and the tokens greedy decoding recalls
+    before its first error, SFT's and MemFT's joined per target. Bars: the mean over targets
+    (geometric for the ratio) and its 95 % t interval (:func:`lawfit.memft.paired.paired_ratios`).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One setting with an ``objective`` dim holding ``sft`` and MemFT methods.
+    rank, length : float, optional
+        The point; default the one with the most target sequences.
+    axes : sequence of three Axes, optional
+        Axes for the three panels.
+    title : str, optional
+        Figure title (default: the point and its number of targets).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    LawfitError
+        No MemFT method, or no unmemorized pair at the point.
+    """
+    from lawfit.memft.paired import paired_cells, paired_ratios
+
+    memfts = [
+        m
+        for m in _order_methods(_method_frame(ds, ["loss_reduction"])["objective"].unique())
+        if m != "sft"
+    ]
+    summary = paired_ratios(ds, memfts)
+    if not len(summary):
+        raise LawfitError("plot_memft_paired found no unmemorized MemFT/SFT pair of cells.")
+    if rank is None or length is None:
+        order = summary.sort_values(["sequences", "length"], ascending=[False, True], kind="stable")
+        best = order.iloc[0]
+        rank, length = best["rank"], best["length"]
+    pairs = _at_point(paired_cells(ds, memfts), rank, length)
+    summary = _at_point(summary, rank, length)
+    if not len(pairs):
+        raise LawfitError(f"plot_memft_paired: no unmemorized pair at rank {rank}, ℓ = {length}.")
+    if axes is None:
+        fig, axes = new_figure("double", 2.3, ncols=3)
+    fig = axes[0].figure
+    methods = [m for m in memfts if m in set(pairs["objective"])]
+    for i, m in enumerate(methods):
+        mine, row = pairs[pairs["objective"] == m], summary[summary["objective"] == m].iloc[0]
+        ratio = [row["ratio"], row["low"], row["high"]]
+        _paired_panel(axes[0], i, mine["memft"] / mine["sft"], ratio, m)
+        if "acc_memft" in mine:
+            gain = [100 * row[f"accuracy_gain{end}"] for end in ("", "_low", "_high")]
+            _paired_panel(axes[1], i, 100 * (mine["acc_memft"] - mine["acc_sft"]), gain, m)
+        if "rec_memft" in mine:
+            _recalled_panel(axes[2], i, mine, m)
+    _finish_paired(axes, methods)
+    n = int(summary["sequences"].max())
+    fig.suptitle(
+        title or f"MemFT against SFT on the same {n} targets (rank {rank:g}, ℓ = {length:g})"
+    )
+    return fig
+
+
+def _paired_panel(ax, i, values, mean, method) -> None:
+    """Draw one method's per-target values at x = i, and ``mean`` = (centre, low, high)."""
+    color = METHOD_COLORS.get(method, "0.5")
+    x = i + np.linspace(-0.08, 0.08, len(values)) if len(values) > 1 else np.array([i])
+    ax.plot(x, values, "o", ms=3.5, color=color, mfc="white", mew=1.0, zorder=3)
+    centre, low, high = mean
+    ax.plot([i - 0.2, i + 0.2], [centre, centre], color=color, lw=1.6)
+    if np.isfinite(low) and np.isfinite(high):
+        ax.plot([i, i], [low, high], color=color, lw=1.0)
+
+
+def _at_point(frame, rank, length):
+    """Return the rows of ``frame`` at one (rank, length)."""
+    return frame[(frame["rank"] == rank) & (frame["length"] == length)]
+
+
+def _recalled_panel(ax, i, pairs, method) -> None:
+    """Draw SFT's and MemFT's recalled tokens per target, joined, beside x = i."""
+    color = METHOD_COLORS.get(method, "0.5")
+    for sft, memft in zip(pairs["rec_sft"], pairs["rec_memft"], strict=True):
+        ax.plot([i - 0.15, i + 0.15], [sft, memft], color="0.6", lw=0.8, zorder=1)
+    ax.plot(
+        np.full(len(pairs), i - 0.15),
+        pairs["rec_sft"],
+        "o",
+        ms=3.5,
+        color=METHOD_COLORS.get("sft", "k"),
+        mfc="white",
+        zorder=3,
+    )
+    ax.plot(np.full(len(pairs), i + 0.15), pairs["rec_memft"], "o", ms=3.5, color=color, zorder=3)
+
+
+def _finish_paired(axes, methods) -> None:
+    """Label the three panels, their reference lines and the methods on x."""
+    labels = [METHOD_LABELS.get(m, m) for m in methods]
+    a1, a2, a3 = axes
+    a1.axhline(1.0, color="0.5", lw=0.7, ls="--", zorder=0)
+    a1.set_yscale("log")
+    plain_log(a1, "y")
+    a1.set_ylabel(r"$\Delta L$ MemFT / $\Delta L$ SFT")
+    a2.axhline(0.0, color="0.5", lw=0.7, ls="--", zorder=0)
+    a2.set_ylabel("token accuracy − SFT's (points)")
+    a3.set_ylim(-0.05 * max(1.0, a3.get_ylim()[1]), None)  # zero counts stay visible
+    a3.set_ylabel("tokens recalled greedily\n(SFT left, MemFT right)")
+    for a in axes:
+        a.set_xticks(range(len(methods)), labels)
+        a.set_xlim(-0.6, len(methods) - 0.4)
+    panel_labels(axes, x=-0.22)

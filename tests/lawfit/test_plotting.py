@@ -23,6 +23,7 @@ from lawfit.plotting import (  # noqa: E402
     plot_cascade,
     plot_law_curves,
     plot_loss_recall,
+    plot_memft_paired,
     plot_methods,
     plot_model_comparison,
     plot_phase_diagram,
@@ -101,6 +102,7 @@ FIGS = {
     "phase_diagram_frac": lambda d: plot_phase_diagram(d["sft_tokens"], order="frac_above"),
     "cascade": lambda d: plot_cascade(d["pt"]),
     "methods": lambda d: plot_methods(d["tokens"]),
+    "memft_paired": lambda d: plot_memft_paired(d["tokens"]),
     "trajectories": lambda d: plot_trajectories(d["tokens"]),
     "model_comparison": lambda d: plot_model_comparison(d["cmp"]),
     "capacity": lambda d: plot_capacity(d["fit"], d["cells"]),
@@ -139,6 +141,20 @@ def test_style_sizes_and_fonts(data):
     assert fig.get_size_inches()[0] == pytest.approx(SINGLE)
     fig = plot_methods(data["tokens"])
     assert fig.get_size_inches()[0] == pytest.approx(DOUBLE)
+
+
+def test_memft_paired_draws_each_pair_at_its_point(data):
+    """One marker per (MemFT, SFT) pair at the point with the most targets, per method."""
+    from lawfit.memft.paired import paired_cells
+
+    fig = plot_memft_paired(data["tokens"], rank=4, length=data["tokens"]["length"].values[0])
+    pairs = paired_cells(data["tokens"], ["memft_ot", "memft_sw"])
+    at = pairs[(pairs["rank"] == 4) & (pairs["length"] == data["tokens"]["length"].values[0])]
+    drawn = [len(line.get_xdata()) for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert drawn == [int((at["objective"] == m).sum()) for m in ("memft_ot", "memft_sw")]
+    assert "rank 4" in fig._suptitle.get_text()
+    with pytest.raises(lawfit.LawfitError, match="at least two methods"):
+        plot_memft_paired(data["tokens"].sel(objective=["sft"]))
 
 
 def test_memft_figure_without_memft_cells_says_why(data):
