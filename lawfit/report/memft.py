@@ -115,7 +115,7 @@ def _measured_memft_claims(validation: pd.DataFrame) -> list[str]:
     return claims
 
 
-def _accuracy_text(row: pd.Series) -> str:
+def _gains_text(row: pd.Series) -> str:
     """Say the gains in token accuracy (points) and greedy recall (tokens) of a paired row."""
     text = ""
     for stem, what, scale in (
@@ -151,10 +151,10 @@ def _with_paired(claims: list[str] | None, paired: pd.DataFrame) -> list[str] | 
         method = claim.split(":", 1)[0]
         rows = paired[(paired["objective"] == method) & paired["low"].notna()]
         if len(rows):
-            r = rows.sort_values("sequences", ascending=False).iloc[0]
+            r = rows.sort_values("sequences", ascending=False, kind="stable").iloc[0]
             claim += (
                 f"; measured ΔL {r['ratio']:.3f}× SFT's [{r['low']:.3f}, {r['high']:.3f}]"
-                + _accuracy_text(r)
+                + _gains_text(r)
                 + f" on the same {int(r['sequences'])} targets (rank {r['rank']:g}, "
                 f"ℓ = {r['length']:g})"
             )
