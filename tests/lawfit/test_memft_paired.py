@@ -2,45 +2,16 @@
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from lawfit.errors import LawfitError
 from lawfit.memft import memft_savings
 from lawfit.memft.paired import paired_ratios
+from lawfit.testing.paired import synthetic_paired_memft
 from lawfit.testing.selection import synthetic_memft_dataset
 
 
-def _pairs(ratio: float, sequences: int, rng, *, content=0.05, scatter=0.01) -> xr.Dataset:
-    """SFT and MemFT-OT at rank 1, ℓ = 128 on ``sequences`` targets: MemFT = ratio × SFT.
-
-    Each target shifts both methods' ΔL alike (log-normal, sd ``content``); the MemFT cell
-    scatters around ``ratio`` × its SFT cell (sd ``scatter`` on the log scale).
-    """
-    sft = 9.0 * np.exp(rng.normal(0, content, sequences))
-    memft = ratio * sft * np.exp(rng.normal(0, scatter, sequences))
-    dl = np.stack([sft, memft])[:, None, None, None, :]
-    coords = {
-        "objective": ["sft", "memft_ot"],
-        "rank": [1],
-        "length": [128],
-        "seed": [0],
-        "data_seed": list(range(sequences)),
-    }
-    dims = tuple(coords)
-    accuracy = np.clip(dl / 30 + np.array([0.0, 0.1])[:, None, None, None, None], 0, 1)
-    return xr.Dataset(
-        {
-            "loss_reduction": (dims, dl),
-            "loss_after": (dims, 16.0 - dl),
-            "token_accuracy": (dims, accuracy),  # MemFT: 0.1 more than dL alone gives
-            "status": (dims, np.full(dl.shape, "ok")),
-        },
-        coords=coords,
-    )
-
-
 def test_a_noiseless_ratio_comes_back_exactly():
-    ds = _pairs(0.8, 3, np.random.default_rng(0), scatter=0.0)
+    ds = synthetic_paired_memft(0.8, 3, np.random.default_rng(0), scatter=0.0)
     (row,) = paired_ratios(ds, ["memft_ot"]).itertuples()
     assert row.ratio == pytest.approx(0.8, rel=1e-12)
     assert (row.pairs, row.sequences) == (3, 3)
@@ -56,13 +27,13 @@ def test_the_interval_covers_the_true_ratio_at_its_level():
     rng = np.random.default_rng(1)
     hits = 0
     for _ in range(400):
-        row = paired_ratios(_pairs(0.9, 3, rng), ["memft_ot"]).iloc[0]
+        row = paired_ratios(synthetic_paired_memft(0.9, 3, rng), ["memft_ot"]).iloc[0]
         hits += row["low"] <= 0.9 <= row["high"]
     assert 0.92 <= hits / 400 <= 0.98, f"covered {hits} of 400"
 
 
 def test_pairs_need_both_cells_ok_and_unmemorized():
-    ds = _pairs(0.9, 4, np.random.default_rng(2))
+    ds = synthetic_paired_memft(0.9, 4, np.random.default_rng(2))
     ds["status"].loc[{"objective": "memft_ot", "data_seed": 0}] = "not_run"
     ds["loss_after"].loc[{"objective": "sft", "data_seed": 1}] = 0.5  # memorized: no pair
     row = paired_ratios(ds, ["memft_ot"]).iloc[0]
@@ -72,12 +43,14 @@ def test_pairs_need_both_cells_ok_and_unmemorized():
 
 
 def test_one_target_gives_the_ratio_without_an_interval():
-    row = paired_ratios(_pairs(0.7, 1, np.random.default_rng(3)), ["memft_ot"]).iloc[0]
+    row = paired_ratios(
+        synthetic_paired_memft(0.7, 1, np.random.default_rng(3)), ["memft_ot"]
+    ).iloc[0]
     assert row["sequences"] == 1 and np.isnan(row["low"]) and np.isnan(row["high"])
 
 
 def test_bad_input_says_what_was_expected():
-    ds = _pairs(0.9, 2, np.random.default_rng(4))
+    ds = synthetic_paired_memft(0.9, 2, np.random.default_rng(4))
     with pytest.raises(LawfitError, match=r"without \['memft_sw'\]"):
         paired_ratios(ds, ["memft_sw"])
     with pytest.raises(LawfitError, match="no objective dim"):
@@ -97,7 +70,7 @@ def test_memft_savings_carries_the_paired_table_into_its_summary_and_file(tmp_pa
 def test_the_report_summary_quotes_a_ratio_only_where_targets_give_an_interval():
     from lawfit.report.memft import _with_paired
 
-    ds = _pairs(0.9, 3, np.random.default_rng(5))
+    ds = synthetic_paired_memft(0.9, 3, np.random.default_rng(5))
     paired = paired_ratios(ds, ["memft_ot"])
     claims = ["memft_ot: no saving detected, rank saving -0.7% [-3.9%, 7.2%]", "memft_sw: x"]
     out = _with_paired(claims, paired)
@@ -109,13 +82,13 @@ def test_the_report_summary_quotes_a_ratio_only_where_targets_give_an_interval()
         "on the same 3 targets (rank 1, ℓ = 128)"
     )
     assert out[1] == "memft_sw: x"
-    one = paired_ratios(_pairs(0.9, 1, np.random.default_rng(6)), ["memft_ot"])
+    one = paired_ratios(synthetic_paired_memft(0.9, 1, np.random.default_rng(6)), ["memft_ot"])
     assert _with_paired(claims, one) == claims and _with_paired(None, paired) is None
 
 
 def test_recalled_tokens_count_each_entrys_prefix_before_its_first_error():
     """Greedy flags over two entries of 4 tokens: the prefix of each entry, summed."""
-    ds = _pairs(0.9, 2, np.random.default_rng(7))
+    ds = synthetic_paired_memft(0.9, 2, np.random.default_rng(7))
     #                entry 0      entry 1
     memft = np.array([1, 1, 0, 1, 1, 1, 1, 0], float)  # 2 + 3 recalled
     sft = np.array([0, 1, 1, 1, 1, 1, 1, np.nan], float)  # 0 + 3 (last token padding)
