@@ -64,13 +64,14 @@ def run(args) -> int:
     """Execute ``lawfit memft``."""
     from lawfit.memft import memft_savings
 
-    cli.check_resampling(cli.open_selected(args), args.unit, args.bootstrap)
-    return cli.run_analysis(
-        args,
-        memft_savings,
-        lambda res: res.predictions,
+    ds = cli.open_selected(args)
+    cli.check_resampling(ds, args.unit, args.bootstrap)
+    res = memft_savings(
+        ds,
         target=args.target,
         target_kind=args.target_kind,
         lengths=args.lengths,
         unit=args.unit,
+        **cli.uncertainty_kwargs(args),
     )
+    return cli.print_result(res, args.csv, lambda: res.predictions)

@@ -185,13 +185,32 @@ def paired_ratios(ds, memfts, *, exclude="memorized", confidence_level: float = 
     LawfitError
         No ``objective`` dim holding ``"sft"`` and each of ``memfts``; a bad level or rule.
     """
-    exclude = V.exclude_rule(exclude)
     confidence_level = V.confidence_level(confidence_level)
-    cluster = "data_seed" if "data_seed" in ds["loss_reduction"].dims else None
+    pairs = paired_cells(ds, memfts, exclude=exclude)
+    return summarize_pairs(pairs, confidence_level=confidence_level)
+
+
+def summarize_pairs(pairs: pd.DataFrame, *, confidence_level: float = 0.95) -> pd.DataFrame:
+    """Summarize :func:`paired_cells`'s pairs per objective, rank and length.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        From :func:`paired_cells`; with a ``data_seed`` column the intervals are over
+        target sequences, without one every pair is on the one target.
+    confidence_level : float
+        Level of the t intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PAIRED_COLUMNS`, as :func:`paired_ratios` returns them.
+    """
+    if not len(pairs):
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    cluster = "data_seed" if "data_seed" in pairs else None
     rows = []
-    for (m, rank, length), point in paired_cells(ds, memfts, exclude=exclude).groupby(
-        ["objective", "rank", "length"], sort=False
-    ):
+    for (m, rank, length), point in pairs.groupby(["objective", "rank", "length"], sort=False):
         one = _one_point(point, cluster, confidence_level)
         rows.append({"objective": m, "rank": rank, "length": length, **one})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
@@ -217,5 +236,6 @@ def paired_cells(ds, memfts, *, exclude="memorized") -> pd.DataFrame:
         ``rec_memft``/``rec_sft`` (tokens recalled greedily before the first error).
     """
     _check_objectives(ds, memfts)
-    frames = [_pairs(ds, m, V.exclude_rule(exclude)).assign(objective=m) for m in memfts]
+    exclude = V.exclude_rule(exclude)
+    frames = [_pairs(ds, m, exclude).assign(objective=m) for m in memfts]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

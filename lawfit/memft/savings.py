@@ -31,7 +31,10 @@ from lawfit.memft.validation import _validate, _validation_notes
 from lawfit.protocol import ResultProtocol, SummaryText
 from lawfit.result import FitResult, Flag
 
-_PAIRED_TITLE = "MemFT over SFT on the same cells (measured ΔL ratio, t interval over targets)"
+_PAIRED_TITLE = (
+    "MemFT over SFT on the same cells (ΔL ratio, token accuracy and greedy recall gains, "
+    "t intervals over targets)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,9 @@ class MemftSavings(ResultProtocol):
     flags : tuple of Flag
         Warnings: ``extrapolated``.
     paired : pandas.DataFrame
-        MemFT's measured ΔL over SFT's on the same cells (same rank, length, seeds and
-        target), per objective, rank and length: the geometric-mean ratio with a t interval
+        MemFT's measured cells against SFT's on the same cells (same rank, length, seeds
+        and target), per objective, rank and length: the geometric-mean ΔL ratio and the
+        gains in token accuracy and in tokens recalled greedily, each with a t interval
         over target sequences (:func:`lawfit.memft.paired.paired_ratios`). No law and no
         assumption about exponents enters it; unmemorized pairs only.
     """

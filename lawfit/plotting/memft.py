@@ -261,21 +261,22 @@ def plot_memft_paired(ds, *, rank=None, length=None, axes=None, title: str | Non
     LawfitError
         No MemFT method, or no unmemorized pair at the point.
     """
-    from lawfit.memft.paired import paired_cells, paired_ratios
+    from lawfit.memft.paired import paired_cells, summarize_pairs
 
     memfts = [
         m
         for m in _order_methods(_method_frame(ds, ["loss_reduction"])["objective"].unique())
         if m != "sft"
     ]
-    summary = paired_ratios(ds, memfts)
+    every_pair = paired_cells(ds, memfts)
+    summary = summarize_pairs(every_pair)
     if not len(summary):
         raise LawfitError("plot_memft_paired found no unmemorized MemFT/SFT pair of cells.")
     if rank is None or length is None:
         order = summary.sort_values(["sequences", "length"], ascending=[False, True], kind="stable")
         best = order.iloc[0]
         rank, length = best["rank"], best["length"]
-    pairs = _at_point(paired_cells(ds, memfts), rank, length)
+    pairs = _at_point(every_pair, rank, length)
     summary = _at_point(summary, rank, length)
     if not len(pairs):
         raise LawfitError(f"plot_memft_paired: no unmemorized pair at rank {rank}, ℓ = {length}.")
